@@ -1,0 +1,7 @@
+"""dagmm_lightning: Deep Autoencoding Gaussian Mixture Models and variants on PyTorch Lightning."""
+
+from dagmm_lightning.data import AnomalyDataModule
+from dagmm_lightning.models import DAGMM
+
+__version__ = "0.1.0"
+__all__ = ["DAGMM", "AnomalyDataModule", "__version__"]

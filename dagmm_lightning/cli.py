@@ -1,0 +1,42 @@
+"""``dagmm`` command: LightningCLI with the data module's input size linked into the model."""
+
+from __future__ import annotations
+
+from lightning.pytorch.cli import LightningCLI
+
+from dagmm_lightning.callbacks import AnomalyMetrics, PredictionCSVWriter
+from dagmm_lightning.data import AnomalyDataModule
+from dagmm_lightning.models import DAGMM
+
+TRAINER_DEFAULTS = {
+    "logger": {"class_path": "lightning.pytorch.loggers.TensorBoardLogger", "init_args": {"save_dir": "logs"}},
+}
+
+
+class DAGMMCLI(LightningCLI):
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.link_arguments("data.input_dim", "model.init_args.input_dim", apply_on="instantiate")
+        parser.add_lightning_class_args(AnomalyMetrics, "metrics")
+        parser.add_lightning_class_args(PredictionCSVWriter, "prediction_writer")
+
+
+def build_cli(args: list[str] | None = None, run: bool = True) -> DAGMMCLI:
+    """The CLI on ``args`` (default: the command line); with ``run=False`` only parsed and instantiated."""
+    return DAGMMCLI(
+        DAGMM,
+        AnomalyDataModule,
+        subclass_mode_model=True,
+        seed_everything_default=0,
+        trainer_defaults=TRAINER_DEFAULTS,
+        save_config_kwargs={"overwrite": True},
+        args=args,
+        run=run,
+    )
+
+
+def main() -> None:
+    build_cli()
+
+
+if __name__ == "__main__":
+    main()

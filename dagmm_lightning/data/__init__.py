@@ -1,0 +1,19 @@
+"""Data: loaders, protocol splits, encoding and the LightningDataModule."""
+
+from dagmm_lightning.data.batches import InMemoryBatches
+from dagmm_lightning.data.datamodule import AnomalyDataModule
+from dagmm_lightning.data.loaders import DATASETS, read_kddcup99_file
+from dagmm_lightning.data.splits import Splits, make_splits
+from dagmm_lightning.data.tables import DataError, RawTable, TablePreprocessor
+
+__all__ = [
+    "DATASETS",
+    "AnomalyDataModule",
+    "DataError",
+    "InMemoryBatches",
+    "RawTable",
+    "Splits",
+    "TablePreprocessor",
+    "make_splits",
+    "read_kddcup99_file",
+]

@@ -1,0 +1,178 @@
+"""LightningDataModule: load a data set, split it by protocol, encode it, serve whole batches."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+
+from dagmm_lightning.data.batches import InMemoryBatches
+from dagmm_lightning.data.loaders import DATASETS
+from dagmm_lightning.data.splits import PROTOCOLS, Splits, make_splits
+from dagmm_lightning.data.tables import DataError, RawTable, TablePreprocessor
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get("DAGMM_DATA_DIR", "data"))
+
+
+class AnomalyDataModule(L.LightningDataModule):
+    """Rows of a named data set, split into train / val / test by an evaluation protocol.
+
+    Args:
+        dataset: one of ``kddcup99``, ``breast_cancer`` (embedded in scikit-learn, no download).
+        data_dir: folder holding the data files; default ``$DAGMM_DATA_DIR``, else ``./data``.
+        protocol: ``paper`` (Zong et al. 2018) or ``reimplementation``; see ``make_splits``.
+        val_fraction: share of the training side's normal rows held out for validation.
+        batch_size: training rows per step (per process under DDP).
+        eval_batch_size: rows per step for refitting, validation, test and predict.
+        seed: seed of the split and of the epoch shuffles; default: the run's ``seed_everything``.
+        predict_file: score the rows of this file (the data set's raw format) at ``predict`` instead of
+            the test rows.
+        rho: percentage of rows the paper flags as anomalous; default: the data set's own.
+    """
+
+    def __init__(
+        self,
+        dataset: str = "breast_cancer",
+        data_dir: str | None = None,
+        protocol: str = "paper",
+        val_fraction: float = 0.1,
+        batch_size: int = 1024,
+        eval_batch_size: int = 8192,
+        seed: int | None = None,
+        predict_file: str | None = None,
+        rho: float | None = None,
+    ) -> None:
+        super().__init__()
+        if dataset not in DATASETS:
+            raise ValueError(f"dataset must be one of {sorted(DATASETS)}, got {dataset!r}")
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+        if rho is not None and not 0 < rho < 100:
+            raise ValueError(f"rho is a percentage in (0, 100), got {rho}")
+        self.save_hyperparameters()
+        self.dataset = dataset
+        self.data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
+        self.protocol = protocol
+        self.val_fraction = val_fraction
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.seed = seed
+        self.predict_file = predict_file
+        self._rho = rho
+        self.preprocessor = TablePreprocessor()
+        self._table: RawTable | None = None
+        self._encoded: np.ndarray | None = None
+        self._splits: Splits | None = None
+        self._scaled: dict[str, InMemoryBatches] = {}
+
+    # --- facts the CLI links into the model ----------------------------------------------------------
+    @property
+    def resolved_seed(self) -> int:
+        return self.seed if self.seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
+
+    @property
+    def input_dim(self) -> int:
+        """Number of encoded features (after one-hot), i.e. the model's input size."""
+        self._load()
+        return self.preprocessor.n_features
+
+    @property
+    def rho(self) -> float:
+        return self._rho if self._rho is not None else DATASETS[self.dataset].rho
+
+    @property
+    def splits(self) -> Splits:
+        self._load()
+        assert self._splits is not None
+        return self._splits
+
+    @property
+    def is_anomaly(self) -> np.ndarray:
+        self._load()
+        assert self._table is not None and self._table.is_anomaly is not None
+        return self._table.is_anomaly
+
+    # --- loading ---------------------------------------------------------------------------------------
+    def _load(self) -> None:
+        if self._table is not None:
+            return
+        table = DATASETS[self.dataset].load(self.data_dir, self.resolved_seed)
+        if table.is_anomaly is None:
+            raise DataError(f"data set {self.dataset!r} has no labels; the protocols need them")
+        self.preprocessor.fit_columns(table)
+        self._encoded = self.preprocessor.encode(table.features)
+        self._splits = make_splits(table.is_anomaly, self.protocol, self.resolved_seed, self.val_fraction)
+        self._table = table
+
+    def setup(self, stage: str) -> None:
+        self._load()
+        assert self._encoded is not None and self._splits is not None
+        self.preprocessor.fit_scaling(self._encoded[self._splits.train])
+        self._scaled.clear()
+
+    def _rows(self, name: str, shuffle: bool, batch_size: int) -> InMemoryBatches:
+        """Batches of split ``name`` (cached per split; the order is set per epoch by the batches)."""
+        key = f"{name}:{shuffle}:{batch_size}"
+        if key not in self._scaled:
+            assert self._encoded is not None and self._table is not None and self._table.is_anomaly is not None
+            rows = getattr(self.splits, name)
+            self._scaled[key] = InMemoryBatches(
+                torch.from_numpy(self.preprocessor.scale(self._encoded[rows])),
+                torch.from_numpy(self._table.is_anomaly[rows].astype(np.int64)),
+                torch.from_numpy(rows.astype(np.int64)),
+                batch_size,
+                shuffle,
+                self.resolved_seed,
+            )
+        return self._scaled[key]
+
+    def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """Scaled rows (N, F) float32 and labels (N,) of split ``train``, ``val`` or ``test``; for
+        shallow baselines on the very same rows."""
+        batches = self._rows(split, shuffle=False, batch_size=self.eval_batch_size)
+        return batches.x.numpy(), batches.y.numpy()
+
+    def train_dataloader(self) -> InMemoryBatches:
+        return self._rows("train", shuffle=True, batch_size=self.batch_size)
+
+    def refit_dataloader(self) -> InMemoryBatches:
+        """All training rows once, in order, sharded across ranks: for the training-set mixture fit."""
+        return self._rows("train", shuffle=False, batch_size=self.eval_batch_size)
+
+    def val_dataloader(self) -> InMemoryBatches:
+        return self._rows("val", shuffle=False, batch_size=self.eval_batch_size)
+
+    def test_dataloader(self) -> InMemoryBatches:
+        return self._rows("test", shuffle=False, batch_size=self.eval_batch_size)
+
+    def predict_dataloader(self) -> InMemoryBatches:
+        if self.predict_file is None:
+            return self.test_dataloader()
+        table = DATASETS[self.dataset].read_file(self.predict_file)
+        encoded = self.preprocessor.encode(table.features)
+        labels = np.full(len(encoded), -1) if table.is_anomaly is None else table.is_anomaly.astype(np.int64)
+        return InMemoryBatches(
+            torch.from_numpy(self.preprocessor.scale(encoded)),
+            torch.from_numpy(labels),
+            torch.arange(len(encoded)),
+            self.eval_batch_size,
+            shuffle=False,
+        )
+
+    # --- the encoding travels with checkpoints ---------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {"dataset": self.dataset, "preprocessor": self.preprocessor.state_dict()}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        if state_dict.get("dataset") != self.dataset:
+            raise DataError(
+                f"the checkpoint was trained on data set {state_dict.get('dataset')!r}, "
+                f"this run loads {self.dataset!r}; pass the data config it was trained with"
+            )
+        self.preprocessor.load_state_dict(state_dict["preprocessor"])
+        self._scaled.clear()

@@ -1,0 +1,129 @@
+"""Raw tables and their encoding: one-hot for symbolic columns, min-max scaling fitted on training rows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+
+class DataError(ValueError):
+    """Input data the framework cannot use; the message names the problem and the fix."""
+
+
+@dataclass
+class RawTable:
+    """A data set as read from its source, before encoding.
+
+    ``features``: one row per sample, numeric and symbolic columns; ``is_anomaly``: (N,) bool, or None
+    when the source has no labels; ``symbolic``: the columns to one-hot encode.
+    """
+
+    features: pd.DataFrame
+    is_anomaly: np.ndarray | None
+    symbolic: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if len(self.features) == 0:
+            raise DataError("the table has no rows")
+        if self.is_anomaly is not None and len(self.is_anomaly) != len(self.features):
+            raise DataError(f"{len(self.is_anomaly)} labels for {len(self.features)} rows")
+
+
+class TablePreprocessor:
+    """Encodes a ``RawTable``'s features as float32 rows.
+
+    ``fit_columns`` records the column order and each symbolic column's category set (unseen categories
+    encode as all zeros); ``fit_scaling`` records min and range per encoded feature from the training rows
+    only (a constant feature keeps range 1). Its ``state_dict`` is saved in checkpoints, so rows read at
+    predict time encode exactly as the training rows did.
+    """
+
+    def __init__(self) -> None:
+        self.numeric: list[str] = []
+        self.categories: dict[str, list[str]] = {}
+        self.minimum: np.ndarray | None = None
+        self.range: np.ndarray | None = None
+
+    @property
+    def n_features(self) -> int:
+        return len(self.numeric) + sum(len(c) for c in self.categories.values())
+
+    @property
+    def feature_names(self) -> list[str]:
+        names = list(self.numeric)
+        for column, cats in self.categories.items():
+            names += [f"{column}={c}" for c in cats]
+        return names
+
+    def fit_columns(self, table: RawTable) -> "TablePreprocessor":
+        self.numeric = [str(c) for c in table.features.columns if c not in table.symbolic]
+        self.categories = {
+            str(c): sorted(table.features[c].astype(str).unique().tolist()) for c in table.symbolic
+        }
+        return self
+
+    def encode(self, frame: pd.DataFrame) -> np.ndarray:
+        """Unscaled encoded rows (N, n_features), float64; clear errors for missing or bad columns."""
+        frame = frame.rename(columns=str)
+        missing = [c for c in [*self.numeric, *self.categories] if c not in frame.columns]
+        if missing:
+            raise DataError(
+                f"columns missing from the input: {missing[:10]}{' ...' if len(missing) > 10 else ''}; "
+                f"the model was trained on {len(self.numeric) + len(self.categories)} columns"
+            )
+        parts = []
+        if self.numeric:
+            numeric = frame[self.numeric]
+            bad = [c for c in self.numeric if not pd.api.types.is_numeric_dtype(numeric[c])]
+            if bad:
+                column = bad[0]
+                coerced = pd.to_numeric(numeric[column], errors="coerce")
+                example = numeric[column][coerced.isna() & numeric[column].notna()].iloc[:1].tolist()
+                raise DataError(f"column {column!r} should be numeric but holds non-numeric values, e.g. {example}")
+            values = numeric.to_numpy(dtype=np.float64)
+            finite = np.isfinite(values)
+            if not finite.all():
+                row, col = np.argwhere(~finite)[0]
+                raise DataError(
+                    f"{int((~finite).sum())} NaN/inf values in the input, first in column {self.numeric[col]!r} "
+                    f"at row {int(row)}; fill or drop them before training or scoring"
+                )
+            parts.append(values)
+        for column, cats in self.categories.items():
+            codes = pd.Categorical(frame[column].astype(str), categories=cats).codes
+            one_hot = np.zeros((len(frame), len(cats)), dtype=np.float64)
+            known = codes >= 0
+            one_hot[np.flatnonzero(known), codes[known]] = 1.0
+            parts.append(one_hot)
+        return np.concatenate(parts, axis=1) if parts else np.zeros((len(frame), 0))
+
+    def fit_scaling(self, encoded_train: np.ndarray) -> "TablePreprocessor":
+        if len(encoded_train) == 0:
+            raise DataError("no training rows to fit the scaling on")
+        self.minimum = encoded_train.min(axis=0)
+        spread = encoded_train.max(axis=0) - self.minimum
+        self.range = np.where(spread > 0, spread, 1.0)
+        return self
+
+    def scale(self, encoded: np.ndarray) -> np.ndarray:
+        if self.minimum is None or self.range is None:
+            raise RuntimeError("fit_scaling must run before scale")
+        if encoded.shape[1] != len(self.minimum):
+            raise DataError(f"rows have {encoded.shape[1]} encoded features, the model expects {len(self.minimum)}")
+        return ((encoded - self.minimum) / self.range).astype(np.float32)
+
+    def state_dict(self) -> dict:
+        return {
+            "numeric": self.numeric,
+            "categories": self.categories,
+            "minimum": None if self.minimum is None else self.minimum.tolist(),
+            "range": None if self.range is None else self.range.tolist(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.numeric = list(state["numeric"])
+        self.categories = {k: list(v) for k, v in state["categories"].items()}
+        self.minimum = None if state["minimum"] is None else np.asarray(state["minimum"], dtype=np.float64)
+        self.range = None if state["range"] is None else np.asarray(state["range"], dtype=np.float64)
