@@ -50,7 +50,7 @@ def rho_metrics(metrics: dict, rho: float) -> dict:
 def run_dagmm(config: str, protocol: str, seed: int, epochs: int, extra: list[str]) -> tuple[dict, float, float]:
     args = ["--config", config, "--seed_everything", str(seed), "--data.protocol", protocol,
             "--trainer.max_epochs", str(epochs), "--trainer.limit_val_batches", "0",
-            "--trainer.enable_checkpointing", "false", "--trainer.enable_progress_bar", "false",
+            "--checkpoint.save_top_k", "0", "--trainer.enable_progress_bar", "false",
             "--trainer.logger", "false", *extra]
     cli = build_cli(args, run=False)
     start = time.perf_counter()

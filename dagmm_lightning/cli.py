@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
+# Lightning's CLI still calls jsonargparse APIs that newer releases flag as deprecated; that noise is
+# not the user's to act on.
+os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
+
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
 from dagmm_lightning.callbacks import AnomalyMetrics, PredictionCSVWriter
@@ -18,6 +25,10 @@ class DAGMMCLI(LightningCLI):
         parser.link_arguments("data.input_dim", "model.init_args.input_dim", apply_on="instantiate")
         parser.add_lightning_class_args(AnomalyMetrics, "metrics")
         parser.add_lightning_class_args(PredictionCSVWriter, "prediction_writer")
+        # Save at the end of every training epoch, not only after validations, so the checkpoint of the
+        # last epoch exists (the model refits its mixture before a checkpoint is written).
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults({"checkpoint.save_on_train_epoch_end": True})
 
 
 def build_cli(args: list[str] | None = None, run: bool = True) -> DAGMMCLI:

@@ -109,7 +109,10 @@ class DAGMM(L.LightningModule):
         x = batch[0]
         rows, compression = self.mixture_rows(x)
         gamma = self.estimation(rows)
-        params = self.mixture.batch_parameters(rows, gamma)
+        try:
+            params = self.mixture.batch_parameters(rows, gamma)
+        except FloatingPointError as err:
+            raise FloatingPointError(f"at {self._where()}: {err}") from None
         hp = self.hparams
         terms = {
             "reconstruction": squared_error(x, compression.x_hat).mean(),
@@ -128,9 +131,12 @@ class DAGMM(L.LightningModule):
             return
         bad = [name for name, value in terms.items() if not bool(torch.isfinite(value).all())]
         raise FloatingPointError(
-            f"training loss is {loss.item()} at epoch {self.current_epoch}, step {self.global_step}: "
-            f"non-finite term(s) {bad or ['(sum overflowed)']}; lower the learning rate or raise `jitter`"
+            f"training loss is {loss.item()} at {self._where()}: non-finite term(s) "
+            f"{bad or ['(sum overflowed)']}; check the input for NaN/inf, lower the learning rate or raise `jitter`"
         )
+
+    def _where(self) -> str:
+        return f"epoch {self.current_epoch}, step {self.global_step}"
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
@@ -146,7 +152,7 @@ class DAGMM(L.LightningModule):
             for pass_index in range(self.mixture.fit_passes):
                 stats = self.mixture.new_statistics(pass_index).to(self.device)
                 for x, _, _ in batches:
-                    rows, _ = self.mixture_rows(x.to(self.device))
+                    rows, _ = self.mixture_rows(self._as_input(x))
                     self.mixture.accumulate(stats, pass_index, rows, self.estimation(rows))
                 self.mixture.finish_pass(stats.all_reduce(), pass_index)
             scores = self.score_batches(batches)
@@ -159,8 +165,12 @@ class DAGMM(L.LightningModule):
     @torch.no_grad()
     def score_batches(self, batches: Iterable[Batch]) -> torch.Tensor:
         """Scores of all rows in ``batches``, gathered from every rank (each row once): (N,)."""
-        local = [self.score(x.to(self.device)) for x, _, _ in batches]
+        local = [self.score(self._as_input(x)) for x, _, _ in batches]
         return gather_uneven(torch.cat(local) if local else torch.zeros(0, dtype=self.mixture.dtype, device=self.device))
+
+    def _as_input(self, x: torch.Tensor) -> torch.Tensor:
+        # batches iterated here bypass Lightning's transfer and precision hooks
+        return x.to(device=self.device, dtype=self.dtype)
 
     def _training_batches(self) -> Iterable[Batch]:
         datamodule = self.trainer.datamodule

@@ -1,0 +1,178 @@
+import gzip
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from dagmm_lightning.data import AnomalyDataModule, DataError, InMemoryBatches, make_splits, read_kddcup99_file
+from dagmm_lightning.data import batches as batches_module
+
+
+@pytest.fixture(scope="module")
+def kdd(shared_data):
+    dm = AnomalyDataModule("kddcup99", data_dir=str(shared_data), seed=0)
+    dm.setup("fit")
+    return dm
+
+
+def test_kddcup99_loader_counts(kdd):
+    assert len(kdd.is_anomaly) == 494_021
+    assert kdd.input_dim == 118
+    assert int(kdd.is_anomaly.sum()) == 97_278
+    assert kdd.rho == 20.0
+
+
+def test_kddcup99_paper_split_sizes_and_disjoint(kdd):
+    s, y = kdd.splits, kdd.is_anomaly
+    train_side = 494_021 // 2
+    assert len(s.test) == 494_021 - train_side
+    assert not y[s.train].any()
+    assert len(s.train) + len(s.val) == train_side  # the training half, nothing lost or added
+    n_normal_side = train_side - int(y[s.val].sum())
+    assert len(s.train) == n_normal_side - round(0.1 * n_normal_side)
+    rows = np.concatenate([s.train, s.val, s.test])
+    assert len(np.unique(rows)) == len(rows) == 494_021
+    # the test half keeps the natural anomaly ratio (19.69 %)
+    assert abs(y[s.test].mean() - y.mean()) < 0.005
+
+
+def test_reimplementation_split_composition():
+    y = np.r_[np.zeros(1000, bool), np.ones(200, bool)]
+    s = make_splits(y, "reimplementation", seed=1, val_fraction=0.1)
+    assert not y[s.train].any() and len(s.train) == 450
+    assert y[s.val].sum() == 20 and (~y[s.val]).sum() == 50
+    assert y[s.test].sum() == 180 and (~y[s.test]).sum() == 500
+    rows = np.concatenate([s.train, s.val, s.test])
+    assert len(np.unique(rows)) == len(rows) == 1200
+    again = make_splits(y, "reimplementation", seed=1, val_fraction=0.1)
+    assert all(np.array_equal(a, b) for a, b in zip((s.train, s.val, s.test), (again.train, again.val, again.test)))
+    assert not np.array_equal(s.train, make_splits(y, "reimplementation", seed=2).train)
+
+
+def test_scaling_is_fitted_on_training_rows_only(kdd):
+    x_train, _ = kdd.arrays("train")
+    x_test, _ = kdd.arrays("test")
+    varying = x_train.max(0) > x_train.min(0)
+    np.testing.assert_allclose(x_train.min(0), 0.0, atol=1e-6)
+    np.testing.assert_allclose(x_train.max(0)[varying], 1.0, atol=1e-6)
+    assert (x_test.max(0) > 1.0 + 1e-6).any()  # test rows are not rescaled to [0, 1]
+
+
+def test_embedded_default_needs_no_file(tmp_path):
+    dm = AnomalyDataModule("breast_cancer", data_dir=str(tmp_path), seed=3)
+    assert dm.input_dim == 30
+    assert len(dm.is_anomaly) == 397 and int(dm.is_anomaly.sum()) == 40
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_eval_batches_serve_every_row_once_across_ranks(monkeypatch, world):
+    x = torch.arange(23, dtype=torch.float32)[:, None]
+    served = []
+    for r in range(world):
+        monkeypatch.setattr(batches_module, "world_size", lambda: world)
+        monkeypatch.setattr(batches_module, "rank", lambda r=r: r)
+        batches = InMemoryBatches(x, torch.zeros(23), torch.arange(23), batch_size=4, shuffle=False)
+        local = [idx for _, _, idx in batches]
+        assert len(local) == len(batches)
+        served += torch.cat(local).tolist()
+    assert sorted(served) == list(range(23))
+
+
+def test_training_batches_have_equal_steps_per_rank_and_cover_all_rows(monkeypatch):
+    x = torch.arange(23, dtype=torch.float32)[:, None]
+    steps, served = [], []
+    for r in range(2):
+        monkeypatch.setattr(batches_module, "world_size", lambda: 2)
+        monkeypatch.setattr(batches_module, "rank", lambda r=r: r)
+        batches = InMemoryBatches(x, torch.zeros(23), torch.arange(23), batch_size=5, shuffle=True, seed=7)
+        batches.sampler.set_epoch(3)
+        local = [idx for _, _, idx in batches]
+        steps.append(len(local))
+        served += torch.cat(local).tolist()
+    assert steps[0] == steps[1] == 3
+    assert set(served) == set(range(23)) and len(served) == 24  # one row repeated as padding
+
+
+def test_epochs_shuffle_differently_and_reproducibly():
+    make = lambda: InMemoryBatches(torch.arange(50.0)[:, None], torch.zeros(50), torch.arange(50), 50, True, seed=1)
+    a, b = make(), make()
+    a.sampler.set_epoch(0)
+    b.sampler.set_epoch(0)
+    first = next(iter(a))[2]
+    assert torch.equal(first, next(iter(b))[2])
+    a.sampler.set_epoch(1)
+    assert not torch.equal(first, next(iter(a))[2])
+
+
+# --- bad input ---------------------------------------------------------------------------------------
+
+
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(DataError, match="no such file"):
+        read_kddcup99_file(tmp_path / "nope.csv")
+
+
+def test_wrong_column_count_is_named(tmp_path):
+    path = tmp_path / "short.csv"
+    pd.DataFrame(np.zeros((3, 10))).to_csv(path, header=False, index=False)
+    with pytest.raises(DataError, match="10 columns"):
+        read_kddcup99_file(path)
+
+
+def kdd_rows(shared_data, n=20):
+    with gzip.open(shared_data / "kddcup.data_10_percent.gz", "rt") as f:
+        return [next(f) for _ in range(n)]
+
+
+def test_nan_values_are_named(kdd, shared_data, tmp_path):
+    lines = kdd_rows(shared_data)
+    fields = lines[3].split(",")
+    fields[0] = "nan"
+    lines[3] = ",".join(fields)
+    path = tmp_path / "nan.csv"
+    path.write_text("".join(lines))
+    with pytest.raises(DataError, match="NaN/inf values.*'duration' at row 3"):
+        kdd.preprocessor.encode(read_kddcup99_file(path).features)
+
+
+def test_non_numeric_values_are_named(kdd, shared_data, tmp_path):
+    lines = kdd_rows(shared_data)
+    fields = lines[0].split(",")
+    fields[4] = "lots"
+    lines[0] = ",".join(fields)
+    path = tmp_path / "text.csv"
+    path.write_text("".join(lines))
+    with pytest.raises(DataError, match="'src_bytes' should be numeric"):
+        kdd.preprocessor.encode(read_kddcup99_file(path).features)
+
+
+def test_predict_file_with_other_features_is_rejected(kdd, tmp_path):
+    path = tmp_path / "other.csv"
+    pd.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0]}).to_csv(path, index=False)
+    with pytest.raises(DataError, match="columns missing from the input"):
+        kdd.preprocessor.encode(pd.read_csv(path))
+
+
+def test_predict_file_in_raw_format_encodes_like_training(kdd, shared_data, tmp_path):
+    path = tmp_path / "rows.csv"
+    path.write_text("".join(kdd_rows(shared_data, 50)))
+    kdd.predict_file = str(path)
+    try:
+        batches = kdd.predict_dataloader()
+    finally:
+        kdd.predict_file = None
+    x_all = kdd.preprocessor.scale(kdd.preprocessor.encode(read_kddcup99_file(path).features))
+    assert batches.x.shape == (50, 118)
+    np.testing.assert_array_equal(batches.x.numpy(), x_all)
+    # the first 50 rows of the file are the first 50 rows of the data set
+    first = np.flatnonzero(np.isin(kdd.splits.test, np.arange(50)))
+    x_test, _ = kdd.arrays("test")
+    np.testing.assert_allclose(batches.x.numpy()[kdd.splits.test[first]], x_test[first])
+
+
+def test_bad_options_are_named():
+    with pytest.raises(ValueError, match="dataset must be one of"):
+        AnomalyDataModule("mnist")
+    with pytest.raises(ValueError, match="protocol"):
+        AnomalyDataModule(protocol="mine")

@@ -1,0 +1,90 @@
+"""Multi-process behaviour on CPU: 2 ``ddp_spawn`` processes (gloo) against 1 process."""
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+
+from dagmm_lightning.callbacks import AnomalyMetrics
+from dagmm_lightning.data import AnomalyDataModule
+from dagmm_lightning.distributed import rank
+from dagmm_lightning.models import DAGMM
+
+BUFFERS = ("mixture.weights", "mixture.means", "mixture.covariances", "mixture.scale_tril", "threshold")
+
+
+def small_data():
+    # eval batches of 10 rows: several batches per rank and shards of unequal length
+    return AnomalyDataModule("breast_cancer", seed=0, batch_size=32, eval_batch_size=10)
+
+
+def small_model():
+    return DAGMM(input_dim=30, hidden_dims=(8,), latent_dim=1, n_components=2, lr=1e-3, contamination=0.1)
+
+
+def trainer(devices, **kwargs):
+    return L.Trainer(
+        accelerator="cpu",
+        devices=devices,
+        strategy="ddp_spawn" if devices > 1 else "auto",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        **kwargs,
+    )
+
+
+class RefitAndRecord(L.Callback):
+    """Refit the mixture before validating a checkpoint, then save buffers and metrics from rank 0."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def on_validation_start(self, trainer, pl_module):
+        pl_module.refit_mixture(trainer.datamodule.refit_dataloader())
+
+    def on_validation_end(self, trainer, pl_module):
+        if rank() == 0:
+            metrics = next(c for c in trainer.callbacks if isinstance(c, AnomalyMetrics)).last_metrics["val"]
+            state = pl_module.state_dict()
+            torch.save({"buffers": {k: state[k] for k in BUFFERS}, "metrics": metrics}, self.path)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ddp") / "model.ckpt"
+    L.seed_everything(0)
+    fit = trainer(1, max_epochs=3, enable_checkpointing=False, limit_val_batches=0)
+    fit.fit(small_model(), datamodule=small_data())
+    fit.save_checkpoint(path)
+    return path
+
+
+def test_refit_and_validate_with_two_processes_equal_one(checkpoint, tmp_path):
+    results = {}
+    for devices in (1, 2):
+        out = tmp_path / f"devices{devices}.pt"
+        model = DAGMM.load_from_checkpoint(checkpoint)
+        # float64 networks: per-row outputs then do not depend on how rows are batched across ranks,
+        # so the only difference left is the order of the float64 sums
+        validate = trainer(devices, precision="64-true", callbacks=[AnomalyMetrics(), RefitAndRecord(out)])
+        validate.validate(model, datamodule=small_data())
+        results[devices] = torch.load(out)
+    for name in BUFFERS:
+        torch.testing.assert_close(results[2]["buffers"][name], results[1]["buffers"][name], rtol=1e-10, atol=1e-12)
+    assert results[2]["metrics"].keys() == results[1]["metrics"].keys()
+    for name, value in results[1]["metrics"].items():
+        assert results[2]["metrics"][name] == pytest.approx(value, rel=1e-9), name
+    # and the refit changed nothing the checkpoint did not already hold: it was fitted at the same step
+    stored = torch.load(checkpoint, weights_only=False)["state_dict"]
+    torch.testing.assert_close(results[1]["buffers"]["mixture.means"], stored["mixture.means"])
+
+
+def test_two_process_fit_gives_finite_metrics():
+    L.seed_everything(1)
+    model = small_model()
+    run = trainer(2, max_epochs=2, enable_checkpointing=False, callbacks=[AnomalyMetrics()])
+    run.fit(model, datamodule=small_data())
+    assert np.isfinite(float(run.callback_metrics["val/roc_auc"]))
+    assert np.isfinite(float(run.callback_metrics["val/f1_top10"]))
+    assert bool(model.mixture.is_fitted) and torch.isfinite(model.threshold)

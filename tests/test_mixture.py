@@ -1,0 +1,146 @@
+import numpy as np
+import pytest
+import torch
+from scipy.special import logsumexp
+from scipy.stats import multivariate_normal
+
+from dagmm_lightning.mixture import GaussianMixtureEnergy, build_mixture, cholesky_with_jitter
+
+
+def random_params(rng, k, d):
+    weights = rng.dirichlet(np.ones(k))
+    means = rng.normal(size=(k, d))
+    a = rng.normal(size=(k, d, d))
+    covs = a @ a.transpose(0, 2, 1) + 0.1 * np.eye(d)
+    return weights, means, covs
+
+
+def scipy_energy(z, weights, means, covs):
+    log_p = np.stack([multivariate_normal(means[k], covs[k]).logpdf(z) for k in range(len(weights))], axis=1)
+    return -logsumexp(log_p + np.log(weights), axis=1)
+
+
+def as_params(mixture, weights, means, covs):
+    cov = torch.tensor(covs)
+    return {
+        "weights": torch.tensor(weights),
+        "means": torch.tensor(means),
+        "covariances": cov,
+        "scale_tril": torch.linalg.cholesky(cov),
+    }
+
+
+def test_energy_matches_scipy():
+    rng = np.random.default_rng(0)
+    weights, means, covs = random_params(rng, 3, 4)
+    z = rng.normal(size=(50, 4)) * 2
+    mixture = GaussianMixtureEnergy(3, 4, jitter=0.0)
+    ours = mixture.energy(torch.tensor(z), as_params(mixture, weights, means, covs)).numpy()
+    np.testing.assert_allclose(ours, scipy_energy(z, weights, means, covs), rtol=1e-10, atol=1e-10)
+
+
+def test_energy_near_singular_covariance_matches_scipy_and_is_finite():
+    # One direction with variance 1e-9: a collapsed latent axis. Scipy gets the same matrix.
+    rng = np.random.default_rng(1)
+    d = 3
+    basis, _ = np.linalg.qr(rng.normal(size=(d, d)))
+    covs = np.stack([basis @ np.diag([1.0, 0.5, 1e-9]) @ basis.T, np.eye(d)])
+    weights, means = np.array([0.7, 0.3]), rng.normal(size=(2, d))
+    z = means[0] + rng.normal(size=(20, d)) @ np.diag([1.0, 0.5, 0.0]) @ basis.T
+    mixture = GaussianMixtureEnergy(2, d, jitter=0.0)
+    ours = mixture.energy(torch.tensor(z), as_params(mixture, weights, means, covs)).numpy()
+    assert np.isfinite(ours).all()
+    np.testing.assert_allclose(ours, scipy_energy(z, weights, means, covs), rtol=1e-6)
+
+
+def test_batch_parameters_match_hand_computation():
+    rng = np.random.default_rng(2)
+    z = rng.normal(size=(40, 3))
+    gamma = rng.dirichlet(np.ones(2), size=40)
+    mixture = GaussianMixtureEnergy(2, 3, jitter=1e-6)
+    params = mixture.batch_parameters(torch.tensor(z), torch.tensor(gamma))
+    for k in range(2):
+        g = gamma[:, k]
+        mu = (g[:, None] * z).sum(0) / g.sum()
+        cov = ((z - mu).T * g) @ (z - mu) / g.sum() + 1e-6 * np.eye(3)
+        np.testing.assert_allclose(params["weights"][k].item(), g.mean())
+        np.testing.assert_allclose(params["means"][k].numpy(), mu, rtol=1e-12)
+        np.testing.assert_allclose(params["covariances"][k].numpy(), cov, rtol=1e-10, atol=1e-14)
+    expected_penalty = sum((1 / np.diag(params["covariances"][k].numpy())).sum() for k in range(2))
+    np.testing.assert_allclose(mixture.penalty(params).item(), expected_penalty)
+
+
+@pytest.mark.parametrize("batch_size", [1, 7, 64, 1000])
+def test_training_set_fit_is_independent_of_batch_size(batch_size):
+    rng = np.random.default_rng(3)
+    z = torch.tensor(rng.normal(size=(300, 3)) + 5.0)
+    gamma = torch.tensor(rng.dirichlet(np.ones(4), size=300))
+    full = GaussianMixtureEnergy(4, 3, jitter=1e-6)
+    full.store(**full.batch_parameters(z, gamma))  # one pass over all rows, centred two-pass formula
+    batched = GaussianMixtureEnergy(4, 3, jitter=1e-6)
+    stats = batched.new_statistics(0)
+    for start in range(0, 300, batch_size):
+        batched.accumulate(stats, 0, z[start : start + batch_size], gamma[start : start + batch_size])
+    batched.finish_pass(stats, 0)
+    assert bool(batched.is_fitted)
+    for name in ("weights", "means", "covariances", "scale_tril"):
+        torch.testing.assert_close(getattr(batched, name), getattr(full, name), rtol=1e-9, atol=1e-12)
+    full.is_fitted.fill_(True)
+    torch.testing.assert_close(batched.energy(z), full.energy(z))
+
+
+def test_per_batch_covariance_average_would_be_wrong():
+    # Two batches with different means: averaging per-batch-centred covariances drops the spread of
+    # batch means, the trap DESIGN.md names; the accumulated statistics do not.
+    z = torch.tensor([[0.0], [0.2], [10.0], [10.2]], dtype=torch.float64)
+    gamma = torch.ones(4, 1, dtype=torch.float64)
+    mixture = GaussianMixtureEnergy(1, 1, jitter=0.0)
+    stats = mixture.new_statistics(0)
+    mixture.accumulate(stats, 0, z[:2], gamma[:2])
+    mixture.accumulate(stats, 0, z[2:], gamma[2:])
+    mixture.finish_pass(stats, 0)
+    assert mixture.covariances.item() == pytest.approx(np.var([0.0, 0.2, 10.0, 10.2]))
+
+
+def test_unfitted_mixture_raises_clear_error():
+    with pytest.raises(RuntimeError, match="not been fitted"):
+        GaussianMixtureEnergy(2, 3).energy(torch.zeros(4, 3))
+
+
+def test_cholesky_jitter_rescues_singular_matrix():
+    singular = torch.tensor([[[1.0, 1.0], [1.0, 1.0]]], dtype=torch.float64)
+    factor = cholesky_with_jitter(singular, jitter=1e-8)
+    assert torch.isfinite(factor).all()
+    torch.testing.assert_close(factor @ factor.mT, singular, atol=1e-5, rtol=0)
+    with pytest.raises(FloatingPointError, match="not positive definite"):
+        cholesky_with_jitter(torch.full((1, 2, 2), float("nan"), dtype=torch.float64), jitter=1e-8)
+
+
+def test_collapsed_batch_gives_finite_energy_penalty_and_gradients():
+    # All rows identical: zero covariance, the jitter keeps everything finite.
+    z = torch.ones(16, 3, dtype=torch.float32, requires_grad=True)
+    logits = torch.zeros(16, 2, requires_grad=True)
+    mixture = GaussianMixtureEnergy(2, 3, jitter=1e-6, dtype="float64")
+    params = mixture.batch_parameters(z, torch.softmax(logits, 1))
+    loss = mixture.energy(z, params).mean() + 0.005 * mixture.penalty(params)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(z.grad).all() and torch.isfinite(logits.grad).all()
+
+
+def test_mixture_runs_in_its_own_dtype_under_half_precision_inputs():
+    rng = np.random.default_rng(4)
+    z = torch.tensor(rng.normal(size=(64, 3)), dtype=torch.bfloat16)
+    gamma = torch.softmax(torch.tensor(rng.normal(size=(64, 2)), dtype=torch.bfloat16), 1)
+    for dtype, expected in (("float32", torch.float32), ("float64", torch.float64)):
+        mixture = build_mixture("gaussian", 2, 3, 1e-6, dtype)
+        energy = mixture.energy(z, mixture.batch_parameters(z, gamma))
+        assert energy.dtype == expected and torch.isfinite(energy).all()
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="mixture must be one of"):
+        build_mixture("cauchy", 2, 3, 1e-6, "float64")
+    with pytest.raises(ValueError, match="dtype"):
+        build_mixture("gaussian", 2, 3, 1e-6, "float16")
+    with pytest.raises(ValueError, match="gamma"):
+        GaussianMixtureEnergy(2, 3).batch_parameters(torch.zeros(4, 3), torch.zeros(4, 3))

@@ -1,0 +1,99 @@
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from scipy.special import logsumexp
+from scipy.stats import multivariate_normal
+
+from dagmm_lightning.data import InMemoryBatches
+from dagmm_lightning.models import DAGMM
+from dagmm_lightning.networks import reconstruction_features
+
+
+def test_reconstruction_features_match_numpy_and_guard_zero_rows():
+    rng = np.random.default_rng(0)
+    x, x_hat = rng.normal(size=(5, 4)), rng.normal(size=(5, 4))
+    x[2] = 0.0
+    feats = reconstruction_features(torch.tensor(x), torch.tensor(x_hat)).numpy()
+    assert np.isfinite(feats).all()
+    ok = [0, 1, 3, 4]
+    np.testing.assert_allclose(feats[ok, 0], np.linalg.norm(x - x_hat, axis=1)[ok] / np.linalg.norm(x, axis=1)[ok])
+    cos = (x * x_hat).sum(1) / np.linalg.norm(x, axis=1) / np.linalg.norm(x_hat, axis=1)
+    np.testing.assert_allclose(feats[ok, 1], cos[ok])
+    assert feats[2, 1] == 0.0
+
+
+def tiny_model(**kwargs):
+    torch.manual_seed(0)
+    defaults = dict(input_dim=6, hidden_dims=(5,), latent_dim=1, n_components=2, dropout=0.0)
+    return DAGMM(**{**defaults, **kwargs})
+
+
+def test_training_loss_equals_independent_reference():
+    model = tiny_model(lambda_energy=0.1, lambda_cov=0.005)
+    x = torch.rand(32, 6)
+    loss = model.training_step((x, torch.zeros(32), torch.arange(32)), 0)
+    with torch.no_grad():
+        z_c = model.compression.encode(x)
+        x_hat = model.compression.decode(z_c)
+        z = torch.cat([z_c, reconstruction_features(x, x_hat)], 1).double().numpy()
+        gamma = model.estimation(torch.from_numpy(z).float()).double().numpy()
+    recon = ((x - x_hat) ** 2).sum(1).mean().item()
+    log_p, penalty = [], 0.0
+    for k in range(2):
+        g = gamma[:, k]
+        mu = (g[:, None] * z).sum(0) / g.sum()
+        cov = ((z - mu).T * g) @ (z - mu) / g.sum() + 1e-6 * np.eye(3)
+        log_p.append(multivariate_normal(mu, cov).logpdf(z) + np.log(g.mean()))
+        penalty += (1 / np.diag(cov)).sum()
+    energy = -logsumexp(np.stack(log_p, 1), axis=1).mean()
+    assert loss.item() == pytest.approx(recon + 0.1 * energy + 0.005 * penalty, rel=1e-5)
+
+
+def batches(x, batch_size):
+    return InMemoryBatches(x, torch.zeros(len(x), dtype=torch.long), torch.arange(len(x)), batch_size, shuffle=False)
+
+
+def test_refit_is_batch_size_independent_in_eval_mode_and_sets_threshold():
+    model = tiny_model(dropout=0.5, contamination=0.1).double()
+    x = torch.rand(200, 6)
+    model.train()
+    model.refit_mixture(batches(x, 200))
+    assert model.training  # restored
+    full = {k: v.clone() for k, v in model.state_dict().items() if k.startswith("mixture.")}
+    model.refit_mixture(batches(x, 7))  # dropout would make two refits differ; eval mode does not
+    for name, value in full.items():
+        torch.testing.assert_close(model.state_dict()[name], value, rtol=1e-10, atol=1e-12)
+    model.eval()
+    with torch.no_grad():
+        scores = model.score(x.double()).numpy()
+    assert float(model.threshold) == pytest.approx(np.quantile(scores, 0.9))
+    assert (scores > float(model.threshold)).mean() == pytest.approx(0.1, abs=0.01)
+
+
+def test_non_finite_loss_stops_with_epoch_step_and_term():
+    model = tiny_model()
+    x = torch.rand(16, 6)
+    x[3, 2] = float("nan")
+    trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False)
+    # NaN reaches the mixture's covariance first
+    with pytest.raises(FloatingPointError, match=r"at epoch 0, step 0: covariance is not positive definite"):
+        trainer.fit(model, train_dataloaders=batches(x, 16))
+
+
+def test_non_finite_loss_term_is_named():
+    model = tiny_model()
+    terms = {"reconstruction": torch.tensor(float("inf")), "energy": torch.tensor(1.0)}
+    with pytest.raises(FloatingPointError, match=r"at epoch 0, step 0: non-finite term\(s\) \['reconstruction'\]"):
+        model._check_finite(torch.tensor(float("inf")), terms)
+    model._check_finite(torch.tensor(3.0), {"energy": torch.tensor(3.0)})  # finite: no error
+
+
+def test_bad_hyperparameters_are_named():
+    with pytest.raises(ValueError, match="contamination"):
+        tiny_model(contamination=0.0)
+    with pytest.raises(ValueError, match="activation"):
+        tiny_model(activation="swish2")
+    with pytest.raises(ValueError, match="input_dim"):
+        tiny_model(input_dim=0)
