@@ -19,8 +19,10 @@ from sklearn.ensemble import IsolationForest
 from dagmm_lightning.callbacks import AnomalyMetrics
 from dagmm_lightning.cli import build_cli
 
-FIELDS = ["method", "config", "protocol", "seed", "epochs", "seconds", "roc_auc", "average_precision",
-          "precision_rho", "recall_rho", "f1_rho", "final_loss"]
+PERCENTILES = [10, 20, 30, 40, 50, 60]
+FIELDS = ["method", "config", "protocol", "seed", "epochs", "seconds", "final_loss", "roc_auc", "average_precision",
+          "precision_rho", "recall_rho", "f1_rho",
+          *[f"{m}_top{p}" for p in PERCENTILES for m in ("precision", "recall", "f1")]]
 
 
 def done_runs(path: Path) -> set[tuple[str, str, int]]:
@@ -41,10 +43,13 @@ def append(path: Path, row: dict) -> None:
 
 
 def rho_metrics(metrics: dict, rho: float) -> dict:
+    """The CSV's metric columns: ranking metrics, P/R/F1 at the data set's rho and at PERCENTILES."""
     name = f"{rho:g}"
-    return {"roc_auc": metrics["roc_auc"], "average_precision": metrics["average_precision"],
-            "precision_rho": metrics[f"precision_top{name}"], "recall_rho": metrics[f"recall_top{name}"],
-            "f1_rho": metrics[f"f1_top{name}"]}
+    row = {"roc_auc": metrics["roc_auc"], "average_precision": metrics["average_precision"],
+           "precision_rho": metrics[f"precision_top{name}"], "recall_rho": metrics[f"recall_top{name}"],
+           "f1_rho": metrics[f"f1_top{name}"]}
+    row.update({k: metrics[k] for k in FIELDS if k in metrics and k not in row})
+    return row
 
 
 def run_dagmm(config: str, protocol: str, seed: int, epochs: int, extra: list[str]) -> tuple[dict, float, float]:
@@ -74,7 +79,7 @@ def run_isolation_forest(config: str, protocol: str, seed: int) -> tuple[dict, f
     seconds = time.perf_counter() - start
     scores = -forest.score_samples(x_test)
     reference = np.concatenate([-forest.score_samples(x_train), scores]) if protocol == "reimplementation" else None
-    metrics = AnomalyMetrics().compute(scores, y_test, [dm.rho], None, reference)
+    metrics = AnomalyMetrics().compute(scores, y_test, sorted({*PERCENTILES, dm.rho}), None, reference)
     return rho_metrics(metrics, dm.rho), seconds
 
 

@@ -42,3 +42,10 @@ def gather_uneven(tensor: torch.Tensor) -> torch.Tensor:
     chunks = [torch.zeros_like(padded) for _ in sizes]
     dist.all_gather(chunks, padded)
     return torch.cat([chunk[:size] for chunk, size in zip(chunks, sizes)])
+
+
+def broadcast_from_rank_zero(tensor: torch.Tensor) -> torch.Tensor:
+    """Overwrite ``tensor`` on every rank with rank 0's values (in place)."""
+    if is_distributed():
+        dist.broadcast(tensor, src=0)
+    return tensor

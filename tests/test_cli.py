@@ -63,6 +63,24 @@ def test_fit_then_test_and_predict_from_checkpoint_reproduce_scores(tmp_path):
     np.testing.assert_array_equal(frame["label"], y_test)
 
 
+MODEL_CONFIGS = [c for c in CONFIGS if "/data/" not in c]
+
+
+@pytest.mark.parametrize("config", MODEL_CONFIGS)
+def test_every_config_trains_and_scores_on_small_data(config, tmp_path):
+    fitted = run(
+        ["fit", "--config", config, "--data.dataset", "breast_cancer", "--trainer.max_epochs", "2",
+         "--trainer.check_val_every_n_epoch", "1"],
+        tmp_path,
+    )
+    assert np.isfinite(float(fitted.trainer.callback_metrics["train/loss"]))
+    assert np.isfinite(float(fitted.trainer.callback_metrics["val/roc_auc"]))
+    fitted.model.eval()
+    x_test, _ = fitted.datamodule.arrays("test")
+    with torch.no_grad():
+        assert torch.isfinite(fitted.model.score(torch.from_numpy(x_test))).all()
+
+
 def test_dagmm_config_trains_a_few_steps_on_kddcup99(tmp_path, shared_data):
     fitted = run(
         ["fit", "--config", "configs/dagmm.yaml", "--data.data_dir", str(shared_data), "--trainer.max_epochs", "1",

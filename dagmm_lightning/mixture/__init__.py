@@ -2,8 +2,9 @@
 
 from dagmm_lightning.mixture.base import MixtureEnergy, SufficientStatistics
 from dagmm_lightning.mixture.gaussian import GaussianMixtureEnergy, cholesky_with_jitter, gaussian_log_prob
+from dagmm_lightning.mixture.laplace import LaplaceMixtureEnergy, laplace_log_prob
 
-MIXTURE_FAMILIES: dict[str, type[MixtureEnergy]] = {"gaussian": GaussianMixtureEnergy}
+MIXTURE_FAMILIES: dict[str, type[MixtureEnergy]] = {"gaussian": GaussianMixtureEnergy, "laplace": LaplaceMixtureEnergy}
 
 
 def build_mixture(family: str, n_components: int, dim: int, jitter: float, dtype: str) -> MixtureEnergy:
@@ -16,9 +17,11 @@ def build_mixture(family: str, n_components: int, dim: int, jitter: float, dtype
 __all__ = [
     "MIXTURE_FAMILIES",
     "GaussianMixtureEnergy",
+    "LaplaceMixtureEnergy",
     "MixtureEnergy",
     "SufficientStatistics",
     "build_mixture",
     "cholesky_with_jitter",
     "gaussian_log_prob",
+    "laplace_log_prob",
 ]

@@ -100,8 +100,8 @@ class MixtureEnergy(nn.Module, ABC):
         """log p_k(z_i) for every row and component: z (N, D) -> (N, K)."""
 
     @abstractmethod
-    def penalty(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Scalar penalty against degenerate (vanishing) variances."""
+    def penalty(self, params: dict[str, torch.Tensor], dims: slice | None = None) -> torch.Tensor:
+        """Scalar penalty against degenerate (vanishing) variances, over dimensions ``dims`` (all by default)."""
 
     @abstractmethod
     def new_statistics(self, pass_index: int) -> SufficientStatistics:

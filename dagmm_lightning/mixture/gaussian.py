@@ -82,8 +82,9 @@ class GaussianMixtureEnergy(MixtureEnergy):
     def component_log_prob(self, z: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
         return gaussian_log_prob(z, params["means"], params["scale_tril"])
 
-    def penalty(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
-        return params["covariances"].diagonal(dim1=-2, dim2=-1).reciprocal().sum()
+    def penalty(self, params: dict[str, torch.Tensor], dims: slice | None = None) -> torch.Tensor:
+        variances = params["covariances"].diagonal(dim1=-2, dim2=-1)
+        return variances[:, dims if dims is not None else slice(None)].reciprocal().sum()
 
     # --- training-set fit: one pass of N, sum gamma, sum gamma z, sum gamma z z^T ----------------
     def new_statistics(self, pass_index: int) -> SufficientStatistics:

@@ -1,5 +1,7 @@
 """LightningModules: DAGMM and its variants on one shared base."""
 
 from dagmm_lightning.models.dagmm import DAGMM, Compression
+from dagmm_lightning.models.vae import DAGMMVAE
+from dagmm_lightning.models.vqvae import DAGMMVQVAE
 
-__all__ = ["DAGMM", "Compression"]
+__all__ = ["DAGMM", "DAGMMVAE", "DAGMMVQVAE", "Compression"]

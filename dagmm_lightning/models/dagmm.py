@@ -45,7 +45,7 @@ class DAGMM(L.LightningModule):
         lambda_energy: lambda1, weight of the mean sample energy.
         lambda_cov: lambda2, weight of the covariance-diagonal penalty.
         lr: Adam learning rate.
-        mixture: mixture family (``gaussian``).
+        mixture: mixture family, ``gaussian`` or ``laplace``.
         jitter: added to the covariance diagonal before every Cholesky factorisation.
         mixture_dtype: ``float64`` or ``float32``; the mixture never runs in half precision.
         contamination: expected share of anomalies; the stored threshold is the (1 - contamination)
@@ -99,6 +99,10 @@ class DAGMM(L.LightningModule):
         mixture_rows, _ = self.mixture_rows(x)
         return self.mixture.energy(mixture_rows)
 
+    def penalty_dims(self) -> slice | None:
+        """Dimensions of the mixture rows that the degeneracy penalty covers (None: all)."""
+        return None
+
     # --- shared flow ------------------------------------------------------------------------------
     def mixture_rows(self, x: torch.Tensor) -> tuple[torch.Tensor, Compression]:
         """Rows the mixture sees, [z_c, relative distance, cosine] (N, latent_dim + 2), and the compression."""
@@ -117,7 +121,7 @@ class DAGMM(L.LightningModule):
         terms = {
             "reconstruction": squared_error(x, compression.x_hat).mean(),
             "energy": hp.lambda_energy * self.mixture.energy(rows, params).mean(),
-            "penalty": hp.lambda_cov * self.mixture.penalty(params),
+            "penalty": hp.lambda_cov * self.mixture.penalty(params, self.penalty_dims()),
             **compression.losses,
         }
         loss = torch.stack([t.to(torch.float64) for t in terms.values()]).sum()

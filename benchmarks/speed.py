@@ -1,0 +1,89 @@
+"""Speed benchmark: seconds per training epoch of `dagmm fit` against a plain PyTorch loop doing the same
+math (same modules, same whole-batch indexing), run alternately in one process.
+
+    python benchmarks/speed.py --config configs/dagmm.yaml --rounds 3 --epochs 3
+
+Validation and checkpointing are off on both sides; the Lightning side keeps its defaults otherwise
+(progress bar, logging every 50 steps). The first epoch of each round is a warm-up and not counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import lightning as L
+import torch
+
+from dagmm_lightning.cli import build_cli
+from dagmm_lightning.networks import reconstruction_features, squared_error
+
+
+class EpochTimer(L.Callback):
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self.seconds.append(time.perf_counter() - self._start)
+
+
+def plain_epochs(model, x: torch.Tensor, batch_size: int, epochs: int) -> list[float]:
+    """The DAGMM objective in a bare loop over the same model's networks and mixture."""
+    hp = model.hparams
+    optimizer = torch.optim.Adam(model.parameters(), lr=hp.lr)
+    model.train()
+    seconds = []
+    for _ in range(epochs):
+        start = time.perf_counter()
+        order = torch.randperm(len(x))
+        for i in range(0, len(x), batch_size):
+            batch = x[order[i : i + batch_size]]
+            z = model.compression.encode(batch)
+            x_hat = model.compression.decode(z)
+            rows = torch.cat([z, reconstruction_features(batch, x_hat)], 1)
+            params = model.mixture.batch_parameters(rows, model.estimation(rows))
+            loss = (
+                squared_error(batch, x_hat).mean()
+                + hp.lambda_energy * model.mixture.energy(rows, params).mean()
+                + hp.lambda_cov * model.mixture.penalty(params)
+            )
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        seconds.append(time.perf_counter() - start)
+    return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="configs/dagmm.yaml")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=3, help="epochs per round and side (first is warm-up)")
+    args = parser.parse_args()
+    base = ["--config", args.config, "--trainer.limit_val_batches", "0", "--checkpoint.save_top_k", "0",
+            "--trainer.logger", "false", "--trainer.enable_model_summary", "false",
+            "--trainer.max_epochs", str(args.epochs)]
+    plain, lightning = [], []
+    for _ in range(args.rounds):
+        cli = build_cli(base, run=False)
+        cli.datamodule.setup("fit")
+        x = cli.datamodule.train_dataloader().x
+        plain += plain_epochs(cli.model, x, cli.datamodule.batch_size, args.epochs)[1:]
+        cli = build_cli(base, run=False)
+        timer = EpochTimer()
+        cli.trainer.callbacks.append(timer)
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+        lightning += timer.seconds[1:]
+    p, q = statistics.median(plain), statistics.median(lightning)
+    print(f"torch threads: {torch.get_num_threads()}")
+    print(f"plain loop : median {p:.3f} s/epoch over {len(plain)} epochs {[round(s, 3) for s in plain]}")
+    print(f"dagmm fit  : median {q:.3f} s/epoch over {len(lightning)} epochs {[round(s, 3) for s in lightning]}")
+    print(f"ratio      : {q / p:.3f}")
+
+
+if __name__ == "__main__":
+    main()

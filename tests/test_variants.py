@@ -1,0 +1,134 @@
+import numpy as np
+import pytest
+import torch
+from scipy.special import logsumexp
+from scipy.stats import laplace
+
+from dagmm_lightning.mixture import LaplaceMixtureEnergy
+from dagmm_lightning.models import DAGMMVAE, DAGMMVQVAE
+from dagmm_lightning.networks import VectorQuantizer, code_usage, gaussian_kl
+
+
+# --- VAE --------------------------------------------------------------------------------------------
+
+
+def test_kl_term_equals_closed_form_against_numerical_integration():
+    mean, log_var = np.array([[0.3, -1.2]]), np.array([[-0.5, 0.7]])
+    ours = gaussian_kl(torch.tensor(mean), torch.tensor(log_var)).item()
+    grid = np.linspace(-15, 15, 200_001)
+    total = 0.0
+    for m, lv in zip(mean[0], log_var[0]):
+        s = np.exp(0.5 * lv)
+        q = np.exp(-0.5 * ((grid - m) / s) ** 2) / (s * np.sqrt(2 * np.pi))
+        p = np.exp(-0.5 * grid**2) / np.sqrt(2 * np.pi)
+        total += np.trapezoid(q * (np.log(q) - np.log(p)), grid)
+    assert ours == pytest.approx(total, rel=1e-6)
+
+
+def test_vae_samples_in_training_and_uses_the_mean_in_eval():
+    torch.manual_seed(0)
+    model = DAGMMVAE(input_dim=6, hidden_dims=(5,), latent_dim=2, n_components=2, beta=0.5, dropout=0.0)
+    x = torch.rand(10, 6)
+    model.train()
+    a, b = model.compress(x), model.compress(x)
+    assert not torch.equal(a.z, b.z)
+    mean, log_var = model.compression.encode(x)
+    assert a.losses["kl"].item() == pytest.approx(0.5 * gaussian_kl(mean, log_var).mean().item(), rel=1e-6)
+    model.eval()
+    c, d = model.compress(x), model.compress(x)
+    assert torch.equal(c.z, d.z) and torch.equal(c.z, mean) and c.losses == {}
+
+
+# --- VQ-VAE -----------------------------------------------------------------------------------------
+
+
+def test_vq_terms_equal_hand_computation_and_straight_through_reaches_encoder():
+    quantizer = VectorQuantizer(codebook_size=2, code_dim=1, beta=0.25, restart_dead_codes=False)
+    with torch.no_grad():
+        quantizer.codebook.copy_(torch.tensor([[0.0], [1.0]]))
+    quantizer.eval()
+    z_e = torch.tensor([[0.2], [0.9], [0.6]], requires_grad=True)
+    z_q, codes, losses = quantizer(z_e)
+    assert codes.tolist() == [0, 1, 1]
+    assert z_q.detach().flatten().tolist() == [0.0, 1.0, 1.0]
+    # codes e = 0, 1, 1: squared distances 0.04, 0.01, 0.16, mean 0.07
+    assert losses["codebook"].item() == pytest.approx(0.07)
+    assert losses["commitment"].item() == pytest.approx(0.25 * 0.07)
+    (z_q.sum() * 2.0).backward()  # straight-through: d z_q / d z_e = identity
+    assert torch.equal(z_e.grad, torch.full_like(z_e, 2.0))
+
+
+def test_vq_encoder_gets_gradients_through_the_dagmm_objective():
+    torch.manual_seed(0)
+    model = DAGMMVQVAE(input_dim=6, hidden_dims=(5,), latent_dim=1, n_components=2, codebook_size=4, dropout=0.0)
+    loss = model.training_step((torch.rand(32, 6), torch.zeros(32), torch.arange(32)), 0)
+    loss.backward()
+    first = model.compression.autoencoder.encoder[0].weight.grad
+    assert first is not None and first.abs().sum() > 0
+    assert model.compression.quantizer.codebook.grad.abs().sum() > 0
+
+
+def test_dead_codes_are_restarted_and_usage_is_measured():
+    quantizer = VectorQuantizer(codebook_size=4, code_dim=1, restart_dead_codes=True)
+    with torch.no_grad():
+        quantizer.codebook.copy_(torch.tensor([[0.0], [100.0], [200.0], [300.0]]))
+    z_e = torch.rand(64, 1)
+    _, codes, _ = quantizer(z_e)  # training mode: every row picks code 0, codes 1-3 are dead
+    perplexity, dead = code_usage(codes, 4)
+    assert perplexity.item() == pytest.approx(1.0) and dead.item() == 3
+    assert (quantizer.codebook[1:] <= 1.0).all()  # moved onto encoder outputs
+
+
+def test_ema_codebook_follows_assigned_outputs():
+    quantizer = VectorQuantizer(codebook_size=2, code_dim=1, ema_decay=0.5, restart_dead_codes=False)
+    with torch.no_grad():
+        quantizer.codebook.copy_(torch.tensor([[0.0], [1.0]]))
+        quantizer.ema_sum.copy_(quantizer.codebook)
+    _, _, losses = quantizer(torch.tensor([[0.2], [0.2], [0.8]]))
+    assert "codebook" not in losses
+    # code 0: count 0.5 + 0.5 * 2 = 1.5, sum 0.5 * 0 + 0.5 * 0.4 = 0.2 -> 0.2 / 1.5
+    assert quantizer.codebook[0].item() == pytest.approx(0.2 / 1.5)
+
+
+# --- Laplace mixture --------------------------------------------------------------------------------
+
+
+def test_laplace_energy_equals_scipy_reference():
+    rng = np.random.default_rng(0)
+    weights = np.array([0.6, 0.4])
+    means, scales = rng.normal(size=(2, 3)), rng.uniform(0.2, 2.0, size=(2, 3))
+    z = rng.normal(size=(40, 3)) * 2
+    mixture = LaplaceMixtureEnergy(2, 3, jitter=0.0)
+    params = {"weights": torch.tensor(weights), "means": torch.tensor(means), "scales": torch.tensor(scales)}
+    ours = mixture.energy(torch.tensor(z), params).numpy()
+    log_p = np.stack([laplace(means[k], scales[k]).logpdf(z).sum(1) + np.log(weights[k]) for k in range(2)], 1)
+    np.testing.assert_allclose(ours, -logsumexp(log_p, axis=1), rtol=1e-12)
+
+
+def test_laplace_batch_parameters_follow_the_seed():
+    rng = np.random.default_rng(1)
+    z, gamma = rng.normal(size=(30, 2)), rng.dirichlet(np.ones(2), size=30)
+    params = LaplaceMixtureEnergy(2, 2, jitter=0.0).batch_parameters(torch.tensor(z), torch.tensor(gamma))
+    for k in range(2):
+        g = gamma[:, k]
+        mu = (g[:, None] * z).sum(0) / g.sum()
+        np.testing.assert_allclose(params["means"][k], mu)
+        np.testing.assert_allclose(params["scales"][k], (g[:, None] * np.abs(z - mu)).sum(0) / g.sum())
+        assert params["weights"][k].item() == pytest.approx(g.mean())
+
+
+@pytest.mark.parametrize("batch_size", [1, 13, 300])
+def test_laplace_training_set_fit_is_independent_of_batch_size(batch_size):
+    rng = np.random.default_rng(2)
+    z = torch.tensor(rng.normal(size=(300, 3)))
+    gamma = torch.tensor(rng.dirichlet(np.ones(3), size=300))
+    reference = LaplaceMixtureEnergy(3, 3).batch_parameters(z, gamma)
+    mixture = LaplaceMixtureEnergy(3, 3)
+    for pass_index in range(mixture.fit_passes):
+        stats = mixture.new_statistics(pass_index)
+        for start in range(0, 300, batch_size):
+            mixture.accumulate(stats, pass_index, z[start : start + batch_size], gamma[start : start + batch_size])
+        mixture.finish_pass(stats, pass_index)
+    assert bool(mixture.is_fitted)
+    for name in mixture.parameter_names:
+        torch.testing.assert_close(getattr(mixture, name), reference[name], rtol=1e-10, atol=1e-12)
