@@ -49,15 +49,18 @@ class AnomalyMetrics(L.Callback):
         self.summary = summary
         self._scores: list[torch.Tensor] = []
         self._labels: list[torch.Tensor] = []
+        self._energies: list[torch.Tensor] = []
         self.last_metrics: dict[str, dict[str, float]] = {}
 
     # --- collection -------------------------------------------------------------------------------
     def _reset(self, *args) -> None:
-        self._scores, self._labels = [], []
+        self._scores, self._labels, self._energies = [], [], []
 
     def _collect(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         self._scores.append(outputs["score"].detach())
         self._labels.append(outputs["label"].detach())
+        if "energy" in outputs:  # a model whose score is not the energy reports it too
+            self._energies.append(outputs["energy"].detach())
 
     on_validation_epoch_start = on_test_epoch_start = _reset
     on_validation_batch_end = on_test_batch_end = _collect
@@ -108,6 +111,7 @@ class AnomalyMetrics(L.Callback):
         local_labels = torch.cat(self._labels) if self._labels else torch.zeros(0, dtype=torch.long, device=device)
         scores = gather_uneven(local_scores.double()).cpu().numpy()
         labels = gather_uneven(local_labels.long()).cpu().numpy()
+        energies = gather_uneven(torch.cat(self._energies).double()).cpu().numpy() if self._energies else None
         self._reset()
         reference = None
         if self.reference(trainer) == "train+evaluated":
@@ -121,6 +125,8 @@ class AnomalyMetrics(L.Callback):
         threshold = getattr(pl_module, "threshold", None)
         threshold = None if threshold is None else float(threshold)
         metrics = self.compute(scores, labels, self.all_percentiles(trainer), threshold, reference)
+        if energies is not None:
+            metrics["roc_auc_energy"] = roc_auc(energies, labels)
         self.last_metrics[stage] = metrics
         loggable = {f"{stage}/{k}": v for k, v in metrics.items() if np.isfinite(v)}
         pl_module.log_dict(loggable, sync_dist=False)

@@ -11,8 +11,18 @@ import torch
 
 from dagmm_lightning.data.batches import InMemoryBatches
 from dagmm_lightning.data.loaders import DATASETS
-from dagmm_lightning.data.splits import PROTOCOLS, Splits, make_splits
+from dagmm_lightning.data.splits import (
+    PROTOCOLS,
+    SPLITS,
+    Splits,
+    make_splits,
+    positive_unlabeled,
+    with_labelled_anomalies,
+)
 from dagmm_lightning.data.tables import DataError, RawTable, TablePreprocessor
+
+
+ARRAYS = "arrays"  # the data set name of a data module made by ``from_arrays``
 
 
 def default_data_dir() -> Path:
@@ -33,6 +43,12 @@ class AnomalyDataModule(L.LightningDataModule):
         predict_file: score the rows of this file (the data set's raw format) at ``predict`` instead of
             the test rows.
         rho: percentage of rows the paper flags as anomalous; default: the data set's own.
+        split: which rows train, and with which labels: ``normal_only`` (the protocol's normal rows),
+            ``mixed`` (plus ``labelled_anomalies`` of the anomalies kept out of test, labelled; val keeps
+            the rest) or ``positive_unlabeled`` (paper protocol: ``labelled_fraction`` of the training
+            half's normal rows labelled, all its other rows unlabelled; val holds out labelled rows).
+        labelled_anomalies: share of the non-test anomalies that join training in the mixed split.
+        labelled_fraction: share of the training half's normal rows labelled in the positive-unlabeled split.
     """
 
     def __init__(
@@ -46,12 +62,19 @@ class AnomalyDataModule(L.LightningDataModule):
         seed: int | None = None,
         predict_file: str | None = None,
         rho: float | None = None,
+        split: str = "normal_only",
+        labelled_anomalies: float = 0.5,
+        labelled_fraction: float = 0.5,
     ) -> None:
         super().__init__()
-        if dataset not in DATASETS:
+        if dataset not in DATASETS and dataset != ARRAYS:
             raise ValueError(f"dataset must be one of {sorted(DATASETS)}, got {dataset!r}")
         if protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        if split == "positive_unlabeled" and protocol != "paper":
+            raise ValueError("the positive_unlabeled split is defined for the paper protocol only")
         if rho is not None and not 0 < rho < 100:
             raise ValueError(f"rho is a percentage in (0, 100), got {rho}")
         self.save_hyperparameters()
@@ -64,11 +87,29 @@ class AnomalyDataModule(L.LightningDataModule):
         self.seed = seed
         self.predict_file = predict_file
         self._rho = rho
+        self.split = split
+        self.labelled_anomalies = labelled_anomalies
+        self.labelled_fraction = labelled_fraction
         self.preprocessor = TablePreprocessor()
         self._table: RawTable | None = None
         self._encoded: np.ndarray | None = None
         self._splits: Splits | None = None
         self._scaled: dict[str, InMemoryBatches] = {}
+        self._given_table: RawTable | None = None
+
+    @classmethod
+    def from_arrays(cls, x: np.ndarray, is_anomaly: np.ndarray, **kwargs) -> "AnomalyDataModule":
+        """A data module over in-memory rows x (N, F) with labels (N,), 1 = anomaly; other arguments as
+        for the constructor (``dataset`` and ``data_dir`` excepted)."""
+        import pandas as pd
+
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim != 2:
+            raise DataError(f"x must be a 2-D array (rows x features), got shape {x.shape}")
+        module = cls(dataset=ARRAYS, **kwargs)
+        frame = pd.DataFrame(x, columns=[f"x{i}" for i in range(x.shape[1])])
+        module._given_table = RawTable(frame, np.asarray(is_anomaly).astype(bool), [])
+        return module
 
     # --- facts the CLI links into the model ----------------------------------------------------------
     @property
@@ -83,7 +124,11 @@ class AnomalyDataModule(L.LightningDataModule):
 
     @property
     def rho(self) -> float:
-        return self._rho if self._rho is not None else DATASETS[self.dataset].rho
+        if self._rho is not None:
+            return self._rho
+        if self.dataset in DATASETS:
+            return DATASETS[self.dataset].rho
+        return round(100.0 * float(self.is_anomaly.mean()), 2) or 10.0
 
     @property
     def splits(self) -> Splits:
@@ -101,13 +146,25 @@ class AnomalyDataModule(L.LightningDataModule):
     def _load(self) -> None:
         if self._table is not None:
             return
-        table = DATASETS[self.dataset].load(self.data_dir, self.resolved_seed)
+        if self._given_table is not None:
+            table = self._given_table
+        else:
+            table = DATASETS[self.dataset].load(self.data_dir, self.resolved_seed)
         if table.is_anomaly is None:
             raise DataError(f"data set {self.dataset!r} has no labels; the protocols need them")
         self.preprocessor.fit_columns(table)
         self._encoded = self.preprocessor.encode(table.features)
-        self._splits = make_splits(table.is_anomaly, self.protocol, self.resolved_seed, self.val_fraction)
+        self._splits = self._make_splits(table.is_anomaly)
         self._table = table
+
+    def _make_splits(self, is_anomaly: np.ndarray) -> Splits:
+        seed = self.resolved_seed
+        if self.split == "positive_unlabeled":
+            return positive_unlabeled(is_anomaly, self.labelled_fraction, seed, self.val_fraction)
+        splits = make_splits(is_anomaly, self.protocol, seed, self.val_fraction)
+        if self.split == "mixed":
+            splits = with_labelled_anomalies(splits, is_anomaly, self.labelled_anomalies, seed)
+        return splits
 
     def setup(self, stage: str) -> None:
         self._load()
@@ -121,9 +178,11 @@ class AnomalyDataModule(L.LightningDataModule):
         if key not in self._scaled:
             assert self._encoded is not None and self._table is not None and self._table.is_anomaly is not None
             rows = getattr(self.splits, name)
+            # training rows carry their training labels, evaluation rows the truth
+            labels = self.splits.train_labels if name == "train" else self._table.is_anomaly[rows]
             self._scaled[key] = InMemoryBatches(
                 torch.from_numpy(self.preprocessor.scale(self._encoded[rows])),
-                torch.from_numpy(self._table.is_anomaly[rows].astype(np.int64)),
+                torch.from_numpy(labels.astype(np.int64)),
                 torch.from_numpy(rows.astype(np.int64)),
                 batch_size,
                 shuffle,
@@ -133,7 +192,8 @@ class AnomalyDataModule(L.LightningDataModule):
 
     def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         """Scaled rows (N, F) float32 and labels (N,) of split ``train``, ``val`` or ``test``; for
-        shallow baselines on the very same rows."""
+        shallow baselines on the very same rows. Training rows carry training labels (0 normal,
+        1 labelled anomaly, -1 unlabelled), the others the truth (1 = anomaly)."""
         batches = self._rows(split, shuffle=False, batch_size=self.eval_batch_size)
         return batches.x.numpy(), batches.y.numpy()
 

@@ -12,13 +12,25 @@ from dataclasses import dataclass
 import numpy as np
 
 PROTOCOLS = ("paper", "reimplementation")
+SPLITS = ("normal_only", "mixed", "positive_unlabeled")
+
+#: training labels carried by the training rows (evaluation rows carry the truth, 1 = anomaly)
+KNOWN_NORMAL, LABELLED_ANOMALY, UNLABELLED = 0, 1, -1
 
 
 @dataclass(frozen=True)
 class Splits:
+    """Sorted row indices of each set; ``train_labels`` (len(train),) holds each training row's
+    training label: ``KNOWN_NORMAL`` (0), ``LABELLED_ANOMALY`` (1) or ``UNLABELLED`` (-1)."""
+
     train: np.ndarray
     val: np.ndarray
     test: np.ndarray
+    train_labels: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.train_labels is None:
+            object.__setattr__(self, "train_labels", np.zeros(len(self.train), dtype=np.int64))
 
 
 def _take(rows: np.ndarray, share: float) -> tuple[np.ndarray, np.ndarray]:
@@ -59,3 +71,48 @@ def make_splits(is_anomaly: np.ndarray, protocol: str = "paper", seed: int = 0, 
     if len(train) == 0:
         raise ValueError("the split left no normal rows for training")
     return Splits(np.sort(train), np.sort(val), np.sort(test))
+
+
+def with_labelled_anomalies(splits: Splits, is_anomaly: np.ndarray, share: float, seed: int) -> Splits:
+    """The mixed-label split: a seeded ``share`` of the anomalies that ``splits`` keeps out of test (val's)
+    joins the training rows, labelled; evaluation rows are otherwise unchanged and never trained on."""
+    if not 0.0 < share <= 1.0:
+        raise ValueError(f"labelled_anomalies must be in (0, 1], got {share}")
+    rng = np.random.default_rng([seed, 1])
+    val_anomalies = rng.permutation(splits.val[is_anomaly[splits.val]])
+    moved, kept = _take(val_anomalies, share)
+    if len(moved) == 0:
+        raise ValueError("no anomalies outside the test rows to label; raise labelled_anomalies or val_fraction")
+    train = np.concatenate([splits.train, moved])
+    labels = np.r_[np.full(len(splits.train), KNOWN_NORMAL), np.full(len(moved), LABELLED_ANOMALY)]
+    order = np.argsort(train)
+    val = np.sort(np.concatenate([splits.val[~is_anomaly[splits.val]], kept]))
+    return Splits(train[order], val, splits.test, labels[order])
+
+
+def positive_unlabeled(
+    is_anomaly: np.ndarray, labelled_fraction: float, seed: int = 0, val_fraction: float = 0.1
+) -> Splits:
+    """Positive-unlabeled split (Elkan and Noto, 2008; positive = normal), paper protocol only.
+
+    All rows split 50/50; on the training half, a random ``labelled_fraction`` of the normal rows is
+    labelled (selected completely at random, as the method assumes); ``val_fraction`` of those labelled
+    rows is held out as ``val`` (for estimating c); every other training-half row, normal or anomalous,
+    trains as ``UNLABELLED``. Test is the other half.
+    """
+    if not 0.0 < labelled_fraction < 1.0:
+        raise ValueError(f"labelled_fraction must be in (0, 1), got {labelled_fraction}")
+    is_anomaly = np.asarray(is_anomaly, dtype=bool)
+    rng = np.random.default_rng(seed)
+    rows = rng.permutation(len(is_anomaly))
+    train_side, test = rows[: len(rows) // 2], rows[len(rows) // 2 :]
+    normals = train_side[~is_anomaly[train_side]]
+    labelled, unlabelled_normals = _take(normals, labelled_fraction)
+    val, labelled_train = _take(labelled, max(val_fraction, 1.0 / max(len(labelled), 1)))
+    unlabelled = np.concatenate([unlabelled_normals, train_side[is_anomaly[train_side]]])
+    train = np.concatenate([labelled_train, unlabelled])
+    labels = np.r_[np.full(len(labelled_train), KNOWN_NORMAL), np.full(len(unlabelled), UNLABELLED)]
+    order = np.argsort(train)
+    if len(labelled_train) == 0 or len(val) == 0:
+        raise ValueError("too few labelled rows for training and for estimating c; raise labelled_fraction")
+    return Splits(train[order], np.sort(val), np.sort(test), labels[order])

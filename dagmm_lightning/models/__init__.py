@@ -2,6 +2,7 @@
 
 from dagmm_lightning.models.dagmm import DAGMM, Compression
 from dagmm_lightning.models.vae import DAGMMVAE
+from dagmm_lightning.models.pu import DAGMMPU
 from dagmm_lightning.models.vqvae import DAGMMVQVAE
 
-__all__ = ["DAGMM", "DAGMMVAE", "DAGMMVQVAE", "Compression"]
+__all__ = ["DAGMM", "DAGMMPU", "DAGMMVAE", "DAGMMVQVAE", "Compression"]

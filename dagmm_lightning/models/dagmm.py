@@ -14,11 +14,16 @@ import lightning as L
 import torch
 from torch import nn
 
+import torch.nn.functional as F
+
+from dagmm_lightning.data.splits import LABELLED_ANOMALY
 from dagmm_lightning.distributed import gather_uneven
 from dagmm_lightning.mixture import build_mixture
 from dagmm_lightning.networks import Autoencoder, EstimationNetwork, reconstruction_features, squared_error
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+INFERENCES = ("energy", "energy+reconstruction")
+ANOMALY_LOSSES = ("hinge", "softplus", "inverse")
 
 
 @dataclass
@@ -50,6 +55,20 @@ class DAGMM(L.LightningModule):
         mixture_dtype: ``float64`` or ``float32``; the mixture never runs in half precision.
         contamination: expected share of anomalies; the stored threshold is the (1 - contamination)
             quantile of the training rows' scores.
+        inference: the score: ``energy`` (the paper), or ``energy+reconstruction`` (the seed's modified
+            inference): z-score of the energy + ``reconstruction_weight`` * z-score of the per-row
+            squared reconstruction error, both z-scores with the training rows' mean and standard
+            deviation (stored with the model), so the weight does not depend on units.
+        reconstruction_weight: w in the combined score.
+        anomaly_loss: the term for training rows labelled as anomalies (the mixed-label split; the seed's
+            "modified loss"). With E_a an anomaly's energy and Ebar the batch's mean normal energy
+            (no gradient): ``hinge`` max(0, m - (E_a - Ebar)) (default), ``softplus``
+            softplus(m - (E_a - Ebar)), or ``inverse``, the seed's 1 / E_a. The seed's form is flawed:
+            E can be zero or negative, so 1/E is unbounded and flips sign (minimising it drives E to
+            0 from below); it is kept faithful except that |E| is floored at 1e-3 (sign kept) so it
+            never divides by zero. Labelled anomalies take no part in the reconstruction term or in
+            the mixture statistics (batch and training-set fit), which come from normal rows only.
+        anomaly_margin: m, in energy units above the mean normal energy.
     """
 
     def __init__(
@@ -68,18 +87,28 @@ class DAGMM(L.LightningModule):
         jitter: float = 1e-6,
         mixture_dtype: str = "float64",
         contamination: float = 0.1,
+        inference: str = "energy",
+        reconstruction_weight: float = 1.0,
+        anomaly_loss: str = "hinge",
+        anomaly_margin: float = 5.0,
     ) -> None:
         super().__init__()
         if input_dim < 1:
             raise ValueError(f"input_dim must be >= 1, got {input_dim}")
         if not 0.0 < contamination <= 0.5:
             raise ValueError(f"contamination must be in (0, 0.5], got {contamination}")
+        if inference not in INFERENCES:
+            raise ValueError(f"inference must be one of {INFERENCES}, got {inference!r}")
+        if anomaly_loss not in ANOMALY_LOSSES:
+            raise ValueError(f"anomaly_loss must be one of {ANOMALY_LOSSES}, got {anomaly_loss!r}")
         self.save_hyperparameters()
         self.compression = self.build_compression()
         mixture_dim = latent_dim + 2
         self.estimation = EstimationNetwork(mixture_dim, estimation_hidden, n_components, activation, dropout)
         self.mixture = build_mixture(mixture, n_components, mixture_dim, jitter, mixture_dtype)
         self.register_buffer("threshold", torch.tensor(float("nan"), dtype=torch.float64))
+        # mean and standard deviation of the training rows' energy and reconstruction error
+        self.register_buffer("score_normalisation", torch.tensor([0.0, 1.0, 0.0, 1.0], dtype=torch.float64))
         self.register_buffer("fitted_at_step", torch.tensor(-1, dtype=torch.long))
         self._training_scores: torch.Tensor | None = None
 
@@ -94,10 +123,17 @@ class DAGMM(L.LightningModule):
         return Compression(z, self.compression.decode(z))
 
     def score(self, x: torch.Tensor) -> torch.Tensor:
-        """Anomaly score of each row (N,), higher = more anomalous: the sample energy under the
-        training-set mixture. Call in eval mode."""
-        mixture_rows, _ = self.mixture_rows(x)
-        return self.mixture.energy(mixture_rows)
+        """Anomaly score of each row (N,), higher = more anomalous (see ``inference``). Eval mode."""
+        energy, error = self.energy_and_error(x)
+        if self.hparams.inference == "energy":
+            return energy
+        e_mean, e_std, r_mean, r_std = self.score_normalisation
+        return (energy - e_mean) / e_std + self.hparams.reconstruction_weight * (error - r_mean) / r_std
+
+    def energy_and_error(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Energy under the training-set mixture and squared reconstruction error: (N,) each."""
+        rows, compression = self.mixture_rows(x)
+        return self.mixture.energy(rows), squared_error(x, compression.x_hat).to(self.mixture.dtype)
 
     def penalty_dims(self) -> slice | None:
         """Dimensions of the mixture rows that the degeneracy penalty covers (None: all)."""
@@ -110,25 +146,48 @@ class DAGMM(L.LightningModule):
         return torch.cat([compression.z, reconstruction_features(x, compression.x_hat)], dim=1), compression
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        x = batch[0]
-        rows, compression = self.mixture_rows(x)
-        gamma = self.estimation(rows)
-        try:
-            params = self.mixture.batch_parameters(rows, gamma)
-        except FloatingPointError as err:
-            raise FloatingPointError(f"at {self._where()}: {err}") from None
-        hp = self.hparams
-        terms = {
-            "reconstruction": squared_error(x, compression.x_hat).mean(),
-            "energy": hp.lambda_energy * self.mixture.energy(rows, params).mean(),
-            "penalty": hp.lambda_cov * self.mixture.penalty(params, self.penalty_dims()),
-            **compression.losses,
-        }
+        terms = self.training_terms(*batch)
         loss = torch.stack([t.to(torch.float64) for t in terms.values()]).sum()
         self._check_finite(loss, terms)
         self.log("train/loss", loss, prog_bar=True)
         self.log_dict({f"train/{name}": value for name, value in terms.items()})
-        return loss.to(x.dtype)
+        return loss.to(batch[0].dtype)
+
+    def training_terms(self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The weighted terms of the objective on one batch; ``y`` holds the training labels."""
+        terms, _ = self.dagmm_terms(x, y)
+        return terms
+
+    def dagmm_terms(self, x: torch.Tensor, y: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """DAGMM objective terms, and the batch's mixture rows and energies for a subclass to reuse."""
+        hp = self.hparams
+        rows, compression = self.mixture_rows(x)
+        gamma = self.estimation(rows)
+        labelled = y == LABELLED_ANOMALY
+        has_labelled = bool(labelled.any())
+        normal = ~labelled if has_labelled else slice(None)
+        try:
+            params = self.mixture.batch_parameters(rows[normal], gamma[normal])
+        except FloatingPointError as err:
+            raise FloatingPointError(f"at {self._where()}: {err}") from None
+        energy = self.mixture.energy(rows, params)
+        terms = {
+            "reconstruction": squared_error(x[normal], compression.x_hat[normal]).mean(),
+            "energy": hp.lambda_energy * energy[normal].mean(),
+            "penalty": hp.lambda_cov * self.mixture.penalty(params, self.penalty_dims()),
+            **compression.losses,
+        }
+        if has_labelled:
+            terms["anomaly_energy"] = hp.lambda_energy * self.anomaly_term(energy[labelled], energy[normal]).mean()
+        return terms, {"rows": rows, "energy": energy}
+
+    def anomaly_term(self, anomalous: torch.Tensor, normal: torch.Tensor) -> torch.Tensor:
+        """Per-row loss that raises the energy of labelled anomalies (see ``anomaly_loss``)."""
+        if self.hparams.anomaly_loss == "inverse":
+            floor = torch.full_like(anomalous, 1e-3)
+            return 1.0 / torch.where(anomalous < 0, -torch.maximum(-anomalous, floor), torch.maximum(anomalous, floor))
+        gap = self.hparams.anomaly_margin - (anomalous - normal.detach().mean())
+        return F.relu(gap) if self.hparams.anomaly_loss == "hinge" else F.softplus(gap)
 
     def _check_finite(self, loss: torch.Tensor, terms: dict[str, torch.Tensor]) -> None:
         if bool(torch.isfinite(loss)):
@@ -148,8 +207,10 @@ class DAGMM(L.LightningModule):
     # --- training-set fit of the mixture and the threshold ----------------------------------------
     @torch.no_grad()
     def refit_mixture(self, batches: Iterable[Batch]) -> None:
-        """Fit the mixture on all rows of ``batches`` (every training row once across ranks), in eval
-        mode with the current weights; then store the (1 - contamination) quantile of their scores."""
+        """Fit the mixture on all rows of ``batches`` (every training row once across ranks; rows
+        labelled as anomalies are left out), in eval mode with the current weights; then the score
+        normalisation and the decision threshold from the same rows."""
+        batches = NormalRows(batches)
         was_training = self.training
         self.eval()
         try:
@@ -159,12 +220,23 @@ class DAGMM(L.LightningModule):
                     rows, _ = self.mixture_rows(self._as_input(x))
                     self.mixture.accumulate(stats, pass_index, rows, self.estimation(rows))
                 self.mixture.finish_pass(stats.all_reduce(), pass_index)
+            energy, error = (gather_uneven(torch.cat(part)) for part in zip(
+                *(self.energy_and_error(self._as_input(x)) for x, _, _ in batches)
+            ))
+            self.score_normalisation.copy_(torch.stack([
+                energy.mean(), energy.std().clamp_min(1e-12), error.mean(), error.std().clamp_min(1e-12)
+            ]).double())
             scores = self.score_batches(batches)
-            self.threshold.fill_(torch.quantile(scores.double(), 1.0 - self.hparams.contamination).item())
+            self.threshold.fill_(self.fit_threshold(scores))
             self._training_scores = scores
         finally:
             self.train(was_training)
         self.fitted_at_step.fill_(self.global_step)
+
+    def fit_threshold(self, training_scores: torch.Tensor) -> float:
+        """The decision threshold (rows scoring above it are anomalies): the (1 - contamination)
+        quantile of the training rows' scores."""
+        return torch.quantile(training_scores.double(), 1.0 - self.hparams.contamination).item()
 
     @torch.no_grad()
     def score_batches(self, batches: Iterable[Batch]) -> torch.Tensor:
@@ -183,9 +255,9 @@ class DAGMM(L.LightningModule):
         return self.trainer.train_dataloader
 
     def training_scores(self) -> torch.Tensor:
-        """Scores of all training rows under the current fit (cached by the last refit)."""
+        """Scores of all training rows (less labelled anomalies) under the current fit; cached by the refit."""
         if self._training_scores is None:
-            self._training_scores = self.score_batches(self._training_batches())
+            self._training_scores = self.score_batches(NormalRows(self._training_batches()))
         return self._training_scores
 
     def _refit_if_stale(self) -> bool:
@@ -226,3 +298,15 @@ class DAGMM(L.LightningModule):
         x, y, index = batch
         scores = self.score(x)
         return {"index": index, "score": scores, "prediction": (scores > self.threshold).long(), "label": y}
+
+
+class NormalRows:
+    """The batches of ``batches`` without the rows labelled as anomalies (mixed-label split)."""
+
+    def __init__(self, batches: Iterable[Batch]) -> None:
+        self.batches = batches
+
+    def __iter__(self):
+        for x, y, index in self.batches:
+            keep = y != LABELLED_ANOMALY
+            yield (x, y, index) if bool(keep.all()) else (x[keep], y[keep], index[keep])

@@ -1,0 +1,162 @@
+"""The seed's label-aware methods: mixed-label split + modified loss, modified inference, PU."""
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+
+from dagmm_lightning.data import AnomalyDataModule, make_splits
+from dagmm_lightning.data.splits import KNOWN_NORMAL, LABELLED_ANOMALY, UNLABELLED, positive_unlabeled, with_labelled_anomalies
+from dagmm_lightning.models import DAGMM, DAGMMPU
+
+
+def labels(n_normal=1000, n_anomalous=250):
+    return np.r_[np.zeros(n_normal, bool), np.ones(n_anomalous, bool)]
+
+
+def assert_disjoint(s, n):
+    rows = np.concatenate([s.train, s.val, s.test])
+    assert len(np.unique(rows)) == len(rows) <= n
+
+
+@pytest.mark.parametrize("protocol", ["paper", "reimplementation"])
+def test_mixed_split_composition_and_no_leakage(protocol):
+    y = labels()
+    base = make_splits(y, protocol, seed=0)
+    mixed = with_labelled_anomalies(base, y, share=0.5, seed=0)
+    assert_disjoint(mixed, len(y))
+    np.testing.assert_array_equal(mixed.test, base.test)  # evaluation rows as in the normal-only split
+    moved = mixed.train[mixed.train_labels == LABELLED_ANOMALY]
+    assert y[moved].all() and len(moved) == round(0.5 * y[base.val].sum())
+    assert not y[mixed.train[mixed.train_labels == KNOWN_NORMAL]].any()
+    assert np.array_equal(np.sort(np.r_[mixed.train, mixed.val]), np.sort(np.r_[base.train, base.val]))
+
+
+def test_positive_unlabeled_split_composition():
+    y = labels()
+    s = positive_unlabeled(y, labelled_fraction=0.4, seed=3, val_fraction=0.1)
+    assert_disjoint(s, len(y))
+    train_side = np.r_[s.train, s.val]
+    assert len(train_side) == len(y) // 2 and len(s.test) == len(y) - len(y) // 2
+    labelled = np.r_[s.train[s.train_labels == KNOWN_NORMAL], s.val]
+    assert not y[labelled].any()  # labelled rows are normal
+    assert len(labelled) == round(0.4 * (~y[train_side]).sum())
+    assert len(s.val) == round(0.1 * len(labelled))
+    unlabelled = s.train[s.train_labels == UNLABELLED]
+    assert y[unlabelled].sum() == y[train_side].sum()  # all training-half anomalies are unlabelled
+    assert (~y[unlabelled]).sum() > 0
+
+
+def test_positive_unlabeled_needs_the_paper_protocol():
+    with pytest.raises(ValueError, match="paper protocol only"):
+        AnomalyDataModule(split="positive_unlabeled", protocol="reimplementation")
+
+
+def synthetic(seed=0, n=1200, share=0.15):
+    """Normal rows on a 2-D curve embedded in 8-D; anomalies scattered off it."""
+    rng = np.random.default_rng(seed)
+    n_anomalous = int(share * n)
+    t = rng.uniform(-1, 1, size=n - n_anomalous)
+    basis = rng.normal(size=(2, 8))
+    normal = np.c_[t, t**2] @ basis + 0.02 * rng.normal(size=(len(t), 8))
+    anomalous = rng.uniform(-2, 2, size=(n_anomalous, 2)) @ basis + rng.normal(size=(n_anomalous, 8))
+    return np.r_[normal, anomalous], np.r_[np.zeros(len(t)), np.ones(n_anomalous)]
+
+
+def quiet_trainer(epochs):
+    return L.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                     enable_model_summary=False, limit_val_batches=0, accelerator="cpu", devices=1)
+
+
+def energy_gap(with_anomaly_term: bool, seed=0):
+    """Mean training energy of the labelled anomalies minus that of the normal training rows."""
+    L.seed_everything(seed)
+    x, y = synthetic(seed)
+    dm = AnomalyDataModule.from_arrays(x, y, split="mixed", labelled_anomalies=1.0, seed=seed, batch_size=128)
+    model = DAGMM(input_dim=8, hidden_dims=(6,), latent_dim=1, n_components=2, lr=3e-3, dropout=0.0)
+    if not with_anomaly_term:
+        model.anomaly_term = lambda anomalous, normal: torch.zeros_like(anomalous)
+    quiet_trainer(15).fit(model, datamodule=dm)
+    x_train, train_labels = dm.arrays("train")
+    model.eval()
+    with torch.no_grad():
+        energy = model.energy_and_error(torch.from_numpy(x_train))[0].numpy()
+    return energy[train_labels == LABELLED_ANOMALY].mean() - energy[train_labels == KNOWN_NORMAL].mean()
+
+
+def test_modified_loss_raises_the_energy_of_labelled_anomalies():
+    # Same data, seed and schedule; only the hinge term on labelled anomalies differs.
+    assert energy_gap(True) > energy_gap(False) + 1.0
+
+
+def test_anomaly_terms_on_hand_made_energies():
+    normal = torch.tensor([1.0, 3.0])  # mean 2
+    anomalous = torch.tensor([0.0, -0.5, 4.0, 10.0])
+    hinge = DAGMM(input_dim=3, anomaly_loss="hinge", anomaly_margin=5.0).anomaly_term(anomalous, normal)
+    assert hinge.tolist() == pytest.approx([7.0, 7.5, 3.0, 0.0])
+    soft = DAGMM(input_dim=3, anomaly_loss="softplus", anomaly_margin=5.0).anomaly_term(anomalous, normal)
+    assert soft.tolist() == pytest.approx(np.log1p(np.exp([7.0, 7.5, 3.0, -3.0])).tolist())
+    # the seed's 1/E: faithful away from 0, floored at |E| = 1e-3 (sign kept) so it never gives inf/NaN
+    inverse = DAGMM(input_dim=3, anomaly_loss="inverse").anomaly_term(anomalous, normal)
+    assert inverse.tolist() == pytest.approx([1000.0, -2.0, 0.25, 0.1])
+    assert torch.isfinite(inverse).all()
+
+
+def test_seed_inverse_form_trains_without_nan():
+    L.seed_everything(0)
+    x, y = synthetic(1)
+    dm = AnomalyDataModule.from_arrays(x, y, split="mixed", labelled_anomalies=1.0, seed=0, batch_size=128)
+    model = DAGMM(input_dim=8, hidden_dims=(6,), latent_dim=1, n_components=2, lr=3e-3, anomaly_loss="inverse")
+    trainer = quiet_trainer(3)
+    trainer.fit(model, datamodule=dm)
+    assert np.isfinite(float(trainer.callback_metrics["train/loss"]))
+
+
+def test_combined_score_equals_its_definition():
+    model = DAGMM(input_dim=3, inference="energy+reconstruction", reconstruction_weight=2.0)
+    energy, error = torch.tensor([1.0, 4.0, -2.0], dtype=torch.float64), torch.tensor([0.5, 0.1, 0.3], dtype=torch.float64)
+    model.energy_and_error = lambda x: (energy, error)
+    model.score_normalisation.copy_(torch.tensor([1.0, 2.0, 0.3, 0.1], dtype=torch.float64))
+    expected = [(1 - 1) / 2 + 2 * (0.5 - 0.3) / 0.1, (4 - 1) / 2 + 2 * (0.1 - 0.3) / 0.1, (-2 - 1) / 2 + 0.0]
+    assert model.score(torch.zeros(3, 3)).tolist() == pytest.approx(expected)
+
+
+def test_refit_stores_training_mean_and_std_of_energy_and_error():
+    x, y = synthetic(2)
+    dm = AnomalyDataModule.from_arrays(x, y, seed=0, batch_size=128, eval_batch_size=100)
+    dm.setup("fit")
+    model = DAGMM(input_dim=8, hidden_dims=(6,), latent_dim=1, n_components=2, inference="energy+reconstruction")
+    model.refit_mixture(dm.refit_dataloader())
+    x_train, _ = dm.arrays("train")
+    model.eval()
+    with torch.no_grad():
+        energy, error = (t.numpy() for t in model.energy_and_error(torch.from_numpy(x_train)))
+        scores = model.score(torch.from_numpy(x_train)).numpy()
+    expected = [energy.mean(), energy.std(ddof=1), error.mean(), error.std(ddof=1)]
+    np.testing.assert_allclose(model.score_normalisation.numpy(), expected, rtol=1e-9)
+    assert scores.mean() == pytest.approx(0.0, abs=1e-9)  # both z-scores centre on the training rows
+    assert float(model.threshold) == pytest.approx(np.quantile(scores, 0.9))
+
+
+def test_pu_estimate_of_c_recovers_the_labelling_frequency():
+    # Normal rows are labelled completely at random. With h trained, mean h over held-out labelled rows
+    # estimates c = p(labelled | normal) among the training rows.
+    L.seed_everything(0)
+    x, y = synthetic(3, n=3000, share=0.1)
+    dm = AnomalyDataModule.from_arrays(x, y, split="positive_unlabeled", labelled_fraction=0.3, val_fraction=0.2,
+                                       seed=0, batch_size=128)
+    model = DAGMMPU(input_dim=8, hidden_dims=(6,), latent_dim=1, n_components=2, lr=3e-3, dropout=0.0,
+                    classifier_hidden=(16,))
+    quiet_trainer(20).fit(model, datamodule=dm)
+    train_rows, train_labels = dm.splits.train, dm.splits.train_labels
+    normal = y[train_rows] == 0
+    true_c = (train_labels[normal] == KNOWN_NORMAL).mean()  # 0.3 * 0.8 / (1 - 0.3 * 0.2) = 0.255
+    assert true_c == pytest.approx(0.255, abs=0.005)
+    assert float(model.c) == pytest.approx(true_c, abs=0.03)
+    # threshold is 1 - c/2 on the score 1 - h: anomaly iff h < c / 2
+    assert float(model.threshold) == pytest.approx(1 - float(model.c) / 2)
+    x_test, y_test = dm.arrays("test")
+    model.eval()
+    with torch.no_grad():
+        h = model.labelled_probability(torch.from_numpy(x_test)).numpy()
+    assert h[y_test == 1].mean() < h[y_test == 0].mean() - 0.02  # h ranks anomalies lower
