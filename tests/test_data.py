@@ -28,13 +28,15 @@ def test_kddcup99_paper_split_sizes_and_disjoint(kdd):
     train_side = 494_021 // 2
     assert len(s.test) == 494_021 - train_side
     assert not y[s.train].any()
-    assert len(s.train) + len(s.val) == train_side  # the training half, nothing lost or added
-    n_normal_side = train_side - int(y[s.val].sum())
+    assert len(s.train) + len(s.val) + len(s.spare) == train_side  # the training half, nothing lost or added
+    assert y[s.spare].all()
+    n_normal_side = train_side - int(y[s.val].sum()) - len(s.spare)
     assert len(s.train) == n_normal_side - round(0.1 * n_normal_side)
-    rows = np.concatenate([s.train, s.val, s.test])
+    rows = np.concatenate([s.train, s.val, s.test, s.spare])
     assert len(np.unique(rows)) == len(rows) == 494_021
-    # the test half keeps the natural anomaly ratio (19.69 %)
+    # test and val keep the natural anomaly ratio (19.69 %)
     assert abs(y[s.test].mean() - y.mean()) < 0.005
+    assert abs(y[s.val].mean() - y.mean()) < 0.001
 
 
 def test_reimplementation_split_composition():

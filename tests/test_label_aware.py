@@ -27,9 +27,10 @@ def test_mixed_split_composition_and_no_leakage(protocol):
     assert_disjoint(mixed, len(y))
     np.testing.assert_array_equal(mixed.test, base.test)  # evaluation rows as in the normal-only split
     moved = mixed.train[mixed.train_labels == LABELLED_ANOMALY]
-    assert y[moved].all() and len(moved) == round(0.5 * y[base.val].sum())
+    assert y[moved].all() and len(moved) == round(0.5 * (y[base.val].sum() + len(base.spare)))
     assert not y[mixed.train[mixed.train_labels == KNOWN_NORMAL]].any()
-    assert np.array_equal(np.sort(np.r_[mixed.train, mixed.val]), np.sort(np.r_[base.train, base.val]))
+    before = np.r_[base.train, base.val, base.spare]
+    assert np.array_equal(np.sort(np.r_[mixed.train, mixed.val, mixed.spare]), np.sort(before))
 
 
 def test_positive_unlabeled_split_composition():

@@ -95,6 +95,7 @@ class AnomalyDataModule(L.LightningDataModule):
         self._encoded: np.ndarray | None = None
         self._splits: Splits | None = None
         self._scaled: dict[str, InMemoryBatches] = {}
+        self._scaled_rows: dict[str, torch.Tensor] = {}
         self._given_table: RawTable | None = None
 
     @classmethod
@@ -171,6 +172,7 @@ class AnomalyDataModule(L.LightningDataModule):
         assert self._encoded is not None and self._splits is not None
         self.preprocessor.fit_scaling(self._encoded[self._splits.train])
         self._scaled.clear()
+        self._scaled_rows.clear()
 
     def _rows(self, name: str, shuffle: bool, batch_size: int) -> InMemoryBatches:
         """Batches of split ``name`` (cached per split; the order is set per epoch by the batches)."""
@@ -180,8 +182,10 @@ class AnomalyDataModule(L.LightningDataModule):
             rows = getattr(self.splits, name)
             # training rows carry their training labels, evaluation rows the truth
             labels = self.splits.train_labels if name == "train" else self._table.is_anomaly[rows]
+            if name not in self._scaled_rows:  # one scaled copy per split, shared by its batchings
+                self._scaled_rows[name] = torch.from_numpy(self.preprocessor.scale(self._encoded[rows]))
             self._scaled[key] = InMemoryBatches(
-                torch.from_numpy(self.preprocessor.scale(self._encoded[rows])),
+                self._scaled_rows[name],
                 torch.from_numpy(labels.astype(np.int64)),
                 torch.from_numpy(rows.astype(np.int64)),
                 batch_size,
@@ -236,3 +240,4 @@ class AnomalyDataModule(L.LightningDataModule):
             )
         self.preprocessor.load_state_dict(state_dict["preprocessor"])
         self._scaled.clear()
+        self._scaled_rows.clear()

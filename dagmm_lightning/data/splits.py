@@ -2,7 +2,9 @@
 
 Every split has three disjoint row sets: ``train`` (normal rows only), ``val`` (held-out normal rows of
 the training side plus anomalies that never reach test; for checkpoint selection and early stopping)
-and ``test`` (only for `test` and `predict`; the reported numbers come from it).
+and ``test`` (only for `test` and `predict`; the reported numbers come from it). Val keeps the anomaly
+ratio of test, so its "top rho %" metrics mean what the test's do; training-side anomalies that val
+does not need are kept in ``spare`` (never evaluated; the mixed-label split draws from them).
 """
 
 from __future__ import annotations
@@ -27,10 +29,13 @@ class Splits:
     val: np.ndarray
     test: np.ndarray
     train_labels: np.ndarray | None = None
+    spare: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.train_labels is None:
             object.__setattr__(self, "train_labels", np.zeros(len(self.train), dtype=np.int64))
+        if self.spare is None:
+            object.__setattr__(self, "spare", np.zeros(0, dtype=np.int64))
 
 
 def _take(rows: np.ndarray, share: float) -> tuple[np.ndarray, np.ndarray]:
@@ -42,8 +47,9 @@ def make_splits(is_anomaly: np.ndarray, protocol: str = "paper", seed: int = 0, 
     """Seeded split of rows with labels ``is_anomaly`` (N,) bool.
 
     * ``paper`` (Zong et al. 2018): all rows split 50/50 at random; the training half's normal rows train
-      (less ``val_fraction`` of them, held out for val), its anomalies go to val; test is the other half
-      with its natural anomaly ratio.
+      (less ``val_fraction`` of them, held out for val); val adds as many of the training half's
+      anomalies as give it the data set's anomaly ratio (the rest are spare, dropped as in the paper);
+      test is the other half with its natural anomaly ratio.
     * ``reimplementation`` (danieltan07/dagmm): ``val_fraction`` of the anomalies are set aside for val
       first; the normal rows are split 50/50, the first half trains (less ``val_fraction`` held out for
       val); test is the other half of the normal rows plus the remaining anomalies.
@@ -59,7 +65,11 @@ def make_splits(is_anomaly: np.ndarray, protocol: str = "paper", seed: int = 0, 
         train_side, test = rows[: len(rows) // 2], rows[len(rows) // 2 :]
         normal_side = train_side[~is_anomaly[train_side]]
         val_normal, train = _take(normal_side, val_fraction)
-        val = np.concatenate([val_normal, train_side[is_anomaly[train_side]]])
+        ratio = float(is_anomaly.mean())
+        n_val_anomalies = round(len(val_normal) * ratio / max(1.0 - ratio, 1e-12))
+        side_anomalies = train_side[is_anomaly[train_side]]
+        val = np.concatenate([val_normal, side_anomalies[:n_val_anomalies]])
+        spare = side_anomalies[n_val_anomalies:]
     else:
         anomalies = rng.permutation(np.flatnonzero(is_anomaly))
         normals = rng.permutation(np.flatnonzero(~is_anomaly))
@@ -68,26 +78,29 @@ def make_splits(is_anomaly: np.ndarray, protocol: str = "paper", seed: int = 0, 
         val_normal, train = _take(train_side, val_fraction)
         val = np.concatenate([val_normal, val_anomalies])
         test = np.concatenate([test_normal, test_anomalies])
+        spare = np.zeros(0, dtype=np.int64)
     if len(train) == 0:
         raise ValueError("the split left no normal rows for training")
-    return Splits(np.sort(train), np.sort(val), np.sort(test))
+    return Splits(np.sort(train), np.sort(val), np.sort(test), spare=np.sort(spare))
 
 
 def with_labelled_anomalies(splits: Splits, is_anomaly: np.ndarray, share: float, seed: int) -> Splits:
-    """The mixed-label split: a seeded ``share`` of the anomalies that ``splits`` keeps out of test (val's)
-    joins the training rows, labelled; evaluation rows are otherwise unchanged and never trained on."""
+    """The mixed-label split: a seeded ``share`` of the anomalies that ``splits`` keeps out of test (val's
+    and the spare ones) joins the training rows, labelled; val keeps those of its anomalies not drawn;
+    test is unchanged. No evaluated row is trained on."""
     if not 0.0 < share <= 1.0:
         raise ValueError(f"labelled_anomalies must be in (0, 1], got {share}")
     rng = np.random.default_rng([seed, 1])
-    val_anomalies = rng.permutation(splits.val[is_anomaly[splits.val]])
-    moved, kept = _take(val_anomalies, share)
+    pool = rng.permutation(np.concatenate([splits.val[is_anomaly[splits.val]], splits.spare]))
+    moved, rest = _take(pool, share)
     if len(moved) == 0:
         raise ValueError("no anomalies outside the test rows to label; raise labelled_anomalies or val_fraction")
     train = np.concatenate([splits.train, moved])
     labels = np.r_[np.full(len(splits.train), KNOWN_NORMAL), np.full(len(moved), LABELLED_ANOMALY)]
     order = np.argsort(train)
+    kept = np.setdiff1d(splits.val[is_anomaly[splits.val]], moved)
     val = np.sort(np.concatenate([splits.val[~is_anomaly[splits.val]], kept]))
-    return Splits(train[order], val, splits.test, labels[order])
+    return Splits(train[order], val, splits.test, labels[order], np.sort(np.setdiff1d(splits.spare, moved)))
 
 
 def positive_unlabeled(

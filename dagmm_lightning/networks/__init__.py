@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from dagmm_lightning.distributed import all_reduce_sum, broadcast_from_rank_zero
@@ -62,8 +61,9 @@ def reconstruction_features(x: torch.Tensor, x_hat: torch.Tensor, eps: float = 1
     A zero row x would divide by zero; its norm is floored at ``eps``, and the cosine of a zero vector
     is 0 (torch's convention).
     """
-    relative = (x - x_hat).norm(dim=1) / x.norm(dim=1).clamp_min(eps)
-    cosine = F.cosine_similarity(x, x_hat, dim=1, eps=eps)
+    x_norm = x.norm(dim=1)
+    relative = (x - x_hat).norm(dim=1) / x_norm.clamp_min(eps)
+    cosine = (x * x_hat).sum(dim=1) / (x_norm.clamp_min(eps) * x_hat.norm(dim=1).clamp_min(eps))
     return torch.stack([relative, cosine], dim=1)
 
 
