@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 # Lightning's CLI still calls jsonargparse APIs that newer releases flag as deprecated; that noise is
 # not the user's to act on.
@@ -46,6 +47,11 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> DAGMMCLI:
 
 
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "benchmark":
+        from dagmm_lightning.benchmark import main as benchmark
+
+        benchmark(sys.argv[2:])
+        return
     build_cli()
 
 

@@ -8,21 +8,24 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 
 from dagmm_lightning.data.batches import InMemoryBatches
-from dagmm_lightning.data.loaders import DATASETS
+from dagmm_lightning.data.loaders import DATASETS, read_user_table
 from dagmm_lightning.data.splits import (
     PROTOCOLS,
     SPLITS,
     Splits,
     make_splits,
     positive_unlabeled,
+    with_contamination,
     with_labelled_anomalies,
 )
 from dagmm_lightning.data.tables import DataError, RawTable, TablePreprocessor
 
 
 ARRAYS = "arrays"  # the data set name of a data module made by ``from_arrays``
+TABLE = "table"  # a user's CSV / Parquet / NPZ file, given by ``path``
 
 
 def default_data_dir() -> Path:
@@ -33,7 +36,8 @@ class AnomalyDataModule(L.LightningDataModule):
     """Rows of a named data set, split into train / val / test by an evaluation protocol.
 
     Args:
-        dataset: one of ``kddcup99``, ``breast_cancer`` (embedded in scikit-learn, no download).
+        dataset: ``kddcup99``, ``kddcup_rev``, ``thyroid``, ``arrhythmia``, ``breast_cancer`` (embedded in
+            scikit-learn, no download), or ``table``: a user's file given by ``path``.
         data_dir: folder holding the data files; default ``$DAGMM_DATA_DIR``, else ``./data``.
         protocol: ``paper`` (Zong et al. 2018) or ``reimplementation``; see ``make_splits``.
         val_fraction: share of the training side's normal rows held out for validation.
@@ -49,6 +53,12 @@ class AnomalyDataModule(L.LightningDataModule):
             half's normal rows labelled, all its other rows unlabelled; val holds out labelled rows).
         labelled_anomalies: share of the non-test anomalies that join training in the mixed split.
         labelled_fraction: share of the training half's normal rows labelled in the positive-unlabeled split.
+        train_contamination: share of anomalies among the training rows (the unsupervised setting of the
+            paper's Table 3): anomalies kept out of test join training, unlabelled. 0 = clean training.
+        path: the file of ``dataset: table`` (CSV, Parquet or NPZ with ``X`` and optionally ``y``).
+        label_column: its 0/1 anomaly column (CSV/Parquet); None: no labels (it trains and scores, but
+            metrics need labels). Without labels all rows count as normal when splitting.
+        symbolic_columns: its columns to one-hot encode; default: the non-numeric ones.
     """
 
     def __init__(
@@ -65,10 +75,18 @@ class AnomalyDataModule(L.LightningDataModule):
         split: str = "normal_only",
         labelled_anomalies: float = 0.5,
         labelled_fraction: float = 0.5,
+        train_contamination: float = 0.0,
+        path: str | None = None,
+        label_column: str | None = None,
+        symbolic_columns: list[str] | None = None,
     ) -> None:
         super().__init__()
-        if dataset not in DATASETS and dataset != ARRAYS:
-            raise ValueError(f"dataset must be one of {sorted(DATASETS)}, got {dataset!r}")
+        if dataset not in DATASETS and dataset not in (ARRAYS, TABLE):
+            raise ValueError(f"dataset must be one of {sorted([*DATASETS, TABLE])}, got {dataset!r}")
+        if dataset == TABLE and path is None:
+            raise ValueError("dataset 'table' needs --data.path pointing at a CSV, Parquet or NPZ file")
+        if not 0.0 <= train_contamination < 0.5:
+            raise ValueError(f"train_contamination must be in [0, 0.5), got {train_contamination}")
         if protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
         if split not in SPLITS:
@@ -90,6 +108,10 @@ class AnomalyDataModule(L.LightningDataModule):
         self.split = split
         self.labelled_anomalies = labelled_anomalies
         self.labelled_fraction = labelled_fraction
+        self.train_contamination = train_contamination
+        self.path = path
+        self.label_column = label_column
+        self.symbolic_columns = symbolic_columns
         self.preprocessor = TablePreprocessor()
         self._table: RawTable | None = None
         self._encoded: np.ndarray | None = None
@@ -139,8 +161,11 @@ class AnomalyDataModule(L.LightningDataModule):
 
     @property
     def is_anomaly(self) -> np.ndarray:
+        """The truth (N,) bool of all rows; raises for a table without labels."""
         self._load()
-        assert self._table is not None and self._table.is_anomaly is not None
+        assert self._table is not None
+        if self._table.is_anomaly is None:
+            raise DataError("the table has no labels")
         return self._table.is_anomaly
 
     # --- loading ---------------------------------------------------------------------------------------
@@ -149,13 +174,19 @@ class AnomalyDataModule(L.LightningDataModule):
             return
         if self._given_table is not None:
             table = self._given_table
+        elif self.dataset == TABLE:
+            table = read_user_table(self.path, self.label_column, self.symbolic_columns)
         else:
             table = DATASETS[self.dataset].load(self.data_dir, self.resolved_seed)
         if table.is_anomaly is None:
-            raise DataError(f"data set {self.dataset!r} has no labels; the protocols need them")
+            if self.split != "normal_only" or self.train_contamination > 0:
+                raise DataError(f"split {self.split!r} and train_contamination need labels; the table has none")
+            rank_zero_warn("the table has no labels: training on all rows as normal; metrics need labels")
         self.preprocessor.fit_columns(table)
         self._encoded = self.preprocessor.encode(table.features)
-        self._splits = self._make_splits(table.is_anomaly)
+        known = table.is_anomaly if table.is_anomaly is not None else np.zeros(len(table.features), dtype=bool)
+        self._splits = self._make_splits(known)
+        self._labels = table.is_anomaly.astype(np.int64) if table.is_anomaly is not None else np.full(len(known), -1)
         self._table = table
 
     def _make_splits(self, is_anomaly: np.ndarray) -> Splits:
@@ -165,6 +196,8 @@ class AnomalyDataModule(L.LightningDataModule):
         splits = make_splits(is_anomaly, self.protocol, seed, self.val_fraction)
         if self.split == "mixed":
             splits = with_labelled_anomalies(splits, is_anomaly, self.labelled_anomalies, seed)
+        if self.train_contamination > 0:
+            splits = with_contamination(splits, is_anomaly, self.train_contamination, seed)
         return splits
 
     def setup(self, stage: str) -> None:
@@ -178,10 +211,10 @@ class AnomalyDataModule(L.LightningDataModule):
         """Batches of split ``name`` (cached per split; the order is set per epoch by the batches)."""
         key = f"{name}:{shuffle}:{batch_size}"
         if key not in self._scaled:
-            assert self._encoded is not None and self._table is not None and self._table.is_anomaly is not None
+            assert self._encoded is not None
             rows = getattr(self.splits, name)
-            # training rows carry their training labels, evaluation rows the truth
-            labels = self.splits.train_labels if name == "train" else self._table.is_anomaly[rows]
+            # training rows carry their training labels, evaluation rows the truth (-1: unknown)
+            labels = self.splits.train_labels if name == "train" else self._labels[rows]
             if name not in self._scaled_rows:  # one scaled copy per split, shared by its batchings
                 self._scaled_rows[name] = torch.from_numpy(self.preprocessor.scale(self._encoded[rows]))
             self._scaled[key] = InMemoryBatches(
@@ -217,7 +250,12 @@ class AnomalyDataModule(L.LightningDataModule):
     def predict_dataloader(self) -> InMemoryBatches:
         if self.predict_file is None:
             return self.test_dataloader()
-        table = DATASETS[self.dataset].read_file(self.predict_file)
+        if self.dataset == TABLE:
+            table = read_user_table(self.predict_file, self.label_column, self.symbolic_columns, label_optional=True)
+        elif self.dataset in DATASETS:
+            table = DATASETS[self.dataset].read_file(self.predict_file)
+        else:
+            raise DataError("a data module made from arrays has no file format for predict_file")
         encoded = self.preprocessor.encode(table.features)
         labels = np.full(len(encoded), -1) if table.is_anomaly is None else table.is_anomaly.astype(np.int64)
         return InMemoryBatches(

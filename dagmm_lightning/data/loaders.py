@@ -86,14 +86,128 @@ def load_breast_cancer_anomalies(data_dir: Path, seed: int) -> RawTable:
     return RawTable(frame.iloc[rows].reset_index(drop=True), malignant[rows], [])
 
 
-def read_named_columns_file(path: str | Path, label_column: str = "is_anomaly") -> RawTable:
-    """A CSV or Parquet file with a header naming the feature columns, and optionally a 0/1 label column."""
+def load_kddcup_rev(data_dir: Path, seed: int) -> RawTable:
+    """KDDCUP-Rev (Zong et al. 2018): all ``normal.`` rows kept as the normal class, attack rows drawn at
+    random (seeded) so that normal:attack is 4:1; the attacks are the anomalies (20 %)."""
+    kdd = load_kddcup99(data_dir, seed)
+    normal_traffic = np.flatnonzero(kdd.is_anomaly)
+    attacks = np.flatnonzero(~kdd.is_anomaly)
+    drawn = np.random.default_rng([seed, 7]).choice(attacks, len(normal_traffic) // 4, replace=False)
+    rows = np.sort(np.concatenate([normal_traffic, drawn]))
+    labels = ~kdd.is_anomaly[rows]
+    return RawTable(kdd.features.iloc[rows].reset_index(drop=True), labels, list(KDDCUP99_SYMBOLIC))
+
+
+def _attacks_are_anomalies(table: RawTable) -> RawTable:
+    if table.is_anomaly is not None:
+        table.is_anomaly = ~table.is_anomaly
+    return table
+
+
+def read_npz_file(path: str | Path) -> RawTable:
+    """A numpy archive with ``X`` (rows x features) and optionally ``y`` (1 = anomaly)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"no such file: {path}")
-    frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
-    labels = frame.pop(label_column).to_numpy().astype(bool) if label_column in frame.columns else None
-    return RawTable(frame, labels, [])
+    with np.load(path, allow_pickle=False) as archive:
+        if "X" not in archive.files:
+            raise DataError(f"{path} holds {archive.files}; expected an array 'X' (and optionally 'y')")
+        x = np.asarray(archive["X"])
+        y = np.asarray(archive["y"]).astype(bool).ravel() if "y" in archive.files else None
+    if x.ndim != 2:
+        raise DataError(f"'X' in {path} must be 2-D (rows x features), got shape {x.shape}")
+    return RawTable(pd.DataFrame(x, columns=[f"x{i}" for i in range(x.shape[1])]), y, [])
+
+
+def load_thyroid(data_dir: Path, seed: int) -> RawTable:
+    """ODDS Thyroid: ``thyroid.npz`` in ``data_dir`` (3,772 x 6; 93 hyperfunction rows are anomalies)."""
+    return read_npz_file(_require(data_dir / "thyroid.npz", "https://odds.cs.stonybrook.edu/thyroid-disease-dataset/"))
+
+
+ARRHYTHMIA_ANOMALY_CLASSES = (3, 4, 5, 7, 8, 9, 14, 15)
+
+
+def read_arrhythmia_file(path: str | Path) -> RawTable:
+    """UCI Arrhythmia as a MATLAB file with one matrix ``arrhythmia``: 274 features, then the class."""
+    from scipy.io import loadmat
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"no such file: {path}")
+    matrix = np.asarray(loadmat(str(path))["arrhythmia"], dtype=np.float64)
+    if matrix.shape[1] != 275:
+        raise DataError(f"{path}: expected 274 features and the class (275 columns), got {matrix.shape[1]}")
+    features = pd.DataFrame(matrix[:, :-1], columns=[f"a{i}" for i in range(274)])
+    return RawTable(features, np.isin(matrix[:, -1], ARRHYTHMIA_ANOMALY_CLASSES), [])
+
+
+def load_arrhythmia(data_dir: Path, seed: int) -> RawTable:
+    """UCI Arrhythmia: ``arrhythmia.mat`` in ``data_dir`` (452 x 274; classes 3, 4, 5, 7, 8, 9, 14, 15
+    are the anomalies, 66 rows)."""
+    return read_arrhythmia_file(_require(data_dir / "arrhythmia.mat", "https://odds.cs.stonybrook.edu/arrhythmia-dataset/"))
+
+
+def _require(path: Path, source: str) -> Path:
+    if not path.is_file():
+        raise DataError(
+            f"{path.name} is not in {path.parent}; download it from {source} into that folder, or point "
+            f"--data.data_dir / DAGMM_DATA_DIR at the folder that holds it"
+        )
+    return path
+
+
+def read_user_table(
+    path: str | Path,
+    label_column: str | None = None,
+    symbolic_columns: list[str] | None = None,
+    label_optional: bool = False,
+) -> RawTable:
+    """A user's table: CSV or Parquet with a header, or NPZ with ``X`` (and ``y``).
+
+    ``label_column``: the 0/1 (or true/false) anomaly label, left out of the features; None for a table
+    without labels (it still trains and scores; metrics need labels). ``symbolic_columns``: columns to
+    one-hot encode; None takes every non-numeric column, except one whose values are mostly numbers,
+    which is an error (a typo in a numeric column must not silently become a category).
+    ``label_optional``: a missing label column means no labels rather than an error (rows to score).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"no such file: {path}")
+    if path.suffix == ".npz":
+        return read_npz_file(path)
+    try:
+        frame = pd.read_parquet(path) if path.suffix in (".parquet", ".pq") else pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path} is empty") from None
+    if len(frame) == 0:
+        raise DataError(f"{path} has a header but no rows")
+    labels = None
+    if label_column is not None and not (label_optional and label_column not in frame.columns):
+        if label_column not in frame.columns:
+            raise DataError(f"label column {label_column!r} is not in {path}; its columns are {list(frame.columns)[:20]}")
+        raw = frame.pop(label_column)
+        if raw.isna().any() or not set(pd.unique(raw.astype(str).str.lower())) <= {"0", "1", "true", "false", "0.0", "1.0"}:
+            raise DataError(f"label column {label_column!r} must hold 0/1 or true/false (1 = anomaly)")
+        labels = raw.astype(str).str.lower().isin(["1", "true", "1.0"]).to_numpy()
+    if symbolic_columns is None:
+        symbolic_columns = []
+        for column in frame.columns:
+            if pd.api.types.is_numeric_dtype(frame[column]) and not pd.api.types.is_bool_dtype(frame[column]):
+                continue
+            values = frame[column].dropna()
+            numeric = pd.to_numeric(values, errors="coerce")
+            if len(values) and numeric.notna().mean() >= 0.9:
+                bad = values[numeric.isna()].iloc[:3].tolist()
+                raise DataError(
+                    f"column {column!r} looks numeric but holds non-numeric values, e.g. {bad}; fix them, or "
+                    f"list the column in symbolic_columns to one-hot encode it"
+                )
+            symbolic_columns.append(column)
+    missing = [c for c in symbolic_columns if c not in frame.columns]
+    if missing:
+        raise DataError(f"symbolic columns {missing} are not in {path}")
+    frame = frame.rename(columns=str)
+    return RawTable(frame, labels, [str(c) for c in symbolic_columns])
 
 
 @dataclass(frozen=True)
@@ -108,7 +222,10 @@ class DatasetSpec:
 
 DATASETS: dict[str, DatasetSpec] = {
     "kddcup99": DatasetSpec(load_kddcup99, read_kddcup99_file, rho=20.0),
+    "kddcup_rev": DatasetSpec(load_kddcup_rev, lambda path: _attacks_are_anomalies(read_kddcup99_file(path)), rho=20.0),
+    "thyroid": DatasetSpec(load_thyroid, read_npz_file, rho=2.5),
+    "arrhythmia": DatasetSpec(load_arrhythmia, read_arrhythmia_file, rho=15.0),
     "breast_cancer": DatasetSpec(
-        load_breast_cancer_anomalies, read_named_columns_file, rho=100 * BREAST_CANCER_ANOMALY_SHARE
+        load_breast_cancer_anomalies, lambda path: read_user_table(path, None), rho=100 * BREAST_CANCER_ANOMALY_SHARE
     ),
 }

@@ -129,3 +129,23 @@ def positive_unlabeled(
     if len(labelled_train) == 0 or len(val) == 0:
         raise ValueError("too few labelled rows for training and for estimating c; raise labelled_fraction")
     return Splits(train[order], np.sort(val), np.sort(test), labels[order])
+
+
+def with_contamination(splits: Splits, is_anomaly: np.ndarray, share: float, seed: int) -> Splits:
+    """The unsupervised setting: anomalies kept out of test (spare first, then val's) join the training
+    rows, unlabelled, until they are ``share`` of the training rows. Test is unchanged."""
+    n_train = len(splits.train)
+    n_add = int(round(share / (1.0 - share) * n_train))
+    rng = np.random.default_rng([seed, 2])
+    val_anomalies = splits.val[is_anomaly[splits.val]]
+    pool = np.concatenate([rng.permutation(splits.spare), rng.permutation(val_anomalies)])
+    if n_add > len(pool):
+        raise ValueError(
+            f"train_contamination {share} needs {n_add} anomalies outside the test rows; only {len(pool)} exist"
+        )
+    added = pool[:n_add]
+    train = np.concatenate([splits.train, added])
+    labels = np.r_[splits.train_labels, np.full(n_add, UNLABELLED)]
+    order = np.argsort(train)
+    val = np.sort(np.setdiff1d(splits.val, added))
+    return Splits(train[order], val, splits.test, labels[order], np.sort(np.setdiff1d(splits.spare, added)))

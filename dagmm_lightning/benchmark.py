@@ -1,0 +1,282 @@
+"""``dagmm benchmark``: configs x data sets x seeds, resumable, with shallow reference rows.
+
+    dagmm benchmark --configs configs/dagmm.yaml configs/vae.yaml --data configs/data/thyroid.yaml \
+        --seeds 0-2 --epochs 500 --jobs 2 --baselines --out benchmarks/results/thyroid
+
+writes ``<out>.csv`` (one row per run; finished runs are skipped when started again), ``<out>.md``
+(mean and std over seeds of P/R/F1 at the data set's rho and ROC AUC) and ``<out>.png`` (F1 per method
+with error bars). Each run trains on the protocol's training rows and is scored on its test rows, with
+validation and checkpointing off; ``--baselines`` adds scikit-learn's IsolationForest and a
+GaussianMixture fitted on the very same scaled training rows of the same split.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+import math
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+
+PERCENTILES = (10, 20, 30, 40, 50, 60)
+METRICS = ["roc_auc", "average_precision", "precision_rho", "recall_rho", "f1_rho",
+           *[f"{m}_top{p}" for p in PERCENTILES for m in ("precision", "recall", "f1")]]  # fmt: skip
+FIELDS = ["method", "dataset", "protocol", "seed", "epochs", "seconds", "final_loss", "status", "configs", *METRICS]
+RECON = "+recon_inference"
+
+
+@dataclass(frozen=True)
+class Job:
+    configs: tuple[str, ...]
+    seed: int
+    protocol: str
+    epochs: int | None
+    extra: tuple[str, ...]
+    baselines: bool
+    recon_inference: bool
+    threads: int
+
+    @property
+    def method(self) -> str:
+        return Path(self.configs[0]).stem
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"0-2"`` -> [0, 1, 2]; ``"0,3,5"`` -> [0, 3, 5]."""
+    seeds: list[int] = []
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        seeds += list(range(int(lo), int(hi) + 1)) if hi else [int(lo)]
+    return seeds
+
+
+def _metric_row(metrics: dict, rho: float) -> dict:
+    name = f"{rho:g}"
+    row = {"roc_auc": metrics["roc_auc"], "average_precision": metrics["average_precision"],
+           "precision_rho": metrics[f"precision_top{name}"], "recall_rho": metrics[f"recall_top{name}"],
+           "f1_rho": metrics[f"f1_top{name}"]}  # fmt: skip
+    row.update({k: metrics[k] for k in METRICS if k in metrics and k not in row})
+    return row
+
+
+def _cli_args(job: Job) -> list[str]:
+    args = [a for c in job.configs for a in ("--config", c)]
+    args += ["--seed_everything", str(job.seed), "--data.protocol", job.protocol]
+    if job.epochs is not None:
+        args += ["--trainer.max_epochs", str(job.epochs)]
+    args += ["--trainer.limit_val_batches", "0", "--checkpoint.save_top_k", "0", "--trainer.logger", "false",
+             "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false", *job.extra]
+    return args
+
+
+def run_job(job: Job) -> list[dict]:
+    """Train and test one config on one seed (and the baselines on its split); rows for the CSV."""
+    import torch
+
+    from dagmm_lightning.callbacks import AnomalyMetrics
+    from dagmm_lightning.cli import build_cli
+
+    torch.set_num_threads(job.threads)
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # the progress line says enough
+    sys.argv = sys.argv[:1]  # a spawned worker inherits the parent's arguments; the CLI gets its own
+    cli = build_cli(_cli_args(job), run=False)
+    dm, model, trainer = cli.datamodule, cli.model, cli.trainer
+    base = {"dataset": dm.dataset, "protocol": job.protocol, "seed": job.seed, "configs": " ".join(job.configs)}
+    rows = []
+    start = time.perf_counter()
+    try:
+        trainer.fit(model, datamodule=dm)
+        seconds = time.perf_counter() - start
+        loss = float(trainer.callback_metrics.get("train/loss", float("nan")))
+        metrics_cb = next(c for c in trainer.callbacks if isinstance(c, AnomalyMetrics))
+        trainer.test(model, datamodule=dm, verbose=False)
+        common = {**base, "epochs": trainer.current_epoch, "seconds": round(seconds, 1), "final_loss": loss}
+        rows.append({**common, "method": job.method, "status": "ok", **_metric_row(metrics_cb.last_metrics["test"], dm.rho)})
+        if job.recon_inference and model.hparams.get("inference") == "energy":
+            model.hparams.inference = "energy+reconstruction"
+            model.refit_mixture(dm.refit_dataloader())  # same weights: new normalisation and threshold
+            trainer.test(model, datamodule=dm, verbose=False)
+            row = _metric_row(metrics_cb.last_metrics["test"], dm.rho)
+            rows.append({**common, "method": job.method + RECON, "status": "ok", **row})
+    except FloatingPointError as err:
+        rows.append({**base, "method": job.method, "status": f"non-finite: {err}"[:200],
+                     "seconds": round(time.perf_counter() - start, 1)})  # fmt: skip
+    if job.baselines:
+        rows += run_baselines(dm, job.seed, int(model.hparams.n_components), base)
+    return rows
+
+
+def run_baselines(dm, seed: int, n_components: int, base: dict) -> list[dict]:
+    """IsolationForest and GaussianMixture on the data module's scaled training rows, scored on its test
+    rows; the percentile reference follows the protocol as for the trained models."""
+    from sklearn.ensemble import IsolationForest
+    from sklearn.mixture import GaussianMixture
+
+    from dagmm_lightning.callbacks import AnomalyMetrics
+
+    x_train, train_labels = dm.arrays("train")
+    x_fit = x_train[train_labels != 1]  # never the labelled anomalies of a mixed split
+    x_test, y_test = dm.arrays("test")
+    detectors = {
+        "isolation_forest": IsolationForest(random_state=seed, n_jobs=1),
+        "gaussian_mixture": GaussianMixture(n_components, covariance_type="full", reg_covar=1e-6, random_state=seed),
+    }
+    rows = []
+    for name, detector in detectors.items():
+        start = time.perf_counter()
+        detector.fit(x_fit)
+        seconds = time.perf_counter() - start
+        scores = -detector.score_samples(x_test)
+        reference = np.r_[-detector.score_samples(x_fit), scores] if dm.protocol == "reimplementation" else None
+        metrics = AnomalyMetrics().compute(scores, y_test, sorted({*PERCENTILES, dm.rho}), None, reference)
+        rows.append({**base, "method": name, "epochs": 0, "seconds": round(seconds, 1), "status": "ok",
+                     **_metric_row(metrics, dm.rho)})  # fmt: skip
+    return rows
+
+
+# --- results files -------------------------------------------------------------------------------------
+def read_rows(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def append_rows(path: Path, rows: list[dict]) -> None:
+    new = not path.exists()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=FIELDS, extrasaction="ignore")
+        if new:
+            writer.writeheader()
+        for row in rows:
+            writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) and k in METRICS else v) for k, v in row.items()})
+
+
+def _stats(values: list[float]) -> str:
+    values = [v for v in values if not math.isnan(v)]
+    if not values:
+        return "n/a"
+    return f"{np.mean(values):.4f} ± {np.std(values, ddof=1) if len(values) > 1 else 0.0:.4f}"
+
+
+def summarize(rows: list[dict]) -> str:
+    """Markdown table: one line per data set, protocol and method; mean ± std over seeds."""
+    groups: dict[tuple[str, str, str], list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["dataset"], row["protocol"], row["method"]), []).append(row)
+    lines = ["| data set | protocol | method | seeds | epochs | precision@rho | recall@rho | F1@rho | ROC AUC | failed |",
+             "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for (dataset, protocol, method), group in sorted(groups.items()):
+        ok = [r for r in group if r.get("status", "ok") == "ok"]
+        values = {m: [float(r[m]) for r in ok if r.get(m) not in (None, "")] for m in ("precision_rho", "recall_rho", "f1_rho", "roc_auc")}
+        epochs = sorted({str(r.get("epochs", "")) for r in ok})
+        lines.append(
+            f"| {dataset} | {protocol} | {method} | {len(ok)} | {'/'.join(epochs)} | {_stats(values['precision_rho'])} "
+            f"| {_stats(values['recall_rho'])} | {_stats(values['f1_rho'])} | {_stats(values['roc_auc'])} "
+            f"| {len(group) - len(ok)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """F1 at rho per method (mean ± std over seeds), one panel per data set."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = [r for r in rows if r.get("status", "ok") == "ok" and r.get("f1_rho") not in (None, "")]
+    datasets = sorted({f"{r['dataset']} ({r['protocol']})" for r in ok})
+    if not datasets:
+        return
+    fig, axes = plt.subplots(1, len(datasets), figsize=(4.5 * len(datasets), 3.6), squeeze=False)
+    for ax, name in zip(axes[0], datasets):
+        subset = [r for r in ok if f"{r['dataset']} ({r['protocol']})" == name]
+        methods = sorted({r["method"] for r in subset})
+        values = [[float(r["f1_rho"]) for r in subset if r["method"] == m] for m in methods]
+        ax.bar(range(len(methods)), [np.mean(v) for v in values],
+               yerr=[np.std(v, ddof=1) if len(v) > 1 else 0 for v in values], capsize=3, color="tab:blue")  # fmt: skip
+        ax.set_xticks(range(len(methods)), methods, rotation=35, ha="right", fontsize=8)
+        ax.set_ylim(0, 1)
+        ax.set_title(name, fontsize=9)
+        ax.set_ylabel("F1 at rho (test rows)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_reports(csv_path: Path) -> None:
+    rows = read_rows(csv_path)
+    csv_path.with_suffix(".md").write_text(summarize(rows))
+    plot(rows, csv_path.with_suffix(".png"))
+
+
+# --- command line ---------------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="dagmm benchmark", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("--configs", nargs="+", required=True, help="model configs (one method each)")
+    parser.add_argument("--data", nargs="*", default=[None], help="data configs composed with each model config")
+    parser.add_argument("--seeds", default="0-2", help="e.g. 0-4 or 0,3,7")
+    parser.add_argument("--protocol", default="paper", choices=["paper", "reimplementation"])
+    parser.add_argument("--epochs", type=int, default=None, help="override the configs' max_epochs")
+    parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (processes)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads per run (default: cores / jobs)")
+    parser.add_argument("--baselines", action="store_true", help="add IsolationForest and GaussianMixture rows")
+    parser.add_argument("--recon-inference", action="store_true",
+                        help="also score energy-inference models with energy+reconstruction (same weights)")
+    parser.add_argument("--out", type=Path, required=True, help="results path without suffix")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a `dagmm fit` option for every run, e.g. --set data.data_dir=../shared/data")
+    args = parser.parse_args(argv)
+    csv_path = args.out.with_suffix(".csv")
+    extra: tuple[str, ...] = ()
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"--set takes KEY=VALUE, got {item!r}")
+        extra += (f"--{key.lstrip('-')}", value)
+    threads = args.threads or max(1, (os.cpu_count() or 1) // max(args.jobs, 1))
+    done = {(r["method"], r["configs"], r["protocol"], int(r["seed"])) for r in read_rows(csv_path)}
+    jobs, skipped = [], 0
+    for config in args.configs:
+        for data in args.data:
+            configs = (config,) if data is None else (config, data)
+            for seed in parse_seeds(args.seeds):
+                # the shallow rows once per data set and seed, with the first model config's split
+                baselines = args.baselines and config == args.configs[0]
+                job = Job(configs, seed, args.protocol, args.epochs, extra, baselines,
+                          args.recon_inference, threads)  # fmt: skip
+                if (job.method, " ".join(configs), args.protocol, seed) in done:
+                    skipped += 1
+                else:
+                    jobs.append(job)
+    print(f"{len(jobs)} runs to do, {skipped} already in {csv_path}", flush=True)
+    started = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=max(args.jobs, 1), mp_context=get_context("spawn")) as pool:
+        futures = {pool.submit(run_job, job): job for job in jobs}
+        for i, future in enumerate(as_completed(futures), 1):
+            job = futures[future]
+            rows = future.result()
+            append_rows(csv_path, rows)
+            main_row = rows[0]
+            f1 = main_row.get("f1_rho")
+            summary = f"F1@rho {f1:.4f}, ROC AUC {main_row['roc_auc']:.4f}" if isinstance(f1, float) else main_row["status"]
+            elapsed = time.perf_counter() - started
+            print(f"[{i}/{len(jobs)}] {job.method} {' '.join(job.configs[1:])} seed {job.seed}: {summary} "
+                  f"({main_row.get('seconds')} s; {elapsed / 60:.1f} min elapsed)", flush=True)  # fmt: skip
+    write_reports(csv_path)
+    print(f"wrote {csv_path}, {csv_path.with_suffix('.md')}, {csv_path.with_suffix('.png')}", flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
