@@ -95,7 +95,9 @@ def load_kddcup_rev(data_dir: Path, seed: int) -> RawTable:
     drawn = np.random.default_rng([seed, 7]).choice(attacks, len(normal_traffic) // 4, replace=False)
     rows = np.sort(np.concatenate([normal_traffic, drawn]))
     labels = ~kdd.is_anomaly[rows]
-    return RawTable(kdd.features.iloc[rows].reset_index(drop=True), labels, list(KDDCUP99_SYMBOLIC))
+    # one-hot over the services, protocols and flags of the whole file, as for KDDCUP99 (118 features)
+    categories = {c: sorted(kdd.features[c].astype(str).unique().tolist()) for c in KDDCUP99_SYMBOLIC}
+    return RawTable(kdd.features.iloc[rows].reset_index(drop=True), labels, list(KDDCUP99_SYMBOLIC), categories)
 
 
 def _attacks_are_anomalies(table: RawTable) -> RawTable:

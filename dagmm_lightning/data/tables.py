@@ -23,6 +23,8 @@ class RawTable:
     features: pd.DataFrame
     is_anomaly: np.ndarray | None
     symbolic: list[str] = field(default_factory=list)
+    #: category sets of symbolic columns, where they come from a larger source than these rows
+    categories: dict[str, list[str]] | None = None
 
     def __post_init__(self) -> None:
         if len(self.features) == 0:
@@ -59,8 +61,10 @@ class TablePreprocessor:
 
     def fit_columns(self, table: RawTable) -> "TablePreprocessor":
         self.numeric = [str(c) for c in table.features.columns if c not in table.symbolic]
+        given = table.categories or {}
         self.categories = {
-            str(c): sorted(table.features[c].astype(str).unique().tolist()) for c in table.symbolic
+            str(c): list(given[c]) if c in given else sorted(table.features[c].astype(str).unique().tolist())
+            for c in table.symbolic
         }
         return self
 

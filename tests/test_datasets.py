@@ -1,0 +1,116 @@
+"""The paper's other data sets, a user's own table, and training contamination."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from dagmm_lightning.cli import build_cli
+from dagmm_lightning.data import AnomalyDataModule, DataError
+from dagmm_lightning.data.splits import UNLABELLED
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+QUICK = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+
+
+@pytest.mark.parametrize(
+    "name, rows, features, anomalies",
+    [("thyroid", 3772, 6, 93), ("arrhythmia", 452, 274, 66), ("kddcup_rev", 121_597, 118, 24_319)],
+)
+def test_loader_shapes_and_anomaly_counts(shared_data, name, rows, features, anomalies):
+    dm = AnomalyDataModule(name, data_dir=str(shared_data), seed=0)
+    assert len(dm.is_anomaly) == rows and dm.input_dim == features and int(dm.is_anomaly.sum()) == anomalies
+
+
+def test_kddcup_rev_redraws_attacks_per_seed(shared_data):
+    a = AnomalyDataModule("kddcup_rev", data_dir=str(shared_data), seed=0)
+    b = AnomalyDataModule("kddcup_rev", data_dir=str(shared_data), seed=1)
+    a._load(), b._load()
+    assert not a._table.features.equals(b._table.features)
+
+
+def test_missing_data_file_says_where_to_get_it(tmp_path):
+    with pytest.raises(DataError, match="thyroid.npz is not in .*download it from"):
+        AnomalyDataModule("thyroid", data_dir=str(tmp_path)).input_dim
+
+
+def write_tables(tmp_path):
+    rng = np.random.default_rng(0)
+    n = 400
+    frame = pd.DataFrame({
+        "size": rng.normal(10, 2, n),
+        "colour": rng.choice(["red", "green", "blue"], n),
+        "weight": rng.normal(3, 1, n),
+        "anomaly": (rng.random(n) < 0.1).astype(int),
+    })
+    frame.loc[frame.anomaly == 1, "size"] += 8
+    train = tmp_path / "train.csv"
+    frame.to_csv(train, index=False)
+    new = frame.iloc[:25][["weight", "anomaly", "colour", "size"]].copy()  # other column order
+    new.loc[new.index[:3], "colour"] = "purple"  # a category never seen in training
+    predict = tmp_path / "new.csv"
+    new.to_csv(predict, index=False)
+    return train, predict, new
+
+
+def test_user_table_round_trip(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    train, predict, new = write_tables(tmp_path)
+    common = ["--config", "configs/quickstart.yaml", "--data.dataset", "table", "--data.path", str(train),
+              "--data.label_column", "anomaly", "--trainer.max_epochs", "3",
+              "--trainer.logger.init_args.save_dir", str(tmp_path / "logs"), *QUICK]
+    fitted = build_cli(["fit", *common])
+    assert fitted.datamodule.input_dim == 5  # 2 numeric + 3 colours
+    ckpt = next((tmp_path / "logs").rglob("*.ckpt"))
+    out = tmp_path / "scores.csv"
+    build_cli(["predict", *common, "--ckpt_path", str(ckpt), "--data.predict_file", str(predict),
+               "--prediction_writer.output_path", str(out)])
+    scores = pd.read_csv(out)
+    assert len(scores) == 25 and np.isfinite(scores["score"]).all()
+    np.testing.assert_array_equal(scores["label"], new["anomaly"])
+    # the same rows in the training column order score the same: encoding is by name
+    model = fitted.model.eval()
+    encoded = fitted.datamodule.preprocessor
+    x = encoded.scale(encoded.encode(pd.read_csv(predict).drop(columns="anomaly")))
+    with torch.no_grad():
+        np.testing.assert_allclose(scores["score"], model.score(torch.from_numpy(x)).numpy(), rtol=1e-6)
+    assert (x[:3, 2:] == 0).all()  # unseen category: all-zero one-hot
+
+    missing = tmp_path / "missing.csv"
+    new.drop(columns="weight").to_csv(missing, index=False)
+    with pytest.raises(DataError, match=r"columns missing from the input: \['weight'\]"):
+        build_cli(["predict", *common, "--ckpt_path", str(ckpt), "--data.predict_file", str(missing)])
+
+
+def test_user_table_errors(tmp_path):
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    with pytest.raises(DataError, match="is empty"):
+        AnomalyDataModule("table", path=str(empty)).input_dim
+    frame = pd.DataFrame({"a": ["1", "2", "x", "4", "5", "6", "7", "8", "9", "10", "11"], "b": range(11)})
+    typo = tmp_path / "typo.csv"
+    frame.to_csv(typo, index=False)
+    with pytest.raises(DataError, match="'a' looks numeric but holds non-numeric values, e.g. \\['x'\\]"):
+        AnomalyDataModule("table", path=str(typo)).input_dim
+    with pytest.raises(DataError, match="label column 'label' is not in"):
+        AnomalyDataModule("table", path=str(typo), label_column="label", symbolic_columns=["a"]).input_dim
+    constant = tmp_path / "constant.csv"
+    pd.DataFrame({"a": np.arange(20.0), "c": 1.0}).to_csv(constant, index=False)
+    dm = AnomalyDataModule("table", path=str(constant))  # a constant column is fine; no labels is fine
+    dm.setup("fit")
+    x, y = dm.arrays("test")
+    assert np.isfinite(x).all() and (y == -1).all()
+    with pytest.raises(ValueError, match="needs --data.path"):
+        AnomalyDataModule("table")
+
+
+def test_training_contamination_share(shared_data):
+    dm = AnomalyDataModule("thyroid", data_dir=str(shared_data), seed=0, train_contamination=0.02)
+    s, y = dm.splits, dm.is_anomaly
+    assert y[s.train].mean() == pytest.approx(0.02, abs=0.001)
+    assert (s.train_labels[y[s.train]] == UNLABELLED).all()
+    clean = AnomalyDataModule("thyroid", data_dir=str(shared_data), seed=0)
+    np.testing.assert_array_equal(s.test, clean.splits.test)  # test rows unchanged
+    assert len(np.intersect1d(s.train, np.r_[s.val, s.test])) == 0
+    with pytest.raises(ValueError, match="only .* exist"):
+        AnomalyDataModule("thyroid", data_dir=str(shared_data), seed=0, train_contamination=0.3).splits
