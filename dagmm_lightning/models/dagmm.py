@@ -7,6 +7,7 @@ validate/test/predict flow stay here.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -273,6 +274,7 @@ class DAGMM(L.LightningModule):
             self.refit_mixture(self._training_batches())
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["dagmm_variant"] = self._variant_record()
         # A checkpoint written without a validation first (no val rows, validation every n epochs)
         # still carries the mixture of its weights; the state dict was taken before this hook.
         if self.trainer.state.fn == "fit" and self._refit_if_stale():
@@ -284,8 +286,29 @@ class DAGMM(L.LightningModule):
     def on_train_end(self) -> None:
         self._refit_if_stale()
 
+    def on_train_epoch_start(self) -> None:
+        # Dropout, VAE noise and codebook restarts draw from the global generator, whose state
+        # Lightning checkpoints do not carry: seeding it from (run seed, epoch, rank) makes a resumed
+        # run draw exactly what an uninterrupted one would.
+        seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
+        torch.manual_seed((seed * 1_000_003 + self.current_epoch) * 1_009 + self.global_rank)
+
+    def _variant_record(self) -> dict:
+        """What a checkpoint must match to load into this module."""
+        return {"class": type(self).__name__, "mixture": self.hparams.mixture, "input_dim": self.hparams.input_dim}
+
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self._training_scores = None
+        saved = checkpoint.get("dagmm_variant")
+        if saved is None:
+            return
+        mine = self._variant_record()
+        if saved != mine:
+            raise ValueError(
+                f"the checkpoint holds {saved['class']} (mixture {saved['mixture']!r}, {saved['input_dim']} "
+                f"input features) but this run built {mine['class']} (mixture {mine['mixture']!r}, "
+                f"{mine['input_dim']} input features); pass the configs the checkpoint was trained with"
+            )
 
     # --- evaluation -------------------------------------------------------------------------------
     def validation_step(self, batch: Batch, batch_idx: int) -> dict[str, torch.Tensor]:

@@ -1,0 +1,276 @@
+"""``DAGMMDetector``: the PyOD / scikit-learn way to use the same LightningModules from Python.
+
+    from dagmm_lightning import DAGMMDetector
+    det = DAGMMDetector(contamination=0.05, epochs=100, random_state=0).fit(X_train)
+    scores = det.decision_function(X_new)   # higher = more anomalous
+    labels = det.predict(X_new)             # 1 = anomaly, by det.threshold_
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import torch
+from lightning.pytorch.utilities.warnings import PossibleUserWarning
+from sklearn.base import BaseEstimator, OutlierMixin
+
+from dagmm_lightning.data.batches import InMemoryBatches
+from dagmm_lightning.data.splits import KNOWN_NORMAL, LABELLED_ANOMALY, UNLABELLED
+from dagmm_lightning.data.tables import DataError, RawTable, TablePreprocessor
+from dagmm_lightning.models import DAGMM, DAGMMPU, DAGMMVAE, DAGMMVQVAE
+
+VARIANTS: dict[str, type[DAGMM]] = {
+    "dagmm": DAGMM,
+    "vae": DAGMMVAE,
+    "vqvae": DAGMMVQVAE,
+    "mixed_loss": DAGMM,  # DAGMM trained with labelled anomalies (y == 1) and the anomaly term
+    "pu": DAGMMPU,
+}
+LABEL_AWARE = ("mixed_loss", "pu")
+
+
+class _DetectorData(L.LightningDataModule):
+    """Training rows in memory; for PU, held-out labelled rows as ``val`` (for c)."""
+
+    def __init__(self, x: torch.Tensor, labels: torch.Tensor, holdout: torch.Tensor | None, batch_size: int, seed: int):
+        super().__init__()
+        self.split = "positive_unlabeled" if holdout is not None else "normal_only"
+        self._train = InMemoryBatches(x, labels, torch.arange(len(x)), batch_size, shuffle=True, seed=seed)
+        self._refit = InMemoryBatches(x, labels, torch.arange(len(x)), 8192, shuffle=False)
+        self._holdout = None
+        if holdout is not None:
+            self._holdout = InMemoryBatches(holdout, torch.zeros(len(holdout), dtype=torch.long),
+                                            torch.arange(len(holdout)), 8192, shuffle=False)  # fmt: skip
+
+    def train_dataloader(self) -> InMemoryBatches:
+        return self._train
+
+    def refit_dataloader(self) -> InMemoryBatches:
+        return self._refit
+
+    def val_dataloader(self) -> InMemoryBatches:
+        return self._holdout if self._holdout is not None else self._refit
+
+
+class DAGMMDetector(BaseEstimator, OutlierMixin):
+    """DAGMM anomaly detector with PyOD's conventions.
+
+    Args:
+        variant: ``dagmm``, ``vae``, ``vqvae``, ``mixed_loss`` (y marks labelled anomalies, 1) or ``pu``
+            (y marks labelled normal rows, 0; everything else unlabelled).
+        mixture: ``gaussian`` or ``laplace``.
+        contamination: expected share of anomalies in (0, 0.5]; ``threshold_`` is the (1 - contamination)
+            quantile of the training scores (the PU variant uses its own c / 2 rule).
+        epochs, batch_size, lr: training schedule (Adam).
+        hidden_dims, latent_dim, n_components: network and mixture sizes; None derives them from the
+            number of encoded features d: hidden (clip(d // 2, 4, 60), clip(d // 4, 2, 30)), latent 1
+            (2 when d > 20), K = 2.
+        inference: ``energy`` or ``energy+reconstruction`` (see ``DAGMM``).
+        random_state: seed of initialisation, shuffling and dropout; None draws one.
+        verbose: show Lightning's progress bar and summaries.
+        model_kwargs: more ``DAGMM`` (or variant) arguments, e.g. ``{"lambda_energy": 0.1}``.
+
+    After ``fit``: ``decision_scores_`` (training scores), ``threshold_``, ``labels_`` (0/1 on the
+    training rows), ``model_`` (the LightningModule), ``n_features_in_``.
+    """
+
+    def __init__(
+        self,
+        variant: str = "dagmm",
+        mixture: str = "gaussian",
+        contamination: float = 0.1,
+        epochs: int = 100,
+        batch_size: int = 256,
+        lr: float = 1e-3,
+        hidden_dims: tuple[int, ...] | None = None,
+        latent_dim: int | None = None,
+        n_components: int | None = None,
+        inference: str = "energy",
+        random_state: int | None = None,
+        verbose: bool = False,
+        model_kwargs: dict | None = None,
+    ) -> None:
+        self.variant = variant
+        self.mixture = mixture
+        self.contamination = contamination
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.hidden_dims = hidden_dims
+        self.latent_dim = latent_dim
+        self.n_components = n_components
+        self.inference = inference
+        self.random_state = random_state
+        self.verbose = verbose
+        self.model_kwargs = model_kwargs
+
+    # --- input ----------------------------------------------------------------------------------------
+    @staticmethod
+    def _as_frame(X) -> pd.DataFrame:
+        if isinstance(X, pd.DataFrame):
+            frame = X.copy()
+            frame.columns = [str(c) for c in frame.columns]
+        else:
+            array = np.asarray(X)
+            if array.ndim != 2:
+                raise DataError(f"X must be 2-D (rows x features), got shape {array.shape}")
+            if array.dtype == object or array.dtype.kind in "USb":
+                try:
+                    array = array.astype(np.float64)
+                except (TypeError, ValueError):
+                    raise DataError("X holds non-numeric values; pass a pandas DataFrame to one-hot encode text columns") from None
+            frame = pd.DataFrame(array, columns=[f"x{i}" for i in range(array.shape[1])])
+        if len(frame) == 0 or frame.shape[1] == 0:
+            raise DataError(f"X is empty (shape {frame.shape}); it needs at least one row and one feature")
+        return frame
+
+    def _rows(self, X) -> torch.Tensor:
+        self._check_fitted()
+        frame = self._as_frame(X)
+        if not isinstance(X, pd.DataFrame) and frame.shape[1] != len(self.preprocessor_.numeric):
+            raise DataError(f"X has {frame.shape[1]} features, but the detector was fitted on {len(self.preprocessor_.numeric)}")
+        return torch.from_numpy(self.preprocessor_.scale(self.preprocessor_.encode(frame)))
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "model_"):
+            raise RuntimeError("this DAGMMDetector is not fitted yet; call fit(X) first")
+
+    def _train_labels(self, y, n: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Training labels (0 normal, 1 labelled anomaly, -1 unlabelled) and, for PU, held-out rows."""
+        if self.variant not in LABEL_AWARE:
+            return np.zeros(n, dtype=np.int64), None
+        if y is None:
+            raise DataError(f"variant {self.variant!r} needs y: 1 for labelled anomalies (mixed_loss), "
+                            f"0 for labelled normal rows (pu), -1 or NaN for unknown")  # fmt: skip
+        y = pd.to_numeric(pd.Series(np.asarray(y).ravel()), errors="coerce").fillna(-1).to_numpy()
+        if len(y) != n:
+            raise DataError(f"y has {len(y)} entries for {n} rows")
+        if self.variant == "mixed_loss":
+            return np.where(y == 1, LABELLED_ANOMALY, KNOWN_NORMAL).astype(np.int64), None
+        labelled = np.flatnonzero(y == 0)
+        if len(labelled) < 10:
+            raise DataError("variant 'pu' needs at least 10 labelled normal rows (y == 0)")
+        rng = np.random.default_rng(self._seed)
+        holdout = rng.choice(labelled, max(1, len(labelled) // 10), replace=False)
+        labels = np.where(y == 0, KNOWN_NORMAL, UNLABELLED).astype(np.int64)
+        return labels, holdout
+
+    # --- scikit-learn / PyOD API ------------------------------------------------------------------------
+    def fit(self, X, y=None) -> "DAGMMDetector":
+        if self.variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {sorted(VARIANTS)}, got {self.variant!r}")
+        if not 0.0 < self.contamination <= 0.5:
+            raise ValueError(f"contamination must be in (0, 0.5], got {self.contamination}")
+        self._seed = int(self.random_state) if self.random_state is not None else int(np.random.SeedSequence().entropy % 2**31)
+        frame = self._as_frame(X)
+        self.preprocessor_ = TablePreprocessor()
+        table = RawTable(frame, None, [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])])
+        self.preprocessor_.fit_columns(table)
+        encoded = self.preprocessor_.encode(frame)
+        labels, holdout = self._train_labels(y, len(frame))
+        self.preprocessor_.fit_scaling(encoded)
+        x = torch.from_numpy(self.preprocessor_.scale(encoded))
+        keep = np.ones(len(x), dtype=bool)
+        if holdout is not None:
+            keep[holdout] = False
+        self.n_features_in_ = frame.shape[1]
+        L.seed_everything(self._seed, verbose=False)
+        self.model_ = self._build_model(x.shape[1])
+        data = _DetectorData(x[keep], torch.from_numpy(labels[keep]), x[holdout] if holdout is not None else None,
+                             self.batch_size, self._seed)  # fmt: skip
+        with _quiet(not self.verbose):
+            trainer = L.Trainer(
+                max_epochs=self.epochs, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                enable_progress_bar=self.verbose, enable_model_summary=self.verbose, limit_val_batches=0,
+            )  # fmt: skip
+            trainer.fit(self.model_, datamodule=data)
+        self.model_.eval()
+        self.decision_scores_ = self._score(x)
+        self.threshold_ = float(self.model_.threshold)
+        self.labels_ = (self.decision_scores_ > self.threshold_).astype(int)
+        return self
+
+    def _build_model(self, d: int) -> DAGMM:
+        hidden = self.hidden_dims if self.hidden_dims is not None else (int(np.clip(d // 2, 4, 60)), int(np.clip(d // 4, 2, 30)))
+        kwargs = dict(
+            input_dim=d, hidden_dims=tuple(hidden), latent_dim=self.latent_dim or (1 if d <= 20 else 2),
+            n_components=self.n_components or 2, lr=self.lr, mixture=self.mixture,
+            contamination=self.contamination, inference=self.inference, **(self.model_kwargs or {}),
+        )  # fmt: skip
+        return VARIANTS[self.variant](**kwargs)
+
+    @torch.no_grad()
+    def _score(self, x: torch.Tensor) -> np.ndarray:
+        return np.concatenate([self.model_.score(x[i : i + 8192]).cpu().numpy() for i in range(0, len(x), 8192)])
+
+    def decision_function(self, X) -> np.ndarray:
+        """Anomaly score of each row of X (n,), higher = more anomalous."""
+        rows = self._rows(X)
+        self.model_.eval()
+        return self._score(rows)
+
+    def predict(self, X) -> np.ndarray:
+        """1 for anomalies (score above ``threshold_``), 0 for normal rows."""
+        return (self.decision_function(X) > self.threshold_).astype(int)
+
+    def predict_proba(self, X) -> np.ndarray:
+        """(n, 2): [p(normal), p(anomaly)], the score min-max scaled by the training scores (PyOD's
+        ``linear`` method), clipped to [0, 1]."""
+        scores = self.decision_function(X)
+        low, high = self.decision_scores_.min(), self.decision_scores_.max()
+        p = np.clip((scores - low) / max(high - low, 1e-12), 0.0, 1.0)
+        return np.stack([1 - p, p], axis=1)
+
+    # --- persistence -----------------------------------------------------------------------------------
+    def save(self, path: str | Path) -> None:
+        self._check_fitted()
+        torch.save({
+            "params": self.get_params(), "variant_class": type(self.model_).__name__,
+            "hparams": dict(self.model_.hparams), "state_dict": self.model_.state_dict(),
+            "preprocessor": self.preprocessor_.state_dict(), "decision_scores": self.decision_scores_,
+            "n_features_in": self.n_features_in_,
+        }, path)  # fmt: skip
+
+    @classmethod
+    def load(cls, path: str | Path) -> "DAGMMDetector":
+        state = torch.load(path, weights_only=False)
+        detector = cls(**state["params"])
+        model_class = {c.__name__: c for c in VARIANTS.values()}[state["variant_class"]]
+        detector.model_ = model_class(**state["hparams"])
+        detector.model_.load_state_dict(state["state_dict"])
+        detector.model_.eval()
+        detector.preprocessor_ = TablePreprocessor()
+        detector.preprocessor_.load_state_dict(state["preprocessor"])
+        detector.decision_scores_ = state["decision_scores"]
+        detector.threshold_ = float(detector.model_.threshold)
+        detector.labels_ = (detector.decision_scores_ > detector.threshold_).astype(int)
+        detector.n_features_in_ = state["n_features_in"]
+        return detector
+
+
+class _quiet:
+    """Silence Lightning's info messages (GPU available, seed set, ...) while active."""
+
+    def __init__(self, active: bool) -> None:
+        self.active = active
+        self.loggers = [logging.getLogger(n) for n in ("lightning.pytorch", "lightning.fabric", "lightning")]
+
+    def __enter__(self) -> None:
+        self.levels = [lg.level for lg in self.loggers]
+        self.warnings = warnings.catch_warnings()
+        self.warnings.__enter__()
+        if self.active:
+            warnings.simplefilter("ignore", PossibleUserWarning)
+            warnings.filterwarnings("ignore", message=".*treespec.*")  # Lightning-internal deprecation
+            for lg in self.loggers:
+                lg.setLevel(logging.WARNING)
+
+    def __exit__(self, *exc) -> None:
+        self.warnings.__exit__(*exc)
+        for lg, level in zip(self.loggers, self.levels):
+            lg.setLevel(level)
