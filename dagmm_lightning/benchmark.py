@@ -6,7 +6,9 @@
 writes ``<out>.csv`` (one row per run; finished runs are skipped when started again), ``<out>.md``
 (mean and std over seeds of P/R/F1 at the data set's rho and ROC AUC) and ``<out>.png`` (F1 per method
 with error bars). Each run trains on the protocol's training rows and is scored on its test rows, with
-validation and checkpointing off; ``--baselines`` adds scikit-learn's IsolationForest and a
+validation and checkpointing off, or, with ``--select-on METRIC``, validating every ``--val-every``
+epochs and testing the checkpoint with the best validation value (val rows never reach test);
+``--baselines`` adds scikit-learn's IsolationForest and a
 GaussianMixture fitted on the very same scaled training rows of the same split.
 """
 
@@ -14,7 +16,9 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import logging
+import tempfile
 import math
 import os
 import sys
@@ -25,11 +29,14 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
+import torch
 
 PERCENTILES = (10, 20, 30, 40, 50, 60)
 METRICS = ["roc_auc", "average_precision", "precision_rho", "recall_rho", "f1_rho",
            *[f"{m}_top{p}" for p in PERCENTILES for m in ("precision", "recall", "f1")]]  # fmt: skip
-FIELDS = ["method", "dataset", "protocol", "seed", "epochs", "seconds", "final_loss", "status", "configs", *METRICS]
+FIELDS = ["method", "dataset", "protocol", "seed", "epochs", "selected_epoch", "seconds", "final_loss", "status",
+          "configs", *METRICS]  # fmt: skip
+SELECTABLE = ("f1_rho", "roc_auc", "average_precision")
 RECON = "+recon_inference"
 
 
@@ -43,6 +50,9 @@ class Job:
     baselines: bool
     recon_inference: bool
     threads: int
+    select_on: str | None = None
+    val_every: int = 5
+    checkpoint_dir: str = ""
 
     @property
     def method(self) -> str:
@@ -72,22 +82,36 @@ def _cli_args(job: Job) -> list[str]:
     args += ["--seed_everything", str(job.seed), "--data.protocol", job.protocol]
     if job.epochs is not None:
         args += ["--trainer.max_epochs", str(job.epochs)]
-    args += ["--trainer.limit_val_batches", "0", "--checkpoint.save_top_k", "0", "--trainer.logger", "false",
-             "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false", *job.extra]
+    if job.select_on is None:
+        args += ["--trainer.limit_val_batches", "0", "--checkpoint.save_top_k", "0"]
+    else:  # keep the checkpoint of the best validation (val rows only; test rows are never looked at)
+        args += ["--trainer.check_val_every_n_epoch", str(job.val_every), "--checkpoint.save_top_k", "1",
+                 "--checkpoint.mode", "max", "--checkpoint.save_on_train_epoch_end", "false",
+                 "--checkpoint.dirpath", job.checkpoint_dir]  # fmt: skip
+    args += ["--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
+             "--trainer.enable_model_summary", "false", *job.extra]  # fmt: skip
     return args
 
 
 def run_job(job: Job) -> list[dict]:
     """Train and test one config on one seed (and the baselines on its split); rows for the CSV."""
-    import torch
-
-    from dagmm_lightning.callbacks import AnomalyMetrics
-    from dagmm_lightning.cli import build_cli
-
     torch.set_num_threads(job.threads)
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # the progress line says enough
     sys.argv = sys.argv[:1]  # a spawned worker inherits the parent's arguments; the CLI gets its own
-    cli = build_cli(_cli_args(job), run=False)
+    with tempfile.TemporaryDirectory() as checkpoint_dir:
+        return _run_job(dataclasses.replace(job, checkpoint_dir=checkpoint_dir))
+
+
+def _run_job(job: Job) -> list[dict]:
+    from dagmm_lightning.callbacks import AnomalyMetrics
+    from dagmm_lightning.cli import build_cli
+
+    args = _cli_args(job)
+    if job.select_on is not None:
+        probe = build_cli(args, run=False)  # the monitored name depends on the data set's rho
+        metric = f"f1_top{probe.datamodule.rho:g}" if job.select_on == "f1_rho" else job.select_on
+        args += ["--checkpoint.monitor", f"val/{metric}"]
+    cli = build_cli(args, run=False)
     dm, model, trainer = cli.datamodule, cli.model, cli.trainer
     base = {"dataset": dm.dataset, "protocol": job.protocol, "seed": job.seed, "configs": " ".join(job.configs)}
     rows = []
@@ -97,8 +121,15 @@ def run_job(job: Job) -> list[dict]:
         seconds = time.perf_counter() - start
         loss = float(trainer.callback_metrics.get("train/loss", float("nan")))
         metrics_cb = next(c for c in trainer.callbacks if isinstance(c, AnomalyMetrics))
-        trainer.test(model, datamodule=dm, verbose=False)
-        common = {**base, "epochs": trainer.current_epoch, "seconds": round(seconds, 1), "final_loss": loss}
+        selected = ""
+        if job.select_on is not None:
+            best = torch.load(trainer.checkpoint_callback.best_model_path, weights_only=False)
+            selected = best["epoch"] + 1
+            trainer.test(model, datamodule=dm, verbose=False, ckpt_path="best", weights_only=False)
+        else:
+            trainer.test(model, datamodule=dm, verbose=False)
+        common = {**base, "epochs": trainer.current_epoch, "selected_epoch": selected, "seconds": round(seconds, 1),
+                  "final_loss": loss}  # fmt: skip
         rows.append({**common, "method": job.method, "status": "ok", **_metric_row(metrics_cb.last_metrics["test"], dm.rho)})
         if job.recon_inference and model.hparams.get("inference") == "energy":
             model.hparams.inference = "energy+reconstruction"
@@ -234,6 +265,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--baselines", action="store_true", help="add IsolationForest and GaussianMixture rows")
     parser.add_argument("--recon-inference", action="store_true",
                         help="also score energy-inference models with energy+reconstruction (same weights)")
+    parser.add_argument("--select-on", choices=SELECTABLE, default=None,
+                        help="test the checkpoint with the best validation value of this metric (val rows only)")
+    parser.add_argument("--val-every", type=int, default=5, help="epochs between validations with --select-on")
     parser.add_argument("--out", type=Path, required=True, help="results path without suffix")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a `dagmm fit` option for every run, e.g. --set data.data_dir=../shared/data")
@@ -255,7 +289,7 @@ def main(argv: list[str] | None = None) -> None:
                 # the shallow rows once per data set and seed, with the first model config's split
                 baselines = args.baselines and config == args.configs[0]
                 job = Job(configs, seed, args.protocol, args.epochs, extra, baselines,
-                          args.recon_inference, threads)  # fmt: skip
+                          args.recon_inference, threads, args.select_on, args.val_every)  # fmt: skip
                 if (job.method, " ".join(configs), args.protocol, seed) in done:
                     skipped += 1
                 else:

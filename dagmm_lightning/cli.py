@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
+import traceback
+from pathlib import Path
 
 # Lightning's CLI still calls jsonargparse APIs that newer releases flag as deprecated; that noise is
 # not the user's to act on.
@@ -12,10 +14,11 @@ os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
-from dagmm_lightning.callbacks import AnomalyMetrics, PredictionCSVWriter
+from dagmm_lightning.callbacks import AnomalyFigures, AnomalyMetrics, PredictionCSVWriter
 from dagmm_lightning.data import AnomalyDataModule
 from dagmm_lightning.models import DAGMM
 
+PACKAGE_DIR = Path(__file__).resolve().parent
 TRAINER_DEFAULTS = {
     "logger": {"class_path": "lightning.pytorch.loggers.TensorBoardLogger", "init_args": {"save_dir": "logs"}},
 }
@@ -26,6 +29,7 @@ class DAGMMCLI(LightningCLI):
         parser.link_arguments("data.input_dim", "model.init_args.input_dim", apply_on="instantiate")
         parser.add_lightning_class_args(AnomalyMetrics, "metrics")
         parser.add_lightning_class_args(PredictionCSVWriter, "prediction_writer")
+        parser.add_lightning_class_args(AnomalyFigures, "figures")
         # Save at the end of every training epoch, not only after validations, so the checkpoint of the
         # last epoch exists (the model refits its mixture before a checkpoint is written).
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
@@ -47,12 +51,25 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> DAGMMCLI:
 
 
 def main() -> None:
-    if len(sys.argv) > 1 and sys.argv[1] == "benchmark":
-        from dagmm_lightning.benchmark import main as benchmark
+    try:
+        if len(sys.argv) > 1 and sys.argv[1] == "benchmark":
+            from dagmm_lightning.benchmark import main as benchmark
 
-        benchmark(sys.argv[2:])
-        return
-    build_cli()
+            benchmark(sys.argv[2:])
+            return
+        build_cli()
+    except (ValueError, FloatingPointError, RuntimeError) as err:
+        if not _raised_by_us(err):
+            raise
+        print(f"dagmm: error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _raised_by_us(err: BaseException) -> bool:
+    """True for the errors this package raises on purpose (bad input, bad settings, a failed run): their
+    message says what to do, and a traceback would only hide it. Anything else keeps its traceback."""
+    frames = traceback.extract_tb(err.__traceback__)
+    return bool(frames) and Path(frames[-1].filename).resolve().is_relative_to(PACKAGE_DIR)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
-"""Callbacks: validation/test anomaly metrics and the predictions CSV."""
+"""Callbacks: validation/test anomaly metrics, TensorBoard figures and the predictions CSV."""
 
+from dagmm_lightning.callbacks.figures import AnomalyFigures
 from dagmm_lightning.callbacks.metrics import AnomalyMetrics
 from dagmm_lightning.callbacks.predictions import PredictionCSVWriter
 
-__all__ = ["AnomalyMetrics", "PredictionCSVWriter"]
+__all__ = ["AnomalyFigures", "AnomalyMetrics", "PredictionCSVWriter"]

@@ -132,8 +132,15 @@ class AnomalyMetrics(L.Callback):
         pl_module.log_dict(loggable, sync_dist=False)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.summary and "val" in self.last_metrics:
-            rank_zero_info(format_metrics("validation metrics after the last epoch", self.last_metrics["val"]))
+        final = self.last_metrics.get("val")
+        if final is None:
+            return
+        if self.summary:
+            rank_zero_info(format_metrics("validation metrics after the last epoch", final))
+        if trainer.logger is not None:  # TensorBoard's hparams view: hyperparameters with final metrics
+            trainer.logger.log_hyperparams(
+                dict(pl_module.hparams), {f"hp/{k}": v for k, v in final.items() if np.isfinite(v)}
+            )
 
 
 def format_metrics(title: str, metrics: dict[str, float]) -> str:

@@ -1,0 +1,110 @@
+"""Seeing a run (figures, hparams) and trusting it (same seed, same result; resume = uninterrupted)."""
+
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from dagmm_lightning.callbacks import AnomalyMetrics
+from dagmm_lightning.cli import build_cli
+from dagmm_lightning.data import AnomalyDataModule
+from dagmm_lightning.models import DAGMM, DAGMMVAE
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+
+
+@pytest.fixture(autouse=True)
+def in_root(monkeypatch):
+    monkeypatch.chdir(ROOT)
+
+
+def test_figures_and_hparams_reach_tensorboard(tmp_path):
+    build_cli(["fit", "--config", "configs/quickstart.yaml", "--trainer.max_epochs", "2",
+               "--trainer.check_val_every_n_epoch", "1", "--trainer.logger.init_args.save_dir", str(tmp_path), *QUICK])
+    events = EventAccumulator(str(next(tmp_path.rglob("events.out.tfevents*"))), size_guidance={"images": 0})
+    events.Reload()
+    images = events.Tags()["images"]
+    for tag in ("val/score_histogram", "val/roc_and_pr_curves", "val/latent_view"):
+        assert tag in images
+        assert len(events.Images(tag)) == 2  # one per validation
+        assert events.Images(tag)[0].encoded_image_string[:4] == b"\x89PNG"
+    assert "val/roc_auc" in events.Tags()["scalars"]
+    hparams = {}
+    for path in tmp_path.rglob("events.out.tfevents*"):
+        acc = EventAccumulator(str(path))
+        acc.Reload()
+        try:
+            hparams.update(acc.PluginTagToContent("hparams"))
+        except KeyError:
+            pass
+    assert "_hparams_/session_start_info" in hparams  # TensorBoard's hparams view has the run
+
+
+def fit_metrics(tmp_path, name, epochs, ckpt=None, extra=()):
+    args = ["fit", "--config", "configs/quickstart.yaml", "--trainer.max_epochs", str(epochs),
+            "--trainer.check_val_every_n_epoch", "1", "--trainer.logger.init_args.save_dir", str(tmp_path / name),
+            *QUICK, *extra]
+    if ckpt is not None:
+        args += ["--ckpt_path", str(ckpt)]
+    cli = build_cli(args)
+    metrics = next(c for c in cli.trainer.callbacks if isinstance(c, AnomalyMetrics)).last_metrics["val"]
+    return cli, metrics
+
+
+def test_same_seed_same_metrics(tmp_path):
+    _, first = fit_metrics(tmp_path, "a", 3)
+    _, second = fit_metrics(tmp_path, "b", 3)
+    assert first == second
+    _, other = fit_metrics(tmp_path, "c", 3, extra=["--seed_everything", "1"])
+    assert other != first
+
+
+def test_resume_equals_uninterrupted_run(tmp_path):
+    straight, metrics = fit_metrics(tmp_path, "straight", 4)
+    fit_metrics(tmp_path, "half", 2)
+    ckpt = next((tmp_path / "half").rglob("*.ckpt"))
+    resumed, resumed_metrics = fit_metrics(tmp_path, "resumed", 4, ckpt=ckpt)
+    for name, value in straight.model.state_dict().items():
+        torch.testing.assert_close(resumed.model.state_dict()[name], value, rtol=1e-6, atol=1e-7, msg=name)
+    assert resumed_metrics == pytest.approx(metrics, rel=1e-6)
+
+
+def test_checkpoint_from_another_variant_is_a_clear_error(tmp_path):
+    # (The CLI takes the model class and its arguments from the checkpoint itself; from Python, a
+    # module of another kind can be handed a checkpoint.)
+    fit_metrics(tmp_path, "dagmm", 1)
+    ckpt = next((tmp_path / "dagmm").rglob("*.ckpt"))
+    trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
+    data = AnomalyDataModule("breast_cancer", seed=0)
+    sizes = dict(input_dim=30, hidden_dims=(16, 8), n_components=2)
+    with pytest.raises(ValueError, match="the checkpoint holds DAGMM .* but this run built DAGMMVAE"):
+        trainer.test(DAGMMVAE(**sizes), datamodule=data, ckpt_path=ckpt, weights_only=False)
+    with pytest.raises(ValueError, match="mixture 'laplace'"):
+        trainer.test(DAGMM(**sizes, mixture="laplace"), datamodule=data, ckpt_path=ckpt, weights_only=False)
+
+
+def test_cli_reports_bad_input_without_a_traceback(tmp_path):
+    import subprocess
+    import sys
+
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    result = subprocess.run(
+        [sys.executable, "-m", "dagmm_lightning.cli", "fit", "--config", "configs/quickstart.yaml",
+         "--data.dataset", "table", "--data.path", str(empty)],
+        capture_output=True, text=True, cwd=ROOT,
+    )
+    assert result.returncode == 2
+    assert "dagmm: error:" in result.stderr and "is empty" in result.stderr
+    assert "Traceback" not in result.stderr
+    result = subprocess.run(
+        [sys.executable, "-m", "dagmm_lightning.cli", "fit", "--config", "configs/quickstart.yaml",
+         "--model.init_args.contamination", "0.9"],
+        capture_output=True, text=True, cwd=ROOT,
+    )
+    assert result.returncode != 0 and "contamination must be in (0, 0.5]" in result.stderr
+    assert "Traceback" not in result.stderr
