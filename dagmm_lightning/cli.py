@@ -58,18 +58,27 @@ def main() -> None:
             benchmark(sys.argv[2:])
             return
         build_cli()
-    except (ValueError, FloatingPointError, RuntimeError) as err:
-        if not _raised_by_us(err):
+    except Exception as err:
+        ours = _raised_by_us(err)
+        if ours is None:
             raise
-        print(f"dagmm: error: {err}", file=sys.stderr)
+        print(f"dagmm: error: {ours}", file=sys.stderr)
         sys.exit(2)
 
 
-def _raised_by_us(err: BaseException) -> bool:
-    """True for the errors this package raises on purpose (bad input, bad settings, a failed run): their
-    message says what to do, and a traceback would only hide it. Anything else keeps its traceback."""
-    frames = traceback.extract_tb(err.__traceback__)
-    return bool(frames) and Path(frames[-1].filename).resolve().is_relative_to(PACKAGE_DIR)
+def _raised_by_us(err: BaseException) -> BaseException | None:
+    """The error this package raised on purpose (bad input, bad settings, a failed run) behind ``err``,
+    also when the config parser wrapped it: its message says what to do, and a traceback would only hide
+    it. None for anything else, which keeps its traceback."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        frames = traceback.extract_tb(err.__traceback__)
+        if isinstance(err, (ValueError, FloatingPointError, RuntimeError)) and frames:
+            if Path(frames[-1].filename).resolve().is_relative_to(PACKAGE_DIR):
+                return err
+        err = err.__cause__ or err.__context__
+    return None
 
 
 if __name__ == "__main__":
