@@ -63,7 +63,10 @@ def main() -> None:
     parser.add_argument("--config", default="configs/dagmm.yaml")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=3, help="epochs per round and side (first is warm-up)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     base = ["--config", args.config, "--trainer.limit_val_batches", "0", "--checkpoint.save_top_k", "0",
             "--trainer.logger", "false", "--trainer.enable_model_summary", "false",
             "--trainer.max_epochs", str(args.epochs)]

@@ -150,9 +150,20 @@ class DAGMM(L.LightningModule):
         terms = self.training_terms(*batch)
         loss = torch.stack([t.to(torch.float64) for t in terms.values()]).sum()
         self._check_finite(loss, terms)
-        self.log("train/loss", loss, prog_bar=True)
-        self.log_dict({f"train/{name}": value for name, value in terms.items()})
+        if self.is_logging_step():
+            self.log("train/loss", loss, prog_bar=True)
+            self.log_dict({f"train/{name}": value for name, value in terms.items()})
         return loss.to(batch[0].dtype)
+
+    def is_logging_step(self) -> bool:
+        """True on the steps whose logged values the logger writes (every ``log_every_n_steps``).
+
+        Each ``self.log`` call costs Lightning about a millisecond of bookkeeping; for networks this
+        small, logging every step made an epoch almost twice as slow as the same loop in plain PyTorch.
+        """
+        if self._trainer is None:
+            return True
+        return (self.global_step + 1) % max(self.trainer.log_every_n_steps, 1) == 0 or self.global_step == 0
 
     def training_terms(self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor) -> dict[str, torch.Tensor]:
         """The weighted terms of the objective on one batch; ``y`` holds the training labels."""

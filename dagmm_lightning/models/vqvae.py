@@ -46,7 +46,7 @@ class DAGMMVQVAE(DAGMM):
 
     def compress(self, x: torch.Tensor) -> Compression:
         z_q, codes, losses = self.compression.quantizer(self.compression.encode(x))
-        if self.training and self._trainer is not None:
+        if self.training and self._trainer is not None and self.is_logging_step():
             perplexity, dead = code_usage(codes, self.hparams.codebook_size)
             self.log_dict({"train/code_perplexity": perplexity.float(), "train/dead_codes": dead.float()})
         return Compression(z_q, self.compression.decode(z_q), losses)
