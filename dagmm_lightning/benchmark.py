@@ -218,6 +218,23 @@ def summarize(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def summarize_percentiles(rows: list[dict]) -> str:
+    """Markdown table of the seed's shape: precision / recall / F1 at the top 10 ... 60 % (means over seeds)."""
+    groups: dict[tuple[str, str, str], list[dict]] = {}
+    for row in rows:
+        if row.get("status", "ok") == "ok" and row.get("f1_top10") not in (None, ""):
+            groups.setdefault((row["dataset"], row["protocol"], row["method"]), []).append(row)
+    header = " | ".join(f"top {p} %" for p in PERCENTILES)
+    lines = [f"| data set | protocol | method | seeds | {header} |", "|---|---|---|---|" + "---|" * len(PERCENTILES)]
+    for (dataset, protocol, method), group in sorted(groups.items()):
+        cells = []
+        for p in PERCENTILES:
+            mean = {m: np.mean([float(r[f"{m}_top{p}"]) for r in group]) for m in ("precision", "recall", "f1")}
+            cells.append(f"{mean['precision']:.3f} / {mean['recall']:.3f} / **{mean['f1']:.3f}**")
+        lines.append(f"| {dataset} | {protocol} | {method} | {len(group)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def plot(rows: list[dict], path: Path) -> None:
     """F1 at rho per method (mean ± std over seeds), one panel per data set."""
     import matplotlib
@@ -247,7 +264,8 @@ def plot(rows: list[dict], path: Path) -> None:
 
 def write_reports(csv_path: Path) -> None:
     rows = read_rows(csv_path)
-    csv_path.with_suffix(".md").write_text(summarize(rows))
+    percentiles = "\nPrecision / recall / **F1** at the top p % of scores (mean over seeds):\n\n" + summarize_percentiles(rows)
+    csv_path.with_suffix(".md").write_text(summarize(rows) + percentiles)
     plot(rows, csv_path.with_suffix(".png"))
 
 
@@ -255,7 +273,9 @@ def write_reports(csv_path: Path) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="dagmm benchmark", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    parser.add_argument("--configs", nargs="+", required=True, help="model configs (one method each)")
+    parser.add_argument("--configs", nargs="+", help="model configs (one method each)")
+    parser.add_argument("--report", type=Path, nargs="+", metavar="CSV",
+                        help="only rewrite the table and figure of these results files")
     parser.add_argument("--data", nargs="*", default=[None], help="data configs composed with each model config")
     parser.add_argument("--seeds", default="0-2", help="e.g. 0-4 or 0,3,7")
     parser.add_argument("--protocol", default="paper", choices=["paper", "reimplementation"])
@@ -268,10 +288,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--select-on", choices=SELECTABLE, default=None,
                         help="test the checkpoint with the best validation value of this metric (val rows only)")
     parser.add_argument("--val-every", type=int, default=5, help="epochs between validations with --select-on")
-    parser.add_argument("--out", type=Path, required=True, help="results path without suffix")
+    parser.add_argument("--out", type=Path, help="results path without suffix")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a `dagmm fit` option for every run, e.g. --set data.data_dir=../shared/data")
     args = parser.parse_args(argv)
+    if args.report:
+        for path in args.report:
+            write_reports(path)
+            print(f"wrote {path.with_suffix('.md')}, {path.with_suffix('.png')}")
+        return
+    if not args.configs or args.out is None:
+        parser.error("--configs and --out are required (or --report CSV ...)")
     csv_path = args.out.with_suffix(".csv")
     extra: tuple[str, ...] = ()
     for item in args.set:
