@@ -127,25 +127,18 @@ def kdd_rows(shared_data, n=20):
         return [next(f) for _ in range(n)]
 
 
-def test_nan_values_are_named(kdd, shared_data, tmp_path):
+@pytest.mark.parametrize(
+    "row, column, value, message",
+    [(3, 0, "nan", "NaN/inf values.*'duration' at row 3"), (0, 4, "lots", "'src_bytes' should be numeric")],
+)
+def test_bad_values_are_named(kdd, shared_data, tmp_path, row, column, value, message):
     lines = kdd_rows(shared_data)
-    fields = lines[3].split(",")
-    fields[0] = "nan"
-    lines[3] = ",".join(fields)
-    path = tmp_path / "nan.csv"
+    fields = lines[row].split(",")
+    fields[column] = value
+    lines[row] = ",".join(fields)
+    path = tmp_path / "bad.csv"
     path.write_text("".join(lines))
-    with pytest.raises(DataError, match="NaN/inf values.*'duration' at row 3"):
-        kdd.preprocessor.encode(read_kddcup99_file(path).features)
-
-
-def test_non_numeric_values_are_named(kdd, shared_data, tmp_path):
-    lines = kdd_rows(shared_data)
-    fields = lines[0].split(",")
-    fields[4] = "lots"
-    lines[0] = ",".join(fields)
-    path = tmp_path / "text.csv"
-    path.write_text("".join(lines))
-    with pytest.raises(DataError, match="'src_bytes' should be numeric"):
+    with pytest.raises(DataError, match=message):
         kdd.preprocessor.encode(read_kddcup99_file(path).features)
 
 

@@ -85,14 +85,16 @@ def make_splits(is_anomaly: np.ndarray, protocol: str = "paper", seed: int = 0, 
 
 
 def with_labelled_anomalies(splits: Splits, is_anomaly: np.ndarray, share: float, seed: int) -> Splits:
-    """The mixed-label split: a seeded ``share`` of the anomalies that ``splits`` keeps out of test (val's
-    and the spare ones) joins the training rows, labelled; val keeps those of its anomalies not drawn;
-    test is unchanged. No evaluated row is trained on."""
+    """The mixed-label split: a seeded ``share`` of the anomalies that ``splits`` keeps out of test (the
+    spare ones first, then val's) joins the training rows, labelled; val keeps those of its anomalies
+    not drawn; test is unchanged. No evaluated row is trained on."""
     if not 0.0 < share <= 1.0:
         raise ValueError(f"labelled_anomalies must be in (0, 1], got {share}")
     rng = np.random.default_rng([seed, 1])
-    pool = rng.permutation(np.concatenate([splits.val[is_anomaly[splits.val]], splits.spare]))
-    moved, rest = _take(pool, share)
+    # spare anomalies first, so val keeps its anomalies as long as possible
+    val_anomalies = splits.val[is_anomaly[splits.val]]
+    pool = np.concatenate([rng.permutation(splits.spare), rng.permutation(val_anomalies)])
+    moved = pool[: int(round(share * len(pool)))]
     if len(moved) == 0:
         raise ValueError("no anomalies outside the test rows to label; raise labelled_anomalies or val_fraction")
     train = np.concatenate([splits.train, moved])
