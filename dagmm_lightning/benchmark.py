@@ -108,9 +108,9 @@ def _run_job(job: Job) -> list[dict]:
 
     args = _cli_args(job)
     if job.select_on is not None:
-        probe = build_cli(args, run=False)  # the monitored name depends on the data set's rho
-        metric = f"f1_top{probe.datamodule.rho:g}" if job.select_on == "f1_rho" else job.select_on
-        args += ["--checkpoint.monitor", f"val/{metric}"]
+        args += ["--checkpoint.monitor", f"val/{job.select_on}"]
+    else:  # a config's own checkpoint monitor must not wait for validations that never come
+        args += ["--checkpoint.monitor", "null"]
     cli = build_cli(args, run=False)
     dm, model, trainer = cli.datamodule, cli.model, cli.trainer
     base = {"dataset": dm.dataset, "protocol": job.protocol, "seed": job.seed, "configs": " ".join(job.configs)}

@@ -48,7 +48,8 @@ def test_fit_then_test_and_predict_from_checkpoint_reproduce_scores(tmp_path):
 
     tested = run(["test", *args, "--ckpt_path", str(ckpts[0])], tmp_path)
     metrics = next(c for c in tested.trainer.callbacks if isinstance(c, AnomalyMetrics)).last_metrics["test"]
-    reference = AnomalyMetrics().compute(expected, y_test, [10, 20, 30, 40, 50, 60], float(model.threshold))
+    reference = AnomalyMetrics().compute(expected, y_test, [10, 20, 30, 40, 50, 60], float(model.threshold), rho=10)
+    assert metrics["f1_rho"] == metrics["f1_top10"]  # the embedded table's rho is 10 %
     assert metrics == pytest.approx(reference)
 
     out = tmp_path / "predictions.csv"

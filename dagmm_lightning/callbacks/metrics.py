@@ -23,7 +23,8 @@ REFERENCES = ("protocol", "evaluated", "train+evaluated")
 
 class AnomalyMetrics(L.Callback):
     """Precision, recall and F1 at "top p %" thresholds and at the model's stored threshold, ROC AUC and
-    average precision of the raw scores; logged as ``val/...`` and ``test/...``.
+    average precision of the raw scores; logged as ``val/...`` and ``test/...``. The data set's rho is
+    also logged under rho-free names (``val/f1_rho``), for checkpoint selection in any config.
 
     Args:
         percentiles: the p values, in percent; the data module's ``rho`` is added when it has one.
@@ -90,9 +91,11 @@ class AnomalyMetrics(L.Callback):
         percentiles: Sequence[float],
         threshold: float | None,
         reference_scores: np.ndarray | None = None,
+        rho: float | None = None,
     ) -> dict[str, float]:
         """All metrics for scores (N,) and labels (N,); ``reference_scores`` define the percentiles
-        (default: ``scores`` themselves)."""
+        (default: ``scores`` themselves). With ``rho`` (one of ``percentiles``), its P/R/F1 are repeated
+        as ``precision_rho``, ``recall_rho``, ``f1_rho``: one name to monitor on any data set."""
         reference_scores = scores if reference_scores is None else reference_scores
         metrics = {"roc_auc": roc_auc(scores, labels), "average_precision": average_precision(scores, labels)}
         for p in percentiles:
@@ -100,6 +103,10 @@ class AnomalyMetrics(L.Callback):
             prec, rec, f1 = precision_recall_f1(scores > cut, labels)
             name = percent_label(p)
             metrics.update({f"precision_top{name}": prec, f"recall_top{name}": rec, f"f1_top{name}": f1})
+        if rho is not None:
+            name = percent_label(rho)
+            for m in ("precision", "recall", "f1"):
+                metrics[f"{m}_rho"] = metrics[f"{m}_top{name}"]
         if threshold is not None and np.isfinite(threshold):
             prec, rec, f1 = precision_recall_f1(scores > threshold, labels)
             metrics.update({"precision_threshold": prec, "recall_threshold": rec, "f1_threshold": f1})
@@ -124,7 +131,8 @@ class AnomalyMetrics(L.Callback):
             return
         threshold = getattr(pl_module, "threshold", None)
         threshold = None if threshold is None else float(threshold)
-        metrics = self.compute(scores, labels, self.all_percentiles(trainer), threshold, reference)
+        rho = getattr(trainer.datamodule, "rho", None)
+        metrics = self.compute(scores, labels, self.all_percentiles(trainer), threshold, reference, rho)
         if energies is not None:
             metrics["roc_auc_energy"] = roc_auc(energies, labels)
         self.last_metrics[stage] = metrics
