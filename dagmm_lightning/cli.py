@@ -12,6 +12,7 @@ from pathlib import Path
 os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
 
 from lightning.pytorch.callbacks import ModelCheckpoint
+from jsonargparse import Namespace
 from lightning.pytorch.cli import LightningCLI
 
 from dagmm_lightning.callbacks import AnomalyFigures, AnomalyMetrics, PredictionCSVWriter
@@ -19,12 +20,27 @@ from dagmm_lightning.data import AnomalyDataModule
 from dagmm_lightning.models import DAGMM
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+PROGRESS_REFRESH_RATE = 20
 TRAINER_DEFAULTS = {
     "logger": {"class_path": "lightning.pytorch.loggers.TensorBoardLogger", "init_args": {"save_dir": "logs"}},
 }
 
 
 class DAGMMCLI(LightningCLI):
+    def before_instantiate_classes(self) -> None:
+        # Redrawing the progress bar after every step cost ~1.5 ms a step, 10 % of a KDDCUP99 epoch;
+        # unless the config brings its own bar or none, draw it every PROGRESS_REFRESH_RATE steps.
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        trainer = config.get("trainer")
+        if trainer is None or trainer.get("enable_progress_bar") is False:
+            return
+        callbacks = list(trainer.get("callbacks") or [])
+        if any("ProgressBar" in str(getattr(c, "class_path", c)) for c in callbacks):
+            return
+        bar = Namespace(class_path="lightning.pytorch.callbacks.TQDMProgressBar",
+                        init_args=Namespace(refresh_rate=PROGRESS_REFRESH_RATE, leave=False))  # fmt: skip
+        trainer["callbacks"] = [*callbacks, bar]
+
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("data.input_dim", "model.init_args.input_dim", apply_on="instantiate")
         parser.add_lightning_class_args(AnomalyMetrics, "metrics")
