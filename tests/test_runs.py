@@ -24,7 +24,8 @@ def in_root(monkeypatch):
 
 def test_figures_and_hparams_reach_tensorboard(tmp_path):
     build_cli(["fit", "--config", "configs/quickstart.yaml", "--trainer.max_epochs", "2",
-               "--trainer.check_val_every_n_epoch", "1", "--trainer.logger.init_args.save_dir", str(tmp_path), *QUICK])
+               "--trainer.check_val_every_n_epoch", "1", "--figures.every_n_validations", "1",
+               "--trainer.logger.init_args.save_dir", str(tmp_path), *QUICK])
     events = EventAccumulator(str(next(tmp_path.rglob("events.out.tfevents*"))), size_guidance={"images": 0})
     events.Reload()
     images = events.Tags()["images"]

@@ -11,18 +11,19 @@ from dagmm_lightning.distributed import gather_uneven, rank
 
 
 class AnomalyFigures(L.Callback):
-    """Every ``every_n_validations``-th validation, on the val rows: the score histogram of normal and
+    """At the first and then every ``every_n_validations``-th validation, on the val rows: the score histogram of normal and
     anomalous rows with the stored threshold marked, ROC and precision-recall curves, and a 2-D view of
     the rows the mixture sees (the first two of [z, relative distance, cosine]) coloured by label and by
     most likely mixture component. Written with ``add_figure`` to a TensorBoard logger (other loggers:
     skipped).
 
     Args:
-        every_n_validations: draw at every n-th validation (1: every one).
+        every_n_validations: draw at every n-th validation (1: every one); drawing costs about as much
+            as a validation pass.
         max_points: rows drawn at most in the 2-D view (a seeded subsample beyond that).
     """
 
-    def __init__(self, every_n_validations: int = 1, max_points: int = 5000) -> None:
+    def __init__(self, every_n_validations: int = 4, max_points: int = 5000) -> None:
         if every_n_validations < 1:
             raise ValueError(f"every_n_validations must be >= 1, got {every_n_validations}")
         self.every_n_validations = every_n_validations
