@@ -33,7 +33,8 @@ import torch
 
 PERCENTILES = (10, 20, 30, 40, 50, 60)
 METRICS = ["roc_auc", "average_precision", "precision_rho", "recall_rho", "f1_rho",
-           *[f"{m}_top{p}" for p in PERCENTILES for m in ("precision", "recall", "f1")]]  # fmt: skip
+           *[f"{m}_top{p}" for p in PERCENTILES for m in ("precision", "recall", "f1")],
+           "precision_threshold", "recall_threshold", "f1_threshold", "roc_auc_energy", "c"]  # fmt: skip
 FIELDS = ["method", "dataset", "protocol", "seed", "epochs", "selected_epoch", "seconds", "final_loss", "status",
           "configs", *METRICS]  # fmt: skip
 SELECTABLE = ("f1_rho", "roc_auc", "average_precision")
@@ -130,7 +131,10 @@ def _run_job(job: Job) -> list[dict]:
             trainer.test(model, datamodule=dm, verbose=False)
         common = {**base, "epochs": trainer.current_epoch, "selected_epoch": selected, "seconds": round(seconds, 1),
                   "final_loss": loss}  # fmt: skip
-        rows.append({**common, "method": job.method, "status": "ok", **_metric_row(metrics_cb.last_metrics["test"], dm.rho)})
+        main_row = {**common, "method": job.method, "status": "ok", **_metric_row(metrics_cb.last_metrics["test"], dm.rho)}
+        if hasattr(model, "c"):  # the positive-unlabeled estimate of p(labelled | normal)
+            main_row["c"] = float(model.c)
+        rows.append(main_row)
         if job.recon_inference and model.hparams.get("inference") == "energy":
             model.hparams.inference = "energy+reconstruction"
             model.refit_mixture(dm.refit_dataloader())  # same weights: new normalisation and threshold
@@ -184,8 +188,12 @@ def read_rows(path: Path) -> list[dict]:
 def append_rows(path: Path, rows: list[dict]) -> None:
     new = not path.exists()
     path.parent.mkdir(parents=True, exist_ok=True)
+    fields = FIELDS
+    if not new:  # keep an existing file's columns, so that rows stay aligned with its header
+        with path.open() as f:
+            fields = next(csv.reader(f))
     with path.open("a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=FIELDS, extrasaction="ignore")
+        writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         if new:
             writer.writeheader()
         for row in rows:
@@ -204,16 +212,19 @@ def summarize(rows: list[dict]) -> str:
     groups: dict[tuple[str, str, str], list[dict]] = {}
     for row in rows:
         groups.setdefault((row["dataset"], row["protocol"], row["method"]), []).append(row)
-    lines = ["| data set | protocol | method | seeds | epochs | precision@rho | recall@rho | F1@rho | ROC AUC | failed |",
-             "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = ["| data set | protocol | method | seeds | epochs | precision@rho | recall@rho | F1@rho | ROC AUC "
+             "| P / R / F1 at the stored threshold | failed |", "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for (dataset, protocol, method), group in sorted(groups.items()):
         ok = [r for r in group if r.get("status", "ok") == "ok"]
         values = {m: [float(r[m]) for r in ok if r.get(m) not in (None, "")] for m in ("precision_rho", "recall_rho", "f1_rho", "roc_auc")}
         epochs = sorted({str(r.get("epochs", "")) for r in ok})
+        at_threshold = [[float(r[m]) for r in ok if r.get(m) not in (None, "")] for m in
+                        ("precision_threshold", "recall_threshold", "f1_threshold")]  # fmt: skip
+        threshold_cell = " / ".join(f"{np.mean(v):.4f}" for v in at_threshold) if all(at_threshold) else "n/a"
         lines.append(
             f"| {dataset} | {protocol} | {method} | {len(ok)} | {'/'.join(epochs)} | {_stats(values['precision_rho'])} "
             f"| {_stats(values['recall_rho'])} | {_stats(values['f1_rho'])} | {_stats(values['roc_auc'])} "
-            f"| {len(group) - len(ok)} |"
+            f"| {threshold_cell} | {len(group) - len(ok)} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -233,6 +244,21 @@ def summarize_percentiles(rows: list[dict]) -> str:
             cells.append(f"{mean['precision']:.3f} / {mean['recall']:.3f} / **{mean['f1']:.3f}**")
         lines.append(f"| {dataset} | {protocol} | {method} | {len(group)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def summarize_positive_unlabeled(rows: list[dict]) -> str:
+    """Markdown table of the PU runs: c, the c / 2 rule's P/R/F1, ROC AUC of 1 - h and of the energy."""
+    pu = [r for r in rows if r.get("status", "ok") == "ok" and r.get("c") not in (None, "")]
+    if not pu:
+        return ""
+    lines = ["| data set | method | seeds | c | precision | recall | F1 | ROC AUC of 1 - h | ROC AUC of the energy |",
+             "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for (dataset, method) in sorted({(r["dataset"], r["method"]) for r in pu}):
+        group = [r for r in pu if (r["dataset"], r["method"]) == (dataset, method)]
+        cells = [_stats([float(r[m]) for r in group]) for m in
+                 ("c", "precision_threshold", "recall_threshold", "f1_threshold", "roc_auc", "roc_auc_energy")]  # fmt: skip
+        lines.append(f"| {dataset} | {method} | {len(group)} | " + " | ".join(cells) + " |")
+    return "\nPositive-unlabeled runs (a row is an anomaly iff h < c / 2):\n\n" + "\n".join(lines) + "\n"
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -265,7 +291,7 @@ def plot(rows: list[dict], path: Path) -> None:
 def write_reports(csv_path: Path) -> None:
     rows = read_rows(csv_path)
     percentiles = "\nPrecision / recall / **F1** at the top p % of scores (mean over seeds):\n\n" + summarize_percentiles(rows)
-    csv_path.with_suffix(".md").write_text(summarize(rows) + percentiles)
+    csv_path.with_suffix(".md").write_text(summarize(rows) + percentiles + summarize_positive_unlabeled(rows))
     plot(rows, csv_path.with_suffix(".png"))
 
 
