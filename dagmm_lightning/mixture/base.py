@@ -29,7 +29,8 @@ def resolve_dtype(name: str) -> torch.dtype:
 
 
 class SufficientStatistics:
-    """Named float64 sums over rows; ``merge`` and ``all_reduce`` make any split of rows equal one pass."""
+    """Named float64 sums over rows: ``add`` per batch, ``all_reduce`` over ranks; any split of the rows
+    into batches and ranks gives the sums of one pass."""
 
     def __init__(self, **shapes: tuple[int, ...]) -> None:
         self.sums = {name: torch.zeros(shape, dtype=torch.float64) for name, shape in shapes.items()}
@@ -41,11 +42,6 @@ class SufficientStatistics:
     def add(self, **values: torch.Tensor) -> None:
         for name, value in values.items():
             self.sums[name] += value.detach().to(torch.float64)
-
-    def merge(self, other: "SufficientStatistics") -> "SufficientStatistics":
-        for name, value in other.sums.items():
-            self.sums[name] += value.to(self.sums[name].device)
-        return self
 
     def all_reduce(self) -> "SufficientStatistics":
         for value in self.sums.values():
