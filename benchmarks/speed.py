@@ -74,11 +74,11 @@ def main() -> None:
             "--trainer.max_epochs", str(args.epochs)]
     plain, lightning = [], []
     for _ in range(args.rounds):
-        cli = build_cli(base, run=False)
+        cli = build_cli(base, run=False, save_config=False)
         cli.datamodule.setup("fit")
         x = cli.datamodule.train_dataloader().x
         plain += plain_epochs(cli.model, x, cli.datamodule.batch_size, args.epochs)[1:]
-        cli = build_cli(base, run=False)
+        cli = build_cli(base, run=False, save_config=False)
         timer = EpochTimer()
         cli.trainer.callbacks.append(timer)
         cli.trainer.fit(cli.model, datamodule=cli.datamodule)

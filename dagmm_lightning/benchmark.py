@@ -112,7 +112,7 @@ def _run_job(job: Job) -> list[dict]:
         args += ["--checkpoint.monitor", f"val/{job.select_on}"]
     else:  # a config's own checkpoint monitor must not wait for validations that never come
         args += ["--checkpoint.monitor", "null"]
-    cli = build_cli(args, run=False)
+    cli = build_cli(args, run=False, save_config=False)
     dm, model, trainer = cli.datamodule, cli.model, cli.trainer
     base = {"dataset": dm.dataset, "protocol": job.protocol, "seed": job.seed, "configs": " ".join(job.configs)}
     rows = []

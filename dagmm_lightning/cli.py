@@ -13,7 +13,7 @@ os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
 
 from lightning.pytorch.callbacks import ModelCheckpoint
 from jsonargparse import Namespace
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 from dagmm_lightning.callbacks import AnomalyFigures, AnomalyMetrics, PredictionCSVWriter
 from dagmm_lightning.data import AnomalyDataModule
@@ -52,14 +52,16 @@ class DAGMMCLI(LightningCLI):
         parser.set_defaults({"checkpoint.save_on_train_epoch_end": True})
 
 
-def build_cli(args: list[str] | None = None, run: bool = True) -> DAGMMCLI:
-    """The CLI on ``args`` (default: the command line); with ``run=False`` only parsed and instantiated."""
+def build_cli(args: list[str] | None = None, run: bool = True, save_config: bool = True) -> DAGMMCLI:
+    """The CLI on ``args`` (default: the command line); with ``run=False`` only parsed and instantiated;
+    ``save_config=False`` writes no ``config.yaml`` (without a logger it would land in the working folder)."""
     return DAGMMCLI(
         DAGMM,
         AnomalyDataModule,
         subclass_mode_model=True,
         seed_everything_default=0,
         trainer_defaults=TRAINER_DEFAULTS,
+        save_config_callback=SaveConfigCallback if save_config else None,
         save_config_kwargs={"overwrite": True},
         args=args,
         run=run,
