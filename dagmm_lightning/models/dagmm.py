@@ -125,7 +125,10 @@ class DAGMM(L.LightningModule):
 
     def score(self, x: torch.Tensor) -> torch.Tensor:
         """Anomaly score of each row (N,), higher = more anomalous (see ``inference``). Eval mode."""
-        energy, error = self.energy_and_error(x)
+        return self.combine_scores(*self.energy_and_error(x))
+
+    def combine_scores(self, energy: torch.Tensor, error: torch.Tensor) -> torch.Tensor:
+        """The ``inference`` score from energies and reconstruction errors (N,) each."""
         if self.hparams.inference == "energy":
             return energy
         e_mean, e_std, r_mean, r_std = self.score_normalisation
@@ -238,7 +241,9 @@ class DAGMM(L.LightningModule):
             self.score_normalisation.copy_(torch.stack([
                 energy.mean(), energy.std().clamp_min(1e-12), error.mean(), error.std().clamp_min(1e-12)
             ]).double())
-            scores = self.score_batches(batches)
+            # the energies and errors just gathered give the scores, unless a variant scores otherwise
+            own_score = type(self).score is not DAGMM.score
+            scores = self.score_batches(batches) if own_score else self.combine_scores(energy, error)
             self.threshold.fill_(self.fit_threshold(scores))
             self._training_scores = scores
         finally:
