@@ -103,16 +103,24 @@ def run_job(job: Job) -> list[dict]:
         return _run_job(dataclasses.replace(job, checkpoint_dir=checkpoint_dir))
 
 
+def _monitored_args(job: Job) -> list[str]:
+    if job.select_on is not None:
+        return _cli_args(job) + ["--checkpoint.monitor", f"val/{job.select_on}"]
+    # a config's own checkpoint monitor must not wait for validations that never come
+    return _cli_args(job) + ["--checkpoint.monitor", "null"]
+
+
 def _run_job(job: Job) -> list[dict]:
     from dagmm_lightning.callbacks import AnomalyMetrics
     from dagmm_lightning.cli import build_cli
 
-    args = _cli_args(job)
-    if job.select_on is not None:
-        args += ["--checkpoint.monitor", f"val/{job.select_on}"]
-    else:  # a config's own checkpoint monitor must not wait for validations that never come
-        args += ["--checkpoint.monitor", "null"]
-    cli = build_cli(args, run=False, save_config=False)
+    cli = build_cli(_monitored_args(job), run=False, save_config=False)
+    if job.select_on is not None and cli.datamodule.split == "positive_unlabeled":
+        # its val rows are labelled normal rows (for c): no anomaly metric to select on, so the last epoch
+        print(f"{job.method}: the positive-unlabeled split has no anomalies in val; --select-on ignored, "
+              "the last epoch is tested", flush=True)  # fmt: skip
+        job = dataclasses.replace(job, select_on=None)
+        cli = build_cli(_monitored_args(job), run=False, save_config=False)
     dm, model, trainer = cli.datamodule, cli.model, cli.trainer
     base = {"dataset": dm.dataset, "protocol": job.protocol, "seed": job.seed, "configs": " ".join(job.configs)}
     rows = []

@@ -44,3 +44,17 @@ def test_summary_mean_and_std_over_seeds():
 def test_bad_set_argument():
     with pytest.raises(SystemExit):
         main(["--configs", "x.yaml", "--out", "o", "--set", "novalue"])
+
+
+def test_select_on_picks_a_validated_epoch_and_falls_back_for_the_pu_split(tmp_path, capfd):
+    out = tmp_path / "selected"
+    main(["--configs", str(ROOT / "configs/quickstart.yaml"), str(ROOT / "configs/pu.yaml"), "--seeds", "0",
+          "--epochs", "4", "--select-on", "f1_rho", "--val-every", "2", "--out", str(out),
+          "--set", "data.dataset=breast_cancer"])
+    with out.with_suffix(".csv").open() as f:
+        rows = {r["method"]: r for r in csv.DictReader(f)}
+    assert rows["quickstart"]["status"] == "ok" and rows["quickstart"]["selected_epoch"] in ("2", "4")
+    # PU validates on labelled normal rows only: nothing to select on, so the last epoch is tested
+    assert rows["pu"]["status"] == "ok" and rows["pu"]["selected_epoch"] == ""
+    assert 0.0 <= float(rows["pu"]["roc_auc"]) <= 1.0
+    assert "--select-on ignored" in capfd.readouterr().out  # printed by the run's own process

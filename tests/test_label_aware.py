@@ -161,3 +161,24 @@ def test_pu_estimate_of_c_recovers_the_labelling_frequency():
     with torch.no_grad():
         h = model.labelled_probability(torch.from_numpy(x_test)).numpy()
     assert h[y_test == 1].mean() < h[y_test == 0].mean() - 0.02  # h ranks anomalies lower
+
+
+def test_pu_validation_on_labelled_normal_rows_skips_label_metrics_with_a_message():
+    # The PU split validates c on labelled normal rows only: ROC AUC and F1 are undefined there and must
+    # be neither logged (NaN, or an F1 of 0 that a checkpoint would monitor) nor printed as numbers.
+    from dagmm_lightning.callbacks import AnomalyMetrics
+
+    L.seed_everything(0)
+    x, y = synthetic(3, n=600, share=0.1)
+    dm = AnomalyDataModule.from_arrays(x, y, split="positive_unlabeled", labelled_fraction=0.3, seed=0, batch_size=128)
+    model = DAGMMPU(input_dim=8, hidden_dims=(6,), latent_dim=1, n_components=2)
+    metrics = AnomalyMetrics()
+    trainer = L.Trainer(max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, accelerator="cpu", devices=1, callbacks=[metrics])
+    with pytest.warns(UserWarning, match="every evaluated row is normal"):
+        trainer.fit(model, datamodule=dm)
+    assert "val" not in metrics.last_metrics
+    assert not any(k.startswith("val/") and k != "val/c" for k in trainer.callback_metrics), trainer.callback_metrics
+    assert "val/c" in trainer.callback_metrics
+    trainer.test(model, datamodule=dm, verbose=False)  # the test half holds both classes
+    assert 0.0 <= metrics.last_metrics["test"]["roc_auc"] <= 1.0

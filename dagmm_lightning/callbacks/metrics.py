@@ -52,6 +52,7 @@ class AnomalyMetrics(L.Callback):
         self._labels: list[torch.Tensor] = []
         self._energies: list[torch.Tensor] = []
         self.last_metrics: dict[str, dict[str, float]] = {}
+        self._warned: set[str] = set()
 
     # --- collection -------------------------------------------------------------------------------
     def _reset(self, *args) -> None:
@@ -129,6 +130,13 @@ class AnomalyMetrics(L.Callback):
             return
         if trainer.sanity_checking:
             return
+        if len(np.unique(labels)) < 2:
+            self._warn_once(
+                stage, f"{stage}: every evaluated row is {'an anomaly' if labels[0] else 'normal'} (the "
+                "positive-unlabeled split validates on labelled normal rows only); ROC AUC, precision, recall "
+                "and F1 need both classes and are skipped"
+            )
+            return
         threshold = getattr(pl_module, "threshold", None)
         threshold = None if threshold is None else float(threshold)
         rho = getattr(trainer.datamodule, "rho", None)
@@ -138,6 +146,11 @@ class AnomalyMetrics(L.Callback):
         self.last_metrics[stage] = metrics
         loggable = {f"{stage}/{k}": v for k, v in metrics.items() if np.isfinite(v)}
         pl_module.log_dict(loggable, sync_dist=False)
+
+    def _warn_once(self, stage: str, message: str) -> None:
+        if stage not in self._warned:
+            self._warned.add(stage)
+            rank_zero_warn(message)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         final = self.last_metrics.get("val")
