@@ -269,6 +269,49 @@ def summarize_positive_unlabeled(rows: list[dict]) -> str:
     return "\nPositive-unlabeled runs (a row is an anomaly iff h < c / 2):\n\n" + "\n".join(lines) + "\n"
 
 
+# F1 at rho of DAGMM as Zong et al. (2018) report it (section 4, mean of 20 runs, paper protocol)
+PAPER_DAGMM_F1 = {"kddcup99": 0.9369, "thyroid": 0.4782, "arrhythmia": 0.4983, "kddcup_rev": 0.9380}
+
+
+def summarize_matrix(sources: list[tuple[Path, list[dict]]]) -> str:
+    """Markdown table of F1 at rho, methods x data sets (mean ± std over seeds), the paper's DAGMM on top
+    and each column's best method in bold; one line per source file says how its runs were made. A
+    method, data set and seed found in two sources is an error (a table must not mix two runs)."""
+    cells: dict[tuple[str, str], list[float]] = {}
+    seen: dict[tuple[str, str, str, str], Path] = {}
+    notes = []
+    for path, rows in sources:
+        ok = [r for r in rows if r.get("status", "ok") == "ok" and r.get("f1_rho") not in (None, "")]
+        for r in ok:
+            key = (r["method"], r["dataset"], r["protocol"], str(r["seed"]))
+            if key in seen and seen[key] != path:
+                raise ValueError(f"{key[0]} on {key[1]} seed {key[3]} is in both {seen[key]} and {path}")
+            seen[key] = path
+            cells.setdefault((r["method"], r["dataset"]), []).append(float(r["f1_rho"]))
+        trained = [r for r in ok if str(r.get("epochs", "0")) not in ("", "0")]
+        epochs = "/".join(sorted({str(r["epochs"]) for r in trained})) or "-"
+        chosen = "checkpoint chosen on validation" if any(r.get("selected_epoch") for r in trained) else "last epoch"
+        datasets = ", ".join(sorted({r["dataset"] for r in ok}))
+        protocols = ", ".join(sorted({r["protocol"] for r in ok}))
+        notes.append(f"- `{path}`: {datasets}; {protocols} protocol; {epochs} epochs, {chosen}")
+    datasets = [d for d in PAPER_DAGMM_F1 if any(d == ds for _, ds in cells)]
+    datasets += sorted({ds for _, ds in cells} - set(datasets))
+    best = {d: max((np.mean(v), m) for (m, ds), v in cells.items() if ds == d)[1] for d in datasets}
+    lines = ["| method | " + " | ".join(datasets) + " |", "|---|" + "---|" * len(datasets),
+             "| DAGMM, the paper | " + " | ".join(f"{PAPER_DAGMM_F1[d]:.3f}" if d in PAPER_DAGMM_F1 else "" for d in datasets) + " |"]  # fmt: skip
+    for method in sorted({m for m, _ in cells}):
+        row = []
+        for d in datasets:
+            values = cells.get((method, d))
+            if values is None:
+                row.append("")
+                continue
+            text = f"{np.mean(values):.3f} ± {np.std(values, ddof=1) if len(values) > 1 else 0.0:.3f}"
+            row.append(f"**{text}**" if best[d] == method else text)
+        lines.append(f"| {method} | " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n\nF1 at each data set's rho on the test rows, mean ± std over seeds; sources:\n\n" + "\n".join(notes) + "\n"
+
+
 def plot(rows: list[dict], path: Path) -> None:
     """F1 at rho per method (mean ± std over seeds), one panel per data set."""
     import matplotlib
@@ -310,6 +353,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--configs", nargs="+", help="model configs (one method each)")
     parser.add_argument("--report", type=Path, nargs="+", metavar="CSV",
                         help="only rewrite the table and figure of these results files")
+    parser.add_argument("--matrix", type=Path, nargs="+", metavar="CSV",
+                        help="write <out>.md: F1 at rho, methods x data sets, from these results files")
     parser.add_argument("--data", nargs="*", default=[None], help="data configs composed with each model config")
     parser.add_argument("--seeds", default="0-2", help="e.g. 0-4 or 0,3,7")
     parser.add_argument("--protocol", default="paper", choices=["paper", "reimplementation"])
@@ -330,6 +375,13 @@ def main(argv: list[str] | None = None) -> None:
         for path in args.report:
             write_reports(path)
             print(f"wrote {path.with_suffix('.md')}, {path.with_suffix('.png')}")
+        return
+    if args.matrix:
+        if args.out is None:
+            parser.error("--matrix needs --out")
+        table = summarize_matrix([(path, read_rows(path)) for path in args.matrix])
+        args.out.with_suffix(".md").write_text(table)
+        print(f"wrote {args.out.with_suffix('.md')}")
         return
     if not args.configs or args.out is None:
         parser.error("--configs and --out are required (or --report CSV ...)")

@@ -58,3 +58,37 @@ def test_select_on_picks_a_validated_epoch_and_falls_back_for_the_pu_split(tmp_p
     assert rows["pu"]["status"] == "ok" and rows["pu"]["selected_epoch"] == ""
     assert 0.0 <= float(rows["pu"]["roc_auc"]) <= 1.0
     assert "--select-on ignored" in capfd.readouterr().out  # printed by the run's own process
+
+
+def _write(path, rows):
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _row(method, dataset, seed, f1, epochs="10", selected=""):
+    return {"method": method, "dataset": dataset, "protocol": "paper", "seed": seed, "epochs": epochs,
+            "selected_epoch": selected, "status": "ok", "f1_rho": f1}
+
+
+def test_matrix_of_methods_by_data_sets_from_several_results_files(tmp_path):
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    _write(a, [_row("dagmm", "thyroid", 0, "0.2"), _row("dagmm", "thyroid", 1, "0.4"),
+               _row("isolation_forest", "thyroid", 0, "0.7", epochs="0"), _row("isolation_forest", "thyroid", 1, "0.9", epochs="0")])
+    _write(b, [_row("dagmm", "kddcup99", 0, "0.95", selected="5"), _row("vae", "kddcup99", 0, "0.90", selected="7")])
+    out = tmp_path / "summary"
+    main(["--matrix", str(a), str(b), "--out", str(out)])
+    lines = out.with_suffix(".md").read_text().splitlines()
+    assert lines[0] == "| method | kddcup99 | thyroid |"  # the paper's data set order
+    assert lines[2] == "| DAGMM, the paper | 0.937 | 0.478 |"
+    # mean ± sample std over seeds; the best of each column in bold; blank where a method has no runs
+    assert "| dagmm | **0.950 ± 0.000** | 0.300 ± 0.141 |" in lines
+    assert "| isolation_forest |  | **0.800 ± 0.141** |" in lines
+    assert "| vae | 0.900 ± 0.000 |  |" in lines
+    text = "\n".join(lines)
+    assert f"`{a}`: thyroid; paper protocol; 10 epochs, last epoch" in text
+    assert f"`{b}`: kddcup99; paper protocol; 10 epochs, checkpoint chosen on validation" in text
+    _write(b, [_row("dagmm", "thyroid", 1, "0.5")])  # the same run in two files
+    with pytest.raises(ValueError, match="dagmm on thyroid seed 1 is in both"):
+        main(["--matrix", str(a), str(b), "--out", str(out)])
