@@ -9,7 +9,9 @@ with error bars). Each run trains on the protocol's training rows and is scored 
 validation and checkpointing off, or, with ``--select-on METRIC``, validating every ``--val-every``
 epochs and testing the checkpoint with the best validation value (val rows never reach test);
 ``--baselines`` adds scikit-learn's IsolationForest and a
-GaussianMixture fitted on the very same scaled training rows of the same split.
+GaussianMixture fitted on the very same scaled training rows of the same split. ``--tag`` names a grid
+(for example a ``--set data.train_contamination=0.02`` sweep) so that several share one CSV;
+``--matrix CSV ...`` writes F1 at rho as a methods x data sets table from finished results files.
 """
 
 from __future__ import annotations
@@ -54,10 +56,11 @@ class Job:
     select_on: str | None = None
     val_every: int = 5
     checkpoint_dir: str = ""
+    tag: str = ""
 
     @property
     def method(self) -> str:
-        return Path(self.configs[0]).stem
+        return Path(self.configs[0]).stem + self.tag
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -153,7 +156,8 @@ def _run_job(job: Job) -> list[dict]:
         rows.append({**base, "method": job.method, "status": f"non-finite: {err}"[:200],
                      "seconds": round(time.perf_counter() - start, 1)})  # fmt: skip
     if job.baselines:
-        rows += run_baselines(dm, job.seed, int(model.hparams.n_components), base)
+        rows += [{**row, "method": row["method"] + job.tag}
+                 for row in run_baselines(dm, job.seed, int(model.hparams.n_components), base)]
     return rows
 
 
@@ -368,6 +372,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="test the checkpoint with the best validation value of this metric (val rows only)")
     parser.add_argument("--val-every", type=int, default=5, help="epochs between validations with --select-on")
     parser.add_argument("--out", type=Path, help="results path without suffix")
+    parser.add_argument("--tag", default="",
+                        help="appended to every method name, so that runs with other --set values share a CSV")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a `dagmm fit` option for every run, e.g. --set data.data_dir=../shared/data")
     args = parser.parse_args(argv)
@@ -402,7 +408,7 @@ def main(argv: list[str] | None = None) -> None:
                 # the shallow rows once per data set and seed, with the first model config's split
                 baselines = args.baselines and config == args.configs[0]
                 job = Job(configs, seed, args.protocol, args.epochs, extra, baselines,
-                          args.recon_inference, threads, args.select_on, args.val_every)  # fmt: skip
+                          args.recon_inference, threads, args.select_on, args.val_every, tag=args.tag)  # fmt: skip
                 if (job.method, " ".join(configs), args.protocol, seed) in done:
                     skipped += 1
                 else:

@@ -92,3 +92,18 @@ def test_matrix_of_methods_by_data_sets_from_several_results_files(tmp_path):
     _write(b, [_row("dagmm", "thyroid", 1, "0.5")])  # the same run in two files
     with pytest.raises(ValueError, match="dagmm on thyroid seed 1 is in both"):
         main(["--matrix", str(a), str(b), "--out", str(out)])
+
+
+def test_tagged_grids_share_one_csv(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    common = ["--configs", str(ROOT / "configs/quickstart.yaml"), "--seeds", "0", "--epochs", "1", "--baselines",
+              "--out", str(out), "--set", "data.dataset=breast_cancer"]
+    main(common + ["--tag", " c=0"])
+    main(common + ["--tag", " c=0.05", "--set", "data.train_contamination=0.05"])
+    with out.with_suffix(".csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(r["method"] for r in rows) == sorted(
+        f"{m}{t}" for m in ("quickstart", "isolation_forest", "gaussian_mixture") for t in (" c=0", " c=0.05"))
+    capsys.readouterr()
+    main(common + ["--tag", " c=0.05", "--set", "data.train_contamination=0.05"])
+    assert "0 runs to do, 1 already in" in capsys.readouterr().out
