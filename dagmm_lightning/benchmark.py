@@ -279,7 +279,8 @@ PAPER_DAGMM_F1 = {"kddcup99": 0.9369, "thyroid": 0.4782, "arrhythmia": 0.4983, "
 
 def summarize_matrix(sources: list[tuple[Path, list[dict]]]) -> str:
     """Markdown table of F1 at rho, methods x data sets (mean ± std over seeds), the paper's DAGMM on top
-    and each column's best method in bold; one line per source file says how its runs were made. A
+    and each column's best method in bold (positive-unlabeled runs add a row for their c / 2 rule's F1);
+    one line per source file says how its runs were made. A
     method, data set and seed found in two sources is an error (a table must not mix two runs)."""
     cells: dict[tuple[str, str], list[float]] = {}
     seen: dict[tuple[str, str, str, str], Path] = {}
@@ -292,6 +293,9 @@ def summarize_matrix(sources: list[tuple[Path, list[dict]]]) -> str:
                 raise ValueError(f"{key[0]} on {key[1]} seed {key[3]} is in both {seen[key]} and {path}")
             seen[key] = path
             cells.setdefault((r["method"], r["dataset"]), []).append(float(r["f1_rho"]))
+            if r.get("c") not in (None, "") and r.get("f1_threshold") not in (None, ""):
+                # the positive-unlabeled method's own decision: anomaly iff h < c / 2, no rho involved
+                cells.setdefault((r["method"] + " (c/2 rule)", r["dataset"]), []).append(float(r["f1_threshold"]))
         trained = [r for r in ok if str(r.get("epochs", "0")) not in ("", "0")]
         epochs = "/".join(sorted({str(r["epochs"]) for r in trained})) or "-"
         chosen = "checkpoint chosen on validation" if any(r.get("selected_epoch") for r in trained) else "last epoch"

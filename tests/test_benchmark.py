@@ -76,7 +76,9 @@ def test_matrix_of_methods_by_data_sets_from_several_results_files(tmp_path):
     a, b = tmp_path / "a.csv", tmp_path / "b.csv"
     _write(a, [_row("dagmm", "thyroid", 0, "0.2"), _row("dagmm", "thyroid", 1, "0.4"),
                _row("isolation_forest", "thyroid", 0, "0.7", epochs="0"), _row("isolation_forest", "thyroid", 1, "0.9", epochs="0")])
-    _write(b, [_row("dagmm", "kddcup99", 0, "0.95", selected="5"), _row("vae", "kddcup99", 0, "0.90", selected="7")])
+    pu = {**_row("pu", "kddcup99", 0, "0.85"), "c": "0.4", "f1_threshold": "0.7"}
+    _write(b, [{**_row("dagmm", "kddcup99", 0, "0.95", selected="5"), "c": "", "f1_threshold": "0.5"},
+               {**_row("vae", "kddcup99", 0, "0.90", selected="7"), "c": "", "f1_threshold": ""}, pu])
     out = tmp_path / "summary"
     main(["--matrix", str(a), str(b), "--out", str(out)])
     lines = out.with_suffix(".md").read_text().splitlines()
@@ -86,6 +88,7 @@ def test_matrix_of_methods_by_data_sets_from_several_results_files(tmp_path):
     assert "| dagmm | **0.950 ± 0.000** | 0.300 ± 0.141 |" in lines
     assert "| isolation_forest |  | **0.800 ± 0.141** |" in lines
     assert "| vae | 0.900 ± 0.000 |  |" in lines
+    assert "| pu | 0.850 ± 0.000 |  |" in lines and "| pu (c/2 rule) | 0.700 ± 0.000 |  |" in lines
     text = "\n".join(lines)
     assert f"`{a}`: thyroid; paper protocol; 10 epochs, last epoch" in text
     assert f"`{b}`: kddcup99; paper protocol; 10 epochs, checkpoint chosen on validation" in text
