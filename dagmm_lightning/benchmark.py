@@ -146,7 +146,9 @@ def _run_job(job: Job) -> list[dict]:
         if hasattr(model, "c"):  # the positive-unlabeled estimate of p(labelled | normal)
             main_row["c"] = float(model.c)
         rows.append(main_row)
-        if job.recon_inference and model.hparams.get("inference") == "energy":
+        # only where the score is the energy: the PU model scores with its classifier, which the
+        # energy+reconstruction inference would not change
+        if job.recon_inference and model.hparams.get("inference") == "energy" and model.score_follows_inference():
             model.hparams.inference = "energy+reconstruction"
             model.refit_mixture(dm.refit_dataloader())  # same weights: new normalisation and threshold
             trainer.test(model, datamodule=dm, verbose=False)

@@ -46,13 +46,15 @@ def test_bad_set_argument():
         main(["--configs", "x.yaml", "--out", "o", "--set", "novalue"])
 
 
-def test_select_on_picks_a_validated_epoch_and_falls_back_for_the_pu_split(tmp_path, capfd):
+def test_select_on_and_recon_inference_with_the_pu_split(tmp_path, capfd):
     out = tmp_path / "selected"
     main(["--configs", str(ROOT / "configs/quickstart.yaml"), str(ROOT / "configs/pu.yaml"), "--seeds", "0",
-          "--epochs", "4", "--select-on", "f1_rho", "--val-every", "2", "--out", str(out),
+          "--epochs", "4", "--select-on", "f1_rho", "--val-every", "2", "--recon-inference", "--out", str(out),
           "--set", "data.dataset=breast_cancer"])
     with out.with_suffix(".csv").open() as f:
         rows = {r["method"]: r for r in csv.DictReader(f)}
+    # the energy+reconstruction rescoring applies to energy-scored models only, not to PU's 1 - h
+    assert sorted(rows) == ["pu", "quickstart", "quickstart+recon_inference"]
     assert rows["quickstart"]["status"] == "ok" and rows["quickstart"]["selected_epoch"] in ("2", "4")
     # PU validates on labelled normal rows only: nothing to select on, so the last epoch is tested
     assert rows["pu"]["status"] == "ok" and rows["pu"]["selected_epoch"] == ""

@@ -182,3 +182,9 @@ def test_pu_validation_on_labelled_normal_rows_skips_label_metrics_with_a_messag
     assert "val/c" in trainer.callback_metrics
     trainer.test(model, datamodule=dm, verbose=False)  # the test half holds both classes
     assert 0.0 <= metrics.last_metrics["test"]["roc_auc"] <= 1.0
+
+
+def test_pu_rejects_an_inference_it_would_ignore():
+    assert DAGMM.score_follows_inference() and not DAGMMPU.score_follows_inference()
+    with pytest.raises(ValueError, match="scores with its classifier"):
+        DAGMMPU(input_dim=8, inference="energy+reconstruction")

@@ -127,6 +127,11 @@ class DAGMM(L.LightningModule):
         """Anomaly score of each row (N,), higher = more anomalous (see ``inference``). Eval mode."""
         return self.combine_scores(*self.energy_and_error(x))
 
+    @classmethod
+    def score_follows_inference(cls) -> bool:
+        """True unless a variant scores otherwise than ``inference`` says (the PU model scores with 1 - h)."""
+        return cls.score is DAGMM.score
+
     def combine_scores(self, energy: torch.Tensor, error: torch.Tensor) -> torch.Tensor:
         """The ``inference`` score from energies and reconstruction errors (N,) each."""
         if self.hparams.inference == "energy":
@@ -242,7 +247,7 @@ class DAGMM(L.LightningModule):
                 energy.mean(), energy.std().clamp_min(1e-12), error.mean(), error.std().clamp_min(1e-12)
             ]).double())
             # the energies and errors just gathered give the scores, unless a variant scores otherwise
-            own_score = type(self).score is not DAGMM.score
+            own_score = not self.score_follows_inference()
             scores = self.score_batches(batches) if own_score else self.combine_scores(energy, error)
             self.threshold.fill_(self.fit_threshold(scores))
             self._training_scores = scores

@@ -40,6 +40,11 @@ class DAGMMPU(DAGMM):
     def __init__(self, *args, lambda_pu: float = 1.0, classifier_hidden: tuple[int, ...] = (10,), **kwargs) -> None:
         super().__init__(*args, **kwargs)
         hp = self.hparams
+        if hp.inference != "energy":
+            raise ValueError(
+                f"DAGMMPU scores with its classifier (1 - h), so inference={hp.inference!r} would be ignored; "
+                "leave inference at 'energy'"
+            )
         self.classifier = mlp([hp.latent_dim + 3, *classifier_hidden, 1], hp.activation)
         self.register_buffer("c", torch.tensor(float("nan"), dtype=torch.float64))
 
