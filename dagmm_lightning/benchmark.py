@@ -282,8 +282,8 @@ PAPER_DAGMM_F1 = {"kddcup99": 0.9369, "thyroid": 0.4782, "arrhythmia": 0.4983, "
 def summarize_matrix(sources: list[tuple[Path, list[dict]]]) -> str:
     """Markdown table of F1 at rho, methods x data sets (mean ± std over seeds), the paper's DAGMM on top
     and each column's best method in bold (positive-unlabeled runs add a row for their c / 2 rule's F1);
-    one line per source file says how its runs were made. A
-    method, data set and seed found in two sources is an error (a table must not mix two runs)."""
+    one line per source file says how its runs were made. A method, data set and seed found in two
+    sources is an error (a table must not mix two runs)."""
     cells: dict[tuple[str, str], list[float]] = {}
     seen: dict[tuple[str, str, str, str], Path] = {}
     notes = []

@@ -132,8 +132,8 @@ class AnomalyMetrics(L.Callback):
             return
         if len(np.unique(labels)) < 2:
             self._warn_once(
-                stage, f"{stage}: every evaluated row is {'an anomaly' if labels[0] else 'normal'} (the "
-                "positive-unlabeled split validates on labelled normal rows only); ROC AUC, precision, recall "
+                stage, f"{stage}: every evaluated row is {'an anomaly' if labels[0] else 'normal'} (as with the "
+                "positive-unlabeled split, which validates on labelled normal rows); ROC AUC, precision, recall "
                 "and F1 need both classes and are skipped"
             )
             return
