@@ -214,11 +214,13 @@ def append_rows(path: Path, rows: list[dict]) -> None:
             writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) and k in METRICS else v) for k, v in row.items()})
 
 
-def _stats(values: list[float]) -> str:
+def _stats(values: list[float], digits: int = 4) -> str:
+    """Mean ± sample standard deviation (0 for one value), NaN left out; "n/a" when nothing is left."""
     values = [v for v in values if not math.isnan(v)]
     if not values:
         return "n/a"
-    return f"{np.mean(values):.4f} ± {np.std(values, ddof=1) if len(values) > 1 else 0.0:.4f}"
+    std = np.std(values, ddof=1) if len(values) > 1 else 0.0
+    return f"{np.mean(values):.{digits}f} ± {std:.{digits}f}"
 
 
 def summarize(rows: list[dict]) -> str:
@@ -316,7 +318,7 @@ def summarize_matrix(sources: list[tuple[Path, list[dict]]]) -> str:
             if values is None:
                 row.append("")
                 continue
-            text = f"{np.mean(values):.3f} ± {np.std(values, ddof=1) if len(values) > 1 else 0.0:.3f}"
+            text = _stats(values, digits=3)
             row.append(f"**{text}**" if best[d] == method else text)
         lines.append(f"| {method} | " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n\nF1 at each data set's rho on the test rows, mean ± std over seeds; sources:\n\n" + "\n".join(notes) + "\n"
