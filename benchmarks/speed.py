@@ -19,7 +19,8 @@ import lightning as L
 import torch
 
 from dagmm_lightning.cli import build_cli
-from dagmm_lightning.networks import reconstruction_features, squared_error
+from dagmm_lightning.losses import squared_error
+from dagmm_lightning.networks import reconstruction_features
 
 
 class EpochTimer(L.Callback):
@@ -35,7 +36,7 @@ class EpochTimer(L.Callback):
 
 def plain_epochs(model, x: torch.Tensor, batch_size: int, epochs: int) -> list[tuple[float, float]]:
     """The DAGMM objective in a bare loop over the same model's networks and mixture."""
-    hp = model.hparams
+    hp, net = model.hparams, model.model
     optimizer = torch.optim.Adam(model.parameters(), lr=hp.lr)
     model.train()
     seconds = []
@@ -44,14 +45,14 @@ def plain_epochs(model, x: torch.Tensor, batch_size: int, epochs: int) -> list[t
         order = torch.randperm(len(x))
         for i in range(0, len(x), batch_size):
             batch = x[order[i : i + batch_size]]
-            z = model.compression.encode(batch)
-            x_hat = model.compression.decode(z)
+            z = net.compression.encoder(batch)
+            x_hat = net.compression.decoder(z)
             rows = torch.cat([z, reconstruction_features(batch, x_hat)], 1)
-            params = model.mixture.batch_parameters(rows, model.estimation(rows))
+            params = net.mixture.batch_parameters(rows, net.estimation(rows))
             loss = (
                 squared_error(batch, x_hat).mean()
-                + hp.lambda_energy * model.mixture.energy(rows, params).mean()
-                + hp.lambda_cov * model.mixture.penalty(params)
+                + hp.lambda_energy * net.mixture.energy(rows, params).mean()
+                + hp.lambda_cov * net.mixture.penalty(params)
             )
             optimizer.zero_grad()
             loss.backward()
@@ -69,9 +70,20 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    base = ["--config", args.config, "--trainer.limit_val_batches", "0", "--checkpoint.save_top_k", "0",
-            "--trainer.logger", "false", "--trainer.enable_model_summary", "false",
-            "--trainer.max_epochs", str(args.epochs)]
+    base = [
+        "--config",
+        args.config,
+        "--trainer.limit_val_batches",
+        "0",
+        "--checkpoint.save_top_k",
+        "0",
+        "--trainer.logger",
+        "false",
+        "--trainer.enable_model_summary",
+        "false",
+        "--trainer.max_epochs",
+        str(args.epochs),
+    ]
     plain, lightning = [], []
     for _ in range(args.rounds):
         cli = build_cli(base, run=False, save_config=False)

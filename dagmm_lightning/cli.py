@@ -1,28 +1,24 @@
-"""``dagmm`` command: LightningCLI with the data module's input size linked into the model."""
+"""LightningCLI for ``dagmm fit|validate|test|predict``, with the data module's input size linked into the model."""
 
 from __future__ import annotations
 
 import os
-import sys
-import traceback
-from pathlib import Path
 
 # Lightning's CLI still calls jsonargparse APIs that newer releases flag as deprecated; that noise is
 # not the user's to act on.
 os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
 
-from lightning.pytorch.callbacks import ModelCheckpoint
-from jsonargparse import Namespace
-from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+from jsonargparse import Namespace  # noqa: E402
+from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback  # noqa: E402
 
-from dagmm_lightning.callbacks import AnomalyFigures, AnomalyMetrics, PredictionCSVWriter
-from dagmm_lightning.data import AnomalyDataModule
-from dagmm_lightning.models import DAGMM
+from dagmm_lightning.callbacks import AnomalyFigures, AnomalyMetrics, PredictionCSVWriter  # noqa: E402
+from dagmm_lightning.data import AnomalyDataModule  # noqa: E402
+from dagmm_lightning.models import DAGMM  # noqa: E402
 
-PACKAGE_DIR = Path(__file__).resolve().parent
 PROGRESS_REFRESH_RATE = 20
 TRAINER_DEFAULTS = {
-    "logger": {"class_path": "lightning.pytorch.loggers.TensorBoardLogger", "init_args": {"save_dir": "logs"}},
+    "logger": {"class_path": "lightning.pytorch.loggers.TensorBoardLogger", "init_args": {"save_dir": "logs"}}
 }
 
 
@@ -37,8 +33,10 @@ class DAGMMCLI(LightningCLI):
         callbacks = list(trainer.get("callbacks") or [])
         if any("ProgressBar" in str(getattr(c, "class_path", c)) for c in callbacks):
             return
-        bar = Namespace(class_path="lightning.pytorch.callbacks.TQDMProgressBar",
-                        init_args=Namespace(refresh_rate=PROGRESS_REFRESH_RATE, leave=False))  # fmt: skip
+        bar = Namespace(
+            class_path="lightning.pytorch.callbacks.TQDMProgressBar",
+            init_args=Namespace(refresh_rate=PROGRESS_REFRESH_RATE, leave=False),
+        )
         trainer["callbacks"] = [*callbacks, bar]
 
     def add_arguments_to_parser(self, parser) -> None:
@@ -66,38 +64,3 @@ def build_cli(args: list[str] | None = None, run: bool = True, save_config: bool
         args=args,
         run=run,
     )
-
-
-def main() -> None:
-    try:
-        if len(sys.argv) > 1 and sys.argv[1] == "benchmark":
-            from dagmm_lightning.benchmark import main as benchmark
-
-            benchmark(sys.argv[2:])
-            return
-        build_cli()
-    except Exception as err:
-        ours = _raised_by_us(err)
-        if ours is None:
-            raise
-        print(f"dagmm: error: {ours}", file=sys.stderr)
-        sys.exit(2)
-
-
-def _raised_by_us(err: BaseException) -> BaseException | None:
-    """The error this package raised on purpose (bad input, bad settings, a failed run) behind ``err``,
-    also when the config parser wrapped it: its message says what to do, and a traceback would only hide
-    it. None for anything else, which keeps its traceback."""
-    seen = set()
-    while err is not None and id(err) not in seen:
-        seen.add(id(err))
-        frames = traceback.extract_tb(err.__traceback__)
-        if isinstance(err, (ValueError, FloatingPointError, RuntimeError)) and frames:
-            if Path(frames[-1].filename).resolve().is_relative_to(PACKAGE_DIR):
-                return err
-        err = err.__cause__ or err.__context__
-    return None
-
-
-if __name__ == "__main__":
-    main()

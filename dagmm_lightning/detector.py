@@ -1,9 +1,9 @@
-"""``DAGMMDetector``: the PyOD / scikit-learn way to use the same LightningModules from Python.
+"""``DAGMMDetector``: the PyOD way to use the same LightningModules and data module from Python.
 
-    from dagmm_lightning import DAGMMDetector
-    det = DAGMMDetector(contamination=0.05, epochs=100, random_state=0).fit(X_train)
-    scores = det.decision_function(X_new)   # higher = more anomalous
-    labels = det.predict(X_new)             # 1 = anomaly, by det.threshold_
+from dagmm_lightning import DAGMMDetector
+det = DAGMMDetector(contamination=0.05, epochs=100, random_state=0).fit(X_train)
+scores = det.decision_function(X_new)   # higher = more anomalous
+labels = det.predict(X_new)             # 1 = anomaly, by det.threshold_
 """
 
 from __future__ import annotations
@@ -11,19 +11,22 @@ from __future__ import annotations
 import logging
 import warnings
 from pathlib import Path
+from typing import Literal
 
 import lightning as L
 import numpy as np
 import pandas as pd
 import torch
 from lightning.pytorch.utilities.warnings import PossibleUserWarning
-from sklearn.base import BaseEstimator, OutlierMixin
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
 
-from dagmm_lightning.data.batches import InMemoryBatches
-from dagmm_lightning.data.splits import KNOWN_NORMAL, LABELLED_ANOMALY, UNLABELLED
-from dagmm_lightning.data.tables import DataError, RawTable, TablePreprocessor
+from dagmm_lightning.data import AnomalyDataModule, RawTable, Splits, TablePreprocessor
+from dagmm_lightning.errors import DataError, check_choice, check_range
+from dagmm_lightning.labels import KNOWN_NORMAL, LABELLED_ANOMALY, UNLABELLED
 from dagmm_lightning.models import DAGMM, DAGMMPU, DAGMMVAE, DAGMMVQVAE
 
+Variant = Literal["dagmm", "vae", "vqvae", "mixed_loss", "pu"]
 VARIANTS: dict[str, type[DAGMM]] = {
     "dagmm": DAGMM,
     "vae": DAGMMVAE,
@@ -31,34 +34,12 @@ VARIANTS: dict[str, type[DAGMM]] = {
     "mixed_loss": DAGMM,  # DAGMM trained with labelled anomalies (y == 1) and the anomaly term
     "pu": DAGMMPU,
 }
-LABEL_AWARE = ("mixed_loss", "pu")
+SCORING_BATCH = 8192
 
 
-class _DetectorData(L.LightningDataModule):
-    """Training rows in memory; for PU, held-out labelled rows as ``val`` (for c)."""
-
-    def __init__(self, x: torch.Tensor, labels: torch.Tensor, holdout: torch.Tensor | None, batch_size: int, seed: int):
-        super().__init__()
-        self.split = "positive_unlabeled" if holdout is not None else "normal_only"
-        self._train = InMemoryBatches(x, labels, torch.arange(len(x)), batch_size, shuffle=True, seed=seed)
-        self._refit = InMemoryBatches(x, labels, torch.arange(len(x)), 8192, shuffle=False)
-        self._holdout = None
-        if holdout is not None:
-            self._holdout = InMemoryBatches(holdout, torch.zeros(len(holdout), dtype=torch.long),
-                                            torch.arange(len(holdout)), 8192, shuffle=False)  # fmt: skip
-
-    def train_dataloader(self) -> InMemoryBatches:
-        return self._train
-
-    def refit_dataloader(self) -> InMemoryBatches:
-        return self._refit
-
-    def val_dataloader(self) -> InMemoryBatches:
-        return self._holdout if self._holdout is not None else self._refit
-
-
-class DAGMMDetector(BaseEstimator, OutlierMixin):
-    """DAGMM anomaly detector with PyOD's conventions.
+class DAGMMDetector(BaseEstimator):
+    """DAGMM anomaly detector with PyOD's conventions (``decision_function``: higher = more anomalous;
+    ``predict``: 1 = anomaly).
 
     Args:
         variant: ``dagmm``, ``vae``, ``vqvae``, ``mixed_loss`` (y marks labelled anomalies, 1) or ``pu``
@@ -76,12 +57,12 @@ class DAGMMDetector(BaseEstimator, OutlierMixin):
         model_kwargs: more ``DAGMM`` (or variant) arguments, e.g. ``{"lambda_energy": 0.1}``.
 
     After ``fit``: ``decision_scores_`` (training scores), ``threshold_``, ``labels_`` (0/1 on the
-    training rows), ``model_`` (the LightningModule), ``n_features_in_``.
+    training rows), ``model_`` (the LightningModule), ``preprocessor_``, ``n_features_in_``.
     """
 
     def __init__(
         self,
-        variant: str = "dagmm",
+        variant: Variant = "dagmm",
         mixture: str = "gaussian",
         contamination: float = 0.1,
         epochs: int = 100,
@@ -123,90 +104,107 @@ class DAGMMDetector(BaseEstimator, OutlierMixin):
                 try:
                     array = array.astype(np.float64)
                 except (TypeError, ValueError):
-                    raise DataError("X holds non-numeric values; pass a pandas DataFrame to one-hot encode text columns") from None
+                    raise DataError(
+                        "X holds non-numeric values; pass a pandas DataFrame to one-hot encode text columns"
+                    ) from None
             frame = pd.DataFrame(array, columns=[f"x{i}" for i in range(array.shape[1])])
         if len(frame) == 0 or frame.shape[1] == 0:
             raise DataError(f"X is empty (shape {frame.shape}); it needs at least one row and one feature")
         return frame
 
     def _rows(self, X) -> torch.Tensor:
-        self._check_fitted()
+        check_is_fitted(self, "model_")
         frame = self._as_frame(X)
         if not isinstance(X, pd.DataFrame) and frame.shape[1] != len(self.preprocessor_.numeric):
-            raise DataError(f"X has {frame.shape[1]} features, but the detector was fitted on {len(self.preprocessor_.numeric)}")
+            raise DataError(
+                f"X has {frame.shape[1]} features, but the detector was fitted on {len(self.preprocessor_.numeric)}"
+            )
         return torch.from_numpy(self.preprocessor_.scale(self.preprocessor_.encode(frame)))
 
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "model_"):
-            raise RuntimeError("this DAGMMDetector is not fitted yet; call fit(X) first")
-
-    def _train_labels(self, y, n: int) -> tuple[np.ndarray, np.ndarray | None]:
-        """Training labels (0 normal, 1 labelled anomaly, -1 unlabelled) and, for PU, held-out rows."""
-        if self.variant not in LABEL_AWARE:
-            return np.zeros(n, dtype=np.int64), None
+    def _splits(self, y, n: int) -> Splits:
+        """All rows train (with training labels: 0 normal, 1 labelled anomaly, -1 unlabelled); for PU, a
+        tenth of the labelled rows is held out as val (for c)."""
+        rows = np.arange(n)
+        if self.variant not in ("mixed_loss", "pu"):
+            return Splits(rows, rows[:0], rows[:0])
         if y is None:
-            raise DataError(f"variant {self.variant!r} needs y: 1 for labelled anomalies (mixed_loss), "
-                            f"0 for labelled normal rows (pu), -1 or NaN for unknown")  # fmt: skip
+            raise DataError(
+                f"variant {self.variant!r} needs y: 1 for labelled anomalies (mixed_loss), "
+                f"0 for labelled normal rows (pu), -1 or NaN for unknown"
+            )
         y = pd.to_numeric(pd.Series(np.asarray(y).ravel()), errors="coerce").fillna(-1).to_numpy()
         if len(y) != n:
             raise DataError(f"y has {len(y)} entries for {n} rows")
         if self.variant == "mixed_loss":
-            return np.where(y == 1, LABELLED_ANOMALY, KNOWN_NORMAL).astype(np.int64), None
+            return Splits(rows, rows[:0], rows[:0], np.where(y == 1, LABELLED_ANOMALY, KNOWN_NORMAL).astype(np.int64))
         labelled = np.flatnonzero(y == 0)
         if len(labelled) < 10:
             raise DataError("variant 'pu' needs at least 10 labelled normal rows (y == 0)")
-        rng = np.random.default_rng(self._seed)
-        holdout = rng.choice(labelled, max(1, len(labelled) // 10), replace=False)
-        labels = np.where(y == 0, KNOWN_NORMAL, UNLABELLED).astype(np.int64)
-        return labels, holdout
+        holdout = np.sort(
+            np.random.default_rng(self._seed).choice(labelled, max(1, len(labelled) // 10), replace=False)
+        )
+        train = np.setdiff1d(rows, holdout)
+        return Splits(train, holdout, rows[:0], np.where(y[train] == 0, KNOWN_NORMAL, UNLABELLED).astype(np.int64))
 
     # --- scikit-learn / PyOD API ------------------------------------------------------------------------
-    def fit(self, X, y=None) -> "DAGMMDetector":
-        if self.variant not in VARIANTS:
-            raise ValueError(f"variant must be one of {sorted(VARIANTS)}, got {self.variant!r}")
-        if not 0.0 < self.contamination <= 0.5:
-            raise ValueError(f"contamination must be in (0, 0.5], got {self.contamination}")
-        self._seed = int(self.random_state) if self.random_state is not None else int(np.random.SeedSequence().entropy % 2**31)
+    def fit(self, X, y=None) -> DAGMMDetector:
+        check_choice("variant", self.variant, Variant)
+        check_range("contamination", self.contamination, 0.0, 0.5, low_open=True)
+        self._seed = (
+            int(self.random_state) if self.random_state is not None else int(np.random.SeedSequence().entropy % 2**31)
+        )
         frame = self._as_frame(X)
-        self.preprocessor_ = TablePreprocessor()
         table = RawTable(frame, None, [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])])
-        self.preprocessor_.fit_columns(table)
-        encoded = self.preprocessor_.encode(frame)
-        labels, holdout = self._train_labels(y, len(frame))
-        self.preprocessor_.fit_scaling(encoded)
-        x = torch.from_numpy(self.preprocessor_.scale(encoded))
-        keep = np.ones(len(x), dtype=bool)
-        if holdout is not None:
-            keep[holdout] = False
+        split = "positive_unlabeled" if self.variant == "pu" else "normal_only"
+        data = AnomalyDataModule.from_table(
+            table, self._splits(y, len(frame)), split=split, batch_size=self.batch_size, seed=self._seed
+        )
+        self.preprocessor_ = data.preprocessor
         self.n_features_in_ = frame.shape[1]
         L.seed_everything(self._seed, verbose=False)
-        self.model_ = self._build_model(x.shape[1])
-        data = _DetectorData(x[keep], torch.from_numpy(labels[keep]), x[holdout] if holdout is not None else None,
-                             self.batch_size, self._seed)  # fmt: skip
+        self.model_ = self._build_model(data.input_dim)
         with _quiet(not self.verbose):
             trainer = L.Trainer(
-                max_epochs=self.epochs, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                enable_progress_bar=self.verbose, enable_model_summary=self.verbose, limit_val_batches=0,
-            )  # fmt: skip
+                max_epochs=self.epochs,
+                accelerator="cpu",
+                devices=1,
+                logger=False,
+                enable_checkpointing=False,
+                enable_progress_bar=self.verbose,
+                enable_model_summary=self.verbose,
+                limit_val_batches=0,
+            )
             trainer.fit(self.model_, datamodule=data)
         self.model_.eval()
-        self.decision_scores_ = self._score(x)
-        self.threshold_ = float(self.model_.threshold)
+        self.decision_scores_ = self._score(self._rows(frame))
+        self.threshold_ = float(self.model_.model.calibration.threshold)
         self.labels_ = (self.decision_scores_ > self.threshold_).astype(int)
         return self
 
     def _build_model(self, d: int) -> DAGMM:
-        hidden = self.hidden_dims if self.hidden_dims is not None else (int(np.clip(d // 2, 4, 60)), int(np.clip(d // 4, 2, 30)))
+        hidden = (
+            self.hidden_dims
+            if self.hidden_dims is not None
+            else (int(np.clip(d // 2, 4, 60)), int(np.clip(d // 4, 2, 30)))
+        )
         kwargs = dict(
-            input_dim=d, hidden_dims=tuple(hidden), latent_dim=self.latent_dim or (1 if d <= 20 else 2),
-            n_components=self.n_components or 2, lr=self.lr, mixture=self.mixture,
-            contamination=self.contamination, inference=self.inference, **(self.model_kwargs or {}),
-        )  # fmt: skip
+            input_dim=d,
+            hidden_dims=tuple(hidden),
+            latent_dim=self.latent_dim or (1 if d <= 20 else 2),
+            n_components=self.n_components or 2,
+            lr=self.lr,
+            mixture=self.mixture,
+            contamination=self.contamination,
+            inference=self.inference,
+            **(self.model_kwargs or {}),
+        )
         return VARIANTS[self.variant](**kwargs)
 
     @torch.no_grad()
     def _score(self, x: torch.Tensor) -> np.ndarray:
-        return np.concatenate([self.model_.score(x[i : i + 8192]).cpu().numpy() for i in range(0, len(x), 8192)])
+        return np.concatenate(
+            [self.model_.score(x[i : i + SCORING_BATCH]).cpu().numpy() for i in range(0, len(x), SCORING_BATCH)]
+        )
 
     def decision_function(self, X) -> np.ndarray:
         """Anomaly score of each row of X (n,), higher = more anomalous."""
@@ -228,16 +226,22 @@ class DAGMMDetector(BaseEstimator, OutlierMixin):
 
     # --- persistence -----------------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
-        self._check_fitted()
-        torch.save({
-            "params": self.get_params(), "variant_class": type(self.model_).__name__,
-            "hparams": dict(self.model_.hparams), "state_dict": self.model_.state_dict(),
-            "preprocessor": self.preprocessor_.state_dict(), "decision_scores": self.decision_scores_,
-            "n_features_in": self.n_features_in_,
-        }, path)  # fmt: skip
+        check_is_fitted(self, "model_")
+        torch.save(
+            {
+                "params": self.get_params(),
+                "variant_class": type(self.model_).__name__,
+                "hparams": dict(self.model_.hparams),
+                "state_dict": self.model_.state_dict(),
+                "preprocessor": self.preprocessor_.state_dict(),
+                "decision_scores": self.decision_scores_,
+                "n_features_in": self.n_features_in_,
+            },
+            path,
+        )
 
     @classmethod
-    def load(cls, path: str | Path) -> "DAGMMDetector":
+    def load(cls, path: str | Path) -> DAGMMDetector:
         state = torch.load(path, weights_only=False)
         detector = cls(**state["params"])
         model_class = {c.__name__: c for c in VARIANTS.values()}[state["variant_class"]]
@@ -247,7 +251,7 @@ class DAGMMDetector(BaseEstimator, OutlierMixin):
         detector.preprocessor_ = TablePreprocessor()
         detector.preprocessor_.load_state_dict(state["preprocessor"])
         detector.decision_scores_ = state["decision_scores"]
-        detector.threshold_ = float(detector.model_.threshold)
+        detector.threshold_ = float(detector.model_.model.calibration.threshold)
         detector.labels_ = (detector.decision_scores_ > detector.threshold_).astype(int)
         detector.n_features_in_ = state["n_features_in"]
         return detector
@@ -272,5 +276,5 @@ class _quiet:
 
     def __exit__(self, *exc) -> None:
         self.warnings.__exit__(*exc)
-        for lg, level in zip(self.loggers, self.levels):
+        for lg, level in zip(self.loggers, self.levels, strict=True):
             lg.setLevel(level)

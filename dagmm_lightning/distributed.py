@@ -1,13 +1,15 @@
 """Collective operations that are no-ops in a single process.
 
-Lightning's ``strategy.reduce`` averages by default and ``all_gather`` needs equal shapes; mixture
-statistics need a *sum* and evaluation scores come in shards of unequal length, so both live here.
+Mixture statistics are reduced by torchmetrics (``SufficientStatistics``); what is left here: the VQ-VAE
+codebook's counts (summed outside the gradient all-reduce), rank 0's restarts, and gathering rows of
+unequal length from every rank.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.distributed as dist
+from torchmetrics.utilities.distributed import gather_all_tensors
 
 
 def is_distributed() -> bool:
@@ -29,23 +31,13 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
-def gather_uneven(tensor: torch.Tensor) -> torch.Tensor:
-    """Concatenate ``tensor`` (N_r, ...) from every rank along dim 0, in rank order; N_r may differ."""
-    if not is_distributed():
-        return tensor
-    n_local = torch.tensor([tensor.shape[0]], dtype=torch.long, device=tensor.device)
-    sizes = [torch.zeros_like(n_local) for _ in range(world_size())]
-    dist.all_gather(sizes, n_local)
-    sizes = [int(s.item()) for s in sizes]
-    padded = tensor.new_zeros((max(sizes), *tensor.shape[1:]))
-    padded[: tensor.shape[0]] = tensor
-    chunks = [torch.zeros_like(padded) for _ in sizes]
-    dist.all_gather(chunks, padded)
-    return torch.cat([chunk[:size] for chunk, size in zip(chunks, sizes)])
-
-
 def broadcast_from_rank_zero(tensor: torch.Tensor) -> torch.Tensor:
     """Overwrite ``tensor`` on every rank with rank 0's values (in place)."""
     if is_distributed():
         dist.broadcast(tensor, src=0)
     return tensor
+
+
+def gather_rows(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` (N_r, ...) of every rank concatenated in rank order (torchmetrics pads uneven N_r)."""
+    return torch.cat(gather_all_tensors(tensor)) if is_distributed() else tensor

@@ -7,58 +7,77 @@ import numpy as np
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from dagmm_lightning.distributed import gather_uneven, rank
+from dagmm_lightning.callbacks.metrics import EvaluationRows
+from dagmm_lightning.errors import ConfigurationError
 
 
 class AnomalyFigures(L.Callback):
-    """At the first and then every ``every_n_validations``-th validation, on the val rows: the score histogram of normal and
-    anomalous rows with the stored threshold marked, ROC and precision-recall curves, and a 2-D view of
-    the rows the mixture sees (the first two of [z, relative distance, cosine]) coloured by label and by
-    most likely mixture component. Written with ``add_figure`` to a TensorBoard logger (other loggers:
-    skipped).
+    """At the first and then every ``every_n_validations``-th validation, from the validation steps'
+    outputs: the score histogram of normal and anomalous rows with the stored threshold marked, ROC and
+    precision-recall curves, and a 2-D view of the rows the mixture sees (the first two of [z, relative
+    distance, cosine]) coloured by label and by most likely mixture component. Written with
+    ``add_figure`` to a TensorBoard logger (other loggers: skipped).
 
     Args:
-        every_n_validations: draw at every n-th validation (1: every one); drawing costs about as much
-            as a validation pass.
+        every_n_validations: draw at every n-th validation (1: every one).
         max_points: rows drawn at most in the 2-D view (a seeded subsample beyond that).
     """
 
     def __init__(self, every_n_validations: int = 4, max_points: int = 5000) -> None:
         if every_n_validations < 1:
-            raise ValueError(f"every_n_validations must be >= 1, got {every_n_validations}")
+            raise ConfigurationError(f"every_n_validations must be >= 1, got {every_n_validations}")
         self.every_n_validations = every_n_validations
         self.max_points = max_points
         self._validations = 0
+        self._drawing = False
+        self.rows = EvaluationRows(
+            {
+                "index": torch.long,
+                "score": torch.float64,
+                "label": torch.long,
+                "row0": torch.float64,
+                "row1": torch.float64,
+                "component": torch.long,
+            }
+        )
 
-    @torch.no_grad()
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking or trainer.datamodule is None or not isinstance(trainer.logger, TensorBoardLogger):
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._drawing = False
+        if trainer.sanity_checking or not isinstance(trainer.logger, TensorBoardLogger):
             return
         self._validations += 1
-        if (self._validations - 1) % self.every_n_validations:
+        self._drawing = (self._validations - 1) % self.every_n_validations == 0
+        if self._drawing:
+            self.rows.start(pl_module.device)
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        if self._drawing:
+            rows = outputs["rows"]
+            self.rows.update(
+                {
+                    "index": outputs["index"],
+                    "score": outputs["score"],
+                    "label": outputs["label"],
+                    "row0": rows[:, 0],
+                    "row1": rows[:, 1],
+                    "component": outputs["gamma"].argmax(1),
+                }
+            )
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self._drawing:
             return
-        parts = {"rows": [], "component": [], "score": [], "label": []}
-        was_training = pl_module.training
-        pl_module.eval()
-        for x, y, _ in trainer.datamodule.val_dataloader():
-            x = pl_module._as_input(x)
-            rows, _ = pl_module.mixture_rows(x)
-            parts["rows"].append(rows.double())
-            parts["component"].append(pl_module.estimation(rows).argmax(1))
-            parts["score"].append(pl_module.score(x).double())
-            parts["label"].append(y.to(pl_module.device))
-        pl_module.train(was_training)
-        data = {k: gather_uneven(torch.cat(v)).cpu().numpy() for k, v in parts.items() if v}
-        if rank() != 0 or not data:
+        data = self.rows.compute()
+        self.rows.reset()
+        if not trainer.is_global_zero or len(data["score"]) == 0:
             return
-        writer, step = trainer.logger.experiment, trainer.global_step
-        threshold = float(getattr(pl_module, "threshold", float("nan")))
+        threshold = float(pl_module.model.calibration.threshold)
         for tag, figure in draw(data, threshold, self.max_points).items():
-            writer.add_figure(f"val/{tag}", figure, global_step=step, close=True)
+            trainer.logger.experiment.add_figure(f"val/{tag}", figure, global_step=trainer.global_step, close=True)
 
 
 def draw(data: dict[str, np.ndarray], threshold: float, max_points: int) -> dict:
-    """Matplotlib figures by tag from val rows: ``rows`` (N, D), ``component``, ``score``, ``label`` (N,)."""
+    """Matplotlib figures by tag from val rows: ``score``, ``label``, ``row0``, ``row1``, ``component`` (N,)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -71,7 +90,9 @@ def draw(data: dict[str, np.ndarray], threshold: float, max_points: int) -> dict
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
     bins = np.histogram_bin_edges(score, bins=60)
-    groups = [("normal", label == 0), ("anomalous", label == 1)] if labelled else [("all rows", np.ones_like(score, bool))]
+    groups = (
+        [("normal", label == 0), ("anomalous", label == 1)] if labelled else [("all rows", np.ones_like(score, bool))]
+    )
     for name, mask in groups:
         ax.hist(score[mask], bins=bins, alpha=0.6, label=f"{name} ({int(mask.sum())})", density=True)
     if np.isfinite(threshold):
@@ -94,13 +115,17 @@ def draw(data: dict[str, np.ndarray], threshold: float, max_points: int) -> dict
         fig.tight_layout()
         figures["roc_and_pr_curves"] = fig
 
-    rows = data["rows"]
-    keep = np.arange(len(rows))
-    if len(rows) > max_points:
-        keep = np.sort(np.random.default_rng(0).choice(len(rows), max_points, replace=False))
+    keep = np.arange(len(score))
+    if len(score) > max_points:
+        keep = np.sort(np.random.default_rng(0).choice(len(score), max_points, replace=False))
     fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3.5))
-    for ax, colour, title in ((left, label, "by label (1 = anomaly)"), (right, data["component"], "by mixture component")):
-        points = ax.scatter(rows[keep, 0], rows[keep, 1], c=colour[keep], s=4, cmap="coolwarm" if ax is left else "tab10")
+    for ax, colour, title in (
+        (left, label, "by label (1 = anomaly)"),
+        (right, data["component"], "by mixture component"),
+    ):
+        points = ax.scatter(
+            data["row0"][keep], data["row1"][keep], c=colour[keep], s=4, cmap="coolwarm" if ax is left else "tab10"
+        )
         ax.set(xlabel="mixture row dim 0 (z)", ylabel="mixture row dim 1", title=title)
         fig.colorbar(points, ax=ax)
     fig.tight_layout()

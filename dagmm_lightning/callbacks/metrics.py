@@ -1,24 +1,95 @@
-"""Validation- and test-time anomaly metrics, gathered over DDP ranks (each row counted once)."""
+"""Validation- and test-time anomaly metrics: rows collected in torchmetrics states (synced over DDP
+ranks, each row once), metrics computed by scikit-learn on the raw scores.
+
+torchmetrics' own binary metrics squash scores outside [0, 1] with a sigmoid batch by batch, which
+saturates on energies; hence collect with torchmetrics, compute with scikit-learn.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from sklearn.metrics import average_precision_score, precision_recall_fscore_support, roc_auc_score
+from torchmetrics import Metric
 
-from dagmm_lightning.distributed import gather_uneven
-from dagmm_lightning.metrics import (
-    average_precision,
-    percent_label,
-    precision_recall_f1,
-    roc_auc,
-    top_percent_threshold,
-)
+from dagmm_lightning.errors import ConfigurationError, check_choice
 
-REFERENCES = ("protocol", "evaluated", "train+evaluated")
+PercentileReference = Literal["protocol", "evaluated", "train+evaluated"]
+
+
+class EvaluationRows(Metric):
+    """Per-row columns of evaluation steps (``index`` among them), concatenated over batches and ranks.
+
+    ``compute`` gives numpy arrays sorted by row index with each row once (a sampler that pads ranks by
+    repeating rows cannot count a row twice).
+    """
+
+    full_state_update = False
+
+    def __init__(self, columns: dict[str, torch.dtype]) -> None:
+        super().__init__(compute_with_cache=False)
+        self.columns = columns
+        for name in columns:
+            self.add_state(name, default=[], dist_reduce_fx="cat")
+
+    def update(self, values: dict[str, torch.Tensor]) -> None:
+        for name, dtype in self.columns.items():
+            getattr(self, name).append(values[name].detach().to(dtype))
+
+    def start(self, device: torch.device) -> EvaluationRows:
+        """Empty the states and add a zero-row update, so that a rank without rows still syncs."""
+        self.reset()
+        self.to(device)
+        self.update({name: torch.zeros(0, dtype=dtype, device=device) for name, dtype in self.columns.items()})
+        return self
+
+    def compute(self) -> dict[str, np.ndarray]:
+        columns = {
+            name: torch.cat(v) if isinstance(v, list) else v for name in self.columns for v in [getattr(self, name)]
+        }
+        _, first = np.unique(columns["index"].cpu().numpy(), return_index=True)
+        return {name: value.cpu().numpy()[first] for name, value in columns.items()}
+
+
+def top_percent_threshold(reference_scores: np.ndarray, percent: float) -> float:
+    """Score above which the top ``percent`` % of ``reference_scores`` lie (linearly interpolated quantile)."""
+    if not 0 < percent < 100:
+        raise ConfigurationError(f"percent must be in (0, 100), got {percent}")
+    return float(np.quantile(np.asarray(reference_scores, dtype=np.float64), 1.0 - percent / 100.0))
+
+
+def anomaly_metrics(
+    scores: np.ndarray,
+    labels: np.ndarray,
+    percentiles: Sequence[float],
+    threshold: float | None = None,
+    reference_scores: np.ndarray | None = None,
+    rho: float | None = None,
+) -> dict[str, float]:
+    """ROC AUC, average precision, and precision/recall/F1 of the rows flagged at each "top p %" of
+    ``reference_scores`` (default: ``scores``) and above ``threshold``; scores (N,), labels (N,) 1 = anomaly.
+    With ``rho`` (one of ``percentiles``) its P/R/F1 are repeated as ``*_rho``: one name on any data set."""
+    labels = np.asarray(labels).astype(bool)
+    reference_scores = scores if reference_scores is None else reference_scores
+    metrics = {
+        "roc_auc": float(roc_auc_score(labels, scores)),
+        "average_precision": float(average_precision_score(labels, scores)),
+    }
+    cuts = {f"top{p:g}": top_percent_threshold(reference_scores, p) for p in percentiles}
+    if threshold is not None and np.isfinite(threshold):
+        cuts["threshold"] = threshold
+    for name, cut in cuts.items():
+        p, r, f, _ = precision_recall_fscore_support(labels, scores > cut, average="binary", zero_division=0)
+        metrics.update({f"precision_{name}": float(p), f"recall_{name}": float(r), f"f1_{name}": float(f)})
+    if rho is not None:
+        for m in ("precision", "recall", "f1"):
+            metrics[f"{m}_rho"] = metrics[f"{m}_top{rho:g}"]
+    return metrics
 
 
 class AnomalyMetrics(L.Callback):
@@ -37,34 +108,29 @@ class AnomalyMetrics(L.Callback):
     def __init__(
         self,
         percentiles: Sequence[float] = (10, 20, 30, 40, 50, 60),
-        percentile_reference: str = "protocol",
+        percentile_reference: PercentileReference = "protocol",
         summary: bool = True,
     ) -> None:
-        if percentile_reference not in REFERENCES:
-            raise ValueError(f"percentile_reference must be one of {REFERENCES}, got {percentile_reference!r}")
+        check_choice("percentile_reference", percentile_reference, PercentileReference)
         for p in percentiles:
             if not 0 < p < 100:
-                raise ValueError(f"percentiles are in (0, 100), got {p}")
+                raise ConfigurationError(f"percentiles are in (0, 100), got {p}")
         self.percentiles = [float(p) for p in percentiles]
         self.percentile_reference = percentile_reference
         self.summary = summary
-        self._scores: list[torch.Tensor] = []
-        self._labels: list[torch.Tensor] = []
-        self._energies: list[torch.Tensor] = []
+        self.rows = EvaluationRows(
+            {"score": torch.float64, "label": torch.long, "index": torch.long, "energy": torch.float64}
+        )
         self.last_metrics: dict[str, dict[str, float]] = {}
         self._warned: set[str] = set()
 
-    # --- collection -------------------------------------------------------------------------------
-    def _reset(self, *args) -> None:
-        self._scores, self._labels, self._energies = [], [], []
+    def _start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.rows.start(pl_module.device)
 
     def _collect(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        self._scores.append(outputs["score"].detach())
-        self._labels.append(outputs["label"].detach())
-        if "energy" in outputs:  # a model whose score is not the energy reports it too
-            self._energies.append(outputs["energy"].detach())
+        self.rows.update(outputs)
 
-    on_validation_epoch_start = on_test_epoch_start = _reset
+    on_validation_epoch_start = on_test_epoch_start = _start
     on_validation_batch_end = on_test_batch_end = _collect
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -73,7 +139,6 @@ class AnomalyMetrics(L.Callback):
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._finish("test", trainer, pl_module)
 
-    # --- computation ------------------------------------------------------------------------------
     def reference(self, trainer: L.Trainer) -> str:
         if self.percentile_reference != "protocol":
             return self.percentile_reference
@@ -85,46 +150,13 @@ class AnomalyMetrics(L.Callback):
         extra = [float(rho)] if rho is not None and float(rho) not in self.percentiles else []
         return sorted(self.percentiles + extra)
 
-    def compute(
-        self,
-        scores: np.ndarray,
-        labels: np.ndarray,
-        percentiles: Sequence[float],
-        threshold: float | None,
-        reference_scores: np.ndarray | None = None,
-        rho: float | None = None,
-    ) -> dict[str, float]:
-        """All metrics for scores (N,) and labels (N,); ``reference_scores`` define the percentiles
-        (default: ``scores`` themselves). With ``rho`` (one of ``percentiles``), its P/R/F1 are repeated
-        as ``precision_rho``, ``recall_rho``, ``f1_rho``: one name to monitor on any data set."""
-        reference_scores = scores if reference_scores is None else reference_scores
-        metrics = {"roc_auc": roc_auc(scores, labels), "average_precision": average_precision(scores, labels)}
-        for p in percentiles:
-            cut = top_percent_threshold(reference_scores, p)
-            prec, rec, f1 = precision_recall_f1(scores > cut, labels)
-            name = percent_label(p)
-            metrics.update({f"precision_top{name}": prec, f"recall_top{name}": rec, f"f1_top{name}": f1})
-        if rho is not None:
-            name = percent_label(rho)
-            for m in ("precision", "recall", "f1"):
-                metrics[f"{m}_rho"] = metrics[f"{m}_top{name}"]
-        if threshold is not None and np.isfinite(threshold):
-            prec, rec, f1 = precision_recall_f1(scores > threshold, labels)
-            metrics.update({"precision_threshold": prec, "recall_threshold": rec, "f1_threshold": f1})
-        return metrics
-
     def _finish(self, stage: str, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        device = pl_module.device
-        local_scores = torch.cat(self._scores) if self._scores else torch.zeros(0, dtype=torch.float64, device=device)
-        local_labels = torch.cat(self._labels) if self._labels else torch.zeros(0, dtype=torch.long, device=device)
-        scores = gather_uneven(local_scores.double()).cpu().numpy()
-        labels = gather_uneven(local_labels.long()).cpu().numpy()
-        energies = gather_uneven(torch.cat(self._energies).double()).cpu().numpy() if self._energies else None
-        self._reset()
+        rows = self.rows.compute()
+        self.rows.reset()
+        scores, labels = rows["score"], rows["label"]
         reference = None
         if self.reference(trainer) == "train+evaluated":
-            train_scores = pl_module.training_scores().double().cpu().numpy()
-            reference = np.concatenate([train_scores, scores])
+            reference = np.concatenate([pl_module.training_scores().double().cpu().numpy(), scores])
         if len(scores) == 0 or (labels < 0).any():
             rank_zero_warn(f"{stage}: rows without labels; anomaly metrics need labels and are skipped")
             return
@@ -132,20 +164,19 @@ class AnomalyMetrics(L.Callback):
             return
         if len(np.unique(labels)) < 2:
             self._warn_once(
-                stage, f"{stage}: every evaluated row is {'an anomaly' if labels[0] else 'normal'} (as with the "
+                stage,
+                f"{stage}: every evaluated row is {'an anomaly' if labels[0] else 'normal'} (as with the "
                 "positive-unlabeled split, which validates on labelled normal rows); ROC AUC, precision, recall "
-                "and F1 need both classes and are skipped"
+                "and F1 need both classes and are skipped",
             )
             return
-        threshold = getattr(pl_module, "threshold", None)
-        threshold = None if threshold is None else float(threshold)
+        threshold = float(pl_module.model.calibration.threshold)
         rho = getattr(trainer.datamodule, "rho", None)
-        metrics = self.compute(scores, labels, self.all_percentiles(trainer), threshold, reference, rho)
-        if energies is not None:
-            metrics["roc_auc_energy"] = roc_auc(energies, labels)
+        metrics = anomaly_metrics(scores, labels, self.all_percentiles(trainer), threshold, reference, rho)
+        if not pl_module.score_is_energy:
+            metrics["roc_auc_energy"] = float(roc_auc_score(labels.astype(bool), rows["energy"]))
         self.last_metrics[stage] = metrics
-        loggable = {f"{stage}/{k}": v for k, v in metrics.items() if np.isfinite(v)}
-        pl_module.log_dict(loggable, sync_dist=False)
+        pl_module.log_dict({f"{stage}/{k}": v for k, v in metrics.items() if np.isfinite(v)}, sync_dist=False)
 
     def _warn_once(self, stage: str, message: str) -> None:
         if stage not in self._warned:
@@ -157,14 +188,13 @@ class AnomalyMetrics(L.Callback):
         if final is None:
             return
         if self.summary:
-            rank_zero_info(format_metrics("validation metrics after the last epoch", final))
+            width = max(len(k) for k in final)
+            rank_zero_info(
+                "\n".join(
+                    ["validation metrics after the last epoch"] + [f"  {k:<{width}}  {v:.4f}" for k, v in final.items()]
+                )
+            )
         if trainer.logger is not None:  # TensorBoard's hparams view: hyperparameters with final metrics
             trainer.logger.log_hyperparams(
                 dict(pl_module.hparams), {f"hp/{k}": v for k, v in final.items() if np.isfinite(v)}
             )
-
-
-def format_metrics(title: str, metrics: dict[str, float]) -> str:
-    width = max(len(k) for k in metrics)
-    lines = [title] + [f"  {k:<{width}}  {v:.4f}" for k, v in metrics.items()]
-    return "\n".join(lines)

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import lightning as L
 import pandas as pd
 import torch
+from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities import rank_zero_info
 
-from dagmm_lightning.distributed import gather_uneven, rank
+from dagmm_lightning.distributed import gather_rows
 
 COLUMNS = ("index", "score", "prediction", "label")
 
 
-class PredictionCSVWriter(L.Callback):
-    """Gathers every rank's predictions and writes one CSV, sorted by row index.
+class PredictionCSVWriter(BasePredictionWriter):
+    """Gathers every rank's predictions at the end of ``predict`` and writes one CSV, sorted by row index.
 
     Args:
         output_path: the CSV to write; default ``predictions.csv`` in the run's log folder. Column
@@ -23,24 +23,17 @@ class PredictionCSVWriter(L.Callback):
     """
 
     def __init__(self, output_path: str | None = None) -> None:
+        super().__init__(write_interval="epoch")
         self.output_path = output_path
-        self._parts: dict[str, list[torch.Tensor]] = {}
         self.written_to: Path | None = None
 
-    def on_predict_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._parts = {c: [] for c in COLUMNS}
-
-    def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        for column in COLUMNS:
-            self._parts[column].append(outputs[column].detach())
-
-    def on_predict_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def write_on_epoch_end(self, trainer, pl_module, predictions, batch_indices) -> None:
+        batches = predictions[0] if predictions and isinstance(predictions[0], list) else predictions
         columns = {}
-        for column, parts in self._parts.items():
-            local = torch.cat(parts) if parts else torch.zeros(0, device=pl_module.device)
-            columns[column] = gather_uneven(local).cpu().numpy()
-        self._parts = {}
-        if rank() != 0:
+        for column in COLUMNS:
+            local = torch.cat([b[column] for b in batches]) if batches else torch.zeros(0)
+            columns[column] = gather_rows(local.to(pl_module.device)).cpu().numpy()
+        if not trainer.is_global_zero:
             return
         path = Path(self.output_path) if self.output_path else Path(trainer.log_dir or ".") / "predictions.csv"
         path.parent.mkdir(parents=True, exist_ok=True)

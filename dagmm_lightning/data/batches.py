@@ -17,6 +17,7 @@ from collections.abc import Iterator
 import torch
 
 from dagmm_lightning.distributed import rank, world_size
+from dagmm_lightning.errors import ConfigurationError, DataError
 
 
 class EpochOrder:
@@ -41,9 +42,9 @@ class InMemoryBatches:
         self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor, batch_size: int, shuffle: bool, seed: int = 0
     ) -> None:
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise ConfigurationError(f"batch_size must be >= 1, got {batch_size}")
         if not (len(x) == len(y) == len(index)):
-            raise ValueError("x, y and index must have the same number of rows")
+            raise DataError("x, y and index must have the same number of rows")
         self.x, self.y, self.index = x, y, index
         self.batch_size = batch_size
         self.shuffle = shuffle

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 import lightning as L
 import numpy as np
@@ -13,19 +14,20 @@ from lightning.pytorch.utilities import rank_zero_warn
 from dagmm_lightning.data.batches import InMemoryBatches
 from dagmm_lightning.data.loaders import DATASETS, read_user_table
 from dagmm_lightning.data.splits import (
-    PROTOCOLS,
-    SPLITS,
+    Protocol,
+    Split,
     Splits,
     make_splits,
     positive_unlabeled,
     with_contamination,
     with_labelled_anomalies,
 )
-from dagmm_lightning.data.tables import DataError, RawTable, TablePreprocessor
+from dagmm_lightning.data.tables import RawTable, TablePreprocessor
+from dagmm_lightning.errors import ConfigurationError, DataError, check_choice, check_range
 
-
-ARRAYS = "arrays"  # the data set name of a data module made by ``from_arrays``
+ARRAYS = "arrays"  # the data set name of a data module made by ``from_table`` / ``from_arrays``
 TABLE = "table"  # a user's CSV / Parquet / NPZ file, given by ``path``
+Dataset = Literal["breast_cancer", "kddcup99", "kddcup_rev", "thyroid", "arrhythmia", "table"]
 
 
 def default_data_dir() -> Path:
@@ -63,16 +65,16 @@ class AnomalyDataModule(L.LightningDataModule):
 
     def __init__(
         self,
-        dataset: str = "breast_cancer",
+        dataset: Dataset = "breast_cancer",
         data_dir: str | None = None,
-        protocol: str = "paper",
+        protocol: Protocol = "paper",
         val_fraction: float = 0.1,
         batch_size: int = 1024,
         eval_batch_size: int = 8192,
         seed: int | None = None,
         predict_file: str | None = None,
         rho: float | None = None,
-        split: str = "normal_only",
+        split: Split = "normal_only",
         labelled_anomalies: float = 0.5,
         labelled_fraction: float = 0.5,
         train_contamination: float = 0.0,
@@ -81,20 +83,17 @@ class AnomalyDataModule(L.LightningDataModule):
         symbolic_columns: list[str] | None = None,
     ) -> None:
         super().__init__()
-        if dataset not in DATASETS and dataset not in (ARRAYS, TABLE):
-            raise ValueError(f"dataset must be one of {sorted([*DATASETS, TABLE])}, got {dataset!r}")
+        if dataset != ARRAYS:
+            check_choice("dataset", dataset, Dataset)
         if dataset == TABLE and path is None:
-            raise ValueError("dataset 'table' needs --data.path pointing at a CSV, Parquet or NPZ file")
-        if not 0.0 <= train_contamination < 0.5:
-            raise ValueError(f"train_contamination must be in [0, 0.5), got {train_contamination}")
-        if protocol not in PROTOCOLS:
-            raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+            raise ConfigurationError("dataset 'table' needs --data.path pointing at a CSV, Parquet or NPZ file")
+        check_range("train_contamination", train_contamination, 0.0, 0.5, high_open=True)
+        check_choice("protocol", protocol, Protocol)
+        check_choice("split", split, Split)
         if split == "positive_unlabeled" and protocol != "paper":
-            raise ValueError("the positive_unlabeled split is defined for the paper protocol only")
+            raise ConfigurationError("the positive_unlabeled split is defined for the paper protocol only")
         if rho is not None and not 0 < rho < 100:
-            raise ValueError(f"rho is a percentage in (0, 100), got {rho}")
+            raise ConfigurationError(f"rho is a percentage in (0, 100), got {rho}")
         self.save_hyperparameters()
         self.dataset = dataset
         self.data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
@@ -119,20 +118,27 @@ class AnomalyDataModule(L.LightningDataModule):
         self._scaled: dict[str, InMemoryBatches] = {}
         self._scaled_rows: dict[str, torch.Tensor] = {}
         self._given_table: RawTable | None = None
+        self._given_splits: Splits | None = None
 
     @classmethod
-    def from_arrays(cls, x: np.ndarray, is_anomaly: np.ndarray, **kwargs) -> "AnomalyDataModule":
+    def from_table(cls, table: RawTable, splits: Splits | None = None, **kwargs) -> AnomalyDataModule:
+        """A data module over an in-memory ``table``, split by ``splits`` when given (else by the protocol);
+        other arguments as for the constructor (``dataset`` and ``data_dir`` excepted)."""
+        module = cls(dataset=ARRAYS, **kwargs)
+        module._given_table, module._given_splits = table, splits
+        return module
+
+    @classmethod
+    def from_arrays(cls, x: np.ndarray, is_anomaly: np.ndarray, **kwargs) -> AnomalyDataModule:
         """A data module over in-memory rows x (N, F) with labels (N,), 1 = anomaly; other arguments as
-        for the constructor (``dataset`` and ``data_dir`` excepted)."""
+        for ``from_table``."""
         import pandas as pd
 
         x = np.asarray(x, dtype=np.float64)
         if x.ndim != 2:
             raise DataError(f"x must be a 2-D array (rows x features), got shape {x.shape}")
-        module = cls(dataset=ARRAYS, **kwargs)
         frame = pd.DataFrame(x, columns=[f"x{i}" for i in range(x.shape[1])])
-        module._given_table = RawTable(frame, np.asarray(is_anomaly).astype(bool), [])
-        return module
+        return cls.from_table(RawTable(frame, np.asarray(is_anomaly).astype(bool), []), **kwargs)
 
     # --- facts the CLI links into the model ----------------------------------------------------------
     @property
@@ -178,7 +184,7 @@ class AnomalyDataModule(L.LightningDataModule):
             table = read_user_table(self.path, self.label_column, self.symbolic_columns)
         else:
             table = DATASETS[self.dataset].load(self.data_dir, self.resolved_seed)
-        if table.is_anomaly is None:
+        if table.is_anomaly is None and self._given_splits is None:
             if self.split != "normal_only" or self.train_contamination > 0:
                 raise DataError(f"split {self.split!r} and train_contamination need labels; the table has none")
             rank_zero_warn("the table has no labels: training on all rows as normal; metrics need labels")
@@ -190,6 +196,8 @@ class AnomalyDataModule(L.LightningDataModule):
         self._table = table
 
     def _make_splits(self, is_anomaly: np.ndarray) -> Splits:
+        if self._given_splits is not None:
+            return self._given_splits
         seed = self.resolved_seed
         if self.split == "positive_unlabeled":
             return positive_unlabeled(is_anomaly, self.labelled_fraction, seed, self.val_fraction)

@@ -9,18 +9,52 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dagmm_lightning.data.tables import DataError, RawTable
+from dagmm_lightning.data.tables import RawTable
+from dagmm_lightning.errors import DataError
 
 KDDCUP99_COLUMNS = [
-    "duration", "protocol_type", "service", "flag", "src_bytes", "dst_bytes", "land", "wrong_fragment",
-    "urgent", "hot", "num_failed_logins", "logged_in", "num_compromised", "root_shell", "su_attempted",
-    "num_root", "num_file_creations", "num_shells", "num_access_files", "num_outbound_cmds",
-    "is_host_login", "is_guest_login", "count", "srv_count", "serror_rate", "srv_serror_rate",
-    "rerror_rate", "srv_rerror_rate", "same_srv_rate", "diff_srv_rate", "srv_diff_host_rate",
-    "dst_host_count", "dst_host_srv_count", "dst_host_same_srv_rate", "dst_host_diff_srv_rate",
-    "dst_host_same_src_port_rate", "dst_host_srv_diff_host_rate", "dst_host_serror_rate",
-    "dst_host_srv_serror_rate", "dst_host_rerror_rate", "dst_host_srv_rerror_rate",
-]  # fmt: skip
+    "duration",
+    "protocol_type",
+    "service",
+    "flag",
+    "src_bytes",
+    "dst_bytes",
+    "land",
+    "wrong_fragment",
+    "urgent",
+    "hot",
+    "num_failed_logins",
+    "logged_in",
+    "num_compromised",
+    "root_shell",
+    "su_attempted",
+    "num_root",
+    "num_file_creations",
+    "num_shells",
+    "num_access_files",
+    "num_outbound_cmds",
+    "is_host_login",
+    "is_guest_login",
+    "count",
+    "srv_count",
+    "serror_rate",
+    "srv_serror_rate",
+    "rerror_rate",
+    "srv_rerror_rate",
+    "same_srv_rate",
+    "diff_srv_rate",
+    "srv_diff_host_rate",
+    "dst_host_count",
+    "dst_host_srv_count",
+    "dst_host_same_srv_rate",
+    "dst_host_diff_srv_rate",
+    "dst_host_same_src_port_rate",
+    "dst_host_srv_diff_host_rate",
+    "dst_host_serror_rate",
+    "dst_host_srv_serror_rate",
+    "dst_host_rerror_rate",
+    "dst_host_srv_rerror_rate",
+]
 KDDCUP99_SYMBOLIC = ["protocol_type", "service", "flag"]
 KDDCUP99_FILES = ["kddcup.data_10_percent.gz", "kddcup.data_10_percent", "kddcup.data.gz", "kddcup.data"]
 
@@ -146,7 +180,9 @@ def read_arrhythmia_file(path: str | Path) -> RawTable:
 def load_arrhythmia(data_dir: Path, seed: int) -> RawTable:
     """UCI Arrhythmia: ``arrhythmia.mat`` in ``data_dir`` (452 x 274; classes 3, 4, 5, 7, 8, 9, 14, 15
     are the anomalies, 66 rows)."""
-    return read_arrhythmia_file(_require(data_dir / "arrhythmia.mat", "https://odds.cs.stonybrook.edu/arrhythmia-dataset/"))
+    return read_arrhythmia_file(
+        _require(data_dir / "arrhythmia.mat", "https://odds.cs.stonybrook.edu/arrhythmia-dataset/")
+    )
 
 
 def _require(path: Path, source: str) -> Path:
@@ -186,9 +222,18 @@ def read_user_table(
     labels = None
     if label_column is not None and not (label_optional and label_column not in frame.columns):
         if label_column not in frame.columns:
-            raise DataError(f"label column {label_column!r} is not in {path}; its columns are {list(frame.columns)[:20]}")
+            raise DataError(
+                f"label column {label_column!r} is not in {path}; its columns are {list(frame.columns)[:20]}"
+            )
         raw = frame.pop(label_column)
-        if raw.isna().any() or not set(pd.unique(raw.astype(str).str.lower())) <= {"0", "1", "true", "false", "0.0", "1.0"}:
+        if raw.isna().any() or not set(pd.unique(raw.astype(str).str.lower())) <= {
+            "0",
+            "1",
+            "true",
+            "false",
+            "0.0",
+            "1.0",
+        }:
             raise DataError(f"label column {label_column!r} must hold 0/1 or true/false (1 = anomaly)")
         labels = raw.astype(str).str.lower().isin(["1", "true", "1.0"]).to_numpy()
     if symbolic_columns is None:

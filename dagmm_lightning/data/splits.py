@@ -1,4 +1,4 @@
-"""Row splits of the two evaluation protocols in ``shared/data/README.md``.
+"""Row splits of the two evaluation protocols (README, "Protocols").
 
 Every split has three disjoint row sets: ``train`` (normal rows only), ``val`` (held-out normal rows of
 the training side plus anomalies that never reach test; for checkpoint selection and early stopping)
@@ -10,14 +10,15 @@ does not need are kept in ``spare`` (never evaluated; the mixed-label split draw
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
-PROTOCOLS = ("paper", "reimplementation")
-SPLITS = ("normal_only", "mixed", "positive_unlabeled")
+from dagmm_lightning.errors import ConfigurationError, DataError, check_choice
+from dagmm_lightning.labels import KNOWN_NORMAL, LABELLED_ANOMALY, UNLABELLED
 
-#: training labels carried by the training rows (evaluation rows carry the truth, 1 = anomaly)
-KNOWN_NORMAL, LABELLED_ANOMALY, UNLABELLED = 0, 1, -1
+Protocol = Literal["paper", "reimplementation"]
+Split = Literal["normal_only", "mixed", "positive_unlabeled"]
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,9 @@ def _take(rows: np.ndarray, share: float) -> tuple[np.ndarray, np.ndarray]:
     return rows[:n], rows[n:]
 
 
-def make_splits(is_anomaly: np.ndarray, protocol: str = "paper", seed: int = 0, val_fraction: float = 0.1) -> Splits:
+def make_splits(
+    is_anomaly: np.ndarray, protocol: Protocol = "paper", seed: int = 0, val_fraction: float = 0.1
+) -> Splits:
     """Seeded split of rows with labels ``is_anomaly`` (N,) bool.
 
     * ``paper`` (Zong et al. 2018): all rows split 50/50 at random; the training half's normal rows train
@@ -54,10 +57,9 @@ def make_splits(is_anomaly: np.ndarray, protocol: str = "paper", seed: int = 0, 
       first; the normal rows are split 50/50, the first half trains (less ``val_fraction`` held out for
       val); test is the other half of the normal rows plus the remaining anomalies.
     """
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    check_choice("protocol", protocol, Protocol)
     if not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        raise ConfigurationError(f"val_fraction must be in [0, 1), got {val_fraction}")
     is_anomaly = np.asarray(is_anomaly, dtype=bool)
     rng = np.random.default_rng(seed)
     if protocol == "paper":
@@ -80,7 +82,7 @@ def make_splits(is_anomaly: np.ndarray, protocol: str = "paper", seed: int = 0, 
         test = np.concatenate([test_normal, test_anomalies])
         spare = np.zeros(0, dtype=np.int64)
     if len(train) == 0:
-        raise ValueError("the split left no normal rows for training")
+        raise DataError("the split left no normal rows for training")
     return Splits(np.sort(train), np.sort(val), np.sort(test), spare=np.sort(spare))
 
 
@@ -89,14 +91,14 @@ def with_labelled_anomalies(splits: Splits, is_anomaly: np.ndarray, share: float
     spare ones first, then val's) joins the training rows, labelled; val keeps those of its anomalies
     not drawn; test is unchanged. No evaluated row is trained on."""
     if not 0.0 < share <= 1.0:
-        raise ValueError(f"labelled_anomalies must be in (0, 1], got {share}")
+        raise ConfigurationError(f"labelled_anomalies must be in (0, 1], got {share}")
     rng = np.random.default_rng([seed, 1])
     # spare anomalies first, so val keeps its anomalies as long as possible
     val_anomalies = splits.val[is_anomaly[splits.val]]
     pool = np.concatenate([rng.permutation(splits.spare), rng.permutation(val_anomalies)])
     moved = pool[: int(round(share * len(pool)))]
     if len(moved) == 0:
-        raise ValueError("no anomalies outside the test rows to label; raise labelled_anomalies or val_fraction")
+        raise DataError("no anomalies outside the test rows to label; raise labelled_anomalies or val_fraction")
     train = np.concatenate([splits.train, moved])
     labels = np.r_[np.full(len(splits.train), KNOWN_NORMAL), np.full(len(moved), LABELLED_ANOMALY)]
     order = np.argsort(train)
@@ -116,7 +118,7 @@ def positive_unlabeled(
     trains as ``UNLABELLED``. Test is the other half.
     """
     if not 0.0 < labelled_fraction < 1.0:
-        raise ValueError(f"labelled_fraction must be in (0, 1), got {labelled_fraction}")
+        raise ConfigurationError(f"labelled_fraction must be in (0, 1), got {labelled_fraction}")
     is_anomaly = np.asarray(is_anomaly, dtype=bool)
     rng = np.random.default_rng(seed)
     rows = rng.permutation(len(is_anomaly))
@@ -129,7 +131,7 @@ def positive_unlabeled(
     labels = np.r_[np.full(len(labelled_train), KNOWN_NORMAL), np.full(len(unlabelled), UNLABELLED)]
     order = np.argsort(train)
     if len(labelled_train) == 0 or len(val) == 0:
-        raise ValueError("too few labelled rows for training and for estimating c; raise labelled_fraction")
+        raise DataError("too few labelled rows for training and for estimating c; raise labelled_fraction")
     return Splits(train[order], np.sort(val), np.sort(test), labels[order])
 
 
@@ -142,7 +144,7 @@ def with_contamination(splits: Splits, is_anomaly: np.ndarray, share: float, see
     val_anomalies = splits.val[is_anomaly[splits.val]]
     pool = np.concatenate([rng.permutation(splits.spare), rng.permutation(val_anomalies)])
     if n_add > len(pool):
-        raise ValueError(
+        raise DataError(
             f"train_contamination {share} needs {n_add} anomalies outside the test rows; only {len(pool)} exist"
         )
     added = pool[:n_add]

@@ -7,9 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-
-class DataError(ValueError):
-    """Input data the framework cannot use; the message names the problem and the fix."""
+from dagmm_lightning.errors import DataError
 
 
 @dataclass
@@ -59,7 +57,7 @@ class TablePreprocessor:
             names += [f"{column}={c}" for c in cats]
         return names
 
-    def fit_columns(self, table: RawTable) -> "TablePreprocessor":
+    def fit_columns(self, table: RawTable) -> TablePreprocessor:
         self.numeric = [str(c) for c in table.features.columns if c not in table.symbolic]
         given = table.categories or {}
         self.categories = {
@@ -103,7 +101,7 @@ class TablePreprocessor:
             parts.append(one_hot)
         return np.concatenate(parts, axis=1) if parts else np.zeros((len(frame), 0))
 
-    def fit_scaling(self, encoded_train: np.ndarray) -> "TablePreprocessor":
+    def fit_scaling(self, encoded_train: np.ndarray) -> TablePreprocessor:
         if len(encoded_train) == 0:
             raise DataError("no training rows to fit the scaling on")
         self.minimum = encoded_train.min(axis=0)
@@ -113,7 +111,7 @@ class TablePreprocessor:
 
     def scale(self, encoded: np.ndarray) -> np.ndarray:
         if self.minimum is None or self.range is None:
-            raise RuntimeError("fit_scaling must run before scale")
+            raise DataError("the scaling has not been fitted on training rows yet")
         if encoded.shape[1] != len(self.minimum):
             raise DataError(f"rows have {encoded.shape[1]} encoded features, the model expects {len(self.minimum)}")
         return ((encoded - self.minimum) / self.range).astype(np.float32)

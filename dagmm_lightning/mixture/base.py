@@ -1,83 +1,87 @@
 """Interface shared by every mixture family.
 
 A family turns latent rows ``z`` (N, D) and soft memberships ``gamma`` (N, K) into mixture parameters,
-and parameters into a per-row energy ``E(z) = -log sum_k phi_k p_k(z)``. Two fits exist:
+and parameters into a per-row energy ``E(z) = -log sum_k phi_k p_k(z)``. Parameters come from one
+M-step per family, fed by float64 sufficient statistics:
 
-* **batch parameters**, differentiable, from one training batch (the DAGMM training objective);
-* **the training-set fit**, from sufficient statistics accumulated in float64 over all training rows
-  (and summed over DDP ranks), stored in registered buffers so that a checkpoint carries it. A family
-  whose fit needs several passes over the rows (Laplace: location first, then scale) says so in
-  ``fit_passes``.
+* **batch parameters**, differentiable: the statistics of one training batch (the DAGMM objective);
+* **the training-set fit**: the same statistics summed over all training rows and DDP ranks (a
+  torchmetrics ``Metric`` with sum reduction), stored in registered buffers so that a checkpoint carries
+  it.
+
+Both families take two passes: weights and means first, then the spread around those means (centred
+sums: an uncentred E[zz^T] - mu mu^T loses the digits of a nearly collapsed component, and its
+gradients with them). Each pass sees the parameters of the passes before it.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from typing import Literal
 
 import torch
 from torch import nn
+from torchmetrics import Metric
 
-from dagmm_lightning.distributed import all_reduce_sum
+from dagmm_lightning.errors import ConfigurationError, DataError, NotFittedError, check_choice
 
+MixtureDtype = Literal["float64", "float32"]
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
-def resolve_dtype(name: str) -> torch.dtype:
-    if name not in _DTYPES:
-        raise ValueError(f"mixture dtype must be one of {sorted(_DTYPES)}, got {name!r}")
-    return _DTYPES[name]
+class SufficientStatistics(Metric):
+    """Named float64 sums over rows: ``update`` per batch; ``sums`` adds them up over DDP ranks.
 
+    Any split of the rows into batches and ranks gives the sums of one pass over all rows.
+    """
 
-class SufficientStatistics:
-    """Named float64 sums over rows: ``add`` per batch, ``all_reduce`` over ranks; any split of the rows
-    into batches and ranks gives the sums of one pass."""
+    full_state_update = False
 
-    def __init__(self, **shapes: tuple[int, ...]) -> None:
-        self.sums = {name: torch.zeros(shape, dtype=torch.float64) for name, shape in shapes.items()}
+    def __init__(self, shapes: dict[str, tuple[int, ...]]) -> None:
+        super().__init__(compute_with_cache=False)
+        self.shapes = shapes
+        for name, shape in shapes.items():
+            self.add_state(name, torch.zeros(shape, dtype=torch.float64), dist_reduce_fx="sum")
 
-    def to(self, device: torch.device) -> "SufficientStatistics":
-        self.sums = {name: value.to(device) for name, value in self.sums.items()}
-        return self
+    def update(self, sums: dict[str, torch.Tensor]) -> None:
+        for name, value in sums.items():
+            state = getattr(self, name)
+            setattr(self, name, state + value.detach().to(device=state.device, dtype=torch.float64))
 
-    def add(self, **values: torch.Tensor) -> None:
-        for name, value in values.items():
-            self.sums[name] += value.detach().to(torch.float64)
+    def compute(self) -> dict[str, torch.Tensor]:
+        return {name: getattr(self, name) for name in self.shapes}
 
-    def all_reduce(self) -> "SufficientStatistics":
-        for value in self.sums.values():
-            all_reduce_sum(value)
-        return self
-
-    def __getitem__(self, name: str) -> torch.Tensor:
-        return self.sums[name]
+    def sums(self) -> dict[str, torch.Tensor]:
+        """The sums over every rank, in their declared shapes (``compute`` squeezes one-element tensors)."""
+        return {name: value.reshape(self.shapes[name]) for name, value in self.compute().items()}
 
 
 class MixtureEnergy(nn.Module, ABC):
-    """Base of the mixture families: parameters, energy, degeneracy penalty and the training-set fit.
+    """Base of the mixture families: statistics, M-step, energy, degeneracy penalty, fitted buffers.
 
     Args:
         n_components: K, the number of mixture components.
         dim: D, the size of the rows the mixture sees (latent code plus reconstruction features).
-        jitter: added to every variance (covariance diagonal or scale) before it is used.
-        dtype: ``"float64"`` or ``"float32"``; the mixture math runs in this type whatever the
-            precision of the networks (Cholesky fails in half precision).
+        jitter: added to every variance (covariance diagonal or scale) before it is used; > 0.
+        dtype: ``"float64"`` or ``"float32"``: the energy is computed in this type whatever the precision of
+            the networks (Cholesky fails in half precision); statistics are always summed in float64.
     """
 
-    #: names of the parameter tensors, in the order ``parameter_shapes`` gives them
+    #: names of the fitted parameter tensors (buffers)
     parameter_names: tuple[str, ...] = ()
-    #: number of passes over the training rows that the exact training-set fit needs
-    fit_passes: int = 1
+    #: passes over the training rows that the M-step needs
+    fit_passes: int = 2
 
-    def __init__(self, n_components: int, dim: int, jitter: float = 1e-6, dtype: str = "float64") -> None:
+    def __init__(self, n_components: int, dim: int, jitter: float = 1e-6, dtype: MixtureDtype = "float64") -> None:
         super().__init__()
         if n_components < 1:
-            raise ValueError(f"n_components must be >= 1, got {n_components}")
+            raise ConfigurationError(f"n_components must be >= 1, got {n_components}")
         if jitter < 0:
-            raise ValueError(f"jitter must be >= 0, got {jitter}")
-        self.n_components = n_components
-        self.dim = dim
-        self.jitter = jitter
-        self.dtype = resolve_dtype(dtype)
+            raise ConfigurationError(f"jitter must be >= 0, got {jitter}")
+        check_choice("mixture dtype", dtype, MixtureDtype)
+        self.n_components, self.dim, self.jitter = n_components, dim, jitter
+        self.dtype = _DTYPES[dtype]
         for name, shape in self.parameter_shapes().items():
             self.register_buffer(name, torch.zeros(shape, dtype=self.dtype))
         self.register_buffer("is_fitted", torch.tensor(False))
@@ -85,11 +89,22 @@ class MixtureEnergy(nn.Module, ABC):
     # --- what each family defines -------------------------------------------------------------
     @abstractmethod
     def parameter_shapes(self) -> dict[str, tuple[int, ...]]:
-        """Shapes of the parameter tensors, by name."""
+        """Shapes of the fitted parameter tensors, by name."""
 
     @abstractmethod
-    def batch_parameters(self, z: torch.Tensor, gamma: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Differentiable parameters from one batch: z (N, D), gamma (N, K) -> tensors by name."""
+    def statistic_shapes(self, pass_index: int) -> dict[str, tuple[int, ...]]:
+        """Shapes of the sums that pass ``pass_index`` of the M-step needs."""
+
+    @abstractmethod
+    def statistics(
+        self, z: torch.Tensor, gamma: torch.Tensor, pass_index: int, params: dict
+    ) -> dict[str, torch.Tensor]:
+        """Float64 sums of pass ``pass_index`` over rows z (N, D) with memberships gamma (N, K); ``params``
+        holds the parameters of the earlier passes. Differentiable."""
+
+    @abstractmethod
+    def m_step(self, stats: dict[str, torch.Tensor], pass_index: int, params: dict) -> dict[str, torch.Tensor]:
+        """Parameters from the sums of pass ``pass_index`` (and those of earlier passes in ``params``)."""
 
     @abstractmethod
     def component_log_prob(self, z: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -97,27 +112,48 @@ class MixtureEnergy(nn.Module, ABC):
 
     @abstractmethod
     def penalty(self, params: dict[str, torch.Tensor], dims: slice | None = None) -> torch.Tensor:
-        """Scalar penalty against degenerate (vanishing) variances, over dimensions ``dims`` (all by default)."""
-
-    @abstractmethod
-    def new_statistics(self, pass_index: int) -> SufficientStatistics:
-        """Empty accumulators for pass ``pass_index`` of the training-set fit."""
-
-    @abstractmethod
-    def accumulate(self, stats: SufficientStatistics, pass_index: int, z: torch.Tensor, gamma: torch.Tensor) -> None:
-        """Add one batch (z (N, D), gamma (N, K)) to the statistics of pass ``pass_index``."""
-
-    @abstractmethod
-    def finish_pass(self, stats: SufficientStatistics, pass_index: int) -> None:
-        """Turn the (already all-reduced) statistics of a pass into fitted buffers."""
+        """Scalar penalty against vanishing variances, over dimensions ``dims`` of the rows (all by default)."""
 
     # --- shared ---------------------------------------------------------------------------------
-    def cast(self, tensor: torch.Tensor) -> torch.Tensor:
-        return tensor.to(self.dtype)
+    def new_statistics(self, pass_index: int) -> SufficientStatistics:
+        """Empty accumulators for pass ``pass_index`` of the training-set fit."""
+        return SufficientStatistics(self.statistic_shapes(pass_index))
+
+    def batch_parameters(self, z: torch.Tensor, gamma: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Differentiable parameters of the rows z (N, D) with memberships gamma (N, K): every pass of the
+        M-step on this batch alone."""
+        check_memberships(z, gamma, self.n_components)
+        params: dict[str, torch.Tensor] = {}
+        with torch.autocast(device_type=z.device.type, enabled=False):
+            z, gamma = z.to(torch.float64), gamma.to(torch.float64)  # once: one gradient cast back per input
+            for pass_index in range(self.fit_passes):
+                params |= self.m_step(self.statistics(z, gamma, pass_index, params), pass_index, params)
+        return params
+
+    @torch.no_grad()
+    def fit(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        """The training-set fit: every pass of the M-step on the sums over all (z (N, D), gamma (N, K))
+        batches of ``batches`` (re-iterable, once per pass; under DDP each rank its own rows), stored in the
+        buffers."""
+        params: dict[str, torch.Tensor] = {}
+        for pass_index in range(self.fit_passes):
+            stats = self.new_statistics(pass_index).to(self.is_fitted.device)
+            shapes = self.statistic_shapes(pass_index)
+            stats.update({name: torch.zeros(shape) for name, shape in shapes.items()})  # every rank syncs, rows or not
+            for z, gamma in batches:
+                check_memberships(z, gamma, self.n_components)
+                stats.update(self.statistics(z.to(torch.float64), gamma.to(torch.float64), pass_index, params))
+            sums = stats.sums()
+            if pass_index == 0 and float(sums["rows"]) == 0:
+                raise DataError("cannot fit the mixture on zero training rows")
+            params |= self.m_step(sums, pass_index, params)
+        for name in self.parameter_names:
+            getattr(self, name).copy_(params[name])
+        self.is_fitted.fill_(True)
 
     def fitted_parameters(self) -> dict[str, torch.Tensor]:
         if not bool(self.is_fitted):
-            raise RuntimeError(
+            raise NotFittedError(
                 "the mixture has not been fitted on the training rows yet: run `fit` first, or load a "
                 "checkpoint written by `fit`"
             )
@@ -130,20 +166,52 @@ class MixtureEnergy(nn.Module, ABC):
         """
         params = self.fitted_parameters() if params is None else params
         with torch.autocast(device_type=z.device.type, enabled=False):
-            z = self.cast(z)
+            z = z.to(self.dtype)
             log_weights = torch.log(params["weights"].clamp_min(torch.finfo(self.dtype).tiny))
             return -torch.logsumexp(self.component_log_prob(z, params) + log_weights, dim=1)
 
-    def store(self, **params: torch.Tensor) -> None:
-        for name, value in params.items():
-            getattr(self, name).copy_(value.detach().to(self.dtype))
+    def _parameter(self, value: torch.Tensor) -> torch.Tensor:
+        """An M-step result in the mixture dtype."""
+        return value.to(self.dtype)
 
     def extra_repr(self) -> str:
         return f"n_components={self.n_components}, dim={self.dim}, jitter={self.jitter}, dtype={self.dtype}"
 
 
-def memberships_check(z: torch.Tensor, gamma: torch.Tensor, n_components: int) -> None:
+def check_memberships(z: torch.Tensor, gamma: torch.Tensor, n_components: int) -> None:
     if z.ndim != 2 or gamma.ndim != 2 or z.shape[0] != gamma.shape[0] or gamma.shape[1] != n_components:
-        raise ValueError(
+        raise ConfigurationError(
             f"expected z (N, D) and gamma (N, {n_components}), got {tuple(z.shape)} and {tuple(gamma.shape)}"
         )
+
+
+def weighted_sums(z: torch.Tensor, gamma: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Row count, sum_i gamma_ik and sum_i gamma_ik z_i in float64: z (N, D), gamma (N, K)."""
+    z, gamma = z.to(torch.float64), gamma.to(torch.float64)
+    return {
+        "rows": torch.tensor(float(z.shape[0]), dtype=torch.float64, device=z.device),
+        "mass": gamma.sum(0),
+        "first": gamma.T @ z,
+    }
+
+
+def safe(mass: torch.Tensor) -> torch.Tensor:
+    """Component masses floored at the smallest positive float64 (an empty component divides by it)."""
+    return mass.clamp_min(torch.finfo(torch.float64).tiny)
+
+
+def weights_and_means(stats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The first pass of every family's M-step: phi_k = sum_i gamma_ik / N and mu_k = sum_i gamma_ik z_i /
+    sum_i gamma_ik; ``mass`` (sum_i gamma_ik, floored) goes on to the second pass."""
+    mass = safe(stats["mass"])
+    return {
+        "weights": stats["mass"] / stats["rows"].clamp_min(1.0),
+        "means": stats["first"] / mass.unsqueeze(1),
+        "mass": mass,
+    }
+
+
+def deviations(z: torch.Tensor, gamma: torch.Tensor, means: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """gamma (N, K) and z - mu_k (N, K, D) in float64, for the second pass (spread around the final means)."""
+    z, gamma = z.to(torch.float64), gamma.to(torch.float64)
+    return gamma, z.unsqueeze(1) - means.to(torch.float64).unsqueeze(0)

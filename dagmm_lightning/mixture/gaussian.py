@@ -1,4 +1,4 @@
-"""Gaussian mixture energy (Zong et al. 2018, eq. 5-6), computed from the Cholesky factor only."""
+"""Gaussian mixture energy (Zong et al. 2018, eq. 5-7), computed from the Cholesky factor only."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import math
 
 import torch
 
-from dagmm_lightning.mixture.base import MixtureEnergy, SufficientStatistics, memberships_check
+from dagmm_lightning.errors import NonFiniteError
+from dagmm_lightning.mixture.base import MixtureEnergy, deviations, weighted_sums, weights_and_means
 
 
 def cholesky_with_jitter(cov: torch.Tensor, jitter: float, max_tries: int = 8) -> torch.Tensor:
@@ -29,7 +30,7 @@ def cholesky_with_jitter(cov: torch.Tensor, jitter: float, max_tries: int = 8) -
         if not bool((info > 0).any()):
             return factor
         extra *= 10.0
-    raise FloatingPointError(
+    raise NonFiniteError(
         "covariance is not positive definite even after adding jitter; the latent rows hold NaN/inf "
         "or collapsed completely (try a larger `jitter`)"
     )
@@ -52,8 +53,10 @@ def gaussian_log_prob(z: torch.Tensor, means: torch.Tensor, scale_tril: torch.Te
 class GaussianMixtureEnergy(MixtureEnergy):
     """K full-covariance Gaussians; penalty P = sum_k sum_j 1 / Sigma_k[j, j] (paper eq. 7).
 
-    Buffers: ``weights`` (K,), ``means`` (K, D), ``covariances`` (K, D, D) with the jitter included,
-    ``scale_tril`` (K, D, D), their Cholesky factor.
+    M-step (the study's "GMM parameter updates"): phi_k and mu_k from N, sum gamma and sum gamma z (pass
+    0); Sigma_k = sum_i gamma_ik (z_i - mu_k)(z_i - mu_k)^T / sum_i gamma_ik + jitter I (pass 1). Buffers:
+    ``weights`` (K,), ``means`` (K, D), ``covariances`` (K, D, D) with the jitter included, ``scale_tril``
+    (K, D, D), their Cholesky factor.
     """
 
     parameter_names = ("weights", "means", "covariances", "scale_tril")
@@ -62,22 +65,28 @@ class GaussianMixtureEnergy(MixtureEnergy):
         k, d = self.n_components, self.dim
         return {"weights": (k,), "means": (k, d), "covariances": (k, d, d), "scale_tril": (k, d, d)}
 
-    def _with_jitter(self, cov: torch.Tensor) -> dict[str, torch.Tensor]:
-        cov = 0.5 * (cov + cov.transpose(-1, -2))
+    def statistic_shapes(self, pass_index: int) -> dict[str, tuple[int, ...]]:
+        k, d = self.n_components, self.dim
+        return {"rows": (), "mass": (k,), "first": (k, d)} if pass_index == 0 else {"scatter": (k, d, d)}
+
+    def statistics(
+        self, z: torch.Tensor, gamma: torch.Tensor, pass_index: int, params: dict
+    ) -> dict[str, torch.Tensor]:
+        if pass_index == 0:
+            return weighted_sums(z, gamma)
+        gamma, diff = deviations(z, gamma, params["means"])
+        return {"scatter": torch.einsum("nk,nkd,nke->kde", gamma, diff, diff)}
+
+    def m_step(self, stats: dict[str, torch.Tensor], pass_index: int, params: dict) -> dict[str, torch.Tensor]:
+        if pass_index == 0:
+            return {
+                name: self._parameter(value) if name != "mass" else value
+                for name, value in weights_and_means(stats).items()
+            }
+        cov = stats["scatter"] / params["mass"][:, None, None]
+        cov = self._parameter(0.5 * (cov + cov.transpose(-1, -2)))
         cov = cov + self.jitter * torch.eye(self.dim, dtype=cov.dtype, device=cov.device)
         return {"covariances": cov, "scale_tril": cholesky_with_jitter(cov, self.jitter)}
-
-    def batch_parameters(self, z: torch.Tensor, gamma: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The seed's "GMM parameter updates" on one batch: z (N, D), gamma (N, K)."""
-        memberships_check(z, gamma, self.n_components)
-        with torch.autocast(device_type=z.device.type, enabled=False):
-            z, gamma = self.cast(z), self.cast(gamma)
-            mass = gamma.sum(0)  # (K,)
-            safe_mass = mass.clamp_min(torch.finfo(self.dtype).tiny).unsqueeze(1)
-            means = gamma.T @ z / safe_mass  # (K, D)
-            diff = z.unsqueeze(1) - means.unsqueeze(0)  # (N, K, D)
-            cov = torch.einsum("nk,nkd,nke->kde", gamma, diff, diff) / safe_mass.unsqueeze(2)
-            return {"weights": mass / z.shape[0], "means": means, **self._with_jitter(cov)}
 
     def component_log_prob(self, z: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
         return gaussian_log_prob(z, params["means"], params["scale_tril"])
@@ -85,27 +94,3 @@ class GaussianMixtureEnergy(MixtureEnergy):
     def penalty(self, params: dict[str, torch.Tensor], dims: slice | None = None) -> torch.Tensor:
         variances = params["covariances"].diagonal(dim1=-2, dim2=-1)
         return variances[:, dims if dims is not None else slice(None)].reciprocal().sum()
-
-    # --- training-set fit: one pass of N, sum gamma, sum gamma z, sum gamma z z^T ----------------
-    def new_statistics(self, pass_index: int) -> SufficientStatistics:
-        k, d = self.n_components, self.dim
-        return SufficientStatistics(rows=(), mass=(k,), first=(k, d), second=(k, d, d))
-
-    def accumulate(self, stats: SufficientStatistics, pass_index: int, z: torch.Tensor, gamma: torch.Tensor) -> None:
-        memberships_check(z, gamma, self.n_components)
-        z, gamma = z.detach().double(), gamma.detach().double()
-        stats.add(
-            rows=torch.tensor(float(z.shape[0]), dtype=torch.float64, device=z.device),
-            mass=gamma.sum(0),
-            first=gamma.T @ z,
-            second=torch.einsum("nk,nd,ne->kde", gamma, z, z),
-        )
-
-    def finish_pass(self, stats: SufficientStatistics, pass_index: int) -> None:
-        if float(stats["rows"]) == 0:
-            raise ValueError("cannot fit the mixture on zero training rows")
-        mass = stats["mass"].clamp_min(torch.finfo(torch.float64).tiny)
-        means = stats["first"] / mass.unsqueeze(1)
-        cov = stats["second"] / mass[:, None, None] - means.unsqueeze(2) * means.unsqueeze(1)
-        self.store(weights=stats["mass"] / stats["rows"], means=means, **self._with_jitter(cov))
-        self.is_fitted.fill_(True)

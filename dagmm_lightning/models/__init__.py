@@ -1,8 +1,8 @@
-"""LightningModules: DAGMM and its variants on one shared base."""
+"""LightningModules: DAGMM and its variants around the plain ``networks.DAGMMModel``."""
 
-from dagmm_lightning.models.dagmm import DAGMM, Compression
-from dagmm_lightning.models.vae import DAGMMVAE
+from dagmm_lightning.models.dagmm import DAGMM, TrainingRows
 from dagmm_lightning.models.pu import DAGMMPU
+from dagmm_lightning.models.vae import DAGMMVAE
 from dagmm_lightning.models.vqvae import DAGMMVQVAE
 
-__all__ = ["DAGMM", "DAGMMPU", "DAGMMVAE", "DAGMMVQVAE", "Compression"]
+__all__ = ["DAGMM", "DAGMMPU", "DAGMMVAE", "DAGMMVQVAE", "TrainingRows"]

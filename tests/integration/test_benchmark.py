@@ -1,11 +1,13 @@
 import csv
-from pathlib import Path
 
 import pytest
 
-from dagmm_lightning.benchmark import main, parse_seeds, summarize
+from dagmm_lightning.benchmark.report import summarize
+from dagmm_lightning.benchmark.runner import main, parse_seeds
 
-ROOT = Path(__file__).resolve().parents[1]
+from ..conftest import ROOT
+
+pytestmark = pytest.mark.slow
 
 
 def test_parse_seeds():
@@ -15,8 +17,20 @@ def test_parse_seeds():
 
 def test_runner_writes_csv_table_figure_and_resumes(tmp_path, capsys):
     out = tmp_path / "grid"
-    args = ["--configs", str(ROOT / "configs/quickstart.yaml"), str(ROOT / "configs/vae.yaml"), "--seeds", "0-1",
-            "--epochs", "2", "--baselines", "--out", str(out), "--set", "data.dataset=breast_cancer"]
+    args = [
+        "--configs",
+        str(ROOT / "configs/quickstart.yaml"),
+        str(ROOT / "configs/vae.yaml"),
+        "--seeds",
+        "0-1",
+        "--epochs",
+        "2",
+        "--baselines",
+        "--out",
+        str(out),
+        "--set",
+        "data.dataset=breast_cancer",
+    ]
     main(args)
     with out.with_suffix(".csv").open() as f:
         rows = list(csv.DictReader(f))
@@ -35,8 +49,20 @@ def test_runner_writes_csv_table_figure_and_resumes(tmp_path, capsys):
 
 
 def test_summary_mean_and_std_over_seeds():
-    rows = [{"dataset": "d", "protocol": "paper", "method": "m", "epochs": "5", "status": "ok",
-             "precision_rho": p, "recall_rho": p, "f1_rho": p, "roc_auc": "0.9"} for p in ("0.5", "0.7")]
+    rows = [
+        {
+            "dataset": "d",
+            "protocol": "paper",
+            "method": "m",
+            "epochs": "5",
+            "status": "ok",
+            "precision_rho": p,
+            "recall_rho": p,
+            "f1_rho": p,
+            "roc_auc": "0.9",
+        }
+        for p in ("0.5", "0.7")
+    ]
     line = summarize(rows).splitlines()[2]
     assert "0.6000 ± 0.1414" in line and "| 2 |" in line
 
@@ -48,9 +74,26 @@ def test_bad_set_argument():
 
 def test_select_on_and_recon_inference_with_the_pu_split(tmp_path, capfd):
     out = tmp_path / "selected"
-    main(["--configs", str(ROOT / "configs/quickstart.yaml"), str(ROOT / "configs/pu.yaml"), "--seeds", "0",
-          "--epochs", "4", "--select-on", "f1_rho", "--val-every", "2", "--recon-inference", "--out", str(out),
-          "--set", "data.dataset=breast_cancer"])
+    main(
+        [
+            "--configs",
+            str(ROOT / "configs/quickstart.yaml"),
+            str(ROOT / "configs/pu.yaml"),
+            "--seeds",
+            "0",
+            "--epochs",
+            "4",
+            "--select-on",
+            "f1_rho",
+            "--val-every",
+            "2",
+            "--recon-inference",
+            "--out",
+            str(out),
+            "--set",
+            "data.dataset=breast_cancer",
+        ]
+    )
     with out.with_suffix(".csv").open() as f:
         rows = {r["method"]: r for r in csv.DictReader(f)}
     # the energy+reconstruction rescoring applies to energy-scored models only, not to PU's 1 - h
@@ -70,17 +113,38 @@ def _write(path, rows):
 
 
 def _row(method, dataset, seed, f1, epochs="10", selected=""):
-    return {"method": method, "dataset": dataset, "protocol": "paper", "seed": seed, "epochs": epochs,
-            "selected_epoch": selected, "status": "ok", "f1_rho": f1}
+    return {
+        "method": method,
+        "dataset": dataset,
+        "protocol": "paper",
+        "seed": seed,
+        "epochs": epochs,
+        "selected_epoch": selected,
+        "status": "ok",
+        "f1_rho": f1,
+    }
 
 
 def test_matrix_of_methods_by_data_sets_from_several_results_files(tmp_path):
     a, b = tmp_path / "a.csv", tmp_path / "b.csv"
-    _write(a, [_row("dagmm", "thyroid", 0, "0.2"), _row("dagmm", "thyroid", 1, "0.4"),
-               _row("isolation_forest", "thyroid", 0, "0.7", epochs="0"), _row("isolation_forest", "thyroid", 1, "0.9", epochs="0")])
+    _write(
+        a,
+        [
+            _row("dagmm", "thyroid", 0, "0.2"),
+            _row("dagmm", "thyroid", 1, "0.4"),
+            _row("isolation_forest", "thyroid", 0, "0.7", epochs="0"),
+            _row("isolation_forest", "thyroid", 1, "0.9", epochs="0"),
+        ],
+    )
     pu = {**_row("pu", "kddcup99", 0, "0.85"), "c": "0.4", "f1_threshold": "0.7"}
-    _write(b, [{**_row("dagmm", "kddcup99", 0, "0.95", selected="5"), "c": "", "f1_threshold": "0.5"},
-               {**_row("vae", "kddcup99", 0, "0.90", selected="7"), "c": "", "f1_threshold": ""}, pu])
+    _write(
+        b,
+        [
+            {**_row("dagmm", "kddcup99", 0, "0.95", selected="5"), "c": "", "f1_threshold": "0.5"},
+            {**_row("vae", "kddcup99", 0, "0.90", selected="7"), "c": "", "f1_threshold": ""},
+            pu,
+        ],
+    )
     out = tmp_path / "summary"
     main(["--matrix", str(a), str(b), "--out", str(out)])
     lines = out.with_suffix(".md").read_text().splitlines()
@@ -101,14 +165,26 @@ def test_matrix_of_methods_by_data_sets_from_several_results_files(tmp_path):
 
 def test_tagged_grids_share_one_csv(tmp_path, capsys):
     out = tmp_path / "sweep"
-    common = ["--configs", str(ROOT / "configs/quickstart.yaml"), "--seeds", "0", "--epochs", "1", "--baselines",
-              "--out", str(out), "--set", "data.dataset=breast_cancer"]
+    common = [
+        "--configs",
+        str(ROOT / "configs/quickstart.yaml"),
+        "--seeds",
+        "0",
+        "--epochs",
+        "1",
+        "--baselines",
+        "--out",
+        str(out),
+        "--set",
+        "data.dataset=breast_cancer",
+    ]
     main(common + ["--tag", " c=0"])
     main(common + ["--tag", " c=0.05", "--set", "data.train_contamination=0.05"])
     with out.with_suffix(".csv").open() as f:
         rows = list(csv.DictReader(f))
     assert sorted(r["method"] for r in rows) == sorted(
-        f"{m}{t}" for m in ("quickstart", "isolation_forest", "gaussian_mixture") for t in (" c=0", " c=0.05"))
+        f"{m}{t}" for m in ("quickstart", "isolation_forest", "gaussian_mixture") for t in (" c=0", " c=0.05")
+    )
     capsys.readouterr()
     main(common + ["--tag", " c=0.05", "--set", "data.train_contamination=0.05"])
     assert "0 runs to do, 1 already in" in capsys.readouterr().out

@@ -1,9 +1,6 @@
 """Seeing a run (figures, hparams) and trusting it (same seed, same result; resume = uninterrupted)."""
 
-from pathlib import Path
-
 import lightning as L
-import numpy as np
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -13,19 +10,28 @@ from dagmm_lightning.cli import build_cli
 from dagmm_lightning.data import AnomalyDataModule
 from dagmm_lightning.models import DAGMM, DAGMMVAE
 
-ROOT = Path(__file__).resolve().parents[1]
-QUICK = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+from ..conftest import QUICK, ROOT
 
-
-@pytest.fixture(autouse=True)
-def in_root(monkeypatch):
-    monkeypatch.chdir(ROOT)
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("in_root")]
 
 
 def test_figures_and_hparams_reach_tensorboard(tmp_path):
-    build_cli(["fit", "--config", "configs/quickstart.yaml", "--trainer.max_epochs", "2",
-               "--trainer.check_val_every_n_epoch", "1", "--figures.every_n_validations", "1",
-               "--trainer.logger.init_args.save_dir", str(tmp_path), *QUICK])
+    build_cli(
+        [
+            "fit",
+            "--config",
+            "configs/quickstart.yaml",
+            "--trainer.max_epochs",
+            "2",
+            "--trainer.check_val_every_n_epoch",
+            "1",
+            "--figures.every_n_validations",
+            "1",
+            "--trainer.logger.init_args.save_dir",
+            str(tmp_path),
+            *QUICK,
+        ]
+    )
     events = EventAccumulator(str(next(tmp_path.rglob("events.out.tfevents*"))), size_guidance={"images": 0})
     events.Reload()
     images = events.Tags()["images"]
@@ -46,9 +52,19 @@ def test_figures_and_hparams_reach_tensorboard(tmp_path):
 
 
 def fit_metrics(tmp_path, name, epochs, ckpt=None, extra=()):
-    args = ["fit", "--config", "configs/quickstart.yaml", "--trainer.max_epochs", str(epochs),
-            "--trainer.check_val_every_n_epoch", "1", "--trainer.logger.init_args.save_dir", str(tmp_path / name),
-            *QUICK, *extra]
+    args = [
+        "fit",
+        "--config",
+        "configs/quickstart.yaml",
+        "--trainer.max_epochs",
+        str(epochs),
+        "--trainer.check_val_every_n_epoch",
+        "1",
+        "--trainer.logger.init_args.save_dir",
+        str(tmp_path / name),
+        *QUICK,
+        *extra,
+    ]
     if ckpt is not None:
         args += ["--ckpt_path", str(ckpt)]
     cli = build_cli(args)
@@ -95,17 +111,39 @@ def test_cli_reports_bad_input_without_a_traceback(tmp_path):
     empty = tmp_path / "empty.csv"
     empty.write_text("")
     result = subprocess.run(
-        [sys.executable, "-m", "dagmm_lightning.cli", "fit", "--config", "configs/quickstart.yaml",
-         "--data.dataset", "table", "--data.path", str(empty)],
-        capture_output=True, text=True, cwd=ROOT,
+        [
+            sys.executable,
+            "-m",
+            "dagmm_lightning",
+            "fit",
+            "--config",
+            "configs/quickstart.yaml",
+            "--data.dataset",
+            "table",
+            "--data.path",
+            str(empty),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     )
     assert result.returncode == 2
     assert "dagmm: error:" in result.stderr and "is empty" in result.stderr
     assert "Traceback" not in result.stderr
     result = subprocess.run(
-        [sys.executable, "-m", "dagmm_lightning.cli", "fit", "--config", "configs/quickstart.yaml",
-         "--model.init_args.contamination", "0.9"],
-        capture_output=True, text=True, cwd=ROOT,
+        [
+            sys.executable,
+            "-m",
+            "dagmm_lightning",
+            "fit",
+            "--config",
+            "configs/quickstart.yaml",
+            "--model.init_args.contamination",
+            "0.9",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     )
     assert result.returncode != 0 and "contamination must be in (0, 0.5]" in result.stderr
     assert "Traceback" not in result.stderr

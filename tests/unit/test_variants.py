@@ -4,10 +4,10 @@ import torch
 from scipy.special import logsumexp
 from scipy.stats import laplace
 
+from dagmm_lightning.losses import gaussian_kl
 from dagmm_lightning.mixture import LaplaceMixtureEnergy
 from dagmm_lightning.models import DAGMMVAE, DAGMMVQVAE
-from dagmm_lightning.networks import VectorQuantizer, code_usage, gaussian_kl
-
+from dagmm_lightning.networks import VectorQuantizer, code_usage
 
 # --- VAE --------------------------------------------------------------------------------------------
 
@@ -17,7 +17,7 @@ def test_kl_term_equals_closed_form_against_numerical_integration():
     ours = gaussian_kl(torch.tensor(mean), torch.tensor(log_var)).item()
     grid = np.linspace(-15, 15, 200_001)
     total = 0.0
-    for m, lv in zip(mean[0], log_var[0]):
+    for m, lv in zip(mean[0], log_var[0], strict=True):
         s = np.exp(0.5 * lv)
         q = np.exp(-0.5 * ((grid - m) / s) ** 2) / (s * np.sqrt(2 * np.pi))
         p = np.exp(-0.5 * grid**2) / np.sqrt(2 * np.pi)
@@ -29,13 +29,14 @@ def test_vae_samples_in_training_and_uses_the_mean_in_eval():
     torch.manual_seed(0)
     model = DAGMMVAE(input_dim=6, hidden_dims=(5,), latent_dim=2, n_components=2, beta=0.5, dropout=0.0)
     x = torch.rand(10, 6)
+    compression = model.model.compression
     model.train()
-    a, b = model.compress(x), model.compress(x)
+    a, b = compression(x), compression(x)
     assert not torch.equal(a.z, b.z)
-    mean, log_var = model.compression.encode(x)
+    mean, log_var = compression.encoder(x).split(2, dim=1)
     assert a.losses["kl"].item() == pytest.approx(0.5 * gaussian_kl(mean, log_var).mean().item(), rel=1e-6)
     model.eval()
-    c, d = model.compress(x), model.compress(x)
+    c, d = compression(x), compression(x)
     assert torch.equal(c.z, d.z) and torch.equal(c.z, mean) and c.losses == {}
 
 
@@ -63,9 +64,9 @@ def test_vq_encoder_gets_gradients_through_the_dagmm_objective():
     model = DAGMMVQVAE(input_dim=6, hidden_dims=(5,), latent_dim=1, n_components=2, codebook_size=4, dropout=0.0)
     loss = model.training_step((torch.rand(32, 6), torch.zeros(32), torch.arange(32)), 0)
     loss.backward()
-    first = model.compression.autoencoder.encoder[0].weight.grad
+    first = model.model.compression.autoencoder.encoder[0].weight.grad
     assert first is not None and first.abs().sum() > 0
-    assert model.compression.quantizer.codebook.grad.abs().sum() > 0
+    assert model.model.compression.quantizer.codebook.grad.abs().sum() > 0
 
 
 def test_dead_codes_are_restarted_and_usage_is_measured():
@@ -124,11 +125,7 @@ def test_laplace_training_set_fit_is_independent_of_batch_size(batch_size):
     gamma = torch.tensor(rng.dirichlet(np.ones(3), size=300))
     reference = LaplaceMixtureEnergy(3, 3).batch_parameters(z, gamma)
     mixture = LaplaceMixtureEnergy(3, 3)
-    for pass_index in range(mixture.fit_passes):
-        stats = mixture.new_statistics(pass_index)
-        for start in range(0, 300, batch_size):
-            mixture.accumulate(stats, pass_index, z[start : start + batch_size], gamma[start : start + batch_size])
-        mixture.finish_pass(stats, pass_index)
+    mixture.fit([(z[s : s + batch_size], gamma[s : s + batch_size]) for s in range(0, 300, batch_size)])
     assert bool(mixture.is_fitted)
     for name in mixture.parameter_names:
         torch.testing.assert_close(getattr(mixture, name), reference[name], rtol=1e-10, atol=1e-12)

@@ -6,6 +6,7 @@ from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
 from dagmm_lightning.data import InMemoryBatches
+from dagmm_lightning.errors import NonFiniteError
 from dagmm_lightning.models import DAGMM
 from dagmm_lightning.networks import reconstruction_features
 
@@ -34,10 +35,11 @@ def test_training_loss_equals_independent_reference():
     x = torch.rand(32, 6)
     loss = model.training_step((x, torch.zeros(32), torch.arange(32)), 0)
     with torch.no_grad():
-        z_c = model.compression.encode(x)
-        x_hat = model.compression.decode(z_c)
+        compression = model.model.compression
+        z_c = compression.encoder(x)
+        x_hat = compression.decoder(z_c)
         z = torch.cat([z_c, reconstruction_features(x, x_hat)], 1).double().numpy()
-        gamma = model.estimation(torch.from_numpy(z).float()).double().numpy()
+        gamma = model.model.estimation(torch.from_numpy(z).float()).double().numpy()
     recon = ((x - x_hat) ** 2).sum(1).mean().item()
     log_p, penalty = [], 0.0
     for k in range(2):
@@ -50,35 +52,39 @@ def test_training_loss_equals_independent_reference():
     assert loss.item() == pytest.approx(recon + 0.1 * energy + 0.005 * penalty, rel=1e-5)
 
 
-def batches(x, batch_size):
-    return InMemoryBatches(x, torch.zeros(len(x), dtype=torch.long), torch.arange(len(x)), batch_size, shuffle=False)
-
-
 def test_refit_is_batch_size_independent_in_eval_mode_and_sets_threshold():
     model = tiny_model(dropout=0.5, contamination=0.1).double()
-    x = torch.rand(200, 6)
+    x = torch.rand(200, 6, dtype=torch.float64)
     model.train()
-    model.refit_mixture(batches(x, 200))
-    assert model.training  # restored
-    full = {k: v.clone() for k, v in model.state_dict().items() if k.startswith("mixture.")}
-    model.refit_mixture(batches(x, 7))  # dropout would make two refits differ; eval mode does not
+    model.model.fit([x])
+    assert model.training and model.model.training  # restored
+    full = {k: v.clone() for k, v in model.state_dict().items() if k.startswith("model.mixture.")}
+    model.model.fit(
+        [x[i : i + 7] for i in range(0, 200, 7)]
+    )  # dropout would make two refits differ; eval mode does not
     for name, value in full.items():
         torch.testing.assert_close(model.state_dict()[name], value, rtol=1e-10, atol=1e-12)
     model.eval()
     with torch.no_grad():
-        scores = model.score(x.double()).numpy()
-    assert float(model.threshold) == pytest.approx(np.quantile(scores, 0.9))
-    assert (scores > float(model.threshold)).mean() == pytest.approx(0.1, abs=0.01)
+        scores = model.score(x).numpy()
+    threshold = float(model.model.calibration.threshold)
+    assert threshold == pytest.approx(np.quantile(scores, 0.9))
+    assert (scores > threshold).mean() == pytest.approx(0.1, abs=0.01)
+
+
+def batches(x, batch_size):
+    return InMemoryBatches(x, torch.zeros(len(x), dtype=torch.long), torch.arange(len(x)), batch_size, shuffle=False)
 
 
 def test_non_finite_loss_stops_with_epoch_step_and_term():
     model = tiny_model()
     x = torch.rand(16, 6)
     x[3, 2] = float("nan")
-    trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False)
+    trainer = L.Trainer(
+        max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False
+    )
     # NaN reaches the mixture's covariance first
-    with pytest.raises(FloatingPointError, match=r"at epoch 0, step 0: covariance is not positive definite"):
+    with pytest.raises(NonFiniteError, match=r"at epoch 0, step 0: covariance is not positive definite"):
         trainer.fit(model, train_dataloaders=batches(x, 16))
 
 
@@ -88,6 +94,17 @@ def test_non_finite_loss_term_is_named():
     with pytest.raises(FloatingPointError, match=r"at epoch 0, step 0: non-finite term\(s\) \['reconstruction'\]"):
         model._check_finite(torch.tensor(float("inf")), terms)
     model._check_finite(torch.tensor(3.0), {"energy": torch.tensor(3.0)})  # finite: no error
+
+
+def test_plain_model_scores_like_the_lightning_module_without_lightning():
+    model = tiny_model()
+    x = torch.rand(50, 6)
+    model.model.fit([x])
+    model.eval()
+    out = model.model(x)
+    assert out.rows.shape == (50, 3) and out.gamma.shape == (50, 2) and out.energy.shape == (50,)
+    torch.testing.assert_close(model.model.score(out), model.score(x))
+    torch.testing.assert_close(out.error, ((x - out.x_hat) ** 2).sum(1))
 
 
 def test_bad_hyperparameters_are_named():

@@ -4,6 +4,7 @@ import torch
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
+from dagmm_lightning.errors import NotFittedError
 from dagmm_lightning.mixture import GaussianMixtureEnergy, build_mixture, cholesky_with_jitter
 
 
@@ -75,18 +76,13 @@ def test_training_set_fit_is_independent_of_batch_size(batch_size):
     rng = np.random.default_rng(3)
     z = torch.tensor(rng.normal(size=(300, 3)) + 5.0)
     gamma = torch.tensor(rng.dirichlet(np.ones(4), size=300))
-    full = GaussianMixtureEnergy(4, 3, jitter=1e-6)
-    full.store(**full.batch_parameters(z, gamma))  # one pass over all rows, centred two-pass formula
+    full = GaussianMixtureEnergy(4, 3, jitter=1e-6).batch_parameters(z, gamma)  # all rows as one batch
     batched = GaussianMixtureEnergy(4, 3, jitter=1e-6)
-    stats = batched.new_statistics(0)
-    for start in range(0, 300, batch_size):
-        batched.accumulate(stats, 0, z[start : start + batch_size], gamma[start : start + batch_size])
-    batched.finish_pass(stats, 0)
+    batched.fit([(z[s : s + batch_size], gamma[s : s + batch_size]) for s in range(0, 300, batch_size)])
     assert bool(batched.is_fitted)
     for name in ("weights", "means", "covariances", "scale_tril"):
-        torch.testing.assert_close(getattr(batched, name), getattr(full, name), rtol=1e-9, atol=1e-12)
-    full.is_fitted.fill_(True)
-    torch.testing.assert_close(batched.energy(z), full.energy(z))
+        torch.testing.assert_close(getattr(batched, name), full[name], rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(batched.energy(z), batched.energy(z, full))
 
 
 def test_per_batch_covariance_average_would_be_wrong():
@@ -95,15 +91,12 @@ def test_per_batch_covariance_average_would_be_wrong():
     z = torch.tensor([[0.0], [0.2], [10.0], [10.2]], dtype=torch.float64)
     gamma = torch.ones(4, 1, dtype=torch.float64)
     mixture = GaussianMixtureEnergy(1, 1, jitter=0.0)
-    stats = mixture.new_statistics(0)
-    mixture.accumulate(stats, 0, z[:2], gamma[:2])
-    mixture.accumulate(stats, 0, z[2:], gamma[2:])
-    mixture.finish_pass(stats, 0)
+    mixture.fit([(z[:2], gamma[:2]), (z[2:], gamma[2:])])
     assert mixture.covariances.item() == pytest.approx(np.var([0.0, 0.2, 10.0, 10.2]))
 
 
 def test_unfitted_mixture_raises_clear_error():
-    with pytest.raises(RuntimeError, match="not been fitted"):
+    with pytest.raises(NotFittedError, match="not been fitted"):
         GaussianMixtureEnergy(2, 3).energy(torch.zeros(4, 3))
 
 

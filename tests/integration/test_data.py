@@ -8,6 +8,8 @@ import torch
 from dagmm_lightning.data import AnomalyDataModule, DataError, InMemoryBatches, make_splits, read_kddcup99_file
 from dagmm_lightning.data import batches as batches_module
 
+pytestmark = pytest.mark.data
+
 
 @pytest.fixture(scope="module")
 def kdd(shared_data):
@@ -48,7 +50,10 @@ def test_reimplementation_split_composition():
     rows = np.concatenate([s.train, s.val, s.test])
     assert len(np.unique(rows)) == len(rows) == 1200
     again = make_splits(y, "reimplementation", seed=1, val_fraction=0.1)
-    assert all(np.array_equal(a, b) for a, b in zip((s.train, s.val, s.test), (again.train, again.val, again.test)))
+    assert all(
+        np.array_equal(a, b)
+        for a, b in zip((s.train, s.val, s.test), (again.train, again.val, again.test), strict=True)
+    )
     assert not np.array_equal(s.train, make_splits(y, "reimplementation", seed=2).train)
 
 
@@ -97,7 +102,9 @@ def test_training_batches_have_equal_steps_per_rank_and_cover_all_rows(monkeypat
 
 
 def test_epochs_shuffle_differently_and_reproducibly():
-    make = lambda: InMemoryBatches(torch.arange(50.0)[:, None], torch.zeros(50), torch.arange(50), 50, True, seed=1)
+    def make():
+        return InMemoryBatches(torch.arange(50.0)[:, None], torch.zeros(50), torch.arange(50), 50, True, seed=1)
+
     a, b = make(), make()
     a.sampler.set_epoch(0)
     b.sampler.set_epoch(0)

@@ -11,9 +11,16 @@ from dagmm_lightning.distributed import rank
 from dagmm_lightning.models import DAGMM
 
 BUFFERS = {
-    "gaussian": ("mixture.weights", "mixture.means", "mixture.covariances", "mixture.scale_tril", "threshold"),
-    "laplace": ("mixture.weights", "mixture.means", "mixture.scales", "threshold"),
+    "gaussian": (
+        "model.mixture.weights",
+        "model.mixture.means",
+        "model.mixture.covariances",
+        "model.mixture.scale_tril",
+        "model.calibration.threshold",
+    ),
+    "laplace": ("model.mixture.weights", "model.mixture.means", "model.mixture.scales", "model.calibration.threshold"),
 }
+pytestmark = [pytest.mark.ddp, pytest.mark.slow]
 
 
 def small_data():
@@ -22,8 +29,9 @@ def small_data():
 
 
 def small_model(mixture="gaussian"):
-    return DAGMM(input_dim=30, hidden_dims=(8,), latent_dim=1, n_components=2, lr=1e-3, contamination=0.1,
-                 mixture=mixture)
+    return DAGMM(
+        input_dim=30, hidden_dims=(8,), latent_dim=1, n_components=2, lr=1e-3, contamination=0.1, mixture=mixture
+    )
 
 
 def trainer(devices, **kwargs):
@@ -45,7 +53,7 @@ class RefitAndRecord(L.Callback):
         self.path = path
 
     def on_validation_start(self, trainer, pl_module):
-        pl_module.refit_mixture(trainer.datamodule.refit_dataloader())
+        pl_module.refit()
 
     def on_validation_end(self, trainer, pl_module):
         if rank() == 0:
@@ -82,7 +90,7 @@ def test_refit_and_validate_with_two_processes_equal_one(checkpoint, tmp_path):
         assert results[2]["metrics"][name] == pytest.approx(value, rel=1e-9), name
     # and the refit changed nothing the checkpoint did not already hold: it was fitted at the same step
     stored = torch.load(checkpoint, weights_only=False)["state_dict"]
-    torch.testing.assert_close(results[1]["buffers"]["mixture.means"], stored["mixture.means"])
+    torch.testing.assert_close(results[1]["buffers"]["model.mixture.means"], stored["model.mixture.means"])
 
 
 def test_two_process_fit_gives_finite_metrics():
@@ -92,4 +100,4 @@ def test_two_process_fit_gives_finite_metrics():
     run.fit(model, datamodule=small_data())
     assert np.isfinite(float(run.callback_metrics["val/roc_auc"]))
     assert np.isfinite(float(run.callback_metrics["val/f1_top10"]))
-    assert bool(model.mixture.is_fitted) and torch.isfinite(model.threshold)
+    assert bool(model.model.mixture.is_fitted) and torch.isfinite(model.model.calibration.threshold)

@@ -1,21 +1,18 @@
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 from dagmm_lightning.callbacks import AnomalyMetrics
+from dagmm_lightning.callbacks.metrics import anomaly_metrics
 from dagmm_lightning.cli import build_cli
 
-ROOT = Path(__file__).resolve().parents[1]
+from ..conftest import QUICK, ROOT
+
 CONFIGS = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "configs").rglob("*.yaml"))
-QUICK = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 
 
-@pytest.fixture(autouse=True)
-def in_root(monkeypatch):
-    monkeypatch.chdir(ROOT)
+pytestmark = pytest.mark.usefixtures("in_root")
 
 
 def run(args, tmp_path):
@@ -31,7 +28,14 @@ def test_print_config(config, capsys):
 
 
 def test_fit_then_test_and_predict_from_checkpoint_reproduce_scores(tmp_path):
-    args = ["--config", "configs/quickstart.yaml", "--trainer.max_epochs", "3", "--trainer.check_val_every_n_epoch", "2"]
+    args = [
+        "--config",
+        "configs/quickstart.yaml",
+        "--trainer.max_epochs",
+        "3",
+        "--trainer.check_val_every_n_epoch",
+        "2",
+    ]
     fitted = run(["fit", *args], tmp_path)
     model, dm = fitted.model, fitted.datamodule
     ckpts = list((tmp_path / "logs").rglob("*.ckpt"))
@@ -43,24 +47,28 @@ def test_fit_then_test_and_predict_from_checkpoint_reproduce_scores(tmp_path):
     assert np.isfinite(expected).all()
     # The last epoch had no validation, so the checkpoint hook refitted: buffers match the final weights.
     state = torch.load(ckpts[0], weights_only=False)["state_dict"]
-    torch.testing.assert_close(state["mixture.means"], model.mixture.means)
-    torch.testing.assert_close(state["threshold"], model.threshold)
+    torch.testing.assert_close(state["model.mixture.means"], model.model.mixture.means)
+    torch.testing.assert_close(state["model.calibration.threshold"], model.model.calibration.threshold)
 
     tested = run(["test", *args, "--ckpt_path", str(ckpts[0])], tmp_path)
     metrics = next(c for c in tested.trainer.callbacks if isinstance(c, AnomalyMetrics)).last_metrics["test"]
-    reference = AnomalyMetrics().compute(expected, y_test, [10, 20, 30, 40, 50, 60], float(model.threshold), rho=10)
+    reference = anomaly_metrics(
+        expected, y_test, [10, 20, 30, 40, 50, 60], float(model.model.calibration.threshold), rho=10
+    )
     assert metrics["f1_rho"] == metrics["f1_top10"]  # the embedded table's rho is 10 %
     assert metrics == pytest.approx(reference)
 
     out = tmp_path / "predictions.csv"
-    predicted = run(["predict", *args, "--ckpt_path", str(ckpts[0]), "--prediction_writer.output_path", str(out)], tmp_path)
+    predicted = run(
+        ["predict", *args, "--ckpt_path", str(ckpts[0]), "--prediction_writer.output_path", str(out)], tmp_path
+    )
     # predict never refits: the loaded buffers are the checkpoint's
-    torch.testing.assert_close(predicted.model.mixture.covariances, model.mixture.covariances)
+    torch.testing.assert_close(predicted.model.model.mixture.covariances, model.model.mixture.covariances)
     frame = pd.read_csv(out)
     assert list(frame.columns) == ["index", "score", "prediction", "label"]
     np.testing.assert_array_equal(frame["index"], dm.splits.test)
     np.testing.assert_allclose(frame["score"], expected, rtol=1e-6)
-    np.testing.assert_array_equal(frame["prediction"], expected > float(model.threshold))
+    np.testing.assert_array_equal(frame["prediction"], expected > float(model.model.calibration.threshold))
     np.testing.assert_array_equal(frame["label"], y_test)
 
 
@@ -70,27 +78,48 @@ MODEL_CONFIGS = [c for c in CONFIGS if "/data/" not in c]
 @pytest.mark.parametrize("config", MODEL_CONFIGS)
 def test_every_config_trains_and_scores_on_small_data(config, tmp_path):
     fitted = run(
-        ["fit", "--config", config, "--data.dataset", "breast_cancer", "--trainer.max_epochs", "2",
-         "--trainer.check_val_every_n_epoch", "1"],
+        [
+            "fit",
+            "--config",
+            config,
+            "--data.dataset",
+            "breast_cancer",
+            "--trainer.max_epochs",
+            "2",
+            "--trainer.check_val_every_n_epoch",
+            "1",
+        ],
         tmp_path,
     )
     metrics = fitted.trainer.callback_metrics
     assert np.isfinite(float(metrics["train/loss"]))
     # the positive-unlabeled split validates on held-out labelled (normal) rows only: c, no ROC AUC
     assert np.isfinite(float(metrics["val/c" if "pu" in config else "val/roc_auc"]))
-    assert np.isfinite(float(fitted.model.threshold))
+    assert np.isfinite(float(fitted.model.model.calibration.threshold))
     fitted.model.eval()
     x_test, _ = fitted.datamodule.arrays("test")
     with torch.no_grad():
         assert torch.isfinite(fitted.model.score(torch.from_numpy(x_test))).all()
 
 
+@pytest.mark.data
 def test_dagmm_config_trains_a_few_steps_on_kddcup99(tmp_path, shared_data):
     fitted = run(
-        ["fit", "--config", "configs/dagmm.yaml", "--data.data_dir", str(shared_data), "--trainer.max_epochs", "1",
-         "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "2"],
+        [
+            "fit",
+            "--config",
+            "configs/dagmm.yaml",
+            "--data.data_dir",
+            str(shared_data),
+            "--trainer.max_epochs",
+            "1",
+            "--trainer.limit_train_batches",
+            "3",
+            "--trainer.limit_val_batches",
+            "2",
+        ],
         tmp_path,
     )
     assert fitted.model.hparams.input_dim == 118
     assert np.isfinite(float(fitted.trainer.callback_metrics["train/loss"]))
-    assert bool(fitted.model.mixture.is_fitted) and torch.isfinite(fitted.model.threshold)
+    assert bool(fitted.model.model.mixture.is_fitted) and torch.isfinite(fitted.model.model.calibration.threshold)

@@ -2,6 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
 from sklearn.metrics import roc_auc_score
 
 from dagmm_lightning import DAGMMDetector
@@ -66,7 +67,7 @@ def test_label_aware_variants_fit():
     assert np.isfinite(mixed.decision_scores_).all()
     pu_labels = np.where((y == 0) & (np.arange(len(y)) % 2 == 0), 0, -1)  # half the normal rows labelled
     pu = DAGMMDetector(variant="pu", epochs=5, random_state=0).fit(x, pu_labels)
-    assert pu.threshold_ == pytest.approx(1 - float(pu.model_.c) / 2)
+    assert pu.threshold_ == pytest.approx(1 - float(pu.model_.model.c) / 2)
     with pytest.raises(DataError, match="needs y"):
         DAGMMDetector(variant="pu", epochs=1).fit(x)
 
@@ -94,5 +95,5 @@ def test_bad_settings_and_unfitted():
         DAGMMDetector(contamination=0.7).fit(x)
     with pytest.raises(ValueError, match="variant must be one of"):
         DAGMMDetector(variant="svm").fit(x)
-    with pytest.raises(RuntimeError, match="not fitted"):
+    with pytest.raises(NotFittedError, match="not fitted"):
         DAGMMDetector().decision_function(x)

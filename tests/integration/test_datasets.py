@@ -7,9 +7,11 @@ import torch
 
 from dagmm_lightning.cli import build_cli
 from dagmm_lightning.data import AnomalyDataModule, DataError
-from dagmm_lightning.data.splits import UNLABELLED
+from dagmm_lightning.labels import UNLABELLED
 
-ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+from ..conftest import ROOT
+
+pytestmark = pytest.mark.data
 QUICK = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 
 
@@ -37,12 +39,14 @@ def test_missing_data_file_says_where_to_get_it(tmp_path):
 def write_tables(tmp_path):
     rng = np.random.default_rng(0)
     n = 400
-    frame = pd.DataFrame({
-        "size": rng.normal(10, 2, n),
-        "colour": rng.choice(["red", "green", "blue"], n),
-        "weight": rng.normal(3, 1, n),
-        "anomaly": (rng.random(n) < 0.1).astype(int),
-    })
+    frame = pd.DataFrame(
+        {
+            "size": rng.normal(10, 2, n),
+            "colour": rng.choice(["red", "green", "blue"], n),
+            "weight": rng.normal(3, 1, n),
+            "anomaly": (rng.random(n) < 0.1).astype(int),
+        }
+    )
     frame.loc[frame.anomaly == 1, "size"] += 8
     train = tmp_path / "train.csv"
     frame.to_csv(train, index=False)
@@ -56,15 +60,37 @@ def write_tables(tmp_path):
 def test_user_table_round_trip(tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)
     train, predict, new = write_tables(tmp_path)
-    common = ["--config", "configs/quickstart.yaml", "--data.dataset", "table", "--data.path", str(train),
-              "--data.label_column", "anomaly", "--trainer.max_epochs", "3",
-              "--trainer.logger.init_args.save_dir", str(tmp_path / "logs"), *QUICK]
+    common = [
+        "--config",
+        "configs/quickstart.yaml",
+        "--data.dataset",
+        "table",
+        "--data.path",
+        str(train),
+        "--data.label_column",
+        "anomaly",
+        "--trainer.max_epochs",
+        "3",
+        "--trainer.logger.init_args.save_dir",
+        str(tmp_path / "logs"),
+        *QUICK,
+    ]
     fitted = build_cli(["fit", *common])
     assert fitted.datamodule.input_dim == 5  # 2 numeric + 3 colours
     ckpt = next((tmp_path / "logs").rglob("*.ckpt"))
     out = tmp_path / "scores.csv"
-    build_cli(["predict", *common, "--ckpt_path", str(ckpt), "--data.predict_file", str(predict),
-               "--prediction_writer.output_path", str(out)])
+    build_cli(
+        [
+            "predict",
+            *common,
+            "--ckpt_path",
+            str(ckpt),
+            "--data.predict_file",
+            str(predict),
+            "--prediction_writer.output_path",
+            str(out),
+        ]
+    )
     scores = pd.read_csv(out)
     assert len(scores) == 25 and np.isfinite(scores["score"]).all()
     np.testing.assert_array_equal(scores["label"], new["anomaly"])

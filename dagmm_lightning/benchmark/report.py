@@ -1,0 +1,243 @@
+"""Results files of ``dagmm benchmark`` (one CSV row per run) and the tables and figures made from them."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+
+PERCENTILES = (10, 20, 30, 40, 50, 60)
+METRICS = [
+    "roc_auc",
+    "average_precision",
+    "precision_rho",
+    "recall_rho",
+    "f1_rho",
+    *[f"{m}_top{p}" for p in PERCENTILES for m in ("precision", "recall", "f1")],
+    "precision_threshold",
+    "recall_threshold",
+    "f1_threshold",
+    "roc_auc_energy",
+    "c",
+]
+FIELDS = [
+    "method",
+    "dataset",
+    "protocol",
+    "seed",
+    "epochs",
+    "selected_epoch",
+    "seconds",
+    "final_loss",
+    "status",
+    "configs",
+    *METRICS,
+]
+# F1 at rho of DAGMM as Zong et al. (2018) report it (section 4, mean of 20 runs, paper protocol)
+PAPER_DAGMM_F1 = {"kddcup99": 0.9369, "thyroid": 0.4782, "arrhythmia": 0.4983, "kddcup_rev": 0.9380}
+
+
+def read_rows(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def append_rows(path: Path, rows: list[dict]) -> None:
+    new = not path.exists()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fields = FIELDS
+    if not new:  # keep an existing file's columns, so that rows stay aligned with its header
+        with path.open() as f:
+            fields = next(csv.reader(f))
+    with path.open("a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+        if new:
+            writer.writeheader()
+        for row in rows:
+            writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) and k in METRICS else v) for k, v in row.items()})
+
+
+def _ok(row: dict, metric: str = "status") -> bool:
+    return row.get("status", "ok") == "ok" and row.get(metric) not in (None, "")
+
+
+def _values(rows: list[dict], metric: str) -> list[float]:
+    return [float(r[metric]) for r in rows if _ok(r, metric)]
+
+
+def _groups(rows: list[dict], keys: tuple[str, ...]) -> dict[tuple[str, ...], list[dict]]:
+    groups: dict[tuple[str, ...], list[dict]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row[k] for k in keys), []).append(row)
+    return dict(sorted(groups.items()))
+
+
+def _stats(values: list[float], digits: int = 4) -> str:
+    """Mean ± sample standard deviation (0 for one value), NaN left out; "n/a" when nothing is left."""
+    values = [v for v in values if not math.isnan(v)]
+    if not values:
+        return "n/a"
+    std = np.std(values, ddof=1) if len(values) > 1 else 0.0
+    return f"{np.mean(values):.{digits}f} ± {std:.{digits}f}"
+
+
+def _table(header: list[str], lines: list[list]) -> str:
+    text = ["| " + " | ".join(str(c) for c in row) + " |" for row in [header, *lines]]
+    return "\n".join([text[0], "|" + "---|" * len(header), *text[1:]]) + "\n"
+
+
+def summarize(rows: list[dict]) -> str:
+    """Markdown table: one line per data set, protocol and method; mean ± std over seeds."""
+    lines = []
+    for (dataset, protocol, method), group in _groups(rows, ("dataset", "protocol", "method")).items():
+        ok = [r for r in group if _ok(r)]
+        epochs = "/".join(sorted({str(r.get("epochs", "")) for r in ok}))
+        at_threshold = [_values(ok, f"{m}_threshold") for m in ("precision", "recall", "f1")]
+        threshold_cell = " / ".join(f"{np.mean(v):.4f}" for v in at_threshold) if all(at_threshold) else "n/a"
+        lines.append(
+            [
+                dataset,
+                protocol,
+                method,
+                len(ok),
+                epochs,
+                *[_stats(_values(ok, m)) for m in ("precision_rho", "recall_rho", "f1_rho", "roc_auc")],
+                threshold_cell,
+                len(group) - len(ok),
+            ]
+        )
+    return _table(
+        [
+            "data set",
+            "protocol",
+            "method",
+            "seeds",
+            "epochs",
+            "precision@rho",
+            "recall@rho",
+            "F1@rho",
+            "ROC AUC",
+            "P / R / F1 at the stored threshold",
+            "failed",
+        ],
+        lines,
+    )
+
+
+def summarize_percentiles(rows: list[dict]) -> str:
+    """Markdown table of the study's shape: precision / recall / F1 at the top 10 ... 60 % (means over seeds)."""
+    lines = []
+    for key, group in _groups([r for r in rows if _ok(r, "f1_top10")], ("dataset", "protocol", "method")).items():
+        cells = []
+        for p in PERCENTILES:
+            mean = {m: np.mean(_values(group, f"{m}_top{p}")) for m in ("precision", "recall", "f1")}
+            cells.append(f"{mean['precision']:.3f} / {mean['recall']:.3f} / **{mean['f1']:.3f}**")
+        lines.append([*key, len(group), *cells])
+    return _table(["data set", "protocol", "method", "seeds", *[f"top {p} %" for p in PERCENTILES]], lines)
+
+
+def summarize_positive_unlabeled(rows: list[dict]) -> str:
+    """Markdown table of the PU runs: c, the c / 2 rule's P/R/F1, ROC AUC of 1 - h and of the energy."""
+    pu = [r for r in rows if _ok(r, "c")]
+    if not pu:
+        return ""
+    metrics = ("c", "precision_threshold", "recall_threshold", "f1_threshold", "roc_auc", "roc_auc_energy")
+    lines = [
+        [*key, len(group), *[_stats(_values(group, m)) for m in metrics]]
+        for key, group in _groups(pu, ("dataset", "method")).items()
+    ]
+    table = _table(
+        ["data set", "method", "seeds", "c", "precision", "recall", "F1", "ROC AUC of 1 - h", "ROC AUC of the energy"],
+        lines,
+    )
+    return "\nPositive-unlabeled runs (a row is an anomaly iff h < c / 2):\n\n" + table
+
+
+def summarize_matrix(sources: list[tuple[Path, list[dict]]]) -> str:
+    """Markdown table of F1 at rho, methods x data sets (mean ± std over seeds), the paper's DAGMM on top
+    and each column's best method in bold (positive-unlabeled runs add a row for their c / 2 rule's F1);
+    one line per source file says how its runs were made. A method, data set and seed found in two
+    sources is an error (a table must not mix two runs)."""
+    cells: dict[tuple[str, str], list[float]] = {}
+    seen: dict[tuple[str, str, str, str], Path] = {}
+    notes = []
+    for path, rows in sources:
+        ok = [r for r in rows if _ok(r, "f1_rho")]
+        for r in ok:
+            key = (r["method"], r["dataset"], r["protocol"], str(r["seed"]))
+            if key in seen and seen[key] != path:
+                raise ValueError(f"{key[0]} on {key[1]} seed {key[3]} is in both {seen[key]} and {path}")
+            seen[key] = path
+            cells.setdefault((r["method"], r["dataset"]), []).append(float(r["f1_rho"]))
+            if r.get("c") not in (None, "") and r.get("f1_threshold") not in (None, ""):
+                # the positive-unlabeled method's own decision: anomaly iff h < c / 2, no rho involved
+                cells.setdefault((r["method"] + " (c/2 rule)", r["dataset"]), []).append(float(r["f1_threshold"]))
+        trained = [r for r in ok if str(r.get("epochs", "0")) not in ("", "0")]
+        epochs = "/".join(sorted({str(r["epochs"]) for r in trained})) or "-"
+        chosen = "checkpoint chosen on validation" if any(r.get("selected_epoch") for r in trained) else "last epoch"
+        datasets = ", ".join(sorted({r["dataset"] for r in ok}))
+        protocols = ", ".join(sorted({r["protocol"] for r in ok}))
+        notes.append(f"- `{path}`: {datasets}; {protocols} protocol; {epochs} epochs, {chosen}")
+    datasets = [d for d in PAPER_DAGMM_F1 if any(d == ds for _, ds in cells)]
+    datasets += sorted({ds for _, ds in cells} - set(datasets))
+    best = {d: max((np.mean(v), m) for (m, ds), v in cells.items() if ds == d)[1] for d in datasets}
+    lines = [["DAGMM, the paper", *[f"{PAPER_DAGMM_F1[d]:.3f}" if d in PAPER_DAGMM_F1 else "" for d in datasets]]]
+    for method in sorted({m for m, _ in cells}):
+        row = []
+        for d in datasets:
+            values = cells.get((method, d))
+            text = "" if values is None else _stats(values, digits=3)
+            row.append(f"**{text}**" if values is not None and best[d] == method else text)
+        lines.append([method, *row])
+    return (
+        _table(["method", *datasets], lines)
+        + "\nF1 at each data set's rho on the test rows, mean ± std over seeds; sources:\n\n"
+        + "\n".join(notes)
+        + "\n"
+    )
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """F1 at rho per method (mean ± std over seeds), one panel per data set."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = [r for r in rows if _ok(r, "f1_rho")]
+    datasets = sorted({f"{r['dataset']} ({r['protocol']})" for r in ok})
+    if not datasets:
+        return
+    fig, axes = plt.subplots(1, len(datasets), figsize=(4.5 * len(datasets), 3.6), squeeze=False)
+    for ax, name in zip(axes[0], datasets, strict=True):
+        subset = [r for r in ok if f"{r['dataset']} ({r['protocol']})" == name]
+        methods = sorted({r["method"] for r in subset})
+        values = [[float(r["f1_rho"]) for r in subset if r["method"] == m] for m in methods]
+        ax.bar(
+            range(len(methods)),
+            [np.mean(v) for v in values],
+            yerr=[np.std(v, ddof=1) if len(v) > 1 else 0 for v in values],
+            capsize=3,
+            color="tab:blue",
+        )
+        ax.set_xticks(range(len(methods)), methods, rotation=35, ha="right", fontsize=8)
+        ax.set_ylim(0, 1)
+        ax.set_title(name, fontsize=9)
+        ax.set_ylabel("F1 at rho (test rows)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_reports(csv_path: Path) -> None:
+    """``<csv>.md`` (the summary, the percentile table, the PU table) and ``<csv>.png`` from a results file."""
+    rows = read_rows(csv_path)
+    percentiles = (
+        "\nPrecision / recall / **F1** at the top p % of scores (mean over seeds):\n\n" + summarize_percentiles(rows)
+    )
+    csv_path.with_suffix(".md").write_text(summarize(rows) + percentiles + summarize_positive_unlabeled(rows))
+    plot(rows, csv_path.with_suffix(".png"))

@@ -1,0 +1,376 @@
+"""``dagmm benchmark``: configs x data sets x seeds, resumable, with shallow reference rows.
+
+    dagmm benchmark --configs configs/dagmm.yaml configs/vae.yaml --data configs/data/thyroid.yaml \\
+        --seeds 0-2 --epochs 500 --jobs 2 --baselines --out benchmarks/results/thyroid
+
+writes ``<out>.csv`` (one row per run; finished runs are skipped when started again), ``<out>.md``
+(mean and std over seeds of P/R/F1 at the data set's rho and ROC AUC) and ``<out>.png`` (F1 per method
+with error bars). Each run trains on the protocol's training rows and is scored on its test rows, with
+validation and checkpointing off, or, with ``--select-on METRIC``, validating every ``--val-every``
+epochs and testing the checkpoint with the best validation value (val rows never reach test);
+``--baselines`` adds scikit-learn's IsolationForest and a GaussianMixture fitted on the very same scaled
+training rows of the same split. ``--tag`` names a grid (for example a ``--set
+data.train_contamination=0.02`` sweep) so that several share one CSV; ``--matrix CSV ...`` writes F1 at
+rho as a methods x data sets table from finished results files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from jsonargparse import ArgumentParser
+
+from dagmm_lightning.benchmark.report import PERCENTILES, append_rows, read_rows, summarize_matrix, write_reports
+from dagmm_lightning.callbacks.metrics import AnomalyMetrics, anomaly_metrics
+from dagmm_lightning.cli import build_cli
+from dagmm_lightning.labels import LABELLED_ANOMALY
+from dagmm_lightning.scoring import ScoreCalibration
+
+Selectable = Literal["f1_rho", "roc_auc", "average_precision"]
+RECON = "+recon_inference"
+
+
+@dataclass(frozen=True)
+class Job:
+    configs: tuple[str, ...]
+    seed: int
+    protocol: str
+    epochs: int | None
+    extra: tuple[str, ...]
+    baselines: bool
+    recon_inference: bool
+    threads: int
+    select_on: str | None = None
+    val_every: int = 5
+    checkpoint_dir: str = ""
+    tag: str = ""
+
+    @property
+    def method(self) -> str:
+        return Path(self.configs[0]).stem + self.tag
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"0-2"`` -> [0, 1, 2]; ``"0,3,5"`` -> [0, 3, 5]."""
+    seeds: list[int] = []
+    for part in str(text).split(","):
+        lo, _, hi = part.partition("-")
+        seeds += list(range(int(lo), int(hi) + 1)) if hi else [int(lo)]
+    return seeds
+
+
+def _metric_row(metrics: dict) -> dict:
+    return {
+        k: metrics[k]
+        for k in (
+            "roc_auc",
+            "average_precision",
+            "precision_rho",
+            "recall_rho",
+            "f1_rho",
+            *[f"{m}_top{p}" for p in PERCENTILES for m in ("precision", "recall", "f1")],
+            "precision_threshold",
+            "recall_threshold",
+            "f1_threshold",
+            "roc_auc_energy",
+        )
+        if k in metrics
+    }
+
+
+def _cli_args(job: Job) -> list[str]:
+    args = [a for c in job.configs for a in ("--config", c)]
+    args += ["--seed_everything", str(job.seed), "--data.protocol", job.protocol]
+    if job.epochs is not None:
+        args += ["--trainer.max_epochs", str(job.epochs)]
+    if job.select_on is None:  # a config's own checkpoint monitor must not wait for validations that never come
+        args += ["--trainer.limit_val_batches", "0", "--checkpoint.save_top_k", "0", "--checkpoint.monitor", "null"]
+    else:  # keep the checkpoint of the best validation (val rows only; test rows are never looked at)
+        args += [
+            "--trainer.check_val_every_n_epoch",
+            str(job.val_every),
+            "--checkpoint.save_top_k",
+            "1",
+            "--checkpoint.mode",
+            "max",
+            "--checkpoint.save_on_train_epoch_end",
+            "false",
+            "--checkpoint.dirpath",
+            job.checkpoint_dir,
+            "--checkpoint.monitor",
+            f"val/{job.select_on}",
+        ]
+    return args + [
+        "--trainer.logger",
+        "false",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.enable_model_summary",
+        "false",
+        *job.extra,
+    ]
+
+
+def run_job(job: Job) -> list[dict]:
+    """Train and test one config on one seed (and the baselines on its split); rows for the CSV."""
+    torch.set_num_threads(job.threads)
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # the progress line says enough
+    with tempfile.TemporaryDirectory() as checkpoint_dir:
+        return _run_job(dataclasses.replace(job, checkpoint_dir=checkpoint_dir))
+
+
+def _run_job(job: Job) -> list[dict]:
+    cli = build_cli(_cli_args(job), run=False, save_config=False)
+    if job.select_on is not None and cli.datamodule.split == "positive_unlabeled":
+        # its val rows are labelled normal rows (for c): no anomaly metric to select on, so the last epoch
+        print(
+            f"{job.method}: the positive-unlabeled split has no anomalies in val; --select-on ignored, "
+            "the last epoch is tested",
+            flush=True,
+        )
+        job = dataclasses.replace(job, select_on=None)
+        cli = build_cli(_cli_args(job), run=False, save_config=False)
+    dm, model, trainer = cli.datamodule, cli.model, cli.trainer
+    base = {"dataset": dm.dataset, "protocol": job.protocol, "seed": job.seed, "configs": " ".join(job.configs)}
+    rows = []
+    start = time.perf_counter()
+    try:
+        trainer.fit(model, datamodule=dm)
+        seconds = time.perf_counter() - start
+        loss = float(trainer.callback_metrics.get("train/loss", float("nan")))
+        metrics_cb = next(c for c in trainer.callbacks if isinstance(c, AnomalyMetrics))
+        selected = ""
+        if job.select_on is not None:
+            selected = torch.load(trainer.checkpoint_callback.best_model_path, weights_only=False)["epoch"] + 1
+            trainer.test(model, datamodule=dm, verbose=False, ckpt_path="best", weights_only=False)
+        else:
+            trainer.test(model, datamodule=dm, verbose=False)
+        common = {
+            **base,
+            "epochs": trainer.current_epoch,
+            "selected_epoch": selected,
+            "seconds": round(seconds, 1),
+            "final_loss": loss,
+        }
+        main_row = {**common, "method": job.method, "status": "ok", **_metric_row(metrics_cb.last_metrics["test"])}
+        if hasattr(model.model, "c"):  # the positive-unlabeled estimate of p(labelled | normal)
+            main_row["c"] = float(model.model.c)
+        rows.append(main_row)
+        # only where the score is the plain energy: other scores (PU's 1 - h) the rescoring would not change
+        if job.recon_inference and model.score_is_energy:
+            rescored = rescore_with_reconstruction(model, dm, metrics_cb.reference(trainer) == "train+evaluated")
+            rows.append({**common, "method": job.method + RECON, "status": "ok", **_metric_row(rescored)})
+    except FloatingPointError as err:
+        rows.append(
+            {
+                **base,
+                "method": job.method,
+                "status": f"non-finite: {err}"[:200],
+                "seconds": round(time.perf_counter() - start, 1),
+            }
+        )
+    if job.baselines:
+        rows += [
+            {**row, "method": row["method"] + job.tag}
+            for row in run_baselines(dm, job.seed, int(model.hparams.n_components), base)
+        ]
+    return rows
+
+
+@torch.no_grad()
+def _energy_and_error(model, x: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    model.eval()
+    outs = [model.model(model.model.as_input(torch.from_numpy(x[i : i + 8192]))) for i in range(0, len(x), 8192)]
+    energy = torch.cat([o.energy for o in outs])
+    return energy, torch.cat([o.error for o in outs]).to(energy.dtype)
+
+
+def rescore_with_reconstruction(model, dm, pooled_reference: bool) -> dict[str, float]:
+    """Test metrics of the same weights scored with the study's modified inference (energy +
+    reconstruction error, normalised and thresholded on the training rows)."""
+    x_train, train_labels = dm.arrays("train")
+    calibration = ScoreCalibration(
+        "energy+reconstruction", model.hparams.reconstruction_weight, model.hparams.contamination
+    )
+    train_scores = calibration.fit(*_energy_and_error(model, x_train[train_labels != LABELLED_ANOMALY]))
+    x_test, y_test = dm.arrays("test")
+    scores = calibration(*_energy_and_error(model, x_test)).numpy()
+    reference = np.r_[train_scores.numpy(), scores] if pooled_reference else None
+    return anomaly_metrics(
+        scores, y_test, sorted({*PERCENTILES, dm.rho}), float(calibration.threshold), reference, dm.rho
+    )
+
+
+def run_baselines(dm, seed: int, n_components: int, base: dict) -> list[dict]:
+    """IsolationForest and GaussianMixture on the data module's scaled training rows, scored on its test
+    rows; the percentile reference follows the protocol as for the trained models."""
+    from sklearn.ensemble import IsolationForest
+    from sklearn.mixture import GaussianMixture
+
+    x_train, train_labels = dm.arrays("train")
+    x_fit = x_train[train_labels != LABELLED_ANOMALY]  # never the labelled anomalies of a mixed split
+    x_test, y_test = dm.arrays("test")
+    detectors = {
+        "isolation_forest": IsolationForest(random_state=seed, n_jobs=1),
+        "gaussian_mixture": GaussianMixture(n_components, covariance_type="full", reg_covar=1e-6, random_state=seed),
+    }
+    rows = []
+    for name, detector in detectors.items():
+        start = time.perf_counter()
+        detector.fit(x_fit)
+        seconds = time.perf_counter() - start
+        scores = -detector.score_samples(x_test)
+        reference = np.r_[-detector.score_samples(x_fit), scores] if dm.protocol == "reimplementation" else None
+        metrics = anomaly_metrics(scores, y_test, sorted({*PERCENTILES, dm.rho}), None, reference, dm.rho)
+        rows.append(
+            {**base, "method": name, "epochs": 0, "seconds": round(seconds, 1), "status": "ok", **_metric_row(metrics)}
+        )
+    return rows
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="dagmm benchmark", description=__doc__)
+    parser.add_argument("--configs", nargs="+", help="model configs (one method each)")
+    parser.add_argument(
+        "--report", nargs="+", metavar="CSV", help="only rewrite the table and figure of these results files"
+    )
+    parser.add_argument(
+        "--matrix",
+        nargs="+",
+        metavar="CSV",
+        help="write <out>.md: F1 at rho, methods x data sets, from these results files",
+    )
+    parser.add_argument("--data", nargs="*", default=[None], help="data configs composed with each model config")
+    parser.add_argument("--seeds", type=str, default="0-2", help="e.g. 0-4 or 0,3,7")
+    parser.add_argument("--protocol", type=Literal["paper", "reimplementation"], default="paper")
+    parser.add_argument("--epochs", type=int | None, default=None, help="override the configs' max_epochs")
+    parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (processes)")
+    parser.add_argument(
+        "--threads", type=int | None, default=None, help="torch threads per run (default: cores / jobs)"
+    )
+    parser.add_argument("--baselines", action="store_true", help="add IsolationForest and GaussianMixture rows")
+    parser.add_argument(
+        "--recon-inference",
+        action="store_true",
+        help="also score energy-inference models with energy+reconstruction (same weights)",
+    )
+    parser.add_argument(
+        "--select-on",
+        type=Selectable | None,
+        default=None,
+        help="test the checkpoint with the best validation value of this metric (val rows only)",
+    )
+    parser.add_argument("--val-every", type=int, default=5, help="epochs between validations with --select-on")
+    parser.add_argument("--out", type=str | None, default=None, help="results path without suffix")
+    parser.add_argument(
+        "--tag",
+        type=str,
+        default="",
+        help="appended to every method name, so that runs with other --set values share a CSV",
+    )
+    parser.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="`dagmm fit` options for every run, e.g. --set data.data_dir=../shared/data",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = build_parser()
+    args = parser.parse_args(_merge_repeated_set(argv))
+    if args.report:
+        for path in map(Path, args.report):
+            write_reports(path)
+            print(f"wrote {path.with_suffix('.md')}, {path.with_suffix('.png')}")
+        return
+    if args.matrix:
+        if args.out is None:
+            parser.error("--matrix needs --out")
+        out = Path(args.out).with_suffix(".md")
+        out.write_text(summarize_matrix([(Path(p), read_rows(Path(p))) for p in args.matrix]))
+        print(f"wrote {out}")
+        return
+    if not args.configs or args.out is None:
+        parser.error("--configs and --out are required (or --report CSV ...)")
+    csv_path = Path(args.out).with_suffix(".csv")
+    extra: tuple[str, ...] = ()
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"--set takes KEY=VALUE, got {item!r}")
+        extra += (f"--{key.lstrip('-')}", value)
+    threads = args.threads or max(1, (os.cpu_count() or 1) // max(args.jobs, 1))
+    done = {(r["method"], r["configs"], r["protocol"], int(r["seed"])) for r in read_rows(csv_path)}
+    jobs, skipped = [], 0
+    for config in args.configs:
+        for data in args.data:
+            configs = (config,) if data is None else (config, data)
+            for seed in parse_seeds(args.seeds):
+                # the shallow rows once per data set and seed, with the first model config's split
+                job = Job(
+                    configs,
+                    seed,
+                    args.protocol,
+                    args.epochs,
+                    extra,
+                    args.baselines and config == args.configs[0],
+                    args.recon_inference,
+                    threads,
+                    args.select_on,
+                    args.val_every,
+                    tag=args.tag,
+                )
+                if (job.method, " ".join(configs), args.protocol, seed) in done:
+                    skipped += 1
+                else:
+                    jobs.append(job)
+    print(f"{len(jobs)} runs to do, {skipped} already in {csv_path}", flush=True)
+    started = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=max(args.jobs, 1), mp_context=get_context("spawn")) as pool:
+        futures = {pool.submit(run_job, job): job for job in jobs}
+        for i, future in enumerate(as_completed(futures), 1):
+            job = futures[future]
+            rows = future.result()
+            append_rows(csv_path, rows)
+            f1 = rows[0].get("f1_rho")
+            summary = (
+                f"F1@rho {f1:.4f}, ROC AUC {rows[0]['roc_auc']:.4f}" if isinstance(f1, float) else rows[0]["status"]
+            )
+            print(
+                f"[{i}/{len(jobs)}] {job.method} {' '.join(job.configs[1:])} seed {job.seed}: {summary} "
+                f"({rows[0].get('seconds')} s; {(time.perf_counter() - started) / 60:.1f} min elapsed)",
+                flush=True,
+            )
+    write_reports(csv_path)
+    print(f"wrote {csv_path}, {csv_path.with_suffix('.md')}, {csv_path.with_suffix('.png')}", flush=True)
+
+
+def _merge_repeated_set(argv: list[str] | None) -> list[str] | None:
+    """``--set a=1 --set b=2`` (argparse's append) as ``--set a=1 b=2``."""
+    if argv is None:
+        return None
+    values, rest, i = [], [], 0
+    while i < len(argv):
+        if argv[i] == "--set":
+            i += 1
+            while i < len(argv) and not argv[i].startswith("--"):
+                values.append(argv[i])
+                i += 1
+        else:
+            rest.append(argv[i])
+            i += 1
+    return rest + (["--set", *values] if values else [])

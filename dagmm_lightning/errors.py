@@ -1,0 +1,43 @@
+"""The package's own errors: one base class, so that the command line prints their message, not a traceback."""
+
+from __future__ import annotations
+
+from typing import Any, get_args
+
+
+class DAGMMError(Exception):
+    """Base of every error this package raises on purpose; its message names the problem and the fix."""
+
+
+class ConfigurationError(DAGMMError, ValueError):
+    """A setting out of its range or not one of its choices."""
+
+
+class DataError(DAGMMError, ValueError):
+    """Input data the framework cannot use."""
+
+
+class NonFiniteError(DAGMMError, FloatingPointError):
+    """Training produced NaN or inf, or a covariance no jitter could repair."""
+
+
+class NotFittedError(DAGMMError, RuntimeError):
+    """Scoring was asked of a model whose mixture has not been fitted on training rows."""
+
+
+def check_choice(name: str, value: Any, choices: Any) -> None:
+    """Raise ``ConfigurationError`` unless ``value`` is one of ``choices`` (a ``Literal`` type or a collection)."""
+    allowed = get_args(choices) or tuple(choices)
+    if value not in allowed:
+        raise ConfigurationError(f"{name} must be one of {list(allowed)}, got {value!r}")
+
+
+def check_range(
+    name: str, value: float, low: float, high: float, low_open: bool = False, high_open: bool = False
+) -> None:
+    """Raise ``ConfigurationError`` unless ``low <= value <= high`` (``<`` on an open side)."""
+    above = value > low if low_open else value >= low
+    below = value < high if high_open else value <= high
+    if not (above and below):
+        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        raise ConfigurationError(f"{name} must be in {interval}, got {value}")

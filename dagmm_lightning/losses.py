@@ -1,0 +1,82 @@
+"""Every term of every training objective in one place (paper eq. 7 and the study's additions).
+
+All terms are per-batch scalars or per-row vectors; the LightningModules weight and sum them.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+AnomalyLoss = Literal["hinge", "softplus", "inverse"]
+
+
+def squared_error(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+    """Per-row reconstruction error ||x - x'||^2: (N, F) twice -> (N,)."""
+    return (x - x_hat).pow(2).sum(dim=1)
+
+
+def gaussian_kl(mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
+    """KL(N(mean, exp(log_var)) || N(0, I)) per row, closed form: (N, D) twice -> (N,). The VAE's term."""
+    return 0.5 * (mean.pow(2) + log_var.exp() - 1.0 - log_var).sum(dim=1)
+
+
+def vector_quantization_losses(z_e: torch.Tensor, e: torch.Tensor, beta: float, train_codebook: bool) -> dict:
+    """The VQ-VAE's terms for encoder outputs z_e and their codes e (N, D): commitment beta ||z_e - sg[e]||^2
+    and, unless an EMA moves the codebook, the codebook term ||sg[z_e] - e||^2 (batch means)."""
+    losses = {"commitment": beta * (z_e - e.detach()).pow(2).sum(1).mean()}
+    if train_codebook:
+        losses["codebook"] = (z_e.detach() - e).pow(2).sum(1).mean()
+    return losses
+
+
+def anomaly_energy_loss(
+    anomalous: torch.Tensor, normal: torch.Tensor, kind: AnomalyLoss, margin: float
+) -> torch.Tensor:
+    """Per-row term that raises the energy of labelled anomalies (the study's "modified loss").
+
+    With E_a an anomaly's energy (M,) and Ebar the mean of the normal rows' energies (no gradient):
+    ``hinge`` max(0, m - (E_a - Ebar)), ``softplus`` softplus(m - (E_a - Ebar)), or ``inverse``, the
+    study's 1 / E_a. The study's form is flawed: E can be zero or negative, so 1/E is unbounded and flips
+    sign (minimising it drives E to 0 from below); it is kept faithful except that |E| is floored at 1e-3
+    (sign kept) so that it never divides by zero.
+    """
+    if kind == "inverse":
+        floor = torch.full_like(anomalous, 1e-3)
+        return 1.0 / torch.where(anomalous < 0, -torch.maximum(-anomalous, floor), torch.maximum(anomalous, floor))
+    gap = margin - (anomalous - normal.detach().mean())
+    return F.relu(gap) if kind == "hinge" else F.softplus(gap)
+
+
+def dagmm_objective(
+    error: torch.Tensor,
+    energy: torch.Tensor,
+    penalty: torch.Tensor,
+    labelled_anomaly: torch.Tensor,
+    lambda_energy: float,
+    lambda_cov: float,
+    anomaly_loss: AnomalyLoss = "hinge",
+    anomaly_margin: float = 5.0,
+) -> dict[str, torch.Tensor]:
+    """The weighted terms of J = mean reconstruction error + lambda1 * mean energy + lambda2 * P (paper eq. 7)
+    over the normal rows, plus lambda1 * the anomaly term over rows labelled as anomalies (mixed split).
+
+    error, energy (N,) per row; penalty the mixture's scalar P; labelled_anomaly (N,) bool.
+    """
+    normal = ~labelled_anomaly if bool(labelled_anomaly.any()) else slice(None)
+    terms = {
+        "reconstruction": error[normal].mean(),
+        "energy": lambda_energy * energy[normal].mean(),
+        "penalty": lambda_cov * penalty,
+    }
+    if bool(labelled_anomaly.any()):
+        anomalous = anomaly_energy_loss(energy[labelled_anomaly], energy[normal], anomaly_loss, anomaly_margin)
+        terms["anomaly_energy"] = lambda_energy * anomalous.mean()
+    return terms
+
+
+def labelled_classifier_loss(logit: torch.Tensor, labelled: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy of the positive-unlabeled classifier h ("is this row labelled?"): (N,) twice."""
+    return F.binary_cross_entropy_with_logits(logit, labelled.to(logit.dtype))

@@ -1,0 +1,158 @@
+"""The whole DAGMM chain as one plain torch module (no Lightning): x -> one ``DAGMMOutput``.
+
+compression -> z_c, x' -> rows [z_c, relative distance, cosine] -> memberships gamma -> energy -> score
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from dagmm_lightning.distributed import gather_rows
+from dagmm_lightning.losses import squared_error
+from dagmm_lightning.mixture import MixtureEnergy
+from dagmm_lightning.networks.estimation import EstimationNetwork
+from dagmm_lightning.scoring import ScoreCalibration
+
+
+def reconstruction_features(x: torch.Tensor, x_hat: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Relative Euclidean distance ||x - x'|| / ||x|| and cosine similarity: (N, F) twice -> (N, 2).
+
+    A zero row x would divide by zero; its norm is floored at ``eps``, and the cosine of a zero vector
+    is 0 (torch's convention).
+    """
+    x_norm = x.norm(dim=1)
+    relative = (x - x_hat).norm(dim=1) / x_norm.clamp_min(eps)
+    cosine = (x * x_hat).sum(dim=1) / (x_norm.clamp_min(eps) * x_hat.norm(dim=1).clamp_min(eps))
+    return torch.stack([relative, cosine], dim=1)
+
+
+class _Reiterable:
+    """An iterable that calls ``make`` for every new iteration (one pass over the rows each)."""
+
+    def __init__(self, make) -> None:
+        self.make = make
+
+    def __iter__(self):
+        return self.make()
+
+
+@dataclass
+class DAGMMOutput:
+    """Everything DAGMM computes for a batch x (N, F).
+
+    z (N, latent), x_hat (N, F), rows (N, latent + 2) the mixture sees, gamma (N, K) memberships,
+    error (N,) squared reconstruction error, energy (N,) (None before the mixture is fitted, when asked
+    for without it), params the mixture parameters the energy used (the batch fit, in training), losses
+    the compression's own terms, codes (N,) a quantiser's codes.
+    """
+
+    z: torch.Tensor
+    x_hat: torch.Tensor
+    rows: torch.Tensor
+    gamma: torch.Tensor
+    error: torch.Tensor
+    energy: torch.Tensor | None = None
+    params: dict[str, torch.Tensor] | None = None
+    losses: dict[str, torch.Tensor] = field(default_factory=dict)
+    codes: torch.Tensor | None = None
+
+
+class DAGMMModel(nn.Module):
+    """Compression network + reconstruction features + estimation network + mixture energy + score.
+
+    In training mode ``forward`` fits the mixture on the batch (differentiably, on the rows of
+    ``fit_mask``) and gives every row's energy under that fit; in eval mode the energy comes from the
+    training-set fit stored by ``fit``.
+
+    Args:
+        compression: a module x -> ``Compressed`` (autoencoder, VAE, VQ-VAE).
+        estimation: memberships from mixture rows.
+        mixture: the mixture family.
+        calibration: score and threshold.
+        penalty_dims: dimensions of the mixture rows the degeneracy penalty covers (None: all).
+    """
+
+    def __init__(
+        self,
+        compression: nn.Module,
+        estimation: EstimationNetwork,
+        mixture: MixtureEnergy,
+        calibration: ScoreCalibration,
+        penalty_dims: slice | None = None,
+    ) -> None:
+        super().__init__()
+        self.compression, self.estimation, self.mixture, self.calibration = (
+            compression,
+            estimation,
+            mixture,
+            calibration,
+        )
+        self.penalty_dims = penalty_dims
+
+    def represent(self, x: torch.Tensor) -> DAGMMOutput:
+        """Everything but the energy: x (N, F)."""
+        compressed = self.compression(x)
+        rows = torch.cat([compressed.z, reconstruction_features(x, compressed.x_hat)], dim=1)
+        gamma = self.estimation(rows)
+        error = squared_error(x, compressed.x_hat)
+        return DAGMMOutput(
+            compressed.z, compressed.x_hat, rows, gamma, error, losses=compressed.losses, codes=compressed.codes
+        )
+
+    def forward(self, x: torch.Tensor, fit_mask: torch.Tensor | None = None) -> DAGMMOutput:
+        out = self.represent(x)
+        if self.training:
+            fit = slice(None) if fit_mask is None else fit_mask
+            out.params = self.mixture.batch_parameters(out.rows[fit], out.gamma[fit])
+        out.energy = self.mixture.energy(out.rows, out.params)
+        return out
+
+    def penalty(self, out: DAGMMOutput) -> torch.Tensor:
+        """The mixture's degeneracy penalty P for the batch fit of ``out``."""
+        return self.mixture.penalty(out.params, self.penalty_dims)
+
+    def score(self, out: DAGMMOutput) -> torch.Tensor:
+        """Anomaly score (N,) of an eval-mode output, higher = more anomalous."""
+        return self.calibration(out.energy, out.error.to(out.energy.dtype))
+
+    def as_input(self, x: torch.Tensor) -> torch.Tensor:
+        """x on this model's device and in its parameters' dtype."""
+        reference = next(self.parameters())
+        return x.to(device=reference.device, dtype=reference.dtype)
+
+    @torch.no_grad()
+    def score_batches(self, batches: Iterable[torch.Tensor]) -> torch.Tensor:
+        """Scores of every row of ``batches`` (x tensors), gathered from every rank in rank order: (N,)."""
+        was_training = self.training
+        self.eval()
+        try:
+            local = [self.score(self(self.as_input(x))) for x in batches]
+        finally:
+            self.train(was_training)
+        return gather_rows(torch.cat(local) if local else torch.zeros(0, dtype=self.mixture.dtype))
+
+    @torch.no_grad()
+    def fit(self, batches: Iterable[torch.Tensor]) -> torch.Tensor | None:
+        """Training-set fit in eval mode with the current weights: the mixture from the rows of ``batches``
+        (x tensors, re-iterable; under DDP each rank its own share), then the score calibration.
+        Returns the training rows' scores (all ranks), or None where the score needs another pass."""
+        was_training = self.training
+        self.eval()
+        try:
+            self.mixture.fit(
+                _Reiterable(lambda: ((o.rows, o.gamma) for o in map(self.represent, map(self.as_input, batches))))
+            )
+            parts = [(out.energy, out.error) for out in (self(self.as_input(x)) for x in batches)]
+            energy = gather_rows(
+                torch.cat([e for e, _ in parts]) if parts else torch.zeros(0, dtype=self.mixture.dtype)
+            )
+            error = gather_rows(
+                torch.cat([r for _, r in parts]).to(energy.dtype) if parts else torch.zeros_like(energy)
+            )
+            return self.calibration.fit(energy, error)
+        finally:
+            self.train(was_training)

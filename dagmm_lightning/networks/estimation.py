@@ -1,0 +1,30 @@
+"""The estimation network: mixture memberships from the rows the mixture sees."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from dagmm_lightning.errors import check_range
+from dagmm_lightning.networks.layers import Activation, mlp
+
+
+class EstimationNetwork(nn.Module):
+    """MLP + softmax: memberships gamma (N, K) from the mixture rows (N, D) (paper eq. 4)."""
+
+    def __init__(
+        self,
+        input_dim: int,
+        hidden_dims: Sequence[int],
+        n_components: int,
+        activation: Activation = "tanh",
+        dropout: float = 0.5,
+    ) -> None:
+        super().__init__()
+        check_range("dropout", dropout, 0.0, 1.0, high_open=True)
+        self.net = mlp([input_dim, *hidden_dims, n_components], activation, dropout)
+
+    def forward(self, rows: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.net(rows), dim=1)
