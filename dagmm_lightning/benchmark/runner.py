@@ -239,53 +239,30 @@ def run_baselines(dm, seed: int, n_components: int, base: dict) -> list[dict]:
     return rows
 
 
+OPTIONS: dict[str, dict] = {
+    "--configs": dict(nargs="+", help="model configs (one method each)"),
+    "--report": dict(nargs="+", metavar="CSV", help="only rewrite the table and figure of these results files"),
+    "--matrix": dict(nargs="+", metavar="CSV", help="write <out>.md: F1 at rho, methods x data sets, from these files"),
+    "--data": dict(nargs="*", default=[None], help="data configs composed with each model config"),
+    "--seeds": dict(type=str, default="0-2", help="e.g. 0-4 or 0,3,7"),
+    "--protocol": dict(type=Literal["paper", "reimplementation"], default="paper"),
+    "--epochs": dict(type=int | None, default=None, help="override the configs' max_epochs"),
+    "--jobs": dict(type=int, default=1, help="runs in parallel (processes)"),
+    "--threads": dict(type=int | None, default=None, help="torch threads per run (default: cores / jobs)"),
+    "--baselines": dict(action="store_true", help="add IsolationForest and GaussianMixture rows"),
+    "--recon-inference": dict(action="store_true", help="also score energy-scored models with energy+reconstruction"),
+    "--select-on": dict(type=Selectable | None, default=None, help="test the checkpoint best on this val metric"),
+    "--val-every": dict(type=int, default=5, help="epochs between validations with --select-on"),
+    "--out": dict(type=str | None, default=None, help="results path without suffix"),
+    "--tag": dict(type=str, default="", help="appended to every method name (sweeps over --set share a CSV)"),
+    "--set": dict(nargs="*", default=[], metavar="KEY=VALUE", help="`dagmm fit` options for every run"),
+}
+
+
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="dagmm benchmark", description=__doc__)
-    parser.add_argument("--configs", nargs="+", help="model configs (one method each)")
-    parser.add_argument(
-        "--report", nargs="+", metavar="CSV", help="only rewrite the table and figure of these results files"
-    )
-    parser.add_argument(
-        "--matrix",
-        nargs="+",
-        metavar="CSV",
-        help="write <out>.md: F1 at rho, methods x data sets, from these results files",
-    )
-    parser.add_argument("--data", nargs="*", default=[None], help="data configs composed with each model config")
-    parser.add_argument("--seeds", type=str, default="0-2", help="e.g. 0-4 or 0,3,7")
-    parser.add_argument("--protocol", type=Literal["paper", "reimplementation"], default="paper")
-    parser.add_argument("--epochs", type=int | None, default=None, help="override the configs' max_epochs")
-    parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (processes)")
-    parser.add_argument(
-        "--threads", type=int | None, default=None, help="torch threads per run (default: cores / jobs)"
-    )
-    parser.add_argument("--baselines", action="store_true", help="add IsolationForest and GaussianMixture rows")
-    parser.add_argument(
-        "--recon-inference",
-        action="store_true",
-        help="also score energy-inference models with energy+reconstruction (same weights)",
-    )
-    parser.add_argument(
-        "--select-on",
-        type=Selectable | None,
-        default=None,
-        help="test the checkpoint with the best validation value of this metric (val rows only)",
-    )
-    parser.add_argument("--val-every", type=int, default=5, help="epochs between validations with --select-on")
-    parser.add_argument("--out", type=str | None, default=None, help="results path without suffix")
-    parser.add_argument(
-        "--tag",
-        type=str,
-        default="",
-        help="appended to every method name, so that runs with other --set values share a CSV",
-    )
-    parser.add_argument(
-        "--set",
-        nargs="*",
-        default=[],
-        metavar="KEY=VALUE",
-        help="`dagmm fit` options for every run, e.g. --set data.data_dir=../shared/data",
-    )
+    for flag, options in OPTIONS.items():
+        parser.add_argument(flag, **options)
     return parser
 
 

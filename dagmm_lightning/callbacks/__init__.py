@@ -3,5 +3,3 @@
 from dagmm_lightning.callbacks.figures import AnomalyFigures
 from dagmm_lightning.callbacks.metrics import AnomalyMetrics
 from dagmm_lightning.callbacks.predictions import PredictionCSVWriter
-
-__all__ = ["AnomalyFigures", "AnomalyMetrics", "PredictionCSVWriter"]

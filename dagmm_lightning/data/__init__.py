@@ -6,15 +6,3 @@ from dagmm_lightning.data.loaders import DATASETS, read_kddcup99_file
 from dagmm_lightning.data.splits import Splits, make_splits
 from dagmm_lightning.data.tables import RawTable, TablePreprocessor
 from dagmm_lightning.errors import DataError
-
-__all__ = [
-    "DATASETS",
-    "AnomalyDataModule",
-    "DataError",
-    "InMemoryBatches",
-    "RawTable",
-    "Splits",
-    "TablePreprocessor",
-    "make_splits",
-    "read_kddcup99_file",
-]

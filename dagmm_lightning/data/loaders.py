@@ -12,49 +12,15 @@ import pandas as pd
 from dagmm_lightning.data.tables import RawTable
 from dagmm_lightning.errors import DataError
 
-KDDCUP99_COLUMNS = [
-    "duration",
-    "protocol_type",
-    "service",
-    "flag",
-    "src_bytes",
-    "dst_bytes",
-    "land",
-    "wrong_fragment",
-    "urgent",
-    "hot",
-    "num_failed_logins",
-    "logged_in",
-    "num_compromised",
-    "root_shell",
-    "su_attempted",
-    "num_root",
-    "num_file_creations",
-    "num_shells",
-    "num_access_files",
-    "num_outbound_cmds",
-    "is_host_login",
-    "is_guest_login",
-    "count",
-    "srv_count",
-    "serror_rate",
-    "srv_serror_rate",
-    "rerror_rate",
-    "srv_rerror_rate",
-    "same_srv_rate",
-    "diff_srv_rate",
-    "srv_diff_host_rate",
-    "dst_host_count",
-    "dst_host_srv_count",
-    "dst_host_same_srv_rate",
-    "dst_host_diff_srv_rate",
-    "dst_host_same_src_port_rate",
-    "dst_host_srv_diff_host_rate",
-    "dst_host_serror_rate",
-    "dst_host_srv_serror_rate",
-    "dst_host_rerror_rate",
-    "dst_host_srv_rerror_rate",
-]
+KDDCUP99_COLUMNS = """
+duration protocol_type service flag src_bytes dst_bytes land wrong_fragment urgent hot
+num_failed_logins logged_in num_compromised root_shell su_attempted num_root num_file_creations
+num_shells num_access_files num_outbound_cmds is_host_login is_guest_login count srv_count
+serror_rate srv_serror_rate rerror_rate srv_rerror_rate same_srv_rate diff_srv_rate
+srv_diff_host_rate dst_host_count dst_host_srv_count dst_host_same_srv_rate dst_host_diff_srv_rate
+dst_host_same_src_port_rate dst_host_srv_diff_host_rate dst_host_serror_rate
+dst_host_srv_serror_rate dst_host_rerror_rate dst_host_srv_rerror_rate
+""".split()  # the 41 features, in file order
 KDDCUP99_SYMBOLIC = ["protocol_type", "service", "flag"]
 KDDCUP99_FILES = ["kddcup.data_10_percent.gz", "kddcup.data_10_percent", "kddcup.data.gz", "kddcup.data"]
 

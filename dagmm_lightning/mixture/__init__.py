@@ -17,18 +17,3 @@ def build_mixture(
     """The mixture of ``family`` over rows of size ``dim``."""
     check_choice("mixture", family, MixtureFamily)
     return MIXTURE_FAMILIES[family](n_components=n_components, dim=dim, jitter=jitter, dtype=dtype)
-
-
-__all__ = [
-    "MIXTURE_FAMILIES",
-    "GaussianMixtureEnergy",
-    "LaplaceMixtureEnergy",
-    "MixtureDtype",
-    "MixtureEnergy",
-    "MixtureFamily",
-    "SufficientStatistics",
-    "build_mixture",
-    "cholesky_with_jitter",
-    "gaussian_log_prob",
-    "laplace_log_prob",
-]

@@ -4,5 +4,3 @@ from dagmm_lightning.models.dagmm import DAGMM, TrainingRows
 from dagmm_lightning.models.pu import DAGMMPU
 from dagmm_lightning.models.vae import DAGMMVAE
 from dagmm_lightning.models.vqvae import DAGMMVQVAE
-
-__all__ = ["DAGMM", "DAGMMPU", "DAGMMVAE", "DAGMMVQVAE", "TrainingRows"]

@@ -7,20 +7,3 @@ from dagmm_lightning.networks.layers import ACTIVATIONS, Activation, mlp
 from dagmm_lightning.networks.pu import PositiveUnlabeledDAGMMModel
 from dagmm_lightning.networks.vae import VariationalAutoencoder
 from dagmm_lightning.networks.vqvae import VectorQuantizedAutoencoder, VectorQuantizer, code_usage
-
-__all__ = [
-    "ACTIVATIONS",
-    "Activation",
-    "Autoencoder",
-    "Compressed",
-    "DAGMMModel",
-    "DAGMMOutput",
-    "EstimationNetwork",
-    "PositiveUnlabeledDAGMMModel",
-    "VariationalAutoencoder",
-    "VectorQuantizedAutoencoder",
-    "VectorQuantizer",
-    "code_usage",
-    "mlp",
-    "reconstruction_features",
-]
