@@ -8,16 +8,16 @@ from dagmm_lightning.errors import DAGMMError
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
+    args = sys.argv[1:] if argv is None else argv
     try:
-        if argv[:1] == ["benchmark"]:
+        if args[:1] == ["benchmark"]:
             from dagmm_lightning.benchmark.runner import main as benchmark
 
-            benchmark(argv[1:])
+            benchmark(args[1:])
         else:
             from dagmm_lightning.cli import build_cli
 
-            build_cli(argv)
+            build_cli(argv)  # None: LightningCLI reads the command line itself
     except Exception as err:
         ours = _ours(err)
         if ours is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
@@ -257,24 +258,19 @@ class DAGMMDetector(BaseEstimator):
         return detector
 
 
-class _quiet:
-    """Silence Lightning's info messages (GPU available, seed set, ...) while active."""
-
-    def __init__(self, active: bool) -> None:
-        self.active = active
-        self.loggers = [logging.getLogger(n) for n in ("lightning.pytorch", "lightning.fabric", "lightning")]
-
-    def __enter__(self) -> None:
-        self.levels = [lg.level for lg in self.loggers]
-        self.warnings = warnings.catch_warnings()
-        self.warnings.__enter__()
-        if self.active:
+@contextmanager
+def _quiet(active: bool):
+    """Silence Lightning's info messages (GPU available, seed set, ...) and tips while active."""
+    loggers = [logging.getLogger(n) for n in ("lightning.pytorch", "lightning.fabric", "lightning")]
+    levels = [lg.level for lg in loggers]
+    with warnings.catch_warnings():
+        if active:
             warnings.simplefilter("ignore", PossibleUserWarning)
             warnings.filterwarnings("ignore", message=".*treespec.*")  # Lightning-internal deprecation
-            for lg in self.loggers:
+            for lg in loggers:
                 lg.setLevel(logging.WARNING)
-
-    def __exit__(self, *exc) -> None:
-        self.warnings.__exit__(*exc)
-        for lg, level in zip(self.loggers, self.levels, strict=True):
-            lg.setLevel(level)
+        try:
+            yield
+        finally:
+            for lg, level in zip(loggers, levels, strict=True):
+                lg.setLevel(level)

@@ -9,32 +9,10 @@ from pathlib import Path
 import numpy as np
 
 PERCENTILES = (10, 20, 30, 40, 50, 60)
-METRICS = [
-    "roc_auc",
-    "average_precision",
-    "precision_rho",
-    "recall_rho",
-    "f1_rho",
-    *[f"{m}_top{p}" for p in PERCENTILES for m in ("precision", "recall", "f1")],
-    "precision_threshold",
-    "recall_threshold",
-    "f1_threshold",
-    "roc_auc_energy",
-    "c",
-]
-FIELDS = [
-    "method",
-    "dataset",
-    "protocol",
-    "seed",
-    "epochs",
-    "selected_epoch",
-    "seconds",
-    "final_loss",
-    "status",
-    "configs",
-    *METRICS,
-]
+TOP = [f"{m}_top{p}" for p in PERCENTILES for m in ("precision", "recall", "f1")]
+METRICS = ["roc_auc", "average_precision", "precision_rho", "recall_rho", "f1_rho", *TOP]
+METRICS += "precision_threshold recall_threshold f1_threshold roc_auc_energy c".split()
+FIELDS = "method dataset protocol seed epochs selected_epoch seconds final_loss status configs".split() + METRICS
 # F1 at rho of DAGMM as Zong et al. (2018) report it (section 4, mean of 20 runs, paper protocol)
 PAPER_DAGMM_F1 = {"kddcup99": 0.9369, "thyroid": 0.4782, "arrhythmia": 0.4983, "kddcup_rev": 0.9380}
 
@@ -98,34 +76,10 @@ def summarize(rows: list[dict]) -> str:
         epochs = "/".join(sorted({str(r.get("epochs", "")) for r in ok}))
         at_threshold = [_values(ok, f"{m}_threshold") for m in ("precision", "recall", "f1")]
         threshold_cell = " / ".join(f"{np.mean(v):.4f}" for v in at_threshold) if all(at_threshold) else "n/a"
-        lines.append(
-            [
-                dataset,
-                protocol,
-                method,
-                len(ok),
-                epochs,
-                *[_stats(_values(ok, m)) for m in ("precision_rho", "recall_rho", "f1_rho", "roc_auc")],
-                threshold_cell,
-                len(group) - len(ok),
-            ]
-        )
-    return _table(
-        [
-            "data set",
-            "protocol",
-            "method",
-            "seeds",
-            "epochs",
-            "precision@rho",
-            "recall@rho",
-            "F1@rho",
-            "ROC AUC",
-            "P / R / F1 at the stored threshold",
-            "failed",
-        ],
-        lines,
-    )
+        cells = [_stats(_values(ok, m)) for m in ("precision_rho", "recall_rho", "f1_rho", "roc_auc")]
+        lines.append([dataset, protocol, method, len(ok), epochs, *cells, threshold_cell, len(group) - len(ok)])
+    header = "data set|protocol|method|seeds|epochs|precision@rho|recall@rho|F1@rho|ROC AUC"
+    return _table([*header.split("|"), "P / R / F1 at the stored threshold", "failed"], lines)
 
 
 def summarize_percentiles(rows: list[dict]) -> str:
@@ -150,10 +104,8 @@ def summarize_positive_unlabeled(rows: list[dict]) -> str:
         [*key, len(group), *[_stats(_values(group, m)) for m in metrics]]
         for key, group in _groups(pu, ("dataset", "method")).items()
     ]
-    table = _table(
-        ["data set", "method", "seeds", "c", "precision", "recall", "F1", "ROC AUC of 1 - h", "ROC AUC of the energy"],
-        lines,
-    )
+    header = "data set|method|seeds|c|precision|recall|F1|ROC AUC of 1 - h|ROC AUC of the energy"
+    table = _table(header.split("|"), lines)
     return "\nPositive-unlabeled runs (a row is an anomaly iff h < c / 2):\n\n" + table
 
 

@@ -31,7 +31,14 @@ import numpy as np
 import torch
 from jsonargparse import ArgumentParser
 
-from dagmm_lightning.benchmark.report import PERCENTILES, append_rows, read_rows, summarize_matrix, write_reports
+from dagmm_lightning.benchmark.report import (
+    METRICS,
+    PERCENTILES,
+    append_rows,
+    read_rows,
+    summarize_matrix,
+    write_reports,
+)
 from dagmm_lightning.callbacks.metrics import AnomalyMetrics, anomaly_metrics
 from dagmm_lightning.cli import build_cli
 from dagmm_lightning.labels import LABELLED_ANOMALY
@@ -71,22 +78,7 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def _metric_row(metrics: dict) -> dict:
-    return {
-        k: metrics[k]
-        for k in (
-            "roc_auc",
-            "average_precision",
-            "precision_rho",
-            "recall_rho",
-            "f1_rho",
-            *[f"{m}_top{p}" for p in PERCENTILES for m in ("precision", "recall", "f1")],
-            "precision_threshold",
-            "recall_threshold",
-            "f1_threshold",
-            "roc_auc_energy",
-        )
-        if k in metrics
-    }
+    return {k: metrics[k] for k in METRICS if k in metrics}
 
 
 def _cli_args(job: Job) -> list[str]:
@@ -95,31 +87,13 @@ def _cli_args(job: Job) -> list[str]:
     if job.epochs is not None:
         args += ["--trainer.max_epochs", str(job.epochs)]
     if job.select_on is None:  # a config's own checkpoint monitor must not wait for validations that never come
-        args += ["--trainer.limit_val_batches", "0", "--checkpoint.save_top_k", "0", "--checkpoint.monitor", "null"]
+        args += "--trainer.limit_val_batches 0 --checkpoint.save_top_k 0 --checkpoint.monitor null".split()
     else:  # keep the checkpoint of the best validation (val rows only; test rows are never looked at)
-        args += [
-            "--trainer.check_val_every_n_epoch",
-            str(job.val_every),
-            "--checkpoint.save_top_k",
-            "1",
-            "--checkpoint.mode",
-            "max",
-            "--checkpoint.save_on_train_epoch_end",
-            "false",
-            "--checkpoint.dirpath",
-            job.checkpoint_dir,
-            "--checkpoint.monitor",
-            f"val/{job.select_on}",
-        ]
-    return args + [
-        "--trainer.logger",
-        "false",
-        "--trainer.enable_progress_bar",
-        "false",
-        "--trainer.enable_model_summary",
-        "false",
-        *job.extra,
-    ]
+        args += ["--trainer.check_val_every_n_epoch", str(job.val_every), "--checkpoint.dirpath", job.checkpoint_dir]
+        args += f"--checkpoint.save_top_k 1 --checkpoint.mode max --checkpoint.monitor val/{job.select_on}".split()
+        args += ["--checkpoint.save_on_train_epoch_end", "false"]
+    quiet = "--trainer.logger false --trainer.enable_progress_bar false --trainer.enable_model_summary false"
+    return args + quiet.split() + list(job.extra)
 
 
 def run_job(job: Job) -> list[dict]:

@@ -95,22 +95,9 @@ class AnomalyDataModule(L.LightningDataModule):
         if rho is not None and not 0 < rho < 100:
             raise ConfigurationError(f"rho is a percentage in (0, 100), got {rho}")
         self.save_hyperparameters()
-        self.dataset = dataset
+        vars(self).update(self.hparams)  # every setting is an attribute of its own name
         self.data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
-        self.protocol = protocol
-        self.val_fraction = val_fraction
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size
-        self.seed = seed
-        self.predict_file = predict_file
         self._rho = rho
-        self.split = split
-        self.labelled_anomalies = labelled_anomalies
-        self.labelled_fraction = labelled_fraction
-        self.train_contamination = train_contamination
-        self.path = path
-        self.label_column = label_column
-        self.symbolic_columns = symbolic_columns
         self.preprocessor = TablePreprocessor()
         self._table: RawTable | None = None
         self._encoded: np.ndarray | None = None

@@ -6,6 +6,7 @@ compression -> z_c, x' -> rows [z_c, relative distance, cosine] -> memberships g
 from __future__ import annotations
 
 from collections.abc import Iterable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -28,6 +29,17 @@ def reconstruction_features(x: torch.Tensor, x_hat: torch.Tensor, eps: float = 1
     relative = (x - x_hat).norm(dim=1) / x_norm.clamp_min(eps)
     cosine = (x * x_hat).sum(dim=1) / (x_norm.clamp_min(eps) * x_hat.norm(dim=1).clamp_min(eps))
     return torch.stack([relative, cosine], dim=1)
+
+
+@contextmanager
+def evaluating(module: nn.Module):
+    """``module`` in eval mode (no dropout, VAE means, no codebook updates) inside, its mode restored after."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield module
+    finally:
+        module.train(was_training)
 
 
 class _Reiterable:
@@ -127,12 +139,8 @@ class DAGMMModel(nn.Module):
     @torch.no_grad()
     def score_batches(self, batches: Iterable[torch.Tensor]) -> torch.Tensor:
         """Scores of every row of ``batches`` (x tensors), gathered from every rank in rank order: (N,)."""
-        was_training = self.training
-        self.eval()
-        try:
+        with evaluating(self):
             local = [self.score(self(self.as_input(x))) for x in batches]
-        finally:
-            self.train(was_training)
         return gather_rows(torch.cat(local) if local else torch.zeros(0, dtype=self.mixture.dtype))
 
     @torch.no_grad()
@@ -140,9 +148,7 @@ class DAGMMModel(nn.Module):
         """Training-set fit in eval mode with the current weights: the mixture from the rows of ``batches``
         (x tensors, re-iterable; under DDP each rank its own share), then the score calibration.
         Returns the training rows' scores (all ranks), or None where the score needs another pass."""
-        was_training = self.training
-        self.eval()
-        try:
+        with evaluating(self):
             self.mixture.fit(
                 _Reiterable(lambda: ((o.rows, o.gamma) for o in map(self.represent, map(self.as_input, batches))))
             )
@@ -154,5 +160,3 @@ class DAGMMModel(nn.Module):
                 torch.cat([r for _, r in parts]).to(energy.dtype) if parts else torch.zeros_like(energy)
             )
             return self.calibration.fit(energy, error)
-        finally:
-            self.train(was_training)

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 import torch
 
 from dagmm_lightning.mixture import SufficientStatistics
-from dagmm_lightning.networks.dagmm import DAGMMModel, DAGMMOutput
+from dagmm_lightning.networks.dagmm import DAGMMModel, DAGMMOutput, evaluating
 from dagmm_lightning.networks.layers import mlp
 from dagmm_lightning.scoring import positive_unlabeled_threshold
 
@@ -50,17 +50,13 @@ class PositiveUnlabeledDAGMMModel(DAGMMModel):
         """The mixture as ``DAGMMModel.fit``; then c = mean h over ``labelled_batches`` (held-out labelled
         rows, all ranks) and the threshold 1 - c / 2. The training scores need another pass: None."""
         super().fit(batches)
-        was_training = self.training
-        self.eval()
-        try:
+        with evaluating(self):
             total = SufficientStatistics({"sum": (), "count": ()}).to(self.c.device)
             total.update({"sum": torch.zeros(()), "count": torch.zeros(())})  # every rank syncs, rows or not
             for x in labelled_batches:
                 h = self.labelled_probability(self(self.as_input(x)))
                 total.update({"sum": h.sum(), "count": torch.tensor(float(len(h)), dtype=torch.float64)})
             sums = total.sums()
-        finally:
-            self.train(was_training)
         self.c.fill_((sums["sum"] / sums["count"]).item())
         self.calibration.threshold.fill_(positive_unlabeled_threshold(float(self.c)))
         return None
