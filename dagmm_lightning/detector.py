@@ -36,6 +36,7 @@ VARIANTS: dict[str, type[DAGMM]] = {
     "pu": DAGMMPU,
 }
 SCORING_BATCH = 8192
+TRAINER = dict(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, limit_val_batches=0)
 
 
 class DAGMMDetector(BaseEstimator):
@@ -141,9 +142,8 @@ class DAGMMDetector(BaseEstimator):
         labelled = np.flatnonzero(y == 0)
         if len(labelled) < 10:
             raise DataError("variant 'pu' needs at least 10 labelled normal rows (y == 0)")
-        holdout = np.sort(
-            np.random.default_rng(self._seed).choice(labelled, max(1, len(labelled) // 10), replace=False)
-        )
+        rng = np.random.default_rng(self._seed)
+        holdout = np.sort(rng.choice(labelled, max(1, len(labelled) // 10), replace=False))
         train = np.setdiff1d(rows, holdout)
         return Splits(train, holdout, rows[:0], np.where(y[train] == 0, KNOWN_NORMAL, UNLABELLED).astype(np.int64))
 
@@ -151,30 +151,20 @@ class DAGMMDetector(BaseEstimator):
     def fit(self, X, y=None) -> DAGMMDetector:
         check_choice("variant", self.variant, Variant)
         check_range("contamination", self.contamination, 0.0, 0.5, low_open=True)
-        self._seed = (
-            int(self.random_state) if self.random_state is not None else int(np.random.SeedSequence().entropy % 2**31)
-        )
+        seed = self.random_state
+        self._seed = int(seed) if seed is not None else int(np.random.SeedSequence().entropy % 2**31)
         frame = self._as_frame(X)
         table = RawTable(frame, None, [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])])
         split = "positive_unlabeled" if self.variant == "pu" else "normal_only"
-        data = AnomalyDataModule.from_table(
-            table, self._splits(y, len(frame)), split=split, batch_size=self.batch_size, seed=self._seed
-        )
+        splits = self._splits(y, len(frame))
+        data = AnomalyDataModule.from_table(table, splits, split=split, batch_size=self.batch_size, seed=self._seed)
         self.preprocessor_ = data.preprocessor
         self.n_features_in_ = frame.shape[1]
         L.seed_everything(self._seed, verbose=False)
         self.model_ = self._build_model(data.input_dim)
         with _quiet(not self.verbose):
-            trainer = L.Trainer(
-                max_epochs=self.epochs,
-                accelerator="cpu",
-                devices=1,
-                logger=False,
-                enable_checkpointing=False,
-                enable_progress_bar=self.verbose,
-                enable_model_summary=self.verbose,
-                limit_val_batches=0,
-            )
+            shown = dict(enable_progress_bar=self.verbose, enable_model_summary=self.verbose)
+            trainer = L.Trainer(max_epochs=self.epochs, **shown, **TRAINER)
             trainer.fit(self.model_, datamodule=data)
         self.model_.eval()
         self.decision_scores_ = self._score(self._rows(frame))
@@ -183,29 +173,17 @@ class DAGMMDetector(BaseEstimator):
         return self
 
     def _build_model(self, d: int) -> DAGMM:
-        hidden = (
-            self.hidden_dims
-            if self.hidden_dims is not None
-            else (int(np.clip(d // 2, 4, 60)), int(np.clip(d // 4, 2, 30)))
-        )
-        kwargs = dict(
-            input_dim=d,
-            hidden_dims=tuple(hidden),
-            latent_dim=self.latent_dim or (1 if d <= 20 else 2),
-            n_components=self.n_components or 2,
-            lr=self.lr,
-            mixture=self.mixture,
-            contamination=self.contamination,
-            inference=self.inference,
-            **(self.model_kwargs or {}),
-        )
-        return VARIANTS[self.variant](**kwargs)
+        default_hidden = (int(np.clip(d // 2, 4, 60)), int(np.clip(d // 4, 2, 30)))
+        hidden = self.hidden_dims if self.hidden_dims is not None else default_hidden
+        latent, k = self.latent_dim or (1 if d <= 20 else 2), self.n_components or 2
+        settings = dict(lr=self.lr, mixture=self.mixture, contamination=self.contamination, inference=self.inference)
+        model_class = VARIANTS[self.variant]
+        return model_class(d, tuple(hidden), latent, n_components=k, **settings, **(self.model_kwargs or {}))
 
     @torch.no_grad()
     def _score(self, x: torch.Tensor) -> np.ndarray:
-        return np.concatenate(
-            [self.model_.score(x[i : i + SCORING_BATCH]).cpu().numpy() for i in range(0, len(x), SCORING_BATCH)]
-        )
+        batches = x.split(SCORING_BATCH)
+        return np.concatenate([self.model_.score(batch).cpu().numpy() for batch in batches])
 
     def decision_function(self, X) -> np.ndarray:
         """Anomaly score of each row of X (n,), higher = more anomalous."""
@@ -228,18 +206,10 @@ class DAGMMDetector(BaseEstimator):
     # --- persistence -----------------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
         check_is_fitted(self, "model_")
-        torch.save(
-            {
-                "params": self.get_params(),
-                "variant_class": type(self.model_).__name__,
-                "hparams": dict(self.model_.hparams),
-                "state_dict": self.model_.state_dict(),
-                "preprocessor": self.preprocessor_.state_dict(),
-                "decision_scores": self.decision_scores_,
-                "n_features_in": self.n_features_in_,
-            },
-            path,
-        )
+        model = {"variant_class": type(self.model_).__name__, "hparams": dict(self.model_.hparams)}
+        fitted = {"preprocessor": self.preprocessor_.state_dict(), "decision_scores": self.decision_scores_}
+        state = {"params": self.get_params(), "state_dict": self.model_.state_dict(), **model, **fitted}
+        torch.save({**state, "n_features_in": self.n_features_in_}, path)
 
     @classmethod
     def load(cls, path: str | Path) -> DAGMMDetector:

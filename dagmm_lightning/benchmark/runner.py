@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -109,8 +110,7 @@ def _run_job(job: Job) -> list[dict]:
     if job.select_on is not None and cli.datamodule.split == "positive_unlabeled":
         # its val rows are labelled normal rows (for c): no anomaly metric to select on, so the last epoch
         print(
-            f"{job.method}: the positive-unlabeled split has no anomalies in val; --select-on ignored, "
-            "the last epoch is tested",
+            f"{job.method}: no anomalies in positive-unlabeled val rows; --select-on ignored, last epoch tested",
             flush=True,
         )
         job = dataclasses.replace(job, select_on=None)
@@ -130,13 +130,8 @@ def _run_job(job: Job) -> list[dict]:
             trainer.test(model, datamodule=dm, verbose=False, ckpt_path="best", weights_only=False)
         else:
             trainer.test(model, datamodule=dm, verbose=False)
-        common = {
-            **base,
-            "epochs": trainer.current_epoch,
-            "selected_epoch": selected,
-            "seconds": round(seconds, 1),
-            "final_loss": loss,
-        }
+        common = dict(base, epochs=trainer.current_epoch, selected_epoch=selected, seconds=round(seconds, 1))
+        common["final_loss"] = loss
         main_row = {**common, "method": job.method, "status": "ok", **_metric_row(metrics_cb.last_metrics["test"])}
         if hasattr(model.model, "c"):  # the positive-unlabeled estimate of p(labelled | normal)
             main_row["c"] = float(model.model.c)
@@ -146,19 +141,11 @@ def _run_job(job: Job) -> list[dict]:
             rescored = rescore_with_reconstruction(model, dm, metrics_cb.reference(trainer) == "train+evaluated")
             rows.append({**common, "method": job.method + RECON, "status": "ok", **_metric_row(rescored)})
     except FloatingPointError as err:
-        rows.append(
-            {
-                **base,
-                "method": job.method,
-                "status": f"non-finite: {err}"[:200],
-                "seconds": round(time.perf_counter() - start, 1),
-            }
-        )
+        status, seconds = f"non-finite: {err}"[:200], round(time.perf_counter() - start, 1)
+        rows.append(dict(base, method=job.method, status=status, seconds=seconds))
     if job.baselines:
-        rows += [
-            {**row, "method": row["method"] + job.tag}
-            for row in run_baselines(dm, job.seed, int(model.hparams.n_components), base)
-        ]
+        baselines = run_baselines(dm, job.seed, int(model.hparams.n_components), base)
+        rows += [dict(row, method=row["method"] + job.tag) for row in baselines]
     return rows
 
 
@@ -174,16 +161,14 @@ def rescore_with_reconstruction(model, dm, pooled_reference: bool) -> dict[str, 
     """Test metrics of the same weights scored with the study's modified inference (energy +
     reconstruction error, normalised and thresholded on the training rows)."""
     x_train, train_labels = dm.arrays("train")
-    calibration = ScoreCalibration(
-        "energy+reconstruction", model.hparams.reconstruction_weight, model.hparams.contamination
-    )
+    hp = model.hparams
+    calibration = ScoreCalibration("energy+reconstruction", hp.reconstruction_weight, hp.contamination)
     train_scores = calibration.fit(*_energy_and_error(model, x_train[train_labels != LABELLED_ANOMALY]))
     x_test, y_test = dm.arrays("test")
     scores = calibration(*_energy_and_error(model, x_test)).numpy()
     reference = np.r_[train_scores.numpy(), scores] if pooled_reference else None
-    return anomaly_metrics(
-        scores, y_test, sorted({*PERCENTILES, dm.rho}), float(calibration.threshold), reference, dm.rho
-    )
+    percentiles = sorted({*PERCENTILES, dm.rho})
+    return anomaly_metrics(scores, y_test, percentiles, float(calibration.threshold), reference, dm.rho)
 
 
 def run_baselines(dm, seed: int, n_components: int, base: dict) -> list[dict]:
@@ -207,9 +192,7 @@ def run_baselines(dm, seed: int, n_components: int, base: dict) -> list[dict]:
         scores = -detector.score_samples(x_test)
         reference = np.r_[-detector.score_samples(x_fit), scores] if dm.protocol == "reimplementation" else None
         metrics = anomaly_metrics(scores, y_test, sorted({*PERCENTILES, dm.rho}), None, reference, dm.rho)
-        rows.append(
-            {**base, "method": name, "epochs": 0, "seconds": round(seconds, 1), "status": "ok", **_metric_row(metrics)}
-        )
+        rows.append(dict(base, method=name, epochs=0, seconds=round(seconds, 1), status="ok", **_metric_row(metrics)))
     return rows
 
 
@@ -229,7 +212,7 @@ OPTIONS: dict[str, dict] = {
     "--val-every": dict(type=int, default=5, help="epochs between validations with --select-on"),
     "--out": dict(type=str | None, default=None, help="results path without suffix"),
     "--tag": dict(type=str, default="", help="appended to every method name (sweeps over --set share a CSV)"),
-    "--set": dict(nargs="*", default=[], metavar="KEY=VALUE", help="`dagmm fit` options for every run"),
+    "--set": dict(action="append", default=[], metavar="KEY=VALUE", help="a `dagmm fit` option for every run"),
 }
 
 
@@ -241,8 +224,9 @@ def build_parser() -> ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
+    sys.stdout.reconfigure(line_buffering=True)  # progress lines reach a log file as they come
     parser = build_parser()
-    args = parser.parse_args(_merge_repeated_set(argv))
+    args = parser.parse_args(argv)
     if args.report:
         for path in map(Path, args.report):
             write_reports(path)
@@ -271,20 +255,9 @@ def main(argv: list[str] | None = None) -> None:
         for data in args.data:
             configs = (config,) if data is None else (config, data)
             for seed in parse_seeds(args.seeds):
-                # the shallow rows once per data set and seed, with the first model config's split
-                job = Job(
-                    configs,
-                    seed,
-                    args.protocol,
-                    args.epochs,
-                    extra,
-                    args.baselines and config == args.configs[0],
-                    args.recon_inference,
-                    threads,
-                    args.select_on,
-                    args.val_every,
-                    tag=args.tag,
-                )
+                baselines = args.baselines and config == args.configs[0]  # once per data set and seed
+                options = (args.recon_inference, threads, args.select_on, args.val_every)
+                job = Job(configs, seed, args.protocol, args.epochs, extra, baselines, *options, tag=args.tag)
                 if (job.method, " ".join(configs), args.protocol, seed) in done:
                     skipped += 1
                 else:
@@ -301,27 +274,7 @@ def main(argv: list[str] | None = None) -> None:
             summary = (
                 f"F1@rho {f1:.4f}, ROC AUC {rows[0]['roc_auc']:.4f}" if isinstance(f1, float) else rows[0]["status"]
             )
-            print(
-                f"[{i}/{len(jobs)}] {job.method} {' '.join(job.configs[1:])} seed {job.seed}: {summary} "
-                f"({rows[0].get('seconds')} s; {(time.perf_counter() - started) / 60:.1f} min elapsed)",
-                flush=True,
-            )
+            elapsed = f"{rows[0].get('seconds')} s; {(time.perf_counter() - started) / 60:.1f} min elapsed"
+            print(f"[{i}/{len(jobs)}] {job.method} {' '.join(job.configs[1:])} seed {job.seed}: {summary} ({elapsed})")
     write_reports(csv_path)
     print(f"wrote {csv_path}, {csv_path.with_suffix('.md')}, {csv_path.with_suffix('.png')}", flush=True)
-
-
-def _merge_repeated_set(argv: list[str] | None) -> list[str] | None:
-    """``--set a=1 --set b=2`` (argparse's append) as ``--set a=1 b=2``."""
-    if argv is None:
-        return None
-    values, rest, i = [], [], 0
-    while i < len(argv):
-        if argv[i] == "--set":
-            i += 1
-            while i < len(argv) and not argv[i].startswith("--"):
-                values.append(argv[i])
-                i += 1
-        else:
-            rest.append(argv[i])
-            i += 1
-    return rest + (["--set", *values] if values else [])

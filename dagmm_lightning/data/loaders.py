@@ -146,9 +146,8 @@ def read_arrhythmia_file(path: str | Path) -> RawTable:
 def load_arrhythmia(data_dir: Path, seed: int) -> RawTable:
     """UCI Arrhythmia: ``arrhythmia.mat`` in ``data_dir`` (452 x 274; classes 3, 4, 5, 7, 8, 9, 14, 15
     are the anomalies, 66 rows)."""
-    return read_arrhythmia_file(
-        _require(data_dir / "arrhythmia.mat", "https://odds.cs.stonybrook.edu/arrhythmia-dataset/")
-    )
+    source = "https://odds.cs.stonybrook.edu/arrhythmia-dataset/"
+    return read_arrhythmia_file(_require(data_dir / "arrhythmia.mat", source))
 
 
 def _require(path: Path, source: str) -> Path:
@@ -192,14 +191,7 @@ def read_user_table(
                 f"label column {label_column!r} is not in {path}; its columns are {list(frame.columns)[:20]}"
             )
         raw = frame.pop(label_column)
-        if raw.isna().any() or not set(pd.unique(raw.astype(str).str.lower())) <= {
-            "0",
-            "1",
-            "true",
-            "false",
-            "0.0",
-            "1.0",
-        }:
+        if raw.isna().any() or not set(pd.unique(raw.astype(str).str.lower())) <= set("0 1 true false 0.0 1.0".split()):
             raise DataError(f"label column {label_column!r} must hold 0/1 or true/false (1 = anomaly)")
         labels = raw.astype(str).str.lower().isin(["1", "true", "1.0"]).to_numpy()
     if symbolic_columns is None:
