@@ -6,15 +6,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
+PAPER_DATA = ROOT / "data"  # the paper's three files, shipped with the project
 QUICK = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 
 
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
-    if not (SHARED_DATA / "kddcup.data_10_percent.gz").is_file():
-        raise FileNotFoundError(f"the project's tests read real data from {SHARED_DATA}")
-    return SHARED_DATA
+def paper_data() -> Path:
+    """The folder of the paper's data sets (``data/`` in the repository)."""
+    return PAPER_DATA
 
 
 @pytest.fixture

@@ -103,14 +103,14 @@ def test_every_config_trains_and_scores_on_small_data(config, tmp_path):
 
 
 @pytest.mark.data
-def test_dagmm_config_trains_a_few_steps_on_kddcup99(tmp_path, shared_data):
+def test_dagmm_config_trains_a_few_steps_on_kddcup99(tmp_path, paper_data):
     fitted = run(
         [
             "fit",
             "--config",
             "configs/dagmm.yaml",
             "--data.data_dir",
-            str(shared_data),
+            str(paper_data),
             "--trainer.max_epochs",
             "1",
             "--trainer.limit_train_batches",

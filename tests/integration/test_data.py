@@ -12,8 +12,8 @@ pytestmark = pytest.mark.data
 
 
 @pytest.fixture(scope="module")
-def kdd(shared_data):
-    dm = AnomalyDataModule("kddcup99", data_dir=str(shared_data), seed=0)
+def kdd(paper_data):
+    dm = AnomalyDataModule("kddcup99", data_dir=str(paper_data), seed=0)
     dm.setup("fit")
     return dm
 
@@ -129,8 +129,8 @@ def test_wrong_column_count_is_named(tmp_path):
         read_kddcup99_file(path)
 
 
-def kdd_rows(shared_data, n=20):
-    with gzip.open(shared_data / "kddcup.data_10_percent.gz", "rt") as f:
+def kdd_rows(paper_data, n=20):
+    with gzip.open(paper_data / "kddcup.data_10_percent.gz", "rt") as f:
         return [next(f) for _ in range(n)]
 
 
@@ -138,8 +138,8 @@ def kdd_rows(shared_data, n=20):
     "row, column, value, message",
     [(3, 0, "nan", "NaN/inf values.*'duration' at row 3"), (0, 4, "lots", "'src_bytes' should be numeric")],
 )
-def test_bad_values_are_named(kdd, shared_data, tmp_path, row, column, value, message):
-    lines = kdd_rows(shared_data)
+def test_bad_values_are_named(kdd, paper_data, tmp_path, row, column, value, message):
+    lines = kdd_rows(paper_data)
     fields = lines[row].split(",")
     fields[column] = value
     lines[row] = ",".join(fields)
@@ -156,9 +156,9 @@ def test_predict_file_with_other_features_is_rejected(kdd, tmp_path):
         kdd.preprocessor.encode(pd.read_csv(path))
 
 
-def test_predict_file_in_raw_format_encodes_like_training(kdd, shared_data, tmp_path):
+def test_predict_file_in_raw_format_encodes_like_training(kdd, paper_data, tmp_path):
     path = tmp_path / "rows.csv"
-    path.write_text("".join(kdd_rows(shared_data, 50)))
+    path.write_text("".join(kdd_rows(paper_data, 50)))
     kdd.predict_file = str(path)
     try:
         batches = kdd.predict_dataloader()

@@ -19,14 +19,14 @@ QUICK = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summa
     "name, rows, features, anomalies",
     [("thyroid", 3772, 6, 93), ("arrhythmia", 452, 274, 66), ("kddcup_rev", 121_597, 118, 24_319)],
 )
-def test_loader_shapes_and_anomaly_counts(shared_data, name, rows, features, anomalies):
-    dm = AnomalyDataModule(name, data_dir=str(shared_data), seed=0)
+def test_loader_shapes_and_anomaly_counts(paper_data, name, rows, features, anomalies):
+    dm = AnomalyDataModule(name, data_dir=str(paper_data), seed=0)
     assert len(dm.is_anomaly) == rows and dm.input_dim == features and int(dm.is_anomaly.sum()) == anomalies
 
 
-def test_kddcup_rev_redraws_attacks_per_seed(shared_data):
-    a = AnomalyDataModule("kddcup_rev", data_dir=str(shared_data), seed=0)
-    b = AnomalyDataModule("kddcup_rev", data_dir=str(shared_data), seed=1)
+def test_kddcup_rev_redraws_attacks_per_seed(paper_data):
+    a = AnomalyDataModule("kddcup_rev", data_dir=str(paper_data), seed=0)
+    b = AnomalyDataModule("kddcup_rev", data_dir=str(paper_data), seed=1)
     a._load(), b._load()
     assert not a._table.features.equals(b._table.features)
 
@@ -130,13 +130,13 @@ def test_user_table_errors(tmp_path):
         AnomalyDataModule("table")
 
 
-def test_training_contamination_share(shared_data):
-    dm = AnomalyDataModule("thyroid", data_dir=str(shared_data), seed=0, train_contamination=0.02)
+def test_training_contamination_share(paper_data):
+    dm = AnomalyDataModule("thyroid", data_dir=str(paper_data), seed=0, train_contamination=0.02)
     s, y = dm.splits, dm.is_anomaly
     assert y[s.train].mean() == pytest.approx(0.02, abs=0.001)
     assert (s.train_labels[y[s.train]] == UNLABELLED).all()
-    clean = AnomalyDataModule("thyroid", data_dir=str(shared_data), seed=0)
+    clean = AnomalyDataModule("thyroid", data_dir=str(paper_data), seed=0)
     np.testing.assert_array_equal(s.test, clean.splits.test)  # test rows unchanged
     assert len(np.intersect1d(s.train, np.r_[s.val, s.test])) == 0
     with pytest.raises(ValueError, match="only .* exist"):
-        AnomalyDataModule("thyroid", data_dir=str(shared_data), seed=0, train_contamination=0.3).splits
+        AnomalyDataModule("thyroid", data_dir=str(paper_data), seed=0, train_contamination=0.3).splits

@@ -1,4 +1,4 @@
-"""The seed's label-aware methods: mixed-label split + modified loss, modified inference, PU."""
+"""The study's label-aware methods: mixed-label split + modified loss, modified inference, PU."""
 
 import lightning as L
 import numpy as np
@@ -111,7 +111,7 @@ def test_anomaly_terms_on_hand_made_energies():
     assert hinge.tolist() == pytest.approx([7.0, 7.5, 3.0, 0.0])
     soft = anomaly_energy_loss(anomalous, normal, "softplus", 5.0)
     assert soft.tolist() == pytest.approx(np.log1p(np.exp([7.0, 7.5, 3.0, -3.0])).tolist())
-    # the seed's 1/E: faithful away from 0, floored at |E| = 1e-3 (sign kept) so it never gives inf/NaN
+    # the study's 1/E: faithful away from 0, floored at |E| = 1e-3 (sign kept) so it never gives inf/NaN
     inverse = anomaly_energy_loss(anomalous, normal, "inverse", 5.0)
     assert inverse.tolist() == pytest.approx([1000.0, -2.0, 0.25, 0.1])
     assert torch.isfinite(inverse).all()
