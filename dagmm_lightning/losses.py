@@ -52,8 +52,8 @@ def anomaly_energy_loss(
 
 def dagmm_objective(
     error: torch.Tensor,
-    energy: torch.Tensor,
-    penalty: torch.Tensor,
+    energy: torch.Tensor | None,
+    penalty: torch.Tensor | None,
     labelled_anomaly: torch.Tensor,
     lambda_energy: float,
     lambda_cov: float,
@@ -63,8 +63,11 @@ def dagmm_objective(
     """The weighted terms of J = mean reconstruction error + lambda1 * mean energy + lambda2 * P (paper eq. 7)
     over the normal rows, plus lambda1 * the anomaly term over rows labelled as anomalies (mixed split).
 
-    error, energy (N,) per row; penalty the mixture's scalar P; labelled_anomaly (N,) bool.
+    error, energy (N,) per row; penalty the mixture's scalar P; labelled_anomaly (N,) bool. A batch made
+    only of labelled anomalies has no energy (no mixture to fit): it gives a zero reconstruction term.
     """
+    if energy is None:
+        return {"reconstruction": error.sum() * 0.0}
     normal = ~labelled_anomaly if bool(labelled_anomaly.any()) else slice(None)
     terms = {
         "reconstruction": error[normal].mean(),

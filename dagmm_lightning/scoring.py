@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -19,7 +20,8 @@ Inference = Literal["energy", "energy+reconstruction"]
 def upper_quantile(scores: torch.Tensor, contamination: float) -> float:
     """The (1 - contamination) quantile of scores (N,), linearly interpolated: the share ``contamination``
     of the rows lies above it."""
-    return torch.quantile(scores.double(), 1.0 - contamination).item()
+    # numpy: torch.quantile refuses inputs of more than 2^24 elements
+    return float(np.quantile(scores.detach().double().cpu().numpy(), 1.0 - contamination))
 
 
 class ScoreCalibration(nn.Module):

@@ -11,7 +11,7 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from dagmm_lightning.distributed import gather_rows
 
-COLUMNS = ("index", "score", "prediction", "label")
+COLUMNS = {"index": torch.long, "score": torch.float64, "prediction": torch.long, "label": torch.long}
 
 
 class PredictionCSVWriter(BasePredictionWriter):
@@ -30,14 +30,15 @@ class PredictionCSVWriter(BasePredictionWriter):
     def write_on_epoch_end(self, trainer, pl_module, predictions, batch_indices) -> None:
         batches = predictions[0] if predictions and isinstance(predictions[0], list) else predictions
         columns = {}
-        for column in COLUMNS:
-            local = torch.cat([b[column] for b in batches]) if batches else torch.zeros(0)
+        for column, dtype in COLUMNS.items():
+            local = torch.cat([b[column].to(dtype) for b in batches]) if batches else torch.zeros(0, dtype=dtype)
             columns[column] = gather_rows(local.to(pl_module.device)).cpu().numpy()
         if not trainer.is_global_zero:
             return
         path = Path(self.output_path) if self.output_path else Path(trainer.log_dir or ".") / "predictions.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
-        frame = pd.DataFrame(columns).sort_values("index", kind="stable")
+        # a rank without rows of its own scored a padding row again: each row id once
+        frame = pd.DataFrame(columns).drop_duplicates("index").sort_values("index", kind="stable")
         frame.to_csv(path, index=False)
         self.written_to = path
         rank_zero_info(f"wrote {len(frame)} predictions to {path}")

@@ -36,51 +36,71 @@ class EpochOrder:
 
 
 class InMemoryBatches:
-    """Batches ``(x (B, F) float32, y (B,) long with -1 for unknown, row index (B,) long)``."""
+    """Batches ``(x (B, F) float32, y (B,) long with -1 for unknown, row index (B,) long)``.
+
+    Training (``shuffle=True``): a training batch of a handful of rows makes its covariance little more
+    than the jitter (the penalty then spikes), so an epoch's tail of fewer than ``min_batch_size`` rows
+    joins the batch before it. Evaluation with ``pad_ranks``: a rank left without rows (fewer rows than
+    ranks) serves the last row again, so that every rank runs the loop and its collectives; metrics and
+    predictions count each row id once.
+    """
 
     def __init__(
-        self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor, batch_size: int, shuffle: bool, seed: int = 0
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        index: torch.Tensor,
+        batch_size: int,
+        shuffle: bool,
+        seed: int = 0,
+        pad_ranks: bool = False,
+        min_batch_size: int = 32,
     ) -> None:
         if batch_size < 1:
             raise ConfigurationError(f"batch_size must be >= 1, got {batch_size}")
         if not (len(x) == len(y) == len(index)):
             raise DataError("x, y and index must have the same number of rows")
         self.x, self.y, self.index = x, y, index
-        self.batch_size = batch_size
-        self.shuffle = shuffle
+        self.batch_size, self.shuffle, self.pad_ranks, self.min_batch_size = (
+            batch_size,
+            shuffle,
+            pad_ranks,
+            min_batch_size,
+        )
         self.sampler = EpochOrder(seed)
         self.batch_sampler = None  # Lightning inspects both attributes of anything it iterates
 
-    def _local_rows(self) -> torch.Tensor | None:
-        """Row positions this rank serves this epoch; None means all rows in order (no copy)."""
+    def _shard(self) -> range:
+        """Positions (in this epoch's order) that this rank serves."""
         n, ranks, me = len(self.x), world_size(), rank()
-        if self.shuffle:
-            order = self.sampler.permutation(n)
-            if ranks == 1:
-                return order
-            per_rank = math.ceil(n / ranks)
-            order = order.repeat(math.ceil(per_rank * ranks / max(n, 1)))[: per_rank * ranks]
-            return order[me::ranks]
         if ranks == 1:
-            return None
+            return range(n)
         per_rank = math.ceil(n / ranks)
-        return torch.arange(me * per_rank, min(n, (me + 1) * per_rank))
+        if self.shuffle:  # padded by wrapping: every rank runs the same number of steps
+            return range(me, per_rank * ranks, ranks)
+        shard = range(me * per_rank, min(n, (me + 1) * per_rank))
+        return range(n - 1, n) if len(shard) == 0 and self.pad_ranks and n > 0 else shard
+
+    def _bounds(self, n: int) -> list[tuple[int, int]]:
+        starts = list(range(0, n, self.batch_size))
+        if self.shuffle and len(starts) > 1 and n - starts[-1] < self.min_batch_size:
+            starts.pop()  # the short tail joins the batch before it
+        return list(zip(starts, [*starts[1:], n][: len(starts)], strict=True))
 
     def __len__(self) -> int:
-        n, ranks = len(self.x), world_size()
-        if self.shuffle:
-            n = math.ceil(n / ranks)
-        elif ranks > 1:
-            per_rank = math.ceil(n / ranks)
-            n = max(0, min(n, (rank() + 1) * per_rank) - rank() * per_rank)
-        return math.ceil(n / self.batch_size)
+        return len(self._bounds(len(self._shard())))
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        rows = self._local_rows()
-        n = len(self.x) if rows is None else len(rows)
-        for start in range(0, n, self.batch_size):
-            if rows is None:
-                part = slice(start, start + self.batch_size)
-            else:
-                part = rows[start : start + self.batch_size]
+        n, shard = len(self.x), self._shard()
+        if self.shuffle:
+            order = self.sampler.permutation(n)
+            rows = order.repeat(math.ceil(len(shard) * world_size() / max(n, 1)) or 1)[
+                shard.start : shard.stop : shard.step
+            ]
+        elif shard == range(n):
+            rows = None  # all rows in order: slices, no copies
+        else:
+            rows = torch.arange(shard.start, shard.stop)
+        for start, stop in self._bounds(len(shard)):
+            part = slice(start, stop) if rows is None else rows[start:stop]
             yield self.x[part], self.y[part], self.index[part]

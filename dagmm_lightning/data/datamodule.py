@@ -202,9 +202,9 @@ class AnomalyDataModule(L.LightningDataModule):
         self._scaled.clear()
         self._scaled_rows.clear()
 
-    def _rows(self, name: str, shuffle: bool, batch_size: int) -> InMemoryBatches:
+    def _rows(self, name: str, shuffle: bool, batch_size: int, pad_ranks: bool = False) -> InMemoryBatches:
         """Batches of split ``name`` (cached per split; the order is set per epoch by the batches)."""
-        key = f"{name}:{shuffle}:{batch_size}"
+        key = f"{name}:{shuffle}:{batch_size}:{pad_ranks}"
         if key not in self._scaled:
             assert self._encoded is not None
             rows = getattr(self.splits, name)
@@ -212,13 +212,9 @@ class AnomalyDataModule(L.LightningDataModule):
             labels = self.splits.train_labels if name == "train" else self._labels[rows]
             if name not in self._scaled_rows:  # one scaled copy per split, shared by its batchings
                 self._scaled_rows[name] = torch.from_numpy(self.preprocessor.scale(self._encoded[rows]))
+            columns = (torch.from_numpy(labels.astype(np.int64)), torch.from_numpy(rows.astype(np.int64)))
             self._scaled[key] = InMemoryBatches(
-                self._scaled_rows[name],
-                torch.from_numpy(labels.astype(np.int64)),
-                torch.from_numpy(rows.astype(np.int64)),
-                batch_size,
-                shuffle,
-                self.resolved_seed,
+                self._scaled_rows[name], *columns, batch_size, shuffle, self.resolved_seed, pad_ranks
             )
         return self._scaled[key]
 
@@ -237,10 +233,10 @@ class AnomalyDataModule(L.LightningDataModule):
         return self._rows("train", shuffle=False, batch_size=self.eval_batch_size)
 
     def val_dataloader(self) -> InMemoryBatches:
-        return self._rows("val", shuffle=False, batch_size=self.eval_batch_size)
+        return self._rows("val", shuffle=False, batch_size=self.eval_batch_size, pad_ranks=True)
 
     def test_dataloader(self) -> InMemoryBatches:
-        return self._rows("test", shuffle=False, batch_size=self.eval_batch_size)
+        return self._rows("test", shuffle=False, batch_size=self.eval_batch_size, pad_ranks=True)
 
     def predict_dataloader(self) -> InMemoryBatches:
         if self.predict_file is None:
@@ -253,12 +249,9 @@ class AnomalyDataModule(L.LightningDataModule):
             raise DataError("a data module made from arrays has no file format for predict_file")
         encoded = self.preprocessor.encode(table.features)
         labels = np.full(len(encoded), -1) if table.is_anomaly is None else table.is_anomaly.astype(np.int64)
+        x = torch.from_numpy(self.preprocessor.scale(encoded))
         return InMemoryBatches(
-            torch.from_numpy(self.preprocessor.scale(encoded)),
-            torch.from_numpy(labels),
-            torch.arange(len(encoded)),
-            self.eval_batch_size,
-            shuffle=False,
+            x, torch.from_numpy(labels), torch.arange(len(encoded)), self.eval_batch_size, False, pad_ranks=True
         )
 
     # --- the encoding travels with checkpoints ---------------------------------------------------------

@@ -77,8 +77,8 @@ class MixtureEnergy(nn.Module, ABC):
         super().__init__()
         if n_components < 1:
             raise ConfigurationError(f"n_components must be >= 1, got {n_components}")
-        if jitter < 0:
-            raise ConfigurationError(f"jitter must be >= 0, got {jitter}")
+        if not jitter > 0:  # the variance floor: without it a collapsed component has energy -inf
+            raise ConfigurationError(f"jitter must be > 0, got {jitter}")
         check_choice("mixture dtype", dtype, MixtureDtype)
         self.n_components, self.dim, self.jitter = n_components, dim, jitter
         self.dtype = _DTYPES[dtype]

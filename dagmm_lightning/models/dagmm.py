@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
+from contextlib import nullcontext
 
 import lightning as L
 import torch
@@ -112,19 +113,10 @@ class DAGMM(L.LightningModule):
 
     def training_terms(self, out: DAGMMOutput, y: torch.Tensor) -> dict[str, torch.Tensor]:
         """The weighted terms of the objective on one batch; ``y`` holds the training labels."""
-        hp = self.hparams
-        labelled = y == LABELLED_ANOMALY
-        terms = dagmm_objective(
-            out.error,
-            out.energy,
-            self.model.penalty(out),
-            labelled,
-            hp.lambda_energy,
-            hp.lambda_cov,
-            hp.anomaly_loss,
-            hp.anomaly_margin,
-        )
-        return {**terms, **out.losses}
+        hp, labelled = self.hparams, y == LABELLED_ANOMALY
+        penalty = self.model.penalty(out) if out.params is not None else None
+        weights = (hp.lambda_energy, hp.lambda_cov, hp.anomaly_loss, hp.anomaly_margin)
+        return {**dagmm_objective(out.error, out.energy, penalty, labelled, *weights), **out.losses}
 
     @property
     def score_is_energy(self) -> bool:
@@ -134,8 +126,14 @@ class DAGMM(L.LightningModule):
     def refit(self) -> None:
         """Fit the mixture and the score calibration on every training row (labelled anomalies left out)
         with the current weights."""
-        self._training_scores = self.model.fit(TrainingRows(self._training_batches()))
+        with self.forward_context():
+            self._training_scores = self.model.fit(TrainingRows(self._training_batches()))
         self.fitted_at_step.fill_(self.global_step)
+
+    def forward_context(self):
+        """The Trainer's precision context (autocast under mixed precision), so that passes outside the
+        steps (refit, training scores) compute what the steps compute."""
+        return self.trainer.precision_plugin.forward_context() if self._trainer is not None else nullcontext()
 
     # --- shared flow ------------------------------------------------------------------------------
     def build_model(self) -> DAGMMModel:
@@ -197,7 +195,8 @@ class DAGMM(L.LightningModule):
     def training_scores(self) -> torch.Tensor:
         """Scores of all training rows (less labelled anomalies) under the current fit; cached by the refit."""
         if self._training_scores is None:
-            self._training_scores = self.model.score_batches(TrainingRows(self._training_batches()))
+            with self.forward_context():
+                self._training_scores = self.model.score_batches(TrainingRows(self._training_batches()))
         return self._training_scores
 
     def _refit_if_stale(self) -> bool:

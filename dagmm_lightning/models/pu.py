@@ -56,7 +56,8 @@ class DAGMMPU(DAGMM):
                 "DAGMMPU needs the data module's split: positive_unlabeled (held-out labelled rows for c)"
             )
         self._training_scores = None
-        self.model.fit(TrainingRows(self._training_batches()), TrainingRows(datamodule.val_dataloader()))
+        with self.forward_context():
+            self.model.fit(TrainingRows(self._training_batches()), TrainingRows(datamodule.val_dataloader()))
         self.fitted_at_step.fill_(self.global_step)
 
     def on_validation_epoch_end(self) -> None:

@@ -19,14 +19,16 @@ from dagmm_lightning.networks.estimation import EstimationNetwork
 from dagmm_lightning.scoring import ScoreCalibration
 
 
-def reconstruction_features(x: torch.Tensor, x_hat: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+def reconstruction_features(x: torch.Tensor, x_hat: torch.Tensor, floor: float = 1e-3) -> torch.Tensor:
     """Relative Euclidean distance ||x - x'|| / ||x|| and cosine similarity: (N, F) twice -> (N, 2).
 
-    A zero row x would divide by zero; its norm is floored at ``eps``, and the cosine of a zero vector
-    is 0 (torch's convention).
+    ||x|| is floored at ``floor`` in the distance: a zero row (every feature at its training minimum)
+    would otherwise divide by ~0 and give ~1e7, a value that dominates the mixture; with the floor it
+    is at most ||x'|| / floor. The cosine of a zero vector is 0 (torch's convention).
     """
     x_norm = x.norm(dim=1)
-    relative = (x - x_hat).norm(dim=1) / x_norm.clamp_min(eps)
+    relative = (x - x_hat).norm(dim=1) / x_norm.clamp_min(floor)
+    eps = 1e-8
     cosine = (x * x_hat).sum(dim=1) / (x_norm.clamp_min(eps) * x_hat.norm(dim=1).clamp_min(eps))
     return torch.stack([relative, cosine], dim=1)
 
@@ -77,8 +79,8 @@ class DAGMMModel(nn.Module):
     """Compression network + reconstruction features + estimation network + mixture energy + score.
 
     In training mode ``forward`` fits the mixture on the batch (differentiably, on the rows of
-    ``fit_mask``) and gives every row's energy under that fit; in eval mode the energy comes from the
-    training-set fit stored by ``fit``.
+    ``fit_mask``) and gives every row's energy under that fit (none when ``fit_mask`` selects no row);
+    in eval mode the energy comes from the training-set fit stored by ``fit``.
 
     Args:
         compression: a module x -> ``Compressed`` (autoencoder, VAE, VQ-VAE).
@@ -118,6 +120,8 @@ class DAGMMModel(nn.Module):
     def forward(self, x: torch.Tensor, fit_mask: torch.Tensor | None = None) -> DAGMMOutput:
         out = self.represent(x)
         if self.training:
+            if fit_mask is not None and not bool(fit_mask.any()):
+                return out  # no rows to fit a mixture on: no energy for this batch
             fit = slice(None) if fit_mask is None else fit_mask
             out.params = self.mixture.batch_parameters(out.rows[fit], out.gamma[fit])
         out.energy = self.mixture.energy(out.rows, out.params)

@@ -43,7 +43,9 @@ class PositiveUnlabeledDAGMMModel(DAGMMModel):
         return torch.sigmoid(self.labelled_logit(out)).double()
 
     def score(self, out: DAGMMOutput) -> torch.Tensor:
-        return 1.0 - self.labelled_probability(out)
+        # 1 - h as sigmoid(-logit) in float64: distinct up to logits of ~700, where 1 - h in float32 ties
+        # every row at 0 once the logit passes 17
+        return torch.sigmoid(-self.labelled_logit(out).double())
 
     @torch.no_grad()
     def fit(self, batches: Iterable[torch.Tensor], labelled_batches: Iterable[torch.Tensor] = ()) -> None:

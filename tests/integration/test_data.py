@@ -92,13 +92,37 @@ def test_training_batches_have_equal_steps_per_rank_and_cover_all_rows(monkeypat
     for r in range(2):
         monkeypatch.setattr(batches_module, "world_size", lambda: 2)
         monkeypatch.setattr(batches_module, "rank", lambda r=r: r)
-        batches = InMemoryBatches(x, torch.zeros(23), torch.arange(23), batch_size=5, shuffle=True, seed=7)
+        batches = InMemoryBatches(x, torch.zeros(23), torch.arange(23), 5, shuffle=True, seed=7, min_batch_size=1)
         batches.sampler.set_epoch(3)
         local = [idx for _, _, idx in batches]
         steps.append(len(local))
         served += torch.cat(local).tolist()
     assert steps[0] == steps[1] == 3
     assert set(served) == set(range(23)) and len(served) == 24  # one row repeated as padding
+
+
+def test_a_short_training_tail_joins_the_batch_before_it():
+    x = torch.arange(1000, dtype=torch.float32)[:, None]
+    batches = InMemoryBatches(x, torch.zeros(1000), torch.arange(1000), batch_size=333, shuffle=True)
+    sizes = [len(idx) for _, _, idx in batches]
+    assert sizes == [333, 333, 334] and len(batches) == 3  # not [333, 333, 333, 1]
+    kept = InMemoryBatches(x, torch.zeros(1000), torch.arange(1000), batch_size=300, shuffle=True)
+    assert [len(idx) for _, _, idx in kept] == [300, 300, 300, 100]  # a tail of 100 rows is a batch
+    evaluation = InMemoryBatches(x, torch.zeros(1000), torch.arange(1000), batch_size=333, shuffle=False)
+    assert [len(idx) for _, _, idx in evaluation] == [333, 333, 333, 1]  # evaluation batches are never merged
+
+
+def test_evaluation_ranks_without_rows_serve_a_padding_row(monkeypatch):
+    x = torch.arange(2, dtype=torch.float32)[:, None]
+    served = []
+    for r in range(3):
+        monkeypatch.setattr(batches_module, "world_size", lambda: 3)
+        monkeypatch.setattr(batches_module, "rank", lambda r=r: r)
+        padded = InMemoryBatches(x, torch.zeros(2), torch.arange(2), batch_size=4, shuffle=False, pad_ranks=True)
+        plain = InMemoryBatches(x, torch.zeros(2), torch.arange(2), batch_size=4, shuffle=False)
+        served.append([idx.tolist() for _, _, idx in padded])
+        assert len(padded) == 1 and len(plain) == (0 if r == 2 else 1)
+    assert served == [[[0]], [[1]], [[1]]]  # rank 2 repeats the last row; metrics count row ids once
 
 
 def test_epochs_shuffle_differently_and_reproducibly():

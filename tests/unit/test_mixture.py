@@ -35,7 +35,7 @@ def test_energy_matches_scipy():
     rng = np.random.default_rng(0)
     weights, means, covs = random_params(rng, 3, 4)
     z = rng.normal(size=(50, 4)) * 2
-    mixture = GaussianMixtureEnergy(3, 4, jitter=0.0)
+    mixture = GaussianMixtureEnergy(3, 4, jitter=1e-12)
     ours = mixture.energy(torch.tensor(z), as_params(mixture, weights, means, covs)).numpy()
     np.testing.assert_allclose(ours, scipy_energy(z, weights, means, covs), rtol=1e-10, atol=1e-10)
 
@@ -48,7 +48,7 @@ def test_energy_near_singular_covariance_matches_scipy_and_is_finite():
     covs = np.stack([basis @ np.diag([1.0, 0.5, 1e-9]) @ basis.T, np.eye(d)])
     weights, means = np.array([0.7, 0.3]), rng.normal(size=(2, d))
     z = means[0] + rng.normal(size=(20, d)) @ np.diag([1.0, 0.5, 0.0]) @ basis.T
-    mixture = GaussianMixtureEnergy(2, d, jitter=0.0)
+    mixture = GaussianMixtureEnergy(2, d, jitter=1e-12)
     ours = mixture.energy(torch.tensor(z), as_params(mixture, weights, means, covs)).numpy()
     assert np.isfinite(ours).all()
     np.testing.assert_allclose(ours, scipy_energy(z, weights, means, covs), rtol=1e-6)
@@ -90,7 +90,7 @@ def test_per_batch_covariance_average_would_be_wrong():
     # batch means, the trap DESIGN.md names; the accumulated statistics do not.
     z = torch.tensor([[0.0], [0.2], [10.0], [10.2]], dtype=torch.float64)
     gamma = torch.ones(4, 1, dtype=torch.float64)
-    mixture = GaussianMixtureEnergy(1, 1, jitter=0.0)
+    mixture = GaussianMixtureEnergy(1, 1, jitter=1e-12)
     mixture.fit([(z[:2], gamma[:2]), (z[2:], gamma[2:])])
     assert mixture.covariances.item() == pytest.approx(np.var([0.0, 0.2, 10.0, 10.2]))
 

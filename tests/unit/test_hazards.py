@@ -1,0 +1,51 @@
+"""Numerical hazards found in review; each test failed before its fix."""
+
+import numpy as np
+import pytest
+import torch
+
+from dagmm_lightning.errors import ConfigurationError
+from dagmm_lightning.labels import LABELLED_ANOMALY
+from dagmm_lightning.mixture import GaussianMixtureEnergy
+from dagmm_lightning.models import DAGMM, DAGMMPU
+from dagmm_lightning.networks import DAGMMOutput, reconstruction_features
+from dagmm_lightning.scoring import upper_quantile
+
+
+def test_a_batch_of_labelled_anomalies_only_gives_a_finite_loss_and_gradients():
+    torch.manual_seed(0)
+    model = DAGMM(input_dim=6, hidden_dims=(5,), latent_dim=1, n_components=2, dropout=0.0)
+    y = torch.full((16,), LABELLED_ANOMALY)
+    loss = model.training_step((torch.rand(16, 6), y, torch.arange(16)), 0)
+    loss.backward()
+    assert torch.isfinite(loss) and loss.item() == 0.0  # no mixture to fit: no energy, no penalty
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_the_relative_distance_of_a_zero_row_is_bounded():
+    x = torch.zeros(1, 4)
+    x_hat = torch.full((1, 4), 0.1)
+    relative = reconstruction_features(x, x_hat)[0, 0].item()
+    assert relative == pytest.approx(0.2 / 1e-3)  # ||x'|| / 1e-3, not ||x'|| / 1e-8 = 2e7
+    rows = torch.rand(5, 4) + 0.5  # ordinary rows keep the exact ratio
+    ratio = (rows - 0.3 * rows).norm(dim=1) / rows.norm(dim=1)
+    torch.testing.assert_close(reconstruction_features(rows, 0.3 * rows)[:, 0], ratio)
+
+
+def test_jitter_must_be_positive():
+    with pytest.raises(ConfigurationError, match="jitter must be > 0"):
+        GaussianMixtureEnergy(2, 3, jitter=0.0)
+
+
+def test_the_threshold_quantile_takes_any_number_of_rows():
+    scores = torch.arange(2**24 + 1, dtype=torch.float64)  # torch.quantile's limit is 2^24 elements
+    assert upper_quantile(scores, 0.25) == pytest.approx(np.quantile(scores.numpy(), 0.75))
+
+
+def test_positive_unlabeled_scores_rank_by_the_logit_beyond_float32_saturation():
+    model = DAGMMPU(input_dim=6, hidden_dims=(5,), latent_dim=1, n_components=2).model
+    logits = torch.tensor([20.0, 30.0, 40.0])  # float32, as the classifier gives them
+    model.labelled_logit = lambda output: logits
+    scores = model.score(DAGMMOutput(None, None, torch.zeros(3, 3), None, None))
+    assert (scores > 0).all() and scores[0] > scores[1] > scores[2]  # 1 - sigmoid in float32: all 0.0
+    torch.testing.assert_close(scores, torch.exp(-logits.double()), rtol=1e-6, atol=0)
