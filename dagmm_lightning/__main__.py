@@ -4,13 +4,29 @@ from __future__ import annotations
 
 import sys
 
-from dagmm_lightning.errors import DAGMMError
+from dagmm_lightning.errors import own_error
+
+USAGE = """usage: dagmm {fit,validate,test,predict,benchmark} [options]
+
+Deep Autoencoding Gaussian Mixture Models (DAGMM) and variants for anomaly detection.
+
+subcommands:
+  fit        train a model: dagmm fit --config configs/quickstart.yaml
+  validate   metrics on the val rows of a checkpoint: dagmm validate --ckpt_path C
+  test       metrics on the test rows of a checkpoint: dagmm test --ckpt_path C
+  predict    scores and 0/1 labels to a CSV: dagmm predict --ckpt_path C --data.predict_file ROWS.csv
+  benchmark  grids of configs x data sets x seeds with reference detectors, tables and figures
+
+'dagmm SUBCOMMAND --help' lists a subcommand's options."""
 
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] in ("-h", "--help"):
+        print(USAGE)  # without importing torch or Lightning: answers at once
+        return
     try:
-        if args[:1] == ["benchmark"]:
+        if args[0] == "benchmark":
             from dagmm_lightning.benchmark.runner import main as benchmark
 
             benchmark(args[1:])
@@ -19,23 +35,11 @@ def main(argv: list[str] | None = None) -> None:
 
             build_cli(argv)  # None: LightningCLI reads the command line itself
     except Exception as err:
-        ours = _ours(err)
+        ours = own_error(err)
         if ours is None:
             raise
         print(f"dagmm: error: {ours}", file=sys.stderr)
         sys.exit(2)
-
-
-def _ours(err: BaseException | None) -> DAGMMError | None:
-    """The package's own error behind ``err``, also when the config parser wrapped it: its message says
-    what to do, and a traceback would only hide it."""
-    seen = set()
-    while err is not None and id(err) not in seen:
-        if isinstance(err, DAGMMError):
-            return err
-        seen.add(id(err))
-        err = err.__cause__ or err.__context__
-    return None
 
 
 if __name__ == "__main__":

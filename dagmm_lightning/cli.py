@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import inspect
+import logging
 import os
+import sys
+import warnings
+from pathlib import Path
 
 # Lightning's CLI still calls jsonargparse APIs that newer releases flag as deprecated; that noise is
 # not the user's to act on.
 os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
+warnings.filterwarnings("ignore", message=".*treespec.*")  # a Lightning-internal deprecation
+warnings.filterwarnings("ignore", message="Couldn't infer the batch indices")  # the CSV writer needs none
+warnings.filterwarnings("ignore", message="The dirpath has changed from")  # test/predict from another run's checkpoint
 
+import torch  # noqa: E402
 from jsonargparse import Namespace  # noqa: E402
 from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402
-from lightning.pytorch.cli import LightningCLI, SaveConfigCallback  # noqa: E402
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback  # noqa: E402
+from lightning.pytorch.utilities import rank_zero_info  # noqa: E402
 
 from dagmm_lightning.callbacks import AnomalyFigures, AnomalyMetrics, PredictionCSVWriter  # noqa: E402
 from dagmm_lightning.data import AnomalyDataModule  # noqa: E402
+from dagmm_lightning.errors import own_error  # noqa: E402
 from dagmm_lightning.models import DAGMM  # noqa: E402
 
 PROGRESS_REFRESH_RATE = 20
@@ -22,11 +33,37 @@ TRAINER_DEFAULTS = {
 }
 
 
+class QuietTips(logging.Filter):
+    """Drops Lightning's advertising tips (other logging services, model registries) from the output."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tip:" not in str(record.msg) and "litmodels" not in str(record.msg)
+
+
+for _handler in logging.getLogger("lightning.pytorch").handlers:
+    _handler.addFilter(QuietTips())
+
+
+class OneLineErrorParser(LightningArgumentParser):
+    """A configuration error as one line (``dagmm: error: ...``), not buried under the whole usage."""
+
+    def error(self, message: str, ex: Exception | None = None):
+        if not self.exit_on_error:  # jsonargparse tries alternatives and expects the exception
+            return super().error(message, ex)
+        ours = own_error(ex)
+        command = self.prog.replace(" [options]", "")
+        sys.stderr.write(f"dagmm: error: {ours or message}\n  ('{command} --help' lists the options)\n")
+        sys.exit(2)
+
+
 class DAGMMCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         # Redrawing the progress bar after every step cost ~1.5 ms a step, 10 % of a KDDCUP99 epoch;
         # unless the config brings its own bar or none, draw it every PROGRESS_REFRESH_RATE steps.
         config = self.config[self.subcommand] if self.subcommand else self.config
+        checkpoint = config.get("checkpoint")
+        if checkpoint is not None and checkpoint.get("monitor") is None and checkpoint.get("save_top_k") == 1:
+            checkpoint["save_top_k"] = 0  # nothing to rank by: last.ckpt is the one checkpoint
         trainer = config.get("trainer")
         if trainer is None or trainer.get("enable_progress_bar") is False:
             return
@@ -44,10 +81,77 @@ class DAGMMCLI(LightningCLI):
         parser.add_lightning_class_args(AnomalyMetrics, "metrics")
         parser.add_lightning_class_args(PredictionCSVWriter, "prediction_writer")
         parser.add_lightning_class_args(AnomalyFigures, "figures")
-        # Save at the end of every training epoch, not only after validations, so the checkpoint of the
-        # last epoch exists (the model refits its mixture before a checkpoint is written).
+        # Every run keeps last.ckpt, written at the end of every training epoch (the model refits its
+        # mixture before a checkpoint is written), and the best one when a metric is monitored.
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
-        parser.set_defaults({"checkpoint.save_on_train_epoch_end": True})
+        parser.set_defaults({"checkpoint.save_on_train_epoch_end": True, "checkpoint.save_last": True})
+        parser.set_defaults({"model": {"class_path": "dagmm_lightning.models.DAGMM"}})  # a checkpoint may name another
+
+    def _parse_ckpt_path(self) -> None:
+        """With ``--ckpt_path``, the model (LightningCLI does that) and the data settings come from the
+        checkpoint, the split seed included; a data setting given on the command line wins, and the data
+        module refuses one whose split would put training rows among the evaluated rows."""
+        super()._parse_ckpt_path()
+        config = self.config.get(self.config.get("subcommand") or "", self.config)
+        path = config.get("ckpt_path") if hasattr(config, "get") else None
+        if not path or not Path(path).is_file():
+            return
+        checkpoint = torch.load(path, weights_only=False, map_location="cpu")
+        saved = dict(checkpoint.get("datamodule_hyper_parameters") or {})
+        state = checkpoint.get(AnomalyDataModule.__qualname__, {})
+        if saved.get("seed") is None and "split_seed" in state:
+            saved["seed"] = state["split_seed"]
+        defaults = inspect.signature(AnomalyDataModule).parameters
+        for key, value in saved.items():
+            if key in defaults and config.data.get(key) == defaults[key].default:
+                config.data[key] = value
+
+    def before_fit(self) -> None:
+        # Log (and draw the bar) at least once per epoch on small data, instead of Lightning's warning
+        dm, trainer = self.datamodule, self.trainer
+        steps_per_epoch = max(1, len(dm.splits.train) // max(dm.batch_size * trainer.world_size, 1))
+        if isinstance(trainer.limit_train_batches, int):
+            steps_per_epoch = min(steps_per_epoch, trainer.limit_train_batches)
+        trainer.log_every_n_steps = max(1, min(trainer.log_every_n_steps, steps_per_epoch))
+
+    def after_fit(self) -> None:
+        trainer, metrics = self.trainer, next(c for c in self.trainer.callbacks if isinstance(c, AnomalyMetrics))
+        if (
+            trainer.limit_val_batches != 0
+            and len(self.datamodule.splits.val)
+            and metrics.validated_at_step != trainer.global_step
+        ):
+            fit_metrics = dict(trainer.callback_metrics)
+            trainer.validate(self.model, datamodule=self.datamodule, verbose=False)  # the last epoch had none
+            trainer.callback_metrics.update({k: v for k, v in fit_metrics.items() if k not in trainer.callback_metrics})
+        rank_zero_info(fit_summary(trainer, self.datamodule, metrics.last_metrics.get("val")))
+
+
+KEY_METRICS = ("roc_auc", "average_precision", "precision_rho", "recall_rho", "f1_rho", "f1_threshold")
+
+
+def fit_summary(trainer, datamodule: AnomalyDataModule, metrics: dict[str, float] | None) -> str:
+    """What a finished ``fit`` leaves: the rows, where the logs and checkpoints are, the last validation,
+    and the commands that test and score with the checkpoint."""
+    lines = [f"fit finished after {trainer.current_epoch} epochs; data: {datamodule.describe()}"]
+    if trainer.logger is not None and trainer.log_dir:
+        lines.append(f"  logs:        {trainer.log_dir}   (tensorboard --logdir {trainer.logger.save_dir})")
+    checkpoint = trainer.checkpoint_callback
+    last = checkpoint.last_model_path if checkpoint is not None else ""
+    if last:
+        lines.append(f"  checkpoint:  {last} (last epoch)")
+    if checkpoint is not None and checkpoint.best_model_path and checkpoint.monitor:
+        score = checkpoint.best_model_score
+        lines.append(f"  best:        {checkpoint.best_model_path} ({checkpoint.monitor} {float(score):.4f})")
+    if metrics:
+        shown = "  ".join(f"{k} {metrics[k]:.4f}" for k in KEY_METRICS if k in metrics)
+        lines.append(f"  validation:  {shown}")
+    else:
+        lines.append("  validation:  no anomaly metrics (the val rows need both classes and labels)")
+    if last:
+        lines.append(f"  next:        dagmm test --ckpt_path {last}")
+        lines.append(f"               dagmm predict --ckpt_path {last} --data.predict_file ROWS.csv")
+    return "\n".join(lines)
 
 
 def build_cli(args: list[str] | None = None, run: bool = True, save_config: bool = True) -> DAGMMCLI:
@@ -60,6 +164,7 @@ def build_cli(args: list[str] | None = None, run: bool = True, save_config: bool
         seed_everything_default=0,
         trainer_defaults=TRAINER_DEFAULTS,
         save_config_callback=SaveConfigCallback if save_config else None,
+        parser_class=OneLineErrorParser,
         save_config_kwargs={"overwrite": True},
         args=args,
         run=run,

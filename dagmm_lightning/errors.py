@@ -25,6 +25,17 @@ class NotFittedError(DAGMMError, RuntimeError):
     """Scoring was asked of a model whose mixture has not been fitted on training rows."""
 
 
+def own_error(err: BaseException | None) -> DAGMMError | None:
+    """The package's own error behind ``err`` (also when a config parser wrapped it), or None."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, DAGMMError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
+
+
 def check_choice(name: str, value: Any, choices: Any) -> None:
     """Raise ``ConfigurationError`` unless ``value`` is one of ``choices`` (a ``Literal`` type or a collection)."""
     allowed = get_args(choices) or tuple(choices)

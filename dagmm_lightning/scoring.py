@@ -34,10 +34,13 @@ class ScoreCalibration(nn.Module):
     The threshold (buffer) is the (1 - ``contamination``) quantile of the training rows' scores.
     """
 
-    def __init__(self, inference: Inference = "energy", reconstruction_weight: float = 1.0, contamination: float = 0.1):
+    def __init__(
+        self, inference: Inference = "energy", reconstruction_weight: float = 1.0, contamination: float | None = 0.1
+    ):
         super().__init__()
         check_choice("inference", inference, Inference)
-        check_range("contamination", contamination, 0.0, 0.5, low_open=True)
+        if contamination is not None:  # None: set before the first fit (from the data's labels)
+            check_range("contamination", contamination, 0.0, 0.5, low_open=True)
         self.inference, self.reconstruction_weight, self.contamination = inference, reconstruction_weight, contamination
         self.register_buffer("normalisation", torch.tensor([0.0, 1.0, 0.0, 1.0], dtype=torch.float64))
         self.register_buffer("threshold", torch.tensor(float("nan"), dtype=torch.float64))

@@ -13,7 +13,7 @@ from typing import Literal
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_warn
 from sklearn.metrics import average_precision_score, precision_recall_fscore_support, roc_auc_score
 from torchmetrics import Metric
 
@@ -102,14 +102,12 @@ class AnomalyMetrics(L.Callback):
         percentile_reference: the rows whose scores define "top p %": ``evaluated`` (the rows being
             evaluated, the paper's protocol), ``train+evaluated`` (training plus evaluated rows, as the
             reimplementations do) or ``protocol`` (whichever the data module's protocol uses).
-        summary: print the last validation metrics when ``fit`` ends.
     """
 
     def __init__(
         self,
         percentiles: Sequence[float] = (10, 20, 30, 40, 50, 60),
         percentile_reference: PercentileReference = "protocol",
-        summary: bool = True,
     ) -> None:
         check_choice("percentile_reference", percentile_reference, PercentileReference)
         for p in percentiles:
@@ -117,11 +115,11 @@ class AnomalyMetrics(L.Callback):
                 raise ConfigurationError(f"percentiles are in (0, 100), got {p}")
         self.percentiles = [float(p) for p in percentiles]
         self.percentile_reference = percentile_reference
-        self.summary = summary
         self.rows = EvaluationRows(
             {"score": torch.float64, "label": torch.long, "index": torch.long, "energy": torch.float64}
         )
         self.last_metrics: dict[str, dict[str, float]] = {}
+        self.validated_at_step = -1  #: the global step of the last validation in fit
         self._warned: set[str] = set()
 
     def _start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -134,6 +132,8 @@ class AnomalyMetrics(L.Callback):
     on_validation_batch_end = on_test_batch_end = _collect
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self.validated_at_step = trainer.global_step
         self._finish("val", trainer, pl_module)
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -187,13 +187,6 @@ class AnomalyMetrics(L.Callback):
         final = self.last_metrics.get("val")
         if final is None:
             return
-        if self.summary:
-            width = max(len(k) for k in final)
-            rank_zero_info(
-                "\n".join(
-                    ["validation metrics after the last epoch"] + [f"  {k:<{width}}  {v:.4f}" for k, v in final.items()]
-                )
-            )
         if trainer.logger is not None:  # TensorBoard's hparams view: hyperparameters with final metrics
             trainer.logger.log_hyperparams(
                 dict(pl_module.hparams), {f"hp/{k}": v for k, v in final.items() if np.isfinite(v)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Literal
@@ -24,6 +25,7 @@ from dagmm_lightning.data.splits import (
 )
 from dagmm_lightning.data.tables import RawTable, TablePreprocessor
 from dagmm_lightning.errors import ConfigurationError, DataError, check_choice, check_range
+from dagmm_lightning.labels import LABELLED_ANOMALY
 
 ARRAYS = "arrays"  # the data set name of a data module made by ``from_table`` / ``from_arrays``
 TABLE = "table"  # a user's CSV / Parquet / NPZ file, given by ``path``
@@ -147,6 +149,12 @@ class AnomalyDataModule(L.LightningDataModule):
         return round(100.0 * float(self.is_anomaly.mean()), 2) or 10.0
 
     @property
+    def anomaly_share(self) -> float | None:
+        """The share of anomalies in the data's labels; None without labels."""
+        self._load()
+        return None if self._table.is_anomaly is None else float(self._table.is_anomaly.mean())
+
+    @property
     def splits(self) -> Splits:
         self._load()
         assert self._splits is not None
@@ -160,6 +168,18 @@ class AnomalyDataModule(L.LightningDataModule):
         if self._table.is_anomaly is None:
             raise DataError("the table has no labels")
         return self._table.is_anomaly
+
+    def describe(self) -> str:
+        """One line: each split's rows and anomalies (training rows: the labelled anomalies)."""
+        splits, parts = self.splits, []
+        labelled = int((splits.train_labels == LABELLED_ANOMALY).sum())
+        parts.append(f"train {len(splits.train):,} rows" + (f" ({labelled:,} labelled anomalies)" if labelled else ""))
+        for name in ("val", "test"):
+            rows = getattr(splits, name)
+            labels = self._labels[rows]
+            known = f"{int((labels == 1).sum()):,} anomalies" if len(rows) and (labels >= 0).all() else "no labels"
+            parts.append(f"{name} {len(rows):,} ({known})")
+        return f"{self.dataset} ({self.protocol} protocol, split seed {self.resolved_seed}): " + ", ".join(parts)
 
     # --- loading ---------------------------------------------------------------------------------------
     def _load(self) -> None:
@@ -254,15 +274,27 @@ class AnomalyDataModule(L.LightningDataModule):
             x, torch.from_numpy(labels), torch.arange(len(encoded)), self.eval_batch_size, False, pad_ranks=True
         )
 
-    # --- the encoding travels with checkpoints ---------------------------------------------------------
+    # --- the encoding and the split travel with checkpoints -------------------------------------------
+    def training_rows_fingerprint(self) -> str:
+        """A hash of the training rows' ids: two splits with the same fingerprint train on the same rows."""
+        return hashlib.sha256(np.asarray(self.splits.train, dtype=np.int64).tobytes()).hexdigest()[:16]
+
     def state_dict(self) -> dict:
-        return {"dataset": self.dataset, "preprocessor": self.preprocessor.state_dict()}
+        split = {"split_seed": self.resolved_seed, "training_rows": self.training_rows_fingerprint()}
+        return {"dataset": self.dataset, "preprocessor": self.preprocessor.state_dict(), **split}
 
     def load_state_dict(self, state_dict: dict) -> None:
         if state_dict.get("dataset") != self.dataset:
             raise DataError(
                 f"the checkpoint was trained on data set {state_dict.get('dataset')!r}, "
                 f"this run loads {self.dataset!r}; pass the data config it was trained with"
+            )
+        saved = state_dict.get("training_rows")
+        if saved is not None and saved != self.training_rows_fingerprint():
+            raise DataError(
+                f"this run's split (seed {self.resolved_seed}, protocol {self.protocol!r}, split {self.split!r}) "
+                f"differs from the checkpoint's (seed {state_dict.get('split_seed')}): its test rows would overlap "
+                "the rows the model was trained on. Leave the data settings to the checkpoint, or pass its own"
             )
         self.preprocessor.load_state_dict(state_dict["preprocessor"])
         self._scaled.clear()

@@ -94,7 +94,7 @@ class TablePreprocessor:
                 )
             parts.append(values)
         for column, cats in self.categories.items():
-            codes = pd.Categorical(frame[column].astype(str), categories=cats).codes
+            codes = pd.Index(cats).get_indexer(frame[column].astype(str))  # -1: a category not seen in training
             one_hot = np.zeros((len(frame), len(cats)), dtype=np.float64)
             known = codes >= 0
             one_hot[np.flatnonzero(known), codes[known]] = 1.0

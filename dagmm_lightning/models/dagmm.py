@@ -57,7 +57,8 @@ class DAGMM(L.LightningModule):
         jitter: added to the covariance diagonal before every Cholesky factorisation.
         mixture_dtype: ``float64`` or ``float32``; the mixture never runs in half precision.
         contamination: expected share of anomalies; the stored threshold is the (1 - contamination)
-            quantile of the training rows' scores.
+            quantile of the training rows' scores. None: the share of anomalies in the data's labels
+            (a user's table with a label column; an error for a table without labels).
         inference: the score: ``energy`` (the paper) or ``energy+reconstruction`` (the study's modified
             inference; see ``ScoreCalibration``).
         reconstruction_weight: w in the combined score.
@@ -83,7 +84,7 @@ class DAGMM(L.LightningModule):
         mixture: MixtureFamily = "gaussian",
         jitter: float = 1e-6,
         mixture_dtype: MixtureDtype = "float64",
-        contamination: float = 0.1,
+        contamination: float | None = 0.1,
         inference: Inference = "energy",
         reconstruction_weight: float = 1.0,
         anomaly_loss: AnomalyLoss = "hinge",
@@ -92,7 +93,8 @@ class DAGMM(L.LightningModule):
         super().__init__()
         if input_dim < 1:
             raise ConfigurationError(f"input_dim must be >= 1, got {input_dim}")
-        check_range("contamination", contamination, 0.0, 0.5, low_open=True)
+        if contamination is not None:
+            check_range("contamination", contamination, 0.0, 0.5, low_open=True)
         check_choice("inference", inference, Inference)
         check_choice("anomaly_loss", anomaly_loss, AnomalyLoss)
         self.save_hyperparameters()
@@ -167,7 +169,7 @@ class DAGMM(L.LightningModule):
         small, logging every step made an epoch almost twice as slow as the same loop in plain PyTorch.
         """
         if self._trainer is None:
-            return True
+            return False  # nothing to log to
         return (self.global_step + 1) % max(self.trainer.log_every_n_steps, 1) == 0 or self.global_step == 0
 
     def _check_finite(self, loss: torch.Tensor, terms: dict[str, torch.Tensor]) -> None:
@@ -186,6 +188,16 @@ class DAGMM(L.LightningModule):
         return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
 
     # --- training-set fit -------------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        if self.hparams.contamination is None and stage == "fit":
+            share = getattr(self.trainer.datamodule, "anomaly_share", None)
+            if share is None:
+                raise ConfigurationError(
+                    "contamination is null (take it from the data's labels), but the data has no labels: set "
+                    "--model.init_args.contamination to the share of anomalies you expect, e.g. 0.05"
+                )
+            self.model.calibration.contamination = min(max(share, 1e-4), 0.5)
+
     def _training_batches(self) -> Iterable[Batch]:
         datamodule = self.trainer.datamodule
         if datamodule is not None and hasattr(datamodule, "refit_dataloader"):

@@ -47,7 +47,7 @@ class DAGMMVQVAE(DAGMM):
         return {"penalty_dims": slice(self.hparams.latent_dim, None)}
 
     def training_terms(self, out: DAGMMOutput, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        if self._trainer is not None and self.is_logging_step():
+        if self.is_logging_step():
             perplexity, dead = code_usage(out.codes, self.hparams.codebook_size)
             self.log_dict({"train/code_perplexity": perplexity.float(), "train/dead_codes": dead.float()})
         return super().training_terms(out, y)

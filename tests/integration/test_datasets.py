@@ -123,7 +123,8 @@ def test_user_table_errors(tmp_path):
     constant = tmp_path / "constant.csv"
     pd.DataFrame({"a": np.arange(20.0), "c": 1.0}).to_csv(constant, index=False)
     dm = AnomalyDataModule("table", path=str(constant))  # a constant column is fine; no labels is fine
-    dm.setup("fit")
+    with pytest.warns(UserWarning, match="no labels"):
+        dm.setup("fit")
     x, y = dm.arrays("test")
     assert np.isfinite(x).all() and (y == -1).all()
     with pytest.raises(ValueError, match="needs --data.path"):

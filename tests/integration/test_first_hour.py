@@ -1,0 +1,125 @@
+"""A new user's first hour: results left by every run, checkpoints that need nothing else, a table's own
+defaults, a quick and quiet command line."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from dagmm_lightning.callbacks import AnomalyMetrics
+from dagmm_lightning.cli import build_cli
+
+from ..conftest import QUICK, ROOT
+
+pytestmark = pytest.mark.usefixtures("in_root")
+
+
+def run(args, tmp_path):
+    return build_cli([*args, "--trainer.logger.init_args.save_dir", str(tmp_path / "logs"), *QUICK])
+
+
+def test_a_run_shorter_than_the_validation_interval_validates_and_keeps_its_last_epoch(tmp_path, caplog):
+    fitted = run(["fit", "--config", "configs/quickstart.yaml", "--trainer.max_epochs", "3"], tmp_path)  # val every 10
+    metrics = next(c for c in fitted.trainer.callbacks if isinstance(c, AnomalyMetrics))
+    assert "val" in metrics.last_metrics and np.isfinite(metrics.last_metrics["val"]["roc_auc"])
+    assert [p.name for p in (tmp_path / "logs").rglob("*.ckpt")] == ["last.ckpt"]
+    summary = "\n".join(r.getMessage() for r in caplog.records if "fit finished" in r.getMessage())
+    assert "train 158 rows, val 20 (2 anomalies), test 199 (18 anomalies)" in summary
+    assert "last.ckpt" in summary and "dagmm test --ckpt_path" in summary and "roc_auc" in summary
+
+
+def test_test_from_the_checkpoint_alone_restores_its_split_and_refuses_another(tmp_path):
+    fitted = run(
+        ["fit", "--config", "configs/quickstart.yaml", "--trainer.max_epochs", "2", "--seed_everything", "3"], tmp_path
+    )
+    last = str(next((tmp_path / "logs").rglob("last.ckpt")))
+    x_test, y_test = fitted.datamodule.arrays("test")  # the split of seed 3
+    fitted.model.eval()
+    with torch.no_grad():
+        expected = fitted.model.score(torch.from_numpy(x_test)).numpy()
+    tested = run(["test", "--ckpt_path", last], tmp_path)  # no config: everything from the checkpoint
+    np.testing.assert_array_equal(tested.datamodule.splits.test, fitted.datamodule.splits.test)
+    metrics = next(c for c in tested.trainer.callbacks if isinstance(c, AnomalyMetrics)).last_metrics["test"]
+    from sklearn.metrics import roc_auc_score
+
+    assert metrics["roc_auc"] == pytest.approx(roc_auc_score(y_test, expected))
+    with pytest.raises(ValueError, match="would overlap the rows the model was trained on"):
+        run(["test", "--ckpt_path", last, "--data.seed", "0"], tmp_path)
+
+
+def table(path, n=400, labels=True):
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.normal(size=n), "b": rng.normal(size=n), "proto": rng.choice(["tcp", "udp"], n)})
+    frame.loc[:19, ["a", "b"]] += 5.0  # 20 anomalies: 5 %
+    if labels:
+        frame["is_attack"] = (np.arange(n) < 20).astype(int)
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_a_table_takes_its_contamination_from_its_labels_and_predicts_from_the_checkpoint_alone(tmp_path):
+    flows = table(tmp_path / "flows.csv")
+    fitted = run(
+        [
+            "fit",
+            "--config",
+            "configs/table.yaml",
+            "--data.path",
+            str(flows),
+            "--data.label_column",
+            "is_attack",
+            "--trainer.max_epochs",
+            "2",
+        ],
+        tmp_path,
+    )
+    assert fitted.model.model.calibration.contamination == pytest.approx(0.05)
+    last = str(next((tmp_path / "logs").rglob("last.ckpt")))
+    new_rows = table(tmp_path / "new_rows.csv", n=30, labels=False)
+    out = tmp_path / "scores.csv"
+    run(
+        [
+            "predict",
+            "--ckpt_path",
+            last,
+            "--data.predict_file",
+            str(new_rows),
+            "--prediction_writer.output_path",
+            str(out),
+        ],
+        tmp_path,
+    )
+    scores = pd.read_csv(out)
+    assert len(scores) == 30 and (scores["label"] == -1).all() and np.isfinite(scores["score"]).all()
+
+
+def test_a_table_without_labels_asks_for_contamination(tmp_path):
+    flows = table(tmp_path / "flows.csv", labels=False)
+    with (
+        pytest.raises(ValueError, match="set --model.init_args.contamination"),
+        pytest.warns(UserWarning, match="no labels"),
+    ):
+        run(["fit", "--config", "configs/table.yaml", "--data.path", str(flows), "--trainer.max_epochs", "1"], tmp_path)
+
+
+def test_help_lists_every_subcommand_without_importing_torch():
+    code = "import sys; from dagmm_lightning.__main__ import main; main(['--help']); print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    for command in ("fit", "validate", "test", "predict", "benchmark"):
+        assert f"\n  {command} " in result.stdout
+    assert result.stdout.strip().endswith("False")
+
+
+def test_a_configuration_error_is_one_line(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "dagmm_lightning", "fit", "--config", str(tmp_path / "no.yaml")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("dagmm: error:") and "does not exist" in lines[0]
