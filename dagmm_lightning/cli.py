@@ -15,6 +15,9 @@ os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
 warnings.filterwarnings("ignore", message=".*treespec.*")  # a Lightning-internal deprecation
 warnings.filterwarnings("ignore", message="Couldn't infer the batch indices")  # the CSV writer needs none
 warnings.filterwarnings("ignore", message="The dirpath has changed from")  # test/predict from another run's checkpoint
+# the metrics callback gathers every rank's rows itself, so its epoch-level values need no sync_dist
+warnings.filterwarnings("ignore", message="It is recommended to use `self.log\\(")
+warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")  # dagmm benchmark's runs
 
 import torch  # noqa: E402
 from jsonargparse import Namespace  # noqa: E402
@@ -114,6 +117,11 @@ class DAGMMCLI(LightningCLI):
             steps_per_epoch = min(steps_per_epoch, trainer.limit_train_batches)
         trainer.log_every_n_steps = max(1, min(trainer.log_every_n_steps, steps_per_epoch))
 
+    def after_predict(self) -> None:
+        writer = next((c for c in self.trainer.callbacks if isinstance(c, PredictionCSVWriter)), None)
+        if writer is not None and writer.written_to is not None:
+            rank_zero_info(f"wrote {writer.rows_written} predictions to {writer.written_to}")
+
     def after_fit(self) -> None:
         trainer, metrics = self.trainer, next(c for c in self.trainer.callbacks if isinstance(c, AnomalyMetrics))
         if (
@@ -133,7 +141,8 @@ KEY_METRICS = ("roc_auc", "average_precision", "precision_rho", "recall_rho", "f
 def fit_summary(trainer, datamodule: AnomalyDataModule, metrics: dict[str, float] | None) -> str:
     """What a finished ``fit`` leaves: the rows, where the logs and checkpoints are, the last validation,
     and the commands that test and score with the checkpoint."""
-    lines = [f"fit finished after {trainer.current_epoch} epochs; data: {datamodule.describe()}"]
+    epochs = f"{trainer.current_epoch} epoch{'s' if trainer.current_epoch != 1 else ''}"
+    lines = [f"fit finished after {epochs}; data: {datamodule.describe()}"]
     if trainer.logger is not None and trainer.log_dir:
         lines.append(f"  logs:        {trainer.log_dir}   (tensorboard --logdir {trainer.logger.save_dir})")
     checkpoint = trainer.checkpoint_callback

@@ -1,6 +1,6 @@
 """``dagmm benchmark``: configs x data sets x seeds, resumable, with shallow reference rows.
 
-    dagmm benchmark --configs configs/dagmm.yaml configs/vae.yaml --data configs/data/thyroid.yaml \\
+    dagmm benchmark --configs configs/dagmm.yaml configs/vae.yaml --data configs/data/thyroid.yaml
         --seeds 0-2 --epochs 500 --jobs 2 --baselines --out benchmarks/results/thyroid
 
 writes ``<out>.csv`` (one row per run; finished runs are skipped when started again), ``<out>.md``
@@ -126,8 +126,11 @@ def _run_job(job: Job) -> list[dict]:
         loss = float(trainer.callback_metrics.get("train/loss", float("nan")))
         metrics_cb = next(c for c in trainer.callbacks if isinstance(c, AnomalyMetrics))
         selected = ""
-        if job.select_on is not None:
-            selected = torch.load(trainer.checkpoint_callback.best_model_path, weights_only=False)["epoch"] + 1
+        best = trainer.checkpoint_callback.best_model_path if job.select_on is not None else ""
+        if job.select_on is not None and not best:
+            print(f"{job.method}: no validation before the last epoch (--val-every {job.val_every}); testing it")
+        if best:
+            selected = torch.load(best, weights_only=False)["epoch"] + 1
             trainer.test(model, datamodule=dm, verbose=False, ckpt_path="best", weights_only=False)
         else:
             trainer.test(model, datamodule=dm, verbose=False)
@@ -228,6 +231,9 @@ def main(argv: list[str] | None = None) -> None:
     sys.stdout.reconfigure(line_buffering=True)  # progress lines reach a log file as they come
     parser = build_parser()
     args = parser.parse_args(argv)
+    missing = [p for p in (args.report or []) + (args.matrix or []) if not Path(p).is_file()]
+    if missing:
+        parser.error(f"no such results file: {', '.join(missing)}")
     if args.report:
         for path in map(Path, args.report):
             write_reports(path)

@@ -7,7 +7,6 @@ from pathlib import Path
 import pandas as pd
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
-from lightning.pytorch.utilities import rank_zero_info
 
 from dagmm_lightning.distributed import gather_rows
 
@@ -26,6 +25,7 @@ class PredictionCSVWriter(BasePredictionWriter):
         super().__init__(write_interval="epoch")
         self.output_path = output_path
         self.written_to: Path | None = None
+        self.rows_written = 0
 
     def write_on_epoch_end(self, trainer, pl_module, predictions, batch_indices) -> None:
         batches = predictions[0] if predictions and isinstance(predictions[0], list) else predictions
@@ -40,5 +40,4 @@ class PredictionCSVWriter(BasePredictionWriter):
         # a rank without rows of its own scored a padding row again: each row id once
         frame = pd.DataFrame(columns).drop_duplicates("index").sort_values("index", kind="stable")
         frame.to_csv(path, index=False)
-        self.written_to = path
-        rank_zero_info(f"wrote {len(frame)} predictions to {path}")
+        self.written_to, self.rows_written = path, len(frame)  # the CLI says where, after the progress bar

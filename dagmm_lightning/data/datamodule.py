@@ -281,6 +281,7 @@ class AnomalyDataModule(L.LightningDataModule):
 
     def state_dict(self) -> dict:
         split = {"split_seed": self.resolved_seed, "training_rows": self.training_rows_fingerprint()}
+        split |= {"protocol": self.protocol, "split": self.split}
         return {"dataset": self.dataset, "preprocessor": self.preprocessor.state_dict(), **split}
 
     def load_state_dict(self, state_dict: dict) -> None:
@@ -293,8 +294,9 @@ class AnomalyDataModule(L.LightningDataModule):
         if saved is not None and saved != self.training_rows_fingerprint():
             raise DataError(
                 f"this run's split (seed {self.resolved_seed}, protocol {self.protocol!r}, split {self.split!r}) "
-                f"differs from the checkpoint's (seed {state_dict.get('split_seed')}): its test rows would overlap "
-                "the rows the model was trained on. Leave the data settings to the checkpoint, or pass its own"
+                f"differs from the checkpoint's (seed {state_dict.get('split_seed')}, protocol "
+                f"{state_dict.get('protocol')!r}, split {state_dict.get('split')!r}): its test rows would overlap the "
+                "rows the model was trained on. Leave the data settings to the checkpoint, or pass its own."
             )
         self.preprocessor.load_state_dict(state_dict["preprocessor"])
         self._scaled.clear()

@@ -92,19 +92,16 @@ class MixtureEnergy(nn.Module, ABC):
         """Shapes of the fitted parameter tensors, by name."""
 
     @abstractmethod
-    def statistic_shapes(self, pass_index: int) -> dict[str, tuple[int, ...]]:
-        """Shapes of the sums that pass ``pass_index`` of the M-step needs."""
+    def spread_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Shapes of the second pass's sums (the spread around the means)."""
 
     @abstractmethod
-    def statistics(
-        self, z: torch.Tensor, gamma: torch.Tensor, pass_index: int, params: dict
-    ) -> dict[str, torch.Tensor]:
-        """Float64 sums of pass ``pass_index`` over rows z (N, D) with memberships gamma (N, K); ``params``
-        holds the parameters of the earlier passes. Differentiable."""
+    def spread_statistics(self, gamma: torch.Tensor, diff: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The second pass's float64 sums from gamma (N, K) and z_i - mu_k (N, K, D). Differentiable."""
 
     @abstractmethod
-    def m_step(self, stats: dict[str, torch.Tensor], pass_index: int, params: dict) -> dict[str, torch.Tensor]:
-        """Parameters from the sums of pass ``pass_index`` (and those of earlier passes in ``params``)."""
+    def spread_m_step(self, stats: dict[str, torch.Tensor], mass: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The spread parameters from the second pass's sums and the component masses (K,)."""
 
     @abstractmethod
     def component_log_prob(self, z: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -115,6 +112,31 @@ class MixtureEnergy(nn.Module, ABC):
         """Scalar penalty against vanishing variances, over dimensions ``dims`` of the rows (all by default)."""
 
     # --- shared ---------------------------------------------------------------------------------
+    def statistic_shapes(self, pass_index: int) -> dict[str, tuple[int, ...]]:
+        """Shapes of the sums that pass ``pass_index`` of the M-step needs."""
+        k, d = self.n_components, self.dim
+        return {"rows": (), "mass": (k,), "first": (k, d)} if pass_index == 0 else self.spread_shapes()
+
+    def statistics(
+        self, z: torch.Tensor, gamma: torch.Tensor, pass_index: int, params: dict
+    ) -> dict[str, torch.Tensor]:
+        """Float64 sums of pass ``pass_index`` over rows z (N, D) with memberships gamma (N, K); ``params``
+        holds the parameters of the earlier passes. Differentiable."""
+        if pass_index == 0:
+            return weighted_sums(z, gamma)
+        return self.spread_statistics(*deviations(z, gamma, params["means"]))
+
+    def m_step(self, stats: dict[str, torch.Tensor], pass_index: int, params: dict) -> dict[str, torch.Tensor]:
+        """Parameters from the sums of pass ``pass_index`` (and those of earlier passes in ``params``)."""
+        if pass_index == 0:
+            first = weights_and_means(stats)
+            return {
+                "weights": self._parameter(first["weights"]),
+                "means": self._parameter(first["means"]),
+                "mass": first["mass"],
+            }
+        return self.spread_m_step(stats, params["mass"])
+
     def new_statistics(self, pass_index: int) -> SufficientStatistics:
         """Empty accumulators for pass ``pass_index`` of the training-set fit."""
         return SufficientStatistics(self.statistic_shapes(pass_index))

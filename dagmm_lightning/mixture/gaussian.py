@@ -7,7 +7,7 @@ import math
 import torch
 
 from dagmm_lightning.errors import NonFiniteError
-from dagmm_lightning.mixture.base import MixtureEnergy, deviations, weighted_sums, weights_and_means
+from dagmm_lightning.mixture.base import MixtureEnergy
 
 
 def cholesky_with_jitter(cov: torch.Tensor, jitter: float, max_tries: int = 8) -> torch.Tensor:
@@ -65,25 +65,14 @@ class GaussianMixtureEnergy(MixtureEnergy):
         k, d = self.n_components, self.dim
         return {"weights": (k,), "means": (k, d), "covariances": (k, d, d), "scale_tril": (k, d, d)}
 
-    def statistic_shapes(self, pass_index: int) -> dict[str, tuple[int, ...]]:
-        k, d = self.n_components, self.dim
-        return {"rows": (), "mass": (k,), "first": (k, d)} if pass_index == 0 else {"scatter": (k, d, d)}
+    def spread_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {"scatter": (self.n_components, self.dim, self.dim)}
 
-    def statistics(
-        self, z: torch.Tensor, gamma: torch.Tensor, pass_index: int, params: dict
-    ) -> dict[str, torch.Tensor]:
-        if pass_index == 0:
-            return weighted_sums(z, gamma)
-        gamma, diff = deviations(z, gamma, params["means"])
+    def spread_statistics(self, gamma: torch.Tensor, diff: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"scatter": torch.einsum("nk,nkd,nke->kde", gamma, diff, diff)}
 
-    def m_step(self, stats: dict[str, torch.Tensor], pass_index: int, params: dict) -> dict[str, torch.Tensor]:
-        if pass_index == 0:
-            return {
-                name: self._parameter(value) if name != "mass" else value
-                for name, value in weights_and_means(stats).items()
-            }
-        cov = stats["scatter"] / params["mass"][:, None, None]
+    def spread_m_step(self, stats: dict[str, torch.Tensor], mass: torch.Tensor) -> dict[str, torch.Tensor]:
+        cov = stats["scatter"] / mass[:, None, None]
         cov = self._parameter(0.5 * (cov + cov.transpose(-1, -2)))
         cov = cov + self.jitter * torch.eye(self.dim, dtype=cov.dtype, device=cov.device)
         return {"covariances": cov, "scale_tril": cholesky_with_jitter(cov, self.jitter)}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from dagmm_lightning.mixture.base import MixtureEnergy, deviations, weighted_sums, weights_and_means
+from dagmm_lightning.mixture.base import MixtureEnergy
 
 
 def laplace_log_prob(z: torch.Tensor, means: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
@@ -33,25 +33,14 @@ class LaplaceMixtureEnergy(MixtureEnergy):
         k, d = self.n_components, self.dim
         return {"weights": (k,), "means": (k, d), "scales": (k, d)}
 
-    def statistic_shapes(self, pass_index: int) -> dict[str, tuple[int, ...]]:
-        k, d = self.n_components, self.dim
-        return {"rows": (), "mass": (k,), "first": (k, d)} if pass_index == 0 else {"absolute": (k, d)}
+    def spread_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {"absolute": (self.n_components, self.dim)}
 
-    def statistics(
-        self, z: torch.Tensor, gamma: torch.Tensor, pass_index: int, params: dict
-    ) -> dict[str, torch.Tensor]:
-        if pass_index == 0:
-            return weighted_sums(z, gamma)
-        gamma, diff = deviations(z, gamma, params["means"])
+    def spread_statistics(self, gamma: torch.Tensor, diff: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"absolute": torch.einsum("nk,nkd->kd", gamma, diff.abs())}
 
-    def m_step(self, stats: dict[str, torch.Tensor], pass_index: int, params: dict) -> dict[str, torch.Tensor]:
-        if pass_index == 0:
-            return {
-                name: self._parameter(value) if name != "mass" else value
-                for name, value in weights_and_means(stats).items()
-            }
-        return {"scales": self._parameter(stats["absolute"] / params["mass"].unsqueeze(1) + self.jitter)}
+    def spread_m_step(self, stats: dict[str, torch.Tensor], mass: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"scales": self._parameter(stats["absolute"] / mass.unsqueeze(1) + self.jitter)}
 
     def component_log_prob(self, z: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
         return laplace_log_prob(z, params["means"], params["scales"])

@@ -188,3 +188,37 @@ def test_tagged_grids_share_one_csv(tmp_path, capsys):
     capsys.readouterr()
     main(common + ["--tag", " c=0.05", "--set", "data.train_contamination=0.05"])
     assert "0 runs to do, 1 already in" in capsys.readouterr().out
+
+
+def test_select_on_without_a_validation_tests_the_last_epoch(tmp_path, capfd):
+    out = tmp_path / "short"
+    main(
+        [
+            "--configs",
+            str(ROOT / "configs/quickstart.yaml"),
+            "--seeds",
+            "0",
+            "--epochs",
+            "1",
+            "--select-on",
+            "f1_rho",
+            "--val-every",
+            "5",
+            "--out",
+            str(out),
+            "--set",
+            "data.dataset=breast_cancer",
+        ]
+    )
+    with out.with_suffix(".csv").open() as f:
+        (row,) = list(csv.DictReader(f))
+    assert row["status"] == "ok" and row["selected_epoch"] == ""
+    assert "no validation before the last epoch" in capfd.readouterr().out
+
+
+def test_reports_of_missing_results_files_are_refused(tmp_path):
+    with pytest.raises(SystemExit):
+        main(["--matrix", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "summary")])
+    with pytest.raises(SystemExit):
+        main(["--report", str(tmp_path / "nope.csv")])
+    assert not list(tmp_path.iterdir())

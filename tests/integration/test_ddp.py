@@ -47,7 +47,8 @@ def trainer(devices, **kwargs):
 
 
 class RefitAndRecord(L.Callback):
-    """Refit the mixture before validating a checkpoint, then save buffers and metrics from rank 0."""
+    """Refit the mixture before validating (``validate`` does not), then save the fitted buffers (the
+    mixture's and the threshold) and the metrics from rank 0."""
 
     def __init__(self, path):
         self.path = path

@@ -7,8 +7,9 @@ import torch
 
 from dagmm_lightning.callbacks import AnomalyMetrics
 from dagmm_lightning.data import AnomalyDataModule, RawTable, Splits
-from dagmm_lightning.distributed import rank
 from dagmm_lightning.models import DAGMM
+
+from .test_ddp import RefitAndRecord
 
 
 def small_table(seed=0, n=120):
@@ -27,21 +28,6 @@ def two_row_val_data():
     # 100 normal training rows; val: one normal row and one anomaly; test: the rest
     splits = Splits(rows[:100], np.array([100, 119]), rows[101:119])
     return AnomalyDataModule.from_table(small_table(), splits, batch_size=32, eval_batch_size=8, seed=0)
-
-
-class RefitAndRecord(L.Callback):
-    """Refit before validating (``validate`` does not), then save the metrics and the threshold from rank 0."""
-
-    def __init__(self, path):
-        self.path = path
-
-    def on_validation_start(self, trainer, pl_module):
-        pl_module.refit()
-
-    def on_validation_end(self, trainer, pl_module):
-        if rank() == 0:
-            metrics = next(c for c in trainer.callbacks if isinstance(c, AnomalyMetrics)).last_metrics["val"]
-            torch.save({"metrics": metrics, "threshold": pl_module.model.calibration.threshold}, self.path)
 
 
 @pytest.mark.ddp
@@ -67,7 +53,8 @@ def test_three_processes_validate_two_rows_as_one_process_does(tmp_path):
         trainer.validate(model, datamodule=two_row_val_data())
         results[devices] = torch.load(out)
     assert results[3]["metrics"] == pytest.approx(results[1]["metrics"], rel=1e-9)
-    assert float(results[3]["threshold"]) == pytest.approx(float(results[1]["threshold"]), rel=1e-9)
+    threshold = "model.calibration.threshold"
+    assert float(results[3]["buffers"][threshold]) == pytest.approx(float(results[1]["buffers"][threshold]), rel=1e-9)
 
 
 def quiet_trainer(**kwargs):
