@@ -24,10 +24,9 @@ def read_rows(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def append_rows(path: Path, rows: list[dict]) -> None:
+def append_rows(path: Path, rows: list[dict], fields: list[str] = FIELDS) -> None:
     new = not path.exists()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fields = FIELDS
     if not new:  # keep an existing file's columns, so that rows stay aligned with its header
         with path.open() as f:
             fields = next(csv.reader(f))

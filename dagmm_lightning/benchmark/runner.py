@@ -40,6 +40,7 @@ from dagmm_lightning.benchmark.report import (
     summarize_matrix,
     write_reports,
 )
+from dagmm_lightning.benchmark.suite import run_suite, write_suite_reports
 from dagmm_lightning.callbacks.metrics import AnomalyMetrics, anomaly_metrics
 from dagmm_lightning.cli import build_cli
 from dagmm_lightning.labels import LABELLED_ANOMALY
@@ -217,6 +218,8 @@ OPTIONS: dict[str, dict] = {
     "--out": dict(type=str | None, default=None, help="results path without suffix"),
     "--tag": dict(type=str, default="", help="appended to every method name (sweeps over --set share a CSV)"),
     "--set": dict(action="append", default=[], metavar="KEY=VALUE", help="a `dagmm fit` option for every run"),
+    "--suite": dict(type=str | None, default=None, help="a folder of .npz tables (X, y): DAGMMDetector vs baselines"),
+    "--detector": dict(type=dict, default={}, help="DAGMMDetector settings for --suite, e.g. '{\"epochs\": 50}'"),
 }
 
 
@@ -234,6 +237,15 @@ def main(argv: list[str] | None = None) -> None:
     missing = [p for p in (args.report or []) + (args.matrix or []) if not Path(p).is_file()]
     if missing:
         parser.error(f"no such results file: {', '.join(missing)}")
+    if args.suite:
+        if args.out is None:
+            parser.error("--suite needs --out")
+        csv_path = Path(args.out).with_suffix(".csv")
+        method = "dagmm_detector" + args.tag
+        run_suite(Path(args.suite), parse_seeds(args.seeds), dict(args.detector), method, True, csv_path)
+        write_suite_reports(csv_path)
+        print(f"wrote {csv_path}, {csv_path.with_suffix('.md')}, {csv_path.with_suffix('.png')}")
+        return
     if args.report:
         for path in map(Path, args.report):
             write_reports(path)

@@ -1,0 +1,158 @@
+"""``dagmm benchmark --suite DIR``: DAGMMDetector settings over a folder of ``.npz`` tables (``X``, ``y``)
+beside four shallow detectors, with the development suite's one-class protocol:
+
+a table of more than 20,000 rows is subsampled to 20,000 (``default_rng(0)``); for each seed the normal
+rows are shuffled (``default_rng(seed)``) and halved: the first half trains (no labels), the test rows are
+the other half plus every anomaly; features are min-max scaled on the training rows; the score is ROC AUC.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+from dagmm_lightning.benchmark.report import append_rows, read_rows
+
+SUITE_FIELDS = ["table", "seed", "method", "roc_auc", "seconds", "status", "settings"]
+BASELINES = ("isolation_forest", "knn", "lof", "gaussian_mixture")
+MAX_ROWS = 20_000
+
+
+def table_order(name: str) -> tuple[int, str]:
+    """ADBench's numbered names (``2_annthyroid``) in their number's order."""
+    number = name.split("_")[0]
+    return (int(number) if number.isdigit() else 0, name)
+
+
+def one_class_split(x: np.ndarray, y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Scaled training rows, scaled test rows and test labels (1 = anomaly) of one table and seed."""
+    if len(x) > MAX_ROWS:
+        keep = np.random.default_rng(0).choice(len(x), MAX_ROWS, replace=False)
+        x, y = x[keep], y[keep]
+    normal = np.random.default_rng(seed).permutation(np.flatnonzero(y == 0))
+    train, test = normal[: len(normal) // 2], np.r_[normal[len(normal) // 2 :], np.flatnonzero(y != 0)]
+    low, span = x[train].min(0), x[train].max(0) - x[train].min(0)
+    span = np.where(span > 0, span, 1.0)
+    return (x[train] - low) / span, (x[test] - low) / span, (y[test] != 0).astype(int)
+
+
+def baseline_scores(name: str, x_train: np.ndarray, x_test: np.ndarray, seed: int) -> np.ndarray:
+    """Anomaly scores (higher = more anomalous) of one shallow detector, as the suite's README sets them."""
+    from sklearn.ensemble import IsolationForest
+    from sklearn.mixture import GaussianMixture
+    from sklearn.neighbors import LocalOutlierFactor, NearestNeighbors
+
+    if name == "knn":  # distance to the 5th nearest training row
+        return NearestNeighbors(n_neighbors=5).fit(x_train).kneighbors(x_test)[0][:, -1]
+    detector = {
+        "isolation_forest": lambda: IsolationForest(random_state=seed),
+        "lof": lambda: LocalOutlierFactor(n_neighbors=20, novelty=True),
+        "gaussian_mixture": lambda: GaussianMixture(4, covariance_type="full", reg_covar=1e-4, random_state=seed),
+    }[name]()
+    return -detector.fit(x_train).score_samples(x_test)
+
+
+def detector_scores(settings: dict, x_train: np.ndarray, x_test: np.ndarray, seed: int) -> np.ndarray:
+    from dagmm_lightning.detector import DAGMMDetector
+
+    return DAGMMDetector(**{"random_state": seed, **settings}).fit(x_train).decision_function(x_test)
+
+
+def run_suite(folder: Path, seeds: list[int], settings: dict, method: str, baselines: bool, csv_path: Path) -> None:
+    """Every table x seed x method not yet in ``csv_path``, one CSV row each (resumable)."""
+    tables = sorted(folder.glob("*.npz"), key=lambda p: table_order(p.stem))
+    if not tables:
+        raise FileNotFoundError(f"no .npz tables in {folder}")
+    done = {(r["table"], int(r["seed"]), r["method"]) for r in read_rows(csv_path)}
+    methods = [method, *(BASELINES if baselines else ())]
+    for path in tables:
+        with np.load(path) as archive:
+            x, y = np.asarray(archive["X"], dtype=np.float64), np.asarray(archive["y"]).ravel()
+        for seed in seeds:
+            todo = [m for m in methods if (path.stem, seed, m) not in done]
+            if not todo:
+                continue
+            x_train, x_test, y_test = one_class_split(x, y, seed)
+            for name in todo:
+                start, status, auc = time.perf_counter(), "ok", float("nan")
+                try:
+                    scores = (
+                        detector_scores(settings, x_train, x_test, seed)
+                        if name == method
+                        else baseline_scores(name, x_train, x_test, seed)
+                    )
+                    auc = float(roc_auc_score(y_test, scores))
+                except FloatingPointError as err:  # a non-finite run is a result, not the end of the grid
+                    status = f"non-finite: {err}"[:200]
+                seconds = round(time.perf_counter() - start, 2)
+                row = {
+                    "table": path.stem,
+                    "seed": seed,
+                    "method": name,
+                    "roc_auc": round(auc, 4),
+                    "seconds": seconds,
+                    "status": status,
+                    "settings": json.dumps(settings) if name == method else "",
+                }
+                append_rows(csv_path, [row], SUITE_FIELDS)
+                print(f"{path.stem} seed {seed} {name}: ROC AUC {auc:.4f} ({seconds} s)", flush=True)
+
+
+def summarize_suite(rows: list[dict]) -> str:
+    """Markdown: ROC AUC per table (mean over seeds) x method, the mean over tables, the best baseline's
+    gap, and each method's total seconds per seed."""
+    methods = sorted({r["method"] for r in rows}, key=lambda m: (m in BASELINES, m))
+    tables = sorted({r["table"] for r in rows}, key=table_order)
+    seeds = sorted({int(r["seed"]) for r in rows})
+
+    def mean(method: str, table: str) -> float:
+        values = [
+            float(r["roc_auc"]) for r in rows if r["method"] == method and r["table"] == table and r["status"] == "ok"
+        ]
+        return float(np.mean(values)) if values else float("nan")
+
+    cells = {(m, t): mean(m, t) for m in methods for t in tables}
+    lines = ["| table | " + " | ".join(methods) + " | best baseline |", "|---|" + "---|" * (len(methods) + 1)]
+    for t in tables:
+        best = max((cells[(m, t)] for m in methods if m in BASELINES), default=float("nan"))
+        lines.append(f"| {t} | " + " | ".join(f"{cells[(m, t)]:.3f}" for m in methods) + f" | {best:.3f} |")
+    means = {m: np.nanmean([cells[(m, t)] for t in tables]) for m in methods}
+    lines.append("| **mean** | " + " | ".join(f"**{means[m]:.3f}**" for m in methods) + " | |")
+    seconds = {m: sum(float(r["seconds"]) for r in rows if r["method"] == m) / max(len(seeds), 1) for m in methods}
+    lines.append("| seconds per seed | " + " | ".join(f"{seconds[m]:.0f}" for m in methods) + " | |")
+    return f"ROC AUC on the test rows, mean over seeds {', '.join(map(str, seeds))}:\n\n" + "\n".join(lines) + "\n"
+
+
+def plot_suite(rows: list[dict], path: Path) -> None:
+    """ROC AUC per table and method (mean over seeds)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = sorted({r["method"] for r in rows}, key=lambda m: (m in BASELINES, m))
+    tables = sorted({r["table"] for r in rows}, key=table_order)
+    fig, ax = plt.subplots(figsize=(max(8, len(tables) * 0.8), 4))
+    width = 0.8 / len(methods)
+    for i, m in enumerate(methods):
+        values = [
+            np.mean([float(r["roc_auc"]) for r in rows if r["method"] == m and r["table"] == t] or [np.nan])
+            for t in tables
+        ]
+        ax.bar(np.arange(len(tables)) + i * width, values, width, label=m)
+    ax.set_xticks(np.arange(len(tables)) + 0.4 - width / 2, tables, rotation=40, ha="right", fontsize=8)
+    ax.set(ylim=(0.3, 1.0), ylabel="ROC AUC (test rows)")
+    ax.legend(fontsize=7, ncol=len(methods))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_suite_reports(csv_path: Path) -> None:
+    rows = read_rows(csv_path)
+    csv_path.with_suffix(".md").write_text(summarize_suite(rows))
+    plot_suite(rows, csv_path.with_suffix(".png"))
