@@ -35,7 +35,7 @@ VARIANTS: dict[str, type[DAGMM]] = {
     "mixed_loss": DAGMM,  # DAGMM trained with labelled anomalies (y == 1) and the anomaly term
     "pu": DAGMMPU,
 }
-SCORING_BATCH = 8192
+SCORING_BATCH = 16384  # rows a step: the networks' matrices stay in cache (2x faster than 65,536)
 TRAINER = dict(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, limit_val_batches=0)
 
 
@@ -114,14 +114,26 @@ class DAGMMDetector(BaseEstimator):
             raise DataError(f"X is empty (shape {frame.shape}); it needs at least one row and one feature")
         return frame
 
-    def _rows(self, X) -> torch.Tensor:
-        check_is_fitted(self, "model_")
-        frame = self._as_frame(X)
-        if not isinstance(X, pd.DataFrame) and frame.shape[1] != len(self.preprocessor_.numeric):
-            raise DataError(
-                f"X has {frame.shape[1]} features, but the detector was fitted on {len(self.preprocessor_.numeric)}"
-            )
-        return torch.from_numpy(self.preprocessor_.scale(self.preprocessor_.encode(frame)))
+    def _chunks(self, X):
+        """X's rows, encoded and scaled as in training, as float32 tensors of ``SCORING_BATCH`` rows; a
+        numeric array is read chunk by chunk, never copied whole."""
+        n_fitted, preprocessor = len(self.preprocessor_.numeric), self.preprocessor_
+        if isinstance(X, pd.DataFrame) or preprocessor.categories:
+            frame = self._as_frame(X)
+            if not isinstance(X, pd.DataFrame) and frame.shape[1] != n_fitted:
+                raise DataError(f"X has {frame.shape[1]} features, but the detector was fitted on {n_fitted}")
+            encoded = preprocessor.encode(frame)
+            if preprocessor.categories:  # one-hot columns: the whole table's encoding, scaled as in training
+                yield from torch.from_numpy(preprocessor.scale(encoded)).split(SCORING_BATCH)
+                return
+            X = encoded  # numeric columns in the training order: scaled below, as an array would be
+        array = np.asarray(X)
+        if array.ndim != 2 or array.dtype.kind not in "fiu" or not array.size:
+            self._as_frame(array)  # its checks name the problem (shape, text, emptiness)
+        if array.shape[1] != n_fitted:
+            raise DataError(f"X has {array.shape[1]} features, but the detector was fitted on {n_fitted}")
+        for start in range(0, len(array), SCORING_BATCH):
+            yield torch.from_numpy(preprocessor.scale_array(array[start : start + SCORING_BATCH]))
 
     def _splits(self, y, n: int) -> Splits:
         """All rows train (with training labels: 0 normal, 1 labelled anomaly, -1 unlabelled); for PU, a
@@ -167,7 +179,7 @@ class DAGMMDetector(BaseEstimator):
             trainer = L.Trainer(max_epochs=self.epochs, **shown, **TRAINER)
             trainer.fit(self.model_, datamodule=data)
         self.model_.eval()
-        self.decision_scores_ = self._score(self._rows(frame))
+        self.decision_scores_ = self.decision_function(X)
         self.threshold_ = float(self.model_.model.calibration.threshold)
         self.labels_ = (self.decision_scores_ > self.threshold_).astype(int)
         return self
@@ -180,16 +192,12 @@ class DAGMMDetector(BaseEstimator):
         model_class = VARIANTS[self.variant]
         return model_class(d, tuple(hidden), latent, n_components=k, **settings, **(self.model_kwargs or {}))
 
-    @torch.no_grad()
-    def _score(self, x: torch.Tensor) -> np.ndarray:
-        batches = x.split(SCORING_BATCH)
-        return np.concatenate([self.model_.score(batch).cpu().numpy() for batch in batches])
-
     def decision_function(self, X) -> np.ndarray:
         """Anomaly score of each row of X (n,), higher = more anomalous."""
-        rows = self._rows(X)
+        check_is_fitted(self, "model_")
         self.model_.eval()
-        return self._score(rows)
+        with torch.inference_mode():
+            return np.concatenate([self.model_.score(chunk).cpu().numpy() for chunk in self._chunks(X)])
 
     def predict(self, X) -> np.ndarray:
         """1 for anomalies (score above ``threshold_``), 0 for normal rows."""

@@ -84,15 +84,7 @@ class TablePreprocessor:
                 coerced = pd.to_numeric(numeric[column], errors="coerce")
                 example = numeric[column][coerced.isna() & numeric[column].notna()].iloc[:1].tolist()
                 raise DataError(f"column {column!r} should be numeric but holds non-numeric values, e.g. {example}")
-            values = numeric.to_numpy(dtype=np.float64)
-            finite = np.isfinite(values)
-            if not finite.all():
-                row, col = np.argwhere(~finite)[0]
-                raise DataError(
-                    f"{int((~finite).sum())} NaN/inf values in the input, first in column {self.numeric[col]!r} "
-                    f"at row {int(row)}; fill or drop them before training or scoring"
-                )
-            parts.append(values)
+            parts.append(self._finite(numeric.to_numpy(dtype=np.float64)))
         for column, cats in self.categories.items():
             codes = pd.Index(cats).get_indexer(frame[column].astype(str))  # -1: a category not seen in training
             one_hot = np.zeros((len(frame), len(cats)), dtype=np.float64)
@@ -100,6 +92,25 @@ class TablePreprocessor:
             one_hot[np.flatnonzero(known), codes[known]] = 1.0
             parts.append(one_hot)
         return np.concatenate(parts, axis=1) if parts else np.zeros((len(frame), 0))
+
+    def scale_array(self, array: np.ndarray) -> np.ndarray:
+        """Scaled float32 rows of a numeric array (N, n_features) that ``encode`` would give unchanged (a
+        table without symbolic columns), for scoring many rows: in float32, one buffer, no DataFrame. It
+        differs from ``scale`` (float64, then rounded) by float32 rounding only."""
+        values = self._finite(np.array(array, dtype=np.float32, order="C"))  # a copy, scaled in place
+        np.subtract(values, self.minimum.astype(np.float32), out=values)
+        np.divide(values, self.range.astype(np.float32), out=values)
+        return values
+
+    def _finite(self, values: np.ndarray) -> np.ndarray:
+        finite = np.isfinite(values)
+        if not finite.all():
+            row, col = np.argwhere(~finite)[0]
+            raise DataError(
+                f"{int((~finite).sum())} NaN/inf values in the input, first in column {self.numeric[col]!r} "
+                f"at row {int(row)}; fill or drop them before training or scoring"
+            )
+        return values
 
     def fit_scaling(self, encoded_train: np.ndarray) -> TablePreprocessor:
         if len(encoded_train) == 0:
@@ -114,7 +125,8 @@ class TablePreprocessor:
             raise DataError("the scaling has not been fitted on training rows yet")
         if encoded.shape[1] != len(self.minimum):
             raise DataError(f"rows have {encoded.shape[1]} encoded features, the model expects {len(self.minimum)}")
-        return ((encoded - self.minimum) / self.range).astype(np.float32)
+        # C order: row batches are contiguous, and matmul kernels do not depend on how the input was laid out
+        return np.ascontiguousarray((encoded - self.minimum) / self.range, dtype=np.float32)
 
     def state_dict(self) -> dict:
         return {

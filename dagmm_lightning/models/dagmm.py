@@ -258,7 +258,7 @@ class DAGMM(L.LightningModule):
     # --- evaluation -------------------------------------------------------------------------------
     def score(self, x: torch.Tensor) -> torch.Tensor:
         """Anomaly scores (N,) of rows x (N, F), higher = more anomalous. Eval mode."""
-        return self.model.score(self.model(x))
+        return self.model.score(self.model(x, memberships=False))
 
     def validation_step(self, batch: Batch, batch_idx: int) -> dict[str, torch.Tensor]:
         x, y, index = batch

@@ -107,18 +107,19 @@ class DAGMMModel(nn.Module):
         )
         self.penalty_dims = penalty_dims
 
-    def represent(self, x: torch.Tensor) -> DAGMMOutput:
-        """Everything but the energy: x (N, F)."""
+    def represent(self, x: torch.Tensor, memberships: bool = True) -> DAGMMOutput:
+        """Everything but the energy: x (N, F). ``memberships=False`` skips the estimation network (gamma
+        None), which scoring does not need."""
         compressed = self.compression(x)
         rows = torch.cat([compressed.z, reconstruction_features(x, compressed.x_hat)], dim=1)
-        gamma = self.estimation(rows)
+        gamma = self.estimation(rows) if memberships else None
         error = squared_error(x, compressed.x_hat)
         return DAGMMOutput(
             compressed.z, compressed.x_hat, rows, gamma, error, losses=compressed.losses, codes=compressed.codes
         )
 
-    def forward(self, x: torch.Tensor, fit_mask: torch.Tensor | None = None) -> DAGMMOutput:
-        out = self.represent(x)
+    def forward(self, x: torch.Tensor, fit_mask: torch.Tensor | None = None, memberships: bool = True) -> DAGMMOutput:
+        out = self.represent(x, memberships or self.training)
         if self.training:
             if fit_mask is not None and not bool(fit_mask.any()):
                 return out  # no rows to fit a mixture on: no energy for this batch
@@ -144,7 +145,7 @@ class DAGMMModel(nn.Module):
     def score_batches(self, batches: Iterable[torch.Tensor]) -> torch.Tensor:
         """Scores of every row of ``batches`` (x tensors), gathered from every rank in rank order: (N,)."""
         with evaluating(self):
-            local = [self.score(self(self.as_input(x))) for x in batches]
+            local = [self.score(self(self.as_input(x), memberships=False)) for x in batches]
         return gather_rows(torch.cat(local) if local else torch.zeros(0, dtype=self.mixture.dtype))
 
     @torch.no_grad()
