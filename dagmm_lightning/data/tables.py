@@ -50,13 +50,6 @@ class TablePreprocessor:
     def n_features(self) -> int:
         return len(self.numeric) + sum(len(c) for c in self.categories.values())
 
-    @property
-    def feature_names(self) -> list[str]:
-        names = list(self.numeric)
-        for column, cats in self.categories.items():
-            names += [f"{column}={c}" for c in cats]
-        return names
-
     def fit_columns(self, table: RawTable) -> TablePreprocessor:
         self.numeric = [str(c) for c in table.features.columns if c not in table.symbolic]
         given = table.categories or {}
