@@ -122,8 +122,10 @@ def summarize_suite(rows: list[dict]) -> str:
         lines.append(f"| {t} | " + " | ".join(f"{cells[(m, t)]:.3f}" for m in methods) + f" | {best:.3f} |")
     means = {m: np.nanmean([cells[(m, t)] for t in tables]) for m in methods}
     lines.append("| **mean** | " + " | ".join(f"**{means[m]:.3f}**" for m in methods) + " | |")
-    seconds = {m: sum(float(r["seconds"]) for r in rows if r["method"] == m) / max(len(seeds), 1) for m in methods}
+    runs = {m: len({r["seed"] for r in rows if r["method"] == m}) for m in methods}
+    seconds = {m: sum(float(r["seconds"]) for r in rows if r["method"] == m) / max(runs[m], 1) for m in methods}
     lines.append("| seconds per seed | " + " | ".join(f"{seconds[m]:.0f}" for m in methods) + " | |")
+    lines.append("| seeds | " + " | ".join(str(runs[m]) for m in methods) + " | |")
     return f"ROC AUC on the test rows, mean over seeds {', '.join(map(str, seeds))}:\n\n" + "\n".join(lines) + "\n"
 
 
@@ -146,7 +148,7 @@ def plot_suite(rows: list[dict], path: Path) -> None:
         ax.bar(np.arange(len(tables)) + i * width, values, width, label=m)
     ax.set_xticks(np.arange(len(tables)) + 0.4 - width / 2, tables, rotation=40, ha="right", fontsize=8)
     ax.set(ylim=(0.3, 1.0), ylabel="ROC AUC (test rows)")
-    ax.legend(fontsize=7, ncol=len(methods))
+    ax.legend(fontsize=7, ncol=min(len(methods), 5))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
