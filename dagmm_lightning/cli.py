@@ -92,8 +92,9 @@ class DAGMMCLI(LightningCLI):
 
     def _parse_ckpt_path(self) -> None:
         """With ``--ckpt_path``, the model (LightningCLI does that) and the data settings come from the
-        checkpoint, the split seed included; a data setting given on the command line wins, and the data
-        module refuses one whose split would put training rows among the evaluated rows."""
+        checkpoint, the split seed included, wherever this run's value is the constructor's default (a
+        setting passed with another value wins); the data module refuses a split whose training rows differ
+        from the checkpoint's."""
         super()._parse_ckpt_path()
         config = self.config.get(self.config.get("subcommand") or "", self.config)
         path = config.get("ckpt_path") if hasattr(config, "get") else None

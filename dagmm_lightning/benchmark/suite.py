@@ -86,8 +86,8 @@ def run_suite(folder: Path, seeds: list[int], settings: dict, method: str, basel
                         else baseline_scores(name, x_train, x_test, seed)
                     )
                     auc = float(roc_auc_score(y_test, scores))
-                except FloatingPointError as err:  # a non-finite run is a result, not the end of the grid
-                    status = f"non-finite: {err}"[:200]
+                except (FloatingPointError, ValueError) as err:  # a failed run is a result, not the grid's end
+                    status = f"failed: {err}"[:200]
                 seconds = round(time.perf_counter() - start, 2)
                 row = {
                     "table": path.stem,
@@ -139,10 +139,10 @@ def plot_suite(rows: list[dict], path: Path) -> None:
     methods = sorted({r["method"] for r in rows}, key=lambda m: (m in BASELINES, m))
     tables = sorted({r["table"] for r in rows}, key=table_order)
     fig, ax = plt.subplots(figsize=(max(8, len(tables) * 0.8), 4))
-    width = 0.8 / len(methods)
+    width, ok = 0.8 / len(methods), [r for r in rows if r["status"] == "ok"]
     for i, m in enumerate(methods):
         values = [
-            np.mean([float(r["roc_auc"]) for r in rows if r["method"] == m and r["table"] == t] or [np.nan])
+            np.mean([float(r["roc_auc"]) for r in ok if r["method"] == m and r["table"] == t] or [np.nan])
             for t in tables
         ]
         ax.bar(np.arange(len(tables)) + i * width, values, width, label=m)

@@ -248,9 +248,10 @@ class AnomalyDataModule(L.LightningDataModule):
     def train_dataloader(self) -> InMemoryBatches:
         return self._rows("train", shuffle=True, batch_size=self.batch_size)
 
-    def refit_dataloader(self) -> InMemoryBatches:
-        """All training rows once, in order, sharded across ranks: for the training-set mixture fit."""
-        return self._rows("train", shuffle=False, batch_size=self.eval_batch_size)
+    def refit_dataloader(self, split: str = "train") -> InMemoryBatches:
+        """All rows of ``split`` once, in order, sharded across ranks without padding: for fits that sum
+        over rows (the training-set mixture; PU's c over the val rows)."""
+        return self._rows(split, shuffle=False, batch_size=self.eval_batch_size)
 
     def val_dataloader(self) -> InMemoryBatches:
         return self._rows("val", shuffle=False, batch_size=self.eval_batch_size, pad_ranks=True)

@@ -86,22 +86,23 @@ class TablePreprocessor:
             parts.append(one_hot)
         return np.concatenate(parts, axis=1) if parts else np.zeros((len(frame), 0))
 
-    def scale_array(self, array: np.ndarray) -> np.ndarray:
+    def scale_array(self, array: np.ndarray, first_row: int = 0) -> np.ndarray:
         """Scaled float32 rows of a numeric array (N, n_features) that ``encode`` would give unchanged (a
         table without symbolic columns), for scoring many rows: in float32, one buffer, no DataFrame. It
-        differs from ``scale`` (float64, then rounded) by float32 rounding only."""
-        values = self._finite(np.array(array, dtype=np.float32, order="C"))  # a copy, scaled in place
+        differs from ``scale`` (float64, then rounded) by float32 rounding only. ``first_row``: the row
+        number of ``array``'s first row in the caller's table, for error messages."""
+        values = self._finite(np.array(array, dtype=np.float32, order="C"), first_row)  # a copy, scaled in place
         np.subtract(values, self.minimum.astype(np.float32), out=values)
         np.divide(values, self.range.astype(np.float32), out=values)
         return values
 
-    def _finite(self, values: np.ndarray) -> np.ndarray:
+    def _finite(self, values: np.ndarray, first_row: int = 0) -> np.ndarray:
         finite = np.isfinite(values)
         if not finite.all():
             row, col = np.argwhere(~finite)[0]
             raise DataError(
-                f"{int((~finite).sum())} NaN/inf values in the input, first in column {self.numeric[col]!r} "
-                f"at row {int(row)}; fill or drop them before training or scoring"
+                f"NaN/inf values in the input, the first in column {self.numeric[col]!r} at row "
+                f"{first_row + int(row)}; fill or drop them before training or scoring"
             )
         return values
 

@@ -189,6 +189,12 @@ class DAGMM(L.LightningModule):
 
     # --- training-set fit -------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
+        if str(self.trainer.precision).endswith("16-true"):
+            raise ConfigurationError(
+                f"precision {self.trainer.precision!r} casts every buffer, the float64 mixture and threshold "
+                "included, to half precision; use '16-mixed' or 'bf16-mixed' (networks in half precision, the "
+                "mixture in float64)"
+            )
         if self.hparams.contamination is None and stage == "fit":
             share = getattr(self.trainer.datamodule, "anomaly_share", None)
             if share is None:

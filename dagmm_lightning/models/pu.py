@@ -57,7 +57,7 @@ class DAGMMPU(DAGMM):
             )
         self._training_scores = None
         with self.forward_context():
-            self.model.fit(TrainingRows(self._training_batches()), TrainingRows(datamodule.val_dataloader()))
+            self.model.fit(TrainingRows(self._training_batches()), TrainingRows(datamodule.refit_dataloader("val")))
         self.fitted_at_step.fill_(self.global_step)
 
     def on_validation_epoch_end(self) -> None:

@@ -146,7 +146,8 @@ class DAGMMModel(nn.Module):
         """Scores of every row of ``batches`` (x tensors), gathered from every rank in rank order: (N,)."""
         with evaluating(self):
             local = [self.score(self(self.as_input(x), memberships=False)) for x in batches]
-        return gather_rows(torch.cat(local) if local else torch.zeros(0, dtype=self.mixture.dtype))
+        empty = torch.zeros(0, dtype=torch.float64, device=self.calibration.threshold.device)  # a rank without rows
+        return gather_rows(torch.cat(local).double() if local else empty)
 
     @torch.no_grad()
     def fit(self, batches: Iterable[torch.Tensor]) -> torch.Tensor | None:
@@ -159,7 +160,9 @@ class DAGMMModel(nn.Module):
             )
             parts = [(out.energy, out.error) for out in (self(self.as_input(x)) for x in batches)]
             energy = gather_rows(
-                torch.cat([e for e, _ in parts]) if parts else torch.zeros(0, dtype=self.mixture.dtype)
+                torch.cat([e for e, _ in parts])
+                if parts
+                else torch.zeros(0, dtype=self.mixture.dtype, device=self.calibration.threshold.device)
             )
             error = gather_rows(
                 torch.cat([r for _, r in parts]).to(energy.dtype) if parts else torch.zeros_like(energy)

@@ -89,6 +89,14 @@ def test_bad_input_at_scoring(fitted, make, error, message):
         det.decision_function(make(x[:10]))
 
 
+def test_a_nan_far_into_a_large_array_is_named_by_its_row(fitted):
+    det, x, _ = fitted
+    rows = np.tile(x, (40, 1))  # 24,000 rows: more than one scoring chunk
+    rows[17_000, 3] = np.nan
+    with pytest.raises(DataError, match="column 'x3' at row 17000"):
+        det.decision_function(rows)
+
+
 def test_bad_settings_and_unfitted():
     x, _ = blobs()
     with pytest.raises(ValueError, match=r"contamination must be in \(0, 0.5\]"):

@@ -49,3 +49,21 @@ def test_positive_unlabeled_scores_rank_by_the_logit_beyond_float32_saturation()
     scores = model.score(DAGMMOutput(None, None, torch.zeros(3, 3), None, None))
     assert (scores > 0).all() and scores[0] > scores[1] > scores[2]  # 1 - sigmoid in float32: all 0.0
     torch.testing.assert_close(scores, torch.exp(-logits.double()), rtol=1e-6, atol=0)
+
+
+@pytest.mark.filterwarnings("ignore:You defined a `validation_step` but have no `val_dataloader`")
+def test_half_precision_that_would_cast_the_mixture_is_refused():
+    import lightning as L
+
+    model = DAGMM(input_dim=6, hidden_dims=(5,), latent_dim=1, n_components=2)
+    trainer = L.Trainer(
+        precision="bf16-true",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        max_epochs=1,
+    )
+    batches = [(torch.rand(16, 6), torch.zeros(16, dtype=torch.long), torch.arange(16))]
+    with pytest.raises(ConfigurationError, match="use '16-mixed' or 'bf16-mixed'"):
+        trainer.fit(model, train_dataloaders=batches)
