@@ -9,7 +9,7 @@ from dagmm_lightning.callbacks import AnomalyMetrics
 from dagmm_lightning.data import AnomalyDataModule, RawTable, Splits
 from dagmm_lightning.models import DAGMM
 
-from .test_ddp import RefitAndRecord
+from .test_ddp import RefitAndRecord, trainer
 
 
 def small_table(seed=0, n=120):
@@ -40,17 +40,8 @@ def test_three_processes_validate_two_rows_as_one_process_does(tmp_path):
     results = {}
     for devices in (1, 3):
         out = tmp_path / f"{devices}.pt"
-        trainer = L.Trainer(
-            accelerator="cpu",
-            devices=devices,
-            strategy="ddp_spawn" if devices > 1 else "auto",
-            logger=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            precision="64-true",
-            callbacks=[AnomalyMetrics(), RefitAndRecord(out)],
-        )
-        trainer.validate(model, datamodule=two_row_val_data())
+        validate = trainer(devices, precision="64-true", callbacks=[AnomalyMetrics(), RefitAndRecord(out)])
+        validate.validate(model, datamodule=two_row_val_data())
         results[devices] = torch.load(out)
     assert results[3]["metrics"] == pytest.approx(results[1]["metrics"], rel=1e-9)
     threshold = "model.calibration.threshold"
@@ -58,15 +49,7 @@ def test_three_processes_validate_two_rows_as_one_process_does(tmp_path):
 
 
 def quiet_trainer(**kwargs):
-    return L.Trainer(
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        **kwargs,
-    )
+    return trainer(1, enable_checkpointing=False, **kwargs)
 
 
 def test_a_checkpoint_holds_every_buffer_of_the_refit_it_triggers():
@@ -74,8 +57,8 @@ def test_a_checkpoint_holds_every_buffer_of_the_refit_it_triggers():
     # module). Every refitted buffer (mixture, normalisation, threshold) must reach the checkpoint.
     L.seed_everything(0)
     model = DAGMM(input_dim=5, hidden_dims=(4,), latent_dim=1, n_components=2, inference="energy+reconstruction")
-    trainer = quiet_trainer(max_epochs=1, limit_val_batches=0)
-    trainer.fit(model, datamodule=two_row_val_data())
+    fit = quiet_trainer(max_epochs=1, limit_val_batches=0)
+    fit.fit(model, datamodule=two_row_val_data())
     with torch.no_grad():
         model.model.compression.encoder[0].weight.mul_(1.5)  # weights moved since the last refit
     model.fitted_at_step.fill_(-1)
@@ -90,8 +73,8 @@ def test_the_refit_runs_in_the_steps_precision():
     L.seed_everything(0)
     model = DAGMM(input_dim=5, hidden_dims=(4,), latent_dim=1, n_components=2, contamination=0.2)
     data = two_row_val_data()
-    trainer = quiet_trainer(max_epochs=2, limit_val_batches=0, precision="bf16-mixed")
-    trainer.fit(model, datamodule=data)
+    bf16 = quiet_trainer(max_epochs=2, limit_val_batches=0, precision="bf16-mixed")
+    bf16.fit(model, datamodule=data)
     x_train, _ = data.arrays("train")
     model.eval()
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
