@@ -18,6 +18,7 @@ from dagmm_lightning.losses import AnomalyLoss, dagmm_objective
 from dagmm_lightning.mixture import MixtureDtype, MixtureFamily, build_mixture
 from dagmm_lightning.networks import Activation, Autoencoder, DAGMMModel, DAGMMOutput, EstimationNetwork
 from dagmm_lightning.scoring import Inference, ScoreCalibration
+from dagmm_lightning.sizing import network_sizes
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
@@ -45,7 +46,8 @@ class DAGMM(L.LightningModule):
     Args:
         input_dim: number of input features; the CLI links it from the data module.
         hidden_dims: encoder layer sizes between input and latent; the decoder mirrors them.
-        latent_dim: size of the compressed code z_c.
+        latent_dim: size of the compressed code z_c. None (with ``hidden_dims`` None): both chosen from
+            the training rows when training starts (``sizing.network_sizes``); a checkpoint keeps them.
         activation: activation between layers of every network (``tanh`` in the paper).
         estimation_hidden: hidden layer sizes of the estimation network.
         dropout: dropout after each hidden layer of the estimation network.
@@ -67,13 +69,16 @@ class DAGMM(L.LightningModule):
             ``losses.anomaly_energy_loss``). Labelled anomalies take no part in the reconstruction term
             or in the mixture statistics (batch and training-set fit).
         anomaly_margin: m, in energy units above the mean normal energy.
+        energy_trains_compression: whether the energy and penalty terms train the compression network
+            too (the paper: end to end). False: they train only the estimation network, and the
+            compression network learns only to reconstruct, so the energy cannot shrink the latent.
     """
 
     def __init__(
         self,
         input_dim: int,
-        hidden_dims: tuple[int, ...] = (60, 30, 10),
-        latent_dim: int = 1,
+        hidden_dims: tuple[int, ...] | None = (60, 30, 10),
+        latent_dim: int | None = 1,
         activation: Activation = "tanh",
         estimation_hidden: tuple[int, ...] = (10,),
         dropout: float = 0.5,
@@ -89,6 +94,7 @@ class DAGMM(L.LightningModule):
         reconstruction_weight: float = 1.0,
         anomaly_loss: AnomalyLoss = "hinge",
         anomaly_margin: float = 5.0,
+        energy_trains_compression: bool = True,
     ) -> None:
         super().__init__()
         if input_dim < 1:
@@ -98,7 +104,9 @@ class DAGMM(L.LightningModule):
         check_choice("inference", inference, Inference)
         check_choice("anomaly_loss", anomaly_loss, AnomalyLoss)
         self.save_hyperparameters()
-        self.model = self.build_model()
+        if (latent_dim is None) != (hidden_dims is None):
+            raise ConfigurationError("latent_dim and hidden_dims are chosen from the data together: set both or none")
+        self.model = self.build_model() if latent_dim is not None else None
         self.register_buffer("fitted_at_step", torch.tensor(-1, dtype=torch.long))
         self._training_scores: torch.Tensor | None = None
 
@@ -145,7 +153,8 @@ class DAGMM(L.LightningModule):
         estimation = EstimationNetwork(dim, hp.estimation_hidden, hp.n_components, hp.activation, hp.dropout)
         mixture = build_mixture(hp.mixture, hp.n_components, dim, hp.jitter, hp.mixture_dtype)
         calibration = ScoreCalibration(hp.inference, hp.reconstruction_weight, hp.contamination)
-        return self.model_class(compression, estimation, mixture, calibration, **self.model_options())
+        options = {"detach_rows": not hp.energy_trains_compression, **self.model_options()}
+        return self.model_class(compression, estimation, mixture, calibration, **options)
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         x, y, _ = batch
@@ -189,6 +198,8 @@ class DAGMM(L.LightningModule):
 
     # --- training-set fit -------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
+        if self.model is None:
+            self._size_from_training_rows()
         if str(self.trainer.precision).endswith("16-true"):
             raise ConfigurationError(
                 f"precision {self.trainer.precision!r} casts every buffer, the float64 mixture and threshold "
@@ -203,6 +214,15 @@ class DAGMM(L.LightningModule):
                     "--model.init_args.contamination to the share of anomalies you expect, e.g. 0.05"
                 )
             self.model.calibration.contamination = min(max(share, 1e-4), 0.5)
+
+    def _size_from_training_rows(self) -> None:
+        arrays = getattr(self.trainer.datamodule, "arrays", None)
+        if arrays is None:
+            raise ConfigurationError("latent_dim null (sizes from the data) needs the AnomalyDataModule; set the sizes")
+        x, y = arrays("train")
+        hidden, latent = network_sizes(x[y != LABELLED_ANOMALY])
+        self.hparams.update(hidden_dims=hidden, latent_dim=latent)
+        self.model = self.build_model()
 
     def _training_batches(self) -> Iterable[Batch]:
         datamodule = self.trainer.datamodule

@@ -88,6 +88,8 @@ class DAGMMModel(nn.Module):
         mixture: the mixture family.
         calibration: score and threshold.
         penalty_dims: dimensions of the mixture rows the degeneracy penalty covers (None: all).
+        detach_rows: the mixture rows carry no gradient back to the compression network (the energy and
+            penalty then train only the estimation network; the compression learns to reconstruct).
     """
 
     def __init__(
@@ -97,6 +99,7 @@ class DAGMMModel(nn.Module):
         mixture: MixtureEnergy,
         calibration: ScoreCalibration,
         penalty_dims: slice | None = None,
+        detach_rows: bool = False,
     ) -> None:
         super().__init__()
         self.compression, self.estimation, self.mixture, self.calibration = (
@@ -105,13 +108,14 @@ class DAGMMModel(nn.Module):
             mixture,
             calibration,
         )
-        self.penalty_dims = penalty_dims
+        self.penalty_dims, self.detach_rows = penalty_dims, detach_rows
 
     def represent(self, x: torch.Tensor, memberships: bool = True) -> DAGMMOutput:
         """Everything but the energy: x (N, F). ``memberships=False`` skips the estimation network (gamma
         None), which scoring does not need."""
         compressed = self.compression(x)
         rows = torch.cat([compressed.z, reconstruction_features(x, compressed.x_hat)], dim=1)
+        rows = rows.detach() if self.detach_rows else rows
         gamma = self.estimation(rows) if memberships else None
         error = squared_error(x, compressed.x_hat)
         return DAGMMOutput(

@@ -78,7 +78,7 @@ MODEL_CONFIGS = [c for c in CONFIGS if "/data/" not in c]
 @pytest.mark.parametrize("config", MODEL_CONFIGS)
 def test_every_config_trains_and_scores_on_small_data(config, tmp_path):
     args = ["fit", "--config", config, "--data.dataset", "breast_cancer", "--trainer.max_epochs", "2"]
-    args += ["--trainer.check_val_every_n_epoch", "1"]
+    args += ["--trainer.check_val_every_n_epoch", "1", "--trainer.val_check_interval", "1.0"]
     if "pu" in config:  # its val rows are labelled normal rows: it says why it logs no label metrics there
         with pytest.warns(UserWarning, match="every evaluated row is normal"):
             fitted = run(args, tmp_path)
@@ -116,3 +116,21 @@ def test_dagmm_config_trains_a_few_steps_on_kddcup99(tmp_path, paper_data):
     assert fitted.model.hparams.input_dim == 118
     assert np.isfinite(float(fitted.trainer.callback_metrics["train/loss"]))
     assert bool(fitted.model.model.mixture.is_fitted) and torch.isfinite(fitted.model.model.calibration.threshold)
+
+
+def test_data_sized_model_keeps_its_sizes_in_the_checkpoint(tmp_path):
+    args = ["--config", "configs/improved.yaml", "--data.dataset", "breast_cancer", "--trainer.max_steps", "12"]
+    fitted = run(["fit", *args, "--trainer.val_check_interval", "6"], tmp_path)
+    x_train, _ = fitted.datamodule.arrays("train")
+    cumulative = np.cumsum(np.linalg.svd(x_train - x_train.mean(0), compute_uv=False) ** 2)
+    latent = int(np.argmax(cumulative / cumulative[-1] >= 0.99)) + 1  # principal components for 99 %
+    assert fitted.model.hparams.latent_dim == latent == fitted.model.model.compression.encoder[-1].out_features
+    (ckpt,) = (tmp_path / "logs").rglob("last.ckpt")
+    assert torch.load(ckpt, weights_only=False)["hyper_parameters"]["latent_dim"] == latent
+    fitted.model.eval()
+    x_test, _ = fitted.datamodule.arrays("test")
+    with torch.no_grad():
+        expected = fitted.model.score(torch.from_numpy(x_test)).numpy()
+    out = tmp_path / "predictions.csv"
+    run(["predict", "--ckpt_path", str(ckpt), "--prediction_writer.output_path", str(out)], tmp_path)
+    np.testing.assert_allclose(pd.read_csv(out)["score"], expected, rtol=1e-6)

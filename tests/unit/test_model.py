@@ -121,3 +121,37 @@ def test_bad_hyperparameters_are_named():
         tiny_model(activation="swish2")
     with pytest.raises(ValueError, match="input_dim"):
         tiny_model(input_dim=0)
+
+
+def test_energy_trains_only_the_estimation_network_when_asked():
+    x, y = torch.rand(40, 6), torch.zeros(40)
+    end_to_end, detached = tiny_model(), tiny_model(energy_trains_compression=False)
+    detached.load_state_dict(end_to_end.state_dict())
+
+    def gradients(model):
+        terms = model.training_terms(model.model(x), y)
+        params = list(model.model.compression.parameters()) + list(model.model.estimation.parameters())
+        n = len(list(model.model.compression.parameters()))
+        full = torch.autograd.grad(sum(terms.values()), params, retain_graph=True)
+        reconstruction = torch.autograd.grad(terms["reconstruction"], params[:n])
+        return full[:n], full[n:], reconstruction
+
+    compression, estimation, reconstruction = gradients(detached)
+    for got, want in zip(compression, reconstruction, strict=True):
+        torch.testing.assert_close(got, want)  # the energy and penalty reach no compression weight
+    e2e_compression, e2e_estimation, _ = gradients(end_to_end)
+    for got, want in zip(estimation, e2e_estimation, strict=True):
+        torch.testing.assert_close(got, want)  # the estimation network learns as before
+    assert any(not torch.allclose(g, r) for g, r in zip(e2e_compression, reconstruction, strict=True))
+
+
+@pytest.mark.filterwarnings("ignore:You defined a `validation_step`")
+def test_data_sized_model_needs_both_sizes_open_and_a_data_module():
+    with pytest.raises(ValueError, match="set both or none"):
+        tiny_model(latent_dim=None)
+    model = tiny_model(latent_dim=None, hidden_dims=None)
+    assert model.model is None
+    trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    loader = InMemoryBatches(torch.rand(64, 6), torch.zeros(64, dtype=torch.long), torch.arange(64), 32, False)
+    with pytest.raises(ValueError, match="needs the AnomalyDataModule"):
+        trainer.fit(model, loader)
