@@ -1,6 +1,6 @@
 """``dagmm benchmark``: configs x data sets x seeds, resumable, with shallow reference rows.
 
-    dagmm benchmark --configs configs/dagmm.yaml configs/vae.yaml --data configs/data/thyroid.yaml
+    dagmm benchmark --configs configs/dagmm.yaml configs/vae.yaml --data configs/paper/thyroid.yaml
         --seeds 0-2 --epochs 500 --jobs 2 --baselines --out benchmarks/results/thyroid
 
 writes ``<out>.csv`` (one row per run; finished runs are skipped when started again), ``<out>.md``
