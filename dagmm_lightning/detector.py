@@ -1,7 +1,7 @@
 """``DAGMMDetector``: the PyOD way to use the same LightningModules and data module from Python.
 
 from dagmm_lightning import DAGMMDetector
-det = DAGMMDetector(contamination=0.05, epochs=100, random_state=0).fit(X_train)
+det = DAGMMDetector(contamination=0.05, random_state=0).fit(X_train)
 scores = det.decision_function(X_new)   # higher = more anomalous
 labels = det.predict(X_new)             # 1 = anomaly, by det.threshold_
 """
@@ -35,6 +35,8 @@ VARIANTS: dict[str, type[DAGMM]] = {
     "mixed_loss": DAGMM,  # DAGMM trained with labelled anomalies (y == 1) and the anomaly term
     "pu": DAGMMPU,
 }
+MODEL_DEFAULTS = dict(energy_trains_compression=False, lambda_cov=0.0, jitter=1e-4, lr_schedule="cosine")
+TRAINING_STEPS = 6000
 SCORING_BATCH = 16384  # rows a step: the networks' matrices stay in cache (2x faster than 65,536)
 TRAINER = dict(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, limit_val_batches=0)
 
@@ -49,14 +51,20 @@ class DAGMMDetector(BaseEstimator):
         mixture: ``gaussian`` or ``laplace``.
         contamination: expected share of anomalies in (0, 0.5]; ``threshold_`` is the (1 - contamination)
             quantile of the training scores (the PU variant uses its own c / 2 rule).
-        epochs, batch_size, lr: training schedule (Adam).
-        hidden_dims, latent_dim, n_components: network and mixture sizes; None derives them from the
-            number of encoded features d: hidden (clip(d // 2, 4, 60), clip(d // 4, 2, 30)), latent 1
-            (2 when d > 20), K = 2.
-        inference: ``energy`` or ``energy+reconstruction`` (see ``DAGMM``).
+        epochs: passes over the rows; None trains for ``TRAINING_STEPS`` optimiser steps whatever the
+            table's size (a small table gets as many updates as a large one).
+        batch_size, lr: the rest of the schedule (Adam, cosine decay from ``lr`` to 0).
+        hidden_dims, latent_dim: encoder sizes; None (both) chooses them from the scaled training rows
+            (``sizing.network_sizes``: the latent keeps 99 % of their variance).
+        n_components: K, the mixture's components.
+        inference: ``energy`` or ``energy+reconstruction`` (see ``DAGMM``); None: the latter (the PU
+            variant scores with its classifier instead).
         random_state: seed of initialisation, shuffling and dropout; None draws one.
         verbose: show Lightning's progress bar and summaries.
-        model_kwargs: more ``DAGMM`` (or variant) arguments, e.g. ``{"lambda_energy": 0.1}``.
+        model_kwargs: more ``DAGMM`` (or variant) arguments over ``MODEL_DEFAULTS``, e.g.
+            ``{"energy_trains_compression": True}`` for the paper's end-to-end training.
+
+    The defaults are ``configs/improved.yaml``'s method (BENCHMARKS.md, "Defaults that fit the data").
 
     After ``fit``: ``decision_scores_`` (training scores), ``threshold_``, ``labels_`` (0/1 on the
     training rows), ``model_`` (the LightningModule), ``preprocessor_``, ``n_features_in_``.
@@ -67,13 +75,13 @@ class DAGMMDetector(BaseEstimator):
         variant: Variant = "dagmm",
         mixture: str = "gaussian",
         contamination: float = 0.1,
-        epochs: int = 100,
+        epochs: int | None = None,
         batch_size: int = 256,
-        lr: float = 1e-3,
+        lr: float = 1e-2,
         hidden_dims: tuple[int, ...] | None = None,
         latent_dim: int | None = None,
-        n_components: int | None = None,
-        inference: str = "energy",
+        n_components: int = 4,
+        inference: str | None = None,
         random_state: int | None = None,
         verbose: bool = False,
         model_kwargs: dict | None = None,
@@ -176,7 +184,8 @@ class DAGMMDetector(BaseEstimator):
         self.model_ = self._build_model(data.input_dim)
         with _quiet(not self.verbose):
             shown = dict(enable_progress_bar=self.verbose, enable_model_summary=self.verbose)
-            trainer = L.Trainer(max_epochs=self.epochs, **shown, **TRAINER)
+            steps = dict(max_epochs=-1, max_steps=TRAINING_STEPS) if self.epochs is None else {}
+            trainer = L.Trainer(**{"max_epochs": self.epochs, **steps}, **shown, **TRAINER)
             trainer.fit(self.model_, datamodule=data)
         self.model_.eval()
         self.decision_scores_ = self.decision_function(X)
@@ -185,12 +194,11 @@ class DAGMMDetector(BaseEstimator):
         return self
 
     def _build_model(self, d: int) -> DAGMM:
-        default_hidden = (int(np.clip(d // 2, 4, 60)), int(np.clip(d // 4, 2, 30)))
-        hidden = self.hidden_dims if self.hidden_dims is not None else default_hidden
-        latent, k = self.latent_dim or (1 if d <= 20 else 2), self.n_components or 2
-        settings = dict(lr=self.lr, mixture=self.mixture, contamination=self.contamination, inference=self.inference)
-        model_class = VARIANTS[self.variant]
-        return model_class(d, tuple(hidden), latent, n_components=k, **settings, **(self.model_kwargs or {}))
+        hidden = tuple(self.hidden_dims) if self.hidden_dims is not None else None
+        inference = self.inference or ("energy" if self.variant == "pu" else "energy+reconstruction")
+        settings = dict(lr=self.lr, mixture=self.mixture, contamination=self.contamination, inference=inference)
+        settings |= {**MODEL_DEFAULTS, **(self.model_kwargs or {})}
+        return VARIANTS[self.variant](d, hidden, self.latent_dim, n_components=self.n_components, **settings)
 
     def decision_function(self, X) -> np.ndarray:
         """Anomaly score of each row of X (n,), higher = more anomalous."""

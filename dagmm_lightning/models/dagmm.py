@@ -4,9 +4,11 @@ what the step adds); every score, loss and mixture lives in its own module."""
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable, Iterator
 from contextlib import nullcontext
+from typing import Literal
 
 import lightning as L
 import torch
@@ -21,6 +23,7 @@ from dagmm_lightning.scoring import Inference, ScoreCalibration
 from dagmm_lightning.sizing import network_sizes
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+LRSchedule = Literal["constant", "cosine"]
 
 
 class TrainingRows:
@@ -55,6 +58,7 @@ class DAGMM(L.LightningModule):
         lambda_energy: lambda1, weight of the mean sample energy.
         lambda_cov: lambda2, weight of the covariance-diagonal penalty.
         lr: Adam learning rate.
+        lr_schedule: ``constant`` (the paper) or ``cosine`` (from ``lr`` down to 0 over the run's steps).
         mixture: mixture family, ``gaussian`` or ``laplace``.
         jitter: added to the covariance diagonal before every Cholesky factorisation.
         mixture_dtype: ``float64`` or ``float32``; the mixture never runs in half precision.
@@ -86,6 +90,7 @@ class DAGMM(L.LightningModule):
         lambda_energy: float = 0.1,
         lambda_cov: float = 0.005,
         lr: float = 1e-4,
+        lr_schedule: LRSchedule = "constant",
         mixture: MixtureFamily = "gaussian",
         jitter: float = 1e-6,
         mixture_dtype: MixtureDtype = "float64",
@@ -103,6 +108,7 @@ class DAGMM(L.LightningModule):
             check_range("contamination", contamination, 0.0, 0.5, low_open=True)
         check_choice("inference", inference, Inference)
         check_choice("anomaly_loss", anomaly_loss, AnomalyLoss)
+        check_choice("lr_schedule", lr_schedule, LRSchedule)
         self.save_hyperparameters()
         if (latent_dim is None) != (hidden_dims is None):
             raise ConfigurationError("latent_dim and hidden_dims are chosen from the data together: set both or none")
@@ -193,8 +199,15 @@ class DAGMM(L.LightningModule):
     def _where(self) -> str:
         return f"epoch {self.current_epoch}, step {self.global_step}"
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
+    def configure_optimizers(self):
+        optimizer = torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
+        if self.hparams.lr_schedule == "constant":
+            return optimizer
+        steps = self.trainer.estimated_stepping_batches
+        if not math.isfinite(steps):
+            raise ConfigurationError("lr_schedule 'cosine' needs a known run length: set max_epochs or max_steps")
+        cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(int(steps), 1))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": cosine, "interval": "step"}}
 
     # --- training-set fit -------------------------------------------------------------------------
     def setup(self, stage: str) -> None:

@@ -1,12 +1,17 @@
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.metrics import roc_auc_score
 
 from dagmm_lightning import DAGMMDetector
 from dagmm_lightning.data import DataError
+from dagmm_lightning.detector import TRAINING_STEPS
+from dagmm_lightning.sizing import latent_size
+
+from ..conftest import ROOT
 
 
 def blobs(seed=0, n=600, outliers=30):
@@ -105,3 +110,13 @@ def test_bad_settings_and_unfitted():
         DAGMMDetector(variant="svm").fit(x)
     with pytest.raises(NotFittedError, match="not fitted"):
         DAGMMDetector().decision_function(x)
+
+
+def test_defaults_are_the_improved_config(fitted):
+    config = yaml.safe_load((ROOT / "configs/improved.yaml").read_text())
+    det, x, _ = fitted  # the defaults but for epochs and contamination
+    for key, value in config["model"]["init_args"].items():
+        if key not in ("contamination", "latent_dim", "hidden_dims"):
+            assert det.model_.hparams[key] == value, key
+    assert det.model_.hparams.latent_dim == latent_size(det.preprocessor_.scale_array(x.astype(np.float32)))
+    assert config["trainer"]["max_steps"] == TRAINING_STEPS and config["data"]["batch_size"] == det.batch_size

@@ -155,3 +155,21 @@ def test_data_sized_model_needs_both_sizes_open_and_a_data_module():
     loader = InMemoryBatches(torch.rand(64, 6), torch.zeros(64, dtype=torch.long), torch.arange(64), 32, False)
     with pytest.raises(ValueError, match="needs the AnomalyDataModule"):
         trainer.fit(model, loader)
+
+
+@pytest.mark.filterwarnings("ignore:You defined a `validation_step`")
+def test_cosine_schedule_decays_the_rate_over_the_run():
+    model = tiny_model(lr=0.01, lr_schedule="cosine")
+    loader = InMemoryBatches(torch.rand(64, 6), torch.zeros(64, dtype=torch.long), torch.arange(64), 32, False)
+    rates = []
+
+    class Record(L.Callback):
+        def on_train_batch_start(self, trainer, *args):
+            rates.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    trainer = L.Trainer(max_steps=8, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    trainer.callbacks.append(Record())
+    trainer.fit(model, loader)
+    np.testing.assert_allclose(rates, 0.005 * (1 + np.cos(np.pi * np.arange(8) / 8)))
+    with pytest.raises(ValueError, match="needs a known run length"):
+        L.Trainer(max_epochs=-1, logger=False, enable_progress_bar=False).fit(tiny_model(lr_schedule="cosine"), loader)
