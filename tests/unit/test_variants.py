@@ -6,7 +6,7 @@ from scipy.stats import laplace
 
 from dagmm_lightning.losses import gaussian_kl
 from dagmm_lightning.mixture import LaplaceMixtureEnergy
-from dagmm_lightning.models import DAGMMVAE, DAGMMVQVAE
+from dagmm_lightning.models import DAGMMPU, DAGMMVAE, DAGMMVQVAE
 from dagmm_lightning.networks import VectorQuantizer, code_usage
 
 # --- VAE --------------------------------------------------------------------------------------------
@@ -129,3 +129,16 @@ def test_laplace_training_set_fit_is_independent_of_batch_size(batch_size):
     assert bool(mixture.is_fitted)
     for name in mixture.parameter_names:
         torch.testing.assert_close(getattr(mixture, name), reference[name], rtol=1e-10, atol=1e-12)
+
+
+def test_pu_classifier_sees_in_training_what_it_is_scored_on():
+    torch.manual_seed(0)
+    model = DAGMMPU(input_dim=6, hidden_dims=(5,), latent_dim=1, n_components=2, dropout=0.0).model
+    x = torch.rand(64, 6)
+    model.fit([x])  # the training set's mixture, as scoring uses it
+    batch = x[:16]
+    model.train()
+    trained_on = model.labelled_logit(model(batch))  # a batch's own mixture fit
+    model.eval()
+    scored_on = model.labelled_logit(model(batch))
+    torch.testing.assert_close(trained_on, scored_on)
