@@ -60,6 +60,10 @@ class DAGMMPU(DAGMM):
             self.model.fit(TrainingRows(self._training_batches()), TrainingRows(datamodule.refit_dataloader("val")))
         self.fitted_at_step.fill_(self.global_step)
 
+    def on_train_epoch_start(self) -> None:
+        super().on_train_epoch_start()
+        self.refit()  # h reads the energy under the training-set mixture: fitted with this epoch's weights
+
     def on_validation_epoch_end(self) -> None:
         self.log("val/c", float(self.model.c))
 

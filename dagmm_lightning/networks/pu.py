@@ -18,9 +18,11 @@ from dagmm_lightning.scoring import positive_unlabeled_threshold
 
 
 class PositiveUnlabeledDAGMMModel(DAGMMModel):
-    """``DAGMMModel`` plus h on the mixture rows [z_c, relative distance, cosine]. Score 1 - h; threshold
-    1 - c / 2; buffer ``c``. (Not on the energy: training sees each batch's mixture fit and scoring the
-    training set's, so h would be scored on inputs it was not trained on.)
+    """``DAGMMModel`` plus h on the mixture rows [z_c, relative distance, cosine] and asinh of the row's
+    energy under the stored training-set mixture, in training as in scoring (bounded growth whatever the
+    energy's scale; detached, so the classifier's gradient reaches the compression through z_c only; the
+    batch's own fit would give h inputs in training that scoring never shows it). Score 1 - h;
+    threshold 1 - c / 2; buffer ``c``.
 
     Args:
         classifier_hidden: hidden layer sizes of h.
@@ -30,12 +32,15 @@ class PositiveUnlabeledDAGMMModel(DAGMMModel):
 
     def __init__(self, *args, classifier_hidden: Sequence[int] = (10,), activation: str = "tanh", **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.classifier = mlp([self.mixture.dim, *classifier_hidden, 1], activation)
+        self.classifier = mlp([self.mixture.dim + 1, *classifier_hidden, 1], activation)
         self.register_buffer("c", torch.tensor(float("nan"), dtype=torch.float64))
 
     def labelled_logit(self, out: DAGMMOutput) -> torch.Tensor:
-        """Logit of h (N,) for an output's mixture rows."""
-        return self.classifier(out.rows).squeeze(1)
+        """Logit of h (N,) for an output; needs the stored training-set mixture."""
+        with torch.no_grad():
+            energy = self.mixture.energy(out.rows, None) if self.training else out.energy
+        features = torch.cat([out.rows, torch.asinh(energy).to(out.rows.dtype).unsqueeze(1)], dim=1)
+        return self.classifier(features).squeeze(1)
 
     def labelled_probability(self, out: DAGMMOutput) -> torch.Tensor:
         """h (N,): the probability that a row is labelled."""
