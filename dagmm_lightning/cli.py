@@ -117,6 +117,9 @@ class DAGMMCLI(LightningCLI):
         if isinstance(trainer.limit_train_batches, int):
             steps_per_epoch = min(steps_per_epoch, trainer.limit_train_batches)
         trainer.log_every_n_steps = max(1, min(trainer.log_every_n_steps, steps_per_epoch))
+        if getattr(self.model, "model", True) is None:  # sized from the data: here, before any process spawns
+            dm.setup("fit")
+            self.model.size_from_data(dm)
 
     def after_predict(self) -> None:
         writer = next((c for c in self.trainer.callbacks if isinstance(c, PredictionCSVWriter)), None)

@@ -229,10 +229,20 @@ class DAGMM(L.LightningModule):
             self.model.calibration.contamination = min(max(share, 1e-4), 0.5)
 
     def _size_from_training_rows(self) -> None:
-        arrays = getattr(self.trainer.datamodule, "arrays", None)
-        if arrays is None:
+        if type(self.trainer.strategy.launcher).__name__ == "_MultiProcessingLauncher":
+            raise ConfigurationError(
+                "latent_dim null (sizes from the data) builds the networks in each process, and a spawned "
+                "process (ddp_spawn, ddp_fork, ddp_notebook) cannot hand them back to the main one: use "
+                "--trainer.strategy ddp, set latent_dim and hidden_dims, or call size_from_data first"
+            )
+        self.size_from_data(self.trainer.datamodule)
+
+    def size_from_data(self, datamodule) -> None:
+        """Build the networks of a ``latent_dim=None`` model, sized from ``datamodule``'s training rows
+        (an ``AnomalyDataModule``, set up; ``sizing.network_sizes``); the sizes go into the hparams."""
+        if not hasattr(datamodule, "arrays"):
             raise ConfigurationError("latent_dim null (sizes from the data) needs the AnomalyDataModule; set the sizes")
-        x, y = arrays("train")
+        x, y = datamodule.arrays("train")
         hidden, latent = network_sizes(x[y != LABELLED_ANOMALY])
         self.hparams.update(hidden_dims=hidden, latent_dim=latent)
         self.model = self.build_model()

@@ -9,6 +9,7 @@ from dagmm_lightning.callbacks import AnomalyMetrics
 from dagmm_lightning.data import AnomalyDataModule
 from dagmm_lightning.distributed import rank
 from dagmm_lightning.models import DAGMM
+from dagmm_lightning.sizing import latent_size
 
 BUFFERS = {
     "gaussian": (
@@ -101,4 +102,18 @@ def test_two_process_fit_gives_finite_metrics():
     run.fit(model, datamodule=small_data())
     assert np.isfinite(float(run.callback_metrics["val/roc_auc"]))
     assert np.isfinite(float(run.callback_metrics["val/f1_top10"]))
+    assert bool(model.model.mixture.is_fitted) and torch.isfinite(model.model.calibration.threshold)
+
+
+
+def test_data_sized_model_in_spawned_processes_is_sized_first():
+    # spawned processes would size the networks but hand back only weights the main module cannot hold
+    model = DAGMM(input_dim=30, hidden_dims=None, latent_dim=None, n_components=2)
+    with pytest.raises(Exception, match="use --trainer.strategy ddp, set latent_dim and hidden_dims, or call"):
+        trainer(2, max_epochs=1, enable_checkpointing=False).fit(model, datamodule=small_data())
+    data = small_data()  # sized before spawning, it trains
+    data.setup("fit")
+    model.size_from_data(data)
+    trainer(2, max_epochs=1, enable_checkpointing=False).fit(model, datamodule=data)
+    assert model.hparams.latent_dim == latent_size(data.arrays("train")[0])
     assert bool(model.model.mixture.is_fitted) and torch.isfinite(model.model.calibration.threshold)
