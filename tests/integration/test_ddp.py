@@ -105,7 +105,6 @@ def test_two_process_fit_gives_finite_metrics():
     assert bool(model.model.mixture.is_fitted) and torch.isfinite(model.model.calibration.threshold)
 
 
-
 def test_data_sized_model_in_spawned_processes_is_sized_first():
     # spawned processes would size the networks but hand back only weights the main module cannot hold
     model = DAGMM(input_dim=30, hidden_dims=None, latent_dim=None, n_components=2)
