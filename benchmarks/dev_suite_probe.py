@@ -74,6 +74,7 @@ SETTINGS = {
     "lc0_lr3e3": setting(steps=3000, lambda_cov=0.0, lr=3e-3),
     "lc0_lr1e2_cos": setting(steps=3000, lambda_cov=0.0, lr=1e-2, schedule="cosine"),
     "lc0_lr1e2_s6k_cos": setting(steps=6000, lambda_cov=0.0, lr=1e-2, schedule="cosine"),
+    "lc0_lr1e2_s6k_cos_energy": setting(steps=6000, lambda_cov=0.0, lr=1e-2, schedule="cosine", inference="energy"),
 }
 
 
