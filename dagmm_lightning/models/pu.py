@@ -62,7 +62,9 @@ class DAGMMPU(DAGMM):
 
     def on_train_epoch_start(self) -> None:
         super().on_train_epoch_start()
-        self.refit()  # h reads the energy under the training-set mixture: fitted with this epoch's weights
+        # h reads the energy under the training-set mixture: fitted with this epoch's starting weights
+        # (unless a validation just did, with the same weights)
+        self._refit_if_stale()
 
     def on_validation_epoch_end(self) -> None:
         self.log("val/c", float(self.model.c))

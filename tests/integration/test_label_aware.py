@@ -215,3 +215,17 @@ def test_pu_rejects_an_inference_it_would_ignore():
     assert DAGMM(input_dim=8).score_is_energy and not DAGMMPU(input_dim=8).score_is_energy
     with pytest.raises(ValueError, match="scores with its classifier"):
         DAGMMPU(input_dim=8, inference="energy+reconstruction")
+
+
+def test_pu_refits_once_per_set_of_weights():
+    # h needs the training-set mixture at every epoch's start; after a validation (same weights) that
+    # fit is already there: sanity check, then one refit per epoch (validated every epoch), no more
+    x, y = synthetic(4, n=600, share=0.1)
+    dm = AnomalyDataModule.from_arrays(x, y, split="positive_unlabeled", labelled_fraction=0.3, seed=0, batch_size=128)
+    model = DAGMMPU(input_dim=8, hidden_dims=(6,), latent_dim=1, n_components=2, dropout=0.0)
+    steps = []
+    refit = model.refit
+    model.refit = lambda: (steps.append(model.global_step), refit())[1]
+    L.Trainer(max_epochs=3, logger=False, enable_checkpointing=False, enable_progress_bar=False).fit(model, dm)
+    per_epoch = len(dm.splits.train) // 128 + (len(dm.splits.train) % 128 >= 32)
+    assert steps == [0, per_epoch, 2 * per_epoch, 3 * per_epoch]
