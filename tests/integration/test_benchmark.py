@@ -163,21 +163,27 @@ def test_matrix_of_methods_by_data_sets_from_several_results_files(tmp_path):
         main(["--matrix", str(a), str(b), "--out", str(out)])
 
 
-def test_tagged_grids_share_one_csv(tmp_path, capsys):
-    out = tmp_path / "sweep"
-    common = [
+def quick_run(out, *extra):
+    """Arguments of a one-epoch, one-seed benchmark of the quickstart config on the embedded table."""
+    config = str(ROOT / "configs/quickstart.yaml")
+    return [
         "--configs",
-        str(ROOT / "configs/quickstart.yaml"),
+        config,
         "--seeds",
         "0",
         "--epochs",
         "1",
-        "--baselines",
+        *extra,
         "--out",
         str(out),
         "--set",
         "data.dataset=breast_cancer",
     ]
+
+
+def test_tagged_grids_share_one_csv(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    common = quick_run(out, "--baselines")
     main(common + ["--tag", " c=0"])
     main(common + ["--tag", " c=0.05", "--set", "data.train_contamination=0.05"])
     with out.with_suffix(".csv").open() as f:
@@ -192,24 +198,7 @@ def test_tagged_grids_share_one_csv(tmp_path, capsys):
 
 def test_select_on_without_a_validation_tests_the_last_epoch(tmp_path, capfd):
     out = tmp_path / "short"
-    main(
-        [
-            "--configs",
-            str(ROOT / "configs/quickstart.yaml"),
-            "--seeds",
-            "0",
-            "--epochs",
-            "1",
-            "--select-on",
-            "f1_rho",
-            "--val-every",
-            "5",
-            "--out",
-            str(out),
-            "--set",
-            "data.dataset=breast_cancer",
-        ]
-    )
+    main(quick_run(out, "--select-on", "f1_rho", "--val-every", "5"))
     with out.with_suffix(".csv").open() as f:
         (row,) = list(csv.DictReader(f))
     assert row["status"] == "ok" and row["selected_epoch"] == ""
