@@ -57,6 +57,8 @@ class DAGMMDetector(BaseEstimator):
         hidden_dims, latent_dim: encoder sizes; None (both) chooses them from the scaled training rows
             (``sizing.network_sizes``: the latent keeps 99 % of their variance).
         n_components: K, the mixture's components.
+        members: models in the ensemble, trained at once as one vectorised model (``dagmm`` and
+            ``mixed_loss`` variants); the score is the mean of their training-z-scored scores.
         inference: ``energy`` or ``energy+reconstruction`` (see ``DAGMM``); None: the latter (the PU
             variant scores with its classifier instead).
         random_state: seed of initialisation, shuffling and dropout; None draws one.
@@ -81,6 +83,7 @@ class DAGMMDetector(BaseEstimator):
         hidden_dims: tuple[int, ...] | None = None,
         latent_dim: int | None = None,
         n_components: int = 4,
+        members: int = 1,
         inference: str | None = None,
         random_state: int | None = None,
         verbose: bool = False,
@@ -95,6 +98,7 @@ class DAGMMDetector(BaseEstimator):
         self.hidden_dims = hidden_dims
         self.latent_dim = latent_dim
         self.n_components = n_components
+        self.members = members
         self.inference = inference
         self.random_state = random_state
         self.verbose = verbose
@@ -198,7 +202,8 @@ class DAGMMDetector(BaseEstimator):
         inference = self.inference or ("energy" if self.variant == "pu" else "energy+reconstruction")
         settings = dict(lr=self.lr, mixture=self.mixture, contamination=self.contamination, inference=inference)
         settings |= {**MODEL_DEFAULTS, **(self.model_kwargs or {})}
-        return VARIANTS[self.variant](d, hidden, self.latent_dim, n_components=self.n_components, **settings)
+        sizes = dict(n_components=self.n_components, members=self.members)
+        return VARIANTS[self.variant](d, hidden, self.latent_dim, **sizes, **settings)
 
     def decision_function(self, X) -> np.ndarray:
         """Anomaly score of each row of X (n,), higher = more anomalous."""

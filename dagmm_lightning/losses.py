@@ -14,8 +14,8 @@ AnomalyLoss = Literal["hinge", "softplus", "inverse"]
 
 
 def squared_error(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
-    """Per-row reconstruction error ||x - x'||^2: (N, F) twice -> (N,)."""
-    return (x - x_hat).pow(2).sum(dim=1)
+    """Per-row reconstruction error ||x - x'||^2: (N, F) and (..., N, F) -> (..., N)."""
+    return (x - x_hat).pow(2).sum(dim=-1)
 
 
 def gaussian_kl(mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
@@ -37,7 +37,8 @@ def anomaly_energy_loss(
 ) -> torch.Tensor:
     """Per-row term that raises the energy of labelled anomalies (the study's "modified loss").
 
-    With E_a an anomaly's energy (M,) and Ebar the mean of the normal rows' energies (no gradient):
+    With E_a the anomalies' energies ((members,) A) and Ebar the mean of the normal rows' energies (no
+    gradient; per member):
     ``hinge`` max(0, m - (E_a - Ebar)), ``softplus`` softplus(m - (E_a - Ebar)), or ``inverse``, the
     study's 1 / E_a. The study's form is flawed: E can be zero or negative, so 1/E is unbounded and flips
     sign (minimising it drives E to 0 from below); it is kept faithful except that |E| is floored at 1e-3
@@ -46,7 +47,7 @@ def anomaly_energy_loss(
     if kind == "inverse":
         floor = torch.full_like(anomalous, 1e-3)
         return 1.0 / torch.where(anomalous < 0, -torch.maximum(-anomalous, floor), torch.maximum(anomalous, floor))
-    gap = margin - (anomalous - normal.detach().mean())
+    gap = margin - (anomalous - normal.detach().mean(-1, keepdim=True))
     return F.relu(gap) if kind == "hinge" else F.softplus(gap)
 
 
@@ -63,20 +64,23 @@ def dagmm_objective(
     """The weighted terms of J = mean reconstruction error + lambda1 * mean energy + lambda2 * P (paper eq. 7)
     over the normal rows, plus lambda1 * the anomaly term over rows labelled as anomalies (mixed split).
 
-    error, energy (N,) per row; penalty the mixture's scalar P; labelled_anomaly (N,) bool. A batch made
-    only of labelled anomalies has no energy (no mixture to fit): it gives a zero reconstruction term.
+    error, energy ((M,) N) per row; penalty the mixture's scalar P; labelled_anomaly (N,) bool. An
+    ensemble's (M, N) terms are the sums over its members of each member's J. A batch made only of
+    labelled anomalies has no energy (no mixture to fit): it gives a zero reconstruction term.
     """
     if energy is None:
         return {"reconstruction": error.sum() * 0.0}
     normal = ~labelled_anomaly if bool(labelled_anomaly.any()) else slice(None)
     terms = {
-        "reconstruction": error[normal].mean(),
-        "energy": lambda_energy * energy[normal].mean(),
+        "reconstruction": error[..., normal].mean(-1).sum(),
+        "energy": lambda_energy * energy[..., normal].mean(-1).sum(),
         "penalty": lambda_cov * penalty,
     }
     if bool(labelled_anomaly.any()):
-        anomalous = anomaly_energy_loss(energy[labelled_anomaly], energy[normal], anomaly_loss, anomaly_margin)
-        terms["anomaly_energy"] = lambda_energy * anomalous.mean()
+        anomalous = anomaly_energy_loss(
+            energy[..., labelled_anomaly], energy[..., normal], anomaly_loss, anomaly_margin
+        )
+        terms["anomaly_energy"] = lambda_energy * anomalous.mean(-1).sum()
     return terms
 
 

@@ -32,33 +32,66 @@ class ScoreCalibration(nn.Module):
     reconstruction error, both with the training rows' mean and standard deviation (buffer
     ``normalisation`` = [energy mean, energy std, error mean, error std]), so the weight has no units.
     The threshold (buffer) is the (1 - ``contamination``) quantile of the training rows' scores.
+
+    An ensemble (``members`` = M > 1) gives energies and errors (M, N): each member's score as above
+    (``normalisation`` (M, 4)), then the mean over members of those scores z-scored with the member's
+    training mean and standard deviation (buffer ``member_normalisation`` (M, 2)): one score (N,).
     """
 
     def __init__(
-        self, inference: Inference = "energy", reconstruction_weight: float = 1.0, contamination: float | None = 0.1
+        self,
+        inference: Inference = "energy",
+        reconstruction_weight: float = 1.0,
+        contamination: float | None = 0.1,
+        members: int = 1,
     ):
         super().__init__()
         check_choice("inference", inference, Inference)
         if contamination is not None:  # None: set before the first fit (from the data's labels)
             check_range("contamination", contamination, 0.0, 0.5, low_open=True)
         self.inference, self.reconstruction_weight, self.contamination = inference, reconstruction_weight, contamination
-        self.register_buffer("normalisation", torch.tensor([0.0, 1.0, 0.0, 1.0], dtype=torch.float64))
+        unit = torch.tensor([0.0, 1.0, 0.0, 1.0], dtype=torch.float64)
+        self.register_buffer("normalisation", unit if members == 1 else unit.repeat(members, 1))
+        if members > 1:
+            self.register_buffer("member_normalisation", unit[:2].repeat(members, 1))
         self.register_buffer("threshold", torch.tensor(float("nan"), dtype=torch.float64))
 
     def fit(self, energy: torch.Tensor, error: torch.Tensor) -> torch.Tensor:
-        """Normalisation and threshold from the training rows' energies and errors (N,); returns their scores."""
-        spread = [energy.std().clamp_min(1e-12), error.std().clamp_min(1e-12)]
-        self.normalisation.copy_(torch.stack([energy.mean(), spread[0], error.mean(), spread[1]]).double())
+        """Normalisation and threshold from the training rows' energies and errors ((M,) N); returns their
+        scores (N,)."""
+        self.normalisation.copy_(torch.stack([*mean_and_spread(energy), *mean_and_spread(error)], -1).double())
+        if hasattr(self, "member_normalisation"):
+            member_scores = self.member_scores(energy, error)
+            self.member_normalisation.copy_(torch.stack(mean_and_spread(member_scores), -1).double())
         scores = self(energy, error)
         self.threshold.fill_(upper_quantile(scores, self.contamination))
         return scores
 
-    def forward(self, energy: torch.Tensor, error: torch.Tensor) -> torch.Tensor:
-        """Scores (N,) of rows with energies and reconstruction errors (N,)."""
+    def member_scores(self, energy: torch.Tensor, error: torch.Tensor) -> torch.Tensor:
+        """Each member's own score ((M,) N) from its energies and reconstruction errors ((M,) N)."""
         if self.inference == "energy":
             return energy
-        e_mean, e_std, r_mean, r_std = self.normalisation
+        e_mean, e_std, r_mean, r_std = self.normalisation.unsqueeze(-1).unbind(-2)
         return (energy - e_mean) / e_std + self.reconstruction_weight * (error - r_mean) / r_std
+
+    def combined_energy(self, energy: torch.Tensor) -> torch.Tensor:
+        """An ensemble's energies (M, N) combined as the score combines its members: the mean of the
+        members' energies z-scored on the training rows, (N,)."""
+        mean, spread = self.normalisation[..., :2].unsqueeze(-1).unbind(-2)
+        return ((energy - mean) / spread).mean(0)
+
+    def forward(self, energy: torch.Tensor, error: torch.Tensor) -> torch.Tensor:
+        """Scores (N,) of rows with energies and reconstruction errors ((M,) N)."""
+        scores = self.member_scores(energy, error)
+        if not hasattr(self, "member_normalisation"):
+            return scores
+        mean, spread = self.member_normalisation.unsqueeze(-1).unbind(-2)
+        return ((scores - mean) / spread).mean(0)
+
+
+def mean_and_spread(values: torch.Tensor) -> list[torch.Tensor]:
+    """Mean and standard deviation (floored at 1e-12) over the last axis: (..., N) -> two (...)."""
+    return [values.mean(-1), values.std(-1).clamp_min(1e-12)]
 
 
 def positive_unlabeled_threshold(c: float) -> float:

@@ -158,8 +158,8 @@ def _run_job(job: Job) -> list[dict]:
 def _energy_and_error(model, x: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     model.eval()
     outs = [model.model(model.model.as_input(torch.from_numpy(x[i : i + 8192]))) for i in range(0, len(x), 8192)]
-    energy = torch.cat([o.energy for o in outs])
-    return energy, torch.cat([o.error for o in outs]).to(energy.dtype)
+    energy = torch.cat([o.energy for o in outs], dim=-1)
+    return energy, torch.cat([o.error for o in outs], dim=-1).to(energy.dtype)
 
 
 def rescore_with_reconstruction(model, dm, pooled_reference: bool) -> dict[str, float]:
@@ -167,7 +167,8 @@ def rescore_with_reconstruction(model, dm, pooled_reference: bool) -> dict[str, 
     reconstruction error, normalised and thresholded on the training rows)."""
     x_train, train_labels = dm.arrays("train")
     hp = model.hparams
-    calibration = ScoreCalibration("energy+reconstruction", hp.reconstruction_weight, hp.contamination)
+    members = hp.get("members", 1)
+    calibration = ScoreCalibration("energy+reconstruction", hp.reconstruction_weight, hp.contamination, members)
     train_scores = calibration.fit(*_energy_and_error(model, x_train[train_labels != LABELLED_ANOMALY]))
     x_test, y_test = dm.arrays("test")
     scores = calibration(*_energy_and_error(model, x_test)).numpy()

@@ -12,8 +12,9 @@ MIXTURE_FAMILIES: dict[str, type[MixtureEnergy]] = {"gaussian": GaussianMixtureE
 
 
 def build_mixture(
-    family: MixtureFamily, n_components: int, dim: int, jitter: float, dtype: MixtureDtype
+    family: MixtureFamily, n_components: int, dim: int, jitter: float, dtype: MixtureDtype, members: int = 1
 ) -> MixtureEnergy:
-    """The mixture of ``family`` over rows of size ``dim``."""
+    """The mixture of ``family`` over rows of size ``dim`` (``members`` > 1: that many at once)."""
     check_choice("mixture", family, MixtureFamily)
-    return MIXTURE_FAMILIES[family](n_components=n_components, dim=dim, jitter=jitter, dtype=dtype)
+    family_class = MIXTURE_FAMILIES[family]
+    return family_class(n_components=n_components, dim=dim, jitter=jitter, dtype=dtype, members=members)

@@ -66,6 +66,8 @@ class MixtureEnergy(nn.Module, ABC):
         jitter: added to every variance (covariance diagonal or scale) before it is used; > 0.
         dtype: ``"float64"`` or ``"float32"``: the energy is computed in this type whatever the precision of
             the networks (Cholesky fails in half precision); statistics are always summed in float64.
+        members: M > 1: M independent mixtures at once (an ensemble); every row, membership, statistic and
+            parameter tensor then has a leading M axis: z (M, N, D), gamma (M, N, K), means (M, K, D), ...
     """
 
     #: names of the fitted parameter tensors (buffers)
@@ -73,7 +75,9 @@ class MixtureEnergy(nn.Module, ABC):
     #: passes over the training rows that the M-step needs
     fit_passes: int = 2
 
-    def __init__(self, n_components: int, dim: int, jitter: float = 1e-6, dtype: MixtureDtype = "float64") -> None:
+    def __init__(
+        self, n_components: int, dim: int, jitter: float = 1e-6, dtype: MixtureDtype = "float64", members: int = 1
+    ) -> None:
         super().__init__()
         if n_components < 1:
             raise ConfigurationError(f"n_components must be >= 1, got {n_components}")
@@ -82,11 +86,13 @@ class MixtureEnergy(nn.Module, ABC):
         check_choice("mixture dtype", dtype, MixtureDtype)
         self.n_components, self.dim, self.jitter = n_components, dim, jitter
         self.dtype = _DTYPES[dtype]
+        self.members = (members,) if members > 1 else ()
         for name, shape in self.parameter_shapes().items():
-            self.register_buffer(name, torch.zeros(shape, dtype=self.dtype))
+            self.register_buffer(name, torch.zeros((*self.members, *shape), dtype=self.dtype))
         self.register_buffer("is_fitted", torch.tensor(False))
 
     # --- what each family defines -------------------------------------------------------------
+    # Shapes below are one mixture's; an ensemble's tensors carry a leading members axis (``...``).
     @abstractmethod
     def parameter_shapes(self) -> dict[str, tuple[int, ...]]:
         """Shapes of the fitted parameter tensors, by name."""
@@ -97,31 +103,34 @@ class MixtureEnergy(nn.Module, ABC):
 
     @abstractmethod
     def spread_statistics(self, gamma: torch.Tensor, diff: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The second pass's float64 sums from gamma (N, K) and z_i - mu_k (N, K, D). Differentiable."""
+        """The second pass's float64 sums from gamma (..., N, K) and z_i - mu_k (..., N, K, D). Differentiable."""
 
     @abstractmethod
     def spread_m_step(self, stats: dict[str, torch.Tensor], mass: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The spread parameters from the second pass's sums and the component masses (K,)."""
+        """The spread parameters from the second pass's sums and the component masses (..., K)."""
 
     @abstractmethod
     def component_log_prob(self, z: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
-        """log p_k(z_i) for every row and component: z (N, D) -> (N, K)."""
+        """log p_k(z_i) for every row and component: z (..., N, D) -> (..., N, K)."""
 
     @abstractmethod
     def penalty(self, params: dict[str, torch.Tensor], dims: slice | None = None) -> torch.Tensor:
-        """Scalar penalty against vanishing variances, over dimensions ``dims`` of the rows (all by default)."""
+        """Scalar penalty against vanishing variances, over dimensions ``dims`` of the rows (all by default),
+        summed over an ensemble's members."""
 
     # --- shared ---------------------------------------------------------------------------------
     def statistic_shapes(self, pass_index: int) -> dict[str, tuple[int, ...]]:
         """Shapes of the sums that pass ``pass_index`` of the M-step needs."""
-        k, d = self.n_components, self.dim
-        return {"rows": (), "mass": (k,), "first": (k, d)} if pass_index == 0 else self.spread_shapes()
+        k, d, m = self.n_components, self.dim, self.members
+        if pass_index == 0:
+            return {"rows": (), "mass": (*m, k), "first": (*m, k, d)}
+        return {name: (*m, *shape) for name, shape in self.spread_shapes().items()}
 
     def statistics(
         self, z: torch.Tensor, gamma: torch.Tensor, pass_index: int, params: dict
     ) -> dict[str, torch.Tensor]:
-        """Float64 sums of pass ``pass_index`` over rows z (N, D) with memberships gamma (N, K); ``params``
-        holds the parameters of the earlier passes. Differentiable."""
+        """Float64 sums of pass ``pass_index`` over rows z (..., N, D) with memberships gamma (..., N, K);
+        ``params`` holds the parameters of the earlier passes. Differentiable."""
         if pass_index == 0:
             return weighted_sums(z, gamma)
         return self.spread_statistics(*deviations(z, gamma, params["means"]))
@@ -142,9 +151,9 @@ class MixtureEnergy(nn.Module, ABC):
         return SufficientStatistics(self.statistic_shapes(pass_index))
 
     def batch_parameters(self, z: torch.Tensor, gamma: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Differentiable parameters of the rows z (N, D) with memberships gamma (N, K): every pass of the
-        M-step on this batch alone."""
-        check_memberships(z, gamma, self.n_components)
+        """Differentiable parameters of the rows z (..., N, D) with memberships gamma (..., N, K): every pass
+        of the M-step on this batch alone."""
+        self.check_memberships(z, gamma)
         params: dict[str, torch.Tensor] = {}
         with torch.autocast(device_type=z.device.type, enabled=False):
             z, gamma = z.to(torch.float64), gamma.to(torch.float64)  # once: one gradient cast back per input
@@ -154,16 +163,16 @@ class MixtureEnergy(nn.Module, ABC):
 
     @torch.no_grad()
     def fit(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> None:
-        """The training-set fit: every pass of the M-step on the sums over all (z (N, D), gamma (N, K))
-        batches of ``batches`` (re-iterable, once per pass; under DDP each rank its own rows), stored in the
-        buffers."""
+        """The training-set fit: every pass of the M-step on the sums over all (z (..., N, D), gamma
+        (..., N, K)) batches of ``batches`` (re-iterable, once per pass; under DDP each rank its own rows),
+        stored in the buffers."""
         params: dict[str, torch.Tensor] = {}
         for pass_index in range(self.fit_passes):
             stats = self.new_statistics(pass_index).to(self.is_fitted.device)
             shapes = self.statistic_shapes(pass_index)
             stats.update({name: torch.zeros(shape) for name, shape in shapes.items()})  # every rank syncs, rows or not
             for z, gamma in batches:
-                check_memberships(z, gamma, self.n_components)
+                self.check_memberships(z, gamma)
                 stats.update(self.statistics(z.to(torch.float64), gamma.to(torch.float64), pass_index, params))
             sums = stats.sums()
             if pass_index == 0 and float(sums["rows"]) == 0:
@@ -182,7 +191,7 @@ class MixtureEnergy(nn.Module, ABC):
         return {name: getattr(self, name) for name in self.parameter_names}
 
     def energy(self, z: torch.Tensor, params: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
-        """E(z) = -log sum_k phi_k p_k(z), by log-sum-exp: z (N, D) -> (N,), in the mixture dtype.
+        """E(z) = -log sum_k phi_k p_k(z), by log-sum-exp: z (..., N, D) -> (..., N), in the mixture dtype.
 
         With ``params`` None the training-set fit (buffers) is used.
         """
@@ -190,7 +199,15 @@ class MixtureEnergy(nn.Module, ABC):
         with torch.autocast(device_type=z.device.type, enabled=False):
             z = z.to(self.dtype)
             log_weights = torch.log(params["weights"].clamp_min(torch.finfo(self.dtype).tiny))
-            return -torch.logsumexp(self.component_log_prob(z, params) + log_weights, dim=1)
+            return -torch.logsumexp(self.component_log_prob(z, params) + log_weights.unsqueeze(-2), dim=-1)
+
+    def check_memberships(self, z: torch.Tensor, gamma: torch.Tensor) -> None:
+        ndim = 2 + len(self.members)
+        m, k = self.members, self.n_components
+        if z.ndim != ndim or gamma.shape != (*z.shape[:-1], k) or tuple(z.shape[:-2]) != m:
+            raise ConfigurationError(
+                f"expected z {(*m, 'N', 'D')} and gamma {(*m, 'N', k)}, got {tuple(z.shape)} and {tuple(gamma.shape)}"
+            )
 
     def _parameter(self, value: torch.Tensor) -> torch.Tensor:
         """An M-step result in the mixture dtype."""
@@ -200,20 +217,13 @@ class MixtureEnergy(nn.Module, ABC):
         return f"n_components={self.n_components}, dim={self.dim}, jitter={self.jitter}, dtype={self.dtype}"
 
 
-def check_memberships(z: torch.Tensor, gamma: torch.Tensor, n_components: int) -> None:
-    if z.ndim != 2 or gamma.ndim != 2 or z.shape[0] != gamma.shape[0] or gamma.shape[1] != n_components:
-        raise ConfigurationError(
-            f"expected z (N, D) and gamma (N, {n_components}), got {tuple(z.shape)} and {tuple(gamma.shape)}"
-        )
-
-
 def weighted_sums(z: torch.Tensor, gamma: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Row count, sum_i gamma_ik and sum_i gamma_ik z_i in float64: z (N, D), gamma (N, K)."""
+    """Row count, sum_i gamma_ik and sum_i gamma_ik z_i in float64: z (..., N, D), gamma (..., N, K)."""
     z, gamma = z.to(torch.float64), gamma.to(torch.float64)
     return {
-        "rows": torch.tensor(float(z.shape[0]), dtype=torch.float64, device=z.device),
-        "mass": gamma.sum(0),
-        "first": gamma.T @ z,
+        "rows": torch.tensor(float(z.shape[-2]), dtype=torch.float64, device=z.device),
+        "mass": gamma.sum(-2),
+        "first": gamma.transpose(-1, -2) @ z,
     }
 
 
@@ -228,12 +238,13 @@ def weights_and_means(stats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
     mass = safe(stats["mass"])
     return {
         "weights": stats["mass"] / stats["rows"].clamp_min(1.0),
-        "means": stats["first"] / mass.unsqueeze(1),
+        "means": stats["first"] / mass.unsqueeze(-1),
         "mass": mass,
     }
 
 
 def deviations(z: torch.Tensor, gamma: torch.Tensor, means: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """gamma (N, K) and z - mu_k (N, K, D) in float64, for the second pass (spread around the final means)."""
+    """gamma (..., N, K) and z - mu_k (..., N, K, D) in float64, for the second pass (spread around the final
+    means)."""
     z, gamma = z.to(torch.float64), gamma.to(torch.float64)
-    return gamma, z.unsqueeze(1) - means.to(torch.float64).unsqueeze(0)
+    return gamma, z.unsqueeze(-2) - means.to(torch.float64).unsqueeze(-3)

@@ -37,17 +37,17 @@ def cholesky_with_jitter(cov: torch.Tensor, jitter: float, max_tries: int = 8) -
 
 
 def gaussian_log_prob(z: torch.Tensor, means: torch.Tensor, scale_tril: torch.Tensor) -> torch.Tensor:
-    """log N(z_i | mu_k, L_k L_k^T): z (N, D), means (K, D), scale_tril (K, D, D) -> (N, K).
+    """log N(z_i | mu_k, L_k L_k^T): z (..., N, D), means (..., K, D), scale_tril (..., K, D, D) -> (..., N, K).
 
     The Mahalanobis term comes from a triangular solve and the log-determinant from the factor's
     diagonal; no inverse or determinant is formed.
     """
-    diff = (z.unsqueeze(0) - means.unsqueeze(1)).transpose(1, 2)  # (K, D, N)
-    solved = torch.linalg.solve_triangular(scale_tril, diff, upper=False)  # (K, D, N)
-    mahalanobis = solved.pow(2).sum(1)  # (K, N)
-    log_det = 2.0 * scale_tril.diagonal(dim1=-2, dim2=-1).log().sum(-1)  # (K,)
-    dim = z.shape[1]
-    return (-0.5 * (dim * math.log(2.0 * math.pi) + log_det.unsqueeze(1) + mahalanobis)).T
+    diff = (z.unsqueeze(-3) - means.unsqueeze(-2)).transpose(-1, -2)  # (..., K, D, N)
+    solved = torch.linalg.solve_triangular(scale_tril, diff, upper=False)  # (..., K, D, N)
+    mahalanobis = solved.pow(2).sum(-2)  # (..., K, N)
+    log_det = 2.0 * scale_tril.diagonal(dim1=-2, dim2=-1).log().sum(-1)  # (..., K)
+    dim = z.shape[-1]
+    return (-0.5 * (dim * math.log(2.0 * math.pi) + log_det.unsqueeze(-1) + mahalanobis)).transpose(-1, -2)
 
 
 class GaussianMixtureEnergy(MixtureEnergy):
@@ -69,10 +69,10 @@ class GaussianMixtureEnergy(MixtureEnergy):
         return {"scatter": (self.n_components, self.dim, self.dim)}
 
     def spread_statistics(self, gamma: torch.Tensor, diff: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"scatter": torch.einsum("nk,nkd,nke->kde", gamma, diff, diff)}
+        return {"scatter": torch.einsum("...nk,...nkd,...nke->...kde", gamma, diff, diff)}
 
     def spread_m_step(self, stats: dict[str, torch.Tensor], mass: torch.Tensor) -> dict[str, torch.Tensor]:
-        cov = stats["scatter"] / mass[:, None, None]
+        cov = stats["scatter"] / mass[..., None, None]
         cov = self._parameter(0.5 * (cov + cov.transpose(-1, -2)))
         cov = cov + self.jitter * torch.eye(self.dim, dtype=cov.dtype, device=cov.device)
         return {"covariances": cov, "scale_tril": cholesky_with_jitter(cov, self.jitter)}
@@ -82,4 +82,4 @@ class GaussianMixtureEnergy(MixtureEnergy):
 
     def penalty(self, params: dict[str, torch.Tensor], dims: slice | None = None) -> torch.Tensor:
         variances = params["covariances"].diagonal(dim1=-2, dim2=-1)
-        return variances[:, dims if dims is not None else slice(None)].reciprocal().sum()
+        return variances[..., dims if dims is not None else slice(None)].reciprocal().sum()

@@ -15,9 +15,9 @@ from dagmm_lightning.mixture.base import MixtureEnergy
 
 
 def laplace_log_prob(z: torch.Tensor, means: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
-    """sum_j log Laplace(z_ij | mu_kj, b_kj): z (N, D), means and scales (K, D) -> (N, K)."""
-    deviation = (z.unsqueeze(1) - means.unsqueeze(0)).abs() / scales.unsqueeze(0)  # (N, K, D)
-    return -(deviation + torch.log(2.0 * scales).unsqueeze(0)).sum(-1)
+    """sum_j log Laplace(z_ij | mu_kj, b_kj): z (..., N, D), means and scales (..., K, D) -> (..., N, K)."""
+    deviation = (z.unsqueeze(-2) - means.unsqueeze(-3)).abs() / scales.unsqueeze(-3)  # (..., N, K, D)
+    return -(deviation + torch.log(2.0 * scales).unsqueeze(-3)).sum(-1)
 
 
 class LaplaceMixtureEnergy(MixtureEnergy):
@@ -37,13 +37,13 @@ class LaplaceMixtureEnergy(MixtureEnergy):
         return {"absolute": (self.n_components, self.dim)}
 
     def spread_statistics(self, gamma: torch.Tensor, diff: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"absolute": torch.einsum("nk,nkd->kd", gamma, diff.abs())}
+        return {"absolute": torch.einsum("...nk,...nkd->...kd", gamma, diff.abs())}
 
     def spread_m_step(self, stats: dict[str, torch.Tensor], mass: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"scales": self._parameter(stats["absolute"] / mass.unsqueeze(1) + self.jitter)}
+        return {"scales": self._parameter(stats["absolute"] / mass.unsqueeze(-1) + self.jitter)}
 
     def component_log_prob(self, z: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
         return laplace_log_prob(z, params["means"], params["scales"])
 
     def penalty(self, params: dict[str, torch.Tensor], dims: slice | None = None) -> torch.Tensor:
-        return params["scales"][:, dims if dims is not None else slice(None)].reciprocal().sum()
+        return params["scales"][..., dims if dims is not None else slice(None)].reciprocal().sum()

@@ -76,6 +76,9 @@ class DAGMM(L.LightningModule):
         energy_trains_compression: whether the energy and penalty terms train the compression network
             too (the paper: end to end). False: they train only the estimation network, and the
             compression network learns only to reconstruct, so the energy cannot shrink the latent.
+        members: M, the models of an ensemble trained at once as one vectorised model (stacked weights,
+            one forward pass for all; each from its own initialisation, on the same batches); the score is
+            the mean of the members' scores, each z-scored on the training rows. 1: one model.
     """
 
     def __init__(
@@ -100,6 +103,7 @@ class DAGMM(L.LightningModule):
         anomaly_loss: AnomalyLoss = "hinge",
         anomaly_margin: float = 5.0,
         energy_trains_compression: bool = True,
+        members: int = 1,
     ) -> None:
         super().__init__()
         if input_dim < 1:
@@ -109,6 +113,13 @@ class DAGMM(L.LightningModule):
         check_choice("inference", inference, Inference)
         check_choice("anomaly_loss", anomaly_loss, AnomalyLoss)
         check_choice("lr_schedule", lr_schedule, LRSchedule)
+        if members < 1 or (members > 1 and not self.ensembles):
+            what = (
+                "must be >= 1"
+                if members < 1
+                else f"> 1 (an ensemble) is built for DAGMM's autoencoder, not {type(self).__name__}"
+            )
+            raise ConfigurationError(f"members {what}, got {members}")
         self.save_hyperparameters()
         if (latent_dim is None) != (hidden_dims is None):
             raise ConfigurationError("latent_dim and hidden_dims are chosen from the data together: set both or none")
@@ -118,10 +129,11 @@ class DAGMM(L.LightningModule):
 
     # --- what a variant changes -------------------------------------------------------------------
     model_class: type[DAGMMModel] = DAGMMModel
+    ensembles = True  # whether ``members`` > 1 is supported
 
     def build_compression(self) -> nn.Module:
         hp = self.hparams
-        return Autoencoder(hp.input_dim, hp.hidden_dims, hp.latent_dim, hp.activation)
+        return Autoencoder(hp.input_dim, hp.hidden_dims, hp.latent_dim, hp.activation, hp.members)
 
     def model_options(self) -> dict:
         """Extra arguments of ``model_class``."""
@@ -156,10 +168,11 @@ class DAGMM(L.LightningModule):
         hp = self.hparams
         compression = self.build_compression()
         dim = hp.latent_dim + 2  # [z_c, relative distance, cosine]
-        estimation = EstimationNetwork(dim, hp.estimation_hidden, hp.n_components, hp.activation, hp.dropout)
-        mixture = build_mixture(hp.mixture, hp.n_components, dim, hp.jitter, hp.mixture_dtype)
-        calibration = ScoreCalibration(hp.inference, hp.reconstruction_weight, hp.contamination)
-        options = {"detach_rows": not hp.energy_trains_compression, **self.model_options()}
+        members = hp.members
+        estimation = EstimationNetwork(dim, hp.estimation_hidden, hp.n_components, hp.activation, hp.dropout, members)
+        mixture = build_mixture(hp.mixture, hp.n_components, dim, hp.jitter, hp.mixture_dtype, members)
+        calibration = ScoreCalibration(hp.inference, hp.reconstruction_weight, hp.contamination, members)
+        options = {"detach_rows": not hp.energy_trains_compression, "members": members, **self.model_options()}
         return self.model_class(compression, estimation, mixture, calibration, **options)
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
@@ -312,13 +325,16 @@ class DAGMM(L.LightningModule):
     def validation_step(self, batch: Batch, batch_idx: int) -> dict[str, torch.Tensor]:
         x, y, index = batch
         out = self.model(x)
+        energy, rows, gamma = out.energy, out.rows, out.gamma
+        if self.hparams.members > 1:  # the members' energies combined as the score combines them; member 0's rows
+            energy, rows, gamma = self.model.calibration.combined_energy(energy), rows[0], gamma[0]
         return {
             "score": self.model.score(out),
             "label": y,
             "index": index,
-            "energy": out.energy,
-            "rows": out.rows,
-            "gamma": out.gamma,
+            "energy": energy,
+            "rows": rows,
+            "gamma": gamma,
         }
 
     test_step = validation_step

@@ -25,6 +25,8 @@ class DAGMMPU(DAGMM):
         **kwargs: everything ``DAGMM`` takes.
     """
 
+    ensembles = False
+
     model_class = PositiveUnlabeledDAGMMModel
 
     def __init__(self, *args, lambda_pu: float = 1.0, classifier_hidden: tuple[int, ...] = (10,), **kwargs) -> None:

@@ -19,6 +19,8 @@ class DAGMMVAE(DAGMM):
         **kwargs: everything ``DAGMM`` takes.
     """
 
+    ensembles = False
+
     def __init__(self, *args, beta: float = 1.0, **kwargs) -> None:
         if beta < 0:
             raise ConfigurationError(f"beta must be >= 0, got {beta}")

@@ -27,6 +27,8 @@ class DAGMMVQVAE(DAGMM):
         **kwargs: everything ``DAGMM`` takes (``latent_dim`` is the code size).
     """
 
+    ensembles = False
+
     def __init__(
         self,
         *args,

@@ -24,13 +24,21 @@ class Compressed:
 
 class Autoencoder(nn.Module):
     """Encoder ``input_dim -> hidden_dims -> latent_dim`` and a mirrored decoder; no activation on the latent
-    or output layer (the paper's FC stacks)."""
+    or output layer (the paper's FC stacks). ``members`` > 1: that many independent autoencoders
+    (``layers.MemberLinear``) on inputs (members, N, input_dim)."""
 
-    def __init__(self, input_dim: int, hidden_dims: Sequence[int], latent_dim: int, activation: Activation = "tanh"):
+    def __init__(
+        self,
+        input_dim: int,
+        hidden_dims: Sequence[int],
+        latent_dim: int,
+        activation: Activation = "tanh",
+        members: int = 1,
+    ):
         super().__init__()
         sizes = [input_dim, *hidden_dims, latent_dim]
-        self.encoder = mlp(sizes, activation)
-        self.decoder = mlp(sizes[::-1], activation)
+        self.encoder = mlp(sizes, activation, members=members)
+        self.decoder = mlp(sizes[::-1], activation, members=members)
 
     def forward(self, x: torch.Tensor) -> Compressed:
         z = self.encoder(x)

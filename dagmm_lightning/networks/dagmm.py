@@ -20,17 +20,18 @@ from dagmm_lightning.scoring import ScoreCalibration
 
 
 def reconstruction_features(x: torch.Tensor, x_hat: torch.Tensor, floor: float = 1e-3) -> torch.Tensor:
-    """Relative Euclidean distance ||x - x'|| / ||x|| and cosine similarity: (N, F) twice -> (N, 2).
+    """Relative Euclidean distance ||x - x'|| / ||x|| and cosine similarity: (N, F) and (..., N, F) ->
+    (..., N, 2).
 
     ||x|| is floored at ``floor`` in the distance: a zero row (every feature at its training minimum)
     would otherwise divide by ~0 and give ~1e7, a value that dominates the mixture; with the floor it
     is at most ||x'|| / floor. The cosine of a zero vector is 0 (torch's convention).
     """
-    x_norm = x.norm(dim=1)
-    relative = (x - x_hat).norm(dim=1) / x_norm.clamp_min(floor)
+    x_norm = x.norm(dim=-1)
+    relative = (x - x_hat).norm(dim=-1) / x_norm.clamp_min(floor)
     eps = 1e-8
-    cosine = (x * x_hat).sum(dim=1) / (x_norm.clamp_min(eps) * x_hat.norm(dim=1).clamp_min(eps))
-    return torch.stack([relative, cosine], dim=1)
+    cosine = (x * x_hat).sum(dim=-1) / (x_norm.clamp_min(eps) * x_hat.norm(dim=-1).clamp_min(eps))
+    return torch.stack([relative, cosine], dim=-1)
 
 
 @contextmanager
@@ -56,7 +57,7 @@ class _Reiterable:
 
 @dataclass
 class DAGMMOutput:
-    """Everything DAGMM computes for a batch x (N, F).
+    """Everything DAGMM computes for a batch x (N, F); an ensemble's tensors have a leading members axis.
 
     z (N, latent), x_hat (N, F), rows (N, latent + 2) the mixture sees, gamma (N, K) memberships,
     error (N,) squared reconstruction error, energy (N,) (None before the mixture is fitted, when asked
@@ -90,6 +91,9 @@ class DAGMMModel(nn.Module):
         penalty_dims: dimensions of the mixture rows the degeneracy penalty covers (None: all).
         detach_rows: the mixture rows carry no gradient back to the compression network (the energy and
             penalty then train only the estimation network; the compression learns to reconstruct).
+        members: M > 1: an ensemble of M independent models in one (compression, estimation and mixture
+            built with the same ``members``): every member sees every row, and every output but the score
+            has a leading M axis; the score combines the members (``ScoreCalibration``).
     """
 
     def __init__(
@@ -100,6 +104,7 @@ class DAGMMModel(nn.Module):
         calibration: ScoreCalibration,
         penalty_dims: slice | None = None,
         detach_rows: bool = False,
+        members: int = 1,
     ) -> None:
         super().__init__()
         self.compression, self.estimation, self.mixture, self.calibration = (
@@ -108,13 +113,13 @@ class DAGMMModel(nn.Module):
             mixture,
             calibration,
         )
-        self.penalty_dims, self.detach_rows = penalty_dims, detach_rows
+        self.penalty_dims, self.detach_rows, self.members = penalty_dims, detach_rows, members
 
     def represent(self, x: torch.Tensor, memberships: bool = True) -> DAGMMOutput:
         """Everything but the energy: x (N, F). ``memberships=False`` skips the estimation network (gamma
         None), which scoring does not need."""
-        compressed = self.compression(x)
-        rows = torch.cat([compressed.z, reconstruction_features(x, compressed.x_hat)], dim=1)
+        compressed = self.compression(x)  # an ensemble's first layers take x (N, F) for every member
+        rows = torch.cat([compressed.z, reconstruction_features(x, compressed.x_hat)], dim=-1)
         rows = rows.detach() if self.detach_rows else rows
         gamma = self.estimation(rows) if memberships else None
         error = squared_error(x, compressed.x_hat)
@@ -128,7 +133,7 @@ class DAGMMModel(nn.Module):
             if fit_mask is not None and not bool(fit_mask.any()):
                 return out  # no rows to fit a mixture on: no energy for this batch
             fit = slice(None) if fit_mask is None else fit_mask
-            out.params = self.mixture.batch_parameters(out.rows[fit], out.gamma[fit])
+            out.params = self.mixture.batch_parameters(out.rows[..., fit, :], out.gamma[..., fit, :])
         out.energy = self.mixture.energy(out.rows, out.params)
         return out
 
@@ -162,13 +167,14 @@ class DAGMMModel(nn.Module):
             self.mixture.fit(
                 _Reiterable(lambda: ((o.rows, o.gamma) for o in map(self.represent, map(self.as_input, batches))))
             )
-            parts = [(out.energy, out.error) for out in (self(self.as_input(x)) for x in batches)]
-            energy = gather_rows(
-                torch.cat([e for e, _ in parts])
-                if parts
-                else torch.zeros(0, dtype=self.mixture.dtype, device=self.calibration.threshold.device)
-            )
-            error = gather_rows(
-                torch.cat([r for _, r in parts]).to(energy.dtype) if parts else torch.zeros_like(energy)
-            )
+            parts = [(out.energy, out.error.to(out.energy.dtype)) for out in (self(self.as_input(x)) for x in batches)]
+            energy, error = (self._every_rank([part[i] for part in parts]) for i in (0, 1))
             return self.calibration.fit(energy, error)
+
+    def _every_rank(self, parts: list[torch.Tensor]) -> torch.Tensor:
+        """Per-row values ((M,) n) of this rank's batches, concatenated over batches and ranks: ((M,) N)."""
+        empty = torch.zeros(
+            (*self.mixture.members, 0), dtype=self.mixture.dtype, device=self.calibration.threshold.device
+        )
+        local = torch.cat(parts, dim=-1) if parts else empty  # a rank without rows still joins the gather
+        return gather_rows(local.movedim(-1, 0)).movedim(0, -1)

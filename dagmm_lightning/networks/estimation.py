@@ -12,7 +12,8 @@ from dagmm_lightning.networks.layers import Activation, mlp
 
 
 class EstimationNetwork(nn.Module):
-    """MLP + softmax: memberships gamma (N, K) from the mixture rows (N, D) (paper eq. 4)."""
+    """MLP + softmax: memberships gamma (N, K) from the mixture rows (N, D) (paper eq. 4); with ``members``
+    > 1, (members, N, K) from (members, N, D)."""
 
     def __init__(
         self,
@@ -21,10 +22,11 @@ class EstimationNetwork(nn.Module):
         n_components: int,
         activation: Activation = "tanh",
         dropout: float = 0.5,
+        members: int = 1,
     ) -> None:
         super().__init__()
         check_range("dropout", dropout, 0.0, 1.0, high_open=True)
-        self.net = mlp([input_dim, *hidden_dims, n_components], activation, dropout)
+        self.net = mlp([input_dim, *hidden_dims, n_components], activation, dropout, members)
 
     def forward(self, rows: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.net(rows), dim=1)
+        return torch.softmax(self.net(rows), dim=-1)

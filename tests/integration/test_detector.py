@@ -58,6 +58,17 @@ def test_save_load_gives_identical_scores(fitted, tmp_path):
     assert loaded.threshold_ == det.threshold_ and loaded.get_params() == det.get_params()
 
 
+def test_ensemble_detector_fits_thresholds_and_reloads(tmp_path):
+    x, y = blobs()
+    det = DAGMMDetector(contamination=0.05, epochs=20, members=3, random_state=0).fit(x)
+    assert det.model_.model.compression.encoder[0].weight.shape[0] == 3  # one vectorised model
+    assert roc_auc_score(y, det.decision_scores_) > 0.9
+    assert det.labels_.mean() == pytest.approx(0.05, abs=0.01)  # threshold on the combined training score
+    det.save(tmp_path / "ensemble.pt")
+    loaded = DAGMMDetector.load(tmp_path / "ensemble.pt")
+    np.testing.assert_array_equal(loaded.decision_function(x), det.decision_scores_)
+
+
 def test_dataframe_and_array_give_identical_scores(fitted):
     det, x, _ = fitted
     frame = pd.DataFrame(x, columns=[f"x{i}" for i in range(5)])
