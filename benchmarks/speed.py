@@ -77,6 +77,8 @@ def main() -> None:
         "0",
         "--checkpoint.save_top_k",
         "0",
+        "--checkpoint.save_last",
+        "false",
         "--trainer.logger",
         "false",
         "--trainer.enable_model_summary",
