@@ -121,6 +121,12 @@ class DAGMMCLI(LightningCLI):
             dm.setup("fit")
             self.model.size_from_data(dm)
 
+    def before_predict(self) -> None:
+        # The writer appends each batch to its file as it comes; Lightning need not keep them all too
+        config = self.config_init[self.subcommand]
+        if config.get("return_predictions") is None:
+            config["return_predictions"] = False
+
     def after_predict(self) -> None:
         writer = next((c for c in self.trainer.callbacks if isinstance(c, PredictionCSVWriter)), None)
         if writer is not None and writer.written_to is not None:

@@ -8,13 +8,13 @@ import pandas as pd
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
-from dagmm_lightning.distributed import gather_rows
-
 COLUMNS = {"index": torch.long, "score": torch.float64, "prediction": torch.long, "label": torch.long}
 
 
 class PredictionCSVWriter(BasePredictionWriter):
-    """Gathers every rank's predictions at the end of ``predict`` and writes one CSV, sorted by row index.
+    """Appends every predicted batch to one CSV as it comes, so memory stays flat whatever the number of
+    rows; under DDP each rank writes a part file and rank 0 joins them at the end, sorted by row index
+    (each row once).
 
     Args:
         output_path: the CSV to write; default ``predictions.csv`` in the run's log folder. Column
@@ -22,22 +22,49 @@ class PredictionCSVWriter(BasePredictionWriter):
     """
 
     def __init__(self, output_path: str | None = None) -> None:
-        super().__init__(write_interval="epoch")
+        super().__init__(write_interval="batch")
         self.output_path = output_path
         self.written_to: Path | None = None
         self.rows_written = 0
+        self._part = None
 
-    def write_on_epoch_end(self, trainer, pl_module, predictions, batch_indices) -> None:
-        batches = predictions[0] if predictions and isinstance(predictions[0], list) else predictions
-        columns = {}
-        for column, dtype in COLUMNS.items():
-            local = torch.cat([b[column].to(dtype) for b in batches]) if batches else torch.zeros(0, dtype=dtype)
-            columns[column] = gather_rows(local.to(pl_module.device)).cpu().numpy()
-        if not trainer.is_global_zero:
+    def _part_path(self, trainer, rank: int) -> Path:
+        path = self.written_to
+        return path if trainer.world_size == 1 else path.with_name(f"{path.stem}.rank{rank}{path.suffix}")
+
+    def on_predict_start(self, trainer, pl_module) -> None:
+        self.written_to = (
+            Path(self.output_path) if self.output_path else Path(trainer.log_dir or ".") / "predictions.csv"
+        )
+        self.written_to.parent.mkdir(parents=True, exist_ok=True)
+        self._part = open(self._part_path(trainer, trainer.global_rank), "w", newline="")  # noqa: SIM115
+        self._part.write(",".join(COLUMNS) + "\n")
+        self.rows_written = 0
+
+    def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx=0):
+        frame = pd.DataFrame({c: prediction[c].to(dtype).cpu().numpy() for c, dtype in COLUMNS.items()})
+        frame.to_csv(self._part, header=False, index=False)
+        self.rows_written += len(frame)
+
+    def on_predict_end(self, trainer, pl_module) -> None:
+        self._close()
+        if trainer.world_size == 1:
             return
-        path = Path(self.output_path) if self.output_path else Path(trainer.log_dir or ".") / "predictions.csv"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # a rank without rows of its own scored a padding row again: each row id once
-        frame = pd.DataFrame(columns).drop_duplicates("index").sort_values("index", kind="stable")
-        frame.to_csv(path, index=False)
-        self.written_to, self.rows_written = path, len(frame)  # the CLI says where, after the progress bar
+        trainer.strategy.barrier()
+        if trainer.is_global_zero:
+            parts = [self._part_path(trainer, r) for r in range(trainer.world_size)]
+            # a rank without rows of its own scored a padding row again: each row id once
+            frame = pd.concat(map(pd.read_csv, parts)).drop_duplicates("index").sort_values("index", kind="stable")
+            frame.to_csv(self.written_to, index=False)
+            self.rows_written = len(frame)
+            for part in parts:
+                part.unlink()
+        trainer.strategy.barrier()
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        if self._part is not None:
+            self._part.close()
+            self._part = None

@@ -23,6 +23,7 @@ from dagmm_lightning.data.splits import (
     with_contamination,
     with_labelled_anomalies,
 )
+from dagmm_lightning.data.streaming import STREAMED_SUFFIXES, FileRows
 from dagmm_lightning.data.tables import RawTable, TablePreprocessor
 from dagmm_lightning.errors import ConfigurationError, DataError, check_choice, check_range
 from dagmm_lightning.labels import LABELLED_ANOMALY
@@ -49,7 +50,8 @@ class AnomalyDataModule(L.LightningDataModule):
         eval_batch_size: rows per step for refitting, validation, test and predict.
         seed: seed of the split and of the epoch shuffles; default: the run's ``seed_everything``.
         predict_file: score the rows of this file (the data set's raw format) at ``predict`` instead of
-            the test rows.
+            the test rows. A table's CSV or Parquet file is read in chunks (``streaming.FileRows``), so
+            it may be larger than memory.
         rho: percentage of rows the paper flags as anomalous; default: the data set's own.
         split: which rows train, and with which labels: ``normal_only`` (the protocol's normal rows),
             ``mixed`` (plus ``labelled_anomalies`` of the anomalies kept out of test, labelled; val keeps
@@ -262,6 +264,8 @@ class AnomalyDataModule(L.LightningDataModule):
     def predict_dataloader(self) -> InMemoryBatches:
         if self.predict_file is None:
             return self.test_dataloader()
+        if self.dataset == TABLE and Path(self.predict_file).suffix in STREAMED_SUFFIXES:
+            return FileRows(self.predict_file, self.preprocessor, self.label_column, self.eval_batch_size)
         if self.dataset == TABLE:
             table = read_user_table(self.predict_file, self.label_column, self.symbolic_columns, label_optional=True)
         elif self.dataset in DATASETS:

@@ -159,6 +159,14 @@ def _require(path: Path, source: str) -> Path:
     return path
 
 
+def anomaly_labels(raw: pd.Series, name: str) -> np.ndarray:
+    """A label column's 0/1 or true/false values as bools (True = anomaly); anything else is an error."""
+    text = raw.astype(str).str.lower()
+    if raw.isna().any() or not set(pd.unique(text)) <= set("0 1 true false 0.0 1.0".split()):
+        raise DataError(f"label column {name!r} must hold 0/1 or true/false (1 = anomaly)")
+    return text.isin(["1", "true", "1.0"]).to_numpy()
+
+
 def read_user_table(
     path: str | Path,
     label_column: str | None = None,
@@ -190,10 +198,7 @@ def read_user_table(
             raise DataError(
                 f"label column {label_column!r} is not in {path}; its columns are {list(frame.columns)[:20]}"
             )
-        raw = frame.pop(label_column)
-        if raw.isna().any() or not set(pd.unique(raw.astype(str).str.lower())) <= set("0 1 true false 0.0 1.0".split()):
-            raise DataError(f"label column {label_column!r} must hold 0/1 or true/false (1 = anomaly)")
-        labels = raw.astype(str).str.lower().isin(["1", "true", "1.0"]).to_numpy()
+        labels = anomaly_labels(frame.pop(label_column), label_column)
     if symbolic_columns is None:
         symbolic_columns = []
         for column in frame.columns:

@@ -42,6 +42,14 @@ class MemberLinear(nn.Module):
         shared = x @ self.weight.transpose(0, 1).reshape(n_in, members * n_out)  # (N, M * n_out)
         return shared.view(len(x), members, n_out).transpose(0, 1) + self.bias
 
+    @property
+    def in_features(self) -> int:
+        return self.weight.shape[1]
+
+    @property
+    def out_features(self) -> int:
+        return self.weight.shape[2]
+
     def extra_repr(self) -> str:
         members, n_in, n_out = self.weight.shape
         return f"members={members}, n_in={n_in}, n_out={n_out}"

@@ -2,10 +2,11 @@
 
 import lightning as L
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
-from dagmm_lightning.callbacks import AnomalyMetrics
+from dagmm_lightning.callbacks import AnomalyMetrics, PredictionCSVWriter
 from dagmm_lightning.data import AnomalyDataModule
 from dagmm_lightning.distributed import rank
 from dagmm_lightning.models import DAGMM
@@ -93,6 +94,18 @@ def test_refit_and_validate_with_two_processes_equal_one(checkpoint, tmp_path):
     # and the refit changed nothing the checkpoint did not already hold: it was fitted at the same step
     stored = torch.load(checkpoint, weights_only=False)["state_dict"]
     torch.testing.assert_close(results[1]["buffers"]["model.mixture.means"], stored["model.mixture.means"])
+
+
+def test_two_process_predict_writes_each_row_once_as_one_process_does(checkpoint, tmp_path):
+    frames = {}
+    for devices in (1, 2):
+        out = tmp_path / f"predictions{devices}.csv"
+        predict = trainer(devices, precision="64-true", callbacks=[PredictionCSVWriter(str(out))])
+        predict.predict(DAGMM.load_from_checkpoint(checkpoint), datamodule=small_data(), return_predictions=False)
+        frames[devices] = pd.read_csv(out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["predictions1.csv", "predictions2.csv"]  # parts joined
+    np.testing.assert_array_equal(frames[2]["index"], frames[1]["index"])
+    np.testing.assert_allclose(frames[2]["score"], frames[1]["score"], rtol=1e-12)
 
 
 def test_two_process_fit_gives_finite_metrics():
