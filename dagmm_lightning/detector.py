@@ -37,6 +37,7 @@ VARIANTS: dict[str, type[DAGMM]] = {
 }
 MODEL_DEFAULTS = dict(energy_trains_compression=False, lambda_cov=0.0, jitter=1e-4, lr_schedule="cosine")
 TRAINING_STEPS = 6000
+ENSEMBLE_MEMBERS = 5
 SCORING_BATCH = 16384  # rows a step: the networks' matrices stay in cache (2x faster than 65,536)
 TRAINER = dict(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, limit_val_batches=0)
 
@@ -55,10 +56,12 @@ class DAGMMDetector(BaseEstimator):
             table's size (a small table gets as many updates as a large one).
         batch_size, lr: the rest of the schedule (Adam, cosine decay from ``lr`` to 0).
         hidden_dims, latent_dim: encoder sizes; None (both) chooses them from the scaled training rows
-            (``sizing.network_sizes``: the latent keeps 99 % of their variance).
+            (``sizing.network_sizes``: the latent keeps 99 % of their variance, and no more dimensions than
+            the rows can fit a mixture on).
         n_components: K, the mixture's components.
         members: models in the ensemble, trained at once as one vectorised model (``dagmm`` and
-            ``mixed_loss`` variants); the score is the mean of their training-z-scored scores.
+            ``mixed_loss`` variants); the score is the mean of their training-z-scored scores. None:
+            ``ENSEMBLE_MEMBERS`` where the variant supports ensembles, else 1.
         inference: ``energy`` or ``energy+reconstruction`` (see ``DAGMM``); None: the latter (the PU
             variant scores with its classifier instead).
         random_state: seed of initialisation, shuffling and dropout; None draws one.
@@ -83,7 +86,7 @@ class DAGMMDetector(BaseEstimator):
         hidden_dims: tuple[int, ...] | None = None,
         latent_dim: int | None = None,
         n_components: int = 4,
-        members: int = 1,
+        members: int | None = None,
         inference: str | None = None,
         random_state: int | None = None,
         verbose: bool = False,
@@ -202,7 +205,8 @@ class DAGMMDetector(BaseEstimator):
         inference = self.inference or ("energy" if self.variant == "pu" else "energy+reconstruction")
         settings = dict(lr=self.lr, mixture=self.mixture, contamination=self.contamination, inference=inference)
         settings |= {**MODEL_DEFAULTS, **(self.model_kwargs or {})}
-        sizes = dict(n_components=self.n_components, members=self.members)
+        members = self.members or (ENSEMBLE_MEMBERS if VARIANTS[self.variant].ensembles else 1)
+        sizes = dict(n_components=self.n_components, members=members)
         return VARIANTS[self.variant](d, hidden, self.latent_dim, **sizes, **settings)
 
     def decision_function(self, X) -> np.ndarray:

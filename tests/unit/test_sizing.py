@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn.decomposition import PCA
 
-from dagmm_lightning.sizing import latent_size, network_sizes
+from dagmm_lightning.sizing import latent_cap, latent_size, network_sizes
 
 
 @pytest.mark.parametrize("explained", [0.5, 0.9, 0.99])
@@ -16,8 +16,23 @@ def test_latent_size_is_the_principal_components_explaining_that_share(explained
 def test_sizes_of_degenerate_rows_and_widths_never_narrower_than_the_latent():
     assert latent_size(np.ones((10, 3))) == 1
     rng = np.random.default_rng(1)
-    x = rng.normal(size=(300, 100))  # isotropic: the latent keeps nearly every dimension
+    x = rng.normal(size=(30_000, 100))  # isotropic: the latent keeps nearly every dimension
     (wide, narrow), latent = network_sizes(x)
     assert latent == latent_size(x) > 64 and wide == 2 * latent and narrow == latent
     (wide, narrow), latent = network_sizes(rng.normal(size=(300, 1)) @ np.ones((1, 8)))  # rank 1 in 8-D
     assert (wide, narrow, latent) == (8, 4, 1)
+
+
+@pytest.mark.parametrize("n_rows", [1, 10, 102, 174, 750, 2533, 100_000])
+@pytest.mark.parametrize("k", [1, 4, 8])
+def test_latent_cap_leaves_each_component_as_many_rows_as_parameters(n_rows, k):
+    latent = latent_cap(n_rows, k)
+    parameters = [d + d * (d + 1) // 2 for d in range(1, 1000)]  # mean and covariance of D-wide rows
+    widest = max([d for d, p in enumerate(parameters, start=1) if p <= n_rows / k], default=1)
+    assert latent == max(1, widest - 2)
+
+
+def test_few_rows_cap_the_latent():
+    x = np.random.default_rng(2).normal(size=(174, 274))  # Arrhythmia's training shape
+    assert latent_size(x) > 100
+    assert network_sizes(x)[1] == latent_cap(174, 4) == 5  # 7-wide rows: 35 parameters per 43.5 rows
