@@ -24,7 +24,7 @@ from sklearn.metrics import roc_auc_score
 
 from dagmm_lightning.benchmark.suite import one_class_split, table_order
 from dagmm_lightning.detector import DAGMMDetector
-from dagmm_lightning.sizing import latent_size
+from dagmm_lightning.sizing import latent_cap, latent_size
 
 
 def setting(
@@ -37,9 +37,12 @@ def setting(
     activation="tanh",
     lr=1e-3,
     schedule="constant",
+    members=1,
+    row_cap=False,
 ):
     def detector_args(x: np.ndarray) -> dict:
         latent = latent_size(x, explained)
+        latent = min(latent, latent_cap(len(x), k)) if row_cap else latent
         width = max(2 * latent, min(x.shape[1], 64))
         epochs = max(100, int(np.ceil(steps / np.ceil(len(x) / 256))))
         model = dict(lr_schedule=schedule, activation=activation, jitter=1e-4, lambda_energy=0.1)
@@ -50,6 +53,7 @@ def setting(
             latent_dim=latent,
             hidden_dims=(width, max(latent, width // 2)),
             n_components=k,
+            members=members,
             inference=inference,
             epochs=epochs,
             model_kwargs=model,
@@ -75,6 +79,8 @@ SETTINGS = {
     "lc0_lr1e2_cos": setting(steps=3000, lambda_cov=0.0, lr=1e-2, schedule="cosine"),
     "lc0_lr1e2_s6k_cos": setting(steps=6000, lambda_cov=0.0, lr=1e-2, schedule="cosine"),
     "lc0_lr1e2_s6k_cos_energy": setting(steps=6000, lambda_cov=0.0, lr=1e-2, schedule="cosine", inference="energy"),
+    "lc0_lr1e2_s6k_cos_m5": setting(steps=6000, lambda_cov=0.0, lr=1e-2, schedule="cosine", members=5),
+    "m5_rowcap": setting(steps=6000, lambda_cov=0.0, lr=1e-2, schedule="cosine", members=5, row_cap=True),
 }
 
 
