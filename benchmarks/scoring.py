@@ -2,7 +2,8 @@
 
     python benchmarks/scoring.py --rows 1000000 --features 118
 
-A detector with the paper's KDDCUP99 networks (118-60-30-10-1, estimation 3-10-4, K = 4) is fitted for one
+A detector with the paper's KDDCUP99 networks (118-60-30-10-1, estimation 3-10-4, K = 4; one model unless
+``--members``) is fitted for one
 epoch on 20,000 random rows (scoring cost does not depend on how well it is trained), then scores ``--rows``
 random rows. Reports rows per second (wall time of the call, median of ``--repeats``) and the peak resident
 memory during the call above its level before (Linux: VmHWM, reset through /proc/self/clear_refs).
@@ -33,9 +34,11 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--features", type=int, default=118)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--members", type=int, default=1, help="models in the detector's ensemble")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
-    detector = DAGMMDetector(epochs=1, hidden_dims=(60, 30, 10), latent_dim=1, n_components=4, random_state=0)
+    sizes = dict(hidden_dims=(60, 30, 10), latent_dim=1, n_components=4, members=args.members)
+    detector = DAGMMDetector(epochs=1, random_state=0, **sizes)
     detector.fit(rng.random((20_000, args.features), dtype=np.float32))
     x = rng.random((args.rows, args.features), dtype=np.float32)
     seconds, peaks = [], []
