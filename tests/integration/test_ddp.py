@@ -30,9 +30,16 @@ def small_data():
     return AnomalyDataModule("breast_cancer", seed=0, batch_size=32, eval_batch_size=10)
 
 
-def small_model(mixture="gaussian"):
+def small_model(mixture="gaussian", members=1):
     return DAGMM(
-        input_dim=30, hidden_dims=(8,), latent_dim=1, n_components=2, lr=1e-3, contamination=0.1, mixture=mixture
+        input_dim=30,
+        hidden_dims=(8,),
+        latent_dim=1,
+        n_components=2,
+        lr=1e-3,
+        contamination=0.1,
+        mixture=mixture,
+        members=members,
     )
 
 
@@ -66,12 +73,13 @@ class RefitAndRecord(L.Callback):
             torch.save({"buffers": {k: state[k] for k in names}, "metrics": metrics}, self.path)
 
 
-@pytest.fixture(scope="module", params=["gaussian", "laplace"])
+@pytest.fixture(scope="module", params=["gaussian", "laplace", "gaussian-3-members"])
 def checkpoint(request, tmp_path_factory):
     path = tmp_path_factory.mktemp("ddp") / "model.ckpt"
     L.seed_everything(0)
     fit = trainer(1, max_epochs=3, enable_checkpointing=False, limit_val_batches=0)
-    fit.fit(small_model(request.param), datamodule=small_data())
+    mixture, members = (request.param.split("-")[0], 3) if "members" in request.param else (request.param, 1)
+    fit.fit(small_model(mixture, members), datamodule=small_data())
     fit.save_checkpoint(path)
     return path
 

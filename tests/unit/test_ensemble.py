@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from dagmm_lightning.data import InMemoryBatches
 from dagmm_lightning.errors import ConfigurationError
+from dagmm_lightning.labels import LABELLED_ANOMALY
 from dagmm_lightning.models import DAGMM, DAGMMPU, DAGMMVAE, DAGMMVQVAE
 from dagmm_lightning.networks.layers import MemberLinear
 
@@ -51,11 +52,15 @@ def test_ensemble_trains_fits_and_scores_as_its_members_one_by_one(mixture, infe
 
     # one training step: the ensemble's objective is the sum of the members', its gradients theirs
     labels = torch.zeros(96, dtype=torch.long)
-    loss = sum(ensemble.training_terms(ensemble.model(x), labels).values())
+    labels[:6] = LABELLED_ANOMALY  # the mixed-label loss: left out of the fits, their energy pushed up
+    fit = labels != LABELLED_ANOMALY
+    terms = ensemble.training_terms(ensemble.model(x, fit_mask=fit), labels)
+    assert "anomaly_energy" in terms
+    loss = sum(terms.values())
     loss.backward()
     single_losses = []
     for single in singles:
-        single_loss = sum(single.training_terms(single.model(x), labels).values())
+        single_loss = sum(single.training_terms(single.model(x, fit_mask=fit), labels).values())
         single_loss.backward()
         single_losses.append(float(single_loss.detach()))
     np.testing.assert_allclose(float(loss.detach()), sum(single_losses), rtol=1e-10)
