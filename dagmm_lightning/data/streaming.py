@@ -72,7 +72,7 @@ class FileRows:
                 )
                 batches = reader
             else:
-                batches = parquet.ParquetFile(self.path).iter_batches(batch_size=self.chunk_rows)
+                batches = row_group_batches(parquet.ParquetFile(self.path), self.chunk_rows)
             pending = pd.DataFrame()
             for batch in batches:
                 pending = pd.concat([pending, batch.to_pandas()], ignore_index=True)
@@ -83,3 +83,10 @@ class FileRows:
                 yield pending.reset_index(drop=True)
         except (pa.ArrowInvalid, OSError) as err:
             raise DataError(f"{self.path}: {str(err).splitlines()[0]}") from None
+
+
+def row_group_batches(reader: parquet.ParquetFile, rows: int) -> Iterator[pa.RecordBatch]:
+    """A Parquet file's record batches of at most ``rows`` rows, one row group in memory at a time
+    (``iter_batches`` kept the decoded buffers of earlier row groups alive: memory grew with the file)."""
+    for group in range(reader.num_row_groups):
+        yield from reader.read_row_group(group).to_batches(max_chunksize=rows)

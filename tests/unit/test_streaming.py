@@ -40,7 +40,7 @@ def test_chunks_of_a_file_equal_the_whole_file_encoded(tmp_path, preprocessor, s
     frame = table()
     frame.loc[:2, "colour"] = "purple"  # unseen in training: all-zero one-hot
     path = tmp_path / f"rows{suffix}"
-    frame.to_csv(path, index=False) if suffix == ".csv" else frame.to_parquet(path)
+    frame.to_csv(path, index=False) if suffix == ".csv" else frame.to_parquet(path, row_group_size=10)
     x, y, index = read_all(FileRows(path, preprocessor, "anomaly", batch_size=5, chunk_rows=7))
     expected = preprocessor.scale(preprocessor.encode(frame.drop(columns="anomaly")))
     np.testing.assert_array_equal(x, expected)
