@@ -7,7 +7,6 @@ from torch import nn
 
 from dagmm_lightning.models.dagmm import DAGMM
 from dagmm_lightning.networks import DAGMMOutput, VectorQuantizedAutoencoder, VectorQuantizer, code_usage
-from dagmm_lightning.networks.vqvae import MixtureLatent
 
 
 class DAGMMVQVAE(DAGMM):
@@ -25,8 +24,6 @@ class DAGMMVQVAE(DAGMM):
         beta: weight of the commitment term.
         ema_decay: if set, EMA codebook updates with this decay instead of the codebook loss.
         restart_dead_codes: move codes unused by a training batch onto encoder outputs of that batch.
-        mixture_latent: ``quantised`` (the code, as the study) or ``continuous`` (the encoder's output
-            before quantisation) as the latent part of the mixture rows; the decoder reads the code.
         **kwargs: everything ``DAGMM`` takes (``latent_dim`` is the code size).
     """
 
@@ -39,7 +36,6 @@ class DAGMMVQVAE(DAGMM):
         beta: float = 0.25,
         ema_decay: float | None = None,
         restart_dead_codes: bool = True,
-        mixture_latent: MixtureLatent = "quantised",
         **kwargs,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -47,8 +43,7 @@ class DAGMMVQVAE(DAGMM):
     def build_compression(self) -> nn.Module:
         hp = self.hparams
         quantizer = VectorQuantizer(hp.codebook_size, hp.latent_dim, hp.beta, hp.ema_decay, hp.restart_dead_codes)
-        sizes = (hp.input_dim, hp.hidden_dims, hp.latent_dim, hp.activation)
-        return VectorQuantizedAutoencoder(*sizes, quantizer, hp.mixture_latent)
+        return VectorQuantizedAutoencoder(hp.input_dim, hp.hidden_dims, hp.latent_dim, hp.activation, quantizer)
 
     def model_options(self) -> dict:
         return {"penalty_dims": slice(self.hparams.latent_dim, None)}

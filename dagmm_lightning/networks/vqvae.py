@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
 
 import torch
 from torch import nn
 
 from dagmm_lightning.distributed import all_reduce_sum, broadcast_from_rank_zero
-from dagmm_lightning.errors import ConfigurationError, check_choice
+from dagmm_lightning.errors import ConfigurationError
 from dagmm_lightning.losses import vector_quantization_losses
 from dagmm_lightning.networks.autoencoder import Autoencoder, Compressed
 from dagmm_lightning.networks.layers import Activation
-
-MixtureLatent = Literal["quantised", "continuous"]
 
 
 class VectorQuantizer(nn.Module):
@@ -95,10 +92,8 @@ def code_usage(codes: torch.Tensor, codebook_size: int) -> tuple[torch.Tensor, t
 class VectorQuantizedAutoencoder(nn.Module):
     """``Autoencoder`` with a ``VectorQuantizer`` between encoder and decoder; codes have ``latent_dim``.
 
-    ``mixture_latent`` ``quantised``: the latent z the mixture sees is the quantised code (straight-through),
-    a few discrete values, so the model's penalty skips those dimensions and the jitter floors their
-    variance. ``continuous``: z is the encoder's output before quantisation (the decoder still reads the
-    code), so no component's variance collapses onto one code.
+    The latent is the quantised code (straight-through), so the mixture sees a few discrete values along
+    it: the model's penalty then skips those dimensions and the jitter floors their variance.
     """
 
     def __init__(
@@ -108,16 +103,11 @@ class VectorQuantizedAutoencoder(nn.Module):
         latent_dim: int,
         activation: Activation,
         quantizer: VectorQuantizer,
-        mixture_latent: MixtureLatent = "quantised",
     ) -> None:
         super().__init__()
-        check_choice("mixture_latent", mixture_latent, MixtureLatent)
-        self.mixture_latent = mixture_latent
         self.autoencoder = Autoencoder(input_dim, hidden_dims, latent_dim, activation)
         self.quantizer = quantizer
 
     def forward(self, x: torch.Tensor) -> Compressed:
-        z_e = self.autoencoder.encoder(x)
-        z_q, codes, losses = self.quantizer(z_e)
-        z = z_q if self.mixture_latent == "quantised" else z_e
-        return Compressed(z, self.autoencoder.decoder(z_q), losses, codes)
+        z_q, codes, losses = self.quantizer(self.autoencoder.encoder(x))
+        return Compressed(z_q, self.autoencoder.decoder(z_q), losses, codes)

@@ -69,19 +69,6 @@ def test_vq_encoder_gets_gradients_through_the_dagmm_objective():
     assert model.model.compression.quantizer.codebook.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("mixture_latent", ["quantised", "continuous"])
-def test_vq_mixture_sees_the_code_or_the_encoder_output_and_the_decoder_the_code(mixture_latent):
-    torch.manual_seed(0)
-    model = DAGMMVQVAE(input_dim=6, hidden_dims=(5,), latent_dim=1, codebook_size=4, mixture_latent=mixture_latent)
-    model.eval()
-    vq, x = model.model.compression, torch.rand(16, 6)
-    out = model.model.represent(x)
-    z_e = vq.autoencoder.encoder(x)
-    code = vq.quantizer.codebook[out.codes]
-    torch.testing.assert_close(out.rows[:, :1], code if mixture_latent == "quantised" else z_e)
-    torch.testing.assert_close(out.x_hat, vq.autoencoder.decoder(code))
-
-
 def test_dead_codes_are_restarted_and_usage_is_measured():
     quantizer = VectorQuantizer(codebook_size=4, code_dim=1, restart_dead_codes=True)
     with torch.no_grad():
