@@ -130,16 +130,18 @@ class DAGMMDetector(BaseEstimator):
         return frame
 
     def _chunks(self, X):
-        """X's rows, encoded and scaled as in training, as float32 tensors of ``SCORING_BATCH`` rows; a
-        numeric array is read chunk by chunk, never copied whole."""
+        """X's rows, encoded and scaled as in training, as float32 tensors of ``SCORING_BATCH`` rows (divided
+        by an ensemble's members, so that its activations stay as large as one model's); a numeric array is
+        read chunk by chunk, never copied whole."""
         n_fitted, preprocessor = len(self.preprocessor_.numeric), self.preprocessor_
+        step = max(1024, SCORING_BATCH // int(self.model_.hparams.get("members", 1)))
         if isinstance(X, pd.DataFrame) or preprocessor.categories:
             frame = self._as_frame(X)
             if not isinstance(X, pd.DataFrame) and frame.shape[1] != n_fitted:
                 raise DataError(f"X has {frame.shape[1]} features, but the detector was fitted on {n_fitted}")
             encoded = preprocessor.encode(frame)
             if preprocessor.categories:  # one-hot columns: the whole table's encoding, scaled as in training
-                yield from torch.from_numpy(preprocessor.scale(encoded)).split(SCORING_BATCH)
+                yield from torch.from_numpy(preprocessor.scale(encoded)).split(step)
                 return
             X = encoded  # numeric columns in the training order: scaled below, as an array would be
         array = np.asarray(X)
@@ -147,8 +149,8 @@ class DAGMMDetector(BaseEstimator):
             self._as_frame(array)  # its checks name the problem (shape, text, emptiness)
         if array.shape[1] != n_fitted:
             raise DataError(f"X has {array.shape[1]} features, but the detector was fitted on {n_fitted}")
-        for start in range(0, len(array), SCORING_BATCH):
-            yield torch.from_numpy(preprocessor.scale_array(array[start : start + SCORING_BATCH], start))
+        for start in range(0, len(array), step):
+            yield torch.from_numpy(preprocessor.scale_array(array[start : start + step], start))
 
     def _splits(self, y, n: int) -> Splits:
         """All rows train (with training labels: 0 normal, 1 labelled anomaly, -1 unlabelled); for PU, a
