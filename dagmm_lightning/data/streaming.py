@@ -67,19 +67,18 @@ class FileRows:
         try:
             if self.path.suffix == ".csv":
                 options = csv.ConvertOptions(column_types={**numeric, **text})
-                reader = csv.open_csv(
-                    self.path, read_options=csv.ReadOptions(block_size=1 << 22), convert_options=options
-                )
-                batches = reader
+                read = csv.ReadOptions(block_size=1 << 22)
+                batches = csv.open_csv(self.path, read_options=read, convert_options=options)
             else:
                 batches = row_group_batches(parquet.ParquetFile(self.path), self.chunk_rows)
-            pending = pd.DataFrame()
+            pending = None
             for batch in batches:
-                pending = pd.concat([pending, batch.to_pandas()], ignore_index=True)
+                frame = batch.to_pandas()
+                pending = frame if pending is None else pd.concat([pending, frame], ignore_index=True)
                 while len(pending) >= self.chunk_rows:
                     yield pending.iloc[: self.chunk_rows].reset_index(drop=True)
                     pending = pending.iloc[self.chunk_rows :]
-            if len(pending):
+            if pending is not None and len(pending):
                 yield pending.reset_index(drop=True)
         except (pa.ArrowInvalid, OSError) as err:
             raise DataError(f"{self.path}: {str(err).splitlines()[0]}") from None
