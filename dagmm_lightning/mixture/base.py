@@ -202,9 +202,8 @@ class MixtureEnergy(nn.Module, ABC):
             return -torch.logsumexp(self.component_log_prob(z, params) + log_weights.unsqueeze(-2), dim=-1)
 
     def check_memberships(self, z: torch.Tensor, gamma: torch.Tensor) -> None:
-        ndim = 2 + len(self.members)
         m, k = self.members, self.n_components
-        if z.ndim != ndim or gamma.shape != (*z.shape[:-1], k) or tuple(z.shape[:-2]) != m:
+        if tuple(z.shape[:-2]) != m or z.ndim != 2 + len(m) or gamma.shape != (*z.shape[:-1], k):
             raise ConfigurationError(
                 f"expected z {(*m, 'N', 'D')} and gamma {(*m, 'N', k)}, got {tuple(z.shape)} and {tuple(gamma.shape)}"
             )
@@ -214,7 +213,8 @@ class MixtureEnergy(nn.Module, ABC):
         return value.to(self.dtype)
 
     def extra_repr(self) -> str:
-        return f"n_components={self.n_components}, dim={self.dim}, jitter={self.jitter}, dtype={self.dtype}"
+        members = f", members={self.members[0]}" if self.members else ""
+        return f"n_components={self.n_components}, dim={self.dim}, jitter={self.jitter}, dtype={self.dtype}{members}"
 
 
 def weighted_sums(z: torch.Tensor, gamma: torch.Tensor) -> dict[str, torch.Tensor]:
