@@ -23,7 +23,6 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from dagmm_lightning.data import AnomalyDataModule, RawTable, Splits, TablePreprocessor
-from dagmm_lightning.data.tables import Scaling
 from dagmm_lightning.errors import DataError, check_choice, check_range
 from dagmm_lightning.labels import KNOWN_NORMAL, LABELLED_ANOMALY, UNLABELLED
 from dagmm_lightning.models import DAGMM, DAGMMPU, DAGMMVAE, DAGMMVQVAE
@@ -60,8 +59,6 @@ class DAGMMDetector(BaseEstimator):
             (``sizing.network_sizes``: the latent keeps 99 % of their variance, and no more dimensions than
             the rows can fit a mixture on).
         n_components: K, the mixture's components.
-        scaling: how features are scaled, fitted on the training rows: ``minmax`` or ``robust`` (median
-            and interquartile range; ``data.TablePreprocessor``).
         members: models in the ensemble, trained at once as one vectorised model (``dagmm`` and
             ``mixed_loss`` variants); the score is the mean of their training-z-scored scores. None:
             ``ENSEMBLE_MEMBERS`` where the variant supports ensembles, else 1.
@@ -89,7 +86,6 @@ class DAGMMDetector(BaseEstimator):
         hidden_dims: tuple[int, ...] | None = None,
         latent_dim: int | None = None,
         n_components: int = 4,
-        scaling: Scaling = "minmax",
         members: int | None = None,
         inference: str | None = None,
         random_state: int | None = None,
@@ -105,7 +101,6 @@ class DAGMMDetector(BaseEstimator):
         self.hidden_dims = hidden_dims
         self.latent_dim = latent_dim
         self.n_components = n_components
-        self.scaling = scaling
         self.members = members
         self.inference = inference
         self.random_state = random_state
@@ -191,8 +186,7 @@ class DAGMMDetector(BaseEstimator):
         table = RawTable(frame, None, [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])])
         split = "positive_unlabeled" if self.variant == "pu" else "normal_only"
         splits = self._splits(y, len(frame))
-        settings = dict(split=split, batch_size=self.batch_size, seed=self._seed, scaling=self.scaling)
-        data = AnomalyDataModule.from_table(table, splits, **settings)
+        data = AnomalyDataModule.from_table(table, splits, split=split, batch_size=self.batch_size, seed=self._seed)
         self.preprocessor_ = data.preprocessor
         self.n_features_in_ = frame.shape[1]
         L.seed_everything(self._seed, verbose=False)

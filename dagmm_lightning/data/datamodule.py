@@ -24,7 +24,7 @@ from dagmm_lightning.data.splits import (
     with_labelled_anomalies,
 )
 from dagmm_lightning.data.streaming import STREAMED_SUFFIXES, FileRows
-from dagmm_lightning.data.tables import RawTable, Scaling, TablePreprocessor
+from dagmm_lightning.data.tables import RawTable, TablePreprocessor
 from dagmm_lightning.errors import ConfigurationError, DataError, check_choice, check_range
 from dagmm_lightning.labels import LABELLED_ANOMALY
 
@@ -65,8 +65,6 @@ class AnomalyDataModule(L.LightningDataModule):
         label_column: its 0/1 anomaly column (CSV/Parquet); None: no labels (it trains and scores, but
             metrics need labels). Without labels all rows count as normal when splitting.
         symbolic_columns: its columns to one-hot encode; default: the non-numeric ones.
-        scaling: ``minmax`` (the paper's) or ``robust`` (median and interquartile range; ``TablePreprocessor``),
-            fitted on the training rows.
     """
 
     def __init__(
@@ -87,7 +85,6 @@ class AnomalyDataModule(L.LightningDataModule):
         path: str | None = None,
         label_column: str | None = None,
         symbolic_columns: list[str] | None = None,
-        scaling: Scaling = "minmax",
     ) -> None:
         super().__init__()
         if dataset != ARRAYS:
@@ -97,7 +94,6 @@ class AnomalyDataModule(L.LightningDataModule):
         check_range("train_contamination", train_contamination, 0.0, 0.5, high_open=True)
         check_choice("protocol", protocol, Protocol)
         check_choice("split", split, Split)
-        check_choice("scaling", scaling, Scaling)
         if split == "positive_unlabeled" and protocol != "paper":
             raise ConfigurationError("the positive_unlabeled split is defined for the paper protocol only")
         if rho is not None and not 0 < rho < 100:
@@ -106,7 +102,7 @@ class AnomalyDataModule(L.LightningDataModule):
         vars(self).update(self.hparams)  # every setting is an attribute of its own name
         self.data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
         self._rho = rho
-        self.preprocessor = TablePreprocessor(scaling)
+        self.preprocessor = TablePreprocessor()
         self._table: RawTable | None = None
         self._encoded: np.ndarray | None = None
         self._splits: Splits | None = None

@@ -1,16 +1,13 @@
-"""Raw tables and their encoding: one-hot for symbolic columns, scaling fitted on training rows."""
+"""Raw tables and their encoding: one-hot for symbolic columns, min-max scaling fitted on training rows."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 import pandas as pd
 
 from dagmm_lightning.errors import DataError
-
-Scaling = Literal["minmax", "robust"]
 
 
 @dataclass
@@ -38,19 +35,16 @@ class TablePreprocessor:
     """Encodes a ``RawTable``'s features as float32 rows.
 
     ``fit_columns`` records the column order and each symbolic column's category set (unseen categories
-    encode as all zeros); ``fit_scaling`` records an offset and a divisor per encoded feature from the
-    training rows only, a feature scaled as (x - offset) / divisor: ``minmax`` min and max - min (the
-    paper's); ``robust`` the median and the interquartile range, where that is 0 max - min (a feature
-    mostly at one value keeps its min-max units). A constant feature keeps divisor 1. Its ``state_dict`` is
-    saved in checkpoints, so rows read at predict time encode exactly as the training rows did.
+    encode as all zeros); ``fit_scaling`` records min and range per encoded feature from the training rows
+    only (a constant feature keeps range 1). Its ``state_dict`` is saved in checkpoints, so rows read at
+    predict time encode exactly as the training rows did.
     """
 
-    def __init__(self, scaling: Scaling = "minmax") -> None:
-        self.scaling = scaling
+    def __init__(self) -> None:
         self.numeric: list[str] = []
         self.categories: dict[str, list[str]] = {}
-        self.offset: np.ndarray | None = None
-        self.divisor: np.ndarray | None = None
+        self.minimum: np.ndarray | None = None
+        self.range: np.ndarray | None = None
 
     @property
     def n_features(self) -> int:
@@ -98,8 +92,8 @@ class TablePreprocessor:
         differs from ``scale`` (float64, then rounded) by float32 rounding only. ``first_row``: the row
         number of ``array``'s first row in the caller's table, for error messages."""
         values = self._finite(np.array(array, dtype=np.float32, order="C"), first_row)  # a copy, scaled in place
-        np.subtract(values, self.offset.astype(np.float32), out=values)
-        np.divide(values, self.divisor.astype(np.float32), out=values)
+        np.subtract(values, self.minimum.astype(np.float32), out=values)
+        np.divide(values, self.range.astype(np.float32), out=values)
         return values
 
     def _finite(self, values: np.ndarray, first_row: int = 0) -> np.ndarray:
@@ -115,36 +109,29 @@ class TablePreprocessor:
     def fit_scaling(self, encoded_train: np.ndarray) -> TablePreprocessor:
         if len(encoded_train) == 0:
             raise DataError("no training rows to fit the scaling on")
-        low = encoded_train.min(axis=0)
-        spread = encoded_train.max(axis=0) - low
-        spread = np.where(spread > 0, spread, 1.0)
-        if self.scaling == "robust":
-            q1, self.offset, q3 = np.quantile(encoded_train, [0.25, 0.5, 0.75], axis=0)
-            self.divisor = np.where(q3 > q1, q3 - q1, spread)
-        else:
-            self.offset, self.divisor = low, spread
+        self.minimum = encoded_train.min(axis=0)
+        spread = encoded_train.max(axis=0) - self.minimum
+        self.range = np.where(spread > 0, spread, 1.0)
         return self
 
     def scale(self, encoded: np.ndarray) -> np.ndarray:
-        if self.offset is None or self.divisor is None:
+        if self.minimum is None or self.range is None:
             raise DataError("the scaling has not been fitted on training rows yet")
-        if encoded.shape[1] != len(self.offset):
-            raise DataError(f"rows have {encoded.shape[1]} encoded features, the model expects {len(self.offset)}")
+        if encoded.shape[1] != len(self.minimum):
+            raise DataError(f"rows have {encoded.shape[1]} encoded features, the model expects {len(self.minimum)}")
         # C order: row batches are contiguous, and matmul kernels do not depend on how the input was laid out
-        return np.ascontiguousarray((encoded - self.offset) / self.divisor, dtype=np.float32)
+        return np.ascontiguousarray((encoded - self.minimum) / self.range, dtype=np.float32)
 
     def state_dict(self) -> dict:
         return {
             "numeric": self.numeric,
             "categories": self.categories,
-            "scaling": self.scaling,
-            "offset": None if self.offset is None else self.offset.tolist(),
-            "divisor": None if self.divisor is None else self.divisor.tolist(),
+            "minimum": None if self.minimum is None else self.minimum.tolist(),
+            "range": None if self.range is None else self.range.tolist(),
         }
 
     def load_state_dict(self, state: dict) -> None:
         self.numeric = list(state["numeric"])
         self.categories = {k: list(v) for k, v in state["categories"].items()}
-        self.scaling = state["scaling"]
-        self.offset = None if state["offset"] is None else np.asarray(state["offset"], dtype=np.float64)
-        self.divisor = None if state["divisor"] is None else np.asarray(state["divisor"], dtype=np.float64)
+        self.minimum = None if state["minimum"] is None else np.asarray(state["minimum"], dtype=np.float64)
+        self.range = None if state["range"] is None else np.asarray(state["range"], dtype=np.float64)

@@ -66,25 +66,6 @@ def test_scaling_is_fitted_on_training_rows_only(kdd):
     assert (x_test.max(0) > 1.0 + 1e-6).any()  # test rows are not rescaled to [0, 1]
 
 
-def test_robust_scaling_matches_scikit_learn(paper_data):
-    """Median and interquartile range of the training rows (scikit-learn's RobustScaler); a feature whose
-    quartiles coincide (most one-hot and count columns of KDDCUP99) keeps its min-max divisor."""
-    from sklearn.preprocessing import RobustScaler
-
-    dm = AnomalyDataModule("kddcup99", data_dir=str(paper_data), seed=0, scaling="robust")
-    dm.setup("fit")
-    encoded = dm._encoded[dm._splits.train]
-    x_train, _ = dm.arrays("train")
-    reference = RobustScaler().fit(encoded)
-    spread = encoded.max(0) - encoded.min(0)
-    divisor = np.where(reference.scale_ != 1.0, reference.scale_, np.where(spread > 0, spread, 1.0))
-    np.testing.assert_allclose(x_train, (encoded - reference.center_) / divisor, rtol=1e-6, atol=1e-6)
-    quartiles_differ = reference.scale_ != 1.0
-    assert 0 < quartiles_differ.sum() < encoded.shape[1]  # both rules are exercised
-    x_test, _ = dm.arrays("test")
-    assert np.abs(x_test).max() > 10  # unbounded: far rows stay far
-
-
 def test_embedded_default_needs_no_file(tmp_path):
     dm = AnomalyDataModule("breast_cancer", data_dir=str(tmp_path), seed=3)
     assert dm.input_dim == 30
