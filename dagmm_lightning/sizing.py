@@ -6,13 +6,17 @@ import numpy as np
 
 EXPLAINED_VARIANCE = 0.99  # chosen on the development suite (BENCHMARKS.md, "Defaults that fit the data")
 MAX_WIDTH = 64
+BLOCK_ROWS = 65536
 
 
-def latent_size(x: np.ndarray, explained: float = EXPLAINED_VARIANCE) -> int:
+def latent_size(x, explained: float = EXPLAINED_VARIANCE) -> int:
     """The number of principal components of the rows x (N, F) that explain ``explained`` of their total
-    variance (at least 1): the latent size of a linear autoencoder that keeps that much of the data."""
-    centred = x.astype(np.float64) - x.mean(axis=0)
-    variances = np.linalg.eigvalsh(centred.T @ centred)[::-1].clip(min=0.0)
+    variance (at least 1): the latent size of a linear autoencoder that keeps that much of the data.
+    x: an array, or anything read by row slices (``streaming.DiskRows``); read ``BLOCK_ROWS`` at a time."""
+    blocks = [slice(start, start + BLOCK_ROWS) for start in range(0, len(x), BLOCK_ROWS)]
+    mean = sum(np.asarray(x[rows], dtype=np.float64).sum(axis=0) for rows in blocks) / len(x)
+    scatter = sum((c := np.asarray(x[rows], dtype=np.float64) - mean).T @ c for rows in blocks)
+    variances = np.linalg.eigvalsh(scatter)[::-1].clip(min=0.0)
     total = variances.sum()
     if total <= 0:  # every row the same: nothing to keep
         return 1
@@ -29,7 +33,7 @@ def latent_cap(n_rows: int, n_components: int) -> int:
     return max(1, dim - 2)
 
 
-def network_sizes(x: np.ndarray, n_components: int = 4) -> tuple[tuple[int, int], int]:
+def network_sizes(x, n_components: int = 4) -> tuple[tuple[int, int], int]:
     """Encoder widths (h, max(latent, h // 2)) and latent size for the training rows x (N, F): the
     latent keeps ``EXPLAINED_VARIANCE`` of their variance, at most ``latent_cap`` for K =
     ``n_components``; h = max(2 * latent, min(F, 64)): the hidden layers never narrower than the latent."""

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+import tempfile
+import weakref
 from pathlib import Path
 from typing import Literal
 
@@ -23,7 +26,16 @@ from dagmm_lightning.data.splits import (
     with_contamination,
     with_labelled_anomalies,
 )
-from dagmm_lightning.data.streaming import STREAMED_SUFFIXES, FileRows
+from dagmm_lightning.data.streaming import (
+    CHUNK_ROWS,
+    STREAMED_SUFFIXES,
+    DiskRows,
+    FileRows,
+    column_types,
+    read_frames,
+    scan_file,
+    write_split_rows,
+)
 from dagmm_lightning.data.tables import RawTable, TablePreprocessor
 from dagmm_lightning.errors import ConfigurationError, DataError, check_choice, check_range
 from dagmm_lightning.labels import LABELLED_ANOMALY
@@ -65,6 +77,11 @@ class AnomalyDataModule(L.LightningDataModule):
         label_column: its 0/1 anomaly column (CSV/Parquet); None: no labels (it trains and scores, but
             metrics need labels). Without labels all rows count as normal when splitting.
         symbolic_columns: its columns to one-hot encode; default: the non-numeric ones.
+        out_of_core: read ``path`` (CSV or Parquet) in chunks and keep the scaled rows of each split in
+            files on disk (``streaming.DiskRows``, in the system's temporary folder), for a table larger
+            than memory; the rows equal an in-memory encoding's. Column types come from the file's first
+            block: name ``symbolic_columns`` when a text column starts with numbers. Every process of a
+            DDP run encodes the file itself.
     """
 
     def __init__(
@@ -85,6 +102,7 @@ class AnomalyDataModule(L.LightningDataModule):
         path: str | None = None,
         label_column: str | None = None,
         symbolic_columns: list[str] | None = None,
+        out_of_core: bool = False,
     ) -> None:
         super().__init__()
         if dataset != ARRAYS:
@@ -92,6 +110,8 @@ class AnomalyDataModule(L.LightningDataModule):
         if dataset == TABLE and path is None:
             raise ConfigurationError("dataset 'table' needs --data.path pointing at a CSV, Parquet or NPZ file")
         check_range("train_contamination", train_contamination, 0.0, 0.5, high_open=True)
+        if out_of_core and (dataset != TABLE or Path(path).suffix not in STREAMED_SUFFIXES):
+            raise ConfigurationError("out_of_core reads a table's CSV or Parquet file: dataset 'table' and its path")
         check_choice("protocol", protocol, Protocol)
         check_choice("split", split, Split)
         if split == "positive_unlabeled" and protocol != "paper":
@@ -105,9 +125,11 @@ class AnomalyDataModule(L.LightningDataModule):
         self.preprocessor = TablePreprocessor()
         self._table: RawTable | None = None
         self._encoded: np.ndarray | None = None
+        self._truth: np.ndarray | None = None  # (N,) bool, None without labels
+        self._on_disk: dict[str, DiskRows] | None = None
         self._splits: Splits | None = None
         self._scaled: dict[str, InMemoryBatches] = {}
-        self._scaled_rows: dict[str, torch.Tensor] = {}
+        self._scaled_rows: dict[str, torch.Tensor | DiskRows] = {}
         self._given_table: RawTable | None = None
         self._given_splits: Splits | None = None
 
@@ -154,7 +176,7 @@ class AnomalyDataModule(L.LightningDataModule):
     def anomaly_share(self) -> float | None:
         """The share of anomalies in the data's labels; None without labels."""
         self._load()
-        return None if self._table.is_anomaly is None else float(self._table.is_anomaly.mean())
+        return None if self._truth is None else float(self._truth.mean())
 
     @property
     def splits(self) -> Splits:
@@ -166,10 +188,9 @@ class AnomalyDataModule(L.LightningDataModule):
     def is_anomaly(self) -> np.ndarray:
         """The truth (N,) bool of all rows; raises for a table without labels."""
         self._load()
-        assert self._table is not None
-        if self._table.is_anomaly is None:
+        if self._truth is None:
             raise DataError("the table has no labels")
-        return self._table.is_anomaly
+        return self._truth
 
     def describe(self) -> str:
         """One line: each split's rows and anomalies (training rows: the labelled anomalies)."""
@@ -187,22 +208,26 @@ class AnomalyDataModule(L.LightningDataModule):
     def _load(self) -> None:
         if self._table is not None:
             return
-        if self._given_table is not None:
-            table = self._given_table
-        elif self.dataset == TABLE:
-            table = read_user_table(self.path, self.label_column, self.symbolic_columns)
+        if self.out_of_core:
+            scan = scan_file(Path(self.path), self.label_column, self.symbolic_columns, CHUNK_ROWS)
+            table, truth, n_rows = scan.head, scan.is_anomaly, scan.n_rows
         else:
-            table = DATASETS[self.dataset].load(self.data_dir, self.resolved_seed)
-        if table.is_anomaly is None and self._given_splits is None:
+            if self._given_table is not None:
+                table = self._given_table
+            elif self.dataset == TABLE:
+                table = read_user_table(self.path, self.label_column, self.symbolic_columns)
+            else:
+                table = DATASETS[self.dataset].load(self.data_dir, self.resolved_seed)
+            truth, n_rows = table.is_anomaly, len(table.features)
+        if truth is None and self._given_splits is None:
             if self.split != "normal_only" or self.train_contamination > 0:
                 raise DataError(f"split {self.split!r} and train_contamination need labels; the table has none")
             rank_zero_warn("the table has no labels: training on all rows as normal; metrics need labels")
         self.preprocessor.fit_columns(table)
-        self._encoded = self.preprocessor.encode(table.features)
-        known = table.is_anomaly if table.is_anomaly is not None else np.zeros(len(table.features), dtype=bool)
-        self._splits = self._make_splits(known)
-        self._labels = table.is_anomaly.astype(np.int64) if table.is_anomaly is not None else np.full(len(known), -1)
-        self._table = table
+        self._encoded = None if self.out_of_core else self.preprocessor.encode(table.features)
+        self._splits = self._make_splits(truth if truth is not None else np.zeros(n_rows, dtype=bool))
+        self._labels = truth.astype(np.int64) if truth is not None else np.full(n_rows, -1)
+        self._table, self._truth = table, truth
 
     def _make_splits(self, is_anomaly: np.ndarray) -> Splits:
         if self._given_splits is not None:
@@ -219,20 +244,32 @@ class AnomalyDataModule(L.LightningDataModule):
 
     def setup(self, stage: str) -> None:
         self._load()
-        assert self._encoded is not None and self._splits is not None
+        if self.out_of_core:
+            if self._on_disk is None:  # once: the scaling depends on the training rows only
+                self._on_disk = self._write_rows_to_disk()
+            return
         self.preprocessor.fit_scaling(self._encoded[self._splits.train])
         self._scaled.clear()
         self._scaled_rows.clear()
+
+    def _write_rows_to_disk(self) -> dict[str, DiskRows]:
+        folder = Path(tempfile.mkdtemp(prefix="dagmm-rows-"))
+        weakref.finalize(self, shutil.rmtree, folder, True)
+        types = column_types(self.preprocessor, self.label_column)
+        splits = {name: getattr(self.splits, name) for name in ("train", "val", "test")}
+        frames = lambda: read_frames(Path(self.path), CHUNK_ROWS, types)  # noqa: E731
+        return write_split_rows(folder, frames, self.preprocessor, splits, len(self._labels))
 
     def _rows(self, name: str, shuffle: bool, batch_size: int, pad_ranks: bool = False) -> InMemoryBatches:
         """Batches of split ``name`` (cached per split; the order is set per epoch by the batches)."""
         key = f"{name}:{shuffle}:{batch_size}:{pad_ranks}"
         if key not in self._scaled:
-            assert self._encoded is not None
             rows = getattr(self.splits, name)
             # training rows carry their training labels, evaluation rows the truth (-1: unknown)
             labels = self.splits.train_labels if name == "train" else self._labels[rows]
-            if name not in self._scaled_rows:  # one scaled copy per split, shared by its batchings
+            if self._on_disk is not None:
+                self._scaled_rows[name] = self._on_disk[name]
+            elif name not in self._scaled_rows:  # one scaled copy per split, shared by its batchings
                 self._scaled_rows[name] = torch.from_numpy(self.preprocessor.scale(self._encoded[rows]))
             columns = (torch.from_numpy(labels.astype(np.int64)), torch.from_numpy(rows.astype(np.int64)))
             self._scaled[key] = InMemoryBatches(
@@ -240,12 +277,14 @@ class AnomalyDataModule(L.LightningDataModule):
             )
         return self._scaled[key]
 
-    def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+    def arrays(self, split: str) -> tuple[np.ndarray | DiskRows, np.ndarray]:
         """Scaled rows (N, F) float32 and labels (N,) of split ``train``, ``val`` or ``test``; for
         shallow baselines on the very same rows. Training rows carry training labels (0 normal,
-        1 labelled anomaly, -1 unlabelled), the others the truth (1 = anomaly)."""
+        1 labelled anomaly, -1 unlabelled), the others the truth (1 = anomaly). Out of core the rows
+        stay on disk (``DiskRows``: read by slices; ``np.asarray`` reads them whole)."""
         batches = self._rows(split, shuffle=False, batch_size=self.eval_batch_size)
-        return batches.x.numpy(), batches.y.numpy()
+        x = batches.x
+        return (x if isinstance(x, DiskRows) else x.numpy()), batches.y.numpy()
 
     def train_dataloader(self) -> InMemoryBatches:
         return self._rows("train", shuffle=True, batch_size=self.batch_size)

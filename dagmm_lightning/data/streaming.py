@@ -1,22 +1,28 @@
-"""Rows of a CSV or Parquet file too large for memory, read in chunks (pyarrow) for ``predict``."""
+"""Rows of a CSV or Parquet file too large for memory, read in chunks (pyarrow): ``FileRows`` for
+``predict``, and for training (``out_of_core``) a scan of the file's columns and labels and the scaled
+rows of each split written to disk (``DiskRows``)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import mmap
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import torch
+from pandas.api.types import is_bool_dtype, is_numeric_dtype
 from pyarrow import csv, parquet
 
 from dagmm_lightning.data.loaders import anomaly_labels
-from dagmm_lightning.data.tables import TablePreprocessor
+from dagmm_lightning.data.tables import RawTable, TablePreprocessor
 from dagmm_lightning.distributed import rank, world_size
 from dagmm_lightning.errors import DataError
 
 STREAMED_SUFFIXES = (".csv", ".parquet", ".pq")
+CHUNK_ROWS = 65536
 
 
 class FileRows:
@@ -32,7 +38,7 @@ class FileRows:
         preprocessor: TablePreprocessor,
         label_column: str | None,
         batch_size: int,
-        chunk_rows: int = 65536,
+        chunk_rows: int = CHUNK_ROWS,
     ) -> None:
         self.path, self.preprocessor, self.label_column = Path(path), preprocessor, label_column
         self.batch_size, self.chunk_rows = batch_size, chunk_rows
@@ -60,28 +66,35 @@ class FileRows:
             first_row += len(frame)
 
     def _frames(self) -> Iterator[pd.DataFrame]:
-        numeric = dict.fromkeys(self.preprocessor.numeric, pa.float64())
-        text = dict.fromkeys(
-            [*self.preprocessor.categories, *([self.label_column] if self.label_column else [])], pa.string()
-        )
-        try:
-            if self.path.suffix == ".csv":
-                options = csv.ConvertOptions(column_types={**numeric, **text})
-                read = csv.ReadOptions(block_size=1 << 22)
-                batches = csv.open_csv(self.path, read_options=read, convert_options=options)
-            else:
-                batches = row_group_batches(parquet.ParquetFile(self.path), self.chunk_rows)
-            pending = None
-            for batch in batches:
-                frame = batch.to_pandas()
-                pending = frame if pending is None else pd.concat([pending, frame], ignore_index=True)
-                while len(pending) >= self.chunk_rows:
-                    yield pending.iloc[: self.chunk_rows].reset_index(drop=True)
-                    pending = pending.iloc[self.chunk_rows :]
-            if pending is not None and len(pending):
-                yield pending.reset_index(drop=True)
-        except (pa.ArrowInvalid, OSError) as err:
-            raise DataError(f"{self.path}: {str(err).splitlines()[0]}") from None
+        return read_frames(self.path, self.chunk_rows, column_types(self.preprocessor, self.label_column))
+
+
+def column_types(preprocessor: TablePreprocessor, label_column: str | None) -> dict[str, pa.DataType]:
+    """The types a fitted ``preprocessor`` reads its columns as: numeric float64, symbolic and label text."""
+    text = [*preprocessor.categories, *([label_column] if label_column else [])]
+    return dict.fromkeys(preprocessor.numeric, pa.float64()) | dict.fromkeys(text, pa.string())
+
+
+def read_frames(path: Path, chunk_rows: int, types: dict[str, pa.DataType] | None = None) -> Iterator[pd.DataFrame]:
+    """A CSV or Parquet file as DataFrames of ``chunk_rows`` rows (the last one shorter); ``types``: the
+    CSV columns' types (others inferred from the file's first block)."""
+    try:
+        if path.suffix == ".csv":
+            options = csv.ConvertOptions(column_types=types or {})
+            batches = csv.open_csv(path, read_options=csv.ReadOptions(block_size=1 << 22), convert_options=options)
+        else:
+            batches = row_group_batches(parquet.ParquetFile(path), chunk_rows)
+        pending = None
+        for batch in batches:
+            frame = batch.to_pandas()
+            pending = frame if pending is None else pd.concat([pending, frame], ignore_index=True)
+            while len(pending) >= chunk_rows:
+                yield pending.iloc[:chunk_rows].reset_index(drop=True)
+                pending = pending.iloc[chunk_rows:]
+        if pending is not None and len(pending):
+            yield pending.reset_index(drop=True)
+    except (pa.ArrowInvalid, OSError) as err:
+        raise DataError(f"{path}: {str(err).splitlines()[0]}") from None
 
 
 def row_group_batches(reader: parquet.ParquetFile, rows: int) -> Iterator[pa.RecordBatch]:
@@ -89,3 +102,120 @@ def row_group_batches(reader: parquet.ParquetFile, rows: int) -> Iterator[pa.Rec
     (``iter_batches`` kept the decoded buffers of earlier row groups alive: memory grew with the file)."""
     for group in range(reader.num_row_groups):
         yield from reader.read_row_group(group).to_batches(max_chunksize=rows)
+
+
+@dataclass
+class FileScan:
+    """What one pass over a file tells before anything is encoded: ``head`` (its first rows, with every
+    symbolic column's categories over the whole file, for ``TablePreprocessor.fit_columns``), the labels
+    (N,) bool or None, and the number of rows."""
+
+    head: RawTable
+    is_anomaly: np.ndarray | None
+    n_rows: int
+
+
+def scan_file(path: Path, label_column: str | None, symbolic_columns: list[str] | None, chunk_rows: int) -> FileScan:
+    """One pass over a CSV or Parquet file: columns, category sets and labels. Without
+    ``symbolic_columns`` the columns read as text in the file's first block are symbolic."""
+    if not path.is_file():
+        raise DataError(f"no such file: {path}")
+    text = [*(symbolic_columns or []), *([label_column] if label_column else [])]
+    head, symbolic, categories, labels, n_rows = None, [], {}, [], 0
+    for frame in read_frames(path, chunk_rows, dict.fromkeys(text, pa.string())):
+        if head is None:
+            if label_column is not None and label_column not in frame.columns:
+                raise DataError(
+                    f"label column {label_column!r} is not in {path}; its columns: {list(frame.columns)[:20]}"
+                )
+            features = frame.drop(columns=[label_column] if label_column else [])
+            numeric = [c for c in features if is_numeric_dtype(features[c]) and not is_bool_dtype(features[c])]
+            symbolic = symbolic_columns or [c for c in features.columns if c not in numeric]
+            categories = {c: set() for c in symbolic}
+            head = RawTable(features.head(1000), None, [str(c) for c in symbolic])
+        if label_column is not None:
+            labels.append(anomaly_labels(frame[label_column], label_column))
+        for column in symbolic:
+            categories[column].update(frame[column].astype(str).unique().tolist())
+        n_rows += len(frame)
+    if head is None:
+        raise DataError(f"{path} has no rows")
+    head.categories = {c: sorted(values) for c, values in categories.items()}
+    return FileScan(head, np.concatenate(labels) if label_column is not None else None, n_rows)
+
+
+class DiskRows:
+    """Float32 rows (N, F) in a ``.npy`` file, read like a tensor: ``rows[a:b]`` or ``rows[index]``
+    (a copy, as a tensor). The file is memory-mapped, and its pages leave this process's resident memory
+    after every ``release_bytes`` read (the operating system's page cache keeps them), so resident memory
+    stays bounded however large the file. ``np.asarray(rows)`` reads it whole."""
+
+    def __init__(self, path: Path, release_bytes: int = 64 << 20) -> None:
+        self.path, self.release_bytes = path, release_bytes
+        self._rows = np.load(path, mmap_mode="r")
+        self._read = 0
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self._rows.shape
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __getitem__(self, index) -> torch.Tensor:
+        if isinstance(index, torch.Tensor):
+            index = index.numpy()
+        part = torch.from_numpy(np.array(self._rows[index], dtype=np.float32))
+        self._read += part.nbytes
+        if self._read >= self.release_bytes:
+            self._rows._mmap.madvise(mmap.MADV_DONTNEED)
+            self._read = 0
+        return part
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        return np.array(self._rows, dtype=dtype)
+
+
+def write_split_rows(
+    folder: Path,
+    frames: Callable[[], Iterator[pd.DataFrame]],
+    preprocessor: TablePreprocessor,
+    splits: dict[str, np.ndarray],
+    n_rows: int,
+) -> dict[str, DiskRows]:
+    """Encode the file's rows chunk by chunk and write each split's scaled rows, in the split's order, to
+    ``<folder>/<split>.npy``. ``frames``: a fresh pass over the file's chunks; ``splits``: the row numbers
+    of each split (disjoint). The scaling is fitted first, in a pass of its own, on the training rows'
+    minimum and maximum, so the rows equal an in-memory encoding."""
+    names = list(splits)
+    split_of = np.full(n_rows, -1, dtype=np.int8)  # row number -> its split (-1: none), position in it
+    position = np.zeros(n_rows, dtype=np.int64)
+    for number, rows in enumerate(splits.values()):
+        split_of[rows], position[rows] = number, np.arange(len(rows))
+    low = high = None
+    first = 0
+    for frame in frames():  # the scaling's min and max over the training rows
+        chunk = split_of[first : first + len(frame)] == names.index("train")
+        if chunk.any():
+            encoded = preprocessor.encode(frame)[chunk]
+            low = encoded.min(0) if low is None else np.minimum(low, encoded.min(0))
+            high = encoded.max(0) if high is None else np.maximum(high, encoded.max(0))
+        first += len(frame)
+    if low is None:
+        raise DataError("no training rows to fit the scaling on")
+    preprocessor.fit_scaling(np.stack([low, high]))  # min-max scaling depends on nothing else
+    outputs = {
+        name: np.lib.format.open_memmap(folder / f"{name}.npy", "w+", np.float32, (len(rows), preprocessor.n_features))
+        for name, rows in splits.items()
+    }
+    first = 0
+    for frame in frames():
+        scaled = preprocessor.scale(preprocessor.encode(frame))
+        for number, output in enumerate(outputs.values()):
+            mine = split_of[first : first + len(frame)] == number
+            output[position[first : first + len(frame)][mine]] = scaled[mine]
+            output.flush()
+            output._mmap.madvise(mmap.MADV_DONTNEED)
+        first += len(frame)
+    del outputs
+    return {name: DiskRows(folder / f"{name}.npy") for name in splits}

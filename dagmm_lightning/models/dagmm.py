@@ -256,7 +256,8 @@ class DAGMM(L.LightningModule):
         if not hasattr(datamodule, "arrays"):
             raise ConfigurationError("latent_dim null (sizes from the data) needs the AnomalyDataModule; set the sizes")
         x, y = datamodule.arrays("train")
-        hidden, latent = network_sizes(x[y != LABELLED_ANOMALY], self.hparams.n_components)
+        normal = y != LABELLED_ANOMALY
+        hidden, latent = network_sizes(x if normal.all() else x[normal], self.hparams.n_components)
         self.hparams.update(hidden_dims=hidden, latent_dim=latent)
         self.model = self.build_model()
 

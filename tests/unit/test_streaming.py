@@ -71,3 +71,92 @@ def test_a_bad_value_deep_in_the_file_is_named(tmp_path, preprocessor):
         list(FileRows(path, preprocessor, "anomaly", batch_size=5, chunk_rows=7))
     with pytest.raises(DataError, match="no such file"):
         FileRows(tmp_path / "none.csv", preprocessor, None, batch_size=5)
+
+
+# --- training out of core: the splits' scaled rows on disk ------------------------------------------------
+def out_of_core_pair(tmp_path, monkeypatch, suffix, n=600):
+    from dagmm_lightning.data import AnomalyDataModule
+    from dagmm_lightning.data import datamodule as datamodule_module
+
+    monkeypatch.setattr(datamodule_module, "CHUNK_ROWS", 64)  # many chunks, one split's rows in each
+    frame = table(n)
+    frame["anomaly"] = (np.arange(n) % 10 == 0).astype(int)
+    path = tmp_path / f"rows{suffix}"
+    frame.to_csv(path, index=False) if suffix == ".csv" else frame.to_parquet(path, row_group_size=50)
+    settings = dict(dataset="table", path=str(path), label_column="anomaly", seed=3, batch_size=32)
+    modules = [AnomalyDataModule(**settings, out_of_core=flag) for flag in (False, True)]
+    for module in modules:
+        module.setup("fit")
+    return modules
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_out_of_core_splits_equal_the_in_memory_ones(tmp_path, monkeypatch, suffix):
+    in_memory, on_disk = out_of_core_pair(tmp_path, monkeypatch, suffix)
+    assert on_disk.preprocessor.state_dict() == in_memory.preprocessor.state_dict()
+    assert on_disk.training_rows_fingerprint() == in_memory.training_rows_fingerprint()
+    assert on_disk.anomaly_share == in_memory.anomaly_share == 0.1
+    for split in ("train", "val", "test"):
+        (x, y), (x_disk, y_disk) = in_memory.arrays(split), on_disk.arrays(split)
+        assert isinstance(x_disk, streaming_module.DiskRows) and x_disk.shape == x.shape
+        np.testing.assert_array_equal(np.asarray(x_disk), x)
+        np.testing.assert_array_equal(y_disk, y)
+    batches = [list(module.train_dataloader()) for module in (in_memory, on_disk)]
+    for (x, y, i), (x_disk, y_disk, i_disk) in zip(*batches, strict=True):
+        assert torch.equal(x, x_disk) and torch.equal(y, y_disk) and torch.equal(i, i_disk)
+
+
+def mapped_kib(path) -> int:
+    """Resident KiB of this process's mappings of ``path`` (/proc/self/smaps)."""
+    total, inside = 0, False
+    for line in open("/proc/self/smaps"):
+        if line[0] in "0123456789abcdef" and "-" in line.split()[0]:
+            inside = line.rstrip().endswith(str(path))
+        elif inside and line.startswith("Rss:"):
+            total += int(line.split()[1])
+    return total
+
+
+def test_disk_rows_read_like_a_tensor_and_release_their_pages(tmp_path):
+    values = np.random.default_rng(0).normal(size=(200_000, 10)).astype(np.float32)  # 8 MB
+    path = tmp_path / "rows.npy"
+    np.save(path, values)
+    index = torch.tensor([5, 199_999, 0, 5])
+    resident = []
+    for release_bytes in (1 << 20, 1 << 40):
+        rows = streaming_module.DiskRows(path, release_bytes=release_bytes)
+        assert torch.equal(rows[index], torch.from_numpy(values[index.numpy()]))
+        assert len(rows) == 200_000 and rows.shape == (200_000, 10)
+        for start in range(0, len(rows), 10_000):
+            assert torch.equal(rows[start : start + 10_000], torch.from_numpy(values[start : start + 10_000]))
+        resident.append(mapped_kib(path))
+        np.testing.assert_array_equal(np.asarray(rows), values)
+        del rows
+    assert resident[0] < 2 * 1024 < 7 * 1024 < resident[1]  # released every MiB read / never: 7,800 KiB
+
+
+def test_training_out_of_core_equals_training_in_memory(tmp_path, monkeypatch):
+    import lightning as L
+
+    from dagmm_lightning.models import DAGMM
+
+    results = []
+    for module in out_of_core_pair(tmp_path, monkeypatch, ".csv"):
+        L.seed_everything(0, verbose=False)
+        model = DAGMM(module.input_dim, None, None, n_components=2, members=2, lr=1e-2)
+        trainer = L.Trainer(max_steps=12, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+        trainer.fit(model, datamodule=module)
+        results.append(model.state_dict())
+    assert results[0].keys() == results[1].keys()
+    for name, value in results[0].items():
+        torch.testing.assert_close(results[1][name], value, rtol=0, atol=0, msg=name)
+
+
+def test_out_of_core_needs_a_table_file():
+    from dagmm_lightning.data import AnomalyDataModule
+    from dagmm_lightning.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="out_of_core"):
+        AnomalyDataModule(dataset="kddcup99", out_of_core=True)
+    with pytest.raises(ConfigurationError, match="out_of_core"):
+        AnomalyDataModule(dataset="table", path="rows.npz", out_of_core=True)
