@@ -47,7 +47,9 @@ def main() -> None:
         path = write_tables(rows, args.work)[args.kind]
         for out_of_core in (True, False) if number == 0 else (True,):
             logs = args.work / f"logs_fit_{rows}_{out_of_core}"
-            seconds, peak, checkpoints[out_of_core] = fit(path, logs, out_of_core)
+            seconds, peak, checkpoint = fit(path, logs, out_of_core)
+            if number == 0:
+                checkpoints[out_of_core] = checkpoint
             size = rows * FEATURES * 4 / 2**20
             reading = "out of core" if out_of_core else "in memory"
             print(
@@ -57,7 +59,10 @@ def main() -> None:
             )
     states = [torch.load(checkpoints[flag], weights_only=False)["state_dict"] for flag in (False, True)]
     differing = [name for name in states[0] if not torch.equal(states[0][name], states[1][name])]
-    print(f"\n{len(states[0])} tensors of the model's state; differing between in memory and out of core: {differing}")
+    print(
+        f"\n{args.rows[0]:,} rows: of the {len(states[0])} tensors of the model's state, differing between in memory "
+        f"and out of core: {differing or 'none'}"
+    )
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ rows of each split written to disk (``DiskRows``)."""
 
 from __future__ import annotations
 
-import mmap
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +22,7 @@ from dagmm_lightning.distributed import rank, world_size
 from dagmm_lightning.errors import DataError
 
 STREAMED_SUFFIXES = (".csv", ".parquet", ".pq")
-CHUNK_ROWS = 65536
+CHUNK_ROWS = 16384
 
 
 class FileRows:
@@ -78,10 +78,11 @@ def column_types(preprocessor: TablePreprocessor, label_column: str | None) -> d
 def read_frames(path: Path, chunk_rows: int, types: dict[str, pa.DataType] | None = None) -> Iterator[pd.DataFrame]:
     """A CSV or Parquet file as DataFrames of ``chunk_rows`` rows (the last one shorter); ``types``: the
     CSV columns' types (others inferred from the file's first block)."""
+    pool = pa.default_memory_pool()
     try:
         if path.suffix == ".csv":
             options = csv.ConvertOptions(column_types=types or {})
-            batches = csv.open_csv(path, read_options=csv.ReadOptions(block_size=1 << 22), convert_options=options)
+            batches = csv.open_csv(path, read_options=csv.ReadOptions(block_size=1 << 20), convert_options=options)
         else:
             batches = row_group_batches(parquet.ParquetFile(path), chunk_rows)
         pending = None
@@ -91,6 +92,7 @@ def read_frames(path: Path, chunk_rows: int, types: dict[str, pa.DataType] | Non
             while len(pending) >= chunk_rows:
                 yield pending.iloc[:chunk_rows].reset_index(drop=True)
                 pending = pending.iloc[chunk_rows:]
+                pool.release_unused()  # pyarrow's allocator keeps freed blocks otherwise: 100s of MiB
         if pending is not None and len(pending):
             yield pending.reset_index(drop=True)
     except (pa.ArrowInvalid, OSError) as err:
@@ -145,35 +147,69 @@ def scan_file(path: Path, label_column: str | None, symbolic_columns: list[str] 
 
 
 class DiskRows:
-    """Float32 rows (N, F) in a ``.npy`` file, read like a tensor: ``rows[a:b]`` or ``rows[index]``
-    (a copy, as a tensor). The file is memory-mapped, and its pages leave this process's resident memory
-    after every ``release_bytes`` read (the operating system's page cache keeps them), so resident memory
-    stays bounded however large the file. ``np.asarray(rows)`` reads it whole."""
+    """Float32 rows (N, F) of a ``.npy`` file, read like a tensor: ``rows[a:b]`` or ``rows[index]`` (a copy,
+    as a tensor), straight from the file (``pread``, no memory map): none of the file stays in this
+    process's memory however large it is (the operating system's page cache keeps what it can).
+    ``np.asarray(rows)`` reads it whole."""
 
-    def __init__(self, path: Path, release_bytes: int = 64 << 20) -> None:
-        self.path, self.release_bytes = path, release_bytes
-        self._rows = np.load(path, mmap_mode="r")
-        self._read = 0
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        with open(path, "rb") as file:
+            npy = np.lib.format
+            version = npy.read_magic(file)
+            read_header = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
+            self.shape, fortran_order, dtype = read_header(file)
+            self._offset = file.tell()
+        if fortran_order or dtype != np.float32 or len(self.shape) != 2:
+            raise DataError(f"{path} does not hold float32 rows")
+        self._row_bytes = self.shape[1] * 4
 
-    @property
-    def shape(self) -> tuple[int, int]:
-        return self._rows.shape
+    @classmethod
+    def create(cls, path: Path, shape: tuple[int, int]) -> DiskRows:
+        """A new file of ``shape`` float32 rows (zeros until written)."""
+        with open(path, "wb") as file:
+            header = {"descr": "<f4", "fortran_order": False, "shape": tuple(shape)}
+            np.lib.format.write_array_header_1_0(file, header)
+            file.truncate(file.tell() + shape[0] * shape[1] * 4)
+        return cls(path)
+
+    def write(self, positions: np.ndarray, values: np.ndarray) -> None:
+        """Rows ``values`` (n, F) into rows ``positions`` (n,), one write per run of consecutive positions."""
+        values = np.ascontiguousarray(values, dtype=np.float32)
+        runs = np.flatnonzero(np.diff(positions) != 1) + 1
+        with open(self.path, "r+b", buffering=0) as file:
+            for where, block in zip(np.split(positions, runs), np.split(values, runs), strict=True):
+                if len(where):
+                    os.pwrite(file.fileno(), block, self._offset + int(where[0]) * self._row_bytes)
 
     def __len__(self) -> int:
-        return len(self._rows)
+        return self.shape[0]
 
     def __getitem__(self, index) -> torch.Tensor:
-        if isinstance(index, torch.Tensor):
-            index = index.numpy()
-        part = torch.from_numpy(np.array(self._rows[index], dtype=np.float32))
-        self._read += part.nbytes
-        if self._read >= self.release_bytes:
-            self._rows._mmap.madvise(mmap.MADV_DONTNEED)
-            self._read = 0
-        return part
+        if isinstance(index, slice):
+            start, stop, step = index.indices(len(self))
+            if step != 1:
+                raise IndexError("DiskRows reads row ranges with step 1 only")
+            runs = [(start, max(stop - start, 0))]
+        else:
+            index = np.asarray(index)
+            index = np.flatnonzero(index) if index.dtype == bool else index.astype(np.int64).ravel()
+            if index.size and not 0 <= index.min() <= index.max() < len(self):
+                raise IndexError(f"row index out of range for {len(self)} rows")
+            runs = [(int(row), 1) for row in index]
+        out = np.empty((sum(n for _, n in runs), self.shape[1]), dtype=np.float32)
+        buffer, at = memoryview(out).cast("B"), 0
+        with open(self.path, "rb", buffering=0) as file:
+            for first, n in runs:
+                size = n * self._row_bytes
+                if os.preadv(file.fileno(), [buffer[at : at + size]], self._offset + first * self._row_bytes) != size:
+                    raise DataError(f"{self.path} is shorter than its header says")
+                at += size
+        return torch.from_numpy(out)
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
-        return np.array(self._rows, dtype=dtype)
+        rows = self[:].numpy()
+        return rows if dtype is None else rows.astype(dtype)
 
 
 def write_split_rows(
@@ -204,18 +240,13 @@ def write_split_rows(
     if low is None:
         raise DataError("no training rows to fit the scaling on")
     preprocessor.fit_scaling(np.stack([low, high]))  # min-max scaling depends on nothing else
-    outputs = {
-        name: np.lib.format.open_memmap(folder / f"{name}.npy", "w+", np.float32, (len(rows), preprocessor.n_features))
-        for name, rows in splits.items()
-    }
+    width = preprocessor.n_features
+    outputs = [DiskRows.create(folder / f"{name}.npy", (len(rows), width)) for name, rows in splits.items()]
     first = 0
     for frame in frames():
         scaled = preprocessor.scale(preprocessor.encode(frame))
-        for number, output in enumerate(outputs.values()):
+        for number, output in enumerate(outputs):
             mine = split_of[first : first + len(frame)] == number
-            output[position[first : first + len(frame)][mine]] = scaled[mine]
-            output.flush()
-            output._mmap.madvise(mmap.MADV_DONTNEED)
+            output.write(position[first : first + len(frame)][mine], scaled[mine])
         first += len(frame)
-    del outputs
-    return {name: DiskRows(folder / f"{name}.npy") for name in splits}
+    return dict(zip(splits, outputs, strict=True))

@@ -1,5 +1,7 @@
 """Chunked reading of CSV and Parquet files for predict: the same rows as reading them whole."""
 
+import mmap
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -106,33 +108,29 @@ def test_out_of_core_splits_equal_the_in_memory_ones(tmp_path, monkeypatch, suff
         assert torch.equal(x, x_disk) and torch.equal(y, y_disk) and torch.equal(i, i_disk)
 
 
-def mapped_kib(path) -> int:
-    """Resident KiB of this process's mappings of ``path`` (/proc/self/smaps)."""
-    total, inside = 0, False
-    for line in open("/proc/self/smaps"):
-        if line[0] in "0123456789abcdef" and "-" in line.split()[0]:
-            inside = line.rstrip().endswith(str(path))
-        elif inside and line.startswith("Rss:"):
-            total += int(line.split()[1])
-    return total
+def resident_kib() -> int:
+    return int(next(line for line in open("/proc/self/status") if line.startswith("VmRSS:")).split()[1])
 
 
-def test_disk_rows_read_like_a_tensor_and_release_their_pages(tmp_path):
-    values = np.random.default_rng(0).normal(size=(200_000, 10)).astype(np.float32)  # 8 MB
+def test_disk_rows_read_like_a_tensor_and_keep_nothing_of_the_file(tmp_path):
+    values = np.random.default_rng(0).normal(size=(400_000, 20)).astype(np.float32)  # 32 MiB
     path = tmp_path / "rows.npy"
     np.save(path, values)
-    index = torch.tensor([5, 199_999, 0, 5])
-    resident = []
-    for release_bytes in (1 << 20, 1 << 40):
-        rows = streaming_module.DiskRows(path, release_bytes=release_bytes)
-        assert torch.equal(rows[index], torch.from_numpy(values[index.numpy()]))
-        assert len(rows) == 200_000 and rows.shape == (200_000, 10)
-        for start in range(0, len(rows), 10_000):
-            assert torch.equal(rows[start : start + 10_000], torch.from_numpy(values[start : start + 10_000]))
-        resident.append(mapped_kib(path))
-        np.testing.assert_array_equal(np.asarray(rows), values)
-        del rows
-    assert resident[0] < 2 * 1024 < 7 * 1024 < resident[1]  # released every MiB read / never: 7,800 KiB
+    rows = streaming_module.DiskRows(path)
+    del values  # from here on, the file is the only copy
+    values = np.load(path, mmap_mode="r")
+    before = resident_kib()
+    index = torch.tensor([5, 399_999, 0, 5])
+    assert torch.equal(rows[index], torch.from_numpy(values[index.numpy()]))
+    assert torch.equal(rows[np.arange(10) % 3 == 0], torch.from_numpy(values[[0, 3, 6, 9]]))
+    assert len(rows) == 400_000 and rows.shape == (400_000, 20)
+    for start in range(0, len(rows), 20_000):
+        assert torch.equal(rows[start : start + 20_000], torch.from_numpy(np.array(values[start : start + 20_000])))
+        values._mmap.madvise(mmap.MADV_DONTNEED)  # the reference's pages do not count either
+    assert resident_kib() - before < 8 * 1024  # the file is 32 MiB
+    np.testing.assert_array_equal(np.asarray(rows), values)
+    with pytest.raises(IndexError):
+        rows[torch.tensor([400_000])]
 
 
 def test_training_out_of_core_equals_training_in_memory(tmp_path, monkeypatch):
