@@ -81,6 +81,8 @@ SETTINGS = {
     "lc0_lr1e2_s6k_cos_energy": setting(steps=6000, lambda_cov=0.0, lr=1e-2, schedule="cosine", inference="energy"),
     "lc0_lr1e2_s6k_cos_m5": setting(steps=6000, lambda_cov=0.0, lr=1e-2, schedule="cosine", members=5),
     "m5_rowcap": setting(steps=6000, lambda_cov=0.0, lr=1e-2, schedule="cosine", members=5, row_cap=True),
+    # the detector's own defaults (which size the networks themselves), with one argument changed
+    "defaults_energy": lambda x: dict(inference="energy"),
 }
 
 
