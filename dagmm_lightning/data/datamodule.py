@@ -245,7 +245,8 @@ class AnomalyDataModule(L.LightningDataModule):
     def setup(self, stage: str) -> None:
         self._load()
         if self.out_of_core:
-            if self._on_disk is None:  # once: the scaling depends on the training rows only
+            # once: the scaling depends on the training rows only; scoring a file needs none of the rows
+            if self._on_disk is None and not (stage == "predict" and self.predict_file is not None):
                 self._on_disk = self._write_rows_to_disk()
             return
         self.preprocessor.fit_scaling(self._encoded[self._splits.train])

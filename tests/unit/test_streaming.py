@@ -108,6 +108,20 @@ def test_out_of_core_splits_equal_the_in_memory_ones(tmp_path, monkeypatch, suff
         assert torch.equal(x, x_disk) and torch.equal(y, y_disk) and torch.equal(i, i_disk)
 
 
+def test_out_of_core_predict_on_a_file_writes_no_rows(tmp_path, monkeypatch):
+    from dagmm_lightning.data import AnomalyDataModule
+
+    in_memory, _ = out_of_core_pair(tmp_path, monkeypatch, ".csv")
+    settings = dict(in_memory.hparams, out_of_core=True, predict_file=str(tmp_path / "rows.csv"))
+    scoring = AnomalyDataModule(**settings)
+    scoring.setup("predict")
+    scoring.load_state_dict(in_memory.state_dict())  # as from the checkpoint
+    assert scoring._on_disk is None
+    x, _, _ = (torch.cat(part) for part in zip(*scoring.predict_dataloader(), strict=True))
+    expected = in_memory.preprocessor.scale(in_memory.preprocessor.encode(pd.read_csv(tmp_path / "rows.csv")))
+    np.testing.assert_array_equal(x.numpy(), expected)
+
+
 def resident_kib() -> int:
     return int(next(line for line in open("/proc/self/status") if line.startswith("VmRSS:")).split()[1])
 
