@@ -90,8 +90,10 @@ class ScoreCalibration(nn.Module):
 
 
 def mean_and_spread(values: torch.Tensor) -> list[torch.Tensor]:
-    """Mean and standard deviation (floored at 1e-12) over the last axis: (..., N) -> two (...)."""
-    return [values.mean(-1), values.std(-1).clamp_min(1e-12)]
+    """Mean and standard deviation (floored at 1e-12; of one value: the floor) over the last axis: (..., N)
+    -> two (...)."""
+    spread = values.std(-1) if values.shape[-1] > 1 else torch.zeros_like(values[..., 0])
+    return [values.mean(-1), spread.clamp_min(1e-12)]
 
 
 def positive_unlabeled_threshold(c: float) -> float:

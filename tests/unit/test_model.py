@@ -173,3 +173,18 @@ def test_cosine_schedule_decays_the_rate_over_the_run():
     np.testing.assert_allclose(rates, 0.005 * (1 + np.cos(np.pi * np.arange(8) / 8)))
     with pytest.raises(ValueError, match="needs a known run length"):
         L.Trainer(max_epochs=-1, logger=False, enable_progress_bar=False).fit(tiny_model(lr_schedule="cosine"), loader)
+
+
+def test_score_calibration_against_numpy_and_on_a_single_training_row():
+    from dagmm_lightning.scoring import ScoreCalibration
+
+    rng = np.random.default_rng(0)
+    energy, error = rng.normal(3, 2, 50), rng.gamma(2, 1, 50)
+    calibration = ScoreCalibration("energy+reconstruction", reconstruction_weight=2.0, contamination=0.1)
+    scores = calibration.fit(torch.from_numpy(energy), torch.from_numpy(error)).numpy()
+    z = lambda v: (v - v.mean()) / v.std(ddof=1)  # noqa: E731
+    np.testing.assert_allclose(scores, z(energy) + 2.0 * z(error), rtol=1e-12)
+    assert float(calibration.threshold) == pytest.approx(np.quantile(scores, 0.9))
+    one = ScoreCalibration("energy+reconstruction", contamination=0.1)
+    score = one.fit(torch.tensor([4.0], dtype=torch.float64), torch.tensor([0.5], dtype=torch.float64))
+    assert torch.isfinite(score).all() and torch.isfinite(one.threshold)  # one row: no spread, no NaN
