@@ -39,8 +39,8 @@ class InMemoryBatches:
     """Batches ``(x (B, F) float32, y (B,) long with -1 for unknown, row index (B,) long)``.
 
     Training (``shuffle=True``): a training batch of a handful of rows makes its covariance little more
-    than the jitter (the penalty then spikes), so an epoch's tail of fewer than ``min_batch_size`` rows
-    joins the batch before it. Evaluation with ``pad_ranks``: a rank left without rows (fewer rows than
+    than the jitter (the penalty then spikes), so an epoch's tail shorter than both ``min_batch_size`` and
+    ``batch_size`` joins the batch before it. Evaluation with ``pad_ranks``: a rank left without rows (fewer rows than
     ranks) serves the last row again, so that every rank runs the loop and its collectives; metrics and
     predictions count each row id once.
     """
@@ -83,7 +83,7 @@ class InMemoryBatches:
 
     def _bounds(self, n: int) -> list[tuple[int, int]]:
         starts = list(range(0, n, self.batch_size))
-        if self.shuffle and len(starts) > 1 and n - starts[-1] < self.min_batch_size:
+        if self.shuffle and len(starts) > 1 and n - starts[-1] < min(self.min_batch_size, self.batch_size):
             starts.pop()  # the short tail joins the batch before it
         return list(zip(starts, [*starts[1:], n][: len(starts)], strict=True))
 

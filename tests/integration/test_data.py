@@ -110,6 +110,10 @@ def test_a_short_training_tail_joins_the_batch_before_it():
     assert [len(idx) for _, _, idx in kept] == [300, 300, 300, 100]  # a tail of 100 rows is a batch
     evaluation = InMemoryBatches(x, torch.zeros(1000), torch.arange(1000), batch_size=333, shuffle=False)
     assert [len(idx) for _, _, idx in evaluation] == [333, 333, 333, 1]  # evaluation batches are never merged
+    small = InMemoryBatches(x[:64], torch.zeros(64), torch.arange(64), batch_size=16, shuffle=True)
+    assert [len(idx) for _, _, idx in small] == [16, 16, 16, 16] and len(small) == 4  # a full batch stays one
+    tail = InMemoryBatches(x[:70], torch.zeros(70), torch.arange(70), batch_size=16, shuffle=True)
+    assert [len(idx) for _, _, idx in tail] == [16, 16, 16, 22]  # a tail of 6 still joins its neighbour
 
 
 def test_evaluation_ranks_without_rows_serve_a_padding_row(monkeypatch):
