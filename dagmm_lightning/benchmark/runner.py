@@ -157,7 +157,7 @@ def _run_job(job: Job) -> list[dict]:
 @torch.no_grad()
 def _energy_and_error(model, x: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     model.eval()
-    outs = [model.model(model.model.as_input(torch.from_numpy(x[i : i + 8192]))) for i in range(0, len(x), 8192)]
+    outs = [model.model(model.model.as_input(torch.as_tensor(x[i : i + 8192]))) for i in range(0, len(x), 8192)]
     energy = torch.cat([o.energy for o in outs], dim=-1)
     return energy, torch.cat([o.error for o in outs], dim=-1).to(energy.dtype)
 

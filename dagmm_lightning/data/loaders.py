@@ -202,7 +202,10 @@ def read_user_table(
     if symbolic_columns is None:
         symbolic_columns = []
         for column in frame.columns:
-            if pd.api.types.is_numeric_dtype(frame[column]) and not pd.api.types.is_bool_dtype(frame[column]):
+            if pd.api.types.is_bool_dtype(frame[column]):  # true/false: two categories
+                symbolic_columns.append(column)
+                continue
+            if pd.api.types.is_numeric_dtype(frame[column]):
                 continue
             values = frame[column].dropna()
             numeric = pd.to_numeric(values, errors="coerce")

@@ -17,7 +17,7 @@ from pandas.api.types import is_bool_dtype, is_numeric_dtype
 from pyarrow import csv, parquet
 
 from dagmm_lightning.data.loaders import anomaly_labels
-from dagmm_lightning.data.tables import RawTable, TablePreprocessor
+from dagmm_lightning.data.tables import RawTable, TablePreprocessor, category_text
 from dagmm_lightning.distributed import rank, world_size
 from dagmm_lightning.errors import DataError
 
@@ -120,29 +120,32 @@ class FileScan:
 
 def scan_file(path: Path, label_column: str | None, symbolic_columns: list[str] | None, chunk_rows: int) -> FileScan:
     """One pass over a CSV or Parquet file: columns, category sets and labels. Without
-    ``symbolic_columns`` the columns read as text in the file's first block are symbolic."""
+    ``symbolic_columns`` the columns read as text (or true/false) in the file's first chunk are symbolic;
+    the pass reads every other column as float64 and these as text, as the encoding passes do."""
     if not path.is_file():
         raise DataError(f"no such file: {path}")
-    text = [*(symbolic_columns or []), *([label_column] if label_column else [])]
-    head, symbolic, categories, labels, n_rows = None, [], {}, [], 0
-    for frame in read_frames(path, chunk_rows, dict.fromkeys(text, pa.string())):
-        if head is None:
-            if label_column is not None and label_column not in frame.columns:
-                raise DataError(
-                    f"label column {label_column!r} is not in {path}; its columns: {list(frame.columns)[:20]}"
-                )
-            features = frame.drop(columns=[label_column] if label_column else [])
-            numeric = [c for c in features if is_numeric_dtype(features[c]) and not is_bool_dtype(features[c])]
-            symbolic = symbolic_columns or [c for c in features.columns if c not in numeric]
-            categories = {c: set() for c in symbolic}
-            head = RawTable(features.head(1000), None, [str(c) for c in symbolic])
+    label = [label_column] if label_column else []
+    first = next(read_frames(path, chunk_rows, dict.fromkeys([*(symbolic_columns or []), *label], pa.string())), None)
+    if first is None:
+        raise DataError(f"{path} has no rows")
+    if label_column is not None and label_column not in first.columns:
+        raise DataError(f"label column {label_column!r} is not in {path}; its columns are {list(first.columns)[:20]}")
+    features = first.drop(columns=label)
+    if symbolic_columns is None:
+        symbolic_columns = [c for c in features if not is_numeric_dtype(features[c]) or is_bool_dtype(features[c])]
+    missing = [c for c in symbolic_columns if c not in features.columns]
+    if missing:
+        raise DataError(f"symbolic columns {missing} are not in {path}")
+    numeric = [c for c in features.columns if c not in symbolic_columns]
+    types = dict.fromkeys(numeric, pa.float64()) | dict.fromkeys([*symbolic_columns, *label], pa.string())
+    categories, labels, n_rows = {c: set() for c in symbolic_columns}, [], 0
+    for frame in read_frames(path, chunk_rows, types):
         if label_column is not None:
             labels.append(anomaly_labels(frame[label_column], label_column))
-        for column in symbolic:
-            categories[column].update(frame[column].astype(str).unique().tolist())
+        for column in symbolic_columns:
+            categories[column].update(category_text(frame[column]).unique().tolist())
         n_rows += len(frame)
-    if head is None:
-        raise DataError(f"{path} has no rows")
+    head = RawTable(features.head(1000), None, [str(c) for c in symbolic_columns])
     head.categories = {c: sorted(values) for c, values in categories.items()}
     return FileScan(head, np.concatenate(labels) if label_column is not None else None, n_rows)
 
@@ -180,8 +183,9 @@ class DiskRows:
         runs = np.flatnonzero(np.diff(positions) != 1) + 1
         with open(self.path, "r+b", buffering=0) as file:
             for where, block in zip(np.split(positions, runs), np.split(values, runs), strict=True):
-                if len(where):
-                    os.pwrite(file.fileno(), block, self._offset + int(where[0]) * self._row_bytes)
+                if block.size:
+                    view = memoryview(np.ascontiguousarray(block)).cast("B")
+                    self._transfer(os.pwritev, file, [view], self._offset + int(where[0]) * self._row_bytes)
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -199,14 +203,24 @@ class DiskRows:
                 raise IndexError(f"row index out of range for {len(self)} rows")
             runs = [(int(row), 1) for row in index]
         out = np.empty((sum(n for _, n in runs), self.shape[1]), dtype=np.float32)
-        buffer, at = memoryview(out).cast("B"), 0
-        with open(self.path, "rb", buffering=0) as file:
-            for first, n in runs:
-                size = n * self._row_bytes
-                if os.preadv(file.fileno(), [buffer[at : at + size]], self._offset + first * self._row_bytes) != size:
-                    raise DataError(f"{self.path} is shorter than its header says")
-                at += size
+        if out.size:
+            buffer, at = memoryview(out).cast("B"), 0
+            with open(self.path, "rb", buffering=0) as file:
+                for first, n in runs:
+                    size = n * self._row_bytes
+                    self._transfer(os.preadv, file, [buffer[at : at + size]], self._offset + first * self._row_bytes)
+                    at += size
         return torch.from_numpy(out)
+
+    def _transfer(self, call, file, buffers: list[memoryview], offset: int) -> None:
+        """``os.preadv`` or ``os.pwritev`` of ``buffers`` at ``offset``, repeated until every byte has
+        moved (one call moves at most about 2 GiB)."""
+        (view,) = buffers
+        while len(view):
+            moved = call(file.fileno(), [view], offset)
+            if moved <= 0:
+                raise DataError(f"{self.path}: could not {'read' if call is os.preadv else 'write'} its rows")
+            view, offset = view[moved:], offset + moved
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         rows = self[:].numpy()

@@ -10,6 +10,14 @@ import pandas as pd
 from dagmm_lightning.errors import DataError
 
 
+def category_text(values: pd.Series) -> pd.Series:
+    """A symbolic column's values as the text its categories are named by; true/false in any case (a
+    pandas bool, or the words as read from a CSV file) become ``true`` / ``false``."""
+    text = values.astype(str)
+    lower = text.str.lower()
+    return lower.where(lower.isin(["true", "false"]), text)
+
+
 @dataclass
 class RawTable:
     """A data set as read from its source, before encoding.
@@ -54,7 +62,7 @@ class TablePreprocessor:
         self.numeric = [str(c) for c in table.features.columns if c not in table.symbolic]
         given = table.categories or {}
         self.categories = {
-            str(c): list(given[c]) if c in given else sorted(table.features[c].astype(str).unique().tolist())
+            str(c): list(given[c]) if c in given else sorted(category_text(table.features[c]).unique().tolist())
             for c in table.symbolic
         }
         return self
@@ -79,7 +87,7 @@ class TablePreprocessor:
                 raise DataError(f"column {column!r} should be numeric but holds non-numeric values, e.g. {example}")
             parts.append(self._finite(numeric.to_numpy(dtype=np.float64)))
         for column, cats in self.categories.items():
-            codes = pd.Index(cats).get_indexer(frame[column].astype(str))  # -1: a category not seen in training
+            codes = pd.Index(cats).get_indexer(category_text(frame[column]))  # -1: a category not seen in training
             one_hot = np.zeros((len(frame), len(cats)), dtype=np.float64)
             known = codes >= 0
             one_hot[np.flatnonzero(known), codes[known]] = 1.0

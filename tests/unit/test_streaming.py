@@ -108,6 +108,40 @@ def test_out_of_core_splits_equal_the_in_memory_ones(tmp_path, monkeypatch, suff
         assert torch.equal(x, x_disk) and torch.equal(y, y_disk) and torch.equal(i, i_disk)
 
 
+def test_out_of_core_reads_columns_as_the_whole_file_types_them(tmp_path):
+    """pyarrow types CSV columns from the first 1 MiB: a true/false column must still be symbolic text in
+    every pass, and an integer column that holds a decimal further down must read as float."""
+    from dagmm_lightning.data import AnomalyDataModule
+
+    n = 40_000  # about 1.3 MB: the decimal lies beyond the first block
+    frame = pd.DataFrame({"count": np.arange(n) % 7, "flag": np.where(np.arange(n) % 3 == 0, "true", "false")})
+    frame["count"] = frame["count"].astype(object)
+    frame.loc[n - 5, "count"] = 2.5
+    frame["anomaly"] = (np.arange(n) % 10 == 0).astype(int)
+    path = tmp_path / "rows.csv"
+    frame.to_csv(path, index=False)
+    settings = dict(dataset="table", path=str(path), label_column="anomaly", seed=0)
+    in_memory, on_disk = (AnomalyDataModule(**settings, out_of_core=flag) for flag in (False, True))
+    for module in (in_memory, on_disk):
+        module.setup("fit")
+    for split in ("train", "test"):
+        x, x_disk = in_memory.arrays(split)[0], np.asarray(on_disk.arrays(split)[0])
+        np.testing.assert_array_equal(x_disk, x)
+    assert np.asarray(on_disk.arrays("train")[0])[:, 1:].sum(1).min() == 1  # every row one flag category
+    assert on_disk.preprocessor.state_dict() == in_memory.preprocessor.state_dict()
+    assert on_disk.preprocessor.categories["flag"] == ["false", "true"]
+    rows = frame.drop(columns="anomaly").astype({"count": float})
+    capitalised = rows.assign(flag=rows["flag"].str.capitalize())  # as pandas writes bools
+    np.testing.assert_array_equal(on_disk.preprocessor.encode(capitalised), in_memory.preprocessor.encode(rows))
+
+
+def test_disk_rows_read_no_rows(tmp_path):
+    np.save(tmp_path / "rows.npy", np.zeros((0, 3), dtype=np.float32))
+    rows = streaming_module.DiskRows(tmp_path / "rows.npy")
+    assert rows[:].shape == (0, 3) and rows[torch.zeros(0, dtype=torch.long)].shape == (0, 3)
+    assert np.asarray(rows).shape == (0, 3)
+
+
 def test_out_of_core_predict_on_a_file_writes_no_rows(tmp_path, monkeypatch):
     from dagmm_lightning.data import AnomalyDataModule
 
