@@ -184,8 +184,8 @@ class DiskRows:
         with open(self.path, "r+b", buffering=0) as file:
             for where, block in zip(np.split(positions, runs), np.split(values, runs), strict=True):
                 if block.size:
-                    view = memoryview(np.ascontiguousarray(block)).cast("B")
-                    self._transfer(os.pwritev, file, [view], self._offset + int(where[0]) * self._row_bytes)
+                    offset = self._offset + int(where[0]) * self._row_bytes
+                    self._transfer(os.pwritev, file, memoryview(block).cast("B"), offset)
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -208,14 +208,13 @@ class DiskRows:
             with open(self.path, "rb", buffering=0) as file:
                 for first, n in runs:
                     size = n * self._row_bytes
-                    self._transfer(os.preadv, file, [buffer[at : at + size]], self._offset + first * self._row_bytes)
+                    self._transfer(os.preadv, file, buffer[at : at + size], self._offset + first * self._row_bytes)
                     at += size
         return torch.from_numpy(out)
 
-    def _transfer(self, call, file, buffers: list[memoryview], offset: int) -> None:
-        """``os.preadv`` or ``os.pwritev`` of ``buffers`` at ``offset``, repeated until every byte has
-        moved (one call moves at most about 2 GiB)."""
-        (view,) = buffers
+    def _transfer(self, call, file, view: memoryview, offset: int) -> None:
+        """``os.preadv`` or ``os.pwritev`` of the bytes ``view`` at ``offset``, repeated until every byte
+        has moved (one call moves at most about 2 GiB)."""
         while len(view):
             moved = call(file.fileno(), [view], offset)
             if moved <= 0:
