@@ -23,20 +23,22 @@ def latent_size(x, explained: float = EXPLAINED_VARIANCE) -> int:
     return int(min(np.searchsorted(np.cumsum(variances) / total, explained) + 1, x.shape[1]))
 
 
-def latent_cap(n_rows: int, n_components: int) -> int:
-    """The largest latent size L (at least 1) whose mixture rows, D = L + 2 wide, leave each of the K
-    components, on an equal share of the rows, as many rows as its mean and covariance have parameters:
-    D (D + 3) / 2 <= n_rows / K. A wider latent fits covariances that the rows cannot determine."""
+def latent_cap(n_rows: int, n_components: int, extra_columns: int = 2) -> int:
+    """The largest latent size L (at least 1) whose mixture rows, D = L + ``extra_columns`` wide (the
+    reconstruction features after z), leave each of the K components, on an equal share of the rows, as
+    many rows as its mean and covariance have parameters: D (D + 3) / 2 <= n_rows / K. A wider latent
+    fits covariances that the rows cannot determine."""
     dim = 1
     while (dim + 1) * (dim + 4) / 2 <= n_rows / n_components:
         dim += 1
-    return max(1, dim - 2)
+    return max(1, dim - extra_columns)
 
 
-def network_sizes(x, n_components: int = 4) -> tuple[tuple[int, int], int]:
+def network_sizes(x, n_components: int = 4, extra_columns: int = 2) -> tuple[tuple[int, int], int]:
     """Encoder widths (h, max(latent, h // 2)) and latent size for the training rows x (N, F): the
     latent keeps ``EXPLAINED_VARIANCE`` of their variance, at most ``latent_cap`` for K =
-    ``n_components``; h = max(2 * latent, min(F, 64)): the hidden layers never narrower than the latent."""
-    latent = min(latent_size(x), latent_cap(len(x), n_components))
+    ``n_components`` and mixture rows L + ``extra_columns`` wide; h = max(2 * latent, min(F, 64)): the
+    hidden layers never narrower than the latent."""
+    latent = min(latent_size(x), latent_cap(len(x), n_components, extra_columns))
     width = max(2 * latent, min(x.shape[1], MAX_WIDTH))
     return (width, max(latent, width // 2)), latent

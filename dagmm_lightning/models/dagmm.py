@@ -76,6 +76,10 @@ class DAGMM(L.LightningModule):
         energy_trains_compression: whether the energy and penalty terms train the compression network
             too (the paper: end to end). False: they train only the estimation network, and the
             compression network learns only to reconstruct, so the energy cannot shrink the latent.
+        error_feature: the mixture rows gain log(squared reconstruction error + 1e-6) after [z_c, relative
+            distance, cosine]: the energy then weighs how well a row is reconstructed by what is usual for
+            rows like it (the improved config; BENCHMARKS.md, "The reconstruction error as a mixture
+            feature").
         members: M, the models of an ensemble trained at once as one vectorised model (stacked weights,
             one forward pass for all; each from its own initialisation, on the same batches); the score is
             the mean of the members' scores, each z-scored on the training rows. 1: one model.
@@ -103,6 +107,7 @@ class DAGMM(L.LightningModule):
         anomaly_loss: AnomalyLoss = "hinge",
         anomaly_margin: float = 5.0,
         energy_trains_compression: bool = True,
+        error_feature: bool = False,
         members: int = 1,
     ) -> None:
         super().__init__()
@@ -167,12 +172,13 @@ class DAGMM(L.LightningModule):
     def build_model(self) -> DAGMMModel:
         hp = self.hparams
         compression = self.build_compression()
-        dim = hp.latent_dim + 2  # [z_c, relative distance, cosine]
+        dim = hp.latent_dim + 2 + hp.error_feature  # [z_c, relative distance, cosine(, log error)]
         members = hp.members
         estimation = EstimationNetwork(dim, hp.estimation_hidden, hp.n_components, hp.activation, hp.dropout, members)
         mixture = build_mixture(hp.mixture, hp.n_components, dim, hp.jitter, hp.mixture_dtype, members)
         calibration = ScoreCalibration(hp.inference, hp.reconstruction_weight, hp.contamination, members)
-        options = {"detach_rows": not hp.energy_trains_compression, "members": members, **self.model_options()}
+        options = {"detach_rows": not hp.energy_trains_compression, "error_feature": hp.error_feature}
+        options |= {"members": members, **self.model_options()}
         return self.model_class(compression, estimation, mixture, calibration, **options)
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
@@ -257,7 +263,8 @@ class DAGMM(L.LightningModule):
             raise ConfigurationError("latent_dim null (sizes from the data) needs the AnomalyDataModule; set the sizes")
         x, y = datamodule.arrays("train")
         normal = y != LABELLED_ANOMALY
-        hidden, latent = network_sizes(x if normal.all() else x[normal], self.hparams.n_components)
+        hp = self.hparams
+        hidden, latent = network_sizes(x if normal.all() else x[normal], hp.n_components, 2 + hp.error_feature)
         self.hparams.update(hidden_dims=hidden, latent_dim=latent)
         self.model = self.build_model()
 

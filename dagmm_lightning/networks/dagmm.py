@@ -1,6 +1,7 @@
 """The whole DAGMM chain as one plain torch module (no Lightning): x -> one ``DAGMMOutput``.
 
-compression -> z_c, x' -> rows [z_c, relative distance, cosine] -> memberships gamma -> energy -> score
+compression -> z_c, x' -> rows [z_c, relative distance, cosine(, log error)] -> memberships gamma -> energy
+-> score
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ def reconstruction_features(x: torch.Tensor, x_hat: torch.Tensor, floor: float =
     return torch.stack([relative, cosine], dim=-1)
 
 
+ERROR_FLOOR = 1e-6  # log(squared error + floor): a perfectly reconstructed row stays finite
+
+
 @contextmanager
 def evaluating(module: nn.Module):
     """``module`` in eval mode (no dropout, VAE means, no codebook updates) inside, its mode restored after."""
@@ -59,10 +63,10 @@ class _Reiterable:
 class DAGMMOutput:
     """Everything DAGMM computes for a batch x (N, F); an ensemble's tensors have a leading members axis.
 
-    z (N, latent), x_hat (N, F), rows (N, latent + 2) the mixture sees, gamma (N, K) memberships,
-    error (N,) squared reconstruction error, energy (N,) (None before the mixture is fitted, when asked
-    for without it), params the mixture parameters the energy used (the batch fit, in training), losses
-    the compression's own terms, codes (N,) a quantiser's codes.
+    z (N, latent), x_hat (N, F), rows (N, latent + 2, or + 3 with the log error) the mixture sees, gamma
+    (N, K) memberships, error (N,) squared reconstruction error, energy (N,) (None before the mixture is
+    fitted, when asked for without it), params the mixture parameters the energy used (the batch fit, in
+    training), losses the compression's own terms, codes (N,) a quantiser's codes.
     """
 
     z: torch.Tensor
@@ -91,6 +95,8 @@ class DAGMMModel(nn.Module):
         penalty_dims: dimensions of the mixture rows the degeneracy penalty covers (None: all).
         detach_rows: the mixture rows carry no gradient back to the compression network (the energy and
             penalty then train only the estimation network; the compression learns to reconstruct).
+        error_feature: the mixture rows gain a last column, log(squared reconstruction error + 1e-6), so
+            that the energy also sees how well a row is reconstructed.
         members: M > 1: an ensemble of M independent models in one (compression, estimation and mixture
             built with the same ``members``): every member sees every row, and every output but the score
             has a leading M axis; the score combines the members (``ScoreCalibration``).
@@ -104,6 +110,7 @@ class DAGMMModel(nn.Module):
         calibration: ScoreCalibration,
         penalty_dims: slice | None = None,
         detach_rows: bool = False,
+        error_feature: bool = False,
         members: int = 1,
     ) -> None:
         super().__init__()
@@ -114,15 +121,19 @@ class DAGMMModel(nn.Module):
             calibration,
         )
         self.penalty_dims, self.detach_rows, self.members = penalty_dims, detach_rows, members
+        self.error_feature = error_feature
 
     def represent(self, x: torch.Tensor, memberships: bool = True) -> DAGMMOutput:
         """Everything but the energy: x (N, F). ``memberships=False`` skips the estimation network (gamma
         None), which scoring does not need."""
         compressed = self.compression(x)  # an ensemble's first layers take x (N, F) for every member
-        rows = torch.cat([compressed.z, reconstruction_features(x, compressed.x_hat)], dim=-1)
+        error = squared_error(x, compressed.x_hat)
+        columns = [compressed.z, reconstruction_features(x, compressed.x_hat)]
+        if self.error_feature:
+            columns.append(torch.log(error + ERROR_FLOOR).unsqueeze(-1))
+        rows = torch.cat(columns, dim=-1)
         rows = rows.detach() if self.detach_rows else rows
         gamma = self.estimation(rows) if memberships else None
-        error = squared_error(x, compressed.x_hat)
         return DAGMMOutput(
             compressed.z, compressed.x_hat, rows, gamma, error, losses=compressed.losses, codes=compressed.codes
         )

@@ -114,6 +114,21 @@ def test_plain_model_scores_like_the_lightning_module_without_lightning():
     torch.testing.assert_close(out.error, ((x - out.x_hat) ** 2).sum(1))
 
 
+def test_error_feature_adds_the_log_squared_error_as_the_last_mixture_column():
+    plain, with_error = tiny_model(), tiny_model(error_feature=True)
+    assert with_error.model.estimation.net[0].in_features == 4 and with_error.model.mixture.dim == 4
+    x = torch.rand(50, 6, dtype=torch.float64)
+    with_error.double()
+    out = with_error.model.represent(x)
+    x_hat = out.x_hat.detach().numpy()
+    expected = np.log(((x.numpy() - x_hat) ** 2).sum(1) + 1e-6)
+    np.testing.assert_allclose(out.rows[:, 3].detach().numpy(), expected, rtol=1e-12)
+    np.testing.assert_allclose(out.rows[:, :3].detach().numpy(), plain.double().model.represent(x).rows.detach())
+    with_error.model.fit([x])  # the training-set mixture over 4-wide rows, then finite energies
+    with_error.eval()
+    assert torch.isfinite(with_error.model(x).energy).all()
+
+
 def test_bad_hyperparameters_are_named():
     with pytest.raises(ValueError, match="contamination"):
         tiny_model(contamination=0.0)

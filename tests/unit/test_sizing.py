@@ -25,14 +25,16 @@ def test_sizes_of_degenerate_rows_and_widths_never_narrower_than_the_latent():
 
 @pytest.mark.parametrize("n_rows", [1, 10, 102, 174, 750, 2533, 100_000])
 @pytest.mark.parametrize("k", [1, 4, 8])
-def test_latent_cap_leaves_each_component_as_many_rows_as_parameters(n_rows, k):
-    latent = latent_cap(n_rows, k)
+@pytest.mark.parametrize("extra", [2, 3])
+def test_latent_cap_leaves_each_component_as_many_rows_as_parameters(n_rows, k, extra):
+    latent = latent_cap(n_rows, k, extra)
     parameters = [d + d * (d + 1) // 2 for d in range(1, 1000)]  # mean and covariance of D-wide rows
     widest = max([d for d, p in enumerate(parameters, start=1) if p <= n_rows / k], default=1)
-    assert latent == max(1, widest - 2)
+    assert latent == max(1, widest - extra)
 
 
 def test_few_rows_cap_the_latent():
     x = np.random.default_rng(2).normal(size=(174, 274))  # Arrhythmia's training shape
     assert latent_size(x) > 100
     assert network_sizes(x)[1] == latent_cap(174, 4) == 5  # 7-wide rows: 35 parameters per 43.5 rows
+    assert network_sizes(x, 4, extra_columns=3)[1] == 4  # the log error takes one of the 7 columns
