@@ -117,6 +117,8 @@ class DAGMMCLI(LightningCLI):
         if isinstance(trainer.limit_train_batches, int):
             steps_per_epoch = min(steps_per_epoch, trainer.limit_train_batches)
         trainer.log_every_n_steps = max(1, min(trainer.log_every_n_steps, steps_per_epoch))
+        if spawned(trainer) and trainer.logger is not None:
+            trainer.logger.version  # noqa: B018 - fixed here, else each spawn (fit, the validation after) picks a new one
         if getattr(self.model, "model", True) is None:  # sized from the data: here, before any process spawns
             dm.setup("fit")
             self.model.size_from_data(dm)
@@ -142,7 +144,16 @@ class DAGMMCLI(LightningCLI):
             fit_metrics = dict(trainer.callback_metrics)
             trainer.validate(self.model, datamodule=self.datamodule, verbose=False)  # the last epoch had none
             trainer.callback_metrics.update({k: v for k, v in fit_metrics.items() if k not in trainer.callback_metrics})
-        rank_zero_info(fit_summary(trainer, self.datamodule, metrics.last_metrics.get("val")))
+        val = metrics.last_metrics.get("val")
+        if val is None and spawned(trainer):  # the workers' metrics reach this process as the trainer's
+            val = {k[4:]: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")} or None
+        rank_zero_info(fit_summary(trainer, self.datamodule, val))
+
+
+def spawned(trainer) -> bool:
+    """Whether the trainer runs in processes it spawns (ddp_spawn, ddp_notebook), whose state (epochs,
+    checkpoint paths, callbacks) stays in them."""
+    return type(trainer.strategy.launcher).__name__ == "_MultiProcessingLauncher"
 
 
 KEY_METRICS = ("roc_auc", "average_precision", "precision_rho", "recall_rho", "f1_rho", "f1_threshold")
@@ -151,12 +162,18 @@ KEY_METRICS = ("roc_auc", "average_precision", "precision_rho", "recall_rho", "f
 def fit_summary(trainer, datamodule: AnomalyDataModule, metrics: dict[str, float] | None) -> str:
     """What a finished ``fit`` leaves: the rows, where the logs and checkpoints are, the last validation,
     and the commands that test and score with the checkpoint."""
-    epochs = f"{trainer.current_epoch} epoch{'s' if trainer.current_epoch != 1 else ''}"
-    lines = [f"fit finished after {epochs}; data: {datamodule.describe()}"]
-    if trainer.logger is not None and trainer.log_dir:
-        lines.append(f"  logs:        {trainer.log_dir}   (tensorboard --logdir {trainer.logger.save_dir})")
     checkpoint = trainer.checkpoint_callback
     last = checkpoint.last_model_path if checkpoint is not None else ""
+    done = trainer.current_epoch
+    if checkpoint is not None and not last and spawned(trainer) and trainer.log_dir:
+        candidate = Path(checkpoint.dirpath or Path(trainer.log_dir, "checkpoints"), "last.ckpt")
+        last = str(candidate) if candidate.is_file() else ""
+        if last:  # the epochs ran in the spawned processes; their last checkpoint counts them
+            state = torch.load(last, weights_only=False, map_location="cpu")
+            done = int(state["loops"]["fit_loop"]["epoch_progress"]["current"]["completed"])
+    lines = [f"fit finished after {done} epoch{'s' if done != 1 else ''}; data: {datamodule.describe()}"]
+    if trainer.logger is not None and trainer.log_dir:
+        lines.append(f"  logs:        {trainer.log_dir}   (tensorboard --logdir {trainer.logger.save_dir})")
     if last:
         lines.append(f"  checkpoint:  {last} (last epoch)")
     if checkpoint is not None and checkpoint.best_model_path and checkpoint.monitor:

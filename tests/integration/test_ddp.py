@@ -138,3 +138,20 @@ def test_data_sized_model_in_spawned_processes_is_sized_first():
     x_train = data.arrays("train")[0]
     assert model.hparams.latent_dim == min(latent_size(x_train), latent_cap(len(x_train), 2))
     assert bool(model.model.mixture.is_fitted) and torch.isfinite(model.model.calibration.threshold)
+
+
+def test_spawned_cli_fit_summary_names_its_epochs_checkpoint_metrics_and_one_log_folder(tmp_path, caplog, monkeypatch):
+    from dagmm_lightning.cli import build_cli
+
+    from ..conftest import QUICK, ROOT
+
+    monkeypatch.chdir(ROOT)
+    logs = tmp_path / "logs"
+    args = ["fit", "--config", "configs/quickstart.yaml", "--trainer.max_epochs", "3", "--trainer.devices", "2"]
+    args += ["--trainer.strategy", "ddp_spawn", "--trainer.accelerator", "cpu"]
+    build_cli([*args, "--trainer.logger.init_args.save_dir", str(logs), *QUICK])
+    summary = "\n".join(r.getMessage() for r in caplog.records if "fit finished" in r.getMessage())
+    (last,) = logs.rglob("last.ckpt")
+    assert "fit finished after 3 epochs" in summary and f"dagmm test --ckpt_path {last}" in summary
+    assert "roc_auc" in summary  # the validation after fit ran in spawned processes too
+    assert [p.name for p in (logs / "lightning_logs").iterdir()] == ["version_0"]  # fit and validation share it
