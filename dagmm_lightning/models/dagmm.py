@@ -272,6 +272,8 @@ class DAGMM(L.LightningModule):
         datamodule = self.trainer.datamodule
         if datamodule is not None and hasattr(datamodule, "refit_dataloader"):
             return datamodule.refit_dataloader()
+        if self.trainer.train_dataloader is None:  # the sanity check runs before Lightning loads it
+            self.trainer.fit_loop.setup_data()
         return self.trainer.train_dataloader
 
     def training_scores(self) -> torch.Tensor:

@@ -203,3 +203,18 @@ def test_score_calibration_against_numpy_and_on_a_single_training_row():
     one = ScoreCalibration("energy+reconstruction", contamination=0.1)
     score = one.fit(torch.tensor([4.0], dtype=torch.float64), torch.tensor([0.5], dtype=torch.float64))
     assert torch.isfinite(score).all() and torch.isfinite(one.threshold)  # one row: no spread, no NaN
+
+
+@pytest.mark.filterwarnings("ignore:The '.*_dataloader' does not have many workers")
+def test_plain_dataloaders_train_and_validate_with_the_sanity_check():
+    # the sanity check validates before Lightning loads the training rows that the mixture is fitted on
+    from torch.utils.data import DataLoader, TensorDataset
+
+    generator = torch.Generator().manual_seed(0)
+    x, x_val = torch.rand(200, 6, generator=generator), torch.rand(50, 6, generator=generator)
+    train = DataLoader(TensorDataset(x, torch.zeros(200, dtype=torch.long), torch.arange(200)), batch_size=32)
+    val = DataLoader(TensorDataset(x_val, (torch.arange(50) % 5 == 0).long(), torch.arange(50)), batch_size=32)
+    model = tiny_model()
+    trainer = L.Trainer(max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    trainer.fit(model, train, val)
+    assert bool(model.model.mixture.is_fitted) and int(model.fitted_at_step) == trainer.global_step == 14
