@@ -35,7 +35,9 @@ VARIANTS: dict[str, type[DAGMM]] = {
     "mixed_loss": DAGMM,  # DAGMM trained with labelled anomalies (y == 1) and the anomaly term
     "pu": DAGMMPU,
 }
-MODEL_DEFAULTS = dict(energy_trains_compression=False, lambda_cov=0.0, jitter=1e-4, lr_schedule="cosine")
+MODEL_DEFAULTS = dict(
+    energy_trains_compression=False, lambda_cov=0.0, jitter=1e-4, lr_schedule="cosine", error_feature=True
+)
 TRAINING_STEPS = 6000
 ENSEMBLE_MEMBERS = 5
 SCORING_BATCH = 16384  # rows a step: the networks' matrices stay in cache (2x faster than 65,536)
@@ -62,8 +64,9 @@ class DAGMMDetector(BaseEstimator):
         members: models in the ensemble, trained at once as one vectorised model (``dagmm`` and
             ``mixed_loss`` variants); the score is the mean of their training-z-scored scores. None:
             ``ENSEMBLE_MEMBERS`` where the variant supports ensembles, else 1.
-        inference: ``energy`` or ``energy+reconstruction`` (see ``DAGMM``); None: the latter (the PU
-            variant scores with its classifier instead).
+        inference: ``energy`` or ``energy+reconstruction`` (see ``DAGMM``); None: ``energy``, of mixture rows
+            that hold the log reconstruction error (``error_feature``) (the PU variant scores with its
+            classifier instead).
         random_state: seed of initialisation, shuffling and dropout; None draws one.
         verbose: show Lightning's progress bar and summaries.
         model_kwargs: more ``DAGMM`` (or variant) arguments over ``MODEL_DEFAULTS``, e.g.
@@ -204,7 +207,7 @@ class DAGMMDetector(BaseEstimator):
 
     def _build_model(self, d: int) -> DAGMM:
         hidden = tuple(self.hidden_dims) if self.hidden_dims is not None else None
-        inference = self.inference or ("energy" if self.variant == "pu" else "energy+reconstruction")
+        inference = self.inference or "energy"
         settings = dict(lr=self.lr, mixture=self.mixture, contamination=self.contamination, inference=inference)
         settings |= {**MODEL_DEFAULTS, **(self.model_kwargs or {})}
         members = self.members or (ENSEMBLE_MEMBERS if VARIANTS[self.variant].ensembles else 1)
