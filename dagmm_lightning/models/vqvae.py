@@ -23,7 +23,7 @@ class DAGMMVQVAE(DAGMM):
         codebook_size: number of codes.
         beta: weight of the commitment term.
         ema_decay: if set, EMA codebook updates with this decay instead of the codebook loss.
-        restart_dead_codes: move codes whose use has died out (``VectorQuantizer``) onto encoder outputs.
+        restart_dead_codes: move codes unused by a training batch onto encoder outputs of that batch.
         **kwargs: everything ``DAGMM`` takes (``latent_dim`` is the code size).
     """
 

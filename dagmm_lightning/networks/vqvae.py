@@ -24,14 +24,9 @@ class VectorQuantizer(nn.Module):
         ema_decay: if set, the codebook follows an exponential moving average of the encoder outputs
             assigned to each code (no codebook loss term); if None, the codebook loss ||sg[z_e] - e||^2
             trains it.
-        restart_dead_codes: in training, a code whose use has died out (a moving average, decay
-            ``USAGE_DECAY``, of the rows a batch assigns to it, fallen below one row) is moved onto a
-            randomly chosen encoder output of the batch (against codebook collapse). A code that one batch
-            happens not to use keeps its place: restarting on every unused code moved codes (and so the
-            decoder's inputs) on almost every step of a small table.
+        restart_dead_codes: in training, codes left unused by a batch are moved onto randomly chosen
+            encoder outputs of that batch (against codebook collapse).
     """
-
-    USAGE_DECAY = 0.99
 
     def __init__(
         self,
@@ -54,8 +49,6 @@ class VectorQuantizer(nn.Module):
             self.codebook.requires_grad_(False)
             self.register_buffer("ema_count", torch.ones(codebook_size))
             self.register_buffer("ema_sum", self.codebook.detach().clone())
-        if restart_dead_codes:  # -1: not yet seen a batch
-            self.register_buffer("usage", torch.full((codebook_size,), -1.0))
 
     def forward(self, z_e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         """z_e (N, code_dim) -> (straight-through z_q (N, code_dim), codes (N,), loss terms)."""
@@ -79,16 +72,11 @@ class VectorQuantizer(nn.Module):
             self.ema_sum.mul_(d).add_((1 - d) * all_reduce_sum(one_hot.T @ z_e).to(self.ema_sum.dtype))
             self.codebook.data.copy_(self.ema_sum / self.ema_count.clamp_min(1e-5).unsqueeze(1))
         if self.restart_dead_codes:
-            counts = counts.to(self.usage.dtype)
-            if bool(self.usage[0] < 0):  # the first batch: every code starts at the even share
-                self.usage.fill_(float(counts.sum()) / len(counts))
-            self.usage.mul_(self.USAGE_DECAY).add_((1 - self.USAGE_DECAY) * counts)
-            dead = torch.nonzero(self.usage < 1.0).flatten()
+            dead = torch.nonzero(counts == 0).flatten()
             if len(dead):
                 chosen = z_e[torch.randint(len(z_e), (len(dead),), device=z_e.device)]
                 chosen = broadcast_from_rank_zero(chosen.contiguous())
                 self.codebook.data[dead] = chosen.to(self.codebook.dtype)
-                self.usage[dead] = float(counts.sum()) / len(counts)  # a fresh code gets time to be chosen
                 if self.ema_decay is not None:
                     self.ema_sum[dead] = chosen.to(self.ema_sum.dtype)
                     self.ema_count[dead] = 1.0

@@ -69,23 +69,15 @@ def test_vq_encoder_gets_gradients_through_the_dagmm_objective():
     assert model.model.compression.quantizer.codebook.grad.abs().sum() > 0
 
 
-def test_codes_whose_use_died_out_are_restarted_and_usage_is_measured():
+def test_dead_codes_are_restarted_and_usage_is_measured():
     quantizer = VectorQuantizer(codebook_size=4, code_dim=1, restart_dead_codes=True)
     with torch.no_grad():
         quantizer.codebook.copy_(torch.tensor([[0.0], [100.0], [200.0], [300.0]]))
     z_e = torch.rand(64, 1)
-    _, codes, _ = quantizer(z_e)  # training mode: every row picks code 0, codes 1-3 unused
+    _, codes, _ = quantizer(z_e)  # training mode: every row picks code 0, codes 1-3 are dead
     perplexity, dead = code_usage(codes, 4)
     assert perplexity.item() == pytest.approx(1.0) and dead.item() == 3
-    assert quantizer.codebook[1:].flatten().tolist() == [100.0, 200.0, 300.0]  # one idle batch: kept
-    # usage starts at the even share, 16 rows, and decays by 0.99 a batch: below 1 row after 276 batches
-    steps = next(n for n in range(1, 1000) if 16 * 0.99**n < 1.0)
-    for _ in range(steps - 2):
-        quantizer(z_e)
-    assert (quantizer.codebook[1:] >= 100.0).all()
-    quantizer(z_e)
     assert (quantizer.codebook[1:] <= 1.0).all()  # moved onto encoder outputs
-    assert quantizer.usage[1:].tolist() == [16.0, 16.0, 16.0]  # and given time to be chosen
 
 
 def test_ema_codebook_follows_assigned_outputs():
