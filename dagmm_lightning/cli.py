@@ -20,6 +20,7 @@ warnings.filterwarnings("ignore", message="It is recommended to use `self.log\\(
 warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")  # dagmm benchmark's runs
 
 import torch  # noqa: E402
+import yaml  # noqa: E402
 from jsonargparse import Namespace  # noqa: E402
 from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback  # noqa: E402
@@ -106,9 +107,15 @@ class DAGMMCLI(LightningCLI):
         if saved.get("seed") is None and "split_seed" in state:
             saved["seed"] = state["split_seed"]
         defaults = inspect.signature(AnomalyDataModule).parameters
+        given = data_keys_given(sys.argv[1:] if self._args is None else self._args)
         for key, value in saved.items():
-            if key in defaults and config.data.get(key) == defaults[key].default:
+            if key in defaults and key not in given and config.data.get(key) == defaults[key].default:
                 config.data[key] = value
+
+    def parse_arguments(self, parser, args) -> None:
+        # the command line, for the data keys set by hand (a dict or Namespace of settings: none known)
+        self._args = [str(a) for a in args] if isinstance(args, list | tuple) else None if args is None else []
+        super().parse_arguments(parser, args)
 
     def before_fit(self) -> None:
         # Log (and draw the bar) at least once per epoch on small data, instead of Lightning's warning
@@ -148,6 +155,26 @@ class DAGMMCLI(LightningCLI):
         if val is None and spawned(trainer):  # the workers' metrics reach this process as the trainer's
             val = {k[4:]: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")} or None
         rank_zero_info(fit_summary(trainer, self.datamodule, val))
+
+
+def data_keys_given(args: list[str]) -> set[str]:
+    """The ``data`` settings a command line sets, on it (``--data.KEY``) or in its ``--config`` files
+    (and the files those name under ``config:``), whatever their values."""
+    keys: set[str] = set()
+    files = [b for a, b in zip(args, args[1:], strict=False) if a == "--config"]
+    files += [a.split("=", 1)[1] for a in args if a.startswith("--config=")]
+    keys |= {a[len("--data.") :].split("=", 1)[0] for a in args if a.startswith("--data.")}
+    while files:
+        path = Path(files.pop())
+        content = yaml.safe_load(path.read_text()) if path.is_file() else None
+        if not isinstance(content, dict):
+            continue
+        data = content.get("data")
+        if isinstance(data, dict):
+            keys |= set(data.get("init_args", data))
+        if isinstance(content.get("config"), str):  # jsonargparse's include, relative to the including file
+            files.append(str(path.parent / content["config"]))
+    return keys
 
 
 def spawned(trainer) -> bool:

@@ -48,6 +48,18 @@ def test_test_from_the_checkpoint_alone_restores_its_split_and_refuses_another(t
     assert metrics["roc_auc"] == pytest.approx(roc_auc_score(y_test, expected))
     with pytest.raises(ValueError, match="would overlap the rows the model was trained on"):
         run(["test", "--ckpt_path", last, "--data.seed", "0"], tmp_path)
+    by_hand = run(["test", "--ckpt_path", last, "--data.batch_size", "1024"], tmp_path)  # the default, set by hand
+    assert tested.datamodule.batch_size == 64 and by_hand.datamodule.batch_size == 1024
+
+
+def test_data_keys_given_on_the_command_line_and_in_config_files(tmp_path):
+    from dagmm_lightning.cli import data_keys_given
+
+    (tmp_path / "base.yaml").write_text("data:\n  batch_size: 1024\n  dataset: thyroid\n")
+    (tmp_path / "top.yaml").write_text("config: base.yaml\nmodel:\n  init_args:\n    lr: 0.1\n")
+    args = ["test", "--config", str(tmp_path / "top.yaml"), "--data.seed=0", "--data.rho", "0.2", "--ckpt_path", "x"]
+    assert data_keys_given(args) == {"batch_size", "dataset", "seed", "rho"}
+    assert data_keys_given(["test", "--ckpt_path", "x", "--model.init_args.lr", "1"]) == set()
 
 
 def table(path, n=400, labels=True):
