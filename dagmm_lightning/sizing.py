@@ -9,13 +9,20 @@ MAX_WIDTH = 64
 BLOCK_ROWS = 16384
 
 
-def latent_size(x, explained: float = EXPLAINED_VARIANCE) -> int:
+def latent_size(x, explained: float = EXPLAINED_VARIANCE, keep: np.ndarray | None = None) -> int:
     """The number of principal components of the rows x (N, F) that explain ``explained`` of their total
     variance (at least 1): the latent size of a linear autoencoder that keeps that much of the data.
-    x: an array, or anything read by row slices (``streaming.DiskRows``); read ``BLOCK_ROWS`` at a time."""
-    blocks = [slice(start, start + BLOCK_ROWS) for start in range(0, len(x), BLOCK_ROWS)]
-    mean = sum(np.asarray(x[rows], dtype=np.float64).sum(axis=0) for rows in blocks) / len(x)
-    scatter = sum((c := np.asarray(x[rows], dtype=np.float64) - mean).T @ c for rows in blocks)
+    x: an array, or anything read by row slices (``streaming.DiskRows``); read ``BLOCK_ROWS`` at a time.
+    keep: (N,) bool, the rows to count (None: all)."""
+
+    def block(start: int) -> np.ndarray:
+        rows = np.asarray(x[start : start + BLOCK_ROWS], dtype=np.float64)
+        return rows if keep is None else rows[keep[start : start + BLOCK_ROWS]]
+
+    starts = range(0, len(x), BLOCK_ROWS)
+    n = len(x) if keep is None else int(np.count_nonzero(keep))
+    mean = sum(block(start).sum(axis=0) for start in starts) / n
+    scatter = sum((c := block(start) - mean).T @ c for start in starts)
     variances = np.linalg.eigvalsh(scatter)[::-1].clip(min=0.0)
     total = variances.sum()
     if total <= 0:  # every row the same: nothing to keep
@@ -34,11 +41,14 @@ def latent_cap(n_rows: int, n_components: int, extra_columns: int = 2) -> int:
     return max(1, dim - extra_columns)
 
 
-def network_sizes(x, n_components: int = 4, extra_columns: int = 2) -> tuple[tuple[int, int], int]:
-    """Encoder widths (h, max(latent, h // 2)) and latent size for the training rows x (N, F): the
-    latent keeps ``EXPLAINED_VARIANCE`` of their variance, at most ``latent_cap`` for K =
-    ``n_components`` and mixture rows L + ``extra_columns`` wide; h = max(2 * latent, min(F, 64)): the
-    hidden layers never narrower than the latent."""
-    latent = min(latent_size(x), latent_cap(len(x), n_components, extra_columns))
+def network_sizes(
+    x, n_components: int = 4, extra_columns: int = 2, keep: np.ndarray | None = None
+) -> tuple[tuple[int, int], int]:
+    """Encoder widths (h, max(latent, h // 2)) and latent size for the training rows x (N, F) (those of
+    ``keep``, (N,) bool, if given): the latent keeps ``EXPLAINED_VARIANCE`` of their variance, at most
+    ``latent_cap`` for K = ``n_components`` and mixture rows L + ``extra_columns`` wide; h = max(2 *
+    latent, min(F, 64)): the hidden layers never narrower than the latent."""
+    n = len(x) if keep is None else int(np.count_nonzero(keep))
+    latent = min(latent_size(x, keep=keep), latent_cap(n, n_components, extra_columns))
     width = max(2 * latent, min(x.shape[1], MAX_WIDTH))
     return (width, max(latent, width // 2)), latent

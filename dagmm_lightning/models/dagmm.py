@@ -264,7 +264,8 @@ class DAGMM(L.LightningModule):
         x, y = datamodule.arrays("train")
         normal = y != LABELLED_ANOMALY
         hp = self.hparams
-        hidden, latent = network_sizes(x if normal.all() else x[normal], hp.n_components, 2 + hp.error_feature)
+        keep = None if normal.all() else normal  # labelled anomalies left out, read block by block
+        hidden, latent = network_sizes(x, hp.n_components, 2 + hp.error_feature, keep)
         self.hparams.update(hidden_dims=hidden, latent_dim=latent)
         self.model = self.build_model()
 

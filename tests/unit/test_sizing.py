@@ -38,3 +38,16 @@ def test_few_rows_cap_the_latent():
     assert latent_size(x) > 100
     assert network_sizes(x)[1] == latent_cap(174, 4) == 5  # 7-wide rows: 35 parameters per 43.5 rows
     assert network_sizes(x, 4, extra_columns=3)[1] == 4  # the log error takes one of the 7 columns
+
+
+def test_sizes_of_kept_rows_equal_the_sizes_of_those_rows_read_block_by_block(monkeypatch):
+    import dagmm_lightning.sizing as sizing
+
+    monkeypatch.setattr(sizing, "BLOCK_ROWS", 64)  # several blocks, the last one short
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(300, 10)) * np.linspace(0.1, 2, 10)
+    keep = rng.random(300) < 0.7
+    x[~keep] *= 50.0  # the left-out rows would widen the latent
+    for explained in (0.5, 0.9, 0.99):
+        assert latent_size(x, explained, keep) == latent_size(x[keep], explained)
+    assert network_sizes(x, 4, 2, keep) == network_sizes(x[keep], 4, 2)

@@ -76,7 +76,7 @@ def test_a_bad_value_deep_in_the_file_is_named(tmp_path, preprocessor):
 
 
 # --- training out of core: the splits' scaled rows on disk ------------------------------------------------
-def out_of_core_pair(tmp_path, monkeypatch, suffix, n=600):
+def out_of_core_pair(tmp_path, monkeypatch, suffix, n=600, **extra):
     from dagmm_lightning.data import AnomalyDataModule
     from dagmm_lightning.data import datamodule as datamodule_module
 
@@ -85,7 +85,7 @@ def out_of_core_pair(tmp_path, monkeypatch, suffix, n=600):
     frame["anomaly"] = (np.arange(n) % 10 == 0).astype(int)
     path = tmp_path / f"rows{suffix}"
     frame.to_csv(path, index=False) if suffix == ".csv" else frame.to_parquet(path, row_group_size=50)
-    settings = dict(dataset="table", path=str(path), label_column="anomaly", seed=3, batch_size=32)
+    settings = dict(dataset="table", path=str(path), label_column="anomaly", seed=3, batch_size=32, **extra)
     modules = [AnomalyDataModule(**settings, out_of_core=flag) for flag in (False, True)]
     for module in modules:
         module.setup("fit")
@@ -196,6 +196,21 @@ def test_training_out_of_core_equals_training_in_memory(tmp_path, monkeypatch):
     assert results[0].keys() == results[1].keys()
     for name, value in results[0].items():
         torch.testing.assert_close(results[1][name], value, rtol=0, atol=0, msg=name)
+
+
+def test_data_sized_model_on_a_mixed_split_out_of_core_leaves_the_labelled_anomalies_out(tmp_path, monkeypatch):
+    from dagmm_lightning.labels import LABELLED_ANOMALY
+    from dagmm_lightning.models import DAGMM
+    from dagmm_lightning.sizing import network_sizes
+
+    sizes = []
+    for module in out_of_core_pair(tmp_path, monkeypatch, ".csv", split="mixed"):
+        model = DAGMM(module.input_dim, None, None, n_components=2)
+        model.size_from_data(module)
+        sizes.append((model.hparams.hidden_dims, model.hparams.latent_dim))
+    x, y = module.arrays("train")
+    assert (y == LABELLED_ANOMALY).any()
+    assert sizes[0] == sizes[1] == network_sizes(np.asarray(x)[y != LABELLED_ANOMALY], 2)
 
 
 def test_out_of_core_needs_a_table_file():
