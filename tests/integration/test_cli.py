@@ -126,7 +126,7 @@ def test_data_sized_model_keeps_its_sizes_in_the_checkpoint(tmp_path):
     x_train, _ = fitted.datamodule.arrays("train")
     cumulative = np.cumsum(np.linalg.svd(x_train - x_train.mean(0), compute_uv=False) ** 2)
     latent = int(np.argmax(cumulative / cumulative[-1] >= 0.99)) + 1  # principal components for 99 %
-    latent = min(latent, latent_cap(len(x_train), 4))  # no wider than the rows can fit (K = 4)
+    latent = min(latent, latent_cap(len(x_train), 4, 3))  # rows [z, 2 features, log error] the rows can fit, K = 4
     assert fitted.model.hparams.latent_dim == latent == fitted.model.model.compression.encoder[-1].out_features
     (ckpt,) = (tmp_path / "logs").rglob("last.ckpt")
     assert torch.load(ckpt, weights_only=False)["hyper_parameters"]["latent_dim"] == latent
