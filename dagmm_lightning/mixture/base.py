@@ -86,9 +86,10 @@ class MixtureEnergy(nn.Module, ABC):
         check_choice("mixture dtype", dtype, MixtureDtype)
         self.n_components, self.dim, self.jitter = n_components, dim, jitter
         self.dtype = _DTYPES[dtype]
-        self.members = (members,) if members > 1 else ()
+        self.members = members
+        self.member_shape = (members,) if members > 1 else ()  # the leading axis of every tensor, if any
         for name, shape in self.parameter_shapes().items():
-            self.register_buffer(name, torch.zeros((*self.members, *shape), dtype=self.dtype))
+            self.register_buffer(name, torch.zeros((*self.member_shape, *shape), dtype=self.dtype))
         self.register_buffer("is_fitted", torch.tensor(False))
 
     # --- what each family defines -------------------------------------------------------------
@@ -121,7 +122,7 @@ class MixtureEnergy(nn.Module, ABC):
     # --- shared ---------------------------------------------------------------------------------
     def statistic_shapes(self, pass_index: int) -> dict[str, tuple[int, ...]]:
         """Shapes of the sums that pass ``pass_index`` of the M-step needs."""
-        k, d, m = self.n_components, self.dim, self.members
+        k, d, m = self.n_components, self.dim, self.member_shape
         if pass_index == 0:
             return {"rows": (), "mass": (*m, k), "first": (*m, k, d)}
         return {name: (*m, *shape) for name, shape in self.spread_shapes().items()}
@@ -202,7 +203,7 @@ class MixtureEnergy(nn.Module, ABC):
             return -torch.logsumexp(self.component_log_prob(z, params) + log_weights.unsqueeze(-2), dim=-1)
 
     def check_memberships(self, z: torch.Tensor, gamma: torch.Tensor) -> None:
-        m, k = self.members, self.n_components
+        m, k = self.member_shape, self.n_components
         if tuple(z.shape[:-2]) != m or z.ndim != 2 + len(m) or gamma.shape != (*z.shape[:-1], k):
             raise ConfigurationError(
                 f"expected z {(*m, 'N', 'D')} and gamma {(*m, 'N', k)}, got {tuple(z.shape)} and {tuple(gamma.shape)}"
@@ -213,7 +214,7 @@ class MixtureEnergy(nn.Module, ABC):
         return value.to(self.dtype)
 
     def extra_repr(self) -> str:
-        members = f", members={self.members[0]}" if self.members else ""
+        members = f", members={self.members}" if self.members > 1 else ""
         return f"n_components={self.n_components}, dim={self.dim}, jitter={self.jitter}, dtype={self.dtype}{members}"
 
 

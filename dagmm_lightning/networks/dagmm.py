@@ -185,7 +185,7 @@ class DAGMMModel(nn.Module):
     def _every_rank(self, parts: list[torch.Tensor]) -> torch.Tensor:
         """Per-row values ((M,) n) of this rank's batches, concatenated over batches and ranks: ((M,) N)."""
         empty = torch.zeros(
-            (*self.mixture.members, 0), dtype=self.mixture.dtype, device=self.calibration.threshold.device
+            (*self.mixture.member_shape, 0), dtype=self.mixture.dtype, device=self.calibration.threshold.device
         )
         local = torch.cat(parts, dim=-1) if parts else empty  # a rank without rows still joins the gather
         return gather_rows(local.movedim(-1, 0)).movedim(0, -1)
