@@ -158,12 +158,24 @@ class DAGMMCLI(LightningCLI):
 
 
 def data_keys_given(args: list[str]) -> set[str]:
-    """The ``data`` settings a command line sets, on it (``--data.KEY``) or in its ``--config`` files
-    (and the files those name under ``config:``), whatever their values."""
+    """The ``data`` settings a command line sets, on it (``--data.KEY``, ``--data FILE_OR_YAML``) or in its
+    ``--config`` files (and the files those name under ``config:``), whatever their values."""
+
+    def values_of(option: str) -> list[str]:
+        return [b for a, b in zip(args, args[1:], strict=False) if a == option] + [
+            a.split("=", 1)[1] for a in args if a.startswith(option + "=")
+        ]
+
     keys: set[str] = set()
-    files = [b for a, b in zip(args, args[1:], strict=False) if a == "--config"]
-    files += [a.split("=", 1)[1] for a in args if a.startswith("--config=")]
+    files = values_of("--config")
     keys |= {a[len("--data.") :].split("=", 1)[0] for a in args if a.startswith("--data.")}
+    for value in values_of("--data"):  # the data group's own settings: a file or inline YAML
+        try:
+            content = yaml.safe_load(Path(value).read_text() if Path(value).is_file() else value)
+        except yaml.YAMLError:  # jsonargparse reports it
+            continue
+        if isinstance(content, dict):
+            keys |= set(content.get("init_args", content))
     while files:
         path = Path(files.pop())
         content = yaml.safe_load(path.read_text()) if path.is_file() else None

@@ -60,6 +60,9 @@ def test_data_keys_given_on_the_command_line_and_in_config_files(tmp_path):
     args = ["test", "--config", str(tmp_path / "top.yaml"), "--data.seed=0", "--data.rho", "0.2", "--ckpt_path", "x"]
     assert data_keys_given(args) == {"batch_size", "dataset", "seed", "rho"}
     assert data_keys_given(["test", "--ckpt_path", "x", "--model.init_args.lr", "1"]) == set()
+    (tmp_path / "data.yaml").write_text("val_fraction: 0.2\nshuffle: false\n")  # the data group's own file
+    assert data_keys_given(["test", "--data", str(tmp_path / "data.yaml")]) == {"val_fraction", "shuffle"}
+    assert data_keys_given(["test", "--data={seed: 3}", "--data", "not: [valid"]) == {"seed"}
 
 
 def table(path, n=400, labels=True):
