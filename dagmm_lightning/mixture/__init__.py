@@ -6,9 +6,14 @@ from dagmm_lightning.errors import check_choice
 from dagmm_lightning.mixture.base import MixtureDtype, MixtureEnergy, SufficientStatistics
 from dagmm_lightning.mixture.gaussian import GaussianMixtureEnergy, cholesky_with_jitter, gaussian_log_prob
 from dagmm_lightning.mixture.laplace import LaplaceMixtureEnergy, laplace_log_prob
+from dagmm_lightning.mixture.mixed import MixedFamilyEnergy
 
-MixtureFamily = Literal["gaussian", "laplace"]
-MIXTURE_FAMILIES: dict[str, type[MixtureEnergy]] = {"gaussian": GaussianMixtureEnergy, "laplace": LaplaceMixtureEnergy}
+MixtureFamily = Literal["gaussian", "laplace", "gaussian+laplace"]
+MIXTURE_FAMILIES: dict[str, type[MixtureEnergy]] = {
+    "gaussian": GaussianMixtureEnergy,
+    "laplace": LaplaceMixtureEnergy,
+    "gaussian+laplace": MixedFamilyEnergy,
+}
 
 
 def build_mixture(

@@ -59,7 +59,8 @@ class DAGMM(L.LightningModule):
         lambda_cov: lambda2, weight of the covariance-diagonal penalty.
         lr: Adam learning rate.
         lr_schedule: ``constant`` (the paper) or ``cosine`` (from ``lr`` down to 0 over the run's steps).
-        mixture: mixture family, ``gaussian`` or ``laplace``.
+        mixture: mixture family, ``gaussian``, ``laplace`` or ``gaussian+laplace`` (an ensemble whose members
+            alternate between the two, Gaussian first; needs ``members`` >= 2).
         jitter: added to the covariance diagonal before every Cholesky factorisation.
         mixture_dtype: ``float64`` or ``float32``; the mixture never runs in half precision.
         contamination: expected share of anomalies; the stored threshold is the (1 - contamination)

@@ -39,14 +39,16 @@ def test_member_linear_is_each_members_own_dense_layer():
     assert float(layer.weight.detach().abs().max()) <= 1 / np.sqrt(5)  # nn.Linear's initial range
 
 
-@pytest.mark.parametrize("mixture", ["gaussian", "laplace"])
+@pytest.mark.parametrize("mixture", ["gaussian", "laplace", "gaussian+laplace"])
 @pytest.mark.parametrize("inference", ["energy", "energy+reconstruction"])
 def test_ensemble_trains_fits_and_scores_as_its_members_one_by_one(mixture, inference):
     torch.manual_seed(0)
     members, x = 3, torch.randn(96, 12).double()
-    settings = dict(SIZES, mixture=mixture, inference=inference, contamination=0.1)
-    ensemble = DAGMM(**settings, members=members).double()
-    singles = [DAGMM(**settings).double() for _ in range(members)]
+    settings = dict(SIZES, inference=inference, contamination=0.1)
+    ensemble = DAGMM(**settings, mixture=mixture, members=members).double()
+    # gaussian+laplace: members 0 and 2 Gaussian, member 1 Laplacian
+    families = [mixture] * members if "+" not in mixture else ["gaussian", "laplace", "gaussian"]
+    singles = [DAGMM(**settings, mixture=family).double() for family in families]
     for m, single in enumerate(singles):
         single.load_state_dict(member_state(ensemble, single, m))
 
@@ -77,8 +79,8 @@ def test_ensemble_trains_fits_and_scores_as_its_members_one_by_one(mixture, infe
     rows = [b[0].double() for b in batches]
     scores = ensemble.model.fit(rows).numpy()
     own = np.stack([single.model.fit(rows).numpy() for single in singles])
-    for name in ensemble.model.mixture.parameter_names:
-        for m, single in enumerate(singles):
+    for m, single in enumerate(singles):
+        for name in single.model.mixture.parameter_names:
             torch.testing.assert_close(getattr(ensemble.model.mixture, name)[m], getattr(single.model.mixture, name))
     combined = ((own - own.mean(1, keepdims=True)) / own.std(1, ddof=1, keepdims=True)).mean(0)
     np.testing.assert_allclose(scores, combined, rtol=1e-9, atol=1e-12)
@@ -93,3 +95,5 @@ def test_ensembles_of_other_variants_and_zero_members_are_refused(variant):
         variant(**SIZES, members=2)
     with pytest.raises(ConfigurationError, match="members must be >= 1"):
         DAGMM(**SIZES, members=0)
+    with pytest.raises(ConfigurationError, match="needs members >= 2, got 1"):
+        DAGMM(**SIZES, mixture="gaussian+laplace")

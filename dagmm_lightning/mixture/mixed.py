@@ -1,0 +1,66 @@
+"""An ensemble whose members alternate between the two families: member m is Gaussian for even m,
+Laplacian for odd m (five members: three Gaussian, two Laplacian).
+
+Each family wins on tables where the other loses (BENCHMARKS.md, "Both mixture families in one
+ensemble"); averaging their z-scored energies keeps most of each family's gains. Both families share the
+first pass of the M-step (weights and means); the second pass sums both spreads for every member, and
+each member's energy uses its own family's parameters only.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from dagmm_lightning.errors import ConfigurationError
+from dagmm_lightning.mixture.gaussian import GaussianMixtureEnergy, gaussian_log_prob
+from dagmm_lightning.mixture.laplace import LaplaceMixtureEnergy, laplace_log_prob
+
+GAUSSIAN_MEMBERS, LAPLACE_MEMBERS = slice(0, None, 2), slice(1, None, 2)
+
+
+class MixedFamilyEnergy(GaussianMixtureEnergy, LaplaceMixtureEnergy):
+    """Members 0, 2, 4, ... Gaussian (full covariances), members 1, 3, ... Laplacian (per-dimension scales).
+
+    Buffers: the Gaussian's ``weights``, ``means``, ``covariances``, ``scale_tril`` and the Laplacian's
+    ``scales``, each with the leading members axis (M, ...); a member's energy and penalty read only its
+    own family's. Needs ``members`` >= 2.
+    """
+
+    parameter_names = (*GaussianMixtureEnergy.parameter_names, "scales")
+
+    def __init__(self, n_components: int, dim: int, jitter: float = 1e-6, dtype="float64", members: int = 1) -> None:
+        if members < 2:
+            raise ConfigurationError(
+                f"mixture 'gaussian+laplace' alternates the family over an ensemble's members: it needs "
+                f"members >= 2, got {members}"
+            )
+        super().__init__(n_components=n_components, dim=dim, jitter=jitter, dtype=dtype, members=members)
+
+    def parameter_shapes(self) -> dict[str, tuple[int, ...]]:
+        return GaussianMixtureEnergy.parameter_shapes(self) | LaplaceMixtureEnergy.parameter_shapes(self)
+
+    def spread_shapes(self) -> dict[str, tuple[int, ...]]:
+        return GaussianMixtureEnergy.spread_shapes(self) | LaplaceMixtureEnergy.spread_shapes(self)
+
+    def spread_statistics(self, gamma: torch.Tensor, diff: torch.Tensor) -> dict[str, torch.Tensor]:
+        return GaussianMixtureEnergy.spread_statistics(self, gamma, diff) | LaplaceMixtureEnergy.spread_statistics(
+            self, gamma, diff
+        )
+
+    def spread_m_step(self, stats: dict[str, torch.Tensor], mass: torch.Tensor) -> dict[str, torch.Tensor]:
+        gaussian = GaussianMixtureEnergy.spread_m_step(self, stats, mass)
+        return gaussian | LaplaceMixtureEnergy.spread_m_step(self, stats, mass)
+
+    def component_log_prob(self, z: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
+        g, lap = GAUSSIAN_MEMBERS, LAPLACE_MEMBERS
+        gaussian = gaussian_log_prob(z[g], params["means"][g], params["scale_tril"][g])  # (M_g, N, K)
+        laplace = laplace_log_prob(z[lap], params["means"][lap], params["scales"][lap])  # (M_l, N, K)
+        log_prob = gaussian.new_empty((z.shape[0], *gaussian.shape[1:]))
+        log_prob[g], log_prob[lap] = gaussian, laplace
+        return log_prob
+
+    def penalty(self, params: dict[str, torch.Tensor], dims: slice | None = None) -> torch.Tensor:
+        dims = dims if dims is not None else slice(None)
+        g, lap = GAUSSIAN_MEMBERS, LAPLACE_MEMBERS
+        variances = params["covariances"][g].diagonal(dim1=-2, dim2=-1)[..., dims]
+        return variances.reciprocal().sum() + params["scales"][lap][..., dims].reciprocal().sum()
