@@ -51,7 +51,8 @@ class DAGMMDetector(BaseEstimator):
     Args:
         variant: ``dagmm``, ``vae``, ``vqvae``, ``mixed_loss`` (y marks labelled anomalies, 1) or ``pu``
             (y marks labelled normal rows, 0; everything else unlabelled).
-        mixture: ``gaussian`` or ``laplace``.
+        mixture: ``gaussian``, ``laplace`` or ``gaussian+laplace`` (the ensemble's members alternate between
+            the families; needs members >= 2). None: ``gaussian+laplace`` for an ensemble, else ``gaussian``.
         contamination: expected share of anomalies in (0, 0.5]; ``threshold_`` is the (1 - contamination)
             quantile of the training scores (the PU variant uses its own c / 2 rule).
         epochs: passes over the rows; None trains for ``TRAINING_STEPS`` optimiser steps whatever the
@@ -81,7 +82,7 @@ class DAGMMDetector(BaseEstimator):
     def __init__(
         self,
         variant: Variant = "dagmm",
-        mixture: str = "gaussian",
+        mixture: str | None = None,
         contamination: float = 0.1,
         epochs: int | None = None,
         batch_size: int = 256,
@@ -208,9 +209,10 @@ class DAGMMDetector(BaseEstimator):
     def _build_model(self, d: int) -> DAGMM:
         hidden = tuple(self.hidden_dims) if self.hidden_dims is not None else None
         inference = self.inference or "energy"
-        settings = dict(lr=self.lr, mixture=self.mixture, contamination=self.contamination, inference=inference)
-        settings |= {**MODEL_DEFAULTS, **(self.model_kwargs or {})}
         members = self.members or (ENSEMBLE_MEMBERS if VARIANTS[self.variant].ensembles else 1)
+        mixture = self.mixture or ("gaussian+laplace" if members > 1 else "gaussian")
+        settings = dict(lr=self.lr, mixture=mixture, contamination=self.contamination, inference=inference)
+        settings |= {**MODEL_DEFAULTS, **(self.model_kwargs or {})}
         sizes = dict(n_components=self.n_components, members=members)
         return VARIANTS[self.variant](d, hidden, self.latent_dim, **sizes, **settings)
 

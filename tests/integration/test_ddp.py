@@ -22,6 +22,7 @@ BUFFERS = {
     ),
     "laplace": ("model.mixture.weights", "model.mixture.means", "model.mixture.scales", "model.calibration.threshold"),
 }
+BUFFERS["gaussian+laplace"] = (*BUFFERS["gaussian"], "model.mixture.scales")
 pytestmark = [pytest.mark.ddp, pytest.mark.slow]
 
 
@@ -73,7 +74,7 @@ class RefitAndRecord(L.Callback):
             torch.save({"buffers": {k: state[k] for k in names}, "metrics": metrics}, self.path)
 
 
-@pytest.fixture(scope="module", params=["gaussian", "laplace", "gaussian-3-members"])
+@pytest.fixture(scope="module", params=["gaussian", "laplace", "gaussian+laplace-3-members"])
 def checkpoint(request, tmp_path_factory):
     path = tmp_path_factory.mktemp("ddp") / "model.ckpt"
     L.seed_everything(0)
