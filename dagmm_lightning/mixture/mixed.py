@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from dagmm_lightning.errors import ConfigurationError
+from dagmm_lightning.mixture.base import MixtureDtype
 from dagmm_lightning.mixture.gaussian import GaussianMixtureEnergy, gaussian_log_prob
 from dagmm_lightning.mixture.laplace import LaplaceMixtureEnergy, laplace_log_prob
 
@@ -23,12 +24,14 @@ class MixedFamilyEnergy(GaussianMixtureEnergy, LaplaceMixtureEnergy):
 
     Buffers: the Gaussian's ``weights``, ``means``, ``covariances``, ``scale_tril`` and the Laplacian's
     ``scales``, each with the leading members axis (M, ...); a member's energy and penalty read only its
-    own family's. Needs ``members`` >= 2.
+    own family's (a Laplacian member's covariance is the identity). Needs ``members`` >= 2.
     """
 
     parameter_names = (*GaussianMixtureEnergy.parameter_names, "scales")
 
-    def __init__(self, n_components: int, dim: int, jitter: float = 1e-6, dtype="float64", members: int = 1) -> None:
+    def __init__(
+        self, n_components: int, dim: int, jitter: float = 1e-6, dtype: MixtureDtype = "float64", members: int = 1
+    ) -> None:
         if members < 2:
             raise ConfigurationError(
                 f"mixture 'gaussian+laplace' alternates the family over an ensemble's members: it needs "
@@ -48,7 +51,14 @@ class MixedFamilyEnergy(GaussianMixtureEnergy, LaplaceMixtureEnergy):
         )
 
     def spread_m_step(self, stats: dict[str, torch.Tensor], mass: torch.Tensor) -> dict[str, torch.Tensor]:
-        gaussian = GaussianMixtureEnergy.spread_m_step(self, stats, mass)
+        # covariances and factors of the Gaussian members only (a Laplacian member's latent may not admit
+        # one); the Laplacian members hold the identity there, which nothing reads
+        g = GAUSSIAN_MEMBERS
+        gaussian = GaussianMixtureEnergy.spread_m_step(self, {"scatter": stats["scatter"][g]}, mass[g])
+        eye = torch.eye(self.dim, dtype=self.dtype, device=mass.device)
+        for name, value in gaussian.items():
+            gaussian[name] = eye.expand(*mass.shape, self.dim, self.dim).clone()
+            gaussian[name][g] = value
         return gaussian | LaplaceMixtureEnergy.spread_m_step(self, stats, mass)
 
     def component_log_prob(self, z: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
