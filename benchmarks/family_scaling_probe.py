@@ -8,14 +8,18 @@ the training and test rows go to ``<out>/<table>_<seed>.npz``; ROC AUC on the te
     python benchmarks/family_scaling_probe.py --suite /tmp/dev10 --seed 0 --scaling standard --out /tmp/fsp/a/standard
     python benchmarks/family_scaling_probe.py --suite /tmp/dev10 --seed 0 --scaling standard \
         --mixture gaussian+laplace --out /tmp/fsp/b/standard
+    python benchmarks/family_scaling_probe.py --suite /tmp/dev10 --seed 0 --scaling standard_floor \
+        --mixture gaussian+laplace --out /tmp/fsp/b/standard_floor
     python benchmarks/family_scaling_probe.py --summary /tmp/fsp/a/minmax /tmp/fsp/a/standard /tmp/fsp/b/standard \
-        --out benchmarks/results/family_scaling_probe.md
+        /tmp/fsp/b/standard_floor --out benchmarks/results/family_scaling_probe.md
 
 Given two mixtures, each is its own five-member detector, and the row "(two detectors)" scores with the
 sum of the two scores, each z-scored on its training rows; ``gaussian+laplace`` given as one mixture is
 the package's one five-member ensemble whose members alternate between the families. ``--scaling
 standard`` replaces the package's min-max scaling (fitted on the training rows) by the training rows'
-mean and standard deviation, for this probe only (the package has no such option).
+mean and standard deviation, for this probe only (the package has no such option); ``standard_floor``
+keeps the divisor at least a tenth of the min-max range (a near-constant column is blown up at most
+tenfold against min-max).
 """
 
 from __future__ import annotations
@@ -32,10 +36,11 @@ from dagmm_lightning.data.tables import TablePreprocessor
 from dagmm_lightning.detector import DAGMMDetector
 
 
-def standard_scaling(self, encoded_train):
-    """Mean and standard deviation (min-max range where the deviation is 0) instead of min and range."""
+def standard_scaling(self, encoded_train, floor: float = 0.0):
+    """Mean and standard deviation (min-max range where the deviation is 0) instead of min and range; with
+    ``floor`` > 0 the divisor is at least that share of the min-max range."""
     spread = encoded_train.max(0) - encoded_train.min(0)
-    deviation = encoded_train.std(0)
+    deviation = np.maximum(encoded_train.std(0), floor * spread)
     self.minimum = encoded_train.mean(0)
     self.range = np.where(deviation > 0, deviation, np.where(spread > 0, spread, 1.0))
     return self
@@ -75,7 +80,7 @@ def main() -> None:
     parser.add_argument("--suite", type=Path)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--mixture", nargs="+", default=["gaussian"])
-    parser.add_argument("--scaling", choices=["minmax", "standard"], default="minmax")
+    parser.add_argument("--scaling", choices=["minmax", "standard", "standard_floor"], default="minmax")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--summary", type=Path, nargs="+", help="folders of earlier runs: their table (to --out)")
     args = parser.parse_args()
@@ -83,6 +88,8 @@ def main() -> None:
         return summary(args.summary, args.out)
     if args.scaling == "standard":
         TablePreprocessor.fit_scaling = standard_scaling
+    if args.scaling == "standard_floor":  # the divisor at least a tenth of the min-max range
+        TablePreprocessor.fit_scaling = lambda self, x: standard_scaling(self, x, floor=0.1)
     args.out.mkdir(parents=True, exist_ok=True)
     for path in sorted(args.suite.glob("*.npz"), key=lambda p: table_order(p.stem)):
         target = args.out / f"{path.stem}_{args.seed}.npz"
