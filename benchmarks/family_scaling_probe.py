@@ -52,8 +52,9 @@ def zscored(scores: dict, name: str) -> np.ndarray:
 
 
 def summary(folders: list[Path], out: Path | None) -> None:
-    """ROC AUC per table of every setting in ``folders`` (the folder name, then the mixture), and the mean."""
-    rows: dict[str, dict[str, float]] = {}
+    """ROC AUC per table (the mean over the seeds a folder holds) of every setting in ``folders`` (the
+    folder's name, then the mixture), and the mean over the tables."""
+    rows: dict[str, dict[str, list[float]]] = {}
     for folder in folders:
         for path in sorted(folder.glob("*.npz"), key=lambda p: table_order(p.stem)):
             scores = np.load(path)
@@ -61,14 +62,17 @@ def summary(folders: list[Path], out: Path | None) -> None:
             columns = {name: zscored(scores, name) for name in names}
             if len(names) == 2:
                 columns["+".join(names) + " (two detectors)"] = columns[names[0]] + columns[names[1]]
+            table = path.stem.rsplit("_", 1)[0]
             for name, column in columns.items():
-                table = path.stem.rsplit("_", 1)[0]
-                rows.setdefault(f"{folder.name}: {name}", {})[table] = roc_auc_score(scores["y"], column)
+                rows.setdefault(f"{folder.name}: {name}", {}).setdefault(table, []).append(
+                    roc_auc_score(scores["y"], column)
+                )
     tables = list(next(iter(rows.values())))
-    lines = [f"| setting | {' | '.join(tables)} | mean |", "|---" * (len(tables) + 2) + "|"]
+    lines = [f"| setting | {' | '.join(tables)} | mean | seeds |", "|---" * (len(tables) + 3) + "|"]
     for name, aucs in rows.items():
-        values = " | ".join(f"{aucs[t]:.3f}" for t in tables)
-        lines.append(f"| `{name}` | {values} | **{np.mean(list(aucs.values())):.3f}** |")
+        means = [np.mean(aucs[t]) for t in tables]
+        values = " | ".join(f"{m:.3f}" for m in means)
+        lines.append(f"| `{name}` | {values} | **{np.mean(means):.3f}** | {len(aucs[tables[0]])} |")
     text = "\n".join(lines) + "\n"
     print(text)
     if out is not None:
