@@ -107,12 +107,8 @@ def main() -> None:
             detector = DAGMMDetector(mixture=mixture, random_state=args.seed).fit(x_train)
             scores[f"{mixture}_train"] = detector.decision_scores_
             scores[f"{mixture}_test"] = detector.decision_function(x_test)
-            print(
-                path.stem,
-                mixture,
-                f"{roc_auc_score(y_test, scores[f'{mixture}_test']):.3f}",
-                f"{time.time() - start:.0f} s",
-            )
+            auc = roc_auc_score(y_test, scores[f"{mixture}_test"])
+            print(path.stem, mixture, f"{auc:.3f}", f"{time.time() - start:.0f} s", flush=True)
         np.savez(target, y=y_test, **scores)
 
 

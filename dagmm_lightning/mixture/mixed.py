@@ -3,8 +3,8 @@ Laplacian for odd m (five members: three Gaussian, two Laplacian).
 
 Each family wins on tables where the other loses (BENCHMARKS.md, "Both mixture families in one
 ensemble"); averaging their z-scored energies keeps most of each family's gains. Both families share the
-first pass of the M-step (weights and means); the second pass sums both spreads for every member, and
-each member's energy uses its own family's parameters only.
+first pass of the M-step (weights and means); in the second pass each member sums its own family's
+spread only, and each member's energy uses its own family's parameters only.
 """
 
 from __future__ import annotations
@@ -19,12 +19,19 @@ from dagmm_lightning.mixture.laplace import LaplaceMixtureEnergy, laplace_log_pr
 GAUSSIAN_MEMBERS, LAPLACE_MEMBERS = slice(0, None, 2), slice(1, None, 2)
 
 
+def placed(value: torch.Tensor, members: slice, count: int) -> torch.Tensor:
+    """``value`` (M_family, ...) at the ``members`` rows of zeros (count, ...). Differentiable."""
+    full = value.new_zeros((count, *value.shape[1:]))
+    full[members] = value
+    return full
+
+
 class MixedFamilyEnergy(GaussianMixtureEnergy, LaplaceMixtureEnergy):
     """Members 0, 2, 4, ... Gaussian (full covariances), members 1, 3, ... Laplacian (per-dimension scales).
 
     Buffers: the Gaussian's ``weights``, ``means``, ``covariances``, ``scale_tril`` and the Laplacian's
     ``scales``, each with the leading members axis (M, ...); a member's energy and penalty read only its
-    own family's (a Laplacian member's covariance is the identity). Needs ``members`` >= 2.
+    own family's (the other family's entries hold jitter * I or jitter, unread). Needs ``members`` >= 2.
     """
 
     parameter_names = (*GaussianMixtureEnergy.parameter_names, "scales")
@@ -46,27 +53,23 @@ class MixedFamilyEnergy(GaussianMixtureEnergy, LaplaceMixtureEnergy):
         return GaussianMixtureEnergy.spread_shapes(self) | LaplaceMixtureEnergy.spread_shapes(self)
 
     def spread_statistics(self, gamma: torch.Tensor, diff: torch.Tensor) -> dict[str, torch.Tensor]:
-        return GaussianMixtureEnergy.spread_statistics(self, gamma, diff) | LaplaceMixtureEnergy.spread_statistics(
-            self, gamma, diff
-        )
+        # each family's sums over its own members only; the other members' entries stay 0
+        g, lap = GAUSSIAN_MEMBERS, LAPLACE_MEMBERS
+        scatter = GaussianMixtureEnergy.spread_statistics(self, gamma[g], diff[g])["scatter"]
+        absolute = LaplaceMixtureEnergy.spread_statistics(self, gamma[lap], diff[lap])["absolute"]
+        return {"scatter": placed(scatter, g, len(gamma)), "absolute": placed(absolute, lap, len(gamma))}
 
     def spread_m_step(self, stats: dict[str, torch.Tensor], mass: torch.Tensor) -> dict[str, torch.Tensor]:
-        # covariances and factors of the Gaussian members only (a Laplacian member's latent may not admit
-        # one); the Laplacian members hold the identity there, which nothing reads
-        g = GAUSSIAN_MEMBERS
-        gaussian = GaussianMixtureEnergy.spread_m_step(self, {"scatter": stats["scatter"][g]}, mass[g])
-        eye = torch.eye(self.dim, dtype=self.dtype, device=mass.device)
-        for name, value in gaussian.items():
-            gaussian[name] = eye.expand(*mass.shape, self.dim, self.dim).clone()
-            gaussian[name][g] = value
+        # from the zero sums of the other family's members: jitter * I covariances, jitter scales (unread)
+        gaussian = GaussianMixtureEnergy.spread_m_step(self, stats, mass)
         return gaussian | LaplaceMixtureEnergy.spread_m_step(self, stats, mass)
 
     def component_log_prob(self, z: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
         g, lap = GAUSSIAN_MEMBERS, LAPLACE_MEMBERS
         gaussian = gaussian_log_prob(z[g], params["means"][g], params["scale_tril"][g])  # (M_g, N, K)
         laplace = laplace_log_prob(z[lap], params["means"][lap], params["scales"][lap])  # (M_l, N, K)
-        log_prob = gaussian.new_empty((z.shape[0], *gaussian.shape[1:]))
-        log_prob[g], log_prob[lap] = gaussian, laplace
+        log_prob = placed(gaussian, g, len(z))
+        log_prob[lap] = laplace
         return log_prob
 
     def penalty(self, params: dict[str, torch.Tensor], dims: slice | None = None) -> torch.Tensor:
