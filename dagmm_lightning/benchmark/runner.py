@@ -193,7 +193,12 @@ def run_baselines(dm, seed: int, n_components: int, base: dict) -> list[dict]:
     rows = []
     for name, detector in detectors.items():
         start = time.perf_counter()
-        detector.fit(x_fit)
+        try:
+            detector.fit(x_fit)
+        except ValueError as err:  # e.g. GaussianMixture's collapsed component: a result, not the grid's end
+            status = f"failed: {err}"[:200]
+            rows.append(dict(base, method=name, epochs=0, seconds=round(time.perf_counter() - start, 1), status=status))
+            continue
         seconds = time.perf_counter() - start
         scores = -detector.score_samples(x_test)
         reference = np.r_[-detector.score_samples(x_fit), scores] if dm.protocol == "reimplementation" else None

@@ -211,3 +211,21 @@ def test_reports_of_missing_results_files_are_refused(tmp_path):
     with pytest.raises(SystemExit):
         main(["--report", str(tmp_path / "nope.csv")])
     assert not list(tmp_path.iterdir())
+
+
+def test_a_failing_baseline_is_a_row_not_the_end_of_the_grid(monkeypatch):
+    from sklearn.mixture import GaussianMixture
+
+    from dagmm_lightning.benchmark.runner import run_baselines
+    from dagmm_lightning.data import AnomalyDataModule
+
+    def collapse(self, x, y=None):
+        raise ValueError("Fitting the mixture model failed because some components have ill-defined covariance")
+
+    monkeypatch.setattr(GaussianMixture, "fit", collapse)
+    dm = AnomalyDataModule(dataset="breast_cancer", seed=0)
+    dm.setup("fit")
+    rows = {r["method"]: r for r in run_baselines(dm, 0, 4, {"dataset": "breast_cancer", "seed": 0})}
+    assert rows["gaussian_mixture"]["status"].startswith("failed: Fitting the mixture model failed")
+    assert "f1_rho" not in rows["gaussian_mixture"]
+    assert rows["isolation_forest"]["status"] == "ok" and 0.0 <= rows["isolation_forest"]["f1_rho"] <= 1.0
