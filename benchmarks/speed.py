@@ -2,6 +2,10 @@
 math, run alternately in one process.
 
     python benchmarks/speed.py --config configs/dagmm.yaml --rounds 3 --epochs 3
+    TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) python benchmarks/speed.py --rounds 3 --epochs 4 --compile
+
+``--compile`` adds ``dagmm fit --model.init_args.compile true`` (its first epoch, compile included, is
+reported apart; an empty inductor cache folder makes that compile cold).
 
 Two plain loops: ``ours``, a bare loop over our model's own networks and mixture (what Lightning adds),
 and ``frozen``, the reference: the paper's KDDCUP99 DAGMM written out below in straightforward eager
@@ -130,6 +134,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=3, help="epochs per round and side (first is warm-up)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--compile", action="store_true", help="also `dagmm fit` with --model.init_args.compile true")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -149,7 +154,7 @@ def main() -> None:
         "--trainer.max_epochs",
         str(args.epochs),
     ]
-    frozen, plain, lightning = [], [], []
+    frozen, plain, lightning, compiled, first_compiled = [], [], [], [], []
     for _ in range(args.rounds):
         cli = build_cli(base, run=False, save_config=False)
         cli.datamodule.setup("fit")
@@ -161,12 +166,30 @@ def main() -> None:
         cli.trainer.callbacks.append(timer)
         cli.trainer.fit(cli.model, datamodule=cli.datamodule)
         lightning += timer.seconds[1:]
+        if args.compile:  # later rounds reuse the first round's compiled code (caches in memory and on disk)
+            cli = build_cli([*base, "--model.init_args.compile", "true"], run=False, save_config=False)
+            timer = EpochTimer()
+            cli.trainer.callbacks.append(timer)
+            cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+            first_compiled.append(timer.seconds[0][0])
+            compiled += timer.seconds[1:]
     print(f"torch threads: {torch.get_num_threads()}, {len(plain)} epochs per side")
     for i, kind in enumerate(("wall", "CPU")):
         f, p, q = (statistics.median(s[i] for s in side) for side in (frozen, plain, lightning))
         print(
             f"{kind:>4} s/epoch, median: frozen reference {f:.3f}, our networks in a bare loop {p:.3f}, "
             f"dagmm fit {q:.3f}; dagmm fit / frozen {q / f:.3f}, dagmm fit / bare loop {q / p:.3f}"
+        )
+        if compiled:
+            c = statistics.median(s[i] for s in compiled)
+            print(f"{kind:>4} s/epoch, median: dagmm fit compiled {c:.3f}; compiled / frozen {c / f:.3f}")
+    if compiled:
+        q, c = (statistics.median(s[0] for s in side) for side in (lightning, compiled))
+        first = first_compiled[0]  # TORCHINDUCTOR_CACHE_DIR=<empty folder> for a cold compile
+        print(
+            f"compiled first epochs, compile included: {', '.join(f'{t:.1f}' for t in first_compiled)} s wall; "
+            f"the first round's {first - c:.1f} s of compiling paid back after {(first - c) / max(q - c, 1e-9):.0f} "
+            "epochs"
         )
 
 

@@ -16,8 +16,14 @@ def cholesky_with_jitter(cov: torch.Tensor, jitter: float, max_tries: int = 8) -
     Where a matrix is still not positive definite (rounding, a collapsed latent), the diagonal is raised
     tenfold per try, starting from ``max(jitter, 1e-10)`` times its mean variance; the result is always a
     valid factor or a clear error, never NaN.
+
+    Inside a ``torch.compile`` graph (``DAGMM(compile=True)``) a data-dependent retry would break the graph:
+    there a failed factor is all NaN instead, so that the loss is NaN and the training step reruns the
+    batch eagerly, through the retry.
     """
     factor, info = torch.linalg.cholesky_ex(cov)
+    if torch.compiler.is_compiling():
+        return factor.masked_fill((info > 0)[..., None, None], float("nan"))
     if not bool((info > 0).any()):
         return factor
     eye = torch.eye(cov.shape[-1], dtype=cov.dtype, device=cov.device)
