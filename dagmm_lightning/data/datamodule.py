@@ -6,6 +6,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import uuid
 import weakref
 from pathlib import Path
 from typing import Literal
@@ -254,12 +255,25 @@ class AnomalyDataModule(L.LightningDataModule):
         self._scaled_rows.clear()
 
     def _write_rows_to_disk(self) -> dict[str, DiskRows]:
-        folder = Path(tempfile.mkdtemp(prefix="dagmm-rows-"))
-        weakref.finalize(self, shutil.rmtree, folder, True)
-        types = column_types(self.preprocessor, self.label_column)
+        """Each split's scaled rows in a temporary folder (``write_split_rows``). Under DDP the first process
+        of each machine writes them, once, and that machine's other processes read the same files."""
+        strategy = self.trainer.strategy if self.trainer is not None else None
+        shared = strategy is not None and strategy.world_size > 1
+        name = f"dagmm-rows-{uuid.uuid4().hex}"
+        folder = Path(tempfile.gettempdir()) / (strategy.broadcast(name) if shared else name)
         splits = {name: getattr(self.splits, name) for name in ("train", "val", "test")}
-        frames = lambda: read_frames(Path(self.path), CHUNK_ROWS, types)  # noqa: E731
-        return write_split_rows(folder, frames, self.preprocessor, splits, len(self._labels))
+        if not shared or strategy.local_rank == 0:
+            folder.mkdir()
+            weakref.finalize(self, shutil.rmtree, folder, True)
+            types = column_types(self.preprocessor, self.label_column)
+            frames = lambda: read_frames(Path(self.path), CHUNK_ROWS, types)  # noqa: E731
+            rows = write_split_rows(folder, frames, self.preprocessor, splits, len(self._labels))
+        if not shared:
+            return rows
+        strategy.barrier("dagmm-rows-written")
+        scaling = strategy.broadcast((self.preprocessor.minimum, self.preprocessor.range))  # rank 0's, the same
+        self.preprocessor.minimum, self.preprocessor.range = scaling
+        return rows if strategy.local_rank == 0 else {name: DiskRows(folder / f"{name}.npy") for name in splits}
 
     def _rows(self, name: str, shuffle: bool, batch_size: int, pad_ranks: bool = False) -> InMemoryBatches:
         """Batches of split ``name`` (cached per split; the order is set per epoch by the batches)."""

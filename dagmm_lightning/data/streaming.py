@@ -204,13 +204,22 @@ class DiskRows:
             runs = [(int(row), 1) for row in index]
         out = np.empty((sum(n for _, n in runs), self.shape[1]), dtype=np.float32)
         if out.size:
-            buffer, at = memoryview(out).cast("B"), 0
-            with open(self.path, "rb", buffering=0) as file:
-                for first, n in runs:
-                    size = n * self._row_bytes
-                    self._transfer(os.preadv, file, buffer[at : at + size], self._offset + first * self._row_bytes)
-                    at += size
+            buffer, at, file = memoryview(out).cast("B"), 0, self._reader()
+            for first, n in runs:
+                size = n * self._row_bytes
+                self._transfer(os.preadv, file, buffer[at : at + size], self._offset + first * self._row_bytes)
+                at += size
         return torch.from_numpy(out)
+
+    def _reader(self):
+        """The file, opened once per process and kept open: it stays readable when the process that wrote
+        it (DDP's first process on this machine) removes its folder first."""
+        if self.__dict__.get("_file") is None:
+            self._file = open(self.path, "rb", buffering=0)  # noqa: SIM115 (closed with this object)
+        return self._file
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_file": None}  # a process that unpickles these rows opens its own
 
     def _transfer(self, call, file, view: memoryview, offset: int) -> None:
         """``os.preadv`` or ``os.pwritev`` of the bytes ``view`` at ``offset``, repeated until every byte

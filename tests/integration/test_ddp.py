@@ -156,3 +156,43 @@ def test_spawned_cli_fit_summary_names_its_epochs_checkpoint_metrics_and_one_log
     assert "fit finished after 3 epochs" in summary and f"dagmm test --ckpt_path {last}" in summary
     assert "roc_auc" in summary  # the validation after fit ran in spawned processes too
     assert [p.name for p in (logs / "lightning_logs").iterdir()] == ["version_0"]  # fit and validation share it
+
+
+class RecordRowsFile(L.Callback):
+    """Each rank writes the file its training rows are read from."""
+
+    def __init__(self, folder):
+        self.folder = folder
+
+    def on_validation_end(self, trainer, pl_module):
+        (self.folder / f"rank{rank()}.txt").write_text(str(trainer.datamodule.arrays("train")[0].path))
+
+
+def test_out_of_core_rows_are_written_once_per_machine_and_validate_as_in_memory(tmp_path, monkeypatch):
+    from sklearn.datasets import load_breast_cancer
+
+    frame = load_breast_cancer(as_frame=True).frame
+    frame.assign(malignant=1 - frame.pop("target")).to_csv(tmp_path / "table.csv", index=False)
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))  # the spawned processes' temporary folder
+    (tmp_path / "tmp").mkdir()
+    torch.manual_seed(0)
+    weights = small_model().state_dict()
+    results = {}
+    for devices, out_of_core in ((1, False), (2, True)):
+        out = tmp_path / f"devices{devices}.pt"
+        csv = str(tmp_path / "table.csv")
+        data = AnomalyDataModule(
+            "table", path=csv, label_column="malignant", seed=0, eval_batch_size=10, out_of_core=out_of_core
+        )
+        callbacks = [AnomalyMetrics(), RefitAndRecord(out)] + [RecordRowsFile(tmp_path)] * out_of_core
+        model = small_model()
+        model.load_state_dict(weights)
+        trainer(devices, precision="64-true", callbacks=callbacks).validate(model, datamodule=data)
+        results[devices] = torch.load(out)
+    paths = {(tmp_path / f"rank{r}.txt").read_text() for r in (0, 1)}
+    assert len(paths) == 1 and paths.pop().startswith(str(tmp_path / "tmp" / "dagmm-rows-"))  # one copy, shared
+    assert list((tmp_path / "tmp").iterdir()) == []  # removed when the run ended
+    for name, value in results[1]["buffers"].items():
+        torch.testing.assert_close(results[2]["buffers"][name], value, rtol=1e-6, atol=1e-9)
+    for name, value in results[1]["metrics"].items():
+        assert results[2]["metrics"][name] == pytest.approx(value, rel=1e-6), name
