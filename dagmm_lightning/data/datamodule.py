@@ -259,8 +259,8 @@ class AnomalyDataModule(L.LightningDataModule):
         of each machine writes them, once, and that machine's other processes read the same files."""
         strategy = self.trainer.strategy if self.trainer is not None else None
         shared = strategy is not None and strategy.world_size > 1
-        name = f"dagmm-rows-{uuid.uuid4().hex}"
-        folder = Path(tempfile.gettempdir()) / (strategy.broadcast(name) if shared else name)
+        folder_name = f"dagmm-rows-{uuid.uuid4().hex}"
+        folder = Path(tempfile.gettempdir()) / (strategy.broadcast(folder_name) if shared else folder_name)
         splits = {name: getattr(self.splits, name) for name in ("train", "val", "test")}
         if not shared or strategy.local_rank == 0:
             folder.mkdir()

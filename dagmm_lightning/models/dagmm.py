@@ -85,8 +85,8 @@ class DAGMM(L.LightningModule):
             one forward pass for all; each from its own initialisation, on the same batches); the score is
             the mean of the members' scores, each z-scored on the training rows. 1: one model.
         compile: run the training step's forward pass (and so its backward) through ``torch.compile``:
-            the same results up to float rounding, compiled once at the first step (seconds; a C++
-            compiler on CPU), faster steps after it (BENCHMARKS.md, "Speed"). Scoring stays eager.
+            the same results up to float rounding, compiled once at the first step (up to a minute; on
+            CPU it needs a C++ compiler), faster steps after it (BENCHMARKS.md, "Speed"). Scoring stays eager.
     """
 
     def __init__(
