@@ -46,6 +46,9 @@ def standard_scaling(self, encoded_train, floor: float = 0.0):
     return self
 
 
+SCALINGS = {"standard": standard_scaling, "standard_floor": lambda self, x: standard_scaling(self, x, floor=0.1)}
+
+
 def zscored(scores: dict, name: str) -> np.ndarray:
     train = scores[f"{name}_train"]
     return (scores[f"{name}_test"] - train.mean()) / train.std()
@@ -90,10 +93,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.summary:
         return summary(args.summary, args.out)
-    if args.scaling == "standard":
-        TablePreprocessor.fit_scaling = standard_scaling
-    if args.scaling == "standard_floor":  # the divisor at least a tenth of the min-max range
-        TablePreprocessor.fit_scaling = lambda self, x: standard_scaling(self, x, floor=0.1)
+    if args.scaling != "minmax":
+        TablePreprocessor.fit_scaling = SCALINGS[args.scaling]
     args.out.mkdir(parents=True, exist_ok=True)
     for path in sorted(args.suite.glob("*.npz"), key=lambda p: table_order(p.stem)):
         target = args.out / f"{path.stem}_{args.seed}.npz"

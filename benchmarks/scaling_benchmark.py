@@ -12,11 +12,10 @@ import it again) use it too.
 
 import sys
 
-from family_scaling_probe import standard_scaling  # this folder's script
+from family_scaling_probe import SCALINGS  # this folder's script
 
 from dagmm_lightning.data.tables import TablePreprocessor
 
-SCALINGS = {"standard": standard_scaling, "standard_floor": lambda self, x: standard_scaling(self, x, floor=0.1)}
 TablePreprocessor.fit_scaling = SCALINGS[sys.argv[1]]
 
 if __name__ == "__main__":
