@@ -33,7 +33,7 @@ def main() -> None:
 
     def ours(forward):
         def step(batch):
-            terms = model.training_terms(forward(batch), labels[: len(batch)])
+            terms = model.training_terms(forward(batch), labels[: len(batch)], None)
             loss = torch.stack([t.double() for t in terms.values()]).sum()
             optimizer.zero_grad()
             loss.backward()

@@ -55,7 +55,7 @@ def dagmm_objective(
     error: torch.Tensor,
     energy: torch.Tensor | None,
     penalty: torch.Tensor | None,
-    labelled_anomaly: torch.Tensor,
+    labelled_anomaly: torch.Tensor | None,
     lambda_energy: float,
     lambda_cov: float,
     anomaly_loss: AnomalyLoss = "hinge",
@@ -64,19 +64,22 @@ def dagmm_objective(
     """The weighted terms of J = mean reconstruction error + lambda1 * mean energy + lambda2 * P (paper eq. 7)
     over the normal rows, plus lambda1 * the anomaly term over rows labelled as anomalies (mixed split).
 
-    error, energy ((M,) N) per row; penalty the mixture's scalar P; labelled_anomaly (N,) bool. An
+    error, energy ((M,) N) per row; penalty the mixture's scalar P; labelled_anomaly (N,) bool, None where
+    the batch has no labelled anomaly (no data-dependent branch then, for a compiled step). An
     ensemble's (M, N) terms are the sums over its members of each member's J. A batch made only of
     labelled anomalies has no energy (no mixture to fit): it gives a zero reconstruction term.
     """
     if energy is None:
         return {"reconstruction": error.sum() * 0.0}
-    normal = ~labelled_anomaly if bool(labelled_anomaly.any()) else slice(None)
+    if labelled_anomaly is not None and not bool(labelled_anomaly.any()):
+        labelled_anomaly = None
+    normal = slice(None) if labelled_anomaly is None else ~labelled_anomaly
     terms = {
         "reconstruction": error[..., normal].mean(-1).sum(),
         "energy": lambda_energy * energy[..., normal].mean(-1).sum(),
         "penalty": lambda_cov * penalty,
     }
-    if bool(labelled_anomaly.any()):
+    if labelled_anomaly is not None:
         anomalous = anomaly_energy_loss(
             energy[..., labelled_anomaly], energy[..., normal], anomaly_loss, anomaly_margin
         )

@@ -12,12 +12,14 @@ from typing import Literal
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
 from dagmm_lightning.errors import ConfigurationError, NonFiniteError, check_choice, check_range
 from dagmm_lightning.labels import LABELLED_ANOMALY
 from dagmm_lightning.losses import AnomalyLoss, dagmm_objective
 from dagmm_lightning.mixture import MixtureDtype, MixtureFamily, build_mixture
+from dagmm_lightning.models.compiled_step import CompiledAdamStep
 from dagmm_lightning.networks import Activation, Autoencoder, DAGMMModel, DAGMMOutput, EstimationNetwork
 from dagmm_lightning.scoring import Inference, ScoreCalibration
 from dagmm_lightning.sizing import network_sizes
@@ -84,9 +86,12 @@ class DAGMM(L.LightningModule):
         members: M, the models of an ensemble trained at once as one vectorised model (stacked weights,
             one forward pass for all; each from its own initialisation, on the same batches); the score is
             the mean of the members' scores, each z-scored on the training rows. 1: one model.
-        compile: run the training step's forward pass (and so its backward) through ``torch.compile``:
-            the same results up to float rounding, compiled once at the first step (up to a minute; on
-            CPU it needs a C++ compiler), faster steps after it (BENCHMARKS.md, "Speed"). Scoring stays eager.
+        compile: run each training step (forward, backward and Adam's update) as one ``torch.compile`` graph
+            (``CompiledAdamStep``): the same math, compiled once at the first step (up to a minute; on CPU
+            it needs a C++ compiler), about a third off an epoch after it (BENCHMARKS.md, "Speed"). Dropout
+            masks come from the compiled graph's generator, so a run differs from an eager one beyond float
+            rounding. Batches with labelled anomalies, runs of more than one process and precisions other
+            than 32 and 64 take the step eagerly. Scoring stays eager.
     """
 
     def __init__(
@@ -130,7 +135,10 @@ class DAGMM(L.LightningModule):
                 else f"> 1 (an ensemble) is built for DAGMM's autoencoder, not {type(self).__name__}"
             )
             raise ConfigurationError(f"members {what}, got {members}")
+        if compile and not self.compiles:
+            raise ConfigurationError(f"compile is not available for {type(self).__name__} (its step updates state)")
         self.save_hyperparameters()
+        self.automatic_optimization = not compile  # the compiled step updates the weights itself
         if (latent_dim is None) != (hidden_dims is None):
             raise ConfigurationError("latent_dim and hidden_dims are chosen from the data together: set both or none")
         self.model = self.build_model() if latent_dim is not None else None
@@ -140,6 +148,7 @@ class DAGMM(L.LightningModule):
     # --- what a variant changes -------------------------------------------------------------------
     model_class: type[DAGMMModel] = DAGMMModel
     ensembles = True  # whether ``members`` > 1 is supported
+    compiles = True  # whether ``compile`` is supported
 
     def build_compression(self) -> nn.Module:
         hp = self.hparams
@@ -149,9 +158,12 @@ class DAGMM(L.LightningModule):
         """Extra arguments of ``model_class``."""
         return {}
 
-    def training_terms(self, out: DAGMMOutput, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The weighted terms of the objective on one batch; ``y`` holds the training labels."""
-        hp, labelled = self.hparams, y == LABELLED_ANOMALY
+    def training_terms(
+        self, out: DAGMMOutput, y: torch.Tensor, labelled: torch.Tensor | None
+    ) -> dict[str, torch.Tensor]:
+        """The weighted terms of the objective on one batch; ``y`` holds the training labels, ``labelled``
+        (N,) the rows labelled as anomalies (None where there are none)."""
+        hp = self.hparams
         penalty = self.model.penalty(out) if out.params is not None else None
         weights = (hp.lambda_energy, hp.lambda_cov, hp.anomaly_loss, hp.anomaly_margin)
         return {**dagmm_objective(out.error, out.energy, penalty, labelled, *weights), **out.losses}
@@ -189,46 +201,73 @@ class DAGMM(L.LightningModule):
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         x, y, _ = batch
         labelled = y == LABELLED_ANOMALY
-        fit_mask = ~labelled if bool(labelled.any()) else None
-        loss, terms = self._loss(self._training_model(), x, y, fit_mask)
-        if self.hparams.compile and not bool(torch.isfinite(loss)):
-            # the compiled graph has no Cholesky retry (a failed factor is NaN there): this batch again, eagerly
-            loss, terms = self._loss(self.model, x, y, fit_mask)
-        self._check_finite(loss, terms)
+        labelled = labelled if bool(labelled.any()) else None
+        if self.automatic_optimization:
+            loss, terms = self._loss(x, y, labelled)
+            self._check_finite(loss, terms)
+        else:
+            loss, terms = self._manual_step(x, y, labelled)
         if self.is_logging_step():
             self.log("train/loss", loss, prog_bar=True)
             self.log_dict({f"train/{name}": value for name, value in terms.items()})
         return loss.to(x.dtype)
 
     def _loss(
-        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, fit_mask: torch.Tensor | None
+        self, x: torch.Tensor, y: torch.Tensor, labelled: torch.Tensor | None
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The objective (float64 scalar) and its weighted terms on one batch, through ``model``."""
+        """The objective (float64 scalar) and its weighted terms on one batch."""
         try:
-            out = model(x, fit_mask=fit_mask)
+            out = self.model(x, fit_mask=None if labelled is None else ~labelled)
         except NonFiniteError as err:
             raise NonFiniteError(f"at {self._where()}: {err}") from None
-        except torch._dynamo.exc.BackendCompilerFailed as err:
-            raise ConfigurationError(
-                f"compile: torch.compile could not compile the model ({err.inner_exception!r}); set "
-                "--model.init_args.compile false, or install what its backend needs (on CPU a C++ compiler)"
-            ) from None
-        terms = self.training_terms(out, y)
+        terms = self.training_terms(out, y, labelled)
         return torch.stack([t.to(torch.float64) for t in terms.values()]).sum(), terms
 
-    def _training_model(self) -> nn.Module:
-        """What the training step runs: ``self.model``, or with ``compile`` its compiled form (made once per
-        model and process; kept out of the submodules, so the state dict is the model's own)."""
-        if not self.hparams.compile:
-            return self.model
-        compiled = self.__dict__.get("_compiled_model")
-        if compiled is None or compiled._orig_mod is not self.model:
-            compiled = self.__dict__["_compiled_model"] = torch.compile(self.model)
-        return compiled
+    def _manual_step(
+        self, x: torch.Tensor, y: torch.Tensor, labelled: torch.Tensor | None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The optimisation step of ``compile``: compiled where it can be, else (and where the compiled loss
+        is NaN: its Cholesky factorisation has no retry) eager, on the same Adam."""
+        optimizer, loss = self.optimizers(), None
+        step = self._compiled_step(optimizer.optimizer) if labelled is None and self._step_compiles() else None
+        if step is not None and step.accepts(x):
+            try:
+                loss, terms = step(x, y)
+            except torch._dynamo.exc.BackendCompilerFailed as err:
+                raise ConfigurationError(
+                    f"compile: torch.compile could not compile the training step ({err.inner_exception!r}); set "
+                    "--model.init_args.compile false, or install what its backend needs (on CPU a C++ compiler)"
+                ) from None
+        if loss is None or not bool(torch.isfinite(loss)):
+            loss, terms = self._loss(x, y, labelled)
+            self._check_finite(loss, terms)
+            self.manual_backward(loss)
+            optimizer.step()
+            optimizer.zero_grad()
+        else:  # updated already: count the step by the hooks LightningOptimizer.step runs around the torch step
+            # (step() itself, with no gradients to apply, cost ~0.7 ms; the tests check global_step)
+            optimizer._on_before_step()
+            optimizer._on_after_step()
+        scheduler = self.lr_schedulers()
+        if scheduler is not None:
+            scheduler.step()
+        return loss, terms
+
+    def _step_compiles(self) -> bool:
+        trainer = self.trainer
+        return trainer.world_size == 1 and str(trainer.precision) in ("32-true", "64-true")
+
+    def _compiled_step(self, optimizer: torch.optim.Optimizer) -> CompiledAdamStep:
+        """The compiled step for this model and optimizer, made once (kept out of the module's state)."""
+        step = self.__dict__.get("_adam_step")
+        if step is None or step.optimizer is not optimizer or step.model is not self.model:
+            objective = lambda x, y: self.training_terms(self.model(x), y, None)  # noqa: E731
+            step = self.__dict__["_adam_step"] = CompiledAdamStep(self.model, objective, optimizer)
+        return step
 
     def __getstate__(self) -> dict:
         state = super().__getstate__()
-        state.pop("_compiled_model", None)  # compiled again where the model trains (a spawned process)
+        state.pop("_adam_step", None)  # compiled again where the model trains (a spawned process)
         return state
 
     def is_logging_step(self) -> bool:
@@ -275,6 +314,11 @@ class DAGMM(L.LightningModule):
                 f"precision {self.trainer.precision!r} casts every buffer, the float64 mixture and threshold "
                 "included, to half precision; use '16-mixed' or 'bf16-mixed' (networks in half precision, the "
                 "mixture in float64)"
+            )
+        if self.hparams.compile and stage == "fit" and not self._step_compiles():
+            rank_zero_warn(
+                f"compile: the training step runs eagerly with {self.trainer.world_size} processes and precision "
+                f"{self.trainer.precision!r} (it compiles for one process at precision 32-true or 64-true)"
             )
         if self.hparams.contamination is None and stage == "fit":
             share = getattr(self.trainer.datamodule, "anomaly_share", None)

@@ -44,8 +44,10 @@ class DAGMMPU(DAGMM):
     def score_is_energy(self) -> bool:
         return False
 
-    def training_terms(self, out: DAGMMOutput, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        terms = super().training_terms(out, y)
+    def training_terms(
+        self, out: DAGMMOutput, y: torch.Tensor, labelled: torch.Tensor | None
+    ) -> dict[str, torch.Tensor]:
+        terms = super().training_terms(out, y, labelled)
         terms["classifier"] = self.hparams.lambda_pu * labelled_classifier_loss(
             self.model.labelled_logit(out), y == KNOWN_NORMAL
         )

@@ -28,6 +28,7 @@ class DAGMMVQVAE(DAGMM):
     """
 
     ensembles = False
+    compiles = False  # codebook updates and usage logging inside the step
 
     def __init__(
         self,
@@ -48,8 +49,10 @@ class DAGMMVQVAE(DAGMM):
     def model_options(self) -> dict:
         return {"penalty_dims": slice(self.hparams.latent_dim, None)}
 
-    def training_terms(self, out: DAGMMOutput, y: torch.Tensor) -> dict[str, torch.Tensor]:
+    def training_terms(
+        self, out: DAGMMOutput, y: torch.Tensor, labelled: torch.Tensor | None
+    ) -> dict[str, torch.Tensor]:
         if self.is_logging_step():
             perplexity, dead = code_usage(out.codes, self.hparams.codebook_size)
             self.log_dict({"train/code_perplexity": perplexity.float(), "train/dead_codes": dead.float()})
-        return super().training_terms(out, y)
+        return super().training_terms(out, y, labelled)

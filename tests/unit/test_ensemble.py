@@ -56,13 +56,13 @@ def test_ensemble_trains_fits_and_scores_as_its_members_one_by_one(mixture, infe
     labels = torch.zeros(96, dtype=torch.long)
     labels[:6] = LABELLED_ANOMALY  # the mixed-label loss: left out of the fits, their energy pushed up
     fit = labels != LABELLED_ANOMALY
-    terms = ensemble.training_terms(ensemble.model(x, fit_mask=fit), labels)
+    terms = ensemble.training_terms(ensemble.model(x, fit_mask=fit), labels, ~fit)
     assert "anomaly_energy" in terms
     loss = sum(terms.values())
     loss.backward()
     single_losses = []
     for single in singles:
-        single_loss = sum(single.training_terms(single.model(x, fit_mask=fit), labels).values())
+        single_loss = sum(single.training_terms(single.model(x, fit_mask=fit), labels, ~fit).values())
         single_loss.backward()
         single_losses.append(float(single_loss.detach()))
     np.testing.assert_allclose(float(loss.detach()), sum(single_losses), rtol=1e-10)

@@ -1,0 +1,128 @@
+"""``DAGMM(compile=True)``: forward, backward and Adam's update as one compiled graph (``CompiledAdamStep``)."""
+
+import lightning as L
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from dagmm_lightning.errors import ConfigurationError
+from dagmm_lightning.labels import KNOWN_NORMAL, LABELLED_ANOMALY
+from dagmm_lightning.models import DAGMM, DAGMMPU, DAGMMVQVAE
+from dagmm_lightning.models.compiled_step import CompiledAdamStep
+
+
+def tiny_model(variant=DAGMM, **kwargs):
+    torch.manual_seed(0)
+    defaults = dict(input_dim=6, hidden_dims=(5,), latent_dim=1, n_components=2, dropout=0.0, lr=1e-2)
+    return variant(**{**defaults, **kwargs})
+
+
+@pytest.mark.parametrize("variant", [DAGMM, DAGMMPU])
+def test_compiled_step_equals_eager_backward_and_torch_adam(variant):
+    x, y = torch.rand(64, 6), torch.zeros(64)
+    y[:10] = KNOWN_NORMAL  # the positive-unlabeled classifier's labelled rows (its weights are in the objective)
+    compiled, eager = tiny_model(variant, lambda_cov=0.005), tiny_model(variant, lambda_cov=0.005)
+    for model in (compiled, eager):
+        model.model.fit([x])  # the classifier reads the energy under the training-set mixture
+    compiled_adam = torch.optim.Adam(compiled.parameters(), lr=1e-2)
+    eager_adam = torch.optim.Adam(eager.parameters(), lr=1e-2, fused=True)
+    objective = lambda x, y: compiled.training_terms(compiled.model(x), y, None)  # noqa: E731
+    step = CompiledAdamStep(compiled.model, objective, compiled_adam)
+    for _ in range(3):
+        loss, terms = step(x, y)
+        out = eager.model(x)
+        eager_loss = sum(t.double() for t in eager.training_terms(out, y, None).values())
+        eager_adam.zero_grad()
+        eager_loss.backward()
+        eager_adam.step()
+        assert loss.item() == pytest.approx(eager_loss.item(), rel=1e-5)
+        assert set(terms) == {"reconstruction", "energy", "penalty"} | ({"classifier"} if variant is DAGMMPU else set())
+    for a, b in zip(compiled.parameters(), eager.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+        for key in ("step", "exp_avg", "exp_avg_sq"):  # the optimizer's own state, as Adam keeps it
+            torch.testing.assert_close(compiled_adam.state[a][key], eager_adam.state[b][key], rtol=1e-3, atol=1e-6)
+
+
+def fit(compile: bool, model=None, labelled_rows: int = 8):
+    """Two epochs over 500 rows in batches of 64 (the last one 52 rows), the first ``labelled_rows`` labelled
+    as anomalies, a cosine schedule: every path of the compiled step (compiled, eager for labelled rows
+    and for the short batch)."""
+    torch.manual_seed(1)
+    x, y = torch.rand(500, 6), torch.zeros(500)
+    y[:labelled_rows] = LABELLED_ANOMALY
+    model = model or tiny_model(compile=compile, lr_schedule="cosine")
+    trainer = L.Trainer(
+        max_epochs=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+    )
+    trainer.fit(model, DataLoader(TensorDataset(x, y, torch.arange(500)), batch_size=64))
+    return model, trainer
+
+
+def test_a_compiled_run_trains_like_an_eager_one():
+    (eager, eager_trainer), (compiled, trainer) = fit(False), fit(True)
+    assert trainer.global_step == eager_trainer.global_step == 16
+    assert compiled.__dict__["_adam_step"].batch_rows == 64  # the full batches went through the graph
+    optimizer, eager_optimizer = trainer.optimizers[0], eager_trainer.optimizers[0]
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(eager_optimizer.param_groups[0]["lr"])
+    for a, b in zip(compiled.parameters(), eager.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+        assert float(optimizer.state[a]["step"]) == 16.0
+    assert float(compiled.model.calibration.threshold) == pytest.approx(
+        float(eager.model.calibration.threshold), rel=1e-3
+    )
+
+
+class NaNStep:
+    """What a failed Cholesky factor inside the graph gives: a NaN loss and no update."""
+
+    batch_rows = 64
+
+    def accepts(self, x):
+        return True
+
+    def __call__(self, x, y):
+        return torch.tensor(float("nan"), dtype=torch.float64), {}
+
+
+def test_a_nan_loss_in_the_graph_reruns_the_step_eagerly():
+    eager, _ = fit(False, labelled_rows=0)
+    compiled = tiny_model(compile=True, lr_schedule="cosine")
+    compiled._compiled_step = lambda optimizer: NaNStep()
+    compiled, trainer = fit(True, compiled, labelled_rows=0)
+    assert trainer.global_step == 16
+    for a, b in zip(compiled.parameters(), eager.parameters(), strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_cholesky_inside_a_compiled_graph_gives_nan():
+    from dagmm_lightning.mixture.gaussian import cholesky_with_jitter
+
+    singular = torch.zeros(2, 3, 3, dtype=torch.float64)
+    singular[0] = torch.eye(3)
+    eager = cholesky_with_jitter(singular.clone(), 1e-6)  # the retry raises the diagonal: a valid factor
+    assert torch.isfinite(eager).all() and (eager.diagonal(dim1=-2, dim2=-1) > 0).all()
+    compiled = torch.compile(lambda cov: cholesky_with_jitter(cov, 1e-6), fullgraph=True)(singular.clone())
+    torch.testing.assert_close(compiled[0], torch.eye(3, dtype=torch.float64))
+    assert torch.isnan(compiled[1]).all()
+
+
+def test_a_backend_that_cannot_compile_is_a_configuration_error(monkeypatch):
+    def failing_compile(function, **kwargs):
+        def call(*args, **kw):
+            raise torch._dynamo.exc.BackendCompilerFailed(failing_compile, RuntimeError("no C++ compiler"), None)
+
+        return call
+
+    monkeypatch.setattr(torch, "compile", failing_compile)
+    with pytest.raises(ConfigurationError, match="no C\\+\\+ compiler.*compile false"):
+        fit(True)
+
+
+def test_a_variant_whose_step_updates_state_refuses_compile():
+    with pytest.raises(ConfigurationError, match="compile is not available for DAGMMVQVAE"):
+        DAGMMVQVAE(input_dim=6, hidden_dims=(5,), latent_dim=1, compile=True)
