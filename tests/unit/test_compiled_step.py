@@ -43,6 +43,18 @@ def test_compiled_step_equals_eager_backward_and_torch_adam(variant):
             torch.testing.assert_close(compiled_adam.state[a][key], eager_adam.state[b][key], rtol=1e-3, atol=1e-6)
 
 
+def test_a_second_model_in_the_process_gets_its_own_graph():
+    # the compiled code is cached per function: a second model of the same shapes must not reuse the
+    # first one's graph and with it the first one's constants (here lambda_energy)
+    x, y = torch.rand(64, 6), torch.zeros(64)
+    for lambda_energy in (0.1, 5.0):
+        model = tiny_model(lambda_energy=lambda_energy)
+        eager = sum(t.double() for t in model.training_terms(model.model(x), y, None).values())
+        objective = lambda x, y, model=model: model.training_terms(model.model(x), y, None)  # noqa: E731
+        loss, _ = CompiledAdamStep(model.model, objective, torch.optim.Adam(model.parameters()))(x, y)
+        assert loss.item() == pytest.approx(eager.item(), rel=1e-6)
+
+
 def fit(compile: bool, model=None, labelled_rows: int = 8):
     """Two epochs over 500 rows in batches of 64 (the last one 52 rows), the first ``labelled_rows`` labelled
     as anomalies, a cosine schedule: every path of the compiled step (compiled, eager for labelled rows
