@@ -8,6 +8,9 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad_and_value
 
+MOMENTS = ("exp_avg", "exp_avg_sq")
+STATE = ("step", *MOMENTS)  # torch.optim.Adam's state of a parameter
+
 
 class CompiledAdamStep:
     """Forward, backward and ``torch.optim.Adam``'s update of ``model``'s parameters, compiled together.
@@ -42,6 +45,13 @@ class CompiledAdamStep:
         # own graph (skipping the module guards saved ~0.3 ms a call but reused the first model's constants).
         self._compiled = torch.compile(self._step, dynamic=False, options={"cpp_wrapper": True})
         self.batch_rows: int | None = None
+        if len({(p.dtype, p.device) for p in self.params}) != 1:
+            raise ValueError("the compiled step needs every parameter in one dtype and on one device")
+        self.sizes, self.shapes = [p.numel() for p in self.params], [p.shape for p in self.params]
+        owner = torch.repeat_interleave(torch.arange(len(self.sizes)), torch.tensor(self.sizes))
+        self._owner = owner.to(self.params[0].device)  # the parameter of every flat weight, for its step count
+        self._flat: list[torch.Tensor] | None = None
+        self._pointers: list[int] = []
 
     def accepts(self, x: torch.Tensor) -> bool:
         """Whether the compiled graph takes the batch x (N, F): the batch size it was compiled for."""
@@ -50,7 +60,20 @@ class CompiledAdamStep:
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """One step on the batch x (N, F), y (N,): the float64 loss and its terms, before the update."""
         self.batch_rows = len(x)
-        group, state = self.optimizer.param_groups[0], self.optimizer.state
+        group = self.optimizer.param_groups[0]
+        lr = torch.tensor(float(group["lr"]), dtype=torch.float64)  # a tensor: a schedule does not recompile
+        beta1, beta2 = group["betas"]
+        self.optimizer._opt_called = True  # what torch's LR schedulers check: this update is the optimizer's step
+        return self._compiled(*self._flat_buffers(), lr, beta1, beta2, group["eps"], x, y)
+
+    def _flat_buffers(self) -> list[torch.Tensor]:
+        """The weights (W,), Adam's step counts (n,) and moments (W,) (W,) as one tensor each, the parameters
+        and the optimizer's state views into them: four graph inputs instead of 4 n (dynamo checks every
+        input at every call, and writes back every mutated one). Made again where something replaced a
+        view (a loaded checkpoint)."""
+        state = self.optimizer.state
+        if self._flat is not None and self._pointers == self._state_pointers():
+            return self._flat
         for p in self.params:
             if not state[p]:  # as Adam's first step makes them (its step counter a float32 tensor)
                 state[p].update(
@@ -58,30 +81,41 @@ class CompiledAdamStep:
                     exp_avg=torch.zeros_like(p, memory_format=torch.preserve_format),
                     exp_avg_sq=torch.zeros_like(p, memory_format=torch.preserve_format),
                 )
-        moments = [[state[p][key] for p in self.params] for key in ("step", "exp_avg", "exp_avg_sq")]
-        lr = torch.tensor(float(group["lr"]), dtype=torch.float64)  # a tensor: a schedule does not recompile
-        beta1, beta2 = group["betas"]
-        self.optimizer._opt_called = True  # what torch's LR schedulers check: this update is the optimizer's step
-        return self._compiled([p.detach() for p in self.params], *moments, lr, beta1, beta2, group["eps"], x, y)
+        weights = torch.cat([p.detach().reshape(-1) for p in self.params])
+        steps = torch.stack([state[p]["step"].to(torch.float32) for p in self.params])
+        exp_avg, exp_avg_sq = (torch.cat([state[p][k].reshape(-1) for p in self.params]) for k in MOMENTS)
+        chunks = [flat.split(self.sizes) for flat in (weights, exp_avg, exp_avg_sq)]
+        for i, p in enumerate(self.params):
+            p.data = chunks[0][i].view_as(p)
+            state[p].update(step=steps[i], exp_avg=chunks[1][i].view_as(p), exp_avg_sq=chunks[2][i].view_as(p))
+        self._flat = [weights, steps, exp_avg, exp_avg_sq]
+        self._pointers = self._state_pointers()
+        return self._flat
 
-    def _step(self, params, steps, exp_avgs, exp_avg_sqs, lr, beta1: float, beta2: float, eps: float, x, y):
-        def loss_of(weights):
-            named = {f"model.{name}": w for name, w in zip(self.names, weights, strict=True)}
+    def _state_pointers(self) -> list[int]:
+        """Where the parameters and their Adam state live now (0 where the state is not made yet)."""
+        state = self.optimizer.state
+        return [t.data_ptr() if t is not None else 0 for p in self.params for t in (p, *map(state[p].get, STATE))]
+
+    def _step(self, weights, steps, exp_avg, exp_avg_sq, lr, beta1: float, beta2: float, eps: float, x, y):
+        def loss_of(flat):
+            parts = [w.view(shape) for w, shape in zip(flat.split(self.sizes), self.shapes, strict=True)]
+            named = {f"model.{name}": w for name, w in zip(self.names, parts, strict=True)}
             terms = functional_call(self.objective, named, (x, y))
             return torch.stack([t.to(torch.float64) for t in terms.values()]).sum(), terms
 
-        grads, (loss, terms) = grad_and_value(loss_of, has_aux=True)(list(params))
+        grad, (loss, terms) = grad_and_value(loss_of, has_aux=True)(weights)
         finite = torch.isfinite(loss)
-        for p, g, step, m, v in zip(params, grads, steps, exp_avgs, exp_avg_sqs, strict=True):
-            new_step = step + 1
-            new_m = torch.lerp(m, g, 1 - beta1)
-            new_v = v * beta2 + (1 - beta2) * g * g
-            size = (lr / (1 - beta1**new_step)).to(p.dtype)
-            denom = (new_v.sqrt() / (1 - beta2**new_step).sqrt().to(p.dtype)) + eps
-            step.copy_(torch.where(finite, new_step, step))
-            m.copy_(torch.where(finite, new_m, m))
-            v.copy_(torch.where(finite, new_v, v))
-            p.copy_(torch.where(finite, p - size * new_m / denom, p))
+        new_steps = steps + 1
+        step = new_steps[self._owner]  # (W,)
+        new_m = torch.lerp(exp_avg, grad, 1 - beta1)
+        new_v = exp_avg_sq * beta2 + (1 - beta2) * grad * grad
+        size = (lr / (1 - beta1**step)).to(weights.dtype)
+        denom = new_v.sqrt() / (1 - beta2**step).sqrt().to(weights.dtype) + eps
+        steps.copy_(torch.where(finite, new_steps, steps))
+        exp_avg.copy_(torch.where(finite, new_m, exp_avg))
+        exp_avg_sq.copy_(torch.where(finite, new_v, exp_avg_sq))
+        weights.copy_(torch.where(finite, weights - size * new_m / denom, weights))
         return loss, terms
 
 

@@ -89,6 +89,31 @@ def test_a_compiled_run_trains_like_an_eager_one():
     )
 
 
+def test_a_compiled_run_resumes_where_it_stopped(tmp_path):
+    # the weights and Adam's state live in flat buffers while the step runs: a checkpoint must hold them,
+    # and a resumed run must take the loaded state up again
+    torch.manual_seed(1)
+    x = torch.rand(256, 6)
+    data = DataLoader(TensorDataset(x, torch.zeros(256), torch.arange(256)), batch_size=64)
+    options = dict(logger=False, enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
+
+    def run(epochs, ckpt_path=None):
+        model = tiny_model(compile=True)
+        trainer = L.Trainer(max_epochs=epochs, default_root_dir=tmp_path, **options)
+        trainer.fit(model, data, ckpt_path=ckpt_path)
+        return model, trainer
+
+    whole, _ = run(4)
+    _, first = run(2)
+    first.save_checkpoint(tmp_path / "half.ckpt")
+    resumed, trainer = run(4, tmp_path / "half.ckpt")
+    assert trainer.global_step == 16
+    for a, b in zip(resumed.parameters(), whole.parameters(), strict=True):
+        torch.testing.assert_close(a, b)
+    state = trainer.optimizers[0].state
+    assert all(float(state[p]["step"]) == 16.0 for p in resumed.parameters())
+
+
 class NaNStep:
     """What a failed Cholesky factor inside the graph gives: a NaN loss and no update."""
 
