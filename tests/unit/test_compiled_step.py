@@ -10,6 +10,8 @@ from dagmm_lightning.labels import KNOWN_NORMAL, LABELLED_ANOMALY
 from dagmm_lightning.models import DAGMM, DAGMMPU, DAGMMVQVAE
 from dagmm_lightning.models.compiled_step import CompiledAdamStep
 
+QUIET = dict(logger=False, enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
+
 
 def tiny_model(variant=DAGMM, **kwargs):
     torch.manual_seed(0)
@@ -63,14 +65,7 @@ def fit(compile: bool, model=None, labelled_rows: int = 8):
     x, y = torch.rand(500, 6), torch.zeros(500)
     y[:labelled_rows] = LABELLED_ANOMALY
     model = model or tiny_model(compile=compile, lr_schedule="cosine")
-    trainer = L.Trainer(
-        max_epochs=2,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-    )
+    trainer = L.Trainer(max_epochs=2, enable_checkpointing=False, **QUIET)
     trainer.fit(model, DataLoader(TensorDataset(x, y, torch.arange(500)), batch_size=64))
     return model, trainer
 
@@ -95,11 +90,10 @@ def test_a_compiled_run_resumes_where_it_stopped(tmp_path):
     torch.manual_seed(1)
     x = torch.rand(256, 6)
     data = DataLoader(TensorDataset(x, torch.zeros(256), torch.arange(256)), batch_size=64)
-    options = dict(logger=False, enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
 
     def run(epochs, ckpt_path=None):
         model = tiny_model(compile=True)
-        trainer = L.Trainer(max_epochs=epochs, default_root_dir=tmp_path, **options)
+        trainer = L.Trainer(max_epochs=epochs, default_root_dir=tmp_path, **QUIET)
         trainer.fit(model, data, ckpt_path=ckpt_path)
         return model, trainer
 
