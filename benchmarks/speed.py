@@ -1,19 +1,24 @@
 """Speed benchmark: seconds per training epoch of `dagmm fit` against plain PyTorch loops of the same
-math, run alternately in one process.
+math, interleaved epoch by epoch in one process.
 
     python benchmarks/speed.py --config configs/dagmm.yaml --rounds 3 --epochs 3
-    TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) python benchmarks/speed.py --rounds 3 --epochs 4 --compile
+    TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) python benchmarks/speed.py --rounds 4 --epochs 6 --compile --steps-per-call 8
 
 ``--compile`` adds ``dagmm fit --model.init_args.compile true`` (its first epoch, compile included, is
-reported apart; an empty inductor cache folder makes that compile cold).
+reported apart; an empty inductor cache folder makes that compile cold), with ``--steps-per-call`` its
+``steps_per_call``.
 
 Two plain loops: ``ours``, a bare loop over our model's own networks and mixture (what Lightning adds),
 and ``frozen``, the reference: the paper's KDDCUP99 DAGMM written out below in straightforward eager
 PyTorch (float32 throughout, one Cholesky per batch for all components), calling nothing of ours, so
 that speed work on the package cannot move it. Same rows, same whole-batch indexing, same batch size
-and learning rate. Validation and checkpointing are off; the Lightning side keeps its defaults
-otherwise (progress bar, logging every 50 steps). The first epoch of each round is a warm-up and not
-counted. Wall time and the process's CPU time are both reported.
+and learning rate. After every epoch of a `dagmm fit`, one epoch of each plain loop runs (outside the
+fit's timing), so that every side sees the machine in the same state: on a shared machine whose speed
+drifts by tens of percent over minutes, blocks of epochs run one after the other moved the ratios by
++-0.1. Validation and checkpointing are off; the Lightning side keeps its defaults otherwise (progress
+bar, logging every 50 steps). The first epoch of each side in a round is a warm-up and not counted.
+Wall time and the process's CPU time are both reported; the ratio of a fit to the reference is also
+given as the median of the ratios of each fit epoch to the reference epoch right after it.
 """
 
 from __future__ import annotations
@@ -30,17 +35,6 @@ from torch import nn
 from dagmm_lightning.cli import build_cli
 from dagmm_lightning.losses import squared_error
 from dagmm_lightning.networks import reconstruction_features
-
-
-class EpochTimer(L.Callback):
-    def __init__(self) -> None:
-        self.seconds: list[tuple[float, float]] = []
-
-    def on_train_epoch_start(self, trainer, pl_module) -> None:
-        self._start = (time.perf_counter(), time.process_time())
-
-    def on_train_epoch_end(self, trainer, pl_module) -> None:
-        self.seconds.append((time.perf_counter() - self._start[0], time.process_time() - self._start[1]))
 
 
 class FrozenDAGMM(nn.Module):
@@ -83,35 +77,44 @@ class FrozenDAGMM(nn.Module):
         return (x - x_hat).pow(2).sum(1).mean() + lambda_energy * energy.mean() + lambda_cov * penalty
 
 
-def frozen_epochs(model, x: torch.Tensor, batch_size: int, epochs: int) -> list[tuple[float, float]]:
+def timed(epoch) -> tuple[float, float]:
+    start = (time.perf_counter(), time.process_time())
+    epoch()
+    return time.perf_counter() - start[0], time.process_time() - start[1]
+
+
+class FrozenLoop:
     """The frozen reference: ``FrozenDAGMM`` with Adam at the config's rate, the same batches."""
-    hp = model.hparams
-    reference = FrozenDAGMM(x.shape[1], tuple(hp.hidden_dims), hp.latent_dim, hp.n_components)
-    optimizer = torch.optim.Adam(reference.parameters(), lr=hp.lr)
-    seconds = []
-    for _ in range(epochs):
-        start = (time.perf_counter(), time.process_time())
+
+    def __init__(self, model, x: torch.Tensor, batch_size: int) -> None:
+        hp = self.hp = model.hparams
+        self.reference = FrozenDAGMM(x.shape[1], tuple(hp.hidden_dims), hp.latent_dim, hp.n_components)
+        self.optimizer = torch.optim.Adam(self.reference.parameters(), lr=hp.lr)
+        self.x, self.batch_size = x, batch_size
+
+    def epoch(self) -> None:
+        hp, x, optimizer = self.hp, self.x, self.optimizer
         order = torch.randperm(len(x))
-        for i in range(0, len(x), batch_size):
-            loss = reference.loss(x[order[i : i + batch_size]], hp.lambda_energy, hp.lambda_cov, hp.jitter)
+        for i in range(0, len(x), self.batch_size):
+            loss = self.reference.loss(x[order[i : i + self.batch_size]], hp.lambda_energy, hp.lambda_cov, hp.jitter)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-        seconds.append((time.perf_counter() - start[0], time.process_time() - start[1]))
-    return seconds
 
 
-def plain_epochs(model, x: torch.Tensor, batch_size: int, epochs: int) -> list[tuple[float, float]]:
-    """The DAGMM objective in a bare loop over the same model's networks and mixture."""
-    hp, net = model.hparams, model.model
-    optimizer = torch.optim.Adam(model.parameters(), lr=hp.lr)
-    model.train()
-    seconds = []
-    for _ in range(epochs):
-        start = (time.perf_counter(), time.process_time())
+class BareLoop:
+    """The DAGMM objective in a bare loop over our model's networks and mixture."""
+
+    def __init__(self, model, x: torch.Tensor, batch_size: int) -> None:
+        self.model, self.x, self.batch_size = model, x, batch_size
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=model.hparams.lr)
+        model.train()
+
+    def epoch(self) -> None:
+        hp, net, x, optimizer = self.model.hparams, self.model.model, self.x, self.optimizer
         order = torch.randperm(len(x))
-        for i in range(0, len(x), batch_size):
-            batch = x[order[i : i + batch_size]]
+        for i in range(0, len(x), self.batch_size):
+            batch = x[order[i : i + self.batch_size]]
             z = net.compression.encoder(batch)
             x_hat = net.compression.decoder(z)
             rows = torch.cat([z, reconstruction_features(batch, x_hat)], 1)
@@ -124,8 +127,21 @@ def plain_epochs(model, x: torch.Tensor, batch_size: int, epochs: int) -> list[t
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-        seconds.append((time.perf_counter() - start[0], time.process_time() - start[1]))
-    return seconds
+
+
+class EpochTimer(L.Callback):
+    """Times every training epoch of a fit; after each one (outside its time) runs ``between``."""
+
+    def __init__(self, between=lambda: None) -> None:
+        self.seconds: list[tuple[float, float]] = []
+        self.between = between
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._start = (time.perf_counter(), time.process_time())
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self.seconds.append((time.perf_counter() - self._start[0], time.process_time() - self._start[1]))
+        self.between()
 
 
 def main() -> None:
@@ -135,6 +151,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3, help="epochs per round and side (first is warm-up)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--compile", action="store_true", help="also `dagmm fit` with --model.init_args.compile true")
+    parser.add_argument("--steps-per-call", type=int, default=1, help="the compiled side's steps_per_call")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -154,26 +171,40 @@ def main() -> None:
         "--trainer.max_epochs",
         str(args.epochs),
     ]
-    frozen, plain, lightning, compiled, first_compiled = [], [], [], [], []
+    frozen, plain, lightning, compiled, first_compiled, pairs = [], [], [], [], [], {"fit": [], "compiled": []}
     for _ in range(args.rounds):
         cli = build_cli(base, run=False, save_config=False)
         cli.datamodule.setup("fit")
-        x = cli.datamodule.train_dataloader().x
-        frozen += frozen_epochs(cli.model, x, cli.datamodule.batch_size, args.epochs)[1:]
-        plain += plain_epochs(cli.model, x, cli.datamodule.batch_size, args.epochs)[1:]
-        cli = build_cli(base, run=False, save_config=False)
-        timer = EpochTimer()
-        cli.trainer.callbacks.append(timer)
-        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-        lightning += timer.seconds[1:]
-        if args.compile:  # later rounds reuse the first round's compiled code (caches in memory and on disk)
-            cli = build_cli([*base, "--model.init_args.compile", "true"], run=False, save_config=False)
-            timer = EpochTimer()
+        x, batch_size = cli.datamodule.train_dataloader().x, cli.datamodule.batch_size
+        reference = FrozenLoop(cli.model, x, batch_size)
+        bare = BareLoop(build_cli(base, run=False, save_config=False).model, x, batch_size)
+        compiled_argv = [
+            *base,
+            "--model.init_args.compile",
+            "true",
+            "--model.init_args.steps_per_call",
+            str(args.steps_per_call),
+        ]
+        sides = [("fit", base)] + [("compiled", compiled_argv)] * args.compile
+        for side, argv in sides:  # later rounds reuse the first round's compiled code (the on-disk caches)
+            cli = build_cli(argv, run=False, save_config=False)
+            after, bare_after = [], []  # the epochs of the plain loops that ran after each fit epoch
+
+            def between(side=side, after=after, bare_after=bare_after, reference=reference, bare=bare):
+                after.append(timed(reference.epoch))
+                if side == "fit":
+                    bare_after.append(timed(bare.epoch))
+
+            timer = EpochTimer(between)
             cli.trainer.callbacks.append(timer)
             cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-            first_compiled.append(timer.seconds[0][0])
-            compiled += timer.seconds[1:]
-    print(f"torch threads: {torch.get_num_threads()}, {len(plain)} epochs per side")
+            frozen += after[1:]
+            plain += bare_after[1:]
+            (lightning if side == "fit" else compiled).extend(timer.seconds[1:])
+            pairs[side] += [a[0] / b[0] for a, b in zip(timer.seconds[1:], after[1:], strict=True)]
+            if side == "compiled":
+                first_compiled.append(timer.seconds[0][0])
+    print(f"torch threads: {torch.get_num_threads()}, {len(frozen)} reference epochs, {len(lightning)} per fit side")
     for i, kind in enumerate(("wall", "CPU")):
         f, p, q = (statistics.median(s[i] for s in side) for side in (frozen, plain, lightning))
         print(
@@ -183,6 +214,12 @@ def main() -> None:
         if compiled:
             c = statistics.median(s[i] for s in compiled)
             print(f"{kind:>4} s/epoch, median: dagmm fit compiled {c:.3f}; compiled / frozen {c / f:.3f}")
+    for side, ratios in pairs.items():
+        if ratios:
+            print(
+                f"{side}: median of (epoch / the reference epoch right after it) {statistics.median(ratios):.3f}, "
+                f"range {min(ratios):.3f}-{max(ratios):.3f} over {len(ratios)} pairs"
+            )
     if compiled:
         q, c = (statistics.median(s[0] for s in side) for side in (lightning, compiled))
         first = first_compiled[0]  # TORCHINDUCTOR_CACHE_DIR=<empty folder> for a cold compile
