@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -25,25 +26,40 @@ class CompiledAdamStep:
     The graph is compiled for one batch size, the first one it sees (a shorter last batch would cost a
     second compile): ``accepts`` tells whether a batch has it.
 
+    Dynamo's guards (~0.7 ms a call, a tenth of a step) are checked only where something they could
+    catch may have changed: at the first call, after ``check_guards()``, and wherever the snapshot of
+    what the graph bakes in as constants (Adam's betas and eps, the batch's shapes and dtypes, every
+    module's training flag, grad mode, and ``settings()``) differs from the last checked call. Otherwise
+    the cached graph runs with ``skip_guard_eval_unsafe``; the graph has a cache of its own
+    (``isolate_recompiles``), so another model's step never runs this one's graph.
+
     Args:
         model: the plain torch model whose parameters train (all of them, in one Adam param group).
         objective: (x, y) -> dict of weighted loss terms (scalars) through ``model``; their sum is minimised.
         optimizer: a ``torch.optim.Adam`` without weight decay, amsgrad or maximize over those parameters.
+        settings: () -> a comparable snapshot of the other Python values ``objective`` reads (its
+            hyperparameters); a change makes the next call check the guards (and recompile).
     """
 
-    def __init__(self, model: nn.Module, objective: Callable, optimizer: torch.optim.Adam) -> None:
+    def __init__(
+        self, model: nn.Module, objective: Callable, optimizer: torch.optim.Adam, settings: Callable[[], object] = tuple
+    ) -> None:
         group = optimizer.param_groups[0]
         self.names, self.params = zip(*((n, p) for n, p in model.named_parameters() if p.requires_grad), strict=True)
         if len(optimizer.param_groups) != 1 or {id(p) for p in group["params"]} != set(map(id, self.params)):
             raise ValueError("the optimizer must hold exactly the model's trainable parameters, in one group")
         if group["weight_decay"] or group["amsgrad"] or group["maximize"]:
             raise ValueError("the compiled step is plain Adam: no weight_decay, amsgrad or maximize")
-        self.model, self.optimizer = model, optimizer
+        self.model, self.optimizer, self.settings = model, optimizer, settings
         self.objective = _Objective(model, objective)  # the weights swapped in for every call to model inside
-        # The C++ wrapper calls the kernels without Python (~10 % of a step). Dynamo's guards stay whole: the
-        # compiled code is cached per function, so a second model in the process must fail them to get its
-        # own graph (skipping the module guards saved ~0.3 ms a call but reused the first model's constants).
-        self._compiled = torch.compile(self._step, dynamic=False, options={"cpp_wrapper": True})
+        # The C++ wrapper calls the kernels without Python (~10 % of a step). Without isolate_recompiles the
+        # compiled code is cached per function, shared by every instance: a second model's step would find
+        # the first one's graph (and its constants) among the entries that skipped guards leave unchecked.
+        self._compiled = torch.compile(
+            self._step, dynamic=False, options={"cpp_wrapper": True, "fallback_random": True}, isolate_recompiles=True
+        )
+        self._checked: object = None  # the snapshot at the last call whose guards dynamo checked
+        self._modules = list(model.modules())  # (model.modules() itself takes ~40 us a call)
         self.batch_rows: int | None = None
         if len({(p.dtype, p.device) for p in self.params}) != 1:
             raise ValueError("the compiled step needs every parameter in one dtype and on one device")
@@ -52,6 +68,10 @@ class CompiledAdamStep:
         self._owner = owner.to(self.params[0].device)  # the parameter of every flat weight, for its step count
         self._flat: list[torch.Tensor] | None = None
         self._pointers: list[int] = []
+
+    def check_guards(self) -> None:
+        """Make the next call check dynamo's guards (for instance at every epoch's start)."""
+        self._checked = None
 
     def accepts(self, x: torch.Tensor) -> bool:
         """Whether the compiled graph takes the batch x (N, F): the batch size it was compiled for."""
@@ -64,7 +84,19 @@ class CompiledAdamStep:
         lr = torch.tensor(float(group["lr"]), dtype=torch.float64)  # a tensor: a schedule does not recompile
         beta1, beta2 = group["betas"]
         self.optimizer._opt_called = True  # what torch's LR schedulers check: this update is the optimizer's step
-        return self._compiled(*self._flat_buffers(), lr, beta1, beta2, group["eps"], x, y)
+        args = (*self._flat_buffers(), lr, beta1, beta2, group["eps"], x, y)
+        snapshot = (
+            (beta1, beta2, group["eps"], torch.is_grad_enabled()),
+            [(t.shape, t.dtype, t.device) for t in (x, y)],
+            [m.training for m in self._modules],
+            self.settings(),
+        )
+        if snapshot != self._checked:
+            result = self._compiled(*args)
+            self._checked = snapshot
+            return result
+        with torch.compiler.set_stance(skip_guard_eval_unsafe=True):
+            return self._compiled(*args)
 
     def _flat_buffers(self) -> list[torch.Tensor]:
         """The weights (W,), Adam's step counts (n,) and moments (W,) (W,) as one tensor each, the parameters
@@ -107,11 +139,14 @@ class CompiledAdamStep:
         grad, (loss, terms) = grad_and_value(loss_of, has_aux=True)(weights)
         finite = torch.isfinite(loss)
         new_steps = steps + 1
-        step = new_steps[self._owner]  # (W,)
+        # Adam's bias corrections 1 - beta ** t as -expm1(t log beta): inductor computes them per weight (W,),
+        # where a vector pow took ~0.1 ms a step; expm1 is also exact where t is small (no 1 - 0.999...)
+        correction1 = -torch.expm1(new_steps * math.log(beta1))[self._owner]
+        root_correction2 = (-torch.expm1(new_steps * math.log(beta2))).sqrt()[self._owner]
         new_m = torch.lerp(exp_avg, grad, 1 - beta1)
         new_v = exp_avg_sq * beta2 + (1 - beta2) * grad * grad
-        size = (lr / (1 - beta1**step)).to(weights.dtype)
-        denom = new_v.sqrt() / (1 - beta2**step).sqrt().to(weights.dtype) + eps
+        size = (lr / correction1).to(weights.dtype)
+        denom = new_v.sqrt() / root_correction2.to(weights.dtype) + eps
         steps.copy_(torch.where(finite, new_steps, steps))
         exp_avg.copy_(torch.where(finite, new_m, exp_avg))
         exp_avg_sq.copy_(torch.where(finite, new_v, exp_avg_sq))

@@ -88,10 +88,17 @@ class DAGMM(L.LightningModule):
             the mean of the members' scores, each z-scored on the training rows. 1: one model.
         compile: run each training step (forward, backward and Adam's update) as one ``torch.compile`` graph
             (``CompiledAdamStep``): the same math, compiled once at the first step (up to a minute; on CPU
-            it needs a C++ compiler), about a third off an epoch after it (BENCHMARKS.md, "Speed"). Dropout
-            masks come from the compiled graph's generator, so a run differs from an eager one beyond float
-            rounding. Batches with labelled anomalies, runs of more than one process and precisions other
-            than 32 and 64 take the step eagerly. Scoring stays eager.
+            it needs a C++ compiler), ~40 % off an epoch after it (~50 % with ``steps_per_call``;
+            BENCHMARKS.md, "Speed"). Dropout masks are drawn another way (uniform draws, not ``bernoulli_``),
+            so a run differs from an eager one beyond float rounding. Batches with labelled anomalies, runs of
+            more than one process and precisions other than 32 and 64 take the step eagerly. Scoring stays
+            eager.
+        steps_per_call: with ``compile``, up to that many batches (optimizer steps) per call of Lightning's
+            training loop (its ``dataloader_iter`` form), which share the loop's per-call work: ~1 ms here, a
+            fifth of a compiled step of the paper's KDDCUP99 model. The same batches in the same order, so the
+            same result; but callbacks and loggers that count batches (``on_train_batch_end``,
+            ``log_every_n_steps``, ``every_n_train_steps``) see every k-th step. Runs that validate within an
+            epoch (``val_check_interval``) take one batch per call.
     """
 
     def __init__(
@@ -119,6 +126,7 @@ class DAGMM(L.LightningModule):
         error_feature: bool = False,
         members: int = 1,
         compile: bool = False,
+        steps_per_call: int = 1,
     ) -> None:
         super().__init__()
         if input_dim < 1:
@@ -137,6 +145,10 @@ class DAGMM(L.LightningModule):
             raise ConfigurationError(f"members {what}, got {members}")
         if compile and not self.compiles:
             raise ConfigurationError(f"compile is not available for {type(self).__name__} (its step updates state)")
+        if steps_per_call < 1 or (steps_per_call > 1 and not compile):
+            raise ConfigurationError(
+                f"steps_per_call must be >= 1, and > 1 only with compile true; got {steps_per_call}"
+            )
         self.save_hyperparameters()
         self.automatic_optimization = not compile  # the compiled step updates the weights itself
         if (latent_dim is None) != (hidden_dims is None):
@@ -208,9 +220,27 @@ class DAGMM(L.LightningModule):
         else:
             loss, terms = self._manual_step(x, y, labelled)
         if self.is_logging_step():
-            self.log("train/loss", loss, prog_bar=True)
-            self.log_dict({f"train/{name}": value for name, value in terms.items()})
+            self.log("train/loss", loss, prog_bar=True, batch_size=len(x))
+            self.log_dict({f"train/{name}": value for name, value in terms.items()}, batch_size=len(x))
         return loss.to(x.dtype)
+
+    def _training_steps(self, dataloader_iter: Iterator) -> torch.Tensor:
+        """``steps_per_call`` > 1: up to that many batches (training steps) from Lightning's iterator of
+        (batch, batch_idx, dataloader_idx), each prepared as Lightning prepares a batch; fewer at the end of
+        the epoch and at ``max_steps``. Stands in for ``training_step`` during such a fit (``setup``)."""
+        trainer, loss = self.trainer, None
+        for _ in range(self.hparams.steps_per_call):
+            if 0 <= trainer.max_steps <= self.global_step:
+                break
+            try:
+                batch, batch_idx, _ = next(dataloader_iter)
+            except StopIteration:
+                if loss is None:
+                    raise
+                break
+            batch = self.on_before_batch_transfer(trainer.precision_plugin.convert_input(batch), 0)
+            loss = type(self).training_step(self, trainer.strategy.batch_to_device(batch, dataloader_idx=0), batch_idx)
+        return loss
 
     def _loss(
         self, x: torch.Tensor, y: torch.Tensor, labelled: torch.Tensor | None
@@ -262,12 +292,14 @@ class DAGMM(L.LightningModule):
         step = self.__dict__.get("_adam_step")
         if step is None or step.optimizer is not optimizer or step.model is not self.model:
             objective = lambda x, y: self.training_terms(self.model(x), y, None)  # noqa: E731
-            step = self.__dict__["_adam_step"] = CompiledAdamStep(self.model, objective, optimizer)
+            settings = lambda: dict(self.hparams)  # noqa: E731  (what training_terms reads besides tensors)
+            step = self.__dict__["_adam_step"] = CompiledAdamStep(self.model, objective, optimizer, settings)
         return step
 
     def __getstate__(self) -> dict:
         state = super().__getstate__()
         state.pop("_adam_step", None)  # compiled again where the model trains (a spawned process)
+        state.pop("training_step", None)  # set again by setup
         return state
 
     def is_logging_step(self) -> bool:
@@ -320,6 +352,12 @@ class DAGMM(L.LightningModule):
                 f"compile: the training step runs eagerly with {self.trainer.world_size} processes and precision "
                 f"{self.trainer.precision!r} (it compiles for one process at precision 32-true or 64-true)"
             )
+        self.__dict__.pop("training_step", None)
+        if self.hparams.steps_per_call > 1 and stage == "fit" and self._step_compiles():
+            if self.trainer.val_check_interval == 1.0:  # validation at epoch ends only, which the calls keep
+                self.training_step = self._training_steps  # Lightning then hands the step its iterator
+            else:
+                rank_zero_warn("steps_per_call: one batch per call, since the run validates within an epoch")
         if self.hparams.contamination is None and stage == "fit":
             share = getattr(self.trainer.datamodule, "anomaly_share", None)
             if share is None:
@@ -394,6 +432,8 @@ class DAGMM(L.LightningModule):
         # run draw exactly what an uninterrupted one would.
         seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
         torch.manual_seed((seed * 1_000_003 + self.current_epoch) * 1_009 + self.global_rank)
+        if "_adam_step" in self.__dict__:
+            self.__dict__["_adam_step"].check_guards()  # what a callback changed in place is seen each epoch
 
     def _variant_record(self) -> dict:
         """What a checkpoint must match to load into this module."""

@@ -9,6 +9,7 @@ from dagmm_lightning.errors import ConfigurationError
 from dagmm_lightning.labels import KNOWN_NORMAL, LABELLED_ANOMALY
 from dagmm_lightning.models import DAGMM, DAGMMPU, DAGMMVQVAE
 from dagmm_lightning.models.compiled_step import CompiledAdamStep
+from dagmm_lightning.networks.layers import Dropout
 
 QUIET = dict(logger=False, enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
 
@@ -45,16 +46,57 @@ def test_compiled_step_equals_eager_backward_and_torch_adam(variant):
             torch.testing.assert_close(compiled_adam.state[a][key], eager_adam.state[b][key], rtol=1e-3, atol=1e-6)
 
 
+def eager_loss(model, x, y) -> float:
+    return sum(t.double() for t in model.training_terms(model.model(x), y, None).values()).item()
+
+
 def test_a_second_model_in_the_process_gets_its_own_graph():
     # the compiled code is cached per function: a second model of the same shapes must not reuse the
-    # first one's graph and with it the first one's constants (here lambda_energy)
+    # first one's graph and with it the first one's constants (here lambda_energy), neither when it compiles
+    # nor later, when the guards are skipped
     x, y = torch.rand(64, 6), torch.zeros(64)
+    models, steps = [], []
     for lambda_energy in (0.1, 5.0):
         model = tiny_model(lambda_energy=lambda_energy)
-        eager = sum(t.double() for t in model.training_terms(model.model(x), y, None).values())
         objective = lambda x, y, model=model: model.training_terms(model.model(x), y, None)  # noqa: E731
-        loss, _ = CompiledAdamStep(model.model, objective, torch.optim.Adam(model.parameters()))(x, y)
-        assert loss.item() == pytest.approx(eager.item(), rel=1e-6)
+        models.append(model)
+        steps.append(CompiledAdamStep(model.model, objective, torch.optim.Adam(model.parameters())))
+    for _ in range(2):
+        for model, step in zip(models, steps, strict=True):
+            expected = eager_loss(model, x, y)
+            assert step(x, y)[0].item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_a_setting_changed_in_place_between_steps_is_seen():
+    # past its first call the graph runs without dynamo's guards; a hyperparameter changed in place must
+    # still reach it (the step's snapshot of settings), and so must any other attribute after check_guards()
+    x, y = torch.rand(64, 6), torch.zeros(64)
+    model = tiny_model(lambda_energy=0.1)
+    objective = lambda x, y: model.training_terms(model.model(x), y, None)  # noqa: E731
+    step = CompiledAdamStep(model.model, objective, torch.optim.Adam(model.parameters()), lambda: dict(model.hparams))
+    step(x, y)
+    step(x, y)  # guards skipped from here on
+    model.hparams.lambda_energy = 5.0
+    expected = eager_loss(model, x, y)
+    assert step(x, y)[0].item() == pytest.approx(expected, rel=1e-6)
+    model.model.mixture.jitter = 0.5  # an attribute the snapshot does not hold: seen once guards are checked
+    step.check_guards()
+    expected = eager_loss(model, x, y)
+    assert step(x, y)[0].item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_compiled_dropout_drops_a_fraction_p_and_scales_the_rest():
+    # inside torch.compile the mask comes from torch.rand_like; eagerly the layer is nn.Dropout itself
+    layer = Dropout(0.3).train()
+    x = torch.ones(2000, 50)
+    out = torch.compile(layer, options={"fallback_random": True})(x)
+    kept = out != 0
+    assert abs(kept.float().mean().item() - 0.7) < 0.01  # 100,000 draws: 5 standard deviations is 0.007
+    torch.testing.assert_close(out[kept], torch.full_like(out[kept], 1 / 0.7))
+    torch.manual_seed(3)
+    eager = layer(x)
+    torch.manual_seed(3)
+    torch.testing.assert_close(eager, torch.nn.functional.dropout(x, 0.3, training=True))
 
 
 def fit(compile: bool, model=None, labelled_rows: int = 8):
@@ -82,6 +124,41 @@ def test_a_compiled_run_trains_like_an_eager_one():
     assert float(compiled.model.calibration.threshold) == pytest.approx(
         float(eager.model.calibration.threshold), rel=1e-3
     )
+
+
+def test_several_steps_per_call_train_as_one_step_per_call():
+    # steps_per_call > 1: the model takes the batches from Lightning's iterator itself, several per call; the
+    # same batches in the same order through the same paths (labelled rows, the short last batch), so the same
+    # weights, step count and schedule
+    (one, one_trainer) = fit(True)
+    (four, trainer) = fit(True, tiny_model(compile=True, lr_schedule="cosine", steps_per_call=4))
+    assert "training_step" in four.__dict__  # the iterator form was in use
+    assert trainer.global_step == one_trainer.global_step == 16
+    assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(one_trainer.optimizers[0].param_groups[0]["lr"])
+    for a, b in zip(four.parameters(), one.parameters(), strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_several_steps_per_call_stop_at_max_steps_and_validate_as_one_step_per_call():
+    torch.manual_seed(1)
+    x = torch.rand(640, 6)
+    data = DataLoader(TensorDataset(x, torch.zeros(640), torch.arange(640)), batch_size=64)
+    val = DataLoader(TensorDataset(x[:128], torch.zeros(128), torch.arange(128)), batch_size=64)
+    seen = {}
+    for steps_per_call in (1, 4):
+        model = tiny_model(compile=True, steps_per_call=steps_per_call)
+        calls = seen[steps_per_call] = []
+        model.on_validation_epoch_start = lambda model=model, calls=calls: calls.append(model.global_step)
+        quiet = {**QUIET, "limit_val_batches": 1.0}
+        trainer = L.Trainer(max_steps=25, enable_checkpointing=False, num_sanity_val_steps=0, **quiet)
+        trainer.fit(model, data, val)
+        assert trainer.global_step == 25  # 10 batches an epoch, 4 a call: stops at 25, not 28
+    assert seen[4] == seen[1] == [10, 20]  # validation after every whole epoch
+
+
+def test_steps_per_call_needs_compile():
+    with pytest.raises(ConfigurationError, match="steps_per_call"):
+        tiny_model(steps_per_call=4)
 
 
 def test_a_compiled_run_resumes_where_it_stopped(tmp_path):
