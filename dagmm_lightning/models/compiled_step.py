@@ -26,12 +26,14 @@ class CompiledAdamStep:
     The graph is compiled for one batch size, the first one it sees (a shorter last batch would cost a
     second compile): ``accepts`` tells whether a batch has it.
 
-    Dynamo's guards (~0.7 ms a call, a tenth of a step) are checked only where something they could
-    catch may have changed: at the first call, after ``check_guards()``, and wherever the snapshot of
-    what the graph bakes in as constants (Adam's betas and eps, the batch's shapes and dtypes, every
-    module's training flag, grad mode, and ``settings()``) differs from the last checked call. Otherwise
-    the cached graph runs with ``skip_guard_eval_unsafe``; the graph has a cache of its own
-    (``isolate_recompiles``), so another model's step never runs this one's graph.
+    Dynamo's guards (~0.7 ms a call, a tenth of a step) are checked at the first call, after
+    ``check_guards()``, and wherever a snapshot of the usual suspects among the values the graph bakes
+    in differs from the last checked call: Adam's betas and eps, the batch's shapes and dtypes, every
+    module's training flag, grad mode and ``settings()``. Otherwise the cached graph runs with
+    ``skip_guard_eval_unsafe``: any other Python value changed in place (a module attribute such as a
+    mixture's ``jitter``) reaches the graph only at the next ``check_guards()``. The graph has a dynamo
+    cache of its own (``isolate_recompiles``), so another model's step never runs this one's graph.
+    (On a torch without ``isolate_recompiles`` every call checks the guards.)
 
     Args:
         model: the plain torch model whose parameters train (all of them, in one Adam param group).
@@ -42,7 +44,11 @@ class CompiledAdamStep:
     """
 
     def __init__(
-        self, model: nn.Module, objective: Callable, optimizer: torch.optim.Adam, settings: Callable[[], object] = tuple
+        self,
+        model: nn.Module,
+        objective: Callable,
+        optimizer: torch.optim.Adam,
+        settings: Callable[[], object] = lambda: None,
     ) -> None:
         group = optimizer.param_groups[0]
         self.names, self.params = zip(*((n, p) for n, p in model.named_parameters() if p.requires_grad), strict=True)
@@ -55,11 +61,15 @@ class CompiledAdamStep:
         # The C++ wrapper calls the kernels without Python (~10 % of a step). Without isolate_recompiles the
         # compiled code is cached per function, shared by every instance: a second model's step would find
         # the first one's graph (and its constants) among the entries that skipped guards leave unchecked.
-        self._compiled = torch.compile(
-            self._step, dynamic=False, options={"cpp_wrapper": True, "fallback_random": True}, isolate_recompiles=True
-        )
-        self._checked: object = None  # the snapshot at the last call whose guards dynamo checked
-        self._modules = list(model.modules())  # (model.modules() itself takes ~40 us a call)
+        options = {"cpp_wrapper": True, "fallback_random": True}  # random draws by torch's generator
+        try:
+            self._compiled = torch.compile(self._step, dynamic=False, options=options, isolate_recompiles=True)
+            self._skips_guards = True
+        except TypeError:  # a torch before isolate_recompiles: its cache is shared, so the guards must run
+            self._compiled = torch.compile(self._step, dynamic=False, options=options)
+            self._skips_guards = False
+        self._checked_snapshot: object = None  # the snapshot at the last call whose guards dynamo checked
+        self._all_modules = list(model.modules())  # (model.modules() itself takes ~40 us a call)
         self.batch_rows: int | None = None
         if len({(p.dtype, p.device) for p in self.params}) != 1:
             raise ValueError("the compiled step needs every parameter in one dtype and on one device")
@@ -71,7 +81,7 @@ class CompiledAdamStep:
 
     def check_guards(self) -> None:
         """Make the next call check dynamo's guards (for instance at every epoch's start)."""
-        self._checked = None
+        self._checked_snapshot = None
 
     def accepts(self, x: torch.Tensor) -> bool:
         """Whether the compiled graph takes the batch x (N, F): the batch size it was compiled for."""
@@ -88,12 +98,12 @@ class CompiledAdamStep:
         snapshot = (
             (beta1, beta2, group["eps"], torch.is_grad_enabled()),
             [(t.shape, t.dtype, t.device) for t in (x, y)],
-            [m.training for m in self._modules],
+            [m.training for m in self._all_modules],
             self.settings(),
         )
-        if snapshot != self._checked:
+        if snapshot != self._checked_snapshot or not self._skips_guards:
             result = self._compiled(*args)
-            self._checked = snapshot
+            self._checked_snapshot = snapshot
             return result
         with torch.compiler.set_stance(skip_guard_eval_unsafe=True):
             return self._compiled(*args)
@@ -140,9 +150,10 @@ class CompiledAdamStep:
         finite = torch.isfinite(loss)
         new_steps = steps + 1
         # Adam's bias corrections 1 - beta ** t as -expm1(t log beta): inductor computes them per weight (W,),
-        # where a vector pow took ~0.1 ms a step; expm1 is also exact where t is small (no 1 - 0.999...)
-        correction1 = -torch.expm1(new_steps * math.log(beta1))[self._owner]
-        root_correction2 = (-torch.expm1(new_steps * math.log(beta2))).sqrt()[self._owner]
+        # where a vector pow took ~0.1 ms a step; expm1 also keeps the digits that 1 - 0.999... loses
+        log1, log2 = (math.log(b) if b > 0 else -math.inf for b in (beta1, beta2))
+        correction1 = -torch.expm1(new_steps * log1)[self._owner]
+        root_correction2 = (-torch.expm1(new_steps * log2)).sqrt()[self._owner]
         new_m = torch.lerp(exp_avg, grad, 1 - beta1)
         new_v = exp_avg_sq * beta2 + (1 - beta2) * grad * grad
         size = (lr / correction1).to(weights.dtype)

@@ -88,17 +88,22 @@ class DAGMM(L.LightningModule):
             the mean of the members' scores, each z-scored on the training rows. 1: one model.
         compile: run each training step (forward, backward and Adam's update) as one ``torch.compile`` graph
             (``CompiledAdamStep``): the same math, compiled once at the first step (up to a minute; on CPU
-            it needs a C++ compiler), ~40 % off an epoch after it (~50 % with ``steps_per_call``;
-            BENCHMARKS.md, "Speed"). Dropout masks are drawn another way (uniform draws, not ``bernoulli_``),
+            it needs a C++ compiler); an epoch then takes ~0.58x the time of a plain eager PyTorch loop of the
+            same math (~0.48x with ``steps_per_call`` 8; BENCHMARKS.md, "Speed"). Between the checks at every
+            epoch's start, a setting changed in place reaches the compiled graph only if it is a
+            hyperparameter (``CompiledAdamStep``). Dropout masks are drawn another way (uniform draws, not
+            ``bernoulli_``),
             so a run differs from an eager one beyond float rounding. Batches with labelled anomalies, runs of
             more than one process and precisions other than 32 and 64 take the step eagerly. Scoring stays
             eager.
         steps_per_call: with ``compile``, up to that many batches (optimizer steps) per call of Lightning's
-            training loop (its ``dataloader_iter`` form), which share the loop's per-call work: ~1 ms here, a
-            fifth of a compiled step of the paper's KDDCUP99 model. The same batches in the same order, so the
-            same result; but callbacks and loggers that count batches (``on_train_batch_end``,
-            ``log_every_n_steps``, ``every_n_train_steps``) see every k-th step. Runs that validate within an
-            epoch (``val_check_interval``) take one batch per call.
+            training loop (its experimental ``dataloader_iter`` form), which share the loop's per-call
+            work: ~1 ms here, a fifth of a compiled step of the paper's KDDCUP99 model. The same batches in
+            the same order, so the same result; but what counts batches counts calls: per-batch callbacks
+            (``on_train_batch_start/end``, ``every_n_train_steps``) run once a call, ``log_every_n_steps``
+            and the logger's step axis count calls, and a checkpoint saved within an epoch does not resume
+            exactly. Runs that validate within an epoch, and loaders of unknown length, take one batch a
+            call. Without ``compile`` it has no effect.
     """
 
     def __init__(
@@ -145,10 +150,10 @@ class DAGMM(L.LightningModule):
             raise ConfigurationError(f"members {what}, got {members}")
         if compile and not self.compiles:
             raise ConfigurationError(f"compile is not available for {type(self).__name__} (its step updates state)")
-        if steps_per_call < 1 or (steps_per_call > 1 and not compile):
-            raise ConfigurationError(
-                f"steps_per_call must be >= 1, and > 1 only with compile true; got {steps_per_call}"
-            )
+        if steps_per_call < 1:
+            raise ConfigurationError(f"steps_per_call must be >= 1, got {steps_per_call}")
+        if steps_per_call > 1 and not compile:
+            rank_zero_warn(f"steps_per_call {steps_per_call} has no effect without compile true")
         self.save_hyperparameters()
         self.automatic_optimization = not compile  # the compiled step updates the weights itself
         if (latent_dim is None) != (hidden_dims is None):
@@ -214,12 +219,13 @@ class DAGMM(L.LightningModule):
         x, y, _ = batch
         labelled = y == LABELLED_ANOMALY
         labelled = labelled if bool(labelled.any()) else None
+        logging = self.is_logging_step()  # before the step, which advances global_step
         if self.automatic_optimization:
             loss, terms = self._loss(x, y, labelled)
             self._check_finite(loss, terms)
         else:
             loss, terms = self._manual_step(x, y, labelled)
-        if self.is_logging_step():
+        if logging:
             self.log("train/loss", loss, prog_bar=True, batch_size=len(x))
             self.log_dict({f"train/{name}": value for name, value in terms.items()}, batch_size=len(x))
         return loss.to(x.dtype)
@@ -227,10 +233,13 @@ class DAGMM(L.LightningModule):
     def _training_steps(self, dataloader_iter: Iterator) -> torch.Tensor:
         """``steps_per_call`` > 1: up to that many batches (training steps) from Lightning's iterator of
         (batch, batch_idx, dataloader_idx), each prepared as Lightning prepares a batch; fewer at the end of
-        the epoch and at ``max_steps``. Stands in for ``training_step`` during such a fit (``setup``)."""
+        the epoch, at ``max_steps`` and when the trainer should stop; one where the loader's length is
+        unknown (the iterator's end would then fall inside a call). Returns the last batch's loss. Stands
+        in for ``training_step`` during such a fit (``setup``)."""
         trainer, loss = self.trainer, None
-        for _ in range(self.hparams.steps_per_call):
-            if 0 <= trainer.max_steps <= self.global_step:
+        steps = self.hparams.steps_per_call if dataloader_iter.length is not None else 1
+        for _ in range(steps):
+            if loss is not None and (trainer.should_stop or 0 <= trainer.max_steps <= self.global_step):
                 break
             try:
                 batch, batch_idx, _ = next(dataloader_iter)
@@ -238,7 +247,7 @@ class DAGMM(L.LightningModule):
                 if loss is None:
                     raise
                 break
-            batch = self.on_before_batch_transfer(trainer.precision_plugin.convert_input(batch), 0)
+            batch = self._on_before_batch_transfer(trainer.precision_plugin.convert_input(batch), dataloader_idx=0)
             loss = type(self).training_step(self, trainer.strategy.batch_to_device(batch, dataloader_idx=0), batch_idx)
         return loss
 
@@ -303,14 +312,15 @@ class DAGMM(L.LightningModule):
         return state
 
     def is_logging_step(self) -> bool:
-        """True on the steps whose logged values the logger writes (every ``log_every_n_steps``).
+        """True on the calls of the training loop whose logged values the logger writes (Lightning's own
+        rule: every ``log_every_n_steps`` calls), and on the first step; call it before the step.
 
         Each ``self.log`` call costs Lightning about a millisecond of bookkeeping; for networks this
         small, logging every step made an epoch almost twice as slow as the same loop in plain PyTorch.
         """
         if self._trainer is None:
             return False  # nothing to log to
-        return (self.global_step + 1) % max(self.trainer.log_every_n_steps, 1) == 0 or self.global_step == 0
+        return self.trainer._logger_connector.should_update_logs or self.global_step == 0
 
     def _check_finite(self, loss: torch.Tensor, terms: dict[str, torch.Tensor]) -> None:
         if bool(torch.isfinite(loss)):
@@ -339,6 +349,7 @@ class DAGMM(L.LightningModule):
 
     # --- training-set fit -------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
+        self._drop_iterator_step()
         if self.model is None:
             self._size_from_training_rows()
         if str(self.trainer.precision).endswith("16-true"):
@@ -352,9 +363,9 @@ class DAGMM(L.LightningModule):
                 f"compile: the training step runs eagerly with {self.trainer.world_size} processes and precision "
                 f"{self.trainer.precision!r} (it compiles for one process at precision 32-true or 64-true)"
             )
-        self.__dict__.pop("training_step", None)
-        if self.hparams.steps_per_call > 1 and stage == "fit" and self._step_compiles():
-            if self.trainer.val_check_interval == 1.0:  # validation at epoch ends only, which the calls keep
+        if self.hparams.compile and self.hparams.steps_per_call > 1 and stage == "fit" and self._step_compiles():
+            interval = self.trainer.val_check_interval
+            if isinstance(interval, float) and interval == 1.0:  # validation at epoch ends only: calls keep them
                 self.training_step = self._training_steps  # Lightning then hands the step its iterator
             else:
                 rank_zero_warn("steps_per_call: one batch per call, since the run validates within an epoch")
@@ -366,6 +377,13 @@ class DAGMM(L.LightningModule):
                     "--model.init_args.contamination to the share of anomalies you expect, e.g. 0.05"
                 )
             self.model.calibration.contamination = min(max(share, 1e-4), 0.5)
+
+    def teardown(self, stage: str) -> None:
+        self._drop_iterator_step()
+
+    def _drop_iterator_step(self) -> None:
+        if self.__dict__.get("training_step") == self._training_steps:  # set by setup for steps_per_call
+            del self.__dict__["training_step"]
 
     def _size_from_training_rows(self) -> None:
         if type(self.trainer.strategy.launcher).__name__ == "_MultiProcessingLauncher":
