@@ -88,14 +88,13 @@ class DAGMM(L.LightningModule):
             the mean of the members' scores, each z-scored on the training rows. 1: one model.
         compile: run each training step (forward, backward and Adam's update) as one ``torch.compile`` graph
             (``CompiledAdamStep``): the same math, compiled once at the first step (up to a minute; on CPU
-            it needs a C++ compiler); an epoch then takes ~0.58x the time of a plain eager PyTorch loop of the
-            same math (0.48-0.54x with ``steps_per_call`` 8; BENCHMARKS.md, "Speed"). Between the checks at every
-            epoch's start, a setting changed in place reaches the compiled graph only if it is a
+            it needs a C++ compiler); an epoch then takes ~0.58x the time of a plain eager PyTorch loop of
+            the same math (0.48-0.54x with ``steps_per_call`` 8; BENCHMARKS.md, "Speed"). Between the checks
+            at every epoch's start, a setting changed in place reaches the compiled graph only if it is a
             hyperparameter (``CompiledAdamStep``). Dropout masks are drawn another way (uniform draws, not
-            ``bernoulli_``),
-            so a run differs from an eager one beyond float rounding. Batches with labelled anomalies, runs of
-            more than one process and precisions other than 32 and 64 take the step eagerly. Scoring stays
-            eager.
+            ``bernoulli_``), so a run differs from an eager one beyond float rounding. Batches with labelled
+            anomalies, runs of more than one process and precisions other than 32 and 64 take the step
+            eagerly. Scoring stays eager.
         steps_per_call: with ``compile``, up to that many batches (optimizer steps) per call of Lightning's
             training loop (its experimental ``dataloader_iter`` form), which share the loop's per-call
             work: ~1 ms here, a fifth of a compiled step of the paper's KDDCUP99 model. The same batches in
