@@ -33,7 +33,6 @@ import torch
 from torch import nn
 
 from dagmm_lightning.cli import build_cli
-from dagmm_lightning.losses import squared_error
 from dagmm_lightning.networks import reconstruction_features
 
 
@@ -117,10 +116,11 @@ class BareLoop:
             batch = x[order[i : i + self.batch_size]]
             z = net.compression.encoder(batch)
             x_hat = net.compression.decoder(z)
-            rows = torch.cat([z, reconstruction_features(batch, x_hat)], 1)
+            features, error = reconstruction_features(batch, x_hat)
+            rows = torch.cat([z, features], 1)
             params = net.mixture.batch_parameters(rows, net.estimation(rows))
             loss = (
-                squared_error(batch, x_hat).mean()
+                error.mean()
                 + hp.lambda_energy * net.mixture.energy(rows, params).mean()
                 + hp.lambda_cov * net.mixture.penalty(params)
             )

@@ -154,7 +154,7 @@ class DAGMMDetector(BaseEstimator):
         if array.shape[1] != n_fitted:
             raise DataError(f"X has {array.shape[1]} features, but the detector was fitted on {n_fitted}")
         for start in range(0, len(array), step):
-            yield torch.from_numpy(preprocessor.scale_array(array[start : start + step], start))
+            yield preprocessor.scale_rows(array[start : start + step], start)
 
     def _splits(self, y, n: int) -> Splits:
         """All rows train (with training labels: 0 normal, 1 labelled anomaly, -1 unlabelled); for PU, a

@@ -13,11 +13,6 @@ import torch.nn.functional as F
 AnomalyLoss = Literal["hinge", "softplus", "inverse"]
 
 
-def squared_error(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
-    """Per-row reconstruction error ||x - x'||^2: (N, F) and (..., N, F) -> (..., N)."""
-    return (x - x_hat).pow(2).sum(dim=-1)
-
-
 def gaussian_kl(mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
     """KL(N(mean, exp(log_var)) || N(0, I)) per row, closed form: (N, D) twice -> (N,). The VAE's term."""
     return 0.5 * (mean.pow(2) + log_var.exp() - 1.0 - log_var).sum(dim=1)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import torch
 
 from dagmm_lightning.errors import DataError
 
@@ -94,14 +95,17 @@ class TablePreprocessor:
             parts.append(one_hot)
         return np.concatenate(parts, axis=1) if parts else np.zeros((len(frame), 0))
 
-    def scale_array(self, array: np.ndarray, first_row: int = 0) -> np.ndarray:
-        """Scaled float32 rows of a numeric array (N, n_features) that ``encode`` would give unchanged (a
-        table without symbolic columns), for scoring many rows: in float32, one buffer, no DataFrame. It
-        differs from ``scale`` (float64, then rounded) by float32 rounding only. ``first_row``: the row
-        number of ``array``'s first row in the caller's table, for error messages."""
-        values = self._finite(np.array(array, dtype=np.float32, order="C"), first_row)  # a copy, scaled in place
-        np.subtract(values, self.minimum.astype(np.float32), out=values)
-        np.divide(values, self.range.astype(np.float32), out=values)
+    def scale_rows(self, array: np.ndarray, first_row: int = 0) -> torch.Tensor:
+        """Scaled float32 rows (N, n_features) of a numeric array that ``encode`` would give unchanged (a table
+        without symbolic columns), for scoring many rows: a torch tensor, computed by torch's threads
+        without a float64 copy. It differs from ``scale`` (float64, then rounded) by float32 rounding only.
+        ``first_row``: the row number of ``array``'s first row in the caller's table, for error messages."""
+        rows = np.ascontiguousarray(array, dtype=np.float32)
+        rows = rows if rows.flags.writeable else rows.copy()  # torch warns on read-only arrays (memory maps)
+        values = torch.from_numpy(rows).sub(torch.from_numpy(self.minimum.astype(np.float32)))
+        values.div_(torch.from_numpy(self.range.astype(np.float32)))
+        if not torch.isfinite(values.sum()):  # a NaN or inf in the input (or an overflowing sum): name it
+            self._finite(rows, first_row)
         return values
 
     def _finite(self, values: np.ndarray, first_row: int = 0) -> np.ndarray:

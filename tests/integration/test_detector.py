@@ -129,5 +129,5 @@ def test_defaults_are_the_improved_config(fitted):
     for key, value in config["model"]["init_args"].items():
         if key not in ("contamination", "latent_dim", "hidden_dims"):
             assert det.model_.hparams[key] == value, key
-    assert det.model_.hparams.latent_dim == latent_size(det.preprocessor_.scale_array(x.astype(np.float32)))
+    assert det.model_.hparams.latent_dim == latent_size(det.preprocessor_.scale_rows(x).numpy())
     assert config["trainer"]["max_steps"] == TRAINING_STEPS and config["data"]["batch_size"] == det.batch_size

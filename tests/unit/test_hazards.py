@@ -25,11 +25,11 @@ def test_a_batch_of_labelled_anomalies_only_gives_a_finite_loss_and_gradients():
 def test_the_relative_distance_of_a_zero_row_is_bounded():
     x = torch.zeros(1, 4)
     x_hat = torch.full((1, 4), 0.1)
-    relative = reconstruction_features(x, x_hat)[0, 0].item()
+    relative = reconstruction_features(x, x_hat)[0][0, 0].item()
     assert relative == pytest.approx(0.2 / 1e-3)  # ||x'|| / 1e-3, not ||x'|| / 1e-8 = 2e7
     rows = torch.rand(5, 4) + 0.5  # ordinary rows keep the exact ratio
     ratio = (rows - 0.3 * rows).norm(dim=1) / rows.norm(dim=1)
-    torch.testing.assert_close(reconstruction_features(rows, 0.3 * rows)[:, 0], ratio)
+    torch.testing.assert_close(reconstruction_features(rows, 0.3 * rows)[0][:, 0], ratio)
 
 
 def test_jitter_must_be_positive():

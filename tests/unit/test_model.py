@@ -4,25 +4,46 @@ import pytest
 import torch
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
+from torch import nn
 
 from dagmm_lightning.data import InMemoryBatches
 from dagmm_lightning.errors import NonFiniteError
 from dagmm_lightning.models import DAGMM
 from dagmm_lightning.networks import reconstruction_features
+from dagmm_lightning.networks.layers import FUSED_LINEAR, mlp
 
 
 def test_reconstruction_features_match_numpy_and_guard_zero_rows():
     rng = np.random.default_rng(0)
     x, x_hat = rng.normal(size=(5, 4)), rng.normal(size=(5, 4))
     x[2] = 0.0
-    feats = reconstruction_features(torch.tensor(x), torch.tensor(x_hat)).numpy()
+    feats, error = (t.numpy() for t in reconstruction_features(torch.tensor(x), torch.tensor(x_hat)))
     assert np.isfinite(feats).all()
+    np.testing.assert_allclose(error, ((x - x_hat) ** 2).sum(1))
     ok = [0, 1, 3, 4]
     np.testing.assert_allclose(feats[ok, 0], np.linalg.norm(x - x_hat, axis=1)[ok] / np.linalg.norm(x, axis=1)[ok])
     with np.errstate(invalid="ignore"):  # the zero row's 0/0, checked separately
         cos = (x * x_hat).sum(1) / np.linalg.norm(x, axis=1) / np.linalg.norm(x_hat, axis=1)
     np.testing.assert_allclose(feats[ok, 1], cos[ok])
     assert feats[2, 1] == 0.0
+
+
+def test_reconstruction_features_in_float32_stay_within_rounding_of_float64():
+    """The cosine comes from norms ((|x|^2 + |x'|^2 - |x - x'|^2) / 2); in float32 it stays within ~1e-6 of the
+    float64 direct formula for near-perfect, ordinary and orthogonal reconstructions alike."""
+    rng = np.random.default_rng(1)
+    x = rng.random((300, 118))
+    orthogonal = rng.normal(size=(100, 118))
+    orthogonal -= (orthogonal * x[200:]).sum(1, keepdims=True) / (x[200:] ** 2).sum(1, keepdims=True) * x[200:]
+    x_hat = np.concatenate([x[:100] + 1e-4 * rng.normal(size=(100, 118)), rng.random((100, 118)), orthogonal])
+    x, x_hat = x.astype(np.float32), x_hat.astype(np.float32)  # the reference sees the same rounded inputs
+    feats, error = reconstruction_features(torch.from_numpy(x), torch.from_numpy(x_hat))
+    x, x_hat = x.astype(np.float64), x_hat.astype(np.float64)
+    cos = (x * x_hat).sum(1) / np.linalg.norm(x, axis=1) / np.linalg.norm(x_hat, axis=1)
+    np.testing.assert_allclose(feats[:, 1].numpy(), cos, atol=2e-6)
+    relative = np.linalg.norm(x - x_hat, axis=1) / np.linalg.norm(x, axis=1)
+    np.testing.assert_allclose(feats[:, 0].numpy(), relative, rtol=1e-5)
+    np.testing.assert_allclose(error.numpy(), ((x - x_hat) ** 2).sum(1), rtol=1e-5)
 
 
 def tiny_model(**kwargs):
@@ -39,7 +60,7 @@ def test_training_loss_equals_independent_reference():
         compression = model.model.compression
         z_c = compression.encoder(x)
         x_hat = compression.decoder(z_c)
-        z = torch.cat([z_c, reconstruction_features(x, x_hat)], 1).double().numpy()
+        z = torch.cat([z_c, reconstruction_features(x, x_hat)[0]], 1).double().numpy()
         gamma = model.model.estimation(torch.from_numpy(z).float()).double().numpy()
     recon = ((x - x_hat) ** 2).sum(1).mean().item()
     log_p, penalty = [], 0.0
@@ -218,3 +239,37 @@ def test_plain_dataloaders_train_and_validate_with_the_sanity_check():
     trainer = L.Trainer(max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False)
     trainer.fit(model, train, val)
     assert bool(model.model.mixture.is_fitted) and int(model.fitted_at_step) == trainer.global_step == 14
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu", "sigmoid", "elu"])
+def test_inference_of_a_dense_stack_equals_its_eager_layers(activation):
+    """Without autograd in eval mode a stack runs as fused oneDNN layers (tanh folded into a sigmoid); the
+    eager layers, run one by one, are the reference."""
+    torch.manual_seed(0)
+    net = mlp([118, 60, 30, 10, 1], activation, dropout=0.5).eval()
+    x = torch.rand(3000, 118)
+    reference = x
+    for layer in net:
+        reference = layer(reference)
+    with torch.no_grad():
+        fused = net(x)
+    torch.testing.assert_close(fused, reference.detach(), rtol=0, atol=1e-6)
+    assert (getattr(net, "_plan", None) is not None) == (activation != "elu" and FUSED_LINEAR is not None)
+
+
+def test_fused_inference_follows_every_change_of_the_weights():
+    torch.manual_seed(0)
+    net = mlp([6, 5, 3], "tanh")
+    x = torch.rand(40, 6)
+    optimizer = torch.optim.Adam(net.parameters(), lr=0.1)
+    for _ in range(2):  # an optimiser step, then a loaded state: both reach the fused layers
+        net.train()
+        optimizer.zero_grad()
+        net(x).square().sum().backward()
+        optimizer.step()
+        net.eval()
+        with torch.inference_mode():
+            torch.testing.assert_close(net(x), nn.Sequential.forward(net, x), rtol=0, atol=1e-6)
+    net.load_state_dict({k: v + 1 for k, v in net.state_dict().items()})
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), nn.Sequential.forward(net, x), rtol=0, atol=1e-6)
