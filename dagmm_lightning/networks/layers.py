@@ -89,41 +89,57 @@ class InferenceStep(NamedTuple):
 
 
 class MLP(nn.Sequential):
-    """A dense stack (``mlp``). In inference (eval mode, no autograd, float32 rows (N, F) on the CPU, outside
+    """A dense stack (``mlp``). In inference (eval mode, no autograd, float32 on the CPU, outside
     ``torch.compile``) it runs as oneDNN fused dense + activation kernels with tanh(a) computed as
     2 sigmoid(2a) - 1, the factors folded into the weights (2x faster than the eager stack on the paper's
-    KDDCUP99 networks, whose time goes to tanh; equal to it within float32 rounding). The folded weights are
-    rebuilt whenever a parameter changes. Stacks of ``MemberLinear``, other activations, other dtypes and
-    training run eagerly."""
+    KDDCUP99 networks, whose time goes to tanh; equal to it within float32 rounding); an ensemble's
+    ``MemberLinear`` stack as one such plan per member. The folded weights are rebuilt whenever a parameter
+    changes. Other activations, other dtypes and training run eagerly."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         fused = FUSED_LINEAR is not None and not self.training and not torch.is_grad_enabled()
-        if not fused or x.ndim != 2 or x.dtype != torch.float32 or x.device.type != "cpu":
+        if not fused or x.dtype != torch.float32 or x.device.type != "cpu" or torch.compiler.is_compiling():
             return super().forward(x)
-        if torch.compiler.is_compiling() or (plan := self._inference_plan()) is None:
+        plans = self._inference_plans()
+        if plans is None or x.ndim not in (2, 3) or (x.ndim == 3 and x.shape[0] != len(plans)):
             return super().forward(x)
+        if not isinstance(self[0], MemberLinear):
+            return self._run(plans[0], x) if x.ndim == 2 else super().forward(x)
+        inputs = x.unbind(0) if x.ndim == 3 else [x] * len(plans)  # (M, N, F), or (N, F) shared by every member
+        return torch.stack([self._run(plan, rows) for plan, rows in zip(plans, inputs, strict=True)])
+
+    @staticmethod
+    def _run(plan: list[InferenceStep], x: torch.Tensor) -> torch.Tensor:
         for step in plan:
             x = FUSED_LINEAR(x, step.weight, step.bias, step.post, [], "")
             if step.affine:
                 x = x.mul_(2.0).sub_(1.0)
         return x
 
-    def _inference_plan(self) -> list[InferenceStep] | None:
+    def _inference_plans(self) -> list[list[InferenceStep]] | None:
         key = tuple((p.data_ptr(), p._version, p.dtype) for p in self.parameters())
         if getattr(self, "_plan_key", None) != key:
-            self._plan, self._plan_key = self._fold(), key
-        return self._plan
+            self._plans, self._plan_key = self._fold(), key
+        return self._plans
 
-    def _fold(self) -> list[InferenceStep] | None:
-        """The stack as fused steps (float64 folding, then float32), or None if it holds a module the plan
-        does not cover."""
-        steps: list[list] = []  # [weight, bias, post, affine] in float64
+    def _fold(self) -> list[list[InferenceStep]] | None:
+        """The stack as fused steps, one list per member (float64 folding, then float32), or None if it
+        holds a module the plan does not cover."""
+        steps: list[list] = []  # [weight (M, out, in), bias (M, out), post, affine] in float64
+        dense = (MemberLinear if isinstance(self[0], MemberLinear) else nn.Linear,)
         for module in self:
-            if isinstance(module, nn.Linear):
-                weight = module.weight.double()
-                bias = module.bias.double() if module.bias is not None else weight.new_zeros(len(weight))
+            if isinstance(module, dense):
+                if isinstance(module, MemberLinear):
+                    weight, bias = module.weight.double().transpose(1, 2), module.bias.double()[:, 0]
+                else:
+                    weight = module.weight.double().unsqueeze(0)
+                    bias = (
+                        module.bias.double().unsqueeze(0)
+                        if module.bias is not None
+                        else weight.new_zeros(1, len(weight[0]))
+                    )
                 if steps and steps[-1][3]:  # the input is s with activation 2 s - 1: W (2 s - 1) + b
-                    bias, weight, steps[-1][3] = bias - weight.sum(1), 2.0 * weight, False
+                    bias, weight, steps[-1][3] = bias - weight.sum(-1), 2.0 * weight, False
                 steps.append([weight, bias, "none", False])
             elif isinstance(module, (nn.Dropout, nn.Identity)):
                 continue
@@ -135,12 +151,17 @@ class MLP(nn.Sequential):
                 steps[-1][2] = FUSED_ACTIVATIONS[type(module)]
             else:
                 return None
-        dtype = torch.float32
-        return [InferenceStep(w.to(dtype).contiguous(), b.to(dtype), post, a) for w, b, post, a in steps] or None
+        if not steps:
+            return None
+        f32 = torch.float32
+        return [
+            [InferenceStep(w[m].to(f32).contiguous(), b[m].to(f32), post, a) for w, b, post, a in steps]
+            for m in range(len(steps[0][0]))
+        ]
 
     def __getstate__(self) -> dict:
         state = super().__getstate__()
-        state.pop("_plan", None), state.pop("_plan_key", None)
+        state.pop("_plans", None), state.pop("_plan_key", None)
         return state
 
 

@@ -254,7 +254,7 @@ def test_inference_of_a_dense_stack_equals_its_eager_layers(activation):
     with torch.no_grad():
         fused = net(x)
     torch.testing.assert_close(fused, reference.detach(), rtol=0, atol=1e-6)
-    assert (getattr(net, "_plan", None) is not None) == (activation != "elu" and FUSED_LINEAR is not None)
+    assert (getattr(net, "_plans", None) is not None) == (activation != "elu" and FUSED_LINEAR is not None)
 
 
 def test_fused_inference_follows_every_change_of_the_weights():
@@ -273,3 +273,13 @@ def test_fused_inference_follows_every_change_of_the_weights():
     net.load_state_dict({k: v + 1 for k, v in net.state_dict().items()})
     with torch.no_grad():
         torch.testing.assert_close(net(x), nn.Sequential.forward(net, x), rtol=0, atol=1e-6)
+
+
+def test_fused_inference_of_an_ensemble_equals_its_eager_members():
+    torch.manual_seed(0)
+    net = mlp([20, 8, 3], "tanh", dropout=0.5, members=3).eval()
+    for x in (torch.rand(50, 20), torch.rand(3, 50, 20)):  # one input for every member, or one each
+        with torch.inference_mode():
+            fused = net(x)
+        torch.testing.assert_close(fused, nn.Sequential.forward(net, x).detach(), rtol=0, atol=1e-6)
+    assert fused.shape == (3, 50, 3) and (net._plans is not None) == (FUSED_LINEAR is not None)
