@@ -11,9 +11,21 @@ from torch import nn
 
 from dagmm_lightning.errors import ConfigurationError, check_choice
 
+
+class Tanh(nn.Tanh):
+    """``nn.Tanh``, but inside ``torch.compile`` computed as 2 sigmoid(2x) - 1 (within 1e-7 of tanh): inductor's
+    tanh is a slow vector routine, its sigmoid an exponential; ~0.3 ms (7-9 %) of a compiled training step of
+    the paper's KDDCUP99 model. Eager runs are ``nn.Tanh`` itself."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.compiler.is_compiling():
+            return super().forward(x)
+        return 2.0 * torch.sigmoid(2.0 * x) - 1.0
+
+
 Activation = Literal["tanh", "relu", "leaky_relu", "elu", "gelu", "sigmoid"]
 ACTIVATIONS: dict[str, type[nn.Module]] = {
-    "tanh": nn.Tanh,
+    "tanh": Tanh,
     "relu": nn.ReLU,
     "leaky_relu": nn.LeakyReLU,
     "elu": nn.ELU,

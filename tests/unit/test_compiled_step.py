@@ -9,7 +9,7 @@ from dagmm_lightning.errors import ConfigurationError
 from dagmm_lightning.labels import KNOWN_NORMAL, LABELLED_ANOMALY
 from dagmm_lightning.models import DAGMM, DAGMMPU, DAGMMVQVAE
 from dagmm_lightning.models.compiled_step import CompiledAdamStep
-from dagmm_lightning.networks.layers import Dropout
+from dagmm_lightning.networks.layers import Dropout, Tanh
 
 QUIET = dict(logger=False, enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
 
@@ -100,6 +100,15 @@ def test_compiled_dropout_drops_a_fraction_p_and_scales_the_rest():
     eager = layer(x)
     torch.manual_seed(3)
     torch.testing.assert_close(eager, torch.nn.functional.dropout(x, 0.3, training=True))
+
+
+def test_compiled_tanh_is_two_sigmoids_minus_one_and_eager_tanh_is_torchs():
+    layer = Tanh()
+    x = torch.linspace(-12, 12, 100_001)
+    compiled = torch.compile(layer)(x)
+    torch.testing.assert_close(compiled, 2.0 * torch.sigmoid(2.0 * x) - 1.0)
+    torch.testing.assert_close(compiled, torch.tanh(x), rtol=0, atol=3e-7)
+    assert torch.equal(layer(x), torch.tanh(x))
 
 
 def fit(compile: bool, model=None, labelled_rows: int = 8):
