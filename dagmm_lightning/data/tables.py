@@ -101,19 +101,24 @@ class TablePreprocessor:
         without a float64 copy. It differs from ``scale`` (float64, then rounded) by float32 rounding only.
         ``first_row``: the row number of ``array``'s first row in the caller's table, for error messages."""
         rows = np.ascontiguousarray(array, dtype=np.float32)
-        rows = rows if rows.flags.writeable else rows.copy()  # torch warns on read-only arrays (memory maps)
-        values = torch.from_numpy(rows).sub(torch.from_numpy(self.minimum.astype(np.float32)))
+        copied = not np.shares_memory(rows, array)
+        if not rows.flags.writeable:  # torch warns on read-only arrays (memory maps)
+            rows, copied = rows.copy(), True
+        values = torch.from_numpy(rows)
+        minimum = torch.from_numpy(self.minimum.astype(np.float32))
+        values = values.sub_(minimum) if copied else values.sub(minimum)  # the caller's array stays as it was
         values.div_(torch.from_numpy(self.range.astype(np.float32)))
-        if not torch.isfinite(values.sum()):  # a NaN or inf in the input (or an overflowing sum): name it
-            self._finite(rows, first_row)
+        if not torch.isfinite(values.sum()):  # a NaN or inf in the input, or a value too large once scaled
+            self._finite(rows if not copied else np.ascontiguousarray(array, dtype=np.float32), first_row)
+            self._finite(values.numpy(), first_row, "once scaled by the training range (beyond float32)")
         return values
 
-    def _finite(self, values: np.ndarray, first_row: int = 0) -> np.ndarray:
+    def _finite(self, values: np.ndarray, first_row: int = 0, where: str = "in the input") -> np.ndarray:
         finite = np.isfinite(values)
         if not finite.all():
             row, col = np.argwhere(~finite)[0]
             raise DataError(
-                f"NaN/inf values in the input, the first in column {self.numeric[col]!r} at row "
+                f"NaN/inf values {where}, the first in column {self.numeric[col]!r} at row "
                 f"{first_row + int(row)}; fill or drop them before training or scoring"
             )
         return values

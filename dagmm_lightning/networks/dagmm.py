@@ -25,19 +25,16 @@ def reconstruction_features(
     """Relative Euclidean distance ||x - x'|| / ||x|| and cosine similarity, (..., N, 2), and the squared
     reconstruction error ||x - x'||^2, (..., N), of x (N, F) and x' (..., N, F).
 
-    Three row norms and one difference, no other (N, F) temporaries (scoring's time and memory): x . x' =
-    (||x||^2 + ||x'||^2 - ||x - x'||^2) / 2, exact up to rounding of order 1e-7 ||x|| ||x'||. ||x|| is
-    floored at ``floor`` in the distance: a zero row (every feature at its training minimum) would
-    otherwise divide by ~0 and give ~1e7, a value that dominates the mixture; with the floor it is at
+    Two (N, F) temporaries (x - x' and x * x'), each reduced once: ||x - x'|| gives the distance and the
+    error. ||x|| is floored at ``floor`` in the distance: a zero row (every feature at its training minimum)
+    would otherwise divide by ~0 and give ~1e7, a value that dominates the mixture; with the floor it is at
     most ||x'|| / floor. The cosine of a zero vector is 0 (torch's convention).
     """
     x_norm, x_hat_norm = torch.linalg.vector_norm(x, dim=-1), torch.linalg.vector_norm(x_hat, dim=-1)
     distance = torch.linalg.vector_norm(x - x_hat, dim=-1)
-    error = distance.square()
-    dot = 0.5 * (x_norm.square() + x_hat_norm.square() - error)
     eps = 1e-8
-    cosine = dot / (x_norm.clamp_min(eps) * x_hat_norm.clamp_min(eps))
-    return torch.stack([distance / x_norm.clamp_min(floor), cosine], dim=-1), error
+    cosine = (x * x_hat).sum(dim=-1) / (x_norm.clamp_min(eps) * x_hat_norm.clamp_min(eps))
+    return torch.stack([distance / x_norm.clamp_min(floor), cosine], dim=-1), distance.square()
 
 
 ERROR_FLOOR = 1e-6  # log(squared error + floor): a perfectly reconstructed row stays finite

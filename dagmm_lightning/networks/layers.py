@@ -13,7 +13,7 @@ from dagmm_lightning.errors import ConfigurationError, check_choice
 
 
 class Tanh(nn.Tanh):
-    """``nn.Tanh``, but inside ``torch.compile`` computed as 2 sigmoid(2x) - 1 (within 1e-7 of tanh): inductor's
+    """``nn.Tanh``, but inside ``torch.compile`` computed as 2 sigmoid(2x) - 1 (within 3e-7 of tanh): inductor's
     tanh is a slow vector routine, its sigmoid an exponential; ~0.3 ms (7-9 %) of a compiled training step of
     the paper's KDDCUP99 model. Eager runs are ``nn.Tanh`` itself."""
 
@@ -91,6 +91,17 @@ FUSED_LINEAR = _fused_linear()
 FUSED_ACTIVATIONS = {nn.ReLU: "relu", nn.Sigmoid: "sigmoid"}  # oneDNN post-ops; tanh is folded (below)
 
 
+def _cpu_autocast() -> bool:
+    try:
+        return torch.is_autocast_enabled("cpu")
+    except TypeError:  # torch < 2.4
+        return torch.is_autocast_cpu_enabled()
+
+
+def _same_tensor(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.dtype == b.dtype and a.shape == b.shape and a.device == b.device and torch.equal(a, b)
+
+
 class InferenceStep(NamedTuple):
     """One fused layer of an inference plan: y = post(x W^T + b), then, if ``affine``, y -> 2 y - 1."""
 
@@ -102,23 +113,29 @@ class InferenceStep(NamedTuple):
 
 class MLP(nn.Sequential):
     """A dense stack (``mlp``). In inference (eval mode, no autograd, float32 on the CPU, outside
-    ``torch.compile``) it runs as oneDNN fused dense + activation kernels with tanh(a) computed as
-    2 sigmoid(2a) - 1, the factors folded into the weights (2x faster than the eager stack on the paper's
-    KDDCUP99 networks, whose time goes to tanh; equal to it within float32 rounding); an ensemble's
-    ``MemberLinear`` stack as one such plan per member. The folded weights are rebuilt whenever a parameter
-    changes. Other activations, other dtypes and training run eagerly."""
+    ``torch.compile`` and autocast, no hooks) it runs as oneDNN fused dense + activation kernels with
+    tanh(a) computed as 2 sigmoid(2a) - 1, the factors folded into the weights (2x faster than the eager
+    stack on the paper's KDDCUP99 networks, whose time goes to tanh; equal to it within float32 rounding); an
+    ensemble's ``MemberLinear`` stack as one such plan per member. The folded weights are rebuilt whenever a
+    weight differs from those they were folded from. Other activations, other dtypes and training run
+    eagerly."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        fused = FUSED_LINEAR is not None and not self.training and not torch.is_grad_enabled()
-        if not fused or x.dtype != torch.float32 or x.device.type != "cpu" or torch.compiler.is_compiling():
+        if not self._fusable(x) or (plans := self._inference_plans()) is None:
             return super().forward(x)
-        plans = self._inference_plans()
-        if plans is None or x.ndim not in (2, 3) or (x.ndim == 3 and x.shape[0] != len(plans)):
+        if x.ndim not in (2, 3) or (x.ndim == 3 and x.shape[0] != len(plans)):
             return super().forward(x)
         if not isinstance(self[0], MemberLinear):
             return self._run(plans[0], x) if x.ndim == 2 else super().forward(x)
         inputs = x.unbind(0) if x.ndim == 3 else [x] * len(plans)  # (M, N, F), or (N, F) shared by every member
         return torch.stack([self._run(plan, rows) for plan, rows in zip(plans, inputs, strict=True)])
+
+    def _fusable(self, x: torch.Tensor) -> bool:
+        if FUSED_LINEAR is None or torch.is_grad_enabled() or x.dtype != torch.float32 or x.device.type != "cpu":
+            return False
+        if torch.compiler.is_compiling() or _cpu_autocast():
+            return False
+        return not any(m.training or m._forward_hooks or m._forward_pre_hooks for m in (self, *self))
 
     @staticmethod
     def _run(plan: list[InferenceStep], x: torch.Tensor) -> torch.Tensor:
@@ -129,14 +146,21 @@ class MLP(nn.Sequential):
         return x
 
     def _inference_plans(self) -> list[list[InferenceStep]] | None:
-        key = tuple((p.data_ptr(), p._version, p.dtype) for p in self.parameters())
-        if getattr(self, "_plan_key", None) != key:
-            self._plans, self._plan_key = self._fold(), key
+        """The plans of the current weights, folded again whenever a weight differs from those they were
+        folded from (compared by value: the compiled training step writes the weights through a flat buffer,
+        which leaves the parameters' version counters as they were)."""
+        weights = [p.detach() for p in self.parameters()]
+        source = self.__dict__.get("_plan_source")
+        same = source is not None and len(source) == len(weights)
+        if not (same and all(_same_tensor(a, b) for a, b in zip(source, weights, strict=True))):
+            self._plans, self._plan_source = self._fold(), [w.clone() for w in weights]
         return self._plans
 
     def _fold(self) -> list[list[InferenceStep]] | None:
         """The stack as fused steps, one list per member (float64 folding, then float32), or None if it
         holds a module the plan does not cover."""
+        if any(p.dtype != torch.float32 for p in self.parameters()):
+            return None
         steps: list[list] = []  # [weight (M, out, in), bias (M, out), post, affine] in float64
         dense = (MemberLinear if isinstance(self[0], MemberLinear) else nn.Linear,)
         for module in self:
@@ -173,7 +197,7 @@ class MLP(nn.Sequential):
 
     def __getstate__(self) -> dict:
         state = super().__getstate__()
-        state.pop("_plans", None), state.pop("_plan_key", None)
+        state.pop("_plans", None), state.pop("_plan_source", None)
         return state
 
 

@@ -5,7 +5,14 @@ import pandas as pd
 import pytest
 import torch
 
-from dagmm_lightning.data import AnomalyDataModule, DataError, InMemoryBatches, make_splits, read_kddcup99_file
+from dagmm_lightning.data import (
+    AnomalyDataModule,
+    DataError,
+    InMemoryBatches,
+    TablePreprocessor,
+    make_splits,
+    read_kddcup99_file,
+)
 from dagmm_lightning.data import batches as batches_module
 
 pytestmark = pytest.mark.data
@@ -206,3 +213,21 @@ def test_bad_options_are_named():
         AnomalyDataModule("mnist")
     with pytest.raises(ValueError, match="protocol"):
         AnomalyDataModule(protocol="mine")
+
+
+def test_scaled_rows_equal_the_table_scaling_and_name_bad_values():
+    rng = np.random.default_rng(0)
+    train = rng.normal(size=(50, 3)) * [1.0, 1e-3, 10.0] + [0.0, 5.0, -3.0]
+    prep = TablePreprocessor()
+    prep.numeric = ["a", "b", "c"]
+    prep.fit_scaling(train)
+    rows = rng.normal(size=(20, 3)).astype(np.float32)
+    rows.flags.writeable = False  # a read-only array (a memory map) is read, never written
+    np.testing.assert_allclose(prep.scale_rows(rows).numpy(), prep.scale(rows.astype(np.float64)), rtol=1e-6, atol=1e-6)
+    bad = rows.copy()
+    bad[7, 2] = np.nan
+    with pytest.raises(DataError, match="NaN/inf values in the input.*'c' at row 107"):
+        prep.scale_rows(bad, first_row=100)
+    bad[7, 2], bad[4, 1] = 0.0, 3e37  # finite, but beyond float32 once divided by b's range (~1e-3)
+    with pytest.raises(DataError, match="NaN/inf values once scaled.*'b' at row 4"):
+        prep.scale_rows(bad)

@@ -94,7 +94,7 @@ def test_label_aware_variants_fit():
         (lambda x: np.zeros((0, 5)), DataError, "X is empty"),
         (lambda x: x[:, :3], DataError, "X has 3 features, but the detector was fitted on 5"),
         (lambda x: np.where(np.arange(5) == 2, np.nan, x), DataError, "NaN/inf values .* column 'x2'"),
-        (lambda x: np.full(x.shape, np.inf), DataError, "NaN/inf values"),
+        (lambda x: np.full(x.shape, np.inf), DataError, "NaN/inf values in the input"),
         (lambda x: np.array([["a"] * 5]), DataError, "non-numeric"),
         (lambda x: x[:, 0], DataError, "must be 2-D"),
     ],

@@ -46,6 +46,23 @@ def test_compiled_step_equals_eager_backward_and_torch_adam(variant):
             torch.testing.assert_close(compiled_adam.state[a][key], eager_adam.state[b][key], rtol=1e-3, atol=1e-6)
 
 
+def test_inference_after_compiled_steps_sees_their_weights():
+    # the compiled step writes the weights through one flat buffer (the parameters' version counters stay as
+    # they were): the fused inference layers must still fold the new weights, not keep the old ones
+    x, y = torch.rand(64, 6), torch.zeros(64)
+    model = tiny_model()
+    objective = lambda x, y: model.training_terms(model.model(x), y, None)  # noqa: E731
+    step = CompiledAdamStep(model.model, objective, torch.optim.Adam(model.parameters(), lr=0.1))
+    step(x, y)  # the weights now live in the step's flat buffer
+    model.model.fit([x])  # folds the inference plans of these weights
+    for _ in range(2):
+        step(x, y)
+    encoder = model.model.compression.encoder
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(encoder(x), torch.nn.Sequential.forward(encoder, x), rtol=0, atol=1e-6)
+
+
 def eager_loss(model, x, y) -> float:
     return sum(t.double() for t in model.training_terms(model.model(x), y, None).values()).item()
 
