@@ -162,7 +162,7 @@ class MLP(nn.Sequential):
         if any(p.dtype != torch.float32 for p in self.parameters()):
             return None
         steps: list[list] = []  # [weight (M, out, in), bias (M, out), post, affine] in float64
-        dense = (MemberLinear if isinstance(self[0], MemberLinear) else nn.Linear,)
+        dense = MemberLinear if isinstance(self[0], MemberLinear) else nn.Linear  # one kind per stack
         for module in self:
             if isinstance(module, dense):
                 if isinstance(module, MemberLinear):
