@@ -105,9 +105,10 @@ class TablePreprocessor:
         if not rows.flags.writeable:  # torch warns on read-only arrays (memory maps)
             rows, copied = rows.copy(), True
         values = torch.from_numpy(rows)
-        minimum = torch.from_numpy(self.minimum.astype(np.float32))
-        values = values.sub_(minimum) if copied else values.sub(minimum)  # the caller's array stays as it was
-        values.div_(torch.from_numpy(self.range.astype(np.float32)))
+        # x / range - minimum / range: one pass over the rows (the factors from float64, then rounded)
+        inverse = torch.from_numpy((1.0 / self.range).astype(np.float32))
+        offset = torch.from_numpy((-self.minimum / self.range).astype(np.float32))
+        values = torch.addcmul(offset, values, inverse, out=values if copied else None)  # the caller's array stays
         if not torch.isfinite(values.sum()):  # a NaN or inf in the input, or a value too large once scaled
             self._finite(rows if not copied else np.ascontiguousarray(array, dtype=np.float32), first_row)
             self._finite(values.numpy(), first_row, "once scaled by the training range (beyond float32)")

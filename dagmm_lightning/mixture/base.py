@@ -112,7 +112,7 @@ class MixtureEnergy(nn.Module, ABC):
 
     @abstractmethod
     def component_log_prob(self, z: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
-        """log p_k(z_i) for every row and component: z (..., N, D) -> (..., N, K)."""
+        """log p_k(z_i) for every component and row: z (..., N, D) -> (..., K, N)."""
 
     @abstractmethod
     def penalty(self, params: dict[str, torch.Tensor], dims: slice | None = None) -> torch.Tensor:
@@ -200,7 +200,7 @@ class MixtureEnergy(nn.Module, ABC):
         with torch.autocast(device_type=z.device.type, enabled=False):
             z = z.to(self.dtype)
             log_weights = torch.log(params["weights"].clamp_min(torch.finfo(self.dtype).tiny))
-            return -torch.logsumexp(self.component_log_prob(z, params) + log_weights.unsqueeze(-2), dim=-1)
+            return -torch.logsumexp(self.component_log_prob(z, params) + log_weights.unsqueeze(-1), dim=-2)
 
     def check_memberships(self, z: torch.Tensor, gamma: torch.Tensor) -> None:
         m, k = self.member_shape, self.n_components

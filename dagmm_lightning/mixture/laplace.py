@@ -15,9 +15,11 @@ from dagmm_lightning.mixture.base import MixtureEnergy
 
 
 def laplace_log_prob(z: torch.Tensor, means: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
-    """sum_j log Laplace(z_ij | mu_kj, b_kj): z (..., N, D), means and scales (..., K, D) -> (..., N, K)."""
-    deviation = (z.unsqueeze(-2) - means.unsqueeze(-3)).abs() / scales.unsqueeze(-3)  # (..., N, K, D)
-    return -(deviation + torch.log(2.0 * scales).unsqueeze(-3)).sum(-1)
+    """sum_j log Laplace(z_ij | mu_kj, b_kj): z (..., N, D), means and scales (..., K, D) -> (..., K, N)
+    (rows last, as the Gaussian's)."""
+    rows = z.transpose(-1, -2).unsqueeze(-3)  # (..., 1, D, N)
+    deviation = (rows - means.unsqueeze(-1)).abs() / scales.unsqueeze(-1)  # (..., K, D, N)
+    return -(deviation.sum(-2) + torch.log(2.0 * scales).sum(-1, keepdim=True))
 
 
 class LaplaceMixtureEnergy(MixtureEnergy):

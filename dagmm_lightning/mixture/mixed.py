@@ -66,8 +66,8 @@ class MixedFamilyEnergy(GaussianMixtureEnergy, LaplaceMixtureEnergy):
 
     def component_log_prob(self, z: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
         g, lap = GAUSSIAN_MEMBERS, LAPLACE_MEMBERS
-        gaussian = gaussian_log_prob(z[g], params["means"][g], params["scale_tril"][g])  # (M_g, N, K)
-        laplace = laplace_log_prob(z[lap], params["means"][lap], params["scales"][lap])  # (M_l, N, K)
+        gaussian = gaussian_log_prob(z[g], params["means"][g], params["scale_tril"][g])  # (M_g, K, N)
+        laplace = laplace_log_prob(z[lap], params["means"][lap], params["scales"][lap])  # (M_l, K, N)
         log_prob = placed(gaussian, g, len(z))
         log_prob[lap] = laplace
         return log_prob
