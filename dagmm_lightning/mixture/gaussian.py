@@ -45,19 +45,19 @@ def cholesky_with_jitter(cov: torch.Tensor, jitter: float, max_tries: int = 8) -
 def gaussian_log_prob(z: torch.Tensor, means: torch.Tensor, scale_tril: torch.Tensor) -> torch.Tensor:
     """log N(z_i | mu_k, L_k L_k^T): z (..., N, D), means (..., K, D), scale_tril (..., K, D, D) -> (..., K, N).
 
-    The Mahalanobis term is |L_k^-1 z_i - L_k^-1 mu_k|^2: the K inverse factors (triangular solves of the
-    identity, D x D each) stacked as one (K D, D) matrix meet the rows in one matrix product (a solve per
-    component took longer than the rest of the energy). The log-determinant comes from the factor's
-    diagonal; no covariance is inverted and no determinant is formed. Rows last: the sums over D here
-    and over K in the energy run along N (torch reduces a short innermost axis slowly).
+    The Mahalanobis term is |L_k^-1 (z_i - mu_k)|^2 with L_k^-1 from one triangular solve of the identity
+    (D x D) per component, applied to the differences by one batched matrix product (a solve with all N
+    rows took longer than the rest of the energy). The differences come first: L^-1 z - L^-1 mu would
+    cancel digits for rows far from the origin (float32: an error growing with |mu| / sigma). The
+    log-determinant comes from the factor's diagonal; no covariance is inverted and no determinant is
+    formed. Rows last: the sums over D here and over K in the energy run along N (torch reduces a short
+    innermost axis slowly).
     """
-    k, dim = scale_tril.shape[-3], scale_tril.shape[-1]
+    dim = scale_tril.shape[-1]
     identity = torch.eye(dim, dtype=scale_tril.dtype, device=scale_tril.device)
     whitening = torch.linalg.solve_triangular(scale_tril, identity, upper=False)  # (..., K, D, D): L^-1
-    shifts = (whitening @ means.unsqueeze(-1)).flatten(-3)  # (..., K D): L^-1 mu per component
-    stacked = whitening.flatten(-3, -2)  # (..., K D, D)
-    whitened = (stacked @ z.transpose(-1, -2)).sub_(shifts.unsqueeze(-1))  # (..., K D, N)
-    mahalanobis = whitened.square().unflatten(-2, (k, dim)).sum(-2)  # (..., K, N)
+    diff = z.transpose(-1, -2).unsqueeze(-3) - means.unsqueeze(-1)  # (..., K, D, N)
+    mahalanobis = (whitening @ diff).square().sum(-2)  # (..., K, N)
     log_det = 2.0 * scale_tril.diagonal(dim1=-2, dim2=-1).log().sum(-1)  # (..., K)
     return -0.5 * (dim * math.log(2.0 * math.pi) + log_det.unsqueeze(-1) + mahalanobis)
 

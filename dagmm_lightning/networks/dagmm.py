@@ -25,15 +25,15 @@ def reconstruction_features(
     """Relative Euclidean distance ||x - x'|| / ||x|| and cosine similarity, (..., N, 2), and the squared
     reconstruction error ||x - x'||^2, (..., N), of x (N, F) and x' (..., N, F).
 
-    One (N, F) temporary (x - x'), reduced once: ||x - x'|| gives the distance and the error. ||x|| is
-    floored at ``floor`` in the distance: a zero row (every feature at its training minimum) would
-    otherwise divide by ~0 and give ~1e7, a value that dominates the mixture; with the floor it is at most
-    ||x'|| / floor. The cosine of a zero vector is 0 (torch's convention).
+    Two (N, F) temporaries (x - x' and x * x'), each reduced once: ||x - x'|| gives the distance and the
+    error. ||x|| is floored at ``floor`` in the distance: a zero row (every feature at its training minimum)
+    would otherwise divide by ~0 and give ~1e7, a value that dominates the mixture; with the floor it is at
+    most ||x'|| / floor. The cosine of a zero vector is 0 (torch's convention).
     """
     x_norm, x_hat_norm = torch.linalg.vector_norm(x, dim=-1), torch.linalg.vector_norm(x_hat, dim=-1)
     distance = torch.linalg.vector_norm(x - x_hat, dim=-1)
     eps = 1e-8
-    cosine = torch.linalg.vecdot(x, x_hat) / (x_norm.clamp_min(eps) * x_hat_norm.clamp_min(eps))
+    cosine = (x * x_hat).sum(dim=-1) / (x_norm.clamp_min(eps) * x_hat_norm.clamp_min(eps))
     return torch.stack([distance / x_norm.clamp_min(floor), cosine], dim=-1), distance.square()
 
 

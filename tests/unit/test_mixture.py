@@ -54,6 +54,23 @@ def test_energy_near_singular_covariance_matches_scipy_and_is_finite():
     np.testing.assert_allclose(ours, scipy_energy(z, weights, means, covs), rtol=1e-6)
 
 
+def test_float32_energy_keeps_its_digits_far_from_the_origin():
+    # rows and means near 1000 with standard deviations ~1e-3: L^-1 z - L^-1 mu cancels ~6 of float32's 7
+    # digits (energy errors ~0.3); the differences z - mu first are exact for rows this close to a mean
+    rng = np.random.default_rng(3)
+    d, k = 3, 2
+    means = torch.tensor(1000.0 + rng.normal(size=(k, d)), dtype=torch.float32)
+    scale_tril = torch.linalg.cholesky(torch.tensor(np.stack([np.diag(rng.uniform(0.5, 2.0, d)) * 1e-6] * k))).float()
+    weights = torch.tensor([0.6, 0.4], dtype=torch.float32)
+    z = means[0] + torch.tensor(rng.normal(size=(200, d)) * 1e-3, dtype=torch.float32)
+    params = {"weights": weights, "means": means, "scale_tril": scale_tril}
+    ours = GaussianMixtureEnergy(k, d, jitter=1e-12, dtype="float32").energy(z, params).double().numpy()
+    tril = scale_tril.double().numpy()  # scipy on exactly the float32 values, in float64
+    covs = tril @ tril.transpose(0, 2, 1)
+    exact = scipy_energy(z.double().numpy(), weights.double().numpy(), means.double().numpy(), covs)
+    np.testing.assert_allclose(ours, exact, atol=1e-3)
+
+
 def test_batch_parameters_match_hand_computation():
     rng = np.random.default_rng(2)
     z = rng.normal(size=(40, 3))
