@@ -78,6 +78,7 @@ class CompiledAdamStep:
         self._owner = owner.to(self.params[0].device)  # the parameter of every flat weight, for its step count
         self._flat: list[torch.Tensor] | None = None
         self._pointers: list[int] = []
+        self._lr: tuple[float, torch.Tensor | None] = (math.nan, None)  # the learning rate and its tensor
 
     def check_guards(self) -> None:
         """Make the next call check dynamo's guards (for instance at every epoch's start)."""
@@ -91,7 +92,9 @@ class CompiledAdamStep:
         """One step on the batch x (N, F), y (N,): the float64 loss and its terms, before the update."""
         self.batch_rows = len(x)
         group = self.optimizer.param_groups[0]
-        lr = torch.tensor(float(group["lr"]), dtype=torch.float64)  # a tensor: a schedule does not recompile
+        if self._lr[0] != float(group["lr"]):  # a tensor: a schedule does not recompile; made when lr changes
+            self._lr = (float(group["lr"]), torch.tensor(float(group["lr"]), dtype=torch.float64))
+        lr = self._lr[1]
         beta1, beta2 = group["betas"]
         self.optimizer._opt_called = True  # what torch's LR schedulers check: this update is the optimizer's step
         args = (*self._flat_buffers(), lr, beta1, beta2, group["eps"], x, y)

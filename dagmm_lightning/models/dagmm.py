@@ -276,7 +276,7 @@ class DAGMM(L.LightningModule):
                     f"compile: torch.compile could not compile the training step ({err.inner_exception!r}); set "
                     "--model.init_args.compile false, or install what its backend needs (on CPU a C++ compiler)"
                 ) from None
-        if loss is None or not bool(torch.isfinite(loss)):
+        if loss is None or not math.isfinite(loss.item()):  # .item(): no tensor op on the hot path
             loss, terms = self._loss(x, y, labelled)
             self._check_finite(loss, terms)
             self.manual_backward(loss)
@@ -322,7 +322,7 @@ class DAGMM(L.LightningModule):
         return self.trainer._logger_connector.should_update_logs or self.global_step == 0
 
     def _check_finite(self, loss: torch.Tensor, terms: dict[str, torch.Tensor]) -> None:
-        if bool(torch.isfinite(loss)):
+        if math.isfinite(loss.item()):
             return
         bad = [name for name, value in terms.items() if not bool(torch.isfinite(value).all())]
         raise NonFiniteError(
