@@ -61,7 +61,8 @@ class DAGMMDetector(BaseEstimator):
         hidden_dims, latent_dim: encoder sizes; None (both) chooses them from the scaled training rows
             (``sizing.network_sizes``: the latent keeps 99 % of their variance, and no more dimensions than
             the rows can fit a mixture on).
-        n_components: K, the mixture's components.
+        n_components: K, the mixture's components; None (with the sizes None): as many (4 to 32) as the
+            training rows can fit (``sizing.mixture_components``).
         members: models in the ensemble, trained at once as one vectorised model (``dagmm`` and
             ``mixed_loss`` variants); the score is the mean of their training-z-scored scores. None:
             ``ENSEMBLE_MEMBERS`` where the variant supports ensembles, else 1.
@@ -89,7 +90,7 @@ class DAGMMDetector(BaseEstimator):
         lr: float = 1e-2,
         hidden_dims: tuple[int, ...] | None = None,
         latent_dim: int | None = None,
-        n_components: int = 4,
+        n_components: int | None = 4,
         members: int | None = None,
         inference: str | None = None,
         random_state: int | None = None,

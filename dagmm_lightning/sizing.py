@@ -41,14 +41,27 @@ def latent_cap(n_rows: int, n_components: int, extra_columns: int = 2) -> int:
     return max(1, dim - extra_columns)
 
 
+COMPONENTS = (4, 8, 16, 32)  # the choices for n_components null (BENCHMARKS.md, "Defaults that fit the data")
+
+
+def mixture_components(n_rows: int, latent: int, extra_columns: int = 2) -> int:
+    """The most components of ``COMPONENTS`` whose equal shares of the rows still fit the mixture rows of a
+    latent of size ``latent`` (``latent_cap``); the fewest where none does."""
+    fitting = [k for k in COMPONENTS if latent_cap(n_rows, k, extra_columns) >= latent]
+    return max(fitting, default=COMPONENTS[0])
+
+
 def network_sizes(
-    x, n_components: int = 4, extra_columns: int = 2, keep: np.ndarray | None = None
-) -> tuple[tuple[int, int], int]:
-    """Encoder widths (h, max(latent, h // 2)) and latent size for the training rows x (N, F) (those of
+    x, n_components: int | None = 4, extra_columns: int = 2, keep: np.ndarray | None = None
+) -> tuple[tuple[int, int], int, int]:
+    """Encoder widths (h, max(latent, h // 2)), latent size and K for the training rows x (N, F) (those of
     ``keep``, (N,) bool, if given): the latent keeps ``EXPLAINED_VARIANCE`` of their variance, at most
-    ``latent_cap`` for K = ``n_components`` and mixture rows L + ``extra_columns`` wide; h = max(2 *
-    latent, min(F, 64)): the hidden layers never narrower than the latent."""
+    ``latent_cap`` for K components and mixture rows L + ``extra_columns`` wide; h = max(2 * latent,
+    min(F, 64)): the hidden layers never narrower than the latent. K = ``n_components``, or where None
+    ``mixture_components``: as many components as the rows can fit at that latent."""
     n = len(x) if keep is None else int(np.count_nonzero(keep))
-    latent = min(latent_size(x, keep=keep), latent_cap(n, n_components, extra_columns))
+    wanted = latent_size(x, keep=keep)
+    components = n_components if n_components is not None else mixture_components(n, wanted, extra_columns)
+    latent = min(wanted, latent_cap(n, components, extra_columns))
     width = max(2 * latent, min(x.shape[1], MAX_WIDTH))
-    return (width, max(latent, width // 2)), latent
+    return (width, max(latent, width // 2)), latent, components

@@ -202,6 +202,24 @@ class MixtureEnergy(nn.Module, ABC):
             log_weights = torch.log(params["weights"].clamp_min(torch.finfo(self.dtype).tiny))
             return -torch.logsumexp(self.component_log_prob(z, params) + log_weights.unsqueeze(-1), dim=-2)
 
+    def memberships(self, z: torch.Tensor) -> torch.Tensor:
+        """The training-set fit's posterior memberships p(k | z_i) (EM's E-step): z (..., N, D) -> (..., N, K)."""
+        params = self.fitted_parameters()
+        with torch.autocast(device_type=z.device.type, enabled=False):
+            log_weights = torch.log(params["weights"].clamp_min(torch.finfo(self.dtype).tiny))
+            joint = self.component_log_prob(z.to(self.dtype), params) + log_weights.unsqueeze(-1)
+            return torch.softmax(joint, dim=-2).transpose(-1, -2)
+
+    @torch.no_grad()
+    def refine(self, rows: Iterable[torch.Tensor], steps: int) -> None:
+        """``steps`` EM iterations from the current training-set fit: each fits again (``fit``) on the rows z
+        (..., N, D) of ``rows`` (re-iterable) with the memberships that the previous fit gives them.
+
+        The estimation network's memberships start the fit; EM then moves the components to where the rows
+        are, and revives components the network left (nearly) empty (BENCHMARKS.md, section 10)."""
+        for _ in range(steps):
+            self.fit(_WithMemberships(self, rows))
+
     def check_memberships(self, z: torch.Tensor, gamma: torch.Tensor) -> None:
         m, k = self.member_shape, self.n_components
         if tuple(z.shape[:-2]) != m or z.ndim != 2 + len(m) or gamma.shape != (*z.shape[:-1], k):
@@ -249,3 +267,14 @@ def deviations(z: torch.Tensor, gamma: torch.Tensor, means: torch.Tensor) -> tup
     means)."""
     z, gamma = z.to(torch.float64), gamma.to(torch.float64)
     return gamma, z.unsqueeze(-2) - means.to(torch.float64).unsqueeze(-3)
+
+
+class _WithMemberships:
+    """(z, ``mixture.memberships(z)``) for every z of ``rows``; re-iterable as ``rows`` is (``fit`` reads its
+    batches once per pass, and stores the new parameters only after the last pass)."""
+
+    def __init__(self, mixture: MixtureEnergy, rows: Iterable[torch.Tensor]) -> None:
+        self.mixture, self.rows = mixture, rows
+
+    def __iter__(self):
+        return ((z, self.mixture.memberships(z)) for z in self.rows)

@@ -56,7 +56,9 @@ class DAGMM(L.LightningModule):
         activation: activation between layers of every network (``tanh`` in the paper).
         estimation_hidden: hidden layer sizes of the estimation network.
         dropout: dropout after each hidden layer of the estimation network.
-        n_components: K, the number of mixture components.
+        n_components: K, the number of mixture components. None (with the sizes None): chosen with them from
+            the training rows, as many components (4, 8, 16 or 32) as the rows can fit mixture rows of the
+            chosen latent (``sizing.mixture_components``).
         lambda_energy: lambda1, weight of the mean sample energy.
         lambda_cov: lambda2, weight of the covariance-diagonal penalty.
         lr: Adam learning rate.
@@ -103,6 +105,9 @@ class DAGMM(L.LightningModule):
             and the logger's step axis count calls, and a checkpoint saved within an epoch does not resume
             exactly. Runs that validate within an epoch, and loaders of unknown length, take one batch a
             call. Without ``compile`` it has no effect.
+        em_steps: EM iterations that refine the training-set fit of the mixture (the one that scores) after
+            its M-step from the estimation network's memberships (``MixtureEnergy.refine``); each is two
+            passes over the training rows' mixture rows (kept in memory up to 256 MiB). 0: the paper's fit.
     """
 
     def __init__(
@@ -113,7 +118,7 @@ class DAGMM(L.LightningModule):
         activation: Activation = "tanh",
         estimation_hidden: tuple[int, ...] = (10,),
         dropout: float = 0.5,
-        n_components: int = 4,
+        n_components: int | None = 4,
         lambda_energy: float = 0.1,
         lambda_cov: float = 0.005,
         lr: float = 1e-4,
@@ -131,6 +136,7 @@ class DAGMM(L.LightningModule):
         members: int = 1,
         compile: bool = False,
         steps_per_call: int = 1,
+        em_steps: int = 0,
     ) -> None:
         super().__init__()
         if input_dim < 1:
@@ -157,6 +163,10 @@ class DAGMM(L.LightningModule):
         self.automatic_optimization = not compile  # the compiled step updates the weights itself
         if (latent_dim is None) != (hidden_dims is None):
             raise ConfigurationError("latent_dim and hidden_dims are chosen from the data together: set both or none")
+        if n_components is None and latent_dim is not None:
+            raise ConfigurationError("n_components null (chosen from the data) needs latent_dim and hidden_dims null")
+        if em_steps < 0:
+            raise ConfigurationError(f"em_steps must be >= 0, got {em_steps}")
         self.model = self.build_model() if latent_dim is not None else None
         self.register_buffer("fitted_at_step", torch.tensor(-1, dtype=torch.long))
         self._training_scores: torch.Tensor | None = None
@@ -211,7 +221,7 @@ class DAGMM(L.LightningModule):
         mixture = build_mixture(hp.mixture, hp.n_components, dim, hp.jitter, hp.mixture_dtype, members)
         calibration = ScoreCalibration(hp.inference, hp.reconstruction_weight, hp.contamination, members)
         options = {"detach_rows": not hp.energy_trains_compression, "error_feature": hp.error_feature}
-        options |= {"members": members, **self.model_options()}
+        options |= {"members": members, "em_steps": hp.em_steps, **self.model_options()}
         return self.model_class(compression, estimation, mixture, calibration, **options)
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
@@ -402,8 +412,8 @@ class DAGMM(L.LightningModule):
         normal = y != LABELLED_ANOMALY
         hp = self.hparams
         keep = None if normal.all() else normal  # labelled anomalies left out, read block by block
-        hidden, latent = network_sizes(x, hp.n_components, 2 + hp.error_feature, keep)
-        self.hparams.update(hidden_dims=hidden, latent_dim=latent)
+        hidden, latent, components = network_sizes(x, hp.n_components, 2 + hp.error_feature, keep)
+        self.hparams.update(hidden_dims=hidden, latent_dim=latent, n_components=components)
         self.model = self.build_model()
 
     def _training_batches(self) -> Iterable[Batch]:

@@ -61,6 +61,21 @@ class _Reiterable:
         return self.make()
 
 
+ROWS_KEPT_BYTES = 256 * 2**20
+
+
+def _kept_if_small(rows: Iterable[torch.Tensor]) -> Iterable[torch.Tensor]:
+    """The tensors of ``rows`` (re-iterable) kept in a list when they take at most ``ROWS_KEPT_BYTES``, so
+    that later passes skip the networks; else ``rows`` itself (every pass computes them again)."""
+    kept, size = [], 0
+    for z in rows:
+        size += z.numel() * z.element_size()
+        if size > ROWS_KEPT_BYTES:
+            return rows
+        kept.append(z)
+    return kept
+
+
 @dataclass
 class DAGMMOutput:
     """Everything DAGMM computes for a batch x (N, F); an ensemble's tensors have a leading members axis.
@@ -102,6 +117,8 @@ class DAGMMModel(nn.Module):
         members: M > 1: an ensemble of M independent models in one (compression, estimation and mixture
             built with the same ``members``): every member sees every row, and every output but the score
             has a leading M axis; the score combines the members (``ScoreCalibration``).
+        em_steps: EM iterations that refine the training-set fit after its M-step from the estimation
+            network's memberships (``MixtureEnergy.refine``); 0: the paper's fit.
     """
 
     def __init__(
@@ -114,6 +131,7 @@ class DAGMMModel(nn.Module):
         detach_rows: bool = False,
         error_feature: bool = False,
         members: int = 1,
+        em_steps: int = 0,
     ) -> None:
         super().__init__()
         self.compression, self.estimation, self.mixture, self.calibration = (
@@ -123,7 +141,7 @@ class DAGMMModel(nn.Module):
             calibration,
         )
         self.penalty_dims, self.detach_rows, self.members = penalty_dims, detach_rows, members
-        self.error_feature = error_feature
+        self.error_feature, self.em_steps = error_feature, em_steps
 
     def represent(self, x: torch.Tensor, memberships: bool = True) -> DAGMMOutput:
         """Everything but the energy: x (N, F). ``memberships=False`` skips the estimation network (gamma
@@ -180,6 +198,9 @@ class DAGMMModel(nn.Module):
             self.mixture.fit(
                 _Reiterable(lambda: ((o.rows, o.gamma) for o in map(self.represent, map(self.as_input, batches))))
             )
+            if self.em_steps:
+                rows = _Reiterable(lambda: (self.represent(self.as_input(x), memberships=False).rows for x in batches))
+                self.mixture.refine(_kept_if_small(rows), self.em_steps)
             parts = [(out.energy, out.error.to(out.energy.dtype)) for out in (self(self.as_input(x)) for x in batches)]
             energy, error = (self._every_rank([part[i] for part in parts]) for i in (0, 1))
             return self.calibration.fit(energy, error)

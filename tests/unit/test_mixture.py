@@ -154,3 +154,51 @@ def test_bad_arguments_are_named():
         build_mixture("gaussian", 2, 3, 1e-6, "float16")
     with pytest.raises(ValueError, match="gamma"):
         GaussianMixtureEnergy(2, 3).batch_parameters(torch.zeros(4, 3), torch.zeros(4, 3))
+
+
+@pytest.mark.parametrize("steps", [1, 5])
+def test_em_refinement_equals_scikit_learns_em_from_the_same_start(steps):
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.mixture import GaussianMixture
+
+    rng = np.random.default_rng(5)
+    centres = np.array([[0.0, 0.0], [4.0, 1.0], [1.0, 5.0]])
+    z = np.concatenate([c + rng.normal(size=(200, 2)) * s for c, s in zip(centres, (0.5, 1.0, 0.3), strict=True)])
+    mixture = GaussianMixtureEnergy(3, 2, jitter=1e-4)
+    mixture.fit([(torch.tensor(z), torch.tensor(rng.dirichlet(np.ones(3), size=len(z))))])  # a poor start
+    start = {name: getattr(mixture, name).numpy().copy() for name in ("weights", "means", "covariances")}
+    rows = [torch.tensor(z[s : s + 128]) for s in range(0, len(z), 128)]  # re-iterable, in batches
+    mixture.refine(rows, steps)
+    reference = GaussianMixture(
+        3,
+        covariance_type="full",
+        reg_covar=1e-4,
+        max_iter=steps,
+        tol=0.0,
+        weights_init=start["weights"],
+        means_init=start["means"],
+        precisions_init=np.linalg.inv(start["covariances"]),
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        reference.fit(z)
+    np.testing.assert_allclose(mixture.weights.numpy(), reference.weights_, rtol=1e-6)
+    np.testing.assert_allclose(mixture.means.numpy(), reference.means_, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(mixture.covariances.numpy(), reference.covariances_, rtol=1e-6, atol=1e-8)
+    assert not np.allclose(start["means"], reference.means_, rtol=1e-3)  # EM moved the means: not a no-op
+
+
+def test_em_refinement_of_both_families_raises_the_likelihood_from_the_networks_start():
+    rng = np.random.default_rng(6)
+    z = torch.tensor(np.concatenate([rng.normal(size=(300, 3)), rng.normal(size=(100, 3)) * 0.2 + 3.0]))
+    gamma = torch.tensor(rng.dirichlet(np.ones(4), size=(2, len(z))))
+    mixture = build_mixture("gaussian+laplace", 4, 3, 1e-4, "float64", members=2)
+    zz = z.expand(2, -1, -1)
+    mixture.fit([(zz, gamma)])
+    before = mixture.energy(zz).mean(-1)
+    mixture.refine([zz], 10)
+    after = mixture.energy(zz).mean(-1)
+    assert torch.all(after < before - 0.1), (before, after)  # each member's mean energy falls
+    assert torch.isfinite(mixture.memberships(zz)).all() and mixture.memberships(zz).shape == (2, len(z), 4)

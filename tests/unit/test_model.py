@@ -99,6 +99,28 @@ def test_refit_is_batch_size_independent_in_eval_mode_and_sets_threshold():
     assert (scores > threshold).mean() == pytest.approx(0.1, abs=0.01)
 
 
+def test_em_steps_refine_the_training_set_fit_with_the_rows_kept_or_computed_again(monkeypatch):
+    import dagmm_lightning.networks.dagmm as networks
+
+    x = torch.rand(300, 6, dtype=torch.float64)
+    fits = []
+    for steps, limit in ((0, None), (3, None), (3, 0)):  # limit 0: every pass runs the networks again
+        torch.manual_seed(0)
+        model = tiny_model(em_steps=steps).double()
+        if limit is not None:
+            monkeypatch.setattr(networks, "ROWS_KEPT_BYTES", limit)
+        model.model.fit([x[i : i + 64] for i in range(0, 300, 64)])
+        model.eval()
+        with torch.no_grad():
+            energy = model.model(x).energy
+        fits.append((energy, model.model.mixture.means.clone()))
+    (plain, plain_means), (kept, kept_means), (again, again_means) = fits
+    torch.testing.assert_close(kept, again, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(kept_means, again_means, rtol=1e-10, atol=1e-10)
+    assert kept.mean() < plain.mean()  # EM raised the training rows' likelihood
+    assert not torch.allclose(kept_means, plain_means)
+
+
 def batches(x, batch_size):
     return InMemoryBatches(x, torch.zeros(len(x), dtype=torch.long), torch.arange(len(x)), batch_size, shuffle=False)
 
@@ -162,6 +184,10 @@ def test_bad_hyperparameters_are_named():
         tiny_model(activation="swish2")
     with pytest.raises(ValueError, match="input_dim"):
         tiny_model(input_dim=0)
+    with pytest.raises(ValueError, match="em_steps"):
+        tiny_model(em_steps=-1)
+    with pytest.raises(ValueError, match="n_components null"):
+        tiny_model(n_components=None)
 
 
 def test_energy_trains_only_the_estimation_network_when_asked():

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn.decomposition import PCA
 
-from dagmm_lightning.sizing import latent_cap, latent_size, network_sizes
+from dagmm_lightning.sizing import latent_cap, latent_size, mixture_components, network_sizes
 
 
 @pytest.mark.parametrize("explained", [0.5, 0.9, 0.99])
@@ -17,9 +17,9 @@ def test_sizes_of_degenerate_rows_and_widths_never_narrower_than_the_latent():
     assert latent_size(np.ones((10, 3))) == 1
     rng = np.random.default_rng(1)
     x = rng.normal(size=(30_000, 100))  # isotropic: the latent keeps nearly every dimension
-    (wide, narrow), latent = network_sizes(x)
-    assert latent == latent_size(x) > 64 and wide == 2 * latent and narrow == latent
-    (wide, narrow), latent = network_sizes(rng.normal(size=(300, 1)) @ np.ones((1, 8)))  # rank 1 in 8-D
+    (wide, narrow), latent, k = network_sizes(x)
+    assert k == 4 and latent == latent_size(x) > 64 and wide == 2 * latent and narrow == latent
+    (wide, narrow), latent, _ = network_sizes(rng.normal(size=(300, 1)) @ np.ones((1, 8)))  # rank 1 in 8-D
     assert (wide, narrow, latent) == (8, 4, 1)
 
 
@@ -51,3 +51,23 @@ def test_sizes_of_kept_rows_equal_the_sizes_of_those_rows_read_block_by_block(mo
     for explained in (0.5, 0.9, 0.99):
         assert latent_size(x, explained, keep) == latent_size(x[keep], explained)
     assert network_sizes(x, 4, 2, keep) == network_sizes(x[keep], 4, 2)
+
+
+@pytest.mark.parametrize(
+    "n_rows, latent, extra, expected",
+    [
+        (178_470, 10, 3, 32),  # KDDCUP99: 13-wide rows, 104 parameters; 32 components get 5,577 rows each
+        (1_000, 5, 3, 16),  # 8-wide rows, 44 parameters: 16 components get 62.5 rows each, 32 get 31.25
+        (700, 5, 3, 8),  # 43.75 rows each for 16: one short
+        (174, 5, 2, 4),  # none fits a latent of 5 (Arrhythmia): the fewest, and the cap cuts the latent
+    ],
+)
+def test_components_are_as_many_as_the_rows_fit_at_the_latent(n_rows, latent, extra, expected):
+    assert mixture_components(n_rows, latent, extra) == expected
+
+
+def test_sizes_with_components_from_the_rows():
+    x = np.random.default_rng(4).normal(size=(1_000, 3)) * np.array([1.0, 0.5, 1e-3])  # latent 2 at 99 %
+    assert latent_size(x) == 2
+    assert network_sizes(x, None, extra_columns=3) == ((4, 2), 2, 32)  # 5-wide rows: 20 parameters per 31 rows
+    assert network_sizes(x[:300], None, extra_columns=3)[1:] == (2, 8)  # 37.5 rows each for 8, 18.75 for 16

@@ -207,7 +207,7 @@ def test_data_sized_model_on_a_mixed_split_out_of_core_leaves_the_labelled_anoma
     for module in out_of_core_pair(tmp_path, monkeypatch, ".csv", split="mixed"):
         model = DAGMM(module.input_dim, None, None, n_components=2)
         model.size_from_data(module)
-        sizes.append((model.hparams.hidden_dims, model.hparams.latent_dim))
+        sizes.append((model.hparams.hidden_dims, model.hparams.latent_dim, model.hparams.n_components))
     x, y = module.arrays("train")
     assert (y == LABELLED_ANOMALY).any()
     assert sizes[0] == sizes[1] == network_sizes(np.asarray(x)[y != LABELLED_ANOMALY], 2)
