@@ -46,8 +46,10 @@ COMPONENTS = (4, 8, 16, 32)  # the choices for n_components null (BENCHMARKS.md,
 
 def mixture_components(n_rows: int, latent: int, extra_columns: int = 2) -> int:
     """The most components of ``COMPONENTS`` whose equal shares of the rows still fit the mixture rows of a
-    latent of size ``latent`` (``latent_cap``); the fewest where none does."""
-    fitting = [k for k in COMPONENTS if latent_cap(n_rows, k, extra_columns) >= latent]
+    latent of size ``latent`` (as ``latent_cap`` counts: D (D + 3) / 2 parameters per component for rows
+    D = latent + ``extra_columns`` wide); the fewest where none does."""
+    dim = latent + extra_columns
+    fitting = [k for k in COMPONENTS if dim * (dim + 3) / 2 <= n_rows / k]
     return max(fitting, default=COMPONENTS[0])
 
 

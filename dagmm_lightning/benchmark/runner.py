@@ -118,6 +118,7 @@ def _run_job(job: Job) -> list[dict]:
         job = dataclasses.replace(job, select_on=None)
         cli = build_cli(_cli_args(job), run=False, save_config=False)
     dm, model, trainer = cli.datamodule, cli.model, cli.trainer
+    baseline_components = model.hparams.n_components or 4  # a K chosen from the data sizes DAGMM's rows, not F
     base = {"dataset": dm.dataset, "protocol": job.protocol, "seed": job.seed, "configs": " ".join(job.configs)}
     rows = []
     start = time.perf_counter()
@@ -149,7 +150,7 @@ def _run_job(job: Job) -> list[dict]:
         status, seconds = f"non-finite: {err}"[:200], round(time.perf_counter() - start, 1)
         rows.append(dict(base, method=job.method, status=status, seconds=seconds))
     if job.baselines:
-        baselines = run_baselines(dm, job.seed, int(model.hparams.n_components), base)
+        baselines = run_baselines(dm, job.seed, int(baseline_components), base)
         rows += [dict(row, method=row["method"] + job.tag) for row in baselines]
     return rows
 

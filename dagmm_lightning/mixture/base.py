@@ -172,9 +172,18 @@ class MixtureEnergy(nn.Module, ABC):
             stats = self.new_statistics(pass_index).to(self.is_fitted.device)
             shapes = self.statistic_shapes(pass_index)
             stats.update({name: torch.zeros(shape) for name, shape in shapes.items()})  # every rank syncs, rows or not
+            local_rows = 0
             for z, gamma in batches:
                 self.check_memberships(z, gamma)
                 stats.update(self.statistics(z.to(torch.float64), gamma.to(torch.float64), pass_index, params))
+                local_rows += z.shape[-2]
+            if pass_index == 0:
+                first_pass_rows = local_rows
+            elif local_rows != first_pass_rows:  # a one-pass iterable (a generator) would leave this pass empty
+                raise ConfigurationError(
+                    f"the mixture fit reads its batches once per pass ({self.fit_passes} passes): pass "
+                    f"{pass_index} saw {local_rows} rows, pass 0 {first_pass_rows}; pass a list or re-iterable"
+                )
             sums = stats.sums()
             if pass_index == 0 and float(sums["rows"]) == 0:
                 raise DataError("cannot fit the mixture on zero training rows")
@@ -215,8 +224,12 @@ class MixtureEnergy(nn.Module, ABC):
         """``steps`` EM iterations from the current training-set fit: each fits again (``fit``) on the rows z
         (..., N, D) of ``rows`` (re-iterable) with the memberships that the previous fit gives them.
 
-        The estimation network's memberships start the fit; EM then moves the components to where the rows
-        are, and revives components the network left (nearly) empty (BENCHMARKS.md, section 10)."""
+        The estimation network's memberships start the fit; the iterations then move the components to
+        where the rows are, and on KDDCUP99 they gave rows to components the network had left nearly empty
+        (BENCHMARKS.md, section 10, "more components and an EM-refined training-set fit"). For Gaussian
+        members this is EM (scikit-learn's iteration); the Laplacian M-step (weighted means and mean
+        absolute deviations) is not the exact maximum-likelihood one, so for Laplacian members it is an
+        EM-like fixed-point iteration whose likelihood need not rise at every step."""
         for _ in range(steps):
             self.fit(_WithMemberships(self, rows))
 

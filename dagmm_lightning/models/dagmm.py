@@ -106,8 +106,9 @@ class DAGMM(L.LightningModule):
             exactly. Runs that validate within an epoch, and loaders of unknown length, take one batch a
             call. Without ``compile`` it has no effect.
         em_steps: EM iterations that refine the training-set fit of the mixture (the one that scores) after
-            its M-step from the estimation network's memberships (``MixtureEnergy.refine``); each is two
-            passes over the training rows' mixture rows (kept in memory up to 256 MiB). 0: the paper's fit.
+            its M-step from the estimation network's memberships (``MixtureEnergy.refine``; for Laplacian members
+            an EM-like iteration); each is two passes over the training rows' mixture rows, kept in memory
+            with their memberships up to 256 MiB (else the networks run again every pass). 0: the paper's fit.
     """
 
     def __init__(

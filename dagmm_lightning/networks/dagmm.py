@@ -64,15 +64,16 @@ class _Reiterable:
 ROWS_KEPT_BYTES = 256 * 2**20
 
 
-def _kept_if_small(rows: Iterable[torch.Tensor]) -> Iterable[torch.Tensor]:
-    """The tensors of ``rows`` (re-iterable) kept in a list when they take at most ``ROWS_KEPT_BYTES``, so
-    that later passes skip the networks; else ``rows`` itself (every pass computes them again)."""
+def _kept_if_small(items: Iterable[tuple[torch.Tensor, ...]]) -> Iterable[tuple[torch.Tensor, ...]]:
+    """The tuples of tensors of ``items`` (re-iterable) kept in a list when they take at most
+    ``ROWS_KEPT_BYTES``, so that later passes skip the networks; else ``items`` itself (every pass computes
+    them again; the pass that tried to keep them is lost)."""
     kept, size = [], 0
-    for z in rows:
-        size += z.numel() * z.element_size()
+    for item in items:
+        size += sum(t.numel() * t.element_size() for t in item)
         if size > ROWS_KEPT_BYTES:
-            return rows
-        kept.append(z)
+            return items
+        kept.append(item)
     return kept
 
 
@@ -118,7 +119,8 @@ class DAGMMModel(nn.Module):
             built with the same ``members``): every member sees every row, and every output but the score
             has a leading M axis; the score combines the members (``ScoreCalibration``).
         em_steps: EM iterations that refine the training-set fit after its M-step from the estimation
-            network's memberships (``MixtureEnergy.refine``); 0: the paper's fit.
+            network's memberships (``MixtureEnergy.refine``); the mixture rows and memberships are kept in
+            memory for them up to ``ROWS_KEPT_BYTES``. 0: the paper's fit.
     """
 
     def __init__(
@@ -195,12 +197,12 @@ class DAGMMModel(nn.Module):
         (x tensors, re-iterable; under DDP each rank its own share), then the score calibration.
         Returns the training rows' scores (all ranks), or None where the score needs another pass."""
         with evaluating(self):
-            self.mixture.fit(
-                _Reiterable(lambda: ((o.rows, o.gamma) for o in map(self.represent, map(self.as_input, batches))))
-            )
-            if self.em_steps:
-                rows = _Reiterable(lambda: (self.represent(self.as_input(x), memberships=False).rows for x in batches))
-                self.mixture.refine(_kept_if_small(rows), self.em_steps)
+            outputs = _Reiterable(lambda: ((o.rows, o.gamma) for o in map(self.represent, map(self.as_input, batches))))
+            if self.em_steps > 0:  # every EM step reads the rows twice more: keep them if they are small
+                outputs = _kept_if_small(outputs)
+            self.mixture.fit(outputs)
+            if self.em_steps > 0:
+                self.mixture.refine(_Reiterable(lambda: (rows for rows, _ in outputs)), self.em_steps)
             parts = [(out.energy, out.error.to(out.energy.dtype)) for out in (self(self.as_input(x)) for x in batches)]
             energy, error = (self._every_rank([part[i] for part in parts]) for i in (0, 1))
             return self.calibration.fit(energy, error)

@@ -190,7 +190,7 @@ def test_em_refinement_equals_scikit_learns_em_from_the_same_start(steps):
     assert not np.allclose(start["means"], reference.means_, rtol=1e-3)  # EM moved the means: not a no-op
 
 
-def test_em_refinement_of_both_families_raises_the_likelihood_from_the_networks_start():
+def test_em_refinement_of_both_families_lowers_the_mean_energy_from_a_poor_start():
     rng = np.random.default_rng(6)
     z = torch.tensor(np.concatenate([rng.normal(size=(300, 3)), rng.normal(size=(100, 3)) * 0.2 + 3.0]))
     gamma = torch.tensor(rng.dirichlet(np.ones(4), size=(2, len(z))))
@@ -202,3 +202,10 @@ def test_em_refinement_of_both_families_raises_the_likelihood_from_the_networks_
     after = mixture.energy(zz).mean(-1)
     assert torch.all(after < before - 0.1), (before, after)  # each member's mean energy falls
     assert torch.isfinite(mixture.memberships(zz)).all() and mixture.memberships(zz).shape == (2, len(z), 4)
+
+
+def test_a_fit_from_a_one_pass_iterable_is_refused_by_name():
+    rng = np.random.default_rng(7)
+    z, gamma = torch.tensor(rng.normal(size=(50, 2))), torch.tensor(rng.dirichlet(np.ones(2), size=50))
+    with pytest.raises(ValueError, match="once per pass"):
+        GaussianMixtureEnergy(2, 2).fit((z, gamma) for _ in range(1))  # a generator: pass 1 would see nothing

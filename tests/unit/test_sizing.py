@@ -60,6 +60,7 @@ def test_sizes_of_kept_rows_equal_the_sizes_of_those_rows_read_block_by_block(mo
         (1_000, 5, 3, 16),  # 8-wide rows, 44 parameters: 16 components get 62.5 rows each, 32 get 31.25
         (700, 5, 3, 8),  # 43.75 rows each for 16: one short
         (174, 5, 2, 4),  # none fits a latent of 5 (Arrhythmia): the fewest, and the cap cuts the latent
+        (60, 1, 2, 4),  # 3-wide rows, 9 parameters: 8 components would get 7.5 rows each
     ],
 )
 def test_components_are_as_many_as_the_rows_fit_at_the_latent(n_rows, latent, extra, expected):
