@@ -200,24 +200,26 @@ class MixtureEnergy(nn.Module, ABC):
             )
         return {name: getattr(self, name) for name in self.parameter_names}
 
+    def log_joint(self, z: torch.Tensor, params: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """log phi_k + log p_k(z_i) for every component and row: z (..., N, D) -> (..., K, N), in the mixture
+        dtype (autocast off). With ``params`` None the training-set fit (buffers) is used."""
+        params = self.fitted_parameters() if params is None else params
+        with torch.autocast(device_type=z.device.type, enabled=False):
+            log_weights = torch.log(params["weights"].clamp_min(torch.finfo(self.dtype).tiny))
+            return self.component_log_prob(z.to(self.dtype), params) + log_weights.unsqueeze(-1)
+
     def energy(self, z: torch.Tensor, params: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         """E(z) = -log sum_k phi_k p_k(z), by log-sum-exp: z (..., N, D) -> (..., N), in the mixture dtype.
 
         With ``params`` None the training-set fit (buffers) is used.
         """
-        params = self.fitted_parameters() if params is None else params
         with torch.autocast(device_type=z.device.type, enabled=False):
-            z = z.to(self.dtype)
-            log_weights = torch.log(params["weights"].clamp_min(torch.finfo(self.dtype).tiny))
-            return -torch.logsumexp(self.component_log_prob(z, params) + log_weights.unsqueeze(-1), dim=-2)
+            return -torch.logsumexp(self.log_joint(z, params), dim=-2)
 
     def memberships(self, z: torch.Tensor) -> torch.Tensor:
         """The training-set fit's posterior memberships p(k | z_i) (EM's E-step): z (..., N, D) -> (..., N, K)."""
-        params = self.fitted_parameters()
         with torch.autocast(device_type=z.device.type, enabled=False):
-            log_weights = torch.log(params["weights"].clamp_min(torch.finfo(self.dtype).tiny))
-            joint = self.component_log_prob(z.to(self.dtype), params) + log_weights.unsqueeze(-1)
-            return torch.softmax(joint, dim=-2).transpose(-1, -2)
+            return torch.softmax(self.log_joint(z), dim=-2).transpose(-1, -2)
 
     @torch.no_grad()
     def refine(self, rows: Iterable[torch.Tensor], steps: int) -> None:
