@@ -4,8 +4,8 @@ from typing import Literal
 
 from dagmm_lightning.errors import check_choice
 from dagmm_lightning.mixture.base import MixtureDtype, MixtureEnergy, SufficientStatistics
-from dagmm_lightning.mixture.gaussian import GaussianMixtureEnergy, cholesky_with_jitter, gaussian_log_prob
-from dagmm_lightning.mixture.laplace import LaplaceMixtureEnergy, laplace_log_prob
+from dagmm_lightning.mixture.gaussian import GaussianMixtureEnergy, cholesky_with_jitter
+from dagmm_lightning.mixture.laplace import LaplaceMixtureEnergy
 from dagmm_lightning.mixture.mixed import MixedFamilyEnergy
 
 MixtureFamily = Literal["gaussian", "laplace", "gaussian+laplace"]

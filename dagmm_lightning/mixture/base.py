@@ -111,8 +111,15 @@ class MixtureEnergy(nn.Module, ABC):
         """The spread parameters from the second pass's sums and the component masses (..., K)."""
 
     @abstractmethod
-    def component_log_prob(self, z: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
-        """log p_k(z_i) for every component and row: z (..., N, D) -> (..., K, N)."""
+    def log_prob_of_deviations(self, diff: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
+        """log p_k(z_i) for every component and row from z_i - mu_k (..., K, D, N) -> (..., K, N)."""
+
+    @abstractmethod
+    def recentred_spread(
+        self, stats: dict[str, torch.Tensor], mass: torch.Tensor, shift: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """The second pass's sums around new means from those around old ones (an EM step's single pass):
+        ``stats`` summed with deviations from the old means, ``shift`` = new - old means (..., K, D)."""
 
     @abstractmethod
     def penalty(self, params: dict[str, torch.Tensor], dims: slice | None = None) -> torch.Tensor:
@@ -120,6 +127,10 @@ class MixtureEnergy(nn.Module, ABC):
         summed over an ensemble's members."""
 
     # --- shared ---------------------------------------------------------------------------------
+    def component_log_prob(self, z: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
+        """log p_k(z_i) for every component and row: z (..., N, D) -> (..., K, N)."""
+        return self.log_prob_of_deviations(row_deviations(z, params["means"]), params)
+
     def statistic_shapes(self, pass_index: int) -> dict[str, tuple[int, ...]]:
         """Shapes of the sums that pass ``pass_index`` of the M-step needs."""
         k, d, m = self.n_components, self.dim, self.member_shape
@@ -214,26 +225,63 @@ class MixtureEnergy(nn.Module, ABC):
         With ``params`` None the training-set fit (buffers) is used.
         """
         with torch.autocast(device_type=z.device.type, enabled=False):
-            return -torch.logsumexp(self.log_joint(z, params), dim=-2)
+            return energy_from_log_joint(self.log_joint(z, params))
 
     def memberships(self, z: torch.Tensor) -> torch.Tensor:
         """The training-set fit's posterior memberships p(k | z_i) (EM's E-step): z (..., N, D) -> (..., N, K)."""
         with torch.autocast(device_type=z.device.type, enabled=False):
-            return torch.softmax(self.log_joint(z), dim=-2).transpose(-1, -2)
+            return posterior_from_log_joint(self.log_joint(z))
 
     @torch.no_grad()
-    def refine(self, rows: Iterable[torch.Tensor], steps: int) -> None:
-        """``steps`` EM iterations from the current training-set fit: each fits again (``fit``) on the rows z
-        (..., N, D) of ``rows`` (re-iterable) with the memberships that the previous fit gives them.
+    def refine(self, rows: Iterable[torch.Tensor], steps: int, tolerance: float = 0.0) -> int:
+        """Up to ``steps`` EM iterations (``em_step``) from the current training-set fit over the rows z
+        (..., N, D) of ``rows`` (re-iterable). Stops early once the rows' mean energy (every member's) moved
+        by less than ``tolerance`` in one iteration (0: never), as scikit-learn's ``GaussianMixture`` stops
+        on its ``tol``. Returns the iterations run.
 
         The estimation network's memberships start the fit; the iterations then move the components to
         where the rows are, and on KDDCUP99 they gave rows to components the network had left nearly empty
-        (BENCHMARKS.md, section 10, "more components and an EM-refined training-set fit"). For Gaussian
-        members this is EM (scikit-learn's iteration); the Laplacian M-step (weighted means and mean
-        absolute deviations) is not the exact maximum-likelihood one, so for Laplacian members it is an
-        EM-like fixed-point iteration whose likelihood need not rise at every step."""
-        for _ in range(steps):
-            self.fit(_WithMemberships(self, rows))
+        (BENCHMARKS.md, section 10, "more components and an EM-refined training-set fit")."""
+        previous = None
+        for step in range(1, steps + 1):
+            energy = self.em_step(rows)
+            if previous is not None and float((energy - previous).abs().max()) < tolerance:
+                return step
+            previous = energy
+        return steps
+
+    @torch.no_grad()
+    def em_step(self, rows: Iterable[torch.Tensor]) -> torch.Tensor:
+        """One EM iteration in one pass over the rows z (..., N, D) of ``rows`` (under DDP each rank its
+        own): the memberships the current fit gives every row (E-step), then the M-step of ``fit`` on
+        them, stored in the buffers. Returns the rows' mean energy ((M,)) under the fit before the step.
+
+        The spread is summed around the old means and recentred (``recentred_spread``): for Gaussian
+        members exactly the scatter around the new means (scikit-learn's EM step); the Laplacian scales
+        stay the mean absolute deviations around the old means (the study's M-step is not the Laplace
+        maximum-likelihood one anyway), which has the same fixed points."""
+        old = self.fitted_parameters()
+        shapes = self.statistic_shapes(0) | self.statistic_shapes(1) | {"energy": self.member_shape}
+        stats = SufficientStatistics(shapes).to(self.is_fitted.device)
+        stats.update({name: torch.zeros(shape) for name, shape in shapes.items()})  # every rank syncs, rows or not
+        with torch.autocast(device_type=self.is_fitted.device.type, enabled=False):
+            log_weights = torch.log(old["weights"].clamp_min(torch.finfo(self.dtype).tiny)).unsqueeze(-1)
+            for z in rows:
+                z = z.to(self.dtype)
+                diff = row_deviations(z, old["means"])  # (..., K, D, N)
+                log_joint = self.log_prob_of_deviations(diff, old) + log_weights
+                gamma = posterior_from_log_joint(log_joint).to(torch.float64)
+                stats.update(weighted_sums(z, gamma) | {"energy": energy_from_log_joint(log_joint).sum(-1)})
+                stats.update(self.spread_statistics(gamma, diff.to(torch.float64).movedim(-1, -3)))
+        sums = stats.sums()
+        if float(sums["rows"]) == 0:
+            raise DataError("cannot refine the mixture on zero training rows")
+        params = self.m_step(sums, 0, {})
+        shift = sums["first"] / params["mass"].unsqueeze(-1) - old["means"].to(torch.float64)
+        params |= self.spread_m_step(self.recentred_spread(sums, params["mass"], shift), params["mass"])
+        for name in self.parameter_names:
+            getattr(self, name).copy_(params[name])
+        return sums["energy"] / sums["rows"]
 
     def check_memberships(self, z: torch.Tensor, gamma: torch.Tensor) -> None:
         m, k = self.member_shape, self.n_components
@@ -249,6 +297,16 @@ class MixtureEnergy(nn.Module, ABC):
     def extra_repr(self) -> str:
         members = f", members={self.members}" if self.members > 1 else ""
         return f"n_components={self.n_components}, dim={self.dim}, jitter={self.jitter}, dtype={self.dtype}{members}"
+
+
+def energy_from_log_joint(log_joint: torch.Tensor) -> torch.Tensor:
+    """-log sum_k exp(log_joint) by log-sum-exp: (..., K, N) -> (..., N)."""
+    return -torch.logsumexp(log_joint, dim=-2)
+
+
+def posterior_from_log_joint(log_joint: torch.Tensor) -> torch.Tensor:
+    """Posterior memberships softmax_k(log_joint): (..., K, N) -> (..., N, K)."""
+    return torch.softmax(log_joint, dim=-2).transpose(-1, -2)
 
 
 def weighted_sums(z: torch.Tensor, gamma: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -277,19 +335,14 @@ def weights_and_means(stats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
     }
 
 
+def row_deviations(z: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
+    """z_i - mu_k for every component and row: z (..., N, D), means (..., K, D) -> (..., K, D, N) (rows last:
+    the sums over D and over K run along N; torch reduces a short innermost axis slowly)."""
+    return z.transpose(-1, -2).unsqueeze(-3) - means.unsqueeze(-1)
+
+
 def deviations(z: torch.Tensor, gamma: torch.Tensor, means: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """gamma (..., N, K) and z - mu_k (..., N, K, D) in float64, for the second pass (spread around the final
     means)."""
     z, gamma = z.to(torch.float64), gamma.to(torch.float64)
     return gamma, z.unsqueeze(-2) - means.to(torch.float64).unsqueeze(-3)
-
-
-class _WithMemberships:
-    """(z, ``mixture.memberships(z)``) for every z of ``rows``; re-iterable as ``rows`` is (``fit`` reads its
-    batches once per pass, and stores the new parameters only after the last pass)."""
-
-    def __init__(self, mixture: MixtureEnergy, rows: Iterable[torch.Tensor]) -> None:
-        self.mixture, self.rows = mixture, rows
-
-    def __iter__(self):
-        return ((z, self.mixture.memberships(z)) for z in self.rows)

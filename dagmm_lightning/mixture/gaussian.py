@@ -42,21 +42,19 @@ def cholesky_with_jitter(cov: torch.Tensor, jitter: float, max_tries: int = 8) -
     )
 
 
-def gaussian_log_prob(z: torch.Tensor, means: torch.Tensor, scale_tril: torch.Tensor) -> torch.Tensor:
-    """log N(z_i | mu_k, L_k L_k^T): z (..., N, D), means (..., K, D), scale_tril (..., K, D, D) -> (..., K, N).
+def gaussian_log_prob_of_deviations(diff: torch.Tensor, scale_tril: torch.Tensor) -> torch.Tensor:
+    """log N(z_i | mu_k, L_k L_k^T) from diff = z_i - mu_k (..., K, D, N) -> (..., K, N).
 
     The Mahalanobis term is |L_k^-1 (z_i - mu_k)|^2 with L_k^-1 from one triangular solve of the identity
     (D x D) per component, applied to the differences by one batched matrix product (a solve with all N
     rows took longer than the rest of the energy). The differences come first: L^-1 z - L^-1 mu would
     cancel digits for rows far from the origin (float32: an error growing with |mu| / sigma). The
     log-determinant comes from the factor's diagonal; no covariance is inverted and no determinant is
-    formed. Rows last: the sums over D here and over K in the energy run along N (torch reduces a short
-    innermost axis slowly).
+    formed.
     """
     dim = scale_tril.shape[-1]
     identity = torch.eye(dim, dtype=scale_tril.dtype, device=scale_tril.device)
     whitening = torch.linalg.solve_triangular(scale_tril, identity, upper=False)  # (..., K, D, D): L^-1
-    diff = z.transpose(-1, -2).unsqueeze(-3) - means.unsqueeze(-1)  # (..., K, D, N)
     mahalanobis = (whitening @ diff).square().sum(-2)  # (..., K, N)
     log_det = 2.0 * scale_tril.diagonal(dim1=-2, dim2=-1).log().sum(-1)  # (..., K)
     return -0.5 * (dim * math.log(2.0 * math.pi) + log_det.unsqueeze(-1) + mahalanobis)
@@ -89,8 +87,15 @@ class GaussianMixtureEnergy(MixtureEnergy):
         cov = cov + self.jitter * torch.eye(self.dim, dtype=cov.dtype, device=cov.device)
         return {"covariances": cov, "scale_tril": cholesky_with_jitter(cov, self.jitter)}
 
-    def component_log_prob(self, z: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
-        return gaussian_log_prob(z, params["means"], params["scale_tril"])
+    def log_prob_of_deviations(self, diff: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
+        return gaussian_log_prob_of_deviations(diff, params["scale_tril"])
+
+    def recentred_spread(
+        self, stats: dict[str, torch.Tensor], mass: torch.Tensor, shift: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        # sum_i g (z - mu_new)(z - mu_new)^T = sum_i g (z - mu_old)(z - mu_old)^T - m (mu_new - mu_old)(...)^T:
+        # exact; the shift is small near convergence, so little cancels
+        return {"scatter": stats["scatter"] - mass[..., None, None] * shift.unsqueeze(-1) * shift.unsqueeze(-2)}
 
     def penalty(self, params: dict[str, torch.Tensor], dims: slice | None = None) -> torch.Tensor:
         variances = params["covariances"].diagonal(dim1=-2, dim2=-1)

@@ -14,11 +14,10 @@ import torch
 from dagmm_lightning.mixture.base import MixtureEnergy
 
 
-def laplace_log_prob(z: torch.Tensor, means: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
-    """sum_j log Laplace(z_ij | mu_kj, b_kj): z (..., N, D), means and scales (..., K, D) -> (..., K, N)
-    (rows last, as the Gaussian's)."""
-    rows = z.transpose(-1, -2).unsqueeze(-3)  # (..., 1, D, N)
-    deviation = (rows - means.unsqueeze(-1)).abs() / scales.unsqueeze(-1)  # (..., K, D, N)
+def laplace_log_prob_of_deviations(diff: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    """sum_j log Laplace(z_ij | mu_kj, b_kj) from diff = z_i - mu_k (..., K, D, N), scales (..., K, D)
+    -> (..., K, N)."""
+    deviation = diff.abs() / scales.unsqueeze(-1)  # (..., K, D, N)
     return -(deviation.sum(-2) + torch.log(2.0 * scales).sum(-1, keepdim=True))
 
 
@@ -44,8 +43,14 @@ class LaplaceMixtureEnergy(MixtureEnergy):
     def spread_m_step(self, stats: dict[str, torch.Tensor], mass: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"scales": self._parameter(stats["absolute"] / mass.unsqueeze(-1) + self.jitter)}
 
-    def component_log_prob(self, z: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
-        return laplace_log_prob(z, params["means"], params["scales"])
+    def log_prob_of_deviations(self, diff: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
+        return laplace_log_prob_of_deviations(diff, params["scales"])
+
+    def recentred_spread(
+        self, stats: dict[str, torch.Tensor], mass: torch.Tensor, shift: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        # absolute deviations do not recentre: the EM step keeps those around the old means (same fixed points)
+        return {"absolute": stats["absolute"]}
 
     def penalty(self, params: dict[str, torch.Tensor], dims: slice | None = None) -> torch.Tensor:
         return params["scales"][..., dims if dims is not None else slice(None)].reciprocal().sum()

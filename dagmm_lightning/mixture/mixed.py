@@ -13,8 +13,8 @@ import torch
 
 from dagmm_lightning.errors import ConfigurationError
 from dagmm_lightning.mixture.base import MixtureDtype
-from dagmm_lightning.mixture.gaussian import GaussianMixtureEnergy, gaussian_log_prob
-from dagmm_lightning.mixture.laplace import LaplaceMixtureEnergy, laplace_log_prob
+from dagmm_lightning.mixture.gaussian import GaussianMixtureEnergy, gaussian_log_prob_of_deviations
+from dagmm_lightning.mixture.laplace import LaplaceMixtureEnergy, laplace_log_prob_of_deviations
 
 GAUSSIAN_MEMBERS, LAPLACE_MEMBERS = slice(0, None, 2), slice(1, None, 2)
 
@@ -64,13 +64,20 @@ class MixedFamilyEnergy(GaussianMixtureEnergy, LaplaceMixtureEnergy):
         gaussian = GaussianMixtureEnergy.spread_m_step(self, stats, mass)
         return gaussian | LaplaceMixtureEnergy.spread_m_step(self, stats, mass)
 
-    def component_log_prob(self, z: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
+    def log_prob_of_deviations(self, diff: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
         g, lap = GAUSSIAN_MEMBERS, LAPLACE_MEMBERS
-        gaussian = gaussian_log_prob(z[g], params["means"][g], params["scale_tril"][g])  # (M_g, K, N)
-        laplace = laplace_log_prob(z[lap], params["means"][lap], params["scales"][lap])  # (M_l, K, N)
-        log_prob = placed(gaussian, g, len(z))
+        gaussian = gaussian_log_prob_of_deviations(diff[g], params["scale_tril"][g])  # (M_g, K, N)
+        laplace = laplace_log_prob_of_deviations(diff[lap], params["scales"][lap])  # (M_l, K, N)
+        log_prob = placed(gaussian, g, len(diff))
         log_prob[lap] = laplace
         return log_prob
+
+    def recentred_spread(
+        self, stats: dict[str, torch.Tensor], mass: torch.Tensor, shift: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        g = GAUSSIAN_MEMBERS  # the Laplacian members' scatter stays 0 (unread)
+        gaussian = GaussianMixtureEnergy.recentred_spread(self, {"scatter": stats["scatter"][g]}, mass[g], shift[g])
+        return {"scatter": placed(gaussian["scatter"], g, len(mass)), "absolute": stats["absolute"]}
 
     def penalty(self, params: dict[str, torch.Tensor], dims: slice | None = None) -> torch.Tensor:
         dims = dims if dims is not None else slice(None)

@@ -109,6 +109,9 @@ class DAGMM(L.LightningModule):
             its M-step from the estimation network's memberships (``MixtureEnergy.refine``; for Laplacian members
             an EM-like iteration); each is two passes over the training rows' mixture rows, kept in memory
             with their memberships up to 256 MiB (else the networks run again every pass). 0: the paper's fit.
+        em_tolerance: stop the EM iterations before ``em_steps`` once the training rows' mean energy (of
+            every member) moved by less than this in one iteration, as scikit-learn's ``GaussianMixture``
+            stops on its ``tol``; 0: run all ``em_steps``. The count run is logged as ``train/em_steps``.
     """
 
     def __init__(
@@ -138,6 +141,7 @@ class DAGMM(L.LightningModule):
         compile: bool = False,
         steps_per_call: int = 1,
         em_steps: int = 0,
+        em_tolerance: float = 0.0,
     ) -> None:
         super().__init__()
         if input_dim < 1:
@@ -168,6 +172,8 @@ class DAGMM(L.LightningModule):
             raise ConfigurationError("n_components null (chosen from the data) needs latent_dim and hidden_dims null")
         if em_steps < 0:
             raise ConfigurationError(f"em_steps must be >= 0, got {em_steps}")
+        if not em_tolerance >= 0:
+            raise ConfigurationError(f"em_tolerance must be >= 0, got {em_tolerance}")
         self.model = self.build_model() if latent_dim is not None else None
         self.register_buffer("fitted_at_step", torch.tensor(-1, dtype=torch.long))
         self._training_scores: torch.Tensor | None = None
@@ -222,7 +228,8 @@ class DAGMM(L.LightningModule):
         mixture = build_mixture(hp.mixture, hp.n_components, dim, hp.jitter, hp.mixture_dtype, members)
         calibration = ScoreCalibration(hp.inference, hp.reconstruction_weight, hp.contamination, members)
         options = {"detach_rows": not hp.energy_trains_compression, "error_feature": hp.error_feature}
-        options |= {"members": members, "em_steps": hp.em_steps, **self.model_options()}
+        options |= {"members": members, "em_steps": hp.em_steps, "em_tolerance": hp.em_tolerance}
+        options |= self.model_options()
         return self.model_class(compression, estimation, mixture, calibration, **options)
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
@@ -443,6 +450,10 @@ class DAGMM(L.LightningModule):
         # validation (and a checkpoint written after it) uses the mixture of the current weights.
         if self.trainer.state.fn == "fit":
             self.refit()
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.state.fn == "fit" and self.hparams.em_steps > 0:  # of the fit that validation scored with
+            self.log("train/em_steps", float(self.model.em_steps_run), batch_size=1)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["dagmm_variant"] = self._variant_record()

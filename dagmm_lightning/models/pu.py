@@ -71,6 +71,7 @@ class DAGMMPU(DAGMM):
         self._refit_if_stale()
 
     def on_validation_epoch_end(self) -> None:
+        super().on_validation_epoch_end()
         self.log("val/c", float(self.model.c))
 
     def on_test_epoch_end(self) -> None:

@@ -121,6 +121,9 @@ class DAGMMModel(nn.Module):
         em_steps: EM iterations that refine the training-set fit after its M-step from the estimation
             network's memberships (``MixtureEnergy.refine``); the mixture rows and memberships are kept in
             memory for them up to ``ROWS_KEPT_BYTES``. 0: the paper's fit.
+        em_tolerance: stop the EM iterations before ``em_steps`` once the training rows' mean energy moved
+            by less than this in one iteration (0: run them all). ``em_steps_run`` holds the count of the
+            last fit.
     """
 
     def __init__(
@@ -134,6 +137,7 @@ class DAGMMModel(nn.Module):
         error_feature: bool = False,
         members: int = 1,
         em_steps: int = 0,
+        em_tolerance: float = 0.0,
     ) -> None:
         super().__init__()
         self.compression, self.estimation, self.mixture, self.calibration = (
@@ -143,7 +147,8 @@ class DAGMMModel(nn.Module):
             calibration,
         )
         self.penalty_dims, self.detach_rows, self.members = penalty_dims, detach_rows, members
-        self.error_feature, self.em_steps = error_feature, em_steps
+        self.error_feature, self.em_steps, self.em_tolerance = error_feature, em_steps, em_tolerance
+        self.em_steps_run = 0
 
     def represent(self, x: torch.Tensor, memberships: bool = True) -> DAGMMOutput:
         """Everything but the energy: x (N, F). ``memberships=False`` skips the estimation network (gamma
@@ -202,7 +207,8 @@ class DAGMMModel(nn.Module):
                 outputs = _kept_if_small(outputs)
             self.mixture.fit(outputs)
             if self.em_steps > 0:
-                self.mixture.refine(_Reiterable(lambda: (rows for rows, _ in outputs)), self.em_steps)
+                rows = _Reiterable(lambda: (rows for rows, _ in outputs))
+                self.em_steps_run = self.mixture.refine(rows, self.em_steps, self.em_tolerance)
             parts = [(out.energy, out.error.to(out.energy.dtype)) for out in (self(self.as_input(x)) for x in batches)]
             energy, error = (self._every_rank([part[i] for part in parts]) for i in (0, 1))
             return self.calibration.fit(energy, error)

@@ -87,9 +87,11 @@ def checkpoint(request, tmp_path_factory):
 
 def test_refit_and_validate_with_two_processes_equal_one(checkpoint, tmp_path):
     results = {}
+    # the ensemble of both families also refines its fit by EM, whose sums are synced over ranks too
+    em_steps = 3 if DAGMM.load_from_checkpoint(checkpoint).hparams.mixture == "gaussian+laplace" else 0
     for devices in (1, 2):
         out = tmp_path / f"devices{devices}.pt"
-        model = DAGMM.load_from_checkpoint(checkpoint)
+        model = DAGMM.load_from_checkpoint(checkpoint, em_steps=em_steps)
         # float64 networks: per-row outputs then do not depend on how rows are batched across ranks,
         # so the only difference left is the order of the float64 sums
         validate = trainer(devices, precision="64-true", callbacks=[AnomalyMetrics(), RefitAndRecord(out)])
@@ -102,7 +104,10 @@ def test_refit_and_validate_with_two_processes_equal_one(checkpoint, tmp_path):
         assert results[2]["metrics"][name] == pytest.approx(value, rel=1e-9), name
     # and the refit changed nothing the checkpoint did not already hold: it was fitted at the same step
     stored = torch.load(checkpoint, weights_only=False)["state_dict"]
-    torch.testing.assert_close(results[1]["buffers"]["model.mixture.means"], stored["model.mixture.means"])
+    if em_steps == 0:  # (EM moves the fit on from there)
+        torch.testing.assert_close(results[1]["buffers"]["model.mixture.means"], stored["model.mixture.means"])
+    else:
+        assert not torch.allclose(results[1]["buffers"]["model.mixture.means"], stored["model.mixture.means"])
 
 
 def test_two_process_predict_writes_each_row_once_as_one_process_does(checkpoint, tmp_path):

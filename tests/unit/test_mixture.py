@@ -156,8 +156,8 @@ def test_bad_arguments_are_named():
         GaussianMixtureEnergy(2, 3).batch_parameters(torch.zeros(4, 3), torch.zeros(4, 3))
 
 
-@pytest.mark.parametrize("steps", [1, 5])
-def test_em_refinement_equals_scikit_learns_em_from_the_same_start(steps):
+@pytest.mark.parametrize(("steps", "tolerance"), [(1, 0.0), (5, 0.0), (200, 1e-4)])
+def test_em_refinement_equals_scikit_learns_em_from_the_same_start(steps, tolerance):
     import warnings
 
     from sklearn.exceptions import ConvergenceWarning
@@ -170,13 +170,13 @@ def test_em_refinement_equals_scikit_learns_em_from_the_same_start(steps):
     mixture.fit([(torch.tensor(z), torch.tensor(rng.dirichlet(np.ones(3), size=len(z))))])  # a poor start
     start = {name: getattr(mixture, name).numpy().copy() for name in ("weights", "means", "covariances")}
     rows = [torch.tensor(z[s : s + 128]) for s in range(0, len(z), 128)]  # re-iterable, in batches
-    mixture.refine(rows, steps)
+    done = mixture.refine(rows, steps, tolerance)
     reference = GaussianMixture(
         3,
         covariance_type="full",
         reg_covar=1e-4,
         max_iter=steps,
-        tol=0.0,
+        tol=tolerance,  # scikit-learn's stop: the mean log-likelihood (minus our mean energy) moved < tol
         weights_init=start["weights"],
         means_init=start["means"],
         precisions_init=np.linalg.inv(start["covariances"]),
@@ -184,6 +184,8 @@ def test_em_refinement_equals_scikit_learns_em_from_the_same_start(steps):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         reference.fit(z)
+    assert done == reference.n_iter_
+    assert done < steps if tolerance > 0 else done == steps  # the tolerance stopped it before the cap
     np.testing.assert_allclose(mixture.weights.numpy(), reference.weights_, rtol=1e-6)
     np.testing.assert_allclose(mixture.means.numpy(), reference.means_, rtol=1e-6, atol=1e-8)
     np.testing.assert_allclose(mixture.covariances.numpy(), reference.covariances_, rtol=1e-6, atol=1e-8)

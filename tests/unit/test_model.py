@@ -121,6 +121,19 @@ def test_em_steps_refine_the_training_set_fit_with_the_rows_kept_or_computed_aga
     assert not torch.allclose(kept_means, plain_means)
 
 
+def test_em_tolerance_stops_the_refinement_when_the_mean_energy_settles():
+    x = torch.rand(300, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    runs = {}
+    for tolerance in (0.0, 1e-5, float("inf")):
+        torch.manual_seed(0)
+        model = tiny_model(em_steps=200, em_tolerance=tolerance).double()
+        model.model.fit([x[i : i + 64] for i in range(0, 300, 64)])
+        runs[tolerance] = model.model.em_steps_run
+    assert runs[0.0] == 200
+    assert runs[float("inf")] == 2  # the first step has no earlier mean energy to compare with
+    assert 2 < runs[1e-5] < 200
+
+
 def batches(x, batch_size):
     return InMemoryBatches(x, torch.zeros(len(x), dtype=torch.long), torch.arange(len(x)), batch_size, shuffle=False)
 
@@ -186,6 +199,8 @@ def test_bad_hyperparameters_are_named():
         tiny_model(input_dim=0)
     with pytest.raises(ValueError, match="em_steps"):
         tiny_model(em_steps=-1)
+    with pytest.raises(ValueError, match="em_tolerance"):
+        tiny_model(em_steps=3, em_tolerance=float("nan"))
     with pytest.raises(ValueError, match="n_components null"):
         tiny_model(n_components=None)
 
