@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from dagmm_lightning.errors import ConfigurationError
-from dagmm_lightning.mixture.base import MixtureDtype
+from dagmm_lightning.mixture.base import MixtureDtype, row_deviations
 from dagmm_lightning.mixture.gaussian import GaussianMixtureEnergy, gaussian_log_prob_of_deviations
 from dagmm_lightning.mixture.laplace import LaplaceMixtureEnergy, laplace_log_prob_of_deviations
 
@@ -64,12 +64,25 @@ class MixedFamilyEnergy(GaussianMixtureEnergy, LaplaceMixtureEnergy):
         gaussian = GaussianMixtureEnergy.spread_m_step(self, stats, mass)
         return gaussian | LaplaceMixtureEnergy.spread_m_step(self, stats, mass)
 
+    def component_log_prob(self, z: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
+        # each family's deviations from its own members' rows: slicing the (M, K, D, N) deviations instead
+        # would cost their size again in the backward pass (zeros, then a copy)
+        g, lap = GAUSSIAN_MEMBERS, LAPLACE_MEMBERS
+        means = params["means"]
+        gaussian = gaussian_log_prob_of_deviations(row_deviations(z[g], means[g]), params["scale_tril"][g])
+        laplace = laplace_log_prob_of_deviations(row_deviations(z[lap], means[lap]), params["scales"][lap])
+        return self._joined(gaussian, laplace)
+
     def log_prob_of_deviations(self, diff: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
         g, lap = GAUSSIAN_MEMBERS, LAPLACE_MEMBERS
         gaussian = gaussian_log_prob_of_deviations(diff[g], params["scale_tril"][g])  # (M_g, K, N)
         laplace = laplace_log_prob_of_deviations(diff[lap], params["scales"][lap])  # (M_l, K, N)
-        log_prob = placed(gaussian, g, len(diff))
-        log_prob[lap] = laplace
+        return self._joined(gaussian, laplace)
+
+    def _joined(self, gaussian: torch.Tensor, laplace: torch.Tensor) -> torch.Tensor:
+        """Both families' log p_k (M_g, K, N) and (M_l, K, N) at their members' places: (M, K, N)."""
+        log_prob = placed(gaussian, GAUSSIAN_MEMBERS, self.members)
+        log_prob[LAPLACE_MEMBERS] = laplace
         return log_prob
 
     def recentred_spread(
