@@ -338,11 +338,13 @@ def weights_and_means(stats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
 def row_deviations(z: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
     """z_i - mu_k for every component and row: z (..., N, D), means (..., K, D) -> (..., K, D, N) (rows last:
     the sums over D and over K run along N; torch reduces a short innermost axis slowly)."""
-    return z.transpose(-1, -2).unsqueeze(-3) - means.unsqueeze(-1)
+    # + (-mu), the same floats as - mu: the backward pass then negates the small means' gradient, not
+    # the deviations' (in training that negation of an (..., K, D, N) tensor cost a tenth of a step)
+    return z.transpose(-1, -2).unsqueeze(-3) + (-means).unsqueeze(-1)
 
 
 def deviations(z: torch.Tensor, gamma: torch.Tensor, means: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """gamma (..., N, K) and z - mu_k (..., N, K, D) in float64, for the second pass (spread around the final
     means)."""
     z, gamma = z.to(torch.float64), gamma.to(torch.float64)
-    return gamma, z.unsqueeze(-2) - means.to(torch.float64).unsqueeze(-3)
+    return gamma, z.unsqueeze(-2) + (-means.to(torch.float64)).unsqueeze(-3)  # + (-mu): as row_deviations

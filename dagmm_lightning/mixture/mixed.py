@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from dagmm_lightning.errors import ConfigurationError
-from dagmm_lightning.mixture.base import MixtureDtype, row_deviations
+from dagmm_lightning.mixture.base import MixtureDtype, deviations, row_deviations
 from dagmm_lightning.mixture.gaussian import GaussianMixtureEnergy, gaussian_log_prob_of_deviations
 from dagmm_lightning.mixture.laplace import LaplaceMixtureEnergy, laplace_log_prob_of_deviations
 
@@ -52,12 +52,29 @@ class MixedFamilyEnergy(GaussianMixtureEnergy, LaplaceMixtureEnergy):
     def spread_shapes(self) -> dict[str, tuple[int, ...]]:
         return GaussianMixtureEnergy.spread_shapes(self) | LaplaceMixtureEnergy.spread_shapes(self)
 
+    def statistics(
+        self, z: torch.Tensor, gamma: torch.Tensor, pass_index: int, params: dict
+    ) -> dict[str, torch.Tensor]:
+        if pass_index == 0:
+            return super().statistics(z, gamma, pass_index, params)
+        # the deviations of each family's members only (as in component_log_prob)
+        g, lap = GAUSSIAN_MEMBERS, LAPLACE_MEMBERS
+        scatter = GaussianMixtureEnergy.spread_statistics(self, *deviations(z[g], gamma[g], params["means"][g]))
+        absolute = LaplaceMixtureEnergy.spread_statistics(self, *deviations(z[lap], gamma[lap], params["means"][lap]))
+        return self._placed_spread(scatter["scatter"], absolute["absolute"])
+
     def spread_statistics(self, gamma: torch.Tensor, diff: torch.Tensor) -> dict[str, torch.Tensor]:
         # each family's sums over its own members only; the other members' entries stay 0
         g, lap = GAUSSIAN_MEMBERS, LAPLACE_MEMBERS
         scatter = GaussianMixtureEnergy.spread_statistics(self, gamma[g], diff[g])["scatter"]
         absolute = LaplaceMixtureEnergy.spread_statistics(self, gamma[lap], diff[lap])["absolute"]
-        return {"scatter": placed(scatter, g, len(gamma)), "absolute": placed(absolute, lap, len(gamma))}
+        return self._placed_spread(scatter, absolute)
+
+    def _placed_spread(self, scatter: torch.Tensor, absolute: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {
+            "scatter": placed(scatter, GAUSSIAN_MEMBERS, self.members),
+            "absolute": placed(absolute, LAPLACE_MEMBERS, self.members),
+        }
 
     def spread_m_step(self, stats: dict[str, torch.Tensor], mass: torch.Tensor) -> dict[str, torch.Tensor]:
         # from the zero sums of the other family's members: jitter * I covariances, jitter scales (unread)
