@@ -218,6 +218,9 @@ def fit_summary(trainer, datamodule: AnomalyDataModule, metrics: dict[str, float
     if checkpoint is not None and checkpoint.best_model_path and checkpoint.monitor:
         score = checkpoint.best_model_score
         lines.append(f"  best:        {checkpoint.best_model_path} ({checkpoint.monitor} {float(score):.4f})")
+    network = getattr(trainer.lightning_module, "model", None)
+    if getattr(network, "em_steps_run", 0):  # (0 in the main process of a spawned run: the fit ran elsewhere)
+        lines.append(f"  mixture:     refined by {network.em_steps_run} EM steps (at most {network.em_steps})")
     if metrics:
         shown = "  ".join(f"{k} {metrics[k]:.4f}" for k in KEY_METRICS if k in metrics)
         lines.append(f"  validation:  {shown}")

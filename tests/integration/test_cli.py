@@ -120,9 +120,14 @@ def test_dagmm_config_trains_a_few_steps_on_kddcup99(tmp_path, paper_data):
     assert bool(fitted.model.model.mixture.is_fitted) and torch.isfinite(fitted.model.model.calibration.threshold)
 
 
-def test_data_sized_model_keeps_its_sizes_in_the_checkpoint(tmp_path):
+def test_data_sized_model_keeps_its_sizes_and_em_refined_fit_in_the_checkpoint(tmp_path, caplog):
     args = ["--config", "configs/improved.yaml", "--data.dataset", "breast_cancer", "--trainer.max_steps", "12"]
-    fitted = run(["fit", *args, "--trainer.val_check_interval", "6"], tmp_path)
+    em = ["--model.init_args.em_steps", "50", "--model.init_args.em_tolerance", "0.001"]
+    fitted = run(["fit", *args, *em, "--trainer.val_check_interval", "6"], tmp_path)
+    steps_run = fitted.model.model.em_steps_run
+    assert 2 <= steps_run <= 50 and float(fitted.trainer.callback_metrics["train/em_steps"]) == steps_run
+    summary = "\n".join(r.getMessage() for r in caplog.records if "fit finished" in r.getMessage())
+    assert f"refined by {steps_run} EM steps (at most 50)" in summary
     x_train, _ = fitted.datamodule.arrays("train")
     cumulative = np.cumsum(np.linalg.svd(x_train - x_train.mean(0), compute_uv=False) ** 2)
     latent = int(np.argmax(cumulative / cumulative[-1] >= 0.99)) + 1  # principal components for 99 %
