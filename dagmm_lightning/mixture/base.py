@@ -227,11 +227,6 @@ class MixtureEnergy(nn.Module, ABC):
         with torch.autocast(device_type=z.device.type, enabled=False):
             return energy_from_log_joint(self.log_joint(z, params))
 
-    def memberships(self, z: torch.Tensor) -> torch.Tensor:
-        """The training-set fit's posterior memberships p(k | z_i) (EM's E-step): z (..., N, D) -> (..., N, K)."""
-        with torch.autocast(device_type=z.device.type, enabled=False):
-            return posterior_from_log_joint(self.log_joint(z))
-
     @torch.no_grad()
     def refine(self, rows: Iterable[torch.Tensor], steps: int, tolerance: float = 0.0) -> int:
         """Up to ``steps`` EM iterations (``em_step``) from the current training-set fit over the rows z
@@ -242,6 +237,8 @@ class MixtureEnergy(nn.Module, ABC):
         The estimation network's memberships start the fit; the iterations then move the components to
         where the rows are, and on KDDCUP99 they gave rows to components the network had left nearly empty
         (BENCHMARKS.md, section 10, "more components and an EM-refined training-set fit")."""
+        if iter(rows) is rows:  # a generator: the second step would see no rows
+            raise ConfigurationError("EM reads the rows once per step: pass a list or re-iterable, not a generator")
         previous = None
         for step in range(1, steps + 1):
             energy = self.em_step(rows)
@@ -266,19 +263,22 @@ class MixtureEnergy(nn.Module, ABC):
         stats.update({name: torch.zeros(shape) for name, shape in shapes.items()})  # every rank syncs, rows or not
         with torch.autocast(device_type=self.is_fitted.device.type, enabled=False):
             log_weights = torch.log(old["weights"].clamp_min(torch.finfo(self.dtype).tiny)).unsqueeze(-1)
+            old_means = old["means"].to(torch.float64)
             for z in rows:
-                z = z.to(self.dtype)
-                diff = row_deviations(z, old["means"])  # (..., K, D, N)
-                log_joint = self.log_prob_of_deviations(diff, old) + log_weights
+                z = z.to(torch.float64)
+                diff = row_deviations(z, old_means)  # (..., K, D, N), float64: the spread sums recentre exactly
+                log_joint = self.log_prob_of_deviations(diff.to(self.dtype), old) + log_weights
                 gamma = posterior_from_log_joint(log_joint).to(torch.float64)
-                stats.update(weighted_sums(z, gamma) | {"energy": energy_from_log_joint(log_joint).sum(-1)})
-                stats.update(self.spread_statistics(gamma, diff.to(torch.float64).movedim(-1, -3)))
+                energy = energy_from_log_joint(log_joint).to(torch.float64).sum(-1)
+                stats.update(weighted_sums(z, gamma) | {"energy": energy})
+                stats.update(self.spread_statistics(gamma, diff.movedim(-1, -3)))
         sums = stats.sums()
         if float(sums["rows"]) == 0:
             raise DataError("cannot refine the mixture on zero training rows")
         params = self.m_step(sums, 0, {})
-        shift = sums["first"] / params["mass"].unsqueeze(-1) - old["means"].to(torch.float64)
-        params |= self.spread_m_step(self.recentred_spread(sums, params["mass"], shift), params["mass"])
+        shift = sums["first"] / params["mass"].unsqueeze(-1) - old_means
+        # with the raw mass: an emptied component (mass 0) recentres nothing and gets jitter * I, not -mu mu^T
+        params |= self.spread_m_step(self.recentred_spread(sums, sums["mass"], shift), params["mass"])
         for name in self.parameter_names:
             getattr(self, name).copy_(params[name])
         return sums["energy"] / sums["rows"]

@@ -93,8 +93,8 @@ class GaussianMixtureEnergy(MixtureEnergy):
     def recentred_spread(
         self, stats: dict[str, torch.Tensor], mass: torch.Tensor, shift: torch.Tensor
     ) -> dict[str, torch.Tensor]:
-        # sum_i g (z - mu_new)(z - mu_new)^T = sum_i g (z - mu_old)(z - mu_old)^T - m (mu_new - mu_old)(...)^T:
-        # exact; the shift is small near convergence, so little cancels
+        # sum_i g (z - mu_new)(z - mu_new)^T = sum_i g (z - mu_old)(z - mu_old)^T - m (mu_new - mu_old)(...)^T,
+        # exact; the sums are float64 over float64 deviations, so what cancels is float64 rounding
         return {"scatter": stats["scatter"] - mass[..., None, None] * shift.unsqueeze(-1) * shift.unsqueeze(-2)}
 
     def penalty(self, params: dict[str, torch.Tensor], dims: slice | None = None) -> torch.Tensor:

@@ -107,8 +107,8 @@ class DAGMM(L.LightningModule):
             call. Without ``compile`` it has no effect.
         em_steps: EM iterations that refine the training-set fit of the mixture (the one that scores) after
             its M-step from the estimation network's memberships (``MixtureEnergy.refine``; for Laplacian members
-            an EM-like iteration); each is two passes over the training rows' mixture rows, kept in memory
-            with their memberships up to 256 MiB (else the networks run again every pass). 0: the paper's fit.
+            an EM-like iteration); each is one pass over the training rows' mixture rows, kept in memory
+            (with their memberships, for the fit) up to 256 MiB, else computed again every pass. 0: the paper's fit.
         em_tolerance: stop the EM iterations before ``em_steps`` once the training rows' mean energy (of
             every member) moved by less than this in one iteration, as scikit-learn's ``GaussianMixture``
             stops on its ``tol``; 0: run all ``em_steps``. The count run is logged as ``train/em_steps``.

@@ -203,11 +203,12 @@ class DAGMMModel(nn.Module):
         Returns the training rows' scores (all ranks), or None where the score needs another pass."""
         with evaluating(self):
             outputs = _Reiterable(lambda: ((o.rows, o.gamma) for o in map(self.represent, map(self.as_input, batches))))
-            if self.em_steps > 0:  # every EM step reads the rows twice more: keep them if they are small
+            if self.em_steps > 0:  # every EM step reads the rows once more: keep them if they are small
                 outputs = _kept_if_small(outputs)
             self.mixture.fit(outputs)
-            if self.em_steps > 0:
-                rows = _Reiterable(lambda: (rows for rows, _ in outputs))
+            if self.em_steps > 0:  # EM reads the rows only (no memberships from the network)
+                again = lambda: (self.represent(self.as_input(x), memberships=False).rows for x in batches)  # noqa: E731
+                rows = [rows for rows, _ in outputs] if isinstance(outputs, list) else _Reiterable(again)
                 self.em_steps_run = self.mixture.refine(rows, self.em_steps, self.em_tolerance)
             parts = [(out.energy, out.error.to(out.energy.dtype)) for out in (self(self.as_input(x)) for x in batches)]
             energy, error = (self._every_rank([part[i] for part in parts]) for i in (0, 1))

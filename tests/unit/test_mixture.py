@@ -203,7 +203,42 @@ def test_em_refinement_of_both_families_lowers_the_mean_energy_from_a_poor_start
     mixture.refine([zz], 10)
     after = mixture.energy(zz).mean(-1)
     assert torch.all(after < before - 0.1), (before, after)  # each member's mean energy falls
-    assert torch.isfinite(mixture.memberships(zz)).all() and mixture.memberships(zz).shape == (2, len(z), 4)
+
+
+def test_an_em_step_gives_a_component_that_lost_every_row_the_jitter_covariance():
+    mixture = GaussianMixtureEnergy(2, 12, jitter=1e-6)
+    z = torch.randn(200, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    mixture.fit([(z, torch.tensor([[0.0, 1.0]]).expand(200, 2))])  # component 0: no rows, weight 0
+    mixture.means[0] = 10.0  # far away: its memberships stay exactly 0
+    mixture.refine([z], 1)
+    torch.testing.assert_close(mixture.covariances[0], 1e-6 * torch.eye(12, dtype=torch.float64))
+    torch.testing.assert_close(
+        mixture.covariances[1], torch.cov(z.T, correction=0) + 1e-6 * torch.eye(12, dtype=torch.float64)
+    )
+
+
+def test_an_em_step_in_float32_keeps_the_float64_spread():
+    # clusters of spread 1e-3 whose means start 0.05 off: the spread around the old means is ~2,500x the
+    # one around the new; float32 deviations would leave ~1e-4 of it after recentring
+    rng = np.random.default_rng(8)
+    z = np.concatenate([rng.normal(size=(300, 3)) * 1e-3 + 0.3, rng.normal(size=(300, 3)) * 1e-3 - 0.3])
+    gamma = np.stack([(z[:, 0] > 0), (z[:, 0] <= 0)], 1).astype(float)
+    fits = {}
+    for dtype in ("float32", "float64"):
+        mixture = GaussianMixtureEnergy(2, 3, jitter=1e-10, dtype=dtype)
+        mixture.fit([(torch.tensor(z), torch.tensor(gamma))])
+        mixture.means += 0.05
+        mixture.refine([torch.tensor(z)], 1)
+        fits[dtype] = mixture.covariances.double()
+    torch.testing.assert_close(fits["float32"], fits["float64"], rtol=1e-5, atol=1e-12)
+
+
+def test_refine_refuses_a_generator_by_name():
+    mixture = GaussianMixtureEnergy(2, 2)
+    z = torch.randn(50, 2, dtype=torch.float64)
+    mixture.fit([(z, torch.full((50, 2), 0.5, dtype=torch.float64))])
+    with pytest.raises(ValueError, match="once per step"):
+        mixture.refine((z for _ in range(1)), 3)
 
 
 def test_a_fit_from_a_one_pass_iterable_is_refused_by_name():
