@@ -219,8 +219,10 @@ def fit_summary(trainer, datamodule: AnomalyDataModule, metrics: dict[str, float
         score = checkpoint.best_model_score
         lines.append(f"  best:        {checkpoint.best_model_path} ({checkpoint.monitor} {float(score):.4f})")
     network = getattr(trainer.lightning_module, "model", None)
-    if getattr(network, "em_steps_run", 0):  # (0 in the main process of a spawned run: the fit ran elsewhere)
-        lines.append(f"  mixture:     refined by {network.em_steps_run} EM steps (at most {network.em_steps})")
+    reseeded, em_steps = getattr(network, "components_reseeded", 0), getattr(network, "em_steps_run", 0)
+    if reseeded or em_steps:  # (0 in the main process of a spawned run: the fit ran elsewhere)
+        moved = f"{reseeded} empty components re-seeded (most in a member), " if reseeded else ""
+        lines.append(f"  mixture:     {moved}refined by {em_steps} EM steps (at most {network.em_steps})")
     if metrics:
         shown = "  ".join(f"{k} {metrics[k]:.4f}" for k in KEY_METRICS if k in metrics)
         lines.append(f"  validation:  {shown}")

@@ -16,14 +16,17 @@ gradients with them). Each pass sees the parameters of the passes before it.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from typing import Literal
 
 import torch
+from sklearn.cluster import KMeans
 from torch import nn
 from torchmetrics import Metric
 
+from dagmm_lightning.distributed import all_reduce_sum, gather_rows
 from dagmm_lightning.errors import ConfigurationError, DataError, NotFittedError, check_choice
 
 MixtureDtype = Literal["float64", "float32"]
@@ -248,6 +251,67 @@ class MixtureEnergy(nn.Module, ABC):
         return steps
 
     @torch.no_grad()
+    def reseed_empty(self, rows: Iterable[torch.Tensor], fraction: float, seed: int = 0) -> torch.Tensor:
+        """Move the components that hold fewer rows than ``dim + 1`` (too few for their spread: the estimation
+        network left them empty) to the rows the fit explains worst: the ``fraction`` of the rows z
+        (..., N, D) of ``rows`` (re-iterable; under DDP each rank its own) with the highest energy, split
+        by k-means (scikit-learn, ``seed``) into one cluster per such component. Each cluster gets a
+        component (its rows' M-step; weight = its share of all rows), the others' weights scale to keep the
+        sum 1; stored in the buffers, for the EM steps that follow (``refine``). Returns the components
+        moved per member ((M,) or ()).
+
+        EM alone never revives an empty component: without it, small tight clusters of normal rows
+        (KDDCUP99's rarer attack types) stay without a component and score as anomalies (BENCHMARKS.md,
+        section 10, "empty components re-seeded")."""
+        if not 0 < fraction <= 1:
+            raise ConfigurationError(f"the re-seeded fraction of rows must be in (0, 1], got {fraction}")
+        if iter(rows) is rows:
+            raise ConfigurationError("re-seeding reads the rows twice: pass a list or re-iterable, not a generator")
+        old = self.fitted_parameters()
+        members = max(self.members, 1)
+        energies = [self.energy(z).to(torch.float64).reshape(members, -1) for z in rows]  # (M, n) per batch
+        local = torch.cat(energies, -1) if energies else torch.zeros(members, 0, dtype=torch.float64)
+        device = self.is_fitted.device
+        total = int(all_reduce_sum(torch.tensor(float(local.shape[-1]), dtype=torch.float64, device=device)))
+        if total == 0:
+            raise DataError("cannot re-seed the mixture on zero training rows")
+        count = min(total, max(1, math.ceil(fraction * total)))
+        # the count-th highest energy over every rank: each rank's own top count holds the global top count
+        top = local.topk(min(count, local.shape[-1]), dim=-1).values
+        threshold = gather_rows(top.T.to(device)).T.topk(count, dim=-1).values[:, -1:]  # (M, 1)
+        chosen = [[] for _ in range(members)]
+        for z, energy in zip(rows, energies, strict=True):  # the same batches again: rows at or above it
+            z = z.reshape(members, -1, z.shape[-1]).to(torch.float64)
+            for m in range(members):
+                keep = energy[m] >= threshold[m].to(energy.device)
+                chosen[m].append(torch.cat([energy[m, keep, None], z[m, keep]], -1))
+        mass = (old["weights"].to(torch.float64) * total).reshape(members, -1)
+        empty = mass < self.dim + 1
+        gamma = torch.zeros(members, count, self.n_components, dtype=torch.float64)
+        candidates = torch.zeros(members, count, self.dim, dtype=torch.float64)
+        for m in range(members):
+            local_rows = torch.cat(chosen[m]) if chosen[m] else torch.zeros(0, self.dim + 1, dtype=torch.float64)
+            found = gather_rows(local_rows.to(device)).cpu()
+            found = found[torch.sort(found[:, 0], descending=True, stable=True).indices[:count]]  # ties: count rows
+            candidates[m] = found[:, 1:]
+            targets = torch.where(empty[m])[0]
+            clusters = min(len(targets), len(torch.unique(found[:, 1:], dim=0)))
+            if clusters == 0:
+                continue
+            labels = KMeans(clusters, n_init=1, random_state=seed).fit(found[:, 1:].numpy()).labels_
+            gamma[m, torch.arange(count), targets[torch.as_tensor(labels)]] = 1.0
+        shape = (*self.member_shape, count)
+        candidates, gamma = candidates.reshape(*shape, self.dim).to(device), gamma.reshape(*shape, -1).to(device)
+        new = self.batch_parameters(candidates, gamma)
+        moved, share = gamma.sum(-2) > 0, gamma.sum(-2) / total  # (..., K)
+        kept = torch.where(moved, 0.0, old["weights"].to(torch.float64))
+        weights = torch.where(moved, share, kept * (1 - share.sum(-1, keepdim=True)) / kept.sum(-1, keepdim=True))
+        for name in self.parameter_names:
+            value = weights if name == "weights" else torch.where(_expand(moved, new[name]), new[name], old[name])
+            getattr(self, name).copy_(value)
+        return moved.sum(-1)
+
+    @torch.no_grad()
     def em_step(self, rows: Iterable[torch.Tensor]) -> torch.Tensor:
         """One EM iteration in one pass over the rows z (..., N, D) of ``rows`` (under DDP each rank its
         own): the memberships the current fit gives every row (E-step), then the M-step of ``fit`` on
@@ -333,6 +397,11 @@ def weights_and_means(stats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
         "means": stats["first"] / mass.unsqueeze(-1),
         "mass": mass,
     }
+
+
+def _expand(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A per-component mask (..., K) with trailing axes for a parameter ``like`` (..., K, ...)."""
+    return mask.reshape(*mask.shape, *([1] * (like.ndim - mask.ndim)))
 
 
 def row_deviations(z: torch.Tensor, means: torch.Tensor) -> torch.Tensor:

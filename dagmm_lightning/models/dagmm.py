@@ -112,6 +112,10 @@ class DAGMM(L.LightningModule):
         em_tolerance: stop the EM iterations before ``em_steps`` once the training rows' mean energy (of
             every member) moved by less than this in one iteration, as scikit-learn's ``GaussianMixture``
             stops on its ``tol``; 0: run all ``em_steps``. The count run is logged as ``train/em_steps``.
+        em_reseed: before any EM steps, the components the estimation network left
+            (nearly) empty (fewer rows than the mixture rows' size + 1) move to this fraction of the
+            training rows, those the fit explains worst (highest energy), split by k-means
+            (``MixtureEnergy.reseed_empty``); 0: none. EM alone never revives an empty component.
     """
 
     def __init__(
@@ -142,6 +146,7 @@ class DAGMM(L.LightningModule):
         steps_per_call: int = 1,
         em_steps: int = 0,
         em_tolerance: float = 0.0,
+        em_reseed: float = 0.0,
     ) -> None:
         super().__init__()
         if input_dim < 1:
@@ -174,6 +179,8 @@ class DAGMM(L.LightningModule):
             raise ConfigurationError(f"em_steps must be >= 0, got {em_steps}")
         if not em_tolerance >= 0:
             raise ConfigurationError(f"em_tolerance must be >= 0, got {em_tolerance}")
+        if not 0 <= em_reseed <= 1:
+            raise ConfigurationError(f"em_reseed must be in [0, 1], got {em_reseed}")
         self.model = self.build_model() if latent_dim is not None else None
         self.register_buffer("fitted_at_step", torch.tensor(-1, dtype=torch.long))
         self._training_scores: torch.Tensor | None = None
@@ -229,6 +236,7 @@ class DAGMM(L.LightningModule):
         calibration = ScoreCalibration(hp.inference, hp.reconstruction_weight, hp.contamination, members)
         options = {"detach_rows": not hp.energy_trains_compression, "error_feature": hp.error_feature}
         options |= {"members": members, "em_steps": hp.em_steps, "em_tolerance": hp.em_tolerance}
+        options |= {"em_reseed": hp.em_reseed}
         options |= self.model_options()
         return self.model_class(compression, estimation, mixture, calibration, **options)
 
@@ -454,6 +462,8 @@ class DAGMM(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         if self.trainer.state.fn == "fit" and self.hparams.em_steps > 0:  # of the fit that validation scored with
             self.log("train/em_steps", float(self.model.em_steps_run), batch_size=1)
+        if self.trainer.state.fn == "fit" and self.hparams.em_reseed > 0:
+            self.log("train/components_reseeded", float(self.model.components_reseeded), batch_size=1)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["dagmm_variant"] = self._variant_record()

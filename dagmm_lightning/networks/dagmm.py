@@ -124,6 +124,10 @@ class DAGMMModel(nn.Module):
         em_tolerance: stop the EM iterations before ``em_steps`` once the training rows' mean energy moved
             by less than this in one iteration (0: run them all). ``em_steps_run`` holds the count of the
             last fit.
+        em_reseed: before the EM steps, the components the network left (nearly) empty move to this fraction
+            of the training rows, those with the highest energy, split by k-means
+            (``MixtureEnergy.reseed_empty``); 0: none. ``components_reseeded`` holds the most moved in a
+            member by the last fit.
     """
 
     def __init__(
@@ -138,6 +142,7 @@ class DAGMMModel(nn.Module):
         members: int = 1,
         em_steps: int = 0,
         em_tolerance: float = 0.0,
+        em_reseed: float = 0.0,
     ) -> None:
         super().__init__()
         self.compression, self.estimation, self.mixture, self.calibration = (
@@ -148,7 +153,7 @@ class DAGMMModel(nn.Module):
         )
         self.penalty_dims, self.detach_rows, self.members = penalty_dims, detach_rows, members
         self.error_feature, self.em_steps, self.em_tolerance = error_feature, em_steps, em_tolerance
-        self.em_steps_run = 0
+        self.em_reseed, self.em_steps_run, self.components_reseeded = em_reseed, 0, 0
 
     def represent(self, x: torch.Tensor, memberships: bool = True) -> DAGMMOutput:
         """Everything but the energy: x (N, F). ``memberships=False`` skips the estimation network (gamma
@@ -203,12 +208,15 @@ class DAGMMModel(nn.Module):
         Returns the training rows' scores (all ranks), or None where the score needs another pass."""
         with evaluating(self):
             outputs = _Reiterable(lambda: ((o.rows, o.gamma) for o in map(self.represent, map(self.as_input, batches))))
-            if self.em_steps > 0:  # every EM step reads the rows once more: keep them if they are small
+            refined = self.em_steps > 0 or self.em_reseed > 0
+            if refined:  # every EM step reads the rows once more: keep them if they are small
                 outputs = _kept_if_small(outputs)
             self.mixture.fit(outputs)
-            if self.em_steps > 0:  # EM reads the rows only (no memberships from the network)
+            if refined:  # re-seeding and EM read the rows only (no memberships from the network)
                 again = lambda: (self.represent(self.as_input(x), memberships=False).rows for x in batches)  # noqa: E731
                 rows = [rows for rows, _ in outputs] if isinstance(outputs, list) else _Reiterable(again)
+                if self.em_reseed > 0:
+                    self.components_reseeded = int(self.mixture.reseed_empty(rows, self.em_reseed).max())
                 self.em_steps_run = self.mixture.refine(rows, self.em_steps, self.em_tolerance)
             parts = [(out.energy, out.error.to(out.energy.dtype)) for out in (self(self.as_input(x)) for x in batches)]
             energy, error = (self._every_rank([part[i] for part in parts]) for i in (0, 1))

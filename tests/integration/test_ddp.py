@@ -201,3 +201,43 @@ def test_out_of_core_rows_are_written_once_per_machine_and_validate_as_in_memory
         torch.testing.assert_close(results[2]["buffers"][name], value, rtol=1e-6, atol=1e-9)
     for name, value in results[1]["metrics"].items():
         assert results[2]["metrics"][name] == pytest.approx(value, rel=1e-6), name
+
+
+def _reseed_and_refine(process, world, init_file, out, z, gamma):
+    """One rank's share (every world-th row) of a mixed-family fit, re-seeded and refined; rank 0 saves."""
+    import torch.distributed as dist
+
+    from dagmm_lightning.mixture import build_mixture
+
+    if world > 1:
+        dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=process, world_size=world)
+    shard, memberships = z[:, process::world], gamma[:, process::world]
+    mixture = build_mixture("gaussian+laplace", 3, 2, 1e-4, "float64", members=2)
+    mixture.fit([(shard[:, :150], memberships[:, :150]), (shard[:, 150:], memberships[:, 150:])])
+    batches = [shard[:, :150], shard[:, 150:]]
+    moved = mixture.reseed_empty(batches, fraction=0.05)
+    mixture.refine(batches, 2)
+    if process == 0:
+        torch.save({"moved": moved, **{n: getattr(mixture, n) for n in mixture.parameter_names}}, out)
+    if world > 1:
+        dist.destroy_process_group()
+
+
+def test_reseeding_with_two_processes_equals_one(tmp_path):
+    rng = np.random.default_rng(13)
+    blob, cluster = rng.normal(size=(470, 2)), rng.normal(size=(30, 2)) * 0.01 + 8.0
+    z = torch.tensor(np.concatenate([blob, cluster])[rng.permutation(500)]).expand(2, -1, -1).contiguous()
+    gamma = torch.zeros(2, 500, 3, dtype=torch.float64)
+    gamma[..., 0] = 1.0  # components 1 and 2 empty
+    results = {}
+    for world in (1, 2):
+        out = tmp_path / f"world{world}.pt"
+        args = (world, tmp_path / f"init{world}", out, z, gamma)
+        if world == 1:
+            _reseed_and_refine(0, *args)
+        else:
+            torch.multiprocessing.spawn(_reseed_and_refine, args=args, nprocs=2)
+        results[world] = torch.load(out)
+    assert results[1]["moved"].tolist() == [2, 2]
+    for name, value in results[1].items():
+        torch.testing.assert_close(results[2][name], value, rtol=1e-10, atol=1e-12)

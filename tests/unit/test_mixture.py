@@ -246,3 +246,84 @@ def test_a_fit_from_a_one_pass_iterable_is_refused_by_name():
     z, gamma = torch.tensor(rng.normal(size=(50, 2))), torch.tensor(rng.dirichlet(np.ones(2), size=50))
     with pytest.raises(ValueError, match="once per pass"):
         GaussianMixtureEnergy(2, 2).fit((z, gamma) for _ in range(1))  # a generator: pass 1 would see nothing
+
+
+def blob_and_tight_cluster(rng):
+    """900 rows of a wide 2-d blob and 30 rows of a tight cluster far from it; memberships that put every
+    row in component 0 (components 1 and 2 empty, as an estimation network can leave them)."""
+    z = np.concatenate([rng.normal(size=(900, 2)), rng.normal(size=(30, 2)) * 0.01 + 8.0])
+    gamma = np.zeros((len(z), 3))
+    gamma[:, 0] = 1.0
+    return torch.tensor(z), torch.tensor(gamma)
+
+
+def test_reseeding_moves_the_empty_components_to_the_worst_explained_rows_as_kmeans_splits_them():
+    from sklearn.cluster import KMeans
+
+    z, gamma = blob_and_tight_cluster(np.random.default_rng(9))
+    mixture = GaussianMixtureEnergy(3, 2, jitter=1e-6)
+    mixture.fit([(z, gamma)])
+    mean0, cov0 = mixture.means[0].clone(), mixture.covariances[0].clone()
+    moved = mixture.reseed_empty([z[:400], z[400:]], fraction=0.05)
+    # reference: scipy energies under the fit, the 47 highest (ceil(5 % of 930)), k-means in that order
+    energy = -multivariate_normal(mean0.numpy(), cov0.numpy()).logpdf(z.numpy())
+    top = z.numpy()[np.argsort(-energy, kind="stable")[:47]]
+    labels = KMeans(2, n_init=1, random_state=0).fit(top).labels_
+    assert int(moved) == 2
+    for cluster in range(2):
+        rows = top[labels == cluster]
+        k = 1 + cluster
+        np.testing.assert_allclose(mixture.means[k].numpy(), rows.mean(0), rtol=1e-10)
+        np.testing.assert_allclose(
+            mixture.covariances[k].numpy(), np.cov(rows.T, bias=True) + 1e-6 * np.eye(2), rtol=1e-8, atol=1e-12
+        )
+        assert float(mixture.weights[k]) == pytest.approx(len(rows) / 930)
+    torch.testing.assert_close(mixture.means[0], mean0)  # the live component keeps its place
+    assert float(mixture.weights[0]) == pytest.approx(1 - 47 / 930)
+    assert any(np.allclose(m, 8.0, atol=0.01) for m in mixture.means.numpy())  # the tight cluster has one
+
+
+def test_em_alone_leaves_a_tight_cluster_without_a_component_and_reseeding_gives_it_one():
+    z, gamma = blob_and_tight_cluster(np.random.default_rng(10))
+    energies = {}
+    for reseed in (False, True):
+        mixture = GaussianMixtureEnergy(3, 2, jitter=1e-6)
+        mixture.fit([(z, gamma)])
+        if reseed:
+            mixture.reseed_empty([z], fraction=0.05)
+        mixture.refine([z], 10)
+        energies[reseed] = mixture.energy(z)
+    blob_median = float(energies[False][:900].median())
+    assert float(energies[False][900:].min()) > blob_median  # EM alone: every cluster row above the blob's median
+    assert float(energies[True][900:].max()) < float(energies[True][:900].min())  # now the densest rows of all
+
+
+def test_reseeding_an_ensemble_of_both_families_equals_each_family_alone():
+    rng = np.random.default_rng(11)
+    z, gamma = blob_and_tight_cluster(rng)
+    other = torch.tensor(rng.permutation(z.numpy()))  # member 1 sees the rows in another order
+    zz, gg = torch.stack([z, other]), gamma.expand(2, -1, -1)
+    mixed = build_mixture("gaussian+laplace", 3, 2, 1e-4, "float64", members=2)
+    mixed.fit([(zz, gg)])
+    mixed.reseed_empty([zz[:, :500], zz[:, 500:]], fraction=0.1)
+    for member, family, rows in ((0, "gaussian", z), (1, "laplace", other)):
+        alone = build_mixture(family, 3, 2, 1e-4, "float64")
+        alone.fit([(rows, gamma)])
+        alone.reseed_empty([rows], fraction=0.1)
+        for name in alone.parameter_names:
+            torch.testing.assert_close(getattr(mixed, name)[member], getattr(alone, name), rtol=1e-10, atol=1e-12)
+
+
+def test_reseeding_leaves_a_fit_without_empty_components_unchanged_and_checks_its_arguments():
+    rng = np.random.default_rng(12)
+    z = torch.tensor(rng.normal(size=(200, 2)))
+    mixture = GaussianMixtureEnergy(2, 2)
+    mixture.fit([(z, torch.tensor(rng.dirichlet(np.ones(2), size=200)))])
+    before = {name: getattr(mixture, name).clone() for name in mixture.parameter_names}
+    assert int(mixture.reseed_empty([z], 0.05)) == 0
+    for name, value in before.items():
+        torch.testing.assert_close(getattr(mixture, name), value)
+    with pytest.raises(ValueError, match="fraction"):
+        mixture.reseed_empty([z], 0.0)
+    with pytest.raises(ValueError, match="twice"):
+        mixture.reseed_empty((z for _ in range(1)), 0.05)

@@ -121,6 +121,19 @@ def test_em_steps_refine_the_training_set_fit_with_the_rows_kept_or_computed_aga
     assert not torch.allclose(kept_means, plain_means)
 
 
+def test_em_reseed_moves_the_components_the_network_left_empty_before_em():
+    x = torch.rand(300, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    fits = {}
+    for reseed in (0.0, 0.1):
+        model = tiny_model(n_components=3, em_steps=2, em_reseed=reseed).double()
+        with torch.no_grad():
+            model.model.estimation.net[-1].bias.copy_(torch.tensor([50.0, 0.0, 0.0]))  # every row in component 0
+        model.model.fit([x[i : i + 64] for i in range(0, 300, 64)])
+        fits[reseed] = (model.model.components_reseeded, model.model.mixture.weights.clone())
+    assert fits[0.0][0] == 0 and float(fits[0.0][1][1:].max()) < 1e-10  # EM alone: still empty
+    assert fits[0.1][0] == 2 and float(fits[0.1][1][1:].min()) > 0.01  # re-seeded: rows of their own
+
+
 def test_em_tolerance_stops_the_refinement_when_the_mean_energy_settles():
     x = torch.rand(300, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     runs = {}
@@ -201,6 +214,8 @@ def test_bad_hyperparameters_are_named():
         tiny_model(em_steps=-1)
     with pytest.raises(ValueError, match="em_tolerance"):
         tiny_model(em_steps=3, em_tolerance=float("nan"))
+    with pytest.raises(ValueError, match="em_reseed"):
+        tiny_model(em_steps=3, em_reseed=1.5)
     with pytest.raises(ValueError, match="n_components null"):
         tiny_model(n_components=None)
 
