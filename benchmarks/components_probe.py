@@ -13,6 +13,9 @@ With ``--split S`` the fit has S times the network's components instead: each ne
 with few components, cheap, scored by a fit with many):
 
     python benchmarks/components_probe.py --seed 0 --split 8 --steps 0 10
+
+``--save rows.pt`` keeps the training and test mixture rows, the network's memberships and the test labels
+for analysis without training again.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--steps", type=int, nargs="+", default=[0, 1, 3, 10])
     parser.add_argument("--split", type=int, default=0, help="S > 0: the fit's components = S x the network's")
+    parser.add_argument("--save", default=None, help="a .pt file for the mixture rows, memberships and labels")
     args = parser.parse_args()
     extra = tuple(a for item in args.set for a in ("--" + item.partition("=")[0], item.partition("=")[2]))
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
@@ -81,6 +85,8 @@ def main() -> None:
 
     rows_train, gamma = outputs(x_train)
     rows_test, _ = outputs(x_test)
+    if args.save:
+        torch.save({"rows_train": rows_train, "gamma": gamma, "rows_test": rows_test, "y_test": y_test}, args.save)
     print("mixture rows", tuple(rows_train.shape), "K", model.hparams.n_components, flush=True)
     print("network memberships, member 0, % per component:", (gamma[0].mean(0) * 100).round().tolist())
     mixture = model.model.mixture
