@@ -253,12 +253,12 @@ class MixtureEnergy(nn.Module, ABC):
     @torch.no_grad()
     def reseed_empty(self, rows: Iterable[torch.Tensor], fraction: float, seed: int = 0) -> torch.Tensor:
         """Move the components that hold fewer rows than ``dim + 1`` (too few for their spread: the estimation
-        network left them empty) to the rows the fit explains worst: the ``fraction`` of the rows z
-        (..., N, D) of ``rows`` (re-iterable; under DDP each rank its own) with the highest energy, split
-        by k-means (scikit-learn, ``seed``) into one cluster per such component. Each cluster gets a
-        component (its rows' M-step; weight = its share of all rows), the others' weights scale to keep the
-        sum 1; stored in the buffers, for the EM steps that follow (``refine``). Returns the components
-        moved per member ((M,) or ()).
+        network left them empty; never a member's largest) to the rows the fit explains worst: the
+        ``fraction`` of the rows z (..., N, D) of ``rows`` (re-iterable; under DDP each rank its own) with the
+        highest energy, split by k-means (scikit-learn, ``seed``) into one cluster per such component. Each
+        cluster gets a component (its rows' M-step; weight = its share of all rows), the others' weights
+        scale to keep the sum 1; stored in the buffers, for the EM steps that follow (``refine``). Returns
+        the components moved per member ((M,) or ()).
 
         EM alone never revives an empty component: without it, small tight clusters of normal rows
         (KDDCUP99's rarer attack types) stay without a component and score as anomalies (BENCHMARKS.md,
@@ -286,7 +286,7 @@ class MixtureEnergy(nn.Module, ABC):
                 keep = energy[m] >= threshold[m].to(energy.device)
                 chosen[m].append(torch.cat([energy[m, keep, None], z[m, keep]], -1))
         mass = (old["weights"].to(torch.float64) * total).reshape(members, -1)
-        empty = mass < self.dim + 1
+        empty = (mass < self.dim + 1) & (mass < mass.max(-1, keepdim=True).values)  # the largest one stays
         gamma = torch.zeros(members, count, self.n_components, dtype=torch.float64)
         candidates = torch.zeros(members, count, self.dim, dtype=torch.float64)
         for m in range(members):
@@ -305,7 +305,8 @@ class MixtureEnergy(nn.Module, ABC):
         new = self.batch_parameters(candidates, gamma)
         moved, share = gamma.sum(-2) > 0, gamma.sum(-2) / total  # (..., K)
         kept = torch.where(moved, 0.0, old["weights"].to(torch.float64))
-        weights = torch.where(moved, share, kept * (1 - share.sum(-1, keepdim=True)) / kept.sum(-1, keepdim=True))
+        rest = (1 - share.sum(-1, keepdim=True)) / kept.sum(-1, keepdim=True).clamp_min(torch.finfo(torch.float64).tiny)
+        weights = torch.where(moved, share, kept * rest)
         for name in self.parameter_names:
             value = weights if name == "weights" else torch.where(_expand(moved, new[name]), new[name], old[name])
             getattr(self, name).copy_(value)

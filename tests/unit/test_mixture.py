@@ -327,3 +327,15 @@ def test_reseeding_leaves_a_fit_without_empty_components_unchanged_and_checks_it
         mixture.reseed_empty([z], 0.0)
     with pytest.raises(ValueError, match="twice"):
         mixture.reseed_empty((z for _ in range(1)), 0.05)
+
+
+def test_reseeding_a_tiny_table_whose_components_are_all_small_keeps_the_largest_and_stays_finite():
+    rng = np.random.default_rng(14)
+    z = torch.tensor(rng.normal(size=(20, 4)))
+    labels = np.array([0] * 6 + [1] * 4 + [2] * 4 + [3] * 3 + [4] * 3)  # every mass below dim + 1 = 5 but one
+    mixture = GaussianMixtureEnergy(5, 4, jitter=1e-4)
+    mixture.fit([(z, torch.nn.functional.one_hot(torch.tensor(labels), 5).double())])
+    moved = mixture.reseed_empty([z], fraction=0.5)
+    assert int(moved) == 4  # all but component 0, the largest
+    assert torch.isfinite(mixture.weights).all() and float(mixture.weights.sum()) == pytest.approx(1.0)
+    assert torch.isfinite(mixture.energy(z)).all()
