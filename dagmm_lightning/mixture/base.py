@@ -294,7 +294,7 @@ class MixtureEnergy(nn.Module, ABC):
             found = gather_rows(local_rows.to(device)).cpu()
             found = found[torch.sort(found[:, 0], descending=True, stable=True).indices[:count]]  # ties: count rows
             candidates[m] = found[:, 1:]
-            targets = torch.where(empty[m])[0]
+            targets = torch.where(empty[m].cpu())[0]  # gamma (CPU) is indexed with it
             clusters = min(len(targets), len(torch.unique(found[:, 1:], dim=0)))
             if clusters == 0:
                 continue
