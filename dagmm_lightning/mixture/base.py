@@ -21,13 +21,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from typing import Literal
 
+import numpy as np
 import torch
 from sklearn.cluster import KMeans
 from torch import nn
 from torchmetrics import Metric
 
-from dagmm_lightning.distributed import all_reduce_sum, gather_rows
-from dagmm_lightning.errors import ConfigurationError, DataError, NotFittedError, check_choice
+from dagmm_lightning.distributed import all_reduce_sum, broadcast_from_rank_zero, gather_rows
+from dagmm_lightning.errors import ConfigurationError, DataError, NonFiniteError, NotFittedError, check_choice
 
 MixtureDtype = Literal["float64", "float32"]
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -256,15 +257,15 @@ class MixtureEnergy(nn.Module, ABC):
         network left them empty; never a member's largest) to the rows the fit explains worst: the
         ``fraction`` of the rows z (..., N, D) of ``rows`` (re-iterable; under DDP each rank its own) with the
         highest energy, split by k-means (scikit-learn, ``seed``) into one cluster per such component. Each
-        cluster gets a component (its rows' M-step; weight = its share of all rows), the others' weights
-        scale to keep the sum 1; stored in the buffers, for the EM steps that follow (``refine``). Returns
-        the components moved per member ((M,) or ()).
+        cluster of at least dim + 1 rows gets a component (its rows' M-step; weight = its share of all
+        rows), the others' weights scale to keep the sum 1; stored in the buffers, for the EM steps that
+        follow (``refine``). Returns the components moved per member ((M,) or ()).
 
         EM alone never revives an empty component: without it, small tight clusters of normal rows
         (KDDCUP99's rarer attack types) stay without a component and score as anomalies (BENCHMARKS.md,
         section 10, "empty components re-seeded")."""
-        if not 0 < fraction <= 1:
-            raise ConfigurationError(f"the re-seeded fraction of rows must be in (0, 1], got {fraction}")
+        if not 0 < fraction <= 0.5:  # beyond, the components that keep their rows would lose most of their weight
+            raise ConfigurationError(f"the re-seeded fraction of rows must be in (0, 0.5], got {fraction}")
         if iter(rows) is rows:
             raise ConfigurationError("re-seeding reads the rows twice: pass a list or re-iterable, not a generator")
         old = self.fitted_parameters()
@@ -272,9 +273,14 @@ class MixtureEnergy(nn.Module, ABC):
         energies = [self.energy(z).to(torch.float64).reshape(members, -1) for z in rows]  # (M, n) per batch
         local = torch.cat(energies, -1) if energies else torch.zeros(members, 0, dtype=torch.float64)
         device = self.is_fitted.device
-        total = int(all_reduce_sum(torch.tensor(float(local.shape[-1]), dtype=torch.float64, device=device)))
+        counts = torch.tensor([local.shape[-1], (~torch.isfinite(local)).sum()], dtype=torch.float64, device=device)
+        total, non_finite = (int(c) for c in all_reduce_sum(counts))
         if total == 0:
             raise DataError("cannot re-seed the mixture on zero training rows")
+        if non_finite:
+            raise NonFiniteError(
+                f"{non_finite} training rows have a NaN or infinite energy: cannot re-seed the mixture"
+            )
         count = min(total, max(1, math.ceil(fraction * total)))
         # the count-th highest energy over every rank: each rank's own top count holds the global top count
         top = local.topk(min(count, local.shape[-1]), dim=-1).values
@@ -292,14 +298,20 @@ class MixtureEnergy(nn.Module, ABC):
         for m in range(members):
             local_rows = torch.cat(chosen[m]) if chosen[m] else torch.zeros(0, self.dim + 1, dtype=torch.float64)
             found = gather_rows(local_rows.to(device)).cpu()
-            found = found[torch.sort(found[:, 0], descending=True, stable=True).indices[:count]]  # ties: count rows
+            # highest energy first, ties by the rows' values: the order (and k-means) whatever the ranks
+            values = found.numpy()
+            found = found[np.lexsort((*values[:, :0:-1].T, -values[:, 0]))[:count]]
             candidates[m] = found[:, 1:]
             targets = torch.where(empty[m].cpu())[0]  # gamma (CPU) is indexed with it
-            clusters = min(len(targets), len(torch.unique(found[:, 1:], dim=0)))
+            distinct = len(torch.unique(found[:, 1:], dim=0))
+            clusters = min(len(targets), distinct, count // (self.dim + 1))
             if clusters == 0:
                 continue
-            labels = KMeans(clusters, n_init=1, random_state=seed).fit(found[:, 1:].numpy()).labels_
-            gamma[m, torch.arange(count), targets[torch.as_tensor(labels)]] = 1.0
+            labels = torch.as_tensor(KMeans(clusters, n_init=1, random_state=seed).fit(found[:, 1:].numpy()).labels_)
+            # a cluster of fewer rows than dim + 1 would collapse onto its few (outlying) rows: it moves nothing
+            large = torch.bincount(labels, minlength=clusters)[labels] >= self.dim + 1
+            gamma[m, torch.arange(count)[large], targets[labels[large]]] = 1.0
+        gamma = broadcast_from_rank_zero(gamma.to(device)).cpu()  # rank 0's k-means for every rank
         shape = (*self.member_shape, count)
         candidates, gamma = candidates.reshape(*shape, self.dim).to(device), gamma.reshape(*shape, -1).to(device)
         new = self.batch_parameters(candidates, gamma)

@@ -179,8 +179,8 @@ class DAGMM(L.LightningModule):
             raise ConfigurationError(f"em_steps must be >= 0, got {em_steps}")
         if not em_tolerance >= 0:
             raise ConfigurationError(f"em_tolerance must be >= 0, got {em_tolerance}")
-        if not 0 <= em_reseed <= 1:
-            raise ConfigurationError(f"em_reseed must be in [0, 1], got {em_reseed}")
+        if not 0 <= em_reseed <= 0.5:
+            raise ConfigurationError(f"em_reseed must be in [0, 0.5], got {em_reseed}")
         self.model = self.build_model() if latent_dim is not None else None
         self.register_buffer("fitted_at_step", torch.tensor(-1, dtype=torch.long))
         self._training_scores: torch.Tensor | None = None

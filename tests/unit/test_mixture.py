@@ -325,6 +325,10 @@ def test_reseeding_leaves_a_fit_without_empty_components_unchanged_and_checks_it
         torch.testing.assert_close(getattr(mixture, name), value)
     with pytest.raises(ValueError, match="fraction"):
         mixture.reseed_empty([z], 0.0)
+    with pytest.raises(ValueError, match="fraction"):
+        mixture.reseed_empty([z], 0.9)  # the kept components would lose most of their weight
+    with pytest.raises(FloatingPointError, match="NaN"):
+        mixture.reseed_empty([torch.cat([z, torch.full((1, 2), float("nan"), dtype=torch.float64)])], 0.05)
     with pytest.raises(ValueError, match="twice"):
         mixture.reseed_empty((z for _ in range(1)), 0.05)
 
@@ -335,7 +339,11 @@ def test_reseeding_a_tiny_table_whose_components_are_all_small_keeps_the_largest
     labels = np.array([0] * 6 + [1] * 4 + [2] * 4 + [3] * 3 + [4] * 3)  # every mass below dim + 1 = 5 but one
     mixture = GaussianMixtureEnergy(5, 4, jitter=1e-4)
     mixture.fit([(z, torch.nn.functional.one_hot(torch.tensor(labels), 5).double())])
-    moved = mixture.reseed_empty([z], fraction=0.5)
-    assert int(moved) == 4  # all but component 0, the largest
+    before = mixture.means.clone()
+    moved = int(mixture.reseed_empty([z], fraction=0.5))
+    # 10 candidate rows: at most 10 // (dim + 1) = 2 clusters, and only those of >= 5 rows take a component
+    changed = ~torch.isclose(mixture.means, before).all(-1)
+    assert moved == int(changed[1:].sum()) <= 2 and not changed[0] or moved == 0
+    assert torch.all(mixture.weights[1:][changed[1:]] * 20 >= 5 - 1e-9)
     assert torch.isfinite(mixture.weights).all() and float(mixture.weights.sum()) == pytest.approx(1.0)
     assert torch.isfinite(mixture.energy(z)).all()
