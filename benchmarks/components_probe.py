@@ -14,6 +14,7 @@ with few components, cheap, scored by a fit with many):
 
     python benchmarks/components_probe.py --seed 0 --split 8 --steps 0 10
 
+``--reseed 0.05`` re-seeds the empty components (``MixtureEnergy.reseed_empty``) before the EM steps.
 ``--save rows.pt`` keeps the training and test mixture rows, the network's memberships and the test labels
 for analysis without training again.
 """
@@ -57,6 +58,7 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--steps", type=int, nargs="+", default=[0, 1, 3, 10])
     parser.add_argument("--split", type=int, default=0, help="S > 0: the fit's components = S x the network's")
+    parser.add_argument("--reseed", type=float, default=0.0, help="re-seed empty components from this fraction")
     parser.add_argument("--save", default=None, help="a .pt file for the mixture rows, memberships and labels")
     args = parser.parse_args()
     extra = tuple(a for item in args.set for a in ("--" + item.partition("=")[0], item.partition("=")[2]))
@@ -96,6 +98,8 @@ def main() -> None:
         mixture = build_mixture(hp.mixture, gamma.shape[-1], rows_train.shape[-1], hp.jitter, "float64", hp.members)
     mixture.fit([(rows_train, gamma)])
     batches = [rows_train[..., i : i + 4096, :] for i in range(0, rows_train.shape[-2], 4096)]
+    if args.reseed:
+        print("components re-seeded per member:", mixture.reseed_empty(batches, args.reseed).tolist())
     done = 0
     for steps in sorted(args.steps):
         start = time.perf_counter()
