@@ -221,8 +221,9 @@ def fit_summary(trainer, datamodule: AnomalyDataModule, metrics: dict[str, float
     network = getattr(trainer.lightning_module, "model", None)
     reseeded, em_steps = getattr(network, "components_reseeded", 0), getattr(network, "em_steps_run", 0)
     if reseeded or em_steps:  # (0 in the main process of a spawned run: the fit ran elsewhere)
-        moved = f"{reseeded} empty components re-seeded (most in a member), " if reseeded else ""
-        lines.append(f"  mixture:     {moved}refined by {em_steps} EM steps (at most {network.em_steps})")
+        done = [f"{reseeded} empty components re-seeded (most in a member)"] if reseeded else []
+        done += [f"refined by {em_steps} EM steps (at most {network.em_steps})"] if network.em_steps else []
+        lines.append(f"  mixture:     {', '.join(done)}")
     if metrics:
         shown = "  ".join(f"{k} {metrics[k]:.4f}" for k in KEY_METRICS if k in metrics)
         lines.append(f"  validation:  {shown}")
