@@ -168,7 +168,8 @@ class MixtureEnergy(nn.Module, ABC):
 
     def batch_parameters(self, z: torch.Tensor, gamma: torch.Tensor) -> dict[str, torch.Tensor]:
         """Differentiable parameters of the rows z (..., N, D) with memberships gamma (..., N, K): every pass
-        of the M-step on this batch alone."""
+        of the M-step on this batch alone. K may be fewer than ``n_components`` (an estimation network with
+        fewer components than the training-set fit): the parameters then have gamma's K."""
         self.check_memberships(z, gamma)
         params: dict[str, torch.Tensor] = {}
         with torch.autocast(device_type=z.device.type, enabled=False):
@@ -181,7 +182,8 @@ class MixtureEnergy(nn.Module, ABC):
     def fit(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> None:
         """The training-set fit: every pass of the M-step on the sums over all (z (..., N, D), gamma
         (..., N, K)) batches of ``batches`` (re-iterable, once per pass; under DDP each rank its own rows),
-        stored in the buffers."""
+        stored in the buffers. With K < ``n_components`` the components beyond K get no rows (weight 0,
+        jitter spread): empty, for ``reseed_empty`` to place."""
         params: dict[str, torch.Tensor] = {}
         for pass_index in range(self.fit_passes):
             stats = self.new_statistics(pass_index).to(self.is_fitted.device)
@@ -190,7 +192,8 @@ class MixtureEnergy(nn.Module, ABC):
             local_rows = 0
             for z, gamma in batches:
                 self.check_memberships(z, gamma)
-                stats.update(self.statistics(z.to(torch.float64), gamma.to(torch.float64), pass_index, params))
+                gamma = torch.nn.functional.pad(gamma.to(torch.float64), (0, self.n_components - gamma.shape[-1]))
+                stats.update(self.statistics(z.to(torch.float64), gamma, pass_index, params))
                 local_rows += z.shape[-2]
             if pass_index == 0:
                 first_pass_rows = local_rows
@@ -361,10 +364,17 @@ class MixtureEnergy(nn.Module, ABC):
         return sums["energy"] / sums["rows"]
 
     def check_memberships(self, z: torch.Tensor, gamma: torch.Tensor) -> None:
+        """z (..., N, D) and gamma (..., N, K) with K <= ``n_components``, else a ConfigurationError."""
         m, k = self.member_shape, self.n_components
-        if tuple(z.shape[:-2]) != m or z.ndim != 2 + len(m) or gamma.shape != (*z.shape[:-1], k):
+        if (
+            tuple(z.shape[:-2]) != m
+            or z.ndim != 2 + len(m)
+            or gamma.shape[:-1] != z.shape[:-1]
+            or not 1 <= gamma.shape[-1] <= k
+        ):
             raise ConfigurationError(
-                f"expected z {(*m, 'N', 'D')} and gamma {(*m, 'N', k)}, got {tuple(z.shape)} and {tuple(gamma.shape)}"
+                f"expected z {(*m, 'N', 'D')} and gamma {(*m, 'N', f'K <= {k}')}, got {tuple(z.shape)} and "
+                f"{tuple(gamma.shape)}"
             )
 
     def _parameter(self, value: torch.Tensor) -> torch.Tensor:

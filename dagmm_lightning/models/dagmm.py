@@ -22,7 +22,7 @@ from dagmm_lightning.mixture import MixtureDtype, MixtureFamily, build_mixture
 from dagmm_lightning.models.compiled_step import CompiledAdamStep
 from dagmm_lightning.networks import Activation, Autoencoder, DAGMMModel, DAGMMOutput, EstimationNetwork
 from dagmm_lightning.scoring import Inference, ScoreCalibration
-from dagmm_lightning.sizing import network_sizes
+from dagmm_lightning.sizing import mixture_components, network_sizes
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 LRSchedule = Literal["constant", "cosine"]
@@ -116,6 +116,12 @@ class DAGMM(L.LightningModule):
             (nearly) empty (fewer rows than the mixture rows' size + 1) move to this fraction of the
             training rows, those the fit explains worst (highest energy), split by k-means
             (``MixtureEnergy.reseed_empty``); 0: none. EM alone never revives an empty component.
+        fit_components: components of the training-set fit (the mixture that scores), at least the
+            estimation network's ``n_components``: those beyond the network's start empty, and re-seeding
+            (``em_reseed`` > 0, needed) places them, EM refines them. Training costs what K = ``n_components``
+            costs; the score gets the finer mixture. None: ``n_components`` (the paper). ``"auto"`` (with the
+            sizes None): as many (4 to 32) as the training rows can fit mixture rows of the chosen latent
+            (``sizing.mixture_components``), at least ``n_components``.
     """
 
     def __init__(
@@ -147,6 +153,7 @@ class DAGMM(L.LightningModule):
         em_steps: int = 0,
         em_tolerance: float = 0.0,
         em_reseed: float = 0.0,
+        fit_components: int | Literal["auto"] | None = None,
     ) -> None:
         super().__init__()
         if input_dim < 1:
@@ -181,6 +188,15 @@ class DAGMM(L.LightningModule):
             raise ConfigurationError(f"em_tolerance must be >= 0, got {em_tolerance}")
         if not 0 <= em_reseed <= 0.5:
             raise ConfigurationError(f"em_reseed must be in [0, 0.5], got {em_reseed}")
+        if fit_components == "auto" and latent_dim is not None:
+            raise ConfigurationError("fit_components 'auto' (from the data) needs latent_dim and hidden_dims null")
+        if fit_components not in (None, "auto") and not (isinstance(fit_components, int) and fit_components >= 1):
+            raise ConfigurationError(f"fit_components must be an integer >= 1, 'auto' or null, got {fit_components!r}")
+        if fit_components is not None and em_reseed == 0:
+            raise ConfigurationError(
+                "fit_components: the components beyond the estimation network's start empty, and only "
+                "re-seeding gives them rows: set em_reseed > 0 (e.g. 0.05)"
+            )
         self.model = self.build_model() if latent_dim is not None else None
         self.register_buffer("fitted_at_step", torch.tensor(-1, dtype=torch.long))
         self._training_scores: torch.Tensor | None = None
@@ -232,7 +248,13 @@ class DAGMM(L.LightningModule):
         dim = hp.latent_dim + 2 + hp.error_feature  # [z_c, relative distance, cosine(, log error)]
         members = hp.members
         estimation = EstimationNetwork(dim, hp.estimation_hidden, hp.n_components, hp.activation, hp.dropout, members)
-        mixture = build_mixture(hp.mixture, hp.n_components, dim, hp.jitter, hp.mixture_dtype, members)
+        fit_components = hp.get("fit_components") or hp.n_components  # absent from older checkpoints
+        if fit_components < hp.n_components:
+            raise ConfigurationError(
+                f"fit_components ({fit_components}) must be at least n_components ({hp.n_components}): the fit "
+                "starts from the estimation network's memberships"
+            )
+        mixture = build_mixture(hp.mixture, fit_components, dim, hp.jitter, hp.mixture_dtype, members)
         calibration = ScoreCalibration(hp.inference, hp.reconstruction_weight, hp.contamination, members)
         options = {"detach_rows": not hp.energy_trains_compression, "error_feature": hp.error_feature}
         options |= {"members": members, "em_steps": hp.em_steps, "em_tolerance": hp.em_tolerance}
@@ -430,6 +452,10 @@ class DAGMM(L.LightningModule):
         keep = None if normal.all() else normal  # labelled anomalies left out, read block by block
         hidden, latent, components = network_sizes(x, hp.n_components, 2 + hp.error_feature, keep)
         self.hparams.update(hidden_dims=hidden, latent_dim=latent, n_components=components)
+        if hp.get("fit_components") == "auto":
+            rows = len(x) if keep is None else int(keep.sum())
+            fitting = mixture_components(rows, latent, 2 + hp.error_feature)
+            self.hparams.update(fit_components=max(components, fitting))
         self.model = self.build_model()
 
     def _training_batches(self) -> Iterable[Batch]:

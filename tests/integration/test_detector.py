@@ -9,7 +9,7 @@ from sklearn.metrics import roc_auc_score
 from dagmm_lightning import DAGMMDetector
 from dagmm_lightning.data import DataError
 from dagmm_lightning.detector import TRAINING_STEPS
-from dagmm_lightning.sizing import latent_size
+from dagmm_lightning.sizing import latent_size, mixture_components
 
 from ..conftest import ROOT
 
@@ -67,6 +67,20 @@ def test_ensemble_detector_fits_thresholds_and_reloads(tmp_path):
     det.save(tmp_path / "ensemble.pt")
     loaded = DAGMMDetector.load(tmp_path / "ensemble.pt")
     np.testing.assert_array_equal(loaded.decision_function(x), det.decision_scores_)
+
+
+def test_fit_components_auto_gives_the_scoring_fit_as_many_components_as_the_rows_fit(tmp_path):
+    x, y = blobs()
+    kwargs = {"fit_components": "auto", "em_reseed": 0.05, "em_steps": 2}
+    det = DAGMMDetector(contamination=0.05, epochs=5, members=2, random_state=0, model_kwargs=kwargs).fit(x)
+    hp = det.model_.hparams
+    expected = mixture_components(len(x), hp.latent_dim, 3)  # 600 rows, mixture rows [z, 2 features, error]
+    assert hp.n_components == 4 and expected > 4 and hp.fit_components == expected
+    assert det.model_.model.mixture.means.shape == (2, expected, hp.latent_dim + 3)
+    assert det.model_.model.estimation.net[-1].out_features == 4  # the network keeps K = 4 (a stacked layer)
+    assert roc_auc_score(y, det.decision_scores_) > 0.9
+    det.save(tmp_path / "det.pt")
+    np.testing.assert_array_equal(DAGMMDetector.load(tmp_path / "det.pt").decision_function(x), det.decision_scores_)
 
 
 def test_dataframe_and_array_give_identical_scores(fitted):

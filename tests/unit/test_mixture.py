@@ -347,3 +347,20 @@ def test_reseeding_a_tiny_table_whose_components_are_all_small_keeps_the_largest
     assert torch.all(mixture.weights[1:][changed[1:]] * 20 >= 5 - 1e-9)
     assert torch.isfinite(mixture.weights).all() and float(mixture.weights.sum()) == pytest.approx(1.0)
     assert torch.isfinite(mixture.energy(z)).all()
+
+
+def test_memberships_with_fewer_components_start_the_extra_ones_empty_for_reseeding():
+    """An estimation network with one component and a fit with three: the fit is the one-component fit plus
+    two empty components (numpy reference), re-seeding then places both; batch parameters keep gamma's K."""
+    z, gamma = blob_and_tight_cluster(np.random.default_rng(15))
+    mixture = GaussianMixtureEnergy(3, 2, jitter=1e-6)
+    mixture.fit([(z[:500], gamma[:500, :1]), (z[500:], gamma[500:, :1])])
+    np.testing.assert_allclose(mixture.weights.numpy(), [1.0, 0.0, 0.0], atol=1e-12)
+    np.testing.assert_allclose(mixture.means[0].numpy(), z.numpy().mean(0), rtol=1e-10)
+    np.testing.assert_allclose(mixture.covariances[0].numpy(), np.cov(z.numpy().T, bias=True) + 1e-6 * np.eye(2))
+    np.testing.assert_allclose(mixture.covariances[1:].numpy(), np.broadcast_to(1e-6 * np.eye(2), (2, 2, 2)))
+    assert int(mixture.reseed_empty([z], fraction=0.05)) == 2 and float(mixture.weights[1:].min()) > 0
+    params = mixture.batch_parameters(z, gamma[:, :2])
+    assert params["means"].shape == (2, 2) and params["scale_tril"].shape == (2, 2, 2)
+    with pytest.raises(ValueError, match="K <= 3"):
+        mixture.fit([(z, torch.ones(len(z), 4) / 4)])

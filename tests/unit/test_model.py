@@ -134,6 +134,20 @@ def test_em_reseed_moves_the_components_the_network_left_empty_before_em():
     assert fits[0.1][0] == 2 and float(fits[0.1][1][1:].min()) > 0.01  # re-seeded: rows of their own
 
 
+def test_fit_components_beyond_the_network_train_as_its_k_and_score_with_the_reseeded_fit():
+    """Two network components, a fit of four: the training loss is the two-component model's (same seed),
+    the training-set fit has four components, the two extra re-seeded onto rows of their own."""
+    x = torch.rand(300, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    small, wide = (tiny_model(fit_components=k, em_reseed=0.1, em_steps=2).double() for k in (None, 4))
+    y = torch.zeros(64)
+    torch.testing.assert_close(wide._loss(x[:64], y, None)[0], small._loss(x[:64], y, None)[0])
+    wide.model.fit([x[i : i + 64] for i in range(0, 300, 64)])
+    assert wide.model.estimation.net[-1].out_features == 2 and wide.model.mixture.means.shape == (4, 3)
+    assert wide.model.components_reseeded == 2 and float(wide.model.mixture.weights[2:].min()) > 0.01
+    wide.eval()
+    assert torch.isfinite(wide.score(x)).all()
+
+
 def test_em_tolerance_stops_the_refinement_when_the_mean_energy_settles():
     x = torch.rand(300, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     runs = {}
@@ -218,6 +232,14 @@ def test_bad_hyperparameters_are_named():
         tiny_model(em_steps=3, em_reseed=1.5)
     with pytest.raises(ValueError, match="n_components null"):
         tiny_model(n_components=None)
+    with pytest.raises(ValueError, match="needs latent_dim and hidden_dims null"):
+        tiny_model(fit_components="auto", em_reseed=0.05)
+    with pytest.raises(ValueError, match="set em_reseed > 0"):
+        tiny_model(fit_components=4)
+    with pytest.raises(ValueError, match=r"at least n_components \(2\)"):
+        tiny_model(fit_components=1, em_reseed=0.05)
+    with pytest.raises(ValueError, match="fit_components must be"):
+        tiny_model(fit_components="many", em_reseed=0.05)
 
 
 def test_energy_trains_only_the_estimation_network_when_asked():
