@@ -221,7 +221,9 @@ def fit_summary(trainer, datamodule: AnomalyDataModule, metrics: dict[str, float
     network = getattr(trainer.lightning_module, "model", None)
     reseeded, em_steps = getattr(network, "components_reseeded", 0), getattr(network, "em_steps_run", 0)
     if reseeded or em_steps:  # (0 in the main process of a spawned run: the fit ran elsewhere)
-        done = [f"{reseeded} empty components re-seeded (most in a member)"] if reseeded else []
+        fit_k, network_k = network.mixture.n_components, trainer.lightning_module.hparams.n_components
+        done = [f"{fit_k} components (the estimation network's {network_k})"] if fit_k != network_k else []
+        done += [f"{reseeded} empty components re-seeded (most in a member)"] if reseeded else []
         done += [f"refined by {em_steps} EM steps (at most {network.em_steps})"] if network.em_steps else []
         lines.append(f"  mixture:     {', '.join(done)}")
     if metrics:

@@ -123,18 +123,21 @@ def test_dagmm_config_trains_a_few_steps_on_kddcup99(tmp_path, paper_data):
 def test_data_sized_model_keeps_its_sizes_and_em_refined_fit_in_the_checkpoint(tmp_path, caplog):
     args = ["--config", "configs/improved.yaml", "--data.dataset", "breast_cancer", "--trainer.max_steps", "12"]
     em = ["--model.init_args.em_steps", "50", "--model.init_args.em_tolerance", "0.001"]
+    em += ["--model.init_args.fit_components", "6", "--model.init_args.em_reseed", "0.1"]  # the network's 4 + 2
     fitted = run(["fit", *args, *em, "--trainer.val_check_interval", "6"], tmp_path)
     steps_run = fitted.model.model.em_steps_run
     assert 2 <= steps_run <= 50 and float(fitted.trainer.callback_metrics["train/em_steps"]) == steps_run
     summary = "\n".join(r.getMessage() for r in caplog.records if "fit finished" in r.getMessage())
     assert f"refined by {steps_run} EM steps (at most 50)" in summary
+    assert "6 components (the estimation network's 4)" in summary and fitted.model.model.components_reseeded >= 1
     x_train, _ = fitted.datamodule.arrays("train")
     cumulative = np.cumsum(np.linalg.svd(x_train - x_train.mean(0), compute_uv=False) ** 2)
     latent = int(np.argmax(cumulative / cumulative[-1] >= 0.99)) + 1  # principal components for 99 %
     latent = min(latent, latent_cap(len(x_train), 4, 3))  # rows [z, 2 features, log error] the rows can fit, K = 4
     assert fitted.model.hparams.latent_dim == latent == fitted.model.model.compression.encoder[-1].out_features
     (ckpt,) = (tmp_path / "logs").rglob("last.ckpt")
-    assert torch.load(ckpt, weights_only=False)["hyper_parameters"]["latent_dim"] == latent
+    hyper_parameters = torch.load(ckpt, weights_only=False)["hyper_parameters"]
+    assert hyper_parameters["latent_dim"] == latent and hyper_parameters["fit_components"] == 6
     fitted.model.eval()
     x_test, _ = fitted.datamodule.arrays("test")
     with torch.no_grad():
