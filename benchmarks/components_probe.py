@@ -15,6 +15,11 @@ with few components, cheap, scored by a fit with many):
     python benchmarks/components_probe.py --seed 0 --split 8 --steps 0 10
 
 ``--reseed 0.05`` re-seeds the empty components (``MixtureEnergy.reseed_empty``) before the EM steps.
+``--fit-components 32`` gives the fit 32 components over the network's (``DAGMM(fit_components=32)``): the
+extra start empty, for ``--reseed`` to place:
+
+    python benchmarks/components_probe.py --seed 3 --fit-components 32 --reseed 0.05 --steps 0 10 30
+
 ``--save rows.pt`` keeps the training and test mixture rows, the network's memberships and the test labels
 for analysis without training again.
 """
@@ -51,6 +56,11 @@ def split_memberships(rows: torch.Tensor, gamma: torch.Tensor, split: int) -> to
     return torch.nn.functional.one_hot(torch.as_tensor(labels), k * split).double()
 
 
+def energy_in_batches(mixture, rows: torch.Tensor) -> np.ndarray:
+    """The fit's energy of rows (M, N, D) 8,192 at a time (all at once would hold (M, K, D, N) deviations)."""
+    return torch.cat([mixture.energy(rows[..., i : i + 8192, :]) for i in range(0, rows.shape[-2], 8192)], -1).numpy()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", type=int, default=0)
@@ -59,6 +69,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, nargs="+", default=[0, 1, 3, 10])
     parser.add_argument("--split", type=int, default=0, help="S > 0: the fit's components = S x the network's")
     parser.add_argument("--reseed", type=float, default=0.0, help="re-seed empty components from this fraction")
+    parser.add_argument("--fit-components", type=int, default=0, help="K > 0: the fit's components (extra empty)")
     parser.add_argument("--save", default=None, help="a .pt file for the mixture rows, memberships and labels")
     args = parser.parse_args()
     extra = tuple(a for item in args.set for a in ("--" + item.partition("=")[0], item.partition("=")[2]))
@@ -92,10 +103,10 @@ def main() -> None:
     print("mixture rows", tuple(rows_train.shape), "K", model.hparams.n_components, flush=True)
     print("network memberships, member 0, % per component:", (gamma[0].mean(0) * 100).round().tolist())
     mixture = model.model.mixture
-    if args.split:
-        gamma = split_memberships(rows_train, gamma, args.split)
-        hp = model.hparams
-        mixture = build_mixture(hp.mixture, gamma.shape[-1], rows_train.shape[-1], hp.jitter, "float64", hp.members)
+    if args.split or args.fit_components:
+        gamma = split_memberships(rows_train, gamma, args.split) if args.split else gamma
+        hp, k = model.hparams, max(gamma.shape[-1], args.fit_components)
+        mixture = build_mixture(hp.mixture, k, rows_train.shape[-1], hp.jitter, "float64", hp.members)
     mixture.fit([(rows_train, gamma)])
     batches = [rows_train[..., i : i + 4096, :] for i in range(0, rows_train.shape[-2], 4096)]
     if args.reseed:
@@ -105,7 +116,7 @@ def main() -> None:
         start = time.perf_counter()
         mixture.refine(batches, steps - done)
         seconds, done = time.perf_counter() - start, steps
-        e_train, e_test = mixture.energy(rows_train).numpy(), mixture.energy(rows_test).numpy()
+        e_train, e_test = (energy_in_batches(mixture, rows) for rows in (rows_train, rows_test))
         z = (e_test - e_train.mean(-1, keepdims=True)) / e_train.std(-1, keepdims=True)
         combined = z.mean(0) if z.ndim == 2 else z
         members = " ".join(f"{f1_at_rho(s):.3f}" for s in z) if z.ndim == 2 else ""
