@@ -220,9 +220,11 @@ def fit_summary(trainer, datamodule: AnomalyDataModule, metrics: dict[str, float
         lines.append(f"  best:        {checkpoint.best_model_path} ({checkpoint.monitor} {float(score):.4f})")
     network = getattr(trainer.lightning_module, "model", None)
     reseeded, em_steps = getattr(network, "components_reseeded", 0), getattr(network, "em_steps_run", 0)
-    if reseeded or em_steps:  # (0 in the main process of a spawned run: the fit ran elsewhere)
-        fit_k, network_k = network.mixture.n_components, trainer.lightning_module.hparams.n_components
-        done = [f"{fit_k} components (the estimation network's {network_k})"] if fit_k != network_k else []
+    fit_k = network.mixture.n_components if hasattr(network, "mixture") else None
+    network_k = trainer.lightning_module.hparams.get("n_components")
+    more = fit_k is not None and network_k is not None and fit_k != network_k
+    if reseeded or em_steps or more:  # (0 in the main process of a spawned run: the fit ran elsewhere)
+        done = [f"{fit_k} components (the estimation network's {network_k})"] if more else []
         done += [f"{reseeded} empty components re-seeded (most in a member)"] if reseeded else []
         done += [f"refined by {em_steps} EM steps (at most {network.em_steps})"] if network.em_steps else []
         lines.append(f"  mixture:     {', '.join(done)}")

@@ -170,7 +170,7 @@ class MixtureEnergy(nn.Module, ABC):
         """Differentiable parameters of the rows z (..., N, D) with memberships gamma (..., N, K): every pass
         of the M-step on this batch alone. K may be fewer than ``n_components`` (an estimation network with
         fewer components than the training-set fit): the parameters then have gamma's K."""
-        self.check_memberships(z, gamma)
+        self.check_memberships(z, gamma, at_most=True)
         params: dict[str, torch.Tensor] = {}
         with torch.autocast(device_type=z.device.type, enabled=False):
             z, gamma = z.to(torch.float64), gamma.to(torch.float64)  # once: one gradient cast back per input
@@ -182,8 +182,7 @@ class MixtureEnergy(nn.Module, ABC):
     def fit(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> None:
         """The training-set fit: every pass of the M-step on the sums over all (z (..., N, D), gamma
         (..., N, K)) batches of ``batches`` (re-iterable, once per pass; under DDP each rank its own rows),
-        stored in the buffers. With K < ``n_components`` the components beyond K get no rows (weight 0,
-        jitter spread): empty, for ``reseed_empty`` to place."""
+        stored in the buffers. (Memberships with fewer components: ``padded_memberships`` first.)"""
         params: dict[str, torch.Tensor] = {}
         for pass_index in range(self.fit_passes):
             stats = self.new_statistics(pass_index).to(self.is_fitted.device)
@@ -192,8 +191,7 @@ class MixtureEnergy(nn.Module, ABC):
             local_rows = 0
             for z, gamma in batches:
                 self.check_memberships(z, gamma)
-                gamma = torch.nn.functional.pad(gamma.to(torch.float64), (0, self.n_components - gamma.shape[-1]))
-                stats.update(self.statistics(z.to(torch.float64), gamma, pass_index, params))
+                stats.update(self.statistics(z.to(torch.float64), gamma.to(torch.float64), pass_index, params))
                 local_rows += z.shape[-2]
             if pass_index == 0:
                 first_pass_rows = local_rows
@@ -363,17 +361,20 @@ class MixtureEnergy(nn.Module, ABC):
             getattr(self, name).copy_(params[name])
         return sums["energy"] / sums["rows"]
 
-    def check_memberships(self, z: torch.Tensor, gamma: torch.Tensor) -> None:
-        """z (..., N, D) and gamma (..., N, K) with K <= ``n_components``, else a ConfigurationError."""
+    def check_memberships(self, z: torch.Tensor, gamma: torch.Tensor, at_most: bool = False) -> None:
+        """z (..., N, D) and gamma (..., N, K) with K = ``n_components`` (K <= ``n_components`` where
+        ``at_most``), else a ConfigurationError."""
         m, k = self.member_shape, self.n_components
+        components = gamma.shape[-1] if gamma.ndim else 0
         if (
             tuple(z.shape[:-2]) != m
             or z.ndim != 2 + len(m)
             or gamma.shape[:-1] != z.shape[:-1]
-            or not 1 <= gamma.shape[-1] <= k
+            or not (1 <= components <= k if at_most else components == k)
         ):
+            expected = f"K <= {k}" if at_most else k
             raise ConfigurationError(
-                f"expected z {(*m, 'N', 'D')} and gamma {(*m, 'N', f'K <= {k}')}, got {tuple(z.shape)} and "
+                f"expected z {(*m, 'N', 'D')} and gamma {(*m, 'N', expected)}, got {tuple(z.shape)} and "
                 f"{tuple(gamma.shape)}"
             )
 
@@ -394,6 +395,12 @@ def energy_from_log_joint(log_joint: torch.Tensor) -> torch.Tensor:
 def posterior_from_log_joint(log_joint: torch.Tensor) -> torch.Tensor:
     """Posterior memberships softmax_k(log_joint): (..., K, N) -> (..., N, K)."""
     return torch.softmax(log_joint, dim=-2).transpose(-1, -2)
+
+
+def padded_memberships(gamma: torch.Tensor, components: int) -> torch.Tensor:
+    """gamma (..., N, K) with zero columns up to ``components``: the components beyond K start empty (weight
+    0, jitter spread), for ``MixtureEnergy.reseed_empty`` to place."""
+    return torch.nn.functional.pad(gamma, (0, components - gamma.shape[-1]))
 
 
 def weighted_sums(z: torch.Tensor, gamma: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -5,6 +5,7 @@ what the step adds); every score, loss and mixture lives in its own module."""
 from __future__ import annotations
 
 import math
+import numbers
 import os
 from collections.abc import Iterable, Iterator
 from contextlib import nullcontext
@@ -26,6 +27,10 @@ from dagmm_lightning.sizing import mixture_components, network_sizes
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 LRSchedule = Literal["constant", "cosine"]
+_EMPTY_WITHOUT_RESEEDING = (
+    "fit_components: the components beyond the estimation network's start empty, and only re-seeding gives "
+    "them rows: set em_reseed > 0 (e.g. 0.05)"
+)
 
 
 class TrainingRows:
@@ -118,10 +123,12 @@ class DAGMM(L.LightningModule):
             (``MixtureEnergy.reseed_empty``); 0: none. EM alone never revives an empty component.
         fit_components: components of the training-set fit (the mixture that scores), at least the
             estimation network's ``n_components``: those beyond the network's start empty, and re-seeding
-            (``em_reseed`` > 0, needed) places them, EM refines them. Training costs what K = ``n_components``
-            costs; the score gets the finer mixture. None: ``n_components`` (the paper). ``"auto"`` (with the
-            sizes None): as many (4 to 32) as the training rows can fit mixture rows of the chosen latent
-            (``sizing.mixture_components``), at least ``n_components``.
+            (``em_reseed`` > 0, needed) places them, EM refines them. The training step costs what K =
+            ``n_components`` costs (but the PU variant's, which reads the fit); the score gets the finer
+            mixture. None: ``n_components`` (the paper). ``"auto"`` (with the sizes None): as many (4 to 32)
+            as the training rows can fit mixture rows of the chosen latent (``sizing.mixture_components``),
+            but no more than one re-seeding can place (the re-seeded rows hold dim + 1 rows per component),
+            at least ``n_components``.
     """
 
     def __init__(
@@ -190,13 +197,13 @@ class DAGMM(L.LightningModule):
             raise ConfigurationError(f"em_reseed must be in [0, 0.5], got {em_reseed}")
         if fit_components == "auto" and latent_dim is not None:
             raise ConfigurationError("fit_components 'auto' (from the data) needs latent_dim and hidden_dims null")
-        if fit_components not in (None, "auto") and not (isinstance(fit_components, int) and fit_components >= 1):
+        whole = isinstance(fit_components, numbers.Integral) and not isinstance(fit_components, bool)
+        if fit_components not in (None, "auto") and not (whole and fit_components >= 1):
             raise ConfigurationError(f"fit_components must be an integer >= 1, 'auto' or null, got {fit_components!r}")
-        if fit_components is not None and em_reseed == 0:
-            raise ConfigurationError(
-                "fit_components: the components beyond the estimation network's start empty, and only "
-                "re-seeding gives them rows: set em_reseed > 0 (e.g. 0.05)"
-            )
+        if fit_components == "auto" and em_reseed == 0:
+            raise ConfigurationError(_EMPTY_WITHOUT_RESEEDING)
+        if whole and n_components is not None:
+            self._check_fit_components(int(fit_components), n_components, em_reseed)
         self.model = self.build_model() if latent_dim is not None else None
         self.register_buffer("fitted_at_step", torch.tensor(-1, dtype=torch.long))
         self._training_scores: torch.Tensor | None = None
@@ -248,12 +255,8 @@ class DAGMM(L.LightningModule):
         dim = hp.latent_dim + 2 + hp.error_feature  # [z_c, relative distance, cosine(, log error)]
         members = hp.members
         estimation = EstimationNetwork(dim, hp.estimation_hidden, hp.n_components, hp.activation, hp.dropout, members)
-        fit_components = hp.get("fit_components") or hp.n_components  # absent from older checkpoints
-        if fit_components < hp.n_components:
-            raise ConfigurationError(
-                f"fit_components ({fit_components}) must be at least n_components ({hp.n_components}): the fit "
-                "starts from the estimation network's memberships"
-            )
+        fit_components = int(hp.get("fit_components") or hp.n_components)  # absent from older checkpoints
+        self._check_fit_components(fit_components, hp.n_components, hp.em_reseed)
         mixture = build_mixture(hp.mixture, fit_components, dim, hp.jitter, hp.mixture_dtype, members)
         calibration = ScoreCalibration(hp.inference, hp.reconstruction_weight, hp.contamination, members)
         options = {"detach_rows": not hp.energy_trains_compression, "error_feature": hp.error_feature}
@@ -261,6 +264,16 @@ class DAGMM(L.LightningModule):
         options |= {"em_reseed": hp.em_reseed}
         options |= self.model_options()
         return self.model_class(compression, estimation, mixture, calibration, **options)
+
+    @staticmethod
+    def _check_fit_components(fit_components: int, n_components: int, em_reseed: float) -> None:
+        if fit_components < n_components:
+            raise ConfigurationError(
+                f"fit_components ({fit_components}) must be at least n_components ({n_components}): the fit "
+                "starts from the estimation network's memberships"
+            )
+        if fit_components > n_components and em_reseed == 0:
+            raise ConfigurationError(_EMPTY_WITHOUT_RESEEDING)
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         x, y, _ = batch
@@ -455,7 +468,8 @@ class DAGMM(L.LightningModule):
         if hp.get("fit_components") == "auto":
             rows = len(x) if keep is None else int(keep.sum())
             fitting = mixture_components(rows, latent, 2 + hp.error_feature)
-            self.hparams.update(fit_components=max(components, fitting))
+            placeable = math.ceil(hp.em_reseed * rows) // (latent + 3 + hp.error_feature)  # clusters of dim + 1 rows
+            self.hparams.update(fit_components=max(components, min(fitting, components + placeable)))
         self.model = self.build_model()
 
     def _training_batches(self) -> Iterable[Batch]:

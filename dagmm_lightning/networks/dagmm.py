@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from dagmm_lightning.distributed import gather_rows
-from dagmm_lightning.mixture import MixtureEnergy
+from dagmm_lightning.mixture import MixtureEnergy, padded_memberships
 from dagmm_lightning.networks.estimation import EstimationNetwork
 from dagmm_lightning.scoring import ScoreCalibration
 
@@ -211,7 +211,8 @@ class DAGMMModel(nn.Module):
             refined = self.em_steps > 0 or self.em_reseed > 0
             if refined:  # every EM step reads the rows once more: keep them if they are small
                 outputs = _kept_if_small(outputs)
-            self.mixture.fit(outputs)
+            k = self.mixture.n_components  # more than the network's: the extra start empty (``fit_components``)
+            self.mixture.fit(_Reiterable(lambda: ((rows, padded_memberships(gamma, k)) for rows, gamma in outputs)))
             if refined:  # re-seeding and EM read the rows only (no memberships from the network)
                 again = lambda: (self.represent(self.as_input(x), memberships=False).rows for x in batches)  # noqa: E731
                 rows = [rows for rows, _ in outputs] if isinstance(outputs, list) else _Reiterable(again)

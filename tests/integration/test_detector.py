@@ -74,8 +74,11 @@ def test_fit_components_auto_gives_the_scoring_fit_as_many_components_as_the_row
     kwargs = {"fit_components": "auto", "em_reseed": 0.05, "em_steps": 2}
     det = DAGMMDetector(contamination=0.05, epochs=5, members=2, random_state=0, model_kwargs=kwargs).fit(x)
     hp = det.model_.hparams
-    expected = mixture_components(len(x), hp.latent_dim, 3)  # 600 rows, mixture rows [z, 2 features, error]
+    dim = hp.latent_dim + 3  # mixture rows [z, 2 features, log error]
+    # as many as 600 rows fit, but no more than re-seeding 5 % of them (30 rows) in clusters of dim + 1 can place
+    expected = min(mixture_components(len(x), hp.latent_dim, 3), 4 + 30 // (dim + 1))
     assert hp.n_components == 4 and expected > 4 and hp.fit_components == expected
+    assert det.model_.model.components_reseeded == expected - 4  # every extra component placed
     assert det.model_.model.mixture.means.shape == (2, expected, hp.latent_dim + 3)
     assert det.model_.model.estimation.net[-1].out_features == 4  # the network keeps K = 4 (a stacked layer)
     assert roc_auc_score(y, det.decision_scores_) > 0.9

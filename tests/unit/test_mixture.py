@@ -5,7 +5,7 @@ from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
 from dagmm_lightning.errors import NotFittedError
-from dagmm_lightning.mixture import GaussianMixtureEnergy, build_mixture, cholesky_with_jitter
+from dagmm_lightning.mixture import GaussianMixtureEnergy, build_mixture, cholesky_with_jitter, padded_memberships
 
 
 def random_params(rng, k, d):
@@ -354,7 +354,9 @@ def test_memberships_with_fewer_components_start_the_extra_ones_empty_for_reseed
     two empty components (numpy reference), re-seeding then places both; batch parameters keep gamma's K."""
     z, gamma = blob_and_tight_cluster(np.random.default_rng(15))
     mixture = GaussianMixtureEnergy(3, 2, jitter=1e-6)
-    mixture.fit([(z[:500], gamma[:500, :1]), (z[500:], gamma[500:, :1])])
+    with pytest.raises(ValueError, match=r"gamma \('N', 3\)"):  # the fit itself takes all its components
+        mixture.fit([(z, gamma[:, :1])])
+    mixture.fit([(z[:500], padded_memberships(gamma[:500, :1], 3)), (z[500:], padded_memberships(gamma[500:, :1], 3))])
     np.testing.assert_allclose(mixture.weights.numpy(), [1.0, 0.0, 0.0], atol=1e-12)
     np.testing.assert_allclose(mixture.means[0].numpy(), z.numpy().mean(0), rtol=1e-10)
     np.testing.assert_allclose(mixture.covariances[0].numpy(), np.cov(z.numpy().T, bias=True) + 1e-6 * np.eye(2))
@@ -363,4 +365,4 @@ def test_memberships_with_fewer_components_start_the_extra_ones_empty_for_reseed
     params = mixture.batch_parameters(z, gamma[:, :2])
     assert params["means"].shape == (2, 2) and params["scale_tril"].shape == (2, 2, 2)
     with pytest.raises(ValueError, match="K <= 3"):
-        mixture.fit([(z, torch.ones(len(z), 4) / 4)])
+        mixture.batch_parameters(z, torch.ones(len(z), 4) / 4)

@@ -236,6 +236,9 @@ def test_bad_hyperparameters_are_named():
         tiny_model(fit_components="auto", em_reseed=0.05)
     with pytest.raises(ValueError, match="set em_reseed > 0"):
         tiny_model(fit_components=4)
+    assert tiny_model(fit_components=2).model.mixture.n_components == 2  # no extra: no re-seeding needed
+    with pytest.raises(ValueError, match="fit_components must be"):
+        tiny_model(fit_components=True, em_reseed=0.05)
     with pytest.raises(ValueError, match=r"at least n_components \(2\)"):
         tiny_model(fit_components=1, em_reseed=0.05)
     with pytest.raises(ValueError, match="fit_components must be"):
