@@ -72,6 +72,8 @@ def main() -> None:
     parser.add_argument("--fit-components", type=int, default=0, help="K > 0: the fit's components (extra empty)")
     parser.add_argument("--save", default=None, help="a .pt file for the mixture rows, memberships and labels")
     args = parser.parse_args()
+    if args.fit_components and not args.reseed:
+        parser.error("--fit-components: the extra components start empty; only --reseed gives them rows")
     extra = tuple(a for item in args.set for a in ("--" + item.partition("=")[0], item.partition("=")[2]))
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     job = Job(("configs/improved.yaml", args.data), args.seed, "paper", None, extra, False, False, 2)
