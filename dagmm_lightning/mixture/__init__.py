@@ -3,7 +3,13 @@
 from typing import Literal
 
 from dagmm_lightning.errors import check_choice
-from dagmm_lightning.mixture.base import MixtureDtype, MixtureEnergy, SufficientStatistics, padded_memberships
+from dagmm_lightning.mixture.base import (
+    MixtureDtype,
+    MixtureEnergy,
+    SufficientStatistics,
+    padded_memberships,
+    reseedable_components,
+)
 from dagmm_lightning.mixture.gaussian import GaussianMixtureEnergy, cholesky_with_jitter
 from dagmm_lightning.mixture.laplace import LaplaceMixtureEnergy
 from dagmm_lightning.mixture.mixed import MixedFamilyEnergy

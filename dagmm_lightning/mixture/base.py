@@ -305,7 +305,7 @@ class MixtureEnergy(nn.Module, ABC):
             candidates[m] = found[:, 1:]
             targets = torch.where(empty[m].cpu())[0]  # gamma (CPU) is indexed with it
             distinct = len(torch.unique(found[:, 1:], dim=0))
-            clusters = min(len(targets), distinct, count // (self.dim + 1))
+            clusters = min(len(targets), distinct, reseedable_components(total, fraction, self.dim))
             if clusters == 0:
                 continue
             labels = torch.as_tensor(KMeans(clusters, n_init=1, random_state=seed).fit(found[:, 1:].numpy()).labels_)
@@ -395,6 +395,12 @@ def energy_from_log_joint(log_joint: torch.Tensor) -> torch.Tensor:
 def posterior_from_log_joint(log_joint: torch.Tensor) -> torch.Tensor:
     """Posterior memberships softmax_k(log_joint): (..., K, N) -> (..., N, K)."""
     return torch.softmax(log_joint, dim=-2).transpose(-1, -2)
+
+
+def reseedable_components(rows: int, fraction: float, dim: int) -> int:
+    """The most components one ``reseed_empty`` of ``fraction`` of ``rows`` rows can place: its
+    ceil(fraction * rows) rows split into clusters of at least dim + 1."""
+    return min(rows, max(1, math.ceil(fraction * rows))) // (dim + 1)
 
 
 def padded_memberships(gamma: torch.Tensor, components: int) -> torch.Tensor:

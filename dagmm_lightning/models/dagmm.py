@@ -19,7 +19,7 @@ from torch import nn
 from dagmm_lightning.errors import ConfigurationError, NonFiniteError, check_choice, check_range
 from dagmm_lightning.labels import LABELLED_ANOMALY
 from dagmm_lightning.losses import AnomalyLoss, dagmm_objective
-from dagmm_lightning.mixture import MixtureDtype, MixtureFamily, build_mixture
+from dagmm_lightning.mixture import MixtureDtype, MixtureFamily, build_mixture, reseedable_components
 from dagmm_lightning.models.compiled_step import CompiledAdamStep
 from dagmm_lightning.networks import Activation, Autoencoder, DAGMMModel, DAGMMOutput, EstimationNetwork
 from dagmm_lightning.scoring import Inference, ScoreCalibration
@@ -468,7 +468,7 @@ class DAGMM(L.LightningModule):
         if hp.get("fit_components") == "auto":
             rows = len(x) if keep is None else int(keep.sum())
             fitting = mixture_components(rows, latent, 2 + hp.error_feature)
-            placeable = math.ceil(hp.em_reseed * rows) // (latent + 3 + hp.error_feature)  # clusters of dim + 1 rows
+            placeable = reseedable_components(rows, hp.em_reseed, latent + 2 + hp.error_feature)
             self.hparams.update(fit_components=max(components, min(fitting, components + placeable)))
         self.model = self.build_model()
 
