@@ -36,8 +36,15 @@ VARIANTS: dict[str, type[DAGMM]] = {
     "pu": DAGMMPU,
 }
 MODEL_DEFAULTS = dict(
-    energy_trains_compression=False, lambda_cov=0.0, jitter=1e-4, lr_schedule="cosine", error_feature=True
+    energy_trains_compression=False,
+    lambda_cov=0.0,
+    jitter=1e-4,
+    lr_schedule="cosine",
+    error_feature=True,
+    em_steps=10,
+    em_reseed=0.05,
 )
+SCORING_FIT_FROM_DATA = dict(fit_components="auto")  # with the sizes from the data (latent_dim None) only
 TRAINING_STEPS = 6000
 ENSEMBLE_MEMBERS = 5
 SCORING_BATCH = 16384  # rows a step: the networks' matrices stay in cache (2x faster than 65,536)
@@ -61,8 +68,10 @@ class DAGMMDetector(BaseEstimator):
         hidden_dims, latent_dim: encoder sizes; None (both) chooses them from the scaled training rows
             (``sizing.network_sizes``: the latent keeps 99 % of their variance, and no more dimensions than
             the rows can fit a mixture on).
-        n_components: K, the mixture's components; None (with the sizes None): as many (4 to 32) as the
-            training rows can fit (``sizing.mixture_components``).
+        n_components: K, the estimation network's components; None (with the sizes None): as many (4 to
+            32) as the training rows can fit (``sizing.mixture_components``). With the sizes None, the
+            training-set fit that scores gets more components than the network (``fit_components``
+            "auto"): the extra ones are re-seeded on the worst-explained rows and refined by EM steps.
         members: models in the ensemble, trained at once as one vectorised model (``dagmm`` and
             ``mixed_loss`` variants); the score is the mean of their training-z-scored scores. None:
             ``ENSEMBLE_MEMBERS`` where the variant supports ensembles, else 1.
@@ -213,7 +222,8 @@ class DAGMMDetector(BaseEstimator):
         members = self.members or (ENSEMBLE_MEMBERS if VARIANTS[self.variant].ensembles else 1)
         mixture = self.mixture or ("gaussian+laplace" if members > 1 else "gaussian")
         settings = dict(lr=self.lr, mixture=mixture, contamination=self.contamination, inference=inference)
-        settings |= {**MODEL_DEFAULTS, **(self.model_kwargs or {})}
+        from_data = SCORING_FIT_FROM_DATA if self.latent_dim is None else {}
+        settings |= {**MODEL_DEFAULTS, **from_data, **(self.model_kwargs or {})}
         sizes = dict(n_components=self.n_components, members=members)
         return VARIANTS[self.variant](d, hidden, self.latent_dim, **sizes, **settings)
 

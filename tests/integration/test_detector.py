@@ -69,10 +69,9 @@ def test_ensemble_detector_fits_thresholds_and_reloads(tmp_path):
     np.testing.assert_array_equal(loaded.decision_function(x), det.decision_scores_)
 
 
-def test_fit_components_auto_gives_the_scoring_fit_as_many_components_as_the_rows_fit(tmp_path):
-    x, y = blobs()
-    kwargs = {"fit_components": "auto", "em_reseed": 0.05, "em_steps": 2}
-    det = DAGMMDetector(contamination=0.05, epochs=5, members=2, random_state=0, model_kwargs=kwargs).fit(x)
+def test_default_scoring_fit_has_as_many_components_as_the_rows_fit(tmp_path):
+    x, y = blobs()  # the defaults: fit_components "auto", em_reseed 0.05 (fewer EM steps, for time)
+    det = DAGMMDetector(contamination=0.05, epochs=5, members=2, random_state=0, model_kwargs={"em_steps": 2}).fit(x)
     hp = det.model_.hparams
     dim = hp.latent_dim + 3  # mixture rows [z, 2 features, log error]
     # as many as 600 rows fit, but no more than re-seeding 5 % of them (30 rows) in clusters of dim + 1 can place
@@ -84,6 +83,12 @@ def test_fit_components_auto_gives_the_scoring_fit_as_many_components_as_the_row
     assert roc_auc_score(y, det.decision_scores_) > 0.9
     det.save(tmp_path / "det.pt")
     np.testing.assert_array_equal(DAGMMDetector.load(tmp_path / "det.pt").decision_function(x), det.decision_scores_)
+
+
+def test_set_sizes_keep_the_networks_components_for_the_scoring_fit():
+    x, _ = blobs()  # 'auto' needs sizes from the data: with sizes set, the paper's fit (K = n_components)
+    det = DAGMMDetector(epochs=1, members=1, hidden_dims=(4,), latent_dim=2, random_state=0).fit(x)
+    assert det.model_.hparams.fit_components is None and det.model_.model.mixture.means.shape[-2] == 4
 
 
 def test_dataframe_and_array_give_identical_scores(fitted):
@@ -144,7 +149,9 @@ def test_defaults_are_the_improved_config(fitted):
     config = yaml.safe_load((ROOT / "configs/improved.yaml").read_text())
     det, x, _ = fitted  # the defaults but for epochs and contamination
     for key, value in config["model"]["init_args"].items():
-        if key not in ("contamination", "latent_dim", "hidden_dims"):
+        if key not in ("contamination", "latent_dim", "hidden_dims", "fit_components"):
             assert det.model_.hparams[key] == value, key
     assert det.model_.hparams.latent_dim == latent_size(det.preprocessor_.scale_rows(x).numpy())
+    assert config["model"]["init_args"]["fit_components"] == "auto"  # resolved from the rows:
+    assert det.model_.hparams.fit_components >= det.model_.hparams.n_components
     assert config["trainer"]["max_steps"] == TRAINING_STEPS and config["data"]["batch_size"] == det.batch_size
