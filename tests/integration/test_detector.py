@@ -85,10 +85,14 @@ def test_default_scoring_fit_has_as_many_components_as_the_rows_fit(tmp_path):
     np.testing.assert_array_equal(DAGMMDetector.load(tmp_path / "det.pt").decision_function(x), det.decision_scores_)
 
 
-def test_set_sizes_keep_the_networks_components_for_the_scoring_fit():
+def test_set_sizes_or_no_reseeding_give_the_papers_fit():
     x, _ = blobs()  # 'auto' needs sizes from the data: with sizes set, the paper's fit (K = n_components)
     det = DAGMMDetector(epochs=1, members=1, hidden_dims=(4,), latent_dim=2, random_state=0).fit(x)
-    assert det.model_.hparams.fit_components is None and det.model_.model.mixture.means.shape[-2] == 4
+    hp = det.model_.hparams
+    assert hp.fit_components is None and hp.em_steps == 0 and hp.em_reseed == 0
+    assert det.model_.model.mixture.means.shape[-2] == 4
+    no_reseed = DAGMMDetector(epochs=1, members=1, random_state=0, model_kwargs={"em_reseed": 0}).fit(x)
+    assert no_reseed.model_.hparams.fit_components is None and no_reseed.model_.hparams.em_steps == 10
 
 
 def test_dataframe_and_array_give_identical_scores(fitted):
@@ -106,6 +110,8 @@ def test_label_aware_variants_fit():
     pu_labels = np.where((y == 0) & (np.arange(len(y)) % 2 == 0), 0, -1)  # half the normal rows labelled
     pu = DAGMMDetector(variant="pu", epochs=5, random_state=0).fit(x, pu_labels)
     assert pu.threshold_ == pytest.approx(1 - float(pu.model_.model.c) / 2)
+    assert mixed.model_.hparams.em_steps == 10 and mixed.model_.hparams.fit_components >= 4  # the scoring fit
+    assert pu.model_.hparams.em_steps == 0 and pu.model_.hparams.fit_components is None  # PU refits every epoch
     with pytest.raises(DataError, match="needs y"):
         DAGMMDetector(variant="pu", epochs=1).fit(x)
 
