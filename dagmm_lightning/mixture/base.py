@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Literal
 
 import numpy as np
@@ -32,6 +32,15 @@ from dagmm_lightning.errors import ConfigurationError, DataError, NonFiniteError
 
 MixtureDtype = Literal["float64", "float32"]
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
+# Rows per slice in the passes over all training rows (fit, re-seeding, EM): their float64 deviations from
+# every component, (..., K, D, rows), then stay in cache; an EM step ran 2.9x faster than on 8,192-row
+# batches (44,000 rows, 5 members, 32 components, 10 dimensions, two threads), the same sums to 1e-14.
+PASS_ROWS = 1024
+
+
+def row_slices(*tensors: torch.Tensor) -> Iterator[tuple[torch.Tensor, ...]]:
+    """The tensors (..., N, ·), sliced together along their rows into ``PASS_ROWS``-row parts."""
+    return zip(*(t.split(PASS_ROWS, dim=-2) for t in tensors), strict=True)
 
 
 class SufficientStatistics(Metric):
@@ -191,7 +200,8 @@ class MixtureEnergy(nn.Module, ABC):
             local_rows = 0
             for z, gamma in batches:
                 self.check_memberships(z, gamma)
-                stats.update(self.statistics(z.to(torch.float64), gamma.to(torch.float64), pass_index, params))
+                for z_part, gamma_part in row_slices(z.to(torch.float64), gamma.to(torch.float64)):
+                    stats.update(self.statistics(z_part, gamma_part, pass_index, params))
                 local_rows += z.shape[-2]
             if pass_index == 0:
                 first_pass_rows = local_rows
@@ -271,7 +281,10 @@ class MixtureEnergy(nn.Module, ABC):
             raise ConfigurationError("re-seeding reads the rows twice: pass a list or re-iterable, not a generator")
         old = self.fitted_parameters()
         members = max(self.members, 1)
-        energies = [self.energy(z).to(torch.float64).reshape(members, -1) for z in rows]  # (M, n) per batch
+        energies = [  # (M, n) per batch
+            torch.cat([self.energy(part).to(torch.float64) for (part,) in row_slices(z)], -1).reshape(members, -1)
+            for z in rows
+        ]
         local = torch.cat(energies, -1) if energies else torch.zeros(members, 0, dtype=torch.float64)
         device = self.is_fitted.device
         counts = torch.tensor([local.shape[-1], (~torch.isfinite(local)).sum()], dtype=torch.float64, device=device)
@@ -342,8 +355,7 @@ class MixtureEnergy(nn.Module, ABC):
         with torch.autocast(device_type=self.is_fitted.device.type, enabled=False):
             log_weights = torch.log(old["weights"].clamp_min(torch.finfo(self.dtype).tiny)).unsqueeze(-1)
             old_means = old["means"].to(torch.float64)
-            for z in rows:
-                z = z.to(torch.float64)
+            for (z,) in (part for batch in rows for part in row_slices(batch.to(torch.float64))):
                 diff = row_deviations(z, old_means)  # (..., K, D, N), float64: the spread sums recentre exactly
                 log_joint = self.log_prob_of_deviations(diff.to(self.dtype), old) + log_weights
                 gamma = posterior_from_log_joint(log_joint).to(torch.float64)
