@@ -89,7 +89,7 @@ def main() -> None:
     methods = list(dict.fromkeys(name for name, _ in f1))
     lines = ["| score | " + " | ".join(args.datasets) + " |", "|---" * (len(args.datasets) + 1) + "|"]
     for name in methods:
-        cells = [f"{np.mean(f1[name, d]):.3f} ± {np.std(f1[name, d]):.3f}" for d in args.datasets]
+        cells = [f"{np.mean(f1[name, d]):.3f} ± {np.std(f1[name, d], ddof=1):.3f}" for d in args.datasets]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     seeds = ", ".join(map(str, args.seeds))
     table = "\n".join(lines) + f"\n\nF1 at rho on the test rows (paper protocol), mean ± std over seeds {seeds}.\n"
