@@ -80,6 +80,11 @@ class DAGMMCLI(LightningCLI):
         )
         trainer["callbacks"] = [*callbacks, bar]
 
+    def _instantiate_trainer(self, config: dict, callbacks: list):
+        if config.get("enable_checkpointing") is False:  # the checkpoint callback every run adds, dropped
+            callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint)]  # (Lightning refuses both)
+        return super()._instantiate_trainer(config, callbacks)
+
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("data.input_dim", "model.init_args.input_dim", apply_on="instantiate")
         parser.add_lightning_class_args(AnomalyMetrics, "metrics")

@@ -28,6 +28,14 @@ def test_print_config(config, capsys):
     assert "model:" in capsys.readouterr().out
 
 
+def test_fit_without_checkpointing_writes_no_checkpoint(tmp_path, caplog):
+    args = ["--config", "configs/quickstart.yaml", "--trainer.max_epochs", "1"]
+    args += ["--trainer.enable_checkpointing", "false"]
+    fitted = run(["fit", *args], tmp_path)
+    assert fitted.trainer.checkpoint_callback is None and not list((tmp_path / "logs").rglob("*.ckpt"))
+    assert "fit finished after 1 epoch;" in caplog.text and "checkpoint:" not in caplog.text
+
+
 def test_fit_then_test_and_predict_from_checkpoint_reproduce_scores(tmp_path):
     args = [
         "--config",
