@@ -220,11 +220,8 @@ class DAGMMDetector(BaseEstimator):
         members = self.members or (ENSEMBLE_MEMBERS if VARIANTS[self.variant].ensembles else 1)
         mixture = self.mixture or ("gaussian+laplace" if members > 1 else "gaussian")
         settings = dict(lr=self.lr, mixture=mixture, contamination=self.contamination, inference=inference)
-        given = self.model_kwargs or {}
         scoring_fit = SCORING_FIT_DEFAULTS if self.latent_dim is None and VARIANTS[self.variant] is DAGMM else {}
-        settings |= {**MODEL_DEFAULTS, **scoring_fit, **given}
-        if scoring_fit and "fit_components" not in given and not settings["em_reseed"] > 0:
-            settings["fit_components"] = None  # em_reseed 0 asked for: no extra components it would place
+        settings |= {**MODEL_DEFAULTS, **scoring_fit, **(self.model_kwargs or {})}
         sizes = dict(n_components=self.n_components, members=members)
         return VARIANTS[self.variant](d, hidden, self.latent_dim, **sizes, **settings)
 

@@ -127,8 +127,8 @@ class DAGMM(L.LightningModule):
             ``n_components`` costs (but the PU variant's, which reads the fit); the score gets the finer
             mixture. None: ``n_components`` (the paper). ``"auto"`` (with the sizes None): as many (4 to 32)
             as the training rows can fit mixture rows of the chosen latent (``sizing.mixture_components``),
-            but no more than one re-seeding can place (the re-seeded rows hold dim + 1 rows per component),
-            at least ``n_components``.
+            but no more than one re-seeding can place (the re-seeded rows hold dim + 1 rows per component;
+            none without ``em_reseed``), at least ``n_components``.
     """
 
     def __init__(
@@ -200,8 +200,6 @@ class DAGMM(L.LightningModule):
         whole = isinstance(fit_components, numbers.Integral) and not isinstance(fit_components, bool)
         if fit_components not in (None, "auto") and not (whole and fit_components >= 1):
             raise ConfigurationError(f"fit_components must be an integer >= 1, 'auto' or null, got {fit_components!r}")
-        if fit_components == "auto" and em_reseed == 0:
-            raise ConfigurationError(_EMPTY_WITHOUT_RESEEDING)
         if whole and n_components is not None:
             self._check_fit_components(int(fit_components), n_components, em_reseed)
         self.model = self.build_model() if latent_dim is not None else None

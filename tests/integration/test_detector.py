@@ -92,7 +92,8 @@ def test_set_sizes_or_no_reseeding_give_the_papers_fit():
     assert hp.fit_components is None and hp.em_steps == 0 and hp.em_reseed == 0
     assert det.model_.model.mixture.means.shape[-2] == 4
     no_reseed = DAGMMDetector(epochs=1, members=1, random_state=0, model_kwargs={"em_reseed": 0}).fit(x)
-    assert no_reseed.model_.hparams.fit_components is None and no_reseed.model_.hparams.em_steps == 10
+    hp = no_reseed.model_.hparams  # 'auto' gives no more components than re-seeding can place: none
+    assert hp.fit_components == hp.n_components == 4 and hp.em_steps == 10
 
 
 def test_dataframe_and_array_give_identical_scores(fitted):
