@@ -12,10 +12,9 @@ are reported.
 from __future__ import annotations
 
 import argparse
-import os
+import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -54,16 +53,34 @@ def write_tables(rows: int, work: Path) -> dict[str, Path]:
     return paths
 
 
-def dagmm(args: list[str]) -> tuple[float, float]:
-    """Run ``dagmm`` in a child process; its wall seconds and peak RSS in MiB (``os.wait4``: that child's
-    own resource usage)."""
+# Runs each command it reads (a JSON list per line) and answers [wall seconds, exit code, peak RSS in KiB].
+LAUNCHER = r"""
+import json, os, subprocess, sys, time
+for line in sys.stdin:
     start = time.perf_counter()
-    child = subprocess.Popen([sys.executable, "-m", "dagmm_lightning", *args], stdout=subprocess.DEVNULL)
+    child = subprocess.Popen(json.loads(line), stdout=subprocess.DEVNULL)
     _, status, usage = os.wait4(child.pid, 0)
-    seconds = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
+    print(json.dumps([time.perf_counter() - start, os.waitstatus_to_exitcode(status), usage.ru_maxrss]), flush=True)
+"""
+_launcher: subprocess.Popen | None = None
+
+
+def dagmm(args: list[str]) -> tuple[float, float]:
+    """Run ``dagmm`` in a child process; its wall seconds and peak RSS in MiB (``os.wait4``).
+
+    The child is started by a small launcher process, not by this script: on Linux a child's peak RSS
+    starts at the peak of the process that forked it (the high-water mark is copied at fork and kept
+    through exec), so a child of this script, which held the tables it wrote, would report that peak."""
+    global _launcher
+    if _launcher is None:
+        pipes = dict(stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        _launcher = subprocess.Popen([sys.executable, "-c", LAUNCHER], **pipes)
+    _launcher.stdin.write(json.dumps([sys.executable, "-m", "dagmm_lightning", *args]) + "\n")
+    _launcher.stdin.flush()
+    seconds, code, peak_kib = json.loads(_launcher.stdout.readline())
+    if code != 0:
         raise RuntimeError(f"dagmm {' '.join(args)} failed")
-    return seconds, usage.ru_maxrss / 1024  # KiB on Linux
+    return seconds, peak_kib / 1024
 
 
 def main() -> None:

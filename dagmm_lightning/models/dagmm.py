@@ -96,7 +96,8 @@ class DAGMM(L.LightningModule):
         compile: run each training step (forward, backward and Adam's update) as one ``torch.compile`` graph
             (``CompiledAdamStep``): the same math, compiled once at the first step (up to a minute; on CPU
             it needs a C++ compiler); an epoch then takes ~0.58x the time of a plain eager PyTorch loop of
-            the same math (0.48-0.54x with ``steps_per_call`` 8; BENCHMARKS.md, "Speed"). Between the checks
+            the same math (with ``steps_per_call`` 8: 0.44-0.57x on an AVX2 CPU, 0.38-0.41x on an AVX-512
+            one; BENCHMARKS.md, "Speed"). Between the checks
             at every epoch's start, a setting changed in place reaches the compiled graph only if it is a
             hyperparameter (``CompiledAdamStep``). Dropout masks are drawn another way (uniform draws, not
             ``bernoulli_``), so a run differs from an eager one beyond float rounding. Batches with labelled
