@@ -28,7 +28,7 @@ from lightning.pytorch.utilities import rank_zero_info  # noqa: E402
 
 from dagmm_lightning.callbacks import AnomalyFigures, AnomalyMetrics, PredictionCSVWriter  # noqa: E402
 from dagmm_lightning.data import AnomalyDataModule  # noqa: E402
-from dagmm_lightning.errors import own_error  # noqa: E402
+from dagmm_lightning.errors import ConfigurationError, DataError, own_error  # noqa: E402
 from dagmm_lightning.models import DAGMM  # noqa: E402
 
 PROGRESS_REFRESH_RATE = 20
@@ -101,10 +101,23 @@ class DAGMMCLI(LightningCLI):
         checkpoint, the split seed included, wherever this run's value is the constructor's default (a
         setting passed with another value wins); the data module refuses a split whose training rows differ
         from the checkpoint's."""
-        super()._parse_ckpt_path()
-        config = self.config.get(self.config.get("subcommand") or "", self.config)
+        subcommand = self.config.get("subcommand")
+        config = self.config.get(subcommand or "", self.config)
         path = config.get("ckpt_path") if hasattr(config, "get") else None
-        if not path or not Path(path).is_file():
+        if subcommand in ("validate", "test", "predict") and not path:
+            raise ConfigurationError(f"dagmm {subcommand} needs --ckpt_path, a checkpoint that `dagmm fit` wrote")
+        if path and not Path(path).is_file():
+            raise DataError(f"no such checkpoint file: {path}")
+        if path:
+            try:
+                torch.load(path, weights_only=True, map_location="cpu")  # as Lightning loads it next
+            except Exception as err:
+                raise DataError(
+                    f"{path} is not a checkpoint that `dagmm fit` wrote ({type(err).__name__}); a file of "
+                    "DAGMMDetector.save loads with DAGMMDetector.load"
+                ) from None
+        super()._parse_ckpt_path()
+        if not path:
             return
         checkpoint = torch.load(path, weights_only=False, map_location="cpu")
         saved = dict(checkpoint.get("datamodule_hyper_parameters") or {})

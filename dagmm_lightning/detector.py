@@ -23,7 +23,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from dagmm_lightning.data import AnomalyDataModule, RawTable, Splits, TablePreprocessor
-from dagmm_lightning.errors import DataError, check_choice, check_range
+from dagmm_lightning.errors import ConfigurationError, DataError, check_choice, check_range
 from dagmm_lightning.labels import KNOWN_NORMAL, LABELLED_ANOMALY, UNLABELLED
 from dagmm_lightning.models import DAGMM, DAGMMPU, DAGMMVAE, DAGMMVQVAE
 
@@ -58,7 +58,9 @@ class DAGMMDetector(BaseEstimator):
         mixture: ``gaussian``, ``laplace`` or ``gaussian+laplace`` (the ensemble's members alternate between
             the families; needs members >= 2). None: ``gaussian+laplace`` for an ensemble, else ``gaussian``.
         contamination: expected share of anomalies in (0, 0.5]; ``threshold_`` is the (1 - contamination)
-            quantile of the training scores (the PU variant uses its own c / 2 rule).
+            quantile of the training scores (the PU variant uses its own c / 2 rule). New rows like the
+            training rows score a little higher than those (most on small tables), so ``predict`` can flag
+            more than that share of them.
         epochs: passes over the rows; None trains for ``TRAINING_STEPS`` optimiser steps whatever the
             table's size (a small table gets as many updates as a large one).
         batch_size, lr: the rest of the schedule (Adam, cosine decay from ``lr`` to 0).
@@ -192,9 +194,17 @@ class DAGMMDetector(BaseEstimator):
     def fit(self, X, y=None) -> DAGMMDetector:
         check_choice("variant", self.variant, Variant)
         check_range("contamination", self.contamination, 0.0, 0.5, low_open=True)
+        for name in ("epochs", "members", "batch_size", "n_components"):
+            value, optional = getattr(self, name), name != "batch_size"
+            if not (value is None and optional) and not (_is_integer(value) and value >= 1):
+                what = "an integer >= 1" + (" or None" if optional else "")
+                raise ConfigurationError(f"{name} must be {what}, got {value!r}")
         seed = self.random_state
         self._seed = int(seed) if seed is not None else int(np.random.SeedSequence().entropy % 2**31)
         frame = self._as_frame(X)
+        minimum = max(2, self.n_components or 1)
+        if len(frame) < minimum:
+            raise DataError(f"X has {len(frame)} rows; the detector needs at least {minimum} (n_components or more)")
         table = RawTable(frame, None, [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])])
         split = "positive_unlabeled" if self.variant == "pu" else "normal_only"
         splits = self._splits(y, len(frame))
@@ -285,3 +295,7 @@ def _quiet(active: bool):
         finally:
             for lg, level in zip(loggers, levels, strict=True):
                 lg.setLevel(level)
+
+
+def _is_integer(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import Any, get_args
 
 
@@ -46,9 +47,12 @@ def check_choice(name: str, value: Any, choices: Any) -> None:
 def check_range(
     name: str, value: float, low: float, high: float, low_open: bool = False, high_open: bool = False
 ) -> None:
-    """Raise ``ConfigurationError`` unless ``low <= value <= high`` (``<`` on an open side)."""
+    """Raise ``ConfigurationError`` unless ``value`` is a number with ``low <= value <= high`` (``<`` on an
+    open side)."""
+    interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        raise ConfigurationError(f"{name} must be a number in {interval}, got {value!r}")
     above = value > low if low_open else value >= low
     below = value < high if high_open else value <= high
     if not (above and below):
-        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
         raise ConfigurationError(f"{name} must be in {interval}, got {value}")

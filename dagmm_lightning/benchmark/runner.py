@@ -43,6 +43,8 @@ from dagmm_lightning.benchmark.report import (
 from dagmm_lightning.benchmark.suite import run_suite, write_suite_reports
 from dagmm_lightning.callbacks.metrics import AnomalyMetrics, anomaly_metrics
 from dagmm_lightning.cli import build_cli
+from dagmm_lightning.detector import DAGMMDetector
+from dagmm_lightning.errors import ConfigurationError
 from dagmm_lightning.labels import LABELLED_ANOMALY
 from dagmm_lightning.scoring import ScoreCalibration
 
@@ -75,7 +77,10 @@ def parse_seeds(text: str) -> list[int]:
     seeds: list[int] = []
     for part in str(text).split(","):
         lo, _, hi = part.partition("-")
-        seeds += list(range(int(lo), int(hi) + 1)) if hi else [int(lo)]
+        try:
+            seeds += list(range(int(lo), int(hi) + 1)) if hi else [int(lo)]
+        except ValueError:
+            raise ConfigurationError(f"--seeds takes ranges and lists such as 0-4 or 0,3,5; got {text!r}") from None
     return seeds
 
 
@@ -249,7 +254,11 @@ def main(argv: list[str] | None = None) -> None:
             parser.error("--suite needs --out")
         csv_path = Path(args.out).with_suffix(".csv")
         method = "dagmm_detector" + args.tag
-        run_suite(Path(args.suite), parse_seeds(args.seeds), dict(args.detector), method, True, csv_path)
+        settings = dict(args.detector)
+        unknown = sorted(set(settings) - set(DAGMMDetector().get_params()))
+        if unknown:
+            raise ConfigurationError(f"--detector: {unknown} are not DAGMMDetector settings; see its docstring")
+        run_suite(Path(args.suite), parse_seeds(args.seeds), settings, method, True, csv_path)
         write_suite_reports(csv_path)
         print(f"wrote {csv_path}, {csv_path.with_suffix('.md')}, {csv_path.with_suffix('.png')}")
         return

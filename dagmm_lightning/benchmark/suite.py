@@ -16,6 +16,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from dagmm_lightning.benchmark.report import append_rows, read_rows
+from dagmm_lightning.errors import DataError
 
 SUITE_FIELDS = ["table", "seed", "method", "roc_auc", "seconds", "status", "settings"]
 BASELINES = ("isolation_forest", "knn", "lof", "gaussian_mixture")
@@ -66,7 +67,7 @@ def run_suite(folder: Path, seeds: list[int], settings: dict, method: str, basel
     """Every table x seed x method not yet in ``csv_path``, one CSV row each (resumable)."""
     tables = sorted(folder.glob("*.npz"), key=lambda p: table_order(p.stem))
     if not tables:
-        raise FileNotFoundError(f"no .npz tables in {folder}")
+        raise DataError(f"no .npz tables in {folder}")
     done = {(r["table"], int(r["seed"]), r["method"]) for r in read_rows(csv_path)}
     methods = [method, *(BASELINES if baselines else ())]
     for path in tables:

@@ -223,7 +223,7 @@ class AnomalyDataModule(L.LightningDataModule):
         if truth is None and self._given_splits is None:
             if self.split != "normal_only" or self.train_contamination > 0:
                 raise DataError(f"split {self.split!r} and train_contamination need labels; the table has none")
-            rank_zero_warn("the table has no labels: training on all rows as normal; metrics need labels")
+            rank_zero_warn("the table has no labels: every row counts as normal, split as usual; metrics need labels")
         self.preprocessor.fit_columns(table)
         self._encoded = None if self.out_of_core else self.preprocessor.encode(table.features)
         self._splits = self._make_splits(truth if truth is not None else np.zeros(n_rows, dtype=bool))

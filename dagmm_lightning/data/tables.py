@@ -13,8 +13,9 @@ from dagmm_lightning.errors import DataError
 
 def category_text(values: pd.Series) -> pd.Series:
     """A symbolic column's values as the text its categories are named by; true/false in any case (a
-    pandas bool, or the words as read from a CSV file) become ``true`` / ``false``."""
-    text = values.astype(str)
+    pandas bool, or the words as read from a CSV file) become ``true`` / ``false``; a missing value
+    becomes ``nan`` (its own category, whatever pandas' version: pandas 3 keeps it missing in ``astype(str)``)."""
+    text = values.astype(object).where(values.notna(), "nan").astype(str)
     lower = text.str.lower()
     return lower.where(lower.isin(["true", "false"]), text)
 
@@ -40,13 +41,18 @@ class RawTable:
             raise DataError(f"{len(self.is_anomaly)} labels for {len(self.features)} rows")
 
 
+SCALED_LIMIT = 1e6
+
+
 class TablePreprocessor:
     """Encodes a ``RawTable``'s features as float32 rows.
 
     ``fit_columns`` records the column order and each symbolic column's category set (unseen categories
     encode as all zeros); ``fit_scaling`` records min and range per encoded feature from the training rows
     only (a constant feature keeps range 1). Its ``state_dict`` is saved in checkpoints, so rows read at
-    predict time encode exactly as the training rows did.
+    predict time encode exactly as the training rows did. Scaled values are clipped to +-``SCALED_LIMIT``
+    (a million training ranges beyond the training rows): past it, float32 sums of squares in the
+    reconstruction features would overflow, and such a row would score NaN instead of as an anomaly.
     """
 
     def __init__(self) -> None:
@@ -109,9 +115,15 @@ class TablePreprocessor:
         inverse = torch.from_numpy((1.0 / self.range).astype(np.float32))
         offset = torch.from_numpy((-self.minimum / self.range).astype(np.float32))
         values = torch.addcmul(offset, values, inverse, out=values if copied else None)  # the caller's array stays
-        if not torch.isfinite(values.sum()):  # a NaN or inf in the input, or a value too large once scaled
-            self._finite(rows if not copied else np.ascontiguousarray(array, dtype=np.float32), first_row)
+        if values.numel() == 0:
+            return values
+        low, high = torch.aminmax(values)  # NaN if any is NaN
+        if not (torch.isfinite(low) and torch.isfinite(high)):  # a NaN or inf in the input, or once scaled
+            as_float32 = rows if not copied else np.ascontiguousarray(array, dtype=np.float32)
+            self._finite(as_float32, first_row, "in the input (or beyond float32's range, 3.4e38)")
             self._finite(values.numpy(), first_row, "once scaled by the training range (beyond float32)")
+        if low < -SCALED_LIMIT or high > SCALED_LIMIT:
+            values.clamp_(-SCALED_LIMIT, SCALED_LIMIT)
         return values
 
     def _finite(self, values: np.ndarray, first_row: int = 0, where: str = "in the input") -> np.ndarray:
@@ -138,7 +150,8 @@ class TablePreprocessor:
         if encoded.shape[1] != len(self.minimum):
             raise DataError(f"rows have {encoded.shape[1]} encoded features, the model expects {len(self.minimum)}")
         # C order: row batches are contiguous, and matmul kernels do not depend on how the input was laid out
-        return np.ascontiguousarray((encoded - self.minimum) / self.range, dtype=np.float32)
+        scaled = np.clip((encoded - self.minimum) / self.range, -SCALED_LIMIT, SCALED_LIMIT)
+        return np.ascontiguousarray(scaled, dtype=np.float32)
 
     def state_dict(self) -> dict:
         return {

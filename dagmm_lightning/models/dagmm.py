@@ -168,6 +168,9 @@ class DAGMM(L.LightningModule):
             raise ConfigurationError(f"input_dim must be >= 1, got {input_dim}")
         if contamination is not None:
             check_range("contamination", contamination, 0.0, 0.5, low_open=True)
+        check_range("lr", lr, 0.0, math.inf, low_open=True, high_open=True)
+        if n_components is not None and not n_components >= 1:
+            raise ConfigurationError(f"n_components must be >= 1 (or null: from the data), got {n_components}")
         check_choice("inference", inference, Inference)
         check_choice("anomaly_loss", anomaly_loss, AnomalyLoss)
         check_choice("lr_schedule", lr_schedule, LRSchedule)

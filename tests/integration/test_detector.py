@@ -146,6 +146,15 @@ def test_bad_settings_and_unfitted():
     x, _ = blobs()
     with pytest.raises(ValueError, match=r"contamination must be in \(0, 0.5\]"):
         DAGMMDetector(contamination=0.7).fit(x)
+    with pytest.raises(ValueError, match=r"contamination must be a number in \(0, 0.5\], got '0.1'"):
+        DAGMMDetector(contamination="0.1").fit(x)
+    for name, value in [("epochs", 0), ("epochs", 1.5), ("members", 0), ("n_components", 0), ("batch_size", None)]:
+        with pytest.raises(ValueError, match=f"{name} must be an integer >= 1"):
+            DAGMMDetector(**{name: value}).fit(x)
+    with pytest.raises(ValueError, match=r"lr must be in \(0, inf\), got -1"):
+        DAGMMDetector(lr=-1, epochs=1).fit(x)
+    with pytest.raises(DataError, match="X has 3 rows; the detector needs at least 4"):
+        DAGMMDetector(epochs=1).fit(x[:3])
     with pytest.raises(ValueError, match="variant must be one of"):
         DAGMMDetector(variant="svm").fit(x)
     with pytest.raises(NotFittedError, match="not fitted"):
@@ -162,3 +171,21 @@ def test_defaults_are_the_improved_config(fitted):
     assert config["model"]["init_args"]["fit_components"] == "auto"  # resolved from the rows:
     assert det.model_.hparams.fit_components >= det.model_.hparams.n_components
     assert config["trainer"]["max_steps"] == TRAINING_STEPS and config["data"]["batch_size"] == det.batch_size
+
+
+def test_values_far_beyond_the_training_range_score_finite_and_flagged(fitted):
+    det, x, _ = fitted
+    rows = x[40:44].copy()
+    rows[0, 0], rows[1, 1], rows[2, 2] = 1e20, -1e30, 1e7  # past float32's squares; 1e7 lies past the clip too
+    scores = det.decision_function(rows)
+    assert np.isfinite(scores).all() and (det.predict(rows)[:3] == 1).all()
+    assert scores[:3].min() > det.decision_scores_.max()
+
+
+def test_a_missing_value_in_a_text_column_is_its_own_category():
+    x, _ = blobs(n=200, outliers=0)
+    frame = pd.DataFrame(x, columns=list("abcde")).assign(kind=np.where(np.arange(200) % 2, "u", "v"))
+    frame.loc[5, "kind"] = None
+    det = DAGMMDetector(epochs=1, members=1, random_state=0).fit(frame)
+    assert det.preprocessor_.categories == {"kind": ["nan", "u", "v"]}
+    assert np.isfinite(det.decision_function(frame.iloc[:10])).all()

@@ -1,6 +1,7 @@
 """A new user's first hour: results left by every run, checkpoints that need nothing else, a table's own
 defaults, a quick and quiet command line."""
 
+import re
 import subprocess
 import sys
 
@@ -138,3 +139,24 @@ def test_a_configuration_error_is_one_line(tmp_path):
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 2 and lines[0].startswith("dagmm: error:") and "does not exist" in lines[0]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["predict"], "dagmm predict needs --ckpt_path"),
+        (["test", "--ckpt_path", "no_such.ckpt"], "no such checkpoint file: no_such.ckpt"),
+        (["validate", "--ckpt_path", "README.md"], "README.md is not a checkpoint that `dagmm fit` wrote"),
+        (["benchmark", "--configs", "configs/quickstart.yaml", "--seeds", "0..2", "--out", "x"], "--seeds takes"),
+        (["benchmark", "--suite", "no_such_folder", "--out", "x"], "no .npz tables in no_such_folder"),
+        (["benchmark", "--suite", "data", "--detector", '{"epoch": 2}', "--out", "x"], r"\['epoch'\] are not"),
+    ],
+)
+def test_checkpoint_and_benchmark_mistakes_are_one_line_errors(args, message, capsys):
+    from dagmm_lightning.__main__ import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("dagmm: error:") and re.search(message, err[-1])
