@@ -127,10 +127,20 @@ class DAGMMDetector(BaseEstimator):
         if isinstance(X, pd.DataFrame):
             frame = X.copy()
             frame.columns = [str(c) for c in frame.columns]
+            duplicated = sorted(set(frame.columns[frame.columns.duplicated()]))
+            if duplicated:
+                raise DataError(f"X has duplicate column names: {duplicated}")
         else:
-            array = np.asarray(X)
+            if hasattr(X, "toarray") and hasattr(X, "nnz"):  # scipy.sparse, without importing it
+                raise DataError("X is a sparse matrix; pass X.toarray() (DAGMM's networks take dense rows)")
+            try:
+                array = np.asarray(X)
+            except ValueError as err:  # e.g. rows of different lengths
+                raise DataError(f"X is not a table of rows x features: {err}") from None
             if array.ndim != 2:
                 raise DataError(f"X must be 2-D (rows x features), got shape {array.shape}")
+            if array.dtype.kind == "c":
+                raise DataError("X holds complex numbers; pass their real part or magnitude")
             if array.dtype == object or array.dtype.kind in "USb":
                 try:
                     array = array.astype(np.float64)
@@ -158,9 +168,12 @@ class DAGMMDetector(BaseEstimator):
                 yield from torch.from_numpy(preprocessor.scale(encoded)).split(step)
                 return
             X = encoded  # numeric columns in the training order: scaled below, as an array would be
-        array = np.asarray(X)
-        if array.ndim != 2 or array.dtype.kind not in "fiu" or not array.size:
-            self._as_frame(array)  # its checks name the problem (shape, text, emptiness)
+        try:
+            array = None if hasattr(X, "nnz") else np.asarray(X)  # nnz: a scipy.sparse matrix
+        except ValueError:  # e.g. rows of different lengths
+            array = None
+        if array is None or array.ndim != 2 or array.dtype.kind not in "fiu" or not array.size:
+            self._as_frame(X)  # its checks name the problem (sparse, shape, text, complex, emptiness)
         if array.shape[1] != n_fitted:
             raise DataError(f"X has {array.shape[1]} features, but the detector was fitted on {n_fitted}")
         for start in range(0, len(array), step):

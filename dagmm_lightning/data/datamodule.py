@@ -201,7 +201,9 @@ class AnomalyDataModule(L.LightningDataModule):
         for name in ("val", "test"):
             rows = getattr(splits, name)
             labels = self._labels[rows]
-            known = f"{int((labels == 1).sum()):,} anomalies" if len(rows) and (labels >= 0).all() else "no labels"
+            count = int((labels == 1).sum())
+            labelled_all = len(rows) and (labels >= 0).all()
+            known = f"{count:,} anomal{'y' if count == 1 else 'ies'}" if labelled_all else "no labels"
             parts.append(f"{name} {len(rows):,} ({known})")
         return f"{self.dataset} ({self.protocol} protocol, split seed {self.resolved_seed}): " + ", ".join(parts)
 

@@ -1,6 +1,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse
 import yaml
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
@@ -126,6 +127,10 @@ def test_label_aware_variants_fit():
         (lambda x: np.full(x.shape, np.inf), DataError, "NaN/inf values in the input"),
         (lambda x: np.array([["a"] * 5]), DataError, "non-numeric"),
         (lambda x: x[:, 0], DataError, "must be 2-D"),
+        (lambda x: scipy.sparse.csr_matrix(x), DataError, r"sparse matrix; pass X.toarray\(\)"),
+        (lambda x: [list(x[0]), list(x[1, :3])], DataError, "not a table of rows x features"),
+        (lambda x: x + 1j, DataError, "complex numbers"),
+        (lambda x: pd.DataFrame(x, columns=[*"abbcd"]), DataError, r"duplicate column names: \['b'\]"),
     ],
 )
 def test_bad_input_at_scoring(fitted, make, error, message):
