@@ -8,6 +8,7 @@ labels = det.predict(X_new)             # 1 = anomaly, by det.threshold_
 
 from __future__ import annotations
 
+import inspect
 import logging
 import warnings
 from contextlib import contextmanager
@@ -244,6 +245,10 @@ class DAGMMDetector(BaseEstimator):
         mixture = self.mixture or ("gaussian+laplace" if members > 1 else "gaussian")
         settings = dict(lr=self.lr, mixture=mixture, contamination=self.contamination, inference=inference)
         scoring_fit = SCORING_FIT_DEFAULTS if self.latent_dim is None and VARIANTS[self.variant] is DAGMM else {}
+        accepted = {*inspect.signature(VARIANTS[self.variant]).parameters, *inspect.signature(DAGMM).parameters}
+        unknown = sorted(set(self.model_kwargs or {}) - accepted)
+        if unknown:
+            raise ConfigurationError(f"model_kwargs {unknown} are not {VARIANTS[self.variant].__name__} arguments")
         settings |= {**MODEL_DEFAULTS, **scoring_fit, **(self.model_kwargs or {})}
         sizes = dict(n_components=self.n_components, members=members)
         return VARIANTS[self.variant](d, hidden, self.latent_dim, **sizes, **settings)

@@ -158,6 +158,8 @@ def test_bad_settings_and_unfitted():
             DAGMMDetector(**{name: value}).fit(x)
     with pytest.raises(ValueError, match=r"lr must be in \(0, inf\), got -1"):
         DAGMMDetector(lr=-1, epochs=1).fit(x)
+    with pytest.raises(ValueError, match=r"model_kwargs \['lamda_cov'\] are not DAGMM arguments"):
+        DAGMMDetector(epochs=1, model_kwargs={"lamda_cov": 1.0}).fit(x)
     with pytest.raises(DataError, match="X has 3 rows; the detector needs at least 4"):
         DAGMMDetector(epochs=1).fit(x[:3])
     with pytest.raises(ValueError, match="variant must be one of"):
