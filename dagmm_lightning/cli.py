@@ -116,7 +116,8 @@ class DAGMMCLI(LightningCLI):
                     f"{path} is not a checkpoint that `dagmm fit` wrote ({type(err).__name__}); a file of "
                     "DAGMMDetector.save loads with DAGMMDetector.load"
                 ) from None
-        super()._parse_ckpt_path()
+        super()._parse_ckpt_path()  # it may replace the config: read it again
+        config = self.config.get(subcommand or "", self.config)
         if not path:
             return
         checkpoint = torch.load(path, weights_only=False, map_location="cpu")

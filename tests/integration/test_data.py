@@ -231,3 +231,12 @@ def test_scaled_rows_equal_the_table_scaling_and_name_bad_values():
     bad[7, 2], bad[4, 1] = 0.0, 3e37  # finite, but beyond float32 once divided by b's range (~1e-3)
     with pytest.raises(DataError, match="NaN/inf values once scaled.*'b' at row 4"):
         prep.scale_rows(bad)
+
+
+@pytest.mark.parametrize("name, content", [("rows.csv", b'a,b\n1,2\n3,4,5,6\n"x\n'), ("rows.parquet", b"not parquet")])
+def test_a_file_that_is_not_a_table_is_named(tmp_path, name, content):
+    from dagmm_lightning.data.loaders import read_user_table
+
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(DataError, match=f"{name} is not a readable table"):
+        read_user_table(tmp_path / name, None, None)
