@@ -20,11 +20,17 @@ subcommands:
 'dagmm SUBCOMMAND --help' lists a subcommand's options."""
 
 
+SUBCOMMANDS = ("fit", "validate", "test", "predict", "benchmark")
+
+
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if not args or args[0] in ("-h", "--help"):
         print(USAGE)  # without importing torch or Lightning: answers at once
         return
+    if not args[0].startswith("-") and args[0] not in SUBCOMMANDS:
+        print(f"dagmm: error: no subcommand {args[0]!r}; choose from {', '.join(SUBCOMMANDS)}", file=sys.stderr)
+        sys.exit(2)
     try:
         if args[0] == "benchmark":
             from dagmm_lightning.benchmark.runner import main as benchmark

@@ -144,6 +144,7 @@ def test_a_configuration_error_is_one_line(tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
+        (["fti"], "no subcommand 'fti'; choose from fit, validate, test, predict, benchmark"),
         (["predict"], "dagmm predict needs --ckpt_path"),
         (["test", "--ckpt_path", "no_such.ckpt"], "no such checkpoint file: no_such.ckpt"),
         (["validate", "--ckpt_path", "README.md"], "README.md is not a checkpoint that `dagmm fit` wrote"),
