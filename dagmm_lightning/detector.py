@@ -24,6 +24,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from dagmm_lightning.data import AnomalyDataModule, RawTable, Splits, TablePreprocessor
+from dagmm_lightning.data.tables import infer_symbolic_columns
 from dagmm_lightning.errors import ConfigurationError, DataError, check_choice, check_range
 from dagmm_lightning.labels import KNOWN_NORMAL, LABELLED_ANOMALY, UNLABELLED
 from dagmm_lightning.models import DAGMM, DAGMMPU, DAGMMVAE, DAGMMVQVAE
@@ -219,7 +220,8 @@ class DAGMMDetector(BaseEstimator):
         minimum = max(2, self.n_components or 1)
         if len(frame) < minimum:
             raise DataError(f"X has {len(frame)} rows; the detector needs at least {minimum} (n_components or more)")
-        table = RawTable(frame, None, [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])])
+        frame, symbolic = infer_symbolic_columns(frame)
+        table = RawTable(frame, None, symbolic)
         split = "positive_unlabeled" if self.variant == "pu" else "normal_only"
         splits = self._splits(y, len(frame))
         data = AnomalyDataModule.from_table(table, splits, split=split, batch_size=self.batch_size, seed=self._seed)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dagmm_lightning.data.tables import RawTable
+from dagmm_lightning.data.tables import RawTable, infer_symbolic_columns
 from dagmm_lightning.errors import DataError
 
 KDDCUP99_COLUMNS = """
@@ -202,22 +202,7 @@ def read_user_table(
             )
         labels = anomaly_labels(frame.pop(label_column), label_column)
     if symbolic_columns is None:
-        symbolic_columns = []
-        for column in frame.columns:
-            if pd.api.types.is_bool_dtype(frame[column]):  # true/false: two categories
-                symbolic_columns.append(column)
-                continue
-            if pd.api.types.is_numeric_dtype(frame[column]):
-                continue
-            values = frame[column].dropna()
-            numeric = pd.to_numeric(values, errors="coerce")
-            if len(values) and numeric.notna().mean() >= 0.9:
-                bad = values[numeric.isna()].iloc[:3].tolist()
-                raise DataError(
-                    f"column {column!r} looks numeric but holds non-numeric values, e.g. {bad}; fix them, or "
-                    f"list the column in symbolic_columns to one-hot encode it"
-                )
-            symbolic_columns.append(column)
+        frame, symbolic_columns = infer_symbolic_columns(frame)
     missing = [c for c in symbolic_columns if c not in frame.columns]
     if missing:
         raise DataError(f"symbolic columns {missing} are not in {path}")

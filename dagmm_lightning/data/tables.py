@@ -20,6 +20,39 @@ def category_text(values: pd.Series) -> pd.Series:
     return lower.where(lower.isin(["true", "false"]), text)
 
 
+def infer_symbolic_columns(frame: pd.DataFrame) -> tuple[pd.DataFrame, list]:
+    """The columns of ``frame`` to one-hot encode: booleans and text. A text column of numbers only is read
+    as numbers (the returned frame holds it converted); one of mostly numbers, or of dates, is an error (a
+    typo in a numeric column, or a timestamp, must not silently become thousands of categories)."""
+    symbolic, converted = [], {}
+    for column in frame.columns:
+        values = frame[column]
+        if pd.api.types.is_bool_dtype(values):  # true/false: two categories
+            symbolic.append(column)
+            continue
+        if pd.api.types.is_datetime64_any_dtype(values) or pd.api.types.is_timedelta64_dtype(values):
+            raise DataError(f"column {column!r} holds dates or times; turn them into numbers (e.g. hour, weekday)")
+        if pd.api.types.is_numeric_dtype(values):
+            continue
+        present = values.dropna()
+        numeric = pd.to_numeric(present, errors="coerce")
+        if len(present) and numeric.notna().all() and not isinstance(values.dtype, pd.CategoricalDtype):
+            converted[column] = pd.to_numeric(values, errors="coerce")
+            continue
+        if len(present) and numeric.notna().mean() >= 0.9:
+            bad = present[numeric.isna()].iloc[:3].tolist()
+            raise DataError(
+                f"column {column!r} looks numeric but holds non-numeric values, e.g. {bad}; fix them, or "
+                f"list the column in symbolic_columns to one-hot encode it"
+            )
+        symbolic.append(column)
+    if converted:
+        frame = frame.copy()
+        for column, values in converted.items():
+            frame[column] = values
+    return frame, symbolic
+
+
 @dataclass
 class RawTable:
     """A data set as read from its source, before encoding.
@@ -86,12 +119,12 @@ class TablePreprocessor:
         parts = []
         if self.numeric:
             numeric = frame[self.numeric]
-            bad = [c for c in self.numeric if not pd.api.types.is_numeric_dtype(numeric[c])]
-            if bad:
-                column = bad[0]
-                coerced = pd.to_numeric(numeric[column], errors="coerce")
+            for column in [c for c in self.numeric if not pd.api.types.is_numeric_dtype(numeric[c])]:
+                coerced = pd.to_numeric(numeric[column], errors="coerce")  # numbers stored as text are numbers
                 example = numeric[column][coerced.isna() & numeric[column].notna()].iloc[:1].tolist()
-                raise DataError(f"column {column!r} should be numeric but holds non-numeric values, e.g. {example}")
+                if example:
+                    raise DataError(f"column {column!r} should be numeric but holds non-numeric values, e.g. {example}")
+                numeric = numeric.assign(**{column: coerced})
             parts.append(self._finite(numeric.to_numpy(dtype=np.float64)))
         for column, cats in self.categories.items():
             codes = pd.Index(cats).get_indexer(category_text(frame[column]))  # -1: a category not seen in training

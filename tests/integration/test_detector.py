@@ -196,3 +196,17 @@ def test_a_missing_value_in_a_text_column_is_its_own_category():
     det = DAGMMDetector(epochs=1, members=1, random_state=0).fit(frame)
     assert det.preprocessor_.categories == {"kind": ["nan", "u", "v"]}
     assert np.isfinite(det.decision_function(frame.iloc[:10])).all()
+
+
+def test_numbers_stored_as_text_are_numbers_and_dates_are_refused():
+    x, _ = blobs(n=200, outliers=0)
+    frame = pd.DataFrame(x, columns=list("abcde"))
+    as_text = frame.assign(a=frame["a"].map(repr))  # object column of numbers
+    det = DAGMMDetector(epochs=1, members=1, random_state=0).fit(as_text)
+    assert det.preprocessor_.categories == {} and det.preprocessor_.numeric == list("abcde")
+    numeric = DAGMMDetector(epochs=1, members=1, random_state=0).fit(frame)
+    np.testing.assert_allclose(det.decision_function(as_text), numeric.decision_function(frame), rtol=1e-6)
+    with pytest.raises(DataError, match="column 'a' looks numeric but holds non-numeric values, e.g. \\['oops'\\]"):
+        DAGMMDetector(epochs=1).fit(as_text.assign(a=as_text["a"].where(np.arange(200) != 7, "oops")))
+    with pytest.raises(DataError, match="column 'when' holds dates or times"):
+        DAGMMDetector(epochs=1).fit(frame.assign(when=pd.date_range("2026-01-01", periods=200, freq="h")))
