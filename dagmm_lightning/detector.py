@@ -62,7 +62,7 @@ class DAGMMDetector(BaseEstimator):
         contamination: expected share of anomalies in (0, 0.5]; ``threshold_`` is the (1 - contamination)
             quantile of the training scores (the PU variant uses its own c / 2 rule). New rows like the
             training rows score a little higher than those (most on small tables), so ``predict`` can flag
-            more than that share of them.
+            more than that share of them: see ``calibration_fraction``.
         epochs: passes over the rows; None trains for ``TRAINING_STEPS`` optimiser steps whatever the
             table's size (a small table gets as many updates as a large one).
         batch_size, lr: the rest of the schedule (Adam, cosine decay from ``lr`` to 0).
@@ -80,6 +80,11 @@ class DAGMMDetector(BaseEstimator):
         inference: ``energy`` or ``energy+reconstruction`` (see ``DAGMM``); None: ``energy``, of mixture rows
             that hold the log reconstruction error (``error_feature``) (the PU variant scores with its
             classifier instead).
+        calibration_fraction: the share of X's rows held out of training (at random, by ``random_state``)
+            to set the score's normalisation and ``threshold_`` on, in [0, 0.5): then ``predict`` flags
+            about ``contamination`` of new rows like X's (the training rows' own scores are a little lower,
+            most on small tables). 0 (the default, PyOD's convention): every row trains, and the threshold
+            is the training scores' quantile. Variants ``dagmm``, ``vae``, ``vqvae``.
         random_state: seed of initialisation, shuffling and dropout; None draws one.
         verbose: show Lightning's progress bar and summaries.
         model_kwargs: more ``DAGMM`` (or variant) arguments over ``MODEL_DEFAULTS`` (and the scoring fit's), e.g.
@@ -87,8 +92,9 @@ class DAGMMDetector(BaseEstimator):
 
     The defaults are ``configs/improved.yaml``'s method (BENCHMARKS.md, "Defaults that fit the data").
 
-    After ``fit``: ``decision_scores_`` (training scores), ``threshold_``, ``labels_`` (0/1 on the
-    training rows), ``model_`` (the LightningModule), ``preprocessor_``, ``n_features_in_``.
+    After ``fit``: ``decision_scores_`` (the scores of X's rows), ``threshold_``, ``labels_`` (0/1 on
+    X's rows), ``model_`` (the LightningModule), ``preprocessor_``, ``n_features_in_``,
+    ``calibration_rows_`` (the row numbers of X held out by ``calibration_fraction``; empty without).
     """
 
     def __init__(
@@ -104,6 +110,7 @@ class DAGMMDetector(BaseEstimator):
         n_components: int | None = 4,
         members: int | None = None,
         inference: str | None = None,
+        calibration_fraction: float = 0.0,
         random_state: int | None = None,
         verbose: bool = False,
         model_kwargs: dict | None = None,
@@ -119,6 +126,7 @@ class DAGMMDetector(BaseEstimator):
         self.n_components = n_components
         self.members = members
         self.inference = inference
+        self.calibration_fraction = calibration_fraction
         self.random_state = random_state
         self.verbose = verbose
         self.model_kwargs = model_kwargs
@@ -220,10 +228,23 @@ class DAGMMDetector(BaseEstimator):
         minimum = max(2, self.n_components or 1)
         if len(frame) < minimum:
             raise DataError(f"X has {len(frame)} rows; the detector needs at least {minimum} (n_components or more)")
+        check_range("calibration_fraction", self.calibration_fraction, 0.0, 0.5, high_open=True)
+        if self.calibration_fraction and self.variant in ("mixed_loss", "pu"):
+            raise ConfigurationError(f"calibration_fraction is for the label-free variants, not {self.variant!r}")
         frame, symbolic = infer_symbolic_columns(frame)
         table = RawTable(frame, None, symbolic)
         split = "positive_unlabeled" if self.variant == "pu" else "normal_only"
-        splits = self._splits(y, len(frame))
+        splits, held_out = self._splits(y, len(frame)), None
+        if self.calibration_fraction:
+            rows = np.random.default_rng(self._seed).permutation(len(frame))
+            count = int(round(self.calibration_fraction * len(frame)))
+            if not 1 <= count <= len(frame) - minimum:
+                raise DataError(
+                    f"calibration_fraction {self.calibration_fraction} of {len(frame)} rows holds out {count}"
+                )
+            held_out = np.sort(rows[:count])
+            splits = Splits(np.sort(rows[count:]), rows[:0], rows[:0])
+        self.calibration_rows_ = held_out if held_out is not None else np.zeros(0, dtype=np.int64)
         data = AnomalyDataModule.from_table(table, splits, split=split, batch_size=self.batch_size, seed=self._seed)
         self.preprocessor_ = data.preprocessor
         self.n_features_in_ = frame.shape[1]
@@ -235,6 +256,11 @@ class DAGMMDetector(BaseEstimator):
             trainer = L.Trainer(**{"max_epochs": self.epochs, **steps}, **shown, **TRAINER)
             trainer.fit(self.model_, datamodule=data)
         self.model_.eval()
+        if held_out is not None:  # normalisation and threshold from rows the model did not train on
+            with torch.no_grad():
+                outs = [self.model_.model(x, memberships=False) for x in self._chunks(frame.iloc[held_out])]
+                energy = torch.cat([o.energy for o in outs], -1)
+                self.model_.model.calibration.fit(energy, torch.cat([o.error for o in outs], -1).to(energy.dtype))
         self.decision_scores_ = self.decision_function(X)
         self.threshold_ = float(self.model_.model.calibration.threshold)
         self.labels_ = (self.decision_scores_ > self.threshold_).astype(int)

@@ -210,3 +210,19 @@ def test_numbers_stored_as_text_are_numbers_and_dates_are_refused():
         DAGMMDetector(epochs=1).fit(as_text.assign(a=as_text["a"].where(np.arange(200) != 7, "oops")))
     with pytest.raises(DataError, match="column 'when' holds dates or times"):
         DAGMMDetector(epochs=1).fit(frame.assign(when=pd.date_range("2026-01-01", periods=200, freq="h")))
+
+
+def test_a_calibration_fraction_sets_the_threshold_on_held_out_rows():
+    x, _ = blobs(n=400, outliers=0)
+    det = DAGMMDetector(contamination=0.1, epochs=2, members=2, calibration_fraction=0.25, random_state=3).fit(x)
+    held = det.calibration_rows_
+    assert len(held) == 100 and len(np.unique(held)) == 100
+    trained = np.setdiff1d(np.arange(400), held)
+    np.testing.assert_allclose(det.preprocessor_.minimum, x[trained].min(0))  # the scaling saw only those rows
+    held_scores = det.decision_function(x[held])
+    assert det.threshold_ == pytest.approx(np.quantile(held_scores, 0.9), rel=1e-6)
+    np.testing.assert_allclose(det.decision_scores_[held], held_scores)
+    with pytest.raises(ValueError, match="calibration_fraction is for the label-free variants"):
+        DAGMMDetector(variant="mixed_loss", calibration_fraction=0.1).fit(x, np.zeros(400))
+    with pytest.raises(ValueError, match=r"calibration_fraction must be in \[0, 0.5\)"):
+        DAGMMDetector(calibration_fraction=0.5).fit(x)
