@@ -28,6 +28,7 @@ from dagmm_lightning.data.tables import infer_symbolic_columns
 from dagmm_lightning.errors import ConfigurationError, DataError, check_choice, check_range
 from dagmm_lightning.labels import KNOWN_NORMAL, LABELLED_ANOMALY, UNLABELLED
 from dagmm_lightning.models import DAGMM, DAGMMPU, DAGMMVAE, DAGMMVQVAE
+from dagmm_lightning.scoring import upper_quantile
 
 Variant = Literal["dagmm", "vae", "vqvae", "mixed_loss", "pu"]
 VARIANTS: dict[str, type[DAGMM]] = {
@@ -81,10 +82,11 @@ class DAGMMDetector(BaseEstimator):
             that hold the log reconstruction error (``error_feature``) (the PU variant scores with its
             classifier instead).
         calibration_fraction: the share of X's rows held out of training (at random, by ``random_state``)
-            to set the score's normalisation and ``threshold_`` on, in [0, 0.5): then ``predict`` flags
-            about ``contamination`` of new rows like X's (the training rows' own scores are a little lower,
-            most on small tables). 0 (the default, PyOD's convention): every row trains, and the threshold
-            is the training scores' quantile. Variants ``dagmm``, ``vae``, ``vqvae``.
+            to set ``threshold_`` on, in [0, 0.5): then ``predict`` flags about ``contamination`` of new
+            rows like X's (the training rows' own scores are a little lower, most on small tables); the
+            scores' normalisation still comes from the training rows. 0 (the default, PyOD's convention):
+            every row trains, and the threshold is the training scores' quantile. Variants ``dagmm``,
+            ``vae``, ``vqvae``.
         random_state: seed of initialisation, shuffling and dropout; None draws one.
         verbose: show Lightning's progress bar and summaries.
         model_kwargs: more ``DAGMM`` (or variant) arguments over ``MODEL_DEFAULTS`` (and the scoring fit's), e.g.
@@ -256,12 +258,10 @@ class DAGMMDetector(BaseEstimator):
             trainer = L.Trainer(**{"max_epochs": self.epochs, **steps}, **shown, **TRAINER)
             trainer.fit(self.model_, datamodule=data)
         self.model_.eval()
-        if held_out is not None:  # normalisation and threshold from rows the model did not train on
-            with torch.no_grad():
-                outs = [self.model_.model(x, memberships=False) for x in self._chunks(frame.iloc[held_out])]
-                energy = torch.cat([o.energy for o in outs], -1)
-                self.model_.model.calibration.fit(energy, torch.cat([o.error for o in outs], -1).to(energy.dtype))
         self.decision_scores_ = self.decision_function(X)
+        if held_out is not None:  # the threshold from rows the model did not train on (the scores unchanged)
+            held_scores = torch.from_numpy(self.decision_scores_[held_out])
+            self.model_.model.calibration.threshold.fill_(upper_quantile(held_scores, self.contamination))
         self.threshold_ = float(self.model_.model.calibration.threshold)
         self.labels_ = (self.decision_scores_ > self.threshold_).astype(int)
         return self
