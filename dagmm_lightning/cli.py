@@ -106,7 +106,9 @@ class DAGMMCLI(LightningCLI):
         path = config.get("ckpt_path") if hasattr(config, "get") else None
         if subcommand in ("validate", "test", "predict") and not path:
             raise ConfigurationError(f"dagmm {subcommand} needs --ckpt_path, a checkpoint that `dagmm fit` wrote")
-        if path and not Path(path).is_file():
+        if path in ("last", "best", "hpc") or str(path).startswith("registry"):  # Lightning's own names
+            path = None
+        elif path and not Path(path).is_file():
             raise DataError(f"no such checkpoint file: {path}")
         if path:
             try:

@@ -61,7 +61,8 @@ class DAGMMDetector(BaseEstimator):
         mixture: ``gaussian``, ``laplace`` or ``gaussian+laplace`` (the ensemble's members alternate between
             the families; needs members >= 2). None: ``gaussian+laplace`` for an ensemble, else ``gaussian``.
         contamination: expected share of anomalies in (0, 0.5]; ``threshold_`` is the (1 - contamination)
-            quantile of the training scores (the PU variant uses its own c / 2 rule). New rows like the
+            quantile of the training scores, or of the held-out rows' with ``calibration_fraction`` (the PU
+            variant uses its own c / 2 rule). New rows like the
             training rows score a little higher than those (most on small tables), so ``predict`` can flag
             more than that share of them: see ``calibration_fraction``.
         epochs: passes over the rows; None trains for ``TRAINING_STEPS`` optimiser steps whatever the
@@ -173,8 +174,11 @@ class DAGMMDetector(BaseEstimator):
         step = max(1024, SCORING_BATCH // int(self.model_.hparams.get("members", 1)))
         if isinstance(X, pd.DataFrame) or preprocessor.categories:
             frame = self._as_frame(X)
-            if not isinstance(X, pd.DataFrame) and frame.shape[1] != n_fitted:
-                raise DataError(f"X has {frame.shape[1]} features, but the detector was fitted on {n_fitted}")
+            if not isinstance(X, pd.DataFrame) and frame.shape[1] != self.n_features_in_:
+                raise DataError(
+                    f"X has {frame.shape[1]} features, but the detector was fitted on {self.n_features_in_} columns"
+                    " (with text columns: pass a DataFrame with them)"
+                )
             encoded = preprocessor.encode(frame)
             if preprocessor.categories:  # one-hot columns: the whole table's encoding, scaled as in training
                 yield from torch.from_numpy(preprocessor.scale(encoded)).split(step)
@@ -229,11 +233,11 @@ class DAGMMDetector(BaseEstimator):
         frame = self._as_frame(X)
         minimum = max(2, self.n_components or 1)
         if len(frame) < minimum:
-            raise DataError(f"X has {len(frame)} rows; the detector needs at least {minimum} (n_components or more)")
+            raise DataError(f"X has {len(frame)} row(s); the detector needs at least {minimum}")
         check_range("calibration_fraction", self.calibration_fraction, 0.0, 0.5, high_open=True)
         if self.calibration_fraction and self.variant in ("mixed_loss", "pu"):
             raise ConfigurationError(f"calibration_fraction is for the label-free variants, not {self.variant!r}")
-        frame, symbolic = infer_symbolic_columns(frame)
+        frame, symbolic = infer_symbolic_columns(frame, bools_symbolic=False, hint="cast it to 'category'")
         table = RawTable(frame, None, symbolic)
         split = "positive_unlabeled" if self.variant == "pu" else "normal_only"
         splits, held_out = self._splits(y, len(frame)), None
@@ -274,9 +278,14 @@ class DAGMMDetector(BaseEstimator):
         settings = dict(lr=self.lr, mixture=mixture, contamination=self.contamination, inference=inference)
         scoring_fit = SCORING_FIT_DEFAULTS if self.latent_dim is None and VARIANTS[self.variant] is DAGMM else {}
         accepted = {*inspect.signature(VARIANTS[self.variant]).parameters, *inspect.signature(DAGMM).parameters}
-        unknown = sorted(set(self.model_kwargs or {}) - accepted)
+        unknown = sorted(set(self.model_kwargs or {}) - accepted - {"args", "kwargs"})
         if unknown:
             raise ConfigurationError(f"model_kwargs {unknown} are not {VARIANTS[self.variant].__name__} arguments")
+        owned = sorted(
+            set(self.model_kwargs or {}) & {"input_dim", "hidden_dims", "latent_dim", "n_components", "members"}
+        )
+        if owned:
+            raise ConfigurationError(f"model_kwargs {owned}: set them as DAGMMDetector's own parameters")
         settings |= {**MODEL_DEFAULTS, **scoring_fit, **(self.model_kwargs or {})}
         sizes = dict(n_components=self.n_components, members=members)
         return VARIANTS[self.variant](d, hidden, self.latent_dim, **sizes, **settings)
@@ -293,7 +302,7 @@ class DAGMMDetector(BaseEstimator):
         return (self.decision_function(X) > self.threshold_).astype(int)
 
     def predict_proba(self, X) -> np.ndarray:
-        """(n, 2): [p(normal), p(anomaly)], the score min-max scaled by the training scores (PyOD's
+        """(n, 2): [p(normal), p(anomaly)], the score min-max scaled by ``decision_scores_`` (PyOD's
         ``linear`` method), clipped to [0, 1]."""
         scores = self.decision_function(X)
         low, high = self.decision_scores_.min(), self.decision_scores_.max()
@@ -305,6 +314,7 @@ class DAGMMDetector(BaseEstimator):
         check_is_fitted(self, "model_")
         model = {"variant_class": type(self.model_).__name__, "hparams": dict(self.model_.hparams)}
         fitted = {"preprocessor": self.preprocessor_.state_dict(), "decision_scores": self.decision_scores_}
+        fitted["calibration_rows"] = getattr(self, "calibration_rows_", np.zeros(0, dtype=np.int64))
         state = {"params": self.get_params(), "state_dict": self.model_.state_dict(), **model, **fitted}
         torch.save({**state, "n_features_in": self.n_features_in_}, path)
 
@@ -319,6 +329,7 @@ class DAGMMDetector(BaseEstimator):
         detector.preprocessor_ = TablePreprocessor()
         detector.preprocessor_.load_state_dict(state["preprocessor"])
         detector.decision_scores_ = state["decision_scores"]
+        detector.calibration_rows_ = state.get("calibration_rows", np.zeros(0, dtype=np.int64))
         detector.threshold_ = float(detector.model_.model.calibration.threshold)
         detector.labels_ = (detector.decision_scores_ > detector.threshold_).astype(int)
         detector.n_features_in_ = state["n_features_in"]

@@ -81,6 +81,8 @@ def parse_seeds(text: str) -> list[int]:
             seeds += list(range(int(lo), int(hi) + 1)) if hi else [int(lo)]
         except ValueError:
             raise ConfigurationError(f"--seeds takes ranges and lists such as 0-4 or 0,3,5; got {text!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ConfigurationError(f"--seeds {text!r} names no seed, or one twice")
     return seeds
 
 

@@ -16,7 +16,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from dagmm_lightning.benchmark.report import append_rows, read_rows
-from dagmm_lightning.errors import DataError
+from dagmm_lightning.errors import ConfigurationError, DataError
 
 SUITE_FIELDS = ["table", "seed", "method", "roc_auc", "seconds", "status", "settings"]
 BASELINES = ("isolation_forest", "knn", "lof", "gaussian_mixture")
@@ -87,6 +87,8 @@ def run_suite(folder: Path, seeds: list[int], settings: dict, method: str, basel
                         else baseline_scores(name, x_train, x_test, seed)
                     )
                     auc = float(roc_auc_score(y_test, scores))
+                except ConfigurationError:  # a wrong setting fails every table alike: stop, write no rows
+                    raise
                 except (FloatingPointError, ValueError) as err:  # a failed run is a result, not the grid's end
                     status = f"failed: {err}"[:200]
                 seconds = round(time.perf_counter() - start, 2)

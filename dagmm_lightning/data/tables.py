@@ -15,35 +15,41 @@ def category_text(values: pd.Series) -> pd.Series:
     """A symbolic column's values as the text its categories are named by; true/false in any case (a
     pandas bool, or the words as read from a CSV file) become ``true`` / ``false``; a missing value
     becomes ``nan`` (its own category, whatever pandas' version: pandas 3 keeps it missing in ``astype(str)``)."""
-    text = values.astype(object).where(values.notna(), "nan").astype(str)
+    text = values.astype(str)
+    if values.hasnans:
+        text = text.where(values.notna(), "nan")
     lower = text.str.lower()
     return lower.where(lower.isin(["true", "false"]), text)
 
 
-def infer_symbolic_columns(frame: pd.DataFrame) -> tuple[pd.DataFrame, list]:
-    """The columns of ``frame`` to one-hot encode: booleans and text. A text column of numbers only is read
-    as numbers (the returned frame holds it converted); one of mostly numbers, or of dates, is an error (a
-    typo in a numeric column, or a timestamp, must not silently become thousands of categories)."""
+def infer_symbolic_columns(
+    frame: pd.DataFrame, bools_symbolic: bool = True, hint: str = "list it in symbolic_columns"
+) -> tuple[pd.DataFrame, list]:
+    """The columns of ``frame`` to one-hot encode: text, categoricals and (``bools_symbolic``) booleans. A
+    text column of numbers only is read as numbers (the returned frame holds it converted); one of mostly
+    numbers, or of dates, is an error (a typo in a numeric column, or a timestamp, must not silently
+    become thousands of categories); ``hint`` says how to one-hot encode such a column anyway."""
     symbolic, converted = [], {}
     for column in frame.columns:
         values = frame[column]
-        if pd.api.types.is_bool_dtype(values):  # true/false: two categories
-            symbolic.append(column)
+        kind = pd.api.types.infer_dtype(values, skipna=True)
+        if isinstance(values.dtype, pd.CategoricalDtype) or (bools_symbolic and kind == "boolean"):
+            symbolic.append(column)  # a categorical is the user's choice; true/false: two categories
             continue
-        if pd.api.types.is_datetime64_any_dtype(values) or pd.api.types.is_timedelta64_dtype(values):
+        if kind.startswith(("datetime", "date", "timedelta", "time", "period")):
             raise DataError(f"column {column!r} holds dates or times; turn them into numbers (e.g. hour, weekday)")
-        if pd.api.types.is_numeric_dtype(values):
+        if pd.api.types.is_numeric_dtype(values) or kind == "boolean":
             continue
         present = values.dropna()
         numeric = pd.to_numeric(present, errors="coerce")
-        if len(present) and numeric.notna().all() and not isinstance(values.dtype, pd.CategoricalDtype):
+        if len(present) and numeric.notna().all():
             converted[column] = pd.to_numeric(values, errors="coerce")
             continue
         if len(present) and numeric.notna().mean() >= 0.9:
             bad = present[numeric.isna()].iloc[:3].tolist()
             raise DataError(
-                f"column {column!r} looks numeric but holds non-numeric values, e.g. {bad}; fix them, or "
-                f"list the column in symbolic_columns to one-hot encode it"
+                f"column {column!r} looks numeric but holds non-numeric values, e.g. {bad}; fix them, or {hint} "
+                "to one-hot encode it"
             )
         symbolic.append(column)
     if converted:
@@ -151,10 +157,9 @@ class TablePreprocessor:
         if values.numel() == 0:
             return values
         low, high = torch.aminmax(values)  # NaN if any is NaN
-        if not (torch.isfinite(low) and torch.isfinite(high)):  # a NaN or inf in the input, or once scaled
-            as_float32 = rows if not copied else np.ascontiguousarray(array, dtype=np.float32)
-            self._finite(as_float32, first_row, "in the input (or beyond float32's range, 3.4e38)")
-            self._finite(values.numpy(), first_row, "once scaled by the training range (beyond float32)")
+        if not (torch.isfinite(low) and torch.isfinite(high)):  # a NaN or inf in the input, or beyond float32
+            exact = self._finite(np.asarray(array, dtype=np.float64), first_row)
+            return torch.from_numpy(self.scale(exact))  # finite, but past float32 before the clip: in float64
         if low < -SCALED_LIMIT or high > SCALED_LIMIT:
             values.clamp_(-SCALED_LIMIT, SCALED_LIMIT)
         return values

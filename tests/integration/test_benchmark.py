@@ -1,5 +1,6 @@
 import csv
 
+import numpy as np
 import pytest
 
 from dagmm_lightning.benchmark.report import summarize
@@ -13,6 +14,18 @@ pytestmark = pytest.mark.slow
 def test_parse_seeds():
     assert parse_seeds("0-2") == [0, 1, 2]
     assert parse_seeds("0,3,5-6") == [0, 3, 5, 6]
+    for text in ("3-1", "0-2,2", "0..2"):
+        with pytest.raises(ValueError, match="--seeds"):
+            parse_seeds(text)
+
+
+def test_a_wrong_detector_setting_stops_the_suite_before_any_row(tmp_path):
+    rng = np.random.default_rng(0)
+    (tmp_path / "suite").mkdir()
+    np.savez(tmp_path / "suite" / "t.npz", X=rng.normal(size=(60, 3)), y=np.r_[np.zeros(54), np.ones(6)])
+    with pytest.raises(ValueError, match="epochs must be an integer >= 1"):
+        main(["--suite", str(tmp_path / "suite"), "--detector", '{"epochs": 0}', "--out", str(tmp_path / "out")])
+    assert not (tmp_path / "out.csv").exists()
 
 
 def test_runner_writes_csv_table_figure_and_resumes(tmp_path, capsys):

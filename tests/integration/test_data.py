@@ -14,6 +14,7 @@ from dagmm_lightning.data import (
     read_kddcup99_file,
 )
 from dagmm_lightning.data import batches as batches_module
+from dagmm_lightning.data.tables import SCALED_LIMIT
 
 pytestmark = pytest.mark.data
 
@@ -229,8 +230,11 @@ def test_scaled_rows_equal_the_table_scaling_and_name_bad_values():
     with pytest.raises(DataError, match="NaN/inf values in the input.*'c' at row 107"):
         prep.scale_rows(bad, first_row=100)
     bad[7, 2], bad[4, 1] = 0.0, 3e37  # finite, but beyond float32 once divided by b's range (~1e-3)
-    with pytest.raises(DataError, match="NaN/inf values once scaled.*'b' at row 4"):
-        prep.scale_rows(bad)
+    scaled = prep.scale_rows(bad).numpy()  # computed in float64, then clipped like every scaled value
+    assert scaled[4, 1] == SCALED_LIMIT and np.array_equal(scaled, prep.scale(bad.astype(np.float64)))
+    beyond = rows.astype(np.float64)
+    beyond[2, 0] = 1e300  # finite in float64, beyond float32 before any scaling
+    assert prep.scale_rows(beyond).numpy()[2, 0] == SCALED_LIMIT
 
 
 @pytest.mark.parametrize("name, content", [("rows.csv", b'a,b\n1,2\n3,4,5,6\n"x\n'), ("rows.parquet", b"not parquet")])

@@ -160,7 +160,9 @@ def test_bad_settings_and_unfitted():
         DAGMMDetector(lr=-1, epochs=1).fit(x)
     with pytest.raises(ValueError, match=r"model_kwargs \['lamda_cov'\] are not DAGMM arguments"):
         DAGMMDetector(epochs=1, model_kwargs={"lamda_cov": 1.0}).fit(x)
-    with pytest.raises(DataError, match="X has 3 rows; the detector needs at least 4"):
+    with pytest.raises(ValueError, match=r"model_kwargs \['n_components'\]: set them as DAGMMDetector's own"):
+        DAGMMDetector(epochs=1, model_kwargs={"n_components": 3}).fit(x)
+    with pytest.raises(DataError, match=r"X has 3 row\(s\); the detector needs at least 4"):
         DAGMMDetector(epochs=1).fit(x[:3])
     with pytest.raises(ValueError, match="variant must be one of"):
         DAGMMDetector(variant="svm").fit(x)
@@ -210,9 +212,14 @@ def test_numbers_stored_as_text_are_numbers_and_dates_are_refused():
         DAGMMDetector(epochs=1).fit(as_text.assign(a=as_text["a"].where(np.arange(200) != 7, "oops")))
     with pytest.raises(DataError, match="column 'when' holds dates or times"):
         DAGMMDetector(epochs=1).fit(frame.assign(when=pd.date_range("2026-01-01", periods=200, freq="h")))
+    codes = frame.assign(zone=pd.Categorical(np.arange(200) % 3), flag=np.arange(200) % 2 == 0)  # numbers as codes
+    det = DAGMMDetector(epochs=1, members=1, random_state=0).fit(codes)
+    assert det.preprocessor_.categories == {"zone": ["0", "1", "2"]} and "flag" in det.preprocessor_.numeric
+    with pytest.raises(DataError, match="X has 6 features, but the detector was fitted on 7 columns"):
+        det.decision_function(codes.to_numpy()[:, :6])
 
 
-def test_a_calibration_fraction_sets_the_threshold_on_held_out_rows():
+def test_a_calibration_fraction_sets_the_threshold_on_held_out_rows(tmp_path):
     x, _ = blobs(n=400, outliers=0)
     det = DAGMMDetector(contamination=0.1, epochs=2, members=2, calibration_fraction=0.25, random_state=3).fit(x)
     held = det.calibration_rows_
@@ -222,6 +229,9 @@ def test_a_calibration_fraction_sets_the_threshold_on_held_out_rows():
     held_scores = det.decision_function(x[held])
     assert det.threshold_ == pytest.approx(np.quantile(held_scores, 0.9), rel=1e-6)
     np.testing.assert_allclose(det.decision_scores_[held], held_scores)
+    det.save(tmp_path / "calibrated.pt")
+    loaded = DAGMMDetector.load(tmp_path / "calibrated.pt")
+    assert np.array_equal(loaded.calibration_rows_, held) and loaded.threshold_ == det.threshold_
     with pytest.raises(ValueError, match="calibration_fraction is for the label-free variants"):
         DAGMMDetector(variant="mixed_loss", calibration_fraction=0.1).fit(x, np.zeros(400))
     with pytest.raises(ValueError, match=r"calibration_fraction must be in \[0, 0.5\)"):
