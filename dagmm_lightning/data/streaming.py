@@ -13,11 +13,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import torch
-from pandas.api.types import is_bool_dtype, is_numeric_dtype
 from pyarrow import csv, parquet
 
 from dagmm_lightning.data.loaders import anomaly_labels
-from dagmm_lightning.data.tables import RawTable, TablePreprocessor, category_text
+from dagmm_lightning.data.tables import RawTable, TablePreprocessor, category_text, infer_symbolic_columns
 from dagmm_lightning.distributed import rank, world_size
 from dagmm_lightning.errors import DataError
 
@@ -120,8 +119,9 @@ class FileScan:
 
 def scan_file(path: Path, label_column: str | None, symbolic_columns: list[str] | None, chunk_rows: int) -> FileScan:
     """One pass over a CSV or Parquet file: columns, category sets and labels. Without
-    ``symbolic_columns`` the columns read as text (or true/false) in the file's first chunk are symbolic;
-    the pass reads every other column as float64 and these as text, as the encoding passes do."""
+    ``symbolic_columns`` they are chosen on the file's first chunk by the in-memory reader's rule
+    (``infer_symbolic_columns``: text and true/false; text of numbers only is numeric; dates refused); the
+    pass reads every other column as float64 and these as text, as the encoding passes do."""
     if not path.is_file():
         raise DataError(f"no such file: {path}")
     label = [label_column] if label_column else []
@@ -131,8 +131,8 @@ def scan_file(path: Path, label_column: str | None, symbolic_columns: list[str] 
     if label_column is not None and label_column not in first.columns:
         raise DataError(f"label column {label_column!r} is not in {path}; its columns are {list(first.columns)[:20]}")
     features = first.drop(columns=label)
-    if symbolic_columns is None:
-        symbolic_columns = [c for c in features if not is_numeric_dtype(features[c]) or is_bool_dtype(features[c])]
+    if symbolic_columns is None:  # the in-memory reader's rule, on the first chunk
+        symbolic_columns = infer_symbolic_columns(features)[1]
     missing = [c for c in symbolic_columns if c not in features.columns]
     if missing:
         raise DataError(f"symbolic columns {missing} are not in {path}")

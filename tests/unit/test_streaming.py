@@ -221,3 +221,23 @@ def test_out_of_core_needs_a_table_file():
         AnomalyDataModule(dataset="kddcup99", out_of_core=True)
     with pytest.raises(ConfigurationError, match="out_of_core"):
         AnomalyDataModule(dataset="table", path="rows.npz", out_of_core=True)
+
+
+def test_out_of_core_chooses_symbolic_columns_by_the_in_memory_rule(tmp_path):
+    from dagmm_lightning.data import AnomalyDataModule
+
+    n = 200
+    frame = table(n).assign(code=lambda f: f["count"].astype(str), anomaly=(np.arange(n) % 10 == 0).astype(int))
+    frame.to_parquet(tmp_path / "rows.parquet")  # "code": a text column of numbers only, read as numbers
+    settings = dict(dataset="table", path=str(tmp_path / "rows.parquet"), label_column="anomaly", seed=0)
+    in_memory, on_disk = (AnomalyDataModule(**settings, out_of_core=flag) for flag in (False, True))
+    for module in (in_memory, on_disk):
+        module.setup("fit")
+    assert on_disk.preprocessor.state_dict() == in_memory.preprocessor.state_dict()
+    assert list(in_memory.preprocessor.categories) == ["colour"] and "code" in in_memory.preprocessor.numeric
+    np.testing.assert_array_equal(np.asarray(on_disk.arrays("train")[0]), in_memory.arrays("train")[0])
+    frame.assign(when=pd.date_range("2026-01-01", periods=n, freq="h")).to_parquet(tmp_path / "dated.parquet")
+    for flag in (False, True):
+        module = AnomalyDataModule(**{**settings, "path": str(tmp_path / "dated.parquet")}, out_of_core=flag)
+        with pytest.raises(DataError, match="column 'when' holds dates or times"):
+            module.setup("fit")
