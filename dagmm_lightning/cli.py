@@ -110,9 +110,10 @@ class DAGMMCLI(LightningCLI):
             path = None
         elif path and not Path(path).is_file():
             raise DataError(f"no such checkpoint file: {path}")
+        checkpoint = None
         if path:
             try:
-                torch.load(path, weights_only=True, map_location="cpu")  # as Lightning loads it next
+                checkpoint = torch.load(path, weights_only=True, map_location="cpu")  # as Lightning loads it next
             except Exception as err:
                 raise DataError(
                     f"{path} is not a checkpoint that `dagmm fit` wrote ({type(err).__name__}); a file of "
@@ -120,9 +121,8 @@ class DAGMMCLI(LightningCLI):
                 ) from None
         super()._parse_ckpt_path()  # it may replace the config: read it again
         config = self.config.get(subcommand or "", self.config)
-        if not path:
+        if checkpoint is None:
             return
-        checkpoint = torch.load(path, weights_only=False, map_location="cpu")
         saved = dict(checkpoint.get("datamodule_hyper_parameters") or {})
         state = checkpoint.get(AnomalyDataModule.__qualname__, {})
         if saved.get("seed") is None and "split_seed" in state:
