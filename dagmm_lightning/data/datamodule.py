@@ -273,8 +273,8 @@ class AnomalyDataModule(L.LightningDataModule):
         if not shared:
             return rows
         strategy.barrier("dagmm-rows-written")
-        scaling = strategy.broadcast((self.preprocessor.minimum, self.preprocessor.range))  # rank 0's, the same
-        self.preprocessor.minimum, self.preprocessor.range = scaling
+        prep = self.preprocessor
+        prep.minimum, prep.range, prep.constant = strategy.broadcast((prep.minimum, prep.range, prep.constant))
         return rows if strategy.local_rank == 0 else {name: DiskRows(folder / f"{name}.npy") for name in splits}
 
     def _rows(self, name: str, shuffle: bool, batch_size: int, pad_ranks: bool = False) -> InMemoryBatches:

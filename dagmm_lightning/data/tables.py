@@ -81,6 +81,7 @@ class RawTable:
 
 
 SCALED_LIMIT = 1e6
+CONSTANT_LIMIT = 1.0  # BENCHMARKS.md, "Columns constant on the training rows"
 
 
 class TablePreprocessor:
@@ -88,10 +89,13 @@ class TablePreprocessor:
 
     ``fit_columns`` records the column order and each symbolic column's category set (unseen categories
     encode as all zeros); ``fit_scaling`` records min and range per encoded feature from the training rows
-    only (a constant feature keeps range 1). Its ``state_dict`` is saved in checkpoints, so rows read at
-    predict time encode exactly as the training rows did. Scaled values are clipped to +-``SCALED_LIMIT``
-    (a million training ranges beyond the training rows): past it, float32 sums of squares in the
-    reconstruction features would overflow, and such a row would score NaN instead of as an anomaly.
+    only. Its ``state_dict`` is saved in checkpoints, so rows read at predict time encode exactly as the
+    training rows did. Scaled values are clipped to +-``SCALED_LIMIT`` (a million training ranges beyond
+    the training rows): past it, float32 sums of squares in the reconstruction features would overflow,
+    and such a row would score NaN instead of as an anomaly. A feature constant on the training rows has
+    no range: it keeps range 1 (in its own units) and is clipped to +-``CONSTANT_LIMIT``, so any value
+    other than the training one is at most one "range" away, as an unseen one-hot category is, whatever
+    the column's units (unclipped, a value of 50 in such a column outweighed all the others).
     """
 
     def __init__(self) -> None:
@@ -99,6 +103,7 @@ class TablePreprocessor:
         self.categories: dict[str, list[str]] = {}
         self.minimum: np.ndarray | None = None
         self.range: np.ndarray | None = None
+        self.constant: np.ndarray | None = None  # (n_features,) bool: constant on the training rows
 
     @property
     def n_features(self) -> int:
@@ -162,6 +167,9 @@ class TablePreprocessor:
             return torch.from_numpy(self.scale(exact))  # finite, but past float32 before the clip: in float64
         if low < -SCALED_LIMIT or high > SCALED_LIMIT:
             values.clamp_(-SCALED_LIMIT, SCALED_LIMIT)
+        if self.constant is not None and self.constant.any():
+            columns = torch.from_numpy(np.flatnonzero(self.constant))
+            values.index_copy_(1, columns, values.index_select(1, columns).clamp_(-CONSTANT_LIMIT, CONSTANT_LIMIT))
         return values
 
     def _finite(self, values: np.ndarray, first_row: int = 0, where: str = "in the input") -> np.ndarray:
@@ -179,7 +187,8 @@ class TablePreprocessor:
             raise DataError("no training rows to fit the scaling on")
         self.minimum = encoded_train.min(axis=0)
         spread = encoded_train.max(axis=0) - self.minimum
-        self.range = np.where(spread > 0, spread, 1.0)
+        self.constant = ~(spread > 0)
+        self.range = np.where(self.constant, 1.0, spread)
         return self
 
     def scale(self, encoded: np.ndarray) -> np.ndarray:
@@ -188,7 +197,8 @@ class TablePreprocessor:
         if encoded.shape[1] != len(self.minimum):
             raise DataError(f"rows have {encoded.shape[1]} encoded features, the model expects {len(self.minimum)}")
         # C order: row batches are contiguous, and matmul kernels do not depend on how the input was laid out
-        scaled = np.clip((encoded - self.minimum) / self.range, -SCALED_LIMIT, SCALED_LIMIT)
+        limit = SCALED_LIMIT if self.constant is None else np.where(self.constant, CONSTANT_LIMIT, SCALED_LIMIT)
+        scaled = np.clip((encoded - self.minimum) / self.range, -limit, limit)
         return np.ascontiguousarray(scaled, dtype=np.float32)
 
     def state_dict(self) -> dict:
@@ -197,6 +207,7 @@ class TablePreprocessor:
             "categories": self.categories,
             "minimum": None if self.minimum is None else self.minimum.tolist(),
             "range": None if self.range is None else self.range.tolist(),
+            "constant": None if self.constant is None else self.constant.tolist(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -204,3 +215,6 @@ class TablePreprocessor:
         self.categories = {k: list(v) for k, v in state["categories"].items()}
         self.minimum = None if state["minimum"] is None else np.asarray(state["minimum"], dtype=np.float64)
         self.range = None if state["range"] is None else np.asarray(state["range"], dtype=np.float64)
+        # saved before constant columns were clipped (None): scaled as they were then
+        constant = state.get("constant")
+        self.constant = None if constant is None else np.asarray(constant, dtype=bool)

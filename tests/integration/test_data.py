@@ -237,6 +237,23 @@ def test_scaled_rows_equal_the_table_scaling_and_name_bad_values():
     assert prep.scale_rows(beyond).numpy()[2, 0] == SCALED_LIMIT
 
 
+def test_a_column_constant_in_training_is_clipped_to_one_range_in_its_own_units():
+    train = np.c_[np.linspace(0.0, 2.0, 5), np.full(5, 7.0)]  # b is constant: range 1, clip +-1
+    prep = TablePreprocessor()
+    prep.numeric = ["a", "b"]
+    prep.fit_scaling(train)
+    rows = np.array([[1.0, 7.0], [3.0, 57.0], [-4.0, 6.5], [0.5, -100.0]])
+    expected = np.array([[0.5, 0.0], [1.5, 1.0], [-2.0, -0.5], [0.25, -1.0]], dtype=np.float32)
+    np.testing.assert_array_equal(prep.scale(rows), expected)
+    np.testing.assert_array_equal(prep.scale_rows(rows).numpy(), expected)
+    restored = TablePreprocessor()
+    restored.load_state_dict(prep.state_dict())
+    np.testing.assert_array_equal(restored.scale_rows(rows.astype(np.float32)).numpy(), expected)
+    old = {k: v for k, v in prep.state_dict().items() if k != "constant"}  # a checkpoint from before the clip
+    restored.load_state_dict(old)
+    assert restored.scale(rows)[1, 1] == 50.0 and restored.scale_rows(rows).numpy()[3, 1] == -107.0
+
+
 @pytest.mark.parametrize("name, content", [("rows.csv", b'a,b\n1,2\n3,4,5,6\n"x\n'), ("rows.parquet", b"not parquet")])
 def test_a_file_that_is_not_a_table_is_named(tmp_path, name, content):
     from dagmm_lightning.data.loaders import read_user_table
