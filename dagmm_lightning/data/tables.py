@@ -188,6 +188,11 @@ class TablePreprocessor:
         self.minimum = encoded_train.min(axis=0)
         spread = encoded_train.max(axis=0) - self.minimum
         self.constant = ~(spread > 0)
+        if self.constant.all():
+            raise DataError(
+                "every feature is constant on the training rows: there is nothing to learn "
+                "(every row would score the same); check that the table holds the columns meant"
+            )
         self.range = np.where(self.constant, 1.0, spread)
         return self
 

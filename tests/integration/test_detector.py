@@ -164,6 +164,8 @@ def test_bad_settings_and_unfitted():
         DAGMMDetector(epochs=1, model_kwargs={"n_components": 3}).fit(x)
     with pytest.raises(DataError, match=r"X has 3 row\(s\); the detector needs at least 4"):
         DAGMMDetector(epochs=1).fit(x[:3])
+    with pytest.raises(DataError, match="every feature is constant on the training rows"):
+        DAGMMDetector(epochs=1).fit(np.full((20, 3), 2.5))
     with pytest.raises(ValueError, match="variant must be one of"):
         DAGMMDetector(variant="svm").fit(x)
     with pytest.raises(NotFittedError, match="not fitted"):
