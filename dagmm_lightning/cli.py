@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import logging
 import os
+import shutil
 import sys
 import warnings
 from pathlib import Path
@@ -79,6 +80,14 @@ class DAGMMCLI(LightningCLI):
             init_args=Namespace(refresh_rate=PROGRESS_REFRESH_RATE, leave=False),
         )
         trainer["callbacks"] = [*callbacks, bar]
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        try:
+            super()._run_subcommand(subcommand)
+        except Exception as err:
+            if own_error(err) is not None:  # ours: reported in one line, and the run left nothing to keep
+                remove_empty_run_folder(self.trainer)
+            raise
 
     def _instantiate_trainer(self, config: dict, callbacks: list):
         if config.get("enable_checkpointing") is False:  # the checkpoint callback every run adds, dropped
@@ -258,6 +267,21 @@ def fit_summary(trainer, datamodule: AnomalyDataModule, metrics: dict[str, float
         lines.append(f"  next:        dagmm test --ckpt_path {last}")
         lines.append(f"               dagmm predict --ckpt_path {last} --data.predict_file ROWS.csv")
     return "\n".join(lines)
+
+
+def remove_empty_run_folder(trainer) -> None:
+    """Delete the log folder of a run that stopped before its first step (a data or configuration error)
+    when it holds only what the logger writes at the start (event files, hparams.yaml, config.yaml), so
+    that failed attempts do not pile up as empty version_N folders beside the real runs."""
+    folder = Path(trainer.log_dir) if trainer.logger is not None and trainer.log_dir else None
+    if folder is None or not folder.is_dir() or trainer.global_step > 0 or not trainer.is_global_zero:
+        return
+    started = lambda f: f.name.startswith("events.out.tfevents.") or f.name in STARTUP_FILES  # noqa: E731
+    if all(f.parent == folder and started(f) for f in folder.rglob("*") if not f.is_dir()):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+STARTUP_FILES = ("hparams.yaml", "config.yaml")
 
 
 def build_cli(args: list[str] | None = None, run: bool = True, save_config: bool = True) -> DAGMMCLI:

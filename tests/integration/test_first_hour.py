@@ -121,6 +121,17 @@ def test_a_table_without_labels_asks_for_contamination(tmp_path):
         run(["fit", "--config", "configs/table.yaml", "--data.path", str(flows), "--trainer.max_epochs", "1"], tmp_path)
 
 
+def test_a_run_stopped_by_a_data_error_leaves_no_empty_log_folder(tmp_path):
+    flat = tmp_path / "flat.csv"
+    pd.DataFrame({"a": np.full(30, 2.0), "b": np.full(30, -1.0), "label": [0] * 27 + [1] * 3}).to_csv(flat, index=False)
+    args = ["fit", "--config", "configs/table.yaml", "--data.path", str(flat), "--data.label_column", "label"]
+    with pytest.raises(ValueError, match="every feature is constant on the training rows"):
+        run(args, tmp_path)
+    assert list((tmp_path / "logs" / "lightning_logs").iterdir()) == []  # its version_0 was removed
+    run(["fit", "--config", "configs/quickstart.yaml", "--trainer.max_epochs", "1"], tmp_path)
+    assert [p.name for p in (tmp_path / "logs" / "lightning_logs").iterdir()] == ["version_0"]  # a real run's stays
+
+
 def test_help_lists_every_subcommand_without_importing_torch():
     code = "import sys; from dagmm_lightning.__main__ import main; main(['--help']); print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
