@@ -22,13 +22,17 @@ def category_text(values: pd.Series) -> pd.Series:
     return lower.where(lower.isin(["true", "false"]), text)
 
 
+DATE_ADVICE = "turn them into numbers (e.g. hour, weekday)"
+
+
 def infer_symbolic_columns(
     frame: pd.DataFrame, bools_symbolic: bool = True, hint: str = "list it in symbolic_columns"
 ) -> tuple[pd.DataFrame, list]:
     """The columns of ``frame`` to one-hot encode: text, categoricals and (``bools_symbolic``) booleans. A
     text column of numbers only is read as numbers (the returned frame holds it converted); one of mostly
-    numbers, or of dates, is an error (a typo in a numeric column, or a timestamp, must not silently
-    become thousands of categories); ``hint`` says how to one-hot encode such a column anyway."""
+    numbers, or of dates (typed, or ISO-8601 text: its first 100 values), is an error (a typo in a numeric
+    column, or a timestamp, must not silently become thousands of categories); ``hint`` says how to one-hot
+    encode such a column anyway."""
     symbolic, converted = [], {}
     for column in frame.columns:
         values = frame[column]
@@ -37,7 +41,7 @@ def infer_symbolic_columns(
             symbolic.append(column)  # a categorical is the user's choice; true/false: two categories
             continue
         if kind.startswith(("datetime", "date", "timedelta", "time", "period")):
-            raise DataError(f"column {column!r} holds dates or times; turn them into numbers (e.g. hour, weekday)")
+            raise DataError(f"column {column!r} holds dates or times; {DATE_ADVICE}")
         if pd.api.types.is_numeric_dtype(values) or kind == "boolean":
             continue
         present = values.dropna()
@@ -51,6 +55,9 @@ def infer_symbolic_columns(
                 f"column {column!r} looks numeric but holds non-numeric values, e.g. {bad}; fix them, or {hint} "
                 "to one-hot encode it"
             )
+        sample = present.iloc[:100].astype(str)
+        if len(sample) and pd.to_datetime(sample, format="ISO8601", errors="coerce").notna().all():
+            raise DataError(f"column {column!r} holds dates or times as text (e.g. {sample.iloc[0]!r}); {DATE_ADVICE}")
         symbolic.append(column)
     if converted:
         frame = frame.copy()

@@ -236,8 +236,10 @@ def test_out_of_core_chooses_symbolic_columns_by_the_in_memory_rule(tmp_path):
     assert on_disk.preprocessor.state_dict() == in_memory.preprocessor.state_dict()
     assert list(in_memory.preprocessor.categories) == ["colour"] and "code" in in_memory.preprocessor.numeric
     np.testing.assert_array_equal(np.asarray(on_disk.arrays("train")[0]), in_memory.arrays("train")[0])
-    frame.assign(when=pd.date_range("2026-01-01", periods=n, freq="h")).to_parquet(tmp_path / "dated.parquet")
-    for flag in (False, True):
-        module = AnomalyDataModule(**{**settings, "path": str(tmp_path / "dated.parquet")}, out_of_core=flag)
+    dated = frame.assign(when=pd.date_range("2026-01-01", periods=n, freq="h"))
+    dated.to_parquet(tmp_path / "dated.parquet")
+    dated.to_csv(tmp_path / "dated.csv", index=False)  # in a CSV the dates are text: "2026-01-01 00:00:00"
+    for flag, name in [(False, "dated.parquet"), (True, "dated.parquet"), (False, "dated.csv"), (True, "dated.csv")]:
+        module = AnomalyDataModule(**{**settings, "path": str(tmp_path / name)}, out_of_core=flag)
         with pytest.raises(DataError, match="column 'when' holds dates or times"):
             module.setup("fit")
