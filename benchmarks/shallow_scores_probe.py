@@ -10,9 +10,11 @@ rows, mean +- std over the seeds; every score is computed on the min-max scaled 
 - ``gaussian_mixture_diag_k``: diagonal covariances, ``reg_covar`` 1e-4;
 - ``laplace_diag``: one product of Laplace marginals (median, mean absolute deviation): the L1 energy of a
   one-component Laplacian mixture on the inputs themselves;
-- ``laplace_diag_pca_axes``, ``laplace_diag_random_axes``: the same on the inputs turned to their
-  principal axes, or by a random rotation (seeded): what the L1 energy keeps when the features it sees are
-  a rotation of the inputs, as an autoencoder's code is;
+- ``cauchy_diag``: one product of Cauchy marginals (the same centre and spread): the sum over features of
+  log(1 + deviation^2), a heavy-tailed density in which one far feature counts little more than a near one;
+- ``*_pca_axes``, ``*_random_axes``: the same two on the inputs turned to their principal axes, or by a
+  random rotation (seeded): what they keep when the features they see are a rotation of the inputs, as an
+  autoencoder's code is;
 - ``knn_5``, ``lof_20``: distance to the 5th nearest training row; LOF of 20 neighbours;
 - ``pca_k_error``: squared error of a k-component PCA reconstruction (a linear autoencoder);
 - ``quantile_gaussian_mixture_4``: four full components (``reg_covar`` 1e-4) after a per-feature quantile
@@ -64,8 +66,9 @@ def scores(train: np.ndarray, test: np.ndarray, seed: int) -> dict[str, np.ndarr
     for suffix, axes in rotations.items():
         a, b = (train, test) if axes is None else ((train - centre) @ axes, (test - centre) @ axes)
         median = np.median(a, axis=0)
-        spread = np.abs(a - median).mean(axis=0) + 1e-4
-        out[f"laplace_diag{suffix}"] = (np.abs(b - median) / spread).sum(axis=1)
+        deviation = np.abs(b - median) / (np.abs(a - median).mean(axis=0) + 1e-4)
+        out[f"laplace_diag{suffix}"] = deviation.sum(axis=1)
+        out[f"cauchy_diag{suffix}"] = np.log1p(deviation**2).sum(axis=1)
     out["knn_5"] = NearestNeighbors(n_neighbors=5).fit(train).kneighbors(test)[0][:, -1]
     out["lof_20"] = -LocalOutlierFactor(n_neighbors=20, novelty=True).fit(train).score_samples(test)
     for k in (2, 5):
