@@ -25,6 +25,7 @@ import yaml  # noqa: E402
 from jsonargparse import Namespace  # noqa: E402
 from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback  # noqa: E402
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger  # noqa: E402
 from lightning.pytorch.utilities import rank_zero_info  # noqa: E402
 
 from dagmm_lightning.callbacks import AnomalyFigures, AnomalyMetrics, PredictionCSVWriter  # noqa: E402
@@ -82,11 +83,12 @@ class DAGMMCLI(LightningCLI):
         trainer["callbacks"] = [*callbacks, bar]
 
     def _run_subcommand(self, subcommand: str) -> None:
+        folder = new_run_folder(self.trainer)
         try:
             super()._run_subcommand(subcommand)
         except Exception as err:
-            if own_error(err) is not None:  # ours: reported in one line, and the run left nothing to keep
-                remove_empty_run_folder(self.trainer)
+            if folder is not None and own_error(err) is not None:  # ours, reported in one line
+                remove_if_only_startup_files(folder)
             raise
 
     def _instantiate_trainer(self, config: dict, callbacks: list):
@@ -269,15 +271,23 @@ def fit_summary(trainer, datamodule: AnomalyDataModule, metrics: dict[str, float
     return "\n".join(lines)
 
 
-def remove_empty_run_folder(trainer) -> None:
-    """Delete the log folder of a run that stopped before its first step (a data or configuration error)
-    when it holds only what the logger writes at the start (event files, hparams.yaml, config.yaml), so
-    that failed attempts do not pile up as empty version_N folders beside the real runs."""
-    folder = Path(trainer.log_dir) if trainer.logger is not None and trainer.log_dir else None
-    if folder is None or not folder.is_dir() or trainer.global_step > 0 or not trainer.is_global_zero:
-        return
+def new_run_folder(trainer) -> Path | None:
+    """The folder this run's TensorBoard or CSV logger is about to create (its version_N), on the first
+    process; None if it exists already (a run of its own, whatever happens to this one) or with another
+    logger, whose folder may be shared."""
+    logger = trainer.logger
+    if not trainer.is_global_zero or not isinstance(logger, (TensorBoardLogger, CSVLogger)):
+        return None
+    folder = Path(logger.log_dir)
+    return None if folder.exists() else folder
+
+
+def remove_if_only_startup_files(folder: Path) -> None:
+    """Delete ``folder``, made by a run that a data or configuration error stopped, if it holds only what
+    a logger writes at the start (event files, hparams.yaml, config.yaml): failed attempts do not pile up
+    as empty version_N folders beside the real runs."""
     started = lambda f: f.name.startswith("events.out.tfevents.") or f.name in STARTUP_FILES  # noqa: E731
-    if all(f.parent == folder and started(f) for f in folder.rglob("*") if not f.is_dir()):
+    if folder.is_dir() and all(f.parent == folder and started(f) for f in folder.rglob("*") if not f.is_dir()):
         shutil.rmtree(folder, ignore_errors=True)
 
 

@@ -256,9 +256,10 @@ class AnomalyDataModule(L.LightningDataModule):
         self._scaled.clear()
         self._scaled_rows.clear()
 
-    def _write_rows_to_disk(self) -> dict[str, DiskRows]:
-        """Each split's scaled rows in a temporary folder (``write_split_rows``). Under DDP the first process
-        of each machine writes them, once, and that machine's other processes read the same files."""
+    def _write_rows_to_disk(self, fit_scaling: bool = True) -> dict[str, DiskRows]:
+        """Each split's scaled rows in a temporary folder (``write_split_rows``; ``fit_scaling`` False: with
+        the preprocessor's scaling as it is). Under DDP the first process of each machine writes them, once,
+        and that machine's other processes read the same files."""
         strategy = self.trainer.strategy if self.trainer is not None else None
         shared = strategy is not None and strategy.world_size > 1
         folder_name = f"dagmm-rows-{uuid.uuid4().hex}"
@@ -269,7 +270,7 @@ class AnomalyDataModule(L.LightningDataModule):
             weakref.finalize(self, shutil.rmtree, folder, True)
             types = column_types(self.preprocessor, self.label_column)
             frames = lambda: read_frames(Path(self.path), CHUNK_ROWS, types)  # noqa: E731
-            rows = write_split_rows(folder, frames, self.preprocessor, splits, len(self._labels))
+            rows = write_split_rows(folder, frames, self.preprocessor, splits, len(self._labels), fit_scaling)
         if not shared:
             return rows
         strategy.barrier("dagmm-rows-written")
@@ -362,3 +363,7 @@ class AnomalyDataModule(L.LightningDataModule):
         self.preprocessor.load_state_dict(state_dict["preprocessor"])
         self._scaled.clear()
         self._scaled_rows.clear()
+        if self._on_disk is not None and self.preprocessor.constant is None:
+            # setup wrote them before this checkpoint's scaling came in, which predates the constant columns'
+            # clip: written again as that scaling scales them
+            self._on_disk = self._write_rows_to_disk(fit_scaling=False)

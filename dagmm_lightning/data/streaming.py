@@ -241,28 +241,31 @@ def write_split_rows(
     preprocessor: TablePreprocessor,
     splits: dict[str, np.ndarray],
     n_rows: int,
+    fit_scaling: bool = True,
 ) -> dict[str, DiskRows]:
     """Encode the file's rows chunk by chunk and write each split's scaled rows, in the split's order, to
     ``<folder>/<split>.npy``. ``frames``: a fresh pass over the file's chunks; ``splits``: the row numbers
-    of each split (disjoint). The scaling is fitted first, in a pass of its own, on the training rows'
-    minimum and maximum, so the rows equal an in-memory encoding."""
+    of each split (disjoint). The scaling is fitted first (unless ``fit_scaling`` is False: the
+    preprocessor's own), in a pass of its own, on the training rows' minimum and maximum, so the rows
+    equal an in-memory encoding."""
     names = list(splits)
     split_of = np.full(n_rows, -1, dtype=np.int8)  # row number -> its split (-1: none), position in it
     position = np.zeros(n_rows, dtype=np.int64)
     for number, rows in enumerate(splits.values()):
         split_of[rows], position[rows] = number, np.arange(len(rows))
-    low = high = None
-    first = 0
-    for frame in frames():  # the scaling's min and max over the training rows
-        chunk = split_of[first : first + len(frame)] == names.index("train")
-        if chunk.any():
-            encoded = preprocessor.encode(frame)[chunk]
-            low = encoded.min(0) if low is None else np.minimum(low, encoded.min(0))
-            high = encoded.max(0) if high is None else np.maximum(high, encoded.max(0))
-        first += len(frame)
-    if low is None:
-        raise DataError("no training rows to fit the scaling on")
-    preprocessor.fit_scaling(np.stack([low, high]))  # min-max scaling depends on nothing else
+    if fit_scaling:
+        low = high = None
+        first = 0
+        for frame in frames():  # the scaling's min and max over the training rows
+            chunk = split_of[first : first + len(frame)] == names.index("train")
+            if chunk.any():
+                encoded = preprocessor.encode(frame)[chunk]
+                low = encoded.min(0) if low is None else np.minimum(low, encoded.min(0))
+                high = encoded.max(0) if high is None else np.maximum(high, encoded.max(0))
+            first += len(frame)
+        if low is None:
+            raise DataError("no training rows to fit the scaling on")
+        preprocessor.fit_scaling(np.stack([low, high]))  # min-max scaling depends on nothing else
     width = preprocessor.n_features
     outputs = [DiskRows.create(folder / f"{name}.npy", (len(rows), width)) for name, rows in splits.items()]
     first = 0

@@ -25,6 +25,17 @@ def category_text(values: pd.Series) -> pd.Series:
 DATE_ADVICE = "turn them into numbers (e.g. hour, weekday)"
 
 
+def looks_like_dates(texts: pd.Series) -> bool:
+    """Whether every one of ``texts`` (not numbers) is an ISO-8601 date or time with digits in it ("now"
+    parses too); mixed UTC offsets count as dates."""
+    if len(texts) == 0 or not texts.str.contains(r"\d").all():
+        return False
+    try:
+        return bool(pd.to_datetime(texts, format="ISO8601", errors="coerce", utc=True).notna().all())
+    except (ValueError, OverflowError, TypeError):
+        return False
+
+
 def infer_symbolic_columns(
     frame: pd.DataFrame, bools_symbolic: bool = True, hint: str = "list it in symbolic_columns"
 ) -> tuple[pd.DataFrame, list]:
@@ -55,9 +66,11 @@ def infer_symbolic_columns(
                 f"column {column!r} looks numeric but holds non-numeric values, e.g. {bad}; fix them, or {hint} "
                 "to one-hot encode it"
             )
-        sample = present.iloc[:100].astype(str)
-        if len(sample) and pd.to_datetime(sample, format="ISO8601", errors="coerce").notna().all():
-            raise DataError(f"column {column!r} holds dates or times as text (e.g. {sample.iloc[0]!r}); {DATE_ADVICE}")
+        if looks_like_dates(present[numeric.isna()].iloc[:100].astype(str)):
+            raise DataError(
+                f"column {column!r} holds dates or times as text (e.g. {present.iloc[0]!r}); {DATE_ADVICE}, or "
+                f"{hint} to one-hot encode it"
+            )
         symbolic.append(column)
     if converted:
         frame = frame.copy()
@@ -192,15 +205,18 @@ class TablePreprocessor:
     def fit_scaling(self, encoded_train: np.ndarray) -> TablePreprocessor:
         if len(encoded_train) == 0:
             raise DataError("no training rows to fit the scaling on")
-        self.minimum = encoded_train.min(axis=0)
-        spread = encoded_train.max(axis=0) - self.minimum
-        self.constant = ~(spread > 0)
-        if self.constant.all():
+        if encoded_train.shape[1] == 0:
+            raise DataError("the table has no feature columns (only labels?): there is nothing to learn")
+        minimum = encoded_train.min(axis=0)
+        spread = encoded_train.max(axis=0) - minimum
+        constant = ~(spread > 0)
+        if constant.all():
+            rows = "one training row" if len(encoded_train) == 1 else "the training rows"
             raise DataError(
-                "every feature is constant on the training rows: there is nothing to learn "
-                "(every row would score the same); check that the table holds the columns meant"
+                f"every feature is constant on {rows}: there is nothing to learn (every row would score the "
+                "same); check that the table holds the columns meant, and enough rows"
             )
-        self.range = np.where(self.constant, 1.0, spread)
+        self.minimum, self.constant, self.range = minimum, constant, np.where(constant, 1.0, spread)
         return self
 
     def scale(self, encoded: np.ndarray) -> np.ndarray:

@@ -252,6 +252,31 @@ def test_a_column_constant_in_training_is_clipped_to_one_range_in_its_own_units(
     old = {k: v for k, v in prep.state_dict().items() if k != "constant"}  # a checkpoint from before the clip
     restored.load_state_dict(old)
     assert restored.scale(rows)[1, 1] == 50.0 and restored.scale_rows(rows).numpy()[3, 1] == -107.0
+    with pytest.raises(DataError, match="every feature is constant on one training row"):
+        TablePreprocessor().fit_scaling(train[:1])
+    with pytest.raises(DataError, match="no feature columns"):
+        TablePreprocessor().fit_scaling(np.zeros((5, 0)))
+
+
+@pytest.mark.parametrize(
+    "values, dates",
+    [
+        (["2021-01-03", "2021-02-04 10:00"], True),
+        (["2021-01-01T00:00+01:00", "2021-06-01T00:00+02:00"], True),  # mixed UTC offsets (summer time)
+        ([str(1000 + i) for i in range(100)] + [f"A{i:02d}" for i in range(50)], False),  # codes, not years
+        (["now", "today"], False),
+        (["1.2.3", "T1", "12-34"], False),
+    ],
+)
+def test_dates_held_as_text_are_refused_and_codes_are_not(values, dates):
+    from dagmm_lightning.data.tables import infer_symbolic_columns
+
+    frame = pd.DataFrame({"c": values})
+    if dates:
+        with pytest.raises(DataError, match="column 'c' holds dates or times as text"):
+            infer_symbolic_columns(frame)
+    else:
+        assert infer_symbolic_columns(frame)[1] == ["c"]
 
 
 @pytest.mark.parametrize("name, content", [("rows.csv", b'a,b\n1,2\n3,4,5,6\n"x\n'), ("rows.parquet", b"not parquet")])

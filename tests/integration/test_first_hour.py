@@ -2,6 +2,7 @@
 defaults, a quick and quiet command line."""
 
 import re
+import shutil
 import subprocess
 import sys
 
@@ -128,6 +129,13 @@ def test_a_run_stopped_by_a_data_error_leaves_no_empty_log_folder(tmp_path):
     with pytest.raises(ValueError, match="every feature is constant on the training rows"):
         run(args, tmp_path)
     assert list((tmp_path / "logs" / "lightning_logs").iterdir()) == []  # its version_0 was removed
+    earlier = tmp_path / "logs" / "lightning_logs" / "exp1"  # a folder this run did not make is kept
+    earlier.mkdir()
+    (earlier / "events.out.tfevents.1").write_bytes(b"")
+    with pytest.raises(ValueError, match="every feature is constant"):
+        run([*args, "--trainer.logger.init_args.version", "exp1"], tmp_path)
+    assert (earlier / "events.out.tfevents.1").exists()
+    shutil.rmtree(earlier)
     run(["fit", "--config", "configs/quickstart.yaml", "--trainer.max_epochs", "1"], tmp_path)
     assert [p.name for p in (tmp_path / "logs" / "lightning_logs").iterdir()] == ["version_0"]  # a real run's stays
 

@@ -243,3 +243,24 @@ def test_out_of_core_chooses_symbolic_columns_by_the_in_memory_rule(tmp_path):
         module = AnomalyDataModule(**{**settings, "path": str(tmp_path / name)}, out_of_core=flag)
         with pytest.raises(DataError, match="column 'when' holds dates or times"):
             module.setup("fit")
+
+
+def test_out_of_core_rows_follow_an_old_checkpoints_scaling(tmp_path):
+    from dagmm_lightning.data import AnomalyDataModule
+
+    n = 200
+    anomaly = (np.arange(n) % 10 == 0).astype(int)
+    table(n).assign(flat=5.0 * anomaly, anomaly=anomaly).to_csv(tmp_path / "rows.csv", index=False)
+    settings = dict(dataset="table", path=str(tmp_path / "rows.csv"), label_column="anomaly", seed=0)
+    fitted = AnomalyDataModule(**settings)
+    fitted.setup("fit")  # "flat" is 0 on every training row (normal), 5 on the anomalies
+    state = fitted.state_dict()
+    old = {**state, "preprocessor": {k: v for k, v in state["preprocessor"].items() if k != "constant"}}
+    modules = [AnomalyDataModule(**settings, out_of_core=flag) for flag in (False, True)]
+    for module in modules:
+        module.setup("test")  # out of core: rows written with this version's scaling, before the checkpoint
+        module.load_state_dict(old)
+    in_memory, on_disk = (np.asarray(module.arrays("test")[0]) for module in modules)
+    np.testing.assert_array_equal(on_disk, in_memory)
+    flat = modules[0].preprocessor.numeric.index("flat")  # numeric columns come first
+    assert in_memory[:, flat].max() == 5.0  # unclipped, as the old checkpoint's model was trained to see
