@@ -21,6 +21,7 @@ subcommands:
 
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict", "benchmark")
+FIT_ALONE = "say what to train, e.g. 'dagmm fit --config configs/quickstart.yaml' ('dagmm fit --help': every option)"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -30,6 +31,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     if not args[0].startswith("-") and args[0] not in SUBCOMMANDS:
         print(f"dagmm: error: no subcommand {args[0]!r}; choose from {', '.join(SUBCOMMANDS)}", file=sys.stderr)
+        sys.exit(2)
+    if args == ["fit"]:  # not a run of the defaults (1,000 epochs on the embedded table)
+        print(f"dagmm: error: {FIT_ALONE}", file=sys.stderr)
         sys.exit(2)
     try:
         if args[0] == "benchmark":

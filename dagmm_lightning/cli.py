@@ -305,6 +305,7 @@ def build_cli(args: list[str] | None = None, run: bool = True, save_config: bool
         trainer_defaults=TRAINER_DEFAULTS,
         save_config_callback=SaveConfigCallback if save_config else None,
         parser_class=OneLineErrorParser,
+        parser_kwargs={"prog": "dagmm"},  # also under 'python -m dagmm_lightning'
         save_config_kwargs={"overwrite": True},
         args=args,
         run=run,

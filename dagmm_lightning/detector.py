@@ -172,6 +172,9 @@ class DAGMMDetector(BaseEstimator):
         read chunk by chunk, never copied whole."""
         n_fitted, preprocessor = len(self.preprocessor_.numeric), self.preprocessor_
         step = max(1024, SCORING_BATCH // int(self.model_.hparams.get("members", 1)))
+        unnamed = [f"x{i}" for i in range(n_fitted)]
+        if isinstance(X, pd.DataFrame) and preprocessor.numeric == unnamed and list(X.columns) != unnamed:
+            X = X.to_numpy()  # fitted on an array: columns by position, as scikit-learn does
         if isinstance(X, pd.DataFrame) or preprocessor.categories:
             frame = self._as_frame(X)
             if not isinstance(X, pd.DataFrame) and frame.shape[1] != self.n_features_in_:
@@ -221,6 +224,9 @@ class DAGMMDetector(BaseEstimator):
 
     # --- scikit-learn / PyOD API ------------------------------------------------------------------------
     def fit(self, X, y=None) -> DAGMMDetector:
+        """Trains on the rows of X (n, d) (numpy, or a DataFrame whose text columns are one-hot encoded);
+        ``y`` only for the ``mixed_loss`` and ``pu`` variants (1 labelled anomaly, 0 labelled normal, -1
+        unlabelled). Sets ``decision_scores_``, ``threshold_`` and ``labels_``."""
         check_choice("variant", self.variant, Variant)
         check_range("contamination", self.contamination, 0.0, 0.5, low_open=True)
         for name in ("epochs", "members", "batch_size", "n_components"):
@@ -237,7 +243,7 @@ class DAGMMDetector(BaseEstimator):
         check_range("calibration_fraction", self.calibration_fraction, 0.0, 0.5, high_open=True)
         if self.calibration_fraction and self.variant in ("mixed_loss", "pu"):
             raise ConfigurationError(f"calibration_fraction is for the label-free variants, not {self.variant!r}")
-        frame, symbolic = infer_symbolic_columns(frame, bools_symbolic=False, hint="cast it to 'category'")
+        frame, symbolic = infer_symbolic_columns(frame, False, "cast it to 'category'", "drop it from X")
         table = RawTable(frame, None, symbolic)
         split = "positive_unlabeled" if self.variant == "pu" else "normal_only"
         splits, held_out = self._splits(y, len(frame)), None
@@ -311,6 +317,7 @@ class DAGMMDetector(BaseEstimator):
 
     # --- persistence -----------------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
+        """Writes the fitted detector (weights, mixture, threshold, encoding, parameters) to ``path``."""
         check_is_fitted(self, "model_")
         model = {"variant_class": type(self.model_).__name__, "hparams": dict(self.model_.hparams)}
         fitted = {"preprocessor": self.preprocessor_.state_dict(), "decision_scores": self.decision_scores_}
@@ -320,7 +327,12 @@ class DAGMMDetector(BaseEstimator):
 
     @classmethod
     def load(cls, path: str | Path) -> DAGMMDetector:
+        """A detector written by ``save``, ready to score."""
+        if not Path(path).is_file():
+            raise DataError(f"no such file: {path}")
         state = torch.load(path, weights_only=False)
+        if not isinstance(state, dict) or "variant_class" not in state:
+            raise DataError(f"{path} is not a file written by DAGMMDetector.save")
         detector = cls(**state["params"])
         model_class = {c.__name__: c for c in VARIANTS.values()}[state["variant_class"]]
         detector.model_ = model_class(**state["hparams"])

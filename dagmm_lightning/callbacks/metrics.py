@@ -95,7 +95,8 @@ def anomaly_metrics(
 class AnomalyMetrics(L.Callback):
     """Precision, recall and F1 at "top p %" thresholds and at the model's stored threshold, ROC AUC and
     average precision of the raw scores; logged as ``val/...`` and ``test/...``. The data set's rho is
-    also logged under rho-free names (``val/f1_rho``), for checkpoint selection in any config.
+    logged under rho-free names (``val/f1_rho``; ``val/f1_top{rho}`` too when it is one of ``percentiles``),
+    for checkpoint selection in any config.
 
     Args:
         percentiles: the p values, in percent; the data module's ``rho`` is added when it has one.
@@ -173,6 +174,8 @@ class AnomalyMetrics(L.Callback):
         threshold = float(pl_module.model.calibration.threshold)
         rho = getattr(trainer.datamodule, "rho", None)
         metrics = anomaly_metrics(scores, labels, self.all_percentiles(trainer), threshold, reference, rho)
+        if rho is not None and float(rho) not in self.percentiles:  # logged once, under *_rho
+            metrics = {k: v for k, v in metrics.items() if not k.endswith(f"_top{rho:g}")}
         if not pl_module.score_is_energy:
             metrics["roc_auc_energy"] = float(roc_auc_score(labels.astype(bool), rows["energy"]))
         self.last_metrics[stage] = metrics

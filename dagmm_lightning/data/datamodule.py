@@ -78,6 +78,7 @@ class AnomalyDataModule(L.LightningDataModule):
         label_column: its 0/1 anomaly column (CSV/Parquet); None: no labels (it trains and scores, but
             metrics need labels). Without labels all rows count as normal when splitting.
         symbolic_columns: its columns to one-hot encode; default: the non-numeric ones.
+        ignore_columns: its columns left out of the features (ids, timestamps, free text).
         out_of_core: read ``path`` (CSV or Parquet) in chunks and keep the scaled rows of each split in
             files on disk (``streaming.DiskRows``, in the system's temporary folder), for a table larger
             than memory; the rows equal an in-memory encoding's. Column types come from the file's first
@@ -103,6 +104,7 @@ class AnomalyDataModule(L.LightningDataModule):
         path: str | None = None,
         label_column: str | None = None,
         symbolic_columns: list[str] | None = None,
+        ignore_columns: list[str] | None = None,
         out_of_core: bool = False,
     ) -> None:
         super().__init__()
@@ -110,6 +112,11 @@ class AnomalyDataModule(L.LightningDataModule):
             check_choice("dataset", dataset, Dataset)
         if dataset == TABLE and path is None:
             raise ConfigurationError("dataset 'table' needs --data.path pointing at a CSV, Parquet or NPZ file")
+        if ignore_columns and dataset != TABLE:
+            raise ConfigurationError("ignore_columns is for dataset 'table' (a CSV or Parquet file's columns)")
+        both = sorted(set(ignore_columns or []) & {*(symbolic_columns or []), label_column})
+        if both:
+            raise ConfigurationError(f"{both} listed in ignore_columns and as label or symbolic column")
         check_range("train_contamination", train_contamination, 0.0, 0.5, high_open=True)
         if out_of_core and (dataset != TABLE or Path(path).suffix not in STREAMED_SUFFIXES):
             raise ConfigurationError("out_of_core reads a table's CSV or Parquet file: dataset 'table' and its path")
@@ -212,13 +219,15 @@ class AnomalyDataModule(L.LightningDataModule):
         if self._table is not None:
             return
         if self.out_of_core:
-            scan = scan_file(Path(self.path), self.label_column, self.symbolic_columns, CHUNK_ROWS)
+            scan = scan_file(Path(self.path), self.label_column, self.symbolic_columns, CHUNK_ROWS, self.ignore_columns)
             table, truth, n_rows = scan.head, scan.is_anomaly, scan.n_rows
         else:
             if self._given_table is not None:
                 table = self._given_table
             elif self.dataset == TABLE:
-                table = read_user_table(self.path, self.label_column, self.symbolic_columns)
+                table = read_user_table(
+                    self.path, self.label_column, self.symbolic_columns, ignore_columns=self.ignore_columns
+                )
             else:
                 table = DATASETS[self.dataset].load(self.data_dir, self.resolved_seed)
             truth, n_rows = table.is_anomaly, len(table.features)
@@ -268,7 +277,7 @@ class AnomalyDataModule(L.LightningDataModule):
         if not shared or strategy.local_rank == 0:
             folder.mkdir()
             weakref.finalize(self, shutil.rmtree, folder, True)
-            types = column_types(self.preprocessor, self.label_column)
+            types = column_types(self.preprocessor, self.label_column, self.ignore_columns)
             frames = lambda: read_frames(Path(self.path), CHUNK_ROWS, types)  # noqa: E731
             rows = write_split_rows(folder, frames, self.preprocessor, splits, len(self._labels), fit_scaling)
         if not shared:
@@ -324,7 +333,8 @@ class AnomalyDataModule(L.LightningDataModule):
         if self.dataset == TABLE and Path(self.predict_file).suffix in STREAMED_SUFFIXES:
             return FileRows(self.predict_file, self.preprocessor, self.label_column, self.eval_batch_size)
         if self.dataset == TABLE:
-            table = read_user_table(self.predict_file, self.label_column, self.symbolic_columns, label_optional=True)
+            symbolic = list(self.preprocessor.categories)  # as trained: nothing inferred from these rows
+            table = read_user_table(self.predict_file, self.label_column, symbolic, True, self.ignore_columns)
         elif self.dataset in DATASETS:
             table = DATASETS[self.dataset].read_file(self.predict_file)
         else:

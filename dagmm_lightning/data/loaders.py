@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dagmm_lightning.data.tables import RawTable, infer_symbolic_columns
+from dagmm_lightning.data.tables import RawTable, csv_delimiter, infer_symbolic_columns
 from dagmm_lightning.errors import DataError
 
 KDDCUP99_COLUMNS = """
@@ -162,8 +162,15 @@ def _require(path: Path, source: str) -> Path:
 def anomaly_labels(raw: pd.Series, name: str) -> np.ndarray:
     """A label column's 0/1 or true/false values as bools (True = anomaly); anything else is an error."""
     text = raw.astype(str).str.lower()
-    if raw.isna().any() or not set(pd.unique(text)) <= set("0 1 true false 0.0 1.0".split()):
-        raise DataError(f"label column {name!r} must hold 0/1 or true/false (1 = anomaly)")
+    if raw.isna().any():
+        row = int(np.flatnonzero(raw.isna().to_numpy())[0])
+        raise DataError(f"label column {name!r} has no value at row {row}; every row needs 0/1 or true/false")
+    other = sorted(set(pd.unique(text)) - set("0 1 true false 0.0 1.0".split()))
+    if other:
+        raise DataError(
+            f"label column {name!r} must hold 0/1 or true/false (1 = anomaly), but also holds {other[:5]}"
+            f"{' ...' if len(other) > 5 else ''}; map them to 0/1 first"
+        )
     return text.isin(["1", "true", "1.0"]).to_numpy()
 
 
@@ -172,6 +179,7 @@ def read_user_table(
     label_column: str | None = None,
     symbolic_columns: list[str] | None = None,
     label_optional: bool = False,
+    ignore_columns: list[str] | None = None,
 ) -> RawTable:
     """A user's table: CSV or Parquet with a header, or NPZ with ``X`` (and ``y``).
 
@@ -180,14 +188,19 @@ def read_user_table(
     one-hot encode; None takes every non-numeric column, except one whose values are mostly numbers,
     which is an error (a typo in a numeric column must not silently become a category).
     ``label_optional``: a missing label column means no labels rather than an error (rows to score).
+    ``ignore_columns``: columns left out of the features (ids, timestamps, free text); with
+    ``label_optional``, those missing from the file are no error either.
     """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"no such file: {path}")
     if path.suffix == ".npz":
+        if ignore_columns:
+            raise DataError(f"{path.name} is an NPZ file: its columns have no names to ignore (ignore_columns)")
         return read_npz_file(path)
     try:
-        frame = pd.read_parquet(path) if path.suffix in (".parquet", ".pq") else pd.read_csv(path)
+        parquet = path.suffix in (".parquet", ".pq")
+        frame = pd.read_parquet(path) if parquet else pd.read_csv(path, sep=csv_delimiter(path))
     except pd.errors.EmptyDataError:
         raise DataError(f"{path} is empty") from None
     except (ValueError, OSError) as err:  # pandas' ParserError, a decoding error, pyarrow's ArrowInvalid
@@ -201,6 +214,10 @@ def read_user_table(
                 f"label column {label_column!r} is not in {path}; its columns are {list(frame.columns)[:20]}"
             )
         labels = anomaly_labels(frame.pop(label_column), label_column)
+    absent = [c for c in ignore_columns or [] if c not in frame.columns]
+    if absent and not label_optional:
+        raise DataError(f"ignore_columns {absent} are not in {path}; its columns are {list(frame.columns)[:20]}")
+    frame = frame.drop(columns=[c for c in ignore_columns or [] if c not in absent])
     if symbolic_columns is None:
         frame, symbolic_columns = infer_symbolic_columns(frame)
     missing = [c for c in symbolic_columns if c not in frame.columns]

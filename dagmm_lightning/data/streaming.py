@@ -4,7 +4,9 @@ rows of each split written to disk (``DiskRows``)."""
 
 from __future__ import annotations
 
+import csv as stdlib_csv
 import os
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +18,13 @@ import torch
 from pyarrow import csv, parquet
 
 from dagmm_lightning.data.loaders import anomaly_labels
-from dagmm_lightning.data.tables import RawTable, TablePreprocessor, category_text, infer_symbolic_columns
+from dagmm_lightning.data.tables import (
+    RawTable,
+    TablePreprocessor,
+    category_text,
+    csv_delimiter,
+    infer_symbolic_columns,
+)
 from dagmm_lightning.distributed import rank, world_size
 from dagmm_lightning.errors import DataError
 
@@ -68,9 +76,12 @@ class FileRows:
         return read_frames(self.path, self.chunk_rows, column_types(self.preprocessor, self.label_column))
 
 
-def column_types(preprocessor: TablePreprocessor, label_column: str | None) -> dict[str, pa.DataType]:
-    """The types a fitted ``preprocessor`` reads its columns as: numeric float64, symbolic and label text."""
-    text = [*preprocessor.categories, *([label_column] if label_column else [])]
+def column_types(
+    preprocessor: TablePreprocessor, label_column: str | None, ignored: list[str] | None = None
+) -> dict[str, pa.DataType]:
+    """The types a fitted ``preprocessor`` reads its columns as: numeric float64; symbolic, label and
+    ``ignored`` columns text."""
+    text = [*preprocessor.categories, *([label_column] if label_column else []), *(ignored or [])]
     return dict.fromkeys(preprocessor.numeric, pa.float64()) | dict.fromkeys(text, pa.string())
 
 
@@ -81,7 +92,8 @@ def read_frames(path: Path, chunk_rows: int, types: dict[str, pa.DataType] | Non
     try:
         if path.suffix == ".csv":
             options = csv.ConvertOptions(column_types=types or {})
-            batches = csv.open_csv(path, read_options=csv.ReadOptions(block_size=1 << 20), convert_options=options)
+            read, parse = csv.ReadOptions(block_size=1 << 20), csv.ParseOptions(delimiter=csv_delimiter(path))
+            batches = csv.open_csv(path, read_options=read, parse_options=parse, convert_options=options)
         else:
             batches = parquet_batches(path, chunk_rows)
         pending = None
@@ -95,7 +107,22 @@ def read_frames(path: Path, chunk_rows: int, types: dict[str, pa.DataType] | Non
         if pending is not None and len(pending):
             yield pending.reset_index(drop=True)
     except (pa.ArrowInvalid, OSError) as err:
-        raise DataError(f"{path}: {str(err).splitlines()[0]}") from None
+        raise DataError(f"{path}: {named_columns(str(err).splitlines()[0], path)}") from None
+
+
+def named_columns(message: str, path: Path) -> str:
+    """pyarrow's CSV message with "column #3" replaced by the column's name (from the header line)."""
+    if path.suffix != ".csv" or "column #" not in message:
+        return message
+    with open(path, newline="", errors="replace") as file:
+        names = next(stdlib_csv.reader(file, delimiter=csv_delimiter(path)), [])
+
+    def name(match: re.Match) -> str:
+        number = int(match.group(1))
+        return f"column {names[number]!r}" if number < len(names) else match.group(0)
+
+    message = re.sub(r"column #(\d+)", name, message)
+    return message.replace("CSV conversion error to double: invalid value", "not a number:")
 
 
 def parquet_batches(path: Path, rows: int) -> Iterator[pa.RecordBatch]:
@@ -117,27 +144,38 @@ class FileScan:
     n_rows: int
 
 
-def scan_file(path: Path, label_column: str | None, symbolic_columns: list[str] | None, chunk_rows: int) -> FileScan:
+def scan_file(
+    path: Path,
+    label_column: str | None,
+    symbolic_columns: list[str] | None,
+    chunk_rows: int,
+    ignore_columns: list[str] | None = None,
+) -> FileScan:
     """One pass over a CSV or Parquet file: columns, category sets and labels. Without
     ``symbolic_columns`` they are chosen on the file's first chunk by the in-memory reader's rule
-    (``infer_symbolic_columns``: text and true/false; text of numbers only is numeric; dates refused); the
-    pass reads every other column as float64 and these as text, as the encoding passes do."""
+    (``infer_symbolic_columns``: text and true/false; text of numbers only is numeric; dates and ids
+    refused); the pass reads every other column as float64 and these as text, as the encoding passes do;
+    ``ignore_columns`` are read as text and left out."""
     if not path.is_file():
         raise DataError(f"no such file: {path}")
-    label = [label_column] if label_column else []
-    first = next(read_frames(path, chunk_rows, dict.fromkeys([*(symbolic_columns or []), *label], pa.string())), None)
+    label, ignored = [label_column] if label_column else [], list(ignore_columns or [])
+    text = dict.fromkeys([*(symbolic_columns or []), *label, *ignored], pa.string())
+    first = next(read_frames(path, chunk_rows, text), None)
     if first is None:
         raise DataError(f"{path} has no rows")
     if label_column is not None and label_column not in first.columns:
         raise DataError(f"label column {label_column!r} is not in {path}; its columns are {list(first.columns)[:20]}")
-    features = first.drop(columns=label)
+    absent = [c for c in ignored if c not in first.columns]
+    if absent:
+        raise DataError(f"ignore_columns {absent} are not in {path}; its columns are {list(first.columns)[:20]}")
+    features = first.drop(columns=label + ignored)
     if symbolic_columns is None:  # the in-memory reader's rule, on the first chunk
         symbolic_columns = infer_symbolic_columns(features)[1]
     missing = [c for c in symbolic_columns if c not in features.columns]
     if missing:
         raise DataError(f"symbolic columns {missing} are not in {path}")
     numeric = [c for c in features.columns if c not in symbolic_columns]
-    types = dict.fromkeys(numeric, pa.float64()) | dict.fromkeys([*symbolic_columns, *label], pa.string())
+    types = dict.fromkeys(numeric, pa.float64()) | dict.fromkeys([*symbolic_columns, *label, *ignored], pa.string())
     categories, labels, n_rows = {c: set() for c in symbolic_columns}, [], 0
     for frame in read_frames(path, chunk_rows, types):
         if label_column is not None:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import bz2
+import gzip
+import lzma
+import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -23,6 +28,26 @@ def category_text(values: pd.Series) -> pd.Series:
 
 
 DATE_ADVICE = "turn them into numbers (e.g. hour, weekday)"
+CSV_DELIMITERS = ",;\t|"
+DECIMAL_COMMA = re.compile(r"^\s*[-+]?\d*,\d+\s*$")
+
+
+def csv_delimiter(path: Path) -> str:
+    """A CSV file's field separator, from its header line: whichever of comma, semicolon, tab and bar it
+    holds most of (a comma on a tie, or when it holds none: one column)."""
+    opener = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}.get(Path(path).suffix, open)
+    try:
+        with opener(path, "rt", errors="replace", newline="") as file:
+            header = file.readline(1 << 16)
+    except (OSError, EOFError, lzma.LZMAError):
+        return ","  # the reader names the problem
+    return max(CSV_DELIMITERS, key=header.count)
+
+
+def identifier_like(present: pd.Series) -> bool:
+    """Whether a text column's values (no missing ones) are too varied to be categories: more than half
+    of 20 or more rows differ (an id, a name, free text)."""
+    return len(present) >= 20 and present.nunique() > 0.5 * len(present)
 
 
 def looks_like_dates(texts: pd.Series) -> bool:
@@ -37,13 +62,17 @@ def looks_like_dates(texts: pd.Series) -> bool:
 
 
 def infer_symbolic_columns(
-    frame: pd.DataFrame, bools_symbolic: bool = True, hint: str = "list it in symbolic_columns"
+    frame: pd.DataFrame,
+    bools_symbolic: bool = True,
+    hint: str = "list it in symbolic_columns",
+    drop: str = "leave it out with ignore_columns",
 ) -> tuple[pd.DataFrame, list]:
     """The columns of ``frame`` to one-hot encode: text, categoricals and (``bools_symbolic``) booleans. A
     text column of numbers only is read as numbers (the returned frame holds it converted); one of mostly
-    numbers, or of dates (typed, or ISO-8601 text: its first 100 values), is an error (a typo in a numeric
-    column, or a timestamp, must not silently become thousands of categories); ``hint`` says how to one-hot
-    encode such a column anyway."""
+    numbers, of numbers with a decimal comma, of dates (typed, or ISO-8601 text: its first 100 values) or of
+    more different values than half its rows (an identifier) is an error (a typo in a numeric column, a
+    timestamp or an id must not silently become thousands of categories); ``hint`` says how to one-hot
+    encode such a column anyway, ``drop`` how to leave one out."""
     symbolic, converted = [], {}
     for column in frame.columns:
         values = frame[column]
@@ -66,10 +95,22 @@ def infer_symbolic_columns(
                 f"column {column!r} looks numeric but holds non-numeric values, e.g. {bad}; fix them, or {hint} "
                 "to one-hot encode it"
             )
+        text = present.astype(str)
+        if len(present) and text.str.match(DECIMAL_COMMA).mean() >= 0.9:
+            raise DataError(
+                f"column {column!r} holds numbers with a decimal comma (e.g. {present.iloc[0]!r}); write them "
+                "with a decimal point"
+            )
         if looks_like_dates(present[numeric.isna()].iloc[:100].astype(str)):
             raise DataError(
                 f"column {column!r} holds dates or times as text (e.g. {present.iloc[0]!r}); {DATE_ADVICE}, or "
                 f"{hint} to one-hot encode it"
+            )
+        if identifier_like(present):
+            raise DataError(
+                f"column {column!r} holds {present.nunique()} different text values in {len(present)} rows (e.g. "
+                f"{present.iloc[0]!r}): an identifier or free text, not categories (one-hot encoded, every new "
+                f"row would bring a category never seen in training); {drop}, or {hint} to one-hot encode it"
             )
         symbolic.append(column)
     if converted:

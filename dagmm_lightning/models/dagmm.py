@@ -438,6 +438,11 @@ class DAGMM(L.LightningModule):
                     "contamination is null (take it from the data's labels), but the data has no labels: set "
                     "--model.init_args.contamination to the share of anomalies you expect, e.g. 0.05"
                 )
+            if share == 0:
+                raise ConfigurationError(
+                    "contamination is null (take it from the data's labels), but the labels mark no row as an "
+                    "anomaly: check the label column, or set --model.init_args.contamination, e.g. 0.05"
+                )
             self.model.calibration.contamination = min(max(share, 1e-4), 0.5)
 
     def teardown(self, stage: str) -> None:

@@ -263,7 +263,7 @@ def test_a_column_constant_in_training_is_clipped_to_one_range_in_its_own_units(
     [
         (["2021-01-03", "2021-02-04 10:00"], True),
         (["2021-01-01T00:00+01:00", "2021-06-01T00:00+02:00"], True),  # mixed UTC offsets (summer time)
-        ([str(1000 + i) for i in range(100)] + [f"A{i:02d}" for i in range(50)], False),  # codes, not years
+        (([str(1000 + i) for i in range(100)] + [f"A{i:02d}" for i in range(50)]) * 3, False),  # codes, not years
         (["now", "today"], False),
         (["1.2.3", "T1", "12-34"], False),
     ],
@@ -286,3 +286,64 @@ def test_a_file_that_is_not_a_table_is_named(tmp_path, name, content):
     (tmp_path / name).write_bytes(content)
     with pytest.raises(DataError, match=f"{name} is not a readable table"):
         read_user_table(tmp_path / name, None, None)
+
+
+@pytest.mark.parametrize("sep", [";", "\t", "|"])
+def test_a_csv_separated_by_semicolons_tabs_or_bars_reads_as_with_commas(tmp_path, sep):
+    from dagmm_lightning.data.loaders import read_user_table
+    from dagmm_lightning.data.streaming import read_frames
+
+    frame = pd.DataFrame({"a": [1.5, 2.0, 3.25], "b b": ["x", "y", "x"], "label": [0, 1, 0]})
+    frame.to_csv(tmp_path / "commas.csv", index=False)
+    frame.to_csv(tmp_path / "other.csv", index=False, sep=sep)
+    commas, other = (read_user_table(tmp_path / f, "label") for f in ("commas.csv", "other.csv"))
+    pd.testing.assert_frame_equal(other.features, commas.features)
+    assert other.symbolic == ["b b"] and other.is_anomaly.tolist() == [False, True, False]
+    pd.testing.assert_frame_equal(next(read_frames(tmp_path / "other.csv", 10)), frame)
+
+
+def test_identifiers_and_decimal_commas_are_refused_and_an_ignored_column_is_left_out(tmp_path):
+    from dagmm_lightning.data.loaders import read_user_table
+    from dagmm_lightning.data.streaming import scan_file
+
+    n = 40
+    frame = pd.DataFrame({"id": [f"r{i}" for i in range(n)], "a": np.arange(n) / 4, "kind": ["p", "q"] * (n // 2)})
+    path = tmp_path / "rows.csv"
+    frame.to_csv(path, index=False)
+    for read in (lambda **kw: read_user_table(path, **kw), lambda **kw: scan_file(path, None, None, 1000, **kw).head):
+        with pytest.raises(DataError, match="column 'id' holds 40 different text values in 40 rows"):
+            read()
+        kept = read(ignore_columns=["id"])
+        assert list(kept.features.columns) == ["a", "kind"] and kept.symbolic == ["kind"]
+        with pytest.raises(DataError, match=r"ignore_columns \['idd'\] are not in"):
+            read(ignore_columns=["idd"])
+    assert read_user_table(path, symbolic_columns=["id", "kind"]).symbolic == ["id", "kind"]  # one-hot if asked
+    frame.assign(a=[f"{v:.2f}".replace(".", ",") for v in frame["a"]]).to_csv(path, index=False, sep=";")
+    with pytest.raises(DataError, match=r"column 'a' holds numbers with a decimal comma \(e.g. '0,00'\)"):
+        read_user_table(path, ignore_columns=["id"])
+
+
+@pytest.mark.parametrize(
+    "labels, message",
+    [
+        (["0", "1", "attack", "0"], r"also holds \['attack'\]; map them to 0/1"),
+        ([0, 1, 2, 0], r"also holds \['2'\]"),
+        ([0, 1, None, 0], "has no value at row 2"),
+    ],
+)
+def test_a_bad_label_column_names_what_it_holds(tmp_path, labels, message):
+    from dagmm_lightning.data.loaders import read_user_table
+
+    pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0], "y": labels}).to_csv(tmp_path / "rows.csv", index=False)
+    with pytest.raises(DataError, match=message):
+        read_user_table(tmp_path / "rows.csv", "y")
+
+
+def test_a_value_that_is_not_a_number_in_a_streamed_file_names_its_column(tmp_path):
+    import pyarrow as pa
+
+    from dagmm_lightning.data.streaming import read_frames
+
+    (tmp_path / "rows.csv").write_text("a;b\n1;2\n3;4x\n")
+    with pytest.raises(DataError, match=r"column 'b': not a number: '4x'"):
+        list(read_frames(tmp_path / "rows.csv", 10, {"a": pa.float64(), "b": pa.float64()}))

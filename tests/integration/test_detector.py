@@ -2,6 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse
+import torch
 import yaml
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
@@ -57,6 +58,11 @@ def test_save_load_gives_identical_scores(fitted, tmp_path):
     loaded = DAGMMDetector.load(tmp_path / "det.pt")
     np.testing.assert_array_equal(loaded.decision_function(x), det.decision_function(x))
     assert loaded.threshold_ == det.threshold_ and loaded.get_params() == det.get_params()
+    with pytest.raises(DataError, match="no such file"):
+        DAGMMDetector.load(tmp_path / "none.pt")
+    torch.save({"state_dict": {}}, tmp_path / "other.pt")
+    with pytest.raises(DataError, match="is not a file written by DAGMMDetector.save"):
+        DAGMMDetector.load(tmp_path / "other.pt")
 
 
 def test_ensemble_detector_fits_thresholds_and_reloads(tmp_path):
@@ -101,6 +107,10 @@ def test_dataframe_and_array_give_identical_scores(fitted):
     det, x, _ = fitted
     frame = pd.DataFrame(x, columns=[f"x{i}" for i in range(5)])
     np.testing.assert_array_equal(det.decision_function(frame), det.decision_function(x))
+    named = pd.DataFrame(x, columns=list("abcde"))  # fitted on an array: a DataFrame's columns by position
+    np.testing.assert_array_equal(det.decision_function(named), det.decision_function(x))
+    with pytest.raises(DataError, match="X has 4 features, but the detector was fitted on 5"):
+        det.decision_function(named.iloc[:, :4])
     same_seed = DAGMMDetector(contamination=0.05, epochs=40, random_state=0).fit(frame)
     np.testing.assert_allclose(same_seed.decision_scores_, det.decision_scores_, rtol=1e-6)
 
@@ -130,7 +140,6 @@ def test_label_aware_variants_fit():
         (lambda x: scipy.sparse.csr_matrix(x), DataError, r"sparse matrix; pass X.toarray\(\)"),
         (lambda x: [list(x[0]), list(x[1, :3])], DataError, "not a table of rows x features"),
         (lambda x: x + 1j, DataError, "complex numbers"),
-        (lambda x: pd.DataFrame(x, columns=[*"abbcd"]), DataError, r"duplicate column names: \['b'\]"),
     ],
 )
 def test_bad_input_at_scoring(fitted, make, error, message):
@@ -210,10 +219,14 @@ def test_numbers_stored_as_text_are_numbers_and_dates_are_refused():
     assert det.preprocessor_.categories == {} and det.preprocessor_.numeric == list("abcde")
     numeric = DAGMMDetector(epochs=1, members=1, random_state=0).fit(frame)
     np.testing.assert_allclose(det.decision_function(as_text), numeric.decision_function(frame), rtol=1e-6)
+    with pytest.raises(DataError, match=r"duplicate column names: \['b'\]"):
+        numeric.decision_function(frame.set_axis([*"abbcd"], axis=1))
     with pytest.raises(DataError, match="column 'a' looks numeric but holds non-numeric values, e.g. \\['oops'\\]"):
         DAGMMDetector(epochs=1).fit(as_text.assign(a=as_text["a"].where(np.arange(200) != 7, "oops")))
     with pytest.raises(DataError, match="column 'when' holds dates or times"):
         DAGMMDetector(epochs=1).fit(frame.assign(when=pd.date_range("2026-01-01", periods=200, freq="h")))
+    with pytest.raises(DataError, match="column 'id' holds 200 different text values .* drop it from X"):
+        DAGMMDetector(epochs=1).fit(frame.assign(id=[f"row{i}" for i in range(200)]))
     codes = frame.assign(zone=pd.Categorical(np.arange(200) % 3), flag=np.arange(200) % 2 == 0)  # numbers as codes
     det = DAGMMDetector(epochs=1, members=1, random_state=0).fit(codes)
     assert det.preprocessor_.categories == {"zone": ["0", "1", "2"]} and "flag" in det.preprocessor_.numeric

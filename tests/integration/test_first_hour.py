@@ -67,35 +67,32 @@ def test_data_keys_given_on_the_command_line_and_in_config_files(tmp_path):
     assert data_keys_given(["test", "--data={seed: 3}", "--data", "not: [valid"]) == {"seed"}
 
 
-def table(path, n=400, labels=True):
+def table(path, n=400, labels=True, sep=",", ids=False):
     rng = np.random.default_rng(0)
     frame = pd.DataFrame({"a": rng.normal(size=n), "b": rng.normal(size=n), "proto": rng.choice(["tcp", "udp"], n)})
     frame.loc[:19, ["a", "b"]] += 5.0  # 20 anomalies: 5 %
     if labels:
         frame["is_attack"] = (np.arange(n) < 20).astype(int)
-    frame.to_csv(path, index=False)
+    if ids:
+        frame.insert(0, "flow_id", [f"f{i:05d}" for i in range(n)])
+    frame.to_csv(path, index=False, sep=sep)
     return path
 
 
 def test_a_table_takes_its_contamination_from_its_labels_and_predicts_from_the_checkpoint_alone(tmp_path):
-    flows = table(tmp_path / "flows.csv")
-    fitted = run(
-        [
-            "fit",
-            "--config",
-            "configs/table.yaml",
-            "--data.path",
-            str(flows),
-            "--data.label_column",
-            "is_attack",
-            "--trainer.max_epochs",
-            "2",
-        ],
-        tmp_path,
-    )
+    flows = table(tmp_path / "flows.csv", sep=";", ids=True)  # semicolons, and an id column to leave out
+    args = ["fit", "--config", "configs/table.yaml", "--data.path", str(flows), "--data.label_column", "is_attack"]
+    with pytest.raises(ValueError, match="column 'flow_id' holds 400 different text values in 400 rows"):
+        run([*args, "--trainer.max_epochs", "2"], tmp_path)
+    fitted = run([*args, "--data.ignore_columns", "[flow_id]", "--trainer.max_epochs", "2"], tmp_path)
     assert fitted.model.model.calibration.contamination == pytest.approx(0.05)
+    assert fitted.datamodule.preprocessor.numeric == ["a", "b"] and list(fitted.datamodule.preprocessor.categories) == [
+        "proto"
+    ]
+    metrics = next(c for c in fitted.trainer.callbacks if isinstance(c, AnomalyMetrics)).last_metrics["val"]
+    assert "f1_rho" in metrics and not any(k.endswith("_top5") for k in metrics)  # rho 5 %: logged once
     last = str(next((tmp_path / "logs").rglob("last.ckpt")))
-    new_rows = table(tmp_path / "new_rows.csv", n=30, labels=False)
+    new_rows = table(tmp_path / "new_rows.csv", n=30, labels=False, sep="\t", ids=True)
     out = tmp_path / "scores.csv"
     run(
         [
@@ -120,6 +117,11 @@ def test_a_table_without_labels_asks_for_contamination(tmp_path):
         pytest.warns(UserWarning, match="no labels"),
     ):
         run(["fit", "--config", "configs/table.yaml", "--data.path", str(flows), "--trainer.max_epochs", "1"], tmp_path)
+    normal = tmp_path / "normal.csv"
+    pd.read_csv(table(tmp_path / "flows.csv")).assign(is_attack=0).to_csv(normal, index=False)
+    args = ["fit", "--config", "configs/table.yaml", "--data.path", str(normal), "--data.label_column", "is_attack"]
+    with pytest.raises(ValueError, match="the labels mark no row as an anomaly"):
+        run([*args, "--trainer.max_epochs", "1"], tmp_path)
 
 
 def test_a_run_stopped_by_a_data_error_leaves_no_empty_log_folder(tmp_path):
@@ -164,6 +166,7 @@ def test_a_configuration_error_is_one_line(tmp_path):
     "args, message",
     [
         (["fti"], "no subcommand 'fti'; choose from fit, validate, test, predict, benchmark"),
+        (["fit"], "say what to train, e.g. 'dagmm fit --config configs/quickstart.yaml'"),
         (["predict"], "dagmm predict needs --ckpt_path"),
         (["test", "--ckpt_path", "no_such.ckpt"], "no such checkpoint file: no_such.ckpt"),
         (["validate", "--ckpt_path", "README.md"], "README.md is not a checkpoint that `dagmm fit` wrote"),
