@@ -30,6 +30,7 @@ from lightning.pytorch.utilities import rank_zero_info  # noqa: E402
 
 from dagmm_lightning.callbacks import AnomalyFigures, AnomalyMetrics, PredictionCSVWriter  # noqa: E402
 from dagmm_lightning.data import AnomalyDataModule  # noqa: E402
+from dagmm_lightning.data.datamodule import TABLE  # noqa: E402
 from dagmm_lightning.errors import ConfigurationError, DataError, own_error  # noqa: E402
 from dagmm_lightning.models import DAGMM  # noqa: E402
 
@@ -138,6 +139,9 @@ class DAGMMCLI(LightningCLI):
         state = checkpoint.get(AnomalyDataModule.__qualname__, {})
         if saved.get("seed") is None and "split_seed" in state:
             saved["seed"] = state["split_seed"]
+        table = saved.get("dataset") == TABLE and "preprocessor" in state
+        if table and saved.get("symbolic_columns") is None:  # the columns as trained, not inferred anew
+            saved["symbolic_columns"] = list(state["preprocessor"]["categories"])
         defaults = inspect.signature(AnomalyDataModule).parameters
         given = data_keys_given(sys.argv[1:] if self._args is None else self._args)
         for key, value in saved.items():

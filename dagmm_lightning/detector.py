@@ -96,7 +96,8 @@ class DAGMMDetector(BaseEstimator):
     The defaults are ``configs/improved.yaml``'s method (BENCHMARKS.md, "Defaults that fit the data").
 
     After ``fit``: ``decision_scores_`` (the scores of X's rows), ``threshold_``, ``labels_`` (0/1 on
-    X's rows), ``model_`` (the LightningModule), ``preprocessor_``, ``n_features_in_``,
+    X's rows), ``model_`` (the LightningModule), ``preprocessor_``, ``n_features_in_``, ``feature_names_in_``
+    (fitted on a DataFrame only: an array's columns are taken by position, also from a DataFrame),
     ``calibration_rows_`` (the row numbers of X held out by ``calibration_fraction``; empty without).
     """
 
@@ -172,9 +173,10 @@ class DAGMMDetector(BaseEstimator):
         read chunk by chunk, never copied whole."""
         n_fitted, preprocessor = len(self.preprocessor_.numeric), self.preprocessor_
         step = max(1024, SCORING_BATCH // int(self.model_.hparams.get("members", 1)))
-        unnamed = [f"x{i}" for i in range(n_fitted)]
-        if isinstance(X, pd.DataFrame) and preprocessor.numeric == unnamed and list(X.columns) != unnamed:
-            X = X.to_numpy()  # fitted on an array: columns by position, as scikit-learn does
+        if isinstance(X, pd.DataFrame) and not hasattr(self, "feature_names_in_"):
+            if X.shape[1] != n_fitted:  # fitted on an array: columns by position, as scikit-learn takes them
+                raise DataError(f"X has {X.shape[1]} columns, but the detector was fitted on an array of {n_fitted}")
+            X = X.to_numpy()
         if isinstance(X, pd.DataFrame) or preprocessor.categories:
             frame = self._as_frame(X)
             if not isinstance(X, pd.DataFrame) and frame.shape[1] != self.n_features_in_:
@@ -260,6 +262,10 @@ class DAGMMDetector(BaseEstimator):
         data = AnomalyDataModule.from_table(table, splits, split=split, batch_size=self.batch_size, seed=self._seed)
         self.preprocessor_ = data.preprocessor
         self.n_features_in_ = frame.shape[1]
+        if isinstance(X, pd.DataFrame):  # scikit-learn's convention: only a DataFrame's columns have names
+            self.feature_names_in_ = np.asarray(frame.columns, dtype=object)
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
         L.seed_everything(self._seed, verbose=False)
         self.model_ = self._build_model(data.input_dim)
         with _quiet(not self.verbose):
@@ -323,6 +329,8 @@ class DAGMMDetector(BaseEstimator):
         fitted = {"preprocessor": self.preprocessor_.state_dict(), "decision_scores": self.decision_scores_}
         fitted["calibration_rows"] = getattr(self, "calibration_rows_", np.zeros(0, dtype=np.int64))
         state = {"params": self.get_params(), "state_dict": self.model_.state_dict(), **model, **fitted}
+        names = getattr(self, "feature_names_in_", None)
+        state["feature_names_in"] = None if names is None else names.tolist()
         torch.save({**state, "n_features_in": self.n_features_in_}, path)
 
     @classmethod
@@ -345,6 +353,11 @@ class DAGMMDetector(BaseEstimator):
         detector.threshold_ = float(detector.model_.model.calibration.threshold)
         detector.labels_ = (detector.decision_scores_ > detector.threshold_).astype(int)
         detector.n_features_in_ = state["n_features_in"]
+        names, prep = state.get("feature_names_in"), detector.preprocessor_
+        if "feature_names_in" not in state and prep.numeric != [f"x{i}" for i in range(len(prep.numeric))]:
+            names = [*prep.numeric, *prep.categories]  # saved before the names were: fitted on a DataFrame
+        if names is not None:
+            detector.feature_names_in_ = np.asarray(names, dtype=object)
         return detector
 
 

@@ -331,7 +331,8 @@ class AnomalyDataModule(L.LightningDataModule):
         if self.predict_file is None:
             return self.test_dataloader()
         if self.dataset == TABLE and Path(self.predict_file).suffix in STREAMED_SUFFIXES:
-            return FileRows(self.predict_file, self.preprocessor, self.label_column, self.eval_batch_size)
+            prep, label = self.preprocessor, self.label_column
+            return FileRows(self.predict_file, prep, label, self.eval_batch_size, ignored=self.ignore_columns)
         if self.dataset == TABLE:
             symbolic = list(self.preprocessor.categories)  # as trained: nothing inferred from these rows
             table = read_user_table(self.predict_file, self.label_column, symbolic, True, self.ignore_columns)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,9 +162,10 @@ def _require(path: Path, source: str) -> Path:
 
 def anomaly_labels(raw: pd.Series, name: str) -> np.ndarray:
     """A label column's 0/1 or true/false values as bools (True = anomaly); anything else is an error."""
-    text = raw.astype(str).str.lower()
-    if raw.isna().any():
-        row = int(np.flatnonzero(raw.isna().to_numpy())[0])
+    text = raw.astype(str).str.lower().str.strip()
+    missing = (raw.isna() | (text == "")).to_numpy()  # read as text (out of core), an empty field is ''
+    if missing.any():
+        row = int(np.flatnonzero(missing)[0])
         raise DataError(f"label column {name!r} has no value at row {row}; every row needs 0/1 or true/false")
     other = sorted(set(pd.unique(text)) - set("0 1 true false 0.0 1.0".split()))
     if other:
@@ -199,10 +201,16 @@ def read_user_table(
             raise DataError(f"{path.name} is an NPZ file: its columns have no names to ignore (ignore_columns)")
         return read_npz_file(path)
     try:
-        parquet = path.suffix in (".parquet", ".pq")
-        frame = pd.read_parquet(path) if parquet else pd.read_csv(path, sep=csv_delimiter(path))
+        with warnings.catch_warnings():  # index_col=False: a row longer than the header is an error, not an index
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            parquet = path.suffix in (".parquet", ".pq")
+            frame = pd.read_parquet(path) if parquet else pd.read_csv(path, sep=csv_delimiter(path), index_col=False)
     except pd.errors.EmptyDataError:
         raise DataError(f"{path} is empty") from None
+    except pd.errors.ParserWarning:
+        raise DataError(
+            f"{path}: rows have more fields than the header; a separator inside values (a decimal comma?)"
+        ) from None
     except (ValueError, OSError) as err:  # pandas' ParserError, a decoding error, pyarrow's ArrowInvalid
         raise DataError(f"{path} is not a readable table: {str(err).splitlines()[0]}") from None
     if len(frame) == 0:

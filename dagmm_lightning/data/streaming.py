@@ -46,8 +46,10 @@ class FileRows:
         label_column: str | None,
         batch_size: int,
         chunk_rows: int = CHUNK_ROWS,
+        ignored: list[str] | None = None,
     ) -> None:
         self.path, self.preprocessor, self.label_column = Path(path), preprocessor, label_column
+        self.ignored = ignored  # columns read as text and left out
         self.batch_size, self.chunk_rows = batch_size, chunk_rows
         if not self.path.is_file():
             raise DataError(f"no such file: {self.path}")
@@ -73,7 +75,7 @@ class FileRows:
             first_row += len(frame)
 
     def _frames(self) -> Iterator[pd.DataFrame]:
-        return read_frames(self.path, self.chunk_rows, column_types(self.preprocessor, self.label_column))
+        return read_frames(self.path, self.chunk_rows, column_types(self.preprocessor, self.label_column, self.ignored))
 
 
 def column_types(

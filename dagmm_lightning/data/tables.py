@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bz2
+import csv
 import gzip
 import lzma
 import re
@@ -33,21 +34,25 @@ DECIMAL_COMMA = re.compile(r"^\s*[-+]?\d*,\d+\s*$")
 
 
 def csv_delimiter(path: Path) -> str:
-    """A CSV file's field separator, from its header line: whichever of comma, semicolon, tab and bar it
-    holds most of (a comma on a tie, or when it holds none: one column)."""
-    opener = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}.get(Path(path).suffix, open)
+    """A CSV file's field separator: whichever of comma, semicolon, tab and bar splits its header line
+    into the most fields (quotes respected); a comma on a tie, for one column, and for the archives pandas
+    opens itself (.zip, .zst, .tar)."""
+    suffix = Path(path).suffix
+    if suffix in (".zip", ".zst", ".tar", ".tgz"):
+        return ","
+    opener = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}.get(suffix, open)
     try:
         with opener(path, "rt", errors="replace", newline="") as file:
             header = file.readline(1 << 16)
     except (OSError, EOFError, lzma.LZMAError):
         return ","  # the reader names the problem
-    return max(CSV_DELIMITERS, key=header.count)
+    return max(CSV_DELIMITERS, key=lambda d: len(next(csv.reader([header], delimiter=d), [])))
 
 
 def identifier_like(present: pd.Series) -> bool:
     """Whether a text column's values (no missing ones) are too varied to be categories: more than half
-    of 20 or more rows differ (an id, a name, free text)."""
-    return len(present) >= 20 and present.nunique() > 0.5 * len(present)
+    of 50 or more rows differ (an id, a name, free text)."""
+    return len(present) >= 50 and present.nunique() > 0.5 * len(present)
 
 
 def looks_like_dates(texts: pd.Series) -> bool:
@@ -89,17 +94,17 @@ def infer_symbolic_columns(
         if len(present) and numeric.notna().all():
             converted[column] = pd.to_numeric(values, errors="coerce")
             continue
+        comma = present.astype(str).str.match(DECIMAL_COMMA)
+        if len(present) and comma.any() and (comma | numeric.notna()).mean() >= 0.9:
+            raise DataError(
+                f"column {column!r} holds numbers written with a comma (e.g. {present[comma].iloc[0]!r}: a decimal "
+                "comma or a thousands separator); write them as plain numbers with a decimal point"
+            )
         if len(present) and numeric.notna().mean() >= 0.9:
             bad = present[numeric.isna()].iloc[:3].tolist()
             raise DataError(
                 f"column {column!r} looks numeric but holds non-numeric values, e.g. {bad}; fix them, or {hint} "
                 "to one-hot encode it"
-            )
-        text = present.astype(str)
-        if len(present) and text.str.match(DECIMAL_COMMA).mean() >= 0.9:
-            raise DataError(
-                f"column {column!r} holds numbers with a decimal comma (e.g. {present.iloc[0]!r}); write them "
-                "with a decimal point"
             )
         if looks_like_dates(present[numeric.isna()].iloc[:100].astype(str)):
             raise DataError(

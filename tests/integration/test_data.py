@@ -288,6 +288,20 @@ def test_a_file_that_is_not_a_table_is_named(tmp_path, name, content):
         read_user_table(tmp_path / name, None, None)
 
 
+def test_the_separator_is_read_from_the_header_respecting_quotes_and_archives(tmp_path):
+    from dagmm_lightning.data.tables import csv_delimiter
+
+    (tmp_path / "q.csv").write_text('"x,y,z";b\n1;2\n')
+    assert csv_delimiter(tmp_path / "q.csv") == ";"
+    (tmp_path / "one.csv").write_text("value\n1\n")
+    assert csv_delimiter(tmp_path / "one.csv") == ","
+    with gzip.open(tmp_path / "t.csv.gz", "wt") as f:
+        f.write("a\tb\n1\t2\n")
+    assert csv_delimiter(tmp_path / "t.csv.gz") == "\t"
+    pd.DataFrame({"a": [1, 2], "b": [3, 4]}).to_csv(tmp_path / "z.csv.zip", index=False)
+    assert csv_delimiter(tmp_path / "z.csv.zip") == ","  # pandas opens the archive itself
+
+
 @pytest.mark.parametrize("sep", [";", "\t", "|"])
 def test_a_csv_separated_by_semicolons_tabs_or_bars_reads_as_with_commas(tmp_path, sep):
     from dagmm_lightning.data.loaders import read_user_table
@@ -305,22 +319,30 @@ def test_a_csv_separated_by_semicolons_tabs_or_bars_reads_as_with_commas(tmp_pat
 def test_identifiers_and_decimal_commas_are_refused_and_an_ignored_column_is_left_out(tmp_path):
     from dagmm_lightning.data.loaders import read_user_table
     from dagmm_lightning.data.streaming import scan_file
+    from dagmm_lightning.data.tables import infer_symbolic_columns
 
-    n = 40
+    n = 60
     frame = pd.DataFrame({"id": [f"r{i}" for i in range(n)], "a": np.arange(n) / 4, "kind": ["p", "q"] * (n // 2)})
     path = tmp_path / "rows.csv"
     frame.to_csv(path, index=False)
     for read in (lambda **kw: read_user_table(path, **kw), lambda **kw: scan_file(path, None, None, 1000, **kw).head):
-        with pytest.raises(DataError, match="column 'id' holds 40 different text values in 40 rows"):
+        with pytest.raises(DataError, match="column 'id' holds 60 different text values in 60 rows"):
             read()
         kept = read(ignore_columns=["id"])
         assert list(kept.features.columns) == ["a", "kind"] and kept.symbolic == ["kind"]
         with pytest.raises(DataError, match=r"ignore_columns \['idd'\] are not in"):
             read(ignore_columns=["idd"])
     assert read_user_table(path, symbolic_columns=["id", "kind"]).symbolic == ["id", "kind"]  # one-hot if asked
-    frame.assign(a=[f"{v:.2f}".replace(".", ",") for v in frame["a"]]).to_csv(path, index=False, sep=";")
-    with pytest.raises(DataError, match=r"column 'a' holds numbers with a decimal comma \(e.g. '0,00'\)"):
+    assert read_user_table(path, ignore_columns=["id"]).features.shape == (60, 2)
+    european = frame.assign(a=[f"{v:g}".replace(".", ",") for v in frame["a"]])  # 0, 0,25, 0,5, ... 14,75
+    european.to_csv(path, index=False, sep=";")
+    with pytest.raises(DataError, match=r"column 'a' holds numbers written with a comma \(e.g. '0,25'"):
         read_user_table(path, ignore_columns=["id"])
+    (tmp_path / "one.csv").write_text("value\n1,5\n2,5\n")  # one column, decimal commas: not an index
+    with pytest.raises(DataError, match="rows have more fields than the header"):
+        read_user_table(tmp_path / "one.csv")
+    small = pd.DataFrame({"kind": [f"k{i % 15}" for i in range(25)], "a": np.arange(25.0)})
+    assert infer_symbolic_columns(small)[1] == ["kind"]  # 15 categories in 25 rows: too few rows to tell
 
 
 @pytest.mark.parametrize(
@@ -329,6 +351,7 @@ def test_identifiers_and_decimal_commas_are_refused_and_an_ignored_column_is_lef
         (["0", "1", "attack", "0"], r"also holds \['attack'\]; map them to 0/1"),
         ([0, 1, 2, 0], r"also holds \['2'\]"),
         ([0, 1, None, 0], "has no value at row 2"),
+        (["0", "1", " ", "0"], "has no value at row 2"),
     ],
 )
 def test_a_bad_label_column_names_what_it_holds(tmp_path, labels, message):

@@ -58,6 +58,7 @@ def test_save_load_gives_identical_scores(fitted, tmp_path):
     loaded = DAGMMDetector.load(tmp_path / "det.pt")
     np.testing.assert_array_equal(loaded.decision_function(x), det.decision_function(x))
     assert loaded.threshold_ == det.threshold_ and loaded.get_params() == det.get_params()
+    assert not hasattr(loaded, "feature_names_in_")  # fitted on an array, as before saving
     with pytest.raises(DataError, match="no such file"):
         DAGMMDetector.load(tmp_path / "none.pt")
     torch.save({"state_dict": {}}, tmp_path / "other.pt")
@@ -109,10 +110,13 @@ def test_dataframe_and_array_give_identical_scores(fitted):
     np.testing.assert_array_equal(det.decision_function(frame), det.decision_function(x))
     named = pd.DataFrame(x, columns=list("abcde"))  # fitted on an array: a DataFrame's columns by position
     np.testing.assert_array_equal(det.decision_function(named), det.decision_function(x))
-    with pytest.raises(DataError, match="X has 4 features, but the detector was fitted on 5"):
+    with pytest.raises(DataError, match="X has 4 columns, but the detector was fitted on an array of 5"):
         det.decision_function(named.iloc[:, :4])
     same_seed = DAGMMDetector(contamination=0.05, epochs=40, random_state=0).fit(frame)
     np.testing.assert_allclose(same_seed.decision_scores_, det.decision_scores_, rtol=1e-6)
+    reordered = frame[frame.columns[::-1]]  # fitted on a DataFrame: its columns by name
+    np.testing.assert_array_equal(same_seed.decision_function(reordered), same_seed.decision_function(frame))
+    assert list(same_seed.feature_names_in_) == list(frame.columns) and not hasattr(det, "feature_names_in_")
 
 
 def test_label_aware_variants_fit():

@@ -110,6 +110,20 @@ def test_a_table_takes_its_contamination_from_its_labels_and_predicts_from_the_c
     assert len(scores) == 30 and (scores["label"] == -1).all() and np.isfinite(scores["score"]).all()
 
 
+def test_a_checkpoint_tests_with_the_columns_it_was_trained_on(tmp_path):
+    hosts = tmp_path / "hosts.csv"
+    frame = pd.read_csv(table(tmp_path / "flows.csv"))
+    frame.assign(host=[f"h{i % 250}" for i in range(len(frame))]).to_csv(hosts, index=False)  # id-like now
+    args = ["fit", "--config", "configs/table.yaml", "--data.path", str(hosts), "--data.label_column", "is_attack"]
+    fitted = run([*args, "--data.symbolic_columns", "[proto, host]", "--trainer.max_epochs", "1"], tmp_path)
+    last = next((tmp_path / "logs").rglob("last.ckpt"))
+    checkpoint = torch.load(last, weights_only=True)
+    checkpoint["datamodule_hyper_parameters"]["symbolic_columns"] = None  # as before ids were refused
+    torch.save(checkpoint, last)
+    tested = run(["test", "--ckpt_path", str(last)], tmp_path)
+    assert tested.datamodule.input_dim == fitted.datamodule.input_dim == 2 + 2 + 250
+
+
 def test_a_table_without_labels_asks_for_contamination(tmp_path):
     flows = table(tmp_path / "flows.csv", labels=False)
     with (
