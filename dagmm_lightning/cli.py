@@ -36,7 +36,11 @@ from dagmm_lightning.models import DAGMM  # noqa: E402
 
 PROGRESS_REFRESH_RATE = 20
 TRAINER_DEFAULTS = {
-    "logger": {"class_path": "lightning.pytorch.loggers.TensorBoardLogger", "init_args": {"save_dir": "logs"}}
+    "logger": {
+        "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+        # no placeholder hp_metric: TensorBoard's hparams view shows the first record, the final metrics' here
+        "init_args": {"save_dir": "logs", "default_hp_metric": False},
+    }
 }
 
 

@@ -13,6 +13,7 @@ from typing import Literal
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_warn
 from sklearn.metrics import average_precision_score, precision_recall_fscore_support, roc_auc_score
 from torchmetrics import Metric
@@ -136,6 +137,8 @@ class AnomalyMetrics(L.Callback):
         if not trainer.sanity_checking:
             self.validated_at_step = trainer.global_step
         self._finish("val", trainer, pl_module)
+        if trainer.state.fn == TrainerFn.VALIDATING:  # also the validation `dagmm fit` adds after a last epoch
+            self._log_final(trainer, pl_module)
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._finish("test", trainer, pl_module)
@@ -187,10 +190,14 @@ class AnomalyMetrics(L.Callback):
             rank_zero_warn(message)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.validated_at_step == trainer.global_step:  # else the metrics are not the final model's
+            self._log_final(trainer, pl_module)
+
+    def _log_final(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """TensorBoard's hparams view: the hyperparameters with the final validation metrics (once a run:
+        TensorBoard shows the first such record, which is why the logger's placeholder is off)."""
         final = self.last_metrics.get("val")
-        if final is None:
-            return
-        if trainer.logger is not None:  # TensorBoard's hparams view: hyperparameters with final metrics
+        if final is not None and trainer.logger is not None:
             trainer.logger.log_hyperparams(
                 dict(pl_module.hparams), {f"hp/{k}": v for k, v in final.items() if np.isfinite(v)}
             )

@@ -28,6 +28,16 @@ def test_a_run_shorter_than_the_validation_interval_validates_and_keeps_its_last
     metrics = next(c for c in fitted.trainer.callbacks if isinstance(c, AnomalyMetrics))
     assert "val" in metrics.last_metrics and np.isfinite(metrics.last_metrics["val"]["roc_auc"])
     assert [p.name for p in (tmp_path / "logs").rglob("*.ckpt")] == ["last.ckpt"]
+    # TensorBoard's hparams view reads the first record: one, with the final validation's metrics
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+
+    events = [e for f in (tmp_path / "logs").rglob("events.out.tfevents.*") for e in EventFileLoader(str(f)).Load()]
+    values = [v for e in events for v in e.summary.value]
+    records = [v.metadata.plugin_data.content for v in values if v.tag == "_hparams_/experiment"]
+    assert len(records) == 1
+    shown = {m.name.tag for m in HParamsPluginData.FromString(records[0]).experiment.metric_infos}
+    assert {"hp/roc_auc", "hp/f1_rho"} <= shown and "hp_metric" not in shown
     summary = "\n".join(r.getMessage() for r in caplog.records if "fit finished" in r.getMessage())
     assert "train 158 rows, val 20 (2 anomalies), test 199 (18 anomalies)" in summary
     assert "last.ckpt" in summary and "dagmm test --ckpt_path" in summary and "roc_auc" in summary
