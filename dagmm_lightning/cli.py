@@ -263,14 +263,19 @@ def fit_summary(trainer, datamodule: AnomalyDataModule, metrics: dict[str, float
     fit_k = network.mixture.n_components if hasattr(network, "mixture") else None
     network_k = trainer.lightning_module.hparams.get("n_components")
     more = fit_k is not None and network_k is not None and fit_k != network_k
-    if reseeded or em_steps or more:  # (0 in the main process of a spawned run: the fit ran elsewhere)
+    counted = not spawned(trainer)  # a spawned run's fit ran (and counted) in its worker processes
+    if reseeded or em_steps or more:
         done = [f"{fit_k} components (the estimation network's {network_k})"] if more else []
-        done += [f"{reseeded} empty components re-seeded (most in a member)"] if reseeded else []
-        done += [f"refined by {em_steps} EM steps (at most {network.em_steps})"] if network.em_steps else []
+        done += [f"{reseeded} empty components re-seeded (most in a member)"] if reseeded and counted else []
+        done += [f"refined by {em_steps} EM steps (at most {network.em_steps})"] if network.em_steps and counted else []
         lines.append(f"  mixture:     {', '.join(done)}")
     if metrics:
         shown = "  ".join(f"{k} {metrics[k]:.4f}" for k in KEY_METRICS if k in metrics)
         lines.append(f"  validation:  {shown}")
+    elif trainer.limit_val_batches == 0 or not len(datamodule.splits.val):
+        lines.append("  validation:  off (no val rows, or --trainer.limit_val_batches 0)")
+    elif hasattr(network, "c"):  # positive-unlabeled: the val rows are labelled normal rows, for c
+        lines.append(f"  validation:  c {float(network.c):.4f} (threshold c/2 on the classifier's output)")
     else:
         lines.append("  validation:  no anomaly metrics (the val rows need both classes and labels)")
     if last:

@@ -13,6 +13,7 @@ TOP = [f"{m}_top{p}" for p in PERCENTILES for m in ("precision", "recall", "f1")
 METRICS = ["roc_auc", "average_precision", "precision_rho", "recall_rho", "f1_rho", *TOP]
 METRICS += "precision_threshold recall_threshold f1_threshold roc_auc_energy c".split()
 FIELDS = "method dataset protocol seed epochs selected_epoch seconds final_loss status configs".split() + METRICS
+FIELDS += ["settings"]  # what else made the run (requested epochs, --set, selection): a resumed grid must match
 # F1 at rho of DAGMM as Zong et al. (2018) report it (section 4, mean of 20 runs, paper protocol)
 PAPER_DAGMM_F1 = {"kddcup99": 0.9369, "thyroid": 0.4782, "arrhythmia": 0.4983, "kddcup_rev": 0.9380}
 
@@ -132,7 +133,8 @@ def summarize_matrix(sources: list[tuple[Path, list[dict]]]) -> str:
         chosen = "checkpoint chosen on validation" if any(r.get("selected_epoch") for r in trained) else "last epoch"
         datasets = ", ".join(sorted({r["dataset"] for r in ok}))
         protocols = ", ".join(sorted({r["protocol"] for r in ok}))
-        notes.append(f"- `{path}`: {datasets}; {protocols} protocol; {epochs} epochs, {chosen}")
+        plural = "epoch" if epochs == "1" else "epochs"
+        notes.append(f"- `{path}`: {datasets}; {protocols} protocol; {epochs} {plural}, {chosen}")
     datasets = [d for d in PAPER_DAGMM_F1 if any(d == ds for _, ds in cells)]
     datasets += sorted({ds for _, ds in cells} - set(datasets))
     best = {d: max((np.mean(v), m) for (m, ds), v in cells.items() if ds == d)[1] for d in datasets}

@@ -3,7 +3,9 @@
     dagmm benchmark --configs configs/dagmm.yaml configs/vae.yaml --data configs/paper/thyroid.yaml
         --seeds 0-2 --epochs 500 --jobs 2 --baselines --out benchmarks/results/thyroid
 
-writes ``<out>.csv`` (one row per run; finished runs are skipped when started again), ``<out>.md``
+writes ``<out>.csv`` (one row per run; started again, finished runs are skipped, a run made with other
+``--epochs``, ``--set`` or selection settings is refused, and ``--baselines`` added later adds only the
+baseline rows), ``<out>.md``
 (mean and std over seeds of P/R/F1 at the data set's rho and ROC AUC) and ``<out>.png`` (F1 per method
 with error bars). Each run trains on the protocol's training rows and is scored on its test rows, with
 validation and checkpointing off, or, with ``--select-on METRIC``, validating every ``--val-every``
@@ -17,6 +19,7 @@ rho as a methods x data sets table from finished results files.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import sys
@@ -30,6 +33,7 @@ from typing import Literal
 
 import numpy as np
 import torch
+import yaml
 from jsonargparse import ArgumentParser
 
 from dagmm_lightning.benchmark.report import (
@@ -66,10 +70,17 @@ class Job:
     val_every: int = 5
     checkpoint_dir: str = ""
     tag: str = ""
+    train: bool = True  # False: the baseline rows only (added to a grid that ran without them)
 
     @property
     def method(self) -> str:
         return Path(self.configs[0]).stem + self.tag
+
+    @property
+    def settings(self) -> str:
+        """What besides method, configs, protocol and seed sets the run's result (a results file's column)."""
+        chosen = {"epochs": self.epochs, "set": list(self.extra), "select_on": self.select_on}
+        return json.dumps(chosen | ({"val_every": self.val_every} if self.select_on else {}))
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -127,6 +138,11 @@ def _run_job(job: Job) -> list[dict]:
     dm, model, trainer = cli.datamodule, cli.model, cli.trainer
     baseline_components = model.hparams.n_components or 4  # a K chosen from the data sizes DAGMM's rows, not F
     base = {"dataset": dm.dataset, "protocol": job.protocol, "seed": job.seed, "configs": " ".join(job.configs)}
+    base["settings"] = job.settings
+    if not job.train:
+        dm.setup("fit")
+        baselines = run_baselines(dm, job.seed, int(baseline_components), base)
+        return [dict(row, method=row["method"] + job.tag) for row in baselines]
     rows = []
     start = time.perf_counter()
     try:
@@ -237,6 +253,17 @@ OPTIONS: dict[str, dict] = {
 }
 
 
+def check_model_config(path: Path, parser: ArgumentParser) -> None:
+    """A ``--configs`` file must exist and be a method: name a model class, include a config, or train."""
+    if not path.is_file():
+        parser.error(f"no such config file: {path}")
+    content = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(content, dict) or {"config", "trainer"} & set(content):
+        return
+    if "class_path" not in (content.get("model") or {}):  # only data and a threshold: configs/data/*
+        parser.error(f"{path} sets no model class nor training (a data config? give it with --data)")
+
+
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="dagmm benchmark", description=__doc__)
     for flag, options in OPTIONS.items():
@@ -251,6 +278,9 @@ def main(argv: list[str] | None = None) -> None:
     missing = [p for p in (args.report or []) + (args.matrix or []) if not Path(p).is_file()]
     if missing:
         parser.error(f"no such results file: {', '.join(missing)}")
+    other = [p for p in (args.report or []) + (args.matrix or []) if Path(p).suffix != ".csv"]
+    if other:
+        parser.error(f"--report and --matrix take the results .csv that --out wrote, not {', '.join(other)}")
     if args.suite:
         if args.out is None:
             parser.error("--suite needs --out")
@@ -285,8 +315,16 @@ def main(argv: list[str] | None = None) -> None:
         if not sep:
             parser.error(f"--set takes KEY=VALUE, got {item!r}")
         extra += (f"--{key.lstrip('-')}", value)
+    owned = {"data.protocol": "--protocol", "seed_everything": "--seeds", "trainer.max_epochs": "--epochs"}
+    for key in (e[2:] for e in extra[::2]):
+        if key in owned:
+            parser.error(f"--set {key}: the benchmark sets it per run; use {owned[key]}")
+    if args.epochs is not None and args.epochs < 1:
+        parser.error(f"--epochs must be at least 1, got {args.epochs}")
+    for config in args.configs:
+        check_model_config(Path(config), parser)
     threads = args.threads or max(1, (os.cpu_count() or 1) // max(args.jobs, 1))
-    done = {(r["method"], r["configs"], r["protocol"], int(r["seed"])) for r in read_rows(csv_path)}
+    done = {(r["method"], r["configs"], r["protocol"], int(r["seed"])): r for r in read_rows(csv_path)}
     jobs, skipped = [], 0
     for config in args.configs:
         for data in args.data:
@@ -295,10 +333,19 @@ def main(argv: list[str] | None = None) -> None:
                 baselines = args.baselines and config == args.configs[0]  # once per data set and seed
                 options = (args.recon_inference, threads, args.select_on, args.val_every)
                 job = Job(configs, seed, args.protocol, args.epochs, extra, baselines, *options, tag=args.tag)
-                if (job.method, " ".join(configs), args.protocol, seed) in done:
-                    skipped += 1
-                else:
+                row = done.get((job.method, " ".join(configs), args.protocol, seed))
+                if row is not None and row.get("settings", job.settings) not in ("", job.settings):
+                    raise ConfigurationError(
+                        f"{csv_path} holds {job.method} {' '.join(configs[1:])} seed {seed} run with other settings "
+                        f"({row['settings']}, now {job.settings}); give another --out, or --tag"
+                    )
+                baseline_row = ("isolation_forest" + args.tag, " ".join(configs), args.protocol, seed) in done
+                if row is None:
                     jobs.append(job)
+                elif baselines and not baseline_row:  # --baselines added to a grid that ran without
+                    jobs.append(dataclasses.replace(job, train=False))
+                else:
+                    skipped += 1
     print(f"{len(jobs)} runs to do, {skipped} already in {csv_path}", flush=True)
     started = time.perf_counter()
     with ProcessPoolExecutor(max_workers=max(args.jobs, 1), mp_context=get_context("spawn")) as pool:

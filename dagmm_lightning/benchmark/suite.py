@@ -65,10 +65,19 @@ def detector_scores(settings: dict, x_train: np.ndarray, x_test: np.ndarray, see
 
 def run_suite(folder: Path, seeds: list[int], settings: dict, method: str, baselines: bool, csv_path: Path) -> None:
     """Every table x seed x method not yet in ``csv_path``, one CSV row each (resumable)."""
+    if not folder.is_dir():
+        raise DataError(f"no such folder: {folder}")
     tables = sorted(folder.glob("*.npz"), key=lambda p: table_order(p.stem))
     if not tables:
         raise DataError(f"no .npz tables in {folder}")
-    done = {(r["table"], int(r["seed"]), r["method"]) for r in read_rows(csv_path)}
+    rows = read_rows(csv_path)
+    other = {r["settings"] for r in rows if r["method"] == method and r.get("settings") != json.dumps(settings)}
+    if other:
+        raise ConfigurationError(
+            f"{csv_path} holds {method} rows with other --detector settings ({', '.join(sorted(other))}); give "
+            "another --out, or --tag"
+        )
+    done = {(r["table"], int(r["seed"]), r["method"]) for r in rows}
     methods = [method, *(BASELINES if baselines else ())]
     for path in tables:
         with np.load(path) as archive:
@@ -151,8 +160,8 @@ def plot_suite(rows: list[dict], path: Path) -> None:
         ax.bar(np.arange(len(tables)) + i * width, values, width, label=m)
     ax.set_xticks(np.arange(len(tables)) + 0.4 - width / 2, tables, rotation=40, ha="right", fontsize=8)
     ax.set(ylim=(0.3, 1.0), ylabel="ROC AUC (test rows)")
-    ax.legend(fontsize=7, ncol=min(len(methods), 5))
-    fig.tight_layout()
+    ax.legend(fontsize=7, ncol=min(len(methods), 5), loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
+    fig.tight_layout()  # the legend above the axes: over the bars it hid the tallest
     fig.savefig(path, dpi=110)
     plt.close(fig)
 

@@ -200,7 +200,10 @@ class DAGMM(L.LightningModule):
         if not 0 <= em_reseed <= 0.5:
             raise ConfigurationError(f"em_reseed must be in [0, 0.5], got {em_reseed}")
         if fit_components == "auto" and latent_dim is not None:
-            raise ConfigurationError("fit_components 'auto' (from the data) needs latent_dim and hidden_dims null")
+            raise ConfigurationError(
+                "fit_components 'auto' (from the data) needs latent_dim and hidden_dims null (configs/paper/* set "
+                "the paper's sizes: compose configs/improved.yaml with configs/data/* instead)"
+            )
         whole = isinstance(fit_components, numbers.Integral) and not isinstance(fit_components, bool)
         if fit_components not in (None, "auto") and not (whole and fit_components >= 1):
             raise ConfigurationError(f"fit_components must be an integer >= 1, 'auto' or null, got {fit_components!r}")

@@ -209,6 +209,31 @@ def test_tagged_grids_share_one_csv(tmp_path, capsys):
     assert "0 runs to do, 1 already in" in capsys.readouterr().out
 
 
+def test_a_resumed_grid_must_match_its_settings_and_gains_baselines_added_later(tmp_path, capsys):
+    out = tmp_path / "grid"
+    main(quick_run(out))
+    main(quick_run(out, "--baselines"))  # the baseline rows join; the trained run is not repeated
+    with out.with_suffix(".csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(r["method"] for r in rows) == ["gaussian_mixture", "isolation_forest", "quickstart"]
+    assert len({r["settings"] for r in rows}) == 1 and '"epochs": 1' in rows[0]["settings"]
+    with pytest.raises(ValueError, match="run with other settings"):
+        main([*quick_run(out), "--epochs", "2"])
+    with pytest.raises(ValueError, match="run with other settings"):
+        main(quick_run(out, "--set", "model.init_args.lr=0.01"))
+    for wrong, message in [
+        (["--set", "data.protocol=reimplementation"], "use --protocol"),
+        (["--epochs", "0"], "--epochs must be at least 1"),
+        (["--configs", str(ROOT / "configs/data/thyroid.yaml")], "sets no model class nor training"),
+    ]:
+        with pytest.raises(SystemExit):
+            main([*quick_run(out), *wrong])
+        assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--report", str(out.with_suffix(".md"))])
+    assert "not " + str(out.with_suffix(".md")) in capsys.readouterr().err
+
+
 def test_select_on_without_a_validation_tests_the_last_epoch(tmp_path, capfd):
     out = tmp_path / "short"
     main(quick_run(out, "--select-on", "f1_rho", "--val-every", "5"))

@@ -195,7 +195,7 @@ def test_a_configuration_error_is_one_line(tmp_path):
         (["test", "--ckpt_path", "no_such.ckpt"], "no such checkpoint file: no_such.ckpt"),
         (["validate", "--ckpt_path", "README.md"], "README.md is not a checkpoint that `dagmm fit` wrote"),
         (["benchmark", "--configs", "configs/quickstart.yaml", "--seeds", "0..2", "--out", "x"], "--seeds takes"),
-        (["benchmark", "--suite", "no_such_folder", "--out", "x"], "no .npz tables in no_such_folder"),
+        (["benchmark", "--suite", "no_such_folder", "--out", "x"], "no such folder: no_such_folder"),
         (["benchmark", "--suite", "data", "--detector", '{"epoch": 2}', "--out", "x"], r"\['epoch'\] are not"),
     ],
 )

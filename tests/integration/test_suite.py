@@ -58,3 +58,7 @@ def test_suite_runs_every_table_and_method_resumably(tmp_path, capsys):
     capsys.readouterr()
     main(args)  # nothing left to do
     assert "ROC AUC" not in capsys.readouterr().out
+    with pytest.raises(ValueError, match="holds dagmm_detector rows with other --detector settings"):
+        main([*args[:5], '{"epochs": 3}', *args[6:]])
+    with pytest.raises(ValueError, match="no such folder"):
+        main(["--suite", str(tmp_path / "none"), "--out", str(out)])
