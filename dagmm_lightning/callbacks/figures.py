@@ -1,4 +1,5 @@
-"""Figures in TensorBoard at validation: score histograms, ROC and precision-recall curves, the latent view."""
+"""Figures in TensorBoard at validation and test: score histograms, ROC and precision-recall curves, the
+latent view."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from dagmm_lightning.errors import ConfigurationError
 
 
 class AnomalyFigures(L.Callback):
-    """At the first and then every ``every_n_validations``-th validation, from the validation steps'
+    """At the first and then every ``every_n_validations``-th validation, and at test, from the steps'
     outputs: the score histogram of normal and anomalous rows with the stored threshold marked, ROC and
     precision-recall curves, and a 2-D view of the rows the mixture sees (the first two of [z, relative
     distance, cosine]) coloured by label and by most likely mixture component. Written with
@@ -65,6 +66,19 @@ class AnomalyFigures(L.Callback):
             )
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._draw("val", trainer, pl_module)
+
+    def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._drawing = isinstance(trainer.logger, TensorBoardLogger)  # every test: there is one a run
+        if self._drawing:
+            self.rows.start(pl_module.device)
+
+    on_test_batch_end = on_validation_batch_end
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._draw("test", trainer, pl_module)
+
+    def _draw(self, stage: str, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self._drawing:
             return
         data = self.rows.compute()
@@ -73,7 +87,7 @@ class AnomalyFigures(L.Callback):
             return
         threshold = float(pl_module.model.calibration.threshold)
         for tag, figure in draw(data, threshold, self.max_points).items():
-            trainer.logger.experiment.add_figure(f"val/{tag}", figure, global_step=trainer.global_step, close=True)
+            trainer.logger.experiment.add_figure(f"{stage}/{tag}", figure, global_step=trainer.global_step, close=True)
 
 
 def draw(data: dict[str, np.ndarray], threshold: float, max_points: int) -> dict:

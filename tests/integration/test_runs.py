@@ -49,6 +49,11 @@ def test_figures_and_hparams_reach_tensorboard(tmp_path):
         except KeyError:
             pass
     assert "_hparams_/session_start_info" in hparams  # TensorBoard's hparams view has the run
+    last = str(next(tmp_path.rglob("last.ckpt")))
+    build_cli(["test", "--ckpt_path", last, "--trainer.logger.init_args.save_dir", str(tmp_path / "test"), *QUICK])
+    events = EventAccumulator(str(next((tmp_path / "test").rglob("events.out.tfevents*"))), size_guidance={"images": 0})
+    events.Reload()
+    assert {"test/score_histogram", "test/roc_and_pr_curves", "test/latent_view"} <= set(events.Tags()["images"])
 
 
 def fit_metrics(tmp_path, name, epochs, ckpt=None, extra=()):
