@@ -79,8 +79,9 @@ class Job:
     @property
     def settings(self) -> str:
         """What besides method, configs, protocol and seed sets the run's result (a results file's column)."""
-        chosen = {"epochs": self.epochs, "set": list(self.extra), "select_on": self.select_on}
-        return json.dumps(chosen | ({"val_every": self.val_every} if self.select_on else {}))
+        pairs = sorted(f"{key[2:]}={value}" for key, value in zip(self.extra[::2], self.extra[1::2], strict=True))
+        chosen = {"epochs": self.epochs, "set": pairs, "select_on": self.select_on}
+        return json.dumps(chosen | ({"val_every": self.val_every} if self.select_on else {}), sort_keys=True)
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -126,8 +127,9 @@ def run_job(job: Job) -> list[dict]:
 
 
 def _run_job(job: Job) -> list[dict]:
+    settings = job.settings  # as asked, also where PU's split turns the selection off below
     cli = build_cli(_cli_args(job), run=False, save_config=False)
-    if job.select_on is not None and cli.datamodule.split == "positive_unlabeled":
+    if job.train and job.select_on is not None and cli.datamodule.split == "positive_unlabeled":
         # its val rows are labelled normal rows (for c): no anomaly metric to select on, so the last epoch
         print(
             f"{job.method}: no anomalies in positive-unlabeled val rows; --select-on ignored, last epoch tested",
@@ -138,7 +140,7 @@ def _run_job(job: Job) -> list[dict]:
     dm, model, trainer = cli.datamodule, cli.model, cli.trainer
     baseline_components = model.hparams.n_components or 4  # a K chosen from the data sizes DAGMM's rows, not F
     base = {"dataset": dm.dataset, "protocol": job.protocol, "seed": job.seed, "configs": " ".join(job.configs)}
-    base["settings"] = job.settings
+    base["settings"] = settings
     if not job.train:
         dm.setup("fit")
         baselines = run_baselines(dm, job.seed, int(baseline_components), base)
@@ -257,11 +259,14 @@ def check_model_config(path: Path, parser: ArgumentParser) -> None:
     """A ``--configs`` file must exist and be a method: name a model class, include a config, or train."""
     if not path.is_file():
         parser.error(f"no such config file: {path}")
-    content = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(content, dict) or {"config", "trainer"} & set(content):
-        return
-    if "class_path" not in (content.get("model") or {}):  # only data and a threshold: configs/data/*
-        parser.error(f"{path} sets no model class nor training (a data config? give it with --data)")
+    try:
+        content = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        parser.error(f"{path} is not YAML: {str(err).splitlines()[0]}")
+    model = content.get("model") if isinstance(content, dict) else None
+    if isinstance(content, dict) and set(content) <= {"data", "model"} and "data" in content:
+        if isinstance(model, dict) and "class_path" not in model:  # data and a threshold: configs/data/*
+            parser.error(f"{path} sets no model class nor training (a data config? give it with --data)")
 
 
 def build_parser() -> ArgumentParser:
@@ -334,7 +339,7 @@ def main(argv: list[str] | None = None) -> None:
                 options = (args.recon_inference, threads, args.select_on, args.val_every)
                 job = Job(configs, seed, args.protocol, args.epochs, extra, baselines, *options, tag=args.tag)
                 row = done.get((job.method, " ".join(configs), args.protocol, seed))
-                if row is not None and row.get("settings", job.settings) not in ("", job.settings):
+                if row is not None and row.get("settings") and json.loads(row["settings"]) != json.loads(job.settings):
                     raise ConfigurationError(
                         f"{csv_path} holds {job.method} {' '.join(configs[1:])} seed {seed} run with other settings "
                         f"({row['settings']}, now {job.settings}); give another --out, or --tag"
@@ -347,6 +352,8 @@ def main(argv: list[str] | None = None) -> None:
                 else:
                     skipped += 1
     print(f"{len(jobs)} runs to do, {skipped} already in {csv_path}", flush=True)
+    if skipped and any("settings" not in r for r in done.values()):
+        print(f"({csv_path} predates the settings column: runs made with other settings are not told apart)")
     started = time.perf_counter()
     with ProcessPoolExecutor(max_workers=max(args.jobs, 1), mp_context=get_context("spawn")) as pool:
         futures = {pool.submit(run_job, job): job for job in jobs}
@@ -359,6 +366,7 @@ def main(argv: list[str] | None = None) -> None:
                 f"F1@rho {f1:.4f}, ROC AUC {rows[0]['roc_auc']:.4f}" if isinstance(f1, float) else rows[0]["status"]
             )
             elapsed = f"{rows[0].get('seconds')} s; {(time.perf_counter() - started) / 60:.1f} min elapsed"
-            print(f"[{i}/{len(jobs)}] {job.method} {' '.join(job.configs[1:])} seed {job.seed}: {summary} ({elapsed})")
+            name = job.method if job.train else f"{rows[0]['method']} (baselines added)"
+            print(f"[{i}/{len(jobs)}] {name} {' '.join(job.configs[1:])} seed {job.seed}: {summary} ({elapsed})")
     write_reports(csv_path)
     print(f"wrote {csv_path}, {csv_path.with_suffix('.md')}, {csv_path.with_suffix('.png')}", flush=True)

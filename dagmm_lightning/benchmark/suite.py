@@ -71,7 +71,7 @@ def run_suite(folder: Path, seeds: list[int], settings: dict, method: str, basel
     if not tables:
         raise DataError(f"no .npz tables in {folder}")
     rows = read_rows(csv_path)
-    other = {r["settings"] for r in rows if r["method"] == method and r.get("settings") != json.dumps(settings)}
+    other = {r["settings"] for r in rows if r["method"] == method and json.loads(r.get("settings") or "{}") != settings}
     if other:
         raise ConfigurationError(
             f"{csv_path} holds {method} rows with other --detector settings ({', '.join(sorted(other))}); give "

@@ -13,6 +13,7 @@ from typing import Literal
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_warn
 from sklearn.metrics import average_precision_score, precision_recall_fscore_support, roc_auc_score
@@ -194,10 +195,13 @@ class AnomalyMetrics(L.Callback):
             self._log_final(trainer, pl_module)
 
     def _log_final(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """TensorBoard's hparams view: the hyperparameters with the final validation metrics (once a run:
-        TensorBoard shows the first such record, which is why the logger's placeholder is off)."""
+        """TensorBoard's hparams view: the hyperparameters with the final validation metrics. TensorBoard
+        shows a run's first such record, which is why the CLI's logger writes no placeholder; a ddp_spawn
+        fit writes it twice (the process that spawned cannot tell whether the last epoch validated), alike."""
         final = self.last_metrics.get("val")
-        if final is not None and trainer.logger is not None:
-            trainer.logger.log_hyperparams(
-                dict(pl_module.hparams), {f"hp/{k}": v for k, v in final.items() if np.isfinite(v)}
-            )
+        if final is None:
+            return
+        metrics = {f"hp/{k}": v for k, v in final.items() if np.isfinite(v)}
+        for logger in trainer.loggers:  # other loggers take no metrics here; they have the hparams already
+            if isinstance(logger, TensorBoardLogger):
+                logger.log_hyperparams(dict(pl_module.hparams), metrics)

@@ -87,26 +87,25 @@ def test_bad_set_argument():
 
 def test_select_on_and_recon_inference_with_the_pu_split(tmp_path, capfd):
     out = tmp_path / "selected"
-    main(
-        [
-            "--configs",
-            str(ROOT / "configs/quickstart.yaml"),
-            str(ROOT / "configs/pu.yaml"),
-            "--seeds",
-            "0",
-            "--epochs",
-            "4",
-            "--select-on",
-            "f1_rho",
-            "--val-every",
-            "2",
-            "--recon-inference",
-            "--out",
-            str(out),
-            "--set",
-            "data.dataset=breast_cancer",
-        ]
-    )
+    args = [
+        "--configs",
+        str(ROOT / "configs/quickstart.yaml"),
+        str(ROOT / "configs/pu.yaml"),
+        "--seeds",
+        "0",
+        "--epochs",
+        "4",
+        "--select-on",
+        "f1_rho",
+        "--val-every",
+        "2",
+        "--recon-inference",
+        "--out",
+        str(out),
+        "--set",
+        "data.dataset=breast_cancer",
+    ]
+    main(args)
     with out.with_suffix(".csv").open() as f:
         rows = {r["method"]: r for r in csv.DictReader(f)}
     # the energy+reconstruction rescoring applies to energy-scored models only, not to PU's 1 - h
@@ -116,6 +115,8 @@ def test_select_on_and_recon_inference_with_the_pu_split(tmp_path, capfd):
     assert rows["pu"]["status"] == "ok" and rows["pu"]["selected_epoch"] == ""
     assert 0.0 <= float(rows["pu"]["roc_auc"]) <= 1.0
     assert "--select-on ignored" in capfd.readouterr().out  # printed by the run's own process
+    main(args)  # resumed: PU's selection, turned off in the run, is the one asked for in the settings
+    assert "0 runs to do, 2 already in" in capfd.readouterr().out
 
 
 def _write(path, rows):
@@ -221,6 +222,10 @@ def test_a_resumed_grid_must_match_its_settings_and_gains_baselines_added_later(
         main([*quick_run(out), "--epochs", "2"])
     with pytest.raises(ValueError, match="run with other settings"):
         main(quick_run(out, "--set", "model.init_args.lr=0.01"))
+    swapped = tmp_path / "swapped"
+    main(quick_run(swapped, "--set", "model.init_args.lr=0.01", "--set", "data.batch_size=32"))
+    main(quick_run(swapped, "--set", "data.batch_size=32", "--set", "model.init_args.lr=0.01"))  # the same runs
+    assert "0 runs to do, 1 already in" in capsys.readouterr().out
     for wrong, message in [
         (["--set", "data.protocol=reimplementation"], "use --protocol"),
         (["--epochs", "0"], "--epochs must be at least 1"),

@@ -39,6 +39,14 @@ def test_fit_without_checkpointing_writes_no_checkpoint(tmp_path, caplog):
     assert "validation:  off (no val rows, or --trainer.limit_val_batches 0)" in caplog.text
 
 
+def test_a_csv_logger_fits_and_validates(tmp_path):
+    csv_logger = ["--trainer.logger", "lightning.pytorch.loggers.CSVLogger"]
+    run(["fit", "--config", "configs/quickstart.yaml", "--trainer.max_epochs", "1", *csv_logger], tmp_path)
+    last = str(next((tmp_path / "logs").rglob("last.ckpt")))
+    validated = run(["validate", "--ckpt_path", last, *csv_logger], tmp_path)  # hparams with metrics: TB only
+    assert np.isfinite(validated.trainer.callback_metrics["val/roc_auc"])
+
+
 def test_fit_then_test_and_predict_from_checkpoint_reproduce_scores(tmp_path):
     args = [
         "--config",
