@@ -135,10 +135,20 @@ class DAGMMCLI(LightningCLI):
                     f"{path} is not a checkpoint that `dagmm fit` wrote ({type(err).__name__}); a file of "
                     "DAGMMDetector.save loads with DAGMMDetector.load"
                 ) from None
-        super()._parse_ckpt_path()  # it may replace the config: read it again
+        asked = model_settings(config)
+        super()._parse_ckpt_path()  # it may replace the config (the model's settings by the checkpoint's)
         config = self.config.get(subcommand or "", self.config)
         if checkpoint is None:
             return
+        kept = model_settings(config)
+        args = sys.argv[1:] if self._args is None else self._args
+        lost = sorted(k for k in model_keys_given(args) if k in asked and asked[k] != kept.get(k))
+        if lost:
+            settings = ", ".join(f"{k} {kept.get(k)!r}" for k in lost)
+            raise ConfigurationError(
+                f"a run from a checkpoint keeps the model settings it was trained with ({settings}), not those on "
+                "the command line; to train with others, start a new fit (without --ckpt_path)"
+            )
         saved = dict(checkpoint.get("datamodule_hyper_parameters") or {})
         state = checkpoint.get(AnomalyDataModule.__qualname__, {})
         if saved.get("seed") is None and "split_seed" in state:
@@ -195,6 +205,23 @@ class DAGMMCLI(LightningCLI):
         if val is None and spawned(trainer):  # the workers' metrics reach this process as the trainer's
             val = {k[4:]: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")} or None
         rank_zero_info(fit_summary(trainer, self.datamodule, val))
+
+
+def model_settings(config) -> dict:
+    """The model's init_args in a parsed config (empty where there are none)."""
+    settings = config.get("model.init_args") if hasattr(config, "get") else None
+    return settings.as_dict() if hasattr(settings, "as_dict") else dict(settings or {})
+
+
+def model_keys_given(args: list[str]) -> set[str]:
+    """The model settings a command line sets by name (``--model.init_args.KEY`` or ``--model.KEY``)."""
+    keys = set()
+    for arg in args:
+        for prefix in ("--model.init_args.", "--model."):
+            if arg.startswith(prefix):
+                keys.add(arg[len(prefix) :].split("=", 1)[0])
+                break
+    return keys
 
 
 def data_keys_given(args: list[str]) -> set[str]:

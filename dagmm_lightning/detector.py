@@ -311,13 +311,18 @@ class DAGMMDetector(BaseEstimator):
         with torch.inference_mode():
             return np.concatenate([self.model_.score(chunk).cpu().numpy() for chunk in self._chunks(X)])
 
+    def fit_predict(self, X, y=None) -> np.ndarray:
+        """``fit(X, y)``, then the 0/1 labels of X's rows (``labels_``; 1 = anomaly)."""
+        return self.fit(X, y).labels_
+
     def predict(self, X) -> np.ndarray:
         """1 for anomalies (score above ``threshold_``), 0 for normal rows."""
         return (self.decision_function(X) > self.threshold_).astype(int)
 
     def predict_proba(self, X) -> np.ndarray:
         """(n, 2): [p(normal), p(anomaly)], the score min-max scaled by ``decision_scores_`` (PyOD's
-        ``linear`` method), clipped to [0, 1]."""
+        ``linear`` method), clipped to [0, 1]. A ranking, not a calibrated probability: ``threshold_`` maps
+        to wherever it lies between the training scores' extremes, not to 0.5; ``predict`` gives the labels."""
         scores = self.decision_function(X)
         low, high = self.decision_scores_.min(), self.decision_scores_.max()
         p = np.clip((scores - low) / max(high - low, 1e-12), 0.0, 1.0)

@@ -39,6 +39,7 @@ def test_detector_ranks_outliers_above_normal_rows(fitted):
     assert det.labels_.mean() == pytest.approx(0.05, abs=0.01)
     np.testing.assert_allclose(det.decision_function(x), det.decision_scores_)
     np.testing.assert_array_equal(det.predict(x), det.labels_)
+    np.testing.assert_array_equal(clone(det).fit_predict(x), det.labels_)  # same seed, same labels
     proba = det.predict_proba(x)
     assert proba.shape == (len(x), 2) and np.allclose(proba.sum(1), 1) and (proba >= 0).all()
     assert roc_auc_score(y, proba[:, 1]) == pytest.approx(roc_auc_score(y, det.decision_scores_))

@@ -226,6 +226,12 @@ def test_bad_hyperparameters_are_named():
         tiny_model(input_dim=0)
     with pytest.raises(ValueError, match="em_steps"):
         tiny_model(em_steps=-1)
+    with pytest.raises(ValueError, match=r"lambda_cov must be in \[0, inf\), got -1"):
+        tiny_model(lambda_cov=-1.0)
+    with pytest.raises(ValueError, match="lambda_energy must be in"):
+        tiny_model(lambda_energy=-0.1)
+    with pytest.raises(ValueError, match="latent_dim must be >= 1"):
+        tiny_model(latent_dim=0)
     with pytest.raises(ValueError, match="em_tolerance"):
         tiny_model(em_steps=3, em_tolerance=float("nan"))
     with pytest.raises(ValueError, match="em_reseed"):
