@@ -422,6 +422,13 @@ class DAGMM(L.LightningModule):
         self._drop_iterator_step()
         if self.model is None:
             self._size_from_training_rows()
+        splits = getattr(self.trainer.datamodule, "splits", None) if stage == "fit" else None
+        components = self.hparams.n_components
+        if splits is not None and components is not None and components > len(splits.train):
+            raise ConfigurationError(
+                f"n_components {components} is more than the {len(splits.train)} training rows: a mixture "
+                "component needs rows to fit; choose fewer (or null: from the data)"
+            )
         if str(self.trainer.precision).endswith("16-true"):
             raise ConfigurationError(
                 f"precision {self.trainer.precision!r} casts every buffer, the float64 mixture and threshold "

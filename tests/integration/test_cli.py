@@ -39,6 +39,12 @@ def test_fit_without_checkpointing_writes_no_checkpoint(tmp_path, caplog):
     assert "validation:  off (no val rows, or --trainer.limit_val_batches 0)" in caplog.text
 
 
+def test_more_components_than_training_rows_are_refused(tmp_path):
+    args = ["fit", "--config", "configs/quickstart.yaml", "--model.init_args.n_components", "200"]
+    with pytest.raises(ValueError, match="n_components 200 is more than the 158 training rows"):
+        run([*args, "--trainer.max_epochs", "1"], tmp_path)
+
+
 def test_a_csv_logger_fits_and_validates(tmp_path):
     csv_logger = ["--trainer.logger", "lightning.pytorch.loggers.CSVLogger"]
     run(["fit", "--config", "configs/quickstart.yaml", "--trainer.max_epochs", "1", *csv_logger], tmp_path)
