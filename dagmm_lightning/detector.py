@@ -271,7 +271,7 @@ class DAGMMDetector(BaseEstimator):
         with _quiet(not self.verbose):
             shown = dict(enable_progress_bar=self.verbose, enable_model_summary=self.verbose)
             if self.verbose:  # the bar's loss is computed on logging steps: at least one an epoch
-                shown["log_every_n_steps"] = max(1, min(50, len(frame) // (self.batch_size * 2) or 1))
+                shown["log_every_n_steps"] = max(1, min(50, len(frame) // self.batch_size))
             steps = dict(max_epochs=-1, max_steps=TRAINING_STEPS) if self.epochs is None else {}
             trainer = L.Trainer(**{"max_epochs": self.epochs, **steps}, **shown, **TRAINER)
             trainer.fit(self.model_, datamodule=data)

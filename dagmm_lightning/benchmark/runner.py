@@ -199,8 +199,7 @@ def rescore_with_reconstruction(model, dm, pooled_reference: bool) -> dict[str, 
     x_test, y_test = dm.arrays("test")
     scores = calibration(*_energy_and_error(model, x_test)).numpy()
     reference = np.r_[train_scores.numpy(), scores] if pooled_reference else None
-    percentiles = sorted({*PERCENTILES, dm.rho})
-    return anomaly_metrics(scores, y_test, percentiles, float(calibration.threshold), reference, dm.rho)
+    return anomaly_metrics(scores, y_test, PERCENTILES, float(calibration.threshold), reference, dm.rho)
 
 
 def run_baselines(dm, seed: int, n_components: int, base: dict) -> list[dict]:
@@ -228,7 +227,7 @@ def run_baselines(dm, seed: int, n_components: int, base: dict) -> list[dict]:
         seconds = time.perf_counter() - start
         scores = -detector.score_samples(x_test)
         reference = np.r_[-detector.score_samples(x_fit), scores] if dm.protocol == "reimplementation" else None
-        metrics = anomaly_metrics(scores, y_test, sorted({*PERCENTILES, dm.rho}), None, reference, dm.rho)
+        metrics = anomaly_metrics(scores, y_test, PERCENTILES, None, reference, dm.rho)
         rows.append(dict(base, method=name, epochs=0, seconds=round(seconds, 1), status="ok", **_metric_row(metrics)))
     return rows
 

@@ -75,7 +75,8 @@ def anomaly_metrics(
 ) -> dict[str, float]:
     """ROC AUC, average precision, and precision/recall/F1 of the rows flagged at each "top p %" of
     ``reference_scores`` (default: ``scores``) and above ``threshold``; scores (N,), labels (N,) 1 = anomaly.
-    With ``rho`` (one of ``percentiles``) its P/R/F1 are repeated as ``*_rho``: one name on any data set."""
+    With ``rho``, P/R/F1 at the top rho % as ``*_rho``: one name on any data set (also ``*_top{rho}`` when
+    rho is one of ``percentiles``)."""
     labels = np.asarray(labels).astype(bool)
     reference_scores = scores if reference_scores is None else reference_scores
     metrics = {
@@ -83,14 +84,13 @@ def anomaly_metrics(
         "average_precision": float(average_precision_score(labels, scores)),
     }
     cuts = {f"top{p:g}": top_percent_threshold(reference_scores, p) for p in percentiles}
+    if rho is not None:
+        cuts["rho"] = top_percent_threshold(reference_scores, rho)
     if threshold is not None and np.isfinite(threshold):
         cuts["threshold"] = threshold
     for name, cut in cuts.items():
         p, r, f, _ = precision_recall_fscore_support(labels, scores > cut, average="binary", zero_division=0)
         metrics.update({f"precision_{name}": float(p), f"recall_{name}": float(r), f"f1_{name}": float(f)})
-    if rho is not None:
-        for m in ("precision", "recall", "f1"):
-            metrics[f"{m}_rho"] = metrics[f"{m}_top{rho:g}"]
     return metrics
 
 
@@ -101,7 +101,7 @@ class AnomalyMetrics(L.Callback):
     for checkpoint selection in any config.
 
     Args:
-        percentiles: the p values, in percent; the data module's ``rho`` is added when it has one.
+        percentiles: the p values, in percent; the data module's ``rho`` is scored too, as ``*_rho``.
         percentile_reference: the rows whose scores define "top p %": ``evaluated`` (the rows being
             evaluated, the paper's protocol), ``train+evaluated`` (training plus evaluated rows, as the
             reimplementations do) or ``protocol`` (whichever the data module's protocol uses).
@@ -150,11 +150,6 @@ class AnomalyMetrics(L.Callback):
         protocol = getattr(trainer.datamodule, "protocol", "paper")
         return "train+evaluated" if protocol == "reimplementation" else "evaluated"
 
-    def all_percentiles(self, trainer: L.Trainer) -> list[float]:
-        rho = getattr(trainer.datamodule, "rho", None)
-        extra = [float(rho)] if rho is not None and float(rho) not in self.percentiles else []
-        return sorted(self.percentiles + extra)
-
     def _finish(self, stage: str, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         rows = self.rows.compute()
         self.rows.reset()
@@ -177,9 +172,7 @@ class AnomalyMetrics(L.Callback):
             return
         threshold = float(pl_module.model.calibration.threshold)
         rho = getattr(trainer.datamodule, "rho", None)
-        metrics = anomaly_metrics(scores, labels, self.all_percentiles(trainer), threshold, reference, rho)
-        if rho is not None and float(rho) not in self.percentiles:  # logged once, under *_rho
-            metrics = {k: v for k, v in metrics.items() if not k.endswith(f"_top{rho:g}")}
+        metrics = anomaly_metrics(scores, labels, self.percentiles, threshold, reference, rho)
         if not pl_module.score_is_energy:
             metrics["roc_auc_energy"] = float(roc_auc_score(labels.astype(bool), rows["energy"]))
         self.last_metrics[stage] = metrics

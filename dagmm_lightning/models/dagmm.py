@@ -170,7 +170,7 @@ class DAGMM(L.LightningModule):
             check_range("contamination", contamination, 0.0, 0.5, low_open=True)
         check_range("lr", lr, 0.0, math.inf, low_open=True, high_open=True)
         weights = dict(lambda_energy=lambda_energy, lambda_cov=lambda_cov, anomaly_margin=anomaly_margin)
-        for name, weight in (weights | {"reconstruction_weight": reconstruction_weight}).items():
+        for name, weight in dict(weights, reconstruction_weight=reconstruction_weight).items():
             check_range(name, weight, 0.0, math.inf, high_open=True)  # below 0 a loss rewards what it should not
         if latent_dim is not None and not latent_dim >= 1:
             raise ConfigurationError(f"latent_dim must be >= 1 (or null: from the data), got {latent_dim}")
