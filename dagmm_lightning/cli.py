@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import difflib
+import importlib
 import inspect
 import logging
 import os
+import re
 import shutil
 import sys
 import warnings
@@ -27,6 +30,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback  # noqa: E402
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger  # noqa: E402
 from lightning.pytorch.utilities import rank_zero_info  # noqa: E402
+from lightning.pytorch.utilities.exceptions import MisconfigurationException  # noqa: E402
 
 from dagmm_lightning.callbacks import AnomalyFigures, AnomalyMetrics, PredictionCSVWriter  # noqa: E402
 from dagmm_lightning.data import AnomalyDataModule  # noqa: E402
@@ -63,8 +67,68 @@ class OneLineErrorParser(LightningArgumentParser):
             return super().error(message, ex)
         ours = own_error(ex)
         command = self.prog.replace(" [options]", "")
-        sys.stderr.write(f"dagmm: error: {ours or message}\n  ('{command} --help' lists the options)\n")
+        text = ours or readable_parse_error(message, list(self._option_string_actions))
+        sys.stderr.write(f"dagmm: error: {text}\n  ('{command} --help' lists the options)\n")
         sys.exit(2)
+
+
+def readable_parse_error(message: str, options: list[str]) -> str:
+    """jsonargparse's report of a bad value or option (nested through every union it tried: the model's
+    class or None, the value's type or None) as one line that names the option, what it takes and the
+    closest match; any other message unchanged."""
+    unknown = re.match(r"unrecognized arguments: (.*)", message)
+    if unknown:
+        given = [a.split("=")[0] for a in unknown.group(1).split() if a.startswith("--")]
+        return "; ".join(f"no option {a}{did_you_mean(a, options, quote=False)}" for a in given) or message
+    keys = re.findall(r'Parser key "([^"]+)"', message)
+    if not keys:
+        return message
+    option = "--" + ".".join(keys)
+    inner = message[message.rindex(f'Parser key "{keys[-1]}"') :]
+    cls = re.search(r"given class_path '([^']+)':\n\s*(.*)", message)
+    rejected = re.search(r"Option '([^']+)' is not accepted", inner)
+    choice = re.search(r"Expected a typing\.Literal\[(.*)\]\. Got value: (.*)", inner)
+    value = re.search(r"Given value: (.*)", inner) or re.search(r"Got value: (.*)", inner)
+    if rejected:
+        name, fields = rejected.group(1), class_options(cls.group(1)) if cls else []
+        return f"{option}.{name}: {cls.group(1) if cls else option} has no such option" + did_you_mean(
+            name, fields, quote=False, prefix=f"{option}."
+        )
+    if choice:
+        allowed = [c.strip().strip("'\"") for c in choice.group(1).split(",")]
+        value = choice.group(2).strip()
+        return f"{option}: {value!r} is not one of {', '.join(allowed)}{did_you_mean(value, allowed)}"
+    if cls and len(keys) == 1 and not cls.group(2).startswith("Parser key"):
+        return f"{option}: no class {cls.group(1)} ({cls.group(2).strip()})"
+    subtypes = re.findall(r"Subtypes: \[(.*)\]", inner)
+    expected = re.findall(r"Expected a <class '([\w.]+)'>", inner)
+    if value and (subtypes or expected):
+        kinds = (
+            re.sub(r"<class '([\w.]+)'>", r"\1", subtypes[0]).replace("NoneType", "null") if subtypes else expected[0]
+        )
+        kinds = re.sub(r", (?![^\[]*\])", " or ", kinds)  # the commas between the types, not inside tuple[...]
+        return f"{option}: expected {kinds}, got {value.group(1).strip()}"
+    return message
+
+
+def did_you_mean(given: str, candidates: list[str], quote: bool = True, prefix: str = "") -> str:
+    close = difflib.get_close_matches(given, candidates, n=1, cutoff=0.6)
+    return (
+        f" (did you mean {prefix}{close[0]!r}?)"
+        if close and quote
+        else f" (did you mean {prefix}{close[0]}?)"
+        if close
+        else ""
+    )
+
+
+def class_options(class_path: str) -> list[str]:
+    module, _, name = class_path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        return []
+    return [p for p in inspect.signature(cls).parameters if p not in ("self", "args", "kwargs")]
 
 
 class DAGMMCLI(LightningCLI):
@@ -99,7 +163,10 @@ class DAGMMCLI(LightningCLI):
     def _instantiate_trainer(self, config: dict, callbacks: list):
         if config.get("enable_checkpointing") is False:  # the checkpoint callback every run adds, dropped
             callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint)]  # (Lightning refuses both)
-        return super()._instantiate_trainer(config, callbacks)
+        try:
+            return super()._instantiate_trainer(config, callbacks)
+        except (ValueError, TypeError, MisconfigurationException) as err:  # e.g. accelerator 'gpuu'
+            raise ConfigurationError(f"trainer settings: {err}") from None
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("data.input_dim", "model.init_args.input_dim", apply_on="instantiate")

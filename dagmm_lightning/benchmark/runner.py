@@ -34,7 +34,6 @@ from typing import Literal
 import numpy as np
 import torch
 import yaml
-from jsonargparse import ArgumentParser
 
 from dagmm_lightning.benchmark.report import (
     METRICS,
@@ -46,7 +45,7 @@ from dagmm_lightning.benchmark.report import (
 )
 from dagmm_lightning.benchmark.suite import run_suite, write_suite_reports
 from dagmm_lightning.callbacks.metrics import AnomalyMetrics, anomaly_metrics
-from dagmm_lightning.cli import build_cli
+from dagmm_lightning.cli import OneLineErrorParser, build_cli
 from dagmm_lightning.detector import DAGMMDetector
 from dagmm_lightning.errors import ConfigurationError
 from dagmm_lightning.labels import LABELLED_ANOMALY
@@ -254,7 +253,7 @@ OPTIONS: dict[str, dict] = {
 }
 
 
-def check_model_config(path: Path, parser: ArgumentParser) -> None:
+def check_model_config(path: Path, parser: OneLineErrorParser) -> None:
     """A ``--configs`` file must exist and be a method: name a model class, include a config, or train."""
     if not path.is_file():
         parser.error(f"no such config file: {path}")
@@ -268,8 +267,8 @@ def check_model_config(path: Path, parser: ArgumentParser) -> None:
             parser.error(f"{path} sets no model class nor training (a data config? give it with --data)")
 
 
-def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="dagmm benchmark", description=__doc__)
+def build_parser() -> OneLineErrorParser:
+    parser = OneLineErrorParser(prog="dagmm benchmark", description=__doc__)
     for flag, options in OPTIONS.items():
         parser.add_argument(flag, **options)
     return parser

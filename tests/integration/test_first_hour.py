@@ -188,6 +188,9 @@ def test_a_configuration_error_is_one_line(tmp_path):
     assert len(lines) == 2 and lines[0].startswith("dagmm: error:") and "does not exist" in lines[0]
 
 
+QS = ["--config", "configs/quickstart.yaml"]
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -199,13 +202,28 @@ def test_a_configuration_error_is_one_line(tmp_path):
         (["benchmark", "--configs", "configs/quickstart.yaml", "--seeds", "0..2", "--out", "x"], "--seeds takes"),
         (["benchmark", "--suite", "no_such_folder", "--out", "x"], "no such folder: no_such_folder"),
         (["benchmark", "--suite", "data", "--detector", '{"epoch": 2}', "--out", "x"], r"\['epoch'\] are not"),
+        (
+            ["fit", *QS, "--model.init_args.mixture", "gausian"],
+            r"--model.mixture: 'gausian' is not one of gaussian, "
+            r"laplace, gaussian\+laplace \(did you mean 'gaussian'\?\)",
+        ),
+        (
+            ["fit", *QS, "--model.init_args.mixtur", "gaussian"],
+            r"--model.mixtur: \S*DAGMM has no such option \(did "
+            r"you mean --model.mixture\?\)",
+        ),
+        (["fit", *QS, "--data.protocl", "paper"], r"no option --data.protocl \(did you mean --data.protocol\?\)"),
+        (["fit", *QS, "--model.init_args.latent_dim", "abc"], "--model.latent_dim: expected int or null, got abc$"),
+        (["fit", *QS, "--trainer.accelerator", "gpuu"], "trainer settings: You selected an invalid accelerator"),
+        (["benchmark", "--suite", "data", "--out", "x", "--jobs", "abc"], "--jobs: expected int, got abc$"),
     ],
 )
-def test_checkpoint_and_benchmark_mistakes_are_one_line_errors(args, message, capsys):
+def test_setting_and_option_mistakes_are_one_line_errors(args, message, capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
     from dagmm_lightning.__main__ import main
 
     with pytest.raises(SystemExit) as exit_info:
         main(args)
     assert exit_info.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    err = [line for line in capsys.readouterr().err.strip().splitlines() if not line.startswith("  ('dagmm ")]
     assert err[-1].startswith("dagmm: error:") and re.search(message, err[-1])
