@@ -113,13 +113,9 @@ def readable_parse_error(message: str, options: list[str]) -> str:
 
 def did_you_mean(given: str, candidates: list[str], quote: bool = True, prefix: str = "") -> str:
     close = difflib.get_close_matches(given, candidates, n=1, cutoff=0.6)
-    return (
-        f" (did you mean {prefix}{close[0]!r}?)"
-        if close and quote
-        else f" (did you mean {prefix}{close[0]}?)"
-        if close
-        else ""
-    )
+    if not close:
+        return ""
+    return f" (did you mean {prefix}{repr(close[0]) if quote else close[0]}?)"
 
 
 def class_options(class_path: str) -> list[str]:
