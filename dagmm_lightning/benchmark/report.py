@@ -55,12 +55,12 @@ def _groups(rows: list[dict], keys: tuple[str, ...]) -> dict[tuple[str, ...], li
 
 
 def _stats(values: list[float], digits: int = 4) -> str:
-    """Mean ± sample standard deviation (0 for one value), NaN left out; "n/a" when nothing is left."""
+    """Mean ± sample standard deviation (the value alone when there is one), NaN left out; "n/a" when
+    nothing is left."""
     values = [v for v in values if not math.isnan(v)]
-    if not values:
-        return "n/a"
-    std = np.std(values, ddof=1) if len(values) > 1 else 0.0
-    return f"{np.mean(values):.{digits}f} ± {std:.{digits}f}"
+    if len(values) < 2:
+        return f"{values[0]:.{digits}f}" if values else "n/a"
+    return f"{np.mean(values):.{digits}f} ± {np.std(values, ddof=1):.{digits}f}"
 
 
 def _table(header: list[str], lines: list[list]) -> str:
