@@ -102,6 +102,13 @@ def readable_parse_error(message: str, options: list[str]) -> str:
         return f"{option}: no class {cls.group(1)} ({cls.group(2).strip()})"
     subtypes = re.findall(r"Subtypes: \[(.*)\]", inner)
     expected = re.findall(r"Expected a <class '([\w.]+)'>", inner)
+    literals = re.findall(r"typing\.Literal\[([^\]]*)\]", subtypes[0]) if subtypes else []
+    if value and literals and not re.sub(r"typing\.Literal\[[^\]]*\]|<class 'NoneType'>|[, ]", "", subtypes[0]):
+        # a union of Literals (Lightning's precision): its choices in one list
+        allowed = list(dict.fromkeys(c.strip().strip("'\"") for group in literals for c in group.split(",")))
+        allowed += ["null"] if "NoneType" in subtypes[0] else []
+        given = value.group(1).strip()
+        return f"{option}: {given!r} is not one of {', '.join(allowed)}{did_you_mean(given, allowed)}"
     if value and (subtypes or expected):
         kinds = (
             re.sub(r"<class '([\w.]+)'>", r"\1", subtypes[0]).replace("NoneType", "null") if subtypes else expected[0]

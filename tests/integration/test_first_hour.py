@@ -214,6 +214,11 @@ QS = ["--config", "configs/quickstart.yaml"]
         ),
         (["fit", *QS, "--data.protocl", "paper"], r"no option --data.protocl \(did you mean --data.protocol\?\)"),
         (["fit", *QS, "--model.init_args.latent_dim", "abc"], "--model.latent_dim: expected int or null, got abc$"),
+        (
+            ["fit", *QS, "--trainer.precision", "bf16-mxed"],  # a union of Literals: one list of choices
+            r"--trainer.precision: 'bf16-mxed' is not one of 64, 32, 16, .*bf16-mixed, .*, null "
+            r"\(did you mean 'bf16-mixed'\?\)$",
+        ),
         (["fit", *QS, "--trainer.accelerator", "gpuu"], "trainer settings: You selected an invalid accelerator"),
         (["benchmark", "--suite", "data", "--out", "x", "--jobs", "abc"], "--jobs: expected int, got abc$"),
     ],
