@@ -53,4 +53,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    sys.argv[0] = "dagmm"  # the usage line of parsers built on the fly (--model.help) names it, not __main__.py
     main()

@@ -32,6 +32,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger  # noqa: E402
 from lightning.pytorch.utilities import rank_zero_info  # noqa: E402
 from lightning.pytorch.utilities.exceptions import MisconfigurationException  # noqa: E402
 
+from dagmm_lightning import models  # noqa: E402
 from dagmm_lightning.callbacks import AnomalyFigures, AnomalyMetrics, PredictionCSVWriter  # noqa: E402
 from dagmm_lightning.data import AnomalyDataModule  # noqa: E402
 from dagmm_lightning.data.datamodule import TABLE  # noqa: E402
@@ -72,6 +73,9 @@ class OneLineErrorParser(LightningArgumentParser):
         sys.exit(2)
 
 
+MODEL_CLASSES = [name for name, c in vars(models).items() if isinstance(c, type) and issubclass(c, DAGMM)]
+
+
 def readable_parse_error(message: str, options: list[str]) -> str:
     """jsonargparse's report of a bad value or option (nested through every union it tried: the model's
     class or None, the value's type or None) as one line that names the option, what it takes and the
@@ -81,6 +85,10 @@ def readable_parse_error(message: str, options: list[str]) -> str:
         given = [a.split("=")[0] for a in unknown.group(1).split() if a.startswith("--")]
         return "; ".join(f"no option {a}{did_you_mean(a, options, quote=False)}" for a in given) or message
     keys = re.findall(r'Parser key "([^"]+)"', message)
+    unknown_class = re.search(r"Expected a dot import path string: (.*)", message)
+    if unknown_class and (keys == ["model"] or message.startswith("--model.help:")):
+        given = unknown_class.group(1).strip()
+        return f"--model: no model {given}; choose from {', '.join(MODEL_CLASSES)}{did_you_mean(given, MODEL_CLASSES)}"
     if not keys:
         return message
     option = "--" + ".".join(keys)

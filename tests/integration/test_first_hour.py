@@ -176,6 +176,12 @@ def test_help_lists_every_subcommand_without_importing_torch():
     assert result.stdout.strip().endswith("False")
 
 
+def test_a_model_class_help_under_python_m_names_the_dagmm_command():
+    command = [sys.executable, "-m", "dagmm_lightning", "fit", "--model.help", "DAGMMVAE"]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=True)
+    assert result.stdout.startswith("usage: dagmm ") and "--model.beta" in result.stdout
+
+
 def test_a_configuration_error_is_one_line(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "dagmm_lightning", "fit", "--config", str(tmp_path / "no.yaml")],
@@ -219,6 +225,11 @@ QS = ["--config", "configs/quickstart.yaml"]
             r"--trainer.precision: 'bf16-mxed' is not one of 64, 32, 16, .*bf16-mixed, .*, null "
             r"\(did you mean 'bf16-mixed'\?\)$",
         ),
+        (
+            ["fit", *QS, "--model", "DAGMMVE"],
+            r"--model: no model DAGMMVE; choose from DAGMM, .*\(did you mean 'DAGMMVAE'\?\)",
+        ),
+        (["fit", "--model.help", "DAGMMM"], r"--model: no model DAGMMM; choose from .*\(did you mean 'DAGMM'\?\)"),
         (["fit", *QS, "--trainer.accelerator", "gpuu"], "trainer settings: You selected an invalid accelerator"),
         (["benchmark", "--suite", "data", "--out", "x", "--jobs", "abc"], "--jobs: expected int, got abc$"),
     ],
