@@ -23,6 +23,8 @@ from dagmm_lightning.data.tables import (
     TablePreprocessor,
     category_text,
     csv_delimiter,
+    identifier_error,
+    identifier_like,
     infer_symbolic_columns,
 )
 from dagmm_lightning.distributed import rank, world_size
@@ -156,8 +158,8 @@ def scan_file(
     """One pass over a CSV or Parquet file: columns, category sets and labels. Without
     ``symbolic_columns`` they are chosen on the file's first chunk by the in-memory reader's rule
     (``infer_symbolic_columns``: text and true/false; text of numbers only is numeric; dates and ids
-    refused); the pass reads every other column as float64 and these as text, as the encoding passes do;
-    ``ignore_columns`` are read as text and left out."""
+    refused; ids also on the rows read so far, chunk by chunk); the pass reads every other column as
+    float64 and these as text, as the encoding passes do; ``ignore_columns`` are read as text and left out."""
     if not path.is_file():
         raise DataError(f"no such file: {path}")
     label, ignored = [label_column] if label_column else [], list(ignore_columns or [])
@@ -171,7 +173,8 @@ def scan_file(
     if absent:
         raise DataError(f"ignore_columns {absent} are not in {path}; its columns are {list(first.columns)[:20]}")
     features = first.drop(columns=label + ignored)
-    if symbolic_columns is None:  # the in-memory reader's rule, on the first chunk
+    inferred = symbolic_columns is None
+    if inferred:  # the in-memory reader's rule, on the first chunk (and its id rule on the whole file below)
         symbolic_columns = infer_symbolic_columns(features)[1]
     missing = [c for c in symbolic_columns if c not in features.columns]
     if missing:
@@ -179,12 +182,19 @@ def scan_file(
     numeric = [c for c in features.columns if c not in symbolic_columns]
     types = dict.fromkeys(numeric, pa.float64()) | dict.fromkeys([*symbolic_columns, *label, *ignored], pa.string())
     categories, labels, n_rows = {c: set() for c in symbolic_columns}, [], 0
+    present = dict.fromkeys(symbolic_columns, 0)
     for frame in read_frames(path, chunk_rows, types):
         if label_column is not None:
             labels.append(anomaly_labels(frame[label_column], label_column))
+        n_rows += len(frame)
         for column in symbolic_columns:
             categories[column].update(category_text(frame[column]).unique().tolist())
-        n_rows += len(frame)
+            present[column] += int(frame[column].notna().sum())
+            n_distinct = len(categories[column]) - ("nan" in categories[column])
+            if inferred and identifier_like(n_distinct, present[column]):
+                # the in-memory rule on the rows read so far: an id column's categories grow with the file
+                example = next(iter(categories[column] - {"nan"}))
+                raise identifier_error(column, n_distinct, present[column], example)
     head = RawTable(features.head(1000), None, [str(c) for c in symbolic_columns])
     head.categories = {c: sorted(values) for c, values in categories.items()}
     return FileScan(head, np.concatenate(labels) if label_column is not None else None, n_rows)

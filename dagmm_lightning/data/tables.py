@@ -28,6 +28,7 @@ def category_text(values: pd.Series) -> pd.Series:
     return lower.where(lower.isin(["true", "false"]), text)
 
 
+IGNORE = "leave it out with ignore_columns"
 DATE_ADVICE = "turn them into numbers (e.g. hour, weekday)"
 CSV_DELIMITERS = ",;\t|"
 DECIMAL_COMMA = re.compile(r"^\s*[-+]?\d*,\d+\s*$")
@@ -49,10 +50,20 @@ def csv_delimiter(path: Path) -> str:
     return max(CSV_DELIMITERS, key=lambda d: len(next(csv.reader([header], delimiter=d), [])))
 
 
-def identifier_like(present: pd.Series) -> bool:
-    """Whether a text column's values (no missing ones) are too varied to be categories: more than half
-    of 50 or more rows differ (an id, a name, free text)."""
-    return len(present) >= 50 and present.nunique() > 0.5 * len(present)
+def identifier_like(n_distinct: int, n_rows: int) -> bool:
+    """Whether a text column's values are too varied to be categories: more than half of 50 or more
+    (present) values differ (an id, a name, free text)."""
+    return n_rows >= 50 and n_distinct > 0.5 * n_rows
+
+
+def identifier_error(
+    column, n_distinct: int, n_rows: int, example, hint: str = "list it in symbolic_columns", drop: str = IGNORE
+) -> DataError:
+    return DataError(
+        f"column {column!r} holds {n_distinct} different text values in {n_rows} rows (e.g. {example!r}): an "
+        "identifier or free text, not categories (one-hot encoded, every new row would bring a category never "
+        f"seen in training); {drop}, or {hint} to one-hot encode it"
+    )
 
 
 def looks_like_dates(texts: pd.Series) -> bool:
@@ -67,10 +78,7 @@ def looks_like_dates(texts: pd.Series) -> bool:
 
 
 def infer_symbolic_columns(
-    frame: pd.DataFrame,
-    bools_symbolic: bool = True,
-    hint: str = "list it in symbolic_columns",
-    drop: str = "leave it out with ignore_columns",
+    frame: pd.DataFrame, bools_symbolic: bool = True, hint: str = "list it in symbolic_columns", drop: str = IGNORE
 ) -> tuple[pd.DataFrame, list]:
     """The columns of ``frame`` to one-hot encode: text, categoricals and (``bools_symbolic``) booleans. A
     text column of numbers only is read as numbers (the returned frame holds it converted); one of mostly
@@ -111,12 +119,8 @@ def infer_symbolic_columns(
                 f"column {column!r} holds dates or times as text (e.g. {present.iloc[0]!r}); {DATE_ADVICE}, or "
                 f"{hint} to one-hot encode it"
             )
-        if identifier_like(present):
-            raise DataError(
-                f"column {column!r} holds {present.nunique()} different text values in {len(present)} rows (e.g. "
-                f"{present.iloc[0]!r}): an identifier or free text, not categories (one-hot encoded, every new "
-                f"row would bring a category never seen in training); {drop}, or {hint} to one-hot encode it"
-            )
+        if identifier_like(present.nunique(), len(present)):
+            raise identifier_error(column, present.nunique(), len(present), present.iloc[0], hint, drop)
         symbolic.append(column)
     if converted:
         frame = frame.copy()
