@@ -151,10 +151,15 @@ class DAGMMCLI(LightningCLI):
         # Redrawing the progress bar after every step cost ~1.5 ms a step, 10 % of a KDDCUP99 epoch;
         # unless the config brings its own bar or none, draw it every PROGRESS_REFRESH_RATE steps.
         trainer = config.get("trainer")
-        if trainer is None or trainer.get("enable_progress_bar") is False:
+        if trainer is None:
             return
         callbacks = list(trainer.get("callbacks") or [])
-        if any("ProgressBar" in str(getattr(c, "class_path", c)) for c in callbacks):
+        bars = [c for c in callbacks if "ProgressBar" in str(getattr(c, "class_path", c))]
+        if trainer.get("enable_progress_bar") is False:  # also the bar a run's saved config.yaml holds
+            if bars:
+                trainer["callbacks"] = [c for c in callbacks if c not in bars]
+            return
+        if bars:
             return
         bar = Namespace(
             class_path="lightning.pytorch.callbacks.TQDMProgressBar",

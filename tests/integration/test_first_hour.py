@@ -43,6 +43,17 @@ def test_a_run_shorter_than_the_validation_interval_validates_and_keeps_its_last
     assert "last.ckpt" in summary and "dagmm test --ckpt_path" in summary and "roc_auc" in summary
 
 
+def test_a_runs_saved_config_runs_again_without_a_progress_bar(tmp_path):
+    from lightning.pytorch.callbacks import ProgressBar
+
+    logs = ["--trainer.logger.init_args.save_dir", str(tmp_path / "logs"), "--trainer.max_epochs", "1"]
+    build_cli(["fit", "--config", "configs/quickstart.yaml", *logs])  # with the bar the CLI adds
+    saved = next((tmp_path / "logs").rglob("config.yaml"))
+    assert "TQDMProgressBar" in saved.read_text()
+    again = run(["fit", "--config", str(saved), "--trainer.max_epochs", "1"], tmp_path)  # QUICK: no bar
+    assert not any(isinstance(c, ProgressBar) for c in again.trainer.callbacks)
+
+
 def test_test_from_the_checkpoint_alone_restores_its_split_and_refuses_another(tmp_path):
     fitted = run(
         ["fit", "--config", "configs/quickstart.yaml", "--trainer.max_epochs", "2", "--seed_everything", "3"], tmp_path
