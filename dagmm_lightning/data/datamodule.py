@@ -354,7 +354,7 @@ class AnomalyDataModule(L.LightningDataModule):
 
     def state_dict(self) -> dict:
         split = {"split_seed": self.resolved_seed, "training_rows": self.training_rows_fingerprint()}
-        split |= {"protocol": self.protocol, "split": self.split}
+        split |= {"protocol": self.protocol, "split": self.split, "n_rows": len(self._labels)}
         return {"dataset": self.dataset, "preprocessor": self.preprocessor.state_dict(), **split}
 
     def load_state_dict(self, state_dict: dict) -> None:
@@ -365,6 +365,20 @@ class AnomalyDataModule(L.LightningDataModule):
             )
         saved = state_dict.get("training_rows")
         if saved is not None and saved != self.training_rows_fingerprint():
+            settings = (self.resolved_seed, self.protocol, self.split)
+            if settings == tuple(state_dict.get(k) for k in ("split_seed", "protocol", "split")):  # the data
+                where = self.path if self.dataset == TABLE and self.path else f"data set {self.dataset!r}"
+                then = state_dict.get("n_rows")
+                cause = (
+                    f"it has {len(self._labels)} rows, the checkpoint was trained on {then}"
+                    if then is not None and then != len(self._labels)
+                    else "its rows were changed or reordered, or a data setting given here differs"
+                )
+                raise DataError(
+                    f"{where} is not the data the checkpoint was trained on ({cause}): with the same split "
+                    "settings, this run's test rows would overlap the rows the model was trained on; use the data "
+                    "it was trained on"
+                )
             raise DataError(
                 f"this run's split (seed {self.resolved_seed}, protocol {self.protocol!r}, split {self.split!r}) "
                 f"differs from the checkpoint's (seed {state_dict.get('split_seed')}, protocol "

@@ -131,6 +131,13 @@ def test_a_table_takes_its_contamination_from_its_labels_and_predicts_from_the_c
     )
     scores = pd.read_csv(out)
     assert len(scores) == 30 and (scores["label"] == -1).all() and np.isfinite(scores["score"]).all()
+    rows = pd.read_csv(flows, sep=";")
+    rows.iloc[::-1].to_csv(flows, sep=";", index=False)  # the file changed since the fit: refused, and why
+    with pytest.raises(ValueError, match="flows.csv is not the data the checkpoint .* changed or reordered"):
+        run(["test", "--ckpt_path", last], tmp_path)
+    pd.concat([rows, rows.iloc[:10]]).to_csv(flows, sep=";", index=False)
+    with pytest.raises(ValueError, match="it has 410 rows, the checkpoint was trained on 400"):
+        run(["test", "--ckpt_path", last], tmp_path)
 
 
 def test_a_checkpoint_tests_with_the_columns_it_was_trained_on(tmp_path):
