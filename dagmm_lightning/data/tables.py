@@ -7,6 +7,7 @@ import csv
 import gzip
 import lzma
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,6 +67,14 @@ def identifier_error(
     )
 
 
+def row_numbers(values: pd.Series) -> bool:
+    """Whether a numeric column holds consecutive integers, each once, in 50 or more rows (a row number)."""
+    present = values.dropna()
+    if len(present) < 50 or present.min() + len(present) - 1 != present.max() or not present.is_unique:
+        return False
+    return bool((present == np.round(present)).all())
+
+
 def looks_like_dates(texts: pd.Series) -> bool:
     """Whether every one of ``texts`` (not numbers) is an ISO-8601 date or time with digits in it ("now"
     parses too); mixed UTC offsets count as dates."""
@@ -96,6 +105,12 @@ def infer_symbolic_columns(
         if kind.startswith(("datetime", "date", "timedelta", "time", "period")):
             raise DataError(f"column {column!r} holds dates or times; {DATE_ADVICE}")
         if pd.api.types.is_numeric_dtype(values) or kind == "boolean":
+            if kind != "boolean" and row_numbers(values):
+                warnings.warn(
+                    f"column {column!r} holds the integers {values.min():.0f} to {values.max():.0f}, each once: a "
+                    f"row number or id? It is used as a feature; if it is an id, {drop}",
+                    stacklevel=2,
+                )
             continue
         present = values.dropna()
         numeric = pd.to_numeric(present, errors="coerce")

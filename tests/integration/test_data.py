@@ -1,4 +1,5 @@
 import gzip
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -346,6 +347,16 @@ def test_identifiers_and_decimal_commas_are_refused_and_an_ignored_column_is_lef
         read_user_table(tmp_path / "one.csv")
     small = pd.DataFrame({"kind": [f"k{i % 15}" for i in range(25)], "a": np.arange(25.0)})
     assert infer_symbolic_columns(small)[1] == ["kind"]  # 15 categories in 25 rows: too few rows to tell
+    numbered = pd.DataFrame({"n": np.random.default_rng(0).permutation(60) + 7, "f": np.arange(60) + 7.0})
+    for column in ("n", "f"):  # consecutive integers, each once: trained on, with a warning
+        with pytest.warns(UserWarning, match=f"column '{column}' holds the integers 7 to 66, each once: a row"):
+            infer_symbolic_columns(numbered[[column]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        # a gap, not integers, repeats: no warning; too few rows to tell
+        infer_symbolic_columns(pd.DataFrame({"gap": np.r_[np.arange(59), 60], "half": np.arange(60) + 0.5}))
+        infer_symbolic_columns(pd.DataFrame({"twice": np.arange(60) // 2, "two": np.arange(60) % 2}))
+        infer_symbolic_columns(pd.DataFrame({"few": np.arange(49)}))
 
 
 @pytest.mark.parametrize(
