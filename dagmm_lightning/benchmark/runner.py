@@ -267,6 +267,17 @@ def check_model_config(path: Path, parser: OneLineErrorParser) -> None:
             parser.error(f"{path} sets no model class nor training (a data config? give it with --data)")
 
 
+def own_data(path: Path, extra: list[str]) -> str:
+    """The data set a ``--configs`` file brings itself (its ``data`` section's data set and file, under
+    ``--set data.*``), as comparable text."""
+    content = yaml.safe_load(path.read_text()) or {}
+    data = content.get("data") if isinstance(content, dict) else None
+    data = dict(data.get("init_args", data)) if isinstance(data, dict) else {"config": data}
+    pairs = zip(extra[::2], extra[1::2], strict=True)
+    data |= {key[len("--data.") :]: value for key, value in pairs if key.startswith("--data.")}
+    return json.dumps([str(data.get(k)) for k in ("config", "dataset", "path", "data_dir")])
+
+
 def build_parser() -> OneLineErrorParser:
     parser = OneLineErrorParser(prog="dagmm benchmark", description=__doc__)
     for flag, options in OPTIONS.items():
@@ -328,12 +339,14 @@ def main(argv: list[str] | None = None) -> None:
         check_model_config(Path(config), parser)
     threads = args.threads or max(1, (os.cpu_count() or 1) // max(args.jobs, 1))
     done = {(r["method"], r["configs"], r["protocol"], int(r["seed"])): r for r in read_rows(csv_path)}
-    jobs, skipped = [], 0
+    jobs, skipped, baselined = [], 0, set()
     for config in args.configs:
         for data in args.data:
             configs = (config,) if data is None else (config, data)
             for seed in parse_seeds(args.seeds):
-                baselines = args.baselines and config == args.configs[0]  # once per data set and seed
+                data_and_seed = (data if data is not None else own_data(Path(config), extra), seed)
+                baselines = args.baselines and data_and_seed not in baselined  # once per data set and seed
+                baselined.add(data_and_seed)
                 options = (args.recon_inference, threads, args.select_on, args.val_every)
                 job = Job(configs, seed, args.protocol, args.epochs, extra, baselines, *options, tag=args.tag)
                 row = done.get((job.method, " ".join(configs), args.protocol, seed))

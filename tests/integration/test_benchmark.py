@@ -61,6 +61,19 @@ def test_runner_writes_csv_table_figure_and_resumes(tmp_path, capsys):
         assert len(list(csv.DictReader(f))) == len(rows)
 
 
+def test_baselines_run_on_the_data_set_of_every_config_that_brings_its_own(tmp_path):
+    quickstart = (ROOT / "configs/quickstart.yaml").read_text()
+    for name in ("cancer", "cancer_again"):
+        (tmp_path / f"{name}.yaml").write_text(quickstart)
+    (tmp_path / "thyroid.yaml").write_text(quickstart.replace("dataset: breast_cancer", "dataset: thyroid"))
+    configs = [str(tmp_path / f"{name}.yaml") for name in ("cancer", "cancer_again", "thyroid")]
+    main(["--configs", *configs, "--seeds", "0", "--epochs", "1", "--baselines", "--out", str(tmp_path / "grid")])
+    with (tmp_path / "grid.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    baselines = sorted(r["dataset"] for r in rows if r["method"] == "isolation_forest")
+    assert baselines == ["breast_cancer", "thyroid"]  # once per data set and seed
+
+
 def test_summary_mean_and_std_over_seeds():
     rows = [
         {
