@@ -54,6 +54,18 @@ def test_a_runs_saved_config_runs_again_without_a_progress_bar(tmp_path):
     assert not any(isinstance(c, ProgressBar) for c in again.trainer.callbacks)
 
 
+def test_validating_the_best_checkpoint_is_quiet_about_its_callbacks(tmp_path):
+    import warnings
+
+    best = ["--checkpoint.monitor", "val/roc_auc", "--checkpoint.mode", "max", "--trainer.check_val_every_n_epoch", "1"]
+    run(["fit", "--config", "configs/quickstart.yaml", "--trainer.max_epochs", "2", *best], tmp_path)
+    chosen = next(p for p in (tmp_path / "logs").rglob("*.ckpt") if p.name != "last.ckpt")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run(["validate", "--ckpt_path", str(chosen)], tmp_path)  # Lightning asks for the fit's ModelCheckpoint
+    assert not [w for w in caught if "callbacks used to create the checkpoint" in str(w.message)]
+
+
 def test_test_from_the_checkpoint_alone_restores_its_split_and_refuses_another(tmp_path):
     fitted = run(
         ["fit", "--config", "configs/quickstart.yaml", "--trainer.max_epochs", "2", "--seed_everything", "3"], tmp_path
