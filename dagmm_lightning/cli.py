@@ -392,8 +392,11 @@ def fit_summary(trainer, datamodule: AnomalyDataModule, metrics: dict[str, float
     else:
         lines.append("  validation:  no anomaly metrics (the val rows need both classes and labels)")
     if last:
-        lines.append(f"  next:        dagmm test --ckpt_path {last}")
-        lines.append(f"               dagmm predict --ckpt_path {last} --data.predict_file ROWS.csv")
+        predict = f"dagmm predict --ckpt_path {last} --data.predict_file ROWS.csv"
+        if datamodule.anomaly_share is None:  # nothing to test against
+            lines.append(f"  next:        {predict}")
+        else:
+            lines += [f"  next:        dagmm test --ckpt_path {last}", f"               {predict}"]
     return "\n".join(lines)
 
 

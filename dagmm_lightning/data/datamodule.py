@@ -201,10 +201,14 @@ class AnomalyDataModule(L.LightningDataModule):
         return self._truth
 
     def describe(self) -> str:
-        """One line: each split's rows and anomalies (training rows: the labelled anomalies)."""
+        """One line: each split's rows and anomalies (training rows: those labelled, and those that train
+        unlabelled, as ``train_contamination`` or the positive-unlabeled split leave them)."""
         splits, parts = self.splits, []
         labelled = int((splits.train_labels == LABELLED_ANOMALY).sum())
-        parts.append(f"train {len(splits.train):,} rows" + (f" ({labelled:,} labelled anomalies)" if labelled else ""))
+        unlabelled = int((self._labels[splits.train] == 1).sum()) - labelled
+        notes = [f"{labelled:,} labelled anomalies"] if labelled else []
+        notes += [f"{unlabelled:,} anomal{'y' if unlabelled == 1 else 'ies'} unlabelled"] if unlabelled > 0 else []
+        parts.append(f"train {len(splits.train):,} rows" + (f" ({', '.join(notes)})" if notes else ""))
         for name in ("val", "test"):
             rows = getattr(splits, name)
             labels = self._labels[rows]

@@ -136,6 +136,10 @@ def test_training_contamination_share(paper_data):
     s, y = dm.splits, dm.is_anomaly
     assert y[s.train].mean() == pytest.approx(0.02, abs=0.001)
     assert (s.train_labels[y[s.train]] == UNLABELLED).all()
+    hidden = int(y[s.train].sum())  # the run's summary counts them
+    assert f"train {len(s.train):,} rows ({hidden} anomalies unlabelled), val" in dm.describe()
+    mixed = AnomalyDataModule("thyroid", data_dir=str(paper_data), seed=0, split="mixed")
+    assert f"({int(mixed.is_anomaly[mixed.splits.train].sum())} labelled anomalies), val" in mixed.describe()
     clean = AnomalyDataModule("thyroid", data_dir=str(paper_data), seed=0)
     np.testing.assert_array_equal(s.test, clean.splits.test)  # test rows unchanged
     assert len(np.intersect1d(s.train, np.r_[s.val, s.test])) == 0

@@ -166,13 +166,18 @@ def test_a_checkpoint_tests_with_the_columns_it_was_trained_on(tmp_path):
     assert tested.datamodule.input_dim == fitted.datamodule.input_dim == 2 + 2 + 250
 
 
-def test_a_table_without_labels_asks_for_contamination(tmp_path):
+def test_a_table_without_labels_asks_for_contamination_and_is_not_offered_a_test(tmp_path, caplog):
     flows = table(tmp_path / "flows.csv", labels=False)
     with (
         pytest.raises(ValueError, match="set --model.init_args.contamination"),
         pytest.warns(UserWarning, match="no labels"),
     ):
         run(["fit", "--config", "configs/table.yaml", "--data.path", str(flows), "--trainer.max_epochs", "1"], tmp_path)
+    unlabelled = ["--model.init_args.contamination", "0.05", "--trainer.max_epochs", "1"]
+    with pytest.warns(UserWarning, match="no labels"):
+        run(["fit", "--config", "configs/table.yaml", "--data.path", str(flows), *unlabelled], tmp_path)
+    summary = "\n".join(r.getMessage() for r in caplog.records if "fit finished" in r.getMessage())
+    assert "next:        dagmm predict --ckpt_path" in summary and "dagmm test" not in summary  # nothing to test
     normal = tmp_path / "normal.csv"
     pd.read_csv(table(tmp_path / "flows.csv")).assign(is_attack=0).to_csv(normal, index=False)
     args = ["fit", "--config", "configs/table.yaml", "--data.path", str(normal), "--data.label_column", "is_attack"]
