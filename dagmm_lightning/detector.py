@@ -330,7 +330,8 @@ class DAGMMDetector(BaseEstimator):
 
     # --- persistence -----------------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
-        """Writes the fitted detector (weights, mixture, threshold, encoding, parameters) to ``path``."""
+        """Writes the fitted detector (weights, mixture, threshold, encoding, parameters) to ``path`` (its
+        folder made if missing)."""
         check_is_fitted(self, "model_")
         model = {"variant_class": type(self.model_).__name__, "hparams": dict(self.model_.hparams)}
         fitted = {"preprocessor": self.preprocessor_.state_dict(), "decision_scores": self.decision_scores_}
@@ -338,6 +339,7 @@ class DAGMMDetector(BaseEstimator):
         state = {"params": self.get_params(), "state_dict": self.model_.state_dict(), **model, **fitted}
         names = getattr(self, "feature_names_in_", None)
         state["feature_names_in"] = None if names is None else names.tolist()
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
         torch.save({**state, "n_features_in": self.n_features_in_}, path)
 
     @classmethod

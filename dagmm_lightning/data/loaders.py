@@ -154,7 +154,7 @@ def load_arrhythmia(data_dir: Path, seed: int) -> RawTable:
 def _require(path: Path, source: str) -> Path:
     if not path.is_file():
         raise DataError(
-            f"{path.name} is not in {path.parent}; download it from {source} into that folder, or point "
+            f"{path.name} is not in {path.parent.resolve()}; download it from {source} into that folder, or point "
             f"--data.data_dir / DAGMM_DATA_DIR at the folder that holds it"
         )
     return path

@@ -562,7 +562,8 @@ class DAGMM(L.LightningModule):
             raise ConfigurationError(
                 f"the checkpoint holds {saved['class']} (mixture {saved['mixture']!r}, {saved['input_dim']} "
                 f"input features) but this run built {mine['class']} (mixture {mine['mixture']!r}, "
-                f"{mine['input_dim']} input features); pass the configs the checkpoint was trained with"
+                f"{mine['input_dim']} input features); leave out --config (a checkpoint brings its own settings), "
+                "or pass the configs it was trained with"
             )
 
     # --- evaluation -------------------------------------------------------------------------------

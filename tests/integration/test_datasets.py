@@ -31,9 +31,10 @@ def test_kddcup_rev_redraws_attacks_per_seed(paper_data):
     assert not a._table.features.equals(b._table.features)
 
 
-def test_missing_data_file_says_where_to_get_it(tmp_path):
-    with pytest.raises(DataError, match="thyroid.npz is not in .*download it from"):
-        AnomalyDataModule("thyroid", data_dir=str(tmp_path)).input_dim
+def test_missing_data_file_says_where_to_get_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataError, match=f"thyroid.npz is not in {tmp_path.resolve() / 'here'}; download it from"):
+        AnomalyDataModule("thyroid", data_dir="here").input_dim  # the folder in full, wherever the run started
 
 
 def write_tables(tmp_path):

@@ -55,8 +55,8 @@ def test_clone_and_set_params_round_trip():
 
 def test_save_load_gives_identical_scores(fitted, tmp_path):
     det, x, _ = fitted
-    det.save(tmp_path / "det.pt")
-    loaded = DAGMMDetector.load(tmp_path / "det.pt")
+    det.save(tmp_path / "new" / "det.pt")  # its folder made
+    loaded = DAGMMDetector.load(tmp_path / "new" / "det.pt")
     np.testing.assert_array_equal(loaded.decision_function(x), det.decision_function(x))
     assert loaded.threshold_ == det.threshold_ and loaded.get_params() == det.get_params()
     assert not hasattr(loaded, "feature_names_in_")  # fitted on an array, as before saving
