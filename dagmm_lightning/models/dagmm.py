@@ -221,6 +221,7 @@ class DAGMM(L.LightningModule):
     # --- what a variant changes -------------------------------------------------------------------
     model_class: type[DAGMMModel] = DAGMMModel
     ensembles = True  # whether ``members`` > 1 is supported
+    learns_from_known_normals = False  # the positive-unlabeled split's labelled normal rows: DAGMMPU's
     compiles = True  # whether ``compile`` is supported
 
     def build_compression(self) -> nn.Module:
@@ -423,6 +424,12 @@ class DAGMM(L.LightningModule):
         if self.model is None:
             self._size_from_training_rows()
         splits = getattr(self.trainer.datamodule, "splits", None) if stage == "fit" else None
+        if splits is not None and self.trainer.datamodule.split == "positive_unlabeled":
+            if not self.learns_from_known_normals:
+                rank_zero_warn(
+                    f"split 'positive_unlabeled' is DAGMMPU's (configs/pu.yaml): {type(self).__name__} trains on "
+                    "every training row as unlabelled, and its val rows (labelled normal only) measure no anomaly"
+                )
         components = self.hparams.n_components
         if splits is not None and components is not None and components > len(splits.train):
             raise ConfigurationError(

@@ -26,6 +26,7 @@ class DAGMMPU(DAGMM):
     """
 
     ensembles = False
+    learns_from_known_normals = True
 
     model_class = PositiveUnlabeledDAGMMModel
 

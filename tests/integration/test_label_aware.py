@@ -1,5 +1,7 @@
 """The study's label-aware methods: mixed-label split + modified loss, modified inference, PU."""
 
+import warnings
+
 import lightning as L
 import numpy as np
 import pytest
@@ -229,3 +231,14 @@ def test_pu_refits_once_per_set_of_weights():
     L.Trainer(max_epochs=3, logger=False, enable_checkpointing=False, enable_progress_bar=False).fit(model, dm)
     per_epoch = len(dm.splits.train) // 128 + (len(dm.splits.train) % 128 >= 32)
     assert steps == [0, per_epoch, 2 * per_epoch, 3 * per_epoch]
+
+
+def test_the_positive_unlabeled_split_warns_a_model_that_ignores_its_labels():
+    x, y = synthetic(4, n=300, share=0.1)
+    dm = AnomalyDataModule.from_arrays(x, y, split="positive_unlabeled", labelled_fraction=0.3, seed=0, batch_size=128)
+    quiet = dict(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    with pytest.warns(UserWarning, match="split 'positive_unlabeled' is DAGMMPU's .* DAGMM trains on every"):
+        L.Trainer(**quiet).fit(DAGMM(input_dim=8, hidden_dims=(6,), latent_dim=1, n_components=2), dm)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="split 'positive_unlabeled'")
+        L.Trainer(**quiet).fit(DAGMMPU(input_dim=8, hidden_dims=(6,), latent_dim=1, n_components=2), dm)
