@@ -167,6 +167,17 @@ class DAGMMCLI(LightningCLI):
         )
         trainer["callbacks"] = [*callbacks, bar]
 
+    def _set_seed(self) -> None:
+        if self.subcommand == "fit":
+            return super()._set_seed()
+        seeding = logging.getLogger("lightning.fabric.utilities.seed")  # "Seed set to 0": a fit's news only
+        level = seeding.level
+        seeding.setLevel(logging.WARNING)
+        try:
+            super()._set_seed()
+        finally:
+            seeding.setLevel(level)
+
     def _run_subcommand(self, subcommand: str) -> None:
         folder = new_run_folder(self.trainer)
         try:

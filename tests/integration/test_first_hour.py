@@ -66,16 +66,19 @@ def test_validating_the_best_checkpoint_is_quiet_about_its_callbacks(tmp_path):
     assert not [w for w in caught if "callbacks used to create the checkpoint" in str(w.message)]
 
 
-def test_test_from_the_checkpoint_alone_restores_its_split_and_refuses_another(tmp_path):
+def test_test_from_the_checkpoint_alone_restores_its_split_and_refuses_another(tmp_path, caplog):
     fitted = run(
         ["fit", "--config", "configs/quickstart.yaml", "--trainer.max_epochs", "2", "--seed_everything", "3"], tmp_path
     )
+    assert "Seed set to 3" in caplog.text
+    caplog.clear()
     last = str(next((tmp_path / "logs").rglob("last.ckpt")))
     x_test, y_test = fitted.datamodule.arrays("test")  # the split of seed 3
     fitted.model.eval()
     with torch.no_grad():
         expected = fitted.model.score(torch.from_numpy(x_test)).numpy()
     tested = run(["test", "--ckpt_path", last], tmp_path)  # no config: everything from the checkpoint
+    assert "Seed set to" not in caplog.text  # a fit's news only
     np.testing.assert_array_equal(tested.datamodule.splits.test, fitted.datamodule.splits.test)
     metrics = next(c for c in tested.trainer.callbacks if isinstance(c, AnomalyMetrics)).last_metrics["test"]
     from sklearn.metrics import roc_auc_score
