@@ -445,7 +445,12 @@ def build_cli(args: list[str] | None = None, run: bool = True, save_config: bool
         trainer_defaults=TRAINER_DEFAULTS,
         save_config_callback=SaveConfigCallback if save_config else None,
         parser_class=OneLineErrorParser,
-        parser_kwargs={"prog": "dagmm"},  # also under 'python -m dagmm_lightning'
+        # prog: also under 'python -m dagmm_lightning'; no abbreviations: --data.label_colum is a typo
+        parser_kwargs={
+            "prog": "dagmm",
+            "allow_abbrev": False,
+            **{c: {"allow_abbrev": False} for c in DAGMMCLI.subcommands()},
+        },
         save_config_kwargs={"overwrite": True},
         args=args,
         run=run,

@@ -279,7 +279,7 @@ def own_data(path: Path, extra: list[str]) -> str:
 
 
 def build_parser() -> OneLineErrorParser:
-    parser = OneLineErrorParser(prog="dagmm benchmark", description=__doc__)
+    parser = OneLineErrorParser(prog="dagmm benchmark", description=__doc__, allow_abbrev=False)
     for flag, options in OPTIONS.items():
         parser.add_argument(flag, **options)
     return parser

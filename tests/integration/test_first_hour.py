@@ -257,6 +257,15 @@ QS = ["--config", "configs/quickstart.yaml"]
             r"you mean --model.mixture\?\)",
         ),
         (["fit", *QS, "--data.protocl", "paper"], r"no option --data.protocl \(did you mean --data.protocol\?\)"),
+        # no abbreviations: a truncated option is a typo, as any other
+        (
+            ["fit", *QS, "--trainer.max_epoch", "1"],
+            r"no option --trainer.max_epoch \(did you mean --trainer.max_epochs",
+        ),
+        (
+            ["benchmark", "--config", "configs/quickstart.yaml", "--out", "x"],
+            r"no option --config \(did you mean --configs",
+        ),
         (["fit", *QS, "--model.init_args.latent_dim", "abc"], "--model.latent_dim: expected int or null, got abc$"),
         (
             ["fit", *QS, "--trainer.precision", "bf16-mxed"],  # a union of Literals: one list of choices
