@@ -434,10 +434,30 @@ def remove_if_only_startup_files(folder: Path) -> None:
 STARTUP_FILES = ("hparams.yaml", "config.yaml")
 
 
-def build_cli(args: list[str] | None = None, run: bool = True, save_config: bool = True) -> DAGMMCLI:
+class SettingsOnly(DAGMMCLI):
+    """The CLI's parsing alone: configs followed, the command line over them; nothing seeded or built."""
+
+    def _set_seed(self) -> None:
+        pass
+
+    def before_instantiate_classes(self) -> None:
+        pass
+
+    def instantiate_classes(self) -> None:
+        pass
+
+
+def parse_settings(args: list[str]) -> Namespace:
+    """The settings ``args`` (without a subcommand) give, as ``dagmm fit`` would read them."""
+    return build_cli(args, run=False, save_config=False, cli_class=SettingsOnly).config
+
+
+def build_cli(
+    args: list[str] | None = None, run: bool = True, save_config: bool = True, cli_class: type = DAGMMCLI
+) -> DAGMMCLI:
     """The CLI on ``args`` (default: the command line); with ``run=False`` only parsed and instantiated;
     ``save_config=False`` writes no ``config.yaml`` (without a logger it would land in the working folder)."""
-    return DAGMMCLI(
+    return cli_class(
         DAGMM,
         AnomalyDataModule,
         subclass_mode_model=True,

@@ -45,7 +45,7 @@ from dagmm_lightning.benchmark.report import (
 )
 from dagmm_lightning.benchmark.suite import run_suite, write_suite_reports
 from dagmm_lightning.callbacks.metrics import AnomalyMetrics, anomaly_metrics
-from dagmm_lightning.cli import OneLineErrorParser, build_cli
+from dagmm_lightning.cli import OneLineErrorParser, build_cli, parse_settings
 from dagmm_lightning.detector import DAGMMDetector
 from dagmm_lightning.errors import ConfigurationError
 from dagmm_lightning.labels import LABELLED_ANOMALY
@@ -268,14 +268,10 @@ def check_model_config(path: Path, parser: OneLineErrorParser) -> None:
 
 
 def own_data(path: Path, extra: list[str]) -> str:
-    """The data set a ``--configs`` file brings itself (its ``data`` section's data set and file, under
-    ``--set data.*``), as comparable text."""
-    content = yaml.safe_load(path.read_text()) or {}
-    data = content.get("data") if isinstance(content, dict) else None
-    data = dict(data.get("init_args", data)) if isinstance(data, dict) else {"config": data}
-    pairs = zip(extra[::2], extra[1::2], strict=True)
-    data |= {key[len("--data.") :]: value for key, value in pairs if key.startswith("--data.")}
-    return json.dumps([str(data.get(k)) for k in ("config", "dataset", "path", "data_dir")])
+    """The data set a ``--configs`` file trains on (its own or one it includes, under ``--set``), as
+    comparable text."""
+    data = parse_settings(["--config", str(path), *extra])["data"]
+    return json.dumps([str(data.get(key)) for key in ("dataset", "path", "data_dir")])
 
 
 def build_parser() -> OneLineErrorParser:

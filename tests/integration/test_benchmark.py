@@ -72,6 +72,12 @@ def test_baselines_run_on_the_data_set_of_every_config_that_brings_its_own(tmp_p
         rows = list(csv.DictReader(f))
     baselines = sorted(r["dataset"] for r in rows if r["method"] == "isolation_forest")
     assert baselines == ["breast_cancer", "thyroid"]  # once per data set and seed
+    from dagmm_lightning.benchmark.runner import own_data
+
+    # a config's data set as the CLI reads it: through the config it includes (vae.yaml: dagmm.yaml's)
+    kdd = own_data(ROOT / "configs/dagmm.yaml", [])
+    assert own_data(ROOT / "configs/vae.yaml", []) == kdd and "kddcup99" in kdd
+    assert own_data(ROOT / "configs/vae.yaml", ["--data.dataset", "thyroid"]) == own_data(tmp_path / "thyroid.yaml", [])
 
 
 def test_summary_mean_and_std_over_seeds():
