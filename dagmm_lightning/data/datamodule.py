@@ -42,6 +42,7 @@ from dagmm_lightning.errors import ConfigurationError, DataError, check_choice, 
 from dagmm_lightning.labels import LABELLED_ANOMALY
 
 ARRAYS = "arrays"  # the data set name of a data module made by ``from_table`` / ``from_arrays``
+SPLIT_SETTINGS = ("protocol", "split", "val_fraction", "labelled_anomalies", "labelled_fraction", "train_contamination")
 TABLE = "table"  # a user's CSV / Parquet / NPZ file, given by ``path``
 Dataset = Literal["breast_cancer", "kddcup99", "kddcup_rev", "thyroid", "arrhythmia", "table"]
 
@@ -356,9 +357,14 @@ class AnomalyDataModule(L.LightningDataModule):
         """A hash of the training rows' ids: two splits with the same fingerprint train on the same rows."""
         return hashlib.sha256(np.asarray(self.splits.train, dtype=np.int64).tobytes()).hexdigest()[:16]
 
+    def split_settings(self) -> dict:
+        """Every setting that decides which rows train (with the table's labels and row count)."""
+        return {"seed": self.resolved_seed, **{key: getattr(self, key) for key in SPLIT_SETTINGS}}
+
     def state_dict(self) -> dict:
         split = {"split_seed": self.resolved_seed, "training_rows": self.training_rows_fingerprint()}
         split |= {"protocol": self.protocol, "split": self.split, "n_rows": len(self._labels)}
+        split["split_settings"] = self.split_settings()
         return {"dataset": self.dataset, "preprocessor": self.preprocessor.state_dict(), **split}
 
     def load_state_dict(self, state_dict: dict) -> None:
@@ -368,27 +374,9 @@ class AnomalyDataModule(L.LightningDataModule):
                 f"this run loads {self.dataset!r}; pass the data config it was trained with"
             )
         saved = state_dict.get("training_rows")
-        if saved is not None and saved != self.training_rows_fingerprint():
-            settings = (self.resolved_seed, self.protocol, self.split)
-            if settings == tuple(state_dict.get(k) for k in ("split_seed", "protocol", "split")):  # the data
-                where = self.path if self.dataset == TABLE and self.path else f"data set {self.dataset!r}"
-                then = state_dict.get("n_rows")
-                cause = (
-                    f"it has {len(self._labels)} rows, the checkpoint was trained on {then}"
-                    if then is not None and then != len(self._labels)
-                    else "its rows were changed or reordered, or a data setting given here differs"
-                )
-                raise DataError(
-                    f"{where} is not the data the checkpoint was trained on ({cause}): with the same split "
-                    "settings, this run's test rows would overlap the rows the model was trained on; use the data "
-                    "it was trained on"
-                )
-            raise DataError(
-                f"this run's split (seed {self.resolved_seed}, protocol {self.protocol!r}, split {self.split!r}) "
-                f"differs from the checkpoint's (seed {state_dict.get('split_seed')}, protocol "
-                f"{state_dict.get('protocol')!r}, split {state_dict.get('split')!r}): its test rows would overlap the "
-                "rows the model was trained on. Leave the data settings to the checkpoint, or pass its own."
-            )
+        scoring_a_file = self.predict_file is not None and self.trainer is not None and self.trainer.predicting
+        if saved is not None and not scoring_a_file and saved != self.training_rows_fingerprint():
+            self._refuse_other_training_rows(state_dict)
         self.preprocessor.load_state_dict(state_dict["preprocessor"])
         self._scaled.clear()
         self._scaled_rows.clear()
@@ -396,3 +384,32 @@ class AnomalyDataModule(L.LightningDataModule):
             # setup wrote them before this checkpoint's scaling came in, which predates the constant columns'
             # clip: written again as that scaling scales them
             self._on_disk = self._write_rows_to_disk(fit_scaling=False)
+
+    def _refuse_other_training_rows(self, state_dict: dict) -> None:
+        """The checkpoint trained on other rows than this run's training split, so its test rows would
+        overlap them: say which split settings differ or, where none does, that the data did."""
+        then = state_dict.get("split_settings") or {  # a checkpoint saved before the settings were recorded
+            key: state_dict.get(saved) for key, saved in (("seed", "split_seed"), ("protocol",) * 2, ("split",) * 2)
+        }
+        now = self.split_settings()
+        differ = [
+            f"{key} {now.get(key)!r}, the checkpoint's {then[key]!r}" for key in then if now.get(key) != then[key]
+        ]
+        if differ:
+            raise DataError(
+                f"this run's split differs from the checkpoint's ({'; '.join(differ)}): its test rows would overlap "
+                "the rows the model was trained on. Leave the data settings to the checkpoint, or pass its own."
+            )
+        where = self.path if self.dataset == TABLE and self.path else f"data set {self.dataset!r}"
+        rows_then = state_dict.get("n_rows")
+        cause = (
+            f"it has {len(self._labels)} rows, the checkpoint was trained on {rows_then}"
+            if rows_then is not None and rows_then != len(self._labels)
+            else "its rows or their labels changed"
+            if "split_settings" in state_dict
+            else "its rows or their labels changed, or a split setting given here differs"
+        )
+        raise DataError(
+            f"{where} is not the data the checkpoint was trained on ({cause}): with the same split settings, this "
+            "run's test rows would overlap the rows the model was trained on; use the data it was trained on"
+        )

@@ -148,11 +148,18 @@ def test_a_table_takes_its_contamination_from_its_labels_and_predicts_from_the_c
     assert len(scores) == 30 and (scores["label"] == -1).all() and np.isfinite(scores["score"]).all()
     rows = pd.read_csv(flows, sep=";")
     rows.iloc[::-1].to_csv(flows, sep=";", index=False)  # the file changed since the fit: refused, and why
-    with pytest.raises(ValueError, match="flows.csv is not the data the checkpoint .* changed or reordered"):
+    with pytest.raises(ValueError, match="flows.csv is not the data the checkpoint .* rows or their labels changed"):
         run(["test", "--ckpt_path", last], tmp_path)
+    with pytest.raises(
+        ValueError, match=r"split differs from the checkpoint's \(val_fraction 0.3, the checkpoint's 0.1\)"
+    ):
+        run(["test", "--ckpt_path", last, "--data.val_fraction", "0.3"], tmp_path)
     pd.concat([rows, rows.iloc[:10]]).to_csv(flows, sep=";", index=False)
     with pytest.raises(ValueError, match="it has 410 rows, the checkpoint was trained on 400"):
         run(["test", "--ckpt_path", last], tmp_path)
+    predict = ["predict", "--ckpt_path", last, "--data.predict_file", str(new_rows)]
+    run([*predict, "--prediction_writer.output_path", str(out)], tmp_path)  # a file of its own: scored all the same
+    assert len(pd.read_csv(out)) == 30
 
 
 def test_a_checkpoint_tests_with_the_columns_it_was_trained_on(tmp_path):
