@@ -148,6 +148,17 @@ class FileScan:
     n_rows: int
 
 
+ID_GUARD = 100_000  # distinct values a symbolic column may gather before the id rule is checked mid-file
+
+
+def check_categories(column: str, categories: set[str], present: int) -> None:
+    """The id rule (``identifier_like``) on a column's categories (missing values not counted) in its
+    ``present`` values."""
+    n_distinct = len(categories) - ("nan" in categories)
+    if identifier_like(n_distinct, present):
+        raise identifier_error(column, n_distinct, present, next(iter(categories - {"nan"})))
+
+
 def scan_file(
     path: Path,
     label_column: str | None,
@@ -158,7 +169,7 @@ def scan_file(
     """One pass over a CSV or Parquet file: columns, category sets and labels. Without
     ``symbolic_columns`` they are chosen on the file's first chunk by the in-memory reader's rule
     (``infer_symbolic_columns``: text and true/false; text of numbers only is numeric; dates and ids
-    refused; ids also on the rows read so far, chunk by chunk); the pass reads every other column as
+    refused; ids also on the whole file); the pass reads every other column as
     float64 and these as text, as the encoding passes do; ``ignore_columns`` are read as text and left out."""
     if not path.is_file():
         raise DataError(f"no such file: {path}")
@@ -174,7 +185,7 @@ def scan_file(
         raise DataError(f"ignore_columns {absent} are not in {path}; its columns are {list(first.columns)[:20]}")
     features = first.drop(columns=label + ignored)
     inferred = symbolic_columns is None
-    if inferred:  # the in-memory reader's rule, on the first chunk (and its id rule on the whole file below)
+    if inferred:  # the in-memory reader's rule, on the first chunk (its id rule also on the whole file below)
         symbolic_columns = infer_symbolic_columns(features)[1]
     missing = [c for c in symbolic_columns if c not in features.columns]
     if missing:
@@ -190,11 +201,10 @@ def scan_file(
         for column in symbolic_columns:
             categories[column].update(category_text(frame[column]).unique().tolist())
             present[column] += int(frame[column].notna().sum())
-            n_distinct = len(categories[column]) - ("nan" in categories[column])
-            if inferred and identifier_like(n_distinct, present[column]):
-                # the in-memory rule on the rows read so far: an id column's categories grow with the file
-                example = next(iter(categories[column] - {"nan"}))
-                raise identifier_error(column, n_distinct, present[column], example)
+            if inferred and len(categories[column]) > ID_GUARD:  # an id's categories grow as large as the file
+                check_categories(column, categories[column], present[column])
+    for column in symbolic_columns if inferred else []:  # the in-memory reader's rule, on the whole file
+        check_categories(column, categories[column], present[column])
     head = RawTable(features.head(1000), None, [str(c) for c in symbolic_columns])
     head.categories = {c: sorted(values) for c, values in categories.items()}
     return FileScan(head, np.concatenate(labels) if label_column is not None else None, n_rows)
