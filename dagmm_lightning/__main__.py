@@ -53,5 +53,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    sys.argv[0] = "dagmm"  # the usage line of parsers built on the fly (--model.help) names it, not __main__.py
+    if __spec__ is not None:  # python -m: usage lines (--model.help's too) name dagmm; DDP relaunches by -m
+        sys.argv[0] = "dagmm"
     main()

@@ -181,10 +181,7 @@ class DAGMMCLI(LightningCLI):
     def _run_subcommand(self, subcommand: str) -> None:
         folder = new_run_folder(self.trainer)
         try:
-            with warnings.catch_warnings():
-                if subcommand != "fit":  # scoring from a checkpoint needs none of its callbacks' states
-                    warnings.filterwarnings("ignore", message="Be aware that when using `ckpt_path`")
-                super()._run_subcommand(subcommand)
+            super()._run_subcommand(subcommand)
         except Exception as err:
             if folder is not None and own_error(err) is not None:  # ours, reported in one line
                 remove_if_only_startup_files(folder)

@@ -7,13 +7,13 @@ import csv
 import gzip
 import lzma
 import re
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 
 from dagmm_lightning.errors import DataError
 
@@ -106,10 +106,9 @@ def infer_symbolic_columns(
             raise DataError(f"column {column!r} holds dates or times; {DATE_ADVICE}")
         if pd.api.types.is_numeric_dtype(values) or kind == "boolean":
             if kind != "boolean" and row_numbers(values):
-                warnings.warn(
+                rank_zero_warn(
                     f"column {column!r} holds the integers {values.min():.0f} to {values.max():.0f}, each once: a "
-                    f"row number or id? It is used as a feature; if it is an id, {drop}",
-                    stacklevel=2,
+                    f"row number or id? It is used as a feature; if it is an id, {drop}"
                 )
             continue
         present = values.dropna()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import nullcontext
 from typing import Literal
@@ -563,14 +564,17 @@ class DAGMM(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self._training_scores = None
+        if self._trainer is not None and self.trainer.state.fn != "fit":  # in the process that restores it
+            # Lightning asks for the fit's callbacks (a monitored ModelCheckpoint); scoring needs none of them
+            warnings.filterwarnings("ignore", message="Be aware that when using `ckpt_path`")
         saved = checkpoint.get("dagmm_variant")
         mine = self._variant_record()
         if saved is not None and saved != mine:
             raise ConfigurationError(
                 f"the checkpoint holds {saved['class']} (mixture {saved['mixture']!r}, {saved['input_dim']} "
                 f"input features) but this run built {mine['class']} (mixture {mine['mixture']!r}, "
-                f"{mine['input_dim']} input features); leave out --config (a checkpoint brings its own settings), "
-                "or pass the configs it was trained with"
+                f"{mine['input_dim']} input features); leave out --config and --data options (a "
+                "checkpoint brings its own settings), or pass the configs it was trained with"
             )
 
     # --- evaluation -------------------------------------------------------------------------------
