@@ -165,6 +165,7 @@ class RawTable:
 
 
 SCALED_LIMIT = 1e6
+MANY_CATEGORIES = 1000  # a symbolic column with more is warned about (KDDCUP99's widest has 70)
 CONSTANT_LIMIT = 1.0  # BENCHMARKS.md, "Columns constant on the training rows"
 
 
@@ -200,6 +201,14 @@ class TablePreprocessor:
             str(c): list(given[c]) if c in given else sorted(category_text(table.features[c]).unique().tolist())
             for c in table.symbolic
         }
+        wide = {c: len(cats) for c, cats in self.categories.items() if len(cats) > MANY_CATEGORIES}
+        if wide:
+            named = ", ".join(f"{c!r} {n:,}" for c, n in wide.items())
+            rank_zero_warn(
+                f"one-hot encoding makes a feature of each category: {named} categories, {self.n_features:,} "
+                "features in all (slow to train, and a category seen in few rows says little); group rare values, "
+                "or leave such a column out"
+            )
         return self
 
     def encode(self, frame: pd.DataFrame) -> np.ndarray:

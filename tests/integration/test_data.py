@@ -317,6 +317,20 @@ def test_a_csv_separated_by_semicolons_tabs_or_bars_reads_as_with_commas(tmp_pat
     pd.testing.assert_frame_equal(next(read_frames(tmp_path / "other.csv", 10)), frame)
 
 
+def test_a_symbolic_column_of_more_than_a_thousand_categories_is_warned_about():
+    from dagmm_lightning.data.tables import RawTable, TablePreprocessor
+
+    def fit(n_categories: int) -> TablePreprocessor:
+        frame = pd.DataFrame({"city": [f"c{i % n_categories}" for i in range(3000)], "a": np.arange(3000.0)})
+        return TablePreprocessor().fit_columns(RawTable(frame, None, ["city"]))
+
+    with pytest.warns(UserWarning, match="'city' 1,001 categories, 1,002 features in all"):
+        assert fit(1001).n_features == 1002
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit(1000)
+
+
 def test_identifiers_and_decimal_commas_are_refused_and_an_ignored_column_is_left_out(tmp_path):
     from dagmm_lightning.data.loaders import read_user_table
     from dagmm_lightning.data.streaming import scan_file
