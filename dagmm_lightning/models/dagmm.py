@@ -297,6 +297,7 @@ class DAGMM(L.LightningModule):
             self._check_finite(loss, terms)
         else:
             loss, terms = self._manual_step(x, y, labelled)
+        self.last_training_loss = loss.item()  # finite (checked): the loss of the fit's last step, whatever is logged
         if logging:
             self.log("train/loss", loss, prog_bar=True, batch_size=len(x))
             self.log_dict({f"train/{name}": value for name, value in terms.items()}, batch_size=len(x))

@@ -152,3 +152,17 @@ def test_cli_reports_bad_input_without_a_traceback(tmp_path):
     )
     assert result.returncode != 0 and "contamination must be in (0, 0.5]" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_last_training_loss_is_the_last_steps_whatever_is_logged():
+    class LastLoss(L.Callback):
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            self.loss = float(outputs["loss"])
+
+    seen = LastLoss()
+    model = DAGMM(input_dim=30, hidden_dims=(16, 8), n_components=2)
+    quiet = dict(logger=False, enable_checkpointing=False, enable_progress_bar=False, limit_val_batches=0)
+    trainer = L.Trainer(max_epochs=2, log_every_n_steps=50, callbacks=[seen], **quiet)  # 6 steps: step 0 logged
+    trainer.fit(model, datamodule=AnomalyDataModule("breast_cancer", seed=0, batch_size=32))
+    assert trainer.global_step > 1 and model.last_training_loss == pytest.approx(seen.loss, rel=1e-6)
+    assert model.last_training_loss != pytest.approx(float(trainer.callback_metrics["train/loss"]), rel=1e-6)
