@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
+import random
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -266,15 +268,8 @@ class DAGMMDetector(BaseEstimator):
             self.feature_names_in_ = np.asarray(frame.columns, dtype=object)
         elif hasattr(self, "feature_names_in_"):
             del self.feature_names_in_
-        L.seed_everything(self._seed, verbose=False)
-        self.model_ = self._build_model(data.input_dim)
-        with _quiet(not self.verbose):
-            shown = dict(enable_progress_bar=self.verbose, enable_model_summary=self.verbose)
-            if self.verbose:  # the bar's loss is computed on logging steps: at least one an epoch
-                shown["log_every_n_steps"] = max(1, min(50, len(frame) // self.batch_size))
-            steps = dict(max_epochs=-1, max_steps=TRAINING_STEPS) if self.epochs is None else {}
-            trainer = L.Trainer(**{"max_epochs": self.epochs, **steps}, **shown, **TRAINER)
-            trainer.fit(self.model_, datamodule=data)
+        with _callers_random_state():
+            self._train(data, len(frame))
         self.model_.eval()
         self.decision_scores_ = self.decision_function(X)
         if held_out is not None:  # the threshold from rows the model did not train on (the scores unchanged)
@@ -283,6 +278,18 @@ class DAGMMDetector(BaseEstimator):
         self.threshold_ = float(self.model_.model.calibration.threshold)
         self.labels_ = (self.decision_scores_ > self.threshold_).astype(int)
         return self
+
+    def _train(self, data: AnomalyDataModule, n_rows: int) -> None:
+        """Seeds, builds ``model_`` and trains it on ``data`` (``n_rows``: X's rows, for the log interval)."""
+        L.seed_everything(self._seed, verbose=False)
+        self.model_ = self._build_model(data.input_dim)
+        with _quiet(not self.verbose):
+            shown = dict(enable_progress_bar=self.verbose, enable_model_summary=self.verbose)
+            if self.verbose:  # the bar's loss is computed on logging steps: at least one an epoch
+                shown["log_every_n_steps"] = max(1, min(50, n_rows // self.batch_size))
+            steps = dict(max_epochs=-1, max_steps=TRAINING_STEPS) if self.epochs is None else {}
+            trainer = L.Trainer(**{"max_epochs": self.epochs, **steps}, **shown, **TRAINER)
+            trainer.fit(self.model_, datamodule=data)
 
     def _build_model(self, d: int) -> DAGMM:
         hidden = tuple(self.hidden_dims) if self.hidden_dims is not None else None
@@ -368,6 +375,30 @@ class DAGMMDetector(BaseEstimator):
         if names is not None:
             detector.feature_names_in_ = np.asarray(names, dtype=object)
         return detector
+
+
+@contextmanager
+def _callers_random_state():
+    """The global generators (Python's, numpy's, torch's) and Lightning's seed variables as they were:
+    training seeds them (``seed_everything``, the model's seeding at each epoch), and a caller's draws
+    after ``fit`` must not depend on it. (CUDA's generators too, where CUDA was in use before.)"""
+    names = ("PL_GLOBAL_SEED", "PL_SEED_WORKERS")
+    environment = {name: os.environ.get(name) for name in names}
+    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    try:
+        yield
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.set_rng_state(states[2])
+        if cuda is not None:
+            torch.cuda.set_rng_state_all(cuda)
+        for name, value in environment.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 @contextmanager

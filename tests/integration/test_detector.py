@@ -45,6 +45,25 @@ def test_detector_ranks_outliers_above_normal_rows(fitted):
     assert roc_auc_score(y, proba[:, 1]) == pytest.approx(roc_auc_score(y, det.decision_scores_))
 
 
+def test_fit_leaves_the_callers_random_state_as_it_was():
+    import os
+    import random
+
+    def draws() -> tuple:
+        return np.random.rand(), random.random(), float(torch.rand(1))
+
+    def seed_all(seed: int) -> None:
+        np.random.seed(seed), random.seed(seed), torch.manual_seed(seed)
+
+    x, _ = blobs(n=200, outliers=10)
+    before = os.environ.get("PL_GLOBAL_SEED")
+    seed_all(123)
+    expected = draws()
+    seed_all(123)
+    DAGMMDetector(epochs=1, random_state=3).fit(x)  # seeds every generator with 3 while it trains
+    assert draws() == expected and os.environ.get("PL_GLOBAL_SEED") == before
+
+
 def test_clone_and_set_params_round_trip():
     det = DAGMMDetector(variant="vae", contamination=0.2, epochs=3, hidden_dims=(4, 2), random_state=5)
     copy = clone(det)
