@@ -43,7 +43,7 @@ from dagmm_lightning.benchmark.report import (
     summarize_matrix,
     write_reports,
 )
-from dagmm_lightning.benchmark.suite import run_suite, write_suite_reports
+from dagmm_lightning.benchmark.suite import is_suite_file, run_suite, write_suite_reports
 from dagmm_lightning.callbacks.metrics import AnomalyMetrics, anomaly_metrics
 from dagmm_lightning.cli import OneLineErrorParser, build_cli, parse_settings
 from dagmm_lightning.detector import DAGMMDetector
@@ -304,9 +304,14 @@ def main(argv: list[str] | None = None) -> None:
         write_suite_reports(csv_path)
         print(f"wrote {csv_path}, {csv_path.with_suffix('.md')}, {csv_path.with_suffix('.png')}")
         return
+    suite_files = [p for p in args.matrix or [] if is_suite_file(Path(p))]
+    if suite_files:
+        parser.error(f"{', '.join(suite_files)}: --suite results (ROC AUC per table); --matrix combines --configs runs")
     if args.report:
+        if args.out is not None:
+            parser.error("--report rewrites each results file's own .md and .png; leave out --out")
         for path in map(Path, args.report):
-            write_reports(path)
+            (write_suite_reports if is_suite_file(path) else write_reports)(path)
             print(f"wrote {path.with_suffix('.md')}, {path.with_suffix('.png')}")
         return
     if args.matrix:

@@ -8,6 +8,7 @@ the other half plus every anomaly; features are min-max scaled on the training r
 
 from __future__ import annotations
 
+import csv
 import json
 import time
 from pathlib import Path
@@ -21,6 +22,33 @@ from dagmm_lightning.errors import ConfigurationError, DataError
 SUITE_FIELDS = ["table", "seed", "method", "roc_auc", "seconds", "status", "settings"]
 BASELINES = ("isolation_forest", "knn", "lof", "gaussian_mixture")
 MAX_ROWS = 20_000
+
+
+def is_suite_file(csv_path: Path) -> bool:
+    """Whether a results file holds ``--suite`` rows (a ``table`` column), not ``--configs`` runs."""
+    with open(csv_path, newline="") as file:
+        return "table" in next(csv.reader(file), [])
+
+
+def read_table(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """A suite table's X (rows x features, float64) and y (rows,), checked: both there, as many labels as
+    rows, normal rows and anomalies both present (ROC AUC needs the two)."""
+    try:
+        with np.load(path) as archive:
+            arrays = {name: archive[name] for name in archive.files if name in ("X", "y")}
+    except (OSError, ValueError) as err:
+        raise DataError(f"{path} is not a readable .npz ({err})") from None
+    if len(arrays) < 2:
+        missing = " and no ".join(sorted({"X", "y"} - set(arrays)))
+        raise DataError(f"{path} holds no {missing}; a suite table holds X (rows x features) and y (a label each)")
+    x, y = np.asarray(arrays["X"], dtype=np.float64), np.asarray(arrays["y"]).ravel()
+    if x.ndim != 2 or len(x) != len(y):
+        raise DataError(f"{path}: X has shape {x.shape} and y {len(y)} labels; X must be rows x features, a label each")
+    if (y == 0).sum() < 2 or (y != 0).sum() < 1:
+        raise DataError(
+            f"{path}: y marks {(y != 0).sum()} anomalies in {len(y)} rows; ROC AUC needs normal rows and anomalies"
+        )
+    return x, y
 
 
 def table_order(name: str) -> tuple[int, str]:
@@ -79,9 +107,10 @@ def run_suite(folder: Path, seeds: list[int], settings: dict, method: str, basel
         )
     done = {(r["table"], int(r["seed"]), r["method"]) for r in rows}
     methods = [method, *(BASELINES if baselines else ())]
+    for path in tables:  # every table checked before any runs: a bad one stops the suite, not its middle
+        read_table(path)
     for path in tables:
-        with np.load(path) as archive:
-            x, y = np.asarray(archive["X"], dtype=np.float64), np.asarray(archive["y"]).ravel()
+        x, y = read_table(path)
         for seed in seeds:
             todo = [m for m in methods if (path.stem, seed, m) not in done]
             if not todo:
@@ -130,10 +159,13 @@ def summarize_suite(rows: list[dict]) -> str:
     cells = {(m, t): mean(m, t) for m in methods for t in tables}
     lines = ["| table | " + " | ".join(methods) + " | best baseline |", "|---|" + "---|" * (len(methods) + 1)]
     for t in tables:
-        best = max((cells[(m, t)] for m in methods if m in BASELINES), default=float("nan"))
-        lines.append(f"| {t} | " + " | ".join(f"{cells[(m, t)]:.3f}" for m in methods) + f" | {best:.3f} |")
-    means = {m: np.nanmean([cells[(m, t)] for t in tables]) for m in methods}
-    lines.append("| **mean** | " + " | ".join(f"**{means[m]:.3f}**" for m in methods) + " | |")
+        scored = [cells[(m, t)] for m in methods if m in BASELINES and np.isfinite(cells[(m, t)])]
+        shown = ["failed" if np.isnan(cells[(m, t)]) else f"{cells[(m, t)]:.3f}" for m in methods]
+        lines.append(f"| {t} | " + " | ".join(shown) + (f" | {max(scored):.3f} |" if scored else " | |"))
+    complete = [t for t in tables if all(np.isfinite(cells[(m, t)]) for m in methods)]  # the same tables for all
+    means = {m: np.mean([cells[(m, t)] for t in complete]) if complete else float("nan") for m in methods}
+    label = "**mean**" if len(complete) == len(tables) else f"**mean** ({len(complete)} of {len(tables)} tables)"
+    lines.append(f"| {label} | " + " | ".join(f"**{means[m]:.3f}**" for m in methods) + " | |")
     runs = {m: len({r["seed"] for r in rows if r["method"] == m}) for m in methods}
     seconds = {m: sum(float(r["seconds"]) for r in rows if r["method"] == m) / max(runs[m], 1) for m in methods}
     lines.append("| seconds per seed | " + " | ".join(f"{seconds[m]:.0f}" for m in methods) + " | |")

@@ -62,3 +62,54 @@ def test_suite_runs_every_table_and_method_resumably(tmp_path, capsys):
         main([*args[:5], '{"epochs": 3}', *args[6:]])
     with pytest.raises(ValueError, match="no such folder"):
         main(["--suite", str(tmp_path / "none"), "--out", str(out)])
+
+
+def suite_rows(path, cells):
+    """A --suite results file of (table, method, roc_auc, status) rows, seed 0."""
+    rows = [dict(table=t, seed=0, method=m, roc_auc=a, seconds=1, status=s, settings="") for t, m, a, s in cells]
+    suite.append_rows(path, rows, suite.SUITE_FIELDS)
+    return suite.read_rows(path)
+
+
+def test_a_failed_cell_is_shown_and_the_means_cover_the_same_tables(tmp_path):
+    rows = suite_rows(
+        tmp_path / "s.csv",
+        [
+            ("1_a", "dagmm_detector", 0.9, "ok"),
+            ("1_a", "knn", 0.8, "ok"),
+            ("1_a", "lof", 0.7, "ok"),
+            ("2_b", "dagmm_detector", "nan", "failed: NaN in X"),
+            ("2_b", "knn", "nan", "failed: NaN in X"),
+            ("2_b", "lof", 0.6, "ok"),
+        ],
+    )
+    lines = suite.summarize_suite(rows).splitlines()
+    assert "| 2_b | failed | failed | 0.600 | 0.600 |" in lines  # the best baseline among those that scored
+    assert "| **mean** (1 of 2 tables) | **0.900** | **0.800** | **0.700** | |" in lines  # 1_a only, for all
+
+
+def test_report_rewrites_a_suite_file_and_matrix_refuses_one(tmp_path, capsys):
+    path = tmp_path / "s.csv"
+    suite_rows(path, [("1_a", "dagmm_detector", 0.9, "ok"), ("1_a", "knn", 0.8, "ok")])
+    main(["--report", str(path)])
+    assert "| 1_a | 0.900 | 0.800 | 0.800 |" in path.with_suffix(".md").read_text()
+    with pytest.raises(SystemExit):
+        main(["--matrix", str(path), "--out", str(tmp_path / "m")])
+    assert "--suite results (ROC AUC per table); --matrix combines --configs runs" in capsys.readouterr().err
+
+
+def test_a_table_without_labels_or_anomalies_stops_the_suite_before_any_row(tmp_path):
+    folder = tmp_path / "tables"
+    folder.mkdir()
+    x = np.random.default_rng(0).normal(size=(60, 3))
+    np.savez(folder / "1_ok.npz", X=x, y=np.r_[np.zeros(54), np.ones(6)])
+    for bad, arrays, message in [
+        ("2_no_y.npz", dict(X=x), r"2_no_y.npz holds no y; a suite table holds X \(rows x features\) and y"),
+        ("2_normal.npz", dict(X=x, y=np.zeros(60)), "y marks 0 anomalies in 60 rows"),
+        ("2_short.npz", dict(X=x, y=np.ones(59)), r"X has shape \(60, 3\) and y 59 labels"),
+    ]:
+        np.savez(folder / bad, **arrays)
+        with pytest.raises(ValueError, match=message):
+            main(["--suite", str(folder), "--seeds", "0", "--out", str(tmp_path / "out")])
+        assert not (tmp_path / "out.csv").exists()  # 1_ok.npz did not run either
+        (folder / bad).unlink()
