@@ -153,6 +153,10 @@ class DAGMMCLI(LightningCLI):
         trainer = config.get("trainer")
         if trainer is None:
             return
+        logger, root = trainer.get("logger"), trainer.get("default_root_dir")
+        settings = getattr(logger, "init_args", None)
+        if root is not None and settings is not None and settings.get("save_dir") == "logs":  # as Lightning's own
+            settings.save_dir = str(root)  # logger would: under --trainer.default_root_dir
         callbacks = list(trainer.get("callbacks") or [])
         bars = [c for c in callbacks if "ProgressBar" in str(getattr(c, "class_path", c))]
         if trainer.get("enable_progress_bar") is False:  # also the bar a run's saved config.yaml holds

@@ -63,8 +63,9 @@ class DAGMMDetector(BaseEstimator):
         mixture: ``gaussian``, ``laplace`` or ``gaussian+laplace`` (the ensemble's members alternate between
             the families; needs members >= 2). None: ``gaussian+laplace`` for an ensemble, else ``gaussian``.
         contamination: expected share of anomalies in (0, 0.5]; ``threshold_`` is the (1 - contamination)
-            quantile of the training scores, or of the held-out rows' with ``calibration_fraction`` (the PU
-            variant uses its own c / 2 rule). New rows like the
+            quantile of the training scores (``mixed_loss``: of the rows not labelled as anomalies, so
+            ``labels_`` flags that share of those, and the labelled ones besides), or of the held-out rows'
+            with ``calibration_fraction`` (the PU variant uses its own c / 2 rule). New rows like the
             training rows score a little higher than those (most on small tables), so ``predict`` can flag
             more than that share of them: see ``calibration_fraction``.
         epochs: passes over the rows; None trains for ``TRAINING_STEPS`` optimiser steps whatever the

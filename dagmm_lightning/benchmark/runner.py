@@ -363,7 +363,7 @@ def main(argv: list[str] | None = None) -> None:
                     jobs.append(dataclasses.replace(job, train=False))
                 else:
                     skipped += 1
-    print(f"{len(jobs)} runs to do, {skipped} already in {csv_path}", flush=True)
+    print(f"{len(jobs)} run{'' if len(jobs) == 1 else 's'} to do, {skipped} already in {csv_path}", flush=True)
     if skipped and any("settings" not in r for r in done.values()):
         print(f"({csv_path} predates the settings column: runs made with other settings are not told apart)")
     started = time.perf_counter()

@@ -66,6 +66,11 @@ def test_validating_the_best_checkpoint_is_quiet_about_its_callbacks(tmp_path):
     assert not [w for w in caught if "callbacks used to create the checkpoint" in str(w.message)]
 
 
+def test_default_root_dir_moves_the_logs_and_checkpoints(tmp_path):
+    build_cli(["fit", *QS, "--trainer.max_epochs", "1", "--trainer.default_root_dir", str(tmp_path / "x"), *QUICK])
+    assert [p.name for p in (tmp_path / "x" / "lightning_logs").rglob("*.ckpt")] == ["last.ckpt"]
+
+
 def test_test_from_the_checkpoint_alone_restores_its_split_and_refuses_another(tmp_path, caplog):
     fitted = run(
         ["fit", "--config", "configs/quickstart.yaml", "--trainer.max_epochs", "2", "--seed_everything", "3"], tmp_path
