@@ -64,8 +64,8 @@ class DAGMMDetector(BaseEstimator):
             the families; needs members >= 2). None: ``gaussian+laplace`` for an ensemble, else ``gaussian``.
         contamination: expected share of anomalies in (0, 0.5]; ``threshold_`` is the (1 - contamination)
             quantile of the training scores (``mixed_loss``: of the rows not labelled as anomalies, so
-            ``labels_`` flags that share of those, and the labelled ones besides), or of the held-out rows'
-            with ``calibration_fraction`` (the PU variant uses its own c / 2 rule). New rows like the
+            ``labels_`` flags that share of those, besides the labelled ones that score above it), or of the
+            held-out rows' with ``calibration_fraction`` (the PU variant uses its own c / 2 rule). New rows like the
             training rows score a little higher than those (most on small tables), so ``predict`` can flag
             more than that share of them: see ``calibration_fraction``.
         epochs: passes over the rows; None trains for ``TRAINING_STEPS`` optimiser steps whatever the
