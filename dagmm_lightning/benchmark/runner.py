@@ -149,7 +149,7 @@ def _run_job(job: Job) -> list[dict]:
     try:
         trainer.fit(model, datamodule=dm)
         seconds = time.perf_counter() - start
-        loss = getattr(model, "last_training_loss", float("nan"))  # train/loss is logged every n steps only
+        loss = model.last_training_loss  # train/loss is logged every n steps only
         metrics_cb = next(c for c in trainer.callbacks if isinstance(c, AnomalyMetrics))
         selected = ""
         best = trainer.checkpoint_callback.best_model_path if job.select_on is not None else ""

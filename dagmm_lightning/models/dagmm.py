@@ -297,11 +297,17 @@ class DAGMM(L.LightningModule):
             self._check_finite(loss, terms)
         else:
             loss, terms = self._manual_step(x, y, labelled)
-        self.last_training_loss = loss.item()  # finite (checked): the loss of the fit's last step, whatever is logged
+        self._last_loss = loss.detach()  # no sync here; read as last_training_loss
         if logging:
             self.log("train/loss", loss, prog_bar=True, batch_size=len(x))
             self.log_dict({f"train/{name}": value for name, value in terms.items()}, batch_size=len(x))
         return loss.to(x.dtype)
+
+    @property
+    def last_training_loss(self) -> float:
+        """The loss of the last training step (``train/loss`` is logged every ``log_every_n_steps`` only)."""
+        last = self.__dict__.get("_last_loss")
+        return float("nan") if last is None else float(last)
 
     def _training_steps(self, dataloader_iter: Iterator) -> torch.Tensor:
         """``steps_per_call`` > 1: up to that many batches (training steps) from Lightning's iterator of
