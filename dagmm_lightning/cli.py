@@ -291,11 +291,12 @@ class DAGMMCLI(LightningCLI):
 
     def after_fit(self) -> None:
         trainer, metrics = self.trainer, next(c for c in self.trainer.callbacks if isinstance(c, AnomalyMetrics))
-        if (
-            trainer.limit_val_batches != 0
-            and len(self.datamodule.splits.val)
-            and metrics.validated_at_step != trainer.global_step
-        ):
+        validated = metrics.validated_at_step == trainer.global_step
+        if spawned(trainer):  # the workers validated, and their last checkpoint says when (this process saw none)
+            _, state = spawned_last_checkpoint(trainer) or (None, {})
+            worker = state.get("callbacks", {}).get(metrics.state_key, {})
+            validated = state.get("global_step") is not None and worker.get("validated_at_step") == state["global_step"]
+        if trainer.limit_val_batches != 0 and len(self.datamodule.splits.val) and not validated:
             fit_metrics = dict(trainer.callback_metrics)
             trainer.validate(self.model, datamodule=self.datamodule, verbose=False)  # the last epoch had none
             trainer.callback_metrics.update({k: v for k, v in fit_metrics.items() if k not in trainer.callback_metrics})
@@ -369,12 +370,10 @@ def fit_summary(trainer, datamodule: AnomalyDataModule, metrics: dict[str, float
     checkpoint = trainer.checkpoint_callback
     last = checkpoint.last_model_path if checkpoint is not None else ""
     done = trainer.current_epoch
-    if checkpoint is not None and not last and spawned(trainer) and trainer.log_dir:
-        candidate = Path(checkpoint.dirpath or Path(trainer.log_dir, "checkpoints"), "last.ckpt")
-        last = str(candidate) if candidate.is_file() else ""
-        if last:  # the epochs ran in the spawned processes; their last checkpoint counts them
-            state = torch.load(last, weights_only=False, map_location="cpu")
-            done = int(state["loops"]["fit_loop"]["epoch_progress"]["current"]["completed"])
+    spawned_last = spawned_last_checkpoint(trainer) if not last else None
+    if spawned_last is not None:  # the epochs ran in the spawned processes; their last checkpoint counts them
+        last, state = spawned_last
+        done = int(state["loops"]["fit_loop"]["epoch_progress"]["current"]["completed"])
     lines = [f"fit finished after {done} epoch{'s' if done != 1 else ''}; data: {datamodule.describe()}"]
     if trainer.logger is not None and trainer.log_dir:
         lines.append(f"  logs:        {trainer.log_dir}   (tensorboard --logdir {trainer.logger.save_dir})")
@@ -410,6 +409,15 @@ def fit_summary(trainer, datamodule: AnomalyDataModule, metrics: dict[str, float
         else:
             lines += [f"  next:        dagmm test --ckpt_path {last}", f"               {predict}"]
     return "\n".join(lines)
+
+
+def spawned_last_checkpoint(trainer) -> tuple[str, dict] | None:
+    """After a fit in spawned processes: the path and content of the last.ckpt they wrote (None without)."""
+    checkpoint = trainer.checkpoint_callback
+    if checkpoint is None or not spawned(trainer) or not trainer.log_dir:
+        return None
+    path = Path(checkpoint.dirpath or Path(trainer.log_dir, "checkpoints"), "last.ckpt")
+    return (str(path), torch.load(path, weights_only=False, map_location="cpu")) if path.is_file() else None
 
 
 def new_run_folder(trainer) -> Path | None:

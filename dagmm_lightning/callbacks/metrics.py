@@ -125,6 +125,12 @@ class AnomalyMetrics(L.Callback):
         self.validated_at_step = -1  #: the global step of the last validation in fit
         self._warned: set[str] = set()
 
+    def state_dict(self) -> dict:
+        return {"validated_at_step": self.validated_at_step}  # read from last.ckpt after a ddp_spawn fit
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.validated_at_step = state_dict.get("validated_at_step", -1)
+
     def _start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.rows.start(pl_module.device)
 
