@@ -34,6 +34,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException  # 
 
 from dagmm_lightning import models  # noqa: E402
 from dagmm_lightning.callbacks import AnomalyFigures, AnomalyMetrics, PredictionCSVWriter  # noqa: E402
+from dagmm_lightning.callbacks.metrics import LAST_STEP_VALIDATED  # noqa: E402
 from dagmm_lightning.data import AnomalyDataModule  # noqa: E402
 from dagmm_lightning.data.datamodule import TABLE  # noqa: E402
 from dagmm_lightning.errors import ConfigurationError, DataError, own_error  # noqa: E402
@@ -292,10 +293,8 @@ class DAGMMCLI(LightningCLI):
     def after_fit(self) -> None:
         trainer, metrics = self.trainer, next(c for c in self.trainer.callbacks if isinstance(c, AnomalyMetrics))
         validated = metrics.validated_at_step == trainer.global_step
-        if spawned(trainer):  # the workers validated, and their last checkpoint says when (this process saw none)
-            _, state = spawned_last_checkpoint(trainer) or (None, {})
-            worker = state.get("callbacks", {}).get(metrics.state_key, {})
-            validated = state.get("global_step") is not None and worker.get("validated_at_step") == state["global_step"]
+        if spawned(trainer):  # the workers validated (this process saw none): they say whether the last step
+            validated = bool(trainer.callback_metrics.get(LAST_STEP_VALIDATED, 0))
         if trainer.limit_val_batches != 0 and len(self.datamodule.splits.val) and not validated:
             fit_metrics = dict(trainer.callback_metrics)
             trainer.validate(self.model, datamodule=self.datamodule, verbose=False)  # the last epoch had none
@@ -380,8 +379,9 @@ def fit_summary(trainer, datamodule: AnomalyDataModule, metrics: dict[str, float
     if last:
         lines.append(f"  checkpoint:  {last} (last epoch)")
     if checkpoint is not None and checkpoint.best_model_path and checkpoint.monitor:
-        score = checkpoint.best_model_score
-        lines.append(f"  best:        {checkpoint.best_model_path} ({checkpoint.monitor} {float(score):.4f})")
+        score = checkpoint.best_model_score  # None in the process that spawned the fit
+        shown = "" if score is None else f" {float(score):.4f}"
+        lines.append(f"  best:        {checkpoint.best_model_path} ({checkpoint.monitor}{shown})")
     network = getattr(trainer.lightning_module, "model", None)
     reseeded, em_steps = getattr(network, "components_reseeded", 0), getattr(network, "em_steps_run", 0)
     fit_k = network.mixture.n_components if hasattr(network, "mixture") else None

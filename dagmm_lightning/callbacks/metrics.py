@@ -94,6 +94,9 @@ def anomaly_metrics(
     return metrics
 
 
+LAST_STEP_VALIDATED = "fit/last_step_validated"  #: 1 when the fit validated its final model
+
+
 class AnomalyMetrics(L.Callback):
     """Precision, recall and F1 at "top p %" thresholds and at the model's stored threshold, ROC AUC and
     average precision of the raw scores; logged as ``val/...`` and ``test/...``. The data set's rho is
@@ -124,12 +127,6 @@ class AnomalyMetrics(L.Callback):
         self.last_metrics: dict[str, dict[str, float]] = {}
         self.validated_at_step = -1  #: the global step of the last validation in fit
         self._warned: set[str] = set()
-
-    def state_dict(self) -> dict:
-        return {"validated_at_step": self.validated_at_step}  # read from last.ckpt after a ddp_spawn fit
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        self.validated_at_step = state_dict.get("validated_at_step", -1)
 
     def _start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.rows.start(pl_module.device)
@@ -190,13 +187,15 @@ class AnomalyMetrics(L.Callback):
             rank_zero_warn(message)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.validated_at_step == trainer.global_step:  # else the metrics are not the final model's
+        validated = self.validated_at_step == trainer.global_step
+        # a ddp_spawn fit's callback metrics are what its workers hand back: the CLI reads there whether to validate
+        trainer.callback_metrics[LAST_STEP_VALIDATED] = torch.tensor(float(validated))
+        if validated:  # else the metrics are not the final model's
             self._log_final(trainer, pl_module)
 
     def _log_final(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """TensorBoard's hparams view: the hyperparameters with the final validation metrics. TensorBoard
-        shows a run's first such record, which is why the CLI's logger writes no placeholder; a ddp_spawn
-        fit writes it twice (the process that spawned cannot tell whether the last epoch validated), alike."""
+        shows a run's first such record, which is why the CLI's logger writes no placeholder."""
         final = self.last_metrics.get("val")
         if final is None:
             return

@@ -162,10 +162,12 @@ def test_spawned_cli_fit_summary_names_its_epochs_checkpoint_metrics_and_one_log
     assert "roc_auc" in summary  # the validation after fit ran in spawned processes too
     assert [p.name for p in (logs / "lightning_logs").iterdir()] == ["version_0"]  # fit and validation share it
     caplog.clear()
-    every_epoch = ["--trainer.check_val_every_n_epoch", "1"]
+    every_epoch = ["--trainer.check_val_every_n_epoch", "1", "--checkpoint.monitor", "val/roc_auc"]
+    every_epoch += ["--checkpoint.mode", "max"]
     build_cli([*args, *every_epoch, "--trainer.logger.init_args.save_dir", str(logs), *QUICK])
     summary = "\n".join(r.getMessage() for r in caplog.records if "fit finished" in r.getMessage())
-    assert "roc_auc" in summary  # the workers validated the last epoch: no second validation, no second event file
+    assert "roc_auc" in summary and "(val/roc_auc" in summary  # best checkpoint named (its score stayed in the workers)
+    # the workers validated the last epoch: no second validation, no second event file
     assert len(list((logs / "lightning_logs" / "version_1").glob("events.out.tfevents.*"))) == 1
 
 
