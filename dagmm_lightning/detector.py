@@ -282,7 +282,12 @@ class DAGMMDetector(BaseEstimator):
 
     def _train(self, data: AnomalyDataModule, n_rows: int) -> None:
         """Seeds, builds ``model_`` and trains it on ``data`` (``n_rows``: X's rows, for the log interval)."""
-        L.seed_everything(self._seed, verbose=False)
+        # seed_everything's seeding, CPU only (the detector trains on CPU): torch.manual_seed would also
+        # replace the seed CUDA or MPS queue for the caller, which _callers_random_state cannot give back
+        os.environ["PL_GLOBAL_SEED"] = str(self._seed)  # the model's seeding at each epoch start reads it
+        random.seed(self._seed)
+        np.random.seed(self._seed)
+        torch.default_generator.manual_seed(self._seed)
         self.model_ = self._build_model(data.input_dim)
         with _quiet(not self.verbose):
             shown = dict(enable_progress_bar=self.verbose, enable_model_summary=self.verbose)
@@ -380,26 +385,21 @@ class DAGMMDetector(BaseEstimator):
 
 @contextmanager
 def _callers_random_state():
-    """The global generators (Python's, numpy's, torch's) and Lightning's seed variables as they were:
-    training seeds them (``seed_everything``, the model's seeding at each epoch), and a caller's draws
-    after ``fit`` must not depend on it. (CUDA's generators too, where CUDA was in use before.)"""
-    names = ("PL_GLOBAL_SEED", "PL_SEED_WORKERS")
-    environment = {name: os.environ.get(name) for name in names}
+    """The global generators the detector's training seeds (Python's, numpy's, torch's CPU one: the model
+    also reseeds at each epoch) and Lightning's ``PL_GLOBAL_SEED`` as they were: a caller's draws after
+    ``fit`` must not depend on it."""
+    seed = os.environ.get("PL_GLOBAL_SEED")
     states = random.getstate(), np.random.get_state(), torch.get_rng_state()
-    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
     try:
         yield
     finally:
         random.setstate(states[0])
         np.random.set_state(states[1])
         torch.set_rng_state(states[2])
-        if cuda is not None:
-            torch.cuda.set_rng_state_all(cuda)
-        for name, value in environment.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        if seed is None:
+            os.environ.pop("PL_GLOBAL_SEED", None)
+        else:
+            os.environ["PL_GLOBAL_SEED"] = seed
 
 
 @contextmanager
