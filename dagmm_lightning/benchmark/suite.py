@@ -107,9 +107,10 @@ def run_suite(folder: Path, seeds: list[int], settings: dict, method: str, basel
         )
     done = {(r["table"], int(r["seed"]), r["method"]) for r in rows}
     methods = [method, *(BASELINES if baselines else ())]
-    for path in tables:  # every table checked before any runs: a bad one stops the suite, not its middle
+    pending = [p for p in tables if any((p.stem, s, m) not in done for s in seeds for m in methods)]
+    for path in pending:  # every table checked before any runs: a bad one stops the suite, not its middle
         read_table(path)
-    for path in tables:
+    for path in pending:
         x, y = read_table(path)
         for seed in seeds:
             todo = [m for m in methods if (path.stem, seed, m) not in done]
@@ -150,26 +151,32 @@ def summarize_suite(rows: list[dict]) -> str:
     tables = sorted({r["table"] for r in rows}, key=table_order)
     seeds = sorted({int(r["seed"]) for r in rows})
 
-    def mean(method: str, table: str) -> float:
-        values = [
-            float(r["roc_auc"]) for r in rows if r["method"] == method and r["table"] == table and r["status"] == "ok"
-        ]
-        return float(np.mean(values)) if values else float("nan")
+    runs = {(m, t): [r for r in rows if r["method"] == m and r["table"] == t] for m in methods for t in tables}
+    ok = {key: [float(r["roc_auc"]) for r in found if r["status"] == "ok"] for key, found in runs.items()}
+    cells = {key: float(np.mean(values)) if values else float("nan") for key, values in ok.items()}
 
-    cells = {(m, t): mean(m, t) for m in methods for t in tables}
+    def shown(key: tuple[str, str]) -> str:
+        if not runs[key]:
+            return "not run"
+        if not ok[key]:
+            return "failed"
+        partly = f" ({len(ok[key])} of {len(runs[key])} seeds)" if len(ok[key]) < len(runs[key]) else ""
+        return f"{cells[key]:.3f}{partly}"
+
     lines = ["| table | " + " | ".join(methods) + " | best baseline |", "|---|" + "---|" * (len(methods) + 1)]
     for t in tables:
         scored = [cells[(m, t)] for m in methods if m in BASELINES and np.isfinite(cells[(m, t)])]
-        shown = ["failed" if np.isnan(cells[(m, t)]) else f"{cells[(m, t)]:.3f}" for m in methods]
-        lines.append(f"| {t} | " + " | ".join(shown) + (f" | {max(scored):.3f} |" if scored else " | |"))
-    complete = [t for t in tables if all(np.isfinite(cells[(m, t)]) for m in methods)]  # the same tables for all
+        cells_shown = [shown((m, t)) for m in methods]
+        lines.append(f"| {t} | " + " | ".join(cells_shown) + (f" | {max(scored):.3f} |" if scored else " | |"))
+    # the means over the same tables for every method: those where each scored every seed it ran
+    complete = [t for t in tables if all(runs[(m, t)] and len(ok[(m, t)]) == len(runs[(m, t)]) for m in methods)]
     means = {m: np.mean([cells[(m, t)] for t in complete]) if complete else float("nan") for m in methods}
     label = "**mean**" if len(complete) == len(tables) else f"**mean** ({len(complete)} of {len(tables)} tables)"
     lines.append(f"| {label} | " + " | ".join(f"**{means[m]:.3f}**" for m in methods) + " | |")
-    runs = {m: len({r["seed"] for r in rows if r["method"] == m}) for m in methods}
-    seconds = {m: sum(float(r["seconds"]) for r in rows if r["method"] == m) / max(runs[m], 1) for m in methods}
+    seeds_run = {m: len({r["seed"] for r in rows if r["method"] == m}) for m in methods}
+    seconds = {m: sum(float(r["seconds"]) for r in rows if r["method"] == m) / max(seeds_run[m], 1) for m in methods}
     lines.append("| seconds per seed | " + " | ".join(f"{seconds[m]:.0f}" for m in methods) + " | |")
-    lines.append("| seeds | " + " | ".join(str(runs[m]) for m in methods) + " | |")
+    lines.append("| seeds | " + " | ".join(str(seeds_run[m]) for m in methods) + " | |")
     return f"ROC AUC on the test rows, mean over seeds {', '.join(map(str, seeds))}:\n\n" + "\n".join(lines) + "\n"
 
 

@@ -206,8 +206,8 @@ class TablePreprocessor:
             named = ", ".join(f"{c!r} {n:,}" for c, n in wide.items())
             rank_zero_warn(
                 f"one-hot encoding makes a feature of each category: {named} categories, {self.n_features:,} "
-                "features in all (slow to train, and a category seen in few rows says little); group rare values, "
-                "or leave such a column out"
+                "features in all (slow, and a category seen in few rows says little); group rare values, or leave "
+                "such a column out"
             )
         return self
 
