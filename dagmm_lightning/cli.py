@@ -369,10 +369,12 @@ def fit_summary(trainer, datamodule: AnomalyDataModule, metrics: dict[str, float
     checkpoint = trainer.checkpoint_callback
     last = checkpoint.last_model_path if checkpoint is not None else ""
     done = trainer.current_epoch
-    spawned_last = spawned_last_checkpoint(trainer) if not last else None
-    if spawned_last is not None:  # the epochs ran in the spawned processes; their last checkpoint counts them
-        last, state = spawned_last
-        done = int(state["loops"]["fit_loop"]["epoch_progress"]["current"]["completed"])
+    if checkpoint is not None and not last and spawned(trainer) and trainer.log_dir:
+        candidate = Path(checkpoint.dirpath or Path(trainer.log_dir, "checkpoints"), "last.ckpt")
+        last = str(candidate) if candidate.is_file() else ""
+        if last:  # the epochs ran in the spawned processes; their last checkpoint counts them
+            state = torch.load(last, weights_only=False, map_location="cpu")
+            done = int(state["loops"]["fit_loop"]["epoch_progress"]["current"]["completed"])
     lines = [f"fit finished after {done} epoch{'s' if done != 1 else ''}; data: {datamodule.describe()}"]
     if trainer.logger is not None and trainer.log_dir:
         lines.append(f"  logs:        {trainer.log_dir}   (tensorboard --logdir {trainer.logger.save_dir})")
@@ -409,15 +411,6 @@ def fit_summary(trainer, datamodule: AnomalyDataModule, metrics: dict[str, float
         else:
             lines += [f"  next:        dagmm test --ckpt_path {last}", f"               {predict}"]
     return "\n".join(lines)
-
-
-def spawned_last_checkpoint(trainer) -> tuple[str, dict] | None:
-    """After a fit in spawned processes: the path and content of the last.ckpt they wrote (None without)."""
-    checkpoint = trainer.checkpoint_callback
-    if checkpoint is None or not spawned(trainer) or not trainer.log_dir:
-        return None
-    path = Path(checkpoint.dirpath or Path(trainer.log_dir, "checkpoints"), "last.ckpt")
-    return (str(path), torch.load(path, weights_only=False, map_location="cpu")) if path.is_file() else None
 
 
 def new_run_folder(trainer) -> Path | None:

@@ -172,7 +172,7 @@ def summarize_suite(rows: list[dict]) -> str:
     complete = [t for t in tables if all(runs[(m, t)] and len(ok[(m, t)]) == len(runs[(m, t)]) for m in methods)]
     means = {m: np.mean([cells[(m, t)] for t in complete]) if complete else float("nan") for m in methods}
     label = "**mean**" if len(complete) == len(tables) else f"**mean** ({len(complete)} of {len(tables)} tables)"
-    lines.append(f"| {label} | " + " | ".join(f"**{means[m]:.3f}**" for m in methods) + " | |")
+    lines.append(f"| {label} | " + " | ".join(f"**{means[m]:.3f}**" if complete else "n/a" for m in methods) + " | |")
     seeds_run = {m: len({r["seed"] for r in rows if r["method"] == m}) for m in methods}
     seconds = {m: sum(float(r["seconds"]) for r in rows if r["method"] == m) / max(seeds_run[m], 1) for m in methods}
     lines.append("| seconds per seed | " + " | ".join(f"{seconds[m]:.0f}" for m in methods) + " | |")

@@ -402,13 +402,12 @@ class AnomalyDataModule(L.LightningDataModule):
             )
         where = self.path if self.dataset == TABLE and self.path else f"data set {self.dataset!r}"
         rows_then = state_dict.get("n_rows")
-        cause = (
-            f"it has {len(self._labels)} rows, the checkpoint was trained on {rows_then}"
-            if rows_then is not None and rows_then != len(self._labels)
-            else "its rows or their labels changed"
-            if "split_settings" in state_dict
-            else "its rows or their labels changed, or a split setting given here differs"
-        )
+        if rows_then is not None and rows_then != len(self._labels):
+            cause = f"it has {len(self._labels)} rows, the checkpoint was trained on {rows_then}"
+        elif "split_settings" in state_dict:
+            cause = "its rows or their labels changed"
+        else:  # saved before every split setting was recorded
+            cause = "its rows or their labels changed, or a split setting given here differs"
         raise DataError(
             f"{where} is not the data the checkpoint was trained on ({cause}): with the same split settings, this "
             "run's test rows would overlap the rows the model was trained on; use the data it was trained on"

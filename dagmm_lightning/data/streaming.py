@@ -169,8 +169,8 @@ def scan_file(
     """One pass over a CSV or Parquet file: columns, category sets and labels. Without
     ``symbolic_columns`` they are chosen on the file's first chunk by the in-memory reader's rule
     (``infer_symbolic_columns``: text and true/false; text of numbers only is numeric; dates and ids
-    refused; ids also on the whole file); the pass reads every other column as
-    float64 and these as text, as the encoding passes do; ``ignore_columns`` are read as text and left out."""
+    refused, ids also on the whole file); the pass reads every other column as float64 and these as text,
+    as the encoding passes do; ``ignore_columns`` are read as text and left out."""
     if not path.is_file():
         raise DataError(f"no such file: {path}")
     label, ignored = [label_column] if label_column else [], list(ignore_columns or [])

@@ -306,7 +306,7 @@ class DAGMM(L.LightningModule):
     @property
     def last_training_loss(self) -> float:
         """The loss of the last training step (``train/loss`` is logged every ``log_every_n_steps`` only)."""
-        last = self.__dict__.get("_last_loss")
+        last = getattr(self, "_last_loss", None)
         return float("nan") if last is None else float(last)
 
     def _training_steps(self, dataloader_iter: Iterator) -> torch.Tensor:
@@ -432,12 +432,12 @@ class DAGMM(L.LightningModule):
         if self.model is None:
             self._size_from_training_rows()
         splits = getattr(self.trainer.datamodule, "splits", None) if stage == "fit" else None
-        if splits is not None and self.trainer.datamodule.split == "positive_unlabeled":
-            if not self.learns_from_known_normals:
-                rank_zero_warn(
-                    f"split 'positive_unlabeled' is DAGMMPU's (configs/pu.yaml): {type(self).__name__} trains on "
-                    "every training row as unlabelled, and its val rows (labelled normal only) measure no anomaly"
-                )
+        pu_split = splits is not None and self.trainer.datamodule.split == "positive_unlabeled"
+        if pu_split and not self.learns_from_known_normals:
+            rank_zero_warn(
+                f"split 'positive_unlabeled' is DAGMMPU's (configs/pu.yaml): {type(self).__name__} trains on "
+                "every training row as unlabelled, and its val rows (labelled normal only) measure no anomaly"
+            )
         components = self.hparams.n_components
         if splits is not None and components is not None and components > len(splits.train):
             raise ConfigurationError(

@@ -95,7 +95,7 @@ def test_a_cell_not_run_or_failed_on_some_seeds_says_so(tmp_path):
     rows += [dict(rows[0], seed="1", roc_auc="nan", status="failed: NaN")]  # seed 1 of the detector failed
     lines = suite.summarize_suite(rows).splitlines()
     assert "| 1_a | 0.900 (1 of 2 seeds) | 0.800 | 0.800 |" in lines and "| 2_b | not run | 0.700 | 0.700 |" in lines
-    assert "| **mean** (0 of 2 tables) | **nan** | **nan** | |" in lines  # no table every method scored fully
+    assert "| **mean** (0 of 2 tables) | n/a | n/a | |" in lines  # no table every method scored fully
 
 
 def test_report_rewrites_a_suite_file_and_matrix_refuses_one(tmp_path, capsys):
