@@ -141,6 +141,7 @@ class AnomalyDataModule(L.LightningDataModule):
         self._scaled_rows: dict[str, torch.Tensor | DiskRows] = {}
         self._given_table: RawTable | None = None
         self._given_splits: Splits | None = None
+        self._values_fingerprint: str | None = None
 
     @classmethod
     def from_table(cls, table: RawTable, splits: Splits | None = None, **kwargs) -> AnomalyDataModule:
@@ -261,6 +262,7 @@ class AnomalyDataModule(L.LightningDataModule):
 
     def setup(self, stage: str) -> None:
         self._load()
+        self._values_fingerprint = None
         if self.out_of_core:
             # once: the scaling depends on the training rows only; scoring a file needs none of the rows
             if self._on_disk is None and not (stage == "predict" and self.predict_file is not None):
@@ -357,12 +359,27 @@ class AnomalyDataModule(L.LightningDataModule):
         """A hash of the training rows' ids: two splits with the same fingerprint train on the same rows."""
         return hashlib.sha256(np.asarray(self.splits.train, dtype=np.int64).tobytes()).hexdigest()[:16]
 
+    def training_values_fingerprint(self) -> str:
+        """A hash of the training rows' scaled values in split order: it tells the same row ids over rows
+        that changed (a table reordered among its normal rows) from the rows the model was trained on."""
+        if self._values_fingerprint is None:
+            digest = hashlib.sha256()
+            if self._on_disk is not None:
+                rows = self._on_disk["train"]
+                for first in range(0, len(rows), CHUNK_ROWS):
+                    digest.update(rows[first : first + CHUNK_ROWS].numpy().tobytes())
+            else:
+                digest.update(self.preprocessor.scale(self._encoded[self.splits.train]).tobytes())
+            self._values_fingerprint = digest.hexdigest()[:16]
+        return self._values_fingerprint
+
     def split_settings(self) -> dict:
         """Every setting that decides which rows train (with the table's labels and row count)."""
         return {"seed": self.resolved_seed, **{key: getattr(self, key) for key in SPLIT_SETTINGS}}
 
     def state_dict(self) -> dict:
         split = {"split_seed": self.resolved_seed, "training_rows": self.training_rows_fingerprint()}
+        split["training_values"] = self.training_values_fingerprint()
         split |= {"protocol": self.protocol, "split": self.split, "n_rows": len(self._labels)}
         split["split_settings"] = self.split_settings()
         return {"dataset": self.dataset, "preprocessor": self.preprocessor.state_dict(), **split}
@@ -373,11 +390,14 @@ class AnomalyDataModule(L.LightningDataModule):
                 f"the checkpoint was trained on data set {state_dict.get('dataset')!r}, "
                 f"this run loads {self.dataset!r}; pass the data config it was trained with"
             )
-        saved = state_dict.get("training_rows")
         scoring_a_file = self.predict_file is not None and self.trainer is not None and self.trainer.predicting
-        if saved is not None and not scoring_a_file and saved != self.training_rows_fingerprint():
+        rows, values = state_dict.get("training_rows"), state_dict.get("training_values")  # None: older checkpoints
+        if not scoring_a_file and rows not in (None, self.training_rows_fingerprint()):
             self._refuse_other_training_rows(state_dict)
+        if not scoring_a_file and values not in (None, self.training_values_fingerprint()):
+            self._refuse_other_training_rows(state_dict, same_rows=True)
         self.preprocessor.load_state_dict(state_dict["preprocessor"])
+        self._values_fingerprint = None
         self._scaled.clear()
         self._scaled_rows.clear()
         if self._on_disk is not None and self.preprocessor.constant is None:
@@ -385,9 +405,10 @@ class AnomalyDataModule(L.LightningDataModule):
             # clip: written again as that scaling scales them
             self._on_disk = self._write_rows_to_disk(fit_scaling=False)
 
-    def _refuse_other_training_rows(self, state_dict: dict) -> None:
+    def _refuse_other_training_rows(self, state_dict: dict, same_rows: bool = False) -> None:
         """The checkpoint trained on other rows than this run's training split, so its test rows would
-        overlap them: say which split settings differ or, where none does, that the data did."""
+        overlap them: say which split settings differ or, where none does, that the data did
+        (``same_rows``: the split's row numbers are the checkpoint's, their values are not)."""
         then = state_dict.get("split_settings") or {  # a checkpoint saved before the settings were recorded
             key: state_dict.get(saved) for key, saved in (("seed", "split_seed"), ("protocol",) * 2, ("split",) * 2)
         }
@@ -404,6 +425,8 @@ class AnomalyDataModule(L.LightningDataModule):
         rows_then = state_dict.get("n_rows")
         if rows_then is not None and rows_then != len(self._labels):
             cause = f"it has {len(self._labels)} rows, the checkpoint was trained on {rows_then}"
+        elif same_rows:
+            cause = "the values of its training rows changed: rows reordered or edited"
         elif "split_settings" in state_dict:
             cause = "its rows or their labels changed"
         else:  # saved before every split setting was recorded

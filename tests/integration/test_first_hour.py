@@ -155,6 +155,12 @@ def test_a_table_takes_its_contamination_from_its_labels_and_predicts_from_the_c
     rows.iloc[::-1].to_csv(flows, sep=";", index=False)  # the file changed since the fit: refused, and why
     with pytest.raises(ValueError, match="flows.csv is not the data the checkpoint .* rows or their labels changed"):
         run(["test", "--ckpt_path", last], tmp_path)
+    shuffled = np.r_[np.arange(20), 20 + np.random.default_rng(1).permutation(380)]  # normal rows only
+    rows.iloc[shuffled].to_csv(flows, sep=";", index=False)  # the same labels at the same row numbers
+    with pytest.raises(ValueError, match="values of its training rows changed: rows reordered or edited"):
+        run(["test", "--ckpt_path", last], tmp_path)
+    rows.to_csv(flows, sep=";", index=False)  # as trained: tested
+    assert run(["test", "--ckpt_path", last], tmp_path).datamodule.splits.test.size
     with pytest.raises(
         ValueError, match=r"split differs from the checkpoint's \(val_fraction 0.3, the checkpoint's 0.1\)"
     ):

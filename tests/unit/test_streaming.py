@@ -1,5 +1,6 @@
 """Chunked reading of CSV and Parquet files for predict: the same rows as reading them whole."""
 
+import hashlib
 import mmap
 
 import numpy as np
@@ -102,6 +103,8 @@ def test_out_of_core_splits_equal_the_in_memory_ones(tmp_path, monkeypatch, suff
     in_memory, on_disk = out_of_core_pair(tmp_path, monkeypatch, suffix)
     assert on_disk.preprocessor.state_dict() == in_memory.preprocessor.state_dict()
     assert on_disk.training_rows_fingerprint() == in_memory.training_rows_fingerprint()
+    values = hashlib.sha256(in_memory.arrays("train")[0].tobytes()).hexdigest()[:16]  # chunks of 64 on disk
+    assert on_disk.training_values_fingerprint() == in_memory.training_values_fingerprint() == values
     assert on_disk.anomaly_share == in_memory.anomaly_share == 0.1
     for split in ("train", "val", "test"):
         (x, y), (x_disk, y_disk) = in_memory.arrays(split), on_disk.arrays(split)
