@@ -359,9 +359,12 @@ class AnomalyDataModule(L.LightningDataModule):
         """A hash of the training rows' ids: two splits with the same fingerprint train on the same rows."""
         return hashlib.sha256(np.asarray(self.splits.train, dtype=np.int64).tobytes()).hexdigest()[:16]
 
-    def training_values_fingerprint(self) -> str:
+    def training_values_fingerprint(self) -> str | None:
         """A hash of the training rows' scaled values in split order: it tells the same row ids over rows
-        that changed (a table reordered among its normal rows) from the rows the model was trained on."""
+        that changed (a table reordered among its normal rows) from the rows the model was trained on.
+        None out of core before the rows are written (a predict of a file of its own writes none)."""
+        if self._on_disk is None and self._encoded is None:
+            return None
         if self._values_fingerprint is None:
             digest = hashlib.sha256()
             if self._on_disk is not None:
@@ -394,7 +397,8 @@ class AnomalyDataModule(L.LightningDataModule):
         rows, values = state_dict.get("training_rows"), state_dict.get("training_values")  # None: older checkpoints
         if not scoring_a_file and rows not in (None, self.training_rows_fingerprint()):
             self._refuse_other_training_rows(state_dict)
-        if not scoring_a_file and values not in (None, self.training_values_fingerprint()):
+        now = None if scoring_a_file else self.training_values_fingerprint()
+        if None not in (values, now) and values != now:
             self._refuse_other_training_rows(state_dict, same_rows=True)
         self.preprocessor.load_state_dict(state_dict["preprocessor"])
         self._values_fingerprint = None
