@@ -27,7 +27,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from dagmm_lightning.data import AnomalyDataModule, RawTable, Splits, TablePreprocessor
 from dagmm_lightning.data.tables import infer_symbolic_columns
-from dagmm_lightning.errors import ConfigurationError, DataError, check_choice, check_range
+from dagmm_lightning.errors import ConfigurationError, DataError, check_choice, check_range, existing_file
 from dagmm_lightning.labels import KNOWN_NORMAL, LABELLED_ANOMALY, UNLABELLED
 from dagmm_lightning.models import DAGMM, DAGMMPU, DAGMMVAE, DAGMMVQVAE
 from dagmm_lightning.scoring import upper_quantile
@@ -358,8 +358,7 @@ class DAGMMDetector(BaseEstimator):
     @classmethod
     def load(cls, path: str | Path) -> DAGMMDetector:
         """A detector written by ``save``, ready to score."""
-        if not Path(path).is_file():
-            raise DataError(f"no such file: {path}")
+        existing_file(path)
         state = torch.load(path, weights_only=False)
         if not isinstance(state, dict) or "variant_class" not in state:
             raise DataError(f"{path} is not a file written by DAGMMDetector.save")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+from pathlib import Path
 from typing import Any, get_args
 
 
@@ -35,6 +36,14 @@ def own_error(err: BaseException | None) -> DAGMMError | None:
         seen.add(id(err))
         err = err.__cause__ or err.__context__
     return None
+
+
+def existing_file(path: str | Path) -> Path:
+    """``path`` as a Path; a ``DataError`` where no file is there."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"no such file: {path}")
+    return path
 
 
 def check_choice(name: str, value: Any, choices: Any) -> None:

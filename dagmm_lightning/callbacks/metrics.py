@@ -18,6 +18,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_warn
 from sklearn.metrics import average_precision_score, precision_recall_fscore_support, roc_auc_score
 from torchmetrics import Metric
+from torchmetrics.utilities import dim_zero_cat
 
 from dagmm_lightning.errors import ConfigurationError, check_choice
 
@@ -51,9 +52,7 @@ class EvaluationRows(Metric):
         return self
 
     def compute(self) -> dict[str, np.ndarray]:
-        columns = {
-            name: torch.cat(v) if isinstance(v, list) else v for name in self.columns for v in [getattr(self, name)]
-        }
+        columns = {name: dim_zero_cat(getattr(self, name)) for name in self.columns}
         _, first = np.unique(columns["index"].cpu().numpy(), return_index=True)
         return {name: value.cpu().numpy()[first] for name, value in columns.items()}
 

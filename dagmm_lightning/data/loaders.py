@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from dagmm_lightning.data.tables import RawTable, csv_delimiter, infer_symbolic_columns
-from dagmm_lightning.errors import DataError
+from dagmm_lightning.errors import DataError, existing_file
 
 KDDCUP99_COLUMNS = """
 duration protocol_type service flag src_bytes dst_bytes land wrong_fragment urgent hot
@@ -29,9 +29,7 @@ KDDCUP99_FILES = ["kddcup.data_10_percent.gz", "kddcup.data_10_percent", "kddcup
 def read_kddcup99_file(path: str | Path) -> RawTable:
     """A KDD Cup 1999 file in the raw format: no header, 41 features, optionally the label (``normal.``
     is the anomaly class in the DAGMM protocol)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"no such file: {path}")
+    path = existing_file(path)
     frame = pd.read_csv(path, header=None, low_memory=False)
     if frame.shape[1] not in (41, 42):
         raise DataError(
@@ -109,9 +107,7 @@ def _attacks_are_anomalies(table: RawTable) -> RawTable:
 
 def read_npz_file(path: str | Path) -> RawTable:
     """A numpy archive with ``X`` (rows x features) and optionally ``y`` (1 = anomaly)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"no such file: {path}")
+    path = existing_file(path)
     with np.load(path, allow_pickle=False) as archive:
         if "X" not in archive.files:
             raise DataError(f"{path} holds {archive.files}; expected an array 'X' (and optionally 'y')")
@@ -134,9 +130,7 @@ def read_arrhythmia_file(path: str | Path) -> RawTable:
     """UCI Arrhythmia as a MATLAB file with one matrix ``arrhythmia``: 274 features, then the class."""
     from scipy.io import loadmat
 
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"no such file: {path}")
+    path = existing_file(path)
     matrix = np.asarray(loadmat(str(path))["arrhythmia"], dtype=np.float64)
     if matrix.shape[1] != 275:
         raise DataError(f"{path}: expected 274 features and the class (275 columns), got {matrix.shape[1]}")
@@ -193,9 +187,7 @@ def read_user_table(
     ``ignore_columns``: columns left out of the features (ids, timestamps, free text); with
     ``label_optional``, those missing from the file are no error either.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"no such file: {path}")
+    path = existing_file(path)
     if path.suffix == ".npz":
         if ignore_columns:
             raise DataError(f"{path.name} is an NPZ file: its columns have no names to ignore (ignore_columns)")

@@ -28,7 +28,7 @@ from dagmm_lightning.data.tables import (
     infer_symbolic_columns,
 )
 from dagmm_lightning.distributed import rank, world_size
-from dagmm_lightning.errors import DataError
+from dagmm_lightning.errors import DataError, existing_file
 
 STREAMED_SUFFIXES = (".csv", ".parquet", ".pq")
 CHUNK_ROWS = 16384
@@ -50,11 +50,9 @@ class FileRows:
         chunk_rows: int = CHUNK_ROWS,
         ignored: list[str] | None = None,
     ) -> None:
-        self.path, self.preprocessor, self.label_column = Path(path), preprocessor, label_column
+        self.path, self.preprocessor, self.label_column = existing_file(path), preprocessor, label_column
         self.ignored = ignored  # columns read as text and left out
         self.batch_size, self.chunk_rows = batch_size, chunk_rows
-        if not self.path.is_file():
-            raise DataError(f"no such file: {self.path}")
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         first_row, ranks, me = 0, world_size(), rank()
@@ -171,8 +169,7 @@ def scan_file(
     (``infer_symbolic_columns``: text and true/false; text of numbers only is numeric; dates and ids
     refused, ids also on the whole file); the pass reads every other column as float64 and these as text,
     as the encoding passes do; ``ignore_columns`` are read as text and left out."""
-    if not path.is_file():
-        raise DataError(f"no such file: {path}")
+    existing_file(path)
     label, ignored = [label_column] if label_column else [], list(ignore_columns or [])
     text = dict.fromkeys([*(symbolic_columns or []), *label, *ignored], pa.string())
     first = next(read_frames(path, chunk_rows, text), None)

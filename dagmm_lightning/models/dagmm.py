@@ -272,8 +272,7 @@ class DAGMM(L.LightningModule):
         mixture = build_mixture(hp.mixture, fit_components, dim, hp.jitter, hp.mixture_dtype, members)
         calibration = ScoreCalibration(hp.inference, hp.reconstruction_weight, hp.contamination, members)
         options = {"detach_rows": not hp.energy_trains_compression, "error_feature": hp.error_feature}
-        options |= {"members": members, "em_steps": hp.em_steps, "em_tolerance": hp.em_tolerance}
-        options |= {"em_reseed": hp.em_reseed}
+        options |= {"em_steps": hp.em_steps, "em_tolerance": hp.em_tolerance, "em_reseed": hp.em_reseed}
         options |= self.model_options()
         return self.model_class(compression, estimation, mixture, calibration, **options)
 

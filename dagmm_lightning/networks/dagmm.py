@@ -115,9 +115,6 @@ class DAGMMModel(nn.Module):
             penalty then train only the estimation network; the compression learns to reconstruct).
         error_feature: the mixture rows gain a last column, log(squared reconstruction error + 1e-6), so
             that the energy also sees how well a row is reconstructed.
-        members: M > 1: an ensemble of M independent models in one (compression, estimation and mixture
-            built with the same ``members``): every member sees every row, and every output but the score
-            has a leading M axis; the score combines the members (``ScoreCalibration``).
         em_steps: EM iterations that refine the training-set fit after its M-step from the estimation
             network's memberships (``MixtureEnergy.refine``); the mixture rows and memberships are kept in
             memory for them up to ``ROWS_KEPT_BYTES``. 0: the paper's fit.
@@ -139,19 +136,14 @@ class DAGMMModel(nn.Module):
         penalty_dims: slice | None = None,
         detach_rows: bool = False,
         error_feature: bool = False,
-        members: int = 1,
         em_steps: int = 0,
         em_tolerance: float = 0.0,
         em_reseed: float = 0.0,
     ) -> None:
         super().__init__()
-        self.compression, self.estimation, self.mixture, self.calibration = (
-            compression,
-            estimation,
-            mixture,
-            calibration,
-        )
-        self.penalty_dims, self.detach_rows, self.members = penalty_dims, detach_rows, members
+        self.compression, self.estimation = compression, estimation  # built in this order (parameter order)
+        self.mixture, self.calibration = mixture, calibration
+        self.penalty_dims, self.detach_rows = penalty_dims, detach_rows
         self.error_feature, self.em_steps, self.em_tolerance = error_feature, em_steps, em_tolerance
         self.em_reseed, self.em_steps_run, self.components_reseeded = em_reseed, 0, 0
 
