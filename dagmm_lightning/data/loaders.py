@@ -112,7 +112,7 @@ def read_npz_file(path: str | Path) -> RawTable:
         if "X" not in archive.files:
             raise DataError(f"{path} holds {archive.files}; expected an array 'X' (and optionally 'y')")
         x = np.asarray(archive["X"])
-        y = np.asarray(archive["y"]).astype(bool).ravel() if "y" in archive.files else None
+        y = anomaly_labels(pd.Series(archive["y"].ravel()), "y") if "y" in archive.files else None
     if x.ndim != 2:
         raise DataError(f"'X' in {path} must be 2-D (rows x features), got shape {x.shape}")
     return RawTable(pd.DataFrame(x, columns=[f"x{i}" for i in range(x.shape[1])]), y, [])
@@ -191,6 +191,8 @@ def read_user_table(
     if path.suffix == ".npz":
         if ignore_columns:
             raise DataError(f"{path.name} is an NPZ file: its columns have no names to ignore (ignore_columns)")
+        if label_column not in (None, "y") and not label_optional:
+            raise DataError(f"{path.name} is an NPZ file: its labels are its array 'y', not a column {label_column!r}")
         return read_npz_file(path)
     try:
         with warnings.catch_warnings():  # index_col=False: a row longer than the header is an error, not an index

@@ -20,13 +20,35 @@ from dagmm_lightning.errors import DataError
 
 def category_text(values: pd.Series) -> pd.Series:
     """A symbolic column's values as the text its categories are named by; true/false in any case (a
-    pandas bool, or the words as read from a CSV file) become ``true`` / ``false``; a missing value
-    becomes ``nan`` (its own category, whatever pandas' version: pandas 3 keeps it missing in ``astype(str)``)."""
+    pandas bool, or the words as read from a CSV file) become ``true`` / ``false``; a whole number written
+    as a decimal (``2.0``: a column of integers that pandas read as floats, one value being missing) is
+    written as an integer (``2``); a missing value becomes ``nan`` (its own category, whatever pandas'
+    version: pandas 3 keeps it missing in ``astype(str)``)."""
     text = values.astype(str)
     if values.hasnans:
         text = text.where(values.notna(), "nan")
+    text = text.str.replace(WHOLE_DECIMAL, r"\1", regex=True)
     lower = text.str.lower()
     return lower.where(lower.isin(["true", "false"]), text)
+
+
+WHOLE_DECIMAL = r"^\s*([-+]?\d+)\.0*\s*$"
+TRUTH_AS_NUMBER = {"true": "1", "false": "0"}
+
+
+def category_codes(categories: list[str], values: pd.Series) -> np.ndarray:
+    """Each value's position in the trained ``categories`` (N,), -1 for a category not seen in training.
+    Values and categories compare as ``category_text`` writes them, so 2 and 2.0 are one category; a
+    column trained on true/false reads 1/0 as true/false, and one trained on 1/0 reads true/false as 1/0."""
+    names = category_text(pd.Series(categories, dtype=object))
+    text = category_text(values)
+    if set(names) <= set(TRUTH_AS_NUMBER):
+        text = text.replace({number: word for word, number in TRUTH_AS_NUMBER.items()})
+    elif set(names) <= set(TRUTH_AS_NUMBER.values()):
+        text = text.replace(TRUTH_AS_NUMBER)
+    first = ~names.duplicated()  # older checkpoints may list 2 and 2.0 apart: the first one counts
+    code_of = pd.Series(np.flatnonzero(first), index=names[first].to_numpy())
+    return text.map(code_of).fillna(-1).to_numpy(dtype=np.int64)
 
 
 IGNORE = "leave it out with ignore_columns"
@@ -224,6 +246,9 @@ class TablePreprocessor:
         if self.numeric:
             numeric = frame[self.numeric]
             for column in [c for c in self.numeric if not pd.api.types.is_numeric_dtype(numeric[c])]:
+                kind = numeric[column].dtype
+                if pd.api.types.is_datetime64_any_dtype(kind) or pd.api.types.is_timedelta64_dtype(kind):
+                    raise DataError(f"column {column!r} holds dates or times, the model was trained on numbers")
                 coerced = pd.to_numeric(numeric[column], errors="coerce")  # numbers stored as text are numbers
                 example = numeric[column][coerced.isna() & numeric[column].notna()].iloc[:1].tolist()
                 if example:
@@ -231,7 +256,7 @@ class TablePreprocessor:
                 numeric = numeric.assign(**{column: coerced})
             parts.append(self._finite(numeric.to_numpy(dtype=np.float64)))
         for column, cats in self.categories.items():
-            codes = pd.Index(cats).get_indexer(category_text(frame[column]))  # -1: a category not seen in training
+            codes = category_codes(cats, frame[column])
             one_hot = np.zeros((len(frame), len(cats)), dtype=np.float64)
             known = codes >= 0
             one_hot[np.flatnonzero(known), codes[known]] = 1.0
@@ -243,7 +268,8 @@ class TablePreprocessor:
         without symbolic columns), for scoring many rows: a torch tensor, computed by torch's threads
         without a float64 copy. It differs from ``scale`` (float64, then rounded) by float32 rounding only.
         ``first_row``: the row number of ``array``'s first row in the caller's table, for error messages."""
-        rows = np.ascontiguousarray(array, dtype=np.float32)
+        with np.errstate(over="ignore"):  # a value past float32's reach is redone in float64 below
+            rows = np.ascontiguousarray(array, dtype=np.float32)
         copied = not np.shares_memory(rows, array)
         if not rows.flags.writeable:  # torch warns on read-only arrays (memory maps)
             rows, copied = rows.copy(), True
@@ -281,7 +307,14 @@ class TablePreprocessor:
         if encoded_train.shape[1] == 0:
             raise DataError("the table has no feature columns (only labels?): there is nothing to learn")
         minimum = encoded_train.min(axis=0)
-        spread = encoded_train.max(axis=0) - minimum
+        with np.errstate(over="ignore"):
+            spread = encoded_train.max(axis=0) - minimum
+        if not np.isfinite(spread).all():  # numeric columns come first in the encoding
+            j = int(np.flatnonzero(~np.isfinite(spread))[0])
+            raise DataError(
+                f"column {self.numeric[j]!r} spans {minimum[j]:g} to {encoded_train[:, j].max():g} on the training "
+                "rows, a range past what float64 holds; rescale it (e.g. divide it by a power of ten)"
+            )
         constant = ~(spread > 0)
         if constant.all():
             rows = "one training row" if len(encoded_train) == 1 else "the training rows"
@@ -299,7 +332,8 @@ class TablePreprocessor:
             raise DataError(f"rows have {encoded.shape[1]} encoded features, the model expects {len(self.minimum)}")
         # C order: row batches are contiguous, and matmul kernels do not depend on how the input was laid out
         limit = SCALED_LIMIT if self.constant is None else np.where(self.constant, CONSTANT_LIMIT, SCALED_LIMIT)
-        scaled = np.clip((encoded - self.minimum) / self.range, -limit, limit)
+        with np.errstate(over="ignore"):  # a value past float64's reach from the minimum is clipped all the same
+            scaled = np.clip((encoded - self.minimum) / self.range, -limit, limit)
         return np.ascontiguousarray(scaled, dtype=np.float32)
 
     def state_dict(self) -> dict:

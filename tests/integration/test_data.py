@@ -10,6 +10,7 @@ from dagmm_lightning.data import (
     AnomalyDataModule,
     DataError,
     InMemoryBatches,
+    RawTable,
     TablePreprocessor,
     make_splits,
     read_kddcup99_file,
@@ -259,6 +260,40 @@ def test_a_column_constant_in_training_is_clipped_to_one_range_in_its_own_units(
         TablePreprocessor().fit_scaling(np.zeros((5, 0)))
 
 
+def test_a_range_past_float64_is_named_and_values_past_it_clip_without_warnings():
+    prep = TablePreprocessor()
+    prep.numeric = ["a", "b"]
+    with pytest.raises(DataError, match=r"column 'b' spans -1.7e\+308 to 1.7e\+308 .* rescale it"):
+        prep.fit_scaling(np.array([[0.0, 1.7e308], [1.0, -1.7e308], [2.0, 0.0]]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's overflow warnings too
+        prep.fit_scaling(np.array([[0.0, -1e308], [1.0, 0.0]]))
+        assert prep.scale(np.array([[0.5, 1.7e308]]))[0, 1] == SCALED_LIMIT  # x - min overflows: clipped
+        prep.fit_scaling(np.array([[0.0, 0.0], [1.0, 1.0]]))
+        assert prep.scale_rows(np.array([[0.5, 1e300]])).numpy()[0, 1] == SCALED_LIMIT  # past float32
+
+
+def test_categories_match_as_written_whatever_the_dtype_and_dates_are_refused_as_numbers():
+    train = pd.DataFrame({"x": [0.5, 1.5, 2.5, 3.5], "k": [1, 2, 3, 2], "flag": [True, False, True, True]})
+    prep = TablePreprocessor().fit_columns(RawTable(train, None, ["k", "flag"]))
+    assert prep.categories == {"k": ["1", "2", "3"], "flag": ["false", "true"]}
+    expected = prep.encode(train)
+    np.testing.assert_array_equal(expected[:, 1:], [[1, 0, 0, 0, 1], [0, 1, 0, 1, 0], [0, 0, 1, 0, 1], [0, 1, 0, 0, 1]])
+    as_read = train.assign(k=[1.0, 2.0, 3.0, 2.0], flag=[1, 0, 1, 1])  # pandas' floats (a blank cell), 0/1
+    np.testing.assert_array_equal(prep.encode(as_read), expected)
+    np.testing.assert_array_equal(prep.encode(train.assign(k=["1", " 2.0", "3.00", "2"])), expected)
+    unseen = prep.encode(train.assign(k=[1.5, 4.0, 3.0, 2.0], flag=["yes", "TRUE", "0", "1.0"]))
+    np.testing.assert_array_equal(unseen[:, 1:], [[0, 0, 0, 0, 0], [0, 0, 0, 0, 1], [0, 0, 1, 1, 0], [0, 1, 0, 0, 1]])
+    numbers = TablePreprocessor().fit_columns(RawTable(train.assign(flag=[1, 0, 1, 1]), None, ["flag"]))
+    assert numbers.categories == {"flag": ["0", "1"]}  # trained on 1/0: true/false read as 1/0
+    np.testing.assert_array_equal(numbers.encode(train)[:, -2:], [[0, 1], [1, 0], [0, 1], [0, 1]])
+    old = TablePreprocessor()
+    old.load_state_dict(prep.state_dict() | {"categories": {"k": ["1.0", "2.0", "3.0"], "flag": ["false", "true"]}})
+    np.testing.assert_array_equal(old.encode(train), expected)  # a checkpoint that named them as decimals
+    with pytest.raises(DataError, match="column 'x' holds dates or times, the model was trained on numbers"):
+        prep.encode(train.assign(x=pd.date_range("2020-01-01", periods=4)))
+
+
 @pytest.mark.parametrize(
     "values, dates",
     [
@@ -388,6 +423,19 @@ def test_a_bad_label_column_names_what_it_holds(tmp_path, labels, message):
     pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0], "y": labels}).to_csv(tmp_path / "rows.csv", index=False)
     with pytest.raises(DataError, match=message):
         read_user_table(tmp_path / "rows.csv", "y")
+    y = np.array(labels) if isinstance(labels[0], str) else np.array([np.nan if v is None else v for v in labels])
+    np.savez(tmp_path / "rows.npz", X=np.ones((4, 2)), y=y)  # an NPZ's y: the same rule
+    with pytest.raises(DataError, match=message):
+        read_user_table(tmp_path / "rows.npz")
+
+
+def test_an_npz_file_takes_its_labels_from_y_only(tmp_path):
+    from dagmm_lightning.data.loaders import read_user_table
+
+    np.savez(tmp_path / "rows.npz", X=np.ones((4, 2)), y=[False, True, False, False])
+    np.testing.assert_array_equal(read_user_table(tmp_path / "rows.npz", "y").is_anomaly, [0, 1, 0, 0])
+    with pytest.raises(DataError, match="rows.npz is an NPZ file: its labels are its array 'y', not a column 'label'"):
+        read_user_table(tmp_path / "rows.npz", "label")
 
 
 def test_a_value_that_is_not_a_number_in_a_streamed_file_names_its_column(tmp_path):
