@@ -214,10 +214,20 @@ class DAGMMDetector(BaseEstimator):
                 f"variant {self.variant!r} needs y: 1 for labelled anomalies (mixed_loss), "
                 f"0 for labelled normal rows (pu), -1 or NaN for unknown"
             )
-        y = pd.to_numeric(pd.Series(np.asarray(y).ravel()), errors="coerce").fillna(-1).to_numpy()
+        raw = pd.Series(np.asarray(y).ravel())
+        y = pd.to_numeric(raw, errors="coerce")
+        other = sorted({str(v) for v in raw[raw.notna() & ~y.isin([-1, 0, 1])]})
+        if other:
+            raise DataError(
+                f"y holds 1 (labelled anomaly), 0 (labelled normal) and -1 or NaN (unknown), but also {other[:5]}; "
+                "map them to those first"
+            )
+        y = y.fillna(-1).to_numpy()
         if len(y) != n:
             raise DataError(f"y has {len(y)} entries for {n} rows")
         if self.variant == "mixed_loss":
+            if (y == 1).all():
+                raise DataError("every row of y is a labelled anomaly: mixed_loss trains its mixture on the others")
             return Splits(rows, rows[:0], rows[:0], np.where(y == 1, LABELLED_ANOMALY, KNOWN_NORMAL).astype(np.int64))
         labelled = np.flatnonzero(y == 0)
         if len(labelled) < 10:

@@ -153,6 +153,11 @@ def test_label_aware_variants_fit():
     assert pu.model_.hparams.em_steps == 0 and pu.model_.hparams.fit_components is None  # PU refits every epoch
     with pytest.raises(DataError, match="needs y"):
         DAGMMDetector(variant="pu", epochs=1).fit(x)
+    for bad, held in ((y + 1, r"\['2.0'\]"), (np.where(y == 1, "yes", "no"), r"\['no', 'yes'\]")):
+        with pytest.raises(DataError, match=rf"y holds 1 \(labelled anomaly\), 0 .* but also {held}"):
+            DAGMMDetector(variant="mixed_loss", epochs=1).fit(x, bad)
+    with pytest.raises(DataError, match="every row of y is a labelled anomaly"):
+        DAGMMDetector(variant="mixed_loss", epochs=1).fit(x, np.ones(len(x)))
 
 
 @pytest.mark.parametrize(
