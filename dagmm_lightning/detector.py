@@ -182,6 +182,10 @@ class DAGMMDetector(BaseEstimator):
             X = X.to_numpy()
         if isinstance(X, pd.DataFrame) or preprocessor.categories:
             frame = self._as_frame(X)
+            fitted = set(getattr(self, "feature_names_in_", frame.columns))
+            extra = [c for c in frame.columns if c not in fitted] if isinstance(X, pd.DataFrame) else []
+            if extra:  # as scikit-learn: a column the detector never saw is not silently left out
+                raise DataError(f"X has columns the detector was not fitted on: {extra[:10]}; drop them first")
             if not isinstance(X, pd.DataFrame) and frame.shape[1] != self.n_features_in_:
                 raise DataError(
                     f"X has {frame.shape[1]} features, but the detector was fitted on {self.n_features_in_} columns"

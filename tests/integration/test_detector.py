@@ -140,6 +140,8 @@ def test_dataframe_and_array_give_identical_scores(fitted):
     reordered = frame[frame.columns[::-1]]  # fitted on a DataFrame: its columns by name
     np.testing.assert_array_equal(same_seed.decision_function(reordered), same_seed.decision_function(frame))
     assert list(same_seed.feature_names_in_) == list(frame.columns) and not hasattr(det, "feature_names_in_")
+    with pytest.raises(DataError, match=r"X has columns the detector was not fitted on: \['row_id'\]; drop them"):
+        same_seed.decision_function(frame.assign(row_id=np.arange(len(frame))))
 
 
 def test_label_aware_variants_fit():
