@@ -82,7 +82,11 @@ def make_splits(
         test = np.concatenate([test_normal, test_anomalies])
         spare = np.zeros(0, dtype=np.int64)
     if len(train) == 0:
-        raise DataError("the split left no normal rows for training")
+        normal = int((~is_anomaly).sum())
+        raise DataError(
+            f"the split left no normal rows for training: the table has {normal} normal row"
+            f"{'' if normal == 1 else 's'} of {len(is_anomaly)}, and half of the rows go to test"
+        )
     return Splits(np.sort(train), np.sort(val), np.sort(test), spare=np.sort(spare))
 
 

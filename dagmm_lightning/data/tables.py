@@ -144,7 +144,8 @@ def infer_symbolic_columns(
                 f"column {column!r} holds numbers written with a comma (e.g. {present[comma].iloc[0]!r}: a decimal "
                 "comma or a thousands separator); write them as plain numbers with a decimal point"
             )
-        if len(present) and numeric.notna().mean() >= 0.9:
+        share = numeric.notna().mean() if len(present) else 0.0
+        if share >= 0.9 or share >= 0.5 and identifier_like(present.nunique(), len(present)):  # numbers, some bad
             bad = present[numeric.isna()].iloc[:3].tolist()
             raise DataError(
                 f"column {column!r} looks numeric but holds non-numeric values, e.g. {bad}; fix them, or {hint} "

@@ -76,6 +76,13 @@ def test_scaling_is_fitted_on_training_rows_only(kdd):
     assert (x_test.max(0) > 1.0 + 1e-6).any()  # test rows are not rescaled to [0, 1]
 
 
+def test_a_split_without_training_rows_says_how_many_normal_rows_there_are():
+    with pytest.raises(DataError, match="no normal rows for training: the table has 1 normal row of 1"):
+        make_splits(np.array([False]), "paper", 0, 0.1)
+    with pytest.raises(DataError, match="the table has 0 normal rows of 10"):
+        make_splits(np.ones(10, dtype=bool), "reimplementation", 0, 0.1)
+
+
 def test_embedded_default_needs_no_file(tmp_path):
     dm = AnomalyDataModule("breast_cancer", data_dir=str(tmp_path), seed=3)
     assert dm.input_dim == 30
