@@ -162,8 +162,10 @@ class DAGMMDetector(BaseEstimator):
                 try:
                     array = array.astype(np.float64)
                 except (TypeError, ValueError):
+                    (row, col), value = next((at, v) for at, v in np.ndenumerate(array) if not _is_number(v))
                     raise DataError(
-                        "X holds non-numeric values; pass a pandas DataFrame to one-hot encode text columns"
+                        f"X holds non-numeric values, the first {str(value)!r} at row {row}, column {col}: fill "
+                        "missing values with numbers, or pass a pandas DataFrame to one-hot encode text columns"
                     ) from None
             frame = pd.DataFrame(array, columns=[f"x{i}" for i in range(array.shape[1])])
         if len(frame) == 0 or frame.shape[1] == 0:
@@ -394,6 +396,15 @@ class DAGMMDetector(BaseEstimator):
         if names is not None:
             detector.feature_names_in_ = np.asarray(names, dtype=object)
         return detector
+
+
+def _is_number(value) -> bool:
+    """Whether numpy's float conversion takes ``value``."""
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 @contextmanager
