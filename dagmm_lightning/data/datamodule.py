@@ -370,9 +370,9 @@ class AnomalyDataModule(L.LightningDataModule):
             if self._on_disk is not None:
                 rows = self._on_disk["train"]
                 for first in range(0, len(rows), CHUNK_ROWS):
-                    digest.update(rows[first : first + CHUNK_ROWS].numpy().tobytes())
+                    digest.update(rows[first : first + CHUNK_ROWS].numpy())
             else:
-                digest.update(self.preprocessor.scale(self._encoded[self.splits.train]).tobytes())
+                digest.update(self.preprocessor.scale(self._encoded[self.splits.train]))  # C order: no copy
             self._values_fingerprint = digest.hexdigest()[:16]
         return self._values_fingerprint
 
