@@ -162,10 +162,11 @@ class DAGMMDetector(BaseEstimator):
                 try:
                     array = array.astype(np.float64)
                 except (TypeError, ValueError):
-                    (row, col), value = next((at, v) for at, v in np.ndenumerate(array) if not _is_number(v))
+                    bad = next(((at, v) for at, v in np.ndenumerate(array) if not _is_number(v)), None)
+                    first = "" if bad is None else f", the first {str(bad[1])!r} at row {bad[0][0]}, column {bad[0][1]}"
                     raise DataError(
-                        f"X holds non-numeric values, the first {str(value)!r} at row {row}, column {col}: fill "
-                        "missing values with numbers, or pass a pandas DataFrame to one-hot encode text columns"
+                        f"X holds non-numeric values{first}: fill missing values with numbers, or pass a pandas "
+                        "DataFrame to one-hot encode text columns"
                     ) from None
             frame = pd.DataFrame(array, columns=[f"x{i}" for i in range(array.shape[1])])
         if len(frame) == 0 or frame.shape[1] == 0:

@@ -44,6 +44,7 @@ from dagmm_lightning.labels import LABELLED_ANOMALY
 ARRAYS = "arrays"  # the data set name of a data module made by ``from_table`` / ``from_arrays``
 SPLIT_SETTINGS = ("protocol", "split", "val_fraction", "labelled_anomalies", "labelled_fraction", "train_contamination")
 TABLE = "table"  # a user's CSV / Parquet / NPZ file, given by ``path``
+TRAINING_VALUES = "training_values_v1"  # the key of their hash: a new one when encoding or scaling rows changes
 Dataset = Literal["breast_cancer", "kddcup99", "kddcup_rev", "thyroid", "arrhythmia", "table"]
 
 
@@ -366,13 +367,12 @@ class AnomalyDataModule(L.LightningDataModule):
         if self._on_disk is None and self._encoded is None:
             return None
         if self._values_fingerprint is None:
-            digest = hashlib.sha256()
-            if self._on_disk is not None:
-                rows = self._on_disk["train"]
-                for first in range(0, len(rows), CHUNK_ROWS):
-                    digest.update(rows[first : first + CHUNK_ROWS].numpy())
-            else:
-                digest.update(self.preprocessor.scale(self._encoded[self.splits.train]))  # C order: no copy
+            digest, train = hashlib.sha256(), self.splits.train
+            for first in range(0, len(train), CHUNK_ROWS):  # row by row, as scaled: the same bytes in chunks
+                if self._on_disk is not None:
+                    digest.update(self._on_disk["train"][first : first + CHUNK_ROWS].numpy())
+                else:
+                    digest.update(self.preprocessor.scale(self._encoded[train[first : first + CHUNK_ROWS]]))
             self._values_fingerprint = digest.hexdigest()[:16]
         return self._values_fingerprint
 
@@ -382,7 +382,7 @@ class AnomalyDataModule(L.LightningDataModule):
 
     def state_dict(self) -> dict:
         split = {"split_seed": self.resolved_seed, "training_rows": self.training_rows_fingerprint()}
-        split["training_values"] = self.training_values_fingerprint()
+        split[TRAINING_VALUES] = self.training_values_fingerprint()
         split |= {"protocol": self.protocol, "split": self.split, "n_rows": len(self._labels)}
         split["split_settings"] = self.split_settings()
         return {"dataset": self.dataset, "preprocessor": self.preprocessor.state_dict(), **split}
@@ -394,20 +394,25 @@ class AnomalyDataModule(L.LightningDataModule):
                 f"this run loads {self.dataset!r}; pass the data config it was trained with"
             )
         scoring_a_file = self.predict_file is not None and self.trainer is not None and self.trainer.predicting
-        rows, values = state_dict.get("training_rows"), state_dict.get("training_values")  # None: older checkpoints
+        rows = state_dict.get("training_rows")  # None: older checkpoints
         if not scoring_a_file and rows not in (None, self.training_rows_fingerprint()):
             self._refuse_other_training_rows(state_dict)
-        now = None if scoring_a_file else self.training_values_fingerprint()
-        if None not in (values, now) and values != now:
-            self._refuse_other_training_rows(state_dict, same_rows=True)
+        columns = (self.preprocessor.numeric, self.preprocessor.categories)
         self.preprocessor.load_state_dict(state_dict["preprocessor"])
         self._values_fingerprint = None
         self._scaled.clear()
         self._scaled_rows.clear()
-        if self._on_disk is not None and self.preprocessor.constant is None:
-            # setup wrote them before this checkpoint's scaling came in, which predates the constant columns'
-            # clip: written again as that scaling scales them
+        # encoded as the checkpoint encodes (a category it never saw, in a row since changed: all zeros)
+        other_columns = columns != (self.preprocessor.numeric, self.preprocessor.categories)
+        if self._encoded is not None and other_columns:
+            self._encoded = self.preprocessor.encode(self._table.features)
+        if self._on_disk is not None and (other_columns or self.preprocessor.constant is None):
+            # setup wrote them with this run's columns, or before the constant columns' clip: written again
             self._on_disk = self._write_rows_to_disk(fit_scaling=False)
+        values = state_dict.get(TRAINING_VALUES)
+        now = None if scoring_a_file else self.training_values_fingerprint()
+        if None not in (values, now) and values != now:
+            self._refuse_other_training_rows(state_dict, same_rows=True)
 
     def _refuse_other_training_rows(self, state_dict: dict, same_rows: bool = False) -> None:
         """The checkpoint trained on other rows than this run's training split, so its test rows would

@@ -85,7 +85,7 @@ def make_splits(
         normal = int((~is_anomaly).sum())
         raise DataError(
             f"the split left no normal rows for training: the table has {normal} normal row"
-            f"{'' if normal == 1 else 's'} of {len(is_anomaly)}, and half of the rows go to test"
+            f"{'' if normal == 1 else 's'} of {len(is_anomaly)}; about half go to test, val_fraction of the rest to val"
         )
     return Splits(np.sort(train), np.sort(val), np.sort(test), spare=np.sort(spare))
 

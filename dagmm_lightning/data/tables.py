@@ -19,32 +19,38 @@ from dagmm_lightning.errors import DataError
 
 
 def category_text(values: pd.Series) -> pd.Series:
-    """A symbolic column's values as the text its categories are named by; true/false in any case (a
-    pandas bool, or the words as read from a CSV file) become ``true`` / ``false``; a whole number written
-    as a decimal (``2.0``: a column of integers that pandas read as floats, one value being missing) is
-    written as an integer (``2``); a missing value becomes ``nan`` (its own category, whatever pandas'
-    version: pandas 3 keeps it missing in ``astype(str)``)."""
-    text = values.astype(str)
-    if values.hasnans:
-        text = text.where(values.notna(), "nan")
-    text = text.str.replace(WHOLE_DECIMAL, r"\1", regex=True)
+    """A symbolic column's values as the text its categories are named by, without surrounding spaces;
+    true/false in any case (a pandas bool, or the words as read from a CSV file) become ``true`` / ``false``;
+    a whole number is written as an integer without sign for 0 or +, also when written as a decimal
+    (``2.0``: integers that pandas read as floats, one value being missing); a missing value becomes
+    ``nan`` (its own category, whatever pandas' version: pandas 3 keeps it missing in ``astype(str)``).
+    Worked out once per distinct value."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=False)
+    distinct = pd.Series(uniques)
+    text = distinct.astype(str).str.strip()
+    if distinct.hasnans:
+        text = text.where(distinct.notna(), "nan")
+    text = text.str.replace(WHOLE_NUMBER, r"\1", regex=True).replace("-0", "0")
     lower = text.str.lower()
-    return lower.where(lower.isin(["true", "false"]), text)
+    text = lower.where(lower.isin(["true", "false"]), text)
+    return pd.Series(text.to_numpy(dtype=object)[codes], index=values.index, dtype=object)
 
 
-WHOLE_DECIMAL = r"^\s*([-+]?\d+)\.0*\s*$"
+WHOLE_NUMBER = r"^\+?(-?\d+)(?:\.0*)?$"
 TRUTH_AS_NUMBER = {"true": "1", "false": "0"}
 
 
 def category_codes(categories: list[str], values: pd.Series) -> np.ndarray:
     """Each value's position in the trained ``categories`` (N,), -1 for a category not seen in training.
     Values and categories compare as ``category_text`` writes them, so 2 and 2.0 are one category; a
-    column trained on true/false reads 1/0 as true/false, and one trained on 1/0 reads true/false as 1/0."""
+    column trained on true/false (and missing values) reads 1/0 as true/false, one trained on 1/0 reads
+    true/false as 1/0."""
     names = category_text(pd.Series(categories, dtype=object))
     text = category_text(values)
-    if set(names) <= set(TRUTH_AS_NUMBER):
+    known = set(names) - {"nan"}
+    if known and known <= set(TRUTH_AS_NUMBER):
         text = text.replace({number: word for word, number in TRUTH_AS_NUMBER.items()})
-    elif set(names) <= set(TRUTH_AS_NUMBER.values()):
+    elif known and known <= set(TRUTH_AS_NUMBER.values()):
         text = text.replace(TRUTH_AS_NUMBER)
     first = ~names.duplicated()  # older checkpoints may list 2 and 2.0 apart: the first one counts
     code_of = pd.Series(np.flatnonzero(first), index=names[first].to_numpy())
@@ -52,6 +58,7 @@ def category_codes(categories: list[str], values: pd.Series) -> np.ndarray:
 
 
 IGNORE = "leave it out with ignore_columns"
+TIME_KINDS = ("datetime", "date", "timedelta", "time", "period")  # pandas' infer_dtype names of times
 DATE_ADVICE = "turn them into numbers (e.g. hour, weekday)"
 CSV_DELIMITERS = ",;\t|"
 DECIMAL_COMMA = re.compile(r"^\s*[-+]?\d*,\d+\s*$")
@@ -124,7 +131,7 @@ def infer_symbolic_columns(
         if isinstance(values.dtype, pd.CategoricalDtype) or (bools_symbolic and kind == "boolean"):
             symbolic.append(column)  # a categorical is the user's choice; true/false: two categories
             continue
-        if kind.startswith(("datetime", "date", "timedelta", "time", "period")):
+        if kind.startswith(TIME_KINDS):
             raise DataError(f"column {column!r} holds dates or times; {DATE_ADVICE}")
         if pd.api.types.is_numeric_dtype(values) or kind == "boolean":
             if kind != "boolean" and row_numbers(values):
@@ -144,20 +151,21 @@ def infer_symbolic_columns(
                 f"column {column!r} holds numbers written with a comma (e.g. {present[comma].iloc[0]!r}: a decimal "
                 "comma or a thousands separator); write them as plain numbers with a decimal point"
             )
-        share = numeric.notna().mean() if len(present) else 0.0
-        if share >= 0.9 or share >= 0.5 and identifier_like(present.nunique(), len(present)):  # numbers, some bad
+        distinct = present.nunique()
+        share, many = numeric.notna().mean() if len(present) else 0.0, identifier_like(distinct, len(present))
+        if share >= 0.9 or share >= 0.5 and many:  # numbers with some text in them
             bad = present[numeric.isna()].iloc[:3].tolist()
             raise DataError(
-                f"column {column!r} looks numeric but holds non-numeric values, e.g. {bad}; fix them, or {hint} "
-                "to one-hot encode it"
+                f"column {column!r} looks numeric but holds non-numeric values, e.g. {bad}; fix them, or "
+                + (f"if it is an id, {drop}" if many else f"{hint} to one-hot encode it")
             )
         if looks_like_dates(present[numeric.isna()].iloc[:100].astype(str)):
             raise DataError(
                 f"column {column!r} holds dates or times as text (e.g. {present.iloc[0]!r}); {DATE_ADVICE}, or "
                 f"{hint} to one-hot encode it"
             )
-        if identifier_like(present.nunique(), len(present)):
-            raise identifier_error(column, present.nunique(), len(present), present.iloc[0], hint, drop)
+        if many:
+            raise identifier_error(column, distinct, len(present), present.iloc[0], hint, drop)
         symbolic.append(column)
     if converted:
         frame = frame.copy()
@@ -247,8 +255,7 @@ class TablePreprocessor:
         if self.numeric:
             numeric = frame[self.numeric]
             for column in [c for c in self.numeric if not pd.api.types.is_numeric_dtype(numeric[c])]:
-                kind = numeric[column].dtype
-                if pd.api.types.is_datetime64_any_dtype(kind) or pd.api.types.is_timedelta64_dtype(kind):
+                if pd.api.types.infer_dtype(numeric[column], skipna=True).startswith(TIME_KINDS):
                     raise DataError(f"column {column!r} holds dates or times, the model was trained on numbers")
                 coerced = pd.to_numeric(numeric[column], errors="coerce")  # numbers stored as text are numbers
                 example = numeric[column][coerced.isna() & numeric[column].notna()].iloc[:1].tolist()

@@ -17,7 +17,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
-from dagmm_lightning.errors import ConfigurationError, NonFiniteError, check_choice, check_range
+from dagmm_lightning.errors import ConfigurationError, DataError, NonFiniteError, check_choice, check_range
 from dagmm_lightning.labels import LABELLED_ANOMALY
 from dagmm_lightning.losses import AnomalyLoss, dagmm_objective
 from dagmm_lightning.mixture import MixtureDtype, MixtureFamily, build_mixture, reseedable_components
@@ -575,6 +575,13 @@ class DAGMM(L.LightningModule):
             warnings.filterwarnings("ignore", message="Be aware that when using `ckpt_path`")
         saved = checkpoint.get("dagmm_variant")
         mine = self._variant_record()
+        if saved is not None and {**saved, "input_dim": mine["input_dim"]} == mine != saved:
+            raise DataError(
+                f"the checkpoint's model takes {saved['input_dim']} encoded features, this run's data encodes to "
+                f"{mine['input_dim']}: this run loads other data (leave out --config and --data options: a "
+                "checkpoint brings its own), or the data's columns or a symbolic column's categories changed since "
+                "the fit (use the data it was trained on)"
+            )
         if saved is not None and saved != mine:
             raise ConfigurationError(
                 f"the checkpoint holds {saved['class']} (mixture {saved['mixture']!r}, {saved['input_dim']} "

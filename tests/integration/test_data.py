@@ -16,7 +16,7 @@ from dagmm_lightning.data import (
     read_kddcup99_file,
 )
 from dagmm_lightning.data import batches as batches_module
-from dagmm_lightning.data.tables import SCALED_LIMIT
+from dagmm_lightning.data.tables import SCALED_LIMIT, category_text
 
 pytestmark = pytest.mark.data
 
@@ -81,6 +81,32 @@ def test_a_split_without_training_rows_says_how_many_normal_rows_there_are():
         make_splits(np.array([False]), "paper", 0, 0.1)
     with pytest.raises(DataError, match="the table has 0 normal rows of 10"):
         make_splits(np.ones(10, dtype=bool), "reimplementation", 0, 0.1)
+
+
+@pytest.mark.parametrize("out_of_core", [False, True])
+def test_a_restored_data_module_encodes_as_its_checkpoint_and_checks_the_training_values(tmp_path, out_of_core):
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.normal(size=200), "k": rng.choice(["x", "y"], 200), "label": 0})
+    path = tmp_path / "rows.csv"
+    frame.to_csv(path, index=False)
+    settings = dict(dataset="table", path=str(path), label_column="label", seed=0, out_of_core=out_of_core)
+    fitted = AnomalyDataModule(**settings)
+    fitted.setup("fit")
+    state, test_row = fitted.state_dict(), fitted.splits.test[0]
+    frame.loc[test_row, "k"] = "z"  # a category the fit never saw, in a test row
+    frame.to_csv(path, index=False)
+    restored = AnomalyDataModule(**settings)
+    restored.setup("test")
+    restored.load_state_dict(state)  # the training rows are the fit's
+    assert restored.preprocessor.categories == {"k": ["x", "y"]}
+    x, _ = restored.arrays("test")
+    np.testing.assert_array_equal(np.asarray(x)[restored.splits.test == test_row][0, 1:], [0, 0])  # all zeros
+    frame.loc[fitted.splits.train[0], "a"] += 1.0  # a training row edited
+    frame.to_csv(path, index=False)
+    edited = AnomalyDataModule(**settings)
+    edited.setup("test")
+    with pytest.raises(DataError, match="the values of its training rows changed"):
+        edited.load_state_dict(state)
 
 
 def test_embedded_default_needs_no_file(tmp_path):
@@ -294,11 +320,17 @@ def test_categories_match_as_written_whatever_the_dtype_and_dates_are_refused_as
     numbers = TablePreprocessor().fit_columns(RawTable(train.assign(flag=[1, 0, 1, 1]), None, ["flag"]))
     assert numbers.categories == {"flag": ["0", "1"]}  # trained on 1/0: true/false read as 1/0
     np.testing.assert_array_equal(numbers.encode(train)[:, -2:], [[0, 1], [1, 0], [0, 1], [0, 1]])
+    gaps = TablePreprocessor().fit_columns(RawTable(train.assign(flag=[True, None, False, True]), None, ["flag"]))
+    assert gaps.categories == {"flag": ["false", "nan", "true"]}  # a blank: 1/0 still read as true/false
+    np.testing.assert_array_equal(gaps.encode(train.assign(flag=[1, 0, None, 1]))[:, -3:], np.eye(3)[[2, 0, 1, 2]])
+    written = ["+3", " 3 ", "3.", "-0.0", "0", "007", "1.50", "tcp "]
+    assert list(category_text(pd.Series(written))) == ["3", "3", "3", "0", "0", "007", "1.50", "tcp"]
     old = TablePreprocessor()
     old.load_state_dict(prep.state_dict() | {"categories": {"k": ["1.0", "2.0", "3.0"], "flag": ["false", "true"]}})
     np.testing.assert_array_equal(old.encode(train), expected)  # a checkpoint that named them as decimals
-    with pytest.raises(DataError, match="column 'x' holds dates or times, the model was trained on numbers"):
-        prep.encode(train.assign(x=pd.date_range("2020-01-01", periods=4)))
+    for dates in (pd.date_range("2020-01-01", periods=4), pd.period_range("2020-01", periods=4, freq="M")):
+        with pytest.raises(DataError, match="column 'x' holds dates or times, the model was trained on numbers"):
+            prep.encode(train.assign(x=dates))
 
 
 @pytest.mark.parametrize(

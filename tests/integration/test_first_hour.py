@@ -161,6 +161,12 @@ def test_a_table_takes_its_contamination_from_its_labels_and_predicts_from_the_c
         run(["test", "--ckpt_path", last], tmp_path)
     rows.to_csv(flows, sep=";", index=False)  # as trained: tested
     assert run(["test", "--ckpt_path", last], tmp_path).datamodule.splits.test.size
+    rows.assign(proto=rows["proto"].where(rows.index != fitted.datamodule.splits.test[0], "sctp")).to_csv(
+        flows, sep=";", index=False
+    )
+    with pytest.raises(ValueError, match="model takes 4 encoded features, this run's data encodes to 5: .* categories"):
+        run(["test", "--ckpt_path", last], tmp_path)  # a category the fit never saw, in a test row
+    rows.to_csv(flows, sep=";", index=False)
     with pytest.raises(
         ValueError, match=r"split differs from the checkpoint's \(val_fraction 0.3, the checkpoint's 0.1\)"
     ):
