@@ -41,6 +41,7 @@ from dagmm_lightning.errors import ConfigurationError, DataError, own_error  # n
 from dagmm_lightning.models import DAGMM  # noqa: E402
 
 PROGRESS_REFRESH_RATE = 20
+MAX_SEED = 2**32 - 1  # numpy's seeds
 TRAINER_DEFAULTS = {
     "logger": {
         "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
@@ -173,6 +174,9 @@ class DAGMMCLI(LightningCLI):
         trainer["callbacks"] = [*callbacks, bar]
 
     def _set_seed(self) -> None:
+        seed = self.config.get(self.subcommand or "", self.config).get("seed_everything")
+        if isinstance(seed, int) and not isinstance(seed, bool) and not 0 <= seed <= MAX_SEED:
+            raise ConfigurationError(f"seed_everything must be in [0, {MAX_SEED}] (or true: a random one), got {seed}")
         if self.subcommand == "fit":
             return super()._set_seed()
         seeding = logging.getLogger("lightning.fabric.utilities.seed")  # "Seed set to 0": a fit's news only

@@ -36,6 +36,7 @@ import torch
 import yaml
 
 from dagmm_lightning.benchmark.report import (
+    FIELDS,
     METRICS,
     PERCENTILES,
     append_rows,
@@ -43,7 +44,7 @@ from dagmm_lightning.benchmark.report import (
     summarize_matrix,
     write_reports,
 )
-from dagmm_lightning.benchmark.suite import is_suite_file, run_suite, write_suite_reports
+from dagmm_lightning.benchmark.suite import SUITE_FIELDS, is_suite_file, results_header, run_suite, write_suite_reports
 from dagmm_lightning.callbacks.metrics import AnomalyMetrics, anomaly_metrics
 from dagmm_lightning.cli import OneLineErrorParser, build_cli, parse_settings
 from dagmm_lightning.detector import DAGMMDetector
@@ -87,11 +88,14 @@ def parse_seeds(text: str) -> list[int]:
     """``"0-2"`` -> [0, 1, 2]; ``"0,3,5"`` -> [0, 3, 5]."""
     seeds: list[int] = []
     for part in str(text).split(","):
-        lo, _, hi = part.partition("-")
+        lo, dash, hi = part.partition("-")
         try:
-            seeds += list(range(int(lo), int(hi) + 1)) if hi else [int(lo)]
+            first, last = int(lo), int(hi) if dash else int(lo)  # a range without an end (0-) is an error
         except ValueError:
             raise ConfigurationError(f"--seeds takes ranges and lists such as 0-4 or 0,3,5; got {text!r}") from None
+        if last < first:
+            raise ConfigurationError(f"--seeds {text!r}: a range goes from low to high ({last}-{first})")
+        seeds += list(range(first, last + 1))
     if not seeds or len(set(seeds)) != len(seeds):
         raise ConfigurationError(f"--seeds {text!r} names no seed, or one twice")
     return seeds
@@ -291,6 +295,20 @@ def main(argv: list[str] | None = None) -> None:
     other = [p for p in (args.report or []) + (args.matrix or []) if Path(p).suffix != ".csv"]
     if other:
         parser.error(f"--report and --matrix take the results .csv that --out wrote, not {', '.join(other)}")
+    columns = (set(FIELDS[:4]), set(SUITE_FIELDS[:3]))  # a --configs or a --suite run's first columns
+    foreign = [
+        p for p in (args.report or []) + (args.matrix or []) if not any(c <= set(results_header(p)) for c in columns)
+    ]
+    if foreign:
+        parser.error(f"not a results file that --out wrote: {', '.join(foreign)}")
+    if args.out is not None:
+        out = Path(args.out)
+        above = next(parent for parent in out.absolute().parents if parent.exists())
+        if not above.is_dir() or out.with_suffix(".csv").is_dir():
+            parser.error(
+                f"--out {args.out}: {above if not above.is_dir() else out.with_suffix('.csv')} is "
+                f"{'a file' if not above.is_dir() else 'a folder'}; --out names results files to write"
+            )
     if args.suite:
         if args.out is None:
             parser.error("--suite needs --out")

@@ -26,8 +26,13 @@ MAX_ROWS = 20_000
 
 def is_suite_file(csv_path: Path) -> bool:
     """Whether a results file holds ``--suite`` rows (a ``table`` column), not ``--configs`` runs."""
+    return "table" in results_header(csv_path)
+
+
+def results_header(csv_path: Path) -> list[str]:
+    """A CSV file's first row (its column names); empty for an empty file."""
     with open(csv_path, newline="") as file:
-        return "table" in next(csv.reader(file), [])
+        return next(csv.reader(file), [])
 
 
 def read_table(path: Path) -> tuple[np.ndarray, np.ndarray]:

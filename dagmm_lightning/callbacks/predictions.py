@@ -8,6 +8,8 @@ import pandas as pd
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
+from dagmm_lightning.errors import DataError
+
 COLUMNS = {"index": torch.long, "score": torch.float64, "prediction": torch.long, "label": torch.long}
 
 
@@ -17,7 +19,8 @@ class PredictionCSVWriter(BasePredictionWriter):
     (each row once).
 
     Args:
-        output_path: the CSV to write; default ``predictions.csv`` in the run's log folder. Column
+        output_path: the CSV to write (an existing folder: ``predictions.csv`` in it); default
+            ``predictions.csv`` in the run's log folder. Column
             ``label`` is the known truth (1 = anomaly) or -1 where the rows carry no labels.
     """
 
@@ -33,10 +36,12 @@ class PredictionCSVWriter(BasePredictionWriter):
         return path if trainer.world_size == 1 else path.with_name(f"{path.stem}.rank{rank}{path.suffix}")
 
     def on_predict_start(self, trainer, pl_module) -> None:
-        self.written_to = (
-            Path(self.output_path) if self.output_path else Path(trainer.log_dir or ".") / "predictions.csv"
-        )
-        self.written_to.parent.mkdir(parents=True, exist_ok=True)
+        path = Path(self.output_path or trainer.log_dir or ".")
+        self.written_to = path / "predictions.csv" if path.is_dir() or not self.output_path else path
+        try:
+            self.written_to.parent.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise DataError(f"cannot write {self.written_to}: a file stands where its folder would be") from None
         self._part = open(self._part_path(trainer, trainer.global_rank), "w", newline="")  # noqa: SIM115
         self._part.write(",".join(COLUMNS) + "\n")
         self.rows_written = 0

@@ -120,6 +120,11 @@ class AnomalyDataModule(L.LightningDataModule):
         if both:
             raise ConfigurationError(f"{both} listed in ignore_columns and as label or symbolic column")
         check_range("train_contamination", train_contamination, 0.0, 0.5, high_open=True)
+        if seed is not None and not 0 <= seed < 2**32:
+            raise ConfigurationError(f"seed must be in [0, {2**32 - 1}] (numpy's seeds), got {seed}")
+        for name, size in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
+            if size < 1:
+                raise ConfigurationError(f"{name} must be >= 1, got {size}")
         if out_of_core and (dataset != TABLE or Path(path).suffix not in STREAMED_SUFFIXES):
             raise ConfigurationError("out_of_core reads a table's CSV or Parquet file: dataset 'table' and its path")
         check_choice("protocol", protocol, Protocol)

@@ -1,4 +1,5 @@
 import csv
+import re
 
 import numpy as np
 import pytest
@@ -14,9 +15,29 @@ pytestmark = pytest.mark.slow
 def test_parse_seeds():
     assert parse_seeds("0-2") == [0, 1, 2]
     assert parse_seeds("0,3,5-6") == [0, 3, 5, 6]
-    for text in ("3-1", "0-2,2", "0..2"):
+    for text in ("0-2,2", "0..2", "0-"):
         with pytest.raises(ValueError, match="--seeds"):
             parse_seeds(text)
+    with pytest.raises(ValueError, match=r"--seeds '3-1': a range goes from low to high \(1-3\)"):
+        parse_seeds("3-1")
+
+
+def test_files_that_are_not_results_and_an_out_that_cannot_be_written_stop_before_any_run(tmp_path, capsys):
+    (tmp_path / "rows.csv").write_text("a,b\n1,2\n")
+    (tmp_path / "empty.csv").write_text("")
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "grid.csv").mkdir()
+    config = str(ROOT / "configs/quickstart.yaml")
+    for args, message in [
+        (["--report", str(tmp_path / "rows.csv")], "not a results file that --out wrote: .*rows.csv"),
+        (["--matrix", str(tmp_path / "empty.csv"), "--out", str(tmp_path / "m")], "not a results file .*empty.csv"),
+        (["--configs", config, "--out", str(tmp_path / "afile" / "grid")], "afile is a file; --out names results"),
+        (["--configs", config, "--out", str(tmp_path / "grid")], "grid.csv is a folder; --out names results"),
+    ]:
+        with pytest.raises(SystemExit):
+            main(args)
+        assert re.search(message, capsys.readouterr().err)
+    assert not (tmp_path / "m.md").exists()
 
 
 def test_a_wrong_detector_setting_stops_the_suite_before_any_row(tmp_path):

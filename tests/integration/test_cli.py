@@ -167,6 +167,8 @@ def test_data_sized_model_keeps_its_sizes_and_em_refined_fit_in_the_checkpoint(t
     x_test, _ = fitted.datamodule.arrays("test")
     with torch.no_grad():
         expected = fitted.model.score(torch.from_numpy(x_test)).numpy()
-    out = tmp_path / "predictions.csv"
-    run(["predict", "--ckpt_path", str(ckpt), "--prediction_writer.output_path", str(out)], tmp_path)
+    run(["predict", "--ckpt_path", str(ckpt), "--prediction_writer.output_path", str(tmp_path)], tmp_path)
+    out = tmp_path / "predictions.csv"  # an existing folder: the file in it
     np.testing.assert_allclose(pd.read_csv(out)["score"], expected, rtol=1e-6)
+    with pytest.raises(ValueError, match="cannot write .*predictions.csv/x.csv: a file stands where its folder"):
+        run(["predict", "--ckpt_path", str(ckpt), "--prediction_writer.output_path", str(out / "x.csv")], tmp_path)

@@ -303,6 +303,9 @@ QS = ["--config", "configs/quickstart.yaml"]
         (["fit", "--model.help", "DAGMMM"], r"--model: no model DAGMMM; choose from .*\(did you mean 'DAGMM'\?\)"),
         (["fit", *QS, "--trainer.accelerator", "gpuu"], "trainer settings: You selected an invalid accelerator"),
         (["benchmark", "--suite", "data", "--out", "x", "--jobs", "abc"], "--jobs: expected int, got abc$"),
+        (["fit", *QS, "--seed_everything", "-1"], r"seed_everything must be in \[0, 4294967295\] .*got -1$"),
+        (["fit", *QS, "--data.seed", "-1"], r"seed must be in \[0, 4294967295\] \(numpy's seeds\), got -1$"),
+        (["fit", *QS, "--data.eval_batch_size", "0"], "eval_batch_size must be >= 1, got 0$"),
     ],
 )
 def test_setting_and_option_mistakes_are_one_line_errors(args, message, capsys, monkeypatch):
