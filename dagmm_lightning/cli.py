@@ -238,19 +238,24 @@ class DAGMMCLI(LightningCLI):
                     f"{path} is not a checkpoint that `dagmm fit` wrote ({type(err).__name__}); a file of "
                     "DAGMMDetector.save loads with DAGMMDetector.load"
                 ) from None
-        asked = model_settings(config)
+        asked, asked_class = model_settings(config), config.get("model.class_path")
         super()._parse_ckpt_path()  # it may replace the config (the model's settings by the checkpoint's)
         config = self.config.get(subcommand or "", self.config)
         if checkpoint is None:
             return
-        kept = model_settings(config)
+        kept, kept_class = model_settings(config), config.get("model.class_path")
         args = sys.argv[1:] if self._args is None else self._args
-        lost = sorted(k for k in model_keys_given(args) if k in asked and asked[k] != kept.get(k))
+        given = keys_given(args, "model")
+        # null / auto: sized from the data, which the checkpoint's sizes were
+        lost = sorted(k for k in given if k in asked and asked[k] not in (None, "auto") and asked[k] != kept.get(k))
+        if "class_path" in given and asked_class != kept_class:
+            lost.insert(0, "class_path")
+            kept = {**kept, "class_path": str(kept_class).rsplit(".", 1)[-1]}
         if lost:
-            settings = ", ".join(f"{k} {kept.get(k)!r}" for k in lost)
+            settings = ", ".join(f"{k} {kept.get(k)!r}" for k in lost).replace("class_path ", "model ")
             raise ConfigurationError(
-                f"a run from a checkpoint keeps the model settings it was trained with ({settings}), not those on "
-                "the command line; to train with others, start a new fit (without --ckpt_path)"
+                f"a run from a checkpoint keeps the model settings it was trained with ({settings}), not those given "
+                "on the command line or in configs; to train with others, start a new fit (without --ckpt_path)"
             )
         saved = dict(checkpoint.get("datamodule_hyper_parameters") or {})
         state = checkpoint.get(AnomalyDataModule.__qualname__, {})
@@ -260,7 +265,7 @@ class DAGMMCLI(LightningCLI):
         if table and saved.get("symbolic_columns") is None:  # the columns as trained, not inferred anew
             saved["symbolic_columns"] = list(state["preprocessor"]["categories"])
         defaults = inspect.signature(AnomalyDataModule).parameters
-        given = data_keys_given(sys.argv[1:] if self._args is None else self._args)
+        given = keys_given(args, "data")
         for key, value in saved.items():
             if key in defaults and key not in given and config.data.get(key) == defaults[key].default:
                 config.data[key] = value
@@ -315,47 +320,39 @@ def model_settings(config) -> dict:
     return settings.as_dict() if hasattr(settings, "as_dict") else dict(settings or {})
 
 
-def model_keys_given(args: list[str]) -> set[str]:
-    """The model settings a command line sets by name (``--model.init_args.KEY`` or ``--model.KEY``)."""
-    keys = set()
-    for arg in args:
-        for prefix in ("--model.init_args.", "--model."):
-            if arg.startswith(prefix):
-                keys.add(arg[len(prefix) :].split("=", 1)[0])
-                break
-    return keys
-
-
-def data_keys_given(args: list[str]) -> set[str]:
-    """The ``data`` settings a command line sets, on it (``--data.KEY``, ``--data FILE_OR_YAML``) or in its
-    ``--config`` files (and the files those name under ``config:``), whatever their values."""
+def keys_given(args: list[str], section: str) -> set[str]:
+    """The settings of ``section`` (``data`` or ``model``) a command line sets, on it (``--data.KEY``,
+    ``--model.init_args.KEY``, ``--data FILE_OR_YAML``) or in its ``--config`` files (and the files those
+    name under ``config:``), whatever their values; ``class_path`` where it names a class (``--model X``)."""
 
     def values_of(option: str) -> list[str]:
         return [b for a, b in zip(args, args[1:], strict=False) if a == option] + [
             a.split("=", 1)[1] for a in args if a.startswith(option + "=")
         ]
 
-    keys: set[str] = set()
-    files = values_of("--config")
-    keys |= {a[len("--data.") :].split("=", 1)[0] for a in args if a.startswith("--data.")}
-    for value in values_of("--data"):  # the data group's own settings: a file or inline YAML
+    def settings(content) -> set[str]:
+        if not isinstance(content, dict):
+            return {"class_path"} if isinstance(content, str) else set()
+        inner = content.get("init_args", {}) if "class_path" in content else content.get("init_args", content)
+        return set(inner) | ({"class_path"} if "class_path" in content else set())
+
+    prefix = f"--{section}."
+    keys = {a[len(prefix) :].removeprefix("init_args.").split("=", 1)[0] for a in args if a.startswith(prefix)}
+    for value in values_of(f"--{section}"):  # the group's own settings: a file, inline YAML or a class name
         try:
-            content = yaml.safe_load(Path(value).read_text() if Path(value).is_file() else value)
+            keys |= settings(yaml.safe_load(Path(value).read_text() if Path(value).is_file() else value))
         except yaml.YAMLError:  # jsonargparse reports it
             continue
-        if isinstance(content, dict):
-            keys |= set(content.get("init_args", content))
+    files = values_of("--config")
     while files:
         path = Path(files.pop())
         content = yaml.safe_load(path.read_text()) if path.is_file() else None
         if not isinstance(content, dict):
             continue
-        data = content.get("data")
-        if isinstance(data, dict):
-            keys |= set(data.get("init_args", data))
+        keys |= settings(content.get(section))
         if isinstance(content.get("config"), str):  # jsonargparse's include, relative to the including file
             files.append(str(path.parent / content["config"]))
-    return keys
+    return keys - {"help"}
 
 
 def spawned(trainer) -> bool:

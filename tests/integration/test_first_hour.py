@@ -93,21 +93,30 @@ def test_test_from_the_checkpoint_alone_restores_its_split_and_refuses_another(t
         run(["test", "--ckpt_path", last, "--data.seed", "0"], tmp_path)
     with pytest.raises(ValueError, match=r"keeps the model settings it was trained with \(lr 0.001\)"):
         run(["fit", "--ckpt_path", last, "--model.init_args.lr", "0.05", "--trainer.max_epochs", "3"], tmp_path)
+    (tmp_path / "lr.yaml").write_text("model:\n  init_args:\n    lr: 0.05\n    latent_dim: null\n")
+    with pytest.raises(ValueError, match=r"settings it was trained with \(lr 0.001\), not those given .* in configs"):
+        run(["test", "--ckpt_path", last, "--config", str(tmp_path / "lr.yaml")], tmp_path)
+    with pytest.raises(ValueError, match=r"trained with \(model 'DAGMM'\)"):
+        run(["test", "--ckpt_path", last, "--model", "DAGMMVAE"], tmp_path)
     by_hand = run(["test", "--ckpt_path", last, "--data.batch_size", "1024"], tmp_path)  # the default, set by hand
     assert tested.datamodule.batch_size == 64 and by_hand.datamodule.batch_size == 1024
 
 
-def test_data_keys_given_on_the_command_line_and_in_config_files(tmp_path):
-    from dagmm_lightning.cli import data_keys_given
+def test_keys_given_on_the_command_line_and_in_config_files(tmp_path):
+    from dagmm_lightning.cli import keys_given
 
     (tmp_path / "base.yaml").write_text("data:\n  batch_size: 1024\n  dataset: thyroid\n")
     (tmp_path / "top.yaml").write_text("config: base.yaml\nmodel:\n  init_args:\n    lr: 0.1\n")
     args = ["test", "--config", str(tmp_path / "top.yaml"), "--data.seed=0", "--data.rho", "0.2", "--ckpt_path", "x"]
-    assert data_keys_given(args) == {"batch_size", "dataset", "seed", "rho"}
-    assert data_keys_given(["test", "--ckpt_path", "x", "--model.init_args.lr", "1"]) == set()
+    assert keys_given(args, "data") == {"batch_size", "dataset", "seed", "rho"}
+    assert keys_given(["test", "--ckpt_path", "x", "--model.init_args.lr", "1"], "data") == set()
     (tmp_path / "data.yaml").write_text("val_fraction: 0.2\nshuffle: false\n")  # the data group's own file
-    assert data_keys_given(["test", "--data", str(tmp_path / "data.yaml")]) == {"val_fraction", "shuffle"}
-    assert data_keys_given(["test", "--data={seed: 3}", "--data", "not: [valid"]) == {"seed"}
+    assert keys_given(["test", "--data", str(tmp_path / "data.yaml")], "data") == {"val_fraction", "shuffle"}
+    assert keys_given(["test", "--data={seed: 3}", "--data", "not: [valid"], "data") == {"seed"}
+    (tmp_path / "vae.yaml").write_text("model:\n  class_path: dagmm_lightning.models.DAGMMVAE\n")
+    model = ["--config", str(tmp_path / "top.yaml"), "--config", str(tmp_path / "vae.yaml"), "--model.jitter", "1"]
+    assert keys_given(["test", *model, "--model.help", "DAGMM"], "model") == {"lr", "class_path", "jitter"}
+    assert keys_given(["test", "--model", "DAGMMVAE"], "model") == {"class_path"}
 
 
 def table(path, n=400, labels=True, sep=",", ids=False):
