@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import difflib
 import importlib
 import inspect
@@ -69,8 +70,13 @@ class OneLineErrorParser(LightningArgumentParser):
         if not self.exit_on_error:  # jsonargparse tries alternatives and expects the exception
             return super().error(message, ex)
         ours = own_error(ex)
-        command = self.prog.replace(" [options]", "")
-        text = ours or readable_parse_error(message, list(self._option_string_actions))
+        command, options = self.prog.replace(" [options]", ""), list(self._option_string_actions)
+        sub = re.match(r"Subcommand '([\w-]+)' does not accept (?:option|nested key) '([^']+)'", message)
+        subparsers = getattr(getattr(self, "_subcommands_action", None), "_name_parser_map", {})
+        if sub and sub.group(1) in subparsers:  # a key of a config file: the subcommand's options tell
+            command, options = f"{command} {sub.group(1)}", list(subparsers[sub.group(1)]._option_string_actions)
+            message = f"unrecognized arguments: --{sub.group(2)}"
+        text = ours or readable_parse_error(message, options)
         sys.stderr.write(f"dagmm: error: {text}\n  ('{command} --help' lists the options)\n")
         sys.exit(2)
 
@@ -124,8 +130,23 @@ def readable_parse_error(message: str, options: list[str]) -> str:
             re.sub(r"<class '([\w.]+)'>", r"\1", subtypes[0]).replace("NoneType", "null") if subtypes else expected[0]
         )
         kinds = re.sub(r", (?![^\[]*\])", " or ", kinds)  # the commas between the types, not inside tuple[...]
-        return f"{option}: expected {kinds}, got {value.group(1).strip()}"
+        return f"{option}: expected {kinds}, got {given_value(value.group(1).strip(), keys[-1])}"
     return message
+
+
+def given_value(text: str, key: str) -> str:
+    """The value a user gave, out of jsonargparse's text of it: ``NestedArg(key='lr', val='fast')`` (an
+    option of a model's init_args) or ``{'init_args': {'lr': 'fast'}}`` (a config file's section) -> fast."""
+    nested = re.fullmatch(r"NestedArg\(key='[^']*', val=(.*)\)", text)
+    if nested:
+        return nested.group(1).strip("'\"")
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+    while isinstance(value, dict) and key not in value and len(value) == 1:
+        value = next(iter(value.values()))
+    return str(value[key]) if isinstance(value, dict) and key in value else text
 
 
 def did_you_mean(given: str, candidates: list[str], quote: bool = True, prefix: str = "") -> str:

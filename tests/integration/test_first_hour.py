@@ -315,6 +315,7 @@ QS = ["--config", "configs/quickstart.yaml"]
         (["fit", *QS, "--seed_everything", "-1"], r"seed_everything must be in \[0, 4294967295\] .*got -1$"),
         (["fit", *QS, "--data.seed", "-1"], r"seed must be in \[0, 4294967295\] \(numpy's seeds\), got -1$"),
         (["fit", *QS, "--data.eval_batch_size", "0"], "eval_batch_size must be >= 1, got 0$"),
+        (["fit", *QS, "--model.init_args.lr", "fast"], "--model.lr: expected float, got fast$"),
     ],
 )
 def test_setting_and_option_mistakes_are_one_line_errors(args, message, capsys, monkeypatch):
@@ -326,3 +327,21 @@ def test_setting_and_option_mistakes_are_one_line_errors(args, message, capsys, 
     assert exit_info.value.code == 2
     err = [line for line in capsys.readouterr().err.strip().splitlines() if not line.startswith("  ('dagmm ")]
     assert err[-1].startswith("dagmm: error:") and re.search(message, err[-1])
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("trainer:\n  max_epoch: 1\n", r"no option --trainer.max_epoch \(did you mean --trainer.max_epochs\?\)$"),
+        ("model:\n  init_args:\n    lr: fast\n", "--model.lr: expected float, got fast$"),
+    ],
+)
+def test_mistakes_in_a_config_file_read_as_on_the_command_line(tmp_path, content, message, capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    from dagmm_lightning.__main__ import main
+
+    (tmp_path / "mine.yaml").write_text(content)
+    with pytest.raises(SystemExit):
+        main(["fit", *QS, "--config", str(tmp_path / "mine.yaml")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert re.search(message, err[-2]) and err[-1] == "  ('dagmm fit --help' lists the options)"
