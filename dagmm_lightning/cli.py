@@ -305,6 +305,15 @@ class DAGMMCLI(LightningCLI):
         trainer.log_every_n_steps = max(1, min(trainer.log_every_n_steps, steps_per_epoch))
         if spawned(trainer) and trainer.logger is not None:
             trainer.logger.version  # noqa: B018 - fixed here, else each spawn (fit, the validation after) picks a new one
+        monitor = getattr(trainer.checkpoint_callback, "monitor", None)
+        metrics = next((c for c in trainer.callbacks if isinstance(c, AnomalyMetrics)), None)
+        names = [f"val/{name}" for name in metrics.metric_names()] if metrics else []
+        if monitor and names and (monitor.startswith("val/") or "/" not in monitor) and monitor not in names:
+            raise ConfigurationError(
+                f"--checkpoint.monitor {monitor}: no metric of that name is logged{did_you_mean(monitor, names)}; "
+                "validation logs val/roc_auc, val/average_precision, and val/precision_, recall_ and f1_ at top{p} "
+                "for each of --metrics.percentiles, at rho and at threshold"
+            )
         if getattr(self.model, "model", True) is None:  # sized from the data: here, before any process spawns
             dm.setup("fit")
             self.model.size_from_data(dm)

@@ -127,6 +127,12 @@ class AnomalyMetrics(L.Callback):
         self.validated_at_step = -1  #: the global step of the last validation in fit
         self._warned: set[str] = set()
 
+    def metric_names(self) -> list[str]:
+        """The names this callback logs under ``val/`` (and ``test/``), for checking a monitored one."""
+        cuts = [f"top{p:g}" for p in self.percentiles] + ["rho", "threshold"]
+        scored = [f"{kind}_{cut}" for cut in cuts for kind in ("precision", "recall", "f1")]
+        return ["roc_auc", "average_precision", "roc_auc_energy", "c", *scored]  # c, roc_auc_energy: DAGMMPU's
+
     def _start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.rows.start(pl_module.device)
 

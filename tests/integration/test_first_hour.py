@@ -316,6 +316,8 @@ QS = ["--config", "configs/quickstart.yaml"]
         (["fit", *QS, "--data.seed", "-1"], r"seed must be in \[0, 4294967295\] \(numpy's seeds\), got -1$"),
         (["fit", *QS, "--data.eval_batch_size", "0"], "eval_batch_size must be >= 1, got 0$"),
         (["fit", *QS, "--model.init_args.lr", "fast"], "--model.lr: expected float, got fast$"),
+        (["fit", *QS, "--checkpoint.monitor", "val/f1rho"], r"no metric .*\(did you mean 'val/f1_rho'\?\)"),
+        (["fit", *QS, "--checkpoint.monitor", "roc_auc"], r"roc_auc: no metric .*\(did you mean 'val/roc_auc'\?\)"),
     ],
 )
 def test_setting_and_option_mistakes_are_one_line_errors(args, message, capsys, monkeypatch):
