@@ -248,6 +248,9 @@ class DAGMMCLI(LightningCLI):
             raise ConfigurationError(f"dagmm {subcommand} needs --ckpt_path, a checkpoint that `dagmm fit` wrote")
         if path in ("last", "best", "hpc") or str(path).startswith("registry"):  # Lightning's own names
             path = None
+        elif path and Path(path).is_dir():
+            found = ", ".join(sorted(str(c) for c in Path(path).rglob("*.ckpt"))[:3])
+            raise DataError(f"{path} is a folder; give a checkpoint file" + (f" such as {found}" if found else ""))
         elif path and not Path(path).is_file():
             raise DataError(f"no such checkpoint file: {path}")
         checkpoint = None

@@ -275,6 +275,7 @@ QS = ["--config", "configs/quickstart.yaml"]
         (["fit"], "say what to train, e.g. 'dagmm fit --config configs/quickstart.yaml'"),
         (["predict"], "dagmm predict needs --ckpt_path"),
         (["test", "--ckpt_path", "no_such.ckpt"], "no such checkpoint file: no_such.ckpt"),
+        (["test", "--ckpt_path", "configs"], "configs is a folder; give a checkpoint file$"),
         (["validate", "--ckpt_path", "README.md"], "README.md is not a checkpoint that `dagmm fit` wrote"),
         (["benchmark", "--configs", "configs/quickstart.yaml", "--seeds", "0..2", "--out", "x"], "--seeds takes"),
         (["benchmark", "--suite", "no_such_folder", "--out", "x"], "no such folder: no_such_folder"),
