@@ -289,6 +289,9 @@ def main(argv: list[str] | None = None) -> None:
     sys.stdout.reconfigure(line_buffering=True)  # progress lines reach a log file as they come
     parser = build_parser()
     args = parser.parse_args(argv)
+    for name in ("jobs", "threads"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
     missing = [p for p in (args.report or []) + (args.matrix or []) if not Path(p).is_file()]
     if missing:
         parser.error(f"no such results file: {', '.join(missing)}")
@@ -340,7 +343,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"wrote {out}")
         return
     if not args.configs or args.out is None:
-        parser.error("--configs and --out are required (or --report CSV ...)")
+        parser.error(
+            "give --configs CONFIG ... --out PATH, --suite DIR --out PATH, --report CSV ..., or --matrix CSV ... "
+            "--out PATH"
+        )
     csv_path = Path(args.out).with_suffix(".csv")
     extra: tuple[str, ...] = ()
     for item in args.set:

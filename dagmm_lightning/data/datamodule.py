@@ -44,6 +44,7 @@ from dagmm_lightning.labels import LABELLED_ANOMALY
 ARRAYS = "arrays"  # the data set name of a data module made by ``from_table`` / ``from_arrays``
 SPLIT_SETTINGS = ("protocol", "split", "val_fraction", "labelled_anomalies", "labelled_fraction", "train_contamination")
 TABLE = "table"  # a user's CSV / Parquet / NPZ file, given by ``path``
+FEW_TRAINING_ROWS = 20  # fewer are warned about
 TRAINING_VALUES = "training_values_v1"  # the key of their hash: a new one when encoding or scaling rows changes
 Dataset = Literal["breast_cancer", "kddcup99", "kddcup_rev", "thyroid", "arrhythmia", "table"]
 
@@ -250,6 +251,13 @@ class AnomalyDataModule(L.LightningDataModule):
         self.preprocessor.fit_columns(table)
         self._encoded = None if self.out_of_core else self.preprocessor.encode(table.features)
         self._splits = self._make_splits(truth if truth is not None else np.zeros(n_rows, dtype=bool))
+        if len(self._splits.train) < FEW_TRAINING_ROWS:
+            held = self.val_fraction and self._given_splits is None
+            rank_zero_warn(
+                f"only {len(self._splits.train)} training rows"
+                + (f" (val_fraction {self.val_fraction} of the training side held out)" if held else "")
+                + ": too few to fit a mixture's covariances; the scores will mean little"
+            )
         self._labels = truth.astype(np.int64) if truth is not None else np.full(n_rows, -1)
         self._table, self._truth = table, truth
 

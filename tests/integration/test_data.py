@@ -76,6 +76,14 @@ def test_scaling_is_fitted_on_training_rows_only(kdd):
     assert (x_test.max(0) > 1.0 + 1e-6).any()  # test rows are not rescaled to [0, 1]
 
 
+def test_a_split_of_few_training_rows_is_warned_about():
+    with pytest.warns(UserWarning, match=r"only 2 training rows \(val_fraction 0.99 of the training side held out\)"):
+        AnomalyDataModule(val_fraction=0.99).setup("fit")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(AnomalyDataModule(val_fraction=0.5).splits.train) >= 20
+
+
 def test_a_split_without_training_rows_says_how_many_normal_rows_there_are():
     with pytest.raises(DataError, match="no normal rows for training: the table has 1 normal row of 1"):
         make_splits(np.array([False]), "paper", 0, 0.1)

@@ -313,6 +313,8 @@ QS = ["--config", "configs/quickstart.yaml"]
         (["fit", "--model.help", "DAGMMM"], r"--model: no model DAGMMM; choose from .*\(did you mean 'DAGMM'\?\)"),
         (["fit", *QS, "--trainer.accelerator", "gpuu"], "trainer settings: You selected an invalid accelerator"),
         (["benchmark", "--suite", "data", "--out", "x", "--jobs", "abc"], "--jobs: expected int, got abc$"),
+        (["benchmark", "--suite", "data", "--out", "x", "--jobs", "0"], "--jobs must be at least 1, got 0$"),
+        (["benchmark"], r"give --configs CONFIG \.\.\. --out PATH, --suite DIR --out PATH, --report CSV"),
         (["fit", *QS, "--seed_everything", "-1"], r"seed_everything must be in \[0, 4294967295\] .*got -1$"),
         (["fit", *QS, "--data.seed", "-1"], r"seed must be in \[0, 4294967295\] \(numpy's seeds\), got -1$"),
         (["fit", *QS, "--data.eval_batch_size", "0"], "eval_batch_size must be >= 1, got 0$"),
