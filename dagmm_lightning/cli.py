@@ -6,6 +6,7 @@ import ast
 import difflib
 import importlib
 import inspect
+import itertools
 import logging
 import os
 import re
@@ -144,8 +145,8 @@ def given_value(text: str, key: str) -> str:
         value = ast.literal_eval(text)
     except (ValueError, SyntaxError):
         return text
-    while isinstance(value, dict) and key not in value and len(value) == 1:
-        value = next(iter(value.values()))
+    while isinstance(value, dict) and key not in value and (len(value) == 1 or "init_args" in value):
+        value = value["init_args"] if "init_args" in value else next(iter(value.values()))
     return str(value[key]) if isinstance(value, dict) and key in value else text
 
 
@@ -156,11 +157,19 @@ def did_you_mean(given: str, candidates: list[str], quote: bool = True, prefix: 
     return f" (did you mean {prefix}{repr(close[0]) if quote else close[0]}?)"
 
 
-def class_options(class_path: str) -> list[str]:
-    module, _, name = class_path.rpartition(".")
+def imported_class(class_path: str):
+    """The class a dotted path names (``dagmm_lightning.DAGMMVAE`` and ``dagmm_lightning.models.DAGMMVAE``
+    name one class), or the path itself where it imports nothing."""
+    module, _, name = str(class_path).rpartition(".")
     try:
-        cls = getattr(importlib.import_module(module), name)
+        return getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError, ValueError):
+        return class_path
+
+
+def class_options(class_path: str) -> list[str]:
+    cls = imported_class(class_path)
+    if isinstance(cls, str):
         return []
     return [p for p in inspect.signature(cls).parameters if p not in ("self", "args", "kwargs")]
 
@@ -249,7 +258,7 @@ class DAGMMCLI(LightningCLI):
         if path in ("last", "best", "hpc") or str(path).startswith("registry"):  # Lightning's own names
             path = None
         elif path and Path(path).is_dir():
-            found = ", ".join(sorted(str(c) for c in Path(path).rglob("*.ckpt"))[:3])
+            found = ", ".join(str(c) for c in itertools.islice(Path(path).rglob("*.ckpt"), 3))
             raise DataError(f"{path} is a folder; give a checkpoint file" + (f" such as {found}" if found else ""))
         elif path and not Path(path).is_file():
             raise DataError(f"no such checkpoint file: {path}")
@@ -272,7 +281,7 @@ class DAGMMCLI(LightningCLI):
         given = keys_given(args, "model")
         # null / auto: sized from the data, which the checkpoint's sizes were
         lost = sorted(k for k in given if k in asked and asked[k] not in (None, "auto") and asked[k] != kept.get(k))
-        if "class_path" in given and asked_class != kept_class:
+        if "class_path" in given and imported_class(asked_class) is not imported_class(kept_class):
             lost.insert(0, "class_path")
             kept = {**kept, "class_path": str(kept_class).rsplit(".", 1)[-1]}
         if lost:
@@ -311,7 +320,13 @@ class DAGMMCLI(LightningCLI):
         monitor = getattr(trainer.checkpoint_callback, "monitor", None)
         metrics = next((c for c in trainer.callbacks if isinstance(c, AnomalyMetrics)), None)
         names = [f"val/{name}" for name in metrics.metric_names()] if metrics else []
-        if monitor and names and (monitor.startswith("val/") or "/" not in monitor) and monitor not in names:
+        if hasattr(self.model, "score_is_energy"):  # c and the energy's ROC AUC: the PU model's only
+            pu = not self.model.score_is_energy
+            names = [n for n in names if pu or n not in ("val/c", "val/roc_auc_energy")]
+            if getattr(dm, "split", None) == "positive_unlabeled":  # val holds labelled normal rows only
+                names = ["val/c"] if pu else []
+        known = monitor in names or monitor in ("epoch", "step")  # the last two: ModelCheckpoint's own
+        if monitor and names and (monitor.startswith("val/") or "/" not in monitor) and not known:
             raise ConfigurationError(
                 f"--checkpoint.monitor {monitor}: no metric of that name is logged{did_you_mean(monitor, names)}; "
                 "validation logs val/roc_auc, val/average_precision, and val/precision_, recall_ and f1_ at top{p} "
@@ -369,12 +384,14 @@ def keys_given(args: list[str], section: str) -> set[str]:
         inner = content.get("init_args", {}) if "class_path" in content else content.get("init_args", content)
         return set(inner) | ({"class_path"} if "class_path" in content else set())
 
-    prefix = f"--{section}."
-    keys = {a[len(prefix) :].removeprefix("init_args.").split("=", 1)[0] for a in args if a.startswith(prefix)}
+    def dotted(names, prefix: str) -> set[str]:  # --model.init_args.lr, or a config's key model.init_args.lr
+        return {n[len(prefix) :].removeprefix("init_args.").split("=", 1)[0] for n in names if n.startswith(prefix)}
+
+    keys = dotted(args, f"--{section}.")
     for value in values_of(f"--{section}"):  # the group's own settings: a file, inline YAML or a class name
         try:
             keys |= settings(yaml.safe_load(Path(value).read_text() if Path(value).is_file() else value))
-        except yaml.YAMLError:  # jsonargparse reports it
+        except (yaml.YAMLError, OSError):  # jsonargparse reports it
             continue
     files = values_of("--config")
     while files:
@@ -382,7 +399,7 @@ def keys_given(args: list[str], section: str) -> set[str]:
         content = yaml.safe_load(path.read_text()) if path.is_file() else None
         if not isinstance(content, dict):
             continue
-        keys |= settings(content.get(section))
+        keys |= settings(content.get(section)) | dotted(content, f"{section}.")
         if isinstance(content.get("config"), str):  # jsonargparse's include, relative to the including file
             files.append(str(path.parent / content["config"]))
     return keys - {"help"}

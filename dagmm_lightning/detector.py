@@ -257,6 +257,8 @@ class DAGMMDetector(BaseEstimator):
                 what = "an integer >= 1" + (" or None" if optional else "")
                 raise ConfigurationError(f"{name} must be {what}, got {value!r}")
         seed = self.random_state
+        if seed is not None and not (_is_integer(seed) and 0 <= seed < 2**32):
+            raise ConfigurationError(f"random_state must be None or an integer in [0, {2**32 - 1}], got {seed!r}")
         self._seed = int(seed) if seed is not None else int(np.random.SeedSequence().entropy % 2**31)
         frame = self._as_frame(X)
         minimum = max(2, self.n_components or 1)

@@ -46,7 +46,7 @@ from dagmm_lightning.benchmark.report import (
 )
 from dagmm_lightning.benchmark.suite import SUITE_FIELDS, is_suite_file, results_header, run_suite, write_suite_reports
 from dagmm_lightning.callbacks.metrics import AnomalyMetrics, anomaly_metrics
-from dagmm_lightning.cli import OneLineErrorParser, build_cli, parse_settings
+from dagmm_lightning.cli import MAX_SEED, OneLineErrorParser, build_cli, parse_settings
 from dagmm_lightning.detector import DAGMMDetector
 from dagmm_lightning.errors import ConfigurationError
 from dagmm_lightning.labels import LABELLED_ANOMALY
@@ -95,6 +95,8 @@ def parse_seeds(text: str) -> list[int]:
             raise ConfigurationError(f"--seeds takes ranges and lists such as 0-4 or 0,3,5; got {text!r}") from None
         if last < first:
             raise ConfigurationError(f"--seeds {text!r}: a range goes from low to high ({last}-{first})")
+        if first < 0 or last > MAX_SEED:
+            raise ConfigurationError(f"--seeds {text!r}: seeds are in [0, {MAX_SEED}]")
         seeds += list(range(first, last + 1))
     if not seeds or len(set(seeds)) != len(seeds):
         raise ConfigurationError(f"--seeds {text!r} names no seed, or one twice")
@@ -305,12 +307,12 @@ def main(argv: list[str] | None = None) -> None:
     if foreign:
         parser.error(f"not a results file that --out wrote: {', '.join(foreign)}")
     if args.out is not None:
-        out = Path(args.out)
-        above = next(parent for parent in out.absolute().parents if parent.exists())
-        if not above.is_dir() or out.with_suffix(".csv").is_dir():
+        written = Path(args.out).with_suffix(".md" if args.matrix else ".csv")
+        above = next((parent for parent in written.absolute().parents if parent.exists()), Path("/"))
+        if not above.is_dir() or written.is_dir():
             parser.error(
-                f"--out {args.out}: {above if not above.is_dir() else out.with_suffix('.csv')} is "
-                f"{'a file' if not above.is_dir() else 'a folder'}; --out names results files to write"
+                f"--out {args.out}: {written if above.is_dir() else above} is "
+                f"{'a folder' if above.is_dir() else 'a file'}; --out names results files to write"
             )
     if args.suite:
         if args.out is None:
@@ -339,6 +341,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.out is None:
             parser.error("--matrix needs --out")
         out = Path(args.out).with_suffix(".md")
+        out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(summarize_matrix([(Path(p), read_rows(Path(p))) for p in args.matrix]))
         print(f"wrote {out}")
         return

@@ -20,6 +20,8 @@ def test_parse_seeds():
             parse_seeds(text)
     with pytest.raises(ValueError, match=r"--seeds '3-1': a range goes from low to high \(1-3\)"):
         parse_seeds("3-1")
+    with pytest.raises(ValueError, match=r"seeds are in \[0, 4294967295\]"):
+        parse_seeds("4294967295-4294967296")
 
 
 def test_files_that_are_not_results_and_an_out_that_cannot_be_written_stop_before_any_run(tmp_path, capsys):
@@ -38,6 +40,10 @@ def test_files_that_are_not_results_and_an_out_that_cannot_be_written_stop_befor
             main(args)
         assert re.search(message, capsys.readouterr().err)
     assert not (tmp_path / "m.md").exists()
+    results = tmp_path / "results.csv"
+    results.write_text(",".join(["method", "dataset", "protocol", "seed"]) + "\n")
+    main(["--matrix", str(results), "--out", str(tmp_path / "new" / "m")])  # its folder made
+    assert (tmp_path / "new" / "m.md").is_file()
 
 
 def test_a_wrong_detector_setting_stops_the_suite_before_any_row(tmp_path):

@@ -197,6 +197,8 @@ def test_bad_settings_and_unfitted():
         DAGMMDetector(contamination=0.7).fit(x)
     with pytest.raises(ValueError, match=r"contamination must be a number in \(0, 0.5\], got '0.1'"):
         DAGMMDetector(contamination="0.1").fit(x)
+    with pytest.raises(ValueError, match=r"random_state must be None or an integer in \[0, 4294967295\], got -1"):
+        DAGMMDetector(random_state=-1).fit(x)
     for name, value in [("epochs", 0), ("epochs", 1.5), ("members", 0), ("n_components", 0), ("batch_size", None)]:
         with pytest.raises(ValueError, match=f"{name} must be an integer >= 1"):
             DAGMMDetector(**{name: value}).fit(x)

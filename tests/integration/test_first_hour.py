@@ -98,6 +98,10 @@ def test_test_from_the_checkpoint_alone_restores_its_split_and_refuses_another(t
         run(["test", "--ckpt_path", last, "--config", str(tmp_path / "lr.yaml")], tmp_path)
     with pytest.raises(ValueError, match=r"trained with \(model 'DAGMM'\)"):
         run(["test", "--ckpt_path", last, "--model", "DAGMMVAE"], tmp_path)
+    (tmp_path / "dotted.yaml").write_text("model.init_args.lr: 0.05\n")  # a config's dotted key
+    with pytest.raises(ValueError, match=r"trained with \(lr 0.001\)"):
+        run(["test", "--ckpt_path", last, "--config", str(tmp_path / "dotted.yaml")], tmp_path)
+    assert run(["test", "--ckpt_path", last, "--model", "DAGMM"], tmp_path).model.hparams.lr == 0.001  # its own class
     by_hand = run(["test", "--ckpt_path", last, "--data.batch_size", "1024"], tmp_path)  # the default, set by hand
     assert tested.datamodule.batch_size == 64 and by_hand.datamodule.batch_size == 1024
 
@@ -321,6 +325,7 @@ QS = ["--config", "configs/quickstart.yaml"]
         (["fit", *QS, "--model.init_args.lr", "fast"], "--model.lr: expected float, got fast$"),
         (["fit", *QS, "--checkpoint.monitor", "val/f1rho"], r"no metric .*\(did you mean 'val/f1_rho'\?\)"),
         (["fit", *QS, "--checkpoint.monitor", "roc_auc"], r"roc_auc: no metric .*\(did you mean 'val/roc_auc'\?\)"),
+        (["fit", *QS, "--checkpoint.monitor", "val/c"], "val/c: no metric of that name is logged"),  # DAGMMPU's
     ],
 )
 def test_setting_and_option_mistakes_are_one_line_errors(args, message, capsys, monkeypatch):
@@ -339,6 +344,7 @@ def test_setting_and_option_mistakes_are_one_line_errors(args, message, capsys, 
     [
         ("trainer:\n  max_epoch: 1\n", r"no option --trainer.max_epoch \(did you mean --trainer.max_epochs\?\)$"),
         ("model:\n  init_args:\n    lr: fast\n", "--model.lr: expected float, got fast$"),
+        ("model:\n  class_path: DAGMM\n  init_args:\n    lr: fast\n", "--model.lr: expected float, got fast$"),
     ],
 )
 def test_mistakes_in_a_config_file_read_as_on_the_command_line(tmp_path, content, message, capsys, monkeypatch):
