@@ -385,7 +385,8 @@ def keys_given(args: list[str], section: str) -> set[str]:
         return set(inner) | ({"class_path"} if "class_path" in content else set())
 
     def dotted(names, prefix: str) -> set[str]:  # --model.init_args.lr, or a config's key model.init_args.lr
-        return {n[len(prefix) :].removeprefix("init_args.").split("=", 1)[0] for n in names if n.startswith(prefix)}
+        named = [str(n) for n in names if str(n).startswith(prefix)]  # str: a YAML key may be a number
+        return {n[len(prefix) :].removeprefix("init_args.").split("=", 1)[0] for n in named}
 
     keys = dotted(args, f"--{section}.")
     for value in values_of(f"--{section}"):  # the group's own settings: a file, inline YAML or a class name
