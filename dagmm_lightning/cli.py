@@ -82,6 +82,53 @@ class OneLineErrorParser(LightningArgumentParser):
         sys.exit(2)
 
 
+def config_file_problem(path: Path) -> str | None:
+    """What keeps ``path`` from being read as a config (missing, not YAML, empty, no mapping), or None."""
+    if not path.is_file():
+        return f"{path} is a folder, not a config file" if path.is_dir() else f"no such config file: {path}"
+    try:
+        content = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        at = lambda mark: f"line {mark.line + 1}, column {mark.column + 1}"  # noqa: E731
+        text = getattr(err, "problem", None) or str(err).splitlines()[0]
+        if getattr(err, "problem_mark", None) is not None:
+            text += f" at {at(err.problem_mark)}"
+        if getattr(err, "context_mark", None) is not None and getattr(err, "context", None):
+            text += f" ({err.context} from {at(err.context_mark)})"
+        return f"{path} is not valid YAML: {text}"
+    except UnicodeDecodeError:
+        return f"{path} is not a text file; a config is YAML"
+    except OSError as err:
+        return f"{path} cannot be read: {err.strerror or err}"
+    settings = "settings as KEY: VALUE lines (such as `trainer: {max_epochs: 5}`)"
+    if content is None:
+        return f"{path} is empty; a config holds {settings}"
+    if not isinstance(content, dict):
+        return f"{path} holds a YAML {type(content).__name__}, not {settings}"
+    return None
+
+
+def config_files(args: list[str]) -> list[Path]:
+    """The files a command line reads as configs: ``--config FILE`` (and the files those include under
+    ``config:``) and ``--data FILE``, in order."""
+    named = [b for a, b in zip(args, args[1:], strict=False) if a in ("--config", "--data")]
+    named += [a.split("=", 1)[1] for a in args if a.startswith(("--config=", "--data="))]
+    files = [Path(n) for n in named if n.endswith((".yaml", ".yml", ".json")) or Path(n).exists()]
+    for path in files:  # grows as includes are found
+        try:
+            content = yaml.safe_load(path.read_text()) if path.is_file() else None
+        except (yaml.YAMLError, OSError, UnicodeDecodeError):
+            continue
+        included = (
+            path.parent / content["config"]
+            if isinstance(content, dict) and isinstance(content.get("config"), str)
+            else None
+        )
+        if included is not None and included not in files:
+            files.append(included)
+    return files
+
+
 MODEL_CLASSES = [name for name, c in vars(models).items() if isinstance(c, type) and issubclass(c, DAGMM)]
 
 
@@ -306,6 +353,12 @@ class DAGMMCLI(LightningCLI):
     def parse_arguments(self, parser, args) -> None:
         # the command line, for the data keys set by hand (a dict or Namespace of settings: none known)
         self._args = [str(a) for a in args] if isinstance(args, list | tuple) else None if args is None else []
+        # jsonargparse names neither the file nor the line of a config it cannot read (a binary one: a traceback)
+        given = sys.argv[1:] if args is None else self._args
+        problem = next((p for p in map(config_file_problem, config_files(given)) if p is not None), None)
+        if problem is not None:
+            subcommands = getattr(getattr(parser, "_subcommands_action", None), "_name_parser_map", {})
+            (subcommands.get(given[0], parser) if given else parser).error(problem)
         super().parse_arguments(parser, args)
 
     def before_fit(self) -> None:
@@ -432,6 +485,8 @@ def fit_summary(trainer, datamodule: AnomalyDataModule, metrics: dict[str, float
         lines.append(f"  logs:        {trainer.log_dir}   (tensorboard --logdir {trainer.logger.save_dir})")
     if last:
         lines.append(f"  checkpoint:  {last} (last epoch)")
+    elif checkpoint is not None:
+        lines.append("  checkpoint:  none written" + (" (no epoch trained)" if done == 0 else ""))
     if checkpoint is not None and checkpoint.best_model_path and checkpoint.monitor:
         score = checkpoint.best_model_score  # None in the process that spawned the fit
         shown = "" if score is None else f" {float(score):.4f}"

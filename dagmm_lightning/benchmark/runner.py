@@ -46,7 +46,7 @@ from dagmm_lightning.benchmark.report import (
 )
 from dagmm_lightning.benchmark.suite import SUITE_FIELDS, is_suite_file, results_header, run_suite, write_suite_reports
 from dagmm_lightning.callbacks.metrics import AnomalyMetrics, anomaly_metrics
-from dagmm_lightning.cli import MAX_SEED, OneLineErrorParser, build_cli, parse_settings
+from dagmm_lightning.cli import MAX_SEED, OneLineErrorParser, build_cli, config_file_problem, parse_settings
 from dagmm_lightning.detector import DAGMMDetector
 from dagmm_lightning.errors import ConfigurationError
 from dagmm_lightning.labels import LABELLED_ANOMALY
@@ -261,12 +261,10 @@ OPTIONS: dict[str, dict] = {
 
 def check_model_config(path: Path, parser: OneLineErrorParser) -> None:
     """A ``--configs`` file must exist and be a method: name a model class, include a config, or train."""
-    if not path.is_file():
-        parser.error(f"no such config file: {path}")
-    try:
-        content = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        parser.error(f"{path} is not YAML: {str(err).splitlines()[0]}")
+    problem = config_file_problem(path)
+    if problem is not None:
+        parser.error(problem)
+    content = yaml.safe_load(path.read_text())
     model = content.get("model") if isinstance(content, dict) else None
     if isinstance(content, dict) and set(content) <= {"data", "model"} and "data" in content:
         if isinstance(model, dict) and "class_path" not in model:  # data and a threshold: configs/data/*
@@ -365,6 +363,10 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--epochs must be at least 1, got {args.epochs}")
     for config in args.configs:
         check_model_config(Path(config), parser)
+    problems = (config_file_problem(Path(data)) for data in args.data if data is not None)
+    problem = next((p for p in problems if p is not None), None)
+    if problem is not None:
+        parser.error(f"--data: {problem}")
     threads = args.threads or max(1, (os.cpu_count() or 1) // max(args.jobs, 1))
     done = {(r["method"], r["configs"], r["protocol"], int(r["seed"])): r for r in read_rows(csv_path)}
     jobs, skipped, baselined = [], 0, set()

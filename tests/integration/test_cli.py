@@ -37,6 +37,9 @@ def test_fit_without_checkpointing_writes_no_checkpoint(tmp_path, caplog):
     caplog.clear()
     run(["fit", *args[:4], "--trainer.limit_val_batches", "0"], tmp_path)
     assert "validation:  off (no val rows, or --trainer.limit_val_batches 0)" in caplog.text
+    caplog.clear()
+    run(["fit", *args[:2], "--trainer.max_epochs", "0"], tmp_path)
+    assert "checkpoint:  none written (no epoch trained)" in caplog.text and "next:" not in caplog.text
 
 
 def test_more_components_than_training_rows_are_refused(tmp_path):

@@ -266,7 +266,7 @@ def test_a_configuration_error_is_one_line(tmp_path):
     )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 2 and lines[0].startswith("dagmm: error:") and "does not exist" in lines[0]
+    assert len(lines) == 2 and lines[0] == f"dagmm: error: no such config file: {tmp_path / 'no.yaml'}"
 
 
 QS = ["--config", "configs/quickstart.yaml"]
@@ -280,6 +280,7 @@ QS = ["--config", "configs/quickstart.yaml"]
         (["predict"], "dagmm predict needs --ckpt_path"),
         (["test", "--ckpt_path", "no_such.ckpt"], "no such checkpoint file: no_such.ckpt"),
         (["test", "--ckpt_path", "configs"], "configs is a folder; give a checkpoint file$"),
+        (["fit", "--config", "configs"], "configs is a folder, not a config file$"),
         (["validate", "--ckpt_path", "README.md"], "README.md is not a checkpoint that `dagmm fit` wrote"),
         (["benchmark", "--configs", "configs/quickstart.yaml", "--seeds", "0..2", "--out", "x"], "--seeds takes"),
         (["benchmark", "--suite", "no_such_folder", "--out", "x"], "no such folder: no_such_folder"),
@@ -345,14 +346,43 @@ def test_setting_and_option_mistakes_are_one_line_errors(args, message, capsys, 
         ("trainer:\n  max_epoch: 1\n", r"no option --trainer.max_epoch \(did you mean --trainer.max_epochs\?\)$"),
         ("model:\n  init_args:\n    lr: fast\n", "--model.lr: expected float, got fast$"),
         ("model:\n  class_path: DAGMM\n  init_args:\n    lr: fast\n", "--model.lr: expected float, got fast$"),
+        # jsonargparse names neither the file nor the line of these
+        (
+            "trainer:\n  max_epochs: [1\n",
+            r"mine.yaml is not valid YAML: expected ',' or '\]', but got '<stream end>' at line 3, column 1 "
+            r"\(while parsing a flow sequence from line 2, column 15\)$",
+        ),
+        ("trainer:\n\tmax_epochs: 1\n", r"mine.yaml is not valid YAML: found character '\\t' .* at line 2, column 1$"),
+        ("", r"mine.yaml is empty; a config holds settings as KEY: VALUE lines"),
+        ("- 1\n- 2\n", r"mine.yaml holds a YAML list, not settings as KEY: VALUE lines"),
+        ("\x89PNG\r\n", r"mine.yaml is not a text file; a config is YAML$"),
     ],
 )
 def test_mistakes_in_a_config_file_read_as_on_the_command_line(tmp_path, content, message, capsys, monkeypatch):
     monkeypatch.chdir(ROOT)
     from dagmm_lightning.__main__ import main
 
-    (tmp_path / "mine.yaml").write_text(content)
+    (tmp_path / "mine.yaml").write_bytes(content.encode("latin-1"))
     with pytest.raises(SystemExit):
         main(["fit", *QS, "--config", str(tmp_path / "mine.yaml")])
     err = capsys.readouterr().err.strip().splitlines()
     assert re.search(message, err[-2]) and err[-1] == "  ('dagmm fit --help' lists the options)"
+
+
+def test_a_broken_data_config_is_named_by_fit_and_benchmark(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    from dagmm_lightning.__main__ import main
+
+    (tmp_path / "data.yaml").write_text("dataset: [thyroid\n")
+    broken = f"{tmp_path / 'data.yaml'} is not valid YAML: expected ',' or ']'"
+    for args, prefix in [
+        (["fit", *QS, "--data", str(tmp_path / "data.yaml")], ""),
+        (["benchmark", "--configs", "configs/quickstart.yaml", "--data", str(tmp_path / "data.yaml")], "--data: "),
+        (["benchmark", "--configs", "configs/quickstart.yaml", "--data", str(tmp_path / "no.yaml")], "--data: "),
+    ]:
+        with pytest.raises(SystemExit):
+            main([*args, "--out", str(tmp_path / "r")] if args[0] == "benchmark" else args)
+        err = capsys.readouterr().err.strip().splitlines()
+        expected = broken if "data.yaml" in args[-1] else f"no such config file: {tmp_path / 'no.yaml'}"
+        assert err[0].startswith(f"dagmm: error: {prefix}{expected}") and len(err) == 2
+    assert not (tmp_path / "r.csv").exists()
