@@ -407,6 +407,10 @@ class DAGMMCLI(LightningCLI):
             validated = bool(trainer.callback_metrics.get(LAST_STEP_VALIDATED, 0))
         if trainer.limit_val_batches != 0 and len(self.datamodule.splits.val) and not validated:
             fit_metrics = dict(trainer.callback_metrics)
+            last = spawned_last_checkpoint(trainer)
+            if last is not None:  # the steps ran in the workers: without their counters, logged at step 0
+                loops = torch.load(last, weights_only=False, map_location="cpu")["loops"]
+                trainer.fit_loop.load_state_dict(loops["fit_loop"])
             trainer.validate(self.model, datamodule=self.datamodule, verbose=False)  # the last epoch had none
             trainer.callback_metrics.update({k: v for k, v in fit_metrics.items() if k not in trainer.callback_metrics})
         val = metrics.last_metrics.get("val")
@@ -465,6 +469,15 @@ def spawned(trainer) -> bool:
     return type(trainer.strategy.launcher).__name__ == "_MultiProcessingLauncher"
 
 
+def spawned_last_checkpoint(trainer) -> Path | None:
+    """The last.ckpt a spawned fit's workers wrote (their checkpoint callback's paths stay in them), or None."""
+    checkpoint = trainer.checkpoint_callback
+    if checkpoint is None or not spawned(trainer) or not trainer.log_dir:
+        return None
+    candidate = Path(checkpoint.dirpath or Path(trainer.log_dir, "checkpoints"), "last.ckpt")
+    return candidate if candidate.is_file() else None
+
+
 KEY_METRICS = ("roc_auc", "average_precision", "precision_rho", "recall_rho", "f1_rho", "f1_threshold")
 
 
@@ -474,12 +487,10 @@ def fit_summary(trainer, datamodule: AnomalyDataModule, metrics: dict[str, float
     checkpoint = trainer.checkpoint_callback
     last = checkpoint.last_model_path if checkpoint is not None else ""
     done = trainer.current_epoch
-    if checkpoint is not None and not last and spawned(trainer) and trainer.log_dir:
-        candidate = Path(checkpoint.dirpath or Path(trainer.log_dir, "checkpoints"), "last.ckpt")
-        last = str(candidate) if candidate.is_file() else ""
-        if last:  # the epochs ran in the spawned processes; their last checkpoint counts them
-            state = torch.load(last, weights_only=False, map_location="cpu")
-            done = int(state["loops"]["fit_loop"]["epoch_progress"]["current"]["completed"])
+    if not last and spawned_last_checkpoint(trainer) is not None:
+        last = str(spawned_last_checkpoint(trainer))  # the epochs ran in the spawned processes; it counts them
+        state = torch.load(last, weights_only=False, map_location="cpu")
+        done = int(state["loops"]["fit_loop"]["epoch_progress"]["current"]["completed"])
     lines = [f"fit finished after {done} epoch{'s' if done != 1 else ''}; data: {datamodule.describe()}"]
     if trainer.logger is not None and trainer.log_dir:
         lines.append(f"  logs:        {trainer.log_dir}   (tensorboard --logdir {trainer.logger.save_dir})")
