@@ -85,8 +85,8 @@ class AnomalyDataModule(L.LightningDataModule):
         out_of_core: read ``path`` (CSV or Parquet) in chunks and keep the scaled rows of each split in
             files on disk (``streaming.DiskRows``, in the system's temporary folder), for a table larger
             than memory; the rows equal an in-memory encoding's. Column types come from the file's first
-            block: name ``symbolic_columns`` when a text column starts with numbers. Every process of a
-            DDP run encodes the file itself.
+            block: name ``symbolic_columns`` when a text column starts with numbers. Under DDP the first
+            process of each machine writes the files; the machine's other processes read them.
     """
 
     def __init__(
