@@ -90,10 +90,15 @@ class ScoreCalibration(nn.Module):
 
 
 def mean_and_spread(values: torch.Tensor) -> list[torch.Tensor]:
-    """Mean and standard deviation (floored at 1e-12; of one value: the floor) over the last axis: (..., N)
-    -> two (...)."""
-    spread = values.std(-1) if values.shape[-1] > 1 else torch.zeros_like(values[..., 0])
-    return [values.mean(-1), spread.clamp_min(1e-12)]
+    """Mean and standard deviation over the last axis: (..., N) -> two (...). The deviation is floored at
+    ``SPREAD_FLOOR`` * (|mean| + 1) (of one value: the floor): training rows that score alike (identical
+    rows, a collapsed member) differ by float noise only, which must not become z-scores of 1e5."""
+    mean = values.mean(-1)
+    spread = values.std(-1) if values.shape[-1] > 1 else torch.zeros_like(mean)
+    return [mean, torch.maximum(spread, SPREAD_FLOOR * (mean.abs() + 1))]
+
+
+SPREAD_FLOOR = 1e-5  # relative; float32 scores vary by ~1e-6 with the batch they are computed in
 
 
 def positive_unlabeled_threshold(c: float) -> float:

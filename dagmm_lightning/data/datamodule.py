@@ -126,7 +126,7 @@ class AnomalyDataModule(L.LightningDataModule):
         for name, size in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
             if size < 1:
                 raise ConfigurationError(f"{name} must be >= 1, got {size}")
-        if out_of_core and (dataset != TABLE or Path(path).suffix not in STREAMED_SUFFIXES):
+        if out_of_core and (dataset != TABLE or Path(path).suffix.lower() not in STREAMED_SUFFIXES):
             raise ConfigurationError("out_of_core reads a table's CSV or Parquet file: dataset 'table' and its path")
         check_choice("protocol", protocol, Protocol)
         check_choice("split", split, Split)
@@ -351,7 +351,7 @@ class AnomalyDataModule(L.LightningDataModule):
     def predict_dataloader(self) -> InMemoryBatches:
         if self.predict_file is None:
             return self.test_dataloader()
-        if self.dataset == TABLE and Path(self.predict_file).suffix in STREAMED_SUFFIXES:
+        if self.dataset == TABLE and Path(self.predict_file).suffix.lower() in STREAMED_SUFFIXES:
             prep, label = self.preprocessor, self.label_column
             return FileRows(self.predict_file, prep, label, self.eval_batch_size, ignored=self.ignore_columns)
         if self.dataset == TABLE:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dagmm_lightning.data.tables import RawTable, csv_delimiter, infer_symbolic_columns
+from dagmm_lightning.data.tables import RawTable, category_text, csv_delimiter, infer_symbolic_columns
 from dagmm_lightning.errors import DataError, existing_file
 
 KDDCUP99_COLUMNS = """
@@ -108,11 +109,24 @@ def _attacks_are_anomalies(table: RawTable) -> RawTable:
 def read_npz_file(path: str | Path) -> RawTable:
     """A numpy archive with ``X`` (rows x features) and optionally ``y`` (1 = anomaly)."""
     path = existing_file(path)
-    with np.load(path, allow_pickle=False) as archive:
-        if "X" not in archive.files:
-            raise DataError(f"{path} holds {archive.files}; expected an array 'X' (and optionally 'y')")
-        x = np.asarray(archive["X"])
-        y = anomaly_labels(pd.Series(archive["y"].ravel()), "y") if "y" in archive.files else None
+    try:
+        archive = np.load(path, allow_pickle=False)
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise DataError(f"{path} holds one array, not an NPZ archive with 'X' (and optionally 'y')")
+        with archive:
+            if "X" not in archive.files:
+                raise DataError(f"{path} holds {archive.files}; expected an array 'X' (and optionally 'y')")
+            x = np.asarray(archive["X"])
+            y = anomaly_labels(pd.Series(archive["y"].ravel()), "y") if "y" in archive.files else None
+    except ValueError as err:  # numpy says so of an object array, and of a file that is no archive at all
+        if isinstance(err, DataError):
+            raise
+        kind = "arrays of Python objects (text?)" if zipfile.is_zipfile(path) else "no NPZ archive"
+        raise DataError(f"{path} holds {kind}; X must be numbers and y 0/1 (np.savez(path, X=..., y=...))") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as err:
+        raise DataError(f"{path} is not a readable NPZ file: {err}") from None
+    if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool) or np.issubdtype(x.dtype, np.complexfloating):
+        raise DataError(f"'X' in {path} must hold real numbers, got dtype {x.dtype}")
     if x.ndim != 2:
         raise DataError(f"'X' in {path} must be 2-D (rows x features), got shape {x.shape}")
     return RawTable(pd.DataFrame(x, columns=[f"x{i}" for i in range(x.shape[1])]), y, [])
@@ -155,19 +169,20 @@ def _require(path: Path, source: str) -> Path:
 
 
 def anomaly_labels(raw: pd.Series, name: str) -> np.ndarray:
-    """A label column's 0/1 or true/false values as bools (True = anomaly); anything else is an error."""
-    text = raw.astype(str).str.lower().str.strip()
+    """A label column's 0/1 or true/false values as bools (True = anomaly), read as numbers or as text
+    (``1.00`` and ``+1`` are 1); anything else is an error."""
+    text = category_text(raw).str.lower()
     missing = (raw.isna() | (text == "")).to_numpy()  # read as text (out of core), an empty field is ''
     if missing.any():
         row = int(np.flatnonzero(missing)[0])
         raise DataError(f"label column {name!r} has no value at row {row}; every row needs 0/1 or true/false")
-    other = sorted(set(pd.unique(text)) - set("0 1 true false 0.0 1.0".split()))
+    other = sorted(set(pd.unique(text)) - {"0", "1", "true", "false"})
     if other:
         raise DataError(
             f"label column {name!r} must hold 0/1 or true/false (1 = anomaly), but also holds {other[:5]}"
             f"{' ...' if len(other) > 5 else ''}; map them to 0/1 first"
         )
-    return text.isin(["1", "true", "1.0"]).to_numpy()
+    return text.isin(["1", "true"]).to_numpy()
 
 
 def read_user_table(
@@ -188,7 +203,7 @@ def read_user_table(
     ``label_optional``, those missing from the file are no error either.
     """
     path = existing_file(path)
-    if path.suffix == ".npz":
+    if path.suffix.lower() == ".npz":
         if ignore_columns:
             raise DataError(f"{path.name} is an NPZ file: its columns have no names to ignore (ignore_columns)")
         if label_column not in (None, "y") and not label_optional:
@@ -197,14 +212,19 @@ def read_user_table(
     try:
         with warnings.catch_warnings():  # index_col=False: a row longer than the header is an error, not an index
             warnings.simplefilter("error", pd.errors.ParserWarning)
-            parquet = path.suffix in (".parquet", ".pq")
+            parquet = path.suffix.lower() in (".parquet", ".pq")
             frame = pd.read_parquet(path) if parquet else pd.read_csv(path, sep=csv_delimiter(path), index_col=False)
+            if parquet and frame.index.name is not None:  # a DataFrame's named index: a column
+                frame = frame.reset_index()
     except pd.errors.EmptyDataError:
         raise DataError(f"{path} is empty") from None
     except pd.errors.ParserWarning:
         raise DataError(
-            f"{path}: rows have more fields than the header; a separator inside values (a decimal comma?)"
+            f"{path}: rows have more fields than the header; a separator inside values (a decimal comma?), or "
+            "a line above the header (a title, a comment, Excel's sep=)?"
         ) from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path} is not UTF-8 text; save it with UTF-8 encoding") from None
     except (ValueError, OSError) as err:  # pandas' ParserError, a decoding error, pyarrow's ArrowInvalid
         raise DataError(f"{path} is not a readable table: {str(err).splitlines()[0]}") from None
     if len(frame) == 0:

@@ -30,7 +30,12 @@ from dagmm_lightning.data.tables import (
 from dagmm_lightning.distributed import rank, world_size
 from dagmm_lightning.errors import DataError, existing_file
 
-STREAMED_SUFFIXES = (".csv", ".parquet", ".pq")
+STREAMED_SUFFIXES = (".csv", ".parquet", ".pq")  # compared in lower case
+# what pandas' read_csv reads as missing (its documented defaults), for pyarrow to read alike
+PANDAS_MISSING = [
+    *["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>"],
+    *["N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"],
+]
 CHUNK_ROWS = 16384
 
 
@@ -73,6 +78,8 @@ class FileRows:
                     strict=True,
                 )
             first_row += len(frame)
+        if first_row == 0:
+            raise DataError(f"{self.path} has a header but no rows")
 
     def _frames(self) -> Iterator[pd.DataFrame]:
         return read_frames(self.path, self.chunk_rows, column_types(self.preprocessor, self.label_column, self.ignored))
@@ -89,18 +96,25 @@ def column_types(
 
 def read_frames(path: Path, chunk_rows: int, types: dict[str, pa.DataType] | None = None) -> Iterator[pd.DataFrame]:
     """A CSV or Parquet file as DataFrames of ``chunk_rows`` rows (the last one shorter); ``types``: the
-    CSV columns' types (others inferred from the file's first block)."""
+    CSV columns' types (others inferred from the file's first block). A CSV file reads as the in-memory
+    reader (pandas) reads it: its column names (``Unnamed: 0`` for an empty one, ``a.1`` for a second
+    ``a``), missing values (blank, NA, null ... in text columns too) and quoted line breaks."""
     pool = pa.default_memory_pool()
     try:
-        if path.suffix == ".csv":
-            options = csv.ConvertOptions(column_types=types or {})
-            read, parse = csv.ReadOptions(block_size=1 << 20), csv.ParseOptions(delimiter=csv_delimiter(path))
+        if path.suffix.lower() == ".csv":
+            delimiter = csv_delimiter(path)
+            names = [str(c) for c in pd.read_csv(path, sep=delimiter, index_col=False, nrows=0).columns]
+            options = csv.ConvertOptions(column_types=types or {}, null_values=PANDAS_MISSING, strings_can_be_null=True)
+            read = csv.ReadOptions(block_size=1 << 20, column_names=names, skip_rows=1)
+            parse = csv.ParseOptions(delimiter=delimiter, newlines_in_values=True)
             batches = csv.open_csv(path, read_options=read, parse_options=parse, convert_options=options)
         else:
             batches = parquet_batches(path, chunk_rows)
         pending = None
         for batch in batches:
             frame = batch.to_pandas()
+            if frame.index.name is not None:  # a DataFrame's named index: a column, as read in memory
+                frame = frame.reset_index()
             pending = frame if pending is None else pd.concat([pending, frame], ignore_index=True)
             while len(pending) >= chunk_rows:
                 yield pending.iloc[:chunk_rows].reset_index(drop=True)
@@ -108,13 +122,20 @@ def read_frames(path: Path, chunk_rows: int, types: dict[str, pa.DataType] | Non
                 pool.release_unused()  # pyarrow's allocator keeps freed blocks otherwise: 100s of MiB
         if pending is not None and len(pending):
             yield pending.reset_index(drop=True)
-    except (pa.ArrowInvalid, OSError) as err:
-        raise DataError(f"{path}: {named_columns(str(err).splitlines()[0], path)}") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path} is not UTF-8 text; save it with UTF-8 encoding") from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path} is empty") from None
+    except (pa.ArrowInvalid, OSError, ValueError) as err:
+        message = named_columns(str(err).splitlines()[0], path)
+        if re.match(r"CSV parse error: Expected \d+ columns, got \d+", message):
+            message += " (a separator inside values, or a line above the header: a title, a comment, Excel's sep=?)"
+        raise DataError(f"{path}: {message}") from None
 
 
 def named_columns(message: str, path: Path) -> str:
     """pyarrow's CSV message with "column #3" replaced by the column's name (from the header line)."""
-    if path.suffix != ".csv" or "column #" not in message:
+    if path.suffix.lower() != ".csv" or "column #" not in message:
         return message
     with open(path, newline="", errors="replace") as file:
         names = next(stdlib_csv.reader(file, delimiter=csv_delimiter(path)), [])

@@ -21,22 +21,30 @@ from dagmm_lightning.errors import DataError
 def category_text(values: pd.Series) -> pd.Series:
     """A symbolic column's values as the text its categories are named by, without surrounding spaces;
     true/false in any case (a pandas bool, or the words as read from a CSV file) become ``true`` / ``false``;
-    a whole number is written as an integer without sign for 0 or +, also when written as a decimal
-    (``2.0``: integers that pandas read as floats, one value being missing); a missing value becomes
-    ``nan`` (its own category, whatever pandas' version: pandas 3 keeps it missing in ``astype(str)``).
-    Worked out once per distinct value."""
-    codes, uniques = pd.factorize(values, use_na_sentinel=False)
+    a number is written as its value, whether it was read as a number or as text: a whole number as an
+    integer (``2.0``, ``+2`` and ``002`` are ``2``: integers that pandas read as floats, one value being
+    missing, or codes with leading zeros, which pandas reads as numbers), any other as Python writes the
+    float (``1.50`` is ``1.5``); a missing value becomes ``nan`` (its own category, whatever pandas'
+    version: pandas 3 keeps it missing in ``astype(str)``). Worked out once per distinct value."""
+    try:
+        codes, uniques = pd.factorize(values, use_na_sentinel=False)
+    except TypeError:  # unhashable: lists, dicts, arrays
+        raise DataError(f"column {values.name!r} holds lists or other containers, not single values") from None
     distinct = pd.Series(uniques)
     text = distinct.astype(str).str.strip()
     if distinct.hasnans:
         text = text.where(distinct.notna(), "nan")
-    text = text.str.replace(WHOLE_NUMBER, r"\1", regex=True).replace("-0", "0")
+    whole = text.str.fullmatch(WHOLE_NUMBER)
+    text[whole] = [str(int(t.split(".")[0])) for t in text[whole]]  # exactly, past 2**53 too
+    number = pd.to_numeric(text.where(~whole), errors="coerce")
+    decimal = np.isfinite(number) & ~whole
+    text[decimal] = [str(int(v)) if v.is_integer() else repr(v) for v in number[decimal].astype(float)]
     lower = text.str.lower()
     text = lower.where(lower.isin(["true", "false"]), text)
     return pd.Series(text.to_numpy(dtype=object)[codes], index=values.index, dtype=object)
 
 
-WHOLE_NUMBER = r"^\+?(-?\d+)(?:\.0*)?$"
+WHOLE_NUMBER = r"[+-]?\d+(?:\.0*)?"
 TRUTH_AS_NUMBER = {"true": "1", "false": "0"}
 
 
@@ -61,14 +69,17 @@ IGNORE = "leave it out with ignore_columns"
 TIME_KINDS = ("datetime", "date", "timedelta", "time", "period")  # pandas' infer_dtype names of times
 DATE_ADVICE = "turn them into numbers (e.g. hour, weekday)"
 CSV_DELIMITERS = ",;\t|"
-DECIMAL_COMMA = re.compile(r"^\s*[-+]?\d*,\d+\s*$")
+# a decimal comma (1,5), thousands separators (1,234,567; 1.234,5; 1 234; 1'234) or a percentage (12%)
+FORMATTED_NUMBER = re.compile(
+    r"^\s*[-+]?(?:\d*,\d+|\d{1,3}(?:[,.'\s\u00a0\u202f]\d{3})+(?:[.,]\d+)?|\d+(?:[.,]\d+)?\s*%)\s*$"
+)
 
 
 def csv_delimiter(path: Path) -> str:
     """A CSV file's field separator: whichever of comma, semicolon, tab and bar splits its header line
     into the most fields (quotes respected); a comma on a tie, for one column, and for the archives pandas
     opens itself (.zip, .zst, .tar)."""
-    suffix = Path(path).suffix
+    suffix = Path(path).suffix.lower()
     if suffix in (".zip", ".zst", ".tar", ".tgz"):
         return ","
     opener = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}.get(suffix, open)
@@ -133,23 +144,31 @@ def infer_symbolic_columns(
             continue
         if kind.startswith(TIME_KINDS):
             raise DataError(f"column {column!r} holds dates or times; {DATE_ADVICE}")
+        if kind.startswith("complex"):
+            raise DataError(f"column {column!r} holds complex numbers; give real and imaginary parts as two columns")
+        if values.isna().all():
+            why = " (a separator at the end of every line?)" if str(column).startswith("Unnamed: ") else ""
+            raise DataError(f"column {column!r} has no values{why}; {drop}")
         if pd.api.types.is_numeric_dtype(values) or kind == "boolean":
             if kind != "boolean" and row_numbers(values):
+                low, high = (f"{v:.0f}" if isinstance(v, float) else str(v) for v in (values.min(), values.max()))
                 rank_zero_warn(
-                    f"column {column!r} holds the integers {values.min():.0f} to {values.max():.0f}, each once: a "
+                    f"column {column!r} holds the integers {low} to {high}, each once: a "
                     f"row number or id? It is used as a feature; if it is an id, {drop}"
                 )
             continue
         present = values.dropna()
+        if present.iloc[:1000].map(lambda v: isinstance(v, (list, tuple, dict, set, np.ndarray))).any():
+            raise DataError(f"column {column!r} holds lists or other containers, not single values; {drop}")
         numeric = pd.to_numeric(present, errors="coerce")
         if len(present) and numeric.notna().all():
             converted[column] = pd.to_numeric(values, errors="coerce")
             continue
-        comma = present.astype(str).str.match(DECIMAL_COMMA)
+        comma = present.astype(str).str.match(FORMATTED_NUMBER) & numeric.isna()
         if len(present) and comma.any() and (comma | numeric.notna()).mean() >= 0.9:
             raise DataError(
-                f"column {column!r} holds numbers written with a comma (e.g. {present[comma].iloc[0]!r}: a decimal "
-                "comma or a thousands separator); write them as plain numbers with a decimal point"
+                f"column {column!r} holds numbers written with a comma, thousands separators or a % sign (e.g. "
+                f"{present[comma].iloc[0]!r}); write them as plain numbers with a decimal point"
             )
         distinct = present.nunique()
         share, many = numeric.notna().mean() if len(present) else 0.0, identifier_like(distinct, len(present))
@@ -254,6 +273,9 @@ class TablePreprocessor:
         parts = []
         if self.numeric:
             numeric = frame[self.numeric]
+            complex_columns = [c for c in self.numeric if pd.api.types.is_complex_dtype(numeric[c])]
+            if complex_columns:
+                raise DataError(f"column {complex_columns[0]!r} holds complex numbers; the model was trained on reals")
             for column in [c for c in self.numeric if not pd.api.types.is_numeric_dtype(numeric[c])]:
                 if pd.api.types.infer_dtype(numeric[column], skipna=True).startswith(TIME_KINDS):
                     raise DataError(f"column {column!r} holds dates or times, the model was trained on numbers")

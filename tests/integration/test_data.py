@@ -331,8 +331,11 @@ def test_categories_match_as_written_whatever_the_dtype_and_dates_are_refused_as
     gaps = TablePreprocessor().fit_columns(RawTable(train.assign(flag=[True, None, False, True]), None, ["flag"]))
     assert gaps.categories == {"flag": ["false", "nan", "true"]}  # a blank: 1/0 still read as true/false
     np.testing.assert_array_equal(gaps.encode(train.assign(flag=[1, 0, None, 1]))[:, -3:], np.eye(3)[[2, 0, 1, 2]])
-    written = ["+3", " 3 ", "3.", "-0.0", "0", "007", "1.50", "tcp "]
-    assert list(category_text(pd.Series(written))) == ["3", "3", "3", "0", "0", "007", "1.50", "tcp"]
+    # numbers compare as their values, read as numbers (pandas, in memory) or as text (pyarrow, streamed)
+    written = ["+3", " 3 ", "3.", "-0.0", "0", "007", "1.50", "1e3", "12345678901234567891", "tcp ", "inf"]
+    expected_text = ["3", "3", "3", "0", "0", "7", "1.5", "1000", "12345678901234567891", "tcp", "inf"]
+    assert list(category_text(pd.Series(written))) == expected_text
+    assert list(category_text(pd.Series([7, 1.5, 1000.0, -0.0]))) == ["7", "1.5", "1000", "0"]
     old = TablePreprocessor()
     old.load_state_dict(prep.state_dict() | {"categories": {"k": ["1.0", "2.0", "3.0"], "flag": ["false", "true"]}})
     np.testing.assert_array_equal(old.encode(train), expected)  # a checkpoint that named them as decimals
@@ -436,7 +439,7 @@ def test_identifiers_and_decimal_commas_are_refused_and_an_ignored_column_is_lef
     assert read_user_table(path, ignore_columns=["id"]).features.shape == (60, 2)
     european = frame.assign(a=[f"{v:g}".replace(".", ",") for v in frame["a"]])  # 0, 0,25, 0,5, ... 14,75
     european.to_csv(path, index=False, sep=";")
-    with pytest.raises(DataError, match=r"column 'a' holds numbers written with a comma \(e.g. '0,25'"):
+    with pytest.raises(DataError, match=r"column 'a' holds numbers written with a comma, .* \(e.g. '0,25'\)"):
         read_user_table(path, ignore_columns=["id"])
     (tmp_path / "one.csv").write_text("value\n1,5\n2,5\n")  # one column, decimal commas: not an index
     with pytest.raises(DataError, match="rows have more fields than the header"):
@@ -493,3 +496,127 @@ def test_a_value_that_is_not_a_number_in_a_streamed_file_names_its_column(tmp_pa
     (tmp_path / "rows.csv").write_text("a;b\n1;2\n3;4x\n")
     with pytest.raises(DataError, match=r"column 'b': not a number: '4x'"):
         list(read_frames(tmp_path / "rows.csv", 10, {"a": pa.float64(), "b": pa.float64()}))
+
+
+def test_a_csv_reads_alike_in_memory_and_streamed(tmp_path):
+    """pandas (in memory, a .tsv predict file) and pyarrow (out of core, a .csv predict file) give the
+    same columns, categories, missing values and labels."""
+    from dagmm_lightning.data.loaders import read_user_table
+    from dagmm_lightning.data.streaming import column_types, read_frames, scan_file
+
+    rng = np.random.default_rng(0)
+    n = 40_000  # past pyarrow's 1 MiB block, where a quoted line break split a row
+    frame = pd.DataFrame(
+        {
+            "a": rng.normal(size=n),
+            "kind": rng.choice(["u", "v", None, "NA"], n),  # None: a blank; NA: missing to pandas
+            "zip": rng.choice(["01234", "02139", "10001"], n),  # numbers to pandas, text to pyarrow
+            "code": rng.choice(["1.50", "2", "x"], n),
+            "note": rng.choice(["line one\nline two", "plain"], n),
+            "y": np.where(np.arange(n) % 50 == 0, "1.00", "+0"),
+        }
+    )
+    frame.to_csv(tmp_path / "rows.csv")  # pandas' default: an index column with an empty header cell
+    symbolic = ["kind", "zip", "code", "note"]
+    table = read_user_table(tmp_path / "rows.csv", "y", symbolic)
+    assert list(table.features.columns) == ["Unnamed: 0", "a", *symbolic]
+    np.testing.assert_array_equal(table.is_anomaly, np.arange(n) % 50 == 0)
+    prep = TablePreprocessor().fit_columns(table)
+    assert prep.categories == {
+        "kind": ["nan", "u", "v"],
+        "zip": ["10001", "1234", "2139"],
+        "code": ["1.5", "2", "x"],
+        "note": ["line one\nline two", "plain"],
+    }
+    chunks = list(read_frames(tmp_path / "rows.csv", 4096, column_types(prep, "y")))
+    streamed = pd.concat(chunks, ignore_index=True)
+    assert list(streamed.columns) == ["Unnamed: 0", "a", *symbolic, "y"]
+    np.testing.assert_array_equal(prep.encode(streamed.drop(columns="y")), prep.encode(table.features))
+    scan = scan_file(tmp_path / "rows.csv", "y", symbolic, 4096)
+    assert scan.head.categories == prep.categories and scan.n_rows == n
+    np.testing.assert_array_equal(scan.is_anomaly, table.is_anomaly)
+    (tmp_path / "twice.csv").write_text("a,a,\n1,2,5\n3,4,6\n")  # a repeated and an empty header cell
+    names = ["a", "a.1", "Unnamed: 2"]
+    assert list(next(read_frames(tmp_path / "twice.csv", 10)).columns) == names
+    assert list(read_user_table(tmp_path / "twice.csv").features.columns) == names
+
+
+@pytest.mark.parametrize(
+    "name, write, message",
+    [
+        ("latin.csv", lambda p: p.write_bytes("caf\xe9,y\n1,0\n".encode("latin-1")), "is not UTF-8 text; save it"),
+        ("title.csv", lambda p: p.write_text("# exported\na,b,y\n1,2,0\n"), "a line above the header"),
+        ("header.csv", lambda p: p.write_text("a,b,y\n"), "has a header but no rows"),
+    ],
+)
+def test_a_csv_the_readers_cannot_use_says_why_in_memory_and_streamed(tmp_path, name, write, message):
+    from dagmm_lightning.data.loaders import read_user_table
+    from dagmm_lightning.data.streaming import FileRows
+
+    write(tmp_path / name)
+    with pytest.raises(DataError, match=message):
+        read_user_table(tmp_path / name, "y")
+    prep = TablePreprocessor().fit_columns(RawTable(pd.DataFrame({"a": [1.0, 2.0], "b": [0.0, 1.0]}), None))
+    with pytest.raises(DataError, match=message):
+        list(FileRows(tmp_path / name, prep.fit_scaling(np.eye(2)), "y", 10))
+
+
+def test_a_parquet_files_named_index_is_a_column_and_its_suffix_may_be_upper_case(tmp_path):
+    from dagmm_lightning.data.loaders import read_user_table
+    from dagmm_lightning.data.streaming import read_frames
+
+    frame = pd.DataFrame({"flow": [7, 9, 11], "a": [0.5, 1.5, 2.5]}).set_index("flow")
+    frame.to_parquet(tmp_path / "rows.PARQUET")
+    assert list(read_user_table(tmp_path / "rows.PARQUET").features.columns) == ["flow", "a"]
+    assert list(next(read_frames(tmp_path / "rows.PARQUET", 10)).columns) == ["flow", "a"]
+    frame.reset_index(drop=True).set_index(pd.Index([4, 2, 0])).to_parquet(tmp_path / "unnamed.parquet")
+    assert list(read_user_table(tmp_path / "unnamed.parquet").features.columns) == ["a"]
+    assert list(next(read_frames(tmp_path / "unnamed.parquet", 10)).columns) == ["a"]
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        (["1,000,000", "2,500,000", "3,250,000"] * 20, r"thousands separators or a % sign \(e.g. '1,000,000'\)"),
+        (["1.234,5", "2.000,25", "7"] * 20, r"thousands separators or a % sign \(e.g. '1.234,5'\)"),
+        (["12%", "3 %", "7.5%"] * 20, r"thousands separators or a % sign \(e.g. '12%'\)"),
+        ([None] * 60, r"column 'c' has no values; leave it out"),
+        ([[1, 2]] * 60, r"column 'c' holds lists or other containers"),
+        ([1j, 2.0, 3.5j] * 20, r"column 'c' holds complex numbers"),
+    ],
+)
+def test_columns_that_are_no_numbers_nor_categories_are_refused(values, message):
+    from dagmm_lightning.data.tables import infer_symbolic_columns
+
+    with pytest.raises(DataError, match=message):
+        infer_symbolic_columns(pd.DataFrame({"a": np.arange(60.0) % 7, "c": values}))
+
+
+def test_an_empty_trailing_column_and_complex_scoring_rows_are_named(tmp_path):
+    from dagmm_lightning.data.loaders import read_user_table
+
+    (tmp_path / "rows.csv").write_text("a,b,\n" + "".join(f"{i % 5},{i % 3},\n" for i in range(60)))
+    with pytest.raises(DataError, match=r"column 'Unnamed: 2' has no values \(a separator at the end of every"):
+        read_user_table(tmp_path / "rows.csv")
+    train = pd.DataFrame({"a": [0.5, 1.5, 2.5]})
+    prep = TablePreprocessor().fit_columns(RawTable(train, None))
+    with pytest.raises(DataError, match="column 'a' holds complex numbers; the model was trained on reals"):
+        prep.encode(train * 1j)
+
+
+def test_an_npz_file_that_holds_no_numbers_is_named(tmp_path):
+    from dagmm_lightning.data.loaders import read_npz_file
+
+    np.savez(tmp_path / "objects.npz", X=np.array([[1, "a"]], dtype=object))
+    np.savez(tmp_path / "complex.npz", X=np.ones((3, 2)) * 1j)
+    np.save(tmp_path / "one.npy", np.ones((3, 2)))
+    (tmp_path / "one.npy").rename(tmp_path / "one.npz")
+    (tmp_path / "garbage.npz").write_bytes(b"garbage" * 10)
+    for name, message in [
+        ("objects", r"holds arrays of Python objects \(text\?\); X must be numbers"),
+        ("complex", "'X' in .* must hold real numbers, got dtype complex128"),
+        ("one", "holds one array, not an NPZ archive"),
+        ("garbage", "holds no NPZ archive"),
+    ]:
+        with pytest.raises(DataError, match=message):
+            read_npz_file(tmp_path / f"{name}.npz")

@@ -318,6 +318,24 @@ def test_score_calibration_against_numpy_and_on_a_single_training_row():
     assert torch.isfinite(score).all() and torch.isfinite(one.threshold)  # one row: no spread, no NaN
 
 
+def test_an_ensemble_member_whose_training_rows_score_alike_adds_no_amplified_noise():
+    # identical training rows: a member's energies differ by float noise only (1e-11 here); scored again
+    # in other batches they move by ~1e-7, which a 1e-12 floor on the spread made z-scores of 1e5
+    from dagmm_lightning.scoring import SPREAD_FLOOR, ScoreCalibration
+
+    rng = np.random.default_rng(0)
+    energy = np.stack([-14.0 + 1e-11 * rng.normal(size=200), rng.normal(3, 2, 200)])
+    error = rng.gamma(2, 1, (2, 200))
+    calibration = ScoreCalibration("energy", contamination=0.1, members=2)
+    calibration.fit(torch.from_numpy(energy), torch.from_numpy(error))
+    floor = SPREAD_FLOOR * (14.0 + 1)
+    np.testing.assert_allclose(calibration.member_normalisation[0].numpy(), [-14.0, floor], rtol=1e-9)
+    np.testing.assert_allclose(calibration.member_normalisation[1, 1], energy[1].std(ddof=1), rtol=1e-12)
+    moved = calibration(torch.from_numpy(energy + [[1e-7], [0.0]]), torch.from_numpy(error)).numpy()
+    member_two = (energy[1] - energy[1].mean()) / energy[1].std(ddof=1)
+    np.testing.assert_allclose(moved, (1e-7 / floor + member_two) / 2, atol=1e-6)
+
+
 @pytest.mark.filterwarnings("ignore:The '.*_dataloader' does not have many workers")
 def test_plain_dataloaders_train_and_validate_with_the_sanity_check():
     # the sanity check validates before Lightning loads the training rows that the mixture is fitted on
