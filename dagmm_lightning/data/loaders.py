@@ -185,6 +185,14 @@ def anomaly_labels(raw: pd.Series, name: str) -> np.ndarray:
     return text.isin(["1", "true"]).to_numpy()
 
 
+def columns_named(columns, wanted: list[str]) -> str:
+    """A file's column names (the first 20), for a message about ``wanted`` names it lacks; where a name
+    differs only by surrounding spaces (a header written ``a, b, y``), says so."""
+    text = f"its columns are {list(columns)[:20]}"
+    spaced = [c for c in columns if isinstance(c, str) and c != c.strip() and c.strip() in wanted]
+    return text + (f"; {spaced[0]!r} has spaces around its name (write the header without them)" if spaced else "")
+
+
 def read_user_table(
     path: str | Path,
     label_column: str | None = None,
@@ -232,13 +240,12 @@ def read_user_table(
     labels = None
     if label_column is not None and not (label_optional and label_column not in frame.columns):
         if label_column not in frame.columns:
-            raise DataError(
-                f"label column {label_column!r} is not in {path}; its columns are {list(frame.columns)[:20]}"
-            )
+            named = columns_named(frame.columns, [label_column])
+            raise DataError(f"label column {label_column!r} is not in {path}; {named}")
         labels = anomaly_labels(frame.pop(label_column), label_column)
     absent = [c for c in ignore_columns or [] if c not in frame.columns]
     if absent and not label_optional:
-        raise DataError(f"ignore_columns {absent} are not in {path}; its columns are {list(frame.columns)[:20]}")
+        raise DataError(f"ignore_columns {absent} are not in {path}; {columns_named(frame.columns, absent)}")
     frame = frame.drop(columns=[c for c in ignore_columns or [] if c not in absent])
     if symbolic_columns is None:
         frame, symbolic_columns = infer_symbolic_columns(frame)

@@ -17,7 +17,7 @@ import pyarrow as pa
 import torch
 from pyarrow import csv, parquet
 
-from dagmm_lightning.data.loaders import anomaly_labels
+from dagmm_lightning.data.loaders import anomaly_labels, columns_named
 from dagmm_lightning.data.tables import (
     RawTable,
     TablePreprocessor,
@@ -197,10 +197,11 @@ def scan_file(
     if first is None:
         raise DataError(f"{path} has no rows")
     if label_column is not None and label_column not in first.columns:
-        raise DataError(f"label column {label_column!r} is not in {path}; its columns are {list(first.columns)[:20]}")
+        named = columns_named(first.columns, [label_column])
+        raise DataError(f"label column {label_column!r} is not in {path}; {named}")
     absent = [c for c in ignored if c not in first.columns]
     if absent:
-        raise DataError(f"ignore_columns {absent} are not in {path}; its columns are {list(first.columns)[:20]}")
+        raise DataError(f"ignore_columns {absent} are not in {path}; {columns_named(first.columns, absent)}")
     features = first.drop(columns=label + ignored)
     inferred = symbolic_columns is None
     if inferred:  # the in-memory reader's rule, on the first chunk (its id rule also on the whole file below)

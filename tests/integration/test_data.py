@@ -539,6 +539,12 @@ def test_a_csv_reads_alike_in_memory_and_streamed(tmp_path):
     names = ["a", "a.1", "Unnamed: 2"]
     assert list(next(read_frames(tmp_path / "twice.csv", 10)).columns) == names
     assert list(read_user_table(tmp_path / "twice.csv").features.columns) == names
+    (tmp_path / "spaced.csv").write_text("a, b, y\n1, 2, 0\n")  # "comma + space"
+    spaced = r"its columns are \['a', ' b', ' y'\]; ' y' has spaces around its name"
+    with pytest.raises(DataError, match=spaced):
+        read_user_table(tmp_path / "spaced.csv", "y")
+    with pytest.raises(DataError, match=spaced):
+        scan_file(tmp_path / "spaced.csv", "y", None, 10)
 
 
 @pytest.mark.parametrize(
