@@ -82,20 +82,38 @@ class OneLineErrorParser(LightningArgumentParser):
         sys.exit(2)
 
 
+def read_config(path: Path):
+    """A config file's content, loaded as jsonargparse loads it (libyaml where there, which also takes
+    JSON indented with tabs)."""
+    return yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506
+
+
+def yaml_error_text(err: yaml.YAMLError, path: Path) -> str:
+    """A YAML error's problem and where it lies (line, column, and what was being parsed)."""
+    try:  # the pure-Python loader's message names the character (libyaml's does not)
+        yaml.safe_load(path.read_text())
+    except yaml.YAMLError as detailed:
+        err = detailed
+    at = lambda mark: f"line {mark.line + 1}, column {mark.column + 1}"  # noqa: E731
+    text = getattr(err, "problem", None) or str(err).splitlines()[0]
+    if getattr(err, "problem_mark", None) is not None:
+        text += f" at {at(err.problem_mark)}"
+    if getattr(err, "context_mark", None) is not None and getattr(err, "context", None):
+        text += f" ({err.context} from {at(err.context_mark)})"
+    return text
+
+
 def config_file_problem(path: Path) -> str | None:
-    """What keeps ``path`` from being read as a config (missing, not YAML, empty, no mapping), or None."""
+    """What keeps ``path`` from being read as a config (missing, not YAML, empty, no mapping), or None;
+    None for a pipe (``--config <(...)``), which only jsonargparse may read."""
+    if path.exists() and not path.is_file() and not path.is_dir():
+        return None
     if not path.is_file():
         return f"{path} is a folder, not a config file" if path.is_dir() else f"no such config file: {path}"
     try:
-        content = yaml.safe_load(path.read_text())
+        content = read_config(path)
     except yaml.YAMLError as err:
-        at = lambda mark: f"line {mark.line + 1}, column {mark.column + 1}"  # noqa: E731
-        text = getattr(err, "problem", None) or str(err).splitlines()[0]
-        if getattr(err, "problem_mark", None) is not None:
-            text += f" at {at(err.problem_mark)}"
-        if getattr(err, "context_mark", None) is not None and getattr(err, "context", None):
-            text += f" ({err.context} from {at(err.context_mark)})"
-        return f"{path} is not valid YAML: {text}"
+        return f"{path} is not valid YAML: {yaml_error_text(err, path)}"
     except UnicodeDecodeError:
         return f"{path} is not a text file; a config is YAML"
     except OSError as err:
@@ -108,24 +126,37 @@ def config_file_problem(path: Path) -> str | None:
     return None
 
 
-def config_files(args: list[str]) -> list[Path]:
-    """The files a command line reads as configs: ``--config FILE`` (and the files those include under
-    ``config:``) and ``--data FILE``, in order."""
-    named = [b for a, b in zip(args, args[1:], strict=False) if a in ("--config", "--data")]
-    named += [a.split("=", 1)[1] for a in args if a.startswith(("--config=", "--data="))]
-    files = [Path(n) for n in named if n.endswith((".yaml", ".yml", ".json")) or Path(n).exists()]
-    for path in files:  # grows as includes are found
+CONFIG_FILE_NAME = r"[^:{}\n]+\.(ya?ml|json)"  # a value naming a file (that may be missing), not inline YAML
+
+
+def option_values(args: list[str], *options: str) -> list[str]:
+    """The values given to any of ``options`` (``--option VALUE`` or ``--option=VALUE``), in order."""
+    values = []
+    for a, b in zip(args, args[1:] + [None], strict=True):
+        if a in options and b is not None:
+            values.append(b)
+        elif a.startswith(tuple(o + "=" for o in options)):
+            values.append(a.split("=", 1)[1])
+    return values
+
+
+def config_files(args: list[str], options: tuple[str, ...] = ("--config", "--data")) -> list[Path]:
+    """The files a command line reads as configs through ``options`` (values that name a file, not inline
+    YAML), in order, each followed by the files it includes under ``config:`` (relative to it); each once."""
+    named = [v for v in option_values(args, *options) if Path(v).exists() or re.fullmatch(CONFIG_FILE_NAME, v)]
+    files: list[Path] = []
+    pending = [Path(v) for v in named]
+    while pending:
+        path = pending.pop(0)
+        if path.resolve() in {f.resolve() for f in files}:
+            continue
+        files.append(path)
         try:
-            content = yaml.safe_load(path.read_text()) if path.is_file() else None
+            content = read_config(path) if path.is_file() else None
         except (yaml.YAMLError, OSError, UnicodeDecodeError):
             continue
-        included = (
-            path.parent / content["config"]
-            if isinstance(content, dict) and isinstance(content.get("config"), str)
-            else None
-        )
-        if included is not None and included not in files:
-            files.append(included)
+        if isinstance(content, dict) and isinstance(content.get("config"), str):
+            pending.insert(0, path.parent / content["config"])
     return files
 
 
@@ -430,11 +461,6 @@ def keys_given(args: list[str], section: str) -> set[str]:
     ``--model.init_args.KEY``, ``--data FILE_OR_YAML``) or in its ``--config`` files (and the files those
     name under ``config:``), whatever their values; ``class_path`` where it names a class (``--model X``)."""
 
-    def values_of(option: str) -> list[str]:
-        return [b for a, b in zip(args, args[1:], strict=False) if a == option] + [
-            a.split("=", 1)[1] for a in args if a.startswith(option + "=")
-        ]
-
     def settings(content) -> set[str]:
         if not isinstance(content, dict):
             return {"class_path"} if isinstance(content, str) else set()
@@ -446,20 +472,18 @@ def keys_given(args: list[str], section: str) -> set[str]:
         return {n[len(prefix) :].removeprefix("init_args.").split("=", 1)[0] for n in named}
 
     keys = dotted(args, f"--{section}.")
-    for value in values_of(f"--{section}"):  # the group's own settings: a file, inline YAML or a class name
+    for value in option_values(args, f"--{section}"):  # the group's own settings: a file, inline YAML or a class
         try:
-            keys |= settings(yaml.safe_load(Path(value).read_text() if Path(value).is_file() else value))
-        except (yaml.YAMLError, OSError):  # jsonargparse reports it
+            keys |= settings(read_config(Path(value)) if Path(value).is_file() else yaml.safe_load(value))
+        except (yaml.YAMLError, OSError, UnicodeDecodeError):  # jsonargparse reports it
             continue
-    files = values_of("--config")
-    while files:
-        path = Path(files.pop())
-        content = yaml.safe_load(path.read_text()) if path.is_file() else None
-        if not isinstance(content, dict):
+    for path in config_files(args, ("--config",)):
+        try:
+            content = read_config(path) if path.is_file() else None
+        except (yaml.YAMLError, OSError, UnicodeDecodeError):
             continue
-        keys |= settings(content.get(section)) | dotted(content, f"{section}.")
-        if isinstance(content.get("config"), str):  # jsonargparse's include, relative to the including file
-            files.append(str(path.parent / content["config"]))
+        if isinstance(content, dict):
+            keys |= settings(content.get(section)) | dotted(content, f"{section}.")
     return keys - {"help"}
 
 
@@ -496,8 +520,8 @@ def fit_summary(trainer, datamodule: AnomalyDataModule, metrics: dict[str, float
         lines.append(f"  logs:        {trainer.log_dir}   (tensorboard --logdir {trainer.logger.save_dir})")
     if last:
         lines.append(f"  checkpoint:  {last} (last epoch)")
-    elif checkpoint is not None:
-        lines.append("  checkpoint:  none written" + (" (no epoch trained)" if done == 0 else ""))
+    elif checkpoint is not None and done == 0 and not checkpoint.best_model_path:
+        lines.append("  checkpoint:  none written (no epoch trained)")
     if checkpoint is not None and checkpoint.best_model_path and checkpoint.monitor:
         score = checkpoint.best_model_score  # None in the process that spawned the fit
         shown = "" if score is None else f" {float(score):.4f}"

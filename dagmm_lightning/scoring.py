@@ -91,11 +91,12 @@ class ScoreCalibration(nn.Module):
 
 def mean_and_spread(values: torch.Tensor) -> list[torch.Tensor]:
     """Mean and standard deviation over the last axis: (..., N) -> two (...). The deviation is floored at
-    ``SPREAD_FLOOR`` * (|mean| + 1) (of one value: the floor): training rows that score alike (identical
-    rows, a collapsed member) differ by float noise only, which must not become z-scores of 1e5."""
+    ``SPREAD_FLOOR`` times the values' mean magnitude (and 1e-12; of one value: the floor): training rows
+    that score alike (identical rows, a collapsed member) differ by float noise only, which must not
+    become z-scores of 1e5."""
     mean = values.mean(-1)
     spread = values.std(-1) if values.shape[-1] > 1 else torch.zeros_like(mean)
-    return [mean, torch.maximum(spread, SPREAD_FLOOR * (mean.abs() + 1))]
+    return [mean, torch.maximum(spread, (SPREAD_FLOOR * values.abs().mean(-1)).clamp_min(1e-12))]
 
 
 SPREAD_FLOOR = 1e-5  # relative; float32 scores vary by ~1e-6 with the batch they are computed in

@@ -33,7 +33,6 @@ from typing import Literal
 
 import numpy as np
 import torch
-import yaml
 
 from dagmm_lightning.benchmark.report import (
     FIELDS,
@@ -46,7 +45,14 @@ from dagmm_lightning.benchmark.report import (
 )
 from dagmm_lightning.benchmark.suite import SUITE_FIELDS, is_suite_file, results_header, run_suite, write_suite_reports
 from dagmm_lightning.callbacks.metrics import AnomalyMetrics, anomaly_metrics
-from dagmm_lightning.cli import MAX_SEED, OneLineErrorParser, build_cli, config_file_problem, parse_settings
+from dagmm_lightning.cli import (
+    MAX_SEED,
+    OneLineErrorParser,
+    build_cli,
+    config_file_problem,
+    parse_settings,
+    read_config,
+)
 from dagmm_lightning.detector import DAGMMDetector
 from dagmm_lightning.errors import ConfigurationError
 from dagmm_lightning.labels import LABELLED_ANOMALY
@@ -264,7 +270,7 @@ def check_model_config(path: Path, parser: OneLineErrorParser) -> None:
     problem = config_file_problem(path)
     if problem is not None:
         parser.error(problem)
-    content = yaml.safe_load(path.read_text())
+    content = read_config(path)
     model = content.get("model") if isinstance(content, dict) else None
     if isinstance(content, dict) and set(content) <= {"data", "model"} and "data" in content:
         if isinstance(model, dict) and "class_path" not in model:  # data and a threshold: configs/data/*

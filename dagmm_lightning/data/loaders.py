@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dagmm_lightning.data.tables import RawTable, category_text, csv_delimiter, infer_symbolic_columns
+from dagmm_lightning.data.tables import NOT_UTF8, RawTable, category_text, csv_delimiter, infer_symbolic_columns
 from dagmm_lightning.errors import DataError, existing_file
 
 KDDCUP99_COLUMNS = """
@@ -221,9 +221,13 @@ def read_user_table(
         with warnings.catch_warnings():  # index_col=False: a row longer than the header is an error, not an index
             warnings.simplefilter("error", pd.errors.ParserWarning)
             parquet = path.suffix.lower() in (".parquet", ".pq")
-            frame = pd.read_parquet(path) if parquet else pd.read_csv(path, sep=csv_delimiter(path), index_col=False)
-            if parquet and frame.index.name is not None:  # a DataFrame's named index: a column
-                frame = frame.reset_index()
+            # named symbolic columns as text, as written (007, as the chunked reader reads them), not numbers
+            text = dict.fromkeys(symbolic_columns or [], str)
+            frame = (
+                pd.read_parquet(path)
+                if parquet
+                else pd.read_csv(path, sep=csv_delimiter(path), index_col=False, dtype=text)
+            )
     except pd.errors.EmptyDataError:
         raise DataError(f"{path} is empty") from None
     except pd.errors.ParserWarning:
@@ -232,7 +236,7 @@ def read_user_table(
             "a line above the header (a title, a comment, Excel's sep=)?"
         ) from None
     except UnicodeDecodeError:
-        raise DataError(f"{path} is not UTF-8 text; save it with UTF-8 encoding") from None
+        raise DataError(f"{path} {NOT_UTF8}") from None
     except (ValueError, OSError) as err:  # pandas' ParserError, a decoding error, pyarrow's ArrowInvalid
         raise DataError(f"{path} is not a readable table: {str(err).splitlines()[0]}") from None
     if len(frame) == 0:

@@ -19,10 +19,13 @@ from pyarrow import csv, parquet
 
 from dagmm_lightning.data.loaders import anomaly_labels, columns_named
 from dagmm_lightning.data.tables import (
+    MISSING_TEXT,
+    NOT_UTF8,
     RawTable,
     TablePreprocessor,
     category_text,
     csv_delimiter,
+    empty_column_error,
     identifier_error,
     identifier_like,
     infer_symbolic_columns,
@@ -31,11 +34,7 @@ from dagmm_lightning.distributed import rank, world_size
 from dagmm_lightning.errors import DataError, existing_file
 
 STREAMED_SUFFIXES = (".csv", ".parquet", ".pq")  # compared in lower case
-# what pandas' read_csv reads as missing (its documented defaults), for pyarrow to read alike
-PANDAS_MISSING = [
-    *["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>"],
-    *["N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"],
-]
+
 CHUNK_ROWS = 16384
 
 
@@ -79,7 +78,7 @@ class FileRows:
                 )
             first_row += len(frame)
         if first_row == 0:
-            raise DataError(f"{self.path} has a header but no rows")
+            raise DataError(f"{self.path} has no rows")
 
     def _frames(self) -> Iterator[pd.DataFrame]:
         return read_frames(self.path, self.chunk_rows, column_types(self.preprocessor, self.label_column, self.ignored))
@@ -104,8 +103,8 @@ def read_frames(path: Path, chunk_rows: int, types: dict[str, pa.DataType] | Non
         if path.suffix.lower() == ".csv":
             delimiter = csv_delimiter(path)
             names = [str(c) for c in pd.read_csv(path, sep=delimiter, index_col=False, nrows=0).columns]
-            options = csv.ConvertOptions(column_types=types or {}, null_values=PANDAS_MISSING, strings_can_be_null=True)
-            read = csv.ReadOptions(block_size=1 << 20, column_names=names, skip_rows=1)
+            options = csv.ConvertOptions(column_types=types or {}, null_values=MISSING_TEXT, strings_can_be_null=True)
+            read = csv.ReadOptions(block_size=1 << 20, column_names=names, skip_rows=header_lines(path, delimiter))
             parse = csv.ParseOptions(delimiter=delimiter, newlines_in_values=True)
             batches = csv.open_csv(path, read_options=read, parse_options=parse, convert_options=options)
         else:
@@ -113,8 +112,6 @@ def read_frames(path: Path, chunk_rows: int, types: dict[str, pa.DataType] | Non
         pending = None
         for batch in batches:
             frame = batch.to_pandas()
-            if frame.index.name is not None:  # a DataFrame's named index: a column, as read in memory
-                frame = frame.reset_index()
             pending = frame if pending is None else pd.concat([pending, frame], ignore_index=True)
             while len(pending) >= chunk_rows:
                 yield pending.iloc[:chunk_rows].reset_index(drop=True)
@@ -123,7 +120,7 @@ def read_frames(path: Path, chunk_rows: int, types: dict[str, pa.DataType] | Non
         if pending is not None and len(pending):
             yield pending.reset_index(drop=True)
     except UnicodeDecodeError:
-        raise DataError(f"{path} is not UTF-8 text; save it with UTF-8 encoding") from None
+        raise DataError(f"{path} {NOT_UTF8}") from None
     except pd.errors.EmptyDataError:
         raise DataError(f"{path} is empty") from None
     except (pa.ArrowInvalid, OSError, ValueError) as err:
@@ -131,6 +128,14 @@ def read_frames(path: Path, chunk_rows: int, types: dict[str, pa.DataType] | Non
         if re.match(r"CSV parse error: Expected \d+ columns, got \d+", message):
             message += " (a separator inside values, or a line above the header: a title, a comment, Excel's sep=?)"
         raise DataError(f"{path}: {message}") from None
+
+
+def header_lines(path: Path, delimiter: str) -> int:
+    """The lines of a CSV file up to its header row, that row included (blank lines before it and line
+    breaks inside its quoted cells count): pyarrow's ``skip_rows`` counts lines, not rows."""
+    with open(path, newline="", encoding="utf-8-sig", errors="replace") as file:
+        reader = stdlib_csv.reader(file, delimiter=delimiter)
+        return next((reader.line_num for row in reader if row), 0)
 
 
 def named_columns(message: str, path: Path) -> str:
@@ -205,7 +210,7 @@ def scan_file(
     features = first.drop(columns=label + ignored)
     inferred = symbolic_columns is None
     if inferred:  # the in-memory reader's rule, on the first chunk (its id rule also on the whole file below)
-        symbolic_columns = infer_symbolic_columns(features)[1]
+        symbolic_columns = infer_symbolic_columns(features, empty_is_error=False)[1]  # empty: whole file below
     missing = [c for c in symbolic_columns if c not in features.columns]
     if missing:
         raise DataError(f"symbolic columns {missing} are not in {path}")
@@ -222,8 +227,10 @@ def scan_file(
             present[column] += int(frame[column].notna().sum())
             if inferred and len(categories[column]) > ID_GUARD:  # an id's categories grow as large as the file
                 check_categories(column, categories[column], present[column])
-    for column in symbolic_columns if inferred else []:  # the in-memory reader's rule, on the whole file
+    for column in symbolic_columns if inferred else []:  # the in-memory reader's rules, on the whole file
         check_categories(column, categories[column], present[column])
+        if not present[column]:
+            raise empty_column_error(column)
     head = RawTable(features.head(1000), None, [str(c) for c in symbolic_columns])
     head.categories = {c: sorted(values) for c, values in categories.items()}
     return FileScan(head, np.concatenate(labels) if label_column is not None else None, n_rows)

@@ -18,14 +18,14 @@ from lightning.pytorch.utilities import rank_zero_warn
 from dagmm_lightning.errors import DataError
 
 
-def category_text(values: pd.Series) -> pd.Series:
+def category_text(values: pd.Series, as_number: bool = False) -> pd.Series:
     """A symbolic column's values as the text its categories are named by, without surrounding spaces;
     true/false in any case (a pandas bool, or the words as read from a CSV file) become ``true`` / ``false``;
-    a number is written as its value, whether it was read as a number or as text: a whole number as an
-    integer (``2.0``, ``+2`` and ``002`` are ``2``: integers that pandas read as floats, one value being
-    missing, or codes with leading zeros, which pandas reads as numbers), any other as Python writes the
-    float (``1.50`` is ``1.5``); a missing value becomes ``nan`` (its own category, whatever pandas'
-    version: pandas 3 keeps it missing in ``astype(str)``). Worked out once per distinct value."""
+    a whole number is written as an integer without sign for 0 or +, also when written as a decimal
+    (``2.0``: integers that pandas read as floats, one value being missing); leading zeros stay (``007``);
+    a missing value becomes ``nan`` (its own category, whatever pandas' version: pandas 3 keeps it missing
+    in ``astype(str)``). ``as_number``: every number as its value (``007`` is ``7``, ``1.50`` is ``1.5``),
+    for matching a value to a category written otherwise. Worked out once per distinct value."""
     try:
         codes, uniques = pd.factorize(values, use_na_sentinel=False)
     except TypeError:  # unhashable: lists, dicts, arrays
@@ -34,25 +34,35 @@ def category_text(values: pd.Series) -> pd.Series:
     text = distinct.astype(str).str.strip()
     if distinct.hasnans:
         text = text.where(distinct.notna(), "nan")
-    whole = text.str.fullmatch(WHOLE_NUMBER)
-    text[whole] = [str(int(t.split(".")[0])) for t in text[whole]]  # exactly, past 2**53 too
-    number = pd.to_numeric(text.where(~whole), errors="coerce")
-    decimal = np.isfinite(number) & ~whole
-    text[decimal] = [str(int(v)) if v.is_integer() else repr(v) for v in number[decimal].astype(float)]
+    text = text.str.replace(WHOLE_NUMBER, r"\1", regex=True).replace("-0", "0")
+    if as_number:
+        whole = text.str.fullmatch(r"-?\d+")
+        text[whole] = [str(int(t)) for t in text[whole]]  # exactly, past 2**53 too
+        number = pd.to_numeric(text.where(~whole), errors="coerce")
+        decimal = np.isfinite(number) & ~whole
+        text[decimal] = [str(int(v)) if v.is_integer() else repr(v) for v in number[decimal].astype(float)]
     lower = text.str.lower()
     text = lower.where(lower.isin(["true", "false"]), text)
     return pd.Series(text.to_numpy(dtype=object)[codes], index=values.index, dtype=object)
 
 
-WHOLE_NUMBER = r"[+-]?\d+(?:\.0*)?"
+WHOLE_NUMBER = r"^\+?(-?\d+)(?:\.0*)?$"
+# what pandas' read_csv reads as missing (its documented defaults); pyarrow is told to read them alike
+MISSING_TEXT = [
+    *["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>"],
+    *["N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"],
+]
 TRUTH_AS_NUMBER = {"true": "1", "false": "0"}
 
 
 def category_codes(categories: list[str], values: pd.Series) -> np.ndarray:
     """Each value's position in the trained ``categories`` (N,), -1 for a category not seen in training.
-    Values and categories compare as ``category_text`` writes them, so 2 and 2.0 are one category; a
-    column trained on true/false (and missing values) reads 1/0 as true/false, one trained on 1/0 reads
-    true/false as 1/0."""
+    Values and categories compare as ``category_text`` writes them, so 2 and 2.0 are one category; a value
+    found in none compares as a number (``as_number``: 7 finds ``007``, trained on a file that kept the
+    text, and ``007`` finds ``7``, trained on one pandas read as numbers); a column trained on true/false
+    (and missing values) reads 1/0 as true/false, one trained on 1/0 reads true/false as 1/0; a missing
+    value finds a category named by a missing-value text (``""``: checkpoints trained out of core before
+    blanks were read as missing there)."""
     names = category_text(pd.Series(categories, dtype=object))
     text = category_text(values)
     known = set(names) - {"nan"}
@@ -60,18 +70,35 @@ def category_codes(categories: list[str], values: pd.Series) -> np.ndarray:
         text = text.replace({number: word for word, number in TRUTH_AS_NUMBER.items()})
     elif known and known <= set(TRUTH_AS_NUMBER.values()):
         text = text.replace(TRUTH_AS_NUMBER)
-    first = ~names.duplicated()  # older checkpoints may list 2 and 2.0 apart: the first one counts
+    codes = positions(names, text)
+    unseen = codes < 0
+    if unseen.any():
+        codes[unseen] = positions(category_text(names, as_number=True), category_text(text[unseen], as_number=True))
+    missing = (codes < 0) & (text == "nan").to_numpy()
+    saved = [i for i, name in enumerate(names) if name in MISSING_TEXT and name != "nan"]
+    if missing.any() and saved and "nan" not in set(names):
+        codes[missing] = saved[0]
+    return codes
+
+
+def positions(names: pd.Series, text: pd.Series) -> np.ndarray:
+    """Each of ``text``'s position in ``names`` (its first occurrence: older checkpoints may list 2 and
+    2.0 apart), -1 where absent."""
+    first = ~names.duplicated()
     code_of = pd.Series(np.flatnonzero(first), index=names[first].to_numpy())
     return text.map(code_of).fillna(-1).to_numpy(dtype=np.int64)
 
 
 IGNORE = "leave it out with ignore_columns"
+NOT_UTF8 = "is not UTF-8 text (another encoding, or a binary file such as gzip or Excel?); save it as a UTF-8 CSV"
 TIME_KINDS = ("datetime", "date", "timedelta", "time", "period")  # pandas' infer_dtype names of times
 DATE_ADVICE = "turn them into numbers (e.g. hour, weekday)"
 CSV_DELIMITERS = ",;\t|"
-# a decimal comma (1,5), thousands separators (1,234,567; 1.234,5; 1 234; 1'234) or a percentage (12%)
+# a decimal comma (1,5), thousands separators (1,234,567.5; 1.234,5; 1 234; 1'234) or a percentage (12%);
+# not 192.168.100.200 (dots between groups only with a decimal comma after them)
 FORMATTED_NUMBER = re.compile(
-    r"^\s*[-+]?(?:\d*,\d+|\d{1,3}(?:[,.'\s\u00a0\u202f]\d{3})+(?:[.,]\d+)?|\d+(?:[.,]\d+)?\s*%)\s*$"
+    r"^\s*[-+]?(?:\d*,\d+|\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d{1,3}(?:\.\d{3})+,\d+"
+    r"|\d{1,3}(?:['\s\u00a0\u202f]\d{3})+(?:[.,]\d+)?|\d+(?:[.,]\d+)?\s*%)\s*$"
 )
 
 
@@ -107,6 +134,11 @@ def identifier_error(
     )
 
 
+def empty_column_error(column, drop: str = IGNORE) -> DataError:
+    why = " (a separator at the end of every line?)" if str(column).startswith("Unnamed: ") else ""
+    return DataError(f"column {column!r} has no values{why}; {drop}")
+
+
 def row_numbers(values: pd.Series) -> bool:
     """Whether a numeric column holds consecutive integers, each once, in 50 or more rows (a row number)."""
     present = values.dropna()
@@ -127,14 +159,19 @@ def looks_like_dates(texts: pd.Series) -> bool:
 
 
 def infer_symbolic_columns(
-    frame: pd.DataFrame, bools_symbolic: bool = True, hint: str = "list it in symbolic_columns", drop: str = IGNORE
+    frame: pd.DataFrame,
+    bools_symbolic: bool = True,
+    hint: str = "list it in symbolic_columns",
+    drop: str = IGNORE,
+    empty_is_error: bool = True,
 ) -> tuple[pd.DataFrame, list]:
     """The columns of ``frame`` to one-hot encode: text, categoricals and (``bools_symbolic``) booleans. A
     text column of numbers only is read as numbers (the returned frame holds it converted); one of mostly
     numbers, of numbers with a decimal comma, of dates (typed, or ISO-8601 text: its first 100 values) or of
     more different values than half its rows (an identifier) is an error (a typo in a numeric column, a
     timestamp or an id must not silently become thousands of categories); ``hint`` says how to one-hot
-    encode such a column anyway, ``drop`` how to leave one out."""
+    encode such a column anyway, ``drop`` how to leave one out. A column without values is an error, or
+    with ``empty_is_error=False`` (the first rows of a file) a symbolic column."""
     symbolic, converted = [], {}
     for column in frame.columns:
         values = frame[column]
@@ -146,9 +183,8 @@ def infer_symbolic_columns(
             raise DataError(f"column {column!r} holds dates or times; {DATE_ADVICE}")
         if kind.startswith("complex"):
             raise DataError(f"column {column!r} holds complex numbers; give real and imaginary parts as two columns")
-        if values.isna().all():
-            why = " (a separator at the end of every line?)" if str(column).startswith("Unnamed: ") else ""
-            raise DataError(f"column {column!r} has no values{why}; {drop}")
+        if values.isna().all() and empty_is_error:
+            raise empty_column_error(column, drop)
         if pd.api.types.is_numeric_dtype(values) or kind == "boolean":
             if kind != "boolean" and row_numbers(values):
                 low, high = (f"{v:.0f}" if isinstance(v, float) else str(v) for v in (values.min(), values.max()))
@@ -158,17 +194,18 @@ def infer_symbolic_columns(
                 )
             continue
         present = values.dropna()
-        if present.iloc[:1000].map(lambda v: isinstance(v, (list, tuple, dict, set, np.ndarray))).any():
+        if present.map(lambda v: isinstance(v, (list, tuple, dict, set, np.ndarray))).any():
             raise DataError(f"column {column!r} holds lists or other containers, not single values; {drop}")
         numeric = pd.to_numeric(present, errors="coerce")
         if len(present) and numeric.notna().all():
             converted[column] = pd.to_numeric(values, errors="coerce")
             continue
-        comma = present.astype(str).str.match(FORMATTED_NUMBER) & numeric.isna()
-        if len(present) and comma.any() and (comma | numeric.notna()).mean() >= 0.9:
+        formatted = present.astype(str).str.match(FORMATTED_NUMBER) & numeric.isna()
+        if len(present) and formatted.any() and (formatted | numeric.notna()).mean() >= 0.9:
             raise DataError(
                 f"column {column!r} holds numbers written with a comma, thousands separators or a % sign (e.g. "
-                f"{present[comma].iloc[0]!r}); write them as plain numbers with a decimal point"
+                f"{present[formatted].iloc[0]!r}); write them as plain numbers with a decimal point, or {hint} "
+                "to one-hot encode them"
             )
         distinct = present.nunique()
         share, many = numeric.notna().mean() if len(present) else 0.0, identifier_like(distinct, len(present))

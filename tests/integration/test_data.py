@@ -16,7 +16,7 @@ from dagmm_lightning.data import (
     read_kddcup99_file,
 )
 from dagmm_lightning.data import batches as batches_module
-from dagmm_lightning.data.tables import SCALED_LIMIT, category_text
+from dagmm_lightning.data.tables import SCALED_LIMIT, category_codes, category_text
 
 pytestmark = pytest.mark.data
 
@@ -331,11 +331,17 @@ def test_categories_match_as_written_whatever_the_dtype_and_dates_are_refused_as
     gaps = TablePreprocessor().fit_columns(RawTable(train.assign(flag=[True, None, False, True]), None, ["flag"]))
     assert gaps.categories == {"flag": ["false", "nan", "true"]}  # a blank: 1/0 still read as true/false
     np.testing.assert_array_equal(gaps.encode(train.assign(flag=[1, 0, None, 1]))[:, -3:], np.eye(3)[[2, 0, 1, 2]])
-    # numbers compare as their values, read as numbers (pandas, in memory) or as text (pyarrow, streamed)
-    written = ["+3", " 3 ", "3.", "-0.0", "0", "007", "1.50", "1e3", "12345678901234567891", "tcp ", "inf"]
-    expected_text = ["3", "3", "3", "0", "0", "7", "1.5", "1000", "12345678901234567891", "tcp", "inf"]
-    assert list(category_text(pd.Series(written))) == expected_text
-    assert list(category_text(pd.Series([7, 1.5, 1000.0, -0.0]))) == ["7", "1.5", "1000", "0"]
+    written = ["+3", " 3 ", "3.", "-0.0", "0", "007", "1.50", "1e3", "12345678901234567891", "tcp "]
+    assert list(category_text(pd.Series(written))) == [
+        *["3", "3", "3", "0", "0", "007", "1.50", "1e3", "12345678901234567891", "tcp"]
+    ]
+    as_numbers = category_text(pd.Series(written), as_number=True)  # for a value no category names as written
+    assert list(as_numbers) == ["3", "3", "3", "0", "0", "7", "1.5", "1000", "12345678901234567891", "tcp"]
+    # a value finds its category as written first, then as a number; a blank one a checkpoint's "" category
+    assert list(category_codes(["007", "7", "a"], pd.Series(["7", "007", 7.0, "a"]))) == [1, 0, 1, 2]
+    assert list(category_codes(["1234", "1.5"], pd.Series(["01234", "1.50", "x"]))) == [0, 1, -1]
+    assert list(category_codes(["", "u"], pd.Series([None, "u"]))) == [0, 1]
+    assert list(category_codes(["nan", "", "u"], pd.Series([None, ""]))) == [0, 1]
     old = TablePreprocessor()
     old.load_state_dict(prep.state_dict() | {"categories": {"k": ["1.0", "2.0", "3.0"], "flag": ["false", "true"]}})
     np.testing.assert_array_equal(old.encode(train), expected)  # a checkpoint that named them as decimals
@@ -522,10 +528,10 @@ def test_a_csv_reads_alike_in_memory_and_streamed(tmp_path):
     assert list(table.features.columns) == ["Unnamed: 0", "a", *symbolic]
     np.testing.assert_array_equal(table.is_anomaly, np.arange(n) % 50 == 0)
     prep = TablePreprocessor().fit_columns(table)
-    assert prep.categories == {
+    assert prep.categories == {  # as written: the named columns are read as text, as pyarrow reads them
         "kind": ["nan", "u", "v"],
-        "zip": ["10001", "1234", "2139"],
-        "code": ["1.5", "2", "x"],
+        "zip": ["01234", "02139", "10001"],
+        "code": ["1.50", "2", "x"],
         "note": ["line one\nline two", "plain"],
     }
     chunks = list(read_frames(tmp_path / "rows.csv", 4096, column_types(prep, "y")))
@@ -539,6 +545,12 @@ def test_a_csv_reads_alike_in_memory_and_streamed(tmp_path):
     names = ["a", "a.1", "Unnamed: 2"]
     assert list(next(read_frames(tmp_path / "twice.csv", 10)).columns) == names
     assert list(read_user_table(tmp_path / "twice.csv").features.columns) == names
+    # a header row with a quoted line break, blank lines before the header: the rows start after it
+    for content in ('"speed\n(km/h)",kind\n1,x\n2,y\n', "\n\nspeed,kind\n1,x\n2,y\n"):
+        (tmp_path / "head.csv").write_text(content)
+        expected = read_user_table(tmp_path / "head.csv").features
+        pd.testing.assert_frame_equal(next(read_frames(tmp_path / "head.csv", 10)), expected, check_dtype=False)
+        assert expected["kind"].tolist() == ["x", "y"]
     (tmp_path / "spaced.csv").write_text("a, b, y\n1, 2, 0\n")  # "comma + space"
     spaced = r"its columns are \['a', ' b', ' y'\]; ' y' has spaces around its name"
     with pytest.raises(DataError, match=spaced):
@@ -550,9 +562,13 @@ def test_a_csv_reads_alike_in_memory_and_streamed(tmp_path):
 @pytest.mark.parametrize(
     "name, write, message",
     [
-        ("latin.csv", lambda p: p.write_bytes("caf\xe9,y\n1,0\n".encode("latin-1")), "is not UTF-8 text; save it"),
+        (
+            "latin.csv",
+            lambda p: p.write_bytes("caf\xe9,y\n1,0\n".encode("latin-1")),
+            r"is not UTF-8 text \(another encoding, .*\); save it as a UTF-8 CSV",
+        ),
         ("title.csv", lambda p: p.write_text("# exported\na,b,y\n1,2,0\n"), "a line above the header"),
-        ("header.csv", lambda p: p.write_text("a,b,y\n"), "has a header but no rows"),
+        ("header.csv", lambda p: p.write_text("a,b,y\n"), "has (a header but )?no rows"),
     ],
 )
 def test_a_csv_the_readers_cannot_use_says_why_in_memory_and_streamed(tmp_path, name, write, message):
@@ -567,17 +583,14 @@ def test_a_csv_the_readers_cannot_use_says_why_in_memory_and_streamed(tmp_path, 
         list(FileRows(tmp_path / name, prep.fit_scaling(np.eye(2)), "y", 10))
 
 
-def test_a_parquet_files_named_index_is_a_column_and_its_suffix_may_be_upper_case(tmp_path):
+def test_a_parquet_files_index_is_left_out_both_ways_and_its_suffix_may_be_upper_case(tmp_path):
     from dagmm_lightning.data.loaders import read_user_table
     from dagmm_lightning.data.streaming import read_frames
 
-    frame = pd.DataFrame({"flow": [7, 9, 11], "a": [0.5, 1.5, 2.5]}).set_index("flow")
+    frame = pd.DataFrame({"flow": [7, 9, 11], "a": [0.5, 1.5, 2.5]}).set_index("flow")  # e.g. an id
     frame.to_parquet(tmp_path / "rows.PARQUET")
-    assert list(read_user_table(tmp_path / "rows.PARQUET").features.columns) == ["flow", "a"]
-    assert list(next(read_frames(tmp_path / "rows.PARQUET", 10)).columns) == ["flow", "a"]
-    frame.reset_index(drop=True).set_index(pd.Index([4, 2, 0])).to_parquet(tmp_path / "unnamed.parquet")
-    assert list(read_user_table(tmp_path / "unnamed.parquet").features.columns) == ["a"]
-    assert list(next(read_frames(tmp_path / "unnamed.parquet", 10)).columns) == ["a"]
+    assert list(read_user_table(tmp_path / "rows.PARQUET").features.columns) == ["a"]
+    assert list(next(read_frames(tmp_path / "rows.PARQUET", 10)).columns) == ["a"]
 
 
 @pytest.mark.parametrize(
@@ -585,9 +598,10 @@ def test_a_parquet_files_named_index_is_a_column_and_its_suffix_may_be_upper_cas
     [
         (["1,000,000", "2,500,000", "3,250,000"] * 20, r"thousands separators or a % sign \(e.g. '1,000,000'\)"),
         (["1.234,5", "2.000,25", "7"] * 20, r"thousands separators or a % sign \(e.g. '1.234,5'\)"),
-        (["12%", "3 %", "7.5%"] * 20, r"thousands separators or a % sign \(e.g. '12%'\)"),
+        (["12%", "3 %", "7.5%"] * 20, r"thousands separators or a % sign \(e.g. '12%'\); .* or list it in symb"),
         ([None] * 60, r"column 'c' has no values; leave it out"),
         ([[1, 2]] * 60, r"column 'c' holds lists or other containers"),
+        (["x", "y"] * 29 + ["x", [1, 2]], r"column 'c' holds lists or other containers"),  # the last one
         ([1j, 2.0, 3.5j] * 20, r"column 'c' holds complex numbers"),
     ],
 )
@@ -596,6 +610,8 @@ def test_columns_that_are_no_numbers_nor_categories_are_refused(values, message)
 
     with pytest.raises(DataError, match=message):
         infer_symbolic_columns(pd.DataFrame({"a": np.arange(60.0) % 7, "c": values}))
+    addresses = pd.DataFrame({"ip": ["192.168.100.200", "10.0.0.1", "1.234.567"] * 20})
+    assert infer_symbolic_columns(addresses)[1] == ["ip"]  # dotted groups, no decimal comma: categories
 
 
 def test_an_empty_trailing_column_and_complex_scoring_rows_are_named(tmp_path):
@@ -626,3 +642,19 @@ def test_an_npz_file_that_holds_no_numbers_is_named(tmp_path):
     ]:
         with pytest.raises(DataError, match=message):
             read_npz_file(tmp_path / f"{name}.npz")
+
+
+def test_out_of_core_takes_a_column_empty_in_its_first_rows_as_the_whole_file_types_it(tmp_path):
+    from dagmm_lightning.data.loaders import read_user_table
+    from dagmm_lightning.data.streaming import scan_file
+
+    (tmp_path / "rows.csv").write_text("a,b\n" + "".join(f"{i},{'' if i < 20 else 'xy'[i % 2]}\n" for i in range(60)))
+    assert read_user_table(tmp_path / "rows.csv").symbolic == ["b"]
+    assert scan_file(tmp_path / "rows.csv", None, None, 16).head.symbolic == ["b"]
+    (tmp_path / "empty.csv").write_text("a,b\n" + "".join(f"{i},\n" for i in range(60)))
+    for read in (
+        lambda: read_user_table(tmp_path / "empty.csv"),
+        lambda: scan_file(tmp_path / "empty.csv", None, None, 16),
+    ):
+        with pytest.raises(DataError, match="column 'b' has no values; leave it out"):
+            read()

@@ -1,10 +1,12 @@
 """A new user's first hour: results left by every run, checkpoints that need nothing else, a table's own
 defaults, a quick and quiet command line."""
 
+import os
 import re
 import shutil
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pandas as pd
@@ -386,3 +388,29 @@ def test_a_broken_data_config_is_named_by_fit_and_benchmark(tmp_path, capsys, mo
         expected = broken if "data.yaml" in args[-1] else f"no such config file: {tmp_path / 'no.yaml'}"
         assert err[0].startswith(f"dagmm: error: {prefix}{expected}") and len(err) == 2
     assert not (tmp_path / "r.csv").exists()
+
+
+def test_configs_jsonargparse_reads_are_not_refused_before_it(tmp_path, capsys, monkeypatch):
+    # JSON indented with tabs (libyaml takes it), a pipe (--config <(...)): the early check leaves them be
+    monkeypatch.chdir(ROOT)
+    from dagmm_lightning.__main__ import main
+
+    (tmp_path / "tabs.json").write_text('{\n\t"trainer": {"max_epochs": 7}\n}\n')
+    os.mkfifo(tmp_path / "pipe.yaml")
+    writer = threading.Thread(target=lambda: (tmp_path / "pipe.yaml").write_text("model:\n  init_args:\n    lr: 0.5\n"))
+    writer.start()
+    with pytest.raises(SystemExit) as exit_info:
+        main(
+            [
+                "fit",
+                *QS,
+                "--config",
+                str(tmp_path / "tabs.json"),
+                "--config",
+                str(tmp_path / "pipe.yaml"),
+                "--print_config",
+            ]
+        )
+    writer.join()
+    out = capsys.readouterr().out
+    assert exit_info.value.code in (0, None) and "max_epochs: 7" in out and "lr: 0.5" in out

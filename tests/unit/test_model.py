@@ -328,8 +328,13 @@ def test_an_ensemble_member_whose_training_rows_score_alike_adds_no_amplified_no
     error = rng.gamma(2, 1, (2, 200))
     calibration = ScoreCalibration("energy", contamination=0.1, members=2)
     calibration.fit(torch.from_numpy(energy), torch.from_numpy(error))
-    floor = SPREAD_FLOOR * (14.0 + 1)
+    floor = SPREAD_FLOOR * 14.0  # of the values' mean magnitude
     np.testing.assert_allclose(calibration.member_normalisation[0].numpy(), [-14.0, floor], rtol=1e-9)
+    small = np.random.default_rng(1).normal(2e-5, 4e-6, 200)  # spread 0.2 of the mean: no floor in the way
+    np.testing.assert_allclose(ScoreCalibration().fit(torch.from_numpy(small), torch.from_numpy(small)).numpy(), small)
+    reconstruction = ScoreCalibration("energy+reconstruction")
+    reconstruction.fit(torch.from_numpy(energy[1]), torch.from_numpy(small))
+    np.testing.assert_allclose(reconstruction.normalisation[3], small.std(ddof=1), rtol=1e-12)
     np.testing.assert_allclose(calibration.member_normalisation[1, 1], energy[1].std(ddof=1), rtol=1e-12)
     moved = calibration(torch.from_numpy(energy + [[1e-7], [0.0]]), torch.from_numpy(error)).numpy()
     member_two = (energy[1] - energy[1].mean()) / energy[1].std(ddof=1)
