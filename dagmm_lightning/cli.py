@@ -85,7 +85,7 @@ class OneLineErrorParser(LightningArgumentParser):
 def read_config(path: Path):
     """A config file's content, loaded as jsonargparse loads it (libyaml where there, which also takes
     JSON indented with tabs)."""
-    return yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506
+    return yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
 def yaml_error_text(err: yaml.YAMLError, path: Path) -> str:
@@ -511,8 +511,9 @@ def fit_summary(trainer, datamodule: AnomalyDataModule, metrics: dict[str, float
     checkpoint = trainer.checkpoint_callback
     last = checkpoint.last_model_path if checkpoint is not None else ""
     done = trainer.current_epoch
-    if not last and spawned_last_checkpoint(trainer) is not None:
-        last = str(spawned_last_checkpoint(trainer))  # the epochs ran in the spawned processes; it counts them
+    spawned_last = None if last else spawned_last_checkpoint(trainer)
+    if spawned_last is not None:  # the epochs ran in the spawned processes; their last checkpoint counts them
+        last = str(spawned_last)
         state = torch.load(last, weights_only=False, map_location="cpu")
         done = int(state["loops"]["fit_loop"]["epoch_progress"]["current"]["completed"])
     lines = [f"fit finished after {done} epoch{'s' if done != 1 else ''}; data: {datamodule.describe()}"]
