@@ -142,7 +142,8 @@ def empty_column_error(column, drop: str = IGNORE) -> DataError:
 def row_numbers(values: pd.Series) -> bool:
     """Whether a numeric column holds consecutive integers, each once, in 50 or more rows (a row number)."""
     present = values.dropna()
-    if len(present) < 50 or present.min() + len(present) - 1 != present.max() or not present.is_unique:
+    # the span in floats: in a uint8 column's own type, min + 299 overflows
+    if len(present) < 50 or float(present.max()) - float(present.min()) != len(present) - 1 or not present.is_unique:
         return False
     return bool((present == np.round(present)).all())
 

@@ -462,6 +462,10 @@ def test_identifiers_and_decimal_commas_are_refused_and_an_ignored_column_is_lef
         infer_symbolic_columns(pd.DataFrame({"gap": np.r_[np.arange(59), 60], "half": np.arange(60) + 0.5}))
         infer_symbolic_columns(pd.DataFrame({"twice": np.arange(60) // 2, "two": np.arange(60) % 2}))
         infer_symbolic_columns(pd.DataFrame({"few": np.arange(49)}))
+        small_integers = (np.arange(300) % 2).astype(np.uint8), (np.arange(300) % 3 - 1).astype(np.int8)
+        infer_symbolic_columns(pd.DataFrame(dict(zip(("u8", "i8"), small_integers, strict=True))))  # no overflow
+    with pytest.warns(UserWarning, match="column 'n' holds the integers 0 to 199, each once"):
+        infer_symbolic_columns(pd.DataFrame({"n": np.arange(200, dtype=np.uint8)}))
 
 
 @pytest.mark.parametrize(
