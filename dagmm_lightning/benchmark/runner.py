@@ -265,6 +265,22 @@ OPTIONS: dict[str, dict] = {
 }
 
 
+# options of --configs runs, with their defaults: given with --suite, they would be silently ignored
+CONFIGS_ONLY = {
+    "--configs": None,
+    "--data": [None],
+    "--protocol": "paper",
+    "--epochs": None,
+    "--jobs": 1,
+    "--threads": None,
+    "--baselines": False,
+    "--recon-inference": False,
+    "--select-on": None,
+    "--val-every": 5,
+    "--set": [],
+}
+
+
 def check_model_config(path: Path, parser: OneLineErrorParser) -> None:
     """A ``--configs`` file must exist and be a method: name a model class, include a config, or train."""
     problem = config_file_problem(path)
@@ -321,7 +337,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.suite:
         if args.out is None:
             parser.error("--suite needs --out")
+        given = [flag for flag, default in CONFIGS_ONLY.items() if getattr(args, flag[2:].replace("-", "_")) != default]
+        if given:
+            example = """(e.g. '{"epochs": 50}')"""
+            parser.error(f"--suite takes DAGMMDetector settings in --detector {example}, not {', '.join(given)}")
         csv_path = Path(args.out).with_suffix(".csv")
+        if csv_path.is_file() and not set(SUITE_FIELDS[:3]) <= set(results_header(csv_path)):
+            parser.error(f"--out {args.out}: {csv_path} is no --suite results file; give another --out")
         method = "dagmm_detector" + args.tag
         settings = dict(args.detector)
         unknown = sorted(set(settings) - set(DAGMMDetector().get_params()))

@@ -1,6 +1,7 @@
 """``dagmm benchmark --suite``: the development suite's one-class protocol on a folder of tables."""
 
 import csv
+import re
 
 import numpy as np
 import pytest
@@ -116,10 +117,42 @@ def test_a_table_without_labels_or_anomalies_stops_the_suite_before_any_row(tmp_
     for bad, arrays, message in [
         ("2_no_y.npz", dict(X=x), r"2_no_y.npz holds no y; a suite table holds X \(rows x features\) and y"),
         ("2_normal.npz", dict(X=x, y=np.zeros(60)), "y marks 0 anomalies in 60 rows"),
-        ("2_short.npz", dict(X=x, y=np.ones(59)), r"X has shape \(60, 3\) and y 59 labels"),
+        ("2_short.npz", dict(X=x, y=np.ones(59)), r"X has shape \(60, 3\) and y \(59,\)"),
+        (
+            "2_nan_y.npz",
+            dict(X=x, y=np.r_[np.zeros(54), np.nan, np.ones(5)]),
+            "2_nan_y.npz: label .* no value at row 54",
+        ),
+        ("2_two.npz", dict(X=x, y=np.r_[np.ones(54), np.full(6, 2.0)]), r"2_two.npz: label .* also holds \['2'\]"),
+        ("2_nan_x.npz", dict(X=np.where(np.eye(60, 3, -7) > 0, np.nan, x), y=np.ones(60)), "nan at row 7, column 0"),
+        ("2_text.npz", dict(X=np.full((60, 3), "abc"), y=np.ones(60)), "must hold real numbers, got dtype <U3"),
+        ("2_cut.npz", None, "2_cut.npz is not a readable NPZ file"),
     ]:
-        np.savez(folder / bad, **arrays)
+        if arrays is None:  # a file cut short
+            np.savez(folder / bad, X=x, y=np.ones(60))
+            (folder / bad).write_bytes((folder / bad).read_bytes()[:300])
+        else:
+            np.savez(folder / bad, **arrays)
         with pytest.raises(ValueError, match=message):
             main(["--suite", str(folder), "--seeds", "0", "--out", str(tmp_path / "out")])
         assert not (tmp_path / "out.csv").exists()  # 1_ok.npz did not run either
         (folder / bad).unlink()
+
+
+def test_options_of_configs_runs_and_another_results_file_are_refused_with_a_suite(tmp_path, capsys):
+    folder = tmp_path / "tables"
+    folder.mkdir()
+    x = np.random.default_rng(0).normal(size=(60, 3))
+    np.savez(folder / "²_superscript.npz", X=x, y=np.r_[np.zeros(54), np.ones(6)])
+    assert suite.table_order("²_superscript") == (0, "²_superscript") and suite.table_order("12_a") == (12, "12_a")
+    for extra, message in [
+        (["--epochs", "1"], "not --epochs$"),
+        (["--select-on", "f1_rho", "--recon-inference"], "not --recon-inference, --select-on$"),
+    ]:
+        with pytest.raises(SystemExit):
+            main(["--suite", str(folder), "--out", str(tmp_path / "out"), *extra])
+        assert re.search(message, capsys.readouterr().err.splitlines()[0])
+    (tmp_path / "grid.csv").write_text("method,dataset,protocol,seed,status,settings\n")
+    with pytest.raises(SystemExit):
+        main(["--suite", str(folder), "--out", str(tmp_path / "grid")])
+    assert "grid.csv is no --suite results file" in capsys.readouterr().err
