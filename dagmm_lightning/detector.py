@@ -314,7 +314,13 @@ class DAGMMDetector(BaseEstimator):
                 shown["log_every_n_steps"] = max(1, min(50, n_rows // self.batch_size))
             steps = dict(max_epochs=-1, max_steps=TRAINING_STEPS) if self.epochs is None else {}
             trainer = L.Trainer(**{"max_epochs": self.epochs, **steps}, **shown, **TRAINER)
-            trainer.fit(self.model_, datamodule=data)
+            try:
+                trainer.fit(self.model_, datamodule=data)
+            except SystemExit:  # Lightning ends an interrupted fit with sys.exit(1): a caller expects Ctrl-C's own
+                if not trainer.interrupted:
+                    raise
+                del self.model_  # half trained: the detector is not fitted
+                raise KeyboardInterrupt from None
 
     def _build_model(self, d: int) -> DAGMM:
         hidden = tuple(self.hidden_dims) if self.hidden_dims is not None else None

@@ -349,7 +349,15 @@ def main(argv: list[str] | None = None) -> None:
         unknown = sorted(set(settings) - set(DAGMMDetector().get_params()))
         if unknown:
             raise ConfigurationError(f"--detector: {unknown} are not DAGMMDetector settings; see its docstring")
-        run_suite(Path(args.suite), parse_seeds(args.seeds), settings, method, True, csv_path)
+        if "random_state" in settings:  # each seed's run takes the seed: one fixed state would repeat one run
+            parser.error("--detector: random_state is each run's seed; give the seeds with --seeds")
+        try:
+            run_suite(Path(args.suite), parse_seeds(args.seeds), settings, method, True, csv_path)
+        except KeyboardInterrupt:  # the rows so far are kept: report them, and say how to go on
+            if read_rows(csv_path):
+                write_suite_reports(csv_path)
+                print(f"\ninterrupted: wrote {csv_path.with_suffix('.md')} of the runs so far; the same command resumes")
+            raise SystemExit(130) from None
         write_suite_reports(csv_path)
         print(f"wrote {csv_path}, {csv_path.with_suffix('.md')}, {csv_path.with_suffix('.png')}")
         return

@@ -175,7 +175,8 @@ def summarize_suite(rows: list[dict]) -> str:
     for t in tables:
         scored = [cells[(m, t)] for m in methods if m in BASELINES and np.isfinite(cells[(m, t)])]
         cells_shown = [shown((m, t)) for m in methods]
-        lines.append(f"| {t} | " + " | ".join(cells_shown) + (f" | {max(scored):.3f} |" if scored else " | |"))
+        name = t.replace("|", "\\|")  # a bar in a file's name would end the Markdown cell
+        lines.append(f"| {name} | " + " | ".join(cells_shown) + (f" | {max(scored):.3f} |" if scored else " | |"))
     # the means over the same tables for every method: those where each scored every seed it ran
     complete = [t for t in tables if all(runs[(m, t)] and len(ok[(m, t)]) == len(runs[(m, t)]) for m in methods)]
     means = {m: np.mean([cells[(m, t)] for t in complete]) if complete else float("nan") for m in methods}

@@ -67,6 +67,24 @@ def test_fit_leaves_the_callers_random_state_as_it_was(monkeypatch):
     assert draws() == expected and os.environ.get("PL_GLOBAL_SEED") == before and accelerators == []
 
 
+def test_ctrl_c_during_fit_is_a_keyboard_interrupt_and_leaves_it_unfitted(monkeypatch):
+    import signal
+
+    from dagmm_lightning.models import DAGMM
+
+    def interrupted(self, batch, batch_idx):
+        raise KeyboardInterrupt  # as Ctrl-C arrives mid-epoch; Lightning turns it into sys.exit(1)
+
+    monkeypatch.setattr(DAGMM, "training_step", interrupted)
+    handler = signal.getsignal(signal.SIGINT)
+    det = DAGMMDetector(epochs=1, members=1, random_state=0)
+    with pytest.raises(KeyboardInterrupt):
+        det.fit(blobs(n=200, outliers=10)[0])
+    assert signal.getsignal(signal.SIGINT) == handler  # a second Ctrl-C still reaches the caller
+    with pytest.raises(NotFittedError):
+        det.decision_function(np.zeros((2, 5)))
+
+
 def test_clone_and_set_params_round_trip():
     det = DAGMMDetector(variant="vae", contamination=0.2, epochs=3, hidden_dims=(4, 2), random_state=5)
     copy = clone(det)

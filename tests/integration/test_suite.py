@@ -156,3 +156,32 @@ def test_options_of_configs_runs_and_another_results_file_are_refused_with_a_sui
     with pytest.raises(SystemExit):
         main(["--suite", str(folder), "--out", str(tmp_path / "grid")])
     assert "grid.csv is no --suite results file" in capsys.readouterr().err
+
+
+def test_a_bar_in_a_table_name_stays_in_its_markdown_cell(tmp_path):
+    rows = suite_rows(tmp_path / "s.csv", [("1_a|b", "dagmm_detector", 0.9, "ok"), ("1_a|b", "knn", 0.8, "ok")])
+    assert "| 1_a\\|b | 0.900 | 0.800 | 0.800 |" in suite.summarize_suite(rows).splitlines()
+
+
+def test_random_state_is_refused_and_an_interrupted_suite_reports_its_rows(tmp_path, capsys, monkeypatch):
+    folder = tmp_path / "tables"
+    folder.mkdir()
+    x = np.random.default_rng(0).normal(size=(60, 3))
+    for name in ("1_a", "2_b"):
+        np.savez(folder / f"{name}.npz", X=x, y=np.r_[np.zeros(54), np.ones(6)])
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit):
+        main(["--suite", str(folder), "--detector", '{"random_state": 5}', "--out", str(out)])
+    assert "random_state is each run's seed; give the seeds with --seeds" in capsys.readouterr().err
+
+    def scores(settings, x_train, x_test, seed):  # the detector stands in: the second table is "interrupted"
+        if len(suite.read_rows(out.with_suffix(".csv"))) >= 5:
+            raise KeyboardInterrupt
+        return x_test.sum(axis=1)
+
+    monkeypatch.setattr(suite, "detector_scores", scores)
+    with pytest.raises(SystemExit) as stopped:
+        main(["--suite", str(folder), "--seeds", "0", "--out", str(out)])
+    assert stopped.value.code == 130 and "the same command resumes" in capsys.readouterr().out
+    table = out.with_suffix(".md").read_text()
+    assert "| 1_a |" in table and "2_b" not in table and len(suite.read_rows(out.with_suffix(".csv"))) == 5
