@@ -356,7 +356,7 @@ def main(argv: list[str] | None = None) -> None:
         except KeyboardInterrupt:  # the rows so far are kept: report them, and say how to go on
             if read_rows(csv_path):
                 write_suite_reports(csv_path)
-                print(f"\ninterrupted: wrote {csv_path.with_suffix('.md')} of the runs so far; the same command resumes")
+                print(f"\ninterrupted: wrote {csv_path.with_suffix('.md')} of the runs so far; the command resumes")
             raise SystemExit(130) from None
         write_suite_reports(csv_path)
         print(f"wrote {csv_path}, {csv_path.with_suffix('.md')}, {csv_path.with_suffix('.png')}")

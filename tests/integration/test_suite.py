@@ -182,6 +182,6 @@ def test_random_state_is_refused_and_an_interrupted_suite_reports_its_rows(tmp_p
     monkeypatch.setattr(suite, "detector_scores", scores)
     with pytest.raises(SystemExit) as stopped:
         main(["--suite", str(folder), "--seeds", "0", "--out", str(out)])
-    assert stopped.value.code == 130 and "the same command resumes" in capsys.readouterr().out
+    assert stopped.value.code == 130 and "the command resumes" in capsys.readouterr().out
     table = out.with_suffix(".md").read_text()
     assert "| 1_a |" in table and "2_b" not in table and len(suite.read_rows(out.with_suffix(".csv"))) == 5
