@@ -35,7 +35,7 @@ from lightning.pytorch.utilities import rank_zero_info  # noqa: E402
 from lightning.pytorch.utilities.exceptions import MisconfigurationException  # noqa: E402
 
 from dagmm_lightning import models  # noqa: E402
-from dagmm_lightning.callbacks import AnomalyFigures, AnomalyMetrics, PredictionCSVWriter  # noqa: E402
+from dagmm_lightning.callbacks import AnomalyFigures, AnomalyMetrics, LastEpochCheckpoint, PredictionCSVWriter  # noqa: E402
 from dagmm_lightning.callbacks.metrics import LAST_STEP_VALIDATED  # noqa: E402
 from dagmm_lightning.data import AnomalyDataModule  # noqa: E402
 from dagmm_lightning.data.datamodule import TABLE  # noqa: E402
@@ -303,6 +303,10 @@ class DAGMMCLI(LightningCLI):
             if folder is not None and own_error(err) is not None:  # ours, reported in one line
                 remove_if_only_startup_files(folder)
             raise
+        except SystemExit:  # Lightning's answer to Ctrl-C: say what the fit left and how to go on
+            if subcommand == "fit" and self.trainer.interrupted:
+                rank_zero_info(interrupted_fit_summary(self.trainer))
+            raise
 
     def _instantiate_trainer(self, config: dict, callbacks: list):
         if config.get("enable_checkpointing") is False:  # the checkpoint callback every run adds, dropped
@@ -317,9 +321,10 @@ class DAGMMCLI(LightningCLI):
         parser.add_lightning_class_args(AnomalyMetrics, "metrics")
         parser.add_lightning_class_args(PredictionCSVWriter, "prediction_writer")
         parser.add_lightning_class_args(AnomalyFigures, "figures")
-        # Every run keeps last.ckpt, written at the end of every training epoch (the model refits its
-        # mixture before a checkpoint is written), and the best one when a metric is monitored.
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        # Every run keeps last.ckpt (LastEpochCheckpoint: at the fit's end, and at an epoch's end every
+        # 5 minutes; the model refits its mixture before a checkpoint is written), and the best one when a
+        # metric is monitored.
+        parser.add_lightning_class_args(LastEpochCheckpoint, "checkpoint")
         parser.set_defaults({"checkpoint.save_on_train_epoch_end": True, "checkpoint.save_last": True})
         parser.set_defaults({"model": {"class_path": "dagmm_lightning.models.DAGMM"}})  # a checkpoint may name another
 
@@ -514,8 +519,7 @@ def fit_summary(trainer, datamodule: AnomalyDataModule, metrics: dict[str, float
     spawned_last = None if last else spawned_last_checkpoint(trainer)
     if spawned_last is not None:  # the epochs ran in the spawned processes; their last checkpoint counts them
         last = str(spawned_last)
-        state = torch.load(last, weights_only=False, map_location="cpu")
-        done = int(state["loops"]["fit_loop"]["epoch_progress"]["current"]["completed"])
+        done = epochs_trained(last)
     lines = [f"fit finished after {done} epoch{'s' if done != 1 else ''}; data: {datamodule.describe()}"]
     if trainer.logger is not None and trainer.log_dir:
         lines.append(f"  logs:        {trainer.log_dir}   (tensorboard --logdir {trainer.logger.save_dir})")
@@ -554,6 +558,28 @@ def fit_summary(trainer, datamodule: AnomalyDataModule, metrics: dict[str, float
         else:
             lines += [f"  next:        dagmm test --ckpt_path {last}", f"               {predict}"]
     return "\n".join(lines)
+
+
+def epochs_trained(checkpoint: str | Path) -> int:
+    """The training epochs a fit's checkpoint holds (one written at an epoch's end counts that epoch: its
+    fit loop has processed it, not yet completed it)."""
+    loops = torch.load(checkpoint, weights_only=False, map_location="cpu")["loops"]
+    return int(loops["fit_loop"]["epoch_progress"]["current"]["processed"])
+
+
+def interrupted_fit_summary(trainer) -> str:
+    """What an interrupted ``fit`` leaves: its last epoch's checkpoint and the command that goes on from it."""
+    checkpoint = trainer.checkpoint_callback
+    last = (checkpoint.last_model_path if checkpoint is not None else "") or spawned_last_checkpoint(trainer)
+    if not last:
+        return "fit interrupted before its first epoch ended: no checkpoint written"
+    done = epochs_trained(last)
+    config = Path(trainer.log_dir, "config.yaml") if trainer.log_dir else None
+    again = f"--config {config} " if config is not None and config.is_file() else ""
+    return (
+        f"fit interrupted; {last} holds its first {done} epoch{'s' if done != 1 else ''}\n"
+        f"  go on:       dagmm fit {again}--ckpt_path {last}"
+    )
 
 
 def new_run_folder(trainer) -> Path | None:

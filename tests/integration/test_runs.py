@@ -5,7 +5,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from dagmm_lightning.callbacks import AnomalyMetrics
+from dagmm_lightning.callbacks import AnomalyMetrics, LastEpochCheckpoint
 from dagmm_lightning.cli import build_cli
 from dagmm_lightning.data import AnomalyDataModule
 from dagmm_lightning.models import DAGMM, DAGMMVAE
@@ -166,3 +166,50 @@ def test_the_last_training_loss_is_the_last_steps_whatever_is_logged():
     trainer.fit(model, datamodule=AnomalyDataModule("breast_cancer", seed=0, batch_size=32))
     assert trainer.global_step > 1 and model.last_training_loss == pytest.approx(seen.loss, rel=1e-6)
     assert model.last_training_loss != pytest.approx(float(trainer.callback_metrics["train/loss"]), rel=1e-6)
+
+
+class FailsAtEpoch(L.Callback):
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == self.epoch:
+            raise RuntimeError("stopped")
+
+
+def test_last_ckpt_follows_the_fit_even_when_it_stops_or_a_monitor_stays_put(tmp_path, monkeypatch):
+    # Lightning 2.6 writes last.ckpt only beside a top-k checkpoint: the CLI's keeps it at epochs' ends
+    monkeypatch.setattr(LastEpochCheckpoint, "LAST_EVERY_SECONDS", 0.0)  # every epoch's end, not every 5 min
+    cli = build_cli(["--config", "configs/quickstart.yaml", "--trainer.logger", "false", *QUICK], run=False)
+    cli.trainer.callbacks.append(FailsAtEpoch(3))
+    cli.trainer.checkpoint_callback.dirpath = str(tmp_path / "a")
+    with pytest.raises(RuntimeError, match="stopped"):
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    saved = torch.load(tmp_path / "a" / "last.ckpt", weights_only=False)
+    assert saved["epoch"] == 2 and saved["global_step"] == cli.trainer.global_step  # 3 epochs done, all in it
+    fit_metrics(tmp_path, "m", 3, extra=["--checkpoint.monitor", "epoch", "--checkpoint.mode", "min"])
+    best, last = next((tmp_path / "m").rglob("epoch=*.ckpt")), next((tmp_path / "m").rglob("last.ckpt"))
+    assert torch.load(best, weights_only=False)["epoch"] == 0  # the "best" epoch: the first
+    assert torch.load(last, weights_only=False)["epoch"] == 2  # last.ckpt: the last, not the best
+    monkeypatch.setattr(LastEpochCheckpoint, "LAST_EVERY_SECONDS", 3600.0)
+    cli, _ = fit_metrics(tmp_path, "steps", 3, extra=["--trainer.max_steps", "5"])  # ends inside epoch 3
+    last = torch.load(next((tmp_path / "steps").rglob("last.ckpt")), weights_only=False)
+    assert last["global_step"] == cli.trainer.global_step == 5  # the fit's end, whatever the interval
+
+
+def test_an_interrupted_fit_says_where_its_checkpoint_is_and_how_to_go_on(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(LastEpochCheckpoint, "LAST_EVERY_SECONDS", 0.0)
+    step = DAGMM.training_step
+
+    def interrupted(self, batch, batch_idx):
+        if self.current_epoch == 2:
+            raise KeyboardInterrupt  # Ctrl-C in the third epoch; Lightning ends the run with sys.exit(1)
+        return step(self, batch, batch_idx)
+
+    monkeypatch.setattr(DAGMM, "training_step", interrupted)
+    with caplog.at_level("INFO"), pytest.raises(SystemExit):
+        fit_metrics(tmp_path, "i", 5)
+    last = next((tmp_path / "i").rglob("last.ckpt"))
+    config = next((tmp_path / "i").rglob("config.yaml"))
+    assert f"fit interrupted; {last} holds its first 2 epochs" in caplog.text
+    assert f"go on:       dagmm fit --config {config} --ckpt_path {last}" in caplog.text
