@@ -255,6 +255,11 @@ def class_options(class_path: str) -> list[str]:
 class DAGMMCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
+        if self.subcommand in ("test", "validate") and config.get("data.predict_file") is not None:
+            raise ConfigurationError(
+                f"--data.predict_file is scored by predict only; {self.subcommand} takes the split's "
+                f"{'test' if self.subcommand == 'test' else 'val'} rows (predict writes a file's scores and labels)"
+            )
         checkpoint = config.get("checkpoint")
         if checkpoint is not None and checkpoint.get("monitor") is None and checkpoint.get("save_top_k") == 1:
             checkpoint["save_top_k"] = 0  # nothing to rank by: last.ckpt is the one checkpoint
@@ -436,6 +441,12 @@ class DAGMMCLI(LightningCLI):
         if writer is not None and writer.written_to is not None:
             rank_zero_info(f"wrote {writer.rows_written} predictions to {writer.written_to}")
 
+    def after_test(self) -> None:
+        if logged_to(self.trainer):
+            rank_zero_info(logged_to(self.trainer).strip())
+
+    after_validate = after_test
+
     def after_fit(self) -> None:
         trainer, metrics = self.trainer, next(c for c in self.trainer.callbacks if isinstance(c, AnomalyMetrics))
         validated = metrics.validated_at_step == trainer.global_step
@@ -453,6 +464,13 @@ class DAGMMCLI(LightningCLI):
         if val is None and spawned(trainer):  # the workers' metrics reach this process as the trainer's
             val = {k[4:]: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")} or None
         rank_zero_info(fit_summary(trainer, self.datamodule, val))
+
+
+def logged_to(trainer) -> str:
+    """Where a run's TensorBoard (or CSV) logs went, with the command that shows them ('' without a logger)."""
+    if trainer.logger is None or not trainer.log_dir:
+        return ""
+    return f"  logs:        {trainer.log_dir}   (tensorboard --logdir {trainer.logger.save_dir})"
 
 
 def model_settings(config) -> dict:
@@ -521,8 +539,8 @@ def fit_summary(trainer, datamodule: AnomalyDataModule, metrics: dict[str, float
         last = str(spawned_last)
         done = epochs_trained(last)
     lines = [f"fit finished after {done} epoch{'s' if done != 1 else ''}; data: {datamodule.describe()}"]
-    if trainer.logger is not None and trainer.log_dir:
-        lines.append(f"  logs:        {trainer.log_dir}   (tensorboard --logdir {trainer.logger.save_dir})")
+    if logged_to(trainer):
+        lines.append(logged_to(trainer))
     if last:
         lines.append(f"  checkpoint:  {last} (last epoch)")
     elif checkpoint is not None and done == 0 and not checkpoint.best_model_path:
@@ -542,6 +560,10 @@ def fit_summary(trainer, datamodule: AnomalyDataModule, metrics: dict[str, float
         done += [f"{reseeded} empty components re-seeded (most in a member)"] if reseeded and counted else []
         done += [f"refined by {em_steps} EM steps (at most {network.em_steps})"] if network.em_steps and counted else []
         lines.append(f"  mixture:     {', '.join(done)}")
+    calibration = getattr(network, "calibration", None)
+    if calibration is not None and calibration.contamination and counted:  # predict flags rows above it
+        above = f"the top {100 * calibration.contamination:g} % of training scores lie above"
+        lines.append(f"  threshold:   {float(calibration.threshold):.6g} ({above})")
     if metrics:
         shown = "  ".join(f"{k} {metrics[k]:.4f}" for k in KEY_METRICS if k in metrics)
         lines.append(f"  validation:  {shown}")

@@ -179,7 +179,18 @@ class DAGMMDetector(BaseEstimator):
         read chunk by chunk, never copied whole."""
         n_fitted, preprocessor = len(self.preprocessor_.numeric), self.preprocessor_
         step = max(1024, SCORING_BATCH // int(self.model_.hparams.get("members", 1)))
-        if isinstance(X, pd.DataFrame) and not hasattr(self, "feature_names_in_"):
+        named = hasattr(self, "feature_names_in_")
+        if isinstance(X, pd.DataFrame) != named:  # scikit-learn's warnings: columns go by position then
+            warnings.warn(
+                "X has feature names, but DAGMMDetector was fitted without feature names (columns are taken by "
+                "position)"
+                if named is False
+                else "X does not have valid feature names, but DAGMMDetector was fitted with feature names "
+                "(columns are taken by position)",
+                UserWarning,
+                stacklevel=3,
+            )
+        if isinstance(X, pd.DataFrame) and not named:
             if X.shape[1] != n_fitted:  # fitted on an array: columns by position, as scikit-learn takes them
                 raise DataError(f"X has {X.shape[1]} columns, but the detector was fitted on an array of {n_fitted}")
             X = X.to_numpy()

@@ -10,13 +10,15 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 
 from dagmm_lightning.errors import DataError
 
+OTHER_FORMATS = (".parquet", ".pq", ".npz", ".npy", ".json", ".xlsx", ".xls", ".feather", ".pkl", ".pickle")
 COLUMNS = {"index": torch.long, "score": torch.float64, "prediction": torch.long, "label": torch.long}
 
 
 class PredictionCSVWriter(BasePredictionWriter):
-    """Appends every predicted batch to one CSV as it comes, so memory stays flat whatever the number of
-    rows; under DDP each rank writes a part file and rank 0 joins them at the end, sorted by row index
-    (each row once).
+    """Appends every predicted batch to a part file as it comes, so memory stays flat whatever the number
+    of rows, and names it the CSV when every row is written (a run that fails leaves no file there, and an
+    earlier one as it was); under DDP each rank writes a part file and rank 0 joins them at the end,
+    sorted by row index (each row once).
 
     Args:
         output_path: the CSV to write (an existing folder: ``predictions.csv`` in it); default
@@ -33,11 +35,17 @@ class PredictionCSVWriter(BasePredictionWriter):
 
     def _part_path(self, trainer, rank: int) -> Path:
         path = self.written_to
-        return path if trainer.world_size == 1 else path.with_name(f"{path.stem}.rank{rank}{path.suffix}")
+        rank_part = "" if trainer.world_size == 1 else f".rank{rank}"
+        return path.with_name(f"{path.name}{rank_part}.part")
 
     def on_predict_start(self, trainer, pl_module) -> None:
         path = Path(self.output_path or trainer.log_dir or ".")
         self.written_to = path / "predictions.csv" if path.is_dir() or not self.output_path else path
+        if self.written_to.suffix.lower() in OTHER_FORMATS:
+            raise DataError(f"--prediction_writer.output_path {self.written_to}: the predictions are CSV; name a .csv")
+        source = getattr(trainer.datamodule, "predict_file", None)
+        if source is not None and Path(source).resolve() == self.written_to.resolve():
+            raise DataError(f"--prediction_writer.output_path {self.written_to} is the file being scored; name another")
         try:
             self.written_to.parent.mkdir(parents=True, exist_ok=True)
         except (FileExistsError, NotADirectoryError):
@@ -54,6 +62,7 @@ class PredictionCSVWriter(BasePredictionWriter):
     def on_predict_end(self, trainer, pl_module) -> None:
         self._close()
         if trainer.world_size == 1:
+            self._part_path(trainer, 0).replace(self.written_to)
             return
         trainer.strategy.barrier()
         if trainer.is_global_zero:
@@ -67,7 +76,9 @@ class PredictionCSVWriter(BasePredictionWriter):
         trainer.strategy.barrier()
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
-        self._close()
+        if self._part is not None:  # a partial file would pass for the predictions
+            self._close()
+            self._part_path(trainer, trainer.global_rank).unlink(missing_ok=True)
 
     def _close(self) -> None:
         if self._part is not None:

@@ -66,9 +66,9 @@ class FileRows:
                 if self.label_column is not None and self.label_column in frame.columns:
                     labels = anomaly_labels(frame.pop(self.label_column), self.label_column).astype(np.int64)
                 try:
-                    x = torch.from_numpy(self.preprocessor.scale(self.preprocessor.encode(frame)))
+                    x = torch.from_numpy(self.preprocessor.scale(self.preprocessor.encode(frame, first_row)))
                 except DataError as err:
-                    raise DataError(f"{self.path}, rows from {first_row}: {err}") from None
+                    raise DataError(f"{self.path}: {err}") from None
                 rows = torch.arange(first_row, first_row + len(frame))
                 yield from zip(
                     x.split(self.batch_size),

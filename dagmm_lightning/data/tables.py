@@ -299,8 +299,9 @@ class TablePreprocessor:
             )
         return self
 
-    def encode(self, frame: pd.DataFrame) -> np.ndarray:
-        """Unscaled encoded rows (N, n_features), float64; clear errors for missing or bad columns."""
+    def encode(self, frame: pd.DataFrame, first_row: int = 0) -> np.ndarray:
+        """Unscaled encoded rows (N, n_features), float64; clear errors for missing or bad columns (rows
+        numbered from ``first_row``), a warning for categories not seen in training."""
         frame = frame.rename(columns=str)
         missing = [c for c in [*self.numeric, *self.categories] if c not in frame.columns]
         if missing:
@@ -322,11 +323,18 @@ class TablePreprocessor:
                 if example:
                     raise DataError(f"column {column!r} should be numeric but holds non-numeric values, e.g. {example}")
                 numeric = numeric.assign(**{column: coerced})
-            parts.append(self._finite(numeric.to_numpy(dtype=np.float64)))
+            parts.append(self._finite(numeric.to_numpy(dtype=np.float64), first_row))
         for column, cats in self.categories.items():
             codes = category_codes(cats, frame[column])
             one_hot = np.zeros((len(frame), len(cats)), dtype=np.float64)
             known = codes >= 0
+            if not known.all():  # scored as unusual by design, but a changed spelling would flag every row
+                unseen = pd.unique(frame[column].to_numpy()[~known])
+                shown = ", ".join(repr(v) for v in unseen[:3]) + (", ..." if len(unseen) > 3 else "")
+                rank_zero_warn(
+                    f"column {column!r}: {int((~known).sum())} of {len(frame)} rows hold categories not seen in "
+                    f"training ({shown}); they are encoded as no category and score as unusual"
+                )
             one_hot[np.flatnonzero(known), codes[known]] = 1.0
             parts.append(one_hot)
         return np.concatenate(parts, axis=1) if parts else np.zeros((len(frame), 0))

@@ -42,6 +42,17 @@ def test_fit_without_checkpointing_writes_no_checkpoint(tmp_path, caplog):
     assert "checkpoint:  none written (no epoch trained)" in caplog.text and "next:" not in caplog.text
 
 
+def test_fit_summary_shows_the_threshold_and_test_says_where_it_logged(tmp_path, caplog):
+    fitted = run(["fit", "--config", "configs/quickstart.yaml", "--trainer.max_epochs", "1"], tmp_path)
+    threshold = float(fitted.model.model.calibration.threshold)
+    above = (fitted.model.training_scores().numpy() > threshold).mean()
+    assert above == pytest.approx(0.1, abs=0.01)  # quickstart's contamination: 10 % of the training rows
+    assert f"threshold:   {threshold:.6g} (the top 10 % of training scores lie above)" in caplog.text
+    caplog.clear()
+    tested = run(["test", "--ckpt_path", str(next((tmp_path / "logs").rglob("last.ckpt")))], tmp_path)
+    assert f"logs:        {tested.trainer.log_dir}   (tensorboard --logdir {tmp_path / 'logs'})" in caplog.text
+
+
 def test_more_components_than_training_rows_are_refused(tmp_path):
     args = ["fit", "--config", "configs/quickstart.yaml", "--model.init_args.n_components", "200"]
     with pytest.raises(ValueError, match="n_components 200 is more than the 158 training rows"):

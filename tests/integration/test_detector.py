@@ -148,9 +148,12 @@ def test_set_sizes_or_no_reseeding_give_the_papers_fit():
 def test_dataframe_and_array_give_identical_scores(fitted):
     det, x, _ = fitted
     frame = pd.DataFrame(x, columns=[f"x{i}" for i in range(5)])
-    np.testing.assert_array_equal(det.decision_function(frame), det.decision_function(x))
+    by_position = "X has feature names, but DAGMMDetector was fitted without feature names"  # scikit-learn's
+    with pytest.warns(UserWarning, match=by_position):
+        np.testing.assert_array_equal(det.decision_function(frame), det.decision_function(x))
     named = pd.DataFrame(x, columns=list("abcde"))  # fitted on an array: a DataFrame's columns by position
-    np.testing.assert_array_equal(det.decision_function(named), det.decision_function(x))
+    with pytest.warns(UserWarning, match=by_position):
+        np.testing.assert_array_equal(det.decision_function(named), det.decision_function(x))
     with pytest.raises(DataError, match="X has 4 columns, but the detector was fitted on an array of 5"):
         det.decision_function(named.iloc[:, :4])
     same_seed = DAGMMDetector(contamination=0.05, epochs=40, random_state=0).fit(frame)
@@ -158,6 +161,8 @@ def test_dataframe_and_array_give_identical_scores(fitted):
     reordered = frame[frame.columns[::-1]]  # fitted on a DataFrame: its columns by name
     np.testing.assert_array_equal(same_seed.decision_function(reordered), same_seed.decision_function(frame))
     assert list(same_seed.feature_names_in_) == list(frame.columns) and not hasattr(det, "feature_names_in_")
+    with pytest.warns(UserWarning, match="X does not have valid feature names, but DAGMMDetector was fitted with"):
+        np.testing.assert_array_equal(same_seed.decision_function(x), same_seed.decision_function(frame))
     with pytest.raises(DataError, match=r"X has columns the detector was not fitted on: \['row_id'\]; drop them"):
         same_seed.decision_function(frame.assign(row_id=np.arange(len(frame))))
 
@@ -264,6 +269,17 @@ def test_a_missing_value_in_a_text_column_is_its_own_category():
     det = DAGMMDetector(epochs=1, members=1, random_state=0).fit(frame)
     assert det.preprocessor_.categories == {"kind": ["nan", "u", "v"]}
     assert np.isfinite(det.decision_function(frame.iloc[:10])).all()
+
+
+def test_categories_not_seen_in_training_are_named_in_a_warning():
+    x, _ = blobs(n=200, outliers=0)
+    frame = pd.DataFrame(x, columns=list("abcde")).assign(proto=np.where(np.arange(200) % 2, "tcp", "udp"))
+    det = DAGMMDetector(epochs=1, members=1, random_state=0).fit(frame)
+    shouted = frame.assign(proto=frame.proto.str.upper())  # a changed spelling: every row unseen
+    with pytest.warns(UserWarning, match=r"column 'proto': 200 of 200 rows hold categories not seen in training"):
+        assert det.predict(shouted).mean() == 1.0
+    with pytest.warns(UserWarning, match=r"1 of 10 rows hold categories not seen in training \('sctp'\)"):
+        det.decision_function(frame.iloc[:10].assign(proto=["sctp", *frame.proto[1:10]]))
 
 
 def test_numbers_stored_as_text_are_numbers_and_dates_are_refused():

@@ -192,6 +192,17 @@ def test_a_table_takes_its_contamination_from_its_labels_and_predicts_from_the_c
     predict = ["predict", "--ckpt_path", last, "--data.predict_file", str(new_rows)]
     run([*predict, "--prediction_writer.output_path", str(out)], tmp_path)  # a file of its own: scored all the same
     assert len(pd.read_csv(out)) == 30
+    for path, message in [(new_rows, "is the file being scored"), (tmp_path / "s.parquet", "predictions are CSV")]:
+        with pytest.raises(ValueError, match=message):
+            run([*predict, "--prediction_writer.output_path", str(path)], tmp_path)
+    broken = pd.read_csv(new_rows, sep="\t")
+    broken.loc[20, "a"] = np.nan
+    broken.to_csv(new_rows, sep="\t", index=False)
+    with pytest.raises(ValueError, match="at row 20"):
+        run([*predict, "--prediction_writer.output_path", str(out)], tmp_path)
+    assert len(pd.read_csv(out)) == 30 and not list(tmp_path.glob("*.part"))  # the earlier file, no partial one
+    with pytest.raises(ValueError, match="--data.predict_file is scored by predict only; test takes the split's"):
+        run(["test", "--ckpt_path", last, "--data.predict_file", str(new_rows)], tmp_path)  # had tested the split
 
 
 def test_a_checkpoint_tests_with_the_columns_it_was_trained_on(tmp_path):
@@ -329,6 +340,7 @@ QS = ["--config", "configs/quickstart.yaml"]
         (["fit", *QS, "--checkpoint.monitor", "val/f1rho"], r"no metric .*\(did you mean 'val/f1_rho'\?\)"),
         (["fit", *QS, "--checkpoint.monitor", "roc_auc"], r"roc_auc: no metric .*\(did you mean 'val/roc_auc'\?\)"),
         (["fit", *QS, "--checkpoint.monitor", "val/c"], "val/c: no metric of that name is logged"),  # DAGMMPU's
+        (["fit", *QS, "--data.label_column", "target"], "label_column is for dataset 'table'"),  # had been ignored
     ],
 )
 def test_setting_and_option_mistakes_are_one_line_errors(args, message, capsys, monkeypatch):

@@ -77,6 +77,10 @@ def test_a_bad_value_deep_in_the_file_is_named(tmp_path, preprocessor):
     frame.to_csv(path, index=False)
     with pytest.raises(DataError, match="rows.csv"):
         list(FileRows(path, preprocessor, "anomaly", batch_size=5, chunk_rows=7))
+    frame.loc[40, "size"] = np.nan
+    frame.to_csv(path, index=False)
+    with pytest.raises(DataError, match="the first in column 'size' at row 40;"):  # the file's row, not the chunk's
+        list(FileRows(path, preprocessor, "anomaly", batch_size=5, chunk_rows=7))
     with pytest.raises(DataError, match="no such file"):
         FileRows(tmp_path / "none.csv", preprocessor, None, batch_size=5)
 
