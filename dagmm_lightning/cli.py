@@ -38,7 +38,7 @@ from dagmm_lightning import models  # noqa: E402
 from dagmm_lightning.callbacks import AnomalyFigures, AnomalyMetrics, LastEpochCheckpoint, PredictionCSVWriter  # noqa: E402
 from dagmm_lightning.callbacks.metrics import LAST_STEP_VALIDATED  # noqa: E402
 from dagmm_lightning.data import AnomalyDataModule  # noqa: E402
-from dagmm_lightning.data.datamodule import TABLE  # noqa: E402
+from dagmm_lightning.data.datamodule import TABLE, default_data_dir  # noqa: E402
 from dagmm_lightning.errors import ConfigurationError, DataError, own_error  # noqa: E402
 from dagmm_lightning.models import DAGMM  # noqa: E402
 
@@ -390,6 +390,15 @@ class DAGMMCLI(LightningCLI):
         for key, value in saved.items():
             if key in defaults and key not in given and config.data.get(key) == defaults[key].default:
                 config.data[key] = value
+        # data found relative to the fit's folder: from another folder, where the fit found it
+        found_at = state.get("found_at", {})
+        if config.data.get("path") and "path" not in given and not Path(config.data.path).exists():
+            if Path(found_at.get("path", "")).is_file():
+                config.data.path = found_at["path"]
+        unset = config.data.get("data_dir") is None and "DAGMM_DATA_DIR" not in os.environ
+        if unset and "data_dir" not in given and not default_data_dir().exists():
+            if found_at.get("data_dir") and Path(found_at["data_dir"]).is_dir():
+                config.data.data_dir = found_at["data_dir"]
 
     def parse_arguments(self, parser, args) -> None:
         # the command line, for the data keys set by hand (a dict or Namespace of settings: none known)

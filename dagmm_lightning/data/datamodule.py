@@ -400,7 +400,11 @@ class AnomalyDataModule(L.LightningDataModule):
         split[TRAINING_VALUES] = self.training_values_fingerprint()
         split |= {"protocol": self.protocol, "split": self.split, "n_rows": len(self._labels)}
         split["split_settings"] = self.split_settings()
-        return {"dataset": self.dataset, "preprocessor": self.preprocessor.state_dict(), **split}
+        # where the data lay, in full: a run from the checkpoint in another folder finds it (cli._parse_ckpt_path)
+        found = {"data_dir": str(self.data_dir.resolve())}
+        if self.path:
+            found["path"] = str(Path(self.path).resolve())
+        return {"dataset": self.dataset, "preprocessor": self.preprocessor.state_dict(), **split, "found_at": found}
 
     def load_state_dict(self, state_dict: dict) -> None:
         if state_dict.get("dataset") != self.dataset:

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -186,3 +188,19 @@ def test_data_sized_model_keeps_its_sizes_and_em_refined_fit_in_the_checkpoint(t
     np.testing.assert_allclose(pd.read_csv(out)["score"], expected, rtol=1e-6)
     with pytest.raises(ValueError, match="cannot write .*predictions.csv/x.csv: a file stands where its folder"):
         run(["predict", "--ckpt_path", str(ckpt), "--prediction_writer.output_path", str(out / "x.csv")], tmp_path)
+
+
+def test_a_checkpoint_finds_its_data_from_another_folder(tmp_path, monkeypatch):
+    args = ["--config", "configs/quickstart.yaml", "--trainer.max_epochs", "1"]
+    run(["fit", *args, "--data.dataset", "thyroid"], tmp_path / "thyroid")  # data/thyroid.npz, relative
+    flows = pd.DataFrame(np.random.default_rng(0).normal(size=(300, 3)), columns=list("abc"))
+    flows.assign(y=np.r_[np.ones(15, int), np.zeros(285, int)]).to_csv(tmp_path / "flows.csv", index=False)
+    monkeypatch.chdir(tmp_path)
+    table = ["--data.dataset", "table", "--data.path", "flows.csv", "--data.label_column", "y"]
+    run(["fit", "--config", str(ROOT / args[1]), *args[2:], *table], tmp_path / "table")  # flows.csv, relative
+    monkeypatch.chdir(tmp_path / "table")  # neither data/ nor flows.csv here
+    monkeypatch.delenv("DAGMM_DATA_DIR", raising=False)
+    for name, data in (("thyroid", ROOT / "data"), ("table", tmp_path / "flows.csv")):
+        tested = run(["test", "--ckpt_path", str(next((tmp_path / name).rglob("last.ckpt")))], tmp_path / name)
+        assert (tested.datamodule.data_dir if name == "thyroid" else Path(tested.datamodule.path)) == data
+        assert tested.datamodule.splits.test.size
