@@ -212,7 +212,7 @@ def read_user_table(
     """
     path = existing_file(path)
     if path.suffix.lower() == ".npz":
-        if ignore_columns:
+        if ignore_columns and not label_optional:  # scoring: a checkpoint's ignored columns are simply not there
             raise DataError(f"{path.name} is an NPZ file: its columns have no names to ignore (ignore_columns)")
         if label_column not in (None, "y") and not label_optional:
             raise DataError(f"{path.name} is an NPZ file: its labels are its array 'y', not a column {label_column!r}")

@@ -496,6 +496,10 @@ def test_an_npz_file_takes_its_labels_from_y_only(tmp_path):
     np.testing.assert_array_equal(read_user_table(tmp_path / "rows.npz", "y").is_anomaly, [0, 1, 0, 0])
     with pytest.raises(DataError, match="rows.npz is an NPZ file: its labels are its array 'y', not a column 'label'"):
         read_user_table(tmp_path / "rows.npz", "label")
+    with pytest.raises(DataError, match="rows.npz is an NPZ file: its columns have no names to ignore"):
+        read_user_table(tmp_path / "rows.npz", ignore_columns=["id"])
+    scored = read_user_table(tmp_path / "rows.npz", "is_attack", None, True, ["id"])  # a checkpoint's settings
+    assert scored.features.shape == (4, 2)
 
 
 def test_a_value_that_is_not_a_number_in_a_streamed_file_names_its_column(tmp_path):
