@@ -205,6 +205,9 @@ class AnomalyMetrics(L.Callback):
         if final is None:
             return
         metrics = {f"hp/{k}": v for k, v in final.items() if np.isfinite(v)}
+        data = getattr(trainer.datamodule, "hparams", {})  # the data set and split tell runs apart too
+        settings = {**{f"data/{k}": v for k, v in data.items()}, **pl_module.hparams}
+        settings = {k: v for k, v in settings.items() if not k.removeprefix("data/").startswith("_")}  # jsonargparse's
         for logger in trainer.loggers:  # other loggers take no metrics here; they have the hparams already
             if isinstance(logger, TensorBoardLogger):
-                logger.log_hyperparams(dict(pl_module.hparams), metrics)
+                logger.log_hyperparams(settings, metrics)

@@ -49,6 +49,11 @@ def test_figures_and_hparams_reach_tensorboard(tmp_path):
         except KeyError:
             pass
     assert "_hparams_/session_start_info" in hparams  # TensorBoard's hparams view has the run
+    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+
+    shown = set(HParamsPluginData.FromString(hparams["_hparams_/session_start_info"]).session_start_info.hparams)
+    assert {"lr", "n_components", "data/dataset", "data/protocol", "data/batch_size"} <= shown  # model and data
+    assert not [k for k in shown if k.removeprefix("data/").startswith("_")]  # no _class_path, _instantiator
     last = str(next(tmp_path.rglob("last.ckpt")))
     build_cli(["test", "--ckpt_path", last, "--trainer.logger.init_args.save_dir", str(tmp_path / "test"), *QUICK])
     events = EventAccumulator(str(next((tmp_path / "test").rglob("events.out.tfevents*"))), size_guidance={"images": 0})
