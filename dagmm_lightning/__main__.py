@@ -45,11 +45,26 @@ def main(argv: list[str] | None = None) -> None:
 
             build_cli(argv)  # None: LightningCLI reads the command line itself
     except Exception as err:
-        ours = own_error(err)
+        ours = own_error(err) or settings_error(err)
         if ours is None:
             raise
         print(f"dagmm: error: {ours}", file=sys.stderr)
         sys.exit(2)
+
+
+def settings_error(err: Exception) -> str | None:
+    """Lightning's word on a setting it refuses only once a run starts (``val_check_interval`` past the
+    epoch, gradient clipping with manual optimisation, a callback's package not installed), in one line."""
+    from lightning.pytorch.utilities.exceptions import MisconfigurationException
+
+    seen = set()
+    while err is not None and id(err) not in seen:  # also behind jsonargparse's errors of instantiation
+        missing_package = isinstance(err, ModuleNotFoundError) and "pip install" in str(err)
+        if isinstance(err, MisconfigurationException) or missing_package:
+            return " ".join(str(err).split())
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
 
 
 if __name__ == "__main__":

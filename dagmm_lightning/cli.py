@@ -10,6 +10,7 @@ import itertools
 import logging
 import os
 import re
+import secrets
 import shutil
 import sys
 import warnings
@@ -45,11 +46,12 @@ from dagmm_lightning.models import DAGMM  # noqa: E402
 PROGRESS_REFRESH_RATE = 20
 MAX_SEED = 2**32 - 1  # numpy's seeds
 TRAINER_DEFAULTS = {
+    "default_root_dir": "logs",  # checkpoints and config.yaml of a run without a logger: under logs/, not here
     "logger": {
         "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
         # no placeholder hp_metric: TensorBoard's hparams view shows the first record, the final metrics' here
         "init_args": {"save_dir": "logs", "default_hp_metric": False},
-    }
+    },
 }
 
 
@@ -261,7 +263,13 @@ class DAGMMCLI(LightningCLI):
                 f"{'test' if self.subcommand == 'test' else 'val'} rows (predict writes a file's scores and labels)"
             )
         checkpoint = config.get("checkpoint")
-        if checkpoint is not None and checkpoint.get("monitor") is None and checkpoint.get("save_top_k") == 1:
+        periodic = ("every_n_train_steps", "every_n_epochs", "train_time_interval")
+        if (
+            checkpoint is not None
+            and checkpoint.get("monitor") is None
+            and checkpoint.get("save_top_k") == 1
+            and not any(checkpoint.get(key) for key in periodic)  # asked for: Lightning keeps the latest of those
+        ):
             checkpoint["save_top_k"] = 0  # nothing to rank by: last.ckpt is the one checkpoint
         # Redrawing the progress bar after every step cost ~1.5 ms a step, 10 % of a KDDCUP99 epoch;
         # unless the config brings its own bar or none, draw it every PROGRESS_REFRESH_RATE steps.
@@ -290,6 +298,10 @@ class DAGMMCLI(LightningCLI):
         seed = self.config.get(self.subcommand or "", self.config).get("seed_everything")
         if isinstance(seed, int) and not isinstance(seed, bool) and not 0 <= seed <= MAX_SEED:
             raise ConfigurationError(f"seed_everything must be in [0, {MAX_SEED}] (or true: a random one), got {seed}")
+        if seed is True:  # Lightning's seed_everything(None) takes 0 since 2.x: draw one, saved in config.yaml
+            drawn = os.environ.get("PL_GLOBAL_SEED")  # a DDP process launched by the first takes its seed
+            seed = int(drawn) if drawn is not None else secrets.randbelow(MAX_SEED + 1)
+            self.config.get(self.subcommand or "", self.config)["seed_everything"] = seed
         if self.subcommand == "fit":
             return super()._set_seed()
         seeding = logging.getLogger("lightning.fabric.utilities.seed")  # "Seed set to 0": a fit's news only
@@ -305,7 +317,7 @@ class DAGMMCLI(LightningCLI):
         try:
             super()._run_subcommand(subcommand)
         except Exception as err:
-            if folder is not None and own_error(err) is not None:  # ours, reported in one line
+            if folder is not None and (own_error(err) is not None or isinstance(err, MisconfigurationException)):
                 remove_if_only_startup_files(folder)
             raise
         except SystemExit:  # Lightning's answer to Ctrl-C: say what the fit left and how to go on
@@ -417,7 +429,8 @@ class DAGMMCLI(LightningCLI):
         steps_per_epoch = max(1, len(dm.splits.train) // max(dm.batch_size * trainer.world_size, 1))
         if isinstance(trainer.limit_train_batches, int):
             steps_per_epoch = min(steps_per_epoch, trainer.limit_train_batches)
-        trainer.log_every_n_steps = max(1, min(trainer.log_every_n_steps, steps_per_epoch))
+        if trainer.log_every_n_steps > 0:  # 0: no step logging at all, as asked
+            trainer.log_every_n_steps = max(1, min(trainer.log_every_n_steps, steps_per_epoch))
         if spawned(trainer) and trainer.logger is not None:
             trainer.logger.version  # noqa: B018 - fixed here, else each spawn (fit, the validation after) picks a new one
         monitor = getattr(trainer.checkpoint_callback, "monitor", None)
@@ -479,6 +492,8 @@ def logged_to(trainer) -> str:
     """Where a run's TensorBoard (or CSV) logs went, with the command that shows them ('' without a logger)."""
     if trainer.logger is None or not trainer.log_dir:
         return ""
+    if not isinstance(trainer.logger, TensorBoardLogger):
+        return f"  logs:        {trainer.log_dir}"
     return f"  logs:        {trainer.log_dir}   (tensorboard --logdir {trainer.logger.save_dir})"
 
 

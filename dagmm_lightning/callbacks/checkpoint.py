@@ -36,8 +36,7 @@ class LastEpochCheckpoint(ModelCheckpoint):
         if not self._should_save_on_train_epoch_end(trainer):
             self._save_last(trainer, when_due=True)
 
-    def on_train_end(self, trainer, pl_module) -> None:
-        super().on_train_end(trainer, pl_module)  # Lightning's writes last.ckpt only if none was written
+    def on_train_end(self, trainer, pl_module) -> None:  # not Lightning's: it writes even under fast_dev_run
         self._save_last(trainer, when_due=False)
 
     def _save_last(self, trainer, when_due: bool) -> None:

@@ -217,6 +217,7 @@ class DAGMM(L.LightningModule):
             self._check_fit_components(int(fit_components), n_components, em_reseed)
         self.model = self.build_model() if latent_dim is not None else None
         self.register_buffer("fitted_at_step", torch.tensor(-1, dtype=torch.long))
+        self._fitted_weights: torch.Tensor | None = None  # mark_fitted's record (a checkpoint keeps the step only)
         self._training_scores: torch.Tensor | None = None
 
     # --- what a variant changes -------------------------------------------------------------------
@@ -253,7 +254,20 @@ class DAGMM(L.LightningModule):
         with the current weights."""
         with self.forward_context():
             self._training_scores = self.model.fit(TrainingRows(self._training_batches()))
+        self.mark_fitted()
+
+    def mark_fitted(self) -> None:
+        """Record which weights the mixture was fitted with: the step, and the weights themselves (weight
+        averaging, SWA, swaps them in at the end of training without a step)."""
         self.fitted_at_step.fill_(self.global_step)
+        self._fitted_weights = self._weights_fingerprint()
+
+    def _weights_fingerprint(self) -> torch.Tensor:
+        return (
+            torch.stack([p.detach().double().sum() for p in self.parameters()])
+            if self.model is not None
+            else torch.zeros(0)
+        )
 
     def forward_context(self):
         """The Trainer's precision context (autocast under mixed precision), so that passes outside the
@@ -524,7 +538,8 @@ class DAGMM(L.LightningModule):
         return self._training_scores
 
     def _refit_if_stale(self) -> bool:
-        if int(self.fitted_at_step) == self.global_step:
+        same_weights = self._fitted_weights is None or torch.equal(self._fitted_weights, self._weights_fingerprint())
+        if int(self.fitted_at_step) == self.global_step and same_weights:
             return False
         self.refit()
         return True

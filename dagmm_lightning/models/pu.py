@@ -63,7 +63,7 @@ class DAGMMPU(DAGMM):
         self._training_scores = None
         with self.forward_context():
             self.model.fit(TrainingRows(self._training_batches()), TrainingRows(datamodule.refit_dataloader("val")))
-        self.fitted_at_step.fill_(self.global_step)
+        self.mark_fitted()
 
     def on_train_epoch_start(self) -> None:
         super().on_train_epoch_start()

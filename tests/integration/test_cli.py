@@ -204,3 +204,21 @@ def test_a_checkpoint_finds_its_data_from_another_folder(tmp_path, monkeypatch):
         tested = run(["test", "--ckpt_path", str(next((tmp_path / name).rglob("last.ckpt")))], tmp_path / name)
         assert (tested.datamodule.data_dir if name == "thyroid" else Path(tested.datamodule.path)) == data
         assert tested.datamodule.splits.test.size
+
+
+def test_trainer_options_do_what_they_say(tmp_path, monkeypatch):
+    args = ["fit", "--config", "configs/quickstart.yaml", "--trainer.max_epochs", "2"]
+    seeds = []
+    for i in (0, 1):  # each a new process, as two commands would be
+        monkeypatch.delenv("PL_GLOBAL_SEED", raising=False)
+        seeds.append(run([*args, "--seed_everything", "true"], tmp_path / f"s{i}").config.fit.seed_everything)
+    assert seeds[0] != seeds[1]  # a random seed each (Lightning's own would be 0), and recorded:
+    assert f"seed_everything: {seeds[0]}" in next((tmp_path / "s0").rglob("config.yaml")).read_text()
+    monkeypatch.delenv("PL_GLOBAL_SEED", raising=False)
+    quiet = run([*args, "--trainer.log_every_n_steps", "0"], tmp_path / "q")
+    assert quiet.trainer.log_every_n_steps == 0  # no step logging, not every step
+    run([*args, "--checkpoint.every_n_train_steps", "3"], tmp_path / "n")
+    assert sorted(p.name for p in (tmp_path / "n").rglob("*.ckpt")) == ["epoch=1-step=3.ckpt", "last.ckpt"]
+    monkeypatch.chdir(tmp_path)
+    run([*args[:2], str(ROOT / args[2]), "--trainer.fast_dev_run", "true"], tmp_path / "f")
+    assert not [*(tmp_path / "f").rglob("*.ckpt"), *tmp_path.glob("checkpoints/*")]  # none with fast_dev_run

@@ -341,6 +341,8 @@ QS = ["--config", "configs/quickstart.yaml"]
         (["fit", *QS, "--checkpoint.monitor", "roc_auc"], r"roc_auc: no metric .*\(did you mean 'val/roc_auc'\?\)"),
         (["fit", *QS, "--checkpoint.monitor", "val/c"], "val/c: no metric of that name is logged"),  # DAGMMPU's
         (["fit", *QS, "--data.label_column", "target"], "label_column is for dataset 'table'"),  # had been ignored
+        # Lightning's checks once the run starts: its message, in one line
+        (["fit", *QS, "--trainer.limit_val_batches", "0.5"], r"requested to check 0.5 of the `val_dataloader`"),
     ],
 )
 def test_setting_and_option_mistakes_are_one_line_errors(args, message, capsys, monkeypatch):

@@ -218,3 +218,16 @@ def test_an_interrupted_fit_says_where_its_checkpoint_is_and_how_to_go_on(tmp_pa
     config = next((tmp_path / "i").rglob("config.yaml"))
     assert f"fit interrupted; {last} holds its first 2 epochs" in caplog.text
     assert f"go on:       dagmm fit --config {config} --ckpt_path {last}" in caplog.text
+
+
+def test_weights_swapped_in_at_the_end_get_their_own_mixture(tmp_path):
+    # StochasticWeightAveraging swaps the averaged weights in when training ends, without a step: the
+    # checkpoint's mixture and threshold must be fitted with those, whichever epochs validated
+    swa = ["--trainer.callbacks+=StochasticWeightAveraging", "--trainer.callbacks.swa_lrs", "0.01"]
+    saved = []
+    for every in (1, 3):
+        name = f"every{every}"
+        fit_metrics(tmp_path, name, 4, extra=[*swa, "--trainer.check_val_every_n_epoch", str(every)])
+        saved.append(torch.load(next((tmp_path / name).rglob("last.ckpt")), weights_only=False)["state_dict"])
+    for key, value in saved[0].items():  # the same averaged weights, so the same fit of them
+        torch.testing.assert_close(saved[1][key], value, rtol=1e-5, atol=1e-6, msg=key)
