@@ -257,7 +257,8 @@ def class_options(class_path: str) -> list[str]:
 class DAGMMCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
-        if self.subcommand in ("test", "validate") and config.get("data.predict_file") is not None:
+        given = keys_given(self._args if self._args is not None else sys.argv[1:], "data")
+        if self.subcommand in ("test", "validate") and "predict_file" in given:  # not one a checkpoint brings
             raise ConfigurationError(
                 f"--data.predict_file is scored by predict only; {self.subcommand} takes the split's "
                 f"{'test' if self.subcommand == 'test' else 'val'} rows (predict writes a file's scores and labels)"
@@ -299,8 +300,16 @@ class DAGMMCLI(LightningCLI):
         if isinstance(seed, int) and not isinstance(seed, bool) and not 0 <= seed <= MAX_SEED:
             raise ConfigurationError(f"seed_everything must be in [0, {MAX_SEED}] (or true: a random one), got {seed}")
         if seed is True:  # Lightning's seed_everything(None) takes 0 since 2.x: draw one, saved in config.yaml
-            drawn = os.environ.get("PL_GLOBAL_SEED")  # a DDP process launched by the first takes its seed
-            seed = int(drawn) if drawn is not None else secrets.randbelow(MAX_SEED + 1)
+            drawn = os.environ.get("PL_GLOBAL_SEED")
+            if drawn is not None and os.environ.get("LOCAL_RANK", "0") != "0":  # launched by the first process
+                seed = int(drawn)
+            elif any(os.environ.get(k) for k in ("NODE_RANK", "WORLD_SIZE", "SLURM_NTASKS", "LOCAL_RANK")):
+                raise ConfigurationError(
+                    "seed_everything true: separately launched processes (several nodes, torchrun, SLURM) would each "
+                    "draw their own seed, and so their own split; give a number"
+                )
+            else:
+                seed = secrets.randbelow(MAX_SEED + 1)
             self.config.get(self.subcommand or "", self.config)["seed_everything"] = seed
         if self.subcommand == "fit":
             return super()._set_seed()
@@ -399,7 +408,10 @@ class DAGMMCLI(LightningCLI):
             saved["symbolic_columns"] = list(state["preprocessor"]["categories"])
         defaults = inspect.signature(AnomalyDataModule).parameters
         given = keys_given(args, "data")
+        table_only = ("label_column", "symbolic_columns", "ignore_columns")  # older fits of built-in data kept them
         for key, value in saved.items():
+            if key in table_only and saved.get("dataset") != TABLE or key == "predict_file" and subcommand != "predict":
+                continue
             if key in defaults and key not in given and config.data.get(key) == defaults[key].default:
                 config.data[key] = value
         # data found relative to the fit's folder: from another folder, where the fit found it
@@ -585,7 +597,8 @@ def fit_summary(trainer, datamodule: AnomalyDataModule, metrics: dict[str, float
         done += [f"refined by {em_steps} EM steps (at most {network.em_steps})"] if network.em_steps and counted else []
         lines.append(f"  mixture:     {', '.join(done)}")
     calibration = getattr(network, "calibration", None)
-    if calibration is not None and calibration.contamination and counted:  # predict flags rows above it
+    pu = hasattr(network, "c")  # its threshold is 1 - c/2 on the classifier's output (the validation line)
+    if calibration is not None and calibration.contamination and counted and not pu:  # predict flags rows above it
         above = f"the top {100 * calibration.contamination:g} % of training scores lie above"
         lines.append(f"  threshold:   {float(calibration.threshold):.6g} ({above})")
     if metrics:
@@ -606,6 +619,9 @@ def fit_summary(trainer, datamodule: AnomalyDataModule, metrics: dict[str, float
     return "\n".join(lines)
 
 
+EVERY = int(LastEpochCheckpoint.LAST_EVERY_SECONDS)
+
+
 def epochs_trained(checkpoint: str | Path) -> int:
     """The training epochs a fit's checkpoint holds (one written at an epoch's end counts that epoch: its
     fit loop has processed it, not yet completed it)."""
@@ -617,9 +633,12 @@ def interrupted_fit_summary(trainer) -> str:
     """What an interrupted ``fit`` leaves: its last epoch's checkpoint and the command that goes on from it."""
     checkpoint = trainer.checkpoint_callback
     last = (checkpoint.last_model_path if checkpoint is not None else "") or spawned_last_checkpoint(trainer)
-    if not last:
-        return "fit interrupted before its first epoch ended: no checkpoint written"
-    done = epochs_trained(last)
+    try:
+        done = epochs_trained(last) if last and Path(last).is_file() else None
+    except Exception:  # interrupted while it was written
+        done = None
+    if done is None:
+        return f"fit interrupted; no checkpoint written yet (last.ckpt comes at an epoch's end every {EVERY} s)"
     config = Path(trainer.log_dir, "config.yaml") if trainer.log_dir else None
     again = f"--config {config} " if config is not None and config.is_file() else ""
     return (
@@ -673,7 +692,7 @@ def build_cli(
     args: list[str] | None = None, run: bool = True, save_config: bool = True, cli_class: type = DAGMMCLI
 ) -> DAGMMCLI:
     """The CLI on ``args`` (default: the command line); with ``run=False`` only parsed and instantiated;
-    ``save_config=False`` writes no ``config.yaml`` (without a logger it would land in the working folder)."""
+    ``save_config=False`` writes no ``config.yaml`` (without a logger it would land in logs/)."""
     return cli_class(
         DAGMM,
         AnomalyDataModule,

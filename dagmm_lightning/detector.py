@@ -12,6 +12,8 @@ import inspect
 import logging
 import os
 import random
+import signal
+import threading
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -325,11 +327,14 @@ class DAGMMDetector(BaseEstimator):
                 shown["log_every_n_steps"] = max(1, min(50, n_rows // self.batch_size))
             steps = dict(max_epochs=-1, max_steps=TRAINING_STEPS) if self.epochs is None else {}
             trainer = L.Trainer(**{"max_epochs": self.epochs, **steps}, **shown, **TRAINER)
+            handler = signal.getsignal(signal.SIGINT)
             try:
                 trainer.fit(self.model_, datamodule=data)
             except SystemExit:  # Lightning ends an interrupted fit with sys.exit(1): a caller expects Ctrl-C's own
                 if not trainer.interrupted:
                     raise
+                if threading.current_thread() is threading.main_thread():  # Lightning left Ctrl-C ignored
+                    signal.signal(signal.SIGINT, handler)
                 del self.model_  # half trained: the detector is not fitted
                 raise KeyboardInterrupt from None
 

@@ -125,7 +125,7 @@ def _cli_args(job: Job) -> list[str]:
         args += f"--checkpoint.save_top_k 1 --checkpoint.mode max --checkpoint.monitor val/{job.select_on}".split()
         args += ["--checkpoint.save_on_train_epoch_end", "false"]
     quiet = "--trainer.logger false --trainer.enable_progress_bar false --trainer.enable_model_summary false"
-    quiet += " --checkpoint.save_last false"  # no last.ckpt left in the working folder
+    quiet += " --checkpoint.save_last false"  # no last.ckpt left under logs/
     return args + quiet.split() + list(job.extra)
 
 

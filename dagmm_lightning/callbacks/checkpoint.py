@@ -37,10 +37,13 @@ class LastEpochCheckpoint(ModelCheckpoint):
             self._save_last(trainer, when_due=True)
 
     def on_train_end(self, trainer, pl_module) -> None:  # not Lightning's: it writes even under fast_dev_run
+        if getattr(pl_module, "weights_changed_since_fit", lambda: False)():  # SWA's swap: no step, new weights
+            self._last_global_step_saved = -1  # so this step's checkpoint is written again, with them
         self._save_last(trainer, when_due=False)
 
     def _save_last(self, trainer, when_due: bool) -> None:
         due = time.monotonic() - getattr(self, "_last_saved_at", 0.0) >= self.LAST_EVERY_SECONDS
+        due = trainer.strategy.broadcast(due)  # the first process's clock: a save is collective (refit, barrier)
         # skipped when this step has a checkpoint already (super() wrote one), in sanity checks and outside fit
         if self.save_last and (due or not when_due) and not self._should_skip_saving_checkpoint(trainer):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))

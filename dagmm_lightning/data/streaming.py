@@ -68,7 +68,8 @@ class FileRows:
                 try:
                     x = torch.from_numpy(self.preprocessor.scale(self.preprocessor.encode(frame, first_row)))
                 except DataError as err:
-                    raise DataError(f"{self.path}: {err}") from None
+                    where = "" if "at row" in str(err) else f", rows from {first_row}"  # NaN/inf: its own row
+                    raise DataError(f"{self.path}{where}: {err}") from None
                 rows = torch.arange(first_row, first_row + len(frame))
                 yield from zip(
                     x.split(self.batch_size),

@@ -332,8 +332,8 @@ class TablePreprocessor:
                 unseen = pd.unique(frame[column].to_numpy()[~known])
                 shown = ", ".join(repr(v) for v in unseen[:3]) + (", ..." if len(unseen) > 3 else "")
                 rank_zero_warn(
-                    f"column {column!r}: {int((~known).sum())} of {len(frame)} rows hold categories not seen in "
-                    f"training ({shown}); they are encoded as no category and score as unusual"
+                    f"column {column!r} holds categories not seen in training ({shown}); those rows are encoded as "
+                    "no category and score as unusual"
                 )
             one_hot[np.flatnonzero(known), codes[known]] = 1.0
             parts.append(one_hot)

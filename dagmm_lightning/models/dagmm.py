@@ -262,6 +262,10 @@ class DAGMM(L.LightningModule):
         self.fitted_at_step.fill_(self.global_step)
         self._fitted_weights = self._weights_fingerprint()
 
+    def weights_changed_since_fit(self) -> bool:
+        """Whether the weights differ from those the mixture was last fitted with (False when unknown)."""
+        return self._fitted_weights is not None and not torch.equal(self._fitted_weights, self._weights_fingerprint())
+
     def _weights_fingerprint(self) -> torch.Tensor:
         return (
             torch.stack([p.detach().double().sum() for p in self.parameters()])
@@ -538,8 +542,7 @@ class DAGMM(L.LightningModule):
         return self._training_scores
 
     def _refit_if_stale(self) -> bool:
-        same_weights = self._fitted_weights is None or torch.equal(self._fitted_weights, self._weights_fingerprint())
-        if int(self.fitted_at_step) == self.global_step and same_weights:
+        if int(self.fitted_at_step) == self.global_step and not self.weights_changed_since_fit():
             return False
         self.refit()
         return True
@@ -584,6 +587,7 @@ class DAGMM(L.LightningModule):
         return {"class": type(self).__name__, "mixture": self.hparams.mixture, "input_dim": self.hparams.input_dim}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self._fitted_weights = None  # the checkpoint's fit is of its own weights (its step says so)
         self._training_scores = None
         if self._trainer is not None and self.trainer.state.fn != "fit":  # in the process that restores it
             # Lightning asks for the fit's callbacks (a monitored ModelCheckpoint); scoring needs none of them

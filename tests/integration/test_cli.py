@@ -45,7 +45,8 @@ def test_fit_without_checkpointing_writes_no_checkpoint(tmp_path, caplog):
 
 
 def test_fit_summary_shows_the_threshold_and_test_says_where_it_logged(tmp_path, caplog):
-    fitted = run(["fit", "--config", "configs/quickstart.yaml", "--trainer.max_epochs", "1"], tmp_path)
+    predict_file = ["--data.predict_file", "new_rows.csv"]  # a config's, for predict: test does not refuse it
+    fitted = run(["fit", "--config", "configs/quickstart.yaml", "--trainer.max_epochs", "1", *predict_file], tmp_path)
     threshold = float(fitted.model.model.calibration.threshold)
     above = (fitted.model.training_scores().numpy() > threshold).mean()
     assert above == pytest.approx(0.1, abs=0.01)  # quickstart's contamination: 10 % of the training rows
@@ -221,4 +222,7 @@ def test_trainer_options_do_what_they_say(tmp_path, monkeypatch):
     assert sorted(p.name for p in (tmp_path / "n").rglob("*.ckpt")) == ["epoch=1-step=3.ckpt", "last.ckpt"]
     monkeypatch.chdir(tmp_path)
     run([*args[:2], str(ROOT / args[2]), "--trainer.fast_dev_run", "true"], tmp_path / "f")
-    assert not [*(tmp_path / "f").rglob("*.ckpt"), *tmp_path.glob("checkpoints/*")]  # none with fast_dev_run
+    assert not [*(tmp_path / "f").rglob("*.ckpt"), *tmp_path.glob("logs/**/*.ckpt")]  # none with fast_dev_run
+    monkeypatch.setenv("WORLD_SIZE", "2")  # launched separately (torchrun, several nodes): no shared random seed
+    with pytest.raises(ValueError, match="separately launched processes .* would each draw their own seed"):
+        run([*args[:2], str(ROOT / args[2]), "--seed_everything", "true"], tmp_path / "w")
