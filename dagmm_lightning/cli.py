@@ -619,9 +619,6 @@ def fit_summary(trainer, datamodule: AnomalyDataModule, metrics: dict[str, float
     return "\n".join(lines)
 
 
-EVERY = int(LastEpochCheckpoint.LAST_EVERY_SECONDS)
-
-
 def epochs_trained(checkpoint: str | Path) -> int:
     """The training epochs a fit's checkpoint holds (one written at an epoch's end counts that epoch: its
     fit loop has processed it, not yet completed it)."""
@@ -638,7 +635,8 @@ def interrupted_fit_summary(trainer) -> str:
     except Exception:  # interrupted while it was written
         done = None
     if done is None:
-        return f"fit interrupted; no checkpoint written yet (last.ckpt comes at an epoch's end every {EVERY} s)"
+        every = f"{LastEpochCheckpoint.LAST_EVERY_SECONDS:g} s"
+        return f"fit interrupted; no checkpoint written yet (last.ckpt comes at an epoch's end every {every})"
     config = Path(trainer.log_dir, "config.yaml") if trainer.log_dir else None
     again = f"--config {config} " if config is not None and config.is_file() else ""
     return (

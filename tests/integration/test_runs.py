@@ -218,6 +218,11 @@ def test_an_interrupted_fit_says_where_its_checkpoint_is_and_how_to_go_on(tmp_pa
     config = next((tmp_path / "i").rglob("config.yaml"))
     assert f"fit interrupted; {last} holds its first 2 epochs" in caplog.text
     assert f"go on:       dagmm fit --config {config} --ckpt_path {last}" in caplog.text
+    monkeypatch.setattr(LastEpochCheckpoint, "LAST_EVERY_SECONDS", 3600.0)
+    with caplog.at_level("INFO"), pytest.raises(SystemExit):
+        fit_metrics(tmp_path, "j", 5)  # stopped before the first save was due
+    assert "fit interrupted; no checkpoint written yet (last.ckpt comes at an epoch's end every 3600 s)" in caplog.text
+    assert not list((tmp_path / "j").rglob("*.ckpt"))
 
 
 def test_weights_swapped_in_at_the_end_get_their_own_mixture(tmp_path):
