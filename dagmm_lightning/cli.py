@@ -445,7 +445,6 @@ class DAGMMCLI(LightningCLI):
             trainer.log_every_n_steps = max(1, min(trainer.log_every_n_steps, steps_per_epoch))
         if spawned(trainer) and trainer.logger is not None:
             trainer.logger.version  # noqa: B018 - fixed here, else each spawn (fit, the validation after) picks a new one
-        monitor = getattr(trainer.checkpoint_callback, "monitor", None)
         metrics = next((c for c in trainer.callbacks if isinstance(c, AnomalyMetrics)), None)
         names = [f"val/{name}" for name in metrics.metric_names()] if metrics else []
         if hasattr(self.model, "score_is_energy"):  # c and the energy's ROC AUC: the PU model's only
@@ -453,12 +452,18 @@ class DAGMMCLI(LightningCLI):
             names = [n for n in names if pu or n not in ("val/c", "val/roc_auc_energy")]
             if getattr(dm, "split", None) == "positive_unlabeled":  # val holds labelled normal rows only
                 names = ["val/c"] if pu else []
-        known = monitor in names or monitor in ("epoch", "step")  # the last two: ModelCheckpoint's own
-        if monitor and names and (monitor.startswith("val/") or "/" not in monitor) and not known:
+        for callback in trainer.callbacks:  # ours (--checkpoint) and any the user adds (EarlyStopping, ...)
+            monitor = getattr(callback, "monitor", None)
+            known = monitor in names or monitor in ("epoch", "step")  # the last two: ModelCheckpoint's own
+            validation_metric = isinstance(monitor, str) and (monitor.startswith("val/") or "/" not in monitor)
+            if not validation_metric or not names or known:
+                continue
+            own = callback is trainer.checkpoint_callback
+            option = "--checkpoint.monitor" if own else f"--trainer.callbacks.monitor ({type(callback).__name__})"
             raise ConfigurationError(
-                f"--checkpoint.monitor {monitor}: no metric of that name is logged{did_you_mean(monitor, names)}; "
-                "validation logs val/roc_auc, val/average_precision, and val/precision_, recall_ and f1_ at top{p} "
-                "for each of --metrics.percentiles, at rho and at threshold"
+                f"{option} {monitor}: no metric of that name is logged{did_you_mean(monitor, names)}; validation "
+                "logs val/roc_auc, val/average_precision, and val/precision_, recall_ and f1_ at top{p} for each of "
+                "--metrics.percentiles, at rho and at threshold"
             )
         if getattr(self.model, "model", True) is None:  # sized from the data: here, before any process spawns
             dm.setup("fit")

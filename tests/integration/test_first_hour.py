@@ -340,6 +340,10 @@ QS = ["--config", "configs/quickstart.yaml"]
         (["fit", *QS, "--checkpoint.monitor", "val/f1rho"], r"no metric .*\(did you mean 'val/f1_rho'\?\)"),
         (["fit", *QS, "--checkpoint.monitor", "roc_auc"], r"roc_auc: no metric .*\(did you mean 'val/roc_auc'\?\)"),
         (["fit", *QS, "--checkpoint.monitor", "val/c"], "val/c: no metric of that name is logged"),  # DAGMMPU's
+        (
+            ["fit", *QS, "--trainer.callbacks+=EarlyStopping", "--trainer.callbacks.monitor", "val/f1"],
+            r"--trainer.callbacks.monitor \(EarlyStopping\) val/f1: no metric .*\(did you mean 'val/f1_rho'",
+        ),  # had failed with a traceback once validation ran
         (["fit", *QS, "--data.label_column", "target"], "label_column is for dataset 'table'"),  # had been ignored
         # Lightning's checks once the run starts: its message, in one line
         (["fit", *QS, "--trainer.limit_val_batches", "0.5"], r"requested to check 0.5 of the `val_dataloader`"),
