@@ -267,11 +267,9 @@ class DAGMM(L.LightningModule):
         return self._fitted_weights is not None and not torch.equal(self._fitted_weights, self._weights_fingerprint())
 
     def _weights_fingerprint(self) -> torch.Tensor:
-        return (
-            torch.stack([p.detach().double().sum() for p in self.parameters()])
-            if self.model is not None
-            else torch.zeros(0)
-        )
+        """One float64 sum per parameter, on the CPU (teardown moves the module there, not this record)."""
+        sums = [p.detach().double().sum() for p in self.parameters()] if self.model is not None else []
+        return torch.stack(sums).cpu() if sums else torch.zeros(0)
 
     def forward_context(self):
         """The Trainer's precision context (autocast under mixed precision), so that passes outside the
