@@ -69,7 +69,9 @@ class PredictionCSVWriter(BasePredictionWriter):
             parts = [self._part_path(trainer, r) for r in range(trainer.world_size)]
             # a rank without rows of its own scored a padding row again: each row id once
             frame = pd.concat(map(pd.read_csv, parts)).drop_duplicates("index").sort_values("index", kind="stable")
-            frame.to_csv(self.written_to, index=False)
+            joined = self.written_to.with_name(f"{self.written_to.name}.part")
+            frame.to_csv(joined, index=False)
+            joined.replace(self.written_to)
             self.rows_written = len(frame)
             for part in parts:
                 part.unlink()
