@@ -44,6 +44,16 @@ from dagmm_lightning.errors import ConfigurationError, DataError, own_error  # n
 from dagmm_lightning.models import DAGMM  # noqa: E402
 
 PROGRESS_REFRESH_RATE = 20
+# what the launchers Lightning knows set on each machine (its own, SLURM, torchelastic, LSF, MPI, Kubeflow)
+NODE_LAUNCH_VARIABLES = (
+    "MASTER_ADDR",
+    "NODE_RANK",
+    "SLURM_NTASKS",
+    "TORCHELASTIC_RUN_ID",
+    "LSB_JOBID",
+    "OMPI_COMM_WORLD_SIZE",
+    "PMI_SIZE",
+)
 MAX_SEED = 2**32 - 1  # numpy's seeds
 TRAINER_DEFAULTS = {
     "default_root_dir": "logs",  # checkpoints and config.yaml of a run without a logger: under logs/, not here
@@ -277,6 +287,13 @@ class DAGMMCLI(LightningCLI):
         trainer = config.get("trainer")
         if trainer is None:
             return
+        nodes = trainer.get("num_nodes") or 1
+        if nodes > 1 and not any(os.environ.get(k) for k in NODE_LAUNCH_VARIABLES):
+            raise ConfigurationError(
+                f"--trainer.num_nodes {nodes}: nothing says where the other machines are, so the run would wait "
+                "for them forever; start it on each machine with MASTER_ADDR, MASTER_PORT and NODE_RANK set "
+                "(README, 'Several machines'), or under SLURM / torchrun"
+            )
         logger, root = trainer.get("logger"), trainer.get("default_root_dir")
         settings = getattr(logger, "init_args", None)
         if root is not None and settings is not None and settings.get("save_dir") == "logs":  # as Lightning's own

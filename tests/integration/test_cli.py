@@ -226,3 +226,9 @@ def test_trainer_options_do_what_they_say(tmp_path, monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")  # launched separately (torchrun, several nodes): no shared random seed
     with pytest.raises(ValueError, match="separately launched processes .* would each draw their own seed"):
         run([*args[:2], str(ROOT / args[2]), "--seed_everything", "true"], tmp_path / "w")
+    monkeypatch.delenv("WORLD_SIZE")
+    for variable in ("MASTER_ADDR", "NODE_RANK", "SLURM_NTASKS", "TORCHELASTIC_RUN_ID", "LSB_JOBID"):
+        monkeypatch.delenv(variable, raising=False)
+    with pytest.raises(ValueError, match="num_nodes 2: nothing says where the other machines are"):
+        run([*args[:2], str(ROOT / args[2]), "--trainer.num_nodes", "2"], tmp_path / "nodes")  # would wait forever
+    assert not (tmp_path / "nodes").exists()
