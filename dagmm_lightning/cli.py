@@ -175,6 +175,46 @@ def config_files(args: list[str], options: tuple[str, ...] = ("--config", "--dat
 MODEL_CLASSES = [name for name, c in vars(models).items() if isinstance(c, type) and issubclass(c, DAGMM)]
 
 
+def config_keys(content, prefix: str = "") -> set[str]:
+    """The dotted keys a config's content sets (``trainer.max_epochs``), ``init_args`` left out."""
+    if not isinstance(content, dict):
+        return {prefix} if prefix else set()
+    keys = set()
+    for name, value in content.items():
+        name = str(name)
+        inner = prefix if name == "init_args" else f"{prefix}{name}."
+        keys |= config_keys(value, inner) if isinstance(value, dict) else {f"{prefix}{name}"}
+    return {k.removesuffix(".") for k in keys}
+
+
+def overridden_options(args: list[str]) -> str | None:
+    """The first option a later ``--config`` sets again (jsonargparse takes the last: the option would be
+    dropped silently), as a message; None if there is none."""
+    earlier: list[tuple[str, str]] = []  # (key, the option as given)
+    for i, arg in enumerate(args):
+        if arg in ("--config",) or arg.startswith("--config="):
+            value = arg.split("=", 1)[1] if "=" in arg else (args[i + 1] if i + 1 < len(args) else "")
+            if not earlier or not re.fullmatch(CONFIG_FILE_NAME, value):
+                continue
+            keys = set()
+            for path in config_files(["--config", value], ("--config",)):
+                try:
+                    keys |= config_keys(read_config(path) if path.is_file() else None)
+                except (yaml.YAMLError, OSError, UnicodeDecodeError):  # reported elsewhere
+                    continue
+            for key, option in earlier:
+                if key in keys:
+                    return (
+                        f"{option} comes before --config {value}, which sets it again: the later setting wins, "
+                        f"so {option} would be ignored; give it after the --config"
+                    )
+        elif arg.startswith("--") and "." in arg.split("=", 1)[0]:
+            name = arg.split("=", 1)[0]
+            given = arg if "=" in arg else f"{arg} {args[i + 1]}" if i + 1 < len(args) else arg
+            earlier.append((name[2:].replace(".init_args.", "."), given))
+    return None
+
+
 def readable_parse_error(message: str, options: list[str]) -> str:
     """jsonargparse's report of a bad value or option (nested through every union it tried: the model's
     class or None, the value's type or None) as one line that names the option, what it takes and the
@@ -447,6 +487,10 @@ class DAGMMCLI(LightningCLI):
         # jsonargparse names neither the file nor the line of a config it cannot read (a binary one: a traceback)
         given = sys.argv[1:] if args is None else self._args
         problem = next((p for p in map(config_file_problem, config_files(given)) if p is not None), None)
+        if problem is not None:
+            subcommands = getattr(getattr(parser, "_subcommands_action", None), "_name_parser_map", {})
+            (subcommands.get(given[0], parser) if given else parser).error(problem)
+        problem = overridden_options(given)
         if problem is not None:
             subcommands = getattr(getattr(parser, "_subcommands_action", None), "_name_parser_map", {})
             (subcommands.get(given[0], parser) if given else parser).error(problem)

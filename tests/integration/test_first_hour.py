@@ -345,6 +345,21 @@ QS = ["--config", "configs/quickstart.yaml"]
             r"--trainer.callbacks.monitor \(EarlyStopping\) val/f1: no metric .*\(did you mean 'val/f1_rho'",
         ),  # had failed with a traceback once validation ran
         (["fit", *QS, "--data.label_column", "target"], "label_column is for dataset 'table'"),  # had been ignored
+        (  # a later --config sets it again: jsonargparse had dropped the option silently
+            ["fit", "--trainer.max_epochs", "5", *QS],
+            r"--trainer.max_epochs 5 comes before --config configs/quickstart.yaml, which sets it again: .* after",
+        ),
+        (
+            [
+                "fit",
+                "--model.init_args.lr=0.1",
+                "--config",
+                "configs/vae.yaml",
+                "--config",
+                "configs/data/thyroid.yaml",
+            ],
+            r"--model.init_args.lr=0.1 comes before --config configs/vae.yaml, which sets it again",
+        ),
         # Lightning's checks once the run starts: its message, in one line
         (["fit", *QS, "--trainer.limit_val_batches", "0.5"], r"requested to check 0.5 of the `val_dataloader`"),
     ],
