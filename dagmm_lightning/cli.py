@@ -506,6 +506,14 @@ class DAGMMCLI(LightningCLI):
             trainer.log_every_n_steps = max(1, min(trainer.log_every_n_steps, steps_per_epoch))
         if spawned(trainer) and trainer.logger is not None:
             trainer.logger.version  # noqa: B018 - fixed here, else each spawn (fit, the validation after) picks a new one
+        earlier = earlier_run(trainer, self.config.get("fit", self.config).get("ckpt_path"))
+        if earlier is not None:
+            last = earlier / "checkpoints" / "last.ckpt"
+            raise ConfigurationError(
+                f"{earlier} holds an earlier run (its TensorBoard events or checkpoints); a second fit there would "
+                "mix the two: give another --trainer.logger.init_args.version (or none: a new version_N) or "
+                "remove the folder" + (f", or go on with that run: --ckpt_path {last}" if last.is_file() else "")
+            )
         metrics = next((c for c in trainer.callbacks if isinstance(c, AnomalyMetrics)), None)
         names = [f"val/{name}" for name in metrics.metric_names()] if metrics else []
         if hasattr(self.model, "score_is_energy"):  # c and the energy's ROC AUC: the PU model's only
@@ -720,6 +728,21 @@ def new_run_folder(trainer) -> Path | None:
         return None
     folder = Path(logger.log_dir)
     return None if folder.exists() else folder
+
+
+def earlier_run(trainer, ckpt_path) -> Path | None:
+    """The log folder a fit is about to write in, if an earlier run wrote there (a logger's version set by
+    hand and reused) and the fit does not go on from a checkpoint of it; else None."""
+    logger = trainer.logger
+    if not isinstance(logger, (TensorBoardLogger, CSVLogger)) or not logger.log_dir:
+        return None
+    folder = Path(logger.log_dir)
+    written = [*folder.glob("events.out.tfevents.*"), *folder.glob("metrics.csv"), *folder.rglob("*.ckpt")]
+    if not written or ckpt_path in ("last", "hpc"):  # Lightning's own: the checkpoints of this folder
+        return None
+    if ckpt_path is not None and folder.resolve() in Path(str(ckpt_path)).resolve().parents:
+        return None
+    return folder
 
 
 def remove_if_only_startup_files(folder: Path) -> None:

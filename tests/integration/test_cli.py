@@ -232,3 +232,21 @@ def test_trainer_options_do_what_they_say(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="num_nodes 2: nothing says where the other machines are"):
         run([*args[:2], str(ROOT / args[2]), "--trainer.num_nodes", "2"], tmp_path / "nodes")  # would wait forever
     assert not (tmp_path / "nodes").exists()
+
+
+def test_a_second_fit_into_a_used_log_folder_is_refused_unless_it_goes_on_from_there(tmp_path):
+    args = ["fit", "--config", "configs/quickstart.yaml", "--trainer.max_epochs", "1"]
+    args += ["--trainer.logger.init_args.version", "mine"]
+    run(args, tmp_path)
+    folder = tmp_path / "logs" / "lightning_logs" / "mine"
+    events = sorted(folder.glob("events.out.tfevents.*"))
+    with pytest.raises(
+        ValueError, match="mine holds an earlier run .* or go on with that run: --ckpt_path .*last.ckpt"
+    ):
+        run(args, tmp_path)  # had written a second run's events beside the first's, and last-v1.ckpt
+    assert sorted(folder.glob("events.out.tfevents.*")) == events
+    went_on = run(
+        [*args[:-4], "--trainer.max_epochs", "2", *args[-2:], "--ckpt_path", str(folder / "checkpoints" / "last.ckpt")],
+        tmp_path,
+    )
+    assert went_on.trainer.current_epoch == 2 and sorted(p.name for p in folder.rglob("*.ckpt")) == ["last.ckpt"]

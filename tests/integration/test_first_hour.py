@@ -247,10 +247,10 @@ def test_a_run_stopped_by_a_data_error_leaves_no_empty_log_folder(tmp_path):
     assert list((tmp_path / "logs" / "lightning_logs").iterdir()) == []  # its version_0 was removed
     earlier = tmp_path / "logs" / "lightning_logs" / "exp1"  # a folder this run did not make is kept
     earlier.mkdir()
-    (earlier / "events.out.tfevents.1").write_bytes(b"")
+    (earlier / "hparams.yaml").write_text("{}\n")  # (events there: refused before the data is read)
     with pytest.raises(ValueError, match="every feature is constant"):
         run([*args, "--trainer.logger.init_args.version", "exp1"], tmp_path)
-    assert (earlier / "events.out.tfevents.1").exists()
+    assert (earlier / "hparams.yaml").exists()
     shutil.rmtree(earlier)
     run(["fit", "--config", "configs/quickstart.yaml", "--trainer.max_epochs", "1"], tmp_path)
     assert [p.name for p in (tmp_path / "logs" / "lightning_logs").iterdir()] == ["version_0"]  # a real run's stays
