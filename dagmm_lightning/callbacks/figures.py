@@ -3,6 +3,8 @@ latent view."""
 
 from __future__ import annotations
 
+import math
+
 import lightning as L
 import numpy as np
 import torch
@@ -31,6 +33,7 @@ class AnomalyFigures(L.Callback):
         self.max_points = max_points
         self._validations = 0
         self._drawing = False
+        self._threshold = math.nan
         self.rows = EvaluationRows(
             {
                 "index": torch.long,
@@ -53,6 +56,8 @@ class AnomalyFigures(L.Callback):
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         if self._drawing:
+            if batch_idx == 0:  # the rows' own: weight averaging swaps its model out before the epoch-end hooks
+                self._threshold = float(pl_module.model.calibration.threshold)
             rows = outputs["rows"]
             self.rows.update(
                 {
@@ -85,8 +90,7 @@ class AnomalyFigures(L.Callback):
         self.rows.reset()
         if not trainer.is_global_zero or len(data["score"]) == 0:
             return
-        threshold = float(pl_module.model.calibration.threshold)
-        for tag, figure in draw(data, threshold, self.max_points).items():
+        for tag, figure in draw(data, self._threshold, self.max_points).items():
             trainer.logger.experiment.add_figure(f"{stage}/{tag}", figure, global_step=trainer.global_step, close=True)
 
 

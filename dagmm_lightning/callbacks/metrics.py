@@ -7,6 +7,7 @@ saturates on energies; hence collect with torchmetrics, compute with scikit-lear
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Literal
 
@@ -125,6 +126,7 @@ class AnomalyMetrics(L.Callback):
         )
         self.last_metrics: dict[str, dict[str, float]] = {}
         self.validated_at_step = -1  #: the global step of the last validation in fit
+        self._threshold = math.nan
         self._warned: set[str] = set()
 
     def metric_names(self) -> list[str]:
@@ -135,8 +137,11 @@ class AnomalyMetrics(L.Callback):
 
     def _start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.rows.start(pl_module.device)
+        self._threshold = math.nan
 
     def _collect(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        if batch_idx == 0:  # the rows' own: weight averaging swaps its model out before the epoch-end hooks
+            self._threshold = float(pl_module.model.calibration.threshold)
         self.rows.update(outputs)
 
     on_validation_epoch_start = on_test_epoch_start = _start
@@ -178,9 +183,8 @@ class AnomalyMetrics(L.Callback):
                 "and F1 need both classes and are skipped",
             )
             return
-        threshold = float(pl_module.model.calibration.threshold)
         rho = getattr(trainer.datamodule, "rho", None)
-        metrics = anomaly_metrics(scores, labels, self.percentiles, threshold, reference, rho)
+        metrics = anomaly_metrics(scores, labels, self.percentiles, self._threshold, reference, rho)
         if not pl_module.score_is_energy:
             metrics["roc_auc_energy"] = float(roc_auc_score(labels.astype(bool), rows["energy"]))
         self.last_metrics[stage] = metrics

@@ -17,6 +17,11 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
+try:
+    from lightning.pytorch.callbacks import WeightAveraging
+except ImportError:  # Lightning < 2.6 has none
+    WeightAveraging = ()
+
 from dagmm_lightning.errors import ConfigurationError, DataError, NonFiniteError, check_choice, check_range
 from dagmm_lightning.labels import LABELLED_ANOMALY
 from dagmm_lightning.losses import AnomalyLoss, dagmm_objective
@@ -545,9 +550,10 @@ class DAGMM(L.LightningModule):
         self.refit()
         return True
 
-    def on_validation_start(self) -> None:
+    def on_validation_epoch_start(self) -> None:
         # Lightning validates inside the training epoch, before `on_train_epoch_end`: refit here, so
-        # validation (and a checkpoint written after it) uses the mixture of the current weights.
+        # validation (and a checkpoint written after it) uses the mixture of the current weights; at the
+        # epoch's start, after the callbacks' hooks: weight averaging swaps its weights in there.
         if self.trainer.state.fn == "fit":
             self.refit()
 
@@ -559,13 +565,37 @@ class DAGMM(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["dagmm_variant"] = self._variant_record()
+        if self.trainer.state.fn != "fit":
+            return
         # A checkpoint written without a validation first (no val rows, validation every n epochs)
         # still carries the fit of its weights: the state dict was taken before this hook.
-        if self.trainer.state.fn == "fit" and self._refit_if_stale():
+        weights = checkpoint["state_dict"]
+        averaged = "current_model_state" in checkpoint  # WeightAveraging's: the state dict holds the average
+        if averaged and any(not torch.equal(p, weights[name]) for name, p in self.named_parameters()):
+            checkpoint["state_dict"] = self._fitted_state(weights)
+        elif self._refit_if_stale():
             checkpoint["state_dict"] = self.state_dict()
+
+    def _fitted_state(self, weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A state dict of ``weights`` with the mixture fitted to them; this module left as it was."""
+        own = {name: value.clone() for name, value in self.state_dict().items()}
+        record, scores = self._fitted_weights, self._training_scores
+        self.load_state_dict(weights)
+        self.refit()
+        fitted = {name: value.clone() for name, value in self.state_dict().items()}
+        self.load_state_dict(own)
+        self._fitted_weights, self._training_scores = record, scores
+        return fitted
 
     def on_train_end(self) -> None:
         self._refit_if_stale()
+        # Weight averaging has copied its average in; its copy's mixture state (buffers it averaged
+        # too) would come back with each swap at a later validation: give it the fit just made.
+        for callback in self.trainer.callbacks:
+            average = getattr(callback, "_average_model", None) if isinstance(callback, WeightAveraging) else None
+            if average is not None:
+                for mine, theirs in zip(self.buffers(), average.module.buffers(), strict=True):
+                    theirs.copy_(mine)
 
     def on_train_epoch_start(self) -> None:
         # Dropout, VAE noise and codebook restarts draw from the global generator, whose state

@@ -225,6 +225,33 @@ def test_an_interrupted_fit_says_where_its_checkpoint_is_and_how_to_go_on(tmp_pa
     assert not list((tmp_path / "j").rglob("*.ckpt"))
 
 
+def test_exponential_weight_averaging_validates_and_checkpoints_the_average_with_its_own_mixture(tmp_path):
+    # EMAWeightAveraging swaps its copy (weights and buffers: the mixture too) in at each validation,
+    # writes it as a checkpoint's state dict and copies it in at the end; it had failed ("not fitted")
+    ema = ["--trainer.callbacks+=EMAWeightAveraging", "--trainer.callbacks.decay", "0.5"]
+    every_epoch = ["--checkpoint.every_n_epochs", "1", "--checkpoint.save_top_k", "-1"]
+    saved, final = {}, {}
+    for every in (1, 3):
+        name = f"every{every}"
+        cli, final[every] = fit_metrics(
+            tmp_path, name, 4, extra=[*ema, *every_epoch, "--trainer.check_val_every_n_epoch", str(every)]
+        )
+        saved[every] = {p.name: torch.load(p, weights_only=False) for p in (tmp_path / name).rglob("*.ckpt")}
+    assert (
+        sorted(saved[1]) == sorted(saved[3]) == [f"epoch={e}-step={2 * e + 2}.ckpt" for e in range(4)] + ["last.ckpt"]
+    )
+    for checkpoint, state in saved[1].items():  # validated before it or not: the same average, the same fit of it
+        other = saved[3][checkpoint]["state_dict"]
+        for key, value in state["state_dict"].items():
+            torch.testing.assert_close(other[key], value, rtol=1e-5, atol=1e-6, msg=f"{checkpoint} {key}")
+    middle = saved[1]["epoch=1-step=4.ckpt"]
+    encoder = next(k for k in middle["state_dict"] if k.endswith("weight"))
+    assert not torch.equal(middle["state_dict"][encoder], middle["current_model_state"][encoder])  # the average
+    tested = build_cli(["validate", "--ckpt_path", str(next((tmp_path / "every3").rglob("last.ckpt"))), *QUICK])
+    validated = next(c for c in tested.trainer.callbacks if isinstance(c, AnomalyMetrics)).last_metrics["val"]
+    assert final[3] == pytest.approx(validated) and final[1] == pytest.approx(validated)  # the summary's numbers
+
+
 def test_weights_swapped_in_at_the_end_get_their_own_mixture(tmp_path):
     # StochasticWeightAveraging swaps the averaged weights in when training ends, without a step: the
     # checkpoint's mixture and threshold must be fitted with those, whichever epochs validated
