@@ -648,7 +648,10 @@ def fit_summary(trainer, datamodule: AnomalyDataModule, metrics: dict[str, float
     if spawned_last is not None:  # the epochs ran in the spawned processes; their last checkpoint counts them
         last = str(spawned_last)
         done = epochs_trained(last)
-    lines = [f"fit finished after {done} epoch{'s' if done != 1 else ''}; data: {datamodule.describe()}"]
+    finished = f"after {done} epoch{'s' if done != 1 else ''}"
+    if spawned_last is None and 0 < trainer.max_steps <= trainer.global_step:  # may stop within an epoch
+        finished = f"after {trainer.global_step} steps (--trainer.max_steps), in {done} epoch{'s' if done != 1 else ''}"
+    lines = [f"fit finished {finished}; data: {datamodule.describe()}"]
     if logged_to(trainer):
         lines.append(logged_to(trainer))
     if last:

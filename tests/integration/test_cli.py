@@ -44,6 +44,13 @@ def test_fit_without_checkpointing_writes_no_checkpoint(tmp_path, caplog):
     assert "checkpoint:  none written (no epoch trained)" in caplog.text and "next:" not in caplog.text
 
 
+def test_fit_summary_counts_the_steps_when_max_steps_ends_it_within_an_epoch(tmp_path, caplog):
+    fitted = run(["fit", "--config", "configs/quickstart.yaml", "--trainer.max_steps", "3"], tmp_path)
+    per_epoch = fitted.trainer.num_training_batches
+    assert per_epoch == 2 and fitted.trainer.global_step == 3  # so the second epoch ran half
+    assert "fit finished after 3 steps (--trainer.max_steps), in 2 epochs;" in caplog.text  # had: after 2 epochs
+
+
 def test_fit_summary_shows_the_threshold_and_test_says_where_it_logged(tmp_path, caplog):
     predict_file = ["--data.predict_file", "new_rows.csv"]  # a config's, for predict: test does not refuse it
     fitted = run(["fit", "--config", "configs/quickstart.yaml", "--trainer.max_epochs", "1", *predict_file], tmp_path)
