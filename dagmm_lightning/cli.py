@@ -527,7 +527,7 @@ class DAGMMCLI(LightningCLI):
             validation_metric = isinstance(monitor, str) and (monitor.startswith("val/") or "/" not in monitor)
             if not validation_metric or not names or known:
                 continue
-            own = callback is trainer.checkpoint_callback
+            own = callback is own_checkpoint(trainer)
             option = "--checkpoint.monitor" if own else f"--trainer.callbacks.monitor ({type(callback).__name__})"
             raise ConfigurationError(
                 f"{option} {monitor}: no metric of that name is logged{did_you_mean(monitor, names)}; validation "
@@ -626,9 +626,15 @@ def spawned(trainer) -> bool:
     return type(trainer.strategy.launcher).__name__ == "_MultiProcessingLauncher"
 
 
+def own_checkpoint(trainer) -> ModelCheckpoint | None:
+    """The ``--checkpoint`` callback (Lightning's ``checkpoint_callback`` is the first, maybe one a user added)."""
+    ours = [c for c in trainer.checkpoint_callbacks if isinstance(c, LastEpochCheckpoint)]
+    return ours[0] if ours else trainer.checkpoint_callback
+
+
 def spawned_last_checkpoint(trainer) -> Path | None:
     """The last.ckpt a spawned fit's workers wrote (their checkpoint callback's paths stay in them), or None."""
-    checkpoint = trainer.checkpoint_callback
+    checkpoint = own_checkpoint(trainer)
     if checkpoint is None or not spawned(trainer) or not trainer.log_dir:
         return None
     candidate = Path(checkpoint.dirpath or Path(trainer.log_dir, "checkpoints"), "last.ckpt")
@@ -641,7 +647,7 @@ KEY_METRICS = ("roc_auc", "average_precision", "precision_rho", "recall_rho", "f
 def fit_summary(trainer, datamodule: AnomalyDataModule, metrics: dict[str, float] | None) -> str:
     """What a finished ``fit`` leaves: the rows, where the logs and checkpoints are, the last validation,
     and the commands that test and score with the checkpoint."""
-    checkpoint = trainer.checkpoint_callback
+    checkpoint = own_checkpoint(trainer)
     last = checkpoint.last_model_path if checkpoint is not None else ""
     done = trainer.current_epoch
     spawned_last = None if last else spawned_last_checkpoint(trainer)
@@ -658,10 +664,11 @@ def fit_summary(trainer, datamodule: AnomalyDataModule, metrics: dict[str, float
         lines.append(f"  checkpoint:  {last} (last epoch)")
     elif checkpoint is not None and done == 0 and not checkpoint.best_model_path:
         lines.append("  checkpoint:  none written (no epoch trained)")
-    if checkpoint is not None and checkpoint.best_model_path and checkpoint.monitor:
-        score = checkpoint.best_model_score  # None in the process that spawned the fit
-        shown = "" if score is None else f" {float(score):.4f}"
-        lines.append(f"  best:        {checkpoint.best_model_path} ({checkpoint.monitor}{shown})")
+    for kept in trainer.checkpoint_callbacks:  # --checkpoint.monitor, and any ModelCheckpoint a user added
+        if kept.best_model_path and kept.monitor:
+            score = kept.best_model_score  # None in the process that spawned the fit
+            shown = "" if score is None else f" {float(score):.4f}"
+            lines.append(f"  best:        {kept.best_model_path} ({kept.monitor}{shown})")
     network = getattr(trainer.lightning_module, "model", None)
     reseeded, em_steps = getattr(network, "components_reseeded", 0), getattr(network, "em_steps_run", 0)
     fit_k = network.mixture.n_components if hasattr(network, "mixture") else None
@@ -705,7 +712,7 @@ def epochs_trained(checkpoint: str | Path) -> int:
 
 def interrupted_fit_summary(trainer) -> str:
     """What an interrupted ``fit`` leaves: its last epoch's checkpoint and the command that goes on from it."""
-    checkpoint = trainer.checkpoint_callback
+    checkpoint = own_checkpoint(trainer)
     last = (checkpoint.last_model_path if checkpoint is not None else "") or spawned_last_checkpoint(trainer)
     try:
         done = epochs_trained(last) if last and Path(last).is_file() else None

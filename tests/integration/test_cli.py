@@ -44,11 +44,23 @@ def test_fit_without_checkpointing_writes_no_checkpoint(tmp_path, caplog):
     assert "checkpoint:  none written (no epoch trained)" in caplog.text and "next:" not in caplog.text
 
 
-def test_fit_summary_counts_the_steps_when_max_steps_ends_it_within_an_epoch(tmp_path, caplog):
+def test_fit_summary_counts_steps_and_shows_our_last_checkpoint_beside_a_users(tmp_path, caplog):
     fitted = run(["fit", "--config", "configs/quickstart.yaml", "--trainer.max_steps", "3"], tmp_path)
     per_epoch = fitted.trainer.num_training_batches
     assert per_epoch == 2 and fitted.trainer.global_step == 3  # so the second epoch ran half
     assert "fit finished after 3 steps (--trainer.max_steps), in 2 epochs;" in caplog.text  # had: after 2 epochs
+    caplog.clear()
+    added = ["--trainer.callbacks+=ModelCheckpoint", "--trainer.callbacks.monitor", "val/roc_auc"]
+    added += ["--trainer.callbacks.mode", "max", "--trainer.check_val_every_n_epoch", "1"]
+    fitted = run(["fit", "--config", "configs/quickstart.yaml", "--trainer.max_epochs", "2", *added], tmp_path / "b")
+    user = fitted.trainer.checkpoint_callback  # Lightning's first: the one the user added, not --checkpoint's
+    last = next((tmp_path / "b").rglob("last.ckpt"))
+    assert user.best_model_path and not user.last_model_path
+    assert (
+        f"checkpoint:  {last} (last epoch)" in caplog.text
+        and f"next:        dagmm test --ckpt_path {last}" in caplog.text
+    )
+    assert f"best:        {user.best_model_path} (val/roc_auc {float(user.best_model_score):.4f})" in caplog.text
 
 
 def test_fit_summary_shows_the_threshold_and_test_says_where_it_logged(tmp_path, caplog):
