@@ -327,6 +327,12 @@ class DAGMMCLI(LightningCLI):
         trainer = config.get("trainer")
         if trainer is None:
             return
+        if trainer.get("barebones"):
+            raise ConfigurationError(
+                "--trainer.barebones true turns off what a dagmm run is for: logging (the training terms and "
+                "metrics) and checkpoints (the fitted model). For speed: --model.init_args.compile true with "
+                "--model.init_args.steps_per_call 8 (README), or --trainer.logger false"
+            )
         nodes = trainer.get("num_nodes") or 1
         if nodes > 1 and not any(os.environ.get(k) for k in NODE_LAUNCH_VARIABLES):
             raise ConfigurationError(

@@ -345,6 +345,10 @@ QS = ["--config", "configs/quickstart.yaml"]
             r"--trainer.callbacks.monitor \(EarlyStopping\) val/f1: no metric .*\(did you mean 'val/f1_rho'",
         ),  # had failed with a traceback once validation ran
         (["fit", *QS, "--data.label_column", "target"], "label_column is for dataset 'table'"),  # had been ignored
+        (
+            ["fit", *QS, "--trainer.barebones", "true"],
+            "barebones true turns off what a dagmm run is for",
+        ),  # object repr
         (  # a later --config sets it again: jsonargparse had dropped the option silently
             ["fit", "--trainer.max_epochs", "5", *QS],
             r"--trainer.max_epochs 5 comes before --config configs/quickstart.yaml, which sets it again: .* after",
