@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -21,6 +22,13 @@ class LastEpochCheckpoint(ModelCheckpoint):
     @property
     def state_key(self) -> str:  # ModelCheckpoint's, so that checkpoints of either class resume alike
         return super().state_key.replace(type(self).__qualname__, ModelCheckpoint.__qualname__, 1)
+
+    def _format_checkpoint_name(self, filename, metrics, prefix=None, auto_insert_metric_name=True) -> str:
+        # our metrics are named val/...: in a filename template the slash would make a subfolder
+        if filename:
+            filename = re.sub(r"\{[^}:]*", lambda field: field.group(0).replace("/", "_"), filename)
+        metrics = {name.replace("/", "_"): value for name, value in metrics.items()}
+        return super()._format_checkpoint_name(filename, metrics, prefix, auto_insert_metric_name)
 
     def on_train_start(self, trainer, pl_module) -> None:
         super().on_train_start(trainer, pl_module)

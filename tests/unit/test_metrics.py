@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -64,3 +66,13 @@ def test_threshold_and_argument_checks():
         AnomalyMetrics(percentile_reference="test")
     with pytest.raises(ValueError, match="NaN"):
         anomaly_metrics(np.array([np.nan, 1.0]), np.array([0, 1]), [])
+
+
+def test_checkpoint_filenames_that_name_our_metrics_stay_in_the_folder(tmp_path):
+    from dagmm_lightning.callbacks import LastEpochCheckpoint
+
+    checkpoint = LastEpochCheckpoint(dirpath=tmp_path, filename="{epoch}-{val/roc_auc:.3f}")
+    name = checkpoint.format_checkpoint_name({"epoch": 3, "val/roc_auc": torch.tensor(0.75)})
+    assert Path(name) == tmp_path / "epoch=3-val_roc_auc=0.750.ckpt"  # had been epoch=3-val/roc_auc=0.750.ckpt
+    plain = LastEpochCheckpoint(dirpath=tmp_path, filename="run-{epoch:02d}", auto_insert_metric_name=False)
+    assert Path(plain.format_checkpoint_name({"epoch": 3})) == tmp_path / "run-03.ckpt"
