@@ -208,10 +208,14 @@ def overridden_options(args: list[str]) -> str | None:
                         f"{option} comes before --config {value}, which sets it again: the later setting wins, "
                         f"so {option} would be ignored; give it after the --config"
                     )
-        elif arg.startswith("--") and "." in arg.split("=", 1)[0]:
-            name = arg.split("=", 1)[0]
-            given = arg if "=" in arg else f"{arg} {args[i + 1]}" if i + 1 < len(args) else arg
-            earlier.append((name[2:].replace(".init_args.", "."), given))
+        elif arg.startswith("--") and arg.split("=", 1)[0] not in ("--print_config", "--help"):
+            name = arg.split("=", 1)[0][2:].rstrip("+").replace(".init_args.", ".")  # --trainer.callbacks+=...
+            value = arg.split("=", 1)[1] if "=" in arg else args[i + 1] if i + 1 < len(args) else ""
+            if name in ("model", "data", "optimizer", "lr_scheduler"):  # --model DAGMMVAE: the class
+                if re.fullmatch(CONFIG_FILE_NAME, value) or value.lstrip().startswith("{"):
+                    continue  # a group's own file or inline settings: not followed here
+                name += ".class_path"
+            earlier.append((name, arg if "=" in arg else f"{arg} {value}"))
     return None
 
 

@@ -70,6 +70,9 @@ def test_fit_summary_shows_the_threshold_and_test_says_where_it_logged(tmp_path,
     above = (fitted.model.training_scores().numpy() > threshold).mean()
     assert above == pytest.approx(0.1, abs=0.01)  # quickstart's contamination: 10 % of the training rows
     assert f"threshold:   {threshold:.6g} (the top 10 % of training scores lie above)" in caplog.text
+    last, saved = next((tmp_path / "logs").rglob("last.ckpt")), next((tmp_path / "logs").rglob("config.yaml"))
+    with pytest.raises(SystemExit):  # the run's config.yaml holds ckpt_path: null, which had started afresh
+        run(["fit", "--ckpt_path", str(last), "--config", str(saved)], tmp_path)
     caplog.clear()
     tested = run(["test", "--ckpt_path", str(next((tmp_path / "logs").rglob("last.ckpt")))], tmp_path)
     assert f"logs:        {tested.trainer.log_dir}   (tensorboard --logdir {tmp_path / 'logs'})" in caplog.text

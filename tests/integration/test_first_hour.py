@@ -353,6 +353,8 @@ QS = ["--config", "configs/quickstart.yaml"]
             ["fit", "--trainer.max_epochs", "5", *QS],
             r"--trainer.max_epochs 5 comes before --config configs/quickstart.yaml, which sets it again: .* after",
         ),
+        (["fit", "--seed_everything", "3", *QS], "--seed_everything 3 comes before --config .* give it after"),
+        (["fit", "--model", "DAGMMVAE", *QS], "--model DAGMMVAE comes before --config .* give it after"),
         (
             [
                 "fit",
