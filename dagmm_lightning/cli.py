@@ -219,6 +219,25 @@ def overridden_options(args: list[str]) -> str | None:
     return None
 
 
+def whole_config_as_data(args: list[str]) -> str | None:
+    """A message if ``--data FILE`` names a whole config (``data:``, ``model:`` ... sections, as
+    configs/data/*.yaml: ``dagmm benchmark --data`` takes those), which fit's ``--data`` does not take."""
+    for value in option_values(args, "--data"):
+        try:
+            content = read_config(Path(value)) if Path(value).is_file() else None
+        except (yaml.YAMLError, OSError, UnicodeDecodeError):  # reported elsewhere
+            continue
+        sections = (
+            sorted(set(content) & {"data", "model", "trainer", "seed_everything"}) if isinstance(content, dict) else []
+        )
+        if sections:
+            return (
+                f"--data {value} is a whole config (its {', '.join(sections)} sections): give it with --config "
+                "(--data takes the data module's own settings)"
+            )
+    return None
+
+
 def readable_parse_error(message: str, options: list[str]) -> str:
     """jsonargparse's report of a bad value or option (nested through every union it tried: the model's
     class or None, the value's type or None) as one line that names the option, what it takes and the
@@ -500,7 +519,7 @@ class DAGMMCLI(LightningCLI):
         if problem is not None:
             subcommands = getattr(getattr(parser, "_subcommands_action", None), "_name_parser_map", {})
             (subcommands.get(given[0], parser) if given else parser).error(problem)
-        problem = overridden_options(given)
+        problem = overridden_options(given) or whole_config_as_data(given)
         if problem is not None:
             subcommands = getattr(getattr(parser, "_subcommands_action", None), "_name_parser_map", {})
             (subcommands.get(given[0], parser) if given else parser).error(problem)

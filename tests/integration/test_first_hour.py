@@ -354,6 +354,10 @@ QS = ["--config", "configs/quickstart.yaml"]
             r"--trainer.max_epochs 5 comes before --config configs/quickstart.yaml, which sets it again: .* after",
         ),
         (["fit", "--seed_everything", "3", *QS], "--seed_everything 3 comes before --config .* give it after"),
+        (  # benchmark's --data takes these; fit's had failed on "Group 'data' does not accept option 'model...'"
+            ["fit", *QS, "--data", "configs/data/thyroid.yaml"],
+            r"--data configs/data/thyroid.yaml is a whole config \(its data, model sections\): give it with --config",
+        ),
         (["fit", "--model", "DAGMMVAE", *QS], "--model DAGMMVAE comes before --config .* give it after"),
         (
             [
