@@ -115,10 +115,14 @@ class AnomalyDataModule(L.LightningDataModule):
             check_choice("dataset", dataset, Dataset)
         if dataset == TABLE and path is None:
             raise ConfigurationError("dataset 'table' needs --data.path pointing at a CSV, Parquet or NPZ file")
-        given = [n for n, v in (("label_column", label_column), ("symbolic_columns", symbolic_columns)) if v]
+        table_only = (("path", path), ("label_column", label_column), ("symbolic_columns", symbolic_columns))
+        given = [n for n, v in table_only if v]
         if (ignore_columns or given) and dataset != TABLE:  # a built-in data set brings its own columns and labels
             name = "ignore_columns" if ignore_columns else given[0]
-            raise ConfigurationError(f"{name} is for dataset 'table' (a CSV or Parquet file's columns)")
+            raise ConfigurationError(
+                f"{name} is for dataset 'table' (a CSV or Parquet file's columns), and the dataset is {dataset!r} "
+                "here: compose configs/table.yaml after the method's config, or give --data.dataset table"
+            )
         both = sorted(set(ignore_columns or []) & {*(symbolic_columns or []), label_column})
         if both:
             raise ConfigurationError(f"{both} listed in ignore_columns and as label or symbolic column")

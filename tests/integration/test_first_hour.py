@@ -137,6 +137,20 @@ def table(path, n=400, labels=True, sep=",", ids=False):
     return path
 
 
+@pytest.mark.parametrize("method", ["vae", "vqvae", "pu", "improved"])
+def test_a_method_config_composed_with_the_table_config_keeps_its_model_and_trains_on_the_table(method, tmp_path):
+    flows = table(tmp_path / "flows.csv")
+    labelled = ["--data.path", str(flows), "--data.label_column", "is_attack", "--trainer.max_epochs", "1"]
+    fitted = run(["fit", "--config", f"configs/{method}.yaml", "--config", "configs/table.yaml", *labelled], tmp_path)
+    expected = {"vae": "DAGMMVAE", "vqvae": "DAGMMVQVAE", "pu": "DAGMMPU", "improved": "DAGMM"}[method]
+    assert type(fitted.model).__name__ == expected  # table.yaml had set DAGMM over the method's class
+    assert fitted.datamodule.dataset == "table" and fitted.trainer.current_epoch == 1  # improved's steps: replaced
+    if method == "improved":
+        assert fitted.model.hparams.members == 5  # the method's settings stay
+    with pytest.raises(ValueError, match="path is for dataset 'table' .* the dataset is 'kddcup99' here"):
+        run(["fit", "--config", "configs/table.yaml", "--config", f"configs/{method}.yaml", *labelled], tmp_path)
+
+
 def test_a_table_takes_its_contamination_from_its_labels_and_predicts_from_the_checkpoint_alone(tmp_path):
     flows = table(tmp_path / "flows.csv", sep=";", ids=True)  # semicolons, and an id column to leave out
     args = ["fit", "--config", "configs/table.yaml", "--data.path", str(flows), "--data.label_column", "is_attack"]
