@@ -531,6 +531,16 @@ class DAGMMCLI(LightningCLI):
         steps_per_epoch = max(1, len(dm.splits.train) // max(dm.batch_size * trainer.world_size, 1))
         if isinstance(trainer.limit_train_batches, int):
             steps_per_epoch = min(steps_per_epoch, trainer.limit_train_batches)
+        interval, most = (
+            trainer.val_check_interval,
+            -(-len(dm.splits.train) // max(dm.batch_size * trainer.world_size, 1)),
+        )
+        if isinstance(interval, int) and trainer.check_val_every_n_epoch is not None and interval > most:
+            raise ConfigurationError(  # else Lightning's ValueError, deep in its loop's setup
+                f"--trainer.val_check_interval {interval} counts batches within an epoch (check_val_every_n_epoch "
+                f"is {trainer.check_val_every_n_epoch}), which has at most {most}: give a smaller one, or "
+                "--trainer.check_val_every_n_epoch null to count over the whole fit"
+            )
         if trainer.log_every_n_steps > 0:  # 0: no step logging at all, as asked
             trainer.log_every_n_steps = max(1, min(trainer.log_every_n_steps, steps_per_epoch))
         if spawned(trainer) and trainer.logger is not None:

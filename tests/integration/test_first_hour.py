@@ -359,6 +359,10 @@ QS = ["--config", "configs/quickstart.yaml"]
             r"--trainer.callbacks.monitor \(EarlyStopping\) val/f1: no metric .*\(did you mean 'val/f1_rho'",
         ),  # had failed with a traceback once validation ran
         (["fit", *QS, "--data.label_column", "target"], "label_column is for dataset 'table'"),  # had been ignored
+        (  # Lightning's ValueError came from deep in its loop, in a traceback
+            ["fit", *QS, "--trainer.val_check_interval", "1000"],
+            r"val_check_interval 1000 counts batches within an epoch \(check_val_every_n_epoch is 10\), .* at most 3",
+        ),
         (
             ["fit", *QS, "--trainer.barebones", "true"],
             "barebones true turns off what a dagmm run is for",
