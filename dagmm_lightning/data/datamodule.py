@@ -126,6 +126,10 @@ class AnomalyDataModule(L.LightningDataModule):
         both = sorted(set(ignore_columns or []) & {*(symbolic_columns or []), label_column})
         if both:
             raise ConfigurationError(f"{both} listed in ignore_columns and as label or symbolic column")
+        if label_column is not None and label_column in (symbolic_columns or []):
+            raise ConfigurationError(
+                f"{label_column!r} is the label column and in symbolic_columns: the label is no feature"
+            )
         check_range("train_contamination", train_contamination, 0.0, 0.5, high_open=True)
         if seed is not None and not 0 <= seed < 2**32:
             raise ConfigurationError(f"seed must be in [0, {2**32 - 1}] (numpy's seeds), got {seed}")

@@ -11,7 +11,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dagmm_lightning.data.tables import NOT_UTF8, RawTable, category_text, csv_delimiter, infer_symbolic_columns
+from dagmm_lightning.data.tables import (
+    NOT_UTF8,
+    RawTable,
+    category_text,
+    csv_delimiter,
+    infer_symbolic_columns,
+    warn_if_headerless,
+)
 from dagmm_lightning.errors import DataError, existing_file
 
 KDDCUP99_COLUMNS = """
@@ -168,21 +175,23 @@ def _require(path: Path, source: str) -> Path:
     return path
 
 
-def anomaly_labels(raw: pd.Series, name: str) -> np.ndarray:
+def anomaly_labels(raw: pd.Series, name: str, missing_unknown: bool = False) -> np.ndarray:
     """A label column's 0/1 or true/false values as bools (True = anomaly), read as numbers or as text
-    (``1.00`` and ``+1`` are 1); anything else is an error."""
+    (``1.00`` and ``+1`` are 1); anything else is an error. ``missing_unknown`` (rows to score): a row
+    without a value is unknown, and the labels are int64 with -1 there; otherwise it is an error."""
     text = category_text(raw).str.lower()
     missing = (raw.isna() | (text == "")).to_numpy()  # read as text (out of core), an empty field is ''
-    if missing.any():
+    if missing.any() and not missing_unknown:
         row = int(np.flatnonzero(missing)[0])
         raise DataError(f"label column {name!r} has no value at row {row}; every row needs 0/1 or true/false")
-    other = sorted(set(pd.unique(text)) - {"0", "1", "true", "false"})
+    other = sorted(set(pd.unique(text[~missing])) - {"0", "1", "true", "false"})
     if other:
         raise DataError(
             f"label column {name!r} must hold 0/1 or true/false (1 = anomaly), but also holds {other[:5]}"
             f"{' ...' if len(other) > 5 else ''}; map them to 0/1 first"
         )
-    return text.isin(["1", "true"]).to_numpy()
+    labels = text.isin(["1", "true"]).to_numpy()
+    return np.where(missing, -1, labels).astype(np.int64) if missing_unknown else labels
 
 
 def columns_named(columns, wanted: list[str]) -> str:
@@ -239,6 +248,8 @@ def read_user_table(
         raise DataError(f"{path} {NOT_UTF8}") from None
     except (ValueError, OSError) as err:  # pandas' ParserError, a decoding error, pyarrow's ArrowInvalid
         raise DataError(f"{path} is not a readable table: {str(err).splitlines()[0]}") from None
+    if not parquet:
+        warn_if_headerless(list(frame.columns), path)
     if len(frame) == 0:
         raise DataError(f"{path} has a header but no rows")
     labels = None
@@ -246,11 +257,17 @@ def read_user_table(
         if label_column not in frame.columns:
             named = columns_named(frame.columns, [label_column])
             raise DataError(f"label column {label_column!r} is not in {path}; {named}")
-        labels = anomaly_labels(frame.pop(label_column), label_column)
+        labels = anomaly_labels(frame.pop(label_column), label_column, missing_unknown=label_optional)
     absent = [c for c in ignore_columns or [] if c not in frame.columns]
     if absent and not label_optional:
         raise DataError(f"ignore_columns {absent} are not in {path}; {columns_named(frame.columns, absent)}")
     frame = frame.drop(columns=[c for c in ignore_columns or [] if c not in absent])
+    if frame.shape[1] == 0:
+        left_out = [
+            *([label_column] if labels is not None else []),
+            *(c for c in ignore_columns or [] if c not in absent),
+        ]
+        raise DataError(f"{path} has no feature columns left: its columns are the label and ignore_columns {left_out}")
     if symbolic_columns is None:
         frame, symbolic_columns = infer_symbolic_columns(frame)
     missing = [c for c in symbolic_columns if c not in frame.columns]

@@ -29,6 +29,7 @@ from dagmm_lightning.data.tables import (
     identifier_error,
     identifier_like,
     infer_symbolic_columns,
+    warn_if_headerless,
 )
 from dagmm_lightning.distributed import rank, world_size
 from dagmm_lightning.errors import DataError, existing_file
@@ -64,7 +65,7 @@ class FileRows:
             if number % ranks == me:
                 labels = np.full(len(frame), -1, dtype=np.int64)
                 if self.label_column is not None and self.label_column in frame.columns:
-                    labels = anomaly_labels(frame.pop(self.label_column), self.label_column).astype(np.int64)
+                    labels = anomaly_labels(frame.pop(self.label_column), self.label_column, missing_unknown=True)
                 try:
                     x = torch.from_numpy(self.preprocessor.scale(self.preprocessor.encode(frame, first_row)))
                 except DataError as err:
@@ -104,6 +105,7 @@ def read_frames(path: Path, chunk_rows: int, types: dict[str, pa.DataType] | Non
         if path.suffix.lower() == ".csv":
             delimiter = csv_delimiter(path)
             names = [str(c) for c in pd.read_csv(path, sep=delimiter, index_col=False, nrows=0).columns]
+            warn_if_headerless(names, path)
             options = csv.ConvertOptions(column_types=types or {}, null_values=MISSING_TEXT, strings_can_be_null=True)
             read = csv.ReadOptions(block_size=1 << 20, column_names=names, skip_rows=header_lines(path, delimiter))
             parse = csv.ParseOptions(delimiter=delimiter, newlines_in_values=True)

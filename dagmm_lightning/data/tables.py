@@ -118,6 +118,22 @@ def csv_delimiter(path: Path) -> str:
     return max(CSV_DELIMITERS, key=lambda d: len(next(csv.reader([header], delimiter=d), [])))
 
 
+HEADERLESS_WARNED: set[str] = set()
+
+
+def warn_if_headerless(names: list, path: Path) -> None:
+    """Warn when a CSV's header line looks like data (half its names or more are numbers, one with a
+    fraction or exponent): a file without a header loses its first row to the column names."""
+    numbers = [n for n in map(str, names) if re.fullmatch(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*", n)]
+    data_like = numbers and 2 * len(numbers) >= len(names) and any(re.search(r"[.eE]", n) for n in numbers)
+    if data_like and str(path) not in HEADERLESS_WARNED:  # once: a file out of core is read in several passes
+        HEADERLESS_WARNED.add(str(path))
+        rank_zero_warn(
+            f"{path}: its header line holds numbers ({', '.join(numbers[:3])}, ...): a file without a header? Its "
+            "first row became the column names and is no row; add a header line"
+        )
+
+
 def identifier_like(n_distinct: int, n_rows: int) -> bool:
     """Whether a text column's values are too varied to be categories: more than half of 50 or more
     (present) values differ (an id, a name, free text)."""

@@ -151,6 +151,21 @@ def test_a_method_config_composed_with_the_table_config_keeps_its_model_and_trai
         run(["fit", "--config", "configs/table.yaml", "--config", f"configs/{method}.yaml", *labelled], tmp_path)
 
 
+def test_table_column_mistakes_are_named(tmp_path):
+    flows = table(tmp_path / "flows.csv")
+    args = ["fit", "--config", "configs/table.yaml", "--data.path", str(flows), "--data.label_column", "is_attack"]
+    with pytest.raises(ValueError, match="'is_attack' is the label column and in symbolic_columns"):
+        run([*args, "--data.symbolic_columns", "[is_attack]"], tmp_path)  # had said: not in flows.csv
+    with pytest.raises(
+        ValueError, match=r"flows.csv has no feature columns left: .* \['is_attack', 'a', 'b', 'proto'\]"
+    ):
+        run([*args, "--data.ignore_columns", "[a,b,proto]"], tmp_path)  # had said: input_dim must be >= 1, got 0
+    bare = tmp_path / "bare.csv"
+    pd.read_csv(flows).to_csv(bare, index=False, header=False)  # no header line: its first row became the names
+    with pytest.warns(UserWarning, match="bare.csv: its header line holds numbers .* a file without a header"):
+        run(["fit", *args[1:4], str(bare), "--data.label_column", "1", "--trainer.max_epochs", "1"], tmp_path)
+
+
 def test_a_table_takes_its_contamination_from_its_labels_and_predicts_from_the_checkpoint_alone(tmp_path):
     flows = table(tmp_path / "flows.csv", sep=";", ids=True)  # semicolons, and an id column to leave out
     args = ["fit", "--config", "configs/table.yaml", "--data.path", str(flows), "--data.label_column", "is_attack"]
@@ -180,6 +195,13 @@ def test_a_table_takes_its_contamination_from_its_labels_and_predicts_from_the_c
     )
     scores = pd.read_csv(out)
     assert len(scores) == 30 and (scores["label"] == -1).all() and np.isfinite(scores["score"]).all()
+    truth = pd.Series([1, None, 0, None] + [0] * 26, dtype="Int64")  # some rows' truth unknown: -1, not refused
+    for name in ("partly.csv", "partly.csv.gz"):  # read in chunks, and whole
+        pd.read_csv(new_rows, sep="\t").assign(is_attack=truth).to_csv(tmp_path / name, index=False)
+        run(["predict", "--ckpt_path", last, "--data.predict_file", str(tmp_path / name)], tmp_path)
+        written = pd.read_csv(next((tmp_path / "logs").rglob("predictions.csv")))
+        assert written["label"].tolist() == truth.fillna(-1).tolist(), name
+        shutil.rmtree(next((tmp_path / "logs").rglob("predictions.csv")).parent)
     rows = pd.read_csv(flows, sep=";")
     rows.iloc[::-1].to_csv(flows, sep=";", index=False)  # the file changed since the fit: refused, and why
     with pytest.raises(ValueError, match="flows.csv is not the data the checkpoint .* rows or their labels changed"):
