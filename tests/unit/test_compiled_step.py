@@ -180,7 +180,11 @@ def test_several_steps_per_call_stop_at_max_steps_and_validate_as_one_step_per_c
     for steps_per_call in (1, 4):
         model = tiny_model(compile=True, steps_per_call=steps_per_call)
         calls = seen[steps_per_call] = []
-        model.on_validation_epoch_start = lambda model=model, calls=calls: calls.append(model.global_step)
+        refit = model.on_validation_epoch_start  # the model's own hook (the refit), kept
+        model.on_validation_epoch_start = lambda model=model, calls=calls, refit=refit: [
+            calls.append(model.global_step),
+            refit(),
+        ]
         quiet = {**QUIET, "limit_val_batches": 1.0}
         trainer = L.Trainer(max_steps=25, enable_checkpointing=False, num_sanity_val_steps=0, **quiet)
         trainer.fit(model, data, val)
