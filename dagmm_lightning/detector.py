@@ -248,10 +248,19 @@ class DAGMMDetector(BaseEstimator):
         if self.variant == "mixed_loss":
             if (y == 1).all():
                 raise DataError("every row of y is a labelled anomaly: mixed_loss trains its mixture on the others")
+            if not (y == 1).any():
+                warnings.warn(
+                    "y labels no anomaly (1): mixed_loss trains as the plain model", UserWarning, stacklevel=3
+                )
             return Splits(rows, rows[:0], rows[:0], np.where(y == 1, LABELLED_ANOMALY, KNOWN_NORMAL).astype(np.int64))
         labelled = np.flatnonzero(y == 0)
         if len(labelled) < 10:
             raise DataError("variant 'pu' needs at least 10 labelled normal rows (y == 0)")
+        if len(labelled) == n:  # all scores had come out 0.0
+            raise DataError(
+                "variant 'pu' learns what sets the labelled normal rows (y == 0) apart from the unlabelled ones, and "
+                "every row is labelled normal: mark the rows nobody checked -1 or NaN"
+            )
         rng = np.random.default_rng(self._seed)
         holdout = np.sort(rng.choice(labelled, max(1, len(labelled) // 10), replace=False))
         train = np.setdiff1d(rows, holdout)

@@ -102,7 +102,18 @@ def with_labelled_anomalies(splits: Splits, is_anomaly: np.ndarray, share: float
     pool = np.concatenate([rng.permutation(splits.spare), rng.permutation(val_anomalies)])
     moved = pool[: int(round(share * len(pool)))]
     if len(moved) == 0:
-        raise DataError("no anomalies outside the test rows to label; raise labelled_anomalies or val_fraction")
+        if len(pool) == 0:
+            held = int(is_anomaly.sum())
+            where = (
+                "has no anomalies" if held == 0 else f"has {held} anomal{'y' if held == 1 else 'ies'}, all test rows"
+            )
+            raise DataError(
+                f"the mixed split labels anomalies outside the test rows, and the data {where}: without anomalies "
+                "to label, train the plain model (split normal_only)"
+            )
+        raise DataError(
+            f"labelled_anomalies {share} of the {len(pool)} anomalies outside the test rows labels none; raise it"
+        )
     train = np.concatenate([splits.train, moved])
     labels = np.r_[np.full(len(splits.train), KNOWN_NORMAL), np.full(len(moved), LABELLED_ANOMALY)]
     order = np.argsort(train)

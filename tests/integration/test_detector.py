@@ -183,6 +183,10 @@ def test_label_aware_variants_fit():
             DAGMMDetector(variant="mixed_loss", epochs=1).fit(x, bad)
     with pytest.raises(DataError, match="every row of y is a labelled anomaly"):
         DAGMMDetector(variant="mixed_loss", epochs=1).fit(x, np.ones(len(x)))
+    with pytest.warns(UserWarning, match=r"y labels no anomaly \(1\): mixed_loss trains as the plain model"):
+        DAGMMDetector(variant="mixed_loss", epochs=1).fit(x, np.zeros(len(x)))
+    with pytest.raises(DataError, match="every row is labelled normal: mark the rows nobody checked -1 or NaN"):
+        DAGMMDetector(variant="pu", epochs=1).fit(x, np.zeros(len(x)))  # its scores had all been 0.0
 
 
 @pytest.mark.parametrize(

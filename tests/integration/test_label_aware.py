@@ -9,6 +9,7 @@ import torch
 
 from dagmm_lightning.data import AnomalyDataModule, make_splits
 from dagmm_lightning.data.splits import positive_unlabeled, with_labelled_anomalies
+from dagmm_lightning.errors import DataError
 from dagmm_lightning.labels import KNOWN_NORMAL, LABELLED_ANOMALY, UNLABELLED
 from dagmm_lightning.losses import anomaly_energy_loss
 from dagmm_lightning.models import DAGMM, DAGMMPU, TrainingRows
@@ -36,6 +37,16 @@ def test_mixed_split_composition_and_no_leakage(protocol):
     assert not y[mixed.train[mixed.train_labels == KNOWN_NORMAL]].any()
     before = np.r_[base.train, base.val, base.spare]
     assert np.array_equal(np.sort(np.r_[mixed.train, mixed.val, mixed.spare]), np.sort(before))
+
+
+def test_a_mixed_split_without_anomalies_outside_the_test_rows_says_so():
+    y = np.zeros(200, dtype=bool)
+    base = make_splits(y, "paper", seed=0)
+    with pytest.raises(DataError, match="the data has no anomalies: without anomalies to label, train the plain"):
+        with_labelled_anomalies(base, y, share=0.5, seed=0)  # had advised raising labelled_anomalies
+    y[base.test[0]] = True
+    with pytest.raises(DataError, match="the data has 1 anomaly, all test rows"):
+        with_labelled_anomalies(make_splits(y, "paper", seed=0), y, share=0.5, seed=0)
 
 
 def test_positive_unlabeled_split_composition():
