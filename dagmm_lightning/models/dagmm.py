@@ -192,6 +192,11 @@ class DAGMM(L.LightningModule):
                 else f"> 1 (an ensemble) is built for DAGMM's autoencoder, not {type(self).__name__}"
             )
             raise ConfigurationError(f"members {what}, got {members}")
+        if mixture == "gaussian+laplace" and not self.ensembles:  # else: 'needs members >= 2', which it refuses
+            raise ConfigurationError(
+                "mixture 'gaussian+laplace' alternates the family over an ensemble's members, and "
+                f"{type(self).__name__} trains no ensemble: choose 'gaussian' or 'laplace'"
+            )
         if compile and not self.compiles:
             raise ConfigurationError(f"compile is not available for {type(self).__name__} (its step updates state)")
         if steps_per_call < 1:

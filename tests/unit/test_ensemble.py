@@ -97,3 +97,5 @@ def test_ensembles_of_other_variants_and_zero_members_are_refused(variant):
         DAGMM(**SIZES, members=0)
     with pytest.raises(ConfigurationError, match="needs members >= 2, got 1"):
         DAGMM(**SIZES, mixture="gaussian+laplace")
+    with pytest.raises(ConfigurationError, match=f"{variant.__name__} trains no ensemble: choose 'gaussian' or"):
+        variant(**SIZES, mixture="gaussian+laplace")  # had asked for members >= 2, which it refuses
