@@ -92,7 +92,8 @@ def main() -> None:
     train = write_tables(100_000, args.work)["csv"]
     logs = args.work / "logs"
     fit = ["fit", "--config", str(ROOT / "configs/table.yaml"), "--data.path", str(train)]
-    fit += ["--data.label_column", "label", "--trainer.max_epochs", "1", "--trainer.logger.init_args.save_dir"]
+    fit += ["--data.label_column", "label", "--trainer.max_epochs", "1", "--trainer.max_steps", "-1"]
+    fit += ["--trainer.logger.init_args.save_dir"]
     dagmm([*fit, str(logs), "--trainer.enable_progress_bar", "false"])
     checkpoint = max(logs.rglob("last.ckpt"), key=lambda p: p.stat().st_mtime)
     print("| rows | file | seconds | rows/s | peak RSS (MiB) |\n|---|---|---|---|---|")

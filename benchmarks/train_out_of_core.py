@@ -27,7 +27,8 @@ FEATURES = 118
 def fit(path: Path, logs: Path, out_of_core: bool) -> tuple[float, float, Path]:
     args = ["fit", "--config", str(ROOT / "configs/table.yaml"), "--data.path", str(path)]
     args += ["--data.label_column", "label", "--data.out_of_core", str(out_of_core).lower()]
-    args += ["--trainer.max_epochs", "1", "--trainer.limit_val_batches", "0", "--trainer.enable_progress_bar", "false"]
+    args += ["--trainer.max_epochs", "1", "--trainer.max_steps", "-1", "--trainer.limit_val_batches", "0"]
+    args += ["--trainer.enable_progress_bar", "false"]
     args += ["--trainer.logger.init_args.save_dir", str(logs)]
     seconds, peak = dagmm(args)
     return seconds, peak, max(logs.rglob("last.ckpt"), key=lambda p: p.stat().st_mtime)

@@ -144,7 +144,8 @@ def test_a_method_config_composed_with_the_table_config_keeps_its_model_and_trai
     fitted = run(["fit", "--config", f"configs/{method}.yaml", "--config", "configs/table.yaml", *labelled], tmp_path)
     expected = {"vae": "DAGMMVAE", "vqvae": "DAGMMVQVAE", "pu": "DAGMMPU", "improved": "DAGMM"}[method]
     assert type(fitted.model).__name__ == expected  # table.yaml had set DAGMM over the method's class
-    assert fitted.datamodule.dataset == "table" and fitted.trainer.current_epoch == 1  # improved's steps: replaced
+    assert fitted.datamodule.dataset == "table" and fitted.trainer.current_epoch == 1
+    assert fitted.trainer.max_steps == 6000 and fitted.trainer.check_val_every_n_epoch is None  # the table's schedule
     if method == "improved":
         assert fitted.model.hparams.members == 5  # the method's settings stay
     with pytest.raises(ValueError, match="path is for dataset 'table' .* the dataset is 'kddcup99' here"):
