@@ -39,6 +39,7 @@ from dagmm_lightning import models  # noqa: E402
 from dagmm_lightning.callbacks import AnomalyFigures, AnomalyMetrics, LastEpochCheckpoint, PredictionCSVWriter  # noqa: E402
 from dagmm_lightning.callbacks.metrics import LAST_STEP_VALIDATED  # noqa: E402
 from dagmm_lightning.data import AnomalyDataModule  # noqa: E402
+from dagmm_lightning.data.batches import batch_bounds  # noqa: E402
 from dagmm_lightning.data.datamodule import TABLE, default_data_dir  # noqa: E402
 from dagmm_lightning.errors import ConfigurationError, DataError, own_error  # noqa: E402
 from dagmm_lightning.models import DAGMM  # noqa: E402
@@ -184,7 +185,7 @@ def config_keys(content, prefix: str = "") -> set[str]:
         name = str(name)
         inner = prefix if name == "init_args" else f"{prefix}{name}."
         keys |= config_keys(value, inner) if isinstance(value, dict) else {f"{prefix}{name}"}
-    return {k.removesuffix(".") for k in keys}
+    return {k.removesuffix(".").replace(".init_args.", ".") for k in keys}  # a dotted key's init_args too
 
 
 def overridden_options(args: list[str]) -> str | None:
@@ -192,7 +193,7 @@ def overridden_options(args: list[str]) -> str | None:
     dropped silently), as a message; None if there is none."""
     earlier: list[tuple[str, str]] = []  # (key, the option as given)
     for i, arg in enumerate(args):
-        if arg in ("--config",) or arg.startswith("--config="):
+        if arg in ("--config", "-c") or arg.startswith(("--config=", "-c=")):
             value = arg.split("=", 1)[1] if "=" in arg else (args[i + 1] if i + 1 < len(args) else "")
             if not earlier or not re.fullmatch(CONFIG_FILE_NAME, value):
                 continue
@@ -202,8 +203,8 @@ def overridden_options(args: list[str]) -> str | None:
                     keys |= config_keys(read_config(path) if path.is_file() else None)
                 except (yaml.YAMLError, OSError, UnicodeDecodeError):  # reported elsewhere
                     continue
-            for key, option in earlier:
-                if key in keys:
+            for key, option in earlier:  # the same setting, or one inside the other (logger, logger.version)
+                if any(k == key or k.startswith(f"{key}.") or key.startswith(f"{k}.") for k in keys):
                     return (
                         f"{option} comes before --config {value}, which sets it again: the later setting wins, "
                         f"so {option} would be ignored; give it after the --config"
@@ -211,8 +212,8 @@ def overridden_options(args: list[str]) -> str | None:
         elif arg.startswith("--") and arg.split("=", 1)[0] not in ("--print_config", "--help"):
             name = arg.split("=", 1)[0][2:].rstrip("+").replace(".init_args.", ".")  # --trainer.callbacks+=...
             value = arg.split("=", 1)[1] if "=" in arg else args[i + 1] if i + 1 < len(args) else ""
-            if name in ("model", "data", "optimizer", "lr_scheduler"):  # --model DAGMMVAE: the class
-                if re.fullmatch(CONFIG_FILE_NAME, value) or value.lstrip().startswith("{"):
+            if name in ("model", "data", "optimizer", "lr_scheduler", "trainer"):  # --model DAGMMVAE: the class
+                if re.fullmatch(CONFIG_FILE_NAME, value) or value.lstrip().startswith("{") or name == "trainer":
                     continue  # a group's own file or inline settings: not followed here
                 name += ".class_path"
             earlier.append((name, arg if "=" in arg else f"{arg} {value}"))
@@ -494,7 +495,7 @@ class DAGMMCLI(LightningCLI):
             saved["symbolic_columns"] = list(state["preprocessor"]["categories"])
         defaults = inspect.signature(AnomalyDataModule).parameters
         given = keys_given(args, "data")
-        table_only = ("label_column", "symbolic_columns", "ignore_columns")  # older fits of built-in data kept them
+        table_only = ("path", "label_column", "symbolic_columns", "ignore_columns")  # older fits of built-in data
         for key, value in saved.items():
             if key in table_only and saved.get("dataset") != TABLE or key == "predict_file" and subcommand != "predict":
                 continue
@@ -516,10 +517,7 @@ class DAGMMCLI(LightningCLI):
         # jsonargparse names neither the file nor the line of a config it cannot read (a binary one: a traceback)
         given = sys.argv[1:] if args is None else self._args
         problem = next((p for p in map(config_file_problem, config_files(given)) if p is not None), None)
-        if problem is not None:
-            subcommands = getattr(getattr(parser, "_subcommands_action", None), "_name_parser_map", {})
-            (subcommands.get(given[0], parser) if given else parser).error(problem)
-        problem = overridden_options(given) or whole_config_as_data(given)
+        problem = problem or overridden_options(given) or whole_config_as_data(given)
         if problem is not None:
             subcommands = getattr(getattr(parser, "_subcommands_action", None), "_name_parser_map", {})
             (subcommands.get(given[0], parser) if given else parser).error(problem)
@@ -528,31 +526,31 @@ class DAGMMCLI(LightningCLI):
     def before_fit(self) -> None:
         # Log (and draw the bar) at least once per epoch on small data, instead of Lightning's warning
         dm, trainer = self.datamodule, self.trainer
-        steps_per_epoch = max(1, len(dm.splits.train) // max(dm.batch_size * trainer.world_size, 1))
-        if isinstance(trainer.limit_train_batches, int):
-            steps_per_epoch = min(steps_per_epoch, trainer.limit_train_batches)
-        interval, most = (
-            trainer.val_check_interval,
-            -(-len(dm.splits.train) // max(dm.batch_size * trainer.world_size, 1)),
-        )
-        if isinstance(interval, int) and trainer.check_val_every_n_epoch is not None and interval > most:
-            raise ConfigurationError(  # else Lightning's ValueError, deep in its loop's setup
-                f"--trainer.val_check_interval {interval} counts batches within an epoch (check_val_every_n_epoch "
-                f"is {trainer.check_val_every_n_epoch}), which has at most {most}: give a smaller one, or "
-                "--trainer.check_val_every_n_epoch null to count over the whole fit"
+        earlier = earlier_run(trainer, self.config.get("fit", self.config).get("ckpt_path"))
+        if earlier is not None:
+            raise ConfigurationError(
+                f"{earlier} holds an earlier run (its TensorBoard events or checkpoints); a second fit there would "
+                "mix the two: give another --trainer.logger.init_args.version (or none: a new version_N), remove "
+                "the folder, or go on with that run (--ckpt_path its last.ckpt)"
             )
+        per_rank = -(-len(dm.splits.train) // trainer.world_size)  # each rank's share, padded (InMemoryBatches)
+        steps_per_epoch = max(1, len(batch_bounds(per_rank, dm.batch_size, shuffle=True)))
+        limit = trainer.limit_train_batches
+        steps_per_epoch = (
+            min(steps_per_epoch, limit) if isinstance(limit, int) else max(1, int(steps_per_epoch * limit))
+        )
+        interval, validating = trainer.val_check_interval, trainer.limit_val_batches != 0
+        if isinstance(interval, int) and trainer.check_val_every_n_epoch is not None and validating:
+            if interval > steps_per_epoch:
+                raise ConfigurationError(  # else Lightning's ValueError, deep in its loop's setup
+                    f"--trainer.val_check_interval {interval} counts batches within an epoch (check_val_every_n_epoch "
+                    f"is {trainer.check_val_every_n_epoch}), which has {steps_per_epoch}: give a smaller one, or "
+                    "--trainer.check_val_every_n_epoch null to count over the whole fit"
+                )
         if trainer.log_every_n_steps > 0:  # 0: no step logging at all, as asked
             trainer.log_every_n_steps = max(1, min(trainer.log_every_n_steps, steps_per_epoch))
         if spawned(trainer) and trainer.logger is not None:
             trainer.logger.version  # noqa: B018 - fixed here, else each spawn (fit, the validation after) picks a new one
-        earlier = earlier_run(trainer, self.config.get("fit", self.config).get("ckpt_path"))
-        if earlier is not None:
-            last = earlier / "checkpoints" / "last.ckpt"
-            raise ConfigurationError(
-                f"{earlier} holds an earlier run (its TensorBoard events or checkpoints); a second fit there would "
-                "mix the two: give another --trainer.logger.init_args.version (or none: a new version_N) or "
-                "remove the folder" + (f", or go on with that run: --ckpt_path {last}" if last.is_file() else "")
-            )
         metrics = next((c for c in trainer.callbacks if isinstance(c, AnomalyMetrics)), None)
         names = [f"val/{name}" for name in metrics.metric_names()] if metrics else []
         if hasattr(self.model, "score_is_energy"):  # c and the energy's ROC AUC: the PU model's only
@@ -781,17 +779,14 @@ def new_run_folder(trainer) -> Path | None:
 
 def earlier_run(trainer, ckpt_path) -> Path | None:
     """The log folder a fit is about to write in, if an earlier run wrote there (a logger's version set by
-    hand and reused) and the fit does not go on from a checkpoint of it; else None."""
+    hand and reused) and the fit goes on from no checkpoint; else None. Single machine only: another
+    node's disk may not hold the folder, and one node refusing alone would leave the others waiting."""
     logger = trainer.logger
-    if not isinstance(logger, (TensorBoardLogger, CSVLogger)) or not logger.log_dir:
+    if not isinstance(logger, (TensorBoardLogger, CSVLogger)) or not logger.log_dir or ckpt_path is not None:
         return None
     folder = Path(logger.log_dir)
     written = [*folder.glob("events.out.tfevents.*"), *folder.glob("metrics.csv"), *folder.rglob("*.ckpt")]
-    if not written or ckpt_path in ("last", "hpc"):  # Lightning's own: the checkpoints of this folder
-        return None
-    if ckpt_path is not None and folder.resolve() in Path(str(ckpt_path)).resolve().parents:
-        return None
-    return folder
+    return folder if written and trainer.num_nodes == 1 else None
 
 
 def remove_if_only_startup_files(folder: Path) -> None:

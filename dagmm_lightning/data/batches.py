@@ -35,6 +35,15 @@ class EpochOrder:
         return torch.randperm(n, generator=generator)
 
 
+def batch_bounds(n: int, batch_size: int, shuffle: bool, min_batch_size: int = 32) -> list[tuple[int, int]]:
+    """(start, stop) of each batch of ``n`` rows; in training (``shuffle``) a short tail joins the batch
+    before it (see ``InMemoryBatches``)."""
+    starts = list(range(0, n, batch_size))
+    if shuffle and len(starts) > 1 and n - starts[-1] < min(min_batch_size, batch_size):
+        starts.pop()  # the short tail joins the batch before it
+    return list(zip(starts, [*starts[1:], n][: len(starts)], strict=True))
+
+
 class InMemoryBatches:
     """Batches ``(x (B, F) float32, y (B,) long with -1 for unknown, row index (B,) long)``.
 
@@ -82,10 +91,7 @@ class InMemoryBatches:
         return range(n - 1, n) if len(shard) == 0 and self.pad_ranks and n > 0 else shard
 
     def _bounds(self, n: int) -> list[tuple[int, int]]:
-        starts = list(range(0, n, self.batch_size))
-        if self.shuffle and len(starts) > 1 and n - starts[-1] < min(self.min_batch_size, self.batch_size):
-            starts.pop()  # the short tail joins the batch before it
-        return list(zip(starts, [*starts[1:], n][: len(starts)], strict=True))
+        return batch_bounds(n, self.batch_size, self.shuffle, self.min_batch_size)
 
     def __len__(self) -> int:
         return len(self._bounds(len(self._shard())))

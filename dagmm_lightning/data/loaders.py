@@ -113,8 +113,9 @@ def _attacks_are_anomalies(table: RawTable) -> RawTable:
     return table
 
 
-def read_npz_file(path: str | Path) -> RawTable:
-    """A numpy archive with ``X`` (rows x features) and optionally ``y`` (1 = anomaly)."""
+def read_npz_file(path: str | Path, missing_unknown: bool = False) -> RawTable:
+    """A numpy archive with ``X`` (rows x features) and optionally ``y`` (1 = anomaly; ``missing_unknown``:
+    rows to score, NaN is -1, unknown)."""
     path = existing_file(path)
     try:
         archive = np.load(path, allow_pickle=False)
@@ -124,7 +125,7 @@ def read_npz_file(path: str | Path) -> RawTable:
             if "X" not in archive.files:
                 raise DataError(f"{path} holds {archive.files}; expected an array 'X' (and optionally 'y')")
             x = np.asarray(archive["X"])
-            y = anomaly_labels(pd.Series(archive["y"].ravel()), "y") if "y" in archive.files else None
+            y = anomaly_labels(pd.Series(archive["y"].ravel()), "y", missing_unknown) if "y" in archive.files else None
     except ValueError as err:  # numpy says so of an object array, and of a file that is no archive at all
         if isinstance(err, DataError):
             raise
@@ -225,7 +226,7 @@ def read_user_table(
             raise DataError(f"{path.name} is an NPZ file: its columns have no names to ignore (ignore_columns)")
         if label_column not in (None, "y") and not label_optional:
             raise DataError(f"{path.name} is an NPZ file: its labels are its array 'y', not a column {label_column!r}")
-        return read_npz_file(path)
+        return read_npz_file(path, missing_unknown=label_optional)
     try:
         with warnings.catch_warnings():  # index_col=False: a row longer than the header is an error, not an index
             warnings.simplefilter("error", pd.errors.ParserWarning)
@@ -263,11 +264,9 @@ def read_user_table(
         raise DataError(f"ignore_columns {absent} are not in {path}; {columns_named(frame.columns, absent)}")
     frame = frame.drop(columns=[c for c in ignore_columns or [] if c not in absent])
     if frame.shape[1] == 0:
-        left_out = [
-            *([label_column] if labels is not None else []),
-            *(c for c in ignore_columns or [] if c not in absent),
-        ]
-        raise DataError(f"{path} has no feature columns left: its columns are the label and ignore_columns {left_out}")
+        ignored = [c for c in ignore_columns or [] if c not in absent]
+        label = f"the label column {label_column!r} and " if labels is not None else ""
+        raise DataError(f"{path} has no feature columns left: its columns are {label}ignore_columns {ignored}")
     if symbolic_columns is None:
         frame, symbolic_columns = infer_symbolic_columns(frame)
     missing = [c for c in symbolic_columns if c not in frame.columns]

@@ -251,8 +251,9 @@ def infer_symbolic_columns(
 class RawTable:
     """A data set as read from its source, before encoding.
 
-    ``features``: one row per sample, numeric and symbolic columns; ``is_anomaly``: (N,) bool, or None
-    when the source has no labels; ``symbolic``: the columns to one-hot encode.
+    ``features``: one row per sample, numeric and symbolic columns; ``is_anomaly``: (N,) bool (in rows to
+    score int64, -1 where unknown), or None when the source has no labels; ``symbolic``: the columns to
+    one-hot encode.
     """
 
     features: pd.DataFrame

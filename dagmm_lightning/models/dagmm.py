@@ -576,10 +576,16 @@ class DAGMM(L.LightningModule):
         # still carries the fit of its weights: the state dict was taken before this hook.
         weights = checkpoint["state_dict"]
         averaged = "current_model_state" in checkpoint  # WeightAveraging's: the state dict holds the average
-        if averaged and any(not torch.equal(p, weights[name]) for name, p in self.named_parameters()):
+        if averaged and not self._holds_weights(weights):
             checkpoint["state_dict"] = self._fitted_state(weights)
         elif self._refit_if_stale():
             checkpoint["state_dict"] = self.state_dict()
+
+    def _holds_weights(self, weights: dict[str, torch.Tensor]) -> bool:
+        """Whether this module's parameters equal those of the state dict ``weights`` (maybe on the CPU)."""
+        return all(
+            torch.equal(p.detach().to(weights[name].device), weights[name]) for name, p in self.named_parameters()
+        )
 
     def _fitted_state(self, weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """A state dict of ``weights`` with the mixture fitted to them; this module left as it was."""

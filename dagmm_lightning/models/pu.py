@@ -71,9 +71,13 @@ class DAGMMPU(DAGMM):
         # (unless a validation just did, with the same weights)
         self._refit_if_stale()
 
+    def on_validation_epoch_start(self) -> None:
+        super().on_validation_epoch_start()
+        self._validated_c = float(self.model.c)  # the validated weights' (weight averaging swaps back first)
+
     def on_validation_epoch_end(self) -> None:
         super().on_validation_epoch_end()
-        self.log("val/c", float(self.model.c))
+        self.log("val/c", self._validated_c)
 
     def on_test_epoch_end(self) -> None:
         self.log("test/c", float(self.model.c))

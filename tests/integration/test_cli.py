@@ -7,7 +7,7 @@ import torch
 
 from dagmm_lightning.callbacks import AnomalyMetrics
 from dagmm_lightning.callbacks.metrics import anomaly_metrics
-from dagmm_lightning.cli import build_cli
+from dagmm_lightning.cli import NODE_LAUNCH_VARIABLES, build_cli
 from dagmm_lightning.sizing import latent_cap
 
 from ..conftest import QUICK, ROOT
@@ -63,7 +63,7 @@ def test_fit_summary_counts_steps_and_shows_our_last_checkpoint_beside_a_users(t
     assert f"best:        {user.best_model_path} (val/roc_auc {float(user.best_model_score):.4f})" in caplog.text
 
 
-def test_fit_summary_shows_the_threshold_and_test_says_where_it_logged(tmp_path, caplog):
+def test_fit_summary_shows_the_threshold_and_test_says_where_it_logged(tmp_path, caplog, capsys):
     predict_file = ["--data.predict_file", "new_rows.csv"]  # a config's, for predict: test does not refuse it
     fitted = run(["fit", "--config", "configs/quickstart.yaml", "--trainer.max_epochs", "1", *predict_file], tmp_path)
     threshold = float(fitted.model.model.calibration.threshold)
@@ -73,6 +73,7 @@ def test_fit_summary_shows_the_threshold_and_test_says_where_it_logged(tmp_path,
     last, saved = next((tmp_path / "logs").rglob("last.ckpt")), next((tmp_path / "logs").rglob("config.yaml"))
     with pytest.raises(SystemExit):  # the run's config.yaml holds ckpt_path: null, which had started afresh
         run(["fit", "--ckpt_path", str(last), "--config", str(saved)], tmp_path)
+    assert f"--ckpt_path {last} comes before --config {saved}, which sets it again" in capsys.readouterr().err
     caplog.clear()
     tested = run(["test", "--ckpt_path", str(next((tmp_path / "logs").rglob("last.ckpt")))], tmp_path)
     assert f"logs:        {tested.trainer.log_dir}   (tensorboard --logdir {tmp_path / 'logs'})" in caplog.text
@@ -249,7 +250,7 @@ def test_trainer_options_do_what_they_say(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="separately launched processes .* would each draw their own seed"):
         run([*args[:2], str(ROOT / args[2]), "--seed_everything", "true"], tmp_path / "w")
     monkeypatch.delenv("WORLD_SIZE")
-    for variable in ("MASTER_ADDR", "NODE_RANK", "SLURM_NTASKS", "TORCHELASTIC_RUN_ID", "LSB_JOBID"):
+    for variable in NODE_LAUNCH_VARIABLES:
         monkeypatch.delenv(variable, raising=False)
     with pytest.raises(ValueError, match="num_nodes 2: nothing says where the other machines are"):
         run([*args[:2], str(ROOT / args[2]), "--trainer.num_nodes", "2"], tmp_path / "nodes")  # would wait forever
@@ -263,7 +264,7 @@ def test_a_second_fit_into_a_used_log_folder_is_refused_unless_it_goes_on_from_t
     folder = tmp_path / "logs" / "lightning_logs" / "mine"
     events = sorted(folder.glob("events.out.tfevents.*"))
     with pytest.raises(
-        ValueError, match="mine holds an earlier run .* or go on with that run: --ckpt_path .*last.ckpt"
+        ValueError, match=r"mine holds an earlier run .* or go on with that run \(--ckpt_path its last.ckpt"
     ):
         run(args, tmp_path)  # had written a second run's events beside the first's, and last-v1.ckpt
     assert sorted(folder.glob("events.out.tfevents.*")) == events

@@ -158,7 +158,8 @@ def test_table_column_mistakes_are_named(tmp_path):
     with pytest.raises(ValueError, match="'is_attack' is the label column and in symbolic_columns"):
         run([*args, "--data.symbolic_columns", "[is_attack]"], tmp_path)  # had said: not in flows.csv
     with pytest.raises(
-        ValueError, match=r"flows.csv has no feature columns left: .* \['is_attack', 'a', 'b', 'proto'\]"
+        ValueError,
+        match=r"no feature columns left: .* label column 'is_attack' and ignore_columns \['a', 'b', 'proto'\]",
     ):
         run([*args, "--data.ignore_columns", "[a,b,proto]"], tmp_path)  # had said: input_dim must be >= 1, got 0
     bare = tmp_path / "bare.csv"

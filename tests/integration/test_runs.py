@@ -252,6 +252,24 @@ def test_exponential_weight_averaging_validates_and_checkpoints_the_average_with
     assert final[3] == pytest.approx(validated) and final[1] == pytest.approx(validated)  # the summary's numbers
 
 
+def test_positive_unlabeled_logs_the_c_of_the_averaged_weights_it_validated(tmp_path):
+    ema = ["--trainer.callbacks+=EMAWeightAveraging", "--trainer.callbacks.decay", "0.5"]
+    pu = ["--model", "DAGMMPU", "--data.split", "positive_unlabeled", "--checkpoint.every_n_epochs", "1"]
+    args = [
+        "fit",
+        "--config",
+        "configs/quickstart.yaml",
+        "--trainer.max_epochs",
+        "2",
+        "--trainer.check_val_every_n_epoch",
+    ]
+    args += ["1", "--trainer.logger.init_args.save_dir", str(tmp_path / "pu"), *QUICK]
+    cli = build_cli([*args, *pu, "--checkpoint.save_top_k", "-1", *ema])
+    saved = torch.load(next((tmp_path / "pu").rglob("epoch=1-*.ckpt")), weights_only=False)
+    assert float(cli.trainer.callback_metrics["val/c"]) == pytest.approx(float(saved["state_dict"]["model.c"]))
+    assert not torch.equal(saved["state_dict"]["model.c"], saved["current_model_state"]["model.c"])  # not the live c
+
+
 def test_weights_swapped_in_at_the_end_get_their_own_mixture(tmp_path):
     # StochasticWeightAveraging swaps the averaged weights in when training ends, without a step: the
     # checkpoint's mixture and threshold must be fitted with those, whichever epochs validated

@@ -276,3 +276,12 @@ def test_out_of_core_rows_follow_an_old_checkpoints_scaling(tmp_path):
     np.testing.assert_array_equal(on_disk, in_memory)
     flat = modules[0].preprocessor.numeric.index("flat")  # numeric columns come first
     assert in_memory[:, flat].max() == 5.0  # unclipped, as the old checkpoint's model was trained to see
+
+
+def test_rows_to_score_read_a_missing_label_as_unknown(tmp_path):
+    from dagmm_lightning.data.loaders import read_npz_file
+
+    np.savez(tmp_path / "rows.npz", X=np.ones((3, 2)), y=np.array([1.0, np.nan, 0.0]))
+    assert read_npz_file(tmp_path / "rows.npz", missing_unknown=True).is_anomaly.tolist() == [1, -1, 0]
+    with pytest.raises(DataError, match="label column 'y' has no value at row 1"):
+        read_npz_file(tmp_path / "rows.npz")  # training rows: every label known
