@@ -743,8 +743,16 @@ def fit_summary(trainer, datamodule: AnomalyDataModule, metrics: dict[str, float
 def epochs_trained(checkpoint: str | Path) -> int:
     """The training epochs a fit's checkpoint holds (one written at an epoch's end counts that epoch: its
     fit loop has processed it, not yet completed it)."""
-    loops = torch.load(checkpoint, weights_only=False, map_location="cpu")["loops"]
-    return int(loops["fit_loop"]["epoch_progress"]["current"]["processed"])
+    return trained(checkpoint)[0]
+
+
+def trained(checkpoint: str | Path) -> tuple[int, int, bool]:
+    """A fit's checkpoint's whole epochs (as ``epochs_trained``), steps, and whether it was written within
+    an epoch (at a validation there)."""
+    saved = torch.load(checkpoint, weights_only=False, map_location="cpu")
+    loop = saved["loops"]["fit_loop"]
+    within = not loop["epoch_loop.batch_progress"].get("is_last_batch", True)
+    return int(loop["epoch_progress"]["current"]["processed"]), int(saved["global_step"]), within
 
 
 def interrupted_fit_summary(trainer) -> str:
@@ -752,16 +760,20 @@ def interrupted_fit_summary(trainer) -> str:
     checkpoint = own_checkpoint(trainer)
     last = (checkpoint.last_model_path if checkpoint is not None else "") or spawned_last_checkpoint(trainer)
     try:
-        done = epochs_trained(last) if last and Path(last).is_file() else None
+        done, steps, within = trained(last) if last and Path(last).is_file() else (None, 0, False)
     except Exception:  # interrupted while it was written
         done = None
     if done is None:
         every = f"{LastEpochCheckpoint.LAST_EVERY_SECONDS:g} s"
-        return f"fit interrupted; no checkpoint written yet (last.ckpt comes at an epoch's end every {every})"
+        return (
+            "fit interrupted; no checkpoint written yet (last.ckpt comes at an epoch's end or a validation, "
+            f"every {every})"
+        )
     config = Path(trainer.log_dir, "config.yaml") if trainer.log_dir else None
     again = f"--config {config} " if config is not None and config.is_file() else ""
+    held = f"{done} epoch{'s' if done != 1 else ''}"
     return (
-        f"fit interrupted; {last} holds its first {done} epoch{'s' if done != 1 else ''}\n"
+        f"fit interrupted; {last} holds its first {f'{steps} steps ({held} whole)' if within else held}\n"
         f"  go on:       dagmm fit {again}--ckpt_path {last}"
     )
 

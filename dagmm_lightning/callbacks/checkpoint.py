@@ -10,7 +10,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 class LastEpochCheckpoint(ModelCheckpoint):
     """Lightning's ``ModelCheckpoint`` whose ``last.ckpt`` holds the fit as it ends, and while it runs an
-    epoch's end (or a validation, with ``save_on_train_epoch_end=False``) at most every
+    epoch's end or a validation within an epoch (any validation with ``save_on_train_epoch_end=False``) at most every
     ``LAST_EVERY_SECONDS``: an interrupted or failed fit goes on from there. Since Lightning 2.6
     ``save_last`` writes only beside a top-k checkpoint of the same step: with ``save_top_k=0`` (the CLI's
     default) an interrupted fit left none, and with a monitor last.ckpt stayed at the best step. The
@@ -41,7 +41,9 @@ class LastEpochCheckpoint(ModelCheckpoint):
 
     def on_validation_end(self, trainer, pl_module) -> None:
         super().on_validation_end(trainer, pl_module)
-        if not self._should_save_on_train_epoch_end(trainer):
+        # also a validation within an epoch (val_check_interval): an epoch may outlast the whole fit
+        within_epoch = not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
+        if not self._should_save_on_train_epoch_end(trainer) or within_epoch:
             self._save_last(trainer, when_due=True)
 
     def on_train_end(self, trainer, pl_module) -> None:  # not Lightning's: it writes even under fast_dev_run

@@ -221,8 +221,22 @@ def test_an_interrupted_fit_says_where_its_checkpoint_is_and_how_to_go_on(tmp_pa
     monkeypatch.setattr(LastEpochCheckpoint, "LAST_EVERY_SECONDS", 3600.0)
     with caplog.at_level("INFO"), pytest.raises(SystemExit):
         fit_metrics(tmp_path, "j", 5)  # stopped before the first save was due
-    assert "fit interrupted; no checkpoint written yet (last.ckpt comes at an epoch's end every 3600 s)" in caplog.text
+    assert "no checkpoint written yet (last.ckpt comes at an epoch's end or a validation, every 3600 s)" in caplog.text
     assert not list((tmp_path / "j").rglob("*.ckpt"))
+    monkeypatch.setattr(LastEpochCheckpoint, "LAST_EVERY_SECONDS", 0.0)
+
+    def stopped_at_batch_6(self, batch, batch_idx):
+        if batch_idx == 6:
+            raise KeyboardInterrupt
+        return step(self, batch, batch_idx)
+
+    monkeypatch.setattr(DAGMM, "training_step", stopped_at_batch_6)
+    within = ["--data.batch_size", "16", "--trainer.val_check_interval", "4"]  # 9 batches an epoch
+    with caplog.at_level("INFO"), pytest.raises(SystemExit):
+        fit_metrics(tmp_path, "k", 1, extra=within)  # a fit shorter than its one epoch: saved at its validation
+    last = next((tmp_path / "k").rglob("last.ckpt"))
+    assert torch.load(last, weights_only=False)["global_step"] == 4
+    assert f"fit interrupted; {last} holds its first 4 steps (0 epochs whole)" in caplog.text
 
 
 def test_exponential_weight_averaging_validates_and_checkpoints_the_average_with_its_own_mixture(tmp_path):
