@@ -690,7 +690,7 @@ def fit_summary(trainer, datamodule: AnomalyDataModule, metrics: dict[str, float
     spawned_last = None if last else spawned_last_checkpoint(trainer)
     if spawned_last is not None:  # the epochs ran in the spawned processes; their last checkpoint counts them
         last = str(spawned_last)
-        done = epochs_trained(last)
+        done = trained(last)[0]
     finished = f"after {done} epoch{'s' if done != 1 else ''}"
     if spawned_last is None and 0 < trainer.max_steps <= trainer.global_step:  # may stop within an epoch
         finished = f"after {trainer.global_step} steps (--trainer.max_steps), in {done} epoch{'s' if done != 1 else ''}"
@@ -740,15 +740,10 @@ def fit_summary(trainer, datamodule: AnomalyDataModule, metrics: dict[str, float
     return "\n".join(lines)
 
 
-def epochs_trained(checkpoint: str | Path) -> int:
-    """The training epochs a fit's checkpoint holds (one written at an epoch's end counts that epoch: its
-    fit loop has processed it, not yet completed it)."""
-    return trained(checkpoint)[0]
-
-
 def trained(checkpoint: str | Path) -> tuple[int, int, bool]:
-    """A fit's checkpoint's whole epochs (as ``epochs_trained``), steps, and whether it was written within
-    an epoch (at a validation there)."""
+    """A fit's checkpoint's whole epochs (one written at an epoch's end counts that epoch: its fit loop has
+    processed it, not yet completed it), its steps, and whether it was written within an epoch (at a
+    validation there)."""
     saved = torch.load(checkpoint, weights_only=False, map_location="cpu")
     loop = saved["loops"]["fit_loop"]
     within = not loop["epoch_loop.batch_progress"].get("is_last_batch", True)
