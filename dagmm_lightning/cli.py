@@ -486,6 +486,14 @@ class DAGMMCLI(LightningCLI):
                 f"a run from a checkpoint keeps the model settings it was trained with ({settings}), not those given "
                 "on the command line or in configs; to train with others, start a new fit (without --ckpt_path)"
             )
+        fit_logs = fit_log_folder(Path(path)) if subcommand in ("validate", "test", "predict") else None
+        trainer_given = keys_given(args, "trainer")
+        logger = config.get("trainer.logger")
+        if fit_logs is not None and "default_root_dir" not in trainer_given and isinstance(logger, Namespace):
+            if not any(k.split(".")[0] == "logger" for k in trainer_given):  # logs beside the fit's, as its logger
+                config.trainer.default_root_dir = str(fit_logs[0])  # saves them (the logger's save_dir follows)
+                if logger.get("init_args.name") == "lightning_logs":
+                    logger.init_args.name = fit_logs[1]
         saved = dict(checkpoint.get("datamodule_hyper_parameters") or {})
         state = checkpoint.get(AnomalyDataModule.__qualname__, {})
         if saved.get("seed") is None and "split_seed" in state:
@@ -618,6 +626,15 @@ def logged_to(trainer) -> str:
     if not isinstance(trainer.logger, TensorBoardLogger):
         return f"  logs:        {trainer.log_dir}"
     return f"  logs:        {trainer.log_dir}   (tensorboard --logdir {trainer.logger.save_dir})"
+
+
+def fit_log_folder(checkpoint: Path) -> tuple[Path, str] | None:
+    """The logger's folder and name of the fit that wrote ``checkpoint``, where the checkpoint lies where
+    that logger put it (``FOLDER/NAME/version_N/checkpoints/FILE``); else None."""
+    run = checkpoint.parent
+    if run.name != "checkpoints" or not re.fullmatch(r"version_\d+", run.parent.name):
+        return None
+    return run.parent.parent.parent, run.parent.parent.name
 
 
 def model_settings(config) -> dict:

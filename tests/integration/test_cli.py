@@ -7,7 +7,7 @@ import torch
 
 from dagmm_lightning.callbacks import AnomalyMetrics
 from dagmm_lightning.callbacks.metrics import anomaly_metrics
-from dagmm_lightning.cli import NODE_LAUNCH_VARIABLES, build_cli
+from dagmm_lightning.cli import NODE_LAUNCH_VARIABLES, build_cli, fit_log_folder
 from dagmm_lightning.sizing import latent_cap
 
 from ..conftest import QUICK, ROOT
@@ -77,6 +77,13 @@ def test_fit_summary_shows_the_threshold_and_test_says_where_it_logged(tmp_path,
     caplog.clear()
     tested = run(["test", "--ckpt_path", str(next((tmp_path / "logs").rglob("last.ckpt")))], tmp_path)
     assert f"logs:        {tested.trainer.log_dir}   (tensorboard --logdir {tmp_path / 'logs'})" in caplog.text
+    # with no folder given, a checkpoint's test logs beside its fit (a new version), not in ./logs
+    beside = build_cli(["test", "--ckpt_path", str(last), *QUICK])
+    assert Path(beside.trainer.log_dir) == tmp_path / "logs" / "lightning_logs" / "version_2"
+    elsewhere = build_cli(["test", "--ckpt_path", str(last), "--trainer.default_root_dir", str(tmp_path / "t"), *QUICK])
+    assert Path(elsewhere.trainer.log_dir) == tmp_path / "t" / "lightning_logs" / "version_0"  # as given
+    assert fit_log_folder(Path("runs/tb/version_3/checkpoints/last.ckpt")) == (Path("runs"), "tb")
+    assert fit_log_folder(Path("runs/last.ckpt")) is None and fit_log_folder(Path("v/checkpoints/x.ckpt")) is None
 
 
 def test_more_components_than_training_rows_are_refused(tmp_path):

@@ -185,7 +185,8 @@ class FailsAtEpoch(L.Callback):
 def test_last_ckpt_follows_the_fit_even_when_it_stops_or_a_monitor_stays_put(tmp_path, monkeypatch):
     # Lightning 2.6 writes last.ckpt only beside a top-k checkpoint: the CLI's keeps it at epochs' ends
     monkeypatch.setattr(LastEpochCheckpoint, "LAST_EVERY_SECONDS", 0.0)  # every epoch's end, not every 5 min
-    cli = build_cli(["--config", "configs/quickstart.yaml", "--trainer.logger", "false", *QUICK], run=False)
+    root = ["--trainer.default_root_dir", str(tmp_path / "a")]  # its config.yaml there, not in ./logs
+    cli = build_cli(["--config", "configs/quickstart.yaml", "--trainer.logger", "false", *root, *QUICK], run=False)
     cli.trainer.callbacks.append(FailsAtEpoch(3))
     cli.trainer.checkpoint_callback.dirpath = str(tmp_path / "a")
     with pytest.raises(RuntimeError, match="stopped"):
