@@ -78,6 +78,17 @@ class InMemoryBatches:
         )
         self.sampler = EpochOrder(seed)
         self.batch_sampler = None  # Lightning inspects both attributes of anything it iterates
+        self._served = 0  # batches this epoch's iterator has yielded
+        self._resume: tuple[int, int] | None = None  # (epoch, batches) a checkpoint had served
+
+    def state_dict(self) -> dict[str, int]:
+        """What a checkpoint keeps of the training order: the epoch and the batches served in it (Lightning
+        fetches no batch ahead of a loader with a length), so that a fit resumed within an epoch goes on
+        with that epoch's next batch instead of starting its order again."""
+        return {"epoch": self.sampler.epoch, "batches": self._served}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self._resume = (int(state["epoch"]), int(state["batches"]))
 
     def _shard(self) -> range:
         """Positions (in this epoch's order) that this rank serves."""
@@ -108,7 +119,11 @@ class InMemoryBatches:
         else:
             rows = torch.arange(shard.start, shard.stop)
         tensors = (self.x, self.y, self.index)
-        for start, stop in self._bounds(len(shard)):
+        bounds = self._bounds(len(shard))
+        resume, self._resume = self._resume, None
+        self._served = resume[1] if resume is not None and resume[0] == self.sampler.epoch else 0
+        for start, stop in bounds[self._served :]:
+            self._served += 1
             if rows is None:
                 yield tuple(t[start:stop] for t in tensors)
             else:

@@ -33,6 +33,7 @@ from dagmm_lightning.sizing import mixture_components, network_sizes
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 LRSchedule = Literal["constant", "cosine"]
+GENERATORS_KEY = "dagmm_generators"  # a fit checkpoint's epoch and each rank's generator states
 _EMPTY_WITHOUT_RESEEDING = (
     "fit_components: the components beyond the estimation network's start empty, and only re-seeding gives "
     "them rows: set em_reseed > 0 (e.g. 0.05)"
@@ -580,6 +581,19 @@ class DAGMM(L.LightningModule):
             checkpoint["state_dict"] = self._fitted_state(weights)
         elif self._refit_if_stale():
             checkpoint["state_dict"] = self.state_dict()
+        done = self.trainer.fit_loop.epoch_loop.batch_progress.current.processed  # (on_train_batch_end: counted)
+        if 0 < done < self.trainer.num_training_batches:  # within an epoch: a resume may go on from here
+            checkpoint[GENERATORS_KEY] = {"epoch": self.current_epoch, "states": self._generator_states()}
+
+    def _generator_states(self) -> list[torch.Tensor]:
+        """Each rank's global generator state (CPU, and the accelerator's where it has one), as uint8
+        tensors on the CPU: a fit resumed within an epoch draws on from there."""
+        state = torch.get_rng_state()
+        if self.device.type == "cuda":
+            state = torch.cat([state, torch.cuda.get_rng_state(self.device)])
+        if self.trainer.world_size == 1:
+            return [state]
+        return [row.clone() for row in self.all_gather(state.to(self.device)).cpu()]
 
     def _holds_weights(self, weights: dict[str, torch.Tensor]) -> bool:
         """Whether this module's parameters equal those of the state dict ``weights`` (maybe on the CPU)."""
@@ -608,13 +622,28 @@ class DAGMM(L.LightningModule):
                 for mine, theirs in zip(self.buffers(), average.module.buffers(), strict=True):
                     theirs.copy_(mine)
 
+    def on_train_start(self) -> None:
+        # Lightning resumes a checkpoint written within an epoch without on_train_epoch_start (one written
+        # when max_steps ended the fit goes on with the next epoch: not restarting)
+        saved = self.__dict__.pop("_resumed_generators", None) or {}
+        within = self.trainer.fit_loop.epoch_loop.restarting and saved.get("epoch") == self.current_epoch
+        if within and len(saved["states"]) == self.trainer.world_size:
+            state, cpu_bytes = saved["states"][self.global_rank], len(torch.get_rng_state())
+            torch.set_rng_state(state[:cpu_bytes].clone())
+            if self.device.type == "cuda" and len(state) > cpu_bytes:
+                torch.cuda.set_rng_state(state[cpu_bytes:].clone(), self.device)
+            self._generators_restored_in = self.current_epoch
+
     def on_train_epoch_start(self) -> None:
         # Dropout, VAE noise and codebook restarts draw from the global generator, whose state
-        # Lightning checkpoints do not carry: seeding it from (run seed, epoch, rank) makes a resumed
-        # run draw exactly what an uninterrupted one would.
+        # Lightning checkpoints do not carry: seeding it from (run seed, epoch, rank) makes a run resumed
+        # at an epoch's start draw exactly what an uninterrupted one would; within an epoch, the
+        # checkpoint's own states (on_save_checkpoint) go on.
         seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
         seed = (seed * 1_000_003 + self.current_epoch) * 1_009 + self.global_rank
-        if self.device.type == "cpu":  # torch.manual_seed would also seed every accelerator's generators:
+        if self.__dict__.pop("_generators_restored_in", None) == self.current_epoch:
+            pass  # resumed within this epoch: its draws go on (on_train_start)
+        elif self.device.type == "cpu":  # torch.manual_seed would also seed every accelerator's generators:
             torch.default_generator.manual_seed(seed)  # 0.3 ms, a table of one batch pays it at each step
         else:
             torch.manual_seed(seed)
@@ -628,6 +657,7 @@ class DAGMM(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self._fitted_weights = None  # the checkpoint's fit is of its own weights (its step says so)
         self._training_scores = None
+        self._resumed_generators = checkpoint.get(GENERATORS_KEY)
         if self._trainer is not None and self.trainer.state.fn != "fit":  # in the process that restores it
             # Lightning asks for the fit's callbacks (a monitored ModelCheckpoint); scoring needs none of them
             warnings.filterwarnings("ignore", message="Be aware that when using `ckpt_path`")

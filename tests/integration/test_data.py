@@ -152,6 +152,23 @@ def test_training_batches_have_equal_steps_per_rank_and_cover_all_rows(monkeypat
     assert set(served) == set(range(23)) and len(served) == 24  # one row repeated as padding
 
 
+def test_training_batches_go_on_within_the_epoch_a_checkpoint_was_written_in():
+    x = torch.arange(20, dtype=torch.float32)[:, None]
+    batches = InMemoryBatches(x, torch.zeros(20), torch.arange(20), batch_size=5, shuffle=True, seed=3)
+    batches.sampler.set_epoch(1)
+    order = [idx for _, _, idx in batches]
+    served = iter(batches)
+    next(served), next(served)
+    state = batches.state_dict()
+    assert state == {"epoch": 1, "batches": 2}
+    batches.load_state_dict(state)  # resumed in epoch 1: its last two batches
+    assert [idx.tolist() for _, _, idx in batches] == [idx.tolist() for idx in order[2:]]
+    assert batches.state_dict() == {"epoch": 1, "batches": 4}
+    batches.load_state_dict(state)
+    batches.sampler.set_epoch(2)  # resumed in the next epoch (an epoch-end checkpoint): all of it
+    assert len([idx for _, _, idx in batches]) == 4 and batches.state_dict() == {"epoch": 2, "batches": 4}
+
+
 def test_a_short_training_tail_joins_the_batch_before_it():
     x = torch.arange(1000, dtype=torch.float32)[:, None]
     batches = InMemoryBatches(x, torch.zeros(1000), torch.arange(1000), batch_size=333, shuffle=True)

@@ -122,14 +122,31 @@ def test_two_process_predict_writes_each_row_once_as_one_process_does(checkpoint
     np.testing.assert_allclose(frames[2]["score"], frames[1]["score"], rtol=1e-12)
 
 
-def test_two_process_fit_gives_finite_metrics():
+class SavesAtStep(L.Callback):
+    def __init__(self, path, step):
+        self.path, self.step = path, step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step == self.step:
+            trainer.save_checkpoint(self.path)
+
+
+def test_two_process_fit_gives_finite_metrics_and_resumes_within_an_epoch_as_it_ran(tmp_path):
     L.seed_everything(1)
     model = small_model()
-    run = trainer(2, max_epochs=2, enable_checkpointing=False, callbacks=[AnomalyMetrics()])
+    within = tmp_path / "within.ckpt"  # after the first of the second epoch's two batches
+    quiet = dict(enable_checkpointing=False, default_root_dir=tmp_path)
+    run = trainer(2, max_epochs=2, callbacks=[AnomalyMetrics(), SavesAtStep(within, 3)], **quiet)
     run.fit(model, datamodule=small_data())
     assert np.isfinite(float(run.callback_metrics["val/roc_auc"]))
     assert np.isfinite(float(run.callback_metrics["val/f1_top10"]))
     assert bool(model.model.mixture.is_fitted) and torch.isfinite(model.model.calibration.threshold)
+    # each process's dropout draws and the epoch's next batch go on from the checkpoint
+    assert len(torch.load(within, weights_only=False)["dagmm_generators"]["states"]) == 2
+    resumed = small_model()
+    trainer(2, max_epochs=2, **quiet).fit(resumed, datamodule=small_data(), ckpt_path=within)
+    for name, value in model.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[name], value, rtol=1e-6, atol=1e-7, msg=name)
 
 
 def test_data_sized_model_in_spawned_processes_is_sized_first():

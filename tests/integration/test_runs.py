@@ -90,7 +90,7 @@ def test_same_seed_same_metrics(tmp_path):
     assert other != first
 
 
-def test_resume_equals_uninterrupted_run(tmp_path):
+def test_resume_equals_uninterrupted_run(tmp_path, monkeypatch):
     straight, metrics = fit_metrics(tmp_path, "straight", 4)
     fit_metrics(tmp_path, "half", 2)
     ckpt = next((tmp_path / "half").rglob("*.ckpt"))
@@ -98,6 +98,41 @@ def test_resume_equals_uninterrupted_run(tmp_path):
     for name, value in straight.model.state_dict().items():
         torch.testing.assert_close(resumed.model.state_dict()[name], value, rtol=1e-6, atol=1e-7, msg=name)
     assert resumed_metrics == pytest.approx(metrics, rel=1e-6)
+    # from within an epoch (two batches each, a validation and last.ckpt after each: stopped after the first
+    # of the third epoch), with dropout: that epoch's next batch and the generator's next draws
+    monkeypatch.setattr(LastEpochCheckpoint, "LAST_EVERY_SECONDS", 0.0)
+    within = [
+        "--trainer.max_epochs",
+        "4",
+        "--trainer.val_check_interval",
+        "1",
+        "--trainer.check_val_every_n_epoch",
+        "1",
+    ]
+    save_dir = ["--trainer.logger.init_args.save_dir", str(tmp_path / "within")]
+    cli = build_cli(["--config", "configs/quickstart.yaml", *within, *save_dir, *QUICK], run=False)
+    cli.trainer.callbacks.append(FailsAtStep(5))
+    with pytest.raises(RuntimeError, match="stopped"):
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    ckpt = next((tmp_path / "within").rglob("last.ckpt"))
+    saved = torch.load(ckpt, weights_only=False)
+    assert saved["global_step"] == 5 and saved["loops"]["fit_loop"]["state_dict"]["combined_loader"] == [
+        {"epoch": 2, "batches": 1}
+    ]
+    resumed, resumed_metrics = fit_metrics(tmp_path, "resumed_within", 4, ckpt=ckpt)
+    assert resumed.trainer.global_step == straight.trainer.global_step == 8
+    for name, value in straight.model.state_dict().items():
+        torch.testing.assert_close(resumed.model.state_dict()[name], value, rtol=1e-6, atol=1e-7, msg=name)
+    assert resumed_metrics == pytest.approx(metrics, rel=1e-6)
+
+
+class FailsAtStep(L.Callback):
+    def __init__(self, step):
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.step:
+            raise RuntimeError("stopped")
 
 
 def test_checkpoint_from_another_variant_is_a_clear_error(tmp_path):
