@@ -537,9 +537,9 @@ class DAGMMCLI(LightningCLI):
         earlier = earlier_run(trainer, self.config.get("fit", self.config).get("ckpt_path"))
         if earlier is not None:
             raise ConfigurationError(
-                f"{earlier} holds an earlier run (its TensorBoard events or checkpoints); a second fit there would "
-                "mix the two: give another --trainer.logger.init_args.version (or none: a new version_N), remove "
-                "the folder, or go on with that run (--ckpt_path its last.ckpt)"
+                f"{earlier[0]} holds an earlier run (its TensorBoard events or checkpoints); a second fit there "
+                f"would mix the two: give {earlier[1]}, remove the folder, or go on with that run (--ckpt_path its "
+                "last.ckpt)"
             )
         per_rank = -(-len(dm.splits.train) // trainer.world_size)  # each rank's share, padded (InMemoryBatches)
         steps_per_epoch = max(1, len(batch_bounds(per_rank, dm.batch_size, shuffle=True)))
@@ -801,16 +801,25 @@ def new_run_folder(trainer) -> Path | None:
     return None if folder.exists() else folder
 
 
-def earlier_run(trainer, ckpt_path) -> Path | None:
-    """The log folder a fit is about to write in, if an earlier run wrote there (a logger's version set by
-    hand and reused) and the fit goes on from no checkpoint; else None. Single machine only: another
+def earlier_run(trainer, ckpt_path) -> tuple[Path, str] | None:
+    """The folder a fit is about to write in and what to give instead, if an earlier run wrote there (a
+    logger's version set by hand and reused; without a logger, or with ``--checkpoint.dirpath``, the
+    checkpoints' folder) and the fit goes on from no checkpoint; else None. Single machine only: another
     node's disk may not hold the folder, and one node refusing alone would leave the others waiting."""
-    logger = trainer.logger
-    if not isinstance(logger, (TensorBoardLogger, CSVLogger)) or not logger.log_dir or ckpt_path is not None:
+    if ckpt_path is not None or trainer.num_nodes != 1:
         return None
-    folder = Path(logger.log_dir)
-    written = [*folder.glob("events.out.tfevents.*"), *folder.glob("metrics.csv"), *folder.rglob("*.ckpt")]
-    return folder if written and trainer.num_nodes == 1 else None
+    logger = trainer.logger
+    if isinstance(logger, (TensorBoardLogger, CSVLogger)) and logger.log_dir:
+        folder = Path(logger.log_dir)
+        written = [*folder.glob("events.out.tfevents.*"), *folder.glob("metrics.csv"), *folder.rglob("*.ckpt")]
+        if written:
+            return folder, "another --trainer.logger.init_args.version (or none: a new version_N)"
+    checkpoint = own_checkpoint(trainer)
+    if checkpoint is None or (logger is not None and not checkpoint.dirpath):
+        return None  # (a logger's new version_N holds its checkpoints)
+    folder = Path(checkpoint.dirpath or Path(trainer.default_root_dir) / "checkpoints")
+    given = "--checkpoint.dirpath" if checkpoint.dirpath else "--trainer.default_root_dir"
+    return (folder, f"another {given}") if any(folder.glob("*.ckpt")) else None
 
 
 def remove_if_only_startup_files(folder: Path) -> None:

@@ -280,3 +280,11 @@ def test_a_second_fit_into_a_used_log_folder_is_refused_unless_it_goes_on_from_t
         tmp_path,
     )
     assert went_on.trainer.current_epoch == 2 and sorted(p.name for p in folder.rglob("*.ckpt")) == ["last.ckpt"]
+    # without a logger, the checkpoints' folder (default_root_dir/checkpoints) tells: had written last-v1.ckpt
+    plain = [*args[:-2], "--trainer.logger", "false", "--trainer.default_root_dir", str(tmp_path / "plain"), *QUICK]
+    build_cli(plain)
+    with pytest.raises(
+        ValueError, match=r"checkpoints holds an earlier run .* give another --trainer.default_root_dir"
+    ):
+        build_cli(plain)
+    assert [p.name for p in (tmp_path / "plain" / "checkpoints").iterdir()] == ["last.ckpt"]
