@@ -20,3 +20,21 @@ def paper_data() -> Path:
 def in_root(monkeypatch):
     """Run from the repository root, where the configs' relative paths hold."""
     monkeypatch.chdir(ROOT)
+
+
+@pytest.fixture
+def in_root_like_folder(tmp_path, monkeypatch):
+    """Run from a fresh folder holding the repository's configs, data and README (links): relative paths
+    hold as from the root, and a run's default logs/ lands under tmp_path."""
+    for name in ("configs", "data", "README.md"):
+        (tmp_path / name).symlink_to(ROOT / name)
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def logs_folder_stays_as_it_was():
+    """No test writes into the repository's ``logs/`` (a run's default folder): tests write under tmp_path."""
+    before = set((ROOT / "logs").rglob("*"))
+    yield
+    written = sorted(str(p.relative_to(ROOT)) for p in set((ROOT / "logs").rglob("*")) - before)
+    assert not written, f"tests wrote into the repository: {', '.join(written[:5])}"

@@ -1,15 +1,49 @@
 import csv
+import logging
 import re
+from concurrent.futures import Future, ProcessPoolExecutor
 
 import numpy as np
 import pytest
+import torch
 
+from dagmm_lightning.benchmark import runner
 from dagmm_lightning.benchmark.report import summarize
 from dagmm_lightning.benchmark.runner import main, parse_seeds
 
 from ..conftest import ROOT
 
 pytestmark = pytest.mark.slow
+
+
+class InProcessPool:
+    """Stands in for the runner's pool of spawned workers: the same jobs, run here one after another (a
+    worker's interpreter start-up cost ~4 s a grid); what a job sets process-wide is put back."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def submit(self, fn, *args):
+        future, threads, level = Future(), torch.get_num_threads(), logging.getLogger("lightning.pytorch").level
+        try:
+            future.set_result(fn(*args))
+        except Exception as err:
+            future.set_exception(err)
+        finally:
+            torch.set_num_threads(threads)
+            logging.getLogger("lightning.pytorch").setLevel(level)
+        return future
+
+
+@pytest.fixture(autouse=True)
+def jobs_in_this_process(monkeypatch):
+    monkeypatch.setattr(runner, "ProcessPoolExecutor", InProcessPool)
 
 
 def test_parse_seeds():
@@ -55,7 +89,8 @@ def test_a_wrong_detector_setting_stops_the_suite_before_any_row(tmp_path):
     assert not (tmp_path / "out.csv").exists()
 
 
-def test_runner_writes_csv_table_figure_and_resumes(tmp_path, capsys):
+def test_runner_writes_csv_table_figure_and_resumes(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(runner, "ProcessPoolExecutor", ProcessPoolExecutor)  # the spawned workers, here
     out = tmp_path / "grid"
     args = [
         "--configs",

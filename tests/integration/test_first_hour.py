@@ -416,8 +416,7 @@ QS = ["--config", "configs/quickstart.yaml"]
         (["fit", *QS, "--trainer.limit_val_batches", "0.5"], r"requested to check 0.5 of the `val_dataloader`"),
     ],
 )
-def test_setting_and_option_mistakes_are_one_line_errors(args, message, capsys, monkeypatch):
-    monkeypatch.chdir(ROOT)
+def test_setting_and_option_mistakes_are_one_line_errors(args, message, capsys, in_root_like_folder):
     from dagmm_lightning.__main__ import main
 
     with pytest.raises(SystemExit) as exit_info:
