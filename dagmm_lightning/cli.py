@@ -487,6 +487,7 @@ class DAGMMCLI(LightningCLI):
                 "on the command line or in configs; to train with others, start a new fit (without --ckpt_path)"
             )
         fit_logs = fit_log_folder(Path(path)) if subcommand in ("validate", "test", "predict") else None
+        fit_logs = fit_logs if fit_logs is not None and os.access(fit_logs[0], os.W_OK) else None  # (an archive)
         trainer_given = keys_given(args, "trainer")
         logger = config.get("trainer.logger")
         if fit_logs is not None and "default_root_dir" not in trainer_given and isinstance(logger, Namespace):
@@ -803,9 +804,10 @@ def new_run_folder(trainer) -> Path | None:
 
 def earlier_run(trainer, ckpt_path) -> tuple[Path, str] | None:
     """The folder a fit is about to write in and what to give instead, if an earlier run wrote there (a
-    logger's version set by hand and reused; without a logger, or with ``--checkpoint.dirpath``, the
-    checkpoints' folder) and the fit goes on from no checkpoint; else None. Single machine only: another
-    node's disk may not hold the folder, and one node refusing alone would leave the others waiting."""
+    logger's version set by hand and reused; without a logger, or with ``--checkpoint.dirpath``, a
+    checkpoints' folder holding the last.ckpt this fit would write) and the fit goes on from no checkpoint;
+    else None. Single machine only: another node's disk may not hold the folder, and one node refusing
+    alone would leave the others waiting."""
     if ckpt_path is not None or trainer.num_nodes != 1:
         return None
     logger = trainer.logger
@@ -819,7 +821,8 @@ def earlier_run(trainer, ckpt_path) -> tuple[Path, str] | None:
         return None  # (a logger's new version_N holds its checkpoints)
     folder = Path(checkpoint.dirpath or Path(trainer.default_root_dir) / "checkpoints")
     given = "--checkpoint.dirpath" if checkpoint.dirpath else "--trainer.default_root_dir"
-    return (folder, f"another {given}") if any(folder.glob("*.ckpt")) else None
+    last = folder / f"{checkpoint.CHECKPOINT_NAME_LAST}{checkpoint.FILE_EXTENSION}"  # what this fit would write
+    return (folder, f"another {given}") if checkpoint.save_last and last.exists() else None
 
 
 def remove_if_only_startup_files(folder: Path) -> None:

@@ -78,14 +78,15 @@ class InMemoryBatches:
         )
         self.sampler = EpochOrder(seed)
         self.batch_sampler = None  # Lightning inspects both attributes of anything it iterates
-        self._served = 0  # batches this epoch's iterator has yielded
+        self._served = (0, 0)  # (epoch, batches) the latest iterator has yielded
         self._resume: tuple[int, int] | None = None  # (epoch, batches) a checkpoint had served
 
     def state_dict(self) -> dict[str, int]:
         """What a checkpoint keeps of the training order: the epoch and the batches served in it (Lightning
         fetches no batch ahead of a loader with a length), so that a fit resumed within an epoch goes on
         with that epoch's next batch instead of starting its order again."""
-        return {"epoch": self.sampler.epoch, "batches": self._served}
+        epoch, batches = self._resume or self._served
+        return {"epoch": epoch, "batches": batches}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         self._resume = (int(state["epoch"]), int(state["batches"]))
@@ -120,10 +121,10 @@ class InMemoryBatches:
             rows = torch.arange(shard.start, shard.stop)
         tensors = (self.x, self.y, self.index)
         bounds = self._bounds(len(shard))
-        resume, self._resume = self._resume, None
-        self._served = resume[1] if resume is not None and resume[0] == self.sampler.epoch else 0
-        for start, stop in bounds[self._served :]:
-            self._served += 1
+        resume, self._resume, epoch = self._resume, None, self.sampler.epoch
+        skip = resume[1] if resume is not None and resume[0] == epoch else 0
+        for number, (start, stop) in enumerate(bounds[skip:], skip + 1):
+            self._served = (epoch, number)
             if rows is None:
                 yield tuple(t[start:stop] for t in tensors)
             else:

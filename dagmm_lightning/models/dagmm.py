@@ -581,8 +581,9 @@ class DAGMM(L.LightningModule):
             checkpoint["state_dict"] = self._fitted_state(weights)
         elif self._refit_if_stale():
             checkpoint["state_dict"] = self.state_dict()
-        done = self.trainer.fit_loop.epoch_loop.batch_progress.current.processed  # (on_train_batch_end: counted)
-        if 0 < done < self.trainer.num_training_batches:  # within an epoch: a resume may go on from here
+        epochs, loop = self.trainer.fit_loop.epoch_progress.current, self.trainer.fit_loop.epoch_loop
+        if epochs.started > epochs.processed and loop.batch_progress.current.processed > 0:  # within its batches:
+            # a resume goes on within this epoch (not after max_steps ended it: Lightning counts it done)
             checkpoint[GENERATORS_KEY] = {"epoch": self.current_epoch, "states": self._generator_states()}
 
     def _generator_states(self) -> list[torch.Tensor]:
@@ -623,32 +624,44 @@ class DAGMM(L.LightningModule):
                     theirs.copy_(mine)
 
     def on_train_start(self) -> None:
-        # Lightning resumes a checkpoint written within an epoch without on_train_epoch_start (one written
-        # when max_steps ended the fit goes on with the next epoch: not restarting)
+        # Lightning resumes a checkpoint written within an epoch (or at its end) without that epoch's
+        # on_train_epoch_start: the checkpoint's generator states go on, or the epoch's seed is set here
         saved = self.__dict__.pop("_resumed_generators", None) or {}
-        within = self.trainer.fit_loop.epoch_loop.restarting and saved.get("epoch") == self.current_epoch
-        if within and len(saved["states"]) == self.trainer.world_size:
-            state, cpu_bytes = saved["states"][self.global_rank], len(torch.get_rng_state())
+        loop = self.trainer.fit_loop
+        if not (loop.restarted_mid_epoch or loop.restarted_on_epoch_end):
+            return
+        states = saved.get("states", []) if saved.get("epoch") == self.current_epoch else []
+        if loop.restarted_mid_epoch and len(states) == self.trainer.world_size:
+            state, cpu_bytes = states[self.global_rank], len(torch.get_rng_state())
             torch.set_rng_state(state[:cpu_bytes].clone())
             if self.device.type == "cuda" and len(state) > cpu_bytes:
                 torch.cuda.set_rng_state(state[cpu_bytes:].clone(), self.device)
-            self._generators_restored_in = self.current_epoch
+        else:
+            if loop.restarted_mid_epoch and states:
+                rank_zero_warn(
+                    f"resumed with {self.trainer.world_size} processes from a checkpoint {len(states)} wrote within "
+                    "an epoch: the rest of that epoch is not what an uninterrupted fit would have trained"
+                )
+            self._seed_generators()
+        self._generators_set_in = self.current_epoch
 
     def on_train_epoch_start(self) -> None:
+        if self.__dict__.pop("_generators_set_in", None) != self.current_epoch:  # (else: on_train_start)
+            self._seed_generators()
+        if "_adam_step" in self.__dict__:
+            self.__dict__["_adam_step"].check_guards()  # what a callback changed in place is seen each epoch
+
+    def _seed_generators(self) -> None:
         # Dropout, VAE noise and codebook restarts draw from the global generator, whose state
-        # Lightning checkpoints do not carry: seeding it from (run seed, epoch, rank) makes a run resumed
-        # at an epoch's start draw exactly what an uninterrupted one would; within an epoch, the
-        # checkpoint's own states (on_save_checkpoint) go on.
+        # Lightning checkpoints do not carry: seeding it from (run seed, epoch, rank) at each epoch's
+        # start makes a run resumed there draw exactly what an uninterrupted one would; within an epoch,
+        # the checkpoint's own states go on (on_save_checkpoint, on_train_start).
         seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
         seed = (seed * 1_000_003 + self.current_epoch) * 1_009 + self.global_rank
-        if self.__dict__.pop("_generators_restored_in", None) == self.current_epoch:
-            pass  # resumed within this epoch: its draws go on (on_train_start)
-        elif self.device.type == "cpu":  # torch.manual_seed would also seed every accelerator's generators:
+        if self.device.type == "cpu":  # torch.manual_seed would also seed every accelerator's generators:
             torch.default_generator.manual_seed(seed)  # 0.3 ms, a table of one batch pays it at each step
         else:
             torch.manual_seed(seed)
-        if "_adam_step" in self.__dict__:
-            self.__dict__["_adam_step"].check_guards()  # what a callback changed in place is seen each epoch
 
     def _variant_record(self) -> dict:
         """What a checkpoint must match to load into this module."""

@@ -288,3 +288,6 @@ def test_a_second_fit_into_a_used_log_folder_is_refused_unless_it_goes_on_from_t
     ):
         build_cli(plain)
     assert [p.name for p in (tmp_path / "plain" / "checkpoints").iterdir()] == ["last.ckpt"]
+    dirpath = ["--checkpoint.dirpath", str(tmp_path / "plain" / "checkpoints")]  # with a logger: its own folder
+    with pytest.raises(ValueError, match=r"checkpoints holds an earlier run .* give another --checkpoint.dirpath"):
+        run([*args[:-2], *dirpath], tmp_path)
