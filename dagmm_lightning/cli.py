@@ -487,7 +487,9 @@ class DAGMMCLI(LightningCLI):
                 "on the command line or in configs; to train with others, start a new fit (without --ckpt_path)"
             )
         fit_logs = fit_log_folder(Path(path)) if subcommand in ("validate", "test", "predict") else None
-        fit_logs = fit_logs if fit_logs is not None and os.access(fit_logs[0], os.W_OK) else None  # (an archive)
+        if fit_logs is not None:  # where it can write (not an archive): the new version_N goes in FOLDER/NAME
+            named = fit_logs[0] / fit_logs[1]
+            fit_logs = fit_logs if os.access(named if named.exists() else fit_logs[0], os.W_OK) else None
         trainer_given = keys_given(args, "trainer")
         logger = config.get("trainer.logger")
         if fit_logs is not None and "default_root_dir" not in trainer_given and isinstance(logger, Namespace):

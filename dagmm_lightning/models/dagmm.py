@@ -628,26 +628,28 @@ class DAGMM(L.LightningModule):
         # on_train_epoch_start: the checkpoint's generator states go on, or the epoch's seed is set here
         saved = self.__dict__.pop("_resumed_generators", None) or {}
         loop = self.trainer.fit_loop
-        if not (loop.restarted_mid_epoch or loop.restarted_on_epoch_end):
+        if not (loop.restarted_mid_epoch or loop.restarted_on_epoch_end):  # (then on_train_epoch_start seeds)
             return
         states = saved.get("states", []) if saved.get("epoch") == self.current_epoch else []
-        if loop.restarted_mid_epoch and len(states) == self.trainer.world_size:
-            state, cpu_bytes = states[self.global_rank], len(torch.get_rng_state())
+        cpu_bytes = len(torch.get_rng_state())
+        same_device = all((len(state) > cpu_bytes) == (self.device.type == "cuda") for state in states)
+        if loop.restarted_mid_epoch and len(states) == self.trainer.world_size and same_device:
+            state = states[self.global_rank]
             torch.set_rng_state(state[:cpu_bytes].clone())
-            if self.device.type == "cuda" and len(state) > cpu_bytes:
+            if self.device.type == "cuda":
                 torch.cuda.set_rng_state(state[cpu_bytes:].clone(), self.device)
         else:
             if loop.restarted_mid_epoch and states:
+                written_on = "CUDA" if len(states[0]) > cpu_bytes else "CPU"
                 rank_zero_warn(
-                    f"resumed with {self.trainer.world_size} processes from a checkpoint {len(states)} wrote within "
-                    "an epoch: the rest of that epoch is not what an uninterrupted fit would have trained"
+                    f"the checkpoint was written within an epoch by {len(states)} process(es) on {written_on}, this "
+                    f"fit runs {self.trainer.world_size} on {self.device.type}: the rest of that epoch is not what an "
+                    "uninterrupted fit would have trained (its draws start from the epoch's seed)"
                 )
             self._seed_generators()
-        self._generators_set_in = self.current_epoch
 
     def on_train_epoch_start(self) -> None:
-        if self.__dict__.pop("_generators_set_in", None) != self.current_epoch:  # (else: on_train_start)
-            self._seed_generators()
+        self._seed_generators()
         if "_adam_step" in self.__dict__:
             self.__dict__["_adam_step"].check_guards()  # what a callback changed in place is seen each epoch
 

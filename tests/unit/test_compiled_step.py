@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from dagmm_lightning.data import InMemoryBatches
 from dagmm_lightning.errors import ConfigurationError
 from dagmm_lightning.labels import KNOWN_NORMAL, LABELLED_ANOMALY
 from dagmm_lightning.models import DAGMM, DAGMMPU, DAGMMVQVAE
@@ -221,6 +222,45 @@ def test_a_compiled_run_resumes_where_it_stopped(tmp_path):
         torch.testing.assert_close(a, b)
     state = trainer.optimizers[0].state
     assert all(float(state[p]["step"]) == 16.0 for p in resumed.parameters())
+
+
+class SavesAtStep(L.Callback):
+    def __init__(self, path, step):
+        self.path, self.step = path, step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step == self.step:
+            trainer.save_checkpoint(self.path)
+
+
+def test_several_steps_per_call_resume_within_an_epoch_and_validate_at_its_end(tmp_path):
+    # Lightning counts calls, the loader batches: the resumed epoch must still end (and validate) as it ran
+    torch.manual_seed(1)
+    x = torch.rand(256, 6)
+    data = InMemoryBatches(x, torch.zeros(256, dtype=torch.long), torch.arange(256), 64, shuffle=True)
+    val = InMemoryBatches(x[:64], torch.zeros(64, dtype=torch.long), torch.arange(64), 64, shuffle=False)
+    validated = []
+
+    class Validations(L.Callback):
+        def on_validation_end(self, trainer, pl_module):
+            validated.append(trainer.global_step)
+
+    def run(callbacks, ckpt_path=None):
+        model = tiny_model(compile=True, steps_per_call=2, dropout=0.5)
+        quiet = {k: v for k, v in QUIET.items() if k != "limit_val_batches"}
+        trainer = L.Trainer(
+            max_epochs=3, default_root_dir=tmp_path, num_sanity_val_steps=0, callbacks=callbacks, **quiet
+        )
+        trainer.fit(model, data, val, ckpt_path=ckpt_path)
+        return model, trainer
+
+    whole, _ = run([SavesAtStep(tmp_path / "within.ckpt", 6), Validations()])  # after epoch 1's first call
+    assert validated == [4, 8, 12]
+    validated.clear()
+    resumed, trainer = run([Validations()], tmp_path / "within.ckpt")
+    assert trainer.global_step == 12 and validated == [8, 12]
+    for a, b in zip(resumed.parameters(), whole.parameters(), strict=True):
+        torch.testing.assert_close(a, b)
 
 
 class NaNStep:
