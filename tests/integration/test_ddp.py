@@ -12,6 +12,8 @@ from dagmm_lightning.distributed import rank
 from dagmm_lightning.models import DAGMM
 from dagmm_lightning.sizing import latent_cap, latent_size
 
+from ..conftest import SavesAtStep
+
 BUFFERS = {
     "gaussian": (
         "model.mixture.weights",
@@ -120,15 +122,6 @@ def test_two_process_predict_writes_each_row_once_as_one_process_does(checkpoint
     assert sorted(p.name for p in tmp_path.iterdir()) == ["predictions1.csv", "predictions2.csv"]  # parts joined
     np.testing.assert_array_equal(frames[2]["index"], frames[1]["index"])
     np.testing.assert_allclose(frames[2]["score"], frames[1]["score"], rtol=1e-12)
-
-
-class SavesAtStep(L.Callback):
-    def __init__(self, path, step):
-        self.path, self.step = path, step
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if trainer.global_step == self.step:
-            trainer.save_checkpoint(self.path)
 
 
 def test_two_process_fit_gives_finite_metrics_and_resumes_within_an_epoch_as_it_ran(tmp_path):

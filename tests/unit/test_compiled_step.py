@@ -12,6 +12,8 @@ from dagmm_lightning.models import DAGMM, DAGMMPU, DAGMMVQVAE
 from dagmm_lightning.models.compiled_step import CompiledAdamStep
 from dagmm_lightning.networks.layers import Dropout, Tanh
 
+from ..conftest import SavesAtStep
+
 QUIET = dict(logger=False, enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
 
 
@@ -222,15 +224,6 @@ def test_a_compiled_run_resumes_where_it_stopped(tmp_path):
         torch.testing.assert_close(a, b)
     state = trainer.optimizers[0].state
     assert all(float(state[p]["step"]) == 16.0 for p in resumed.parameters())
-
-
-class SavesAtStep(L.Callback):
-    def __init__(self, path, step):
-        self.path, self.step = path, step
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if trainer.global_step == self.step:
-            trainer.save_checkpoint(self.path)
 
 
 def test_several_steps_per_call_resume_within_an_epoch_and_validate_at_its_end(tmp_path):
