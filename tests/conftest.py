@@ -3,23 +3,11 @@
 
 from pathlib import Path
 
-import lightning as L
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER_DATA = ROOT / "data"  # the paper's three files, shipped with the project
 QUICK = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
-
-
-class SavesAtStep(L.Callback):
-    """Writes a checkpoint to ``path`` after the training step that brings the global step to ``step``."""
-
-    def __init__(self, path, step):
-        self.path, self.step = path, step
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if trainer.global_step == self.step:
-            trainer.save_checkpoint(self.path)
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from dagmm_lightning.distributed import rank
 from dagmm_lightning.models import DAGMM
 from dagmm_lightning.sizing import latent_cap, latent_size
 
-from ..conftest import SavesAtStep
+from ..callbacks import SavesAtStep
 
 BUFFERS = {
     "gaussian": (

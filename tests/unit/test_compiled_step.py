@@ -12,7 +12,7 @@ from dagmm_lightning.models import DAGMM, DAGMMPU, DAGMMVQVAE
 from dagmm_lightning.models.compiled_step import CompiledAdamStep
 from dagmm_lightning.networks.layers import Dropout, Tanh
 
-from ..conftest import SavesAtStep
+from ..callbacks import SavesAtStep
 
 QUIET = dict(logger=False, enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
 
