@@ -91,6 +91,11 @@ class InMemoryBatches:
     def load_state_dict(self, state: dict[str, int]) -> None:
         self._resume = (int(state["epoch"]), int(state["batches"]))
 
+    def ordered_pass(self) -> InMemoryBatches:
+        """The same rows once, in order, sharded across ranks without padding, with a position of its own:
+        a refit's pass over the training rows leaves this loader's place in the epoch as it was."""
+        return InMemoryBatches(self.x, self.y, self.index, self.batch_size, shuffle=False)
+
     def _shard(self) -> range:
         """Positions (in this epoch's order) that this rank serves."""
         n, ranks, me = len(self.x), world_size(), rank()

@@ -541,7 +541,11 @@ class DAGMM(L.LightningModule):
             return datamodule.refit_dataloader()
         if self.trainer.train_dataloader is None:  # the sanity check runs before Lightning loads it
             self.trainer.fit_loop.setup_data()
-        return self.trainer.train_dataloader
+        loader = self.trainer.train_dataloader
+        # A pass of its own where the loader offers one: iterating the training loader would move its
+        # position, and a checkpoint written after the refit would resume past the rest of the epoch.
+        ordered_pass = getattr(loader, "ordered_pass", None)
+        return ordered_pass() if callable(ordered_pass) else loader
 
     def training_scores(self) -> torch.Tensor:
         """Scores of all training rows (less labelled anomalies) under the current fit; cached by the refit."""

@@ -165,6 +165,31 @@ def batches(x, batch_size):
     return InMemoryBatches(x, torch.zeros(len(x), dtype=torch.long), torch.arange(len(x)), batch_size, shuffle=False)
 
 
+def test_refit_within_an_epoch_leaves_a_users_training_loader_where_it_was():
+    """No data module to give the refit its rows: it takes a pass of its own over the training loader's
+    rows (each once, in order), not the loader itself, whose place a checkpoint written after it keeps."""
+    x = torch.rand(100, 6)
+    train = InMemoryBatches(x, torch.zeros(100, dtype=torch.long), torch.arange(100), 10, shuffle=True)
+    places = []
+
+    class Place(L.Callback):
+        def on_validation_end(self, trainer, pl_module):
+            places.append((train.state_dict()["batches"], len(pl_module.training_scores())))
+
+    trainer = L.Trainer(
+        max_epochs=1,
+        val_check_interval=4,
+        callbacks=[Place()],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
+    trainer.fit(tiny_model(), train_dataloaders=train, val_dataloaders=batches(x[:20], 20))
+    assert places == [(4, 100), (8, 100)]
+
+
 @pytest.mark.filterwarnings("ignore:You defined a `validation_step` but have no `val_dataloader`")
 def test_non_finite_loss_stops_with_epoch_step_and_term():
     model = tiny_model()
