@@ -35,6 +35,7 @@ from dagmm_lightning.data.streaming import (
     column_types,
     read_frames,
     scan_file,
+    streamed,
     write_split_rows,
 )
 from dagmm_lightning.data.tables import RawTable, TablePreprocessor
@@ -136,8 +137,13 @@ class AnomalyDataModule(L.LightningDataModule):
         for name, size in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
             if size < 1:
                 raise ConfigurationError(f"{name} must be >= 1, got {size}")
-        if out_of_core and (dataset != TABLE or Path(path).suffix.lower() not in STREAMED_SUFFIXES):
-            raise ConfigurationError("out_of_core reads a table's CSV or Parquet file: dataset 'table' and its path")
+        if out_of_core and dataset != TABLE:
+            raise ConfigurationError(f"out_of_core reads a user's table (dataset 'table', its path), not {dataset!r}")
+        if out_of_core and not streamed(path):
+            raise ConfigurationError(
+                f"out_of_core reads a file by chunks: a CSV ({', '.join(STREAMED_SUFFIXES[:3])}) or Parquet file "
+                f"({', '.join(STREAMED_SUFFIXES[3:])}); {Path(path).name} is neither: convert it, or train in memory"
+            )
         check_choice("protocol", protocol, Protocol)
         check_choice("split", split, Split)
         if split == "positive_unlabeled" and protocol != "paper":
@@ -361,7 +367,7 @@ class AnomalyDataModule(L.LightningDataModule):
     def predict_dataloader(self) -> InMemoryBatches:
         if self.predict_file is None:
             return self.test_dataloader()
-        if self.dataset == TABLE and Path(self.predict_file).suffix.lower() in STREAMED_SUFFIXES:
+        if self.dataset == TABLE and streamed(self.predict_file):
             prep, label = self.preprocessor, self.label_column
             return FileRows(self.predict_file, prep, label, self.eval_batch_size, ignored=self.ignore_columns)
         if self.dataset == TABLE:

@@ -29,12 +29,20 @@ from dagmm_lightning.data.tables import (
     identifier_error,
     identifier_like,
     infer_symbolic_columns,
+    open_text,
     warn_if_headerless,
 )
 from dagmm_lightning.distributed import rank, world_size
 from dagmm_lightning.errors import DataError, existing_file
 
-STREAMED_SUFFIXES = (".csv", ".parquet", ".pq")  # compared in lower case
+PARQUET_SUFFIXES = (".parquet", ".pq")
+STREAMED_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", *PARQUET_SUFFIXES)  # pyarrow reads these by chunks
+
+
+def streamed(path: Path | str) -> bool:
+    """Whether ``path`` names a file read by chunks (a CSV, maybe gzip or bzip2 compressed, or Parquet)."""
+    return str(path).lower().endswith(STREAMED_SUFFIXES)
+
 
 CHUNK_ROWS = 16384
 
@@ -102,7 +110,7 @@ def read_frames(path: Path, chunk_rows: int, types: dict[str, pa.DataType] | Non
     ``a``), missing values (blank, NA, null ... in text columns too) and quoted line breaks."""
     pool = pa.default_memory_pool()
     try:
-        if path.suffix.lower() == ".csv":
+        if not str(path).lower().endswith(PARQUET_SUFFIXES):  # a CSV (pyarrow decompresses .gz and .bz2)
             delimiter = csv_delimiter(path)
             names = [str(c) for c in pd.read_csv(path, sep=delimiter, index_col=False, nrows=0).columns]
             warn_if_headerless(names, path)
@@ -136,16 +144,16 @@ def read_frames(path: Path, chunk_rows: int, types: dict[str, pa.DataType] | Non
 def header_lines(path: Path, delimiter: str) -> int:
     """The lines of a CSV file up to its header row, that row included (blank lines before it and line
     breaks inside its quoted cells count): pyarrow's ``skip_rows`` counts lines, not rows."""
-    with open(path, newline="", encoding="utf-8-sig", errors="replace") as file:
+    with open_text(path, newline="", encoding="utf-8-sig", errors="replace") as file:
         reader = stdlib_csv.reader(file, delimiter=delimiter)
         return next((reader.line_num for row in reader if row), 0)
 
 
 def named_columns(message: str, path: Path) -> str:
     """pyarrow's CSV message with "column #3" replaced by the column's name (from the header line)."""
-    if path.suffix.lower() != ".csv" or "column #" not in message:
+    if str(path).lower().endswith(PARQUET_SUFFIXES) or "column #" not in message:
         return message
-    with open(path, newline="", errors="replace") as file:
+    with open_text(path, newline="", errors="replace") as file:
         names = next(stdlib_csv.reader(file, delimiter=csv_delimiter(path)), [])
 
     def name(match: re.Match) -> str:
@@ -348,7 +356,7 @@ def write_split_rows(
         for frame in frames():  # the scaling's min and max over the training rows
             chunk = split_of[first : first + len(frame)] == names.index("train")
             if chunk.any():
-                encoded = preprocessor.encode(frame)[chunk]
+                encoded = preprocessor.encode(frame, first)[chunk]
                 low = encoded.min(0) if low is None else np.minimum(low, encoded.min(0))
                 high = encoded.max(0) if high is None else np.maximum(high, encoded.max(0))
             first += len(frame)
@@ -359,7 +367,7 @@ def write_split_rows(
     outputs = [DiskRows.create(folder / f"{name}.npy", (len(rows), width)) for name, rows in splits.items()]
     first = 0
     for frame in frames():
-        scaled = preprocessor.scale(preprocessor.encode(frame))
+        scaled = preprocessor.scale(preprocessor.encode(frame, first))
         for number, output in enumerate(outputs):
             mine = split_of[first : first + len(frame)] == number
             output.write(position[first : first + len(frame)][mine], scaled[mine])

@@ -102,6 +102,12 @@ FORMATTED_NUMBER = re.compile(
 )
 
 
+def open_text(path: Path, **options):
+    """A text file for reading, decompressed on the fly where its name ends in .gz, .bz2 or .xz."""
+    opener = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}.get(Path(path).suffix.lower(), open)
+    return opener(path, "rt", **options)
+
+
 def csv_delimiter(path: Path) -> str:
     """A CSV file's field separator: whichever of comma, semicolon, tab and bar splits its header line
     into the most fields (quotes respected); a comma on a tie, for one column, and for the archives pandas
@@ -109,9 +115,8 @@ def csv_delimiter(path: Path) -> str:
     suffix = Path(path).suffix.lower()
     if suffix in (".zip", ".zst", ".tar", ".tgz"):
         return ","
-    opener = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}.get(suffix, open)
     try:
-        with opener(path, "rt", errors="replace", newline="") as file:
+        with open_text(path, errors="replace", newline="") as file:
             header = file.readline(1 << 16)
     except (OSError, EOFError, lzma.LZMAError):
         return ","  # the reader names the problem

@@ -38,12 +38,12 @@ def read_all(rows: FileRows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return tuple(torch.cat(part).numpy() for part in zip(*batches, strict=True))
 
 
-@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+@pytest.mark.parametrize("suffix", [".csv", ".csv.gz", ".parquet"])
 def test_chunks_of_a_file_equal_the_whole_file_encoded(tmp_path, preprocessor, suffix):
     frame = table()
     frame.loc[:2, "colour"] = "purple"  # unseen in training: all-zero one-hot
     path = tmp_path / f"rows{suffix}"
-    frame.to_csv(path, index=False) if suffix == ".csv" else frame.to_parquet(path, row_group_size=10)
+    frame.to_csv(path, index=False) if "csv" in suffix else frame.to_parquet(path, row_group_size=10)
     x, y, index = read_all(FileRows(path, preprocessor, "anomaly", batch_size=5, chunk_rows=7))
     expected = preprocessor.scale(preprocessor.encode(frame.drop(columns="anomaly")))
     np.testing.assert_array_equal(x, expected)
@@ -51,7 +51,7 @@ def test_chunks_of_a_file_equal_the_whole_file_encoded(tmp_path, preprocessor, s
     np.testing.assert_array_equal(index, np.arange(len(frame)))
     _, unlabelled, _ = read_all(FileRows(path, preprocessor, None, batch_size=5, chunk_rows=7))
     assert (unlabelled == -1).all()
-    if suffix == ".csv":  # an ignored column is read as text, whatever its first values look like
+    if "csv" in suffix:  # an ignored column is read as text, whatever its first values look like
         frame.assign(flow=np.arange(len(frame))).to_csv(path, index=False)
         ignoring = FileRows(path, preprocessor, "anomaly", batch_size=5, chunk_rows=7, ignored=["flow"])
         assert next(ignoring._frames())["flow"].tolist()[:3] == ["0", "1", "2"]
@@ -94,7 +94,7 @@ def out_of_core_pair(tmp_path, monkeypatch, suffix, n=600, **extra):
     frame = table(n)
     frame["anomaly"] = (np.arange(n) % 10 == 0).astype(int)
     path = tmp_path / f"rows{suffix}"
-    frame.to_csv(path, index=False) if suffix == ".csv" else frame.to_parquet(path, row_group_size=50)
+    frame.to_csv(path, index=False) if "csv" in suffix else frame.to_parquet(path, row_group_size=50)
     settings = dict(dataset="table", path=str(path), label_column="anomaly", seed=3, batch_size=32, **extra)
     modules = [AnomalyDataModule(**settings, out_of_core=flag) for flag in (False, True)]
     for module in modules:
@@ -102,7 +102,7 @@ def out_of_core_pair(tmp_path, monkeypatch, suffix, n=600, **extra):
     return modules
 
 
-@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+@pytest.mark.parametrize("suffix", [".csv", ".csv.gz", ".csv.bz2", ".parquet"])
 def test_out_of_core_splits_equal_the_in_memory_ones(tmp_path, monkeypatch, suffix):
     in_memory, on_disk = out_of_core_pair(tmp_path, monkeypatch, suffix)
     assert on_disk.preprocessor.state_dict() == in_memory.preprocessor.state_dict()
@@ -118,6 +118,20 @@ def test_out_of_core_splits_equal_the_in_memory_ones(tmp_path, monkeypatch, suff
     batches = [list(module.train_dataloader()) for module in (in_memory, on_disk)]
     for (x, y, i), (x_disk, y_disk, i_disk) in zip(*batches, strict=True):
         assert torch.equal(x, x_disk) and torch.equal(y, y_disk) and torch.equal(i, i_disk)
+
+
+def test_out_of_core_names_the_files_row_of_a_missing_value(tmp_path, monkeypatch):
+    from dagmm_lightning.data import AnomalyDataModule
+    from dagmm_lightning.data import datamodule as datamodule_module
+
+    monkeypatch.setattr(datamodule_module, "CHUNK_ROWS", 64)
+    frame = table(600)
+    frame.loc[300, "size"] = np.nan  # in the fifth chunk
+    frame.to_csv(tmp_path / "rows.csv", index=False)
+    for out_of_core in (False, True):
+        data = AnomalyDataModule(dataset="table", path=str(tmp_path / "rows.csv"), out_of_core=out_of_core)
+        with pytest.raises(DataError, match="the first in column 'size' at row 300;"):  # the file's row
+            data.setup("fit")
 
 
 def test_out_of_core_reads_columns_as_the_whole_file_types_them(tmp_path):
@@ -231,8 +245,10 @@ def test_out_of_core_needs_a_table_file():
 
     with pytest.raises(ConfigurationError, match="out_of_core"):
         AnomalyDataModule(dataset="kddcup99", out_of_core=True)
-    with pytest.raises(ConfigurationError, match="out_of_core"):
+    with pytest.raises(ConfigurationError, match=r"\.csv, \.csv\.gz, \.csv\.bz2\) or Parquet .*; rows.npz is neither"):
         AnomalyDataModule(dataset="table", path="rows.npz", out_of_core=True)
+    with pytest.raises(ConfigurationError, match="rows.csv.xz is neither"):
+        AnomalyDataModule(dataset="table", path="rows.csv.xz", out_of_core=True)
 
 
 def test_out_of_core_chooses_symbolic_columns_by_the_in_memory_rule(tmp_path):
