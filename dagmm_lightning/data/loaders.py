@@ -17,6 +17,7 @@ from dagmm_lightning.data.tables import (
     category_text,
     csv_delimiter,
     infer_symbolic_columns,
+    ragged_line,
     warn_if_headerless,
 )
 from dagmm_lightning.errors import DataError, existing_file
@@ -242,7 +243,8 @@ def read_user_table(
         raise DataError(f"{path} is empty") from None
     except pd.errors.ParserWarning:
         raise DataError(
-            f"{path}: rows have more fields than the header; a separator inside values (a decimal comma?), or "
+            f"{path}: rows have more fields than the header{ragged_line(path, csv_delimiter(path))}; a separator "
+            "inside values (a decimal comma?), or "
             "a line above the header (a title, a comment, Excel's sep=)?"
         ) from None
     except UnicodeDecodeError:

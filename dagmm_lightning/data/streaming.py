@@ -30,6 +30,7 @@ from dagmm_lightning.data.tables import (
     identifier_like,
     infer_symbolic_columns,
     open_text,
+    ragged_line,
     warn_if_headerless,
 )
 from dagmm_lightning.distributed import rank, world_size
@@ -137,6 +138,7 @@ def read_frames(path: Path, chunk_rows: int, types: dict[str, pa.DataType] | Non
     except (pa.ArrowInvalid, OSError, ValueError) as err:
         message = named_columns(str(err).splitlines()[0], path)
         if re.match(r"CSV parse error: Expected \d+ columns, got \d+", message):
+            message = re.sub(r"^(CSV parse error)", r"\1" + ragged_line(path, csv_delimiter(path)), message)
             message += " (a separator inside values, or a line above the header: a title, a comment, Excel's sep=?)"
         raise DataError(f"{path}: {message}") from None
 

@@ -123,6 +123,18 @@ def csv_delimiter(path: Path) -> str:
     return max(CSV_DELIMITERS, key=lambda d: len(next(csv.reader([header], delimiter=d), [])))
 
 
+def ragged_line(path: Path, delimiter: str) -> str:
+    """ " (line N)" for the first line of a CSV file whose row has another number of fields than its header
+    row (blank lines skipped, quotes respected), or "" if none: the readers' messages say what, not where."""
+    try:
+        with open_text(path, newline="", encoding="utf-8-sig", errors="replace") as file:
+            reader = csv.reader(file, delimiter=delimiter)
+            header = next((row for row in reader if row), [])
+            return next((f" (line {reader.line_num})" for row in reader if row and len(row) != len(header)), "")
+    except (csv.Error, OSError, EOFError, lzma.LZMAError):  # an archive pandas opens itself (.zip): not said
+        return ""
+
+
 HEADERLESS_WARNED: set[str] = set()
 
 

@@ -83,6 +83,11 @@ def test_a_bad_value_deep_in_the_file_is_named(tmp_path, preprocessor):
         list(FileRows(path, preprocessor, "anomaly", batch_size=5, chunk_rows=7))
     with pytest.raises(DataError, match="no such file"):
         FileRows(tmp_path / "none.csv", preprocessor, None, batch_size=5)
+    lines = path.read_text().splitlines()
+    lines[41] += ",7"  # row 40, after the header line: one field too many
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=r"rows.csv: CSV parse error \(line 42\): Expected 4 columns, got 5"):
+        list(FileRows(path, preprocessor, "anomaly", batch_size=5, chunk_rows=7))
 
 
 # --- training out of core: the splits' scaled rows on disk ------------------------------------------------
