@@ -91,6 +91,15 @@ class FileRows:
         if first_row == 0:
             raise DataError(f"{self.path} has no rows")
 
+    def __len__(self) -> int:
+        """The batches of a Parquet file read by one process (its row count is in its metadata: progress
+        bars show a total); a CSV file's rows are not known before reading it (TypeError: no total)."""
+        if str(self.path).lower().endswith(PARQUET_SUFFIXES) and world_size() == 1:
+            n = parquet.ParquetFile(self.path).metadata.num_rows
+            chunks = [min(self.chunk_rows, n - start) for start in range(0, n, self.chunk_rows)]
+            return sum(-(-rows // self.batch_size) for rows in chunks)
+        raise TypeError("the batches of a CSV file (or of a process's share) are not known before reading it")
+
     def _frames(self) -> Iterator[pd.DataFrame]:
         return read_frames(self.path, self.chunk_rows, column_types(self.preprocessor, self.label_column, self.ignored))
 

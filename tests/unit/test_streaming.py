@@ -45,6 +45,11 @@ def test_chunks_of_a_file_equal_the_whole_file_encoded(tmp_path, preprocessor, s
     path = tmp_path / f"rows{suffix}"
     frame.to_csv(path, index=False) if "csv" in suffix else frame.to_parquet(path, row_group_size=10)
     x, y, index = read_all(FileRows(path, preprocessor, "anomaly", batch_size=5, chunk_rows=7))
+    if suffix == ".parquet":  # a length for progress bars: 7 chunks of 7 rows (2 batches each) and one of 4
+        assert len(FileRows(path, preprocessor, "anomaly", batch_size=5, chunk_rows=7)) == 15
+    else:
+        with pytest.raises(TypeError):
+            len(FileRows(path, preprocessor, "anomaly", batch_size=5, chunk_rows=7))
     expected = preprocessor.scale(preprocessor.encode(frame.drop(columns="anomaly")))
     np.testing.assert_array_equal(x, expected)
     np.testing.assert_array_equal(y, frame["anomaly"])
