@@ -34,6 +34,7 @@ from sklearn.mixture import GaussianMixture
 from sklearn.neighbors import LocalOutlierFactor, NearestNeighbors
 from sklearn.preprocessing import QuantileTransformer
 
+from dagmm_lightning.benchmark.report import markdown_table
 from dagmm_lightning.callbacks.metrics import anomaly_metrics
 from dagmm_lightning.data.datamodule import AnomalyDataModule
 
@@ -98,12 +99,13 @@ def main() -> None:
                 metrics = anomaly_metrics(score, labels, [data.rho], None, None, data.rho)
                 f1.setdefault((name, dataset), []).append(float(metrics["f1_rho"]))
     methods = list(dict.fromkeys(name for name, _ in f1))
-    lines = ["| score | " + " | ".join(args.datasets) + " |", "|---" * (len(args.datasets) + 1) + "|"]
-    for name in methods:
-        cells = [f"{np.mean(f1[name, d]):.3f} ± {np.std(f1[name, d], ddof=1):.3f}" for d in args.datasets]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    cells = [
+        [name, *(f"{np.mean(f1[name, d]):.3f} ± {np.std(f1[name, d], ddof=1):.3f}" for d in args.datasets)]
+        for name in methods
+    ]
     seeds = ", ".join(map(str, args.seeds))
-    table = "\n".join(lines) + f"\n\nF1 at rho on the test rows (paper protocol), mean ± std over seeds {seeds}.\n"
+    caption = f"F1 at rho on the test rows (paper protocol), mean ± std over seeds {seeds}."
+    table = markdown_table(["score", *args.datasets], cells) + f"\n{caption}\n"
     print(table)
     if args.out is not None:
         args.out.write_text(table)

@@ -63,7 +63,8 @@ def _stats(values: list[float], digits: int = 4) -> str:
     return f"{np.mean(values):.{digits}f} ± {np.std(values, ddof=1):.{digits}f}"
 
 
-def _table(header: list[str], lines: list[list]) -> str:
+def markdown_table(header: list[str], lines: list[list]) -> str:
+    """A markdown table of a header row and rows of cells (any values, shown with str)."""
     text = ["| " + " | ".join(str(c) for c in row) + " |" for row in [header, *lines]]
     return "\n".join([text[0], "|" + "---|" * len(header), *text[1:]]) + "\n"
 
@@ -79,7 +80,7 @@ def summarize(rows: list[dict]) -> str:
         cells = [_stats(_values(ok, m)) for m in ("precision_rho", "recall_rho", "f1_rho", "roc_auc")]
         lines.append([dataset, protocol, method, len(ok), epochs, *cells, threshold_cell, len(group) - len(ok)])
     header = "data set|protocol|method|seeds|epochs|precision@rho|recall@rho|F1@rho|ROC AUC"
-    return _table([*header.split("|"), "P / R / F1 at the stored threshold", "failed"], lines)
+    return markdown_table([*header.split("|"), "P / R / F1 at the stored threshold", "failed"], lines)
 
 
 def summarize_percentiles(rows: list[dict]) -> str:
@@ -91,7 +92,7 @@ def summarize_percentiles(rows: list[dict]) -> str:
             mean = {m: np.mean(_values(group, f"{m}_top{p}")) for m in ("precision", "recall", "f1")}
             cells.append(f"{mean['precision']:.3f} / {mean['recall']:.3f} / **{mean['f1']:.3f}**")
         lines.append([*key, len(group), *cells])
-    return _table(["data set", "protocol", "method", "seeds", *[f"top {p} %" for p in PERCENTILES]], lines)
+    return markdown_table(["data set", "protocol", "method", "seeds", *[f"top {p} %" for p in PERCENTILES]], lines)
 
 
 def summarize_positive_unlabeled(rows: list[dict]) -> str:
@@ -105,7 +106,7 @@ def summarize_positive_unlabeled(rows: list[dict]) -> str:
         for key, group in _groups(pu, ("dataset", "method")).items()
     ]
     header = "data set|method|seeds|c|precision|recall|F1|ROC AUC of 1 - h|ROC AUC of the energy"
-    table = _table(header.split("|"), lines)
+    table = markdown_table(header.split("|"), lines)
     return "\nPositive-unlabeled runs (a row is an anomaly iff h < c / 2):\n\n" + table
 
 
@@ -147,7 +148,7 @@ def summarize_matrix(sources: list[tuple[Path, list[dict]]]) -> str:
             row.append(f"**{text}**" if values is not None and best[d] == method else text)
         lines.append([method, *row])
     return (
-        _table(["method", *datasets], lines)
+        markdown_table(["method", *datasets], lines)
         + "\nF1 at each data set's rho on the test rows, mean ± std over seeds; sources:\n\n"
         + "\n".join(notes)
         + "\n"
