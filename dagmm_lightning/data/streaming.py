@@ -95,7 +95,12 @@ class FileRows:
         """The batches of a Parquet file read by one process (its row count is in its metadata: progress
         bars show a total); a CSV file's rows are not known before reading it (TypeError: no total)."""
         if str(self.path).lower().endswith(PARQUET_SUFFIXES) and world_size() == 1:
-            n = parquet.ParquetFile(self.path).metadata.num_rows
+            try:
+                n = parquet.ParquetFile(self.path).metadata.num_rows
+            except (pa.ArrowInvalid, OSError) as err:
+                raise DataError(f"{self.path}: {str(err).splitlines()[0]}") from None
+            if n == 0:
+                raise DataError(f"{self.path} has no rows")
             chunks = [min(self.chunk_rows, n - start) for start in range(0, n, self.chunk_rows)]
             return sum(-(-rows // self.batch_size) for rows in chunks)
         raise TypeError("the batches of a CSV file (or of a process's share) are not known before reading it")
@@ -127,7 +132,10 @@ def read_frames(path: Path, chunk_rows: int, types: dict[str, pa.DataType] | Non
             options = csv.ConvertOptions(column_types=types or {}, null_values=MISSING_TEXT, strings_can_be_null=True)
             read = csv.ReadOptions(block_size=1 << 20, column_names=names, skip_rows=header_lines(path, delimiter))
             parse = csv.ParseOptions(delimiter=delimiter, newlines_in_values=True)
-            batches = csv.open_csv(path, read_options=read, parse_options=parse, convert_options=options)
+            # the compression named, not left to pyarrow: it matches .gz and .bz2 in lower case only
+            codec = {".gz": "gzip", ".bz2": "bz2"}.get(path.suffix.lower())
+            source = pa.input_stream(str(path), compression=codec) if codec else path
+            batches = csv.open_csv(source, read_options=read, parse_options=parse, convert_options=options)
         else:
             batches = parquet_batches(path, chunk_rows)
         pending = None

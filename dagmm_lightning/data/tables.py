@@ -130,7 +130,12 @@ def ragged_line(path: Path, delimiter: str) -> str:
         with open_text(path, newline="", encoding="utf-8-sig", errors="replace") as file:
             reader = csv.reader(file, delimiter=delimiter)
             header = next((row for row in reader if row), [])
-            return next((f" (line {reader.line_num})" for row in reader if row and len(row) != len(header)), "")
+            start = reader.line_num + 1  # where the next row starts (its quoted cells may span lines)
+            for row in reader:
+                if row and len(row) != len(header):
+                    return f" (line {start})"
+                start = reader.line_num + 1
+            return ""
     except (csv.Error, OSError, EOFError, lzma.LZMAError):  # an archive pandas opens itself (.zip): not said
         return ""
 

@@ -38,12 +38,12 @@ def read_all(rows: FileRows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return tuple(torch.cat(part).numpy() for part in zip(*batches, strict=True))
 
 
-@pytest.mark.parametrize("suffix", [".csv", ".csv.gz", ".parquet"])
+@pytest.mark.parametrize("suffix", [".csv", ".csv.gz", ".CSV.GZ", ".parquet"])
 def test_chunks_of_a_file_equal_the_whole_file_encoded(tmp_path, preprocessor, suffix):
     frame = table()
     frame.loc[:2, "colour"] = "purple"  # unseen in training: all-zero one-hot
     path = tmp_path / f"rows{suffix}"
-    frame.to_csv(path, index=False) if "csv" in suffix else frame.to_parquet(path, row_group_size=10)
+    frame.to_csv(path, index=False) if "csv" in suffix.lower() else frame.to_parquet(path, row_group_size=10)
     x, y, index = read_all(FileRows(path, preprocessor, "anomaly", batch_size=5, chunk_rows=7))
     if suffix == ".parquet":  # a length for progress bars: 7 chunks of 7 rows (2 batches each) and one of 4
         assert len(FileRows(path, preprocessor, "anomaly", batch_size=5, chunk_rows=7)) == 15
@@ -56,7 +56,7 @@ def test_chunks_of_a_file_equal_the_whole_file_encoded(tmp_path, preprocessor, s
     np.testing.assert_array_equal(index, np.arange(len(frame)))
     _, unlabelled, _ = read_all(FileRows(path, preprocessor, None, batch_size=5, chunk_rows=7))
     assert (unlabelled == -1).all()
-    if "csv" in suffix:  # an ignored column is read as text, whatever its first values look like
+    if "csv" in suffix.lower():  # an ignored column is read as text, whatever its first values look like
         frame.assign(flow=np.arange(len(frame))).to_csv(path, index=False)
         ignoring = FileRows(path, preprocessor, "anomaly", batch_size=5, chunk_rows=7, ignored=["flow"])
         assert next(ignoring._frames())["flow"].tolist()[:3] == ["0", "1", "2"]
@@ -93,6 +93,15 @@ def test_a_bad_value_deep_in_the_file_is_named(tmp_path, preprocessor):
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(DataError, match=r"rows.csv: CSV parse error \(line 42\): Expected 4 columns, got 5"):
         list(FileRows(path, preprocessor, "anomaly", batch_size=5, chunk_rows=7))
+    lines[1] = lines[1].replace(",", ',"two\nlines",', 1)  # row 0: a field too many, on lines 2-3
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=r"CSV parse error \(line 2\)"):  # where the row starts
+        list(FileRows(path, preprocessor, "anomaly", batch_size=5, chunk_rows=7))
+    pd.DataFrame({"size": []}).to_parquet(tmp_path / "empty.parquet")
+    (tmp_path / "bad.parquet").write_text("size\n1\n")
+    for name, message in (("empty.parquet", "has no rows"), ("bad.parquet", "bad.parquet: Parquet file size")):
+        with pytest.raises(DataError, match=message):
+            len(FileRows(tmp_path / name, preprocessor, None, batch_size=5))
 
 
 # --- training out of core: the splits' scaled rows on disk ------------------------------------------------
