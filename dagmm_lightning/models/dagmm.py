@@ -581,6 +581,8 @@ class DAGMM(L.LightningModule):
         # still carries the fit of its weights: the state dict was taken before this hook.
         weights = checkpoint["state_dict"]
         averaged = "current_model_state" in checkpoint  # WeightAveraging's: the state dict holds the average
+        if averaged and "_weights_at_epoch_end" in self.__dict__:  # (between an epoch's end and the next's start)
+            checkpoint["current_model_state"] = self.__dict__["_weights_at_epoch_end"]
         if averaged and not self._holds_weights(weights):
             checkpoint["state_dict"] = self._fitted_state(weights)
         elif self._refit_if_stale():
@@ -627,7 +629,15 @@ class DAGMM(L.LightningModule):
                 for mine, theirs in zip(self.buffers(), average.module.buffers(), strict=True):
                     theirs.copy_(mine)
 
+    def on_train_epoch_end(self) -> None:
+        # Weight averaging copies its average in when the fit ends, before the final checkpoint, whose
+        # training weights (current_model_state) would then be the average too: keep this epoch's, so that
+        # a longer fit resumed from it trains on as one uninterrupted fit
+        if any(isinstance(callback, WeightAveraging) for callback in self.trainer.callbacks):
+            self._weights_at_epoch_end = {name: value.detach().clone() for name, value in self.state_dict().items()}
+
     def on_train_start(self) -> None:
+        self.__dict__.pop("_weights_at_epoch_end", None)
         # Lightning resumes a checkpoint written within an epoch (or at its end) without that epoch's
         # on_train_epoch_start: the checkpoint's generator states go on, or the epoch's seed is set here
         saved = self.__dict__.pop("_resumed_generators", None) or {}
@@ -653,6 +663,7 @@ class DAGMM(L.LightningModule):
             self._seed_generators()
 
     def on_train_epoch_start(self) -> None:
+        self.__dict__.pop("_weights_at_epoch_end", None)
         self._seed_generators()
         if "_adam_step" in self.__dict__:
             self.__dict__["_adam_step"].check_guards()  # what a callback changed in place is seen each epoch

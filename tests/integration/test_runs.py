@@ -282,6 +282,25 @@ def test_exponential_weight_averaging_validates_and_checkpoints_the_average_with
     assert final[3] == pytest.approx(validated) and final[1] == pytest.approx(validated)  # the summary's numbers
 
 
+def test_a_finished_averaged_fit_goes_on_from_its_training_weights_as_one_longer_fit(tmp_path):
+    # EMAWeightAveraging copies its average in before the final last.ckpt: that checkpoint had kept the
+    # average as the training weights too, and a longer fit resumed from it trained on from the average
+    ema = ["--trainer.callbacks+=EMAWeightAveraging", "--trainer.callbacks.decay", "0.5"]
+    _, metrics = fit_metrics(tmp_path, "straight", 4, extra=ema)
+    fit_metrics(tmp_path, "half", 2, extra=ema)
+    half = torch.load(next((tmp_path / "half").rglob("last.ckpt")), weights_only=False)
+    encoder = next(k for k in half["state_dict"] if k.endswith("weight"))
+    assert not torch.equal(half["state_dict"][encoder], half["current_model_state"][encoder])
+    _, resumed_metrics = fit_metrics(tmp_path, "resumed", 4, next((tmp_path / "half").rglob("last.ckpt")), ema)
+    assert resumed_metrics == pytest.approx(metrics, rel=1e-6)
+    straight, resumed = (
+        torch.load(next((tmp_path / name).rglob("last.ckpt")), weights_only=False) for name in ("straight", "resumed")
+    )
+    for part in ("state_dict", "current_model_state"):  # the average and the training weights
+        for key, value in straight[part].items():
+            torch.testing.assert_close(resumed[part][key], value, rtol=1e-6, atol=1e-7, equal_nan=True, msg=key)
+
+
 def test_positive_unlabeled_logs_the_c_of_the_averaged_weights_it_validated(tmp_path):
     ema = ["--trainer.callbacks+=EMAWeightAveraging", "--trainer.callbacks.decay", "0.5"]
     pu = ["--model", "DAGMMPU", "--data.split", "positive_unlabeled", "--checkpoint.every_n_epochs", "1"]
