@@ -614,7 +614,14 @@ class DAGMMCLI(LightningCLI):
             if last is not None:  # the steps ran in the workers: without their counters, logged at step 0
                 loops = torch.load(last, weights_only=False, map_location="cpu")["loops"]
                 trainer.fit_loop.load_state_dict(loops["fit_loop"])
-            trainer.validate(self.model, datamodule=self.datamodule, verbose=False)  # the last epoch had none
+            # the last epoch had none; logged at the step a validation within fit would have used
+            loop = trainer.fit_loop.epoch_loop
+            moved = min(1, loop._batches_that_stepped)
+            loop._batches_that_stepped -= moved
+            try:
+                trainer.validate(self.model, datamodule=self.datamodule, verbose=False)
+            finally:
+                loop._batches_that_stepped += moved
             trainer.callback_metrics.update({k: v for k, v in fit_metrics.items() if k not in trainer.callback_metrics})
         val = metrics.last_metrics.get("val")
         if val is None and spawned(trainer):  # the workers' metrics reach this process as the trainer's

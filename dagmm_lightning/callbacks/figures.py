@@ -91,7 +91,19 @@ class AnomalyFigures(L.Callback):
         if not trainer.is_global_zero or len(data["score"]) == 0:
             return
         for tag, figure in draw(data, self._threshold, self.max_points).items():
-            trainer.logger.experiment.add_figure(f"{stage}/{tag}", figure, global_step=trainer.global_step, close=True)
+            trainer.logger.experiment.add_figure(f"{stage}/{tag}", figure, global_step=scalar_step(trainer), close=True)
+
+    def state_dict(self) -> dict:
+        return {"validations": self._validations}  # a resumed fit draws where the uninterrupted one would
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self._validations = int(state_dict.get("validations", 0))
+
+
+def scalar_step(trainer: L.Trainer) -> int:
+    """The step Lightning's logger gives the scalars logged now: the batches that stepped so far, which
+    during a validation within fit (it runs before the counter moves past its step) is global_step - 1."""
+    return trainer.fit_loop.epoch_loop._batches_that_stepped
 
 
 def draw(data: dict[str, np.ndarray], threshold: float, max_points: int) -> dict:

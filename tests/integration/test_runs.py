@@ -82,6 +82,28 @@ def fit_metrics(tmp_path, name, epochs, ckpt=None, extra=()):
     return cli, metrics  # None without label metrics (the positive-unlabeled split's val rows)
 
 
+def logged_steps(folder, tag):
+    """The steps of every event with this tag (an image or a scalar) in the run under ``folder``."""
+    events = EventAccumulator(str(next(folder.rglob("events.out.tfevents*")).parent), size_guidance={"images": 0})
+    events.Reload()
+    return [event.step for event in (events.Images if tag in events.Tags()["images"] else events.Scalars)(tag)]
+
+
+def test_figures_share_their_validations_step_and_cadence_across_a_resume(tmp_path):
+    every_third = ["--figures.every_n_validations", "3"]
+    fit_metrics(tmp_path, "straight", 4, extra=every_third)  # 2 steps an epoch, a validation at each end
+    assert logged_steps(tmp_path / "straight", "val/roc_auc") == [1, 3, 5, 7]  # Lightning's: global_step - 1
+    assert logged_steps(tmp_path / "straight", "val/score_histogram") == [1, 7]  # the 1st and 4th validation
+    fit_metrics(tmp_path, "half", 2, extra=every_third)
+    fit_metrics(tmp_path, "resumed", 4, next((tmp_path / "half").rglob("last.ckpt")), every_third)
+    assert logged_steps(tmp_path / "half", "val/score_histogram") == [1]
+    assert logged_steps(tmp_path / "resumed", "val/score_histogram") == [7]  # the count goes on (had restarted)
+    every_second_epoch = ["--trainer.check_val_every_n_epoch", "2", "--figures.every_n_validations", "1"]
+    fit_metrics(tmp_path, "added", 3, extra=every_second_epoch)  # the CLI validates the last epoch's model
+    assert logged_steps(tmp_path / "added", "val/roc_auc") == [3, 5]
+    assert logged_steps(tmp_path / "added", "val/latent_view") == [3, 5]
+
+
 def test_same_seed_same_metrics(tmp_path):
     _, first = fit_metrics(tmp_path, "a", 3)
     _, second = fit_metrics(tmp_path, "b", 3)
