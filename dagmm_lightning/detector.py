@@ -29,7 +29,14 @@ from sklearn.utils.validation import check_is_fitted
 
 from dagmm_lightning.data import AnomalyDataModule, RawTable, Splits, TablePreprocessor
 from dagmm_lightning.data.tables import infer_symbolic_columns
-from dagmm_lightning.errors import ConfigurationError, DataError, check_choice, check_range, existing_file
+from dagmm_lightning.errors import (
+    ConfigurationError,
+    DataError,
+    DataTypeError,
+    check_choice,
+    check_range,
+    existing_file,
+)
 from dagmm_lightning.labels import KNOWN_NORMAL, LABELLED_ANOMALY, UNLABELLED
 from dagmm_lightning.models import DAGMM, DAGMMPU, DAGMMVAE, DAGMMVQVAE
 from dagmm_lightning.scoring import upper_quantile
@@ -157,13 +164,25 @@ class DAGMMDetector(BaseEstimator):
             except ValueError as err:  # e.g. rows of different lengths
                 raise DataError(f"X is not a table of rows x features: {err}") from None
             if array.ndim != 2:
-                raise DataError(f"X must be 2-D (rows x features), got shape {array.shape}")
+                raise DataError(
+                    f"X must be 2-D (rows x features), got shape {array.shape}: Reshape your data with "
+                    "X.reshape(-1, 1) if it is one feature, X.reshape(1, -1) if it is one row"
+                )
             if array.dtype.kind == "c":
-                raise DataError("X holds complex numbers; pass their real part or magnitude")
+                raise DataError(
+                    "Complex data not supported: X holds complex numbers; pass their real part or magnitude"
+                )
             if array.dtype == object or array.dtype.kind in "USb":
                 try:
                     array = array.astype(np.float64)
                 except (TypeError, ValueError):
+                    odd = next(((at, v) for at, v in np.ndenumerate(array) if not isinstance(v, (str, bytes))), None)
+                    if odd is not None and not _is_number(odd[1]):  # a dict, a list, ...: no column holds one
+                        (row, column), value = odd
+                        raise DataTypeError(
+                            f"X holds a {type(value).__name__} at row {row}, column {column}: each value's argument "
+                            "must be a string or a number"
+                        ) from None
                     bad = next(((at, v) for at, v in np.ndenumerate(array) if not _is_number(v)), None)
                     first = "" if bad is None else f", the first {str(bad[1])!r} at row {bad[0][0]}, column {bad[0][1]}"
                     raise DataError(
@@ -171,8 +190,9 @@ class DAGMMDetector(BaseEstimator):
                         "DataFrame to one-hot encode text columns"
                     ) from None
             frame = pd.DataFrame(array, columns=[f"x{i}" for i in range(array.shape[1])])
-        if len(frame) == 0 or frame.shape[1] == 0:
-            raise DataError(f"X is empty (shape {frame.shape}); it needs at least one row and one feature")
+        if len(frame) == 0 or frame.shape[1] == 0:  # scikit-learn's words, as its estimator checks expect
+            what = "0 sample(s)" if len(frame) == 0 else "0 feature(s)"
+            raise DataError(f"X is empty: {what} (shape={frame.shape}) while a minimum of 1 is required.")
         return frame
 
     def _chunks(self, X):
@@ -194,7 +214,7 @@ class DAGMMDetector(BaseEstimator):
             )
         if isinstance(X, pd.DataFrame) and not named:
             if X.shape[1] != n_fitted:  # fitted on an array: columns by position, as scikit-learn takes them
-                raise DataError(f"X has {X.shape[1]} columns, but the detector was fitted on an array of {n_fitted}")
+                raise DataError(self._wrong_width(X.shape[1], " (fitted on an array: columns are taken by position)"))
             X = X.to_numpy()
         if isinstance(X, pd.DataFrame) or preprocessor.categories:
             frame = self._as_frame(X)
@@ -203,10 +223,7 @@ class DAGMMDetector(BaseEstimator):
             if extra:  # as scikit-learn: a column the detector never saw is not silently left out
                 raise DataError(f"X has columns the detector was not fitted on: {extra[:10]}; drop them first")
             if not isinstance(X, pd.DataFrame) and frame.shape[1] != self.n_features_in_:
-                raise DataError(
-                    f"X has {frame.shape[1]} features, but the detector was fitted on {self.n_features_in_} columns"
-                    " (with text columns: pass a DataFrame with them)"
-                )
+                raise DataError(self._wrong_width(frame.shape[1], " (with text columns: pass a DataFrame with them)"))
             encoded = preprocessor.encode(frame)
             if preprocessor.categories:  # one-hot columns: the whole table's encoding, scaled as in training
                 yield from torch.from_numpy(preprocessor.scale(encoded)).split(step)
@@ -219,9 +236,14 @@ class DAGMMDetector(BaseEstimator):
         if array is None or array.ndim != 2 or array.dtype.kind not in "fiu" or not array.size:
             self._as_frame(X)  # its checks name the problem (sparse, shape, text, complex, emptiness)
         if array.shape[1] != n_fitted:
-            raise DataError(f"X has {array.shape[1]} features, but the detector was fitted on {n_fitted}")
+            raise DataError(self._wrong_width(array.shape[1]))
         for start in range(0, len(array), step):
             yield preprocessor.scale_rows(array[start : start + step], start)
+
+    def _wrong_width(self, width: int, why: str = "") -> str:
+        """scikit-learn's message for X with another number of columns than the fit's (``n_features_in_``)."""
+        name = type(self).__name__
+        return f"X has {width} features, but {name} is expecting {self.n_features_in_} features as input{why}"
 
     def _splits(self, y, n: int) -> Splits:
         """All rows train (with training labels: 0 normal, 1 labelled anomaly, -1 unlabelled); for PU, a
@@ -267,6 +289,15 @@ class DAGMMDetector(BaseEstimator):
         return Splits(train, holdout, rows[:0], np.where(y[train] == 0, KNOWN_NORMAL, UNLABELLED).astype(np.int64))
 
     # --- scikit-learn / PyOD API ------------------------------------------------------------------------
+    def set_params(self, **params) -> DAGMMDetector:
+        """scikit-learn's, with ``model_kwargs__NAME=value`` setting one entry of ``model_kwargs`` (as a
+        grid search names it), the others kept."""
+        entries = {key: params.pop(key) for key in list(params) if key.startswith("model_kwargs__")}
+        if entries:
+            kwargs = dict(params.get("model_kwargs", self.model_kwargs) or {})
+            params["model_kwargs"] = kwargs | {key.removeprefix("model_kwargs__"): v for key, v in entries.items()}
+        return super().set_params(**params)
+
     def fit(self, X, y=None) -> DAGMMDetector:
         """Trains on the rows of X (n, d) (numpy, or a DataFrame whose text columns are one-hot encoded);
         ``y`` only for the ``mixed_loss`` and ``pu`` variants (1 labelled anomaly, 0 labelled normal, -1
@@ -285,7 +316,7 @@ class DAGMMDetector(BaseEstimator):
         frame = self._as_frame(X)
         minimum = max(2, self.n_components or 1)
         if len(frame) < minimum:
-            raise DataError(f"X has {len(frame)} row(s); the detector needs at least {minimum}")
+            raise DataError(f"X has {len(frame)} sample(s) (rows); the detector needs at least {minimum}")
         check_range("calibration_fraction", self.calibration_fraction, 0.0, 0.5, high_open=True)
         if self.calibration_fraction and self.variant in ("mixed_loss", "pu"):
             raise ConfigurationError(f"calibration_fraction is for the label-free variants, not {self.variant!r}")

@@ -19,6 +19,10 @@ class DataError(DAGMMError, ValueError):
     """Input data the framework cannot use."""
 
 
+class DataTypeError(DataError, TypeError):
+    """Input values of a type no table column holds (neither a number nor text: a dict, a list)."""
+
+
 class NonFiniteError(DAGMMError, FloatingPointError):
     """Training produced NaN or inf, or a covariance no jitter could repair."""
 

@@ -7,6 +7,8 @@ import yaml
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import GridSearchCV
+from sklearn.utils.estimator_checks import check_estimator
 
 from dagmm_lightning import DAGMMDetector
 from dagmm_lightning.data import DataError
@@ -91,6 +93,31 @@ def test_clone_and_set_params_round_trip():
     assert copy.get_params() == det.get_params() and not hasattr(copy, "model_")
     copy.set_params(epochs=7, mixture="laplace")
     assert copy.epochs == 7 and copy.mixture == "laplace" and det.epochs == 3
+    copy.set_params(model_kwargs={"lambda_energy": 0.5}, model_kwargs__jitter=1e-3)  # a grid search's names
+    copy.set_params(model_kwargs__lambda_energy=0.2)
+    assert copy.model_kwargs == {"lambda_energy": 0.2, "jitter": 1e-3} and det.model_kwargs is None
+    with pytest.raises(ValueError, match="Invalid parameter 'hidden' for estimator"):  # scikit-learn's own check
+        copy.set_params(hidden=(4,))
+    small = DAGMMDetector(epochs=1, members=1, n_components=2, random_state=0)
+    highest_mean = lambda est, X, y=None: float(est.decision_function(X).mean())  # noqa: E731 - any score
+    searched = GridSearchCV(small, {"model_kwargs__jitter": [1e-4, 1e-2]}, scoring=highest_mean, cv=2)
+    searched.fit(blobs()[0])
+    best = searched.best_estimator_
+    assert best.model_kwargs == {"jitter": searched.best_params_["model_kwargs__jitter"]} and small.model_kwargs is None
+    assert best.model_.hparams.jitter == best.model_kwargs["jitter"]  # it reached the model
+
+
+def test_scikit_learn_estimator_checks_pass():
+    # scikit-learn's conformance checks (fit/predict on odd inputs, messages, cloning, pickling, ...) on a
+    # small fast detector; the one exception: float32 networks score a row a few 1e-7 apart depending on
+    # the rows beside it (the matrix kernels' blocking), where the check allows 1e-7
+    results = check_estimator(
+        DAGMMDetector(epochs=2, members=1, n_components=2, random_state=0),
+        on_fail=None,
+        expected_failed_checks={"check_methods_subset_invariance": "float32 networks, batch-size dependent rounding"},
+    )
+    failed = [(r["check_name"], str(r["exception"])[:200]) for r in results if r["status"] == "failed"]
+    assert not failed and sum(r["status"] == "passed" for r in results) >= 38
 
 
 def test_save_load_gives_identical_scores(fitted, tmp_path):
@@ -154,7 +181,9 @@ def test_dataframe_and_array_give_identical_scores(fitted):
     named = pd.DataFrame(x, columns=list("abcde"))  # fitted on an array: a DataFrame's columns by position
     with pytest.warns(UserWarning, match=by_position):
         np.testing.assert_array_equal(det.decision_function(named), det.decision_function(x))
-    with pytest.raises(DataError, match="X has 4 columns, but the detector was fitted on an array of 5"):
+    with pytest.raises(
+        DataError, match=r"X has 4 features, but DAGMMDetector is expecting 5 features as input \(fitted on an array"
+    ):
         det.decision_function(named.iloc[:, :4])
     same_seed = DAGMMDetector(contamination=0.05, epochs=40, random_state=0).fit(frame)
     np.testing.assert_allclose(same_seed.decision_scores_, det.decision_scores_, rtol=1e-6)
@@ -192,13 +221,14 @@ def test_label_aware_variants_fit():
 @pytest.mark.parametrize(
     "make, error, message",
     [
-        (lambda x: np.zeros((0, 5)), DataError, "X is empty"),
-        (lambda x: x[:, :3], DataError, "X has 3 features, but the detector was fitted on 5"),
+        (lambda x: np.zeros((0, 5)), DataError, r"X is empty: 0 sample\(s\) \(shape=\(0, 5\)\)"),
+        (lambda x: x[:, :3], DataError, "X has 3 features, but DAGMMDetector is expecting 5 features as input"),
         (lambda x: np.where(np.arange(5) == 2, np.nan, x), DataError, "NaN/inf values .* column 'x2'"),
         (lambda x: np.full(x.shape, np.inf), DataError, "NaN/inf values in the input"),
         (lambda x: np.array([["a"] * 5]), DataError, "non-numeric values, the first 'a' at row 0, column 0"),
         (lambda x: np.where(np.arange(5) == 3, "", x.astype(object)), DataError, "first '' at row 0, column 3"),
-        (lambda x: x[:, 0], DataError, "must be 2-D"),
+        (lambda x: x[:, 0], DataError, "must be 2-D .* Reshape your data with X.reshape"),
+        (lambda x: np.array([[{"a": 1}] * 5], dtype=object), TypeError, "X holds a dict at row 0, column 0"),
         (lambda x: scipy.sparse.csr_matrix(x), DataError, r"sparse matrix; pass X.toarray\(\)"),
         (lambda x: [list(x[0]), list(x[1, :3])], DataError, "not a table of rows x features"),
         (lambda x: x + 1j, DataError, "complex numbers"),
@@ -235,7 +265,7 @@ def test_bad_settings_and_unfitted():
         DAGMMDetector(epochs=1, model_kwargs={"lamda_cov": 1.0}).fit(x)
     with pytest.raises(ValueError, match=r"model_kwargs \['n_components'\]: set them as DAGMMDetector's own"):
         DAGMMDetector(epochs=1, model_kwargs={"n_components": 3}).fit(x)
-    with pytest.raises(DataError, match=r"X has 3 row\(s\); the detector needs at least 4"):
+    with pytest.raises(DataError, match=r"X has 3 sample\(s\) \(rows\); the detector needs at least 4"):
         DAGMMDetector(epochs=1).fit(x[:3])
     with pytest.raises(DataError, match="every feature is constant on the training rows"):
         DAGMMDetector(epochs=1).fit(np.full((20, 3), 2.5))
@@ -305,7 +335,7 @@ def test_numbers_stored_as_text_are_numbers_and_dates_are_refused():
     codes = frame.assign(zone=pd.Categorical(np.arange(200) % 3), flag=np.arange(200) % 2 == 0)  # numbers as codes
     det = DAGMMDetector(epochs=1, members=1, random_state=0).fit(codes)
     assert det.preprocessor_.categories == {"zone": ["0", "1", "2"]} and "flag" in det.preprocessor_.numeric
-    with pytest.raises(DataError, match="X has 6 features, but the detector was fitted on 7 columns"):
+    with pytest.raises(DataError, match="X has 6 features, but DAGMMDetector is expecting 7 features as input"):
         det.decision_function(codes.to_numpy()[:, :6])
 
 
