@@ -188,6 +188,24 @@ class MixtureEnergy(nn.Module, ABC):
         return params
 
     @torch.no_grad()
+    def sliced_parameters(self, z: torch.Tensor, gamma: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``batch_parameters`` of rows z (..., N, D) with memberships gamma (..., N, K) from sums over their
+        ``PASS_ROWS``-row slices: memory bounded whatever N (the float64 deviations of every row and
+        component at once would take N x K x D x 8 bytes per member); this process's rows only (no sum
+        over ranks), not differentiable."""
+        self.check_memberships(z, gamma, at_most=True)
+        params: dict[str, torch.Tensor] = {}
+        with torch.autocast(device_type=z.device.type, enabled=False):
+            z, gamma = z.to(torch.float64), gamma.to(torch.float64)
+            for pass_index in range(self.fit_passes):
+                sums: dict[str, torch.Tensor] = {}
+                for z_part, gamma_part in row_slices(z, gamma):
+                    for name, value in self.statistics(z_part, gamma_part, pass_index, params).items():
+                        sums[name] = sums[name] + value if name in sums else value
+                params |= self.m_step(sums, pass_index, params)
+        return params
+
+    @torch.no_grad()
     def fit(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> None:
         """The training-set fit: every pass of the M-step on the sums over all (z (..., N, D), gamma
         (..., N, K)) batches of ``batches`` (re-iterable, once per pass; under DDP each rank its own rows),
@@ -328,7 +346,7 @@ class MixtureEnergy(nn.Module, ABC):
         gamma = broadcast_from_rank_zero(gamma.to(device)).cpu()  # rank 0's k-means for every rank
         shape = (*self.member_shape, count)
         candidates, gamma = candidates.reshape(*shape, self.dim).to(device), gamma.reshape(*shape, -1).to(device)
-        new = self.batch_parameters(candidates, gamma)
+        new = self.sliced_parameters(candidates, gamma)
         moved, share = gamma.sum(-2) > 0, gamma.sum(-2) / total  # (..., K)
         kept = torch.where(moved, 0.0, old["weights"].to(torch.float64))
         rest = (1 - share.sum(-1, keepdim=True)) / kept.sum(-1, keepdim=True).clamp_min(torch.finfo(torch.float64).tiny)

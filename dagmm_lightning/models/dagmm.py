@@ -34,6 +34,7 @@ from dagmm_lightning.sizing import mixture_components, network_sizes
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 LRSchedule = Literal["constant", "cosine"]
 GENERATORS_KEY = "dagmm_generators"  # a fit checkpoint's epoch and each rank's generator states
+SANITY_FIT_ROWS = 8192  # training rows the mixture is fitted on for Lightning's sanity-check validation
 _EMPTY_WITHOUT_RESEEDING = (
     "fit_components: the components beyond the estimation network's start empty, and only re-seeding gives "
     "them rows: set em_reseed > 0 (e.g. 0.05)"
@@ -51,6 +52,21 @@ class TrainingRows:
         for x, y, _ in self.batches:
             keep = y != LABELLED_ANOMALY
             yield x if bool(keep.all()) else x[keep]
+
+
+class FirstBatches:
+    """The first batches of ``batches`` that hold at least ``rows`` rows between them. Re-iterable."""
+
+    def __init__(self, batches: Iterable[Batch], rows: int) -> None:
+        self.batches, self.rows = batches, rows
+
+    def __iter__(self) -> Iterator[Batch]:
+        seen = 0
+        for batch in self.batches:
+            if seen >= self.rows:
+                return
+            yield batch
+            seen += len(batch[0])
 
 
 class DAGMM(L.LightningModule):
@@ -536,6 +552,12 @@ class DAGMM(L.LightningModule):
         self.model = self.build_model()
 
     def _training_batches(self) -> Iterable[Batch]:
+        batches = self._every_training_batch()
+        # the sanity check's scores are not logged: a fit of the first rows tries the path (a fit of every
+        # row had cost a refit of its own before training, minutes on a large table); it is forgotten after
+        return FirstBatches(batches, SANITY_FIT_ROWS) if self.trainer.sanity_checking else batches
+
+    def _every_training_batch(self) -> Iterable[Batch]:
         datamodule = self.trainer.datamodule
         if datamodule is not None and hasattr(datamodule, "refit_dataloader"):
             return datamodule.refit_dataloader()
@@ -568,6 +590,10 @@ class DAGMM(L.LightningModule):
             self.refit()
 
     def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:  # its fit was of the first rows only: the next use refits
+            self.fitted_at_step.fill_(-1)
+            self._fitted_weights, self._training_scores = None, None
+            return
         if self.trainer.state.fn == "fit" and self.hparams.em_steps > 0:  # of the fit that validation scored with
             self.log("train/em_steps", float(self.model.em_steps_run), batch_size=1)
         if self.trainer.state.fn == "fit" and self.hparams.em_reseed > 0:

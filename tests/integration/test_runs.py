@@ -9,8 +9,11 @@ from dagmm_lightning.callbacks import AnomalyMetrics, LastEpochCheckpoint
 from dagmm_lightning.cli import build_cli
 from dagmm_lightning.data import AnomalyDataModule
 from dagmm_lightning.models import DAGMM, DAGMMVAE
+from dagmm_lightning.models import dagmm as dagmm_module
+from dagmm_lightning.networks.dagmm import DAGMMModel as DAGMMNetwork
 
 from ..conftest import QUICK, ROOT
+from ..events import logged_steps
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("in_root")]
 
@@ -82,13 +85,6 @@ def fit_metrics(tmp_path, name, epochs, ckpt=None, extra=()):
     return cli, metrics  # None without label metrics (the positive-unlabeled split's val rows)
 
 
-def logged_steps(folder, tag):
-    """The steps of every event with this tag (an image or a scalar) in the run under ``folder``."""
-    events = EventAccumulator(str(next(folder.rglob("events.out.tfevents*")).parent), size_guidance={"images": 0})
-    events.Reload()
-    return [event.step for event in (events.Images if tag in events.Tags()["images"] else events.Scalars)(tag)]
-
-
 def test_figures_share_their_validations_step_and_cadence_across_a_resume(tmp_path):
     every_third = ["--figures.every_n_validations", "3"]
     fit_metrics(tmp_path, "straight", 4, extra=every_third)  # 2 steps an epoch, a validation at each end
@@ -102,6 +98,25 @@ def test_figures_share_their_validations_step_and_cadence_across_a_resume(tmp_pa
     fit_metrics(tmp_path, "added", 3, extra=every_second_epoch)  # the CLI validates the last epoch's model
     assert logged_steps(tmp_path / "added", "val/roc_auc") == [3, 5]
     assert logged_steps(tmp_path / "added", "val/latent_view") == [3, 5]
+
+
+def test_the_sanity_check_fits_the_first_rows_only_and_the_fit_goes_on_as_without_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(dagmm_module, "SANITY_FIT_ROWS", 20)
+    fitted = []
+    fit = DAGMMNetwork.fit
+
+    def counting(self, batches):
+        fitted.append(sum(len(x) for x in batches))
+        return fit(self, batches)
+
+    monkeypatch.setattr(DAGMMNetwork, "fit", counting)
+    small = ["--data.eval_batch_size", "16"]  # the refit's batches
+    cli, checked = fit_metrics(tmp_path, "checked", 3, extra=small)
+    assert fitted == [32, 158, 158, 158]  # the sanity check's: the first batches that hold 20 rows
+    fitted.clear()
+    _, unchecked = fit_metrics(tmp_path, "unchecked", 3, extra=[*small, "--trainer.num_sanity_val_steps", "0"])
+    assert fitted == [158, 158, 158] and checked == unchecked  # nothing of that fit stays
+    assert int(cli.model.fitted_at_step) == cli.trainer.global_step
 
 
 def test_same_seed_same_metrics(tmp_path):
