@@ -100,7 +100,8 @@ class DAGMMDetector(BaseEstimator):
             scores' normalisation still comes from the training rows. 0 (the default, PyOD's convention):
             every row trains, and the threshold is the training scores' quantile. Variants ``dagmm``,
             ``vae``, ``vqvae``.
-        random_state: seed of initialisation, shuffling and dropout; None draws one.
+        random_state: seed of initialisation, shuffling and dropout (an integer, or a numpy RandomState or
+            Generator that ``fit`` draws one from); None draws one.
         verbose: show Lightning's progress bar and summaries.
         model_kwargs: more ``DAGMM`` (or variant) arguments over ``MODEL_DEFAULTS`` (and the scoring fit's), e.g.
             ``{"energy_trains_compression": True}`` for the paper's end-to-end training.
@@ -150,6 +151,7 @@ class DAGMMDetector(BaseEstimator):
     # --- input ----------------------------------------------------------------------------------------
     @staticmethod
     def _as_frame(X) -> pd.DataFrame:
+        _refuse_series(X)
         if isinstance(X, pd.DataFrame):
             frame = X.copy()
             frame.columns = [str(c) for c in frame.columns]
@@ -199,6 +201,7 @@ class DAGMMDetector(BaseEstimator):
         """X's rows, encoded and scaled as in training, as float32 tensors of ``SCORING_BATCH`` rows (divided
         by an ensemble's members, so that its activations stay as large as one model's); a numeric array is
         read chunk by chunk, never copied whole."""
+        _refuse_series(X)
         n_fitted, preprocessor = len(self.preprocessor_.numeric), self.preprocessor_
         step = max(1024, SCORING_BATCH // int(self.model_.hparams.get("members", 1)))
         named = hasattr(self, "feature_names_in_")
@@ -310,8 +313,14 @@ class DAGMMDetector(BaseEstimator):
                 what = "an integer >= 1" + (" or None" if optional else "")
                 raise ConfigurationError(f"{name} must be {what}, got {value!r}")
         seed = self.random_state
+        if isinstance(seed, np.random.RandomState):  # scikit-learn's convention: a seed drawn from it
+            seed = int(seed.randint(0, 2**31))
+        elif isinstance(seed, np.random.Generator):
+            seed = int(seed.integers(0, 2**31))
         if seed is not None and not (_is_integer(seed) and 0 <= seed < 2**32):
-            raise ConfigurationError(f"random_state must be None or an integer in [0, {2**32 - 1}], got {seed!r}")
+            raise ConfigurationError(
+                f"random_state must be None, an integer in [0, {2**32 - 1}] or a numpy RandomState, got {seed!r}"
+            )
         self._seed = int(seed) if seed is not None else int(np.random.SeedSequence().entropy % 2**31)
         frame = self._as_frame(X)
         minimum = max(2, self.n_components or 1)
@@ -373,6 +382,9 @@ class DAGMMDetector(BaseEstimator):
             except SystemExit:  # Lightning ends an interrupted fit with sys.exit(1): a caller expects Ctrl-C's own
                 if not trainer.interrupted:
                     raise
+                if trainer.received_sigterm:  # a scheduler's or `timeout`'s SIGTERM: the process ends, as it asked
+                    del self.model_
+                    raise
                 if threading.current_thread() is threading.main_thread():  # Lightning left Ctrl-C ignored
                     signal.signal(signal.SIGINT, handler)
                 del self.model_  # half trained: the detector is not fitted
@@ -389,9 +401,8 @@ class DAGMMDetector(BaseEstimator):
         unknown = sorted(set(self.model_kwargs or {}) - accepted - {"args", "kwargs"})
         if unknown:
             raise ConfigurationError(f"model_kwargs {unknown} are not {VARIANTS[self.variant].__name__} arguments")
-        owned = sorted(
-            set(self.model_kwargs or {}) & {"input_dim", "hidden_dims", "latent_dim", "n_components", "members"}
-        )
+        own = {"input_dim", "hidden_dims", "latent_dim", "n_components", "members", *settings}  # lr, mixture, ...
+        owned = sorted(set(self.model_kwargs or {}) & own)
         if owned:
             raise ConfigurationError(f"model_kwargs {owned}: set them as DAGMMDetector's own parameters")
         settings |= {**MODEL_DEFAULTS, **scoring_fit, **(self.model_kwargs or {})}
@@ -461,6 +472,14 @@ class DAGMMDetector(BaseEstimator):
         if names is not None:
             detector.feature_names_in_ = np.asarray(names, dtype=object)
         return detector
+
+
+def _refuse_series(X) -> None:
+    if isinstance(X, pd.Series):  # one row or one column: which, only the caller knows
+        raise DataError(
+            "X is a pandas Series; pass a DataFrame: one row as frame.iloc[[i]] (or series.to_frame().T), one "
+            "feature as series.to_frame()"
+        )
 
 
 def _is_number(value) -> bool:

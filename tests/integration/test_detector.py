@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -48,7 +50,6 @@ def test_detector_ranks_outliers_above_normal_rows(fitted):
 
 
 def test_fit_leaves_the_callers_random_state_as_it_was(monkeypatch):
-    import os
     import random
 
     def draws() -> tuple:
@@ -85,6 +86,36 @@ def test_ctrl_c_during_fit_is_a_keyboard_interrupt_and_leaves_it_unfitted(monkey
     assert signal.getsignal(signal.SIGINT) == handler  # a second Ctrl-C still reaches the caller
     with pytest.raises(NotFittedError):
         det.decision_function(np.zeros((2, 5)))
+
+
+def test_a_numpy_random_state_draws_the_seed():
+    x = blobs(n=200, outliers=10)[0]
+    drawn = DAGMMDetector(epochs=1, members=1, random_state=np.random.RandomState(7)).fit(x)
+    seeded = DAGMMDetector(epochs=1, members=1, random_state=int(np.random.RandomState(7).randint(0, 2**31))).fit(x)
+    np.testing.assert_array_equal(drawn.decision_scores_, seeded.decision_scores_)
+    generated = [DAGMMDetector(epochs=1, members=1, random_state=np.random.default_rng(7)).fit(x) for _ in range(2)]
+    np.testing.assert_array_equal(generated[0].decision_scores_, generated[1].decision_scores_)
+
+
+def test_sigterm_during_fit_ends_the_process_as_it_asked_not_as_a_ctrl_c(monkeypatch):
+    import signal
+
+    from dagmm_lightning.models import DAGMM
+
+    step = DAGMM.training_step
+
+    def terminated(self, batch, batch_idx):
+        if self.global_step == 1:
+            os.kill(os.getpid(), signal.SIGTERM)  # as `timeout` or a scheduler sends it
+        return step(self, batch, batch_idx)
+
+    monkeypatch.setattr(DAGMM, "training_step", terminated)
+    handler = signal.getsignal(signal.SIGTERM)
+    det = DAGMMDetector(epochs=3, members=1, random_state=0)
+    with pytest.raises(SystemExit) as ended:  # Lightning's at the epoch's end: the process exits
+        det.fit(blobs(n=200, outliers=10)[0])
+    assert type(ended.value).__name__ == "SIGTERMException" and not isinstance(ended.value, KeyboardInterrupt)
+    assert signal.getsignal(signal.SIGTERM) == handler and not hasattr(det, "model_")
 
 
 def test_clone_and_set_params_round_trip():
@@ -232,6 +263,7 @@ def test_label_aware_variants_fit():
         (lambda x: scipy.sparse.csr_matrix(x), DataError, r"sparse matrix; pass X.toarray\(\)"),
         (lambda x: [list(x[0]), list(x[1, :3])], DataError, "not a table of rows x features"),
         (lambda x: x + 1j, DataError, "complex numbers"),
+        (lambda x: pd.DataFrame(x)[0], DataError, r"X is a pandas Series; .* one row as frame.iloc\[\[i\]\]"),
     ],
 )
 def test_bad_input_at_scoring(fitted, make, error, message):
@@ -254,7 +286,7 @@ def test_bad_settings_and_unfitted():
         DAGMMDetector(contamination=0.7).fit(x)
     with pytest.raises(ValueError, match=r"contamination must be a number in \(0, 0.5\], got '0.1'"):
         DAGMMDetector(contamination="0.1").fit(x)
-    with pytest.raises(ValueError, match=r"random_state must be None or an integer in \[0, 4294967295\], got -1"):
+    with pytest.raises(ValueError, match=r"random_state must be None, an integer in \[0, 4294967295\] or a numpy"):
         DAGMMDetector(random_state=-1).fit(x)
     for name, value in [("epochs", 0), ("epochs", 1.5), ("members", 0), ("n_components", 0), ("batch_size", None)]:
         with pytest.raises(ValueError, match=f"{name} must be an integer >= 1"):
@@ -265,6 +297,8 @@ def test_bad_settings_and_unfitted():
         DAGMMDetector(epochs=1, model_kwargs={"lamda_cov": 1.0}).fit(x)
     with pytest.raises(ValueError, match=r"model_kwargs \['n_components'\]: set them as DAGMMDetector's own"):
         DAGMMDetector(epochs=1, model_kwargs={"n_components": 3}).fit(x)
+    with pytest.raises(ValueError, match=r"model_kwargs \['contamination', 'lr'\]: set them as DAGMMDetector's"):
+        DAGMMDetector(epochs=1, model_kwargs={"lr": 0.5, "contamination": 0.3}).fit(x)  # had won, unseen
     with pytest.raises(DataError, match=r"X has 3 sample\(s\) \(rows\); the detector needs at least 4"):
         DAGMMDetector(epochs=1).fit(x[:3])
     with pytest.raises(DataError, match="every feature is constant on the training rows"):
