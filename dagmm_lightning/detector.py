@@ -178,8 +178,8 @@ class DAGMMDetector(BaseEstimator):
                 try:
                     array = array.astype(np.float64)
                 except (TypeError, ValueError):
-                    odd = next(((at, v) for at, v in np.ndenumerate(array) if not isinstance(v, (str, bytes))), None)
-                    if odd is not None and not _is_number(odd[1]):  # a dict, a list, ...: no column holds one
+                    odd = next(((at, v) for at, v in np.ndenumerate(array) if _neither_text_nor_number(v)), None)
+                    if odd is not None:  # a dict, a list, ...: no column holds one
                         (row, column), value = odd
                         raise DataTypeError(
                             f"X holds a {type(value).__name__} at row {row}, column {column}: each value's argument "
@@ -319,7 +319,8 @@ class DAGMMDetector(BaseEstimator):
             seed = int(seed.integers(0, 2**31))
         if seed is not None and not (_is_integer(seed) and 0 <= seed < 2**32):
             raise ConfigurationError(
-                f"random_state must be None, an integer in [0, {2**32 - 1}] or a numpy RandomState, got {seed!r}"
+                f"random_state must be None, an integer in [0, {2**32 - 1}], or a numpy RandomState or Generator, "
+                f"got {seed!r}"
             )
         self._seed = int(seed) if seed is not None else int(np.random.SeedSequence().entropy % 2**31)
         frame = self._as_frame(X)
@@ -382,9 +383,9 @@ class DAGMMDetector(BaseEstimator):
             except SystemExit:  # Lightning ends an interrupted fit with sys.exit(1): a caller expects Ctrl-C's own
                 if not trainer.interrupted:
                     raise
-                if trainer.received_sigterm:  # a scheduler's or `timeout`'s SIGTERM: the process ends, as it asked
-                    del self.model_
-                    raise
+                if trainer.received_sigterm:  # a scheduler's or `timeout`'s SIGTERM: the process ends, as it asked,
+                    del self.model_  # with a killed process's status (Lightning's exception exits with 0)
+                    raise SystemExit(128 + signal.SIGTERM) from None
                 if threading.current_thread() is threading.main_thread():  # Lightning left Ctrl-C ignored
                     signal.signal(signal.SIGINT, handler)
                 del self.model_  # half trained: the detector is not fitted
@@ -480,6 +481,13 @@ def _refuse_series(X) -> None:
             "X is a pandas Series; pass a DataFrame: one row as frame.iloc[[i]] (or series.to_frame().T), one "
             "feature as series.to_frame()"
         )
+
+
+def _neither_text_nor_number(value) -> bool:
+    """Whether ``value`` is no string, no number and not missing (None, NaN, pd.NA): a dict, a list, ..."""
+    if isinstance(value, (str, bytes)) or value is None or value is pd.NA:
+        return False
+    return not _is_number(value)
 
 
 def _is_number(value) -> bool:

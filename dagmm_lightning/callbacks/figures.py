@@ -15,10 +15,11 @@ from dagmm_lightning.errors import ConfigurationError
 
 
 class AnomalyFigures(L.Callback):
-    """At the first and then every ``every_n_validations``-th validation, and at test, from the steps'
-    outputs: the score histogram of normal and anomalous rows with the stored threshold marked, ROC and
-    precision-recall curves, and a 2-D view of the rows the mixture sees (the first two of [z, relative
-    distance, cosine]) coloured by label and by most likely mixture component. Written with
+    """At the first and then every ``every_n_validations``-th validation of a fit, at every validation of a
+    finished model, and at test, from the steps' outputs: the score histogram of normal and anomalous rows
+    with the stored threshold marked, ROC and precision-recall curves, and a 2-D view of the rows the
+    mixture sees (the first two of [z, relative distance, cosine]) coloured by label and by most likely
+    mixture component. Written with
     ``add_figure`` to a TensorBoard logger (other loggers: skipped).
 
     Args:
@@ -49,8 +50,11 @@ class AnomalyFigures(L.Callback):
         self._drawing = False
         if trainer.sanity_checking or not isinstance(trainer.logger, TensorBoardLogger):
             return
-        self._validations += 1
-        self._drawing = (self._validations - 1) % self.every_n_validations == 0
+        if trainer.state.fn == "fit":
+            self._validations += 1
+            self._drawing = (self._validations - 1) % self.every_n_validations == 0
+        else:  # a finished model's (`dagmm validate`, or the one `dagmm fit` adds after a last epoch without one)
+            self._drawing = True
         if self._drawing:
             self.rows.start(pl_module.device)
 
@@ -102,7 +106,8 @@ class AnomalyFigures(L.Callback):
 
 def scalar_step(trainer: L.Trainer) -> int:
     """The step Lightning's logger gives the scalars logged now: the batches that stepped so far, which
-    during a validation within fit (it runs before the counter moves past its step) is global_step - 1."""
+    during a validation within fit does not count yet the batch it follows (global_step - 1 where each call
+    of Lightning's loop is one optimiser step)."""
     return trainer.fit_loop.epoch_loop._batches_that_stepped
 
 

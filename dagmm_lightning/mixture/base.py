@@ -69,6 +69,10 @@ class SufficientStatistics(Metric):
         """The sums over every rank, in their declared shapes (``compute`` squeezes one-element tensors)."""
         return {name: value.reshape(self.shapes[name]) for name, value in self.compute().items()}
 
+    def local_sums(self) -> dict[str, torch.Tensor]:
+        """This process's sums alone (no exchange between ranks), in their declared shapes."""
+        return {name: getattr(self, name).reshape(shape) for name, shape in self.shapes.items()}
+
 
 class MixtureEnergy(nn.Module, ABC):
     """Base of the mixture families: statistics, M-step, energy, degeneracy penalty, fitted buffers.
@@ -193,48 +197,47 @@ class MixtureEnergy(nn.Module, ABC):
         ``PASS_ROWS``-row slices: memory bounded whatever N (the float64 deviations of every row and
         component at once would take N x K x D x 8 bytes per member); this process's rows only (no sum
         over ranks), not differentiable."""
-        self.check_memberships(z, gamma, at_most=True)
-        params: dict[str, torch.Tensor] = {}
-        with torch.autocast(device_type=z.device.type, enabled=False):
-            z, gamma = z.to(torch.float64), gamma.to(torch.float64)
-            for pass_index in range(self.fit_passes):
-                sums: dict[str, torch.Tensor] = {}
-                for z_part, gamma_part in row_slices(z, gamma):
-                    for name, value in self.statistics(z_part, gamma_part, pass_index, params).items():
-                        sums[name] = sums[name] + value if name in sums else value
-                params |= self.m_step(sums, pass_index, params)
-        return params
+        return self._m_step_passes([(z, gamma)], over_ranks=False, fewer_components=True)
 
     @torch.no_grad()
     def fit(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> None:
         """The training-set fit: every pass of the M-step on the sums over all (z (..., N, D), gamma
         (..., N, K)) batches of ``batches`` (re-iterable, once per pass; under DDP each rank its own rows),
         stored in the buffers. (Memberships with fewer components: ``padded_memberships`` first.)"""
-        params: dict[str, torch.Tensor] = {}
-        for pass_index in range(self.fit_passes):
-            stats = self.new_statistics(pass_index).to(self.is_fitted.device)
-            shapes = self.statistic_shapes(pass_index)
-            stats.update({name: torch.zeros(shape) for name, shape in shapes.items()})  # every rank syncs, rows or not
-            local_rows = 0
-            for z, gamma in batches:
-                self.check_memberships(z, gamma)
-                for z_part, gamma_part in row_slices(z.to(torch.float64), gamma.to(torch.float64)):
-                    stats.update(self.statistics(z_part, gamma_part, pass_index, params))
-                local_rows += z.shape[-2]
-            if pass_index == 0:
-                first_pass_rows = local_rows
-            elif local_rows != first_pass_rows:  # a one-pass iterable (a generator) would leave this pass empty
-                raise ConfigurationError(
-                    f"the mixture fit reads its batches once per pass ({self.fit_passes} passes): pass "
-                    f"{pass_index} saw {local_rows} rows, pass 0 {first_pass_rows}; pass a list or re-iterable"
-                )
-            sums = stats.sums()
-            if pass_index == 0 and float(sums["rows"]) == 0:
-                raise DataError("cannot fit the mixture on zero training rows")
-            params |= self.m_step(sums, pass_index, params)
+        params = self._m_step_passes(batches, over_ranks=True, fewer_components=False)
         for name in self.parameter_names:
             getattr(self, name).copy_(params[name])
         self.is_fitted.fill_(True)
+
+    def _m_step_passes(
+        self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], over_ranks: bool, fewer_components: bool
+    ) -> dict[str, torch.Tensor]:
+        """Every pass of the M-step on float64 sums over the ``PASS_ROWS``-row slices of the (z, gamma)
+        batches of ``batches`` (read once per pass), summed over DDP ranks too where ``over_ranks``."""
+        params: dict[str, torch.Tensor] = {}
+        with torch.autocast(device_type=self.is_fitted.device.type, enabled=False):
+            for pass_index in range(self.fit_passes):
+                stats = self.new_statistics(pass_index).to(self.is_fitted.device)
+                shapes = self.statistic_shapes(pass_index)
+                stats.update({name: torch.zeros(shape) for name, shape in shapes.items()})  # every rank syncs
+                local_rows = 0
+                for z, gamma in batches:
+                    self.check_memberships(z, gamma, at_most=fewer_components)
+                    for z_part, gamma_part in row_slices(z.to(torch.float64), gamma.to(torch.float64)):
+                        stats.update(self.statistics(z_part, gamma_part, pass_index, params))
+                    local_rows += z.shape[-2]
+                if pass_index == 0:
+                    first_pass_rows = local_rows
+                elif local_rows != first_pass_rows:  # a one-pass iterable (a generator) would leave this pass empty
+                    raise ConfigurationError(
+                        f"the mixture fit reads its batches once per pass ({self.fit_passes} passes): pass "
+                        f"{pass_index} saw {local_rows} rows, pass 0 {first_pass_rows}; pass a list or re-iterable"
+                    )
+                sums = stats.sums() if over_ranks else stats.local_sums()
+                if pass_index == 0 and float(sums["rows"]) == 0:
+                    raise DataError("cannot fit the mixture on zero training rows")
+                params |= self.m_step(sums, pass_index, params)
+        return params
 
     def fitted_parameters(self) -> dict[str, torch.Tensor]:
         if not bool(self.is_fitted):

@@ -34,7 +34,7 @@ from dagmm_lightning.sizing import mixture_components, network_sizes
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 LRSchedule = Literal["constant", "cosine"]
 GENERATORS_KEY = "dagmm_generators"  # a fit checkpoint's epoch and each rank's generator states
-SANITY_FIT_ROWS = 8192  # training rows the mixture is fitted on for Lightning's sanity-check validation
+SANITY_FIT_ROWS = 8192  # training rows (each process's) the mixture is fitted on for the sanity-check validation
 _EMPTY_WITHOUT_RESEEDING = (
     "fit_components: the components beyond the estimation network's start empty, and only re-seeding gives "
     "them rows: set em_reseed > 0 (e.g. 0.05)"
@@ -55,18 +55,20 @@ class TrainingRows:
 
 
 class FirstBatches:
-    """The first batches of ``batches`` that hold at least ``rows`` rows between them. Re-iterable."""
+    """The first batches of ``batches`` that hold at least ``rows`` rows a mixture is fitted on between
+    them (labelled anomalies not counted); ``cut`` tells whether a pass left batches out. Re-iterable."""
 
     def __init__(self, batches: Iterable[Batch], rows: int) -> None:
-        self.batches, self.rows = batches, rows
+        self.batches, self.rows, self.cut = batches, rows, False
 
     def __iter__(self) -> Iterator[Batch]:
         seen = 0
         for batch in self.batches:
             if seen >= self.rows:
+                self.cut = True
                 return
             yield batch
-            seen += len(batch[0])
+            seen += int((batch[1] != LABELLED_ANOMALY).sum())
 
 
 class DAGMM(L.LightningModule):
@@ -553,9 +555,12 @@ class DAGMM(L.LightningModule):
 
     def _training_batches(self) -> Iterable[Batch]:
         batches = self._every_training_batch()
+        if not self.trainer.sanity_checking:
+            return batches
         # the sanity check's scores are not logged: a fit of the first rows tries the path (a fit of every
-        # row had cost a refit of its own before training, minutes on a large table); it is forgotten after
-        return FirstBatches(batches, SANITY_FIT_ROWS) if self.trainer.sanity_checking else batches
+        # row had cost a refit of its own before training, minutes on a large table); forgotten after it
+        self._sanity_batches = FirstBatches(batches, SANITY_FIT_ROWS)
+        return self._sanity_batches
 
     def _every_training_batch(self) -> Iterable[Batch]:
         datamodule = self.trainer.datamodule
@@ -590,9 +595,11 @@ class DAGMM(L.LightningModule):
             self.refit()
 
     def on_validation_epoch_end(self) -> None:
-        if self.trainer.sanity_checking:  # its fit was of the first rows only: the next use refits
-            self.fitted_at_step.fill_(-1)
-            self._fitted_weights, self._training_scores = None, None
+        if self.trainer.sanity_checking:
+            first = self.__dict__.pop("_sanity_batches", None)
+            if first is not None and first.cut:  # its fit was of the first rows only: the next use refits
+                self.fitted_at_step.fill_(-1)
+                self._fitted_weights, self._training_scores = None, None
             return
         if self.trainer.state.fn == "fit" and self.hparams.em_steps > 0:  # of the fit that validation scored with
             self.log("train/em_steps", float(self.model.em_steps_run), batch_size=1)
@@ -646,6 +653,7 @@ class DAGMM(L.LightningModule):
         return fitted
 
     def on_train_end(self) -> None:
+        self.__dict__.pop("_weights_at_epoch_end", None)  # (the final checkpoint, the callbacks', is written)
         self._refit_if_stale()
         # Weight averaging has copied its average in; its copy's mixture state (buffers it averaged
         # too) would come back with each swap at a later validation: give it the fit just made.

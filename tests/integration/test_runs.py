@@ -94,6 +94,10 @@ def test_figures_share_their_validations_step_and_cadence_across_a_resume(tmp_pa
     fit_metrics(tmp_path, "resumed", 4, next((tmp_path / "half").rglob("last.ckpt")), every_third)
     assert logged_steps(tmp_path / "half", "val/score_histogram") == [1]
     assert logged_steps(tmp_path / "resumed", "val/score_histogram") == [7]  # the count goes on (had restarted)
+    last = str(next((tmp_path / "straight").rglob("last.ckpt")))
+    validated = ["--trainer.logger.init_args.save_dir", str(tmp_path / "validated"), *every_third, *QUICK]
+    build_cli(["validate", "--ckpt_path", last, *validated])  # a finished model's validation: always drawn
+    assert len(logged_steps(tmp_path / "validated", "val/score_histogram")) == 1  # (not the fit's 5th of every 3)
     every_second_epoch = ["--trainer.check_val_every_n_epoch", "2", "--figures.every_n_validations", "1"]
     fit_metrics(tmp_path, "added", 3, extra=every_second_epoch)  # the CLI validates the last epoch's model
     assert logged_steps(tmp_path / "added", "val/roc_auc") == [3, 5]

@@ -440,3 +440,15 @@ def test_fused_inference_steps_aside_for_a_training_dropout_and_for_autocast():
         assert not torch.allclose(sampled, net(x))
         with torch.autocast("cpu", dtype=torch.bfloat16):  # the eager layers compute in bfloat16
             assert net(x).dtype == torch.bfloat16
+
+
+def test_the_sanity_fits_first_batches_count_the_rows_a_mixture_is_fitted_on():
+    from dagmm_lightning.labels import KNOWN_NORMAL, LABELLED_ANOMALY
+    from dagmm_lightning.models.dagmm import FirstBatches
+
+    labels = [LABELLED_ANOMALY] * 16 + [KNOWN_NORMAL] * 16 + [KNOWN_NORMAL] * 16  # anomalies first, as a file may
+    batches = [(torch.zeros(8, 2), torch.tensor(labels[i : i + 8]), torch.arange(i, i + 8)) for i in range(0, 48, 8)]
+    first = FirstBatches(batches, 10)
+    assert [int(b[2][0]) for b in first] == [0, 8, 16, 24] and first.cut  # 16 fitted rows: 8 would be too few
+    whole = FirstBatches(batches, 100)
+    assert len(list(whole)) == 6 and not whole.cut
