@@ -19,8 +19,7 @@ class AnomalyFigures(L.Callback):
     finished model, and at test, from the steps' outputs: the score histogram of normal and anomalous rows
     with the stored threshold marked, ROC and precision-recall curves, and a 2-D view of the rows the
     mixture sees (the first two of [z, relative distance, cosine]) coloured by label and by most likely
-    mixture component. Written with
-    ``add_figure`` to a TensorBoard logger (other loggers: skipped).
+    mixture component. Written with ``add_figure`` to a TensorBoard logger (other loggers: skipped).
 
     Args:
         every_n_validations: draw at every n-th validation (1: every one).

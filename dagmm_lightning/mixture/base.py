@@ -219,7 +219,7 @@ class MixtureEnergy(nn.Module, ABC):
             for pass_index in range(self.fit_passes):
                 stats = self.new_statistics(pass_index).to(self.is_fitted.device)
                 shapes = self.statistic_shapes(pass_index)
-                stats.update({name: torch.zeros(shape) for name, shape in shapes.items()})  # every rank syncs
+                stats.update({name: torch.zeros(shape) for name, shape in shapes.items()})  # a rank without rows syncs
                 local_rows = 0
                 for z, gamma in batches:
                     self.check_memberships(z, gamma, at_most=fewer_components)
