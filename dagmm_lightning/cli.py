@@ -748,6 +748,15 @@ def fit_summary(trainer, datamodule: AnomalyDataModule, metrics: dict[str, float
     pu = hasattr(network, "c")  # its threshold is 1 - c/2 on the classifier's output (the validation line)
     if calibration is not None and calibration.contamination and counted and not pu:  # predict flags rows above it
         above = f"the top {100 * calibration.contamination:g} % of training scores lie above"
+        scores = getattr(trainer.lightning_module, "_training_scores", None)
+        if scores is not None and len(scores):  # ties at the quantile (duplicate rows) leave fewer above it
+            share = float((scores > calibration.threshold).double().mean())
+            if share < calibration.contamination - 1.0 / len(scores):
+                tied = float(torch.isclose(scores, calibration.threshold.to(scores), rtol=1e-5, atol=0).double().mean())
+                above = (
+                    f"{100 * share:.3g} % of training scores lie above, not {100 * calibration.contamination:g} %: "
+                    f"{100 * tied:.3g} % tie at it (duplicate rows?), and predict may flag them all or none"
+                )
         lines.append(f"  threshold:   {float(calibration.threshold):.6g} ({above})")
     if metrics:
         shown = "  ".join(f"{k} {metrics[k]:.4f}" for k in KEY_METRICS if k in metrics)

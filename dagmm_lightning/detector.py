@@ -355,9 +355,12 @@ class DAGMMDetector(BaseEstimator):
             self._train(data, len(frame))
         self.model_.eval()
         self.decision_scores_ = self.decision_function(X)
-        if held_out is not None:  # the threshold from rows the model did not train on (the scores unchanged)
-            held_scores = torch.from_numpy(self.decision_scores_[held_out])
-            self.model_.model.calibration.threshold.fill_(upper_quantile(held_scores, self.contamination))
+        if self.variant != "pu":  # PU's threshold is c / 2, not a quantile
+            # the quantile of the scores just computed: the training pass's own scores can differ from them
+            # in the last bits (other batch sizes), which flags every row of a tie at the threshold
+            rows = held_out if held_out is not None else splits.train[splits.train_labels != LABELLED_ANOMALY]
+            scores = torch.from_numpy(self.decision_scores_[rows])  # held-out rows: ones the model did not train on
+            self.model_.model.calibration.threshold.fill_(upper_quantile(scores, self.contamination))
         self.threshold_ = float(self.model_.model.calibration.threshold)
         self.labels_ = (self.decision_scores_ > self.threshold_).astype(int)
         return self

@@ -214,6 +214,9 @@ def infer_symbolic_columns(
     symbolic, converted = [], {}
     for column in frame.columns:
         values = frame[column]
+        if isinstance(values.dtype, pd.ArrowDtype) and not pd.api.types.is_numeric_dtype(values):
+            # pyarrow text (read_csv(dtype_backend="pyarrow")): to_numeric's failures would be NaN, not missing
+            values = converted[column] = values.astype(object).where(values.notna(), None)
         kind = pd.api.types.infer_dtype(values, skipna=True)
         if isinstance(values.dtype, pd.CategoricalDtype) or (bools_symbolic and kind == "boolean"):
             symbolic.append(column)  # a categorical is the user's choice; true/false: two categories
@@ -294,6 +297,7 @@ class RawTable:
 SCALED_LIMIT = 1e6
 MANY_CATEGORIES = 1000  # a symbolic column with more is warned about (KDDCUP99's widest has 70)
 CONSTANT_LIMIT = 1.0  # BENCHMARKS.md, "Columns constant on the training rows"
+OFFSET_LIMIT = 16.0  # a column whose minimum is more than this many ranges from zero is scaled from float64
 
 
 class TablePreprocessor:
@@ -381,8 +385,10 @@ class TablePreprocessor:
     def scale_rows(self, array: np.ndarray, first_row: int = 0) -> torch.Tensor:
         """Scaled float32 rows (N, n_features) of a numeric array that ``encode`` would give unchanged (a table
         without symbolic columns), for scoring many rows: a torch tensor, computed by torch's threads
-        without a float64 copy. It differs from ``scale`` (float64, then rounded) by float32 rounding only.
-        ``first_row``: the row number of ``array``'s first row in the caller's table, for error messages."""
+        without a float64 copy. It differs from ``scale`` (float64, then rounded) by float32 rounding only:
+        columns far from zero for their range (timestamps, 1e12 + a few thousand) are scaled from float64,
+        as float32 would round away their spread. ``first_row``: the row number of ``array``'s first row in
+        the caller's table, for error messages."""
         with np.errstate(over="ignore"):  # a value past float32's reach is redone in float64 below
             rows = np.ascontiguousarray(array, dtype=np.float32)
         copied = not np.shares_memory(rows, array)
@@ -395,6 +401,13 @@ class TablePreprocessor:
         values = torch.addcmul(offset, values, inverse, out=values if copied else None)  # the caller's array stays
         if values.numel() == 0:
             return values
+        offset_heavy = np.flatnonzero(np.abs(self.minimum) > OFFSET_LIMIT * self.range)
+        if len(offset_heavy):  # float32's rounding of x (2^-24 |x|) would be more than 1e-6 of the range
+            with np.errstate(over="ignore", invalid="ignore"):  # inf / NaN: found below, as for the others
+                exact = (
+                    np.asarray(array)[:, offset_heavy].astype(np.float64) - self.minimum[offset_heavy]
+                ) / self.range[offset_heavy]
+            values[:, torch.from_numpy(offset_heavy)] = torch.from_numpy(exact.astype(np.float32))
         low, high = torch.aminmax(values)  # NaN if any is NaN
         if not (torch.isfinite(low) and torch.isfinite(high)):  # a NaN or inf in the input, or beyond float32
             exact = self._finite(np.asarray(array, dtype=np.float64), first_row)

@@ -221,6 +221,21 @@ def test_data_sized_model_keeps_its_sizes_and_em_refined_fit_in_the_checkpoint(t
         run(["predict", "--ckpt_path", str(ckpt), "--prediction_writer.output_path", str(out / "x.csv")], tmp_path)
 
 
+def test_fit_summary_says_when_training_scores_tie_at_the_threshold(tmp_path, caplog):
+    rows = np.random.default_rng(0).normal(size=(400, 3))
+    rows[:380] = rows[0]  # 95 % copies of one row: their scores tie
+    pd.DataFrame(rows, columns=list("abc")).to_csv(tmp_path / "copies.csv", index=False)
+    table = ["--data.dataset", "table", "--data.path", str(tmp_path / "copies.csv")]
+    fitted = run(["fit", "--config", "configs/quickstart.yaml", "--trainer.max_epochs", "1", *table], tmp_path)
+    scores, threshold = fitted.model.training_scores(), fitted.model.model.calibration.threshold
+    share, tied = (scores > threshold).double().mean(), torch.isclose(scores, threshold.to(scores), rtol=1e-5).double()
+    assert share < 0.08 and tied.mean() > 0.9  # numpy's quantile of the scores lies on the tied value
+    assert (
+        f"{100 * float(share):.3g} % of training scores lie above, not 10 %: {100 * float(tied.mean()):.3g} % tie"
+        in (caplog.text)
+    )
+
+
 def test_a_checkpoint_finds_its_data_from_another_folder(tmp_path, monkeypatch):
     args = ["--config", "configs/quickstart.yaml", "--trainer.max_epochs", "1"]
     run(["fit", *args, "--data.dataset", "thyroid"], tmp_path / "thyroid")  # data/thyroid.npz, relative

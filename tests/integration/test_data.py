@@ -297,6 +297,17 @@ def test_scaled_rows_equal_the_table_scaling_and_name_bad_values():
     assert prep.scale_rows(beyond).numpy()[2, 0] == SCALED_LIMIT
 
 
+def test_columns_far_from_zero_for_their_range_keep_their_spread_when_scored():
+    rng = np.random.default_rng(1)  # float32 holds 1e12 to within 2^16, 1.6e15 (microseconds) to within 2^27
+    train = np.c_[1e12 + rng.uniform(0, 1000, 200), 1.6e15 + rng.integers(0, 10**6, 200), rng.normal(size=200)]
+    prep = TablePreprocessor()
+    prep.numeric = ["a", "b", "c"]
+    prep.fit_scaling(train)
+    by_hand = (train - train.min(0)) / (train.max(0) - train.min(0))  # numpy, float64
+    np.testing.assert_allclose(prep.scale_rows(train).numpy(), by_hand, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(prep.scale_rows(train[50:60], first_row=50).numpy(), by_hand[50:60], atol=1e-6)
+
+
 def test_a_column_constant_in_training_is_clipped_to_one_range_in_its_own_units():
     train = np.c_[np.linspace(0.0, 2.0, 5), np.full(5, 7.0)]  # b is constant: range 1, clip +-1
     prep = TablePreprocessor()

@@ -2,6 +2,7 @@ import os
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 import scipy.sparse
 import torch
@@ -349,6 +350,19 @@ def test_a_missing_value_in_a_text_column_is_its_own_category():
     assert np.isfinite(det.decision_function(frame.iloc[:10])).all()
 
 
+def test_pyarrow_backed_columns_are_read_as_numpy_backed_ones():
+    x, _ = blobs(n=200, outliers=0)
+    frame = pd.DataFrame(x, columns=list("abcde")).assign(kind=np.where(np.arange(200) % 2, "u", "v"))
+    frame.loc[5, "kind"] = None
+    expected = DAGMMDetector(epochs=1, members=1, random_state=0).fit(frame).decision_scores_
+    dictionary = pd.ArrowDtype(pa.dictionary(pa.int32(), pa.string()))
+    for arrow in (frame.convert_dtypes(dtype_backend="pyarrow"), frame.astype({"kind": dictionary})):
+        det = DAGMMDetector(epochs=1, members=1, random_state=0).fit(arrow)  # had: "NaN/inf values ... 'kind'"
+        assert det.preprocessor_.categories == {"kind": ["nan", "u", "v"]}
+        np.testing.assert_array_equal(det.decision_scores_, expected)
+        np.testing.assert_array_equal(det.decision_function(arrow.iloc[:20]), expected[:20])
+
+
 def test_categories_not_seen_in_training_are_named_in_a_warning():
     x, _ = blobs(n=200, outliers=0)
     frame = pd.DataFrame(x, columns=list("abcde")).assign(proto=np.where(np.arange(200) % 2, "tcp", "udp"))
@@ -381,6 +395,28 @@ def test_numbers_stored_as_text_are_numbers_and_dates_are_refused():
     assert det.preprocessor_.categories == {"zone": ["0", "1", "2"]} and "flag" in det.preprocessor_.numeric
     with pytest.raises(DataError, match="X has 6 features, but DAGMMDetector is expecting 7 features as input"):
         det.decision_function(codes.to_numpy()[:, :6])
+
+
+def test_rows_tied_at_the_threshold_are_not_all_flagged():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 4))
+    x[:380] = x[0]  # 95 % copies of one row: their scores tie, and the threshold is their score
+    for members in (1, 3):
+        det = DAGMMDetector(contamination=0.1, epochs=2, members=members, random_state=0).fit(x)
+        assert det.threshold_ == np.quantile(det.decision_scores_, 0.9)
+        assert det.labels_.mean() <= 0.1 and np.array_equal(det.predict(x), det.labels_)
+    y = np.r_[np.zeros(390), np.ones(10)]  # mixed_loss: the quantile of the rows not labelled anomalous
+    det = DAGMMDetector(variant="mixed_loss", contamination=0.1, epochs=2, members=1, random_state=0).fit(x, y)
+    assert det.threshold_ == np.quantile(det.decision_scores_[:390], 0.9)
+
+
+def test_columns_far_from_zero_for_their_range_are_scored_as_trained():
+    rng = np.random.default_rng(0)  # ids near 1e12, microsecond timestamps: float32 rounds away their spread
+    x = np.c_[1e12 + rng.uniform(0, 1000, 500), rng.normal(size=500), 1.6e15 + rng.integers(0, 10**6, 500)]
+    det = DAGMMDetector(contamination=0.1, epochs=2, members=1, random_state=0).fit(x)
+    assert det.labels_.mean() == pytest.approx(0.1, abs=0.01)
+    scaled = (x - x.min(0)) / (x.max(0) - x.min(0))  # numpy, float64
+    np.testing.assert_allclose(det.preprocessor_.scale_rows(x).numpy(), scaled, atol=1e-6)
 
 
 def test_a_calibration_fraction_sets_the_threshold_on_held_out_rows(tmp_path):
