@@ -50,7 +50,13 @@ class PredictionCSVWriter(BasePredictionWriter):
             self.written_to.parent.mkdir(parents=True, exist_ok=True)
         except (FileExistsError, NotADirectoryError):
             raise DataError(f"cannot write {self.written_to}: a file stands where its folder would be") from None
-        self._part = open(self._part_path(trainer, trainer.global_rank), "w", newline="")  # noqa: SIM115
+        except OSError as err:
+            raise DataError(f"cannot write {self.written_to}: {err.strerror}") from None
+        part = self._part_path(trainer, trainer.global_rank)
+        try:
+            self._part = open(part, "w", newline="")  # noqa: SIM115
+        except OSError as err:  # a folder one cannot write to (permissions, /proc, a read-only disk)
+            raise DataError(f"cannot write {self.written_to} (tried {part.name} beside it): {err.strerror}") from None
         self._part.write(",".join(COLUMNS) + "\n")
         self.rows_written = 0
 

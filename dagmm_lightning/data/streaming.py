@@ -140,6 +140,9 @@ def read_frames(path: Path, chunk_rows: int, types: dict[str, pa.DataType] | Non
             batches = parquet_batches(path, chunk_rows)
         pending = None
         for batch in batches:
+            undecoded = [f.name for f in batch.schema if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)]
+            if undecoded and not str(path).lower().endswith(PARQUET_SUFFIXES):  # pyarrow's type for text not UTF-8
+                raise DataError(f"{path} {NOT_UTF8} (column {undecoded[0]!r})")
             frame = batch.to_pandas()
             pending = frame if pending is None else pd.concat([pending, frame], ignore_index=True)
             while len(pending) >= chunk_rows:
@@ -148,12 +151,17 @@ def read_frames(path: Path, chunk_rows: int, types: dict[str, pa.DataType] | Non
                 pool.release_unused()  # pyarrow's allocator keeps freed blocks otherwise: 100s of MiB
         if pending is not None and len(pending):
             yield pending.reset_index(drop=True)
+    except DataError:
+        raise
     except UnicodeDecodeError:
         raise DataError(f"{path} {NOT_UTF8}") from None
     except pd.errors.EmptyDataError:
         raise DataError(f"{path} is empty") from None
     except (pa.ArrowInvalid, OSError, ValueError) as err:
         message = named_columns(str(err).splitlines()[0], path)
+        if "invalid UTF8 data" in message:  # a text column's type given (a later pass, or scoring)
+            column = re.search(r"CSV column '(.*)':", message)
+            raise DataError(f"{path} {NOT_UTF8}" + (f" (column {column[1]!r})" if column else "")) from None
         if re.match(r"CSV parse error: Expected \d+ columns, got \d+", message):
             message = re.sub(r"^(CSV parse error)", r"\1" + ragged_line(path, csv_delimiter(path)), message)
             message += " (a separator inside values, or a line above the header: a title, a comment, Excel's sep=?)"

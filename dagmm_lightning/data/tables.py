@@ -197,6 +197,12 @@ def looks_like_dates(texts: pd.Series) -> bool:
         return False
 
 
+def integers_merged_as_float(values: pd.Series) -> bool:
+    """Whether an integer column has values past 2^53 that float64 rounds into fewer different values."""
+    large = values[(values > 2**53) | (values < -(2**53))]
+    return bool(len(large)) and large.nunique() > large.astype(np.float64).nunique()
+
+
 def infer_symbolic_columns(
     frame: pd.DataFrame,
     bools_symbolic: bool = True,
@@ -228,6 +234,11 @@ def infer_symbolic_columns(
         if values.isna().all() and empty_is_error:
             raise empty_column_error(column, drop)
         if pd.api.types.is_numeric_dtype(values) or kind == "boolean":
+            if kind == "integer" and integers_merged_as_float(values):
+                rank_zero_warn(
+                    f"column {column!r} holds integers beyond 2^53 (e.g. {values.max()}) that float64, which the "
+                    f"features are computed in, rounds to fewer different values; an id or a bit mask? If so, {drop}"
+                )
             if kind != "boolean" and row_numbers(values):
                 low, high = (f"{v:.0f}" if isinstance(v, float) else str(v) for v in (values.min(), values.max()))
                 rank_zero_warn(

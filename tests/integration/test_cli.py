@@ -219,6 +219,12 @@ def test_data_sized_model_keeps_its_sizes_and_em_refined_fit_in_the_checkpoint(t
     np.testing.assert_allclose(pd.read_csv(out)["score"], expected, rtol=1e-6)
     with pytest.raises(ValueError, match="cannot write .*predictions.csv/x.csv: a file stands where its folder"):
         run(["predict", "--ckpt_path", str(ckpt), "--prediction_writer.output_path", str(out / "x.csv")], tmp_path)
+    (tmp_path / "kept.csv.part").mkdir()  # where the rows are written first: cannot be opened as a file
+    with pytest.raises(ValueError, match=r"cannot write .*kept.csv \(tried kept.csv.part beside it\): Is a directory"):
+        run(
+            ["predict", "--ckpt_path", str(ckpt), "--prediction_writer.output_path", str(tmp_path / "kept.csv")],
+            tmp_path,
+        )
 
 
 def test_fit_summary_says_when_training_scores_tie_at_the_threshold(tmp_path, caplog):

@@ -494,6 +494,13 @@ def test_identifiers_and_decimal_commas_are_refused_and_an_ignored_column_is_lef
         infer_symbolic_columns(pd.DataFrame(dict(zip(("u8", "i8"), small_integers, strict=True))))  # no overflow
     with pytest.warns(UserWarning, match="column 'n' holds the integers 0 to 199, each once"):
         infer_symbolic_columns(pd.DataFrame({"n": np.arange(200, dtype=np.uint8)}))
+    ids = np.uint64(2**63) + np.arange(0, 3000, 3, dtype=np.uint64)  # float64 is 2^11 apart there: 2 values
+    assert len(np.unique(ids.astype(np.float64))) == 2
+    with pytest.warns(UserWarning, match=r"column 'id' holds integers beyond 2\^53 \(e.g. 9223372036854778805\)"):
+        infer_symbolic_columns(pd.DataFrame({"id": ids, "a": np.arange(1000.0) % 7}))
+    with warnings.catch_warnings():  # large, but each exactly a float64
+        warnings.simplefilter("error")
+        infer_symbolic_columns(pd.DataFrame({"mask": np.int64(2**60) * (np.arange(60) % 5)}))
 
 
 @pytest.mark.parametrize(
@@ -617,6 +624,25 @@ def test_a_csv_the_readers_cannot_use_says_why_in_memory_and_streamed(tmp_path, 
     prep = TablePreprocessor().fit_columns(RawTable(pd.DataFrame({"a": [1.0, 2.0], "b": [0.0, 1.0]}), None))
     with pytest.raises(DataError, match=message):
         list(FileRows(tmp_path / name, prep.fit_scaling(np.eye(2)), "y", 10))
+
+
+def test_a_text_column_not_utf8_is_named_in_memory_out_of_core_and_when_scored(tmp_path):
+    from dagmm_lightning.data.loaders import read_user_table
+    from dagmm_lightning.data.streaming import FileRows, scan_file
+
+    rows = pd.DataFrame({"a": np.arange(60.0), "city": ["Köln", "Bonn", "Genève"] * 20, "y": 0})
+    rows.to_csv(tmp_path / "latin.csv", index=False, encoding="latin-1")
+    message = r"latin.csv is not UTF-8 text \(another encoding, .*\); save it as a UTF-8 CSV"
+    with pytest.raises(DataError, match=message):
+        read_user_table(tmp_path / "latin.csv", "y")
+    with pytest.raises(DataError, match=message + r" \(column 'city'\)"):  # had: a UnicodeDecodeError
+        scan_file(tmp_path / "latin.csv", "y", None, 25)
+    rows.to_csv(tmp_path / "utf8.csv", index=False)
+    prep = TablePreprocessor().fit_columns(read_user_table(tmp_path / "utf8.csv", "y"))
+    prep.fit_scaling(prep.encode(rows.drop(columns="y")))
+    assert len(torch.cat([x for x, _, _ in FileRows(tmp_path / "utf8.csv", prep, "y", 25)])) == 60
+    with pytest.raises(DataError, match=message + r" \(column 'city'\)"):  # had: pyarrow's "invalid UTF8 data"
+        list(FileRows(tmp_path / "latin.csv", prep, "y", 25))
 
 
 def test_a_parquet_files_index_is_left_out_both_ways_and_its_suffix_may_be_upper_case(tmp_path):
