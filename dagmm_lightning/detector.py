@@ -220,11 +220,19 @@ class DAGMMDetector(BaseEstimator):
                 raise DataError(self._wrong_width(X.shape[1], " (fitted on an array: columns are taken by position)"))
             X = X.to_numpy()
         if isinstance(X, pd.DataFrame) or preprocessor.categories:
-            frame = self._as_frame(X)
-            fitted = set(getattr(self, "feature_names_in_", frame.columns))
+            try:
+                frame = self._as_frame(X)
+            except DataError as err:
+                if isinstance(X, pd.DataFrame):
+                    raise
+                text = list(preprocessor.categories)[:5]
+                raise DataError(f"{err} (the detector was fitted on a DataFrame with text columns {text})") from None
+            fitted = list(getattr(self, "feature_names_in_", frame.columns))
             extra = [c for c in frame.columns if c not in fitted] if isinstance(X, pd.DataFrame) else []
             if extra:  # as scikit-learn: a column the detector never saw is not silently left out
-                raise DataError(f"X has columns the detector was not fitted on: {extra[:10]}; drop them first")
+                missing = [c for c in fitted if c not in frame.columns]
+                lacks = f", and lacks {missing[:10]} it was fitted on (renamed?)" if missing else "; drop them first"
+                raise DataError(f"X has columns the detector was not fitted on: {extra[:10]}{lacks}")
             if not isinstance(X, pd.DataFrame) and frame.shape[1] != self.n_features_in_:
                 raise DataError(self._wrong_width(frame.shape[1], " (with text columns: pass a DataFrame with them)"))
             encoded = preprocessor.encode(frame)

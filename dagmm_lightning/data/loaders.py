@@ -204,6 +204,20 @@ def columns_named(columns, wanted: list[str]) -> str:
     return text + (f"; {spaced[0]!r} has spaces around its name (write the header without them)" if spaced else "")
 
 
+OTHER_ARRAY_FORMATS = (".npy", ".pt", ".pth", ".pkl", ".pickle", ".h5", ".hdf5", ".mat")
+
+
+def table_file(path: str | Path) -> Path:
+    """``path`` as a Path; a ``DataError`` where no file is there or it is an array format not read."""
+    path = existing_file(path)
+    if path.suffix.lower() in OTHER_ARRAY_FORMATS:
+        raise DataError(
+            f"{path.name}: {path.suffix} files are not read; save the rows as NPZ, np.savez('rows.npz', X=X, y=y) "
+            "(y, 1 for anomalies, is optional), or as CSV or Parquet"
+        )
+    return path
+
+
 def read_user_table(
     path: str | Path,
     label_column: str | None = None,
@@ -221,7 +235,7 @@ def read_user_table(
     ``ignore_columns``: columns left out of the features (ids, timestamps, free text); with
     ``label_optional``, those missing from the file are no error either.
     """
-    path = existing_file(path)
+    path = table_file(path)
     if path.suffix.lower() == ".npz":
         if ignore_columns and not label_optional:  # scoring: a checkpoint's ignored columns are simply not there
             raise DataError(f"{path.name} is an NPZ file: its columns have no names to ignore (ignore_columns)")

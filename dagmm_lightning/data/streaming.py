@@ -17,7 +17,7 @@ import pyarrow as pa
 import torch
 from pyarrow import csv, parquet
 
-from dagmm_lightning.data.loaders import anomaly_labels, columns_named
+from dagmm_lightning.data.loaders import anomaly_labels, columns_named, table_file
 from dagmm_lightning.data.tables import (
     MISSING_TEXT,
     NOT_UTF8,
@@ -34,7 +34,7 @@ from dagmm_lightning.data.tables import (
     warn_if_headerless,
 )
 from dagmm_lightning.distributed import rank, world_size
-from dagmm_lightning.errors import DataError, existing_file
+from dagmm_lightning.errors import DataError
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
 STREAMED_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", *PARQUET_SUFFIXES)  # pyarrow reads these by chunks
@@ -64,7 +64,7 @@ class FileRows:
         chunk_rows: int = CHUNK_ROWS,
         ignored: list[str] | None = None,
     ) -> None:
-        self.path, self.preprocessor, self.label_column = existing_file(path), preprocessor, label_column
+        self.path, self.preprocessor, self.label_column = table_file(path), preprocessor, label_column
         self.ignored = ignored  # columns read as text and left out
         self.batch_size, self.chunk_rows = batch_size, chunk_rows
 
@@ -233,7 +233,7 @@ def scan_file(
     (``infer_symbolic_columns``: text and true/false; text of numbers only is numeric; dates and ids
     refused, ids also on the whole file); the pass reads every other column as float64 and these as text,
     as the encoding passes do; ``ignore_columns`` are read as text and left out."""
-    existing_file(path)
+    table_file(path)
     label, ignored = [label_column] if label_column else [], list(ignore_columns or [])
     text = dict.fromkeys([*(symbolic_columns or []), *label, *ignored], pa.string())
     first = next(read_frames(path, chunk_rows, text), None)

@@ -486,7 +486,7 @@ class DAGMM(L.LightningModule):
         if splits is not None and components is not None and components > len(splits.train):
             raise ConfigurationError(
                 f"n_components {components} is more than the {len(splits.train)} training rows: a mixture "
-                "component needs rows to fit; choose fewer (or null: from the data)"
+                "component needs rows to fit; choose fewer (--model.init_args.n_components N, or null: from the data)"
             )
         if str(self.trainer.precision).endswith("16-true"):
             raise ConfigurationError(

@@ -88,7 +88,9 @@ def test_fit_summary_shows_the_threshold_and_test_says_where_it_logged(tmp_path,
 
 def test_more_components_than_training_rows_are_refused(tmp_path):
     args = ["fit", "--config", "configs/quickstart.yaml", "--model.init_args.n_components", "200"]
-    with pytest.raises(ValueError, match="n_components 200 is more than the 158 training rows"):
+    with pytest.raises(
+        ValueError, match=r"n_components 200 is more than the 158 training rows: .* \(--model.init_args.n_comp"
+    ):
         run([*args, "--trainer.max_epochs", "1"], tmp_path)
 
 

@@ -214,8 +214,17 @@ def test_epochs_shuffle_differently_and_reproducibly():
 
 
 def test_missing_file_is_named(tmp_path):
+    from dagmm_lightning.data.loaders import read_user_table
+    from dagmm_lightning.data.streaming import scan_file
+
     with pytest.raises(DataError, match="no such file"):
         read_kddcup99_file(tmp_path / "nope.csv")
+    with pytest.raises(DataError, match=f"{tmp_path} is a folder; name the table file in it"):
+        read_user_table(tmp_path)
+    np.save(tmp_path / "rows.npy", np.eye(3))
+    for read in (read_user_table, lambda path: scan_file(path, None, None, 10)):
+        with pytest.raises(DataError, match=r"rows.npy: .npy files are not read; save the rows as NPZ, np.savez\("):
+            read(tmp_path / "rows.npy")
 
 
 def test_wrong_column_count_is_named(tmp_path):

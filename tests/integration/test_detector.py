@@ -226,6 +226,8 @@ def test_dataframe_and_array_give_identical_scores(fitted):
         np.testing.assert_array_equal(same_seed.decision_function(x), same_seed.decision_function(frame))
     with pytest.raises(DataError, match=r"X has columns the detector was not fitted on: \['row_id'\]; drop them"):
         same_seed.decision_function(frame.assign(row_id=np.arange(len(frame))))
+    with pytest.raises(DataError, match=r"not fitted on: \['speed'\], and lacks \['x0'\] it was fitted on \(renamed"):
+        same_seed.decision_function(frame.rename(columns={"x0": "speed"}))
 
 
 def test_label_aware_variants_fit():
@@ -372,6 +374,12 @@ def test_categories_not_seen_in_training_are_named_in_a_warning():
         assert det.predict(shouted).mean() == 1.0
     with pytest.warns(UserWarning, match=r"not seen in training \('sctp'\); those rows are encoded as no category"):
         det.decision_function(frame.iloc[:10].assign(proto=["sctp", *frame.proto[1:10]]))
+    fitted_on = r"non-numeric values, .* \(the detector was fitted on a DataFrame with text columns \['proto'\]\)"
+    with (
+        pytest.warns(UserWarning, match="X does not have valid feature names"),
+        pytest.raises(DataError, match=fitted_on),
+    ):
+        det.decision_function(frame.to_numpy())
 
 
 def test_numbers_stored_as_text_are_numbers_and_dates_are_refused():
