@@ -104,4 +104,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    import sys
+
+    from script_usage import usage_or_exit  # this folder's script
+
+    usage_or_exit(__doc__, sys.argv[1:], 0)
     main()

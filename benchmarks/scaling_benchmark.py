@@ -12,9 +12,15 @@ import it again) use it too.
 
 import sys
 
-from family_scaling_probe import SCALINGS  # this folder's script
+from family_scaling_probe import SCALINGS  # this folder's scripts
+from script_usage import usage_or_exit
 
 from dagmm_lightning.data.tables import TablePreprocessor
+
+if __name__ == "__main__":
+    usage_or_exit(__doc__, sys.argv[1:], 1)
+if sys.argv[1] not in SCALINGS:
+    sys.exit(f"scaling must be one of {sorted(SCALINGS)}, got {sys.argv[1]!r}")
 
 TablePreprocessor.fit_scaling = SCALINGS[sys.argv[1]]
 

@@ -24,5 +24,8 @@ def update(document: Path) -> None:
 
 
 if __name__ == "__main__":
+    from script_usage import usage_or_exit  # this folder's script
+
+    usage_or_exit(__doc__, sys.argv[1:], 1)
     for name in sys.argv[1:]:
         update(Path(name))

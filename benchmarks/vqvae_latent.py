@@ -46,4 +46,7 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    from script_usage import usage_or_exit  # this folder's script
+
+    usage_or_exit(__doc__, sys.argv[1:], 3)
     main(sys.argv[1:])

@@ -128,7 +128,7 @@ class DAGMMDetector(BaseEstimator):
         members: int | None = None,
         inference: str | None = None,
         calibration_fraction: float = 0.0,
-        random_state: int | None = None,
+        random_state: int | np.random.RandomState | np.random.Generator | None = None,
         verbose: bool = False,
         model_kwargs: dict | None = None,
     ) -> None:

@@ -22,7 +22,8 @@ class DAGMMPU(DAGMM):
     Args:
         lambda_pu: weight of the classifier's binary cross-entropy.
         classifier_hidden: hidden layer sizes of h.
-        **kwargs: everything ``DAGMM`` takes.
+        **kwargs: what ``DAGMM`` takes, but one model (``members`` 1, so no ``gaussian+laplace``) and
+            ``inference`` 'energy' only (the score is the classifier's).
     """
 
     ensembles = False

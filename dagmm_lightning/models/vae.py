@@ -16,7 +16,7 @@ class DAGMMVAE(DAGMM):
 
     Args:
         beta: weight of the KL term.
-        **kwargs: everything ``DAGMM`` takes.
+        **kwargs: what ``DAGMM`` takes, but one model (``members`` 1, so no ``gaussian+laplace``).
     """
 
     ensembles = False

@@ -24,7 +24,8 @@ class DAGMMVQVAE(DAGMM):
         beta: weight of the commitment term.
         ema_decay: if set, EMA codebook updates with this decay instead of the codebook loss.
         restart_dead_codes: move codes unused by a training batch onto encoder outputs of that batch.
-        **kwargs: everything ``DAGMM`` takes (``latent_dim`` is the code size).
+        **kwargs: what ``DAGMM`` takes (``latent_dim`` is the code size), but one model (``members`` 1, so
+            no ``gaussian+laplace``) and no ``compile``.
     """
 
     ensembles = False
