@@ -109,18 +109,31 @@ def open_text(path: Path, **options):
 
 
 def csv_delimiter(path: Path) -> str:
-    """A CSV file's field separator: whichever of comma, semicolon, tab and bar splits its header line
-    into the most fields (quotes respected); a comma on a tie, for one column, and for the archives pandas
-    opens itself (.zip, .zst, .tar)."""
+    """A CSV file's field separator: of comma, semicolon, tab and bar, the one that splits the header row
+    and the next rows (up to five) into as many fields each, the most (quotes respected); where none does
+    (a ragged row), the one that splits the header row into the most. A comma on a tie, for one column,
+    and for the archives pandas opens itself (.zip, .zst, .tar)."""
     suffix = Path(path).suffix.lower()
     if suffix in (".zip", ".zst", ".tar", ".tgz"):
         return ","
     try:
         with open_text(path, errors="replace", newline="") as file:
-            header = file.readline(1 << 16)
+            head = file.read(1 << 16)
     except (OSError, EOFError, lzma.LZMAError):
         return ","  # the reader names the problem
-    return max(CSV_DELIMITERS, key=lambda d: len(next(csv.reader([header], delimiter=d), [])))
+    lines = head.splitlines(keepends=True)
+    if len(head) == 1 << 16 and len(lines) > 1:
+        lines = lines[:-1]  # cut short by the read
+    widths = {}
+    for delimiter in CSV_DELIMITERS:
+        try:
+            rows = [len(row) for row in csv.reader(lines, delimiter=delimiter) if row][:6]
+        except csv.Error:
+            rows = []
+        widths[delimiter] = rows
+    consistent = [d for d, rows in widths.items() if len(rows) > 1 and rows[0] > 1 and len(set(rows)) == 1]
+    candidates = consistent or list(CSV_DELIMITERS)
+    return max(candidates, key=lambda d: widths[d][0] if widths[d] else 0)
 
 
 def ragged_line(path: Path, delimiter: str) -> str:

@@ -424,6 +424,10 @@ def test_the_separator_is_read_from_the_header_respecting_quotes_and_archives(tm
     assert csv_delimiter(tmp_path / "q.csv") == ";"
     (tmp_path / "one.csv").write_text("value\n1\n")
     assert csv_delimiter(tmp_path / "one.csv") == ","
+    (tmp_path / "names.csv").write_text("rate, per s;size, in bytes;y\n1.5;2;0\n2.5;3;1\n")  # 3 fields both ways
+    assert csv_delimiter(tmp_path / "names.csv") == ";"  # the rows agree with the header on semicolons only
+    (tmp_path / "ragged.csv").write_text("a;b,c,d\n1,2,3,4\n5,6,7,8,9\n")  # no separator splits every row alike
+    assert csv_delimiter(tmp_path / "ragged.csv") == ","  # the header's: the reader names the ragged line
     with gzip.open(tmp_path / "t.csv.gz", "wt") as f:
         f.write("a\tb\n1\t2\n")
     assert csv_delimiter(tmp_path / "t.csv.gz") == "\t"
