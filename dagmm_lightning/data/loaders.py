@@ -13,8 +13,10 @@ import pandas as pd
 
 from dagmm_lightning.data.tables import (
     NOT_UTF8,
+    PARQUET_SUFFIXES,
     RawTable,
     category_text,
+    check_no_repeated_header,
     csv_delimiter,
     infer_symbolic_columns,
     ragged_line,
@@ -245,7 +247,7 @@ def read_user_table(
     try:
         with warnings.catch_warnings():  # index_col=False: a row longer than the header is an error, not an index
             warnings.simplefilter("error", pd.errors.ParserWarning)
-            parquet = path.suffix.lower() in (".parquet", ".pq")
+            parquet = path.suffix.lower() in PARQUET_SUFFIXES
             # named symbolic columns as text, as written (007, as the chunked reader reads them), not numbers
             text = dict.fromkeys(symbolic_columns or [], str)
             frame = (
@@ -267,6 +269,7 @@ def read_user_table(
         raise DataError(f"{path} is not a readable table: {str(err).splitlines()[0]}") from None
     if not parquet:
         warn_if_headerless(list(frame.columns), path)
+        check_no_repeated_header(frame, path)
     if len(frame) == 0:
         raise DataError(f"{path} has a header but no rows")
     labels = None

@@ -21,14 +21,18 @@ from dagmm_lightning.data.loaders import anomaly_labels, columns_named, table_fi
 from dagmm_lightning.data.tables import (
     MISSING_TEXT,
     NOT_UTF8,
+    PARQUET_SUFFIXES,
+    REPEATED_HEADER,
     RawTable,
     TablePreprocessor,
     category_text,
+    check_no_repeated_header,
     csv_delimiter,
     empty_column_error,
     identifier_error,
     identifier_like,
     infer_symbolic_columns,
+    line_of_value,
     open_text,
     ragged_line,
     warn_if_headerless,
@@ -36,7 +40,6 @@ from dagmm_lightning.data.tables import (
 from dagmm_lightning.distributed import rank, world_size
 from dagmm_lightning.errors import DataError
 
-PARQUET_SUFFIXES = (".parquet", ".pq")
 STREAMED_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", *PARQUET_SUFFIXES)  # pyarrow reads these by chunks
 
 
@@ -188,7 +191,14 @@ def named_columns(message: str, path: Path) -> str:
         return f"column {names[number]!r}" if number < len(names) else match.group(0)
 
     message = re.sub(r"column #(\d+)", name, message)
-    return message.replace("CSV conversion error to double: invalid value", "not a number:")
+    message = message.replace("CSV conversion error to double: invalid value", "not a number:")
+    bad = re.match(r"In CSV column '(.*)': not a number: '(.*)'$", message)
+    if bad and bad[1] in names:  # pyarrow says what, not where
+        line = line_of_value(path, names.index(bad[1]), bad[2])
+        if bad[2] == bad[1] and line:
+            return REPEATED_HEADER.format(line=line)
+        message += f" (line {line})" if line else ""
+    return message
 
 
 def parquet_batches(path: Path, rows: int) -> Iterator[pa.RecordBatch]:
@@ -239,6 +249,7 @@ def scan_file(
     first = next(read_frames(path, chunk_rows, text), None)
     if first is None:
         raise DataError(f"{path} has no rows")
+    check_no_repeated_header(first, path)
     if label_column is not None and label_column not in first.columns:
         named = columns_named(first.columns, [label_column])
         raise DataError(f"label column {label_column!r} is not in {path}; {named}")

@@ -94,6 +94,8 @@ NOT_UTF8 = "is not UTF-8 text (another encoding, or a binary file such as gzip o
 TIME_KINDS = ("datetime", "date", "timedelta", "time", "period")  # pandas' infer_dtype names of times
 DATE_ADVICE = "turn them into numbers (e.g. hour, weekday)"
 CSV_DELIMITERS = ",;\t|"
+PARQUET_SUFFIXES = (".parquet", ".pq")
+REPEATED_HEADER = "line {line} repeats the header line (files joined together?); remove it"
 # a decimal comma (1,5), thousands separators (1,234,567.5; 1.234,5; 1 234; 1'234) or a percentage (12%);
 # not 192.168.100.200 (dots between groups only with a decimal comma after them)
 FORMATTED_NUMBER = re.compile(
@@ -136,6 +138,20 @@ def csv_delimiter(path: Path) -> str:
     return max(candidates, key=lambda d: widths[d][0] if widths[d] else 0)
 
 
+def line_of_value(path: Path, column: int, value: str) -> int | None:
+    """The line of a CSV file where the first row (after the header) holding ``value`` in its ``column``
+    starts, or None."""
+    with open_text(path, newline="", encoding="utf-8-sig", errors="replace") as file:
+        reader = csv.reader(file, delimiter=csv_delimiter(path))
+        next((row for row in reader if row), None)  # the header
+        start = reader.line_num + 1
+        for row in reader:
+            if len(row) > column and row[column].strip() == value.strip():
+                return start
+            start = reader.line_num + 1
+    return None
+
+
 def ragged_line(path: Path, delimiter: str) -> str:
     """ " (line N)" for the first line of a CSV file whose row has another number of fields than its header
     row (blank lines skipped, quotes respected), or "" if none: the readers' messages say what, not where."""
@@ -167,6 +183,28 @@ def warn_if_headerless(names: list, path: Path) -> None:
             f"{path}: its header line holds numbers ({', '.join(numbers[:3])}, ...): a file without a header? Its "
             "first row became the column names and is no row; add a header line"
         )
+
+
+def repeated_header_row(frame: pd.DataFrame) -> int | None:
+    """The position of the first row of ``frame`` whose every value is its column's name (a CSV file's
+    header line repeated inside it, as when files are joined), or None."""
+    text = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
+    if not text or len(text) < len(frame.columns):  # a numeric column cannot hold its name
+        return None
+    first = frame[text[0]]
+    for position in np.flatnonzero((first.astype(object) == text[0]).to_numpy(dtype=bool, na_value=False))[:10]:
+        if all(str(frame[c].iloc[position]).strip() == str(c) for c in frame.columns):
+            return int(position)
+    return None
+
+
+def check_no_repeated_header(frame: pd.DataFrame, path: Path) -> None:
+    """A ``DataError`` naming the line where a CSV file's rows (``frame``, its first rows) repeat its header."""
+    row = None if str(path).lower().endswith(PARQUET_SUFFIXES) else repeated_header_row(frame)
+    if row is not None:
+        first = str(frame.columns[0])
+        line = line_of_value(path, 0, first) or f"row {row} (data)"
+        raise DataError(f"{path}: " + REPEATED_HEADER.format(line=line))
 
 
 def identifier_like(n_distinct: int, n_rows: int) -> bool:

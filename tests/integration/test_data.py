@@ -625,6 +625,7 @@ def test_a_csv_reads_alike_in_memory_and_streamed(tmp_path):
         ),
         ("title.csv", lambda p: p.write_text("# exported\na,b,y\n1,2,0\n"), "a line above the header"),
         ("header.csv", lambda p: p.write_text("a,b,y\n"), "has (a header but )?no rows"),
+        ("joined.csv", lambda p: p.write_text("a,b,y\n1,2,0\n\na,b,y\n3,4,1\n"), "line 4 repeats the header line"),
     ],
 )
 def test_a_csv_the_readers_cannot_use_says_why_in_memory_and_streamed(tmp_path, name, write, message):
@@ -637,6 +638,15 @@ def test_a_csv_the_readers_cannot_use_says_why_in_memory_and_streamed(tmp_path, 
     prep = TablePreprocessor().fit_columns(RawTable(pd.DataFrame({"a": [1.0, 2.0], "b": [0.0, 1.0]}), None))
     with pytest.raises(DataError, match=message):
         list(FileRows(tmp_path / name, prep.fit_scaling(np.eye(2)), "y", 10))
+
+
+def test_a_value_that_is_not_a_number_is_placed_by_its_line_when_scored(tmp_path):
+    from dagmm_lightning.data.streaming import FileRows
+
+    (tmp_path / "rows.csv").write_text('a,b,y\n1,2,0\n3,4,"\n"\n5,oops,1\n')  # line 3 holds a line break
+    prep = TablePreprocessor().fit_columns(RawTable(pd.DataFrame({"a": [1.0, 2.0], "b": [0.0, 1.0]}), None))
+    with pytest.raises(DataError, match=r"rows.csv: In CSV column 'b': not a number: 'oops' \(line 5\)$"):
+        list(FileRows(tmp_path / "rows.csv", prep.fit_scaling(np.eye(2)), "y", 10))
 
 
 def test_a_text_column_not_utf8_is_named_in_memory_out_of_core_and_when_scored(tmp_path):
