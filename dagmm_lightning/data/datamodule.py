@@ -377,7 +377,15 @@ class AnomalyDataModule(L.LightningDataModule):
             table = DATASETS[self.dataset].read_file(self.predict_file)
         else:
             raise DataError("a data module made from arrays has no file format for predict_file")
-        encoded = self.preprocessor.encode(table.features)
+        try:
+            encoded = self.preprocessor.encode(table.features)
+        except DataError as err:
+            if self.dataset != TABLE or Path(self.predict_file).suffix.lower() != ".npz":
+                raise
+            raise DataError(
+                f"{err} ({Path(self.predict_file).name} is an NPZ file: its columns have no names, x0, x1, ...; "
+                "score a CSV or Parquet file with the training table's columns)"
+            ) from None
         labels = np.full(len(encoded), -1) if table.is_anomaly is None else table.is_anomaly.astype(np.int64)
         x = torch.from_numpy(self.preprocessor.scale(encoded))
         return InMemoryBatches(

@@ -117,6 +117,21 @@ def test_a_restored_data_module_encodes_as_its_checkpoint_and_checks_the_trainin
         edited.load_state_dict(state)
 
 
+def test_an_npz_scored_against_a_model_of_named_columns_says_it_has_no_names(tmp_path):
+    frame = pd.DataFrame({"speed": np.arange(60.0) % 7, "size": np.arange(60.0) % 5, "label": 0})
+    frame.to_csv(tmp_path / "rows.csv", index=False)
+    np.savez(tmp_path / "rows.npz", X=frame[["speed", "size"]].to_numpy())
+    settings = dict(dataset="table", path=str(tmp_path / "rows.csv"), label_column="label", seed=0)
+    fitted = AnomalyDataModule(**settings)
+    fitted.setup("fit")
+    scoring = AnomalyDataModule(**settings, predict_file=str(tmp_path / "rows.npz"))
+    scoring.setup("predict")
+    scoring.load_state_dict(fitted.state_dict())
+    message = r"missing from the input: \['speed', 'size'\].* \(rows.npz is an NPZ file: its columns have no names"
+    with pytest.raises(DataError, match=message):
+        scoring.predict_dataloader()
+
+
 def test_embedded_default_needs_no_file(tmp_path):
     dm = AnomalyDataModule("breast_cancer", data_dir=str(tmp_path), seed=3)
     assert dm.input_dim == 30
