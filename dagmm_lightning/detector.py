@@ -73,8 +73,9 @@ class DAGMMDetector(BaseEstimator):
             the families; needs members >= 2). None: ``gaussian+laplace`` for an ensemble, else ``gaussian``.
         contamination: expected share of anomalies in (0, 0.5]; ``threshold_`` is the (1 - contamination)
             quantile of the training scores (``mixed_loss``: of the rows not labelled as anomalies, so
-            ``labels_`` flags that share of those, besides the labelled ones that score above it), or of the
-            held-out rows' with ``calibration_fraction`` (the PU variant uses its own c / 2 rule). New rows like the
+            ``labels_`` flags that share of those, besides the labelled ones that score above it; fewer
+            where scores tie at it, with a warning), or of the held-out rows' with ``calibration_fraction``
+            (the PU variant uses its own c / 2 rule). New rows like the
             training rows score a little higher than those (most on small tables), so ``predict`` can flag
             more than that share of them: see ``calibration_fraction``.
         epochs: passes over the rows; None trains for ``TRAINING_STEPS`` optimiser steps whatever the
@@ -228,9 +229,11 @@ class DAGMMDetector(BaseEstimator):
                 text = list(preprocessor.categories)[:5]
                 raise DataError(f"{err} (the detector was fitted on a DataFrame with text columns {text})") from None
             fitted = list(getattr(self, "feature_names_in_", frame.columns))
-            extra = [c for c in frame.columns if c not in fitted] if isinstance(X, pd.DataFrame) else []
+            known = set(fitted)
+            extra = [c for c in frame.columns if c not in known] if isinstance(X, pd.DataFrame) else []
             if extra:  # as scikit-learn: a column the detector never saw is not silently left out
-                missing = [c for c in fitted if c not in frame.columns]
+                present = set(frame.columns)
+                missing = [c for c in fitted if c not in present]
                 lacks = f", and lacks {missing[:10]} it was fitted on (renamed?)" if missing else "; drop them first"
                 raise DataError(f"X has columns the detector was not fitted on: {extra[:10]}{lacks}")
             if not isinstance(X, pd.DataFrame) and frame.shape[1] != self.n_features_in_:
@@ -369,6 +372,16 @@ class DAGMMDetector(BaseEstimator):
             rows = held_out if held_out is not None else splits.train[splits.train_labels != LABELLED_ANOMALY]
             scores = torch.from_numpy(self.decision_scores_[rows])  # held-out rows: ones the model did not train on
             self.model_.model.calibration.threshold.fill_(upper_quantile(scores, self.contamination))
+            above = float((scores > self.model_.model.calibration.threshold).double().mean())
+            if above < self.contamination - 1.0 / len(scores):  # the quantile's interpolation: within one row
+                tied = float((scores == self.model_.model.calibration.threshold).double().mean())
+                warnings.warn(
+                    f"{100 * above:.3g} % of the rows lie above threshold_, not contamination's "
+                    f"{100 * self.contamination:g} %: {100 * tied:.3g} % score the same as it (duplicate rows?); new "
+                    "rows like those are flagged all or none",
+                    UserWarning,
+                    stacklevel=2,
+                )
         self.threshold_ = float(self.model_.model.calibration.threshold)
         self.labels_ = (self.decision_scores_ > self.threshold_).astype(int)
         return self

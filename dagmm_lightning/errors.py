@@ -46,7 +46,7 @@ def existing_file(path: str | Path) -> Path:
     """``path`` as a Path; a ``DataError`` where no file is there."""
     path = Path(path)
     if path.is_dir():
-        raise DataError(f"{path} is a folder; name the table file in it")
+        raise DataError(f"{path} is a folder; name the file in it")
     if not path.is_file():
         raise DataError(f"no such file: {path}")
     return path

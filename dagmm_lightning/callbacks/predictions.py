@@ -51,12 +51,13 @@ class PredictionCSVWriter(BasePredictionWriter):
         except (FileExistsError, NotADirectoryError):
             raise DataError(f"cannot write {self.written_to}: a file stands where its folder would be") from None
         except OSError as err:
-            raise DataError(f"cannot write {self.written_to}: {err.strerror}") from None
+            raise DataError(f"cannot write {self.written_to}: {err.strerror or err}") from None
         part = self._part_path(trainer, trainer.global_rank)
         try:
             self._part = open(part, "w", newline="")  # noqa: SIM115
         except OSError as err:  # a folder one cannot write to (permissions, /proc, a read-only disk)
-            raise DataError(f"cannot write {self.written_to} (tried {part.name} beside it): {err.strerror}") from None
+            why = err.strerror or str(err)
+            raise DataError(f"cannot write {self.written_to} (tried {part.name} beside it): {why}") from None
         self._part.write(",".join(COLUMNS) + "\n")
         self.rows_written = 0
 

@@ -380,7 +380,8 @@ class AnomalyDataModule(L.LightningDataModule):
         try:
             encoded = self.preprocessor.encode(table.features)
         except DataError as err:
-            if self.dataset != TABLE or Path(self.predict_file).suffix.lower() != ".npz":
+            npz = self.dataset == TABLE and Path(self.predict_file).suffix.lower() == ".npz"
+            if not (npz and str(err).startswith("columns missing")):  # a model of an NPZ has columns x0, x1, ...
                 raise
             raise DataError(
                 f"{err} ({Path(self.predict_file).name} is an NPZ file: its columns have no names, x0, x1, ...; "

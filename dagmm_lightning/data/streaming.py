@@ -196,7 +196,7 @@ def named_columns(message: str, path: Path) -> str:
     if bad and bad[1] in names:  # pyarrow says what, not where
         line = line_of_value(path, names.index(bad[1]), bad[2])
         if bad[2] == bad[1] and line:
-            return REPEATED_HEADER.format(line=line)
+            return REPEATED_HEADER.format(where=f"line {line}")
         message += f" (line {line})" if line else ""
     return message
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import bz2
 import csv
 import gzip
+import io
 import lzma
 import re
 from dataclasses import dataclass, field
@@ -95,7 +96,7 @@ TIME_KINDS = ("datetime", "date", "timedelta", "time", "period")  # pandas' infe
 DATE_ADVICE = "turn them into numbers (e.g. hour, weekday)"
 CSV_DELIMITERS = ",;\t|"
 PARQUET_SUFFIXES = (".parquet", ".pq")
-REPEATED_HEADER = "line {line} repeats the header line (files joined together?); remove it"
+REPEATED_HEADER = "{where} repeats the header line (files joined together?); remove it"
 # a decimal comma (1,5), thousands separators (1,234,567.5; 1.234,5; 1 234; 1'234) or a percentage (12%);
 # not 192.168.100.200 (dots between groups only with a decimal comma after them)
 FORMATTED_NUMBER = re.compile(
@@ -123,15 +124,18 @@ def csv_delimiter(path: Path) -> str:
             head = file.read(1 << 16)
     except (OSError, EOFError, lzma.LZMAError):
         return ","  # the reader names the problem
-    lines = head.splitlines(keepends=True)
-    if len(head) == 1 << 16 and len(lines) > 1:
-        lines = lines[:-1]  # cut short by the read
     widths = {}
     for delimiter in CSV_DELIMITERS:
+        rows = []
         try:
-            rows = [len(row) for row in csv.reader(lines, delimiter=delimiter) if row][:6]
-        except csv.Error:
-            rows = []
+            for row in csv.reader(io.StringIO(head, newline=""), delimiter=delimiter):
+                rows += [len(row)] if row else []
+                if len(rows) > 6:
+                    break
+        except csv.Error:  # an unbalanced quote: the rows before it
+            pass
+        if len(rows) > 6 or (len(head) == 1 << 16 and len(rows) > 1):
+            rows.pop()  # past the six, or cut short by the read
         widths[delimiter] = rows
     consistent = [d for d, rows in widths.items() if len(rows) > 1 and rows[0] > 1 and len(set(rows)) == 1]
     candidates = consistent or list(CSV_DELIMITERS)
@@ -141,14 +145,17 @@ def csv_delimiter(path: Path) -> str:
 def line_of_value(path: Path, column: int, value: str) -> int | None:
     """The line of a CSV file where the first row (after the header) holding ``value`` in its ``column``
     starts, or None."""
-    with open_text(path, newline="", encoding="utf-8-sig", errors="replace") as file:
-        reader = csv.reader(file, delimiter=csv_delimiter(path))
-        next((row for row in reader if row), None)  # the header
-        start = reader.line_num + 1
-        for row in reader:
-            if len(row) > column and row[column].strip() == value.strip():
-                return start
+    try:
+        with open_text(path, newline="", encoding="utf-8-sig", errors="replace") as file:
+            reader = csv.reader(file, delimiter=csv_delimiter(path))
+            next((row for row in reader if row), None)  # the header
             start = reader.line_num + 1
+            for row in reader:
+                if len(row) > column and row[column].strip() == value.strip():
+                    return start
+                start = reader.line_num + 1
+    except (csv.Error, OSError, EOFError, lzma.LZMAError):  # a field past csv's size limit, an archive: not said
+        pass
     return None
 
 
@@ -191,20 +198,22 @@ def repeated_header_row(frame: pd.DataFrame) -> int | None:
     text = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
     if not text or len(text) < len(frame.columns):  # a numeric column cannot hold its name
         return None
-    first = frame[text[0]]
-    for position in np.flatnonzero((first.astype(object) == text[0]).to_numpy(dtype=bool, na_value=False))[:10]:
-        if all(str(frame[c].iloc[position]).strip() == str(c) for c in frame.columns):
+    cells = {c: {str(c), re.sub(r"\.\d+$", "", str(c))} for c in frame.columns}  # pandas' a.1 for a second a
+    candidates = frame[text[0]].astype(object).isin(cells[text[0]])
+    cells = {c: {cell.strip() for cell in names} for c, names in cells.items()}
+    for position in np.flatnonzero(candidates.to_numpy(dtype=bool, na_value=False))[:10]:
+        if all(str(frame[c].iloc[position]).strip() in cells[c] for c in frame.columns):
             return int(position)
     return None
 
 
 def check_no_repeated_header(frame: pd.DataFrame, path: Path) -> None:
     """A ``DataError`` naming the line where a CSV file's rows (``frame``, its first rows) repeat its header."""
-    row = None if str(path).lower().endswith(PARQUET_SUFFIXES) else repeated_header_row(frame)
+    row = None if Path(path).suffix.lower() in PARQUET_SUFFIXES else repeated_header_row(frame)
     if row is not None:
-        first = str(frame.columns[0])
-        line = line_of_value(path, 0, first) or f"row {row} (data)"
-        raise DataError(f"{path}: " + REPEATED_HEADER.format(line=line))
+        line = line_of_value(path, 0, str(frame[frame.columns[0]].iloc[row]))
+        where = f"line {line}" if line else f"data row {row + 1}"
+        raise DataError(f"{path}: " + REPEATED_HEADER.format(where=where))
 
 
 def identifier_like(n_distinct: int, n_rows: int) -> bool:
@@ -248,10 +257,12 @@ def looks_like_dates(texts: pd.Series) -> bool:
         return False
 
 
-def integers_merged_as_float(values: pd.Series) -> bool:
-    """Whether an integer column has values past 2^53 that float64 rounds into fewer different values."""
+def integers_merged_as_float(values: pd.Series) -> object | None:
+    """One of an integer column's values past 2^53 when float64 rounds those into fewer different values,
+    else None."""
     large = values[(values > 2**53) | (values < -(2**53))]
-    return bool(len(large)) and large.nunique() > large.astype(np.float64).nunique()
+    merged = bool(len(large)) and large.nunique() > large.astype(np.float64).nunique()
+    return large.iloc[0] if merged else None
 
 
 def infer_symbolic_columns(
@@ -285,9 +296,10 @@ def infer_symbolic_columns(
         if values.isna().all() and empty_is_error:
             raise empty_column_error(column, drop)
         if pd.api.types.is_numeric_dtype(values) or kind == "boolean":
-            if kind == "integer" and integers_merged_as_float(values):
+            example = integers_merged_as_float(values) if kind == "integer" else None
+            if example is not None:
                 rank_zero_warn(
-                    f"column {column!r} holds integers beyond 2^53 (e.g. {values.max()}) that float64, which the "
+                    f"column {column!r} holds integers beyond 2^53 (e.g. {example}) that float64, which the "
                     f"features are computed in, rounds to fewer different values; an id or a bit mask? If so, {drop}"
                 )
             if kind != "boolean" and row_numbers(values):
@@ -447,10 +459,10 @@ class TablePreprocessor:
     def scale_rows(self, array: np.ndarray, first_row: int = 0) -> torch.Tensor:
         """Scaled float32 rows (N, n_features) of a numeric array that ``encode`` would give unchanged (a table
         without symbolic columns), for scoring many rows: a torch tensor, computed by torch's threads
-        without a float64 copy. It differs from ``scale`` (float64, then rounded) by float32 rounding only:
-        columns far from zero for their range (timestamps, 1e12 + a few thousand) are scaled from float64,
-        as float32 would round away their spread. ``first_row``: the row number of ``array``'s first row in
-        the caller's table, for error messages."""
+        without a float64 copy. It differs from ``scale`` (float64, then rounded) by float32 rounding, within
+        ~1e-6 of a column's range: columns far from zero for their range (timestamps, 1e12 + a few thousand)
+        are scaled from float64, as float32 would round away their spread. ``first_row``: the row number of
+        ``array``'s first row in the caller's table, for error messages."""
         with np.errstate(over="ignore"):  # a value past float32's reach is redone in float64 below
             rows = np.ascontiguousarray(array, dtype=np.float32)
         copied = not np.shares_memory(rows, array)

@@ -234,7 +234,7 @@ def test_missing_file_is_named(tmp_path):
 
     with pytest.raises(DataError, match="no such file"):
         read_kddcup99_file(tmp_path / "nope.csv")
-    with pytest.raises(DataError, match=f"{tmp_path} is a folder; name the table file in it"):
+    with pytest.raises(DataError, match=f"{tmp_path} is a folder; name the file in it"):
         read_user_table(tmp_path)
     np.save(tmp_path / "rows.npy", np.eye(3))
     for read in (read_user_table, lambda path: scan_file(path, None, None, 10)):
@@ -522,9 +522,9 @@ def test_identifiers_and_decimal_commas_are_refused_and_an_ignored_column_is_lef
         infer_symbolic_columns(pd.DataFrame(dict(zip(("u8", "i8"), small_integers, strict=True))))  # no overflow
     with pytest.warns(UserWarning, match="column 'n' holds the integers 0 to 199, each once"):
         infer_symbolic_columns(pd.DataFrame({"n": np.arange(200, dtype=np.uint8)}))
-    ids = np.uint64(2**63) + np.arange(0, 3000, 3, dtype=np.uint64)  # float64 is 2^11 apart there: 2 values
+    ids = np.uint64(2**63 + 1) + np.arange(0, 3000, 3, dtype=np.uint64)  # float64 is 2^11 apart there: 2 values
     assert len(np.unique(ids.astype(np.float64))) == 2
-    with pytest.warns(UserWarning, match=r"column 'id' holds integers beyond 2\^53 \(e.g. 9223372036854778805\)"):
+    with pytest.warns(UserWarning, match=r"column 'id' holds integers beyond 2\^53 \(e.g. 9223372036854775809\)"):
         infer_symbolic_columns(pd.DataFrame({"id": ids, "a": np.arange(1000.0) % 7}))
     with warnings.catch_warnings():  # large, but each exactly a float64
         warnings.simplefilter("error")
@@ -661,6 +661,28 @@ def test_a_value_that_is_not_a_number_is_placed_by_its_line_when_scored(tmp_path
     (tmp_path / "rows.csv").write_text('a,b,y\n1,2,0\n3,4,"\n"\n5,oops,1\n')  # line 3 holds a line break
     prep = TablePreprocessor().fit_columns(RawTable(pd.DataFrame({"a": [1.0, 2.0], "b": [0.0, 1.0]}), None))
     with pytest.raises(DataError, match=r"rows.csv: In CSV column 'b': not a number: 'oops' \(line 5\)$"):
+        list(FileRows(tmp_path / "rows.csv", prep.fit_scaling(np.eye(2)), "y", 10))
+
+
+def test_a_repeated_header_is_found_with_spaces_twice_named_columns_and_in_an_archive(tmp_path):
+    from dagmm_lightning.data.loaders import read_user_table
+
+    for name, header in (("spaced.csv", "a, b,y"), ("twice.csv", "a,a,y")):  # pandas names them ' b' and 'a.1'
+        (tmp_path / name).write_text(f"{header}\n1,2,0\n{header}\n5,6,0\n")
+        with pytest.raises(DataError, match=f"{name}: line 3 repeats the header line"):
+            read_user_table(tmp_path / name, "y")
+    frame = pd.DataFrame({"a": ["1", "a", "5"], "y": ["0", "y", "1"]})
+    frame.to_csv(tmp_path / "joined.csv.zip", index=False)  # pandas opens the archive; no line to count
+    with pytest.raises(DataError, match="joined.csv.zip: data row 2 repeats the header line"):
+        read_user_table(tmp_path / "joined.csv.zip", "y")
+
+
+def test_a_field_past_the_csv_modules_size_limit_leaves_the_message_without_a_line(tmp_path):
+    from dagmm_lightning.data.streaming import FileRows
+
+    (tmp_path / "rows.csv").write_text(f'a,b,y\n1,2,"{"x" * 200_000}"\n5,oops,1\n')
+    prep = TablePreprocessor().fit_columns(RawTable(pd.DataFrame({"a": [1.0, 2.0], "b": [0.0, 1.0]}), None))
+    with pytest.raises(DataError, match=r"rows.csv: In CSV column 'b': not a number: 'oops'$"):
         list(FileRows(tmp_path / "rows.csv", prep.fit_scaling(np.eye(2)), "y", 10))
 
 

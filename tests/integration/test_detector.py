@@ -1,4 +1,5 @@
 import os
+import re
 
 import numpy as np
 import pandas as pd
@@ -409,12 +410,17 @@ def test_rows_tied_at_the_threshold_are_not_all_flagged():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(400, 4))
     x[:380] = x[0]  # 95 % copies of one row: their scores tie, and the threshold is their score
+    said = r"([\d.]+) % of the rows lie above threshold_, not contamination's 10 %: ([\d.]+) % score the same"
     for members in (1, 3):
-        det = DAGMMDetector(contamination=0.1, epochs=2, members=members, random_state=0).fit(x)
-        assert det.threshold_ == np.quantile(det.decision_scores_, 0.9)
-        assert det.labels_.mean() <= 0.1 and np.array_equal(det.predict(x), det.labels_)
+        with pytest.warns(UserWarning, match=said) as warned:
+            det = DAGMMDetector(contamination=0.1, epochs=2, members=members, random_state=0).fit(x)
+        assert det.threshold_ == np.quantile(det.decision_scores_, 0.9)  # numpy's, on the scores it set
+        assert det.labels_.mean() <= 0.1 and np.array_equal(det.predict(x), det.labels_)  # had: every row flagged
+        above, tied = re.search(said, str(next(w.message for w in warned if "threshold_" in str(w.message)))).groups()
+        assert float(above) == pytest.approx(100 * det.labels_.mean(), abs=0.05) and float(tied) >= 95
     y = np.r_[np.zeros(390), np.ones(10)]  # mixed_loss: the quantile of the rows not labelled anomalous
-    det = DAGMMDetector(variant="mixed_loss", contamination=0.1, epochs=2, members=1, random_state=0).fit(x, y)
+    with pytest.warns(UserWarning, match=said):
+        det = DAGMMDetector(variant="mixed_loss", contamination=0.1, epochs=2, members=1, random_state=0).fit(x, y)
     assert det.threshold_ == np.quantile(det.decision_scores_[:390], 0.9)
 
 
@@ -422,9 +428,11 @@ def test_columns_far_from_zero_for_their_range_are_scored_as_trained():
     rng = np.random.default_rng(0)  # ids near 1e12, microsecond timestamps: float32 rounds away their spread
     x = np.c_[1e12 + rng.uniform(0, 1000, 500), rng.normal(size=500), 1.6e15 + rng.integers(0, 10**6, 500)]
     det = DAGMMDetector(contamination=0.1, epochs=2, members=1, random_state=0).fit(x)
-    assert det.labels_.mean() == pytest.approx(0.1, abs=0.01)
     scaled = (x - x.min(0)) / (x.max(0) - x.min(0))  # numpy, float64
     np.testing.assert_allclose(det.preprocessor_.scale_rows(x).numpy(), scaled, atol=1e-6)
+    with torch.no_grad():  # the rows as training scaled them (float64, then float32)
+        expected = det.model_.score(torch.from_numpy(det.preprocessor_.scale(x))).numpy()
+    np.testing.assert_allclose(det.decision_function(x), expected, rtol=1e-5, atol=1e-5)  # had: 1e2 apart
 
 
 def test_a_calibration_fraction_sets_the_threshold_on_held_out_rows(tmp_path):
