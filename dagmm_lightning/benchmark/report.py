@@ -113,18 +113,26 @@ def summarize_positive_unlabeled(rows: list[dict]) -> str:
 def summarize_matrix(sources: list[tuple[Path, list[dict]]]) -> str:
     """Markdown table of F1 at rho, methods x data sets (mean ± std over seeds), the paper's DAGMM on top
     and each column's best method in bold (positive-unlabeled runs add a row for their c / 2 rule's F1);
-    one line per source file says how its runs were made. A method, data set and seed found in two
-    sources is an error (a table must not mix two runs)."""
+    one line per source file says how its runs were made. A method, data set and seed found twice, or a
+    data set run under two protocols, is an error (a table must not mix runs)."""
     cells: dict[tuple[str, str], list[float]] = {}
     seen: dict[tuple[str, str, str, str], Path] = {}
+    protocol_of: dict[str, str] = {}
     notes = []
     for path, rows in sources:
         ok = [r for r in rows if _ok(r, "f1_rho")]
         for r in ok:
             key = (r["method"], r["dataset"], r["protocol"], str(r["seed"]))
-            if key in seen and seen[key] != path:
-                raise ValueError(f"{key[0]} on {key[1]} seed {key[3]} is in both {seen[key]} and {path}")
+            if key in seen:
+                where = f"twice in {path}" if seen[key] == path else f"in both {seen[key]} and {path}"
+                raise ValueError(f"{key[0]} on {key[1]} ({key[2]} protocol) seed {key[3]} is {where}")
             seen[key] = path
+            protocols = protocol_of.setdefault(r["dataset"], r["protocol"])
+            if protocols != r["protocol"]:
+                raise ValueError(
+                    f"{r['dataset']} has runs of the {protocols} and the {r['protocol']} protocol: a column "
+                    "averages runs of one; give --matrix the results of one protocol"
+                )
             cells.setdefault((r["method"], r["dataset"]), []).append(float(r["f1_rho"]))
             if r.get("c") not in (None, "") and r.get("f1_threshold") not in (None, ""):
                 # the positive-unlabeled method's own decision: anomaly iff h < c / 2, no rho involved

@@ -4,8 +4,9 @@
         --seeds 0-2 --epochs 500 --jobs 2 --baselines --out benchmarks/results/thyroid
 
 writes ``<out>.csv`` (one row per run; started again, finished runs are skipped, a run made with other
-``--epochs``, ``--set`` or selection settings is refused, and ``--baselines`` added later adds only the
-baseline rows), ``<out>.md``
+``--epochs``, ``--set`` or selection settings is refused, ``--baselines`` added later adds only the
+baseline rows (once per data set, protocol and seed, whichever config is beside them), and
+``--recon-inference`` added later is refused: its rows come from the trained model), ``<out>.md``
 (mean and std over seeds of P/R/F1 at the data set's rho and ROC AUC) and ``<out>.png`` (F1 per method
 with error bars). Each run trains on the protocol's training rows and is scored on its test rows, with
 validation and checkpointing off, or, with ``--select-on METRIC``, validating every ``--val-every``
@@ -13,7 +14,7 @@ epochs and testing the checkpoint with the best validation value (val rows never
 ``--baselines`` adds scikit-learn's IsolationForest and a GaussianMixture fitted on the very same scaled
 training rows of the same split. ``--tag`` names a grid (for example a ``--set
 data.train_contamination=0.02`` sweep) so that several share one CSV; ``--matrix CSV ...`` writes F1 at
-rho as a methods x data sets table from finished results files.
+rho as a methods x data sets table from finished results files (of one protocol per data set).
 """
 
 from __future__ import annotations
@@ -293,6 +294,16 @@ def check_model_config(path: Path, parser: OneLineErrorParser) -> None:
             parser.error(f"{path} sets no model class nor training (a data config? give it with --data)")
 
 
+def data_config_problem(path: Path) -> str | None:
+    """What keeps a readable ``--data`` file from being a data config: a model class or an included
+    config (a method: its results would carry the ``--configs`` method's name), or None."""
+    content = read_config(path)
+    model = content.get("model")
+    if (isinstance(model, dict) and "class_path" in model) or "config" in content:
+        return f"{path} sets a model class or includes a config (a method): give it with --configs"
+    return None
+
+
 def own_data(path: Path, extra: list[str]) -> str:
     """The data set a ``--configs`` file trains on (its own or one it includes, under ``--set``), as
     comparable text."""
@@ -399,32 +410,53 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--epochs must be at least 1, got {args.epochs}")
     for config in args.configs:
         check_model_config(Path(config), parser)
-    problems = (config_file_problem(Path(data)) for data in args.data if data is not None)
+    problems = (config_file_problem(Path(data)) or data_config_problem(Path(data)) for data in args.data if data)
     problem = next((p for p in problems if p is not None), None)
     if problem is not None:
         parser.error(f"--data: {problem}")
     threads = args.threads or max(1, (os.cpu_count() or 1) // max(args.jobs, 1))
     done = {(r["method"], r["configs"], r["protocol"], int(r["seed"])): r for r in read_rows(csv_path)}
-    jobs, skipped, baselined = [], 0, set()
+
+    def data_of(configs: list[str] | tuple[str, ...]) -> str:
+        if len(configs) > 1:
+            return configs[1]
+        try:
+            return own_data(Path(configs[0]), extra)
+        except Exception:  # an earlier row's config since moved or changed: its name stands for its data
+            return configs[0]
+
+    baselined = {  # the baselines of a data set, protocol and seed are run once, whatever the config beside them
+        (data_of(configs.split(" ")), seed, protocol)
+        for method, configs, protocol, seed in done
+        if method == "isolation_forest" + args.tag
+    }
+    jobs, skipped = [], 0
     for config in args.configs:
         for data in args.data:
             configs = (config,) if data is None else (config, data)
             for seed in parse_seeds(args.seeds):
-                data_and_seed = (data if data is not None else own_data(Path(config), extra), seed)
+                data_and_seed = (data_of(configs), seed, args.protocol)
                 baselines = args.baselines and data_and_seed not in baselined  # once per data set and seed
                 baselined.add(data_and_seed)
                 options = (args.recon_inference, threads, args.select_on, args.val_every)
                 job = Job(configs, seed, args.protocol, args.epochs, extra, baselines, *options, tag=args.tag)
-                row = done.get((job.method, " ".join(configs), args.protocol, seed))
+                key = (job.method, " ".join(configs), args.protocol, seed)
+                row = done.get(key)
                 if row is not None and row.get("settings") and json.loads(row["settings"]) != json.loads(job.settings):
                     raise ConfigurationError(
-                        f"{csv_path} holds {job.method} {' '.join(configs[1:])} seed {seed} run with other settings "
+                        f"{csv_path} holds {' '.join((job.method, *configs[1:]))} seed {seed} run with other settings "
                         f"({row['settings']}, now {job.settings}); give another --out, or --tag"
                     )
-                baseline_row = ("isolation_forest" + args.tag, " ".join(configs), args.protocol, seed) in done
+                scored = row is not None and row.get("status") == "ok" and row.get("roc_auc_energy") in ("", None)
+                if args.recon_inference and scored and (job.method + RECON, *key[1:]) not in done:
+                    raise ConfigurationError(
+                        f"{csv_path} holds {' '.join((job.method, *configs[1:]))} seed {seed} run without "
+                        "--recon-inference (its rows come from the trained model: they cannot be added later); "
+                        "give another --out, or --tag"
+                    )
                 if row is None:
                     jobs.append(job)
-                elif baselines and not baseline_row:  # --baselines added to a grid that ran without
+                elif baselines:  # --baselines added to a grid that ran without
                     jobs.append(dataclasses.replace(job, train=False))
                 else:
                     skipped += 1

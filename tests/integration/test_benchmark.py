@@ -255,7 +255,13 @@ def test_matrix_of_methods_by_data_sets_from_several_results_files(tmp_path):
     assert f"`{a}`: thyroid; paper protocol; 10 epochs, last epoch" in text
     assert f"`{b}`: kddcup99; paper protocol; 10 epochs, checkpoint chosen on validation" in text
     _write(b, [_row("dagmm", "thyroid", 1, "0.5")])  # the same run in two files
-    with pytest.raises(ValueError, match="dagmm on thyroid seed 1 is in both"):
+    with pytest.raises(ValueError, match=r"dagmm on thyroid \(paper protocol\) seed 1 is in both"):
+        main(["--matrix", str(a), str(b), "--out", str(out)])
+    _write(b, [_row("dagmm", "kddcup99", 1, "0.5"), _row("dagmm", "kddcup99", 1, "0.5")])  # twice in one file
+    with pytest.raises(ValueError, match=r"dagmm on kddcup99 \(paper protocol\) seed 1 is twice in"):
+        main(["--matrix", str(a), str(b), "--out", str(out)])
+    _write(b, [{**_row("dagmm", "thyroid", 2, "0.5"), "protocol": "reimplementation"}])  # had: averaged together
+    with pytest.raises(ValueError, match="thyroid has runs of the paper and the reimplementation protocol"):
         main(["--matrix", str(a), str(b), "--out", str(out)])
 
 
@@ -300,6 +306,14 @@ def test_a_resumed_grid_must_match_its_settings_and_gains_baselines_added_later(
         rows = list(csv.DictReader(f))
     assert sorted(r["method"] for r in rows) == ["gaussian_mixture", "isolation_forest", "quickstart"]
     assert len({r["settings"] for r in rows}) == 1 and '"epochs": 1' in rows[0]["settings"]
+    other = tmp_path / "other.yaml"  # a second method on the same data set, seed and protocol
+    other.write_text((ROOT / "configs/quickstart.yaml").read_text())
+    main([*quick_run(out, "--baselines"), "--configs", str(other)])  # had: the baselines run and stored again
+    with out.with_suffix(".csv").open() as f:
+        methods = sorted(r["method"] for r in csv.DictReader(f))
+    assert methods == ["gaussian_mixture", "isolation_forest", "other", "quickstart"]
+    with pytest.raises(ValueError, match="quickstart seed 0 run without --recon-inference .* cannot be added"):
+        main(quick_run(out, "--recon-inference"))  # had: skipped, no recon row and no word of it
     with pytest.raises(ValueError, match="run with other settings"):
         main([*quick_run(out), "--epochs", "2"])
     with pytest.raises(ValueError, match="run with other settings"):
@@ -312,6 +326,7 @@ def test_a_resumed_grid_must_match_its_settings_and_gains_baselines_added_later(
         (["--set", "data.protocol=reimplementation"], "use --protocol"),
         (["--epochs", "0"], "--epochs must be at least 1"),
         (["--configs", str(ROOT / "configs/data/thyroid.yaml")], "sets no model class nor training"),
+        (["--data", str(ROOT / "configs/vae.yaml")], "sets a model class or includes a config (a method)"),
     ]:
         with pytest.raises(SystemExit):
             main([*quick_run(out), *wrong])
