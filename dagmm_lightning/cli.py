@@ -720,7 +720,9 @@ def fit_summary(trainer, datamodule: AnomalyDataModule, metrics: dict[str, float
         done = trained(last)[0]
     finished = f"after {done} epoch{'s' if done != 1 else ''}"
     if spawned_last is None and 0 < trainer.max_steps <= trainer.global_step:  # may stop within an epoch
-        finished = f"after {trainer.global_step} steps (--trainer.max_steps), in {done} epoch{'s' if done != 1 else ''}"
+        why = "--trainer.fast_dev_run" if trainer.fast_dev_run else "--trainer.max_steps"
+        steps = f"{trainer.global_step} step{'s' if trainer.global_step != 1 else ''}"
+        finished = f"after {steps} ({why}), in {done} epoch{'s' if done != 1 else ''}"
     lines = [f"fit finished {finished}; data: {datamodule.describe()}"]
     if logged_to(trainer):
         lines.append(logged_to(trainer))

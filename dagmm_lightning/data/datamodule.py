@@ -38,7 +38,7 @@ from dagmm_lightning.data.streaming import (
     streamed,
     write_split_rows,
 )
-from dagmm_lightning.data.tables import RawTable, TablePreprocessor
+from dagmm_lightning.data.tables import RawTable, TablePreprocessor, label_like_columns
 from dagmm_lightning.errors import ConfigurationError, DataError, check_choice, check_range
 from dagmm_lightning.labels import LABELLED_ANOMALY
 
@@ -263,7 +263,15 @@ class AnomalyDataModule(L.LightningDataModule):
         if truth is None and self._given_splits is None:
             if self.split != "normal_only" or self.train_contamination > 0:
                 raise DataError(f"split {self.split!r} and train_contamination need labels; the table has none")
-            rank_zero_warn("the table has no labels: every row counts as normal, split as usual; metrics need labels")
+            labels = label_like_columns(table.features) if self.dataset == TABLE else []
+            hint = (
+                f"; {labels[0]!r} looks like labels and is trained on as a feature: --data.label_column"
+                if labels
+                else ""
+            )
+            rank_zero_warn(
+                f"the table has no labels: every row counts as normal, split as usual; metrics need labels{hint}"
+            )
         self.preprocessor.fit_columns(table)
         self._encoded = None if self.out_of_core else self.preprocessor.encode(table.features)
         self._splits = self._make_splits(truth if truth is not None else np.zeros(n_rows, dtype=bool))

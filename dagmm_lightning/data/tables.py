@@ -216,6 +216,21 @@ def check_no_repeated_header(frame: pd.DataFrame, path: Path) -> None:
         raise DataError(f"{path}: " + REPEATED_HEADER.format(where=where))
 
 
+LABEL_NAMES = re.compile(r"(is_?)?(anomal\w*|attack\w*|label\w*|outlier\w*|fraud\w*|target|class|y)", re.I)
+
+
+def label_like_columns(frame: pd.DataFrame) -> list:
+    """Columns whose name says label (``is_attack``, ``label``, ``y`` ...) and that hold two values such
+    as 0/1 or true/false: in a table read without a label column, likely the labels."""
+    found = []
+    for column in frame.columns:
+        if LABEL_NAMES.fullmatch(str(column).strip()):
+            values = {str(v).strip().lower() for v in frame[column].dropna().unique()[:3]}
+            if len(values) == 2 and values <= {"0", "1", "0.0", "1.0", "true", "false"}:
+                found.append(column)
+    return found
+
+
 def identifier_like(n_distinct: int, n_rows: int) -> bool:
     """Whether a text column's values are too varied to be categories: more than half of 50 or more
     (present) values differ (an id, a name, free text)."""

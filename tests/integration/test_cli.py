@@ -50,6 +50,9 @@ def test_fit_summary_counts_steps_and_shows_our_last_checkpoint_beside_a_users(t
     assert per_epoch == 2 and fitted.trainer.global_step == 3  # so the second epoch ran half
     assert "fit finished after 3 steps (--trainer.max_steps), in 2 epochs;" in caplog.text  # had: after 2 epochs
     caplog.clear()
+    run(["fit", "--config", "configs/quickstart.yaml", "--trainer.fast_dev_run", "1"], tmp_path / "dev")
+    assert "fit finished after 1 step (--trainer.fast_dev_run), in 1 epoch;" in caplog.text  # had: 1 steps (max_steps)
+    caplog.clear()
     added = ["--trainer.callbacks+=ModelCheckpoint", "--trainer.callbacks.monitor", "val/roc_auc"]
     added += ["--trainer.callbacks.mode", "max", "--trainer.check_val_every_n_epoch", "1"]
     fitted = run(["fit", "--config", "configs/quickstart.yaml", "--trainer.max_epochs", "2", *added], tmp_path / "b")

@@ -132,6 +132,23 @@ def test_an_npz_scored_against_a_model_of_named_columns_says_it_has_no_names(tmp
         scoring.predict_dataloader()
 
 
+def test_a_table_without_a_label_column_names_a_column_that_looks_like_labels(tmp_path):
+    from dagmm_lightning.data.tables import label_like_columns
+
+    rng = np.random.default_rng(0)
+    flows = pd.DataFrame(
+        {"a": rng.normal(size=80), "b": rng.normal(size=80), "is_attack": (np.arange(80) % 10 == 0) * 1}
+    )
+    flows.to_csv(tmp_path / "flows.csv", index=False)
+    with pytest.warns(UserWarning, match=r"no labels: .*; 'is_attack' looks like labels and is trained on as a"):
+        assert AnomalyDataModule("table", path=str(tmp_path / "flows.csv")).input_dim == 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # with the label column named: no such warning
+        assert AnomalyDataModule("table", path=str(tmp_path / "flows.csv"), label_column="is_attack").input_dim == 2
+    others = pd.DataFrame({"y": [0, 1, 2, 0], "class": ["normal", "dos", "normal", "dos"], "Label": [True, False] * 2})
+    assert label_like_columns(others) == ["Label"]  # three values, or words: not 0/1 labels
+
+
 def test_embedded_default_needs_no_file(tmp_path):
     dm = AnomalyDataModule("breast_cancer", data_dir=str(tmp_path), seed=3)
     assert dm.input_dim == 30
