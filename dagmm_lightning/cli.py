@@ -730,6 +730,12 @@ def fit_summary(trainer, datamodule: AnomalyDataModule, metrics: dict[str, float
         lines.append(f"  checkpoint:  {last} (last epoch)")
     elif checkpoint is not None and done == 0 and not checkpoint.best_model_path:
         lines.append("  checkpoint:  none written (no epoch trained)")
+    resumed = getattr(trainer.lightning_module, "resumed_at_step", None)
+    if resumed is not None and resumed == trainer.global_step and not spawned(trainer):  # --ckpt_path's step
+        lines.append(
+            f"  nothing trained: the checkpoint resumed had reached the fit's end already (step {resumed}); "
+            "raise --trainer.max_epochs or --trainer.max_steps to train on"
+        )
     for kept in trainer.checkpoint_callbacks:  # --checkpoint.monitor, and any ModelCheckpoint a user added
         if kept.best_model_path and kept.monitor:
             score = kept.best_model_score  # None in the process that spawned the fit

@@ -248,6 +248,7 @@ class DAGMM(L.LightningModule):
         self.register_buffer("fitted_at_step", torch.tensor(-1, dtype=torch.long))
         self._fitted_weights: torch.Tensor | None = None  # mark_fitted's record (a checkpoint keeps the step only)
         self._training_scores: torch.Tensor | None = None
+        self.resumed_at_step: int | None = None  # a checkpoint's global step, once one is loaded
 
     # --- what a variant changes -------------------------------------------------------------------
     model_class: type[DAGMMModel] = DAGMMModel
@@ -722,6 +723,7 @@ class DAGMM(L.LightningModule):
         self._fitted_weights = None  # the checkpoint's fit is of its own weights (its step says so)
         self._training_scores = None
         self._resumed_generators = checkpoint.get(GENERATORS_KEY)
+        self.resumed_at_step = checkpoint.get("global_step")  # the fit summary tells a resume that trained nothing
         if self._trainer is not None and self.trainer.state.fn != "fit":  # in the process that restores it
             # Lightning asks for the fit's callbacks (a monitored ModelCheckpoint); scoring needs none of them
             warnings.filterwarnings("ignore", message="Be aware that when using `ckpt_path`")

@@ -50,6 +50,14 @@ def test_fit_summary_counts_steps_and_shows_our_last_checkpoint_beside_a_users(t
     assert per_epoch == 2 and fitted.trainer.global_step == 3  # so the second epoch ran half
     assert "fit finished after 3 steps (--trainer.max_steps), in 2 epochs;" in caplog.text  # had: after 2 epochs
     caplog.clear()
+    last = next((tmp_path / "logs").rglob("last.ckpt"))
+    args = ["fit", "--config", "configs/quickstart.yaml", "--trainer.max_steps", "3", "--ckpt_path", str(last)]
+    run(args, tmp_path)  # resumed where it had ended: no step to take
+    assert "nothing trained: the checkpoint resumed had reached the fit's end already (step 3); raise" in caplog.text
+    caplog.clear()
+    run([*args[:4], "4", *args[5:]], tmp_path)
+    assert "nothing trained" not in caplog.text and "fit finished after 4 steps" in caplog.text
+    caplog.clear()
     run(["fit", "--config", "configs/quickstart.yaml", "--trainer.fast_dev_run", "1"], tmp_path / "dev")
     assert "fit finished after 1 step (--trainer.fast_dev_run), in 1 epoch;" in caplog.text  # had: 1 steps (max_steps)
     caplog.clear()
