@@ -13,6 +13,7 @@ import re
 import secrets
 import shutil
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -591,11 +592,19 @@ class DAGMMCLI(LightningCLI):
         config = self.config_init[self.subcommand]
         if config.get("return_predictions") is None:
             config["return_predictions"] = False
+        self._predict_started = time.time()
 
     def after_predict(self) -> None:
         writer = next((c for c in self.trainer.callbacks if isinstance(c, PredictionCSVWriter)), None)
         if writer is not None and writer.written_to is not None:
             rank_zero_info(f"wrote {writer.rows_written} predictions to {writer.written_to}")
+        elif writer is not None and spawned(self.trainer) and writer.target(self.trainer).is_file():
+            target = writer.target(self.trainer)  # written by the spawned workers: its rows counted here
+            if target.stat().st_mtime < getattr(self, "_predict_started", 0.0):  # an earlier run's
+                return
+            with target.open() as file:
+                rows = sum(1 for _ in file) - 1  # numbers only: a line a row, under the header
+            rank_zero_info(f"wrote {rows} predictions to {target}")
 
     def after_test(self) -> None:
         if logged_to(self.trainer):
@@ -754,7 +763,11 @@ def fit_summary(trainer, datamodule: AnomalyDataModule, metrics: dict[str, float
         lines.append(f"  mixture:     {', '.join(done)}")
     calibration = getattr(network, "calibration", None)
     pu = hasattr(network, "c")  # its threshold is 1 - c/2 on the classifier's output (the validation line)
-    if calibration is not None and calibration.contamination and counted and not pu:  # predict flags rows above it
+    threshold = float(calibration.threshold) if calibration is not None else float("nan")
+    if calibration is not None and spawned_last is not None:  # the workers' fit: their last checkpoint holds it
+        state = torch.load(spawned_last, map_location="cpu", weights_only=False)["state_dict"]
+        threshold = float(state.get("model.calibration.threshold", float("nan")))
+    if calibration is not None and calibration.contamination and not pu and threshold == threshold:  # not NaN
         above = f"the top {100 * calibration.contamination:g} % of training scores lie above"
         scores = getattr(trainer.lightning_module, "_training_scores", None)
         if scores is not None and len(scores):  # ties at the quantile (duplicate rows) leave fewer above it
@@ -765,7 +778,7 @@ def fit_summary(trainer, datamodule: AnomalyDataModule, metrics: dict[str, float
                     f"{100 * share:.3g} % of training scores lie above, not {100 * calibration.contamination:g} %: "
                     f"{100 * tied:.3g} % tie at it (duplicate rows?), and predict may flag them all or none"
                 )
-        lines.append(f"  threshold:   {float(calibration.threshold):.6g} ({above})")
+        lines.append(f"  threshold:   {threshold:.6g} ({above})")  # predict flags rows above it
     if metrics:
         shown = "  ".join(f"{k} {metrics[k]:.4f}" for k in KEY_METRICS if k in metrics)
         lines.append(f"  validation:  {shown}")

@@ -38,9 +38,13 @@ class PredictionCSVWriter(BasePredictionWriter):
         rank_part = "" if trainer.world_size == 1 else f".rank{rank}"
         return path.with_name(f"{path.name}{rank_part}.part")
 
-    def on_predict_start(self, trainer, pl_module) -> None:
+    def target(self, trainer) -> Path:
+        """The file the predictions go to: ``output_path``, or predictions.csv in that folder or the run's."""
         path = Path(self.output_path or trainer.log_dir or ".")
-        self.written_to = path / "predictions.csv" if path.is_dir() or not self.output_path else path
+        return path / "predictions.csv" if path.is_dir() or not self.output_path else path
+
+    def on_predict_start(self, trainer, pl_module) -> None:
+        self.written_to = self.target(trainer)
         if self.written_to.suffix.lower() in OTHER_FORMATS:
             raise DataError(f"--prediction_writer.output_path {self.written_to}: the predictions are CSV; name a .csv")
         source = getattr(trainer.datamodule, "predict_file", None)

@@ -174,8 +174,16 @@ def test_spawned_cli_fit_summary_names_its_epochs_checkpoint_metrics_and_one_log
     assert [p.name for p in (logs / "lightning_logs").iterdir()] == ["version_0"]  # fit and validation share it
     # that validation (the last epoch had none) is logged where one in the fit would log the last step
     # (Lightning's global_step - 1), as the workers counted it
-    steps = torch.load(last, weights_only=False)["global_step"]
+    steps, state = (torch.load(last, weights_only=False)[key] for key in ("global_step", "state_dict"))
+    threshold = float(state["model.calibration.threshold"])  # had: no threshold line (the workers set it)
+    assert f"threshold:   {threshold:.6g} (the top 10 % of training scores lie above)" in summary
     assert steps > 1 and logged_steps(logs / "lightning_logs" / "version_0", "val/roc_auc") == [steps - 1]
+    caplog.clear()
+    out = tmp_path / "scored.csv"
+    predict = ["predict", "--ckpt_path", str(last), "--trainer.devices", "2", "--trainer.strategy", "ddp_spawn"]
+    build_cli([*predict, "--trainer.accelerator", "cpu", "--prediction_writer.output_path", str(out)])
+    rows = len(pd.read_csv(out))
+    assert rows == 199 and f"wrote {rows} predictions to {out}" in caplog.text  # had: no word, the workers wrote it
     caplog.clear()
     every_epoch = ["--trainer.check_val_every_n_epoch", "1", "--checkpoint.monitor", "val/roc_auc"]
     every_epoch += ["--checkpoint.mode", "max"]
