@@ -529,7 +529,7 @@ class DAGMMCLI(LightningCLI):
         # jsonargparse names neither the file nor the line of a config it cannot read (a binary one: a traceback)
         given = sys.argv[1:] if args is None else self._args
         problem = next((p for p in map(config_file_problem, config_files(given)) if p is not None), None)
-        problem = problem or overridden_options(given) or whole_config_as_data(given)
+        problem = problem or overridden_options(given) or whole_config_as_data(given) or checkpoint_print_config(given)
         if problem is not None:
             subcommands = getattr(getattr(parser, "_subcommands_action", None), "_name_parser_map", {})
             (subcommands.get(given[0], parser) if given else parser).error(problem)
@@ -645,6 +645,22 @@ def logged_to(trainer) -> str:
     if not isinstance(trainer.logger, TensorBoardLogger):
         return f"  logs:        {trainer.log_dir}"
     return f"  logs:        {trainer.log_dir}   (tensorboard --logdir {trainer.logger.save_dir})"
+
+
+def checkpoint_print_config(args: list[str]) -> str | None:
+    """--print_config beside --ckpt_path would print the options before the checkpoint's settings replace
+    them (the defaults, not what runs): a message that says where those settings are, or None."""
+    flags = [a.split("=", 1)[0] for a in args]
+    if "--print_config" not in flags or "--ckpt_path" not in flags:
+        return None
+    at = flags.index("--ckpt_path")
+    ckpt = Path(args[at].split("=", 1)[1] if "=" in args[at] else args[at + 1] if at + 1 < len(args) else "")
+    saved = ckpt.parent.parent / "config.yaml"
+    where = f" ({saved})" if ckpt.parent.name == "checkpoints" and saved.is_file() else ""
+    return (
+        "--print_config shows the options before --ckpt_path's checkpoint brings its own settings; what it "
+        f"runs with is in the config.yaml its fit wrote{where}"
+    )
 
 
 def fit_log_folder(checkpoint: Path) -> tuple[Path, str] | None:

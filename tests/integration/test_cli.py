@@ -85,6 +85,11 @@ def test_fit_summary_shows_the_threshold_and_test_says_where_it_logged(tmp_path,
     with pytest.raises(SystemExit):  # the run's config.yaml holds ckpt_path: null, which had started afresh
         run(["fit", "--ckpt_path", str(last), "--config", str(saved)], tmp_path)
     assert f"--ckpt_path {last} comes before --config {saved}, which sets it again" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # it had printed the defaults (DAGMM on breast_cancer), not what runs
+        build_cli(["test", "--ckpt_path", str(last), "--print_config"])
+    assert f"brings its own settings; what it runs with is in the config.yaml its fit wrote ({saved})" in (
+        capsys.readouterr().err
+    )
     caplog.clear()
     tested = run(["test", "--ckpt_path", str(next((tmp_path / "logs").rglob("last.ckpt")))], tmp_path)
     assert f"logs:        {tested.trainer.log_dir}   (tensorboard --logdir {tmp_path / 'logs'})" in caplog.text
