@@ -13,7 +13,6 @@ import re
 import secrets
 import shutil
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -592,7 +591,8 @@ class DAGMMCLI(LightningCLI):
         config = self.config_init[self.subcommand]
         if config.get("return_predictions") is None:
             config["return_predictions"] = False
-        self._predict_started = time.time()
+        if spawned(self.trainer) and self.trainer.logger is not None:
+            self.trainer.logger.version  # noqa: B018 - fixed here, so that after_predict finds the workers' folder
 
     def after_predict(self) -> None:
         writer = next((c for c in self.trainer.callbacks if isinstance(c, PredictionCSVWriter)), None)
@@ -600,8 +600,6 @@ class DAGMMCLI(LightningCLI):
             rank_zero_info(f"wrote {writer.rows_written} predictions to {writer.written_to}")
         elif writer is not None and spawned(self.trainer) and writer.target(self.trainer).is_file():
             target = writer.target(self.trainer)  # written by the spawned workers: its rows counted here
-            if target.stat().st_mtime < getattr(self, "_predict_started", 0.0):  # an earlier run's
-                return
             with target.open() as file:
                 rows = sum(1 for _ in file) - 1  # numbers only: a line a row, under the header
             rank_zero_info(f"wrote {rows} predictions to {target}")
@@ -654,7 +652,10 @@ def checkpoint_print_config(args: list[str]) -> str | None:
     if "--print_config" not in flags or "--ckpt_path" not in flags:
         return None
     at = flags.index("--ckpt_path")
-    ckpt = Path(args[at].split("=", 1)[1] if "=" in args[at] else args[at + 1] if at + 1 < len(args) else "")
+    value = args[at].split("=", 1)[1] if "=" in args[at] else args[at + 1] if at + 1 < len(args) else ""
+    if value in ("last", "best", "hpc", "registry", "null", "None", ""):  # Lightning's names: no settings read
+        return None
+    ckpt = Path(value)
     saved = ckpt.parent.parent / "config.yaml"
     where = f" ({saved})" if ckpt.parent.name == "checkpoints" and saved.is_file() else ""
     return (
@@ -757,9 +758,10 @@ def fit_summary(trainer, datamodule: AnomalyDataModule, metrics: dict[str, float
         lines.append("  checkpoint:  none written (no epoch trained)")
     resumed = getattr(trainer.lightning_module, "resumed_at_step", None)
     if resumed is not None and resumed == trainer.global_step and not spawned(trainer):  # --ckpt_path's step
+        limit = "--trainer.max_steps" if 0 < trainer.max_steps <= trainer.global_step else "--trainer.max_epochs"
         lines.append(
             f"  nothing trained: the checkpoint resumed had reached the fit's end already (step {resumed}); "
-            "raise --trainer.max_epochs or --trainer.max_steps to train on"
+            f"raise {limit} to train on"
         )
     for kept in trainer.checkpoint_callbacks:  # --checkpoint.monitor, and any ModelCheckpoint a user added
         if kept.best_model_path and kept.monitor:

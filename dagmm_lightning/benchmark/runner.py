@@ -304,10 +304,11 @@ def data_config_problem(path: Path) -> str | None:
     return None
 
 
-def own_data(path: Path, extra: list[str]) -> str:
-    """The data set a ``--configs`` file trains on (its own or one it includes, under ``--set``), as
-    comparable text."""
-    data = parse_settings(["--config", str(path), *extra])["data"]
+def own_data(path: Path | tuple[str, ...], extra: list[str] | tuple[str, ...]) -> str:
+    """The data set a ``--configs`` file trains on (its own or one it includes; or configs composed, a
+    config and a ``--data`` one), under ``--set``, as comparable text."""
+    configs = (str(path),) if isinstance(path, Path) else path
+    data = parse_settings([*(a for c in configs for a in ("--config", c)), *extra])["data"]
     return json.dumps([str(data.get(key)) for key in ("dataset", "path", "data_dir")])
 
 
@@ -415,27 +416,36 @@ def main(argv: list[str] | None = None) -> None:
     if problem is not None:
         parser.error(f"--data: {problem}")
     threads = args.threads or max(1, (os.cpu_count() or 1) // max(args.jobs, 1))
-    done = {(r["method"], r["configs"], r["protocol"], int(r["seed"])): r for r in read_rows(csv_path)}
+    rows_done = read_rows(csv_path)
+    done = {(r["method"], r["configs"], r["protocol"], int(r["seed"])): r for r in rows_done}
+    data_keys: dict[tuple, str] = {}
 
-    def data_of(configs: list[str] | tuple[str, ...]) -> str:
-        if len(configs) > 1:
-            return configs[1]
-        try:
-            return own_data(Path(configs[0]), extra)
-        except Exception:  # an earlier row's config since moved or changed: its name stands for its data
-            return configs[0]
+    def data_of(configs: tuple[str, ...], settings: tuple[str, ...]) -> str:
+        """The data set a run reads (its configs under its --set pairs), as comparable text."""
+        if (configs, settings) not in data_keys:
+            try:
+                if not all(Path(c).is_file() for c in configs):
+                    raise FileNotFoundError(configs)
+                data_keys[configs, settings] = own_data(configs, settings)
+            except (Exception, SystemExit):  # an earlier row's config since moved or changed: its names stand in
+                data_keys[configs, settings] = " ".join(configs)
+        return data_keys[configs, settings]
+
+    def row_settings(row: dict) -> tuple[str, ...]:
+        pairs = json.loads(row["settings"]).get("set", []) if row.get("settings") else []
+        return tuple(a for pair in pairs for a in ("--" + pair.partition("=")[0], pair.partition("=")[2]))
 
     baselined = {  # the baselines of a data set, protocol and seed are run once, whatever the config beside them
-        (data_of(configs.split(" ")), seed, protocol)
-        for method, configs, protocol, seed in done
-        if method == "isolation_forest" + args.tag
+        (data_of(tuple(r["configs"].split(" ")), row_settings(r)), int(r["seed"]), r["protocol"])
+        for r in rows_done
+        if r["method"] == "isolation_forest" + args.tag
     }
     jobs, skipped = [], 0
     for config in args.configs:
         for data in args.data:
             configs = (config,) if data is None else (config, data)
             for seed in parse_seeds(args.seeds):
-                data_and_seed = (data_of(configs), seed, args.protocol)
+                data_and_seed = (data_of(configs, extra), seed, args.protocol)
                 baselines = args.baselines and data_and_seed not in baselined  # once per data set and seed
                 baselined.add(data_and_seed)
                 options = (args.recon_inference, threads, args.select_on, args.val_every)

@@ -312,6 +312,10 @@ def test_a_resumed_grid_must_match_its_settings_and_gains_baselines_added_later(
     with out.with_suffix(".csv").open() as f:
         methods = sorted(r["method"] for r in csv.DictReader(f))
     assert methods == ["gaussian_mixture", "isolation_forest", "other", "quickstart"]
+    other.unlink()  # an earlier row's config since removed: its rows still resume (had: exit on the file)
+    capsys.readouterr()
+    main(quick_run(out, "--baselines"))
+    assert "0 runs to do, 1 already in" in capsys.readouterr().out
     with pytest.raises(ValueError, match="quickstart seed 0 run without --recon-inference .* cannot be added"):
         main(quick_run(out, "--recon-inference"))  # had: skipped, no recon row and no word of it
     with pytest.raises(ValueError, match="run with other settings"):
