@@ -43,6 +43,7 @@ from dagmm_lightning.data.batches import batch_bounds  # noqa: E402
 from dagmm_lightning.data.datamodule import TABLE, default_data_dir  # noqa: E402
 from dagmm_lightning.errors import ConfigurationError, DataError, own_error  # noqa: E402
 from dagmm_lightning.models import DAGMM  # noqa: E402
+from dagmm_lightning.scoring import ties_at_threshold  # noqa: E402
 
 PROGRESS_REFRESH_RATE = 20
 # what the launchers Lightning knows set on each machine (its own, SLURM, torchelastic, LSF, MPI, Kubeflow)
@@ -788,14 +789,13 @@ def fit_summary(trainer, datamodule: AnomalyDataModule, metrics: dict[str, float
     if calibration is not None and calibration.contamination and not pu and threshold == threshold:  # not NaN
         above = f"the top {100 * calibration.contamination:g} % of training scores lie above"
         scores = getattr(trainer.lightning_module, "_training_scores", None)
-        if scores is not None and len(scores):  # ties at the quantile (duplicate rows) leave fewer above it
-            share = float((scores > calibration.threshold).double().mean())
-            if share < calibration.contamination - 1.0 / len(scores):
-                tied = float(torch.isclose(scores, calibration.threshold.to(scores), rtol=1e-5, atol=0).double().mean())
-                above = (
-                    f"{100 * share:.3g} % of training scores lie above, not {100 * calibration.contamination:g} %: "
-                    f"{100 * tied:.3g} % tie at it (duplicate rows?), and predict may flag them all or none"
-                )
+        ties = None if scores is None else ties_at_threshold(scores, threshold, calibration.contamination)
+        if ties is not None:  # ties at the quantile (duplicate rows) leave fewer above it
+            share, tied = ties
+            above = (
+                f"{100 * share:.3g} % of training scores lie above, not {100 * calibration.contamination:g} %: "
+                f"{100 * tied:.3g} % tie at it (duplicate rows?), and predict may flag them all or none"
+            )
         lines.append(f"  threshold:   {threshold:.6g} ({above})")  # predict flags rows above it
     if metrics:
         shown = "  ".join(f"{k} {metrics[k]:.4f}" for k in KEY_METRICS if k in metrics)

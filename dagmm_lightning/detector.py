@@ -39,7 +39,7 @@ from dagmm_lightning.errors import (
 )
 from dagmm_lightning.labels import KNOWN_NORMAL, LABELLED_ANOMALY, UNLABELLED
 from dagmm_lightning.models import DAGMM, DAGMMPU, DAGMMVAE, DAGMMVQVAE
-from dagmm_lightning.scoring import upper_quantile
+from dagmm_lightning.scoring import ties_at_threshold, upper_quantile
 
 Variant = Literal["dagmm", "vae", "vqvae", "mixed_loss", "pu"]
 VARIANTS: dict[str, type[DAGMM]] = {
@@ -372,9 +372,9 @@ class DAGMMDetector(BaseEstimator):
             rows = held_out if held_out is not None else splits.train[splits.train_labels != LABELLED_ANOMALY]
             scores = torch.from_numpy(self.decision_scores_[rows])  # held-out rows: ones the model did not train on
             self.model_.model.calibration.threshold.fill_(upper_quantile(scores, self.contamination))
-            above = float((scores > self.model_.model.calibration.threshold).double().mean())
-            if above < self.contamination - 1.0 / len(scores):  # the quantile's interpolation: within one row
-                tied = float((scores == self.model_.model.calibration.threshold).double().mean())
+            ties = ties_at_threshold(scores, float(self.model_.model.calibration.threshold), self.contamination)
+            if ties is not None:
+                above, tied = ties
                 warnings.warn(
                     f"{100 * above:.3g} % of the rows lie above threshold_, not contamination's "
                     f"{100 * self.contamination:g} %: {100 * tied:.3g} % score the same as it (duplicate rows?); new "

@@ -24,6 +24,18 @@ def upper_quantile(scores: torch.Tensor, contamination: float) -> float:
     return float(np.quantile(scores.detach().double().cpu().numpy(), 1.0 - contamination))
 
 
+def ties_at_threshold(scores: torch.Tensor, threshold: float, contamination: float) -> tuple[float, float] | None:
+    """(share of scores (N,) above ``threshold``, share within 1e-5 of it) where ties at the quantile
+    (duplicate rows) leave fewer than ``contamination`` above it (more than its interpolation's one row);
+    else None."""
+    scores = scores.detach().double().cpu()
+    above = float((scores > threshold).double().mean())
+    if not len(scores) or above >= contamination - 1.0 / len(scores):
+        return None
+    tied = torch.isclose(scores, torch.tensor(threshold, dtype=torch.float64), rtol=1e-5, atol=0)
+    return above, float(tied.double().mean())
+
+
 class ScoreCalibration(nn.Module):
     """Turns per-row energies and reconstruction errors into scores, and holds the decision threshold.
 
