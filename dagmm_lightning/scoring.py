@@ -28,9 +28,11 @@ def ties_at_threshold(scores: torch.Tensor, threshold: float, contamination: flo
     """(share of scores (N,) above ``threshold``, share within 1e-5 of it) where ties at the quantile
     (duplicate rows) leave fewer than ``contamination`` above it (more than its interpolation's one row);
     else None."""
+    if not len(scores):
+        return None
     scores = scores.detach().double().cpu()
     above = float((scores > threshold).double().mean())
-    if not len(scores) or above >= contamination - 1.0 / len(scores):
+    if above >= contamination - 1.0 / len(scores):
         return None
     tied = torch.isclose(scores, torch.tensor(threshold, dtype=torch.float64), rtol=1e-5, atol=0)
     return above, float(tied.double().mean())
