@@ -150,6 +150,10 @@ class AnomalyDataModule(L.LightningDataModule):
             raise ConfigurationError("the positive_unlabeled split is defined for the paper protocol only")
         if rho is not None and not 0 < rho < 100:
             raise ConfigurationError(f"rho is a percentage in (0, 100), got {rho}")
+        if rho is not None and rho < 1:  # a fraction given for a percentage flags 100 times too few rows
+            rank_zero_warn(
+                f"rho {rho:g} flags {rho:g} % of the rows (rho is a percentage: {100 * rho:g} % is rho {100 * rho:g})"
+            )
         self.save_hyperparameters()
         vars(self).update(self.hparams)  # every setting is an attribute of its own name
         self.data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
@@ -269,6 +273,8 @@ class AnomalyDataModule(L.LightningDataModule):
                 if labels
                 else ""
             )
+            if labels and (table.features[labels[0]].astype(str).str.strip().isin(["-1", "-1.0"])).any():
+                hint += " (after mapping its -1/1 to 0/1, 1 = anomaly: scikit-learn's -1 is the outlier)"
             rank_zero_warn(
                 f"the table has no labels: every row counts as normal, split as usual; metrics need labels{hint}"
             )

@@ -221,12 +221,13 @@ LABEL_NAMES = re.compile(r"(is_?)?(anomal\w*|attack\w*|label\w*|outlier\w*|fraud
 
 def label_like_columns(frame: pd.DataFrame) -> list:
     """Columns whose name says label (``is_attack``, ``label``, ``y`` ...) and that hold two values such
-    as 0/1 or true/false: in a table read without a label column, likely the labels."""
+    as 0/1, true/false or -1/1 (scikit-learn's outlier labels): in a table read without a label column,
+    likely the labels."""
     found = []
     for column in frame.columns:
         if LABEL_NAMES.fullmatch(str(column).strip()):
             values = {str(v).strip().lower() for v in frame[column].dropna().unique()[:3]}
-            if len(values) == 2 and values <= {"0", "1", "0.0", "1.0", "true", "false"}:
+            if len(values) == 2 and values <= {"0", "1", "0.0", "1.0", "true", "false", "-1", "-1.0"}:
                 found.append(column)
     return found
 

@@ -147,6 +147,10 @@ def test_a_table_without_a_label_column_names_a_column_that_looks_like_labels(tm
         assert AnomalyDataModule("table", path=str(tmp_path / "flows.csv"), label_column="is_attack").input_dim == 2
     others = pd.DataFrame({"y": [0, 1, 2, 0], "class": ["normal", "dos", "normal", "dos"], "Label": [True, False] * 2})
     assert label_like_columns(others) == ["Label"]  # three values, or words: not 0/1 labels
+    flows["is_attack"] = np.where(flows["is_attack"] == 1, -1, 1)  # scikit-learn's outlier labels
+    flows.to_csv(tmp_path / "flows.csv", index=False)
+    with pytest.warns(UserWarning, match=r"'is_attack' looks like .* \(after mapping its -1/1 to 0/1, 1 = anomaly"):
+        assert AnomalyDataModule("table", path=str(tmp_path / "flows.csv")).input_dim == 3
 
 
 def test_embedded_default_needs_no_file(tmp_path):
@@ -315,6 +319,13 @@ def test_bad_options_are_named():
         AnomalyDataModule("mnist")
     with pytest.raises(ValueError, match="protocol"):
         AnomalyDataModule(protocol="mine")
+    with pytest.raises(ValueError, match=r"rho is a percentage in \(0, 100\), got 100"):
+        AnomalyDataModule(rho=100)
+    with pytest.warns(UserWarning, match=r"rho 0.3 flags 0.3 % of the rows \(rho is a percentage: 30 % is rho 30\)"):
+        assert AnomalyDataModule(rho=0.3).rho == 0.3
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a percentage of one or more: no warning
+        assert AnomalyDataModule(rho=2.5).rho == 2.5
 
 
 def test_scaled_rows_equal_the_table_scaling_and_name_bad_values():
