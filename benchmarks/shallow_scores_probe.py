@@ -19,7 +19,11 @@ rows, mean +- std over the seeds; every score is computed on the min-max scaled 
 - ``pca_k_error``: squared error of a k-component PCA reconstruction (a linear autoencoder);
 - ``quantile_gaussian_mixture_4``: four full components (``reg_covar`` 1e-4) after a per-feature quantile
   transform to a normal (heavy tails pulled in);
-- ``hbos_20``: the sum over features of minus the log of a 20-bin histogram density.
+- ``hbos_20``: the sum over features of minus the log of a 20-bin histogram density;
+- ``cauchy_inputs_pca_k_gm4_plus_error``: a linear DAGMM on heavy-tail-compressed inputs: each feature's
+  deviation d (the centre and spread of ``cauchy_diag``) becomes sign(d) sqrt(log(1 + d^2)) (so that the
+  squared norm of a row is ``cauchy_diag``), a k-component PCA is the code, the score is the energy of four
+  full components fitted on the codes plus the squared reconstruction error over its training mean.
 """
 
 from __future__ import annotations
@@ -80,6 +84,18 @@ def scores(train: np.ndarray, test: np.ndarray, seed: int) -> dict[str, np.ndarr
     mixture = GaussianMixture(4, covariance_type="full", reg_covar=1e-4, random_state=seed)
     out["quantile_gaussian_mixture_4"] = -mixture.fit(quantile.transform(train)).score_samples(quantile.transform(test))
     out["hbos_20"] = histogram_score(train, test, 20)
+    median = np.median(train, axis=0)
+    spread = np.abs(train - median).mean(axis=0) + 1e-4
+    compressed = [np.sign(d) * np.sqrt(np.log1p(d**2)) for d in ((train - median) / spread, (test - median) / spread)]
+    for k in (1, 2):
+        pca = PCA(k, random_state=seed).fit(compressed[0])
+        codes, errors = [], []
+        for rows in compressed:
+            codes.append(pca.transform(rows))
+            errors.append(((rows - pca.inverse_transform(codes[-1])) ** 2).sum(axis=1))
+        mixture = GaussianMixture(4, covariance_type="full", reg_covar=1e-6, random_state=seed).fit(codes[0])
+        energy = -mixture.score_samples(codes[1])
+        out[f"cauchy_inputs_pca_{k}_gm4_plus_error"] = energy + errors[1] / errors[0].mean()
     return out
 
 
