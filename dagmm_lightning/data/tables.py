@@ -461,12 +461,13 @@ class TablePreprocessor:
             codes = category_codes(cats, frame[column])
             one_hot = np.zeros((len(frame), len(cats)), dtype=np.float64)
             known = codes >= 0
-            if not known.all():  # scored as unusual by design, but a changed spelling would flag every row
+            if not known.all():  # (a changed spelling would mis-score every row)
                 unseen = pd.unique(frame[column].to_numpy()[~known])
                 shown = ", ".join(repr(v) for v in unseen[:3]) + (", ..." if len(unseen) > 3 else "")
                 rank_zero_warn(
                     f"column {column!r} holds categories not seen in training ({shown}); those rows are encoded as "
-                    "no category and score as unusual"
+                    "no category, which no training row had: their scores say nothing sure of them (often higher, "
+                    "not always); add such rows to the training table, or map the new values to known ones"
                 )
             one_hot[np.flatnonzero(known), codes[known]] = 1.0
             parts.append(one_hot)

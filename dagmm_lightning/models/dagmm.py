@@ -518,7 +518,13 @@ class DAGMM(L.LightningModule):
                     "contamination is null (take it from the data's labels), but the labels mark no row as an "
                     "anomaly: check the label column, or set --model.init_args.contamination, e.g. 0.05"
                 )
-            self.model.calibration.contamination = min(max(share, 1e-4), 0.5)
+            if share > 0.5:  # the threshold flags at most half the rows
+                raise ConfigurationError(
+                    f"contamination is null (take it from the data's labels), but the labels mark {100 * share:.3g} % "
+                    "of the rows as anomalies: are they inverted (1 = anomaly)? Map them, or set "
+                    "--model.init_args.contamination (at most 0.5)"
+                )
+            self.model.calibration.contamination = max(share, 1e-4)
 
     def teardown(self, stage: str) -> None:
         self._drop_iterator_step()

@@ -274,6 +274,12 @@ def test_a_table_without_labels_asks_for_contamination_and_is_not_offered_a_test
     args = ["fit", "--config", "configs/table.yaml", "--data.path", str(normal), "--data.label_column", "is_attack"]
     with pytest.raises(ValueError, match="the labels mark no row as an anomaly"):
         run([*args, "--trainer.max_epochs", "1"], tmp_path)
+    inverted = tmp_path / "inverted.csv"
+    flipped = pd.read_csv(table(tmp_path / "flows.csv"))
+    flipped.assign(is_attack=1 - flipped["is_attack"]).to_csv(inverted, index=False)
+    args[args.index(str(normal))] = str(inverted)  # had: contamination silently 0.5
+    with pytest.raises(ValueError, match=r"the labels mark 9\d\.?\d* % of the rows as anomalies: are they inverted"):
+        run([*args, "--trainer.max_epochs", "1"], tmp_path)
 
 
 def test_a_run_stopped_by_a_data_error_leaves_no_empty_log_folder(tmp_path):
