@@ -3,13 +3,18 @@
 
 from __future__ import annotations
 
-import torch
+import math
 
-from dagmm_lightning.errors import ConfigurationError
+import torch
+from lightning.pytorch.utilities import rank_zero_warn
+
+from dagmm_lightning.errors import ConfigurationError, check_range
 from dagmm_lightning.labels import KNOWN_NORMAL
 from dagmm_lightning.losses import labelled_classifier_loss
 from dagmm_lightning.models.dagmm import DAGMM, TrainingRows
 from dagmm_lightning.networks import DAGMMOutput, PositiveUnlabeledDAGMMModel
+
+MIN_ROWS_FOR_C = 10  # as DAGMMDetector(variant="pu") asks of its labelled normal rows
 
 
 class DAGMMPU(DAGMM):
@@ -20,7 +25,7 @@ class DAGMMPU(DAGMM):
     labelled rows. Logs ``val/c`` and ``test/c``, and the energy's ROC AUC beside the score's.
 
     Args:
-        lambda_pu: weight of the classifier's binary cross-entropy.
+        lambda_pu: weight of the classifier's binary cross-entropy (> 0: without it h never trains).
         classifier_hidden: hidden layer sizes of h.
         **kwargs: what ``DAGMM`` takes, but one model (``members`` 1, so no ``gaussian+laplace``) and
             ``inference`` 'energy' only (the score is the classifier's).
@@ -37,7 +42,17 @@ class DAGMMPU(DAGMM):
                 f"DAGMMPU scores with its classifier (1 - h), so inference={kwargs['inference']!r} would be ignored; "
                 "leave inference at 'energy'"
             )
+        check_range("lambda_pu", lambda_pu, 0.0, math.inf, low_open=True, high_open=True)  # 0: h never trains
         super().__init__(*args, **kwargs)
+
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        held_out = len(self.trainer.datamodule.splits.val) if stage == "fit" else None
+        if held_out is not None and held_out < MIN_ROWS_FOR_C:
+            rank_zero_warn(
+                f"c (and the threshold c / 2) is estimated from {held_out} held-out labelled row(s): too few to "
+                "trust; raise --data.labelled_fraction or --data.val_fraction"
+            )
 
     def model_options(self) -> dict:
         return {"classifier_hidden": self.hparams.classifier_hidden, "activation": self.hparams.activation}

@@ -142,12 +142,18 @@ def test_a_method_config_composed_with_the_table_config_keeps_its_model_and_trai
     flows = table(tmp_path / "flows.csv")
     labelled = ["--data.path", str(flows), "--data.label_column", "is_attack", "--trainer.max_epochs", "1"]
     fitted = run(["fit", "--config", f"configs/{method}.yaml", "--config", "configs/table.yaml", *labelled], tmp_path)
+    few = ["--data.labelled_fraction", "0.05"]
     expected = {"vae": "DAGMMVAE", "vqvae": "DAGMMVQVAE", "pu": "DAGMMPU", "improved": "DAGMM"}[method]
     assert type(fitted.model).__name__ == expected  # table.yaml had set DAGMM over the method's class
     assert fitted.datamodule.dataset == "table" and fitted.trainer.current_epoch == 1
     assert fitted.trainer.max_steps == 6000 and fitted.trainer.check_val_every_n_epoch is None  # the table's schedule
     if method == "improved":
         assert fitted.model.hparams.members == 5  # the method's settings stay
+    if method == "pu":  # c from a handful of held-out labelled rows: said (had: silent)
+        with pytest.warns(UserWarning, match=r"c \(and the threshold c / 2\) is estimated from \d held-out labelled"):
+            run(["fit", "--config", "configs/pu.yaml", "--config", "configs/table.yaml", *labelled, *few], tmp_path)
+        with pytest.raises(ValueError, match=r"lambda_pu must be in \(0, inf\), got 0"):
+            run(["fit", "--config", "configs/pu.yaml", "--model.init_args.lambda_pu", "0"], tmp_path)
     with pytest.raises(ValueError, match="path is for dataset 'table' .* the dataset is 'kddcup99' here"):
         run(["fit", "--config", "configs/table.yaml", "--config", f"configs/{method}.yaml", *labelled], tmp_path)
 
