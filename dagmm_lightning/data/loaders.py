@@ -17,6 +17,7 @@ from dagmm_lightning.data.tables import (
     RawTable,
     category_text,
     check_no_repeated_header,
+    check_unlisted_text,
     csv_delimiter,
     infer_symbolic_columns,
     ragged_line,
@@ -291,6 +292,8 @@ def read_user_table(
     missing = [c for c in symbolic_columns if c not in frame.columns]
     if missing:
         raise DataError(f"symbolic columns {missing} are not in {path}")
+    if not label_optional:  # (scoring: the checkpoint's list, and the encoding names a text value)
+        check_unlisted_text(frame, symbolic_columns)
     frame = frame.rename(columns=str)
     return RawTable(frame, labels, [str(c) for c in symbolic_columns])
 

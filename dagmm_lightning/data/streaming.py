@@ -27,6 +27,7 @@ from dagmm_lightning.data.tables import (
     TablePreprocessor,
     category_text,
     check_no_repeated_header,
+    check_unlisted_text,
     csv_delimiter,
     empty_column_error,
     identifier_error,
@@ -263,6 +264,7 @@ def scan_file(
     missing = [c for c in symbolic_columns if c not in features.columns]
     if missing:
         raise DataError(f"symbolic columns {missing} are not in {path}")
+    check_unlisted_text(features, symbolic_columns)
     numeric = [c for c in features.columns if c not in symbolic_columns]
     types = dict.fromkeys(numeric, pa.float64()) | dict.fromkeys([*symbolic_columns, *label, *ignored], pa.string())
     categories, labels, n_rows = {c: set() for c in symbolic_columns}, [], 0

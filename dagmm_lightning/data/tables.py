@@ -281,6 +281,24 @@ def integers_merged_as_float(values: pd.Series) -> object | None:
     return large.iloc[0] if merged else None
 
 
+def check_unlisted_text(frame: pd.DataFrame, symbolic_columns: list) -> None:
+    """With ``symbolic_columns`` named, every other column is read as numbers: one that holds text is named,
+    with the rule that surprised its user (the list replaces the detection of text columns)."""
+    for column in frame.columns:
+        values = frame[column]
+        if column in symbolic_columns or pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+            continue
+        if pd.api.types.infer_dtype(values, skipna=True).startswith(TIME_KINDS):
+            continue  # (the encoding names dates as such)
+        present = values.dropna()
+        text = present[pd.to_numeric(present, errors="coerce").isna()]
+        if len(text):
+            raise DataError(
+                f"column {column!r} holds text (e.g. {text.iloc[0]!r}) but is not in symbolic_columns: naming "
+                f"symbolic_columns turns off the detection of text columns, so list every one there, or {IGNORE}"
+            )
+
+
 def infer_symbolic_columns(
     frame: pd.DataFrame,
     bools_symbolic: bool = True,

@@ -163,6 +163,9 @@ def test_table_column_mistakes_are_named(tmp_path):
     args = ["fit", "--config", "configs/table.yaml", "--data.path", str(flows), "--data.label_column", "is_attack"]
     with pytest.raises(ValueError, match="'is_attack' is the label column and in symbolic_columns"):
         run([*args, "--data.symbolic_columns", "[is_attack]"], tmp_path)  # had said: not in flows.csv
+    for out_of_core in ["false", "true"]:  # had said: 'proto' should be numeric (in memory)
+        with pytest.raises(ValueError, match=r"'proto' holds text \(e.g. '(tcp|udp)'\) but is not in symbolic_columns"):
+            run([*args, "--data.symbolic_columns", "[b]", "--data.out_of_core", out_of_core], tmp_path)
     with pytest.raises(
         ValueError,
         match=r"no feature columns left: .* label column 'is_attack' and ignore_columns \['a', 'b', 'proto'\]",
