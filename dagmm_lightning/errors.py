@@ -23,6 +23,10 @@ class DataTypeError(DataError, TypeError):
     """Input values of a type no table column holds (neither a number nor text: a dict, a list)."""
 
 
+class MissingLabelError(DataError):
+    """A label column with rows that hold no value, where every row needs one (the training table)."""
+
+
 class NonFiniteError(DAGMMError, FloatingPointError):
     """Training produced NaN or inf, or a covariance no jitter could repair."""
 

@@ -39,7 +39,7 @@ from dagmm_lightning.data.streaming import (
     write_split_rows,
 )
 from dagmm_lightning.data.tables import RawTable, TablePreprocessor, label_like_columns
-from dagmm_lightning.errors import ConfigurationError, DataError, check_choice, check_range
+from dagmm_lightning.errors import ConfigurationError, DataError, MissingLabelError, check_choice, check_range
 from dagmm_lightning.labels import LABELLED_ANOMALY
 
 ARRAYS = "arrays"  # the data set name of a data module made by ``from_table`` / ``from_arrays``
@@ -251,6 +251,17 @@ class AnomalyDataModule(L.LightningDataModule):
     def _load(self) -> None:
         if self._table is not None:
             return
+        try:
+            self._read()
+        except MissingLabelError as err:
+            if self.split != "positive_unlabeled":
+                raise
+            raise MissingLabelError(
+                f"{err} (the positive_unlabeled split draws its labelled rows from a fully labelled table; for a "
+                "table whose unlabelled rows have no label, DAGMMDetector(variant='pu') takes y with NaN or -1 there)"
+            ) from None
+
+    def _read(self) -> None:
         if self.out_of_core:
             scan = scan_file(Path(self.path), self.label_column, self.symbolic_columns, CHUNK_ROWS, self.ignore_columns)
             table, truth, n_rows = scan.head, scan.is_anomaly, scan.n_rows
@@ -266,7 +277,15 @@ class AnomalyDataModule(L.LightningDataModule):
             truth, n_rows = table.is_anomaly, len(table.features)
         if truth is None and self._given_splits is None:
             if self.split != "normal_only" or self.train_contamination > 0:
-                raise DataError(f"split {self.split!r} and train_contamination need labels; the table has none")
+                what, other = (
+                    (f"split {self.split!r}", "train with --data.split normal_only")
+                    if self.split != "normal_only"
+                    else (f"train_contamination {self.train_contamination:g}", "set --data.train_contamination 0")
+                )
+                raise DataError(
+                    f"{what} needs labels (which rows are anomalies), but the table has none: name its label column "
+                    f"with --data.label_column, or {other}"
+                )
             labels = label_like_columns(table.features) if self.dataset == TABLE else []
             hint = (
                 f"; {labels[0]!r} looks like labels and is trained on as a feature: --data.label_column"

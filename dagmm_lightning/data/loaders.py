@@ -23,7 +23,7 @@ from dagmm_lightning.data.tables import (
     ragged_line,
     warn_if_headerless,
 )
-from dagmm_lightning.errors import DataError, existing_file
+from dagmm_lightning.errors import DataError, MissingLabelError, existing_file
 
 KDDCUP99_COLUMNS = """
 duration protocol_type service flag src_bytes dst_bytes land wrong_fragment urgent hot
@@ -188,7 +188,7 @@ def anomaly_labels(raw: pd.Series, name: str, missing_unknown: bool = False) -> 
     missing = (raw.isna() | (text == "")).to_numpy()  # read as text (out of core), an empty field is ''
     if missing.any() and not missing_unknown:
         row = int(np.flatnonzero(missing)[0])
-        raise DataError(f"label column {name!r} has no value at row {row}; every row needs 0/1 or true/false")
+        raise MissingLabelError(f"label column {name!r} has no value at row {row}; every row needs 0/1 or true/false")
     other = sorted(set(pd.unique(text[~missing])) - {"0", "1", "true", "false"})
     if other:
         raise DataError(
