@@ -176,11 +176,16 @@ class AnomalyMetrics(L.Callback):
         if trainer.sanity_checking:
             return
         if len(np.unique(labels)) < 2:
+            pu = getattr(trainer.datamodule, "split", None) == "positive_unlabeled" and stage == "val"
+            why = (
+                "the positive-unlabeled split validates on labelled normal rows"
+                if pu
+                else f"{len(labels)} row(s), none {'normal' if labels[0] else 'an anomaly'}: too few for both classes?"
+            )
             self._warn_once(
                 stage,
-                f"{stage}: every evaluated row is {'an anomaly' if labels[0] else 'normal'} (as with the "
-                "positive-unlabeled split, which validates on labelled normal rows); ROC AUC, precision, recall "
-                "and F1 need both classes and are skipped",
+                f"{stage}: every evaluated row is {'an anomaly' if labels[0] else 'normal'} ({why}); ROC AUC, "
+                "precision, recall and F1 need both classes and are skipped",
             )
             return
         rho = getattr(trainer.datamodule, "rho", None)

@@ -235,7 +235,7 @@ class AnomalyDataModule(L.LightningDataModule):
         splits, parts = self.splits, []
         labelled = int((splits.train_labels == LABELLED_ANOMALY).sum())
         unlabelled = int((self._labels[splits.train] == 1).sum()) - labelled
-        notes = [f"{labelled:,} labelled anomalies"] if labelled else []
+        notes = [f"{labelled:,} labelled anomal{'y' if labelled == 1 else 'ies'}"] if labelled else []
         notes += [f"{unlabelled:,} anomal{'y' if unlabelled == 1 else 'ies'} unlabelled"] if unlabelled > 0 else []
         parts.append(f"train {len(splits.train):,} rows" + (f" ({', '.join(notes)})" if notes else ""))
         for name in ("val", "test"):

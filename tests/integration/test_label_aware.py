@@ -215,13 +215,19 @@ def test_pu_validation_on_labelled_normal_rows_skips_label_metrics_with_a_messag
         devices=1,
         callbacks=[metrics],
     )
-    with pytest.warns(UserWarning, match="every evaluated row is normal"):
+    with pytest.warns(UserWarning, match=r"every evaluated row is normal \(the positive-unlabeled split validates"):
         trainer.fit(model, datamodule=dm)
     assert "val" not in metrics.last_metrics
     assert not any(k.startswith("val/") and k != "val/c" for k in trainer.callback_metrics), trainer.callback_metrics
     assert "val/c" in trainer.callback_metrics
     trainer.test(model, datamodule=dm, verbose=False)  # the test half holds both classes
     assert 0.0 <= metrics.last_metrics["test"]["roc_auc"] <= 1.0
+    # another split whose val rows hold one class: the message says why it may be so (had: blamed the PU split)
+    tiny = AnomalyDataModule.from_arrays(x[:40], np.r_[np.zeros(39), 1.0], seed=0, batch_size=128)  # val: normal only
+    quiet = dict(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    plain = L.Trainer(max_epochs=1, callbacks=[AnomalyMetrics()], **quiet)
+    with pytest.warns(UserWarning, match=r"every evaluated row is normal \(\d row\(s\), none an anomaly: too few for"):
+        plain.fit(DAGMM(input_dim=8, hidden_dims=(6,), latent_dim=1, n_components=2), datamodule=tiny)
 
 
 def test_pu_rejects_an_inference_it_would_ignore():
