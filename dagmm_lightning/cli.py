@@ -221,6 +221,30 @@ def overridden_options(args: list[str]) -> str | None:
     return None
 
 
+def competing_model_classes(args: list[str]) -> str | None:
+    """A message if two ``--config`` files name different model classes (their own, or one a file includes):
+    the later would replace the earlier's model, class and settings alike, without a word."""
+    named: list[tuple[str, str]] = []  # (file, class name)
+    for value in option_values(args, "--config"):
+        for path in config_files(["--config", value], ("--config",)):  # the file, then what it includes
+            try:
+                content = read_config(path) if path.is_file() else None
+            except (yaml.YAMLError, OSError, UnicodeDecodeError):  # reported elsewhere
+                continue
+            model = content.get("model") if isinstance(content, dict) else None
+            if isinstance(model, dict) and isinstance(model.get("class_path"), str):
+                named.append((value, model["class_path"].rsplit(".", 1)[-1]))
+                break
+    for (first, one), (second, other) in zip(named, named[1:], strict=False):
+        if one != other:
+            return (
+                f"{first} trains {one} and {second} {other}: a later --config replaces the earlier's model, class "
+                "and settings; give one method config (then data configs), and set what you want of the other on "
+                "the command line (e.g. --model.init_args.inference energy+reconstruction)"
+            )
+    return None
+
+
 def whole_config_as_data(args: list[str]) -> str | None:
     """A message if ``--data FILE`` names a whole config (``data:``, ``model:`` ... sections, as
     configs/data/*.yaml: ``dagmm benchmark --data`` takes those), which fit's ``--data`` does not take."""
@@ -530,6 +554,7 @@ class DAGMMCLI(LightningCLI):
         given = sys.argv[1:] if args is None else self._args
         problem = next((p for p in map(config_file_problem, config_files(given)) if p is not None), None)
         problem = problem or overridden_options(given) or whole_config_as_data(given) or checkpoint_print_config(given)
+        problem = problem or competing_model_classes(given)
         if problem is not None:
             subcommands = getattr(getattr(parser, "_subcommands_action", None), "_name_parser_map", {})
             (subcommands.get(given[0], parser) if given else parser).error(problem)

@@ -221,6 +221,11 @@ def test_cli_reports_bad_input_without_a_traceback(tmp_path, capsys, monkeypatch
     cases = {
         "is empty": ["--data.dataset", "table", "--data.path", str(empty)],
         r"contamination must be in (0, 0.5]": ["--model.init_args.contamination", "0.9"],
+        # two method configs: the later's class had silently replaced the earlier's (VAE and beta dropped)
+        "configs/quickstart.yaml trains DAGMM and configs/vae.yaml DAGMMVAE: a later --config replaces": [
+            "--config",
+            "configs/vae.yaml",
+        ],
     }
     for message, options in cases.items():
         with pytest.raises(SystemExit) as exit_info:  # any other exception: a traceback
