@@ -240,7 +240,8 @@ class MixtureEnergy(nn.Module, ABC):
         return params
 
     def fitted_parameters(self) -> dict[str, torch.Tensor]:
-        if not bool(self.is_fitted):
+        # (a compiled step reads a mixture fitted before it; the check would break its graph at bool())
+        if not torch.compiler.is_compiling() and not bool(self.is_fitted):
             raise NotFittedError(
                 "the mixture has not been fitted on the training rows yet: run `fit` first, or load a "
                 "checkpoint written by `fit`"
