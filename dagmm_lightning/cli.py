@@ -43,6 +43,7 @@ from dagmm_lightning.data.batches import batch_bounds  # noqa: E402
 from dagmm_lightning.data.datamodule import TABLE, default_data_dir  # noqa: E402
 from dagmm_lightning.errors import ConfigurationError, DataError, own_error  # noqa: E402
 from dagmm_lightning.models import DAGMM  # noqa: E402
+from dagmm_lightning.models.dagmm import contamination_from_labels  # noqa: E402
 from dagmm_lightning.scoring import ties_at_threshold  # noqa: E402
 
 PROGRESS_REFRESH_RATE = 20
@@ -811,14 +812,17 @@ def fit_summary(trainer, datamodule: AnomalyDataModule, metrics: dict[str, float
     if calibration is not None and spawned_last is not None:  # the workers' fit: their last checkpoint holds it
         state = torch.load(spawned_last, map_location="cpu", weights_only=False)["state_dict"]
         threshold = float(state.get("model.calibration.threshold", float("nan")))
-    if calibration is not None and calibration.contamination and not pu and threshold == threshold:  # not NaN
-        above = f"the top {100 * calibration.contamination:g} % of training scores lie above"
+    contamination = calibration.contamination if calibration is not None else None
+    if contamination is None and spawned_last is not None and datamodule.anomaly_share:  # the workers took it
+        contamination = contamination_from_labels(datamodule.anomaly_share)
+    if contamination and not pu and threshold == threshold:  # not NaN
+        above = f"the top {100 * contamination:g} % of training scores lie above"
         scores = getattr(trainer.lightning_module, "_training_scores", None)
-        ties = None if scores is None else ties_at_threshold(scores, threshold, calibration.contamination)
+        ties = None if scores is None else ties_at_threshold(scores, threshold, contamination)
         if ties is not None:  # ties at the quantile (duplicate rows) leave fewer above it
             share, tied = ties
             above = (
-                f"{100 * share:.3g} % of training scores lie above, not {100 * calibration.contamination:g} %: "
+                f"{100 * share:.3g} % of training scores lie above, not {100 * contamination:g} %: "
                 f"{100 * tied:.3g} % tie at it (duplicate rows?), and predict may flag them all or none"
             )
         lines.append(f"  threshold:   {threshold:.6g} ({above})")  # predict flags rows above it

@@ -71,6 +71,11 @@ class FirstBatches:
             seen += int((batch[1] != LABELLED_ANOMALY).sum())
 
 
+def contamination_from_labels(share: float) -> float:
+    """The contamination a fit with ``contamination`` null takes from its labels' anomaly share (in (0, 0.5])."""
+    return max(share, 1e-4)
+
+
 class DAGMM(L.LightningModule):
     """Compression network + reconstruction features + estimation network + mixture energy.
 
@@ -524,7 +529,7 @@ class DAGMM(L.LightningModule):
                     "of the rows as anomalies: are they inverted (1 = anomaly)? Map them, or set "
                     "--model.init_args.contamination (at most 0.5)"
                 )
-            self.model.calibration.contamination = max(share, 1e-4)
+            self.model.calibration.contamination = contamination_from_labels(share)
 
     def teardown(self, stage: str) -> None:
         self._drop_iterator_step()

@@ -166,6 +166,7 @@ def test_spawned_cli_fit_summary_names_its_epochs_checkpoint_metrics_and_one_log
     logs = tmp_path / "logs"
     args = ["fit", "--config", "configs/quickstart.yaml", "--trainer.max_epochs", "3", "--trainer.devices", "2"]
     args += ["--trainer.strategy", "ddp_spawn", "--trainer.accelerator", "cpu"]
+    args += ["--model.init_args.contamination", "null"]  # taken from the labels, in the workers
     build_cli([*args, "--trainer.logger.init_args.save_dir", str(logs), *QUICK])
     summary = "\n".join(r.getMessage() for r in caplog.records if "fit finished" in r.getMessage())
     (last,) = logs.rglob("last.ckpt")
@@ -176,7 +177,8 @@ def test_spawned_cli_fit_summary_names_its_epochs_checkpoint_metrics_and_one_log
     # (Lightning's global_step - 1), as the workers counted it
     steps, state = (torch.load(last, weights_only=False)[key] for key in ("global_step", "state_dict"))
     threshold = float(state["model.calibration.threshold"])  # had: no threshold line (the workers set it)
-    assert f"threshold:   {threshold:.6g} (the top 10 % of training scores lie above)" in summary
+    labelled = AnomalyDataModule("breast_cancer").anomaly_share  # (then: nor with contamination from the labels)
+    assert f"threshold:   {threshold:.6g} (the top {100 * labelled:g} % of training scores lie above)" in summary
     assert steps > 1 and logged_steps(logs / "lightning_logs" / "version_0", "val/roc_auc") == [steps - 1]
     caplog.clear()
     out = tmp_path / "scored.csv"
