@@ -673,13 +673,23 @@ def logged_to(trainer) -> str:
 
 
 def checkpoint_print_config(args: list[str]) -> str | None:
-    """--print_config beside --ckpt_path would print the options before the checkpoint's settings replace
-    them (the defaults, not what runs): a message that says where those settings are, or None."""
+    """--print_config beside --ckpt_path (or a --config file's ckpt_path) would print the options before the
+    checkpoint's settings replace them (the defaults, not what runs): a message that says where those
+    settings are, or None."""
     flags = [a.split("=", 1)[0] for a in args]
-    if "--print_config" not in flags or "--ckpt_path" not in flags:
+    if "--print_config" not in flags:
         return None
-    at = flags.index("--ckpt_path")
-    value = args[at].split("=", 1)[1] if "=" in args[at] else args[at + 1] if at + 1 < len(args) else ""
+    value = ""
+    for path in config_files(args, ("--config",)):  # a config file's own ckpt_path (the last one read wins)
+        try:
+            content = read_config(path) if path.is_file() else None
+        except (yaml.YAMLError, OSError, UnicodeDecodeError):  # reported elsewhere
+            continue
+        if isinstance(content, dict) and content.get("ckpt_path") is not None:
+            value = str(content["ckpt_path"])
+    if "--ckpt_path" in flags:
+        at = flags.index("--ckpt_path")
+        value = args[at].split("=", 1)[1] if "=" in args[at] else args[at + 1] if at + 1 < len(args) else ""
     if value in ("last", "best", "hpc", "registry", "null", "None", ""):  # Lightning's names: no settings read
         return None
     ckpt = Path(value)

@@ -90,6 +90,11 @@ def test_fit_summary_shows_the_threshold_and_test_says_where_it_logged(tmp_path,
     assert f"brings its own settings; what it runs with is in the config.yaml its fit wrote ({saved})" in (
         capsys.readouterr().err
     )
+    in_file = tmp_path / "test.yaml"  # the checkpoint named in a config file: as on the command line
+    in_file.write_text(f"ckpt_path: {last}\n")
+    with pytest.raises(SystemExit):
+        build_cli(["test", "--config", str(in_file), "--print_config"])
+    assert f"what it runs with is in the config.yaml its fit wrote ({saved})" in capsys.readouterr().err
     caplog.clear()
     tested = run(["test", "--ckpt_path", str(next((tmp_path / "logs").rglob("last.ckpt")))], tmp_path)
     assert f"logs:        {tested.trainer.log_dir}   (tensorboard --logdir {tmp_path / 'logs'})" in caplog.text
