@@ -636,10 +636,15 @@ class DAGMM(L.LightningModule):
         if epochs.started > epochs.processed and loop.batch_progress.current.processed > 0:  # within its batches:
             # a resume goes on within this epoch (not after max_steps ended it: Lightning counts it done)
             checkpoint[GENERATORS_KEY] = {"epoch": self.current_epoch, "states": self._generator_states()}
-        batches = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_loop.batch_progress")
-        if epochs.completed == epochs.started and batches is not None:  # written after its epoch completed
-            # (max_steps ended the fit at an epoch's end): Lightning would resume a step-bounded fit with that
-            # epoch's batch count carried into the next, which then ran one batch short of an uninterrupted fit
+        saved = checkpoint.get("loops", {}).get("fit_loop", {})
+        epoch_progress, batches = saved.get("epoch_progress"), saved.get("epoch_loop.batch_progress")
+        if epochs.processed == epochs.started and epoch_progress is not None and batches is not None:
+            # Between epochs (an epoch's end, or the fit's): saved as a fit bounded by epochs resumes from
+            # there, the epoch completed and no batch of the next one counted. Lightning resumes a step-bounded
+            # fit saved at an epoch's end by replaying that end (where, without a validation due, it trained one
+            # batch more) or with the epoch's batch count carried into the next (which then ran one batch)
+            for progress in epoch_progress.values():
+                progress["completed"] = progress["processed"]
             batches["current"] = {key: 0 for key in batches["current"]}
             batches["is_last_batch"] = False
 
@@ -717,12 +722,6 @@ class DAGMM(L.LightningModule):
     def on_train_epoch_start(self) -> None:
         self.__dict__.pop("_weights_at_epoch_end", None)
         self._seed_generators()
-        # Lightning numbers the loader's epoch by the epochs it has processed, one ahead of current_epoch
-        # once a step-bounded fit resumes from an epoch's end: the row order follows the epoch trained
-        loaders = self.trainer.train_dataloader
-        for loader in loaders if isinstance(loaders, list | tuple) else [loaders]:
-            if callable(getattr(getattr(loader, "sampler", None), "set_epoch", None)):
-                loader.sampler.set_epoch(self.current_epoch)
         if "_adam_step" in self.__dict__:
             self.__dict__["_adam_step"].check_guards()  # what a callback changed in place is seen each epoch
 
