@@ -72,8 +72,9 @@ class FirstBatches:
 
 
 def contamination_from_labels(share: float) -> float:
-    """The contamination a fit with ``contamination`` null takes from its labels' anomaly share (in (0, 0.5])."""
-    return max(share, 1e-4)
+    """The contamination a fit with ``contamination`` null takes from its labels' anomaly share, clipped to
+    (0, 0.5] (``DAGMM.setup`` refuses a share of 0, or above 0.5 where the threshold is the energy's)."""
+    return min(max(share, 1e-4), 0.5)
 
 
 class DAGMM(L.LightningModule):
@@ -259,6 +260,7 @@ class DAGMM(L.LightningModule):
     model_class: type[DAGMMModel] = DAGMMModel
     ensembles = True  # whether ``members`` > 1 is supported
     learns_from_known_normals = False  # the positive-unlabeled split's labelled normal rows: DAGMMPU's
+    threshold_from_contamination = True  # the (1 - contamination) quantile of the training scores (not PU's c / 2)
     compiles = True  # whether ``compile`` is supported
 
     def build_compression(self) -> nn.Module:
@@ -523,7 +525,7 @@ class DAGMM(L.LightningModule):
                     "contamination is null (take it from the data's labels), but the labels mark no row as an "
                     "anomaly: check the label column, or set --model.init_args.contamination, e.g. 0.05"
                 )
-            if share > 0.5:  # the threshold flags at most half the rows
+            if share > 0.5 and self.threshold_from_contamination:  # it flags at most half the rows
                 raise ConfigurationError(
                     f"contamination is null (take it from the data's labels), but the labels mark {100 * share:.3g} % "
                     "of the rows as anomalies: are they inverted (1 = anomaly)? Map them, or set "

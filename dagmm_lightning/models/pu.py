@@ -14,7 +14,7 @@ from dagmm_lightning.losses import labelled_classifier_loss
 from dagmm_lightning.models.dagmm import DAGMM, TrainingRows
 from dagmm_lightning.networks import DAGMMOutput, PositiveUnlabeledDAGMMModel
 
-MIN_ROWS_FOR_C = 10  # as DAGMMDetector(variant="pu") asks of its labelled normal rows
+MIN_ROWS_FOR_C = 10  # held-out labelled rows below which c is warned about
 
 
 class DAGMMPU(DAGMM):
@@ -33,6 +33,7 @@ class DAGMMPU(DAGMM):
 
     ensembles = False
     learns_from_known_normals = True
+    threshold_from_contamination = False
 
     model_class = PositiveUnlabeledDAGMMModel
 
@@ -47,11 +48,14 @@ class DAGMMPU(DAGMM):
 
     def setup(self, stage: str) -> None:
         super().setup(stage)
-        held_out = len(self.trainer.datamodule.splits.val) if stage == "fit" else None
-        if held_out is not None and held_out < MIN_ROWS_FOR_C:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if stage != "fit" or getattr(datamodule, "split", None) != "positive_unlabeled":
+            return  # (refit says what it needs)
+        held_out = len(datamodule.splits.val)
+        if held_out < MIN_ROWS_FOR_C:
             rank_zero_warn(
                 f"c (and the threshold c / 2) is estimated from {held_out} held-out labelled row(s): too few to "
-                "trust; raise --data.labelled_fraction or --data.val_fraction"
+                "trust; label more normal rows (the CLI: --data.labelled_fraction, --data.val_fraction)"
             )
 
     def model_options(self) -> dict:

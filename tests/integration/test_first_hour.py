@@ -299,6 +299,9 @@ def test_a_table_without_labels_asks_for_contamination_and_is_not_offered_a_test
     args[args.index(str(normal))] = str(inverted)  # had: contamination silently 0.5
     with pytest.raises(ValueError, match=r"the labels mark 9\d\.?\d* % of the rows as anomalies: are they inverted"):
         run([*args, "--trainer.max_epochs", "1"], tmp_path)
+    pu = ["fit", "--config", "configs/pu.yaml", *args[1:]]  # its threshold is c / 2: contamination plays no part there
+    with pytest.warns(UserWarning, match="c \\(and the threshold c / 2\\) is estimated from 1 held-out labelled row"):
+        assert type(run([*pu, "--trainer.max_epochs", "1"], tmp_path).model).__name__ == "DAGMMPU"
 
 
 def test_a_run_stopped_by_a_data_error_leaves_no_empty_log_folder(tmp_path):

@@ -230,10 +230,18 @@ def test_pu_validation_on_labelled_normal_rows_skips_label_metrics_with_a_messag
         plain.fit(DAGMM(input_dim=8, hidden_dims=(6,), latent_dim=1, n_components=2), datamodule=tiny)
 
 
-def test_pu_rejects_an_inference_it_would_ignore():
+def test_pu_rejects_an_inference_it_would_ignore_and_data_without_its_split():
     assert DAGMM(input_dim=8).score_is_energy and not DAGMMPU(input_dim=8).score_is_energy
     with pytest.raises(ValueError, match="scores with its classifier"):
         DAGMMPU(input_dim=8, inference="energy+reconstruction")
+    with pytest.raises(ValueError, match=r"lambda_pu must be in \(0, inf\), got 0"):
+        DAGMMPU(input_dim=8, lambda_pu=0)  # h would never train
+    rows = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(torch.rand(64, 8), torch.zeros(64)), batch_size=32
+    )
+    trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    with pytest.raises(ValueError, match="DAGMMPU needs the data module's split: positive_unlabeled"):
+        trainer.fit(DAGMMPU(input_dim=8, hidden_dims=(6,), latent_dim=1, n_components=2), train_dataloaders=rows)
 
 
 def test_pu_refits_once_per_set_of_weights():
