@@ -860,8 +860,12 @@ def trained(checkpoint: str | Path) -> tuple[int, int, bool]:
     validation there)."""
     saved = torch.load(checkpoint, weights_only=False, map_location="cpu")
     loop = saved["loops"]["fit_loop"]
-    within = not loop["epoch_loop.batch_progress"].get("is_last_batch", True)
-    return int(loop["epoch_progress"]["current"]["processed"]), int(saved["global_step"]), within
+    epochs = loop["epoch_progress"]["current"]
+    # (one written between epochs counts no batch of the next: DAGMM.on_save_checkpoint)
+    within = epochs["started"] > epochs["processed"] and not loop["epoch_loop.batch_progress"].get(
+        "is_last_batch", True
+    )
+    return int(epochs["processed"]), int(saved["global_step"]), within
 
 
 def interrupted_fit_summary(trainer) -> str:
