@@ -278,13 +278,15 @@ class AnomalyDataModule(L.LightningDataModule):
         if truth is None and self._given_splits is None:
             if self.split != "normal_only" or self.train_contamination > 0:
                 what, other = (
-                    (f"split {self.split!r}", "train with --data.split normal_only")
+                    (f"split {self.split!r}", ", or train with --data.split normal_only")
+                    if self.split == "mixed"
+                    else (f"split {self.split!r}", " (it labels some of the normal rows)")
                     if self.split != "normal_only"
-                    else (f"train_contamination {self.train_contamination:g}", "set --data.train_contamination 0")
+                    else (f"train_contamination {self.train_contamination:g}", ", or set --data.train_contamination 0")
                 )
                 raise DataError(
                     f"{what} needs labels (which rows are anomalies), but the table has none: name its label column "
-                    f"with --data.label_column, or {other}"
+                    f"with --data.label_column{other}"
                 )
             labels = label_like_columns(table.features) if self.dataset == TABLE else []
             hint = (
@@ -293,7 +295,7 @@ class AnomalyDataModule(L.LightningDataModule):
                 else ""
             )
             if labels and (table.features[labels[0]].astype(str).str.strip().isin(["-1", "-1.0"])).any():
-                hint += " (after mapping its -1/1 to 0/1, 1 = anomaly: scikit-learn's -1 is the outlier)"
+                hint += " (after mapping its values to 0/1, 1 = anomaly: scikit-learn's -1 is the outlier)"
             rank_zero_warn(
                 f"the table has no labels: every row counts as normal, split as usual; metrics need labels{hint}"
             )

@@ -149,7 +149,7 @@ def test_a_table_without_a_label_column_names_a_column_that_looks_like_labels(tm
     assert label_like_columns(others) == ["Label"]  # three values, or words: not 0/1 labels
     flows["is_attack"] = np.where(flows["is_attack"] == 1, -1, 1)  # scikit-learn's outlier labels
     flows.to_csv(tmp_path / "flows.csv", index=False)
-    with pytest.warns(UserWarning, match=r"'is_attack' looks like .* \(after mapping its -1/1 to 0/1, 1 = anomaly"):
+    with pytest.warns(UserWarning, match=r"'is_attack' looks like .* \(after mapping its values to 0/1, 1 = anomaly"):
         assert AnomalyDataModule("table", path=str(tmp_path / "flows.csv")).input_dim == 3
 
 
