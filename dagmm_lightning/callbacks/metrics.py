@@ -180,7 +180,8 @@ class AnomalyMetrics(L.Callback):
             why = (
                 "the positive-unlabeled split validates on labelled normal rows"
                 if pu
-                else f"{len(labels)} row(s), none {'normal' if labels[0] else 'an anomaly'}: too few for both classes?"
+                else f"the split put {len(labels)} row(s) there, none {'normal' if labels[0] else 'an anomaly'}: "
+                "few rows, or anomalies moved to the training rows (train_contamination, labelled_anomalies)"
             )
             self._warn_once(
                 stage,
