@@ -150,10 +150,6 @@ class AnomalyDataModule(L.LightningDataModule):
             raise ConfigurationError("the positive_unlabeled split is defined for the paper protocol only")
         if rho is not None and not 0 < rho < 100:
             raise ConfigurationError(f"rho is a percentage in (0, 100), got {rho}")
-        if rho is not None and rho < 1:  # a fraction given for a percentage flags 100 times too few rows
-            rank_zero_warn(
-                f"rho {rho:g} flags {rho:g} % of the rows (rho is a percentage: {100 * rho:g} % is rho {100 * rho:g})"
-            )
         self.save_hyperparameters()
         vars(self).update(self.hparams)  # every setting is an attribute of its own name
         self.data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
@@ -260,6 +256,13 @@ class AnomalyDataModule(L.LightningDataModule):
                 f"{err} (the positive_unlabeled split draws its labelled rows from a fully labelled table; for a "
                 "table whose unlabelled rows have no label, DAGMMDetector(variant='pu') takes y with NaN or -1 there)"
             ) from None
+        share = None if self._truth is None else float(self._truth.mean())
+        if self._rho is not None and self._rho < 1 and share is not None and share >= 0.01:
+            # a fraction given for the percentage flags 100 times too few rows (a rate below 1 % is no mistake)
+            rank_zero_warn(
+                f"rho {self._rho:g} flags {self._rho:g} % of the rows, and the labels hold {100 * share:.3g} % "
+                f"anomalies: rho is a percentage ({100 * self._rho:g} % is rho {100 * self._rho:g})"
+            )
 
     def _read(self) -> None:
         if self.out_of_core:

@@ -321,11 +321,16 @@ def test_bad_options_are_named():
         AnomalyDataModule(protocol="mine")
     with pytest.raises(ValueError, match=r"rho is a percentage in \(0, 100\), got 100"):
         AnomalyDataModule(rho=100)
-    with pytest.warns(UserWarning, match=r"rho 0.3 flags 0.3 % of the rows \(rho is a percentage: 30 % is rho 30\)"):
-        assert AnomalyDataModule(rho=0.3).rho == 0.3
+    with pytest.warns(
+        UserWarning, match=r"rho 0.3 flags 0.3 % of the rows, and the labels hold \d+.?\d* % anomalies: rho is"
+    ):
+        assert AnomalyDataModule("breast_cancer", rho=0.3).input_dim == 30
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # a percentage of one or more: no warning
-        assert AnomalyDataModule(rho=2.5).rho == 2.5
+        warnings.simplefilter("error")  # a percentage of one or more, or a rate below 1 % where labels agree
+        assert AnomalyDataModule("breast_cancer", rho=2.5).input_dim == 30
+        y = np.zeros(1000)
+        y[:3] = 1  # 0.3 % anomalies
+        assert AnomalyDataModule.from_arrays(np.random.default_rng(0).normal(size=(1000, 2)), y, rho=0.3).input_dim == 2
 
 
 def test_scaled_rows_equal_the_table_scaling_and_name_bad_values():
