@@ -290,13 +290,18 @@ def check_unlisted_text(frame: pd.DataFrame, symbolic_columns: list) -> None:
             continue
         if pd.api.types.infer_dtype(values, skipna=True).startswith(TIME_KINDS):
             continue  # (the encoding names dates as such)
-        present = values.dropna()
-        text = present[pd.to_numeric(present, errors="coerce").isna()]
-        if len(text):
+        text = not_numbers(values, pd.to_numeric(values, errors="coerce"))
+        if text:
             raise DataError(
-                f"column {column!r} holds text (e.g. {text.iloc[0]!r}) but is not in symbolic_columns: naming "
+                f"column {column!r} holds text (e.g. {text[0]!r}) but is not in symbolic_columns: naming "
                 f"symbolic_columns turns off the detection of text columns, so list every one there, or {IGNORE}"
             )
+
+
+def not_numbers(values: pd.Series, coerced: pd.Series) -> list:
+    """The first of ``values`` (a list of at most one) that ``coerced`` (its ``pd.to_numeric(...,
+    errors="coerce")``) could not read as a number; a missing value is none."""
+    return values[coerced.isna() & values.notna()].iloc[:1].tolist()
 
 
 def infer_symbolic_columns(
@@ -470,7 +475,7 @@ class TablePreprocessor:
                 if pd.api.types.infer_dtype(numeric[column], skipna=True).startswith(TIME_KINDS):
                     raise DataError(f"column {column!r} holds dates or times, the model was trained on numbers")
                 coerced = pd.to_numeric(numeric[column], errors="coerce")  # numbers stored as text are numbers
-                example = numeric[column][coerced.isna() & numeric[column].notna()].iloc[:1].tolist()
+                example = not_numbers(numeric[column], coerced)
                 if example:
                     raise DataError(f"column {column!r} should be numeric but holds non-numeric values, e.g. {example}")
                 numeric = numeric.assign(**{column: coerced})
