@@ -280,13 +280,12 @@ class AnomalyDataModule(L.LightningDataModule):
             truth, n_rows = table.is_anomaly, len(table.features)
         if truth is None and self._given_splits is None:
             if self.split != "normal_only" or self.train_contamination > 0:
-                what, other = (
-                    (f"split {self.split!r}", ", or train with --data.split normal_only")
-                    if self.split == "mixed"
-                    else (f"split {self.split!r}", " (it labels some of the normal rows)")
-                    if self.split != "normal_only"
-                    else (f"train_contamination {self.train_contamination:g}", ", or set --data.train_contamination 0")
-                )
+                if self.split == "normal_only":
+                    what, other = f"train_contamination {self.train_contamination:g}", ", or set it to 0"
+                elif self.split == "mixed":
+                    what, other = "split 'mixed'", ", or train with --data.split normal_only"
+                else:  # positive_unlabeled: DAGMMPU trains on no other split
+                    what, other = f"split {self.split!r}", " (it labels some of the normal rows)"
                 raise DataError(
                     f"{what} needs labels (which rows are anomalies), but the table has none: name its label column "
                     f"with --data.label_column{other}"

@@ -73,7 +73,7 @@ class FirstBatches:
 
 def contamination_from_labels(share: float) -> float:
     """The contamination a fit with ``contamination`` null takes from its labels' anomaly share, clipped to
-    (0, 0.5] (``DAGMM.setup`` refuses a share of 0, or above 0.5 where the threshold is the energy's)."""
+    (0, 0.5] (``DAGMM.setup`` refuses a share of 0, and one above 0.5 where the threshold is contamination's)."""
     return min(max(share, 1e-4), 0.5)
 
 

@@ -278,11 +278,13 @@ def test_a_table_without_labels_asks_for_contamination_and_is_not_offered_a_test
         run(["fit", "--config", "configs/table.yaml", "--data.path", str(flows), *unlabelled], tmp_path)
     summary = "\n".join(r.getMessage() for r in caplog.records if "fit finished" in r.getMessage())
     assert "next:        dagmm predict --ckpt_path" in summary and "dagmm test" not in summary  # nothing to test
-    for setting, fix in [
-        ("--data.split=mixed", "--data.split normal_only"),
-        ("--data.train_contamination=0.02", "set --data.train_contamination 0"),
+    for setting, what, fix in [
+        ("--data.split=mixed", "split 'mixed'", "train with --data.split normal_only"),
+        ("--data.train_contamination=0.02", "train_contamination 0.02", "set it to 0"),
     ]:
-        with pytest.raises(ValueError, match=rf"needs labels .*, but the table has none: .*label_column, or .*{fix}"):
+        with pytest.raises(
+            ValueError, match=rf"^{what} needs labels .*, but the table has none: .*label_column, or {fix}$"
+        ):
             run(["fit", "--config", "configs/table.yaml", "--data.path", str(flows), setting, *unlabelled], tmp_path)
     partly = tmp_path / "partly.csv"  # a real positive-unlabeled table: only some rows labelled
     pd.read_csv(table(tmp_path / "flows.csv")).assign(
