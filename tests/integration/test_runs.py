@@ -171,10 +171,9 @@ def test_resume_equals_uninterrupted_run(tmp_path, monkeypatch):
         torch.testing.assert_close(resumed.model.state_dict()[name], value, rtol=1e-6, atol=1e-7, msg=name)
     assert resumed_metrics == pytest.approx(metrics, rel=1e-6)
     # a fit that max_steps ended at an epoch's end, resumed for more steps, from the checkpoint of that epoch's
-    # end (written every epoch) or of the fit's end: each epoch trains its own two batches in its own order
-    # (had: the first from the epoch's order one ahead; the second from the next epoch's, which ran one
-    # batch and shifted the rest by a step, and the fit reported an epoch more)
-    # (and from an epoch without a validation: there Lightning's replay of the epoch's end trained a batch more)
+    # end (written every epoch; also after an epoch without a validation) or of the fit's end: each epoch
+    # trains its own two batches in its own order (had: a replay of the epoch's end trained a batch more, or
+    # the next epoch ran one batch, shifting the rest by a step, and the fit reported an epoch more)
     sparse = ["--trainer.check_val_every_n_epoch", "3"]
     straight_sparse, _ = fit_metrics(tmp_path, "straight_sparse", -1, extra=["--trainer.max_steps", "8", *sparse])
     for every, name, validations in [(0.0, "epoch_end", []), (3600.0, "fit_end", []), (0.0, "no_val", sparse)]:
