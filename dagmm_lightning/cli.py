@@ -817,7 +817,7 @@ def fit_summary(trainer, datamodule: AnomalyDataModule, metrics: dict[str, float
         done += [f"refined by {em_steps} EM steps (at most {network.em_steps})"] if network.em_steps and counted else []
         lines.append(f"  mixture:     {', '.join(done)}")
     calibration = getattr(network, "calibration", None)
-    pu = hasattr(network, "c")  # its threshold is 1 - c/2 on the classifier's output (the validation line)
+    pu = not getattr(trainer.lightning_module, "threshold_from_contamination", True)  # c / 2: the validation line
     threshold = float(calibration.threshold) if calibration is not None else float("nan")
     if calibration is not None and spawned_last is not None:  # the workers' fit: their last checkpoint holds it
         state = torch.load(spawned_last, map_location="cpu", weights_only=False)["state_dict"]
