@@ -132,6 +132,25 @@ def test_an_npz_scored_against_a_model_of_named_columns_says_it_has_no_names(tmp
         scoring.predict_dataloader()
 
 
+@pytest.mark.parametrize("out_of_core", [False, True])
+def test_rows_to_score_pass_a_label_column_of_words_through_as_unknown(tmp_path, out_of_core):
+    frame = pd.DataFrame({"speed": np.arange(60.0) % 7, "size": np.arange(60.0) % 5, "label": 0})
+    frame.to_csv(tmp_path / "rows.csv", index=False)
+    new = frame.head(5).assign(label=["1", "attack", "0", "normal", "true"])  # 'attack': not 0/1
+    new.to_csv(tmp_path / "new.csv", index=False)
+    settings = dict(dataset="table", path=str(tmp_path / "rows.csv"), label_column="label", seed=0)
+    fitted = AnomalyDataModule(**settings)
+    fitted.setup("fit")
+    scoring = AnomalyDataModule(**settings, predict_file=str(tmp_path / "new.csv"), out_of_core=out_of_core)
+    with pytest.warns(UserWarning, match=r"label column 'label' holds \['attack', 'normal'\], not 0/1"):
+        scoring.setup("predict")
+        scoring.load_state_dict(fitted.state_dict())
+        batches = list(scoring.predict_dataloader())
+    assert torch.cat([labels for _, labels, _ in batches]).tolist() == [1, -1, 0, -1, 1]  # had: refused
+    with pytest.raises(DataError, match=r"must hold 0/1 or true/false \(1 = anomaly\), but also holds \['attack'"):
+        AnomalyDataModule(**{**settings, "path": str(tmp_path / "new.csv")}).setup("fit")  # training: refused
+
+
 def test_a_table_without_a_label_column_names_a_column_that_looks_like_labels(tmp_path):
     from dagmm_lightning.data.tables import label_like_columns
 
