@@ -40,6 +40,7 @@ from dagmm_lightning.errors import (
 from dagmm_lightning.labels import KNOWN_NORMAL, LABELLED_ANOMALY, UNLABELLED
 from dagmm_lightning.models import DAGMM, DAGMMPU, DAGMMVAE, DAGMMVQVAE
 from dagmm_lightning.scoring import ties_at_threshold, upper_quantile
+from dagmm_lightning.sizing import COMPONENTS
 
 Variant = Literal["dagmm", "vae", "vqvae", "mixed_loss", "pu"]
 VARIANTS: dict[str, type[DAGMM]] = {
@@ -102,7 +103,8 @@ class DAGMMDetector(BaseEstimator):
             every row trains, and the threshold is the training scores' quantile. Variants ``dagmm``,
             ``vae``, ``vqvae``.
         random_state: seed of initialisation, shuffling and dropout (an integer, or a numpy RandomState or
-            Generator that ``fit`` draws one from); None draws one.
+            Generator that ``fit`` draws one from); None draws one from numpy's global generator, as
+            scikit-learn does (``np.random.seed`` before ``fit`` makes fits repeat).
         verbose: show Lightning's progress bar and summaries.
         model_kwargs: more ``DAGMM`` (or variant) arguments over ``MODEL_DEFAULTS`` (and the scoring fit's), e.g.
             ``{"energy_trains_compression": True}`` for the paper's end-to-end training.
@@ -316,9 +318,17 @@ class DAGMMDetector(BaseEstimator):
         """Trains on the rows of X (n, d) (numpy, or a DataFrame whose text columns are one-hot encoded);
         ``y`` only for the ``mixed_loss`` and ``pu`` variants (1 labelled anomaly, 0 labelled normal, -1
         unlabelled). Sets ``decision_scores_``, ``threshold_`` and ``labels_``."""
+        try:
+            return self._fit(X, y)
+        except BaseException:  # Ctrl-C included: unfitted, not half of this fit and half of an earlier one
+            for name in [name for name in vars(self) if name.endswith("_") and not name.startswith("__")]:
+                delattr(self, name)
+            raise
+
+    def _fit(self, X, y) -> DAGMMDetector:
         check_choice("variant", self.variant, Variant)
         check_range("contamination", self.contamination, 0.0, 0.5, low_open=True)
-        for name in ("epochs", "members", "batch_size", "n_components"):
+        for name in ("epochs", "members", "batch_size", "n_components", "latent_dim"):
             value, optional = getattr(self, name), name != "batch_size"
             if not (value is None and optional) and not (_is_integer(value) and value >= 1):
                 what = "an integer >= 1" + (" or None" if optional else "")
@@ -333,9 +343,10 @@ class DAGMMDetector(BaseEstimator):
                 f"random_state must be None, an integer in [0, {2**32 - 1}], or a numpy RandomState or Generator, "
                 f"got {seed!r}"
             )
-        self._seed = int(seed) if seed is not None else int(np.random.SeedSequence().entropy % 2**31)
+        # None: drawn from numpy's global generator, as scikit-learn does (np.random.seed makes fits repeat)
+        self._seed = int(seed) if seed is not None else int(np.random.randint(0, 2**31))
         frame = self._as_frame(X)
-        minimum = max(2, self.n_components or 1)
+        minimum = max(2, self.n_components or COMPONENTS[0])  # None: at least the fewest it chooses from
         if len(frame) < minimum:
             raise DataError(f"X has {len(frame)} sample(s) (rows); the detector needs at least {minimum}")
         check_range("calibration_fraction", self.calibration_fraction, 0.0, 0.5, high_open=True)
@@ -400,7 +411,8 @@ class DAGMMDetector(BaseEstimator):
             if self.verbose:  # the bar's loss is computed on logging steps: at least one an epoch
                 shown["log_every_n_steps"] = max(1, min(50, n_rows // self.batch_size))
             steps = dict(max_epochs=-1, max_steps=TRAINING_STEPS) if self.epochs is None else {}
-            trainer = L.Trainer(**{"max_epochs": self.epochs, **steps}, **shown, **TRAINER)
+            epochs = None if self.epochs is None else int(self.epochs)  # Lightning takes no numpy integer
+            trainer = L.Trainer(**{"max_epochs": epochs, **steps}, **shown, **TRAINER)
             handler = signal.getsignal(signal.SIGINT)
             try:
                 trainer.fit(self.model_, datamodule=data)
@@ -408,15 +420,16 @@ class DAGMMDetector(BaseEstimator):
                 if not trainer.interrupted:
                     raise
                 if trainer.received_sigterm:  # a scheduler's or `timeout`'s SIGTERM: the process ends, as it asked,
-                    del self.model_  # with a killed process's status (Lightning's exception exits with 0)
                     raise SystemExit(128 + signal.SIGTERM) from None
                 if threading.current_thread() is threading.main_thread():  # Lightning left Ctrl-C ignored
                     signal.signal(signal.SIGINT, handler)
-                del self.model_  # half trained: the detector is not fitted
-                raise KeyboardInterrupt from None
+                raise KeyboardInterrupt from None  # half trained: fit leaves the detector unfitted
 
     def _build_model(self, d: int) -> DAGMM:
-        hidden = tuple(self.hidden_dims) if self.hidden_dims is not None else None
+        hidden = self.hidden_dims  # a list or array of integers as a tuple of ints; anything else refused by DAGMM
+        if hidden is not None and np.ndim(hidden) == 1:
+            hidden = tuple(np.asarray(hidden).tolist())
+        latent = None if self.latent_dim is None else int(self.latent_dim)
         inference = self.inference or "energy"
         members = self.members or (ENSEMBLE_MEMBERS if VARIANTS[self.variant].ensembles else 1)
         mixture = self.mixture or ("gaussian+laplace" if members > 1 else "gaussian")
@@ -431,8 +444,8 @@ class DAGMMDetector(BaseEstimator):
         if owned:
             raise ConfigurationError(f"model_kwargs {owned}: set them as DAGMMDetector's own parameters")
         settings |= {**MODEL_DEFAULTS, **scoring_fit, **(self.model_kwargs or {})}
-        sizes = dict(n_components=self.n_components, members=members)
-        return VARIANTS[self.variant](d, hidden, self.latent_dim, **sizes, **settings)
+        sizes = dict(n_components=None if self.n_components is None else int(self.n_components), members=int(members))
+        return VARIANTS[self.variant](d, hidden, latent, **sizes, **settings)
 
     def decision_function(self, X) -> np.ndarray:
         """Anomaly score of each row of X (n,), higher = more anomalous."""

@@ -75,3 +75,12 @@ def check_range(
     below = value < high if high_open else value <= high
     if not (above and below):
         raise ConfigurationError(f"{name} must be in {interval}, got {value}")
+
+
+def check_layer_sizes(name: str, sizes: Any) -> None:
+    """Raise ``ConfigurationError`` unless ``sizes`` is a list or tuple of layer widths, each an integer >= 1."""
+    widths = sizes if isinstance(sizes, (list, tuple)) else [None]
+    if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1 for v in widths):
+        raise ConfigurationError(
+            f"{name} must be a list of layer widths, each an integer >= 1 (e.g. [60, 30]), got {sizes!r}"
+        )

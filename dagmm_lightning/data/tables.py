@@ -486,7 +486,8 @@ class TablePreprocessor:
             known = codes >= 0
             if not known.all():  # (a changed spelling would mis-score every row)
                 unseen = pd.unique(frame[column].to_numpy()[~known])
-                shown = ", ".join(repr(v) for v in unseen[:3]) + (", ..." if len(unseen) > 3 else "")
+                shown = ", ".join(repr(v.item() if isinstance(v, np.generic) else v) for v in unseen[:3])
+                shown += ", ..." if len(unseen) > 3 else ""
                 rank_zero_warn(
                     f"column {column!r} holds categories not seen in training ({shown}); those rows are encoded as "
                     "no category, which no training row had: their scores say nothing sure of them (often higher, "
@@ -515,7 +516,7 @@ class TablePreprocessor:
         values = torch.addcmul(offset, values, inverse, out=values if copied else None)  # the caller's array stays
         if values.numel() == 0:
             return values
-        offset_heavy = np.flatnonzero(np.abs(self.minimum) > OFFSET_LIMIT * self.range)
+        offset_heavy = np.flatnonzero(np.abs(self.minimum) / OFFSET_LIMIT > self.range)  # no overflow near 1e308
         if len(offset_heavy):  # float32's rounding of x (2^-24 |x|) would be more than 1e-6 of the range
             with np.errstate(over="ignore", invalid="ignore"):  # inf / NaN: found below, as for the others
                 exact = (

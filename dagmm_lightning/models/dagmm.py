@@ -22,7 +22,14 @@ try:
 except ImportError:  # Lightning < 2.6 has none
     WeightAveraging = ()
 
-from dagmm_lightning.errors import ConfigurationError, DataError, NonFiniteError, check_choice, check_range
+from dagmm_lightning.errors import (
+    ConfigurationError,
+    DataError,
+    NonFiniteError,
+    check_choice,
+    check_layer_sizes,
+    check_range,
+)
 from dagmm_lightning.labels import LABELLED_ANOMALY
 from dagmm_lightning.losses import AnomalyLoss, dagmm_objective
 from dagmm_lightning.mixture import MixtureDtype, MixtureFamily, build_mixture, reseedable_components
@@ -203,6 +210,9 @@ class DAGMM(L.LightningModule):
         weights = dict(lambda_energy=lambda_energy, lambda_cov=lambda_cov, anomaly_margin=anomaly_margin)
         for name, weight in dict(weights, reconstruction_weight=reconstruction_weight).items():
             check_range(name, weight, 0.0, math.inf, high_open=True)  # below 0 a loss rewards what it should not
+        for name, sizes in dict(hidden_dims=hidden_dims, estimation_hidden=estimation_hidden).items():
+            if sizes is not None:
+                check_layer_sizes(name, sizes)
         if latent_dim is not None and not latent_dim >= 1:
             raise ConfigurationError(f"latent_dim must be >= 1 (or null: from the data), got {latent_dim}")
         if n_components is not None and not n_components >= 1:

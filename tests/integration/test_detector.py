@@ -1,5 +1,6 @@
 import os
 import re
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -97,6 +98,37 @@ def test_a_numpy_random_state_draws_the_seed():
     np.testing.assert_array_equal(drawn.decision_scores_, seeded.decision_scores_)
     generated = [DAGMMDetector(epochs=1, members=1, random_state=np.random.default_rng(7)).fit(x) for _ in range(2)]
     np.testing.assert_array_equal(generated[0].decision_scores_, generated[1].decision_scores_)
+
+
+def test_without_a_random_state_numpys_global_seed_repeats_a_fit():
+    x = blobs(n=200, outliers=10)[0]
+    scores = []
+    for seed in (5, 5, 6):
+        np.random.seed(seed)  # scikit-learn's convention for random_state None
+        scores.append(DAGMMDetector(epochs=1, members=1).fit(x).decision_scores_)
+    np.testing.assert_array_equal(scores[0], scores[1])
+    assert not np.array_equal(scores[0], scores[2])
+
+
+def test_numpy_integers_as_settings_as_a_grid_search_gives_them():
+    x, y = blobs(n=200, outliers=10)
+    sizes = dict(hidden_dims=np.array([6, 3]), latent_dim=np.int64(2), n_components=np.int64(2))
+    det = DAGMMDetector(epochs=np.int64(2), members=np.int64(1), random_state=0, **sizes).fit(x)  # had: AssertionError
+    assert det.model_.hparams.hidden_dims == (6, 3) and type(det.model_.hparams.latent_dim) is int
+    assert det.model_.trainer.current_epoch == 2
+    searched = GridSearchCV(DAGMMDetector(members=1, random_state=0), {"epochs": np.arange(1, 3)}, scoring="roc_auc")
+    assert searched.fit(x, y).best_params_["epochs"] in (1, 2)
+
+
+def test_a_fit_that_fails_leaves_the_detector_unfitted():
+    x = blobs(n=200, outliers=10)[0]
+    det = DAGMMDetector(epochs=1, members=1, random_state=0).fit(x)
+    det.set_params(hidden_dims=8, latent_dim=2)
+    with pytest.raises(ValueError, match=r"hidden_dims must be a list of layer widths, each an integer >= 1.*got 8"):
+        det.fit(x[:, :3])  # had: a raw TypeError, and the new fit's columns beside the old fit's threshold
+    assert [name for name in vars(det) if name.endswith("_")] == []
+    with pytest.raises(NotFittedError):
+        det.predict(x)
 
 
 def test_sigterm_during_fit_ends_the_process_as_it_asked_not_as_a_ctrl_c(monkeypatch):
@@ -315,6 +347,8 @@ def test_bad_settings_and_unfitted():
         DAGMMDetector(epochs=1, model_kwargs={"lr": 0.5, "contamination": 0.3}).fit(x)  # had won, unseen
     with pytest.raises(DataError, match=r"X has 3 sample\(s\) \(rows\); the detector needs at least 4"):
         DAGMMDetector(epochs=1).fit(x[:3])
+    with pytest.raises(DataError, match=r"X has 3 sample\(s\) \(rows\); the detector needs at least 4"):
+        DAGMMDetector(epochs=1, n_components=None).fit(x[:3])  # chosen from 4 up: had named a CLI option
     with pytest.raises(DataError, match="every feature is constant on the training rows"):
         DAGMMDetector(epochs=1).fit(np.full((20, 3), 2.5))
     with pytest.raises(ValueError, match="variant must be one of"):
@@ -342,6 +376,14 @@ def test_values_far_beyond_the_training_range_score_finite_and_flagged(fitted):
     scores = det.decision_function(rows)
     assert np.isfinite(scores).all() and (det.predict(rows)[:3] == 1).all()
     assert scores[:3].min() > det.decision_scores_.max()
+
+
+def test_a_value_near_float64s_limit_trains_without_numpy_warnings():
+    x = np.c_[blobs(n=200, outliers=0)[0], np.r_[np.ones(199), 1e308]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # had: "overflow encountered in multiply"
+        det = DAGMMDetector(epochs=1, members=1, random_state=0).fit(x)
+    assert np.isfinite(det.decision_scores_).all()
 
 
 def test_a_missing_value_in_a_text_column_is_its_own_category():
@@ -375,6 +417,8 @@ def test_categories_not_seen_in_training_are_named_in_a_warning():
         assert det.predict(shouted).mean() == 1.0
     with pytest.warns(UserWarning, match=r"not seen in training \('sctp'\); those rows are encoded as no category"):
         det.decision_function(frame.iloc[:10].assign(proto=["sctp", *frame.proto[1:10]]))
+    with pytest.warns(UserWarning, match=r"not seen in training \(nan\); those rows"):  # had: np.float64(nan)
+        det.decision_function(frame.iloc[:10].assign(proto=np.nan))  # a float column: numpy's own NaN
     fitted_on = r"non-numeric values, .* \(the detector was fitted on a DataFrame with text columns \['proto'\]\)"
     with (
         pytest.warns(UserWarning, match="X does not have valid feature names"),
