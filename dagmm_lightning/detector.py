@@ -22,6 +22,7 @@ from typing import Literal
 import lightning as L
 import numpy as np
 import pandas as pd
+import scipy.special
 import torch
 from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from sklearn.base import BaseEstimator
@@ -462,13 +463,20 @@ class DAGMMDetector(BaseEstimator):
         """1 for anomalies (score above ``threshold_``), 0 for normal rows."""
         return (self.decision_function(X) > self.threshold_).astype(int)
 
-    def predict_proba(self, X) -> np.ndarray:
-        """(n, 2): [p(normal), p(anomaly)], the score min-max scaled by ``decision_scores_`` (PyOD's
-        ``linear`` method), clipped to [0, 1]. A ranking, not a calibrated probability: ``threshold_`` maps
-        to wherever it lies between the training scores' extremes, not to 0.5; ``predict`` gives the labels."""
+    def predict_proba(self, X, method: Literal["linear", "unify"] = "linear") -> np.ndarray:
+        """(n, 2): [p(normal), p(anomaly)] from the score, as PyOD's methods give it: ``linear`` min-max
+        scaled by ``decision_scores_``, ``unify`` erf of the score standardised by their mean and standard
+        deviation (Kriegel et al. 2011); clipped to [0, 1]. A ranking, not a calibrated probability:
+        ``threshold_`` maps to wherever it lies, not to 0.5; ``predict`` gives the labels."""
+        check_choice("method", method, ("linear", "unify"))
         scores = self.decision_function(X)
-        low, high = self.decision_scores_.min(), self.decision_scores_.max()
-        p = np.clip((scores - low) / max(high - low, 1e-12), 0.0, 1.0)
+        if method == "linear":
+            low, high = self.decision_scores_.min(), self.decision_scores_.max()
+            p = (scores - low) / max(high - low, 1e-12)
+        else:
+            spread = max(float(self.decision_scores_.std()), 1e-12)
+            p = scipy.special.erf((scores - self.decision_scores_.mean()) / (spread * np.sqrt(2)))
+        p = np.clip(p, 0.0, 1.0)
         return np.stack([1 - p, p], axis=1)
 
     # --- persistence -----------------------------------------------------------------------------------

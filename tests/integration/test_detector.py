@@ -1,3 +1,4 @@
+import math
 import os
 import re
 import warnings
@@ -50,6 +51,11 @@ def test_detector_ranks_outliers_above_normal_rows(fitted):
     proba = det.predict_proba(x)
     assert proba.shape == (len(x), 2) and np.allclose(proba.sum(1), 1) and (proba >= 0).all()
     assert roc_auc_score(y, proba[:, 1]) == pytest.approx(roc_auc_score(y, det.decision_scores_))
+    mean, std = np.mean(det.decision_scores_), np.std(det.decision_scores_)
+    unify = [min(max(math.erf((s - mean) / (std * math.sqrt(2))), 0.0), 1.0) for s in det.decision_scores_]
+    np.testing.assert_allclose(det.predict_proba(x, method="unify")[:, 1], unify, rtol=1e-9)  # PyOD's 'unify'
+    with pytest.raises(ValueError, match=r"method must be one of \['linear', 'unify'\], got 'softmax'"):
+        det.predict_proba(x, method="softmax")
 
 
 def test_fit_leaves_the_callers_random_state_as_it_was(monkeypatch):
