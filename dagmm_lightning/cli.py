@@ -826,13 +826,15 @@ def fit_summary(trainer, datamodule: AnomalyDataModule, metrics: dict[str, float
     if contamination is None and spawned_last is not None and datamodule.anomaly_share:  # the workers took it
         contamination = contamination_from_labels(datamodule.anomaly_share)
     if contamination and not pu and threshold == threshold:  # not NaN
-        above = f"the top {100 * contamination:g} % of training scores lie above"
-        scores = getattr(trainer.lightning_module, "_training_scores", None)
+        held_out = trainer.lightning_module.hparams.get("threshold_rows") == "val"
+        rows = "val rows' scores (not trained on)" if held_out else "training scores"
+        above = f"the top {100 * contamination:g} % of {rows} lie above"
+        scores = getattr(trainer.lightning_module, "_threshold_scores", None)
         ties = None if scores is None else ties_at_threshold(scores, threshold, contamination)
         if ties is not None:  # ties at the quantile (duplicate rows) leave fewer above it
             share, tied = ties
             above = (
-                f"{100 * share:.3g} % of training scores lie above, not {100 * contamination:g} %: "
+                f"{100 * share:.3g} % of {rows} lie above, not {100 * contamination:g} %: "
                 f"{100 * tied:.3g} % tie at it (duplicate rows?), and predict may flag them all or none"
             )
         lines.append(f"  threshold:   {threshold:.6g} ({above})")  # predict flags rows above it

@@ -35,11 +35,12 @@ from dagmm_lightning.losses import AnomalyLoss, dagmm_objective
 from dagmm_lightning.mixture import MixtureDtype, MixtureFamily, build_mixture, reseedable_components
 from dagmm_lightning.models.compiled_step import CompiledAdamStep
 from dagmm_lightning.networks import Activation, Autoencoder, DAGMMModel, DAGMMOutput, EstimationNetwork
-from dagmm_lightning.scoring import Inference, ScoreCalibration
+from dagmm_lightning.scoring import Inference, ScoreCalibration, upper_quantile
 from dagmm_lightning.sizing import mixture_components, network_sizes
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 LRSchedule = Literal["constant", "cosine"]
+ThresholdRows = Literal["train", "val"]
 GENERATORS_KEY = "dagmm_generators"  # a fit checkpoint's epoch and each rank's generator states
 SANITY_FIT_ROWS = 8192  # training rows (each process's) the mixture is fitted on for the sanity-check validation
 _EMPTY_WITHOUT_RESEEDING = (
@@ -111,8 +112,12 @@ class DAGMM(L.LightningModule):
         jitter: added to the covariance diagonal before every Cholesky factorisation.
         mixture_dtype: ``float64`` or ``float32``; the mixture never runs in half precision.
         contamination: expected share of anomalies; the stored threshold is the (1 - contamination)
-            quantile of the training rows' scores. None: the share of anomalies in the data's labels
+            quantile of the scores of ``threshold_rows``. None: the share of anomalies in the data's labels
             (a user's table with a label column; an error for a table without labels).
+        threshold_rows: the rows whose scores set the threshold: ``train`` (every training row: that share
+            of them is flagged) or ``val`` (the val rows not labelled anomalous, which the model did not
+            train on: new rows like them are flagged at about that share, where a model that fits its
+            training rows closely scores new rows higher; ``DAGMMDetector``'s ``calibration_fraction``).
         inference: the score: ``energy`` (the paper) or ``energy+reconstruction`` (the study's modified
             inference; see ``ScoreCalibration``).
         reconstruction_weight: w in the combined score.
@@ -187,6 +192,7 @@ class DAGMM(L.LightningModule):
         jitter: float = 1e-6,
         mixture_dtype: MixtureDtype = "float64",
         contamination: float | None = 0.1,
+        threshold_rows: ThresholdRows = "train",
         inference: Inference = "energy",
         reconstruction_weight: float = 1.0,
         anomaly_loss: AnomalyLoss = "hinge",
@@ -218,6 +224,11 @@ class DAGMM(L.LightningModule):
         if n_components is not None and not n_components >= 1:
             raise ConfigurationError(f"n_components must be >= 1 (or null: from the data), got {n_components}")
         check_choice("inference", inference, Inference)
+        check_choice("threshold_rows", threshold_rows, ThresholdRows)
+        if threshold_rows == "val" and not self.threshold_from_contamination:
+            raise ConfigurationError(
+                f"threshold_rows 'val' is for a contamination quantile, not {type(self).__name__}'s"
+            )
         check_choice("anomaly_loss", anomaly_loss, AnomalyLoss)
         check_choice("lr_schedule", lr_schedule, LRSchedule)
         if members < 1 or (members > 1 and not self.ensembles):
@@ -264,6 +275,7 @@ class DAGMM(L.LightningModule):
         self.register_buffer("fitted_at_step", torch.tensor(-1, dtype=torch.long))
         self._fitted_weights: torch.Tensor | None = None  # mark_fitted's record (a checkpoint keeps the step only)
         self._training_scores: torch.Tensor | None = None
+        self._threshold_scores: torch.Tensor | None = None  # the scores the threshold is the quantile of
         self.resumed_at_step: int | None = None  # a checkpoint's global step, once one is loaded
 
     # --- what a variant changes -------------------------------------------------------------------
@@ -300,8 +312,26 @@ class DAGMM(L.LightningModule):
         """Fit the mixture and the score calibration on every training row (labelled anomalies left out)
         with the current weights."""
         with self.forward_context():
-            self._training_scores = self.model.fit(TrainingRows(self._training_batches()))
+            self._training_scores = self._threshold_scores = self.model.fit(TrainingRows(self._training_batches()))
+            if self.hparams.get("threshold_rows", "train") == "val":  # (older checkpoints have no such setting)
+                self._threshold_scores = self._threshold_from_val_rows()
         self.mark_fitted()
+
+    def _threshold_from_val_rows(self) -> torch.Tensor:
+        """threshold_rows 'val': the (1 - contamination) quantile of the scores of the val rows not labelled
+        anomalous (all processes' rows); returns those scores (N,)."""
+        datamodule = self.trainer.datamodule
+        if not hasattr(datamodule, "refit_dataloader"):
+            raise ConfigurationError("threshold_rows 'val' needs the AnomalyDataModule's val rows")
+        scores = self.model.score_batches(TrainingRows(datamodule.refit_dataloader("val")))  # truth 1 left out
+        if len(scores) == 0:
+            raise DataError(
+                "threshold_rows 'val' sets the threshold on the val rows, but there are none not labelled "
+                "anomalous: set --data.val_fraction (e.g. 0.1), or threshold_rows 'train'"
+            )
+        calibration = self.model.calibration
+        calibration.threshold.fill_(upper_quantile(scores, calibration.contamination))
+        return scores
 
     def mark_fitted(self) -> None:
         """Record which weights the mixture was fitted with: the step, and the weights themselves (weight
@@ -500,6 +530,11 @@ class DAGMM(L.LightningModule):
                 f"split 'positive_unlabeled' is DAGMMPU's (configs/pu.yaml): {type(self).__name__} trains on "
                 "every training row as unlabelled, and its val rows (labelled normal only) measure no anomaly"
             )
+        if splits is not None and self.hparams.get("threshold_rows") == "val" and not len(splits.val):
+            raise DataError(
+                "threshold_rows 'val' sets the threshold on the val rows, but there are none: set "
+                "--data.val_fraction (e.g. 0.1), or threshold_rows 'train'"
+            )
         components = self.hparams.n_components
         if splits is not None and components is not None and components > len(splits.train):
             raise ConfigurationError(
@@ -623,7 +658,7 @@ class DAGMM(L.LightningModule):
             first = self.__dict__.pop("_sanity_batches", None)
             if first is not None and first.cut:  # its fit was of the first rows only: the next use refits
                 self.fitted_at_step.fill_(-1)
-                self._fitted_weights, self._training_scores = None, None
+                self._fitted_weights, self._training_scores, self._threshold_scores = None, None, None
             return
         if self.trainer.state.fn == "fit" and self.hparams.em_steps > 0:  # of the fit that validation scored with
             self.log("train/em_steps", float(self.model.em_steps_run), batch_size=1)
@@ -679,12 +714,12 @@ class DAGMM(L.LightningModule):
     def _fitted_state(self, weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """A state dict of ``weights`` with the mixture fitted to them; this module left as it was."""
         own = {name: value.clone() for name, value in self.state_dict().items()}
-        record, scores = self._fitted_weights, self._training_scores
+        record, scores = self._fitted_weights, (self._training_scores, self._threshold_scores)
         self.load_state_dict(weights)
         self.refit()
         fitted = {name: value.clone() for name, value in self.state_dict().items()}
         self.load_state_dict(own)
-        self._fitted_weights, self._training_scores = record, scores
+        self._fitted_weights, (self._training_scores, self._threshold_scores) = record, scores
         return fitted
 
     def on_train_end(self) -> None:
@@ -755,7 +790,7 @@ class DAGMM(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self._fitted_weights = None  # the checkpoint's fit is of its own weights (its step says so)
-        self._training_scores = None
+        self._training_scores = self._threshold_scores = None
         self._resumed_generators = checkpoint.get(GENERATORS_KEY)
         self.resumed_at_step = checkpoint.get("global_step")  # the fit summary tells a resume that trained nothing
         if self._trainer is not None and self.trainer.state.fn != "fit":  # in the process that restores it

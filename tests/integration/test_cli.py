@@ -265,6 +265,29 @@ def test_fit_summary_says_when_training_scores_tie_at_the_threshold(tmp_path, ca
     )
 
 
+def test_threshold_rows_val_sets_the_threshold_on_the_held_out_normal_rows(tmp_path, caplog):
+    args = ["fit", "--config", "configs/quickstart.yaml", "--trainer.max_epochs", "3"]
+    fitted = run([*args, "--model.init_args.threshold_rows", "val"], tmp_path / "val")
+    x, y = fitted.datamodule.arrays("val")
+    model = fitted.model.eval()
+    with torch.no_grad():
+        scores = model.score(torch.from_numpy(x[y == 0])).double().numpy()  # the val rows' truth: 0 normal
+    threshold = float(model.model.calibration.threshold)
+    assert 0 < (y == 1).sum() and threshold == pytest.approx(np.quantile(scores, 0.9), rel=1e-6)
+    assert "of val rows' scores (not trained on) lie above" in caplog.text
+    trained = run(args, tmp_path / "train")  # the same fit, the threshold on the training rows as before
+    assert float(trained.model.model.calibration.threshold) == pytest.approx(
+        np.quantile(trained.model.training_scores().numpy(), 0.9), rel=1e-6
+    )
+    last = next((tmp_path / "val").rglob("last.ckpt"))
+    tested = run(["test", "--ckpt_path", str(last)], tmp_path / "val")  # the checkpoint keeps it
+    assert float(tested.model.model.calibration.threshold) == threshold
+    with pytest.raises(ValueError, match="threshold_rows 'val' sets the threshold on the val rows, but there are none"):
+        run([*args, "--model.init_args.threshold_rows", "val", "--data.val_fraction", "0"], tmp_path / "none")
+    with pytest.raises(ValueError, match="threshold_rows 'val' is for a contamination quantile, not DAGMMPU's"):
+        run(["fit", "--config", "configs/pu.yaml", "--model.init_args.threshold_rows", "val"], tmp_path / "pu")
+
+
 def test_a_checkpoint_finds_its_data_from_another_folder(tmp_path, monkeypatch):
     args = ["--config", "configs/quickstart.yaml", "--trainer.max_epochs", "1"]
     run(["fit", *args, "--data.dataset", "thyroid"], tmp_path / "thyroid")  # data/thyroid.npz, relative
