@@ -253,7 +253,9 @@ OPTIONS: dict[str, dict] = {
     "--protocol": dict(type=Literal["paper", "reimplementation"], default="paper"),
     "--epochs": dict(type=int | None, default=None, help="override the configs' max_epochs"),
     "--jobs": dict(type=int, default=1, help="runs in parallel (processes)"),
-    "--threads": dict(type=int | None, default=None, help="torch threads per run (default: cores / jobs)"),
+    "--threads": dict(
+        type=int | None, default=None, help="torch threads per run (default: cores / jobs; with --suite: torch's)"
+    ),
     "--baselines": dict(action="store_true", help="add IsolationForest and GaussianMixture rows"),
     "--recon-inference": dict(action="store_true", help="also score energy-scored models with energy+reconstruction"),
     "--select-on": dict(type=Selectable | None, default=None, help="test the checkpoint best on this val metric"),
@@ -273,7 +275,6 @@ CONFIGS_ONLY = {
     "--protocol": "paper",
     "--epochs": None,
     "--jobs": 1,
-    "--threads": None,
     "--baselines": False,
     "--recon-inference": False,
     "--select-on": None,
@@ -363,6 +364,8 @@ def main(argv: list[str] | None = None) -> None:
             raise ConfigurationError(f"--detector: {unknown} are not DAGMMDetector settings; see its docstring")
         if "random_state" in settings:  # each seed's run takes the seed: one fixed state would repeat one run
             parser.error("--detector: random_state is each run's seed; give the seeds with --seeds")
+        if args.threads is not None:  # beside other work on the cores, fewer threads than cores avoid stalls
+            torch.set_num_threads(args.threads)
         try:
             run_suite(Path(args.suite), parse_seeds(args.seeds), settings, method, True, csv_path)
         except KeyboardInterrupt:  # the rows so far are kept: report them, and say how to go on

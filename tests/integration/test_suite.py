@@ -5,6 +5,7 @@ import re
 
 import numpy as np
 import pytest
+import torch
 
 from dagmm_lightning.benchmark import suite
 from dagmm_lightning.benchmark.runner import main
@@ -39,7 +40,7 @@ def test_knn_baseline_is_the_distance_to_the_fifth_training_row():
 
 
 @pytest.mark.slow
-def test_suite_runs_every_table_and_method_resumably(tmp_path, capsys):
+def test_suite_runs_every_table_and_method_resumably(tmp_path, capsys, monkeypatch):
     folder = tmp_path / "tables"
     folder.mkdir()
     for number, shift in ((1, 3.0), (2, 4.0)):
@@ -49,7 +50,10 @@ def test_suite_runs_every_table_and_method_resumably(tmp_path, capsys):
         np.savez(folder / f"{number}_toy.npz", X=x, y=np.r_[np.ones(15, int), np.zeros(185, int)])
     out = tmp_path / "suite"
     args = ["--suite", str(folder), "--seeds", "0", "--detector", '{"epochs": 2}', "--out", str(out)]
-    main(args)
+    threads = []
+    monkeypatch.setattr(torch, "set_num_threads", threads.append)  # (this process's threads stay as they are)
+    main([*args, "--threads", "1"])  # had: refused with --suite
+    assert threads == [1]
     with out.with_suffix(".csv").open() as f:
         rows = list(csv.DictReader(f))
     assert sorted({r["method"] for r in rows}) == sorted(["dagmm_detector", *suite.BASELINES])
