@@ -441,6 +441,8 @@ class DAGMMDetector(BaseEstimator):
         if unknown:
             raise ConfigurationError(f"model_kwargs {unknown} are not {VARIANTS[self.variant].__name__} arguments")
         own = {"input_dim", "hidden_dims", "latent_dim", "n_components", "members", *settings}  # lr, mixture, ...
+        if "threshold_rows" in (self.model_kwargs or {}):  # the detector has no val rows
+            raise ConfigurationError("model_kwargs threshold_rows: the detector's calibration_fraction holds rows out")
         owned = sorted(set(self.model_kwargs or {}) & own)
         if owned:
             raise ConfigurationError(f"model_kwargs {owned}: set them as DAGMMDetector's own parameters")
