@@ -114,10 +114,11 @@ class DAGMM(L.LightningModule):
         contamination: expected share of anomalies; the stored threshold is the (1 - contamination)
             quantile of the scores of ``threshold_rows``. None: the share of anomalies in the data's labels
             (a user's table with a label column; an error for a table without labels).
-        threshold_rows: the rows whose scores set the threshold: ``train`` (every training row: that share
-            of them is flagged) or ``val`` (the val rows not labelled anomalous, which the model did not
-            train on: new rows like them are flagged at about that share, where a model that fits its
-            training rows closely scores new rows higher; ``DAGMMDetector``'s ``calibration_fraction``).
+        threshold_rows: the rows whose scores set the threshold: ``train`` (the training rows, normal ones
+            only where the split has labels: that share of normal rows is flagged, and the anomalies caught
+            come on top) or ``val`` (every val row, anomalies included at the data's ratio under the paper
+            protocol, none of which the model trained on: about that share of rows like them is flagged;
+            ``DAGMMDetector``'s ``calibration_fraction``).
         inference: the score: ``energy`` (the paper) or ``energy+reconstruction`` (the study's modified
             inference; see ``ScoreCalibration``).
         reconstruction_weight: w in the combined score.
@@ -318,17 +319,12 @@ class DAGMM(L.LightningModule):
         self.mark_fitted()
 
     def _threshold_from_val_rows(self) -> torch.Tensor:
-        """threshold_rows 'val': the (1 - contamination) quantile of the scores of the val rows not labelled
-        anomalous (all processes' rows); returns those scores (N,)."""
+        """threshold_rows 'val': the (1 - contamination) quantile of the scores of every val row (all
+        processes' rows); returns those scores (N,)."""
         datamodule = self.trainer.datamodule
         if not hasattr(datamodule, "refit_dataloader"):
             raise ConfigurationError("threshold_rows 'val' needs the AnomalyDataModule's val rows")
-        scores = self.model.score_batches(TrainingRows(datamodule.refit_dataloader("val")))  # truth 1 left out
-        if len(scores) == 0:
-            raise DataError(
-                "threshold_rows 'val' sets the threshold on the val rows, but there are none not labelled "
-                "anomalous: set --data.val_fraction (e.g. 0.1), or threshold_rows 'train'"
-            )
+        scores = self.model.score_batches(x for x, _, _ in datamodule.refit_dataloader("val"))
         calibration = self.model.calibration
         calibration.threshold.fill_(upper_quantile(scores, calibration.contamination))
         return scores
