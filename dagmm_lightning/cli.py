@@ -660,7 +660,8 @@ class DAGMMCLI(LightningCLI):
         val = metrics.last_metrics.get("val")
         if val is None and spawned(trainer):  # the workers' metrics reach this process as the trainer's
             val = {k[4:]: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")} or None
-        rank_zero_info(fit_summary(trainer, self.datamodule, val))
+        resumed_from = self.config.get("fit", self.config).get("ckpt_path")
+        rank_zero_info(fit_summary(trainer, self.datamodule, val, resumed_from))
 
 
 def logged_to(trainer) -> str:
@@ -771,31 +772,40 @@ def spawned_last_checkpoint(trainer) -> Path | None:
 KEY_METRICS = ("roc_auc", "average_precision", "precision_rho", "recall_rho", "f1_rho", "f1_threshold")
 
 
-def fit_summary(trainer, datamodule: AnomalyDataModule, metrics: dict[str, float] | None) -> str:
+def fit_summary(
+    trainer, datamodule: AnomalyDataModule, metrics: dict[str, float] | None, resumed_from: str | None = None
+) -> str:
     """What a finished ``fit`` leaves: the rows, where the logs and checkpoints are, the last validation,
-    and the commands that test and score with the checkpoint."""
+    and the commands that test and score with the checkpoint. ``resumed_from``: the fit's --ckpt_path."""
     checkpoint = own_checkpoint(trainer)
     last = checkpoint.last_model_path if checkpoint is not None else ""
-    done = trainer.current_epoch
+    done, steps = trainer.current_epoch, trainer.global_step
+    resumed = getattr(trainer.lightning_module, "resumed_at_step", None)
     spawned_last = None if last else spawned_last_checkpoint(trainer)
+    if spawned(trainer) and resumed_from:  # the workers resumed it: its step is read here
+        resumed = trained(resumed_from)[1]
+        if spawned_last is None:  # they wrote none: they trained nothing, the checkpoint resumed is the model
+            spawned_last = Path(resumed_from)
     if spawned_last is not None:  # the epochs ran in the spawned processes; their last checkpoint counts them
         last = str(spawned_last)
-        done = trained(last)[0]
+        done, steps, _ = trained(last)
+    if not last and resumed_from and resumed == steps:  # nothing trained, nothing written: the model resumed
+        last = str(resumed_from)
     finished = f"after {done} epoch{'s' if done != 1 else ''}"
-    if spawned_last is None and 0 < trainer.max_steps <= trainer.global_step:  # may stop within an epoch
+    if 0 < trainer.max_steps <= steps:  # may stop within an epoch
         why = "--trainer.fast_dev_run" if trainer.fast_dev_run else "--trainer.max_steps"
-        steps = f"{trainer.global_step} step{'s' if trainer.global_step != 1 else ''}"
-        finished = f"after {steps} ({why}), in {done} epoch{'s' if done != 1 else ''}"
+        finished = f"after {steps} step{'s' if steps != 1 else ''} ({why}), in {done} epoch{'s' if done != 1 else ''}"
     lines = [f"fit finished {finished}; data: {datamodule.describe()}"]
     if logged_to(trainer):
         lines.append(logged_to(trainer))
+    nothing_trained = resumed is not None and resumed == steps  # --ckpt_path's step
     if last:
-        lines.append(f"  checkpoint:  {last} (last epoch)")
+        at = "the fit's end" if 0 < trainer.max_steps <= steps else "its last epoch"
+        lines.append(f"  checkpoint:  {last} ({'the resumed fit, unchanged' if nothing_trained else at})")
     elif checkpoint is not None and done == 0 and not checkpoint.best_model_path:
         lines.append("  checkpoint:  none written (no epoch trained)")
-    resumed = getattr(trainer.lightning_module, "resumed_at_step", None)
-    if resumed is not None and resumed == trainer.global_step and not spawned(trainer):  # --ckpt_path's step
-        limit = "--trainer.max_steps" if 0 < trainer.max_steps <= trainer.global_step else "--trainer.max_epochs"
+    if nothing_trained:
+        limit = "--trainer.max_steps" if 0 < trainer.max_steps <= steps else "--trainer.max_epochs"
         lines.append(
             f"  nothing trained: the checkpoint resumed had reached the fit's end already (step {resumed}); "
             f"raise {limit} to train on"
@@ -811,10 +821,12 @@ def fit_summary(trainer, datamodule: AnomalyDataModule, metrics: dict[str, float
     network_k = trainer.lightning_module.hparams.get("n_components")
     more = fit_k is not None and network_k is not None and fit_k != network_k
     counted = not spawned(trainer)  # a spawned run's fit ran (and counted) in its worker processes
+    if nothing_trained:  # the checkpoint's fit, made when it was written: nothing re-seeded or refined now
+        reseeded, em_steps = 0, 0
     if reseeded or em_steps or more:
         done = [f"{fit_k} components (the estimation network's {network_k})"] if more else []
         done += [f"{reseeded} empty components re-seeded (most in a member)"] if reseeded and counted else []
-        done += [f"refined by {em_steps} EM steps (at most {network.em_steps})"] if network.em_steps and counted else []
+        done += [f"refined by {em_steps} EM steps (at most {network.em_steps})"] if em_steps and counted else []
         lines.append(f"  mixture:     {', '.join(done)}")
     calibration = getattr(network, "calibration", None)
     pu = not getattr(trainer.lightning_module, "threshold_from_contamination", True)  # c / 2: the validation line

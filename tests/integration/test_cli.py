@@ -54,6 +54,7 @@ def test_fit_summary_counts_steps_and_shows_our_last_checkpoint_beside_a_users(t
     args = ["fit", "--config", "configs/quickstart.yaml", "--trainer.max_steps", "3", "--ckpt_path", str(last)]
     run(args, tmp_path)  # resumed where it had ended: no step to take
     assert "nothing trained: the checkpoint resumed had reached the fit's end already (step 3); raise" in caplog.text
+    assert "(the resumed fit, unchanged)" in caplog.text
     caplog.clear()
     run([*args[:4], "4", *args[5:]], tmp_path)
     assert "nothing trained" not in caplog.text and "fit finished after 4 steps" in caplog.text
@@ -68,7 +69,7 @@ def test_fit_summary_counts_steps_and_shows_our_last_checkpoint_beside_a_users(t
     last = next((tmp_path / "b").rglob("last.ckpt"))
     assert user.best_model_path and not user.last_model_path
     assert (
-        f"checkpoint:  {last} (last epoch)" in caplog.text
+        f"checkpoint:  {last} (its last epoch)" in caplog.text
         and f"next:        dagmm test --ckpt_path {last}" in caplog.text
     )
     assert f"best:        {user.best_model_path} (val/roc_auc {float(user.best_model_score):.4f})" in caplog.text

@@ -194,6 +194,13 @@ def test_spawned_cli_fit_summary_names_its_epochs_checkpoint_metrics_and_one_log
     assert "roc_auc" in summary and "(val/roc_auc" in summary  # best checkpoint named (its score stayed in the workers)
     # the workers validated the last epoch: no second validation, no second event file
     assert len(list((logs / "lightning_logs" / "version_1").glob("events.out.tfevents.*"))) == 1
+    caplog.clear()
+    resumed = [*args, "--trainer.max_steps", str(steps), "--ckpt_path", str(last)]  # at its end: nothing to train
+    build_cli([*resumed, "--trainer.logger.init_args.save_dir", str(logs), *QUICK])
+    summary = "\n".join(r.getMessage() for r in caplog.records if "fit finished" in r.getMessage())
+    assert f"fit finished after {steps} steps (--trainer.max_steps), in 3 epochs" in summary  # had: after 0 epochs
+    assert f"(step {steps}); raise --trainer.max_steps" in summary and f"threshold:   {threshold:.6g}" in summary
+    assert f"checkpoint:  {last} (the resumed fit, unchanged)" in summary  # had: none written
 
 
 class RecordRowsFile(L.Callback):
