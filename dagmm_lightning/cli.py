@@ -890,6 +890,12 @@ def interrupted_fit_summary(trainer) -> str:
         done, steps, within = trained(last) if last and Path(last).is_file() else (None, 0, False)
     except Exception:  # interrupted while it was written
         done = None
+    if done is None and not spawned(trainer) and trainer.fit_loop.done:  # in the final refit or save
+        steps = f"{trainer.global_step} step{'s' if trainer.global_step != 1 else ''}"
+        return (
+            f"fit interrupted after its training ended ({steps}), while the mixture was fitted on the training "
+            "rows for the final checkpoint: none was written; run the fit again and let it finish"
+        )
     if done is None:
         every = f"{LastEpochCheckpoint.LAST_EVERY_SECONDS:g} s"
         return (

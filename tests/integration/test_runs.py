@@ -305,6 +305,20 @@ def test_an_interrupted_fit_says_where_its_checkpoint_is_and_how_to_go_on(tmp_pa
         fit_metrics(tmp_path, "j", 5)  # stopped before the first save was due
     assert "no checkpoint written yet (last.ckpt comes at an epoch's end or a validation, every 3600 s)" in caplog.text
     assert not list((tmp_path / "j").rglob("*.ckpt"))
+    save = DAGMM.on_save_checkpoint
+
+    def interrupted_at_the_end(self, checkpoint):
+        if self.trainer.fit_loop.done:
+            raise KeyboardInterrupt  # Ctrl-C during the final refit (minutes on a large table)
+        return save(self, checkpoint)
+
+    monkeypatch.setattr(DAGMM, "training_step", step)
+    monkeypatch.setattr(DAGMM, "on_save_checkpoint", interrupted_at_the_end)
+    with caplog.at_level("INFO"), pytest.raises(SystemExit):
+        fit_metrics(tmp_path, "k", 2)
+    assert "fit interrupted after its training ended (4 steps), while the mixture was fitted" in caplog.text
+    monkeypatch.setattr(DAGMM, "on_save_checkpoint", save)
+    monkeypatch.setattr(DAGMM, "training_step", interrupted)
     monkeypatch.setattr(LastEpochCheckpoint, "LAST_EVERY_SECONDS", 0.0)
 
     def stopped_at_batch_6(self, batch, batch_idx):
