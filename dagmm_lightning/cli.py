@@ -781,31 +781,35 @@ def fit_summary(
     last = checkpoint.last_model_path if checkpoint is not None else ""
     done, steps = trainer.current_epoch, trainer.global_step
     resumed = getattr(trainer.lightning_module, "resumed_at_step", None)
+    resumed_from = resumed_from if resumed_from and Path(resumed_from).is_file() else None  # not 'last', 'hpc'
     spawned_last = None if last else spawned_last_checkpoint(trainer)
-    if spawned(trainer) and resumed_from:  # the workers resumed it: its step is read here
-        resumed = trained(resumed_from)[1]
-        if spawned_last is None:  # they wrote none: they trained nothing, the checkpoint resumed is the model
+    if spawned(trainer) and resumed_from and spawned_last is None:  # the workers resumed it and wrote nothing
+        epochs_then, resumed = trained(resumed_from)[:2]
+        if limits_reached(trainer, epochs_then, resumed):  # nothing left to train: the resumed fit is the model
             spawned_last = Path(resumed_from)
+        else:  # they trained on without writing a checkpoint (--checkpoint.save_last false): their steps are unknown
+            resumed = None
     if spawned_last is not None:  # the epochs ran in the spawned processes; their last checkpoint counts them
         last = str(spawned_last)
         done, steps, _ = trained(last)
-    if not last and resumed_from and resumed == steps:  # nothing trained, nothing written: the model resumed
+    nothing_trained = resumed is not None and resumed == steps  # --ckpt_path's step
+    if nothing_trained and resumed_from:
         last = str(resumed_from)
-    finished = f"after {done} epoch{'s' if done != 1 else ''}"
-    if 0 < trainer.max_steps <= steps:  # may stop within an epoch
+    by_steps = 0 < trainer.max_steps <= steps  # it may stop within an epoch
+    finished = f"after {counted(done, 'epoch')}"
+    if by_steps:
         why = "--trainer.fast_dev_run" if trainer.fast_dev_run else "--trainer.max_steps"
-        finished = f"after {steps} step{'s' if steps != 1 else ''} ({why}), in {done} epoch{'s' if done != 1 else ''}"
+        finished = f"after {counted(steps, 'step')} ({why}), in {counted(done, 'epoch')}"
     lines = [f"fit finished {finished}; data: {datamodule.describe()}"]
     if logged_to(trainer):
         lines.append(logged_to(trainer))
-    nothing_trained = resumed is not None and resumed == steps  # --ckpt_path's step
     if last:
-        at = "the fit's end" if 0 < trainer.max_steps <= steps else "its last epoch"
+        at = "the fit's end" if by_steps else "its last epoch"
         lines.append(f"  checkpoint:  {last} ({'the resumed fit, unchanged' if nothing_trained else at})")
     elif checkpoint is not None and done == 0 and not checkpoint.best_model_path:
         lines.append("  checkpoint:  none written (no epoch trained)")
     if nothing_trained:
-        limit = "--trainer.max_steps" if 0 < trainer.max_steps <= steps else "--trainer.max_epochs"
+        limit = "--trainer.max_steps" if by_steps else "--trainer.max_epochs"
         lines.append(
             f"  nothing trained: the checkpoint resumed had reached the fit's end already (step {resumed}); "
             f"raise {limit} to train on"
@@ -820,13 +824,11 @@ def fit_summary(
     fit_k = network.mixture.n_components if hasattr(network, "mixture") else None
     network_k = trainer.lightning_module.hparams.get("n_components")
     more = fit_k is not None and network_k is not None and fit_k != network_k
-    counted = not spawned(trainer)  # a spawned run's fit ran (and counted) in its worker processes
-    if nothing_trained:  # the checkpoint's fit, made when it was written: nothing re-seeded or refined now
-        reseeded, em_steps = 0, 0
+    here = not spawned(trainer)  # a spawned run's fit ran (and counted) in its worker processes
     if reseeded or em_steps or more:
         done = [f"{fit_k} components (the estimation network's {network_k})"] if more else []
-        done += [f"{reseeded} empty components re-seeded (most in a member)"] if reseeded and counted else []
-        done += [f"refined by {em_steps} EM steps (at most {network.em_steps})"] if em_steps and counted else []
+        done += [f"{reseeded} empty components re-seeded (most in a member)"] if reseeded and here else []
+        done += [f"refined by {em_steps} EM steps (at most {network.em_steps})"] if em_steps and here else []
         lines.append(f"  mixture:     {', '.join(done)}")
     calibration = getattr(network, "calibration", None)
     pu = not getattr(trainer.lightning_module, "threshold_from_contamination", True)  # c / 2: the validation line
@@ -838,7 +840,7 @@ def fit_summary(
     if contamination is None and spawned_last is not None and datamodule.anomaly_share:  # the workers took it
         contamination = contamination_from_labels(datamodule.anomaly_share)
     if contamination and not pu and threshold == threshold:  # not NaN
-        held_out = trainer.lightning_module.hparams.get("threshold_rows") == "val"
+        held_out = getattr(trainer.lightning_module, "threshold_on_val_rows", False)
         rows = "val rows' scores (not trained on)" if held_out else "training scores"
         above = f"the top {100 * contamination:g} % of {rows} lie above"
         scores = getattr(trainer.lightning_module, "_threshold_scores", None)
@@ -868,6 +870,18 @@ def fit_summary(
     return "\n".join(lines)
 
 
+def counted(n: int, word: str) -> str:
+    """``n`` and ``word``, plural unless n is 1: '1 step', '3 steps'."""
+    return f"{n} {word}{'s' if n != 1 else ''}"
+
+
+def limits_reached(trainer, epochs: int, steps: int) -> bool:
+    """Whether a fit at ``epochs`` whole epochs and ``steps`` steps has reached the trainer's max_steps or
+    max_epochs (read without the fit loop's ``done``, which logs when it is true)."""
+    by_epochs = trainer.max_epochs is not None and trainer.max_epochs >= 0 and epochs >= trainer.max_epochs
+    return 0 < trainer.max_steps <= steps or by_epochs
+
+
 def trained(checkpoint: str | Path) -> tuple[int, int, bool]:
     """A fit's checkpoint's whole epochs (one written at an epoch's end counts that epoch: its fit loop has
     processed it, not yet completed it), its steps, and whether it was written within an epoch (at a
@@ -890,11 +904,13 @@ def interrupted_fit_summary(trainer) -> str:
         done, steps, within = trained(last) if last and Path(last).is_file() else (None, 0, False)
     except Exception:  # interrupted while it was written
         done = None
-    if done is None and not spawned(trainer) and trainer.fit_loop.done:  # in the final refit or save
-        steps = f"{trainer.global_step} step{'s' if trainer.global_step != 1 else ''}"
-        return (
-            f"fit interrupted after its training ended ({steps}), while the mixture was fitted on the training "
-            "rows for the final checkpoint: none was written; run the fit again and let it finish"
+    epochs = trainer.fit_loop.epoch_progress.current.processed
+    saves = checkpoint is not None and checkpoint.save_last
+    if done is None and saves and not spawned(trainer) and limits_reached(trainer, epochs, trainer.global_step):
+        return (  # in the final refit or save
+            f"fit interrupted after its training ended ({counted(trainer.global_step, 'step')}), while the mixture "
+            "was fitted on the training rows for the final checkpoint: none was written; run the fit again and let "
+            "it finish"
         )
     if done is None:
         every = f"{LastEpochCheckpoint.LAST_EVERY_SECONDS:g} s"
@@ -904,7 +920,7 @@ def interrupted_fit_summary(trainer) -> str:
         )
     config = Path(trainer.log_dir, "config.yaml") if trainer.log_dir else None
     again = f"--config {config} " if config is not None and config.is_file() else ""
-    held = f"{done} epoch{'s' if done != 1 else ''}"
+    held = counted(done, "epoch")
     return (
         f"fit interrupted; {last} holds its first {f'{steps} steps ({held} whole)' if within else held}\n"
         f"  go on:       dagmm fit {again}--ckpt_path {last}"

@@ -427,9 +427,9 @@ class DAGMMDetector(BaseEstimator):
                 raise KeyboardInterrupt from None  # half trained: fit leaves the detector unfitted
 
     def _build_model(self, d: int) -> DAGMM:
-        hidden = self.hidden_dims  # a list or array of integers as a tuple of ints; anything else refused by DAGMM
-        if hidden is not None and np.ndim(hidden) == 1:
-            hidden = tuple(np.asarray(hidden).tolist())
+        hidden = self.hidden_dims  # an array of integers as a tuple of ints; anything else DAGMM checks
+        if isinstance(hidden, np.ndarray) and hidden.dtype.kind in "iu":
+            hidden = tuple(hidden.tolist())
         latent = None if self.latent_dim is None else int(self.latent_dim)
         inference = self.inference or "energy"
         members = self.members or (ENSEMBLE_MEMBERS if VARIANTS[self.variant].ensembles else 1)
@@ -550,7 +550,8 @@ def _is_number(value) -> bool:
 def _callers_random_state():
     """The global generators the detector's training seeds (Python's, numpy's, torch's CPU one: the model
     also reseeds at each epoch) and Lightning's ``PL_GLOBAL_SEED`` as they were: a caller's draws after
-    ``fit`` must not depend on it."""
+    ``fit`` must not depend on its training (with ``random_state`` None, numpy's has moved on by the one
+    draw of the seed, as in scikit-learn)."""
     seed = os.environ.get("PL_GLOBAL_SEED")
     states = random.getstate(), np.random.get_state(), torch.get_rng_state()
     try:

@@ -180,30 +180,37 @@ def _require(path: Path, source: str) -> Path:
     return path
 
 
-def anomaly_labels(raw: pd.Series, name: str, missing_unknown: bool = False) -> np.ndarray:
+LABEL_TEXTS = {"0", "1", "true", "false"}
+
+
+def anomaly_labels(raw: pd.Series, name: str, missing_unknown: bool = False, warned: set | None = None) -> np.ndarray:
     """A label column's 0/1 or true/false values as bools (True = anomaly), read as numbers or as text
     (``1.00`` and ``+1`` are 1); anything else is an error. ``missing_unknown`` (rows to score, whose
-    labels are only passed through): a row without a value, or with another value (a warning names
-    them), is unknown, and the labels are int64 with -1 there; otherwise it is an error."""
+    labels are only passed through): a row without a value, -1 (predict's own "unknown") or another
+    value (a warning names them, once each where ``warned`` collects them over a file's chunks) is
+    unknown, and the labels are int64 with -1 there; otherwise it is an error."""
     text = category_text(raw).str.lower()
     missing = (raw.isna() | (text == "")).to_numpy()  # read as text (out of core), an empty field is ''
     if missing.any() and not missing_unknown:
         row = int(np.flatnonzero(missing)[0])
         raise MissingLabelError(f"label column {name!r} has no value at row {row}; every row needs 0/1 or true/false")
-    other = sorted(set(pd.unique(text[~missing])) - {"0", "1", "true", "false"})
-    if other:
-        held = f"{other[:5]}{' ...' if len(other) > 5 else ''}"
-        if not missing_unknown:
-            raise DataError(
-                f"label column {name!r} must hold 0/1 or true/false (1 = anomaly), but also holds {held}; "
-                "map them to 0/1 first"
-            )
-        warnings.warn(
-            f"label column {name!r} holds {held}, not 0/1 or true/false (1 = anomaly): those rows' labels are "
-            "written as -1 (unknown); map them to 0/1 to carry them",
-            stacklevel=2,
+    other = sorted(set(pd.unique(text[~missing])) - LABEL_TEXTS)
+    if other and not missing_unknown:
+        raise DataError(
+            f"label column {name!r} must hold 0/1 or true/false (1 = anomaly), but also holds {other[:5]}"
+            f"{' ...' if len(other) > 5 else ''}; map them to 0/1 first"
         )
-        missing = missing | ~text.isin(["0", "1", "true", "false"]).to_numpy()
+    if other:
+        warned = set() if warned is None else warned
+        new = [value for value in other if value != "-1" and value not in warned]
+        if new:
+            warnings.warn(
+                f"label column {name!r} holds {new[:5]}{' ...' if len(new) > 5 else ''}, not 0/1 or true/false "
+                "(1 = anomaly): those rows' labels are written as -1 (unknown); map them to 0/1 to carry them",
+                stacklevel=2,
+            )
+            warned.update(new)
+        missing = missing | ~text.isin(LABEL_TEXTS).to_numpy()
     labels = text.isin(["1", "true"]).to_numpy()
     return np.where(missing, -1, labels).astype(np.int64) if missing_unknown else labels
 

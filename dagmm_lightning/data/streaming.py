@@ -73,12 +73,13 @@ class FileRows:
         self.batch_size, self.chunk_rows = batch_size, chunk_rows
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        first_row, ranks, me = 0, world_size(), rank()
+        first_row, ranks, me, warned = 0, world_size(), rank(), set()
         for number, frame in enumerate(self._frames()):
             if number % ranks == me:
                 labels = np.full(len(frame), -1, dtype=np.int64)
                 if self.label_column is not None and self.label_column in frame.columns:
-                    labels = anomaly_labels(frame.pop(self.label_column), self.label_column, missing_unknown=True)
+                    column = frame.pop(self.label_column)
+                    labels = anomaly_labels(column, self.label_column, missing_unknown=True, warned=warned)
                 try:
                     x = torch.from_numpy(self.preprocessor.scale(self.preprocessor.encode(frame, first_row)))
                 except DataError as err:

@@ -118,7 +118,8 @@ class DAGMM(L.LightningModule):
             only where the split has labels: that share of normal rows is flagged, and the anomalies caught
             come on top) or ``val`` (every val row, anomalies included at the data's ratio under the paper
             protocol, none of which the model trained on: about that share of rows like them is flagged;
-            ``DAGMMDetector``'s ``calibration_fraction``).
+            ``DAGMMDetector``'s ``calibration_fraction``). The val metrics at the threshold are then measured
+            on the rows that set it.
         inference: the score: ``energy`` (the paper) or ``energy+reconstruction`` (the study's modified
             inference; see ``ScoreCalibration``).
         reconstruction_weight: w in the combined score.
@@ -314,9 +315,14 @@ class DAGMM(L.LightningModule):
         with the current weights."""
         with self.forward_context():
             self._training_scores = self._threshold_scores = self.model.fit(TrainingRows(self._training_batches()))
-            if self.hparams.get("threshold_rows", "train") == "val":  # (older checkpoints have no such setting)
+            if self.threshold_on_val_rows and not self.trainer.sanity_checking:  # (the sanity check's fit is forgotten)
                 self._threshold_scores = self._threshold_from_val_rows()
         self.mark_fitted()
+
+    @property
+    def threshold_on_val_rows(self) -> bool:
+        """Whether the threshold is the val rows' quantile (``threshold_rows``; older checkpoints have none)."""
+        return self.hparams.get("threshold_rows", "train") == "val"
 
     def _threshold_from_val_rows(self) -> torch.Tensor:
         """threshold_rows 'val': the (1 - contamination) quantile of the scores of every val row (all
@@ -526,7 +532,7 @@ class DAGMM(L.LightningModule):
                 f"split 'positive_unlabeled' is DAGMMPU's (configs/pu.yaml): {type(self).__name__} trains on "
                 "every training row as unlabelled, and its val rows (labelled normal only) measure no anomaly"
             )
-        if splits is not None and self.hparams.get("threshold_rows") == "val" and not len(splits.val):
+        if splits is not None and self.threshold_on_val_rows and not len(splits.val):
             raise DataError(
                 "threshold_rows 'val' sets the threshold on the val rows, but there are none: set "
                 "--data.val_fraction (e.g. 0.1), or threshold_rows 'train'"
@@ -652,7 +658,8 @@ class DAGMM(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:
             first = self.__dict__.pop("_sanity_batches", None)
-            if first is not None and first.cut:  # its fit was of the first rows only: the next use refits
+            if first is not None and (first.cut or self.threshold_on_val_rows):  # of the first rows, or without
+                # the val rows' threshold: the next use refits
                 self.fitted_at_step.fill_(-1)
                 self._fitted_weights, self._training_scores, self._threshold_scores = None, None, None
             return

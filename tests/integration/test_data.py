@@ -151,6 +151,23 @@ def test_rows_to_score_pass_a_label_column_of_words_through_as_unknown(tmp_path,
         AnomalyDataModule(**{**settings, "path": str(tmp_path / "new.csv")}).setup("fit")  # training: refused
 
 
+def test_words_in_a_label_column_to_score_are_named_once_per_file_and_minus_one_is_silent():
+    from dagmm_lightning.data.loaders import anomaly_labels
+
+    warned = set()
+    chunks = [pd.Series(["dos", "0", "-1"]), pd.Series(["probe", "dos", "-1.0", "1"])]  # two chunks of one file
+    with pytest.warns(UserWarning) as caught:
+        labels = [anomaly_labels(chunk, "y", missing_unknown=True, warned=warned).tolist() for chunk in chunks]
+    assert labels == [[-1, 0, -1], [-1, -1, -1, 1]]
+    assert [str(w.message).split(", not")[0] for w in caught] == [
+        "label column 'y' holds ['dos']",
+        "label column 'y' holds ['probe']",
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # -1, predict's own "unknown", as a scored file carries it again
+        assert anomaly_labels(pd.Series([-1, 0, 1]), "y", missing_unknown=True).tolist() == [-1, 0, 1]
+
+
 def test_a_table_without_a_label_column_names_a_column_that_looks_like_labels(tmp_path):
     from dagmm_lightning.data.tables import label_like_columns
 
