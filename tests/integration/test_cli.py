@@ -266,6 +266,19 @@ def test_fit_summary_says_when_training_scores_tie_at_the_threshold(tmp_path, ca
     )
 
 
+def test_a_resumed_checkpoint_counts_as_finished_only_at_the_trainers_limits():
+    from types import SimpleNamespace
+
+    from dagmm_lightning.cli import limits_reached
+
+    # a spawned resume that wrote no checkpoint trained nothing only if the resumed one was at a limit
+    by_steps = SimpleNamespace(max_steps=10, max_epochs=-1)
+    assert limits_reached(by_steps, 3, 10) and not limits_reached(by_steps, 3, 9)
+    by_epochs = SimpleNamespace(max_steps=-1, max_epochs=4)
+    assert limits_reached(by_epochs, 4, 3) and not limits_reached(by_epochs, 3, 100)
+    assert not limits_reached(SimpleNamespace(max_steps=-1, max_epochs=None), 10**6, 10**6)
+
+
 def test_threshold_rows_val_sets_the_threshold_on_the_held_out_rows(tmp_path, caplog):
     args = ["fit", "--config", "configs/quickstart.yaml", "--trainer.max_epochs", "3"]
     fitted = run([*args, "--model.init_args.threshold_rows", "val"], tmp_path / "val")
