@@ -23,6 +23,7 @@ import lightning as L
 import numpy as np
 import pandas as pd
 import scipy.special
+import scipy.stats
 import torch
 from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from sklearn.base import BaseEstimator
@@ -115,7 +116,8 @@ class DAGMMDetector(BaseEstimator):
     After ``fit``: ``decision_scores_`` (the scores of X's rows), ``threshold_``, ``labels_`` (0/1 on
     X's rows), ``model_`` (the LightningModule), ``preprocessor_``, ``n_features_in_``, ``feature_names_in_``
     (fitted on a DataFrame only: an array's columns are taken by position, also from a DataFrame),
-    ``calibration_rows_`` (the row numbers of X held out by ``calibration_fraction``; empty without).
+    ``calibration_rows_`` (the row numbers of X held out by ``calibration_fraction``; empty without),
+    ``threshold_rows_`` (the row numbers of X whose scores ``threshold_`` is the quantile of; empty for ``pu``).
     """
 
     def __init__(
@@ -382,6 +384,7 @@ class DAGMMDetector(BaseEstimator):
             # the quantile of the scores just computed: the training pass's own scores can differ from them
             # in the last bits (other batch sizes), which flags every row of a tie at the threshold
             rows = held_out if held_out is not None else splits.train[splits.train_labels != LABELLED_ANOMALY]
+            self.threshold_rows_ = np.asarray(rows, dtype=np.int64)
             scores = torch.from_numpy(self.decision_scores_[rows])  # held-out rows: ones the model did not train on
             self.model_.model.calibration.threshold.fill_(upper_quantile(scores, self.contamination))
             ties = ties_at_threshold(scores, float(self.model_.model.calibration.threshold), self.contamination)
@@ -394,6 +397,8 @@ class DAGMMDetector(BaseEstimator):
                     UserWarning,
                     stacklevel=2,
                 )
+        else:
+            self.threshold_rows_ = np.zeros(0, dtype=np.int64)
         self.threshold_ = float(self.model_.model.calibration.threshold)
         self.labels_ = (self.decision_scores_ > self.threshold_).astype(int)
         return self
@@ -461,15 +466,49 @@ class DAGMMDetector(BaseEstimator):
         """``fit(X, y)``, then the 0/1 labels of X's rows (``labels_``; 1 = anomaly)."""
         return self.fit(X, y).labels_
 
-    def predict(self, X) -> np.ndarray:
-        """1 for anomalies (score above ``threshold_``), 0 for normal rows."""
-        return (self.decision_function(X) > self.threshold_).astype(int)
+    def predict(self, X, return_confidence: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """1 for anomalies (score above ``threshold_``), 0 for normal rows (n,); with ``return_confidence``
+        also ``predict_confidence``'s (n,) values, as PyOD returns them."""
+        scores = self.decision_function(X)
+        labels = (scores > self.threshold_).astype(int)
+        return (labels, self._confidence(scores, labels)) if return_confidence else labels
 
-    def predict_proba(self, X, method: Literal["linear", "unify"] = "linear") -> np.ndarray:
+    def predict_confidence(self, X) -> np.ndarray:
+        """(n,) confidence in [0, 1] of ``predict``'s label for each row, by ExCeed (Perini et al. 2020),
+        PyOD's method: with the score's rank among the n scores ``threshold_`` was taken on (the training
+        rows', or the held-out ones' with ``calibration_fraction``), p = (1 + rows at or below it) / (2 + n),
+        and the chance that a fresh set of n such rows would flag it is 1 - BinomCDF(n - floor(n *
+        contamination); n, p): that for a row labelled 1, one minus it for a row labelled 0. Not for the
+        ``pu`` variant (its threshold is c / 2, not a quantile)."""
+        scores = self.decision_function(X)
+        return self._confidence(scores, (scores > self.threshold_).astype(int))
+
+    def _confidence(self, scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        if self.variant == "pu":
+            raise ConfigurationError("predict_confidence: the pu variant's threshold is c / 2, not a quantile")
+        reference = np.sort(self.decision_scores_[self._threshold_rows()])
+        n = len(reference)
+        p = (1 + np.searchsorted(reference, scores, side="right")) / (2 + n)
+        flagged = scipy.stats.binom.sf(n - int(n * self.contamination), n, p)  # 1 - cdf, without cancellation
+        return np.where(labels == 1, flagged, 1 - flagged)
+
+    def _threshold_rows(self) -> np.ndarray:
+        """The rows of X whose scores ``threshold_`` was taken on (detectors saved before it was stored:
+        the held-out rows, or all of X's)."""
+        rows = getattr(self, "threshold_rows_", None)
+        if rows is None or not len(rows):
+            held = getattr(self, "calibration_rows_", None)
+            rows = held if held is not None and len(held) else np.arange(len(self.decision_scores_))
+        return rows
+
+    def predict_proba(
+        self, X, method: Literal["linear", "unify"] = "linear", return_confidence: bool = False
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """(n, 2): [p(normal), p(anomaly)] from the score, as PyOD's methods give it: ``linear`` min-max
         scaled by ``decision_scores_``, ``unify`` erf of the score standardised by their mean and standard
         deviation (Kriegel et al. 2011); clipped to [0, 1]. A ranking, not a calibrated probability:
-        ``threshold_`` maps to wherever it lies, not to 0.5; ``predict`` gives the labels."""
+        ``threshold_`` maps to wherever it lies, not to 0.5; ``predict`` gives the labels. With
+        ``return_confidence`` also ``predict_confidence``'s (n,) values."""
         check_choice("method", method, ("linear", "unify"))
         scores = self.decision_function(X)
         if method == "linear":
@@ -479,7 +518,8 @@ class DAGMMDetector(BaseEstimator):
             spread = max(float(self.decision_scores_.std()), 1e-12)
             p = scipy.special.erf((scores - self.decision_scores_.mean()) / (spread * np.sqrt(2)))
         p = np.clip(p, 0.0, 1.0)
-        return np.stack([1 - p, p], axis=1)
+        proba = np.stack([1 - p, p], axis=1)
+        return (proba, self._confidence(scores, (scores > self.threshold_).astype(int))) if return_confidence else proba
 
     # --- persistence -----------------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
@@ -489,6 +529,7 @@ class DAGMMDetector(BaseEstimator):
         model = {"variant_class": type(self.model_).__name__, "hparams": dict(self.model_.hparams)}
         fitted = {"preprocessor": self.preprocessor_.state_dict(), "decision_scores": self.decision_scores_}
         fitted["calibration_rows"] = getattr(self, "calibration_rows_", np.zeros(0, dtype=np.int64))
+        fitted["threshold_rows"] = getattr(self, "threshold_rows_", np.zeros(0, dtype=np.int64))
         state = {"params": self.get_params(), "state_dict": self.model_.state_dict(), **model, **fitted}
         names = getattr(self, "feature_names_in_", None)
         state["feature_names_in"] = None if names is None else names.tolist()
@@ -511,6 +552,7 @@ class DAGMMDetector(BaseEstimator):
         detector.preprocessor_.load_state_dict(state["preprocessor"])
         detector.decision_scores_ = state["decision_scores"]
         detector.calibration_rows_ = state.get("calibration_rows", np.zeros(0, dtype=np.int64))
+        detector.threshold_rows_ = state.get("threshold_rows", np.zeros(0, dtype=np.int64))
         detector.threshold_ = float(detector.model_.model.calibration.threshold)
         detector.labels_ = (detector.decision_scores_ > detector.threshold_).astype(int)
         detector.n_features_in_ = state["n_features_in"]

@@ -58,6 +58,27 @@ def test_detector_ranks_outliers_above_normal_rows(fitted):
         det.predict_proba(x, method="softmax")
 
 
+def test_confidence_in_each_label_follows_exceed_on_the_training_scores(fitted):
+    from scipy.stats import binom
+
+    det, x, _ = fitted
+    train, n = det.decision_scores_, len(det.decision_scores_)
+    assert np.array_equal(det.threshold_rows_, np.arange(n))  # no labels, nothing held out: every row of X
+    labels, confidence = det.predict(x[:60], return_confidence=True)
+    expected = []  # ExCeed (Perini et al. 2020) as PyOD computes it, row by row
+    for score, label in zip(det.decision_function(x[:60]), labels, strict=True):
+        p = (1 + np.count_nonzero(train <= score)) / (2 + n)
+        flagged = 1 - binom.cdf(n - int(n * 0.05), n, p)
+        expected.append(flagged if label == 1 else 1 - flagged)
+    np.testing.assert_array_equal(labels, det.labels_[:60])
+    np.testing.assert_allclose(confidence, expected, rtol=1e-9, atol=1e-12)
+    assert labels.any() and (~labels.astype(bool)).any()  # both kinds of label checked
+    np.testing.assert_allclose(det.predict_confidence(x[:60]), confidence)
+    proba, again = det.predict_proba(x[:60], method="unify", return_confidence=True)
+    np.testing.assert_allclose(proba, det.predict_proba(x[:60], method="unify"))
+    np.testing.assert_allclose(again, confidence)
+
+
 def test_fit_leaves_the_callers_random_state_as_it_was(monkeypatch):
     import random
 
@@ -276,6 +297,10 @@ def test_label_aware_variants_fit():
     pu_labels = np.where((y == 0) & (np.arange(len(y)) % 2 == 0), 0, -1)  # half the normal rows labelled
     pu = DAGMMDetector(variant="pu", epochs=5, random_state=0).fit(x, pu_labels)
     assert pu.threshold_ == pytest.approx(1 - float(pu.model_.model.c) / 2)
+    with pytest.raises(ValueError, match="predict_confidence: the pu variant's threshold is c / 2, not a quantile"):
+        pu.predict(x, return_confidence=True)
+    labelled = np.flatnonzero(y != 1)  # mixed_loss: the threshold is the rows' not labelled anomalies
+    assert np.array_equal(mixed.threshold_rows_, labelled) and len(pu.threshold_rows_) == 0
     assert mixed.model_.hparams.em_steps == 10 and mixed.model_.hparams.fit_components >= 4  # the scoring fit
     assert pu.model_.hparams.em_steps == 0 and pu.model_.hparams.fit_components is None  # PU refits every epoch
     with pytest.raises(DataError, match="needs y"):
@@ -502,6 +527,14 @@ def test_a_calibration_fraction_sets_the_threshold_on_held_out_rows(tmp_path):
     det.save(tmp_path / "calibrated.pt")
     loaded = DAGMMDetector.load(tmp_path / "calibrated.pt")
     assert np.array_equal(loaded.calibration_rows_, held) and loaded.threshold_ == det.threshold_
+    assert np.array_equal(det.threshold_rows_, held) and np.array_equal(loaded.threshold_rows_, held)
+    # confidence ranks a row among the held-out scores the threshold came from, not the training ones
+    from scipy.stats import binom
+
+    row = held[np.argsort(held_scores)[88]]  # 89 held-out scores at or below its own: near the threshold
+    flagged = 1 - binom.cdf(100 - 10, 100, (1 + 89) / (2 + 100))
+    expected = flagged if loaded.predict(x[row][None])[0] else 1 - flagged
+    assert 0.05 < flagged < 0.95 and loaded.predict_confidence(x[row][None])[0] == pytest.approx(expected)
     with pytest.raises(ValueError, match="calibration_fraction is for the label-free variants"):
         DAGMMDetector(variant="mixed_loss", calibration_fraction=0.1).fit(x, np.zeros(400))
     with pytest.raises(ValueError, match=r"calibration_fraction must be in \[0, 0.5\)"):
