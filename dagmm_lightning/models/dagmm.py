@@ -40,7 +40,7 @@ from dagmm_lightning.sizing import mixture_components, network_sizes
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 LRSchedule = Literal["constant", "cosine"]
-ThresholdRows = Literal["train", "val"]
+ThresholdRows = Literal["auto", "train", "val"]
 GENERATORS_KEY = "dagmm_generators"  # a fit checkpoint's epoch and each rank's generator states
 SANITY_FIT_ROWS = 8192  # training rows (each process's) the mixture is fitted on for the sanity-check validation
 _EMPTY_WITHOUT_RESEEDING = (
@@ -116,10 +116,12 @@ class DAGMM(L.LightningModule):
             (a user's table with a label column; an error for a table without labels).
         threshold_rows: the rows whose scores set the threshold: ``train`` (the training rows, normal ones
             only where the split has labels: that share of normal rows is flagged, and the anomalies caught
-            come on top) or ``val`` (every val row, anomalies included at the data's ratio under the paper
-            protocol, none of which the model trained on: about that share of rows like them is flagged;
-            ``DAGMMDetector``'s ``calibration_fraction``). The val metrics at the threshold are then measured
-            on the rows that set it.
+            come on top; the rows trained on score lower than new ones) or ``val`` (every val row, anomalies
+            included at the data's ratio, none of which the model trained on: about that share of rows like
+            them is flagged; ``DAGMMDetector``'s ``calibration_fraction``); the val metrics at the threshold
+            are then measured on the rows that set it. ``auto``: ``val`` where the run has val rows (the
+            AnomalyDataModule's) and the threshold is a contamination quantile (not PU's c / 2), else
+            ``train``.
         inference: the score: ``energy`` (the paper) or ``energy+reconstruction`` (the study's modified
             inference; see ``ScoreCalibration``).
         reconstruction_weight: w in the combined score.
@@ -194,7 +196,7 @@ class DAGMM(L.LightningModule):
         jitter: float = 1e-6,
         mixture_dtype: MixtureDtype = "float64",
         contamination: float | None = 0.1,
-        threshold_rows: ThresholdRows = "train",
+        threshold_rows: ThresholdRows = "auto",
         inference: Inference = "energy",
         reconstruction_weight: float = 1.0,
         anomaly_loss: AnomalyLoss = "hinge",
@@ -321,8 +323,15 @@ class DAGMM(L.LightningModule):
 
     @property
     def threshold_on_val_rows(self) -> bool:
-        """Whether the threshold is the val rows' quantile (``threshold_rows``; older checkpoints have none)."""
-        return self.hparams.get("threshold_rows", "train") == "val"
+        """Whether the threshold is the val rows' quantile (``threshold_rows``; older checkpoints have none:
+        the training rows')."""
+        rows = self.hparams.get("threshold_rows", "train")
+        if rows != "auto":
+            return rows == "val"
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        if not self.threshold_from_contamination or not hasattr(datamodule, "refit_dataloader"):
+            return False
+        return bool(len(datamodule.splits.val))
 
     def _threshold_from_val_rows(self) -> torch.Tensor:
         """threshold_rows 'val': the (1 - contamination) quantile of the scores of every val row (all

@@ -79,9 +79,10 @@ def test_fit_summary_shows_the_threshold_and_test_says_where_it_logged(tmp_path,
     predict_file = ["--data.predict_file", "new_rows.csv"]  # a config's, for predict: test does not refuse it
     fitted = run(["fit", "--config", "configs/quickstart.yaml", "--trainer.max_epochs", "1", *predict_file], tmp_path)
     threshold = float(fitted.model.model.calibration.threshold)
-    above = (fitted.model.training_scores().numpy() > threshold).mean()
-    assert above == pytest.approx(0.1, abs=0.01)  # quickstart's contamination: 10 % of the training rows
-    assert f"threshold:   {threshold:.6g} (the top 10 % of training scores lie above)" in caplog.text
+    with torch.no_grad():
+        scores = fitted.model.eval().score(torch.from_numpy(fitted.datamodule.arrays("val")[0])).numpy()
+    assert (scores > threshold).mean() == pytest.approx(0.1, abs=0.02)  # quickstart's contamination, of the val rows
+    assert f"threshold:   {threshold:.6g} (the top 10 % of val rows' scores (not trained on) lie above)" in caplog.text
     last, saved = next((tmp_path / "logs").rglob("last.ckpt")), next((tmp_path / "logs").rglob("config.yaml"))
     with pytest.raises(SystemExit):  # the run's config.yaml holds ckpt_path: null, which had started afresh
         run(["fit", "--ckpt_path", str(last), "--config", str(saved)], tmp_path)
@@ -253,17 +254,26 @@ def test_data_sized_model_keeps_its_sizes_and_em_refined_fit_in_the_checkpoint(t
 
 def test_fit_summary_says_when_training_scores_tie_at_the_threshold(tmp_path, caplog):
     rows = np.random.default_rng(0).normal(size=(400, 3))
-    rows[:380] = rows[0]  # 95 % copies of one row: their scores tie
+    rows[:396] = rows[0]  # 99 % copies of one row: their scores tie, among the val rows too
     pd.DataFrame(rows, columns=list("abc")).to_csv(tmp_path / "copies.csv", index=False)
     table = ["--data.dataset", "table", "--data.path", str(tmp_path / "copies.csv")]
-    fitted = run(["fit", "--config", "configs/quickstart.yaml", "--trainer.max_epochs", "1", *table], tmp_path)
-    scores, threshold = fitted.model.training_scores(), fitted.model.model.calibration.threshold
-    share, tied = (scores > threshold).double().mean(), torch.isclose(scores, threshold.to(scores), rtol=1e-5).double()
-    assert share < 0.08 and tied.mean() > 0.9  # numpy's quantile of the scores lies on the tied value
-    assert (
-        f"{100 * float(share):.3g} % of training scores lie above, not 10 %: {100 * float(tied.mean()):.3g} % tie"
-        in (caplog.text)
-    )
+    for rows in ("train", "val"):
+        caplog.clear()
+        args = ["fit", "--config", "configs/quickstart.yaml", "--trainer.max_epochs", "1", *table]
+        fitted = run([*args, "--model.init_args.threshold_rows", rows], tmp_path / rows)
+        if rows == "train":
+            scores = fitted.model.training_scores()
+        else:
+            with torch.no_grad():
+                scores = fitted.model.eval().score(torch.from_numpy(fitted.datamodule.arrays("val")[0])).double()
+        threshold = fitted.model.model.calibration.threshold
+        tied = torch.isclose(scores, threshold.to(scores), rtol=1e-5).double()
+        share = (scores > threshold).double().mean()
+        assert share < 0.08 and tied.mean() > 0.9  # numpy's quantile of the scores lies on the tied value
+        said = "training scores" if rows == "train" else "val rows' scores (not trained on)"
+        assert f"{100 * float(share):.3g} % of {said} lie above, not 10 %: {100 * float(tied.mean()):.3g} % tie" in (
+            caplog.text
+        )
 
 
 def test_a_resumed_checkpoint_counts_as_finished_only_at_the_trainers_limits():
@@ -281,7 +291,7 @@ def test_a_resumed_checkpoint_counts_as_finished_only_at_the_trainers_limits():
 
 def test_threshold_rows_val_sets_the_threshold_on_the_held_out_rows(tmp_path, caplog):
     args = ["fit", "--config", "configs/quickstart.yaml", "--trainer.max_epochs", "3"]
-    fitted = run([*args, "--model.init_args.threshold_rows", "val"], tmp_path / "val")
+    fitted = run(args, tmp_path / "val")  # the default, auto: the val rows, since there are some
     x, y = fitted.datamodule.arrays("val")
     model = fitted.model.eval()
     with torch.no_grad():
@@ -289,7 +299,7 @@ def test_threshold_rows_val_sets_the_threshold_on_the_held_out_rows(tmp_path, ca
     threshold = float(model.model.calibration.threshold)
     assert 0 < (y == 1).sum() and threshold == pytest.approx(np.quantile(scores, 0.9), rel=1e-6)
     assert "of val rows' scores (not trained on) lie above" in caplog.text
-    trained = run(args, tmp_path / "train")  # the same fit, the threshold on the training rows as before
+    trained = run([*args, "--model.init_args.threshold_rows", "train"], tmp_path / "train")  # the same fit
     assert float(trained.model.model.calibration.threshold) == pytest.approx(
         np.quantile(trained.model.training_scores().numpy(), 0.9), rel=1e-6
     )
@@ -298,6 +308,12 @@ def test_threshold_rows_val_sets_the_threshold_on_the_held_out_rows(tmp_path, ca
     assert float(tested.model.model.calibration.threshold) == threshold
     with pytest.raises(ValueError, match="threshold_rows 'val' sets the threshold on the val rows, but there are none"):
         run([*args, "--model.init_args.threshold_rows", "val", "--data.val_fraction", "0"], tmp_path / "none")
+    unvalidated = run([*args, "--data.val_fraction", "0"], tmp_path / "auto")  # auto without val rows: training rows'
+    assert float(unvalidated.model.model.calibration.threshold) == pytest.approx(
+        np.quantile(unvalidated.model.training_scores().numpy(), 0.9), rel=1e-6
+    )
+    pu = run(["fit", "--config", "configs/pu.yaml", "--trainer.max_epochs", "1"], tmp_path / "pu_auto")  # auto: c / 2
+    assert float(pu.model.model.calibration.threshold) == pytest.approx(1 - float(pu.model.model.c) / 2)
     with pytest.raises(ValueError, match="threshold_rows 'val' is for a contamination quantile, not DAGMMPU's"):
         run(["fit", "--config", "configs/pu.yaml", "--model.init_args.threshold_rows", "val"], tmp_path / "pu")
 

@@ -71,7 +71,9 @@ def test_a_checkpoint_holds_every_buffer_of_the_refit_it_triggers():
 def test_the_refit_runs_in_the_steps_precision():
     # Under bf16-mixed the steps score in bfloat16 autocast; the threshold must come from such scores.
     L.seed_everything(0)
-    model = DAGMM(input_dim=5, hidden_dims=(4,), latent_dim=1, n_components=2, contamination=0.2)
+    model = DAGMM(
+        input_dim=5, hidden_dims=(4,), latent_dim=1, n_components=2, contamination=0.2, threshold_rows="train"
+    )
     data = two_row_val_data()
     bf16 = quiet_trainer(max_epochs=2, limit_val_batches=0, precision="bf16-mixed")
     bf16.fit(model, datamodule=data)
