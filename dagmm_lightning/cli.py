@@ -840,7 +840,8 @@ def fit_summary(
     if contamination is None and spawned_last is not None and datamodule.anomaly_share:  # the workers took it
         contamination = contamination_from_labels(datamodule.anomaly_share)
     if contamination and not pu and threshold == threshold:  # not NaN
-        held_out = getattr(trainer.lightning_module, "threshold_on_val_rows", False)
+        module = trainer.lightning_module  # (in the main process of a spawned fit, no longer attached to it)
+        held_out = hasattr(module, "threshold_on_val_rows_of") and module.threshold_on_val_rows_of(datamodule)
         rows = "val rows' scores (not trained on)" if held_out else "training scores"
         above = f"the top {100 * contamination:g} % of {rows} lie above"
         scores = getattr(trainer.lightning_module, "_threshold_scores", None)
