@@ -32,7 +32,7 @@ from jsonargparse import Namespace  # noqa: E402
 from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback  # noqa: E402
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger  # noqa: E402
-from lightning.pytorch.utilities import rank_zero_info  # noqa: E402
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn  # noqa: E402
 from lightning.pytorch.utilities.exceptions import MisconfigurationException  # noqa: E402
 
 from dagmm_lightning import models  # noqa: E402
@@ -363,6 +363,25 @@ class DAGMMCLI(LightningCLI):
                 f"--data.predict_file is scored by predict only; {self.subcommand} takes the split's "
                 f"{'test' if self.subcommand == 'test' else 'val'} rows (predict writes a file's scores and labels)"
             )
+        optimizer, scheduler = config.get("optimizer"), config.get("lr_scheduler")
+        if scheduler is not None and optimizer is None:  # Lightning would use neither
+            raise ConfigurationError(
+                "--lr_scheduler takes effect only beside --optimizer (e.g. --optimizer Adam --optimizer.lr 0.001); "
+                "without them the model trains with its own Adam at --model.init_args.lr and its "
+                "--model.init_args.lr_schedule (constant or cosine)"
+            )
+        if optimizer is not None and config.get("model.init_args.compile"):
+            raise ConfigurationError(
+                "--optimizer with --model.init_args.compile true: the compiled step is the model's own Adam (lr, "
+                "lr_schedule); leave out --optimizer / --lr_scheduler, or set compile false"
+            )
+        if optimizer is not None and self.subcommand == "fit":
+            rank_zero_warn(
+                f"--optimizer {str(getattr(optimizer, 'class_path', optimizer)).rsplit('.', 1)[-1]} replaces the "
+                "model's Adam: its lr and lr_schedule are not used (hparams.yaml still lists them; config.yaml "
+                "holds what ran)"
+            )
+            warnings.filterwarnings("ignore", message=".*configure_optimizers` will be overridden")  # said above
         checkpoint = config.get("checkpoint")
         periodic = ("every_n_train_steps", "every_n_epochs", "train_time_interval")
         if (
@@ -493,6 +512,12 @@ class DAGMMCLI(LightningCLI):
                     f"{path} is not a checkpoint that `dagmm fit` wrote ({type(err).__name__}); a file of "
                     "DAGMMDetector.save loads with DAGMMDetector.load"
                 ) from None
+        saved_class = ((checkpoint or {}).get("hyper_parameters") or {}).get("_class_path")
+        if saved_class and isinstance(imported_class(saved_class), str):  # (Lightning's parse adds a stray line)
+            raise ConfigurationError(
+                f"{path} holds a {saved_class} model, which does not import here: put the module that defines it "
+                f"({saved_class.rpartition('.')[0]}) in the current folder or on PYTHONPATH"
+            )
         asked, asked_class = model_settings(config), config.get("model.class_path")
         super()._parse_ckpt_path()  # it may replace the config (the model's settings by the checkpoint's)
         config = self.config.get(subcommand or "", self.config)

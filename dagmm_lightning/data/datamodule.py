@@ -175,16 +175,28 @@ class AnomalyDataModule(L.LightningDataModule):
         return module
 
     @classmethod
-    def from_arrays(cls, x: np.ndarray, is_anomaly: np.ndarray, **kwargs) -> AnomalyDataModule:
-        """A data module over in-memory rows x (N, F) with labels (N,), 1 = anomaly; other arguments as
-        for ``from_table``."""
+    def from_arrays(cls, x: np.ndarray, is_anomaly: np.ndarray | None = None, **kwargs) -> AnomalyDataModule:
+        """A data module over in-memory rows x (N, F) with labels (N,): 1 (or True) = anomaly, 0 = normal;
+        None: no labels (every row counts as normal). Other arguments as for ``from_table``."""
         import pandas as pd
 
         x = np.asarray(x, dtype=np.float64)
         if x.ndim != 2:
             raise DataError(f"x must be a 2-D array (rows x features), got shape {x.shape}")
         frame = pd.DataFrame(x, columns=[f"x{i}" for i in range(x.shape[1])])
-        return cls.from_table(RawTable(frame, np.asarray(is_anomaly).astype(bool), []), **kwargs)
+        return cls.from_table(
+            RawTable(frame, None if is_anomaly is None else zero_one_labels(is_anomaly, len(x)), []), **kwargs
+        )
+
+    def __str__(self) -> str:  # Lightning's would build every dataloader (and failed on the batch iterables)
+        where = f"path={str(self.path)!r}" if self.dataset == TABLE else f"dataset={self.dataset!r}"
+        text = f"{type(self).__name__}({where}, split={self.split!r}, protocol={self.protocol!r}, seed={self.seed}"
+        if self._splits is not None:
+            splits = self._splits
+            text += f"; rows: train {len(splits.train)}, val {len(splits.val)}, test {len(splits.test)}"
+        return text + ")"
+
+    __repr__ = __str__
 
     # --- facts the CLI links into the model ----------------------------------------------------------
     @property
@@ -523,3 +535,20 @@ class AnomalyDataModule(L.LightningDataModule):
             f"{where} is not the data the checkpoint was trained on ({cause}): with the same split settings, this "
             "run's test rows would overlap the rows the model was trained on; use the data it was trained on"
         )
+
+
+def zero_one_labels(labels, n_rows: int) -> np.ndarray:
+    """Labels (N,) of 0/1 or False/True as a bool array (True = anomaly); anything else refused with a hint."""
+    values = np.asarray(labels)
+    if values.ndim != 1 or len(values) != n_rows:
+        raise DataError(f"is_anomaly must hold one label per row ({n_rows}), got shape {values.shape}")
+    if values.dtype == bool:
+        return values
+    numeric = np.asarray(values, dtype=object)
+    known = np.array([isinstance(v, (int, float, np.integer, np.floating)) and v in (0, 1) for v in numeric])
+    if not known.all():
+        other = sorted({repr(v.item() if hasattr(v, "item") else v) for v in numeric[~known]})
+        minus_one = any(isinstance(v, (int, float, np.integer, np.floating)) and v == -1 for v in numeric[~known])
+        hint = " (scikit-learn's -1 is the outlier: map it to 1, the inliers' 1 to 0)" if minus_one else ""
+        raise DataError(f"is_anomaly holds 1 = anomaly and 0 = normal, but also {', '.join(other[:5])}{hint}")
+    return numeric.astype(float).astype(bool)

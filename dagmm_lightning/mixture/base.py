@@ -28,7 +28,14 @@ from torch import nn
 from torchmetrics import Metric
 
 from dagmm_lightning.distributed import all_reduce_sum, broadcast_from_rank_zero, gather_rows
-from dagmm_lightning.errors import ConfigurationError, DataError, NonFiniteError, NotFittedError, check_choice
+from dagmm_lightning.errors import (
+    ConfigurationError,
+    DataError,
+    DataTypeError,
+    NonFiniteError,
+    NotFittedError,
+    check_choice,
+)
 
 MixtureDtype = Literal["float64", "float32"]
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -184,6 +191,8 @@ class MixtureEnergy(nn.Module, ABC):
         of the M-step on this batch alone. K may be fewer than ``n_components`` (an estimation network with
         fewer components than the training-set fit): the parameters then have gamma's K."""
         self.check_memberships(z, gamma, at_most=True)
+        if z.shape[-2] == 0:  # its weights would be 0 and its covariances the jitter
+            raise DataError("cannot fit the mixture on a batch of zero rows")
         params: dict[str, torch.Tensor] = {}
         with torch.autocast(device_type=z.device.type, enabled=False):
             z, gamma = z.to(torch.float64), gamma.to(torch.float64)  # once: one gradient cast back per input
@@ -252,6 +261,7 @@ class MixtureEnergy(nn.Module, ABC):
         """log phi_k + log p_k(z_i) for every component and row: z (..., N, D) -> (..., K, N), in the mixture
         dtype (autocast off). With ``params`` None the training-set fit (buffers) is used."""
         params = self.fitted_parameters() if params is None else params
+        self.check_rows(z)
         with torch.autocast(device_type=z.device.type, enabled=False):
             log_weights = torch.log(params["weights"].clamp_min(torch.finfo(self.dtype).tiny))
             return self.component_log_prob(z.to(self.dtype), params) + log_weights.unsqueeze(-1)
@@ -261,6 +271,7 @@ class MixtureEnergy(nn.Module, ABC):
 
         With ``params`` None the training-set fit (buffers) is used.
         """
+        self.check_rows(z)
         with torch.autocast(device_type=z.device.type, enabled=False):
             return energy_from_log_joint(self.log_joint(z, params))
 
@@ -395,9 +406,20 @@ class MixtureEnergy(nn.Module, ABC):
             getattr(self, name).copy_(params[name])
         return sums["energy"] / sums["rows"]
 
+    def check_rows(self, z: torch.Tensor) -> None:
+        """z a tensor (..., N, D) with this mixture's D, else a DataTypeError or ConfigurationError."""
+        if not isinstance(z, torch.Tensor):
+            raise DataTypeError(f"the mixture takes z as a torch.Tensor (..., N, {self.dim}), got {type(z).__name__}")
+        if z.ndim < 2 or z.shape[-1] != self.dim:
+            raise ConfigurationError(f"expected z (..., N, {self.dim}), got {tuple(z.shape)}")
+
     def check_memberships(self, z: torch.Tensor, gamma: torch.Tensor, at_most: bool = False) -> None:
         """z (..., N, D) and gamma (..., N, K) with K = ``n_components`` (K <= ``n_components`` where
-        ``at_most``), else a ConfigurationError."""
+        ``at_most``), else a ConfigurationError. (Memberships summing to 1 over K are not checked: that
+        would read every batch's values.)"""
+        self.check_rows(z)
+        if not isinstance(gamma, torch.Tensor):
+            raise DataTypeError(f"the mixture takes gamma as a torch.Tensor, got {type(gamma).__name__}")
         m, k = self.member_shape, self.n_components
         components = gamma.shape[-1] if gamma.ndim else 0
         if (

@@ -50,6 +50,8 @@ class CompiledAdamStep:
         optimizer: torch.optim.Adam,
         settings: Callable[[], object] = lambda: None,
     ) -> None:
+        if type(optimizer) is not torch.optim.Adam:
+            raise ValueError(f"the compiled step is plain Adam, not {type(optimizer).__name__}")
         group = optimizer.param_groups[0]
         self.names, self.params = zip(*((n, p) for n, p in model.named_parameters() if p.requires_grad), strict=True)
         if len(optimizer.param_groups) != 1 or {id(p) for p in group["params"]} != set(map(id, self.params)):

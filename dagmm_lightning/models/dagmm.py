@@ -1,6 +1,7 @@
 """DAGMM (Zong et al., ICLR 2018) as a LightningModule: the training step, the training-set refit and
 the evaluation steps around the plain ``DAGMMModel``. Variants change only ``build_compression`` (and
-what the step adds); every score, loss and mixture lives in its own module."""
+what the step adds) and say what they support by the class attributes below it (``ensembles``,
+``compiles``, ...); every score, loss and mixture lives in its own module."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from contextlib import nullcontext
 from typing import Literal
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
@@ -235,6 +237,12 @@ class DAGMM(L.LightningModule):
             )
         check_choice("anomaly_loss", anomaly_loss, AnomalyLoss)
         check_choice("lr_schedule", lr_schedule, LRSchedule)
+        if members > 1 and self.ensembles and self._compression_without_members():
+            raise ConfigurationError(
+                f"members {members}: {type(self).__name__} builds its own compression network, and an ensemble "
+                "needs one that takes the members axis (as Autoencoder(..., members) does); set members 1, or the "
+                "class attribute ensembles = True in the class that defines build_compression once it does"
+            )
         if members < 1 or (members > 1 and not self.ensembles):
             what = (
                 "must be >= 1"
@@ -281,6 +289,7 @@ class DAGMM(L.LightningModule):
         self._training_scores: torch.Tensor | None = None
         self._threshold_scores: torch.Tensor | None = None  # the scores the threshold is the quantile of
         self.resumed_at_step: int | None = None  # a checkpoint's global step, once one is loaded
+        self._trained_on: dict | None = None  # load_from_checkpoint: the data module state it was trained with
 
     # --- what a variant changes -------------------------------------------------------------------
     model_class: type[DAGMMModel] = DAGMMModel
@@ -289,7 +298,18 @@ class DAGMM(L.LightningModule):
     threshold_from_contamination = True  # the (1 - contamination) quantile of the training scores (not PU's c / 2)
     compiles = True  # whether ``compile`` is supported
 
+    @classmethod
+    def _compression_without_members(cls) -> bool:
+        """Whether a subclass defines ``build_compression`` below the class that says it ``ensembles``."""
+        mro = cls.__mro__
+        builds = next(i for i, c in enumerate(mro) if "build_compression" in vars(c))
+        says = next(i for i, c in enumerate(mro) if "ensembles" in vars(c))
+        return builds < says
+
     def build_compression(self) -> nn.Module:
+        """The compression network: a module mapping x (N, F) to a ``Compressed`` (latent z (N, latent_dim),
+        reconstruction x_hat (N, F), its own loss terms); with ``members`` > 1, z and x_hat carry a leading
+        members axis (M, N, ...)."""
         hp = self.hparams
         return Autoencoder(hp.input_dim, hp.hidden_dims, hp.latent_dim, hp.activation, hp.members)
 
@@ -489,7 +509,13 @@ class DAGMM(L.LightningModule):
         if step is None or step.optimizer is not optimizer or step.model is not self.model:
             objective = lambda x, y: self.training_terms(self.model(x), y, None)  # noqa: E731
             settings = lambda: dict(self.hparams)  # noqa: E731  (what training_terms reads besides tensors)
-            step = self.__dict__["_adam_step"] = CompiledAdamStep(self.model, objective, optimizer, settings)
+            try:
+                step = self.__dict__["_adam_step"] = CompiledAdamStep(self.model, objective, optimizer, settings)
+            except ValueError as err:  # another optimizer (the CLI's --optimizer, a subclass's configure_optimizers)
+                raise ConfigurationError(
+                    f"compile: {err}; the compiled step is the model's own Adam (lr, lr_schedule): leave out "
+                    "--optimizer / --lr_scheduler, or set --model.init_args.compile false"
+                ) from None
         return step
 
     def __getstate__(self) -> dict:
@@ -537,6 +563,12 @@ class DAGMM(L.LightningModule):
     # --- training-set fit -------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
         self._drop_iterator_step()
+        datamodule = self.trainer.datamodule
+        if stage == "fit":
+            self._trained_on = None  # trained on this run's data from now on
+        elif self._trained_on is not None and hasattr(datamodule, "split_settings"):  # a loaded model
+            # the checkpoint's encoding and scaling; refused where this split's test rows overlap its training rows
+            datamodule.load_state_dict(self._trained_on)
         if self.model is None:
             self._size_from_training_rows()
         splits = getattr(self.trainer.datamodule, "splits", None) if stage == "fit" else None
@@ -809,6 +841,12 @@ class DAGMM(L.LightningModule):
         self._fitted_weights = None  # the checkpoint's fit is of its own weights (its step says so)
         self._training_scores = self._threshold_scores = None
         self._resumed_generators = checkpoint.get(GENERATORS_KEY)
+        # the data module's state (split, encoding, scaling): restored into one given to test / validate /
+        # predict without ckpt_path, as ckpt_path restores it (AnomalyDataModule.state_dict's keys)
+        states = [
+            v for v in checkpoint.values() if isinstance(v, dict) and {"split_settings", "preprocessor"} <= set(v)
+        ]
+        self._trained_on = states[0] if len(states) == 1 else None
         self.resumed_at_step = checkpoint.get("global_step")  # the fit summary tells a resume that trained nothing
         if self._trainer is not None and self.trainer.state.fn != "fit":  # in the process that restores it
             # Lightning asks for the fit's callbacks (a monitored ModelCheckpoint); scoring needs none of them
@@ -827,13 +865,25 @@ class DAGMM(L.LightningModule):
                 f"the checkpoint holds {saved['class']} (mixture {saved['mixture']!r}, {saved['input_dim']} "
                 f"input features) but this run built {mine['class']} (mixture {mine['mixture']!r}, "
                 f"{mine['input_dim']} input features); leave out --config and --data options (a "
-                "checkpoint brings its own settings), or pass the configs it was trained with"
+                "checkpoint brings its own settings), or pass the configs it was trained with; in Python, "
+                f"{saved['class']}.load_from_checkpoint(path) loads it"
             )
 
     # --- evaluation -------------------------------------------------------------------------------
-    def score(self, x: torch.Tensor) -> torch.Tensor:
-        """Anomaly scores (N,) of rows x (N, F), higher = more anomalous. Eval mode."""
-        return self.model.score(self.model(x, memberships=False))
+    def score(self, x: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """Anomaly scores (N,) of scaled rows x (N, F) (a tensor or array in any float dtype; from a table:
+        the data module's ``preprocessor.scale(preprocessor.encode(frame))``), higher = more anomalous. In eval
+        mode (``model.eval()``); under ``torch.no_grad()`` unless gradients are wanted."""
+        if self.training:
+            raise ConfigurationError(
+                "score needs eval mode: call model.eval() first (in training mode the mixture would be fitted to "
+                "these rows; load_from_checkpoint returns a model in training mode)"
+            )
+        x = torch.as_tensor(x)
+        width = self.hparams.input_dim
+        if x.ndim != 2 or x.shape[1] != width:
+            raise DataError(f"score takes rows (N, {width}) of {width} encoded features, got shape {tuple(x.shape)}")
+        return self.model.score(self.model(self.model.as_input(x), memberships=False))
 
     def validation_step(self, batch: Batch, batch_idx: int) -> dict[str, torch.Tensor]:
         x, y, index = batch

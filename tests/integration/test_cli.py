@@ -388,3 +388,94 @@ def test_a_second_fit_into_a_used_log_folder_is_refused_unless_it_goes_on_from_t
     dirpath = ["--checkpoint.dirpath", str(tmp_path / "plain" / "checkpoints")]  # with a logger: its own folder
     with pytest.raises(ValueError, match=r"checkpoints holds an earlier run .* give another --checkpoint.dirpath"):
         run([*args[:-2], *dirpath], tmp_path)
+
+
+def test_a_model_loaded_in_python_brings_its_data_state_to_test_and_predict(tmp_path):
+    import lightning as L
+
+    from dagmm_lightning.data import AnomalyDataModule, DataError
+    from dagmm_lightning.models import DAGMM
+
+    run(["fit", "--config", "configs/quickstart.yaml", "--trainer.max_epochs", "1"], tmp_path)
+    last = next((tmp_path / "logs").rglob("last.ckpt"))
+    quiet = dict(logger=False, enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")
+    model = DAGMM.load_from_checkpoint(last)
+    with pytest.raises(DataError, match=r"split differs from the checkpoint's \(seed 1, the checkpoint's 0\)"):
+        L.Trainer(**quiet).test(model, datamodule=AnomalyDataModule("breast_cancer", seed=1))  # had: tested
+    tester = L.Trainer(**quiet, callbacks=[AnomalyMetrics()])
+    tested = tester.test(DAGMM.load_from_checkpoint(last), datamodule=AnomalyDataModule(seed=0))
+    by_cli = run(["test", "--ckpt_path", str(last)], tmp_path).trainer.callback_metrics["test/roc_auc"]
+    assert tested[0]["test/roc_auc"] == pytest.approx(float(by_cli))
+    # a file scored by a data module of another split: scaled as the checkpoint scales, as dagmm predict does
+    from sklearn.datasets import load_breast_cancer
+
+    from dagmm_lightning.data import TablePreprocessor
+
+    table = load_breast_cancer(as_frame=True).data.iloc[:40]
+    table.to_csv(tmp_path / "rows.csv", index=False)
+    other = AnomalyDataModule("breast_cancer", seed=1, predict_file=str(tmp_path / "rows.csv"))
+    predicted = L.Trainer(**quiet).predict(DAGMM.load_from_checkpoint(last), datamodule=other)
+    out = tmp_path / "scored.csv"
+    run(
+        ["predict", "--ckpt_path", str(last), "--data.predict_file", str(tmp_path / "rows.csv")]
+        + ["--prediction_writer.output_path", str(out)],
+        tmp_path,
+    )
+    np.testing.assert_allclose(torch.cat([p["score"] for p in predicted]).numpy(), pd.read_csv(out)["score"], rtol=1e-6)
+    model.eval()
+    scaling = TablePreprocessor()
+    scaling.load_state_dict(torch.load(last, weights_only=False)["AnomalyDataModule"]["preprocessor"])
+    x = scaling.scale(scaling.encode(table))  # float64 numpy: taken as it is
+    with torch.no_grad():
+        np.testing.assert_allclose(model.score(x).numpy(), pd.read_csv(out)["score"], rtol=1e-5)
+        with pytest.raises(DataError, match=r"score takes rows \(N, 30\) of 30 encoded features, got shape \(40, 29\)"):
+            model.score(x[:, :29])
+        with pytest.raises(ValueError, match="score needs eval mode: call model.eval"):  # had: fitted to the rows
+            model.train().score(x)
+
+
+def test_optimizer_options_say_what_they_replace_and_refuse_what_they_cannot(tmp_path, recwarn):
+    quick = ["fit", "--config", "configs/quickstart.yaml", "--trainer.max_epochs", "1"]
+    with pytest.raises(ValueError, match="--lr_scheduler takes effect only beside --optimizer"):  # had: ignored
+        run([*quick, "--lr_scheduler", "StepLR", "--lr_scheduler.step_size", "5"], tmp_path)
+    with pytest.raises(ValueError, match="--optimizer with --model.init_args.compile true: the compiled step"):
+        run([*quick, "--optimizer", "SGD", "--optimizer.lr", "0.01", "--model.init_args.compile", "true"], tmp_path)
+    fitted = run([*quick, "--optimizer", "SGD", "--optimizer.lr", "0.01"], tmp_path)
+    assert isinstance(fitted.trainer.optimizers[0], torch.optim.SGD)
+    said = [str(w.message) for w in recwarn]
+    assert any("--optimizer SGD replaces the model's Adam: its lr and lr_schedule are not used" in m for m in said)
+    assert not any("configure_optimizers` will be overridden" in m for m in said)  # Lightning's, said better above
+
+
+def test_the_readmes_own_variant_trains_from_the_command_line_and_loads_in_python(tmp_path, monkeypatch):
+    import re
+
+    import lightning as L
+
+    from dagmm_lightning.data import AnomalyDataModule
+
+    readme = (ROOT / "README.md").read_text()
+    (code,) = re.findall(r"```python\n(# my_variants.py\n.*?)```", readme, flags=re.S)
+    (tmp_path / "my_variants.py").write_text(code)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    args = ["fit", "--config", "configs/quickstart.yaml", "--model", "my_variants.DeepDAGMM"]
+    fitted = run([*args, "--trainer.max_epochs", "2"], tmp_path)
+    assert type(fitted.model).__name__ == "DeepDAGMM" and fitted.model.model.compression.encoder[2].p == 0.1
+    last = next((tmp_path / "logs").rglob("last.ckpt"))
+    model = type(fitted.model).load_from_checkpoint(last)
+    quiet = dict(logger=False, enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")
+    L.Trainer(**quiet, callbacks=[AnomalyMetrics()]).test(model, datamodule=AnomalyDataModule(seed=0))
+    x, _ = fitted.datamodule.arrays("test")
+    with torch.no_grad():
+        scores = model.eval().score(x)
+    assert scores.shape == (len(x),) and torch.isfinite(scores).all()
+    with pytest.raises(
+        ValueError, match=r"members > 1 \(an ensemble\) is built for DAGMM's autoencoder, not DeepDAGMM"
+    ):
+        run([*args, "--model.init_args.members", "2"], tmp_path / "ensemble")
+    import sys
+
+    sys.path.remove(str(tmp_path))
+    sys.modules.pop("my_variants")
+    with pytest.raises(ValueError, match="holds a my_variants.DeepDAGMM model, which does not import here: put"):
+        run(["test", "--ckpt_path", str(last)], tmp_path)  # had: a stray line from Lightning after the error

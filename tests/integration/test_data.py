@@ -849,3 +849,28 @@ def test_out_of_core_takes_a_column_empty_in_its_first_rows_as_the_whole_file_ty
     ):
         with pytest.raises(DataError, match="column 'b' has no values; leave it out"):
             read()
+
+
+def test_arrays_without_labels_or_with_labels_other_than_zero_one_and_the_modules_text():
+    x = np.random.default_rng(0).normal(size=(100, 3))
+    unlabelled = AnomalyDataModule.from_arrays(x)  # had: TypeError, len() of unsized object
+    with pytest.warns(UserWarning, match="the table has no labels"):
+        unlabelled.setup("fit")
+    assert unlabelled.anomaly_share is None and len(unlabelled.splits.train) == 45
+    y = np.r_[np.ones(10), np.zeros(90)]
+    labelled = AnomalyDataModule.from_arrays(x, y.astype(int))
+    assert labelled.anomaly_share == pytest.approx(0.1)
+    assert AnomalyDataModule.from_arrays(x, y == 1).anomaly_share == pytest.approx(0.1)
+    with pytest.raises(DataError, match="also -1 .scikit-learn's -1 is the outlier: map it to 1"):  # had: 1 = anomaly
+        AnomalyDataModule.from_arrays(x, np.where(y == 1, -1, 1))
+    with pytest.raises(DataError, match="also nan"):
+        AnomalyDataModule.from_arrays(x, np.where(y == 1, np.nan, 0))
+    with pytest.raises(DataError, match=r"one label per row \(100\), got shape \(50,\)"):
+        AnomalyDataModule.from_arrays(x, y[:50])
+    labelled = AnomalyDataModule.from_arrays(x, y)  # not loaded yet
+    text = str(labelled)  # had: AttributeError from Lightning's, which built every dataloader
+    assert text == "AnomalyDataModule(dataset='arrays', split='normal_only', protocol='paper', seed=None)"
+    labelled.setup("fit")
+    splits = labelled.splits
+    rows = f"rows: train {len(splits.train)}, val {len(splits.val)}, test {len(splits.test)}"
+    assert repr(labelled) == text[:-1] + f"; {rows})" and len(splits.test) == 50

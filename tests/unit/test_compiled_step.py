@@ -307,3 +307,22 @@ def test_a_backend_that_cannot_compile_is_a_configuration_error(monkeypatch):
 def test_a_variant_whose_step_updates_state_refuses_compile():
     with pytest.raises(ConfigurationError, match="compile is not available for DAGMMVQVAE"):
         DAGMMVQVAE(input_dim=6, hidden_dims=(5,), latent_dim=1, compile=True)
+
+
+class WithSGD(DAGMM):
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+
+class WithAdamW(DAGMM):
+    def configure_optimizers(self):
+        return torch.optim.AdamW(self.parameters(), lr=0.01)
+
+
+@pytest.mark.parametrize("variant, name", [(WithSGD, "SGD"), (WithAdamW, "AdamW")])
+def test_compile_with_another_optimizer_is_a_configuration_error(variant, name):
+    # had: KeyError 'amsgrad' (SGD) or a ValueError from inside the first step (AdamW, a subclass of Adam)
+    with pytest.raises(
+        ConfigurationError, match=f"compile: the compiled step is plain Adam, not {name}; .*--optimizer"
+    ):
+        fit(True, tiny_model(variant, compile=True))

@@ -170,6 +170,22 @@ def test_bad_arguments_are_named():
         GaussianMixtureEnergy(2, 3).batch_parameters(torch.zeros(4, 3), torch.zeros(4, 3))
 
 
+@pytest.mark.parametrize("family", ["gaussian", "laplace"])
+def test_rows_of_another_width_another_type_or_none_are_named(family):
+    mixture = build_mixture(family, 2, 3, 1e-6, "float64")
+    z, gamma = torch.rand(10, 3), torch.full((10, 2), 0.5)
+    mixture.fit([(z, gamma)])
+    with pytest.raises(ValueError, match=r"expected z \(..., N, 3\), got \(10, 2\)"):  # had: torch's size mismatch
+        mixture.energy(z[:, :2])
+    with pytest.raises(TypeError, match="the mixture takes z as a torch.Tensor .* got ndarray"):  # had: AttributeError
+        mixture.energy(z.numpy())
+    with pytest.raises(ValueError, match=r"expected z \(..., N, 3\), got \(10, 4\)"):
+        mixture.batch_parameters(torch.rand(10, 4), gamma)
+    with pytest.raises(ValueError, match="cannot fit the mixture on a batch of zero rows"):  # had: weights 0
+        mixture.batch_parameters(z[:0], gamma[:0])
+    assert torch.isfinite(mixture.energy(z)).all()
+
+
 @pytest.mark.parametrize(("steps", "tolerance"), [(1, 0.0), (5, 0.0), (200, 1e-4)])
 def test_em_refinement_equals_scikit_learns_em_from_the_same_start(steps, tolerance):
     import warnings

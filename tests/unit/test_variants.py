@@ -6,8 +6,8 @@ from scipy.stats import laplace
 
 from dagmm_lightning.losses import gaussian_kl
 from dagmm_lightning.mixture import LaplaceMixtureEnergy
-from dagmm_lightning.models import DAGMMPU, DAGMMVAE, DAGMMVQVAE
-from dagmm_lightning.networks import VectorQuantizer, code_usage
+from dagmm_lightning.models import DAGMM, DAGMMPU, DAGMMVAE, DAGMMVQVAE
+from dagmm_lightning.networks import Autoencoder, VectorQuantizer, code_usage
 
 # --- VAE --------------------------------------------------------------------------------------------
 
@@ -142,3 +142,27 @@ def test_pu_classifier_sees_in_training_what_it_is_scored_on():
     model.eval()
     scored_on = model.labelled_logit(model(batch))
     torch.testing.assert_close(trained_on, scored_on)
+
+
+class OwnCompression(DAGMM):
+    def build_compression(self):
+        hp = self.hparams
+        return Autoencoder(hp.input_dim, hp.hidden_dims, hp.latent_dim)  # no members axis
+
+
+class OwnEnsembleCompression(OwnCompression):
+    ensembles = True
+
+    def build_compression(self):
+        hp = self.hparams
+        return Autoencoder(hp.input_dim, hp.hidden_dims, hp.latent_dim, members=hp.members)
+
+
+def test_a_subclass_with_its_own_compression_says_whether_it_ensembles():
+    sizes = dict(input_dim=6, hidden_dims=(4,), latent_dim=1, n_components=2)
+    with pytest.raises(ValueError, match="members 2: OwnCompression builds its own compression network"):
+        OwnCompression(**sizes, members=2)  # had: a shape error in the first training step
+    assert OwnCompression(**sizes).hparams.members == 1
+    model = OwnEnsembleCompression(**sizes, members=2)  # says so: built
+    out = model.model(torch.rand(5, 6))
+    assert out.energy.shape == (2, 5)
