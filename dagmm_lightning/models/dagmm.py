@@ -885,6 +885,10 @@ class DAGMM(L.LightningModule):
             raise DataError(f"score takes rows (N, {width}) of {width} encoded features, got shape {tuple(x.shape)}")
         return self.model.score(self.model(self.model.as_input(x), memberships=False))
 
+    def forward(self, x: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """``model(x)``: the scores of ``score``."""
+        return self.score(x)
+
     def validation_step(self, batch: Batch, batch_idx: int) -> dict[str, torch.Tensor]:
         x, y, index = batch
         out = self.model(x)

@@ -428,6 +428,7 @@ def test_a_model_loaded_in_python_brings_its_data_state_to_test_and_predict(tmp_
     x = scaling.scale(scaling.encode(table))  # float64 numpy: taken as it is
     with torch.no_grad():
         np.testing.assert_allclose(model.score(x).numpy(), pd.read_csv(out)["score"], rtol=1e-5)
+        np.testing.assert_array_equal(model(x).numpy(), model.score(x).numpy())  # had: NotImplementedError
         with pytest.raises(DataError, match=r"score takes rows \(N, 30\) of 30 encoded features, got shape \(40, 29\)"):
             model.score(x[:, :29])
         with pytest.raises(ValueError, match="score needs eval mode: call model.eval"):  # had: fitted to the rows
