@@ -71,7 +71,9 @@ class DAGMMDetector(BaseEstimator):
 
     Args:
         variant: ``dagmm``, ``vae``, ``vqvae``, ``mixed_loss`` (y marks labelled anomalies, 1) or ``pu``
-            (y marks labelled normal rows, 0; everything else unlabelled).
+            (y marks labelled normal rows, 0; everything else unlabelled); or a DAGMM subclass (README, "Your
+            own variant"), trained as ``dagmm`` (as ``pu`` if it subclasses DAGMMPU) with the same defaults
+            (but the scoring fit, ``dagmm``'s own: give it in ``model_kwargs``).
         mixture: ``gaussian``, ``laplace`` or ``gaussian+laplace`` (the ensemble's members alternate between
             the families; needs members >= 2). None: ``gaussian+laplace`` for an ensemble, else ``gaussian``.
         contamination: expected share of anomalies in (0, 0.5]; ``threshold_`` is the (1 - contamination)
@@ -122,7 +124,7 @@ class DAGMMDetector(BaseEstimator):
 
     def __init__(
         self,
-        variant: Variant = "dagmm",
+        variant: Variant | type[DAGMM] = "dagmm",
         mixture: str | None = None,
         contamination: float = 0.1,
         epochs: int | None = None,
@@ -268,11 +270,11 @@ class DAGMMDetector(BaseEstimator):
         """All rows train (with training labels: 0 normal, 1 labelled anomaly, -1 unlabelled); for PU, a
         tenth of the labelled rows is held out as val (for c)."""
         rows = np.arange(n)
-        if self.variant not in ("mixed_loss", "pu"):
+        if self._kind not in ("mixed_loss", "pu"):
             return Splits(rows, rows[:0], rows[:0])
         if y is None:
             raise DataError(
-                f"variant {self.variant!r} needs y: 1 for labelled anomalies (mixed_loss), "
+                f"variant {self._kind!r} needs y: 1 for labelled anomalies (mixed_loss), "
                 f"0 for labelled normal rows (pu), -1 or NaN for unknown"
             )
         raw = pd.Series(np.asarray(y).ravel())
@@ -286,7 +288,7 @@ class DAGMMDetector(BaseEstimator):
         y = y.fillna(-1).to_numpy()
         if len(y) != n:
             raise DataError(f"y has {len(y)} entries for {n} rows")
-        if self.variant == "mixed_loss":
+        if self._kind == "mixed_loss":
             if (y == 1).all():
                 raise DataError("every row of y is a labelled anomaly: mixed_loss trains its mixture on the others")
             if not (y == 1).any():
@@ -306,6 +308,18 @@ class DAGMMDetector(BaseEstimator):
         holdout = np.sort(rng.choice(labelled, max(1, len(labelled) // 10), replace=False))
         train = np.setdiff1d(rows, holdout)
         return Splits(train, holdout, rows[:0], np.where(y[train] == 0, KNOWN_NORMAL, UNLABELLED).astype(np.int64))
+
+    @property
+    def _kind(self) -> str:
+        """The variant's name, for what fit does with y: a DAGMM subclass given as ``variant`` is ``pu``
+        where it subclasses DAGMMPU, else ``dagmm`` (label-free)."""
+        if isinstance(self.variant, type):
+            return "pu" if issubclass(self.variant, DAGMMPU) else "dagmm"
+        return self.variant
+
+    @property
+    def _model_class(self) -> type[DAGMM]:
+        return self.variant if isinstance(self.variant, type) else VARIANTS[self.variant]
 
     # --- scikit-learn / PyOD API ------------------------------------------------------------------------
     def set_params(self, **params) -> DAGMMDetector:
@@ -329,7 +343,11 @@ class DAGMMDetector(BaseEstimator):
             raise
 
     def _fit(self, X, y) -> DAGMMDetector:
-        check_choice("variant", self.variant, Variant)
+        if isinstance(self.variant, type):
+            if not issubclass(self.variant, DAGMM):
+                raise ConfigurationError(f"variant must be a name or a DAGMM subclass, got {self.variant.__name__}")
+        else:
+            check_choice("variant", self.variant, Variant)
         check_range("contamination", self.contamination, 0.0, 0.5, low_open=True)
         for name in ("epochs", "members", "batch_size", "n_components", "latent_dim"):
             value, optional = getattr(self, name), name != "batch_size"
@@ -353,11 +371,11 @@ class DAGMMDetector(BaseEstimator):
         if len(frame) < minimum:
             raise DataError(f"X has {len(frame)} sample(s) (rows); the detector needs at least {minimum}")
         check_range("calibration_fraction", self.calibration_fraction, 0.0, 0.5, high_open=True)
-        if self.calibration_fraction and self.variant in ("mixed_loss", "pu"):
-            raise ConfigurationError(f"calibration_fraction is for the label-free variants, not {self.variant!r}")
+        if self.calibration_fraction and self._kind in ("mixed_loss", "pu"):
+            raise ConfigurationError(f"calibration_fraction is for the label-free variants, not {self._kind!r}")
         frame, symbolic = infer_symbolic_columns(frame, False, "cast it to 'category'", "drop it from X")
         table = RawTable(frame, None, symbolic)
-        split = "positive_unlabeled" if self.variant == "pu" else "normal_only"
+        split = "positive_unlabeled" if self._kind == "pu" else "normal_only"
         splits, held_out = self._splits(y, len(frame)), None
         if self.calibration_fraction:
             rows = np.random.default_rng(self._seed).permutation(len(frame))
@@ -380,7 +398,7 @@ class DAGMMDetector(BaseEstimator):
             self._train(data, len(frame))
         self.model_.eval()
         self.decision_scores_ = self.decision_function(X)
-        if self.variant != "pu":  # PU's threshold is c / 2, not a quantile
+        if self._kind != "pu":  # PU's threshold is c / 2, not a quantile
             # the quantile of the scores just computed: the training pass's own scores can differ from them
             # in the last bits (other batch sizes), which flags every row of a tie at the threshold
             rows = held_out if held_out is not None else splits.train[splits.train_labels != LABELLED_ANOMALY]
@@ -437,14 +455,15 @@ class DAGMMDetector(BaseEstimator):
             hidden = tuple(hidden.tolist())
         latent = None if self.latent_dim is None else int(self.latent_dim)
         inference = self.inference or "energy"
-        members = self.members or (ENSEMBLE_MEMBERS if VARIANTS[self.variant].ensembles else 1)
+        model_class = self._model_class
+        members = self.members or (ENSEMBLE_MEMBERS if model_class.ensembles else 1)
         mixture = self.mixture or ("gaussian+laplace" if members > 1 else "gaussian")
         settings = dict(lr=self.lr, mixture=mixture, contamination=self.contamination, inference=inference)
-        scoring_fit = SCORING_FIT_DEFAULTS if self.latent_dim is None and VARIANTS[self.variant] is DAGMM else {}
-        accepted = {*inspect.signature(VARIANTS[self.variant]).parameters, *inspect.signature(DAGMM).parameters}
+        scoring_fit = SCORING_FIT_DEFAULTS if self.latent_dim is None and model_class is DAGMM else {}
+        accepted = {*inspect.signature(model_class).parameters, *inspect.signature(DAGMM).parameters}
         unknown = sorted(set(self.model_kwargs or {}) - accepted - {"args", "kwargs"})
         if unknown:
-            raise ConfigurationError(f"model_kwargs {unknown} are not {VARIANTS[self.variant].__name__} arguments")
+            raise ConfigurationError(f"model_kwargs {unknown} are not {model_class.__name__} arguments")
         own = {"input_dim", "hidden_dims", "latent_dim", "n_components", "members", *settings}  # lr, mixture, ...
         if "threshold_rows" in (self.model_kwargs or {}):  # the detector has no val rows
             raise ConfigurationError("model_kwargs threshold_rows: the detector's calibration_fraction holds rows out")
@@ -453,7 +472,7 @@ class DAGMMDetector(BaseEstimator):
             raise ConfigurationError(f"model_kwargs {owned}: set them as DAGMMDetector's own parameters")
         settings |= {**MODEL_DEFAULTS, **scoring_fit, **(self.model_kwargs or {})}
         sizes = dict(n_components=None if self.n_components is None else int(self.n_components), members=int(members))
-        return VARIANTS[self.variant](d, hidden, latent, **sizes, **settings)
+        return model_class(d, hidden, latent, **sizes, **settings)
 
     def decision_function(self, X) -> np.ndarray:
         """Anomaly score of each row of X (n,), higher = more anomalous."""
@@ -484,7 +503,7 @@ class DAGMMDetector(BaseEstimator):
         return self._confidence(scores, (scores > self.threshold_).astype(int))
 
     def _confidence(self, scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
-        if self.variant == "pu":
+        if self._kind == "pu":
             raise ConfigurationError("predict_confidence: the pu variant's threshold is c / 2, not a quantile")
         reference = np.sort(self.decision_scores_[self._threshold_rows()])
         n = len(reference)
@@ -544,7 +563,10 @@ class DAGMMDetector(BaseEstimator):
         if not isinstance(state, dict) or "variant_class" not in state:
             raise DataError(f"{path} is not a file written by DAGMMDetector.save")
         detector = cls(**state["params"])
-        model_class = {c.__name__: c for c in VARIANTS.values()}[state["variant_class"]]
+        variant = state["params"]["variant"]  # a class: pickled by its import path
+        model_class = (
+            variant if isinstance(variant, type) else {c.__name__: c for c in VARIANTS.values()}[state["variant_class"]]
+        )
         detector.model_ = model_class(**state["hparams"])
         detector.model_.load_state_dict(state["state_dict"])
         detector.model_.eval()

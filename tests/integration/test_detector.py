@@ -19,6 +19,7 @@ from sklearn.utils.estimator_checks import check_estimator
 from dagmm_lightning import DAGMMDetector
 from dagmm_lightning.data import DataError
 from dagmm_lightning.detector import TRAINING_STEPS
+from dagmm_lightning.models import DAGMM
 from dagmm_lightning.sizing import latent_size, mixture_components
 
 from ..conftest import ROOT
@@ -539,3 +540,30 @@ def test_a_calibration_fraction_sets_the_threshold_on_held_out_rows(tmp_path):
         DAGMMDetector(variant="mixed_loss", calibration_fraction=0.1).fit(x, np.zeros(400))
     with pytest.raises(ValueError, match=r"calibration_fraction must be in \[0, 0.5\)"):
         DAGMMDetector(calibration_fraction=0.5).fit(x)
+
+
+class WiderDAGMM(DAGMM):
+    """A user's variant (README, "Your own variant"): its own compression network, no ensembles."""
+
+    ensembles = False
+
+    def build_compression(self):
+        from dagmm_lightning.networks import Autoencoder
+
+        hp = self.hparams
+        return Autoencoder(hp.input_dim, (16, 8), hp.latent_dim)
+
+
+def test_a_dagmm_subclass_is_a_variant_of_the_detector(tmp_path):
+    x, y = blobs(n=300)
+    det = DAGMMDetector(variant=WiderDAGMM, epochs=3, random_state=0).fit(x)  # had: variant must be one of
+    assert type(det.model_).__name__ == "WiderDAGMM" and det.model_.hparams.members == 1  # its ensembles False
+    assert det.model_.model.compression.encoder[0].out_features == 16
+    assert det.labels_.mean() == pytest.approx(0.1, abs=0.01) and np.isfinite(det.decision_scores_).all()
+    det.save(tmp_path / "wider.pt")
+    loaded = DAGMMDetector.load(tmp_path / "wider.pt")
+    assert loaded.variant is WiderDAGMM
+    np.testing.assert_array_equal(loaded.decision_function(x), det.decision_function(x))
+    np.testing.assert_array_equal(clone(det).fit(x).decision_scores_, det.decision_scores_)
+    with pytest.raises(ValueError, match="variant must be a name or a DAGMM subclass, got Module"):
+        DAGMMDetector(variant=torch.nn.Module).fit(x)
