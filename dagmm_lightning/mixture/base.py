@@ -105,8 +105,10 @@ class MixtureEnergy(nn.Module, ABC):
         super().__init__()
         if n_components < 1:
             raise ConfigurationError(f"n_components must be >= 1, got {n_components}")
-        if not jitter > 0:  # the variance floor: without it a collapsed component has energy -inf
-            raise ConfigurationError(f"jitter must be > 0, got {jitter}")
+        if dim < 1:
+            raise ConfigurationError(f"dim must be >= 1, got {dim}")
+        if not 0 < jitter < float("inf"):  # the variance floor: without it a collapsed component has energy -inf
+            raise ConfigurationError(f"jitter must be a finite number > 0, got {jitter}")
         check_choice("mixture dtype", dtype, MixtureDtype)
         self.n_components, self.dim, self.jitter = n_components, dim, jitter
         self.dtype = _DTYPES[dtype]

@@ -13,9 +13,11 @@ from dagmm_lightning.mixture.base import MixtureEnergy
 def cholesky_with_jitter(cov: torch.Tensor, jitter: float, max_tries: int = 8) -> torch.Tensor:
     """Lower Cholesky factor of ``cov`` (..., D, D), which already holds ``jitter`` on its diagonal.
 
-    Where a matrix is still not positive definite (rounding, a collapsed latent), the diagonal is raised
-    tenfold per try, starting from ``max(jitter, 1e-10)`` times its mean variance; the result is always a
-    valid factor or a clear error, never NaN.
+    Where a matrix is still not positive definite (rounding, a collapsed latent, collinear dimensions), each
+    diagonal entry is raised in proportion to itself (at least 1), tenfold per try, starting from
+    ``max(jitter, 1e-10)`` times it: a dimension of small variance beside collinear ones of a large variance
+    keeps its own scale (a bump by their mean variance had drowned it). The result is always a valid factor
+    or a clear error, never NaN.
 
     Inside a ``torch.compile`` graph (``DAGMM(compile=True)``) a data-dependent retry would break the graph:
     there a failed factor is all NaN instead, so that the loss is NaN and the training step reruns the
@@ -26,12 +28,11 @@ def cholesky_with_jitter(cov: torch.Tensor, jitter: float, max_tries: int = 8) -
         return factor.masked_fill((info > 0)[..., None, None], float("nan"))
     if not bool((info > 0).any()):
         return factor
-    eye = torch.eye(cov.shape[-1], dtype=cov.dtype, device=cov.device)
-    scale = cov.diagonal(dim1=-2, dim2=-1).abs().mean(-1, keepdim=True).clamp_min(1.0).unsqueeze(-1)
+    scale = torch.diag_embed(cov.diagonal(dim1=-2, dim2=-1).abs().clamp_min(1.0))  # (..., D, D), per dimension
     extra = max(jitter, 1e-10)
     for _ in range(max_tries):
         failed = (info > 0).to(cov.dtype)[..., None, None]
-        cov = cov + failed * extra * scale * eye
+        cov = cov + failed * extra * scale
         factor, info = torch.linalg.cholesky_ex(cov)
         if not bool((info > 0).any()):
             return factor

@@ -32,9 +32,12 @@ def test_the_relative_distance_of_a_zero_row_is_bounded():
     torch.testing.assert_close(reconstruction_features(rows, 0.3 * rows)[0][:, 0], ratio)
 
 
-def test_jitter_must_be_positive():
-    with pytest.raises(ConfigurationError, match="jitter must be > 0"):
-        GaussianMixtureEnergy(2, 3, jitter=0.0)
+def test_jitter_must_be_positive_and_finite_and_the_rows_have_a_dimension():
+    for jitter in (0.0, float("inf"), float("nan")):  # inf had trained until a misleading 'try a larger jitter'
+        with pytest.raises(ConfigurationError, match="jitter must be a finite number > 0"):
+            GaussianMixtureEnergy(2, 3, jitter=jitter)
+    with pytest.raises(ConfigurationError, match="dim must be >= 1, got 0"):
+        GaussianMixtureEnergy(2, 0)
 
 
 def test_the_threshold_quantile_takes_any_number_of_rows():

@@ -140,6 +140,21 @@ def test_cholesky_jitter_rescues_singular_matrix():
         cholesky_with_jitter(torch.full((1, 2, 2), float("nan"), dtype=torch.float64), jitter=1e-8)
 
 
+@pytest.mark.parametrize("scale, dtype", [(1e7, "float64"), (1e12, "float64"), (1e6, "float32")])
+def test_collinear_dimensions_of_a_large_scale_leave_a_small_one_its_own_variance(scale, dtype):
+    # two columns collinear at a large scale need the Cholesky retry; the unit-variance column beside them
+    # must keep its scale: an 8-sigma value there scores as such, not like a typical row (had: 0.000 apart)
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=1000), rng.normal(size=1000)
+    z = np.c_[x * scale, 1.1 * x * scale, y]
+    mixture = build_mixture("gaussian", 1, 3, 1e-6, dtype)
+    mixture.fit([(torch.tensor(z), torch.ones(1000, 1, dtype=torch.float64))])
+    energy = mixture.energy(torch.tensor([[0.0, 0.0, 0.0], [0.0, 0.0, 8.0]], dtype=torch.float64))
+    # the same rows under the covariance of (x, y): the second collinear column adds nothing
+    reference = 0.5 * 64 * np.linalg.inv(np.cov(np.c_[x * scale, y].T, bias=True))[1, 1]
+    assert float(energy[1] - energy[0]) == pytest.approx(reference, rel=0.03)
+
+
 def test_collapsed_batch_gives_finite_energy_penalty_and_gradients():
     # All rows identical: zero covariance, the jitter keeps everything finite.
     z = torch.ones(16, 3, dtype=torch.float32, requires_grad=True)
