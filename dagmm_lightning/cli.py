@@ -381,7 +381,6 @@ class DAGMMCLI(LightningCLI):
                 "model's Adam: its lr and lr_schedule are not used (hparams.yaml still lists them; config.yaml "
                 "holds what ran)"
             )
-            warnings.filterwarnings("ignore", message=".*configure_optimizers` will be overridden")  # said above
         checkpoint = config.get("checkpoint")
         periodic = ("every_n_train_steps", "every_n_epochs", "train_time_interval")
         if (
@@ -466,6 +465,11 @@ class DAGMMCLI(LightningCLI):
                 rank_zero_info(interrupted_fit_summary(self.trainer))
             raise
 
+    def _add_configure_optimizers_method_to_model(self, subcommand: str | None) -> None:
+        with warnings.catch_warnings():  # Lightning's "will be overridden": before_instantiate_classes says more
+            warnings.filterwarnings("ignore", message=".*configure_optimizers` will be overridden")
+            super()._add_configure_optimizers_method_to_model(subcommand)
+
     def _instantiate_trainer(self, config: dict, callbacks: list):
         if config.get("enable_checkpointing") is False:  # the checkpoint callback every run adds, dropped
             callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint)]  # (Lightning refuses both)
@@ -514,9 +518,14 @@ class DAGMMCLI(LightningCLI):
                 ) from None
         saved_class = ((checkpoint or {}).get("hyper_parameters") or {}).get("_class_path")
         if saved_class and isinstance(imported_class(saved_class), str):  # (Lightning's parse adds a stray line)
+            module, _, name = saved_class.rpartition(".")
+            try:
+                why = f"{module} has no {name}" if importlib.import_module(module) else ""
+            except Exception as err:  # (the module's own imports too)
+                why = f"{type(err).__name__}: {err}"
             raise ConfigurationError(
-                f"{path} holds a {saved_class} model, which does not import here: put the module that defines it "
-                f"({saved_class.rpartition('.')[0]}) in the current folder or on PYTHONPATH"
+                f"{path} holds a {saved_class} model, which does not import here ({why}): put the module that "
+                f"defines it ({module}) in the current folder or on PYTHONPATH"
             )
         asked, asked_class = model_settings(config), config.get("model.class_path")
         super()._parse_ckpt_path()  # it may replace the config (the model's settings by the checkpoint's)

@@ -456,7 +456,8 @@ class DAGMMDetector(BaseEstimator):
         latent = None if self.latent_dim is None else int(self.latent_dim)
         inference = self.inference or "energy"
         model_class = self._model_class
-        members = self.members or (ENSEMBLE_MEMBERS if model_class.ensembles else 1)
+        ensembles = model_class.ensembles and not model_class._compression_without_members()
+        members = self.members or (ENSEMBLE_MEMBERS if ensembles else 1)
         mixture = self.mixture or ("gaussian+laplace" if members > 1 else "gaussian")
         settings = dict(lr=self.lr, mixture=mixture, contamination=self.contamination, inference=inference)
         scoring_fit = SCORING_FIT_DEFAULTS if self.latent_dim is None and model_class is DAGMM else {}
@@ -489,8 +490,11 @@ class DAGMMDetector(BaseEstimator):
         """1 for anomalies (score above ``threshold_``), 0 for normal rows (n,); with ``return_confidence``
         also ``predict_confidence``'s (n,) values, as PyOD returns them."""
         scores = self.decision_function(X)
-        labels = (scores > self.threshold_).astype(int)
+        labels = self._labels(scores)
         return (labels, self._confidence(scores, labels)) if return_confidence else labels
+
+    def _labels(self, scores: np.ndarray) -> np.ndarray:
+        return (scores > self.threshold_).astype(int)
 
     def predict_confidence(self, X) -> np.ndarray:
         """(n,) confidence in [0, 1] of ``predict``'s label for each row, by ExCeed (Perini et al. 2020),
@@ -500,7 +504,7 @@ class DAGMMDetector(BaseEstimator):
         contamination); n, p): that for a row labelled 1, one minus it for a row labelled 0. Not for the
         ``pu`` variant (its threshold is c / 2, not a quantile)."""
         scores = self.decision_function(X)
-        return self._confidence(scores, (scores > self.threshold_).astype(int))
+        return self._confidence(scores, self._labels(scores))
 
     def _confidence(self, scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
         if self._kind == "pu":
@@ -538,7 +542,7 @@ class DAGMMDetector(BaseEstimator):
             p = scipy.special.erf((scores - self.decision_scores_.mean()) / (spread * np.sqrt(2)))
         p = np.clip(p, 0.0, 1.0)
         proba = np.stack([1 - p, p], axis=1)
-        return (proba, self._confidence(scores, (scores > self.threshold_).astype(int))) if return_confidence else proba
+        return (proba, self._confidence(scores, self._labels(scores))) if return_confidence else proba
 
     # --- persistence -----------------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:

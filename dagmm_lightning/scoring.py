@@ -45,7 +45,8 @@ class ScoreCalibration(nn.Module):
     study's modified inference): z-score of the energy + ``reconstruction_weight`` * z-score of the squared
     reconstruction error, both with the training rows' mean and standard deviation (buffer
     ``normalisation`` = [energy mean, energy std, error mean, error std]), so the weight has no units.
-    The threshold (buffer) is the (1 - ``contamination``) quantile of the training rows' scores.
+    The threshold (buffer) is the (1 - ``contamination``) quantile of the training rows' scores, or of the
+    rows the model sets it on (``DAGMM``'s ``threshold_rows``, ``DAGMMDetector``'s ``calibration_fraction``).
 
     An ensemble (``members`` = M > 1) gives energies and errors (M, N): each member's score as above
     (``normalisation`` (M, 4)), then the mean over members of those scores z-scored with the member's

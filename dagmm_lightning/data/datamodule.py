@@ -478,13 +478,28 @@ class AnomalyDataModule(L.LightningDataModule):
             found["path"] = str(Path(self.path).resolve())
         return {"dataset": self.dataset, "preprocessor": self.preprocessor.state_dict(), **split, "found_at": found}
 
-    def load_state_dict(self, state_dict: dict) -> None:
+    def is_data_of(self, state_dict: dict) -> bool:
+        """Whether this module loads the data a checkpoint's state (``state_dict``) was saved from: the same
+        data set, the same file for a table, and as many rows (arrays: as many rows)."""
         if state_dict.get("dataset") != self.dataset:
+            return False
+        path = state_dict.get("found_at", {}).get("path")
+        if self.dataset == TABLE and path and self.path and Path(self.path).resolve() != Path(path):
+            return False
+        rows = state_dict.get("n_rows")
+        return rows is None or rows == len(self._labels)
+
+    def load_state_dict(self, state_dict: dict, other_data: bool = False) -> None:
+        """A checkpoint's encoding and scaling, refusing a split whose test rows would overlap the rows it was
+        trained on; ``other_data``: rows that are not the checkpoint's data (``is_data_of``), encoded and
+        scaled as it was trained, nothing to overlap."""
+        if state_dict.get("dataset") != self.dataset and not other_data:
             raise DataError(
                 f"the checkpoint was trained on data set {state_dict.get('dataset')!r}, "
                 f"this run loads {self.dataset!r}; pass the data config it was trained with"
             )
         scoring_a_file = self.predict_file is not None and self.trainer is not None and self.trainer.predicting
+        scoring_a_file = scoring_a_file or other_data
         rows = state_dict.get("training_rows")  # None: older checkpoints
         if not scoring_a_file and rows not in (None, self.training_rows_fingerprint()):
             self._refuse_other_training_rows(state_dict)
@@ -544,6 +559,8 @@ def zero_one_labels(labels, n_rows: int) -> np.ndarray:
         raise DataError(f"is_anomaly must hold one label per row ({n_rows}), got shape {values.shape}")
     if values.dtype == bool:
         return values
+    if values.dtype.kind in "iuf" and np.isin(values, (0, 1)).all():  # the usual case, without a Python loop
+        return values.astype(bool)
     numeric = np.asarray(values, dtype=object)
     known = np.array([isinstance(v, (int, float, np.integer, np.floating)) and v in (0, 1) for v in numeric])
     if not known.all():

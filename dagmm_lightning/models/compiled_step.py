@@ -50,14 +50,10 @@ class CompiledAdamStep:
         optimizer: torch.optim.Adam,
         settings: Callable[[], object] = lambda: None,
     ) -> None:
-        if type(optimizer) is not torch.optim.Adam:
-            raise ValueError(f"the compiled step is plain Adam, not {type(optimizer).__name__}")
-        group = optimizer.param_groups[0]
+        problem = plain_adam_problem(optimizer, model)
+        if problem is not None:
+            raise ValueError(problem)
         self.names, self.params = zip(*((n, p) for n, p in model.named_parameters() if p.requires_grad), strict=True)
-        if len(optimizer.param_groups) != 1 or {id(p) for p in group["params"]} != set(map(id, self.params)):
-            raise ValueError("the optimizer must hold exactly the model's trainable parameters, in one group")
-        if group["weight_decay"] or group["amsgrad"] or group["maximize"]:
-            raise ValueError("the compiled step is plain Adam: no weight_decay, amsgrad or maximize")
         self.model, self.optimizer, self.settings = model, optimizer, settings
         self.objective = _Objective(model, objective)  # the weights swapped in for every call to model inside
         # The C++ wrapper calls the kernels without Python (~10 % of a step). Without isolate_recompiles the
@@ -179,3 +175,17 @@ class _Objective(nn.Module):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.objective(x, y)
+
+
+def plain_adam_problem(optimizer: torch.optim.Optimizer, model: nn.Module) -> str | None:
+    """Why ``optimizer`` cannot be the compiled step's (a plain ``torch.optim.Adam`` over exactly the
+    trainable parameters of ``model``, in one group), or None."""
+    if type(optimizer) is not torch.optim.Adam:
+        return f"the compiled step is plain Adam, not {type(optimizer).__name__}"
+    params = {id(p) for p in model.parameters() if p.requires_grad}
+    group = optimizer.param_groups[0]
+    if len(optimizer.param_groups) != 1 or {id(p) for p in group["params"]} != params:
+        return "the optimizer must hold exactly the model's trainable parameters, in one group"
+    if group["weight_decay"] or group["amsgrad"] or group["maximize"]:
+        return "the compiled step is plain Adam: no weight_decay, amsgrad or maximize"
+    return None

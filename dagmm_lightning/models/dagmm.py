@@ -35,7 +35,7 @@ from dagmm_lightning.errors import (
 from dagmm_lightning.labels import LABELLED_ANOMALY
 from dagmm_lightning.losses import AnomalyLoss, dagmm_objective
 from dagmm_lightning.mixture import MixtureDtype, MixtureFamily, build_mixture, reseedable_components
-from dagmm_lightning.models.compiled_step import CompiledAdamStep
+from dagmm_lightning.models.compiled_step import CompiledAdamStep, plain_adam_problem
 from dagmm_lightning.networks import Activation, Autoencoder, DAGMMModel, DAGMMOutput, EstimationNetwork
 from dagmm_lightning.scoring import Inference, ScoreCalibration, upper_quantile
 from dagmm_lightning.sizing import mixture_components, network_sizes
@@ -295,7 +295,7 @@ class DAGMM(L.LightningModule):
     model_class: type[DAGMMModel] = DAGMMModel
     ensembles = True  # whether ``members`` > 1 is supported
     learns_from_known_normals = False  # the positive-unlabeled split's labelled normal rows: DAGMMPU's
-    threshold_from_contamination = True  # the (1 - contamination) quantile of the training scores (not PU's c / 2)
+    threshold_from_contamination = True  # the (1 - contamination) quantile of some rows' scores (not PU's c / 2)
     compiles = True  # whether ``compile`` is supported
 
     @classmethod
@@ -509,13 +509,7 @@ class DAGMM(L.LightningModule):
         if step is None or step.optimizer is not optimizer or step.model is not self.model:
             objective = lambda x, y: self.training_terms(self.model(x), y, None)  # noqa: E731
             settings = lambda: dict(self.hparams)  # noqa: E731  (what training_terms reads besides tensors)
-            try:
-                step = self.__dict__["_adam_step"] = CompiledAdamStep(self.model, objective, optimizer, settings)
-            except ValueError as err:  # another optimizer (the CLI's --optimizer, a subclass's configure_optimizers)
-                raise ConfigurationError(
-                    f"compile: {err}; the compiled step is the model's own Adam (lr, lr_schedule): leave out "
-                    "--optimizer / --lr_scheduler, or set --model.init_args.compile false"
-                ) from None
+            step = self.__dict__["_adam_step"] = CompiledAdamStep(self.model, objective, optimizer, settings)
         return step
 
     def __getstate__(self) -> dict:
@@ -566,9 +560,10 @@ class DAGMM(L.LightningModule):
         datamodule = self.trainer.datamodule
         if stage == "fit":
             self._trained_on = None  # trained on this run's data from now on
-        elif self._trained_on is not None and hasattr(datamodule, "split_settings"):  # a loaded model
-            # the checkpoint's encoding and scaling; refused where this split's test rows overlap its training rows
-            datamodule.load_state_dict(self._trained_on)
+        elif self._trained_on is not None and hasattr(datamodule, "is_data_of"):  # a loaded model
+            # the checkpoint's encoding and scaling; refused where this split's test rows overlap its training
+            # rows (other data, a table of new rows, has none to overlap)
+            datamodule.load_state_dict(self._trained_on, other_data=not datamodule.is_data_of(self._trained_on))
         if self.model is None:
             self._size_from_training_rows()
         splits = getattr(self.trainer.datamodule, "splits", None) if stage == "fit" else None
@@ -790,6 +785,14 @@ class DAGMM(L.LightningModule):
             self._weights_at_epoch_end = {name: value.detach().clone() for name, value in self.state_dict().items()}
 
     def on_train_start(self) -> None:
+        if self.hparams.compile and self._step_compiles():  # before any step (mixed_loss's run eagerly at first)
+            optimizer = self.optimizers()
+            problem = plain_adam_problem(getattr(optimizer, "optimizer", optimizer), self.model)
+            if problem is not None:  # another optimizer: the CLI's --optimizer, a subclass's configure_optimizers
+                raise ConfigurationError(
+                    f"compile: {problem}; the compiled step is the model's own Adam (lr, lr_schedule): leave out "
+                    "--optimizer / --lr_scheduler, or set --model.init_args.compile false"
+                )
         self.__dict__.pop("_weights_at_epoch_end", None)
         # Lightning resumes a checkpoint written within an epoch (or at its end) without that epoch's
         # on_train_epoch_start: the checkpoint's generator states go on, or the epoch's seed is set here
@@ -841,12 +844,13 @@ class DAGMM(L.LightningModule):
         self._fitted_weights = None  # the checkpoint's fit is of its own weights (its step says so)
         self._training_scores = self._threshold_scores = None
         self._resumed_generators = checkpoint.get(GENERATORS_KEY)
-        # the data module's state (split, encoding, scaling): restored into one given to test / validate /
-        # predict without ckpt_path, as ckpt_path restores it (AnomalyDataModule.state_dict's keys)
-        states = [
-            v for v in checkpoint.values() if isinstance(v, dict) and {"split_settings", "preprocessor"} <= set(v)
-        ]
-        self._trained_on = states[0] if len(states) == 1 else None
+        if "threshold_rows" not in checkpoint.get("hyper_parameters", {"threshold_rows": None}):
+            self.hparams.threshold_rows = "train"  # saved before the option: its threshold rule, also on a resume
+        if self._trainer is None:  # load_from_checkpoint (not a resume, nor a run's own ckpt_path)
+            # the data module's state (split, encoding, scaling): restored into one given to test / validate /
+            # predict without ckpt_path, as ckpt_path restores it (AnomalyDataModule.state_dict's keys)
+            states = [v for v in checkpoint.values() if isinstance(v, dict) and {"dataset", "preprocessor"} <= set(v)]
+            self._trained_on = states[0] if len(states) == 1 else None
         self.resumed_at_step = checkpoint.get("global_step")  # the fit summary tells a resume that trained nothing
         if self._trainer is not None and self.trainer.state.fn != "fit":  # in the process that restores it
             # Lightning asks for the fit's callbacks (a monitored ModelCheckpoint); scoring needs none of them

@@ -543,9 +543,7 @@ def test_a_calibration_fraction_sets_the_threshold_on_held_out_rows(tmp_path):
 
 
 class WiderDAGMM(DAGMM):
-    """A user's variant (README, "Your own variant"): its own compression network, no ensembles."""
-
-    ensembles = False
+    """A user's variant (README, "Your own variant"): its own compression network (ensembles not declared)."""
 
     def build_compression(self):
         from dagmm_lightning.networks import Autoencoder
@@ -557,7 +555,7 @@ class WiderDAGMM(DAGMM):
 def test_a_dagmm_subclass_is_a_variant_of_the_detector(tmp_path):
     x, y = blobs(n=300)
     det = DAGMMDetector(variant=WiderDAGMM, epochs=3, random_state=0).fit(x)  # had: variant must be one of
-    assert type(det.model_).__name__ == "WiderDAGMM" and det.model_.hparams.members == 1  # its ensembles False
+    assert type(det.model_).__name__ == "WiderDAGMM" and det.model_.hparams.members == 1  # had: 5, then refused
     assert det.model_.model.compression.encoder[0].out_features == 16
     assert det.labels_.mean() == pytest.approx(0.1, abs=0.01) and np.isfinite(det.decision_scores_).all()
     det.save(tmp_path / "wider.pt")
