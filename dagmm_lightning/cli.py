@@ -520,7 +520,8 @@ class DAGMMCLI(LightningCLI):
         if saved_class and isinstance(imported_class(saved_class), str):  # (Lightning's parse adds a stray line)
             module, _, name = saved_class.rpartition(".")
             try:
-                why = f"{module} has no {name}" if importlib.import_module(module) else ""
+                importlib.import_module(module)
+                why = f"{module} has no {name}"
             except Exception as err:  # (the module's own imports too)
                 why = f"{type(err).__name__}: {err}"
             raise ConfigurationError(
