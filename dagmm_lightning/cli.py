@@ -43,7 +43,7 @@ from dagmm_lightning.data.batches import batch_bounds  # noqa: E402
 from dagmm_lightning.data.datamodule import TABLE, default_data_dir  # noqa: E402
 from dagmm_lightning.errors import ConfigurationError, DataError, own_error  # noqa: E402
 from dagmm_lightning.models import DAGMM  # noqa: E402
-from dagmm_lightning.models.dagmm import contamination_from_labels  # noqa: E402
+from dagmm_lightning.models.dagmm import FIT_COUNTS_KEY, contamination_from_labels  # noqa: E402
 from dagmm_lightning.scoring import ties_at_threshold  # noqa: E402
 
 PROGRESS_REFRESH_RATE = 20
@@ -856,10 +856,13 @@ def fit_summary(
             lines.append(f"  best:        {kept.best_model_path} ({kept.monitor}{shown})")
     network = getattr(trainer.lightning_module, "model", None)
     reseeded, em_steps = getattr(network, "components_reseeded", 0), getattr(network, "em_steps_run", 0)
+    here = not spawned(trainer)  # a spawned run's fit ran (and counted) in its worker processes
+    workers = torch.load(spawned_last, map_location="cpu", weights_only=False) if spawned_last is not None else {}
+    if not here and FIT_COUNTS_KEY in workers:  # their last checkpoint's fit
+        reseeded, em_steps, here = workers[FIT_COUNTS_KEY]["reseeded"], workers[FIT_COUNTS_KEY]["em_steps"], True
     fit_k = network.mixture.n_components if hasattr(network, "mixture") else None
     network_k = trainer.lightning_module.hparams.get("n_components")
     more = fit_k is not None and network_k is not None and fit_k != network_k
-    here = not spawned(trainer)  # a spawned run's fit ran (and counted) in its worker processes
     if reseeded or em_steps or more:
         done = [f"{fit_k} components (the estimation network's {network_k})"] if more else []
         done += [f"{reseeded} empty components re-seeded (most in a member)"] if reseeded and here else []
@@ -869,8 +872,7 @@ def fit_summary(
     pu = not getattr(trainer.lightning_module, "threshold_from_contamination", True)  # c / 2: the validation line
     threshold = float(calibration.threshold) if calibration is not None else float("nan")
     if calibration is not None and spawned_last is not None:  # the workers' fit: their last checkpoint holds it
-        state = torch.load(spawned_last, map_location="cpu", weights_only=False)["state_dict"]
-        threshold = float(state.get("model.calibration.threshold", float("nan")))
+        threshold = float(workers["state_dict"].get("model.calibration.threshold", float("nan")))
     contamination = calibration.contamination if calibration is not None else None
     if contamination is None and spawned_last is not None and datamodule.anomaly_share:  # the workers took it
         contamination = contamination_from_labels(datamodule.anomaly_share)

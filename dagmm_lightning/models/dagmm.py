@@ -43,6 +43,7 @@ from dagmm_lightning.sizing import mixture_components, network_sizes
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 LRSchedule = Literal["constant", "cosine"]
 ThresholdRows = Literal["auto", "train", "val"]
+FIT_COUNTS_KEY = "dagmm_fit_counts"  # the last training-set fit's re-seeded components and EM steps
 GENERATORS_KEY = "dagmm_generators"  # a fit checkpoint's epoch and each rank's generator states
 SANITY_FIT_ROWS = 8192  # training rows (each process's) the mixture is fitted on for the sanity-check validation
 _EMPTY_WITHOUT_RESEEDING = (
@@ -711,6 +712,9 @@ class DAGMM(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["dagmm_variant"] = self._variant_record()
+        if self.model is not None:  # what the last training-set fit did, for a summary in another process
+            network = self.model
+            checkpoint[FIT_COUNTS_KEY] = {"reseeded": network.components_reseeded, "em_steps": network.em_steps_run}
         if self.trainer.state.fn != "fit":
             return
         # A checkpoint written without a validation first (no val rows, validation every n epochs)

@@ -167,9 +167,12 @@ def test_spawned_cli_fit_summary_names_its_epochs_checkpoint_metrics_and_one_log
     args = ["fit", "--config", "configs/quickstart.yaml", "--trainer.max_epochs", "3", "--trainer.devices", "2"]
     args += ["--trainer.strategy", "ddp_spawn", "--trainer.accelerator", "cpu"]
     args += ["--model.init_args.contamination", "null"]  # taken from the labels, in the workers
+    args += ["--model.init_args.em_steps", "3"]  # the workers' scoring fit refines: the summary says so
     build_cli([*args, "--trainer.logger.init_args.save_dir", str(logs), *QUICK])
     summary = "\n".join(r.getMessage() for r in caplog.records if "fit finished" in r.getMessage())
     (last,) = logs.rglob("last.ckpt")
+    em_steps = torch.load(last, weights_only=False)["dagmm_fit_counts"]["em_steps"]
+    assert 0 < em_steps and f"mixture:     refined by {em_steps} EM steps (at most 3)" in summary  # had: no line
     assert "fit finished after 3 epochs" in summary and f"dagmm test --ckpt_path {last}" in summary
     assert "roc_auc" in summary  # the validation after fit ran in spawned processes too
     assert [p.name for p in (logs / "lightning_logs").iterdir()] == ["version_0"]  # fit and validation share it
