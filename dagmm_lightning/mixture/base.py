@@ -271,7 +271,8 @@ class MixtureEnergy(nn.Module, ABC):
     def energy(self, z: torch.Tensor, params: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         """E(z) = -log sum_k phi_k p_k(z), by log-sum-exp: z (..., N, D) -> (..., N), in the mixture dtype.
 
-        With ``params`` None the training-set fit (buffers) is used.
+        With ``params`` None the training-set fit (buffers) is used. Rows holding NaN or inf give NaN or inf
+        energies (not checked here: that would read every batch's values; the data module refuses such rows).
         """
         self.check_rows(z)
         with torch.autocast(device_type=z.device.type, enabled=False):
