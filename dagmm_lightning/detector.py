@@ -467,7 +467,10 @@ class DAGMMDetector(BaseEstimator):
             raise ConfigurationError(f"model_kwargs {unknown} are not {model_class.__name__} arguments")
         own = {"input_dim", "hidden_dims", "latent_dim", "n_components", "members", *settings}  # lr, mixture, ...
         if "threshold_rows" in (self.model_kwargs or {}):  # the detector has no val rows
-            raise ConfigurationError("model_kwargs threshold_rows: the detector's calibration_fraction holds rows out")
+            raise ConfigurationError(
+                "model_kwargs threshold_rows: the detector's threshold is its training rows' quantile, or held-out "
+                "rows' with calibration_fraction (e.g. 0.1)"
+            )
         owned = sorted(set(self.model_kwargs or {}) & own)
         if owned:
             raise ConfigurationError(f"model_kwargs {owned}: set them as DAGMMDetector's own parameters")

@@ -252,7 +252,7 @@ class AnomalyDataModule(L.LightningDataModule):
             count = int((labels == 1).sum())
             labelled_all = len(rows) and (labels >= 0).all()
             known = f"{count:,} anomal{'y' if count == 1 else 'ies'}" if labelled_all else "no labels"
-            parts.append(f"{name} {len(rows):,} ({known})")
+            parts.append(f"{name} {len(rows):,} ({known})" if len(rows) else f"{name} none")
         return f"{self.dataset} ({self.protocol} protocol, split seed {self.resolved_seed}): " + ", ".join(parts)
 
     # --- loading ---------------------------------------------------------------------------------------

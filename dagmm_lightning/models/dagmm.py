@@ -888,10 +888,28 @@ class DAGMM(L.LightningModule):
                 "these rows; load_from_checkpoint returns a model in training mode)"
             )
         x = torch.as_tensor(x)
+        if x.is_inference() and torch.is_grad_enabled():  # (a batch of Trainer.test) autograd could not save it
+            x = x.clone()
         width = self.hparams.input_dim
         if x.ndim != 2 or x.shape[1] != width:
             raise DataError(f"score takes rows (N, {width}) of {width} encoded features, got shape {tuple(x.shape)}")
         return self.model.score(self.model(self.model.as_input(x), memberships=False))
+
+    def on_validation_start(self) -> None:
+        self._hint_metrics("validate")
+
+    def on_test_start(self) -> None:
+        self._hint_metrics("test")
+
+    def _hint_metrics(self, stage: str) -> None:
+        """A Trainer of one's own without AnomalyMetrics evaluates nothing: say what adds the metrics."""
+        from dagmm_lightning.callbacks import AnomalyMetrics  # (the callbacks import the models)
+
+        if not any(isinstance(c, AnomalyMetrics) for c in self.trainer.callbacks) and not self.trainer.sanity_checking:
+            rank_zero_warn(
+                f"{stage}: no AnomalyMetrics callback, so no metric is computed: give the Trainer "
+                "callbacks=[AnomalyMetrics()] (from dagmm_lightning.callbacks) for ROC AUC, precision, recall and F1"
+            )
 
     def forward(self, x: torch.Tensor | np.ndarray) -> torch.Tensor:
         """``model(x)``: the scores of ``score``."""

@@ -433,11 +433,17 @@ def test_a_model_loaded_in_python_brings_its_data_state_to_test_and_predict(tmp_
             model.score(x[:, :29])
         with pytest.raises(ValueError, match="score needs eval mode: call model.eval"):  # had: fitted to the rows
             model.train().score(x)
+    with torch.inference_mode():  # as Trainer.test's batches are
+        batch = torch.from_numpy(x).float()
+    # had: "Inference tensors cannot be saved for backward"
+    scored = model.eval().score(batch).detach().numpy()
+    np.testing.assert_allclose(scored, pd.read_csv(out)["score"], rtol=1e-5, atol=1e-4)
     # other data (a table of new labelled rows): encoded and scaled as the checkpoint was, nothing to overlap
     labelled = table.assign(malignant=(load_breast_cancer().target[:40] == 0).astype(int))
     labelled.to_csv(tmp_path / "labelled.csv", index=False)
     new_rows = AnomalyDataModule("table", path=str(tmp_path / "labelled.csv"), label_column="malignant", seed=1)
-    L.Trainer(**quiet).test(DAGMM.load_from_checkpoint(last), datamodule=new_rows)  # had: refused, "would overlap"
+    with pytest.warns(UserWarning, match=r"test: no AnomalyMetrics callback, so no metric is computed: give the"):
+        L.Trainer(**quiet).test(DAGMM.load_from_checkpoint(last), datamodule=new_rows)  # had: refused, "overlap"
     np.testing.assert_array_equal(new_rows.preprocessor.minimum, scaling.minimum)
     # a checkpoint saved before threshold_rows keeps the training rows' threshold (also when a fit resumes it)
     old = torch.load(last, weights_only=False)

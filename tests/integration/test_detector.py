@@ -379,7 +379,10 @@ def test_bad_settings_and_unfitted():
         DAGMMDetector(epochs=1, model_kwargs={"lr": 0.5, "contamination": 0.3}).fit(x)  # had won, unseen
     with pytest.raises(ValueError, match=r"hidden_dims must be a list of layer widths.*got \(4, True\)"):
         DAGMMDetector(epochs=1, hidden_dims=(4, True), latent_dim=2).fit(x)  # a bool is no width
-    with pytest.raises(ValueError, match="model_kwargs threshold_rows: the detector's calibration_fraction"):
+    with pytest.raises(
+        ValueError,
+        match="model_kwargs threshold_rows: the detector's threshold is its training rows' quantile, or held-out",
+    ):
         DAGMMDetector(epochs=1, model_kwargs={"threshold_rows": "val"}).fit(x)
     with pytest.raises(DataError, match=r"X has 3 sample\(s\) \(rows\); the detector needs at least 4"):
         DAGMMDetector(epochs=1).fit(x[:3])
