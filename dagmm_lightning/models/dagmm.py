@@ -346,9 +346,7 @@ class DAGMM(L.LightningModule):
     def threshold_on_val_rows(self) -> bool:
         """Whether the threshold is the val rows' quantile (``threshold_rows``; older checkpoints have none:
         the training rows')."""
-        return self.threshold_on_val_rows_of(
-            getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
-        )
+        return self.threshold_on_val_rows_of(getattr(self._trainer, "datamodule", None))
 
     def threshold_on_val_rows_of(self, datamodule) -> bool:
         """Whether a fit on ``datamodule`` takes the threshold on its val rows (``auto`` resolved)."""
