@@ -565,6 +565,9 @@ class DAGMM(L.LightningModule):
             datamodule.load_state_dict(self._trained_on, other_data=not datamodule.is_data_of(self._trained_on))
         if self.model is None:
             self._size_from_training_rows()
+        constant = getattr(getattr(datamodule, "preprocessor", None), "constant", None)
+        if stage == "fit" and constant is not None and len(constant) == self.hparams.input_dim:
+            self.model.mask_inputs(torch.from_numpy(constant))  # a resume then loads the checkpoint's own
         splits = getattr(self.trainer.datamodule, "splits", None) if stage == "fit" else None
         pu_split = splits is not None and self.trainer.datamodule.split == "positive_unlabeled"
         if pu_split and not self.learns_from_known_normals:

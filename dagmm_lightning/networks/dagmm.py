@@ -125,6 +125,9 @@ class DAGMMModel(nn.Module):
             of the training rows, those with the highest energy, split by k-means
             (``MixtureEnergy.reseed_empty``); 0: none. ``components_reseeded`` holds the most moved in a
             member by the last fit.
+
+    ``input_mask`` (F,) or None: 0 for the features the compression does not see (``mask_inputs``); the
+    reconstruction features still compare every feature.
     """
 
     def __init__(
@@ -146,11 +149,34 @@ class DAGMMModel(nn.Module):
         self.penalty_dims, self.detach_rows = penalty_dims, detach_rows
         self.error_feature, self.em_steps, self.em_tolerance = error_feature, em_steps, em_tolerance
         self.em_reseed, self.em_steps_run, self.components_reseeded = em_reseed, 0, 0
+        self.register_buffer("input_mask", None)
+
+    def mask_inputs(self, hidden: torch.Tensor | None) -> None:
+        """Hide the features where ``hidden`` (F,) bool is True from the compression, or none (None or no True).
+
+        For features constant on the training rows: their scaled value is 0 in every training row, so the
+        compression's first weights for them get no gradient and stay as initialised; a scored row that differs
+        there would reach the latent through those untrained weights and move its score either way. Hidden,
+        the difference reaches the score only through the reconstruction features (the decoder learned to
+        give the training value). Training is unchanged: x * mask = x on the training rows.
+        """
+        if hidden is None or not bool(hidden.any()):
+            self.input_mask = None
+            return
+        reference = next(self.parameters())
+        self.input_mask = (~hidden).to(device=reference.device, dtype=reference.dtype)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        saved = state_dict.get(prefix + "input_mask")  # absent in models saved before the mask, or without one
+        reference = next(self.parameters())
+        self.input_mask = None if saved is None else reference.new_ones(saved.shape)  # the saved one copied in below
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def represent(self, x: torch.Tensor, memberships: bool = True) -> DAGMMOutput:
         """Everything but the energy: x (N, F). ``memberships=False`` skips the estimation network (gamma
         None), which scoring does not need."""
-        compressed = self.compression(x)  # an ensemble's first layers take x (N, F) for every member
+        inputs = x if self.input_mask is None else x * self.input_mask
+        compressed = self.compression(inputs)  # an ensemble's first layers take x (N, F) for every member
         features, error = reconstruction_features(x, compressed.x_hat)
         columns = [compressed.z, features]
         if self.error_feature:

@@ -229,6 +229,7 @@ def test_save_load_gives_identical_scores(fitted, tmp_path):
 
 def test_ensemble_detector_fits_thresholds_and_reloads(tmp_path):
     x, y = blobs()
+    x = np.c_[x, np.full(len(x), 3.0)]  # a constant column: hidden from the members' encoders
     det = DAGMMDetector(contamination=0.05, epochs=20, members=3, random_state=0).fit(x)
     assert det.model_.model.compression.encoder[0].weight.shape[0] == 3  # one vectorised model
     assert roc_auc_score(y, det.decision_scores_) > 0.9
@@ -236,6 +237,9 @@ def test_ensemble_detector_fits_thresholds_and_reloads(tmp_path):
     det.save(tmp_path / "ensemble.pt")
     loaded = DAGMMDetector.load(tmp_path / "ensemble.pt")
     np.testing.assert_array_equal(loaded.decision_function(x), det.decision_scores_)
+    assert loaded.model_.model.input_mask.tolist() == [1.0] * (x.shape[1] - 1) + [0.0]
+    moved = x[:5] + np.eye(x.shape[1])[-1] * 0.5
+    np.testing.assert_array_equal(loaded.decision_function(moved), det.decision_function(moved))
 
 
 def test_default_scoring_fit_has_as_many_components_as_the_rows_fit(tmp_path):

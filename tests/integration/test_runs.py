@@ -1,6 +1,7 @@
 """Seeing a run (figures, hparams) and trusting it (same seed, same result; resume = uninterrupted)."""
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -404,3 +405,44 @@ def test_weights_swapped_in_at_the_end_get_their_own_mixture(tmp_path):
         saved.append(torch.load(next((tmp_path / name).rglob("last.ckpt")), weights_only=False)["state_dict"])
     for key, value in saved[0].items():  # the same averaged weights, so the same fit of them
         torch.testing.assert_close(saved[1][key], value, rtol=1e-5, atol=1e-6, msg=key)
+
+
+def test_a_column_constant_in_training_is_hidden_from_the_encoder_and_seen_by_the_reconstruction(tmp_path, monkeypatch):
+    x = np.c_[np.random.default_rng(0).normal(size=(300, 3)), np.full(300, 5.0)]  # the last column constant
+
+    def fit():
+        L.seed_everything(0)
+        dm = AnomalyDataModule.from_arrays(x, batch_size=64)
+        model = DAGMM(input_dim=4, hidden_dims=(6,), latent_dim=2, n_components=2, contamination=0.1)
+        trainer = L.Trainer(
+            max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False, limit_val_batches=0
+        )
+        trainer.fit(model, dm)
+        return model, dm, trainer
+
+    masked, dm, trainer = fit()
+    assert masked.model.input_mask.tolist() == [1.0, 1.0, 1.0, 0.0]
+    rows = torch.from_numpy(dm.preprocessor.scale(np.array([[0.2, 0.1, -0.3, 5.0], [0.2, 0.1, -0.3, 5.8]])))
+    assert rows[:, 3].tolist() == pytest.approx([0.0, 0.8])
+    with torch.no_grad():
+        out = masked.eval().model.represent(rows, memberships=False)
+    torch.testing.assert_close(out.z[0], out.z[1], rtol=0, atol=0)  # the encoder does not see the column
+    decoded = out.x_hat[0, 3].double()  # both rows decode alike; the error sees the column's difference
+    assert float(out.error[1] - out.error[0]) == pytest.approx(0.8**2 - 2 * 0.8 * float(decoded), abs=1e-5)
+
+    path = tmp_path / "masked.ckpt"
+    trainer.save_checkpoint(path)
+    loaded = DAGMM.load_from_checkpoint(path)
+    assert loaded.model.input_mask.tolist() == [1.0, 1.0, 1.0, 0.0]
+    torch.testing.assert_close(loaded.eval().score(rows), masked.score(rows))
+    saved_before = {k: v for k, v in masked.state_dict().items() if k != "model.input_mask"}  # an older model
+    loaded.load_state_dict(saved_before)
+    assert loaded.model.input_mask is None
+
+    monkeypatch.setattr(DAGMMNetwork, "mask_inputs", lambda self, hidden: None)  # as before the mask
+    plain, _, _ = fit()
+    for (name, a), b in zip(masked.named_parameters(), plain.parameters(), strict=True):  # training unchanged
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+    with torch.no_grad():
+        z = plain.eval().model.represent(rows, memberships=False).z
+    assert not torch.equal(z[0], z[1])  # the column's untrained weights move the latent
