@@ -24,6 +24,7 @@ try:
 except ImportError:  # Lightning < 2.6 has none
     WeightAveraging = ()
 
+from dagmm_lightning.data.tables import SCALED_LIMIT
 from dagmm_lightning.errors import (
     ConfigurationError,
     DataError,
@@ -894,6 +895,15 @@ class DAGMM(L.LightningModule):
         width = self.hparams.input_dim
         if x.ndim != 2 or x.shape[1] != width:
             raise DataError(f"score takes rows (N, {width}) of {width} encoded features, got shape {tuple(x.shape)}")
+        finite = torch.isfinite(x).all(dim=1)
+        if not bool(finite.all()):
+            row = int(torch.nonzero(~finite)[0])
+            raise DataError(f"score takes finite rows: row {row} holds NaN or inf; fill or drop such values first")
+        # as the preprocessor clips: a value past float32 (from float64) would score NaN
+        return self._scores(x.clamp(-SCALED_LIMIT, SCALED_LIMIT) if x.is_floating_point() else x)
+
+    def _scores(self, x: torch.Tensor) -> torch.Tensor:
+        """``score`` without its checks, for rows the data module scaled (finite and clipped)."""
         return self.model.score(self.model(self.model.as_input(x), memberships=False))
 
     def on_validation_start(self) -> None:
@@ -935,6 +945,6 @@ class DAGMM(L.LightningModule):
 
     def predict_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> dict[str, torch.Tensor]:
         x, y, index = batch
-        scores = self.score(x)
+        scores = self._scores(x)
         threshold = self.model.calibration.threshold
         return {"index": index, "score": scores, "prediction": (scores > threshold).long(), "label": y}

@@ -8,6 +8,7 @@ import torch
 from dagmm_lightning.callbacks import AnomalyMetrics
 from dagmm_lightning.callbacks.metrics import anomaly_metrics
 from dagmm_lightning.cli import NODE_LAUNCH_VARIABLES, build_cli, fit_log_folder
+from dagmm_lightning.data.tables import SCALED_LIMIT
 from dagmm_lightning.sizing import latent_cap
 
 from ..conftest import QUICK, ROOT
@@ -425,12 +426,20 @@ def test_a_model_loaded_in_python_brings_its_data_state_to_test_and_predict(tmp_
     model.eval()
     scaling = TablePreprocessor()
     scaling.load_state_dict(torch.load(last, weights_only=False)["AnomalyDataModule"]["preprocessor"])
-    x = scaling.scale(scaling.encode(table))  # float64 numpy: taken as it is
+    x = scaling.scale(scaling.encode(table))  # float32 numpy: taken as it is
     with torch.no_grad():
         np.testing.assert_allclose(model.score(x).numpy(), pd.read_csv(out)["score"], rtol=1e-5)
         np.testing.assert_array_equal(model(x).numpy(), model.score(x).numpy())  # had: NotImplementedError
         with pytest.raises(DataError, match=r"score takes rows \(N, 30\) of 30 encoded features, got shape \(40, 29\)"):
             model.score(x[:, :29])
+        far, at_limit = x.astype(np.float64), x.astype(np.float64)
+        far[3, 0], at_limit[3, 0] = 1e200, SCALED_LIMIT  # past float32: clipped as the preprocessor clips (had: NaN)
+        np.testing.assert_array_equal(model.score(far).numpy(), model.score(at_limit).numpy())
+        assert np.isfinite(model.score(far).numpy()).all() and model.score(far)[3] > model.score(x).max()
+        x[5, 2] = np.inf
+        with pytest.raises(DataError, match="score takes finite rows: row 5 holds NaN or inf; fill or drop"):
+            model.score(x)  # (had: NaN scores)
+        x[5, 2] = at_limit[5, 2]
         with pytest.raises(ValueError, match="score needs eval mode: call model.eval"):  # had: fitted to the rows
             model.train().score(x)
     with torch.inference_mode():  # as Trainer.test's batches are
