@@ -566,9 +566,14 @@ class DAGMM(L.LightningModule):
             datamodule.load_state_dict(self._trained_on, other_data=not datamodule.is_data_of(self._trained_on))
         if self.model is None:
             self._size_from_training_rows()
-        constant = getattr(getattr(datamodule, "preprocessor", None), "constant", None)
-        if stage == "fit" and constant is not None and len(constant) == self.hparams.input_dim:
-            self.model.mask_inputs(torch.from_numpy(constant))  # a resume then loads the checkpoint's own
+        if stage == "fit":  # a resume then loads the checkpoint's own mask
+            constant = getattr(getattr(datamodule, "preprocessor", None), "constant", None)
+            usable = constant is not None and len(constant) == self.hparams.input_dim
+            hidden = torch.from_numpy(constant) if usable else None
+            # weight averaging copied the module before this hook: its copy's buffers must pair with these
+            for module in [self, *self._averaged_copies()]:
+                if module.model is not None:
+                    module.model.mask_inputs(hidden)
         splits = getattr(self.trainer.datamodule, "splits", None) if stage == "fit" else None
         pu_split = splits is not None and self.trainer.datamodule.split == "positive_unlabeled"
         if pu_split and not self.learns_from_known_normals:
@@ -777,11 +782,15 @@ class DAGMM(L.LightningModule):
         self._refit_if_stale()
         # Weight averaging has copied its average in; its copy's mixture state (buffers it averaged
         # too) would come back with each swap at a later validation: give it the fit just made.
-        for callback in self.trainer.callbacks:
-            average = getattr(callback, "_average_model", None) if isinstance(callback, WeightAveraging) else None
-            if average is not None:
-                for mine, theirs in zip(self.buffers(), average.module.buffers(), strict=True):
-                    theirs.copy_(mine)
+        for average in self._averaged_copies():
+            for mine, theirs in zip(self.buffers(), average.buffers(), strict=True):
+                theirs.copy_(mine)
+
+    def _averaged_copies(self) -> list[DAGMM]:
+        """The copies of this module that weight averaging (Lightning's ``WeightAveraging``) keeps."""
+        callbacks = self.trainer.callbacks if self._trainer is not None else []
+        averages = [getattr(c, "_average_model", None) for c in callbacks if isinstance(c, WeightAveraging)]
+        return [average.module for average in averages if average is not None]
 
     def on_train_epoch_end(self) -> None:
         # Weight averaging copies its average in when the fit ends, before the final checkpoint, whose
@@ -892,15 +901,20 @@ class DAGMM(L.LightningModule):
         x = torch.as_tensor(x)
         if x.is_inference() and torch.is_grad_enabled():  # (a batch of Trainer.test) autograd could not save it
             x = x.clone()
-        width = self.hparams.input_dim
-        if x.ndim != 2 or x.shape[1] != width:
-            raise DataError(f"score takes rows (N, {width}) of {width} encoded features, got shape {tuple(x.shape)}")
+        self._check_width(x)
         finite = torch.isfinite(x).all(dim=1)
         if not bool(finite.all()):
             row = int(torch.nonzero(~finite)[0])
             raise DataError(f"score takes finite rows: row {row} holds NaN or inf; fill or drop such values first")
-        # as the preprocessor clips: a value past float32 (from float64) would score NaN
-        return self._scores(x.clamp(-SCALED_LIMIT, SCALED_LIMIT) if x.is_floating_point() else x)
+        # clipped where the preprocessor clips a numeric column: past float32's range (float64 or integer
+        # input) a value would score NaN
+        x = x if x.is_floating_point() else x.double()
+        return self._scores(x.clamp(-SCALED_LIMIT, SCALED_LIMIT))
+
+    def _check_width(self, x: torch.Tensor) -> None:
+        width = self.hparams.input_dim
+        if x.ndim != 2 or x.shape[1] != width:
+            raise DataError(f"score takes rows (N, {width}) of {width} encoded features, got shape {tuple(x.shape)}")
 
     def _scores(self, x: torch.Tensor) -> torch.Tensor:
         """``score`` without its checks, for rows the data module scaled (finite and clipped)."""
@@ -945,6 +959,7 @@ class DAGMM(L.LightningModule):
 
     def predict_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> dict[str, torch.Tensor]:
         x, y, index = batch
+        self._check_width(x)
         scores = self._scores(x)
         threshold = self.model.calibration.threshold
         return {"index": index, "score": scores, "prediction": (scores > threshold).long(), "label": y}

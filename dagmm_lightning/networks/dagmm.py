@@ -164,12 +164,18 @@ class DAGMMModel(nn.Module):
             self.input_mask = None
             return
         reference = next(self.parameters())
-        self.input_mask = (~hidden).to(device=reference.device, dtype=reference.dtype)
+        mask = (~hidden).to(device=reference.device, dtype=reference.dtype)
+        if self.input_mask is not None and self.input_mask.shape == mask.shape:
+            self.input_mask.copy_(mask)  # in place: a DDP wrapper keeps the buffers it was given
+        else:
+            self.input_mask = mask
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
         saved = state_dict.get(prefix + "input_mask")  # absent in models saved before the mask, or without one
-        reference = next(self.parameters())
-        self.input_mask = None if saved is None else reference.new_ones(saved.shape)  # the saved one copied in below
+        if saved is None:
+            self.input_mask = None
+        elif self.input_mask is None or self.input_mask.shape != saved.shape:
+            self.input_mask = next(self.parameters()).new_ones(saved.shape)  # the saved one is copied in below
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def represent(self, x: torch.Tensor, memberships: bool = True) -> DAGMMOutput:

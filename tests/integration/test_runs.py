@@ -4,6 +4,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+from lightning.pytorch.callbacks import EMAWeightAveraging, ModelCheckpoint
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from dagmm_lightning.callbacks import AnomalyMetrics, LastEpochCheckpoint
@@ -438,6 +439,23 @@ def test_a_column_constant_in_training_is_hidden_from_the_encoder_and_seen_by_th
     saved_before = {k: v for k, v in masked.state_dict().items() if k != "model.input_mask"}  # an older model
     loaded.load_state_dict(saved_before)
     assert loaded.model.input_mask is None
+
+    varying = np.random.default_rng(1).normal(size=(300, 4))
+    trainer.fit(masked, AnomalyDataModule.from_arrays(varying, batch_size=64))  # fitted again: no column hidden
+    assert masked.model.input_mask is None
+
+    # weight averaging copies the module before its setup: the copy's buffers must pair with the module's
+    averaging = EMAWeightAveraging(decay=0.5)
+    L.seed_everything(0)
+    averaged = DAGMM(input_dim=4, hidden_dims=(6,), latent_dim=2, n_components=2, contamination=0.1)
+    last = ModelCheckpoint(dirpath=tmp_path / "averaged", save_last=True)
+    L.Trainer(max_epochs=2, logger=False, callbacks=[averaging, last], enable_progress_bar=False).fit(
+        averaged, AnomalyDataModule.from_arrays(x, batch_size=64, val_fraction=0.2)
+    )  # had: "The size of tensor a (2) must match the size of tensor b (4)"
+    assert averaging._average_model.module.model.input_mask.tolist() == [1.0, 1.0, 1.0, 0.0]
+    saved = torch.load(tmp_path / "averaged" / "last.ckpt", weights_only=False)
+    assert saved["state_dict"]["model.input_mask"].tolist() == [1.0, 1.0, 1.0, 0.0]  # the average's state
+    assert DAGMM.load_from_checkpoint(last.last_model_path).model.input_mask.tolist() == [1.0, 1.0, 1.0, 0.0]
 
     monkeypatch.setattr(DAGMMNetwork, "mask_inputs", lambda self, hidden: None)  # as before the mask
     plain, _, _ = fit()
