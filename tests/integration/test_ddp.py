@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 from dagmm_lightning.callbacks import AnomalyMetrics, PredictionCSVWriter
 from dagmm_lightning.data import AnomalyDataModule
@@ -285,3 +286,22 @@ def test_reseeding_with_two_processes_equals_one(tmp_path):
     assert results[1]["moved"].tolist() in ([1, 2], [2, 1], [2, 2])  # each member moved one or both
     for name, value in results[1].items():
         torch.testing.assert_close(results[2][name], value, rtol=1e-10, atol=1e-12)
+
+
+def test_the_input_mask_of_a_spawned_fit_reaches_the_main_process_and_a_resume(tmp_path):
+    # the workers set the mask of a column constant on the training rows; the main process's module
+    # gets their state dict, and a fit resumed from their checkpoint keeps it
+    x = np.c_[np.random.default_rng(0).normal(size=(200, 3)), np.full(200, 2.0)]
+    model = DAGMM(input_dim=4, hidden_dims=(6,), latent_dim=1, n_components=2, contamination=0.1)
+    saved = ModelCheckpoint(dirpath=tmp_path, save_last=True)
+    trainer(2, max_epochs=1, callbacks=[saved]).fit(model, datamodule=AnomalyDataModule.from_arrays(x, batch_size=32))
+    assert model.model.input_mask.tolist() == [1.0, 1.0, 1.0, 0.0]
+    last = tmp_path / "last.ckpt"  # (the spawned workers' ModelCheckpoint wrote it; the main one knows no path)
+    older = torch.load(last, weights_only=False)
+    del older["state_dict"]["model.input_mask"]  # as saved before the mask: resumed, it trains and scores unmasked
+    torch.save(older, tmp_path / "older.ckpt")
+    for path, mask in ((last, [1.0, 1.0, 1.0, 0.0]), (tmp_path / "older.ckpt", None)):
+        resumed = DAGMM(input_dim=4, hidden_dims=(6,), latent_dim=1, n_components=2, contamination=0.1)
+        data = AnomalyDataModule.from_arrays(x, batch_size=32)
+        trainer(1, max_epochs=2, enable_checkpointing=False).fit(resumed, datamodule=data, ckpt_path=path)
+        assert (resumed.model.input_mask if mask is None else resumed.model.input_mask.tolist()) == mask
