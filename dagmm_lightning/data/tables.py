@@ -17,6 +17,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
 from dagmm_lightning.errors import DataError
+from dagmm_lightning.networks.dagmm import SCALED_LIMIT
 
 
 def category_text(values: pd.Series, as_number: bool = False) -> pd.Series:
@@ -407,7 +408,6 @@ class RawTable:
             raise DataError(f"{len(self.is_anomaly)} labels for {len(self.features)} rows")
 
 
-SCALED_LIMIT = 1e6
 MANY_CATEGORIES = 1000  # a symbolic column with more is warned about (KDDCUP99's widest has 70)
 CONSTANT_LIMIT = 1.0  # BENCHMARKS.md, "Columns constant on the training rows"
 OFFSET_LIMIT = 16.0  # a column whose minimum is more than this many ranges from zero is scaled from float64

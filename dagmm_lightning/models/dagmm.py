@@ -24,7 +24,6 @@ try:
 except ImportError:  # Lightning < 2.6 has none
     WeightAveraging = ()
 
-from dagmm_lightning.data.tables import SCALED_LIMIT
 from dagmm_lightning.errors import (
     ConfigurationError,
     DataError,
@@ -38,6 +37,7 @@ from dagmm_lightning.losses import AnomalyLoss, dagmm_objective
 from dagmm_lightning.mixture import MixtureDtype, MixtureFamily, build_mixture, reseedable_components
 from dagmm_lightning.models.compiled_step import CompiledAdamStep, plain_adam_problem
 from dagmm_lightning.networks import Activation, Autoencoder, DAGMMModel, DAGMMOutput, EstimationNetwork
+from dagmm_lightning.networks.dagmm import SCALED_LIMIT
 from dagmm_lightning.scoring import Inference, ScoreCalibration, upper_quantile
 from dagmm_lightning.sizing import mixture_components, network_sizes
 

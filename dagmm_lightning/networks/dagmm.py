@@ -18,6 +18,8 @@ from dagmm_lightning.mixture import MixtureEnergy, padded_memberships
 from dagmm_lightning.networks.estimation import EstimationNetwork
 from dagmm_lightning.scoring import ScoreCalibration
 
+SCALED_LIMIT = 1e6  # the largest |scaled value| the networks take: past it float32 sums of squares overflow
+
 
 def reconstruction_features(
     x: torch.Tensor, x_hat: torch.Tensor, floor: float = 1e-3
