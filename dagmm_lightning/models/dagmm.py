@@ -800,6 +800,8 @@ class DAGMM(L.LightningModule):
             self._weights_at_epoch_end = {name: value.detach().clone() for name, value in self.state_dict().items()}
 
     def on_train_start(self) -> None:
+        if not (self.training and self.model.training):  # model.eval() to score, then a fit: Lightning keeps a
+            self.train()  # module's mode, and in eval mode no batch mixture is fitted (had: a TypeError in the loss)
         if self.hparams.compile and self._step_compiles():  # before any step (mixed_loss's run eagerly at first)
             optimizer = self.optimizers()
             problem = plain_adam_problem(getattr(optimizer, "optimizer", optimizer), self.model)
@@ -898,9 +900,7 @@ class DAGMM(L.LightningModule):
                 "score needs eval mode: call model.eval() first (in training mode the mixture would be fitted to "
                 "these rows; load_from_checkpoint returns a model in training mode)"
             )
-        x = torch.as_tensor(x)
-        if x.is_inference() and torch.is_grad_enabled():  # (a batch of Trainer.test) autograd could not save it
-            x = x.clone()
+        x = torch.as_tensor(x)  # (an inference tensor, a batch of Trainer.test, too: the clamp below copies it)
         self._check_width(x)
         finite = torch.isfinite(x).all(dim=1)
         if not bool(finite.all()):
