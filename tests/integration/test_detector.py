@@ -240,6 +240,10 @@ def test_ensemble_detector_fits_thresholds_and_reloads(tmp_path):
     assert loaded.model_.model.input_mask.tolist() == [1.0] * (x.shape[1] - 1) + [0.0]
     moved = x[:5] + np.eye(x.shape[1])[-1] * 0.5
     np.testing.assert_array_equal(loaded.decision_function(moved), det.decision_function(moved))
+    scaled = loaded.preprocessor_.scale_rows(np.stack([x[0], moved[0]]))
+    with torch.no_grad():
+        z = loaded.model_.model.eval().represent(scaled, memberships=False).z  # (members, 2 rows, latent)
+    torch.testing.assert_close(z[:, 0], z[:, 1], rtol=0, atol=0)  # no member's code sees the hidden column
 
 
 def test_default_scoring_fit_has_as_many_components_as_the_rows_fit(tmp_path):
