@@ -32,9 +32,12 @@ def in_root_like_folder(tmp_path, monkeypatch):
 
 
 @pytest.fixture(scope="session", autouse=True)
-def logs_folder_stays_as_it_was():
-    """No test writes into the repository's ``logs/`` (a run's default folder): tests write under tmp_path."""
-    before = set((ROOT / "logs").rglob("*"))
+def repository_stays_as_it_was():
+    """No test writes into the repository's ``logs/`` (a run's default folder) or beside its top-level files
+    (a Trainer without ``default_root_dir`` saves ``checkpoints/`` in the working folder): tests write under
+    tmp_path."""
+    pytest_cache = {ROOT / ".pytest_cache"}
+    before = set((ROOT / "logs").rglob("*")) | set(ROOT.iterdir()) | pytest_cache
     yield
-    written = sorted(str(p.relative_to(ROOT)) for p in set((ROOT / "logs").rglob("*")) - before)
+    written = sorted(str(p.relative_to(ROOT)) for p in (set((ROOT / "logs").rglob("*")) | set(ROOT.iterdir())) - before)
     assert not written, f"tests wrote into the repository: {', '.join(written[:5])}"

@@ -400,6 +400,7 @@ def test_a_model_loaded_in_python_brings_its_data_state_to_test_and_predict(tmp_
     run(["fit", "--config", "configs/quickstart.yaml", "--trainer.max_epochs", "1"], tmp_path)
     last = next((tmp_path / "logs").rglob("last.ckpt"))
     quiet = dict(logger=False, enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")
+    quiet["default_root_dir"] = tmp_path  # the resumed fit below saves checkpoints there, not in the repository
     model = DAGMM.load_from_checkpoint(last)
     with pytest.raises(DataError, match=r"split differs from the checkpoint's \(seed 1, the checkpoint's 0\)"):
         L.Trainer(**quiet).test(model, datamodule=AnomalyDataModule("breast_cancer", seed=1))  # had: tested
