@@ -223,8 +223,9 @@ def overridden_options(args: list[str]) -> str | None:
 
 
 def competing_model_classes(args: list[str]) -> str | None:
-    """A message if two ``--config`` files name different model classes (their own, or one a file includes):
-    the later would replace the earlier's model, class and settings alike, without a word."""
+    """A message if two ``--config`` files name a model class (their own, or one a file includes): the later
+    is merged over the earlier key by key (another class replaces it, settings and all), which gives neither
+    method, without a word. Data configs (a ``model`` section without ``class_path``) compose freely."""
     named: list[tuple[str, str]] = []  # (file, class name)
     for value in option_values(args, "--config"):
         for path in config_files(["--config", value], ("--config",)):  # the file, then what it includes
@@ -236,14 +237,20 @@ def competing_model_classes(args: list[str]) -> str | None:
             if isinstance(model, dict) and isinstance(model.get("class_path"), str):
                 named.append((value, model["class_path"].rsplit(".", 1)[-1]))
                 break
-    for (first, one), (second, other) in zip(named, named[1:], strict=False):
-        if one != other:
-            return (
-                f"{first} trains {one} and {second} {other}: a later --config replaces the earlier's model, class "
-                "and settings; give one method config (then data configs), and set what you want of the other on "
-                "the command line (e.g. --model.init_args.inference energy+reconstruction)"
-            )
-    return None
+    if len(named) < 2:
+        return None
+    (first, one), (second, other) = named[:2]
+    if one == other:
+        what = (
+            f"{first} and {second} both configure {one}: the later is merged over the earlier key by key (what it "
+            "and the files it includes set wins, the rest stays), which gives neither method"
+        )
+    else:
+        what = f"{first} trains {one} and {second} {other}: a later --config replaces the earlier's model and settings"
+    return what + (
+        "; give one method config (then data configs, whose model section names no class_path), and set what you "
+        "want of the other on the command line (e.g. --model.init_args.inference energy+reconstruction)"
+    )
 
 
 def whole_config_as_data(args: list[str]) -> str | None:

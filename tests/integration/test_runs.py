@@ -236,6 +236,11 @@ def test_cli_reports_bad_input_without_a_traceback(tmp_path, capsys, monkeypatch
             "--config",
             "configs/vae.yaml",
         ],
+        # the same class: merged key by key (had: the quick start's sizes and lr under the paper's, silently)
+        "configs/quickstart.yaml and configs/lmm.yaml both configure DAGMM: the later is merged": [
+            "--config",
+            "configs/lmm.yaml",
+        ],
     }
     for message, options in cases.items():
         with pytest.raises(SystemExit) as exit_info:  # any other exception: a traceback
