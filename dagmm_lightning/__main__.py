@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from dagmm_lightning.errors import own_error
@@ -35,6 +36,8 @@ def main(argv: list[str] | None = None) -> None:
     if args == ["fit"]:  # not a run of the defaults (1,000 epochs on the embedded table)
         print(f"dagmm: error: {FIT_ALONE}", file=sys.stderr)
         sys.exit(2)
+    if "" not in sys.path and os.getcwd() not in sys.path:  # the installed script's path has its own folder
+        sys.path.append(os.getcwd())  # a user's module (--model my_variants.DeepDAGMM) imports, as under python -m
     try:
         if args[0] == "benchmark":
             from dagmm_lightning.benchmark.runner import main as benchmark

@@ -341,6 +341,20 @@ def test_a_model_class_help_under_python_m_names_the_dagmm_command():
     assert result.stdout.startswith("usage: dagmm ") and "--model.beta" in result.stdout
 
 
+def test_the_installed_command_imports_a_users_module_from_the_current_folder(tmp_path):
+    # the console script's sys.path has its own folder, not the current one (python -m has that)
+    script = shutil.which("dagmm")
+    assert script is not None, "the dagmm command is installed (pip install -e .)"
+    (tmp_path / "my_variants.py").write_text(
+        "from dagmm_lightning.models import DAGMM\n\n\nclass Wider(DAGMM):\n    pass\n"
+    )
+    result = subprocess.run(
+        [script, "fit", "--model.help", "my_variants.Wider"], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr  # had: No module named 'my_variants'
+    assert "--model.latent_dim" in result.stdout
+
+
 def test_a_configuration_error_is_one_line(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "dagmm_lightning", "fit", "--config", str(tmp_path / "no.yaml")],
