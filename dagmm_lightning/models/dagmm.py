@@ -277,8 +277,9 @@ class DAGMM(L.LightningModule):
             raise ConfigurationError(f"em_reseed must be in [0, 0.5], got {em_reseed}")
         if fit_components == "auto" and latent_dim is not None:
             raise ConfigurationError(
-                "fit_components 'auto' (from the data) needs latent_dim and hidden_dims null (configs/paper/* set "
-                "the paper's sizes: compose configs/improved.yaml with configs/data/* instead)"
+                f"fit_components 'auto' (from the data) needs latent_dim and hidden_dims null, got latent_dim "
+                f"{latent_dim} (configs/paper/* and configs/dagmm.yaml set the paper's sizes: compose "
+                "configs/improved.yaml with configs/data/* only; or give fit_components null or a number)"
             )
         whole = isinstance(fit_components, numbers.Integral) and not isinstance(fit_components, bool)
         if fit_components not in (None, "auto") and not (whole and fit_components >= 1):
