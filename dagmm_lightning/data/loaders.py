@@ -190,7 +190,7 @@ def anomaly_labels(raw: pd.Series, name: str, missing_unknown: bool = False, war
     value (a warning names them, once each where ``warned`` collects them over a file's chunks) is
     unknown, and the labels are int64 with -1 there; otherwise it is an error."""
     text = category_text(raw).str.lower()
-    missing = (raw.isna() | (text == "")).to_numpy()  # read as text (out of core), an empty field is ''
+    missing = (raw.isna() | (text == "nan")).to_numpy()  # also a blank, NA ... (category_text's missing text)
     if missing.any() and not missing_unknown:
         row = int(np.flatnonzero(missing)[0])
         raise MissingLabelError(f"label column {name!r} has no value at row {row}; every row needs 0/1 or true/false")

@@ -20,14 +20,16 @@ from dagmm_lightning.errors import DataError
 from dagmm_lightning.networks.dagmm import SCALED_LIMIT
 
 
-def category_text(values: pd.Series, as_number: bool = False) -> pd.Series:
+def category_text(values: pd.Series, as_number: bool = False, missing_text: bool = True) -> pd.Series:
     """A symbolic column's values as the text its categories are named by, without surrounding spaces;
     true/false in any case (a pandas bool, or the words as read from a CSV file) become ``true`` / ``false``;
     a whole number is written as an integer without sign for 0 or +, also when written as a decimal
     (``2.0``: integers that pandas read as floats, one value being missing); leading zeros stay (``007``);
     a missing value becomes ``nan`` (its own category, whatever pandas' version: pandas 3 keeps it missing
-    in ``astype(str)``). ``as_number``: every number as its value (``007`` is ``7``, ``1.50`` is ``1.5``),
-    for matching a value to a category written otherwise. Worked out once per distinct value."""
+    in ``astype(str)``), and so does (``missing_text``) a text the CSV readers read as missing (a blank,
+    ``NA``, ``null`` ...: ``MISSING_TEXT``), so that a Parquet file or a DataFrame reads as its CSV does.
+    ``as_number``: every number as its value (``007`` is ``7``, ``1.50`` is ``1.5``), for matching a value
+    to a category written otherwise. Worked out once per distinct value."""
     try:
         codes, uniques = pd.factorize(values, use_na_sentinel=False)
     except TypeError:  # unhashable: lists, dicts, arrays
@@ -36,6 +38,8 @@ def category_text(values: pd.Series, as_number: bool = False) -> pd.Series:
     text = distinct.astype(str).str.strip()
     if distinct.hasnans:
         text = text.where(distinct.notna(), "nan")
+    if missing_text:
+        text = text.where(~text.isin(MISSING_TEXT), "nan")
     text = text.str.replace(WHOLE_NUMBER, r"\1", regex=True).replace("-0", "0")
     if as_number:
         whole = text.str.fullmatch(r"-?\d+")
@@ -64,9 +68,11 @@ def category_codes(categories: list[str], values: pd.Series) -> np.ndarray:
     text, and ``007`` finds ``7``, trained on one pandas read as numbers); a column trained on true/false
     (and missing values) reads 1/0 as true/false, one trained on 1/0 reads true/false as 1/0; a missing
     value finds a category named by a missing-value text (``""``: checkpoints trained out of core before
-    blanks were read as missing there)."""
-    names = category_text(pd.Series(categories, dtype=object))
-    text = category_text(values)
+    blanks were read as missing there). A missing-value text (``""``, ``NA`` ...) is the missing value
+    unless the categories name it apart (checkpoints trained on a Parquet file or a DataFrame before such
+    texts were read as missing there)."""
+    names = category_text(pd.Series(categories, dtype=object), missing_text=False)  # as saved
+    text = category_text(values, missing_text=False)
     known = set(names) - {"nan"}
     if known and known <= set(TRUTH_AS_NUMBER):
         text = text.replace({number: word for word, number in TRUTH_AS_NUMBER.items()})
@@ -75,7 +81,13 @@ def category_codes(categories: list[str], values: pd.Series) -> np.ndarray:
     codes = positions(names, text)
     unseen = codes < 0
     if unseen.any():
-        codes[unseen] = positions(category_text(names, as_number=True), category_text(text[unseen], as_number=True))
+        text[unseen] = text[unseen].where(~text[unseen].isin(MISSING_TEXT), "nan")
+        codes[unseen] = positions(names, text[unseen])
+        unseen = codes < 0
+    if unseen.any():
+        codes[unseen] = positions(
+            category_text(names, as_number=True, missing_text=False), category_text(text[unseen], as_number=True)
+        )
     missing = (codes < 0) & (text == "nan").to_numpy()
     saved = [i for i, name in enumerate(names) if name in MISSING_TEXT and name != "nan"]
     if missing.any() and saved and "nan" not in set(names):
@@ -301,8 +313,10 @@ def check_unlisted_text(frame: pd.DataFrame, symbolic_columns: list) -> None:
 
 def not_numbers(values: pd.Series, coerced: pd.Series) -> list:
     """The first of ``values`` (a list of at most one) that ``coerced`` (its ``pd.to_numeric(...,
-    errors="coerce")``) could not read as a number; a missing value is none."""
-    return values[coerced.isna() & values.notna()].iloc[:1].tolist()
+    errors="coerce")``) could not read as a number; a missing value (or a text read as one: ``MISSING_TEXT``)
+    is none."""
+    failed = values[coerced.isna() & values.notna()]
+    return failed[~failed.astype(str).str.strip().isin(MISSING_TEXT)].iloc[:1].tolist()
 
 
 def infer_symbolic_columns(
@@ -333,6 +347,10 @@ def infer_symbolic_columns(
             raise DataError(f"column {column!r} holds dates or times; {DATE_ADVICE}")
         if kind.startswith("complex"):
             raise DataError(f"column {column!r} holds complex numbers; give real and imaginary parts as two columns")
+        if not pd.api.types.is_numeric_dtype(values):  # a blank, NA, null ... is missing, as in a CSV file
+            blank = values.notna() & values.astype(str).str.strip().isin(MISSING_TEXT)
+            if blank.any():
+                values = converted[column] = values.where(~blank, None)
         if values.isna().all() and empty_is_error:
             raise empty_column_error(column, drop)
         if pd.api.types.is_numeric_dtype(values) or kind == "boolean":

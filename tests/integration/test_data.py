@@ -16,7 +16,9 @@ from dagmm_lightning.data import (
     read_kddcup99_file,
 )
 from dagmm_lightning.data import batches as batches_module
-from dagmm_lightning.data.tables import SCALED_LIMIT, category_codes, category_text
+from dagmm_lightning.data.loaders import anomaly_labels
+from dagmm_lightning.data.tables import SCALED_LIMIT, category_codes, category_text, infer_symbolic_columns
+from dagmm_lightning.errors import MissingLabelError
 
 pytestmark = pytest.mark.data
 
@@ -772,6 +774,38 @@ def test_a_text_column_not_utf8_is_named_in_memory_out_of_core_and_when_scored(t
     assert len(torch.cat([x for x, _, _ in FileRows(tmp_path / "utf8.csv", prep, "y", 25)])) == 60
     with pytest.raises(DataError, match=message + r" \(column 'city'\)"):  # had: pyarrow's "invalid UTF8 data"
         list(FileRows(tmp_path / "latin.csv", prep, "y", 25))
+
+
+def test_a_blank_or_na_text_is_a_missing_value_in_parquet_and_dataframes_as_in_csv(tmp_path):
+    rng = np.random.default_rng(0)
+    n, y = 400, (rng.random(400) < 0.05).astype(int)
+    city = rng.choice(["paris", "rome", "", " NA ", "null", None], n)
+    frame = pd.DataFrame({"x": rng.normal(size=n) + 5 * y, "city": city, "y": y})
+    frame.to_parquet(tmp_path / "t.parquet")
+    frame.to_csv(tmp_path / "t.csv", index=False)  # pandas reads the blanks, NA and null back as missing
+    encoded = {}
+    for name in ("t.parquet", "t.csv"):
+        for out_of_core in (False, True):
+            dm = AnomalyDataModule("table", path=tmp_path / name, label_column="y", out_of_core=out_of_core)
+            dm.setup("fit")
+            assert dm.preprocessor.categories == {"city": ["nan", "paris", "rome"]}, (name, out_of_core)
+            encoded[name] = dm.preprocessor.encode(frame.drop(columns="y"))
+    missing = pd.isna(city) | np.isin(city, ["", " NA ", "null"])
+    np.testing.assert_array_equal(encoded["t.parquet"][:, 1], missing)  # the 'nan' category's column
+    # a checkpoint trained before (on a Parquet file) named them apart: its rows keep their categories
+    old = category_codes(["", "NA", "nan", "paris"], pd.Series(["", " NA ", None, "null", "paris", "rome"]))
+    assert list(old) == [0, 1, 2, 2, 3, -1]
+    assert list(category_codes(["nan", "u"], pd.Series(["", "N/A", None, "u", "x"]))) == [0, 0, 0, 1, -1]
+    # a numeric column stored as text, with blanks: numbers, and a blank is a missing value, as in a CSV
+    numbers = pd.DataFrame({"x": ["1.5", "2", "", "3"] * 20, "k": ["a", "b"] * 40})
+    prep = TablePreprocessor().fit_columns(RawTable(numbers.iloc[[0, 1, 3]], None, infer_symbolic_columns(numbers)[1]))
+    assert prep.numeric == ["x"]
+    with pytest.raises(DataError, match=r"missing|NaN"):
+        prep.encode(numbers)
+    labels = anomaly_labels(pd.Series(["1", "0", "", "NA"]), "y", missing_unknown=True)
+    assert list(labels) == [1, 0, -1, -1]
+    with pytest.raises(MissingLabelError, match="label column 'y' has no value at row 2"):
+        anomaly_labels(pd.Series(["1", "0", ""]), "y")
 
 
 def test_a_parquet_files_index_is_left_out_both_ways_and_its_suffix_may_be_upper_case(tmp_path):
