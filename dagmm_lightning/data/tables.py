@@ -275,11 +275,25 @@ def row_numbers(values: pd.Series) -> bool:
     return bool((present == np.round(present)).all())
 
 
+MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?"
+CLOCK = r"\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:\s?[ap]\.?m\.?)?"
+# dates and times ISO-8601 does not cover: 05/01/2021 or 5/1/21 (a four-digit year with - or .), 5 Jan 2021,
+# Jan 5, 2021 (each with an optional time), a time of day (10:30, 9:05 pm), a duration as pandas writes it
+OTHER_DATE_TEXT = re.compile(
+    rf"^(?:(?:\d{{1,2}}/\d{{1,2}}/(?:\d{{4}}|\d{{2}})|\d{{1,2}}([.-])\d{{1,2}}\1\d{{4}}"
+    rf"|\d{{1,2}}[ -]{MONTH}[ -]\d{{2,4}}|{MONTH} \d{{1,2}}(?:st|nd|rd|th)?,? \d{{4}})(?:,?[ T]{CLOCK})?"
+    rf"|{CLOCK}|[-+]?\d+ days?,? [-+]?\d{{1,2}}:\d{{2}}:\d{{2}}(?:\.\d+)?)$",
+    re.IGNORECASE,
+)
+
+
 def looks_like_dates(texts: pd.Series) -> bool:
-    """Whether every one of ``texts`` (not numbers) is an ISO-8601 date or time with digits in it ("now"
-    parses too); mixed UTC offsets count as dates."""
+    """Whether every one of ``texts`` (not numbers) is a date, time or duration: ISO-8601 with digits in
+    it ("now" parses too; mixed UTC offsets count as dates), or one of ``OTHER_DATE_TEXT``'s forms."""
     if len(texts) == 0 or not texts.str.contains(r"\d").all():
         return False
+    if texts.str.strip().str.fullmatch(OTHER_DATE_TEXT).all():
+        return True
     try:
         return bool(pd.to_datetime(texts, format="ISO8601", errors="coerce", utc=True).notna().all())
     except (ValueError, OverflowError, TypeError):

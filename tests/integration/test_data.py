@@ -481,6 +481,13 @@ def test_categories_match_as_written_whatever_the_dtype_and_dates_are_refused_as
         (([str(1000 + i) for i in range(100)] + [f"A{i:02d}" for i in range(50)]) * 3, False),  # codes, not years
         (["now", "today"], False),
         (["1.2.3", "T1", "12-34"], False),
+        # forms ISO-8601 does not cover (had: one-hot encoded, a category per day)
+        (["05/01/2021", "12/31/2021", "1/5/21"], True),
+        (["05.01.2021", "05-01-2021 10:30"], True),
+        (["5 Jan 2021", "05-Jan-2021", "Jan 5, 2021", "January 5th, 2021 9:05 pm"], True),
+        (["10:30", "23:59:59", "9:05 pm"], True),  # times of day
+        (["0 days 00:20:00", "1 day 02:00:00.5", "-1 days +23:59:00"], True),  # durations as pandas writes them
+        (["1.2.10", "2.0.11", "3/4", "16:9", "10-12", "Jan"], False),  # versions, ratios, ranges, a month
     ],
 )
 def test_dates_held_as_text_are_refused_and_codes_are_not(values, dates):
