@@ -30,7 +30,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from dagmm_lightning.data import AnomalyDataModule, RawTable, Splits, TablePreprocessor
-from dagmm_lightning.data.tables import infer_symbolic_columns
+from dagmm_lightning.data.tables import MISSING_TEXT, infer_symbolic_columns
 from dagmm_lightning.errors import (
     ConfigurationError,
     DataError,
@@ -195,9 +195,14 @@ class DAGMMDetector(BaseEstimator):
                         ) from None
                     bad = next(((at, v) for at, v in np.ndenumerate(array) if not _is_number(v)), None)
                     first = "" if bad is None else f", the first {str(bad[1])!r} at row {bad[0][0]}, column {bad[0][1]}"
+                    missing = bad is not None and (bad[1] is None or str(bad[1]).strip() in MISSING_TEXT)
                     raise DataError(
-                        f"X holds non-numeric values{first}: fill missing values with numbers, or pass a pandas "
-                        "DataFrame to one-hot encode text columns"
+                        f"X holds non-numeric values{first}: "
+                        + (
+                            "fill missing values with numbers"
+                            if missing
+                            else "text; pass a pandas DataFrame to one-hot encode text columns"
+                        )
                     ) from None
             frame = pd.DataFrame(array, columns=[f"x{i}" for i in range(array.shape[1])])
         if len(frame) == 0 or frame.shape[1] == 0:  # scikit-learn's words, as its estimator checks expect

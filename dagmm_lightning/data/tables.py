@@ -6,6 +6,7 @@ import bz2
 import csv
 import gzip
 import io
+import json
 import lzma
 import re
 from dataclasses import dataclass, field
@@ -103,7 +104,7 @@ def positions(names: pd.Series, text: pd.Series) -> np.ndarray:
     return text.map(code_of).fillna(-1).to_numpy(dtype=np.int64)
 
 
-IGNORE = "leave it out with ignore_columns"
+IGNORE = "leave it out with ignore_columns {}"  # {}: the column as a list, in JSON (YAML and Python read it)
 NOT_UTF8 = "is not UTF-8 text (another encoding, or a binary file such as gzip or Excel?); save it as a UTF-8 CSV"
 TIME_KINDS = ("datetime", "date", "timedelta", "time", "period")  # pandas' infer_dtype names of times
 DATE_ADVICE = "turn them into numbers (e.g. hour, weekday)"
@@ -257,13 +258,19 @@ def identifier_error(
     return DataError(
         f"column {column!r} holds {n_distinct} different text values in {n_rows} rows (e.g. {example!r}): an "
         "identifier or free text, not categories (one-hot encoded, every new row would bring a category never "
-        f"seen in training); {drop}, or {hint} to one-hot encode it"
+        f"seen in training); {leave_out(drop, column)}, or {hint} to one-hot encode it"
     )
+
+
+def leave_out(drop: str, column) -> str:
+    """``drop`` (how to leave a column out) for ``column``: ``IGNORE`` names it as the list to give, quoted
+    (``ignore_columns ["Unnamed: 0"]``: unquoted, YAML reads that colon as a mapping)."""
+    return drop.format(json.dumps([str(column)], ensure_ascii=False))
 
 
 def empty_column_error(column, drop: str = IGNORE) -> DataError:
     why = " (a separator at the end of every line?)" if str(column).startswith("Unnamed: ") else ""
-    return DataError(f"column {column!r} has no values{why}; {drop}")
+    return DataError(f"column {column!r} has no values{why}; {leave_out(drop, column)}")
 
 
 def row_numbers(values: pd.Series) -> bool:
@@ -321,7 +328,8 @@ def check_unlisted_text(frame: pd.DataFrame, symbolic_columns: list) -> None:
         if text:
             raise DataError(
                 f"column {column!r} holds text (e.g. {text[0]!r}) but is not in symbolic_columns: naming "
-                f"symbolic_columns turns off the detection of text columns, so list every one there, or {IGNORE}"
+                "symbolic_columns turns off the detection of text columns, so list every one there, or "
+                + leave_out(IGNORE, column)
             )
 
 
@@ -372,18 +380,21 @@ def infer_symbolic_columns(
             if example is not None:
                 rank_zero_warn(
                     f"column {column!r} holds integers beyond 2^53 (e.g. {example}) that float64, which the "
-                    f"features are computed in, rounds to fewer different values; an id or a bit mask? If so, {drop}"
+                    "features are computed in, rounds to fewer different values; an id or a bit mask? If so, "
+                    + leave_out(drop, column)
                 )
             if kind != "boolean" and row_numbers(values):
                 low, high = (f"{v:.0f}" if isinstance(v, float) else str(v) for v in (values.min(), values.max()))
                 rank_zero_warn(
                     f"column {column!r} holds the integers {low} to {high}, each once: a "
-                    f"row number or id? It is used as a feature; if it is an id, {drop}"
+                    f"row number or id? It is used as a feature; if it is an id, {leave_out(drop, column)}"
                 )
             continue
         present = values.dropna()
         if present.map(lambda v: isinstance(v, (list, tuple, dict, set, np.ndarray))).any():
-            raise DataError(f"column {column!r} holds lists or other containers, not single values; {drop}")
+            raise DataError(
+                f"column {column!r} holds lists or other containers, not single values; {leave_out(drop, column)}"
+            )
         numeric = pd.to_numeric(present, errors="coerce")
         if len(present) and numeric.notna().all():
             converted[column] = pd.to_numeric(values, errors="coerce")
@@ -401,7 +412,7 @@ def infer_symbolic_columns(
             bad = present[numeric.isna()].iloc[:3].tolist()
             raise DataError(
                 f"column {column!r} looks numeric but holds non-numeric values, e.g. {bad}; fix them, or "
-                + (f"if it is an id, {drop}" if many else f"{hint} to one-hot encode it")
+                + (f"if it is an id, {leave_out(drop, column)}" if many else f"{hint} to one-hot encode it")
             )
         if looks_like_dates(present[numeric.isna()].iloc[:100].astype(str)):
             raise DataError(

@@ -332,8 +332,12 @@ def test_label_aware_variants_fit():
         (lambda x: x[:, :3], DataError, "X has 3 features, but DAGMMDetector is expecting 5 features as input"),
         (lambda x: np.where(np.arange(5) == 2, np.nan, x), DataError, "NaN/inf values .* column 'x2'"),
         (lambda x: np.full(x.shape, np.inf), DataError, "NaN/inf values in the input"),
-        (lambda x: np.array([["a"] * 5]), DataError, "non-numeric values, the first 'a' at row 0, column 0"),
-        (lambda x: np.where(np.arange(5) == 3, "", x.astype(object)), DataError, "first '' at row 0, column 3"),
+        (lambda x: np.array([["a"] * 5]), DataError, "the first 'a' at row 0, column 0: text; pass a pandas DataFrame"),
+        (
+            lambda x: np.where(np.arange(5) == 3, "", x.astype(object)),
+            DataError,
+            "first '' at row 0, column 3: fill missing values with numbers$",
+        ),
         (lambda x: x[:, 0], DataError, "must be 2-D .* Reshape your data with X.reshape"),
         (lambda x: np.array([[{"a": 1}] * 5], dtype=object), TypeError, "X holds a dict at row 0, column 0"),
         (
@@ -466,7 +470,7 @@ def test_categories_not_seen_in_training_are_named_in_a_warning():
         det.decision_function(frame.iloc[:10].assign(proto=["sctp", *frame.proto[1:10]]))
     with pytest.warns(UserWarning, match=r"not seen in training \(nan\); those rows"):  # had: np.float64(nan)
         det.decision_function(frame.iloc[:10].assign(proto=np.nan))  # a float column: numpy's own NaN
-    fitted_on = r"non-numeric values, .* \(the detector was fitted on a DataFrame with text columns \['proto'\]\)"
+    fitted_on = r"non-numeric values, .*: text; pass a pandas DataFrame .* with text columns \['proto'\]\)"
     with (
         pytest.warns(UserWarning, match="X does not have valid feature names"),
         pytest.raises(DataError, match=fitted_on),

@@ -171,6 +171,17 @@ def test_table_column_mistakes_are_named(tmp_path):
         match=r"no feature columns left: .* label column 'is_attack' and ignore_columns \['a', 'b', 'proto'\]",
     ):
         run([*args, "--data.ignore_columns", "[a,b,proto]"], tmp_path)  # had said: input_dim must be >= 1, got 0
+    indexed = tmp_path / "indexed.csv"
+    pd.read_csv(flows).to_csv(indexed)  # pandas' index: a column 'Unnamed: 0' of row numbers
+    quick = ["--data.path", str(indexed), "--trainer.max_epochs", "1"]
+    with pytest.warns(
+        UserWarning, match=r"'Unnamed: 0' .* if it is an id, leave it out with ignore_columns \["
+    ) as caught:
+        run([*args, *quick], tmp_path / "indexed")
+    (warned,) = [str(w.message) for w in caught if "Unnamed: 0" in str(w.message)]
+    given = re.search(r"ignore_columns (\[.*\])$", warned)[1]  # as the warning writes it (had: [Unnamed: 0], a mapping)
+    fitted = run([*args, *quick, "--data.ignore_columns", given], tmp_path / "left_out")
+    assert fitted.datamodule.preprocessor.numeric == ["a", "b"]
     bare = tmp_path / "bare.csv"
     pd.read_csv(flows).to_csv(bare, index=False, header=False)  # no header line: its first row became the names
     with pytest.warns(UserWarning, match="bare.csv: its header line holds numbers .* a file without a header"):
