@@ -270,7 +270,7 @@ def scan_file(
     types = dict.fromkeys(numeric, pa.float64()) | dict.fromkeys([*symbolic_columns, *label, *ignored], pa.string())
     categories, labels, n_rows = {c: set() for c in symbolic_columns}, [], 0
     present = dict.fromkeys(symbolic_columns, 0)
-    for frame in read_frames(path, chunk_rows, types):
+    for frame in typed_by_first_rows(read_frames(path, chunk_rows, types), numeric if inferred else [], chunk_rows):
         if label_column is not None:
             labels.append(anomaly_labels(frame[label_column], label_column))
         n_rows += len(frame)
@@ -286,6 +286,22 @@ def scan_file(
     head = RawTable(features.head(1000), None, [str(c) for c in symbolic_columns])
     head.categories = {c: sorted(values) for c, values in categories.items()}
     return FileScan(head, np.concatenate(labels) if label_column is not None else None, n_rows)
+
+
+def typed_by_first_rows(frames: Iterator[pd.DataFrame], numeric: list, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    """``frames``, whose columns ``numeric`` were found numeric on the first ``chunk_rows`` rows: a text value
+    further on is named with that rule (in memory, the whole column decides)."""
+    try:
+        yield from frames
+    except DataError as err:
+        late = re.search(r"In CSV column '(.*)': not a number: ", str(err))
+        if late is None or late[1] not in numeric:
+            raise
+        raise DataError(
+            f"{err}: out of core, a column's type comes from the file's first {chunk_rows:,} rows, where "
+            f"{late[1]!r} holds numbers only; if it is a text column, list it in symbolic_columns (with every other "
+            "text column), or fix the value"
+        ) from None
 
 
 class DiskRows:

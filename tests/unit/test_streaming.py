@@ -320,3 +320,16 @@ def test_rows_to_score_read_a_missing_label_as_unknown(tmp_path):
     assert read_npz_file(tmp_path / "rows.npz", missing_unknown=True).is_anomaly.tolist() == [1, -1, 0]
     with pytest.raises(DataError, match="label column 'y' has no value at row 1"):
         read_npz_file(tmp_path / "rows.npz")  # training rows: every label known
+
+
+def test_a_column_typed_numeric_on_the_first_rows_names_that_rule_at_a_later_text_value(tmp_path):
+    grade = [str(1 + i % 5) for i in range(300)] + ["A", "B"] * 50  # numbers in the first chunk only
+    pd.DataFrame({"x": np.arange(400.0), "grade": grade}).to_csv(tmp_path / "t.csv", index=False)
+    with pytest.raises(
+        DataError,
+        match=r"not a number: 'A' \(line 302\): out of core, a column's type comes from the file's first 100 rows, "
+        r"where 'grade' holds numbers only; if it is a text column, list it in symbolic_columns",
+    ):
+        streaming_module.scan_file(tmp_path / "t.csv", None, None, chunk_rows=100)
+    named = streaming_module.scan_file(tmp_path / "t.csv", None, ["grade"], chunk_rows=100)  # as the message says
+    assert named.head.categories == {"grade": ["1", "2", "3", "4", "5", "A", "B"]}
