@@ -223,34 +223,44 @@ def overridden_options(args: list[str]) -> str | None:
 
 
 def competing_model_classes(args: list[str]) -> str | None:
-    """A message if two ``--config`` files name a model class (their own, or one a file includes): the later
-    is merged over the earlier key by key (another class replaces it, settings and all), which gives neither
-    method, without a word. Data configs (a ``model`` section without ``class_path``) compose freely."""
-    named: list[tuple[str, str]] = []  # (file, class name)
-    for value in option_values(args, "--config"):
+    """A message if two ``--config`` files name different model classes (their own, or one a file includes):
+    the later would replace the earlier's model, class and settings alike, without a word; or if two whole
+    method configs (with data or trainer settings, as configs/*.yaml) name the same class: jsonargparse
+    merges the later over the earlier key by key, which gives neither method. A file of model settings
+    alone (a user's overrides) composes, as do data configs (no ``class_path``)."""
+    named: list[tuple[str, str, bool]] = []  # (file, class name, whole method)
+    for value in option_values(args, "--config", "-c"):
+        name, whole = None, False
         for path in config_files(["--config", value], ("--config",)):  # the file, then what it includes
             try:
                 content = read_config(path) if path.is_file() else None
             except (yaml.YAMLError, OSError, UnicodeDecodeError):  # reported elsewhere
                 continue
-            model = content.get("model") if isinstance(content, dict) else None
-            if isinstance(model, dict) and isinstance(model.get("class_path"), str):
-                named.append((value, model["class_path"].rsplit(".", 1)[-1]))
-                break
-    if len(named) < 2:
-        return None
-    (first, one), (second, other) = named[:2]
-    if one == other:
-        what = (
-            f"{first} and {second} both configure {one}: the later is merged over the earlier key by key (what it "
-            "and the files it includes set wins, the rest stays), which gives neither method"
+            if not isinstance(content, dict):
+                continue
+            whole = whole or bool({"data", "trainer", "seed_everything"} & set(content))
+            model = content.get("model")
+            if name is None and isinstance(model, dict) and isinstance(model.get("class_path"), str):
+                name = model["class_path"].rsplit(".", 1)[-1]
+        if name is not None:
+            named.append((value, name, whole))
+    for (first, one, whole_one), (second, other, whole_other) in itertools.combinations(named, 2):
+        if one != other:
+            what = (
+                f"{first} trains {one} and {second} {other}: a later --config replaces the earlier's model and settings"
+            )
+        elif whole_one and whole_other:
+            what = (
+                f"{first} and {second} both configure {one}: the later is merged over the earlier key by key (what "
+                "it and the files it includes set wins, the rest stays), which gives neither method"
+            )
+        else:
+            continue
+        return what + (
+            "; give one method config (then data configs, whose model section names no class_path), and set what "
+            "you want of the other on the command line (e.g. --model.init_args.inference energy+reconstruction)"
         )
-    else:
-        what = f"{first} trains {one} and {second} {other}: a later --config replaces the earlier's model and settings"
-    return what + (
-        "; give one method config (then data configs, whose model section names no class_path), and set what you "
-        "want of the other on the command line (e.g. --model.init_args.inference energy+reconstruction)"
-    )
+    return None
 
 
 def whole_config_as_data(args: list[str]) -> str | None:

@@ -241,6 +241,7 @@ def test_cli_reports_bad_input_without_a_traceback(tmp_path, capsys, monkeypatch
             "--config",
             "configs/lmm.yaml",
         ],
+        "configs/quickstart.yaml trains DAGMM and configs/pu.yaml DAGMMPU": ["-c", "configs/pu.yaml"],  # -c too
     }
     for message, options in cases.items():
         with pytest.raises(SystemExit) as exit_info:  # any other exception: a traceback
