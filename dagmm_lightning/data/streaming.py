@@ -34,6 +34,7 @@ from dagmm_lightning.data.tables import (
     identifier_like,
     infer_symbolic_columns,
     line_of_value,
+    not_numbers,
     open_text,
     ragged_line,
     warn_if_headerless,
@@ -275,8 +276,9 @@ def scan_file(
             labels.append(anomaly_labels(frame[label_column], label_column))
         n_rows += len(frame)
         for column in symbolic_columns:
-            categories[column].update(category_text(frame[column]).unique().tolist())
-            present[column] += int(frame[column].notna().sum())
+            text = category_text(frame[column])
+            categories[column].update(text.unique().tolist())
+            present[column] += int((text != "nan").sum())  # a blank, NA ... is missing (in-memory reader's rule)
             if inferred and len(categories[column]) > ID_GUARD:  # an id's categories grow as large as the file
                 check_categories(column, categories[column], present[column])
     for column in symbolic_columns if inferred else []:  # the in-memory reader's rules, on the whole file
@@ -290,18 +292,30 @@ def scan_file(
 
 def typed_by_first_rows(frames: Iterator[pd.DataFrame], numeric: list, chunk_rows: int) -> Iterator[pd.DataFrame]:
     """``frames``, whose columns ``numeric`` were found numeric on the first ``chunk_rows`` rows: a text value
-    further on is named with that rule (in memory, the whole column decides)."""
+    further on (a CSV value pyarrow cannot read as a number, a Parquet text column's) is named with that rule
+    (in memory, the whole column decides); a missing value written with spaces (`` NA ``) as missing."""
+
+    def refuse(column: str, value: str, where: str) -> DataError:
+        if value.strip() in MISSING_TEXT:
+            return DataError(f"{where}: numeric column {column!r} has a missing value ({value!r}); fill or drop it")
+        return DataError(
+            f"{where}: out of core, a column's type comes from the file's first {chunk_rows:,} rows, where "
+            f"{column!r} holds numbers only; if it is a text column, list it in symbolic_columns (with every other "
+            "text column), or fix the value"
+        )
+
     try:
-        yield from frames
+        for frame in frames:
+            for column in [c for c in numeric if not pd.api.types.is_numeric_dtype(frame[c])]:  # (Parquet text)
+                text = not_numbers(frame[column], pd.to_numeric(frame[column], errors="coerce"))
+                if text:
+                    raise refuse(column, str(text[0]), f"column {column!r} holds {text[0]!r}")
+            yield frame
     except DataError as err:
-        late = re.search(r"In CSV column '(.*)': not a number: ", str(err))
+        late = re.search(r"In CSV column '(.*)': not a number: '(.*)'", str(err))
         if late is None or late[1] not in numeric:
             raise
-        raise DataError(
-            f"{err}: out of core, a column's type comes from the file's first {chunk_rows:,} rows, where "
-            f"{late[1]!r} holds numbers only; if it is a text column, list it in symbolic_columns (with every other "
-            "text column), or fix the value"
-        ) from None
+        raise refuse(late[1], late[2], str(err)) from None
 
 
 class DiskRows:

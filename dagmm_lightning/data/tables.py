@@ -104,7 +104,7 @@ def positions(names: pd.Series, text: pd.Series) -> np.ndarray:
     return text.map(code_of).fillna(-1).to_numpy(dtype=np.int64)
 
 
-IGNORE = "leave it out with ignore_columns {}"  # {}: the column as a list, in JSON (YAML and Python read it)
+IGNORE = "leave it out with ignore_columns '{}'"  # the column as a list in JSON, quoted for a shell
 NOT_UTF8 = "is not UTF-8 text (another encoding, or a binary file such as gzip or Excel?); save it as a UTF-8 CSV"
 TIME_KINDS = ("datetime", "date", "timedelta", "time", "period")  # pandas' infer_dtype names of times
 DATE_ADVICE = "turn them into numbers (e.g. hour, weekday)"
@@ -264,7 +264,8 @@ def identifier_error(
 
 def leave_out(drop: str, column) -> str:
     """``drop`` (how to leave a column out) for ``column``: ``IGNORE`` names it as the list to give, quoted
-    (``ignore_columns ["Unnamed: 0"]``: unquoted, YAML reads that colon as a mapping)."""
+    (``ignore_columns '["Unnamed: 0"]'``: without the double quotes, YAML reads that colon as a mapping;
+    without the single ones, a shell drops the double ones)."""
     return drop.format(json.dumps([str(column)], ensure_ascii=False))
 
 
@@ -283,13 +284,16 @@ def row_numbers(values: pd.Series) -> bool:
 
 
 MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?"
-CLOCK = r"\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:\s?[ap]\.?m\.?)?"
-# dates and times ISO-8601 does not cover: 05/01/2021 or 5/1/21 (a four-digit year with - or .), 5 Jan 2021,
-# Jan 5, 2021 (each with an optional time), a time of day (10:30, 9:05 pm), a duration as pandas writes it
+DAY = r"(?:0?[1-9]|[12]\d|3[01])"  # a day or a month: 1 to 31
+YEAR = r"(?:19|20)\d{2}"
+CLOCK = r"(?:[01]?\d|2[0-3]):[0-5]\d(?::[0-5]\d(?:\.\d+)?)?(?:\s?[ap]\.?m\.?)?"
+# dates and times ISO-8601 does not cover: 05/01/2021 or 5/1/21 (with - or ., a year 19xx or 20xx), 5 Jan
+# 2021, Jan 5, 2021 (each with an optional time), a time of day (10:30, 9:05 pm), a duration as pandas
+# writes it; numbers out of those ranges (versions 6.1.7601, scores 98:87) are not dates
 OTHER_DATE_TEXT = re.compile(
-    rf"^(?:(?:\d{{1,2}}/\d{{1,2}}/(?:\d{{4}}|\d{{2}})|\d{{1,2}}([.-])\d{{1,2}}\1\d{{4}}"
-    rf"|\d{{1,2}}[ -]{MONTH}[ -]\d{{2,4}}|{MONTH} \d{{1,2}}(?:st|nd|rd|th)?,? \d{{4}})(?:,?[ T]{CLOCK})?"
-    rf"|{CLOCK}|[-+]?\d+ days?,? [-+]?\d{{1,2}}:\d{{2}}:\d{{2}}(?:\.\d+)?)$",
+    rf"^(?:(?:{DAY}/{DAY}/(?:{YEAR}|\d{{2}})|{DAY}([.-]){DAY}\1{YEAR}"
+    rf"|{DAY}[ -]{MONTH}[ -](?:{YEAR}|\d{{2}})|{MONTH} {DAY}(?:st|nd|rd|th)?,? {YEAR})(?:,?[ T]{CLOCK})?"
+    rf"|{CLOCK}|[-+]?\d+ days?,? [-+]?{CLOCK})$",
     re.IGNORECASE,
 )
 
@@ -350,9 +354,9 @@ def infer_symbolic_columns(
 ) -> tuple[pd.DataFrame, list]:
     """The columns of ``frame`` to one-hot encode: text, categoricals and (``bools_symbolic``) booleans. A
     text column of numbers only is read as numbers (the returned frame holds it converted); one of mostly
-    numbers, of numbers with a decimal comma, of dates (typed, or ISO-8601 text: its first 100 values) or of
-    more different values than half its rows (an identifier) is an error (a typo in a numeric column, a
-    timestamp or an id must not silently become thousands of categories); ``hint`` says how to one-hot
+    numbers, of numbers with a decimal comma, of dates (typed, or as text: ``looks_like_dates`` on its first
+    100 values) or of more different values than half its rows (an identifier) is an error (a typo in a
+    numeric column, a timestamp or an id must not silently become thousands of categories); ``hint`` says how to one-hot
     encode such a column anyway, ``drop`` how to leave one out. A column without values is an error, or
     with ``empty_is_error=False`` (the first rows of a file) a symbolic column."""
     symbolic, converted = [], {}

@@ -487,7 +487,12 @@ def test_categories_match_as_written_whatever_the_dtype_and_dates_are_refused_as
         (["5 Jan 2021", "05-Jan-2021", "Jan 5, 2021", "January 5th, 2021 9:05 pm"], True),
         (["10:30", "23:59:59", "9:05 pm"], True),  # times of day
         (["0 days 00:20:00", "1 day 02:00:00.5", "-1 days +23:59:00"], True),  # durations as pandas writes them
-        (["1.2.10", "2.0.11", "3/4", "16:9", "10-12", "Jan"], False),  # versions, ratios, ranges, a month
+        # each column of one kind, with digits, of a date's shape but not its ranges
+        (["1.2.10", "2.0.11", "3.1.12"], False),  # versions
+        (["6.1.7601", "6.3.9600", "10.0.19045"], False),  # builds
+        (["98:87", "12:75", "31:60"], False),  # scores, not times
+        (["10-12", "20-30"], False),  # ranges
+        (["40/12/2021", "13/45/2020"], False),  # no day or month that large
     ],
 )
 def test_dates_held_as_text_are_refused_and_codes_are_not(values, dates):
@@ -796,9 +801,16 @@ def test_a_blank_or_na_text_is_a_missing_value_in_parquet_and_dataframes_as_in_c
             dm = AnomalyDataModule("table", path=tmp_path / name, label_column="y", out_of_core=out_of_core)
             dm.setup("fit")
             assert dm.preprocessor.categories == {"city": ["nan", "paris", "rome"]}, (name, out_of_core)
-            encoded[name] = dm.preprocessor.encode(frame.drop(columns="y"))
+            encoded[name, out_of_core] = dm.preprocessor.encode(frame.drop(columns="y"))
     missing = pd.isna(city) | np.isin(city, ["", " NA ", "null"])
-    np.testing.assert_array_equal(encoded["t.parquet"][:, 1], missing)  # the 'nan' category's column
+    for rows in encoded.values():  # each file, in memory and out of core: the same rows in the 'nan' category
+        np.testing.assert_array_equal(rows[:, 1:], np.c_[missing, city == "paris", city == "rome"])
+    frame.assign(note="").to_parquet(tmp_path / "blank.parquet")  # a column of blanks has no values
+    for out_of_core in (False, True):  # (had: out of core, one category 'nan')
+        with pytest.raises(DataError, match="column 'note' has no values"):
+            AnomalyDataModule(
+                "table", path=tmp_path / "blank.parquet", label_column="y", out_of_core=out_of_core
+            ).setup("fit")
     # a checkpoint trained before (on a Parquet file) named them apart: its rows keep their categories
     old = category_codes(["", "NA", "nan", "paris"], pd.Series(["", " NA ", None, "null", "paris", "rome"]))
     assert list(old) == [0, 1, 2, 2, 3, -1]

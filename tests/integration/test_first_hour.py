@@ -3,6 +3,7 @@ defaults, a quick and quiet command line."""
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -175,11 +176,13 @@ def test_table_column_mistakes_are_named(tmp_path):
     pd.read_csv(flows).to_csv(indexed)  # pandas' index: a column 'Unnamed: 0' of row numbers
     quick = ["--data.path", str(indexed), "--trainer.max_epochs", "1"]
     with pytest.warns(
-        UserWarning, match=r"'Unnamed: 0' .* if it is an id, leave it out with ignore_columns \["
+        UserWarning, match=r"'Unnamed: 0' .* if it is an id, leave it out with ignore_columns '\["
     ) as caught:
         run([*args, *quick], tmp_path / "indexed")
     (warned,) = [str(w.message) for w in caught if "Unnamed: 0" in str(w.message)]
-    given = re.search(r"ignore_columns (\[.*\])$", warned)[1]  # as the warning writes it (had: [Unnamed: 0], a mapping)
+    given = shlex.split(re.search(r"ignore_columns ('.*')$", warned)[1])[
+        0
+    ]  # as the warning writes it (had: [Unnamed: 0], a mapping)
     fitted = run([*args, *quick, "--data.ignore_columns", given], tmp_path / "left_out")
     assert fitted.datamodule.preprocessor.numeric == ["a", "b"]
     bare = tmp_path / "bare.csv"

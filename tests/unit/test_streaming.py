@@ -333,3 +333,10 @@ def test_a_column_typed_numeric_on_the_first_rows_names_that_rule_at_a_later_tex
         streaming_module.scan_file(tmp_path / "t.csv", None, None, chunk_rows=100)
     named = streaming_module.scan_file(tmp_path / "t.csv", None, ["grade"], chunk_rows=100)  # as the message says
     assert named.head.categories == {"grade": ["1", "2", "3", "4", "5", "A", "B"]}
+    pd.DataFrame({"x": np.arange(400.0), "grade": grade}).to_parquet(tmp_path / "t.parquet")  # a text column
+    with pytest.raises(DataError, match=r"column 'grade' holds 'A': out of core, a column's type comes from the fi"):
+        streaming_module.scan_file(tmp_path / "t.parquet", None, None, chunk_rows=100)
+    padded = [str(1 + i % 5) for i in range(300)] + [" NA "] * 100  # pyarrow reads only NA itself as missing
+    pd.DataFrame({"x": np.arange(400.0), "grade": padded}).to_csv(tmp_path / "padded.csv", index=False)
+    with pytest.raises(DataError, match=r"\(line 302\): numeric column 'grade' has a missing value \(' ?NA ?'\); fill"):
+        streaming_module.scan_file(tmp_path / "padded.csv", None, None, chunk_rows=100)
