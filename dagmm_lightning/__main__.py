@@ -25,6 +25,19 @@ SUBCOMMANDS = ("fit", "validate", "test", "predict", "benchmark")
 FIT_ALONE = "say what to train, e.g. 'dagmm fit --config configs/quickstart.yaml' ('dagmm fit --help': every option)"
 
 
+def script() -> None:
+    """The installed ``dagmm`` command: ``main`` with the current folder on the import path, as under
+    ``python -m dagmm_lightning`` (a script's path has its own folder instead), so that a user's module
+    (``--model my_variants.DeepDAGMM``) imports from there."""
+    try:
+        here = os.getcwd()
+    except FileNotFoundError:  # started in a folder since removed
+        here = None
+    if here is not None and "" not in sys.path and here not in sys.path:
+        sys.path.append(here)
+    main()
+
+
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if not args or args[0] in ("-h", "--help"):
@@ -36,8 +49,6 @@ def main(argv: list[str] | None = None) -> None:
     if args == ["fit"]:  # not a run of the defaults (1,000 epochs on the embedded table)
         print(f"dagmm: error: {FIT_ALONE}", file=sys.stderr)
         sys.exit(2)
-    if "" not in sys.path and os.getcwd() not in sys.path:  # the installed script's path has its own folder
-        sys.path.append(os.getcwd())  # a user's module (--model my_variants.DeepDAGMM) imports, as under python -m
     try:
         if args[0] == "benchmark":
             from dagmm_lightning.benchmark.runner import main as benchmark

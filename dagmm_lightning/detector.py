@@ -193,17 +193,24 @@ class DAGMMDetector(BaseEstimator):
                             f"X holds a {type(value).__name__} at row {row}, column {column}: each value's argument "
                             "must be a string or a number"
                         ) from None
-                    bad = next(((at, v) for at, v in np.ndenumerate(array) if not _is_number(v)), None)
-                    first = "" if bad is None else f", the first {str(bad[1])!r} at row {bad[0][0]}, column {bad[0][1]}"
-                    missing = bad is not None and (bad[1] is None or str(bad[1]).strip() in MISSING_TEXT)
-                    raise DataError(
-                        f"X holds non-numeric values{first}: "
-                        + (
-                            "fill missing values with numbers"
-                            if missing
-                            else "text; pass a pandas DataFrame to one-hot encode text columns"
-                        )
-                    ) from None
+                    text, missing = None, None  # the first text value, else the first missing one
+                    for at, v in np.ndenumerate(array):
+                        if not _is_number(v):
+                            if v is not None and str(v).strip() not in MISSING_TEXT:
+                                text = (at, v)
+                                break
+                            missing = missing or (at, v)
+                    first, advice = (
+                        (text, "text; pass a pandas DataFrame to one-hot encode text columns")
+                        if text
+                        else (missing, "fill missing values with numbers")
+                    )
+                    where = (
+                        ""
+                        if first is None
+                        else f", the first {str(first[1])!r} at row {first[0][0]}, column {first[0][1]}"
+                    )
+                    raise DataError(f"X holds non-numeric values{where}: {advice}") from None
             frame = pd.DataFrame(array, columns=[f"x{i}" for i in range(array.shape[1])])
         if len(frame) == 0 or frame.shape[1] == 0:  # scikit-learn's words, as its estimator checks expect
             what = "0 sample(s)" if len(frame) == 0 else "0 feature(s)"

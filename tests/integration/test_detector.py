@@ -338,6 +338,11 @@ def test_label_aware_variants_fit():
             DataError,
             "first '' at row 0, column 3: fill missing values with numbers$",
         ),
+        (  # a blank, then text: the text's advice (had: the blank's only)
+            lambda x: np.array([["", "tcp", 1.0, 2.0, 3.0]], dtype=object),
+            DataError,
+            "the first 'tcp' at row 0, column 1: text; pass a pandas DataFrame",
+        ),
         (lambda x: x[:, 0], DataError, "must be 2-D .* Reshape your data with X.reshape"),
         (lambda x: np.array([[{"a": 1}] * 5], dtype=object), TypeError, "X holds a dict at row 0, column 0"),
         (
