@@ -62,7 +62,8 @@ class AnomalyDataModule(L.LightningDataModule):
             scikit-learn, no download), or ``table``: a user's file given by ``path``.
         data_dir: folder holding the data files; default ``$DAGMM_DATA_DIR``, else ``./data``.
         protocol: ``paper`` (Zong et al. 2018) or ``reimplementation``; see ``make_splits``.
-        val_fraction: share of the training side's normal rows held out for validation.
+        val_fraction: share of the training side's normal rows held out for validation (positive_unlabeled:
+            of its labelled normal rows, held out for estimating c).
         batch_size: training rows per step (per process under DDP).
         eval_batch_size: rows per step for refitting, validation, test and predict.
         seed: seed of the split and of the epoch shuffles; default: the run's ``seed_everything``.

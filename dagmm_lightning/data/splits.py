@@ -134,6 +134,8 @@ def positive_unlabeled(
     """
     if not 0.0 < labelled_fraction < 1.0:
         raise ConfigurationError(f"labelled_fraction must be in (0, 1), got {labelled_fraction}")
+    if not 0.0 <= val_fraction < 1.0:
+        raise ConfigurationError(f"val_fraction must be in [0, 1), got {val_fraction}")
     is_anomaly = np.asarray(is_anomaly, dtype=bool)
     rng = np.random.default_rng(seed)
     rows = rng.permutation(len(is_anomaly))
@@ -145,8 +147,18 @@ def positive_unlabeled(
     train = np.concatenate([labelled_train, unlabelled])
     labels = np.r_[np.full(len(labelled_train), KNOWN_NORMAL), np.full(len(unlabelled), UNLABELLED)]
     order = np.argsort(train)
+    if len(normals) == 0:
+        normal = int((~is_anomaly).sum())
+        raise DataError(
+            f"the split left no normal rows to label: the table has {normal} normal row{'' if normal == 1 else 's'} "
+            f"of {len(is_anomaly)}, about half of them test rows"
+        )
     if len(labelled_train) == 0 or len(val) == 0:
-        raise DataError("too few labelled rows for training and for estimating c; raise labelled_fraction")
+        raise DataError(
+            f"too few labelled rows for training and for estimating c ({len(labelled)} of the training half's "
+            f"{len(normals)} normal rows labelled, val_fraction {val_fraction} of them held out); raise "
+            "labelled_fraction, or lower val_fraction"
+        )
     return Splits(train[order], np.sort(val), np.sort(test), labels[order])
 
 

@@ -617,7 +617,7 @@ class DAGMM(L.LightningModule):
                     "contamination is null (take it from the data's labels), but the data has no labels: set "
                     "--model.init_args.contamination to the share of anomalies you expect, e.g. 0.05"
                 )
-            if share == 0:
+            if share == 0 and self.threshold_from_contamination:  # (PU's threshold is c / 2: no share needed)
                 raise ConfigurationError(
                     "contamination is null (take it from the data's labels), but the labels mark no row as an "
                     "anomaly: check the label column, or set --model.init_args.contamination, e.g. 0.05"
@@ -629,6 +629,25 @@ class DAGMM(L.LightningModule):
                     "--model.init_args.contamination (at most 0.5)"
                 )
             self.model.calibration.contamination = contamination_from_labels(share)
+        if splits is not None and self.threshold_on_val_rows and len(splits.val):
+            self._warn_if_val_lacks_anomalies(splits)
+
+    def _warn_if_val_lacks_anomalies(self, splits) -> None:
+        """The val rows' quantile flags about ``contamination`` of rows like them: where their anomalies went
+        to training (``labelled_anomalies``, ``train_contamination``), that share of normal rows is flagged."""
+        datamodule = self.trainer.datamodule
+        if getattr(datamodule, "anomaly_share", None) is None:  # no labels: nothing to compare
+            return
+        val = datamodule.is_anomaly[splits.val]
+        contamination = float(self.model.calibration.contamination)
+        if val.mean() < contamination / 2:
+            rank_zero_warn(
+                f"the threshold is the top {100 * contamination:.3g} % of the val rows' scores, but val holds "
+                f"{int(val.sum())} anomalies in {len(val)} rows ({100 * val.mean():.3g} %; labelled_anomalies or "
+                "train_contamination moved the others into training): it flags about that share of normal rows, "
+                "the anomalies come on top; lower those options to keep anomalies in val, or set "
+                "--model.init_args.contamination to the share of normal rows to flag"
+            )
 
     def teardown(self, stage: str) -> None:
         self._drop_iterator_step()

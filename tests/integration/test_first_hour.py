@@ -321,6 +321,8 @@ def test_a_table_without_labels_asks_for_contamination_and_is_not_offered_a_test
     pu = ["fit", "--config", "configs/pu.yaml", *args[1:]]  # its threshold is c / 2: contamination plays no part there
     with pytest.warns(UserWarning, match="c \\(and the threshold c / 2\\) is estimated from 1 held-out labelled row"):
         assert type(run([*pu, "--trainer.max_epochs", "1"], tmp_path).model).__name__ == "DAGMMPU"
+    pu[pu.index(str(inverted))] = str(normal)  # no anomaly at all: PU trains (had: "the labels mark no row")
+    assert type(run([*pu, "--trainer.max_epochs", "1"], tmp_path / "normal").model).__name__ == "DAGMMPU"
 
 
 def test_a_run_stopped_by_a_data_error_leaves_no_empty_log_folder(tmp_path):

@@ -64,6 +64,34 @@ def test_positive_unlabeled_split_composition():
     assert (~y[unlabelled]).sum() > 0
 
 
+def test_positive_unlabeled_split_refusals_name_their_cause():
+    y = labels()
+    for bad in (-0.5, 1.0, 1.5):  # had: -0.5 held out one row, 1.0 and more blamed labelled_fraction
+        with pytest.raises(ValueError, match=rf"val_fraction must be in \[0, 1\), got {bad}"):
+            positive_unlabeled(y, labelled_fraction=0.4, val_fraction=bad)
+    with pytest.raises(DataError, match="no normal rows to label: the table has 0 normal rows of 1250"):
+        positive_unlabeled(np.ones(1250, dtype=bool), labelled_fraction=0.99)  # had: "raise labelled_fraction"
+    with pytest.raises(DataError, match=r"too few labelled rows .* \(1 of the training half's \d+ normal rows"):
+        positive_unlabeled(y, labelled_fraction=0.002)
+
+
+def test_the_val_rows_threshold_warns_where_val_lost_its_anomalies():
+    x, y = synthetic(3, n=600, share=0.1)
+    quiet = dict(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    said = {}
+    for share in (1.0, 0.3):  # all labelled: val keeps none of its anomalies; 0.3: the spare ones suffice
+        dm = AnomalyDataModule.from_arrays(x, y, split="mixed", labelled_anomalies=share, seed=0, batch_size=128)
+        model = DAGMM(input_dim=8, hidden_dims=(6,), latent_dim=1, n_components=2, contamination=None)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            L.Trainer(max_epochs=1, accelerator="cpu", devices=1, **quiet).fit(model, dm)
+        said[share] = [str(w.message) for w in caught if "val rows' scores, but val holds" in str(w.message)]
+        assert (y[dm.splits.val].sum() == 0) == (share == 1.0)
+    (warning,) = said[1.0]  # had: none, and the threshold flagged 10 % of the normal rows
+    assert warning.startswith("the threshold is the top 10 % of the val rows' scores, but val holds 0 anomalies")
+    assert said[0.3] == []
+
+
 def test_positive_unlabeled_needs_the_paper_protocol():
     with pytest.raises(ValueError, match="paper protocol only"):
         AnomalyDataModule(split="positive_unlabeled", protocol="reimplementation")
