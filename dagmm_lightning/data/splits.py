@@ -154,10 +154,11 @@ def positive_unlabeled(
             f"of {len(is_anomaly)}, about half of them test rows"
         )
     if len(labelled_train) == 0 or len(val) == 0:
+        lower = ", or lower val_fraction" if len(labelled) > 1 else ""  # (one row is held out whatever it is)
         raise DataError(
             f"too few labelled rows for training and for estimating c ({len(labelled)} of the training half's "
             f"{len(normals)} normal rows labelled, val_fraction {val_fraction} of them held out); raise "
-            "labelled_fraction, or lower val_fraction"
+            f"labelled_fraction{lower}"
         )
     return Splits(train[order], np.sort(val), np.sort(test), labels[order])
 

@@ -271,7 +271,8 @@ def scan_file(
     types = dict.fromkeys(numeric, pa.float64()) | dict.fromkeys([*symbolic_columns, *label, *ignored], pa.string())
     categories, labels, n_rows = {c: set() for c in symbolic_columns}, [], 0
     present = dict.fromkeys(symbolic_columns, 0)
-    for frame in typed_by_first_rows(read_frames(path, chunk_rows, types), numeric if inferred else [], chunk_rows):
+    numbers_first = numeric if inferred else []
+    for frame in typed_by_first_rows(read_frames(path, chunk_rows, types), numbers_first, chunk_rows, path):
         if label_column is not None:
             labels.append(anomaly_labels(frame[label_column], label_column))
         n_rows += len(frame)
@@ -290,7 +291,9 @@ def scan_file(
     return FileScan(head, np.concatenate(labels) if label_column is not None else None, n_rows)
 
 
-def typed_by_first_rows(frames: Iterator[pd.DataFrame], numeric: list, chunk_rows: int) -> Iterator[pd.DataFrame]:
+def typed_by_first_rows(
+    frames: Iterator[pd.DataFrame], numeric: list, chunk_rows: int, path: Path
+) -> Iterator[pd.DataFrame]:
     """``frames``, whose columns ``numeric`` were found numeric on the first ``chunk_rows`` rows: a text value
     further on (a CSV value pyarrow cannot read as a number, a Parquet text column's) is named with that rule
     (in memory, the whole column decides); a missing value written with spaces (`` NA ``) as missing."""
@@ -309,7 +312,7 @@ def typed_by_first_rows(frames: Iterator[pd.DataFrame], numeric: list, chunk_row
             for column in [c for c in numeric if not pd.api.types.is_numeric_dtype(frame[c])]:  # (Parquet text)
                 text = not_numbers(frame[column], pd.to_numeric(frame[column], errors="coerce"))
                 if text:
-                    raise refuse(column, str(text[0]), f"column {column!r} holds {text[0]!r}")
+                    raise refuse(column, str(text[0]), f"{path}: column {column!r} holds {text[0]!r}")
             yield frame
     except DataError as err:
         late = re.search(r"In CSV column '(.*)': not a number: '(.*)'", str(err))

@@ -9,6 +9,7 @@ import io
 import json
 import lzma
 import re
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -104,7 +105,7 @@ def positions(names: pd.Series, text: pd.Series) -> np.ndarray:
     return text.map(code_of).fillna(-1).to_numpy(dtype=np.int64)
 
 
-IGNORE = "leave it out with ignore_columns '{}'"  # the column as a list in JSON, quoted for a shell
+IGNORE = "leave it out with ignore_columns {}"  # the column as a list in JSON, quoted for a shell
 NOT_UTF8 = "is not UTF-8 text (another encoding, or a binary file such as gzip or Excel?); save it as a UTF-8 CSV"
 TIME_KINDS = ("datetime", "date", "timedelta", "time", "period")  # pandas' infer_dtype names of times
 DATE_ADVICE = "turn them into numbers (e.g. hour, weekday)"
@@ -266,7 +267,7 @@ def leave_out(drop: str, column) -> str:
     """``drop`` (how to leave a column out) for ``column``: ``IGNORE`` names it as the list to give, quoted
     (``ignore_columns '["Unnamed: 0"]'``: without the double quotes, YAML reads that colon as a mapping;
     without the single ones, a shell drops the double ones)."""
-    return drop.format(json.dumps([str(column)], ensure_ascii=False))
+    return drop.format(shlex.quote(json.dumps([str(column)], ensure_ascii=False)))
 
 
 def empty_column_error(column, drop: str = IGNORE) -> DataError:
@@ -285,9 +286,9 @@ def row_numbers(values: pd.Series) -> bool:
 
 MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?"
 DAY = r"(?:0?[1-9]|[12]\d|3[01])"  # a day or a month: 1 to 31
-YEAR = r"(?:19|20)\d{2}"
+YEAR = r"(?:1\d{3}|2\d{3}|9999)"  # (9999: a sentinel, "valid until further notice")
 CLOCK = r"(?:[01]?\d|2[0-3]):[0-5]\d(?::[0-5]\d(?:\.\d+)?)?(?:\s?[ap]\.?m\.?)?"
-# dates and times ISO-8601 does not cover: 05/01/2021 or 5/1/21 (with - or ., a year 19xx or 20xx), 5 Jan
+# dates and times ISO-8601 does not cover: 05/01/2021 or 5/1/21 (with - or ., a four-digit year), 5 Jan
 # 2021, Jan 5, 2021 (each with an optional time), a time of day (10:30, 9:05 pm), a duration as pandas
 # writes it; numbers out of those ranges (versions 6.1.7601, scores 98:87) are not dates
 OTHER_DATE_TEXT = re.compile(

@@ -636,7 +636,8 @@ class DAGMM(L.LightningModule):
         """The val rows' quantile flags about ``contamination`` of rows like them: where their anomalies went
         to training (``labelled_anomalies``, ``train_contamination``), that share of normal rows is flagged."""
         datamodule = self.trainer.datamodule
-        if getattr(datamodule, "anomaly_share", None) is None:  # no labels: nothing to compare
+        moved = getattr(datamodule, "split", None) == "mixed" or getattr(datamodule, "train_contamination", 0) > 0
+        if not moved or getattr(datamodule, "anomaly_share", None) is None:  # val as split, or no labels
             return
         val = datamodule.is_anomaly[splits.val]
         contamination = float(self.model.calibration.contamination)

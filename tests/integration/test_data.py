@@ -484,6 +484,7 @@ def test_categories_match_as_written_whatever_the_dtype_and_dates_are_refused_as
         # forms ISO-8601 does not cover (had: one-hot encoded, a category per day)
         (["05/01/2021", "12/31/2021", "1/5/21"], True),
         (["05.01.2021", "05-01-2021 10:30"], True),
+        (["01/05/2021", "12/31/9999", "01.01.1899"], True),  # a sentinel year, an old one
         (["5 Jan 2021", "05-Jan-2021", "Jan 5, 2021", "January 5th, 2021 9:05 pm"], True),
         (["10:30", "23:59:59", "9:05 pm"], True),  # times of day
         (["0 days 00:20:00", "1 day 02:00:00.5", "-1 days +23:59:00"], True),  # durations as pandas writes them
