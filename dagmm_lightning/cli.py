@@ -40,7 +40,7 @@ from dagmm_lightning.callbacks import AnomalyFigures, AnomalyMetrics, LastEpochC
 from dagmm_lightning.callbacks.metrics import LAST_STEP_VALIDATED  # noqa: E402
 from dagmm_lightning.data import AnomalyDataModule  # noqa: E402
 from dagmm_lightning.data.batches import batch_bounds  # noqa: E402
-from dagmm_lightning.data.datamodule import TABLE, default_data_dir  # noqa: E402
+from dagmm_lightning.data.datamodule import SHARE_OF_SPLIT, TABLE, default_data_dir  # noqa: E402
 from dagmm_lightning.errors import ConfigurationError, DataError, own_error  # noqa: E402
 from dagmm_lightning.models import DAGMM  # noqa: E402
 from dagmm_lightning.models.dagmm import FIT_COUNTS_KEY, contamination_from_labels  # noqa: E402
@@ -587,6 +587,8 @@ class DAGMMCLI(LightningCLI):
         table_only = ("path", "label_column", "symbolic_columns", "ignore_columns")  # older fits of built-in data
         for key, value in saved.items():
             if key in table_only and saved.get("dataset") != TABLE or key == "predict_file" and subcommand != "predict":
+                continue
+            if key in SHARE_OF_SPLIT and saved.get("split") != SHARE_OF_SPLIT[key]:  # older fits saved 0.5 for any
                 continue
             if key in defaults and key not in given and config.data.get(key) == defaults[key].default:
                 config.data[key] = value

@@ -43,6 +43,7 @@ from dagmm_lightning.errors import ConfigurationError, DataError, MissingLabelEr
 from dagmm_lightning.labels import LABELLED_ANOMALY
 
 ARRAYS = "arrays"  # the data set name of a data module made by ``from_table`` / ``from_arrays``
+SHARE_OF_SPLIT = {"labelled_anomalies": "mixed", "labelled_fraction": "positive_unlabeled"}  # the split using it
 SPLIT_SETTINGS = ("protocol", "split", "val_fraction", "labelled_anomalies", "labelled_fraction", "train_contamination")
 TABLE = "table"  # a user's CSV / Parquet / NPZ file, given by ``path``
 FEW_TRAINING_ROWS = 20  # fewer are warned about
@@ -75,10 +76,13 @@ class AnomalyDataModule(L.LightningDataModule):
             ``mixed`` (plus ``labelled_anomalies`` of the anomalies kept out of test, labelled; val keeps
             the rest) or ``positive_unlabeled`` (paper protocol: ``labelled_fraction`` of the training
             half's normal rows labelled, all its other rows unlabelled; val holds out labelled rows).
-        labelled_anomalies: share of the non-test anomalies that join training in the mixed split.
-        labelled_fraction: share of the training half's normal rows labelled in the positive-unlabeled split.
+        labelled_anomalies: share of the non-test anomalies that join training in the mixed split; default
+            0.5 there (given with another split it plays no part: warned).
+        labelled_fraction: share of the training half's normal rows labelled in the positive-unlabeled split;
+            default 0.5 there (given with another split it plays no part: warned).
         train_contamination: share of anomalies among the training rows (the unsupervised setting of the
-            paper's Table 3): anomalies kept out of test join training, unlabelled. 0 = clean training.
+            paper's Table 3): anomalies kept out of test join training, unlabelled. 0 = clean training. Not
+            with the positive-unlabeled split, whose unlabelled rows hold the training half's anomalies.
         path: the file of ``dataset: table`` (CSV, Parquet or NPZ with ``X`` and optionally ``y``).
         label_column: its 0/1 anomaly column (CSV/Parquet); None: no labels (it trains and scores, but
             metrics need labels). Without labels all rows count as normal when splitting.
@@ -103,8 +107,8 @@ class AnomalyDataModule(L.LightningDataModule):
         predict_file: str | None = None,
         rho: float | None = None,
         split: Split = "normal_only",
-        labelled_anomalies: float = 0.5,
-        labelled_fraction: float = 0.5,
+        labelled_anomalies: float | None = None,
+        labelled_fraction: float | None = None,
         train_contamination: float = 0.0,
         path: str | None = None,
         label_column: str | None = None,
@@ -151,8 +155,20 @@ class AnomalyDataModule(L.LightningDataModule):
             raise ConfigurationError("the positive_unlabeled split is defined for the paper protocol only")
         if rho is not None and not 0 < rho < 100:
             raise ConfigurationError(f"rho is a percentage in (0, 100), got {rho}")
-        self.save_hyperparameters()
+        if split == "positive_unlabeled" and train_contamination > 0:
+            raise ConfigurationError(
+                f"train_contamination {train_contamination:g} is for the normal_only and mixed splits: the "
+                "positive_unlabeled split trains on the training half's unlabelled rows, anomalies and all; "
+                "set it to 0"
+            )
+        for name, value in (("labelled_anomalies", labelled_anomalies), ("labelled_fraction", labelled_fraction)):
+            if value is not None and split != SHARE_OF_SPLIT[name]:
+                its_split = SHARE_OF_SPLIT[name]
+                rank_zero_warn(f"{name} {value:g} is for split {its_split!r}; with split {split!r} it plays no part")
+        self.save_hyperparameters()  # as given: None where the split's default applies
         vars(self).update(self.hparams)  # every setting is an attribute of its own name
+        self.labelled_anomalies = 0.5 if labelled_anomalies is None else labelled_anomalies
+        self.labelled_fraction = 0.5 if labelled_fraction is None else labelled_fraction
         self.data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
         self._rho = rho
         self.preprocessor = TablePreprocessor()

@@ -1,3 +1,4 @@
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -170,6 +171,23 @@ def test_fit_then_test_and_predict_from_checkpoint_reproduce_scores(tmp_path):
     np.testing.assert_allclose(frame["score"], expected, rtol=1e-6)
     np.testing.assert_array_equal(frame["prediction"], expected > float(model.model.calibration.threshold))
     np.testing.assert_array_equal(frame["label"], y_test)
+
+
+def test_a_checkpoint_whose_data_settings_name_every_share_tests_without_a_warning(tmp_path):
+    fit = ["fit", "--config", "configs/quickstart.yaml", "--trainer.max_epochs", "1"]
+    run(fit, tmp_path)
+    last = next((tmp_path / "logs").rglob("last.ckpt"))
+    checkpoint = torch.load(last, weights_only=True)
+    assert checkpoint["datamodule_hyper_parameters"]["labelled_anomalies"] is None
+    checkpoint["datamodule_hyper_parameters"].update(labelled_anomalies=0.5, labelled_fraction=0.5)  # as older fits
+    torch.save(checkpoint, last)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tested = run(["test", "--config", "configs/quickstart.yaml", "--ckpt_path", str(last)], tmp_path)
+    assert not [w for w in caught if "plays no part" in str(w.message)]
+    assert tested.datamodule.split == "normal_only"
+    with pytest.warns(UserWarning, match="labelled_fraction 0.3 is for split 'positive_unlabeled'"):
+        run(["test", "--ckpt_path", str(last), "--data.labelled_fraction", "0.3"], tmp_path)  # given: still said
 
 
 MODEL_CONFIGS = [c for c in CONFIGS if "/data/" not in c]

@@ -103,6 +103,30 @@ def test_positive_unlabeled_needs_the_paper_protocol():
         AnomalyDataModule(split="positive_unlabeled", protocol="reimplementation")
 
 
+def test_a_split_setting_of_another_split_is_warned_or_refused():
+    # had: ignored without a word (labelled_anomalies 0.8 on a normal_only run trained on normal rows only)
+    for split, setting, its_split in [
+        ("normal_only", {"labelled_anomalies": 0.8}, "mixed"),
+        ("positive_unlabeled", {"labelled_anomalies": 0.8}, "mixed"),
+        ("mixed", {"labelled_fraction": 0.3}, "positive_unlabeled"),
+        ("normal_only", {"labelled_fraction": 0.3}, "positive_unlabeled"),
+    ]:
+        name, value = next(iter(setting.items()))
+        with pytest.warns(UserWarning, match=rf"^{name} {value} is for split '{its_split}'; with split '{split}' it"):
+            AnomalyDataModule(split=split, **setting)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        mixed = AnomalyDataModule(split="mixed", labelled_anomalies=0.8)
+        pu = AnomalyDataModule(split="positive_unlabeled", labelled_fraction=0.3)
+        default = AnomalyDataModule(split="mixed")
+    assert (mixed.labelled_anomalies, pu.labelled_fraction) == (0.8, 0.3)
+    assert (default.labelled_anomalies, default.labelled_fraction) == (0.5, 0.5)  # the splits' defaults
+    assert default.hparams.labelled_anomalies is None  # recorded as given
+    # had: the positive-unlabeled split ignored it
+    with pytest.raises(ValueError, match=r"^train_contamination 0.1 is for the normal_only and mixed splits: .* 0$"):
+        AnomalyDataModule(split="positive_unlabeled", train_contamination=0.1)
+
+
 def synthetic(seed=0, n=1200, share=0.15):
     """Normal rows on a 2-D curve embedded in 8-D; anomalies scattered off it."""
     rng = np.random.default_rng(seed)
