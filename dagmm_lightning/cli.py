@@ -1063,7 +1063,7 @@ def build_cli(
         parser_class=OneLineErrorParser,
         # prog: also under 'python -m dagmm_lightning'; no abbreviations: --data.label_colum is a typo
         parser_kwargs={
-            "prog": "dagmm",
+            "prog": "dagmm" if run else "dagmm fit",  # (parsed without a subcommand: fit's options)
             "allow_abbrev": False,
             **{c: {"allow_abbrev": False} for c in DAGMMCLI.subcommands()},
         },

@@ -419,6 +419,11 @@ def main(argv: list[str] | None = None) -> None:
     if problem is not None:
         parser.error(f"--data: {problem}")
     threads = args.threads or max(1, (os.cpu_count() or 1) // max(args.jobs, 1))
+    for config in args.configs:  # every run's settings built here (as its worker will), so a bad one is one line
+        for data in args.data:
+            configs = (config,) if data is None else (config, data)
+            probe = Job(configs, 0, args.protocol, args.epochs, extra, False, False, 1)
+            build_cli(_cli_args(probe), run=False, save_config=False)
     rows_done = read_rows(csv_path)
     done = {(r["method"], r["configs"], r["protocol"], int(r["seed"])): r for r in rows_done}
     data_keys: dict[tuple, str] = {}

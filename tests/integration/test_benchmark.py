@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from dagmm_lightning.__main__ import main as dagmm_main
 from dagmm_lightning.benchmark import runner
 from dagmm_lightning.benchmark.report import summarize
 from dagmm_lightning.benchmark.runner import main, parse_seeds
@@ -338,6 +339,21 @@ def test_a_resumed_grid_must_match_its_settings_and_gains_baselines_added_later(
     with pytest.raises(SystemExit):
         main(["--report", str(out.with_suffix(".md"))])
     assert "not " + str(out.with_suffix(".md")) in capsys.readouterr().err
+
+
+def test_a_bad_set_value_is_one_line_before_any_run(tmp_path, capfd, monkeypatch):
+    # had: the model's range check failed in the spawned worker (a long remote traceback), and a misspelled
+    # key was said twice, after "1 run to do", pointing at 'dagmm --help' (which lists no options)
+    monkeypatch.setattr(runner, "ProcessPoolExecutor", ProcessPoolExecutor)  # as the command runs it
+    for setting, message in [
+        ("model.init_args.lr=-1", "dagmm: error: lr must be in (0, inf), got -1.0\n"),
+        ("model.init_args.latnt_dim=2", "latent_dim?)\n  ('dagmm fit --help' lists the options)\n"),
+    ]:
+        with pytest.raises(SystemExit) as exit_info:
+            dagmm_main(["benchmark", *quick_run(tmp_path / "grid", "--set", setting)])
+        captured = capfd.readouterr()
+        assert exit_info.value.code == 2 and captured.err.endswith(message) and captured.err.count("error") == 1
+        assert captured.out == "" and not list(tmp_path.iterdir())
 
 
 def test_select_on_without_a_validation_tests_the_last_epoch(tmp_path, capfd):
