@@ -287,6 +287,15 @@ def test_epochs_shuffle_differently_and_reproducibly():
 # --- bad input ---------------------------------------------------------------------------------------
 
 
+def test_a_mistyped_kddcup99_folder_is_named_and_not_made(tmp_path):
+    from dagmm_lightning.data.loaders import load_kddcup99
+
+    typo = tmp_path / "dtaa"
+    with pytest.raises(DataError, match=rf"^the data folder {typo} does not exist: point --data.data_dir"):
+        load_kddcup99(typo, seed=0)  # had: made it (scikit-learn's download folder in it) and tried to download
+    assert not typo.exists()
+
+
 def test_missing_file_is_named(tmp_path):
     from dagmm_lightning.data.loaders import read_user_table
     from dagmm_lightning.data.streaming import scan_file
