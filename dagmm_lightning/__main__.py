@@ -53,10 +53,12 @@ def main(argv: list[str] | None = None) -> None:
         if args[0] == "benchmark":
             from dagmm_lightning.benchmark.runner import main as benchmark
 
+            own_warnings_as_lines()
             benchmark(args[1:])
         else:
             from dagmm_lightning.cli import build_cli
 
+            own_warnings_as_lines()
             build_cli(argv)  # None: LightningCLI reads the command line itself
     except Exception as err:
         ours = own_error(err) or settings_error(err)
@@ -64,6 +66,22 @@ def main(argv: list[str] | None = None) -> None:
             raise
         print(f"dagmm: error: {ours}", file=sys.stderr)
         sys.exit(2)
+
+
+def own_warnings_as_lines() -> None:
+    """The command's own warnings printed as ``dagmm: warning: ...`` lines, as its errors are (Python's format,
+    and Lightning's once imported, starts with our source file and line); other warnings as before."""
+    import warnings
+
+    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    earlier = warnings.formatwarning
+
+    def formatted(message, category, filename, lineno, line=None) -> str:
+        if os.path.abspath(filename).startswith(package):
+            return f"dagmm: warning: {message}\n"
+        return earlier(message, category, filename, lineno, line)
+
+    warnings.formatwarning = formatted
 
 
 def settings_error(err: Exception) -> str | None:

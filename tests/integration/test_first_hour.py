@@ -383,6 +383,18 @@ def test_a_configuration_error_is_one_line(tmp_path):
     assert len(lines) == 2 and lines[0] == f"dagmm: error: no such config file: {tmp_path / 'no.yaml'}"
 
 
+def test_the_commands_own_warnings_are_lines_of_their_own(tmp_path):
+    command = [sys.executable, "-m", "dagmm_lightning", "fit", "--config", str(ROOT / "configs/quickstart.yaml")]
+    command += ["--data.labelled_anomalies", "0.8", "--trainer.max_steps", "1", "--trainer.logger", "false"]
+    command += ["--trainer.enable_progress_bar", "false", "--checkpoint.save_last", "false"]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    # had: ".../dagmm_lightning/data/datamodule.py:170: labelled_anomalies ..."
+    expected = "dagmm: warning: labelled_anomalies 0.8 is for split 'mixed'; with split 'normal_only' it plays no part"
+    assert expected in result.stderr.splitlines()
+    assert "datamodule.py" not in result.stderr
+
+
 QS = ["--config", "configs/quickstart.yaml"]
 
 
