@@ -18,7 +18,7 @@ subcommands:
   predict    scores and 0/1 labels to a CSV: dagmm predict --ckpt_path C --data.predict_file ROWS.csv
   benchmark  grids of configs x data sets x seeds with reference detectors, tables and figures
 
-'dagmm SUBCOMMAND --help' lists a subcommand's options."""
+'dagmm SUBCOMMAND --help' lists a subcommand's options; 'dagmm --version' the package's version."""
 
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict", "benchmark")
@@ -42,6 +42,11 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if not args or args[0] in ("-h", "--help"):
         print(USAGE)  # without importing torch or Lightning: answers at once
+        return
+    if args[0] == "--version":
+        from importlib.metadata import version
+
+        print(f"dagmm {version('dagmm-lightning')}")
         return
     if not args[0].startswith("-") and args[0] not in SUBCOMMANDS:
         print(f"dagmm: error: no subcommand {args[0]!r}; choose from {', '.join(SUBCOMMANDS)}", file=sys.stderr)

@@ -899,13 +899,13 @@ def fit_summary(
         module = trainer.lightning_module  # (in the main process of a spawned fit, no longer attached to it)
         held_out = hasattr(module, "threshold_on_val_rows_of") and module.threshold_on_val_rows_of(datamodule)
         rows = "val rows' scores (not trained on)" if held_out else "training scores"
-        above = f"the top {100 * contamination:g} % of {rows} lie above"
+        above = f"the top {100 * contamination:.3g} % of {rows} lie above"
         scores = getattr(trainer.lightning_module, "_threshold_scores", None)
         ties = None if scores is None else ties_at_threshold(scores, threshold, contamination)
         if ties is not None:  # ties at the quantile (duplicate rows) leave fewer above it
             share, tied = ties
             above = (
-                f"{100 * share:.3g} % of {rows} lie above, not {100 * contamination:g} %: "
+                f"{100 * share:.3g} % of {rows} lie above, not {100 * contamination:.3g} %: "
                 f"{100 * tied:.3g} % tie at it (duplicate rows?), and predict may flag them all or none"
             )
         lines.append(f"  threshold:   {threshold:.6g} ({above})")  # predict flags rows above it

@@ -20,6 +20,7 @@ rho as a methods x data sets table from finished results files (of one protocol 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import logging
 import os
@@ -359,9 +360,12 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(f"--out {args.out}: {csv_path} is no --suite results file; give another --out")
         method = "dagmm_detector" + args.tag
         settings = dict(args.detector)
-        unknown = sorted(set(settings) - set(DAGMMDetector().get_params()))
+        known = DAGMMDetector().get_params()
+        unknown = sorted(set(settings) - set(known))
         if unknown:
-            raise ConfigurationError(f"--detector: {unknown} are not DAGMMDetector settings; see its docstring")
+            near = [m for name in unknown for m in difflib.get_close_matches(name, known, n=1)]
+            hint = f" (did you mean {', '.join(map(repr, near))}?)" if near else ""
+            raise ConfigurationError(f"--detector: {unknown} are not DAGMMDetector settings{hint}; see its docstring")
         if "random_state" in settings:  # each seed's run takes the seed: one fixed state would repeat one run
             parser.error("--detector: random_state is each run's seed; give the seeds with --seeds")
         if args.threads is not None:  # beside other work on the cores, fewer threads than cores avoid stalls

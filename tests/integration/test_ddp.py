@@ -182,7 +182,7 @@ def test_spawned_cli_fit_summary_names_its_epochs_checkpoint_metrics_and_one_log
     steps, state = (torch.load(last, weights_only=False)[key] for key in ("global_step", "state_dict"))
     threshold = float(state["model.calibration.threshold"])  # had: no threshold line (the workers set it)
     labelled = AnomalyDataModule("breast_cancer").anomaly_share  # (then: nor with contamination from the labels)
-    above = f"the top {100 * labelled:g} % of val rows' scores (not trained on) lie above"  # the workers' rows (auto)
+    above = f"the top {100 * labelled:.3g} % of val rows' scores (not trained on) lie above"  # the workers' rows (auto)
     assert f"threshold:   {threshold:.6g} ({above})" in summary
     assert steps > 1 and logged_steps(logs / "lightning_logs" / "version_0", "val/roc_auc") == [steps - 1]
     caplog.clear()

@@ -351,6 +351,16 @@ def test_help_lists_every_subcommand_without_importing_torch():
     assert result.stdout.strip().endswith("False")
 
 
+def test_version_is_the_projects(capsys):
+    from dagmm_lightning.__main__ import main
+
+    main(["--version"])
+    version = re.search(r'^version = "(.+)"$', (ROOT / "pyproject.toml").read_text(), re.MULTILINE)[
+        1
+    ]  # 3.10: no tomllib
+    assert capsys.readouterr().out == f"dagmm {version}\n"
+
+
 def test_a_model_class_help_under_python_m_names_the_dagmm_command():
     command = [sys.executable, "-m", "dagmm_lightning", "fit", "--model.help", "DAGMMVAE"]
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=True)

@@ -177,6 +177,8 @@ def test_random_state_is_refused_and_an_interrupted_suite_reports_its_rows(tmp_p
     with pytest.raises(SystemExit):
         main(["--suite", str(folder), "--detector", '{"random_state": 5}', "--out", str(out)])
     assert "random_state is each run's seed; give the seeds with --seeds" in capsys.readouterr().err
+    with pytest.raises(ValueError, match=r"\['epoch'\] are not DAGMMDetector settings \(did you mean 'epochs'\?\)"):
+        main(["--suite", str(folder), "--detector", '{"epoch": 2}', "--out", str(out)])
 
     def scores(settings, x_train, x_test, seed):  # the detector stands in: the second table is "interrupted"
         if len(suite.read_rows(out.with_suffix(".csv"))) >= 5:
