@@ -873,6 +873,12 @@ def fit_summary(
             score = kept.best_model_score  # None in the process that spawned the fit
             shown = "" if score is None else f" {float(score):.4f}"
             lines.append(f"  best:        {kept.best_model_path} ({kept.monitor}{shown})")
+        elif kept.monitor and kept.save_top_k != 0 and done:
+            every = trainer.check_val_every_n_epoch
+            when = f"every {counted(every, 'epoch')}: --trainer.check_val_every_n_epoch" if every else "by steps"
+            if trainer.limit_val_batches == 0 or not len(datamodule.splits.val):
+                when = "no validation: no val rows, or --trainer.limit_val_batches 0"
+            lines.append(f"  best:        none written: no validation during the fit logged {kept.monitor} ({when})")
     network = getattr(trainer.lightning_module, "model", None)
     reseeded, em_steps = getattr(network, "components_reseeded", 0), getattr(network, "em_steps_run", 0)
     here = not spawned(trainer)  # a spawned run's fit ran (and counted) in its worker processes

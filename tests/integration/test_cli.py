@@ -75,6 +75,12 @@ def test_fit_summary_counts_steps_and_shows_our_last_checkpoint_beside_a_users(t
         and f"next:        dagmm test --ckpt_path {last}" in caplog.text
     )
     assert f"best:        {user.best_model_path} (val/roc_auc {float(user.best_model_score):.4f})" in caplog.text
+    caplog.clear()
+    monitored = ["--checkpoint.monitor", "val/roc_auc", "--checkpoint.mode", "max", "--trainer.max_epochs", "1"]
+    fitted = run(["fit", "--config", "configs/quickstart.yaml", *monitored], tmp_path / "c")  # validates every 10
+    assert not fitted.trainer.checkpoint_callback.best_model_path  # had: not a word of it
+    never = "best:        none written: no validation during the fit logged val/roc_auc (every 10 epochs: --trainer."
+    assert never in caplog.text
 
 
 def test_fit_summary_shows_the_threshold_and_test_says_where_it_logged(tmp_path, caplog, capsys):
