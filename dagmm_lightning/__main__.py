@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 from dagmm_lightning.errors import own_error
@@ -98,7 +99,14 @@ def settings_error(err: Exception) -> str | None:
     while err is not None and id(err) not in seen:  # also behind jsonargparse's errors of instantiation
         missing_package = isinstance(err, ModuleNotFoundError) and "pip install" in str(err)
         if isinstance(err, MisconfigurationException) or missing_package:
-            return " ".join(str(err).split())
+            text = " ".join(str(err).split())
+            past = re.fullmatch(r"You restored a checkpoint with current_epoch=(\d+), but .*max_epochs=(\d+)\)\.", text)
+            if past:  # a resume past --trainer.max_epochs
+                return (
+                    f"{text} The checkpoint has trained {past[1]} epochs already: give --trainer.max_epochs above "
+                    f"{past[1]} to train on (or test the checkpoint: dagmm test --ckpt_path)"
+                )
+            return text
         seen.add(id(err))
         err = err.__cause__ or err.__context__
     return None

@@ -511,6 +511,20 @@ def test_setting_and_option_mistakes_are_one_line_errors(args, message, capsys, 
     assert err[-1].startswith("dagmm: error:") and re.search(message, err[-1])
 
 
+def test_a_resume_past_max_epochs_says_what_to_give(capsys, tmp_path, in_root_like_folder):
+    from dagmm_lightning.__main__ import main
+
+    quiet = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+    main(["fit", *QS, "--trainer.max_epochs", "2", *quiet])
+    last = next((tmp_path / "logs").rglob("last.ckpt"))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", *QS, "--trainer.max_epochs", "1", "--ckpt_path", str(last), *quiet])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # had: Lightning's sentence alone
+    assert err.startswith("dagmm: error: You restored a checkpoint with current_epoch=2, but")
+    assert "trained 2 epochs already: give --trainer.max_epochs above 2 to train on (or test the checkpoint" in err
+
+
 @pytest.mark.parametrize(
     "content, message",
     [
