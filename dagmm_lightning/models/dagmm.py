@@ -124,8 +124,8 @@ class DAGMM(L.LightningModule):
             included at the data's ratio, none of which the model trained on: about that share of rows like
             them is flagged; ``DAGMMDetector``'s ``calibration_fraction``); the val metrics at the threshold
             are then measured on the rows that set it. ``auto``: ``val`` where the run has val rows (the
-            AnomalyDataModule's) and the threshold is a contamination quantile (not PU's c / 2), else
-            ``train``.
+            AnomalyDataModule's) and the threshold is a contamination quantile, else ``train``. A model with
+            a threshold of its own (PU's c / 2) takes ``auto`` only.
         inference: the score: ``energy`` (the paper) or ``energy+reconstruction`` (the study's modified
             inference; see ``ScoreCalibration``).
         reconstruction_weight: w in the combined score.
@@ -233,9 +233,10 @@ class DAGMM(L.LightningModule):
             raise ConfigurationError(f"n_components must be >= 1 (or null: from the data), got {n_components}")
         check_choice("inference", inference, Inference)
         check_choice("threshold_rows", threshold_rows, ThresholdRows)
-        if threshold_rows == "val" and not self.threshold_from_contamination:
+        if threshold_rows != "auto" and not self.threshold_from_contamination:  # (had: 'train' ignored)
             raise ConfigurationError(
-                f"threshold_rows 'val' is for a contamination quantile, not {type(self).__name__}'s"
+                f"threshold_rows {threshold_rows!r} is for a contamination quantile, not {type(self).__name__}'s "
+                "threshold: leave it at 'auto'"
             )
         check_choice("anomaly_loss", anomaly_loss, AnomalyLoss)
         check_choice("lr_schedule", lr_schedule, LRSchedule)
