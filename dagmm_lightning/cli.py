@@ -814,12 +814,21 @@ def own_checkpoint(trainer) -> ModelCheckpoint | None:
     return ours[0] if ours else trainer.checkpoint_callback
 
 
+def local_log_dir(trainer) -> str | None:
+    """``Trainer.log_dir`` as this process knows it, without its broadcast: that waits for every process, and
+    after Ctrl-C under ddp the others have ended (a gloo error); the first process's answer is the run's."""
+    logger = trainer.loggers[0] if trainer.loggers else None
+    if logger is None:
+        return trainer.default_root_dir
+    return logger.log_dir if isinstance(logger, (TensorBoardLogger, CSVLogger)) else logger.save_dir
+
+
 def spawned_last_checkpoint(trainer) -> Path | None:
     """The last.ckpt a spawned fit's workers wrote (their checkpoint callback's paths stay in them), or None."""
     checkpoint = own_checkpoint(trainer)
-    if checkpoint is None or not spawned(trainer) or not trainer.log_dir:
+    if checkpoint is None or not spawned(trainer) or not local_log_dir(trainer):
         return None
-    candidate = Path(checkpoint.dirpath or Path(trainer.log_dir, "checkpoints"), "last.ckpt")
+    candidate = Path(checkpoint.dirpath or Path(local_log_dir(trainer), "checkpoints"), "last.ckpt")
     return candidate if candidate.is_file() else None
 
 
@@ -981,7 +990,8 @@ def interrupted_fit_summary(trainer) -> str:
             "fit interrupted; no checkpoint written yet (last.ckpt comes at an epoch's end or a validation, "
             f"every {every})"
         )
-    config = Path(trainer.log_dir, "config.yaml") if trainer.log_dir else None
+    folder = local_log_dir(trainer)
+    config = Path(folder, "config.yaml") if folder else None
     again = f"--config {config} " if config is not None and config.is_file() else ""
     held = counted(done, "epoch")
     return (
