@@ -988,7 +988,8 @@ def interrupted_fit_summary(trainer) -> str:
         every = f"{LastEpochCheckpoint.LAST_EVERY_SECONDS:g} s"
         return (
             "fit interrupted; no checkpoint written yet (last.ckpt comes at an epoch's end or a validation, "
-            f"every {every})"
+            f"every {every}, the first {every} into the fit; --checkpoint.every_n_epochs 1 writes one at each "
+            "epoch's end)"
         )
     folder = local_log_dir(trainer)
     config = Path(folder, "config.yaml") if folder else None

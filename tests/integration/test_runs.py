@@ -319,7 +319,10 @@ def test_an_interrupted_fit_says_where_its_checkpoint_is_and_how_to_go_on(tmp_pa
     monkeypatch.setattr(LastEpochCheckpoint, "LAST_EVERY_SECONDS", 3600.0)
     with caplog.at_level("INFO"), pytest.raises(SystemExit):
         fit_metrics(tmp_path, "j", 5)  # stopped before the first save was due
-    assert "no checkpoint written yet (last.ckpt comes at an epoch's end or a validation, every 3600 s)" in caplog.text
+    assert (
+        "no checkpoint written yet (last.ckpt comes at an epoch's end or a validation, every 3600 s, the first 3600 s "
+        "into the fit; --checkpoint.every_n_epochs 1 writes one at each epoch's end)"
+    ) in caplog.text
     assert not list((tmp_path / "j").rglob("*.ckpt"))
     save = DAGMM.on_save_checkpoint
 
