@@ -79,14 +79,17 @@ def own_warnings_as_lines() -> None:
     and Lightning's once imported, starts with our source file and line); other warnings as before."""
     import warnings
 
+    if getattr(warnings.formatwarning, "dagmm", False):  # installed already (main called again in a process)
+        return
     package = os.path.dirname(os.path.abspath(__file__)) + os.sep
     earlier = warnings.formatwarning
 
     def formatted(message, category, filename, lineno, line=None) -> str:
-        if os.path.abspath(filename).startswith(package):
+        if category is UserWarning and os.path.abspath(filename).startswith(package):  # ours (rank_zero_warn's)
             return f"dagmm: warning: {message}\n"
-        return earlier(message, category, filename, lineno, line)
+        return earlier(message, category, filename, lineno, line)  # numpy's RuntimeWarning etc. as they were
 
+    formatted.dagmm = True
     warnings.formatwarning = formatted
 
 
@@ -102,8 +105,9 @@ def settings_error(err: Exception) -> str | None:
             text = " ".join(str(err).split())
             past = re.fullmatch(r"You restored a checkpoint with current_epoch=(\d+), but .*max_epochs=(\d+)\)\.", text)
             if past:  # a resume past --trainer.max_epochs
+                epochs = f"{past[1]} epoch{'' if past[1] == '1' else 's'}"
                 return (
-                    f"{text} The checkpoint has trained {past[1]} epochs already: give --trainer.max_epochs above "
+                    f"{text} The checkpoint has trained {epochs} already: give --trainer.max_epochs above "
                     f"{past[1]} to train on (or test the checkpoint: dagmm test --ckpt_path)"
                 )
             return text

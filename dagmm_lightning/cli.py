@@ -40,7 +40,7 @@ from dagmm_lightning.callbacks import AnomalyFigures, AnomalyMetrics, LastEpochC
 from dagmm_lightning.callbacks.metrics import LAST_STEP_VALIDATED  # noqa: E402
 from dagmm_lightning.data import AnomalyDataModule  # noqa: E402
 from dagmm_lightning.data.batches import batch_bounds  # noqa: E402
-from dagmm_lightning.data.datamodule import SHARE_OF_SPLIT, TABLE, default_data_dir  # noqa: E402
+from dagmm_lightning.data.datamodule import TABLE, default_data_dir  # noqa: E402
 from dagmm_lightning.errors import ConfigurationError, DataError, own_error  # noqa: E402
 from dagmm_lightning.models import DAGMM  # noqa: E402
 from dagmm_lightning.models.dagmm import FIT_COUNTS_KEY, contamination_from_labels  # noqa: E402
@@ -588,8 +588,6 @@ class DAGMMCLI(LightningCLI):
         for key, value in saved.items():
             if key in table_only and saved.get("dataset") != TABLE or key == "predict_file" and subcommand != "predict":
                 continue
-            if key in SHARE_OF_SPLIT and saved.get("split") != SHARE_OF_SPLIT[key]:  # older fits saved 0.5 for any
-                continue
             if key in defaults and key not in given and config.data.get(key) == defaults[key].default:
                 config.data[key] = value
         # data found relative to the fit's folder: from another folder, where the fit found it
@@ -826,9 +824,10 @@ def local_log_dir(trainer) -> str | None:
 def spawned_last_checkpoint(trainer) -> Path | None:
     """The last.ckpt a spawned fit's workers wrote (their checkpoint callback's paths stay in them), or None."""
     checkpoint = own_checkpoint(trainer)
-    if checkpoint is None or not spawned(trainer) or not local_log_dir(trainer):
+    folder = local_log_dir(trainer)
+    if checkpoint is None or not spawned(trainer) or not folder:
         return None
-    candidate = Path(checkpoint.dirpath or Path(local_log_dir(trainer), "checkpoints"), "last.ckpt")
+    candidate = Path(checkpoint.dirpath or Path(folder, "checkpoints"), "last.ckpt")
     return candidate if candidate.is_file() else None
 
 
@@ -882,9 +881,11 @@ def fit_summary(
             score = kept.best_model_score  # None in the process that spawned the fit
             shown = "" if score is None else f" {float(score):.4f}"
             lines.append(f"  best:        {kept.best_model_path} ({kept.monitor}{shown})")
-        elif kept.monitor and kept.save_top_k != 0 and done:
+        elif kept.monitor and kept.save_top_k != 0 and done and not spawned(trainer):  # (a spawned fit's: unknown)
             every = trainer.check_val_every_n_epoch
-            when = f"every {counted(every, 'epoch')}: --trainer.check_val_every_n_epoch" if every else "by steps"
+            when = f"every {counted(every, 'epoch')}: --trainer.check_val_every_n_epoch"
+            if not every or trainer.val_check_interval != 1.0:
+                when = "--trainer.val_check_interval"
             if trainer.limit_val_batches == 0 or not len(datamodule.splits.val):
                 when = "no validation: no val rows, or --trainer.limit_val_batches 0"
             lines.append(f"  best:        none written: no validation during the fit logged {kept.monitor} ({when})")
@@ -1063,6 +1064,18 @@ class SettingsOnly(DAGMMCLI):
 def parse_settings(args: list[str]) -> Namespace:
     """The settings ``args`` (without a subcommand) give, as ``dagmm fit`` would read them."""
     return build_cli(args, run=False, save_config=False, cli_class=SettingsOnly).config
+
+
+def check_settings(args: list[str]) -> None:
+    """Parse ``args`` (without a subcommand) as ``dagmm fit`` would and build its model and data module, without
+    reading data or making a Trainer (the model gets a stand-in input width where the data would give it):
+    a setting the parser, the model or the data module refuses is refused here, as in that run."""
+    config = parse_settings(args)
+    init = config.model.init_args.as_dict() if config.model.get("init_args") is not None else {}
+    if init.get("input_dim") is None:
+        init["input_dim"] = 1  # (the data's, in a run)
+    imported_class(config.model.class_path)(**init)
+    AnomalyDataModule(**config.data.as_dict())
 
 
 def build_cli(

@@ -20,7 +20,6 @@ rho as a methods x data sets table from finished results files (of one protocol 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import logging
 import os
@@ -51,7 +50,9 @@ from dagmm_lightning.cli import (
     MAX_SEED,
     OneLineErrorParser,
     build_cli,
+    check_settings,
     config_file_problem,
+    did_you_mean,
     parse_settings,
     read_config,
 )
@@ -360,11 +361,10 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(f"--out {args.out}: {csv_path} is no --suite results file; give another --out")
         method = "dagmm_detector" + args.tag
         settings = dict(args.detector)
-        known = DAGMMDetector().get_params()
+        known = list(DAGMMDetector().get_params())
         unknown = sorted(set(settings) - set(known))
         if unknown:
-            near = [m for name in unknown for m in difflib.get_close_matches(name, known, n=1)]
-            hint = f" (did you mean {', '.join(map(repr, near))}?)" if near else ""
+            hint = did_you_mean(unknown[0], known)
             raise ConfigurationError(f"--detector: {unknown} are not DAGMMDetector settings{hint}; see its docstring")
         if "random_state" in settings:  # each seed's run takes the seed: one fixed state would repeat one run
             parser.error("--detector: random_state is each run's seed; give the seeds with --seeds")
@@ -423,11 +423,10 @@ def main(argv: list[str] | None = None) -> None:
     if problem is not None:
         parser.error(f"--data: {problem}")
     threads = args.threads or max(1, (os.cpu_count() or 1) // max(args.jobs, 1))
-    for config in args.configs:  # every run's settings built here (as its worker will), so a bad one is one line
+    for config in args.configs:  # refused here, not in a worker (there: a long remote traceback)
         for data in args.data:
             configs = (config,) if data is None else (config, data)
-            probe = Job(configs, 0, args.protocol, args.epochs, extra, False, False, 1)
-            build_cli(_cli_args(probe), run=False, save_config=False)
+            check_settings(_cli_args(Job(configs, 0, args.protocol, args.epochs, extra, False, False, 1)))
     rows_done = read_rows(csv_path)
     done = {(r["method"], r["configs"], r["protocol"], int(r["seed"])): r for r in rows_done}
     data_keys: dict[tuple, str] = {}

@@ -44,6 +44,7 @@ from dagmm_lightning.labels import LABELLED_ANOMALY
 
 ARRAYS = "arrays"  # the data set name of a data module made by ``from_table`` / ``from_arrays``
 SHARE_OF_SPLIT = {"labelled_anomalies": "mixed", "labelled_fraction": "positive_unlabeled"}  # the split using it
+DEFAULT_SHARE = 0.5  # of each, in its split
 SPLIT_SETTINGS = ("protocol", "split", "val_fraction", "labelled_anomalies", "labelled_fraction", "train_contamination")
 TABLE = "table"  # a user's CSV / Parquet / NPZ file, given by ``path``
 FEW_TRAINING_ROWS = 20  # fewer are warned about
@@ -162,13 +163,14 @@ class AnomalyDataModule(L.LightningDataModule):
                 "set it to 0"
             )
         for name, value in (("labelled_anomalies", labelled_anomalies), ("labelled_fraction", labelled_fraction)):
-            if value is not None and split != SHARE_OF_SPLIT[name]:
+            # (0.5, the default, is what configs saved before these defaults were None held for any split)
+            if value not in (None, DEFAULT_SHARE) and split != SHARE_OF_SPLIT[name]:
                 its_split = SHARE_OF_SPLIT[name]
                 rank_zero_warn(f"{name} {value:g} is for split {its_split!r}; with split {split!r} it plays no part")
         self.save_hyperparameters()  # as given: None where the split's default applies
         vars(self).update(self.hparams)  # every setting is an attribute of its own name
-        self.labelled_anomalies = 0.5 if labelled_anomalies is None else labelled_anomalies
-        self.labelled_fraction = 0.5 if labelled_fraction is None else labelled_fraction
+        self.labelled_anomalies = DEFAULT_SHARE if labelled_anomalies is None else labelled_anomalies
+        self.labelled_fraction = DEFAULT_SHARE if labelled_fraction is None else labelled_fraction
         self.data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
         self._rho = rho
         self.preprocessor = TablePreprocessor()

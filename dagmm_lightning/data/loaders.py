@@ -60,10 +60,11 @@ def load_kddcup99(data_dir: Path, seed: int) -> RawTable:
     for name in KDDCUP99_FILES:
         if (data_dir / name).is_file():
             return read_kddcup99_file(data_dir / name)
-    if not data_dir.is_dir():  # a mistyped folder: no download into a new folder of that name
+    if not data_dir.is_dir() and (data_dir.exists() or data_dir != Path("data")):  # mistyped: no download into it
+        what = "is a file" if data_dir.exists() else "does not exist"
         raise DataError(
-            f"the data folder {data_dir} does not exist: point --data.data_dir / DAGMM_DATA_DIR at the folder "
-            f"that holds '{KDDCUP99_FILES[0]}' (or create it, and KDDCUP99 is downloaded into it)"
+            f"the data folder {data_dir} {what}: point --data.data_dir / DAGMM_DATA_DIR at the folder that holds "
+            f"'{KDDCUP99_FILES[0]}' (or create it, and KDDCUP99 is downloaded into it)"
         )
     try:
         from sklearn.datasets import fetch_kddcup99

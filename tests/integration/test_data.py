@@ -294,6 +294,9 @@ def test_a_mistyped_kddcup99_folder_is_named_and_not_made(tmp_path):
     with pytest.raises(DataError, match=rf"^the data folder {typo} does not exist: point --data.data_dir"):
         load_kddcup99(typo, seed=0)  # had: made it (scikit-learn's download folder in it) and tried to download
     assert not typo.exists()
+    typo.write_text("")
+    with pytest.raises(DataError, match=rf"^the data folder {typo} is a file: point"):
+        load_kddcup99(typo, seed=0)
 
 
 def test_missing_file_is_named(tmp_path):

@@ -405,6 +405,26 @@ def test_the_commands_own_warnings_are_lines_of_their_own(tmp_path):
     assert "datamodule.py" not in result.stderr
 
 
+def test_only_the_commands_own_user_warnings_are_relabelled(monkeypatch):
+    import warnings
+
+    from dagmm_lightning import scoring
+    from dagmm_lightning.__main__ import own_warnings_as_lines
+
+    monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)  # put back afterwards
+    before = warnings.formatwarning
+    own_warnings_as_lines()
+    installed = warnings.formatwarning
+    own_warnings_as_lines()  # main called again in the process: had wrapped its own wrapper
+    assert warnings.formatwarning is installed is not before
+    ours = scoring.__file__
+    assert warnings.formatwarning("few rows", UserWarning, ours, 80) == "dagmm: warning: few rows\n"
+    numpy_like = warnings.formatwarning("invalid value encountered in divide", RuntimeWarning, ours, 80)
+    assert numpy_like == before("invalid value encountered in divide", RuntimeWarning, ours, 80)  # had: relabelled
+    elsewhere = warnings.formatwarning("x", UserWarning, "/elsewhere/module.py", 3)
+    assert elsewhere == before("x", UserWarning, "/elsewhere/module.py", 3)
+
+
 QS = ["--config", "configs/quickstart.yaml"]
 
 

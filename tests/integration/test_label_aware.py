@@ -119,6 +119,7 @@ def test_a_split_setting_of_another_split_is_warned_or_refused():
         mixed = AnomalyDataModule(split="mixed", labelled_anomalies=0.8)
         pu = AnomalyDataModule(split="positive_unlabeled", labelled_fraction=0.3)
         default = AnomalyDataModule(split="mixed")
+        AnomalyDataModule(labelled_anomalies=0.5, labelled_fraction=0.5)  # the defaults (older config.yaml files)
     assert (mixed.labelled_anomalies, pu.labelled_fraction) == (0.8, 0.3)
     assert (default.labelled_anomalies, default.labelled_fraction) == (0.5, 0.5)  # the splits' defaults
     assert default.hparams.labelled_anomalies is None  # recorded as given
