@@ -45,6 +45,7 @@ Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 LRSchedule = Literal["constant", "cosine"]
 ThresholdRows = Literal["auto", "train", "val"]
 FIT_COUNTS_KEY = "dagmm_fit_counts"  # the last training-set fit's re-seeded components and EM steps
+PROCESSES_KEY = "dagmm_training_processes"  # how many processes trained a checkpoint (the fit's world size)
 GENERATORS_KEY = "dagmm_generators"  # a fit checkpoint's epoch and each rank's generator states
 SANITY_FIT_ROWS = 8192  # training rows (each process's) the mixture is fitted on for the sanity-check validation
 _EMPTY_WITHOUT_RESEEDING = (
@@ -757,6 +758,7 @@ class DAGMM(L.LightningModule):
         elif self._refit_if_stale():
             checkpoint["state_dict"] = self.state_dict()
         epochs, loop = self.trainer.fit_loop.epoch_progress.current, self.trainer.fit_loop.epoch_loop
+        checkpoint[PROCESSES_KEY] = self.trainer.world_size
         if epochs.started > epochs.processed and loop.batch_progress.current.processed > 0:  # within its batches:
             # a resume goes on within this epoch (not after max_steps ended it: Lightning counts it done)
             checkpoint[GENERATORS_KEY] = {"epoch": self.current_epoch, "states": self._generator_states()}
@@ -837,6 +839,13 @@ class DAGMM(L.LightningModule):
         # on_train_epoch_start: the checkpoint's generator states go on, or the epoch's seed is set here
         saved = self.__dict__.pop("_resumed_generators", None) or {}
         loop = self.trainer.fit_loop
+        processes = self.__dict__.pop("_resumed_processes", None)
+        if processes not in (None, self.trainer.world_size) and not (loop.restarted_mid_epoch and saved):
+            rank_zero_warn(  # (within an epoch, the warning below says it)
+                f"the checkpoint was trained by {processes} process(es), this fit runs {self.trainer.world_size}: "
+                "each takes --data.batch_size rows a step, so from here it trains as a fit on "
+                f"{self.trainer.world_size} would, not as the uninterrupted fit would have"
+            )
         if not (loop.restarted_mid_epoch or loop.restarted_on_epoch_end):  # (then on_train_epoch_start seeds)
             return
         states = saved.get("states", []) if saved.get("epoch") == self.current_epoch else []
@@ -883,6 +892,7 @@ class DAGMM(L.LightningModule):
         self._fitted_weights = None  # the checkpoint's fit is of its own weights (its step says so)
         self._training_scores = self._threshold_scores = None
         self._resumed_generators = checkpoint.get(GENERATORS_KEY)
+        self._resumed_processes = checkpoint.get(PROCESSES_KEY)  # (None: saved before it was recorded)
         if "threshold_rows" not in checkpoint.get("hyper_parameters", {"threshold_rows": None}):
             self.hparams.threshold_rows = "train"  # saved before the option: its threshold rule, also on a resume
         if self._trainer is None:  # load_from_checkpoint (not a resume, nor a run's own ckpt_path)

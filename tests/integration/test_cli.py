@@ -196,6 +196,25 @@ def test_a_checkpoint_whose_data_settings_name_every_share_tests_without_a_warni
         run(["test", "--ckpt_path", str(last), "--data.labelled_fraction", "0.3"], tmp_path)  # given: still said
 
 
+def test_a_resume_on_another_number_of_processes_says_it_trains_on_differently(tmp_path):
+    from dagmm_lightning.models.dagmm import PROCESSES_KEY
+
+    fit = ["fit", "--config", "configs/quickstart.yaml", "--trainer.max_epochs", "2"]
+    run(fit, tmp_path / "a")
+    last = next((tmp_path / "a").rglob("last.ckpt"))
+    checkpoint = torch.load(last, weights_only=False)
+    assert checkpoint[PROCESSES_KEY] == 1
+    resume = [*fit[:-1], "3", "--ckpt_path", str(last)]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run(resume, tmp_path / "b")  # as it was trained: not a word
+    assert not [w for w in caught if "process(es)" in str(w.message)]
+    checkpoint[PROCESSES_KEY] = 2  # as a 2-process fit's checkpoint (a global batch twice as large)
+    torch.save(checkpoint, last)
+    with pytest.warns(UserWarning, match=r"^the checkpoint was trained by 2 process\(es\), this fit runs 1: each"):
+        run(resume, tmp_path / "c")  # had: no notice
+
+
 MODEL_CONFIGS = [c for c in CONFIGS if "/data/" not in c]
 
 

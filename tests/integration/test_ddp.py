@@ -303,5 +303,6 @@ def test_the_input_mask_of_a_spawned_fit_reaches_the_main_process_and_a_resume(t
     for path, mask in ((last, [1.0, 1.0, 1.0, 0.0]), (tmp_path / "older.ckpt", None)):
         resumed = DAGMM(input_dim=4, hidden_dims=(6,), latent_dim=1, n_components=2, contamination=0.1)
         data = AnomalyDataModule.from_arrays(x, batch_size=32)
-        trainer(1, max_epochs=2, enable_checkpointing=False).fit(resumed, datamodule=data, ckpt_path=path)
+        with pytest.warns(UserWarning, match=r"trained by 2 process\(es\), this fit runs 1: each takes"):
+            trainer(1, max_epochs=2, enable_checkpointing=False).fit(resumed, datamodule=data, ckpt_path=path)
         assert (resumed.model.input_mask if mask is None else resumed.model.input_mask.tolist()) == mask
