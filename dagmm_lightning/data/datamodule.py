@@ -78,9 +78,9 @@ class AnomalyDataModule(L.LightningDataModule):
             the rest) or ``positive_unlabeled`` (paper protocol: ``labelled_fraction`` of the training
             half's normal rows labelled, all its other rows unlabelled; val holds out labelled rows).
         labelled_anomalies: share of the non-test anomalies that join training in the mixed split; default
-            0.5 there (given with another split it plays no part: warned).
+            0.5 there (another value given with another split plays no part: warned).
         labelled_fraction: share of the training half's normal rows labelled in the positive-unlabeled split;
-            default 0.5 there (given with another split it plays no part: warned).
+            default 0.5 there (another value given with another split plays no part: warned).
         train_contamination: share of anomalies among the training rows (the unsupervised setting of the
             paper's Table 3): anomalies kept out of test join training, unlabelled. 0 = clean training. Not
             with the positive-unlabeled split, whose unlabelled rows hold the training half's anomalies.
