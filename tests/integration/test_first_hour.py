@@ -411,8 +411,10 @@ def test_only_the_commands_own_user_warnings_are_relabelled(monkeypatch):
     from dagmm_lightning import scoring
     from dagmm_lightning.__main__ import own_warnings_as_lines
 
-    monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)  # put back afterwards
-    before = warnings.formatwarning
+    def before(message, category, filename, lineno, line=None):  # Python's, or Lightning's, or an earlier main()'s
+        return f"{filename}:{lineno}: {category.__name__}: {message}\n"
+
+    monkeypatch.setattr(warnings, "formatwarning", before)  # (put back afterwards)
     own_warnings_as_lines()
     installed = warnings.formatwarning
     own_warnings_as_lines()  # main called again in the process: had wrapped its own wrapper
