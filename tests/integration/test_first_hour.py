@@ -355,9 +355,8 @@ def test_version_is_the_projects(capsys):
     from dagmm_lightning.__main__ import main
 
     main(["--version"])
-    version = re.search(r'^version = "(.+)"$', (ROOT / "pyproject.toml").read_text(), re.MULTILINE)[
-        1
-    ]  # 3.10: no tomllib
+    pyproject = (ROOT / "pyproject.toml").read_text()  # read as text: Python 3.10 has no tomllib
+    version = re.search(r'^version = "(.+)"$', pyproject, re.MULTILINE)[1]
     assert capsys.readouterr().out == f"dagmm {version}\n"
 
 
