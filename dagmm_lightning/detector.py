@@ -117,7 +117,8 @@ class DAGMMDetector(BaseEstimator):
 
     After ``fit``: ``decision_scores_`` (the scores of X's rows), ``threshold_``, ``labels_`` (0/1 on
     X's rows), ``model_`` (the LightningModule), ``preprocessor_``, ``n_features_in_``, ``feature_names_in_``
-    (fitted on a DataFrame only: an array's columns are taken by position, also from a DataFrame),
+    (fitted on a DataFrame whose column names are all text, as in scikit-learn; otherwise columns are
+    taken by position, also from a DataFrame),
     ``calibration_rows_`` (the row numbers of X held out by ``calibration_fraction``; empty without),
     ``threshold_rows_`` (the row numbers of X whose scores ``threshold_`` is the quantile of; empty for ``pu``).
     """
@@ -162,7 +163,8 @@ class DAGMMDetector(BaseEstimator):
         _refuse_series(X)
         if isinstance(X, pd.DataFrame):
             frame = X.copy()
-            frame.columns = [str(c) for c in frame.columns]
+            if _feature_names(X) is None:  # no text names: columns go by position, as an array's
+                frame.columns = [f"x{i}" for i in range(frame.shape[1])]
             duplicated = sorted(set(frame.columns[frame.columns.duplicated()]))
             if duplicated:
                 raise DataError(f"X has duplicate column names: {duplicated}")
@@ -224,8 +226,8 @@ class DAGMMDetector(BaseEstimator):
         _refuse_series(X)
         n_fitted, preprocessor = len(self.preprocessor_.numeric), self.preprocessor_
         step = max(1024, SCORING_BATCH // int(self.model_.hparams.get("members", 1)))
-        named = hasattr(self, "feature_names_in_")
-        if isinstance(X, pd.DataFrame) != named:  # scikit-learn's warnings: columns go by position then
+        named, has_names = hasattr(self, "feature_names_in_"), _feature_names(X) is not None
+        if has_names != named:  # scikit-learn's warnings: columns go by position then
             warnings.warn(
                 "X has feature names, but DAGMMDetector was fitted without feature names (columns are taken by "
                 "position)"
@@ -235,10 +237,10 @@ class DAGMMDetector(BaseEstimator):
                 UserWarning,
                 stacklevel=3,
             )
-        if isinstance(X, pd.DataFrame) and not named:
-            if X.shape[1] != n_fitted:  # fitted on an array: columns by position, as scikit-learn takes them
-                raise DataError(self._wrong_width(X.shape[1], " (fitted on an array: columns are taken by position)"))
-            X = X.to_numpy()
+        if isinstance(X, pd.DataFrame) and not (named and has_names):  # columns by position, as scikit-learn's
+            if X.shape[1] != self.n_features_in_:
+                raise DataError(self._wrong_width(X.shape[1], " (columns are taken by position)"))
+            X = X.set_axis(list(self.feature_names_in_) if named else [f"x{i}" for i in range(X.shape[1])], axis=1)
         if isinstance(X, pd.DataFrame) or preprocessor.categories:
             try:
                 frame = self._as_frame(X)
@@ -402,8 +404,8 @@ class DAGMMDetector(BaseEstimator):
         data = AnomalyDataModule.from_table(table, splits, split=split, batch_size=self.batch_size, seed=self._seed)
         self.preprocessor_ = data.preprocessor
         self.n_features_in_ = frame.shape[1]
-        if isinstance(X, pd.DataFrame):  # scikit-learn's convention: only a DataFrame's columns have names
-            self.feature_names_in_ = np.asarray(frame.columns, dtype=object)
+        if _feature_names(X) is not None:  # scikit-learn's convention: a DataFrame's text column names
+            self.feature_names_in_ = _feature_names(X)
         elif hasattr(self, "feature_names_in_"):
             del self.feature_names_in_
         with _callers_random_state():
@@ -603,6 +605,23 @@ class DAGMMDetector(BaseEstimator):
         if names is not None:
             detector.feature_names_in_ = np.asarray(names, dtype=object)
         return detector
+
+
+def _feature_names(X) -> np.ndarray | None:
+    """X's feature names as scikit-learn reads them: a DataFrame's column names when all are text; None for
+    an array or for names none of which is text (0, 1, ...: columns go by position); a mix is refused."""
+    if not isinstance(X, pd.DataFrame) or X.shape[1] == 0:
+        return None
+    text = [isinstance(c, str) for c in X.columns]
+    if all(text):
+        return np.asarray(X.columns, dtype=object)
+    if any(text):
+        kinds = sorted({type(c).__name__ for c in X.columns})
+        raise DataTypeError(
+            f"X's column names mix text and other types ({kinds}): name them all with text "
+            "(X.columns = X.columns.astype(str)) or none (columns are then taken by position)"
+        )
+    return None
 
 
 def _refuse_series(X) -> None:

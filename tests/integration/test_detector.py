@@ -11,6 +11,7 @@ import scipy.sparse
 import torch
 import yaml
 from sklearn.base import clone
+from sklearn.ensemble import IsolationForest
 from sklearn.exceptions import NotFittedError
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GridSearchCV
@@ -19,6 +20,7 @@ from sklearn.utils.estimator_checks import check_estimator
 from dagmm_lightning import DAGMMDetector
 from dagmm_lightning.data import DataError
 from dagmm_lightning.detector import TRAINING_STEPS
+from dagmm_lightning.errors import DataTypeError
 from dagmm_lightning.models import DAGMM
 from dagmm_lightning.sizing import latent_size, mixture_components
 
@@ -262,6 +264,31 @@ def test_default_scoring_fit_has_as_many_components_as_the_rows_fit(tmp_path):
     np.testing.assert_array_equal(DAGMMDetector.load(tmp_path / "det.pt").decision_function(x), det.decision_scores_)
 
 
+def test_column_names_other_than_text_are_no_feature_names_as_in_scikit_learn():
+    x, _ = blobs()
+    x = x[:300]
+    numbered = pd.DataFrame(x)  # columns 0 ... 4
+    numbered[9] = np.where(x[:, 0] > 0, "up", "down")  # a text column, one-hot encoded
+    det = DAGMMDetector(epochs=2, members=1, random_state=0).fit(numbered)
+    assert not hasattr(det, "feature_names_in_") and not hasattr(IsolationForest().fit(x), "feature_names_in_")
+    assert det.preprocessor_.numeric == [f"x{i}" for i in range(5)] and list(det.preprocessor_.categories) == ["x5"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the same kind of names: no warning, as scikit-learn's
+        np.testing.assert_array_equal(det.decision_function(numbered), det.decision_scores_)
+    named = numbered.set_axis(list("abcdef"), axis=1)
+    with pytest.warns(UserWarning, match="X has feature names, but DAGMMDetector was fitted without"):
+        np.testing.assert_array_equal(det.decision_function(named), det.decision_scores_)  # by position
+    by_name = DAGMMDetector(epochs=2, members=1, random_state=0).fit(named)
+    assert list(by_name.feature_names_in_) == list("abcdef")
+    with pytest.warns(UserWarning, match="X does not have valid feature names, but DAGMMDetector was fitted with"):
+        np.testing.assert_array_equal(by_name.decision_function(numbered), by_name.decision_scores_)
+    mixed = numbered.rename(columns={0: "speed"})
+    with pytest.raises(DataTypeError, match=r"column names mix text and other types \(\['int', 'str'\]\)"):
+        DAGMMDetector(epochs=2, members=1, random_state=0).fit(mixed)
+    with pytest.raises(DataTypeError, match="column names mix text"):
+        det.decision_function(mixed)
+
+
 def test_set_sizes_or_no_reseeding_give_the_papers_fit():
     x, _ = blobs()  # 'auto' needs sizes from the data: with sizes set, the paper's fit (K = n_components)
     det = DAGMMDetector(epochs=1, members=1, hidden_dims=(4,), latent_dim=2, random_state=0).fit(x)
@@ -283,7 +310,7 @@ def test_dataframe_and_array_give_identical_scores(fitted):
     with pytest.warns(UserWarning, match=by_position):
         np.testing.assert_array_equal(det.decision_function(named), det.decision_function(x))
     with pytest.raises(
-        DataError, match=r"X has 4 features, but DAGMMDetector is expecting 5 features as input \(fitted on an array"
+        DataError, match=r"X has 4 features, but DAGMMDetector is expecting 5 features as input \(columns are taken by"
     ):
         det.decision_function(named.iloc[:, :4])
     same_seed = DAGMMDetector(contamination=0.05, epochs=40, random_state=0).fit(frame)
