@@ -26,6 +26,7 @@ warnings.filterwarnings("ignore", message="The dirpath has changed from")  # tes
 warnings.filterwarnings("ignore", message="It is recommended to use `self.log\\(")
 warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")  # dagmm benchmark's runs
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
 from jsonargparse import Namespace  # noqa: E402
@@ -42,6 +43,7 @@ from dagmm_lightning.data import AnomalyDataModule  # noqa: E402
 from dagmm_lightning.data.batches import batch_bounds  # noqa: E402
 from dagmm_lightning.data.datamodule import TABLE, default_data_dir  # noqa: E402
 from dagmm_lightning.errors import ConfigurationError, DataError, own_error  # noqa: E402
+from dagmm_lightning.labels import KNOWN_NORMAL  # noqa: E402
 from dagmm_lightning.models import DAGMM  # noqa: E402
 from dagmm_lightning.models.dagmm import FIT_COUNTS_KEY, contamination_from_labels  # noqa: E402
 from dagmm_lightning.scoring import ties_at_threshold  # noqa: E402
@@ -925,13 +927,23 @@ def fit_summary(
                 f"{100 * tied:.3g} % tie at it (duplicate rows?), and predict may flag them all or none"
             )
         lines.append(f"  threshold:   {threshold:.6g} ({above})")  # predict flags rows above it
-    if metrics:
-        shown = "  ".join(f"{k} {metrics[k]:.4f}" for k in KEY_METRICS if k in metrics)
+    shown = "  ".join(f"{k} {metrics[k]:.4f}" for k in KEY_METRICS if k in (metrics or {}))
+    if shown:
         lines.append(f"  validation:  {shown}")
     elif trainer.limit_val_batches == 0 or not len(datamodule.splits.val):
         lines.append("  validation:  off (no val rows, or --trainer.limit_val_batches 0)")
     elif hasattr(network, "c"):  # positive-unlabeled: the val rows are labelled normal rows, for c
-        lines.append(f"  validation:  c {float(network.c):.4f} (threshold c/2 on the classifier's output)")
+        c = float(workers["state_dict"].get("model.c", float("nan"))) if spawned_last is not None else float(network.c)
+        lines.append(f"  validation:  c {c:.4f} (threshold c/2 on the classifier's output)")
+        # Elkan and Noto: labelled share = c * normal share, so c gives the training rows' anomaly share; an h
+        # that learned nothing has c = the labelled share, 0 % of anomalies, and c/2 flags about no row
+        labelled = float(np.mean(datamodule.splits.train_labels == KNOWN_NORMAL))
+        if c > 0:
+            estimate = max(0.0, 1.0 - labelled / c)
+            lines.append(
+                f"               by c, {100 * estimate:.3g} % of the training rows are anomalies (1 - their labelled "
+                f"share {labelled:.4f} / c; near 0: the classifier learned little, train longer)"
+            )
     else:
         lines.append("  validation:  no anomaly metrics (the val rows need both classes and labels)")
     if last:

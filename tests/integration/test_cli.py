@@ -356,8 +356,13 @@ def test_threshold_rows_val_sets_the_threshold_on_the_held_out_rows(tmp_path, ca
     assert float(unvalidated.model.model.calibration.threshold) == pytest.approx(
         np.quantile(unvalidated.model.training_scores().numpy(), 0.9), rel=1e-6
     )
+    caplog.clear()
     pu = run(["fit", "--config", "configs/pu.yaml", "--trainer.max_epochs", "1"], tmp_path / "pu_auto")  # auto: c / 2
-    assert float(pu.model.model.calibration.threshold) == pytest.approx(1 - float(pu.model.model.c) / 2)
+    c = float(pu.model.model.c)
+    assert float(pu.model.model.calibration.threshold) == pytest.approx(1 - c / 2)
+    labelled = np.mean(pu.datamodule.splits.train_labels == 0)  # Elkan and Noto: labelled share = c * normal share
+    assert f"validation:  c {c:.4f} (threshold c/2" in caplog.text
+    assert f"by c, {100 * max(0, 1 - labelled / c):.3g} % of the training rows are anomalies" in caplog.text
     for rows in ("val", "train"):  # had: 'train' taken and ignored
         with pytest.raises(ValueError, match=f"threshold_rows '{rows}' is for a contamination quantile, not DAGMMPU's"):
             refused = ["--model.init_args.threshold_rows", rows, "--trainer.max_steps", "1"]  # (short, if not)

@@ -208,6 +208,24 @@ def test_spawned_cli_fit_summary_names_its_epochs_checkpoint_metrics_and_one_log
     assert f"checkpoint:  {last} (the resumed fit, unchanged)" in summary  # had: none written
 
 
+def test_spawned_positive_unlabeled_fit_summary_gives_the_workers_c(tmp_path, caplog, monkeypatch):
+    from dagmm_lightning.cli import build_cli
+
+    from ..conftest import QUICK, ROOT
+
+    monkeypatch.chdir(ROOT)
+    logs = tmp_path / "logs"
+    args = ["fit", "--config", "configs/pu.yaml", "--config", "configs/data/thyroid.yaml", "--trainer.max_epochs", "2"]
+    args += ["--trainer.devices", "2", "--trainer.strategy", "ddp_spawn", "--trainer.accelerator", "cpu"]
+    fitted = build_cli([*args, "--trainer.logger.init_args.save_dir", str(logs), *QUICK])
+    summary = "\n".join(r.getMessage() for r in caplog.records if "fit finished" in r.getMessage())
+    (last,) = logs.rglob("last.ckpt")
+    c = float(torch.load(last, weights_only=False)["state_dict"]["model.c"])
+    labelled = np.mean(fitted.datamodule.splits.train_labels == 0)
+    assert f"validation:  c {c:.4f} (threshold c/2" in summary  # had: 'validation:' and nothing (no roc_auc)
+    assert f"by c, {100 * max(0, 1 - labelled / c):.3g} % of the training rows are anomalies" in summary
+
+
 class RecordRowsFile(L.Callback):
     """Each rank writes the file its training rows are read from."""
 
