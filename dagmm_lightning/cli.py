@@ -688,6 +688,15 @@ class DAGMMCLI(LightningCLI):
     def after_test(self) -> None:
         if logged_to(self.trainer):
             rank_zero_info(logged_to(self.trainer).strip())
+        path = self.config.get(self.subcommand, self.config).get("ckpt_path")
+        if path and Path(path).is_file():  # its file: a spawned run's weights were loaded in the workers only
+            state = torch.load(path, map_location="cpu", weights_only=False).get("state_dict", {})
+            threshold = state.get("model.calibration.threshold")
+            if threshold is not None and float(threshold) == float(threshold):  # not NaN: never fitted
+                rank_zero_info(
+                    f"threshold:   {float(threshold):.6g} (the checkpoint's: the *_threshold metrics count the "
+                    "rows scored above it, as predict flags them)"
+                )
 
     after_validate = after_test
 

@@ -350,6 +350,7 @@ def test_threshold_rows_val_sets_the_threshold_on_the_held_out_rows(tmp_path, ca
     last = next((tmp_path / "val").rglob("last.ckpt"))
     tested = run(["test", "--ckpt_path", str(last)], tmp_path / "val")  # the checkpoint keeps it
     assert float(tested.model.model.calibration.threshold) == threshold
+    assert f"threshold:   {threshold:.6g} (the checkpoint's: the *_threshold metrics" in caplog.text  # had: none
     with pytest.raises(ValueError, match="threshold_rows 'val' sets the threshold on the val rows, but there are none"):
         run([*args, "--model.init_args.threshold_rows", "val", "--data.val_fraction", "0"], tmp_path / "none")
     unvalidated = run([*args, "--data.val_fraction", "0"], tmp_path / "auto")  # auto without val rows: training rows'
