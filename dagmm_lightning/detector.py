@@ -71,9 +71,9 @@ class DAGMMDetector(BaseEstimator):
 
     Args:
         variant: ``dagmm``, ``vae``, ``vqvae``, ``mixed_loss`` (y marks labelled anomalies, 1) or ``pu``
-            (y marks labelled normal rows, 0; everything else unlabelled); or a DAGMM subclass (README, "Your
-            own variant"), trained as ``dagmm`` (as ``pu`` if it subclasses DAGMMPU) with the same defaults
-            (but the scoring fit, ``dagmm``'s own: give it in ``model_kwargs``).
+            (y marks labelled normal rows, 0; -1, NaN or blank the unlabelled; 1 is refused); or a DAGMM
+            subclass (README, "Your own variant"), trained as ``dagmm`` (as ``pu`` if it subclasses DAGMMPU)
+            with the same defaults (but the scoring fit, ``dagmm``'s own: give it in ``model_kwargs``).
         mixture: ``gaussian``, ``laplace`` or ``gaussian+laplace`` (the ensemble's members alternate between
             the families; needs members >= 2). None: ``gaussian+laplace`` for an ensemble, else ``gaussian``.
         contamination: expected share of anomalies in (0, 0.5]; ``threshold_`` is the (1 - contamination)
@@ -292,13 +292,22 @@ class DAGMMDetector(BaseEstimator):
                 f"0 for labelled normal rows (pu), -1 or NaN for unknown"
             )
         raw = pd.Series(np.asarray(y).ravel())
+        raw = raw.mask(raw.map(lambda v: isinstance(v, str) and v.strip() in MISSING_TEXT))  # '', 'NA': unknown
         y = pd.to_numeric(raw, errors="coerce")
-        other = sorted({str(v) for v in raw[raw.notna() & ~y.isin([-1, 0, 1])]})
-        if other:
+        kept = [-1, 0] if self._kind == "pu" else [-1, 0, 1]
+        other = sorted({str(v) for v in raw[raw.notna() & ~y.isin(kept)]})
+        if other and self._kind == "pu" and set(other) <= {"1", "1.0", "True"}:
             raise DataError(
-                f"y holds 1 (labelled anomaly), 0 (labelled normal) and -1 or NaN (unknown), but also {other[:5]}; "
-                "map them to those first"
+                f"variant 'pu' takes y 0 for labelled normal rows and -1 or NaN for unlabelled ones, but y holds 1 "
+                f"({int((y == 1).sum())} rows): pu has no labelled anomalies, and the common PU coding (1 labelled, 0 "
+                "unlabelled; or True / False) would be read the wrong way round; map labelled rows to 0, the others "
+                "to -1"
             )
+        if other:
+            held = "0 (labelled normal) and -1 or NaN (unlabelled)"
+            if self._kind != "pu":
+                held = "1 (labelled anomaly), 0 (labelled normal) and -1 or NaN (unknown)"
+            raise DataError(f"y holds {held}, but also {other[:5]}; map them to those first")
         y = y.fillna(-1).to_numpy()
         if len(y) != n:
             raise DataError(f"y has {len(y)} entries for {n} rows")

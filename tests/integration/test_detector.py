@@ -350,6 +350,17 @@ def test_label_aware_variants_fit():
         DAGMMDetector(variant="mixed_loss", epochs=1).fit(x, np.zeros(len(x)))
     with pytest.raises(DataError, match="every row is labelled normal: mark the rows nobody checked -1 or NaN"):
         DAGMMDetector(variant="pu", epochs=1).fit(x, np.zeros(len(x)))  # its scores had all been 0.0
+    usual_pu_coding = (pu_labels == 0).astype(int)  # 1 labelled, 0 unlabelled: had trained, flagging almost none
+    for coded in (usual_pu_coding, usual_pu_coding.astype(bool)):
+        with pytest.raises(DataError, match=r"variant 'pu' takes y 0 .* but y holds 1 \(\d+ rows\): .* wrong way"):
+            DAGMMDetector(variant="pu", epochs=1).fit(x, coded)
+    with pytest.raises(
+        DataError, match=r"y holds 0 \(labelled normal\) and -1 or NaN \(unlabelled\), but also \['2'\]"
+    ):
+        DAGMMDetector(variant="pu", epochs=1).fit(x, np.where(pu_labels == 0, 0, 2))
+    blank = np.where(pu_labels == 0, "0", "").astype(object)  # a blank, as a CSV's empty cell: unlabelled
+    blank_fit = DAGMMDetector(variant="pu", epochs=5, random_state=0).fit(x, blank)
+    np.testing.assert_array_equal(blank_fit.decision_scores_, pu.decision_scores_)
 
 
 @pytest.mark.parametrize(
