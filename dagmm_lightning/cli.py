@@ -943,7 +943,10 @@ def fit_summary(
         lines.append("  validation:  off (no val rows, or --trainer.limit_val_batches 0)")
     elif hasattr(network, "c"):  # positive-unlabeled: the val rows are labelled normal rows, for c
         c = float(workers["state_dict"].get("model.c", float("nan"))) if spawned_last is not None else float(network.c)
-        lines.append(f"  validation:  c {c:.4f} (threshold c/2 on the classifier's output)")
+        lines.append(
+            f"  validation:  c {c:.4f} (an anomaly where the classifier's h < c/2; predict's score is 1 - h, "
+            f"its threshold 1 - c/2 = {1 - c / 2:.6g})"
+        )
         # Elkan and Noto: labelled share = c * normal share, so c gives the training rows' anomaly share; an h
         # that learned nothing has c = the labelled share, 0 % of anomalies, and c/2 flags about no row
         labelled = float(np.mean(datamodule.splits.train_labels == KNOWN_NORMAL))

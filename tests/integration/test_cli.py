@@ -362,7 +362,8 @@ def test_threshold_rows_val_sets_the_threshold_on_the_held_out_rows(tmp_path, ca
     c = float(pu.model.model.c)
     assert float(pu.model.model.calibration.threshold) == pytest.approx(1 - c / 2)
     labelled = np.mean(pu.datamodule.splits.train_labels == 0)  # Elkan and Noto: labelled share = c * normal share
-    assert f"validation:  c {c:.4f} (threshold c/2" in caplog.text
+    on_scores = f"predict's score is 1 - h, its threshold 1 - c/2 = {1 - c / 2:.6g})"  # as predict writes them
+    assert f"validation:  c {c:.4f} (an anomaly where the classifier's h < c/2; {on_scores}" in caplog.text
     assert f"by c, {100 * max(0, 1 - labelled / c):.3g} % of the training rows are anomalies" in caplog.text
     for rows in ("val", "train"):  # had: 'train' taken and ignored
         with pytest.raises(ValueError, match=f"threshold_rows '{rows}' is for a contamination quantile, not DAGMMPU's"):

@@ -222,7 +222,9 @@ def test_spawned_positive_unlabeled_fit_summary_gives_the_workers_c(tmp_path, ca
     (last,) = logs.rglob("last.ckpt")
     c = float(torch.load(last, weights_only=False)["state_dict"]["model.c"])
     labelled = np.mean(fitted.datamodule.splits.train_labels == 0)
-    assert f"validation:  c {c:.4f} (threshold c/2" in summary  # had: 'validation:' and nothing (no roc_auc)
+    assert (
+        f"validation:  c {c:.4f} (an anomaly where the classifier's h < c/2" in summary
+    )  # had: 'validation:' and nothing (no roc_auc)
     assert f"by c, {100 * max(0, 1 - labelled / c):.3g} % of the training rows are anomalies" in summary
 
 
