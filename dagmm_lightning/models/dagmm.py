@@ -26,6 +26,7 @@ except ImportError:  # Lightning < 2.6 has none
 
 from dagmm_lightning.errors import (
     ConfigurationError,
+    DAGMMError,
     DataError,
     NonFiniteError,
     check_choice,
@@ -36,7 +37,7 @@ from dagmm_lightning.labels import LABELLED_ANOMALY
 from dagmm_lightning.losses import AnomalyLoss, dagmm_objective
 from dagmm_lightning.mixture import MixtureDtype, MixtureFamily, build_mixture, reseedable_components
 from dagmm_lightning.models.compiled_step import CompiledAdamStep, plain_adam_problem
-from dagmm_lightning.networks import Activation, Autoencoder, DAGMMModel, DAGMMOutput, EstimationNetwork
+from dagmm_lightning.networks import Activation, Autoencoder, Compressed, DAGMMModel, DAGMMOutput, EstimationNetwork
 from dagmm_lightning.networks.dagmm import SCALED_LIMIT
 from dagmm_lightning.scoring import Inference, ScoreCalibration, upper_quantile
 from dagmm_lightning.sizing import mixture_components, network_sizes
@@ -298,6 +299,17 @@ class DAGMM(L.LightningModule):
 
     # --- what a variant changes -------------------------------------------------------------------
     model_class: type[DAGMMModel] = DAGMMModel
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in ("score", "forward", "_scores"):
+            if name in vars(cls):  # the steps and the threshold would not use it: scores that disagree, silently
+                raise TypeError(
+                    f"{cls.__name__} overrides DAGMM.{name}, which validation, test, predict and the threshold do "
+                    "not go through (they score with the network); change the score in a DAGMMModel subclass "
+                    f"(score(self, out)) and set {cls.__name__}.model_class to it (README, 'Your own variant')"
+                )
+
     ensembles = True  # whether ``members`` > 1 is supported
     learns_from_known_normals = False  # the positive-unlabeled split's labelled normal rows: DAGMMPU's
     threshold_from_contamination = True  # the (1 - contamination) quantile of some rows' scores (not PU's c / 2)
@@ -395,7 +407,7 @@ class DAGMM(L.LightningModule):
     # --- shared flow ------------------------------------------------------------------------------
     def build_model(self) -> DAGMMModel:
         hp = self.hparams
-        compression = self.build_compression()
+        compression = self._checked_compression()
         dim = hp.latent_dim + 2 + hp.error_feature  # [z_c, relative distance, cosine(, log error)]
         members = hp.members
         estimation = EstimationNetwork(dim, hp.estimation_hidden, hp.n_components, hp.activation, hp.dropout, members)
@@ -407,6 +419,44 @@ class DAGMM(L.LightningModule):
         options |= {"em_steps": hp.em_steps, "em_tolerance": hp.em_tolerance, "em_reseed": hp.em_reseed}
         options |= self.model_options()
         return self.model_class(compression, estimation, mixture, calibration, **options)
+
+    def _checked_compression(self) -> nn.Module:
+        """``build_compression``'s network, run once in eval mode on two rows of zeros: a variant's mistake is
+        named here, not met as a shape or attribute error deep in the first training step."""
+        hp, name = self.hparams, type(self).__name__
+        try:
+            compression = self.build_compression()
+        except DAGMMError:
+            raise
+        except Exception as err:
+            raise ConfigurationError(f"{name}.build_compression failed: {type(err).__name__}: {err}") from err
+        if not isinstance(compression, nn.Module):
+            raise ConfigurationError(f"{name}.build_compression must return an nn.Module, got {type(compression)}")
+        rows, training = torch.zeros(2, hp.input_dim), compression.training
+        try:
+            with torch.no_grad():
+                out = compression.eval()(rows)
+        except Exception as err:
+            raise ConfigurationError(
+                f"{name}'s compression network fails on rows of shape (2, {hp.input_dim}): {type(err).__name__}: {err}"
+            ) from err
+        finally:
+            compression.train(training)
+        if not isinstance(out, Compressed):
+            raise ConfigurationError(
+                f"{name}'s compression network must return Compressed(z, x_hat) (dagmm_lightning.networks), got "
+                f"{type(out).__name__}"
+            )
+        members = (hp.members,) if hp.members > 1 else ()
+        for field, width in (("z", hp.latent_dim), ("x_hat", hp.input_dim)):
+            shape, expected = tuple(getattr(out, field).shape), (*members, 2, width)
+            if shape != expected:
+                raise ConfigurationError(
+                    f"{name}'s compression network gives {field} of shape {shape} for rows of shape (2, "
+                    f"{hp.input_dim}); expected {expected} (latent_dim {hp.latent_dim}, {hp.input_dim} input features"
+                    f"{f', members {hp.members}' if members else ''})"
+                )
+        return compression
 
     @staticmethod
     def _check_fit_components(fit_components: int, n_components: int, em_reseed: float) -> None:
@@ -470,6 +520,10 @@ class DAGMM(L.LightningModule):
         except NonFiniteError as err:
             raise NonFiniteError(f"at {self._where()}: {err}") from None
         terms = self.training_terms(out, y, labelled)
+        odd = next((n for n, t in terms.items() if not isinstance(t, torch.Tensor) or t.ndim), None)
+        if odd is not None:  # (a variant's training_terms)
+            got = f"shape {tuple(terms[odd].shape)}" if isinstance(terms[odd], torch.Tensor) else type(terms[odd])
+            raise ConfigurationError(f"training_terms must give each term as one number (a 0-d tensor); {odd!r}: {got}")
         return torch.stack([t.to(torch.float64) for t in terms.values()]).sum(), terms
 
     def _manual_step(

@@ -16,7 +16,7 @@ from torch import nn
 from dagmm_lightning.distributed import gather_rows
 from dagmm_lightning.mixture import MixtureEnergy, padded_memberships
 from dagmm_lightning.networks.estimation import EstimationNetwork
-from dagmm_lightning.scoring import ScoreCalibration
+from dagmm_lightning.scoring import ScoreCalibration, upper_quantile
 
 SCALED_LIMIT = 1e6  # the largest |scaled value| the networks take: past it float32 sums of squares overflow
 
@@ -132,6 +132,8 @@ class DAGMMModel(nn.Module):
     reconstruction features still compare every feature.
     """
 
+    threshold_is_quantile = True  # the (1 - contamination) quantile of the training rows' scores (PU: c / 2)
+
     def __init__(
         self,
         compression: nn.Module,
@@ -231,7 +233,8 @@ class DAGMMModel(nn.Module):
     def fit(self, batches: Iterable[torch.Tensor]) -> torch.Tensor | None:
         """Training-set fit in eval mode with the current weights: the mixture from the rows of ``batches``
         (x tensors, re-iterable; under DDP each rank its own share), then the score calibration.
-        Returns the training rows' scores (all ranks), or None where the score needs another pass."""
+        Returns the training rows' scores (all ranks), or None where the score needs another pass. A subclass
+        with a ``score`` of its own takes the threshold on its own scores (one more pass)."""
         with evaluating(self):
             outputs = _Reiterable(lambda: ((o.rows, o.gamma) for o in map(self.represent, map(self.as_input, batches))))
             refined = self.em_steps > 0 or self.em_reseed > 0
@@ -247,7 +250,11 @@ class DAGMMModel(nn.Module):
                 self.em_steps_run = self.mixture.refine(rows, self.em_steps, self.em_tolerance)
             parts = [(out.energy, out.error.to(out.energy.dtype)) for out in (self(self.as_input(x)) for x in batches)]
             energy, error = (self._every_rank([part[i] for part in parts]) for i in (0, 1))
-            return self.calibration.fit(energy, error)
+            scores = self.calibration.fit(energy, error)
+        if self.threshold_is_quantile and type(self).score is not DAGMMModel.score:  # a subclass's score: its own
+            scores = self.score_batches(batches)  # quantile (the calibration's was of the calibration's scores)
+            self.calibration.threshold.fill_(upper_quantile(scores, self.calibration.contamination))
+        return scores
 
     def _every_rank(self, parts: list[torch.Tensor]) -> torch.Tensor:
         """Per-row values ((M,) n) of this rank's batches, concatenated over batches and ranks: ((M,) N)."""

@@ -30,6 +30,8 @@ class PositiveUnlabeledDAGMMModel(DAGMMModel):
         **kwargs: what ``DAGMMModel`` takes.
     """
 
+    threshold_is_quantile = False
+
     def __init__(self, *args, classifier_hidden: Sequence[int] = (10,), activation: str = "tanh", **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.classifier = mlp([self.mixture.dim + 1, *classifier_hidden, 1], activation)

@@ -7,7 +7,7 @@ from scipy.stats import laplace
 from dagmm_lightning.losses import gaussian_kl
 from dagmm_lightning.mixture import LaplaceMixtureEnergy
 from dagmm_lightning.models import DAGMM, DAGMMPU, DAGMMVAE, DAGMMVQVAE
-from dagmm_lightning.networks import Autoencoder, VectorQuantizer, code_usage
+from dagmm_lightning.networks import Autoencoder, Compressed, DAGMMModel, VectorQuantizer, code_usage
 
 # --- VAE --------------------------------------------------------------------------------------------
 
@@ -166,3 +166,86 @@ def test_a_subclass_with_its_own_compression_says_whether_it_ensembles():
     model = OwnEnsembleCompression(**sizes, members=2)  # says so: built
     out = model.model(torch.rand(5, 6))
     assert out.energy.shape == (2, 5)
+
+
+class ErrorScoredNetwork(DAGMMModel):
+    def score(self, out):  # the reconstruction error alone
+        return out.error.double()
+
+
+class ErrorScored(DAGMM):
+    model_class = ErrorScoredNetwork
+
+
+def test_a_variant_scores_through_its_networks_score_threshold_included():
+    torch.manual_seed(0)
+    model = ErrorScored(input_dim=6, hidden_dims=(5,), latent_dim=1, n_components=2, contamination=0.1)
+    x = torch.rand(64, 6)
+    model.model.fit([x[:32], x[32:]])
+    model.eval()
+    with torch.no_grad():
+        error = ((x - model.model.compression(x).x_hat) ** 2).sum(1).double()
+        torch.testing.assert_close(model.score(x), error, rtol=1e-5, atol=0)  # (float32 sums)
+        step = model.validation_step((x, torch.zeros(64), torch.arange(64)), 0)["score"]  # as validate and test
+        torch.testing.assert_close(step, error, rtol=1e-5, atol=0)
+    # had: the quantile of the calibration's (energy) scores, beside error scores
+    assert float(model.model.calibration.threshold) == pytest.approx(float(np.quantile(error.numpy(), 0.9)), rel=1e-5)
+    with pytest.raises(TypeError, match=r"Flipped overrides DAGMM.score, which validation, test, predict and the thr"):
+
+        class Flipped(DAGMM):  # had: the detector's scores flipped, the CLI's not
+            def score(self, x):
+                return -super().score(x)
+
+
+class TupleCompression(torch.nn.Module):
+    def __init__(self, features, latent, width=None):
+        super().__init__()
+        self.encode, self.decode = torch.nn.Linear(features, latent), torch.nn.Linear(latent, width or features)
+
+    def forward(self, x):
+        z = self.encode(x)
+        return z, self.decode(z)
+
+
+class AsCompressed(TupleCompression):
+    def forward(self, x):
+        return Compressed(*super().forward(x))
+
+
+def variant(build):
+    return type("Mine", (DAGMM,), {"ensembles": False, "build_compression": build})
+
+
+def test_a_variants_compression_mistakes_are_named_when_the_model_is_built():
+    sizes = dict(input_dim=6, hidden_dims=(4,), latent_dim=2, n_components=2)
+    mistakes = [
+        (lambda self, features, latent: None, r"Mine.build_compression failed: TypeError: .*missing 2 required"),
+        (lambda self: "net", r"Mine.build_compression must return an nn.Module, got <class 'str'>"),
+        (
+            lambda self: TupleCompression(6, 2),
+            r"Mine's compression network must return Compressed\(z, x_hat\) .* tuple",
+        ),
+        (
+            lambda self: AsCompressed(6, 2, width=5),
+            r"gives x_hat of shape \(2, 5\) for rows of shape \(2, 6\); expected \(2, 6\)",
+        ),
+        (lambda self: AsCompressed(5, 2), r"Mine's compression network fails on rows of shape \(2, 6\): RuntimeError"),
+    ]
+    for build, message in mistakes:  # had: errors from inside torch in the first training step
+        with pytest.raises(ValueError, match=message):
+            variant(build)(**sizes)
+    model = variant(lambda self: AsCompressed(6, 2))(**sizes)
+    assert model.model.compression.training  # the check ran it in eval mode and left it as it was
+
+
+def test_a_training_term_that_is_not_one_number_is_named():
+    class Rowwise(DAGMM):
+        def training_terms(self, out, y, labelled):
+            return {**super().training_terms(out, y, labelled), "spread": out.z.square()}  # (N, 1), not summed
+
+    model = Rowwise(input_dim=6, hidden_dims=(4,), latent_dim=1, n_components=2)
+    x = torch.rand(8, 6)
+    with pytest.raises(
+        ValueError, match=r"training_terms must give each term as one number .*'spread': shape \(8, 1\)"
+    ):
+        model._loss(x, torch.zeros(8), None)  # had: 'stack expects each tensor to be equal size'
