@@ -40,7 +40,7 @@ from dagmm_lightning.data.streaming import (
 )
 from dagmm_lightning.data.tables import RawTable, TablePreprocessor, label_like_columns
 from dagmm_lightning.errors import ConfigurationError, DataError, MissingLabelError, check_choice, check_range
-from dagmm_lightning.labels import LABELLED_ANOMALY
+from dagmm_lightning.labels import KNOWN_NORMAL, LABELLED_ANOMALY
 
 ARRAYS = "arrays"  # the data set name of a data module made by ``from_table`` / ``from_arrays``
 SHARE_OF_SPLIT = {"labelled_anomalies": "mixed", "labelled_fraction": "positive_unlabeled"}  # the split using it
@@ -263,6 +263,8 @@ class AnomalyDataModule(L.LightningDataModule):
         labelled = int((splits.train_labels == LABELLED_ANOMALY).sum())
         unlabelled = int((self._labels[splits.train] == 1).sum()) - labelled
         notes = [f"{labelled:,} labelled anomal{'y' if labelled == 1 else 'ies'}"] if labelled else []
+        if self.split == "positive_unlabeled":
+            notes.append(f"{int((splits.train_labels == KNOWN_NORMAL).sum()):,} labelled normal")
         notes += [f"{unlabelled:,} anomal{'y' if unlabelled == 1 else 'ies'} unlabelled"] if unlabelled > 0 else []
         parts.append(f"train {len(splits.train):,} rows" + (f" ({', '.join(notes)})" if notes else ""))
         for name in ("val", "test"):
@@ -316,7 +318,11 @@ class AnomalyDataModule(L.LightningDataModule):
                 elif self.split == "mixed":
                     what, other = "split 'mixed'", ", or train with --data.split normal_only"
                 else:  # positive_unlabeled: DAGMMPU trains on no other split
-                    what, other = f"split {self.split!r}", " (it labels some of the normal rows)"
+                    what = f"split {self.split!r}"
+                    other = (
+                        " (the split labels labelled_fraction of the normal rows itself; for a table whose labelled "
+                        "normal rows are marked and the rest unlabelled, DAGMMDetector(variant='pu') takes y)"
+                    )
                 raise DataError(
                     f"{what} needs labels (which rows are anomalies), but the table has none: name its label column "
                     f"with --data.label_column{other}"

@@ -146,6 +146,9 @@ def test_training_contamination_share(paper_data):
     assert f"train {len(s.train):,} rows ({hidden} anomalies unlabelled), val" in dm.describe()
     mixed = AnomalyDataModule("thyroid", data_dir=str(paper_data), seed=0, split="mixed")
     assert f"({int(mixed.is_anomaly[mixed.splits.train].sum())} labelled anomalies), val" in mixed.describe()
+    pu = AnomalyDataModule("thyroid", data_dir=str(paper_data), seed=0, split="positive_unlabeled")
+    known, hidden = int((pu.splits.train_labels == 0).sum()), int(pu.is_anomaly[pu.splits.train].sum())
+    assert f"({known:,} labelled normal, {hidden} anomalies unlabelled), val" in pu.describe()  # had: no labelled
     clean = AnomalyDataModule("thyroid", data_dir=str(paper_data), seed=0)
     np.testing.assert_array_equal(s.test, clean.splits.test)  # test rows unchanged
     assert len(np.intersect1d(s.train, np.r_[s.val, s.test])) == 0

@@ -300,6 +300,13 @@ def test_a_table_without_labels_asks_for_contamination_and_is_not_offered_a_test
             ValueError, match=rf"^{what} needs labels .*, but the table has none: .*label_column, or {fix}$"
         ):
             run(["fit", "--config", "configs/table.yaml", "--data.path", str(flows), setting, *unlabelled], tmp_path)
+    with pytest.raises(
+        ValueError, match=r"labels labelled_fraction of the normal rows itself; .*\(variant='pu'\) takes y"
+    ):
+        run(
+            ["fit", "--config", "configs/pu.yaml", "--config", "configs/table.yaml", "--data.path", str(flows)],
+            tmp_path,
+        )
     partly = tmp_path / "partly.csv"  # a real positive-unlabeled table: only some rows labelled
     pd.read_csv(table(tmp_path / "flows.csv")).assign(
         is_attack=lambda f: f["is_attack"].where(f.index % 2 == 0)
