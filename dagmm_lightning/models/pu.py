@@ -15,6 +15,7 @@ from dagmm_lightning.models.dagmm import DAGMM, TrainingRows
 from dagmm_lightning.networks import DAGMMOutput, PositiveUnlabeledDAGMMModel
 
 MIN_ROWS_FOR_C = 10  # held-out labelled rows below which c is warned about
+SPLIT_NEEDED = "DAGMMPU needs the data module's split: positive_unlabeled (held-out labelled rows for c)"
 
 
 class DAGMMPU(DAGMM):
@@ -49,8 +50,12 @@ class DAGMMPU(DAGMM):
     def setup(self, stage: str) -> None:
         super().setup(stage)
         datamodule = getattr(self.trainer, "datamodule", None)
-        if stage != "fit" or getattr(datamodule, "split", None) != "positive_unlabeled":
-            return  # (refit says what it needs)
+        if stage == "fit" and getattr(datamodule, "split", None) != "positive_unlabeled":
+            raise ConfigurationError(
+                f"{SPLIT_NEEDED}; from the command line --data.split positive_unlabeled (as configs/pu.yaml sets it)"
+            )
+        if stage != "fit":
+            return
         held_out = len(datamodule.splits.val)
         if held_out < MIN_ROWS_FOR_C:
             rank_zero_warn(
@@ -77,9 +82,7 @@ class DAGMMPU(DAGMM):
     def refit(self) -> None:
         datamodule = self.trainer.datamodule if self._trainer is not None else None
         if datamodule is None or getattr(datamodule, "split", None) != "positive_unlabeled":
-            raise ConfigurationError(
-                "DAGMMPU needs the data module's split: positive_unlabeled (held-out labelled rows for c)"
-            )
+            raise ConfigurationError(SPLIT_NEEDED)
         self._training_scores = None
         with self.forward_context():
             self.model.fit(TrainingRows(self._training_batches()), TrainingRows(datamodule.refit_dataloader("val")))

@@ -304,6 +304,13 @@ def test_pu_rejects_an_inference_it_would_ignore_and_data_without_its_split():
     trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False)
     with pytest.raises(ValueError, match="DAGMMPU needs the data module's split: positive_unlabeled"):
         trainer.fit(DAGMMPU(input_dim=8, hidden_dims=(6,), latent_dim=1, n_components=2), train_dataloaders=rows)
+    x, y = synthetic(0, n=200)
+    normal_only = AnomalyDataModule.from_arrays(x, y, seed=0)
+    with pytest.raises(
+        ValueError, match=r"for c\); from the command line --data.split positive_unlabeled \(as configs/pu"
+    ):
+        trainer.fit(DAGMMPU(input_dim=8, hidden_dims=(6,), latent_dim=1, n_components=2), datamodule=normal_only)
+    assert trainer.global_step == 0  # refused before training (had: after the model summary, at the first refit)
 
 
 def test_pu_refits_once_per_set_of_weights():
