@@ -316,7 +316,7 @@ class DAGMMDetector(BaseEstimator):
                 raise DataError("every row of y is a labelled anomaly: mixed_loss trains its mixture on the others")
             if not (y == 1).any():
                 warnings.warn(
-                    "y labels no anomaly (1): mixed_loss trains as the plain model", UserWarning, stacklevel=3
+                    "y labels no anomaly (1): mixed_loss trains as the plain model", UserWarning, stacklevel=4
                 )
             return Splits(rows, rows[:0], rows[:0], np.where(y == 1, LABELLED_ANOMALY, KNOWN_NORMAL).astype(np.int64))
         labelled = np.flatnonzero(y == 0)
@@ -436,12 +436,21 @@ class DAGMMDetector(BaseEstimator):
                     f"{100 * self.contamination:g} %: {100 * tied:.3g} % score the same as it (duplicate rows?); new "
                     "rows like those are flagged all or none",
                     UserWarning,
-                    stacklevel=2,
+                    stacklevel=3,
                 )
         else:
             self.threshold_rows_ = np.zeros(0, dtype=np.int64)
         self.threshold_ = float(self.model_.model.calibration.threshold)
         self.labels_ = (self.decision_scores_ > self.threshold_).astype(int)
+        if self._kind == "pu" and not self.labels_.any():
+            c = float(self.model_.model.c)
+            warnings.warn(
+                f"variant 'pu' flags none of X's rows: its classifier h is at or above c/2 on every row (c {c:.4g}); "
+                "where the unlabelled rows hold anomalies, h learned little to tell them from the labelled ones: "
+                "train longer (epochs) or label more normal rows",
+                UserWarning,
+                stacklevel=3,
+            )
         return self
 
     def _train(self, data: AnomalyDataModule, n_rows: int) -> None:

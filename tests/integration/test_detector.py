@@ -358,6 +358,9 @@ def test_label_aware_variants_fit():
         DataError, match=r"y holds 0 \(labelled normal\) and -1 or NaN \(unlabelled\), but also \['2'\]"
     ):
         DAGMMDetector(variant="pu", epochs=1).fit(x, np.where(pu_labels == 0, 0, 2))
+    with pytest.warns(UserWarning, match=r"variant 'pu' flags none of X's rows: .* train longer"):  # had: silence
+        untrained = DAGMMDetector(variant="pu", epochs=1, random_state=0).fit(x, pu_labels)
+    assert not untrained.labels_.any() and y.any()
     blank = np.where(pu_labels == 0, "0", "").astype(object)  # a blank, as a CSV's empty cell: unlabelled
     blank_fit = DAGMMDetector(variant="pu", epochs=5, random_state=0).fit(x, blank)
     np.testing.assert_array_equal(blank_fit.decision_scores_, pu.decision_scores_)
