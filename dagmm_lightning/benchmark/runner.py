@@ -262,7 +262,11 @@ OPTIONS: dict[str, dict] = {
     "--recon-inference": dict(action="store_true", help="also score energy-scored models with energy+reconstruction"),
     "--select-on": dict(type=Selectable | None, default=None, help="test the checkpoint best on this val metric"),
     "--val-every": dict(type=int, default=5, help="epochs between validations with --select-on"),
-    "--out": dict(type=str | None, default=None, help="results path without suffix"),
+    "--out": dict(
+        type=str | None,
+        default=None,
+        help="results path without suffix (a dot in the name stays: res/lr0.01 writes res/lr0.01.csv)",
+    ),
     "--tag": dict(type=str, default="", help="appended to every method name (sweeps over --set share a CSV)"),
     "--set": dict(action="append", default=[], metavar="KEY=VALUE", help="a `dagmm fit` option for every run"),
     "--suite": dict(type=str | None, default=None, help="a folder of .npz tables (X, y): DAGMMDetector vs baselines"),
@@ -315,6 +319,15 @@ def own_data(path: Path | tuple[str, ...], extra: list[str] | tuple[str, ...]) -
     return json.dumps([str(data.get(key)) for key in ("dataset", "path", "data_dir")])
 
 
+def out_path(out: str, suffix: str) -> Path:
+    """The results file ``--out`` names with ``suffix``: the name as given (a dot in it, as in res/lr0.01, is
+    no suffix), a .csv, .md or .png given with it taken off first."""
+    path = Path(out)
+    if path.suffix in (".csv", ".md", ".png"):
+        path = path.with_suffix("")
+    return path.with_name(path.name + suffix)
+
+
 def build_parser() -> OneLineErrorParser:
     parser = OneLineErrorParser(prog="dagmm benchmark", description=__doc__, allow_abbrev=False)
     for flag, options in OPTIONS.items():
@@ -342,7 +355,7 @@ def main(argv: list[str] | None = None) -> None:
     if foreign:
         parser.error(f"not a results file that --out wrote: {', '.join(foreign)}")
     if args.out is not None:
-        written = Path(args.out).with_suffix(".md" if args.matrix else ".csv")
+        written = out_path(args.out, ".md" if args.matrix else ".csv")
         above = next((parent for parent in written.absolute().parents if parent.exists()), Path("/"))
         if not above.is_dir() or written.is_dir():
             parser.error(
@@ -356,7 +369,7 @@ def main(argv: list[str] | None = None) -> None:
         if given:
             example = """(e.g. '{"epochs": 50}')"""
             parser.error(f"--suite takes DAGMMDetector settings in --detector {example}, not {', '.join(given)}")
-        csv_path = Path(args.out).with_suffix(".csv")
+        csv_path = out_path(args.out, ".csv")
         if csv_path.is_file() and not set(SUITE_FIELDS[:3]) <= set(results_header(csv_path)):
             parser.error(f"--out {args.out}: {csv_path} is no --suite results file; give another --out")
         method = "dagmm_detector" + args.tag
@@ -393,7 +406,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.matrix:
         if args.out is None:
             parser.error("--matrix needs --out")
-        out = Path(args.out).with_suffix(".md")
+        out = out_path(args.out, ".md")
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(summarize_matrix([(Path(p), read_rows(Path(p))) for p in args.matrix]))
         print(f"wrote {out}")
@@ -403,7 +416,7 @@ def main(argv: list[str] | None = None) -> None:
             "give --configs CONFIG ... --out PATH, --suite DIR --out PATH, --report CSV ..., or --matrix CSV ... "
             "--out PATH"
         )
-    csv_path = Path(args.out).with_suffix(".csv")
+    csv_path = out_path(args.out, ".csv")
     extra: tuple[str, ...] = ()
     for item in args.set:
         key, sep, value = item.partition("=")

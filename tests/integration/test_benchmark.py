@@ -389,3 +389,11 @@ def test_a_failing_baseline_is_a_row_not_the_end_of_the_grid(monkeypatch):
     assert rows["gaussian_mixture"]["status"].startswith("failed: Fitting the mixture model failed")
     assert "f1_rho" not in rows["gaussian_mixture"]
     assert rows["isolation_forest"]["status"] == "ok" and 0.0 <= rows["isolation_forest"]["f1_rho"] <= 1.0
+
+
+def test_a_dot_in_out_is_part_of_the_name():
+    # had: --out res/lr0.01 wrote res/lr0.csv, and a sweep's --out res/lr0.02 resumed from it
+    assert str(runner.out_path("res/lr0.01", ".csv")) == "res/lr0.01.csv"
+    assert str(runner.out_path("res/lr0.02", ".md")) == "res/lr0.02.md"
+    assert str(runner.out_path("res/grid.csv", ".md")) == "res/grid.md"  # a results suffix given: replaced
+    assert str(runner.out_path("grid", ".png")) == "grid.png"
