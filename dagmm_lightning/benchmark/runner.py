@@ -23,6 +23,7 @@ import dataclasses
 import json
 import logging
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -319,6 +320,12 @@ def own_data(path: Path | tuple[str, ...], extra: list[str] | tuple[str, ...]) -
     return json.dumps([str(data.get(key)) for key in ("dataset", "path", "data_dir")])
 
 
+def _leave_interrupts_to_the_main() -> None:
+    """A worker's start: Ctrl-C (sent to the whole process group) is the main process's to handle; it stops
+    the workers itself."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def out_path(out: str, suffix: str) -> Path:
     """The results file ``--out`` names with ``suffix``: the name as given (a dot in it, as in res/lr0.01, is
     no suffix), a .csv, .md or .png given with it taken off first."""
@@ -498,7 +505,10 @@ def main(argv: list[str] | None = None) -> None:
     if skipped and any("settings" not in r for r in done.values()):
         print(f"({csv_path} predates the settings column: runs made with other settings are not told apart)")
     started = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=max(args.jobs, 1), mp_context=get_context("spawn")) as pool:
+    pool = ProcessPoolExecutor(
+        max_workers=max(args.jobs, 1), mp_context=get_context("spawn"), initializer=_leave_interrupts_to_the_main
+    )
+    try:
         futures = {pool.submit(run_job, job): job for job in jobs}
         for i, future in enumerate(as_completed(futures), 1):
             job = futures[future]
@@ -511,5 +521,15 @@ def main(argv: list[str] | None = None) -> None:
             elapsed = f"{rows[0].get('seconds')} s; {(time.perf_counter() - started) / 60:.1f} min elapsed"
             name = job.method if job.train else f"{rows[0]['method']} (baselines added)"
             print(f"[{i}/{len(jobs)}] {name} {' '.join(job.configs[1:])} seed {job.seed}: {summary} ({elapsed})")
+    except KeyboardInterrupt:  # the rows so far are kept: report them, and say how to go on
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C (or `timeout`'s) must not stop the clean-up
+        for process in list((getattr(pool, "_processes", None) or {}).values()):  # runs under way: stopped now
+            process.terminate()
+        pool.shutdown(wait=True, cancel_futures=True)
+        if read_rows(csv_path):
+            write_reports(csv_path)
+            print(f"\ninterrupted: wrote {csv_path.with_suffix('.md')} of the runs so far; the command resumes")
+        raise SystemExit(130) from None
+    pool.shutdown()
     write_reports(csv_path)
     print(f"wrote {csv_path}, {csv_path.with_suffix('.md')}, {csv_path.with_suffix('.png')}", flush=True)

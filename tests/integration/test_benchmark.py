@@ -397,3 +397,29 @@ def test_a_dot_in_out_is_part_of_the_name():
     assert str(runner.out_path("res/lr0.02", ".md")) == "res/lr0.02.md"
     assert str(runner.out_path("res/grid.csv", ".md")) == "res/grid.md"  # a results suffix given: replaced
     assert str(runner.out_path("grid", ".png")) == "grid.png"
+
+
+def test_an_interrupted_grid_stops_its_workers_reports_its_rows_and_exits_130(tmp_path, capsys, monkeypatch):
+    # had: a KeyboardInterrupt traceback from as_completed, no report, and a wait on (or a hang in) the workers
+    workers = []
+
+    class RecordedPool(ProcessPoolExecutor):  # the command's pool, its worker processes noted
+        def submit(self, *args):
+            future = super().submit(*args)
+            workers.extend(p for p in self._processes.values() if p not in workers)
+            return future
+
+    def first_then_interrupt(futures, as_completed=runner.as_completed):
+        yield next(iter(as_completed(futures)))
+        assert any(p.is_alive() for p in workers)  # a run under way
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "ProcessPoolExecutor", RecordedPool)
+    monkeypatch.setattr(runner, "as_completed", first_then_interrupt)
+    out = tmp_path / "grid"
+    with pytest.raises(SystemExit) as exit_info:
+        main([*quick_run(out, "--jobs", "1"), "--seeds", "0-2"])
+    assert exit_info.value.code == 130
+    assert f"interrupted: wrote {out}.md of the runs so far; the command resumes" in capsys.readouterr().out
+    assert len(runner.read_rows(out.with_suffix(".csv"))) == 1 and out.with_suffix(".md").is_file()
+    assert workers and not any(p.is_alive() for p in workers)  # stopped, none left running
