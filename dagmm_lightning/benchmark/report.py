@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dagmm_lightning.errors import DataError
+
 PERCENTILES = (10, 20, 30, 40, 50, 60)
 TOP = [f"{m}_top{p}" for p in PERCENTILES for m in ("precision", "recall", "f1")]
 METRICS = ["roc_auc", "average_precision", "precision_rho", "recall_rho", "f1_rho", *TOP]
@@ -125,11 +127,14 @@ def summarize_matrix(sources: list[tuple[Path, list[dict]]]) -> str:
             key = (r["method"], r["dataset"], r["protocol"], str(r["seed"]))
             if key in seen:
                 where = f"twice in {path}" if seen[key] == path else f"in both {seen[key]} and {path}"
-                raise ValueError(f"{key[0]} on {key[1]} ({key[2]} protocol) seed {key[3]} is {where}")
+                raise DataError(
+                    f"{key[0]} on {key[1]} ({key[2]} protocol) seed {key[3]} is {where}: give each run once (a "
+                    "sweep's rows apart with --tag)"
+                )
             seen[key] = path
             protocols = protocol_of.setdefault(r["dataset"], r["protocol"])
             if protocols != r["protocol"]:
-                raise ValueError(
+                raise DataError(
                     f"{r['dataset']} has runs of the {protocols} and the {r['protocol']} protocol: a column "
                     "averages runs of one; give --matrix the results of one protocol"
                 )

@@ -57,6 +57,7 @@ from dagmm_lightning.cli import (
     parse_settings,
     read_config,
 )
+from dagmm_lightning.data.datamodule import TABLE
 from dagmm_lightning.detector import DAGMMDetector
 from dagmm_lightning.errors import ConfigurationError
 from dagmm_lightning.labels import LABELLED_ANOMALY
@@ -154,7 +155,8 @@ def _run_job(job: Job) -> list[dict]:
         cli = build_cli(_cli_args(job), run=False, save_config=False)
     dm, model, trainer = cli.datamodule, cli.model, cli.trainer
     baseline_components = model.hparams.n_components or 4  # a K chosen from the data sizes DAGMM's rows, not F
-    base = {"dataset": dm.dataset, "protocol": job.protocol, "seed": job.seed, "configs": " ".join(job.configs)}
+    dataset = Path(dm.path).stem if dm.dataset == TABLE else dm.dataset  # own tables told apart by their files
+    base = {"dataset": dataset, "protocol": job.protocol, "seed": job.seed, "configs": " ".join(job.configs)}
     base["settings"] = settings
     if not job.train:
         dm.setup("fit")

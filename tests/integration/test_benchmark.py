@@ -30,6 +30,9 @@ class InProcessPool:
     def __exit__(self, *exc):
         return False
 
+    def shutdown(self, *args, **kwargs):
+        pass
+
     def submit(self, fn, *args):
         future, threads, level = Future(), torch.get_num_threads(), logging.getLogger("lightning.pytorch").level
         try:
@@ -261,6 +264,9 @@ def test_matrix_of_methods_by_data_sets_from_several_results_files(tmp_path):
     _write(b, [_row("dagmm", "kddcup99", 1, "0.5"), _row("dagmm", "kddcup99", 1, "0.5")])  # twice in one file
     with pytest.raises(ValueError, match=r"dagmm on kddcup99 \(paper protocol\) seed 1 is twice in"):
         main(["--matrix", str(a), str(b), "--out", str(out)])
+    with pytest.raises(SystemExit) as exit_info:  # had: a traceback
+        dagmm_main(["benchmark", "--matrix", str(a), str(b), "--out", str(out)])
+    assert exit_info.value.code == 2
     _write(b, [{**_row("dagmm", "thyroid", 2, "0.5"), "protocol": "reimplementation"}])  # had: averaged together
     with pytest.raises(ValueError, match="thyroid has runs of the paper and the reimplementation protocol"):
         main(["--matrix", str(a), str(b), "--out", str(out)])
@@ -423,3 +429,24 @@ def test_an_interrupted_grid_stops_its_workers_reports_its_rows_and_exits_130(tm
     assert f"interrupted: wrote {out}.md of the runs so far; the command resumes" in capsys.readouterr().out
     assert len(runner.read_rows(out.with_suffix(".csv"))) == 1 and out.with_suffix(".md").is_file()
     assert workers and not any(p.is_alive() for p in workers)  # stopped, none left running
+
+
+def test_own_tables_are_told_apart_by_their_file_names(tmp_path):
+    # had: every own table recorded as data set 'table': two tables' runs averaged as one, --matrix refused
+    rng = np.random.default_rng(0)
+    configs = []
+    for name in ("blobs", "digits"):
+        x = np.r_[rng.normal(size=(190, 4)), rng.normal(4, 1, size=(10, 4))]
+        np.savez(tmp_path / f"{name}.npz", X=x, y=np.r_[np.zeros(190), np.ones(10)])
+        config = tmp_path / f"data_{name}.yaml"
+        config.write_text(f"data:\n  dataset: table\n  path: {tmp_path / name}.npz\n")
+        configs.append(str(config))
+    out = tmp_path / "own"
+    main(
+        ["--configs", str(ROOT / "configs/quickstart.yaml"), "--data", *configs, "--seeds", "0", "--epochs", "1"]
+        + ["--out", str(out)]
+    )
+    rows = runner.read_rows(out.with_suffix(".csv"))
+    assert sorted(r["dataset"] for r in rows) == ["blobs", "digits"]
+    main(["--matrix", str(out.with_suffix(".csv")), "--out", str(tmp_path / "matrix")])
+    assert "| method | blobs | digits |" in (tmp_path / "matrix.md").read_text()
