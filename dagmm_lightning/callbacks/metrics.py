@@ -170,6 +170,8 @@ class AnomalyMetrics(L.Callback):
         reference = None
         if self.reference(trainer) == "train+evaluated":
             reference = np.concatenate([pl_module.training_scores().double().cpu().numpy(), scores])
+        if stage == "val" and not trainer.sanity_checking:  # none yet: the hparams view still gets its record
+            self.last_metrics[stage] = {}
         if len(scores) == 0 or (labels < 0).any():
             rank_zero_warn(f"{stage}: rows without labels; anomaly metrics need labels and are skipped")
             return
@@ -215,6 +217,9 @@ class AnomalyMetrics(L.Callback):
         if final is None:
             return
         metrics = {f"hp/{k}": v for k, v in final.items() if np.isfinite(v)}
+        c = getattr(getattr(pl_module, "model", None), "c", None)  # positive-unlabeled: its val rows give c only
+        if c is not None and math.isfinite(float(c)):
+            metrics["hp/c"] = float(c)
         data = getattr(trainer.datamodule, "hparams", {})  # the data set and split tell runs apart too
         settings = {**{f"data/{k}": v for k, v in data.items()}, **pl_module.hparams}
         settings = {k: v for k, v in settings.items() if not k.removeprefix("data/").startswith("_")}  # jsonargparse's

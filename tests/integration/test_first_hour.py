@@ -46,6 +46,26 @@ def test_a_run_shorter_than_the_validation_interval_validates_and_keeps_its_last
     assert "last.ckpt" in summary and "dagmm test --ckpt_path" in summary and "roc_auc" in summary
 
 
+def test_a_positive_unlabeled_fit_reaches_the_hparams_view_with_its_c(tmp_path):
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+
+    args = ["fit", "--config", "configs/pu.yaml", "--data.dataset", "breast_cancer", "--trainer.max_epochs", "3"]
+    fitted = run(args, tmp_path)  # its val rows are labelled normal rows: no label metric, c only
+    events = [e for f in (tmp_path / "logs").rglob("events.out.tfevents.*") for e in EventFileLoader(str(f)).Load()]
+    values = [v for e in events for v in e.summary.value]
+    records = [v.metadata.plugin_data.content for v in values if v.tag == "_hparams_/experiment"]
+    assert len(records) == 1  # had: none, so the run was missing from the hparams view
+    shown = {m.name.tag for m in HParamsPluginData.FromString(records[0]).experiment.metric_infos}
+    assert shown == {"hp/c"}
+    from tensorboard.util.tensor_util import make_ndarray
+
+    (c,) = [
+        float(make_ndarray(v.tensor)) if v.HasField("tensor") else v.simple_value for v in values if v.tag == "hp/c"
+    ]
+    assert c == pytest.approx(float(fitted.model.model.c), rel=1e-6)
+
+
 def test_a_runs_saved_config_runs_again_without_a_progress_bar(tmp_path):
     from lightning.pytorch.callbacks import ProgressBar
 
