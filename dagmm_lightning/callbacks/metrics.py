@@ -220,7 +220,9 @@ class AnomalyMetrics(L.Callback):
         c = getattr(getattr(pl_module, "model", None), "c", None)  # positive-unlabeled: its val rows give c only
         if c is not None and math.isfinite(float(c)):
             metrics["hp/c"] = float(c)
-        data = getattr(trainer.datamodule, "hparams", {})  # the data set and split tell runs apart too
+        data = dict(getattr(trainer.datamodule, "hparams", {}))  # the data set and split tell runs apart too
+        if data.get("seed", 0) is None and hasattr(trainer.datamodule, "resolved_seed"):  # the split seed it took
+            data["seed"] = trainer.datamodule.resolved_seed
         settings = {**{f"data/{k}": v for k, v in data.items()}, **pl_module.hparams}
         settings = {k: v for k, v in settings.items() if not k.removeprefix("data/").startswith("_")}  # jsonargparse's
         for logger in trainer.loggers:  # other loggers take no metrics here; they have the hparams already

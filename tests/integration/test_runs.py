@@ -56,8 +56,10 @@ def test_figures_and_hparams_reach_tensorboard(tmp_path):
     assert "_hparams_/session_start_info" in hparams  # TensorBoard's hparams view has the run
     from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
-    shown = set(HParamsPluginData.FromString(hparams["_hparams_/session_start_info"]).session_start_info.hparams)
-    assert {"lr", "n_components", "data/dataset", "data/protocol", "data/batch_size"} <= shown  # model and data
+    shown = HParamsPluginData.FromString(hparams["_hparams_/session_start_info"]).session_start_info.hparams
+    assert {"lr", "n_components", "data/dataset", "data/protocol", "data/batch_size"} <= set(shown)  # model and data
+    seed = shown["data/seed"]  # the split seed taken (seed_everything's; had: 'None', as given)
+    assert seed.WhichOneof("kind") == "number_value" and seed.number_value == 0
     assert not [k for k in shown if k.removeprefix("data/").startswith("_")]  # no _class_path, _instantiator
     last = str(next(tmp_path.rglob("last.ckpt")))
     build_cli(["test", "--ckpt_path", last, "--trainer.logger.init_args.save_dir", str(tmp_path / "test"), *QUICK])
