@@ -641,6 +641,14 @@ class DAGMMCLI(LightningCLI):
                 )
         if trainer.log_every_n_steps > 0:  # 0: no step logging at all, as asked
             trainer.log_every_n_steps = max(1, min(trainer.log_every_n_steps, steps_per_epoch))
+        contamination, share = getattr(self.model, "hparams", {}).get("contamination"), dm.anomaly_share
+        quantile = getattr(self.model, "threshold_from_contamination", False)  # (not PU's c / 2)
+        if quantile and contamination and share and not share / 2 <= contamination <= 2 * share:
+            rank_zero_warn(  # e.g. a method config's KDDCUP99 share (0.2) kept for a table of 5 % anomalies
+                f"contamination {contamination:g}, but the labels mark {100 * share:.3g} % of the rows as anomalies: "
+                f"the threshold flags about {100 * contamination:.3g} % of rows like the val rows; "
+                "--model.init_args.contamination null takes the labels' share"
+            )
         if spawned(trainer) and trainer.logger is not None:
             trainer.logger.version  # noqa: B018 - fixed here, else each spawn (fit, the validation after) picks a new one
         metrics = next((c for c in trainer.callbacks if isinstance(c, AnomalyMetrics)), None)

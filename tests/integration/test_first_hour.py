@@ -66,6 +66,20 @@ def test_a_positive_unlabeled_fit_reaches_the_hparams_view_with_its_c(tmp_path):
     assert c == pytest.approx(float(fitted.model.model.c), rel=1e-6)
 
 
+def test_a_contamination_far_from_the_labels_share_is_warned(tmp_path):
+    import warnings
+
+    far = "contamination 0.1, but the labels mark 2.47 % of the rows as anomalies: the threshold flags about 10 %"
+    args = ["fit", "--config", "configs/quickstart.yaml", "--trainer.max_epochs", "1"]
+    with pytest.warns(UserWarning, match=far):  # had: silence (a method config's share kept for other data)
+        run([*args, "--data.dataset", "thyroid"], tmp_path / "thyroid")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run(args, tmp_path / "breast_cancer")  # its own share, 10 %
+        run([*args, "--data.dataset", "thyroid", "--model.init_args.contamination", "0.03"], tmp_path / "near")
+    assert not [w for w in caught if "but the labels mark" in str(w.message)]
+
+
 def test_a_runs_saved_config_runs_again_without_a_progress_bar(tmp_path):
     from lightning.pytorch.callbacks import ProgressBar
 
