@@ -646,7 +646,7 @@ class DAGMMCLI(LightningCLI):
         if quantile and contamination and share and not share / 2 <= contamination <= 2 * share:
             rank_zero_warn(  # e.g. a method config's KDDCUP99 share (0.2) kept for a table of 5 % anomalies
                 f"contamination {contamination:g}, but the labels mark {100 * share:.3g} % of the rows as anomalies: "
-                f"the threshold flags about {100 * contamination:.3g} % of rows like the val rows; "
+                f"the threshold flags about {100 * contamination:.3g} % of the rows it is taken on (threshold_rows); "
                 "--model.init_args.contamination null takes the labels' share"
             )
         if spawned(trainer) and trainer.logger is not None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import multiprocessing
 import os
 import signal
 import sys
@@ -155,7 +156,7 @@ def _run_job(job: Job) -> list[dict]:
         cli = build_cli(_cli_args(job), run=False, save_config=False)
     dm, model, trainer = cli.datamodule, cli.model, cli.trainer
     baseline_components = model.hparams.n_components or 4  # a K chosen from the data sizes DAGMM's rows, not F
-    dataset = Path(dm.path).stem if dm.dataset == TABLE else dm.dataset  # own tables told apart by their files
+    dataset = f"table:{Path(dm.path).stem}" if dm.dataset == TABLE else dm.dataset  # told apart by their files
     base = {"dataset": dataset, "protocol": job.protocol, "seed": job.seed, "configs": " ".join(job.configs)}
     base["settings"] = settings
     if not job.train:
@@ -322,6 +323,23 @@ def own_data(path: Path | tuple[str, ...], extra: list[str] | tuple[str, ...]) -
     return json.dumps([str(data.get(key)) for key in ("dataset", "path", "data_dir")])
 
 
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Kill the pool's workers and drop its queued runs. SIGKILL: a worker within ``trainer.fit`` takes
+    SIGTERM as Lightning's request to stop after the batch, and would then run the run queued for it."""
+    workers = getattr(pool, "_processes", None)  # (private: the executor names its processes nowhere else)
+    for process in list(workers.values() if workers is not None else multiprocessing.active_children()):
+        process.kill()
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _end_interrupted(csv_path: Path, write) -> None:
+    """After Ctrl-C: the finished runs' report (``write``), how to go on, exit code 130."""
+    if read_rows(csv_path):
+        write(csv_path)
+        print(f"\ninterrupted: wrote {csv_path.with_suffix('.md')} of the runs so far; the command resumes")
+    raise SystemExit(130) from None
+
+
 def _leave_interrupts_to_the_main() -> None:
     """A worker's start: Ctrl-C (sent to the whole process group) is the main process's to handle; it stops
     the workers itself."""
@@ -394,11 +412,8 @@ def main(argv: list[str] | None = None) -> None:
             torch.set_num_threads(args.threads)
         try:
             run_suite(Path(args.suite), parse_seeds(args.seeds), settings, method, True, csv_path)
-        except KeyboardInterrupt:  # the rows so far are kept: report them, and say how to go on
-            if read_rows(csv_path):
-                write_suite_reports(csv_path)
-                print(f"\ninterrupted: wrote {csv_path.with_suffix('.md')} of the runs so far; the command resumes")
-            raise SystemExit(130) from None
+        except KeyboardInterrupt:
+            _end_interrupted(csv_path, write_suite_reports)
         write_suite_reports(csv_path)
         print(f"wrote {csv_path}, {csv_path.with_suffix('.md')}, {csv_path.with_suffix('.png')}")
         return
@@ -523,15 +538,15 @@ def main(argv: list[str] | None = None) -> None:
             elapsed = f"{rows[0].get('seconds')} s; {(time.perf_counter() - started) / 60:.1f} min elapsed"
             name = job.method if job.train else f"{rows[0]['method']} (baselines added)"
             print(f"[{i}/{len(jobs)}] {name} {' '.join(job.configs[1:])} seed {job.seed}: {summary} ({elapsed})")
-    except KeyboardInterrupt:  # the rows so far are kept: report them, and say how to go on
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C (or `timeout`'s) must not stop the clean-up
-        for process in list((getattr(pool, "_processes", None) or {}).values()):  # runs under way: stopped now
-            process.terminate()
-        pool.shutdown(wait=True, cancel_futures=True)
-        if read_rows(csv_path):
-            write_reports(csv_path)
-            print(f"\ninterrupted: wrote {csv_path.with_suffix('.md')} of the runs so far; the command resumes")
-        raise SystemExit(130) from None
+    except BaseException as err:  # Ctrl-C, or a failed run: the runs under way stopped, not waited for
+        handler = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not stop the clean-up
+        try:
+            _stop_workers(pool)
+        finally:
+            signal.signal(signal.SIGINT, handler)
+        if isinstance(err, KeyboardInterrupt):
+            _end_interrupted(csv_path, write_reports)
+        raise
     pool.shutdown()
     write_reports(csv_path)
     print(f"wrote {csv_path}, {csv_path.with_suffix('.md')}, {csv_path.with_suffix('.png')}", flush=True)

@@ -38,7 +38,7 @@ from dagmm_lightning.losses import AnomalyLoss, dagmm_objective
 from dagmm_lightning.mixture import MixtureDtype, MixtureFamily, build_mixture, reseedable_components
 from dagmm_lightning.models.compiled_step import CompiledAdamStep, plain_adam_problem
 from dagmm_lightning.networks import Activation, Autoencoder, Compressed, DAGMMModel, DAGMMOutput, EstimationNetwork
-from dagmm_lightning.networks.dagmm import SCALED_LIMIT
+from dagmm_lightning.networks.dagmm import SCALED_LIMIT, evaluating
 from dagmm_lightning.scoring import Inference, ScoreCalibration, upper_quantile
 from dagmm_lightning.sizing import mixture_components, network_sizes
 
@@ -305,8 +305,8 @@ class DAGMM(L.LightningModule):
         for name in ("score", "forward", "_scores"):
             if name in vars(cls):  # the steps and the threshold would not use it: scores that disagree, silently
                 raise TypeError(
-                    f"{cls.__name__} overrides DAGMM.{name}, which validation, test, predict and the threshold do "
-                    "not go through (they score with the network); change the score in a DAGMMModel subclass "
+                    f"{cls.__name__} overrides DAGMM.{name}, which the steps and the threshold do not all go "
+                    "through (they score with the network); change the score in a DAGMMModel subclass "
                     f"(score(self, out)) and set {cls.__name__}.model_class to it (README, 'Your own variant')"
                 )
 
@@ -347,7 +347,7 @@ class DAGMM(L.LightningModule):
     @property
     def score_is_energy(self) -> bool:
         """Whether the score is the plain energy (else the energy's ROC AUC is logged beside the score's)."""
-        return self.hparams.inference == "energy"
+        return self.hparams.inference == "energy" and self.model_class.score_is_calibrated()
 
     def refit(self) -> None:
         """Fit the mixture and the score calibration on every training row (labelled anomalies left out)
@@ -432,16 +432,13 @@ class DAGMM(L.LightningModule):
             raise ConfigurationError(f"{name}.build_compression failed: {type(err).__name__}: {err}") from err
         if not isinstance(compression, nn.Module):
             raise ConfigurationError(f"{name}.build_compression must return an nn.Module, got {type(compression)}")
-        rows, training = torch.zeros(2, hp.input_dim), compression.training
         try:
-            with torch.no_grad():
-                out = compression.eval()(rows)
+            with evaluating(compression), torch.no_grad():
+                out = compression(torch.zeros(2, hp.input_dim))
         except Exception as err:
             raise ConfigurationError(
                 f"{name}'s compression network fails on rows of shape (2, {hp.input_dim}): {type(err).__name__}: {err}"
             ) from err
-        finally:
-            compression.train(training)
         if not isinstance(out, Compressed):
             raise ConfigurationError(
                 f"{name}'s compression network must return Compressed(z, x_hat) (dagmm_lightning.networks), got "

@@ -216,6 +216,11 @@ class DAGMMModel(nn.Module):
         """Anomaly score (N,) of an eval-mode output, higher = more anomalous."""
         return self.calibration(out.energy, out.error.to(out.energy.dtype))
 
+    @classmethod
+    def score_is_calibrated(cls) -> bool:
+        """Whether ``score`` is the calibration's (energy, or energy + reconstruction error), not a subclass's."""
+        return cls.score is DAGMMModel.score
+
     def as_input(self, x: torch.Tensor) -> torch.Tensor:
         """x on this model's device and in its parameters' dtype."""
         reference = next(self.parameters())
@@ -251,7 +256,7 @@ class DAGMMModel(nn.Module):
             parts = [(out.energy, out.error.to(out.energy.dtype)) for out in (self(self.as_input(x)) for x in batches)]
             energy, error = (self._every_rank([part[i] for part in parts]) for i in (0, 1))
             scores = self.calibration.fit(energy, error)
-        if self.threshold_is_quantile and type(self).score is not DAGMMModel.score:  # a subclass's score: its own
+        if self.threshold_is_quantile and not self.score_is_calibrated():  # a subclass's own score: its own
             scores = self.score_batches(batches)  # quantile (the calibration's was of the calibration's scores)
             self.calibration.threshold.fill_(upper_quantile(scores, self.calibration.contamination))
         return scores

@@ -189,8 +189,9 @@ def test_a_variant_scores_through_its_networks_score_threshold_included():
         step = model.validation_step((x, torch.zeros(64), torch.arange(64)), 0)["score"]  # as validate and test
         torch.testing.assert_close(step, error, rtol=1e-5, atol=0)
     # had: the quantile of the calibration's (energy) scores, beside error scores
+    assert not model.score_is_energy and DAGMM(input_dim=6).score_is_energy  # its energy's ROC AUC logged beside
     assert float(model.model.calibration.threshold) == pytest.approx(float(np.quantile(error.numpy(), 0.9)), rel=1e-5)
-    with pytest.raises(TypeError, match=r"Flipped overrides DAGMM.score, which validation, test, predict and the thr"):
+    with pytest.raises(TypeError, match=r"Flipped overrides DAGMM.score, which the steps and the threshold do not all"):
 
         class Flipped(DAGMM):  # had: the detector's scores flipped, the CLI's not
             def score(self, x):
