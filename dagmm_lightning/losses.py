@@ -10,6 +10,8 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from dagmm_lightning.errors import ConfigurationError
+
 AnomalyLoss = Literal["hinge", "softplus", "inverse"]
 
 
@@ -85,3 +87,15 @@ def dagmm_objective(
 def labelled_classifier_loss(logit: torch.Tensor, labelled: torch.Tensor) -> torch.Tensor:
     """Binary cross-entropy of the positive-unlabeled classifier h ("is this row labelled?"): (N,) twice."""
     return F.binary_cross_entropy_with_logits(logit, labelled.to(logit.dtype))
+
+
+def summed_terms(terms: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The objective, a float64 scalar: the sum of a batch's weighted terms, each one number (a variant's
+    ``training_terms`` that gives a row-wise term is named here, not met as a stacking error)."""
+    for name, term in terms.items():
+        if not isinstance(term, torch.Tensor) or term.ndim:
+            got = f"shape {tuple(term.shape)}" if isinstance(term, torch.Tensor) else type(term)
+            raise ConfigurationError(
+                f"training_terms must give each term as one number (a 0-d tensor); {name!r}: {got}"
+            )
+    return torch.stack([t.to(torch.float64) for t in terms.values()]).sum()

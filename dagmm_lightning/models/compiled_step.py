@@ -9,6 +9,8 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad_and_value
 
+from dagmm_lightning.losses import summed_terms
+
 MOMENTS = ("exp_avg", "exp_avg_sq")
 STATE = ("step", *MOMENTS)  # torch.optim.Adam's state of a parameter
 
@@ -145,7 +147,7 @@ class CompiledAdamStep:
             parts = [w.view(shape) for w, shape in zip(flat.split(self.sizes), self.shapes, strict=True)]
             named = {f"model.{name}": w for name, w in zip(self.names, parts, strict=True)}
             terms = functional_call(self.objective, named, (x, y))
-            return torch.stack([t.to(torch.float64) for t in terms.values()]).sum(), terms
+            return summed_terms(terms), terms
 
         grad, (loss, terms) = grad_and_value(loss_of, has_aux=True)(weights)
         finite = torch.isfinite(loss)

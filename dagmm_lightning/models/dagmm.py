@@ -34,7 +34,7 @@ from dagmm_lightning.errors import (
     check_range,
 )
 from dagmm_lightning.labels import LABELLED_ANOMALY
-from dagmm_lightning.losses import AnomalyLoss, dagmm_objective
+from dagmm_lightning.losses import AnomalyLoss, dagmm_objective, summed_terms
 from dagmm_lightning.mixture import MixtureDtype, MixtureFamily, build_mixture, reseedable_components
 from dagmm_lightning.models.compiled_step import CompiledAdamStep, plain_adam_problem
 from dagmm_lightning.networks import Activation, Autoencoder, Compressed, DAGMMModel, DAGMMOutput, EstimationNetwork
@@ -517,11 +517,7 @@ class DAGMM(L.LightningModule):
         except NonFiniteError as err:
             raise NonFiniteError(f"at {self._where()}: {err}") from None
         terms = self.training_terms(out, y, labelled)
-        odd = next((n for n, t in terms.items() if not isinstance(t, torch.Tensor) or t.ndim), None)
-        if odd is not None:  # (a variant's training_terms)
-            got = f"shape {tuple(terms[odd].shape)}" if isinstance(terms[odd], torch.Tensor) else type(terms[odd])
-            raise ConfigurationError(f"training_terms must give each term as one number (a 0-d tensor); {odd!r}: {got}")
-        return torch.stack([t.to(torch.float64) for t in terms.values()]).sum(), terms
+        return summed_terms(terms), terms
 
     def _manual_step(
         self, x: torch.Tensor, y: torch.Tensor, labelled: torch.Tensor | None
