@@ -423,7 +423,7 @@ def test_an_interrupted_grid_stops_its_workers_reports_its_rows_and_exits_130(tm
 
     monkeypatch.setattr(runner, "ProcessPoolExecutor", RecordedPool)
     monkeypatch.setattr(runner, "as_completed", first_then_interrupt)
-    out = tmp_path / "grid"
+    out, caller_handler = tmp_path / "grid", signal.getsignal(signal.SIGINT)
     with pytest.raises(SystemExit) as exit_info:
         main([*quick_run(out, "--jobs", "1"), "--seeds", "0-2"])
     assert exit_info.value.code == 130
@@ -431,7 +431,7 @@ def test_an_interrupted_grid_stops_its_workers_reports_its_rows_and_exits_130(tm
     assert len(runner.read_rows(out.with_suffix(".csv"))) == 1 and out.with_suffix(".md").is_file()
     assert workers and all(p.exitcode == -signal.SIGKILL for p in workers)  # killed, not waited for (SIGTERM: a
     # worker within trainer.fit stops after the batch, then runs the run queued for it)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the caller's Ctrl-C, given back
+    assert signal.getsignal(signal.SIGINT) is caller_handler  # the caller's Ctrl-C handling, given back
 
 
 def test_own_tables_are_told_apart_by_their_file_names(tmp_path):
