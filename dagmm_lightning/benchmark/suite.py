@@ -134,8 +134,10 @@ def run_suite(folder: Path, seeds: list[int], settings: dict, method: str, basel
                         else baseline_scores(name, x_train, x_test, seed)
                     )
                     auc = float(roc_auc_score(y_test, scores))
-                except ConfigurationError:  # a wrong setting fails every table alike: stop, write no rows
-                    raise
+                except ConfigurationError as err:  # a wrong setting fails every table alike: stop, write no rows
+                    if name != method:
+                        raise
+                    raise ConfigurationError(f"--detector: {err}") from None
                 except (FloatingPointError, ValueError) as err:  # a failed run is a result, not the grid's end
                     status = f"failed: {err}"[:200]
                 seconds = round(time.perf_counter() - start, 2)

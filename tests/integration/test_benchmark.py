@@ -89,7 +89,7 @@ def test_a_wrong_detector_setting_stops_the_suite_before_any_row(tmp_path):
     rng = np.random.default_rng(0)
     (tmp_path / "suite").mkdir()
     np.savez(tmp_path / "suite" / "t.npz", X=rng.normal(size=(60, 3)), y=np.r_[np.zeros(54), np.ones(6)])
-    with pytest.raises(ValueError, match="epochs must be an integer >= 1"):
+    with pytest.raises(ValueError, match="^--detector: epochs must be an integer >= 1"):  # had: not named
         main(["--suite", str(tmp_path / "suite"), "--detector", '{"epochs": 0}', "--out", str(tmp_path / "out")])
     assert not (tmp_path / "out.csv").exists()
 
