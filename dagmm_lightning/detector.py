@@ -413,8 +413,9 @@ class DAGMMDetector(BaseEstimator):
         data = AnomalyDataModule.from_table(table, splits, split=split, batch_size=self.batch_size, seed=self._seed)
         self.preprocessor_ = data.preprocessor
         self.n_features_in_ = frame.shape[1]
-        if _feature_names(X) is not None:  # scikit-learn's convention: a DataFrame's text column names
-            self.feature_names_in_ = _feature_names(X)
+        names = _feature_names(X)  # scikit-learn's convention: a DataFrame's text column names
+        if names is not None:
+            self.feature_names_in_ = names
         elif hasattr(self, "feature_names_in_"):
             del self.feature_names_in_
         with _callers_random_state():
