@@ -2,10 +2,12 @@
 
 Mixture statistics are reduced by torchmetrics (``SufficientStatistics``); what is left here: the VQ-VAE
 codebook's counts (summed outside the gradient all-reduce), rank 0's restarts, and gathering rows of
-unequal length from every rank.
+unequal length from every rank; and the process group's end at exit.
 """
 
 from __future__ import annotations
+
+import atexit
 
 import torch
 import torch.distributed as dist
@@ -22,6 +24,27 @@ def world_size() -> int:
 
 def rank() -> int:
     return dist.get_rank() if is_distributed() else 0
+
+
+_destroy_registered = False
+
+
+def destroy_process_group_at_exit() -> None:
+    """Have this process destroy its process group at exit (once; nothing where none is initialized).
+
+    Lightning does so for NCCL only. A gloo group left to the interpreter's teardown now and then aborts
+    the process after its work has finished ('terminate called without an active exception', SIGABRT):
+    a ``ddp_spawn`` fit that trained well then fails on a worker's exit code.
+    """
+    global _destroy_registered
+    if not _destroy_registered and dist.is_available() and dist.is_initialized():
+        atexit.register(_destroy_process_group)
+        _destroy_registered = True
+
+
+def _destroy_process_group() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:

@@ -24,6 +24,7 @@ try:
 except ImportError:  # Lightning < 2.6 has none
     WeightAveraging = ()
 
+from dagmm_lightning.distributed import destroy_process_group_at_exit
 from dagmm_lightning.errors import (
     ConfigurationError,
     DAGMMError,
@@ -606,6 +607,7 @@ class DAGMM(L.LightningModule):
 
     # --- training-set fit -------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
+        destroy_process_group_at_exit()
         self._drop_iterator_step()
         datamodule = self.trainer.datamodule
         if stage == "fit":

@@ -1,5 +1,8 @@
 """Multi-process behaviour on CPU: 2 ``ddp_spawn`` processes (gloo) against 1 process."""
 
+import subprocess
+import sys
+
 import lightning as L
 import numpy as np
 import pandas as pd
@@ -326,3 +329,22 @@ def test_the_input_mask_of_a_spawned_fit_reaches_the_main_process_and_a_resume(t
         with pytest.warns(UserWarning, match=r"trained by 2 process\(es\), this fit runs 1: each takes"):
             trainer(1, max_epochs=2, enable_checkpointing=False).fit(resumed, datamodule=data, ckpt_path=path)
         assert (resumed.model.input_mask if mask is None else resumed.model.input_mask.tolist()) == mask
+
+
+def test_a_process_that_fits_destroys_its_process_group_at_exit(tmp_path):
+    # Lightning destroys NCCL groups only; a gloo group left to the interpreter's teardown aborted a
+    # spawned worker now and then after a good fit ('terminate called without an active exception')
+    script = f"""
+import atexit, numpy as np, lightning as L, torch.distributed as dist
+from dagmm_lightning.data import AnomalyDataModule
+from dagmm_lightning.models import DAGMM
+dist.init_process_group("gloo", init_method="file://{tmp_path / "store"}", rank=0, world_size=1)
+atexit.register(lambda: print("group at exit:", dist.is_initialized()))  # runs after those registered later
+x = np.random.default_rng(0).normal(size=(64, 3))
+model = DAGMM(input_dim=3, hidden_dims=(4,), latent_dim=1, n_components=2, contamination=0.1)
+trainer = L.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+trainer.fit(model, datamodule=AnomalyDataModule.from_arrays(x, batch_size=32))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "group at exit: False" in done.stdout  # had: True (left to the teardown)
