@@ -59,6 +59,7 @@ MODEL_DEFAULTS = dict(
 # for the DAGMM class's variants with sizes from the data; PU refits its mixture at every epoch, where
 # re-seeding and EM would cost at each one.
 SCORING_FIT_DEFAULTS = dict(fit_components="auto", em_steps=10, em_reseed=0.05)
+DEFAULT_CONTAMINATION = 0.1
 TRAINING_STEPS = 6000
 ENSEMBLE_MEMBERS = 5
 SCORING_BATCH = 16384  # rows a step: the networks' matrices stay in cache (2x faster than 65,536)
@@ -80,7 +81,7 @@ class DAGMMDetector(BaseEstimator):
             quantile of the training scores (``mixed_loss``: of the rows not labelled as anomalies, so
             ``labels_`` flags that share of those, besides the labelled ones that score above it; fewer
             where scores tie at it, with a warning), or of the held-out rows' with ``calibration_fraction``
-            (the PU variant uses its own c / 2 rule). New rows like the
+            (the pu variant sets its threshold by its c / 2 rule: another value is warned about). New rows like the
             training rows score a little higher than those (most on small tables), so ``predict`` can flag
             more than that share of them: see ``calibration_fraction``.
         epochs: passes over the rows; None trains for ``TRAINING_STEPS`` optimiser steps whatever the
@@ -127,7 +128,7 @@ class DAGMMDetector(BaseEstimator):
         self,
         variant: Variant | type[DAGMM] = "dagmm",
         mixture: str | None = None,
-        contamination: float = 0.1,
+        contamination: float = DEFAULT_CONTAMINATION,
         epochs: int | None = None,
         batch_size: int = 256,
         lr: float = 1e-2,
@@ -396,6 +397,13 @@ class DAGMMDetector(BaseEstimator):
         check_range("calibration_fraction", self.calibration_fraction, 0.0, 0.5, high_open=True)
         if self.calibration_fraction and self._kind in ("mixed_loss", "pu"):
             raise ConfigurationError(f"calibration_fraction is for the label-free variants, not {self._kind!r}")
+        if self._kind == "pu" and self.contamination != DEFAULT_CONTAMINATION:
+            warnings.warn(
+                f"contamination {self.contamination:g} plays no part for the pu variant: its threshold is c / 2 "
+                "(c, the classifier's mean output on held-out labelled rows), whatever the anomalies' share",
+                UserWarning,
+                stacklevel=3,
+            )
         frame, symbolic = infer_symbolic_columns(frame, False, "cast it to 'category'", "drop it from X")
         table = RawTable(frame, None, symbolic)
         split = "positive_unlabeled" if self._kind == "pu" else "normal_only"
