@@ -546,6 +546,7 @@ def test_the_readmes_own_variant_trains_from_the_command_line_and_loads_in_pytho
     args = ["fit", "--config", "configs/quickstart.yaml", "--model", "my_variants.DeepDAGMM"]
     fitted = run([*args, "--trainer.max_epochs", "2"], tmp_path)
     assert type(fitted.model).__name__ == "DeepDAGMM" and fitted.model.model.compression.encoder[2].p == 0.1
+    assert fitted.model.model.compression.encoder[0].out_features == 16  # the config's hidden_dims (had: 32)
     last = next((tmp_path / "logs").rglob("last.ckpt"))
     model = type(fitted.model).load_from_checkpoint(last)
     quiet = dict(logger=False, enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")
