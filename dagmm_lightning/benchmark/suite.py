@@ -186,9 +186,15 @@ def summarize_suite(rows: list[dict]) -> str:
     lines.append(f"| {label} | " + " | ".join(f"**{means[m]:.3f}**" if complete else "n/a" for m in methods) + " | |")
     seeds_run = {m: len({r["seed"] for r in rows if r["method"] == m}) for m in methods}
     seconds = {m: sum(float(r["seconds"]) for r in rows if r["method"] == m) / max(seeds_run[m], 1) for m in methods}
-    lines.append("| seconds per seed | " + " | ".join(f"{seconds[m]:.0f}" for m in methods) + " | |")
+    lines.append("| seconds per seed | " + " | ".join(_seconds(seconds[m]) for m in methods) + " | |")
     lines.append("| seeds | " + " | ".join(str(seeds_run[m]) for m in methods) + " | |")
-    return f"ROC AUC on the test rows, mean over seeds {', '.join(map(str, seeds))}:\n\n" + "\n".join(lines) + "\n"
+    over = f"mean over seeds {', '.join(map(str, seeds))}" if len(seeds) > 1 else f"seed {seeds[0]}"
+    return f"ROC AUC on the test rows, {over}:\n\n" + "\n".join(lines) + "\n"
+
+
+def _seconds(value: float) -> str:
+    """Whole seconds, but two significant digits under 10 (a baseline's 0.4 s is not 0)."""
+    return f"{value:.0f}" if value >= 10 else f"{value:.2g}"
 
 
 def plot_suite(rows: list[dict], path: Path) -> None:

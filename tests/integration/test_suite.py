@@ -93,6 +93,18 @@ def test_a_failed_cell_is_shown_and_the_means_cover_the_same_tables(tmp_path):
     assert "| **mean** (1 of 2 tables) | **0.900** | **0.800** | **0.700** | |" in lines  # 1_a only, for all
 
 
+def test_the_report_names_its_seeds_and_does_not_round_short_times_to_zero(tmp_path):
+    rows = suite_rows(tmp_path / "s.csv", [("1_a", "dagmm_detector", 0.9, "ok"), ("1_a", "knn", 0.8, "ok")])
+    rows[1]["seconds"] = "0.42"
+    text = suite.summarize_suite(rows)
+    assert text.startswith("ROC AUC on the test rows, seed 0:")  # had: "mean over seeds 0"
+    assert "| seconds per seed | 1 | 0.42 | |" in text.splitlines()  # had: 0
+    rows += [dict(r, seed="2", seconds="30.4") for r in rows]
+    text = suite.summarize_suite(rows)
+    assert text.startswith("ROC AUC on the test rows, mean over seeds 0, 2:")
+    assert "| seconds per seed | 16 | 15 | |" in text.splitlines()  # (1 + 30.4) / 2, (0.42 + 30.4) / 2
+
+
 def test_a_cell_not_run_or_failed_on_some_seeds_says_so(tmp_path):
     rows = suite_rows(
         tmp_path / "s.csv", [("1_a", "dagmm_detector", 0.9, "ok"), ("1_a", "knn", 0.8, "ok"), ("2_b", "knn", 0.7, "ok")]
