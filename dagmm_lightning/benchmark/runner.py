@@ -393,6 +393,10 @@ def main(argv: list[str] | None = None) -> None:
         if args.out is None:
             parser.error("--suite needs --out")
         given = [flag for flag, default in CONFIGS_ONLY.items() if getattr(args, flag[2:].replace("-", "_")) != default]
+        if given == ["--baselines"]:
+            parser.error(
+                "--suite always runs the baselines (IsolationForest, k-NN, LOF, GaussianMixture): leave out --baselines"
+            )
         if given:
             example = """(e.g. '{"epochs": 50}')"""
             parser.error(f"--suite takes DAGMMDetector settings in --detector {example}, not {', '.join(given)}")

@@ -164,6 +164,10 @@ def test_options_of_configs_runs_and_another_results_file_are_refused_with_a_sui
     for extra, message in [
         (["--epochs", "1"], "not --epochs$"),
         (["--select-on", "f1_rho", "--recon-inference"], "not --recon-inference, --select-on$"),
+        (
+            ["--baselines"],
+            "--suite always runs the baselines .*: leave out --baselines$",
+        ),  # had: takes ... in --detector
     ]:
         with pytest.raises(SystemExit):
             main(["--suite", str(folder), "--out", str(tmp_path / "out"), *extra])
