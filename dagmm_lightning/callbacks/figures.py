@@ -110,6 +110,9 @@ def scalar_step(trainer: L.Trainer) -> int:
     return trainer.fit_loop.epoch_loop._batches_that_stepped
 
 
+LEGEND_ENTRIES = 10  # more distinct values (components) get a colour bar
+
+
 def draw(data: dict[str, np.ndarray], threshold: float, max_points: int) -> dict:
     """Matplotlib figures by tag from val rows: ``score``, ``label``, ``row0``, ``row1``, ``component`` (N,)."""
     import matplotlib
@@ -153,15 +156,18 @@ def draw(data: dict[str, np.ndarray], threshold: float, max_points: int) -> dict
     if len(score) > max_points:
         keep = np.sort(np.random.default_rng(0).choice(len(score), max_points, replace=False))
     fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3.5))
-    for ax, colour, title in (
-        (left, label, "by label (1 = anomaly)"),
-        (right, data["component"], "by mixture component"),
+    for ax, colour, title, cmap in (
+        (left, label, "by label (1 = anomaly)", "coolwarm"),
+        (right, data["component"], "by mixture component", "tab10"),
     ):
-        points = ax.scatter(
-            data["row0"][keep], data["row1"][keep], c=colour[keep], s=4, cmap="coolwarm" if ax is left else "tab10"
-        )
+        points = ax.scatter(data["row0"][keep], data["row1"][keep], c=colour[keep], s=4, cmap=cmap)
         ax.set(xlabel="mixture row dim 0 (z)", ylabel="mixture row dim 1", title=title)
-        fig.colorbar(points, ax=ax)
+        values = np.unique(colour[keep])
+        if len(values) <= LEGEND_ENTRIES:  # labels and components are whole numbers: a key, not a scale
+            handles, _ = points.legend_elements(num=None)
+            ax.legend(handles, [f"{v:g}" for v in values], fontsize=7, markerscale=0.7, loc="best")
+        else:
+            fig.colorbar(points, ax=ax)
     fig.tight_layout()
     figures["latent_view"] = fig
     return figures
