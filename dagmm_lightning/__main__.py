@@ -36,7 +36,11 @@ def script() -> None:
         here = None
     if here is not None and "" not in sys.path and here not in sys.path:
         sys.path.append(here)
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # e.g. while torch and Lightning import (seconds), before a run handles Ctrl-C
+        print("dagmm: interrupted", file=sys.stderr)
+        sys.exit(130)
 
 
 def main(argv: list[str] | None = None) -> None:

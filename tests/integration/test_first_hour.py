@@ -392,6 +392,25 @@ def test_help_lists_every_subcommand_without_importing_torch():
     assert result.stdout.strip().endswith("False")
 
 
+def test_ctrl_c_while_the_command_starts_is_one_line_and_exit_130():
+    # SIGINT delivered while Lightning imports (the seconds before a run handles Ctrl-C itself); the
+    # handler is set here: CI's background run starts with SIGINT ignored
+    code = """
+import os, signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)
+class InterruptLightning:
+    def find_spec(self, name, path=None, target=None):
+        if name == "lightning":
+            os.kill(os.getpid(), signal.SIGINT)
+sys.meta_path.insert(0, InterruptLightning())
+sys.argv = ["dagmm", "fit", "--config", "configs/quickstart.yaml"]
+from dagmm_lightning.__main__ import script
+script()
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 130 and result.stderr == "dagmm: interrupted\n"  # had: an import traceback
+
+
 def test_version_is_the_projects(capsys):
     from dagmm_lightning.__main__ import main
 
