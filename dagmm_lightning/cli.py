@@ -498,7 +498,7 @@ class DAGMMCLI(LightningCLI):
             raise ConfigurationError(f"trainer settings: {err}") from None
 
     def add_arguments_to_parser(self, parser) -> None:
-        parser.link_arguments("data.input_dim", "model.init_args.input_dim", apply_on="instantiate")
+        parser.link_arguments("data", "model.init_args.input_dim", compute_fn=self._input_dim, apply_on="instantiate")
         parser.add_lightning_class_args(AnomalyMetrics, "metrics")
         parser.add_lightning_class_args(PredictionCSVWriter, "prediction_writer")
         parser.add_lightning_class_args(AnomalyFigures, "figures")
@@ -508,6 +508,12 @@ class DAGMMCLI(LightningCLI):
         parser.add_lightning_class_args(LastEpochCheckpoint, "checkpoint")
         parser.set_defaults({"checkpoint.save_on_train_epoch_end": True, "checkpoint.save_last": True})
         parser.set_defaults({"model": {"class_path": "dagmm_lightning.models.DAGMM"}})  # a checkpoint may name another
+
+    def _input_dim(self, datamodule: AnomalyDataModule) -> int:
+        """The model's input size: the checkpoint's where predict scores a file of its own (the data module
+        then reads neither the training table nor its columns: the checkpoint's encoding scores the file),
+        else the data's."""
+        return getattr(self, "_checkpoint_input_dim", None) or datamodule.input_dim
 
     def _parse_ckpt_path(self) -> None:
         """With ``--ckpt_path``, the model (LightningCLI does that) and the data settings come from the
@@ -601,6 +607,8 @@ class DAGMMCLI(LightningCLI):
         if unset and "data_dir" not in given and not default_data_dir().exists():
             if found_at.get("data_dir") and Path(found_at["data_dir"]).is_dir():
                 config.data.data_dir = found_at["data_dir"]
+        if subcommand == "predict" and config.data.get("predict_file") and "preprocessor" in state:
+            self._checkpoint_input_dim = (checkpoint.get("hyper_parameters") or {}).get("input_dim")
 
     def parse_arguments(self, parser, args) -> None:
         # the command line, for the data keys set by hand (a dict or Namespace of settings: none known)

@@ -184,6 +184,7 @@ class AnomalyDataModule(L.LightningDataModule):
         self._given_table: RawTable | None = None
         self._given_splits: Splits | None = None
         self._values_fingerprint: str | None = None
+        self._encoding_loaded = False  # a checkpoint's encoding and scaling (load_state_dict)
 
     @classmethod
     def from_table(cls, table: RawTable, splits: Splits | None = None, **kwargs) -> AnomalyDataModule:
@@ -365,6 +366,8 @@ class AnomalyDataModule(L.LightningDataModule):
         return splits
 
     def setup(self, stage: str) -> None:
+        if stage == "predict" and self.predict_file is not None and self._table is None:
+            return  # a checkpoint's encoding scores the file: the training table is not read (predict_dataloader)
         self._load()
         self._values_fingerprint = None
         if self.out_of_core:
@@ -441,6 +444,12 @@ class AnomalyDataModule(L.LightningDataModule):
     def predict_dataloader(self) -> InMemoryBatches:
         if self.predict_file is None:
             return self.test_dataloader()
+        if self._table is None and not self._encoding_loaded:  # no checkpoint's: the training table's own
+            self._load()
+            if self.out_of_core:
+                self._on_disk = self._write_rows_to_disk()
+            else:
+                self.preprocessor.fit_scaling(self._encoded[self._splits.train])
         if self.dataset == TABLE and streamed(self.predict_file):
             prep, label = self.preprocessor, self.label_column
             return FileRows(self.predict_file, prep, label, self.eval_batch_size, ignored=self.ignore_columns)
@@ -505,8 +514,9 @@ class AnomalyDataModule(L.LightningDataModule):
 
     def is_data_of(self, state_dict: dict) -> bool:
         """Whether this module loads the data a checkpoint's state (``state_dict``) was saved from: the same
-        data set, the same file for a table, and as many rows (arrays: as many rows)."""
-        if state_dict.get("dataset") != self.dataset:
+        data set, the same file for a table, and as many rows (arrays: as many rows). Not where predict
+        scores a file without reading the data (``setup``)."""
+        if state_dict.get("dataset") != self.dataset or self._table is None:
             return False
         path = state_dict.get("found_at", {}).get("path")
         if self.dataset == TABLE and path and self.path and Path(self.path).resolve() != Path(path):
@@ -530,6 +540,7 @@ class AnomalyDataModule(L.LightningDataModule):
             self._refuse_other_training_rows(state_dict)
         columns = (self.preprocessor.numeric, self.preprocessor.categories)
         self.preprocessor.load_state_dict(state_dict["preprocessor"])
+        self._encoding_loaded = True
         self._values_fingerprint = None
         self._scaled.clear()
         self._scaled_rows.clear()

@@ -135,6 +135,24 @@ def test_an_npz_scored_against_a_model_of_named_columns_says_it_has_no_names(tmp
 
 
 @pytest.mark.parametrize("out_of_core", [False, True])
+def test_rows_to_score_without_a_checkpoints_encoding_are_scaled_as_the_training_rows(tmp_path, out_of_core):
+    frame = pd.DataFrame({"speed": np.arange(60.0) % 7, "size": np.arange(60.0) % 5, "label": 0})
+    frame.to_csv(tmp_path / "rows.csv", index=False)
+    new = pd.DataFrame({"speed": [0.0, 3.0, 12.0], "size": [4.0, -2.0, 1.0]})
+    new.to_csv(tmp_path / "new.csv", index=False)
+    settings = dict(dataset="table", path=str(tmp_path / "rows.csv"), label_column="label", seed=0)
+    fitted = AnomalyDataModule(**settings)
+    fitted.setup("fit")
+    # a model trained in this process has no checkpoint's encoding to give: the training table's is taken
+    scoring = AnomalyDataModule(**settings, predict_file=str(tmp_path / "new.csv"), out_of_core=out_of_core)
+    scoring.setup("predict")
+    (x, labels, _), *_ = list(scoring.predict_dataloader())
+    expected = fitted.preprocessor.scale(fitted.preprocessor.encode(new))
+    np.testing.assert_allclose(x.numpy(), expected, rtol=1e-6)
+    assert labels.tolist() == [-1, -1, -1]
+
+
+@pytest.mark.parametrize("out_of_core", [False, True])
 def test_rows_to_score_pass_a_label_column_of_words_through_as_unknown(tmp_path, out_of_core):
     frame = pd.DataFrame({"speed": np.arange(60.0) % 7, "size": np.arange(60.0) % 5, "label": 0})
     frame.to_csv(tmp_path / "rows.csv", index=False)

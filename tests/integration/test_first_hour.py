@@ -287,6 +287,11 @@ def test_a_table_takes_its_contamination_from_its_labels_and_predicts_from_the_c
     predict = ["predict", "--ckpt_path", last, "--data.predict_file", str(new_rows)]
     run([*predict, "--prediction_writer.output_path", str(out)], tmp_path)  # a file of its own: scored all the same
     assert len(pd.read_csv(out)) == 30
+    scored = pd.read_csv(out)
+    flows.rename(tmp_path / "moved.csv")  # the training table gone (another machine, an export rotated)
+    run([*predict, "--prediction_writer.output_path", str(out)], tmp_path)  # had: no such file: .../flows.csv
+    pd.testing.assert_frame_equal(pd.read_csv(out), scored)
+    (tmp_path / "moved.csv").rename(flows)
     for path, message in [(new_rows, "is the file being scored"), (tmp_path / "s.parquet", "predictions are CSV")]:
         with pytest.raises(ValueError, match=message):
             run([*predict, "--prediction_writer.output_path", str(path)], tmp_path)
