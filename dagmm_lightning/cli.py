@@ -972,6 +972,14 @@ def fit_summary(
                 f"               by c, {100 * estimate:.3g} % of the training rows are anomalies (1 - their labelled "
                 f"share {labelled:.4f} / c; near 0: the classifier learned little, train longer)"
             )
+        if spawned_last is None and c == c:  # (a spawned fit's weights are the workers')
+            flagged, total = rows_above(trainer.lightning_module, datamodule.refit_dataloader("train"), 1 - c / 2)
+            line = (
+                f"               c/2 flags {flagged:,} of the {total:,} training rows ({100 * flagged / total:.3g} %)"
+            )
+            if flagged == 0:  # h near its base rate on every row: c/2 lies below all of them
+                line += ": none, the classifier learned too little to tell rows apart; train longer"
+            lines.append(line)
     else:
         lines.append("  validation:  no anomaly metrics (the val rows need both classes and labels)")
     if last:
@@ -981,6 +989,20 @@ def fit_summary(
         else:
             lines += [f"  next:        dagmm test --ckpt_path {last}", f"               {predict}"]
     return "\n".join(lines)
+
+
+def rows_above(module: DAGMM, batches, threshold: float) -> tuple[int, int]:
+    """How many rows of ``batches`` (x, ...) score above ``threshold`` (as predict flags them), of how many."""
+    was_training, flagged, total = module.training, 0, 0
+    module.eval()
+    try:
+        with torch.no_grad():
+            for x, *_ in batches:
+                scores = module.score(x.to(module.device))
+                flagged, total = flagged + int((scores > threshold).sum()), total + len(scores)
+    finally:
+        module.train(was_training)
+    return flagged, total
 
 
 def counted(n: int, word: str) -> str:

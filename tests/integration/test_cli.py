@@ -365,6 +365,12 @@ def test_threshold_rows_val_sets_the_threshold_on_the_held_out_rows(tmp_path, ca
     on_scores = f"predict's score is 1 - h, its threshold 1 - c/2 = {1 - c / 2:.6g})"  # as predict writes them
     assert f"validation:  c {c:.4f} (an anomaly where the classifier's h < c/2; {on_scores}" in caplog.text
     assert f"by c, {100 * max(0, 1 - labelled / c):.3g} % of the training rows are anomalies" in caplog.text
+    x_train, _ = pu.datamodule.arrays("train")
+    with torch.no_grad():
+        h = 1 - pu.model.eval().score(torch.from_numpy(np.asarray(x_train))).double().numpy()
+    flagged = int((h < c / 2).sum())  # what predict would flag of them (had: not said; 0 passed unnoticed)
+    line = f"c/2 flags {flagged:,} of the {len(h):,} training rows ({100 * flagged / len(h):.3g} %)"
+    assert line + (": none, the classifier learned too little" if flagged == 0 else "\n") in caplog.text
     for rows in ("val", "train"):  # had: 'train' taken and ignored
         with pytest.raises(ValueError, match=f"threshold_rows '{rows}' is for a contamination quantile, not DAGMMPU's"):
             refused = ["--model.init_args.threshold_rows", rows, "--trainer.max_steps", "1"]  # (short, if not)
