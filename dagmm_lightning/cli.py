@@ -694,12 +694,18 @@ class DAGMMCLI(LightningCLI):
     def after_predict(self) -> None:
         writer = next((c for c in self.trainer.callbacks if isinstance(c, PredictionCSVWriter)), None)
         if writer is not None and writer.written_to is not None:
-            rank_zero_info(f"wrote {writer.rows_written} predictions to {writer.written_to}")
+            rows, flagged, target = writer.rows_written, writer.rows_flagged, writer.written_to
         elif writer is not None and spawned(self.trainer) and writer.target(self.trainer).is_file():
             target = writer.target(self.trainer)  # written by the spawned workers: its rows counted here
-            with target.open() as file:
-                rows = sum(1 for _ in file) - 1  # numbers only: a line a row, under the header
-            rank_zero_info(f"wrote {rows} predictions to {target}")
+            import pandas as pd
+
+            predictions = pd.read_csv(target, usecols=["prediction"])["prediction"]
+            rows, flagged = len(predictions), int(predictions.sum())
+        else:
+            return
+        share = f" ({100 * flagged / rows:.3g} %)" if rows else ""
+        none = ": none scores above the checkpoint's threshold" if rows and not flagged else ""
+        rank_zero_info(f"wrote {rows} predictions to {target}; {flagged} flagged as anomalies{share}{none}")
 
     def after_test(self) -> None:
         if logged_to(self.trainer):

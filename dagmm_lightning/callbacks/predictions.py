@@ -31,6 +31,7 @@ class PredictionCSVWriter(BasePredictionWriter):
         self.output_path = output_path
         self.written_to: Path | None = None
         self.rows_written = 0
+        self.rows_flagged = 0  # prediction 1
         self._part = None
 
     def _part_path(self, trainer, rank: int) -> Path:
@@ -63,12 +64,13 @@ class PredictionCSVWriter(BasePredictionWriter):
             why = err.strerror or str(err)
             raise DataError(f"cannot write {self.written_to} (tried {part.name} beside it): {why}") from None
         self._part.write(",".join(COLUMNS) + "\n")
-        self.rows_written = 0
+        self.rows_written = self.rows_flagged = 0
 
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx=0):
         frame = pd.DataFrame({c: prediction[c].to(dtype).cpu().numpy() for c, dtype in COLUMNS.items()})
         frame.to_csv(self._part, header=False, index=False)
         self.rows_written += len(frame)
+        self.rows_flagged += int(frame["prediction"].sum())
 
     def on_predict_end(self, trainer, pl_module) -> None:
         self._close()
@@ -83,7 +85,7 @@ class PredictionCSVWriter(BasePredictionWriter):
             joined = self.written_to.with_name(f"{self.written_to.name}.part")
             frame.to_csv(joined, index=False)
             joined.replace(self.written_to)
-            self.rows_written = len(frame)
+            self.rows_written, self.rows_flagged = len(frame), int(frame["prediction"].sum())
             for part in parts:
                 part.unlink()
         trainer.strategy.barrier()

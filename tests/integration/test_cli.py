@@ -449,7 +449,7 @@ def test_a_second_fit_into_a_used_log_folder_is_refused_unless_it_goes_on_from_t
         run([*args[:-2], *dirpath], tmp_path)
 
 
-def test_a_model_loaded_in_python_brings_its_data_state_to_test_and_predict(tmp_path):
+def test_a_model_loaded_in_python_brings_its_data_state_to_test_and_predict(tmp_path, caplog):
     import lightning as L
 
     from dagmm_lightning.data import AnomalyDataModule, DataError
@@ -482,6 +482,8 @@ def test_a_model_loaded_in_python_brings_its_data_state_to_test_and_predict(tmp_
         tmp_path,
     )
     np.testing.assert_allclose(torch.cat([p["score"] for p in predicted]).numpy(), pd.read_csv(out)["score"], rtol=1e-6)
+    flagged = int((pd.read_csv(out)["prediction"] == 1).sum())  # had: not said (a PU fit's none went unnoticed)
+    assert f"wrote 40 predictions to {out}; {flagged} flagged as anomalies ({100 * flagged / 40:.3g} %)" in caplog.text
     model.eval()
     scaling = TablePreprocessor()
     scaling.load_state_dict(torch.load(last, weights_only=False)["AnomalyDataModule"]["preprocessor"])
