@@ -657,6 +657,13 @@ class DAGMMCLI(LightningCLI):
                 f"the threshold flags about {100 * contamination:.3g} % of the rows it is taken on (threshold_rows); "
                 "--model.init_args.contamination null takes the labels' share"
             )
+        args = self._args if self._args is not None else sys.argv[1:]  # (configs: pu.yaml keeps dagmm.yaml's)
+        given = any(re.fullmatch(r"--model(\.init_args)?\.contamination(=.*)?", str(arg)) for arg in args)
+        if not quantile and contamination is not None and given:
+            rank_zero_warn(
+                f"--model.init_args.contamination {contamination:g} plays no part for {type(self.model).__name__}: "
+                "its threshold is c / 2 (c, the classifier's mean output on held-out labelled rows)"
+            )
         if spawned(trainer) and trainer.logger is not None:
             trainer.logger.version  # noqa: B018 - fixed here, else each spawn (fit, the validation after) picks a new one
         metrics = next((c for c in trainer.callbacks if isinstance(c, AnomalyMetrics)), None)

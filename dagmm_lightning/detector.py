@@ -500,7 +500,8 @@ class DAGMMDetector(BaseEstimator):
         ensembles = model_class.ensembles and not model_class._compression_without_members()
         members = self.members or (ENSEMBLE_MEMBERS if ensembles else 1)
         mixture = self.mixture or ("gaussian+laplace" if members > 1 else "gaussian")
-        settings = dict(lr=self.lr, mixture=mixture, contamination=self.contamination, inference=inference)
+        contamination = None if self._kind == "pu" else self.contamination  # (pu: the threshold is c / 2)
+        settings = dict(lr=self.lr, mixture=mixture, contamination=contamination, inference=inference)
         scoring_fit = SCORING_FIT_DEFAULTS if self.latent_dim is None and model_class is DAGMM else {}
         accepted = {*inspect.signature(model_class).parameters, *inspect.signature(DAGMM).parameters}
         unknown = sorted(set(self.model_kwargs or {}) - accepted - {"args", "kwargs"})

@@ -79,7 +79,8 @@ class ScoreCalibration(nn.Module):
             member_scores = self.member_scores(energy, error)
             self.member_normalisation.copy_(torch.stack(mean_and_spread(member_scores), -1).double())
         scores = self(energy, error)
-        self.threshold.fill_(upper_quantile(scores, self.contamination))
+        if self.contamination is not None:  # None: a threshold of another rule (DAGMMPU's c / 2) follows
+            self.threshold.fill_(upper_quantile(scores, self.contamination))
         return scores
 
     def member_scores(self, energy: torch.Tensor, error: torch.Tensor) -> torch.Tensor:

@@ -5,6 +5,7 @@ what the step adds) and say what they support by the class attributes below it (
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 import os
@@ -661,19 +662,19 @@ class DAGMM(L.LightningModule):
                 self.training_step = self._training_steps  # Lightning then hands the step its iterator
             else:
                 rank_zero_warn("steps_per_call: one batch per call, since the run validates within an epoch")
-        if self.hparams.contamination is None and stage == "fit":
+        if self.hparams.contamination is None and stage == "fit" and self.threshold_from_contamination:
             share = getattr(self.trainer.datamodule, "anomaly_share", None)
             if share is None:
                 raise ConfigurationError(
                     "contamination is null (take it from the data's labels), but the data has no labels: set "
                     "--model.init_args.contamination to the share of anomalies you expect, e.g. 0.05"
                 )
-            if share == 0 and self.threshold_from_contamination:  # (PU's threshold is c / 2: no share needed)
+            if share == 0:
                 raise ConfigurationError(
                     "contamination is null (take it from the data's labels), but the labels mark no row as an "
                     "anomaly: check the label column, or set --model.init_args.contamination, e.g. 0.05"
                 )
-            if share > 0.5 and self.threshold_from_contamination:  # it flags at most half the rows
+            if share > 0.5:  # it flags at most half the rows
                 raise ConfigurationError(
                     f"contamination is null (take it from the data's labels), but the labels mark {100 * share:.3g} % "
                     "of the rows as anomalies: are they inverted (1 = anomaly)? Map them, or set "
@@ -682,6 +683,29 @@ class DAGMM(L.LightningModule):
             self.model.calibration.contamination = contamination_from_labels(share)
         if splits is not None and self.threshold_on_val_rows and len(splits.val):
             self._warn_if_val_lacks_anomalies(splits)
+        if splits is not None:
+            self._warn_of_options_without_effect(splits)
+
+    def _warn_of_options_without_effect(self, splits) -> None:
+        """Options given with other values than their defaults where this fit does not use them."""
+        hp, defaults = self.hparams, inspect.signature(DAGMM.__init__).parameters
+        if not (splits.train_labels == LABELLED_ANOMALY).any():
+            given = [
+                f"{name} {hp[name]!r}"
+                for name in ("anomaly_loss", "anomaly_margin")
+                if hp[name] != defaults[name].default
+            ]
+            if given:
+                rank_zero_warn(
+                    f"{' and '.join(given)}: for training rows labelled as anomalies (split 'mixed', "
+                    "configs/mixed_loss.yaml), and this fit has none: they play no part"
+                )
+        weight = hp.reconstruction_weight
+        if hp.inference == "energy" and weight != defaults["reconstruction_weight"].default:
+            rank_zero_warn(
+                f"reconstruction_weight {weight:g} weighs the reconstruction error in inference "
+                "'energy+reconstruction' (configs/recon_inference.yaml); with inference 'energy' it plays no part"
+            )
 
     def _warn_if_val_lacks_anomalies(self, splits) -> None:
         """The val rows' quantile flags about ``contamination`` of rows like them: where their anomalies went

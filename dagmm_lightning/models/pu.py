@@ -28,6 +28,7 @@ class DAGMMPU(DAGMM):
     Args:
         lambda_pu: weight of the classifier's binary cross-entropy (> 0: without it h never trains).
         classifier_hidden: hidden layer sizes of h.
+        contamination: plays no part (the threshold is c / 2; configs/pu.yaml keeps dagmm.yaml's value).
         **kwargs: what ``DAGMM`` takes, but one model (``members`` 1, so no ``gaussian+laplace``) and
             ``inference`` 'energy' only (the score is the classifier's).
     """
@@ -38,14 +39,21 @@ class DAGMMPU(DAGMM):
 
     model_class = PositiveUnlabeledDAGMMModel
 
-    def __init__(self, *args, lambda_pu: float = 1.0, classifier_hidden: tuple[int, ...] = (10,), **kwargs) -> None:
+    def __init__(
+        self,
+        *args,
+        lambda_pu: float = 1.0,
+        classifier_hidden: tuple[int, ...] = (10,),
+        contamination: float | None = None,
+        **kwargs,
+    ) -> None:
         if kwargs.get("inference", "energy") != "energy":
             raise ConfigurationError(
                 f"DAGMMPU scores with its classifier (1 - h), so inference={kwargs['inference']!r} would be ignored; "
                 "leave inference at 'energy'"
             )
         check_range("lambda_pu", lambda_pu, 0.0, math.inf, low_open=True, high_open=True)  # 0: h never trains
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, contamination=contamination, **kwargs)
 
     def setup(self, stage: str) -> None:
         super().setup(stage)

@@ -358,7 +358,23 @@ def test_threshold_rows_val_sets_the_threshold_on_the_held_out_rows(tmp_path, ca
         np.quantile(unvalidated.model.training_scores().numpy(), 0.9), rel=1e-6
     )
     caplog.clear()
-    pu = run(["fit", "--config", "configs/pu.yaml", "--trainer.max_epochs", "1"], tmp_path / "pu_auto")  # auto: c / 2
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pu = run(
+            ["fit", "--config", "configs/pu.yaml", "--trainer.max_epochs", "1"], tmp_path / "pu_auto"
+        )  # auto: c / 2
+    assert not [w for w in caught if "plays no part" in str(w.message)]  # pu.yaml keeps dagmm.yaml's contamination
+    given = [
+        "fit",
+        "--config",
+        "configs/pu.yaml",
+        "--trainer.max_steps",
+        "1",
+        "--model.init_args.contamination",
+        "0.05",
+    ]
+    with pytest.warns(UserWarning, match=r"contamination 0.05 plays no part for DAGMMPU: its threshold is c / 2"):
+        run(given, tmp_path / "pu_given")  # had: taken without a word
     c = float(pu.model.model.c)
     assert float(pu.model.model.calibration.threshold) == pytest.approx(1 - c / 2)
     labelled = np.mean(pu.datamodule.splits.train_labels == 0)  # Elkan and Noto: labelled share = c * normal share

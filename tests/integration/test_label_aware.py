@@ -313,6 +313,28 @@ def test_pu_rejects_an_inference_it_would_ignore_and_data_without_its_split():
     assert trainer.global_step == 0  # refused before training (had: after the model summary, at the first refit)
 
 
+def test_options_a_fit_does_not_use_are_said_to_play_no_part():
+    x, y = synthetic(0, n=300)
+    small = dict(input_dim=8, hidden_dims=(6,), latent_dim=1, n_components=2)
+
+    def warnings_of_fit(model, **data):
+        trainer = L.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            trainer.fit(model, datamodule=AnomalyDataModule.from_arrays(x, y, seed=0, **data))
+        return " ".join(str(w.message) for w in caught if "no part" in str(w.message))
+
+    said = warnings_of_fit(DAGMM(**small, anomaly_loss="inverse", anomaly_margin=2.0))  # had: trained silently
+    assert "anomaly_loss 'inverse' and anomaly_margin 2.0: for training rows labelled as anomalies" in said
+    assert warnings_of_fit(DAGMM(**small, anomaly_loss="inverse"), split="mixed") == ""  # they train there
+    said = warnings_of_fit(DAGMM(**small, reconstruction_weight=3.0))
+    assert "reconstruction_weight 3 weighs the reconstruction error in inference 'energy+reconstruction'" in said
+    assert warnings_of_fit(DAGMM(**small, reconstruction_weight=3.0, inference="energy+reconstruction")) == ""
+    pu = DAGMMPU(**small)  # contamination None: no quantile of it to take, the threshold is c / 2
+    assert warnings_of_fit(pu, split="positive_unlabeled") == ""
+    assert float(pu.model.calibration.threshold) == 1 - float(pu.model.c) / 2
+
+
 def test_pu_refits_once_per_set_of_weights():
     # h needs the training-set mixture at every epoch's start; after a validation (same weights) that
     # fit is already there: sanity check, then one refit per epoch (validated every epoch), no more
