@@ -509,6 +509,15 @@ class DAGMMCLI(LightningCLI):
         parser.set_defaults({"checkpoint.save_on_train_epoch_end": True, "checkpoint.save_last": True})
         parser.set_defaults({"model": {"class_path": "dagmm_lightning.models.DAGMM"}})  # a checkpoint may name another
 
+    def instantiate_classes(self) -> None:
+        try:
+            super().instantiate_classes()
+        except ValueError as err:  # the data's own error, as reading input_dim raised it, not jsonargparse's wrap
+            ours = own_error(err)
+            if ours is None or ours is err or "compute_fn of link '_input_dim" not in str(err):
+                raise
+            raise ours from None
+
     def _input_dim(self, datamodule: AnomalyDataModule) -> int:
         """The model's input size: the checkpoint's where predict scores a file of its own (the data module
         then reads neither the training table nor its columns: the checkpoint's encoding scores the file),
