@@ -374,10 +374,22 @@ class AnomalyDataModule(L.LightningDataModule):
             # once: the scaling depends on the training rows only; scoring a file needs none of the rows
             if self._on_disk is None and not (stage == "predict" and self.predict_file is not None):
                 self._on_disk = self._write_rows_to_disk()
-            return
-        self.preprocessor.fit_scaling(self._encoded[self._splits.train])
-        self._scaled.clear()
-        self._scaled_rows.clear()
+        else:
+            self.preprocessor.fit_scaling(self._encoded[self._splits.train])
+            self._scaled.clear()
+            self._scaled_rows.clear()
+        # a user's table only (the built-in data sets' are known: KDDCUP99's attack-only services)
+        outside = self.preprocessor.categories_outside_training() if stage == "fit" and self.dataset == TABLE else {}
+        if outside:
+            named = "; ".join(
+                f"{column!r} {', '.join(map(repr, cats[:3]))}{', ...' if len(cats) > 3 else ''}"
+                for column, cats in outside.items()
+            )
+            rank_zero_warn(
+                f"categories only rows outside training hold ({named}): no training row had them, so the model "
+                "cannot tell them apart (such rows score as of no category); where they mark anomalies, that is "
+                "lost to the score"
+            )
 
     def _write_rows_to_disk(self, fit_scaling: bool = True) -> dict[str, DiskRows]:
         """Each split's scaled rows in a temporary folder (``write_split_rows``; ``fit_scaling`` False: with

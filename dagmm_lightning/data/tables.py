@@ -486,6 +486,18 @@ class TablePreprocessor:
     def n_features(self) -> int:
         return len(self.numeric) + sum(len(c) for c in self.categories.values())
 
+    def categories_outside_training(self) -> dict[str, list[str]]:
+        """Per symbolic column, the categories no training row had (their one-hot feature is 0 on every
+        training row: the model masks it, so such a row looks like no category); empty before ``fit_scaling``."""
+        absent, offset = {}, len(self.numeric)
+        for column, cats in self.categories.items():
+            if self.constant is not None:
+                zero = self.constant[offset : offset + len(cats)] & (self.minimum[offset : offset + len(cats)] == 0)
+                if zero.any():
+                    absent[column] = [cats[j] for j in np.flatnonzero(zero)]
+            offset += len(cats)
+        return absent
+
     def fit_columns(self, table: RawTable) -> TablePreprocessor:
         self.numeric = [str(c) for c in table.features.columns if c not in table.symbolic]
         given = table.categories or {}
@@ -528,12 +540,14 @@ class TablePreprocessor:
                     raise DataError(f"column {column!r} should be numeric but holds non-numeric values, e.g. {example}")
                 numeric = numeric.assign(**{column: coerced})
             parts.append(self._finite(numeric.to_numpy(dtype=np.float64), first_row))
+        outside = self.categories_outside_training()
         for column, cats in self.categories.items():
             codes = category_codes(cats, frame[column])
             one_hot = np.zeros((len(frame), len(cats)), dtype=np.float64)
             known = codes >= 0
-            if not known.all():  # (a changed spelling would mis-score every row)
-                unseen = pd.unique(frame[column].to_numpy()[~known])
+            untrained = ~known | np.isin(codes, [cats.index(c) for c in outside.get(column, [])])
+            if untrained.any():  # (a changed spelling would mis-score every row)
+                unseen = pd.unique(frame[column].to_numpy()[untrained])
                 shown = ", ".join(repr(v.item() if isinstance(v, np.generic) else v) for v in unseen[:3])
                 shown += ", ..." if len(unseen) > 3 else ""
                 rank_zero_warn(

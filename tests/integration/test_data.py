@@ -134,6 +134,25 @@ def test_an_npz_scored_against_a_model_of_named_columns_says_it_has_no_names(tmp
         scoring.predict_dataloader()
 
 
+def test_a_category_only_rows_outside_training_hold_is_named_at_fit_and_when_scored(tmp_path):
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.normal(size=200), "color": rng.choice(["red", "blue"], 200), "label": 0})
+    frame.loc[:9, ["color", "label"]] = ["purple", 1]  # the anomalies' own category: none of them trains
+    frame.to_csv(tmp_path / "rows.csv", index=False)
+    settings = dict(dataset="table", path=str(tmp_path / "rows.csv"), label_column="label", seed=0)
+    fitted = AnomalyDataModule(**settings)
+    with pytest.warns(UserWarning, match=r"categories only rows outside training hold \('color' 'purple'\): no"):
+        fitted.setup("fit")  # had: no word (the model masks the feature, constant on the training rows)
+    assert fitted.preprocessor.categories_outside_training() == {"color": ["purple"]}
+    pd.DataFrame({"a": [0.0, 0.1], "color": ["purple", "red"]}).to_csv(tmp_path / "new.csv", index=False)
+    frame.replace("purple", "red").to_csv(tmp_path / "rows.csv", index=False)  # (only the scored file holds it)
+    scoring = AnomalyDataModule(**settings, predict_file=str(tmp_path / "new.csv"))
+    with pytest.warns(UserWarning, match=r"column 'color' holds categories not seen in training \('purple'\);"):
+        scoring.setup("predict")
+        scoring.load_state_dict(fitted.state_dict())
+        list(scoring.predict_dataloader())  # had: silent (the table had held the category)
+
+
 @pytest.mark.parametrize("out_of_core", [False, True])
 def test_rows_to_score_without_a_checkpoints_encoding_are_scaled_as_the_training_rows(tmp_path, out_of_core):
     frame = pd.DataFrame({"speed": np.arange(60.0) % 7, "size": np.arange(60.0) % 5, "label": 0})
