@@ -307,9 +307,18 @@ def readable_parse_error(message: str, options: list[str]) -> str:
     value = re.search(r"Given value: (.*)", inner) or re.search(r"Got value: (.*)", inner)
     if rejected:
         name, fields = rejected.group(1), class_options(cls.group(1)) if cls else []
-        return f"{option}.{name}: {cls.group(1) if cls else option} has no such option" + did_you_mean(
-            name, fields, quote=False, prefix=f"{option}."
+        given_class = cls.group(1).rsplit(".", 1)[-1] if cls else None
+        owners = [
+            variant
+            for variant in VARIANT_CONFIGS
+            if variant != given_class and name in class_options(f"dagmm_lightning.models.{variant}")
+        ]
+        hint = (  # (a near name of this class's would mislead: lambda_pu is no misspelt lambda_cov)
+            f"; it is {owners[0]}'s: --model {owners[0]}, as {VARIANT_CONFIGS[owners[0]]} sets it"
+            if owners
+            else did_you_mean(name, fields, quote=False, prefix=f"{option}.")
         )
+        return f"{option}.{name}: {cls.group(1) if cls else option} has no such option{hint}"
     if choice:
         allowed = [c.strip().strip("'\"") for c in choice.group(1).split(",")]
         value = choice.group(2).strip()
@@ -364,6 +373,9 @@ def imported_class(class_path: str):
         return getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError, ValueError):
         return class_path
+
+
+VARIANT_CONFIGS = {"DAGMMVAE": "configs/vae.yaml", "DAGMMVQVAE": "configs/vqvae.yaml", "DAGMMPU": "configs/pu.yaml"}
 
 
 def class_options(class_path: str) -> list[str]:

@@ -153,7 +153,10 @@ class AnomalyDataModule(L.LightningDataModule):
         check_choice("protocol", protocol, Protocol)
         check_choice("split", split, Split)
         if split == "positive_unlabeled" and protocol != "paper":
-            raise ConfigurationError("the positive_unlabeled split is defined for the paper protocol only")
+            raise ConfigurationError(
+                f"the positive_unlabeled split is defined for the paper protocol only, not {protocol!r}: leave "
+                "out --data.protocol (or give paper)"
+            )
         if rho is not None and not 0 < rho < 100:
             raise ConfigurationError(f"rho is a percentage in (0, 100), got {rho}")
         if split == "positive_unlabeled" and train_contamination > 0:

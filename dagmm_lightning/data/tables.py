@@ -414,7 +414,7 @@ def infer_symbolic_columns(
         distinct = present.nunique()
         share, many = numeric.notna().mean() if len(present) else 0.0, identifier_like(distinct, len(present))
         if share >= 0.9 or share >= 0.5 and many:  # numbers with some text in them
-            bad = present[numeric.isna()].iloc[:3].tolist()
+            bad = pd.unique(present[numeric.isna()].to_numpy())[:3].tolist()  # three different ones
             raise DataError(
                 f"column {column!r} looks numeric but holds non-numeric values, e.g. {bad}; fix them, or "
                 + (f"if it is an id, {leave_out(drop, column)}" if many else f"{hint} to one-hot encode it")

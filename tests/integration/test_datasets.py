@@ -123,8 +123,9 @@ def test_user_table_errors(tmp_path):
         AnomalyDataModule("table", path=str(typo), label_column="label", symbolic_columns=["a"]).input_dim
     stray = pd.DataFrame({"a": np.r_[np.linspace(0, 1, 150), np.zeros(50)].astype(object), "b": range(200)})
     stray.loc[150:, "a"] = "x"  # a quarter of a numeric column's values are text: not an identifier
+    stray.loc[199, "a"] = "y"
     stray.to_csv(typo, index=False)
-    with pytest.raises(DataError, match=r"'a' looks numeric but holds non-numeric values, e.g. \['x', 'x', 'x'\]"):
+    with pytest.raises(DataError, match=r"'a' looks numeric but holds non-numeric values, e.g. \['x', 'y'\];"):
         AnomalyDataModule("table", path=str(typo)).input_dim
     constant = tmp_path / "constant.csv"
     pd.DataFrame({"a": np.arange(20.0), "c": 1.0}).to_csv(constant, index=False)

@@ -517,6 +517,10 @@ QS = ["--config", "configs/quickstart.yaml"]
             r"--model.mixtur: \S*DAGMM has no such option \(did "
             r"you mean --model.mixture\?\)",
         ),
+        (  # another variant's option: its class named, not a near name of this one's (had: lambda_cov?)
+            ["fit", *QS, "--model.init_args.lambda_pu", "1"],
+            r"--model.lambda_pu: \S*DAGMM has no such option; it is DAGMMPU's: --model DAGMMPU, as configs/pu.yaml",
+        ),
         (["fit", *QS, "--data.protocl", "paper"], r"no option --data.protocl \(did you mean --data.protocol\?\)"),
         # no abbreviations: a truncated option is a typo, as any other
         (

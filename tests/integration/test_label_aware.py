@@ -99,7 +99,7 @@ def test_the_val_rows_threshold_warns_where_val_lost_its_anomalies():
 
 
 def test_positive_unlabeled_needs_the_paper_protocol():
-    with pytest.raises(ValueError, match="paper protocol only"):
+    with pytest.raises(ValueError, match="paper protocol only, not 'reimplementation': leave out --data.protocol"):
         AnomalyDataModule(split="positive_unlabeled", protocol="reimplementation")
 
 
