@@ -19,7 +19,9 @@ SPLIT_NEEDED = "DAGMMPU needs the data module's split: positive_unlabeled (held-
 
 
 class DAGMMPU(DAGMM):
-    """DAGMM plus a labelled-vs-unlabelled classifier h, trained jointly: loss = DAGMM objective over all
+    """Positive-unlabeled DAGMM: a classifier h of labelled normal rows, threshold c / 2.
+
+    DAGMM plus a labelled-vs-unlabelled classifier h, trained jointly: loss = DAGMM objective over all
     training rows (labelled and unlabelled alike, as in the unsupervised setting) + ``lambda_pu`` *
     BCE(h, labelled). The score is 1 - h; the stored threshold 1 - c / 2 (anomaly iff h < c / 2), with
     c = mean h over the data module's val rows, which the ``positive_unlabeled`` split holds out from the

@@ -10,7 +10,9 @@ from dagmm_lightning.networks import VariationalAutoencoder
 
 
 class DAGMMVAE(DAGMM):
-    """DAGMM whose encoder gives a mean and a log-variance; adds ``beta * KL(q(z|x) || N(0, I))``. In
+    """DAGMM with a variational autoencoder as its compression network.
+
+    Its encoder gives a mean and a log-variance; the loss adds ``beta * KL(q(z|x) || N(0, I))``. In
     training the reparameterised sample feeds the decoder, the reconstruction features and the batch
     mixture; in eval mode (refit, validation, test, predict) the mean does, so scores are deterministic.
 

@@ -10,8 +10,10 @@ from dagmm_lightning.networks import DAGMMOutput, VectorQuantizedAutoencoder, Ve
 
 
 class DAGMMVQVAE(DAGMM):
-    """DAGMM whose latent code is the nearest entry of a learned codebook (straight-through gradient);
-    adds the codebook term (unless EMA updates the codebook) and the commitment term.
+    """DAGMM with a vector-quantised autoencoder (VQ-VAE) as its compression network.
+
+    The latent code is the nearest entry of a learned codebook (straight-through gradient); the loss adds
+    the codebook term (unless EMA updates the codebook) and the commitment term.
 
     The codebook size is its own setting, not the mixture's K. Since the code part of the mixture rows
     takes only a few discrete values, a component's variance along it can be ~0: the covariance-diagonal
