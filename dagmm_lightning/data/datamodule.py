@@ -278,6 +278,8 @@ class AnomalyDataModule(L.LightningDataModule):
             labelled_all = len(rows) and (labels >= 0).all()
             known = f"{count:,} anomal{'y' if count == 1 else 'ies'}" if labelled_all else "no labels"
             parts.append(f"{name} {len(rows):,} ({known})" if len(rows) else f"{name} none")
+        if len(splits.spare):  # (every row accounted for: the protocol sets them aside)
+            parts.append(f"{len(splits.spare):,} anomal{'y' if len(splits.spare) == 1 else 'ies'} set aside")
         return f"{self.dataset} ({self.protocol} protocol, split seed {self.resolved_seed}): " + ", ".join(parts)
 
     # --- loading ---------------------------------------------------------------------------------------

@@ -152,6 +152,8 @@ def test_training_contamination_share(paper_data):
     assert f"({known:,} labelled normal, {hidden} anomalies unlabelled), val" in pu.describe()  # had: no labelled
     clean = AnomalyDataModule("thyroid", data_dir=str(paper_data), seed=0)
     np.testing.assert_array_equal(s.test, clean.splits.test)  # test rows unchanged
+    aside = len(clean.is_anomaly) - sum(map(len, (clean.splits.train, clean.splits.val, clean.splits.test)))
+    assert aside > 0 and clean.describe().endswith(f", {aside} anomalies set aside")  # had: rows unaccounted for
     assert len(np.intersect1d(s.train, np.r_[s.val, s.test])) == 0
     with pytest.raises(ValueError, match="only .* exist"):
         AnomalyDataModule("thyroid", data_dir=str(paper_data), seed=0, train_contamination=0.3).splits
