@@ -743,9 +743,13 @@ class DAGMMCLI(LightningCLI):
             state = torch.load(path, map_location="cpu", weights_only=False).get("state_dict", {})
             threshold = state.get("model.calibration.threshold")
             if threshold is not None and float(threshold) == float(threshold):  # not NaN: never fitted
+                stage = "test" if self.subcommand == "test" else "val"
+                metrics = next((c for c in self.trainer.callbacks if isinstance(c, AnomalyMetrics)), None)
+                scored = metrics is not None and metrics.last_metrics.get(stage)  # (none without labels)
+                counted = "the *_threshold metrics count the rows scored above it, as predict flags them"
                 rank_zero_info(
-                    f"threshold:   {float(threshold):.6g} (the checkpoint's: the *_threshold metrics count the "
-                    "rows scored above it, as predict flags them)"
+                    f"threshold:   {float(threshold):.6g} (the checkpoint's: "
+                    f"{counted if scored or spawned(self.trainer) else 'predict flags the rows scored above it'})"
                 )
 
     after_validate = after_test

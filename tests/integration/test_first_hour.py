@@ -331,6 +331,10 @@ def test_a_table_without_labels_asks_for_contamination_and_is_not_offered_a_test
         run(["fit", "--config", "configs/table.yaml", "--data.path", str(flows), *unlabelled], tmp_path)
     summary = "\n".join(r.getMessage() for r in caplog.records if "fit finished" in r.getMessage())
     assert "next:        dagmm predict --ckpt_path" in summary and "dagmm test" not in summary  # nothing to test
+    caplog.clear()
+    with pytest.warns(UserWarning, match="rows without labels"):  # tested all the same: no metrics
+        run(["test", "--ckpt_path", str(next((tmp_path / "logs").rglob("last.ckpt")))], tmp_path)
+    assert "(the checkpoint's: predict flags the rows scored above it)" in caplog.text  # had: *_threshold metrics
     for setting, what, fix in [
         ("--data.split=mixed", "split 'mixed'", "train with --data.split normal_only"),
         ("--data.train_contamination=0.02", "train_contamination 0.02", "set it to 0"),
