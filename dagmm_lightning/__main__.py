@@ -36,9 +36,15 @@ def script() -> None:
         here = None
     if here is not None and "" not in sys.path and here not in sys.path:
         sys.path.append(here)
+    interruptible_main()
+
+
+def interruptible_main() -> None:
+    """``main``, with Ctrl-C one line and exit 130 where no run handles it (e.g. while torch and Lightning
+    import, seconds)."""
     try:
         main()
-    except KeyboardInterrupt:  # e.g. while torch and Lightning import (seconds), before a run handles Ctrl-C
+    except KeyboardInterrupt:
         print("dagmm: interrupted", file=sys.stderr)
         sys.exit(130)
 
@@ -123,4 +129,4 @@ def settings_error(err: Exception) -> str | None:
 if __name__ == "__main__":
     if __spec__ is not None:  # python -m: usage lines (--model.help's too) name dagmm; DDP relaunches by -m
         sys.argv[0] = "dagmm"
-    main()
+    interruptible_main()

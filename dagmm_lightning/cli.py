@@ -309,12 +309,12 @@ def readable_parse_error(message: str, options: list[str]) -> str:
         name, fields = rejected.group(1), class_options(cls.group(1)) if cls else []
         given_class = cls.group(1).rsplit(".", 1)[-1] if cls else None
         owners = [
-            variant
-            for variant in VARIANT_CONFIGS
+            f"{variant}'s (--model {variant}, as {config} sets it)"
+            for variant, config in VARIANT_CONFIGS.items()
             if variant != given_class and name in class_options(f"dagmm_lightning.models.{variant}")
         ]
         hint = (  # (a near name of this class's would mislead: lambda_pu is no misspelt lambda_cov)
-            f"; it is {owners[0]}'s: --model {owners[0]}, as {VARIANT_CONFIGS[owners[0]]} sets it"
+            f"; it is {' and '.join(owners)}"
             if owners
             else did_you_mean(name, fields, quote=False, prefix=f"{option}.")
         )
@@ -746,10 +746,12 @@ class DAGMMCLI(LightningCLI):
                 stage = "test" if self.subcommand == "test" else "val"
                 metrics = next((c for c in self.trainer.callbacks if isinstance(c, AnomalyMetrics)), None)
                 scored = metrics is not None and metrics.last_metrics.get(stage)  # (none without labels)
+                if spawned(self.trainer):  # the workers scored: the labels tell
+                    scored = self.datamodule.anomaly_share is not None
                 counted = "the *_threshold metrics count the rows scored above it, as predict flags them"
                 rank_zero_info(
                     f"threshold:   {float(threshold):.6g} (the checkpoint's: "
-                    f"{counted if scored or spawned(self.trainer) else 'predict flags the rows scored above it'})"
+                    f"{counted if scored else 'predict flags the rows scored above it'})"
                 )
 
     after_validate = after_test
@@ -1010,7 +1012,7 @@ def fit_summary(
                 f"               by c, {100 * estimate:.3g} % of the training rows are anomalies (1 - their labelled "
                 f"share {labelled:.4f} / c; near 0: the classifier learned little, train longer)"
             )
-        if spawned_last is None and c == c:  # (a spawned fit's weights are the workers')
+        if not spawned(trainer) and trainer.world_size == 1 and c == c:  # (one process's rows and weights)
             flagged, total = rows_above(trainer.lightning_module, datamodule.refit_dataloader("train"), 1 - c / 2)
             line = (
                 f"               c/2 flags {flagged:,} of the {total:,} training rows ({100 * flagged / total:.3g} %)"

@@ -212,7 +212,8 @@ def rescore_with_reconstruction(model, dm, pooled_reference: bool) -> dict[str, 
     x_train, train_labels = dm.arrays("train")
     hp = model.hparams
     members = hp.get("members", 1)
-    calibration = ScoreCalibration("energy+reconstruction", hp.reconstruction_weight, hp.contamination, members)
+    contamination = model.model.calibration.contamination  # (null in the config: the labels' share, taken at setup)
+    calibration = ScoreCalibration("energy+reconstruction", hp.reconstruction_weight, contamination, members)
     train_scores = calibration.fit(*_energy_and_error(model, x_train[train_labels != LABELLED_ANOMALY]))
     x_test, y_test = dm.arrays("test")
     scores = calibration(*_energy_and_error(model, x_test)).numpy()

@@ -188,7 +188,7 @@ def summarize_suite(rows: list[dict]) -> str:
     seconds = {m: sum(float(r["seconds"]) for r in rows if r["method"] == m) / max(seeds_run[m], 1) for m in methods}
     lines.append("| seconds per seed | " + " | ".join(_seconds(seconds[m]) for m in methods) + " | |")
     lines.append("| seeds | " + " | ".join(str(seeds_run[m]) for m in methods) + " | |")
-    over = f"mean over seeds {', '.join(map(str, seeds))}" if len(seeds) > 1 else f"seed {seeds[0]}"
+    over = f"mean over seeds {', '.join(map(str, seeds))}" if len(seeds) != 1 else f"seed {seeds[0]}"
     return f"ROC AUC on the test rows, {over}:\n\n" + "\n".join(lines) + "\n"
 
 

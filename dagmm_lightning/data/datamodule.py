@@ -396,6 +396,10 @@ class AnomalyDataModule(L.LightningDataModule):
                 "lost to the score"
             )
 
+    def teardown(self, stage: str) -> None:
+        if stage == "predict":  # a checkpoint's encoding was for that run: the next takes its own model's
+            self._encoding_loaded = False
+
     def _write_rows_to_disk(self, fit_scaling: bool = True) -> dict[str, DiskRows]:
         """Each split's scaled rows in a temporary folder (``write_split_rows``; ``fit_scaling`` False: with
         the preprocessor's scaling as it is). Under DDP the first process of each machine writes them, once,
@@ -564,7 +568,7 @@ class AnomalyDataModule(L.LightningDataModule):
         # encoded as the checkpoint encodes (a category it never saw, in a row since changed: all zeros)
         other_columns = columns != (self.preprocessor.numeric, self.preprocessor.categories)
         if self._encoded is not None and other_columns:
-            self._encoded = self.preprocessor.encode(self._table.features)
+            self._encoded = self.preprocessor.encode(self._table.features, own_rows=True)
         if self._on_disk is not None and (other_columns or self.preprocessor.constant is None):
             # setup wrote them with this run's columns, or before the constant columns' clip: written again
             self._on_disk = self._write_rows_to_disk(fit_scaling=False)

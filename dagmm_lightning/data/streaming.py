@@ -430,7 +430,7 @@ def write_split_rows(
         for frame in frames():  # the scaling's min and max over the training rows
             chunk = split_of[first : first + len(frame)] == names.index("train")
             if chunk.any():
-                encoded = preprocessor.encode(frame, first)[chunk]
+                encoded = preprocessor.encode(frame, first, own_rows=True)[chunk]
                 low = encoded.min(0) if low is None else np.minimum(low, encoded.min(0))
                 high = encoded.max(0) if high is None else np.maximum(high, encoded.max(0))
             first += len(frame)
@@ -441,7 +441,7 @@ def write_split_rows(
     outputs = [DiskRows.create(folder / f"{name}.npy", (len(rows), width)) for name, rows in splits.items()]
     first = 0
     for frame in frames():
-        scaled = preprocessor.scale(preprocessor.encode(frame, first))
+        scaled = preprocessor.scale(preprocessor.encode(frame, first, own_rows=True))
         for number, output in enumerate(outputs):
             mine = split_of[first : first + len(frame)] == number
             output.write(position[first : first + len(frame)][mine], scaled[mine])

@@ -499,6 +499,7 @@ class TablePreprocessor:
         return absent
 
     def fit_columns(self, table: RawTable) -> TablePreprocessor:
+        self.minimum = self.range = self.constant = None  # a scaling is of its columns: fitted again after
         self.numeric = [str(c) for c in table.features.columns if c not in table.symbolic]
         given = table.categories or {}
         self.categories = {
@@ -515,9 +516,10 @@ class TablePreprocessor:
             )
         return self
 
-    def encode(self, frame: pd.DataFrame, first_row: int = 0) -> np.ndarray:
+    def encode(self, frame: pd.DataFrame, first_row: int = 0, own_rows: bool = False) -> np.ndarray:
         """Unscaled encoded rows (N, n_features), float64; clear errors for missing or bad columns (rows
-        numbered from ``first_row``), a warning for categories not seen in training."""
+        numbered from ``first_row``), a warning for categories not seen in training (``own_rows``: the
+        table's own rows, whose categories outside training its fit names once, not warned of again)."""
         frame = frame.rename(columns=str)
         missing = [c for c in [*self.numeric, *self.categories] if c not in frame.columns]
         if missing:
@@ -540,7 +542,7 @@ class TablePreprocessor:
                     raise DataError(f"column {column!r} should be numeric but holds non-numeric values, e.g. {example}")
                 numeric = numeric.assign(**{column: coerced})
             parts.append(self._finite(numeric.to_numpy(dtype=np.float64), first_row))
-        outside = self.categories_outside_training()
+        outside = {} if own_rows else self.categories_outside_training()
         for column, cats in self.categories.items():
             codes = category_codes(cats, frame[column])
             one_hot = np.zeros((len(frame), len(cats)), dtype=np.float64)

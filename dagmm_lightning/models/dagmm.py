@@ -704,7 +704,8 @@ class DAGMM(L.LightningModule):
         if hp.inference == "energy" and weight != defaults["reconstruction_weight"].default:
             rank_zero_warn(
                 f"reconstruction_weight {weight:g} weighs the reconstruction error in inference "
-                "'energy+reconstruction' (configs/recon_inference.yaml); with inference 'energy' it plays no part"
+                "'energy+reconstruction' (configs/recon_inference.yaml); with inference 'energy' it plays no part "
+                "in the model's score (dagmm benchmark --recon-inference rescores with it)"
             )
 
     def _warn_if_val_lacks_anomalies(self, splits) -> None:

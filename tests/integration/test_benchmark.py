@@ -453,3 +453,12 @@ def test_own_tables_are_told_apart_by_their_file_names(tmp_path):
     assert sorted(r["dataset"] for r in rows) == ["table:blobs", "table:digits"]  # (not thyroid, for thyroid.npz)
     main(["--matrix", str(out.with_suffix(".csv")), "--out", str(tmp_path / "matrix")])
     assert "| method | table:blobs | table:digits |" in (tmp_path / "matrix.md").read_text()
+
+
+def test_recon_inference_rows_of_a_contamination_from_the_labels_have_a_threshold(tmp_path):
+    out = tmp_path / "labels_share"
+    main(quick_run(out, "--recon-inference", "--set", "model.init_args.contamination=null"))
+    with out.with_suffix(".csv").open() as f:
+        rows = {r["method"]: r for r in csv.DictReader(f)}
+    recon = rows["quickstart+recon_inference"]  # had: the quantile of None (a TypeError, or NaN where skipped)
+    assert recon["status"] == "ok" and np.isfinite(float(recon["f1_threshold"]))

@@ -134,15 +134,19 @@ def test_an_npz_scored_against_a_model_of_named_columns_says_it_has_no_names(tmp
         scoring.predict_dataloader()
 
 
-def test_a_category_only_rows_outside_training_hold_is_named_at_fit_and_when_scored(tmp_path):
+@pytest.mark.parametrize("out_of_core", [False, True])
+def test_a_category_only_rows_outside_training_hold_is_named_at_fit_and_when_scored(tmp_path, out_of_core):
     rng = np.random.default_rng(0)
     frame = pd.DataFrame({"a": rng.normal(size=200), "color": rng.choice(["red", "blue"], 200), "label": 0})
     frame.loc[:9, ["color", "label"]] = ["purple", 1]  # the anomalies' own category: none of them trains
     frame.to_csv(tmp_path / "rows.csv", index=False)
     settings = dict(dataset="table", path=str(tmp_path / "rows.csv"), label_column="label", seed=0)
-    fitted = AnomalyDataModule(**settings)
-    with pytest.warns(UserWarning, match=r"categories only rows outside training hold \('color' 'purple'\): no"):
+    fitted = AnomalyDataModule(**settings, out_of_core=out_of_core)
+    with pytest.warns(
+        UserWarning, match=r"categories only rows outside training hold \('color' 'purple'\): no"
+    ) as said:
         fitted.setup("fit")  # had: no word (the model masks the feature, constant on the training rows)
+    assert not [w for w in said if "not seen in training" in str(w.message)]  # once, not again as rows are written
     assert fitted.preprocessor.categories_outside_training() == {"color": ["purple"]}
     pd.DataFrame({"a": [0.0, 0.1], "color": ["purple", "red"]}).to_csv(tmp_path / "new.csv", index=False)
     frame.replace("purple", "red").to_csv(tmp_path / "rows.csv", index=False)  # (only the scored file holds it)
@@ -169,6 +173,21 @@ def test_rows_to_score_without_a_checkpoints_encoding_are_scaled_as_the_training
     expected = fitted.preprocessor.scale(fitted.preprocessor.encode(new))
     np.testing.assert_allclose(x.numpy(), expected, rtol=1e-6)
     assert labels.tolist() == [-1, -1, -1]
+    if out_of_core:  # (its rows on disk keep the scaling they were written with, as before)
+        return
+    # a checkpoint's encoding is its run's: after that predict, the next without one takes the table's again
+    scoring = AnomalyDataModule(**settings, predict_file=str(tmp_path / "new.csv"))
+    other = AnomalyDataModule(**{**settings, "path": str(tmp_path / "other.csv")})
+    frame.assign(speed=frame["speed"] * 10).to_csv(tmp_path / "other.csv", index=False)
+    other.setup("fit")
+    for state in (other.state_dict(), None):  # a loaded model's run, then an in-process model's
+        scoring.setup("predict")
+        if state is not None:
+            scoring.load_state_dict(state, other_data=True)
+        (x, _, _), *_ = list(scoring.predict_dataloader())
+        scaling = other.preprocessor if state is not None else fitted.preprocessor
+        np.testing.assert_allclose(x.numpy(), scaling.scale(scaling.encode(new)), rtol=1e-6)
+        scoring.teardown("predict")  # had: the loaded scaling kept for the second
 
 
 @pytest.mark.parametrize("out_of_core", [False, True])

@@ -230,6 +230,12 @@ def test_spawned_positive_unlabeled_fit_summary_gives_the_workers_c(tmp_path, ca
         f"validation:  c {c:.4f} (an anomaly where the classifier's h < c/2" in summary
     )  # had: 'validation:' and nothing (no roc_auc)
     assert f"by c, {100 * max(0, 1 - labelled / c):.3g} % of the training rows are anomalies" in summary
+    assert "c/2 flags" not in summary  # (the workers' rows: not counted in the main process)
+    caplog.clear()
+    unsaved = ["--trainer.enable_checkpointing", "false", "--trainer.max_steps", "2"]  # no last.ckpt to read c from
+    build_cli([*args, *unsaved, "--trainer.logger.init_args.save_dir", str(tmp_path / "unsaved"), *QUICK])
+    summary = "\n".join(r.getMessage() for r in caplog.records if "fit finished" in r.getMessage())
+    assert "validation:  c " in summary and "c/2 flags" not in summary  # had: the main process's rows, unscaled
 
 
 class RecordRowsFile(L.Callback):

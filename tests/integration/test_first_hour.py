@@ -523,7 +523,11 @@ QS = ["--config", "configs/quickstart.yaml"]
         ),
         (  # another variant's option: its class named, not a near name of this one's (had: lambda_cov?)
             ["fit", *QS, "--model.init_args.lambda_pu", "1"],
-            r"--model.lambda_pu: \S*DAGMM has no such option; it is DAGMMPU's: --model DAGMMPU, as configs/pu.yaml",
+            r"--model.lambda_pu: \S*DAGMM has no such option; it is DAGMMPU's \(--model DAGMMPU, as configs/pu.yaml",
+        ),
+        (
+            ["fit", *QS, "--model.init_args.beta", "1"],
+            r"it is DAGMMVAE's \(--model DAGMMVAE, as configs/vae.yaml sets it\) and DAGMMVQVAE's \(--model DAGMMVQVAE",
         ),
         (["fit", *QS, "--data.protocl", "paper"], r"no option --data.protocl \(did you mean --data.protocol\?\)"),
         # no abbreviations: a truncated option is a typo, as any other
