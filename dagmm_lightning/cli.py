@@ -991,6 +991,12 @@ def fit_summary(
                 f"{100 * share:.3g} % of {rows} lie above, not {100 * contamination:.3g} %: "
                 f"{100 * tied:.3g} % tie at it (duplicate rows?), and predict may flag them all or none"
             )
+        taken_on = len(scores) if scores is not None else len(datamodule.splits.val) if held_out else 0
+        if 0 < contamination * taken_on < FEW_ROWS_ABOVE:  # its sampling spread: about sqrt(k) rows of k
+            above += (
+                f"; about {contamination * taken_on:.2g} of {taken_on} rows: a cut of so few rows is noisy, the "
+                "share predict flags of new rows can differ much"
+            )
         lines.append(f"  threshold:   {threshold:.6g} ({above})")  # predict flags rows above it
     shown = "  ".join(f"{k} {metrics[k]:.4f}" for k in KEY_METRICS if k in (metrics or {}))
     if shown:
@@ -1029,6 +1035,9 @@ def fit_summary(
         else:
             lines += [f"  next:        dagmm test --ckpt_path {last}", f"               {predict}"]
     return "\n".join(lines)
+
+
+FEW_ROWS_ABOVE = 20  # rows above a quantile threshold under which the summary calls it noisy
 
 
 def rows_above(module: DAGMM, batches, threshold: float) -> tuple[int, int]:
