@@ -46,6 +46,7 @@ from dagmm_lightning.errors import ConfigurationError, DataError, own_error  # n
 from dagmm_lightning.labels import KNOWN_NORMAL  # noqa: E402
 from dagmm_lightning.models import DAGMM  # noqa: E402
 from dagmm_lightning.models.dagmm import FIT_COUNTS_KEY, contamination_from_labels  # noqa: E402
+from dagmm_lightning.models.pu import THRESHOLD_RULE  # noqa: E402
 from dagmm_lightning.scoring import ties_at_threshold  # noqa: E402
 
 PROGRESS_REFRESH_RATE = 20
@@ -683,7 +684,7 @@ class DAGMMCLI(LightningCLI):
         if not quantile and contamination is not None and given:
             rank_zero_warn(
                 f"--model.init_args.contamination {contamination:g} plays no part for {type(self.model).__name__}: "
-                "its threshold is c / 2 (c, the classifier's mean output on held-out labelled rows)"
+                f"{THRESHOLD_RULE}"
             )
         if spawned(trainer) and trainer.logger is not None:
             trainer.logger.version  # noqa: B018 - fixed here, else each spawn (fit, the validation after) picks a new one

@@ -41,6 +41,7 @@ from dagmm_lightning.errors import (
 )
 from dagmm_lightning.labels import KNOWN_NORMAL, LABELLED_ANOMALY, UNLABELLED
 from dagmm_lightning.models import DAGMM, DAGMMPU, DAGMMVAE, DAGMMVQVAE
+from dagmm_lightning.models.pu import THRESHOLD_RULE
 from dagmm_lightning.scoring import ties_at_threshold, upper_quantile
 from dagmm_lightning.sizing import COMPONENTS
 
@@ -81,9 +82,9 @@ class DAGMMDetector(BaseEstimator):
             quantile of the training scores (``mixed_loss``: of the rows not labelled as anomalies, so
             ``labels_`` flags that share of those, besides the labelled ones that score above it; fewer
             where scores tie at it, with a warning), or of the held-out rows' with ``calibration_fraction``
-            (the pu variant sets its threshold by its c / 2 rule: another value is warned about). New rows like the
-            training rows score a little higher than those (most on small tables), so ``predict`` can flag
-            more than that share of them: see ``calibration_fraction``.
+            (the pu variant's threshold is c / 2: another value is warned about). New rows like the training
+            rows score a little higher than those (most on small tables), so ``predict`` can flag more than
+            that share of them: see ``calibration_fraction``.
         epochs: passes over the rows; None trains for ``TRAINING_STEPS`` optimiser steps whatever the
             table's size (a small table gets as many updates as a large one).
         batch_size, lr: the rest of the schedule (Adam, cosine decay from ``lr`` to 0).
@@ -399,8 +400,7 @@ class DAGMMDetector(BaseEstimator):
             raise ConfigurationError(f"calibration_fraction is for the label-free variants, not {self._kind!r}")
         if self._kind == "pu" and self.contamination != DEFAULT_CONTAMINATION:
             warnings.warn(
-                f"contamination {self.contamination:g} plays no part for the pu variant: its threshold is c / 2 "
-                "(c, the classifier's mean output on held-out labelled rows), whatever the anomalies' share",
+                f"contamination {self.contamination:g} plays no part for the pu variant: {THRESHOLD_RULE}",
                 UserWarning,
                 stacklevel=3,
             )

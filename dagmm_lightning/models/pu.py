@@ -15,6 +15,7 @@ from dagmm_lightning.models.dagmm import DAGMM, TrainingRows
 from dagmm_lightning.networks import DAGMMOutput, PositiveUnlabeledDAGMMModel
 
 MIN_ROWS_FOR_C = 10  # held-out labelled rows below which c is warned about
+THRESHOLD_RULE = "its threshold is c / 2 (c, the classifier's mean output on held-out labelled rows)"
 SPLIT_NEEDED = "DAGMMPU needs the data module's split: positive_unlabeled (held-out labelled rows for c)"
 
 
