@@ -387,6 +387,8 @@ def class_options(class_path: str) -> list[str]:
 
 
 class DAGMMCLI(LightningCLI):
+    _replacing_predictions = False  # predict's output file existed before the run (before_predict)
+
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
         given = keys_given(self._args if self._args is not None else sys.argv[1:], "data")
@@ -719,6 +721,8 @@ class DAGMMCLI(LightningCLI):
             config["return_predictions"] = False
         if spawned(self.trainer) and self.trainer.logger is not None:
             self.trainer.logger.version  # noqa: B018 - fixed here, so that after_predict finds the workers' folder
+        writer = next((c for c in self.trainer.callbacks if isinstance(c, PredictionCSVWriter)), None)
+        self._replacing_predictions = writer is not None and writer.target(self.trainer).is_file()
 
     def after_predict(self) -> None:
         writer = next((c for c in self.trainer.callbacks if isinstance(c, PredictionCSVWriter)), None)
@@ -734,7 +738,8 @@ class DAGMMCLI(LightningCLI):
             return
         share = f" ({100 * flagged / rows:.3g} %)" if rows else ""
         none = ": none scores above the checkpoint's threshold" if rows and not flagged else ""
-        rank_zero_info(f"wrote {rows} predictions to {target}; {flagged} flagged as anomalies{share}{none}")
+        earlier = " (replacing an earlier file)" if self._replacing_predictions else ""
+        rank_zero_info(f"wrote {rows} predictions to {target}{earlier}; {flagged} flagged as anomalies{share}{none}")
 
     def after_test(self) -> None:
         if logged_to(self.trainer):

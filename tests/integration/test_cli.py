@@ -502,6 +502,13 @@ def test_a_model_loaded_in_python_brings_its_data_state_to_test_and_predict(tmp_
     np.testing.assert_allclose(torch.cat([p["score"] for p in predicted]).numpy(), pd.read_csv(out)["score"], rtol=1e-6)
     flagged = int((pd.read_csv(out)["prediction"] == 1).sum())  # had: not said (a PU fit's none went unnoticed)
     assert f"wrote 40 predictions to {out}; {flagged} flagged as anomalies ({100 * flagged / 40:.3g} %)" in caplog.text
+    caplog.clear()
+    run(  # again to the same file: replaced, and said so (had: silently)
+        ["predict", "--ckpt_path", str(last), "--data.predict_file", str(tmp_path / "rows.csv")]
+        + ["--prediction_writer.output_path", str(out)],
+        tmp_path,
+    )
+    assert f"wrote 40 predictions to {out} (replacing an earlier file); {flagged} flagged" in caplog.text
     model.eval()
     scaling = TablePreprocessor()
     scaling.load_state_dict(torch.load(last, weights_only=False)["AnomalyDataModule"]["preprocessor"])
