@@ -110,7 +110,8 @@ class DAGMMDetector(BaseEstimator):
             ``vae``, ``vqvae``.
         random_state: seed of initialisation, shuffling and dropout (an integer, or a numpy RandomState or
             Generator that ``fit`` draws one from); None draws one from numpy's global generator, as
-            scikit-learn does (``np.random.seed`` before ``fit`` makes fits repeat).
+            scikit-learn does (``np.random.seed`` before ``fit`` makes fits repeat). Fits in threads of one
+            process take turns: training seeds the process's generators.
         verbose: show Lightning's progress bar and summaries.
         model_kwargs: more ``DAGMM`` (or variant) arguments over ``MODEL_DEFAULTS`` (and the scoring fit's), e.g.
             ``{"energy_trains_compression": True}`` for the paper's end-to-end training.
@@ -426,7 +427,7 @@ class DAGMMDetector(BaseEstimator):
             self.feature_names_in_ = names
         elif hasattr(self, "feature_names_in_"):
             del self.feature_names_in_
-        with _callers_random_state():
+        with _PROCESS_STATE, _callers_random_state():  # one fit at a time: threads share the generators
             self._train(data, len(frame))
         self.model_.eval()
         self.decision_scores_ = self.decision_function(X)
@@ -674,6 +675,11 @@ def _is_number(value) -> bool:
     except (TypeError, ValueError):
         return False
     return True
+
+
+# Training seeds the process's global generators (the model reseeds at each epoch) and sets its warning
+# filters and log levels: fits in several threads of one process (joblib's threading backend) take turns
+_PROCESS_STATE = threading.RLock()
 
 
 @contextmanager

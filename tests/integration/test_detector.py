@@ -121,6 +121,21 @@ def test_ctrl_c_during_fit_is_a_keyboard_interrupt_and_leaves_it_unfitted(monkey
         det.decision_function(np.zeros((2, 5)))
 
 
+def test_fits_in_threads_repeat_a_serial_fit():
+    import threading
+
+    x = blobs(n=200, outliers=10)[0]
+    serial = DAGMMDetector(epochs=3, members=1, random_state=0).fit(x).decision_scores_
+    detectors = [DAGMMDetector(epochs=3, members=1, random_state=0) for _ in range(3)]
+    threads = [threading.Thread(target=det.fit, args=(x,)) for det in detectors]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for det in detectors:  # had: each other's seeding and epoch reseeds mixed in (joblib's threading backend)
+        np.testing.assert_array_equal(det.decision_scores_, serial)
+
+
 def test_a_numpy_random_state_draws_the_seed():
     x = blobs(n=200, outliers=10)[0]
     drawn = DAGMMDetector(epochs=1, members=1, random_state=np.random.RandomState(7)).fit(x)
