@@ -593,8 +593,11 @@ class DAGMMDetector(BaseEstimator):
     # --- persistence -----------------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
         """Writes the fitted detector (weights, mixture, threshold, encoding, parameters) to ``path`` (its
-        folder made if missing)."""
+        folder made if missing; ``~`` is the home folder)."""
         check_is_fitted(self, "model_")
+        path = Path(path).expanduser()
+        if path.is_dir():
+            raise DataError(f"{path} is a folder; name a file in it (e.g. {path / 'detector.pt'})")
         model = {"variant_class": type(self.model_).__name__, "hparams": dict(self.model_.hparams)}
         fitted = {"preprocessor": self.preprocessor_.state_dict(), "decision_scores": self.decision_scores_}
         fitted["calibration_rows"] = getattr(self, "calibration_rows_", np.zeros(0, dtype=np.int64))
@@ -602,14 +605,30 @@ class DAGMMDetector(BaseEstimator):
         state = {"params": self.get_params(), "state_dict": self.model_.state_dict(), **model, **fitted}
         names = getattr(self, "feature_names_in_", None)
         state["feature_names_in"] = None if names is None else names.tolist()
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        torch.save({**state, "n_features_in": self.n_features_in_}, path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            torch.save({**state, "n_features_in": self.n_features_in_}, path)
+        except (FileExistsError, NotADirectoryError):
+            raise DataError(f"cannot write {path}: a file stands where its folder would be") from None
+        except OSError as err:
+            raise DataError(f"cannot write {path}: {err.strerror or err}") from None
 
     @classmethod
     def load(cls, path: str | Path) -> DAGMMDetector:
-        """A detector written by ``save``, ready to score."""
-        existing_file(path)
-        state = torch.load(path, weights_only=False)
+        """A detector written by ``save``, ready to score. The file is unpickled (the variant's class by its
+        import path): load only files you trust, as with ``torch.load``."""
+        path = existing_file(Path(path).expanduser())
+        try:
+            state = torch.load(path, weights_only=False)
+        except (AttributeError, ImportError) as err:  # pickled by an import path this process lacks
+            raise DataError(
+                f"{path} needs a class this process does not have ({err}): import or define the detector's variant "
+                "before load (a class defined in a script or notebook is found by its name in the one that loads)"
+            ) from None
+        except Exception as err:  # noqa: BLE001 - whatever the unpickler makes of another kind of file
+            raise DataError(
+                f"{path} is not a file written by DAGMMDetector.save ({type(err).__name__}: {err})"
+            ) from None
         if not isinstance(state, dict) or "variant_class" not in state:
             raise DataError(f"{path} is not a file written by DAGMMDetector.save")
         detector = cls(**state["params"])

@@ -242,6 +242,32 @@ def test_save_load_gives_identical_scores(fitted, tmp_path):
     torch.save({"state_dict": {}}, tmp_path / "other.pt")
     with pytest.raises(DataError, match="is not a file written by DAGMMDetector.save"):
         DAGMMDetector.load(tmp_path / "other.pt")
+    (tmp_path / "other.joblib").write_bytes(b"\x10\x00 not a torch file")  # had: the unpickler's own error
+    with pytest.raises(DataError, match=r"other.joblib is not a file written by DAGMMDetector.save \("):
+        DAGMMDetector.load(tmp_path / "other.joblib")
+    with pytest.raises(DataError, match="is a folder; name a file in it"):  # had: torch's inline_container error
+        det.save(tmp_path)
+
+
+def test_save_and_load_expand_the_home_folder_and_name_a_missing_variant_class(fitted, tmp_path, monkeypatch):
+    import sys
+    import types
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    det, x, _ = fitted
+    det.save("~/det.pt")  # had: a folder named '~' in the working directory
+    assert (tmp_path / "det.pt").is_file()
+    np.testing.assert_array_equal(DAGMMDetector.load("~/det.pt").decision_function(x), det.decision_function(x))
+    scratch = types.ModuleType("scratch_variants")  # a variant defined where the loading process cannot find it
+    scratch.OwnDAGMM = type("OwnDAGMM", (DAGMM,), {"__module__": "scratch_variants"})
+    monkeypatch.setitem(sys.modules, "scratch_variants", scratch)
+    own = DAGMMDetector(variant=scratch.OwnDAGMM, epochs=1, members=1, random_state=0).fit(x[:100])
+    own.save(tmp_path / "own.pt")
+    monkeypatch.delitem(sys.modules, "scratch_variants")
+    with pytest.raises(
+        DataError, match=r"own.pt needs a class this process does not have \(No module named 'scratch_v"
+    ):
+        DAGMMDetector.load(tmp_path / "own.pt")
 
 
 def test_ensemble_detector_fits_thresholds_and_reloads(tmp_path):
