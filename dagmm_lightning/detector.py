@@ -15,6 +15,7 @@ import random
 import signal
 import threading
 import warnings
+from collections.abc import Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
@@ -178,6 +179,13 @@ class DAGMMDetector(BaseEstimator):
                 array = np.asarray(X)
             except ValueError as err:  # e.g. rows of different lengths
                 raise DataError(f"X is not a table of rows x features: {err}") from None
+            if array.ndim == 0:  # None, a string, a number
+                raise DataError(
+                    f"X must be a table of rows x features (a numpy array or a pandas DataFrame), got a "
+                    f"{type(X).__name__}"
+                )
+            if array.ndim == 1 and len(array) and isinstance(array[0], Mapping):  # records
+                raise DataError("X is a list of dicts (one per row?): pass pd.DataFrame(X), which names the columns")
             if array.ndim != 2:
                 raise DataError(
                     f"X must be 2-D (rows x features), got shape {array.shape}: Reshape your data with "
@@ -294,6 +302,9 @@ class DAGMMDetector(BaseEstimator):
                 f"variant {self._kind!r} needs y: 1 for labelled anomalies (mixed_loss), "
                 f"0 for labelled normal rows (pu), -1 or NaN for unknown"
             )
+        shape = np.shape(y)
+        if len(shape) != 1 and not (len(shape) == 2 and shape[1] == 1):
+            raise DataError(f"y must be one label per row (1-D), got shape {shape}")
         raw = pd.Series(np.asarray(y).ravel())
         raw = raw.mask(raw.map(lambda v: isinstance(v, str) and v.strip() in MISSING_TEXT))  # '', 'NA': unknown
         y = pd.to_numeric(raw, errors="coerce")
@@ -375,6 +386,10 @@ class DAGMMDetector(BaseEstimator):
         else:
             check_choice("variant", self.variant, Variant)
         check_range("contamination", self.contamination, 0.0, 0.5, low_open=True)
+        if self.model_kwargs is not None and not isinstance(self.model_kwargs, Mapping):
+            raise ConfigurationError(
+                f"model_kwargs must be a dict of DAGMM arguments (or None), got a {type(self.model_kwargs).__name__}"
+            )
         for name in ("epochs", "members", "batch_size", "n_components", "latent_dim"):
             value, optional = getattr(self, name), name != "batch_size"
             if not (value is None and optional) and not (_is_integer(value) and value >= 1):
@@ -395,7 +410,8 @@ class DAGMMDetector(BaseEstimator):
         frame = self._as_frame(X)
         minimum = max(2, self.n_components or COMPONENTS[0])  # None: at least the fewest it chooses from
         if len(frame) < minimum:
-            raise DataError(f"X has {len(frame)} sample(s) (rows); the detector needs at least {minimum}")
+            why = f" (n_components {self.n_components})" if self.n_components and self.n_components > 2 else ""
+            raise DataError(f"X has {len(frame)} sample(s) (rows); the detector needs at least {minimum}{why}")
         check_range("calibration_fraction", self.calibration_fraction, 0.0, 0.5, high_open=True)
         if self.calibration_fraction and self._kind in ("mixed_loss", "pu"):
             raise ConfigurationError(f"calibration_fraction is for the label-free variants, not {self._kind!r}")

@@ -385,6 +385,8 @@ def test_label_aware_variants_fit():
     for bad, held in ((y + 1, r"\['2.0'\]"), (np.where(y == 1, "yes", "no"), r"\['no', 'yes'\]")):
         with pytest.raises(DataError, match=rf"y holds 1 \(labelled anomaly\), 0 .* but also {held}"):
             DAGMMDetector(variant="mixed_loss", epochs=1).fit(x, bad)
+    with pytest.raises(DataError, match=r"y must be one label per row \(1-D\), got shape \(\d+, 2\)"):
+        DAGMMDetector(variant="mixed_loss", epochs=1).fit(x, np.c_[y, y])  # had: 'y has 2n entries for n rows'
     with pytest.raises(DataError, match="every row of y is a labelled anomaly"):
         DAGMMDetector(variant="mixed_loss", epochs=1).fit(x, np.ones(len(x)))
     with pytest.warns(UserWarning, match=r"y labels no anomaly \(1\): mixed_loss trains as the plain model"):
@@ -428,6 +430,9 @@ def test_label_aware_variants_fit():
             "the first 'tcp' at row 0, column 1: text; pass a pandas DataFrame",
         ),
         (lambda x: x[:, 0], DataError, "must be 2-D .* Reshape your data with X.reshape"),
+        (lambda x: None, DataError, "X must be a table of rows x features .*, got a NoneType$"),  # had: 'Reshape'
+        (lambda x: "rows.csv", DataError, "X must be a table of rows x features .*, got a str$"),
+        (lambda x: [{"a": 1.0}, {"a": 2.0}], DataError, r"X is a list of dicts .*: pass pd.DataFrame\(X\)"),
         (lambda x: np.array([[{"a": 1}] * 5], dtype=object), TypeError, "X holds a dict at row 0, column 0"),
         (
             lambda x: np.array([[1.0, None, "a", [2], 3.0]], dtype=object),
@@ -489,6 +494,10 @@ def test_bad_settings_and_unfitted():
         DAGMMDetector(epochs=1).fit(x[:3])
     with pytest.raises(DataError, match=r"X has 3 sample\(s\) \(rows\); the detector needs at least 4"):
         DAGMMDetector(epochs=1, n_components=None).fit(x[:3])  # chosen from 4 up: had named a CLI option
+    with pytest.raises(DataError, match=r"X has 200 sample\(s\) \(rows\); the detector needs at least 500 \(n_comp"):
+        DAGMMDetector(epochs=1, n_components=500).fit(x[:200])  # had: not said why
+    with pytest.raises(ValueError, match=r"model_kwargs must be a dict of DAGMM arguments \(or None\), got a list"):
+        DAGMMDetector(epochs=1, model_kwargs=[("jitter", 1.0)]).fit(x)  # had: "[('jitter', 1.0)] are not DAGMM ..."
     with pytest.raises(DataError, match="every feature is constant on the training rows"):
         DAGMMDetector(epochs=1).fit(np.full((20, 3), 2.5))
     with pytest.raises(ValueError, match="variant must be one of"):
