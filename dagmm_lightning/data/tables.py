@@ -119,6 +119,8 @@ FORMATTED_NUMBER = re.compile(
     r"|\d{1,3}(?:['\s\u00a0\u202f]\d{3})+(?:[.,]\d+)?|\d+(?:[.,]\d+)?\s*%)\s*$"
 )
 
+LEADING_ZERO = re.compile(r"^\s*[-+]?0\d")  # '007', '00501': a code's zeros; not '0', '0.5'
+
 
 def open_text(path: Path, **options):
     """A text file for reading, decompressed on the fly where its name ends in .gz, .bz2 or .xz."""
@@ -403,6 +405,13 @@ def infer_symbolic_columns(
         numeric = pd.to_numeric(present, errors="coerce")
         if len(present) and numeric.notna().all():
             converted[column] = pd.to_numeric(values, errors="coerce")
+            padded = present.astype(str).str.match(LEADING_ZERO)
+            if padded.any():  # a code written with its zeros (zip, id): as numbers, '00501' and '501' are one
+                rank_zero_warn(
+                    f"column {column!r} holds numbers written as text, some with leading zeros (e.g. "
+                    f"{present[padded].iloc[0]!r}): read as numbers; if the column holds codes, {hint} to one-hot "
+                    "encode it as written"
+                )
             continue
         formatted = present.astype(str).str.match(FORMATTED_NUMBER) & numeric.isna()
         if len(present) and formatted.any() and (formatted | numeric.notna()).mean() >= 0.9:

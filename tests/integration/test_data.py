@@ -670,10 +670,16 @@ def test_identifiers_and_decimal_commas_are_refused_and_an_ignored_column_is_lef
         infer_symbolic_columns(pd.DataFrame({"gap": np.r_[np.arange(59), 60], "half": np.arange(60) + 0.5}))
         infer_symbolic_columns(pd.DataFrame({"twice": np.arange(60) // 2, "two": np.arange(60) % 2}))
         infer_symbolic_columns(pd.DataFrame({"few": np.arange(49)}))
+        decimals = ["0", "0.5", "-0.25", "+0.75", "10", "1e-3"] * 10  # numbers as text without codes' zeros
+        assert infer_symbolic_columns(pd.DataFrame({"d": decimals}))[0]["d"].dtype.kind == "f"
         small_integers = (np.arange(300) % 2).astype(np.uint8), (np.arange(300) % 3 - 1).astype(np.int8)
         infer_symbolic_columns(pd.DataFrame(dict(zip(("u8", "i8"), small_integers, strict=True))))  # no overflow
     with pytest.warns(UserWarning, match="column 'n' holds the integers 0 to 199, each once"):
         infer_symbolic_columns(pd.DataFrame({"n": np.arange(200, dtype=np.uint8)}))
+    zips = pd.DataFrame({"zip": ["00501", "90210", "02134", "10001"] * 15}, dtype="string")
+    with pytest.warns(UserWarning, match=r"column 'zip' holds numbers written as text, some with leading zeros \(e.g."):
+        read, symbolic = infer_symbolic_columns(zips)  # had: silently 501, 90210, ...
+    assert symbolic == [] and read["zip"].iloc[0] == 501
     ids = np.uint64(2**63 + 1) + np.arange(0, 3000, 3, dtype=np.uint64)  # float64 is 2^11 apart there: 2 values
     assert len(np.unique(ids.astype(np.float64))) == 2
     with pytest.warns(UserWarning, match=r"column 'id' holds integers beyond 2\^53 \(e.g. 9223372036854775809\)"):
