@@ -15,6 +15,7 @@ _EXPORTS = {
     "AnomalyDataModule": "dagmm_lightning.data",
     "DAGMMDetector": "dagmm_lightning.detector",
     "DAGMMModel": "dagmm_lightning.networks",
+    "DAGMMWarning": "dagmm_lightning.errors",
 }
 __all__ = [*_EXPORTS, "__version__"]
 

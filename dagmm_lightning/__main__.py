@@ -6,7 +6,7 @@ import os
 import re
 import sys
 
-from dagmm_lightning.errors import own_error
+from dagmm_lightning.errors import DAGMMWarning, own_error
 
 USAGE = """usage: dagmm {fit,validate,test,predict,benchmark} [options]
 
@@ -95,7 +95,8 @@ def own_warnings_as_lines() -> None:
     earlier = warnings.formatwarning
 
     def formatted(message, category, filename, lineno, line=None) -> str:
-        if category is UserWarning and os.path.abspath(filename).startswith(package):  # ours (rank_zero_warn's)
+        ours = category is UserWarning and os.path.abspath(filename).startswith(package)
+        if ours or issubclass(category, DAGMMWarning):  # (DAGMMWarning: shown as from the caller's line)
             return f"dagmm: warning: {message}\n"
         return earlier(message, category, filename, lineno, line)  # numpy's RuntimeWarning etc. as they were
 

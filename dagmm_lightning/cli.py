@@ -33,7 +33,7 @@ from jsonargparse import Namespace  # noqa: E402
 from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback  # noqa: E402
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger  # noqa: E402
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn  # noqa: E402
+from lightning.pytorch.utilities import rank_zero_info  # noqa: E402
 from lightning.pytorch.utilities.exceptions import MisconfigurationException  # noqa: E402
 
 from dagmm_lightning import models  # noqa: E402
@@ -42,7 +42,12 @@ from dagmm_lightning.callbacks.metrics import LAST_STEP_VALIDATED  # noqa: E402
 from dagmm_lightning.data import AnomalyDataModule  # noqa: E402
 from dagmm_lightning.data.batches import batch_bounds  # noqa: E402
 from dagmm_lightning.data.datamodule import TABLE, default_data_dir  # noqa: E402
-from dagmm_lightning.errors import ConfigurationError, DataError, own_error  # noqa: E402
+from dagmm_lightning.errors import (  # noqa: E402
+    ConfigurationError,
+    DataError,
+    own_error,
+    warn,  # noqa: E402
+)
 from dagmm_lightning.labels import KNOWN_NORMAL  # noqa: E402
 from dagmm_lightning.models import DAGMM  # noqa: E402
 from dagmm_lightning.models.dagmm import FIT_COUNTS_KEY, contamination_from_labels  # noqa: E402
@@ -410,7 +415,7 @@ class DAGMMCLI(LightningCLI):
                 "lr_schedule); leave out --optimizer / --lr_scheduler, or set compile false"
             )
         if optimizer is not None and self.subcommand == "fit":
-            rank_zero_warn(
+            warn(
                 f"--optimizer {str(getattr(optimizer, 'class_path', optimizer)).rsplit('.', 1)[-1]} replaces the "
                 "model's Adam: its lr and lr_schedule are not used (hparams.yaml still lists them; config.yaml "
                 "holds what ran)"
@@ -676,7 +681,7 @@ class DAGMMCLI(LightningCLI):
         contamination, share = getattr(self.model, "hparams", {}).get("contamination"), dm.anomaly_share
         quantile = getattr(self.model, "threshold_from_contamination", False)  # (not PU's c / 2)
         if quantile and contamination and share and not share / 2 <= contamination <= 2 * share:
-            rank_zero_warn(  # e.g. a method config's KDDCUP99 share (0.2) kept for a table of 5 % anomalies
+            warn(  # e.g. a method config's KDDCUP99 share (0.2) kept for a table of 5 % anomalies
                 f"contamination {contamination:g}, but the labels mark {100 * share:.3g} % of the rows as anomalies: "
                 f"the threshold flags about {100 * contamination:.3g} % of the rows it is taken on (threshold_rows); "
                 "--model.init_args.contamination null takes the labels' share"
@@ -684,7 +689,7 @@ class DAGMMCLI(LightningCLI):
         args = self._args if self._args is not None else sys.argv[1:]  # (configs: pu.yaml keeps dagmm.yaml's)
         given = any(re.fullmatch(r"--model(\.init_args)?\.contamination(=.*)?", str(arg)) for arg in args)
         if not quantile and contamination is not None and given:
-            rank_zero_warn(
+            warn(
                 f"--model.init_args.contamination {contamination:g} plays no part for {type(self.model).__name__}: "
                 f"{THRESHOLD_RULE}"
             )

@@ -39,6 +39,7 @@ from dagmm_lightning.errors import (
     check_choice,
     check_range,
     existing_file,
+    warn,
 )
 from dagmm_lightning.labels import KNOWN_NORMAL, LABELLED_ANOMALY, UNLABELLED
 from dagmm_lightning.models import DAGMM, DAGMMPU, DAGMMVAE, DAGMMVQVAE
@@ -239,14 +240,12 @@ class DAGMMDetector(BaseEstimator):
         step = max(1024, SCORING_BATCH // int(self.model_.hparams.get("members", 1)))
         named, has_names = hasattr(self, "feature_names_in_"), _feature_names(X) is not None
         if has_names != named:  # scikit-learn's warnings: columns go by position then
-            warnings.warn(
+            warn(
                 "X has feature names, but DAGMMDetector was fitted without feature names (columns are taken by "
                 "position)"
                 if named is False
                 else "X does not have valid feature names, but DAGMMDetector was fitted with feature names "
-                "(columns are taken by position)",
-                UserWarning,
-                stacklevel=3,
+                "(columns are taken by position)"
             )
         if isinstance(X, pd.DataFrame) and not (named and has_names):  # columns by position, as scikit-learn's
             if X.shape[1] != self.n_features_in_:
@@ -329,9 +328,7 @@ class DAGMMDetector(BaseEstimator):
             if (y == 1).all():
                 raise DataError("every row of y is a labelled anomaly: mixed_loss trains its mixture on the others")
             if not (y == 1).any():
-                warnings.warn(
-                    "y labels no anomaly (1): mixed_loss trains as the plain model", UserWarning, stacklevel=4
-                )
+                warn("y labels no anomaly (1): mixed_loss trains as the plain model")
             return Splits(rows, rows[:0], rows[:0], np.where(y == 1, LABELLED_ANOMALY, KNOWN_NORMAL).astype(np.int64))
         labelled = np.flatnonzero(y == 0)
         if len(labelled) < 10:
@@ -416,11 +413,7 @@ class DAGMMDetector(BaseEstimator):
         if self.calibration_fraction and self._kind in ("mixed_loss", "pu"):
             raise ConfigurationError(f"calibration_fraction is for the label-free variants, not {self._kind!r}")
         if self._kind == "pu" and self.contamination != DEFAULT_CONTAMINATION:
-            warnings.warn(
-                f"contamination {self.contamination:g} plays no part for the pu variant: {THRESHOLD_RULE}",
-                UserWarning,
-                stacklevel=3,
-            )
+            warn(f"contamination {self.contamination:g} plays no part for the pu variant: {THRESHOLD_RULE}")
         frame, symbolic = infer_symbolic_columns(frame, False, "cast it to 'category'", "drop it from X")
         table = RawTable(frame, None, symbolic)
         split = "positive_unlabeled" if self._kind == "pu" else "normal_only"
@@ -457,12 +450,10 @@ class DAGMMDetector(BaseEstimator):
             ties = ties_at_threshold(scores, float(self.model_.model.calibration.threshold), self.contamination)
             if ties is not None:
                 above, tied = ties
-                warnings.warn(
+                warn(
                     f"{100 * above:.3g} % of the rows lie above threshold_, not contamination's "
                     f"{100 * self.contamination:g} %: {100 * tied:.3g} % score the same as it (duplicate rows?); new "
-                    "rows like those are flagged all or none",
-                    UserWarning,
-                    stacklevel=3,
+                    "rows like those are flagged all or none"
                 )
         else:
             self.threshold_rows_ = np.zeros(0, dtype=np.int64)
@@ -470,12 +461,10 @@ class DAGMMDetector(BaseEstimator):
         self.labels_ = (self.decision_scores_ > self.threshold_).astype(int)
         if self._kind == "pu" and not self.labels_.any():
             c = float(self.model_.model.c)
-            warnings.warn(
+            warn(
                 f"variant 'pu' flags none of X's rows: its classifier h is at or above c/2 on every row (c {c:.4g}); "
                 "where the unlabelled rows hold anomalies, h learned little to tell them from the labelled ones: "
-                "train longer (epochs) or label more normal rows",
-                UserWarning,
-                stacklevel=3,
+                "train longer (epochs) or label more normal rows"
             )
         return self
 

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import numbers
+import os
+import sys
+import warnings
 from pathlib import Path
 from typing import Any, get_args
+
+PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 class DAGMMError(Exception):
@@ -33,6 +38,23 @@ class NonFiniteError(DAGMMError, FloatingPointError):
 
 class NotFittedError(DAGMMError, RuntimeError):
     """Scoring was asked of a model whose mixture has not been fitted on training rows."""
+
+
+class DAGMMWarning(UserWarning):
+    """A warning of this package's about the data or the settings (filterable by this category)."""
+
+
+def warn(message: str) -> None:
+    """Warns (on rank 0 only) as from the first caller outside this package: a notebook cell's or a script's
+    line, not one of ours (Python shows a warning once per place it comes from)."""
+    from lightning.fabric.utilities.rank_zero import rank_zero_only  # sets .rank for this process
+
+    if getattr(rank_zero_only, "rank", 0) != 0:
+        return
+    frame, level = sys._getframe(1), 2  # level 2: the caller of this function
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(PACKAGE):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, DAGMMWarning, stacklevel=level)
 
 
 def own_error(err: BaseException | None) -> DAGMMError | None:

@@ -16,12 +16,11 @@ import numpy as np
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.trainer.states import TrainerFn
-from lightning.pytorch.utilities import rank_zero_warn
 from sklearn.metrics import average_precision_score, precision_recall_fscore_support, roc_auc_score
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
-from dagmm_lightning.errors import ConfigurationError, check_choice
+from dagmm_lightning.errors import ConfigurationError, check_choice, warn
 
 PercentileReference = Literal["protocol", "evaluated", "train+evaluated"]
 
@@ -173,7 +172,7 @@ class AnomalyMetrics(L.Callback):
         if stage == "val" and not trainer.sanity_checking:  # none yet: the hparams view still gets its record
             self.last_metrics[stage] = {}
         if len(scores) == 0 or (labels < 0).any():
-            rank_zero_warn(f"{stage}: rows without labels; anomaly metrics need labels and are skipped")
+            warn(f"{stage}: rows without labels; anomaly metrics need labels and are skipped")
             return
         if trainer.sanity_checking:
             return
@@ -201,7 +200,7 @@ class AnomalyMetrics(L.Callback):
     def _warn_once(self, stage: str, message: str) -> None:
         if stage not in self._warned:
             self._warned.add(stage)
-            rank_zero_warn(message)
+            warn(message)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         validated = self.validated_at_step == trainer.global_step

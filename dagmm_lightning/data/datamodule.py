@@ -14,7 +14,6 @@ from typing import Literal
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.utilities import rank_zero_warn
 
 from dagmm_lightning.data.batches import InMemoryBatches
 from dagmm_lightning.data.loaders import DATASETS, read_user_table
@@ -39,7 +38,7 @@ from dagmm_lightning.data.streaming import (
     write_split_rows,
 )
 from dagmm_lightning.data.tables import RawTable, TablePreprocessor, label_like_columns
-from dagmm_lightning.errors import ConfigurationError, DataError, MissingLabelError, check_choice, check_range
+from dagmm_lightning.errors import ConfigurationError, DataError, MissingLabelError, check_choice, check_range, warn
 from dagmm_lightning.labels import KNOWN_NORMAL, LABELLED_ANOMALY
 
 ARRAYS = "arrays"  # the data set name of a data module made by ``from_table`` / ``from_arrays``
@@ -169,7 +168,7 @@ class AnomalyDataModule(L.LightningDataModule):
             # (0.5, the default, is what configs saved before these defaults were None held for any split)
             if value not in (None, DEFAULT_SHARE) and split != SHARE_OF_SPLIT[name]:
                 its_split = SHARE_OF_SPLIT[name]
-                rank_zero_warn(f"{name} {value:g} is for split {its_split!r}; with split {split!r} it plays no part")
+                warn(f"{name} {value:g} is for split {its_split!r}; with split {split!r} it plays no part")
         self.save_hyperparameters()  # as given: None where the split's default applies
         vars(self).update(self.hparams)  # every setting is an attribute of its own name
         self.labelled_anomalies = DEFAULT_SHARE if labelled_anomalies is None else labelled_anomalies
@@ -298,7 +297,7 @@ class AnomalyDataModule(L.LightningDataModule):
         share = None if self._truth is None else float(self._truth.mean())
         if self._rho is not None and self._rho < 1 and share is not None and share >= 0.01:
             # a fraction given for the percentage flags 100 times too few rows (a rate below 1 % is no mistake)
-            rank_zero_warn(
+            warn(
                 f"rho {self._rho:g} flags {self._rho:g} % of the rows, and the labels hold {100 * share:.3g} % "
                 f"anomalies: rho is a percentage ({100 * self._rho:g} % is rho {100 * self._rho:g})"
             )
@@ -341,15 +340,13 @@ class AnomalyDataModule(L.LightningDataModule):
             )
             if labels and (table.features[labels[0]].astype(str).str.strip().isin(["-1", "-1.0"])).any():
                 hint += " (after mapping its values to 0/1, 1 = anomaly: scikit-learn's -1 is the outlier)"
-            rank_zero_warn(
-                f"the table has no labels: every row counts as normal, split as usual; metrics need labels{hint}"
-            )
+            warn(f"the table has no labels: every row counts as normal, split as usual; metrics need labels{hint}")
         self.preprocessor.fit_columns(table)
         self._encoded = None if self.out_of_core else self.preprocessor.encode(table.features)
         self._splits = self._make_splits(truth if truth is not None else np.zeros(n_rows, dtype=bool))
         if len(self._splits.train) < FEW_TRAINING_ROWS:
             held = self.val_fraction and self._given_splits is None
-            rank_zero_warn(
+            warn(
                 f"only {len(self._splits.train)} training rows"
                 + (f" (val_fraction {self.val_fraction} of the training side held out)" if held else "")
                 + ": too few to fit a mixture's covariances; the scores will mean little"
@@ -390,7 +387,7 @@ class AnomalyDataModule(L.LightningDataModule):
                 f"{column!r} {', '.join(map(repr, cats[:3]))}{', ...' if len(cats) > 3 else ''}"
                 for column, cats in outside.items()
             )
-            rank_zero_warn(
+            warn(
                 f"categories only rows outside training hold ({named}): no training row had them, so the model "
                 "cannot tell them apart (such rows score as of no category); where they mark anomalies, that is "
                 "lost to the score"

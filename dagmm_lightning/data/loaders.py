@@ -23,7 +23,7 @@ from dagmm_lightning.data.tables import (
     ragged_line,
     warn_if_headerless,
 )
-from dagmm_lightning.errors import DataError, MissingLabelError, existing_file
+from dagmm_lightning.errors import DataError, MissingLabelError, existing_file, warn
 
 KDDCUP99_COLUMNS = """
 duration protocol_type service flag src_bytes dst_bytes land wrong_fragment urgent hot
@@ -210,10 +210,9 @@ def anomaly_labels(raw: pd.Series, name: str, missing_unknown: bool = False, war
         warned = set() if warned is None else warned
         new = [value for value in other if value != "-1" and value not in warned]
         if new:
-            warnings.warn(
+            warn(
                 f"label column {name!r} holds {new[:5]}{' ...' if len(new) > 5 else ''}, not 0/1 or true/false "
-                "(1 = anomaly): those rows' labels are written as -1 (unknown); map them to 0/1 to carry them",
-                stacklevel=2,
+                "(1 = anomaly): those rows' labels are written as -1 (unknown); map them to 0/1 to carry them"
             )
             warned.update(new)
         missing = missing | ~text.isin(LABEL_TEXTS).to_numpy()

@@ -16,9 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from lightning.pytorch.utilities import rank_zero_warn
 
-from dagmm_lightning.errors import DataError
+from dagmm_lightning.errors import DataError, warn
 from dagmm_lightning.networks.dagmm import SCALED_LIMIT
 
 
@@ -203,7 +202,7 @@ def warn_if_headerless(names: list, path: Path) -> None:
     data_like = numbers and 2 * len(numbers) >= len(names) and any(re.search(r"[.eE]", n) for n in numbers)
     if data_like and str(path) not in HEADERLESS_WARNED:  # once: a file out of core is read in several passes
         HEADERLESS_WARNED.add(str(path))
-        rank_zero_warn(
+        warn(
             f"{path}: its header line holds numbers ({', '.join(numbers[:3])}, ...): a file without a header? Its "
             "first row became the column names and is no row; add a header line"
         )
@@ -385,14 +384,14 @@ def infer_symbolic_columns(
         if pd.api.types.is_numeric_dtype(values) or kind == "boolean":
             example = integers_merged_as_float(values) if kind == "integer" else None
             if example is not None:
-                rank_zero_warn(
+                warn(
                     f"column {column!r} holds integers beyond 2^53 (e.g. {example}) that float64, which the "
                     "features are computed in, rounds to fewer different values; an id or a bit mask? If so, "
                     + leave_out(drop, column)
                 )
             if kind != "boolean" and row_numbers(values):
                 low, high = (f"{v:.0f}" if isinstance(v, float) else str(v) for v in (values.min(), values.max()))
-                rank_zero_warn(
+                warn(
                     f"column {column!r} holds the integers {low} to {high}, each once: a "
                     f"row number or id? It is used as a feature; if it is an id, {leave_out(drop, column)}"
                 )
@@ -407,7 +406,7 @@ def infer_symbolic_columns(
             converted[column] = pd.to_numeric(values, errors="coerce")
             padded = present.astype(str).str.match(LEADING_ZERO)
             if padded.any():  # a code written with its zeros (zip, id): as numbers, '00501' and '501' are one
-                rank_zero_warn(
+                warn(
                     f"column {column!r} holds numbers written as text, some with leading zeros (e.g. "
                     f"{present[padded].iloc[0]!r}): read as numbers; if the column holds codes, {hint} to one-hot "
                     "encode it as written"
@@ -518,7 +517,7 @@ class TablePreprocessor:
         wide = {c: len(cats) for c, cats in self.categories.items() if len(cats) > MANY_CATEGORIES}
         if wide:
             named = ", ".join(f"{c!r} {n:,}" for c, n in wide.items())
-            rank_zero_warn(
+            warn(
                 f"one-hot encoding makes a feature of each category: {named} categories, {self.n_features:,} "
                 "features in all (slow, and a category seen in few rows says little); group rare values, or leave "
                 "such a column out"
@@ -561,7 +560,7 @@ class TablePreprocessor:
                 unseen = pd.unique(frame[column].to_numpy()[untrained])
                 shown = ", ".join(repr(v.item() if isinstance(v, np.generic) else v) for v in unseen[:3])
                 shown += ", ..." if len(unseen) > 3 else ""
-                rank_zero_warn(
+                warn(
                     f"column {column!r} holds categories not seen in training ({shown}); those rows are encoded as "
                     "no category, which no training row had: their scores say nothing sure of them (often higher, "
                     "not always); add such rows to the training table, or map the new values to known ones"

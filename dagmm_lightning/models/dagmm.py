@@ -17,8 +17,9 @@ from typing import Literal
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
+
+from dagmm_lightning.errors import warn
 
 try:
     from lightning.pytorch.callbacks import WeightAveraging
@@ -267,7 +268,7 @@ class DAGMM(L.LightningModule):
         if steps_per_call < 1:
             raise ConfigurationError(f"steps_per_call must be >= 1, got {steps_per_call}")
         if steps_per_call > 1 and not compile:
-            rank_zero_warn(f"steps_per_call {steps_per_call} has no effect without compile true")
+            warn(f"steps_per_call {steps_per_call} has no effect without compile true")
         self.save_hyperparameters()
         self.automatic_optimization = not compile  # the compiled step updates the weights itself
         if (latent_dim is None) != (hidden_dims is None):
@@ -630,7 +631,7 @@ class DAGMM(L.LightningModule):
         splits = getattr(self.trainer.datamodule, "splits", None) if stage == "fit" else None
         pu_split = splits is not None and self.trainer.datamodule.split == "positive_unlabeled"
         if pu_split and not self.learns_from_known_normals:
-            rank_zero_warn(
+            warn(
                 f"split 'positive_unlabeled' is DAGMMPU's (configs/pu.yaml): {type(self).__name__} trains on "
                 "every training row as unlabelled, and its val rows (labelled normal only) measure no anomaly"
             )
@@ -652,7 +653,7 @@ class DAGMM(L.LightningModule):
                 "mixture in float64)"
             )
         if self.hparams.compile and stage == "fit" and not self._step_compiles():
-            rank_zero_warn(
+            warn(
                 f"compile: the training step runs eagerly with {self.trainer.world_size} processes and precision "
                 f"{self.trainer.precision!r} (it compiles for one process at precision 32-true or 64-true)"
             )
@@ -661,7 +662,7 @@ class DAGMM(L.LightningModule):
             if isinstance(interval, float) and interval == 1.0:  # validation at epoch ends only: calls keep them
                 self.training_step = self._training_steps  # Lightning then hands the step its iterator
             else:
-                rank_zero_warn("steps_per_call: one batch per call, since the run validates within an epoch")
+                warn("steps_per_call: one batch per call, since the run validates within an epoch")
         if self.hparams.contamination is None and stage == "fit" and self.threshold_from_contamination:
             share = getattr(self.trainer.datamodule, "anomaly_share", None)
             if share is None:
@@ -696,13 +697,13 @@ class DAGMM(L.LightningModule):
                 if hp[name] != defaults[name].default
             ]
             if given:
-                rank_zero_warn(
+                warn(
                     f"{' and '.join(given)}: for training rows labelled as anomalies (split 'mixed', "
                     "configs/mixed_loss.yaml), and this fit has none: they play no part"
                 )
         weight = hp.reconstruction_weight
         if hp.inference == "energy" and weight != defaults["reconstruction_weight"].default:
-            rank_zero_warn(
+            warn(
                 f"reconstruction_weight {weight:g} weighs the reconstruction error in inference "
                 "'energy+reconstruction' (configs/recon_inference.yaml); with inference 'energy' it plays no part "
                 "in the model's score (dagmm benchmark --recon-inference rescores with it)"
@@ -718,7 +719,7 @@ class DAGMM(L.LightningModule):
         val = datamodule.is_anomaly[splits.val]
         contamination = float(self.model.calibration.contamination)
         if val.mean() < contamination / 2:
-            rank_zero_warn(
+            warn(
                 f"the threshold is the top {100 * contamination:.3g} % of the val rows' scores, but val holds "
                 f"{int(val.sum())} anomalies in {len(val)} rows ({100 * val.mean():.3g} %; labelled_anomalies or "
                 "train_contamination moved the others into training): it flags about that share of normal rows, "
@@ -915,7 +916,7 @@ class DAGMM(L.LightningModule):
         loop = self.trainer.fit_loop
         processes = self.__dict__.pop("_resumed_processes", None)
         if processes not in (None, self.trainer.world_size) and not (loop.restarted_mid_epoch and saved):
-            rank_zero_warn(  # (within an epoch, the warning below says it)
+            warn(  # (within an epoch, the warning below says it)
                 f"the checkpoint was trained by {processes} process(es), this fit runs {self.trainer.world_size}: "
                 "each takes --data.batch_size rows a step, so from here it trains as a fit on "
                 f"{self.trainer.world_size} would, not as the uninterrupted fit would have"
@@ -933,7 +934,7 @@ class DAGMM(L.LightningModule):
         else:
             if loop.restarted_mid_epoch and states:
                 written_on = "CUDA" if len(states[0]) > cpu_bytes else "CPU"
-                rank_zero_warn(
+                warn(
                     f"the checkpoint was written within an epoch by {len(states)} process(es) on {written_on}, this "
                     f"fit runs {self.trainer.world_size} on {self.device.type}: the rest of that epoch is not what an "
                     "uninterrupted fit would have trained (its draws start from the epoch's seed)"
@@ -1037,7 +1038,7 @@ class DAGMM(L.LightningModule):
         from dagmm_lightning.callbacks import AnomalyMetrics  # (the callbacks import the models)
 
         if not any(isinstance(c, AnomalyMetrics) for c in self.trainer.callbacks) and not self.trainer.sanity_checking:
-            rank_zero_warn(
+            warn(
                 f"{stage}: no AnomalyMetrics callback, so no metric is computed: give the Trainer "
                 "callbacks=[AnomalyMetrics()] (from dagmm_lightning.callbacks) for ROC AUC, precision, recall and F1"
             )

@@ -6,9 +6,8 @@ from __future__ import annotations
 import math
 
 import torch
-from lightning.pytorch.utilities import rank_zero_warn
 
-from dagmm_lightning.errors import ConfigurationError, check_range
+from dagmm_lightning.errors import ConfigurationError, check_range, warn
 from dagmm_lightning.labels import KNOWN_NORMAL
 from dagmm_lightning.losses import labelled_classifier_loss
 from dagmm_lightning.models.dagmm import DAGMM, TrainingRows
@@ -69,7 +68,7 @@ class DAGMMPU(DAGMM):
             return
         held_out = len(datamodule.splits.val)
         if held_out < MIN_ROWS_FOR_C:
-            rank_zero_warn(
+            warn(
                 f"c (and the threshold c / 2) is estimated from {held_out} held-out labelled row(s): too few to "
                 "trust; label more normal rows (the CLI: --data.labelled_fraction, --data.val_fraction)"
             )

@@ -20,7 +20,7 @@ from sklearn.utils.estimator_checks import check_estimator
 from dagmm_lightning import DAGMMDetector
 from dagmm_lightning.data import DataError
 from dagmm_lightning.detector import TRAINING_STEPS
-from dagmm_lightning.errors import DataTypeError
+from dagmm_lightning.errors import DAGMMWarning, DataTypeError
 from dagmm_lightning.models import DAGMM
 from dagmm_lightning.sizing import latent_size, mixture_components
 
@@ -323,6 +323,12 @@ def test_column_names_other_than_text_are_no_feature_names_as_in_scikit_learn():
     assert list(by_name.feature_names_in_) == list("abcdef")
     with pytest.warns(UserWarning, match="X does not have valid feature names, but DAGMMDetector was fitted with"):
         np.testing.assert_array_equal(by_name.decision_function(numbered), by_name.decision_scores_)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        by_name.decision_function(numbered)  # the caller's lines, not the same line of ours (had: detector.py)
+        by_name.decision_function(numbered)
+    assert [(w.category, w.filename) for w in caught] == [(DAGMMWarning, __file__)] * 2
+    assert caught[1].lineno == caught[0].lineno + 1
     mixed = numbered.rename(columns={0: "speed"})
     with pytest.raises(DataTypeError, match=r"column names mix text and other types \(\['int', 'str'\]\)"):
         DAGMMDetector(epochs=2, members=1, random_state=0).fit(mixed)
