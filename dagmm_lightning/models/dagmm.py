@@ -234,6 +234,11 @@ class DAGMM(L.LightningModule):
                 check_layer_sizes(name, sizes)
         if latent_dim is not None and not latent_dim >= 1:
             raise ConfigurationError(f"latent_dim must be >= 1 (or null: from the data), got {latent_dim}")
+        if latent_dim is not None and latent_dim > input_dim:
+            warn(
+                f"latent_dim {latent_dim} is wider than the {input_dim} input features: the autoencoder compresses "
+                "nothing (DAGMM's latent is narrower than its input; null chooses it from the data)"
+            )
         if n_components is not None and not n_components >= 1:
             raise ConfigurationError(f"n_components must be >= 1 (or null: from the data), got {n_components}")
         check_choice("inference", inference, Inference)
