@@ -174,6 +174,8 @@ class DAGMMDetector(BaseEstimator):
             if duplicated:
                 raise DataError(f"X has duplicate column names: {duplicated}")
         else:
+            if np.ma.is_masked(X):  # np.asarray drops the mask: the masked cells' values would count
+                raise DataError("X is a masked array with masked values; fill them (X.filled(...)) or drop those rows")
             if hasattr(X, "toarray") and hasattr(X, "nnz"):  # scipy.sparse, without importing it
                 raise DataError("X is a sparse matrix; pass X.toarray() (DAGMM's networks take dense rows)")
             try:
@@ -278,8 +280,8 @@ class DAGMMDetector(BaseEstimator):
             array = None if hasattr(X, "nnz") else np.asarray(X)  # nnz: a scipy.sparse matrix
         except ValueError:  # e.g. rows of different lengths
             array = None
-        if array is None or array.ndim != 2 or array.dtype.kind not in "fiu" or not array.size:
-            self._as_frame(X)  # its checks name the problem (sparse, shape, text, complex, emptiness)
+        if array is None or array.ndim != 2 or array.dtype.kind not in "fiu" or not array.size or np.ma.is_masked(X):
+            self._as_frame(X)  # its checks name the problem (sparse, shape, text, complex, emptiness, a mask)
         if array.shape[1] != n_fitted:
             raise DataError(self._wrong_width(array.shape[1]))
         for start in range(0, len(array), step):
@@ -732,9 +734,9 @@ def _quiet(active: bool):
     loggers = [logging.getLogger(n) for n in ("lightning.pytorch", "lightning.fabric", "lightning")]
     levels = [lg.level for lg in loggers]
     with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*treespec.*")  # Lightning-internal: nothing a user can do
         if active:
             warnings.simplefilter("ignore", PossibleUserWarning)
-            warnings.filterwarnings("ignore", message=".*treespec.*")  # Lightning-internal deprecation
             for lg in loggers:
                 lg.setLevel(logging.WARNING)
         try:

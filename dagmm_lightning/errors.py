@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import numbers
-import os
 import sys
 import warnings
 from pathlib import Path
 from typing import Any, get_args
 
-PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+# The modules a warning is not shown as coming from: ours, and Lightning's and torch's between a user's call
+# and our hooks (a detector's fit runs the model's hooks inside Lightning's loops)
+LIBRARIES = ("dagmm_lightning.", "lightning.", "lightning_fabric.", "pytorch_lightning.", "lightning_utilities.")
+LIBRARIES += ("torch.",)
 
 
 class DAGMMError(Exception):
@@ -45,14 +47,14 @@ class DAGMMWarning(UserWarning):
 
 
 def warn(message: str) -> None:
-    """Warns (on rank 0 only) as from the first caller outside this package: a notebook cell's or a script's
-    line, not one of ours (Python shows a warning once per place it comes from)."""
+    """Warns (on rank 0 only) as from the first caller outside this package and the libraries it runs in
+    (``LIBRARIES``): a notebook cell's or a script's line, not one of ours."""
     from lightning.fabric.utilities.rank_zero import rank_zero_only  # sets .rank for this process
 
     if getattr(rank_zero_only, "rank", 0) != 0:
         return
     frame, level = sys._getframe(1), 2  # level 2: the caller of this function
-    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(PACKAGE):
+    while frame is not None and str(frame.f_globals.get("__name__")).startswith(LIBRARIES):
         frame, level = frame.f_back, level + 1
     warnings.warn(message, DAGMMWarning, stacklevel=level)
 

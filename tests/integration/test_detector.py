@@ -20,7 +20,7 @@ from sklearn.utils.estimator_checks import check_estimator
 from dagmm_lightning import DAGMMDetector
 from dagmm_lightning.data import DataError
 from dagmm_lightning.detector import TRAINING_STEPS
-from dagmm_lightning.errors import DAGMMWarning, DataTypeError
+from dagmm_lightning.errors import DAGMMWarning, DataTypeError, warn
 from dagmm_lightning.models import DAGMM
 from dagmm_lightning.sizing import latent_size, mixture_components
 
@@ -134,6 +134,14 @@ def test_fits_in_threads_repeat_a_serial_fit():
         thread.join()
     for det in detectors:  # had: each other's seeding and epoch reseeds mixed in (joblib's threading backend)
         np.testing.assert_array_equal(det.decision_scores_, serial)
+
+
+def test_verbose_fit_shows_the_bar_and_passes_under_warnings_as_errors(capfd):
+    x = blobs(n=200, outliers=10)[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)  # had: Lightning's own treespec deprecation, raised
+        DAGMMDetector(verbose=True, epochs=1, members=1, random_state=0).fit(x)
+    assert "Epoch 0: 100%" in capfd.readouterr().out
 
 
 def test_a_numpy_random_state_draws_the_seed():
@@ -329,6 +337,12 @@ def test_column_names_other_than_text_are_no_feature_names_as_in_scikit_learn():
         by_name.decision_function(numbered)
     assert [(w.category, w.filename) for w in caught] == [(DAGMMWarning, __file__)] * 2
     assert caught[1].lineno == caught[0].lineno + 1
+    in_lightning = {"__name__": "lightning.pytorch.trainer.call", "warn": warn}  # our hooks run in its loops
+    exec("def hook():\n    warn('from a hook')\n", in_lightning)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        in_lightning["hook"]()
+    assert [w.filename for w in caught] == [__file__]  # not Lightning's line
     mixed = numbered.rename(columns={0: "speed"})
     with pytest.raises(DataTypeError, match=r"column names mix text and other types \(\['int', 'str'\]\)"):
         DAGMMDetector(epochs=2, members=1, random_state=0).fit(mixed)
@@ -451,6 +465,7 @@ def test_label_aware_variants_fit():
             "non-numeric values, the first 'a'",
         ),
         (lambda x: scipy.sparse.csr_matrix(x), DataError, r"sparse matrix; pass X.toarray\(\)"),
+        (lambda x: np.ma.masked_greater(x, 0.5), DataError, r"masked array with masked values; fill them"),
         (lambda x: [list(x[0]), list(x[1, :3])], DataError, "not a table of rows x features"),
         (lambda x: x + 1j, DataError, "complex numbers"),
         (lambda x: pd.DataFrame(x)[0], DataError, r"X is a pandas Series; .* one row as frame.iloc\[\[i\]\]"),
