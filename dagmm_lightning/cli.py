@@ -186,6 +186,44 @@ def config_files(args: list[str], options: tuple[str, ...] = ("--config", "--dat
 MODEL_CLASSES = [name for name, c in vars(models).items() if isinstance(c, type) and issubclass(c, DAGMM)]
 
 
+def included_model_class(path: Path, seen: frozenset = frozenset()) -> str | None:
+    """The model class_path the config ``path`` sets, itself or through the files it includes (``config:``)."""
+    try:
+        content = read_config(path) if path.is_file() and path.resolve() not in seen else None
+    except (yaml.YAMLError, OSError, UnicodeDecodeError):
+        return None
+    if not isinstance(content, dict):
+        return None
+    model = content.get("model")
+    if isinstance(model, dict) and isinstance(model.get("class_path"), str):
+        return model["class_path"]
+    include = content.get("config")
+    return included_model_class(path.parent / include, seen | {path.resolve()}) if isinstance(include, str) else None
+
+
+def model_class_dropped(args: list[str]) -> str | None:
+    """A message where a config file sets model settings without a class_path beside a ``config:`` key whose
+    file names a model class: jsonargparse then builds the default class (DAGMM) with them, silently."""
+    for path in config_files(args, ("--config", "-c")):
+        try:
+            content = read_config(path) if path.is_file() else None
+        except (yaml.YAMLError, OSError, UnicodeDecodeError):  # reported elsewhere
+            continue
+        if not isinstance(content, dict) or not isinstance(content.get("config"), str):
+            continue
+        model = content.get("model")
+        if isinstance(model, dict) and "class_path" not in model:
+            named = included_model_class(path.parent / content["config"])
+            if named is not None and named.rsplit(".", 1)[-1] != "DAGMM":
+                return (
+                    f"{path} sets model settings beside `config: {content['config']}` (which names {named}) "
+                    "without a model class_path of its own: jsonargparse would then train its default class, DAGMM; "
+                    f"add `class_path: {named}` under model in {path}, or give the settings in a second --config "
+                    "after the first"
+                )
+    return None
+
+
 def config_keys(content, prefix: str = "") -> set[str]:
     """The dotted keys a config's content sets (``trainer.max_epochs``), ``init_args`` left out."""
     if not isinstance(content, dict):
@@ -227,6 +265,24 @@ def overridden_options(args: list[str]) -> str | None:
                     continue  # a group's own file or inline settings: not followed here
                 name += ".class_path"
             earlier.append((name, arg if "=" in arg else f"{arg} {value}"))
+    return None
+
+
+def contamination_given(args: list[str]) -> str | None:
+    """Where the command line sets the model's contamination itself: the option, or a config file or inline
+    ``--model`` settings that set it in their own lines (not by a file they include: configs/pu.yaml keeps
+    configs/dagmm.yaml's); None where it does not."""
+    if any(re.fullmatch(r"--model(\.init_args)?\.contamination(=.*)?", str(arg)) for arg in args):
+        return "--model.init_args.contamination"
+    for option, prefix in (("--config", ""), ("-c", ""), ("--model", "model.")):
+        for value in option_values(args, option):
+            inline = value.lstrip().startswith("{")
+            try:
+                content = yaml.safe_load(value) if inline else read_config(Path(value))
+            except (yaml.YAMLError, OSError, UnicodeDecodeError):  # not a file, or one reported elsewhere
+                continue
+            if isinstance(content, dict) and "model.contamination" in config_keys(content, prefix):
+                return f"contamination (in {option} {'{...}' if inline else value})"
     return None
 
 
@@ -646,7 +702,7 @@ class DAGMMCLI(LightningCLI):
         given = sys.argv[1:] if args is None else self._args
         problem = next((p for p in map(config_file_problem, config_files(given)) if p is not None), None)
         problem = problem or overridden_options(given) or whole_config_as_data(given) or checkpoint_print_config(given)
-        problem = problem or competing_model_classes(given)
+        problem = problem or competing_model_classes(given) or model_class_dropped(given)
         if problem is not None:
             subcommands = getattr(getattr(parser, "_subcommands_action", None), "_name_parser_map", {})
             (subcommands.get(given[0], parser) if given else parser).error(problem)
@@ -686,13 +742,9 @@ class DAGMMCLI(LightningCLI):
                 f"the threshold flags about {100 * contamination:.3g} % of the rows it is taken on (threshold_rows); "
                 "--model.init_args.contamination null takes the labels' share"
             )
-        args = self._args if self._args is not None else sys.argv[1:]  # (configs: pu.yaml keeps dagmm.yaml's)
-        given = any(re.fullmatch(r"--model(\.init_args)?\.contamination(=.*)?", str(arg)) for arg in args)
+        given = contamination_given(self._args if self._args is not None else sys.argv[1:])
         if not quantile and contamination is not None and given:
-            warn(
-                f"--model.init_args.contamination {contamination:g} plays no part for {type(self.model).__name__}: "
-                f"{THRESHOLD_RULE}"
-            )
+            warn(f"{given} {contamination:g} plays no part for {type(self.model).__name__}: {THRESHOLD_RULE}")
         if spawned(trainer) and trainer.logger is not None:
             trainer.logger.version  # noqa: B018 - fixed here, else each spawn (fit, the validation after) picks a new one
         metrics = next((c for c in trainer.callbacks if isinstance(c, AnomalyMetrics)), None)

@@ -377,6 +377,15 @@ def test_threshold_rows_val_sets_the_threshold_on_the_held_out_rows(tmp_path, ca
     ]
     with pytest.warns(UserWarning, match=r"contamination 0.05 plays no part for DAGMMPU: its threshold is c / 2"):
         run(given, tmp_path / "pu_given")  # had: taken without a word
+    own = tmp_path / "own_pu.yaml"
+    own.write_text(
+        f"config: {ROOT / 'configs/pu.yaml'}\nmodel:\n  class_path: dagmm_lightning.models.DAGMMPU\n"
+        "  init_args:\n    contamination: 0.05\n"
+    )
+    inline = ["--config", "configs/pu.yaml", "--model", '{"init_args": {"contamination": 0.05}}']
+    for i, where in enumerate((["--config", str(own)], inline)):  # had: the command line's option only
+        with pytest.warns(UserWarning, match=r"contamination \(in (--config .*own_pu.yaml|--model \{...\})\) 0.05 pl"):
+            run(["fit", *where, "--trainer.max_steps", "1"], tmp_path / f"pu_given{i}")
     c = float(pu.model.model.c)
     assert float(pu.model.model.calibration.threshold) == pytest.approx(1 - c / 2)
     labelled = np.mean(pu.datamodule.splits.train_labels == 0)  # Elkan and Noto: labelled share = c * normal share

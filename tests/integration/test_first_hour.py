@@ -695,3 +695,27 @@ def test_configs_jsonargparse_reads_are_not_refused_before_it(tmp_path, capsys, 
     writer.join()
     out = capsys.readouterr().out
     assert exit_info.value.code in (0, None) and "max_epochs: 7" in out and "lr: 0.5" in out
+
+
+def test_a_config_that_includes_a_variants_config_keeps_its_class_or_is_refused(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    from dagmm_lightning.__main__ import main
+
+    settings = "model:\n  init_args:\n    lr: 0.5\n"
+    (tmp_path / "mine.yaml").write_text(f"config: {ROOT / 'configs/vae.yaml'}\n{settings}")
+    with pytest.raises(SystemExit) as exit_info:  # had: trained DAGMM with the settings, silently
+        main(["fit", "--config", str(tmp_path / "mine.yaml"), "--print_config"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert (
+        exit_info.value.code == 2
+        and "(which names dagmm_lightning.models.DAGMMVAE) without a model class_path" in err[0]
+    )
+    named = settings.replace("model:\n", "model:\n  class_path: dagmm_lightning.models.DAGMMVAE\n")
+    plain = f"config: {ROOT / 'configs/dagmm.yaml'}\n{settings}"  # the default class: nothing to lose
+    for i, content in enumerate((f"config: {ROOT / 'configs/vae.yaml'}\n{named}", plain)):
+        (tmp_path / f"ok{i}.yaml").write_text(content)
+        with pytest.raises(SystemExit) as exit_info:
+            main(["fit", "--config", str(tmp_path / f"ok{i}.yaml"), "--print_config"])
+        out = capsys.readouterr().out
+        assert exit_info.value.code in (0, None) and "lr: 0.5" in out
+        assert ("DAGMMVAE" in out) == (i == 0)
