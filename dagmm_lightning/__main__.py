@@ -85,18 +85,17 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def own_warnings_as_lines() -> None:
-    """The command's own warnings printed as ``dagmm: warning: ...`` lines, as its errors are (Python's format,
-    and Lightning's once imported, starts with our source file and line); other warnings as before."""
+    """The command's own warnings (``DAGMMWarning``) printed as ``dagmm: warning: ...`` lines, as its errors
+    are (Python's format, and Lightning's once imported, starts with a source file and line); other warnings
+    as before."""
     import warnings
 
     if getattr(warnings.formatwarning, "dagmm", False):  # installed already (main called again in a process)
         return
-    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
     earlier = warnings.formatwarning
 
     def formatted(message, category, filename, lineno, line=None) -> str:
-        ours = category is UserWarning and os.path.abspath(filename).startswith(package)
-        if ours or issubclass(category, DAGMMWarning):  # (DAGMMWarning: shown as from the caller's line)
+        if issubclass(category, DAGMMWarning):
             return f"dagmm: warning: {message}\n"
         return earlier(message, category, filename, lineno, line)  # numpy's RuntimeWarning etc. as they were
 

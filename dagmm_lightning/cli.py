@@ -108,7 +108,12 @@ class OneLineErrorParser(LightningArgumentParser):
 def read_config(path: Path):
     """A config file's content, loaded as jsonargparse loads it (libyaml where there, which also takes
     JSON indented with tabs)."""
-    return yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    return load_yaml(path.read_text())
+
+
+def load_yaml(text: str):
+    """YAML (or JSON) text as jsonargparse loads it: libyaml where there."""
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
 def yaml_error_text(err: yaml.YAMLError, path: Path) -> str:
@@ -174,11 +179,8 @@ def config_files(args: list[str], options: tuple[str, ...] = ("--config", "--dat
         if path.resolve() in {f.resolve() for f in files}:
             continue
         files.append(path)
-        try:
-            content = read_config(path) if path.is_file() else None
-        except (yaml.YAMLError, OSError, UnicodeDecodeError):
-            continue
-        if isinstance(content, dict) and isinstance(content.get("config"), str):
+        content = config_content(path)
+        if content is not None and isinstance(content.get("config"), str):
             pending.insert(0, path.parent / content["config"])
     return files
 
@@ -186,41 +188,72 @@ def config_files(args: list[str], options: tuple[str, ...] = ("--config", "--dat
 MODEL_CLASSES = [name for name, c in vars(models).items() if isinstance(c, type) and issubclass(c, DAGMM)]
 
 
-def included_model_class(path: Path, seen: frozenset = frozenset()) -> str | None:
-    """The model class_path the config ``path`` sets, itself or through the files it includes (``config:``)."""
+def config_content(path: Path) -> dict | None:
+    """A config file's settings, or None where it holds none (no such file, a pipe, not YAML, not a mapping:
+    ``config_file_problem`` names those, or jsonargparse does)."""
     try:
-        content = read_config(path) if path.is_file() and path.resolve() not in seen else None
+        content = read_config(path) if path.is_file() else None
     except (yaml.YAMLError, OSError, UnicodeDecodeError):
         return None
-    if not isinstance(content, dict):
-        return None
+    return content if isinstance(content, dict) else None
+
+
+def model_class_named(content: dict) -> str | None:
+    """The model class a config's own lines name (``model: {class_path: X}``, ``model: X`` or a dotted
+    ``model.class_path: X``), or None."""
     model = content.get("model")
-    if isinstance(model, dict) and isinstance(model.get("class_path"), str):
-        return model["class_path"]
-    include = content.get("config")
-    return included_model_class(path.parent / include, seen | {path.resolve()}) if isinstance(include, str) else None
+    if isinstance(model, dict):
+        model = model.get("class_path")
+    model = model if model is not None else content.get("model.class_path")
+    return model if isinstance(model, str) else None
 
 
-def model_class_dropped(args: list[str]) -> str | None:
-    """A message where a config file sets model settings without a class_path beside a ``config:`` key whose
-    file names a model class: jsonargparse then builds the default class (DAGMM) with them, silently."""
+def included_model_class(path: Path) -> str | None:
+    """The model class the config ``path`` names, in its own lines or in the files it includes."""
+    for file in config_files(["--config", str(path)], ("--config",)):  # the file first, then its includes
+        content = config_content(file)
+        if content is not None and model_class_named(content) is not None:
+            return model_class_named(content)
+    return None
+
+
+def included_config_problem(args: list[str]) -> str | None:
+    """A message where a config file's ``config:`` key (jsonargparse's include) would drop its own settings
+    silently: ones given before the ``config:`` line that the included files set again (what the include
+    loads wins over the lines before it), or model settings after it without a class_path where the included
+    files name a model class (jsonargparse then builds its default class, DAGMM, with them)."""
     for path in config_files(args, ("--config", "-c")):
-        try:
-            content = read_config(path) if path.is_file() else None
-        except (yaml.YAMLError, OSError, UnicodeDecodeError):  # reported elsewhere
+        content = config_content(path)
+        if content is None or not isinstance(content.get("config"), str):
             continue
-        if not isinstance(content, dict) or not isinstance(content.get("config"), str):
-            continue
-        model = content.get("model")
-        if isinstance(model, dict) and "class_path" not in model:
-            named = included_model_class(path.parent / content["config"])
-            if named is not None and named.rsplit(".", 1)[-1] != "DAGMM":
-                return (
-                    f"{path} sets model settings beside `config: {content['config']}` (which names {named}) "
-                    "without a model class_path of its own: jsonargparse would then train its default class, DAGMM; "
-                    f"add `class_path: {named}` under model in {path}, or give the settings in a second --config "
-                    "after the first"
+        include, keys = path.parent / content["config"], list(content)
+        before = config_keys({key: content[key] for key in keys[: keys.index("config")]})
+        included = set()
+        for file in config_files(["--config", str(include)], ("--config",)):
+            included |= config_keys(config_content(file) or {})
+        again = sorted(
+            k for k in before if any(k == i or i.startswith(f"{k}.") or k.startswith(f"{i}.") for i in included)
+        )
+        if again:
+            return (
+                f"{path} sets {', '.join(again[:3])}{' ...' if len(again) > 3 else ''} before its `config: "
+                f"{content['config']}` line, and that file sets {'it' if len(again) == 1 else 'them'} again: what "
+                "config: loads wins over the lines before it; put the config: line first"
+                + (
+                    ", and model settings after it as dotted keys (model.init_args.lr: 0.5) or under model with its "
+                    "class_path"
+                    if any(k.startswith("model.") for k in again)
+                    else ""
                 )
+            )
+        after = keys[keys.index("config") + 1 :]  # the model mapping before it keeps what config: names
+        model, named = content.get("model") if "model" in after else None, included_model_class(include)
+        if isinstance(model, dict) and "class_path" not in model and named and named.rsplit(".", 1)[-1] != "DAGMM":
+            return (
+                f"{path} sets model settings after `config: {content['config']}` (which names {named}) without a "
+                "model class_path of its own: jsonargparse would then train its default class, DAGMM; add "
+                f"`class_path: {named}` under model, or write each setting as a dotted key (model.init_args.lr: 0.5)"
+            )
     return None
 
 
@@ -247,10 +280,7 @@ def overridden_options(args: list[str]) -> str | None:
                 continue
             keys = set()
             for path in config_files(["--config", value], ("--config",)):
-                try:
-                    keys |= config_keys(read_config(path) if path.is_file() else None)
-                except (yaml.YAMLError, OSError, UnicodeDecodeError):  # reported elsewhere
-                    continue
+                keys |= config_keys(config_content(path))
             for key, option in earlier:  # the same setting, or one inside the other (logger, logger.version)
                 if any(k == key or k.startswith(f"{key}.") or key.startswith(f"{k}.") for k in keys):
                     return (
@@ -268,21 +298,21 @@ def overridden_options(args: list[str]) -> str | None:
     return None
 
 
-def contamination_given(args: list[str]) -> str | None:
-    """Where the command line sets the model's contamination itself: the option, or a config file or inline
-    ``--model`` settings that set it in their own lines (not by a file they include: configs/pu.yaml keeps
-    configs/dagmm.yaml's); None where it does not."""
+def contamination_given(args: list[str]) -> tuple[str, str] | None:
+    """Where the command line sets the model's contamination itself, as (the setting's name, where): the
+    option, or a config file or inline ``--model`` settings that set it in their own lines (not by a file
+    they include: configs/pu.yaml keeps configs/dagmm.yaml's); None where it does not."""
     if any(re.fullmatch(r"--model(\.init_args)?\.contamination(=.*)?", str(arg)) for arg in args):
-        return "--model.init_args.contamination"
+        return "--model.init_args.contamination", ""
     for option, prefix in (("--config", ""), ("-c", ""), ("--model", "model.")):
         for value in option_values(args, option):
             inline = value.lstrip().startswith("{")
             try:
-                content = yaml.safe_load(value) if inline else read_config(Path(value))
-            except (yaml.YAMLError, OSError, UnicodeDecodeError):  # not a file, or one reported elsewhere
+                content = load_yaml(value) if inline else config_content(Path(value))
+            except yaml.YAMLError:  # jsonargparse reports it
                 continue
             if isinstance(content, dict) and "model.contamination" in config_keys(content, prefix):
-                return f"contamination (in {option} {'{...}' if inline else value})"
+                return "contamination", f" (set in {option} {'{...}' if inline else value})"
     return None
 
 
@@ -296,16 +326,12 @@ def competing_model_classes(args: list[str]) -> str | None:
     for value in option_values(args, "--config", "-c"):
         name, whole = None, False
         for path in config_files(["--config", value], ("--config",)):  # the file, then what it includes
-            try:
-                content = read_config(path) if path.is_file() else None
-            except (yaml.YAMLError, OSError, UnicodeDecodeError):  # reported elsewhere
-                continue
-            if not isinstance(content, dict):
+            content = config_content(path)
+            if content is None:
                 continue
             whole = whole or bool({"data", "trainer", "seed_everything"} & set(content))
-            model = content.get("model")
-            if name is None and isinstance(model, dict) and isinstance(model.get("class_path"), str):
-                name = model["class_path"].rsplit(".", 1)[-1]
+            if name is None and model_class_named(content) is not None:
+                name = model_class_named(content).rsplit(".", 1)[-1]
         if name is not None:
             named.append((value, name, whole))
     for (first, one, whole_one), (second, other, whole_other) in itertools.combinations(named, 2):
@@ -331,13 +357,8 @@ def whole_config_as_data(args: list[str]) -> str | None:
     """A message if ``--data FILE`` names a whole config (``data:``, ``model:`` ... sections, as
     configs/data/*.yaml: ``dagmm benchmark --data`` takes those), which fit's ``--data`` does not take."""
     for value in option_values(args, "--data"):
-        try:
-            content = read_config(Path(value)) if Path(value).is_file() else None
-        except (yaml.YAMLError, OSError, UnicodeDecodeError):  # reported elsewhere
-            continue
-        sections = (
-            sorted(set(content) & {"data", "model", "trainer", "seed_everything"}) if isinstance(content, dict) else []
-        )
+        content = config_content(Path(value))
+        sections = sorted(set(content) & {"data", "model", "trainer", "seed_everything"}) if content else []
         if sections:
             return (
                 f"--data {value} is a whole config (its {', '.join(sections)} sections): give it with --config "
@@ -702,7 +723,7 @@ class DAGMMCLI(LightningCLI):
         given = sys.argv[1:] if args is None else self._args
         problem = next((p for p in map(config_file_problem, config_files(given)) if p is not None), None)
         problem = problem or overridden_options(given) or whole_config_as_data(given) or checkpoint_print_config(given)
-        problem = problem or competing_model_classes(given) or model_class_dropped(given)
+        problem = problem or competing_model_classes(given) or included_config_problem(given)
         if problem is not None:
             subcommands = getattr(getattr(parser, "_subcommands_action", None), "_name_parser_map", {})
             (subcommands.get(given[0], parser) if given else parser).error(problem)
@@ -744,7 +765,8 @@ class DAGMMCLI(LightningCLI):
             )
         given = contamination_given(self._args if self._args is not None else sys.argv[1:])
         if not quantile and contamination is not None and given:
-            warn(f"{given} {contamination:g} plays no part for {type(self.model).__name__}: {THRESHOLD_RULE}")
+            name, where = given
+            warn(f"{name} {contamination:g}{where} plays no part for {type(self.model).__name__}: {THRESHOLD_RULE}")
         if spawned(trainer) and trainer.logger is not None:
             trainer.logger.version  # noqa: B018 - fixed here, else each spawn (fit, the validation after) picks a new one
         metrics = next((c for c in trainer.callbacks if isinstance(c, AnomalyMetrics)), None)
@@ -864,11 +886,8 @@ def checkpoint_print_config(args: list[str]) -> str | None:
         return None
     value = ""
     for path in config_files(args, ("--config",)):  # a config file's own ckpt_path (the last one read wins)
-        try:
-            content = read_config(path) if path.is_file() else None
-        except (yaml.YAMLError, OSError, UnicodeDecodeError):  # reported elsewhere
-            continue
-        if isinstance(content, dict) and content.get("ckpt_path") is not None:
+        content = config_content(path)
+        if content is not None and content.get("ckpt_path") is not None:
             value = str(content["ckpt_path"])
     if "--ckpt_path" in flags:
         at = flags.index("--ckpt_path")
@@ -917,15 +936,12 @@ def keys_given(args: list[str], section: str) -> set[str]:
     keys = dotted(args, f"--{section}.")
     for value in option_values(args, f"--{section}"):  # the group's own settings: a file, inline YAML or a class
         try:
-            keys |= settings(read_config(Path(value)) if Path(value).is_file() else yaml.safe_load(value))
+            keys |= settings(read_config(Path(value)) if Path(value).is_file() else load_yaml(value))
         except (yaml.YAMLError, OSError, UnicodeDecodeError):  # jsonargparse reports it
             continue
     for path in config_files(args, ("--config",)):
-        try:
-            content = read_config(path) if path.is_file() else None
-        except (yaml.YAMLError, OSError, UnicodeDecodeError):
-            continue
-        if isinstance(content, dict):
+        content = config_content(path)
+        if content is not None:
             keys |= settings(content.get(section)) | dotted(content, f"{section}.")
     return keys - {"help"}
 

@@ -39,6 +39,7 @@ from dagmm_lightning.errors import (
     check_choice,
     check_range,
     existing_file,
+    make_folder_of,
     warn,
 )
 from dagmm_lightning.labels import KNOWN_NORMAL, LABELLED_ANOMALY, UNLABELLED
@@ -182,10 +183,12 @@ class DAGMMDetector(BaseEstimator):
                 array = np.asarray(X)
             except ValueError as err:  # e.g. rows of different lengths
                 raise DataError(f"X is not a table of rows x features: {err}") from None
+            if isinstance(X, Mapping):  # columns by name
+                raise DataError("X is a dict; pass pd.DataFrame(X), which makes its entries the columns")
             if array.ndim == 0:  # None, a string, a number
                 raise DataError(
-                    f"X must be a table of rows x features (a numpy array or a pandas DataFrame), got a "
-                    f"{type(X).__name__}"
+                    "X must be a table of rows x features (a numpy array or a pandas DataFrame), got an object of "
+                    f"type {type(X).__name__}"
                 )
             if array.ndim == 1 and len(array) and isinstance(array[0], Mapping):  # records
                 raise DataError("X is a list of dicts (one per row?): pass pd.DataFrame(X), which names the columns")
@@ -372,7 +375,8 @@ class DAGMMDetector(BaseEstimator):
         ``y`` only for the ``mixed_loss`` and ``pu`` variants (1 labelled anomaly, 0 labelled normal, -1
         unlabelled). Sets ``decision_scores_``, ``threshold_`` and ``labels_``."""
         try:
-            return self._fit(X, y)
+            with _PROCESS_STATE:  # one fit at a time: threads share the generators (the seed's draw included)
+                return self._fit(X, y)
         except BaseException:  # Ctrl-C included: unfitted, not half of this fit and half of an earlier one
             for name in [name for name in vars(self) if name.endswith("_") and not name.startswith("__")]:
                 delattr(self, name)
@@ -438,7 +442,7 @@ class DAGMMDetector(BaseEstimator):
             self.feature_names_in_ = names
         elif hasattr(self, "feature_names_in_"):
             del self.feature_names_in_
-        with _PROCESS_STATE, _callers_random_state():  # one fit at a time: threads share the generators
+        with _callers_random_state():
             self._train(data, len(frame))
         self.model_.eval()
         self.decision_scores_ = self.decision_function(X)
@@ -612,11 +616,10 @@ class DAGMMDetector(BaseEstimator):
         state = {"params": self.get_params(), "state_dict": self.model_.state_dict(), **model, **fitted}
         names = getattr(self, "feature_names_in_", None)
         state["feature_names_in"] = None if names is None else names.tolist()
+        make_folder_of(path)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            torch.save({**state, "n_features_in": self.n_features_in_}, path)
-        except (FileExistsError, NotADirectoryError):
-            raise DataError(f"cannot write {path}: a file stands where its folder would be") from None
+            with open(path, "wb") as file:  # opened here: torch.save's own open fails with a RuntimeError
+                torch.save({**state, "n_features_in": self.n_features_in_}, file)
         except OSError as err:
             raise DataError(f"cannot write {path}: {err.strerror or err}") from None
 
@@ -703,8 +706,8 @@ def _is_number(value) -> bool:
     return True
 
 
-# Training seeds the process's global generators (the model reseeds at each epoch) and sets its warning
-# filters and log levels: fits in several threads of one process (joblib's threading backend) take turns
+# Training seeds the process's global generators (the model reseeds at each epoch) and sets Lightning's log
+# levels: fits in several threads of one process (joblib's threading backend) take turns
 _PROCESS_STATE = threading.RLock()
 
 

@@ -8,10 +8,10 @@ import warnings
 from pathlib import Path
 from typing import Any, get_args
 
-# The modules a warning is not shown as coming from: ours, and Lightning's and torch's between a user's call
-# and our hooks (a detector's fit runs the model's hooks inside Lightning's loops)
+# The modules a warning is not shown as coming from: ours, and those between a user's call and our code
+# (a detector's fit runs the model's hooks inside Lightning's loops)
 LIBRARIES = ("dagmm_lightning.", "lightning.", "lightning_fabric.", "pytorch_lightning.", "lightning_utilities.")
-LIBRARIES += ("torch.",)
+LIBRARIES += ("torch.", "jsonargparse.", "sklearn.", "joblib.")  # (a CLI built in Python; a grid search's fits)
 
 
 class DAGMMError(Exception):
@@ -78,6 +78,16 @@ def existing_file(path: str | Path) -> Path:
     if not path.is_file():
         raise DataError(f"no such file: {path}")
     return path
+
+
+def make_folder_of(path: Path) -> None:
+    """Makes the folder ``path`` is written to, where missing; a ``DataError`` where it cannot be."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise DataError(f"cannot write {path}: a file stands where its folder would be") from None
+    except OSError as err:
+        raise DataError(f"cannot write {path}: {err.strerror or err}") from None
 
 
 def check_choice(name: str, value: Any, choices: Any) -> None:

@@ -8,7 +8,7 @@ import pandas as pd
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
-from dagmm_lightning.errors import DataError
+from dagmm_lightning.errors import DataError, make_folder_of
 
 OTHER_FORMATS = (".parquet", ".pq", ".npz", ".npy", ".json", ".xlsx", ".xls", ".feather", ".pkl", ".pickle")
 COLUMNS = {"index": torch.long, "score": torch.float64, "prediction": torch.long, "label": torch.long}
@@ -51,12 +51,7 @@ class PredictionCSVWriter(BasePredictionWriter):
         source = getattr(trainer.datamodule, "predict_file", None)
         if source is not None and Path(source).resolve() == self.written_to.resolve():
             raise DataError(f"--prediction_writer.output_path {self.written_to} is the file being scored; name another")
-        try:
-            self.written_to.parent.mkdir(parents=True, exist_ok=True)
-        except (FileExistsError, NotADirectoryError):
-            raise DataError(f"cannot write {self.written_to}: a file stands where its folder would be") from None
-        except OSError as err:
-            raise DataError(f"cannot write {self.written_to}: {err.strerror or err}") from None
+        make_folder_of(self.written_to)
         part = self._part_path(trainer, trainer.global_rank)
         try:
             self._part = open(part, "w", newline="")  # noqa: SIM115

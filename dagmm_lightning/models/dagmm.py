@@ -234,11 +234,6 @@ class DAGMM(L.LightningModule):
                 check_layer_sizes(name, sizes)
         if latent_dim is not None and not latent_dim >= 1:
             raise ConfigurationError(f"latent_dim must be >= 1 (or null: from the data), got {latent_dim}")
-        if latent_dim is not None and latent_dim > input_dim:
-            warn(
-                f"latent_dim {latent_dim} is wider than the {input_dim} input features: the autoencoder compresses "
-                "nothing (DAGMM's latent is narrower than its input; null chooses it from the data)"
-            )
         if n_components is not None and not n_components >= 1:
             raise ConfigurationError(f"n_components must be >= 1 (or null: from the data), got {n_components}")
         check_choice("inference", inference, Inference)
@@ -619,6 +614,12 @@ class DAGMM(L.LightningModule):
         datamodule = self.trainer.datamodule
         if stage == "fit":
             self._trained_on = None  # trained on this run's data from now on
+            latent, width = self.hparams.latent_dim, self.hparams.input_dim
+            if latent is not None and latent > width:  # (at fit, not each time a checkpoint loads)
+                warn(
+                    f"latent_dim {latent} is wider than the {width} input features: the autoencoder compresses "
+                    "nothing (DAGMM's latent is narrower than its input; null chooses it from the data)"
+                )
         elif self._trained_on is not None and hasattr(datamodule, "is_data_of"):  # a loaded model
             # the checkpoint's encoding and scaling; refused where this split's test rows overlap its training
             # rows (other data, a table of new rows, has none to overlap)

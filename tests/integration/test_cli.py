@@ -384,7 +384,9 @@ def test_threshold_rows_val_sets_the_threshold_on_the_held_out_rows(tmp_path, ca
     )
     inline = ["--config", "configs/pu.yaml", "--model", '{"init_args": {"contamination": 0.05}}']
     for i, where in enumerate((["--config", str(own)], inline)):  # had: the command line's option only
-        with pytest.warns(UserWarning, match=r"contamination \(in (--config .*own_pu.yaml|--model \{...\})\) 0.05 pl"):
+        with pytest.warns(
+            UserWarning, match=r"contamination 0.05 \(set in (--config .*own_pu.yaml|--model \{...\})\) plays"
+        ):
             run(["fit", *where, "--trainer.max_steps", "1"], tmp_path / f"pu_given{i}")
     c = float(pu.model.model.c)
     assert float(pu.model.model.calibration.threshold) == pytest.approx(1 - c / 2)

@@ -144,6 +144,18 @@ def test_verbose_fit_shows_the_bar_and_passes_under_warnings_as_errors(capfd):
     assert "Epoch 0: 100%" in capfd.readouterr().out
 
 
+def test_a_latent_wider_than_the_input_is_warned_of_at_fit_only(tmp_path):
+    x = blobs(n=200, outliers=10)[0]  # 5 features
+    wide = DAGMMDetector(epochs=1, members=1, latent_dim=6, hidden_dims=(8,), random_state=0)
+    with pytest.warns(DAGMMWarning, match="latent_dim 6 is wider than the 5 input features: the autoencoder"):
+        wide.fit(x)  # had: trained silently
+    wide.save(tmp_path / "wide.pt")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        DAGMMDetector.load(tmp_path / "wide.pt")  # said at fit, not again at each load
+        DAGMMDetector(epochs=1, members=1, latent_dim=5, hidden_dims=(8,), random_state=0).fit(x)  # as wide: sizing's
+
+
 def test_a_numpy_random_state_draws_the_seed():
     x = blobs(n=200, outliers=10)[0]
     drawn = DAGMMDetector(epochs=1, members=1, random_state=np.random.RandomState(7)).fit(x)
@@ -255,6 +267,8 @@ def test_save_load_gives_identical_scores(fitted, tmp_path):
         DAGMMDetector.load(tmp_path / "other.joblib")
     with pytest.raises(DataError, match="is a folder; name a file in it"):  # had: torch's inline_container error
         det.save(tmp_path)
+    with pytest.raises(DataError, match="cannot write /proc/det.pt: "):  # had: torch's RuntimeError (root too)
+        det.save("/proc/det.pt")
 
 
 def test_save_and_load_expand_the_home_folder_and_name_a_missing_variant_class(fitted, tmp_path, monkeypatch):
@@ -450,9 +464,14 @@ def test_label_aware_variants_fit():
             "the first 'tcp' at row 0, column 1: text; pass a pandas DataFrame",
         ),
         (lambda x: x[:, 0], DataError, "must be 2-D .* Reshape your data with X.reshape"),
-        (lambda x: None, DataError, "X must be a table of rows x features .*, got a NoneType$"),  # had: 'Reshape'
-        (lambda x: "rows.csv", DataError, "X must be a table of rows x features .*, got a str$"),
+        (
+            lambda x: None,
+            DataError,
+            "X must be a table of rows x features .*, got an object of type NoneType$",
+        ),  # had: 'Reshape'
+        (lambda x: "rows.csv", DataError, "X must be a table of rows x features .*, got an object of type str$"),
         (lambda x: [{"a": 1.0}, {"a": 2.0}], DataError, r"X is a list of dicts .*: pass pd.DataFrame\(X\)"),
+        (lambda x: {"a": [1.0, 2.0]}, DataError, r"X is a dict; pass pd.DataFrame\(X\)"),
         (lambda x: np.array([[{"a": 1}] * 5], dtype=object), TypeError, "X holds a dict at row 0, column 0"),
         (
             lambda x: np.array([[1.0, None, "a", [2], 3.0]], dtype=object),

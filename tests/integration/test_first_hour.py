@@ -478,6 +478,7 @@ def test_only_the_commands_own_user_warnings_are_relabelled(monkeypatch):
 
     from dagmm_lightning import scoring
     from dagmm_lightning.__main__ import own_warnings_as_lines
+    from dagmm_lightning.errors import DAGMMWarning
 
     def before(message, category, filename, lineno, line=None):  # Python's, or Lightning's, or an earlier main()'s
         return f"{filename}:{lineno}: {category.__name__}: {message}\n"
@@ -488,9 +489,11 @@ def test_only_the_commands_own_user_warnings_are_relabelled(monkeypatch):
     own_warnings_as_lines()  # main called again in the process: had wrapped its own wrapper
     assert warnings.formatwarning is installed is not before
     ours = scoring.__file__
-    assert warnings.formatwarning("few rows", UserWarning, ours, 80) == "dagmm: warning: few rows\n"
+    assert warnings.formatwarning("few rows", DAGMMWarning, "/elsewhere/cell.py", 8) == "dagmm: warning: few rows\n"
     numpy_like = warnings.formatwarning("invalid value encountered in divide", RuntimeWarning, ours, 80)
     assert numpy_like == before("invalid value encountered in divide", RuntimeWarning, ours, 80)  # had: relabelled
+    lightnings = warnings.formatwarning("self.log called", UserWarning, ours, 80)  # its stacklevel in our hook
+    assert lightnings == before("self.log called", UserWarning, ours, 80)
     elsewhere = warnings.formatwarning("x", UserWarning, "/elsewhere/module.py", 3)
     assert elsewhere == before("x", UserWarning, "/elsewhere/module.py", 3)
 
@@ -697,25 +700,37 @@ def test_configs_jsonargparse_reads_are_not_refused_before_it(tmp_path, capsys, 
     assert exit_info.value.code in (0, None) and "max_epochs: 7" in out and "lr: 0.5" in out
 
 
-def test_a_config_that_includes_a_variants_config_keeps_its_class_or_is_refused(tmp_path, capsys, monkeypatch):
+def test_a_config_that_includes_a_variants_config_keeps_its_class_and_settings_or_is_refused(
+    tmp_path, capsys, monkeypatch
+):
     monkeypatch.chdir(ROOT)
     from dagmm_lightning.__main__ import main
 
-    settings = "model:\n  init_args:\n    lr: 0.5\n"
-    (tmp_path / "mine.yaml").write_text(f"config: {ROOT / 'configs/vae.yaml'}\n{settings}")
-    with pytest.raises(SystemExit) as exit_info:  # had: trained DAGMM with the settings, silently
-        main(["fit", "--config", str(tmp_path / "mine.yaml"), "--print_config"])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert (
-        exit_info.value.code == 2
-        and "(which names dagmm_lightning.models.DAGMMVAE) without a model class_path" in err[0]
-    )
+    vae, settings = ROOT / "configs/vae.yaml", "model:\n  init_args:\n    lr: 0.5\n"
+    (tmp_path / "short.yaml").write_text("model: dagmm_lightning.models.DAGMMVAE\n")  # the class as a string
+    refused = {  # each had trained with a setting or the class dropped, silently
+        f"config: {vae}\n{settings}": r"\(which names dagmm_lightning.models.DAGMMVAE\) without a model class_path",
+        f"config: short.yaml\n{settings}": r"\(which names dagmm_lightning.models.DAGMMVAE\) without a model class_pa",
+        f"{settings}config: {vae}\n": "sets model.lr before its `config: .*vae.yaml` line, and that file sets it again",
+    }
+    for i, (content, message) in enumerate(refused.items()):
+        (tmp_path / f"no{i}.yaml").write_text(content)
+        with pytest.raises(SystemExit) as exit_info:
+            main(["fit", "--config", str(tmp_path / f"no{i}.yaml"), "--print_config"])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert exit_info.value.code == 2 and re.search(message, err[0]), err[0]
     named = settings.replace("model:\n", "model:\n  class_path: dagmm_lightning.models.DAGMMVAE\n")
-    plain = f"config: {ROOT / 'configs/dagmm.yaml'}\n{settings}"  # the default class: nothing to lose
-    for i, content in enumerate((f"config: {ROOT / 'configs/vae.yaml'}\n{named}", plain)):
+    kept = {  # content: whether it trains DAGMMVAE
+        f"config: {vae}\n{named}": True,
+        f"config: {vae}\nmodel.init_args.lr: 0.5\n": True,
+        f"model:\n  init_args:\n    em_steps: 3\nconfig: {vae}\ntrainer.max_epochs: 3\n": True,  # not vae.yaml's
+        f"config: {ROOT / 'configs/dagmm.yaml'}\n{settings}": False,  # the default class: nothing to lose
+    }
+    for i, (content, variant) in enumerate(kept.items()):
         (tmp_path / f"ok{i}.yaml").write_text(content)
         with pytest.raises(SystemExit) as exit_info:
             main(["fit", "--config", str(tmp_path / f"ok{i}.yaml"), "--print_config"])
         out = capsys.readouterr().out
-        assert exit_info.value.code in (0, None) and "lr: 0.5" in out
-        assert ("DAGMMVAE" in out) == (i == 0)
+        assert exit_info.value.code in (0, None) and ("lr: 0.5" in out) == ("lr: 0.5" in content)
+        assert ("DAGMMVAE" in out) == variant
+        assert ("em_steps: 3" in out) == ("em_steps" in content)
