@@ -5,6 +5,7 @@ from __future__ import annotations
 import bz2
 import csv
 import gzip
+import importlib.util
 import io
 import json
 import lzma
@@ -133,6 +134,11 @@ def csv_delimiter(path: Path) -> str:
     (a ragged row), the one that splits the header row into the most. A comma on a tie, for one column,
     and for the archives pandas opens itself (.zip, .zst, .tar)."""
     suffix = Path(path).suffix.lower()
+    if suffix == ".zst" and importlib.util.find_spec("zstandard") is None:  # (every CSV read asks this first)
+        raise DataError(
+            f"{path}: pandas reads .zst files with the zstandard package, which is not installed: pip install "
+            "zstandard, or decompress it (zstd -d) or recompress it as .gz"
+        )
     if suffix in (".zip", ".zst", ".tar", ".tgz"):
         return ","
     try:

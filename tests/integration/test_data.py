@@ -602,6 +602,20 @@ def test_the_separator_is_read_from_the_header_respecting_quotes_and_archives(tm
     assert csv_delimiter(tmp_path / "z.csv.zip") == ","  # pandas opens the archive itself
 
 
+def test_a_zst_csv_without_zstandard_is_refused_in_one_line(tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "zstandard" else real(name, *a))
+    (tmp_path / "t.csv.zst").write_bytes(b"\x28\xb5\x2f\xfd not really zstd")
+    from dagmm_lightning.data.loaders import read_user_table
+    from dagmm_lightning.data.streaming import scan_file
+
+    for read in (read_user_table, lambda path: scan_file(path, None, None, 10)):  # had: pandas' ImportError, deep
+        with pytest.raises(DataError, match=r"t.csv.zst: pandas reads .zst files with the zstandard package, which"):
+            read(tmp_path / "t.csv.zst")
+
+
 @pytest.mark.parametrize("sep", [";", "\t", "|"])
 def test_a_csv_separated_by_semicolons_tabs_or_bars_reads_as_with_commas(tmp_path, sep):
     from dagmm_lightning.data.loaders import read_user_table
