@@ -16,6 +16,7 @@ from dagmm_lightning.data.tables import (
     PARQUET_SUFFIXES,
     RawTable,
     category_text,
+    check_last_row_complete,
     check_no_repeated_header,
     check_unlisted_text,
     csv_delimiter,
@@ -292,6 +293,7 @@ def read_user_table(
     if not parquet:
         warn_if_headerless(list(frame.columns), path)
         check_no_repeated_header(frame, path)
+        check_last_row_complete(path, csv_delimiter(path), frame.shape[1])
     if len(frame) == 0:
         raise DataError(f"{path} has a header but no rows")
     labels = None

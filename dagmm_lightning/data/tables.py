@@ -198,6 +198,29 @@ def ragged_line(path: Path, delimiter: str) -> str:
         return ""
 
 
+def check_last_row_complete(path: Path, delimiter: str, width: int) -> None:
+    """A ``DataError`` where an uncompressed CSV's last line holds fewer fields than its header's ``width``
+    (a file cut short, as a copy or a download that stopped): pandas' reader fills the missing fields with
+    NaN, which a text column takes as a category (the chunked reader refuses such a row). Only the file's
+    tail is read; a last line with a quote is left be (its row may start on an earlier line)."""
+    if Path(path).suffix.lower() != ".csv":
+        return
+    try:
+        with open(path, "rb") as file:
+            file.seek(max(0, file.seek(0, io.SEEK_END) - (1 << 16)))
+            lines = [line for line in file.read().decode("utf-8", errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return
+    if len(lines) < 2 or '"' in lines[-1]:
+        return
+    fields = len(next(csv.reader([lines[-1]], delimiter=delimiter)))
+    if fields < width:
+        raise DataError(
+            f"{path}: its last line holds {fields} field{'s' * (fields != 1)}, the header {width} (a file cut short?): "
+            f"{lines[-1][:80]!r}; complete or remove it"
+        )
+
+
 HEADERLESS_WARNED: set[str] = set()
 
 

@@ -602,6 +602,20 @@ def test_the_separator_is_read_from_the_header_respecting_quotes_and_archives(tm
     assert csv_delimiter(tmp_path / "z.csv.zip") == ","  # pandas opens the archive itself
 
 
+def test_a_csv_cut_short_in_its_last_line_is_refused_in_memory_as_in_chunks(tmp_path):
+    from dagmm_lightning.data.loaders import read_user_table
+    from dagmm_lightning.data.streaming import scan_file
+
+    frame = pd.DataFrame({"a": np.arange(60.0) % 7, "b": np.arange(60.0) % 5, "kind": ["tcp", "udp", "icmp"] * 20})
+    whole = frame.to_csv(index=False)
+    (tmp_path / "cut.csv").write_text(whole[: whole.rindex(",")])  # the last row lost its text field
+    for read in (read_user_table, lambda path: scan_file(path, None, None, 10)):
+        with pytest.raises(DataError, match=r"(last line holds 2 fields, the header 3 \(a file cut short|Expected 3)"):
+            read(tmp_path / "cut.csv")  # in memory had: trained, the missing field a category 'nan'
+    (tmp_path / "whole.csv").write_text(whole.rstrip("\n"))  # no newline at the end: complete all the same
+    assert read_user_table(tmp_path / "whole.csv").features.shape == (60, 3)
+
+
 def test_a_zst_csv_without_zstandard_is_refused_in_one_line(tmp_path, monkeypatch):
     import importlib.util
 
