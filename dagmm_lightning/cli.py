@@ -42,12 +42,7 @@ from dagmm_lightning.callbacks.metrics import LAST_STEP_VALIDATED  # noqa: E402
 from dagmm_lightning.data import AnomalyDataModule  # noqa: E402
 from dagmm_lightning.data.batches import batch_bounds  # noqa: E402
 from dagmm_lightning.data.datamodule import TABLE, default_data_dir  # noqa: E402
-from dagmm_lightning.errors import (  # noqa: E402
-    ConfigurationError,
-    DataError,
-    own_error,
-    warn,  # noqa: E402
-)
+from dagmm_lightning.errors import ConfigurationError, DataError, own_error, warn  # noqa: E402
 from dagmm_lightning.labels import KNOWN_NORMAL  # noqa: E402
 from dagmm_lightning.models import DAGMM  # noqa: E402
 from dagmm_lightning.models.dagmm import FIT_COUNTS_KEY, contamination_from_labels  # noqa: E402

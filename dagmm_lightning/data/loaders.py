@@ -267,22 +267,19 @@ def read_user_table(
         if label_column not in (None, "y") and not label_optional:
             raise DataError(f"{path.name} is an NPZ file: its labels are its array 'y', not a column {label_column!r}")
         return read_npz_file(path, missing_unknown=label_optional)
+    parquet = path.suffix.lower() in PARQUET_SUFFIXES
+    delimiter = None if parquet else csv_delimiter(path)
     try:
         with warnings.catch_warnings():  # index_col=False: a row longer than the header is an error, not an index
             warnings.simplefilter("error", pd.errors.ParserWarning)
-            parquet = path.suffix.lower() in PARQUET_SUFFIXES
             # named symbolic columns as text, as written (007, as the chunked reader reads them), not numbers
             text = dict.fromkeys(symbolic_columns or [], str)
-            frame = (
-                pd.read_parquet(path)
-                if parquet
-                else pd.read_csv(path, sep=csv_delimiter(path), index_col=False, dtype=text)
-            )
+            frame = pd.read_parquet(path) if parquet else pd.read_csv(path, sep=delimiter, index_col=False, dtype=text)
     except pd.errors.EmptyDataError:
         raise DataError(f"{path} is empty") from None
     except pd.errors.ParserWarning:
         raise DataError(
-            f"{path}: rows have more fields than the header{ragged_line(path, csv_delimiter(path))}; a separator "
+            f"{path}: rows have more fields than the header{ragged_line(path, delimiter)}; a separator "
             "inside values (a decimal comma?), or "
             "a line above the header (a title, a comment, Excel's sep=)?"
         ) from None
@@ -293,7 +290,7 @@ def read_user_table(
     if not parquet:
         warn_if_headerless(list(frame.columns), path)
         check_no_repeated_header(frame, path)
-        check_last_row_complete(path, csv_delimiter(path), frame.shape[1])
+        check_last_row_complete(path, delimiter, frame.shape[1])
     if len(frame) == 0:
         raise DataError(f"{path} has a header but no rows")
     labels = None
