@@ -47,6 +47,7 @@ DEFAULT_SHARE = 0.5  # of each, in its split
 SPLIT_SETTINGS = ("protocol", "split", "val_fraction", "labelled_anomalies", "labelled_fraction", "train_contamination")
 TABLE = "table"  # a user's CSV / Parquet / NPZ file, given by ``path``
 FEW_TRAINING_ROWS = 20  # fewer are warned about
+WHOLE_READ_WARNED_BYTES = 64 * 2**20  # a file predict reads whole (not in chunks) at least this large is warned about
 TRAINING_VALUES = "training_values_v1"  # the key of their hash: a new one when encoding or scaling rows changes
 Dataset = Literal["breast_cancer", "kddcup99", "kddcup_rev", "thyroid", "arrhythmia", "table"]
 
@@ -472,6 +473,12 @@ class AnomalyDataModule(L.LightningDataModule):
             prep, label = self.preprocessor, self.label_column
             return FileRows(self.predict_file, prep, label, self.eval_batch_size, ignored=self.ignore_columns)
         if self.dataset == TABLE:
+            size = Path(self.predict_file).stat().st_size if Path(self.predict_file).is_file() else 0
+            if size >= WHOLE_READ_WARNED_BYTES:  # (an .xz file of 4M rows took 12 GB)
+                warn(
+                    f"{Path(self.predict_file).name} ({size / 2**20:,.0f} MiB) is read whole into memory: only "
+                    f"{', '.join(STREAMED_SUFFIXES)} files are read in chunks; convert a file larger than memory"
+                )
             symbolic = list(self.preprocessor.categories)  # as trained: nothing inferred from these rows
             table = read_user_table(self.predict_file, self.label_column, symbolic, True, self.ignore_columns)
         elif self.dataset in DATASETS:

@@ -134,6 +134,31 @@ def test_an_npz_scored_against_a_model_of_named_columns_says_it_has_no_names(tmp
         scoring.predict_dataloader()
 
 
+def test_predict_warns_of_a_large_file_it_reads_whole_and_not_of_one_read_in_chunks(tmp_path, monkeypatch):
+    import dagmm_lightning.data.datamodule as datamodule
+
+    frame = pd.DataFrame({"speed": np.arange(60.0) % 7, "size": np.arange(60.0) % 5, "label": 0})
+    frame.to_csv(tmp_path / "rows.csv", index=False)
+    frame.to_csv(tmp_path / "rows.csv.xz", index=False)
+    settings = dict(dataset="table", path=str(tmp_path / "rows.csv"), label_column="label", seed=0)
+    fitted = AnomalyDataModule(**settings)
+    fitted.setup("fit")
+    size = (tmp_path / "rows.csv.xz").stat().st_size
+    message = "rows.csv.xz (0 MiB) is read whole into memory: only .csv, .csv.gz, .csv.bz2, .parquet, .pq files "
+    message += "are read in chunks; convert a file larger than memory"
+    for limit, said in ((size + 1, False), (size, True)):
+        monkeypatch.setattr(datamodule, "WHOLE_READ_WARNED_BYTES", limit)
+        for name in ("rows.csv.xz", "rows.csv"):
+            scoring = AnomalyDataModule(**settings, predict_file=str(tmp_path / name))
+            scoring.setup("predict")
+            scoring.load_state_dict(fitted.state_dict())
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                assert len(list(scoring.predict_dataloader())) == 1
+            whole = [str(w.message) for w in caught if "read whole into memory" in str(w.message)]
+            assert whole == ([message] if said and name.endswith(".xz") else [])  # a .csv: in chunks, any size
+
+
 @pytest.mark.parametrize("out_of_core", [False, True])
 def test_a_category_only_rows_outside_training_hold_is_named_at_fit_and_when_scored(tmp_path, out_of_core):
     rng = np.random.default_rng(0)
