@@ -8,6 +8,7 @@ import shutil
 import tempfile
 import uuid
 import weakref
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
@@ -54,6 +55,17 @@ Dataset = Literal["breast_cancer", "kddcup99", "kddcup_rev", "thyroid", "arrhyth
 
 def default_data_dir() -> Path:
     return Path(os.environ.get("DAGMM_DATA_DIR", "data"))
+
+
+@contextmanager
+def naming_the_file(path: str | Path | None):
+    """A DataError raised inside that does not name ``path`` is raised again with it in front (None: as is)."""
+    try:
+        yield
+    except DataError as err:
+        if path is None or str(path) in str(err):
+            raise
+        raise type(err)(f"{path}: {err}") from None
 
 
 class AnomalyDataModule(L.LightningDataModule):
@@ -343,7 +355,8 @@ class AnomalyDataModule(L.LightningDataModule):
                 hint += " (after mapping its values to 0/1, 1 = anomaly: scikit-learn's -1 is the outlier)"
             warn(f"the table has no labels: every row counts as normal, split as usual; metrics need labels{hint}")
         self.preprocessor.fit_columns(table)
-        self._encoded = None if self.out_of_core else self.preprocessor.encode(table.features)
+        with naming_the_file(self.path if self.dataset == TABLE else None):
+            self._encoded = None if self.out_of_core else self.preprocessor.encode(table.features)
         self._splits = self._make_splits(truth if truth is not None else np.zeros(n_rows, dtype=bool))
         if len(self._splits.train) < FEW_TRAINING_ROWS:
             held = self.val_fraction and self._given_splits is None
@@ -412,7 +425,8 @@ class AnomalyDataModule(L.LightningDataModule):
             weakref.finalize(self, shutil.rmtree, folder, True)
             types = column_types(self.preprocessor, self.label_column, self.ignore_columns)
             frames = lambda: read_frames(Path(self.path), CHUNK_ROWS, types)  # noqa: E731
-            rows = write_split_rows(folder, frames, self.preprocessor, splits, len(self._labels), fit_scaling)
+            with naming_the_file(self.path):
+                rows = write_split_rows(folder, frames, self.preprocessor, splits, len(self._labels), fit_scaling)
         if not shared:
             return rows
         strategy.barrier("dagmm-rows-written")

@@ -252,6 +252,12 @@ def repeated_header_row(frame: pd.DataFrame) -> int | None:
     return None
 
 
+def ordinal(n: int) -> str:
+    """1st, 2nd, 3rd, 4th, ..., 11th, 12th, 13th, ..., 21st, ..."""
+    suffix = "th" if n % 100 in (11, 12, 13) else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n:,}{suffix}"
+
+
 def check_no_repeated_header(frame: pd.DataFrame, path: Path) -> None:
     """A ``DataError`` naming the line where a CSV file's rows (``frame``, its first rows) repeat its header."""
     row = None if Path(path).suffix.lower() in PARQUET_SUFFIXES else repeated_header_row(frame)
@@ -641,7 +647,8 @@ class TablePreprocessor:
             row, col = np.argwhere(~finite)[0]
             raise DataError(
                 f"NaN/inf values {where}, the first in column {self.numeric[col]!r} at row "
-                f"{first_row + int(row)}; fill or drop them before training or scoring"
+                f"{first_row + int(row)} (the {ordinal(first_row + int(row) + 1)} data row); fill or drop them before "
+                "training or scoring"
             )
         return values
 
