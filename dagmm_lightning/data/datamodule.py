@@ -15,6 +15,7 @@ from typing import Literal
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 
 from dagmm_lightning.data.batches import InMemoryBatches
 from dagmm_lightning.data.loaders import DATASETS, read_user_table
@@ -48,7 +49,7 @@ DEFAULT_SHARE = 0.5  # of each, in its split
 SPLIT_SETTINGS = ("protocol", "split", "val_fraction", "labelled_anomalies", "labelled_fraction", "train_contamination")
 TABLE = "table"  # a user's CSV / Parquet / NPZ file, given by ``path``
 FEW_TRAINING_ROWS = 20  # fewer are warned about
-WHOLE_READ_WARNED_BYTES = 64 * 2**20  # a file predict reads whole (not in chunks) at least this large is warned about
+LARGE_FILE_BYTES = 64 * 2**20  # a table file reading is said of; predict reading one whole (not in chunks) warns
 TRAINING_VALUES = "training_values_v1"  # the key of their hash: a new one when encoding or scaling rows changes
 Dataset = Literal["breast_cancer", "kddcup99", "kddcup_rev", "thyroid", "arrhythmia", "table"]
 
@@ -316,6 +317,11 @@ class AnomalyDataModule(L.LightningDataModule):
             )
 
     def _read(self) -> None:
+        if self.dataset == TABLE and self._given_table is None:
+            size = Path(self.path).stat().st_size if Path(self.path).is_file() else 0
+            if size >= LARGE_FILE_BYTES:  # (a 2M-row CSV file takes half a minute before anything else is said)
+                how = "in chunks, its rows written to a temporary folder" if self.out_of_core else "into memory"
+                rank_zero_info(f"reading {Path(self.path).name} ({size / 2**20:,.0f} MiB) {how}")
         if self.out_of_core:
             scan = scan_file(Path(self.path), self.label_column, self.symbolic_columns, CHUNK_ROWS, self.ignore_columns)
             table, truth, n_rows = scan.head, scan.is_anomaly, scan.n_rows
@@ -488,7 +494,7 @@ class AnomalyDataModule(L.LightningDataModule):
             return FileRows(self.predict_file, prep, label, self.eval_batch_size, ignored=self.ignore_columns)
         if self.dataset == TABLE:
             size = Path(self.predict_file).stat().st_size if Path(self.predict_file).is_file() else 0
-            if size >= WHOLE_READ_WARNED_BYTES:  # (an .xz file of 4M rows took 12 GB)
+            if size >= LARGE_FILE_BYTES:  # (an .xz file of 4M rows took 12 GB)
                 warn(
                     f"{Path(self.predict_file).name} ({size / 2**20:,.0f} MiB) is read whole into memory: only "
                     f"{', '.join(STREAMED_SUFFIXES)} files are read in chunks; convert a file larger than memory"

@@ -1,4 +1,5 @@
 import gzip
+import logging
 import re
 import warnings
 
@@ -135,6 +136,23 @@ def test_an_npz_scored_against_a_model_of_named_columns_says_it_has_no_names(tmp
         scoring.predict_dataloader()
 
 
+@pytest.mark.parametrize("out_of_core", [False, True])
+def test_reading_a_large_table_file_is_said_before_it_starts(tmp_path, monkeypatch, caplog, out_of_core):
+    import dagmm_lightning.data.datamodule as datamodule
+
+    pd.DataFrame({"speed": np.arange(60.0) % 7, "label": 0}).to_csv(tmp_path / "rows.csv", index=False)
+    size = (tmp_path / "rows.csv").stat().st_size
+    caplog.set_level(logging.INFO)
+    for limit in (size + 1, size):
+        monkeypatch.setattr(datamodule, "LARGE_FILE_BYTES", limit)
+        caplog.clear()
+        module = AnomalyDataModule(dataset="table", path=str(tmp_path / "rows.csv"), out_of_core=out_of_core)
+        module.setup("fit")
+        said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("reading")]
+        how = "in chunks, its rows written to a temporary folder" if out_of_core else "into memory"
+        assert said == ([] if limit > size else [f"reading rows.csv (0 MiB) {how}"])
+
+
 def test_predict_warns_of_a_large_file_it_reads_whole_and_not_of_one_read_in_chunks(tmp_path, monkeypatch):
     import dagmm_lightning.data.datamodule as datamodule
 
@@ -148,7 +166,7 @@ def test_predict_warns_of_a_large_file_it_reads_whole_and_not_of_one_read_in_chu
     message = "rows.csv.xz (0 MiB) is read whole into memory: only .csv, .csv.gz, .csv.bz2, .parquet, .pq files "
     message += "are read in chunks; convert a file larger than memory"
     for limit, said in ((size + 1, False), (size, True)):
-        monkeypatch.setattr(datamodule, "WHOLE_READ_WARNED_BYTES", limit)
+        monkeypatch.setattr(datamodule, "LARGE_FILE_BYTES", limit)
         for name in ("rows.csv.xz", "rows.csv"):
             scoring = AnomalyDataModule(**settings, predict_file=str(tmp_path / name))
             scoring.setup("predict")
