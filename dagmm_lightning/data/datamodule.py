@@ -506,10 +506,11 @@ class AnomalyDataModule(L.LightningDataModule):
         else:
             raise DataError("a data module made from arrays has no file format for predict_file")
         try:
-            encoded = self.preprocessor.encode(table.features)
+            with naming_the_file(self.predict_file):
+                encoded = self.preprocessor.encode(table.features)
         except DataError as err:
             npz = self.dataset == TABLE and Path(self.predict_file).suffix.lower() == ".npz"
-            if not (npz and str(err).startswith("columns missing")):  # a model of an NPZ has columns x0, x1, ...
+            if not (npz and "columns missing" in str(err)):  # a model of an NPZ has columns x0, x1, ...
                 raise
             raise DataError(
                 f"{err} ({Path(self.predict_file).name} is an NPZ file: its columns have no names, x0, x1, ...; "

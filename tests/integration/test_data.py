@@ -474,6 +474,22 @@ def test_a_missing_value_in_a_table_file_is_named_with_the_file_and_how_rows_cou
     message = f"{path}: NaN/inf values in the input, the first in column 'a' at row 57 (the 58th data row)"
     with pytest.raises(DataError, match=re.escape(message)):  # had: no file named, nor how rows count
         module.setup("fit")
+    if out_of_core:
+        return
+    fitted = AnomalyDataModule(dataset="table", path=str(tmp_path / "clean.csv"), label_column="label")
+    frame.dropna().to_csv(tmp_path / "clean.csv", index=False)
+    fitted.setup("fit")
+    frame.to_csv(tmp_path / "rows.csv.xz", index=False)  # read whole to score it
+    scoring = AnomalyDataModule(
+        dataset="table",
+        path=str(tmp_path / "clean.csv"),
+        label_column="label",
+        predict_file=str(tmp_path / "rows.csv.xz"),
+    )
+    scoring.setup("predict")
+    scoring.load_state_dict(fitted.state_dict())
+    with pytest.raises(DataError, match=re.escape(f"{tmp_path / 'rows.csv.xz'}: NaN/inf values in the input")):
+        scoring.predict_dataloader()
 
 
 def test_bad_options_are_named():
