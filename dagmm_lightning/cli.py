@@ -1034,13 +1034,20 @@ def fit_summary(
     reseeded, em_steps = getattr(network, "components_reseeded", 0), getattr(network, "em_steps_run", 0)
     here = not spawned(trainer)  # a spawned run's fit ran (and counted) in its worker processes
     workers = torch.load(spawned_last, map_location="cpu", weights_only=False) if spawned_last is not None else {}
+    read, total = getattr(network, "rows_fitted", (0, 0))
     if not here and FIT_COUNTS_KEY in workers:  # their last checkpoint's fit
-        reseeded, em_steps, here = workers[FIT_COUNTS_KEY]["reseeded"], workers[FIT_COUNTS_KEY]["em_steps"], True
+        counts = workers[FIT_COUNTS_KEY]
+        reseeded, em_steps, here = counts["reseeded"], counts["em_steps"], True
+        read, total = counts.get("rows_fitted", (0, 0))
     fit_k = network.mixture.n_components if hasattr(network, "mixture") else None
     network_k = trainer.lightning_module.hparams.get("n_components")
     more = fit_k is not None and network_k is not None and fit_k != network_k
-    if reseeded or em_steps or more:
+    sampled = here and 0 < read < total
+    if reseeded or em_steps or more or sampled:
         done = [f"{fit_k} components (the estimation network's {network_k})"] if more else []
+        done += (
+            [f"fitted on {read:,} of the {total:,} training rows, a fixed random subset (fit_rows)"] if sampled else []
+        )
         done += [f"{reseeded} empty components re-seeded (most in a member)"] if reseeded and here else []
         done += [f"refined by {em_steps} EM steps (at most {network.em_steps})"] if em_steps and here else []
         lines.append(f"  mixture:     {', '.join(done)}")

@@ -43,7 +43,7 @@ class ScoreCalibration(nn.Module):
 
     ``inference="energy"``: the score is the energy (Zong et al. 2018). ``"energy+reconstruction"`` (the
     study's modified inference): z-score of the energy + ``reconstruction_weight`` * z-score of the squared
-    reconstruction error, both with the training rows' mean and standard deviation (buffer
+    reconstruction error, both with the training rows' (those the fit read) mean and standard deviation (buffer
     ``normalisation`` = [energy mean, energy std, error mean, error std]), so the weight has no units.
     The threshold (buffer) is the (1 - ``contamination``) quantile of the training rows' scores, or of the
     rows the model sets it on (``DAGMM``'s ``threshold_rows``, ``DAGMMDetector``'s ``calibration_fraction``).

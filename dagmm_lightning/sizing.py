@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 EXPLAINED_VARIANCE = 0.99  # chosen on the development suite (BENCHMARKS.md, "Defaults that fit the data")
@@ -53,17 +55,28 @@ def mixture_components(n_rows: int, latent: int, extra_columns: int = 2) -> int:
     return max(fitting, default=COMPONENTS[0])
 
 
+class NetworkSizes(NamedTuple):
+    """What ``network_sizes`` chose, and the latent that 99 % of the variance alone would have taken."""
+
+    hidden_dims: tuple[int, int]
+    latent_dim: int
+    n_components: int
+    explained_latent: int
+
+
 def network_sizes(
-    x, n_components: int | None = 4, extra_columns: int = 2, keep: np.ndarray | None = None
-) -> tuple[tuple[int, int], int, int]:
+    x, n_components: int | None = 4, extra_columns: int = 2, keep: np.ndarray | None = None, fit_rows: int | None = None
+) -> NetworkSizes:
     """Encoder widths (h, max(latent, h // 2)), latent size and K for the training rows x (N, F) (those of
     ``keep``, (N,) bool, if given): the latent keeps ``EXPLAINED_VARIANCE`` of their variance, at most
     ``latent_cap`` for K components and mixture rows L + ``extra_columns`` wide; h = max(2 * latent,
     min(F, 64)): the hidden layers never narrower than the latent. K = ``n_components``, or where None
-    ``mixture_components``: as many components as the rows can fit at that latent."""
+    ``mixture_components``: as many components as the rows can fit at that latent. The rows counted for
+    the caps: at most ``fit_rows`` (those a mixture fit reads; None: all)."""
     n = len(x) if keep is None else int(np.count_nonzero(keep))
+    n = n if fit_rows is None else min(n, fit_rows)
     wanted = latent_size(x, keep=keep)
     components = n_components if n_components is not None else mixture_components(n, wanted, extra_columns)
     latent = min(wanted, latent_cap(n, components, extra_columns))
     width = max(2 * latent, min(x.shape[1], MAX_WIDTH))
-    return (width, max(latent, width // 2)), latent, components
+    return NetworkSizes((width, max(latent, width // 2)), latent, components, wanted)

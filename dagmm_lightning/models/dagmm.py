@@ -17,6 +17,7 @@ from typing import Literal
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
 from dagmm_lightning.errors import warn
@@ -43,12 +44,12 @@ from dagmm_lightning.models.compiled_step import CompiledAdamStep, plain_adam_pr
 from dagmm_lightning.networks import Activation, Autoencoder, Compressed, DAGMMModel, DAGMMOutput, EstimationNetwork
 from dagmm_lightning.networks.dagmm import SCALED_LIMIT, evaluating
 from dagmm_lightning.scoring import Inference, ScoreCalibration, upper_quantile
-from dagmm_lightning.sizing import mixture_components, network_sizes
+from dagmm_lightning.sizing import EXPLAINED_VARIANCE, NetworkSizes, mixture_components, network_sizes
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 LRSchedule = Literal["constant", "cosine"]
 ThresholdRows = Literal["auto", "train", "val"]
-FIT_COUNTS_KEY = "dagmm_fit_counts"  # the last training-set fit's re-seeded components and EM steps
+FIT_COUNTS_KEY = "dagmm_fit_counts"  # the last training-set fit's re-seeded components, EM steps, rows read
 PROCESSES_KEY = "dagmm_training_processes"  # how many processes trained a checkpoint (the fit's world size)
 GENERATORS_KEY = "dagmm_generators"  # a fit checkpoint's epoch and each rank's generator states
 SANITY_FIT_ROWS = 8192  # training rows (each process's) the mixture is fitted on for the sanity-check validation
@@ -86,6 +87,24 @@ class FirstBatches:
                 return
             yield batch
             seen += int((batch[1] != LABELLED_ANOMALY).sum())
+
+
+def sizes_summary(sizes: NetworkSizes, rows: int, features: int, fit_components: int, fitted_rows: int) -> str:
+    """One line on the networks ``network_sizes`` chose for ``rows`` training rows of ``features`` columns,
+    and on the mixture that scores (``fit_components`` components, fitted on ``fitted_rows`` rows)."""
+    latent = f"latent {sizes.latent_dim}"
+    if sizes.latent_dim < sizes.explained_latent:
+        latent += (
+            f" ({sizes.explained_latent} would keep {100 * EXPLAINED_VARIANCE:.0f} % of the variance; as wide as the "
+            "rows fit a mixture on)"
+        )
+    else:
+        latent += f" (keeps {100 * EXPLAINED_VARIANCE:.0f} % of the variance)"
+    line = f"networks sized from {rows:,} training rows of {features} features: {latent}, hidden widths "
+    line += f"{tuple(sizes.hidden_dims)}, K {sizes.n_components}; the mixture that scores: {fit_components} components"
+    if fitted_rows < rows:
+        line += f", fitted on {fitted_rows:,} of those rows, a fixed random subset (fit_rows)"
+    return line
 
 
 def contamination_from_labels(share: float) -> float:
@@ -183,9 +202,16 @@ class DAGMM(L.LightningModule):
             (``em_reseed`` > 0, needed) places them, EM refines them. The training step costs what K =
             ``n_components`` costs (but the PU variant's, which reads the fit); the score gets the finer
             mixture. None: ``n_components`` (the paper). ``"auto"`` (with the sizes None): as many (4 to 32)
-            as the training rows can fit mixture rows of the chosen latent (``sizing.mixture_components``),
+            as the training rows the fit reads (``fit_rows``) can fit mixture rows of the chosen latent
+            (``sizing.mixture_components``),
             but no more than one re-seeding can place (the re-seeded rows hold dim + 1 rows per component;
             none without ``em_reseed``), at least ``n_components``.
+        fit_rows: the training-set fit (the mixture's M-step, re-seeding and EM steps; the score's
+            normalisation and, with ``threshold_rows`` train, its threshold quantile) reads at most this
+            many training rows, a fixed random subset (``networks.dagmm.fit_positions``). An EM step of K
+            full-covariance components on N rows D wide costs N K D^2: on millions of rows each
+            validation's fit would take many minutes. With the sizes None, the latent's cap and K count
+            these rows. None: every row (the paper).
     """
 
     def __init__(
@@ -219,6 +245,7 @@ class DAGMM(L.LightningModule):
         em_tolerance: float = 0.0,
         em_reseed: float = 0.0,
         fit_components: int | Literal["auto"] | None = None,
+        fit_rows: int | None = None,
     ) -> None:
         super().__init__()
         if input_dim < 1:
@@ -287,6 +314,10 @@ class DAGMM(L.LightningModule):
                 f"{latent_dim} (configs/paper/* and configs/dagmm.yaml set the paper's sizes: compose "
                 "configs/improved.yaml with configs/data/* only; or give fit_components null or a number)"
             )
+        if fit_rows is not None and not (
+            isinstance(fit_rows, numbers.Integral) and not isinstance(fit_rows, bool) and fit_rows >= 1
+        ):
+            raise ConfigurationError(f"fit_rows must be an integer >= 1 or null (every row), got {fit_rows!r}")
         whole = isinstance(fit_components, numbers.Integral) and not isinstance(fit_components, bool)
         if fit_components not in (None, "auto") and not (whole and fit_components >= 1):
             raise ConfigurationError(f"fit_components must be an integer >= 1, 'auto' or null, got {fit_components!r}")
@@ -353,10 +384,12 @@ class DAGMM(L.LightningModule):
         return self.hparams.inference == "energy" and self.model_class.score_is_calibrated()
 
     def refit(self) -> None:
-        """Fit the mixture and the score calibration on every training row (labelled anomalies left out)
-        with the current weights."""
+        """Fit the mixture and the score calibration on the training rows (labelled anomalies left out; at
+        most ``fit_rows`` of them) with the current weights."""
         with self.forward_context():
             self._training_scores = self._threshold_scores = self.model.fit(TrainingRows(self._training_batches()))
+            if self.model.sampled_fit:  # the scores of the rows fitted only: every row's when asked for
+                self._training_scores = None
             if self.threshold_on_val_rows and not self.trainer.sanity_checking:  # (the sanity check's fit is forgotten)
                 self._threshold_scores = self._threshold_from_val_rows()
         self.mark_fitted()
@@ -420,6 +453,7 @@ class DAGMM(L.LightningModule):
         calibration = ScoreCalibration(hp.inference, hp.reconstruction_weight, hp.contamination, members)
         options = {"detach_rows": not hp.energy_trains_compression, "error_feature": hp.error_feature}
         options |= {"em_steps": hp.em_steps, "em_tolerance": hp.em_tolerance, "em_reseed": hp.em_reseed}
+        options |= {"fit_rows": hp.get("fit_rows")}  # absent from older checkpoints: every row
         options |= self.model_options()
         return self.model_class(compression, estimation, mixture, calibration, **options)
 
@@ -758,13 +792,16 @@ class DAGMM(L.LightningModule):
         normal = y != LABELLED_ANOMALY
         hp = self.hparams
         keep = None if normal.all() else normal  # labelled anomalies left out, read block by block
-        hidden, latent, components = network_sizes(x, hp.n_components, 2 + hp.error_feature, keep)
+        sizes = network_sizes(x, hp.n_components, 2 + hp.error_feature, keep, hp.get("fit_rows"))
+        hidden, latent, components = sizes[:3]
         self.hparams.update(hidden_dims=hidden, latent_dim=latent, n_components=components)
+        rows = len(x) if keep is None else int(keep.sum())
+        fitted = min(rows, hp.get("fit_rows") or rows)  # the rows the scoring fit reads
         if hp.get("fit_components") == "auto":
-            rows = len(x) if keep is None else int(keep.sum())
-            fitting = mixture_components(rows, latent, 2 + hp.error_feature)
-            placeable = reseedable_components(rows, hp.em_reseed, latent + 2 + hp.error_feature)
+            fitting = mixture_components(fitted, latent, 2 + hp.error_feature)
+            placeable = reseedable_components(fitted, hp.em_reseed, latent + 2 + hp.error_feature)
             self.hparams.update(fit_components=max(components, min(fitting, components + placeable)))
+        rank_zero_info(sizes_summary(sizes, rows, x.shape[1], int(hp.get("fit_components") or components), fitted))
         self.model = self.build_model()
 
     def _training_batches(self) -> Iterable[Batch]:
@@ -789,7 +826,8 @@ class DAGMM(L.LightningModule):
         return ordered_pass() if callable(ordered_pass) else loader
 
     def training_scores(self) -> torch.Tensor:
-        """Scores of all training rows (less labelled anomalies) under the current fit; cached by the refit."""
+        """Scores of all training rows (less labelled anomalies) under the current fit; cached (by the refit
+        where it read every row)."""
         if self._training_scores is None:
             with self.forward_context():
                 self._training_scores = self.model.score_batches(TrainingRows(self._training_batches()))
@@ -825,7 +863,8 @@ class DAGMM(L.LightningModule):
         checkpoint["dagmm_variant"] = self._variant_record()
         if self.model is not None:  # what the last training-set fit did, for a summary in another process
             network = self.model
-            checkpoint[FIT_COUNTS_KEY] = {"reseeded": network.components_reseeded, "em_steps": network.em_steps_run}
+            counts = {"reseeded": network.components_reseeded, "em_steps": network.em_steps_run}
+            checkpoint[FIT_COUNTS_KEY] = counts | {"rows_fitted": list(network.rows_fitted)}
         if self.trainer.state.fn != "fit":
             return
         # A checkpoint written without a validation first (no val rows, validation every n epochs)

@@ -6,14 +6,15 @@ compression -> z_c, x' -> rows [z_c, relative distance, cosine(, log error)] -> 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import nn
 
-from dagmm_lightning.distributed import gather_rows
+from dagmm_lightning.distributed import gather_rows, rank
 from dagmm_lightning.mixture import MixtureEnergy, padded_memberships
 from dagmm_lightning.networks.estimation import EstimationNetwork
 from dagmm_lightning.scoring import ScoreCalibration, upper_quantile
@@ -61,6 +62,44 @@ class _Reiterable:
 
     def __iter__(self):
         return self.make()
+
+
+FIT_ROWS_SEED = 0  # the fixed subset of rows a fit with ``fit_rows`` reads
+
+
+def fit_positions(total: int, limit: int) -> torch.Tensor:
+    """The positions, sorted ((limit,) int64), of the ``limit`` rows of ``total`` that a fit reads: a fixed
+    random subset (numpy's generator seeded with ``FIT_ROWS_SEED``, without replacement; no global
+    random state is touched), the same at every fit and whatever the number of processes. Random, not
+    evenly spaced: rows stored in a repeating order (interleaved sensors) would leave a stride on one
+    phase."""
+    drawn = np.random.default_rng(FIT_ROWS_SEED).choice(total, size=limit, replace=False)
+    return torch.from_numpy(np.sort(drawn).astype(np.int64))
+
+
+class SampledRows:
+    """The rows at ``positions`` (sorted (L,) int64, among all ranks' rows) of the x batches (N_b, F) of
+    ``batches`` (re-iterable), whose first row is at position ``first`` (this rank's offset). Re-iterable."""
+
+    def __init__(self, batches: Iterable[torch.Tensor], positions: torch.Tensor, first: int = 0) -> None:
+        self.batches, self.positions, self.first = batches, positions, first
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        start = self.first
+        for x in self.batches:
+            low, high = torch.searchsorted(self.positions, torch.tensor([start, start + len(x)])).tolist()
+            if high > low:
+                yield x[(self.positions[low:high] - start).to(x.device)]
+            start += len(x)
+
+
+def row_counts(batches: Iterable[torch.Tensor], device: torch.device) -> tuple[int, int]:
+    """The position of this rank's first row among all ranks' rows of ``batches`` (x tensors; under DDP each
+    rank its own contiguous share, in rank order), and the rows of all ranks: (first, total). One pass that
+    reads the batches only; the counts travel on ``device`` (NCCL takes no CPU tensor)."""
+    local = torch.tensor([sum(len(x) for x in batches)], dtype=torch.int64, device=device)
+    counts = gather_rows(local).cpu()
+    return int(counts[: rank()].sum()), int(counts.sum())
 
 
 ROWS_KEPT_BYTES = 256 * 2**20
@@ -127,6 +166,10 @@ class DAGMMModel(nn.Module):
             of the training rows, those with the highest energy, split by k-means
             (``MixtureEnergy.reseed_empty``); 0: none. ``components_reseeded`` holds the most moved in a
             member by the last fit.
+        fit_rows: the training-set fit (the mixture's M-step, re-seeding and EM steps, then the score's
+            calibration and threshold quantile) reads at most this many of the training rows, a fixed random
+            subset (``fit_positions``), after a pass that counts them. None: every row. ``rows_fitted``
+            holds (rows the last fit read, training rows); ``sampled_fit`` whether they differ.
 
     ``input_mask`` (F,) or None: 0 for the features the compression does not see (``mask_inputs``); the
     reconstruction features still compare every feature.
@@ -146,6 +189,7 @@ class DAGMMModel(nn.Module):
         em_steps: int = 0,
         em_tolerance: float = 0.0,
         em_reseed: float = 0.0,
+        fit_rows: int | None = None,
     ) -> None:
         super().__init__()
         self.compression, self.estimation = compression, estimation  # built in this order (parameter order)
@@ -153,6 +197,7 @@ class DAGMMModel(nn.Module):
         self.penalty_dims, self.detach_rows = penalty_dims, detach_rows
         self.error_feature, self.em_steps, self.em_tolerance = error_feature, em_steps, em_tolerance
         self.em_reseed, self.em_steps_run, self.components_reseeded = em_reseed, 0, 0
+        self.fit_rows, self.rows_fitted = fit_rows, (0, 0)
         self.register_buffer("input_mask", None)
 
     def mask_inputs(self, hidden: torch.Tensor | None) -> None:
@@ -237,29 +282,42 @@ class DAGMMModel(nn.Module):
     @torch.no_grad()
     def fit(self, batches: Iterable[torch.Tensor]) -> torch.Tensor | None:
         """Training-set fit in eval mode with the current weights: the mixture from the rows of ``batches``
-        (x tensors, re-iterable; under DDP each rank its own share), then the score calibration.
-        Returns the training rows' scores (all ranks), or None where the score needs another pass. A subclass
-        with a ``score`` of its own takes the threshold on its own scores (one more pass)."""
+        (x tensors, re-iterable; under DDP each rank its own share), then the score calibration; both from
+        at most ``fit_rows`` of them (``fit_positions``) where it is set. Returns the scores of the rows
+        fitted (all ranks), or None where the score needs another pass. A subclass with a ``score`` of its
+        own takes the threshold on its own scores (one more pass)."""
         with evaluating(self):
-            outputs = _Reiterable(lambda: ((o.rows, o.gamma) for o in map(self.represent, map(self.as_input, batches))))
+            fitted, self.rows_fitted = batches, (0, 0)
+            if self.fit_rows is not None:
+                first, total = row_counts(batches, self.calibration.threshold.device)
+                if total > self.fit_rows:
+                    fitted = SampledRows(batches, fit_positions(total, self.fit_rows), first)
+                self.rows_fitted = (min(total, self.fit_rows), total)
+            outputs = _Reiterable(lambda: ((o.rows, o.gamma) for o in map(self.represent, map(self.as_input, fitted))))
             refined = self.em_steps > 0 or self.em_reseed > 0
             if refined:  # every EM step reads the rows once more: keep them if they are small
                 outputs = _kept_if_small(outputs)
             k = self.mixture.n_components  # more than the network's: the extra start empty (``fit_components``)
             self.mixture.fit(_Reiterable(lambda: ((rows, padded_memberships(gamma, k)) for rows, gamma in outputs)))
             if refined:  # re-seeding and EM read the rows only (no memberships from the network)
-                again = lambda: (self.represent(self.as_input(x), memberships=False).rows for x in batches)  # noqa: E731
+                again = lambda: (self.represent(self.as_input(x), memberships=False).rows for x in fitted)  # noqa: E731
                 rows = [rows for rows, _ in outputs] if isinstance(outputs, list) else _Reiterable(again)
                 if self.em_reseed > 0:
                     self.components_reseeded = int(self.mixture.reseed_empty(rows, self.em_reseed).max())
                 self.em_steps_run = self.mixture.refine(rows, self.em_steps, self.em_tolerance)
-            parts = [(out.energy, out.error.to(out.energy.dtype)) for out in (self(self.as_input(x)) for x in batches)]
+            scored = (self(self.as_input(x), memberships=False) for x in fitted)
+            parts = [(out.energy, out.error.to(out.energy.dtype)) for out in scored]
             energy, error = (self._every_rank([part[i] for part in parts]) for i in (0, 1))
             scores = self.calibration.fit(energy, error)
         if self.threshold_is_quantile and not self.score_is_calibrated():  # a subclass's own score: its own
-            scores = self.score_batches(batches)  # quantile (the calibration's was of the calibration's scores)
+            scores = self.score_batches(fitted)  # quantile (the calibration's was of the calibration's scores)
             self.calibration.threshold.fill_(upper_quantile(scores, self.calibration.contamination))
         return scores
+
+    @property
+    def sampled_fit(self) -> bool:
+        """Whether the last fit read only some of the training rows (``fit_rows``)."""
+        return self.rows_fitted[0] < self.rows_fitted[1]
 
     def _every_rank(self, parts: list[torch.Tensor]) -> torch.Tensor:
         """Per-row values ((M,) n) of this rank's batches, concatenated over batches and ranks: ((M,) N)."""

@@ -263,6 +263,26 @@ def test_dagmm_config_trains_a_few_steps_on_kddcup99(tmp_path, paper_data):
     assert bool(fitted.model.model.mixture.is_fitted) and torch.isfinite(fitted.model.model.calibration.threshold)
 
 
+def test_the_chosen_sizes_and_the_rows_the_scoring_fit_read_are_said(tmp_path, caplog):
+    args = ["--config", "configs/improved.yaml", "--data.dataset", "breast_cancer", "--trainer.max_steps", "3"]
+    fitted = run(["fit", *args, "--model.init_args.fit_rows", "50"], tmp_path)
+    x_train, _ = fitted.datamodule.arrays("train")
+    rows, hp = len(x_train), fitted.model.hparams
+    read = 50  # a fixed random subset of the training rows
+    assert fitted.model.model.rows_fitted == (read, rows) and read < rows
+    # the fit scored its own rows only: every training row's scores are computed when asked for
+    assert fitted.model._training_scores is None and len(fitted.model.training_scores()) == rows
+    messages = [record.getMessage() for record in caplog.records]
+    summary = next(message for message in messages if "fit finished" in message)
+    assert f"fitted on {read} of the {rows} training rows, a fixed random subset (fit_rows)" in summary
+    sized = next(message for message in messages if message.startswith("networks sized"))
+    assert sized.startswith(f"networks sized from {rows} training rows of 30 features: latent {hp.latent_dim} (")
+    assert sized.endswith(
+        f"hidden widths {tuple(hp.hidden_dims)}, K 4; the mixture that scores: {hp.fit_components} components, "
+        "fitted on 50 of those rows, a fixed random subset (fit_rows)"
+    )
+
+
 def test_data_sized_model_keeps_its_sizes_and_em_refined_fit_in_the_checkpoint(tmp_path, caplog):
     args = ["--config", "configs/improved.yaml", "--data.dataset", "breast_cancer", "--trainer.max_steps", "12"]
     em = ["--model.init_args.em_steps", "50", "--model.init_args.em_tolerance", "0.001"]

@@ -78,7 +78,8 @@ class RefitAndRecord(L.Callback):
             metrics = next(c for c in trainer.callbacks if isinstance(c, AnomalyMetrics)).last_metrics["val"]
             state = pl_module.state_dict()
             names = BUFFERS[pl_module.hparams.mixture]
-            torch.save({"buffers": {k: state[k] for k in names}, "metrics": metrics}, self.path)
+            record = {"buffers": {k: state[k] for k in names}, "metrics": metrics}
+            torch.save(record | {"rows_fitted": pl_module.model.rows_fitted}, self.path)
 
 
 @pytest.fixture(scope="module", params=["gaussian", "laplace", "gaussian+laplace-3-members"])
@@ -96,14 +97,17 @@ def test_refit_and_validate_with_two_processes_equal_one(checkpoint, tmp_path):
     results = {}
     # the ensemble of both families also refines its fit by EM, whose sums are synced over ranks too
     em_steps = 3 if DAGMM.load_from_checkpoint(checkpoint).hparams.mixture == "gaussian+laplace" else 0
+    fit_rows = 100 if em_steps else None  # there also a fit of 100 of the ~160 training rows: the same ones
     for devices in (1, 2):
         out = tmp_path / f"devices{devices}.pt"
-        model = DAGMM.load_from_checkpoint(checkpoint, em_steps=em_steps)
+        model = DAGMM.load_from_checkpoint(checkpoint, em_steps=em_steps, fit_rows=fit_rows)
         # float64 networks: per-row outputs then do not depend on how rows are batched across ranks,
         # so the only difference left is the order of the float64 sums
         validate = trainer(devices, precision="64-true", callbacks=[AnomalyMetrics(), RefitAndRecord(out)])
         validate.validate(model, datamodule=small_data())
         results[devices] = torch.load(out)
+    assert results[1]["rows_fitted"] == results[2]["rows_fitted"]
+    assert fit_rows is None or results[2]["rows_fitted"][0] == fit_rows < results[2]["rows_fitted"][1]
     for name in results[1]["buffers"]:
         torch.testing.assert_close(results[2]["buffers"][name], results[1]["buffers"][name], rtol=1e-10, atol=1e-12)
     assert results[2]["metrics"].keys() == results[1]["metrics"].keys()

@@ -368,7 +368,7 @@ def test_set_sizes_or_no_reseeding_give_the_papers_fit():
     x, _ = blobs()  # 'auto' needs sizes from the data: with sizes set, the paper's fit (K = n_components)
     det = DAGMMDetector(epochs=1, members=1, hidden_dims=(4,), latent_dim=2, random_state=0).fit(x)
     hp = det.model_.hparams
-    assert hp.fit_components is None and hp.em_steps == 0 and hp.em_reseed == 0
+    assert hp.fit_components is None and hp.em_steps == 0 and hp.em_reseed == 0 and hp.fit_rows is None
     assert det.model_.model.mixture.means.shape[-2] == 4
     no_reseed = DAGMMDetector(epochs=1, members=1, random_state=0, model_kwargs={"em_reseed": 0}).fit(x)
     hp = no_reseed.model_.hparams  # 'auto' gives no more components than re-seeding can place: none

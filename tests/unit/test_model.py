@@ -10,6 +10,7 @@ from dagmm_lightning.data import InMemoryBatches
 from dagmm_lightning.errors import NonFiniteError
 from dagmm_lightning.models import DAGMM
 from dagmm_lightning.networks import reconstruction_features
+from dagmm_lightning.networks.dagmm import SampledRows, fit_positions, row_counts
 from dagmm_lightning.networks.layers import FUSED_LINEAR, mlp
 
 
@@ -148,6 +149,48 @@ def test_fit_components_beyond_the_network_train_as_its_k_and_score_with_the_res
     assert torch.isfinite(wide.score(x)).all()
 
 
+def test_sampled_rows_are_those_at_the_positions_counted_across_batches_and_ranks():
+    x = torch.arange(300.0).unsqueeze(1)
+    batches = [x[:64], x[64:65], x[65:65], x[65:200], x[200:]]
+    positions = fit_positions(1000, 120)  # of 1,000 rows in all, this rank's 300 from position 500
+    assert len(positions) == 120 == len(positions.unique()) and bool((positions.diff() > 0).all())
+    torch.testing.assert_close(positions, fit_positions(1000, 120))  # the same subset at every fit
+    expected = np.sort(np.random.default_rng(0).choice(1000, 120, replace=False))  # numpy, seed 0
+    np.testing.assert_array_equal(positions.numpy(), expected)
+    rows = SampledRows(batches, positions, first=500)
+    mine = expected[(expected >= 500) & (expected < 800)] - 500
+    np.testing.assert_array_equal(torch.cat(list(rows)).squeeze(1).numpy(), mine)
+    np.testing.assert_array_equal(torch.cat(list(rows)).squeeze(1).numpy(), mine)  # re-iterable
+    assert row_counts(batches, torch.device("cpu")) == (0, 300)  # one process: from 0, its own rows
+
+
+def test_fit_rows_fits_the_mixture_and_the_calibration_on_a_fixed_subset_of_rows():
+    """fit_rows 100 of 300 rows: the mixture (M-step, re-seeding, EM) and the score's calibration are the
+    fit of those 100 rows alone (``fit_positions``); the scores returned are theirs."""
+    x = torch.rand(300, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    batches = [x[i : i + 64] for i in range(0, 300, 64)]
+    options = dict(fit_components=4, em_reseed=0.1, em_steps=3, contamination=0.1)
+    sampled, subset, whole = (tiny_model(**options, fit_rows=rows).double() for rows in (100, None, 300))
+    scores = sampled.model.fit(batches)
+    chosen = x[fit_positions(300, 100)]
+    subset_scores = subset.model.fit([chosen])
+    whole_scores = whole.model.fit(batches)
+    assert sampled.model.rows_fitted == (100, 300) and whole.model.rows_fitted == (300, 300)
+    assert sampled.model.sampled_fit and not whole.model.sampled_fit
+    for name in ("weights", "means", "covariances"):
+        torch.testing.assert_close(getattr(sampled.model.mixture, name), getattr(subset.model.mixture, name))
+    for name in ("normalisation", "threshold"):
+        torch.testing.assert_close(getattr(sampled.model.calibration, name), getattr(subset.model.calibration, name))
+    assert not torch.allclose(sampled.model.mixture.means, whole.model.mixture.means)  # the other rows count there
+    torch.testing.assert_close(scores, subset_scores)
+    sampled.eval()
+    torch.testing.assert_close(scores, sampled.score(chosen).double())
+    assert int((scores > float(sampled.model.calibration.threshold)).sum()) == 10  # the top 10 % of the 100
+    reference = tiny_model(**options).double()  # fit_rows at least the rows: every row, as without it
+    torch.testing.assert_close(reference.model.fit(batches), whole_scores, rtol=0, atol=0)
+    torch.testing.assert_close(reference.model.mixture.means, whole.model.mixture.means, rtol=0, atol=0)
+
+
 def test_em_tolerance_stops_the_refinement_when_the_mean_energy_settles():
     x = torch.rand(300, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     runs = {}
@@ -274,6 +317,9 @@ def test_bad_hyperparameters_are_named():
         tiny_model(fit_components=1, em_reseed=0.05)
     with pytest.raises(ValueError, match="fit_components must be"):
         tiny_model(fit_components="many", em_reseed=0.05)
+    for rows in (0, 2.5, True, "all"):
+        with pytest.raises(ValueError, match="fit_rows must be an integer >= 1 or null"):
+            tiny_model(fit_rows=rows)
 
 
 def test_energy_trains_only_the_estimation_network_when_asked():

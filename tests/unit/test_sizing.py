@@ -17,9 +17,9 @@ def test_sizes_of_degenerate_rows_and_widths_never_narrower_than_the_latent():
     assert latent_size(np.ones((10, 3))) == 1
     rng = np.random.default_rng(1)
     x = rng.normal(size=(30_000, 100))  # isotropic: the latent keeps nearly every dimension
-    (wide, narrow), latent, k = network_sizes(x)
-    assert k == 4 and latent == latent_size(x) > 64 and wide == 2 * latent and narrow == latent
-    (wide, narrow), latent, _ = network_sizes(rng.normal(size=(300, 1)) @ np.ones((1, 8)))  # rank 1 in 8-D
+    (wide, narrow), latent, k, explained = network_sizes(x)
+    assert k == 4 and latent == explained == latent_size(x) > 64 and wide == 2 * latent and narrow == latent
+    (wide, narrow), latent, _, _ = network_sizes(rng.normal(size=(300, 1)) @ np.ones((1, 8)))  # rank 1 in 8-D
     assert (wide, narrow, latent) == (8, 4, 1)
 
 
@@ -35,7 +35,7 @@ def test_latent_cap_leaves_each_component_as_many_rows_as_parameters(n_rows, k, 
 
 def test_few_rows_cap_the_latent():
     x = np.random.default_rng(2).normal(size=(174, 274))  # Arrhythmia's training shape
-    assert latent_size(x) > 100
+    assert network_sizes(x).explained_latent == latent_size(x) > 100
     assert network_sizes(x)[1] == latent_cap(174, 4) == 5  # 7-wide rows: 35 parameters per 43.5 rows
     assert network_sizes(x, 4, extra_columns=3)[1] == 4  # the log error takes one of the 7 columns
 
@@ -70,5 +70,6 @@ def test_components_are_as_many_as_the_rows_fit_at_the_latent(n_rows, latent, ex
 def test_sizes_with_components_from_the_rows():
     x = np.random.default_rng(4).normal(size=(1_000, 3)) * np.array([1.0, 0.5, 1e-3])  # latent 2 at 99 %
     assert latent_size(x) == 2
-    assert network_sizes(x, None, extra_columns=3) == ((4, 2), 2, 32)  # 5-wide rows: 20 parameters per 31 rows
-    assert network_sizes(x[:300], None, extra_columns=3)[1:] == (2, 8)  # 37.5 rows each for 8, 18.75 for 16
+    assert network_sizes(x, None, extra_columns=3)[:3] == ((4, 2), 2, 32)  # 5-wide rows: 20 parameters per 31 rows
+    assert network_sizes(x[:300], None, extra_columns=3)[1:3] == (2, 8)  # 37.5 rows each for 8, 18.75 for 16
+    assert network_sizes(x, None, extra_columns=3, fit_rows=300)[1:3] == (2, 8)  # a mixture fit of 300 of them
