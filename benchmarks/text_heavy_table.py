@@ -12,8 +12,9 @@ most of the variance, so keeping 99 % of it would take a latent of ~90 dimension
 
 One ``dagmm fit`` process (``predict_stream.dagmm``: its wall seconds and peak RSS), out of core by
 default (``--in-memory`` to read the table whole), 6,000 steps validated every 1,000 (``configs/table.yaml``'s
-schedule; ``--steps`` and ``--every`` to change it). Its own lines (the sizes chosen, the fit summary with
-the last validation's ROC AUC) go to stderr.
+schedule; ``--steps`` and ``--every`` to change it). Its own lines (the sizes chosen, the fit summary) go
+to stderr; printed (JSON): seconds, peak RSS, the sizes chosen, the rows the last fit read and the val
+ROC AUC of every validation.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import torch
 from predict_stream import dagmm  # this folder's script
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from dagmm_lightning.models.dagmm import FIT_COUNTS_KEY
 
 ROOT = Path(__file__).resolve().parents[1]
 CHUNK = 100_000
@@ -89,9 +93,15 @@ def main() -> None:
     command += ["--trainer.logger.init_args.save_dir", str(logs), *args.extra]
     seconds, peak = dagmm(command)
     checkpoint = max(logs.rglob("last.ckpt"), key=lambda p: p.stat().st_mtime)
-    hp = torch.load(checkpoint, map_location="cpu", weights_only=False)["hyper_parameters"]
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    hp = saved["hyper_parameters"]
     sizes = {key: hp.get(key) for key in ("input_dim", "latent_dim", "hidden_dims", "fit_components", "fit_rows")}
-    print(json.dumps({"rows": args.rows, "seconds": round(seconds), "peak_rss_mib": round(peak), **sizes}))
+    events = EventAccumulator(str(checkpoint.parents[1]))  # the run's TensorBoard folder
+    events.Reload()
+    val = [round(event.value, 4) for event in events.Scalars("val/roc_auc")]
+    counts = saved.get(FIT_COUNTS_KEY, {})
+    shown = {"rows": args.rows, "seconds": round(seconds), "peak_rss_mib": round(peak), **sizes}
+    print(json.dumps(shown | {"rows_fitted": counts.get("rows_fitted"), "val_roc_auc": val}))
 
 
 if __name__ == "__main__":
