@@ -1063,6 +1063,7 @@ def fit_summary(
         module = trainer.lightning_module  # (in the main process of a spawned fit, no longer attached to it)
         held_out = hasattr(module, "threshold_on_val_rows_of") and module.threshold_on_val_rows_of(datamodule)
         rows = "val rows' scores (not trained on)" if held_out else "training scores"
+        rows = f"the scores of the {read:,} training rows fitted" if sampled and not held_out else rows
         above = f"the top {100 * contamination:.3g} % of {rows} lie above"
         scores = getattr(trainer.lightning_module, "_threshold_scores", None)
         ties = None if scores is None else ties_at_threshold(scores, threshold, contamination)

@@ -5,7 +5,8 @@ and parameters into a per-row energy ``E(z) = -log sum_k phi_k p_k(z)``. Paramet
 M-step per family, fed by float64 sufficient statistics:
 
 * **batch parameters**, differentiable: the statistics of one training batch (the DAGMM objective);
-* **the training-set fit**: the same statistics summed over all training rows and DDP ranks (a
+* **the training-set fit**: the same statistics summed over the training rows (all, or the model's
+  ``fit_rows`` of them) and DDP ranks (a
   torchmetrics ``Metric`` with sum reduction), stored in registered buffers so that a checkpoint carries
   it.
 

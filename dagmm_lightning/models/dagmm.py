@@ -61,10 +61,13 @@ _EMPTY_WITHOUT_RESEEDING = (
 
 class TrainingRows:
     """The x of every batch of ``batches`` (x, training labels, row ids), less rows labelled as anomalies:
-    the rows a mixture is fitted on. Re-iterable."""
+    the rows a mixture is fitted on. Re-iterable. ``ordered``: whether every pass gives the same rows in the
+    same order (``batches``' own, True where it does not say), which a fit of some of them (``fit_rows``)
+    needs."""
 
     def __init__(self, batches: Iterable[Batch]) -> None:
         self.batches = batches
+        self.ordered = getattr(batches, "ordered", True)
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         for x, y, _ in self.batches:
@@ -78,6 +81,7 @@ class FirstBatches:
 
     def __init__(self, batches: Iterable[Batch], rows: int) -> None:
         self.batches, self.rows, self.cut = batches, rows, False
+        self.ordered = getattr(batches, "ordered", True)
 
     def __iter__(self) -> Iterator[Batch]:
         seen = 0
@@ -107,6 +111,19 @@ def sizes_summary(sizes: NetworkSizes, rows: int, features: int, fit_components:
     return line
 
 
+class UnorderedBatches:
+    """A loader of the user's, whose passes may give the rows in another order (shuffled, a
+    ``DistributedSampler``): marked so that a fit reads every row of it (``TrainingRows.ordered``)."""
+
+    ordered = False
+
+    def __init__(self, loader: Iterable[Batch]) -> None:
+        self.loader = loader
+
+    def __iter__(self) -> Iterator[Batch]:
+        return iter(self.loader)
+
+
 def contamination_from_labels(share: float) -> float:
     """The contamination a fit with ``contamination`` null takes from its labels' anomaly share, clipped to
     (0, 0.5] (``DAGMM.setup`` refuses a share of 0, and one above 0.5 where the threshold is contamination's)."""
@@ -129,8 +146,8 @@ class DAGMM(L.LightningModule):
         estimation_hidden: hidden layer sizes of the estimation network.
         dropout: dropout after each hidden layer of the estimation network.
         n_components: K, the number of mixture components. None (with the sizes None): chosen with them from
-            the training rows, as many components (4, 8, 16 or 32) as the rows can fit mixture rows of the
-            chosen latent (``sizing.mixture_components``).
+            the training rows, as many components (4, 8, 16 or 32) as the rows (at most ``fit_rows``) can fit
+            mixture rows of the chosen latent (``sizing.mixture_components``).
         lambda_energy: lambda1, weight of the mean sample energy.
         lambda_cov: lambda2, weight of the covariance-diagonal penalty.
         lr: Adam learning rate.
@@ -167,7 +184,7 @@ class DAGMM(L.LightningModule):
             feature").
         members: M, the models of an ensemble trained at once as one vectorised model (stacked weights,
             one forward pass for all; each from its own initialisation, on the same batches); the score is
-            the mean of the members' scores, each z-scored on the training rows. 1: one model.
+            the mean of the members' scores, each z-scored on the training rows the fit reads. 1: one model.
         compile: run each training step (forward, backward and Adam's update) as one ``torch.compile`` graph
             (``CompiledAdamStep``): the same math, compiled once at the first step (up to a minute; on CPU
             it needs a C++ compiler); an epoch then takes ~0.58x the time of a plain eager PyTorch loop of
@@ -328,6 +345,7 @@ class DAGMM(L.LightningModule):
         self._fitted_weights: torch.Tensor | None = None  # mark_fitted's record (a checkpoint keeps the step only)
         self._training_scores: torch.Tensor | None = None
         self._threshold_scores: torch.Tensor | None = None  # the scores the threshold is the quantile of
+        self._warned_unordered = False  # fit_rows with a loader of no fixed order: said once
         self.resumed_at_step: int | None = None  # a checkpoint's global step, once one is loaded
         self._trained_on: dict | None = None  # load_from_checkpoint: the data module state it was trained with
 
@@ -387,7 +405,14 @@ class DAGMM(L.LightningModule):
         """Fit the mixture and the score calibration on the training rows (labelled anomalies left out; at
         most ``fit_rows`` of them) with the current weights."""
         with self.forward_context():
-            self._training_scores = self._threshold_scores = self.model.fit(TrainingRows(self._training_batches()))
+            rows = TrainingRows(self._training_batches())
+            if self.hparams.get("fit_rows") is not None and not rows.ordered and not self._warned_unordered:
+                self._warned_unordered = True
+                warn(
+                    f"fit_rows {self.hparams.fit_rows}: the training loader gives its rows in no fixed order (no "
+                    "AnomalyDataModule, a loader of your own), so the mixture is fitted on every training row"
+                )
+            self._training_scores = self._threshold_scores = self.model.fit(rows)
             if self.model.sampled_fit:  # the scores of the rows fitted only: every row's when asked for
                 self._training_scores = None
             if self.threshold_on_val_rows and not self.trainer.sanity_checking:  # (the sanity check's fit is forgotten)
@@ -823,7 +848,7 @@ class DAGMM(L.LightningModule):
         # A pass of its own where the loader offers one: iterating the training loader would move its
         # position, and a checkpoint written after the refit would resume past the rest of the epoch.
         ordered_pass = getattr(loader, "ordered_pass", None)
-        return ordered_pass() if callable(ordered_pass) else loader
+        return ordered_pass() if callable(ordered_pass) else UnorderedBatches(loader)
 
     def training_scores(self) -> torch.Tensor:
         """Scores of all training rows (less labelled anomalies) under the current fit; cached (by the refit

@@ -70,9 +70,9 @@ FIT_ROWS_SEED = 0  # the fixed subset of rows a fit with ``fit_rows`` reads
 def fit_positions(total: int, limit: int) -> torch.Tensor:
     """The positions, sorted ((limit,) int64), of the ``limit`` rows of ``total`` that a fit reads: a fixed
     random subset (numpy's generator seeded with ``FIT_ROWS_SEED``, without replacement; no global
-    random state is touched), the same at every fit and whatever the number of processes. Random, not
-    evenly spaced: rows stored in a repeating order (interleaved sensors) would leave a stride on one
-    phase."""
+    random state is touched), the same at every fit (of one numpy version) and whatever the number of
+    processes. Random, not evenly spaced: rows stored in a repeating order (interleaved sensors) would
+    leave a stride on one phase."""
     drawn = np.random.default_rng(FIT_ROWS_SEED).choice(total, size=limit, replace=False)
     return torch.from_numpy(np.sort(drawn).astype(np.int64))
 
@@ -168,7 +168,8 @@ class DAGMMModel(nn.Module):
             member by the last fit.
         fit_rows: the training-set fit (the mixture's M-step, re-seeding and EM steps, then the score's
             calibration and threshold quantile) reads at most this many of the training rows, a fixed random
-            subset (``fit_positions``), after a pass that counts them. None: every row. ``rows_fitted``
+            subset (``fit_positions``), after a pass that counts them; batches that say they are not
+            ``ordered`` (the same rows in the same order at every pass) are all read. None: every row. ``rows_fitted``
             holds (rows the last fit read, training rows); ``sampled_fit`` whether they differ.
 
     ``input_mask`` (F,) or None: 0 for the features the compression does not see (``mask_inputs``); the
@@ -288,7 +289,7 @@ class DAGMMModel(nn.Module):
         own takes the threshold on its own scores (one more pass)."""
         with evaluating(self):
             fitted, self.rows_fitted = batches, (0, 0)
-            if self.fit_rows is not None:
+            if self.fit_rows is not None and getattr(batches, "ordered", True):  # (positions need a fixed order)
                 first, total = row_counts(batches, self.calibration.threshold.device)
                 if total > self.fit_rows:
                     fitted = SampledRows(batches, fit_positions(total, self.fit_rows), first)

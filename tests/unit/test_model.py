@@ -427,6 +427,24 @@ def test_plain_dataloaders_train_and_validate_with_the_sanity_check():
     assert bool(model.model.mixture.is_fitted) and int(model.fitted_at_step) == trainer.global_step == 14
 
 
+def test_fit_rows_with_a_shuffled_loader_of_the_users_fits_every_row_and_says_so_once():
+    """A loader whose passes reorder the rows cannot give a fixed subset by position: every row is read."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from dagmm_lightning import DAGMMWarning
+
+    x = torch.rand(200, 6, generator=torch.Generator().manual_seed(0))
+    train = DataLoader(
+        TensorDataset(x, torch.zeros(200, dtype=torch.long), torch.arange(200)), batch_size=32, shuffle=True
+    )
+    model = tiny_model(fit_rows=50)
+    trainer = L.Trainer(max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    with pytest.warns(DAGMMWarning, match="fit_rows 50: the training loader gives its rows in no fixed order") as said:
+        trainer.fit(model, train)
+    assert len([w for w in said if "fit_rows 50" in str(w.message)]) == 1
+    assert bool(model.model.mixture.is_fitted) and model.model.rows_fitted == (0, 0) and not model.model.sampled_fit
+
+
 @pytest.mark.parametrize("activation", ["tanh", "relu", "sigmoid", "elu"])
 def test_inference_of_a_dense_stack_equals_its_eager_layers(activation):
     """Without autograd in eval mode a stack runs as fused oneDNN layers (tanh folded into a sigmoid); the
