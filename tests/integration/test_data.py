@@ -95,6 +95,23 @@ def test_a_split_without_training_rows_says_how_many_normal_rows_there_are():
         make_splits(np.ones(10, dtype=bool), "reimplementation", 0, 0.1)
 
 
+def test_a_checkpoint_trained_in_memory_tests_out_of_core_on_the_same_rows(tmp_path):
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame({"a": rng.normal(size=300), "k": rng.choice(["x", "y", "z"], 300), "label": 0})
+    frame.loc[:14, "label"] = 1
+    frame.to_csv(tmp_path / "rows.csv", index=False)
+    settings = dict(dataset="table", path=str(tmp_path / "rows.csv"), label_column="label", seed=0)
+    fitted = AnomalyDataModule(**settings)
+    fitted.setup("fit")
+    chunked = AnomalyDataModule(**settings, out_of_core=True)  # dagmm test --data.out_of_core true
+    chunked.setup("test")
+    chunked.load_state_dict(fitted.state_dict())
+    for split in ("test", "val"):
+        (x, y), (x_chunked, y_chunked) = fitted.arrays(split), chunked.arrays(split)
+        np.testing.assert_array_equal(np.asarray(x_chunked), np.asarray(x))
+        np.testing.assert_array_equal(np.asarray(y_chunked), np.asarray(y))
+
+
 @pytest.mark.parametrize("out_of_core", [False, True])
 def test_a_restored_data_module_encodes_as_its_checkpoint_and_checks_the_training_values(tmp_path, out_of_core):
     rng = np.random.default_rng(0)
