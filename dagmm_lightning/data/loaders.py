@@ -12,12 +12,13 @@ import numpy as np
 import pandas as pd
 
 from dagmm_lightning.data.tables import (
+    CUT_SHORT,
     NOT_UTF8,
     PARQUET_SUFFIXES,
     RawTable,
     category_text,
-    check_last_row_complete,
     check_no_repeated_header,
+    check_rows_complete,
     check_unlisted_text,
     csv_delimiter,
     infer_symbolic_columns,
@@ -285,12 +286,14 @@ def read_user_table(
         ) from None
     except UnicodeDecodeError:
         raise DataError(f"{path} {NOT_UTF8}") from None
+    except EOFError:
+        raise DataError(f"{path} {CUT_SHORT}") from None
     except (ValueError, OSError) as err:  # pandas' ParserError, a decoding error, pyarrow's ArrowInvalid
         raise DataError(f"{path} is not a readable table: {str(err).splitlines()[0]}") from None
     if not parquet:
         warn_if_headerless(list(frame.columns), path)
         check_no_repeated_header(frame, path)
-        check_last_row_complete(path, delimiter, frame.shape[1])
+        check_rows_complete(path, delimiter, frame)
     if len(frame) == 0:
         raise DataError(f"{path} has a header but no rows")
     labels = None

@@ -19,6 +19,7 @@ from pyarrow import csv, parquet
 
 from dagmm_lightning.data.loaders import anomaly_labels, columns_named, table_file
 from dagmm_lightning.data.tables import (
+    CUT_SHORT,
     MISSING_TEXT,
     NOT_UTF8,
     PARQUET_SUFFIXES,
@@ -161,10 +162,14 @@ def read_frames(path: Path, chunk_rows: int, types: dict[str, pa.DataType] | Non
         raise
     except UnicodeDecodeError:
         raise DataError(f"{path} {NOT_UTF8}") from None
+    except EOFError:
+        raise DataError(f"{path} {CUT_SHORT}") from None
     except pd.errors.EmptyDataError:
         raise DataError(f"{path} is empty") from None
     except (pa.ArrowInvalid, OSError, ValueError) as err:
         message = named_columns(str(err).splitlines()[0], path)
+        if "Truncated compressed stream" in message:  # pyarrow's EOFError
+            raise DataError(f"{path} {CUT_SHORT}") from None
         if "invalid UTF8 data" in message:  # a text column's type given (a later pass, or scoring)
             column = re.search(r"CSV column '(.*)':", message)
             raise DataError(f"{path} {NOT_UTF8}" + (f" (column {column[1]!r})" if column else "")) from None

@@ -119,6 +119,9 @@ FORMATTED_NUMBER = re.compile(
     r"|\d{1,3}(?:['\s\u00a0\u202f]\d{3})+(?:[.,]\d+)?|\d+(?:[.,]\d+)?\s*%)\s*$"
 )
 
+#: said of a compressed file whose data ends early (Python's EOFError, pyarrow's error)
+CUT_SHORT = "ends within its compressed data (a file cut short: a copy or a download that stopped?)"
+
 LEADING_ZERO = re.compile(r"^\s*[-+]?0\d")  # '007', '00501': a code's zeros; not '0', '0.5'
 
 
@@ -181,9 +184,9 @@ def line_of_value(path: Path, column: int, value: str) -> int | None:
     return None
 
 
-def ragged_line(path: Path, delimiter: str) -> str:
-    """ " (line N)" for the first line of a CSV file whose row has another number of fields than its header
-    row (blank lines skipped, quotes respected), or "" if none: the readers' messages say what, not where."""
+def first_ragged_row(path: Path, delimiter: str) -> tuple[int, list[str], int] | None:
+    """(line, fields, header width) of the first row of a CSV file with another number of fields than its
+    header row (blank lines skipped, quotes respected: the line is where the row starts), or None."""
     try:
         with open_text(path, newline="", encoding="utf-8-sig", errors="replace") as file:
             reader = csv.reader(file, delimiter=delimiter)
@@ -191,33 +194,35 @@ def ragged_line(path: Path, delimiter: str) -> str:
             start = reader.line_num + 1  # where the next row starts (its quoted cells may span lines)
             for row in reader:
                 if row and len(row) != len(header):
-                    return f" (line {start})"
+                    return start, row, len(header)
                 start = reader.line_num + 1
-            return ""
+            return None
     except (csv.Error, OSError, EOFError, lzma.LZMAError):  # an archive pandas opens itself (.zip): not said
-        return ""
+        return None
 
 
-def check_last_row_complete(path: Path, delimiter: str, width: int) -> None:
-    """A ``DataError`` where an uncompressed CSV's last line holds fewer fields than its header's ``width``
-    (a file cut short, as a copy or a download that stopped): pandas' reader fills the missing fields with
-    NaN, which a text column takes as a category (the chunked reader refuses such a row). Only the file's
-    tail is read; a last line with a quote is left be (its row may start on an earlier line)."""
-    if Path(path).suffix.lower() != ".csv":
+def ragged_line(path: Path, delimiter: str) -> str:
+    """ " (line N)" for the first row of a CSV file whose number of fields differs from its header's, or
+    "": the readers' messages say what, not where."""
+    ragged = first_ragged_row(path, delimiter)
+    return f" (line {ragged[0]})" if ragged else ""
+
+
+def check_rows_complete(path: Path, delimiter: str, frame: pd.DataFrame) -> None:
+    """A ``DataError`` where a row of a CSV file holds fewer fields than its header (a row cut short, or
+    the file: a copy or a download that stopped): pandas' reader fills the missing fields with NaN, which a
+    text column takes as a category (the chunked reader refuses such a row). Such a row leaves the last
+    column missing, so the file is read again (in Python) only where that column has a missing value."""
+    if frame.shape[1] < 2 or not frame.iloc[:, -1].isna().any():
         return
-    try:
-        with open(path, "rb") as file:
-            file.seek(max(0, file.seek(0, io.SEEK_END) - (1 << 16)))
-            lines = [line for line in file.read().decode("utf-8", errors="replace").splitlines() if line.strip()]
-    except OSError:
-        return
-    if len(lines) < 2 or '"' in lines[-1]:
-        return
-    fields = len(next(csv.reader([lines[-1]], delimiter=delimiter)))
-    if fields < width:
+    ragged = first_ragged_row(path, delimiter)
+    if ragged is not None and len(ragged[1]) < ragged[2]:
+        line, fields, width = ragged
+        text = delimiter.join(fields)
         raise DataError(
-            f"{path}: its last line holds {fields} field{'s' * (fields != 1)}, the header {width} (a file cut short?): "
-            f"{lines[-1][:80]!r}; complete or remove it"
+            f"{path}: line {line} holds {len(fields)} field{'s' * (len(fields) != 1)}, the header {width} "
+            f"(a row cut short, or the file: a copy or a download that stopped?): {text[:80]!r}; "
+            "complete or remove it"
         )
 
 

@@ -698,11 +698,44 @@ def test_a_csv_cut_short_in_its_last_line_is_refused_in_memory_as_in_chunks(tmp_
     frame = pd.DataFrame({"a": np.arange(60.0) % 7, "b": np.arange(60.0) % 5, "kind": ["tcp", "udp", "icmp"] * 20})
     whole = frame.to_csv(index=False)
     (tmp_path / "cut.csv").write_text(whole[: whole.rindex(",")])  # the last row lost its text field
-    for read in (read_user_table, lambda path: scan_file(path, None, None, 10)):
-        with pytest.raises(DataError, match=r"(last line holds 2 fields, the header 3 \(a file cut short|Expected 3)"):
-            read(tmp_path / "cut.csv")  # in memory had: trained, the missing field a category 'nan'
+    with gzip.open(tmp_path / "cut.csv.gz", "wt") as f:  # compressed: no tail to seek
+        f.write(whole[: whole.rindex(",")])
+    for name in ("cut.csv", "cut.csv.gz"):
+        for read in (read_user_table, lambda path: scan_file(path, None, None, 10)):
+            with pytest.raises(DataError, match=r"(line 61 holds 2 fields, the header 3 \(a row cut short|Expected 3)"):
+                read(tmp_path / name)  # in memory had: trained, the missing field a category 'nan'
     (tmp_path / "whole.csv").write_text(whole.rstrip("\n"))  # no newline at the end: complete all the same
     assert read_user_table(tmp_path / "whole.csv").features.shape == (60, 3)
+
+
+def test_a_short_row_in_the_middle_of_a_csv_is_refused_in_memory_with_its_line(tmp_path):
+    from dagmm_lightning.data.loaders import read_user_table
+
+    lines = pd.DataFrame({"a": np.arange(60.0) / 2, "kind": ["tcp", "udp"] * 30, "flag": [True, False, False] * 20})
+    lines = lines.to_csv(index=False).splitlines()
+    lines[30] = lines[30].rsplit(",", 1)[0]  # the 30th data row lost its last field
+    (tmp_path / "short.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=r"short.csv: line 31 holds 2 fields, the header 3 .*'14.5,udp'"):
+        read_user_table(tmp_path / "short.csv")  # had: trained, flag's missing field a category 'nan'
+    lines[30] += ","  # a blank field: missing, the row complete
+    (tmp_path / "blank.csv").write_text("\n".join(lines) + "\n")
+    table = read_user_table(tmp_path / "blank.csv")
+    assert table.features["flag"].isna().sum() == 1 and table.features.shape == (60, 3)
+
+
+@pytest.mark.parametrize("suffix", [".gz", ".bz2"])
+def test_a_compressed_csv_whose_stream_ends_early_is_refused_in_one_line(tmp_path, suffix):
+    import bz2
+
+    from dagmm_lightning.data.loaders import read_user_table
+    from dagmm_lightning.data.streaming import scan_file
+
+    text = pd.DataFrame({"a": np.arange(20000.0), "b": np.arange(20000.0) % 3}).to_csv(index=False).encode()
+    data = (gzip.compress if suffix == ".gz" else bz2.compress)(text)
+    (tmp_path / f"t.csv{suffix}").write_bytes(data[: len(data) // 2])
+    for read in (read_user_table, lambda path: scan_file(path, None, None, 1000)):
+        with pytest.raises(DataError, match=rf"t.csv{suffix} ends within its compressed data \(a file cut short"):
+            read(tmp_path / f"t.csv{suffix}")  # had: Python's EOFError in memory, pyarrow's words in chunks
 
 
 def test_a_zst_csv_without_zstandard_is_refused_in_one_line(tmp_path, monkeypatch):
