@@ -30,9 +30,11 @@ from dagmm_lightning.data.splits import (
 )
 from dagmm_lightning.data.streaming import (
     CHUNK_ROWS,
+    ROW_FOLDER_PREFIX,
     STREAMED_SUFFIXES,
     DiskRows,
     FileRows,
+    claim_row_folder,
     column_types,
     read_frames,
     scan_file,
@@ -423,11 +425,11 @@ class AnomalyDataModule(L.LightningDataModule):
         and that machine's other processes read the same files."""
         strategy = self.trainer.strategy if self.trainer is not None else None
         shared = strategy is not None and strategy.world_size > 1
-        folder_name = f"dagmm-rows-{uuid.uuid4().hex}"
+        folder_name = f"{ROW_FOLDER_PREFIX}{uuid.uuid4().hex}"
         folder = Path(tempfile.gettempdir()) / (strategy.broadcast(folder_name) if shared else folder_name)
         splits = {name: getattr(self.splits, name) for name in ("train", "val", "test")}
         if not shared or strategy.local_rank == 0:
-            folder.mkdir()
+            claim_row_folder(folder)
             weakref.finalize(self, shutil.rmtree, folder, True)
             types = column_types(self.preprocessor, self.label_column, self.ignore_columns)
             frames = lambda: read_frames(Path(self.path), CHUNK_ROWS, types)  # noqa: E731

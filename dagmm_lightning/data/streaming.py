@@ -7,6 +7,8 @@ from __future__ import annotations
 import csv as stdlib_csv
 import os
 import re
+import shutil
+import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -409,6 +411,36 @@ class DiskRows:
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         rows = self[:].numpy()
         return rows if dtype is None else rows.astype(dtype)
+
+
+ROW_FOLDER_PREFIX = "dagmm-rows-"
+ROW_FOLDER_OWNER = "owner"  # "<host> <pid>" of the process that wrote the folder's rows and removes them
+
+
+def claim_row_folder(folder: Path) -> None:
+    """Create ``folder`` for a run's rows, marked as this process's, and remove the row folders beside it
+    that killed runs left (SIGKILL, the out-of-memory killer: no clean-up runs; each can hold GBs)."""
+    folder.mkdir()
+    (folder / ROW_FOLDER_OWNER).write_text(f"{socket.gethostname()} {os.getpid()}\n")
+    for other in folder.parent.glob(f"{ROW_FOLDER_PREFIX}*"):
+        if other != folder and not owner_running(other):
+            shutil.rmtree(other, ignore_errors=True)
+
+
+def owner_running(folder: Path) -> bool:
+    """False only where ``folder``'s owner file names this machine and a process that has ended; a folder
+    without one (being made, or an older version's), another machine's (a shared temporary folder), or
+    on a system without POSIX signals counts as in use."""
+    try:
+        host, pid = (folder / ROW_FOLDER_OWNER).read_text().split()
+        if os.name != "posix" or host != socket.gethostname():
+            return True
+        os.kill(int(pid), 0)  # signal 0: only whether the process exists
+    except ProcessLookupError:
+        return False
+    except (OSError, ValueError):  # unreadable, not ours to signal (PermissionError: it runs), malformed
+        return True
+    return True
 
 
 def write_split_rows(

@@ -2,6 +2,7 @@
 
 import hashlib
 import mmap
+import os
 
 import numpy as np
 import pandas as pd
@@ -179,6 +180,31 @@ def test_out_of_core_reads_columns_as_the_whole_file_types_them(tmp_path):
     rows = frame.drop(columns="anomaly").astype({"count": float})
     capitalised = rows.assign(flag=rows["flag"].str.capitalize())  # as pandas writes bools
     np.testing.assert_array_equal(on_disk.preprocessor.encode(capitalised), in_memory.preprocessor.encode(rows))
+
+
+def test_row_folders_that_killed_runs_left_are_removed_by_the_next_out_of_core_fit(tmp_path, monkeypatch):
+    import socket
+    import subprocess
+    import sys
+    import tempfile
+
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead, host = int(ended.stdout), socket.gethostname()
+    temporary = tmp_path / "tmp"
+    owners = {"killed": f"{host} {dead}", "running": f"{host} {os.getpid()}", "elsewhere": f"other-{host} {dead}"}
+    for name, owner in owners.items():
+        (temporary / f"dagmm-rows-{name}").mkdir(parents=True)
+        (temporary / f"dagmm-rows-{name}" / "train.npy").write_bytes(b"rows")
+        (temporary / f"dagmm-rows-{name}" / "owner").write_text(owner + "\n")
+    (temporary / "dagmm-rows-being-made").mkdir()  # no owner file yet (or an older version's)
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
+    _, on_disk = out_of_core_pair(tmp_path, monkeypatch, ".csv")
+    left = {p.name for p in temporary.iterdir()}
+    assert {"dagmm-rows-running", "dagmm-rows-elsewhere", "dagmm-rows-being-made"} < left  # had: killed too
+    assert "dagmm-rows-killed" not in left and len(left) == 4
+    (written,) = left - {"dagmm-rows-running", "dagmm-rows-elsewhere", "dagmm-rows-being-made"}
+    assert (temporary / written / "owner").read_text() == f"{host} {os.getpid()}\n"
+    assert np.asarray(on_disk.arrays("train")[0]).shape[0] == len(on_disk.splits.train)
 
 
 def test_disk_rows_read_no_rows(tmp_path):
