@@ -498,6 +498,37 @@ def test_only_the_commands_own_user_warnings_are_relabelled(monkeypatch):
     assert elsewhere == before("x", UserWarning, "/elsewhere/module.py", 3)
 
 
+def test_a_warning_printed_while_a_progress_bar_is_drawn_starts_a_line_of_its_own(monkeypatch):
+    import io
+    import sys
+    import warnings
+
+    from tqdm import tqdm
+
+    from dagmm_lightning.__main__ import own_warnings_as_lines
+    from dagmm_lightning.errors import DAGMMWarning
+
+    monkeypatch.setattr(warnings, "formatwarning", lambda message, *_, **__: f"{message}\n")  # (put back after)
+
+    def python_s(message, category, filename, lineno, file=None, line=None):  # (pytest's records instead)
+        (file or sys.stderr).write(warnings.formatwarning(message, category, filename, lineno, line))
+
+    monkeypatch.setattr(warnings, "showwarning", python_s)
+    own_warnings_as_lines()
+    terminal = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    bar = tqdm(total=10, file=terminal, desc="Predicting DataLoader 0", mininterval=0)
+    bar.update(3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.warn("column 'c' holds categories not seen in training", DAGMMWarning, stacklevel=1)
+    bar.update(1)
+    bar.close()
+    before, after = terminal.getvalue().split("dagmm: warning: column 'c' holds categories not seen in training\n")
+    assert before.endswith("\r") and before.split("\r")[-2].strip() == ""  # the bar cleared (had: '3/10 [...]')
+    assert "Predicting DataLoader 0:  30%" in after  # and drawn again
+
+
 QS = ["--config", "configs/quickstart.yaml"]
 
 
