@@ -399,7 +399,7 @@ class AnomalyDataModule(L.LightningDataModule):
             if self._on_disk is None and not (stage == "predict" and self.predict_file is not None):
                 self._on_disk = self._write_rows_to_disk()
         else:
-            self.preprocessor.fit_scaling(self._encoded[self._splits.train])
+            self.preprocessor.fit_scaling(self._encoded, self._splits.train)
             self._scaled.clear()
             self._scaled_rows.clear()
         # a user's table only (the built-in data sets' are known: KDDCUP99's attack-only services)
@@ -452,7 +452,7 @@ class AnomalyDataModule(L.LightningDataModule):
             if self._on_disk is not None:
                 self._scaled_rows[name] = self._on_disk[name]
             elif name not in self._scaled_rows:  # one scaled copy per split, shared by its batchings
-                self._scaled_rows[name] = torch.from_numpy(self.preprocessor.scale(self._encoded[rows]))
+                self._scaled_rows[name] = torch.from_numpy(self.preprocessor.scale(self._encoded, rows))
             columns = (torch.from_numpy(labels.astype(np.int64)), torch.from_numpy(rows.astype(np.int64)))
             self._scaled[key] = InMemoryBatches(
                 self._scaled_rows[name], *columns, batch_size, shuffle, self.resolved_seed, pad_ranks
@@ -490,7 +490,7 @@ class AnomalyDataModule(L.LightningDataModule):
             if self.out_of_core:
                 self._on_disk = self._write_rows_to_disk()
             else:
-                self.preprocessor.fit_scaling(self._encoded[self._splits.train])
+                self.preprocessor.fit_scaling(self._encoded, self._splits.train)
         if self.dataset == TABLE and streamed(self.predict_file):
             prep, label = self.preprocessor, self.label_column
             return FileRows(self.predict_file, prep, label, self.eval_batch_size, ignored=self.ignore_columns)
@@ -541,7 +541,7 @@ class AnomalyDataModule(L.LightningDataModule):
                 if self._on_disk is not None:
                     digest.update(self._on_disk["train"][first : first + CHUNK_ROWS].numpy())
                 else:
-                    digest.update(self.preprocessor.scale(self._encoded[train[first : first + CHUNK_ROWS]]))
+                    digest.update(self.preprocessor.scale(self._encoded, train[first : first + CHUNK_ROWS]))
             self._values_fingerprint = digest.hexdigest()[:16]
         return self._values_fingerprint
 

@@ -11,6 +11,7 @@ import json
 import lzma
 import re
 import shlex
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -509,6 +510,16 @@ CONSTANT_LIMIT = 1.0  # BENCHMARKS.md, "Columns constant on the training rows"
 OFFSET_LIMIT = 16.0  # a column whose minimum is more than this many ranges from zero is scaled from float64
 
 
+SLICE_ROWS = 65536  # rows per slice where whole-table float64 temporaries would double the memory
+
+
+def row_slices(array: np.ndarray, rows: np.ndarray | None = None) -> Iterator[np.ndarray]:
+    """``array`` (N, F), or its ``rows`` (in that order), as consecutive slices of ``SLICE_ROWS`` rows."""
+    n_rows = len(array) if rows is None else len(rows)
+    for start in range(0, n_rows, SLICE_ROWS):
+        yield array[start : start + SLICE_ROWS] if rows is None else array[rows[start : start + SLICE_ROWS]]
+
+
 class TablePreprocessor:
     """Encodes a ``RawTable``'s features as float32 rows.
 
@@ -575,7 +586,7 @@ class TablePreprocessor:
                 f"columns missing from the input: {missing[:10]}{' ...' if len(missing) > 10 else ''}; "
                 f"the model was trained on {len(self.numeric) + len(self.categories)} columns"
             )
-        parts = []
+        encoded = np.empty((len(frame), self.n_features))  # filled block by block: no second copy to join
         if self.numeric:
             numeric = frame[self.numeric]
             complex_columns = [c for c in self.numeric if pd.api.types.is_complex_dtype(numeric[c])]
@@ -589,11 +600,14 @@ class TablePreprocessor:
                 if example:
                     raise DataError(f"column {column!r} should be numeric but holds non-numeric values, e.g. {example}")
                 numeric = numeric.assign(**{column: coerced})
-            parts.append(self._finite(numeric.to_numpy(dtype=np.float64), first_row))
+            encoded[:, : len(self.numeric)] = self._finite(numeric.to_numpy(dtype=np.float64), first_row)
         outside = {} if own_rows else self.categories_outside_training()
+        start = len(self.numeric)
         for column, cats in self.categories.items():
             codes = category_codes(cats, frame[column])
-            one_hot = np.zeros((len(frame), len(cats)), dtype=np.float64)
+            one_hot = encoded[:, start : start + len(cats)]
+            one_hot[:] = 0.0
+            start += len(cats)
             known = codes >= 0
             untrained = ~known | np.isin(codes, [cats.index(c) for c in outside.get(column, [])])
             if untrained.any():  # (a changed spelling would mis-score every row)
@@ -606,8 +620,7 @@ class TablePreprocessor:
                     "not always); add such rows to the training table, or map the new values to known ones"
                 )
             one_hot[np.flatnonzero(known), codes[known]] = 1.0
-            parts.append(one_hot)
-        return np.concatenate(parts, axis=1) if parts else np.zeros((len(frame), 0))
+        return encoded
 
     def scale_rows(self, array: np.ndarray, first_row: int = 0) -> torch.Tensor:
         """Scaled float32 rows (N, n_features) of a numeric array that ``encode`` would give unchanged (a table
@@ -657,23 +670,29 @@ class TablePreprocessor:
             )
         return values
 
-    def fit_scaling(self, encoded_train: np.ndarray) -> TablePreprocessor:
-        if len(encoded_train) == 0:
+    def fit_scaling(self, encoded: np.ndarray, rows: np.ndarray | None = None) -> TablePreprocessor:
+        """Minimum and range per feature of the training rows: ``encoded`` (N, n_features), or its ``rows``
+        (read in slices: no copy of them)."""
+        n_rows = len(encoded) if rows is None else len(rows)
+        if n_rows == 0:
             raise DataError("no training rows to fit the scaling on")
-        if encoded_train.shape[1] == 0:
+        if encoded.shape[1] == 0:
             raise DataError("the table has no feature columns (only labels?): there is nothing to learn")
-        minimum = encoded_train.min(axis=0)
+        minimum, maximum = np.full(encoded.shape[1], np.inf), np.full(encoded.shape[1], -np.inf)
+        for part in row_slices(encoded, rows):
+            np.minimum(minimum, part.min(axis=0), out=minimum)
+            np.maximum(maximum, part.max(axis=0), out=maximum)
         with np.errstate(over="ignore"):
-            spread = encoded_train.max(axis=0) - minimum
+            spread = maximum - minimum
         if not np.isfinite(spread).all():  # numeric columns come first in the encoding
             j = int(np.flatnonzero(~np.isfinite(spread))[0])
             raise DataError(
-                f"column {self.numeric[j]!r} spans {minimum[j]:g} to {encoded_train[:, j].max():g} on the training "
+                f"column {self.numeric[j]!r} spans {minimum[j]:g} to {maximum[j]:g} on the training "
                 "rows, a range past what float64 holds; rescale it (e.g. divide it by a power of ten)"
             )
         constant = ~(spread > 0)
         if constant.all():
-            rows = "one training row" if len(encoded_train) == 1 else "the training rows"
+            rows = "one training row" if n_rows == 1 else "the training rows"
             raise DataError(
                 f"every feature is constant on {rows}: there is nothing to learn (every row would score the "
                 "same); check that the table holds the columns meant, and enough rows"
@@ -681,16 +700,24 @@ class TablePreprocessor:
         self.minimum, self.constant, self.range = minimum, constant, np.where(constant, 1.0, spread)
         return self
 
-    def scale(self, encoded: np.ndarray) -> np.ndarray:
+    def scale(self, encoded: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        """Scaled float32 rows (N, n_features), C order, of ``encoded`` (N, n_features) or of its ``rows``;
+        computed in float64 slices of rows (memory: the float32 result and one slice)."""
         if self.minimum is None or self.range is None:
             raise DataError("the scaling has not been fitted on training rows yet")
         if encoded.shape[1] != len(self.minimum):
             raise DataError(f"rows have {encoded.shape[1]} encoded features, the model expects {len(self.minimum)}")
         # C order: row batches are contiguous, and matmul kernels do not depend on how the input was laid out
+        scaled = np.empty((len(encoded) if rows is None else len(rows), encoded.shape[1]), dtype=np.float32)
         limit = SCALED_LIMIT if self.constant is None else np.where(self.constant, CONSTANT_LIMIT, SCALED_LIMIT)
-        with np.errstate(over="ignore"):  # a value past float64's reach from the minimum is clipped all the same
-            scaled = np.clip((encoded - self.minimum) / self.range, -limit, limit)
-        return np.ascontiguousarray(scaled, dtype=np.float32)
+        start = 0
+        for part in row_slices(encoded, rows):
+            with np.errstate(over="ignore"):  # a value past float64's reach from the minimum is clipped all the same
+                part = np.subtract(part, self.minimum, dtype=np.float64)
+                part /= self.range
+            scaled[start : start + len(part)] = np.clip(part, -limit, limit, out=part)
+            start += len(part)
+        return scaled
 
     def state_dict(self) -> dict:
         return {

@@ -10,3 +10,32 @@ from dagmm_lightning.data.tables import ordinal
 )
 def test_ordinal_numbers_take_their_english_suffix(n, expected):
     assert ordinal(n) == expected
+
+
+def test_encoding_and_scaling_by_slices_equal_the_whole_table_computation(monkeypatch):
+    import numpy as np
+    import pandas as pd
+
+    from dagmm_lightning.data import tables
+    from dagmm_lightning.data.tables import CONSTANT_LIMIT, RawTable, TablePreprocessor
+
+    monkeypatch.setattr(tables, "SLICE_ROWS", 3)  # slices that split the rows unevenly
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        {"a": rng.normal(size=11) * 1e3, "b": np.ones(11), "kind": rng.choice(["tcp", "udp", "icmp"], 11)}
+    )
+    prep = TablePreprocessor().fit_columns(RawTable(frame, None, ["kind"]))
+    encoded = prep.encode(frame)
+    dummies = pd.get_dummies(frame["kind"]).reindex(columns=prep.categories["kind"]).to_numpy(dtype=float)
+    np.testing.assert_array_equal(encoded, np.column_stack([frame[["a", "b"]].to_numpy(), dummies]))
+    rows = np.array([7, 2, 9, 0, 4, 5, 10])  # a split: not sorted, not every row
+    prep.fit_scaling(encoded, rows)
+    low, high = encoded[rows].min(0), encoded[rows].max(0)
+    np.testing.assert_array_equal(prep.minimum, low)
+    np.testing.assert_array_equal(prep.range, np.where(high > low, high - low, 1.0))
+    limit = np.where(high > low, tables.SCALED_LIMIT, CONSTANT_LIMIT)  # b constant: clipped at +-1
+    shifted = encoded + np.array([0.0, 5.0, 0.0, 0.0, 0.0])  # b off its training value by 5 of its units
+    expected = np.clip((shifted[rows] - low) / prep.range, -limit, limit).astype(np.float32)
+    np.testing.assert_array_equal(prep.scale(shifted, rows), expected)
+    np.testing.assert_array_equal(prep.scale(shifted[rows]), expected)
+    assert prep.scale(shifted, rows).flags.c_contiguous and prep.scale(shifted, rows)[:, 1].max() == 1.0
