@@ -41,7 +41,7 @@ from dagmm_lightning.data.streaming import (
     streamed,
     write_split_rows,
 )
-from dagmm_lightning.data.tables import RawTable, TablePreprocessor, label_like_columns
+from dagmm_lightning.data.tables import EncodedRows, RawTable, TablePreprocessor, label_like_columns
 from dagmm_lightning.errors import ConfigurationError, DataError, MissingLabelError, check_choice, check_range, warn
 from dagmm_lightning.labels import KNOWN_NORMAL, LABELLED_ANOMALY
 
@@ -193,7 +193,7 @@ class AnomalyDataModule(L.LightningDataModule):
         self._rho = rho
         self.preprocessor = TablePreprocessor()
         self._table: RawTable | None = None
-        self._encoded: np.ndarray | None = None
+        self._encoded: EncodedRows | None = None
         self._truth: np.ndarray | None = None  # (N,) bool, None without labels
         self._on_disk: dict[str, DiskRows] | None = None
         self._splits: Splits | None = None
@@ -364,7 +364,7 @@ class AnomalyDataModule(L.LightningDataModule):
             warn(f"the table has no labels: every row counts as normal, split as usual; metrics need labels{hint}")
         self.preprocessor.fit_columns(table)
         with naming_the_file(self.path if self.dataset == TABLE else None):
-            self._encoded = None if self.out_of_core else self.preprocessor.encode(table.features)
+            self._encoded = None if self.out_of_core else self.preprocessor.encode_compact(table.features)
         self._splits = self._make_splits(truth if truth is not None else np.zeros(n_rows, dtype=bool))
         if len(self._splits.train) < FEW_TRAINING_ROWS:
             held = self.val_fraction and self._given_splits is None
@@ -595,7 +595,7 @@ class AnomalyDataModule(L.LightningDataModule):
         # encoded as the checkpoint encodes (a category it never saw, in a row since changed: all zeros)
         other_columns = columns != (self.preprocessor.numeric, self.preprocessor.categories)
         if self._encoded is not None and other_columns:
-            self._encoded = self.preprocessor.encode(self._table.features, own_rows=True)
+            self._encoded = self.preprocessor.encode_compact(self._table.features, own_rows=True)
         if self._on_disk is not None and (other_columns or self.preprocessor.constant is None):
             # setup wrote them with this run's columns, or before the constant columns' clip: written again
             self._on_disk = self._write_rows_to_disk(fit_scaling=False)

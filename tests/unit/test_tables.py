@@ -29,6 +29,13 @@ def test_encoding_and_scaling_by_slices_equal_the_whole_table_computation(monkey
     dummies = pd.get_dummies(frame["kind"]).reindex(columns=prep.categories["kind"]).to_numpy(dtype=float)
     np.testing.assert_array_equal(encoded, np.column_stack([frame[["a", "b"]].to_numpy(), dummies]))
     rows = np.array([7, 2, 9, 0, 4, 5, 10])  # a split: not sorted, not every row
+    compact = prep.encode_compact(frame)  # numbers and category codes
+    assert compact.shape == encoded.shape and len(compact) == 11
+    np.testing.assert_array_equal(compact[rows], encoded[rows])
+    np.testing.assert_array_equal(compact[2:9], encoded[2:9])
+    unseen = frame.assign(kind=["ftp"] + list(frame["kind"][1:]))  # no category: an all-zero block
+    with pytest.warns(UserWarning, match="categories not seen in training"):
+        np.testing.assert_array_equal(prep.encode_compact(unseen)[:1], np.r_[encoded[0, :2], 0, 0, 0][None])
     prep.fit_scaling(encoded, rows)
     low, high = encoded[rows].min(0), encoded[rows].max(0)
     np.testing.assert_array_equal(prep.minimum, low)
