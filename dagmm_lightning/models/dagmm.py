@@ -858,8 +858,12 @@ class DAGMM(L.LightningModule):
                 self._training_scores = self.model.score_batches(TrainingRows(self._training_batches()))
         return self._training_scores
 
+    def _fit_is_current(self) -> bool:
+        """Whether the mixture was fitted with the current weights (at this step; a checkpoint's own fit)."""
+        return int(self.fitted_at_step) == self.global_step and not self.weights_changed_since_fit()
+
     def _refit_if_stale(self) -> bool:
-        if int(self.fitted_at_step) == self.global_step and not self.weights_changed_since_fit():
+        if self._fit_is_current():
             return False
         self.refit()
         return True
@@ -869,6 +873,8 @@ class DAGMM(L.LightningModule):
         # validation (and a checkpoint written after it) uses the mixture of the current weights; at the
         # epoch's start, after the callbacks' hooks: weight averaging swaps its weights in there.
         if self.trainer.state.fn == "fit":
+            if self.trainer.sanity_checking and self._fit_is_current():  # a resumed checkpoint's fit: kept (a
+                return  # fit resumed at its end trains nothing more; its summary had the check's fit)
             self.refit()
 
     def on_validation_epoch_end(self) -> None:

@@ -46,6 +46,21 @@ def test_fit_without_checkpointing_writes_no_checkpoint(tmp_path, caplog):
     assert "checkpoint:  none written (no epoch trained)" in caplog.text and "next:" not in caplog.text
 
 
+def test_a_fit_resumed_at_its_end_keeps_and_reports_the_checkpoints_fit_not_the_sanity_checks(tmp_path, caplog):
+    args = ["fit", "--config", "configs/quickstart.yaml", "--trainer.max_epochs", "2"]
+    fitted = run(args, tmp_path)
+    last = next((tmp_path / "logs").rglob("last.ckpt"))
+    saved = torch.load(last, weights_only=False)["state_dict"]
+    metrics = {k: float(v) for k, v in fitted.trainer.callback_metrics.items() if k.startswith("val/")}
+    caplog.clear()
+    resumed = run([*args, "--ckpt_path", str(last)], tmp_path)  # between epochs: the sanity check runs
+    assert "nothing trained" in caplog.text
+    for name, value in resumed.model.state_dict().items():  # had: the sanity check's fit of the training rows
+        torch.testing.assert_close(value, saved[name], rtol=0, atol=0, msg=name)  # (its threshold theirs)
+    assert f"threshold:   {saved['model.calibration.threshold'].item():g} (the top 10 % of val rows'" in caplog.text
+    assert f"f1_threshold {metrics['val/f1_threshold']:.4f}" in caplog.text
+
+
 def test_fit_summary_counts_steps_and_shows_our_last_checkpoint_beside_a_users(tmp_path, caplog):
     fitted = run(["fit", "--config", "configs/quickstart.yaml", "--trainer.max_steps", "3"], tmp_path)
     per_epoch = fitted.trainer.num_training_batches
