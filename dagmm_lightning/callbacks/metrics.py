@@ -223,6 +223,9 @@ class AnomalyMetrics(L.Callback):
         if data.get("seed", 0) is None and hasattr(trainer.datamodule, "resolved_seed"):  # the split seed it took
             data["seed"] = trainer.datamodule.resolved_seed
         settings = {**{f"data/{k}": v for k, v in data.items()}, **pl_module.hparams}
+        calibration = getattr(getattr(pl_module, "model", None), "calibration", None)
+        if settings.get("contamination", 0) is None and getattr(calibration, "contamination", None) is not None:
+            settings["contamination"] = calibration.contamination  # the share taken from the labels
         settings = {k: v for k, v in settings.items() if not k.removeprefix("data/").startswith("_")}  # jsonargparse's
         for logger in trainer.loggers:  # other loggers take no metrics here; they have the hparams already
             if isinstance(logger, TensorBoardLogger):

@@ -32,6 +32,8 @@ def test_figures_and_hparams_reach_tensorboard(tmp_path):
             "1",
             "--figures.every_n_validations",
             "1",
+            "--model.init_args.contamination",
+            "null",
             "--trainer.logger.init_args.save_dir",
             str(tmp_path),
             *QUICK,
@@ -61,6 +63,8 @@ def test_figures_and_hparams_reach_tensorboard(tmp_path):
     seed = shown["data/seed"]  # the split seed taken (seed_everything's; had: 'None', as given)
     assert seed.WhichOneof("kind") == "number_value" and seed.number_value == 0
     assert not [k for k in shown if k.removeprefix("data/").startswith("_")]  # no _class_path, _instantiator
+    share = AnomalyDataModule("breast_cancer", seed=0).anomaly_share  # null: the labels' share (had: 'None')
+    assert shown["contamination"].number_value == pytest.approx(share) and 0.05 < share < 0.2
     last = str(next(tmp_path.rglob("last.ckpt")))
     build_cli(["test", "--ckpt_path", last, "--trainer.logger.init_args.save_dir", str(tmp_path / "test"), *QUICK])
     events = EventAccumulator(str(next((tmp_path / "test").rglob("events.out.tfevents*"))), size_guidance={"images": 0})
