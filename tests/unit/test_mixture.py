@@ -116,6 +116,18 @@ def test_sliced_parameters_equal_one_batch_of_every_row(family):
         torch.testing.assert_close(sliced[name], value, rtol=1e-10, atol=1e-12, msg=name)
 
 
+@pytest.mark.parametrize("family", ["gaussian", "laplace", "gaussian+laplace"])
+def test_the_training_set_fits_energy_over_row_slices_equals_every_row_at_once(family):
+    # scoring's energies: slices of PASS_ROWS rows bound the (..., K, D, N) deviations a batch makes
+    rng = np.random.default_rng(5)
+    z = torch.tensor(rng.normal(size=(2, 2500, 3)) * [1.0, 2.0, 0.5] + 3.0)
+    gamma = torch.tensor(rng.dirichlet(np.ones(4), size=(2, 2500)))
+    mixture = build_mixture(family, 4, 3, 1e-4, "float64", members=2)
+    mixture.fit([(z, gamma)])
+    whole = mixture.energy(z, mixture.fitted_parameters())  # parameters given: every row at once
+    assert torch.equal(mixture.energy(z), whole) and mixture.energy(z).shape == (2, 2500)
+
+
 def test_per_batch_covariance_average_would_be_wrong():
     # Two batches with different means: averaging per-batch-centred covariances drops the spread of
     # batch means, the trap DESIGN.md names; the accumulated statistics do not.
