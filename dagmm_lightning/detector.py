@@ -275,11 +275,11 @@ class DAGMMDetector(BaseEstimator):
                 raise DataError(f"X has columns the detector was not fitted on: {extra[:10]}{lacks}")
             if not isinstance(X, pd.DataFrame) and frame.shape[1] != self.n_features_in_:
                 raise DataError(self._wrong_width(frame.shape[1], " (with text columns: pass a DataFrame with them)"))
-            encoded = preprocessor.encode(frame)
+            encoded = preprocessor.encode_compact(frame)
             if preprocessor.categories:  # one-hot columns: the whole table's encoding, scaled as in training
                 yield from torch.from_numpy(preprocessor.scale(encoded)).split(step)
                 return
-            X = encoded  # numeric columns in the training order: scaled below, as an array would be
+            X = encoded.numbers  # numeric columns in the training order: scaled below, as an array would be
         try:
             array = None if hasattr(X, "nnz") else np.asarray(X)  # nnz: a scipy.sparse matrix
         except ValueError:  # e.g. rows of different lengths

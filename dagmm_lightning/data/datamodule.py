@@ -509,7 +509,7 @@ class AnomalyDataModule(L.LightningDataModule):
             raise DataError("a data module made from arrays has no file format for predict_file")
         try:
             with naming_the_file(self.predict_file):
-                encoded = self.preprocessor.encode(table.features)
+                encoded = self.preprocessor.encode_compact(table.features)  # (made dense by slices to scale)
         except DataError as err:
             npz = self.dataset == TABLE and Path(self.predict_file).suffix.lower() == ".npz"
             if not (npz and "columns missing" in str(err)):  # a model of an NPZ has columns x0, x1, ...
