@@ -1,4 +1,6 @@
-"""``dagmm benchmark``: configs x data sets x seeds, resumable, with shallow reference rows.
+"""``dagmm benchmark``: configs x data sets x seeds, resumable, with shallow reference rows; or, with
+``--suite DIR``, DAGMMDetector settings (``--detector``) and four shallow detectors over a folder of .npz
+tables (one-class protocol, ROC AUC; see dagmm_lightning/benchmark/suite.py), also resumable.
 
     dagmm benchmark --configs configs/dagmm.yaml configs/vae.yaml --data configs/paper/thyroid.yaml
         --seeds 0-2 --epochs 500 --jobs 2 --baselines --out benchmarks/results/thyroid
@@ -337,7 +339,10 @@ def _end_interrupted(csv_path: Path, write) -> None:
     """After Ctrl-C: the finished runs' report (``write``), how to go on, exit code 130."""
     if read_rows(csv_path):
         write(csv_path)
-        print(f"\ninterrupted: wrote {csv_path.with_suffix('.md')} of the runs so far; the command resumes")
+        reports = f"{csv_path.with_suffix('.md')} and {csv_path.with_suffix('.png')}"
+        print(f"\ninterrupted: wrote {reports} of the runs so far; the command resumes")
+    else:
+        print("\ninterrupted before a run ended: nothing written; the command starts again")
     raise SystemExit(130) from None
 
 
@@ -383,6 +388,8 @@ def main(argv: list[str] | None = None) -> None:
     if foreign:
         parser.error(f"not a results file that --out wrote: {', '.join(foreign)}")
     if args.out is not None:
+        if args.out.endswith(("/", os.sep)):  # (a Path drops the slash: res/ had written res.csv beside res)
+            parser.error(f"--out {args.out}: a folder; --out names results files to write (e.g. {args.out}run1)")
         written = out_path(args.out, ".md" if args.matrix else ".csv")
         above = next((parent for parent in written.absolute().parents if parent.exists()), Path("/"))
         if not above.is_dir() or written.is_dir():
@@ -469,6 +476,8 @@ def main(argv: list[str] | None = None) -> None:
         for data in args.data:
             configs = (config,) if data is None else (config, data)
             check_settings(_cli_args(Job(configs, 0, args.protocol, args.epochs, extra, False, False, 1)))
+    if csv_path.is_file() and is_suite_file(csv_path):
+        parser.error(f"--out {args.out}: {csv_path} holds --suite results; give another --out")
     rows_done = read_rows(csv_path)
     done = {(r["method"], r["configs"], r["protocol"], int(r["seed"])): r for r in rows_done}
     data_keys: dict[tuple, str] = {}

@@ -4,11 +4,14 @@ beside four shallow detectors, with the development suite's one-class protocol:
 a table of more than 20,000 rows is subsampled to 20,000 (``default_rng(0)``); for each seed the normal
 rows are shuffled (``default_rng(seed)``) and halved: the first half trains (no labels), the test rows are
 the other half plus every anomaly; features are min-max scaled on the training rows; the score is ROC AUC.
+Each results row records a hash of its table's X and y: a results file is resumed only with the same
+folder's tables, unchanged.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import re
 import time
@@ -21,7 +24,7 @@ from dagmm_lightning.benchmark.report import append_rows, read_rows
 from dagmm_lightning.data.loaders import read_npz_file
 from dagmm_lightning.errors import ConfigurationError, DataError
 
-SUITE_FIELDS = ["table", "seed", "method", "roc_auc", "seconds", "status", "settings"]
+SUITE_FIELDS = ["table", "seed", "method", "roc_auc", "seconds", "status", "settings", "data"]
 BASELINES = ("isolation_forest", "knn", "lof", "gaussian_mixture")
 MAX_ROWS = 20_000
 
@@ -57,6 +60,30 @@ def read_table(path: Path) -> tuple[np.ndarray, np.ndarray]:
             f"{path}: y marks {(y != 0).sum()} anomalies in {len(y)} rows; ROC AUC needs normal rows and anomalies"
         )
     return x, y
+
+
+def table_fingerprint(x: np.ndarray, y: np.ndarray) -> str:
+    """A short hash of a table's X and y (a results row's ``data``): a table changed since is not resumed."""
+    digest = hashlib.sha256(np.ascontiguousarray(x).tobytes())
+    digest.update(np.ascontiguousarray(y).tobytes())
+    return digest.hexdigest()[:12]
+
+
+def check_results_match(csv_path: Path, rows: list[dict], folder: Path, fingerprints: dict[str, str]) -> None:
+    """Refuse to resume into ``csv_path`` where its ``rows`` hold tables that ``folder`` lacks, or that its
+    tables' ``fingerprints`` say have changed since (their numbers would be kept, and averaged with the new)."""
+    absent = sorted({r["table"] for r in rows} - set(fingerprints))
+    if absent:
+        shown = ", ".join(absent[:3]) + (", ..." if len(absent) > 3 else "")
+        raise DataError(
+            f"{csv_path} holds results of tables {folder} lacks ({shown}): another folder's; give another --out"
+        )
+    changed = sorted({r["table"] for r in rows if r.get("data") and r["data"] != fingerprints[r["table"]]})
+    if changed:
+        raise DataError(
+            f"{csv_path} holds results of {', '.join(changed[:3])}{', ...' if len(changed) > 3 else ''} from "
+            "other X or y than the folder's now; give another --out (or remove those rows)"
+        )
 
 
 def table_order(name: str) -> tuple[int, str]:
@@ -107,6 +134,9 @@ def run_suite(folder: Path, seeds: list[int], settings: dict, method: str, basel
     if not tables:
         raise DataError(f"no .npz tables in {folder}")
     rows = read_rows(csv_path)
+    fingerprints = {path.stem: table_fingerprint(*read_table(path)) for path in tables} if rows else {}
+    if rows:  # (every table read, and checked, before any run: a bad one stops the suite, not its middle)
+        check_results_match(csv_path, rows, folder, fingerprints)
     other = {r["settings"] for r in rows if r["method"] == method and json.loads(r.get("settings") or "{}") != settings}
     if other:
         raise ConfigurationError(
@@ -117,7 +147,7 @@ def run_suite(folder: Path, seeds: list[int], settings: dict, method: str, basel
     methods = [method, *(BASELINES if baselines else ())]
     pending = [p for p in tables if any((p.stem, s, m) not in done for s in seeds for m in methods)]
     for path in pending:  # every table checked before any runs: a bad one stops the suite, not its middle
-        read_table(path)
+        fingerprints.setdefault(path.stem, table_fingerprint(*read_table(path)))
     for path in pending:
         x, y = read_table(path)
         for seed in seeds:
@@ -149,6 +179,7 @@ def run_suite(folder: Path, seeds: list[int], settings: dict, method: str, basel
                     "seconds": seconds,
                     "status": status,
                     "settings": json.dumps(settings) if name == method else "",
+                    "data": fingerprints[path.stem],
                 }
                 append_rows(csv_path, [row], SUITE_FIELDS)
                 print(f"{path.stem} seed {seed} {name}: ROC AUC {auc:.4f} ({seconds} s)", flush=True)

@@ -427,7 +427,9 @@ def test_an_interrupted_grid_stops_its_workers_reports_its_rows_and_exits_130(tm
     with pytest.raises(SystemExit) as exit_info:
         main([*quick_run(out, "--jobs", "1"), "--seeds", "0-2"])
     assert exit_info.value.code == 130
-    assert f"interrupted: wrote {out}.md of the runs so far; the command resumes" in capsys.readouterr().out
+    assert (
+        f"interrupted: wrote {out}.md and {out}.png of the runs so far; the command resumes" in capsys.readouterr().out
+    )
     assert len(runner.read_rows(out.with_suffix(".csv"))) == 1 and out.with_suffix(".md").is_file()
     assert workers and all(p.exitcode == -signal.SIGKILL for p in workers)  # killed, not waited for (SIGTERM: a
     # worker within trainer.fit stops after the batch, then runs the run queued for it)

@@ -207,3 +207,42 @@ def test_random_state_is_refused_and_an_interrupted_suite_reports_its_rows(tmp_p
     assert stopped.value.code == 130 and "the command resumes" in capsys.readouterr().out
     table = out.with_suffix(".md").read_text()
     assert "| 1_a |" in table and "2_b" not in table and len(suite.read_rows(out.with_suffix(".csv"))) == 5
+
+
+def test_a_suite_resumes_only_with_its_folders_tables_unchanged_and_out_must_name_files(tmp_path, capsys, monkeypatch):
+    from ..conftest import ROOT
+
+    folder, other = tmp_path / "tables", tmp_path / "other"
+    folder.mkdir()
+    other.mkdir()
+    rng = np.random.default_rng(0)
+    tables = {name: (rng.normal(size=(60, 3)), np.r_[np.zeros(54), np.ones(6)]) for name in ("1_a", "2_b")}
+    for name, (x, y) in tables.items():
+        np.savez(folder / f"{name}.npz", X=x, y=y)
+    np.savez(other / "1_a.npz", X=tables["1_a"][0], y=tables["1_a"][1])
+    monkeypatch.setattr(suite, "detector_scores", lambda settings, x_train, x_test, seed: x_test.sum(axis=1))
+    out = tmp_path / "out"
+    args = ["--suite", str(folder), "--seeds", "0", "--out", str(out)]
+    main(args)
+    rows = suite.read_rows(out.with_suffix(".csv"))
+    assert {r["data"] for r in rows if r["table"] == "2_b"} == {
+        suite.table_fingerprint(*suite.read_table(folder / "2_b.npz"))
+    }
+    np.savez(folder / "2_b.npz", X=tables["2_b"][0], y=tables["2_b"][1][::-1])  # relabelled since
+    with pytest.raises(ValueError, match=r"out.csv holds results of 2_b from other X or y than the folder's now"):
+        main(args)  # had: resumed, nothing run, 2_b's old numbers kept
+    with pytest.raises(ValueError, match=r"out.csv holds results of tables .*other lacks \(2_b\): another folder's"):
+        main(["--suite", str(other), *args[2:]])  # had: 1_a and 2_b both in its report and mean
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["--suite", str(folder), "--out", f"{tmp_path / 'res'}/"])
+    assert "res/: a folder; --out names results files to write" in capsys.readouterr().err
+    assert not (tmp_path / "res.csv").exists()  # had: ran, then wrote res.csv beside the folder
+    grid = ["--configs", str(ROOT / "configs/dagmm.yaml"), "--data", str(ROOT / "configs/data/arrhythmia.yaml")]
+    with pytest.raises(SystemExit):
+        main([*grid, "--seeds", "0", "--out", str(out)])
+    assert "out.csv holds --suite results; give another --out" in capsys.readouterr().err  # had: KeyError
+    monkeypatch.setattr(suite, "detector_scores", lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(SystemExit) as stopped:
+        main(["--suite", str(folder), "--seeds", "0", "--out", str(tmp_path / "early")])
+    assert stopped.value.code == 130 and "interrupted before a run ended: nothing written" in capsys.readouterr().out
