@@ -102,6 +102,8 @@ def parse_seeds(text: str) -> list[int]:
     """``"0-2"`` -> [0, 1, 2]; ``"0,3,5"`` -> [0, 3, 5]."""
     seeds: list[int] = []
     for part in str(text).split(","):
+        if part.strip().startswith("-") and part.strip()[1:].strip().isdigit():  # -1: not a range without a start
+            raise ConfigurationError(f"--seeds {text!r}: seeds are in [0, {MAX_SEED}]")
         lo, dash, hi = part.partition("-")
         try:
             first, last = int(lo), int(hi) if dash else int(lo)  # a range without an end (0-) is an error

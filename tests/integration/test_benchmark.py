@@ -61,6 +61,8 @@ def test_parse_seeds():
         parse_seeds("3-1")
     with pytest.raises(ValueError, match=r"seeds are in \[0, 4294967295\]"):
         parse_seeds("4294967295-4294967296")
+    with pytest.raises(ValueError, match=r"--seeds '0,-1': seeds are in \[0, 4294967295\]"):
+        parse_seeds("0,-1")  # had: 'takes ranges and lists such as 0-4'
 
 
 def test_files_that_are_not_results_and_an_out_that_cannot_be_written_stop_before_any_run(tmp_path, capsys):
