@@ -64,26 +64,41 @@ def read_table(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def table_fingerprint(x: np.ndarray, y: np.ndarray) -> str:
     """A short hash of a table's X and y (a results row's ``data``): a table changed since is not resumed."""
-    digest = hashlib.sha256(np.ascontiguousarray(x).tobytes())
-    digest.update(np.ascontiguousarray(y).tobytes())
+    digest = hashlib.sha256(repr((x.shape, y.shape)).encode())
+    for array in (x, y):
+        digest.update(np.ascontiguousarray(array).tobytes())
     return digest.hexdigest()[:12]
 
 
 def check_results_match(csv_path: Path, rows: list[dict], folder: Path, fingerprints: dict[str, str]) -> None:
     """Refuse to resume into ``csv_path`` where its ``rows`` hold tables that ``folder`` lacks, or that its
     tables' ``fingerprints`` say have changed since (their numbers would be kept, and averaged with the new)."""
+
+    def listed(names: list[str]) -> str:
+        return ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+
     absent = sorted({r["table"] for r in rows} - set(fingerprints))
     if absent:
-        shown = ", ".join(absent[:3]) + (", ..." if len(absent) > 3 else "")
         raise DataError(
-            f"{csv_path} holds results of tables {folder} lacks ({shown}): another folder's; give another --out"
+            f"{csv_path} holds results of tables {folder} lacks ({listed(absent)}): another folder's; give "
+            "another --out"
         )
     changed = sorted({r["table"] for r in rows if r.get("data") and r["data"] != fingerprints[r["table"]]})
     if changed:
         raise DataError(
-            f"{csv_path} holds results of {', '.join(changed[:3])}{', ...' if len(changed) > 3 else ''} from "
-            "other X or y than the folder's now; give another --out (or remove those rows)"
+            f"{csv_path} holds results of {listed(changed)} from other X or y than the folder's now; give another "
+            "--out (or remove those rows)"
         )
+
+
+def rewrite_rows(csv_path: Path, rows: list[dict]) -> None:
+    """``csv_path`` written again with every column of ``SUITE_FIELDS`` (the ones its rows lack blank)."""
+    partial = csv_path.with_suffix(".csv.part")
+    with partial.open("w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=SUITE_FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    partial.replace(csv_path)
 
 
 def table_order(name: str) -> tuple[int, str]:
@@ -137,6 +152,8 @@ def run_suite(folder: Path, seeds: list[int], settings: dict, method: str, basel
     fingerprints = {path.stem: table_fingerprint(*read_table(path)) for path in tables} if rows else {}
     if rows:  # (every table read, and checked, before any run: a bad one stops the suite, not its middle)
         check_results_match(csv_path, rows, folder, fingerprints)
+        if "data" not in results_header(csv_path):  # written before the hashes: the column added (old rows
+            rewrite_rows(csv_path, rows)  # without one stay unchecked), so that the rows from now on have it
     other = {r["settings"] for r in rows if r["method"] == method and json.loads(r.get("settings") or "{}") != settings}
     if other:
         raise ConfigurationError(
@@ -147,7 +164,8 @@ def run_suite(folder: Path, seeds: list[int], settings: dict, method: str, basel
     methods = [method, *(BASELINES if baselines else ())]
     pending = [p for p in tables if any((p.stem, s, m) not in done for s in seeds for m in methods)]
     for path in pending:  # every table checked before any runs: a bad one stops the suite, not its middle
-        fingerprints.setdefault(path.stem, table_fingerprint(*read_table(path)))
+        if path.stem not in fingerprints:
+            fingerprints[path.stem] = table_fingerprint(*read_table(path))
     for path in pending:
         x, y = read_table(path)
         for seed in seeds:

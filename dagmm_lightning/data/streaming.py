@@ -414,26 +414,37 @@ class DiskRows:
 
 
 ROW_FOLDER_PREFIX = "dagmm-rows-"
-ROW_FOLDER_OWNER = "owner"  # "<host> <pid>" of the process that wrote the folder's rows and removes them
+ROW_FOLDER_OWNER = "owner"  # "<host> <pid> <pid namespace>" of the process that wrote the rows and removes them
+
+
+def process_identity() -> str:
+    """This machine and process as an owner file names them: host, pid, and the pid namespace (containers
+    that share a temporary folder and a host name count pids apart)."""
+    try:
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        namespace = "-"
+    return f"{socket.gethostname()} {os.getpid()} {namespace}"
 
 
 def claim_row_folder(folder: Path) -> None:
     """Create ``folder`` for a run's rows, marked as this process's, and remove the row folders beside it
     that killed runs left (SIGKILL, the out-of-memory killer: no clean-up runs; each can hold GBs)."""
     folder.mkdir()
-    (folder / ROW_FOLDER_OWNER).write_text(f"{socket.gethostname()} {os.getpid()}\n")
+    (folder / ROW_FOLDER_OWNER).write_text(process_identity() + "\n")
     for other in folder.parent.glob(f"{ROW_FOLDER_PREFIX}*"):
         if other != folder and not owner_running(other):
             shutil.rmtree(other, ignore_errors=True)
 
 
 def owner_running(folder: Path) -> bool:
-    """False only where ``folder``'s owner file names this machine and a process that has ended; a folder
-    without one (being made, or an older version's), another machine's (a shared temporary folder), or
-    on a system without POSIX signals counts as in use."""
+    """False only where ``folder``'s owner file names this machine and pid namespace and a process that has
+    ended; a folder without one (being made, or an older version's), another machine's or container's (a
+    shared temporary folder), or on a system without POSIX signals counts as in use."""
     try:
-        host, pid = (folder / ROW_FOLDER_OWNER).read_text().split()
-        if os.name != "posix" or host != socket.gethostname():
+        host, pid, namespace = (folder / ROW_FOLDER_OWNER).read_text().split()
+        own_host, _, own_namespace = process_identity().split()
+        if os.name != "posix" or (host, namespace) != (own_host, own_namespace):
             return True
         os.kill(int(pid), 0)  # signal 0: only whether the process exists
     except ProcessLookupError:

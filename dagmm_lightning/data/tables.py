@@ -132,6 +132,13 @@ def open_text(path: Path, **options):
     return opener(path, "rt", **options)
 
 
+def opened_by_pandas_only(path: Path) -> bool:
+    """Whether ``path`` is an archive pandas opens itself (.zip, .zst, .tar, .tgz, .tar.gz ...), whose text
+    ``open_text`` cannot read."""
+    name = str(path).lower()
+    return name.endswith((".zip", ".zst", ".tar", ".tgz", ".tar.gz", ".tar.bz2", ".tar.xz"))
+
+
 def csv_delimiter(path: Path) -> str:
     """A CSV file's field separator: of comma, semicolon, tab and bar, the one that splits the header row
     and the next rows (up to five) into as many fields each, the most (quotes respected); where none does
@@ -143,7 +150,7 @@ def csv_delimiter(path: Path) -> str:
             f"{path}: pandas reads .zst files with the zstandard package, which is not installed: pip install "
             "zstandard, or decompress it (zstd -d) or recompress it as .gz"
         )
-    if suffix in (".zip", ".zst", ".tar", ".tgz"):
+    if opened_by_pandas_only(path):
         return ","
     try:
         with open_text(path, errors="replace", newline="") as file:
@@ -187,14 +194,17 @@ def line_of_value(path: Path, column: int, value: str) -> int | None:
 
 def first_ragged_row(path: Path, delimiter: str) -> tuple[int, list[str], int] | None:
     """(line, fields, header width) of the first row of a CSV file with another number of fields than its
-    header row (blank lines skipped, quotes respected: the line is where the row starts), or None."""
+    header row (blank lines skipped, as pandas skips them, quotes respected: the line is where the row
+    starts), or None; None for an archive pandas opens itself (``opened_by_pandas_only``)."""
+    if opened_by_pandas_only(path):
+        return None
     try:
         with open_text(path, newline="", encoding="utf-8-sig", errors="replace") as file:
             reader = csv.reader(file, delimiter=delimiter)
             header = next((row for row in reader if row), [])
             start = reader.line_num + 1  # where the next row starts (its quoted cells may span lines)
             for row in reader:
-                if row and len(row) != len(header):
+                if row and len(row) != len(header) and not (len(row) == 1 and not row[0].strip()):
                     return start, row, len(header)
                 start = reader.line_num + 1
             return None
@@ -513,7 +523,7 @@ OFFSET_LIMIT = 16.0  # a column whose minimum is more than this many ranges from
 SLICE_ROWS = 65536  # rows per slice where whole-table float64 temporaries would double the memory
 
 
-def row_slices(array: np.ndarray, rows: np.ndarray | None = None) -> Iterator[np.ndarray]:
+def row_slices(array: np.ndarray | EncodedRows, rows: np.ndarray | None = None) -> Iterator[np.ndarray]:
     """``array`` (N, F), or its ``rows`` (in that order), as consecutive slices of ``SLICE_ROWS`` rows."""
     n_rows = len(array) if rows is None else len(rows)
     for start in range(0, n_rows, SLICE_ROWS):
@@ -696,7 +706,7 @@ class TablePreprocessor:
             )
         return values
 
-    def fit_scaling(self, encoded: np.ndarray, rows: np.ndarray | None = None) -> TablePreprocessor:
+    def fit_scaling(self, encoded: np.ndarray | EncodedRows, rows: np.ndarray | None = None) -> TablePreprocessor:
         """Minimum and range per feature of the training rows: ``encoded`` (N, n_features), or its ``rows``
         (read in slices: no copy of them)."""
         n_rows = len(encoded) if rows is None else len(rows)
@@ -726,7 +736,7 @@ class TablePreprocessor:
         self.minimum, self.constant, self.range = minimum, constant, np.where(constant, 1.0, spread)
         return self
 
-    def scale(self, encoded: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+    def scale(self, encoded: np.ndarray | EncodedRows, rows: np.ndarray | None = None) -> np.ndarray:
         """Scaled float32 rows (N, n_features), C order, of ``encoded`` (N, n_features) or of its ``rows``;
         computed in float64 slices of rows (memory: the float32 result and one slice)."""
         if self.minimum is None or self.range is None:

@@ -280,7 +280,9 @@ class MixtureEnergy(nn.Module, ABC):
         self.check_rows(z)
         with torch.autocast(device_type=z.device.type, enabled=False):
             if params is None and z.shape[-2] > PASS_ROWS:
-                return torch.cat([energy_from_log_joint(self.log_joint(part)) for part in z.split(PASS_ROWS, -2)], -1)
+                fitted = self.fitted_parameters()
+                parts = z.split(PASS_ROWS, -2)
+                return torch.cat([energy_from_log_joint(self.log_joint(part, fitted)) for part in parts], -1)
             return energy_from_log_joint(self.log_joint(z, params))
 
     @torch.no_grad()

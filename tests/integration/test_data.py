@@ -718,9 +718,14 @@ def test_a_short_row_in_the_middle_of_a_csv_is_refused_in_memory_with_its_line(t
     with pytest.raises(DataError, match=r"short.csv: line 31 holds 2 fields, the header 3 .*'14.5,udp'"):
         read_user_table(tmp_path / "short.csv")  # had: trained, flag's missing field a category 'nan'
     lines[30] += ","  # a blank field: missing, the row complete
+    lines.insert(10, "   ")  # a line of spaces: skipped by pandas, not a short row
     (tmp_path / "blank.csv").write_text("\n".join(lines) + "\n")
     table = read_user_table(tmp_path / "blank.csv")
     assert table.features["flag"].isna().sum() == 1 and table.features.shape == (60, 3)
+    frame = table.features.assign(flag=table.features["flag"].astype(object))
+    for archive in ("blank.csv.zip", "blank.csv.tar"):  # archives pandas opens itself: not read as text
+        frame.to_csv(tmp_path / archive, index=False)  # (had: their bytes refused as 'line 2 holds 1 field')
+        assert read_user_table(tmp_path / archive).features["flag"].isna().sum() == 1
 
 
 @pytest.mark.parametrize("suffix", [".gz", ".bz2"])

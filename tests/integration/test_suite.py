@@ -228,6 +228,11 @@ def test_a_suite_resumes_only_with_its_folders_tables_unchanged_and_out_must_nam
     assert {r["data"] for r in rows if r["table"] == "2_b"} == {
         suite.table_fingerprint(*suite.read_table(folder / "2_b.npz"))
     }
+    old = out.with_suffix(".csv").read_text().splitlines()  # a file written before the hashes: no data column
+    out.with_suffix(".csv").write_text("\n".join(line.rsplit(",", 1)[0] for line in old) + "\n")
+    main([*args[:3], "0,1", *args[4:]])  # resumed: seed 1 added, the column too (old rows blank)
+    rows = suite.read_rows(out.with_suffix(".csv"))
+    assert [bool(r["data"]) for r in rows] == [False] * 10 + [True] * 10 and rows[0]["roc_auc"] == old[1].split(",")[3]
     np.savez(folder / "2_b.npz", X=tables["2_b"][0], y=tables["2_b"][1][::-1])  # relabelled since
     with pytest.raises(ValueError, match=r"out.csv holds results of 2_b from other X or y than the folder's now"):
         main(args)  # had: resumed, nothing run, 2_b's old numbers kept

@@ -190,8 +190,14 @@ def test_row_folders_that_killed_runs_left_are_removed_by_the_next_out_of_core_f
 
     ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead, host = int(ended.stdout), socket.gethostname()
+    namespace = os.readlink("/proc/self/ns/pid")
     temporary = tmp_path / "tmp"
-    owners = {"killed": f"{host} {dead}", "running": f"{host} {os.getpid()}", "elsewhere": f"other-{host} {dead}"}
+    owners = {
+        "killed": f"{host} {dead} {namespace}",
+        "running": f"{host} {os.getpid()} {namespace}",
+        "elsewhere": f"other-{host} {dead} {namespace}",
+        "container": f"{host} {dead} pid:[1]",  # another pid namespace: its pids are not ours to test
+    }
     for name, owner in owners.items():
         (temporary / f"dagmm-rows-{name}").mkdir(parents=True)
         (temporary / f"dagmm-rows-{name}" / "train.npy").write_bytes(b"rows")
@@ -200,10 +206,10 @@ def test_row_folders_that_killed_runs_left_are_removed_by_the_next_out_of_core_f
     monkeypatch.setattr(tempfile, "tempdir", str(temporary))
     _, on_disk = out_of_core_pair(tmp_path, monkeypatch, ".csv")
     left = {p.name for p in temporary.iterdir()}
-    assert {"dagmm-rows-running", "dagmm-rows-elsewhere", "dagmm-rows-being-made"} < left  # had: killed too
-    assert "dagmm-rows-killed" not in left and len(left) == 4
-    (written,) = left - {"dagmm-rows-running", "dagmm-rows-elsewhere", "dagmm-rows-being-made"}
-    assert (temporary / written / "owner").read_text() == f"{host} {os.getpid()}\n"
+    kept = {f"dagmm-rows-{name}" for name in ("running", "elsewhere", "container", "being-made")}
+    assert kept < left and "dagmm-rows-killed" not in left and len(left) == 5  # had: killed left too
+    (written,) = left - kept
+    assert (temporary / written / "owner").read_text() == f"{host} {os.getpid()} {namespace}\n"
     assert np.asarray(on_disk.arrays("train")[0]).shape[0] == len(on_disk.splits.train)
 
 
