@@ -417,7 +417,11 @@ def readable_parse_error(message: str, options: list[str]) -> str:
             re.sub(r"<class '([\w.]+)'>", r"\1", subtypes[0]).replace("NoneType", "null") if subtypes else expected[0]
         )
         kinds = re.sub(r", (?![^\[]*\])", " or ", kinds)  # the commas between the types, not inside tuple[...]
-        return f"{option}: expected {kinds}, got {given_value(value.group(1).strip(), keys[-1])}"
+        given = given_value(value.group(1).strip(), keys[-1])
+        problem = import_problem(given)
+        if problem:  # a class of the user's whose module fails: that failure, not "expected DAGMM"
+            return f"{option}: {given}: its module does not import: {problem}"
+        return f"{option}: expected {kinds}, got {given}"
     return message
 
 
@@ -451,6 +455,21 @@ def imported_class(class_path: str):
         return getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError, ValueError):
         return class_path
+
+
+def import_problem(class_path: str) -> str | None:
+    """Why the module of a dotted class path fails to import with an error of its own (a SyntaxError, a
+    class a check refuses as it is made, ...), or None (it imports, or is missing: said elsewhere)."""
+    module, _, name = class_path.rpartition(".")
+    if not module or not re.fullmatch(r"[A-Za-z_][\w.]*", class_path):
+        return None
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return None
+    except Exception as err:  # noqa: BLE001 (whatever the user's module raises is the answer)
+        return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}".rstrip(": ")
+    return None
 
 
 VARIANT_CONFIGS = {"DAGMMVAE": "configs/vae.yaml", "DAGMMVQVAE": "configs/vqvae.yaml", "DAGMMPU": "configs/pu.yaml"}

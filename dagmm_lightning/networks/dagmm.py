@@ -6,6 +6,7 @@ compression -> z_c, x' -> rows [z_c, relative distance, cosine(, log error)] -> 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ import torch
 from torch import nn
 
 from dagmm_lightning.distributed import gather_rows, rank
+from dagmm_lightning.errors import ConfigurationError
 from dagmm_lightning.mixture import MixtureEnergy, padded_memberships
 from dagmm_lightning.networks.estimation import EstimationNetwork
 from dagmm_lightning.scoring import ScoreCalibration, upper_quantile
@@ -139,6 +141,22 @@ class DAGMMOutput:
     codes: torch.Tensor | None = None
 
 
+def one_score_per_row(score, owner: str):
+    """``score(self, out)`` checked to give a tensor (N,) for the N rows of ``out`` (a variant's own score:
+    a (N, 1) one had trained and validated, then broke predict's table; a 0-d one broke deep in torch)."""
+
+    @functools.wraps(score)
+    def checked(self, out: DAGMMOutput) -> torch.Tensor:
+        scores = score(self, out)
+        rows = out.error.shape[-1]
+        if not isinstance(scores, torch.Tensor) or tuple(scores.shape) != (rows,):
+            gave = f"shape {tuple(scores.shape)}" if isinstance(scores, torch.Tensor) else type(scores).__name__
+            raise ConfigurationError(f"{owner}.score must give one score per row, a tensor ({rows},); it gave {gave}")
+        return scores
+
+    return checked
+
+
 class DAGMMModel(nn.Module):
     """Compression network + reconstruction features + estimation network + mixture energy + score.
 
@@ -177,6 +195,11 @@ class DAGMMModel(nn.Module):
     """
 
     threshold_is_quantile = True  # the (1 - contamination) quantile of the training rows' scores (PU: c / 2)
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if "score" in vars(cls):  # a variant's own score: one number per row, or an error that says so
+            cls.score = one_score_per_row(vars(cls)["score"], cls.__name__)
 
     def __init__(
         self,

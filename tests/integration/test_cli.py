@@ -611,6 +611,23 @@ def test_optimizer_options_say_what_they_replace_and_refuse_what_they_cannot(tmp
     assert not any("configure_optimizers` will be overridden" in m for m in said)  # Lightning's, said better above
 
 
+def test_a_variant_whose_module_fails_to_import_is_named_with_that_failure(tmp_path, monkeypatch, capsys):
+    import re
+
+    (tmp_path / "broken_variant.py").write_text("import torch\nclass V(:\n    pass\n")
+    flipped = "from dagmm_lightning import DAGMM\n\n\nclass Flip(DAGMM):\n    def score(self, x):\n        return -x\n"
+    (tmp_path / "refused_variant.py").write_text(flipped)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for model, message in [
+        ("broken_variant.V", r"--model: broken_variant.V: its module does not import: SyntaxError: invalid syntax"),
+        ("refused_variant.Flip", r"its module does not import: TypeError: Flip overrides DAGMM.score, which"),
+    ]:
+        with pytest.raises(SystemExit):
+            run(["fit", "--config", "configs/quickstart.yaml", "--model", model], tmp_path)
+        err = capsys.readouterr().err
+        assert re.search(message, err), err  # had: "expected dagmm_lightning.models.dagmm.DAGMM or null, got ..."
+
+
 def test_the_readmes_own_variant_trains_from_the_command_line_and_loads_in_python(tmp_path, monkeypatch):
     import re
 

@@ -198,6 +198,26 @@ def test_a_variant_scores_through_its_networks_score_threshold_included():
                 return -super().score(x)
 
 
+class ColumnScoredNetwork(DAGMMModel):
+    def score(self, out):  # one column, not one number per row
+        return out.error.double()[:, None]
+
+
+class ColumnScored(DAGMM):
+    model_class = ColumnScoredNetwork
+
+
+def test_a_networks_own_score_must_give_one_number_per_row():
+    model = ColumnScored(input_dim=6, hidden_dims=(5,), latent_dim=1, n_components=2, contamination=0.1)
+    x = torch.rand(64, 6)
+    message = r"ColumnScoredNetwork.score must give one score per row, a tensor \(32,\); it gave shape \(32, 1\)"
+    with pytest.raises(ValueError, match=message):  # had: trained and validated, then predict's table broke
+        model.model.fit([x[:32], x[32:]])
+    model.model.eval()
+    out = model.model(x)
+    assert ErrorScoredNetwork.score(model.model, out).shape == (64,)  # one per row: as before
+
+
 class TupleCompression(torch.nn.Module):
     def __init__(self, features, latent, width=None):
         super().__init__()
