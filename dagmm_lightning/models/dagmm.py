@@ -892,6 +892,11 @@ class DAGMM(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["dagmm_variant"] = self._variant_record()
+        hparams = checkpoint.get("hyper_parameters")
+        if isinstance(hparams, dict) and "_class_path" not in hparams:  # a fit outside the CLI: the class, as
+            # the CLI records it, so that `dagmm test/predict --ckpt_path` build it (had: DAGMM, refusing its options)
+            own = f"{type(self).__module__}.{type(self).__qualname__}"
+            checkpoint["hyper_parameters"] = {**hparams, "_class_path": own}
         if self.model is not None:  # what the last training-set fit did, for a summary in another process
             network = self.model
             counts = {"reseeded": network.components_reseeded, "em_steps": network.em_steps_run}

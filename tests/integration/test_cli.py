@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from dagmm_lightning.callbacks import AnomalyMetrics
+from dagmm_lightning.callbacks import AnomalyMetrics, LastEpochCheckpoint
 from dagmm_lightning.callbacks.metrics import anomaly_metrics
 from dagmm_lightning.cli import NODE_LAUNCH_VARIABLES, build_cli, fit_log_folder
 from dagmm_lightning.data.tables import SCALED_LIMIT
@@ -655,6 +655,11 @@ def test_the_readmes_own_variant_trains_from_the_command_line_and_loads_in_pytho
         ValueError, match=r"members > 1 \(an ensemble\) is built for DAGMM's autoencoder, not DeepDAGMM"
     ):
         run([*args, "--model.init_args.members", "2"], tmp_path / "ensemble")
+    trainer = L.Trainer(**quiet, max_epochs=1, callbacks=[AnomalyMetrics(), LastEpochCheckpoint(tmp_path / "own")])
+    trainer.fit(type(fitted.model)(input_dim=30), datamodule=AnomalyDataModule(seed=0))  # trained in Python
+    (own,) = (tmp_path / "own").glob("*.ckpt")
+    tested = run(["test", "--ckpt_path", str(own)], tmp_path / "python")  # had: DAGMM built, its options refused
+    assert type(tested.model).__name__ == "DeepDAGMM" and type(model).load_from_checkpoint(own).hparams.input_dim == 30
     import sys
 
     sys.path.remove(str(tmp_path))
