@@ -361,6 +361,15 @@ class DAGMM(L.LightningModule):
                     "through (they score with the network); change the score in a DAGMMModel subclass "
                     f"(score(self, out)) and set {cls.__name__}.model_class to it (README, 'Your own variant')"
                 )
+        terms = vars(cls).get("training_terms")
+        if callable(terms):  # called as self.training_terms(out, y, labelled) in every step
+            try:
+                inspect.signature(terms).bind(cls, None, None, None)
+            except TypeError:
+                raise TypeError(
+                    f"{cls.__name__}.training_terms{inspect.signature(terms)} does not take (self, out, y, "
+                    "labelled), as each training step calls it (README, 'Your own variant')"
+                ) from None
 
     ensembles = True  # whether ``members`` > 1 is supported
     learns_from_known_normals = False  # the positive-unlabeled split's labelled normal rows: DAGMMPU's

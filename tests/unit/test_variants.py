@@ -218,6 +218,22 @@ def test_a_networks_own_score_must_give_one_number_per_row():
     assert ErrorScoredNetwork.score(model.model, out).shape == (64,)  # one per row: as before
 
 
+def test_a_variants_training_terms_of_another_signature_is_refused_as_its_class_is_made():
+    with pytest.raises(
+        TypeError, match=r"TwoArgs.training_terms\(self, out, y\) does not take \(self, out, y, labelled\)"
+    ):
+
+        class TwoArgs(DAGMM):  # had: a traceback from the first training step
+            def training_terms(self, out, y):
+                return {}
+
+    class Keywords(DAGMM):  # a looser signature is fine
+        def training_terms(self, out, *args, **kwargs):
+            return super().training_terms(out, *args, **kwargs)
+
+    assert Keywords(input_dim=4).hparams.input_dim == 4
+
+
 class TupleCompression(torch.nn.Module):
     def __init__(self, features, latent, width=None):
         super().__init__()
