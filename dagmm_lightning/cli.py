@@ -418,7 +418,8 @@ def readable_parse_error(message: str, options: list[str]) -> str:
         )
         kinds = re.sub(r", (?![^\[]*\])", " or ", kinds)  # the commas between the types, not inside tuple[...]
         given = given_value(value.group(1).strip(), keys[-1])
-        problem = import_problem(given)
+        class_option = keys in (["model"], ["data"]) or keys[-1] == "class_path"  # (other values are no modules)
+        problem = import_problem(given) if class_option else None
         if problem:  # a class of the user's whose module fails: that failure, not "expected DAGMM"
             return f"{option}: {given}: its module does not import: {problem}"
         return f"{option}: expected {kinds}, got {given}"

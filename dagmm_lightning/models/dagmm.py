@@ -130,6 +130,9 @@ def contamination_from_labels(share: float) -> float:
     return min(max(share, 1e-4), 0.5)
 
 
+CLI_INSTANTIATOR = "lightning.pytorch.cli.instantiate_module"  # (what LightningCLI saves beside _class_path)
+
+
 class DAGMM(L.LightningModule):
     """Compression network + reconstruction features + estimation network + mixture energy.
 
@@ -362,10 +365,10 @@ class DAGMM(L.LightningModule):
                     f"(score(self, out)) and set {cls.__name__}.model_class to it (README, 'Your own variant')"
                 )
         terms = vars(cls).get("training_terms")
-        if callable(terms):  # called as self.training_terms(out, y, labelled) in every step
+        if inspect.isfunction(terms):  # called as self.training_terms(out, y, labelled) in every step
             try:
                 inspect.signature(terms).bind(cls, None, None, None)
-            except TypeError:
+            except (TypeError, ValueError):
                 raise TypeError(
                     f"{cls.__name__}.training_terms{inspect.signature(terms)} does not take (self, out, y, "
                     "labelled), as each training step calls it (README, 'Your own variant')"
@@ -901,11 +904,14 @@ class DAGMM(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["dagmm_variant"] = self._variant_record()
-        hparams = checkpoint.get("hyper_parameters")
-        if isinstance(hparams, dict) and "_class_path" not in hparams:  # a fit outside the CLI: the class, as
-            # the CLI records it, so that `dagmm test/predict --ckpt_path` build it (had: DAGMM, refusing its options)
-            own = f"{type(self).__module__}.{type(self).__qualname__}"
-            checkpoint["hyper_parameters"] = {**hparams, "_class_path": own}
+        hparams, own = checkpoint.get("hyper_parameters"), type(self)
+        importable = own.__module__ != "__main__" and own.__qualname__ == own.__name__  # (not nested, not local)
+        if isinstance(hparams, dict) and "_class_path" not in hparams and importable:  # a fit outside the CLI:
+            # its class as the CLI records it, so that `dagmm test/predict --ckpt_path` build it (had: DAGMM,
+            # refusing its options); with the CLI's instantiator, which load_from_checkpoint then goes through
+            # (a class taking **kwargs would be handed _class_path as an argument)
+            recorded = {"_class_path": f"{own.__module__}.{own.__name__}", "_instantiator": CLI_INSTANTIATOR}
+            checkpoint["hyper_parameters"] = {**hparams, **recorded}
         if self.model is not None:  # what the last training-set fit did, for a summary in another process
             network = self.model
             counts = {"reseeded": network.components_reseeded, "em_steps": network.em_steps_run}

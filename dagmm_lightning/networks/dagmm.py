@@ -7,6 +7,7 @@ compression -> z_c, x' -> rows [z_c, relative distance, cosine(, log error)] -> 
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -198,7 +199,7 @@ class DAGMMModel(nn.Module):
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
-        if "score" in vars(cls):  # a variant's own score: one number per row, or an error that says so
+        if inspect.isfunction(vars(cls).get("score")):  # a variant's own score: one number per row, or an error
             cls.score = one_score_per_row(vars(cls)["score"], cls.__name__)
 
     def __init__(

@@ -626,6 +626,9 @@ def test_a_variant_whose_module_fails_to_import_is_named_with_that_failure(tmp_p
             run(["fit", "--config", "configs/quickstart.yaml", "--model", model], tmp_path)
         err = capsys.readouterr().err
         assert re.search(message, err), err  # had: "expected dagmm_lightning.models.dagmm.DAGMM or null, got ..."
+    with pytest.raises(SystemExit):  # a value of another type: not imported as a module
+        run(["fit", "--config", "configs/quickstart.yaml", "--trainer.max_epochs", "broken_variant.V"], tmp_path)
+    assert "does not import" not in capsys.readouterr().err
 
 
 def test_the_readmes_own_variant_trains_from_the_command_line_and_loads_in_python(tmp_path, monkeypatch):
@@ -660,6 +663,13 @@ def test_the_readmes_own_variant_trains_from_the_command_line_and_loads_in_pytho
     (own,) = (tmp_path / "own").glob("*.ckpt")
     tested = run(["test", "--ckpt_path", str(own)], tmp_path / "python")  # had: DAGMM built, its options refused
     assert type(tested.model).__name__ == "DeepDAGMM" and type(model).load_from_checkpoint(own).hparams.input_dim == 30
+    from dagmm_lightning.models import DAGMMVAE
+
+    trainer = L.Trainer(**quiet, max_epochs=1, callbacks=[AnomalyMetrics(), LastEpochCheckpoint(tmp_path / "vae")])
+    trainer.fit(DAGMMVAE(input_dim=30, beta=0.5), datamodule=AnomalyDataModule(seed=0))  # __init__ takes **kwargs
+    (vae,) = (tmp_path / "vae").glob("*.ckpt")
+    assert DAGMMVAE.load_from_checkpoint(vae).hparams.beta == 0.5  # (a first try handed it _class_path)
+    assert type(run(["test", "--ckpt_path", str(vae)], tmp_path / "python_vae").model) is DAGMMVAE
     import sys
 
     sys.path.remove(str(tmp_path))

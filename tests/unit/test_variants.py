@@ -207,6 +207,10 @@ class ColumnScored(DAGMM):
     model_class = ColumnScoredNetwork
 
 
+class StaticScoredNetwork(DAGMMModel):
+    score = staticmethod(lambda out: out.error.double())  # not wrapped: still a static method
+
+
 def test_a_networks_own_score_must_give_one_number_per_row():
     model = ColumnScored(input_dim=6, hidden_dims=(5,), latent_dim=1, n_components=2, contamination=0.1)
     x = torch.rand(64, 6)
@@ -216,6 +220,7 @@ def test_a_networks_own_score_must_give_one_number_per_row():
     model.model.eval()
     out = model.model(x)
     assert ErrorScoredNetwork.score(model.model, out).shape == (64,)  # one per row: as before
+    assert StaticScoredNetwork.score(out).shape == (64,)  # (had: the wrapper passed it self too)
 
 
 def test_a_variants_training_terms_of_another_signature_is_refused_as_its_class_is_made():
@@ -232,6 +237,11 @@ def test_a_variants_training_terms_of_another_signature_is_refused_as_its_class_
             return super().training_terms(out, *args, **kwargs)
 
     assert Keywords(input_dim=4).hparams.input_dim == 4
+
+    class Static(DAGMM):  # not a plain function: left to its first call (had: refused, though it works)
+        training_terms = staticmethod(lambda out, y, labelled: {})
+
+    assert Static(input_dim=4).training_terms(None, None, None) == {}
 
 
 class TupleCompression(torch.nn.Module):
