@@ -103,7 +103,7 @@ def test_training_set_fit_is_independent_of_batch_size(batch_size):
 
 
 @pytest.mark.parametrize("family", ["gaussian", "laplace", "gaussian+laplace"])
-def test_sliced_parameters_equal_one_batch_of_every_row(family):
+def test_sliced_parameters_and_energies_equal_one_batch_of_every_row(family):
     # re-seeding's M-step on its candidate rows: summed over 1,024-row slices (its memory had grown with
     # the table: N x K x D float64 deviations at once, 0.8 GB on 360,000 training rows)
     rng = np.random.default_rng(4)
@@ -114,18 +114,10 @@ def test_sliced_parameters_equal_one_batch_of_every_row(family):
     assert sorted(sliced) == sorted(whole)
     for name, value in whole.items():
         torch.testing.assert_close(sliced[name], value, rtol=1e-10, atol=1e-12, msg=name)
-
-
-@pytest.mark.parametrize("family", ["gaussian", "laplace", "gaussian+laplace"])
-def test_the_training_set_fits_energy_over_row_slices_equals_every_row_at_once(family):
-    # scoring's energies: slices of PASS_ROWS rows bound the (..., K, D, N) deviations a batch makes
-    rng = np.random.default_rng(5)
-    z = torch.tensor(rng.normal(size=(2, 2500, 3)) * [1.0, 2.0, 0.5] + 3.0)
-    gamma = torch.tensor(rng.dirichlet(np.ones(4), size=(2, 2500)))
-    mixture = build_mixture(family, 4, 3, 1e-4, "float64", members=2)
+    # scoring's energies with the training-set fit: PASS_ROWS-row slices, as every row at once
     mixture.fit([(z, gamma)])
-    whole = mixture.energy(z, mixture.fitted_parameters())  # parameters given: every row at once
-    assert torch.equal(mixture.energy(z), whole) and mixture.energy(z).shape == (2, 2500)
+    at_once = mixture.energy(z, mixture.fitted_parameters())  # parameters given: not sliced
+    assert torch.equal(mixture.energy(z), at_once) and at_once.shape == (2, 2500)
 
 
 def test_per_batch_covariance_average_would_be_wrong():
