@@ -149,7 +149,9 @@ def one_score_per_row(score, owner: str):
     @functools.wraps(score)
     def checked(self, out: DAGMMOutput) -> torch.Tensor:
         scores = score(self, out)
-        rows = out.error.shape[-1]
+        if out.rows is None:  # (an output made by hand, without the mixture's rows: nothing to count)
+            return scores
+        rows = out.rows.shape[-2]  # rows (N, D), or (M, N, D) for an ensemble
         if not isinstance(scores, torch.Tensor) or tuple(scores.shape) != (rows,):
             gave = f"shape {tuple(scores.shape)}" if isinstance(scores, torch.Tensor) else type(scores).__name__
             raise ConfigurationError(f"{owner}.score must give one score per row, a tensor ({rows},); it gave {gave}")
