@@ -419,9 +419,9 @@ def readable_parse_error(message: str, options: list[str]) -> str:
         kinds = re.sub(r", (?![^\[]*\])", " or ", kinds)  # the commas between the types, not inside tuple[...]
         given = given_value(value.group(1).strip(), keys[-1])
         class_option = keys in (["model"], ["data"]) or keys[-1] == "class_path"  # (other values are no modules)
-        problem = import_problem(given) if class_option else None
+        problem = import_failure(given) if class_option and re.fullmatch(r"[A-Za-z_]\w*(\.\w+)+", given) else None
         if problem:  # a class of the user's whose module fails: that failure, not "expected DAGMM"
-            return f"{option}: {given}: its module does not import: {problem}"
+            return f"{option}: {given} does not import ({problem})"
         return f"{option}: expected {kinds}, got {given}"
     return message
 
@@ -458,19 +458,14 @@ def imported_class(class_path: str):
         return class_path
 
 
-def import_problem(class_path: str) -> str | None:
-    """Why the module of a dotted class path fails to import with an error of its own (a SyntaxError, a
-    class a check refuses as it is made, ...), or None (it imports, or is missing: said elsewhere)."""
+def import_failure(class_path: str) -> str | None:
+    """Why a dotted class path does not import (its module's error, a SyntaxError or a check refusing a
+    class as it is made included; or "module has no Name"), or None where it does."""
     module, _, name = class_path.rpartition(".")
-    if not module or not re.fullmatch(r"[A-Za-z_][\w.]*", class_path):
-        return None
     try:
-        importlib.import_module(module)
-    except ImportError:
-        return None
-    except Exception as err:  # noqa: BLE001 (whatever the user's module raises is the answer)
+        return None if hasattr(importlib.import_module(module), name) else f"{module} has no {name}"
+    except Exception as err:  # (whatever the module raises is the answer)
         return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}".rstrip(": ")
-    return None
 
 
 VARIANT_CONFIGS = {"DAGMMVAE": "configs/vae.yaml", "DAGMMVQVAE": "configs/vqvae.yaml", "DAGMMPU": "configs/pu.yaml"}
@@ -664,15 +659,10 @@ class DAGMMCLI(LightningCLI):
                 ) from None
         saved_class = ((checkpoint or {}).get("hyper_parameters") or {}).get("_class_path")
         if saved_class and isinstance(imported_class(saved_class), str):  # (Lightning's parse adds a stray line)
-            module, _, name = saved_class.rpartition(".")
-            try:
-                importlib.import_module(module)
-                why = f"{module} has no {name}"
-            except Exception as err:  # (the module's own imports too)
-                why = f"{type(err).__name__}: {err}"
+            module = saved_class.rpartition(".")[0]
             raise ConfigurationError(
-                f"{path} holds a {saved_class} model, which does not import here ({why}): put the module that "
-                f"defines it ({module}) in the current folder or on PYTHONPATH"
+                f"{path} holds a {saved_class} model, which does not import here ({import_failure(saved_class)}): "
+                f"put the module that defines it ({module}) in the current folder or on PYTHONPATH"
             )
         asked, asked_class = model_settings(config), config.get("model.class_path")
         super()._parse_ckpt_path()  # it may replace the config (the model's settings by the checkpoint's)
