@@ -567,11 +567,22 @@ class DAGMMDetector(BaseEstimator):
     def _confidence(self, scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
         if self._kind == "pu":
             raise ConfigurationError("predict_confidence: the pu variant's threshold is c / 2, not a quantile")
-        reference = np.sort(self.decision_scores_[self._threshold_rows()])
+        reference = np.sort(self._training_scores("predict_confidence")[self._threshold_rows()])
         n = len(reference)
         p = (1 + np.searchsorted(reference, scores, side="right")) / (2 + n)
         flagged = scipy.stats.binom.sf(n - int(n * self.contamination), n, p)  # 1 - cdf, without cancellation
         return np.where(labels == 1, flagged, 1 - flagged)
+
+    def _training_scores(self, asked: str) -> np.ndarray:
+        """``decision_scores_``, which ``asked`` reads; a detector made by ``from_checkpoint`` has none."""
+        scores = getattr(self, "decision_scores_", None)
+        if scores is None:
+            raise ConfigurationError(
+                f"{asked} needs the training rows' scores (decision_scores_), which a checkpoint does not hold: "
+                "a detector made by from_checkpoint has decision_function and predict; fit one in Python for "
+                f"{asked}"
+            )
+        return scores
 
     def _threshold_rows(self) -> np.ndarray:
         """The rows of X whose scores ``threshold_`` was taken on (detectors saved before it was stored:
@@ -592,12 +603,13 @@ class DAGMMDetector(BaseEstimator):
         ``return_confidence`` also ``predict_confidence``'s (n,) values."""
         check_choice("method", method, ("linear", "unify"))
         scores = self.decision_function(X)
+        training = self._training_scores("predict_proba")
         if method == "linear":
-            low, high = self.decision_scores_.min(), self.decision_scores_.max()
+            low, high = training.min(), training.max()
             p = (scores - low) / max(high - low, 1e-12)
         else:
-            spread = max(float(self.decision_scores_.std()), 1e-12)
-            p = scipy.special.erf((scores - self.decision_scores_.mean()) / (spread * np.sqrt(2)))
+            spread = max(float(training.std()), 1e-12)
+            p = scipy.special.erf((scores - training.mean()) / (spread * np.sqrt(2)))
         p = np.clip(p, 0.0, 1.0)
         proba = np.stack([1 - p, p], axis=1)
         return (proba, self._confidence(scores, self._labels(scores))) if return_confidence else proba
@@ -611,7 +623,8 @@ class DAGMMDetector(BaseEstimator):
         if path.is_dir():
             raise DataError(f"{path} is a folder; name a file in it (e.g. {path / 'detector.pt'})")
         model = {"variant_class": type(self.model_).__name__, "hparams": dict(self.model_.hparams)}
-        fitted = {"preprocessor": self.preprocessor_.state_dict(), "decision_scores": self.decision_scores_}
+        scores = self._training_scores("save")
+        fitted = {"preprocessor": self.preprocessor_.state_dict(), "decision_scores": scores}
         fitted["calibration_rows"] = getattr(self, "calibration_rows_", np.zeros(0, dtype=np.int64))
         fitted["threshold_rows"] = getattr(self, "threshold_rows_", np.zeros(0, dtype=np.int64))
         state = {"params": self.get_params(), "state_dict": self.model_.state_dict(), **model, **fitted}
@@ -640,6 +653,10 @@ class DAGMMDetector(BaseEstimator):
             raise DataError(
                 f"{path} is not a file written by DAGMMDetector.save ({type(err).__name__}: {err})"
             ) from None
+        if isinstance(state, dict) and {"state_dict", "hyper_parameters"} <= set(state):
+            raise DataError(
+                f"{path} is a Lightning checkpoint (`dagmm fit`'s?): DAGMMDetector.from_checkpoint loads it"
+            )
         if not isinstance(state, dict) or "variant_class" not in state:
             raise DataError(f"{path} is not a file written by DAGMMDetector.save")
         detector = cls(**state["params"])
@@ -663,6 +680,63 @@ class DAGMMDetector(BaseEstimator):
             names = [*prep.numeric, *prep.categories]  # saved before the names were: fitted on a DataFrame
         if names is not None:
             detector.feature_names_in_ = np.asarray(names, dtype=object)
+        return detector
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path) -> DAGMMDetector:
+        """A detector that scores as a checkpoint of ``dagmm fit`` (or of a Trainer with an
+        ``AnomalyDataModule``) does: its weights, fitted mixture and threshold, and its table's encoding and
+        scaling, so that ``decision_function`` and ``predict`` take DataFrames with the table's columns (by
+        name, the label column left out) or arrays, and give what ``dagmm predict`` writes. A checkpoint
+        holds no training rows' scores: ``decision_scores_``, ``labels_``, ``predict_proba``,
+        ``predict_confidence`` and ``save`` are for detectors fitted in Python. ``variant`` and
+        ``contamination`` are the checkpoint's, the other parameters the defaults (they only matter to
+        ``fit``). Its model class is imported by its recorded path: load only checkpoints you trust."""
+        path = existing_file(Path(path).expanduser())
+        try:
+            checkpoint = torch.load(path, weights_only=True, map_location="cpu")
+        except Exception as err:  # noqa: BLE001 - whatever the unpickler makes of another kind of file
+            checkpoint = type(err).__name__
+        hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
+        if not isinstance(hparams, dict) or "state_dict" not in checkpoint:
+            why = f" ({checkpoint})" if isinstance(checkpoint, str) else ""
+            raise DataError(
+                f"{path} is not a checkpoint that `dagmm fit` wrote{why}; a file of DAGMMDetector.save loads with "
+                "DAGMMDetector.load"
+            )
+        from dagmm_lightning.cli import import_failure, imported_class  # (the command line's parser: loaded here)
+
+        saved = hparams.get("_class_path")
+        model_class = DAGMM if saved is None else imported_class(saved)
+        if isinstance(model_class, str):
+            raise DataError(
+                f"{path} holds a {saved} model, which does not import here ({import_failure(saved)}): import the "
+                "module that defines it, or put it on PYTHONPATH"
+            )
+        if not (isinstance(model_class, type) and issubclass(model_class, DAGMM)):
+            raise DataError(f"{path} holds a {saved}, not a DAGMM model")
+        model = model_class.load_from_checkpoint(path, map_location="cpu").eval()
+        trained_on = model._trained_on
+        if trained_on is None:
+            raise DataError(
+                f"{path} holds no data module's encoding and scaling (trained without AnomalyDataModule?): score "
+                f"scaled rows with {model_class.__name__}.load_from_checkpoint(path).eval().score(x)"
+            )
+        names = {DAGMMVAE: "vae", DAGMMVQVAE: "vqvae", DAGMMPU: "pu", DAGMM: "dagmm"}
+        contamination = hparams.get("contamination") if model_class.threshold_from_contamination else None
+        detector = cls(
+            variant=names.get(model_class, model_class),
+            contamination=contamination if isinstance(contamination, float) else DEFAULT_CONTAMINATION,
+        )
+        detector.model_ = model
+        detector.preprocessor_ = prep = TablePreprocessor()
+        prep.load_state_dict(trained_on["preprocessor"])
+        detector.threshold_ = float(model.model.calibration.threshold)
+        if not np.isfinite(detector.threshold_):
+            raise DataError(f"{path} holds no threshold (its fit did not finish?)")
+        detector.n_features_in_ = len(prep.numeric) + len(prep.categories)
+        if prep.categories or prep.numeric != [f"x{i}" for i in range(len(prep.numeric))]:  # a table's names
+            detector.feature_names_in_ = np.asarray([*prep.numeric, *prep.categories], dtype=object)
         return detector
 
 

@@ -305,6 +305,39 @@ def test_a_table_takes_its_contamination_from_its_labels_and_predicts_from_the_c
         run(["test", "--ckpt_path", last, "--data.predict_file", str(new_rows)], tmp_path)  # had tested the split
 
 
+@pytest.mark.parametrize("method", ["table", "pu"])
+def test_a_checkpoint_scores_dataframes_in_python_as_dagmm_predict_scores_its_file(method, tmp_path):
+    from dagmm_lightning import DAGMMDetector
+    from dagmm_lightning.errors import ConfigurationError, DataError
+
+    flows = table(tmp_path / "flows.csv")
+    args = ["--config", f"configs/{method}.yaml", "--config", "configs/table.yaml", "--data.path", str(flows)]
+    run(["fit", *args, "--data.label_column", "is_attack", "--trainer.max_epochs", "2"], tmp_path)
+    last = str(next((tmp_path / "logs").rglob("last.ckpt")))
+    rows = pd.read_csv(flows).sample(60, random_state=1)  # anomalies among them
+    rows.to_csv(tmp_path / "new.csv", index=False)
+    out = tmp_path / "scores.csv"
+    run(["predict", "--ckpt_path", last, "--data.predict_file", str(tmp_path / "new.csv")]
+        + ["--prediction_writer.output_path", str(out)], tmp_path)  # fmt: skip
+    written = pd.read_csv(out)
+    detector = DAGMMDetector.from_checkpoint(last)
+    assert detector.variant == {"table": "dagmm", "pu": "pu"}[method]
+    features = rows.drop(columns="is_attack")[["proto", "b", "a"]]  # by name, in any order
+    np.testing.assert_allclose(detector.decision_function(features), written["score"], rtol=1e-6)
+    np.testing.assert_array_equal(detector.predict(features), written["prediction"])
+    assert 0 < written["prediction"].sum() < 60 or method == "pu"  # (2 epochs: PU's h may flag none)
+    with pytest.raises(DataError, match=r"columns the detector was not fitted on: \['is_attack'\]; drop them"):
+        detector.decision_function(rows)
+    with pytest.raises(ConfigurationError, match="predict_proba needs the training rows' scores"):
+        detector.predict_proba(features)
+    with pytest.raises(DataError, match="is a Lightning checkpoint .*: DAGMMDetector.from_checkpoint loads it"):
+        DAGMMDetector.load(last)
+    fitted = DAGMMDetector(epochs=1, members=1, random_state=0).fit(features)
+    fitted.save(tmp_path / "detector.pt")
+    with pytest.raises(DataError, match="not a checkpoint that `dagmm fit` wrote .*DAGMMDetector.load"):
+        DAGMMDetector.from_checkpoint(tmp_path / "detector.pt")
+
+
 def test_a_checkpoint_tests_with_the_columns_it_was_trained_on(tmp_path):
     hosts = tmp_path / "hosts.csv"
     frame = pd.read_csv(table(tmp_path / "flows.csv"))
