@@ -39,7 +39,7 @@ from dagmm_lightning.errors import (
 )
 from dagmm_lightning.labels import LABELLED_ANOMALY
 from dagmm_lightning.losses import AnomalyLoss, dagmm_objective, summed_terms
-from dagmm_lightning.mixture import MixtureDtype, MixtureFamily, build_mixture, reseedable_components
+from dagmm_lightning.mixture import MixtureDtype, MixtureEnergy, MixtureFamily, build_mixture, reseedable_components
 from dagmm_lightning.models.compiled_step import CompiledAdamStep, plain_adam_problem
 from dagmm_lightning.networks import Activation, Autoencoder, Compressed, DAGMMModel, DAGMMOutput, EstimationNetwork
 from dagmm_lightning.networks.dagmm import SCALED_LIMIT, evaluating
@@ -394,6 +394,12 @@ class DAGMM(L.LightningModule):
         hp = self.hparams
         return Autoencoder(hp.input_dim, hp.hidden_dims, hp.latent_dim, hp.activation, hp.members)
 
+    def build_mixture_energy(self, n_components: int, dim: int) -> MixtureEnergy:
+        """The mixture: ``n_components`` components over rows of size ``dim``, of the ``mixture`` family (a
+        variant may return a ``MixtureEnergy`` of its own family), ``members`` of them at once."""
+        hp = self.hparams
+        return build_mixture(hp.mixture, n_components, dim, hp.jitter, hp.mixture_dtype, hp.members)
+
     def model_options(self) -> dict:
         """Extra arguments of ``model_class``."""
         return {}
@@ -486,7 +492,7 @@ class DAGMM(L.LightningModule):
         estimation = EstimationNetwork(dim, hp.estimation_hidden, hp.n_components, hp.activation, hp.dropout, members)
         fit_components = int(hp.get("fit_components") or hp.n_components)  # absent from older checkpoints
         self._check_fit_components(fit_components, hp.n_components, hp.em_reseed)
-        mixture = build_mixture(hp.mixture, fit_components, dim, hp.jitter, hp.mixture_dtype, members)
+        mixture = self._checked_mixture(fit_components, dim)
         calibration = ScoreCalibration(hp.inference, hp.reconstruction_weight, hp.contamination, members)
         options = {"detach_rows": not hp.energy_trains_compression, "error_feature": hp.error_feature}
         options |= {"em_steps": hp.em_steps, "em_tolerance": hp.em_tolerance, "em_reseed": hp.em_reseed}
@@ -528,6 +534,23 @@ class DAGMM(L.LightningModule):
                     f"{f', members {hp.members}' if members else ''})"
                 )
         return compression
+
+    def _checked_mixture(self, n_components: int, dim: int) -> MixtureEnergy:
+        """``build_mixture_energy``'s mixture, its sizes checked: a variant's mistake named as it is built."""
+        name, members = type(self).__name__, self.hparams.members
+        mixture = self.build_mixture_energy(n_components, dim)
+        if not isinstance(mixture, MixtureEnergy):
+            raise ConfigurationError(
+                f"{name}.build_mixture_energy must return a MixtureEnergy (dagmm_lightning.mixture), got "
+                f"{type(mixture).__name__}"
+            )
+        built = (mixture.n_components, mixture.dim, mixture.members)
+        if built != (n_components, dim, members):
+            raise ConfigurationError(
+                f"{name}.build_mixture_energy built n_components {built[0]}, dim {built[1]}, members {built[2]}; "
+                f"the model needs {n_components}, {dim}, {members}: pass them on"
+            )
+        return mixture
 
     @staticmethod
     def _check_fit_components(fit_components: int, n_components: int, em_reseed: float) -> None:

@@ -21,6 +21,7 @@ from dagmm_lightning import DAGMMDetector
 from dagmm_lightning.data import DataError
 from dagmm_lightning.detector import TRAINING_STEPS
 from dagmm_lightning.errors import DAGMMWarning, DataTypeError, warn
+from dagmm_lightning.mixture import GaussianMixtureEnergy
 from dagmm_lightning.models import DAGMM
 from dagmm_lightning.sizing import latent_size, mixture_components
 
@@ -703,6 +704,56 @@ class WiderDAGMM(DAGMM):
 
         hp = self.hparams
         return Autoencoder(hp.input_dim, (16, 8), hp.latent_dim)
+
+
+class StudentTMixtureEnergy(GaussianMixtureEnergy):
+    """A user's mixture family (README, "Your own variant"): Student-t components (3 degrees of freedom) with
+    the Gaussian's moment fit as their location and scale matrix."""
+
+    dof = 3.0
+
+    def log_prob_of_deviations(self, diff, params):
+        tril, d, nu = params["scale_tril"], self.dim, self.dof
+        whitened = torch.linalg.solve_triangular(tril, diff, upper=False)  # L^-1 (z - mu): (..., K, D, N)
+        log_det = tril.diagonal(dim1=-2, dim2=-1).log().sum(-1, keepdim=True)  # log |L|: (..., K, 1)
+        norm = math.lgamma((nu + d) / 2) - math.lgamma(nu / 2) - d / 2 * math.log(nu * math.pi)
+        return norm - log_det - (nu + d) / 2 * torch.log1p(whitened.square().sum(-2) / nu)
+
+
+class StudentTDAGMM(DAGMM):
+    def build_mixture_energy(self, n_components, dim):
+        hp = self.hparams
+        return StudentTMixtureEnergy(n_components, dim, hp.jitter, hp.mixture_dtype, hp.members)
+
+
+class MisbuiltMixtureDAGMM(DAGMM):
+    def build_mixture_energy(self, n_components, dim):
+        return StudentTMixtureEnergy(n_components, dim + 1)
+
+
+def test_a_variant_brings_its_own_mixture_family(tmp_path):
+    from scipy.special import logsumexp
+    from scipy.stats import multivariate_t
+
+    x, _ = blobs(n=300)
+    det = DAGMMDetector(variant=StudentTDAGMM, epochs=2, members=1, random_state=0).fit(x)
+    network = det.model_.model
+    assert type(network.mixture) is StudentTMixtureEnergy and np.isfinite(det.decision_scores_).all()
+    with torch.no_grad():
+        out = network(torch.as_tensor(det.preprocessor_.scale_rows(x[:50], 0)))
+    rows, mixture = out.rows.double().numpy(), network.mixture
+    log_joint = [
+        math.log(w) + multivariate_t(loc=mu.numpy(), shape=(tril @ tril.T).numpy(), df=3).logpdf(rows)
+        for w, mu, tril in zip(mixture.weights, mixture.means, mixture.scale_tril, strict=True)
+    ]  # scipy's density of the fitted components, the energy's reference
+    np.testing.assert_allclose(out.energy.numpy(), -logsumexp(np.stack(log_joint), axis=0), rtol=1e-9)
+    det.save(tmp_path / "t.pt")
+    loaded = DAGMMDetector.load(tmp_path / "t.pt")
+    assert type(loaded.model_.model.mixture) is StudentTMixtureEnergy
+    np.testing.assert_array_equal(loaded.decision_function(x), det.decision_function(x))
+    message = r"MisbuiltMixtureDAGMM.build_mixture_energy built n_components 4, dim 5, members 1; .* 4, 4, 1"
+    with pytest.raises(ValueError, match=message):
+        DAGMMDetector(variant=MisbuiltMixtureDAGMM, epochs=1, members=1, hidden_dims=(8,), latent_dim=1).fit(x)
 
 
 def test_a_dagmm_subclass_is_a_variant_of_the_detector(tmp_path):
