@@ -234,8 +234,11 @@ def summarize_suite(rows: list[dict]) -> str:
     label = "**mean**" if len(complete) == len(tables) else f"**mean** ({len(complete)} of {len(tables)} tables)"
     lines.append(f"| {label} | " + " | ".join(f"**{means[m]:.3f}**" if complete else "n/a" for m in methods) + " | |")
     seeds_run = {m: len({r["seed"] for r in rows if r["method"] == m}) for m in methods}
-    seconds = {m: sum(float(r["seconds"]) for r in rows if r["method"] == m) / max(seeds_run[m], 1) for m in methods}
-    lines.append("| seconds per seed | " + " | ".join(_seconds(seconds[m]) for m in methods) + " | |")
+    # one seed of the tables the means cover: a method that ran on fewer tables is not summed over fewer
+    per_seed = {key: np.mean([float(r["seconds"]) for r in found]) for key, found in runs.items() if found}
+    seconds = {m: sum(per_seed[(m, t)] for t in complete) for m in methods}
+    timed = "seconds per seed" + ("" if len(complete) == len(tables) else f" ({len(complete)} of {len(tables)} tables)")
+    lines.append(f"| {timed} | " + " | ".join(_seconds(seconds[m]) if complete else "n/a" for m in methods) + " | |")
     lines.append("| seeds | " + " | ".join(str(seeds_run[m]) for m in methods) + " | |")
     over = f"mean over seeds {', '.join(map(str, seeds))}" if len(seeds) != 1 else f"seed {seeds[0]}"
     return f"ROC AUC on the test rows, {over}:\n\n" + "\n".join(lines) + "\n"

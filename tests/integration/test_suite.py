@@ -105,6 +105,19 @@ def test_the_report_names_its_seeds_and_does_not_round_short_times_to_zero(tmp_p
     assert "| seconds per seed | 16 | 15 | |" in text.splitlines()  # (1 + 30.4) / 2, (0.42 + 30.4) / 2
 
 
+def test_seconds_per_seed_cover_the_tables_the_means_cover(tmp_path):
+    done = [(t, m, 0.9, "ok") for t in ("1_a", "2_b") for m in ("dagmm_detector", "knn")]
+    rows = suite_rows(tmp_path / "s.csv", [*done, ("1_a", "dagmm_detector_wide", 0.95, "ok")])  # a tag, unfinished
+    for row, seconds in zip(rows, ["10", "1", "30", "2", "12"], strict=True):
+        row["seconds"] = seconds
+    lines = suite.summarize_suite(rows).splitlines()
+    assert "| **mean** (1 of 2 tables) | **0.900** | **0.950** | **0.900** | |" in lines
+    assert "| seconds per seed (1 of 2 tables) | 10 | 12 | 1 | |" in lines  # had: 40 | 12 | 3, other tables
+    rows = rows[:4]
+    lines = suite.summarize_suite(rows).splitlines()
+    assert "| seconds per seed | 40 | 3 | |" in lines
+
+
 def test_a_cell_not_run_or_failed_on_some_seeds_says_so(tmp_path):
     rows = suite_rows(
         tmp_path / "s.csv", [("1_a", "dagmm_detector", 0.9, "ok"), ("1_a", "knn", 0.8, "ok"), ("2_b", "knn", 0.7, "ok")]
