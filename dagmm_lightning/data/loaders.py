@@ -244,6 +244,20 @@ def table_file(path: str | Path) -> Path:
     return path
 
 
+def check_parquet_columns_unique(path: Path) -> None:
+    """Refuses a Parquet file with two columns of one name (pyarrow writes them, from a join, say): pandas
+    and pyarrow would fail on them with their own words, or take one of them."""
+    from pyarrow import parquet
+
+    try:
+        names = parquet.read_schema(path).names
+    except Exception:  # noqa: BLE001 - not a Parquet file, or a broken one: the reader names that
+        return
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise DataError(f"{path} has columns that share a name: {repeated[:10]}; rename them")
+
+
 def read_user_table(
     path: str | Path,
     label_column: str | None = None,
@@ -270,6 +284,8 @@ def read_user_table(
         return read_npz_file(path, missing_unknown=label_optional)
     parquet = path.suffix.lower() in PARQUET_SUFFIXES
     delimiter = None if parquet else csv_delimiter(path)
+    if parquet:
+        check_parquet_columns_unique(path)
     try:
         with warnings.catch_warnings():  # index_col=False: a row longer than the header is an error, not an index
             warnings.simplefilter("error", pd.errors.ParserWarning)

@@ -373,3 +373,19 @@ def test_a_column_typed_numeric_on_the_first_rows_names_that_rule_at_a_later_tex
     pd.DataFrame({"x": np.arange(400.0), "grade": padded}).to_csv(tmp_path / "padded.csv", index=False)
     with pytest.raises(DataError, match=r"\(line 302\): numeric column 'grade' has a missing value \(' ?NA ?'\); fill"):
         streaming_module.scan_file(tmp_path / "padded.csv", None, None, chunk_rows=100)
+
+
+def test_a_parquet_file_with_two_columns_of_one_name_is_refused_by_both_readers(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from dagmm_lightning.data.loaders import read_user_table
+    from dagmm_lightning.data.streaming import read_frames
+
+    columns = [pa.array(np.arange(5.0)), pa.array(np.ones(5)), pa.array(np.zeros(5, dtype=np.int64))]
+    pq.write_table(pa.Table.from_arrays(columns, names=["x", "x", "label"]), tmp_path / "joined.parquet")
+    message = r"joined.parquet has columns that share a name: \['x'\]; rename them"
+    with pytest.raises(DataError, match=message):  # had: pyarrow's 'Multiple matches for FieldRef.Name(x)'
+        read_user_table(tmp_path / "joined.parquet", "label")
+    with pytest.raises(DataError, match=message):  # had: an AttributeError from pandas, deep in encoding
+        next(read_frames(tmp_path / "joined.parquet", 100))
