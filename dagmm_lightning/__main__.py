@@ -80,6 +80,9 @@ def main(argv: list[str] | None = None) -> None:
         ours = own_error(err) or settings_error(err)
         if ours is None:
             raise
+        bars = sys.modules.get("tqdm.std")  # a progress bar still drawn: ended first, so the error has its own line
+        for bar in list(getattr(getattr(bars, "tqdm", None), "_instances", [])):
+            bar.close()
         print(f"dagmm: error: {ours}", file=sys.stderr)
         sys.exit(2)
 
