@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ast
 import difflib
-import importlib
 import inspect
 import itertools
 import logging
@@ -42,7 +41,7 @@ from dagmm_lightning.callbacks.metrics import LAST_STEP_VALIDATED  # noqa: E402
 from dagmm_lightning.data import AnomalyDataModule  # noqa: E402
 from dagmm_lightning.data.batches import batch_bounds  # noqa: E402
 from dagmm_lightning.data.datamodule import TABLE, default_data_dir  # noqa: E402
-from dagmm_lightning.errors import ConfigurationError, DataError, own_error, warn  # noqa: E402
+from dagmm_lightning.errors import ConfigurationError, DataError, import_failure, imported_class, own_error, warn  # noqa: E402
 from dagmm_lightning.labels import KNOWN_NORMAL  # noqa: E402
 from dagmm_lightning.models import DAGMM  # noqa: E402
 from dagmm_lightning.models.dagmm import FIT_COUNTS_KEY, contamination_from_labels  # noqa: E402
@@ -446,26 +445,6 @@ def did_you_mean(given: str, candidates: list[str], quote: bool = True, prefix: 
     if not close:
         return ""
     return f" (did you mean {prefix}{repr(close[0]) if quote else close[0]}?)"
-
-
-def imported_class(class_path: str):
-    """The class a dotted path names (``dagmm_lightning.DAGMMVAE`` and ``dagmm_lightning.models.DAGMMVAE``
-    name one class), or the path itself where it imports nothing."""
-    module, _, name = str(class_path).rpartition(".")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError, ValueError):
-        return class_path
-
-
-def import_failure(class_path: str) -> str | None:
-    """Why a dotted class path does not import (its module's error, a SyntaxError or a check refusing a
-    class as it is made included; or "module has no Name"), or None where it does."""
-    module, _, name = class_path.rpartition(".")
-    try:
-        return None if hasattr(importlib.import_module(module), name) else f"{module} has no {name}"
-    except Exception as err:  # (whatever the module raises is the answer)
-        return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}".rstrip(": ")
 
 
 VARIANT_CONFIGS = {"DAGMMVAE": "configs/vae.yaml", "DAGMMVQVAE": "configs/vqvae.yaml", "DAGMMPU": "configs/pu.yaml"}

@@ -34,16 +34,20 @@ from dagmm_lightning.data import AnomalyDataModule, RawTable, Splits, TablePrepr
 from dagmm_lightning.data.tables import MISSING_TEXT, infer_symbolic_columns
 from dagmm_lightning.errors import (
     ConfigurationError,
+    DAGMMError,
     DataError,
     DataTypeError,
     check_choice,
     check_range,
     existing_file,
+    import_failure,
+    imported_class,
     make_folder_of,
     warn,
 )
 from dagmm_lightning.labels import KNOWN_NORMAL, LABELLED_ANOMALY, UNLABELLED
 from dagmm_lightning.models import DAGMM, DAGMMPU, DAGMMVAE, DAGMMVQVAE
+from dagmm_lightning.models.dagmm import CONTAMINATION_KEY, VARIANT_RECORD_KEY
 from dagmm_lightning.models.pu import THRESHOLD_RULE
 from dagmm_lightning.scoring import ties_at_threshold, upper_quantile
 from dagmm_lightning.sizing import COMPONENTS
@@ -253,6 +257,12 @@ class DAGMMDetector(BaseEstimator):
                 else "X does not have valid feature names, but DAGMMDetector was fitted with feature names "
                 "(columns are taken by position)"
             )
+        from_checkpoint = hasattr(self, "checkpoint_path_")
+        if from_checkpoint and preprocessor.categories and not has_names:
+            raise DataError(
+                "X's columns have no names: a checkpoint of a table with text columns keeps their names, not their "
+                f"order; pass a DataFrame with columns {list(self.feature_names_in_)[:10]}"
+            )
         if isinstance(X, pd.DataFrame) and not (named and has_names):  # columns by position, as scikit-learn's
             if X.shape[1] != self.n_features_in_:
                 raise DataError(self._wrong_width(X.shape[1], " (columns are taken by position)"))
@@ -288,8 +298,8 @@ class DAGMMDetector(BaseEstimator):
             self._as_frame(X)  # its checks name the problem (sparse, shape, text, complex, emptiness, a mask)
         if array.shape[1] != n_fitted:
             raise DataError(self._wrong_width(array.shape[1]))
-        for start in range(0, len(array), step):
-            yield preprocessor.scale_rows(array[start : start + step], start)
+        for start in range(0, len(array), step):  # (a checkpoint's threshold: on rows its data module scaled)
+            yield preprocessor.scale_rows(array[start : start + step], start, exact=from_checkpoint)
 
     def _wrong_width(self, width: int, why: str = "") -> str:
         """scikit-learn's message for X with another number of columns than the fit's (``n_features_in_``)."""
@@ -335,6 +345,17 @@ class DAGMMDetector(BaseEstimator):
                 raise DataError("every row of y is a labelled anomaly: mixed_loss trains its mixture on the others")
             if not (y == 1).any():
                 warn("y labels no anomaly (1): mixed_loss trains as the plain model")
+            if (y == 1).mean() > 0.5:  # anomalies are the few: another coding, read the wrong way round
+                coding = (
+                    "; scikit-learn's outlier coding (-1 outlier, 1 inlier) is the other way round: pass "
+                    "(y == -1).astype(int)"
+                    if set(np.unique(y)) == {-1, 1}
+                    else ""
+                )
+                raise DataError(
+                    f"y marks {int((y == 1).sum())} of {n} rows as labelled anomalies (1): mixed_loss reads 1 as a "
+                    f"known anomaly, 0, -1 or NaN as the others{coding}"
+                )
             return Splits(rows, rows[:0], rows[:0], np.where(y == 1, LABELLED_ANOMALY, KNOWN_NORMAL).astype(np.int64))
         labelled = np.flatnonzero(y == 0)
         if len(labelled) < 10:
@@ -683,20 +704,24 @@ class DAGMMDetector(BaseEstimator):
         return detector
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path) -> DAGMMDetector:
+    def from_checkpoint(cls, path: str | Path, variant: type[DAGMM] | None = None) -> DAGMMDetector:
         """A detector that scores as a checkpoint of ``dagmm fit`` (or of a Trainer with an
         ``AnomalyDataModule``) does: its weights, fitted mixture and threshold, and its table's encoding and
-        scaling, so that ``decision_function`` and ``predict`` take DataFrames with the table's columns (by
-        name, the label column left out) or arrays, and give what ``dagmm predict`` writes. A checkpoint
-        holds no training rows' scores: ``decision_scores_``, ``labels_``, ``predict_proba``,
+        scaling, so that ``decision_function`` and ``predict`` give what ``dagmm predict`` writes for the same
+        rows: a DataFrame's columns by name (the label column left out); columns without names (an array's)
+        by position, only where the table had no text columns (a checkpoint keeps no order of those). A
+        checkpoint holds no training rows' scores: ``decision_scores_``, ``labels_``, ``predict_proba``,
         ``predict_confidence`` and ``save`` are for detectors fitted in Python. ``variant`` and
-        ``contamination`` are the checkpoint's, the other parameters the defaults (they only matter to
-        ``fit``). Its model class is imported by its recorded path: load only checkpoints you trust."""
+        ``contamination`` are the checkpoint's (its labels' share where it took that), the other parameters
+        the defaults (they only matter to ``fit``). Its model class is imported by the path the checkpoint
+        records (load only checkpoints you trust); ``variant``: the class, where none is recorded (a class of
+        a script or notebook). ``checkpoint_path_``: the file."""
         path = existing_file(Path(path).expanduser())
         try:
             checkpoint = torch.load(path, weights_only=True, map_location="cpu")
         except Exception as err:  # noqa: BLE001 - whatever the unpickler makes of another kind of file
-            checkpoint = type(err).__name__
+            first = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
+            checkpoint = f"{type(err).__name__}: {first}".rstrip(": ")
         hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
         if not isinstance(hparams, dict) or "state_dict" not in checkpoint:
             why = f" ({checkpoint})" if isinstance(checkpoint, str) else ""
@@ -704,18 +729,41 @@ class DAGMMDetector(BaseEstimator):
                 f"{path} is not a checkpoint that `dagmm fit` wrote{why}; a file of DAGMMDetector.save loads with "
                 "DAGMMDetector.load"
             )
-        from dagmm_lightning.cli import import_failure, imported_class  # (the command line's parser: loaded here)
-
-        saved = hparams.get("_class_path")
-        model_class = DAGMM if saved is None else imported_class(saved)
-        if isinstance(model_class, str):
-            raise DataError(
-                f"{path} holds a {saved} model, which does not import here ({import_failure(saved)}): import the "
-                "module that defines it, or put it on PYTHONPATH"
-            )
-        if not (isinstance(model_class, type) and issubclass(model_class, DAGMM)):
-            raise DataError(f"{path} holds a {saved}, not a DAGMM model")
-        model = model_class.load_from_checkpoint(path, map_location="cpu").eval()
+        record, saved = checkpoint.get(VARIANT_RECORD_KEY), hparams.get("_class_path")
+        if not isinstance(record, dict) and saved is None:
+            raise DataError(f"{path} holds no DAGMM model (a checkpoint of another LightningModule?)")
+        held = record.get("class") if isinstance(record, dict) else saved.rpartition(".")[2]
+        if variant is not None:
+            if not (isinstance(variant, type) and issubclass(variant, DAGMM)):
+                raise ConfigurationError(f"variant must be a DAGMM subclass, got {variant!r}")
+            if variant.__name__ != held:
+                raise ConfigurationError(f"{path} holds a {held} model, not a {variant.__name__}")
+            model_class = variant
+        elif saved is not None:
+            model_class = imported_class(saved)
+            if isinstance(model_class, str):
+                raise DataError(
+                    f"{path} holds a {saved} model, which does not import here ({import_failure(saved)}): import "
+                    "the module that defines it, or put it on PYTHONPATH"
+                )
+            if not (isinstance(model_class, type) and issubclass(model_class, DAGMM)):
+                raise DataError(f"{path} holds a {saved}, not a DAGMM model")
+        else:
+            model_class = {c.__name__: c for c in VARIANTS.values()}.get(held)
+            if model_class is None:  # (a class of __main__ or a nested one: its import path is not recorded)
+                raise DataError(
+                    f"{path} holds a {held} model, whose import path the checkpoint does not record (defined in a "
+                    f"script or notebook?): pass the class, DAGMMDetector.from_checkpoint(path, variant={held})"
+                )
+        with _callers_random_state():  # building the networks draws their first weights from the global generator
+            try:
+                model = model_class.load_from_checkpoint(path, map_location="cpu").eval()
+            except DAGMMError:
+                raise
+            except Exception as err:  # noqa: BLE001 - Lightning's, the class's own: named, not a traceback
+                raise DataError(
+                    f"{path}: cannot build its {model_class.__name__} model ({type(err).__name__}: {err})"
+                ) from err
         trained_on = model._trained_on
         if trained_on is None:
             raise DataError(
@@ -723,12 +771,11 @@ class DAGMMDetector(BaseEstimator):
                 f"scaled rows with {model_class.__name__}.load_from_checkpoint(path).eval().score(x)"
             )
         names = {DAGMMVAE: "vae", DAGMMVQVAE: "vqvae", DAGMMPU: "pu", DAGMM: "dagmm"}
-        contamination = hparams.get("contamination") if model_class.threshold_from_contamination else None
-        detector = cls(
-            variant=names.get(model_class, model_class),
-            contamination=contamination if isinstance(contamination, float) else DEFAULT_CONTAMINATION,
-        )
-        detector.model_ = model
+        contamination = checkpoint.get(CONTAMINATION_KEY, hparams.get("contamination"))
+        if not (model_class.threshold_from_contamination and isinstance(contamination, float)):
+            contamination = DEFAULT_CONTAMINATION  # (PU: c / 2; a checkpoint saved before the share was recorded)
+        detector = cls(variant=names.get(model_class, model_class), contamination=contamination)
+        detector.model_, detector.checkpoint_path_ = model, str(path)
         detector.preprocessor_ = prep = TablePreprocessor()
         prep.load_state_dict(trained_on["preprocessor"])
         detector.threshold_ = float(model.model.calibration.threshold)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import numbers
 import sys
 import warnings
@@ -118,3 +119,23 @@ def check_layer_sizes(name: str, sizes: Any) -> None:
         raise ConfigurationError(
             f"{name} must be a list of layer widths, each an integer >= 1 (e.g. [60, 30]), got {sizes!r}"
         )
+
+
+def imported_class(class_path: str):
+    """The class a dotted path names (``dagmm_lightning.DAGMMVAE`` and ``dagmm_lightning.models.DAGMMVAE``
+    name one class), or the path itself where it imports nothing."""
+    module, _, name = str(class_path).rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        return class_path
+
+
+def import_failure(class_path: str) -> str | None:
+    """Why a dotted class path does not import (its module's error, a SyntaxError or a check refusing a
+    class as it is made included; or "module has no Name"), or None where it does."""
+    module, _, name = class_path.rpartition(".")
+    try:
+        return None if hasattr(importlib.import_module(module), name) else f"{module} has no {name}"
+    except Exception as err:  # (whatever the module raises is the answer)
+        return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}".rstrip(": ")

@@ -658,13 +658,16 @@ class TablePreprocessor:
                 )
         return EncodedRows(numbers, codes, [len(cats) for cats in self.categories.values()])
 
-    def scale_rows(self, array: np.ndarray, first_row: int = 0) -> torch.Tensor:
+    def scale_rows(self, array: np.ndarray, first_row: int = 0, exact: bool = False) -> torch.Tensor:
         """Scaled float32 rows (N, n_features) of a numeric array that ``encode`` would give unchanged (a table
         without symbolic columns), for scoring many rows: a torch tensor, computed by torch's threads
         without a float64 copy. It differs from ``scale`` (float64, then rounded) by float32 rounding, within
         ~1e-6 of a column's range: columns far from zero for their range (timestamps, 1e12 + a few thousand)
         are scaled from float64, as float32 would round away their spread. ``first_row``: the row number of
-        ``array``'s first row in the caller's table, for error messages."""
+        ``array``'s first row in the caller's table, for error messages. ``exact``: ``scale``'s own values (in
+        float64, then rounded), as the data module gives them."""
+        if exact:
+            return torch.from_numpy(self.scale(self._finite(np.asarray(array, dtype=np.float64), first_row)))
         with np.errstate(over="ignore"):  # a value past float32's reach is redone in float64 below
             rows = np.ascontiguousarray(array, dtype=np.float32)
         copied = not np.shares_memory(rows, array)
@@ -672,8 +675,9 @@ class TablePreprocessor:
             rows, copied = rows.copy(), True
         values = torch.from_numpy(rows)
         # x / range - minimum / range: one pass over the rows (the factors from float64, then rounded)
-        inverse = torch.from_numpy((1.0 / self.range).astype(np.float32))
-        offset = torch.from_numpy((-self.minimum / self.range).astype(np.float32))
+        with np.errstate(over="ignore", divide="ignore"):  # a range near 1e-300: inf in float32, redone below
+            inverse = torch.from_numpy((1.0 / self.range).astype(np.float32))
+            offset = torch.from_numpy((-self.minimum / self.range).astype(np.float32))
         values = torch.addcmul(offset, values, inverse, out=values if copied else None)  # the caller's array stays
         if values.numel() == 0:
             return values

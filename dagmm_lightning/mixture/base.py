@@ -95,7 +95,7 @@ class MixtureEnergy(nn.Module, ABC):
             parameter tensor then has a leading M axis: z (M, N, D), gamma (M, N, K), means (M, K, D), ...
     """
 
-    #: names of the fitted parameter tensors (buffers)
+    #: names of the fitted parameter tensors (buffers); empty: those of ``parameter_shapes``
     parameter_names: tuple[str, ...] = ()
     #: passes over the training rows that the M-step needs
     fit_passes: int = 2
@@ -115,7 +115,16 @@ class MixtureEnergy(nn.Module, ABC):
         self.dtype = _DTYPES[dtype]
         self.members = members
         self.member_shape = (members,) if members > 1 else ()  # the leading axis of every tensor, if any
-        for name, shape in self.parameter_shapes().items():
+        shapes = self.parameter_shapes()
+        if not self.parameter_names:  # a family that names its parameters by their shapes only
+            self.parameter_names = tuple(shapes)
+        missing = [n for n in ("weights", "means", *self.parameter_names) if n not in shapes]
+        if missing:
+            raise ConfigurationError(
+                f"{type(self).__name__}.parameter_shapes has no {missing}: it gives the shape of every fitted "
+                "parameter, 'weights' (K,) and 'means' (K, D) included"
+            )
+        for name, shape in shapes.items():
             self.register_buffer(name, torch.zeros((*self.member_shape, *shape), dtype=self.dtype))
         self.register_buffer("is_fitted", torch.tensor(False))
 

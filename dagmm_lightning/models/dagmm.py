@@ -49,6 +49,8 @@ from dagmm_lightning.sizing import EXPLAINED_VARIANCE, NetworkSizes, mixture_com
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 LRSchedule = Literal["constant", "cosine"]
 ThresholdRows = Literal["auto", "train", "val"]
+VARIANT_RECORD_KEY = "dagmm_variant"  # what a checkpoint must match to load (class, mixture, input size)
+CONTAMINATION_KEY = "dagmm_contamination"  # the share the threshold was taken at (null: the labels')
 FIT_COUNTS_KEY = "dagmm_fit_counts"  # the last training-set fit's re-seeded components, EM steps, rows read
 PROCESSES_KEY = "dagmm_training_processes"  # how many processes trained a checkpoint (the fit's world size)
 GENERATORS_KEY = "dagmm_generators"  # a fit checkpoint's epoch and each rank's generator states
@@ -926,7 +928,10 @@ class DAGMM(L.LightningModule):
             self.log("train/components_reseeded", float(self.model.components_reseeded), batch_size=1)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["dagmm_variant"] = self._variant_record()
+        checkpoint[VARIANT_RECORD_KEY] = self._variant_record()
+        contamination = self.model.calibration.contamination if self.model is not None else None
+        if contamination is not None:
+            checkpoint[CONTAMINATION_KEY] = float(contamination)
         hparams, own = checkpoint.get("hyper_parameters"), type(self)
         importable = own.__module__ != "__main__" and own.__qualname__ == own.__name__  # (not nested, not local)
         if isinstance(hparams, dict) and "_class_path" not in hparams and importable:  # a fit outside the CLI:
@@ -1098,7 +1103,7 @@ class DAGMM(L.LightningModule):
         if self._trainer is not None and self.trainer.state.fn != "fit":  # in the process that restores it
             # Lightning asks for the fit's callbacks (a monitored ModelCheckpoint); scoring needs none of them
             warnings.filterwarnings("ignore", message="Be aware that when using `ckpt_path`")
-        saved = checkpoint.get("dagmm_variant")
+        saved = checkpoint.get(VARIANT_RECORD_KEY)
         mine = self._variant_record()
         if saved is not None and {**saved, "input_dim": mine["input_dim"]} == mine != saved:
             raise DataError(

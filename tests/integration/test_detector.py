@@ -426,6 +426,10 @@ def test_label_aware_variants_fit():
         DAGMMDetector(variant="mixed_loss", epochs=1).fit(x, np.ones(len(x)))
     with pytest.warns(UserWarning, match=r"y labels no anomaly \(1\): mixed_loss trains as the plain model"):
         DAGMMDetector(variant="mixed_loss", epochs=1).fit(x, np.zeros(len(x)))
+    outliers = np.where(y == 1, -1, 1)  # scikit-learn's coding: had trained on the inliers as anomalies
+    with pytest.raises(DataError, match=rf"y marks {int((y == 0).sum())} of {len(x)} rows as labelled anomalies .*"
+                       r"-1 outlier, 1 inlier\) is the other way round: pass \(y == -1\)"):  # fmt: skip
+        DAGMMDetector(variant="mixed_loss", epochs=1).fit(x, outliers)
     with pytest.raises(DataError, match="every row is labelled normal: mark the rows nobody checked -1 or NaN"):
         DAGMMDetector(variant="pu", epochs=1).fit(x, np.zeros(len(x)))  # its scores had all been 0.0
     usual_pu_coding = (pu_labels == 0).astype(int)  # 1 labelled, 0 unlabelled: had trained, flagging almost none
@@ -704,6 +708,34 @@ class WiderDAGMM(DAGMM):
 
         hp = self.hparams
         return Autoencoder(hp.input_dim, (16, 8), hp.latent_dim)
+
+
+def test_a_checkpoint_of_a_class_without_an_import_path_is_given_its_class(tmp_path):
+    import lightning as L
+    from sklearn.datasets import load_breast_cancer
+
+    from dagmm_lightning import AnomalyDataModule
+    from dagmm_lightning.models import DAGMMVAE
+
+    class NotebookDAGMM(DAGMM):  # a notebook's or a function's class: the checkpoint records no import path
+        pass
+
+    data = AnomalyDataModule("breast_cancer", seed=0, batch_size=64)
+    model = NotebookDAGMM(30, (8,), 1, n_components=2, contamination=0.1)
+    quiet = dict(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer = L.Trainer(max_epochs=1, default_root_dir=tmp_path, **quiet)
+    trainer.fit(model, data)
+    trainer.save_checkpoint(tmp_path / "notebook.ckpt")
+    with pytest.raises(DataError, match=r"NotebookDAGMM model, whose import path .* variant=NotebookDAGMM\)"):
+        DAGMMDetector.from_checkpoint(tmp_path / "notebook.ckpt")  # had: built a DAGMM, refused by its record
+    with pytest.raises(ValueError, match="holds a NotebookDAGMM model, not a DAGMMVAE"):
+        DAGMMDetector.from_checkpoint(tmp_path / "notebook.ckpt", variant=DAGMMVAE)
+    detector = DAGMMDetector.from_checkpoint(tmp_path / "notebook.ckpt", variant=NotebookDAGMM)
+    assert detector.variant is NotebookDAGMM and detector.contamination == 0.1
+    rows = load_breast_cancer(as_frame=True).data
+    with torch.no_grad():
+        expected = model.eval().score(data.preprocessor.scale(data.preprocessor.encode_compact(rows)))
+    np.testing.assert_array_equal(detector.decision_function(rows), expected.numpy())
 
 
 class StudentTMixtureEnergy(GaussianMixtureEnergy):

@@ -305,12 +305,14 @@ def test_a_table_takes_its_contamination_from_its_labels_and_predicts_from_the_c
         run(["test", "--ckpt_path", last, "--data.predict_file", str(new_rows)], tmp_path)  # had tested the split
 
 
-@pytest.mark.parametrize("method", ["table", "pu"])
-def test_a_checkpoint_scores_dataframes_in_python_as_dagmm_predict_scores_its_file(method, tmp_path):
+@pytest.mark.parametrize(("method", "text"), [("table", True), ("pu", False), ("improved", False)])
+def test_a_checkpoint_scores_dataframes_in_python_as_dagmm_predict_scores_its_file(method, text, tmp_path):
     from dagmm_lightning import DAGMMDetector
     from dagmm_lightning.errors import ConfigurationError, DataError
 
     flows = table(tmp_path / "flows.csv")
+    if not text:  # numeric columns only: scaled as the data module scales them (had: in float32, labels flipped)
+        pd.read_csv(flows).drop(columns="proto").to_csv(flows, index=False)
     args = ["--config", f"configs/{method}.yaml", "--config", "configs/table.yaml", "--data.path", str(flows)]
     run(["fit", *args, "--data.label_column", "is_attack", "--trainer.max_epochs", "2"], tmp_path)
     last = str(next((tmp_path / "logs").rglob("last.ckpt")))
@@ -320,22 +322,35 @@ def test_a_checkpoint_scores_dataframes_in_python_as_dagmm_predict_scores_its_fi
     run(["predict", "--ckpt_path", last, "--data.predict_file", str(tmp_path / "new.csv")]
         + ["--prediction_writer.output_path", str(out)], tmp_path)  # fmt: skip
     written = pd.read_csv(out)
+    before = torch.get_rng_state()
     detector = DAGMMDetector.from_checkpoint(last)
-    assert detector.variant == {"table": "dagmm", "pu": "pu"}[method]
-    features = rows.drop(columns="is_attack")[["proto", "b", "a"]]  # by name, in any order
-    np.testing.assert_allclose(detector.decision_function(features), written["score"], rtol=1e-6)
+    assert torch.equal(torch.get_rng_state(), before)  # the caller's draws go on as they would have
+    assert detector.variant == {"table": "dagmm", "pu": "pu", "improved": "dagmm"}[method]
+    assert detector.contamination == (0.1 if method == "pu" else 0.05)  # the labels' share (configs: null)
+    features = rows.drop(columns="is_attack")[["proto", "b", "a"] if text else ["b", "a"]]  # by name, any order
+    np.testing.assert_array_equal(detector.decision_function(features), written["score"])
     np.testing.assert_array_equal(detector.predict(features), written["prediction"])
     assert 0 < written["prediction"].sum() < 60 or method == "pu"  # (2 epochs: PU's h may flag none)
+    if text:  # the table's column order is not recorded: no columns by position
+        with pytest.raises(DataError, match=r"no names: .* pass a DataFrame with columns \['a', 'b', 'proto'\]"):
+            detector.decision_function(features.set_axis(range(3), axis=1))
+    else:  # the numeric columns' order is the table's
+        unnamed = rows[["a", "b"]].to_numpy()
+        np.testing.assert_array_equal(detector.decision_function(unnamed), written["score"])
     with pytest.raises(DataError, match=r"columns the detector was not fitted on: \['is_attack'\]; drop them"):
         detector.decision_function(rows)
     with pytest.raises(ConfigurationError, match="predict_proba needs the training rows' scores"):
         detector.predict_proba(features)
     with pytest.raises(DataError, match="is a Lightning checkpoint .*: DAGMMDetector.from_checkpoint loads it"):
         DAGMMDetector.load(last)
-    fitted = DAGMMDetector(epochs=1, members=1, random_state=0).fit(features)
-    fitted.save(tmp_path / "detector.pt")
-    with pytest.raises(DataError, match="not a checkpoint that `dagmm fit` wrote .*DAGMMDetector.load"):
-        DAGMMDetector.from_checkpoint(tmp_path / "detector.pt")
+    if method == "table":
+        fitted = DAGMMDetector(epochs=1, members=1, random_state=0).fit(features)
+        fitted.save(tmp_path / "detector.pt")
+        with pytest.raises(DataError, match="not a checkpoint that `dagmm fit` wrote .*DAGMMDetector.load"):
+            DAGMMDetector.from_checkpoint(tmp_path / "detector.pt")
+        torch.save({"state_dict": {}, "hyper_parameters": {"lr": 0.1}}, tmp_path / "other.ckpt")
+        with pytest.raises(DataError, match="holds no DAGMM model"):  # had: a TypeError from Lightning
+            DAGMMDetector.from_checkpoint(tmp_path / "other.ckpt")
 
 
 def test_a_checkpoint_tests_with_the_columns_it_was_trained_on(tmp_path):
@@ -560,6 +575,31 @@ def test_a_warning_printed_while_a_progress_bar_is_drawn_starts_a_line_of_its_ow
     before, after = terminal.getvalue().split("dagmm: warning: column 'c' holds categories not seen in training\n")
     assert before.endswith("\r") and before.split("\r")[-2].strip() == ""  # the bar cleared (had: '3/10 [...]')
     assert "Predicting DataLoader 0:  30%" in after  # and drawn again
+
+
+def test_an_error_raised_while_a_progress_bar_is_drawn_starts_a_line_of_its_own(monkeypatch):
+    import io
+    import sys
+
+    from tqdm import tqdm
+
+    import dagmm_lightning.cli
+    from dagmm_lightning.__main__ import main
+    from dagmm_lightning.errors import DataError
+
+    terminal = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", terminal)
+
+    drawn = []
+
+    def failing_predict(argv):
+        drawn.append(tqdm(total=None, file=terminal, desc="Predicting", mininterval=0))  # drawn, not closed
+        raise DataError("new.parquet has columns that share a name: ['x']; rename them")
+
+    monkeypatch.setattr(dagmm_lightning.cli, "build_cli", failing_predict)
+    with pytest.raises(SystemExit):
+        main(["predict", "--ckpt_path", "last.ckpt"])
+    assert "\ndagmm: error: new.parquet has columns that share a name" in terminal.getvalue()  # had: after the bar
 
 
 QS = ["--config", "configs/quickstart.yaml"]

@@ -5,7 +5,13 @@ from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
 from dagmm_lightning.errors import NotFittedError
-from dagmm_lightning.mixture import GaussianMixtureEnergy, build_mixture, cholesky_with_jitter, padded_memberships
+from dagmm_lightning.mixture import (
+    GaussianMixtureEnergy,
+    LaplaceMixtureEnergy,
+    build_mixture,
+    cholesky_with_jitter,
+    padded_memberships,
+)
 
 
 def random_params(rng, k, d):
@@ -415,3 +421,17 @@ def test_memberships_with_fewer_components_start_the_extra_ones_empty_for_reseed
     assert params["means"].shape == (2, 2) and params["scale_tril"].shape == (2, 2, 2)
     with pytest.raises(ValueError, match="K <= 3"):
         mixture.batch_parameters(z, torch.ones(len(z), 4) / 4)
+
+
+def test_a_family_of_ones_own_names_its_parameters_by_their_shapes_and_needs_weights_and_means():
+    class Spherical(LaplaceMixtureEnergy):  # a family that lists no parameter_names: its shapes' names
+        parameter_names = ()
+
+    assert Spherical(3, 2).parameter_names == ("weights", "means", "scales")  # had: () and a KeyError at scoring
+
+    class Meanless(Spherical):
+        def parameter_shapes(self):
+            return {"weights": (self.n_components,), "scales": (self.n_components, self.dim)}
+
+    with pytest.raises(ValueError, match=r"Meanless.parameter_shapes has no \['means'\]"):
+        Meanless(3, 2)

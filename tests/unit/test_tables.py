@@ -46,3 +46,25 @@ def test_encoding_and_scaling_by_slices_equal_the_whole_table_computation(monkey
     np.testing.assert_array_equal(prep.scale(shifted, rows), expected)
     np.testing.assert_array_equal(prep.scale(shifted[rows]), expected)
     assert prep.scale(shifted, rows).flags.c_contiguous and prep.scale(shifted, rows)[:, 1].max() == 1.0
+
+
+def test_scaled_rows_of_a_column_of_tiny_values_warn_nothing_and_equal_the_exact_scaling():
+    import warnings
+
+    import numpy as np
+    import pandas as pd
+
+    from dagmm_lightning.data.tables import RawTable, TablePreprocessor
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.normal(size=50), "tiny": rng.normal(size=50) * 1e-300})
+    prep = TablePreprocessor()
+    prep.fit_columns(RawTable(frame, None, []))
+    encoded = prep.encode_compact(frame)
+    prep.fit_scaling(encoded)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # had: numpy's 'overflow encountered in cast' (1 / range past float32)
+        fast = prep.scale_rows(frame.to_numpy())
+        exact = prep.scale_rows(frame.to_numpy(), exact=True)
+    np.testing.assert_array_equal(exact.numpy(), prep.scale(encoded))
+    np.testing.assert_allclose(fast.numpy(), exact.numpy(), atol=1e-6)
