@@ -455,6 +455,14 @@ def infer_symbolic_columns(
         numeric = pd.to_numeric(present, errors="coerce")
         if len(present) and numeric.notna().all():
             converted[column] = pd.to_numeric(values, errors="coerce")
+            written = present.astype(str).str.strip()
+            long = written.str.fullmatch(r"[+-]?0*[1-9]\d{15,}")  # integers past float64's: some become one
+            if long.any() and written[long].str.lstrip("+0").nunique() > numeric[long].astype(float).nunique():
+                warn(
+                    f"column {column!r} holds integers written with more digits than float64 keeps (e.g. "
+                    f"{present[long].iloc[0]!r}), which it rounds to fewer different values; codes (a card or "
+                    f"SIM number)? If so, {leave_out(drop, column)}"
+                )
             padded = present.astype(str).str.match(LEADING_ZERO)
             if padded.any():  # a code written with its zeros (zip, id): as numbers, '00501' and '501' are one
                 warn(
@@ -485,6 +493,13 @@ def infer_symbolic_columns(
             )
         if many:
             raise identifier_error(column, distinct, len(present), present.iloc[0], hint, drop)
+        if share >= 0.5:  # numbers with text in many rows: categories, each number one (placeholders such as '-'?)
+            bad = pd.unique(present[numeric.isna()].to_numpy())[:3].tolist()
+            warn(
+                f"column {column!r} holds numbers in {100 * share:.0f} % of its rows and text in the others (e.g. "
+                f"{bad}): it is one-hot encoded, each different number a category of its own; if the text marks "
+                f"missing values, fill them with numbers or drop those rows; to keep it as categories, {hint}"
+            )
         symbolic.append(column)
     if converted:
         frame = frame.copy()

@@ -68,3 +68,26 @@ def test_scaled_rows_of_a_column_of_tiny_values_warn_nothing_and_equal_the_exact
         exact = prep.scale_rows(frame.to_numpy(), exact=True)
     np.testing.assert_array_equal(exact.numpy(), prep.scale(encoded))
     np.testing.assert_allclose(fast.numpy(), exact.numpy(), atol=1e-6)
+
+
+def test_text_columns_of_numbers_that_lose_digits_or_hold_placeholders_are_warned_about():
+    import warnings
+
+    import numpy as np
+    import pandas as pd
+
+    from dagmm_lightning.data.tables import infer_symbolic_columns
+    from dagmm_lightning.errors import DAGMMWarning
+
+    rng = np.random.default_rng(0)
+    codes = pd.DataFrame({"sim": rng.choice(["89014103211118510720", "89014103211118510721"], 40)})
+    with pytest.warns(DAGMMWarning, match=r"'sim' holds integers written with more digits than float64 keeps"):
+        assert infer_symbolic_columns(codes)[1] == []  # had: one constant column, without a word
+    counts = pd.DataFrame({"count": rng.integers(0, 20, 100).astype(object)})
+    counts.loc[::4, "count"] = "-"
+    with pytest.warns(DAGMMWarning, match=r"'count' holds numbers in 75 % of its rows and text in the others"):
+        assert infer_symbolic_columns(counts)[1] == ["count"]  # had: 21 categories, silently
+    same = pd.DataFrame({"a": ["1e20", "1.0e20", "100000000000000000000"] * 10, "b": ["x", "y", "1"] * 10})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # one number written three ways; text with a few numbers among it
+        assert infer_symbolic_columns(same)[1] == ["b"]
