@@ -231,6 +231,7 @@ def columns_named(columns, wanted: list[str]) -> str:
 
 
 OTHER_ARRAY_FORMATS = (".npy", ".pt", ".pth", ".pkl", ".pickle", ".h5", ".hdf5", ".mat")
+OTHER_TABLE_FORMATS = (".json", ".jsonl", ".ndjson", ".xlsx", ".xls", ".feather", ".arrow", ".orc", ".avro")
 
 
 def table_file(path: str | Path) -> Path:
@@ -240,6 +241,11 @@ def table_file(path: str | Path) -> Path:
         raise DataError(
             f"{path.name}: {path.suffix} files are not read; save the rows as NPZ, np.savez('rows.npz', X=X, y=y) "
             "(y, 1 for anomalies, is optional), or as CSV or Parquet"
+        )
+    if path.suffix.lower() in OTHER_TABLE_FORMATS:  # (read as CSV, a JSON file's errors had named its braces)
+        raise DataError(
+            f"{path.name}: {path.suffix} files are not read; save the table as CSV or Parquet (with pandas: "
+            "frame.to_csv('rows.csv', index=False) or frame.to_parquet('rows.parquet'))"
         )
     return path
 
