@@ -166,13 +166,12 @@ class AnomalyMetrics(L.Callback):
         rows = self.rows.compute()
         self.rows.reset()
         scores, labels = rows["score"], rows["label"]
-        reference = None
-        if self.reference(trainer) == "train+evaluated":
-            reference = np.concatenate([pl_module.training_scores().double().cpu().numpy(), scores])
         if stage == "val" and not trainer.sanity_checking:  # none yet: the hparams view still gets its record
             self.last_metrics[stage] = {}
-        if len(scores) == 0 or (labels < 0).any():
-            warn(f"{stage}: rows without labels; anomaly metrics need labels and are skipped")
+        if len(scores) == 0 or (labels < 0).any():  # (said once a run: the same at each validation)
+            self._warn_once(
+                f"{stage} unlabelled", f"{stage}: rows without labels; anomaly metrics need labels and are skipped"
+            )
             return
         if trainer.sanity_checking:
             return
@@ -190,6 +189,9 @@ class AnomalyMetrics(L.Callback):
                 "precision, recall and F1 need both classes and are skipped",
             )
             return
+        reference = None
+        if self.reference(trainer) == "train+evaluated":
+            reference = np.concatenate([pl_module.training_scores().double().cpu().numpy(), scores])
         rho = getattr(trainer.datamodule, "rho", None)
         metrics = anomaly_metrics(scores, labels, self.percentiles, self._threshold, reference, rho)
         if not pl_module.score_is_energy:

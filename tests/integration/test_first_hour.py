@@ -375,8 +375,9 @@ def test_a_table_without_labels_asks_for_contamination_and_is_not_offered_a_test
     ):
         run(["fit", "--config", "configs/table.yaml", "--data.path", str(flows), "--trainer.max_epochs", "1"], tmp_path)
     unlabelled = ["--model.init_args.contamination", "0.05", "--trainer.max_epochs", "1"]
-    with pytest.warns(UserWarning, match="no labels"):
+    with pytest.warns(UserWarning, match="no labels") as seen:
         run(["fit", "--config", "configs/table.yaml", "--data.path", str(flows), *unlabelled], tmp_path)
+    assert sum("rows without labels" in str(w.message) for w in seen) == 1  # had: at every validation
     summary = "\n".join(r.getMessage() for r in caplog.records if "fit finished" in r.getMessage())
     assert "next:        dagmm predict --ckpt_path" in summary and "dagmm test" not in summary  # nothing to test
     caplog.clear()
