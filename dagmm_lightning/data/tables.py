@@ -336,6 +336,16 @@ def row_numbers(values: pd.Series) -> bool:
     return bool((present == np.round(present)).all())
 
 
+def follows_the_row_order(values: pd.Series) -> bool:
+    """Whether a numeric column only rises (or only falls) from row to row, over 100 or more rows and 50 or
+    more different values: a timestamp or a counter, whose later values lie outside its training range."""
+    present = values.dropna().to_numpy(dtype=np.float64)
+    if len(present) < 100:
+        return False
+    steps = np.diff(present)
+    return bool(((steps >= 0).all() or (steps <= 0).all()) and len(np.unique(present)) >= 50)
+
+
 MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?"
 DAY = r"(?:0?[1-9]|[12]\d|3[01])"  # a day or a month: 1 to 31
 YEAR = r"(?:1\d{3}|2\d{3}|9999)"  # (9999: a sentinel, "valid until further notice")
@@ -445,6 +455,12 @@ def infer_symbolic_columns(
                 warn(
                     f"column {column!r} holds the integers {low} to {high}, each once: a "
                     f"row number or id? It is used as a feature; if it is an id, {leave_out(drop, column)}"
+                )
+            elif kind != "boolean" and follows_the_row_order(values):
+                warn(
+                    f"column {column!r} rises (or falls) with the row order: a timestamp or a counter? It is used "
+                    "as a feature, and rows of a later period lie outside its training range and score as "
+                    f"anomalies; if so, {leave_out(drop, column)}, or turn it into values that repeat (hour, weekday)"
                 )
             continue
         present = values.dropna()

@@ -91,3 +91,23 @@ def test_text_columns_of_numbers_that_lose_digits_or_hold_placeholders_are_warne
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # one number written three ways; text with a few numbers among it
         assert infer_symbolic_columns(same)[1] == ["b"]
+
+
+def test_a_column_that_follows_the_row_order_is_warned_about_as_a_timestamp():
+    import warnings
+
+    import numpy as np
+    import pandas as pd
+
+    from dagmm_lightning.data.tables import infer_symbolic_columns
+    from dagmm_lightning.errors import DAGMMWarning
+
+    rng = np.random.default_rng(0)
+    seconds = 1_704_067_200 + 60 * np.arange(200)  # Unix time, a row a minute
+    frame = pd.DataFrame({"ts": seconds, "a": rng.normal(size=200)})
+    with pytest.warns(DAGMMWarning, match=r"'ts' rises \(or falls\) with the row order: a timestamp or a counter"):
+        infer_symbolic_columns(frame)  # had: used as a feature silently; the next hour's rows all flagged
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # sorted values with ties but few of them; the same, shuffled
+        infer_symbolic_columns(pd.DataFrame({"level": np.repeat(np.arange(20), 10), "a": rng.normal(size=200)}))
+        infer_symbolic_columns(frame.sample(frac=1.0, random_state=0))
