@@ -26,6 +26,7 @@ from dagmm_lightning.data.tables import (
     NOT_UTF8,
     PARQUET_SUFFIXES,
     REPEATED_HEADER,
+    ColumnExtremes,
     RawTable,
     TablePreprocessor,
     category_text,
@@ -474,18 +475,16 @@ def write_split_rows(
     for number, rows in enumerate(splits.values()):
         split_of[rows], position[rows] = number, np.arange(len(rows))
     if fit_scaling:
-        low = high = None
-        first = 0
-        for frame in frames():  # the scaling's min and max over the training rows
+        extremes, first, trained = ColumnExtremes(), 0, 0
+        for frame in frames():  # the scaling's extremes over the training rows
             chunk = split_of[first : first + len(frame)] == names.index("train")
             if chunk.any():
-                encoded = preprocessor.encode(frame, first, own_rows=True)[chunk]
-                low = encoded.min(0) if low is None else np.minimum(low, encoded.min(0))
-                high = encoded.max(0) if high is None else np.maximum(high, encoded.max(0))
+                extremes.update(preprocessor.encode(frame, first, own_rows=True)[chunk])
+                trained += int(chunk.sum())
             first += len(frame)
-        if low is None:
+        if not trained:
             raise DataError("no training rows to fit the scaling on")
-        preprocessor.fit_scaling(np.stack([low, high]))  # min-max scaling depends on nothing else
+        preprocessor.fit_extremes(extremes, trained)  # min-max scaling depends on nothing else
     width = preprocessor.n_features
     outputs = [DiskRows.create(folder / f"{name}.npy", (len(rows), width)) for name, rows in splits.items()]
     first = 0

@@ -551,6 +551,33 @@ CONSTANT_LIMIT = 1.0  # BENCHMARKS.md, "Columns constant on the training rows"
 OFFSET_LIMIT = 16.0  # a column whose minimum is more than this many ranges from zero is scaled from float64
 
 
+LONE_EXTREME = 0.999  # the share of a column's range between its extreme and the next value, warned above
+
+
+class ColumnExtremes:
+    """The two smallest and the two largest different values of each column of rows seen slice by slice:
+    ``low`` and ``high`` (2, F) each, the extreme first (-inf / inf where a column holds one value)."""
+
+    def __init__(self) -> None:
+        self.low: np.ndarray | None = None
+        self.high: np.ndarray | None = None
+
+    def update(self, part: np.ndarray) -> None:
+        """Takes a slice of rows (N, F)."""
+        part = np.asarray(part, dtype=np.float64)
+        self.high = _top_two(part, self.high)
+        self.low = -_top_two(-part, None if self.low is None else -self.low)
+
+
+def _top_two(part: np.ndarray, earlier: np.ndarray | None) -> np.ndarray:
+    """The two largest different values of each column of ``part`` (N, F) and ``earlier`` (2, F): (2, F)."""
+    first = part.max(axis=0)
+    second = np.where(part < first, part, -np.inf).max(axis=0)
+    candidates = np.stack([first, second] if earlier is None else [first, second, *earlier])
+    top = candidates.max(axis=0)
+    return np.stack([top, np.where(candidates < top, candidates, -np.inf).max(axis=0)])
+
+
 SLICE_ROWS = 65536  # rows per slice where whole-table float64 temporaries would double the memory
 
 
@@ -730,6 +757,25 @@ class TablePreprocessor:
             values.index_copy_(1, columns, values.index_select(1, columns).clamp_(-CONSTANT_LIMIT, CONSTANT_LIMIT))
         return values
 
+    def _warn_of_lone_extremes(self, extremes: ColumnExtremes, spread: np.ndarray) -> None:
+        """Warns of a numeric column whose range one training value sets nearly alone (a glitch such as 1e6
+        among values near 1: min-max scaling squeezes the others into a sliver of it, and the model hardly
+        sees them); columns of three different values or more. Real tables' widest lone gap was 0.993 of a
+        range (KDDCUP99's src_bytes); ``LONE_EXTREME`` is above it."""
+        (low, next_low), (high, next_high) = extremes.low, extremes.high
+        numeric = slice(0, len(self.numeric))
+        with np.errstate(invalid="ignore", over="ignore"):
+            top = np.where(next_high > low, (high - next_high) / spread, 0.0)[numeric]
+            bottom = np.where(next_low < high, (next_low - low) / spread, 0.0)[numeric]
+        for j in np.flatnonzero((np.maximum(top, bottom) > LONE_EXTREME) & (spread[numeric] > 0)):
+            lone, rest = (high[j], (low[j], next_high[j])) if top[j] >= bottom[j] else (low[j], (next_low[j], high[j]))
+            warn(
+                f"column {self.numeric[j]!r}: one training value, {lone:g}, sets its range nearly alone (the others "
+                f"lie within {rest[0]:g} to {rest[1]:g}): min-max scaling squeezes them into "
+                f"{100 * (1 - max(top[j], bottom[j])):.2g} % of it, and the model hardly tells them apart; a "
+                "glitch? fix or drop that row"
+            )
+
     def _finite(self, values: np.ndarray, first_row: int = 0, where: str = "in the input") -> np.ndarray:
         finite = np.isfinite(values)
         if not finite.all():
@@ -749,10 +795,14 @@ class TablePreprocessor:
             raise DataError("no training rows to fit the scaling on")
         if encoded.shape[1] == 0:
             raise DataError("the table has no feature columns (only labels?): there is nothing to learn")
-        minimum, maximum = np.full(encoded.shape[1], np.inf), np.full(encoded.shape[1], -np.inf)
+        extremes = ColumnExtremes()
         for part in row_slices(encoded, rows):
-            np.minimum(minimum, part.min(axis=0), out=minimum)
-            np.maximum(maximum, part.max(axis=0), out=maximum)
+            extremes.update(part)
+        return self.fit_extremes(extremes, n_rows)
+
+    def fit_extremes(self, extremes: ColumnExtremes, n_rows: int) -> TablePreprocessor:
+        """The scaling from the training rows' ``extremes`` (``n_rows`` of them): min-max, each feature's."""
+        minimum, maximum = extremes.low[0], extremes.high[0]
         with np.errstate(over="ignore"):
             spread = maximum - minimum
         if not np.isfinite(spread).all():  # numeric columns come first in the encoding
@@ -761,6 +811,7 @@ class TablePreprocessor:
                 f"column {self.numeric[j]!r} spans {minimum[j]:g} to {maximum[j]:g} on the training "
                 "rows, a range past what float64 holds; rescale it (e.g. divide it by a power of ten)"
             )
+        self._warn_of_lone_extremes(extremes, spread)
         constant = ~(spread > 0)
         if constant.all():
             rows = "one training row" if n_rows == 1 else "the training rows"

@@ -111,3 +111,50 @@ def test_a_column_that_follows_the_row_order_is_warned_about_as_a_timestamp():
         warnings.simplefilter("error")  # sorted values with ties but few of them; the same, shuffled
         infer_symbolic_columns(pd.DataFrame({"level": np.repeat(np.arange(20), 10), "a": rng.normal(size=200)}))
         infer_symbolic_columns(frame.sample(frac=1.0, random_state=0))
+
+
+def test_column_extremes_over_slices_are_the_two_smallest_and_largest_different_values():
+    import numpy as np
+
+    from dagmm_lightning.data.tables import ColumnExtremes
+
+    rng = np.random.default_rng(0)
+    rows = np.c_[rng.integers(0, 5, 50), rng.normal(size=50), np.full(50, 2.0)].astype(float)
+    extremes = ColumnExtremes()
+    for part in np.array_split(rows, [1, 7, 30]):
+        extremes.update(part)
+    for j in range(2):  # numpy's sorted different values, the reference
+        values = np.unique(rows[:, j])
+        np.testing.assert_array_equal(extremes.low[:, j], values[:2])
+        np.testing.assert_array_equal(extremes.high[:, j], values[::-1][:2])
+    assert extremes.low[0, 2] == extremes.high[0, 2] == 2.0 and extremes.low[1, 2] == np.inf  # one value only
+    assert extremes.high[1, 2] == -np.inf
+
+
+@pytest.mark.parametrize("out_of_core", [False, True])
+def test_a_column_whose_range_one_value_sets_is_warned_about(tmp_path, out_of_core):
+    import re
+    import warnings
+
+    import numpy as np
+    import pandas as pd
+
+    from dagmm_lightning import AnomalyDataModule
+    from dagmm_lightning.errors import DAGMMWarning
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.normal(size=300), "b": rng.normal(size=300), "flag": rng.integers(0, 2, 300)})
+    frame["label"] = (np.arange(300) < 15).astype(int)
+    settings = dict(dataset="table", path=str(tmp_path / "rows.csv"), label_column="label", seed=0)
+    frame.to_csv(tmp_path / "rows.csv", index=False)
+    data = AnomalyDataModule(**settings, out_of_core=out_of_core)
+    data.setup("fit")
+    trains = data.splits.train[0]  # (the split depends on the labels and the seed only)
+    message = r"^column 'a': one training value, 1e\+06, sets its range nearly alone .* fix or drop that row$"
+    for value, warned in ((300.0, False), (1e6, True)):  # a wide gap (0.98 of the range, as real tables have)
+        frame.assign(a=np.where(np.arange(300) == trains, value, frame["a"])).to_csv(tmp_path / "rows.csv", index=False)
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            AnomalyDataModule(**settings, out_of_core=out_of_core).setup("fit")
+        said = [str(w.message) for w in seen if issubclass(w.category, DAGMMWarning)]
+        assert len(said) == warned and all(re.search(message, m) for m in said), said  # had: never (a glitch)
