@@ -12,6 +12,7 @@ import inspect
 import logging
 import os
 import random
+import re
 import signal
 import threading
 import warnings
@@ -31,6 +32,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from dagmm_lightning.data import AnomalyDataModule, RawTable, Splits, TablePreprocessor
+from dagmm_lightning.data.datamodule import TABLE
 from dagmm_lightning.data.tables import MISSING_TEXT, infer_symbolic_columns
 from dagmm_lightning.errors import (
     ConfigurationError,
@@ -246,6 +248,9 @@ class DAGMMDetector(BaseEstimator):
         by an ensemble's members, so that its activations stay as large as one model's); a numeric array is
         read chunk by chunk, never copied whole."""
         _refuse_series(X)
+        left_out = [c for c in getattr(self, "_columns_left_out", []) if c is not None]
+        if left_out and isinstance(X, pd.DataFrame):  # a checkpoint's label and ignored columns, as predict does
+            X = X.drop(columns=[c for c in X.columns if c in left_out])
         n_fitted, preprocessor = len(self.preprocessor_.numeric), self.preprocessor_
         step = max(1024, SCORING_BATCH // int(self.model_.hparams.get("members", 1)))
         named, has_names = hasattr(self, "feature_names_in_"), _feature_names(X) is not None
@@ -708,8 +713,9 @@ class DAGMMDetector(BaseEstimator):
         """A detector that scores as a checkpoint of ``dagmm fit`` (or of a Trainer with an
         ``AnomalyDataModule``) does: its weights, fitted mixture and threshold, and its table's encoding and
         scaling, so that ``decision_function`` and ``predict`` give what ``dagmm predict`` writes for the same
-        rows: a DataFrame's columns by name (the label column left out); columns without names (an array's)
-        by position, only where the table had no text columns (a checkpoint keeps no order of those). A
+        rows: a DataFrame's columns by name (its label and ignored columns, if there, left out); columns
+        without names (an array's) by position, only where the table had no text columns (a checkpoint keeps
+        no order of those). A
         checkpoint holds no training rows' scores: ``decision_scores_``, ``labels_``, ``predict_proba``,
         ``predict_confidence`` and ``save`` are for detectors fitted in Python. ``variant`` and
         ``contamination`` are the checkpoint's (its labels' share where it took that), the other parameters
@@ -720,8 +726,15 @@ class DAGMMDetector(BaseEstimator):
         try:
             checkpoint = torch.load(path, weights_only=True, map_location="cpu")
         except Exception as err:  # noqa: BLE001 - whatever the unpickler makes of another kind of file
-            first = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
-            checkpoint = f"{type(err).__name__}: {first}".rstrip(": ")
+            lines = re.sub(r"\x1b\[[0-9;]*m", "", str(err)).strip().splitlines() or [""]  # (torch's bold, in ANSI)
+            refused = re.search(r"Unsupported global: GLOBAL ([\w.]+)", "\n".join(lines))
+            if refused is not None:  # a detector's file, or a checkpoint holding an object such a load refuses
+                raise DataError(
+                    f"{path} holds a {refused.group(1)}, which a safe load (torch.load, weights_only=True) refuses: "
+                    "a file of DAGMMDetector.save loads with DAGMMDetector.load; a checkpoint's hyperparameters "
+                    "must be numbers, text, lists or dicts (a Path? pass paths as text)"
+                ) from None
+            checkpoint = f"{type(err).__name__}: {lines[0][:200]}".rstrip(": ")
         hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
         if not isinstance(hparams, dict) or "state_dict" not in checkpoint:
             why = f" ({checkpoint})" if isinstance(checkpoint, str) else ""
@@ -782,8 +795,12 @@ class DAGMMDetector(BaseEstimator):
         if not np.isfinite(detector.threshold_):
             raise DataError(f"{path} holds no threshold (its fit did not finish?)")
         detector.n_features_in_ = len(prep.numeric) + len(prep.categories)
-        if prep.categories or prep.numeric != [f"x{i}" for i in range(len(prep.numeric))]:  # a table's names
-            detector.feature_names_in_ = np.asarray([*prep.numeric, *prep.categories], dtype=object)
+        source = str(trained_on.get("found_at", {}).get("path", ""))
+        from_a_file = trained_on.get("dataset") == TABLE and not source.lower().endswith(".npz")  # (CSV, Parquet)
+        if from_a_file or prep.categories or prep.numeric != [f"x{i}" for i in range(len(prep.numeric))]:
+            detector.feature_names_in_ = np.asarray([*prep.numeric, *prep.categories], dtype=object)  # by name
+        settings = checkpoint.get("datamodule_hyper_parameters") or {}
+        detector._columns_left_out = [settings.get("label_column"), *(settings.get("ignore_columns") or [])]
         return detector
 
 

@@ -127,7 +127,7 @@ def imported_class(class_path: str):
     module, _, name = str(class_path).rpartition(".")
     try:
         return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError, ValueError):
+    except Exception:  # noqa: BLE001 - whatever its module raises (a SyntaxError too): import_failure says what
         return class_path
 
 

@@ -232,6 +232,7 @@ def columns_named(columns, wanted: list[str]) -> str:
 
 OTHER_ARRAY_FORMATS = (".npy", ".pt", ".pth", ".pkl", ".pickle", ".h5", ".hdf5", ".mat")
 OTHER_TABLE_FORMATS = (".json", ".jsonl", ".ndjson", ".xlsx", ".xls", ".feather", ".arrow", ".orc", ".avro")
+COMPRESSION_SUFFIXES = (".gz", ".bz2", ".xz", ".zst", ".zip")  # rows.jsonl.gz is a JSON file too
 
 
 def table_file(path: str | Path) -> Path:
@@ -242,9 +243,11 @@ def table_file(path: str | Path) -> Path:
             f"{path.name}: {path.suffix} files are not read; save the rows as NPZ, np.savez('rows.npz', X=X, y=y) "
             "(y, 1 for anomalies, is optional), or as CSV or Parquet"
         )
-    if path.suffix.lower() in OTHER_TABLE_FORMATS:  # (read as CSV, a JSON file's errors had named its braces)
+    suffixes = [s.lower() for s in path.suffixes]
+    inner = suffixes[-2] if len(suffixes) > 1 and suffixes[-1] in COMPRESSION_SUFFIXES else path.suffix.lower()
+    if inner in OTHER_TABLE_FORMATS:  # (read as CSV, a JSON file's errors had named its braces)
         raise DataError(
-            f"{path.name}: {path.suffix} files are not read; save the table as CSV or Parquet (with pandas: "
+            f"{path.name}: {inner} files are not read; save the table as CSV or Parquet (with pandas: "
             "frame.to_csv('rows.csv', index=False) or frame.to_parquet('rows.parquet'))"
         )
     return path

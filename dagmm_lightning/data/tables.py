@@ -337,12 +337,16 @@ def row_numbers(values: pd.Series) -> bool:
 
 
 def follows_the_row_order(values: pd.Series) -> bool:
-    """Whether a numeric column only rises (or only falls) from row to row, over 100 or more rows and 50 or
-    more different values: a timestamp or a counter, whose later values lie outside its training range."""
+    """Whether a numeric column looks like a timestamp or a counter, whose later values lie outside its
+    training range: integers that only rise (or only fall) from row to row, over 100 or more rows and 50 or
+    more different values, far from zero for their span (Unix time: 1.7e9, a day's span 86,400). A file
+    sorted by an ordinary feature (an amount, an age: near zero for their span, or not integers) is not."""
     present = values.dropna().to_numpy(dtype=np.float64)
-    if len(present) < 100:
+    if len(present) < 100 or not (present == np.round(present)).all():
         return False
-    steps = np.diff(present)
+    steps, low, high = np.diff(present), present.min(), present.max()
+    if min(abs(low), abs(high)) < 2 * (high - low):  # spans much of its own magnitude: an ordinary feature
+        return False
     return bool(((steps >= 0).all() or (steps <= 0).all()) and len(np.unique(present)) >= 50)
 
 
@@ -458,9 +462,10 @@ def infer_symbolic_columns(
                 )
             elif kind != "boolean" and follows_the_row_order(values):
                 warn(
-                    f"column {column!r} rises (or falls) with the row order: a timestamp or a counter? It is used "
-                    "as a feature, and rows of a later period lie outside its training range and score as "
-                    f"anomalies; if so, {leave_out(drop, column)}, or turn it into values that repeat (hour, weekday)"
+                    f"column {column!r} holds integers that rise (or fall) with the row order: a timestamp or a "
+                    "counter? It is used as a feature, and rows of a later period lie outside its training range "
+                    f"and score as anomalies; if so, {leave_out(drop, column)}, or turn it into values that repeat "
+                    "(hour, weekday); if the file is only sorted by it, nothing to do"
                 )
             continue
         present = values.dropna()
@@ -509,7 +514,9 @@ def infer_symbolic_columns(
             )
         if many:
             raise identifier_error(column, distinct, len(present), present.iloc[0], hint, drop)
-        if share >= 0.5:  # numbers with text in many rows: categories, each number one (placeholders such as '-'?)
+        # many different numbers with text in many rows: categories, each number one (placeholders such as '-'?);
+        # a few numbers beside text ('0', '1', '2', '3+'; floors '1', '2', 'G') are categories as meant
+        if share >= 0.5 and numeric.nunique() >= 10:
             bad = pd.unique(present[numeric.isna()].to_numpy())[:3].tolist()
             warn(
                 f"column {column!r} holds numbers in {100 * share:.0f} % of its rows and text in the others (e.g. "

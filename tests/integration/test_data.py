@@ -428,10 +428,12 @@ def test_missing_file_is_named(tmp_path):
     for read in (read_user_table, lambda path: scan_file(path, None, None, 10)):
         with pytest.raises(DataError, match=r"rows.npy: .npy files are not read; save the rows as NPZ, np.savez\("):
             read(tmp_path / "rows.npy")
-    pd.DataFrame({"a": [0.0, 1.0], "label": [1, 0]}).to_json(tmp_path / "rows.jsonl", orient="records", lines=True)
+    pd.DataFrame({"a": [0.0, 1.0], "label": [1, 0]}).to_json(tmp_path / "rows.jsonl.gz", orient="records", lines=True)
     for read in (read_user_table, lambda path: scan_file(path, None, None, 10)):
-        with pytest.raises(DataError, match=r"rows.jsonl: .jsonl files are not read; save the table as CSV or Parquet"):
-            read(tmp_path / "rows.jsonl")  # had: read as a CSV file, its columns '{"a":0.0' and 'label:1}'
+        with pytest.raises(
+            DataError, match=r"rows.jsonl.gz: .jsonl files are not read; save the table as CSV or Parquet"
+        ):
+            read(tmp_path / "rows.jsonl.gz")  # had: read as a CSV file, its columns '{"a":0.0' and 'label:1}'
 
 
 def test_wrong_column_count_is_named(tmp_path):

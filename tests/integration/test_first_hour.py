@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -306,13 +307,14 @@ def test_a_table_takes_its_contamination_from_its_labels_and_predicts_from_the_c
 
 
 @pytest.mark.parametrize(("method", "text"), [("table", True), ("pu", False), ("improved", False)])
-def test_a_checkpoint_scores_dataframes_in_python_as_dagmm_predict_scores_its_file(method, text, tmp_path):
+def test_a_checkpoint_scores_dataframes_in_python_as_dagmm_predict_scores_its_file(method, text, tmp_path, monkeypatch):
     from dagmm_lightning import DAGMMDetector
     from dagmm_lightning.errors import ConfigurationError, DataError
 
     flows = table(tmp_path / "flows.csv")
-    if not text:  # numeric columns only: scaled as the data module scales them (had: in float32, labels flipped)
-        pd.read_csv(flows).drop(columns="proto").to_csv(flows, index=False)
+    if not text:  # numeric columns only: scaled as the data module scales them (had: in float32, labels flipped),
+        numeric = pd.read_csv(flows).drop(columns="proto").rename(columns={"a": "x1", "b": "x0"})  # found by name
+        numeric.to_csv(flows, index=False)  # (had: columns named x0, x1, ... taken by position)
     args = ["--config", f"configs/{method}.yaml", "--config", "configs/table.yaml", "--data.path", str(flows)]
     run(["fit", *args, "--data.label_column", "is_attack", "--trainer.max_epochs", "2"], tmp_path)
     last = str(next((tmp_path / "logs").rglob("last.ckpt")))
@@ -327,7 +329,7 @@ def test_a_checkpoint_scores_dataframes_in_python_as_dagmm_predict_scores_its_fi
     assert torch.equal(torch.get_rng_state(), before)  # the caller's draws go on as they would have
     assert detector.variant == {"table": "dagmm", "pu": "pu", "improved": "dagmm"}[method]
     assert detector.contamination == (0.1 if method == "pu" else 0.05)  # the labels' share (configs: null)
-    features = rows.drop(columns="is_attack")[["proto", "b", "a"] if text else ["b", "a"]]  # by name, any order
+    features = rows.drop(columns="is_attack")[["proto", "b", "a"] if text else ["x0", "x1"]]  # by name, any order
     np.testing.assert_array_equal(detector.decision_function(features), written["score"])
     np.testing.assert_array_equal(detector.predict(features), written["prediction"])
     assert 0 < written["prediction"].sum() < 60 or method == "pu"  # (2 epochs: PU's h may flag none)
@@ -335,10 +337,12 @@ def test_a_checkpoint_scores_dataframes_in_python_as_dagmm_predict_scores_its_fi
         with pytest.raises(DataError, match=r"no names: .* pass a DataFrame with columns \['a', 'b', 'proto'\]"):
             detector.decision_function(features.set_axis(range(3), axis=1))
     else:  # the numeric columns' order is the table's
-        unnamed = rows[["a", "b"]].to_numpy()
-        np.testing.assert_array_equal(detector.decision_function(unnamed), written["score"])
-    with pytest.raises(DataError, match=r"columns the detector was not fitted on: \['is_attack'\]; drop them"):
-        detector.decision_function(rows)
+        unnamed = rows[["x1", "x0"]].to_numpy()
+        with pytest.warns(UserWarning, match="X does not have valid feature names"):
+            np.testing.assert_array_equal(detector.decision_function(unnamed), written["score"])
+    np.testing.assert_array_equal(detector.decision_function(rows), written["score"])  # its label left out, as
+    with pytest.raises(DataError, match=r"columns the detector was not fitted on: \['id'\]; drop them"):  # predict
+        detector.decision_function(rows.assign(id=1))
     with pytest.raises(ConfigurationError, match="predict_proba needs the training rows' scores"):
         detector.predict_proba(features)
     with pytest.raises(DataError, match="is a Lightning checkpoint .*: DAGMMDetector.from_checkpoint loads it"):
@@ -346,11 +350,19 @@ def test_a_checkpoint_scores_dataframes_in_python_as_dagmm_predict_scores_its_fi
     if method == "table":
         fitted = DAGMMDetector(epochs=1, members=1, random_state=0).fit(features)
         fitted.save(tmp_path / "detector.pt")
-        with pytest.raises(DataError, match="not a checkpoint that `dagmm fit` wrote .*DAGMMDetector.load"):
+        with pytest.raises(DataError, match=r"holds a numpy\S+, which a safe load .* DAGMMDetector.save loads with"):
             DAGMMDetector.from_checkpoint(tmp_path / "detector.pt")
         torch.save({"state_dict": {}, "hyper_parameters": {"lr": 0.1}}, tmp_path / "other.ckpt")
         with pytest.raises(DataError, match="holds no DAGMM model"):  # had: a TypeError from Lightning
             DAGMMDetector.from_checkpoint(tmp_path / "other.ckpt")
+        (tmp_path / "broken_variants.py").write_text("class BrokenDAGMM(\n")
+        monkeypatch.syspath_prepend(str(tmp_path))
+        torch.save({"state_dict": {}, "hyper_parameters": {"_class_path": "broken_variants.BrokenDAGMM"}}, last)
+        with pytest.raises(DataError, match=r"broken_variants.BrokenDAGMM model, which does not import here \(Syntax"):
+            DAGMMDetector.from_checkpoint(last)  # had: the SyntaxError's traceback
+        torch.save({"state_dict": {}, "hyper_parameters": {}, "datamodule_hyper_parameters": {"path": Path("t")}}, last)
+        with pytest.raises(DataError, match=r"holds a pathlib.PosixPath, which a safe load .* \(a Path\? pass paths"):
+            DAGMMDetector.from_checkpoint(last)  # had: 'not a checkpoint that dagmm fit wrote ... DAGMMDetector.load'
 
 
 def test_a_checkpoint_tests_with_the_columns_it_was_trained_on(tmp_path):

@@ -88,9 +88,10 @@ def test_text_columns_of_numbers_that_lose_digits_or_hold_placeholders_are_warne
     with pytest.warns(DAGMMWarning, match=r"'count' holds numbers in 75 % of its rows and text in the others"):
         assert infer_symbolic_columns(counts)[1] == ["count"]  # had: 21 categories, silently
     same = pd.DataFrame({"a": ["1e20", "1.0e20", "100000000000000000000"] * 10, "b": ["x", "y", "1"] * 10})
+    same["dependents"] = rng.choice(["0", "1", "2", "3+"], 30)  # categories: a few numbers, one text
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # one number written three ways; text with a few numbers among it
-        assert infer_symbolic_columns(same)[1] == ["b"]
+        assert infer_symbolic_columns(same)[1] == ["b", "dependents"]
 
 
 def test_a_column_that_follows_the_row_order_is_warned_about_as_a_timestamp():
@@ -105,12 +106,14 @@ def test_a_column_that_follows_the_row_order_is_warned_about_as_a_timestamp():
     rng = np.random.default_rng(0)
     seconds = 1_704_067_200 + 60 * np.arange(200)  # Unix time, a row a minute
     frame = pd.DataFrame({"ts": seconds, "a": rng.normal(size=200)})
-    with pytest.warns(DAGMMWarning, match=r"'ts' rises \(or falls\) with the row order: a timestamp or a counter"):
+    with pytest.warns(DAGMMWarning, match=r"'ts' holds integers that rise \(or fall\) with the row order: a time"):
         infer_symbolic_columns(frame)  # had: used as a feature silently; the next hour's rows all flagged
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # sorted values with ties but few of them; the same, shuffled
+        warnings.simplefilter("error")  # sorted values with ties but few of them; the same, shuffled; a file
         infer_symbolic_columns(pd.DataFrame({"level": np.repeat(np.arange(20), 10), "a": rng.normal(size=200)}))
         infer_symbolic_columns(frame.sample(frac=1.0, random_state=0))
+        amounts = np.sort(rng.integers(0, 10_000, 200))  # sorted by an ordinary feature (ORDER BY amount)
+        infer_symbolic_columns(pd.DataFrame({"amount": amounts, "radius": np.sort(rng.normal(14, 3, 200))}))
 
 
 def test_column_extremes_over_slices_are_the_two_smallest_and_largest_different_values():
