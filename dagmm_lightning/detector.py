@@ -248,7 +248,7 @@ class DAGMMDetector(BaseEstimator):
         by an ensemble's members, so that its activations stay as large as one model's); a numeric array is
         read chunk by chunk, never copied whole."""
         _refuse_series(X)
-        left_out = [c for c in getattr(self, "_columns_left_out", []) if c is not None]
+        left_out = getattr(self, "_columns_left_out", [])
         if left_out and isinstance(X, pd.DataFrame):  # a checkpoint's label and ignored columns, as predict does
             X = X.drop(columns=[c for c in X.columns if c in left_out])
         n_fitted, preprocessor = len(self.preprocessor_.numeric), self.preprocessor_
@@ -715,13 +715,12 @@ class DAGMMDetector(BaseEstimator):
         scaling, so that ``decision_function`` and ``predict`` give what ``dagmm predict`` writes for the same
         rows: a DataFrame's columns by name (its label and ignored columns, if there, left out); columns
         without names (an array's) by position, only where the table had no text columns (a checkpoint keeps
-        no order of those). A
-        checkpoint holds no training rows' scores: ``decision_scores_``, ``labels_``, ``predict_proba``,
-        ``predict_confidence`` and ``save`` are for detectors fitted in Python. ``variant`` and
-        ``contamination`` are the checkpoint's (its labels' share where it took that), the other parameters
-        the defaults (they only matter to ``fit``). Its model class is imported by the path the checkpoint
-        records (load only checkpoints you trust); ``variant``: the class, where none is recorded (a class of
-        a script or notebook). ``checkpoint_path_``: the file."""
+        no order of those). A checkpoint holds no training rows' scores: ``decision_scores_``, ``labels_``,
+        ``predict_proba``, ``predict_confidence`` and ``save`` are for detectors fitted in Python.
+        ``variant`` and ``contamination`` are the checkpoint's (its labels' share where it took that), the
+        other parameters the defaults (they only matter to ``fit``). Its model class is imported by the path
+        the checkpoint records (load only checkpoints you trust); ``variant``: the class, where none is
+        recorded (a class of a script or notebook). ``checkpoint_path_``: the file."""
         path = existing_file(Path(path).expanduser())
         try:
             checkpoint = torch.load(path, weights_only=True, map_location="cpu")
@@ -796,11 +795,12 @@ class DAGMMDetector(BaseEstimator):
             raise DataError(f"{path} holds no threshold (its fit did not finish?)")
         detector.n_features_in_ = len(prep.numeric) + len(prep.categories)
         source = str(trained_on.get("found_at", {}).get("path", ""))
-        from_a_file = trained_on.get("dataset") == TABLE and not source.lower().endswith(".npz")  # (CSV, Parquet)
+        from_a_file = trained_on.get("dataset") == TABLE and source and not source.lower().endswith(".npz")
         if from_a_file or prep.categories or prep.numeric != [f"x{i}" for i in range(len(prep.numeric))]:
             detector.feature_names_in_ = np.asarray([*prep.numeric, *prep.categories], dtype=object)  # by name
         settings = checkpoint.get("datamodule_hyper_parameters") or {}
-        detector._columns_left_out = [settings.get("label_column"), *(settings.get("ignore_columns") or [])]
+        left_out = [settings.get("label_column"), *(settings.get("ignore_columns") or [])]
+        detector._columns_left_out = [c for c in left_out if c is not None]
         return detector
 
 
