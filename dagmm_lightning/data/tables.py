@@ -510,9 +510,17 @@ def infer_symbolic_columns(
                 + (f"if it is an id, {leave_out(drop, column)}" if many else f"{hint} to one-hot encode it")
             )
         if looks_like_dates(present[numeric.isna()].iloc[:100].astype(str)):
+            # one-hot encoding: for a few dates that repeat (a day of a batch), not timestamps (every row's own)
+            repeat = "" if many else f", or {hint} to one-hot encode it"
             raise DataError(
-                f"column {column!r} holds dates or times as text (e.g. {present.iloc[0]!r}); {DATE_ADVICE}, or "
-                f"{hint} to one-hot encode it"
+                f"column {column!r} holds dates or times as text (e.g. {present.iloc[0]!r}); {DATE_ADVICE}{repeat}"
+            )
+        typed = present.astype(str).str.replace("\u2212", "-").str.replace("\xa0", "").str.strip()
+        if share < 0.9 and len(present) and pd.to_numeric(typed, errors="coerce").notna().mean() >= 0.9:
+            odd = present[numeric.isna()].iloc[0]
+            raise DataError(
+                f"column {column!r} holds numbers written with a typographic minus (\u2212) or non-breaking spaces "
+                f"(e.g. {odd!r}): write them with '-' and without those spaces"
             )
         if many:
             raise identifier_error(column, distinct, len(present), present.iloc[0], hint, drop)

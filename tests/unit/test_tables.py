@@ -161,3 +161,22 @@ def test_a_column_whose_range_one_value_sets_is_warned_about(tmp_path, out_of_co
             AnomalyDataModule(**settings, out_of_core=out_of_core).setup("fit")
         said = [str(w.message) for w in seen if issubclass(w.category, DAGMMWarning)]
         assert len(said) == warned and all(re.search(message, m) for m in said), said  # had: never (a glitch)
+
+
+def test_numbers_with_a_typographic_minus_and_unique_timestamps_get_advice_that_fits():
+    import numpy as np
+    import pandas as pd
+
+    from dagmm_lightning.data.tables import infer_symbolic_columns
+    from dagmm_lightning.errors import DataError
+
+    rng = np.random.default_rng(0)
+    typeset = pd.DataFrame({"a": [f"{x:.2f}".replace("-", "\u2212") for x in rng.normal(size=300)]})
+    with pytest.raises(DataError, match="'a' holds numbers written with a typographic minus .* write them with '-'"):
+        infer_symbolic_columns(typeset)  # had: 'an identifier or free text', its example a plain '0.13'
+    stamps = pd.DataFrame({"d": pd.date_range("2024-01-01", periods=300, freq="h").astype(str)})
+    with pytest.raises(DataError, match=r"holds dates or times as text .*\(e.g. hour, weekday\)$"):
+        infer_symbolic_columns(stamps)  # had: '... or list it in symbolic_columns': 300 unseen categories
+    days = pd.DataFrame({"d": np.repeat(pd.date_range("2024-01-01", periods=3).astype(str), 100)})
+    with pytest.raises(DataError, match="or list it in symbolic_columns to one-hot encode it"):
+        infer_symbolic_columns(days)  # a few dates that repeat: categories can do
