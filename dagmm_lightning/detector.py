@@ -254,6 +254,12 @@ class DAGMMDetector(BaseEstimator):
         n_fitted, preprocessor = len(self.preprocessor_.numeric), self.preprocessor_
         step = max(1024, SCORING_BATCH // int(self.model_.hparams.get("members", 1)))
         named, has_names = hasattr(self, "feature_names_in_"), _feature_names(X) is not None
+        from_checkpoint = hasattr(self, "checkpoint_path_")
+        if from_checkpoint and preprocessor.categories and not has_names:
+            raise DataError(
+                "X's columns have no names: a checkpoint of a table with text columns keeps their names, not their "
+                f"order; pass a DataFrame with columns {list(self.feature_names_in_)[:10]}"
+            )
         if has_names != named:  # scikit-learn's warnings: columns go by position then
             warn(
                 "X has feature names, but DAGMMDetector was fitted without feature names (columns are taken by "
@@ -261,12 +267,6 @@ class DAGMMDetector(BaseEstimator):
                 if named is False
                 else "X does not have valid feature names, but DAGMMDetector was fitted with feature names "
                 "(columns are taken by position)"
-            )
-        from_checkpoint = hasattr(self, "checkpoint_path_")
-        if from_checkpoint and preprocessor.categories and not has_names:
-            raise DataError(
-                "X's columns have no names: a checkpoint of a table with text columns keeps their names, not their "
-                f"order; pass a DataFrame with columns {list(self.feature_names_in_)[:10]}"
             )
         if isinstance(X, pd.DataFrame) and not (named and has_names):  # columns by position, as scikit-learn's
             if X.shape[1] != self.n_features_in_:
