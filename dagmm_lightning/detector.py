@@ -185,7 +185,11 @@ class DAGMMDetector(BaseEstimator):
             if np.ma.is_masked(X):  # np.asarray drops the mask: the masked cells' values would count
                 raise DataError("X is a masked array with masked values; fill them (X.filled(...)) or drop those rows")
             if hasattr(X, "toarray") and hasattr(X, "nnz"):  # scipy.sparse, without importing it
-                raise DataError("X is a sparse matrix; pass X.toarray() (DAGMM's networks take dense rows)")
+                raise DataError(
+                    "X is a sparse matrix; pass X.toarray() (DAGMM's networks take dense rows), or, in a Pipeline, "
+                    "make the step before dense: OneHotEncoder(sparse_output=False), ColumnTransformer(..., "
+                    "sparse_threshold=0)"
+                )
             try:
                 array = np.asarray(X)
             except ValueError as err:  # e.g. rows of different lengths
@@ -318,9 +322,9 @@ class DAGMMDetector(BaseEstimator):
         if self._kind not in ("mixed_loss", "pu"):
             return Splits(rows, rows[:0], rows[:0])
         if y is None:
-            raise DataError(
-                f"variant {self._kind!r} needs y: 1 for labelled anomalies (mixed_loss), "
-                f"0 for labelled normal rows (pu), -1 or NaN for unknown"
+            raise DataError(  # scikit-learn's words (its estimator checks look for them), then ours
+                f"variant {self._kind!r} requires y to be passed, but the target y is None: 1 for labelled anomalies "
+                "(mixed_loss), 0 for labelled normal rows (pu), -1 or NaN for unknown"
             )
         shape = np.shape(y)
         if len(shape) != 1 and not (len(shape) == 2 and shape[1] == 1):
@@ -388,6 +392,13 @@ class DAGMMDetector(BaseEstimator):
         return self.variant if isinstance(self.variant, type) else VARIANTS[self.variant]
 
     # --- scikit-learn / PyOD API ------------------------------------------------------------------------
+    def __sklearn_tags__(self):
+        """scikit-learn's tags (its 1.6 and later read them): y is required by the variants that train on
+        labels."""
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = self._kind in ("mixed_loss", "pu")
+        return tags
+
     def set_params(self, **params) -> DAGMMDetector:
         """scikit-learn's, with ``model_kwargs__NAME=value`` setting one entry of ``model_kwargs`` (as a
         grid search names it), the others kept."""

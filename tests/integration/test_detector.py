@@ -251,6 +251,21 @@ def test_scikit_learn_estimator_checks_pass():
     assert not failed and sum(r["status"] == "passed" for r in results) >= 38
 
 
+def test_scikit_learn_reads_which_variants_require_y():
+    from sklearn.utils import get_tags
+    from sklearn.utils.estimator_checks import check_requires_y_none
+
+    from dagmm_lightning.models import DAGMMPU
+
+    class OwnPU(DAGMMPU):
+        pass
+
+    required = {v: get_tags(DAGMMDetector(variant=v)).target_tags.required for v in ("dagmm", "mixed_loss", "pu")}
+    assert required == {"dagmm": False, "mixed_loss": True, "pu": True}
+    assert get_tags(DAGMMDetector(variant=OwnPU)).target_tags.required
+    check_requires_y_none("DAGMMDetector", DAGMMDetector(variant="mixed_loss", epochs=1))  # its words for y None
+
+
 def test_save_load_gives_identical_scores(fitted, tmp_path):
     det, x, _ = fitted
     det.save(tmp_path / "new" / "det.pt")  # its folder made
@@ -415,7 +430,7 @@ def test_label_aware_variants_fit():
     assert np.array_equal(mixed.threshold_rows_, labelled) and len(pu.threshold_rows_) == 0
     assert mixed.model_.hparams.em_steps == 10 and mixed.model_.hparams.fit_components >= 4  # the scoring fit
     assert pu.model_.hparams.em_steps == 0 and pu.model_.hparams.fit_components is None  # PU refits every epoch
-    with pytest.raises(DataError, match="needs y"):
+    with pytest.raises(DataError, match="variant 'pu' requires y to be passed, but the target y is None: 1 for"):
         DAGMMDetector(variant="pu", epochs=1).fit(x)
     for bad, held in ((y + 1, r"\['2.0'\]"), (np.where(y == 1, "yes", "no"), r"\['no', 'yes'\]")):
         with pytest.raises(DataError, match=rf"y holds 1 \(labelled anomaly\), 0 .* but also {held}"):
@@ -488,7 +503,11 @@ def test_label_aware_variants_fit():
             DataError,
             "non-numeric values, the first 'a'",
         ),
-        (lambda x: scipy.sparse.csr_matrix(x), DataError, r"sparse matrix; pass X.toarray\(\)"),
+        (
+            lambda x: scipy.sparse.csr_matrix(x),
+            DataError,
+            r"sparse matrix; pass X.toarray\(\) .*, or, in a Pipeline, .* OneHotEncoder\(sparse_output=False\)",
+        ),
         (lambda x: np.ma.masked_greater(x, 0.5), DataError, r"masked array with masked values; fill them"),
         (lambda x: [list(x[0]), list(x[1, :3])], DataError, "not a table of rows x features"),
         (lambda x: x + 1j, DataError, "complex numbers"),
