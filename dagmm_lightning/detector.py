@@ -415,9 +415,10 @@ class DAGMMDetector(BaseEstimator):
         try:
             with _PROCESS_STATE:  # one fit at a time: threads share the generators (the seed's draw included)
                 return self._fit(X, y)
-        except BaseException:  # Ctrl-C included: unfitted, not half of this fit and half of an earlier one
+        except BaseException as err:  # Ctrl-C included: unfitted, not half of this fit and half of an earlier one
             for name in [name for name in vars(self) if name.endswith("_") and not name.startswith("__")]:
                 delattr(self, name)
+            _name_index_label(err, X)
             raise
 
     def _fit(self, X, y) -> DAGMMDetector:
@@ -574,8 +575,12 @@ class DAGMMDetector(BaseEstimator):
         """Anomaly score of each row of X (n,), higher = more anomalous."""
         check_is_fitted(self, "model_")
         self.model_.eval()
-        with torch.inference_mode():
-            return np.concatenate([self.model_.score(chunk).cpu().numpy() for chunk in self._chunks(X)])
+        try:
+            with torch.inference_mode():
+                return np.concatenate([self.model_.score(chunk).cpu().numpy() for chunk in self._chunks(X)])
+        except DataError as err:
+            _name_index_label(err, X)
+            raise
 
     def fit_predict(self, X, y=None) -> np.ndarray:
         """``fit(X, y)``, then the 0/1 labels of X's rows (``labels_``; 1 = anomaly)."""
@@ -838,6 +843,17 @@ def _refuse_series(X) -> None:
             "X is a pandas Series; pass a DataFrame: one row as frame.iloc[[i]] (or series.to_frame().T), one "
             "feature as series.to_frame()"
         )
+
+
+def _name_index_label(err: BaseException, X) -> None:
+    """Adds to a ``DataError`` that names a row of X by position (its ``row``) that row's index label, where
+    X is a DataFrame whose index is not 0, 1, ... (after a train_test_split, ``X.loc[3]`` is another row)."""
+    row = getattr(err, "row", None)
+    if not isinstance(err, DataError) or row is None or not isinstance(X, pd.DataFrame) or not 0 <= row < len(X):
+        return
+    if not X.index.equals(pd.RangeIndex(len(X))) and len(err.args) == 1:
+        label = X.index[row].item() if isinstance(X.index[row], np.generic) else X.index[row]  # 241, not np.int64(241)
+        err.args = (f"{err.args[0]}; X.index[{row}] is {label!r}",)
 
 
 def _neither_text_nor_number(value) -> bool:

@@ -797,11 +797,13 @@ class TablePreprocessor:
         finite = np.isfinite(values)
         if not finite.all():
             row, col = np.argwhere(~finite)[0]
-            raise DataError(
+            error = DataError(
                 f"NaN/inf values {where}, the first in column {self.numeric[col]!r} at row "
                 f"{first_row + int(row)} (the {ordinal(first_row + int(row) + 1)} data row); fill or drop them before "
                 "training or scoring"
             )
+            error.row = first_row + int(row)  # (a DataFrame's caller adds that row's index label)
+            raise error
         return values
 
     def fit_scaling(self, encoded: np.ndarray | EncodedRows, rows: np.ndarray | None = None) -> TablePreprocessor:

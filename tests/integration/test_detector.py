@@ -528,6 +528,20 @@ def test_a_nan_far_into_a_large_array_is_named_by_its_row(fitted):
         det.decision_function(rows)
 
 
+def test_a_dataframes_bad_row_is_also_named_by_its_index_label(fitted):
+    det, x, _ = fitted
+    index = np.arange(len(x))[::-1] * 10  # as after a shuffle or a train_test_split
+    frame = pd.DataFrame(x, columns=[f"x{i}" for i in range(x.shape[1])], index=index)
+    frame.iloc[3, 1] = np.nan
+    at = r"at row 3 \(the 4th data row\); fill or drop them before training or scoring"
+    with pytest.raises(DataError, match=rf"column 'x1' {at}; X.index\[3\] is {index[3]}$"):
+        det.decision_function(frame)
+    with pytest.raises(DataError, match=rf"column 'x1' {at}; X.index\[3\] is {index[3]}$"):
+        DAGMMDetector(epochs=1, members=1).fit(frame)
+    with pytest.raises(DataError, match=rf"column 'x1' {at}$"):  # 0, 1, ...: the row is X.loc[3]
+        det.decision_function(frame.reset_index(drop=True))
+
+
 def test_bad_settings_and_unfitted():
     x, _ = blobs()
     with pytest.raises(ValueError, match=r"contamination must be in \(0, 0.5\]"):
