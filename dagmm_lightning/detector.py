@@ -9,6 +9,7 @@ labels = det.predict(X_new)             # 1 = anomaly, by det.threshold_
 from __future__ import annotations
 
 import inspect
+import io
 import logging
 import os
 import random
@@ -736,7 +737,8 @@ class DAGMMDetector(BaseEstimator):
         ``variant`` and ``contamination`` are the checkpoint's (its labels' share where it took that), the
         other parameters the defaults (they only matter to ``fit``). Its model class is imported by the path
         the checkpoint records (load only checkpoints you trust); ``variant``: the class, where none is
-        recorded (a class of a script or notebook). ``checkpoint_path_``: the file."""
+        recorded (a class of a script or notebook) or the one recorded does not import here (it is used
+        instead, if of the same name). ``checkpoint_path_``: the file."""
         path = existing_file(Path(path).expanduser())
         try:
             checkpoint = torch.load(path, weights_only=True, map_location="cpu")
@@ -783,9 +785,16 @@ class DAGMMDetector(BaseEstimator):
                     f"{path} holds a {held} model, whose import path the checkpoint does not record (defined in a "
                     f"script or notebook?): pass the class, DAGMMDetector.from_checkpoint(path, variant={held})"
                 )
+        source = path
+        if variant is not None and saved is not None:  # the class given, not the import path recorded (as
+            # Lightning would import: blocked where that module does not import, e.g. a notebook's copy)
+            hparams = {k: v for k, v in hparams.items() if k not in ("_class_path", "_instantiator")}
+            source = io.BytesIO()
+            torch.save({**checkpoint, "hyper_parameters": hparams}, source)
+            source.seek(0)
         with _callers_random_state():  # building the networks draws their first weights from the global generator
             try:
-                model = model_class.load_from_checkpoint(path, map_location="cpu").eval()
+                model = model_class.load_from_checkpoint(source, map_location="cpu").eval()
             except DAGMMError:
                 raise
             except Exception as err:  # noqa: BLE001 - Lightning's, the class's own: named, not a traceback

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
+from dagmm_lightning import DAGMMDetector
 from dagmm_lightning.callbacks import AnomalyMetrics, LastEpochCheckpoint
 from dagmm_lightning.callbacks.metrics import anomaly_metrics
 from dagmm_lightning.cli import NODE_LAUNCH_VARIABLES, build_cli, fit_log_folder
@@ -682,3 +683,9 @@ def test_the_readmes_own_variant_trains_from_the_command_line_and_loads_in_pytho
         match=r"holds a my_variants.DeepDAGMM model, which does not import here \(ModuleNotFoundError: .*\): put",
     ):
         run(["test", "--ckpt_path", str(last)], tmp_path)  # had: a stray line from Lightning after the error
+    namespace = {"__name__": "__main__"}  # the README's class as a notebook defines it, my_variants not importable
+    exec(compile(code, "<notebook>", "exec"), namespace)
+    detector = DAGMMDetector.from_checkpoint(last, variant=namespace["DeepDAGMM"])  # had: Lightning's import error
+    assert type(detector.model_) is namespace["DeepDAGMM"] and np.isfinite(detector.threshold_)
+    with torch.no_grad():
+        assert torch.equal(detector.model_.score(x), scores)  # the checkpoint's weights and fitted mixture
