@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from dagmm_lightning import DAGMMDetector
 
@@ -35,10 +34,11 @@ def main() -> None:
     parser.add_argument("--features", type=int, default=118)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--members", type=int, default=1, help="models in the detector's ensemble")
+    parser.add_argument("--n-jobs", type=int, default=-1, help="the detector's n_jobs (-1: every core's thread)")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     sizes = dict(hidden_dims=(60, 30, 10), latent_dim=1, n_components=4, members=args.members)
-    detector = DAGMMDetector(epochs=1, random_state=0, **sizes)
+    detector = DAGMMDetector(epochs=1, random_state=0, n_jobs=args.n_jobs, **sizes)
     detector.fit(rng.random((20_000, args.features), dtype=np.float32))
     x = rng.random((args.rows, args.features), dtype=np.float32)
     seconds, peaks = [], []
@@ -51,7 +51,7 @@ def main() -> None:
         peaks.append((resident_kib("VmHWM") - before) / 1024)
     assert scores.shape == (args.rows,) and np.isfinite(scores).all()
     median = statistics.median(seconds)
-    print(f"torch threads {torch.get_num_threads()}; {args.rows:,} x {args.features} float32 rows")
+    print(f"torch threads {detector._threads()}; {args.rows:,} x {args.features} float32 rows")
     print(f"decision_function: {median:.3f} s median of {args.repeats} -> {args.rows / median / 1e6:.2f} M rows/s")
     print(
         f"peak resident memory above the level before the call: {max(peaks):.0f} MiB "

@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
+import joblib
 import lightning as L
 import numpy as np
 import pandas as pd
@@ -119,6 +120,11 @@ class DAGMMDetector(BaseEstimator):
             scores' normalisation still comes from the training rows. 0 (the default, PyOD's convention):
             every row trains, and the threshold is the training scores' quantile. Variants ``dagmm``,
             ``vae``, ``vqvae``.
+        n_jobs: torch threads for ``fit`` and scoring, as scikit-learn's ``n_jobs``: None is 1 (unless inside
+            joblib's ``parallel_config(n_jobs=...)``), -1 every core. One thread: as fast as two on small
+            tables, up to 1.6x slower on larger ones on an idle machine, and 6-10x faster where other work
+            keeps a core busy (torch's threads wait on each other then: BENCHMARKS.md section 12, "Threads
+            beside other work").
         random_state: seed of initialisation, shuffling and dropout (an integer, or a numpy RandomState or
             Generator that ``fit`` draws one from); None draws one from numpy's global generator, as
             scikit-learn does (``np.random.seed`` before ``fit`` makes fits repeat). Fits in threads of one
@@ -151,6 +157,7 @@ class DAGMMDetector(BaseEstimator):
         members: int | None = None,
         inference: str | None = None,
         calibration_fraction: float = 0.0,
+        n_jobs: int | None = None,
         random_state: int | np.random.RandomState | np.random.Generator | None = None,
         verbose: bool = False,
         model_kwargs: dict | None = None,
@@ -167,6 +174,7 @@ class DAGMMDetector(BaseEstimator):
         self.members = members
         self.inference = inference
         self.calibration_fraction = calibration_fraction
+        self.n_jobs = n_jobs
         self.random_state = random_state
         self.verbose = verbose
         self.model_kwargs = model_kwargs
@@ -380,6 +388,13 @@ class DAGMMDetector(BaseEstimator):
         train = np.setdiff1d(rows, holdout)
         return Splits(train, holdout, rows[:0], np.where(y[train] == 0, KNOWN_NORMAL, UNLABELLED).astype(np.int64))
 
+    def _threads(self) -> int:
+        """torch threads for ``n_jobs`` (joblib's reading of it: None is 1, or its parallel_config's)."""
+        n_jobs = getattr(self, "n_jobs", None)  # (a detector pickled before n_jobs existed)
+        if n_jobs is not None and not (_is_integer(n_jobs) and n_jobs != 0):
+            raise ConfigurationError(f"n_jobs must be None or a nonzero integer (-1: every core), got {n_jobs!r}")
+        return max(1, joblib.effective_n_jobs(n_jobs))
+
     @property
     def _kind(self) -> str:
         """The variant's name, for what fit does with y: a DAGMM subclass given as ``variant`` is ``pu``
@@ -414,8 +429,8 @@ class DAGMMDetector(BaseEstimator):
         ``y`` only for the ``mixed_loss`` and ``pu`` variants (1 labelled anomaly, 0 labelled normal, -1
         unlabelled). Sets ``decision_scores_``, ``threshold_`` and ``labels_``."""
         try:
-            with _PROCESS_STATE:  # one fit at a time: threads share the generators (the seed's draw included)
-                return self._fit(X, y)
+            with _PROCESS_STATE, _torch_threads(self._threads()):  # one fit at a time: threads share the
+                return self._fit(X, y)  # generators (the seed's draw included) and torch's thread count
         except BaseException as err:  # Ctrl-C included: unfitted, not half of this fit and half of an earlier one
             for name in [name for name in vars(self) if name.endswith("_") and not name.startswith("__")]:
                 delattr(self, name)
@@ -577,7 +592,7 @@ class DAGMMDetector(BaseEstimator):
         check_is_fitted(self, "model_")
         self.model_.eval()
         try:
-            with torch.inference_mode():
+            with _PROCESS_STATE, _torch_threads(self._threads()), torch.inference_mode():
                 return np.concatenate([self.model_.score(chunk).cpu().numpy() for chunk in self._chunks(X)])
         except DataError as err:
             _name_index_label(err, X)
@@ -884,6 +899,19 @@ def _is_number(value) -> bool:
 # Training seeds the process's global generators (the model reseeds at each epoch) and sets Lightning's log
 # levels: fits in several threads of one process (joblib's threading backend) take turns
 _PROCESS_STATE = threading.RLock()
+
+
+@contextmanager
+def _torch_threads(count: int):
+    """torch's intra-op thread count set to ``count`` while active, then as it was."""
+    before = torch.get_num_threads()
+    if count != before:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
 
 
 @contextmanager

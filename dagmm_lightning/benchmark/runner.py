@@ -21,6 +21,7 @@ rho as a methods x data sets table from finished results files (of one protocol 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -36,6 +37,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Literal
 
+import joblib
 import numpy as np
 import torch
 
@@ -265,7 +267,9 @@ OPTIONS: dict[str, dict] = {
     "--epochs": dict(type=int | None, default=None, help="override the configs' max_epochs"),
     "--jobs": dict(type=int, default=1, help="runs in parallel (processes)"),
     "--threads": dict(
-        type=int | None, default=None, help="torch threads per run (default: cores / jobs; with --suite: torch's)"
+        type=int | None,
+        default=None,
+        help="torch threads per run (default: cores / jobs; with --suite: the detector's n_jobs, 1 unless set)",
     ),
     "--baselines": dict(action="store_true", help="add IsolationForest and GaussianMixture rows"),
     "--recon-inference": dict(action="store_true", help="also score energy-scored models with energy+reconstruction"),
@@ -422,10 +426,13 @@ def main(argv: list[str] | None = None) -> None:
             raise ConfigurationError(f"--detector: {unknown} are not DAGMMDetector settings{hint}; see its docstring")
         if "random_state" in settings:  # each seed's run takes the seed: one fixed state would repeat one run
             parser.error("--detector: random_state is each run's seed; give the seeds with --seeds")
-        if args.threads is not None:  # beside other work on the cores, fewer threads than cores avoid stalls
+        threads = contextlib.nullcontext()
+        if args.threads is not None:  # the detector's n_jobs None reads it (beside other work: fewer than cores)
             torch.set_num_threads(args.threads)
+            threads = joblib.parallel_config(n_jobs=args.threads)
         try:
-            run_suite(Path(args.suite), parse_seeds(args.seeds), settings, method, True, csv_path)
+            with threads:
+                run_suite(Path(args.suite), parse_seeds(args.seeds), settings, method, True, csv_path)
         except KeyboardInterrupt:
             _end_interrupted(csv_path, write_suite_reports)
         write_suite_reports(csv_path)

@@ -20,7 +20,7 @@ from sklearn.utils.estimator_checks import check_estimator
 from dagmm_lightning import DAGMMDetector
 from dagmm_lightning.data import DataError
 from dagmm_lightning.detector import TRAINING_STEPS
-from dagmm_lightning.errors import DAGMMWarning, DataTypeError, warn
+from dagmm_lightning.errors import ConfigurationError, DAGMMWarning, DataTypeError, warn
 from dagmm_lightning.mixture import GaussianMixtureEnergy
 from dagmm_lightning.models import DAGMM
 from dagmm_lightning.sizing import latent_size, mixture_components
@@ -834,3 +834,37 @@ def test_a_dagmm_subclass_is_a_variant_of_the_detector(tmp_path):
     np.testing.assert_array_equal(clone(det).fit(x).decision_scores_, det.decision_scores_)
     with pytest.raises(ValueError, match="variant must be a name or a DAGMM subclass, got Module"):
         DAGMMDetector(variant=torch.nn.Module).fit(x)
+
+
+def test_n_jobs_sets_torchs_threads_for_fit_and_scoring_then_restores_them():
+    import joblib
+
+    from dagmm_lightning.models import DAGMM
+
+    seen = []
+
+    class Recording(DAGMM):  # the thread count its training runs with
+        def on_train_start(self) -> None:
+            seen.append(torch.get_num_threads())
+            super().on_train_start()
+
+    x, _ = blobs(0)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        det = DAGMMDetector(variant=Recording, epochs=1, members=1, random_state=0).fit(x)  # None: 1, as scikit-learn
+        assert seen == [1] and torch.get_num_threads() == 2
+        score = det.model_.score
+        det.model_.score = lambda rows: (seen.append(torch.get_num_threads()), score(rows))[1]
+        one = det.decision_function(x)
+        with joblib.parallel_config(n_jobs=2):  # None reads joblib's setting
+            two = det.decision_function(x)
+        assert seen == [1, 1, 2] and torch.get_num_threads() == 2
+        np.testing.assert_allclose(two, one, rtol=1e-9)  # (the split of a sum between threads: rounding only)
+        det.set_params(n_jobs=-1).fit(x)
+        assert seen[-1] == joblib.cpu_count() and torch.get_num_threads() == 2
+        for bad in (0, 1.5, "2"):
+            with pytest.raises(ConfigurationError, match=rf"n_jobs must be None or a nonzero integer .*, got {bad!r}"):
+                det.set_params(n_jobs=bad).fit(x)
+    finally:
+        torch.set_num_threads(before)

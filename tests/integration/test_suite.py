@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from dagmm_lightning import detector as detector_module
 from dagmm_lightning.benchmark import suite
 from dagmm_lightning.benchmark.runner import main
 
@@ -50,10 +51,12 @@ def test_suite_runs_every_table_and_method_resumably(tmp_path, capsys, monkeypat
         np.savez(folder / f"{number}_toy.npz", X=x, y=np.r_[np.ones(15, int), np.zeros(185, int)])
     out = tmp_path / "suite"
     args = ["--suite", str(folder), "--seeds", "0", "--detector", '{"epochs": 2}', "--out", str(out)]
-    threads = []
+    threads, detector_threads = [], []
     monkeypatch.setattr(torch, "set_num_threads", threads.append)  # (this process's threads stay as they are)
-    main([*args, "--threads", "1"])  # had: refused with --suite
-    assert threads == [1]
+    used = detector_module._torch_threads
+    monkeypatch.setattr(detector_module, "_torch_threads", lambda n: (detector_threads.append(n), used(n))[1])
+    main([*args, "--threads", "3"])  # had: refused with --suite
+    assert threads[0] == 3 and set(detector_threads) == {3}  # (the detector's n_jobs None: 1 but for --threads)
     with out.with_suffix(".csv").open() as f:
         rows = list(csv.DictReader(f))
     assert sorted({r["method"] for r in rows}) == sorted(["dagmm_detector", *suite.BASELINES])
