@@ -45,6 +45,13 @@ def _ok(row: dict, metric: str = "status") -> bool:
     return row.get("status", "ok") == "ok" and row.get(metric) not in (None, "")
 
 
+def exact_mean(values) -> float:
+    """The mean by an exactly rounded sum (``math.fsum``): the same whatever the rows' order (a grid's
+    jobs write them as they finish; numpy's pairwise sum could round a table's 0.2275 either way)."""
+    values = [float(v) for v in values]
+    return math.fsum(values) / len(values) if values else float("nan")
+
+
 def _values(rows: list[dict], metric: str) -> list[float]:
     return [float(r[metric]) for r in rows if _ok(r, metric)]
 
@@ -62,7 +69,7 @@ def _stats(values: list[float], digits: int = 4) -> str:
     values = [v for v in values if not math.isnan(v)]
     if len(values) < 2:
         return f"{values[0]:.{digits}f}" if values else "n/a"
-    return f"{np.mean(values):.{digits}f} ± {np.std(values, ddof=1):.{digits}f}"
+    return f"{exact_mean(values):.{digits}f} ± {np.std(values, ddof=1):.{digits}f}"
 
 
 def markdown_table(header: list[str], lines: list[list]) -> str:
@@ -78,7 +85,7 @@ def summarize(rows: list[dict]) -> str:
         ok = [r for r in group if _ok(r)]
         epochs = "/".join(sorted({str(r.get("epochs", "")) for r in ok}))
         at_threshold = [_values(ok, f"{m}_threshold") for m in ("precision", "recall", "f1")]
-        threshold_cell = " / ".join(f"{np.mean(v):.4f}" for v in at_threshold) if all(at_threshold) else "n/a"
+        threshold_cell = " / ".join(f"{exact_mean(v):.4f}" for v in at_threshold) if all(at_threshold) else "n/a"
         cells = [_stats(_values(ok, m)) for m in ("precision_rho", "recall_rho", "f1_rho", "roc_auc")]
         lines.append([dataset, protocol, method, len(ok), epochs, *cells, threshold_cell, len(group) - len(ok)])
     header = "data set|protocol|method|seeds|epochs|precision@rho|recall@rho|F1@rho|ROC AUC"
@@ -91,7 +98,7 @@ def summarize_percentiles(rows: list[dict]) -> str:
     for key, group in _groups([r for r in rows if _ok(r, "f1_top10")], ("dataset", "protocol", "method")).items():
         cells = []
         for p in PERCENTILES:
-            mean = {m: np.mean(_values(group, f"{m}_top{p}")) for m in ("precision", "recall", "f1")}
+            mean = {m: exact_mean(_values(group, f"{m}_top{p}")) for m in ("precision", "recall", "f1")}
             cells.append(f"{mean['precision']:.3f} / {mean['recall']:.3f} / **{mean['f1']:.3f}**")
         lines.append([*key, len(group), *cells])
     return markdown_table(["data set", "protocol", "method", "seeds", *[f"top {p} %" for p in PERCENTILES]], lines)
@@ -151,7 +158,7 @@ def summarize_matrix(sources: list[tuple[Path, list[dict]]]) -> str:
         notes.append(f"- `{path}`: {datasets}; {protocols} protocol; {epochs} {plural}, {chosen}")
     datasets = [d for d in PAPER_DAGMM_F1 if any(d == ds for _, ds in cells)]
     datasets += sorted({ds for _, ds in cells} - set(datasets))
-    best = {d: max((np.mean(v), m) for (m, ds), v in cells.items() if ds == d)[1] for d in datasets}
+    best = {d: max((exact_mean(v), m) for (m, ds), v in cells.items() if ds == d)[1] for d in datasets}
     lines = [["DAGMM, the paper", *[f"{PAPER_DAGMM_F1[d]:.3f}" if d in PAPER_DAGMM_F1 else "" for d in datasets]]]
     for method in sorted({m for m, _ in cells}):
         row = []
@@ -186,7 +193,7 @@ def plot(rows: list[dict], path: Path) -> None:
         values = [[float(r["f1_rho"]) for r in subset if r["method"] == m] for m in methods]
         ax.bar(
             range(len(methods)),
-            [np.mean(v) for v in values],
+            [exact_mean(v) for v in values],
             yerr=[np.std(v, ddof=1) if len(v) > 1 else 0 for v in values],
             capsize=3,
             color="tab:blue",

@@ -284,6 +284,9 @@ OPTIONS: dict[str, dict] = {
     "--set": dict(action="append", default=[], metavar="KEY=VALUE", help="a `dagmm fit` option for every run"),
     "--suite": dict(type=str | None, default=None, help="a folder of .npz tables (X, y): DAGMMDetector vs baselines"),
     "--detector": dict(type=dict, default={}, help="DAGMMDetector settings for --suite, e.g. '{\"epochs\": 50}'"),
+    "--tables": dict(
+        type=str | None, default=None, help="with --suite: only these tables, comma-separated (e.g. 14_glass,29_Pima)"
+    ),
 }
 
 
@@ -419,6 +422,7 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(f"--out {args.out}: {csv_path} is no --suite results file; give another --out")
         method = "dagmm_detector" + args.tag
         settings = dict(args.detector)
+        only = [name.strip().removesuffix(".npz") for name in args.tables.split(",")] if args.tables else None
         known = list(DAGMMDetector().get_params())
         unknown = sorted(set(settings) - set(known))
         if unknown:
@@ -432,12 +436,15 @@ def main(argv: list[str] | None = None) -> None:
             threads = joblib.parallel_config(n_jobs=args.threads)
         try:
             with threads:
-                run_suite(Path(args.suite), parse_seeds(args.seeds), settings, method, True, csv_path)
+                run_suite(Path(args.suite), parse_seeds(args.seeds), settings, method, True, csv_path, only)
         except KeyboardInterrupt:
             _end_interrupted(csv_path, write_suite_reports)
         write_suite_reports(csv_path)
         print(f"wrote {csv_path}, {csv_path.with_suffix('.md')}, {csv_path.with_suffix('.png')}")
         return
+    suite_only = [flag for flag, value in (("--detector", args.detector), ("--tables", args.tables)) if value]
+    if suite_only:  # (had: ignored without a word)
+        parser.error(f"{' and '.join(suite_only)}: only with --suite (DAGMMDetector over a folder of .npz tables)")
     suite_files = [p for p in args.matrix or [] if is_suite_file(Path(p))]
     if suite_files:
         parser.error(f"{', '.join(suite_files)}: --suite results (ROC AUC per table); --matrix combines --configs runs")

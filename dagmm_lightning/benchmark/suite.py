@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from dagmm_lightning.benchmark.report import append_rows, read_rows
+from dagmm_lightning.benchmark.report import append_rows, exact_mean, read_rows
 from dagmm_lightning.data.loaders import read_npz_file
 from dagmm_lightning.errors import ConfigurationError, DataError
 
@@ -141,13 +141,28 @@ def detector_scores(settings: dict, x_train: np.ndarray, x_test: np.ndarray, see
     return DAGMMDetector(**{"random_state": seed, **settings}).fit(x_train).decision_function(x_test)
 
 
-def run_suite(folder: Path, seeds: list[int], settings: dict, method: str, baselines: bool, csv_path: Path) -> None:
-    """Every table x seed x method not yet in ``csv_path``, one CSV row each (resumable)."""
+def run_suite(
+    folder: Path,
+    seeds: list[int],
+    settings: dict,
+    method: str,
+    baselines: bool,
+    csv_path: Path,
+    only: list[str] | None = None,
+) -> None:
+    """Every table (of ``only``'s names, if given) x seed x method not yet in ``csv_path``, one CSV row each
+    (resumable)."""
     if not folder.is_dir():
         raise DataError(f"no such folder: {folder}")
     tables = sorted(folder.glob("*.npz"), key=lambda p: table_order(p.stem))
     if not tables:
         raise DataError(f"no .npz tables in {folder}")
+    if only is not None:
+        missing = [name for name in only if name not in {p.stem for p in tables}]
+        if missing:
+            shown = ", ".join(p.stem for p in tables[:20]) + (", ..." if len(tables) > 20 else "")
+            raise DataError(f"--tables: no {', '.join(missing)} in {folder} (its tables: {shown})")
+        tables = [p for p in tables if p.stem in only]
     rows = read_rows(csv_path)
     fingerprints = {path.stem: table_fingerprint(*read_table(path)) for path in tables} if rows else {}
     if rows:  # (every table read, and checked, before any run: a bad one stops the suite, not its middle)
@@ -163,6 +178,9 @@ def run_suite(folder: Path, seeds: list[int], settings: dict, method: str, basel
     done = {(r["table"], int(r["seed"]), r["method"]) for r in rows}
     methods = [method, *(BASELINES if baselines else ())]
     pending = [p for p in tables if any((p.stem, s, m) not in done for s in seeds for m in methods)]
+    runs = [(p.stem, s, m) for p in tables for s in seeds for m in methods]
+    to_do = sum(run not in done for run in runs)
+    print(f"{to_do} run{'' if to_do == 1 else 's'} to do, {len(runs) - to_do} already in {csv_path}", flush=True)
     for path in pending:  # every table checked before any runs: a bad one stops the suite, not its middle
         if path.stem not in fingerprints:
             fingerprints[path.stem] = table_fingerprint(*read_table(path))
@@ -212,7 +230,7 @@ def summarize_suite(rows: list[dict]) -> str:
 
     runs = {(m, t): [r for r in rows if r["method"] == m and r["table"] == t] for m in methods for t in tables}
     ok = {key: [float(r["roc_auc"]) for r in found if r["status"] == "ok"] for key, found in runs.items()}
-    cells = {key: float(np.mean(values)) if values else float("nan") for key, values in ok.items()}
+    cells = {key: float(exact_mean(values)) if values else float("nan") for key, values in ok.items()}
 
     def shown(key: tuple[str, str]) -> str:
         if not runs[key]:
@@ -230,12 +248,12 @@ def summarize_suite(rows: list[dict]) -> str:
         lines.append(f"| {name} | " + " | ".join(cells_shown) + (f" | {max(scored):.3f} |" if scored else " | |"))
     # the means over the same tables for every method: those where each scored every seed it ran
     complete = [t for t in tables if all(runs[(m, t)] and len(ok[(m, t)]) == len(runs[(m, t)]) for m in methods)]
-    means = {m: np.mean([cells[(m, t)] for t in complete]) if complete else float("nan") for m in methods}
+    means = {m: exact_mean([cells[(m, t)] for t in complete]) if complete else float("nan") for m in methods}
     label = "**mean**" if len(complete) == len(tables) else f"**mean** ({len(complete)} of {len(tables)} tables)"
     lines.append(f"| {label} | " + " | ".join(f"**{means[m]:.3f}**" if complete else "n/a" for m in methods) + " | |")
     seeds_run = {m: len({r["seed"] for r in rows if r["method"] == m}) for m in methods}
     # one seed of the tables the means cover: a method that ran on fewer tables is not summed over fewer
-    per_seed = {key: np.mean([float(r["seconds"]) for r in found]) for key, found in runs.items() if found}
+    per_seed = {key: exact_mean([float(r["seconds"]) for r in found]) for key, found in runs.items() if found}
     seconds = {m: sum(per_seed[(m, t)] for t in complete) for m in methods}
     timed = "seconds per seed" + ("" if len(complete) == len(tables) else f" ({len(complete)} of {len(tables)} tables)")
     lines.append(f"| {timed} | " + " | ".join(_seconds(seconds[m]) if complete else "n/a" for m in methods) + " | |")
@@ -262,7 +280,7 @@ def plot_suite(rows: list[dict], path: Path) -> None:
     width, ok = 0.8 / len(methods), [r for r in rows if r["status"] == "ok"]
     for i, m in enumerate(methods):
         values = [
-            np.mean([float(r["roc_auc"]) for r in ok if r["method"] == m and r["table"] == t] or [np.nan])
+            exact_mean([float(r["roc_auc"]) for r in ok if r["method"] == m and r["table"] == t] or [np.nan])
             for t in tables
         ]
         ax.bar(np.arange(len(tables)) + i * width, values, width, label=m)

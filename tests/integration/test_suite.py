@@ -11,6 +11,8 @@ from dagmm_lightning import detector as detector_module
 from dagmm_lightning.benchmark import suite
 from dagmm_lightning.benchmark.runner import main
 
+from ..conftest import ROOT
+
 
 def test_one_class_split_by_hand():
     x = np.arange(20, dtype=np.float64)[:, None] * np.array([[1.0, 0.0]])  # second column constant
@@ -55,8 +57,12 @@ def test_suite_runs_every_table_and_method_resumably(tmp_path, capsys, monkeypat
     monkeypatch.setattr(torch, "set_num_threads", threads.append)  # (this process's threads stay as they are)
     used = detector_module._torch_threads
     monkeypatch.setattr(detector_module, "_torch_threads", lambda n: (detector_threads.append(n), used(n))[1])
-    main([*args, "--threads", "3"])  # had: refused with --suite
+    main([*args, "--threads", "3", "--tables", "1_toy.npz"])  # had: refused with --suite
     assert threads[0] == 3 and set(detector_threads) == {3}  # (the detector's n_jobs None: 1 but for --threads)
+    assert {r["table"] for r in suite.read_rows(out.with_suffix(".csv"))} == {"1_toy"}
+    capsys.readouterr()
+    main(args)  # the other table
+    assert f"5 runs to do, 5 already in {out.with_suffix('.csv')}" in capsys.readouterr().out
     with out.with_suffix(".csv").open() as f:
         rows = list(csv.DictReader(f))
     assert sorted({r["method"] for r in rows}) == sorted(["dagmm_detector", *suite.BASELINES])
@@ -65,7 +71,14 @@ def test_suite_runs_every_table_and_method_resumably(tmp_path, capsys, monkeypat
     assert "| 1_toy |" in table and "| **mean** |" in table and out.with_suffix(".png").stat().st_size > 1000
     capsys.readouterr()
     main(args)  # nothing left to do
-    assert "ROC AUC" not in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "ROC AUC" not in printed and "0 runs to do, 10 already in" in printed
+    with pytest.raises(ValueError, match=r"--tables: no 3_toy in .* \(its tables: 1_toy, 2_toy\)"):
+        main([*args, "--tables", "1_toy,3_toy"])
+    for suite_only in (["--detector", '{"epochs": 2}'], ["--tables", "1_toy"]):  # had: ignored without --suite
+        with pytest.raises(SystemExit):
+            main(["--configs", str(ROOT / "configs/quickstart.yaml"), *suite_only, "--out", str(tmp_path / "grid")])
+        assert f"{suite_only[0]}: only with --suite" in capsys.readouterr().err
     with pytest.raises(ValueError, match="holds dagmm_detector rows with other --detector settings"):
         main([*args[:5], '{"epochs": 3}', *args[6:]])
     with pytest.raises(ValueError, match="no such folder"):
@@ -226,8 +239,6 @@ def test_random_state_is_refused_and_an_interrupted_suite_reports_its_rows(tmp_p
 
 
 def test_a_suite_resumes_only_with_its_folders_tables_unchanged_and_out_must_name_files(tmp_path, capsys, monkeypatch):
-    from ..conftest import ROOT
-
     folder, other = tmp_path / "tables", tmp_path / "other"
     folder.mkdir()
     other.mkdir()
