@@ -388,9 +388,13 @@ class DAGMMDetector(BaseEstimator):
         train = np.setdiff1d(rows, holdout)
         return Splits(train, holdout, rows[:0], np.where(y[train] == 0, KNOWN_NORMAL, UNLABELLED).astype(np.int64))
 
+    def __setstate__(self, state: dict) -> None:
+        state.setdefault("n_jobs", None)  # pickled before n_jobs existed: get_params, clone and save need it
+        super().__setstate__(state)
+
     def _threads(self) -> int:
         """torch threads for ``n_jobs`` (joblib's reading of it: None is 1, or its parallel_config's)."""
-        n_jobs = getattr(self, "n_jobs", None)  # (a detector pickled before n_jobs existed)
+        n_jobs = self.n_jobs
         if n_jobs is not None and not (_is_integer(n_jobs) and n_jobs != 0):
             raise ConfigurationError(f"n_jobs must be None or a nonzero integer (-1: every core), got {n_jobs!r}")
         return max(1, joblib.effective_n_jobs(n_jobs))
@@ -592,7 +596,7 @@ class DAGMMDetector(BaseEstimator):
         check_is_fitted(self, "model_")
         self.model_.eval()
         try:
-            with _PROCESS_STATE, _torch_threads(self._threads()), torch.inference_mode():
+            with _torch_threads(self._threads()), torch.inference_mode():  # (not behind another thread's fit)
                 return np.concatenate([self.model_.score(chunk).cpu().numpy() for chunk in self._chunks(X)])
         except DataError as err:
             _name_index_label(err, X)
@@ -876,8 +880,14 @@ def _name_index_label(err: BaseException, X) -> None:
     if not isinstance(err, DataError) or row is None or not isinstance(X, pd.DataFrame) or not 0 <= row < len(X):
         return
     if not X.index.equals(pd.RangeIndex(len(X))) and len(err.args) == 1:
-        label = X.index[row].item() if isinstance(X.index[row], np.generic) else X.index[row]  # 241, not np.int64(241)
+        label = X.index[row]  # 241, not np.int64(241); a MultiIndex's tuple of them alike
+        label = tuple(map(_plain, label)) if isinstance(label, tuple) else _plain(label)
         err.args = (f"{err.args[0]}; X.index[{row}] is {label!r}",)
+
+
+def _plain(value):
+    """A numpy scalar as the Python one it holds (what a user types), other values as they are."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _neither_text_nor_number(value) -> bool:
@@ -901,16 +911,23 @@ def _is_number(value) -> bool:
 _PROCESS_STATE = threading.RLock()
 
 
+_THREAD_COUNT = threading.RLock()  # held by a thread that set torch's thread count, until it is restored
+
+
 @contextmanager
 def _torch_threads(count: int):
-    """torch's intra-op thread count set to ``count`` while active, then as it was."""
-    before = torch.get_num_threads()
-    if count != before:
-        torch.set_num_threads(count)
-    try:
+    """torch's intra-op thread count set to ``count`` while active, then as it was. A thread that finds it
+    at ``count`` goes on at once; one that must change it waits for another's change to end (two changes
+    at once could leave the process at the wrong count)."""
+    if torch.get_num_threads() == count:
         yield
-    finally:
-        if torch.get_num_threads() != before:
+        return
+    with _THREAD_COUNT:
+        before = torch.get_num_threads()
+        torch.set_num_threads(count)
+        try:
+            yield
+        finally:
             torch.set_num_threads(before)
 
 

@@ -21,7 +21,6 @@ rho as a methods x data sets table from finished results files (of one protocol 
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
@@ -37,7 +36,6 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Literal
 
-import joblib
 import numpy as np
 import torch
 
@@ -422,7 +420,11 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(f"--out {args.out}: {csv_path} is no --suite results file; give another --out")
         method = "dagmm_detector" + args.tag
         settings = dict(args.detector)
-        only = [name.strip().removesuffix(".npz") for name in args.tables.split(",")] if args.tables else None
+        only = None
+        if args.tables is not None:
+            only = [name.strip().removesuffix(".npz") for name in args.tables.split(",")]
+            if not all(only):
+                parser.error(f"--tables {args.tables!r}: table names separated by commas (e.g. 14_glass,29_Pima)")
         known = list(DAGMMDetector().get_params())
         unknown = sorted(set(settings) - set(known))
         if unknown:
@@ -430,19 +432,18 @@ def main(argv: list[str] | None = None) -> None:
             raise ConfigurationError(f"--detector: {unknown} are not DAGMMDetector settings{hint}; see its docstring")
         if "random_state" in settings:  # each seed's run takes the seed: one fixed state would repeat one run
             parser.error("--detector: random_state is each run's seed; give the seeds with --seeds")
-        threads = contextlib.nullcontext()
         if args.threads is not None:  # the detector's n_jobs None reads it (beside other work: fewer than cores)
             torch.set_num_threads(args.threads)
-            threads = joblib.parallel_config(n_jobs=args.threads)
         try:
-            with threads:
-                run_suite(Path(args.suite), parse_seeds(args.seeds), settings, method, True, csv_path, only)
+            run_suite(Path(args.suite), parse_seeds(args.seeds), settings, method, True, csv_path, only, args.threads)
         except KeyboardInterrupt:
             _end_interrupted(csv_path, write_suite_reports)
         write_suite_reports(csv_path)
         print(f"wrote {csv_path}, {csv_path.with_suffix('.md')}, {csv_path.with_suffix('.png')}")
         return
-    suite_only = [flag for flag, value in (("--detector", args.detector), ("--tables", args.tables)) if value]
+    suite_only = [
+        flag for flag, value in (("--detector", args.detector != {}), ("--tables", args.tables is not None)) if value
+    ]
     if suite_only:  # (had: ignored without a word)
         parser.error(f"{' and '.join(suite_only)}: only with --suite (DAGMMDetector over a folder of .npz tables)")
     suite_files = [p for p in args.matrix or [] if is_suite_file(Path(p))]

@@ -10,6 +10,7 @@ folder's tables, unchanged.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
@@ -17,6 +18,7 @@ import re
 import time
 from pathlib import Path
 
+import joblib
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
@@ -135,10 +137,15 @@ def baseline_scores(name: str, x_train: np.ndarray, x_test: np.ndarray, seed: in
     return -detector.fit(x_train).score_samples(x_test)
 
 
-def detector_scores(settings: dict, x_train: np.ndarray, x_test: np.ndarray, seed: int) -> np.ndarray:
+def detector_scores(
+    settings: dict, x_train: np.ndarray, x_test: np.ndarray, seed: int, threads: int | None = None
+) -> np.ndarray:
+    """The detector's test scores; ``threads``: its torch threads where ``settings`` leave ``n_jobs`` None
+    (joblib's setting, which its n_jobs None reads; the baselines keep theirs)."""
     from dagmm_lightning.detector import DAGMMDetector
 
-    return DAGMMDetector(**{"random_state": seed, **settings}).fit(x_train).decision_function(x_test)
+    with joblib.parallel_config(n_jobs=threads) if threads else contextlib.nullcontext():
+        return DAGMMDetector(**{"random_state": seed, **settings}).fit(x_train).decision_function(x_test)
 
 
 def run_suite(
@@ -149,9 +156,10 @@ def run_suite(
     baselines: bool,
     csv_path: Path,
     only: list[str] | None = None,
+    threads: int | None = None,
 ) -> None:
     """Every table (of ``only``'s names, if given) x seed x method not yet in ``csv_path``, one CSV row each
-    (resumable)."""
+    (resumable); ``threads``: the detector's (``detector_scores``)."""
     if not folder.is_dir():
         raise DataError(f"no such folder: {folder}")
     tables = sorted(folder.glob("*.npz"), key=lambda p: table_order(p.stem))
@@ -162,7 +170,6 @@ def run_suite(
         if missing:
             shown = ", ".join(p.stem for p in tables[:20]) + (", ..." if len(tables) > 20 else "")
             raise DataError(f"--tables: no {', '.join(missing)} in {folder} (its tables: {shown})")
-        tables = [p for p in tables if p.stem in only]
     rows = read_rows(csv_path)
     fingerprints = {path.stem: table_fingerprint(*read_table(path)) for path in tables} if rows else {}
     if rows:  # (every table read, and checked, before any run: a bad one stops the suite, not its middle)
@@ -177,8 +184,9 @@ def run_suite(
         )
     done = {(r["table"], int(r["seed"]), r["method"]) for r in rows}
     methods = [method, *(BASELINES if baselines else ())]
-    pending = [p for p in tables if any((p.stem, s, m) not in done for s in seeds for m in methods)]
-    runs = [(p.stem, s, m) for p in tables for s in seeds for m in methods]
+    chosen = [p for p in tables if only is None or p.stem in only]  # (the file's other tables checked above)
+    pending = [p for p in chosen if any((p.stem, s, m) not in done for s in seeds for m in methods)]
+    runs = [(p.stem, s, m) for p in chosen for s in seeds for m in methods]
     to_do = sum(run not in done for run in runs)
     print(f"{to_do} run{'' if to_do == 1 else 's'} to do, {len(runs) - to_do} already in {csv_path}", flush=True)
     for path in pending:  # every table checked before any runs: a bad one stops the suite, not its middle
@@ -195,7 +203,7 @@ def run_suite(
                 start, status, auc = time.perf_counter(), "ok", float("nan")
                 try:
                     scores = (
-                        detector_scores(settings, x_train, x_test, seed)
+                        detector_scores(settings, x_train, x_test, seed, threads)
                         if name == method
                         else baseline_scores(name, x_train, x_test, seed)
                     )

@@ -540,6 +540,23 @@ def test_a_dataframes_bad_row_is_also_named_by_its_index_label(fitted):
         DAGMMDetector(epochs=1, members=1).fit(frame)
     with pytest.raises(DataError, match=rf"column 'x1' {at}$"):  # 0, 1, ...: the row is X.loc[3]
         det.decision_function(frame.reset_index(drop=True))
+    frame.index = pd.MultiIndex.from_arrays([np.arange(len(x)) + 100, np.full(len(x), 0.5)])
+    with pytest.raises(DataError, match=rf"{at}; X.index\[3\] is \(103, 0.5\)$"):  # had: (np.int64(103), ...)
+        det.decision_function(frame)
+
+
+def test_a_detector_pickled_before_n_jobs_existed_loads_with_its_default(fitted):
+    import copy
+    import pickle
+
+    from sklearn.base import clone
+
+    det, x, _ = fitted
+    old = copy.deepcopy(det)
+    del old.n_jobs  # as pickled by an earlier version
+    restored = pickle.loads(pickle.dumps(old))
+    assert restored.get_params()["n_jobs"] is None and clone(restored).n_jobs is None  # had: AttributeError
+    np.testing.assert_array_equal(restored.decision_function(x[:50]), det.decision_function(x[:50]))
 
 
 def test_bad_settings_and_unfitted():
@@ -868,3 +885,31 @@ def test_n_jobs_sets_torchs_threads_for_fit_and_scoring_then_restores_them():
                 det.set_params(n_jobs=bad).fit(x)
     finally:
         torch.set_num_threads(before)
+
+
+def test_scoring_does_not_wait_for_a_fit_in_another_thread(fitted):
+    import threading
+
+    from dagmm_lightning.models import DAGMM
+
+    det, x, _ = fitted
+    training, release = threading.Event(), threading.Event()
+
+    class Paused(DAGMM):  # a fit that holds its place until released
+        def on_train_start(self) -> None:
+            training.set()
+            release.wait(60)
+            super().on_train_start()
+
+    fitting = threading.Thread(target=DAGMMDetector(variant=Paused, epochs=1, members=1, random_state=0).fit, args=(x,))
+    fitting.start()
+    try:
+        assert training.wait(60)
+        scores = []
+        scoring = threading.Thread(target=lambda: scores.append(det.decision_function(x[:20])))
+        scoring.start()
+        scoring.join(30)
+        assert not scoring.is_alive() and len(scores[0]) == 20  # had: waited for the other fit's end
+    finally:
+        release.set()
+        fitting.join(60)

@@ -3,6 +3,7 @@
 import csv
 import re
 
+import joblib
 import numpy as np
 import pytest
 import torch
@@ -57,12 +58,17 @@ def test_suite_runs_every_table_and_method_resumably(tmp_path, capsys, monkeypat
     monkeypatch.setattr(torch, "set_num_threads", threads.append)  # (this process's threads stay as they are)
     used = detector_module._torch_threads
     monkeypatch.setattr(detector_module, "_torch_threads", lambda n: (detector_threads.append(n), used(n))[1])
+    baseline_jobs, scored = [], suite.baseline_scores
+    monkeypatch.setattr(
+        suite, "baseline_scores", lambda *a: (baseline_jobs.append(joblib.effective_n_jobs(None)), scored(*a))[1]
+    )
     main([*args, "--threads", "3", "--tables", "1_toy.npz"])  # had: refused with --suite
     assert threads[0] == 3 and set(detector_threads) == {3}  # (the detector's n_jobs None: 1 but for --threads)
+    assert baseline_jobs == [1] * 4  # the baselines keep their own (scikit-learn's n_jobs None: 1)
     assert {r["table"] for r in suite.read_rows(out.with_suffix(".csv"))} == {"1_toy"}
     capsys.readouterr()
-    main(args)  # the other table
-    assert f"5 runs to do, 5 already in {out.with_suffix('.csv')}" in capsys.readouterr().out
+    main([*args, "--tables", "2_toy"])  # into a file of the other table's rows (had: 'another folder's')
+    assert f"5 runs to do, 0 already in {out.with_suffix('.csv')}" in capsys.readouterr().out
     with out.with_suffix(".csv").open() as f:
         rows = list(csv.DictReader(f))
     assert sorted({r["method"] for r in rows}) == sorted(["dagmm_detector", *suite.BASELINES])
@@ -75,6 +81,10 @@ def test_suite_runs_every_table_and_method_resumably(tmp_path, capsys, monkeypat
     assert "ROC AUC" not in printed and "0 runs to do, 10 already in" in printed
     with pytest.raises(ValueError, match=r"--tables: no 3_toy in .* \(its tables: 1_toy, 2_toy\)"):
         main([*args, "--tables", "1_toy,3_toy"])
+    for empty in ("", "1_toy,,2_toy"):
+        with pytest.raises(SystemExit):
+            main([*args, "--tables", empty])
+        assert "table names separated by commas" in capsys.readouterr().err
     for suite_only in (["--detector", '{"epochs": 2}'], ["--tables", "1_toy"]):  # had: ignored without --suite
         with pytest.raises(SystemExit):
             main(["--configs", str(ROOT / "configs/quickstart.yaml"), *suite_only, "--out", str(tmp_path / "grid")])
@@ -225,7 +235,7 @@ def test_random_state_is_refused_and_an_interrupted_suite_reports_its_rows(tmp_p
     with pytest.raises(ValueError, match=r"\['epoch'\] are not DAGMMDetector settings \(did you mean 'epochs'\?\)"):
         main(["--suite", str(folder), "--detector", '{"epoch": 2}', "--out", str(out)])
 
-    def scores(settings, x_train, x_test, seed):  # the detector stands in: the second table is "interrupted"
+    def scores(settings, x_train, x_test, seed, threads):  # the detector stands in: the second table is "interrupted"
         if len(suite.read_rows(out.with_suffix(".csv"))) >= 5:
             raise KeyboardInterrupt
         return x_test.sum(axis=1)
@@ -247,7 +257,7 @@ def test_a_suite_resumes_only_with_its_folders_tables_unchanged_and_out_must_nam
     for name, (x, y) in tables.items():
         np.savez(folder / f"{name}.npz", X=x, y=y)
     np.savez(other / "1_a.npz", X=tables["1_a"][0], y=tables["1_a"][1])
-    monkeypatch.setattr(suite, "detector_scores", lambda settings, x_train, x_test, seed: x_test.sum(axis=1))
+    monkeypatch.setattr(suite, "detector_scores", lambda settings, x_train, x_test, seed, threads: x_test.sum(axis=1))
     out = tmp_path / "out"
     args = ["--suite", str(folder), "--seeds", "0", "--out", str(out)]
     main(args)
