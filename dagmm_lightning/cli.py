@@ -38,6 +38,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException  # 
 from dagmm_lightning import models  # noqa: E402
 from dagmm_lightning.callbacks import AnomalyFigures, AnomalyMetrics, LastEpochCheckpoint, PredictionCSVWriter  # noqa: E402
 from dagmm_lightning.callbacks.metrics import LAST_STEP_VALIDATED  # noqa: E402
+from dagmm_lightning.cores import threads_beside_busy_cores  # noqa: E402
 from dagmm_lightning.data import AnomalyDataModule  # noqa: E402
 from dagmm_lightning.data.batches import batch_bounds  # noqa: E402
 from dagmm_lightning.data.datamodule import TABLE, default_data_dir  # noqa: E402
@@ -776,6 +777,9 @@ class DAGMMCLI(LightningCLI):
         if getattr(self.model, "model", True) is None:  # sized from the data: here, before any process spawns
             dm.setup("fit")
             self.model.size_from_data(dm)
+        crowded = threads_beside_busy_cores(torch.get_num_threads())
+        if crowded:
+            warn(crowded)
 
     def before_predict(self) -> None:
         # The writer appends each batch to its file as it comes; Lightning need not keep them all too

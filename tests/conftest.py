@@ -41,3 +41,12 @@ def repository_stays_as_it_was():
     yield
     written = sorted(str(p.relative_to(ROOT)) for p in (set((ROOT / "logs").rglob("*")) | set(ROOT.iterdir())) - before)
     assert not written, f"tests wrote into the repository: {', '.join(written[:5])}"
+
+
+@pytest.fixture(autouse=True)
+def no_load_sampling(monkeypatch):
+    """`dagmm fit` samples the cores' load for a quarter second (``cores.cores_busy``) and warns if other
+    work keeps them busy: off in tests, whose machine may well be busy (tests/unit/test_cores.py tests it)."""
+    from dagmm_lightning import cores
+
+    monkeypatch.setattr(cores, "cores_busy", lambda seconds=cores.SAMPLE_SECONDS: None)

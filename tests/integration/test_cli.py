@@ -33,6 +33,28 @@ def test_print_config(config, capsys):
     assert "model:" in capsys.readouterr().out
 
 
+def test_fit_warns_where_other_work_keeps_the_cores_busy(tmp_path, monkeypatch):
+    import os
+
+    from dagmm_lightning import cores
+
+    before = torch.get_num_threads()
+    count = len(os.sched_getaffinity(0))
+    monkeypatch.setattr(cores, "cores_busy", lambda seconds=0.25: float(count))  # every core busy elsewhere
+    args = ["fit", "--config", "configs/quickstart.yaml", "--trainer.max_epochs", "1"]
+    try:
+        torch.set_num_threads(2)
+        with pytest.warns(UserWarning, match=rf"other work keeps {count}.0 of {count} cores busy, and torch runs 2"):
+            run(args, tmp_path / "two")
+        torch.set_num_threads(1)  # (as OMP_NUM_THREADS=1 starts it)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            run(args, tmp_path / "one")
+        assert not [w for w in caught if "cores busy" in str(w.message)]
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_fit_without_checkpointing_writes_no_checkpoint(tmp_path, caplog):
     args = ["--config", "configs/quickstart.yaml", "--trainer.max_epochs", "1"]
     args += ["--trainer.enable_checkpointing", "false"]

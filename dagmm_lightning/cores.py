@@ -1,0 +1,56 @@
+"""How busy this process's cores are with other work. torch runs an operator on all its threads (one per
+core by default) and each waits for the others at its end: where another process keeps a core busy, a
+fit takes several times as long (BENCHMARKS.md section 12, "Threads beside other work")."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+SAMPLE_SECONDS = 0.25
+BUSY_CORE = 0.75  # cores' worth of other work from which torch's threads outnumber the idle cores
+
+
+def cpu_times(stat: str, cpus: set[int]) -> tuple[float, float]:
+    """(busy, total) clock ticks of the cores ``cpus`` in a ``/proc/stat`` text (its ``cpuN`` lines: user,
+    nice, system, idle, iowait, irq, softirq, steal, ...; idle and iowait are not busy)."""
+    busy = total = 0.0
+    for line in stat.splitlines():
+        name, *fields = line.split()
+        if not (name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cpus):
+            continue
+        ticks = [float(v) for v in fields[:8]]
+        total += sum(ticks)
+        busy += sum(ticks) - ticks[3] - (ticks[4] if len(ticks) > 4 else 0.0)
+    return busy, total
+
+
+def cores_busy(seconds: float = SAMPLE_SECONDS) -> float | None:
+    """How many of this process's cores other processes keep busy over the next ``seconds`` (this one
+    sleeps meanwhile); None where ``/proc/stat`` is not there (not Linux)."""
+    try:
+        cpus = os.sched_getaffinity(0)
+        first = cpu_times(Path("/proc/stat").read_text(), cpus)
+        time.sleep(seconds)
+        second = cpu_times(Path("/proc/stat").read_text(), cpus)
+    except (OSError, AttributeError, ValueError):
+        return None
+    busy, total = second[0] - first[0], second[1] - first[1]
+    return busy / total * len(cpus) if total > 0 else None
+
+
+def threads_beside_busy_cores(threads: int) -> str | None:
+    """A warning's text where ``threads`` torch threads outnumber the cores other work leaves idle, else
+    None."""
+    busy = cores_busy() if threads > 1 else None
+    if busy is None or busy < BUSY_CORE:
+        return None
+    cores = len(os.sched_getaffinity(0))
+    if threads <= cores - busy + 0.5:
+        return None
+    return (
+        f"other work keeps {busy:.1f} of {cores} cores busy, and torch runs {threads} threads that wait on each other "
+        f"at every operator: the fit can take several times as long; start it with fewer threads, e.g. "
+        f"OMP_NUM_THREADS={max(1, round(cores - busy))} dagmm ..."
+    )
