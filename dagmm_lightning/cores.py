@@ -17,7 +17,7 @@ def cpu_times(stat: str, cpus: set[int]) -> tuple[float, float]:
     nice, system, idle, iowait, irq, softirq, steal, ...; idle and iowait are not busy)."""
     busy = total = 0.0
     for line in stat.splitlines():
-        name, *fields = line.split()
+        name, *fields = line.split() or [""]
         if not (name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cpus):
             continue
         ticks = [float(v) for v in fields[:8]]
