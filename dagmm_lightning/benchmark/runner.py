@@ -432,9 +432,7 @@ def main(argv: list[str] | None = None) -> None:
             raise ConfigurationError(f"--detector: {unknown} are not DAGMMDetector settings{hint}; see its docstring")
         if "random_state" in settings:  # each seed's run takes the seed: one fixed state would repeat one run
             parser.error("--detector: random_state is each run's seed; give the seeds with --seeds")
-        if args.threads is not None:  # the detector's n_jobs None reads it (beside other work: fewer than cores)
-            torch.set_num_threads(args.threads)
-        try:
+        try:  # (--threads: the detector's, through joblib's setting, which its n_jobs None reads)
             run_suite(Path(args.suite), parse_seeds(args.seeds), settings, method, True, csv_path, only, args.threads)
         except KeyboardInterrupt:
             _end_interrupted(csv_path, write_suite_reports)
