@@ -296,7 +296,7 @@ def overridden_options(args: list[str]) -> str | None:
 def contamination_given(args: list[str]) -> tuple[str, str] | None:
     """Where the command line sets the model's contamination itself, as (the setting's name, where): the
     option, or a config file or inline ``--model`` settings that set it in their own lines (not by a file
-    they include: configs/pu.yaml keeps configs/dagmm.yaml's); None where it does not."""
+    they include: configs/pu.yaml keeps configs/paper/kddcup99.yaml's); None where it does not."""
     if any(re.fullmatch(r"--model(\.init_args)?\.contamination(=.*)?", str(arg)) for arg in args):
         return "--model.init_args.contamination", ""
     for option, prefix in (("--config", ""), ("-c", ""), ("--model", "model.")):

@@ -30,7 +30,7 @@ class DAGMMPU(DAGMM):
     Args:
         lambda_pu: weight of the classifier's binary cross-entropy (> 0: without it h never trains).
         classifier_hidden: hidden layer sizes of h.
-        contamination: plays no part (the threshold is c / 2; configs/pu.yaml keeps dagmm.yaml's value).
+        contamination: plays no part (the threshold is c / 2; configs/pu.yaml keeps its base's value).
         **kwargs: what ``DAGMM`` takes, but one model (``members`` 1, so no ``gaussian+laplace``) and
             ``inference`` 'energy' only (the score is the classifier's).
     """

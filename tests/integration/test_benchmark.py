@@ -144,7 +144,7 @@ def test_baselines_run_on_the_data_set_of_every_config_that_brings_its_own(tmp_p
     assert baselines == ["breast_cancer", "thyroid"]  # once per data set and seed
     from dagmm_lightning.benchmark.runner import own_data
 
-    # a config's data set as the CLI reads it: through the config it includes (vae.yaml: dagmm.yaml's)
+    # a config's data set as the CLI reads it: through the config it includes (vae.yaml: paper/kddcup99.yaml's)
     kdd = own_data(ROOT / "configs/dagmm.yaml", [])
     assert own_data(ROOT / "configs/vae.yaml", []) == kdd and "kddcup99" in kdd
     assert own_data(ROOT / "configs/vae.yaml", ["--data.dataset", "thyroid"]) == own_data(tmp_path / "thyroid.yaml", [])

@@ -423,7 +423,7 @@ def test_threshold_rows_val_sets_the_threshold_on_the_held_out_rows(tmp_path, ca
         pu = run(
             ["fit", "--config", "configs/pu.yaml", "--trainer.max_epochs", "1"], tmp_path / "pu_auto"
         )  # auto: c / 2
-    assert not [w for w in caught if "plays no part" in str(w.message)]  # pu.yaml keeps dagmm.yaml's contamination
+    assert not [w for w in caught if "plays no part" in str(w.message)]  # pu.yaml keeps its base's contamination
     given = [
         "fit",
         "--config",

@@ -248,6 +248,11 @@ def test_cli_reports_bad_input_without_a_traceback(tmp_path, capsys, monkeypatch
             "configs/lmm.yaml",
         ],
         "configs/quickstart.yaml trains DAGMM and configs/pu.yaml DAGMMPU": ["-c", "configs/pu.yaml"],  # -c too
+        # the paper's DAGMM after a method (had: merged over it, as the variants' base, without a word)
+        "configs/quickstart.yaml and configs/dagmm.yaml both configure DAGMM: the later is merged": [
+            "--config",
+            "configs/dagmm.yaml",
+        ],
     }
     for message, options in cases.items():
         with pytest.raises(SystemExit) as exit_info:  # any other exception: a traceback
@@ -255,6 +260,25 @@ def test_cli_reports_bad_input_without_a_traceback(tmp_path, capsys, monkeypatch
         assert exit_info.value.code == 2
         err = capsys.readouterr().err
         assert "dagmm: error:" in err and message in err and "Traceback" not in err
+
+
+def test_the_papers_dagmm_config_is_refused_after_a_variant_and_its_base_composes(capsys, monkeypatch):
+    from dagmm_lightning.__main__ import main
+
+    monkeypatch.chdir(ROOT)
+
+    def printed(*configs):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["fit", *(a for c in configs for a in ("--config", c)), "--print_config"])
+        out, err = capsys.readouterr()
+        return exit_info.value.code or 0, out, err
+
+    code, _, err = printed("configs/vae.yaml", "configs/dagmm.yaml")  # had: the VAE with the base merged over it
+    assert code == 2 and "configs/vae.yaml trains DAGMMVAE and configs/dagmm.yaml DAGMM" in err
+    # the base every variant includes composes after one (as configs/paper/thyroid.yaml does): nothing changes
+    assert printed("configs/vae.yaml", "configs/paper/kddcup99.yaml")[1] == printed("configs/vae.yaml")[1]
+    code, out, _ = printed("configs/dagmm.yaml", "configs/paper/thyroid.yaml")
+    assert code == 0 and "dataset: thyroid" in out and "class_path: dagmm_lightning.models.DAGMM\n" in out
 
 
 def test_the_last_training_loss_is_the_last_steps_whatever_is_logged():
