@@ -830,7 +830,11 @@ class DAGMMDetector(BaseEstimator):
         contamination = checkpoint.get(CONTAMINATION_KEY, hparams.get("contamination"))
         if not (model_class.threshold_from_contamination and isinstance(contamination, float)):
             contamination = DEFAULT_CONTAMINATION  # (PU: c / 2; a checkpoint saved before the share was recorded)
-        detector = cls(variant=names.get(model_class, model_class), contamination=contamination)
+        settings = checkpoint.get("datamodule_hyper_parameters") or {}
+        name = names.get(model_class, model_class)
+        if model_class is DAGMM and settings.get("split") == "mixed":  # trained with labelled anomalies
+            name = "mixed_loss"
+        detector = cls(variant=name, contamination=contamination)
         detector.model_, detector.checkpoint_path_ = model, str(path)
         detector.preprocessor_ = prep = TablePreprocessor()
         prep.load_state_dict(trained_on["preprocessor"])
@@ -842,7 +846,6 @@ class DAGMMDetector(BaseEstimator):
         from_a_file = trained_on.get("dataset") == TABLE and source and not source.lower().endswith(".npz")
         if from_a_file or prep.categories or prep.numeric != [f"x{i}" for i in range(len(prep.numeric))]:
             detector.feature_names_in_ = np.asarray([*prep.numeric, *prep.categories], dtype=object)  # by name
-        settings = checkpoint.get("datamodule_hyper_parameters") or {}
         left_out = [settings.get("label_column"), *(settings.get("ignore_columns") or [])]
         detector._columns_left_out = [c for c in left_out if c is not None]
         return detector

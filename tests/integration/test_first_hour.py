@@ -307,7 +307,9 @@ def test_a_table_takes_its_contamination_from_its_labels_and_predicts_from_the_c
         run(["test", "--ckpt_path", last, "--data.predict_file", str(new_rows)], tmp_path)  # had tested the split
 
 
-@pytest.mark.parametrize(("method", "text"), [("table", True), ("pu", False), ("improved", False)])
+@pytest.mark.parametrize(
+    ("method", "text"), [("table", True), ("pu", False), ("improved", False), ("mixed_loss", False)]
+)
 def test_a_checkpoint_scores_dataframes_in_python_as_dagmm_predict_scores_its_file(method, text, tmp_path, monkeypatch):
     from dagmm_lightning import DAGMMDetector
     from dagmm_lightning.errors import ConfigurationError, DataError
@@ -328,7 +330,8 @@ def test_a_checkpoint_scores_dataframes_in_python_as_dagmm_predict_scores_its_fi
     before = torch.get_rng_state()
     detector = DAGMMDetector.from_checkpoint(last)
     assert torch.equal(torch.get_rng_state(), before)  # the caller's draws go on as they would have
-    assert detector.variant == {"table": "dagmm", "pu": "pu", "improved": "dagmm"}[method]
+    # (mixed_loss: had "dagmm", whose fit would have trained without the labels)
+    assert detector.variant == {"table": "dagmm", "pu": "pu", "improved": "dagmm", "mixed_loss": "mixed_loss"}[method]
     assert detector.contamination == (0.1 if method == "pu" else 0.05)  # the labels' share (configs: null)
     features = rows.drop(columns="is_attack")[["proto", "b", "a"] if text else ["x0", "x1"]]  # by name, any order
     np.testing.assert_array_equal(detector.decision_function(features), written["score"])
