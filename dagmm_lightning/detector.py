@@ -52,7 +52,7 @@ from dagmm_lightning.errors import (
 from dagmm_lightning.labels import KNOWN_NORMAL, LABELLED_ANOMALY, UNLABELLED
 from dagmm_lightning.models import DAGMM, DAGMMPU, DAGMMVAE, DAGMMVQVAE
 from dagmm_lightning.models.dagmm import CONTAMINATION_KEY, VARIANT_RECORD_KEY
-from dagmm_lightning.models.pu import THRESHOLD_RULE
+from dagmm_lightning.models.pu import MIN_ROWS_FOR_C, THRESHOLD_RULE
 from dagmm_lightning.scoring import ties_at_threshold, upper_quantile
 from dagmm_lightning.sizing import COMPONENTS
 
@@ -326,14 +326,19 @@ class DAGMMDetector(BaseEstimator):
 
     def _splits(self, y, n: int) -> Splits:
         """All rows train (with training labels: 0 normal, 1 labelled anomaly, -1 unlabelled); for PU, a
-        tenth of the labelled rows is held out as val (for c)."""
+        tenth of the labelled rows is held out as val (for c), at least ``MIN_ROWS_FOR_C`` where that leaves
+        as many to train."""
         rows = np.arange(n)
         if self._kind not in ("mixed_loss", "pu"):
             return Splits(rows, rows[:0], rows[:0])
         if y is None:
             raise DataError(  # scikit-learn's words (its estimator checks look for them), then ours
-                f"variant {self._kind!r} requires y to be passed, but the target y is None: 1 for labelled anomalies "
-                "(mixed_loss), 0 for labelled normal rows (pu), -1 or NaN for unknown"
+                f"variant {self._kind!r} requires y to be passed, but the target y is None: "
+                + (
+                    "1 for labelled anomalies, 0, -1 or NaN for the other rows"
+                    if self._kind == "mixed_loss"
+                    else "0 for labelled normal rows, -1 or NaN for unlabelled ones"
+                )
             )
         shape = np.shape(y)
         if len(shape) != 1 and not (len(shape) == 2 and shape[1] == 1):
@@ -353,7 +358,7 @@ class DAGMMDetector(BaseEstimator):
         if other:
             held = "0 (labelled normal) and -1 or NaN (unlabelled)"
             if self._kind != "pu":
-                held = "1 (labelled anomaly), 0 (labelled normal) and -1 or NaN (unknown)"
+                held = "1 (labelled anomaly) and 0, -1 or NaN (the other rows)"
             raise DataError(f"y holds {held}, but also {other[:5]}; map them to those first")
         y = y.fillna(-1).to_numpy()
         if len(y) != n:
@@ -384,7 +389,8 @@ class DAGMMDetector(BaseEstimator):
                 "every row is labelled normal: mark the rows nobody checked -1 or NaN"
             )
         rng = np.random.default_rng(self._seed)
-        holdout = np.sort(rng.choice(labelled, max(1, len(labelled) // 10), replace=False))
+        held_out = max(len(labelled) // 10, min(MIN_ROWS_FOR_C, len(labelled) // 2))  # c from 10 rows where it can
+        holdout = np.sort(rng.choice(labelled, held_out, replace=False))
         train = np.setdiff1d(rows, holdout)
         return Splits(train, holdout, rows[:0], np.where(y[train] == 0, KNOWN_NORMAL, UNLABELLED).astype(np.int64))
 
@@ -430,8 +436,9 @@ class DAGMMDetector(BaseEstimator):
 
     def fit(self, X, y=None) -> DAGMMDetector:
         """Trains on the rows of X (n, d) (numpy, or a DataFrame whose text columns are one-hot encoded);
-        ``y`` only for the ``mixed_loss`` and ``pu`` variants (1 labelled anomaly, 0 labelled normal, -1
-        unlabelled). Sets ``decision_scores_``, ``threshold_`` and ``labels_``."""
+        ``y`` only for the ``mixed_loss`` variant (1 labelled anomaly; 0, -1 or NaN the other rows, which
+        train as normal ones) and the ``pu`` variant (0 labelled normal, -1 or NaN unlabelled). Sets
+        ``decision_scores_``, ``threshold_`` and ``labels_``."""
         try:
             with _PROCESS_STATE, _torch_threads(self._threads()):  # one fit at a time: threads share the
                 return self._fit(X, y)  # generators (the seed's draw included) and torch's thread count

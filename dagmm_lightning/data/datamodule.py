@@ -304,11 +304,14 @@ class AnomalyDataModule(L.LightningDataModule):
         try:
             self._read()
         except MissingLabelError as err:
-            if self.split != "positive_unlabeled":
+            if self.split == "normal_only":
                 raise
+            variant, split = (
+                ("pu", "positive_unlabeled") if self.split == "positive_unlabeled" else ("mixed_loss", "mixed")
+            )
             raise MissingLabelError(
-                f"{err} (the positive_unlabeled split draws its labelled rows from a fully labelled table; for a "
-                "table whose unlabelled rows have no label, DAGMMDetector(variant='pu') takes y with NaN or -1 there)"
+                f"{err} (the {split} split draws its labelled rows from a fully labelled table; for a table whose "
+                f"unlabelled rows have no label, DAGMMDetector(variant='{variant}') takes y with NaN or -1 there)"
             ) from None
         share = None if self._truth is None else float(self._truth.mean())
         if self._rho is not None and self._rho < 1 and share is not None and share >= 0.01:

@@ -70,7 +70,9 @@ class DAGMMPU(DAGMM):
         if held_out < MIN_ROWS_FOR_C:
             warn(
                 f"c (and the threshold c / 2) is estimated from {held_out} held-out labelled row(s): too few to "
-                "trust; label more normal rows (the CLI: --data.labelled_fraction, --data.val_fraction)"
+                "trust; label more normal rows (DAGMMDetector: more rows with y == 0, of which it holds out a "
+                "tenth, at least 10 where that leaves as many to train; the CLI: --data.labelled_fraction, "
+                "--data.val_fraction)"
             )
 
     def model_options(self) -> dict:

@@ -430,10 +430,15 @@ def test_label_aware_variants_fit():
     assert np.array_equal(mixed.threshold_rows_, labelled) and len(pu.threshold_rows_) == 0
     assert mixed.model_.hparams.em_steps == 10 and mixed.model_.hparams.fit_components >= 4  # the scoring fit
     assert pu.model_.hparams.em_steps == 0 and pu.model_.hparams.fit_components is None  # PU refits every epoch
-    with pytest.raises(DataError, match="variant 'pu' requires y to be passed, but the target y is None: 1 for"):
+    with pytest.raises(
+        DataError,
+        match="variant 'pu' requires y to be passed, but the target y is None: 0 for labelled normal rows, -1",
+    ):
         DAGMMDetector(variant="pu", epochs=1).fit(x)
     for bad, held in ((y + 1, r"\['2.0'\]"), (np.where(y == 1, "yes", "no"), r"\['no', 'yes'\]")):
-        with pytest.raises(DataError, match=rf"y holds 1 \(labelled anomaly\), 0 .* but also {held}"):
+        with pytest.raises(
+            DataError, match=rf"y holds 1 \(labelled anomaly\) and 0, -1 or NaN \(the other rows\), but also {held}"
+        ):
             DAGMMDetector(variant="mixed_loss", epochs=1).fit(x, bad)
     with pytest.raises(DataError, match=r"y must be one label per row \(1-D\), got shape \(\d+, 2\)"):
         DAGMMDetector(variant="mixed_loss", epochs=1).fit(x, np.c_[y, y])  # had: 'y has 2n entries for n rows'
@@ -463,6 +468,18 @@ def test_label_aware_variants_fit():
         blank_fit = DAGMMDetector(variant="pu", contamination=0.05, epochs=5, random_state=0).fit(x, blank)
     np.testing.assert_array_equal(blank_fit.decision_scores_, pu.decision_scores_)
     assert blank_fit.threshold_ == pu.threshold_
+
+
+def test_pu_estimates_c_from_ten_held_out_labelled_rows_where_that_leaves_as_many_to_train():
+    x, y = blobs(1)
+    for labelled, held_out in ((30, 10), (14, 7), (150, 15)):  # had: a tenth (3, 1, 15): c from a row or three
+        y_pu = np.full(len(x), -1)
+        y_pu[np.flatnonzero(y == 0)[:labelled]] = 0
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            DAGMMDetector(variant="pu", epochs=1, random_state=0).fit(x, y_pu)
+        few = [str(w.message) for w in caught if "held-out labelled row" in str(w.message)]
+        assert (few != []) == (held_out < 10) and all(f"from {held_out} held-out" in m for m in few)
 
 
 @pytest.mark.parametrize(

@@ -424,6 +424,9 @@ def test_a_table_without_labels_asks_for_contamination_and_is_not_offered_a_test
     pu = ["fit", "--config", "configs/pu.yaml", "--config", "configs/table.yaml", "--data.label_column", "is_attack"]
     with pytest.raises(ValueError, match=r"has no value at row 1; .* DAGMMDetector\(variant='pu'\) takes y with NaN"):
         run([*pu, "--data.path", str(partly)], tmp_path)
+    mixed = ["--config", "configs/mixed_loss.yaml", *pu[3:], "--data.path", str(partly)]  # had: no way named
+    with pytest.raises(ValueError, match=r"has no value at row 1; .*\(variant='mixed_loss'\) takes y with NaN or -1"):
+        run(["fit", *mixed], tmp_path)
     normal = tmp_path / "normal.csv"
     pd.read_csv(table(tmp_path / "flows.csv")).assign(is_attack=0).to_csv(normal, index=False)
     args = ["fit", "--config", "configs/table.yaml", "--data.path", str(normal), "--data.label_column", "is_attack"]
