@@ -451,6 +451,22 @@ def did_you_mean(given: str, candidates: list[str], quote: bool = True, prefix: 
 VARIANT_CONFIGS = {"DAGMMVAE": "configs/vae.yaml", "DAGMMVQVAE": "configs/vqvae.yaml", "DAGMMPU": "configs/pu.yaml"}
 
 
+def newest_checkpoint_advice(name: str, config) -> str:
+    """Why ``--ckpt_path last`` (or best, hpc, registry: Lightning's names for checkpoints of a fit in the
+    same process) names nothing to a ``dagmm`` command, and the newest last.ckpt under the run's folder."""
+    trainer = config.get("trainer") if hasattr(config, "get") else None
+    root = Path(str((trainer.get("default_root_dir") if hasattr(trainer, "get") else None) or "logs"))
+    found = sorted(root.rglob("last.ckpt"), key=lambda c: c.stat().st_mtime) if root.is_dir() else []
+    what = (
+        "Lightning's model registry, which dagmm does not read"
+        if name.startswith("registry")
+        else "Lightning's name for a checkpoint of a fit in the same process, and each dagmm command is a process "
+        "of its own"
+    )
+    newest = f", e.g. the newest under {root}/: {found[-1]}" if found else f" (none under {root}/ yet)"
+    return f"--ckpt_path {name}: {what}; give the checkpoint file{newest}"
+
+
 def class_options(class_path: str) -> list[str]:
     cls = imported_class(class_path)
     if isinstance(cls, str):
@@ -622,8 +638,8 @@ class DAGMMCLI(LightningCLI):
         if subcommand in ("validate", "test", "predict") and not path:
             raise ConfigurationError(f"dagmm {subcommand} needs --ckpt_path, a checkpoint that `dagmm fit` wrote")
         if path in ("last", "best", "hpc") or str(path).startswith("registry"):  # Lightning's own names
-            path = None
-        elif path and Path(path).is_dir():
+            raise DataError(newest_checkpoint_advice(str(path), config))
+        if path and Path(path).is_dir():
             found = ", ".join(str(c) for c in itertools.islice(Path(path).rglob("*.ckpt"), 3))
             raise DataError(f"{path} is a folder; give a checkpoint file" + (f" such as {found}" if found else ""))
         elif path and not Path(path).is_file():

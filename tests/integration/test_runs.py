@@ -1,5 +1,7 @@
 """Seeing a run (figures, hparams) and trusting it (same seed, same result; resume = uninterrupted)."""
 
+import os
+
 import lightning as L
 import numpy as np
 import pytest
@@ -279,6 +281,32 @@ def test_the_papers_dagmm_config_is_refused_after_a_variant_and_its_base_compose
     assert printed("configs/vae.yaml", "configs/paper/kddcup99.yaml")[1] == printed("configs/vae.yaml")[1]
     code, out, _ = printed("configs/dagmm.yaml", "configs/paper/thyroid.yaml")
     assert code == 0 and "dataset: thyroid" in out and "class_path: dagmm_lightning.models.DAGMM\n" in out
+
+
+def test_lightnings_checkpoint_names_are_refused_with_the_newest_file(tmp_path, capsys, monkeypatch):
+    from dagmm_lightning.__main__ import main
+
+    monkeypatch.chdir(tmp_path)  # the default root, logs/, is here
+
+    def refused(subcommand, name):
+        config = ["--config", str(ROOT / "configs/quickstart.yaml")] if subcommand == "fit" else []
+        with pytest.raises(SystemExit) as exit_info:
+            main([subcommand, *config, "--ckpt_path", name])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and f"dagmm: error: --ckpt_path {name}: " in err, err
+        return err
+
+    # had: a traceback (best, hpc), an untrained model (predict, test: last), a fit from scratch (fit: last)
+    for subcommand, name in (("predict", "best"), ("fit", "last"), ("test", "hpc")):
+        err = refused(subcommand, name)
+        assert "a fit in the same process" in err and "give the checkpoint file (none under logs/ yet)" in err
+    assert "Lightning's model registry, which dagmm does not read" in refused("validate", "registry")
+    for version, seconds in (("version_0", 2e9), ("version_1", 1e9)):  # the newest by time, not by name
+        checkpoint = tmp_path / f"logs/lightning_logs/{version}/checkpoints/last.ckpt"
+        checkpoint.parent.mkdir(parents=True)
+        checkpoint.write_bytes(b"")
+        os.utime(checkpoint, (seconds, seconds))
+    assert "e.g. the newest under logs/: logs/lightning_logs/version_0/checkpoints/last.ckpt" in refused("test", "last")
 
 
 def test_the_last_training_loss_is_the_last_steps_whatever_is_logged():
