@@ -44,9 +44,13 @@ def interruptible_main() -> None:
     import, seconds)."""
     try:
         main()
+        sys.stdout.flush()  # (here, not at the interpreter's exit, where a closed pipe is a printed error)
     except KeyboardInterrupt:
         print("dagmm: interrupted", file=sys.stderr)
         sys.exit(130)
+    except BrokenPipeError:  # the reader went first (dagmm --help | head -1): no traceback, as other tools
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -21,8 +22,8 @@ class PredictionCSVWriter(BasePredictionWriter):
     sorted by row index (each row once).
 
     Args:
-        output_path: the CSV to write (an existing folder: ``predictions.csv`` in it); default
-            ``predictions.csv`` in the run's log folder. Column
+        output_path: the CSV to write (a folder, existing or ending in ``/``: ``predictions.csv`` in it);
+            default ``predictions.csv`` in the run's log folder. Column
             ``label`` is the known truth (1 = anomaly) or -1 where the rows carry no labels.
     """
 
@@ -42,7 +43,8 @@ class PredictionCSVWriter(BasePredictionWriter):
     def target(self, trainer) -> Path:
         """The file the predictions go to: ``output_path``, or predictions.csv in that folder or the run's."""
         path = Path(self.output_path or trainer.log_dir or ".")
-        return path / "predictions.csv" if path.is_dir() or not self.output_path else path
+        folder = not self.output_path or path.is_dir() or str(self.output_path).endswith(("/", os.sep))
+        return path / "predictions.csv" if folder else path  # (a name ending in / is a folder, made if need be)
 
     def on_predict_start(self, trainer, pl_module) -> None:
         self.written_to = self.target(trainer)

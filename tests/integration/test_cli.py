@@ -346,6 +346,9 @@ def test_data_sized_model_keeps_its_sizes_and_em_refined_fit_in_the_checkpoint(t
     run(["predict", "--ckpt_path", str(ckpt), "--prediction_writer.output_path", str(tmp_path)], tmp_path)
     out = tmp_path / "predictions.csv"  # an existing folder: the file in it
     np.testing.assert_allclose(pd.read_csv(out)["score"], expected, rtol=1e-6)
+    new_folder = f"{tmp_path / 'new'}/"  # a name ending in /: a folder made for it (had: a file named 'new')
+    run(["predict", "--ckpt_path", str(ckpt), "--prediction_writer.output_path", new_folder], tmp_path)
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "new/predictions.csv"), pd.read_csv(out))
     with pytest.raises(ValueError, match="cannot write .*predictions.csv/x.csv: a file stands where its folder"):
         run(["predict", "--ckpt_path", str(ckpt), "--prediction_writer.output_path", str(out / "x.csv")], tmp_path)
     (tmp_path / "kept.csv.part").mkdir()  # where the rows are written first: cannot be opened as a file

@@ -531,6 +531,16 @@ def test_a_configuration_error_is_one_line(tmp_path):
     assert len(lines) == 2 and lines[0] == f"dagmm: error: no such config file: {tmp_path / 'no.yaml'}"
 
 
+def test_help_into_a_closed_pipe_is_no_traceback():
+    for args in (["--help"], ["--version"]):  # as `dagmm --help | head -0`: had BrokenPipeError's traceback
+        command = subprocess.Popen(
+            [sys.executable, "-m", "dagmm_lightning", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT
+        )
+        command.stdout.close()  # the reader gone before the command writes (Python starts in ~50 ms)
+        err = command.stderr.read().decode()
+        assert command.wait() == 1 and err == "", err
+
+
 def test_the_commands_own_warnings_are_lines_of_their_own(tmp_path):
     command = [sys.executable, "-m", "dagmm_lightning", "fit", "--config", str(ROOT / "configs/quickstart.yaml")]
     command += ["--data.labelled_anomalies", "0.8", "--trainer.max_steps", "1", "--trainer.logger", "false"]
