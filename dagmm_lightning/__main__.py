@@ -13,13 +13,16 @@ USAGE = """usage: dagmm {fit,validate,test,predict,benchmark} [options]
 Deep Autoencoding Gaussian Mixture Models (DAGMM) and variants for anomaly detection.
 
 subcommands:
-  fit        train a model: dagmm fit --config configs/quickstart.yaml
+  fit        train a model: dagmm fit --config configs/quickstart.yaml; on a table of yours (CSV, Parquet):
+             dagmm fit --config configs/improved.yaml --config configs/table.yaml --data.path T.csv
+               --data.label_column COLUMN (if it has one)
   validate   metrics on the val rows of a checkpoint: dagmm validate --ckpt_path C
   test       metrics on the test rows of a checkpoint: dagmm test --ckpt_path C
   predict    scores and 0/1 labels to a CSV: dagmm predict --ckpt_path C --data.predict_file ROWS.csv
   benchmark  grids of configs x data sets x seeds with reference detectors, tables and figures
 
-'dagmm SUBCOMMAND --help' lists a subcommand's options; 'dagmm --version' the package's version."""
+'dagmm SUBCOMMAND --help' lists a subcommand's options ('dagmm fit --model.help DAGMM' the model's);
+configs/ is the repository's folder (run dagmm in its root); 'dagmm --version' the package's version."""
 
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict", "benchmark")

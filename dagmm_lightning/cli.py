@@ -96,7 +96,8 @@ class OneLineErrorParser(LightningArgumentParser):
             command, options = f"{command} {sub.group(1)}", list(subparsers[sub.group(1)]._option_string_actions)
             message = f"unrecognized arguments: --{sub.group(2)}"
         text = ours or readable_parse_error(message, options)
-        sys.stderr.write(f"dagmm: error: {text}\n  ('{command} --help' lists the options)\n")
+        models = f"; '{command} --model.help DAGMM' a model's" if "--model.help" in options else ""
+        sys.stderr.write(f"dagmm: error: {text}\n  ('{command} --help' lists the options{models})\n")
         sys.exit(2)
 
 
@@ -126,13 +127,27 @@ def yaml_error_text(err: yaml.YAMLError, path: Path) -> str:
     return text
 
 
+def missing_config_hint(path: Path) -> str:
+    """What a missing config's folder holds (its YAML files), or that configs/ is the repository's folder
+    (a package installed elsewhere has none beside the current folder)."""
+    folder = path.parent
+    if folder.is_dir():
+        names = sorted(p.name for p in folder.glob("*.yaml"))
+        return f" ({folder}/ holds {', '.join(names)})" if names else ""
+    if not path.is_absolute() and path.parts and path.parts[0] == "configs":
+        return " (configs/ is the repository's folder: run dagmm in the repository's root, or give the file's path)"
+    return ""
+
+
 def config_file_problem(path: Path) -> str | None:
     """What keeps ``path`` from being read as a config (missing, not YAML, empty, no mapping), or None;
     None for a pipe (``--config <(...)``), which only jsonargparse may read."""
     if path.exists() and not path.is_file() and not path.is_dir():
         return None
+    if path.is_dir():
+        return f"{path} is a folder, not a config file"
     if not path.is_file():
-        return f"{path} is a folder, not a config file" if path.is_dir() else f"no such config file: {path}"
+        return f"no such config file: {path}" + missing_config_hint(path)
     try:
         content = read_config(path)
     except yaml.YAMLError as err:

@@ -368,7 +368,10 @@ def test_a_bad_set_value_is_one_line_before_any_run(tmp_path, capfd, monkeypatch
     monkeypatch.setattr(runner, "ProcessPoolExecutor", ProcessPoolExecutor)  # as the command runs it
     for setting, message in [
         ("model.init_args.lr=-1", "dagmm: error: lr must be in (0, inf), got -1.0\n"),
-        ("model.init_args.latnt_dim=2", "latent_dim?)\n  ('dagmm fit --help' lists the options)\n"),
+        (
+            "model.init_args.latnt_dim=2",
+            "latent_dim?)\n  ('dagmm fit --help' lists the options; 'dagmm fit --model.help DAGMM' a model's)\n",
+        ),
     ]:
         with pytest.raises(SystemExit) as exit_info:
             dagmm_main(["benchmark", *quick_run(tmp_path / "grid", "--set", setting)])

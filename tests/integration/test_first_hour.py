@@ -531,6 +531,20 @@ def test_a_configuration_error_is_one_line(tmp_path):
     assert len(lines) == 2 and lines[0] == f"dagmm: error: no such config file: {tmp_path / 'no.yaml'}"
 
 
+def test_a_missing_config_names_what_its_folder_holds(tmp_path, capsys, monkeypatch):
+    from dagmm_lightning.__main__ import main
+
+    monkeypatch.chdir(ROOT)
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", "configs/quickstar.yaml"])
+    err = capsys.readouterr().err
+    assert "no such config file: configs/quickstar.yaml (configs/ holds dagmm.yaml, improved.yaml, lmm.yaml" in err
+    monkeypatch.chdir(tmp_path)  # elsewhere, as a user of an installed package: no configs/ here
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", "configs/quickstart.yaml"])
+    assert "(configs/ is the repository's folder: run dagmm in the repository's root" in capsys.readouterr().err
+
+
 def test_help_into_a_closed_pipe_is_no_traceback():
     for args in (["--help"], ["--version"]):  # as `dagmm --help | head -0`: had BrokenPipeError's traceback
         command = subprocess.Popen(
@@ -788,7 +802,8 @@ def test_mistakes_in_a_config_file_read_as_on_the_command_line(tmp_path, content
     with pytest.raises(SystemExit):
         main(["fit", *QS, "--config", str(tmp_path / "mine.yaml")])
     err = capsys.readouterr().err.strip().splitlines()
-    assert re.search(message, err[-2]) and err[-1] == "  ('dagmm fit --help' lists the options)"
+    hint = "  ('dagmm fit --help' lists the options; 'dagmm fit --model.help DAGMM' a model's)"  # (had: no model's)
+    assert re.search(message, err[-2]) and err[-1] == hint
 
 
 def test_a_broken_data_config_is_named_by_fit_and_benchmark(tmp_path, capsys, monkeypatch):
