@@ -104,10 +104,11 @@ class DAGMMDetector(BaseEstimator):
             the rows can fit a mixture on).
         n_components: K, the estimation network's components; None (with the sizes None): as many (4 to
             32) as the training rows can fit (``sizing.mixture_components``). With the sizes None, the
-            ``dagmm`` and ``mixed_loss`` variants score with a fit of more components
-            (``SCORING_FIT_DEFAULTS``: ``fit_components`` "auto", ``em_reseed``, ``em_steps``, on at most
-            ``fit_rows`` 65,536 rows, a fixed random subset; see ``DAGMM``); ``model_kwargs={"fit_components": None,
-            "em_steps": 0, "em_reseed": 0, "fit_rows": None}`` gives the paper's fit.
+            ``dagmm`` variant scores with a fit of more components (``SCORING_FIT_DEFAULTS``:
+            ``fit_components`` "auto", ``em_reseed``, ``em_steps``, on at most ``fit_rows`` 65,536 rows, a
+            fixed random subset; see ``DAGMM``); ``model_kwargs={"fit_components": None, "em_steps": 0,
+            "em_reseed": 0, "fit_rows": None}`` gives the paper's fit, the one ``mixed_loss`` keeps (a fit
+            to the rows' density gives unlabelled anomalies like the labelled ones components of their own).
         members: models in the ensemble, trained at once as one vectorised model (``dagmm`` and
             ``mixed_loss`` variants); the score is the mean of their training-z-scored scores. None:
             ``ENSEMBLE_MEMBERS`` where the variant supports ensembles, else 1.
@@ -580,7 +581,10 @@ class DAGMMDetector(BaseEstimator):
         mixture = self.mixture or ("gaussian+laplace" if members > 1 else "gaussian")
         contamination = None if self._kind == "pu" else self.contamination  # (pu: the threshold is c / 2)
         settings = dict(lr=self.lr, mixture=mixture, contamination=contamination, inference=inference)
-        scoring_fit = SCORING_FIT_DEFAULTS if self.latent_dim is None and model_class is DAGMM else {}
+        # (mixed_loss keeps the network's fit: re-seeding and EM fit the rows' density, giving unlabelled
+        # anomalies like the labelled ones components of their own, which undid the labels; BENCHMARKS s.13)
+        label_free = model_class is DAGMM and self._kind == "dagmm"
+        scoring_fit = SCORING_FIT_DEFAULTS if self.latent_dim is None and label_free else {}
         accepted = {*inspect.signature(model_class).parameters, *inspect.signature(DAGMM).parameters}
         unknown = sorted(set(self.model_kwargs or {}) - accepted - {"args", "kwargs"})
         if unknown:

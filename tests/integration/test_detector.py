@@ -428,7 +428,7 @@ def test_label_aware_variants_fit():
         pu.predict(x, return_confidence=True)
     labelled = np.flatnonzero(y != 1)  # mixed_loss: the threshold is the rows' not labelled anomalies
     assert np.array_equal(mixed.threshold_rows_, labelled) and len(pu.threshold_rows_) == 0
-    assert mixed.model_.hparams.em_steps == 10 and mixed.model_.hparams.fit_components >= 4  # the scoring fit
+    assert mixed.model_.hparams.em_steps == 0 and mixed.model_.hparams.fit_components is None  # the network's fit
     assert pu.model_.hparams.em_steps == 0 and pu.model_.hparams.fit_components is None  # PU refits every epoch
     with pytest.raises(
         DataError,
@@ -468,6 +468,26 @@ def test_label_aware_variants_fit():
         blank_fit = DAGMMDetector(variant="pu", contamination=0.05, epochs=5, random_state=0).fit(x, blank)
     np.testing.assert_array_equal(blank_fit.decision_scores_, pu.decision_scores_)
     assert blank_fit.threshold_ == pu.threshold_
+
+
+def test_mixed_loss_flags_a_group_of_anomalies_like_the_labelled_ones_among_its_training_rows():
+    # 30 near-copies of one event among 600 normal rows, 10 of them labelled: the scoring fit of the label-free
+    # default (re-seeded components, EM) gave the 20 unlabelled ones a component of their own, and every
+    # anomaly scored as normal (ROC AUC 0.0 on new rows; 0.98 with the network's own fit)
+    spread = np.abs(np.random.default_rng(123).normal(size=(6, 6)) * 0.5)
+
+    def rows(seed):
+        rng = np.random.default_rng(seed)
+        normal, group = rng.normal(size=(600, 6)) @ spread, spread.sum(0) + 0.05 * rng.normal(size=(30, 6))
+        return np.vstack([normal, group]), np.r_[np.zeros(600), np.ones(30)]
+
+    (x, y), (x_new, y_new) = rows(0), rows(1)
+    labels = np.where(np.arange(len(y)) < 610, y, 0)  # the first 10 anomalies labelled, the others not
+    detector = DAGMMDetector(variant="mixed_loss", contamination=0.05, epochs=200, members=1, random_state=0)
+    detector.fit(x, labels)
+    assert roc_auc_score(y_new, detector.decision_function(x_new)) > 0.9
+    unlabelled = labels == 0  # the group's unlabelled rows above the normal ones among the training rows too
+    assert roc_auc_score(y[unlabelled], detector.decision_scores_[unlabelled]) > 0.9
 
 
 def test_pu_estimates_c_from_ten_held_out_labelled_rows_where_that_leaves_as_many_to_train():
