@@ -255,6 +255,34 @@ def test_a_resume_on_another_number_of_processes_says_it_trains_on_differently(t
         run(resume, tmp_path / "c")  # had: no notice
 
 
+VARIANT_CONFIGS = ["vae", "vqvae", "lmm", "mixed_loss", "mixed_loss_inverse", "recon_inference", "pu"]
+
+
+@pytest.mark.parametrize("variant", VARIANT_CONFIGS)
+def test_the_improvements_compose_after_every_variant_and_keep_it(variant, capsys):
+    configs = [f"configs/{variant}.yaml", "configs/table.yaml", "configs/improvements.yaml"]
+    alone, improved = [], []
+    for printed, names in ((alone, configs[:2]), (improved, configs)):
+        with pytest.raises(SystemExit):
+            build_cli(["fit", *(a for c in names for a in ("--config", c)), "--print_config"])
+        printed.append(capsys.readouterr().out)
+    own = ("  class_path: dagmm", "    beta:", "    lambda_pu:", "    anomaly_loss:", "    mixture:", "    inference:")
+    kept = [line for line in alone[0].splitlines() if line.startswith((*own, "  split:"))]
+    assert kept and all(line in improved[0].splitlines() for line in kept)  # the variant's own settings stay
+    assert "    hidden_dims: null" in improved[0] and "    lr: 0.01" in improved[0] and "lr: 0.0001" in alone[0]
+
+
+def test_positive_unlabeled_on_a_table_with_the_improvements_trains(tmp_path):
+    rows = np.random.default_rng(0).normal(size=(300, 4))
+    rows[:15] += 4.0  # anomalies
+    pd.DataFrame(rows, columns=list("abcd")).assign(y=[1] * 15 + [0] * 285).to_csv(tmp_path / "t.csv", index=False)
+    configs = ["--config", "configs/pu.yaml", "--config", "configs/table.yaml", "--config", "configs/improvements.yaml"]
+    fitted = run(["fit", *configs, "--data.path", str(tmp_path / "t.csv"), "--data.label_column", "y"]
+                 + ["--trainer.max_steps", "40"], tmp_path)  # fmt: skip
+    assert type(fitted.model).__name__ == "DAGMMPU" and fitted.model.hparams.latent_dim is not None  # sized
+    assert fitted.model.hparams.hidden_dims != [60, 30, 10] and np.isfinite(float(fitted.model.model.c))
+
+
 MODEL_CONFIGS = [c for c in CONFIGS if "/data/" not in c]
 
 
