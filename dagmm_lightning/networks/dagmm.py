@@ -32,15 +32,16 @@ def reconstruction_features(
     reconstruction error ||x - x'||^2, (..., N), of x (N, F) and x' (..., N, F).
 
     Two (N, F) temporaries (x - x' and x * x'), each reduced once: ||x - x'|| gives the distance and the
-    error. ||x|| is floored at ``floor`` in the distance: a zero row (every feature at its training minimum)
-    would otherwise divide by ~0 and give ~1e7, a value that dominates the mixture; with the floor it is at
-    most ||x'|| / floor. The cosine of a zero vector is 0 (torch's convention).
+    error. ||x|| is floored at ``floor`` in both features: a zero row (every feature at its training minimum)
+    would otherwise divide by ~0 and give ~1e7, a value that dominates the mixture; with the floor the
+    distance is at most ||x'|| / floor, and the cosine goes to 0 with ||x|| (unfloored, the cosine of a row
+    1e-8 from zero, as float32 scaling leaves one, is anything in [-1, 1], and of zero itself 0).
     """
     x_norm, x_hat_norm = torch.linalg.vector_norm(x, dim=-1), torch.linalg.vector_norm(x_hat, dim=-1)
     distance = torch.linalg.vector_norm(x - x_hat, dim=-1)
-    eps = 1e-8
-    cosine = (x * x_hat).sum(dim=-1) / (x_norm.clamp_min(eps) * x_hat_norm.clamp_min(eps))
-    return torch.stack([distance / x_norm.clamp_min(floor), cosine], dim=-1), distance.square()
+    x_floored = x_norm.clamp_min(floor)
+    cosine = (x * x_hat).sum(dim=-1) / (x_floored * x_hat_norm.clamp_min(1e-8))
+    return torch.stack([distance / x_floored, cosine], dim=-1), distance.square()
 
 
 ERROR_FLOOR = 1e-6  # log(squared error + floor): a perfectly reconstructed row stays finite
