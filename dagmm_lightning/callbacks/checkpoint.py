@@ -9,7 +9,9 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 
 class LastEpochCheckpoint(ModelCheckpoint):
-    """Lightning's ``ModelCheckpoint`` whose ``last.ckpt`` holds the fit as it ends, and while it runs an
+    """Checkpoints: last.ckpt as the fit ends, and while it runs at most every 5 minutes.
+
+    Lightning's ``ModelCheckpoint`` whose ``last.ckpt`` holds the fit as it ends, and while it runs an
     epoch's end or a validation within an epoch (any validation with ``save_on_train_epoch_end=False``) at most every
     ``LAST_EVERY_SECONDS``: an interrupted or failed fit goes on from there. Since Lightning 2.6
     ``save_last`` writes only beside a top-k checkpoint of the same step: with ``save_top_k=0`` (the CLI's

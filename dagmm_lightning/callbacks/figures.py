@@ -15,7 +15,9 @@ from dagmm_lightning.errors import ConfigurationError
 
 
 class AnomalyFigures(L.Callback):
-    """At the first and then every ``every_n_validations``-th validation of a fit, at every validation of a
+    """Figures in TensorBoard: score histograms, ROC and precision-recall curves, the mixture's rows.
+
+    At the first and then every ``every_n_validations``-th validation of a fit, at every validation of a
     finished model, and at test, from the steps' outputs: the score histogram of normal and anomalous rows
     with the stored threshold marked, ROC and precision-recall curves, and a 2-D view of the rows the
     mixture sees (the first two of [z, relative distance, cosine]) coloured by label and by most likely

@@ -97,7 +97,9 @@ LAST_STEP_VALIDATED = "fit/last_step_validated"  #: 1 when the fit validated its
 
 
 class AnomalyMetrics(L.Callback):
-    """Precision, recall and F1 at "top p %" thresholds and at the model's stored threshold, ROC AUC and
+    """Validation and test metrics: precision, recall, F1, ROC AUC and average precision of the scores.
+
+    Precision, recall and F1 at "top p %" thresholds and at the model's stored threshold, ROC AUC and
     average precision of the raw scores; logged as ``val/...`` and ``test/...``. The data set's rho is
     logged under rho-free names (``val/f1_rho``; ``val/f1_top{rho}`` too when it is one of ``percentiles``),
     for checkpoint selection in any config.

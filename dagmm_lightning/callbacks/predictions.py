@@ -16,7 +16,9 @@ COLUMNS = {"index": torch.long, "score": torch.float64, "prediction": torch.long
 
 
 class PredictionCSVWriter(BasePredictionWriter):
-    """Appends every predicted batch to a part file as it comes, so memory stays flat whatever the number
+    """Writes predict's scores and 0/1 labels to a CSV (index, score, prediction, label).
+
+    Appends every predicted batch to a part file as it comes, so memory stays flat whatever the number
     of rows, and names it the CSV when every row is written (a run that fails leaves no file there, and an
     earlier one as it was); under DDP each rank writes a part file and rank 0 joins them at the end,
     sorted by row index (each row once).

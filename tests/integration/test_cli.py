@@ -33,6 +33,19 @@ def test_print_config(config, capsys):
     assert "model:" in capsys.readouterr().out
 
 
+def test_help_titles_the_options_of_each_class_with_a_whole_sentence():
+    # `dagmm fit --help` heads each class's options with its docstring's first line: four had been cut mid-
+    # sentence ("... ROC AUC and:")
+    from dagmm_lightning.callbacks import AnomalyFigures, PredictionCSVWriter
+    from dagmm_lightning.data import AnomalyDataModule
+    from dagmm_lightning.models import DAGMM, DAGMMPU, DAGMMVAE, DAGMMVQVAE
+
+    classes = [AnomalyMetrics, AnomalyFigures, PredictionCSVWriter, LastEpochCheckpoint, AnomalyDataModule]
+    for cls in [*classes, DAGMM, DAGMMVAE, DAGMMVQVAE, DAGMMPU]:
+        first, *rest = cls.__doc__.strip().splitlines()
+        assert first.rstrip().endswith(".") and (not rest or not rest[0].strip()), (cls.__name__, first)
+
+
 def test_fit_warns_where_other_work_keeps_the_cores_busy(tmp_path, monkeypatch):
     import os
 
