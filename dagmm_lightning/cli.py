@@ -500,6 +500,18 @@ class DAGMMCLI(LightningCLI):
                 f"--data.predict_file is scored by predict only; {self.subcommand} takes the split's "
                 f"{'test' if self.subcommand == 'test' else 'val'} rows (predict writes a file's scores and labels)"
             )
+        args = self._args if self._args is not None else sys.argv[1:]
+        if (
+            self.subcommand == "fit"
+            and config.get("data.dataset") == "table"
+            and not option_values(args, "--config", "-c")
+            and not config.get("ckpt_path")
+        ):
+            warn(
+                "no method config: a table of yours trains DAGMM's defaults (the paper's KDDCUP99 networks, lr 1e-4, "
+                "Lightning's 1,000 epochs unless --trainer.max_epochs), far below the improved method on most "
+                "tables: --config configs/improved.yaml --config configs/table.yaml"
+            )
         optimizer, scheduler = config.get("optimizer"), config.get("lr_scheduler")
         if scheduler is not None and optimizer is None:  # Lightning would use neither
             raise ConfigurationError(

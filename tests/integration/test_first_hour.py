@@ -531,6 +531,17 @@ def test_a_configuration_error_is_one_line(tmp_path):
     assert len(lines) == 2 and lines[0] == f"dagmm: error: no such config file: {tmp_path / 'no.yaml'}"
 
 
+def test_a_table_without_a_method_config_is_told_of_the_improved_method(tmp_path):
+    flows = table(tmp_path / "flows.csv")
+    data = ["--data.dataset", "table", "--data.path", str(flows), "--data.label_column", "is_attack"]
+    with pytest.warns(UserWarning, match=r"no method config: .* --config configs/improved.yaml --config configs/tab"):
+        run(["fit", *data, "--trainer.max_epochs", "1"], tmp_path / "a")  # had: the paper's KDDCUP99 model, silently
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run(["fit", "--config", "configs/table.yaml", *data[2:], "--trainer.max_steps", "2"], tmp_path / "b")
+    assert not [w for w in caught if "no method config" in str(w.message)]
+
+
 def test_a_missing_config_names_what_its_folder_holds(tmp_path, capsys, monkeypatch):
     from dagmm_lightning.__main__ import main
 
