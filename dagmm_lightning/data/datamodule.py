@@ -195,6 +195,7 @@ class AnomalyDataModule(L.LightningDataModule):
         self._table: RawTable | None = None
         self._encoded: EncodedRows | None = None
         self._truth: np.ndarray | None = None  # (N,) bool, None without labels
+        self._label_like: str | None = None  # a feature that looks like labels, where the table has none
         self._on_disk: dict[str, DiskRows] | None = None
         self._splits: Splits | None = None
         self._scaled: dict[str, InMemoryBatches] = {}
@@ -295,6 +296,8 @@ class AnomalyDataModule(L.LightningDataModule):
             parts.append(f"{name} {len(rows):,} ({known})" if len(rows) else f"{name} none")
         if len(splits.spare):  # (every row accounted for: the protocol sets them aside)
             parts.append(f"{len(splits.spare):,} anomal{'y' if len(splits.spare) == 1 else 'ies'} set aside")
+        if self._label_like is not None:  # (said as the table was read, often scrolled away by the fit's output)
+            parts.append(f"{self._label_like!r} looks like labels and trained as a feature: --data.label_column")
         return f"{self.dataset} ({self.protocol} protocol, split seed {self.resolved_seed}): " + ", ".join(parts)
 
     # --- loading ---------------------------------------------------------------------------------------
@@ -362,6 +365,7 @@ class AnomalyDataModule(L.LightningDataModule):
                 if labels
                 else ""
             )
+            self._label_like = labels[0] if labels else None
             if labels and (table.features[labels[0]].astype(str).str.strip().isin(["-1", "-1.0"])).any():
                 hint += " (after mapping its values to 0/1, 1 = anomaly: scikit-learn's -1 is the outlier)"
             warn(f"the table has no labels: every row counts as normal, split as usual; metrics need labels{hint}")

@@ -296,10 +296,16 @@ def test_a_table_without_a_label_column_names_a_column_that_looks_like_labels(tm
     )
     flows.to_csv(tmp_path / "flows.csv", index=False)
     with pytest.warns(UserWarning, match=r"no labels: .*; 'is_attack' looks like labels and is trained on as a"):
-        assert AnomalyDataModule("table", path=str(tmp_path / "flows.csv")).input_dim == 3
+        unlabelled = AnomalyDataModule("table", path=str(tmp_path / "flows.csv"))
+        assert unlabelled.input_dim == 3
+    # said again in the split's description, which the fit's summary prints (the warning scrolls away)
+    assert unlabelled.describe().endswith(
+        ", 'is_attack' looks like labels and trained as a feature: --data.label_column"
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # with the label column named: no such warning
-        assert AnomalyDataModule("table", path=str(tmp_path / "flows.csv"), label_column="is_attack").input_dim == 2
+        labelled = AnomalyDataModule("table", path=str(tmp_path / "flows.csv"), label_column="is_attack")
+        assert labelled.input_dim == 2 and "looks like labels" not in labelled.describe()
     others = pd.DataFrame({"y": [0, 1, 2, 0], "class": ["normal", "dos", "normal", "dos"], "Label": [True, False] * 2})
     assert label_like_columns(others) == ["Label"]  # three values, or words: not 0/1 labels
     flows["is_attack"] = np.where(flows["is_attack"] == 1, -1, 1)  # scikit-learn's outlier labels
