@@ -132,8 +132,9 @@ def missing_config_hint(path: Path) -> str:
     (a package installed elsewhere has none beside the current folder)."""
     folder = path.parent
     if folder.is_dir():
-        names = sorted(p.name for p in folder.glob("*.yaml"))
-        return f" ({folder}/ holds {', '.join(names)})" if names else ""
+        names = sorted(p.name for p in folder.glob("*.y*ml"))
+        more = f" and {len(names) - 12} more" if len(names) > 12 else ""
+        return f" ({folder}/ holds {', '.join(names[:12])}{more})" if names else ""
     if not path.is_absolute() and path.parts and path.parts[0] == "configs":
         return " (configs/ is the repository's folder: run dagmm in the repository's root, or give the file's path)"
     return ""
@@ -466,19 +467,32 @@ def did_you_mean(given: str, candidates: list[str], quote: bool = True, prefix: 
 VARIANT_CONFIGS = {"DAGMMVAE": "configs/vae.yaml", "DAGMMVQVAE": "configs/vqvae.yaml", "DAGMMPU": "configs/pu.yaml"}
 
 
+LIGHTNING_CHECKPOINT_NAMES = re.compile(r"(last|best|hpc|registry(:.*)?)", re.IGNORECASE)
+
+
 def newest_checkpoint_advice(name: str, config) -> str:
-    """Why ``--ckpt_path last`` (or best, hpc, registry: Lightning's names for checkpoints of a fit in the
-    same process) names nothing to a ``dagmm`` command, and the newest last.ckpt under the run's folder."""
-    trainer = config.get("trainer") if hasattr(config, "get") else None
-    root = Path(str((trainer.get("default_root_dir") if hasattr(trainer, "get") else None) or "logs"))
-    found = sorted(root.rglob("last.ckpt"), key=lambda c: c.stat().st_mtime) if root.is_dir() else []
-    what = (
-        "Lightning's model registry, which dagmm does not read"
-        if name.startswith("registry")
-        else "Lightning's name for a checkpoint of a fit in the same process, and each dagmm command is a process "
-        "of its own"
-    )
-    newest = f", e.g. the newest under {root}/: {found[-1]}" if found else f" (none under {root}/ yet)"
+    """Why ``--ckpt_path last`` (or best, hpc, registry: names Lightning resolves within a run) names nothing
+    to a ``dagmm`` command, and the newest last.ckpt where this run's settings put checkpoints."""
+
+    def get(node, key):  # a Namespace's key, or None
+        return node.get(key) if hasattr(node, "get") else None
+
+    trainer, logger = get(config, "trainer"), get(get(config, "trainer"), "logger")
+    places = [get(get(config, "checkpoint"), "dirpath"), get(get(logger, "init_args"), "save_dir")]
+    places.append(get(trainer, "default_root_dir") or "logs")
+    roots = list(dict.fromkeys(Path(str(p)) for p in places if p))
+    found = sorted((c for r in roots if r.is_dir() for c in r.rglob("last.ckpt")), key=lambda c: c.stat().st_mtime)
+    if name.lower().startswith("registry"):
+        what = "Lightning's model registry, which dagmm does not read"
+    elif name.lower() == "hpc":
+        what = (
+            "Lightning's name for the checkpoint a SLURM requeue writes (hpc_ckpt_N.ckpt), resumed by Lightning itself"
+        )
+    else:
+        what = "Lightning's name for a checkpoint of a fit in the same process, and each dagmm command is a process"
+        what += " of its own"
+    where = ", ".join(f"{r}/" for r in roots)
+    newest = f", e.g. the newest under {where}: {found[-1]}" if found else f" (none under {where} yet)"
     return f"--ckpt_path {name}: {what}; give the checkpoint file{newest}"
 
 
@@ -664,7 +678,7 @@ class DAGMMCLI(LightningCLI):
         path = config.get("ckpt_path") if hasattr(config, "get") else None
         if subcommand in ("validate", "test", "predict") and not path:
             raise ConfigurationError(f"dagmm {subcommand} needs --ckpt_path, a checkpoint that `dagmm fit` wrote")
-        if path in ("last", "best", "hpc") or str(path).startswith("registry"):  # Lightning's own names
+        if path and LIGHTNING_CHECKPOINT_NAMES.fullmatch(str(path)) and not Path(path).is_file():  # Lightning's
             raise DataError(newest_checkpoint_advice(str(path), config))
         if path and Path(path).is_dir():
             found = ", ".join(str(c) for c in itertools.islice(Path(path).rglob("*.ckpt"), 3))

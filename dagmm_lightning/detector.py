@@ -68,8 +68,8 @@ MODEL_DEFAULTS = dict(
     energy_trains_compression=False, lambda_cov=0.0, jitter=1e-4, lr_schedule="cosine", error_feature=True
 )
 # The scoring fit the development suite chose (BENCHMARKS.md, section 10, "The scoring fit made the default"),
-# for the DAGMM class's variants with sizes from the data; PU refits its mixture at every epoch, where
-# re-seeding and EM would cost at each one.
+# for the label-free dagmm variant with sizes from the data; PU refits its mixture at every epoch, where
+# re-seeding and EM would cost at each one; mixed_loss keeps the network's fit (BENCHMARKS.md, section 13).
 SCORING_FIT_DEFAULTS = dict(fit_components="auto", em_steps=10, em_reseed=0.05, fit_rows=2**16)
 DEFAULT_CONTAMINATION = 0.1
 TRAINING_STEPS = 6000

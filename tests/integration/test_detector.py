@@ -500,6 +500,10 @@ def test_pu_estimates_c_from_ten_held_out_labelled_rows_where_that_leaves_as_man
             DAGMMDetector(variant="pu", epochs=1, random_state=0).fit(x, y_pu)
         few = [str(w.message) for w in caught if "held-out labelled row" in str(w.message)]
         assert (few != []) == (held_out < 10) and all(f"from {held_out} held-out" in m for m in few)
+        splitter = DAGMMDetector(variant="pu")
+        splitter._seed = 0  # (as fit sets it)
+        splits = splitter._splits(y_pu, len(x))
+        assert len(splits.val) == held_out and (splits.train_labels == 0).sum() == labelled - held_out
 
 
 @pytest.mark.parametrize(

@@ -299,7 +299,8 @@ def test_lightnings_checkpoint_names_are_refused_with_the_newest_file(tmp_path, 
     # had: a traceback (best, hpc), an untrained model (predict, test: last), a fit from scratch (fit: last)
     for subcommand, name in (("predict", "best"), ("fit", "last"), ("test", "hpc")):
         err = refused(subcommand, name)
-        assert "a fit in the same process" in err and "give the checkpoint file (none under logs/ yet)" in err
+        assert ("SLURM requeue" if name == "hpc" else "a fit in the same process") in err
+        assert "give the checkpoint file (none under logs/ yet)" in err
     assert "Lightning's model registry, which dagmm does not read" in refused("validate", "registry")
     for version, seconds in (("version_0", 2e9), ("version_1", 1e9)):  # the newest by time, not by name
         checkpoint = tmp_path / f"logs/lightning_logs/{version}/checkpoints/last.ckpt"
@@ -307,6 +308,17 @@ def test_lightnings_checkpoint_names_are_refused_with_the_newest_file(tmp_path, 
         checkpoint.write_bytes(b"")
         os.utime(checkpoint, (seconds, seconds))
     assert "e.g. the newest under logs/: logs/lightning_logs/version_0/checkpoints/last.ckpt" in refused("test", "last")
+    (tmp_path / "runs/ckpts").mkdir(parents=True)  # where --checkpoint.dirpath put them (had: only logs/ searched)
+    (tmp_path / "runs/ckpts/last.ckpt").write_bytes(b"")
+    os.utime(tmp_path / "runs/ckpts/last.ckpt", (3e9, 3e9))
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", str(ROOT / "configs/quickstart.yaml"), "--checkpoint.dirpath", "runs/ckpts"]
+             + ["--ckpt_path", "last"])  # fmt: skip
+    assert "the newest under runs/ckpts/, logs/: runs/ckpts/last.ckpt" in capsys.readouterr().err
+    (tmp_path / "registry_run.ckpt").write_bytes(b"")  # a file of that name is a file (had: refused as the registry)
+    with pytest.raises(SystemExit):
+        main(["test", "--ckpt_path", "registry_run.ckpt"])
+    assert "model registry" not in capsys.readouterr().err
 
 
 def test_the_last_training_loss_is_the_last_steps_whatever_is_logged():
