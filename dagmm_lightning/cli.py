@@ -309,6 +309,20 @@ def overridden_options(args: list[str]) -> str | None:
     return None
 
 
+def is_data_config(content: dict) -> bool:
+    """Whether a config's content is a data config (configs/data/*.yaml): a data section and, at most, the
+    data set's contamination under model, no class, no training settings."""
+    model = content.get("model", {})
+    settings = model.get("init_args", {}) if isinstance(model, dict) else None
+    return (
+        "data" in content
+        and set(content) <= {"data", "model"}
+        and isinstance(settings, dict)
+        and set(model) <= {"init_args"}
+        and set(settings) <= {"contamination"}
+    )
+
+
 def contamination_given(args: list[str]) -> tuple[str, str] | None:
     """Where the command line sets the model's contamination itself, as (the setting's name, where): the
     option, or a config file or inline ``--model`` settings that set it in their own lines (not by a file
@@ -323,6 +337,8 @@ def contamination_given(args: list[str]) -> tuple[str, str] | None:
             except yaml.YAMLError:  # jsonargparse reports it
                 continue
             if isinstance(content, dict) and "model.contamination" in config_keys(content, prefix):
+                if not inline and option != "--model" and is_data_config(content):
+                    continue  # a data set's rho (configs/data/*.yaml), composed after any method: not a choice
                 return "contamination", f" (set in {option} {'{...}' if inline else value})"
     return None
 

@@ -479,6 +479,12 @@ def test_threshold_rows_val_sets_the_threshold_on_the_held_out_rows(tmp_path, ca
     ]
     with pytest.warns(UserWarning, match=r"contamination 0.05 plays no part for DAGMMPU: its threshold is c / 2"):
         run(given, tmp_path / "pu_given")  # had: taken without a word
+    with warnings.catch_warnings(record=True) as caught:  # a data config's rho is the data set's, not a choice
+        warnings.simplefilter("always")  # (had: the README's own pu.yaml + configs/data/thyroid.yaml warned)
+        run(
+            ["fit", "--config", "configs/pu.yaml", "--config", "configs/data/thyroid.yaml", *given[3:5]], tmp_path / "d"
+        )
+    assert not [w for w in caught if "plays no part" in str(w.message)]
     own = tmp_path / "own_pu.yaml"
     own.write_text(
         f"config: {ROOT / 'configs/pu.yaml'}\nmodel:\n  class_path: dagmm_lightning.models.DAGMMPU\n"
