@@ -801,7 +801,8 @@ class DAGMM(L.LightningModule):
             if given:
                 warn(
                     f"{' and '.join(given)}: for training rows labelled as anomalies (split 'mixed', "
-                    "configs/mixed_loss.yaml), and this fit has none: they play no part"
+                    "configs/mixed_loss.yaml; DAGMMDetector(variant='mixed_loss') with y), and this fit has none: they "
+                    "play no part"
                 )
         weight = hp.reconstruction_weight
         if hp.inference == "energy" and weight != defaults["reconstruction_weight"].default:

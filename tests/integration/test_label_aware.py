@@ -326,6 +326,7 @@ def test_options_a_fit_does_not_use_are_said_to_play_no_part():
 
     said = warnings_of_fit(DAGMM(**small, anomaly_loss="inverse", anomaly_margin=2.0))  # had: trained silently
     assert "anomaly_loss 'inverse' and anomaly_margin 2.0: for training rows labelled as anomalies" in said
+    assert "DAGMMDetector(variant='mixed_loss') with y" in said  # (the detector's own way to label rows)
     assert warnings_of_fit(DAGMM(**small, anomaly_loss="inverse"), split="mixed") == ""  # they train there
     said = warnings_of_fit(DAGMM(**small, reconstruction_weight=3.0))
     assert "reconstruction_weight 3 weighs the reconstruction error in inference 'energy+reconstruction'" in said
