@@ -25,6 +25,7 @@ from dagmm_lightning.data.splits import (
     Splits,
     make_splits,
     positive_unlabeled,
+    unlabelled_splits,
     with_contamination,
     with_labelled_anomalies,
 )
@@ -80,7 +81,7 @@ class AnomalyDataModule(L.LightningDataModule):
         data_dir: folder holding the data files; default ``$DAGMM_DATA_DIR``, else ``./data``.
         protocol: ``paper`` (Zong et al. 2018) or ``reimplementation``; see ``make_splits``.
         val_fraction: share of the training side's normal rows held out for validation (positive_unlabeled:
-            of its labelled normal rows, held out for estimating c).
+            of its labelled normal rows, held out for estimating c; a table without labels: of all its rows).
         batch_size: training rows per step (per process under DDP).
         eval_batch_size: rows per step for refitting, validation, test and predict.
         seed: seed of the split and of the epoch shuffles; default: the run's ``seed_everything``.
@@ -101,7 +102,8 @@ class AnomalyDataModule(L.LightningDataModule):
             with the positive-unlabeled split, whose unlabelled rows hold the training half's anomalies.
         path: the file of ``dataset: table`` (CSV, Parquet or NPZ with ``X`` and optionally ``y``).
         label_column: its 0/1 anomaly column (CSV/Parquet); None: no labels (it trains and scores, but
-            metrics need labels). Without labels all rows count as normal when splitting.
+            metrics need labels). Without labels every row trains but ``val_fraction`` of them, and none is
+            kept for test (``splits.unlabelled_splits``).
         symbolic_columns: its columns to one-hot encode; default: the non-numeric ones.
         ignore_columns: its columns left out of the features (ids, timestamps, free text).
         out_of_core: read ``path`` (CSV or Parquet) in chunks and keep the scaled rows of each split in
@@ -196,6 +198,7 @@ class AnomalyDataModule(L.LightningDataModule):
         self._encoded: EncodedRows | None = None
         self._truth: np.ndarray | None = None  # (N,) bool, None without labels
         self._label_like: str | None = None  # a feature that looks like labels, where the table has none
+        self._half_unlabelled = False  # rows without labels split by the protocol (checkpoints before the change)
         self._on_disk: dict[str, DiskRows] | None = None
         self._splits: Splits | None = None
         self._scaled: dict[str, InMemoryBatches] = {}
@@ -368,11 +371,16 @@ class AnomalyDataModule(L.LightningDataModule):
             self._label_like = labels[0] if labels else None
             if labels and (table.features[labels[0]].astype(str).str.strip().isin(["-1", "-1.0"])).any():
                 hint += " (after mapping its values to 0/1, 1 = anomaly: scikit-learn's -1 is the outlier)"
-            warn(f"the table has no labels: every row counts as normal, split as usual; metrics need labels{hint}")
+            warn(
+                f"the table has no labels: every row counts as normal, and all but val_fraction of them train (no "
+                f"test rows); metrics need labels{hint}"
+            )
         self.preprocessor.fit_columns(table)
         with naming_the_file(self.path if self.dataset == TABLE else None):
             self._encoded = None if self.out_of_core else self.preprocessor.encode_compact(table.features)
-        self._splits = self._make_splits(truth if truth is not None else np.zeros(n_rows, dtype=bool))
+        self._splits = self._make_splits(
+            truth if truth is not None else np.zeros(n_rows, dtype=bool), truth is not None
+        )
         if len(self._splits.train) < FEW_TRAINING_ROWS:
             held = self.val_fraction and self._given_splits is None
             warn(
@@ -383,10 +391,12 @@ class AnomalyDataModule(L.LightningDataModule):
         self._labels = truth.astype(np.int64) if truth is not None else np.full(n_rows, -1)
         self._table, self._truth = table, truth
 
-    def _make_splits(self, is_anomaly: np.ndarray) -> Splits:
+    def _make_splits(self, is_anomaly: np.ndarray, labelled: bool = True) -> Splits:
         if self._given_splits is not None:
             return self._given_splits
         seed = self.resolved_seed
+        if not labelled and not self._half_unlabelled:  # (normal_only: the other splits need labels)
+            return unlabelled_splits(len(is_anomaly), seed, self.val_fraction)
         if self.split == "positive_unlabeled":
             return positive_unlabeled(is_anomaly, self.labelled_fraction, seed, self.val_fraction)
         splits = make_splits(is_anomaly, self.protocol, seed, self.val_fraction)
@@ -487,6 +497,11 @@ class AnomalyDataModule(L.LightningDataModule):
         return self._rows("val", shuffle=False, batch_size=self.eval_batch_size, pad_ranks=True)
 
     def test_dataloader(self) -> InMemoryBatches:
+        if self._truth is None and self._given_splits is None and not len(self.splits.test):
+            raise DataError(
+                "the table has no labels, so no rows were kept to test (all but val_fraction trained): score rows "
+                "with dagmm predict --ckpt_path CKPT --data.predict_file ROWS (the table itself, or new rows)"
+            )
         return self._rows("test", shuffle=False, batch_size=self.eval_batch_size, pad_ranks=True)
 
     def predict_dataloader(self) -> InMemoryBatches:
@@ -560,6 +575,8 @@ class AnomalyDataModule(L.LightningDataModule):
         split = {"split_seed": self.resolved_seed, "training_rows": self.training_rows_fingerprint()}
         split[TRAINING_VALUES] = self.training_values_fingerprint()
         split |= {"protocol": self.protocol, "split": self.split, "n_rows": len(self._labels)}
+        if self._truth is None and not self._half_unlabelled:
+            split["unlabelled_rows"] = "train_and_val"  # (a checkpoint without it trained on the protocol's half)
         split["split_settings"] = self.split_settings()
         # where the data lay, in full: a run from the checkpoint in another folder finds it (cli._parse_ckpt_path)
         found = {"data_dir": str(self.data_dir.resolve())}
@@ -591,6 +608,16 @@ class AnomalyDataModule(L.LightningDataModule):
         scoring_a_file = self.predict_file is not None and self.trainer is not None and self.trainer.predicting
         scoring_a_file = scoring_a_file or other_data
         rows = state_dict.get("training_rows")  # None: older checkpoints
+        resplit = (
+            not scoring_a_file
+            and rows not in (None, self.training_rows_fingerprint())
+            and self._truth is None
+            and self._given_splits is None
+            and "unlabelled_rows" not in state_dict
+        )
+        if resplit:  # trained before rows without labels all trained: on the protocol's half, as then
+            self._half_unlabelled = True
+            self._splits = self._make_splits(np.zeros(len(self._labels), dtype=bool), labelled=False)
         if not scoring_a_file and rows not in (None, self.training_rows_fingerprint()):
             self._refuse_other_training_rows(state_dict)
         columns = (self.preprocessor.numeric, self.preprocessor.categories)
@@ -603,7 +630,7 @@ class AnomalyDataModule(L.LightningDataModule):
         other_columns = columns != (self.preprocessor.numeric, self.preprocessor.categories)
         if self._encoded is not None and other_columns:
             self._encoded = self.preprocessor.encode_compact(self._table.features, own_rows=True)
-        if self._on_disk is not None and (other_columns or self.preprocessor.constant is None):
+        if self._on_disk is not None and (other_columns or self.preprocessor.constant is None or resplit):
             # setup wrote them with this run's columns, or before the constant columns' clip: written again
             self._on_disk = self._write_rows_to_disk(fit_scaling=False)
         values = state_dict.get(TRAINING_VALUES)

@@ -44,6 +44,18 @@ def _take(rows: np.ndarray, share: float) -> tuple[np.ndarray, np.ndarray]:
     return rows[:n], rows[n:]
 
 
+def unlabelled_splits(n_rows: int, seed: int = 0, val_fraction: float = 0.1) -> Splits:
+    """Seeded split of ``n_rows`` rows without labels: every row trains but ``val_fraction`` of them, held
+    out for val (the threshold's rows, the validation loss); no test rows, as there is nothing to test
+    against (a protocol's held-out half would leave half the rows unused)."""
+    if not 0.0 <= val_fraction < 1.0:
+        raise ConfigurationError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    val, train = _take(np.random.default_rng(seed).permutation(n_rows), val_fraction)
+    if len(train) == 0:
+        raise DataError(f"the split left no rows for training: the table has {n_rows} row{'s' * (n_rows != 1)}")
+    return Splits(np.sort(train), np.sort(val), np.zeros(0, dtype=np.int64))
+
+
 def make_splits(
     is_anomaly: np.ndarray, protocol: Protocol = "paper", seed: int = 0, val_fraction: float = 0.1
 ) -> Splits:

@@ -1151,7 +1151,9 @@ def test_arrays_without_labels_or_with_labels_other_than_zero_one_and_the_module
     unlabelled = AnomalyDataModule.from_arrays(x)  # had: TypeError, len() of unsized object
     with pytest.warns(UserWarning, match="the table has no labels"):
         unlabelled.setup("fit")
-    assert unlabelled.anomaly_share is None and len(unlabelled.splits.train) == 45
+    splits = unlabelled.splits  # all rows but val's tenth train (had: 45, the protocol's half less val)
+    assert unlabelled.anomaly_share is None and (len(splits.train), len(splits.val), len(splits.test)) == (90, 10, 0)
+    assert np.array_equal(np.sort(np.r_[splits.train, splits.val]), np.arange(100))
     y = np.r_[np.ones(10), np.zeros(90)]
     labelled = AnomalyDataModule.from_arrays(x, y.astype(int))
     assert labelled.anomaly_share == pytest.approx(0.1)

@@ -18,6 +18,7 @@ import torch
 
 from dagmm_lightning.callbacks import AnomalyMetrics
 from dagmm_lightning.cli import build_cli
+from dagmm_lightning.data.datamodule import TRAINING_VALUES
 
 from ..conftest import QUICK, ROOT
 
@@ -394,14 +395,38 @@ def test_a_table_without_labels_asks_for_contamination_and_is_not_offered_a_test
         run(["fit", "--config", "configs/table.yaml", "--data.path", str(flows), "--trainer.max_epochs", "1"], tmp_path)
     unlabelled = ["--model.init_args.contamination", "0.05", "--trainer.max_epochs", "1"]
     with pytest.warns(UserWarning, match="no labels") as seen:
-        run(["fit", "--config", "configs/table.yaml", "--data.path", str(flows), *unlabelled], tmp_path)
+        fitted = run(["fit", "--config", "configs/table.yaml", "--data.path", str(flows), *unlabelled], tmp_path)
     assert sum("rows without labels" in str(w.message) for w in seen) == 1  # had: at every validation
+    splits = fitted.datamodule.splits  # every row trains but val's tenth (had: the protocol's half, the rest test)
+    assert (len(splits.train), len(splits.val), len(splits.test)) == (360, 40, 0)
     summary = "\n".join(r.getMessage() for r in caplog.records if "fit finished" in r.getMessage())
     assert "next:        dagmm predict --ckpt_path" in summary and "dagmm test" not in summary  # nothing to test
-    caplog.clear()
-    with pytest.warns(UserWarning, match="rows without labels"):  # tested all the same: no metrics
-        run(["test", "--ckpt_path", str(next((tmp_path / "logs").rglob("last.ckpt")))], tmp_path)
-    assert "(the checkpoint's: predict flags the rows scored above it)" in caplog.text  # had: *_threshold metrics
+    assert "train 360 rows, val 40 (no labels), test none" in summary
+    last = str(next((tmp_path / "logs").rglob("last.ckpt")))
+    with pytest.raises(ValueError, match=r"no labels, so no rows were kept to test .* --data.predict_file ROWS"):
+        run(["test", "--ckpt_path", last], tmp_path)
+    scored = tmp_path / "scored.csv"
+    writer = ["--prediction_writer.output_path", str(scored)]
+    run(["predict", "--ckpt_path", last, "--data.predict_file", str(flows), *writer], tmp_path)
+    assert len(pd.read_csv(scored)) == 400  # the table itself, every row
+    run(["validate", "--ckpt_path", last], tmp_path)  # its val rows: the validation loss, no metrics
+    # a checkpoint of before (the protocol's half trained, the other half test): tested as then, on its test rows
+    from dagmm_lightning.data import AnomalyDataModule
+
+    before = AnomalyDataModule("table", path=str(flows), batch_size=256)
+    before._half_unlabelled = True
+    with pytest.warns(UserWarning, match="no labels"):
+        before.setup("fit")
+    checkpoint = torch.load(last, weights_only=False)
+    state = next(v for v in checkpoint.values() if isinstance(v, dict) and "training_rows" in v)
+    del state["unlabelled_rows"]
+    state["training_rows"] = before.training_rows_fingerprint()
+    state[TRAINING_VALUES] = before.training_values_fingerprint()
+    state["preprocessor"] = before.preprocessor.state_dict()  # (scaled on those rows, as then)
+    torch.save(checkpoint, tmp_path / "before.ckpt")
+    with pytest.warns(UserWarning, match="rows without labels"):  # tested: no metrics (had: refused, other rows)
+        tested = run(["test", "--ckpt_path", str(tmp_path / "before.ckpt")], tmp_path)
+    assert len(tested.datamodule.splits.test) == len(before.splits.test) == 200
     for setting, what, fix in [
         ("--data.split=mixed", "split 'mixed'", "train with --data.split normal_only"),
         ("--data.train_contamination=0.02", "train_contamination 0.02", "set it to 0"),
