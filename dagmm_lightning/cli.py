@@ -350,15 +350,24 @@ def competing_model_classes(args: list[str]) -> str | None:
     merges the later over the earlier key by key, which gives neither method. A file of model settings
     alone (a user's overrides) composes, as do data configs (no ``class_path``)."""
     named: list[tuple[str, str, bool]] = []  # (file, class name, whole method)
+    settings_only: str | None = None  # the first file of model settings alone (as configs/improvements.yaml)
     for value in option_values(args, "--config", "-c"):
-        name, whole = None, False
-        for path in config_files(["--config", value], ("--config",)):  # the file, then what it includes
+        name, whole, files = None, False, list(config_files(["--config", value], ("--config",)))
+        for path in files:  # the file, then what it includes
             content = config_content(path)
             if content is None:
                 continue
             whole = whole or bool({"data", "trainer", "seed_everything"} & set(content))
             if name is None and model_class_named(content) is not None:
                 name = model_class_named(content).rsplit(".", 1)[-1]
+        if name is not None and settings_only is not None:
+            return (
+                f"{settings_only} holds model settings alone, and {value} after it names a method ({name}), which "
+                f"sets them again over it (with what it includes); name {settings_only} after {value}"
+            )
+        content = config_content(files[0]) if files else None
+        if settings_only is None and name is None and isinstance(content, dict) and set(content) == {"model"}:
+            settings_only = value
         if name is not None:
             named.append((value, name, whole))
     for (first, one, whole_one), (second, other, whole_other) in itertools.combinations(named, 2):

@@ -281,6 +281,11 @@ def test_the_papers_dagmm_config_is_refused_after_a_variant_and_its_base_compose
     assert printed("configs/vae.yaml", "configs/paper/kddcup99.yaml")[1] == printed("configs/vae.yaml")[1]
     code, out, _ = printed("configs/dagmm.yaml", "configs/paper/thyroid.yaml")
     assert code == 0 and "dataset: thyroid" in out and "class_path: dagmm_lightning.models.DAGMM\n" in out
+    # model settings alone before a method: its base set them again (had: sizes and lr reverted, silently)
+    code, _, err = printed("configs/improvements.yaml", "configs/vae.yaml")
+    assert code == 2 and "configs/improvements.yaml holds model settings alone, and configs/vae.yaml after it" in err
+    code, out, _ = printed("configs/vae.yaml", "configs/improvements.yaml")
+    assert code == 0 and "    hidden_dims: null" in out and "DAGMMVAE" in out
 
 
 def test_lightnings_checkpoint_names_are_refused_with_the_newest_file(tmp_path, capsys, monkeypatch):
