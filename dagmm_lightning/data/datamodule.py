@@ -79,7 +79,8 @@ class AnomalyDataModule(L.LightningDataModule):
         dataset: ``kddcup99``, ``kddcup_rev``, ``thyroid``, ``arrhythmia``, ``breast_cancer`` (embedded in
             scikit-learn, no download), or ``table``: a user's file given by ``path``.
         data_dir: folder holding the data files; default ``$DAGMM_DATA_DIR``, else ``./data``.
-        protocol: ``paper`` (Zong et al. 2018) or ``reimplementation``; see ``make_splits``.
+        protocol: ``paper`` (Zong et al. 2018) or ``reimplementation``: both keep about half the rows for
+            test (``make_splits``; a table without labels keeps none).
         val_fraction: share of the training side's normal rows held out for validation (positive_unlabeled:
             of its labelled normal rows, held out for estimating c; a table without labels: of all its rows).
         batch_size: training rows per step (per process under DDP).
