@@ -463,7 +463,12 @@ def readable_parse_error(message: str, options: list[str]) -> str:
         problem = import_failure(given) if class_option and re.fullmatch(r"[A-Za-z_]\w*(\.\w+)+", given) else None
         if problem:  # a class of the user's whose module fails: that failure, not "expected DAGMM"
             return f"{option}: {given} does not import ({problem})"
-        return f"{option}: expected {kinds}, got {given}"
+        hint = ""
+        if kinds.startswith(("list[", "tuple[")) and not given.lstrip().startswith("["):
+            hint = f" (a list: {option} '[{given}]'" + (
+                f", or {option}+ {given} to add one)" if kinds[0] == "l" else ")"
+            )
+        return f"{option}: expected {kinds}, got {given}{hint}"
     return message
 
 

@@ -239,6 +239,11 @@ def test_cli_reports_bad_input_without_a_traceback(tmp_path, capsys, monkeypatch
     cases = {
         "is empty": ["--data.dataset", "table", "--data.path", str(empty)],
         r"contamination must be in (0, 0.5]": ["--model.init_args.contamination", "0.9"],
+        # a list option given one value (had: no word of how to write a list)
+        "got id (a list: --data.ignore_columns '[id]', or --data.ignore_columns+ id to add one)": [
+            "--data.ignore_columns",
+            "id",
+        ],
         # two method configs: the later's class had silently replaced the earlier's (VAE and beta dropped)
         "configs/quickstart.yaml trains DAGMM and configs/vae.yaml DAGMMVAE: a later --config replaces": [
             "--config",
