@@ -74,6 +74,7 @@ def test_fit_without_checkpointing_writes_no_checkpoint(tmp_path, caplog):
     fitted = run(["fit", *args], tmp_path)
     assert fitted.trainer.checkpoint_callback is None and not list((tmp_path / "logs").rglob("*.ckpt"))
     assert "fit finished after 1 epoch;" in caplog.text and "checkpoint:" not in caplog.text
+    assert "  model:       DAGMM (dagmm_lightning.models.dagmm)" in caplog.text  # which class trained (had: unsaid)
     caplog.clear()
     run(["fit", *args[:4], "--trainer.limit_val_batches", "0"], tmp_path)
     assert "validation:  off (no val rows, or --trainer.limit_val_batches 0)" in caplog.text
