@@ -302,7 +302,8 @@ class AnomalyDataModule(L.LightningDataModule):
             parts.append(f"{len(splits.spare):,} anomal{'y' if len(splits.spare) == 1 else 'ies'} set aside")
         if self._label_like is not None:  # (said as the table was read, often scrolled away by the fit's output)
             parts.append(f"{self._label_like!r} looks like labels and trained as a feature: --data.label_column")
-        return f"{self.dataset} ({self.protocol} protocol, split seed {self.resolved_seed}): " + ", ".join(parts)
+        how = "no labels" if self._truth is None and not self._half_unlabelled else f"{self.protocol} protocol"
+        return f"{self.dataset} ({how}, split seed {self.resolved_seed}): " + ", ".join(parts)
 
     # --- loading ---------------------------------------------------------------------------------------
     def _load(self) -> None:
@@ -665,9 +666,14 @@ class AnomalyDataModule(L.LightningDataModule):
             cause = "its rows or their labels changed"
         else:  # saved before every split setting was recorded
             cause = "its rows or their labels changed, or a split setting given here differs"
+        risk = (
+            "this run's val rows would not be the checkpoint's"
+            if self._truth is None and not len(self.splits.test)
+            else "this run's test rows would overlap the rows the model was trained on"
+        )
         raise DataError(
-            f"{where} is not the data the checkpoint was trained on ({cause}): with the same split settings, this "
-            "run's test rows would overlap the rows the model was trained on; use the data it was trained on"
+            f"{where} is not the data the checkpoint was trained on ({cause}): with the same split settings, {risk}; "
+            "use the data it was trained on"
         )
 
 

@@ -401,7 +401,7 @@ def test_a_table_without_labels_asks_for_contamination_and_is_not_offered_a_test
     assert (len(splits.train), len(splits.val), len(splits.test)) == (360, 40, 0)
     summary = "\n".join(r.getMessage() for r in caplog.records if "fit finished" in r.getMessage())
     assert "next:        dagmm predict --ckpt_path" in summary and "dagmm test" not in summary  # nothing to test
-    assert "train 360 rows, val 40 (no labels), test none" in summary
+    assert "table (no labels, split seed 0): train 360 rows, val 40 (no labels), test none" in summary
     last = str(next((tmp_path / "logs").rglob("last.ckpt")))
     with pytest.raises(ValueError, match=r"no labels, so no rows were kept to test .* --data.predict_file ROWS"):
         run(["test", "--ckpt_path", last], tmp_path)
@@ -427,6 +427,11 @@ def test_a_table_without_labels_asks_for_contamination_and_is_not_offered_a_test
     with pytest.warns(UserWarning, match="rows without labels"):  # tested: no metrics (had: refused, other rows)
         tested = run(["test", "--ckpt_path", str(tmp_path / "before.ckpt")], tmp_path)
     assert len(tested.datamodule.splits.test) == len(before.splits.test) == 200
+    edited = pd.read_csv(flows)
+    edited["a"] += 1.0  # the training rows' values: this is not the data of the checkpoint
+    edited.to_csv(flows, index=False)
+    with pytest.raises(ValueError, match=r"rows reordered or edited\): with the same split settings, this run's val"):
+        run(["validate", "--ckpt_path", last], tmp_path)  # (had: 'test rows would overlap': there are none)
     for setting, what, fix in [
         ("--data.split=mixed", "split 'mixed'", "train with --data.split normal_only"),
         ("--data.train_contamination=0.02", "train_contamination 0.02", "set it to 0"),
