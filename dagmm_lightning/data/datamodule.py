@@ -302,8 +302,14 @@ class AnomalyDataModule(L.LightningDataModule):
             parts.append(f"{len(splits.spare):,} anomal{'y' if len(splits.spare) == 1 else 'ies'} set aside")
         if self._label_like is not None:  # (said as the table was read, often scrolled away by the fit's output)
             parts.append(f"{self._label_like!r} looks like labels and trained as a feature: --data.label_column")
-        how = "no labels" if self._truth is None and not self._half_unlabelled else f"{self.protocol} protocol"
+        how = "no labels" if self._all_rows_train else f"{self.protocol} protocol"
         return f"{self.dataset} ({how}, split seed {self.resolved_seed}): " + ", ".join(parts)
+
+    @property
+    def _all_rows_train(self) -> bool:
+        """Rows without labels split by ``unlabelled_splits`` (all but val's train, no test rows), not by
+        the protocol (a data module's given splits; a checkpoint from before that change)."""
+        return self._truth is None and self._given_splits is None and not self._half_unlabelled
 
     # --- loading ---------------------------------------------------------------------------------------
     def _load(self) -> None:
@@ -499,7 +505,7 @@ class AnomalyDataModule(L.LightningDataModule):
         return self._rows("val", shuffle=False, batch_size=self.eval_batch_size, pad_ranks=True)
 
     def test_dataloader(self) -> InMemoryBatches:
-        if self._truth is None and self._given_splits is None and not len(self.splits.test):
+        if self._all_rows_train:
             raise DataError(
                 "the table has no labels, so no rows were kept to test (all but val_fraction trained): score rows "
                 "with dagmm predict --ckpt_path CKPT --data.predict_file ROWS (the table itself, or new rows)"
@@ -577,7 +583,7 @@ class AnomalyDataModule(L.LightningDataModule):
         split = {"split_seed": self.resolved_seed, "training_rows": self.training_rows_fingerprint()}
         split[TRAINING_VALUES] = self.training_values_fingerprint()
         split |= {"protocol": self.protocol, "split": self.split, "n_rows": len(self._labels)}
-        if self._truth is None and not self._half_unlabelled:
+        if self._all_rows_train:
             split["unlabelled_rows"] = "train_and_val"  # (a checkpoint without it trained on the protocol's half)
         split["split_settings"] = self.split_settings()
         # where the data lay, in full: a run from the checkpoint in another folder finds it (cli._parse_ckpt_path)
@@ -668,7 +674,7 @@ class AnomalyDataModule(L.LightningDataModule):
             cause = "its rows or their labels changed, or a split setting given here differs"
         risk = (
             "this run's val rows would not be the checkpoint's"
-            if self._truth is None and not len(self.splits.test)
+            if self._all_rows_train
             else "this run's test rows would overlap the rows the model was trained on"
         )
         raise DataError(
