@@ -170,7 +170,8 @@ def read_frames(path: Path, chunk_rows: int, types: dict[str, pa.DataType] | Non
     except pd.errors.EmptyDataError:
         raise DataError(f"{path} is empty") from None
     except (pa.ArrowInvalid, OSError, ValueError) as err:
-        message = named_columns(str(err).splitlines()[0], path)
+        # ("Row #3: ": pyarrow's serial reader, as under OMP_NUM_THREADS=1, numbers rows; the line is found here)
+        message = named_columns(re.sub(r"Row #\d+: ", "", str(err).splitlines()[0]), path)
         if "Truncated compressed stream" in message:  # pyarrow's EOFError
             raise DataError(f"{path} {CUT_SHORT}") from None
         if "invalid UTF8 data" in message:  # a text column's type given (a later pass, or scoring)
