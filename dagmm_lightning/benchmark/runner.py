@@ -1,6 +1,7 @@
 """``dagmm benchmark``: configs x data sets x seeds, resumable, with shallow reference rows; or, with
 ``--suite DIR``, DAGMMDetector settings (``--detector``) and four shallow detectors over a folder of .npz
-tables (one-class protocol, ROC AUC; see dagmm_lightning/benchmark/suite.py), also resumable.
+tables (one-class protocol, or ``--suite-protocol contaminated``; ROC AUC; see
+dagmm_lightning/benchmark/suite.py), also resumable.
 
     dagmm benchmark --configs configs/dagmm.yaml configs/vae.yaml --data configs/paper/thyroid.yaml
         --seeds 0-2 --epochs 500 --jobs 2 --baselines --out benchmarks/results/thyroid
@@ -285,6 +286,12 @@ OPTIONS: dict[str, dict] = {
     "--tables": dict(
         type=str | None, default=None, help="with --suite: only these tables, comma-separated (e.g. 14_glass,29_Pima)"
     ),
+    "--suite-protocol": dict(
+        type=Literal["one-class", "contaminated"],
+        default="one-class",
+        help="with --suite: train on half the normal rows (one-class), or on half the normal rows and half the "
+        "anomalies, unlabelled (contaminated); the other rows test",
+    ),
 }
 
 
@@ -433,14 +440,30 @@ def main(argv: list[str] | None = None) -> None:
         if "random_state" in settings:  # each seed's run takes the seed: one fixed state would repeat one run
             parser.error("--detector: random_state is each run's seed; give the seeds with --seeds")
         try:  # (--threads: the detector's, through joblib's setting, which its n_jobs None reads)
-            run_suite(Path(args.suite), parse_seeds(args.seeds), settings, method, True, csv_path, only, args.threads)
+            run_suite(
+                Path(args.suite),
+                parse_seeds(args.seeds),
+                settings,
+                method,
+                True,
+                csv_path,
+                only,
+                args.threads,
+                args.suite_protocol,
+            )
         except KeyboardInterrupt:
             _end_interrupted(csv_path, write_suite_reports)
         write_suite_reports(csv_path)
         print(f"wrote {csv_path}, {csv_path.with_suffix('.md')}, {csv_path.with_suffix('.png')}")
         return
     suite_only = [
-        flag for flag, value in (("--detector", args.detector != {}), ("--tables", args.tables is not None)) if value
+        flag
+        for flag, value in (
+            ("--detector", args.detector != {}),
+            ("--tables", args.tables is not None),
+            ("--suite-protocol", args.suite_protocol != "one-class"),
+        )
+        if value
     ]
     if suite_only:  # (had: ignored without a word)
         parser.error(f"{' and '.join(suite_only)}: only with --suite (DAGMMDetector over a folder of .npz tables)")

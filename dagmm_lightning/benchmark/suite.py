@@ -4,6 +4,11 @@ beside four shallow detectors, with the development suite's one-class protocol:
 a table of more than 20,000 rows is subsampled to 20,000 (``default_rng(0)``); for each seed the normal
 rows are shuffled (``default_rng(seed)``) and halved: the first half trains (no labels), the test rows are
 the other half plus every anomaly; features are min-max scaled on the training rows; the score is ROC AUC.
+
+Or (``--suite-protocol contaminated``, the setting of a user whose table holds its anomalies, ADBench's
+unsupervised one) the normal rows and the anomalies are each shuffled (``default_rng(seed)``, normal rows
+first) and halved: the first halves train together (anomalies among them, no labels), the second halves
+are the test rows.
 Each results row records a hash of its table's X and y: a results file is resumed only with the same
 folder's tables, unchanged.
 """
@@ -26,7 +31,8 @@ from dagmm_lightning.benchmark.report import append_rows, exact_mean, read_rows
 from dagmm_lightning.data.loaders import read_npz_file
 from dagmm_lightning.errors import ConfigurationError, DataError
 
-SUITE_FIELDS = ["table", "seed", "method", "roc_auc", "seconds", "status", "settings", "data"]
+SUITE_FIELDS = ["table", "seed", "method", "roc_auc", "seconds", "status", "settings", "data", "protocol"]
+PROTOCOLS = ("one-class", "contaminated")
 BASELINES = ("isolation_forest", "knn", "lof", "gaussian_mixture")
 MAX_ROWS = 20_000
 
@@ -93,6 +99,11 @@ def check_results_match(csv_path: Path, rows: list[dict], folder: Path, fingerpr
         )
 
 
+def row_protocol(row: dict) -> str:
+    """A results row's protocol; rows written before the column are the one-class protocol's."""
+    return row.get("protocol") or "one-class"
+
+
 def rewrite_rows(csv_path: Path, rows: list[dict]) -> None:
     """``csv_path`` written again with every column of ``SUITE_FIELDS`` (the ones its rows lack blank)."""
     partial = csv_path.with_suffix(".csv.part")
@@ -110,12 +121,40 @@ def table_order(name: str) -> tuple[int, str]:
 
 
 def one_class_split(x: np.ndarray, y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Scaled training rows, scaled test rows and test labels (1 = anomaly) of one table and seed."""
+    """Scaled training rows, scaled test rows and test labels (1 = anomaly) of one table and seed: half the
+    normal rows train, the test rows are the other half and every anomaly."""
+    x, y = _subsampled(x, y)
+    normal = np.random.default_rng(seed).permutation(np.flatnonzero(y == 0))
+    train, test = normal[: len(normal) // 2], np.r_[normal[len(normal) // 2 :], np.flatnonzero(y != 0)]
+    return _scaled(x, y, train, test)
+
+
+def contaminated_split(x: np.ndarray, y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """As ``one_class_split``, but half the normal rows and half the anomalies train together (a table of
+    n anomalies trains on n // 2 of them), the other halves are the test rows."""
+    x, y = _subsampled(x, y)
+    rng = np.random.default_rng(seed)
+    normal, anomalies = rng.permutation(np.flatnonzero(y == 0)), rng.permutation(np.flatnonzero(y != 0))
+    train = np.r_[normal[: len(normal) // 2], anomalies[: len(anomalies) // 2]]
+    test = np.r_[normal[len(normal) // 2 :], anomalies[len(anomalies) // 2 :]]
+    return _scaled(x, y, train, test)
+
+
+SPLITS = {"one-class": one_class_split, "contaminated": contaminated_split}
+
+
+def _subsampled(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A table of more than ``MAX_ROWS`` rows cut to that many (``default_rng(0)``, whatever the seed)."""
     if len(x) > MAX_ROWS:
         keep = np.random.default_rng(0).choice(len(x), MAX_ROWS, replace=False)
         x, y = x[keep], y[keep]
-    normal = np.random.default_rng(seed).permutation(np.flatnonzero(y == 0))
-    train, test = normal[: len(normal) // 2], np.r_[normal[len(normal) // 2 :], np.flatnonzero(y != 0)]
+    return x, y
+
+
+def _scaled(
+    x: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ``train`` and ``test`` rows min-max scaled with the training rows' min and max, and test labels."""
     low, span = x[train].min(0), x[train].max(0) - x[train].min(0)
     span = np.where(span > 0, span, 1.0)
     return (x[train] - low) / span, (x[test] - low) / span, (y[test] != 0).astype(int)
@@ -157,9 +196,13 @@ def run_suite(
     csv_path: Path,
     only: list[str] | None = None,
     threads: int | None = None,
+    protocol: str = "one-class",
 ) -> None:
     """Every table (of ``only``'s names, if given) x seed x method not yet in ``csv_path``, one CSV row each
-    (resumable); ``threads``: the detector's (``detector_scores``)."""
+    (resumable); ``threads``: the detector's (``detector_scores``); ``protocol``: one of ``PROTOCOLS`` (a
+    results file holds one)."""
+    if protocol not in SPLITS:
+        raise ConfigurationError(f"protocol {protocol!r}: one of {', '.join(PROTOCOLS)}")
     if not folder.is_dir():
         raise DataError(f"no such folder: {folder}")
     tables = sorted(folder.glob("*.npz"), key=lambda p: table_order(p.stem))
@@ -174,8 +217,13 @@ def run_suite(
     fingerprints = {path.stem: table_fingerprint(*read_table(path)) for path in tables} if rows else {}
     if rows:  # (every table read, and checked, before any run: a bad one stops the suite, not its middle)
         check_results_match(csv_path, rows, folder, fingerprints)
-        if "data" not in results_header(csv_path):  # written before the hashes: the column added (old rows
-            rewrite_rows(csv_path, rows)  # without one stay unchecked), so that the rows from now on have it
+        held = sorted({row_protocol(r) for r in rows} - {protocol})
+        if held:
+            raise ConfigurationError(
+                f"{csv_path} holds results of the {held[0]} protocol, not {protocol}: give another --out"
+            )
+        if set(SUITE_FIELDS) - set(results_header(csv_path)):  # written before the hashes (or the protocol): the
+            rewrite_rows(csv_path, rows)  # columns added (old rows: unchecked, one-class), the new rows have them
     other = {r["settings"] for r in rows if r["method"] == method and json.loads(r.get("settings") or "{}") != settings}
     if other:
         raise ConfigurationError(
@@ -198,7 +246,7 @@ def run_suite(
             todo = [m for m in methods if (path.stem, seed, m) not in done]
             if not todo:
                 continue
-            x_train, x_test, y_test = one_class_split(x, y, seed)
+            x_train, x_test, y_test = SPLITS[protocol](x, y, seed)
             for name in todo:
                 start, status, auc = time.perf_counter(), "ok", float("nan")
                 try:
@@ -224,6 +272,7 @@ def run_suite(
                     "status": status,
                     "settings": json.dumps(settings) if name == method else "",
                     "data": fingerprints[path.stem],
+                    "protocol": protocol,
                 }
                 append_rows(csv_path, [row], SUITE_FIELDS)
                 print(f"{path.stem} seed {seed} {name}: ROC AUC {auc:.4f} ({seconds} s)", flush=True)
@@ -267,7 +316,10 @@ def summarize_suite(rows: list[dict]) -> str:
     lines.append(f"| {timed} | " + " | ".join(_seconds(seconds[m]) if complete else "n/a" for m in methods) + " | |")
     lines.append("| seeds | " + " | ".join(str(seeds_run[m]) for m in methods) + " | |")
     over = f"mean over seeds {', '.join(map(str, seeds))}" if len(seeds) != 1 else f"seed {seeds[0]}"
-    return f"ROC AUC on the test rows, {over}:\n\n" + "\n".join(lines) + "\n"
+    protocols = sorted({row_protocol(r) for r in rows})
+    among = " (contaminated protocol: half of each table's anomalies trained among its rows)"
+    setting = among if protocols == ["contaminated"] else "" if protocols == ["one-class"] else f" ({protocols})"
+    return f"ROC AUC on the test rows{setting}, {over}:\n\n" + "\n".join(lines) + "\n"
 
 
 def _seconds(value: float) -> str:

@@ -6,6 +6,7 @@ import re
 import joblib
 import numpy as np
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from dagmm_lightning import detector as detector_module
 from dagmm_lightning.benchmark import suite
@@ -25,6 +26,20 @@ def test_one_class_split_by_hand():
     np.testing.assert_allclose(x_train[:, 0], (train - low) / (high - low))
     np.testing.assert_allclose(x_test[:, 0], (np.r_[normal[8:], np.arange(16, 20)] - low) / (high - low))
     assert (x_train[:, 1] == 0).all()  # a constant column is divided by 1
+
+
+def test_contaminated_split_by_hand():
+    x = np.arange(20, dtype=np.float64)[:, None]
+    y = np.r_[np.zeros(15, int), np.ones(5, int)]
+    x_train, x_test, y_test = suite.contaminated_split(x, y, seed=4)
+    rng = np.random.default_rng(4)
+    normal, anomalies = rng.permutation(15), 15 + rng.permutation(5)  # normal rows shuffled first
+    train, test = np.r_[normal[:7], anomalies[:2]], np.r_[normal[7:], anomalies[2:]]
+    low, high = train.min(), train.max()
+    np.testing.assert_allclose(x_train[:, 0], (train - low) / (high - low))
+    np.testing.assert_allclose(x_test[:, 0], (test - low) / (high - low))
+    np.testing.assert_array_equal(y_test, [0] * 8 + [1] * 3)
+    assert suite.SPLITS == {"one-class": suite.one_class_split, "contaminated": suite.contaminated_split}
 
 
 def test_large_tables_are_subsampled_first(monkeypatch):
@@ -83,7 +98,8 @@ def test_suite_runs_every_table_and_method_resumably(tmp_path, capsys, monkeypat
         with pytest.raises(SystemExit):
             main([*args, "--tables", empty])
         assert "table names separated by commas" in capsys.readouterr().err
-    for suite_only in (["--detector", '{"epochs": 2}'], ["--tables", "1_toy"]):  # had: ignored without --suite
+    suite_options = (["--detector", '{"epochs": 2}'], ["--tables", "1_toy"], ["--suite-protocol", "contaminated"])
+    for suite_only in suite_options:  # had: ignored without --suite
         with pytest.raises(SystemExit):
             main(["--configs", str(ROOT / "configs/quickstart.yaml"), *suite_only, "--out", str(tmp_path / "grid")])
         assert f"{suite_only[0]}: only with --suite" in capsys.readouterr().err
@@ -263,11 +279,32 @@ def test_a_suite_resumes_only_with_its_folders_tables_unchanged_and_out_must_nam
     assert {r["data"] for r in rows if r["table"] == "2_b"} == {
         suite.table_fingerprint(*suite.read_table(folder / "2_b.npz"))
     }
-    old = out.with_suffix(".csv").read_text().splitlines()  # a file written before the hashes: no data column
-    out.with_suffix(".csv").write_text("\n".join(line.rsplit(",", 1)[0] for line in old) + "\n")
-    main([*args[:3], "0,1", *args[4:]])  # resumed: seed 1 added, the column too (old rows blank)
+    assert {r["protocol"] for r in rows} == {"one-class"}
+    with pytest.raises(ValueError, match=r"out.csv holds results of the one-class protocol, not contaminated: give"):
+        main([*args, "--suite-protocol", "contaminated"])  # one file, one protocol: its means would mix them
+    old = out.with_suffix(".csv").read_text().splitlines()  # written before the hashes: no data, protocol columns
+    out.with_suffix(".csv").write_text("\n".join(line.rsplit(",", 2)[0] for line in old) + "\n")
+    main([*args[:3], "0,1", *args[4:]])  # resumed: seed 1 added, the columns too (old rows blank)
     rows = suite.read_rows(out.with_suffix(".csv"))
     assert [bool(r["data"]) for r in rows] == [False] * 10 + [True] * 10 and rows[0]["roc_auc"] == old[1].split(",")[3]
+    assert [r["protocol"] for r in rows] == [""] * 10 + ["one-class"] * 10  # blank: written before, one-class
+    with pytest.raises(ValueError, match=r"out.csv holds results of the one-class protocol, not contaminated"):
+        main([*args, "--suite-protocol", "contaminated"])
+    contaminated = tmp_path / "contaminated"
+    main([*args[:4], "--out", str(contaminated), "--suite-protocol", "contaminated"])
+    rows = suite.read_rows(contaminated.with_suffix(".csv"))
+    assert len(rows) == 10 and {r["protocol"] for r in rows} == {"contaminated"}
+    x_train, x_test, y_test = suite.contaminated_split(*suite.read_table(folder / "1_a.npz"), seed=0)
+    expected = roc_auc_score(y_test, x_test.sum(axis=1))  # the stand-in detector's scores on that split's rows
+    assert [float(r["roc_auc"]) for r in rows if r["method"] == "dagmm_detector"][0] == round(expected, 4)
+    assert (
+        contaminated.with_suffix(".md")
+        .read_text()
+        .startswith(
+            "ROC AUC on the test rows (contaminated protocol: half of each table's anomalies trained among its rows), "
+            "seed 0:"
+        )
+    )
     np.savez(folder / "2_b.npz", X=tables["2_b"][0], y=tables["2_b"][1][::-1])  # relabelled since
     with pytest.raises(ValueError, match=r"out.csv holds results of 2_b from other X or y than the folder's now"):
         main(args)  # had: resumed, nothing run, 2_b's old numbers kept
