@@ -3,11 +3,22 @@
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER_DATA = ROOT / "data"  # the paper's three files, shipped with the project
 QUICK = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+
+
+def rows_with_groups_of_anomalies(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """3,000 normal rows (6 correlated features) and three groups of 20 near-copies of an odd row each (the
+    same three places whatever the seed): X (3060, 6) and y (1 = anomaly), a table that holds its anomalies."""
+    spread = np.abs(np.random.default_rng(123).normal(size=(6, 6)) * 0.5)
+    centres = np.random.default_rng(7).uniform(-3, 3, size=(3, 6))
+    rng = np.random.default_rng(seed)
+    groups = [centre + 0.05 * rng.normal(size=(20, 6)) for centre in centres]
+    return np.vstack([rng.normal(size=(3000, 6)) @ spread, *groups]), np.r_[np.zeros(3000), np.ones(60)]
 
 
 @pytest.fixture(scope="session")
