@@ -287,10 +287,10 @@ OPTIONS: dict[str, dict] = {
         type=str | None, default=None, help="with --suite: only these tables, comma-separated (e.g. 14_glass,29_Pima)"
     ),
     "--suite-protocol": dict(
-        type=Literal["one-class", "contaminated"],
-        default="one-class",
-        help="with --suite: train on half the normal rows (one-class), or on half the normal rows and half the "
-        "anomalies, unlabelled (contaminated); the other rows test",
+        type=Literal["one-class", "contaminated"] | None,
+        default=None,
+        help="with --suite: train on half the normal rows (one-class, the default), or on half the normal rows "
+        "and half the anomalies, unlabelled (contaminated); the other rows test",
     ),
 }
 
@@ -449,7 +449,7 @@ def main(argv: list[str] | None = None) -> None:
                 csv_path,
                 only,
                 args.threads,
-                args.suite_protocol,
+                args.suite_protocol or "one-class",
             )
         except KeyboardInterrupt:
             _end_interrupted(csv_path, write_suite_reports)
@@ -461,7 +461,7 @@ def main(argv: list[str] | None = None) -> None:
         for flag, value in (
             ("--detector", args.detector != {}),
             ("--tables", args.tables is not None),
-            ("--suite-protocol", args.suite_protocol != "one-class"),
+            ("--suite-protocol", args.suite_protocol is not None),
         )
         if value
     ]

@@ -220,10 +220,11 @@ def run_suite(
         held = sorted({row_protocol(r) for r in rows} - {protocol})
         if held:
             raise ConfigurationError(
-                f"{csv_path} holds results of the {held[0]} protocol, not {protocol}: give another --out"
+                f"{csv_path} holds results of the {held[0]} protocol, not {protocol}: resume it with "
+                f"--suite-protocol {held[0]}, or give another --out"
             )
-        if set(SUITE_FIELDS) - set(results_header(csv_path)):  # written before the hashes (or the protocol): the
-            rewrite_rows(csv_path, rows)  # columns added (old rows: unchecked, one-class), the new rows have them
+    if csv_path.is_file() and set(SUITE_FIELDS) - set(results_header(csv_path)):  # written before the hashes
+        rewrite_rows(csv_path, rows)  # (or the protocol): the columns added (old rows: unchecked, one-class)
     other = {r["settings"] for r in rows if r["method"] == method and json.loads(r.get("settings") or "{}") != settings}
     if other:
         raise ConfigurationError(
@@ -318,7 +319,7 @@ def summarize_suite(rows: list[dict]) -> str:
     over = f"mean over seeds {', '.join(map(str, seeds))}" if len(seeds) != 1 else f"seed {seeds[0]}"
     protocols = sorted({row_protocol(r) for r in rows})
     among = " (contaminated protocol: half of each table's anomalies trained among its rows)"
-    setting = among if protocols == ["contaminated"] else "" if protocols == ["one-class"] else f" ({protocols})"
+    setting = among if protocols == ["contaminated"] else "" if protocols == ["one-class"] else " (mixed protocols)"
     return f"ROC AUC on the test rows{setting}, {over}:\n\n" + "\n".join(lines) + "\n"
 
 
@@ -338,14 +339,18 @@ def plot_suite(rows: list[dict], path: Path) -> None:
     tables = sorted({r["table"] for r in rows}, key=table_order)
     fig, ax = plt.subplots(figsize=(max(8, len(tables) * 0.8), 4))
     width, ok = 0.8 / len(methods), [r for r in rows if r["status"] == "ok"]
+    lowest = 1.0
     for i, m in enumerate(methods):
         values = [
             exact_mean([float(r["roc_auc"]) for r in ok if r["method"] == m and r["table"] == t] or [np.nan])
             for t in tables
         ]
+        lowest = min([lowest, *(v for v in values if np.isfinite(v))])
         ax.bar(np.arange(len(tables)) + i * width, values, width, label=m)
     ax.set_xticks(np.arange(len(tables)) + 0.4 - width / 2, tables, rotation=40, ha="right", fontsize=8)
-    ax.set(ylim=(0.3, 1.0), ylabel="ROC AUC (test rows)")
+    among = {row_protocol(r) for r in rows} == {"contaminated"}
+    label = "ROC AUC (test rows" + ("; anomalies among the training rows)" if among else ")")
+    ax.set(ylim=(min(0.3, max(0.0, lowest - 0.05)), 1.0), ylabel=label)  # a bar below 0.3 shown, not cut off
     ax.legend(fontsize=7, ncol=min(len(methods), 5), loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
     fig.tight_layout()  # the legend above the axes: over the bars it hid the tallest
     fig.savefig(path, dpi=110)

@@ -98,7 +98,7 @@ def test_suite_runs_every_table_and_method_resumably(tmp_path, capsys, monkeypat
         with pytest.raises(SystemExit):
             main([*args, "--tables", empty])
         assert "table names separated by commas" in capsys.readouterr().err
-    suite_options = (["--detector", '{"epochs": 2}'], ["--tables", "1_toy"], ["--suite-protocol", "contaminated"])
+    suite_options = (["--detector", '{"epochs": 2}'], ["--tables", "1_toy"], ["--suite-protocol", "one-class"])
     for suite_only in suite_options:  # had: ignored without --suite
         with pytest.raises(SystemExit):
             main(["--configs", str(ROOT / "configs/quickstart.yaml"), *suite_only, "--out", str(tmp_path / "grid")])
@@ -280,7 +280,7 @@ def test_a_suite_resumes_only_with_its_folders_tables_unchanged_and_out_must_nam
         suite.table_fingerprint(*suite.read_table(folder / "2_b.npz"))
     }
     assert {r["protocol"] for r in rows} == {"one-class"}
-    with pytest.raises(ValueError, match=r"out.csv holds results of the one-class protocol, not contaminated: give"):
+    with pytest.raises(ValueError, match=r"one-class protocol, not contaminated: resume it with --suite-protocol one"):
         main([*args, "--suite-protocol", "contaminated"])  # one file, one protocol: its means would mix them
     old = out.with_suffix(".csv").read_text().splitlines()  # written before the hashes: no data, protocol columns
     out.with_suffix(".csv").write_text("\n".join(line.rsplit(",", 2)[0] for line in old) + "\n")
@@ -305,6 +305,14 @@ def test_a_suite_resumes_only_with_its_folders_tables_unchanged_and_out_must_nam
             "seed 0:"
         )
     )
+    main([*args[:3], "0,1", "--out", str(contaminated), "--suite-protocol", "contaminated"])  # resumed: seed 1 added
+    assert [r["protocol"] for r in suite.read_rows(contaminated.with_suffix(".csv"))] == ["contaminated"] * 20
+    with pytest.raises(ValueError, match=r"contaminated protocol, not one-class: resume it with --suite-protocol cont"):
+        main([*args[:4], "--out", str(contaminated)])  # the flag forgotten
+    header_only = tmp_path / "header_only"  # a file of before the columns, no rows yet: its header rewritten
+    header_only.with_suffix(".csv").write_text(",".join(suite.SUITE_FIELDS[:-2]) + "\n")
+    main([*args[:4], "--out", str(header_only), "--suite-protocol", "contaminated"])
+    assert {r["protocol"] for r in suite.read_rows(header_only.with_suffix(".csv"))} == {"contaminated"}
     np.savez(folder / "2_b.npz", X=tables["2_b"][0], y=tables["2_b"][1][::-1])  # relabelled since
     with pytest.raises(ValueError, match=r"out.csv holds results of 2_b from other X or y than the folder's now"):
         main(args)  # had: resumed, nothing run, 2_b's old numbers kept
