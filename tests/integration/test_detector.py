@@ -497,8 +497,8 @@ def test_label_aware_variants_fit():
 
 
 def test_mixed_loss_flags_a_group_of_anomalies_like_the_labelled_ones_among_its_training_rows():
-    # 30 near-copies of one event among 600 normal rows, 10 of them labelled: the scoring fit of the label-free
-    # default (re-seeded components, EM) gave the 20 unlabelled ones a component of their own, and every
+    # 30 near-copies of one event among 600 normal rows, 10 of them labelled: the re-seeded scoring fit (the
+    # label-free default's before a0a56df) gave the 20 unlabelled ones a component of their own, and every
     # anomaly scored as normal (ROC AUC 0.0 on new rows; 0.98 with the network's own fit)
     spread = np.abs(np.random.default_rng(123).normal(size=(6, 6)) * 0.5)
 
@@ -668,7 +668,7 @@ def test_bad_settings_and_unfitted():
         DAGMMDetector().decision_function(x)
 
 
-def test_defaults_are_the_improved_config(fitted):
+def test_defaults_are_the_improved_config_but_its_reseeding(fitted):
     config = yaml.safe_load((ROOT / "configs/improved.yaml").read_text())
     det, x, _ = fitted  # the defaults but for epochs and contamination
     for key, value in config["model"]["init_args"].items():
