@@ -349,7 +349,7 @@ def plot_suite(rows: list[dict], path: Path) -> None:
         ax.bar(np.arange(len(tables)) + i * width, values, width, label=m)
     ax.set_xticks(np.arange(len(tables)) + 0.4 - width / 2, tables, rotation=40, ha="right", fontsize=8)
     among = {row_protocol(r) for r in rows} == {"contaminated"}
-    label = "ROC AUC (test rows" + ("; anomalies among the training rows)" if among else ")")
+    label = "ROC AUC (test rows" + ("; contaminated)" if among else ")")  # (anomalies trained)
     ax.set(ylim=(min(0.3, max(0.0, lowest - 0.05)), 1.0), ylabel=label)  # a bar below 0.3 shown, not cut off
     ax.legend(fontsize=7, ncol=min(len(methods), 5), loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
     fig.tight_layout()  # the legend above the axes: over the bars it hid the tallest
