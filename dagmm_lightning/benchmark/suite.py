@@ -9,6 +9,7 @@ Or (``--suite-protocol contaminated``, the setting of a user whose table holds i
 unsupervised one) the normal rows and the anomalies are each shuffled (``default_rng(seed)``, normal rows
 first) and halved: the first halves train together (anomalies among them, no labels), the second halves
 are the test rows.
+
 Each results row records a hash of its table's X and y: a results file is resumed only with the same
 folder's tables, unchanged.
 """
@@ -32,7 +33,6 @@ from dagmm_lightning.data.loaders import read_npz_file
 from dagmm_lightning.errors import ConfigurationError, DataError
 
 SUITE_FIELDS = ["table", "seed", "method", "roc_auc", "seconds", "status", "settings", "data", "protocol"]
-PROTOCOLS = ("one-class", "contaminated")
 BASELINES = ("isolation_forest", "knn", "lof", "gaussian_mixture")
 MAX_ROWS = 20_000
 
@@ -199,10 +199,10 @@ def run_suite(
     protocol: str = "one-class",
 ) -> None:
     """Every table (of ``only``'s names, if given) x seed x method not yet in ``csv_path``, one CSV row each
-    (resumable); ``threads``: the detector's (``detector_scores``); ``protocol``: one of ``PROTOCOLS`` (a
-    results file holds one)."""
+    (resumable); ``threads``: the detector's (``detector_scores``); ``protocol``: a key of ``SPLITS`` (a results
+    file holds one)."""
     if protocol not in SPLITS:
-        raise ConfigurationError(f"protocol {protocol!r}: one of {', '.join(PROTOCOLS)}")
+        raise ConfigurationError(f"protocol {protocol!r}: one of {', '.join(SPLITS)}")
     if not folder.is_dir():
         raise DataError(f"no such folder: {folder}")
     tables = sorted(folder.glob("*.npz"), key=lambda p: table_order(p.stem))
