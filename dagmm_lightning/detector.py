@@ -457,21 +457,7 @@ class DAGMMDetector(BaseEstimator):
             raise
 
     def _fit(self, X, y) -> DAGMMDetector:
-        if isinstance(self.variant, type):
-            if not issubclass(self.variant, DAGMM):
-                raise ConfigurationError(f"variant must be a name or a DAGMM subclass, got {self.variant.__name__}")
-        else:
-            check_choice("variant", self.variant, Variant)
-        check_range("contamination", self.contamination, 0.0, 0.5, low_open=True)
-        if self.model_kwargs is not None and not isinstance(self.model_kwargs, Mapping):
-            raise ConfigurationError(
-                f"model_kwargs must be a dict of DAGMM arguments (or None), got a {type(self.model_kwargs).__name__}"
-            )
-        for name in ("epochs", "members", "batch_size", "n_components", "latent_dim"):
-            value, optional = getattr(self, name), name != "batch_size"
-            if not (value is None and optional) and not (_is_integer(value) and value >= 1):
-                what = "an integer >= 1" + (" or None" if optional else "")
-                raise ConfigurationError(f"{name} must be {what}, got {value!r}")
+        self._check_parameters()
         seed = self.random_state
         if isinstance(seed, np.random.RandomState):  # scikit-learn's convention: a seed drawn from it
             seed = int(seed.randint(0, 2**31))
@@ -548,6 +534,24 @@ class DAGMMDetector(BaseEstimator):
             )
         return self
 
+    def _check_parameters(self) -> None:
+        """The parameters' types and ranges (ConfigurationError), before any work."""
+        if isinstance(self.variant, type):
+            if not issubclass(self.variant, DAGMM):
+                raise ConfigurationError(f"variant must be a name or a DAGMM subclass, got {self.variant.__name__}")
+        else:
+            check_choice("variant", self.variant, Variant)
+        check_range("contamination", self.contamination, 0.0, 0.5, low_open=True)
+        if self.model_kwargs is not None and not isinstance(self.model_kwargs, Mapping):
+            raise ConfigurationError(
+                f"model_kwargs must be a dict of DAGMM arguments (or None), got a {type(self.model_kwargs).__name__}"
+            )
+        for name in ("epochs", "members", "batch_size", "n_components", "latent_dim"):
+            value, optional = getattr(self, name), name != "batch_size"
+            if not (value is None and optional) and not (_is_integer(value) and value >= 1):
+                what = "an integer >= 1" + (" or None" if optional else "")
+                raise ConfigurationError(f"{name} must be {what}, got {value!r}")
+
     def _train(self, data: AnomalyDataModule, n_rows: int) -> None:
         """Seeds, builds ``model_`` and trains it on ``data`` (``n_rows``: X's rows, for the log interval)."""
         # seed_everything's seeding, CPU only (the detector trains on CPU): torch.manual_seed would also
@@ -577,6 +581,27 @@ class DAGMMDetector(BaseEstimator):
                 raise KeyboardInterrupt from None  # half trained: fit leaves the detector unfitted
 
     def _build_model(self, d: int) -> DAGMM:
+        model_class, arguments = self._model_arguments()
+        return model_class(d, **arguments)
+
+    def resolved_settings(self) -> dict:
+        """What this detector trains with, the data aside: ``detector``, its own parameters (but
+        ``random_state``, ``n_jobs``, ``verbose``; ``training_steps`` where ``epochs`` is None) and ``model``,
+        every argument of its model class, defaults filled in (sizes None where the data choose them).
+        ``dagmm benchmark --suite`` records it with each run: a results file resumed at other defaults is
+        refused, not mixed. A change inside a rule (sizes from the data, preprocessing) does not show here."""
+        model_class, arguments = self._model_arguments()
+        signature = {**inspect.signature(DAGMM).parameters, **inspect.signature(model_class).parameters}
+        defaults = {name: p.default for name, p in signature.items() if p.default is not p.empty}
+        skipped = {"random_state", "n_jobs", "verbose", "model_kwargs"}  # (model_kwargs: in model's arguments)
+        detector = {key: value for key, value in self.get_params().items() if key not in skipped}
+        detector["variant"] = model_class.__name__ if isinstance(self.variant, type) else self.variant
+        detector["training_steps"] = TRAINING_STEPS if self.epochs is None else None
+        return {"detector": detector, "model": {**defaults, **arguments}}
+
+    def _model_arguments(self) -> tuple[type[DAGMM], dict]:
+        """The model class and its arguments but ``input_dim``, checked (ConfigurationError)."""
+        self._check_parameters()
         hidden = self.hidden_dims  # an array of integers as a tuple of ints; anything else DAGMM checks
         if isinstance(hidden, np.ndarray) and hidden.dtype.kind in "iu":
             hidden = tuple(hidden.tolist())
@@ -607,7 +632,7 @@ class DAGMMDetector(BaseEstimator):
             raise ConfigurationError(f"model_kwargs {owned}: set them as DAGMMDetector's own parameters")
         settings |= {**MODEL_DEFAULTS, **scoring_fit, **(self.model_kwargs or {})}
         sizes = dict(n_components=None if self.n_components is None else int(self.n_components), members=int(members))
-        return model_class(d, hidden, latent, **sizes, **settings)
+        return model_class, dict(hidden_dims=hidden, latent_dim=latent, **sizes, **settings)
 
     def decision_function(self, X) -> np.ndarray:
         """Anomaly score of each row of X (n,), higher = more anomalous."""

@@ -11,7 +11,8 @@ first) and halved: the first halves train together (anomalies among them, no lab
 are the test rows.
 
 Each results row records a hash of its table's X and y: a results file is resumed only with the same
-folder's tables, unchanged.
+folder's tables, unchanged; and each detector row what the detector trained with, its defaults filled in
+(``DAGMMDetector.resolved_settings``): a file is resumed only at the same defaults.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from dagmm_lightning.benchmark.report import append_rows, exact_mean, read_rows
 from dagmm_lightning.data.loaders import read_npz_file
 from dagmm_lightning.errors import ConfigurationError, DataError
 
-SUITE_FIELDS = ["table", "seed", "method", "roc_auc", "seconds", "status", "settings", "data", "protocol"]
+SUITE_FIELDS = ["table", "seed", "method", "roc_auc", "seconds", "status", "settings", "data", "protocol", "resolved"]
 BASELINES = ("isolation_forest", "knn", "lof", "gaussian_mixture")
 MAX_ROWS = 20_000
 
@@ -187,6 +188,44 @@ def detector_scores(
         return DAGMMDetector(**{"random_state": seed, **settings}).fit(x_train).decision_function(x_test)
 
 
+def resolved_settings(settings: dict) -> str:
+    """JSON of what a detector of ``settings`` trains with, its defaults filled in (its ``resolved_settings``)."""
+    from dagmm_lightning.detector import DAGMMDetector
+
+    try:
+        return json.dumps(DAGMMDetector(**settings).resolved_settings(), sort_keys=True, default=repr)
+    except ConfigurationError as err:
+        raise ConfigurationError(f"--detector: {err}") from None
+
+
+def check_resolved_settings(csv_path: Path, rows: list[dict], method: str, resolved: str) -> None:
+    """Refuse to add ``method``'s runs at ``resolved`` to its ``rows`` in ``csv_path`` that another version's
+    defaults trained (the file's means would mix the two); rows written before the column go unchecked."""
+    now = _flat(json.loads(resolved))
+    for held in sorted({r["resolved"] for r in rows if r.get("resolved")} - {resolved}):
+        before = _flat(json.loads(held))
+        changed = [
+            f"{key} {before.get(key, 'absent')} there, {now.get(key, 'absent')} now"
+            for key in sorted(before.keys() | now.keys())
+            if before.get(key, "absent") != now.get(key, "absent")
+        ]
+        raise ConfigurationError(
+            f"{csv_path} holds {method} rows trained with other defaults ({'; '.join(changed)}): the same "
+            "--detector settings give another detector now; give another --out, or --tag"
+        )
+
+
+def _flat(settings: dict, prefix: str = "") -> dict:
+    """``{"model": {"lr": 0.01}}`` as ``{"model.lr": 0.01}``."""
+    flat = {}
+    for key, value in settings.items():
+        if isinstance(value, dict):
+            flat |= _flat(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def run_suite(
     folder: Path,
     seeds: list[int],
@@ -231,6 +270,10 @@ def run_suite(
             f"{csv_path} holds {method} rows with other --detector settings ({', '.join(sorted(other))}); give "
             "another --out, or --tag"
         )
+    resolved = resolved_settings(settings)
+    check_resolved_settings(csv_path, [r for r in rows if r["method"] == method], method, resolved)
+    if any(r["method"] == method and not r.get("resolved") for r in rows):
+        print(f"({csv_path}'s {method} rows of before the resolved column: their defaults are not checked)")
     done = {(r["table"], int(r["seed"]), r["method"]) for r in rows}
     methods = [method, *(BASELINES if baselines else ())]
     chosen = [p for p in tables if only is None or p.stem in only]  # (the file's other tables checked above)
@@ -274,6 +317,7 @@ def run_suite(
                     "settings": json.dumps(settings) if name == method else "",
                     "data": fingerprints[path.stem],
                     "protocol": protocol,
+                    "resolved": resolved if name == method else "",
                 }
                 append_rows(csv_path, [row], SUITE_FIELDS)
                 print(f"{path.stem} seed {seed} {name}: ROC AUC {auc:.4f} ({seconds} s)", flush=True)

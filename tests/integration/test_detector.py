@@ -1,3 +1,4 @@
+import json
 import math
 import os
 import re
@@ -984,3 +985,27 @@ def test_scoring_does_not_wait_for_a_fit_in_another_thread(fitted):
     finally:
         release.set()
         fitting.join(60)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"latent_dim": 2, "hidden_dims": (8,), "mixture": "laplace"},
+        {"variant": "vae", "model_kwargs": {"em_steps": 3, "jitter": 1e-3}},
+    ],
+)
+def test_resolved_settings_are_the_arguments_its_model_was_built_with(params):
+    detector = DAGMMDetector(epochs=1, n_jobs=1, random_state=0, **params)
+    resolved = detector.resolved_settings()["model"]
+    built = dict(detector.fit(np.random.default_rng(0).random((60, 3))).model_.hparams)
+    data_chosen = {key for key, value in resolved.items() if value is None and built[key] is not None}
+    assert data_chosen == ({"hidden_dims", "latent_dim"} if "latent_dim" not in params else set())
+    built_json, resolved_json = (
+        json.loads(json.dumps({key: value for key, value in d.items() if key not in data_chosen}))  # tuples: lists
+        for d in (built, resolved)
+    )
+    assert built_json == {"input_dim": 3} | resolved_json
+    assert resolved["em_steps"] == (10 if params == {} else 0 if "latent_dim" in params else 3)
+    with pytest.raises(ConfigurationError, match="latent_dim must be an integer >= 1 or None, got 'x'"):
+        DAGMMDetector(latent_dim="x").resolved_settings()  # had: int()'s ValueError

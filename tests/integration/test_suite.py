@@ -1,6 +1,7 @@
 """``dagmm benchmark --suite``: the development suite's one-class protocol on a folder of tables."""
 
 import csv
+import json
 import re
 
 import joblib
@@ -282,12 +283,31 @@ def test_a_suite_resumes_only_with_its_folders_tables_unchanged_and_out_must_nam
     assert {r["protocol"] for r in rows} == {"one-class"}
     with pytest.raises(ValueError, match=r"one-class protocol, not contaminated: resume it with --suite-protocol one"):
         main([*args, "--suite-protocol", "contaminated"])  # one file, one protocol: its means would mix them
-    old = out.with_suffix(".csv").read_text().splitlines()  # written before the hashes: no data, protocol columns
-    out.with_suffix(".csv").write_text("\n".join(line.rsplit(",", 2)[0] for line in old) + "\n")
-    main([*args[:3], "0,1", *args[4:]])  # resumed: seed 1 added, the columns too (old rows blank)
+    resolved = json.dumps(detector_module.DAGMMDetector().resolved_settings(), sort_keys=True)
+    assert [r["resolved"] for r in rows] == [resolved if r["method"] == "dagmm_detector" else "" for r in rows]
+    assert json.loads(resolved)["model"]["em_steps"] == 10  # each detector row: its settings, defaults filled in
+    monkeypatch.setattr(detector_module, "SCORING_FIT_DEFAULTS", dict(em_steps=0, fit_rows=2**16))  # a new default
+    with pytest.raises(
+        ValueError,
+        match=r"out.csv holds dagmm_detector rows trained with other defaults \(model.em_"
+        r"steps 10 there, 0 now\): the same --detector settings give another detector now",
+    ):
+        main([*args[:3], "0,1", *args[4:]])  # had: resumed, seed 1 at the new default, the two means mixed
+    assert len(suite.read_rows(out.with_suffix(".csv"))) == 10
+    before = suite.SUITE_FIELDS[: suite.SUITE_FIELDS.index("data")]  # written before the hashes (and after)
+    old = [{key: r[key] for key in before} for r in rows]
+    with out.with_suffix(".csv").open("w", newline="") as file:
+        csv.DictWriter(file, before).writeheader()
+        csv.DictWriter(file, before).writerows(old)
+    capsys.readouterr()
+    main([*args[:3], "0,1", *args[4:]])  # resumed: seed 1 added, the columns too (old rows blank, unchecked)
+    assert (
+        "dagmm_detector rows of before the resolved column: their defaults are not checked" in capsys.readouterr().out
+    )
     rows = suite.read_rows(out.with_suffix(".csv"))
-    assert [bool(r["data"]) for r in rows] == [False] * 10 + [True] * 10 and rows[0]["roc_auc"] == old[1].split(",")[3]
+    assert [bool(r["data"]) for r in rows] == [False] * 10 + [True] * 10 and rows[0]["roc_auc"] == old[0]["roc_auc"]
     assert [r["protocol"] for r in rows] == [""] * 10 + ["one-class"] * 10  # blank: written before, one-class
+    assert json.loads(rows[10]["resolved"])["model"]["em_steps"] == 0 and not rows[0]["resolved"]
     with pytest.raises(ValueError, match=r"out.csv holds results of the one-class protocol, not contaminated"):
         main([*args, "--suite-protocol", "contaminated"])
     contaminated = tmp_path / "contaminated"
@@ -310,7 +330,7 @@ def test_a_suite_resumes_only_with_its_folders_tables_unchanged_and_out_must_nam
     with pytest.raises(ValueError, match=r"contaminated protocol, not one-class: resume it with --suite-protocol cont"):
         main([*args[:4], "--out", str(contaminated)])  # the flag forgotten
     header_only = tmp_path / "header_only"  # a file of before the columns, no rows yet: its header rewritten
-    header_only.with_suffix(".csv").write_text(",".join(suite.SUITE_FIELDS[:-2]) + "\n")
+    header_only.with_suffix(".csv").write_text(",".join(before) + "\n")
     main([*args[:4], "--out", str(header_only), "--suite-protocol", "contaminated"])
     assert {r["protocol"] for r in suite.read_rows(header_only.with_suffix(".csv"))} == {"contaminated"}
     np.savez(folder / "2_b.npz", X=tables["2_b"][0], y=tables["2_b"][1][::-1])  # relabelled since
