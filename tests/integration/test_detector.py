@@ -334,9 +334,9 @@ def test_the_default_scoring_fit_flags_groups_of_anomalies_among_its_training_ro
     # section 13: 32_shuttle, contaminated, ROC AUC 0.54 re-seeded, 0.98 without)
     (x, y), (x_new, y_new) = rows_with_groups_of_anomalies(0), rows_with_groups_of_anomalies(1)
     default = DAGMMDetector(contamination=0.02, epochs=20, members=1, random_state=0).fit(x)
-    hp = default.model_.hparams  # the network's K = 4, refined by EM over at most 65,536 rows
-    assert (hp.fit_components, hp.em_reseed, hp.em_steps, hp.fit_rows) == (None, 0, 10, 2**16)
-    assert default.model_.model.mixture.means.shape[-2] == 4 and default.model_.model.em_steps_run > 0
+    hp = default.model_.hparams  # the network's own fit of its K = 4, over at most 65,536 rows
+    assert (hp.fit_components, hp.em_reseed, hp.em_steps, hp.fit_rows) == (None, 0, 0, 2**16)
+    assert default.model_.model.mixture.means.shape[-2] == 4 and default.model_.model.em_steps_run == 0
     assert (
         roc_auc_score(y, default.decision_scores_) > 0.9
         and roc_auc_score(y_new, default.decision_function(x_new)) > 0.9
@@ -415,7 +415,7 @@ def test_set_sizes_or_no_reseeding_give_the_papers_fit():
     assert det.model_.model.mixture.means.shape[-2] == 4
     no_reseed = DAGMMDetector(epochs=1, members=1, random_state=0, model_kwargs={"fit_components": "auto"}).fit(x)
     hp = no_reseed.model_.hparams  # 'auto' gives no more components than re-seeding can place: none
-    assert hp.fit_components == hp.n_components == 4 and hp.em_steps == 10 and hp.em_reseed == 0
+    assert hp.fit_components == hp.n_components == 4 and hp.em_steps == 0 and hp.em_reseed == 0
 
 
 def test_dataframe_and_array_give_identical_scores(fitted):
@@ -1006,6 +1006,7 @@ def test_resolved_settings_are_the_arguments_its_model_was_built_with(params):
         for d in (built, resolved)
     )
     assert built_json == {"input_dim": 3} | resolved_json
-    assert resolved["em_steps"] == (10 if params == {} else 0 if "latent_dim" in params else 3)
+    assert resolved["fit_rows"] == (2**16 if params == {} else None)  # the scoring fit's defaults: sizes None
+    assert resolved["em_steps"] == (3 if "model_kwargs" in params else 0)
     with pytest.raises(ConfigurationError, match="latent_dim must be an integer >= 1 or None, got 'x'"):
         DAGMMDetector(latent_dim="x").resolved_settings()  # had: int()'s ValueError

@@ -285,12 +285,12 @@ def test_a_suite_resumes_only_with_its_folders_tables_unchanged_and_out_must_nam
         main([*args, "--suite-protocol", "contaminated"])  # one file, one protocol: its means would mix them
     resolved = json.dumps(detector_module.DAGMMDetector().resolved_settings(), sort_keys=True)
     assert [r["resolved"] for r in rows] == [resolved if r["method"] == "dagmm_detector" else "" for r in rows]
-    assert json.loads(resolved)["model"]["em_steps"] == 10  # each detector row: its settings, defaults filled in
-    monkeypatch.setattr(detector_module, "SCORING_FIT_DEFAULTS", dict(em_steps=0, fit_rows=2**16))  # a new default
+    assert json.loads(resolved)["model"]["em_steps"] == 0  # each detector row: its settings, defaults filled in
+    monkeypatch.setattr(detector_module, "SCORING_FIT_DEFAULTS", dict(em_steps=10, fit_rows=2**16))  # a new default
     with pytest.raises(
         ValueError,
         match=r"out.csv holds dagmm_detector rows trained with other defaults \(model.em_"
-        r"steps 10 there, 0 now\): the same --detector settings give another detector now",
+        r"steps 0 there, 10 now\): the same --detector settings give another detector now",
     ):
         main([*args[:3], "0,1", *args[4:]])  # had: resumed, seed 1 at the new default, the two means mixed
     assert len(suite.read_rows(out.with_suffix(".csv"))) == 10
@@ -307,7 +307,7 @@ def test_a_suite_resumes_only_with_its_folders_tables_unchanged_and_out_must_nam
     rows = suite.read_rows(out.with_suffix(".csv"))
     assert [bool(r["data"]) for r in rows] == [False] * 10 + [True] * 10 and rows[0]["roc_auc"] == old[0]["roc_auc"]
     assert [r["protocol"] for r in rows] == [""] * 10 + ["one-class"] * 10  # blank: written before, one-class
-    assert json.loads(rows[10]["resolved"])["model"]["em_steps"] == 0 and not rows[0]["resolved"]
+    assert json.loads(rows[10]["resolved"])["model"]["em_steps"] == 10 and not rows[0]["resolved"]
     with pytest.raises(ValueError, match=r"out.csv holds results of the one-class protocol, not contaminated"):
         main([*args, "--suite-protocol", "contaminated"])
     contaminated = tmp_path / "contaminated"
