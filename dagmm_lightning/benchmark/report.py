@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 from pathlib import Path
 
@@ -16,8 +17,41 @@ METRICS = ["roc_auc", "average_precision", "precision_rho", "recall_rho", "f1_rh
 METRICS += "precision_threshold recall_threshold f1_threshold roc_auc_energy c".split()
 FIELDS = "method dataset protocol seed epochs selected_epoch seconds final_loss status configs".split() + METRICS
 FIELDS += ["settings"]  # what else made the run (requested epochs, --set, selection): a resumed grid must match
+FIELDS += ["resolved"]  # the run's settings, defaults filled in (runner.resolved_config): so must they
 # F1 at rho of DAGMM as Zong et al. (2018) report it (section 4, mean of 20 runs, paper protocol)
 PAPER_DAGMM_F1 = {"kddcup99": 0.9369, "thyroid": 0.4782, "arrhythmia": 0.4983, "kddcup_rev": 0.9380}
+
+
+def changed_settings(before: str, now: str) -> str:
+    """What differs between two JSON records of resolved settings: ``model.lr 0.01 there, 0.001 now; ...``."""
+    then, current = _flat(json.loads(before)), _flat(json.loads(now))
+    keys = sorted(key for key in then.keys() | current.keys() if then.get(key, "absent") != current.get(key, "absent"))
+    return "; ".join(f"{key} {then.get(key, 'absent')} there, {current.get(key, 'absent')} now" for key in keys)
+
+
+def _flat(settings: dict, prefix: str = "") -> dict:
+    """``{"model": {"lr": 0.01}}`` as ``{"model.lr": 0.01}``."""
+    flat = {}
+    for key, value in settings.items():
+        if isinstance(value, dict):
+            flat |= _flat(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def add_columns(path: Path, fields: list[str]) -> None:
+    """``path`` (a results CSV) written again with the ``fields`` its header lacks added, blank, at the end."""
+    with path.open(newline="") as file:
+        header = next(csv.reader(file), [])
+    if set(fields) <= set(header):
+        return
+    rows, partial = read_rows(path), path.with_suffix(".csv.part")
+    with partial.open("w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=header + [f for f in fields if f not in header])
+        writer.writeheader()
+        writer.writerows(rows)
+    partial.replace(path)
 
 
 def read_rows(path: Path) -> list[dict]:

@@ -7,7 +7,8 @@ dagmm_lightning/benchmark/suite.py), also resumable.
         --seeds 0-2 --epochs 500 --jobs 2 --baselines --out benchmarks/results/thyroid
 
 writes ``<out>.csv`` (one row per run; started again, finished runs are skipped, a run made with other
-``--epochs``, ``--set`` or selection settings is refused, ``--baselines`` added later adds only the
+``--epochs``, ``--set`` or selection settings, or whose configs resolve to other settings now (the
+``resolved`` column), is refused, ``--baselines`` added later adds only the
 baseline rows (once per data set, protocol and seed, whichever config is beside them), and
 ``--recon-inference`` added later is refused: its rows come from the trained model), ``<out>.md``
 (mean and std over seeds of P/R/F1 at the data set's rho and ROC AUC) and ``<out>.png`` (F1 per method
@@ -44,7 +45,9 @@ from dagmm_lightning.benchmark.report import (
     FIELDS,
     METRICS,
     PERCENTILES,
+    add_columns,
     append_rows,
+    changed_settings,
     read_rows,
     summarize_matrix,
     write_reports,
@@ -86,6 +89,7 @@ class Job:
     checkpoint_dir: str = ""
     tag: str = ""
     train: bool = True  # False: the baseline rows only (added to a grid that ran without them)
+    resolved: str = ""  # the run's settings, defaults filled in (resolved_config), for its rows
 
     @property
     def method(self) -> str:
@@ -140,6 +144,16 @@ def _cli_args(job: Job) -> list[str]:
     return args + quiet.split() + list(job.extra)
 
 
+RESOLVED_PARTS = ("model", "data", "trainer", "optimizer", "lr_scheduler", "metrics")
+
+
+def resolved_config(cli_args: list[str]) -> str:
+    """JSON of what a run of ``cli_args`` trains and tests with, as ``dagmm fit`` would read them, the defaults
+    filled in (the seed, the checkpoint's folder and the config files' names aside)."""
+    config = parse_settings(cli_args).as_dict()
+    return json.dumps({part: config.get(part) for part in RESOLVED_PARTS}, sort_keys=True, default=str)
+
+
 def run_job(job: Job) -> list[dict]:
     """Train and test one config on one seed (and the baselines on its split); rows for the CSV."""
     torch.set_num_threads(job.threads)
@@ -185,6 +199,7 @@ def _run_job(job: Job) -> list[dict]:
         else:
             trainer.test(model, datamodule=dm, verbose=False)
         common = dict(base, epochs=trainer.current_epoch, selected_epoch=selected, seconds=round(seconds, 1))
+        common["resolved"] = job.resolved
         common["final_loss"] = loss
         main_row = {**common, "method": job.method, "status": "ok", **_metric_row(metrics_cb.last_metrics["test"])}
         if hasattr(model.model, "c"):  # the positive-unlabeled estimate of p(labelled | normal)
@@ -196,7 +211,7 @@ def _run_job(job: Job) -> list[dict]:
             rows.append({**common, "method": job.method + RECON, "status": "ok", **_metric_row(rescored)})
     except FloatingPointError as err:
         status, seconds = f"non-finite: {err}"[:200], round(time.perf_counter() - start, 1)
-        rows.append(dict(base, method=job.method, status=status, seconds=seconds))
+        rows.append(dict(base, method=job.method, status=status, seconds=seconds, resolved=job.resolved))
     if job.baselines:
         baselines = run_baselines(dm, job.seed, int(baseline_components), base)
         rows += [dict(row, method=row["method"] + job.tag) for row in baselines]
@@ -540,7 +555,8 @@ def main(argv: list[str] | None = None) -> None:
         for r in rows_done
         if r["method"] == "isolation_forest" + args.tag
     }
-    jobs, skipped = [], 0
+    resolved_of: dict[tuple[str, ...], str] = {}  # (one parse per configs: the seed plays no part)
+    jobs, skipped, unchecked = [], 0, 0
     for config in args.configs:
         for data in args.data:
             configs = (config,) if data is None else (config, data)
@@ -550,8 +566,18 @@ def main(argv: list[str] | None = None) -> None:
                 baselined.add(data_and_seed)
                 options = (args.recon_inference, threads, args.select_on, args.val_every)
                 job = Job(configs, seed, args.protocol, args.epochs, extra, baselines, *options, tag=args.tag)
+                if configs not in resolved_of:
+                    resolved_of[configs] = resolved_config(_cli_args(job))
+                job = dataclasses.replace(job, resolved=resolved_of[configs])
                 key = (job.method, " ".join(configs), args.protocol, seed)
                 row = done.get(key)
+                unchecked += row is not None and not row.get("resolved")
+                if row is not None and row.get("resolved") and row["resolved"] != job.resolved:
+                    changed = changed_settings(row["resolved"], job.resolved)
+                    raise ConfigurationError(
+                        f"{csv_path} holds {' '.join((job.method, *configs[1:]))} seed {seed} run with other "
+                        f"settings, the configs' or the defaults' ({changed}); give another --out, or --tag"
+                    )
                 if row is not None and row.get("settings") and json.loads(row["settings"]) != json.loads(job.settings):
                     raise ConfigurationError(
                         f"{csv_path} holds {' '.join((job.method, *configs[1:]))} seed {seed} run with other settings "
@@ -573,6 +599,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{len(jobs)} run{'' if len(jobs) == 1 else 's'} to do, {skipped} already in {csv_path}", flush=True)
     if skipped and any("settings" not in r for r in done.values()):
         print(f"({csv_path} predates the settings column: runs made with other settings are not told apart)")
+    elif unchecked:
+        print(f"({csv_path} holds runs of before the resolved column: their configs' settings are not checked)")
+    if jobs and csv_path.is_file():
+        add_columns(csv_path, FIELDS)  # (a file of before the resolved column: its rows blank there)
     started = time.perf_counter()
     pool = ProcessPoolExecutor(
         max_workers=max(args.jobs, 1), mp_context=get_context("spawn"), initializer=_leave_interrupts_to_the_main

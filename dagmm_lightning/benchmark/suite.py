@@ -29,7 +29,7 @@ import joblib
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from dagmm_lightning.benchmark.report import append_rows, exact_mean, read_rows
+from dagmm_lightning.benchmark.report import append_rows, changed_settings, exact_mean, read_rows
 from dagmm_lightning.data.loaders import read_npz_file
 from dagmm_lightning.errors import ConfigurationError, DataError
 
@@ -201,29 +201,11 @@ def resolved_settings(settings: dict) -> str:
 def check_resolved_settings(csv_path: Path, rows: list[dict], method: str, resolved: str) -> None:
     """Refuse to add ``method``'s runs at ``resolved`` to its ``rows`` in ``csv_path`` that another version's
     defaults trained (the file's means would mix the two); rows written before the column go unchecked."""
-    now = _flat(json.loads(resolved))
     for held in sorted({r["resolved"] for r in rows if r.get("resolved")} - {resolved}):
-        before = _flat(json.loads(held))
-        changed = [
-            f"{key} {before.get(key, 'absent')} there, {now.get(key, 'absent')} now"
-            for key in sorted(before.keys() | now.keys())
-            if before.get(key, "absent") != now.get(key, "absent")
-        ]
         raise ConfigurationError(
-            f"{csv_path} holds {method} rows trained with other defaults ({'; '.join(changed)}): the same "
-            "--detector settings give another detector now; give another --out, or --tag"
+            f"{csv_path} holds {method} rows trained with other defaults ({changed_settings(held, resolved)}): the "
+            "same --detector settings give another detector now; give another --out, or --tag"
         )
-
-
-def _flat(settings: dict, prefix: str = "") -> dict:
-    """``{"model": {"lr": 0.01}}`` as ``{"model.lr": 0.01}``."""
-    flat = {}
-    for key, value in settings.items():
-        if isinstance(value, dict):
-            flat |= _flat(value, f"{prefix}{key}.")
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def run_suite(

@@ -1,5 +1,6 @@
 import csv
 import itertools
+import json
 import logging
 import re
 import signal
@@ -11,7 +12,7 @@ import torch
 
 from dagmm_lightning.__main__ import main as dagmm_main
 from dagmm_lightning.benchmark import runner
-from dagmm_lightning.benchmark.report import summarize
+from dagmm_lightning.benchmark.report import read_rows, summarize
 from dagmm_lightning.benchmark.runner import main, parse_seeds
 
 from ..conftest import ROOT
@@ -481,3 +482,36 @@ def test_recon_inference_rows_of_a_contamination_from_the_labels_have_a_threshol
         rows = {r["method"]: r for r in csv.DictReader(f)}
     recon = rows["quickstart+recon_inference"]  # had: the quantile of None (a TypeError, or NaN where skipped)
     assert recon["status"] == "ok" and np.isfinite(float(recon["f1_threshold"]))
+
+
+def test_a_grid_resumes_only_at_the_settings_its_configs_resolved_to(tmp_path, capsys):
+    config = tmp_path / "mine.yaml"  # the same file name, its content edited between two runs of the grid
+    config.write_text((ROOT / "configs/quickstart.yaml").read_text())
+    out = tmp_path / "grid"
+    args = [*quick_run(out)[:1], str(config), *quick_run(out)[2:]]
+    main(args)
+    rows = read_rows(out.with_suffix(".csv"))
+    resolved = json.loads(rows[0]["resolved"])  # the model's arguments, defaults filled in, and the rest
+    assert resolved["model"]["init_args"]["lr"] == 0.001 and resolved["model"]["init_args"]["jitter"] == 1e-6
+    assert resolved["trainer"]["max_epochs"] == 1 and resolved["data"]["dataset"] == "breast_cancer"
+    config.write_text(config.read_text().replace("lr: 0.001", "lr: 0.002"))
+    with pytest.raises(
+        ValueError,
+        match=r"mine seed 0 run with other settings, the configs' or the defaults' "
+        r"\(model.init_args.lr 0.001 there, 0.002 now\)",
+    ):
+        main(args)  # had: 0 runs to do, the old row kept as this config's
+    config.write_text(config.read_text().replace("lr: 0.002", "lr: 0.001"))
+    header = list(rows[0])[:-1]  # a file of before the column: resumed, unchecked (said so), the column added
+    with out.with_suffix(".csv").open("w", newline="") as file:
+        csv.DictWriter(file, header, extrasaction="ignore").writeheader()
+        csv.DictWriter(file, header, extrasaction="ignore").writerows(rows)
+    capsys.readouterr()
+    main([*args[:3], "0,1", *args[4:]])
+    assert (
+        "holds runs of before the resolved column: their configs' settings are not checked" in capsys.readouterr().out
+    )
+    rows = read_rows(out.with_suffix(".csv"))
+    assert [bool(r["resolved"]) for r in rows] == [False, True] and rows[1]["resolved"] == json.dumps(
+        resolved, sort_keys=True
+    )
