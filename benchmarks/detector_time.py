@@ -3,7 +3,7 @@ protocol), with its defaults or other settings: for same-hour comparisons on a m
 
     python benchmarks/detector_time.py --suite ../shared/data/dev --table 14_glass
     python benchmarks/detector_time.py --suite ../shared/data/dev --table 14_glass \
-        --detector '{"model_kwargs": {"fit_components": null, "em_steps": 0, "em_reseed": 0}}'
+        --detector '{"model_kwargs": {"fit_components": "auto", "em_reseed": 0.05, "em_steps": 10}}'
 """
 
 from __future__ import annotations

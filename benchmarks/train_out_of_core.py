@@ -15,8 +15,8 @@ trains in memory, and the two checkpoints' weights, mixture and threshold are co
 
 runs the README's first command for a table instead, without validation as above
 (``configs/improved.yaml`` composed with ``configs/table.yaml``: networks sized from the data, an
-ensemble of 5, a scoring fit refined by EM on at most 65,536 training rows; up to 32 components re-seeded
-before a0a56df, whose table.yaml leaves the re-seeding out) for 300 steps.
+ensemble of 5, the network's own scoring fit on at most 65,536 training rows; up to 32 components
+re-seeded before a0a56df, refined by EM before 90b1498) for 300 steps.
 """
 
 from __future__ import annotations

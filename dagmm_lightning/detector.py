@@ -110,7 +110,8 @@ class DAGMMDetector(BaseEstimator):
             network's own fit (its memberships' M-step, the paper's), with the sizes None on at most
             ``fit_rows`` 65,536 of the rows, a fixed random subset (``SCORING_FIT_DEFAULTS``; see ``DAGMM``).
             For rows known to be normal, ``configs/improved.yaml``'s fit of more components
-            (``model_kwargs={"fit_components": "auto", "em_reseed": 0.05}``) gives rare normal kinds of rows
+            (``model_kwargs={"fit_components": "auto", "em_reseed": 0.05, "em_steps": 10}``) gives rare normal
+            kinds of rows
             components of their own (KDDCUP99's); among rows that hold anomalies it does that for groups of
             anomalies too, which then score as normal.
         members: models in the ensemble, trained at once as one vectorised model (``dagmm`` and

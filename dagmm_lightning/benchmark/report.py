@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -22,11 +23,21 @@ FIELDS += ["resolved"]  # the run's settings, defaults filled in (runner.resolve
 PAPER_DAGMM_F1 = {"kddcup99": 0.9369, "thyroid": 0.4782, "arrhythmia": 0.4983, "kddcup_rev": 0.9380}
 
 
-def changed_settings(before: str, now: str) -> str:
-    """What differs between two JSON records of resolved settings: ``model.lr 0.01 there, 0.001 now; ...``."""
-    then, current = _flat(json.loads(before)), _flat(json.loads(now))
-    keys = sorted(key for key in then.keys() | current.keys() if then.get(key, "absent") != current.get(key, "absent"))
-    return "; ".join(f"{key} {then.get(key, 'absent')} there, {current.get(key, 'absent')} now" for key in keys)
+def changed_settings(held: Iterable[str], now: str) -> tuple[str, str]:
+    """What differs between the JSON records of resolved settings ``held`` (a results file's) and ``now``:
+    the keys both hold with other values (``model.lr 0.01 there, 0.001 now; ...``: a change), and the keys
+    one side lacks (a parameter added or dropped since, as a rule at a default that changes nothing: told,
+    not refused). Values compare as numbers (1 == 1.0); each empty where nothing differs."""
+    current, changed, one_sided = _flat(json.loads(now)), [], []
+    for record in sorted(set(held)):
+        then = _flat(json.loads(record))
+        changed += [
+            f"{key} {then[key]} there, {current[key]} now"
+            for key in sorted(then.keys() & current.keys())
+            if then[key] != current[key]
+        ]
+        one_sided += [f"{key} only {'there' if key in then else 'now'}" for key in sorted(then.keys() ^ current.keys())]
+    return "; ".join(dict.fromkeys(changed)), "; ".join(dict.fromkeys(one_sided))
 
 
 def _flat(settings: dict, prefix: str = "") -> dict:

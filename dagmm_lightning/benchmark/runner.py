@@ -149,9 +149,33 @@ RESOLVED_PARTS = ("model", "data", "trainer", "optimizer", "lr_scheduler", "metr
 
 def resolved_config(cli_args: list[str]) -> str:
     """JSON of what a run of ``cli_args`` trains and tests with, as ``dagmm fit`` would read them, the defaults
-    filled in (the seed, the checkpoint's folder and the config files' names aside)."""
+    filled in (the seed, the checkpoint's folder and the config files' names aside). A positive-unlabeled
+    run with ``--select-on``, which ``_run_job`` runs without selection, records the options it was given."""
     config = parse_settings(cli_args).as_dict()
     return json.dumps({part: config.get(part) for part in RESOLVED_PARTS}, sort_keys=True, default=str)
+
+
+def check_grid_rows(csv_path: Path, rows: list[dict], job: Job, resolved: str) -> None:
+    """Refuse to add ``job``'s method's runs to its ``rows`` in ``csv_path`` (the same configs and protocol,
+    any seed) where those were made with other options (``--epochs``, ``--set``, selection) or with configs
+    or defaults that resolved to other settings (a file's means would mix them); a setting only one side
+    names is told, not refused (``changed_settings``)."""
+    configs, name = " ".join(job.configs), " ".join((job.method, *job.configs[1:]))
+    own = [r for r in rows if (r["method"], r["configs"], r["protocol"]) == (job.method, configs, job.protocol)]
+    for row in own:
+        if row.get("settings") and json.loads(row["settings"]) != json.loads(job.settings):
+            raise ConfigurationError(
+                f"{csv_path} holds {name} seed {row['seed']} run with other settings ({row['settings']}, now "
+                f"{job.settings}); give another --out, or --tag"
+            )
+    changed, one_sided = changed_settings({r["resolved"] for r in own if r.get("resolved")}, resolved)
+    if changed:
+        raise ConfigurationError(
+            f"{csv_path} holds {name} runs whose configs resolved to other settings than now, the configs' or "
+            f"the defaults' ({changed}); give another --out, or --tag"
+        )
+    if one_sided:
+        print(f"({csv_path}'s {name} runs and this version name different settings: {one_sided})", flush=True)
 
 
 def run_job(job: Job) -> list[dict]:
@@ -566,23 +590,13 @@ def main(argv: list[str] | None = None) -> None:
                 baselined.add(data_and_seed)
                 options = (args.recon_inference, threads, args.select_on, args.val_every)
                 job = Job(configs, seed, args.protocol, args.epochs, extra, baselines, *options, tag=args.tag)
-                if configs not in resolved_of:
+                if configs not in resolved_of:  # the method's rows of every seed made as this grid makes its own
                     resolved_of[configs] = resolved_config(_cli_args(job))
+                    check_grid_rows(csv_path, rows_done, job, resolved_of[configs])
                 job = dataclasses.replace(job, resolved=resolved_of[configs])
                 key = (job.method, " ".join(configs), args.protocol, seed)
                 row = done.get(key)
                 unchecked += row is not None and not row.get("resolved")
-                if row is not None and row.get("resolved") and row["resolved"] != job.resolved:
-                    changed = changed_settings(row["resolved"], job.resolved)
-                    raise ConfigurationError(
-                        f"{csv_path} holds {' '.join((job.method, *configs[1:]))} seed {seed} run with other "
-                        f"settings, the configs' or the defaults' ({changed}); give another --out, or --tag"
-                    )
-                if row is not None and row.get("settings") and json.loads(row["settings"]) != json.loads(job.settings):
-                    raise ConfigurationError(
-                        f"{csv_path} holds {' '.join((job.method, *configs[1:]))} seed {seed} run with other settings "
-                        f"({row['settings']}, now {job.settings}); give another --out, or --tag"
-                    )
                 scored = row is not None and row.get("status") == "ok" and row.get("roc_auc_energy") in ("", None)
                 if args.recon_inference and scored and (job.method + RECON, *key[1:]) not in done:
                     raise ConfigurationError(

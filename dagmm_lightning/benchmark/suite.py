@@ -188,7 +188,7 @@ def detector_scores(
         return DAGMMDetector(**{"random_state": seed, **settings}).fit(x_train).decision_function(x_test)
 
 
-def resolved_settings(settings: dict) -> str:
+def resolved_json(settings: dict) -> str:
     """JSON of what a detector of ``settings`` trains with, its defaults filled in (its ``resolved_settings``)."""
     from dagmm_lightning.detector import DAGMMDetector
 
@@ -200,12 +200,16 @@ def resolved_settings(settings: dict) -> str:
 
 def check_resolved_settings(csv_path: Path, rows: list[dict], method: str, resolved: str) -> None:
     """Refuse to add ``method``'s runs at ``resolved`` to its ``rows`` in ``csv_path`` that another version's
-    defaults trained (the file's means would mix the two); rows written before the column go unchecked."""
-    for held in sorted({r["resolved"] for r in rows if r.get("resolved")} - {resolved}):
+    defaults trained (the file's means would mix the two); rows written before the column go unchecked, and
+    a setting only one side names is told, not refused (``changed_settings``)."""
+    changed, one_sided = changed_settings({r["resolved"] for r in rows if r.get("resolved")}, resolved)
+    if changed:
         raise ConfigurationError(
-            f"{csv_path} holds {method} rows trained with other defaults ({changed_settings(held, resolved)}): the "
-            "same --detector settings give another detector now; give another --out, or --tag"
+            f"{csv_path} holds {method} rows trained with other defaults ({changed}): the same --detector "
+            "settings give another detector now; give another --out, or --tag"
         )
+    if one_sided:
+        print(f"({csv_path}'s {method} rows and this version name different settings: {one_sided})", flush=True)
 
 
 def run_suite(
@@ -244,18 +248,18 @@ def run_suite(
                 f"{csv_path} holds results of the {held[0]} protocol, not {protocol}: resume it with "
                 f"--suite-protocol {held[0]}, or give another --out"
             )
-    if csv_path.is_file() and set(SUITE_FIELDS) - set(results_header(csv_path)):  # written before the hashes
-        rewrite_rows(csv_path, rows)  # (or the protocol): the columns added (old rows: unchecked, one-class)
     other = {r["settings"] for r in rows if r["method"] == method and json.loads(r.get("settings") or "{}") != settings}
     if other:
         raise ConfigurationError(
             f"{csv_path} holds {method} rows with other --detector settings ({', '.join(sorted(other))}); give "
             "another --out, or --tag"
         )
-    resolved = resolved_settings(settings)
+    resolved = resolved_json(settings)
     check_resolved_settings(csv_path, [r for r in rows if r["method"] == method], method, resolved)
     if any(r["method"] == method and not r.get("resolved") for r in rows):
         print(f"({csv_path}'s {method} rows of before the resolved column: their defaults are not checked)")
+    if csv_path.is_file() and set(SUITE_FIELDS) - set(results_header(csv_path)):  # written before the hashes,
+        rewrite_rows(csv_path, rows)  # the protocol or the resolved column: those added (old rows: unchecked)
     done = {(r["table"], int(r["seed"]), r["method"]) for r in rows}
     methods = [method, *(BASELINES if baselines else ())]
     chosen = [p for p in tables if only is None or p.stem in only]  # (the file's other tables checked above)

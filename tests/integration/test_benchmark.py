@@ -341,10 +341,12 @@ def test_a_resumed_grid_must_match_its_settings_and_gains_baselines_added_later(
     assert "0 runs to do, 1 already in" in capsys.readouterr().out
     with pytest.raises(ValueError, match="quickstart seed 0 run without --recon-inference .* cannot be added"):
         main(quick_run(out, "--recon-inference"))  # had: skipped, no recon row and no word of it
-    with pytest.raises(ValueError, match="run with other settings"):
+    with pytest.raises(ValueError, match=r"quickstart seed 0 run with other settings \(\{\"epochs\": 1"):
         main([*quick_run(out), "--epochs", "2"])
-    with pytest.raises(ValueError, match="run with other settings"):
+    with pytest.raises(ValueError, match=r"quickstart seed 0 run with other settings \(.*now .*lr=0.01"):
         main(quick_run(out, "--set", "model.init_args.lr=0.01"))
+    with pytest.raises(ValueError, match=r"quickstart seed 0 run with other settings \(.*now .*lr=0.01"):
+        main([*quick_run(out)[:3], "1", *quick_run(out, "--set", "model.init_args.lr=0.01")[4:]])  # had: seed 1 ran
     swapped = tmp_path / "swapped"
     main(quick_run(swapped, "--set", "model.init_args.lr=0.01", "--set", "data.batch_size=32"))
     main(quick_run(swapped, "--set", "data.batch_size=32", "--set", "model.init_args.lr=0.01"))  # the same runs
@@ -495,12 +497,13 @@ def test_a_grid_resumes_only_at_the_settings_its_configs_resolved_to(tmp_path, c
     assert resolved["model"]["init_args"]["lr"] == 0.001 and resolved["model"]["init_args"]["jitter"] == 1e-6
     assert resolved["trainer"]["max_epochs"] == 1 and resolved["data"]["dataset"] == "breast_cancer"
     config.write_text(config.read_text().replace("lr: 0.001", "lr: 0.002"))
-    with pytest.raises(
-        ValueError,
-        match=r"mine seed 0 run with other settings, the configs' or the defaults' "
-        r"\(model.init_args.lr 0.001 there, 0.002 now\)",
-    ):
-        main(args)  # had: 0 runs to do, the old row kept as this config's
+    for seeds in ("0", "1"):  # the same seed (had: 0 runs to do, the old row kept), or a new one (had: ran beside it)
+        with pytest.raises(
+            ValueError,
+            match=r"mine runs whose configs resolved to other settings than now, the configs' or the defaults' "
+            r"\(model.init_args.lr 0.001 there, 0.002 now\)",
+        ):
+            main([*args[:3], seeds, *args[4:]])
     config.write_text(config.read_text().replace("lr: 0.002", "lr: 0.001"))
     header = list(rows[0])[:-1]  # a file of before the column: resumed, unchecked (said so), the column added
     with out.with_suffix(".csv").open("w", newline="") as file:

@@ -11,6 +11,7 @@ from sklearn.metrics import roc_auc_score
 
 from dagmm_lightning import detector as detector_module
 from dagmm_lightning.benchmark import suite
+from dagmm_lightning.benchmark.report import changed_settings
 from dagmm_lightning.benchmark.runner import main
 
 from ..conftest import ROOT
@@ -351,3 +352,32 @@ def test_a_suite_resumes_only_with_its_folders_tables_unchanged_and_out_must_nam
     with pytest.raises(SystemExit) as stopped:
         main(["--suite", str(folder), "--seeds", "0", "--out", str(tmp_path / "early")])
     assert stopped.value.code == 130 and "interrupted before a run ended: nothing written" in capsys.readouterr().out
+
+
+def test_a_file_of_before_the_resolved_column_gains_it_and_differences_are_read_as_values(
+    tmp_path, capsys, monkeypatch
+):
+    folder = tmp_path / "tables"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    np.savez(folder / "1_a.npz", X=rng.normal(size=(60, 3)), y=np.r_[np.zeros(54), np.ones(6)])
+    monkeypatch.setattr(suite, "detector_scores", lambda settings, x_train, x_test, seed, threads: x_test.sum(axis=1))
+    out = tmp_path / "out"
+    main(["--suite", str(folder), "--seeds", "0", "--out", str(out)])
+    rows = suite.read_rows(out.with_suffix(".csv"))
+    fields = suite.SUITE_FIELDS[:-1]  # the committed files of before it: the hashes and protocol, no resolved
+    with out.with_suffix(".csv").open("w", newline="") as file:
+        csv.DictWriter(file, fields, extrasaction="ignore").writeheader()
+        csv.DictWriter(file, fields, extrasaction="ignore").writerows(rows)
+    capsys.readouterr()
+    main(["--suite", str(folder), "--seeds", "0,1", "--out", str(out)])
+    assert "rows of before the resolved column: their defaults are not checked" in capsys.readouterr().out
+    assert [
+        bool(r["resolved"]) for r in suite.read_rows(out.with_suffix(".csv")) if r["method"] == "dagmm_detector"
+    ] == [False, True]
+    changed, one_sided = changed_settings(
+        {'{"model": {"lr": 1, "old": 2, "none": {}}}'}, '{"model": {"lr": 1.0, "new": 3}}'
+    )
+    assert changed == "" and one_sided == "model.new only now; model.old only there"  # 1 == 1.0: no change
+    changed, _ = changed_settings({'{"a": 1}', '{"a": 2}'}, '{"a": 1}')
+    assert changed == "a 2 there, 1 now"
