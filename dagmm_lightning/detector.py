@@ -111,9 +111,8 @@ class DAGMMDetector(BaseEstimator):
             ``fit_rows`` 65,536 of the rows, a fixed random subset (``SCORING_FIT_DEFAULTS``; see ``DAGMM``).
             For rows known to be normal, ``configs/improved.yaml``'s fit of more components
             (``model_kwargs={"fit_components": "auto", "em_reseed": 0.05, "em_steps": 10}``) gives rare normal
-            kinds of rows
-            components of their own (KDDCUP99's); among rows that hold anomalies it does that for groups of
-            anomalies too, which then score as normal.
+            kinds of rows components of their own (KDDCUP99's); among rows that hold anomalies it does that
+            for groups of anomalies too, which then score as normal.
         members: models in the ensemble, trained at once as one vectorised model (``dagmm`` and
             ``mixed_loss`` variants); the score is the mean of their training-z-scored scores. None:
             ``ENSEMBLE_MEMBERS`` where the variant supports ensembles, else 1.
