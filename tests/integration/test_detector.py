@@ -669,16 +669,19 @@ def test_bad_settings_and_unfitted():
         DAGMMDetector().decision_function(x)
 
 
-def test_defaults_are_the_improved_config_but_its_reseeding(fitted):
+def test_defaults_are_the_improved_config_but_its_scoring_fit(fitted):
     config = yaml.safe_load((ROOT / "configs/improved.yaml").read_text())
     det, x, _ = fitted  # the defaults but for epochs and contamination
     for key, value in config["model"]["init_args"].items():
-        if key not in ("contamination", "latent_dim", "hidden_dims", "fit_components", "em_reseed"):
+        if key not in ("contamination", "latent_dim", "hidden_dims", "fit_components", "em_reseed", "em_steps"):
             assert det.model_.hparams[key] == value, key
     assert det.model_.hparams.latent_dim == latent_size(det.preprocessor_.scale_rows(x).numpy())
-    # but the scoring fit's re-seeding: the config's rows are normal (the paper's protocol), X may hold anomalies
-    assert (config["model"]["init_args"]["fit_components"], config["model"]["init_args"]["em_reseed"]) == ("auto", 0.05)
-    assert det.model_.hparams.fit_components is None and det.model_.hparams.em_reseed == 0
+    # but the scoring fit's re-seeding and EM: the config's rows are normal (the paper's protocol), X may hold
+    # anomalies; the detector keeps the network's own fit
+    init = config["model"]["init_args"]
+    assert (init["fit_components"], init["em_reseed"], init["em_steps"]) == ("auto", 0.05, 10)
+    hp = det.model_.hparams
+    assert hp.fit_components is None and hp.em_reseed == 0 and hp.em_steps == 0
     assert config["trainer"]["max_steps"] == TRAINING_STEPS and config["data"]["batch_size"] == det.batch_size
 
 
