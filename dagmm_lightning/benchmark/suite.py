@@ -29,7 +29,7 @@ import joblib
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from dagmm_lightning.benchmark.report import append_rows, changed_settings, exact_mean, read_rows
+from dagmm_lightning.benchmark.report import add_columns, append_rows, changed_settings, exact_mean, read_rows
 from dagmm_lightning.data.loaders import read_npz_file
 from dagmm_lightning.errors import ConfigurationError, DataError
 
@@ -103,16 +103,6 @@ def check_results_match(csv_path: Path, rows: list[dict], folder: Path, fingerpr
 def row_protocol(row: dict) -> str:
     """A results row's protocol; rows written before the column are the one-class protocol's."""
     return row.get("protocol") or "one-class"
-
-
-def rewrite_rows(csv_path: Path, rows: list[dict]) -> None:
-    """``csv_path`` written again with every column of ``SUITE_FIELDS`` (the ones its rows lack blank)."""
-    partial = csv_path.with_suffix(".csv.part")
-    with partial.open("w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=SUITE_FIELDS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    partial.replace(csv_path)
 
 
 def table_order(name: str) -> tuple[int, str]:
@@ -258,8 +248,8 @@ def run_suite(
     check_resolved_settings(csv_path, [r for r in rows if r["method"] == method], method, resolved)
     if any(r["method"] == method and not r.get("resolved") for r in rows):
         print(f"({csv_path}'s {method} rows of before the resolved column: their defaults are not checked)")
-    if csv_path.is_file() and set(SUITE_FIELDS) - set(results_header(csv_path)):  # written before the hashes,
-        rewrite_rows(csv_path, rows)  # the protocol or the resolved column: those added (old rows: unchecked)
+    if csv_path.is_file():  # written before the hashes, the protocol or the resolved column: those added
+        add_columns(csv_path, SUITE_FIELDS)  # (old rows blank there: unchecked, one-class)
     done = {(r["table"], int(r["seed"]), r["method"]) for r in rows}
     methods = [method, *(BASELINES if baselines else ())]
     chosen = [p for p in tables if only is None or p.stem in only]  # (the file's other tables checked above)
