@@ -893,7 +893,9 @@ class DAGMMCLI(LightningCLI):
         share = f" ({100 * flagged / rows:.3g} %)" if rows else ""
         none = ": none scores above the checkpoint's threshold" if rows and not flagged else ""
         earlier = " (replacing an earlier file)" if self._replacing_predictions else ""
-        rank_zero_info(f"wrote {rows} predictions to {target}{earlier}; {flagged} flagged as anomalies{share}{none}")
+        kept = f", beside the file's {', '.join(writer.columns_kept)}" if writer.columns_kept else ""
+        message = f"wrote {rows} predictions to {target}{earlier}{kept}; {flagged} flagged as anomalies{share}{none}"
+        rank_zero_info(message)
 
     def after_test(self) -> None:
         if logged_to(self.trainer):

@@ -1,4 +1,5 @@
-"""Write ``predict`` results to a CSV: source row index, score, 0/1 label at the stored threshold, truth."""
+"""Write ``predict`` results to a CSV: columns kept from the scored file (ids), source row index, score,
+0/1 label at the stored threshold, truth."""
 
 from __future__ import annotations
 
@@ -6,17 +7,21 @@ import os
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
-from dagmm_lightning.errors import DataError, make_folder_of
+from dagmm_lightning.data.datamodule import TABLE
+from dagmm_lightning.data.loaders import columns_named
+from dagmm_lightning.data.streaming import column_names, read_columns
+from dagmm_lightning.errors import DataError, make_folder_of, warn
 
 OTHER_FORMATS = (".parquet", ".pq", ".npz", ".npy", ".json", ".xlsx", ".xls", ".feather", ".pkl", ".pickle")
 COLUMNS = {"index": torch.long, "score": torch.float64, "prediction": torch.long, "label": torch.long}
 
 
 class PredictionCSVWriter(BasePredictionWriter):
-    """Writes predict's scores and 0/1 labels to a CSV (index, score, prediction, label).
+    """Writes predict's scores and 0/1 labels to a CSV (kept columns, index, score, prediction, label).
 
     Appends every predicted batch to a part file as it comes, so memory stays flat whatever the number
     of rows, and names it the CSV when every row is written (a run that fails leaves no file there, and an
@@ -27,11 +32,18 @@ class PredictionCSVWriter(BasePredictionWriter):
         output_path: the CSV to write (a folder, existing or ending in ``/``: ``predictions.csv`` in it);
             default ``predictions.csv`` in the run's log folder. Column
             ``label`` is the known truth (1 = anomaly) or -1 where the rows carry no labels.
+        keep_columns: columns of the scored file (``--data.predict_file``, else the table whose test rows
+            are scored) copied, as written, before each row's score: ids to find the flagged rows by.
+            Default: the data's ``ignore_columns`` that the file has (ids, timestamps, text the model
+            was not given); ``[]`` none. Read whole before scoring, these columns only.
     """
 
-    def __init__(self, output_path: str | None = None) -> None:
+    def __init__(self, output_path: str | None = None, keep_columns: list[str] | None = None) -> None:
         super().__init__(write_interval="batch")
         self.output_path = output_path
+        self.keep_columns = keep_columns
+        self._kept: pa.Table | None = None  # (rows of the scored file, kept columns)
+        self.columns_kept: list[str] = []  # those of the last predict
         self.written_to: Path | None = None
         self.rows_written = 0
         self.rows_flagged = 0  # prediction 1
@@ -55,6 +67,7 @@ class PredictionCSVWriter(BasePredictionWriter):
         source = getattr(trainer.datamodule, "predict_file", None)
         if source is not None and Path(source).resolve() == self.written_to.resolve():
             raise DataError(f"--prediction_writer.output_path {self.written_to} is the file being scored; name another")
+        self._kept = self._read_kept_columns(trainer.datamodule)
         make_folder_of(self.written_to)
         part = self._part_path(trainer, trainer.global_rank)
         try:
@@ -62,16 +75,52 @@ class PredictionCSVWriter(BasePredictionWriter):
         except OSError as err:  # a folder one cannot write to (permissions, /proc, a read-only disk)
             why = err.strerror or str(err)
             raise DataError(f"cannot write {self.written_to} (tried {part.name} beside it): {why}") from None
-        self._part.write(",".join(COLUMNS) + "\n")
+        self.columns_kept = [] if self._kept is None else self._kept.column_names
+        pd.DataFrame(columns=[*self.columns_kept, *COLUMNS]).to_csv(self._part, index=False)
         self.rows_written = self.rows_flagged = 0
+
+    def _read_kept_columns(self, datamodule) -> pa.Table | None:
+        """The kept columns of the file scored (None: none to keep); refuses names the file lacks."""
+        option, given = "--prediction_writer.keep_columns", self.keep_columns is not None
+        wanted = list(self.keep_columns if given else getattr(datamodule, "ignore_columns", None) or [])
+        table = getattr(datamodule, "dataset", None) == TABLE
+        source = getattr(datamodule, "predict_file", None) or (datamodule.path if table else None)
+        names = column_names(source) if wanted and source is not None else None
+        if not wanted or (names is None and not given):
+            return None
+        if names is None:
+            what = "rows without a file" if source is None else f"{Path(source).name}'s"
+            raise DataError(
+                f"{option} {wanted}: the columns of {what} have no names to keep (a CSV or Parquet table's)"
+            )
+        if given:
+            absent = [c for c in wanted if c not in names]
+            if absent:
+                raise DataError(f"{option} {absent} are not in {source}; {columns_named(names, absent)}")
+        else:  # the ignored columns this file has
+            wanted = [c for c in wanted if c in names]
+        taken = [c for c in wanted if c in COLUMNS]
+        if taken and given:
+            raise DataError(f"{option} {taken}: the predictions have columns of those names; rename them in the file")
+        if taken:
+            warn(f"ignored columns {taken} are not copied to the predictions, which have columns of those names")
+        wanted = [c for c in dict.fromkeys(wanted) if c not in COLUMNS]
+        return read_columns(source, wanted) if wanted else None
 
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx=0):
         frame = pd.DataFrame({c: prediction[c].to(dtype).cpu().numpy() for c, dtype in COLUMNS.items()})
+        if self._kept is not None:
+            index = frame["index"].to_numpy()
+            if len(index) and index.max() >= self._kept.num_rows:
+                raise DataError("the scored file has more rows than when its kept columns were read: changed since?")
+            kept = self._kept.take(pa.array(index)).to_pandas()
+            frame = pd.concat([kept, frame], axis=1)
         frame.to_csv(self._part, header=False, index=False)
         self.rows_written += len(frame)
         self.rows_flagged += int(frame["prediction"].sum())
 
     def on_predict_end(self, trainer, pl_module) -> None:
+        kept = self.columns_kept
         self._close()
         if trainer.world_size == 1:
             self._part_path(trainer, 0).replace(self.written_to)
@@ -80,7 +129,10 @@ class PredictionCSVWriter(BasePredictionWriter):
         if trainer.is_global_zero:
             parts = [self._part_path(trainer, r) for r in range(trainer.world_size)]
             # a rank without rows of its own scored a padding row again: each row id once
-            frame = pd.concat(map(pd.read_csv, parts)).drop_duplicates("index").sort_values("index", kind="stable")
+            # (kept columns as written, "007" not 7; scores to the last digit)
+            read = dict(dtype=dict.fromkeys(kept, str), keep_default_na=not kept)
+            frames = (pd.read_csv(part, **read) for part in parts)
+            frame = pd.concat(frames).drop_duplicates("index").sort_values("index", kind="stable")
             joined = self.written_to.with_name(f"{self.written_to.name}.part")
             frame.to_csv(joined, index=False)
             joined.replace(self.written_to)
@@ -95,6 +147,7 @@ class PredictionCSVWriter(BasePredictionWriter):
             self._part_path(trainer, trainer.global_rank).unlink(missing_ok=True)
 
     def _close(self) -> None:
+        self._kept = None
         if self._part is not None:
             self._part.close()
             self._part = None

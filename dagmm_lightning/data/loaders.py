@@ -362,6 +362,8 @@ DATASETS: dict[str, DatasetSpec] = {
     "thyroid": DatasetSpec(load_thyroid, read_npz_file, rho=2.5),
     "arrhythmia": DatasetSpec(load_arrhythmia, read_arrhythmia_file, rho=15.0),
     "breast_cancer": DatasetSpec(
-        load_breast_cancer_anomalies, lambda path: read_user_table(path, None), rho=100 * BREAST_CANCER_ANOMALY_SHARE
+        load_breast_cancer_anomalies,
+        lambda path: read_user_table(path, None, [], True),
+        rho=100 * BREAST_CANCER_ANOMALY_SHARE,
     ),
 }

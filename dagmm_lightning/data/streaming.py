@@ -222,6 +222,44 @@ def parquet_batches(path: Path, rows: int) -> Iterator[pa.RecordBatch]:
     yield from reader.iter_batches(batch_size=rows, use_threads=False)
 
 
+def column_names(path: Path | str) -> list[str] | None:
+    """A CSV or Parquet table's column names, as the readers name them; None for an NPZ file (no names)."""
+    path = table_file(path)
+    if path.suffix.lower() == ".npz":
+        return None
+    try:
+        if str(path).lower().endswith(PARQUET_SUFFIXES):
+            check_parquet_columns_unique(path)
+            return [str(c) for c in parquet.read_schema(path).names]
+        return [str(c) for c in pd.read_csv(path, sep=csv_delimiter(path), index_col=False, nrows=0).columns]
+    except (pa.ArrowInvalid, pd.errors.EmptyDataError, UnicodeDecodeError, EOFError, ValueError, OSError) as err:
+        raise DataError(f"{path} is not a readable table: {str(err).splitlines()[0]}") from None
+
+
+def read_columns(path: Path | str, columns: list[str]) -> pa.Table:
+    """``columns`` of a CSV or Parquet table, every row, as written (a CSV's as text: ``007`` stays
+    ``007``, a blank cell blank; a Parquet file's typed), the other columns not read: ids and the like,
+    to carry beside scores. Held in Arrow's memory: about the columns' size in the file."""
+    path = table_file(path)
+    try:
+        if str(path).lower().endswith(PARQUET_SUFFIXES):
+            return parquet.read_table(path, columns=columns)
+        delimiter = csv_delimiter(path)
+        if not streamed(path):  # (.csv.xz, .zip, ...: opened by pandas)
+            frame = pd.read_csv(path, sep=delimiter, index_col=False, usecols=columns, dtype=str, keep_default_na=False)
+            return pa.Table.from_pandas(frame[columns], preserve_index=False)
+        names = [str(c) for c in pd.read_csv(path, sep=delimiter, index_col=False, nrows=0).columns]
+        read = csv.ReadOptions(block_size=1 << 20, column_names=names, skip_rows=header_lines(path, delimiter))
+        text = dict.fromkeys(columns, pa.string())
+        convert = csv.ConvertOptions(include_columns=columns, column_types=text, null_values=[])
+        codec = {".gz": "gzip", ".bz2": "bz2"}.get(path.suffix.lower())
+        source = pa.input_stream(str(path), compression=codec) if codec else path
+        parse = csv.ParseOptions(delimiter=delimiter, newlines_in_values=True)
+        return csv.read_csv(source, read_options=read, parse_options=parse, convert_options=convert)
+    except (pa.ArrowInvalid, pd.errors.EmptyDataError, UnicodeDecodeError, EOFError, ValueError, OSError) as err:
+        raise DataError(f"{path}: {str(err).splitlines()[0]}") from None
+
+
 @dataclass
 class FileScan:
     """What one pass over a file tells before anything is encoded: ``head`` (its first rows, with every

@@ -122,15 +122,34 @@ def test_refit_and_validate_with_two_processes_equal_one(checkpoint, tmp_path):
 
 
 def test_two_process_predict_writes_each_row_once_as_one_process_does(checkpoint, tmp_path):
+    from sklearn.datasets import load_breast_cancer
+
     frames = {}
-    for devices in (1, 2):
-        out = tmp_path / f"predictions{devices}.csv"
-        predict = trainer(devices, precision="64-true", callbacks=[PredictionCSVWriter(str(out))])
-        predict.predict(DAGMM.load_from_checkpoint(checkpoint), datamodule=small_data(), return_predictions=False)
-        frames[devices] = pd.read_csv(out)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["predictions1.csv", "predictions2.csv"]  # parts joined
-    np.testing.assert_array_equal(frames[2]["index"], frames[1]["index"])
-    np.testing.assert_allclose(frames[2]["score"], frames[1]["score"], rtol=1e-12)
+    rows = load_breast_cancer(as_frame=True).data.iloc[:95]  # a file of new rows with an id column to keep
+    ids = [f"{i:03d}" for i in range(len(rows))]  # written with leading zeros: kept as text, not read as 7
+    rows.assign(case=ids).to_csv(tmp_path / "rows.csv", index=False)
+    for devices, predict_file, keep in [(1, None, None), (2, None, None), (1, "rows.csv", []), (2, "rows.csv", [])]:
+        out = tmp_path / f"predictions{devices}{predict_file or ''}.csv"
+        writer = PredictionCSVWriter(str(out), keep_columns=["case"] if predict_file else keep)
+        predict = trainer(devices, precision="64-true", callbacks=[writer])
+        data = small_data()
+        data.predict_file = str(tmp_path / predict_file) if predict_file else None
+        predict.predict(DAGMM.load_from_checkpoint(checkpoint), datamodule=data, return_predictions=False)
+        frames[devices, predict_file] = pd.read_csv(out, dtype={"case": str})
+    written = [
+        "predictions1.csv",
+        "predictions1rows.csv.csv",
+        "predictions2.csv",
+        "predictions2rows.csv.csv",
+        "rows.csv",
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == written  # parts joined
+    for predict_file in (None, "rows.csv"):
+        one, two = frames[1, predict_file], frames[2, predict_file]
+        np.testing.assert_array_equal(two["index"], one["index"])
+        np.testing.assert_array_equal(two["score"], one["score"])  # to the last digit (the join reads them back)
+    assert list(two.columns) == ["case", "index", "score", "prediction", "label"]
+    assert two["case"].tolist() == ids and one["case"].tolist() == ids  # each row's own id, as written
 
 
 def test_two_process_fit_gives_finite_metrics_and_resumes_within_an_epoch_as_it_ran(tmp_path):

@@ -259,13 +259,38 @@ def test_a_table_takes_its_contamination_from_its_labels_and_predicts_from_the_c
     )
     scores = pd.read_csv(out)
     assert len(scores) == 30 and (scores["label"] == -1).all() and np.isfinite(scores["score"]).all()
+    # the ignored id column goes beside each row's score (had: the row's number alone, to join by position)
+    assert list(scores.columns) == ["flow_id", "index", "score", "prediction", "label"]
+    assert scores["flow_id"].tolist() == pd.read_csv(new_rows, sep="\t")["flow_id"].tolist()
     truth = pd.Series([1, None, 0, None] + [0] * 26, dtype="Int64")  # some rows' truth unknown: -1, not refused
-    for name in ("partly.csv", "partly.csv.gz"):  # read in chunks, and whole
-        pd.read_csv(new_rows, sep="\t").assign(is_attack=truth).to_csv(tmp_path / name, index=False)
+    for name in ("partly.csv", "partly.csv.gz", "partly.csv.xz", "partly.parquet"):  # read in chunks, and whole
+        partly = pd.read_csv(new_rows, sep="\t").assign(is_attack=truth)
+        if name.endswith("parquet"):
+            partly.to_parquet(tmp_path / name)
+        else:
+            partly.to_csv(tmp_path / name, index=False)
         run(["predict", "--ckpt_path", last, "--data.predict_file", str(tmp_path / name)], tmp_path)
         written = pd.read_csv(next((tmp_path / "logs").rglob("predictions.csv")))
         assert written["label"].tolist() == truth.fillna(-1).tolist(), name
+        assert written["flow_id"].tolist() == partly["flow_id"].tolist(), name
         shutil.rmtree(next((tmp_path / "logs").rglob("predictions.csv")).parent)
+    keep = ["predict", "--ckpt_path", last, "--prediction_writer.output_path", str(tmp_path / "kept.csv")]
+    run([*keep, "--prediction_writer.keep_columns", "[a,flow_id]"], tmp_path)  # the test rows, named
+    kept = pd.read_csv(tmp_path / "kept.csv")
+    table_rows = pd.read_csv(flows, sep=";").iloc[kept["index"]]
+    assert kept["flow_id"].tolist() == table_rows["flow_id"].tolist() and kept["a"].tolist() == table_rows["a"].tolist()
+    run([*keep, "--prediction_writer.keep_columns", "[]"], tmp_path)
+    assert list(pd.read_csv(tmp_path / "kept.csv").columns) == ["index", "score", "prediction", "label"]
+    with pytest.raises(
+        ValueError, match=r"keep_columns \['host'\] are not in .*flows.csv; its columns are \['flow_id'"
+    ):
+        run([*keep, "--prediction_writer.keep_columns", "[host]"], tmp_path)
+    pd.read_csv(new_rows, sep="\t").assign(label=1).to_csv(tmp_path / "clash.csv", index=False)
+    with pytest.raises(ValueError, match=r"keep_columns \['label'\]: the predictions have columns of those names"):
+        run(
+            [*keep, "--prediction_writer.keep_columns", "[label]", "--data.predict_file", str(tmp_path / "clash.csv")],
+            tmp_path,
+        )
     rows = pd.read_csv(flows, sep=";")
     rows.iloc[::-1].to_csv(flows, sep=";", index=False)  # the file changed since the fit: refused, and why
     with pytest.raises(ValueError, match="flows.csv is not the data the checkpoint .* rows or their labels changed"):
