@@ -893,7 +893,7 @@ class DAGMMCLI(LightningCLI):
         share = f" ({100 * flagged / rows:.3g} %)" if rows else ""
         none = ": none scores above the checkpoint's threshold" if rows and not flagged else ""
         earlier = " (replacing an earlier file)" if self._replacing_predictions else ""
-        kept = f", beside the file's {', '.join(writer.columns_kept)}" if writer.columns_kept else ""
+        kept = f" (with the file's {', '.join(writer.columns_kept)})" if writer.columns_kept else ""
         message = f"wrote {rows} predictions to {target}{earlier}{kept}; {flagged} flagged as anomalies{share}{none}"
         rank_zero_info(message)
 
