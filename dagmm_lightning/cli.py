@@ -419,6 +419,8 @@ def readable_parse_error(message: str, options: list[str]) -> str:
     if not keys:
         return message
     option = "--" + ".".join(keys)
+    if option not in options and option.replace("_", "-") in options:  # (the key is argparse's dest: suite_protocol)
+        option = option.replace("_", "-")
     inner = message[message.rindex(f'Parser key "{keys[-1]}"') :]
     cls = re.search(r"given class_path '([^']+)':\n\s*(.*)", message)
     rejected = re.search(r"Option '([^']+)' is not accepted", inner)

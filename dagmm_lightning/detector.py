@@ -57,6 +57,7 @@ from dagmm_lightning.scoring import ties_at_threshold, upper_quantile
 from dagmm_lightning.sizing import COMPONENTS
 
 Variant = Literal["dagmm", "vae", "vqvae", "mixed_loss", "pu"]
+LABELLED_VARIANTS = ("mixed_loss", "pu")  # trained with y: labelled anomalies, or labelled normal rows
 VARIANTS: dict[str, type[DAGMM]] = {
     "dagmm": DAGMM,
     "vae": DAGMMVAE,
@@ -335,7 +336,7 @@ class DAGMMDetector(BaseEstimator):
         tenth of the labelled rows is held out as val (for c), at least ``MIN_ROWS_FOR_C`` where that leaves
         as many to train."""
         rows = np.arange(n)
-        if self._kind not in ("mixed_loss", "pu"):
+        if self._kind not in LABELLED_VARIANTS:
             return Splits(rows, rows[:0], rows[:0])
         if y is None:
             raise DataError(  # scikit-learn's words (its estimator checks look for them), then ours
@@ -428,7 +429,7 @@ class DAGMMDetector(BaseEstimator):
         """scikit-learn's tags (its 1.6 and later read them): y is required by the variants that train on
         labels."""
         tags = super().__sklearn_tags__()
-        tags.target_tags.required = self._kind in ("mixed_loss", "pu")
+        tags.target_tags.required = self._kind in LABELLED_VARIANTS
         return tags
 
     def set_params(self, **params) -> DAGMMDetector:
@@ -474,7 +475,7 @@ class DAGMMDetector(BaseEstimator):
             why = f" (n_components {self.n_components})" if self.n_components and self.n_components > 2 else ""
             raise DataError(f"X has {len(frame)} sample(s) (rows); the detector needs at least {minimum}{why}")
         check_range("calibration_fraction", self.calibration_fraction, 0.0, 0.5, high_open=True)
-        if self.calibration_fraction and self._kind in ("mixed_loss", "pu"):
+        if self.calibration_fraction and self._kind in LABELLED_VARIANTS:
             raise ConfigurationError(f"calibration_fraction is for the label-free variants, not {self._kind!r}")
         if self._kind == "pu" and self.contamination != DEFAULT_CONTAMINATION:
             warn(f"contamination {self.contamination:g} plays no part for the pu variant: {THRESHOLD_RULE}")

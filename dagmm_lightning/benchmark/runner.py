@@ -65,7 +65,7 @@ from dagmm_lightning.cli import (
     read_config,
 )
 from dagmm_lightning.data.datamodule import TABLE
-from dagmm_lightning.detector import DAGMMDetector
+from dagmm_lightning.detector import LABELLED_VARIANTS, DAGMMDetector
 from dagmm_lightning.errors import ConfigurationError
 from dagmm_lightning.labels import LABELLED_ANOMALY
 from dagmm_lightning.scoring import ScoreCalibration
@@ -458,9 +458,15 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(
                 "--suite always runs the baselines (IsolationForest, k-NN, LOF, GaussianMixture): leave out --baselines"
             )
+        if "--protocol" in given:
+            parser.error(
+                "--protocol is for --configs runs; the suite's is --suite-protocol (one-class or contaminated)"
+            )
         if given:
             example = """(e.g. '{"epochs": 50}')"""
-            parser.error(f"--suite takes DAGMMDetector settings in --detector {example}, not {', '.join(given)}")
+            threads = "; it runs one table at a time, --threads sets a run's threads" if "--jobs" in given else ""
+            settings_given = f"which takes DAGMMDetector settings in --detector {example}{threads}"
+            parser.error(f"{', '.join(given)}: for --configs runs, not --suite, {settings_given}")
         csv_path = out_path(args.out, ".csv")
         if csv_path.is_file() and not set(SUITE_FIELDS[:3]) <= set(results_header(csv_path)):
             parser.error(f"--out {args.out}: {csv_path} is no --suite results file; give another --out")
@@ -478,6 +484,15 @@ def main(argv: list[str] | None = None) -> None:
             raise ConfigurationError(f"--detector: {unknown} are not DAGMMDetector settings{hint}; see its docstring")
         if "random_state" in settings:  # each seed's run takes the seed: one fixed state would repeat one run
             parser.error("--detector: random_state is each run's seed; give the seeds with --seeds")
+        try:
+            kind = DAGMMDetector(**settings)._kind
+        except ConfigurationError as err:
+            raise ConfigurationError(f"--detector: {err}") from None
+        if kind in LABELLED_VARIANTS:  # (had: a failed row per table, every mean blank)
+            raise ConfigurationError(
+                f"--detector: variant {kind!r} trains on labelled rows; the suite gives the detector none (its "
+                "training rows are unlabelled): compare dagmm, vae or vqvae there"
+            )
         try:  # (--threads: the detector's, through joblib's setting, which its n_jobs None reads)
             run_suite(
                 Path(args.suite),

@@ -262,6 +262,8 @@ def run_suite(
             fingerprints[path.stem] = table_fingerprint(*read_table(path))
     for path in pending:
         x, y = read_table(path)
+        if len(x) > MAX_ROWS:  # (the protocol's rule: said, as the README's protocol says)
+            print(f"{path.stem}: {len(x):,} rows, cut to {MAX_ROWS:,} (a fixed random subset) before it splits")
         for seed in seeds:
             todo = [m for m in methods if (path.stem, seed, m) not in done]
             if not todo:
@@ -296,7 +298,8 @@ def run_suite(
                     "resolved": resolved if name == method else "",
                 }
                 append_rows(csv_path, [row], SUITE_FIELDS)
-                print(f"{path.stem} seed {seed} {name}: ROC AUC {auc:.4f} ({seconds} s)", flush=True)
+                result = f"ROC AUC {auc:.4f}" if status == "ok" else f"FAILED, {status[len('failed: ') :]}"
+                print(f"{path.stem} seed {seed} {name}: {result} ({seconds} s)", flush=True)
 
 
 def summarize_suite(rows: list[dict]) -> str:
@@ -324,17 +327,21 @@ def summarize_suite(rows: list[dict]) -> str:
         cells_shown = [shown((m, t)) for m in methods]
         name = t.replace("|", "\\|")  # a bar in a file's name would end the Markdown cell
         lines.append(f"| {name} | " + " | ".join(cells_shown) + (f" | {max(scored):.3f} |" if scored else " | |"))
-    # the means over the same tables for every method: those where each scored every seed it ran
-    complete = [t for t in tables if all(runs[(m, t)] and len(ok[(m, t)]) == len(runs[(m, t)]) for m in methods)]
+    # the means over the same tables for every method: those where each scored every seed it ran (a method
+    # that scored on no table at all is left out of that rule: its mean says failed, the others' stand)
+    scoring = [m for m in methods if any(ok[(m, t)] for t in tables)]
+    complete = [t for t in tables if all(runs[(m, t)] and len(ok[(m, t)]) == len(runs[(m, t)]) for m in scoring)]
     means = {m: exact_mean([cells[(m, t)] for t in complete]) if complete else float("nan") for m in methods}
     label = "**mean**" if len(complete) == len(tables) else f"**mean** ({len(complete)} of {len(tables)} tables)"
-    lines.append(f"| {label} | " + " | ".join(f"**{means[m]:.3f}**" if complete else "n/a" for m in methods) + " | |")
+    mean_cells = ["failed" if m not in scoring else f"**{means[m]:.3f}**" if complete else "n/a" for m in methods]
+    lines.append(f"| {label} | " + " | ".join(mean_cells) + " | |")
     seeds_run = {m: len({r["seed"] for r in rows if r["method"] == m}) for m in methods}
     # one seed of the tables the means cover: a method that ran on fewer tables is not summed over fewer
     per_seed = {key: exact_mean([float(r["seconds"]) for r in found]) for key, found in runs.items() if found}
-    seconds = {m: sum(per_seed[(m, t)] for t in complete) for m in methods}
+    seconds = {m: sum(per_seed[(m, t)] for t in complete) for m in scoring}
     timed = "seconds per seed" + ("" if len(complete) == len(tables) else f" ({len(complete)} of {len(tables)} tables)")
-    lines.append(f"| {timed} | " + " | ".join(_seconds(seconds[m]) if complete else "n/a" for m in methods) + " | |")
+    timings = [_seconds(seconds[m]) if complete and m in scoring else "n/a" for m in methods]
+    lines.append(f"| {timed} | " + " | ".join(timings) + " | |")
     lines.append("| seeds | " + " | ".join(str(seeds_run[m]) for m in methods) + " | |")
     over = f"mean over seeds {', '.join(map(str, seeds))}" if len(seeds) != 1 else f"seed {seeds[0]}"
     protocols = sorted({row_protocol(r) for r in rows})

@@ -133,6 +133,11 @@ def test_a_failed_cell_is_shown_and_the_means_cover_the_same_tables(tmp_path):
     lines = suite.summarize_suite(rows).splitlines()
     assert "| 2_b | failed | failed | 0.600 | 0.600 |" in lines  # the best baseline among those that scored
     assert "| **mean** (1 of 2 tables) | **0.900** | **0.800** | **0.700** | |" in lines  # 1_a only, for all
+    failing = [(t, "dagmm_detector_pu", "nan", "failed: y") for t in ("1_a", "2_b")]
+    rows = suite_rows(tmp_path / "t.csv", [("1_a", "knn", 0.6, "ok"), ("2_b", "knn", 0.7, "ok"), *failing])
+    lines = suite.summarize_suite(rows).splitlines()  # a method that failed on every table: the others' means stand
+    assert "| **mean** | failed | **0.650** | |" in lines and "| 2_b | failed | 0.700 | 0.700 |" in lines
+    assert "| seconds per seed | n/a | 2 | |" in lines  # (had: every mean n/a, 0 of 2 tables)
 
 
 def test_the_report_names_its_seeds_and_does_not_round_short_times_to_zero(tmp_path):
@@ -217,8 +222,11 @@ def test_options_of_configs_runs_and_another_results_file_are_refused_with_a_sui
     np.savez(folder / "²_superscript.npz", X=x, y=np.r_[np.zeros(54), np.ones(6)])
     assert suite.table_order("²_superscript") == (0, "²_superscript") and suite.table_order("12_a") == (12, "12_a")
     for extra, message in [
-        (["--epochs", "1"], "not --epochs$"),
-        (["--select-on", "f1_rho", "--recon-inference"], "not --recon-inference, --select-on$"),
+        (["--epochs", "1"], "^dagmm: error: --epochs: for --configs runs, not --suite, which takes .* --detector"),
+        (["--select-on", "f1_rho", "--recon-inference"], "--recon-inference, --select-on: for --configs runs, not"),
+        (["--jobs", "2"], "--jobs: .*; it runs one table at a time, --threads sets a run's threads$"),  # had: JSON
+        (["--protocol", "reimplementation"], "--protocol is for --configs runs; the suite's is --suite-protocol"),
+        (["--suite-protocol", "contaminate"], "--suite-protocol: 'contaminate' is not one of"),  # had: --suite_protocol
         (
             ["--baselines"],
             "--suite always runs the baselines .*: leave out --baselines$",
@@ -250,6 +258,21 @@ def test_random_state_is_refused_and_an_interrupted_suite_reports_its_rows(tmp_p
     assert "random_state is each run's seed; give the seeds with --seeds" in capsys.readouterr().err
     with pytest.raises(ValueError, match=r"\['epoch'\] are not DAGMMDetector settings \(did you mean 'epochs'\?\)"):
         main(["--suite", str(folder), "--detector", '{"epoch": 2}', "--out", str(out)])
+    for variant in ("pu", "mixed_loss"):  # had: a failed row per table, recorded as done, and every mean blank
+        with pytest.raises(ValueError, match=f"--detector: variant '{variant}' trains on labelled rows; the suite"):
+            main(["--suite", str(folder), "--detector", f'{{"variant": "{variant}"}}', "--out", str(out)])
+    assert not out.with_suffix(".csv").exists()
+
+    def failing(settings, x_train, x_test, seed, threads):
+        raise ValueError("Input contains NaN")
+
+    monkeypatch.setattr(suite, "detector_scores", failing)
+    monkeypatch.setattr(suite, "MAX_ROWS", 50)
+    main(["--suite", str(folder), "--seeds", "0", "--tables", "1_a", "--out", str(tmp_path / "failed")])
+    printed = capsys.readouterr().out
+    assert "1_a seed 0 dagmm_detector: FAILED, Input contains NaN (" in printed  # had: ROC AUC nan
+    assert "1_a: 60 rows, cut to 50 (a fixed random subset) before it splits" in printed  # had: silent
+    monkeypatch.setattr(suite, "MAX_ROWS", 20_000)
 
     def scores(settings, x_train, x_test, seed, threads):  # the detector stands in: the second table is "interrupted"
         if len(suite.read_rows(out.with_suffix(".csv"))) >= 5:
