@@ -403,6 +403,21 @@ def whole_config_as_data(args: list[str]) -> str | None:
     return None
 
 
+def contamination_mismatch(model, datamodule) -> str | None:
+    """What is wrong with a ``contamination`` more than twice, or under half, the labels' share of
+    anomalies (e.g. a method config's KDDCUP99 share, 0.2, kept for a table of 5 % anomalies); None where
+    it is not, or the threshold is no quantile (PU's c / 2) or the rows carry no labels."""
+    contamination, share = getattr(model, "hparams", {}).get("contamination"), datamodule.anomaly_share
+    quantile = getattr(model, "threshold_from_contamination", False)
+    if not (quantile and contamination and share) or share / 2 <= contamination <= 2 * share:
+        return None
+    return (
+        f"contamination {contamination:g}, but the labels mark {100 * share:.3g} % of the rows as anomalies: the "
+        f"threshold flags about {100 * contamination:.3g} % of the rows it is taken on (threshold_rows); "
+        "--model.init_args.contamination null takes the labels' share"
+    )
+
+
 def readable_parse_error(message: str, options: list[str]) -> str:
     """jsonargparse's report of a bad value or option (nested through every union it tried: the model's
     class or None, the value's type or None) as one line that names the option, what it takes and the
@@ -829,14 +844,11 @@ class DAGMMCLI(LightningCLI):
                 )
         if trainer.log_every_n_steps > 0:  # 0: no step logging at all, as asked
             trainer.log_every_n_steps = max(1, min(trainer.log_every_n_steps, steps_per_epoch))
-        contamination, share = getattr(self.model, "hparams", {}).get("contamination"), dm.anomaly_share
+        mismatch = contamination_mismatch(self.model, dm)
+        if mismatch is not None:
+            warn(mismatch)
+        contamination = getattr(self.model, "hparams", {}).get("contamination")
         quantile = getattr(self.model, "threshold_from_contamination", False)  # (not PU's c / 2)
-        if quantile and contamination and share and not share / 2 <= contamination <= 2 * share:
-            warn(  # e.g. a method config's KDDCUP99 share (0.2) kept for a table of 5 % anomalies
-                f"contamination {contamination:g}, but the labels mark {100 * share:.3g} % of the rows as anomalies: "
-                f"the threshold flags about {100 * contamination:.3g} % of the rows it is taken on (threshold_rows); "
-                "--model.init_args.contamination null takes the labels' share"
-            )
         given = contamination_given(self._args if self._args is not None else sys.argv[1:])
         if not quantile and contamination is not None and given:
             name, where = given

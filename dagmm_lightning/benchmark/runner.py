@@ -60,6 +60,7 @@ from dagmm_lightning.cli import (
     build_cli,
     check_settings,
     config_file_problem,
+    contamination_mismatch,
     did_you_mean,
     parse_settings,
     read_config,
@@ -211,6 +212,10 @@ def _run_job(job: Job) -> list[dict]:
     try:
         trainer.fit(model, datamodule=dm)
         seconds = time.perf_counter() - start
+        mismatch = contamination_mismatch(model, dm)  # (dagmm fit warns of it; the P / R / F1 at the threshold)
+        if mismatch is not None:
+            option = "--set model.init_args.contamination=null"
+            print(f"{job.method} seed {job.seed}: {mismatch.replace('--model.init_args.contamination null', option)}")
         loss = model.last_training_loss  # train/loss is logged every n steps only
         metrics_cb = next(c for c in trainer.callbacks if isinstance(c, AnomalyMetrics))
         selected = ""

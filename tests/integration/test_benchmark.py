@@ -456,13 +456,13 @@ def test_an_interrupted_grid_stops_its_workers_reports_its_rows_and_exits_130(tm
     assert signal.getsignal(signal.SIGINT) is caller_handler  # the caller's Ctrl-C handling, given back
 
 
-def test_own_tables_are_told_apart_by_their_file_names(tmp_path):
+def test_own_tables_are_told_apart_by_their_file_names(tmp_path, capfd):
     # had: every own table recorded as data set 'table': two tables' runs averaged as one, --matrix refused
     rng = np.random.default_rng(0)
     configs = []
-    for name in ("blobs", "digits"):
-        x = np.r_[rng.normal(size=(190, 4)), rng.normal(4, 1, size=(10, 4))]
-        np.savez(tmp_path / f"{name}.npz", X=x, y=np.r_[np.zeros(190), np.ones(10)])
+    for name, anomalies in (("blobs", 8), ("digits", 10)):  # 4 % and 5 % anomalies; quickstart.yaml's 0.1
+        x = np.r_[rng.normal(size=(200 - anomalies, 4)), rng.normal(4, 1, size=(anomalies, 4))]
+        np.savez(tmp_path / f"{name}.npz", X=x, y=np.r_[np.zeros(200 - anomalies), np.ones(anomalies)])
         config = tmp_path / f"data_{name}.yaml"
         config.write_text(f"data:\n  dataset: table\n  path: {tmp_path / name}.npz\n")
         configs.append(str(config))
@@ -473,6 +473,10 @@ def test_own_tables_are_told_apart_by_their_file_names(tmp_path):
     )
     rows = runner.read_rows(out.with_suffix(".csv"))
     assert sorted(r["dataset"] for r in rows) == ["table:blobs", "table:digits"]  # (not thyroid, for thyroid.npz)
+    printed = capfd.readouterr().out  # (the runs' workers print it) as dagmm fit warns of it; had: silent
+    told = "quickstart seed 0: contamination 0.1, but the labels mark 4 % of the rows as anomalies: the threshold"
+    assert told in printed and "--set model.init_args.contamination=null takes the labels' share" in printed
+    assert printed.count("but the labels mark") == 1  # digits' 5 % is within a factor of two of 0.1
     main(["--matrix", str(out.with_suffix(".csv")), "--out", str(tmp_path / "matrix")])
     assert "| method | table:blobs | table:digits |" in (tmp_path / "matrix.md").read_text()
 
