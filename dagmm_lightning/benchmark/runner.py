@@ -435,7 +435,10 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
     missing = [p for p in (args.report or []) + (args.matrix or []) if not Path(p).is_file()]
     if missing:
-        parser.error(f"no such results file: {', '.join(missing)}")
+        csv = [f"{p}.csv" for p in missing if Path(f"{p}.csv").is_file()]  # (the --out name given, without .csv)
+        parser.error(
+            f"no such results file: {', '.join(missing)}" + (f" (did you mean {', '.join(csv)}?)" if csv else "")
+        )
     other = [p for p in (args.report or []) + (args.matrix or []) if Path(p).suffix != ".csv"]
     if other:
         parser.error(f"--report and --matrix take the results .csv that --out wrote, not {', '.join(other)}")

@@ -33,7 +33,10 @@ from dagmm_lightning.benchmark.report import add_columns, append_rows, changed_s
 from dagmm_lightning.data.loaders import read_npz_file
 from dagmm_lightning.errors import ConfigurationError, DataError
 
-SUITE_FIELDS = ["table", "seed", "method", "roc_auc", "seconds", "status", "settings", "data", "protocol", "resolved"]
+SUITE_FIELDS = [
+    *["table", "seed", "method", "roc_auc", "seconds", "status", "settings", "data", "protocol", "resolved"],
+    "threads",  # the detector's torch threads (its seconds depend on them)
+]
 BASELINES = ("isolation_forest", "knn", "lof", "gaussian_mixture")
 MAX_ROWS = 20_000
 
@@ -178,6 +181,14 @@ def detector_scores(
         return DAGMMDetector(**{"random_state": seed, **settings}).fit(x_train).decision_function(x_test)
 
 
+def detector_threads(settings: dict, threads: int | None) -> int:
+    """The torch threads a detector of ``settings`` trains with under ``--threads`` (``detector_scores``)."""
+    from dagmm_lightning.detector import DAGMMDetector
+
+    with joblib.parallel_config(n_jobs=threads) if threads else contextlib.nullcontext():
+        return DAGMMDetector(**settings)._threads()
+
+
 def resolved_json(settings: dict) -> str:
     """JSON of what a detector of ``settings`` trains with, its defaults filled in (its ``resolved_settings``)."""
     from dagmm_lightning.detector import DAGMMDetector
@@ -248,6 +259,13 @@ def run_suite(
     check_resolved_settings(csv_path, [r for r in rows if r["method"] == method], method, resolved)
     if any(r["method"] == method and not r.get("resolved") for r in rows):
         print(f"({csv_path}'s {method} rows of before the resolved column: their defaults are not checked)")
+    used = detector_threads(settings, threads)
+    timed = sorted({r["threads"] for r in rows if r["method"] == method and r.get("threads")} - {str(used)})
+    if timed:  # (the ROC AUC hardly moves; the seconds do)
+        print(
+            f"({csv_path}'s {method} rows were timed with {', '.join(timed)} threads, these with {used}: its "
+            "seconds per seed will mix them)"
+        )
     if csv_path.is_file():  # written before the hashes, the protocol or the resolved column: those added
         add_columns(csv_path, SUITE_FIELDS)  # (old rows blank there: unchecked, one-class)
     done = {(r["table"], int(r["seed"]), r["method"]) for r in rows}
@@ -296,6 +314,7 @@ def run_suite(
                     "data": fingerprints[path.stem],
                     "protocol": protocol,
                     "resolved": resolved if name == method else "",
+                    "threads": used if name == method else "",
                 }
                 append_rows(csv_path, [row], SUITE_FIELDS)
                 result = f"ROC AUC {auc:.4f}" if status == "ok" else f"FAILED, {status[len('failed: ') :]}"

@@ -83,7 +83,11 @@ def test_suite_runs_every_table_and_method_resumably(tmp_path, capsys, monkeypat
     assert {r["table"] for r in suite.read_rows(out.with_suffix(".csv"))} == {"1_toy"}
     capsys.readouterr()
     main([*args, "--tables", "2_toy"])  # into a file of the other table's rows (had: 'another folder's')
-    assert f"5 runs to do, 0 already in {out.with_suffix('.csv')}" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert f"5 runs to do, 0 already in {out.with_suffix('.csv')}" in printed
+    assert "dagmm_detector rows were timed with 3 threads, these with 1: its seconds per seed will mix" in printed
+    threads = {r["table"]: r["threads"] for r in suite.read_rows(out.with_suffix(".csv")) if r["threads"]}
+    assert threads == {"1_toy": "3", "2_toy": "1"}  # (had: not recorded)
     with out.with_suffix(".csv").open() as f:
         rows = list(csv.DictReader(f))
     assert sorted({r["method"] for r in rows}) == sorted(["dagmm_detector", *suite.BASELINES])
@@ -180,6 +184,9 @@ def test_report_rewrites_a_suite_file_and_matrix_refuses_one(tmp_path, capsys):
     suite_rows(path, [("1_a", "dagmm_detector", 0.9, "ok"), ("1_a", "knn", 0.8, "ok")])
     main(["--report", str(path)])
     assert "| 1_a | 0.900 | 0.800 | 0.800 |" in path.with_suffix(".md").read_text()
+    with pytest.raises(SystemExit):
+        main(["--report", str(tmp_path / "s")])  # --out's name, without .csv
+    assert f"no such results file: {tmp_path / 's'} (did you mean {path}?)" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["--matrix", str(path), "--out", str(tmp_path / "m")])
     assert "--suite results (ROC AUC per table); --matrix combines --configs runs" in capsys.readouterr().err
@@ -388,7 +395,7 @@ def test_a_file_of_before_the_resolved_column_gains_it_and_differences_are_read_
     out = tmp_path / "out"
     main(["--suite", str(folder), "--seeds", "0", "--out", str(out)])
     rows = suite.read_rows(out.with_suffix(".csv"))
-    fields = suite.SUITE_FIELDS[:-1]  # the committed files of before it: the hashes and protocol, no resolved
+    fields = suite.SUITE_FIELDS[: suite.SUITE_FIELDS.index("resolved")]  # committed files of before it: no resolved
     with out.with_suffix(".csv").open("w", newline="") as file:
         csv.DictWriter(file, fields, extrasaction="ignore").writeheader()
         csv.DictWriter(file, fields, extrasaction="ignore").writerows(rows)
