@@ -670,9 +670,11 @@ class DAGMMCLI(LightningCLI):
             if folder is not None and (own_error(err) is not None or isinstance(err, MisconfigurationException)):
                 remove_if_only_startup_files(folder)
             raise
-        except SystemExit:  # Lightning's answer to Ctrl-C: say what the fit left and how to go on
+        except SystemExit as stop:  # Lightning's answer to Ctrl-C: say what the fit left and how to go on
             if subcommand == "fit" and self.trainer.interrupted:
                 rank_zero_info(interrupted_fit_summary(self.trainer))
+            if self.trainer.interrupted and stop.code == 1:  # the shell's code for Ctrl-C (Lightning's: 1, an error's)
+                raise SystemExit(130) from None
             raise
 
     def _add_configure_optimizers_method_to_model(self, subcommand: str | None) -> None:

@@ -390,8 +390,9 @@ def test_an_interrupted_fit_says_where_its_checkpoint_is_and_how_to_go_on(tmp_pa
         return step(self, batch, batch_idx)
 
     monkeypatch.setattr(DAGMM, "training_step", interrupted)
-    with caplog.at_level("INFO"), pytest.raises(SystemExit):
+    with caplog.at_level("INFO"), pytest.raises(SystemExit) as stopped:
         fit_metrics(tmp_path, "i", 5)
+    assert stopped.value.code == 130  # as `dagmm benchmark` and the shell say Ctrl-C (Lightning's: 1)
     last = next((tmp_path / "i").rglob("last.ckpt"))
     config = next((tmp_path / "i").rglob("config.yaml"))
     assert f"fit interrupted; {last} holds its first 2 epochs" in caplog.text
