@@ -89,10 +89,8 @@ class PredictionCSVWriter(BasePredictionWriter):
         if not wanted or (names is None and not given):
             return None
         if names is None:
-            what = "rows without a file" if source is None else f"{Path(source).name}'s"
-            raise DataError(
-                f"{option} {wanted}: the columns of {what} have no names to keep (a CSV or Parquet table's)"
-            )
+            what = "come from no table file" if source is None else f"are an NPZ file's ({Path(source).name})"
+            raise DataError(f"{option} {wanted}: the rows scored {what}, whose columns have no names to keep")
         if given:
             absent = [c for c in wanted if c not in names]
             if absent:

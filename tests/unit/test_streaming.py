@@ -389,3 +389,37 @@ def test_a_parquet_file_with_two_columns_of_one_name_is_refused_by_both_readers(
         read_user_table(tmp_path / "joined.parquet", "label")
     with pytest.raises(DataError, match=message):  # had: an AttributeError from pandas, deep in encoding
         next(read_frames(tmp_path / "joined.parquet", 100))
+
+
+@pytest.mark.parametrize("name", ["ids.csv", "ids.csv.gz", "ids.csv.xz", "ids.parquet"])
+def test_kept_columns_read_as_written_every_row_in_order(tmp_path, name):
+    from dagmm_lightning.data.streaming import column_names, read_columns
+
+    frame = pd.DataFrame(
+        {"id": ["007", "", "a;b", "line\nbreak", "NA"], "x": [1.5, 2.0, 3.0, 4.0, 5.0], "host": list("vwxyz")}
+    )
+    path = tmp_path / name
+    if name.endswith("parquet"):
+        frame.to_parquet(path)
+    else:
+        frame.to_csv(path, sep=";", index=False)  # a semicolon inside a quoted value, a line break in one
+    assert column_names(path) == ["id", "x", "host"]
+    kept = read_columns(path, ["host", "id"]).to_pandas()
+    assert list(kept.columns) == ["host", "id"]  # in the order asked
+    assert kept["id"].tolist() == ["007", "", "a;b", "line\nbreak", "NA"]  # text as written: no 7, no NaN
+    assert kept["host"].tolist() == list("vwxyz")
+
+
+def test_kept_columns_of_rows_without_names_are_refused_by_name(tmp_path):
+    from types import SimpleNamespace
+
+    from dagmm_lightning.callbacks import PredictionCSVWriter
+
+    np.savez(tmp_path / "rows.npz", X=np.zeros((3, 2)))
+    npz = SimpleNamespace(dataset="table", predict_file=str(tmp_path / "rows.npz"), ignore_columns=None)
+    with pytest.raises(DataError, match=r"keep_columns \['id'\]: the rows scored are an NPZ file's \(rows.npz\)"):
+        PredictionCSVWriter(keep_columns=["id"])._read_kept_columns(npz)
+    assert PredictionCSVWriter()._read_kept_columns(npz) is None  # nothing asked: nothing kept, no error
+    named = SimpleNamespace(dataset="kddcup99", predict_file=None, ignore_columns=None)
+    with pytest.raises(DataError, match=r"keep_columns \['id'\]: the rows scored come from no table file"):
+        PredictionCSVWriter(keep_columns=["id"])._read_kept_columns(named)
