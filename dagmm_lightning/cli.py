@@ -898,19 +898,22 @@ class DAGMMCLI(LightningCLI):
         writer = next((c for c in self.trainer.callbacks if isinstance(c, PredictionCSVWriter)), None)
         if writer is not None and writer.written_to is not None:
             rows, flagged, target = writer.rows_written, writer.rows_flagged, writer.written_to
+            columns_kept = writer.columns_kept
         elif writer is not None and spawned(self.trainer) and writer.target(self.trainer).is_file():
             target = writer.target(self.trainer)  # written by the spawned workers: its rows counted here
             import pandas as pd
 
             predictions = pd.read_csv(target, usecols=["prediction"])["prediction"]
             rows, flagged = len(predictions), int(predictions.sum())
+            header = list(pd.read_csv(target, nrows=0).columns)
+            columns_kept = header[: header.index("index")]  # (the workers' writer kept them)
         else:
             return
         share = f" ({100 * flagged / rows:.3g} %)" if rows else ""
         none = ": none scores above the checkpoint's threshold" if rows and not flagged else ""
         earlier = " (replacing an earlier file)" if self._replacing_predictions else ""
-        kept = f" (with the file's {', '.join(writer.columns_kept)})" if writer.columns_kept else ""
-        message = f"wrote {rows} predictions to {target}{earlier}{kept}; {flagged} flagged as anomalies{share}{none}"
+        kept = f" with the file's {', '.join(columns_kept)} column{'s' * (len(columns_kept) > 1)}" * bool(columns_kept)
+        message = f"wrote {rows} predictions{kept} to {target}{earlier}; {flagged} flagged as anomalies{share}{none}"
         rank_zero_info(message)
 
     def after_test(self) -> None:

@@ -221,6 +221,14 @@ def test_spawned_cli_fit_summary_names_its_epochs_checkpoint_metrics_and_one_log
     flagged = int(pd.read_csv(out)["prediction"].sum())
     assert rows == 199 and f"wrote {rows} predictions to {out}; {flagged} flagged as anomalies (" in caplog.text
     caplog.clear()
+    from sklearn.datasets import load_breast_cancer
+
+    load_breast_cancer(as_frame=True).data.iloc[:30].assign(case=range(30)).to_csv(tmp_path / "rows.csv", index=False)
+    kept = ["--data.predict_file", str(tmp_path / "rows.csv"), "--prediction_writer.keep_columns", "[case]"]
+    build_cli([*predict, "--trainer.accelerator", "cpu", "--prediction_writer.output_path", str(out), *kept])
+    assert pd.read_csv(out)["case"].tolist() == list(range(30))
+    assert f"wrote 30 predictions with the file's case column to {out} (replacing an earlier file);" in caplog.text
+    caplog.clear()
     every_epoch = ["--trainer.check_val_every_n_epoch", "1", "--checkpoint.monitor", "val/roc_auc"]
     every_epoch += ["--checkpoint.mode", "max"]
     build_cli([*args, *every_epoch, "--trainer.logger.init_args.save_dir", str(logs), *QUICK])

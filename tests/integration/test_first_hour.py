@@ -230,7 +230,7 @@ def test_table_column_mistakes_are_named(tmp_path):
         run(["fit", *args[1:4], str(bare), "--data.label_column", "1", "--trainer.max_epochs", "1"], tmp_path)
 
 
-def test_a_table_takes_its_contamination_from_its_labels_and_predicts_from_the_checkpoint_alone(tmp_path):
+def test_a_table_takes_its_contamination_from_its_labels_and_predicts_from_the_checkpoint_alone(tmp_path, caplog):
     flows = table(tmp_path / "flows.csv", sep=";", ids=True)  # semicolons, and an id column to leave out
     args = ["fit", "--config", "configs/table.yaml", "--data.path", str(flows), "--data.label_column", "is_attack"]
     with pytest.raises(ValueError, match="column 'flow_id' holds 400 different text values in 400 rows"):
@@ -261,6 +261,7 @@ def test_a_table_takes_its_contamination_from_its_labels_and_predicts_from_the_c
     assert len(scores) == 30 and (scores["label"] == -1).all() and np.isfinite(scores["score"]).all()
     # the ignored id column goes beside each row's score (had: the row's number alone, to join by position)
     assert list(scores.columns) == ["flow_id", "index", "score", "prediction", "label"]
+    assert f"wrote 30 predictions with the file's flow_id column to {out}; " in caplog.text
     assert scores["flow_id"].tolist() == pd.read_csv(new_rows, sep="\t")["flow_id"].tolist()
     truth = pd.Series([1, None, 0, None] + [0] * 26, dtype="Int64")  # some rows' truth unknown: -1, not refused
     for name in ("partly.csv", "partly.csv.gz", "partly.csv.xz", "partly.parquet"):  # read in chunks, and whole
