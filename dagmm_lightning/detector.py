@@ -17,6 +17,7 @@ import re
 import signal
 import threading
 import warnings
+import zipfile
 from collections.abc import Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -50,8 +51,9 @@ from dagmm_lightning.errors import (
     warn,
 )
 from dagmm_lightning.labels import KNOWN_NORMAL, LABELLED_ANOMALY, UNLABELLED
+from dagmm_lightning.mixture import check_family
 from dagmm_lightning.models import DAGMM, DAGMMPU, DAGMMVAE, DAGMMVQVAE
-from dagmm_lightning.models.dagmm import CONTAMINATION_KEY, VARIANT_RECORD_KEY
+from dagmm_lightning.models.dagmm import CONTAMINATION_KEY, VARIANT_RECORD_KEY, check_sizes_set_together
 from dagmm_lightning.models.pu import MIN_ROWS_FOR_C, THRESHOLD_RULE
 from dagmm_lightning.scoring import ties_at_threshold, upper_quantile
 from dagmm_lightning.sizing import COMPONENTS
@@ -456,7 +458,7 @@ class DAGMMDetector(BaseEstimator):
             raise
 
     def _fit(self, X, y) -> DAGMMDetector:
-        self._check_parameters()
+        self._model_arguments()  # every parameter checked before any work
         seed = self.random_state
         if isinstance(seed, np.random.RandomState):  # scikit-learn's convention: a seed drawn from it
             seed = int(seed.randint(0, 2**31))
@@ -631,6 +633,9 @@ class DAGMMDetector(BaseEstimator):
             raise ConfigurationError(f"model_kwargs {owned}: set them as DAGMMDetector's own parameters")
         settings |= {**MODEL_DEFAULTS, **scoring_fit, **(self.model_kwargs or {})}
         sizes = dict(n_components=None if self.n_components is None else int(self.n_components), members=int(members))
+        check_sizes_set_together(latent, hidden)  # (here: before the data is read; the model checks them again)
+        if model_class.build_mixture_energy is DAGMM.build_mixture_energy:
+            check_family(settings["mixture"], int(members))
         return model_class, dict(hidden_dims=hidden, latent_dim=latent, **sizes, **settings)
 
     def decision_function(self, X) -> np.ndarray:
@@ -806,6 +811,8 @@ class DAGMMDetector(BaseEstimator):
         except Exception as err:  # noqa: BLE001 - whatever the unpickler makes of another kind of file
             lines = re.sub(r"\x1b\[[0-9;]*m", "", str(err)).strip().splitlines() or [""]  # (torch's bold, in ANSI)
             refused = re.search(r"Unsupported global: GLOBAL ([\w.]+)", "\n".join(lines))
+            if refused is not None and _written_by_save(path):
+                raise DataError(f"{path} was written by DAGMMDetector.save: DAGMMDetector.load loads it") from None
             if refused is not None:  # a detector's file, or a checkpoint holding an object such a load refuses
                 raise DataError(
                     f"{path} holds a {refused.group(1)}, which a safe load (torch.load, weights_only=True) refuses: "
@@ -957,6 +964,18 @@ _PROCESS_STATE = threading.RLock()
 
 
 _THREAD_COUNT = threading.RLock()  # held by a thread that set torch's thread count, until it is restored
+
+
+def _written_by_save(path: Path) -> bool:
+    """Whether ``path`` is a file of ``DAGMMDetector.save`` (its pickle's keys read as bytes, nothing
+    unpickled)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            name = next(n for n in archive.namelist() if n.endswith("/data.pkl"))
+            pickled = archive.read(name)
+    except (OSError, zipfile.BadZipFile, StopIteration):
+        return False
+    return b"variant_class" in pickled and b"n_features_in" in pickled
 
 
 @contextmanager

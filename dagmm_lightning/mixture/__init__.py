@@ -22,10 +22,17 @@ MIXTURE_FAMILIES: dict[str, type[MixtureEnergy]] = {
 }
 
 
+def check_family(family: MixtureFamily, members: int) -> None:
+    """``family`` one of ``MixtureFamily``, for ``members`` at once (a model's arguments, checked before
+    any data is read)."""
+    check_choice("mixture", family, MixtureFamily)
+    MIXTURE_FAMILIES[family].check_members(members)
+
+
 def build_mixture(
     family: MixtureFamily, n_components: int, dim: int, jitter: float, dtype: MixtureDtype, members: int = 1
 ) -> MixtureEnergy:
     """The mixture of ``family`` over rows of size ``dim`` (``members`` > 1: that many at once)."""
-    check_choice("mixture", family, MixtureFamily)
+    check_family(family, members)
     family_class = MIXTURE_FAMILIES[family]
     return family_class(n_components=n_components, dim=dim, jitter=jitter, dtype=dtype, members=members)

@@ -130,6 +130,10 @@ class MixtureEnergy(nn.Module, ABC):
 
     # --- what each family defines -------------------------------------------------------------
     # Shapes below are one mixture's; an ensemble's tensors carry a leading members axis (``...``).
+    @classmethod
+    def check_members(cls, members: int) -> None:  # noqa: B027 - a family that needs no check leaves it empty
+        """Refuses (``ConfigurationError``) an ensemble size the family cannot take."""
+
     @abstractmethod
     def parameter_shapes(self) -> dict[str, tuple[int, ...]]:
         """Shapes of the fitted parameter tensors, by name."""

@@ -39,12 +39,16 @@ class MixedFamilyEnergy(GaussianMixtureEnergy, LaplaceMixtureEnergy):
     def __init__(
         self, n_components: int, dim: int, jitter: float = 1e-6, dtype: MixtureDtype = "float64", members: int = 1
     ) -> None:
+        self.check_members(members)
+        super().__init__(n_components=n_components, dim=dim, jitter=jitter, dtype=dtype, members=members)
+
+    @classmethod
+    def check_members(cls, members: int) -> None:
         if members < 2:
             raise ConfigurationError(
                 f"mixture 'gaussian+laplace' alternates the family over an ensemble's members: it needs "
                 f"members >= 2, got {members}"
             )
-        super().__init__(n_components=n_components, dim=dim, jitter=jitter, dtype=dtype, members=members)
 
     def parameter_shapes(self) -> dict[str, tuple[int, ...]]:
         return GaussianMixtureEnergy.parameter_shapes(self) | LaplaceMixtureEnergy.parameter_shapes(self)

@@ -39,7 +39,14 @@ from dagmm_lightning.errors import (
 )
 from dagmm_lightning.labels import LABELLED_ANOMALY
 from dagmm_lightning.losses import AnomalyLoss, dagmm_objective, summed_terms
-from dagmm_lightning.mixture import MixtureDtype, MixtureEnergy, MixtureFamily, build_mixture, reseedable_components
+from dagmm_lightning.mixture import (
+    MixtureDtype,
+    MixtureEnergy,
+    MixtureFamily,
+    build_mixture,
+    check_family,
+    reseedable_components,
+)
 from dagmm_lightning.models.compiled_step import CompiledAdamStep, plain_adam_problem
 from dagmm_lightning.networks import Activation, Autoencoder, Compressed, DAGMMModel, DAGMMOutput, EstimationNetwork
 from dagmm_lightning.networks.dagmm import SCALED_LIMIT, evaluating
@@ -47,6 +54,13 @@ from dagmm_lightning.scoring import Inference, ScoreCalibration, upper_quantile
 from dagmm_lightning.sizing import EXPLAINED_VARIANCE, NetworkSizes, mixture_components, network_sizes
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def check_sizes_set_together(latent_dim: int | None, hidden_dims: tuple[int, ...] | None) -> None:
+    if (latent_dim is None) != (hidden_dims is None):
+        raise ConfigurationError("latent_dim and hidden_dims are chosen from the data together: set both or none")
+
+
 LRSchedule = Literal["constant", "cosine"]
 ThresholdRows = Literal["auto", "train", "val"]
 VARIANT_RECORD_KEY = "dagmm_variant"  # what a checkpoint must match to load (class, mixture, input size)
@@ -285,6 +299,8 @@ class DAGMM(L.LightningModule):
             raise ConfigurationError(f"latent_dim must be >= 1 (or null: from the data), got {latent_dim}")
         if n_components is not None and not n_components >= 1:
             raise ConfigurationError(f"n_components must be >= 1 (or null: from the data), got {n_components}")
+        if type(self).build_mixture_energy is DAGMM.build_mixture_energy:  # (a variant's own may ignore it)
+            check_family(mixture, members)  # here, not in setup after the data is read (a deep traceback)
         check_choice("inference", inference, Inference)
         check_choice("threshold_rows", threshold_rows, ThresholdRows)
         if threshold_rows != "auto" and not self.threshold_from_contamination:  # (had: 'train' ignored)
@@ -320,8 +336,7 @@ class DAGMM(L.LightningModule):
             warn(f"steps_per_call {steps_per_call} has no effect without compile true")
         self.save_hyperparameters()
         self.automatic_optimization = not compile  # the compiled step updates the weights itself
-        if (latent_dim is None) != (hidden_dims is None):
-            raise ConfigurationError("latent_dim and hidden_dims are chosen from the data together: set both or none")
+        check_sizes_set_together(latent_dim, hidden_dims)
         if n_components is None and latent_dim is not None:
             raise ConfigurationError("n_components null (chosen from the data) needs latent_dim and hidden_dims null")
         if em_steps < 0:

@@ -19,7 +19,7 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.utils.estimator_checks import check_estimator
 
 from dagmm_lightning import DAGMMDetector
-from dagmm_lightning.data import DataError
+from dagmm_lightning.data import AnomalyDataModule, DataError
 from dagmm_lightning.detector import TRAINING_STEPS
 from dagmm_lightning.errors import ConfigurationError, DAGMMWarning, DataTypeError, warn
 from dagmm_lightning.mixture import GaussianMixtureEnergy
@@ -627,8 +627,17 @@ def test_a_detector_pickled_before_n_jobs_existed_loads_with_its_default(fitted)
     np.testing.assert_array_equal(restored.decision_function(x[:50]), det.decision_function(x[:50]))
 
 
-def test_bad_settings_and_unfitted():
+def test_bad_settings_and_unfitted(monkeypatch):
     x, _ = blobs()
+    with monkeypatch.context() as patched:  # refused before the rows are read and encoded (had: 18 frames deep)
+        patched.setattr(AnomalyDataModule, "from_table", lambda *a, **k: pytest.fail("data read before the check"))
+        for settings, message in [
+            (dict(members=1, mixture="gaussian+laplace"), "alternates the family .*: it needs members >= 2, got 1"),
+            (dict(mixture="student"), r"mixture must be one of \['gaussian', 'laplace', 'gaussian\+laplace'\]"),
+            (dict(latent_dim=2), "latent_dim and hidden_dims are chosen from the data together: set both or none"),
+        ]:
+            with pytest.raises(ValueError, match=message):
+                DAGMMDetector(epochs=1, **settings).fit(x)
     with pytest.raises(ValueError, match=r"contamination must be in \(0, 0.5\]"):
         DAGMMDetector(contamination=0.7).fit(x)
     with pytest.raises(ValueError, match=r"contamination must be a number in \(0, 0.5\], got '0.1'"):
