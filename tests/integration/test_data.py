@@ -472,8 +472,11 @@ def test_bad_values_are_named(kdd, paper_data, tmp_path, row, column, value, mes
 def test_predict_file_with_other_features_is_rejected(kdd, tmp_path):
     path = tmp_path / "other.csv"
     pd.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0]}).to_csv(path, index=False)
-    with pytest.raises(DataError, match="columns missing from the input"):
+    with pytest.raises(DataError, match="columns missing from the input: .* 41 columns$"):
         kdd.preprocessor.encode(pd.read_csv(path))
+    arrays = AnomalyDataModule.from_arrays(np.zeros((2, 41)))._given_table.features  # named x0 ... x40
+    with pytest.raises(DataError, match=r"41 columns: rows without names \(an array's, x0, x1, ...\); give a Data"):
+        kdd.preprocessor.encode(arrays)  # had: the missing names alone
 
 
 def test_predict_file_in_raw_format_encodes_like_training(kdd, paper_data, tmp_path):
