@@ -719,6 +719,9 @@ class TablePreprocessor:
                 if pd.api.types.infer_dtype(numeric[column], skipna=True).startswith(TIME_KINDS):
                     raise DataError(f"column {column!r} holds dates or times, the model was trained on numbers")
                 coerced = pd.to_numeric(numeric[column], errors="coerce")  # numbers stored as text are numbers
+                words = numeric[column].astype("string").str.strip().str.lower()
+                if words.notna().any() and words.dropna().isin(["true", "false"]).all():  # as pandas reads a CSV's
+                    coerced = words.map({"true": 1.0, "false": 0.0}).astype(np.float64)  # (missing: refused below)
                 example = not_numbers(numeric[column], coerced)
                 if example:
                     raise DataError(f"column {column!r} should be numeric but holds non-numeric values, e.g. {example}")

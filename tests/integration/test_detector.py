@@ -1022,3 +1022,13 @@ def test_resolved_settings_are_the_arguments_its_model_was_built_with(params):
     assert resolved["em_steps"] == (3 if "model_kwargs" in params else 0)
     with pytest.raises(ConfigurationError, match="latent_dim must be an integer >= 1 or None, got 'x'"):
         DAGMMDetector(latent_dim="x").resolved_settings()  # had: int()'s ValueError
+
+
+def test_a_boolean_column_scored_from_its_text_scores_as_the_booleans():
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.normal(size=300), "b": rng.normal(size=300), "flag": rng.random(300) < 0.5})
+    det = DAGMMDetector(epochs=1, members=1, random_state=0).fit(frame)
+    as_text = frame.assign(flag=np.where(frame["flag"], " TRUE", "false"))  # as a CSV's text, any case
+    np.testing.assert_array_equal(det.decision_function(as_text), det.decision_function(frame))  # had: refused
+    with pytest.raises(DataError, match=r"column 'flag' should be numeric but holds non-numeric values, e.g. \['no'"):
+        det.decision_function(frame.assign(flag=np.where(frame["flag"], "yes", "no")))  # no such reading
