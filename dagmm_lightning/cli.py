@@ -403,10 +403,11 @@ def whole_config_as_data(args: list[str]) -> str | None:
     return None
 
 
-def contamination_mismatch(model, datamodule) -> str | None:
+def contamination_mismatch(model, datamodule, remedy: str = "--model.init_args.contamination null") -> str | None:
     """What is wrong with a ``contamination`` more than twice, or under half, the labels' share of
     anomalies (e.g. a method config's KDDCUP99 share, 0.2, kept for a table of 5 % anomalies); None where
-    it is not, or the threshold is no quantile (PU's c / 2) or the rows carry no labels."""
+    it is not, or the threshold is no quantile (PU's c / 2) or the rows carry no labels. ``remedy``: the
+    option that takes the labels' share, as the command takes it."""
     contamination, share = getattr(model, "hparams", {}).get("contamination"), datamodule.anomaly_share
     quantile = getattr(model, "threshold_from_contamination", False)
     if not (quantile and contamination and share) or share / 2 <= contamination <= 2 * share:
@@ -414,7 +415,7 @@ def contamination_mismatch(model, datamodule) -> str | None:
     return (
         f"contamination {contamination:g}, but the labels mark {100 * share:.3g} % of the rows as anomalies: the "
         f"threshold flags about {100 * contamination:.3g} % of the rows it is taken on (threshold_rows); "
-        "--model.init_args.contamination null takes the labels' share"
+        f"{remedy} takes the labels' share"
     )
 
 

@@ -259,7 +259,10 @@ def run_suite(
     check_resolved_settings(csv_path, [r for r in rows if r["method"] == method], method, resolved)
     if any(r["method"] == method and not r.get("resolved") for r in rows):
         print(f"({csv_path}'s {method} rows of before the resolved column: their defaults are not checked)")
-    used = detector_threads(settings, threads)
+    try:
+        used = detector_threads(settings, threads)
+    except ConfigurationError as err:
+        raise ConfigurationError(f"--detector: {err}") from None
     timed = sorted({r["threads"] for r in rows if r["method"] == method and r.get("threads")} - {str(used)})
     if timed:  # (the ROC AUC hardly moves; the seconds do)
         print(

@@ -7,13 +7,12 @@ import os
 from pathlib import Path
 
 import pandas as pd
-import pyarrow as pa
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
 from dagmm_lightning.data.datamodule import TABLE
 from dagmm_lightning.data.loaders import columns_named
-from dagmm_lightning.data.streaming import column_names, read_columns
+from dagmm_lightning.data.streaming import KeptColumns, column_names
 from dagmm_lightning.errors import DataError, make_folder_of, warn
 
 OTHER_FORMATS = (".parquet", ".pq", ".npz", ".npy", ".json", ".xlsx", ".xls", ".feather", ".pkl", ".pickle")
@@ -35,14 +34,15 @@ class PredictionCSVWriter(BasePredictionWriter):
         keep_columns: columns of the scored file (``--data.predict_file``, else the table whose test rows
             are scored) copied, as written, before each row's score: ids to find the flagged rows by.
             Default: the data's ``ignore_columns`` that the file has (ids, timestamps, text the model
-            was not given); ``[]`` none. Read whole before scoring, these columns only.
+            was not given); ``[]`` none. As text, missing values blank; read chunk by chunk beside the
+            rows where those are (a second pass over the file, these columns only).
     """
 
     def __init__(self, output_path: str | None = None, keep_columns: list[str] | None = None) -> None:
         super().__init__(write_interval="batch")
         self.output_path = output_path
         self.keep_columns = keep_columns
-        self._kept: pa.Table | None = None  # (rows of the scored file, kept columns)
+        self._kept: KeptColumns | None = None
         self.columns_kept: list[str] = []  # those of the last predict
         self.written_to: Path | None = None
         self.rows_written = 0
@@ -75,17 +75,23 @@ class PredictionCSVWriter(BasePredictionWriter):
         except OSError as err:  # a folder one cannot write to (permissions, /proc, a read-only disk)
             why = err.strerror or str(err)
             raise DataError(f"cannot write {self.written_to} (tried {part.name} beside it): {why}") from None
-        self.columns_kept = [] if self._kept is None else self._kept.column_names
+        self.columns_kept = [] if self._kept is None else self._kept.columns
         pd.DataFrame(columns=[*self.columns_kept, *COLUMNS]).to_csv(self._part, index=False)
         self.rows_written = self.rows_flagged = 0
 
-    def _read_kept_columns(self, datamodule) -> pa.Table | None:
+    def _read_kept_columns(self, datamodule) -> KeptColumns | None:
         """The kept columns of the file scored (None: none to keep); refuses names the file lacks."""
         option, given = "--prediction_writer.keep_columns", self.keep_columns is not None
         wanted = list(self.keep_columns if given else getattr(datamodule, "ignore_columns", None) or [])
         table = getattr(datamodule, "dataset", None) == TABLE
-        source = getattr(datamodule, "predict_file", None) or (datamodule.path if table else None)
-        names = column_names(source) if wanted and source is not None else None
+        predict_file = getattr(datamodule, "predict_file", None)
+        source = predict_file or (datamodule.path if table else None)
+        try:
+            names = column_names(source) if wanted and source is not None else None
+        except DataError:
+            if given:
+                raise
+            return None  # (the file's problem is the scoring reader's to name, in its own words)
         if not wanted or (names is None and not given):
             return None
         if names is None:
@@ -103,16 +109,14 @@ class PredictionCSVWriter(BasePredictionWriter):
         if taken:
             warn(f"ignored columns {taken} are not copied to the predictions, which have columns of those names")
         wanted = [c for c in dict.fromkeys(wanted) if c not in COLUMNS]
-        return read_columns(source, wanted) if wanted else None
+        # a table's test rows: read whole, as the fit read the table, unless it trained out of core
+        whole = predict_file is None and not getattr(datamodule, "out_of_core", False)
+        return KeptColumns(source, wanted, whole) if wanted else None
 
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx=0):
         frame = pd.DataFrame({c: prediction[c].to(dtype).cpu().numpy() for c, dtype in COLUMNS.items()})
         if self._kept is not None:
-            index = frame["index"].to_numpy()
-            if len(index) and index.max() >= self._kept.num_rows:
-                raise DataError("the scored file has more rows than when its kept columns were read: changed since?")
-            kept = self._kept.take(pa.array(index)).to_pandas()
-            frame = pd.concat([kept, frame], axis=1)
+            frame = pd.concat([self._kept.rows(frame["index"].to_numpy()), frame], axis=1)
         frame.to_csv(self._part, header=False, index=False)
         self.rows_written += len(frame)
         self.rows_flagged += int(frame["prediction"].sum())

@@ -637,7 +637,16 @@ class AnomalyDataModule(L.LightningDataModule):
         # encoded as the checkpoint encodes (a category it never saw, in a row since changed: all zeros)
         other_columns = columns != (self.preprocessor.numeric, self.preprocessor.categories)
         if self._encoded is not None and other_columns:
-            self._encoded = self.preprocessor.encode_compact(self._table.features, own_rows=True)
+            try:
+                self._encoded = self.preprocessor.encode_compact(self._table.features, own_rows=True)
+            except DataError as err:
+                if not (self._given_table is not None and "columns missing" in str(err)):
+                    raise
+                raise DataError(  # (from_arrays names its columns x0, x1, ...)
+                    f"{err}; the rows given to this data module have no such names: make it with "
+                    "AnomalyDataModule.from_table(RawTable(frame, labels, symbolic columns)) from a DataFrame with "
+                    "the training table's column names"
+                ) from None
         if self._on_disk is not None and (other_columns or self.preprocessor.constant is None or resplit):
             # setup wrote them with this run's columns, or before the constant columns' clip: written again
             self._on_disk = self._write_rows_to_disk(fit_scaling=False)

@@ -128,11 +128,14 @@ def column_types(
     return dict.fromkeys(preprocessor.numeric, pa.float64()) | dict.fromkeys(text, pa.string())
 
 
-def read_frames(path: Path, chunk_rows: int, types: dict[str, pa.DataType] | None = None) -> Iterator[pd.DataFrame]:
+def read_frames(
+    path: Path, chunk_rows: int, types: dict[str, pa.DataType] | None = None, columns: list[str] | None = None
+) -> Iterator[pd.DataFrame]:
     """A CSV or Parquet file as DataFrames of ``chunk_rows`` rows (the last one shorter); ``types``: the
-    CSV columns' types (others inferred from the file's first block). A CSV file reads as the in-memory
-    reader (pandas) reads it: its column names (``Unnamed: 0`` for an empty one, ``a.1`` for a second
-    ``a``), missing values (blank, NA, null ... in text columns too) and quoted line breaks."""
+    CSV columns' types (others inferred from the file's first block); ``columns``: only these, in this
+    order (a Parquet file's as text). A CSV file reads as the in-memory reader (pandas) reads it: its
+    column names (``Unnamed: 0`` for an empty one, ``a.1`` for a second ``a``), missing values (blank, NA,
+    null ... in text columns too) and quoted line breaks."""
     pool = pa.default_memory_pool()
     try:
         if not str(path).lower().endswith(PARQUET_SUFFIXES):  # a CSV (pyarrow decompresses .gz and .bz2)
@@ -140,6 +143,7 @@ def read_frames(path: Path, chunk_rows: int, types: dict[str, pa.DataType] | Non
             names = [str(c) for c in pd.read_csv(path, sep=delimiter, index_col=False, nrows=0).columns]
             warn_if_headerless(names, path)
             options = csv.ConvertOptions(column_types=types or {}, null_values=MISSING_TEXT, strings_can_be_null=True)
+            options.include_columns = columns or []
             read = csv.ReadOptions(block_size=1 << 20, column_names=names, skip_rows=header_lines(path, delimiter))
             parse = csv.ParseOptions(delimiter=delimiter, newlines_in_values=True)
             # the compression named, not left to pyarrow: it matches .gz and .bz2 in lower case only
@@ -147,7 +151,7 @@ def read_frames(path: Path, chunk_rows: int, types: dict[str, pa.DataType] | Non
             source = pa.input_stream(str(path), compression=codec) if codec else path
             batches = csv.open_csv(source, read_options=read, parse_options=parse, convert_options=options)
         else:
-            batches = parquet_batches(path, chunk_rows)
+            batches = parquet_batches(path, chunk_rows, columns)
         pending = None
         for batch in batches:
             undecoded = [f.name for f in batch.schema if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)]
@@ -213,13 +217,16 @@ def named_columns(message: str, path: Path) -> str:
     return message
 
 
-def parquet_batches(path: Path, rows: int) -> Iterator[pa.RecordBatch]:
+def parquet_batches(path: Path, rows: int, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
     """A Parquet file's record batches of ``rows`` rows, read page by page: no pre-buffering of whole
     column chunks (a row group decoded at once, or pre-buffered, peaked at 1.1 GB on 5 M rows; this way
-    680 MiB)."""
+    680 MiB). ``columns``: only these, as text (an integer id with nulls stays 12, not 12.0)."""
     check_parquet_columns_unique(path)
     reader = parquet.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
-    yield from reader.iter_batches(batch_size=rows, use_threads=False)
+    for batch in reader.iter_batches(batch_size=rows, use_threads=False, columns=columns):
+        if columns:
+            batch = pa.RecordBatch.from_arrays([batch[c].cast(pa.string()) for c in columns], names=columns)
+        yield batch
 
 
 def column_names(path: Path | str) -> list[str] | None:
@@ -236,28 +243,46 @@ def column_names(path: Path | str) -> list[str] | None:
         raise DataError(f"{path} is not a readable table: {str(err).splitlines()[0]}") from None
 
 
-def read_columns(path: Path | str, columns: list[str]) -> pa.Table:
-    """``columns`` of a CSV or Parquet table, every row, as written (a CSV's as text: ``007`` stays
-    ``007``, a blank cell blank; a Parquet file's typed), the other columns not read: ids and the like,
-    to carry beside scores. Held in Arrow's memory: about the columns' size in the file."""
-    path = table_file(path)
-    try:
-        if str(path).lower().endswith(PARQUET_SUFFIXES):
-            return parquet.read_table(path, columns=columns)
-        delimiter = csv_delimiter(path)
-        if not streamed(path):  # (.csv.xz, .zip, ...: opened by pandas)
-            frame = pd.read_csv(path, sep=delimiter, index_col=False, usecols=columns, dtype=str, keep_default_na=False)
-            return pa.Table.from_pandas(frame[columns], preserve_index=False)
-        names = [str(c) for c in pd.read_csv(path, sep=delimiter, index_col=False, nrows=0).columns]
-        read = csv.ReadOptions(block_size=1 << 20, column_names=names, skip_rows=header_lines(path, delimiter))
-        text = dict.fromkeys(columns, pa.string())
-        convert = csv.ConvertOptions(include_columns=columns, column_types=text, null_values=[])
-        codec = {".gz": "gzip", ".bz2": "bz2"}.get(path.suffix.lower())
-        source = pa.input_stream(str(path), compression=codec) if codec else path
-        parse = csv.ParseOptions(delimiter=delimiter, newlines_in_values=True)
-        return csv.read_csv(source, read_options=read, parse_options=parse, convert_options=convert)
-    except (pa.ArrowInvalid, pd.errors.EmptyDataError, UnicodeDecodeError, EOFError, ValueError, OSError) as err:
-        raise DataError(f"{path}: {str(err).splitlines()[0]}") from None
+class KeptColumns:
+    """Columns of a CSV or Parquet table (ids) by row number, as text (missing values blank), for the rows
+    ``predict`` scores: read in step with them, a chunk at a time (rows asked for in rising order, as the
+    readers give them; a step back reads the file again from its start), or ``whole`` (the file is read
+    whole by the rest of the run too: a table trained in memory, a ``.csv.xz``)."""
+
+    def __init__(self, path: Path | str, columns: list[str], whole: bool = False) -> None:
+        self.path, self.columns = table_file(path), columns
+        self._whole = self._read_whole() if whole or not streamed(self.path) else None
+        self._frames: Iterator[pd.DataFrame] | None = None
+        self._start, self._buffer = 0, pd.DataFrame(columns=columns)  # rows _start, _start + 1, ...
+
+    def _read_whole(self) -> pd.DataFrame:
+        if str(self.path).lower().endswith(PARQUET_SUFFIXES):
+            table = parquet.read_table(self.path, columns=self.columns)
+            return pd.DataFrame({c: table[c].cast(pa.string()).to_pandas() for c in self.columns})
+        frame = pd.read_csv(self.path, sep=csv_delimiter(self.path), index_col=False, usecols=self.columns, dtype=str)
+        return frame[self.columns]
+
+    def rows(self, index: np.ndarray) -> pd.DataFrame:
+        """The kept columns of rows ``index`` (B,), in that order."""
+        if len(index) == 0:
+            return pd.DataFrame(columns=self.columns)
+        low, high = int(index.min()), int(index.max())
+        if self._whole is not None:
+            if high >= len(self._whole):
+                raise DataError(f"{self.path} has fewer rows than were scored: changed while it was scored?")
+            return self._whole.iloc[index].reset_index(drop=True)
+        if self._frames is None or low < self._start:  # (first, or back to an earlier row)
+            self._frames = read_frames(self.path, CHUNK_ROWS, dict.fromkeys(self.columns, pa.string()), self.columns)
+            self._start, self._buffer = 0, pd.DataFrame(columns=self.columns)
+        while True:
+            drop = min(max(0, low - self._start), len(self._buffer))  # rows before these: never asked again
+            self._buffer, self._start = self._buffer.iloc[drop:], self._start + drop
+            if self._start + len(self._buffer) > high:
+                return self._buffer.iloc[index - self._start].reset_index(drop=True)
+            frame = next(self._frames, None)
+            if frame is None:
+                raise DataError(f"{self.path} has fewer rows than were scored: changed while it was scored?")
+            self._buffer = pd.concat([self._buffer, frame[self.columns]], ignore_index=True)
 
 
 @dataclass

@@ -698,16 +698,9 @@ class TablePreprocessor:
         frame = frame.rename(columns=str)
         missing = [c for c in [*self.numeric, *self.categories] if c not in frame.columns]
         if missing:
-            unnamed = len(frame.columns) and all(re.fullmatch(r"x\d+", str(c)) for c in frame.columns)
-            hint = (  # (AnomalyDataModule.from_arrays names its columns x0, x1, ...)
-                ": rows without names (an array's, x0, x1, ...); give a DataFrame with the training table's names "
-                "(AnomalyDataModule.from_table)"
-                if unnamed and not all(re.fullmatch(r"x\d+", str(c)) for c in missing)
-                else ""
-            )
             raise DataError(
                 f"columns missing from the input: {missing[:10]}{' ...' if len(missing) > 10 else ''}; "
-                f"the model was trained on {len(self.numeric) + len(self.categories)} columns{hint}"
+                f"the model was trained on {len(self.numeric) + len(self.categories)} columns"
             )
         numbers, codes = np.zeros((len(frame), len(self.numeric))), []
         if self.numeric:

@@ -474,9 +474,15 @@ def test_predict_file_with_other_features_is_rejected(kdd, tmp_path):
     pd.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0]}).to_csv(path, index=False)
     with pytest.raises(DataError, match="columns missing from the input: .* 41 columns$"):
         kdd.preprocessor.encode(pd.read_csv(path))
-    arrays = AnomalyDataModule.from_arrays(np.zeros((2, 41)))._given_table.features  # named x0 ... x40
-    with pytest.raises(DataError, match=r"41 columns: rows without names \(an array's, x0, x1, ...\); give a Data"):
-        kdd.preprocessor.encode(arrays)  # had: the missing names alone
+    x = np.random.default_rng(0).normal(size=(60, 3))
+    named = AnomalyDataModule.from_table(RawTable(pd.DataFrame(x, columns=["a", "b", "c"]), None, []))
+    named.setup("fit")  # a model's table, its columns named, and rows of an array scored by its checkpoint
+    arrays = AnomalyDataModule.from_arrays(x)
+    arrays.setup("fit")
+    with pytest.raises(
+        DataError, match=r"3 columns; the rows given to this data module have no such names: .*\.from_table"
+    ):
+        arrays.load_state_dict(named.state_dict())  # had: the missing names alone
 
 
 def test_predict_file_in_raw_format_encodes_like_training(kdd, paper_data, tmp_path):

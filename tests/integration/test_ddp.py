@@ -128,9 +128,9 @@ def test_two_process_predict_writes_each_row_once_as_one_process_does(checkpoint
     rows = load_breast_cancer(as_frame=True).data.iloc[:95]  # a file of new rows with an id column to keep
     ids = [f"{i:03d}" for i in range(len(rows))]  # written with leading zeros: kept as text, not read as 7
     rows.assign(case=ids).to_csv(tmp_path / "rows.csv", index=False)
-    for devices, predict_file, keep in [(1, None, None), (2, None, None), (1, "rows.csv", []), (2, "rows.csv", [])]:
+    for devices, predict_file in [(1, None), (2, None), (1, "rows.csv"), (2, "rows.csv")]:
         out = tmp_path / f"predictions{devices}{predict_file or ''}.csv"
-        writer = PredictionCSVWriter(str(out), keep_columns=["case"] if predict_file else keep)
+        writer = PredictionCSVWriter(str(out), keep_columns=["case"] if predict_file else None)
         predict = trainer(devices, precision="64-true", callbacks=[writer])
         data = small_data()
         data.predict_file = str(tmp_path / predict_file) if predict_file else None

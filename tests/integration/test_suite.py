@@ -229,9 +229,14 @@ def test_options_of_configs_runs_and_another_results_file_are_refused_with_a_sui
     np.savez(folder / "²_superscript.npz", X=x, y=np.r_[np.zeros(54), np.ones(6)])
     assert suite.table_order("²_superscript") == (0, "²_superscript") and suite.table_order("12_a") == (12, "12_a")
     for extra, message in [
-        (["--epochs", "1"], "^dagmm: error: --epochs: for --configs runs, not --suite, which takes .* --detector"),
+        (["--epochs", "1"], "^dagmm: error: --epochs: for --configs runs, not --suite; the detector's .* --detector"),
         (["--select-on", "f1_rho", "--recon-inference"], "--recon-inference, --select-on: for --configs runs, not"),
-        (["--jobs", "2"], "--jobs: .*; it runs one table at a time, --threads sets a run's threads$"),  # had: JSON
+        (
+            ["--jobs", "2"],
+            r"--jobs: for --configs runs, not --suite \(it runs one table at a time; --threads sets a "
+            r"run's threads\)$",
+        ),  # had: settings in --detector
+        (["--baselines", "--epochs", "2"], "^dagmm: error: --epochs: for --configs"),  # (--baselines: always run)
         (["--protocol", "reimplementation"], "--protocol is for --configs runs; the suite's is --suite-protocol"),
         (["--suite-protocol", "contaminate"], "--suite-protocol: 'contaminate' is not one of"),  # had: --suite_protocol
         (
@@ -268,6 +273,8 @@ def test_random_state_is_refused_and_an_interrupted_suite_reports_its_rows(tmp_p
     for variant in ("pu", "mixed_loss"):  # had: a failed row per table, recorded as done, and every mean blank
         with pytest.raises(ValueError, match=f"--detector: variant '{variant}' trains on labelled rows; the suite"):
             main(["--suite", str(folder), "--detector", f'{{"variant": "{variant}"}}', "--out", str(out)])
+    with pytest.raises(ValueError, match=r"^--detector: n_jobs must be None or a nonzero integer"):
+        main(["--suite", str(folder), "--detector", '{"n_jobs": 0}', "--out", str(out)])
     assert not out.with_suffix(".csv").exists()
 
     def failing(settings, x_train, x_test, seed, threads):

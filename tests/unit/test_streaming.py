@@ -392,22 +392,40 @@ def test_a_parquet_file_with_two_columns_of_one_name_is_refused_by_both_readers(
 
 
 @pytest.mark.parametrize("name", ["ids.csv", "ids.csv.gz", "ids.csv.xz", "ids.parquet"])
-def test_kept_columns_read_as_written_every_row_in_order(tmp_path, name):
-    from dagmm_lightning.data.streaming import column_names, read_columns
+@pytest.mark.parametrize("whole", [False, True])
+def test_kept_columns_are_read_as_text_in_step_with_the_rows(tmp_path, monkeypatch, name, whole):
+    from dagmm_lightning.data.streaming import KeptColumns, column_names
 
-    frame = pd.DataFrame(
-        {"id": ["007", "", "a;b", "line\nbreak", "NA"], "x": [1.5, 2.0, 3.0, 4.0, 5.0], "host": list("vwxyz")}
-    )
+    monkeypatch.setattr(streaming_module, "CHUNK_ROWS", 4)  # rows asked for across chunks
+    ids = ["007", "", "a;b", "line\nbreak", "NA", *[f"r{i}" for i in range(5, 23)]]
+    frame = pd.DataFrame({"id": ids, "x": np.arange(23) / 2, "host": [f"h{i % 3}" for i in range(23)]})
     path = tmp_path / name
     if name.endswith("parquet"):
         frame.to_parquet(path)
     else:
         frame.to_csv(path, sep=";", index=False)  # a semicolon inside a quoted value, a line break in one
     assert column_names(path) == ["id", "x", "host"]
-    kept = read_columns(path, ["host", "id"]).to_pandas()
-    assert list(kept.columns) == ["host", "id"]  # in the order asked
-    assert kept["id"].tolist() == ["007", "", "a;b", "line\nbreak", "NA"]  # text as written: no 7, no NaN
-    assert kept["host"].tolist() == list("vwxyz")
+    kept = KeptColumns(path, ["host", "id"], whole)
+    expected = frame[["host", "id"]]  # a Parquet file's text as it is; a CSV's missing values (blank, NA) blank
+    expected = expected if name.endswith("parquet") else expected.replace({"id": {"NA": ""}})
+    for index in [np.arange(0, 5), np.arange(5, 13), np.array([13, 17, 21]), np.array([2, 3]), np.array([22])]:
+        got = kept.rows(index).fillna("")  # in rising order, strided as a rank's share, a step back, the last
+        pd.testing.assert_frame_equal(got, expected.iloc[index].reset_index(drop=True), check_dtype=False)
+    with pytest.raises(DataError, match="has fewer rows than were scored: changed while it was scored"):
+        kept.rows(np.array([23]))
+
+
+def test_a_parquet_integer_id_with_nulls_is_kept_as_written(tmp_path):
+    import pyarrow as pa
+    from pyarrow import parquet
+
+    from dagmm_lightning.data.streaming import KeptColumns
+
+    ids = pa.array([12345678901234567, None, 3], type=pa.int64())  # (no pandas metadata: pyarrow's, Spark's)
+    parquet.write_table(pa.table({"id": ids, "x": [1.0, 2.0, 3.0]}), tmp_path / "ids.parquet")
+    for whole in (False, True):
+        got = KeptColumns(tmp_path / "ids.parquet", ["id"], whole).rows(np.arange(3))["id"].tolist()
+        assert [None if pd.isna(v) else v for v in got] == ["12345678901234567", None, "3"]  # had: 1.23...e+16, 3.0
 
 
 def test_kept_columns_of_rows_without_names_are_refused_by_name(tmp_path):
