@@ -389,6 +389,33 @@ def competing_model_classes(args: list[str]) -> str | None:
     return None
 
 
+def config_before_its_method(args: list[str]) -> str | None:
+    """A message where a config that names no model class (a data config, configs/table.yaml) comes before
+    a method config that sets some of its keys again, itself or through what it includes: the later wins,
+    and the earlier's data or schedule is dropped without a word (configs/data/thyroid.yaml before
+    configs/vae.yaml trained KDDCUP99)."""
+    earlier: list[tuple[str, set[str]]] = []
+    for value in option_values(args, "--config", "-c"):
+        contents = [config_content(path) for path in config_files(["--config", value], ("--config",))]
+        contents = [content for content in contents if isinstance(content, dict)]
+        keys = set().union(*(config_keys(content) for content in contents)) - {"config"}
+        if not any(model_class_named(content) is not None for content in contents):
+            earlier.append((value, keys))
+            continue
+        for first, theirs in earlier:
+            again = sorted(
+                k for k in theirs if any(k == m or m.startswith(f"{k}.") or k.startswith(f"{m}.") for m in keys)
+            )
+            if again:
+                shown = ", ".join(again[:3]) + (" ..." if len(again) > 3 else "")
+                return (
+                    f"{first} sets {shown}; {value}, named after it, is a method config that sets "
+                    f"{'it' if len(again) == 1 else 'them'} again (itself or in what it includes), and the later "
+                    f"file wins: name {first} after {value}"
+                )
+    return None
+
+
 def whole_config_as_data(args: list[str]) -> str | None:
     """A message if ``--data FILE`` names a whole config (``data:``, ``model:`` ... sections, as
     configs/data/*.yaml: ``dagmm benchmark --data`` takes those), which fit's ``--data`` does not take."""
@@ -816,6 +843,7 @@ class DAGMMCLI(LightningCLI):
         problem = next((p for p in map(config_file_problem, config_files(given)) if p is not None), None)
         problem = problem or overridden_options(given) or whole_config_as_data(given) or checkpoint_print_config(given)
         problem = problem or competing_model_classes(given) or included_config_problem(given)
+        problem = problem or config_before_its_method(given)
         if problem is not None:
             subcommands = getattr(getattr(parser, "_subcommands_action", None), "_name_parser_map", {})
             (subcommands.get(given[0], parser) if given else parser).error(problem)

@@ -178,7 +178,9 @@ def table(path, n=400, labels=True, sep=",", ids=False):
 
 
 @pytest.mark.parametrize("method", ["vae", "vqvae", "pu", "improved"])
-def test_a_method_config_composed_with_the_table_config_keeps_its_model_and_trains_on_the_table(method, tmp_path):
+def test_a_method_config_composed_with_the_table_config_keeps_its_model_and_trains_on_the_table(
+    method, tmp_path, capsys
+):
     flows = table(tmp_path / "flows.csv")
     labelled = ["--data.path", str(flows), "--data.label_column", "is_attack", "--trainer.max_epochs", "1"]
     fitted = run(["fit", "--config", f"configs/{method}.yaml", "--config", "configs/table.yaml", *labelled], tmp_path)
@@ -194,8 +196,16 @@ def test_a_method_config_composed_with_the_table_config_keeps_its_model_and_trai
             run(["fit", "--config", "configs/pu.yaml", "--config", "configs/table.yaml", *labelled, *few], tmp_path)
         with pytest.raises(ValueError, match=r"lambda_pu must be in \(0, inf\), got 0"):
             run(["fit", "--config", "configs/pu.yaml", "--model.init_args.lambda_pu", "0"], tmp_path)
-    with pytest.raises(ValueError, match="path is for dataset 'table' .* the dataset is 'kddcup99' here"):
+    capsys.readouterr()
+    with pytest.raises(SystemExit):  # (had: "path is for dataset 'table' ... the dataset is 'kddcup99' here")
         run(["fit", "--config", "configs/table.yaml", "--config", f"configs/{method}.yaml", *labelled], tmp_path)
+    assert re.search(
+        f"table.yaml sets data.batch_size, .*; configs/{method}.yaml, named after", capsys.readouterr().err
+    )
+    with pytest.raises(SystemExit):  # had: trained on KDDCUP99, silently
+        run(["fit", "--config", "configs/data/thyroid.yaml", "--config", f"configs/{method}.yaml"], tmp_path)
+    message = f"thyroid.yaml sets data.dataset, model.contamination; configs/{method}.yaml, named after it, is a method"
+    assert message in capsys.readouterr().err
 
 
 def test_table_column_mistakes_are_named(tmp_path):
