@@ -322,7 +322,13 @@ class DAGMM(L.LightningModule):
                 if members < 1
                 else f"> 1 (an ensemble) is built for DAGMM's autoencoder, not {type(self).__name__}"
             )
-            raise ConfigurationError(f"members {what}, got {members}")
+            fix = (  # (configs/improved.yaml sets 5: its variant's way is the variant's config + improvements.yaml)
+                f"; set members 1 (--model.init_args.members 1), or for {type(self).__name__} with the improved "
+                "method's settings compose its config with configs/improvements.yaml"
+                if members > 1
+                else ""
+            )
+            raise ConfigurationError(f"members {what}, got {members}{fix}")
         if mixture == "gaussian+laplace" and not self.ensembles:  # else: 'needs members >= 2', which it refuses
             raise ConfigurationError(
                 "mixture 'gaussian+laplace' alternates the family over an ensemble's members, and "
