@@ -469,7 +469,7 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(
                 "--protocol is for --configs runs; the suite's is --suite-protocol (one-class or contaminated)"
             )
-        given = [flag for flag in given if flag != "--baselines"] or given  # (named above when alone)
+        given = [flag for flag in given if flag != "--baselines"]  # (alone: refused above; the suite runs them)
         if given:
             message = f"{', '.join(given)}: for --configs runs, not --suite"
             if "--jobs" in given:

@@ -32,7 +32,7 @@ class PredictionCSVWriter(BasePredictionWriter):
             default ``predictions.csv`` in the run's log folder. Column
             ``label`` is the known truth (1 = anomaly) or -1 where the rows carry no labels.
         keep_columns: columns of the scored file (``--data.predict_file``, else the table whose test rows
-            are scored) copied, as written, before each row's score: ids to find the flagged rows by.
+            are scored) copied before each row's score, as text: ids to find the flagged rows by.
             Default: the data's ``ignore_columns`` that the file has (ids, timestamps, text the model
             was not given); ``[]`` none. As text, missing values blank; read chunk by chunk beside the
             rows where those are (a second pass over the file, these columns only).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -640,7 +641,9 @@ class AnomalyDataModule(L.LightningDataModule):
             try:
                 self._encoded = self.preprocessor.encode_compact(self._table.features, own_rows=True)
             except DataError as err:
-                if not (self._given_table is not None and "columns missing" in str(err)):
+                given = self._given_table
+                unnamed = given is not None and all(re.fullmatch(r"x\d+", str(c)) for c in given.features.columns)
+                if not (unnamed and "columns missing" in str(err)):  # (from_arrays: x0, x1, ...)
                     raise
                 raise DataError(  # (from_arrays names its columns x0, x1, ...)
                     f"{err}; the rows given to this data module have no such names: make it with "

@@ -225,8 +225,24 @@ def parquet_batches(path: Path, rows: int, columns: list[str] | None = None) -> 
     reader = parquet.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
     for batch in reader.iter_batches(batch_size=rows, use_threads=False, columns=columns):
         if columns:
-            batch = pa.RecordBatch.from_arrays([batch[c].cast(pa.string()) for c in columns], names=columns)
+            batch = pa.RecordBatch.from_arrays([integers_as_text(batch[c]) for c in columns], names=columns)
         yield batch
+
+
+def integers_as_text(values: pa.Array) -> pa.Array:
+    """An integer column as text (pandas would make one with nulls float: 12 -> 12.0, large ids rounded);
+    any other as it is."""
+    return values.cast(pa.string()) if pa.types.is_integer(values.type) else values
+
+
+def as_text(frame: pd.DataFrame) -> pd.DataFrame:
+    """Each value as pandas shows it (a timestamp 2020-01-01 01:02:03, a boolean True, a list [1, 2]),
+    None where missing."""
+    return frame.apply(lambda column: column.astype(object).map(lambda v: None if _missing(v) else str(v)))
+
+
+def _missing(value) -> bool:
+    return value is None or (not isinstance(value, (list, tuple, dict, np.ndarray)) and bool(pd.isna(value)))
 
 
 def column_names(path: Path | str) -> list[str] | None:
@@ -258,9 +274,9 @@ class KeptColumns:
     def _read_whole(self) -> pd.DataFrame:
         if str(self.path).lower().endswith(PARQUET_SUFFIXES):
             table = parquet.read_table(self.path, columns=self.columns)
-            return pd.DataFrame({c: table[c].cast(pa.string()).to_pandas() for c in self.columns})
+            return as_text(pd.DataFrame({c: integers_as_text(table[c]).to_pandas() for c in self.columns}))
         frame = pd.read_csv(self.path, sep=csv_delimiter(self.path), index_col=False, usecols=self.columns, dtype=str)
-        return frame[self.columns]
+        return as_text(frame[self.columns])
 
     def rows(self, index: np.ndarray) -> pd.DataFrame:
         """The kept columns of rows ``index`` (B,), in that order."""
@@ -274,15 +290,22 @@ class KeptColumns:
         if self._frames is None or low < self._start:  # (first, or back to an earlier row)
             self._frames = read_frames(self.path, CHUNK_ROWS, dict.fromkeys(self.columns, pa.string()), self.columns)
             self._start, self._buffer = 0, pd.DataFrame(columns=self.columns)
-        while True:
-            drop = min(max(0, low - self._start), len(self._buffer))  # rows before these: never asked again
-            self._buffer, self._start = self._buffer.iloc[drop:], self._start + drop
-            if self._start + len(self._buffer) > high:
-                return self._buffer.iloc[index - self._start].reset_index(drop=True)
+        drop = min(max(0, low - self._start), len(self._buffer))  # rows before these: never asked again
+        self._buffer, self._start = self._buffer.iloc[drop:], self._start + drop
+        chunks, end = [self._buffer], self._start + len(self._buffer)
+        while end <= high:
             frame = next(self._frames, None)
             if frame is None:
                 raise DataError(f"{self.path} has fewer rows than were scored: changed while it was scored?")
-            self._buffer = pd.concat([self._buffer, frame[self.columns]], ignore_index=True)
+            skip = min(max(0, low - end), len(frame))  # (a chunk of another rank's rows, passed over)
+            if skip == len(frame) and len(chunks) == 1 and chunks[0].empty:
+                self._start = end = end + len(frame)
+                continue
+            chunks.append(as_text(frame[self.columns]))
+            end += len(frame)
+        if len(chunks) > 1:
+            self._buffer = pd.concat(chunks, ignore_index=True)  # (once: a batch across many chunks copies once)
+        return self._buffer.iloc[index - self._start].reset_index(drop=True)
 
 
 @dataclass

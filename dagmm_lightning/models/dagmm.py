@@ -323,8 +323,8 @@ class DAGMM(L.LightningModule):
                 else f"> 1 (an ensemble) is built for DAGMM's autoencoder, not {type(self).__name__}"
             )
             fix = (  # (configs/improved.yaml sets 5: its variant's way is the variant's config + improvements.yaml)
-                f"; set members 1 (--model.init_args.members 1), or for {type(self).__name__} with the improved "
-                "method's settings compose its config with configs/improvements.yaml"
+                "; set members to 1 (on the command line, where configs/improved.yaml sets 5: a variant takes the "
+                "improved method's settings from its own config composed with configs/improvements.yaml)"
                 if members > 1
                 else ""
             )

@@ -732,7 +732,7 @@ def test_the_readmes_own_variant_trains_from_the_command_line_and_loads_in_pytho
         scores = model.eval().score(x)
     assert scores.shape == (len(x),) and torch.isfinite(scores).all()
     with pytest.raises(
-        ValueError, match=r"built for DAGMM's autoencoder, not DeepDAGMM, got 2; set members 1 \(--model.init_args"
+        ValueError, match=r"built for DAGMM's autoencoder, not DeepDAGMM, got 2; set members to 1 \(on the command"
     ):  # (had: no way out named)
         run([*args, "--model.init_args.members", "2"], tmp_path / "ensemble")
     trainer = L.Trainer(**quiet, max_epochs=1, callbacks=[AnomalyMetrics(), LastEpochCheckpoint(tmp_path / "own")])

@@ -483,6 +483,12 @@ def test_predict_file_with_other_features_is_rejected(kdd, tmp_path):
         DataError, match=r"3 columns; the rows given to this data module have no such names: .*\.from_table"
     ):
         arrays.load_state_dict(named.state_dict())  # had: the missing names alone
+    other = AnomalyDataModule.from_table(RawTable(pd.DataFrame(x, columns=["a", "b", "d"]), None, []))
+    other.setup("fit")
+    with pytest.raises(
+        DataError, match=r"columns missing from the input: \['c'\]; the model was trained on 3 columns$"
+    ):
+        other.load_state_dict(named.state_dict())  # named rows: no hint to name them
 
 
 def test_predict_file_in_raw_format_encodes_like_training(kdd, paper_data, tmp_path):

@@ -415,6 +415,27 @@ def test_kept_columns_are_read_as_text_in_step_with_the_rows(tmp_path, monkeypat
         kept.rows(np.array([23]))
 
 
+def test_parquet_timestamps_booleans_and_lists_are_kept_as_pandas_shows_them(tmp_path):
+    from dagmm_lightning.data.streaming import KeptColumns
+
+    frame = pd.DataFrame(
+        {
+            "at": pd.to_datetime(["2020-01-01 01:02:03", None, "2021-05-06 00:00:00"]),
+            "ok": pd.array([True, None, False], dtype="boolean"),
+            "tags": [[1, 2], [], None],
+            "x": [1.0, 2.0, 3.0],
+        }
+    )
+    frame.to_parquet(tmp_path / "kinds.parquet")
+    for whole in (False, True):  # (had: Arrow's own text, 2020-01-01 01:02:03.000000 and true; a list: a traceback)
+        got = KeptColumns(tmp_path / "kinds.parquet", ["at", "ok", "tags"], whole).rows(np.arange(3))
+        assert {k: [None if pd.isna(v) else v for v in values] for k, values in got.to_dict("list").items()} == {
+            "at": ["2020-01-01 01:02:03", None, "2021-05-06 00:00:00"],
+            "ok": ["True", None, "False"],
+            "tags": ["[1 2]", "[]", None],
+        }
+
+
 def test_a_parquet_integer_id_with_nulls_is_kept_as_written(tmp_path):
     import pyarrow as pa
     from pyarrow import parquet
