@@ -634,7 +634,7 @@ class DAGMMDetector(BaseEstimator):
         settings |= {**MODEL_DEFAULTS, **scoring_fit, **(self.model_kwargs or {})}
         sizes = dict(n_components=None if self.n_components is None else int(self.n_components), members=int(members))
         check_sizes_set_together(latent, hidden)  # (here: before the data is read; the model checks them again)
-        if model_class.build_mixture_energy is DAGMM.build_mixture_energy:
+        if model_class.build_mixture_energy is DAGMM.build_mixture_energy and ensembles:  # (else the model says why)
             check_family(settings["mixture"], int(members))
         return model_class, dict(hidden_dims=hidden, latent_dim=latent, **sizes, **settings)
 

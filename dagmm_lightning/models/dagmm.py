@@ -299,8 +299,6 @@ class DAGMM(L.LightningModule):
             raise ConfigurationError(f"latent_dim must be >= 1 (or null: from the data), got {latent_dim}")
         if n_components is not None and not n_components >= 1:
             raise ConfigurationError(f"n_components must be >= 1 (or null: from the data), got {n_components}")
-        if type(self).build_mixture_energy is DAGMM.build_mixture_energy:  # (a variant's own may ignore it)
-            check_family(mixture, members)  # here, not in setup after the data is read (a deep traceback)
         check_choice("inference", inference, Inference)
         check_choice("threshold_rows", threshold_rows, ThresholdRows)
         if threshold_rows != "auto" and not self.threshold_from_contamination:  # (had: 'train' ignored)
@@ -334,6 +332,8 @@ class DAGMM(L.LightningModule):
                 "mixture 'gaussian+laplace' alternates the family over an ensemble's members, and "
                 f"{type(self).__name__} trains no ensemble: choose 'gaussian' or 'laplace'"
             )
+        if type(self).build_mixture_energy is DAGMM.build_mixture_energy:  # (a variant's own may ignore it)
+            check_family(mixture, members)  # here, not in setup after the data is read (a deep traceback)
         if compile and not self.compiles:
             raise ConfigurationError(f"compile is not available for {type(self).__name__} (its step updates state)")
         if steps_per_call < 1:
