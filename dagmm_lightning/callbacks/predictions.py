@@ -32,10 +32,10 @@ class PredictionCSVWriter(BasePredictionWriter):
             default ``predictions.csv`` in the run's log folder. Column
             ``label`` is the known truth (1 = anomaly) or -1 where the rows carry no labels.
         keep_columns: columns of the scored file (``--data.predict_file``, else the table whose test rows
-            are scored) copied before each row's score, as text: ids to find the flagged rows by.
-            Default: the data's ``ignore_columns`` that the file has (ids, timestamps, text the model
-            was not given); ``[]`` none. As text, missing values blank; read chunk by chunk beside the
-            rows where those are (a second pass over the file, these columns only).
+            are scored) copied before each row's score, as text (a missing value blank): ids to find the
+            flagged rows by. Default: the data's ``ignore_columns`` that the file has (ids, timestamps,
+            text the model was not given); ``[]`` none. A file read by chunks is read so for them too,
+            beside its rows (a second pass, these columns only).
     """
 
     def __init__(self, output_path: str | None = None, keep_columns: list[str] | None = None) -> None:
@@ -131,7 +131,7 @@ class PredictionCSVWriter(BasePredictionWriter):
         if trainer.is_global_zero:
             parts = [self._part_path(trainer, r) for r in range(trainer.world_size)]
             # a rank without rows of its own scored a padding row again: each row id once
-            # (kept columns as written, "007" not 7; scores to the last digit)
+            # (kept columns as text, "007" not 7; scores to the last digit)
             read = dict(dtype=dict.fromkeys(kept, str), keep_default_na=not kept)
             frames = (pd.read_csv(part, **read) for part in parts)
             frame = pd.concat(frames).drop_duplicates("index").sort_values("index", kind="stable")

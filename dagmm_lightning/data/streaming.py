@@ -238,7 +238,13 @@ def integers_as_text(values: pa.Array) -> pa.Array:
 def as_text(frame: pd.DataFrame) -> pd.DataFrame:
     """Each value as pandas shows it (a timestamp 2020-01-01 01:02:03, a boolean True, a list [1, 2]),
     None where missing."""
-    return frame.apply(lambda column: column.astype(object).map(lambda v: None if _missing(v) else str(v)))
+    return frame.apply(_column_as_text)
+
+
+def _column_as_text(column: pd.Series) -> pd.Series:
+    if pd.api.types.is_string_dtype(column):  # (a CSV's: text already; no call per value)
+        return column.astype(object).where(column.notna(), None)
+    return column.astype(object).map(lambda v: None if _missing(v) else str(v))
 
 
 def _missing(value) -> bool:
@@ -297,8 +303,7 @@ class KeptColumns:
             frame = next(self._frames, None)
             if frame is None:
                 raise DataError(f"{self.path} has fewer rows than were scored: changed while it was scored?")
-            skip = min(max(0, low - end), len(frame))  # (a chunk of another rank's rows, passed over)
-            if skip == len(frame) and len(chunks) == 1 and chunks[0].empty:
+            if end + len(frame) <= low and len(chunks) == 1 and chunks[0].empty:  # (another rank's chunk: passed)
                 self._start = end = end + len(frame)
                 continue
             chunks.append(as_text(frame[self.columns]))
