@@ -908,6 +908,9 @@ class DAGMMCLI(LightningCLI):
             )
         if getattr(self.model, "model", True) is None:  # sized from the data: here, before any process spawns
             dm.setup("fit")
+            hp = getattr(self.model, "hparams", {})
+            if hp.get("contamination", 0) is None and getattr(self.model, "threshold_from_contamination", False):
+                self.model.share_for_contamination(dm)  # (no labels to take it from: said before the sizing)
             self.model.size_from_data(dm)
         crowded = threads_beside_busy_cores(torch.get_num_threads())
         if crowded:

@@ -787,28 +787,34 @@ class DAGMM(L.LightningModule):
             else:
                 warn("steps_per_call: one batch per call, since the run validates within an epoch")
         if self.hparams.contamination is None and stage == "fit" and self.threshold_from_contamination:
-            share = getattr(self.trainer.datamodule, "anomaly_share", None)
-            if share is None:
-                raise ConfigurationError(
-                    "contamination is null (take it from the data's labels), but the data has no labels: set "
-                    "--model.init_args.contamination to the share of anomalies you expect, e.g. 0.05"
-                )
-            if share == 0:
-                raise ConfigurationError(
-                    "contamination is null (take it from the data's labels), but the labels mark no row as an "
-                    "anomaly: check the label column, or set --model.init_args.contamination, e.g. 0.05"
-                )
-            if share > 0.5:  # it flags at most half the rows
-                raise ConfigurationError(
-                    f"contamination is null (take it from the data's labels), but the labels mark {100 * share:.3g} % "
-                    "of the rows as anomalies: are they inverted (1 = anomaly)? Map them, or set "
-                    "--model.init_args.contamination (at most 0.5)"
-                )
+            share = self.share_for_contamination(self.trainer.datamodule)
             self.model.calibration.contamination = contamination_from_labels(share)
         if splits is not None and self.threshold_on_val_rows and len(splits.val):
             self._warn_if_val_lacks_anomalies(splits)
         if splits is not None:
             self._warn_of_options_without_effect(splits)
+
+    def share_for_contamination(self, datamodule) -> float:
+        """The labels' share of anomalies, for ``contamination`` null; refuses data without labels, or whose
+        labels mark no anomaly or more than half the rows (``ConfigurationError``)."""
+        share = getattr(datamodule, "anomaly_share", None)
+        if share is None:
+            raise ConfigurationError(
+                "contamination is null (take it from the data's labels), but the data has no labels: set "
+                "--model.init_args.contamination to the share of anomalies you expect, e.g. 0.05"
+            )
+        if share == 0:
+            raise ConfigurationError(
+                "contamination is null (take it from the data's labels), but the labels mark no row as an "
+                "anomaly: check the label column, or set --model.init_args.contamination, e.g. 0.05"
+            )
+        if share > 0.5:  # it flags at most half the rows
+            raise ConfigurationError(
+                f"contamination is null (take it from the data's labels), but the labels mark {100 * share:.3g} % "
+                "of the rows as anomalies: are they inverted (1 = anomaly)? Map them, or set "
+                "--model.init_args.contamination (at most 0.5)"
+            )
+        return share
 
     def _warn_of_options_without_effect(self, splits) -> None:
         """Options given with other values than their defaults where this fit does not use them."""

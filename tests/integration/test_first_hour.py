@@ -454,6 +454,14 @@ def test_a_table_without_labels_asks_for_contamination_and_is_not_offered_a_test
         pytest.warns(UserWarning, match="no labels"),
     ):
         run(["fit", "--config", "configs/table.yaml", "--data.path", str(flows), "--trainer.max_epochs", "1"], tmp_path)
+    improved = ["fit", "--config", "configs/improved.yaml", "--config", "configs/table.yaml", "--data.path", str(flows)]
+    with (
+        caplog.at_level("INFO"),
+        pytest.raises(ValueError, match="but the data has no labels: set --model.init_args.contamination"),
+        pytest.warns(UserWarning, match="no labels"),
+    ):
+        run(improved, tmp_path / "sized")
+    assert "networks sized from" not in caplog.text  # refused before the sizing (had: after it, and its summary)
     unlabelled = ["--model.init_args.contamination", "0.05", "--trainer.max_epochs", "1"]
     with pytest.warns(UserWarning, match="no labels") as seen:
         fitted = run(["fit", "--config", "configs/table.yaml", "--data.path", str(flows), *unlabelled], tmp_path)
