@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
 from jsonargparse import Namespace  # noqa: E402
-from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar  # noqa: E402
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback  # noqa: E402
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger  # noqa: E402
 from lightning.pytorch.utilities import rank_zero_info  # noqa: E402
@@ -38,6 +38,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException  # 
 from dagmm_lightning import models  # noqa: E402
 from dagmm_lightning.callbacks import AnomalyFigures, AnomalyMetrics, LastEpochCheckpoint, PredictionCSVWriter  # noqa: E402
 from dagmm_lightning.callbacks.metrics import LAST_STEP_VALIDATED  # noqa: E402
+from dagmm_lightning.callbacks.progress import REFRESH_RATE  # noqa: E402
 from dagmm_lightning.cores import threads_beside_busy_cores  # noqa: E402
 from dagmm_lightning.data import AnomalyDataModule  # noqa: E402
 from dagmm_lightning.data.batches import batch_bounds  # noqa: E402
@@ -49,7 +50,6 @@ from dagmm_lightning.models.dagmm import FIT_COUNTS_KEY, contamination_from_labe
 from dagmm_lightning.models.pu import THRESHOLD_RULE  # noqa: E402
 from dagmm_lightning.scoring import ties_at_threshold  # noqa: E402
 
-PROGRESS_REFRESH_RATE = 20
 # what the launchers Lightning knows set on each machine (its own, SLURM, torchelastic, LSF, MPI, Kubeflow)
 NODE_LAUNCH_VARIABLES = (
     "MASTER_ADDR",
@@ -628,8 +628,8 @@ class DAGMMCLI(LightningCLI):
             and not any(checkpoint.get(key) for key in periodic)  # asked for: Lightning keeps the latest of those
         ):
             checkpoint["save_top_k"] = 0  # nothing to rank by: last.ckpt is the one checkpoint
-        # Redrawing the progress bar after every step cost ~1.5 ms a step, 10 % of a KDDCUP99 epoch;
-        # unless the config brings its own bar or none, draw it every PROGRESS_REFRESH_RATE steps.
+        # Unless the config brings its own bar or none: ProgressReport, a bar redrawn every REFRESH_RATE
+        # steps on a terminal, a line now and then in a log file.
         trainer = config.get("trainer")
         if trainer is None:
             return
@@ -651,18 +651,19 @@ class DAGMMCLI(LightningCLI):
         if root is not None and settings is not None and settings.get("save_dir") == "logs":  # as Lightning's own
             settings.save_dir = str(root)  # logger would: under --trainer.default_root_dir
         callbacks = list(trainer.get("callbacks") or [])
-        bars = [c for c in callbacks if "ProgressBar" in str(getattr(c, "class_path", c))]
+        bars = [c for c in callbacks if _is_progress_bar(c)]
         if trainer.get("enable_progress_bar") is False:  # also the bar a run's saved config.yaml holds
             if bars:
                 trainer["callbacks"] = [c for c in callbacks if c not in bars]
             return
-        if bars:
+        added_before = [b for b in bars if _is_bar_added_before(b)]  # a saved config.yaml's from older versions
+        if bars and not added_before:
             return
         bar = Namespace(
-            class_path="lightning.pytorch.callbacks.TQDMProgressBar",
-            init_args=Namespace(refresh_rate=PROGRESS_REFRESH_RATE, leave=False),
+            class_path="dagmm_lightning.callbacks.ProgressReport",
+            init_args=Namespace(refresh_rate=REFRESH_RATE, leave=False),
         )
-        trainer["callbacks"] = [*callbacks, bar]
+        trainer["callbacks"] = [*(c for c in callbacks if c not in added_before), bar]
 
     def _set_seed(self) -> None:
         seed = self.config.get(self.subcommand or "", self.config).get("seed_everything")
@@ -994,6 +995,23 @@ class DAGMMCLI(LightningCLI):
             val = {k[4:]: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")} or None
         resumed_from = self.config.get("fit", self.config).get("ckpt_path")
         rank_zero_info(fit_summary(trainer, self.datamodule, val, resumed_from))
+
+
+def _is_progress_bar(callback) -> bool:
+    """Whether ``callback`` (a config's entry, or a callback made already) is a progress bar."""
+    made = imported_class(getattr(callback, "class_path", "")) if isinstance(callback, Namespace) else type(callback)
+    return isinstance(made, type) and issubclass(made, ProgressBar) or "ProgressBar" in str(made)
+
+
+def _is_bar_added_before(callback) -> bool:
+    """Whether ``callback`` (a config's entry) is the TQDM bar the CLI added before ProgressReport, as a saved
+    config.yaml of an older run holds it: the CLI's choice then, not the user's."""
+    if str(getattr(callback, "class_path", "")) != "lightning.pytorch.callbacks.TQDMProgressBar":
+        return False
+    settings = getattr(callback, "init_args", None)
+    settings = settings.as_dict() if isinstance(settings, Namespace) else dict(settings or {})
+    added = {"refresh_rate": REFRESH_RATE, "leave": False, "process_position": 0}  # (the last: a default)
+    return set(settings) <= set(added) and all(settings[key] == added[key] for key in settings)
 
 
 def logged_to(trainer) -> str:

@@ -34,6 +34,7 @@ from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
+from dagmm_lightning.callbacks import ProgressReport
 from dagmm_lightning.data import AnomalyDataModule, RawTable, Splits, TablePreprocessor
 from dagmm_lightning.data.datamodule import TABLE
 from dagmm_lightning.data.tables import MISSING_TEXT, infer_symbolic_columns
@@ -566,6 +567,7 @@ class DAGMMDetector(BaseEstimator):
             shown = dict(enable_progress_bar=self.verbose, enable_model_summary=self.verbose)
             if self.verbose:  # the bar's loss is computed on logging steps: at least one an epoch
                 shown["log_every_n_steps"] = max(1, min(50, n_rows // self.batch_size))
+                shown["callbacks"] = [ProgressReport()]  # (in a log file: a line now and then)
             steps = dict(max_epochs=-1, max_steps=TRAINING_STEPS) if self.epochs is None else {}
             epochs = None if self.epochs is None else int(self.epochs)  # Lightning takes no numpy integer
             trainer = L.Trainer(**{"max_epochs": epochs, **steps}, **shown, **TRAINER)

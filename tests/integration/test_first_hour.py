@@ -91,9 +91,59 @@ def test_a_runs_saved_config_runs_again_without_a_progress_bar(tmp_path):
     logs = ["--trainer.logger.init_args.save_dir", str(tmp_path / "logs"), "--trainer.max_epochs", "1"]
     build_cli(["fit", "--config", "configs/quickstart.yaml", *logs])  # with the bar the CLI adds
     saved = next((tmp_path / "logs").rglob("config.yaml"))
-    assert "TQDMProgressBar" in saved.read_text()
+    assert "ProgressReport" in saved.read_text()
     again = run(["fit", "--config", str(saved), "--trainer.max_epochs", "1"], tmp_path)  # QUICK: no bar
     assert not any(isinstance(c, ProgressBar) for c in again.trainer.callbacks)
+
+
+def test_progress_in_a_log_file_is_a_line_now_and_then(tmp_path, capsys):
+    from lightning.pytorch.callbacks import TQDMProgressBar
+
+    from dagmm_lightning.callbacks import ProgressReport
+
+    logs = ["--trainer.logger.init_args.save_dir", str(tmp_path / "logs"), "--trainer.max_epochs", "12"]
+    build_cli(["fit", "--config", "configs/quickstart.yaml", *logs])  # stdout captured: not a terminal
+    out = capsys.readouterr().out
+    assert "\r" not in out and "it/s" not in out  # had: the bar's redraws, 31 kB for the quick start's 60 epochs
+    lines = out.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("epoch 1/12 (step 2): train/loss ")
+    assert re.fullmatch(r"epoch 12/12 \(step 24\): train/loss [0-9.]+, val/roc_auc [0-9.]+ \[\d+ s\]", lines[1])
+    # every epoch once the interval is 0; an older run's saved config.yaml (the TQDM bar the CLI added then)
+    # gets the report, a bar of the user's own settings stays
+    saved = next((tmp_path / "logs").rglob("config.yaml"))
+    older = saved.read_text().replace(
+        "dagmm_lightning.callbacks.ProgressReport", "lightning.pytorch.callbacks.TQDMProgressBar"
+    )
+    (tmp_path / "older.yaml").write_text(older)
+    every = ["--trainer.max_epochs", "3", "--trainer.logger.init_args.save_dir", str(tmp_path / "again")]
+    again = build_cli(["fit", "--config", str(tmp_path / "older.yaml"), *every])
+    bars = [c for c in again.trainer.callbacks if isinstance(c, TQDMProgressBar)]
+    assert len(bars) == 1 and type(bars[0]) is ProgressReport
+    assert len(capsys.readouterr().out.splitlines()) == 2
+    (tmp_path / "own.yaml").write_text(older.replace("refresh_rate: 20", "refresh_rate: 5"))
+    own = build_cli(["fit", "--config", str(tmp_path / "own.yaml"), *every])
+    bars = [c for c in own.trainer.callbacks if isinstance(c, TQDMProgressBar)]
+    assert len(bars) == 1 and type(bars[0]) is TQDMProgressBar and bars[0].refresh_rate == 5
+    capsys.readouterr()
+    interval = ["--trainer.callbacks+=dagmm_lightning.callbacks.ProgressReport", "--trainer.callbacks.line_interval=0"]
+    build_cli(["fit", "--config", "configs/quickstart.yaml", *every, *interval])
+    lines = capsys.readouterr().out.splitlines()  # and within an epoch: its first of two batches
+    assert [line.split(" (")[0] for line in lines if "(step" in line] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]
+    assert [line.split(" [")[0] for line in lines if "(step" not in line] == [
+        f"epoch {e}/3: batch 1/2" for e in (1, 2, 3)
+    ]
+
+
+def test_progress_on_a_terminal_is_the_bar(monkeypatch):
+    from dagmm_lightning.callbacks import ProgressReport
+
+    class Terminal:
+        def isatty(self):
+            return True
+
+    assert ProgressReport().writes_lines  # pytest's captured stdout is no terminal
+    monkeypatch.setattr(sys, "stdout", Terminal())
+    assert not ProgressReport().writes_lines and ProgressReport(lines=True).writes_lines
 
 
 def test_validating_the_best_checkpoint_is_quiet_about_its_callbacks(tmp_path):
