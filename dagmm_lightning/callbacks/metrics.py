@@ -8,6 +8,8 @@ saturates on energies; hence collect with torchmetrics, compute with scikit-lear
 from __future__ import annotations
 
 import math
+import re
+import warnings
 from collections.abc import Sequence
 from typing import Literal
 
@@ -20,7 +22,9 @@ from sklearn.metrics import average_precision_score, precision_recall_fscore_sup
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
-from dagmm_lightning.errors import ConfigurationError, check_choice, warn
+from dagmm_lightning.distributed import world_size
+from dagmm_lightning.errors import ConfigurationError, DataError, check_choice, warn
+from dagmm_lightning.labels import BATCH_FORMAT
 
 PercentileReference = Literal["protocol", "evaluated", "train+evaluated"]
 
@@ -53,7 +57,14 @@ class EvaluationRows(Metric):
 
     def compute(self) -> dict[str, np.ndarray]:
         columns = {name: dim_zero_cat(getattr(self, name)) for name in self.columns}
-        _, first = np.unique(columns["index"].cpu().numpy(), return_index=True)
+        index = columns["index"].cpu().numpy()
+        _, first = np.unique(index, return_index=True)
+        repeated = len(index) - len(first)
+        if repeated > world_size() - 1:  # more than a sampler's padding of the ranks: ids that are not rows'
+            raise DataError(
+                f"{repeated:,} of the {len(index):,} evaluated rows have a row id another row has: the metrics "
+                f"would count only {len(first):,} rows; {BATCH_FORMAT}"
+            )
         return {name: value.cpu().numpy()[first] for name, value in columns.items()}
 
 
@@ -129,6 +140,11 @@ class AnomalyMetrics(L.Callback):
         self.validated_at_step = -1  #: the global step of the last validation in fit
         self._threshold = math.nan
         self._warned: set[str] = set()
+        # Lightning advises sync_dist=True for epoch-level values logged under DDP; these are computed from
+        # every rank's rows, gathered, and the same on each rank (as are the model's counts of EM steps)
+        names = "|".join(re.escape(name) for name in self.metric_names())
+        logged = rf"((val|test)/({names})|train/em_steps|train/components_reseeded)"
+        warnings.filterwarnings("ignore", message=rf"It is recommended to use `self.log\('{logged}'")
 
     def metric_names(self) -> list[str]:
         """The names this callback logs under ``val/`` (and ``test/``), for checking a monitored one."""

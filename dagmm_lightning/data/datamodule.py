@@ -221,7 +221,9 @@ class AnomalyDataModule(L.LightningDataModule):
     @classmethod
     def from_arrays(cls, x: np.ndarray, is_anomaly: np.ndarray | None = None, **kwargs) -> AnomalyDataModule:
         """A data module over in-memory rows x (N, F) with labels (N,): 1 (or True) = anomaly, 0 = normal;
-        None: no labels (every row counts as normal). Other arguments as for ``from_table``."""
+        None: no labels (every row counts as normal). Other arguments as for ``from_table``. Its rows are
+        split as any data set's (test and predict see the test rows only): to score every row of new data
+        with a fitted model, ``DAGMMDetector.from_checkpoint(path).decision_function(x)``."""
         import pandas as pd
 
         x = np.asarray(x, dtype=np.float64)
@@ -320,7 +322,11 @@ class AnomalyDataModule(L.LightningDataModule):
             self._read()
         except MissingLabelError as err:
             if self.split == "normal_only":
-                raise
+                raise MissingLabelError(
+                    f"{err}: fill them, or, for a table labelled in part, leave out --data.label_column (every row "
+                    "then trains unlabelled; --model.init_args.contamination sets the share to flag) or train "
+                    "DAGMMDetector(variant='mixed_loss') with y NaN where unknown"
+                ) from None
             variant, split = (
                 ("pu", "positive_unlabeled") if self.split == "positive_unlabeled" else ("mixed_loss", "mixed")
             )
@@ -495,7 +501,10 @@ class AnomalyDataModule(L.LightningDataModule):
         return (x if isinstance(x, DiskRows) else x.numpy()), batches.y.numpy()
 
     def train_dataloader(self) -> InMemoryBatches:
-        return self._rows("train", shuffle=True, batch_size=self.batch_size)
+        # Trainer(overfit_batches=n) trains on the same first n batches each epoch (Lightning turns a
+        # DataLoader's shuffling off for it; these batches are our own)
+        overfit = self.trainer is not None and self.trainer.overfit_batches > 0
+        return self._rows("train", shuffle=not overfit, batch_size=self.batch_size)
 
     def refit_dataloader(self, split: str = "train") -> InMemoryBatches:
         """All rows of ``split`` once, in order, sharded across ranks without padding: for fits that sum
@@ -509,7 +518,8 @@ class AnomalyDataModule(L.LightningDataModule):
         if self._all_rows_train:
             raise DataError(
                 "the table has no labels, so no rows were kept to test (all but val_fraction trained): score rows "
-                "with dagmm predict --ckpt_path CKPT --data.predict_file ROWS (the table itself, or new rows)"
+                "with dagmm predict --ckpt_path CKPT --data.predict_file ROWS (the table itself, or new rows); in "
+                "Python, DAGMMDetector.from_checkpoint(CKPT).decision_function(rows)"
             )
         return self._rows("test", shuffle=False, batch_size=self.eval_batch_size, pad_ranks=True)
 

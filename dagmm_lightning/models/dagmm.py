@@ -37,7 +37,7 @@ from dagmm_lightning.errors import (
     check_layer_sizes,
     check_range,
 )
-from dagmm_lightning.labels import LABELLED_ANOMALY
+from dagmm_lightning.labels import BATCH_FORMAT, LABELLED_ANOMALY
 from dagmm_lightning.losses import AnomalyLoss, dagmm_objective, summed_terms
 from dagmm_lightning.mixture import (
     MixtureDtype,
@@ -54,6 +54,21 @@ from dagmm_lightning.scoring import Inference, ScoreCalibration, upper_quantile
 from dagmm_lightning.sizing import EXPLAINED_VARIANCE, NetworkSizes, mixture_components, network_sizes
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+# settings the fitted state (threshold, training-set mixture, score calibration) was made under, kept in
+# a checkpoint under FITTED_UNDER_KEY
+FITTED_UNDER_KEY = "dagmm_fitted_under"
+FITTED_UNDER = (
+    "contamination",
+    "threshold_rows",
+    "inference",
+    "reconstruction_weight",
+    "fit_components",
+    "fit_rows",
+    "em_steps",
+    "em_tolerance",
+    "em_reseed",
+    "jitter",
+)
 
 
 def check_sizes_set_together(latent_dim: int | None, hidden_dims: tuple[int, ...] | None) -> None:
@@ -75,6 +90,17 @@ _EMPTY_WITHOUT_RESEEDING = (
 )
 
 
+def batch_parts(batch) -> Batch:
+    """``batch``'s (x, labels, row ids); another shape (a loader of one's own) is refused with the format."""
+    if isinstance(batch, (tuple, list)) and len(batch) == 3:
+        return batch
+    got = f"{type(batch).__name__} of {len(batch)}" if isinstance(batch, (tuple, list, dict)) else type(batch).__name__
+    raise DataError(
+        f"{BATCH_FORMAT}; the loader gave a {got} (TensorDataset(x, labels, torch.arange(len(x))) gives them; "
+        "README, 'Loaders of your own')"
+    )
+
+
 class TrainingRows:
     """The x of every batch of ``batches`` (x, training labels, row ids), less rows labelled as anomalies:
     the rows a mixture is fitted on. Re-iterable. ``ordered``: whether every pass gives the same rows in the
@@ -86,7 +112,8 @@ class TrainingRows:
         self.ordered = getattr(batches, "ordered", True)
 
     def __iter__(self) -> Iterator[torch.Tensor]:
-        for x, y, _ in self.batches:
+        for batch in self.batches:
+            x, y, _ = batch_parts(batch)
             keep = y != LABELLED_ANOMALY
             yield x if bool(keep.all()) else x[keep]
 
@@ -106,7 +133,7 @@ class FirstBatches:
                 self.cut = True
                 return
             yield batch
-            seen += int((batch[1] != LABELLED_ANOMALY).sum())
+            seen += int((batch_parts(batch)[1] != LABELLED_ANOMALY).sum())
 
 
 def sizes_summary(sizes: NetworkSizes, rows: int, features: int, fit_components: int, fitted_rows: int) -> str:
@@ -213,7 +240,9 @@ class DAGMM(L.LightningModule):
             hyperparameter (``CompiledAdamStep``). Dropout masks are drawn another way (uniform draws, not
             ``bernoulli_``), so a run differs from an eager one beyond float rounding. Batches with labelled
             anomalies, runs of more than one process and precisions other than 32 and 64 take the step
-            eagerly. Scoring stays eager.
+            eagerly. Scoring stays eager. The step updates the weights itself (Lightning's manual
+            optimisation), so the Trainer's ``gradient_clip_val`` and ``accumulate_grad_batches`` are
+            refused (by Lightning) with it; ``torch.compile(model)`` of the whole module is not supported.
         steps_per_call: with ``compile``, up to that many batches (optimizer steps) per call of Lightning's
             training loop (its experimental ``dataloader_iter`` form), which share the loop's per-call
             work: ~1 ms here, a fifth of a compiled step of the paper's KDDCUP99 model. The same batches in
@@ -372,6 +401,8 @@ class DAGMM(L.LightningModule):
         self._training_scores: torch.Tensor | None = None
         self._threshold_scores: torch.Tensor | None = None  # the scores the threshold is the quantile of
         self._warned_unordered = False  # fit_rows with a loader of no fixed order: said once
+        self._warned_labelled_rows = False  # labelled anomalies in a loader of one's own: said once
+        self._loaded_share: float | None = None  # a loaded checkpoint's threshold share (threshold_share)
         self.resumed_at_step: int | None = None  # a checkpoint's global step, once one is loaded
         self._trained_on: dict | None = None  # load_from_checkpoint: the data module state it was trained with
 
@@ -586,9 +617,11 @@ class DAGMM(L.LightningModule):
             raise ConfigurationError(_EMPTY_WITHOUT_RESEEDING)
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        x, y, _ = batch
+        x, y, _ = batch_parts(batch)
         labelled = y == LABELLED_ANOMALY
         labelled = labelled if bool(labelled.any()) else None
+        if labelled is not None and not self._warned_labelled_rows:
+            self._warn_of_labelled_rows_in_own_loader()
         logging = self.is_logging_step()  # before the step, which advances global_step
         if self.automatic_optimization:
             loss, terms = self._loss(x, y, labelled)
@@ -627,6 +660,40 @@ class DAGMM(L.LightningModule):
             batch = self._on_before_batch_transfer(trainer.precision_plugin.convert_input(batch), dataloader_idx=0)
             loss = type(self).training_step(self, trainer.strategy.batch_to_device(batch, dataloader_idx=0), batch_idx)
         return loss
+
+    @property
+    def threshold_share(self) -> float | None:
+        """The share of rows the threshold was set to flag (``contamination``, or the labels' share it was
+        taken from); None before a fit or a checkpoint sets it."""
+        calibration = getattr(self.model, "calibration", None)
+        share = getattr(calibration, "contamination", None)
+        return share if share is not None else self._loaded_share
+
+    def _warn_of_fit_settings_given_at_load(self, saved: dict) -> None:
+        """load_from_checkpoint(path, contamination=...): the threshold, mixture and score calibration are
+        the checkpoint's, fitted under its settings (``saved``; Lightning has put the new values into the
+        checkpoint's hparams already); another value shows in hparams, but acts at a new fit."""
+        given = [
+            f"{name} {self.hparams[name]!r} (the checkpoint's {saved[name]!r})"
+            for name in FITTED_UNDER
+            if name in saved and name in self.hparams and self.hparams[name] != saved[name]
+        ]
+        if given:
+            warn(
+                f"load_from_checkpoint: {', '.join(given)}: the threshold, mixture and score calibration are the "
+                "checkpoint's, fitted with its settings; these take effect only when a fit refits them (trainer.fit)"
+            )
+
+    def _warn_of_labelled_rows_in_own_loader(self) -> None:
+        """AnomalyDataModule labels training rows as anomalies only for the mixed-label split, which asks
+        for it; a loader of one's own that carries the truth (1 = anomaly) would train on it unawares."""
+        self._warned_labelled_rows = True
+        if not hasattr(getattr(self._trainer, "datamodule", None), "refit_dataloader"):
+            warn(
+                "training batches hold rows labelled 1: labelled anomalies, which train the mixed loss "
+                f"(anomaly_loss {self.hparams.anomaly_loss!r}) and are left out of the mixture; to train without "
+                "labels, give training rows 0 (normal) or -1 (unknown)"
+            )
 
     def _loss(
         self, x: torch.Tensor, y: torch.Tensor, labelled: torch.Tensor | None
@@ -957,6 +1024,7 @@ class DAGMM(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint[VARIANT_RECORD_KEY] = self._variant_record()
+        checkpoint[FITTED_UNDER_KEY] = {name: self.hparams[name] for name in FITTED_UNDER if name in self.hparams}
         contamination = self.model.calibration.contamination if self.model is not None else None
         if contamination is not None:
             checkpoint[CONTAMINATION_KEY] = float(contamination)
@@ -1119,10 +1187,12 @@ class DAGMM(L.LightningModule):
         self._fitted_weights = None  # the checkpoint's fit is of its own weights (its step says so)
         self._training_scores = self._threshold_scores = None
         self._resumed_generators = checkpoint.get(GENERATORS_KEY)
+        self._loaded_share = checkpoint.get(CONTAMINATION_KEY)
         self._resumed_processes = checkpoint.get(PROCESSES_KEY)  # (None: saved before it was recorded)
         if "threshold_rows" not in checkpoint.get("hyper_parameters", {"threshold_rows": None}):
             self.hparams.threshold_rows = "train"  # saved before the option: its threshold rule, also on a resume
         if self._trainer is None:  # load_from_checkpoint (not a resume, nor a run's own ckpt_path)
+            self._warn_of_fit_settings_given_at_load(checkpoint.get(FITTED_UNDER_KEY, {}))  # (older: none kept)
             # the data module's state (split, encoding, scaling): restored into one given to test / validate /
             # predict without ckpt_path, as ckpt_path restores it (AnomalyDataModule.state_dict's keys)
             states = [v for v in checkpoint.values() if isinstance(v, dict) and {"dataset", "preprocessor"} <= set(v)]
@@ -1200,7 +1270,7 @@ class DAGMM(L.LightningModule):
         return self.score(x)
 
     def validation_step(self, batch: Batch, batch_idx: int) -> dict[str, torch.Tensor]:
-        x, y, index = batch
+        x, y, index = batch_parts(batch)
         out = self.model(x)
         energy, rows, gamma = out.energy, out.rows, out.gamma
         if self.hparams.members > 1:  # the members' energies combined as the score combines them; member 0's rows
@@ -1217,7 +1287,7 @@ class DAGMM(L.LightningModule):
     test_step = validation_step
 
     def predict_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> dict[str, torch.Tensor]:
-        x, y, index = batch
+        x, y, index = batch_parts(batch)
         self._check_width(x)
         scores = self._scores(x)
         threshold = self.model.calibration.threshold

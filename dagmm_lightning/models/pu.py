@@ -15,7 +15,11 @@ from dagmm_lightning.networks import DAGMMOutput, PositiveUnlabeledDAGMMModel
 
 MIN_ROWS_FOR_C = 10  # held-out labelled rows below which c is warned about
 THRESHOLD_RULE = "its threshold is c / 2 (c, the classifier's mean output on held-out labelled rows)"
-SPLIT_NEEDED = "DAGMMPU needs the data module's split: positive_unlabeled (held-out labelled rows for c)"
+SPLIT_NEEDED = (
+    "DAGMMPU needs the data module's split: positive_unlabeled (held-out labelled rows for c): "
+    "AnomalyDataModule(..., split='positive_unlabeled') (from_arrays / from_table take it too; "
+    "--data.split positive_unlabeled; DAGMMDetector(variant='pu') with y), not loaders of one's own"
+)
 
 
 class DAGMMPU(DAGMM):

@@ -48,12 +48,18 @@ def test_reference_rows_change_the_percentile_cut():
     assert pooled["recall_top20"] > alone["recall_top20"]
 
 
-def test_evaluation_rows_concatenate_and_count_each_row_once():
+def test_evaluation_rows_concatenate_and_count_each_row_once(monkeypatch):
+    from dagmm_lightning.callbacks import metrics
+    from dagmm_lightning.errors import DataError
+
     rows = EvaluationRows({"index": torch.long, "score": torch.float64}).start(torch.device("cpu"))
     rows.update({"index": torch.tensor([3, 1]), "score": torch.tensor([0.3, 0.1], dtype=torch.float64)})
     rows.update(
         {"index": torch.tensor([2, 3]), "score": torch.tensor([0.2, 0.3], dtype=torch.float64)}
-    )  # row 3 again (padding)
+    )  # row 3 again: the second of 2 ranks' padding
+    with pytest.raises(DataError, match="1 of the 4 evaluated rows have a row id another row has"):
+        rows.compute()  # one process pads nothing: ids that are not rows' own (a loader of one's own)
+    monkeypatch.setattr(metrics, "world_size", lambda: 2)
     out = rows.compute()
     assert out["index"].tolist() == [1, 2, 3] and out["score"].tolist() == [0.1, 0.2, 0.3]
 

@@ -1,0 +1,115 @@
+"""A Lightning user's own Trainer and loaders: the batch format, row ids, training labels, checkpoint
+overrides and Trainer options that bypass the package's data module."""
+
+import warnings
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+from torch.utils.data import DataLoader, TensorDataset
+
+from dagmm_lightning.callbacks import AnomalyMetrics
+from dagmm_lightning.data import AnomalyDataModule
+from dagmm_lightning.errors import DAGMMWarning, DataError
+from dagmm_lightning.models import DAGMM
+
+QUIET = dict(logger=False, enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")
+
+
+def rows(n=256, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 4)).astype(np.float32)
+    y = np.zeros(n, dtype=np.int64)
+    y[: n // 10] = 1
+    x[y == 1] += 4.0  # the anomalies lie far out
+    return torch.from_numpy(x), torch.from_numpy(y)
+
+
+def small_model(**kwargs):
+    return DAGMM(4, hidden_dims=[8], latent_dim=1, estimation_hidden=[4], n_components=2, **kwargs)
+
+
+def loader(*tensors, batch_size=64):
+    return DataLoader(TensorDataset(*tensors), batch_size=batch_size)
+
+
+def test_a_loader_of_another_batch_shape_is_refused_with_the_format(tmp_path):
+    x, y = rows()
+    for tensors in [(x,), (x, y)]:  # had: "not enough values to unpack" from inside the step
+        with pytest.raises(DataError, match=r"a batch is \(x, labels, row ids\).*gave a list of " + str(len(tensors))):
+            L.Trainer(**QUIET, max_epochs=1, default_root_dir=tmp_path).fit(small_model(), loader(*tensors))
+
+
+def test_row_ids_shared_by_rows_are_refused_not_counted_once(tmp_path):
+    x, y = rows()
+    ids = torch.arange(len(x))
+    trainer = L.Trainer(**QUIET, max_epochs=1, default_root_dir=tmp_path, callbacks=[AnomalyMetrics()])
+    model = small_model()
+    trainer.fit(model, loader(x, torch.zeros_like(y), ids))
+    scored = trainer.test(model, loader(x, y, ids))[0]
+    with torch.no_grad():
+        reference = roc_auc_score(y.numpy(), model.eval().score(x).numpy())
+    assert scored["test/roc_auc"] == pytest.approx(reference, abs=1e-6)  # every row, once (logged as float32)
+    with pytest.raises(DataError, match="224 of the 256 evaluated rows have a row id another row has"):
+        trainer.test(model, loader(x, y, ids % 32))  # had: the ROC AUC of 32 rows, silently
+
+
+def test_labelled_anomalies_in_a_loader_of_ones_own_are_said_once(tmp_path):
+    x, y = rows()
+    ids = torch.arange(len(x))
+    with pytest.warns(DAGMMWarning, match="training batches hold rows labelled 1: labelled anomalies") as caught:
+        L.Trainer(**QUIET, max_epochs=2, default_root_dir=tmp_path).fit(small_model(), loader(x, y, ids))
+    assert len([w for w in caught if "labelled 1" in str(w.message)]) == 1  # not at every step
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DAGMMWarning)
+        unknown = torch.full_like(y, -1)
+        L.Trainer(**QUIET, max_epochs=1, default_root_dir=tmp_path).fit(small_model(), loader(x, unknown, ids))
+        mixed = AnomalyDataModule.from_arrays(x.numpy(), y.numpy(), split="mixed", labelled_anomalies=0.5)
+        trainer = L.Trainer(**QUIET, max_epochs=1, limit_val_batches=0, default_root_dir=tmp_path)
+        trainer.fit(small_model(), datamodule=mixed)  # labelled as asked for
+
+
+def test_fit_settings_given_at_load_are_warned_of_and_the_threshold_stays(tmp_path):
+    data = AnomalyDataModule.from_arrays(*(t.numpy() for t in rows()))
+    trainer = L.Trainer(**QUIET, max_epochs=1, default_root_dir=tmp_path)
+    trainer.fit(small_model(), datamodule=data)
+    trainer.save_checkpoint(tmp_path / "m.ckpt")
+    saved = DAGMM.load_from_checkpoint(tmp_path / "m.ckpt")
+    with pytest.warns(DAGMMWarning, match=r"contamination 0.02 \(the checkpoint's 0.1\): the threshold, mixture"):
+        loaded = DAGMM.load_from_checkpoint(tmp_path / "m.ckpt", contamination=0.02, lr=1e-4)
+    assert float(loaded.model.calibration.threshold) == float(saved.model.calibration.threshold)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DAGMMWarning)
+        DAGMM.load_from_checkpoint(tmp_path / "m.ckpt", lr=1e-4)  # a training setting: for a fit that follows
+
+
+def test_overfit_batches_trains_on_the_same_batches_each_epoch(tmp_path):
+    seen = []
+
+    class Ids(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            seen.append((trainer.current_epoch, batch[2].tolist()))
+
+    data = AnomalyDataModule.from_arrays(*(t.numpy() for t in rows()), batch_size=32)
+    trainer = L.Trainer(**QUIET, max_epochs=2, overfit_batches=2, callbacks=[Ids()], default_root_dir=tmp_path)
+    trainer.fit(small_model(), datamodule=data)
+    first, second = ([ids for epoch, ids in seen if epoch == e] for e in (0, 1))
+    assert len(first) == 2 and first == second  # had: reshuffled, other rows every epoch
+
+
+def test_a_data_module_of_arrays_predicts_without_lightnings_batch_index_warning(tmp_path):
+    data = AnomalyDataModule.from_arrays(*(t.numpy() for t in rows()))
+    trainer = L.Trainer(**QUIET, max_epochs=1, default_root_dir=tmp_path)
+    model = small_model()
+    trainer.fit(model, datamodule=data)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        AnomalyMetrics()  # (its filter: the sync_dist advice for the metrics it logs, computed on all ranks' rows)
+        warnings.warn("It is recommended to use `self.log('val/roc_auc', ..., sync_dist=True)` when ...", stacklevel=1)
+        warnings.warn("It is recommended to use `self.log('val/my_loss', ..., sync_dist=True)` when ...", stacklevel=1)
+        trainer.predict(model, datamodule=data)
+    shown = [str(w.message) for w in caught]
+    assert not [m for m in shown if "Couldn't infer the batch indices" in m]
+    assert [m for m in shown if "sync_dist" in m] == [shown[0]] and "val/my_loss" in shown[0]  # a user's own key stays
