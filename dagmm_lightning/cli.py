@@ -11,6 +11,7 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -50,6 +51,7 @@ from dagmm_lightning.models.dagmm import FIT_COUNTS_KEY, contamination_from_labe
 from dagmm_lightning.models.pu import THRESHOLD_RULE  # noqa: E402
 from dagmm_lightning.scoring import ties_at_threshold  # noqa: E402
 
+FLAGGED_CHECK_ROWS = 50  # predict's flagged share is compared with contamination from this many rows
 # what the launchers Lightning knows set on each machine (its own, SLURM, torchelastic, LSF, MPI, Kubeflow)
 NODE_LAUNCH_VARIABLES = (
     "MASTER_ADDR",
@@ -702,6 +704,11 @@ class DAGMMCLI(LightningCLI):
         except SystemExit as stop:  # Lightning's answer to Ctrl-C: say what the fit left and how to go on
             if subcommand == "fit" and self.trainer.interrupted:
                 rank_zero_info(interrupted_fit_summary(self.trainer))
+            if self.trainer.received_sigterm:  # Lightning's SIGTERMException exits 0: a stop asked for is not success
+                if subcommand != "fit":
+                    left = " (no predictions written)" if subcommand == "predict" else ""
+                    rank_zero_info(f"{subcommand} stopped by SIGTERM{left}")
+                raise SystemExit(128 + signal.SIGTERM) from None
             if self.trainer.interrupted and stop.code == 1:  # the shell's code for Ctrl-C (Lightning's: 1, an error's)
                 raise SystemExit(130) from None
             raise
@@ -918,6 +925,9 @@ class DAGMMCLI(LightningCLI):
             warn(crowded)
 
     def before_predict(self) -> None:
+        crowded = threads_beside_busy_cores(torch.get_num_threads(), "scoring")  # a nightly job beside others
+        if crowded:
+            warn(crowded)
         # The writer appends each batch to its file as it comes; Lightning need not keep them all too
         config = self.config_init[self.subcommand]
         if config.get("return_predictions") is None:
@@ -948,6 +958,9 @@ class DAGMMCLI(LightningCLI):
         kept = f" with the file's {', '.join(columns_kept)} column{'s' * (len(columns_kept) > 1)}" * bool(columns_kept)
         message = f"wrote {rows} predictions{kept} to {target}{earlier}; {flagged} flagged as anomalies{share}{none}"
         rank_zero_info(message)
+        many = flagged_far_above_contamination(self.model, rows, flagged)
+        if many:
+            warn(many)
 
     def after_test(self) -> None:
         if logged_to(self.trainer):
@@ -995,6 +1008,22 @@ class DAGMMCLI(LightningCLI):
             val = {k[4:]: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")} or None
         resumed_from = self.config.get("fit", self.config).get("ckpt_path")
         rank_zero_info(fit_summary(trainer, self.datamodule, val, resumed_from))
+
+
+def flagged_far_above_contamination(model, rows: int, flagged: int) -> str | None:
+    """A warning's text where predict flagged far more rows than the threshold was set to flag (about
+    ``contamination`` of rows like the val rows): data unlike the training table, most often."""
+    contamination = getattr(model, "threshold_share", None)
+    if not contamination or rows < FLAGGED_CHECK_ROWS:
+        return None
+    share = flagged / rows
+    if share < min(0.5, max(3 * contamination, contamination + 0.1)):
+        return None
+    return (
+        f"{100 * share:.3g} % of the rows score above the threshold, which flags about {100 * contamination:.3g} % "
+        "of rows like the training table's: these rows differ from it (a column's units, coding or source "
+        "changed?), or hold that many anomalies"
+    )
 
 
 def _is_progress_bar(callback) -> bool:

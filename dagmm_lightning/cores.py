@@ -40,9 +40,9 @@ def cores_busy(seconds: float = SAMPLE_SECONDS) -> float | None:
     return busy / total * len(cpus) if total > 0 else None
 
 
-def threads_beside_busy_cores(threads: int) -> str | None:
+def threads_beside_busy_cores(threads: int, run: str = "the fit") -> str | None:
     """A warning's text where ``threads`` torch threads outnumber the cores other work leaves idle, else
-    None."""
+    None; ``run``: what would be slow."""
     busy = cores_busy() if threads > 1 else None
     if busy is None or busy < BUSY_CORE:
         return None
@@ -51,6 +51,6 @@ def threads_beside_busy_cores(threads: int) -> str | None:
         return None
     return (
         f"other work keeps {busy:.1f} of {cores} cores busy, and torch runs {threads} threads that wait on each other "
-        f"at every operator: the fit can take several times as long; start it with fewer threads, e.g. "
+        f"at every operator: {run} can take several times as long; start it with fewer threads, e.g. "
         f"OMP_NUM_THREADS={max(1, round(cores - busy))} dagmm ..."
     )

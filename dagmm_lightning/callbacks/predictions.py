@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import glob
 import os
+import secrets
 from pathlib import Path
 
 import pandas as pd
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from dagmm_lightning.data.datamodule import TABLE
 from dagmm_lightning.data.loaders import columns_named
@@ -48,11 +51,14 @@ class PredictionCSVWriter(BasePredictionWriter):
         self.rows_written = 0
         self.rows_flagged = 0  # prediction 1
         self._part = None
+        self._token = ""
 
-    def _part_path(self, trainer, rank: int) -> Path:
+    def _part_path(self, trainer, rank: int | None) -> Path:
+        """This run's part file of ``rank`` (None: the joined one), named by a token of the run's own: two
+        runs writing one output each write their own, and the last to end names the output."""
         path = self.written_to
-        rank_part = "" if trainer.world_size == 1 else f".rank{rank}"
-        return path.with_name(f"{path.name}{rank_part}.part")
+        rank_part = "" if trainer.world_size == 1 or rank is None else f".rank{rank}"
+        return path.with_name(f"{path.name}.{self._token}{rank_part}.part")
 
     def target(self, trainer) -> Path:
         """The file the predictions go to: ``output_path``, or predictions.csv in that folder or the run's."""
@@ -69,6 +75,13 @@ class PredictionCSVWriter(BasePredictionWriter):
             raise DataError(f"--prediction_writer.output_path {self.written_to} is the file being scored; name another")
         self._kept = self._read_kept_columns(trainer.datamodule)
         make_folder_of(self.written_to)
+        self._token = trainer.strategy.broadcast(secrets.token_hex(4))  # one per run, the same on every rank
+        others = sorted(self.written_to.parent.glob(f"{glob.escape(self.written_to.name)}.*.part"))
+        if others and trainer.is_global_zero:  # (or a killed run's leftover)
+            warn(
+                f"{others[0].name} beside {self.written_to}: another predict writing it? Each run writes a part "
+                "file of its own and the last to end names the output; give each run an output_path of its own"
+            )
         part = self._part_path(trainer, trainer.global_rank)
         try:
             self._part = open(part, "w", newline="")  # noqa: SIM115
@@ -102,6 +115,12 @@ class PredictionCSVWriter(BasePredictionWriter):
             if absent:
                 raise DataError(f"{option} {absent} are not in {source}; {columns_named(names, absent)}")
         else:  # the ignored columns this file has
+            absent = [c for c in wanted if c not in names]
+            if absent:  # (a join by id would find nothing)
+                warn(
+                    f"ignored columns {absent} of the training table are not in {Path(source).name}: the "
+                    "predictions go without them (--prediction_writer.keep_columns names the ones a file must have)"
+                )
             wanted = [c for c in wanted if c in names]
         taken = [c for c in wanted if c in COLUMNS]
         if taken and given:
@@ -114,6 +133,8 @@ class PredictionCSVWriter(BasePredictionWriter):
         return KeptColumns(source, wanted, whole) if wanted else None
 
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx=0):
+        if trainer.received_sigterm:  # a scheduler's or `timeout`'s stop (Lightning's predict loop goes on)
+            raise SIGTERMException
         frame = pd.DataFrame({c: prediction[c].to(dtype).cpu().numpy() for c, dtype in COLUMNS.items()})
         if self._kept is not None:
             frame = pd.concat([self._kept.rows(frame["index"].to_numpy()), frame], axis=1)
@@ -135,7 +156,7 @@ class PredictionCSVWriter(BasePredictionWriter):
             read = dict(dtype=dict.fromkeys(kept, str), keep_default_na=not kept)
             frames = (pd.read_csv(part, **read) for part in parts)
             frame = pd.concat(frames).drop_duplicates("index").sort_values("index", kind="stable")
-            joined = self.written_to.with_name(f"{self.written_to.name}.part")
+            joined = self._part_path(trainer, None)
             frame.to_csv(joined, index=False)
             joined.replace(self.written_to)
             self.rows_written, self.rows_flagged = len(frame), int(frame["prediction"].sum())

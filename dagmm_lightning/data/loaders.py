@@ -201,7 +201,10 @@ def anomaly_labels(raw: pd.Series, name: str, missing_unknown: bool = False, war
     missing = (raw.isna() | (text == "nan")).to_numpy()  # also a blank, NA ... (category_text's missing text)
     if missing.any() and not missing_unknown:
         row = int(np.flatnonzero(missing)[0])
-        raise MissingLabelError(f"label column {name!r} has no value at row {row}; every row needs 0/1 or true/false")
+        raise MissingLabelError(
+            f"label column {name!r} has no value at row {row} ({int(missing.sum()):,} of {len(raw):,} rows have "
+            "none); every row needs 0/1 or true/false"
+        )
     other = sorted(set(pd.unique(text[~missing])) - LABEL_TEXTS)
     if other and not missing_unknown:
         raise DataError(

@@ -86,7 +86,8 @@ class FileRows:
                     column = frame.pop(self.label_column)
                     labels = anomaly_labels(column, self.label_column, missing_unknown=True, warned=warned)
                 try:
-                    x = torch.from_numpy(self.preprocessor.scale(self.preprocessor.encode(frame, first_row)))
+                    encoded = self.preprocessor.encode(frame, first_row, warned=warned)
+                    x = torch.from_numpy(self.preprocessor.scale(encoded))
                 except DataError as err:
                     where = "" if "at row" in str(err) else f", rows from {first_row}"  # NaN/inf: its own row
                     raise DataError(f"{self.path}{where}: {err}") from None

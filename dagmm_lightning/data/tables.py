@@ -687,13 +687,18 @@ class TablePreprocessor:
             )
         return self
 
-    def encode(self, frame: pd.DataFrame, first_row: int = 0, own_rows: bool = False) -> np.ndarray:
+    def encode(
+        self, frame: pd.DataFrame, first_row: int = 0, own_rows: bool = False, warned: set | None = None
+    ) -> np.ndarray:
         """Unscaled encoded rows (N, n_features), float64; clear errors for missing or bad columns (rows
         numbered from ``first_row``), a warning for categories not seen in training (``own_rows``: the
-        table's own rows, whose categories outside training its fit names once, not warned of again)."""
-        return self.encode_compact(frame, first_row, own_rows)[:]
+        table's own rows, whose categories outside training its fit names once, not warned of again;
+        ``warned``: a file's chunks share it, so that each column is warned of once a file)."""
+        return self.encode_compact(frame, first_row, own_rows, warned)[:]
 
-    def encode_compact(self, frame: pd.DataFrame, first_row: int = 0, own_rows: bool = False) -> EncodedRows:
+    def encode_compact(
+        self, frame: pd.DataFrame, first_row: int = 0, own_rows: bool = False, warned: set | None = None
+    ) -> EncodedRows:
         """``encode``'s rows kept as numbers and category codes (``EncodedRows``), for a whole table."""
         frame = frame.rename(columns=str)
         missing = [c for c in [*self.numeric, *self.categories] if c not in frame.columns]
@@ -725,14 +730,19 @@ class TablePreprocessor:
             codes.append(category_codes(cats, frame[column]))
             known = codes[-1] >= 0
             untrained = ~known | np.isin(codes[-1], [cats.index(c) for c in outside.get(column, [])])
-            if untrained.any():  # (a changed spelling would mis-score every row)
-                unseen = pd.unique(frame[column].to_numpy()[untrained])
+            if untrained.any() and (warned is None or ("unseen", column) not in warned):  # (a changed spelling
+                unseen = pd.unique(frame[column].to_numpy()[untrained])  # would mis-score every row)
                 shown = ", ".join(repr(v.item() if isinstance(v, np.generic) else v) for v in unseen[:3])
                 shown += ", ..." if len(unseen) > 3 else ""
+                where = ""
+                if warned is not None:  # a file read by chunks: said at the first chunk that holds any
+                    warned.add(("unseen", column))
+                    where = f" (first in the rows from {first_row:,}; said once a file)"
                 warn(
-                    f"column {column!r} holds categories not seen in training ({shown}); those rows are encoded as "
-                    "no category, which no training row had: their scores say nothing sure of them (often higher, "
-                    "not always); add such rows to the training table, or map the new values to known ones"
+                    f"column {column!r} holds categories not seen in training ({shown}){where}; those rows are "
+                    "encoded as no category, which no training row had: their scores say nothing sure of them "
+                    "(often higher, not always); add such rows to the training table, or map the new values to "
+                    "known ones"
                 )
         return EncodedRows(numbers, codes, [len(cats) for cats in self.categories.values()])
 

@@ -59,6 +59,9 @@ def test_fit_warns_where_other_work_keeps_the_cores_busy(tmp_path, monkeypatch):
         torch.set_num_threads(2)
         with pytest.warns(UserWarning, match=rf"other work keeps {count}.0 of {count} cores busy, and torch runs 2"):
             run(args, tmp_path / "two")
+        last = str(next((tmp_path / "two").rglob("last.ckpt")))
+        with pytest.warns(UserWarning, match=r"cores busy, and torch runs 2 .*: scoring can take several times"):
+            run(["predict", "--ckpt_path", last], tmp_path / "two")  # a nightly job's (had: fit's warning only)
         torch.set_num_threads(1)  # (as OMP_NUM_THREADS=1 starts it)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -363,7 +366,7 @@ def test_the_chosen_sizes_and_the_rows_the_scoring_fit_read_are_said(tmp_path, c
     )
 
 
-def test_data_sized_model_keeps_its_sizes_and_em_refined_fit_in_the_checkpoint(tmp_path, caplog):
+def test_data_sized_model_keeps_its_sizes_and_em_refined_fit_in_the_checkpoint(tmp_path, caplog, monkeypatch):
     args = ["--config", "configs/improved.yaml", "--data.dataset", "breast_cancer", "--trainer.max_steps", "12"]
     em = ["--model.init_args.em_steps", "50", "--model.init_args.em_tolerance", "0.001"]
     em += ["--model.init_args.fit_components", "6", "--model.init_args.em_reseed", "0.1"]  # the network's 4 + 2
@@ -393,8 +396,11 @@ def test_data_sized_model_keeps_its_sizes_and_em_refined_fit_in_the_checkpoint(t
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "new/predictions.csv"), pd.read_csv(out))
     with pytest.raises(ValueError, match="cannot write .*predictions.csv/x.csv: a file stands where its folder"):
         run(["predict", "--ckpt_path", str(ckpt), "--prediction_writer.output_path", str(out / "x.csv")], tmp_path)
-    (tmp_path / "kept.csv.part").mkdir()  # where the rows are written first: cannot be opened as a file
-    with pytest.raises(ValueError, match=r"cannot write .*kept.csv \(tried kept.csv.part beside it\): Is a directory"):
+    from dagmm_lightning.callbacks import predictions
+
+    monkeypatch.setattr(predictions.secrets, "token_hex", lambda n: "0a1b2c3d")  # the run's part file, known
+    (tmp_path / "kept.csv.0a1b2c3d.part").mkdir()  # where the rows are written first: cannot be opened as a file
+    with pytest.raises(ValueError, match=r"cannot write .*kept.csv \(tried kept.csv.0a1b2c3d.part beside it\): Is a"):
         run(
             ["predict", "--ckpt_path", str(ckpt), "--prediction_writer.output_path", str(tmp_path / "kept.csv")],
             tmp_path,

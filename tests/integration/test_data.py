@@ -212,10 +212,19 @@ def test_a_category_only_rows_outside_training_hold_is_named_at_fit_and_when_sco
     pd.DataFrame({"a": [0.0, 0.1], "color": ["purple", "red"]}).to_csv(tmp_path / "new.csv", index=False)
     frame.replace("purple", "red").to_csv(tmp_path / "rows.csv", index=False)  # (only the scored file holds it)
     scoring = AnomalyDataModule(**settings, predict_file=str(tmp_path / "new.csv"))
-    with pytest.warns(UserWarning, match=r"column 'color' holds categories not seen in training \('purple'\);"):
+    with pytest.warns(UserWarning, match=r"column 'color' holds categories not seen in training \('purple'\) "):
         scoring.setup("predict")
         scoring.load_state_dict(fitted.state_dict())
         list(scoring.predict_dataloader())  # had: silent (the table had held the category)
+    # a file read by chunks: each column once a file, not at every chunk (had: a warning per 16,384 rows)
+    from dagmm_lightning.data.streaming import FileRows
+
+    new = pd.DataFrame({"a": np.zeros(6), "color": ["red", "purple", "red", "green", "purple", "pink"]})
+    new.to_csv(tmp_path / "new.csv", index=False)
+    with pytest.warns(UserWarning, match="not seen in training") as said:
+        list(FileRows(tmp_path / "new.csv", fitted.preprocessor, None, batch_size=2, chunk_rows=2))
+    unseen = [str(w.message) for w in said if "not seen in training" in str(w.message)]
+    assert len(unseen) == 1 and "('purple') (first in the rows from 0; said once a file)" in unseen[0]
 
 
 @pytest.mark.parametrize("out_of_core", [False, True])

@@ -227,6 +227,60 @@ def table(path, n=400, labels=True, sep=",", ids=False):
     return path
 
 
+def test_predict_as_a_nightly_job_writes_its_own_part_file_and_stops_on_sigterm(tmp_path, monkeypatch):
+    from dagmm_lightning.callbacks import PredictionCSVWriter
+    from dagmm_lightning.models import DAGMM
+
+    flows = table(tmp_path / "flows.csv", ids=True)
+    fit = ["fit", "--config", "configs/table.yaml", "--data.path", str(flows), "--data.label_column", "is_attack"]
+    run([*fit, "--data.ignore_columns", "[flow_id]", "--trainer.max_epochs", "2"], tmp_path)
+    last = str(next((tmp_path / "logs").rglob("last.ckpt")))
+    new_rows = table(tmp_path / "new_rows.csv", n=30, labels=False, ids=True)
+    out = tmp_path / "out" / "scores.csv"
+    predict = ["predict", "--ckpt_path", last, "--data.predict_file", str(new_rows)]
+    predict += ["--prediction_writer.output_path", str(out)]
+    out.parent.mkdir()
+    other = out.parent / "scores.csv.0a1b2c3d.part"  # another run's, writing the same output
+    other.write_text("another run's rows\n")
+    with pytest.warns(UserWarning, match=r"scores.csv.0a1b2c3d.part beside .*scores.csv: another predict writing it"):
+        run(predict, tmp_path)  # had: both wrote scores.csv.part, rows of each in one file
+    assert len(pd.read_csv(out)) == 30 and other.read_text() == "another run's rows\n"
+    pd.read_csv(new_rows).drop(columns="flow_id").to_csv(tmp_path / "no_ids.csv", index=False)
+    with pytest.warns(UserWarning, match=r"ignored columns \['flow_id'\] of the training table are not in no_ids.csv"):
+        run([*predict[:3], "--data.predict_file", str(tmp_path / "no_ids.csv")], tmp_path)  # had: silent
+    normal = pd.read_csv(table(tmp_path / "day.csv", n=80, labels=False, ids=True)).iloc[20:]  # (the first 20: odd)
+    normal.to_csv(tmp_path / "day.csv", index=False)
+    normal.assign(a=normal["a"] * 1000).to_csv(tmp_path / "drift.csv", index=False)  # a column's units changed
+    with pytest.warns(UserWarning, match=r"% of the rows score above the threshold, which flags about 5 %"):
+        run([*predict[:3], "--data.predict_file", str(tmp_path / "drift.csv")], tmp_path)  # had: exit 0, silent
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run([*predict[:3], "--data.predict_file", str(tmp_path / "day.csv")], tmp_path)
+    assert not [w for w in caught if "score above the threshold" in str(w.message)]
+    # SIGTERM (a scheduler's stop, `timeout`): no output, no part file, exit 143 (had: went on, then 0)
+    write = PredictionCSVWriter.write_on_batch_end
+
+    def stopped_at_the_first_batch(self, trainer, *args, **kwargs):
+        trainer._signal_connector.received_sigterm = True
+        return write(self, trainer, *args, **kwargs)
+
+    monkeypatch.setattr(PredictionCSVWriter, "write_on_batch_end", stopped_at_the_first_batch)
+    out.unlink()
+    with pytest.raises(SystemExit) as stop:
+        run(predict, tmp_path)
+    assert stop.value.code == 143 and sorted(p.name for p in out.parent.iterdir()) == [other.name]
+    step = DAGMM.training_step
+
+    def stopped_step(self, *args, **kwargs):
+        self.trainer._signal_connector.received_sigterm = True
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(DAGMM, "training_step", stopped_step)
+    with pytest.raises(SystemExit) as stop:
+        run([*fit, "--data.ignore_columns", "[flow_id]", "--trainer.max_epochs", "2"], tmp_path)
+    assert stop.value.code == 143  # had: 0, as a finished fit
+
+
 @pytest.mark.parametrize("method", ["vae", "vqvae", "pu", "improved"])
 def test_a_method_config_composed_with_the_table_config_keeps_its_model_and_trains_on_the_table(
     method, tmp_path, capsys
@@ -571,11 +625,16 @@ def test_a_table_without_labels_asks_for_contamination_and_is_not_offered_a_test
         is_attack=lambda f: f["is_attack"].where(f.index % 2 == 0)
     ).to_csv(partly, index=False)
     pu = ["fit", "--config", "configs/pu.yaml", "--config", "configs/table.yaml", "--data.label_column", "is_attack"]
-    with pytest.raises(ValueError, match=r"has no value at row 1; .* DAGMMDetector\(variant='pu'\) takes y with NaN"):
+    with pytest.raises(
+        ValueError, match=r"has no value at row 1 \(200 of 400 rows have none\); .* DAGMMDetector\(variant='pu'\)"
+    ):
         run([*pu, "--data.path", str(partly)], tmp_path)
     mixed = ["--config", "configs/mixed_loss.yaml", *pu[3:], "--data.path", str(partly)]  # had: no way named
-    with pytest.raises(ValueError, match=r"has no value at row 1; .*\(variant='mixed_loss'\) takes y with NaN or -1"):
+    with pytest.raises(ValueError, match=r"has no value at row 1 .*\(variant='mixed_loss'\) takes y with NaN or -1"):
         run(["fit", *mixed], tmp_path)
+    plain = ["fit", "--config", "configs/table.yaml", *pu[5:], "--data.path", str(partly)]  # had: no way named
+    with pytest.raises(ValueError, match=r"none\); every row needs 0/1 or true/false: fill them, or, for a table "):
+        run(plain, tmp_path)
     normal = tmp_path / "normal.csv"
     pd.read_csv(table(tmp_path / "flows.csv")).assign(is_attack=0).to_csv(normal, index=False)
     args = ["fit", "--config", "configs/table.yaml", "--data.path", str(normal), "--data.label_column", "is_attack"]
