@@ -14,9 +14,9 @@ SHOWN_VALIDATION = ("val/roc_auc", "val/c")  # the line's validation metric: the
 
 
 class ProgressReport(TQDMProgressBar):
-    """Lightning's TQDM bar where stdout is a terminal. Where it is a file or a pipe (``nohup``, a
-    scheduler's log) the bar's redraws would fill it with carriage returns; there it prints a line instead,
-    at most every ``line_interval`` seconds, the first and the last epoch always::
+    """Lightning's TQDM bar where stdout is a terminal (or a notebook's). Where it is a file or a pipe
+    (``nohup``, a scheduler's log) the bar's redraws would fill it with carriage returns; there it prints a
+    line instead, at most every ``line_interval`` seconds, the first and the last epoch always::
 
         epoch 12/200 (step 1,440): train/loss 4.71, val/roc_auc 0.8333 [31 s]
 
@@ -26,7 +26,8 @@ class ProgressReport(TQDMProgressBar):
         refresh_rate: the bar's redraw interval, in steps.
         leave: keep each epoch's bar.
         line_interval: seconds between lines.
-        lines: True / False for lines / the bar whatever stdout is; None: lines unless stdout is a terminal.
+        lines: True / False for lines / the bar whatever stdout is; None: lines unless stdout is a terminal
+            or a Jupyter notebook's.
     """
 
     def __init__(
@@ -47,6 +48,8 @@ class ProgressReport(TQDMProgressBar):
     def writes_lines(self) -> bool:
         if self.lines is not None:
             return bool(self.lines)
+        if type(sys.stdout).__module__.startswith("ipykernel"):  # a notebook redraws the bar's line in place
+            return False
         isatty = getattr(sys.stdout, "isatty", None)
         return not (isatty is not None and isatty())
 

@@ -145,6 +145,14 @@ def test_progress_on_a_terminal_is_the_bar(monkeypatch):
     monkeypatch.setattr(sys, "stdout", Terminal())
     assert not ProgressReport().writes_lines and ProgressReport(lines=True).writes_lines
 
+    class NotebookOutput:  # ipykernel's stdout: no terminal, but it redraws a line in place
+        def isatty(self):
+            return False
+
+    NotebookOutput.__module__ = "ipykernel.iostream"
+    monkeypatch.setattr(sys, "stdout", NotebookOutput())
+    assert not ProgressReport().writes_lines
+
 
 def test_validating_the_best_checkpoint_is_quiet_about_its_callbacks(tmp_path):
     import warnings
