@@ -51,7 +51,6 @@ from dagmm_lightning.models.dagmm import FIT_COUNTS_KEY, contamination_from_labe
 from dagmm_lightning.models.pu import THRESHOLD_RULE  # noqa: E402
 from dagmm_lightning.scoring import ties_at_threshold  # noqa: E402
 
-FLAGGED_CHECK_ROWS = 50  # predict's flagged share is compared with contamination from this many rows
 # what the launchers Lightning knows set on each machine (its own, SLURM, torchelastic, LSF, MPI, Kubeflow)
 NODE_LAUNCH_VARIABLES = (
     "MASTER_ADDR",
@@ -958,9 +957,6 @@ class DAGMMCLI(LightningCLI):
         kept = f" with the file's {', '.join(columns_kept)} column{'s' * (len(columns_kept) > 1)}" * bool(columns_kept)
         message = f"wrote {rows} predictions{kept} to {target}{earlier}; {flagged} flagged as anomalies{share}{none}"
         rank_zero_info(message)
-        many = flagged_far_above_contamination(self.model, rows, flagged)
-        if many:
-            warn(many)
 
     def after_test(self) -> None:
         if logged_to(self.trainer):
@@ -1008,22 +1004,6 @@ class DAGMMCLI(LightningCLI):
             val = {k[4:]: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")} or None
         resumed_from = self.config.get("fit", self.config).get("ckpt_path")
         rank_zero_info(fit_summary(trainer, self.datamodule, val, resumed_from))
-
-
-def flagged_far_above_contamination(model, rows: int, flagged: int) -> str | None:
-    """A warning's text where predict flagged far more rows than the threshold was set to flag (about
-    ``contamination`` of rows like the val rows): data unlike the training table, most often."""
-    contamination = getattr(model, "threshold_share", None)
-    if not contamination or rows < FLAGGED_CHECK_ROWS:
-        return None
-    share = flagged / rows
-    if share < min(0.5, max(3 * contamination, contamination + 0.1)):
-        return None
-    return (
-        f"{100 * share:.3g} % of the rows score above the threshold, which flags about {100 * contamination:.3g} % "
-        "of rows like the training table's: these rows differ from it (a column's units, coding or source "
-        "changed?), or hold that many anomalies"
-    )
 
 
 def _is_progress_bar(callback) -> bool:

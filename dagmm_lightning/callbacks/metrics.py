@@ -33,7 +33,8 @@ class EvaluationRows(Metric):
     """Per-row columns of evaluation steps (``index`` among them), concatenated over batches and ranks.
 
     ``compute`` gives numpy arrays sorted by row index with each row once (a sampler that pads ranks by
-    repeating rows cannot count a row twice).
+    repeating rows, or ranks that each see every row, cannot count a row twice); ids repeated within one
+    process's rows are refused: they are not rows' own.
     """
 
     full_state_update = False
@@ -43,10 +44,16 @@ class EvaluationRows(Metric):
         self.columns = columns
         for name in columns:
             self.add_state(name, default=[], dist_reduce_fx="cat")
+        self._ids_here: list[torch.Tensor] = []  # this process's row ids (not synced)
+
+    def reset(self) -> None:
+        super().reset()
+        self._ids_here = []
 
     def update(self, values: dict[str, torch.Tensor]) -> None:
         for name, dtype in self.columns.items():
             getattr(self, name).append(values[name].detach().to(dtype))
+        self._ids_here.append(values["index"].detach())
 
     def start(self, device: torch.device) -> EvaluationRows:
         """Empty the states and add a zero-row update, so that a rank without rows still syncs."""
@@ -57,14 +64,16 @@ class EvaluationRows(Metric):
 
     def compute(self) -> dict[str, np.ndarray]:
         columns = {name: dim_zero_cat(getattr(self, name)) for name in self.columns}
-        index = columns["index"].cpu().numpy()
-        _, first = np.unique(index, return_index=True)
-        repeated = len(index) - len(first)
-        if repeated > world_size() - 1:  # more than a sampler's padding of the ranks: ids that are not rows'
+        here = torch.cat(self._ids_here) if self._ids_here else torch.zeros(0, dtype=torch.long)
+        repeated = len(here) - len(torch.unique(here))
+        if repeated:  # (a sampler's padding repeats a row on another rank, not on its own)
+            whose = " this process" if world_size() > 1 else ""
             raise DataError(
-                f"{repeated:,} of the {len(index):,} evaluated rows have a row id another row has: the metrics "
-                f"would count only {len(first):,} rows; {BATCH_FORMAT}"
+                f"{repeated:,} of the {len(here):,} rows{whose} evaluated have a row id another of them has (ids "
+                "that are not rows' own, or several loaders each numbering its rows from 0): the metrics would "
+                f"count each id once; {BATCH_FORMAT}"
             )
+        _, first = np.unique(columns["index"].cpu().numpy(), return_index=True)
         return {name: value.cpu().numpy()[first] for name, value in columns.items()}
 
 
@@ -140,11 +149,12 @@ class AnomalyMetrics(L.Callback):
         self.validated_at_step = -1  #: the global step of the last validation in fit
         self._threshold = math.nan
         self._warned: set[str] = set()
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         # Lightning advises sync_dist=True for epoch-level values logged under DDP; these are computed from
-        # every rank's rows, gathered, and the same on each rank (as are the model's counts of EM steps)
+        # every rank's rows, gathered, and the same on each rank (here: in every process, spawned ones too)
         names = "|".join(re.escape(name) for name in self.metric_names())
-        logged = rf"((val|test)/({names})|train/em_steps|train/components_reseeded)"
-        warnings.filterwarnings("ignore", message=rf"It is recommended to use `self.log\('{logged}'")
+        warnings.filterwarnings("ignore", message=rf"It is recommended to use `self.log\('(val|test)/({names})'")
 
     def metric_names(self) -> list[str]:
         """The names this callback logs under ``val/`` (and ``test/``), for checking a monitored one."""

@@ -6,12 +6,14 @@ from __future__ import annotations
 import glob
 import os
 import secrets
+import time
 from pathlib import Path
 
 import pandas as pd
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities.exceptions import SIGTERMException
+from scipy.stats import binom
 
 from dagmm_lightning.data.datamodule import TABLE
 from dagmm_lightning.data.loaders import columns_named
@@ -20,6 +22,22 @@ from dagmm_lightning.errors import DataError, make_folder_of, warn
 
 OTHER_FORMATS = (".parquet", ".pq", ".npz", ".npy", ".json", ".xlsx", ".xls", ".feather", ".pkl", ".pickle")
 COLUMNS = {"index": torch.long, "score": torch.float64, "prediction": torch.long, "label": torch.long}
+
+
+def flagged_far_above(share: float | None, rows: int, flagged: int) -> str | None:
+    """A warning's text where ``flagged`` of ``rows`` is far above the ``share`` of rows the threshold was
+    set to flag (about ``contamination`` of rows like the val rows): rows unlike the training table's, most
+    often. Far: a share of at least max(contamination + 0.1, min(0.5, 3x contamination)), and a count
+    that chance (binomial, at ``share``) gives less than once in 10,000 runs."""
+    if not share or not rows:
+        return None
+    if flagged / rows < max(share + 0.1, min(0.5, 3 * share)) or binom.sf(flagged - 1, rows, share) >= 1e-4:
+        return None
+    return (
+        f"{100 * flagged / rows:.3g} % of the rows score above the threshold, which flags about {100 * share:.3g} % "
+        "of rows like the training table's: these rows differ from it (a column's units, coding or source "
+        "changed?), or hold that many anomalies"
+    )
 
 
 class PredictionCSVWriter(BasePredictionWriter):
@@ -75,12 +93,19 @@ class PredictionCSVWriter(BasePredictionWriter):
             raise DataError(f"--prediction_writer.output_path {self.written_to} is the file being scored; name another")
         self._kept = self._read_kept_columns(trainer.datamodule)
         make_folder_of(self.written_to)
+        others = {}  # other runs' part files, listed before this run's ranks open theirs
+        for other in self.written_to.parent.glob(f"{glob.escape(self.written_to.name)}.*.part"):
+            try:
+                others[other.name] = other.stat().st_mtime
+            except OSError:  # (gone meanwhile: its run ended)
+                pass
         self._token = trainer.strategy.broadcast(secrets.token_hex(4))  # one per run, the same on every rank
-        others = sorted(self.written_to.parent.glob(f"{glob.escape(self.written_to.name)}.*.part"))
-        if others and trainer.is_global_zero:  # (or a killed run's leftover)
+        if others and trainer.is_global_zero:
+            name, written = max(others.items(), key=lambda item: item[1])
             warn(
-                f"{others[0].name} beside {self.written_to}: another predict writing it? Each run writes a part "
-                "file of its own and the last to end names the output; give each run an output_path of its own"
+                f"{name} beside {self.written_to} (written {(time.time() - written) / 60:.0f} min ago): another "
+                "predict writing it, or a killed run's leftover (delete it then)? Each run writes a part file of "
+                "its own and the last to end names the output; give each run an output_path of its own"
             )
         part = self._part_path(trainer, trainer.global_rank)
         try:
@@ -119,9 +144,10 @@ class PredictionCSVWriter(BasePredictionWriter):
             if absent:  # (a join by id would find nothing)
                 warn(
                     f"ignored columns {absent} of the training table are not in {Path(source).name}: the "
-                    "predictions go without them (--prediction_writer.keep_columns names the ones a file must have)"
+                    "predictions go without them (--prediction_writer.keep_columns '[...]' names the columns a "
+                    "file must have, '[]' none and no warning)"
                 )
-            wanted = [c for c in wanted if c in names]
+            wanted = [c for c in wanted if c not in absent]
         taken = [c for c in wanted if c in COLUMNS]
         if taken and given:
             raise DataError(f"{option} {taken}: the predictions have columns of those names; rename them in the file")
@@ -143,6 +169,12 @@ class PredictionCSVWriter(BasePredictionWriter):
         self.rows_flagged += int(frame["prediction"].sum())
 
     def on_predict_end(self, trainer, pl_module) -> None:
+        self._join_parts(trainer)
+        many = flagged_far_above(getattr(pl_module, "threshold_share", None), self.rows_written, self.rows_flagged)
+        if many and trainer.is_global_zero:
+            warn(many)
+
+    def _join_parts(self, trainer) -> None:
         kept = self.columns_kept
         self._close()
         if trainer.world_size == 1:

@@ -16,11 +16,12 @@ SHOWN_VALIDATION = ("val/roc_auc", "val/c")  # the line's validation metric: the
 class ProgressReport(TQDMProgressBar):
     """Lightning's TQDM bar where stdout is a terminal (or a notebook's). Where it is a file or a pipe
     (``nohup``, a scheduler's log) the bar's redraws would fill it with carriage returns; there it prints a
-    line instead, at most every ``line_interval`` seconds, the first and the last epoch always::
+    line instead, at most every ``line_interval`` seconds, the first and the last epoch of a run always::
 
         epoch 12/200 (step 1,440): train/loss 4.71, val/roc_auc 0.8333 [31 s]
 
-    and within a long epoch, test or predict run ``epoch 3/200: batch 500/1,400 [45 s]``.
+    (the last validation's metric), and within an epoch, test or predict run longer than that
+    ``epoch 3/200: batch 500/1,400 [45 s]``.
 
     Args:
         refresh_rate: the bar's redraw interval, in steps.
@@ -43,6 +44,8 @@ class ProgressReport(TQDMProgressBar):
         self.line_interval = float(line_interval)
         self.lines = lines
         self._started = self._printed = 0.0
+        self._epochs_reported = 0  # epochs this run has ended (a resumed fit's first one is said too)
+        self._epoch_started = 0.0
 
     @property
     def writes_lines(self) -> bool:
@@ -90,11 +93,17 @@ class ProgressReport(TQDMProgressBar):
     def on_train_start(self, trainer, pl_module) -> None:
         super().on_train_start(trainer, pl_module)
         self._start()
+        self._epochs_reported = 0
+
+    def on_train_epoch_start(self, trainer, *args) -> None:
+        super().on_train_epoch_start(trainer, *args)
+        self._epoch_started = time.monotonic()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
         total = self.total_train_batches
-        if self._reporting() and self._due() and batch_idx + 1 < total:
+        long_epoch = time.monotonic() - self._epoch_started >= self.line_interval  # (else its end's line says it)
+        if self._reporting() and long_epoch and self._due() and batch_idx + 1 < total:
             shown = f"/{int(total):,}" if total != float("inf") else ""
             self._line(f"{self._epoch(trainer)}: batch {batch_idx + 1:,}{shown}")
 
@@ -108,7 +117,8 @@ class ProgressReport(TQDMProgressBar):
             and trainer.current_epoch + 1 >= trainer.max_epochs
         )
         steps_done = trainer.max_steps is not None and 0 < trainer.max_steps <= trainer.global_step
-        if trainer.current_epoch == 0 or last or steps_done or self._due():
+        self._epochs_reported += 1
+        if self._epochs_reported == 1 or last or steps_done or self._due():
             steps = f"/{trainer.max_steps:,}" if trainer.max_steps is not None and trainer.max_steps > 0 else ""
             step = f"step {trainer.global_step:,}{steps}"
             self._line(f"{self._epoch(trainer)} ({step}): {self._metrics(trainer, pl_module)}")

@@ -12,19 +12,12 @@ so this plain iterable shards rows itself:
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Iterator
 
 import torch
 
 from dagmm_lightning.distributed import rank, world_size
 from dagmm_lightning.errors import ConfigurationError, DataError
-
-# Lightning's predict loop looks for a DataLoader's batch sampler to record batch indices; our iterables
-# carry each row's id in the batch instead (the prediction writer's index column)
-warnings.filterwarnings(
-    "ignore", message="Couldn't infer the batch indices fetched from your dataloader: `(InMemoryBatches|FileRows)`"
-)
 
 
 class EpochOrder:

@@ -8,6 +8,7 @@ import re
 import shutil
 import tempfile
 import uuid
+import warnings
 import weakref
 from contextlib import contextmanager
 from pathlib import Path
@@ -524,6 +525,12 @@ class AnomalyDataModule(L.LightningDataModule):
         return self._rows("test", shuffle=False, batch_size=self.eval_batch_size, pad_ranks=True)
 
     def predict_dataloader(self) -> InMemoryBatches:
+        # Lightning's predict loop looks for a DataLoader's batch sampler to record batch indices for a
+        # prediction writer; these batches carry each row's id instead (the writer's index column)
+        warnings.filterwarnings(
+            "ignore",
+            message="Couldn't infer the batch indices fetched from your dataloader: `(InMemoryBatches|FileRows)`",
+        )
         if self.predict_file is None:
             return self.test_dataloader()
         if self._table is None and not self._encoding_loaded:  # no checkpoint's: the training table's own

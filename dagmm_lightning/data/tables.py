@@ -737,7 +737,7 @@ class TablePreprocessor:
                 where = ""
                 if warned is not None:  # a file read by chunks: said at the first chunk that holds any
                     warned.add(("unseen", column))
-                    where = f" (first in the rows from {first_row:,}; said once a file)"
+                    where = f" (e.g., in the rows from {first_row:,} on; later rows may hold others: said once a file)"
                 warn(
                     f"column {column!r} holds categories not seen in training ({shown}){where}; those rows are "
                     "encoded as no category, which no training row had: their scores say nothing sure of them "

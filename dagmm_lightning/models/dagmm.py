@@ -402,7 +402,9 @@ class DAGMM(L.LightningModule):
         self._threshold_scores: torch.Tensor | None = None  # the scores the threshold is the quantile of
         self._warned_unordered = False  # fit_rows with a loader of no fixed order: said once
         self._warned_labelled_rows = False  # labelled anomalies in a loader of one's own: said once
-        self._loaded_share: float | None = None  # a loaded checkpoint's threshold share (threshold_share)
+        # what the fitted state (threshold, mixture, calibration) was made under: set by each fit, or a checkpoint
+        self._fitted_under: dict | None = None  # the FITTED_UNDER settings
+        self._fitted_share: float | None = None  # the share of rows the threshold flags (threshold_share)
         self.resumed_at_step: int | None = None  # a checkpoint's global step, once one is loaded
         self._trained_on: dict | None = None  # load_from_checkpoint: the data module state it was trained with
 
@@ -522,6 +524,11 @@ class DAGMM(L.LightningModule):
         averaging, SWA, swaps them in at the end of training without a step)."""
         self.fitted_at_step.fill_(self.global_step)
         self._fitted_weights = self._weights_fingerprint()
+        self._fitted_under = self._fit_settings()
+        self._fitted_share = self.model.calibration.contamination
+
+    def _fit_settings(self) -> dict:
+        return {name: self.hparams[name] for name in FITTED_UNDER if name in self.hparams}
 
     def weights_changed_since_fit(self) -> bool:
         """Whether the weights differ from those the mixture was last fitted with (False when unknown)."""
@@ -665,9 +672,9 @@ class DAGMM(L.LightningModule):
     def threshold_share(self) -> float | None:
         """The share of rows the threshold was set to flag (``contamination``, or the labels' share it was
         taken from); None before a fit or a checkpoint sets it."""
-        calibration = getattr(self.model, "calibration", None)
-        share = getattr(calibration, "contamination", None)
-        return share if share is not None else self._loaded_share
+        if self._fitted_share is not None:
+            return self._fitted_share
+        return getattr(getattr(self.model, "calibration", None), "contamination", None)
 
     def _warn_of_fit_settings_given_at_load(self, saved: dict) -> None:
         """load_from_checkpoint(path, contamination=...): the threshold, mixture and score calibration are
@@ -794,9 +801,14 @@ class DAGMM(L.LightningModule):
     # --- training-set fit -------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
         destroy_process_group_at_exit()
+        # (Lightning's sync_dist advice for these counts, logged at validation: the same on every rank)
+        warnings.filterwarnings(
+            "ignore", message=r"It is recommended to use `self.log\('train/(em_steps|components_reseeded)'"
+        )
         self._drop_iterator_step()
         datamodule = self.trainer.datamodule
         if stage == "fit":
+            self._warned_labelled_rows = False  # said once a fit
             self._trained_on = None  # trained on this run's data from now on
             latent, width = self.hparams.latent_dim, self.hparams.input_dim
             if latent is not None and latent > width:  # (at fit, not each time a checkpoint loads)
@@ -1024,8 +1036,8 @@ class DAGMM(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint[VARIANT_RECORD_KEY] = self._variant_record()
-        checkpoint[FITTED_UNDER_KEY] = {name: self.hparams[name] for name in FITTED_UNDER if name in self.hparams}
-        contamination = self.model.calibration.contamination if self.model is not None else None
+        checkpoint[FITTED_UNDER_KEY] = self._fit_settings() if self._fitted_under is None else self._fitted_under
+        contamination = self.threshold_share  # (a loaded model's, not a setting given at load)
         if contamination is not None:
             checkpoint[CONTAMINATION_KEY] = float(contamination)
         hparams, own = checkpoint.get("hyper_parameters"), type(self)
@@ -1187,12 +1199,13 @@ class DAGMM(L.LightningModule):
         self._fitted_weights = None  # the checkpoint's fit is of its own weights (its step says so)
         self._training_scores = self._threshold_scores = None
         self._resumed_generators = checkpoint.get(GENERATORS_KEY)
-        self._loaded_share = checkpoint.get(CONTAMINATION_KEY)
+        self._fitted_share = checkpoint.get(CONTAMINATION_KEY)
+        self._fitted_under = checkpoint.get(FITTED_UNDER_KEY)  # (None: older, none kept)
         self._resumed_processes = checkpoint.get(PROCESSES_KEY)  # (None: saved before it was recorded)
         if "threshold_rows" not in checkpoint.get("hyper_parameters", {"threshold_rows": None}):
             self.hparams.threshold_rows = "train"  # saved before the option: its threshold rule, also on a resume
         if self._trainer is None:  # load_from_checkpoint (not a resume, nor a run's own ckpt_path)
-            self._warn_of_fit_settings_given_at_load(checkpoint.get(FITTED_UNDER_KEY, {}))  # (older: none kept)
+            self._warn_of_fit_settings_given_at_load(self._fitted_under or {})
             # the data module's state (split, encoding, scaling): restored into one given to test / validate /
             # predict without ckpt_path, as ckpt_path restores it (AnomalyDataModule.state_dict's keys)
             states = [v for v in checkpoint.values() if isinstance(v, dict) and {"dataset", "preprocessor"} <= set(v)]

@@ -15,11 +15,7 @@ from dagmm_lightning.networks import DAGMMOutput, PositiveUnlabeledDAGMMModel
 
 MIN_ROWS_FOR_C = 10  # held-out labelled rows below which c is warned about
 THRESHOLD_RULE = "its threshold is c / 2 (c, the classifier's mean output on held-out labelled rows)"
-SPLIT_NEEDED = (
-    "DAGMMPU needs the data module's split: positive_unlabeled (held-out labelled rows for c): "
-    "AnomalyDataModule(..., split='positive_unlabeled') (from_arrays / from_table take it too; "
-    "--data.split positive_unlabeled; DAGMMDetector(variant='pu') with y), not loaders of one's own"
-)
+SPLIT_NEEDED = "DAGMMPU needs the data module's split: positive_unlabeled (held-out labelled rows for c)"
 
 
 class DAGMMPU(DAGMM):
@@ -66,7 +62,9 @@ class DAGMMPU(DAGMM):
         datamodule = getattr(self.trainer, "datamodule", None)
         if stage == "fit" and getattr(datamodule, "split", None) != "positive_unlabeled":
             raise ConfigurationError(
-                f"{SPLIT_NEEDED}; from the command line --data.split positive_unlabeled (as configs/pu.yaml sets it)"
+                f"{SPLIT_NEEDED}; from the command line --data.split positive_unlabeled (as configs/pu.yaml sets it); "
+                "in Python AnomalyDataModule(..., split='positive_unlabeled') (from_arrays and from_table take it "
+                "too) or DAGMMDetector(variant='pu') with y, not loaders of one's own"
             )
         if stage != "fit":
             return

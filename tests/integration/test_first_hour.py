@@ -96,10 +96,12 @@ def test_a_runs_saved_config_runs_again_without_a_progress_bar(tmp_path):
     assert not any(isinstance(c, ProgressBar) for c in again.trainer.callbacks)
 
 
-def test_progress_in_a_log_file_is_a_line_now_and_then(tmp_path, capsys):
+def test_progress_in_a_log_file_is_a_line_now_and_then(tmp_path, capsys, monkeypatch):
     from lightning.pytorch.callbacks import TQDMProgressBar
 
     from dagmm_lightning.callbacks import ProgressReport
+
+    monkeypatch.setattr(ProgressReport, "_due", lambda self: False)  # a slow machine's 30 s pass: no line more
 
     logs = ["--trainer.logger.init_args.save_dir", str(tmp_path / "logs"), "--trainer.max_epochs", "12"]
     build_cli(["fit", "--config", "configs/quickstart.yaml", *logs])  # stdout captured: not a terminal
@@ -108,6 +110,11 @@ def test_progress_in_a_log_file_is_a_line_now_and_then(tmp_path, capsys):
     lines = out.splitlines()
     assert len(lines) == 2 and lines[0].startswith("epoch 1/12 (step 2): train/loss ")
     assert re.fullmatch(r"epoch 12/12 \(step 24\): train/loss [0-9.]+, val/roc_auc [0-9.]+ \[\d+ s\]", lines[1])
+    last = str(next((tmp_path / "logs").rglob("last.ckpt")))  # a resumed fit's first epoch is said too
+    build_cli(
+        ["fit", "--config", "configs/quickstart.yaml", *logs[:2], "--trainer.max_epochs", "14", "--ckpt_path", last]
+    )
+    assert [line.split(" (")[0] for line in capsys.readouterr().out.splitlines()] == ["epoch 13/14", "epoch 14/14"]
     # every epoch once the interval is 0; an older run's saved config.yaml (the TQDM bar the CLI added then)
     # gets the report, a bar of the user's own settings stays
     saved = next((tmp_path / "logs").rglob("config.yaml"))
@@ -125,6 +132,7 @@ def test_progress_in_a_log_file_is_a_line_now_and_then(tmp_path, capsys):
     bars = [c for c in own.trainer.callbacks if isinstance(c, TQDMProgressBar)]
     assert len(bars) == 1 and type(bars[0]) is TQDMProgressBar and bars[0].refresh_rate == 5
     capsys.readouterr()
+    monkeypatch.undo()
     interval = ["--trainer.callbacks+=dagmm_lightning.callbacks.ProgressReport", "--trainer.callbacks.line_interval=0"]
     build_cli(["fit", "--config", "configs/quickstart.yaml", *every, *interval])
     lines = capsys.readouterr().out.splitlines()  # and within an epoch: its first of two batches
@@ -250,7 +258,10 @@ def test_predict_as_a_nightly_job_writes_its_own_part_file_and_stops_on_sigterm(
     out.parent.mkdir()
     other = out.parent / "scores.csv.0a1b2c3d.part"  # another run's, writing the same output
     other.write_text("another run's rows\n")
-    with pytest.warns(UserWarning, match=r"scores.csv.0a1b2c3d.part beside .*scores.csv: another predict writing it"):
+    with pytest.warns(
+        UserWarning,
+        match=r"scores.csv.0a1b2c3d.part beside .*scores.csv \(written 0 min ago\): another predict writing it",
+    ):
         run(predict, tmp_path)  # had: both wrote scores.csv.part, rows of each in one file
     assert len(pd.read_csv(out)) == 30 and other.read_text() == "another run's rows\n"
     pd.read_csv(new_rows).drop(columns="flow_id").to_csv(tmp_path / "no_ids.csv", index=False)

@@ -10,7 +10,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 from torch.utils.data import DataLoader, TensorDataset
 
-from dagmm_lightning.callbacks import AnomalyMetrics
+from dagmm_lightning.callbacks import AnomalyMetrics, PredictionCSVWriter
 from dagmm_lightning.data import AnomalyDataModule
 from dagmm_lightning.errors import DAGMMWarning, DataError
 from dagmm_lightning.models import DAGMM
@@ -52,16 +52,18 @@ def test_row_ids_shared_by_rows_are_refused_not_counted_once(tmp_path):
     with torch.no_grad():
         reference = roc_auc_score(y.numpy(), model.eval().score(x).numpy())
     assert scored["test/roc_auc"] == pytest.approx(reference, abs=1e-6)  # every row, once (logged as float32)
-    with pytest.raises(DataError, match="224 of the 256 evaluated rows have a row id another row has"):
+    with pytest.raises(DataError, match="224 of the 256 rows evaluated have a row id another of them has"):
         trainer.test(model, loader(x, y, ids % 32))  # had: the ROC AUC of 32 rows, silently
 
 
 def test_labelled_anomalies_in_a_loader_of_ones_own_are_said_once(tmp_path):
     x, y = rows()
     ids = torch.arange(len(x))
-    with pytest.warns(DAGMMWarning, match="training batches hold rows labelled 1: labelled anomalies") as caught:
-        L.Trainer(**QUIET, max_epochs=2, default_root_dir=tmp_path).fit(small_model(), loader(x, y, ids))
-    assert len([w for w in caught if "labelled 1" in str(w.message)]) == 1  # not at every step
+    model = small_model()
+    for _ in range(2):  # once a fit, not at every step
+        with pytest.warns(DAGMMWarning, match="training batches hold rows labelled 1: labelled anomalies") as caught:
+            L.Trainer(**QUIET, max_epochs=2, default_root_dir=tmp_path).fit(model, loader(x, y, ids))
+        assert len([w for w in caught if "labelled 1" in str(w.message)]) == 1
     with warnings.catch_warnings():
         warnings.simplefilter("error", DAGMMWarning)
         unknown = torch.full_like(y, -1)
@@ -80,6 +82,12 @@ def test_fit_settings_given_at_load_are_warned_of_and_the_threshold_stays(tmp_pa
     with pytest.warns(DAGMMWarning, match=r"contamination 0.02 \(the checkpoint's 0.1\): the threshold, mixture"):
         loaded = DAGMM.load_from_checkpoint(tmp_path / "m.ckpt", contamination=0.02, lr=1e-4)
     assert float(loaded.model.calibration.threshold) == float(saved.model.calibration.threshold)
+    assert loaded.threshold_share == pytest.approx(0.1)  # the threshold's, not the setting given
+    scorer = L.Trainer(**QUIET, default_root_dir=tmp_path)
+    scorer.predict(loaded, datamodule=data)  # (no refit)
+    scorer.save_checkpoint(tmp_path / "again.ckpt")  # the fitted state's record, kept
+    again = torch.load(tmp_path / "again.ckpt", weights_only=False)
+    assert again["dagmm_fitted_under"]["contamination"] == 0.1 and again["dagmm_contamination"] == pytest.approx(0.1)
     with warnings.catch_warnings():
         warnings.simplefilter("error", DAGMMWarning)
         DAGMM.load_from_checkpoint(tmp_path / "m.ckpt", lr=1e-4)  # a training setting: for a fit that follows
@@ -104,9 +112,10 @@ def test_a_data_module_of_arrays_predicts_without_lightnings_batch_index_warning
     trainer = L.Trainer(**QUIET, max_epochs=1, default_root_dir=tmp_path)
     model = small_model()
     trainer.fit(model, datamodule=data)
+    trainer = L.Trainer(**QUIET, callbacks=[PredictionCSVWriter(str(tmp_path / "scores.csv"))])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        AnomalyMetrics()  # (its filter: the sync_dist advice for the metrics it logs, computed on all ranks' rows)
+        AnomalyMetrics().setup(trainer, model, "validate")  # (the sync_dist advice for its metrics: all ranks' rows)
         warnings.warn("It is recommended to use `self.log('val/roc_auc', ..., sync_dist=True)` when ...", stacklevel=1)
         warnings.warn("It is recommended to use `self.log('val/my_loss', ..., sync_dist=True)` when ...", stacklevel=1)
         trainer.predict(model, datamodule=data)

@@ -54,14 +54,15 @@ def test_evaluation_rows_concatenate_and_count_each_row_once(monkeypatch):
 
     rows = EvaluationRows({"index": torch.long, "score": torch.float64}).start(torch.device("cpu"))
     rows.update({"index": torch.tensor([3, 1]), "score": torch.tensor([0.3, 0.1], dtype=torch.float64)})
-    rows.update(
-        {"index": torch.tensor([2, 3]), "score": torch.tensor([0.2, 0.3], dtype=torch.float64)}
-    )  # row 3 again: the second of 2 ranks' padding
-    with pytest.raises(DataError, match="1 of the 4 evaluated rows have a row id another row has"):
-        rows.compute()  # one process pads nothing: ids that are not rows' own (a loader of one's own)
-    monkeypatch.setattr(metrics, "world_size", lambda: 2)
+    rows.update({"index": torch.tensor([2]), "score": torch.tensor([0.2], dtype=torch.float64)})
+    rows.index.append(torch.tensor([3]))  # row 3 again from another rank, as a sync gathers it (its padding)
+    rows.score.append(torch.tensor([0.3], dtype=torch.float64))
     out = rows.compute()
     assert out["index"].tolist() == [1, 2, 3] and out["score"].tolist() == [0.1, 0.2, 0.3]
+    rows.update({"index": torch.tensor([1]), "score": torch.tensor([0.9], dtype=torch.float64)})  # this process's own
+    monkeypatch.setattr(metrics, "world_size", lambda: 2)
+    with pytest.raises(DataError, match="1 of the 4 rows this process evaluated have a row id another of them has"):
+        rows.compute()  # ids that are not rows' own (a loader of one's own): not a padding
 
 
 def test_threshold_and_argument_checks():
