@@ -13,7 +13,9 @@ import secrets
 import shutil
 import signal
 import sys
+import threading
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 # Lightning's CLI still calls jsonargparse APIs that newer releases flag as deprecated; that noise is
@@ -26,6 +28,7 @@ warnings.filterwarnings("ignore", message="The dirpath has changed from")  # tes
 warnings.filterwarnings("ignore", message="It is recommended to use `self.log\\(")
 warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")  # dagmm benchmark's runs
 
+import lightning as L  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
@@ -695,7 +698,8 @@ class DAGMMCLI(LightningCLI):
     def _run_subcommand(self, subcommand: str) -> None:
         folder = new_run_folder(self.trainer)
         try:
-            super()._run_subcommand(subcommand)
+            with ctrl_c_seen():
+                super()._run_subcommand(subcommand)
         except Exception as err:
             if folder is not None and (own_error(err) is not None or isinstance(err, MisconfigurationException)):
                 remove_if_only_startup_files(folder)
@@ -720,6 +724,7 @@ class DAGMMCLI(LightningCLI):
     def _instantiate_trainer(self, config: dict, callbacks: list):
         if config.get("enable_checkpointing") is False:  # the checkpoint callback every run adds, dropped
             callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint)]  # (Lightning refuses both)
+        callbacks = [*callbacks, InterruptAtNextBatch()]
         try:
             return super()._instantiate_trainer(config, callbacks)
         except (ValueError, TypeError, MisconfigurationException) as err:  # e.g. accelerator 'gpuu'
@@ -1004,6 +1009,44 @@ class DAGMMCLI(LightningCLI):
             val = {k[4:]: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")} or None
         resumed_from = self.config.get("fit", self.config).get("ckpt_path")
         rank_zero_info(fit_summary(trainer, self.datamodule, val, resumed_from))
+
+
+CTRL_C_SEEN = threading.Event()  # set by ctrl_c_seen's handler: a Ctrl-C this run received
+
+
+@contextmanager
+def ctrl_c_seen():
+    """Ctrl-C (SIGINT) raises KeyboardInterrupt as before and is also remembered (``CTRL_C_SEEN``), for
+    ``InterruptAtNextBatch``; in the main thread only, where Python's own handler is installed."""
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or previous is not signal.default_int_handler:
+        yield
+        return
+
+    def remembered(signum, frame):
+        CTRL_C_SEEN.set()
+        raise KeyboardInterrupt
+
+    CTRL_C_SEEN.clear()
+    signal.signal(signal.SIGINT, remembered)
+    try:
+        yield
+    finally:
+        if signal.getsignal(signal.SIGINT) is remembered:  # (Lightning ignores it once it handles one: kept so)
+            signal.signal(signal.SIGINT, previous)
+
+
+class InterruptAtNextBatch(L.Callback):
+    """Raises KeyboardInterrupt again at the next batch's end once Ctrl-C was pressed: Python drops one
+    raised while a garbage collector's weakref callback runs ("Exception ignored in ..."; torch frees
+    tensors all the time), and the run had gone on to its end (1 of 5 tries in a trial)."""
+
+    def _raise_if_seen(self, *args, **kwargs) -> None:
+        if CTRL_C_SEEN.is_set():
+            CTRL_C_SEEN.clear()
+            raise KeyboardInterrupt
+
+    on_train_batch_end = on_validation_batch_end = on_test_batch_end = on_predict_batch_end = _raise_if_seen
 
 
 def _is_progress_bar(callback) -> bool:
