@@ -22,7 +22,7 @@ from sklearn.metrics import average_precision_score, precision_recall_fscore_sup
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
-from dagmm_lightning.distributed import world_size
+from dagmm_lightning.distributed import all_reduce_sum
 from dagmm_lightning.errors import ConfigurationError, DataError, check_choice, warn
 from dagmm_lightning.labels import BATCH_FORMAT
 
@@ -34,7 +34,8 @@ class EvaluationRows(Metric):
 
     ``compute`` gives numpy arrays sorted by row index with each row once (a sampler that pads ranks by
     repeating rows, or ranks that each see every row, cannot count a row twice); ids repeated within one
-    process's rows are refused: they are not rows' own.
+    process's rows are refused: they are not rows' own (ranks that each number their own rows from 0
+    cannot be told from ranks that see the same rows: keep ids unique over the whole split).
     """
 
     full_state_update = False
@@ -65,12 +66,12 @@ class EvaluationRows(Metric):
     def compute(self) -> dict[str, np.ndarray]:
         columns = {name: dim_zero_cat(getattr(self, name)) for name in self.columns}
         here = torch.cat(self._ids_here) if self._ids_here else torch.zeros(0, dtype=torch.long)
-        repeated = len(here) - len(torch.unique(here))
+        repeated = torch.tensor(len(here) - len(torch.unique(here)), device=columns["index"].device)
+        repeated = int(all_reduce_sum(repeated))  # (every rank decides alike: none waits in a collective alone)
         if repeated:  # (a sampler's padding repeats a row on another rank, not on its own)
-            whose = " this process" if world_size() > 1 else ""
             raise DataError(
-                f"{repeated:,} of the {len(here):,} rows{whose} evaluated have a row id another of them has (ids "
-                "that are not rows' own, or several loaders each numbering its rows from 0): the metrics would "
+                f"{repeated:,} evaluated rows have a row id that another row of the same process has (ids that are "
+                "not rows' own, or several loaders each numbering its rows from 0): the metrics would "
                 f"count each id once; {BATCH_FORMAT}"
             )
         _, first = np.unique(columns["index"].cpu().numpy(), return_index=True)

@@ -405,6 +405,8 @@ class DAGMM(L.LightningModule):
         # what the fitted state (threshold, mixture, calibration) was made under: set by each fit, or a checkpoint
         self._fitted_under: dict | None = None  # the FITTED_UNDER settings
         self._fitted_share: float | None = None  # the share of rows the threshold flags (threshold_share)
+        self._fitted_record_step: int | None = None  # the fitted_at_step they belong to (a spawned refit's
+        # workers set theirs, and only the state dict, fitted_at_step with it, comes back)
         self.resumed_at_step: int | None = None  # a checkpoint's global step, once one is loaded
         self._trained_on: dict | None = None  # load_from_checkpoint: the data module state it was trained with
 
@@ -526,6 +528,7 @@ class DAGMM(L.LightningModule):
         self._fitted_weights = self._weights_fingerprint()
         self._fitted_under = self._fit_settings()
         self._fitted_share = self.model.calibration.contamination
+        self._fitted_record_step = self.global_step
 
     def _fit_settings(self) -> dict:
         return {name: self.hparams[name] for name in FITTED_UNDER if name in self.hparams}
@@ -672,9 +675,14 @@ class DAGMM(L.LightningModule):
     def threshold_share(self) -> float | None:
         """The share of rows the threshold was set to flag (``contamination``, or the labels' share it was
         taken from); None before a fit or a checkpoint sets it."""
-        if self._fitted_share is not None:
+        if not self.threshold_from_contamination:  # (PU: c / 2)
+            return None
+        if self._fitted_share is not None and self._fitted_record_is_current():
             return self._fitted_share
         return getattr(getattr(self.model, "calibration", None), "contamination", None)
+
+    def _fitted_record_is_current(self) -> bool:
+        return self._fitted_record_step is not None and int(self.fitted_at_step) == self._fitted_record_step
 
     def _warn_of_fit_settings_given_at_load(self, saved: dict) -> None:
         """load_from_checkpoint(path, contamination=...): the threshold, mixture and score calibration are
@@ -1036,8 +1044,12 @@ class DAGMM(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint[VARIANT_RECORD_KEY] = self._variant_record()
-        checkpoint[FITTED_UNDER_KEY] = self._fit_settings() if self._fitted_under is None else self._fitted_under
+        current = self._fitted_under is not None and self._fitted_record_is_current()
+        if current:  # (unknown: an older checkpoint's model never refitted here, or a spawned refit's)
+            checkpoint[FITTED_UNDER_KEY] = self._fitted_under
         contamination = self.threshold_share  # (a loaded model's, not a setting given at load)
+        if contamination is None and self.model is not None:  # (PU's: its setting, as before)
+            contamination = self.model.calibration.contamination
         if contamination is not None:
             checkpoint[CONTAMINATION_KEY] = float(contamination)
         hparams, own = checkpoint.get("hyper_parameters"), type(self)
@@ -1201,6 +1213,8 @@ class DAGMM(L.LightningModule):
         self._resumed_generators = checkpoint.get(GENERATORS_KEY)
         self._fitted_share = checkpoint.get(CONTAMINATION_KEY)
         self._fitted_under = checkpoint.get(FITTED_UNDER_KEY)  # (None: older, none kept)
+        fitted_step = checkpoint.get("state_dict", {}).get("fitted_at_step")  # (loaded after this hook)
+        self._fitted_record_step = None if fitted_step is None else int(fitted_step)
         self._resumed_processes = checkpoint.get(PROCESSES_KEY)  # (None: saved before it was recorded)
         if "threshold_rows" not in checkpoint.get("hyper_parameters", {"threshold_rows": None}):
             self.hparams.threshold_rows = "train"  # saved before the option: its threshold rule, also on a resume

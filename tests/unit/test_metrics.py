@@ -48,8 +48,7 @@ def test_reference_rows_change_the_percentile_cut():
     assert pooled["recall_top20"] > alone["recall_top20"]
 
 
-def test_evaluation_rows_concatenate_and_count_each_row_once(monkeypatch):
-    from dagmm_lightning.callbacks import metrics
+def test_evaluation_rows_concatenate_and_count_each_row_once():
     from dagmm_lightning.errors import DataError
 
     rows = EvaluationRows({"index": torch.long, "score": torch.float64}).start(torch.device("cpu"))
@@ -60,8 +59,7 @@ def test_evaluation_rows_concatenate_and_count_each_row_once(monkeypatch):
     out = rows.compute()
     assert out["index"].tolist() == [1, 2, 3] and out["score"].tolist() == [0.1, 0.2, 0.3]
     rows.update({"index": torch.tensor([1]), "score": torch.tensor([0.9], dtype=torch.float64)})  # this process's own
-    monkeypatch.setattr(metrics, "world_size", lambda: 2)
-    with pytest.raises(DataError, match="1 of the 4 rows this process evaluated have a row id another of them has"):
+    with pytest.raises(DataError, match="1 evaluated rows have a row id that another row of the same process has"):
         rows.compute()  # ids that are not rows' own (a loader of one's own): not a padding
 
 
@@ -83,3 +81,19 @@ def test_checkpoint_filenames_that_name_our_metrics_stay_in_the_folder(tmp_path)
     assert Path(name) == tmp_path / "epoch=3-val_roc_auc=0.750.ckpt"  # had been epoch=3-val/roc_auc=0.750.ckpt
     plain = LastEpochCheckpoint(dirpath=tmp_path, filename="run-{epoch:02d}", auto_insert_metric_name=False)
     assert Path(plain.format_checkpoint_name({"epoch": 3})) == tmp_path / "run-03.ckpt"
+
+
+def test_a_flagged_share_far_above_the_thresholds_is_said_past_chance_only():
+    from scipy.stats import binom
+
+    from dagmm_lightning.callbacks.predictions import flagged_far_above
+    from dagmm_lightning.models import DAGMM, DAGMMPU
+
+    assert binom.sf(2, 3, 0.05) > 1e-4 > binom.sf(3, 4, 0.05)  # 3 of 3 rows can be chance at 5 %, 4 of 4 hardly
+    assert flagged_far_above(0.05, 3, 3) is None and "100 % of the rows" in flagged_far_above(0.05, 4, 4)
+    assert flagged_far_above(0.05, 1000, 140) is None  # 14 %: under contamination + 0.1
+    assert flagged_far_above(0.05, 1000, 160).startswith("16 % of the rows score above the threshold")
+    assert flagged_far_above(0.5, 1000, 550) is None and flagged_far_above(0.5, 1000, 620)  # (had: 50 % warned)
+    assert flagged_far_above(0.05, 1000, 0) is None and flagged_far_above(None, 10, 10) is None
+    assert DAGMM(input_dim=4, contamination=0.2).threshold_share == 0.2
+    assert DAGMMPU(input_dim=4, contamination=0.2).threshold_share is None  # its threshold: c / 2
