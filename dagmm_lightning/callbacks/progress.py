@@ -46,6 +46,11 @@ class ProgressReport(TQDMProgressBar):
         self._started = self._printed = 0.0
         self._epochs_reported = 0  # epochs this run has ended (a resumed fit's first one is said too)
         self._epoch_started = 0.0
+        self._lines_now = False  # writes_lines, as a run's setup found it (not asked at every batch)
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        self._lines_now = self.writes_lines
 
     @property
     def writes_lines(self) -> bool:
@@ -57,19 +62,19 @@ class ProgressReport(TQDMProgressBar):
         return not (isatty is not None and isatty())
 
     def init_sanity_tqdm(self) -> Tqdm:
-        return Tqdm(disable=True) if self.writes_lines else super().init_sanity_tqdm()
+        return Tqdm(disable=True) if self._lines_now else super().init_sanity_tqdm()
 
     def init_train_tqdm(self) -> Tqdm:
-        return Tqdm(disable=True) if self.writes_lines else super().init_train_tqdm()
+        return Tqdm(disable=True) if self._lines_now else super().init_train_tqdm()
 
     def init_validation_tqdm(self) -> Tqdm:
-        return Tqdm(disable=True) if self.writes_lines else super().init_validation_tqdm()
+        return Tqdm(disable=True) if self._lines_now else super().init_validation_tqdm()
 
     def init_test_tqdm(self) -> Tqdm:
-        return Tqdm(disable=True) if self.writes_lines else super().init_test_tqdm()
+        return Tqdm(disable=True) if self._lines_now else super().init_test_tqdm()
 
     def init_predict_tqdm(self) -> Tqdm:
-        return Tqdm(disable=True) if self.writes_lines else super().init_predict_tqdm()
+        return Tqdm(disable=True) if self._lines_now else super().init_predict_tqdm()
 
     def _due(self) -> bool:
         return time.monotonic() - self._printed >= self.line_interval
@@ -88,7 +93,7 @@ class ProgressReport(TQDMProgressBar):
         return f"epoch {trainer.current_epoch + 1}"
 
     def _reporting(self) -> bool:
-        return self.writes_lines and self.is_enabled
+        return self._lines_now and self.is_enabled
 
     def on_train_start(self, trainer, pl_module) -> None:
         super().on_train_start(trainer, pl_module)
@@ -101,9 +106,11 @@ class ProgressReport(TQDMProgressBar):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        if not self._reporting():
+            return
         total = self.total_train_batches
         long_epoch = time.monotonic() - self._epoch_started >= self.line_interval  # (else its end's line says it)
-        if self._reporting() and long_epoch and self._due() and batch_idx + 1 < total:
+        if long_epoch and self._due() and batch_idx + 1 < total:
             shown = f"/{int(total):,}" if total != float("inf") else ""
             self._line(f"{self._epoch(trainer)}: batch {batch_idx + 1:,}{shown}")
 
