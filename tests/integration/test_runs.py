@@ -387,23 +387,30 @@ def test_a_ctrl_c_python_dropped_stops_the_fit_at_the_next_batch(tmp_path, monke
             cli.CTRL_C_SEEN.set()  # (what the run's handler did before its KeyboardInterrupt was lost)
         return step(self, batch, batch_idx)
 
-    monkeypatch.setattr(DAGMM, "training_step", handler_ran_but_its_error_was_dropped)
-    with caplog.at_level("INFO"), pytest.raises(SystemExit) as stopped:
-        fit_metrics(tmp_path, "dropped", 50)
-    assert stopped.value.code == 130 and "fit interrupted;" in caplog.text  # had: trained on to epoch 50
-    assert not cli.CTRL_C_SEEN.is_set()
     handler = {}
 
     def handler_seen(self, batch, batch_idx):
         handler.setdefault("run", signal.getsignal(signal.SIGINT))
         return step(self, batch, batch_idx)
 
-    monkeypatch.setattr(DAGMM, "training_step", handler_seen)
-    fit_metrics(tmp_path, "handler", 1)
-    with pytest.raises(KeyboardInterrupt):  # Ctrl-C's handler during a run: raises as Python's, and remembers
-        handler["run"](signal.SIGINT, None)
-    assert cli.CTRL_C_SEEN.is_set() and signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    cli.CTRL_C_SEEN.clear()
+    # Python's own handler, as a process starts (Lightning leaves Ctrl-C ignored once it handled one)
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        monkeypatch.setattr(DAGMM, "training_step", handler_ran_but_its_error_was_dropped)
+        with caplog.at_level("INFO"), pytest.raises(SystemExit) as stopped:
+            fit_metrics(tmp_path, "dropped", 50)
+        assert stopped.value.code == 130 and "fit interrupted;" in caplog.text  # had: trained on to epoch 50
+        assert not cli.CTRL_C_SEEN.is_set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        monkeypatch.setattr(DAGMM, "training_step", handler_seen)
+        fit_metrics(tmp_path, "handler", 1)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the run's, given back
+        with pytest.raises(KeyboardInterrupt):  # Ctrl-C's handler during a run: raises as Python's, and remembers
+            handler["run"](signal.SIGINT, None)
+        assert cli.CTRL_C_SEEN.is_set()
+    finally:
+        cli.CTRL_C_SEEN.clear()
+        signal.signal(signal.SIGINT, before)
 
 
 def test_an_interrupted_fit_says_where_its_checkpoint_is_and_how_to_go_on(tmp_path, monkeypatch, caplog):
