@@ -142,6 +142,28 @@ def test_progress_in_a_log_file_is_a_line_now_and_then(tmp_path, capsys, monkeyp
     ]
 
 
+def test_progress_lines_within_an_epoch_only_where_the_epoch_is_long(tmp_path, capsys, monkeypatch):
+    from types import SimpleNamespace
+
+    from dagmm_lightning.callbacks import progress
+    from dagmm_lightning.models import DAGMM
+
+    clock, step = {"t": 0.0}, DAGMM.training_step
+
+    def step_of_four_seconds(self, *args, **kwargs):
+        clock["t"] += 4.0
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(progress, "time", SimpleNamespace(monotonic=lambda: clock["t"]))
+    monkeypatch.setattr(DAGMM, "training_step", step_of_four_seconds)
+    every = ["--trainer.callbacks+=ProgressReport", "--trainer.callbacks.line_interval=10", "--trainer.max_epochs", "5"]
+    build_cli(["fit", "--config", "configs/quickstart.yaml", "--trainer.default_root_dir", str(tmp_path), *every])
+    lines = [line.split(" (")[0] for line in capsys.readouterr().out.splitlines()]
+    # 2 batches (8 s) an epoch: due at 20 s, in epoch 3's first batch, said at its end (had: a batch line
+    # there, and epoch 3's metrics line skipped)
+    assert lines == ["epoch 1/5", "epoch 3/5", "epoch 5/5"]
+
+
 def test_progress_on_a_terminal_is_the_bar(monkeypatch):
     from dagmm_lightning.callbacks import ProgressReport
 
