@@ -22,10 +22,7 @@ from pathlib import Path
 # not the user's to act on.
 os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
 warnings.filterwarnings("ignore", message=".*treespec.*")  # a Lightning-internal deprecation
-warnings.filterwarnings("ignore", message="Couldn't infer the batch indices")  # the CSV writer needs none
 warnings.filterwarnings("ignore", message="The dirpath has changed from")  # test/predict from another run's checkpoint
-# the metrics callback gathers every rank's rows itself, so its epoch-level values need no sync_dist
-warnings.filterwarnings("ignore", message="It is recommended to use `self.log\\(")
 warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")  # dagmm benchmark's runs
 
 import lightning as L  # noqa: E402
