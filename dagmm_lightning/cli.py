@@ -38,7 +38,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException  # 
 
 from dagmm_lightning import models  # noqa: E402
 from dagmm_lightning.callbacks import AnomalyFigures, AnomalyMetrics, LastEpochCheckpoint, PredictionCSVWriter  # noqa: E402
-from dagmm_lightning.callbacks.metrics import LAST_STEP_VALIDATED  # noqa: E402
+from dagmm_lightning.callbacks.metrics import LABEL_FREE, LAST_STEP_VALIDATED  # noqa: E402
 from dagmm_lightning.callbacks.progress import REFRESH_RATE  # noqa: E402
 from dagmm_lightning.cores import threads_beside_busy_cores  # noqa: E402
 from dagmm_lightning.data import AnomalyDataModule  # noqa: E402
@@ -901,7 +901,7 @@ class DAGMMCLI(LightningCLI):
             pu = not self.model.score_is_energy
             names = [n for n in names if pu or n not in ("val/c", "val/roc_auc_energy")]
             if getattr(dm, "split", None) == "positive_unlabeled":  # val holds labelled normal rows only
-                names = ["val/c"] if pu else []
+                names = (["val/c"] if pu else []) + [f"val/{name}" for name in LABEL_FREE]
         for callback in trainer.callbacks:  # ours (--checkpoint) and any the user adds (EarlyStopping, ...)
             monitor = getattr(callback, "monitor", None)
             known = monitor in names or monitor in ("epoch", "step")  # the last two: ModelCheckpoint's own
@@ -913,7 +913,8 @@ class DAGMMCLI(LightningCLI):
             raise ConfigurationError(
                 f"{option} {monitor}: no metric of that name is logged{did_you_mean(monitor, names)}; validation "
                 "logs val/roc_auc, val/average_precision, and val/precision_, recall_ and f1_ at top{p} for each of "
-                "--metrics.percentiles, at rho and at threshold"
+                "--metrics.percentiles, at rho and at threshold, where its rows have labels; val/reconstruction and "
+                "val/flagged_share with or without"
             )
         if getattr(self.model, "model", True) is None:  # sized from the data: here, before any process spawns
             dm.setup("fit")
@@ -970,7 +971,7 @@ class DAGMMCLI(LightningCLI):
             if threshold is not None and float(threshold) == float(threshold):  # not NaN: never fitted
                 stage = "test" if self.subcommand == "test" else "val"
                 metrics = next((c for c in self.trainer.callbacks if isinstance(c, AnomalyMetrics)), None)
-                scored = metrics is not None and metrics.last_metrics.get(stage)  # (none without labels)
+                scored = metrics is not None and "roc_auc" in metrics.last_metrics.get(stage, {})  # (labels)
                 if spawned(self.trainer):  # the workers scored: the labels tell
                     scored = self.datamodule.anomaly_share is not None
                 counted = "the *_threshold metrics count the rows scored above it, as predict flags them"
@@ -1311,7 +1312,11 @@ def fit_summary(
                 line += ": none, the classifier learned too little to tell rows apart; train longer"
             lines.append(line)
     else:
-        lines.append("  validation:  no anomaly metrics (the val rows need both classes and labels)")
+        free = "  ".join(f"{k} {metrics[k]:.4f}" for k in LABEL_FREE if k in (metrics or {}))
+        lines.append(
+            "  validation:  no anomaly metrics (the val rows need both classes and labels)"
+            + (f"; {free}" if free else "")
+        )
     if last:
         predict = f"dagmm predict --ckpt_path {last} --data.predict_file ROWS.csv"
         if datamodule.anomaly_share is None:  # nothing to test against

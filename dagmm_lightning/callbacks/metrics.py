@@ -114,6 +114,19 @@ def anomaly_metrics(
     return metrics
 
 
+LABEL_FREE = ("reconstruction", "flagged_share")  #: the metrics logged whether the rows have labels or not
+
+
+def label_free_metrics(scores: np.ndarray, errors: np.ndarray, threshold: float) -> dict[str, float]:
+    """What the evaluated rows say without labels: ``reconstruction``, their mean squared reconstruction
+    error (errors (N,); an ensemble's: the members' mean), and ``flagged_share``, the share of their scores
+    (N,) above ``threshold`` (NaN where the model has none)."""
+    if len(scores) == 0:
+        return {}
+    flagged = float(np.mean(scores > threshold)) if np.isfinite(threshold) else math.nan
+    return {"reconstruction": float(np.mean(errors)), "flagged_share": flagged}
+
+
 LAST_STEP_VALIDATED = "fit/last_step_validated"  #: 1 when the fit validated its final model
 
 
@@ -123,7 +136,8 @@ class AnomalyMetrics(L.Callback):
     Precision, recall and F1 at "top p %" thresholds and at the model's stored threshold, ROC AUC and
     average precision of the raw scores; logged as ``val/...`` and ``test/...``. The data set's rho is
     logged under rho-free names (``val/f1_rho``; ``val/f1_top{rho}`` too when it is one of ``percentiles``),
-    for checkpoint selection in any config.
+    for checkpoint selection in any config. Rows without labels (or of one class) get only the label-free
+    ``reconstruction`` and ``flagged_share`` (``label_free_metrics``), which labelled rows get too.
 
     Args:
         percentiles: the p values, in percent; the data module's ``rho`` is scored too, as ``*_rho``.
@@ -144,7 +158,13 @@ class AnomalyMetrics(L.Callback):
         self.percentiles = [float(p) for p in percentiles]
         self.percentile_reference = percentile_reference
         self.rows = EvaluationRows(
-            {"score": torch.float64, "label": torch.long, "index": torch.long, "energy": torch.float64}
+            {
+                "score": torch.float64,
+                "label": torch.long,
+                "index": torch.long,
+                "energy": torch.float64,
+                "error": torch.float64,
+            }
         )
         self.last_metrics: dict[str, dict[str, float]] = {}
         self.validated_at_step = -1  #: the global step of the last validation in fit
@@ -161,7 +181,8 @@ class AnomalyMetrics(L.Callback):
         """The names this callback logs under ``val/`` (and ``test/``), for checking a monitored one."""
         cuts = [f"top{p:g}" for p in self.percentiles] + ["rho", "threshold"]
         scored = [f"{kind}_{cut}" for cut in cuts for kind in ("precision", "recall", "f1")]
-        return ["roc_auc", "average_precision", "roc_auc_energy", "c", *scored]  # c, roc_auc_energy: DAGMMPU's
+        labelled = ["roc_auc", "average_precision", "roc_auc_energy", "c", *scored]  # c, roc_auc_energy: DAGMMPU's
+        return [*labelled, *LABEL_FREE]
 
     def _start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.rows.start(pl_module.device)
@@ -195,11 +216,16 @@ class AnomalyMetrics(L.Callback):
         rows = self.rows.compute()
         self.rows.reset()
         scores, labels = rows["score"], rows["label"]
-        if stage == "val" and not trainer.sanity_checking:  # none yet: the hparams view still gets its record
-            self.last_metrics[stage] = {}
+        free = {} if trainer.sanity_checking else label_free_metrics(scores, rows["error"], self._threshold)
+        if stage == "val" and not trainer.sanity_checking:  # the hparams view gets its record, labels or not
+            self.last_metrics[stage] = free
+        if free:
+            pl_module.log_dict({f"{stage}/{k}": v for k, v in free.items() if np.isfinite(v)}, sync_dist=False)
         if len(scores) == 0 or (labels < 0).any():  # (said once a run: the same at each validation)
             self._warn_once(
-                f"{stage} unlabelled", f"{stage}: rows without labels; anomaly metrics need labels and are skipped"
+                f"{stage} unlabelled",
+                f"{stage}: rows without labels; anomaly metrics need labels and are skipped (logged: "
+                f"{', '.join(f'{stage}/{name}' for name in LABEL_FREE)})",
             )
             return
         if trainer.sanity_checking:
@@ -225,7 +251,7 @@ class AnomalyMetrics(L.Callback):
         metrics = anomaly_metrics(scores, labels, self.percentiles, self._threshold, reference, rho)
         if not pl_module.score_is_energy:
             metrics["roc_auc_energy"] = float(roc_auc_score(labels.astype(bool), rows["energy"]))
-        self.last_metrics[stage] = metrics
+        self.last_metrics[stage] = {**free, **metrics}
         pl_module.log_dict({f"{stage}/{k}": v for k, v in metrics.items() if np.isfinite(v)}, sync_dist=False)
 
     def _warn_once(self, stage: str, message: str) -> None:

@@ -10,7 +10,7 @@ from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
 
 REFRESH_RATE = 20  # the bar's redraw every step cost ~1.5 ms a step, 10 % of a KDDCUP99 epoch
-SHOWN_VALIDATION = ("val/roc_auc", "val/c")  # the line's validation metric: the first one logged
+SHOWN_VALIDATION = ("val/roc_auc", "val/c", "val/reconstruction")  # the line's validation metric: the first one logged
 
 
 class ProgressReport(TQDMProgressBar):

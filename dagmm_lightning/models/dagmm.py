@@ -1299,14 +1299,16 @@ class DAGMM(L.LightningModule):
     def validation_step(self, batch: Batch, batch_idx: int) -> dict[str, torch.Tensor]:
         x, y, index = batch_parts(batch)
         out = self.model(x)
-        energy, rows, gamma = out.energy, out.rows, out.gamma
+        energy, rows, gamma, error = out.energy, out.rows, out.gamma, out.error
         if self.hparams.members > 1:  # the members' energies combined as the score combines them; member 0's rows
             energy, rows, gamma = self.model.calibration.combined_energy(energy), rows[0], gamma[0]
+            error = error.mean(0)  # (the members' mean)
         return {
             "score": self.model.score(out),
             "label": y,
             "index": index,
             "energy": energy,
+            "error": error,
             "rows": rows,
             "gamma": gamma,
         }

@@ -219,6 +219,11 @@ def test_fit_then_test_and_predict_from_checkpoint_reproduce_scores(tmp_path):
         expected, y_test, [10, 20, 30, 40, 50, 60], float(model.model.calibration.threshold), rho=10
     )
     assert metrics["f1_rho"] == metrics["f1_top10"]  # the embedded table's rho is 10 %
+    threshold = float(model.model.calibration.threshold)
+    reference["flagged_share"] = float(np.mean(expected > threshold))  # and the test rows' own error:
+    with torch.no_grad():
+        x = torch.from_numpy(x_test).to(model.dtype)
+        reference["reconstruction"] = float(((x - model.model.compression(x).x_hat) ** 2).sum(1).mean())
     assert metrics == pytest.approx(reference)
 
     out = tmp_path / "predictions.csv"

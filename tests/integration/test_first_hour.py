@@ -608,14 +608,19 @@ def test_a_table_without_labels_asks_for_contamination_and_is_not_offered_a_test
         run(improved, tmp_path / "sized")
     assert "networks sized from" not in caplog.text  # refused before the sizing (had: after it, and its summary)
     unlabelled = ["--model.init_args.contamination", "0.05", "--trainer.max_epochs", "1"]
+    stopping = ["--trainer.callbacks+=EarlyStopping", "--trainer.callbacks.monitor", "val/reconstruction"]
     with pytest.warns(UserWarning, match="no labels") as seen:
-        fitted = run(["fit", "--config", "configs/table.yaml", "--data.path", str(flows), *unlabelled], tmp_path)
+        fitted = run(
+            ["fit", "--config", "configs/table.yaml", "--data.path", str(flows), *unlabelled, *stopping], tmp_path
+        )
     assert sum("rows without labels" in str(w.message) for w in seen) == 1  # had: at every validation
+    assert fitted.trainer.callback_metrics["val/reconstruction"] > 0  # a value to monitor without labels (had: none)
     splits = fitted.datamodule.splits  # every row trains but val's tenth (had: the protocol's half, the rest test)
     assert (len(splits.train), len(splits.val), len(splits.test)) == (360, 40, 0)
     summary = "\n".join(r.getMessage() for r in caplog.records if "fit finished" in r.getMessage())
     assert "next:        dagmm predict --ckpt_path" in summary and "dagmm test" not in summary  # nothing to test
     assert "table (no labels, split seed 0): train 360 rows, val 40 (no labels), test none" in summary
+    assert re.search(r"no anomaly metrics \(the val rows need .*\); reconstruction \d+\.\d{4}  flagged_share", summary)
     last = str(next((tmp_path / "logs").rglob("last.ckpt")))
     with pytest.raises(ValueError, match=r"no labels, so no rows were kept to test .* --data.predict_file ROWS"):
         run(["test", "--ckpt_path", last], tmp_path)
@@ -623,7 +628,10 @@ def test_a_table_without_labels_asks_for_contamination_and_is_not_offered_a_test
     writer = ["--prediction_writer.output_path", str(scored)]
     run(["predict", "--ckpt_path", last, "--data.predict_file", str(flows), *writer], tmp_path)
     assert len(pd.read_csv(scored)) == 400  # the table itself, every row
-    run(["validate", "--ckpt_path", last], tmp_path)  # its val rows: the validation loss, no metrics
+    caplog.clear()
+    validated = run(["validate", "--ckpt_path", last], tmp_path).trainer.callback_metrics  # its val rows, no labels
+    assert "(the checkpoint's: predict flags the rows scored above it)" in caplog.text  # not: "the *_threshold metrics"
+    assert validated.keys() >= {"val/reconstruction", "val/flagged_share"} and "val/roc_auc" not in validated
     # a checkpoint of before (the protocol's half trained, the other half test): tested as then, on its test rows
     from dagmm_lightning.data import AnomalyDataModule
 

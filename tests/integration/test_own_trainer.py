@@ -122,3 +122,25 @@ def test_a_data_module_of_arrays_predicts_without_lightnings_batch_index_warning
     shown = [str(w.message) for w in caught]
     assert not [m for m in shown if "Couldn't infer the batch indices" in m]
     assert [m for m in shown if "sync_dist" in m] == [shown[0]] and "val/my_loss" in shown[0]  # a user's own key stays
+
+
+@pytest.mark.parametrize("members", [1, 2])
+def test_rows_without_labels_log_their_reconstruction_error_and_flagged_share(tmp_path, members):
+    x, _ = rows()
+    unknown, ids = torch.full((len(x),), -1), torch.arange(len(x))
+    model = small_model(members=members, contamination=0.1)
+    trainer = L.Trainer(**QUIET, max_epochs=2, default_root_dir=tmp_path, callbacks=[AnomalyMetrics()])
+    with pytest.warns(DAGMMWarning, match=r"rows without labels; .* \(logged: val/reconstruction, val/flagged_share"):
+        trainer.fit(model, loader(x[:192], unknown[:192], ids[:192]), loader(x[192:], unknown[192:], ids[192:]))
+        logged = trainer.validate(model, loader(x[192:], unknown[192:], ids[192:]))[0]  # had: nothing logged
+    held_out = x[192:].double()
+    with torch.no_grad():
+        model.eval()
+        x_hat = model.model.compression(held_out.to(torch.float32)).x_hat.double()  # (members, N, F) or (N, F)
+        scores = model.score(held_out).numpy()
+    errors = ((held_out - x_hat) ** 2).sum(-1).reshape(-1, len(held_out)).mean(0)  # each row's, members' mean
+    assert logged["val/reconstruction"] == pytest.approx(float(errors.mean()), rel=1e-5)
+    threshold = float(model.model.calibration.threshold)
+    assert logged["val/flagged_share"] == pytest.approx(np.mean(scores > threshold), abs=1e-6)
+    assert "val/roc_auc" not in logged
+    assert trainer.callbacks[0].last_metrics["val"].keys() == {"reconstruction", "flagged_share"}  # the hparams view's
