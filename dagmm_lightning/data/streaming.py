@@ -44,7 +44,7 @@ from dagmm_lightning.data.tables import (
     warn_if_headerless,
 )
 from dagmm_lightning.distributed import rank, world_size
-from dagmm_lightning.errors import DataError
+from dagmm_lightning.errors import DataError, warn
 
 STREAMED_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", *PARQUET_SUFFIXES)  # pyarrow reads these by chunks
 
@@ -99,8 +99,18 @@ class FileRows:
                     strict=True,
                 )
             first_row += len(frame)
-        if first_row == 0:
-            raise DataError(f"{self.path} has no rows")
+        if first_row == 0:  # a header without rows (a quiet day's file): its columns checked, nothing to score
+            types = column_types(self.preprocessor, self.label_column, self.ignored)
+            header = file_columns(self.path)
+            empty = {
+                name: pd.Series(dtype=np.float64 if types.get(name) == pa.float64() else object) for name in header
+            }
+            try:
+                self.preprocessor.encode(pd.DataFrame(empty), warned=warned)
+            except DataError as err:
+                raise DataError(f"{self.path} (a header without rows): {err}") from None
+            if me == 0:
+                warn(f"{self.path} has a header but no rows: nothing to score")
 
     def __len__(self) -> int:
         """The batches of a Parquet file read by one process (its row count is in its metadata: progress
@@ -110,14 +120,25 @@ class FileRows:
                 n = parquet.ParquetFile(self.path).metadata.num_rows
             except (pa.ArrowInvalid, OSError) as err:
                 raise DataError(f"{self.path}: {str(err).splitlines()[0]}") from None
-            if n == 0:
-                raise DataError(f"{self.path} has no rows")
+            if n == 0:  # read as a file of unknown length (Lightning skips a predict run of none): __iter__ checks
+                raise TypeError("a file without rows: its columns are checked by reading it")
             chunks = [min(self.chunk_rows, n - start) for start in range(0, n, self.chunk_rows)]
             return sum(-(-rows // self.batch_size) for rows in chunks)
         raise TypeError("the batches of a CSV file (or of a process's share) are not known before reading it")
 
     def _frames(self) -> Iterator[pd.DataFrame]:
         return read_frames(self.path, self.chunk_rows, column_types(self.preprocessor, self.label_column, self.ignored))
+
+
+def file_columns(path: Path) -> list[str]:
+    """The column names of a CSV file's header (as pandas and ``read_frames`` name them) or a Parquet
+    file's schema."""
+    try:
+        if str(path).lower().endswith(PARQUET_SUFFIXES):
+            return [str(c) for c in parquet.ParquetFile(path).schema_arrow.names]
+        return [str(c) for c in pd.read_csv(path, sep=csv_delimiter(path), index_col=False, nrows=0).columns]
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path} is empty") from None
 
 
 def column_types(

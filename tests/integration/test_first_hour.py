@@ -21,6 +21,7 @@ from dagmm_lightning import DAGMMDetector
 from dagmm_lightning.callbacks import AnomalyMetrics
 from dagmm_lightning.cli import build_cli
 from dagmm_lightning.data.datamodule import TRAINING_VALUES
+from dagmm_lightning.errors import DataError
 
 from ..conftest import QUICK, ROOT, rows_with_groups_of_anomalies
 
@@ -298,6 +299,24 @@ def test_predict_as_a_nightly_job_writes_its_own_part_file_and_stops_on_sigterm(
         warnings.simplefilter("always")
         run([*predict[:3], "--data.predict_file", str(tmp_path / "day.csv")], tmp_path)
     assert not [w for w in caught if "score above the threshold" in str(w.message)]
+    normal.iloc[:0].to_csv(tmp_path / "quiet_day.csv", index=False)  # a header, no rows: done, an empty output
+    with pytest.warns(UserWarning, match="quiet_day.csv has a header but no rows: nothing to score"):
+        quiet = tmp_path / "quiet_scores.csv"
+        run(
+            [
+                *predict[:3],
+                "--data.predict_file",
+                str(tmp_path / "quiet_day.csv"),
+                "--prediction_writer.output_path",
+                str(quiet),
+            ],
+            tmp_path,
+        )  # had: exit 2
+    assert list(pd.read_csv(quiet).columns) == ["flow_id", "index", "score", "prediction", "label"]  # (ids kept)
+    assert len(pd.read_csv(quiet)) == 0
+    normal.iloc[:0].drop(columns="a").to_parquet(tmp_path / "quiet_day.parquet")  # ... of the model's columns only
+    with pytest.raises(DataError, match=r"quiet_day.parquet \(a header without rows\): columns missing .*\['a'\]"):
+        run([*predict[:3], "--data.predict_file", str(tmp_path / "quiet_day.parquet")], tmp_path)
     # SIGTERM (a scheduler's stop, `timeout`): no output, no part file, exit 143 (had: went on, then 0)
     write = PredictionCSVWriter.write_on_batch_end
 

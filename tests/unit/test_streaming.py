@@ -99,11 +99,25 @@ def test_a_bad_value_deep_in_the_file_is_named(tmp_path, preprocessor):
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(DataError, match=r"CSV parse error \(line 2\)"):  # where the row starts
         list(FileRows(path, preprocessor, "anomaly", batch_size=5, chunk_rows=7))
-    pd.DataFrame({"size": []}).to_parquet(tmp_path / "empty.parquet")
     (tmp_path / "bad.parquet").write_text("size\n1\n")
-    for name, message in (("empty.parquet", "has no rows"), ("bad.parquet", "bad.parquet: Parquet file size")):
-        with pytest.raises(DataError, match=message):
+    with pytest.raises(DataError, match="bad.parquet: Parquet file size"):
+        len(FileRows(tmp_path / "bad.parquet", preprocessor, None, batch_size=5))
+    # a header without rows: its columns checked, then no batch (Lightning iterates a file of unknown length)
+    table().iloc[:0].to_parquet(tmp_path / "empty.parquet")
+    (tmp_path / "empty.csv").write_text("count,colour,size\n")
+    for name in ("empty.parquet", "empty.csv"):
+        with pytest.raises(TypeError):
             len(FileRows(tmp_path / name, preprocessor, None, batch_size=5))
+        with pytest.warns(UserWarning, match=f"{name} has a header but no rows: nothing to score"):
+            assert list(FileRows(tmp_path / name, preprocessor, "anomaly", batch_size=5)) == []
+    pd.DataFrame({"size": []}).to_parquet(tmp_path / "empty.parquet")
+    with pytest.raises(
+        DataError, match=r"empty.parquet \(a header without rows\): columns missing .*\['count', 'colour'\]"
+    ):
+        list(FileRows(tmp_path / "empty.parquet", preprocessor, None, batch_size=5))
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(DataError, match="empty.csv is empty"):  # no header to check
+        list(FileRows(tmp_path / "empty.csv", preprocessor, None, batch_size=5))
 
 
 # --- training out of core: the splits' scaled rows on disk ------------------------------------------------
