@@ -682,6 +682,12 @@ class DAGMMCLI(LightningCLI):
             else:
                 seed = secrets.randbelow(MAX_SEED + 1)
             self.config.get(self.subcommand or "", self.config)["seed_everything"] = seed
+        if seed is False and self.subcommand == "fit":
+            warn(
+                "seed_everything false: the weights start from an unseeded draw, so this fit cannot be repeated (its "
+                "config.yaml says false); the split and the epoch shuffles still take --data.seed (unset: 0). "
+                "--seed_everything true draws a seed and records it"
+            )
         if self.subcommand == "fit":
             return super()._set_seed()
         seeding = logging.getLogger("lightning.fabric.utilities.seed")  # "Seed set to 0": a fit's news only

@@ -87,7 +87,8 @@ class AnomalyDataModule(L.LightningDataModule):
             of its labelled normal rows, held out for estimating c; a table without labels: of all its rows).
         batch_size: training rows per step (per process under DDP).
         eval_batch_size: rows per step for refitting, validation, test and predict.
-        seed: seed of the split and of the epoch shuffles; default: the run's ``seed_everything``.
+        seed: seed of the split and of the epoch shuffles; default: the run's ``seed_everything`` (0 where it
+            is false).
         predict_file: score the rows of this file (the data set's raw format) at ``predict`` instead of
             the test rows. A table's CSV or Parquet file is read in chunks (``streaming.FileRows``), so
             it may be larger than memory.

@@ -1165,6 +1165,9 @@ class DAGMM(L.LightningModule):
                 "each takes --data.batch_size rows a step, so from here it trains as a fit on "
                 f"{self.trainer.world_size} would, not as the uninterrupted fit would have"
             )
+        epochs = self.__dict__.pop("_resumed_epochs", None)
+        if epochs is not None and not loop.restarted_mid_epoch:
+            self._warn_of_an_epoch_cut_short(epochs)
         if not (loop.restarted_mid_epoch or loop.restarted_on_epoch_end):  # (then on_train_epoch_start seeds)
             return
         states = saved.get("states", []) if saved.get("epoch") == self.current_epoch else []
@@ -1184,6 +1187,22 @@ class DAGMM(L.LightningModule):
                     "uninterrupted fit would have trained (its draws start from the epoch's seed)"
                 )
             self._seed_generators()
+
+    def _warn_of_an_epoch_cut_short(self, epochs: int) -> None:
+        """A checkpoint whose fit --trainer.max_steps ended within an epoch: Lightning counts that epoch done,
+        and the resumed fit goes on with the next one (README: "One that --trainer.max_steps ended")."""
+        trainer, steps = self.trainer, self.resumed_at_step
+        per_epoch = trainer.num_training_batches
+        more = trainer.max_steps < 0 or trainer.max_steps > steps
+        if steps is None or not more or trainer.accumulate_grad_batches != 1 or not 0 < per_epoch < math.inf:
+            return  # (steps count optimizer steps: with accumulation, not batches)
+        if steps < epochs * per_epoch:
+            warn(
+                f"the checkpoint's fit stopped within its epoch {epochs} (step {steps:,}; --trainer.max_steps), "
+                f"which Lightning counts done: this fit goes on with epoch {epochs + 1}; the "
+                f"{epochs * per_epoch - steps:,} batch(es) left of that epoch, which one longer fit would have "
+                "trained, are skipped"
+            )
 
     def on_train_epoch_start(self) -> None:
         self.__dict__.pop("_weights_at_epoch_end", None)
@@ -1225,6 +1244,8 @@ class DAGMM(L.LightningModule):
             states = [v for v in checkpoint.values() if isinstance(v, dict) and {"dataset", "preprocessor"} <= set(v)]
             self._trained_on = states[0] if len(states) == 1 else None
         self.resumed_at_step = checkpoint.get("global_step")  # the fit summary tells a resume that trained nothing
+        epochs = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {}).get("current", {})
+        self._resumed_epochs = epochs.get("completed")  # (the epochs Lightning counts done)
         if self._trainer is not None and self.trainer.state.fn != "fit":  # in the process that restores it
             # Lightning asks for the fit's callbacks (a monitored ModelCheckpoint); scoring needs none of them
             warnings.filterwarnings("ignore", message="Be aware that when using `ckpt_path`")

@@ -551,6 +551,11 @@ def test_trainer_options_do_what_they_say(tmp_path, monkeypatch):
     assert seeds[0] != seeds[1]  # a random seed each (Lightning's own would be 0), and recorded:
     assert f"seed_everything: {seeds[0]}" in next((tmp_path / "s0").rglob("config.yaml")).read_text()
     monkeypatch.delenv("PL_GLOBAL_SEED", raising=False)
+    with pytest.warns(
+        UserWarning, match=r"seed_everything false: the weights start from an unseeded draw, so this fit"
+    ):
+        unseeded = run([*args, "--seed_everything", "false"], tmp_path / "u")  # had: silent
+    assert unseeded.datamodule.resolved_seed == 0  # the split's, as said
     quiet = run([*args, "--trainer.log_every_n_steps", "0"], tmp_path / "q")
     assert quiet.trainer.log_every_n_steps == 0  # no step logging, not every step
     run([*args, "--checkpoint.every_n_train_steps", "3"], tmp_path / "n")

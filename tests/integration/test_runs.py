@@ -1,6 +1,7 @@
 """Seeing a run (figures, hparams) and trusting it (same seed, same result; resume = uninterrupted)."""
 
 import os
+import warnings
 
 import lightning as L
 import numpy as np
@@ -177,6 +178,11 @@ def test_resume_equals_uninterrupted_run(tmp_path, monkeypatch):
     fit_metrics(tmp_path, "steps", -1, extra=["--trainer.max_steps", "5"])
     ended = torch.load(next((tmp_path / "steps").rglob("last.ckpt")), weights_only=False)
     assert ended["global_step"] == 5 and "dagmm_generators" not in ended and "dagmm_generators" in saved
+    cut = r"stopped within its epoch 3 \(step 5; --trainer.max_steps\), which Lightning counts done: .* epoch 4; the 1 "
+    with pytest.warns(UserWarning, match=cut):  # (README: "One that --trainer.max_steps ended") had: silent
+        fit_metrics(
+            tmp_path, "steps_on", -1, next((tmp_path / "steps").rglob("last.ckpt")), ["--trainer.max_steps", "8"]
+        )
     for name, value in straight.model.state_dict().items():
         torch.testing.assert_close(resumed.model.state_dict()[name], value, rtol=1e-6, atol=1e-7, msg=name)
     assert resumed_metrics == pytest.approx(metrics, rel=1e-6)
@@ -193,7 +199,10 @@ def test_resume_equals_uninterrupted_run(tmp_path, monkeypatch):
         progress = torch.load(at_end, weights_only=False)["loops"]["fit_loop"]["epoch_progress"]["current"]
         assert progress["completed"] == progress["processed"] == 2  # saved as between epochs
         more = ["--trainer.max_steps", "8", *validations]
-        resumed, resumed_metrics = fit_metrics(tmp_path, f"{name}_on", -1, at_end, more)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            resumed, resumed_metrics = fit_metrics(tmp_path, f"{name}_on", -1, at_end, more)
+        assert not [w for w in caught if "stopped within its epoch" in str(w.message)]  # whole epochs: nothing cut
         reference = straight_sparse if validations else straight
         assert resumed.trainer.current_epoch == reference.trainer.current_epoch == 4
         for key, value in reference.model.state_dict().items():
