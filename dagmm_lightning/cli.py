@@ -39,7 +39,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException  # 
 from dagmm_lightning import models  # noqa: E402
 from dagmm_lightning.callbacks import AnomalyFigures, AnomalyMetrics, LastEpochCheckpoint, PredictionCSVWriter  # noqa: E402
 from dagmm_lightning.callbacks.metrics import LABEL_FREE, LAST_STEP_VALIDATED  # noqa: E402
-from dagmm_lightning.callbacks.progress import REFRESH_RATE  # noqa: E402
+from dagmm_lightning.callbacks.progress import LINE_INTERVAL, REFRESH_RATE  # noqa: E402
 from dagmm_lightning.cores import threads_beside_busy_cores  # noqa: E402
 from dagmm_lightning.data import AnomalyDataModule  # noqa: E402
 from dagmm_lightning.data.batches import batch_bounds  # noqa: E402
@@ -662,7 +662,9 @@ class DAGMMCLI(LightningCLI):
             return
         bar = Namespace(
             class_path="dagmm_lightning.callbacks.ProgressReport",
-            init_args=Namespace(refresh_rate=REFRESH_RATE, leave=False),
+            # every argument, as jsonargparse writes them when the saved config.yaml is read back (a diff of the
+            # two configs shows no change)
+            init_args=Namespace(refresh_rate=REFRESH_RATE, leave=False, line_interval=LINE_INTERVAL, lines=None),
         )
         trainer["callbacks"] = [*(c for c in callbacks if c not in added_before), bar]
 

@@ -10,6 +10,7 @@ from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
 
 REFRESH_RATE = 20  # the bar's redraw every step cost ~1.5 ms a step, 10 % of a KDDCUP99 epoch
+LINE_INTERVAL = 30.0  # seconds between progress lines in a log file
 SHOWN_VALIDATION = ("val/roc_auc", "val/c", "val/reconstruction")  # the line's validation metric: the first one logged
 
 
@@ -35,7 +36,7 @@ class ProgressReport(TQDMProgressBar):
         self,
         refresh_rate: int = REFRESH_RATE,
         leave: bool = False,
-        line_interval: float = 30.0,
+        line_interval: float = LINE_INTERVAL,
         lines: bool | None = None,
     ) -> None:
         super().__init__(refresh_rate=refresh_rate, leave=leave)

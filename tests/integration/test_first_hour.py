@@ -93,6 +93,10 @@ def test_a_runs_saved_config_runs_again_without_a_progress_bar(tmp_path):
     build_cli(["fit", "--config", "configs/quickstart.yaml", *logs])  # with the bar the CLI adds
     saved = next((tmp_path / "logs").rglob("config.yaml"))
     assert "ProgressReport" in saved.read_text()
+    build_cli(["fit", "--config", str(saved), "--trainer.logger.init_args.save_dir", str(tmp_path / "same")])
+    resaved = next((tmp_path / "same").rglob("config.yaml")).read_text()
+    assert resaved == saved.read_text().replace(str(tmp_path / "logs"), str(tmp_path / "same"))  # had: the bar's
+    # two other arguments, written out by the second run
     again = run(["fit", "--config", str(saved), "--trainer.max_epochs", "1"], tmp_path)  # QUICK: no bar
     assert not any(isinstance(c, ProgressBar) for c in again.trainer.callbacks)
 
@@ -122,6 +126,7 @@ def test_progress_in_a_log_file_is_a_line_now_and_then(tmp_path, capsys, monkeyp
     older = saved.read_text().replace(
         "dagmm_lightning.callbacks.ProgressReport", "lightning.pytorch.callbacks.TQDMProgressBar"
     )
+    older = re.sub(r"\n +(line_interval|lines): .*", "", older)  # (the TQDM bar's arguments only, as then)
     (tmp_path / "older.yaml").write_text(older)
     every = ["--trainer.max_epochs", "3", "--trainer.logger.init_args.save_dir", str(tmp_path / "again")]
     again = build_cli(["fit", "--config", str(tmp_path / "older.yaml"), *every])
