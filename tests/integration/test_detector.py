@@ -734,7 +734,8 @@ def test_pyarrow_backed_columns_are_read_as_numpy_backed_ones():
         det = DAGMMDetector(epochs=1, members=1, random_state=0).fit(arrow)  # had: "NaN/inf values ... 'kind'"
         assert det.preprocessor_.categories == {"kind": ["nan", "u", "v"]}
         np.testing.assert_array_equal(det.decision_scores_, expected)
-        np.testing.assert_array_equal(det.decision_function(arrow.iloc[:20]), expected[:20])
+        np.testing.assert_allclose(det.decision_function(arrow.iloc[:20]), expected[:20], rtol=1e-12)  # (20 rows:
+        # an energy may differ by an ulp from the one scored among 200)
 
 
 def test_categories_not_seen_in_training_are_named_in_a_warning():

@@ -93,7 +93,7 @@ def fit_metrics(tmp_path, name, epochs, ckpt=None, extra=()):
         args += ["--ckpt_path", str(ckpt)]
     cli = build_cli(args)
     metrics = next(c for c in cli.trainer.callbacks if isinstance(c, AnomalyMetrics)).last_metrics.get("val")
-    return cli, metrics  # None without label metrics (the positive-unlabeled split's val rows)
+    return cli, metrics  # without label metrics (the positive-unlabeled split's val rows) the label-free ones
 
 
 def test_figures_share_their_validations_step_and_cadence_across_a_resume(tmp_path):
