@@ -85,6 +85,22 @@ SCORING_BATCH = 16384  # rows a step: the networks' matrices stay in cache (2x f
 TRAINER = dict(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, limit_val_batches=0)
 
 
+def model_parameters(model_class: type[DAGMM]) -> dict[str, inspect.Parameter]:
+    """The named arguments a model class takes: its ``__init__``'s and, where that passes ``**kwargs`` on,
+    those of the classes it passes them to (a variant of a variant: ``MyVAE(DAGMMVAE)`` takes ``beta``);
+    the nearer class's default wins."""
+    parameters: dict[str, inspect.Parameter] = {}
+    for cls in model_class.__mro__:
+        if "__init__" not in vars(cls):
+            continue
+        signature = inspect.signature(cls.__init__).parameters
+        named = {k: p for k, p in list(signature.items())[1:] if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+        parameters = {**named, **parameters}
+        if cls is DAGMM or not any(p.kind is p.VAR_KEYWORD for p in signature.values()):
+            break
+    return parameters
+
+
 class DAGMMDetector(BaseEstimator):
     """DAGMM anomaly detector with PyOD's conventions (``decision_function``: higher = more anomalous;
     ``predict``: 1 = anomaly).
@@ -594,8 +610,7 @@ class DAGMMDetector(BaseEstimator):
         ``dagmm benchmark --suite`` records it with each run: a results file resumed at other defaults is
         refused, not mixed. A change inside a rule (sizes from the data, preprocessing) does not show here."""
         model_class, arguments = self._model_arguments()
-        signature = {**inspect.signature(DAGMM).parameters, **inspect.signature(model_class).parameters}
-        defaults = {name: p.default for name, p in signature.items() if p.default is not p.empty}
+        defaults = {name: p.default for name, p in model_parameters(model_class).items() if p.default is not p.empty}
         skipped = {"random_state", "n_jobs", "verbose", "model_kwargs"}  # (model_kwargs: in model's arguments)
         detector = {key: value for key, value in self.get_params().items() if key not in skipped}
         detector["variant"] = model_class.__name__ if isinstance(self.variant, type) else self.variant
@@ -620,8 +635,7 @@ class DAGMMDetector(BaseEstimator):
         # anomalies like the labelled ones components of their own, which undid the labels; BENCHMARKS s.13)
         label_free = model_class is DAGMM and self._kind == "dagmm"
         scoring_fit = SCORING_FIT_DEFAULTS if self.latent_dim is None and label_free else {}
-        accepted = {*inspect.signature(model_class).parameters, *inspect.signature(DAGMM).parameters}
-        unknown = sorted(set(self.model_kwargs or {}) - accepted - {"args", "kwargs"})
+        unknown = sorted(set(self.model_kwargs or {}) - set(model_parameters(model_class)))
         if unknown:
             raise ConfigurationError(f"model_kwargs {unknown} are not {model_class.__name__} arguments")
         own = {"input_dim", "hidden_dims", "latent_dim", "n_components", "members", *settings}  # lr, mixture, ...

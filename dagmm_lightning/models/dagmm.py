@@ -1165,6 +1165,8 @@ class DAGMM(L.LightningModule):
                 "each takes --data.batch_size rows a step, so from here it trains as a fit on "
                 f"{self.trainer.world_size} would, not as the uninterrupted fit would have"
             )
+        if not self.model_class.score_is_calibrated() and self.resumed_at_step is None:
+            self._try_own_score()
         epochs = self.__dict__.pop("_resumed_epochs", None)
         if epochs is not None and not loop.restarted_mid_epoch:
             self._warn_of_an_epoch_cut_short(epochs)
@@ -1187,6 +1189,17 @@ class DAGMM(L.LightningModule):
                     "uninterrupted fit would have trained (its draws start from the epoch's seed)"
                 )
             self._seed_generators()
+
+    def _try_own_score(self) -> None:
+        """A variant's own score, tried on the first training rows before the first step (a fit without a
+        sanity check, as DAGMMDetector's, had met a wrong shape, e.g. an ensemble's (members, N) scores, only
+        after training): its checks raise now. The random draws and the fitted state are left as they were
+        (a fit ends with its own fit)."""
+        state = {name: buffer.clone() for name, buffer in self.model.named_buffers()}
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices), self.forward_context():
+            self.model.fit(TrainingRows(FirstBatches(self._every_training_batch(), SANITY_FIT_ROWS)))
+        self.model.load_state_dict(state, strict=False)
 
     def _warn_of_an_epoch_cut_short(self, epochs: int) -> None:
         """A checkpoint whose fit --trainer.max_steps ended within an epoch: Lightning counts that epoch done,

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from dagmm_lightning.distributed import gather_rows, rank
-from dagmm_lightning.errors import ConfigurationError
+from dagmm_lightning.errors import ConfigurationError, NonFiniteError
 from dagmm_lightning.mixture import MixtureEnergy, padded_memberships
 from dagmm_lightning.networks.estimation import EstimationNetwork
 from dagmm_lightning.scoring import ScoreCalibration, upper_quantile
@@ -144,8 +144,8 @@ class DAGMMOutput:
 
 
 def one_score_per_row(score, owner: str):
-    """``score(self, out)`` checked to give a tensor (N,) for the N rows of ``out`` (a variant's own score:
-    a (N, 1) one had trained and validated, then broke predict's table; a 0-d one broke deep in torch)."""
+    """``score(self, out)`` checked to give a finite tensor (N,) for the N rows of ``out`` (a variant's own
+    score: a (N, 1) one had trained and validated, then broke predict's table; a 0-d one broke deep in torch)."""
 
     @functools.wraps(score)
     def checked(self, out: DAGMMOutput) -> torch.Tensor:
@@ -156,6 +156,12 @@ def one_score_per_row(score, owner: str):
         if not isinstance(scores, torch.Tensor) or tuple(scores.shape) != (rows,):
             gave = f"shape {tuple(scores.shape)}" if isinstance(scores, torch.Tensor) else type(scores).__name__
             raise ConfigurationError(f"{owner}.score must give one score per row, a tensor ({rows},); it gave {gave}")
+        finite = torch.isfinite(scores)
+        if not bool(finite.all()):  # (a NaN threshold had flagged no row, silently)
+            raise NonFiniteError(
+                f"{owner}.score gave NaN or inf for {int((~finite).sum()):,} of {rows:,} rows: scores must be finite "
+                "(the threshold is a quantile of the training rows' scores)"
+            )
         return scores
 
     return checked

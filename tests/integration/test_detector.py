@@ -23,7 +23,8 @@ from dagmm_lightning.data import AnomalyDataModule, DataError
 from dagmm_lightning.detector import TRAINING_STEPS
 from dagmm_lightning.errors import ConfigurationError, DAGMMWarning, DataTypeError, warn
 from dagmm_lightning.mixture import GaussianMixtureEnergy
-from dagmm_lightning.models import DAGMM
+from dagmm_lightning.models import DAGMM, DAGMMVAE
+from dagmm_lightning.networks import DAGMMModel
 from dagmm_lightning.sizing import latent_size, mixture_components
 
 from ..conftest import ROOT, rows_with_groups_of_anomalies
@@ -1037,3 +1038,42 @@ def test_a_boolean_column_scored_from_its_text_scores_as_the_booleans():
     np.testing.assert_array_equal(det.decision_function(as_text), det.decision_function(frame))  # had: refused
     with pytest.raises(DataError, match=r"column 'flag' should be numeric but holds non-numeric values, e.g. \['no'"):
         det.decision_function(frame.assign(flag=np.where(frame["flag"], "yes", "no")))  # no such reading
+
+
+class MembersBlindNetwork(DAGMMModel):
+    def score(self, out):  # the energy as it comes: (members, N) for an ensemble, not combined
+        return out.energy
+
+
+class MembersBlind(DAGMM):
+    model_class = MembersBlindNetwork
+    steps_trained = 0
+
+    def training_step(self, batch, batch_idx):
+        MembersBlind.steps_trained += 1
+        return super().training_step(batch, batch_idx)
+
+
+def test_a_variants_own_score_is_tried_before_the_detector_trains():
+    x, _ = blobs(n=200, outliers=0)
+    message = r"MembersBlindNetwork.score must give one score per row, a tensor \(200,\); it gave shape \(5, 200\)"
+    with pytest.raises(ConfigurationError, match=message):  # 5 members by default
+        DAGMMDetector(variant=MembersBlind, epochs=3, random_state=0).fit(x)
+    assert MembersBlind.steps_trained == 0  # had: said after the whole training (the detector has no sanity check)
+    one = DAGMMDetector(variant=MembersBlind, epochs=3, members=1, random_state=0).fit(x)
+    plain = DAGMMDetector(epochs=3, members=1, random_state=0, variant=DAGMM)
+    np.testing.assert_allclose(one.decision_scores_, plain.fit(x).decision_scores_, rtol=1e-12)  # the try changed
+    # neither the draws nor the fit (its score is the energy, as the plain model's)
+
+
+class OwnVAE(DAGMMVAE):
+    def __init__(self, *args, extra: float = 1.0, **kwargs):
+        super().__init__(*args, **kwargs)
+
+
+def test_a_variant_of_a_variant_takes_the_arguments_it_passes_on():
+    detector = DAGMMDetector(variant=OwnVAE, model_kwargs={"beta": 2.0, "extra": 3.0}, members=1)
+    model = detector.resolved_settings()["model"]  # had: "model_kwargs ['beta'] are not OwnVAE arguments"
+    assert model["beta"] == 2.0 and model["extra"] == 3.0 and "jitter" in model  # (DAGMM's)
+    with pytest.raises(ConfigurationError, match=r"model_kwargs \['betta'\] are not OwnVAE arguments"):
+        DAGMMDetector(variant=OwnVAE, model_kwargs={"betta": 2.0}).resolved_settings()

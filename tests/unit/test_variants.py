@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -221,6 +223,24 @@ def test_a_networks_own_score_must_give_one_number_per_row():
     out = model.model(x)
     assert ErrorScoredNetwork.score(model.model, out).shape == (64,)  # one per row: as before
     assert StaticScoredNetwork.score(out).shape == (64,)  # (had: the wrapper passed it self too)
+
+
+class PartlyNaNScoredNetwork(DAGMMModel):
+    def score(self, out):  # every 7th row NaN: a slip in a score of one's own
+        scores = out.error.double().clone()
+        scores[::7] = math.nan
+        return scores
+
+
+class PartlyNaNScored(DAGMM):
+    model_class = PartlyNaNScoredNetwork
+
+
+def test_a_networks_own_score_must_be_finite():
+    model = PartlyNaNScored(input_dim=6, hidden_dims=(5,), latent_dim=1, n_components=2, contamination=0.1)
+    message = r"PartlyNaNScoredNetwork.score gave NaN or inf for 10 of 64 rows: scores must be finite"
+    with pytest.raises(FloatingPointError, match=message):  # had: a NaN threshold, no row flagged, silently
+        model.model.fit([torch.rand(64, 6)])
 
 
 def test_a_variants_training_terms_of_another_signature_is_refused_as_its_class_is_made():
