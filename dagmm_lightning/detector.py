@@ -631,6 +631,8 @@ class DAGMMDetector(BaseEstimator):
         mixture = self.mixture or ("gaussian+laplace" if members > 1 else "gaussian")
         contamination = None if self._kind == "pu" else self.contamination  # (pu: the threshold is c / 2)
         settings = dict(lr=self.lr, mixture=mixture, contamination=contamination, inference=inference)
+        if self.mixture is None and model_class.build_mixture_energy is not DAGMM.build_mixture_energy:
+            del settings["mixture"]  # a variant's own family: no default of ours to record (as if chosen)
         # (mixed_loss keeps the network's fit: re-seeding and EM fit the rows' density, giving unlabelled
         # anomalies like the labelled ones components of their own, which undid the labels; BENCHMARKS s.13)
         label_free = model_class is DAGMM and self._kind == "dagmm"
@@ -638,7 +640,15 @@ class DAGMMDetector(BaseEstimator):
         unknown = sorted(set(self.model_kwargs or {}) - set(model_parameters(model_class)))
         if unknown:
             raise ConfigurationError(f"model_kwargs {unknown} are not {model_class.__name__} arguments")
-        own = {"input_dim", "hidden_dims", "latent_dim", "n_components", "members", *settings}  # lr, mixture, ...
+        own = {
+            "input_dim",
+            "hidden_dims",
+            "latent_dim",
+            "n_components",
+            "members",
+            "mixture",
+            *settings,
+        }  # lr, mixture, ...
         if "threshold_rows" in (self.model_kwargs or {}):  # the detector has no val rows
             raise ConfigurationError(
                 "model_kwargs threshold_rows: the detector's threshold is its training rows' quantile, or held-out "

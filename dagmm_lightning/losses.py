@@ -5,6 +5,7 @@ All terms are per-batch scalars or per-row vectors; the LightningModules weight 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Literal
 
 import torch
@@ -92,6 +93,11 @@ def labelled_classifier_loss(logit: torch.Tensor, labelled: torch.Tensor) -> tor
 def summed_terms(terms: dict[str, torch.Tensor]) -> torch.Tensor:
     """The objective, a float64 scalar: the sum of a batch's weighted terms, each one number (a variant's
     ``training_terms`` that gives a row-wise term is named here, not met as a stacking error)."""
+    if not isinstance(terms, Mapping):
+        raise ConfigurationError(
+            "training_terms must give a dict of the batch's weighted terms (name: 0-d tensor), got "
+            f"{type(terms).__name__}"
+        )
     for name, term in terms.items():
         if not isinstance(term, torch.Tensor) or term.ndim:
             got = f"shape {tuple(term.shape)}" if isinstance(term, torch.Tensor) else type(term)

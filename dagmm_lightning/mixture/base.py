@@ -167,6 +167,59 @@ class MixtureEnergy(nn.Module, ABC):
         summed over an ensemble's members."""
 
     # --- shared ---------------------------------------------------------------------------------
+    @torch.no_grad()
+    def try_on_random_rows(self) -> None:
+        """The family's methods run once on a few random rows (a generator of its own; no buffer written, no
+        sum over DDP ranks) and their results' names and shapes checked: a family's slip (a parameter it
+        does not give, a log-density not summed over D) is named as the model is built, not met as a shape
+        or key error deep in the first training step. Raises ConfigurationError."""
+        k, d, m, name = self.n_components, self.dim, self.member_shape, type(self).__name__
+        generator = torch.Generator().manual_seed(0)
+        n = max(8, 2 * k)
+        z = torch.randn((*m, n, d), generator=generator, dtype=torch.float64)
+        gamma = torch.softmax(torch.randn((*m, n, k), generator=generator, dtype=torch.float64), -1)
+
+        def expect(what: str, value, shape: tuple[int, ...]) -> None:
+            got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            if got != shape:
+                raise ConfigurationError(
+                    f"{name}.{what} gives {got} for {n} rows of {d} dimensions and {k} components"
+                    f"{f', {m[0]} members' if m else ''}; expected {shape}"
+                )
+
+        method = "batch_parameters"
+        try:
+            params = self.batch_parameters(z, gamma)
+            for parameter, shape in self.parameter_shapes().items():
+                if parameter not in params:
+                    raise ConfigurationError(
+                        f"{name}.spread_m_step gives no {parameter!r} (it gives {sorted(params)}): parameter_shapes "
+                        "names it"
+                    )
+                expect(f"spread_m_step's {parameter!r}", params[parameter], (*m, *shape))
+            method = "log_prob_of_deviations"
+            expect(method + " (..., K, D, N) -> (..., K, N)", self.component_log_prob(z, params), (*m, k, n))
+            method = "energy"
+            energy = self.energy(z, params)
+            if not bool(torch.isfinite(energy).all()):
+                raise ConfigurationError(f"{name} gives NaN or inf energies for {n} random rows (standard normal)")
+            method = "penalty"
+            expect(method, self.penalty(params), ())
+            method = "recentred_spread"
+            stats = self.spread_statistics(*deviations(z, gamma, params["means"]))
+            spread = self.recentred_spread(stats, params["mass"], torch.zeros_like(params["means"]))
+            for key, shape in self.spread_shapes().items():
+                if key not in spread:
+                    raise ConfigurationError(f"{name}.recentred_spread gives no {key!r} (spread_shapes names it)")
+                expect(f"recentred_spread's {key!r}", spread[key], (*m, *shape))
+        except ConfigurationError:
+            raise
+        except Exception as err:
+            raise ConfigurationError(
+                f"{name}.{method} fails on {n} random rows of {d} dimensions and {k} components"
+                f"{f', {m[0]} members' if m else ''}: {type(err).__name__}: {err}"
+            ) from err
+
     def component_log_prob(self, z: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
         """log p_k(z_i) for every component and row: z (..., N, D) -> (..., K, N)."""
         return self.log_prob_of_deviations(row_deviations(z, params["means"]), params)

@@ -40,6 +40,10 @@ from dagmm_lightning.errors import (
 from dagmm_lightning.labels import BATCH_FORMAT, LABELLED_ANOMALY
 from dagmm_lightning.losses import AnomalyLoss, dagmm_objective, summed_terms
 from dagmm_lightning.mixture import (
+    MIXTURE_FAMILIES,
+    GaussianMixtureEnergy,
+    LaplaceMixtureEnergy,
+    MixedFamilyEnergy,
     MixtureDtype,
     MixtureEnergy,
     MixtureFamily,
@@ -81,6 +85,7 @@ ThresholdRows = Literal["auto", "train", "val"]
 VARIANT_RECORD_KEY = "dagmm_variant"  # what a checkpoint must match to load (class, mixture, input size)
 CONTAMINATION_KEY = "dagmm_contamination"  # the share the threshold was taken at (null: the labels')
 FIT_COUNTS_KEY = "dagmm_fit_counts"  # the last training-set fit's re-seeded components, EM steps, rows read
+BUILT_IN_FAMILIES = (GaussianMixtureEnergy, LaplaceMixtureEnergy, MixedFamilyEnergy)  # tried by their tests
 PROCESSES_KEY = "dagmm_training_processes"  # how many processes trained a checkpoint (the fit's world size)
 GENERATORS_KEY = "dagmm_generators"  # a fit checkpoint's epoch and each rank's generator states
 SANITY_FIT_ROWS = 8192  # training rows (each process's) the mixture is fitted on for the sanity-check validation
@@ -422,6 +427,12 @@ class DAGMM(L.LightningModule):
                     "through (they score with the network); change the score in a DAGMMModel subclass "
                     f"(score(self, out)) and set {cls.__name__}.model_class to it (README, 'Your own variant')"
                 )
+        network = vars(cls).get("model_class")
+        if network is not None and not (isinstance(network, type) and issubclass(network, DAGMMModel)):
+            raise TypeError(  # (had: an AttributeError from the first setup)
+                f"{cls.__name__}.model_class must be a subclass of DAGMMModel (dagmm_lightning.networks), got "
+                f"{network!r}"
+            )
         terms = vars(cls).get("training_terms")
         if inspect.isfunction(terms):  # called as self.training_terms(out, y, labelled) in every step
             try:
@@ -600,9 +611,15 @@ class DAGMM(L.LightningModule):
         return compression
 
     def _checked_mixture(self, n_components: int, dim: int) -> MixtureEnergy:
-        """``build_mixture_energy``'s mixture, its sizes checked: a variant's mistake named as it is built."""
+        """``build_mixture_energy``'s mixture, its sizes and methods checked (``try_on_random_rows``): a
+        variant's mistake named as it is built."""
         name, members = type(self).__name__, self.hparams.members
-        mixture = self.build_mixture_energy(n_components, dim)
+        try:
+            mixture = self.build_mixture_energy(n_components, dim)
+        except DAGMMError:
+            raise
+        except Exception as err:  # (a family missing an abstract method: TypeError, can't instantiate)
+            raise ConfigurationError(f"{name}.build_mixture_energy failed: {type(err).__name__}: {err}") from err
         if not isinstance(mixture, MixtureEnergy):
             raise ConfigurationError(
                 f"{name}.build_mixture_energy must return a MixtureEnergy (dagmm_lightning.mixture), got "
@@ -614,6 +631,8 @@ class DAGMM(L.LightningModule):
                 f"{name}.build_mixture_energy built n_components {built[0]}, dim {built[1]}, members {built[2]}; "
                 f"the model needs {n_components}, {dim}, {members}: pass them on"
             )
+        if type(mixture) not in BUILT_IN_FAMILIES:  # (ours: tested)
+            mixture.try_on_random_rows()
         return mixture
 
     @staticmethod
@@ -918,8 +937,20 @@ class DAGMM(L.LightningModule):
                     "configs/mixed_loss.yaml; DAGMMDetector(variant='mixed_loss') with y), and this fit has none: they "
                     "play no part"
                 )
+        family = MIXTURE_FAMILIES.get(hp.mixture)
+        if hp.mixture != defaults["mixture"].default and family and not isinstance(self.model.mixture, family):
+            warn(  # a variant's build_mixture_energy of its own family
+                f"mixture {hp.mixture!r} plays no part: {type(self).__name__}.build_mixture_energy builds a "
+                f"{type(self.model.mixture).__name__}"
+            )
+        own_score = not self.model_class.score_is_calibrated()
         weight = hp.reconstruction_weight
-        if hp.inference == "energy" and weight != defaults["reconstruction_weight"].default:
+        if own_score and (hp.inference != "energy" or weight != defaults["reconstruction_weight"].default):
+            warn(
+                f"inference {hp.inference!r} and reconstruction_weight {weight:g} play no part: "
+                f"{self.model_class.__name__}.score is the variant's own"
+            )
+        elif hp.inference == "energy" and weight != defaults["reconstruction_weight"].default:
             warn(
                 f"reconstruction_weight {weight:g} weighs the reconstruction error in inference "
                 "'energy+reconstruction' (configs/recon_inference.yaml); with inference 'energy' it plays no part "

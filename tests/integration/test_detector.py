@@ -923,6 +923,12 @@ def test_a_variant_brings_its_own_mixture_family(tmp_path):
     loaded = DAGMMDetector.load(tmp_path / "t.pt")
     assert type(loaded.model_.model.mixture) is StudentTMixtureEnergy
     np.testing.assert_array_equal(loaded.decision_function(x), det.decision_function(x))
+    assert det.resolved_settings()["model"]["mixture"] == "gaussian"  # DAGMM's default, not a family chosen
+    with pytest.warns(UserWarning, match=r"mixture 'laplace' plays no part: StudentTDAGMM.build_mixture_energy "):
+        DAGMMDetector(variant=StudentTDAGMM, epochs=1, members=1, mixture="laplace", random_state=0).fit(x)
+    with warnings.catch_warnings():  # its own family, no mixture given: nothing to say (5 members)
+        warnings.simplefilter("error", DAGMMWarning)
+        DAGMMDetector(variant=StudentTDAGMM, epochs=1, random_state=0).fit(x[:100])
     message = r"MisbuiltMixtureDAGMM.build_mixture_energy built n_components 4, dim 5, members 1; .* 4, 4, 1"
     with pytest.raises(ValueError, match=message):
         DAGMMDetector(variant=MisbuiltMixtureDAGMM, epochs=1, members=1, hidden_dims=(8,), latent_dim=1).fit(x)
@@ -1060,6 +1066,10 @@ def test_a_variants_own_score_is_tried_before_the_detector_trains():
     with pytest.raises(ConfigurationError, match=message):  # 5 members by default
         DAGMMDetector(variant=MembersBlind, epochs=3, random_state=0).fit(x)
     assert MembersBlind.steps_trained == 0  # had: said after the whole training (the detector has no sanity check)
+    with pytest.warns(
+        UserWarning, match=r"inference 'energy\+reconstruction' and reconstruction_weight 1 play no part"
+    ):
+        DAGMMDetector(variant=MembersBlind, epochs=1, members=1, inference="energy+reconstruction").fit(x)
     one = DAGMMDetector(variant=MembersBlind, epochs=3, members=1, random_state=0).fit(x)
     plain = DAGMMDetector(epochs=3, members=1, random_state=0, variant=DAGMM)
     np.testing.assert_allclose(one.decision_scores_, plain.fit(x).decision_scores_, rtol=1e-12)  # the try changed

@@ -8,6 +8,7 @@ from dagmm_lightning.errors import NotFittedError
 from dagmm_lightning.mixture import (
     GaussianMixtureEnergy,
     LaplaceMixtureEnergy,
+    MixedFamilyEnergy,
     build_mixture,
     cholesky_with_jitter,
     padded_memberships,
@@ -435,3 +436,49 @@ def test_a_family_of_ones_own_names_its_parameters_by_their_shapes_and_needs_wei
 
     with pytest.raises(ValueError, match=r"Meanless.parameter_shapes has no \['means'\]"):
         Meanless(3, 2)
+
+
+# --- a family of one's own, tried as the model is built ---------------------------------------------
+class NotSummedOverDims(GaussianMixtureEnergy):
+    def log_prob_of_deviations(self, diff, params):  # (..., K, D, N): the sum over D forgotten
+        return -0.5 * diff.square()
+
+
+class MisnamedSpread(GaussianMixtureEnergy):
+    def spread_m_step(self, stats, mass):
+        params = super().spread_m_step(stats, mass)
+        return {"variances": params.pop("covariances"), **params}
+
+
+class WithoutRecentredSpread(GaussianMixtureEnergy):
+    recentred_spread = None  # (as a family that leaves it out: abstract)
+
+
+def own_family_model(family):
+    from dagmm_lightning.models import DAGMM
+
+    class OwnFamily(DAGMM):
+        def build_mixture_energy(self, n_components, dim):
+            hp = self.hparams
+            return family(n_components, dim, hp.jitter, hp.mixture_dtype, hp.members)
+
+    return OwnFamily(input_dim=6, hidden_dims=(5,), latent_dim=2, n_components=3)
+
+
+def test_a_family_of_ones_own_is_tried_as_the_model_is_built():
+    from dagmm_lightning.errors import ConfigurationError
+
+    shape = r"NotSummedOverDims.log_prob_of_deviations .* gives \(3, 4, 8\) for 8 rows of 4 dimensions and 3 "
+    with pytest.raises(ConfigurationError, match=shape + r"components; expected \(3, 8\)"):
+        own_family_model(NotSummedOverDims)  # had: "size of tensor a (3) must match ..." in the first step
+    with pytest.raises(ConfigurationError, match=r"MisnamedSpread.spread_m_step gives no 'covariances'"):
+        own_family_model(MisnamedSpread)  # had: KeyError: 'variances' deep in the scoring fit
+    WithoutRecentredSpread.__abstractmethods__ = frozenset({"recentred_spread"})
+    with pytest.raises(
+        ConfigurationError, match=r"OwnFamily.build_mixture_energy failed: TypeError: Can't instantiate"
+    ):
+        own_family_model(WithoutRecentredSpread)  # had: jsonargparse's trace of every class it tried
+    for k, d, members in [(1, 3, 1), (4, 7, 1), (32, 12, 3)]:  # the built-in families pass it (no false alarm)
+        for family in (GaussianMixtureEnergy, LaplaceMixtureEnergy):
+            family(k, d, members=members).try_on_random_rows()
+        MixedFamilyEnergy(k, d, members=3).try_on_random_rows()

@@ -316,3 +316,20 @@ def test_a_training_term_that_is_not_one_number_is_named():
         ValueError, match=r"training_terms must give each term as one number .*'spread': shape \(8, 1\)"
     ):
         model._loss(x, torch.zeros(8), None)  # had: 'stack expects each tensor to be equal size'
+
+    class Listed(DAGMM):
+        def training_terms(self, out, y, labelled):
+            return list(super().training_terms(out, y, labelled).values())
+
+    model = Listed(input_dim=6, hidden_dims=(4,), latent_dim=1, n_components=2)
+    with pytest.raises(ValueError, match=r"training_terms must give a dict of the batch's weighted terms .* got list"):
+        model._loss(x, torch.zeros(8), None)  # had: AttributeError: 'list' object has no attribute 'items'
+
+
+def test_a_model_class_that_is_not_a_network_is_refused_as_its_variant_is_made():
+    with pytest.raises(
+        TypeError, match=r"NotANetwork.model_class must be a subclass of DAGMMModel .* got <class 'str'>"
+    ):
+
+        class NotANetwork(DAGMM):  # had: AttributeError ... 'mask_inputs' from the first setup
+            model_class = str
