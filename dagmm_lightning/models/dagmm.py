@@ -53,7 +53,7 @@ from dagmm_lightning.mixture import (
 )
 from dagmm_lightning.models.compiled_step import CompiledAdamStep, plain_adam_problem
 from dagmm_lightning.networks import Activation, Autoencoder, Compressed, DAGMMModel, DAGMMOutput, EstimationNetwork
-from dagmm_lightning.networks.dagmm import SCALED_LIMIT, evaluating
+from dagmm_lightning.networks.dagmm import SCALED_LIMIT, evaluating, training
 from dagmm_lightning.scoring import Inference, ScoreCalibration, upper_quantile
 from dagmm_lightning.sizing import EXPLAINED_VARIANCE, NetworkSizes, mixture_components, network_sizes
 
@@ -587,13 +587,26 @@ class DAGMM(L.LightningModule):
             raise ConfigurationError(f"{name}.build_compression failed: {type(err).__name__}: {err}") from err
         if not isinstance(compression, nn.Module):
             raise ConfigurationError(f"{name}.build_compression must return an nn.Module, got {type(compression)}")
-        try:
-            with evaluating(compression), torch.no_grad():
-                out = compression(torch.zeros(2, hp.input_dim))
-        except Exception as err:
-            raise ConfigurationError(
-                f"{name}'s compression network fails on rows of shape (2, {hp.input_dim}): {type(err).__name__}: {err}"
-            ) from err
+        # a network of one's own also in training mode (its draws and state as they were): dropout, noise
+        modes = ("eval",) if type(compression).__module__.startswith("dagmm_lightning.") else ("eval", "training")
+        for mode in modes:
+            state = {key: value.clone() for key, value in compression.state_dict().items()}
+            try:
+                with torch.random.fork_rng(devices=[]), torch.no_grad():
+                    with evaluating(compression) if mode == "eval" else training(compression):
+                        out = compression(torch.zeros(2, hp.input_dim))
+            except Exception as err:
+                raise ConfigurationError(
+                    f"{name}'s compression network fails in {mode} mode on rows of shape (2, {hp.input_dim}): "
+                    f"{type(err).__name__}: {err}"
+                ) from err
+            finally:
+                compression.load_state_dict(state)
+            self._check_compressed(out, mode)
+        return compression
+
+    def _check_compressed(self, out, mode: str) -> None:
+        hp, name = self.hparams, type(self).__name__
         if not isinstance(out, Compressed):
             raise ConfigurationError(
                 f"{name}'s compression network must return Compressed(z, x_hat) (dagmm_lightning.networks), got "
@@ -604,11 +617,10 @@ class DAGMM(L.LightningModule):
             shape, expected = tuple(getattr(out, field).shape), (*members, 2, width)
             if shape != expected:
                 raise ConfigurationError(
-                    f"{name}'s compression network gives {field} of shape {shape} for rows of shape (2, "
-                    f"{hp.input_dim}); expected {expected} (latent_dim {hp.latent_dim}, {hp.input_dim} input features"
-                    f"{f', members {hp.members}' if members else ''})"
+                    f"{name}'s compression network gives {field} of shape {shape} in {mode} mode for rows of shape "
+                    f"(2, {hp.input_dim}); expected {expected} (latent_dim {hp.latent_dim}, {hp.input_dim} input "
+                    f"features{f', members {hp.members}' if members else ''})"
                 )
-        return compression
 
     def _checked_mixture(self, n_components: int, dim: int) -> MixtureEnergy:
         """``build_mixture_energy``'s mixture, its sizes and methods checked (``try_on_random_rows``): a

@@ -58,6 +58,17 @@ def evaluating(module: nn.Module):
         module.train(was_training)
 
 
+@contextmanager
+def training(module: nn.Module):
+    """``module`` in training mode inside, its mode restored after."""
+    was_training = module.training
+    module.train()
+    try:
+        yield module
+    finally:
+        module.train(was_training)
+
+
 class _Reiterable:
     """An iterable that calls ``make`` for every new iteration (one pass over the rows each)."""
 

@@ -279,6 +279,14 @@ class AsCompressed(TupleCompression):
         return Compressed(*super().forward(x))
 
 
+class NoisyInTraining(AsCompressed):
+    def forward(self, x):  # a slip in the training path only: z gains the noise as a column
+        out = super().forward(x)
+        if self.training:
+            return Compressed(torch.cat([out.z, torch.randn(len(x), 1)], -1), out.x_hat)
+        return out
+
+
 def variant(build):
     return type("Mine", (DAGMM,), {"ensembles": False, "build_compression": build})
 
@@ -294,9 +302,13 @@ def test_a_variants_compression_mistakes_are_named_when_the_model_is_built():
         ),
         (
             lambda self: AsCompressed(6, 2, width=5),
-            r"gives x_hat of shape \(2, 5\) for rows of shape \(2, 6\); expected \(2, 6\)",
+            r"gives x_hat of shape \(2, 5\) in eval mode for rows of shape \(2, 6\); expected \(2, 6\)",
         ),
-        (lambda self: AsCompressed(5, 2), r"Mine's compression network fails on rows of shape \(2, 6\): RuntimeError"),
+        (lambda self: AsCompressed(5, 2), r"Mine's compression network fails in eval mode on rows of shape \(2, 6\)"),
+        (
+            lambda self: NoisyInTraining(6, 2),
+            r"gives z of shape \(2, 3\) in training mode for rows .* expected \(2, 2\)",
+        ),
     ]
     for build, message in mistakes:  # had: errors from inside torch in the first training step
         with pytest.raises(ValueError, match=message):
