@@ -1208,7 +1208,12 @@ class DAGMM(L.LightningModule):
                 "each takes --data.batch_size rows a step, so from here it trains as a fit on "
                 f"{self.trainer.world_size} would, not as the uninterrupted fit would have"
             )
-        if not self.model_class.score_is_calibrated() and self.resumed_at_step is None:
+        own_score = not self.model_class.score_is_calibrated()  # (and not ours: PU's is tested)
+        if (
+            own_score
+            and not self.model_class.__module__.startswith("dagmm_lightning.")
+            and self.resumed_at_step is None
+        ):
             self._try_own_score()
         epochs = self.__dict__.pop("_resumed_epochs", None)
         if epochs is not None and not loop.restarted_mid_epoch:
@@ -1240,9 +1245,13 @@ class DAGMM(L.LightningModule):
         (a fit ends with its own fit)."""
         state = {name: buffer.clone() for name, buffer in self.model.named_buffers()}
         devices = [self.device] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices), self.forward_context():
-            self.model.fit(TrainingRows(FirstBatches(self._every_training_batch(), SANITY_FIT_ROWS)))
-        self.model.load_state_dict(state, strict=False)
+        rows = TrainingRows(FirstBatches(self._every_training_batch(), SANITY_FIT_ROWS))
+        try:
+            with torch.random.fork_rng(devices=devices), self.forward_context():
+                self.model.fit(rows)
+                self.model.score_batches(rows)  # (a threshold not a quantile of them: its fit has not scored)
+        finally:
+            self.model.load_state_dict(state, strict=False)
 
     def _warn_of_an_epoch_cut_short(self, epochs: int) -> None:
         """A checkpoint whose fit --trainer.max_steps ended within an epoch: Lightning counts that epoch done,
