@@ -118,9 +118,10 @@ LABEL_FREE = ("reconstruction", "flagged_share")  #: the metrics logged whether 
 
 
 def label_free_metrics(scores: np.ndarray, errors: np.ndarray, threshold: float) -> dict[str, float]:
-    """What the evaluated rows say without labels: ``reconstruction``, their mean squared reconstruction
-    error (errors (N,); an ensemble's: the members' mean), and ``flagged_share``, the share of their scores
-    (N,) above ``threshold`` (NaN where the model has none)."""
+    """What the evaluated rows say without labels: ``reconstruction``, the mean of their squared
+    reconstruction errors ||x - x'||^2 (errors (N,), summed over the features; an ensemble's: the members'
+    mean), and ``flagged_share``, the share of their scores (N,) above ``threshold`` (NaN where the model has
+    none; where the threshold is these rows' own quantile, ``contamination`` by construction)."""
     if len(scores) == 0:
         return {}
     flagged = float(np.mean(scores > threshold)) if np.isfinite(threshold) else math.nan

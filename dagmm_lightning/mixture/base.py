@@ -193,12 +193,13 @@ class MixtureEnergy(nn.Module, ABC):
             for parameter, shape in self.parameter_shapes().items():
                 if parameter not in params:
                     raise ConfigurationError(
-                        f"{name}.spread_m_step gives no {parameter!r} (it gives {sorted(params)}): parameter_shapes "
-                        "names it"
+                        f"{name}'s M-step (m_step, spread_m_step) gives no {parameter!r} (it gives {sorted(params)}): "
+                        "parameter_shapes names it"
                     )
-                expect(f"spread_m_step's {parameter!r}", params[parameter], (*m, *shape))
+                expect(f"M-step's {parameter!r}", params[parameter], (*m, *shape))
             method = "log_prob_of_deviations"
-            expect(method + " (..., K, D, N) -> (..., K, N)", self.component_log_prob(z, params), (*m, k, n))
+            log_prob = self.component_log_prob(z.to(self.dtype), params)  # (in the mixture dtype, as log_joint)
+            expect(method + " (..., K, D, N) -> (..., K, N)", log_prob, (*m, k, n))
             method = "energy"
             energy = self.energy(z, params)
             if not bool(torch.isfinite(energy).all()):

@@ -5,6 +5,7 @@ what the step adds) and say what they support by the class attributes below it (
 
 from __future__ import annotations
 
+import copy
 import inspect
 import math
 import numbers
@@ -41,9 +42,6 @@ from dagmm_lightning.labels import BATCH_FORMAT, LABELLED_ANOMALY
 from dagmm_lightning.losses import AnomalyLoss, dagmm_objective, summed_terms
 from dagmm_lightning.mixture import (
     MIXTURE_FAMILIES,
-    GaussianMixtureEnergy,
-    LaplaceMixtureEnergy,
-    MixedFamilyEnergy,
     MixtureDtype,
     MixtureEnergy,
     MixtureFamily,
@@ -53,7 +51,7 @@ from dagmm_lightning.mixture import (
 )
 from dagmm_lightning.models.compiled_step import CompiledAdamStep, plain_adam_problem
 from dagmm_lightning.networks import Activation, Autoencoder, Compressed, DAGMMModel, DAGMMOutput, EstimationNetwork
-from dagmm_lightning.networks.dagmm import SCALED_LIMIT, evaluating, training
+from dagmm_lightning.networks.dagmm import SCALED_LIMIT, evaluating, is_ours, training
 from dagmm_lightning.scoring import Inference, ScoreCalibration, upper_quantile
 from dagmm_lightning.sizing import EXPLAINED_VARIANCE, NetworkSizes, mixture_components, network_sizes
 
@@ -85,7 +83,6 @@ ThresholdRows = Literal["auto", "train", "val"]
 VARIANT_RECORD_KEY = "dagmm_variant"  # what a checkpoint must match to load (class, mixture, input size)
 CONTAMINATION_KEY = "dagmm_contamination"  # the share the threshold was taken at (null: the labels')
 FIT_COUNTS_KEY = "dagmm_fit_counts"  # the last training-set fit's re-seeded components, EM steps, rows read
-BUILT_IN_FAMILIES = (GaussianMixtureEnergy, LaplaceMixtureEnergy, MixedFamilyEnergy)  # tried by their tests
 PROCESSES_KEY = "dagmm_training_processes"  # how many processes trained a checkpoint (the fit's world size)
 GENERATORS_KEY = "dagmm_generators"  # a fit checkpoint's epoch and each rank's generator states
 SANITY_FIT_ROWS = 8192  # training rows (each process's) the mixture is fitted on for the sanity-check validation
@@ -587,10 +584,10 @@ class DAGMM(L.LightningModule):
             raise ConfigurationError(f"{name}.build_compression failed: {type(err).__name__}: {err}") from err
         if not isinstance(compression, nn.Module):
             raise ConfigurationError(f"{name}.build_compression must return an nn.Module, got {type(compression)}")
-        # a network of one's own also in training mode (its draws and state as they were): dropout, noise
-        modes = ("eval",) if type(compression).__module__.startswith("dagmm_lightning.") else ("eval", "training")
-        for mode in modes:
-            state = {key: value.clone() for key, value in compression.state_dict().items()}
+        # a network of one's own also in training mode (its draws and state as they were: dropout, noise,
+        # running statistics; after the eval pass, which initialises lazy layers)
+        for mode in ("eval",) if is_ours(type(compression)) else ("eval", "training"):
+            state = copy.deepcopy(compression.state_dict()) if mode == "training" else None
             try:
                 with torch.random.fork_rng(devices=[]), torch.no_grad():
                     with evaluating(compression) if mode == "eval" else training(compression):
@@ -601,7 +598,8 @@ class DAGMM(L.LightningModule):
                     f"{type(err).__name__}: {err}"
                 ) from err
             finally:
-                compression.load_state_dict(state)
+                if state is not None:
+                    compression.load_state_dict(state)
             self._check_compressed(out, mode)
         return compression
 
@@ -643,7 +641,7 @@ class DAGMM(L.LightningModule):
                 f"{name}.build_mixture_energy built n_components {built[0]}, dim {built[1]}, members {built[2]}; "
                 f"the model needs {n_components}, {dim}, {members}: pass them on"
             )
-        if type(mixture) not in BUILT_IN_FAMILIES:  # (ours: tested)
+        if not is_ours(type(mixture)):  # (ours: tested)
             mixture.try_on_random_rows()
         return mixture
 
@@ -955,12 +953,14 @@ class DAGMM(L.LightningModule):
                 f"mixture {hp.mixture!r} plays no part: {type(self).__name__}.build_mixture_energy builds a "
                 f"{type(self.model.mixture).__name__}"
             )
-        own_score = not self.model_class.score_is_calibrated()
+        own_score = not self.model_class.score_is_calibrated() and not is_ours(self.model_class)
         weight = hp.reconstruction_weight
-        if own_score and (hp.inference != "energy" or weight != defaults["reconstruction_weight"].default):
+        given = [f"inference {hp.inference!r}"] * (hp.inference != "energy")
+        given += [f"reconstruction_weight {weight:g}"] * (weight != defaults["reconstruction_weight"].default)
+        if own_score and given:
             warn(
-                f"inference {hp.inference!r} and reconstruction_weight {weight:g} play no part: "
-                f"{self.model_class.__name__}.score is the variant's own"
+                f"{' and '.join(given)}: {self.model_class.__name__}.score is the variant's own; they act only "
+                "where it calls DAGMMModel.score (the calibration's energy and reconstruction error)"
             )
         elif hp.inference == "energy" and weight != defaults["reconstruction_weight"].default:
             warn(
@@ -1208,16 +1208,11 @@ class DAGMM(L.LightningModule):
                 "each takes --data.batch_size rows a step, so from here it trains as a fit on "
                 f"{self.trainer.world_size} would, not as the uninterrupted fit would have"
             )
-        own_score = not self.model_class.score_is_calibrated()  # (and not ours: PU's is tested)
-        if (
-            own_score
-            and not self.model_class.__module__.startswith("dagmm_lightning.")
-            and self.resumed_at_step is None
-        ):
-            self._try_own_score()
-        epochs = self.__dict__.pop("_resumed_epochs", None)
-        if epochs is not None and not loop.restarted_mid_epoch:
-            self._warn_of_an_epoch_cut_short(epochs)
+        resumed = self.trainer.ckpt_path is not None  # (a model loaded before, then fitted afresh: not resumed)
+        if not self.model_class.score_is_calibrated() and not is_ours(self.model_class) and not resumed:
+            self._try_own_score()  # (ours, PU's: tested)
+        if resumed and not loop.restarted_mid_epoch:
+            self._warn_of_an_epoch_cut_short()
         if not (loop.restarted_mid_epoch or loop.restarted_on_epoch_end):  # (then on_train_epoch_start seeds)
             return
         states = saved.get("states", []) if saved.get("epoch") == self.current_epoch else []
@@ -1249,22 +1244,24 @@ class DAGMM(L.LightningModule):
         try:
             with torch.random.fork_rng(devices=devices), self.forward_context():
                 self.model.fit(rows)
-                self.model.score_batches(rows)  # (a threshold not a quantile of them: its fit has not scored)
+                if not self.model.threshold_is_quantile:  # (else its fit scored them)
+                    self.model.score_batches(rows)
         finally:
             self.model.load_state_dict(state, strict=False)
 
-    def _warn_of_an_epoch_cut_short(self, epochs: int) -> None:
-        """A checkpoint whose fit --trainer.max_steps ended within an epoch: Lightning counts that epoch done,
-        and the resumed fit goes on with the next one (README: "One that --trainer.max_steps ended")."""
-        trainer, steps = self.trainer, self.resumed_at_step
+    def _warn_of_an_epoch_cut_short(self) -> None:
+        """A resumed fit whose checkpoint's fit stopped within an epoch at its end (--trainer.max_steps,
+        max_time): Lightning counts that epoch done, and the fit goes on with the next one (README: "One
+        that --trainer.max_steps ended")."""
+        trainer, steps, epochs = self.trainer, self.global_step, self.current_epoch  # (restored)
         per_epoch = trainer.num_training_batches
         more = trainer.max_steps < 0 or trainer.max_steps > steps
-        if steps is None or not more or trainer.accumulate_grad_batches != 1 or not 0 < per_epoch < math.inf:
+        if not more or trainer.accumulate_grad_batches != 1 or not 0 < per_epoch < math.inf:
             return  # (steps count optimizer steps: with accumulation, not batches)
         if steps < epochs * per_epoch:
             warn(
-                f"the checkpoint's fit stopped within its epoch {epochs} (step {steps:,}; --trainer.max_steps), "
-                f"which Lightning counts done: this fit goes on with epoch {epochs + 1}; the "
+                f"the checkpoint's fit stopped within its epoch {epochs} (step {steps:,}; --trainer.max_steps or "
+                f"max_time), which Lightning counts done: this fit goes on with epoch {epochs + 1}; the "
                 f"{epochs * per_epoch - steps:,} batch(es) left of that epoch, which one longer fit would have "
                 "trained, are skipped"
             )
@@ -1309,8 +1306,6 @@ class DAGMM(L.LightningModule):
             states = [v for v in checkpoint.values() if isinstance(v, dict) and {"dataset", "preprocessor"} <= set(v)]
             self._trained_on = states[0] if len(states) == 1 else None
         self.resumed_at_step = checkpoint.get("global_step")  # the fit summary tells a resume that trained nothing
-        epochs = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {}).get("current", {})
-        self._resumed_epochs = epochs.get("completed")  # (the epochs Lightning counts done)
         if self._trainer is not None and self.trainer.state.fn != "fit":  # in the process that restores it
             # Lightning asks for the fit's callbacks (a monitored ModelCheckpoint); scoring needs none of them
             warnings.filterwarnings("ignore", message="Be aware that when using `ckpt_path`")

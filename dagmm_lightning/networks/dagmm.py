@@ -58,6 +58,11 @@ def evaluating(module: nn.Module):
         module.train(was_training)
 
 
+def is_ours(cls: type) -> bool:
+    """Whether a class is this package's (tested here), not a variant's of one's own."""
+    return cls.__module__.startswith("dagmm_lightning.")
+
+
 @contextmanager
 def training(module: nn.Module):
     """``module`` in training mode inside, its mode restored after."""
@@ -155,8 +160,8 @@ class DAGMMOutput:
 
 
 def one_score_per_row(score, owner: str):
-    """``score(self, out)`` checked to give a finite tensor (N,) for the N rows of ``out`` (a variant's own
-    score: a (N, 1) one had trained and validated, then broke predict's table; a 0-d one broke deep in torch)."""
+    """``score(self, out)`` checked to give a tensor (N,) for the N rows of ``out`` (a variant's own score:
+    a (N, 1) one had trained and validated, then broke predict's table; a 0-d one broke deep in torch)."""
 
     @functools.wraps(score)
     def checked(self, out: DAGMMOutput) -> torch.Tensor:
@@ -167,12 +172,6 @@ def one_score_per_row(score, owner: str):
         if not isinstance(scores, torch.Tensor) or tuple(scores.shape) != (rows,):
             gave = f"shape {tuple(scores.shape)}" if isinstance(scores, torch.Tensor) else type(scores).__name__
             raise ConfigurationError(f"{owner}.score must give one score per row, a tensor ({rows},); it gave {gave}")
-        finite = torch.isfinite(scores)
-        if not bool(finite.all()):  # (a NaN threshold had flagged no row, silently)
-            raise NonFiniteError(
-                f"{owner}.score gave NaN or inf for {int((~finite).sum()):,} of {rows:,} rows: scores must be finite "
-                "(the threshold is a quantile of the training rows' scores)"
-            )
         return scores
 
     return checked
@@ -322,7 +321,14 @@ class DAGMMModel(nn.Module):
         with evaluating(self):
             local = [self.score(self(self.as_input(x), memberships=False)) for x in batches]
         empty = torch.zeros(0, dtype=torch.float64, device=self.calibration.threshold.device)  # a rank without rows
-        return gather_rows(torch.cat(local).double() if local else empty)
+        scores = gather_rows(torch.cat(local).double() if local else empty)
+        missing = int(scores.isnan().sum())  # (every rank's rows: every rank decides alike)
+        if missing:  # a NaN has no place among scores (a threshold of NaN had flagged no row, silently)
+            raise NonFiniteError(
+                f"{type(self).__name__}.score gave NaN for {missing:,} of {len(scores):,} training rows: scores must "
+                "be numbers (ordered: -inf and inf are)"
+            )
+        return scores
 
     @torch.no_grad()
     def fit(self, batches: Iterable[torch.Tensor]) -> torch.Tensor | None:

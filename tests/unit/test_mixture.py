@@ -1,3 +1,5 @@
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -471,14 +473,22 @@ def test_a_family_of_ones_own_is_tried_as_the_model_is_built():
     shape = r"NotSummedOverDims.log_prob_of_deviations .* gives \(3, 4, 8\) for 8 rows of 4 dimensions and 3 "
     with pytest.raises(ConfigurationError, match=shape + r"components; expected \(3, 8\)"):
         own_family_model(NotSummedOverDims)  # had: "size of tensor a (3) must match ..." in the first step
-    with pytest.raises(ConfigurationError, match=r"MisnamedSpread.spread_m_step gives no 'covariances'"):
+    with pytest.raises(
+        ConfigurationError, match=r"MisnamedSpread's M-step \(m_step, spread_m_step\) gives no 'covariances'"
+    ):
         own_family_model(MisnamedSpread)  # had: KeyError: 'variances' deep in the scoring fit
     WithoutRecentredSpread.__abstractmethods__ = frozenset({"recentred_spread"})
     with pytest.raises(
         ConfigurationError, match=r"OwnFamily.build_mixture_energy failed: TypeError: Can't instantiate"
     ):
         own_family_model(WithoutRecentredSpread)  # had: jsonargparse's trace of every class it tried
-    for k, d, members in [(1, 3, 1), (4, 7, 1), (32, 12, 3)]:  # the built-in families pass it (no false alarm)
-        for family in (GaussianMixtureEnergy, LaplaceMixtureEnergy):
-            family(k, d, members=members).try_on_random_rows()
-        MixedFamilyEnergy(k, d, members=3).try_on_random_rows()
+    # families of one's own that are the built-in ones pass it (no false alarm), in either dtype
+    families = [
+        type(f"Own{family.__name__}", (family,), {}) for family in (GaussianMixtureEnergy, LaplaceMixtureEnergy)
+    ]
+    mixed = type("OwnMixed", (MixedFamilyEnergy,), {})
+    for (k, d, members), dtype in itertools.product([(1, 3, 1), (4, 7, 1), (32, 12, 3)], ("float64", "float32")):
+        for family in families:
+            family(k, d, dtype=dtype, members=members).try_on_random_rows()
+        mixed(k, d, dtype=dtype, members=3).try_on_random_rows()
+    own_family_model(families[0])  # (had: float32 rows refused, "expected scalar type Float but found Double")
