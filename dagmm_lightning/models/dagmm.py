@@ -51,7 +51,7 @@ from dagmm_lightning.mixture import (
 )
 from dagmm_lightning.models.compiled_step import CompiledAdamStep, plain_adam_problem
 from dagmm_lightning.networks import Activation, Autoencoder, Compressed, DAGMMModel, DAGMMOutput, EstimationNetwork
-from dagmm_lightning.networks.dagmm import SCALED_LIMIT, evaluating, is_ours, training
+from dagmm_lightning.networks.dagmm import SCALED_LIMIT, in_mode, is_ours
 from dagmm_lightning.scoring import Inference, ScoreCalibration, upper_quantile
 from dagmm_lightning.sizing import EXPLAINED_VARIANCE, NetworkSizes, mixture_components, network_sizes
 
@@ -590,7 +590,7 @@ class DAGMM(L.LightningModule):
             state = copy.deepcopy(compression.state_dict()) if mode == "training" else None
             try:
                 with torch.random.fork_rng(devices=[]), torch.no_grad():
-                    with evaluating(compression) if mode == "eval" else training(compression):
+                    with in_mode(compression, mode == "training"):
                         out = compression(torch.zeros(2, hp.input_dim))
             except Exception as err:
                 raise ConfigurationError(

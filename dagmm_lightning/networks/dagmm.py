@@ -48,30 +48,24 @@ ERROR_FLOOR = 1e-6  # log(squared error + floor): a perfectly reconstructed row 
 
 
 @contextmanager
-def evaluating(module: nn.Module):
-    """``module`` in eval mode (no dropout, VAE means, no codebook updates) inside, its mode restored after."""
+def in_mode(module: nn.Module, training: bool):
+    """``module`` in training or eval mode inside, its mode restored after."""
     was_training = module.training
-    module.eval()
+    module.train(training)
     try:
         yield module
     finally:
         module.train(was_training)
+
+
+def evaluating(module: nn.Module):
+    """``module`` in eval mode (no dropout, VAE means, no codebook updates) inside, its mode restored after."""
+    return in_mode(module, False)
 
 
 def is_ours(cls: type) -> bool:
     """Whether a class is this package's (tested here), not a variant's of one's own."""
     return cls.__module__.startswith("dagmm_lightning.")
-
-
-@contextmanager
-def training(module: nn.Module):
-    """``module`` in training mode inside, its mode restored after."""
-    was_training = module.training
-    module.train()
-    try:
-        yield module
-    finally:
-        module.train(was_training)
 
 
 class _Reiterable:
