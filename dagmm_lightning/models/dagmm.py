@@ -1236,8 +1236,8 @@ class DAGMM(L.LightningModule):
     def _try_own_score(self) -> None:
         """A variant's own score, tried on the first training rows before the first step (a fit without a
         sanity check, as DAGMMDetector's, had met a wrong shape, e.g. an ensemble's (members, N) scores, only
-        after training): its checks raise now. The random draws and the fitted state are left as they were
-        (a fit ends with its own fit)."""
+        after training): its checks raise now. The random draws and the buffers (the fitted state) are left as
+        they were; the fit's counters (rows_fitted, em_steps_run) are the next fit's to set."""
         state = {name: buffer.clone() for name, buffer in self.model.named_buffers()}
         devices = [self.device] if self.device.type == "cuda" else []
         rows = TrainingRows(FirstBatches(self._every_training_batch(), SANITY_FIT_ROWS))

@@ -319,8 +319,8 @@ class DAGMMModel(nn.Module):
         missing = int(scores.isnan().sum())  # (every rank's rows: every rank decides alike)
         if missing:  # a NaN has no place among scores (a threshold of NaN had flagged no row, silently)
             raise NonFiniteError(
-                f"{type(self).__name__}.score gave NaN for {missing:,} of {len(scores):,} training rows: scores must "
-                "be numbers (ordered: -inf and inf are)"
+                f"{type(self).__name__}.score gave NaN for {missing:,} of the {len(scores):,} rows scored for the "
+                "threshold: scores must be numbers (ordered: -inf and inf are)"
             )
         return scores
 

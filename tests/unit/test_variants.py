@@ -238,7 +238,7 @@ class PartlyNaNScored(DAGMM):
 
 def test_a_networks_own_score_must_be_finite():
     model = PartlyNaNScored(input_dim=6, hidden_dims=(5,), latent_dim=1, n_components=2, contamination=0.1)
-    message = r"PartlyNaNScoredNetwork.score gave NaN for 10 of 64 training rows: scores must be numbers"
+    message = r"PartlyNaNScoredNetwork.score gave NaN for 10 of the 64 rows scored for the threshold: scores must be"
     with pytest.raises(FloatingPointError, match=message):  # had: a NaN threshold, no row flagged, silently
         model.model.fit([torch.rand(64, 6)])
 
