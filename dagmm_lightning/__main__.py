@@ -22,7 +22,9 @@ subcommands:
   benchmark  grids of configs x data sets x seeds with reference detectors, tables and figures
 
 'dagmm SUBCOMMAND --help' lists a subcommand's options ('dagmm fit --model.help DAGMM' the model's);
-configs/ is the repository's folder (run dagmm in its root); 'dagmm --version' the package's version."""
+configs/ is the repository's folder (run dagmm in its root); 'dagmm --version' the package's version.
+A variant of your own (compression, mixture family, loss term, score): README, 'Your own variant';
+'dagmm fit --model my_module.MyDAGMM' trains it (its module in the current folder or on PYTHONPATH)."""
 
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict", "benchmark")

@@ -749,6 +749,13 @@ def test_help_lists_every_subcommand_without_importing_torch():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     for command in ("fit", "validate", "test", "predict", "benchmark"):
         assert f"\n  {command} " in result.stdout
+    assert "A variant of your own (compression, mixture family, loss term, score): README, 'Your own variant'" in (
+        result.stdout
+    )  # (had: nothing pointed there)
+    readme = (ROOT / "README.md").read_text()
+    assert (
+        "### Your own variant" in readme and "dagmm fit --config configs/quickstart.yaml --model my_variants." in readme
+    )
     assert result.stdout.strip().endswith("False")
 
 
