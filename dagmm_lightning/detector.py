@@ -640,15 +640,7 @@ class DAGMMDetector(BaseEstimator):
         unknown = sorted(set(self.model_kwargs or {}) - set(model_parameters(model_class)))
         if unknown:
             raise ConfigurationError(f"model_kwargs {unknown} are not {model_class.__name__} arguments")
-        own = {
-            "input_dim",
-            "hidden_dims",
-            "latent_dim",
-            "n_components",
-            "members",
-            "mixture",
-            *settings,
-        }  # lr, mixture, ...
+        own = {"input_dim", "hidden_dims", "latent_dim", "n_components", "members", "mixture", *settings}  # lr, ...
         if "threshold_rows" in (self.model_kwargs or {}):  # the detector has no val rows
             raise ConfigurationError(
                 "model_kwargs threshold_rows: the detector's threshold is its training rows' quantile, or held-out "
