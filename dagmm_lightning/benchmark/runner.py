@@ -24,6 +24,9 @@ rho as a methods x data sets table from finished results files (of one protocol 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import importlib
+import inspect
 import json
 import logging
 import multiprocessing
@@ -153,7 +156,24 @@ def resolved_config(cli_args: list[str]) -> str:
     filled in (the seed, the checkpoint's folder and the config files' names aside). A positive-unlabeled
     run with ``--select-on``, which ``_run_job`` runs without selection, records the options it was given."""
     config = parse_settings(cli_args).as_dict()
-    return json.dumps({part: config.get(part) for part in RESOLVED_PARTS}, sort_keys=True, default=str)
+    resolved = {part: config.get(part) for part in RESOLVED_PARTS}
+    source = variant_source((config.get("model") or {}).get("class_path", ""))
+    if source is not None:  # a variant of one's own: its code may change between runs of one results file
+        resolved["model_source"] = source
+    return json.dumps(resolved, sort_keys=True, default=str)
+
+
+def variant_source(class_path: str) -> str | None:
+    """A fingerprint (16 hex digits of SHA-256) of the source file of a model class of one's own (None for
+    the package's own classes, or where the source cannot be read)."""
+    module_name = class_path.rpartition(".")[0]
+    if not module_name or module_name.startswith("dagmm_lightning"):
+        return None
+    try:
+        source = inspect.getsource(importlib.import_module(module_name))
+    except (ImportError, OSError, TypeError):
+        return None
+    return hashlib.sha256(source.encode()).hexdigest()[:16]
 
 
 def check_grid_rows(csv_path: Path, rows: list[dict], job: Job, resolved: str) -> None:
@@ -173,7 +193,7 @@ def check_grid_rows(csv_path: Path, rows: list[dict], job: Job, resolved: str) -
     if changed:
         raise ConfigurationError(
             f"{csv_path} holds {name} runs whose configs resolved to other settings than now, the configs' or "
-            f"the defaults' ({changed}); give another --out, or --tag"
+            f"the defaults' (or, model_source, a variant's code) ({changed}); give another --out, or --tag"
         )
     if one_sided:
         print(f"({csv_path}'s {name} runs and this version name different settings: {one_sided})", flush=True)

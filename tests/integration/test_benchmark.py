@@ -13,7 +13,7 @@ import torch
 from dagmm_lightning.__main__ import main as dagmm_main
 from dagmm_lightning.benchmark import runner
 from dagmm_lightning.benchmark.report import read_rows, summarize
-from dagmm_lightning.benchmark.runner import main, parse_seeds
+from dagmm_lightning.benchmark.runner import main, parse_seeds, resolved_config
 
 from ..conftest import ROOT
 
@@ -505,7 +505,7 @@ def test_a_grid_resumes_only_at_the_settings_its_configs_resolved_to(tmp_path, c
         with pytest.raises(
             ValueError,
             match=r"mine runs whose configs resolved to other settings than now, the configs' or the defaults' "
-            r"\(model.init_args.lr 0.001 there, 0.002 now\)",
+            r"\(or, model_source, a variant's code\) \(model.init_args.lr 0.001 there, 0.002 now\)",
         ):
             main([*args[:3], seeds, *args[4:]])
     config.write_text(config.read_text().replace("lr: 0.002", "lr: 0.001"))
@@ -522,3 +522,23 @@ def test_a_grid_resumes_only_at_the_settings_its_configs_resolved_to(tmp_path, c
     assert [bool(r["resolved"]) for r in rows] == [False, True] and rows[1]["resolved"] == json.dumps(
         resolved, sort_keys=True
     )
+
+
+def test_a_grid_of_a_variant_of_ones_own_resumes_only_at_the_code_it_ran(tmp_path, monkeypatch):
+    module = tmp_path / "my_grid_variants.py"
+    module.write_text("from dagmm_lightning.models import DAGMM\n\n\nclass Mine(DAGMM):\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    config = tmp_path / "mine.yaml"
+    config.write_text(
+        (ROOT / "configs/quickstart.yaml").read_text().replace("dagmm_lightning.models.DAGMM", "my_grid_variants.Mine")
+    )
+    out = tmp_path / "grid"
+    args = [*quick_run(out)[:1], str(config), *quick_run(out)[2:]]
+    main(args)
+    fingerprint = json.loads(read_rows(out.with_suffix(".csv"))[0]["resolved"])["model_source"]
+    assert len(fingerprint) == 16 and "model_source" not in json.loads(
+        resolved_config(["--config", str(ROOT / "configs/quickstart.yaml")])
+    )
+    module.write_text(module.read_text().replace("    pass", "    ensembles = False  # edited since"))
+    with pytest.raises(ValueError, match=r"\(model_source [0-9a-f]{16} there, [0-9a-f]{16} now\)"):
+        main(args)  # had: "0 runs to do", the old code's rows kept as the new code's
