@@ -1486,6 +1486,17 @@ def check_settings(args: list[str]) -> None:
     AnomalyDataModule(**config.data.as_dict())
 
 
+class SaveRunConfig(SaveConfigCallback):
+    """Lightning's ``config.yaml`` of a run in its folder; none for a test, validate or predict run without a
+    logger, which has no folder of its own (a scheduled predict with --trainer.logger false had rewritten
+    logs/config.yaml in its working folder at every run). A fit keeps it beside its checkpoints."""
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if trainer.logger is None and stage != "fit":
+            return
+        super().setup(trainer, pl_module, stage)
+
+
 def build_cli(
     args: list[str] | None = None, run: bool = True, save_config: bool = True, cli_class: type = DAGMMCLI
 ) -> DAGMMCLI:
@@ -1497,7 +1508,7 @@ def build_cli(
         subclass_mode_model=True,
         seed_everything_default=0,
         trainer_defaults=TRAINER_DEFAULTS,
-        save_config_callback=SaveConfigCallback if save_config else None,
+        save_config_callback=SaveRunConfig if save_config else None,
         parser_class=OneLineErrorParser,
         # prog: also under 'python -m dagmm_lightning'; no abbreviations: --data.label_colum is a typo
         parser_kwargs={

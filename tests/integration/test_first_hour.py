@@ -319,6 +319,13 @@ def test_predict_as_a_nightly_job_writes_its_own_part_file_and_stops_on_sigterm(
         )  # had: exit 2
     assert list(pd.read_csv(quiet).columns) == ["flow_id", "index", "score", "prediction", "label"]  # (ids kept)
     assert len(pd.read_csv(quiet)) == 0
+    job = tmp_path / "job"  # a scheduled run's working folder, without a logger: nothing but its output there
+    job.mkdir()
+    monkeypatch.chdir(job)
+    build_cli([*predict[:3], "--data.predict_file", str(tmp_path / "day.csv"), "--trainer.logger", "false", *QUICK])
+    written = sorted(p.relative_to(job).as_posix() for p in job.rglob("*") if p.is_file())
+    assert written == ["logs/predictions.csv"]  # its output only (had: also logs/config.yaml, rewritten each run)
+    monkeypatch.chdir(ROOT)
     normal.iloc[:0].drop(columns="a").to_parquet(tmp_path / "quiet_day.parquet")  # ... of the model's columns only
     with pytest.raises(DataError, match=r"quiet_day.parquet \(a header without rows\): columns missing .*\['a'\]"):
         run([*predict[:3], "--data.predict_file", str(tmp_path / "quiet_day.parquet")], tmp_path)
