@@ -167,7 +167,7 @@ def variant_source(class_path: str) -> str | None:
     """A fingerprint (16 hex digits of SHA-256) of the source file of a model class of one's own (None for
     the package's own classes, or where the source cannot be read)."""
     module_name = class_path.rpartition(".")[0]
-    if not module_name or module_name.startswith("dagmm_lightning"):
+    if not module_name or module_name == "dagmm_lightning" or module_name.startswith("dagmm_lightning."):
         return None
     try:
         source = inspect.getsource(importlib.import_module(module_name))
