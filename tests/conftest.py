@@ -1,6 +1,7 @@
 """Shared fixtures. Markers: ``slow`` (trains for more than a few seconds), ``ddp`` (spawns processes),
 ``data`` (reads the paper's data sets)."""
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,19 @@ def rows_with_groups_of_anomalies(seed: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     groups = [centre + 0.05 * rng.normal(size=(20, 6)) for centre in centres]
     return np.vstack([rng.normal(size=(3000, 6)) @ spread, *groups]), np.r_[np.zeros(3000), np.ones(60)]
+
+
+def pytest_configure(config):
+    """Each pytest-xdist worker (pyproject's addopts: ``-n logical``) gets its share of the cores for torch's
+    threads, and so do the processes it starts (OMP_NUM_THREADS, unless set): two workers running two
+    OpenMP threads each on 2 cores spun on each other, and the suite took longer than in one process."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1 and "OMP_NUM_THREADS" not in os.environ:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        os.environ["OMP_NUM_THREADS"] = str(max(1, cores // workers))
+        import torch
+
+        torch.set_num_threads(max(1, cores // workers))
 
 
 @pytest.fixture(scope="session")
