@@ -108,8 +108,9 @@ class DAGMMDetector(BaseEstimator):
     Args:
         variant: ``dagmm``, ``vae``, ``vqvae``, ``mixed_loss`` (y marks labelled anomalies, 1) or ``pu``
             (y marks labelled normal rows, 0; -1, NaN or blank the unlabelled; 1 is refused); or a DAGMM
-            subclass (README, "Your own variant"), trained as ``dagmm`` (as ``pu`` if it subclasses DAGMMPU)
-            with the same defaults (but the scoring fit, ``dagmm``'s own: give it in ``model_kwargs``).
+            subclass (README, "Your own variant") or its dotted path (``"my_variants.Wider"``), trained as
+            ``dagmm`` (as ``pu`` if it subclasses DAGMMPU) with the same defaults (but the scoring fit,
+            ``dagmm``'s own: give it in ``model_kwargs``).
         mixture: ``gaussian``, ``laplace`` or ``gaussian+laplace`` (the ensemble's members alternate between
             the families; needs members >= 2). None: ``gaussian+laplace`` for an ensemble, else ``gaussian``.
         contamination: expected share of anomalies in (0, 0.5]; ``threshold_`` is the (1 - contamination)
@@ -171,7 +172,7 @@ class DAGMMDetector(BaseEstimator):
 
     def __init__(
         self,
-        variant: Variant | type[DAGMM] = "dagmm",
+        variant: Variant | type[DAGMM] | str = "dagmm",
         mixture: str | None = None,
         contamination: float = DEFAULT_CONTAMINATION,
         epochs: int | None = None,
@@ -432,16 +433,36 @@ class DAGMMDetector(BaseEstimator):
         return max(1, joblib.effective_n_jobs(n_jobs))
 
     @property
-    def _kind(self) -> str:
-        """The variant's name, for what fit does with y: a DAGMM subclass given as ``variant`` is ``pu``
-        where it subclasses DAGMMPU, else ``dagmm`` (label-free)."""
+    def _variant_class(self) -> type | None:
+        """The class ``variant`` gives, or names by its dotted path (``my_variants.Wider``: JSON settings such
+        as ``dagmm benchmark --suite --detector`` carry no class), imported; None for a variant's name."""
         if isinstance(self.variant, type):
-            return "pu" if issubclass(self.variant, DAGMMPU) else "dagmm"
+            return self.variant
+        if not (isinstance(self.variant, str) and "." in self.variant):
+            return None
+        found = imported_class(self.variant)
+        if isinstance(found, str):
+            raise ConfigurationError(
+                f"variant {self.variant!r} does not import ({import_failure(self.variant)}): a dotted path names a "
+                "DAGMM subclass in a module on the import path (the dagmm command adds the current folder)"
+            )
+        if not isinstance(found, type):
+            raise ConfigurationError(f"variant {self.variant!r} names a {type(found).__name__}, not a DAGMM subclass")
+        return found
+
+    @property
+    def _kind(self) -> str:
+        """The variant's name, for what fit does with y: a DAGMM subclass given as ``variant`` (or named by
+        its dotted path) is ``pu`` where it subclasses DAGMMPU, else ``dagmm`` (label-free)."""
+        variant_class = self._variant_class
+        if variant_class is not None:
+            return "pu" if issubclass(variant_class, DAGMMPU) else "dagmm"
         return self.variant
 
     @property
     def _model_class(self) -> type[DAGMM]:
-        return self.variant if isinstance(self.variant, type) else VARIANTS[self.variant]
+        variant_class = self._variant_class
+        return variant_class if variant_class is not None else VARIANTS[self.variant]
 
     # --- scikit-learn / PyOD API ------------------------------------------------------------------------
     def __sklearn_tags__(self):
@@ -554,9 +575,10 @@ class DAGMMDetector(BaseEstimator):
 
     def _check_parameters(self) -> None:
         """The parameters' types and ranges (ConfigurationError), before any work."""
-        if isinstance(self.variant, type):
-            if not issubclass(self.variant, DAGMM):
-                raise ConfigurationError(f"variant must be a name or a DAGMM subclass, got {self.variant.__name__}")
+        variant_class = self._variant_class
+        if variant_class is not None:
+            if not issubclass(variant_class, DAGMM):
+                raise ConfigurationError(f"variant must be a name or a DAGMM subclass, got {variant_class.__name__}")
         else:
             check_choice("variant", self.variant, Variant)
         check_range("contamination", self.contamination, 0.0, 0.5, low_open=True)

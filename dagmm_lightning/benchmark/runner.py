@@ -514,7 +514,10 @@ def main(argv: list[str] | None = None) -> None:
             raise ConfigurationError(f"--detector: {unknown} are not DAGMMDetector settings{hint}; see its docstring")
         if "random_state" in settings:  # each seed's run takes the seed: one fixed state would repeat one run
             parser.error("--detector: random_state is each run's seed; give the seeds with --seeds")
-        kind = DAGMMDetector(**settings)._kind  # (the variant's name, or pu / dagmm for a class)
+        try:
+            kind = DAGMMDetector(**settings)._kind  # (the variant's name, or pu / dagmm for a class)
+        except ConfigurationError as err:  # (a dotted path that does not import)
+            raise ConfigurationError(f"--detector: {err}") from None
         if kind in LABELLED_VARIANTS:  # (had: a failed row per table, every mean blank)
             raise ConfigurationError(
                 f"--detector: variant {kind!r} trains on labelled rows; the suite gives the detector none (its "

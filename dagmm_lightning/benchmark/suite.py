@@ -190,13 +190,22 @@ def detector_threads(settings: dict, threads: int | None) -> int:
 
 
 def resolved_json(settings: dict) -> str:
-    """JSON of what a detector of ``settings`` trains with, its defaults filled in (its ``resolved_settings``)."""
+    """JSON of what a detector of ``settings`` trains with, its defaults filled in (its ``resolved_settings``);
+    for a variant of one's own (``{"variant": "my_variants.Wider"}``) also its module's fingerprint
+    (``model_source``): a resume after its code changed is refused, as a grid's is."""
+    from dagmm_lightning.benchmark.runner import variant_source
     from dagmm_lightning.detector import DAGMMDetector
 
     try:
-        return json.dumps(DAGMMDetector(**settings).resolved_settings(), sort_keys=True, default=repr)
+        detector = DAGMMDetector(**settings)
+        resolved = detector.resolved_settings()
+        model_class = detector._model_class
     except ConfigurationError as err:
         raise ConfigurationError(f"--detector: {err}") from None
+    source = variant_source(f"{model_class.__module__}.{model_class.__qualname__}")
+    if source is not None:
+        resolved["model_source"] = source
+    return json.dumps(resolved, sort_keys=True, default=repr)
 
 
 def check_resolved_settings(csv_path: Path, rows: list[dict], method: str, resolved: str) -> None:

@@ -418,3 +418,75 @@ def test_a_file_of_before_the_resolved_column_gains_it_and_differences_are_read_
     assert changed == "" and one_sided == "model.new only now; model.old only there"  # 1 == 1.0: no change
     changed, _ = changed_settings({'{"a": 1}', '{"a": 2}'}, '{"a": 1}')
     assert changed == "a 2 there, 1 now"
+
+
+DEEP_VARIANT = """from torch import nn
+
+from dagmm_lightning.models import DAGMM
+from dagmm_lightning.networks import Compressed
+
+
+class DeepAutoencoder(nn.Module):
+    def __init__(self, features, hidden, latent):
+        super().__init__()
+        self.encoder = nn.Sequential(nn.Linear(features, hidden), nn.Tanh(), nn.Linear(hidden, latent))
+        self.decoder = nn.Sequential(nn.Linear(latent, hidden), nn.Tanh(), nn.Linear(hidden, features))
+
+    def forward(self, x):
+        z = self.encoder(x)
+        return Compressed(z, self.decoder(z))
+
+
+class DeepDAGMM(DAGMM):
+    ensembles = False
+
+    def build_compression(self):
+        return DeepAutoencoder(self.hparams.input_dim, self.hparams.hidden_dims[0], self.hparams.latent_dim)
+"""
+
+
+def test_a_variant_of_ones_own_runs_by_its_dotted_path_and_its_code_is_fingerprinted(tmp_path, capsys, monkeypatch):
+    # JSON settings carry no class: --detector '{"variant": "my.Class"}' had been refused (names only)
+    import hashlib
+    import importlib
+
+    from dagmm_lightning.detector import DAGMMDetector
+
+    (tmp_path / "suite_variants.py").write_text(DEEP_VARIANT)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    folder = tmp_path / "tables"
+    folder.mkdir()
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(200, 3))
+    x[:15] += 3.0
+    y = np.r_[np.ones(15, int), np.zeros(185, int)]
+    np.savez(folder / "1_toy.npz", X=x, y=y)
+    out = tmp_path / "suite"
+    settings = '{"variant": "suite_variants.DeepDAGMM", "epochs": 2}'
+    args = ["--suite", str(folder), "--seeds", "0", "--detector", settings, "--out", str(out)]
+    main(args)
+    (row,) = [r for r in suite.read_rows(out.with_suffix(".csv")) if r["method"] == "dagmm_detector"]
+    assert row["status"] == "ok"
+    x_train, x_test, y_test = suite.one_class_split(x, y, 0)
+    deep = importlib.import_module("suite_variants").DeepDAGMM
+    by_class = DAGMMDetector(variant=deep, epochs=2, random_state=0).fit(x_train)
+    assert float(row["roc_auc"]) == round(roc_auc_score(y_test, by_class.decision_function(x_test)), 4)
+    plain = DAGMMDetector(epochs=2, random_state=0).fit(x_train)  # (an ensemble of 5: another score)
+    assert not np.allclose(plain.decision_function(x_test), by_class.decision_function(x_test))
+    resolved = json.loads(row["resolved"])
+    assert resolved["detector"]["variant"] == "suite_variants.DeepDAGMM"
+    assert resolved["model_source"] == hashlib.sha256(DEEP_VARIANT.encode()).hexdigest()[:16]
+    (tmp_path / "suite_variants.py").write_text(DEEP_VARIANT.replace("nn.Tanh()", "nn.ReLU()"))
+    with pytest.raises(ValueError, match=r"holds dagmm_detector rows trained with other defaults \(model_source "):
+        main([*args, "--seeds", "1"])  # (had: the old code's rows and the new code's in one mean)
+    for path, why in (
+        ("suite_variants.Wider", "suite_variants has no Wider"),
+        ("no_such_module.DeepDAGMM", "ModuleNotFoundError: No module named 'no_such_module'"),
+    ):
+        detector = f'{{"variant": "{path}"}}'
+        with pytest.raises(ValueError, match=re.escape(f"--detector: variant '{path}' does not import ({why})")):
+            main([*args[:5], detector, "--out", str(tmp_path / "other")])
+    with pytest.raises(ValueError, match="variant must be a name or a DAGMM subclass, got OrderedDict"):
+        DAGMMDetector(variant="collections.OrderedDict").fit(x_train)
+    with pytest.raises(ValueError, match="variant 'os.path' names a module, not a DAGMM subclass"):
+        DAGMMDetector(variant="os.path").fit(x_train)
