@@ -815,9 +815,23 @@ class DAGMM(L.LightningModule):
             return
         bad = [name for name, value in terms.items() if not bool(torch.isfinite(value).all())]
         raise NonFiniteError(
-            f"training loss is {loss.item()} at {self._where()}: non-finite term(s) "
-            f"{bad or ['(sum overflowed)']}; check the input for NaN/inf, lower the learning rate or raise `jitter`"
+            f"training loss is {loss.item()} at {self._where()}: non-finite term(s) {bad or ['(sum overflowed)']}"
+            f"{self._own_parts_of(bad)}; check the input for NaN/inf, lower the learning rate or raise `jitter`"
         )
+
+    def _own_parts_of(self, bad: list[str]) -> str:
+        """Which of the non-finite terms ``bad`` a part of one's own computes, e.g. `` (energy: StudentT, a
+        mixture family of your own)``; empty where the package's own parts compute them."""
+        mixture, compression = type(self.model.mixture), type(self.model.compression)
+        parts, family_terms = [], [name for name in ("energy", "penalty") if name in bad]
+        if family_terms and not is_ours(mixture):
+            parts.append(f"{' and '.join(family_terms)}: {mixture.__name__}, a mixture family of your own")
+        if "reconstruction" in bad and not is_ours(compression):
+            parts.append(f"reconstruction: {compression.__name__}, a compression of your own")
+        others = [name for name in bad if name not in ("reconstruction", "energy", "penalty")]
+        if others and type(self).training_terms is not DAGMM.training_terms and not is_ours(type(self)):
+            parts.append(f"{', '.join(others)}: {type(self).__name__}.training_terms")
+        return f" ({'; '.join(parts)})" if parts else ""
 
     def _where(self) -> str:
         return f"epoch {self.current_epoch}, step {self.global_step}"

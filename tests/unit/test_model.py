@@ -8,6 +8,7 @@ from torch import nn
 
 from dagmm_lightning.data import InMemoryBatches
 from dagmm_lightning.errors import NonFiniteError
+from dagmm_lightning.mixture import GaussianMixtureEnergy
 from dagmm_lightning.models import DAGMM
 from dagmm_lightning.networks import reconstruction_features
 from dagmm_lightning.networks.dagmm import SampledRows, fit_positions, row_counts
@@ -257,6 +258,34 @@ def test_non_finite_loss_term_is_named():
     with pytest.raises(FloatingPointError, match=r"at epoch 0, step 0: non-finite term\(s\) \['reconstruction'\]"):
         model._check_finite(torch.tensor(float("inf")), terms)
     model._check_finite(torch.tensor(3.0), {"energy": torch.tensor(3.0)})  # finite: no error
+    inf, one = torch.tensor(float("inf")), torch.tensor(1.0)
+    with pytest.raises(NonFiniteError) as caught:  # the package's own parts: nothing more to say
+        model._check_finite(inf, {"reconstruction": one, "energy": inf, "penalty": inf})
+    assert "non-finite term(s) ['energy', 'penalty']; check the input" in str(caught.value)
+
+
+class OwnFamily(GaussianMixtureEnergy):
+    """A mixture family of one's own (this module's, not the package's)."""
+
+
+class OwnParts(DAGMM):
+    def build_mixture_energy(self, n_components, dim):
+        return OwnFamily(n_components, dim)
+
+    def training_terms(self, out, y, labelled):
+        return {**super().training_terms(out, y, labelled), "spread": out.energy.std()}
+
+
+def test_a_non_finite_term_of_ones_own_part_names_that_part():
+    # the extension trial: a NaN loss said 'energy' with no word of the user's own family computing it
+    model = OwnParts(input_dim=6, hidden_dims=(5,), latent_dim=1, n_components=2)
+    inf, one = torch.tensor(float("inf")), torch.tensor(1.0)
+    with pytest.raises(NonFiniteError) as caught:
+        model._check_finite(inf, {"reconstruction": one, "energy": inf, "penalty": inf, "spread": inf})
+    named = "(energy and penalty: OwnFamily, a mixture family of your own; spread: OwnParts.training_terms)"
+    assert f"non-finite term(s) ['energy', 'penalty', 'spread'] {named}; check the input" in str(caught.value)
+    with pytest.raises(NonFiniteError, match=r"\['reconstruction'\]; check"):  # (the compression is ours)
+        model._check_finite(inf, {"reconstruction": inf, "energy": one})
 
 
 def test_plain_model_scores_like_the_lightning_module_without_lightning():
