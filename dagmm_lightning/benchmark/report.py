@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import csv
+import hashlib
+import importlib
+import inspect
 import json
 import math
 from collections.abc import Iterable
@@ -21,6 +24,19 @@ FIELDS += ["settings"]  # what else made the run (requested epochs, --set, selec
 FIELDS += ["resolved"]  # the run's settings, defaults filled in (runner.resolved_config): so must they
 # F1 at rho of DAGMM as Zong et al. (2018) report it (section 4, mean of 20 runs, paper protocol)
 PAPER_DAGMM_F1 = {"kddcup99": 0.9369, "thyroid": 0.4782, "arrhythmia": 0.4983, "kddcup_rev": 0.9380}
+
+
+def variant_source(class_path: str) -> str | None:
+    """A fingerprint (16 hex digits of SHA-256) of the source file of a model class of one's own (None for
+    the package's own classes, or where the source cannot be read)."""
+    module_name = class_path.rpartition(".")[0]
+    if not module_name or module_name == "dagmm_lightning" or module_name.startswith("dagmm_lightning."):
+        return None
+    try:
+        source = inspect.getsource(importlib.import_module(module_name))
+    except (ImportError, OSError, TypeError):
+        return None
+    return hashlib.sha256(source.encode()).hexdigest()[:16]
 
 
 def changed_settings(held: Iterable[str], now: str) -> tuple[str, str]:

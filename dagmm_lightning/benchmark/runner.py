@@ -24,9 +24,6 @@ rho as a methods x data sets table from finished results files (of one protocol 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import importlib
-import inspect
 import json
 import logging
 import multiprocessing
@@ -53,6 +50,7 @@ from dagmm_lightning.benchmark.report import (
     changed_settings,
     read_rows,
     summarize_matrix,
+    variant_source,
     write_reports,
 )
 from dagmm_lightning.benchmark.suite import SUITE_FIELDS, is_suite_file, results_header, run_suite, write_suite_reports
@@ -161,19 +159,6 @@ def resolved_config(cli_args: list[str]) -> str:
     if source is not None:  # a variant of one's own: its code may change between runs of one results file
         resolved["model_source"] = source
     return json.dumps(resolved, sort_keys=True, default=str)
-
-
-def variant_source(class_path: str) -> str | None:
-    """A fingerprint (16 hex digits of SHA-256) of the source file of a model class of one's own (None for
-    the package's own classes, or where the source cannot be read)."""
-    module_name = class_path.rpartition(".")[0]
-    if not module_name or module_name == "dagmm_lightning" or module_name.startswith("dagmm_lightning."):
-        return None
-    try:
-        source = inspect.getsource(importlib.import_module(module_name))
-    except (ImportError, OSError, TypeError):
-        return None
-    return hashlib.sha256(source.encode()).hexdigest()[:16]
 
 
 def check_grid_rows(csv_path: Path, rows: list[dict], job: Job, resolved: str) -> None:

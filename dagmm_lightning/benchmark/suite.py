@@ -29,7 +29,14 @@ import joblib
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from dagmm_lightning.benchmark.report import add_columns, append_rows, changed_settings, exact_mean, read_rows
+from dagmm_lightning.benchmark.report import (
+    add_columns,
+    append_rows,
+    changed_settings,
+    exact_mean,
+    read_rows,
+    variant_source,
+)
 from dagmm_lightning.data.loaders import read_npz_file
 from dagmm_lightning.errors import ConfigurationError, DataError
 
@@ -193,7 +200,6 @@ def resolved_json(settings: dict) -> str:
     """JSON of what a detector of ``settings`` trains with, its defaults filled in (its ``resolved_settings``);
     for a variant of one's own (``{"variant": "my_variants.Wider"}``) also its module's fingerprint
     (``model_source``): a resume after its code changed is refused, as a grid's is."""
-    from dagmm_lightning.benchmark.runner import variant_source
     from dagmm_lightning.detector import DAGMMDetector
 
     try:
