@@ -84,6 +84,7 @@ VARIANT_RECORD_KEY = "dagmm_variant"  # what a checkpoint must match to load (cl
 CONTAMINATION_KEY = "dagmm_contamination"  # the share the threshold was taken at (null: the labels')
 FIT_COUNTS_KEY = "dagmm_fit_counts"  # the last training-set fit's re-seeded components, EM steps, rows read
 PROCESSES_KEY = "dagmm_training_processes"  # how many processes trained a checkpoint (the fit's world size)
+THREADS_KEY = "dagmm_training_threads"  # torch's threads in each of them (sums split by them: last digits)
 GENERATORS_KEY = "dagmm_generators"  # a fit checkpoint's epoch and each rank's generator states
 SANITY_FIT_ROWS = 8192  # training rows (each process's) the mixture is fitted on for the sanity-check validation
 _EMPTY_WITHOUT_RESEEDING = (
@@ -1135,6 +1136,7 @@ class DAGMM(L.LightningModule):
             checkpoint["state_dict"] = self.state_dict()
         epochs, loop = self.trainer.fit_loop.epoch_progress.current, self.trainer.fit_loop.epoch_loop
         checkpoint[PROCESSES_KEY] = self.trainer.world_size
+        checkpoint[THREADS_KEY] = torch.get_num_threads()
         if epochs.started > epochs.processed and loop.batch_progress.current.processed > 0:  # within its batches:
             # a resume goes on within this epoch (not after max_steps ended it: Lightning counts it done)
             checkpoint[GENERATORS_KEY] = {"epoch": self.current_epoch, "states": self._generator_states()}
@@ -1221,6 +1223,13 @@ class DAGMM(L.LightningModule):
                 f"the checkpoint was trained by {processes} process(es), this fit runs {self.trainer.world_size}: "
                 "each takes --data.batch_size rows a step, so from here it trains as a fit on "
                 f"{self.trainer.world_size} would, not as the uninterrupted fit would have"
+            )
+        threads = self.__dict__.pop("_resumed_threads", None)
+        if threads not in (None, torch.get_num_threads()):  # (README, reproducibility: a count of its own)
+            rank_zero_info(
+                f"the checkpoint's fit ran {threads} torch thread(s) a process, this one {torch.get_num_threads()}: "
+                "its weights go on to differ from an uninterrupted fit's in the last digits (OMP_NUM_THREADS="
+                f"{threads} resumes as it ran)"
             )
         resumed = self.trainer.ckpt_path is not None  # (a model loaded before, then fitted afresh: not resumed)
         if not self.model_class.score_is_calibrated() and not is_ours(self.model_class) and not resumed:
@@ -1311,6 +1320,7 @@ class DAGMM(L.LightningModule):
         fitted_step = checkpoint.get("state_dict", {}).get("fitted_at_step")  # (loaded after this hook)
         self._fitted_record_step = None if fitted_step is None else int(fitted_step)
         self._resumed_processes = checkpoint.get(PROCESSES_KEY)  # (None: saved before it was recorded)
+        self._resumed_threads = checkpoint.get(THREADS_KEY)
         if "threshold_rows" not in checkpoint.get("hyper_parameters", {"threshold_rows": None}):
             self.hparams.threshold_rows = "train"  # saved before the option: its threshold rule, also on a resume
         if self._trainer is None:  # load_from_checkpoint (not a resume, nor a run's own ckpt_path)

@@ -260,23 +260,29 @@ def test_a_checkpoint_whose_data_settings_name_every_share_tests_without_a_warni
         run(["test", "--ckpt_path", str(last), "--data.labelled_fraction", "0.3"], tmp_path)  # given: still said
 
 
-def test_a_resume_on_another_number_of_processes_says_it_trains_on_differently(tmp_path):
-    from dagmm_lightning.models.dagmm import PROCESSES_KEY
+def test_a_resume_on_another_number_of_processes_says_it_trains_on_differently(tmp_path, caplog):
+    from dagmm_lightning.models.dagmm import PROCESSES_KEY, THREADS_KEY
 
     fit = ["fit", "--config", "configs/quickstart.yaml", "--trainer.max_epochs", "2"]
     run(fit, tmp_path / "a")
     last = next((tmp_path / "a").rglob("last.ckpt"))
     checkpoint = torch.load(last, weights_only=False)
-    assert checkpoint[PROCESSES_KEY] == 1
+    threads = torch.get_num_threads()
+    assert checkpoint[PROCESSES_KEY] == 1 and checkpoint[THREADS_KEY] == threads
     resume = [*fit[:-1], "3", "--ckpt_path", str(last)]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         run(resume, tmp_path / "b")  # as it was trained: not a word
-    assert not [w for w in caught if "process(es)" in str(w.message)]
+    assert not [w for w in caught if "process(es)" in str(w.message)] and "thread(s)" not in caplog.text
     checkpoint[PROCESSES_KEY] = 2  # as a 2-process fit's checkpoint (a global batch twice as large)
     torch.save(checkpoint, last)
     with pytest.warns(UserWarning, match=r"^the checkpoint was trained by 2 process\(es\), this fit runs 1: each"):
         run(resume, tmp_path / "c")  # had: no notice
+    checkpoint[PROCESSES_KEY], checkpoint[THREADS_KEY] = 1, threads + 1  # another machine's thread count
+    torch.save(checkpoint, last)
+    run(resume, tmp_path / "d")  # (had: not recorded; the README's reproducibility rests on it)
+    told = f"the checkpoint's fit ran {threads + 1} torch thread(s) a process, this one {threads}: its weights go on"
+    assert told in caplog.text and f"(OMP_NUM_THREADS={threads + 1} resumes as it ran)" in caplog.text
 
 
 VARIANT_CONFIGS = ["vae", "vqvae", "lmm", "mixed_loss", "mixed_loss_inverse", "recon_inference", "pu"]
