@@ -8,6 +8,7 @@ labels = det.predict(X_new)             # 1 = anomaly, by det.threshold_
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import io
 import logging
@@ -440,12 +441,14 @@ class DAGMMDetector(BaseEstimator):
             return self.variant
         if not (isinstance(self.variant, str) and "." in self.variant):
             return None
-        found = imported_class(self.variant)
-        if isinstance(found, str):
+        failure = import_failure(self.variant)
+        if failure is not None:
             raise ConfigurationError(
-                f"variant {self.variant!r} does not import ({import_failure(self.variant)}): a dotted path names a "
-                "DAGMM subclass in a module on the import path (the dagmm command adds the current folder)"
+                f"variant {self.variant!r} does not import ({failure}): a dotted path names a DAGMM subclass in a "
+                "module on the import path (the dagmm command adds the current folder)"
             )
+        module, _, name = self.variant.rpartition(".")
+        found = getattr(importlib.import_module(module), name)  # (imported just now: no second run of it)
         if not isinstance(found, type):
             raise ConfigurationError(f"variant {self.variant!r} names a {type(found).__name__}, not a DAGMM subclass")
         return found
@@ -809,10 +812,13 @@ class DAGMMDetector(BaseEstimator):
         if not isinstance(state, dict) or "variant_class" not in state:
             raise DataError(f"{path} is not a file written by DAGMMDetector.save")
         detector = cls(**state["params"])
-        variant = state["params"]["variant"]  # a class: pickled by its import path
-        model_class = (
-            variant if isinstance(variant, type) else {c.__name__: c for c in VARIANTS.values()}[state["variant_class"]]
-        )
+        variant = state["params"]["variant"]  # a class: pickled by its import path; or a name, or a dotted path
+        if isinstance(variant, str) and "." in variant and import_failure(variant) is not None:
+            raise DataError(
+                f"{path} holds a {variant} model, which does not import here ({import_failure(variant)}): put its "
+                "module on the import path before load"
+            )
+        model_class = detector._model_class
         detector.model_ = model_class(**state["hparams"])
         detector.model_.load_state_dict(state["state_dict"])
         detector.model_.eval()

@@ -22,17 +22,31 @@ def rows_with_groups_of_anomalies(seed: int) -> tuple[np.ndarray, np.ndarray]:
     return np.vstack([rng.normal(size=(3000, 6)) @ spread, *groups]), np.r_[np.zeros(3000), np.ones(60)]
 
 
+def cores() -> int:
+    """The CPUs this process may run on (its affinity: a container's or a batch job's share, not the host's)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def pytest_xdist_auto_num_workers(config):
+    """pytest-xdist's worker count for pyproject's ``-n auto``: one a CPU this process may use (xdist's own
+    count, with psutil installed, is the host's: 128 workers for a 4-CPU job on a large node)."""
+    return cores()
+
+
 def pytest_configure(config):
-    """Each pytest-xdist worker (pyproject's addopts: ``-n logical``) gets its share of the cores for torch's
-    threads, and so do the processes it starts (OMP_NUM_THREADS, unless set): two workers running two
-    OpenMP threads each on 2 cores spun on each other, and the suite took longer than in one process."""
+    """Each pytest-xdist worker gets its share of the cores for torch's and the BLAS's threads, and so do
+    the processes it starts (OMP_NUM_THREADS): two workers running two OpenMP threads each on 2 cores spun
+    on each other, and the suite took longer than in one process. An OMP_NUM_THREADS of the user's is kept
+    (workers x its threads may then outnumber the cores)."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1 and "OMP_NUM_THREADS" not in os.environ:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        os.environ["OMP_NUM_THREADS"] = str(max(1, cores // workers))
+        share = max(1, cores() // workers)
+        os.environ["OMP_NUM_THREADS"] = str(share)
         import torch
+        from threadpoolctl import threadpool_limits
 
-        torch.set_num_threads(max(1, cores // workers))
+        torch.set_num_threads(share)
+        threadpool_limits(share)  # numpy's BLAS sized its pool as conftest imported it
 
 
 @pytest.fixture(scope="session")

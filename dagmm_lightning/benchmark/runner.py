@@ -505,8 +505,8 @@ def main(argv: list[str] | None = None) -> None:
             raise ConfigurationError(f"--detector: {err}") from None
         if kind in LABELLED_VARIANTS:  # (had: a failed row per table, every mean blank)
             raise ConfigurationError(
-                f"--detector: variant {kind!r} trains on labelled rows; the suite gives the detector none (its "
-                "training rows are unlabelled): compare dagmm, vae or vqvae there"
+                f"--detector: variant {settings['variant']!r} trains on labelled rows; the suite gives the detector "
+                "none (its training rows are unlabelled): compare dagmm, vae or vqvae there"
             )
         try:  # (--threads: the detector's, through joblib's setting, which its n_jobs None reads)
             run_suite(

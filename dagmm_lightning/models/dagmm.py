@@ -84,6 +84,9 @@ VARIANT_RECORD_KEY = "dagmm_variant"  # what a checkpoint must match to load (cl
 CONTAMINATION_KEY = "dagmm_contamination"  # the share the threshold was taken at (null: the labels')
 FIT_COUNTS_KEY = "dagmm_fit_counts"  # the last training-set fit's re-seeded components, EM steps, rows read
 PROCESSES_KEY = "dagmm_training_processes"  # how many processes trained a checkpoint (the fit's world size)
+# the terms the package's own parts compute (the objective's, mixed_loss's, PU's classifier's, the VAE's
+# and VQ-VAE's compression losses): another is a variant's own
+PACKAGE_TERMS = {"reconstruction", "energy", "penalty", "anomaly_energy", "classifier", "kl", "commitment", "codebook"}
 THREADS_KEY = "dagmm_training_threads"  # torch's threads in each of them (sums split by them: last digits)
 GENERATORS_KEY = "dagmm_generators"  # a fit checkpoint's epoch and each rank's generator states
 SANITY_FIT_ROWS = 8192  # training rows (each process's) the mixture is fitted on for the sanity-check validation
@@ -829,9 +832,12 @@ class DAGMM(L.LightningModule):
             parts.append(f"{' and '.join(family_terms)}: {mixture.__name__}, a mixture family of your own")
         if "reconstruction" in bad and not is_ours(compression):
             parts.append(f"reconstruction: {compression.__name__}, a compression of your own")
-        others = [name for name in bad if name not in ("reconstruction", "energy", "penalty")]
-        if others and type(self).training_terms is not DAGMM.training_terms and not is_ours(type(self)):
-            parts.append(f"{', '.join(others)}: {type(self).__name__}.training_terms")
+        others = [name for name in bad if name not in PACKAGE_TERMS]
+        definer = next(c for c in type(self).__mro__ if "training_terms" in vars(c))  # (DAGMM's at the latest)
+        sources = [f"{definer.__name__}.training_terms"] * (not is_ours(definer))
+        sources += [f"{compression.__name__}'s losses"] * (not is_ours(compression))
+        if others and sources:
+            parts.append(f"{', '.join(others)}: {' or '.join(sources)}, of your own")
         return f" ({'; '.join(parts)})" if parts else ""
 
     def _where(self) -> str:

@@ -82,14 +82,20 @@ class RefitAndRecord(L.Callback):
             torch.save(record | {"rows_fitted": pl_module.model.rows_fitted}, self.path)
 
 
+TRAINED = {}  # one checkpoint per parameter (a test's own parametrize of it sets its fixture up again)
+
+
 @pytest.fixture(scope="module", params=["gaussian", "laplace", "gaussian+laplace-3-members"])
 def checkpoint(request, tmp_path_factory):
+    if request.param in TRAINED:
+        return TRAINED[request.param]
     path = tmp_path_factory.mktemp("ddp") / "model.ckpt"
     L.seed_everything(0)
     fit = trainer(1, max_epochs=3, enable_checkpointing=False, limit_val_batches=0)
     mixture, members = (request.param.split("-")[0], 3) if "members" in request.param else (request.param, 1)
     fit.fit(small_model(mixture, members), datamodule=small_data())
     fit.save_checkpoint(path)
+    TRAINED[request.param] = path
     return path
 
 
@@ -221,17 +227,21 @@ def test_spawned_cli_fit_summary_names_its_epochs_checkpoint_metrics_and_one_log
     caplog.clear()
     from sklearn.datasets import load_breast_cancer
 
-    load_breast_cancer(as_frame=True).data.iloc[:30].assign(case=range(30)).to_csv(tmp_path / "rows.csv", index=False)
-    out = tmp_path / "scored.csv"
+    # 31 rows: shards of unequal length
+    load_breast_cancer(as_frame=True).data.iloc[:31].assign(case=range(31)).to_csv(tmp_path / "rows.csv", index=False)
+    out, alone = tmp_path / "scored.csv", tmp_path / "alone.csv"
     out.write_text("an earlier run's predictions\n")
-    predict = ["predict", "--ckpt_path", str(last), "--trainer.devices", "2", "--trainer.strategy", "ddp_spawn"]
-    kept = ["--data.predict_file", str(tmp_path / "rows.csv"), "--prediction_writer.keep_columns", "[case]"]
-    build_cli([*predict, "--trainer.accelerator", "cpu", "--prediction_writer.output_path", str(out), *kept])
+    predict = ["predict", "--ckpt_path", str(last), "--trainer.accelerator", "cpu"]
+    predict += ["--data.predict_file", str(tmp_path / "rows.csv"), "--prediction_writer.keep_columns", "[case]"]
+    spawned = ["--trainer.devices", "2", "--trainer.strategy", "ddp_spawn"]
+    build_cli([*predict, *spawned, "--prediction_writer.output_path", str(out)])
     written = pd.read_csv(out)
-    assert written["case"].tolist() == list(range(30))  # each row once, in the file's order
+    assert written["case"].tolist() == list(range(31))  # each row once, in the file's order
     flagged = int(written["prediction"].sum())  # counted in the main process from the workers' file:
-    wrote = f"wrote 30 predictions with the file's case column to {out} (replacing an earlier file); {flagged} flagged"
+    wrote = f"wrote 31 predictions with the file's case column to {out} (replacing an earlier file); {flagged} flagged"
     assert f"{wrote} as anomalies (" in caplog.text
+    build_cli([*predict, "--trainer.devices", "1", "--prediction_writer.output_path", str(alone)])
+    np.testing.assert_allclose(written["score"], pd.read_csv(alone)["score"], rtol=1e-12)  # as one process scores
     caplog.clear()
     every_epoch = ["--trainer.check_val_every_n_epoch", "1", "--checkpoint.monitor", "val/roc_auc"]
     every_epoch += ["--checkpoint.mode", "max"]

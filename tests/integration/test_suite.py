@@ -473,6 +473,11 @@ def test_a_variant_of_ones_own_runs_by_its_dotted_path_and_its_code_is_fingerpri
     assert float(row["roc_auc"]) == round(roc_auc_score(y_test, by_class.decision_function(x_test)), 4)
     plain = DAGMMDetector(epochs=2, random_state=0).fit(x_train)  # (an ensemble of 5: another score)
     assert not np.allclose(plain.decision_function(x_test), by_class.decision_function(x_test))
+    by_path = DAGMMDetector(variant="suite_variants.DeepDAGMM", epochs=2, random_state=0).fit(x_train)
+    by_path.save(tmp_path / "deep.pt")  # (had: load's KeyError 'DeepDAGMM', the package's names only)
+    loaded = DAGMMDetector.load(tmp_path / "deep.pt")
+    assert type(loaded.model_) is deep and loaded.variant == "suite_variants.DeepDAGMM"
+    np.testing.assert_array_equal(loaded.decision_function(x_test), by_class.decision_function(x_test))
     resolved = json.loads(row["resolved"])
     assert resolved["detector"]["variant"] == "suite_variants.DeepDAGMM"
     assert resolved["model_source"] == hashlib.sha256(DEEP_VARIANT.encode()).hexdigest()[:16]
@@ -488,5 +493,6 @@ def test_a_variant_of_ones_own_runs_by_its_dotted_path_and_its_code_is_fingerpri
             main([*args[:5], detector, "--out", str(tmp_path / "other")])
     with pytest.raises(ValueError, match="variant must be a name or a DAGMM subclass, got OrderedDict"):
         DAGMMDetector(variant="collections.OrderedDict").fit(x_train)
-    with pytest.raises(ValueError, match="variant 'os.path' names a module, not a DAGMM subclass"):
-        DAGMMDetector(variant="os.path").fit(x_train)
+    for path, what in (("os.path", "module"), ("os.sep", "str")):
+        with pytest.raises(ValueError, match=f"variant '{path}' names a {what}, not a DAGMM subclass"):
+            DAGMMDetector(variant=path).fit(x_train)

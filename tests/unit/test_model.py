@@ -9,8 +9,8 @@ from torch import nn
 from dagmm_lightning.data import InMemoryBatches
 from dagmm_lightning.errors import NonFiniteError
 from dagmm_lightning.mixture import GaussianMixtureEnergy
-from dagmm_lightning.models import DAGMM
-from dagmm_lightning.networks import reconstruction_features
+from dagmm_lightning.models import DAGMM, DAGMMPU
+from dagmm_lightning.networks import Compressed, reconstruction_features
 from dagmm_lightning.networks.dagmm import SampledRows, fit_positions, row_counts
 from dagmm_lightning.networks.layers import FUSED_LINEAR, mlp
 
@@ -282,10 +282,40 @@ def test_a_non_finite_term_of_ones_own_part_names_that_part():
     inf, one = torch.tensor(float("inf")), torch.tensor(1.0)
     with pytest.raises(NonFiniteError) as caught:
         model._check_finite(inf, {"reconstruction": one, "energy": inf, "penalty": inf, "spread": inf})
-    named = "(energy and penalty: OwnFamily, a mixture family of your own; spread: OwnParts.training_terms)"
+    named = (
+        "(energy and penalty: OwnFamily, a mixture family of your own; spread: OwnParts.training_terms, of your own)"
+    )
     assert f"non-finite term(s) ['energy', 'penalty', 'spread'] {named}; check the input" in str(caught.value)
     with pytest.raises(NonFiniteError, match=r"\['reconstruction'\]; check"):  # (the compression is ours)
         model._check_finite(inf, {"reconstruction": inf, "energy": one})
+    # a subclass of a package variant that computes the term itself: not the user's to look into
+    plain_pu = type("MyPU", (DAGMMPU,), {})(input_dim=6, hidden_dims=(5,), latent_dim=1, n_components=2)
+    with pytest.raises(NonFiniteError, match=r"\['classifier'\]; check"):
+        plain_pu._check_finite(inf, {"reconstruction": one, "classifier": inf})
+    own_net = OwnCompression(input_dim=6, hidden_dims=(5,), latent_dim=1, n_components=2)
+    with pytest.raises(NonFiniteError) as caught:
+        own_net._check_finite(inf, {"reconstruction": inf, "sparsity": inf})
+    named = "(reconstruction: Tied, a compression of your own; sparsity: Tied's losses, of your own)"
+    assert f"['reconstruction', 'sparsity'] {named}; check" in str(caught.value)
+
+
+class Tied(nn.Module):
+    """A compression of one's own (its decoder the encoder's transpose)."""
+
+    def __init__(self, features, latent):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(latent, features) * 0.1)
+
+    def forward(self, x):
+        z = x @ self.weight.T
+        return Compressed(z, z @ self.weight, {"sparsity": z.abs().mean()})
+
+
+class OwnCompression(DAGMM):
+    ensembles = False
+
+    def build_compression(self):
+        return Tied(self.hparams.input_dim, self.hparams.latent_dim)
 
 
 def test_plain_model_scores_like_the_lightning_module_without_lightning():
