@@ -84,12 +84,12 @@ VARIANT_RECORD_KEY = "dagmm_variant"  # what a checkpoint must match to load (cl
 CONTAMINATION_KEY = "dagmm_contamination"  # the share the threshold was taken at (null: the labels')
 FIT_COUNTS_KEY = "dagmm_fit_counts"  # the last training-set fit's re-seeded components, EM steps, rows read
 PROCESSES_KEY = "dagmm_training_processes"  # how many processes trained a checkpoint (the fit's world size)
-# the terms the package's own parts compute (the objective's, mixed_loss's, PU's classifier's, the VAE's
-# and VQ-VAE's compression losses): another is a variant's own
-PACKAGE_TERMS = {"reconstruction", "energy", "penalty", "anomaly_energy", "classifier", "kl", "commitment", "codebook"}
 THREADS_KEY = "dagmm_training_threads"  # torch's threads in each of them (sums split by them: last digits)
 GENERATORS_KEY = "dagmm_generators"  # a fit checkpoint's epoch and each rank's generator states
 SANITY_FIT_ROWS = 8192  # training rows (each process's) the mixture is fitted on for the sanity-check validation
+# the terms the package's own parts compute (the objective's, mixed_loss's, PU's classifier's, the VAE's
+# and VQ-VAE's compression losses): another is a variant's own
+PACKAGE_TERMS = {"reconstruction", "energy", "penalty", "anomaly_energy", "classifier", "kl", "commitment", "codebook"}
 _EMPTY_WITHOUT_RESEEDING = (
     "fit_components: the components beyond the estimation network's start empty, and only re-seeding gives "
     "them rows: set em_reseed > 0 (e.g. 0.05)"

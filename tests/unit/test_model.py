@@ -575,3 +575,24 @@ def test_the_sanity_fits_first_batches_count_the_rows_a_mixture_is_fitted_on():
     assert [int(b[2][0]) for b in first] == [0, 8, 16, 24] and first.cut  # 16 fitted rows: 8 would be too few
     whole = FirstBatches(batches, 100)
     assert len(list(whole)) == 6 and not whole.cut
+
+
+def test_package_terms_are_the_terms_the_packages_own_variants_compute():
+    # a term outside PACKAGE_TERMS is named as a variant's own in a non-finite loss's message
+    from dagmm_lightning.models import DAGMMVAE, DAGMMVQVAE
+    from dagmm_lightning.models.dagmm import PACKAGE_TERMS
+
+    x, computed = torch.rand(32, 6), set()
+    labels = {  # training labels: 1 labelled anomaly (mixed_loss's anomaly term); PU's 0 labelled normal, -1 not
+        DAGMM: torch.cat([torch.ones(4), torch.zeros(28)]),
+        DAGMMVAE: torch.zeros(32),
+        DAGMMVQVAE: torch.zeros(32),
+        DAGMMPU: torch.cat([torch.zeros(16), -torch.ones(16)]),
+    }
+    for cls, y in labels.items():
+        model = cls(input_dim=6, hidden_dims=(5,), latent_dim=1, n_components=2)
+        model.model.fit([x])  # (PU's classifier reads the fitted mixture's energy)
+        model.train()
+        model._check_finite = lambda loss, terms: computed.update(terms)
+        model.training_step((x, y, torch.arange(32)), 0)
+    assert computed == PACKAGE_TERMS
