@@ -441,17 +441,7 @@ class DAGMMDetector(BaseEstimator):
             return self.variant
         if not (isinstance(self.variant, str) and "." in self.variant):
             return None
-        failure = import_failure(self.variant)
-        if failure is not None:
-            raise ConfigurationError(
-                f"variant {self.variant!r} does not import ({failure}): a dotted path names a DAGMM subclass in a "
-                "module on the import path (the dagmm command adds the current folder)"
-            )
-        module, _, name = self.variant.rpartition(".")
-        found = getattr(importlib.import_module(module), name)  # (imported just now: no second run of it)
-        if not isinstance(found, type):
-            raise ConfigurationError(f"variant {self.variant!r} names a {type(found).__name__}, not a DAGMM subclass")
-        return found
+        return _class_at(self.variant)
 
     @property
     def _kind(self) -> str:
@@ -838,7 +828,7 @@ class DAGMMDetector(BaseEstimator):
         return detector
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, variant: type[DAGMM] | None = None) -> DAGMMDetector:
+    def from_checkpoint(cls, path: str | Path, variant: type[DAGMM] | str | None = None) -> DAGMMDetector:
         """A detector that scores as a checkpoint of ``dagmm fit`` (or of a Trainer with an
         ``AnomalyDataModule``) does: its weights, fitted mixture and threshold, and its table's encoding and
         scaling, so that ``decision_function`` and ``predict`` give what ``dagmm predict`` writes for the same
@@ -850,7 +840,7 @@ class DAGMMDetector(BaseEstimator):
         other parameters the defaults (they only matter to ``fit``). Its model class is imported by the path
         the checkpoint records (load only checkpoints you trust); ``variant``: the class, where none is
         recorded (a class of a script or notebook) or the one recorded does not import here (it is used
-        instead, if of the same name). ``checkpoint_path_``: the file."""
+        instead, if of the same name), or its dotted path (``"my_variants.Wider"``). ``checkpoint_path_``: the file."""
         path = existing_file(Path(path).expanduser())
         try:
             checkpoint = torch.load(path, weights_only=True, map_location="cpu")
@@ -877,6 +867,8 @@ class DAGMMDetector(BaseEstimator):
         if not isinstance(record, dict) and saved is None:
             raise DataError(f"{path} holds no DAGMM model (a checkpoint of another LightningModule?)")
         held = record.get("class") if isinstance(record, dict) else saved.rpartition(".")[2]
+        if isinstance(variant, str) and "." in variant:  # (a name of ours is not asked for: the file says it)
+            variant = _class_at(variant)
         if variant is not None:
             if not (isinstance(variant, type) and issubclass(variant, DAGMM)):
                 raise ConfigurationError(f"variant must be a DAGMM subclass, got {variant!r}")
@@ -944,6 +936,22 @@ class DAGMMDetector(BaseEstimator):
         left_out = [settings.get("label_column"), *(settings.get("ignore_columns") or [])]
         detector._columns_left_out = [c for c in left_out if c is not None]
         return detector
+
+
+def _class_at(path: str) -> type:
+    """The class a variant's dotted path (``my_variants.Wider``) names, imported; refused where the path does
+    not import or names no class."""
+    failure = import_failure(path)
+    if failure is not None:
+        raise ConfigurationError(
+            f"variant {path!r} does not import ({failure}): a dotted path names a DAGMM subclass in a module on "
+            "the import path (the dagmm command adds the current folder)"
+        )
+    module, _, name = path.rpartition(".")
+    found = getattr(importlib.import_module(module), name)  # (imported just now: no second run of it)
+    if not isinstance(found, type):
+        raise ConfigurationError(f"variant {path!r} names a {type(found).__name__}, not a DAGMM subclass")
+    return found
 
 
 def _feature_names(X) -> np.ndarray | None:

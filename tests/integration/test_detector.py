@@ -850,7 +850,7 @@ class WiderDAGMM(DAGMM):
         return Autoencoder(hp.input_dim, (16, 8), hp.latent_dim)
 
 
-def test_a_checkpoint_of_a_class_without_an_import_path_is_given_its_class(tmp_path):
+def test_a_checkpoint_of_a_class_without_an_import_path_is_given_its_class(tmp_path, monkeypatch):
     import lightning as L
     from sklearn.datasets import load_breast_cancer
 
@@ -876,6 +876,16 @@ def test_a_checkpoint_of_a_class_without_an_import_path_is_given_its_class(tmp_p
     with torch.no_grad():
         expected = model.eval().score(data.preprocessor.scale(data.preprocessor.encode_compact(rows)))
     np.testing.assert_array_equal(detector.decision_function(rows), expected.numpy())
+    # its dotted path, as for DAGMMDetector(variant=...): the class defined since in a module of one's own
+    (tmp_path / "moved_variants.py").write_text(
+        "from dagmm_lightning import DAGMM\n\nclass NotebookDAGMM(DAGMM):\n    pass\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    moved = DAGMMDetector.from_checkpoint(tmp_path / "notebook.ckpt", variant="moved_variants.NotebookDAGMM")
+    assert moved.variant.__module__ == "moved_variants" and moved.variant.__name__ == "NotebookDAGMM"
+    np.testing.assert_array_equal(moved.decision_function(rows), expected.numpy())
+    with pytest.raises(ValueError, match=r"variant 'moved_variants.Gone' does not import \(moved_variants has no Gone"):
+        DAGMMDetector.from_checkpoint(tmp_path / "notebook.ckpt", variant="moved_variants.Gone")
 
 
 class StudentTMixtureEnergy(GaussianMixtureEnergy):
