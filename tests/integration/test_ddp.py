@@ -259,6 +259,49 @@ def test_spawned_cli_fit_summary_names_its_epochs_checkpoint_metrics_and_one_log
     assert f"checkpoint:  {last} (the resumed fit, unchanged)" in summary  # had: none written
 
 
+def test_the_readmes_ddp_command_fits_and_predicts_each_row_once_as_one_process_scores(tmp_path):
+    """The README's multi-process command: --trainer.strategy ddp, whose launcher starts the other rank by
+    running the same command again (the tests above spawn theirs)."""
+    from sklearn.datasets import load_breast_cancer
+
+    from dagmm_lightning.cli import build_cli
+
+    from ..conftest import QUICK, ROOT
+
+    table = load_breast_cancer(as_frame=True)
+    normal = table.data[table.target == 1].iloc[:31]  # (benign: what the checkpoint learned as normal)
+    normal.assign(case=range(31)).to_csv(tmp_path / "rows.csv", index=False)
+    command = [sys.executable, "-m", "dagmm_lightning"]
+    processes = ["--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.accelerator", "cpu", *QUICK]
+    fit = ["fit", "--config", str(ROOT / "configs/quickstart.yaml"), "--trainer.max_epochs", "3"]
+    fit += ["--trainer.logger.init_args.save_dir", str(tmp_path / "logs")]
+    done = subprocess.run([*command, *fit, *processes], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Starting with 2 processes" in done.stderr + done.stdout and "fit finished after 3 epochs" in done.stderr
+    (last,) = (tmp_path / "logs").rglob("last.ckpt")
+    predict = ["predict", "--ckpt_path", str(last), "--data.predict_file", str(tmp_path / "rows.csv")]
+    predict += ["--prediction_writer.keep_columns", "[case]"]
+    out, alone = tmp_path / "two.csv", tmp_path / "one.csv"
+    done = subprocess.run(
+        [*command, *predict, *processes, "--prediction_writer.output_path", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    written = pd.read_csv(out)
+    assert written["case"].tolist() == list(range(31))  # 31 rows (shards of 16 and 15): each once, in order
+    assert f"wrote 31 predictions with the file's case column to {out}" in done.stderr
+    build_cli([*predict, *QUICK, "--trainer.accelerator", "cpu", "--prediction_writer.output_path", str(alone)])
+    np.testing.assert_allclose(written["score"], pd.read_csv(alone)["score"], rtol=1e-12)
+    assert not list(tmp_path.glob("*.part*")) and sorted(p.name for p in tmp_path.glob("*.csv")) == [
+        "one.csv",
+        "rows.csv",
+        "two.csv",
+    ]
+
+
 def test_spawned_positive_unlabeled_fit_summary_gives_the_workers_c(tmp_path, caplog, monkeypatch):
     from dagmm_lightning.cli import build_cli
 
