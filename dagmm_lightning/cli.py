@@ -1181,7 +1181,16 @@ def spawned_last_checkpoint(trainer) -> Path | None:
     return candidate if candidate.is_file() else None
 
 
-KEY_METRICS = ("roc_auc", "average_precision", "precision_rho", "recall_rho", "f1_rho", "f1_threshold")
+PU_LEARNED_LITTLE = 0.005  # an anomaly share by c below it: h about the labelled share on every row
+KEY_METRICS = (
+    "roc_auc",
+    "roc_auc_energy",
+    "average_precision",
+    "precision_rho",
+    "recall_rho",
+    "f1_rho",
+    "f1_threshold",
+)
 
 
 def fit_summary(
@@ -1307,9 +1316,10 @@ def fit_summary(
         labelled = float(np.mean(datamodule.splits.train_labels == KNOWN_NORMAL))
         if c > 0:
             estimate = max(0.0, 1.0 - labelled / c)
+            little = "; so near 0, the classifier learned little: train longer" if estimate < PU_LEARNED_LITTLE else ""
             lines.append(
                 f"               by c, {100 * estimate:.3g} % of the training rows are anomalies (1 - their labelled "
-                f"share {labelled:.4f} / c; near 0: the classifier learned little, train longer)"
+                f"share {labelled:.4f} / c{little})"
             )
         if not spawned(trainer) and trainer.world_size == 1 and c == c:  # (one process's rows and weights)
             flagged, total = rows_above(trainer.lightning_module, datamodule.refit_dataloader("train"), 1 - c / 2)

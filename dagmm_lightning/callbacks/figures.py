@@ -17,11 +17,13 @@ from dagmm_lightning.errors import ConfigurationError
 class AnomalyFigures(L.Callback):
     """Figures in TensorBoard: score histograms, ROC and precision-recall curves, the mixture's rows.
 
-    At the first and then every ``every_n_validations``-th validation of a fit, at every validation of a
-    finished model, and at test, from the steps' outputs: the score histogram of normal and anomalous rows
-    with the stored threshold marked, ROC and precision-recall curves, and a 2-D view of the rows the
-    mixture sees (the first two of [z, relative distance, cosine]) coloured by label and by most likely
-    mixture component. Written with ``add_figure`` to a TensorBoard logger (other loggers: skipped).
+    At the first and then every ``every_n_validations``-th validation of a fit and at its last one (when
+    it validated its final model), at every validation of a finished model, and at test, from the steps'
+    outputs: the score histogram of normal and anomalous rows (counts, log scale) with the stored
+    threshold marked, ROC and precision-recall curves with the threshold's point, and a 2-D view of the
+    rows the mixture sees (z, or its first column, against the relative distance; an ensemble's member 0)
+    coloured by label and by the estimation network's likeliest component. Written with ``add_figure`` to
+    a TensorBoard logger (other loggers: skipped).
 
     Args:
         every_n_validations: draw at every n-th validation (1: every one).
@@ -34,8 +36,10 @@ class AnomalyFigures(L.Callback):
         self.every_n_validations = every_n_validations
         self.max_points = max_points
         self._validations = 0
-        self._drawing = False
+        self._collecting = self._drawing = False
+        self._undrawn: tuple[int, int] | None = None  # (global step, logged step) of a fit's validation not drawn
         self._threshold = math.nan
+        self._columns = (0, 1)  # the mixture rows' columns the latent view shows
         self.rows = EvaluationRows(
             {
                 "index": torch.long,
@@ -48,7 +52,8 @@ class AnomalyFigures(L.Callback):
         )
 
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._drawing = False
+        self._collecting = self._drawing = False
+        self._undrawn = None
         if trainer.sanity_checking or not isinstance(trainer.logger, TensorBoardLogger):
             return
         if trainer.state.fn == "fit":
@@ -56,11 +61,17 @@ class AnomalyFigures(L.Callback):
             self._drawing = (self._validations - 1) % self.every_n_validations == 0
         else:  # a finished model's (`dagmm validate`, or the one `dagmm fit` adds after a last epoch without one)
             self._drawing = True
-        if self._drawing:
-            self.rows.start(pl_module.device)
+        self._collecting = True  # (a fit's validation not due is kept: it may be the final model's)
+        self._start(pl_module)
+
+    def _start(self, pl_module: L.LightningModule) -> None:
+        names = list(getattr(pl_module, "mixture_row_names", lambda: [])())
+        second = names.index("relative distance") if "relative distance" in names[1:] else 1
+        self._columns = (0, second)
+        self.rows.start(pl_module.device)
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        if self._drawing:
+        if self._collecting:
             if batch_idx == 0:  # the rows' own: weight averaging swaps its model out before the epoch-end hooks
                 self._threshold = float(pl_module.model.calibration.threshold)
             rows = outputs["rows"]
@@ -69,34 +80,53 @@ class AnomalyFigures(L.Callback):
                     "index": outputs["index"],
                     "score": outputs["score"],
                     "label": outputs["label"],
-                    "row0": rows[:, 0],
-                    "row1": rows[:, 1],
+                    "row0": rows[:, self._columns[0]],
+                    "row1": rows[:, self._columns[1]],
                     "component": outputs["gamma"].argmax(1),
                 }
             )
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._draw("val", trainer, pl_module)
+        if self._collecting and not self._drawing:  # drawn at the fit's end if no step follows it
+            self._undrawn = (trainer.global_step, scalar_step(trainer))
+            return
+        self._draw("val", trainer, pl_module, scalar_step(trainer))
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._undrawn is not None and self._undrawn[0] == trainer.global_step:  # the final model's validation
+            self._drawing = True
+            self._draw("val", trainer, pl_module, self._undrawn[1])
+        self._undrawn = None
+        self.rows.reset()
 
     def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._drawing = isinstance(trainer.logger, TensorBoardLogger)  # every test: there is one a run
+        self._collecting = self._drawing = isinstance(trainer.logger, TensorBoardLogger)  # every test: one a run
         if self._drawing:
-            self.rows.start(pl_module.device)
+            self._start(pl_module)
 
     on_test_batch_end = on_validation_batch_end
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._draw("test", trainer, pl_module)
+        self._draw("test", trainer, pl_module, scalar_step(trainer))
 
-    def _draw(self, stage: str, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def _draw(self, stage: str, trainer: L.Trainer, pl_module: L.LightningModule, step: int) -> None:
         if not self._drawing:
             return
+        self._collecting = self._drawing = False
         data = self.rows.compute()
         self.rows.reset()
         if not trainer.is_global_zero or len(data["score"]) == 0:
             return
-        for tag, figure in draw(data, self._threshold, self.max_points).items():
-            trainer.logger.experiment.add_figure(f"{stage}/{tag}", figure, global_step=scalar_step(trainer), close=True)
+        names = list(getattr(pl_module, "mixture_row_names", lambda: [])())
+        row_names = tuple(names[c] if c < len(names) else f"mixture row column {c}" for c in self._columns)
+        members = getattr(pl_module, "hparams", {}).get("members", 1)
+        if members > 1:
+            row_names = tuple(f"{name} (member 0 of {members})" for name in row_names)
+        describe = getattr(pl_module, "score_description", None)
+        title = f", {stage} rows at step {step:,}"
+        score_name = describe() if describe is not None else "score"
+        for tag, figure in draw(data, self._threshold, self.max_points, title, score_name, row_names).items():
+            trainer.logger.experiment.add_figure(f"{stage}/{tag}", figure, global_step=step, close=True)
 
     def state_dict(self) -> dict:
         return {"validations": self._validations}  # a resumed fit draws where the uninterrupted one would
@@ -113,63 +143,116 @@ def scalar_step(trainer: L.Trainer) -> int:
 
 
 LEGEND_ENTRIES = 10  # more distinct values (components) get a colour bar
+HISTOGRAM_BINS = 60
 
 
-def draw(data: dict[str, np.ndarray], threshold: float, max_points: int) -> dict:
-    """Matplotlib figures by tag from val rows: ``score``, ``label``, ``row0``, ``row1``, ``component`` (N,)."""
+def histogram_range(score: np.ndarray, threshold: float) -> tuple[float, float]:
+    """The score axis of the histogram: centred on the decision where there is a threshold, from the 1st
+    percentile to as far above the threshold as that lies below it (rows beyond go to the end bins: a
+    tail of far anomalies would otherwise squeeze every normal row into one bin); else the 0.5th to the
+    99.5th percentile."""
+    if np.isfinite(threshold):
+        low = min(float(np.quantile(score, 0.01)), threshold)
+        high = max(threshold + (threshold - low), float(np.quantile(score, 0.5)))
+    else:
+        low, high = (float(q) for q in np.quantile(score, [0.005, 0.995]))
+    if not high > low:  # (every row the same score)
+        low, high = low - 0.5, high + 0.5
+    return low, high
+
+
+def draw(
+    data: dict[str, np.ndarray],
+    threshold: float,
+    max_points: int,
+    title: str = "",
+    score_name: str = "score",
+    row_names: tuple[str, str] = ("mixture row column 0", "mixture row column 1"),
+) -> dict:
+    """Matplotlib figures by tag from evaluated rows: ``score``, ``label``, ``row0``, ``row1``, ``component``
+    (N,); ``title`` (stage and step), ``score_name`` (the score axis) and ``row_names`` (the latent view's
+    axes) label them."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from sklearn.metrics import precision_recall_curve, roc_curve
+    from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
     score, label = data["score"], data["label"]
-    labelled = (label >= 0).all() and len(np.unique(label)) == 2
+    labelled = bool((label >= 0).all()) and len(np.unique(label)) == 2
+    known = np.unique(label[label >= 0]) if (label >= 0).all() else np.array([])
     figures = {}
 
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    bins = np.histogram_bin_edges(score, bins=60)
-    groups = (
-        [("normal", label == 0), ("anomalous", label == 1)] if labelled else [("all rows", np.ones_like(score, bool))]
-    )
-    for name, mask in groups:
-        ax.hist(score[mask], bins=bins, alpha=0.6, label=f"{name} ({int(mask.sum())})", density=True)
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    low, high = histogram_range(score, threshold)
+    bins = np.linspace(low, high, HISTOGRAM_BINS + 1)
+    if len(known):  # (one class too: the positive-unlabeled split validates on labelled normal rows)
+        groups = [(("normal", "anomalous")[int(v)], label == v) for v in known]
+    else:
+        groups = [("rows without labels", np.ones_like(score, bool))]
+    for name, mask in groups:  # counts, not densities: the classes' sizes show
+        shown = np.clip(score[mask], low, high)  # (rows beyond the axis counted in its end bins)
+        ax.hist(shown, bins=bins, alpha=0.55, label=f"{name} ({int(mask.sum()):,})", histtype="stepfilled")
     if np.isfinite(threshold):
-        ax.axvline(threshold, color="k", linestyle="--", label="stored threshold")
-    ax.set_xlabel("score")
-    ax.set_ylabel("density")
-    ax.legend(fontsize=8)
+        ax.axvline(threshold, color="k", linestyle="--", label=f"stored threshold {threshold:.4g}")
+    beyond = [
+        f"{int(n):,} {side} {edge:.3g}"
+        for n, side, edge in ((np.sum(score < low), "below", low), (np.sum(score > high), "above", high))
+        if n
+    ]
+    ax.set_xlabel(score_name + (f"\n(end bins also hold the rows {' and '.join(beyond)})" if beyond else ""))
+    ax.set_ylabel("rows (log scale)")
+    ax.set_yscale("log")
+    ax.set_title(f"score histogram{title}", fontsize=9)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     figures["score_histogram"] = fig
 
     if labelled:
-        fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3.5))
+        flagged = score > threshold if np.isfinite(threshold) else None
+        fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3.8))
         fpr, tpr, _ = roc_curve(label, score)
         left.plot(fpr, tpr)
         left.plot([0, 1], [0, 1], color="grey", linestyle=":")
-        left.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC")
+        left.set(xlabel="false positive rate", ylabel="true positive rate")
+        left.set_title(f"ROC (AUC {roc_auc_score(label, score):.4f})", fontsize=9)
         precision, recall, _ = precision_recall_curve(label, score)
-        right.plot(recall, precision)
-        right.set(xlabel="recall", ylabel="precision", title="precision-recall")
+        right.plot(recall, precision, drawstyle="steps-post")  # (straight lines between points overstate it)
+        right.axhline(label.mean(), color="grey", linestyle=":")  # (a random ranking's precision)
+        right.set(xlabel="recall", ylabel="precision", ylim=(0, 1.02))
+        right.set_title(f"precision-recall (AP {average_precision_score(label, score):.4f})", fontsize=9)
+        if flagged is not None:  # where the stored threshold operates
+            anomalous = label == 1
+            point = dict(color="k", marker="o", linestyle="none", label="stored threshold")
+            left.plot(flagged[~anomalous].mean(), flagged[anomalous].mean(), **point)
+            if flagged.any():
+                right.plot(flagged[anomalous].mean(), anomalous[flagged].mean(), **point)
+            left.legend(fontsize=7, loc="lower right")
+        fig.suptitle(title.strip(" ,"), fontsize=9)
         fig.tight_layout()
         figures["roc_and_pr_curves"] = fig
 
     keep = np.arange(len(score))
     if len(score) > max_points:
         keep = np.sort(np.random.default_rng(0).choice(len(score), max_points, replace=False))
-    fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3.5))
-    for ax, colour, title, cmap in (
-        (left, label, "by label (1 = anomaly)", "coolwarm"),
-        (right, data["component"], "by mixture component", "tab10"),
-    ):
-        points = ax.scatter(data["row0"][keep], data["row1"][keep], c=colour[keep], s=4, cmap=cmap)
-        ax.set(xlabel="mixture row dim 0 (z)", ylabel="mixture row dim 1", title=title)
+    keep = keep[np.argsort(label[keep], kind="stable")]  # anomalies drawn last, over the normal rows
+    panels = [(data["component"], "by the estimation network's likeliest component", "tab10")]
+    if labelled:
+        panels.insert(0, (label, "by label (1 = anomaly)", "coolwarm"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.8), squeeze=False)
+    for ax, (colour, panel_title, cmap) in zip(axes[0], panels, strict=True):
+        # a component's colour the same in every figure (its number's in tab10), whichever components are there
+        scale = dict(vmin=0, vmax=max(LEGEND_ENTRIES - 1, int(colour.max()))) if cmap == "tab10" else {}
+        points = ax.scatter(data["row0"][keep], data["row1"][keep], c=colour[keep], s=4, cmap=cmap, alpha=0.7, **scale)
+        ax.set(xlabel=row_names[0], ylabel=row_names[1])
+        ax.set_title(panel_title, fontsize=9)
         values = np.unique(colour[keep])
         if len(values) <= LEGEND_ENTRIES:  # labels and components are whole numbers: a key, not a scale
             handles, _ = points.legend_elements(num=None)
             ax.legend(handles, [f"{v:g}" for v in values], fontsize=7, markerscale=0.7, loc="best")
         else:
             fig.colorbar(points, ax=ax)
+    fig.suptitle(f"the rows the mixture sees{title}", fontsize=9)
     fig.tight_layout()
     figures["latent_view"] = fig
     return figures

@@ -114,18 +114,20 @@ def anomaly_metrics(
     return metrics
 
 
-LABEL_FREE = ("reconstruction", "flagged_share")  #: the metrics logged whether the rows have labels or not
+#: the metrics logged whether the rows have labels or not
+LABEL_FREE = ("reconstruction", "flagged_share", "threshold")
 
 
 def label_free_metrics(scores: np.ndarray, errors: np.ndarray, threshold: float) -> dict[str, float]:
     """What the evaluated rows say without labels: ``reconstruction``, the mean of their squared
     reconstruction errors ||x - x'||^2 (errors (N,), summed over the features; an ensemble's: the members'
-    mean), and ``flagged_share``, the share of their scores (N,) above ``threshold`` (NaN where the model has
-    none; where the threshold is these rows' own quantile, ``contamination`` by construction)."""
+    mean), ``flagged_share``, the share of their scores (N,) above ``threshold`` (NaN where the model has
+    none; where the threshold is these rows' own quantile, ``contamination`` by construction), and the
+    ``threshold`` itself (the model's stored one, as it scored these rows)."""
     if len(scores) == 0:
         return {}
     flagged = float(np.mean(scores > threshold)) if np.isfinite(threshold) else math.nan
-    return {"reconstruction": float(np.mean(errors)), "flagged_share": flagged}
+    return {"reconstruction": float(np.mean(errors)), "flagged_share": flagged, "threshold": float(threshold)}
 
 
 LAST_STEP_VALIDATED = "fit/last_step_validated"  #: 1 when the fit validated its final model

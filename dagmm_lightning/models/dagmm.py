@@ -489,6 +489,20 @@ class DAGMM(L.LightningModule):
         """Whether the score is the plain energy (else the energy's ROC AUC is logged beside the score's)."""
         return self.hparams.inference == "energy" and self.model_class.score_is_calibrated()
 
+    def score_description(self) -> str:
+        """What the score is, in a few words (the figures' axis)."""
+        hp = self.hparams
+        if not self.model_class.score_is_calibrated():
+            return f"score ({self.model_class.__name__}.score)"
+        one = "energy" if hp.inference == "energy" else f"z(energy) + {hp.reconstruction_weight:g} z(recon. error)"
+        return one if hp.members == 1 else f"mean of {hp.members} members' z-scored {one}"
+
+    def mixture_row_names(self) -> list[str]:
+        """The names of the mixture rows' columns: [z_c, relative distance, cosine(, log error)]."""
+        hp = self.hparams
+        codes = ["z"] if hp.latent_dim == 1 else [f"z[{i}]" for i in range(hp.latent_dim)]
+        return [*codes, "relative distance", "cosine similarity", *["log recon. error"] * bool(hp.error_feature)]
+
     def refit(self) -> None:
         """Fit the mixture and the score calibration on the training rows (labelled anomalies left out; at
         most ``fit_rows`` of them) with the current weights."""

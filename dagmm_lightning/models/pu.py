@@ -84,6 +84,9 @@ class DAGMMPU(DAGMM):
     def score_is_energy(self) -> bool:
         return False
 
+    def score_description(self) -> str:
+        return "1 - h (h: the classifier's output)"
+
     def training_terms(
         self, out: DAGMMOutput, y: torch.Tensor, labelled: torch.Tensor | None
     ) -> dict[str, torch.Tensor]:

@@ -220,7 +220,8 @@ def test_fit_then_test_and_predict_from_checkpoint_reproduce_scores(tmp_path):
     )
     assert metrics["f1_rho"] == metrics["f1_top10"]  # the embedded table's rho is 10 %
     threshold = float(model.model.calibration.threshold)
-    reference["flagged_share"] = float(np.mean(expected > threshold))  # and the test rows' own error:
+    reference["flagged_share"] = float(np.mean(expected > threshold))  # the threshold itself, the rows' own error:
+    reference["threshold"] = threshold
     with torch.no_grad():
         x = torch.from_numpy(x_test).to(model.dtype)
         mask = model.model.input_mask  # (columns constant on the training rows: hidden from the encoder)
@@ -521,7 +522,10 @@ def test_threshold_rows_val_sets_the_threshold_on_the_held_out_rows(tmp_path, ca
     labelled = np.mean(pu.datamodule.splits.train_labels == 0)  # Elkan and Noto: labelled share = c * normal share
     on_scores = f"predict's score is 1 - h, its threshold 1 - c/2 = {1 - c / 2:.6g})"  # as predict writes them
     assert f"validation:  c {c:.4f} (an anomaly where the classifier's h < c/2; {on_scores}" in caplog.text
-    assert f"by c, {100 * max(0, 1 - labelled / c):.3g} % of the training rows are anomalies" in caplog.text
+    estimate = max(0, 1 - labelled / c)
+    little = "; so near 0, the classifier learned little: train longer" if estimate < 0.005 else ""
+    assert f"by c, {100 * estimate:.3g} % of the training rows are anomalies (1 - their labelled share " in caplog.text
+    assert f"{labelled:.4f} / c{little})" in caplog.text  # had: the hint whatever the share
     x_train, _ = pu.datamodule.arrays("train")
     with torch.no_grad():
         h = 1 - pu.model.eval().score(torch.from_numpy(np.asarray(x_train))).double().numpy()

@@ -63,7 +63,7 @@ def test_a_positive_unlabeled_fit_reaches_the_hparams_view_with_its_c(tmp_path):
     records = [v.metadata.plugin_data.content for v in values if v.tag == "_hparams_/experiment"]
     assert len(records) == 1  # had: none, so the run was missing from the hparams view
     shown = {m.name.tag for m in HParamsPluginData.FromString(records[0]).experiment.metric_infos}
-    assert shown == {"hp/c", "hp/reconstruction", "hp/flagged_share"}  # c and the label-free ones
+    assert shown == {"hp/c", "hp/reconstruction", "hp/flagged_share", "hp/threshold"}  # c and the label-free ones
     from tensorboard.util.tensor_util import make_ndarray
 
     (c,) = [

@@ -276,9 +276,13 @@ def test_pu_validation_on_labelled_normal_rows_skips_label_metrics_with_a_messag
     )
     with pytest.warns(UserWarning, match=r"every evaluated row is normal \(the positive-unlabeled split validates"):
         trainer.fit(model, datamodule=dm)
-    assert metrics.last_metrics["val"].keys() == {"reconstruction", "flagged_share"}  # no label metric (the hparams
+    assert metrics.last_metrics["val"].keys() == {
+        "reconstruction",
+        "flagged_share",
+        "threshold",
+    }  # no label metric (the hparams
     # view gets the run, with its c)
-    label_free = {"val/c", "val/reconstruction", "val/flagged_share"}
+    label_free = {"val/c", "val/reconstruction", "val/flagged_share", "val/threshold"}
     assert not any(k.startswith("val/") and k not in label_free for k in trainer.callback_metrics), (
         trainer.callback_metrics
     )

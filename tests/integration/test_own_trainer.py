@@ -130,7 +130,9 @@ def test_rows_without_labels_log_their_reconstruction_error_and_flagged_share(tm
     unknown, ids = torch.full((len(x),), -1), torch.arange(len(x))
     model = small_model(members=members, contamination=0.1)
     trainer = L.Trainer(**QUIET, max_epochs=2, default_root_dir=tmp_path, callbacks=[AnomalyMetrics()])
-    with pytest.warns(DAGMMWarning, match=r"rows without labels; .* \(logged: val/reconstruction, val/flagged_share"):
+    with pytest.warns(
+        DAGMMWarning, match=r"rows without labels; .* \(logged: val/reconstruction, val/flagged_share, val/threshold\)"
+    ):
         trainer.fit(model, loader(x[:192], unknown[:192], ids[:192]), loader(x[192:], unknown[192:], ids[192:]))
         logged = trainer.validate(model, loader(x[192:], unknown[192:], ids[192:]))[0]  # had: nothing logged
     held_out = x[192:].double()
@@ -142,5 +144,5 @@ def test_rows_without_labels_log_their_reconstruction_error_and_flagged_share(tm
     assert logged["val/reconstruction"] == pytest.approx(float(errors.mean()), rel=1e-5)
     threshold = float(model.model.calibration.threshold)
     assert logged["val/flagged_share"] == pytest.approx(np.mean(scores > threshold), abs=1e-6)
-    assert "val/roc_auc" not in logged
-    assert trainer.callbacks[0].last_metrics["val"].keys() == {"reconstruction", "flagged_share"}  # the hparams view's
+    assert "val/roc_auc" not in logged and logged["val/threshold"] == pytest.approx(threshold)  # (had: not logged)
+    assert trainer.callbacks[0].last_metrics["val"].keys() == {"reconstruction", "flagged_share", "threshold"}

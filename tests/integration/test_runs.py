@@ -103,7 +103,7 @@ def test_figures_share_their_validations_step_and_cadence_across_a_resume(tmp_pa
     assert logged_steps(tmp_path / "straight", "val/score_histogram") == [1, 7]  # the 1st and 4th validation
     fit_metrics(tmp_path, "half", 2, extra=every_third)
     fit_metrics(tmp_path, "resumed", 4, next((tmp_path / "half").rglob("last.ckpt")), every_third)
-    assert logged_steps(tmp_path / "half", "val/score_histogram") == [1]
+    assert logged_steps(tmp_path / "half", "val/score_histogram") == [1, 3]  # and its last: the final model's
     assert logged_steps(tmp_path / "resumed", "val/score_histogram") == [7]  # the count goes on (had restarted)
     last = str(next((tmp_path / "straight").rglob("last.ckpt")))
     validated = ["--trainer.logger.init_args.save_dir", str(tmp_path / "validated"), *every_third, *QUICK]
@@ -113,6 +113,10 @@ def test_figures_share_their_validations_step_and_cadence_across_a_resume(tmp_pa
     fit_metrics(tmp_path, "added", 3, extra=every_second_epoch)  # the CLI validates the last epoch's model
     assert logged_steps(tmp_path / "added", "val/roc_auc") == [3, 5]
     assert logged_steps(tmp_path / "added", "val/latent_view") == [3, 5]
+    every_third = ["--trainer.check_val_every_n_epoch", "2", "--figures.every_n_validations", "3"]
+    fit_metrics(tmp_path, "stale", 5, extra=every_third)  # validations at epochs 2 and 4, then the CLI's
+    assert logged_steps(tmp_path / "stale", "val/roc_auc") == [3, 7, 9]
+    assert logged_steps(tmp_path / "stale", "val/latent_view") == [3, 9]  # not epoch 4's: the model trained on
 
 
 def test_the_sanity_check_fits_the_first_rows_only_and_the_fit_goes_on_as_without_it(tmp_path, monkeypatch):

@@ -1,26 +1,95 @@
 import numpy as np
+import pytest
+from sklearn.metrics import average_precision_score, roc_auc_score
 
-from dagmm_lightning.callbacks.figures import draw
+from dagmm_lightning.callbacks.figures import HISTOGRAM_BINS, draw, histogram_range
 
 
-def latent_view(components: int):
+def rows(components: int = 3, labelled: bool = True, n: int = 300) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(0)
-    n = 300
-    data = dict(score=rng.normal(size=n), label=np.arange(n) % 10 == 0, row0=rng.normal(size=n))
-    data.update(row1=rng.normal(size=n), component=np.arange(n) % components)
-    data["label"] = data["label"].astype(np.int64)
-    return draw(data, 0.5, max_points=1000)["latent_view"], data
+    label = (np.arange(n) % 10 == 0).astype(np.int64) if labelled else np.full(n, -1)
+    score = rng.normal(size=n) + 3 * (label == 1)
+    return dict(
+        score=score, label=label, row0=rng.normal(size=n), row1=rng.normal(size=n), component=np.arange(n) % components
+    )
 
 
-def test_the_latent_view_keys_labels_and_few_components_by_colour():
-    fig, data = latent_view(3)
+def test_the_latent_view_keys_labels_and_few_components_by_colour_anomalies_drawn_last():
+    data = rows(3)
+    fig = draw(data, 0.5, max_points=1000, row_names=("z", "relative distance"))["latent_view"]
     by_label, by_component = fig.axes  # had: each with a continuous colour bar (two more axes)
+    order = np.argsort(data["label"], kind="stable")  # as drawn: the anomalies over the normal rows
     for ax, values in ((by_label, data["label"]), (by_component, data["component"])):
+        assert (ax.get_xlabel(), ax.get_ylabel()) == ("z", "relative distance")
         legend = ax.get_legend()
         assert [t.get_text() for t in legend.get_texts()] == [str(v) for v in np.unique(values)]
         points = ax.collections[0]
+        np.testing.assert_array_equal(points.get_array(), values[order])
+        np.testing.assert_array_equal(points.get_offsets()[:, 0], data["row0"][order])
         colours = points.to_rgba(points.get_array())  # each point's colour, as drawn
         for value, handle in zip(np.unique(values), legend.legend_handles, strict=True):
-            np.testing.assert_allclose(handle.get_color(), colours[np.flatnonzero(values == value)[0]])
-    many, _ = latent_view(12)
+            np.testing.assert_allclose(handle.get_color()[:3], colours[np.flatnonzero(values[order] == value)[0]][:3])
+    assert (by_label.collections[0].get_array()[-30:] == 1).all()  # (30 anomalies of 300)
+    fewer = rows(3)
+    fewer["component"] = fewer["component"] + 2  # components 2, 3, 4: each keeps its colour (had: rescaled)
+    points = draw(fewer, 0.5, max_points=1000)["latent_view"].axes[1].collections[0]
+    import matplotlib
+
+    tab10 = matplotlib.colormaps["tab10"]
+    np.testing.assert_allclose(points.to_rgba(np.array([2, 3, 4]))[:, :3], [tab10(k)[:3] for k in (2, 3, 4)])
+    many = draw(rows(12), 0.5, max_points=1000)["latent_view"]
     assert len(many.axes) == 3 and many.axes[1].get_legend() is None  # 12 components: a colour bar
+
+
+def test_rows_without_labels_get_one_latent_panel_no_curves_and_one_histogram():
+    data = rows(labelled=False)
+    figures = draw(data, 1.0, max_points=1000)
+    assert set(figures) == {"score_histogram", "latent_view"}  # had: a panel of -1 "labels"
+    (ax,) = figures["latent_view"].axes[:1]
+    assert "component" in ax.get_title() and len(figures["latent_view"].axes) == 1
+    labels = [t.get_text() for t in figures["score_histogram"].axes[0].get_legend().get_texts()]
+    assert labels[0] == "rows without labels (300)"
+    one_class = rows()
+    one_class["label"][:] = 0  # the positive-unlabeled split's val rows: labelled normal only
+    labels = [t.get_text() for t in draw(one_class, 1.0, 1000)["score_histogram"].axes[0].get_legend().get_texts()]
+    assert labels[0] == "normal (300)"  # had: "all rows"
+
+
+def test_histogram_range_centres_on_the_threshold_and_counts_every_row():
+    score = np.concatenate([np.linspace(-5, 5, 1000), np.full(250, 200.0)])  # KDDCUP99-like: a far tail
+    low, high = histogram_range(score, 4.0)
+    assert low == pytest.approx(np.quantile(score, 0.01)) and high == pytest.approx(4.0 + (4.0 - low))
+    assert histogram_range(np.full(5, 2.0), np.nan) == (1.5, 2.5)  # one value: an axis around it
+    data = dict(
+        score=score, label=(score > 100).astype(np.int64), row0=score, row1=score, component=np.zeros(1250, int)
+    )
+    ax = draw(data, 4.0, max_points=100, title=", val rows at step 7", score_name="energy")["score_histogram"].axes[0]
+    heights = [sum(bar.get_height() for bar in patch) for patch in ax.containers]  # (empty: stepfilled)
+    counts = []
+    for patch in ax.patches:  # a stepfilled histogram is one polygon per class: its bin heights are its corners
+        corners = patch.get_xy()
+        counts.append(corners[1:-1:2, 1][:HISTOGRAM_BINS])
+    assert heights == [] and [c.sum() for c in counts] == [1000, 250]  # every row, the far ones in the end bin
+    assert counts[1][-1] == 250
+    (line,) = ax.lines
+    assert (
+        line.get_xdata()[0] == 4.0
+        and ax.get_yscale() == "log"
+        and ax.get_title() == "score histogram, val rows at step 7"
+    )
+    assert ax.get_xlabel().startswith("energy\n") and "250 above" in ax.get_xlabel()
+
+
+def test_curves_are_steps_with_their_auc_and_the_thresholds_point():
+    data = rows()
+    fig = draw(data, 1.0, max_points=1000, title=", test rows at step 3")["roc_and_pr_curves"]
+    roc, pr = fig.axes
+    assert roc.get_title() == f"ROC (AUC {roc_auc_score(data['label'], data['score']):.4f})"
+    assert pr.get_title() == f"precision-recall (AP {average_precision_score(data['label'], data['score']):.4f})"
+    assert pr.lines[0].get_drawstyle() == "steps-post"  # had: straight lines between points, overstating it
+    flagged, anomalous = data["score"] > 1.0, data["label"] == 1
+    (point,) = [line for line in roc.lines if line.get_marker() == "o"]
+    assert (point.get_xdata()[0], point.get_ydata()[0]) == (flagged[~anomalous].mean(), flagged[anomalous].mean())
+    (point,) = [line for line in pr.lines if line.get_marker() == "o"]
+    assert (point.get_xdata()[0], point.get_ydata()[0]) == (flagged[anomalous].mean(), anomalous[flagged].mean())
+
