@@ -1,4 +1,5 @@
-"""Multi-process behaviour on CPU: 2 ``ddp_spawn`` processes (gloo) against 1 process."""
+"""Multi-process behaviour on CPU: 2 ``ddp_spawn`` processes (gloo) against 1 process; one test runs the
+README's ``ddp`` command."""
 
 import subprocess
 import sys
