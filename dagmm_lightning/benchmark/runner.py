@@ -241,6 +241,7 @@ def _run_job(job: Job) -> list[dict]:
         # only where the score is the plain energy: other scores (PU's 1 - h) the rescoring would not change
         if job.recon_inference and model.score_is_energy:
             rescored = rescore_with_reconstruction(model, dm, metrics_cb.reference(trainer) == "train+evaluated")
+            rescored["roc_auc_energy"] = metrics_cb.last_metrics["test"]["roc_auc"]  # (the same weights' energy)
             rows.append({**common, "method": job.method + RECON, "status": "ok", **_metric_row(rescored)})
     except FloatingPointError as err:
         status, seconds = f"non-finite: {err}"[:200], round(time.perf_counter() - start, 1)

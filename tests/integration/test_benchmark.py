@@ -488,6 +488,8 @@ def test_recon_inference_rows_of_a_contamination_from_the_labels_have_a_threshol
         rows = {r["method"]: r for r in csv.DictReader(f)}
     recon = rows["quickstart+recon_inference"]  # had: the quantile of None (a TypeError, or NaN where skipped)
     assert recon["status"] == "ok" and np.isfinite(float(recon["f1_threshold"]))
+    energy = rows["quickstart"]  # the same weights, scored by their energy: a fit logs it as val/roc_auc_energy
+    assert energy["roc_auc_energy"] == "" and recon["roc_auc_energy"] == energy["roc_auc"]  # (had: blank)
 
 
 def test_a_grid_resumes_only_at_the_settings_its_configs_resolved_to(tmp_path, capsys):

@@ -93,3 +93,25 @@ def test_curves_are_steps_with_their_auc_and_the_thresholds_point():
     (point,) = [line for line in pr.lines if line.get_marker() == "o"]
     assert (point.get_xdata()[0], point.get_ydata()[0]) == (flagged[anomalous].mean(), anomalous[flagged].mean())
 
+
+def test_the_suite_figure_starts_at_zero_with_the_seeds_spread_and_chance_line():
+    from dagmm_lightning.benchmark.suite import suite_figure
+
+    aucs = {("2_b", "knn"): [0.9, 0.8], ("2_b", "dagmm_detector"): [0.6, 0.4], ("10_a", "knn"): [0.7, 0.7]}
+    rows = [
+        dict(table=t, method=m, seed=str(seed), roc_auc=str(v), status="ok")
+        for (t, m), values in aucs.items()
+        for seed, v in enumerate(values)
+    ]
+    ax = suite_figure(rows).axes[0]
+    assert ax.get_ylim() == (0.0, 1.0)  # had: from 0.3, a 0.5 bar a quarter of a 0.9 one
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["2_b", "10_a"]
+    from matplotlib.container import BarContainer
+
+    detector, knn = [c for c in ax.containers if isinstance(c, BarContainer)]  # (the detector first)
+    np.testing.assert_allclose([bar.get_height() for bar in detector], [0.5, np.nan])
+    np.testing.assert_allclose([bar.get_height() for bar in knn], [0.85, 0.7])
+    spread = detector.errorbar.lines[2][0].get_segments()[0][:, 1]  # the first bar's error bar: mean -+ std
+    np.testing.assert_allclose(spread, [0.5 - np.std([0.6, 0.4], ddof=1), 0.5 + np.std([0.6, 0.4], ddof=1)])
+    assert any(line.get_ydata()[0] == 0.5 for line in ax.lines)  # a random ranking's line
+    assert "seeds 0, 1" in ax.get_title()
