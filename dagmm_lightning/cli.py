@@ -921,8 +921,8 @@ class DAGMMCLI(LightningCLI):
             raise ConfigurationError(
                 f"{option} {monitor}: no metric of that name is logged{did_you_mean(monitor, names)}; validation "
                 "logs val/roc_auc, val/average_precision, and val/precision_, recall_ and f1_ at top{p} for each of "
-                "--metrics.percentiles, at rho and at threshold, where its rows have labels; val/reconstruction and "
-                "val/flagged_share with or without"
+                "--metrics.percentiles, at rho and at threshold, where its rows have labels; val/reconstruction, "
+                "val/flagged_share and val/threshold with or without"
             )
         if getattr(self.model, "model", True) is None:  # sized from the data: here, before any process spawns
             dm.setup("fit")

@@ -871,7 +871,7 @@ class DAGMMDetector(BaseEstimator):
             variant = _class_at(variant)
         if variant is not None:
             if not (isinstance(variant, type) and issubclass(variant, DAGMM)):
-                raise ConfigurationError(f"variant must be a DAGMM subclass, got {variant!r}")
+                raise ConfigurationError(f"variant must be a DAGMM subclass or its dotted path, got {variant!r}")
             if variant.__name__ != held:
                 raise ConfigurationError(f"{path} holds a {held} model, not a {variant.__name__}")
             model_class = variant

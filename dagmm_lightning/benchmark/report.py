@@ -261,8 +261,9 @@ def plot(rows: list[dict], path: Path) -> None:
         )
         ax.set_xticks(range(len(methods)), methods, rotation=35, ha="right", fontsize=8)
         ax.set_ylim(0, 1)
-        seeds = max(len(v) for v in values)
-        ax.set_title(f"{name}\nmean over {seeds} seed{'s' * (seeds > 1)}, error bar: their std", fontsize=9)
+        counts = sorted({len(v) for v in values})
+        seeds = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+        ax.set_title(f"{name}\nmean over {seeds} seed(s) a method, error bar: their std", fontsize=9)
         ax.set_ylabel("F1 at the data set's rho (test rows)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -422,7 +422,7 @@ def suite_figure(rows: list[dict]):
     among = {row_protocol(r) for r in rows} == {"contaminated"}
     label = "ROC AUC (test rows" + ("; contaminated)" if among else ")")  # (anomalies trained)
     ax.set(ylim=(0.0, 1.0), ylabel=label)  # from 0: bars from a higher floor exaggerate differences
-    seeds = sorted({str(r["seed"]) for r in ok})
+    seeds = sorted({str(r["seed"]) for r in ok}, key=int)
     over = (
         f"the mean over seeds {', '.join(seeds)} (error bars: their standard deviation)"
         if len(seeds) > 1

@@ -147,13 +147,17 @@ HISTOGRAM_BINS = 60
 
 
 def histogram_range(score: np.ndarray, threshold: float) -> tuple[float, float]:
-    """The score axis of the histogram: centred on the decision where there is a threshold, from the 1st
-    percentile to as far above the threshold as that lies below it (rows beyond go to the end bins: a
-    tail of far anomalies would otherwise squeeze every normal row into one bin); else the 0.5th to the
-    99.5th percentile."""
-    if np.isfinite(threshold):
-        low = min(float(np.quantile(score, 0.01)), threshold)
-        high = max(threshold + (threshold - low), float(np.quantile(score, 0.5)))
+    """The score axis of the histogram (finite scores only): centred on the decision where the threshold
+    lies among the scores, from the 1st percentile to as far above the threshold as that lies below it
+    (rows beyond go to the end bins: a tail of far anomalies would otherwise squeeze every normal row into
+    one bin); else (no threshold, or one past the 1st or 99th percentile: rows unlike those it was set
+    on) the 0.5th to the 99.5th percentile."""
+    score = score[np.isfinite(score)]
+    if len(score) == 0:
+        return -0.5, 0.5
+    q01, q99 = np.quantile(score, [0.01, 0.99])
+    if np.isfinite(threshold) and q01 <= threshold <= q99:
+        low, high = float(q01), threshold + (threshold - float(q01))
     else:
         low, high = (float(q) for q in np.quantile(score, [0.005, 0.995]))
     if not high > low:  # (every row the same score)
@@ -191,18 +195,23 @@ def draw(
     else:
         groups = [("rows without labels", np.ones_like(score, bool))]
     for name, mask in groups:  # counts, not densities: the classes' sizes show
-        shown = np.clip(score[mask], low, high)  # (rows beyond the axis counted in its end bins)
+        shown = np.clip(score[mask & ~np.isnan(score)], low, high)  # (rows beyond the axis in its end bins)
         ax.hist(shown, bins=bins, alpha=0.55, label=f"{name} ({int(mask.sum()):,})", histtype="stepfilled")
     if np.isfinite(threshold):
-        ax.axvline(threshold, color="k", linestyle="--", label=f"stored threshold {threshold:.4g}")
+        off = " (below the axis)" if threshold < low else " (above the axis)" if threshold > high else ""
+        ax.axvline(
+            min(max(threshold, low), high), color="k", linestyle="--", label=f"stored threshold {threshold:.4g}{off}"
+        )
     beyond = [
-        f"{int(n):,} {side} {edge:.3g}"
+        f"{int(n):,} row{'s' * bool(n != 1)} {side} {edge:.3g}"
         for n, side, edge in ((np.sum(score < low), "below", low), (np.sum(score > high), "above", high))
         if n
     ]
-    ax.set_xlabel(score_name + (f"\n(end bins also hold the rows {' and '.join(beyond)})" if beyond else ""))
-    ax.set_ylabel("rows (log scale)")
-    ax.set_yscale("log")
+    ax.set_xlabel(score_name + (f"\n(the end bins also count {' and '.join(beyond)})" if beyond else ""))
+    ax.set(xlim=(low, high), ylabel="rows (log scale)")
+    if np.isfinite(score).any():
+        ax.set_yscale("log")
+        ax.set_ylim(bottom=0.5)  # (a bin of one row is a bar, not a sliver at the axis)
     ax.set_title(f"score histogram{title}", fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -242,7 +251,9 @@ def draw(
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.8), squeeze=False)
     for ax, (colour, panel_title, cmap) in zip(axes[0], panels, strict=True):
         # a component's colour the same in every figure (its number's in tab10), whichever components are there
-        scale = dict(vmin=0, vmax=max(LEGEND_ENTRIES - 1, int(colour.max()))) if cmap == "tab10" else {}
+        if cmap == "tab10" and colour.max() >= LEGEND_ENTRIES:  # (tab10 has 10 colours: a scale beyond)
+            cmap = "viridis"
+        scale = dict(vmin=0, vmax=max(LEGEND_ENTRIES - 1, int(colour.max()))) if cmap != "coolwarm" else {}
         points = ax.scatter(data["row0"][keep], data["row1"][keep], c=colour[keep], s=4, cmap=cmap, alpha=0.7, **scale)
         ax.set(xlabel=row_names[0], ylabel=row_names[1])
         ax.set_title(panel_title, fontsize=9)

@@ -140,7 +140,8 @@ class AnomalyMetrics(L.Callback):
     average precision of the raw scores; logged as ``val/...`` and ``test/...``. The data set's rho is
     logged under rho-free names (``val/f1_rho``; ``val/f1_top{rho}`` too when it is one of ``percentiles``),
     for checkpoint selection in any config. Rows without labels (or of one class) get only the label-free
-    ``reconstruction`` and ``flagged_share`` (``label_free_metrics``), which labelled rows get too.
+    ``reconstruction``, ``flagged_share`` and ``threshold`` (``label_free_metrics``), which labelled rows
+    get too.
 
     Args:
         percentiles: the p values, in percent; the data module's ``rho`` is scored too, as ``*_rho``.

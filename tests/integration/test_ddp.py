@@ -275,11 +275,13 @@ def test_the_readmes_ddp_command_fits_and_predicts_each_row_once_as_one_process_
     command = [sys.executable, "-m", "dagmm_lightning"]
     processes = ["--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.accelerator", "cpu", *QUICK]
     fit = ["fit", "--config", str(ROOT / "configs/quickstart.yaml"), "--trainer.max_epochs", "3"]
-    fit += ["--trainer.logger.init_args.save_dir", str(tmp_path / "logs")]
+    fit += ["--trainer.logger.init_args.save_dir", str(tmp_path / "logs"), "--trainer.check_val_every_n_epoch", "1"]
     done = subprocess.run([*command, *fit, *processes], capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Starting with 2 processes" in done.stderr + done.stdout and "fit finished after 3 epochs" in done.stderr
     (last,) = (tmp_path / "logs").rglob("last.ckpt")
+    validated = logged_steps(last.parents[1], "val/roc_auc")  # at each epoch's end; the figures at the 1st
+    assert len(validated) == 3 and logged_steps(last.parents[1], "val/latent_view") == validated[::2]  # and last
     predict = ["predict", "--ckpt_path", str(last), "--data.predict_file", str(tmp_path / "rows.csv")]
     predict += ["--prediction_writer.keep_columns", "[case]"]
     out, alone = tmp_path / "two.csv", tmp_path / "one.csv"

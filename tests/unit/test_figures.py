@@ -5,6 +5,14 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from dagmm_lightning.callbacks.figures import HISTOGRAM_BINS, draw, histogram_range
 
 
+@pytest.fixture(autouse=True)
+def closed_figures():
+    yield
+    import matplotlib.pyplot as plt
+
+    plt.close("all")  # (draw returns open figures: the callback closes them as TensorBoard takes them)
+
+
 def rows(components: int = 3, labelled: bool = True, n: int = 300) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(0)
     label = (np.arange(n) % 10 == 0).astype(np.int64) if labelled else np.full(n, -1)
@@ -60,6 +68,20 @@ def test_histogram_range_centres_on_the_threshold_and_counts_every_row():
     low, high = histogram_range(score, 4.0)
     assert low == pytest.approx(np.quantile(score, 0.01)) and high == pytest.approx(4.0 + (4.0 - low))
     assert histogram_range(np.full(5, 2.0), np.nan) == (1.5, 2.5)  # one value: an axis around it
+    normal = np.random.default_rng(0).normal(10, 1, 1000)
+    percentiles = tuple(np.quantile(normal, [0.005, 0.995]))
+    for outside in (5.0, 50.0, np.inf):  # a threshold the rows do not reach or all pass (drift): theirs
+        assert histogram_range(normal, outside) == pytest.approx(percentiles)  # had: (5, 9.9), (-2.4, 102)
+    with_inf = np.r_[normal, [np.inf, -np.inf, np.nan]]  # (had: NaN bins, a ValueError in the fit)
+    assert histogram_range(with_inf, 10.0) == pytest.approx(histogram_range(normal, 10.0))
+    ax = draw(
+        dict(score=with_inf, label=np.zeros(1003, int), row0=with_inf, row1=with_inf, component=np.zeros(1003, int)),
+        50.0,
+        10,
+    )["score_histogram"].axes[0]
+    assert ax.get_xlim() == pytest.approx(percentiles) and "stored threshold 50 (above the axis)" in [
+        t.get_text() for t in ax.get_legend().get_texts()
+    ]
     data = dict(
         score=score, label=(score > 100).astype(np.int64), row0=score, row1=score, component=np.zeros(1250, int)
     )
@@ -77,7 +99,7 @@ def test_histogram_range_centres_on_the_threshold_and_counts_every_row():
         and ax.get_yscale() == "log"
         and ax.get_title() == "score histogram, val rows at step 7"
     )
-    assert ax.get_xlabel().startswith("energy\n") and "250 above" in ax.get_xlabel()
+    assert ax.get_xlabel().startswith("energy\n") and "250 rows above" in ax.get_xlabel()
 
 
 def test_curves_are_steps_with_their_auc_and_the_thresholds_point():
