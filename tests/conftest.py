@@ -5,11 +5,20 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER_DATA = ROOT / "data"  # the paper's three files, shipped with the project
 QUICK = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+
+
+def read_csv(path, **kwargs) -> pd.DataFrame:
+    """``pd.read_csv`` with the exact float parser pandas 2 must be asked for (``EXACT_CSV_FLOATS``; pandas
+    3's default): the tests compare the numbers files hold to the last digit."""
+    from dagmm_lightning.data.tables import EXACT_CSV_FLOATS
+
+    return pd.read_csv(path, **{**EXACT_CSV_FLOATS, **kwargs})
 
 
 def rows_with_groups_of_anomalies(seed: int) -> tuple[np.ndarray, np.ndarray]:

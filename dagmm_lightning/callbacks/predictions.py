@@ -18,6 +18,7 @@ from scipy.stats import binom
 from dagmm_lightning.data.datamodule import TABLE
 from dagmm_lightning.data.loaders import columns_named
 from dagmm_lightning.data.streaming import KeptColumns, column_names
+from dagmm_lightning.data.tables import EXACT_CSV_FLOATS
 from dagmm_lightning.errors import DataError, make_folder_of, warn
 
 OTHER_FORMATS = (".parquet", ".pq", ".npz", ".npy", ".json", ".xlsx", ".xls", ".feather", ".pkl", ".pickle")
@@ -185,7 +186,7 @@ class PredictionCSVWriter(BasePredictionWriter):
             parts = [self._part_path(trainer, r) for r in range(trainer.world_size)]
             # a rank without rows of its own scored a padding row again: each row id once
             # (kept columns as text, "007" not 7; scores to the last digit)
-            read = dict(dtype=dict.fromkeys(kept, str), keep_default_na=not kept)
+            read = dict(dtype=dict.fromkeys(kept, str), keep_default_na=not kept, **EXACT_CSV_FLOATS)
             frames = (pd.read_csv(part, **read) for part in parts)
             frame = pd.concat(frames).drop_duplicates("index").sort_values("index", kind="stable")
             joined = self._part_path(trainer, None)

@@ -13,6 +13,7 @@ import pandas as pd
 
 from dagmm_lightning.data.tables import (
     CUT_SHORT,
+    EXACT_CSV_FLOATS,
     NOT_UTF8,
     PARQUET_SUFFIXES,
     RawTable,
@@ -44,7 +45,7 @@ def read_kddcup99_file(path: str | Path) -> RawTable:
     """A KDD Cup 1999 file in the raw format: no header, 41 features, optionally the label (``normal.``
     is the anomaly class in the DAGMM protocol)."""
     path = existing_file(path)
-    frame = pd.read_csv(path, header=None, low_memory=False)
+    frame = pd.read_csv(path, header=None, low_memory=False, **EXACT_CSV_FLOATS)
     if frame.shape[1] not in (41, 42):
         raise DataError(
             f"{path} has {frame.shape[1]} columns; a KDD Cup 1999 file has 41 features and optionally the label"
@@ -303,7 +304,11 @@ def read_user_table(
             warnings.simplefilter("error", pd.errors.ParserWarning)
             # named symbolic columns as text, as written (007, as the chunked reader reads them), not numbers
             text = dict.fromkeys(symbolic_columns or [], str)
-            frame = pd.read_parquet(path) if parquet else pd.read_csv(path, sep=delimiter, index_col=False, dtype=text)
+            frame = (
+                pd.read_parquet(path)
+                if parquet
+                else pd.read_csv(path, sep=delimiter, index_col=False, dtype=text, **EXACT_CSV_FLOATS)
+            )
     except pd.errors.EmptyDataError:
         raise DataError(f"{path} is empty") from None
     except pd.errors.ParserWarning:

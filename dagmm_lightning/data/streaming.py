@@ -136,7 +136,7 @@ def file_columns(path: Path) -> list[str]:
     try:
         if str(path).lower().endswith(PARQUET_SUFFIXES):
             return [str(c) for c in parquet.ParquetFile(path).schema_arrow.names]
-        return [str(c) for c in pd.read_csv(path, sep=csv_delimiter(path), index_col=False, nrows=0).columns]
+        return [str(c) for c in header_names(path, csv_delimiter(path))]
     except pd.errors.EmptyDataError:
         raise DataError(f"{path} is empty") from None
 
@@ -162,7 +162,7 @@ def read_frames(
     try:
         if not str(path).lower().endswith(PARQUET_SUFFIXES):  # a CSV (pyarrow decompresses .gz and .bz2)
             delimiter = csv_delimiter(path)
-            names = [str(c) for c in pd.read_csv(path, sep=delimiter, index_col=False, nrows=0).columns]
+            names = [str(c) for c in header_names(path, delimiter)]
             warn_if_headerless(names, path)
             options = csv.ConvertOptions(column_types=types or {}, null_values=MISSING_TEXT, strings_can_be_null=True)
             options.include_columns = columns or []
@@ -207,6 +207,15 @@ def read_frames(
             message = re.sub(r"^(CSV parse error)", r"\1" + ragged_line(path, csv_delimiter(path)), message)
             message += " (a separator inside values, or a line above the header: a title, a comment, Excel's sep=?)"
         raise DataError(f"{path}: {message}") from None
+
+
+def header_names(path: Path, delimiter: str) -> list:
+    """The names in a CSV file's header. (pandas 2 decodes a whole first block for them: bytes not UTF-8 in
+    a row below would fail the header's read, not the column's, which the row reader then names.)"""
+    names = list(pd.read_csv(path, sep=delimiter, index_col=False, nrows=0, encoding_errors="replace").columns)
+    if any("\ufffd" in str(name) for name in names):  # (the header itself not UTF-8)
+        raise DataError(f"{path} {NOT_UTF8} (its header)")
+    return names
 
 
 def header_lines(path: Path, delimiter: str) -> int:
@@ -282,7 +291,7 @@ def column_names(path: Path | str) -> list[str] | None:
         if str(path).lower().endswith(PARQUET_SUFFIXES):
             check_parquet_columns_unique(path)
             return [str(c) for c in parquet.read_schema(path).names]
-        return [str(c) for c in pd.read_csv(path, sep=csv_delimiter(path), index_col=False, nrows=0).columns]
+        return [str(c) for c in header_names(path, csv_delimiter(path))]
     except (pa.ArrowInvalid, pd.errors.EmptyDataError, UnicodeDecodeError, EOFError, ValueError, OSError) as err:
         raise DataError(f"{path} is not a readable table: {str(err).splitlines()[0]}") from None
 

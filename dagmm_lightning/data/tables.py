@@ -22,6 +22,30 @@ import torch
 from dagmm_lightning.errors import DataError, warn
 from dagmm_lightning.networks.dagmm import SCALED_LIMIT
 
+# pandas 2's read_csv and to_numeric round about a third of decimal texts to a neighbouring float (pandas 3
+# and pyarrow read every one exactly): ask pandas 2 for the exact parser, so that a file reads to the
+# same numbers whichever reader, version or path (in memory, out of core, predict) reads it
+EXACT_CSV_FLOATS = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
+
+
+def numbers_of(values: pd.Series) -> pd.Series:
+    """``pd.to_numeric(values, errors="coerce")``, a text's number read exactly (Python's float) where
+    pandas would round it (``EXACT_CSV_FLOATS``)."""
+    coerced = pd.to_numeric(values, errors="coerce")
+    if not EXACT_CSV_FLOATS or pd.api.types.is_numeric_dtype(values):
+        return coerced
+    texts = values.map(lambda v: isinstance(v, str)).to_numpy(dtype=bool) & coerced.notna().to_numpy()
+    if texts.any():
+        exact = []
+        for text, number in zip(values[texts], coerced[texts], strict=True):
+            try:
+                exact.append(float(text))
+            except ValueError:  # (a text to_numeric reads that float() does not: its reading)
+                exact.append(number)
+        coerced = coerced.astype(np.float64)
+        coerced[texts] = exact
+    return coerced
+
 
 def category_text(values: pd.Series, as_number: bool = False, missing_text: bool = True) -> pd.Series:
     """A symbolic column's values as the text its categories are named by, without surrounding spaces;
@@ -37,7 +61,9 @@ def category_text(values: pd.Series, as_number: bool = False, missing_text: bool
         codes, uniques = pd.factorize(values, use_na_sentinel=False)
     except TypeError:  # unhashable: lists, dicts, arrays
         raise DataError(f"column {values.name!r} holds lists or other containers, not single values") from None
-    distinct = pd.Series(uniques)
+    if (codes < 0).any():  # (pandas 2 keeps a missing value's -1 for a pyarrow dictionary column)
+        codes, uniques = np.where(codes < 0, len(uniques), codes), [*uniques, None]
+    distinct = pd.Series(uniques, dtype=object)
     text = distinct.astype(str).str.strip()
     if distinct.hasnans:
         text = text.where(distinct.notna(), "nan")
@@ -477,7 +503,7 @@ def infer_symbolic_columns(
             )
         numeric = pd.to_numeric(present, errors="coerce")
         if len(present) and numeric.notna().all():
-            converted[column] = pd.to_numeric(values, errors="coerce")
+            converted[column] = numbers_of(values)
             written = present.astype(str).str.strip()
             long = written.str.fullmatch(r"[+-]?0*[1-9]\d{15,}")  # integers past float64's: some become one
             if long.any() and written[long].str.lstrip("+0").nunique() > numeric[long].astype(float).nunique():
@@ -716,7 +742,7 @@ class TablePreprocessor:
             for column in [c for c in self.numeric if not pd.api.types.is_numeric_dtype(numeric[c])]:
                 if pd.api.types.infer_dtype(numeric[column], skipna=True).startswith(TIME_KINDS):
                     raise DataError(f"column {column!r} holds dates or times, the model was trained on numbers")
-                coerced = pd.to_numeric(numeric[column], errors="coerce")  # numbers stored as text are numbers
+                coerced = numbers_of(numeric[column])  # numbers stored as text are numbers
                 words = numeric[column].astype("string").str.strip().str.lower()
                 if words.notna().any() and words.dropna().isin(["true", "false"]).all():  # as pandas reads a CSV's
                     coerced = words.map({"true": 1.0, "false": 0.0}).astype(np.float64)  # (missing: refused below)

@@ -13,7 +13,7 @@ from dagmm_lightning.cli import NODE_LAUNCH_VARIABLES, build_cli, fit_log_folder
 from dagmm_lightning.data.tables import SCALED_LIMIT
 from dagmm_lightning.sizing import latent_cap
 
-from ..conftest import QUICK, ROOT
+from ..conftest import QUICK, ROOT, read_csv
 
 CONFIGS = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "configs").rglob("*.yaml"))
 
@@ -236,7 +236,7 @@ def test_fit_then_test_and_predict_from_checkpoint_reproduce_scores(tmp_path):
     # predict never refits: the loaded buffers are the checkpoint's
     torch.testing.assert_close(predicted.model.model.mixture.covariances, model.model.mixture.covariances)
     assert predicted.trainer.predict_loop.return_predictions is False  # the writer has them; no copy kept
-    frame = pd.read_csv(out)
+    frame = read_csv(out)
     assert list(frame.columns) == ["index", "score", "prediction", "label"]
     np.testing.assert_array_equal(frame["index"], dm.splits.test)
     np.testing.assert_allclose(frame["score"], expected, rtol=1e-6)
@@ -404,10 +404,10 @@ def test_data_sized_model_keeps_its_sizes_and_em_refined_fit_in_the_checkpoint(t
         expected = fitted.model.score(torch.from_numpy(x_test)).numpy()
     run(["predict", "--ckpt_path", str(ckpt), "--prediction_writer.output_path", str(tmp_path)], tmp_path)
     out = tmp_path / "predictions.csv"  # an existing folder: the file in it
-    np.testing.assert_allclose(pd.read_csv(out)["score"], expected, rtol=1e-6)
+    np.testing.assert_allclose(read_csv(out)["score"], expected, rtol=1e-6)
     new_folder = f"{tmp_path / 'new'}/"  # a name ending in /: a folder made for it (had: a file named 'new')
     run(["predict", "--ckpt_path", str(ckpt), "--prediction_writer.output_path", new_folder], tmp_path)
-    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "new/predictions.csv"), pd.read_csv(out))
+    pd.testing.assert_frame_equal(read_csv(tmp_path / "new/predictions.csv"), read_csv(out))
     with pytest.raises(ValueError, match="cannot write .*predictions.csv/x.csv: a file stands where its folder"):
         run(["predict", "--ckpt_path", str(ckpt), "--prediction_writer.output_path", str(out / "x.csv")], tmp_path)
     from dagmm_lightning.callbacks import predictions
@@ -647,8 +647,8 @@ def test_a_model_loaded_in_python_brings_its_data_state_to_test_and_predict(tmp_
         + ["--prediction_writer.output_path", str(out)],
         tmp_path,
     )
-    np.testing.assert_allclose(torch.cat([p["score"] for p in predicted]).numpy(), pd.read_csv(out)["score"], rtol=1e-6)
-    flagged = int((pd.read_csv(out)["prediction"] == 1).sum())  # had: not said (a PU fit's none went unnoticed)
+    np.testing.assert_allclose(torch.cat([p["score"] for p in predicted]).numpy(), read_csv(out)["score"], rtol=1e-6)
+    flagged = int((read_csv(out)["prediction"] == 1).sum())  # had: not said (a PU fit's none went unnoticed)
     assert f"wrote 40 predictions to {out}; {flagged} flagged as anomalies ({100 * flagged / 40:.3g} %)" in caplog.text
     caplog.clear()
     run(  # again to the same file: replaced, and said so (had: silently)
@@ -662,7 +662,7 @@ def test_a_model_loaded_in_python_brings_its_data_state_to_test_and_predict(tmp_
     scaling.load_state_dict(torch.load(last, weights_only=False)["AnomalyDataModule"]["preprocessor"])
     x = scaling.scale(scaling.encode(table))  # float32 numpy: taken as it is
     with torch.no_grad():
-        np.testing.assert_allclose(model.score(x).numpy(), pd.read_csv(out)["score"], rtol=1e-5)
+        np.testing.assert_allclose(model.score(x).numpy(), read_csv(out)["score"], rtol=1e-5)
         np.testing.assert_array_equal(model(x).numpy(), model.score(x).numpy())  # had: NotImplementedError
         with pytest.raises(DataError, match=r"score takes rows \(N, 30\) of 30 encoded features, got shape \(40, 29\)"):
             model.score(x[:, :29])
@@ -682,7 +682,7 @@ def test_a_model_loaded_in_python_brings_its_data_state_to_test_and_predict(tmp_
         batch = torch.from_numpy(x).float()
     # had: "Inference tensors cannot be saved for backward"
     scored = model.eval().score(batch).detach().numpy()
-    np.testing.assert_allclose(scored, pd.read_csv(out)["score"], rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(scored, read_csv(out)["score"], rtol=1e-5, atol=1e-4)
     # other data (a table of new labelled rows): encoded and scaled as the checkpoint was, nothing to overlap
     labelled = table.assign(malignant=(load_breast_cancer().target[:40] == 0).astype(int))
     labelled.to_csv(tmp_path / "labelled.csv", index=False)

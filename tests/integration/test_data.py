@@ -22,6 +22,8 @@ from dagmm_lightning.data.loaders import anomaly_labels
 from dagmm_lightning.data.tables import SCALED_LIMIT, category_codes, category_text, infer_symbolic_columns
 from dagmm_lightning.errors import MissingLabelError
 
+from ..conftest import read_csv
+
 pytestmark = pytest.mark.data
 
 
@@ -482,7 +484,7 @@ def test_predict_file_with_other_features_is_rejected(kdd, tmp_path):
     path = tmp_path / "other.csv"
     pd.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0]}).to_csv(path, index=False)
     with pytest.raises(DataError, match="columns missing from the input: .* 41 columns$"):
-        kdd.preprocessor.encode(pd.read_csv(path))
+        kdd.preprocessor.encode(read_csv(path))
     x = np.random.default_rng(0).normal(size=(60, 3))
     named = AnomalyDataModule.from_table(RawTable(pd.DataFrame(x, columns=["a", "b", "c"]), None, []))
     named.setup("fit")  # a model's table, its columns named, and rows of an array scored by its checkpoint

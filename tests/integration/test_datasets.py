@@ -9,7 +9,7 @@ from dagmm_lightning.cli import build_cli
 from dagmm_lightning.data import AnomalyDataModule, DataError
 from dagmm_lightning.labels import UNLABELLED
 
-from ..conftest import ROOT
+from ..conftest import ROOT, read_csv
 
 pytestmark = pytest.mark.data
 QUICK = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
@@ -92,13 +92,13 @@ def test_user_table_round_trip(tmp_path, monkeypatch):
             str(out),
         ]
     )
-    scores = pd.read_csv(out)
+    scores = read_csv(out)
     assert len(scores) == 25 and np.isfinite(scores["score"]).all()
     np.testing.assert_array_equal(scores["label"], new["anomaly"])
     # the same rows in the training column order score the same: encoding is by name
     model = fitted.model.eval()
     encoded = fitted.datamodule.preprocessor
-    x = encoded.scale(encoded.encode(pd.read_csv(predict).drop(columns="anomaly")))
+    x = encoded.scale(encoded.encode(read_csv(predict).drop(columns="anomaly")))
     with torch.no_grad():
         np.testing.assert_allclose(scores["score"], model.score(torch.from_numpy(x)).numpy(), rtol=1e-6)
     assert (x[:3, 2:] == 0).all()  # unseen category: all-zero one-hot

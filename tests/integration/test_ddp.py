@@ -6,7 +6,6 @@ import sys
 
 import lightning as L
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -18,6 +17,7 @@ from dagmm_lightning.models import DAGMM
 from dagmm_lightning.sizing import latent_cap, latent_size
 
 from ..callbacks import SavesAtStep
+from ..conftest import read_csv
 from ..events import logged_steps
 
 BUFFERS = {
@@ -145,7 +145,7 @@ def test_two_process_predict_writes_each_row_once_as_one_process_does(checkpoint
         data = small_data()
         data.predict_file = str(tmp_path / predict_file) if predict_file else None
         predict.predict(DAGMM.load_from_checkpoint(checkpoint), datamodule=data, return_predictions=False)
-        frames[devices, predict_file] = pd.read_csv(out, dtype={"case": str})
+        frames[devices, predict_file] = read_csv(out, dtype={"case": str})
     written = [
         "predictions1.csv",
         "predictions1rows.csv.csv",
@@ -236,13 +236,13 @@ def test_spawned_cli_fit_summary_names_its_epochs_checkpoint_metrics_and_one_log
     predict += ["--data.predict_file", str(tmp_path / "rows.csv"), "--prediction_writer.keep_columns", "[case]"]
     spawned = ["--trainer.devices", "2", "--trainer.strategy", "ddp_spawn"]
     build_cli([*predict, *spawned, "--prediction_writer.output_path", str(out)])
-    written = pd.read_csv(out)
+    written = read_csv(out)
     assert written["case"].tolist() == list(range(31))  # each row once, in the file's order
     flagged = int(written["prediction"].sum())  # counted in the main process from the workers' file:
     wrote = f"wrote 31 predictions with the file's case column to {out} (replacing an earlier file); {flagged} flagged"
     assert f"{wrote} as anomalies (" in caplog.text
     build_cli([*predict, "--trainer.devices", "1", "--prediction_writer.output_path", str(alone)])
-    np.testing.assert_allclose(written["score"], pd.read_csv(alone)["score"], rtol=1e-12)  # as one process scores
+    np.testing.assert_allclose(written["score"], read_csv(alone)["score"], rtol=1e-12)  # as one process scores
     caplog.clear()
     every_epoch = ["--trainer.check_val_every_n_epoch", "1", "--checkpoint.monitor", "val/roc_auc"]
     every_epoch += ["--checkpoint.mode", "max"]
@@ -293,11 +293,11 @@ def test_the_readmes_ddp_command_fits_and_predicts_each_row_once_as_one_process_
         timeout=300,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    written = pd.read_csv(out)
+    written = read_csv(out)
     assert written["case"].tolist() == list(range(31))  # 31 rows (shards of 16 and 15): each once, in order
     assert f"wrote 31 predictions with the file's case column to {out}" in done.stderr
     build_cli([*predict, *QUICK, "--trainer.accelerator", "cpu", "--prediction_writer.output_path", str(alone)])
-    np.testing.assert_allclose(written["score"], pd.read_csv(alone)["score"], rtol=1e-12)
+    np.testing.assert_allclose(written["score"], read_csv(alone)["score"], rtol=1e-12)
     assert not list(tmp_path.glob("*.part*")) and sorted(p.name for p in tmp_path.glob("*.csv")) == [
         "one.csv",
         "rows.csv",

@@ -605,8 +605,8 @@ def test_a_nan_far_into_a_large_array_is_named_by_its_row(fitted):
 def test_a_dataframes_bad_row_is_also_named_by_its_index_label(fitted):
     det, x, _ = fitted
     index = np.arange(len(x))[::-1] * 10  # as after a shuffle or a train_test_split
-    frame = pd.DataFrame(x, columns=[f"x{i}" for i in range(x.shape[1])], index=index)
-    frame.iloc[3, 1] = np.nan
+    frame = pd.DataFrame(x.copy(), columns=[f"x{i}" for i in range(x.shape[1])], index=index)
+    frame.iloc[3, 1] = np.nan  # (pandas 2 had written it into the module's x: its frame was a view)
     at = r"at row 3 \(the 4th data row\); fill or drop them before training or scoring"
     with pytest.raises(DataError, match=rf"column 'x1' {at}; X.index\[3\] is {index[3]}$"):
         det.decision_function(frame)

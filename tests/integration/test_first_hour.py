@@ -23,7 +23,7 @@ from dagmm_lightning.cli import build_cli
 from dagmm_lightning.data.datamodule import TRAINING_VALUES
 from dagmm_lightning.errors import DataError
 
-from ..conftest import QUICK, ROOT, rows_with_groups_of_anomalies
+from ..conftest import QUICK, ROOT, read_csv, rows_with_groups_of_anomalies
 
 pytestmark = pytest.mark.usefixtures("in_root")
 
@@ -291,11 +291,11 @@ def test_predict_as_a_nightly_job_writes_its_own_part_file_and_stops_on_sigterm(
         match=r"scores.csv.0a1b2c3d.part beside .*scores.csv \(written 0 min ago\): another predict writing it",
     ):
         run(predict, tmp_path)  # had: both wrote scores.csv.part, rows of each in one file
-    assert len(pd.read_csv(out)) == 30 and other.read_text() == "another run's rows\n"
-    pd.read_csv(new_rows).drop(columns="flow_id").to_csv(tmp_path / "no_ids.csv", index=False)
+    assert len(read_csv(out)) == 30 and other.read_text() == "another run's rows\n"
+    read_csv(new_rows).drop(columns="flow_id").to_csv(tmp_path / "no_ids.csv", index=False)
     with pytest.warns(UserWarning, match=r"ignored columns \['flow_id'\] of the training table are not in no_ids.csv"):
         run([*predict[:3], "--data.predict_file", str(tmp_path / "no_ids.csv")], tmp_path)  # had: silent
-    normal = pd.read_csv(table(tmp_path / "day.csv", n=80, labels=False, ids=True)).iloc[20:]  # (the first 20: odd)
+    normal = read_csv(table(tmp_path / "day.csv", n=80, labels=False, ids=True)).iloc[20:]  # (the first 20: odd)
     normal.to_csv(tmp_path / "day.csv", index=False)
     normal.assign(a=normal["a"] * 1000).to_csv(tmp_path / "drift.csv", index=False)  # a column's units changed
     with pytest.warns(UserWarning, match=r"% of the rows score above the threshold, which flags about 5 %"):
@@ -317,8 +317,8 @@ def test_predict_as_a_nightly_job_writes_its_own_part_file_and_stops_on_sigterm(
             ],
             tmp_path,
         )  # had: exit 2
-    assert list(pd.read_csv(quiet).columns) == ["flow_id", "index", "score", "prediction", "label"]  # (ids kept)
-    assert len(pd.read_csv(quiet)) == 0
+    assert list(read_csv(quiet).columns) == ["flow_id", "index", "score", "prediction", "label"]  # (ids kept)
+    assert len(read_csv(quiet)) == 0
     job = tmp_path / "job"  # a scheduled run's working folder, without a logger: nothing but its output there
     job.mkdir()
     monkeypatch.chdir(job)
@@ -398,7 +398,7 @@ def test_table_column_mistakes_are_named(tmp_path):
     ):
         run([*args, "--data.ignore_columns", "[a,b,proto]"], tmp_path)  # had said: input_dim must be >= 1, got 0
     indexed = tmp_path / "indexed.csv"
-    pd.read_csv(flows).to_csv(indexed)  # pandas' index: a column 'Unnamed: 0' of row numbers
+    read_csv(flows).to_csv(indexed)  # pandas' index: a column 'Unnamed: 0' of row numbers
     quick = ["--data.path", str(indexed), "--trainer.max_epochs", "1"]
     with pytest.warns(
         UserWarning, match=r"'Unnamed: 0' .* if it is an id, leave it out with ignore_columns '\["
@@ -411,7 +411,7 @@ def test_table_column_mistakes_are_named(tmp_path):
     fitted = run([*args, *quick, "--data.ignore_columns", given], tmp_path / "left_out")
     assert fitted.datamodule.preprocessor.numeric == ["a", "b"]
     bare = tmp_path / "bare.csv"
-    pd.read_csv(flows).to_csv(bare, index=False, header=False)  # no header line: its first row became the names
+    read_csv(flows).to_csv(bare, index=False, header=False)  # no header line: its first row became the names
     with pytest.warns(UserWarning, match="bare.csv: its header line holds numbers .* a file without a header"):
         run(["fit", *args[1:4], str(bare), "--data.label_column", "1", "--trainer.max_epochs", "1"], tmp_path)
 
@@ -443,42 +443,42 @@ def test_a_table_takes_its_contamination_from_its_labels_and_predicts_from_the_c
         ],
         tmp_path,
     )
-    scores = pd.read_csv(out)
+    scores = read_csv(out)
     assert len(scores) == 30 and (scores["label"] == -1).all() and np.isfinite(scores["score"]).all()
     # the ignored id column goes beside each row's score (had: the row's number alone, to join by position)
     assert list(scores.columns) == ["flow_id", "index", "score", "prediction", "label"]
     assert f"wrote 30 predictions with the file's flow_id column to {out}; " in caplog.text
-    assert scores["flow_id"].tolist() == pd.read_csv(new_rows, sep="\t")["flow_id"].tolist()
+    assert scores["flow_id"].tolist() == read_csv(new_rows, sep="\t")["flow_id"].tolist()
     truth = pd.Series([1, None, 0, None] + [0] * 26, dtype="Int64")  # some rows' truth unknown: -1, not refused
     for name in ("partly.csv", "partly.csv.gz", "partly.csv.xz", "partly.parquet"):  # read in chunks, and whole
-        partly = pd.read_csv(new_rows, sep="\t").assign(is_attack=truth)
+        partly = read_csv(new_rows, sep="\t").assign(is_attack=truth)
         if name.endswith("parquet"):
             partly.to_parquet(tmp_path / name)
         else:
             partly.to_csv(tmp_path / name, index=False)
         run(["predict", "--ckpt_path", last, "--data.predict_file", str(tmp_path / name)], tmp_path)
-        written = pd.read_csv(next((tmp_path / "logs").rglob("predictions.csv")))
+        written = read_csv(next((tmp_path / "logs").rglob("predictions.csv")))
         assert written["label"].tolist() == truth.fillna(-1).tolist(), name
         assert written["flow_id"].tolist() == partly["flow_id"].tolist(), name
         shutil.rmtree(next((tmp_path / "logs").rglob("predictions.csv")).parent)
     keep = ["predict", "--ckpt_path", last, "--prediction_writer.output_path", str(tmp_path / "kept.csv")]
     run([*keep, "--prediction_writer.keep_columns", "[a,flow_id]"], tmp_path)  # the test rows, named
-    kept = pd.read_csv(tmp_path / "kept.csv")
-    table_rows = pd.read_csv(flows, sep=";").iloc[kept["index"]]
+    kept = read_csv(tmp_path / "kept.csv")
+    table_rows = read_csv(flows, sep=";").iloc[kept["index"]]
     assert kept["flow_id"].tolist() == table_rows["flow_id"].tolist() and kept["a"].tolist() == table_rows["a"].tolist()
     run([*keep, "--prediction_writer.keep_columns", "[]"], tmp_path)
-    assert list(pd.read_csv(tmp_path / "kept.csv").columns) == ["index", "score", "prediction", "label"]
+    assert list(read_csv(tmp_path / "kept.csv").columns) == ["index", "score", "prediction", "label"]
     with pytest.raises(
         ValueError, match=r"keep_columns \['host'\] are not in .*flows.csv; its columns are \['flow_id'"
     ):
         run([*keep, "--prediction_writer.keep_columns", "[host]"], tmp_path)
-    pd.read_csv(new_rows, sep="\t").assign(label=1).to_csv(tmp_path / "clash.csv", index=False)
+    read_csv(new_rows, sep="\t").assign(label=1).to_csv(tmp_path / "clash.csv", index=False)
     with pytest.raises(ValueError, match=r"keep_columns \['label'\]: the predictions have columns of those names"):
         run(
             [*keep, "--prediction_writer.keep_columns", "[label]", "--data.predict_file", str(tmp_path / "clash.csv")],
             tmp_path,
         )
-    rows = pd.read_csv(flows, sep=";")
+    rows = read_csv(flows, sep=";")
     rows.iloc[::-1].to_csv(flows, sep=";", index=False)  # the file changed since the fit: refused, and why
     with pytest.raises(ValueError, match="flows.csv is not the data the checkpoint .* rows or their labels changed"):
         run(["test", "--ckpt_path", last], tmp_path)
@@ -503,21 +503,21 @@ def test_a_table_takes_its_contamination_from_its_labels_and_predicts_from_the_c
         run(["test", "--ckpt_path", last], tmp_path)
     predict = ["predict", "--ckpt_path", last, "--data.predict_file", str(new_rows)]
     run([*predict, "--prediction_writer.output_path", str(out)], tmp_path)  # a file of its own: scored all the same
-    assert len(pd.read_csv(out)) == 30
-    scored = pd.read_csv(out)
+    assert len(read_csv(out)) == 30
+    scored = read_csv(out)
     flows.rename(tmp_path / "moved.csv")  # the training table gone (another machine, an export rotated)
     run([*predict, "--prediction_writer.output_path", str(out)], tmp_path)  # had: no such file: .../flows.csv
-    pd.testing.assert_frame_equal(pd.read_csv(out), scored)
+    pd.testing.assert_frame_equal(read_csv(out), scored)
     (tmp_path / "moved.csv").rename(flows)
     for path, message in [(new_rows, "is the file being scored"), (tmp_path / "s.parquet", "predictions are CSV")]:
         with pytest.raises(ValueError, match=message):
             run([*predict, "--prediction_writer.output_path", str(path)], tmp_path)
-    broken = pd.read_csv(new_rows, sep="\t")
+    broken = read_csv(new_rows, sep="\t")
     broken.loc[20, "a"] = np.nan
     broken.to_csv(new_rows, sep="\t", index=False)
     with pytest.raises(ValueError, match="at row 20"):
         run([*predict, "--prediction_writer.output_path", str(out)], tmp_path)
-    assert len(pd.read_csv(out)) == 30 and not list(tmp_path.glob("*.part"))  # the earlier file, no partial one
+    assert len(read_csv(out)) == 30 and not list(tmp_path.glob("*.part"))  # the earlier file, no partial one
     with pytest.raises(ValueError, match="--data.predict_file is scored by predict only; test takes the split's"):
         run(["test", "--ckpt_path", last, "--data.predict_file", str(new_rows)], tmp_path)  # had tested the split
 
@@ -531,17 +531,17 @@ def test_a_checkpoint_scores_dataframes_in_python_as_dagmm_predict_scores_its_fi
 
     flows = table(tmp_path / "flows.csv")
     if not text:  # numeric columns only: scaled as the data module scales them (had: in float32, labels flipped),
-        numeric = pd.read_csv(flows).drop(columns="proto").rename(columns={"a": "x1", "b": "x0"})  # found by name
+        numeric = read_csv(flows).drop(columns="proto").rename(columns={"a": "x1", "b": "x0"})  # found by name
         numeric.to_csv(flows, index=False)  # (had: columns named x0, x1, ... taken by position)
     args = ["--config", f"configs/{method}.yaml", "--config", "configs/table.yaml", "--data.path", str(flows)]
     run(["fit", *args, "--data.label_column", "is_attack", "--trainer.max_epochs", "2"], tmp_path)
     last = str(next((tmp_path / "logs").rglob("last.ckpt")))
-    rows = pd.read_csv(flows).sample(60, random_state=1)  # anomalies among them
+    rows = read_csv(flows).sample(60, random_state=1)  # anomalies among them
     rows.to_csv(tmp_path / "new.csv", index=False)
     out = tmp_path / "scores.csv"
     run(["predict", "--ckpt_path", last, "--data.predict_file", str(tmp_path / "new.csv")]
         + ["--prediction_writer.output_path", str(out)], tmp_path)  # fmt: skip
-    written = pd.read_csv(out)
+    written = read_csv(out)
     before = torch.get_rng_state()
     detector = DAGMMDetector.from_checkpoint(last)
     assert torch.equal(torch.get_rng_state(), before)  # the caller's draws go on as they would have
@@ -588,7 +588,7 @@ def test_a_checkpoint_scores_dataframes_in_python_as_dagmm_predict_scores_its_fi
 
 def test_a_checkpoint_tests_with_the_columns_it_was_trained_on(tmp_path):
     hosts = tmp_path / "hosts.csv"
-    frame = pd.read_csv(table(tmp_path / "flows.csv"))
+    frame = read_csv(table(tmp_path / "flows.csv"))
     frame.assign(host=[f"h{i % 250}" for i in range(len(frame))]).to_csv(hosts, index=False)  # id-like now
     args = ["fit", "--config", "configs/table.yaml", "--data.path", str(hosts), "--data.label_column", "is_attack"]
     fitted = run([*args, "--data.symbolic_columns", "[proto, host]", "--trainer.max_epochs", "1"], tmp_path)
@@ -658,7 +658,7 @@ def test_a_table_without_labels_asks_for_contamination_and_is_not_offered_a_test
     scored = tmp_path / "scored.csv"
     writer = ["--prediction_writer.output_path", str(scored)]
     run(["predict", "--ckpt_path", last, "--data.predict_file", str(flows), *writer], tmp_path)
-    assert len(pd.read_csv(scored)) == 400  # the table itself, every row
+    assert len(read_csv(scored)) == 400  # the table itself, every row
     caplog.clear()
     validated = run(["validate", "--ckpt_path", last], tmp_path).trainer.callback_metrics  # its val rows, no labels
     assert "(the checkpoint's: predict flags the rows scored above it)" in caplog.text  # not: "the *_threshold metrics"
@@ -680,7 +680,7 @@ def test_a_table_without_labels_asks_for_contamination_and_is_not_offered_a_test
     with pytest.warns(UserWarning, match="rows without labels"):  # tested: no metrics (had: refused, other rows)
         tested = run(["test", "--ckpt_path", str(tmp_path / "before.ckpt")], tmp_path)
     assert len(tested.datamodule.splits.test) == len(before.splits.test) == 200
-    edited = pd.read_csv(flows)
+    edited = read_csv(flows)
     edited["a"] += 1.0  # the training rows' values: this is not the data of the checkpoint
     edited.to_csv(flows, index=False)
     with pytest.raises(ValueError, match=r"rows reordered or edited\): with the same split settings, this run's val"):
@@ -701,9 +701,9 @@ def test_a_table_without_labels_asks_for_contamination_and_is_not_offered_a_test
             tmp_path,
         )
     partly = tmp_path / "partly.csv"  # a real positive-unlabeled table: only some rows labelled
-    pd.read_csv(table(tmp_path / "flows.csv")).assign(
-        is_attack=lambda f: f["is_attack"].where(f.index % 2 == 0)
-    ).to_csv(partly, index=False)
+    read_csv(table(tmp_path / "flows.csv")).assign(is_attack=lambda f: f["is_attack"].where(f.index % 2 == 0)).to_csv(
+        partly, index=False
+    )
     pu = ["fit", "--config", "configs/pu.yaml", "--config", "configs/table.yaml", "--data.label_column", "is_attack"]
     with pytest.raises(
         ValueError, match=r"has no value at row 1 \(200 of 400 rows have none\); .* DAGMMDetector\(variant='pu'\)"
@@ -716,12 +716,12 @@ def test_a_table_without_labels_asks_for_contamination_and_is_not_offered_a_test
     with pytest.raises(ValueError, match=r"none\); every row needs 0/1 or true/false: fill them, or, for a table "):
         run(plain, tmp_path)
     normal = tmp_path / "normal.csv"
-    pd.read_csv(table(tmp_path / "flows.csv")).assign(is_attack=0).to_csv(normal, index=False)
+    read_csv(table(tmp_path / "flows.csv")).assign(is_attack=0).to_csv(normal, index=False)
     args = ["fit", "--config", "configs/table.yaml", "--data.path", str(normal), "--data.label_column", "is_attack"]
     with pytest.raises(ValueError, match="the labels mark no row as an anomaly"):
         run([*args, "--trainer.max_epochs", "1"], tmp_path)
     inverted = tmp_path / "inverted.csv"
-    flipped = pd.read_csv(table(tmp_path / "flows.csv"))
+    flipped = read_csv(table(tmp_path / "flows.csv"))
     flipped.assign(is_attack=1 - flipped["is_attack"]).to_csv(inverted, index=False)
     args[args.index(str(normal))] = str(inverted)  # had: contamination silently 0.5
     with pytest.raises(ValueError, match=r"the labels mark 9\d\.?\d* % of the rows as anomalies: are they inverted"):

@@ -13,6 +13,8 @@ from dagmm_lightning.data import DataError, RawTable, TablePreprocessor
 from dagmm_lightning.data import streaming as streaming_module
 from dagmm_lightning.data.streaming import FileRows
 
+from ..conftest import read_csv
+
 
 def table(n=53, seed=0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
@@ -244,7 +246,7 @@ def test_out_of_core_predict_on_a_file_writes_no_rows(tmp_path, monkeypatch):
     scoring.load_state_dict(in_memory.state_dict())  # as from the checkpoint
     assert scoring._on_disk is None
     x, _, _ = (torch.cat(part) for part in zip(*scoring.predict_dataloader(), strict=True))
-    expected = in_memory.preprocessor.scale(in_memory.preprocessor.encode(pd.read_csv(tmp_path / "rows.csv")))
+    expected = in_memory.preprocessor.scale(in_memory.preprocessor.encode(read_csv(tmp_path / "rows.csv")))
     np.testing.assert_array_equal(x.numpy(), expected)
 
 

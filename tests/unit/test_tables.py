@@ -180,3 +180,48 @@ def test_numbers_with_a_typographic_minus_and_unique_timestamps_get_advice_that_
     days = pd.DataFrame({"d": np.repeat(pd.date_range("2024-01-01", periods=3).astype(str), 100)})
     with pytest.raises(DataError, match="or list it in symbolic_columns to one-hot encode it"):
         infer_symbolic_columns(days)  # a few dates that repeat: categories can do
+
+
+def test_a_missing_value_that_factorize_leaves_at_minus_one_is_its_own_category(monkeypatch):
+    """pandas 2 factorizes a pyarrow dictionary column's missing value to -1 whatever use_na_sentinel says;
+    indexing with it had named the row by the last category ('u'), silently."""
+    import numpy as np
+    import pandas as pd
+
+    from dagmm_lightning.data import tables
+
+    values = pd.Series(["v", "u", None, "v"], dtype=object)
+    as_pandas_2 = lambda series, use_na_sentinel: (np.array([0, 1, -1, 0]), pd.Index(["v", "u"]))  # noqa: E731
+    monkeypatch.setattr(tables.pd, "factorize", as_pandas_2)
+    assert tables.category_text(values).tolist() == ["v", "u", "nan", "v"]  # had: 'u' for the missing value
+
+
+def test_numbers_in_text_and_csv_files_read_exactly_whatever_pandas_rounds(monkeypatch, tmp_path):
+    """pandas 2's read_csv and to_numeric round about a third of decimal texts to a neighbouring float;
+    the exact readers are asked for there (EXACT_CSV_FLOATS), and text columns' numbers read by float()."""
+    import numpy as np
+    import pandas as pd
+
+    from dagmm_lightning.data import tables
+    from dagmm_lightning.data.loaders import read_user_table
+
+    x = np.random.default_rng(0).normal(size=2000)
+    texts = pd.Series([repr(float(v)) for v in x] + ["x"], dtype=object)
+    rounding = lambda values, errors: pd.Series(  # noqa: E731 - a reader that rounds, as pandas 2's does
+        [np.nextafter(float(v), np.inf) if v != "x" else np.nan for v in values], index=values.index
+    )
+    monkeypatch.setattr(tables, "EXACT_CSV_FLOATS", {"float_precision": "round_trip"})  # as on pandas 2
+    monkeypatch.setattr(tables.pd, "to_numeric", rounding)
+    read = tables.numbers_of(texts)
+    np.testing.assert_array_equal(read[:-1].to_numpy(), x)  # had: rounded
+    assert np.isnan(read.iloc[-1])
+    monkeypatch.undo()
+    pd.DataFrame({"a": x, "y": 0}).to_csv(tmp_path / "rows.csv", index=False)
+    read_with = []
+    monkeypatch.setattr(pd, "read_csv", lambda *args, **kwargs: read_with.append(kwargs) or real_read(*args, **kwargs))
+    real_read = pd.io.parsers.read_csv
+    table = read_user_table(tmp_path / "rows.csv", "y")
+    np.testing.assert_array_equal(table.features["a"].to_numpy(), x)  # (pandas 3 or round_trip: exact)
+    assert read_with and all(
+        k.get("float_precision") == tables.EXACT_CSV_FLOATS.get("float_precision") for k in read_with
+    )
