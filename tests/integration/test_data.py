@@ -1062,6 +1062,9 @@ def test_a_text_column_not_utf8_is_named_in_memory_out_of_core_and_when_scored(t
         read_user_table(tmp_path / "latin.csv", "y")
     with pytest.raises(DataError, match=message + r" \(column 'city'\)"):  # had: a UnicodeDecodeError
         scan_file(tmp_path / "latin.csv", "y", None, 25)
+    rows.rename(columns={"a": "Größe"}).to_csv(tmp_path / "header.csv", index=False, encoding="latin-1")
+    with pytest.raises(DataError, match=r"header.csv is not UTF-8 text .* \(its header\)"):  # (read, not mangled)
+        scan_file(tmp_path / "header.csv", "y", None, 25)
     rows.to_csv(tmp_path / "utf8.csv", index=False)
     prep = TablePreprocessor().fit_columns(read_user_table(tmp_path / "utf8.csv", "y"))
     prep.fit_scaling(prep.encode(rows.drop(columns="y")))
