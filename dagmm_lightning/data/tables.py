@@ -62,8 +62,8 @@ def category_text(values: pd.Series, as_number: bool = False, missing_text: bool
     except TypeError:  # unhashable: lists, dicts, arrays
         raise DataError(f"column {values.name!r} holds lists or other containers, not single values") from None
     if (codes < 0).any():  # (pandas 2 keeps a missing value's -1 for a pyarrow dictionary column)
-        codes, uniques = np.where(codes < 0, len(uniques), codes), [*uniques, None]
-    distinct = pd.Series(uniques, dtype=object)
+        codes, uniques = np.where(codes < 0, len(uniques), codes), pd.Index([*uniques, None], dtype=object)
+    distinct = pd.Series(uniques)
     text = distinct.astype(str).str.strip()
     if distinct.hasnans:
         text = text.where(distinct.notna(), "nan")
