@@ -38,7 +38,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException  # 
 
 from dagmm_lightning import models  # noqa: E402
 from dagmm_lightning.callbacks import AnomalyFigures, AnomalyMetrics, LastEpochCheckpoint, PredictionCSVWriter  # noqa: E402
-from dagmm_lightning.callbacks.metrics import LABEL_FREE, LAST_STEP_VALIDATED  # noqa: E402
+from dagmm_lightning.callbacks.metrics import FIT_EPOCHS, FIT_STEPS, LABEL_FREE, LAST_STEP_VALIDATED  # noqa: E402
 from dagmm_lightning.callbacks.progress import LINE_INTERVAL, REFRESH_RATE  # noqa: E402
 from dagmm_lightning.cores import threads_beside_busy_cores  # noqa: E402
 from dagmm_lightning.data import AnomalyDataModule  # noqa: E402
@@ -1001,8 +1001,10 @@ class DAGMMCLI(LightningCLI):
             if last is not None:  # the steps ran in the workers: without their counters, logged at step 0
                 loops = torch.load(last, weights_only=False, map_location="cpu")["loops"]
                 trainer.fit_loop.load_state_dict(loops["fit_loop"])
-            # the last epoch had none; logged at the step a validation within fit would have used
             loop = trainer.fit_loop.epoch_loop
+            if last is None and spawned(trainer) and FIT_STEPS in fit_metrics:  # no checkpoint: the workers' count
+                loop._batches_that_stepped = int(fit_metrics[FIT_STEPS])
+            # the last epoch had none; logged at the step a validation within fit would have used
             moved = min(1, loop._batches_that_stepped)
             loop._batches_that_stepped -= moved
             try:
@@ -1213,6 +1215,8 @@ def fit_summary(
     if spawned_last is not None:  # the epochs ran in the spawned processes; their last checkpoint counts them
         last = str(spawned_last)
         done, steps, _ = trained(last)
+    elif spawned(trainer) and FIT_STEPS in trainer.callback_metrics:  # no checkpoint: the workers' counters
+        done, steps = int(trainer.callback_metrics[FIT_EPOCHS]), int(trainer.callback_metrics[FIT_STEPS])
     nothing_trained = resumed is not None and resumed == steps  # --ckpt_path's step
     if nothing_trained and resumed_from:
         last = str(resumed_from)

@@ -131,6 +131,7 @@ def label_free_metrics(scores: np.ndarray, errors: np.ndarray, threshold: float)
 
 
 LAST_STEP_VALIDATED = "fit/last_step_validated"  #: 1 when the fit validated its final model
+FIT_EPOCHS, FIT_STEPS = "fit/epochs", "fit/steps"  #: the fit's counters (a spawned fit's stay in its workers)
 
 
 class AnomalyMetrics(L.Callback):
@@ -265,8 +266,11 @@ class AnomalyMetrics(L.Callback):
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         validated = self.validated_at_step == trainer.global_step
-        # a ddp_spawn fit's callback metrics are what its workers hand back: the CLI reads there whether to validate
+        # a ddp_spawn fit's callback metrics are what its workers hand back: the CLI reads there whether to
+        # validate, and how far the fit went where no checkpoint says it
         trainer.callback_metrics[LAST_STEP_VALIDATED] = torch.tensor(float(validated))
+        trainer.callback_metrics[FIT_EPOCHS] = torch.tensor(float(trainer.current_epoch))
+        trainer.callback_metrics[FIT_STEPS] = torch.tensor(float(trainer.global_step))
         if validated:  # else the metrics are not the final model's
             self._log_final(trainer, pl_module)
 

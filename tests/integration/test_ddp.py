@@ -258,6 +258,12 @@ def test_spawned_cli_fit_summary_names_its_epochs_checkpoint_metrics_and_one_log
     assert f"fit finished after {steps} steps (--trainer.max_steps), in 3 epochs" in summary  # had: after 0 epochs
     assert f"(step {steps}); raise --trainer.max_steps" in summary and f"threshold:   {threshold:.6g}" in summary
     assert f"checkpoint:  {last} (the resumed fit, unchanged)" in summary  # had: none written
+    caplog.clear()
+    unsaved = tmp_path / "unsaved"  # no checkpoint to count the workers' epochs: they hand their counts back
+    build_cli([*args, "--trainer.enable_checkpointing", "false", "--trainer.logger.init_args.save_dir", str(unsaved)])
+    summary = "\n".join(r.getMessage() for r in caplog.records if "fit finished" in r.getMessage())
+    assert "fit finished after 3 epochs" in summary and "checkpoint:" not in summary  # had: after 0 epochs
+    assert logged_steps(unsaved / "lightning_logs" / "version_0", "val/roc_auc") == [steps - 1]  # had: step 0
 
 
 def test_the_readmes_ddp_command_fits_and_predicts_each_row_once_as_one_process_scores(tmp_path):
