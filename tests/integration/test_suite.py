@@ -115,6 +115,18 @@ def test_suite_runs_every_table_and_method_resumably(tmp_path, capsys, monkeypat
         main(["--suite", str(tmp_path / "none"), "--out", str(out)])
 
 
+def test_a_method_of_a_few_milliseconds_records_its_time_not_zero(tmp_path, monkeypatch):
+    folder = tmp_path / "tables"
+    folder.mkdir()
+    x = np.random.default_rng(0).normal(size=(100, 2))
+    np.savez(folder / "1_toy.npz", X=x, y=np.r_[np.ones(10, int), np.zeros(90, int)])
+    monkeypatch.setattr(suite, "baseline_scores", lambda name, x_train, x_test, seed: x_test[:, 0])  # instant
+    out = tmp_path / "suite"
+    main(["--suite", str(folder), "--seeds", "0", "--detector", '{"epochs": 1}', "--out", str(out)])
+    rows = suite.read_rows(out.with_suffix(".csv"))
+    assert len(rows) == 5 and all(0 < float(r["seconds"]) for r in rows)  # had: 0.0 (rounded to 0.01 s)
+
+
 def suite_rows(path, cells):
     """A --suite results file of (table, method, roc_auc, status) rows, seed 0."""
     rows = [dict(table=t, seed=0, method=m, roc_auc=a, seconds=1, status=s, settings="") for t, m, a, s in cells]
