@@ -13,6 +13,7 @@ import secrets
 import shutil
 import signal
 import sys
+import tempfile
 import threading
 import warnings
 from contextlib import contextmanager
@@ -30,6 +31,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
 from jsonargparse import Namespace  # noqa: E402
+from lightning.fabric.utilities.cloud_io import get_filesystem  # noqa: E402
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar  # noqa: E402
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback  # noqa: E402
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger  # noqa: E402
@@ -1508,7 +1510,32 @@ class SaveRunConfig(SaveConfigCallback):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if trainer.logger is None and stage != "fit":
             return
-        super().setup(trainer, pl_module, stage)
+        if self.parser is not None:
+            super().setup(trainer, pl_module, stage)
+            return
+        if not self.already_saved:  # a spawned process: Lightning's steps, with the text rendered before
+            log_dir = trainer.log_dir  # (broadcast)
+            if trainer.is_global_zero:
+                fs = get_filesystem(log_dir)
+                fs.makedirs(log_dir, exist_ok=True)
+                with fs.open(os.path.join(log_dir, self.config_filename), "w") as file:
+                    file.write(self._rendered)
+                self.save_config(trainer, pl_module, stage)
+                self.already_saved = True
+            self.already_saved = trainer.strategy.broadcast(self.already_saved)
+
+    def __getstate__(self) -> dict:
+        """Handed to a spawned process (ddp_spawn) without the parser, the config rendered as Lightning
+        writes it: the parser holds the data module (its input size), whose rows made each process's
+        arguments hundreds of kB (KDDCUP99's: 340 MB) a second time."""
+        state = self.__dict__.copy()
+        if self.parser is not None and self.overwrite and not self.multifile and self.save_to_log_dir:
+            with tempfile.TemporaryDirectory() as folder:
+                path = os.path.join(folder, self.config_filename)
+                self.parser.save(self.config, path, skip_none=False, overwrite=True, multifile=False)
+                state["_rendered"] = Path(path).read_text()
+            state["parser"] = None
+        return state
 
 
 def build_cli(

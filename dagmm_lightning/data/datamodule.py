@@ -45,6 +45,7 @@ from dagmm_lightning.data.streaming import (
     write_split_rows,
 )
 from dagmm_lightning.data.tables import EncodedRows, RawTable, TablePreprocessor, label_like_columns
+from dagmm_lightning.distributed import hand_through_a_file
 from dagmm_lightning.errors import ConfigurationError, DataError, MissingLabelError, check_choice, check_range, warn
 from dagmm_lightning.labels import KNOWN_NORMAL, LABELLED_ANOMALY
 
@@ -211,6 +212,10 @@ class AnomalyDataModule(L.LightningDataModule):
         self._given_splits: Splits | None = None
         self._values_fingerprint: str | None = None
         self._encoding_loaded = False  # a checkpoint's encoding and scaling (load_state_dict)
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        hand_through_a_file(cls)  # (multiprocessing's pickler picks a class's reducer by its exact type)
 
     @classmethod
     def from_table(cls, table: RawTable, splits: Splits | None = None, **kwargs) -> AnomalyDataModule:
@@ -711,6 +716,9 @@ class AnomalyDataModule(L.LightningDataModule):
             f"{where} is not the data the checkpoint was trained on ({cause}): with the same split settings, {risk}; "
             "use the data it was trained on"
         )
+
+
+hand_through_a_file(AnomalyDataModule)  # its rows to a ddp_spawn process: not through the 64 kB pipe
 
 
 def zero_one_labels(labels, n_rows: int) -> np.ndarray:

@@ -196,6 +196,46 @@ def test_data_sized_model_in_spawned_processes_is_sized_first():
     assert bool(model.model.mixture.is_fitted) and torch.isfinite(model.model.calibration.threshold)
 
 
+class OwnData(AnomalyDataModule):
+    """A data module of one's own (multiprocessing's pickler picks a reducer by the exact type)."""
+
+
+def test_a_spawned_launchs_arguments_fit_its_pipe_and_the_rows_arrive_through_a_file(tmp_path, monkeypatch):
+    """A ddp_spawn launch writes each process's arguments into a pipe of 64 kB and waits at a full one until
+    that process has imported torch and Lightning: the CLI's (trainer with callbacks, model, data module)
+    fit in it, so that the processes start together; the rows go through a file the process removes."""
+    import io
+    import pickle
+    import tempfile
+    from multiprocessing.reduction import ForkingPickler
+
+    from dagmm_lightning.cli import SaveRunConfig, build_cli
+
+    from ..conftest import ROOT
+
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    args = ["--config", "configs/quickstart.yaml", "--trainer.devices", "2", "--trainer.strategy", "ddp_spawn"]
+    args += ["--trainer.accelerator", "cpu", "--trainer.logger.init_args.save_dir", str(tmp_path / "logs")]
+    cli = build_cli(args, run=False)
+    handed = io.BytesIO()
+    ForkingPickler(handed).dump((cli.trainer, cli.model, cli.datamodule))
+    assert len(handed.getvalue()) < 2**16  # had: 480 kB (the parser 273 kB, the rows 200 kB)
+    (written,) = tmp_path.glob("dagmm-handed-*")
+    trainer, model, data = pickle.loads(handed.getvalue())  # as the spawned process reads them
+    assert not written.exists() and data is not cli.datamodule
+    for split in ("train", "val", "test"):
+        np.testing.assert_array_equal(getattr(data.splits, split), getattr(cli.datamodule.splits, split))
+    rows = cli.datamodule.splits.train
+    np.testing.assert_array_equal(data._encoded[rows], cli.datamodule._encoded[rows])
+    (saver,) = (c for c in trainer.callbacks if isinstance(c, SaveRunConfig))
+    (original,) = (c for c in cli.trainer.callbacks if isinstance(c, SaveRunConfig))
+    original.parser.save(original.config, tmp_path / "direct.yaml", skip_none=False, overwrite=True, multifile=False)
+    assert saver.parser is None and saver._rendered == (tmp_path / "direct.yaml").read_text()  # as Lightning writes
+    ForkingPickler(io.BytesIO()).dump(OwnData("breast_cancer"))  # a subclass's too
+    assert len(list(tmp_path.glob("dagmm-handed-*"))) == 1
+
+
 def test_spawned_cli_fit_summary_names_its_epochs_checkpoint_metrics_and_one_log_folder(tmp_path, caplog, monkeypatch):
     from dagmm_lightning.cli import build_cli
 
@@ -215,6 +255,8 @@ def test_spawned_cli_fit_summary_names_its_epochs_checkpoint_metrics_and_one_log
     assert "fit finished after 3 epochs" in summary and f"dagmm test --ckpt_path {last}" in summary
     assert "roc_auc" in summary  # the validation after fit ran in spawned processes too
     assert [p.name for p in (logs / "lightning_logs").iterdir()] == ["version_0"]  # fit and validation share it
+    saved = (logs / "lightning_logs" / "version_0" / "config.yaml").read_text()  # by the first worker, as rendered
+    assert "strategy: ddp_spawn" in saved and "dataset: breast_cancer" in saved
     # that validation (the last epoch had none) is logged where one in the fit would log the last step
     # (Lightning's global_step - 1), as the workers counted it
     steps, state = (torch.load(last, weights_only=False)[key] for key in ("global_step", "state_dict"))
