@@ -1185,7 +1185,7 @@ def spawned_last_checkpoint(trainer) -> Path | None:
     return candidate if candidate.is_file() else None
 
 
-PU_LEARNED_LITTLE = 0.005  # an anomaly share by c below it: h about the labelled share on every row
+PU_LEARNED_LITTLE = 0.005  # an anomaly share by c below it is not told from c's error
 KEY_METRICS = (
     "roc_auc",
     "roc_auc_energy",
@@ -1322,7 +1322,9 @@ def fit_summary(
         labelled = float(np.mean(datamodule.splits.train_labels == KNOWN_NORMAL))
         if c > 0:
             estimate = max(0.0, 1.0 - labelled / c)
-            little = "; so near 0, the classifier learned little: train longer" if estimate < PU_LEARNED_LITTLE else ""
+            # (not 'train longer': c a little under the labelled share came of well-trained models too)
+            little = "; c not clearly above that share: the estimate says little, the c/2 rule does not use it"
+            little = little if estimate < PU_LEARNED_LITTLE else ""
             lines.append(
                 f"               by c, {100 * estimate:.3g} % of the training rows are anomalies (1 - their labelled "
                 f"share {labelled:.4f} / c{little})"

@@ -32,7 +32,8 @@ class DataTypeError(DataError, TypeError):
 
 
 class MissingLabelError(DataError):
-    """A label column with rows that hold no value, where every row needs one (the training table)."""
+    """A label column with rows that hold no label (no value, or one not 0/1 or true/false: -1, 'unknown'),
+    where every row needs one (the training table)."""
 
 
 class NonFiniteError(DAGMMError, FloatingPointError):

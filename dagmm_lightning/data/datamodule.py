@@ -329,10 +329,12 @@ class AnomalyDataModule(L.LightningDataModule):
             self._read()
         except MissingLabelError as err:
             if self.split == "normal_only":
+                lead = f"{err}: fill them" if "has no value" in str(err) else f"{err} where they are labels"
                 raise MissingLabelError(
-                    f"{err}: fill them, or, for a table labelled in part, leave out --data.label_column (every row "
-                    "then trains unlabelled; --model.init_args.contamination sets the share to flag) or train "
-                    "DAGMMDetector(variant='mixed_loss') with y NaN where unknown"
+                    f"{lead}; for a table labelled in part (never mark its unknown rows 0: they would count as "
+                    "normal rows in training and in the metrics), leave out --data.label_column (every row then "
+                    "trains unlabelled; --model.init_args.contamination sets the share to flag) or train "
+                    "DAGMMDetector(variant='mixed_loss') with y NaN or -1 where unknown"
                 ) from None
             variant, split = (
                 ("pu", "positive_unlabeled") if self.split == "positive_unlabeled" else ("mixed_loss", "mixed")

@@ -207,8 +207,8 @@ def anomaly_labels(raw: pd.Series, name: str, missing_unknown: bool = False, war
             "none); every row needs 0/1 or true/false"
         )
     other = sorted(set(pd.unique(text[~missing])) - LABEL_TEXTS)
-    if other and not missing_unknown:
-        raise DataError(
+    if other and not missing_unknown:  # (a MissingLabelError: they may mark rows without a label, as -1 does)
+        raise MissingLabelError(
             f"label column {name!r} must hold 0/1 or true/false (1 = anomaly), but also holds {other[:5]}"
             f"{' ...' if len(other) > 5 else ''}; map them to 0/1 first"
         )

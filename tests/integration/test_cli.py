@@ -516,16 +516,20 @@ def test_threshold_rows_val_sets_the_threshold_on_the_held_out_rows(tmp_path, ca
         with pytest.warns(
             UserWarning, match=r"contamination 0.05 \(set in (--config .*own_pu.yaml|--model \{...\})\) plays"
         ):
-            run(["fit", *where, *thyroid, "--trainer.max_steps", "1"], tmp_path / f"pu_given{i}")
+            one_step = run(["fit", *where, *thyroid, "--trainer.max_steps", "1"], tmp_path / f"pu_given{i}")
+    share, c_one = np.mean(one_step.datamodule.splits.train_labels == 0), float(one_step.model.model.c)
+    assert 1 - share / c_one < 0.005  # after one step h is about the labelled share on every row
+    hint = "c not clearly above that share: the estimate says little, the c/2 rule does not use it)"
+    assert f"share {share:.4f} / c; {hint}" in caplog.text  # had: 'train longer', which well-trained c's also got
     c = float(pu.model.model.c)
     assert float(pu.model.model.calibration.threshold) == pytest.approx(1 - c / 2)
     labelled = np.mean(pu.datamodule.splits.train_labels == 0)  # Elkan and Noto: labelled share = c * normal share
     on_scores = f"predict's score is 1 - h, its threshold 1 - c/2 = {1 - c / 2:.6g})"  # as predict writes them
     assert f"validation:  c {c:.4f} (an anomaly where the classifier's h < c/2; {on_scores}" in caplog.text
     estimate = max(0, 1 - labelled / c)
-    little = "; so near 0, the classifier learned little: train longer" if estimate < 0.005 else ""
+    little = "; c not clearly above that share: the estimate says little" if estimate < 0.005 else ""
     assert f"by c, {100 * estimate:.3g} % of the training rows are anomalies (1 - their labelled share " in caplog.text
-    assert f"{labelled:.4f} / c{little})" in caplog.text  # had: the hint whatever the share
+    assert f"{labelled:.4f} / c{little}" in caplog.text  # had: the hint whatever the share
     x_train, _ = pu.datamodule.arrays("train")
     with torch.no_grad():
         h = 1 - pu.model.eval().score(torch.from_numpy(np.asarray(x_train))).double().numpy()

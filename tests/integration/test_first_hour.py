@@ -713,8 +713,23 @@ def test_a_table_without_labels_asks_for_contamination_and_is_not_offered_a_test
     with pytest.raises(ValueError, match=r"has no value at row 1 .*\(variant='mixed_loss'\) takes y with NaN or -1"):
         run(["fit", *mixed], tmp_path)
     plain = ["fit", "--config", "configs/table.yaml", *pu[5:], "--data.path", str(partly)]  # had: no way named
-    with pytest.raises(ValueError, match=r"none\); every row needs 0/1 or true/false: fill them, or, for a table "):
+    with pytest.raises(ValueError, match=r"none\); every row needs 0/1 or true/false: fill them; for a table "):
         run(plain, tmp_path)
+    for unknown in (-1, "unknown"):  # the unknown rows marked otherwise (had: 'map them to 0/1 first', no more)
+        marked = tmp_path / "marked.csv"
+        frame = read_csv(partly)
+        frame["is_attack"] = (
+            frame["is_attack"].astype("Int64").astype(object).where(frame["is_attack"].notna(), unknown)
+        )
+        frame.to_csv(marked, index=False)
+        with pytest.raises(
+            ValueError,
+            match=rf"holds \['{unknown}'\]; map them to 0/1 first where they are labels; "
+            r"for a table labelled in part \(never mark its unknown rows 0: .*\(variant='mixed_loss'\)",
+        ):
+            run([*plain[:-1], str(marked)], tmp_path)
+        with pytest.raises(ValueError, match=rf"holds \['{unknown}'\].*\(variant='pu'\) takes y with NaN or -1"):
+            run([*pu, "--data.path", str(marked)], tmp_path)
     normal = tmp_path / "normal.csv"
     read_csv(table(tmp_path / "flows.csv")).assign(is_attack=0).to_csv(normal, index=False)
     args = ["fit", "--config", "configs/table.yaml", "--data.path", str(normal), "--data.label_column", "is_attack"]
