@@ -552,9 +552,15 @@ def weighted_sums(z: torch.Tensor, gamma: torch.Tensor) -> dict[str, torch.Tenso
     }
 
 
+EMPTY_MASS = 1e-20  # sum_i gamma_ik below it: an empty component (its mean 0, its spread the jitter's)
+
+
 def safe(mass: torch.Tensor) -> torch.Tensor:
-    """Component masses floored at the smallest positive float64 (an empty component divides by it)."""
-    return mass.clamp_min(torch.finfo(torch.float64).tiny)
+    """Component masses floored at ``EMPTY_MASS``. Not lower: the float32 softmax leaves a component whose
+    logit trails by ~100 with memberships of 1e-44 or exactly 0, and the gradient of its spread, 1 / mass
+    times the penalty's 1 / jitter^2, overflowed float32 (a finite loss, NaN in every weight); here it
+    stays below 1e32 for a jitter of 1e-6."""
+    return mass.clamp_min(EMPTY_MASS)
 
 
 def weights_and_means(stats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -179,6 +179,21 @@ def test_collapsed_batch_gives_finite_energy_penalty_and_gradients():
     assert torch.isfinite(loss) and torch.isfinite(z.grad).all() and torch.isfinite(logits.grad).all()
 
 
+@pytest.mark.parametrize("family", [GaussianMixtureEnergy, LaplaceMixtureEnergy])
+@pytest.mark.parametrize("gap", [90.0, 100.0, 120.0])
+def test_a_component_the_softmax_leaves_empty_keeps_every_gradient_finite(family, gap):
+    # float32 memberships of a component whose logit trails by `gap`: about 1e-39 (a subnormal), 4e-44, and
+    # exactly 0; had: a finite loss with NaN gradients (1 / mass times the penalty's 1 / jitter^2 overflowed)
+    torch.manual_seed(0)
+    z = torch.randn(64, 3, requires_grad=True)
+    logits = torch.randn(64, 3).mul(0.1).sub(torch.tensor([0.0, 0.0, gap])).requires_grad_()
+    mixture = family(3, 3, jitter=1e-6, dtype="float64")
+    params = mixture.batch_parameters(z, torch.softmax(logits, 1))
+    loss = 0.1 * mixture.energy(z, params).mean() + 0.005 * mixture.penalty(params)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(z.grad).all() and torch.isfinite(logits.grad).all()
+
+
 def test_mixture_runs_in_its_own_dtype_under_half_precision_inputs():
     rng = np.random.default_rng(4)
     z = torch.tensor(rng.normal(size=(64, 3)), dtype=torch.bfloat16)
