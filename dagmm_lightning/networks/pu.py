@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 
 import torch
 
+from dagmm_lightning.errors import DataError
 from dagmm_lightning.mixture import SufficientStatistics
 from dagmm_lightning.networks.dagmm import DAGMMModel, DAGMMOutput, evaluating
 from dagmm_lightning.networks.layers import mlp
@@ -54,10 +55,13 @@ class PositiveUnlabeledDAGMMModel(DAGMMModel):
         return torch.sigmoid(-self.labelled_logit(out).double())
 
     @torch.no_grad()
-    def fit(self, batches: Iterable[torch.Tensor], labelled_batches: Iterable[torch.Tensor] = ()) -> None:
+    def fit(self, batches: Iterable[torch.Tensor], labelled_batches: Iterable[torch.Tensor] | None = None) -> None:
         """The mixture as ``DAGMMModel.fit``; then c = mean h over ``labelled_batches`` (held-out labelled
-        rows, all ranks) and the threshold 1 - c / 2. The training scores need another pass: None."""
+        rows, all ranks) and the threshold 1 - c / 2; without them (None) the mixture only, c and the threshold
+        left as they were (NaN before a fit with them). The training scores need another pass: None."""
         super().fit(batches)
+        if labelled_batches is None:
+            return None
         with evaluating(self):
             total = SufficientStatistics({"sum": (), "count": ()}).to(self.c.device)
             total.update({"sum": torch.zeros(()), "count": torch.zeros(())})  # every rank syncs, rows or not
@@ -65,6 +69,8 @@ class PositiveUnlabeledDAGMMModel(DAGMMModel):
                 h = self.labelled_probability(self(self.as_input(x)))
                 total.update({"sum": h.sum(), "count": torch.tensor(float(len(h)), dtype=torch.float64)})
             sums = total.sums()
+        if sums["count"] == 0:  # (had: c and the threshold NaN, and no row ever flagged)
+            raise DataError("c is the mean of h over held-out labelled rows: labelled_batches held no row")
         self.c.fill_((sums["sum"] / sums["count"]).item())
         self.calibration.threshold.fill_(positive_unlabeled_threshold(float(self.c)))
         return None

@@ -146,6 +146,19 @@ def test_pu_classifier_sees_in_training_what_it_is_scored_on():
     torch.testing.assert_close(trained_on, scored_on)
 
 
+def test_pu_c_is_the_mean_h_of_the_labelled_rows_and_none_of_them_is_an_error():
+    torch.manual_seed(0)
+    model = DAGMMPU(input_dim=6, hidden_dims=(5,), latent_dim=1, n_components=2, dropout=0.0).model
+    x, labelled = torch.rand(64, 6), torch.rand(20, 6)
+    model.fit([x], [labelled[:7], labelled[7:]])
+    model.eval()
+    h = torch.sigmoid(model.labelled_logit(model(labelled))).double()
+    assert float(model.c) == pytest.approx(float(h.mean()), rel=1e-6)  # Elkan and Noto's c, over both batches
+    assert float(model.calibration.threshold) == pytest.approx(1 - float(model.c) / 2)
+    with pytest.raises(ValueError, match="labelled_batches held no row"):  # had: c NaN, no row ever flagged
+        model.fit([x], [])
+
+
 class OwnCompression(DAGMM):
     def build_compression(self):
         hp = self.hparams
