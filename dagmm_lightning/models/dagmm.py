@@ -1389,7 +1389,8 @@ class DAGMM(L.LightningModule):
             raise DataError(f"score takes finite rows: row {row} holds NaN or inf; fill or drop such values first")
         # clipped where the preprocessor clips a numeric column: past float32's range (float64 or integer
         # input) a value would score NaN
-        x = x if x.is_floating_point() else x.double()
+        wide = x.is_floating_point() and torch.finfo(x.dtype).max > SCALED_LIMIT  # (float16's 65504: the clamp failed)
+        x = x if wide else x.double()
         return self._scores(x.clamp(-SCALED_LIMIT, SCALED_LIMIT))
 
     def _check_width(self, x: torch.Tensor) -> None:

@@ -9,7 +9,7 @@ from typing import Literal, NamedTuple
 import torch
 from torch import nn
 
-from dagmm_lightning.errors import ConfigurationError, check_choice
+from dagmm_lightning.errors import ConfigurationError, DataError, check_choice
 
 
 class Tanh(nn.Tanh):
@@ -121,6 +121,11 @@ class MLP(nn.Sequential):
     eagerly."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        width = getattr(self[0], "in_features", None) if len(self) else None
+        if width is not None and (x.ndim < 2 or x.shape[-1] != width):  # (fused, oneDNN said only 'primitive')
+            raise DataError(
+                f"the network takes rows of {width} features, (N, {width}); got x of shape {tuple(x.shape)}"
+            )
         if not self._fusable(x) or (plans := self._inference_plans()) is None:
             return super().forward(x)
         if x.ndim not in (2, 3) or (x.ndim == 3 and x.shape[0] != len(plans)):

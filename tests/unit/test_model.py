@@ -327,6 +327,9 @@ def test_plain_model_scores_like_the_lightning_module_without_lightning():
     assert out.rows.shape == (50, 3) and out.gamma.shape == (50, 2) and out.energy.shape == (50,)
     torch.testing.assert_close(model.model.score(out), model.score(x))
     torch.testing.assert_close(out.error, ((x - out.x_hat) ** 2).sum(1))
+    for dtype in (torch.float16, torch.bfloat16, torch.float64):  # had: float16 failed in the clip to 1e6
+        rows = x.to(dtype)  # (any float dtype: scored as the model's, float32)
+        torch.testing.assert_close(model.score(rows), model.score(rows.float()))
 
 
 def test_error_feature_adds_the_log_squared_error_as_the_last_mixture_column():
@@ -518,6 +521,18 @@ def test_inference_of_a_dense_stack_equals_its_eager_layers(activation):
         fused = net(x)
     torch.testing.assert_close(fused, reference.detach(), rtol=0, atol=1e-6)
     assert (getattr(net, "_plans", None) is not None) == (activation != "elu" and FUSED_LINEAR is not None)
+
+
+@pytest.mark.parametrize("members", [1, 3])
+def test_rows_of_the_wrong_width_are_named_in_inference_and_in_training(members):
+    net = mlp([7, 20, 2], "tanh", members=members).eval()
+    for x in (torch.randn(3, 8), torch.randn(7)):  # had, fused: oneDNN's 'could not create a primitive descriptor'
+        with pytest.raises(ValueError, match=r"the network takes rows of 7 features, \(N, 7\); got x of shape"):
+            with torch.no_grad():
+                net(x)
+        with pytest.raises(ValueError, match="takes rows of 7 features"):
+            net.train()(x)
+        net.eval()
 
 
 def test_fused_inference_follows_every_change_of_the_weights():
