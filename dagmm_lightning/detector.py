@@ -57,7 +57,7 @@ from dagmm_lightning.mixture import check_family
 from dagmm_lightning.models import DAGMM, DAGMMPU, DAGMMVAE, DAGMMVQVAE
 from dagmm_lightning.models.dagmm import CONTAMINATION_KEY, VARIANT_RECORD_KEY, check_sizes_set_together
 from dagmm_lightning.models.pu import MIN_ROWS_FOR_C, THRESHOLD_RULE
-from dagmm_lightning.scoring import ties_at_threshold, upper_quantile
+from dagmm_lightning.scoring import ties_at_threshold
 from dagmm_lightning.sizing import COMPONENTS
 
 Variant = Literal["dagmm", "vae", "vqvae", "mixed_loss", "pu"]
@@ -544,7 +544,7 @@ class DAGMMDetector(BaseEstimator):
             rows = held_out if held_out is not None else splits.train[splits.train_labels != LABELLED_ANOMALY]
             self.threshold_rows_ = np.asarray(rows, dtype=np.int64)
             scores = torch.from_numpy(self.decision_scores_[rows])  # held-out rows: ones the model did not train on
-            self.model_.model.calibration.threshold.fill_(upper_quantile(scores, self.contamination))
+            self.model_.model.calibration.set_threshold(scores, self.contamination)
             ties = ties_at_threshold(scores, float(self.model_.model.calibration.threshold), self.contamination)
             if ties is not None:
                 above, tied = ties

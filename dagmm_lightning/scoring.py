@@ -80,8 +80,12 @@ class ScoreCalibration(nn.Module):
             self.member_normalisation.copy_(torch.stack(mean_and_spread(member_scores), -1).double())
         scores = self(energy, error)
         if self.contamination is not None:  # None: a threshold of another rule (DAGMMPU's c / 2) follows
-            self.threshold.fill_(upper_quantile(scores, self.contamination))
+            self.set_threshold(scores)
         return scores
+
+    def set_threshold(self, scores: torch.Tensor, contamination: float | None = None) -> None:
+        """The threshold: the (1 - contamination) quantile of ``scores`` (N,) (None: this calibration's)."""
+        self.threshold.fill_(upper_quantile(scores, self.contamination if contamination is None else contamination))
 
     def member_scores(self, energy: torch.Tensor, error: torch.Tensor) -> torch.Tensor:
         """Each member's own score ((M,) N) from its energies and reconstruction errors ((M,) N)."""

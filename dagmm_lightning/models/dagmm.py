@@ -52,7 +52,7 @@ from dagmm_lightning.mixture import (
 from dagmm_lightning.models.compiled_step import CompiledAdamStep, plain_adam_problem
 from dagmm_lightning.networks import Activation, Autoencoder, Compressed, DAGMMModel, DAGMMOutput, EstimationNetwork
 from dagmm_lightning.networks.dagmm import SCALED_LIMIT, in_mode, is_ours
-from dagmm_lightning.scoring import Inference, ScoreCalibration, upper_quantile
+from dagmm_lightning.scoring import Inference, ScoreCalibration
 from dagmm_lightning.sizing import EXPLAINED_VARIANCE, NetworkSizes, mixture_components, network_sizes
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
@@ -543,8 +543,7 @@ class DAGMM(L.LightningModule):
         if not hasattr(datamodule, "refit_dataloader"):
             raise ConfigurationError("threshold_rows 'val' needs the AnomalyDataModule's val rows")
         scores = self.model.score_batches(x for x, _, _ in datamodule.refit_dataloader("val"))
-        calibration = self.model.calibration
-        calibration.threshold.fill_(upper_quantile(scores, calibration.contamination))
+        self.model.calibration.set_threshold(scores)
         return scores
 
     def mark_fitted(self) -> None:

@@ -20,7 +20,7 @@ from dagmm_lightning.distributed import gather_rows, rank
 from dagmm_lightning.errors import ConfigurationError, NonFiniteError
 from dagmm_lightning.mixture import MixtureEnergy, padded_memberships
 from dagmm_lightning.networks.estimation import EstimationNetwork
-from dagmm_lightning.scoring import ScoreCalibration, upper_quantile
+from dagmm_lightning.scoring import ScoreCalibration
 
 SCALED_LIMIT = 1e6  # the largest |scaled value| the networks take: past it float32 sums of squares overflow
 
@@ -356,7 +356,7 @@ class DAGMMModel(nn.Module):
             scores = self.calibration.fit(energy, error)
         if self.threshold_is_quantile and not self.score_is_calibrated():  # a subclass's own score: its own
             scores = self.score_batches(fitted)  # quantile (the calibration's was of the calibration's scores)
-            self.calibration.threshold.fill_(upper_quantile(scores, self.calibration.contamination))
+            self.calibration.set_threshold(scores)
         return scores
 
     @property
