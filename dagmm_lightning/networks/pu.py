@@ -46,8 +46,9 @@ class PositiveUnlabeledDAGMMModel(DAGMMModel):
         return self.classifier(features).squeeze(1)
 
     def labelled_probability(self, out: DAGMMOutput) -> torch.Tensor:
-        """h (N,): the probability that a row is labelled."""
-        return torch.sigmoid(self.labelled_logit(out)).double()
+        """h (N,): the probability that a row is labelled, in float64 as ``score``'s 1 - h (c, their mean, sets
+        the threshold 1 - c / 2 those scores are compared with)."""
+        return torch.sigmoid(self.labelled_logit(out).double())
 
     def score(self, out: DAGMMOutput) -> torch.Tensor:
         # 1 - h as sigmoid(-logit) in float64: distinct up to logits of ~700, where 1 - h in float32 ties

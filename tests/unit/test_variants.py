@@ -152,8 +152,9 @@ def test_pu_c_is_the_mean_h_of_the_labelled_rows_and_none_of_them_is_an_error():
     x, labelled = torch.rand(64, 6), torch.rand(20, 6)
     model.fit([x], [labelled[:7], labelled[7:]])
     model.eval()
-    h = torch.sigmoid(model.labelled_logit(model(labelled))).double()
-    assert float(model.c) == pytest.approx(float(h.mean()), rel=1e-6)  # Elkan and Noto's c, over both batches
+    with torch.no_grad():
+        h = 1 - model.score(model(labelled))  # what the threshold 1 - c / 2 is compared with: the scores' own h
+    assert float(model.c) == pytest.approx(float(h.mean()), rel=1e-13)  # had: a float32 h, 1e-10 off
     assert float(model.calibration.threshold) == pytest.approx(1 - float(model.c) / 2)
     with pytest.raises(ValueError, match="labelled_batches held no row"):  # had: c NaN, no row ever flagged
         model.fit([x], [])
