@@ -11,7 +11,13 @@ from dagmm_lightning.mixture.base import MixtureEnergy
 
 
 def cholesky_with_jitter(cov: torch.Tensor, jitter: float, max_tries: int = 8) -> torch.Tensor:
-    """Lower Cholesky factor of ``cov`` (..., D, D), which already holds ``jitter`` on its diagonal.
+    """Lower Cholesky factor of ``cov`` (..., D, D) or of the matrix it was raised to (``factored``)."""
+    return factored(cov, jitter, max_tries)[1]
+
+
+def factored(cov: torch.Tensor, jitter: float, max_tries: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    """``cov`` (..., D, D), which already holds ``jitter`` on its diagonal, as factored, and its lower
+    Cholesky factor: (cov, L) with L L^T = cov.
 
     Where a matrix is still not positive definite (rounding, a collapsed latent, collinear dimensions), each
     diagonal entry is raised in proportion to itself (at least 1), tenfold per try, starting from
@@ -25,9 +31,9 @@ def cholesky_with_jitter(cov: torch.Tensor, jitter: float, max_tries: int = 8) -
     """
     factor, info = torch.linalg.cholesky_ex(cov)
     if torch.compiler.is_compiling():
-        return factor.masked_fill((info > 0)[..., None, None], float("nan"))
+        return cov, factor.masked_fill((info > 0)[..., None, None], float("nan"))
     if not bool((info > 0).any()):
-        return factor
+        return cov, factor
     scale = torch.diag_embed(cov.diagonal(dim1=-2, dim2=-1).abs().clamp_min(1.0))  # (..., D, D), per dimension
     extra = max(jitter, 1e-10)
     for _ in range(max_tries):
@@ -35,7 +41,7 @@ def cholesky_with_jitter(cov: torch.Tensor, jitter: float, max_tries: int = 8) -
         cov = cov + failed * extra * scale
         factor, info = torch.linalg.cholesky_ex(cov)
         if not bool((info > 0).any()):
-            return factor
+            return cov, factor  # (the raised matrix: the penalty reads the variances the energy uses)
         extra *= 10.0
     raise NonFiniteError(
         "covariance is not positive definite even after adding jitter; the latent rows hold NaN/inf "
@@ -85,8 +91,10 @@ class GaussianMixtureEnergy(MixtureEnergy):
     def spread_m_step(self, stats: dict[str, torch.Tensor], mass: torch.Tensor) -> dict[str, torch.Tensor]:
         cov = stats["scatter"] / mass[..., None, None]
         cov = self._parameter(0.5 * (cov + cov.transpose(-1, -2)))
-        cov = cov + self.jitter * torch.eye(self.dim, dtype=cov.dtype, device=cov.device)
-        return {"covariances": cov, "scale_tril": cholesky_with_jitter(cov, self.jitter)}
+        cov, scale_tril = factored(
+            cov + self.jitter * torch.eye(self.dim, dtype=cov.dtype, device=cov.device), self.jitter
+        )
+        return {"covariances": cov, "scale_tril": scale_tril}
 
     def log_prob_of_deviations(self, diff: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
         return gaussian_log_prob_of_deviations(diff, params["scale_tril"])

@@ -166,6 +166,9 @@ def test_collinear_dimensions_of_a_large_scale_leave_a_small_one_its_own_varianc
     # the same rows under the covariance of (x, y): the second collinear column adds nothing
     reference = 0.5 * 64 * np.linalg.inv(np.cov(np.c_[x * scale, y].T, bias=True))[1, 1]
     assert float(energy[1] - energy[0]) == pytest.approx(reference, rel=0.03)
+    factor, covariance = mixture.scale_tril[0].double(), mixture.covariances[0].double()
+    # the covariances (the penalty's variances) are the matrix factored, raised where the retry raised it
+    np.testing.assert_allclose(factor @ factor.T, covariance, rtol=1e-6 if dtype == "float32" else 1e-12)  # had: 1e-6
 
 
 def test_collapsed_batch_gives_finite_energy_penalty_and_gradients():
