@@ -333,8 +333,11 @@ class MixtureEnergy(nn.Module, ABC):
         params = self.fitted_parameters() if params is None else params
         self.check_rows(z)
         with torch.autocast(device_type=z.device.type, enabled=False):
-            log_weights = torch.log(params["weights"].clamp_min(torch.finfo(self.dtype).tiny))
-            return self.component_log_prob(z.to(self.dtype), params) + log_weights.unsqueeze(-1)
+            return self.component_log_prob(z.to(self.dtype), params) + self.log_weights(params)
+
+    def log_weights(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
+        """log phi_k (..., K, 1), an empty component's floored at the dtype's smallest number (not -inf)."""
+        return torch.log(params["weights"].clamp_min(torch.finfo(self.dtype).tiny)).unsqueeze(-1)
 
     def energy(self, z: torch.Tensor, params: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         """E(z) = -log sum_k phi_k p_k(z), by log-sum-exp: z (..., N, D) -> (..., N), in the mixture dtype.
@@ -463,7 +466,7 @@ class MixtureEnergy(nn.Module, ABC):
         stats = SufficientStatistics(shapes).to(self.is_fitted.device)
         stats.update({name: torch.zeros(shape) for name, shape in shapes.items()})  # every rank syncs, rows or not
         with torch.autocast(device_type=self.is_fitted.device.type, enabled=False):
-            log_weights = torch.log(old["weights"].clamp_min(torch.finfo(self.dtype).tiny)).unsqueeze(-1)
+            log_weights = self.log_weights(old)
             old_means = old["means"].to(torch.float64)
             for (z,) in (part for batch in rows for part in row_slices(batch.to(torch.float64))):
                 diff = row_deviations(z, old_means)  # (..., K, D, N), float64: the spread sums recentre exactly
