@@ -250,7 +250,7 @@ class MixtureEnergy(nn.Module, ABC):
                 "means": self._parameter(first["means"]),
                 "mass": first["mass"],
             }
-        return self.spread_m_step(stats, params["mass"])
+        return self.spread_m_step(emptied(stats, params["mass"]), params["mass"])
 
     def new_statistics(self, pass_index: int) -> SufficientStatistics:
         """Empty accumulators for pass ``pass_index`` of the training-set fit."""
@@ -481,7 +481,8 @@ class MixtureEnergy(nn.Module, ABC):
         params = self.m_step(sums, 0, {})
         shift = sums["first"] / params["mass"].unsqueeze(-1) - old_means
         # with the raw mass: an emptied component (mass 0) recentres nothing and gets jitter * I, not -mu mu^T
-        params |= self.spread_m_step(self.recentred_spread(sums, sums["mass"], shift), params["mass"])
+        spread = emptied(self.recentred_spread(sums, sums["mass"], shift), params["mass"])
+        params |= self.spread_m_step(spread, params["mass"])
         for name in self.parameter_names:
             getattr(self, name).copy_(params[name])
         return sums["energy"] / sums["rows"]
@@ -568,13 +569,18 @@ def safe(mass: torch.Tensor) -> torch.Tensor:
 
 def weights_and_means(stats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The first pass of every family's M-step: phi_k = sum_i gamma_ik / N and mu_k = sum_i gamma_ik z_i /
-    sum_i gamma_ik; ``mass`` (sum_i gamma_ik, floored) goes on to the second pass."""
+    sum_i gamma_ik (0 for an empty component); ``mass`` (sum_i gamma_ik, floored) goes on to the second
+    pass."""
     mass = safe(stats["mass"])
-    return {
-        "weights": stats["mass"] / stats["rows"].clamp_min(1.0),
-        "means": stats["first"] / mass.unsqueeze(-1),
-        "mass": mass,
-    }
+    means = (stats["first"] / mass.unsqueeze(-1)).masked_fill((mass <= EMPTY_MASS).unsqueeze(-1), 0.0)
+    return {"weights": stats["mass"] / stats["rows"].clamp_min(1.0), "means": means, "mass": mass}
+
+
+def emptied(spread: dict[str, torch.Tensor], mass: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The spread sums (..., K, ...) with those of empty components (floored ``mass`` (..., K) at
+    ``EMPTY_MASS``) zeroed: their spread is the jitter's, whatever rows weigh on them below the floor."""
+    empty = mass <= EMPTY_MASS
+    return {name: value.masked_fill(_expand(empty, value), 0.0) for name, value in spread.items()}
 
 
 def _expand(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

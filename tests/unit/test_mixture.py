@@ -1,4 +1,5 @@
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -195,6 +196,43 @@ def test_a_component_the_softmax_leaves_empty_keeps_every_gradient_finite(family
     loss = 0.1 * mixture.energy(z, params).mean() + 0.005 * mixture.penalty(params)
     loss.backward()
     assert torch.isfinite(loss) and torch.isfinite(z.grad).all() and torch.isfinite(logits.grad).all()
+
+
+@pytest.mark.parametrize("family", [GaussianMixtureEnergy, LaplaceMixtureEnergy])
+def test_a_component_below_the_empty_mass_is_empty_in_every_fit(family):
+    """Mass sum_i gamma_ik under 1e-20: mean 0 and the jitter's spread, as a component of mass 0, in a batch's
+    fit, the training-set fit and an EM step (had: its mean first / 1e-20, a fraction of the rows' mean,
+    and in EM a recentred spread that was neither the rows' nor the jitter's)."""
+    torch.manual_seed(0)
+    z = torch.randn(2000, 2, dtype=torch.float64) * 0.3 + torch.tensor([0.0, 20.0], dtype=torch.float64)
+    gamma = torch.stack([torch.ones(2000), torch.full((2000,), 2e-24)], 1).double()  # mass 4e-21
+    jitter = 1e-6
+    spread = "covariances" if family is GaussianMixtureEnergy else "scales"
+    empty_spread = (
+        jitter * torch.eye(2, dtype=torch.float64)
+        if spread == "covariances"
+        else torch.full((2,), jitter, dtype=torch.float64)
+    )
+    mixture = family(2, 2, jitter=jitter, dtype="float64")
+    for params in (mixture.batch_parameters(z, gamma), None):
+        if params is None:
+            mixture.fit([(z, gamma)])
+            params = mixture.fitted_parameters()
+        assert params["means"][1].tolist() == [0.0, 0.0]
+        torch.testing.assert_close(params[spread][1], empty_spread.double(), rtol=1e-12, atol=0)
+    # an EM step whose memberships leave component 2 a mass of about 1e-21: empty after it
+    weight = math.exp(-34 if spread == "covariances" else -50)  # (the Laplacian's tails reach further)
+    mixture.weights.copy_(torch.tensor([1 - weight, weight], dtype=torch.float64))
+    mixture.means.copy_(torch.tensor([[0.0, 20.0], [-5.0, 15.0]], dtype=torch.float64))
+    if spread == "covariances":
+        cov = torch.stack([0.09 * torch.eye(2), torch.eye(2)]).double()
+        mixture.covariances.copy_(cov)
+        mixture.scale_tril.copy_(torch.linalg.cholesky(cov))
+    else:
+        mixture.scales.copy_(torch.tensor([[0.3, 0.3], [1.0, 1.0]], dtype=torch.float64))
+    mixture.em_step([z])
+    assert 0 < float(mixture.weights[1]) * 2000 < 1e-20 and mixture.means[1].tolist() == [0.0, 0.0]
+    torch.testing.assert_close(getattr(mixture, spread)[1], empty_spread.double(), rtol=1e-12, atol=0)
 
 
 def test_mixture_runs_in_its_own_dtype_under_half_precision_inputs():
