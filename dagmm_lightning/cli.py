@@ -1529,7 +1529,8 @@ class SaveRunConfig(SaveConfigCallback):
     def __getstate__(self) -> dict:
         """Handed to a spawned process (ddp_spawn) without the parser, the config rendered as Lightning
         writes it: the parser holds the data module (its input size), whose rows made each process's
-        arguments hundreds of kB (KDDCUP99's: 340 MB) a second time."""
+        arguments hundreds of kB (KDDCUP99's: 340 MB) a second time. (Any pickle or deep copy drops the
+        parser so; its ``setup`` writes the rendered text.)"""
         state = self.__dict__.copy()
         if self.parser is not None and self.overwrite and not self.multifile and self.save_to_log_dir:
             with tempfile.TemporaryDirectory() as folder:

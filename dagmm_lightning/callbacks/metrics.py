@@ -269,8 +269,8 @@ class AnomalyMetrics(L.Callback):
         # a ddp_spawn fit's callback metrics are what its workers hand back: the CLI reads there whether to
         # validate, and how far the fit went where no checkpoint says it
         trainer.callback_metrics[LAST_STEP_VALIDATED] = torch.tensor(float(validated))
-        trainer.callback_metrics[FIT_EPOCHS] = torch.tensor(float(trainer.current_epoch))
-        trainer.callback_metrics[FIT_STEPS] = torch.tensor(float(trainer.global_step))
+        trainer.callback_metrics[FIT_EPOCHS] = torch.tensor(trainer.current_epoch, dtype=torch.float64)
+        trainer.callback_metrics[FIT_STEPS] = torch.tensor(trainer.global_step, dtype=torch.float64)  # (exact)
         if validated:  # else the metrics are not the final model's
             self._log_final(trainer, pl_module)
 

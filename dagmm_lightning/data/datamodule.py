@@ -20,6 +20,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 
 from dagmm_lightning.data.batches import InMemoryBatches
+from dagmm_lightning.data.handed import hand_through_a_file
 from dagmm_lightning.data.loaders import DATASETS, read_user_table
 from dagmm_lightning.data.splits import (
     Protocol,
@@ -45,7 +46,6 @@ from dagmm_lightning.data.streaming import (
     write_split_rows,
 )
 from dagmm_lightning.data.tables import EncodedRows, RawTable, TablePreprocessor, label_like_columns
-from dagmm_lightning.distributed import hand_through_a_file
 from dagmm_lightning.errors import ConfigurationError, DataError, MissingLabelError, check_choice, check_range, warn
 from dagmm_lightning.labels import KNOWN_NORMAL, LABELLED_ANOMALY
 

@@ -123,9 +123,8 @@ class MLP(nn.Sequential):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         width = getattr(self[0], "in_features", None) if len(self) else None
         if width is not None and (x.ndim < 2 or x.shape[-1] != width):  # (fused, oneDNN said only 'primitive')
-            raise DataError(
-                f"the network takes rows of {width} features, (N, {width}); got x of shape {tuple(x.shape)}"
-            )
+            shape = f"(N, {width})" + (f" or (members, N, {width})" if isinstance(self[0], MemberLinear) else "")
+            raise DataError(f"the network takes rows of {width} features, {shape}; got x of shape {tuple(x.shape)}")
         if not self._fusable(x) or (plans := self._inference_plans()) is None:
             return super().forward(x)
         if x.ndim not in (2, 3) or (x.ndim == 3 and x.shape[0] != len(plans)):

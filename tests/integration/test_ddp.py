@@ -200,6 +200,12 @@ class OwnData(AnomalyDataModule):
     """A data module of one's own (multiprocessing's pickler picks a reducer by the exact type)."""
 
 
+class SlottedData(AnomalyDataModule):
+    """One with a slot (its state a (dict, slots) pair)."""
+
+    __slots__ = ("extra",)
+
+
 def test_a_spawned_launchs_arguments_fit_its_pipe_and_the_rows_arrive_through_a_file(tmp_path, monkeypatch):
     """A ddp_spawn launch writes each process's arguments into a pipe of 64 kB and waits at a full one until
     that process has imported torch and Lightning: the CLI's (trainer with callbacks, model, data module)
@@ -218,12 +224,13 @@ def test_a_spawned_launchs_arguments_fit_its_pipe_and_the_rows_arrive_through_a_
     args = ["--config", "configs/quickstart.yaml", "--trainer.devices", "2", "--trainer.strategy", "ddp_spawn"]
     args += ["--trainer.accelerator", "cpu", "--trainer.logger.init_args.save_dir", str(tmp_path / "logs")]
     cli = build_cli(args, run=False)
+    cli.datamodule.trainer = cli.trainer  # (as a fit attaches it: the process gets one trainer, not two)
     handed = io.BytesIO()
     ForkingPickler(handed).dump((cli.trainer, cli.model, cli.datamodule))
     assert len(handed.getvalue()) < 2**16  # had: 480 kB (the parser 273 kB, the rows 200 kB)
-    (written,) = tmp_path.glob("dagmm-handed-*")
+    (written,) = tmp_path.glob("dagmm-rows-*/*.pickle")  # in a folder a killed run's successor removes
     trainer, model, data = pickle.loads(handed.getvalue())  # as the spawned process reads them
-    assert not written.exists() and data is not cli.datamodule
+    assert not written.exists() and data is not cli.datamodule and data.trainer is trainer
     for split in ("train", "val", "test"):
         np.testing.assert_array_equal(getattr(data.splits, split), getattr(cli.datamodule.splits, split))
     rows = cli.datamodule.splits.train
@@ -233,7 +240,12 @@ def test_a_spawned_launchs_arguments_fit_its_pipe_and_the_rows_arrive_through_a_
     original.parser.save(original.config, tmp_path / "direct.yaml", skip_none=False, overwrite=True, multifile=False)
     assert saver.parser is None and saver._rendered == (tmp_path / "direct.yaml").read_text()  # as Lightning writes
     ForkingPickler(io.BytesIO()).dump(OwnData("breast_cancer"))  # a subclass's too
-    assert len(list(tmp_path.glob("dagmm-handed-*"))) == 1
+    assert len(list(tmp_path.glob("dagmm-rows-*/*.pickle"))) == 1
+    slotted = SlottedData("breast_cancer")
+    slotted.extra = 5
+    handed = io.BytesIO()
+    ForkingPickler(handed).dump(slotted)
+    assert pickle.loads(handed.getvalue()).extra == 5  # whole, as plain pickle takes it (had: a ValueError)
 
 
 def test_spawned_cli_fit_summary_names_its_epochs_checkpoint_metrics_and_one_log_folder(tmp_path, caplog, monkeypatch):
