@@ -33,7 +33,11 @@ class DataTypeError(DataError, TypeError):
 
 class MissingLabelError(DataError):
     """A label column with rows that hold no label (no value, or one not 0/1 or true/false: -1, 'unknown'),
-    where every row needs one (the training table)."""
+    where every row needs one (the training table); ``blank``: the first kind."""
+
+    def __init__(self, message: str, blank: bool = True) -> None:
+        super().__init__(message)
+        self.blank = blank
 
 
 class NonFiniteError(DAGMMError, FloatingPointError):

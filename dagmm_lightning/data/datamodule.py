@@ -329,7 +329,7 @@ class AnomalyDataModule(L.LightningDataModule):
             self._read()
         except MissingLabelError as err:
             if self.split == "normal_only":
-                lead = f"{err}: fill them" if "has no value" in str(err) else f"{err} where they are labels"
+                lead = f"{err}: fill them" if err.blank else f"{err} where they are labels"
                 raise MissingLabelError(
                     f"{lead}; for a table labelled in part (never mark its unknown rows 0: they would count as "
                     "normal rows in training and in the metrics), leave out --data.label_column (every row then "

@@ -210,7 +210,8 @@ def anomaly_labels(raw: pd.Series, name: str, missing_unknown: bool = False, war
     if other and not missing_unknown:  # (a MissingLabelError: they may mark rows without a label, as -1 does)
         raise MissingLabelError(
             f"label column {name!r} must hold 0/1 or true/false (1 = anomaly), but also holds {other[:5]}"
-            f"{' ...' if len(other) > 5 else ''}; map them to 0/1 first"
+            f"{' ...' if len(other) > 5 else ''}; map them to 0/1 first",
+            blank=False,
         )
     if other:
         warned = set() if warned is None else warned
