@@ -38,7 +38,7 @@ from sklearn.utils.validation import check_is_fitted
 from dagmm_lightning.callbacks import ProgressReport
 from dagmm_lightning.data import AnomalyDataModule, RawTable, Splits, TablePreprocessor
 from dagmm_lightning.data.datamodule import TABLE
-from dagmm_lightning.data.tables import MISSING_TEXT, infer_symbolic_columns
+from dagmm_lightning.data.tables import MISSING_TEXT, infer_symbolic_columns, label_like_columns
 from dagmm_lightning.errors import (
     ConfigurationError,
     DAGMMError,
@@ -512,6 +512,12 @@ class DAGMMDetector(BaseEstimator):
             raise ConfigurationError(f"calibration_fraction is for the label-free variants, not {self._kind!r}")
         if self._kind == "pu" and self.contamination != DEFAULT_CONTAMINATION:
             warn(f"contamination {self.contamination:g} plays no part for the pu variant: {THRESHOLD_RULE}")
+        for column in label_like_columns(frame):  # (the command line warns alike: datamodule's table reading)
+            where = {
+                "mixed_loss": "pass it as y",
+                "pu": "pass it as y: 0 for the rows known to be normal, -1 for the others",
+            }.get(self._kind, "the variants 'mixed_loss' and 'pu' take it as y")
+            warn(f"column {column!r} of X looks like labels and is trained on as a feature: drop it from X ({where})")
         frame, symbolic = infer_symbolic_columns(frame, False, "cast it to 'category'", "drop it from X")
         table = RawTable(frame, None, symbolic)
         split = "positive_unlabeled" if self._kind == "pu" else "normal_only"

@@ -759,6 +759,22 @@ def test_categories_not_seen_in_training_are_named_in_a_warning():
         det.decision_function(frame.to_numpy())
 
 
+def test_a_column_that_looks_like_labels_is_named_in_a_warning():
+    """A 0/1 column named like labels among X's columns trains as a feature (the command line warns of
+    it, and so does the detector)."""
+    x, y = blobs(n=200, outliers=10)
+    frame = pd.DataFrame(x, columns=list("abcde"))
+    expected = r"column 'is_anomaly' of X looks like labels and is trained on as a feature: drop it from X \(the"
+    with pytest.warns(UserWarning, match=expected):
+        DAGMMDetector(epochs=1, members=1, random_state=0).fit(frame.assign(is_anomaly=y))
+    with pytest.warns(UserWarning, match=r"column 'label' of X looks like labels .*: drop it from X \(pass it as y\)"):
+        DAGMMDetector("mixed_loss", epochs=1, members=1, random_state=0).fit(frame.assign(label=y == 1), y)
+    with warnings.catch_warnings(record=True) as caught:  # three values, or a name that is not a label's
+        warnings.simplefilter("always")
+        DAGMMDetector(epochs=1, members=1, random_state=0).fit(frame.assign(label=np.arange(200) % 3, grade=y))
+    assert not [w for w in caught if "looks like labels" in str(w.message)]
+
+
 def test_numbers_stored_as_text_are_numbers_and_dates_are_refused():
     x, _ = blobs(n=200, outliers=0)
     frame = pd.DataFrame(x, columns=list("abcde"))
