@@ -10,6 +10,7 @@ from typing import Literal
 
 import numpy as np
 import torch
+from scipy.stats import binom
 from torch import nn
 
 from dagmm_lightning.errors import check_choice, check_range
@@ -36,6 +37,15 @@ def ties_at_threshold(scores: torch.Tensor, threshold: float, contamination: flo
         return None
     tied = torch.isclose(scores, torch.tensor(threshold, dtype=torch.float64), rtol=1e-5, atol=0)
     return above, float(tied.double().mean())
+
+
+def flagged_far_above(share: float | None, rows: int, flagged: int) -> bool:
+    """Whether ``flagged`` of ``rows`` is far above the ``share`` of rows a threshold was set to flag: at
+    least max(share + 0.1, min(0.5, 3x share)) of them, a count that chance (binomial, at ``share``) gives
+    less than once in 10,000 runs."""
+    if not share or not rows:
+        return False
+    return flagged / rows >= max(share + 0.1, min(0.5, 3 * share)) and binom.sf(flagged - 1, rows, share) < 1e-4
 
 
 class ScoreCalibration(nn.Module):

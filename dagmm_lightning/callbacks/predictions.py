@@ -13,26 +13,23 @@ import pandas as pd
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-from scipy.stats import binom
 
 from dagmm_lightning.data.datamodule import TABLE
 from dagmm_lightning.data.loaders import columns_named
 from dagmm_lightning.data.streaming import KeptColumns, column_names
 from dagmm_lightning.data.tables import EXACT_CSV_FLOATS
 from dagmm_lightning.errors import DataError, make_folder_of, warn
+from dagmm_lightning.scoring import flagged_far_above
 
 OTHER_FORMATS = (".parquet", ".pq", ".npz", ".npy", ".json", ".xlsx", ".xls", ".feather", ".pkl", ".pickle")
 COLUMNS = {"index": torch.long, "score": torch.float64, "prediction": torch.long, "label": torch.long}
 
 
-def flagged_far_above(share: float | None, rows: int, flagged: int) -> str | None:
+def flagged_far_above_message(share: float | None, rows: int, flagged: int) -> str | None:
     """A warning's text where ``flagged`` of ``rows`` is far above the ``share`` of rows the threshold was
-    set to flag (about ``contamination`` of rows like the val rows): rows unlike the training table's, most
-    often. Far: a share of at least max(contamination + 0.1, min(0.5, 3x contamination)), and a count
-    that chance (binomial, at ``share``) gives less than once in 10,000 runs."""
-    if not share or not rows:
-        return None
-    if flagged / rows < max(share + 0.1, min(0.5, 3 * share)) or binom.sf(flagged - 1, rows, share) >= 1e-4:
+    set to flag (about ``contamination`` of rows like the val rows; ``scoring.flagged_far_above``): rows
+    unlike the training table's, most often."""
+    if not flagged_far_above(share, rows, flagged):
         return None
     return (
         f"{100 * flagged / rows:.3g} % of the rows score above the threshold, which flags about {100 * share:.3g} % "
@@ -171,7 +168,9 @@ class PredictionCSVWriter(BasePredictionWriter):
 
     def on_predict_end(self, trainer, pl_module) -> None:
         self._join_parts(trainer)
-        many = flagged_far_above(getattr(pl_module, "threshold_share", None), self.rows_written, self.rows_flagged)
+        many = flagged_far_above_message(
+            getattr(pl_module, "threshold_share", None), self.rows_written, self.rows_flagged
+        )
         if many and trainer.is_global_zero:
             warn(many)
 

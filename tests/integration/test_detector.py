@@ -857,6 +857,32 @@ def test_a_calibration_fraction_sets_the_threshold_on_held_out_rows(tmp_path):
         DAGMMDetector(calibration_fraction=0.5).fit(x)
 
 
+def test_predict_warns_where_it_flags_far_more_new_rows_than_contamination():
+    """A model fits a small table's rows closely: new rows like them score higher, and a threshold on the
+    training rows' own scores flags far more of them than contamination (a trial: 94 % of new rows flagged
+    at 5 %, silently). predict says so, and names calibration_fraction; rows flagged at about the share
+    the threshold was set for give no warning."""
+    rng = np.random.default_rng(42)
+    x, new = rng.normal(size=(30, 4)), rng.normal(size=(1000, 4))
+    det = DAGMMDetector(contamination=0.05, epochs=100, members=1, random_state=1).fit(x)
+    flagged = det.decision_function(new) > det.threshold_
+    assert flagged.mean() > 0.15  # the gap itself: three times contamination and more
+    expected = (
+        rf"predict flagged {100 * flagged.mean():.3g} % of these 1,000 rows; threshold_ flags 5 % of X's own rows, "
+        r"which the model, trained on them \(30 rows\), scores lower .* calibration_fraction \(e.g. 0.2\) sets"
+    )
+    with pytest.warns(UserWarning, match=expected):
+        assert np.array_equal(det.predict(new), flagged.astype(int))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert det.predict(x).mean() == pytest.approx(0.05, abs=0.04)  # its own rows: no warning
+        det.predict(new[:3])  # 3 rows: all flagged can be chance
+    calibrated = DAGMMDetector(contamination=0.1, epochs=2, members=1, calibration_fraction=0.2, random_state=0)
+    calibrated.fit(rng.normal(size=(200, 4)))
+    with pytest.warns(UserWarning, match=r"of rows like those it was set on: these rows differ from them"):
+        assert calibrated.predict(new + 5).mean() > 0.5  # shifted: every column's units changed
+
+
 class WiderDAGMM(DAGMM):
     """A user's variant (README, "Your own variant"): its own compression network (ensembles not declared)."""
 
