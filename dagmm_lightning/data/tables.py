@@ -362,6 +362,20 @@ def row_numbers(values: pd.Series) -> bool:
     return bool((present == np.round(present)).all())
 
 
+ID_NAMES = re.compile(r"(?:.*[\W_])?(?:id|uuid|guid|identifier)", re.I)  # customer_id, id, user.uuid
+CAMEL_ID_NAMES = re.compile(r".*[a-z0-9]I[dD]")  # CustomerID, customerId
+
+
+def id_named_integers(column, values: pd.Series) -> bool:
+    """Whether a numeric column named like an id (``customer_id``, ``CustomerID``, ``uuid``) holds a
+    different integer on each of 50 or more rows (present values)."""
+    name = str(column).strip()
+    if not (ID_NAMES.fullmatch(name) or CAMEL_ID_NAMES.fullmatch(name)):
+        return False
+    present = values.dropna()
+    return len(present) >= 50 and present.is_unique and bool((present == np.round(present)).all())
+
+
 def follows_the_row_order(values: pd.Series) -> bool:
     """Whether a numeric column looks like a timestamp or a counter, whose later values lie outside its
     training range: integers that only rise (or only fall) from row to row, over 100 or more rows and 50 or
@@ -487,6 +501,11 @@ def infer_symbolic_columns(
                 warn(
                     f"column {column!r} holds the integers {low} to {high}, each once: a "
                     f"row number or id? It is used as a feature; if it is an id, {leave_out(drop, column)}"
+                )
+            elif kind != "boolean" and id_named_integers(column, values):
+                warn(
+                    f"column {column!r} holds a different integer on each row and is named like an id: it is used "
+                    f"as a feature (the model reads its values as amounts); if it is an id, {leave_out(drop, column)}"
                 )
             elif kind != "boolean" and follows_the_row_order(values):
                 warn(

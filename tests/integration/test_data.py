@@ -869,6 +869,15 @@ def test_identifiers_and_decimal_commas_are_refused_and_an_ignored_column_is_lef
         infer_symbolic_columns(pd.DataFrame(dict(zip(("u8", "i8"), small_integers, strict=True))))  # no overflow
     with pytest.warns(UserWarning, match="column 'n' holds the integers 0 to 199, each once"):
         infer_symbolic_columns(pd.DataFrame({"n": np.arange(200, dtype=np.uint8)}))
+    ids = np.random.default_rng(1).choice(np.arange(100_000, 1_000_000), 300, replace=False)  # not consecutive
+    for name in ("customer_id", "CustomerID", "userId", "ID", "user.uuid"):  # trained on, with a warning
+        with pytest.warns(UserWarning, match=f"column '{name}' holds a different integer on each row and is named"):
+            infer_symbolic_columns(pd.DataFrame({name: ids}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # not an id's name; repeats; too few rows; not integers
+        infer_symbolic_columns(pd.DataFrame({"paid": ids, "valid": ids, "amount": ids, "idle": ids}))
+        infer_symbolic_columns(pd.DataFrame({"store_id": ids // 1000, "device_id": ids / 7}))
+        infer_symbolic_columns(pd.DataFrame({"id": ids[:49]}))
     zips = pd.DataFrame({"zip": ["00501", "90210", "02134", "10001"] * 15}, dtype="string")
     with pytest.warns(UserWarning, match=r"column 'zip' holds numbers written as text, some with leading zeros \(e.g."):
         read, symbolic = infer_symbolic_columns(zips)  # had: silently 501, 90210, ...
