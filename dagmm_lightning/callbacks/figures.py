@@ -180,6 +180,7 @@ def draw(
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
     from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
     score, label = data["score"], data["label"]
@@ -212,6 +213,11 @@ def draw(
     if np.isfinite(score).any():
         ax.set_yscale("log")
         ax.set_ylim(bottom=0.5)  # (a bin of one row is a bar, not a sliver at the axis)
+        # counts as plain numbers at 1, 2, 5, 10 ...: a log axis spanning less than a decade (a few rows a
+        # bin) would label its minor ticks 6x10^-1, 2x10^0 ...
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else ""))
+        ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_title(f"score histogram{title}", fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()

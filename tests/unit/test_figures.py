@@ -102,6 +102,16 @@ def test_histogram_range_centres_on_the_threshold_and_counts_every_row():
     assert ax.get_xlabel().startswith("energy\n") and "250 rows above" in ax.get_xlabel()
 
 
+def test_histogram_counts_are_labelled_as_plain_numbers_on_the_log_axis():
+    """A few rows a bin (the quick start's val rows) span less than a decade: matplotlib then labelled
+    minor ticks 6x10^-1, 2x10^0, 3x10^0; the axis labels counts as 1, 2, 5, 10 ... whatever the span."""
+    for n, expected in ((20, {"1", "2"}), (30_000, {"1", "10", "100", "1,000"})):
+        ax = draw(rows(n=n), 1.0, max_points=100)["score_histogram"].axes[0]
+        ax.figure.canvas.draw()
+        shown = {t.get_text() for t in ax.get_yticklabels() + ax.get_yticklabels(minor=True) if t.get_text()}
+        assert expected <= shown and all(text.replace(",", "").isdigit() for text in shown), shown
+
+
 def test_curves_are_steps_with_their_auc_and_the_thresholds_point():
     data = rows()
     fig = draw(data, 1.0, max_points=1000, title=", test rows at step 3")["roc_and_pr_curves"]
