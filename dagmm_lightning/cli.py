@@ -732,10 +732,24 @@ class DAGMMCLI(LightningCLI):
         if config.get("enable_checkpointing") is False:  # the checkpoint callback every run adds, dropped
             callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint)]  # (Lightning refuses both)
         callbacks = [*callbacks, InterruptAtNextBatch()]
+        every = config.get("check_val_every_n_epoch")
+        if (
+            isinstance(every, int) and every < 1
+        ):  # Lightning: 0 divides by zero in the first epoch; -1 validates every one
+            raise ConfigurationError(
+                f"trainer settings: check_val_every_n_epoch must be >= 1 or null (null: --trainer.val_check_interval "
+                f"counts batches over the whole fit), got {every}; --trainer.limit_val_batches 0 validates never"
+            )
+        accumulated = config.get("accumulate_grad_batches")
+        if isinstance(accumulated, int) and accumulated < 1:  # (Lightning: a division by zero at the first step)
+            raise ConfigurationError(f"trainer settings: accumulate_grad_batches must be >= 1, got {accumulated}")
         try:
             return super()._instantiate_trainer(config, callbacks)
         except (ValueError, TypeError, MisconfigurationException) as err:  # e.g. accelerator 'gpuu'
-            raise ConfigurationError(f"trainer settings: {err}") from None
+            hint = ""
+            if str(config.get("accelerator")).lower() in ("gpu", "cuda") and not torch.cuda.is_available():
+                hint = " (torch finds no CUDA GPU here: --trainer.accelerator cpu, or auto to use one where any)"
+            raise ConfigurationError(f"trainer settings: {err}{hint}") from None
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("data", "model.init_args.input_dim", compute_fn=self._input_dim, apply_on="instantiate")

@@ -33,6 +33,8 @@ class AnomalyFigures(L.Callback):
     def __init__(self, every_n_validations: int = 4, max_points: int = 5000) -> None:
         if every_n_validations < 1:
             raise ConfigurationError(f"every_n_validations must be >= 1, got {every_n_validations}")
+        if max_points < 1:  # (else found at the first drawing, after that much training)
+            raise ConfigurationError(f"max_points must be >= 1, got {max_points}")
         self.every_n_validations = every_n_validations
         self.max_points = max_points
         self._validations = 0

@@ -1073,6 +1073,14 @@ QS = ["--config", "configs/quickstart.yaml"]
         ),
         # Lightning's checks once the run starts: its message, in one line
         (["fit", *QS, "--trainer.limit_val_batches", "0.5"], r"requested to check 0.5 of the `val_dataloader`"),
+        # Lightning had divided by zero in its loops (a traceback), or read -1 as every epoch
+        (
+            ["fit", *QS, "--trainer.check_val_every_n_epoch", "0"],
+            r"check_val_every_n_epoch must be >= 1 or null .*got 0; --trainer.limit_val_batches 0 validates never$",
+        ),
+        (["fit", *QS, "--trainer.check_val_every_n_epoch", "-1"], r"check_val_every_n_epoch must be >= 1 .*got -1;"),
+        (["fit", *QS, "--trainer.accumulate_grad_batches", "0"], "accumulate_grad_batches must be >= 1, got 0$"),
+        (["fit", *QS, "--figures.max_points", "0"], "max_points must be >= 1, got 0$"),  # had: after training
     ],
 )
 def test_setting_and_option_mistakes_are_one_line_errors(args, message, capsys, in_root_like_folder):
@@ -1083,6 +1091,21 @@ def test_setting_and_option_mistakes_are_one_line_errors(args, message, capsys, 
     assert exit_info.value.code == 2
     err = [line for line in capsys.readouterr().err.strip().splitlines() if not line.startswith("  ('dagmm ")]
     assert err[-1].startswith("dagmm: error:") and re.search(message, err[-1])
+
+
+def test_a_gpu_asked_for_where_torch_finds_none_says_what_to_give(capsys, monkeypatch, in_root_like_folder):
+    import torch
+
+    from dagmm_lightning.__main__ import main
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", *QS, "--trainer.accelerator", "gpu"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # had: Lightning's "No supported gpu backend found!"
+    assert err.startswith("dagmm: error: trainer settings: ") and err.endswith(
+        "(torch finds no CUDA GPU here: --trainer.accelerator cpu, or auto to use one where any)"
+    )
 
 
 def test_a_resume_past_max_epochs_says_what_to_give(capsys, tmp_path, in_root_like_folder):

@@ -147,3 +147,17 @@ def test_the_suite_figure_starts_at_zero_with_the_seeds_spread_and_chance_line()
     np.testing.assert_allclose(spread, [0.5 - np.std([0.6, 0.4], ddof=1), 0.5 + np.std([0.6, 0.4], ddof=1)])
     assert any(line.get_ydata()[0] == 0.5 for line in ax.lines)  # a random ranking's line
     assert "seeds 0, 1" in ax.get_title()
+
+
+def test_drawing_settings_out_of_range_are_refused_before_any_training():
+    from dagmm_lightning.callbacks.figures import AnomalyFigures
+    from dagmm_lightning.errors import ConfigurationError
+
+    for settings, said in (
+        (dict(every_n_validations=0), "every_n_validations must be >= 1, got 0"),
+        (dict(max_points=0), "max_points must be >= 1, got 0"),  # had: a traceback at the first drawing
+        (dict(max_points=-3), "max_points must be >= 1, got -3"),
+    ):
+        with pytest.raises(ConfigurationError, match=said):
+            AnomalyFigures(**settings)
+    assert AnomalyFigures(max_points=1).max_points == 1
