@@ -856,6 +856,8 @@ class DAGMMCLI(LightningCLI):
                 continue
             if key in defaults and key not in given and config.data.get(key) == defaults[key].default:
                 config.data[key] = value
+        if table:
+            check_checkpoint_columns(config.data, saved, state["preprocessor"], given)
         # data found relative to the fit's folder: from another folder, where the fit found it
         found_at = state.get("found_at", {})
         if config.data.get("path") and "path" not in given and not Path(config.data.path).exists():
@@ -1138,6 +1140,31 @@ def model_settings(config) -> dict:
     """The model's init_args in a parsed config (empty where there are none)."""
     settings = config.get("model.init_args") if hasattr(config, "get") else None
     return settings.as_dict() if hasattr(settings, "as_dict") else dict(settings or {})
+
+
+def check_checkpoint_columns(data, saved: dict, preprocessor: dict, given: set[str]) -> None:
+    """A run from a table's checkpoint reads the columns it was trained on: ``ignore_columns`` or
+    ``symbolic_columns`` given (``given``) with other values than the checkpoint's (``saved``) are refused
+    (predict had left only the columns written beside its scores changed, silently), as is a label column
+    that is one of its features (``preprocessor``: its state)."""
+    for key in ("ignore_columns", "symbolic_columns"):
+        now, then = data.get(key), saved.get(key)
+        if key in given and set(now or []) != set(then or []):
+            also = " (the columns written beside predict's scores: --prediction_writer.keep_columns)"
+            raise ConfigurationError(
+                f"--data.{key} {list(now or [])}: a run from a checkpoint reads the columns it was trained on "
+                f"({key} {list(then or [])}); to train on others, start a new fit (without --ckpt_path)"
+                + (also if key == "ignore_columns" else "")
+            )
+    label = data.get("label_column")
+    if "label_column" in given and label is not None:
+        trained = [*preprocessor.get("numeric", []), *preprocessor.get("categories", {})]
+        if str(label) in trained:
+            raise ConfigurationError(
+                f"--data.label_column {label!r} is a column the checkpoint was trained on (a feature), not labels: "
+                "name a column of truth that it did not train on, or leave it to the checkpoint "
+                f"({saved.get('label_column')!r})"
+            )
 
 
 def keys_given(args: list[str], section: str) -> set[str]:

@@ -478,6 +478,17 @@ def test_a_table_takes_its_contamination_from_its_labels_and_predicts_from_the_c
             [*keep, "--prediction_writer.keep_columns", "[label]", "--data.predict_file", str(tmp_path / "clash.csv")],
             tmp_path,
         )
+    # the columns are the checkpoint's: others given are refused (predict had changed only the columns kept
+    # beside the scores, silently; test said a column it had left out was missing from the file)
+    for option, value, said in (
+        ("ignore_columns", "[flow_id,a]", r"\['flow_id', 'a'\]: a run from a checkpoint reads the columns it was"),
+        ("symbolic_columns", "[proto,b]", r"\['proto', 'b'\]: .* \(symbolic_columns \['proto'\]\); to train on"),
+        ("label_column", "proto", r"'proto' is a column the checkpoint was trained on \(a feature\), not labels"),
+    ):
+        for subcommand in ("predict", "test"):
+            with pytest.raises(ValueError, match=rf"--data.{option} {said}"):
+                run([subcommand, "--ckpt_path", last, f"--data.{option}", value], tmp_path)
+    run([*keep, "--data.ignore_columns", "[flow_id]", "--data.symbolic_columns", "[proto]"], tmp_path)  # its own
     rows = read_csv(flows, sep=";")
     rows.iloc[::-1].to_csv(flows, sep=";", index=False)  # the file changed since the fit: refused, and why
     with pytest.raises(ValueError, match="flows.csv is not the data the checkpoint .* rows or their labels changed"):
