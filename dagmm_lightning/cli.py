@@ -919,6 +919,16 @@ class DAGMMCLI(LightningCLI):
         if not quantile and contamination is not None and given:
             name, where = given
             warn(f"{name} {contamination:g}{where} plays no part for {type(self.model).__name__}: {THRESHOLD_RULE}")
+        writer = next((c for c in trainer.callbacks if isinstance(c, PredictionCSVWriter)), None)
+        for option, value in (
+            ("--data.predict_file", dm.predict_file),
+            ("--prediction_writer.output_path", writer.output_path if writer is not None else None),
+        ):
+            if value is not None:  # (a fit writes no predictions)
+                warn(
+                    f"{option} {value} plays no part in fit: score rows after it with `dagmm predict --ckpt_path "
+                    "CKPT --data.predict_file ROWS --prediction_writer.output_path OUT` (the fit's summary names CKPT)"
+                )
         if spawned(trainer) and trainer.logger is not None:
             trainer.logger.version  # noqa: B018 - fixed here, else each spawn (fit, the validation after) picks a new one
         metrics = next((c for c in trainer.callbacks if isinstance(c, AnomalyMetrics)), None)

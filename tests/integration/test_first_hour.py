@@ -32,6 +32,20 @@ def run(args, tmp_path):
     return build_cli([*args, "--trainer.logger.init_args.save_dir", str(tmp_path / "logs"), *QUICK])
 
 
+def test_prediction_settings_given_to_a_fit_are_said_to_play_no_part(tmp_path):
+    out = tmp_path / "scores.csv"  # (had: a fit that ended well, and no file, without a word)
+    asked = ["--data.predict_file", "new_rows.csv", "--prediction_writer.output_path", str(out)]
+    with pytest.warns(UserWarning) as caught:
+        run(["fit", "--config", "configs/quickstart.yaml", "--trainer.max_epochs", "1", *asked], tmp_path)
+    said = [str(w.message) for w in caught if "plays no part in fit" in str(w.message)]
+    assert said == [
+        f"{option} {value} plays no part in fit: score rows after it with `dagmm predict --ckpt_path CKPT "
+        "--data.predict_file ROWS --prediction_writer.output_path OUT` (the fit's summary names CKPT)"
+        for option, value in (("--data.predict_file", "new_rows.csv"), ("--prediction_writer.output_path", out))
+    ]
+    assert not out.exists()
+
+
 def test_a_run_shorter_than_the_validation_interval_validates_and_keeps_its_last_epoch(tmp_path, caplog):
     fitted = run(["fit", "--config", "configs/quickstart.yaml", "--trainer.max_epochs", "3"], tmp_path)  # val every 10
     metrics = next(c for c in fitted.trainer.callbacks if isinstance(c, AnomalyMetrics))
