@@ -165,6 +165,31 @@ def config_file_problem(path: Path) -> str | None:
         return f"{path} is empty; a config holds {settings}"
     if not isinstance(content, dict):
         return f"{path} holds a YAML {type(content).__name__}, not {settings}"
+    return missing_colon(content, path)
+
+
+SETTINGS_SECTIONS = {  # keys whose value is a mapping of settings (or, for some, a class name: no spaces)
+    *("trainer", "data", "model", "init_args", "optimizer", "lr_scheduler"),
+    *("checkpoint", "figures", "metrics", "prediction_writer"),
+}
+
+
+def missing_colon(content: dict, path: Path, prefix: str = "") -> str | None:
+    """A section of a config (``SETTINGS_SECTIONS``) whose value is text such as ``batch_size 32``: a
+    setting's line without its colon, which YAML reads as the section's text (jsonargparse then said
+    "no class DAGMM ('str' object has no attribute 'keys')" or "Unable to load config"), or None."""
+    for key, value in content.items():
+        if isinstance(value, dict):
+            found = missing_colon(value, path, f"{prefix}{key}.")
+            if found is not None:
+                return found
+        elif key in SETTINGS_SECTIONS and isinstance(value, str):
+            line = re.fullmatch(r"([A-Za-z_]\w*) +(\S.*)", value.strip())
+            if line is not None:
+                return (
+                    f"{path}: {prefix}{key} holds the text {value!r} where settings were expected: a missing colon "
+                    f"(`{line.group(1)}: {line.group(2)}`)?"
+                )
     return None
 
 

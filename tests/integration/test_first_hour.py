@@ -1163,6 +1163,14 @@ def test_a_resume_past_max_epochs_says_what_to_give(capsys, tmp_path, in_root_li
         ("", r"mine.yaml is empty; a config holds settings as KEY: VALUE lines"),
         ("- 1\n- 2\n", r"mine.yaml holds a YAML list, not settings as KEY: VALUE lines"),
         ("\x89PNG\r\n", r"mine.yaml is not a text file; a config is YAML$"),
+        # a setting's line without its colon: YAML reads it as the section's text (had: "no class DAGMM ('str'
+        # object has no attribute 'keys')", "Unable to load config 'batch_size 32'")
+        (
+            "model:\n  init_args:\n    lr 0.01\n",
+            r"mine.yaml: model.init_args holds the text 'lr 0.01' where settings were expected: a missing colon "
+            r"\(`lr: 0.01`\)\?$",
+        ),
+        ("data:\n  batch_size 32\n", r"mine.yaml: data holds the text 'batch_size 32' .* \(`batch_size: 32`\)\?$"),
     ],
 )
 def test_mistakes_in_a_config_file_read_as_on_the_command_line(tmp_path, content, message, capsys, monkeypatch):
