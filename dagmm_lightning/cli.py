@@ -99,9 +99,26 @@ class OneLineErrorParser(LightningArgumentParser):
             command, options = f"{command} {sub.group(1)}", list(subparsers[sub.group(1)]._option_string_actions)
             message = f"unrecognized arguments: --{sub.group(2)}"
         text = ours or readable_parse_error(message, options)
+        text = re.sub(r"no option --([\w.-]+)", lambda m: m.group(0) + set_in_config_file(m.group(1)), text)
+        text = re.sub(
+            r"^--([\w.-]+)(?=: .* has no such option)", lambda m: m.group(0) + set_in_config_file(m.group(1)), text
+        )
         models = f"; '{command} --model.help DAGMM' a model's" if "--model.help" in options else ""
         sys.stderr.write(f"dagmm: error: {text}\n  ('{command} --help' lists the options{models})\n")
         sys.exit(2)
+
+
+PARSED_ARGS: list[str] = []  # the command line being parsed (DAGMMCLI.parse_arguments), for its errors
+
+
+def set_in_config_file(key: str) -> str:
+    """`` (in FILE)`` where a setting ``key`` (``trainer.max_epoch``) that is not on the command line being
+    parsed comes from one of its config files (jsonargparse reports it as an option), else ``""``."""
+    if any(a == f"--{key}" or a.startswith(f"--{key}=") for a in PARSED_ARGS):
+        return ""
+    files = config_files(PARSED_ARGS)
+    found = [path for path in files if key in config_keys(config_content(path) or {})]
+    return f" (in {found[-1]})" if found else ""
 
 
 def read_config(path: Path):
@@ -900,6 +917,7 @@ class DAGMMCLI(LightningCLI):
         self._args = [str(a) for a in args] if isinstance(args, list | tuple) else None if args is None else []
         # jsonargparse names neither the file nor the line of a config it cannot read (a binary one: a traceback)
         given = sys.argv[1:] if args is None else self._args
+        PARSED_ARGS[:] = given
         problem = next((p for p in map(config_file_problem, config_files(given)) if p is not None), None)
         problem = problem or overridden_options(given) or whole_config_as_data(given) or checkpoint_print_config(given)
         problem = problem or competing_model_classes(given) or included_config_problem(given)

@@ -1150,7 +1150,16 @@ def test_a_resume_past_max_epochs_says_what_to_give(capsys, tmp_path, in_root_li
 @pytest.mark.parametrize(
     "content, message",
     [
-        ("trainer:\n  max_epoch: 1\n", r"no option --trainer.max_epoch \(did you mean --trainer.max_epochs\?\)$"),
+        # named with the file that sets them (had: as if given on the command line)
+        (
+            "trainer:\n  max_epoch: 1\n",
+            r"no option --trainer.max_epoch \(in \S+mine.yaml\) \(did you mean --trainer.max_epochs\?\)$",
+        ),
+        (
+            "model:\n  init_args:\n    latnet_dim: 3\n",
+            r"--model.latnet_dim \(in \S+mine.yaml\): \S*DAGMM has no such option \(did you mean "
+            r"--model.latent_dim\?\)$",
+        ),
         ("model:\n  init_args:\n    lr: fast\n", "--model.lr: expected float, got fast$"),
         ("model:\n  class_path: DAGMM\n  init_args:\n    lr: fast\n", "--model.lr: expected float, got fast$"),
         # jsonargparse names neither the file nor the line of these
