@@ -405,6 +405,13 @@ class AnomalyDataModule(L.LightningDataModule):
         self._splits = self._make_splits(
             truth if truth is not None else np.zeros(n_rows, dtype=bool), truth is not None
         )
+        if truth is not None and not truth.any() and self._given_splits is None and self.split == "normal_only":
+            label = f"--data.label_column {self.label_column}" if self.dataset == TABLE else "the data set's labels"
+            warn(
+                f"the labels mark no row as an anomaly, and the {self.protocol} protocol holds half of the normal rows "
+                f"out as test rows ({len(self._splits.test):,}), which give no anomaly metrics: without {label} "
+                "every row counts as normal and all but val_fraction of them train"
+            )
         if len(self._splits.train) < FEW_TRAINING_ROWS:
             held = self.val_fraction and self._given_splits is None
             warn(

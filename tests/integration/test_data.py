@@ -298,6 +298,25 @@ def test_words_in_a_label_column_to_score_are_named_once_per_file_and_minus_one_
         assert anomaly_labels(pd.Series([-1, 0, 1]), "y", missing_unknown=True).tolist() == [-1, 0, 1]
 
 
+def test_labels_that_mark_no_anomaly_are_said_to_leave_half_of_the_rows_to_a_test_without_metrics(tmp_path):
+    rng = np.random.default_rng(0)
+    rows = pd.DataFrame({"a": rng.normal(size=80), "b": rng.normal(size=80), "is_attack": 0})
+    rows.to_csv(tmp_path / "normal.csv", index=False)
+    said = (
+        r"the labels mark no row as an anomaly, and the paper protocol holds half of the normal rows out as test "
+        r"rows \(40\), which give no anomaly metrics: without --data.label_column is_attack every row counts"
+    )
+    with pytest.warns(UserWarning, match=said):
+        data = AnomalyDataModule("table", path=str(tmp_path / "normal.csv"), label_column="is_attack")
+        assert len(data.splits.test) == 40 and len(data.splits.train) + len(data.splits.val) == 40
+    rows.loc[3, "is_attack"] = 1
+    rows.to_csv(tmp_path / "normal.csv", index=False)
+    with warnings.catch_warnings(record=True) as caught:  # one anomaly: the metrics have both classes
+        warnings.simplefilter("always")
+        AnomalyDataModule("table", path=str(tmp_path / "normal.csv"), label_column="is_attack").splits  # noqa: B018
+    assert not [w for w in caught if "mark no row" in str(w.message)]
+
+
 def test_a_table_without_a_label_column_names_a_column_that_looks_like_labels(tmp_path):
     from dagmm_lightning.data.tables import label_like_columns
 
