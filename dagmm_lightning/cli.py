@@ -962,6 +962,20 @@ class DAGMMCLI(LightningCLI):
         if not quantile and contamination is not None and given:
             name, where = given
             warn(f"{name} {contamination:g}{where} plays no part for {type(self.model).__name__}: {THRESHOLD_RULE}")
+        settings = self.config.get("fit", self.config)
+        unbounded = settings.get("trainer.max_epochs") is None and settings.get("trainer.max_steps") in (None, -1)
+        unbounded = unbounded and settings.get("trainer.max_time") is None and not settings.get("trainer.fast_dev_run")
+        if unbounded and not settings.get("ckpt_path"):
+            args = self._args if self._args is not None else sys.argv[1:]
+            named = any(included_model_class(path) is not None for path in config_files(args, ("--config",)))
+            method = ""
+            if not named and not option_values(args, "--model"):
+                method = (
+                    "; no method config names the model, so it is DAGMM's defaults (the paper's KDDCUP99 networks): "
+                    "name one first, e.g. --config configs/improved.yaml --config configs/data/thyroid.yaml"
+                )
+            warn(f"no --trainer.max_epochs or max_steps: Lightning trains 1000 epochs{method}")
+            warnings.filterwarnings("ignore", message="`max_epochs` was not set")  # (Lightning's, said above)
         writer = next((c for c in trainer.callbacks if isinstance(c, PredictionCSVWriter)), None)
         for option, value in (
             ("--data.predict_file", dm.predict_file),

@@ -32,6 +32,27 @@ def run(args, tmp_path):
     return build_cli([*args, "--trainer.logger.init_args.save_dir", str(tmp_path / "logs"), *QUICK])
 
 
+def test_a_fit_without_a_method_config_or_an_epoch_count_says_what_it_trains(tmp_path):
+    data_alone = ["fit", "--config", "configs/data/thyroid.yaml", "--trainer.limit_train_batches", "0"]  # (no steps)
+    with pytest.warns(UserWarning) as caught:  # had: Lightning's "max_epochs was not set", with its file's path
+        run(data_alone, tmp_path / "a")
+    said = [str(w.message) for w in caught if "epoch" in str(w.message)]
+    assert said == [
+        "no --trainer.max_epochs or max_steps: Lightning trains 1000 epochs; no method config names the model, so "
+        "it is DAGMM's defaults (the paper's KDDCUP99 networks): name one first, e.g. --config "
+        "configs/improved.yaml --config configs/data/thyroid.yaml"
+    ]
+    with pytest.warns(UserWarning) as caught:  # a method named: only the epochs said
+        run([*data_alone, "--model", "DAGMMVAE"], tmp_path / "b")
+    assert [str(w.message) for w in caught if "epoch" in str(w.message)] == [
+        "no --trainer.max_epochs or max_steps: Lightning trains 1000 epochs"
+    ]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run(["fit", *QS, "--trainer.limit_train_batches", "0"], tmp_path / "c")
+    assert not [w for w in caught if "no --trainer.max_epochs" in str(w.message)]
+
+
 def test_prediction_settings_given_to_a_fit_are_said_to_play_no_part(tmp_path):
     out = tmp_path / "scores.csv"  # (had: a fit that ended well, and no file, without a word)
     asked = ["--data.predict_file", "new_rows.csv", "--prediction_writer.output_path", str(out)]
