@@ -216,7 +216,7 @@ CONFIG_FILE_NAME = r"[^:{}\n]+\.(ya?ml|json)"  # a value naming a file (that may
 def option_values(args: list[str], *options: str) -> list[str]:
     """The values given to any of ``options`` (``--option VALUE`` or ``--option=VALUE``), in order."""
     values = []
-    for a, b in zip(args, args[1:] + [None], strict=True):
+    for a, b in zip(args, [*args[1:], None], strict=False):  # (b: None after the last; none for no args)
         if a in options and b is not None:
             values.append(b)
         elif a.startswith(tuple(o + "=" for o in options)):
@@ -498,7 +498,10 @@ def readable_parse_error(message: str, options: list[str]) -> str:
     unknown = re.match(r"unrecognized arguments: (.*)", message)
     if unknown:
         given = [a.split("=")[0] for a in unknown.group(1).split() if a.startswith("--")]
-        return "; ".join(f"no option {a}{did_you_mean(a, options, quote=False)}" for a in given) or message
+        files = [a for a in unknown.group(1).split() if re.fullmatch(CONFIG_FILE_NAME, a)]
+        if not given and files:  # a config named without its option
+            return f"{message} (a config file? give it with --config {files[0]})"
+        return "; ".join(f"no option {a}{nearest_option(a, options)}" for a in given) or message
     keys = re.findall(r'Parser key "([^"]+)"', message)
     unknown_class = re.search(r"Expected a dot import path string: (.*)", message)
     if unknown_class and (keys == ["model"] or message.startswith("--model.help:")):
@@ -575,6 +578,23 @@ def given_value(text: str, key: str) -> str:
     while isinstance(value, dict) and key not in value and (len(value) == 1 or "init_args" in value):
         value = value["init_args"] if "init_args" in value else next(iter(value.values()))
     return str(value[key]) if isinstance(value, dict) and key in value else text
+
+
+def nearest_option(given: str, options: list[str]) -> str:
+    """`` (did you mean OPTION?)`` for an unknown ``--KEY``: a section's option of that name where ``KEY``
+    has no section (``--lr``: ``--model.init_args.lr``, ``--max_epochs``: ``--trainer.max_epochs``), else
+    the closest option's name, or ``""``."""
+    key = given.removeprefix("--")
+    if "." not in key:
+        sections = [f"--{section}.{key}" for section in ("trainer", "data")]
+        if key in inspect.signature(DAGMM.__init__).parameters and key != "self":
+            sections.insert(0, f"--model.init_args.{key}")
+        for option in sections:
+            if option in options or (option.startswith("--model.") and "--model.help" in options):
+                return f" (did you mean {option}?)"
+            if option.startswith("--model.") and "--set" in options:  # benchmark's way to a model setting
+                return f" (did you mean --set model.init_args.{key}=VALUE?)"
+    return did_you_mean(given, options, quote=False)
 
 
 def did_you_mean(given: str, candidates: list[str], quote: bool = True, prefix: str = "") -> str:

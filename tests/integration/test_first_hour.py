@@ -1074,6 +1074,10 @@ QS = ["--config", "configs/quickstart.yaml"]
         (["fit", "--model.help", "DAGMMM"], r"--model: no model DAGMMM; choose from .*\(did you mean 'DAGMM'\?\)"),
         (["fit", *QS, "--trainer.accelerator", "gpuu"], "trainer settings: You selected an invalid accelerator"),
         (["benchmark", "--suite", "data", "--out", "x", "--jobs", "abc"], "--jobs: expected int, got abc$"),
+        (  # (had: a traceback, since f9fc19a)
+            ["benchmark", "--configs", "x", "--lr", "3"],
+            r"no option --lr \(did you mean --set model.init_args.lr=VALUE\?\)$",
+        ),
         (["benchmark", "--suite", "data", "--out", "x", "--jobs", "0"], "--jobs must be at least 1, got 0$"),
         (["benchmark"], r"give --configs CONFIG \.\.\. --out PATH, --suite DIR --out PATH, --report CSV"),
         (["fit", *QS, "--seed_everything", "-1"], r"seed_everything must be in \[0, 4294967295\] .*got -1$"),
@@ -1127,6 +1131,13 @@ QS = ["--config", "configs/quickstart.yaml"]
         (["fit", *QS, "--trainer.check_val_every_n_epoch", "-1"], r"check_val_every_n_epoch must be >= 1 .*got -1;"),
         (["fit", *QS, "--trainer.accumulate_grad_batches", "0"], "accumulate_grad_batches must be >= 1, got 0$"),
         (["fit", *QS, "--figures.max_points", "0"], "max_points must be >= 1, got 0$"),  # had: after training
+        # a setting without its section, a config without --config (had: "did you mean --help?", and no hint)
+        (["fit", *QS, "--lr", "0.1"], r"no option --lr \(did you mean --model.init_args.lr\?\)$"),
+        (["fit", *QS, "--batch_size", "3"], r"no option --batch_size \(did you mean --data.batch_size\?\)$"),
+        (
+            ["fit", "configs/quickstart.yaml"],
+            r"unrecognized arguments: configs/quickstart.yaml \(a config file\? give it with --config configs/quick",
+        ),
     ],
 )
 def test_setting_and_option_mistakes_are_one_line_errors(args, message, capsys, in_root_like_folder):
