@@ -77,7 +77,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if args[0] == "benchmark":
             from dagmm_lightning.benchmark.runner import main as benchmark
+            from dagmm_lightning.cli import PARSED_ARGS
 
+            PARSED_ARGS[:] = args[1:]  # (its errors name config files' settings: not another command's)
             own_warnings_as_lines()
             benchmark(args[1:])
         else:
