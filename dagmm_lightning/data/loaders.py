@@ -182,8 +182,15 @@ def load_arrhythmia(data_dir: Path, seed: int) -> RawTable:
 
 def _require(path: Path, source: str) -> Path:
     if not path.is_file():
+        folder = path.parent.resolve()
+        if not folder.is_dir():  # a mistyped folder: not a file to download
+            what = "is a file" if folder.exists() else "does not exist"
+            raise DataError(
+                f"the data folder {folder} {what}: point --data.data_dir / DAGMM_DATA_DIR at the folder that holds "
+                f"{path.name}"
+            )
         raise DataError(
-            f"{path.name} is not in {path.parent.resolve()}; download it from {source} into that folder, or point "
+            f"{path.name} is not in {folder}; download it from {source} into that folder, or point "
             f"--data.data_dir / DAGMM_DATA_DIR at the folder that holds it"
         )
     return path

@@ -33,8 +33,12 @@ def test_kddcup_rev_redraws_attacks_per_seed(paper_data):
 
 def test_missing_data_file_says_where_to_get_it(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "here").mkdir()
     with pytest.raises(DataError, match=f"thyroid.npz is not in {tmp_path.resolve() / 'here'}; download it from"):
         AnomalyDataModule("thyroid", data_dir="here").input_dim  # the folder in full, wherever the run started
+    missing = f"the data folder {tmp_path.resolve() / 'dat'} does not exist: point --data.data_dir"
+    with pytest.raises(DataError, match=missing):  # a mistyped folder (had: download thyroid.npz into it)
+        AnomalyDataModule("thyroid", data_dir="dat").input_dim
 
 
 def write_tables(tmp_path):
