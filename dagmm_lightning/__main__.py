@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import sys
 
 from dagmm_lightning.errors import DAGMMWarning, own_error
@@ -70,6 +71,16 @@ def main(argv: list[str] | None = None) -> None:
         return
     if not args[0].startswith("-") and args[0] not in SUBCOMMANDS:
         print(f"dagmm: error: no subcommand {args[0]!r}; choose from {', '.join(SUBCOMMANDS)}", file=sys.stderr)
+        sys.exit(2)
+    first = next((i for i, a in enumerate(args) if a in SUBCOMMANDS), None)
+    if args[0].startswith("-") and first is not None:  # (jsonargparse: "Option ... is not accepted before ...")
+        command = shlex.join(["dagmm", args[first], *args[:first], *args[first + 1 :]])
+        print(f"dagmm: error: the subcommand comes first: {command}", file=sys.stderr)
+        sys.exit(2)
+    if args[0].startswith("-"):
+        print(
+            f"dagmm: error: no subcommand; give one first: dagmm {{{','.join(SUBCOMMANDS)}}} [options]", file=sys.stderr
+        )
         sys.exit(2)
     if args == ["fit"]:  # not a run of the defaults (1,000 epochs on the embedded table)
         print(f"dagmm: error: {FIT_ALONE}", file=sys.stderr)

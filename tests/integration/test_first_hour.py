@@ -1024,6 +1024,11 @@ QS = ["--config", "configs/quickstart.yaml"]
     "args, message",
     [
         (["fti"], "no subcommand 'fti'; choose from fit, validate, test, predict, benchmark"),
+        (  # (had: "Option 'model.init_args.hidden_dims' is not accepted before subcommand 'fit'")
+            ["--config", "configs/quickstart.yaml", "fit", "--trainer.max_epochs", "2"],
+            r"the subcommand comes first: dagmm fit --config configs/quickstart.yaml --trainer.max_epochs 2$",
+        ),
+        (["--seed_everything", "3"], r"no subcommand; give one first: dagmm \{fit,validate,test,predict,benchmark\}"),
         (["fit"], "say what to train, e.g. 'dagmm fit --config configs/quickstart.yaml'"),
         (["predict"], "dagmm predict needs --ckpt_path"),
         (["test", "--ckpt_path", "no_such.ckpt"], "no such checkpoint file: no_such.ckpt"),
