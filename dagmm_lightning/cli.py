@@ -856,7 +856,11 @@ class DAGMMCLI(LightningCLI):
             found = ", ".join(str(c) for c in itertools.islice(Path(path).rglob("*.ckpt"), 3))
             raise DataError(f"{path} is a folder; give a checkpoint file" + (f" such as {found}" if found else ""))
         elif path and not Path(path).is_file():
-            raise DataError(f"no such checkpoint file: {path}")
+            folder = Path(path).parent
+            near = [p.stem for p in folder.glob("*.ckpt")] if folder.is_dir() else []  # (stems: all end .ckpt)
+            close = difflib.get_close_matches(Path(path).stem, near, n=1, cutoff=0.6)
+            hint = f" (did you mean {folder / close[0]}.ckpt?)" if close else ""
+            raise DataError(f"no such checkpoint file: {path}{hint}")
         checkpoint = None
         if path:
             try:

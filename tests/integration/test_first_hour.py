@@ -1155,6 +1155,17 @@ def test_setting_and_option_mistakes_are_one_line_errors(args, message, capsys, 
     assert err[-1].startswith("dagmm: error:") and re.search(message, err[-1])
 
 
+def test_a_mistyped_checkpoint_name_is_given_the_near_one_of_its_folder(capsys, tmp_path):
+    from dagmm_lightning.__main__ import main
+
+    (tmp_path / "last.ckpt").write_bytes(b"")  # (its name is all that counts here)
+    for name, near in (("lats.ckpt", f" (did you mean {tmp_path / 'last.ckpt'}?)"), ("other.ckpt", "")):
+        with pytest.raises(SystemExit):
+            main(["test", "--ckpt_path", str(tmp_path / name)])
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert err == f"dagmm: error: no such checkpoint file: {tmp_path / name}{near}"
+
+
 def test_a_gpu_asked_for_where_torch_finds_none_says_what_to_give(capsys, monkeypatch, in_root_like_folder):
     import torch
 
