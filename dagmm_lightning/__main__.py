@@ -6,6 +6,7 @@ import os
 import re
 import shlex
 import sys
+from pathlib import Path
 
 from dagmm_lightning.errors import DAGMMWarning, own_error
 
@@ -72,12 +73,12 @@ def main(argv: list[str] | None = None) -> None:
     if not args[0].startswith("-") and args[0] not in SUBCOMMANDS:
         print(f"dagmm: error: no subcommand {args[0]!r}; choose from {', '.join(SUBCOMMANDS)}", file=sys.stderr)
         sys.exit(2)
-    first = next((i for i, a in enumerate(args) if a in SUBCOMMANDS), None)
-    if args[0].startswith("-") and first is not None:  # (jsonargparse: "Option ... is not accepted before ...")
-        command = shlex.join(["dagmm", args[first], *args[:first], *args[first + 1 :]])
-        print(f"dagmm: error: the subcommand comes first: {command}", file=sys.stderr)
-        sys.exit(2)
-    if args[0].startswith("-"):
+    first = first_subcommand(args)
+    if args[0].startswith("-") and first is not None and not subcommand_sections(args[:first]):
+        command = shlex.join(["dagmm", args[first], *args[:first], *args[first + 1 :]])  # (jsonargparse: "Option
+        print(f"dagmm: error: the subcommand comes first: {command}", file=sys.stderr)  # ... is not accepted
+        sys.exit(2)  # before subcommand 'fit'")
+    if args[0].startswith("-") and first is None:
         print(
             f"dagmm: error: no subcommand; give one first: dagmm {{{','.join(SUBCOMMANDS)}}} [options]", file=sys.stderr
         )
@@ -107,6 +108,32 @@ def main(argv: list[str] | None = None) -> None:
             bar.close()
         print(f"dagmm: error: {ours}", file=sys.stderr)
         sys.exit(2)
+
+
+def first_subcommand(args: list[str]) -> int | None:
+    """The position of the first subcommand's name in ``args`` that is not an option's value, or None."""
+    for i, arg in enumerate(args):
+        value = i > 0 and args[i - 1].startswith("-") and "=" not in args[i - 1]
+        if arg in SUBCOMMANDS and not value:
+            return i
+    return None
+
+
+def subcommand_sections(args: list[str]) -> bool:
+    """Whether a config file given in ``args`` (``--config F``, ``-c F``) holds a section of a subcommand's
+    settings (``fit:``): LightningCLI's way to give them before the subcommand."""
+    import yaml
+
+    files = [b for a, b in zip(args, [*args[1:], None], strict=False) if a in ("--config", "-c") and b]
+    files += [a.split("=", 1)[1] for a in args if a.startswith(("--config=", "-c="))]
+    for name in files:
+        try:
+            content = yaml.safe_load(Path(name).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            continue
+        if isinstance(content, dict) and set(content) & set(SUBCOMMANDS):
+            return True
+    return False
 
 
 def own_warnings_as_lines() -> None:

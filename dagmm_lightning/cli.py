@@ -116,8 +116,12 @@ def set_in_config_file(key: str) -> str:
     parsed comes from one of its config files (jsonargparse reports it as an option), else ``""``."""
     if any(a == f"--{key}" or a.startswith(f"--{key}=") for a in PARSED_ARGS):
         return ""
-    files = config_files(PARSED_ARGS)
-    found = [path for path in files if key in config_keys(config_content(path) or {})]
+    found = [  # a --data file's keys are the data section's
+        path
+        for option, section in (("--config", ""), ("-c", ""), ("--data", "data."))
+        for path in config_files(PARSED_ARGS, (option,))
+        if key in {section + k for k in config_keys(config_content(path) or {})}
+    ]
     return f" (in {found[-1]})" if found else ""
 
 
@@ -200,7 +204,7 @@ def missing_colon(content: dict, path: Path, prefix: str = "") -> str | None:
             found = missing_colon(value, path, f"{prefix}{key}.")
             if found is not None:
                 return found
-        elif key in SETTINGS_SECTIONS and isinstance(value, str):
+        elif key in SETTINGS_SECTIONS and isinstance(value, str) and not re.fullmatch(CONFIG_FILE_NAME, value.strip()):
             line = re.fullmatch(r"([A-Za-z_]\w*) +(\S.*)", value.strip())
             if line is not None:
                 return (
@@ -587,7 +591,7 @@ def nearest_option(given: str, options: list[str]) -> str:
     key = given.removeprefix("--")
     if "." not in key:
         sections = [f"--{section}.{key}" for section in ("trainer", "data")]
-        if key in inspect.signature(DAGMM.__init__).parameters and key != "self":
+        if key in inspect.signature(DAGMM.__init__).parameters and key not in ("self", "input_dim"):  # (linked)
             sections.insert(0, f"--model.init_args.{key}")
         for option in sections:
             if option in options or (option.startswith("--model.") and "--model.help" in options):
@@ -991,15 +995,14 @@ class DAGMMCLI(LightningCLI):
         unbounded = unbounded and settings.get("trainer.max_time") is None and not settings.get("trainer.fast_dev_run")
         if unbounded and not settings.get("ckpt_path"):
             args = self._args if self._args is not None else sys.argv[1:]
-            named = any(included_model_class(path) is not None for path in config_files(args, ("--config",)))
+            named = any(included_model_class(path) is not None for path in config_files(args, ("--config", "-c")))
             method = ""
-            if not named and not option_values(args, "--model"):
+            if not named and not option_values(args, "--model", "--model.class_path"):
                 method = (
                     "; no method config names the model, so it is DAGMM's defaults (the paper's KDDCUP99 networks): "
                     "name one first, e.g. --config configs/improved.yaml --config configs/data/thyroid.yaml"
                 )
             warn(f"no --trainer.max_epochs or max_steps: Lightning trains 1000 epochs{method}")
-            warnings.filterwarnings("ignore", message="`max_epochs` was not set")  # (Lightning's, said above)
         writer = next((c for c in trainer.callbacks if isinstance(c, PredictionCSVWriter)), None)
         for option, value in (
             ("--data.predict_file", dm.predict_file),
@@ -1235,12 +1238,12 @@ def model_settings(config) -> dict:
 
 def check_checkpoint_columns(data, saved: dict, preprocessor: dict, given: set[str]) -> None:
     """A run from a table's checkpoint reads the columns it was trained on: ``ignore_columns`` or
-    ``symbolic_columns`` given (``given``) with other values than the checkpoint's (``saved``) are refused
+    ``symbolic_columns`` given (``given``, not null) with other values than the checkpoint's (``saved``) are refused
     (predict had left only the columns written beside its scores changed, silently), as is a label column
     that is one of its features (``preprocessor``: its state)."""
     for key in ("ignore_columns", "symbolic_columns"):
         now, then = data.get(key), saved.get(key)
-        if key in given and set(now or []) != set(then or []):
+        if key in given and now is not None and set(now) != set(then or []):  # (null: as the fit found them)
             also = " (the columns written beside predict's scores: --prediction_writer.keep_columns)"
             raise ConfigurationError(
                 f"--data.{key} {list(now or [])}: a run from a checkpoint reads the columns it was trained on "

@@ -703,19 +703,27 @@ class DAGMMDetector(BaseEstimator):
 
     def _warn_if_flagged_far_above(self, labels: np.ndarray) -> None:
         """A warning where ``predict`` flags far more of its rows (n,) than the share ``threshold_`` was set
-        to flag (``scoring.flagged_far_above``): with the threshold on X's own scores, most often a model
-        that scores its training rows lower than new rows like them (a small table)."""
+        to flag, or than ``labels_`` flags of X (``mixed_loss``: its labelled anomalies besides;
+        ``scoring.flagged_far_above``): with the threshold on X's own scores, most often a model that
+        scores its training rows lower than new rows like them (a small table)."""
         share, flagged = self.model_.threshold_share, int(labels.sum())
-        if not flagged_far_above(share, len(labels), flagged):
+        own = getattr(self, "labels_", None)
+        expected = share if share is None or own is None or not len(own) else max(share, float(own.mean()))
+        if not flagged_far_above(expected, len(labels), flagged):
             return
         said = f"predict flagged {100 * flagged / len(labels):.3g} % of these {len(labels):,} rows; threshold_ "
-        if self._kind != "pu" and hasattr(self, "decision_scores_") and not len(self.calibration_rows_):
-            trained = len(self.decision_scores_)
+        if own is not None and self._kind != "pu" and not len(self.calibration_rows_):
+            remedy = (
+                "calibration_fraction (e.g. 0.2) sets threshold_ on rows held out of training, so that it flags about "
+                "contamination of new rows; "
+                if self._kind not in LABELLED_VARIANTS
+                else ""
+            )
+            rows = "X's own rows" if self._kind != "mixed_loss" else "X's rows not labelled as anomalies"
             warn(
-                f"{said}flags {100 * share:.3g} % of X's own rows, which the model, trained on them ({trained:,} "
-                "rows), scores lower than new rows like them (far lower on small tables): calibration_fraction (e.g. "
-                "0.2) sets threshold_ on rows held out of training, so that it flags about contamination of new "
-                "rows; or these rows differ from X's, or hold that many anomalies"
+                f"{said}flags {100 * share:.3g} % of {rows}, which the model, trained on them ({len(own):,} rows), "
+                f"scores lower than new rows like them (far lower on small tables): {remedy}or these rows differ "
+                "from X's, or hold that many anomalies"
             )
         else:
             warn(

@@ -187,7 +187,7 @@ def _require(path: Path, source: str) -> Path:
             what = "is a file" if folder.exists() else "does not exist"
             raise DataError(
                 f"the data folder {folder} {what}: point --data.data_dir / DAGMM_DATA_DIR at the folder that holds "
-                f"{path.name}"
+                f"{path.name}, or make that folder and download it from {source} into it"
             )
         raise DataError(
             f"{path.name} is not in {folder}; download it from {source} into that folder, or point "

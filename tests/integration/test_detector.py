@@ -877,6 +877,11 @@ def test_predict_warns_where_it_flags_far_more_new_rows_than_contamination():
         warnings.simplefilter("error")
         assert det.predict(x).mean() == pytest.approx(0.05, abs=0.04)  # its own rows: no warning
         det.predict(new[:3])  # 3 rows: all flagged can be chance
+    x2, y2 = np.r_[rng.normal(size=(300, 4)), rng.normal(4, 1, size=(60, 4))], np.r_[np.zeros(300), np.ones(60)]
+    mixed = DAGMMDetector("mixed_loss", contamination=0.05, epochs=2, members=1, random_state=0).fit(x2, y2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # its labelled anomalies flagged besides: a fifth of X, as labels_ (had: warned)
+        assert mixed.predict(x2).mean() == pytest.approx(mixed.labels_.mean()) and mixed.labels_.mean() > 0.15
     calibrated = DAGMMDetector(contamination=0.1, epochs=2, members=1, calibration_fraction=0.2, random_state=0)
     calibrated.fit(rng.normal(size=(200, 4)))
     with pytest.warns(UserWarning, match=r"of rows like those it was set on: these rows differ from them"):

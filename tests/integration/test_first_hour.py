@@ -36,7 +36,7 @@ def test_a_fit_without_a_method_config_or_an_epoch_count_says_what_it_trains(tmp
     data_alone = ["fit", "--config", "configs/data/thyroid.yaml", "--trainer.limit_train_batches", "0"]  # (no steps)
     with pytest.warns(UserWarning) as caught:  # had: Lightning's "max_epochs was not set", with its file's path
         run(data_alone, tmp_path / "a")
-    said = [str(w.message) for w in caught if "epoch" in str(w.message)]
+    said = [str(w.message) for w in caught if "no --trainer.max_epochs" in str(w.message)]
     assert said == [
         "no --trainer.max_epochs or max_steps: Lightning trains 1000 epochs; no method config names the model, so "
         "it is DAGMM's defaults (the paper's KDDCUP99 networks): name one first, e.g. --config "
@@ -44,9 +44,12 @@ def test_a_fit_without_a_method_config_or_an_epoch_count_says_what_it_trains(tmp
     ]
     with pytest.warns(UserWarning) as caught:  # a method named: only the epochs said
         run([*data_alone, "--model", "DAGMMVAE"], tmp_path / "b")
-    assert [str(w.message) for w in caught if "epoch" in str(w.message)] == [
+    assert [str(w.message) for w in caught if "no --trainer.max_epochs" in str(w.message)] == [
         "no --trainer.max_epochs or max_steps: Lightning trains 1000 epochs"
     ]
+    with pytest.warns(UserWarning) as caught:  # named in a config given with -c, or by --model.class_path
+        run([*data_alone, "--model.class_path", "dagmm_lightning.models.DAGMMVAE"], tmp_path / "d")
+    assert not [w for w in caught if "no method config" in str(w.message)]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         run(["fit", *QS, "--trainer.limit_train_batches", "0"], tmp_path / "c")
@@ -141,6 +144,7 @@ def test_progress_in_a_log_file_is_a_line_now_and_then(tmp_path, capsys, monkeyp
 
     from dagmm_lightning.callbacks import ProgressReport
 
+    due = ProgressReport._due
     monkeypatch.setattr(ProgressReport, "_due", lambda self: False)  # a slow machine's 30 s pass: no line more
 
     logs = ["--trainer.logger.init_args.save_dir", str(tmp_path / "logs"), "--trainer.max_epochs", "12"]
@@ -173,7 +177,7 @@ def test_progress_in_a_log_file_is_a_line_now_and_then(tmp_path, capsys, monkeyp
     bars = [c for c in own.trainer.callbacks if isinstance(c, TQDMProgressBar)]
     assert len(bars) == 1 and type(bars[0]) is TQDMProgressBar and bars[0].refresh_rate == 5
     capsys.readouterr()
-    monkeypatch.undo()
+    monkeypatch.setattr(ProgressReport, "_due", due)  # (not undo(): that would leave the root folder too)
     interval = ["--trainer.callbacks+=dagmm_lightning.callbacks.ProgressReport", "--trainer.callbacks.line_interval=0"]
     build_cli(["fit", "--config", "configs/quickstart.yaml", *every, *interval])
     lines = capsys.readouterr().out.splitlines()  # and within an epoch: its first of two batches
@@ -524,6 +528,7 @@ def test_a_table_takes_its_contamination_from_its_labels_and_predicts_from_the_c
             with pytest.raises(ValueError, match=rf"--data.{option} {said}"):
                 run([subcommand, "--ckpt_path", last, f"--data.{option}", value], tmp_path)
     run([*keep, "--data.ignore_columns", "[flow_id]", "--data.symbolic_columns", "[proto]"], tmp_path)  # its own
+    run([*keep, "--data.symbolic_columns", "null"], tmp_path)  # null: as the fit found them (its config.yaml's)
     rows = read_csv(flows, sep=";")
     rows.iloc[::-1].to_csv(flows, sep=";", index=False)  # the file changed since the fit: refused, and why
     with pytest.raises(ValueError, match="flows.csv is not the data the checkpoint .* rows or their labels changed"):
@@ -1029,6 +1034,10 @@ QS = ["--config", "configs/quickstart.yaml"]
             r"the subcommand comes first: dagmm fit --config configs/quickstart.yaml --trainer.max_epochs 2$",
         ),
         (["--seed_everything", "3"], r"no subcommand; give one first: dagmm \{fit,validate,test,predict,benchmark\}"),
+        (  # a subcommand's name as an option's value is no subcommand
+            ["--trainer.logger.init_args.name", "test", "fit", *QS],
+            r"comes first: dagmm fit --trainer.logger.init_args.name test --config configs/quickstart.yaml$",
+        ),
         (["fit"], "say what to train, e.g. 'dagmm fit --config configs/quickstart.yaml'"),
         (["predict"], "dagmm predict needs --ckpt_path"),
         (["test", "--ckpt_path", "no_such.ckpt"], "no such checkpoint file: no_such.ckpt"),
@@ -1155,6 +1164,17 @@ def test_setting_and_option_mistakes_are_one_line_errors(args, message, capsys, 
     assert err[-1].startswith("dagmm: error:") and re.search(message, err[-1])
 
 
+def test_a_config_with_a_subcommands_section_may_come_before_the_subcommand(tmp_path, monkeypatch):
+    from dagmm_lightning.__main__ import subcommand_sections
+
+    monkeypatch.chdir(ROOT)
+    (tmp_path / "top.yaml").write_text("fit:\n  trainer:\n    max_epochs: 1\n")  # LightningCLI's way: taken
+    assert subcommand_sections(["--config", str(tmp_path / "top.yaml")])
+    assert subcommand_sections([f"-c={tmp_path / 'top.yaml'}"])
+    assert not subcommand_sections(["--config", "configs/quickstart.yaml"])  # a method config: not before fit
+    assert not subcommand_sections(["--config", str(tmp_path / "missing.yaml"), "--seed_everything", "3"])
+
+
 def test_a_mistyped_checkpoint_name_is_given_the_near_one_of_its_folder(capsys, tmp_path):
     from dagmm_lightning.__main__ import main
 
@@ -1168,10 +1188,14 @@ def test_a_mistyped_checkpoint_name_is_given_the_near_one_of_its_folder(capsys, 
 
 def test_a_gpu_asked_for_where_torch_finds_none_says_what_to_give(capsys, monkeypatch, in_root_like_folder):
     import torch
+    from lightning.pytorch.accelerators import CUDAAccelerator, MPSAccelerator
 
     from dagmm_lightning.__main__ import main
 
+    # a machine without a GPU, wherever the test runs (Lightning asks its accelerators; our hint, torch)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(CUDAAccelerator, "is_available", staticmethod(lambda: False))
+    monkeypatch.setattr(MPSAccelerator, "is_available", staticmethod(lambda: False))
     with pytest.raises(SystemExit) as exit_info:
         main(["fit", *QS, "--trainer.accelerator", "gpu"])
     assert exit_info.value.code == 2
@@ -1240,6 +1264,29 @@ def test_mistakes_in_a_config_file_read_as_on_the_command_line(tmp_path, content
     err = capsys.readouterr().err.strip().splitlines()
     hint = "  ('dagmm fit --help' lists the options; 'dagmm fit --model.help DAGMM' a model's)"  # (had: no model's)
     assert re.search(message, err[-2]) and err[-1] == hint
+
+
+def test_an_unknown_setting_of_a_data_file_is_named_with_the_file(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    from dagmm_lightning.__main__ import main
+
+    (tmp_path / "d.yaml").write_text("batch_sise: 3\n")  # --data FILE: the data section's keys
+    with pytest.raises(SystemExit):
+        main(["fit", *QS, "--data", str(tmp_path / "d.yaml")])
+    expected = f"dagmm: error: no option --data.batch_sise (in {tmp_path / 'd.yaml'}) (did you mean --data.batch_size?)"
+    assert capsys.readouterr().err.strip().splitlines()[0] == expected
+
+
+def test_a_config_file_named_with_a_space_is_no_missing_colon():
+    from pathlib import Path
+
+    from dagmm_lightning.cli import missing_colon
+
+    assert missing_colon({"data": "my data.yaml", "model": {"class_path": "DAGMMVAE"}}, Path("c.yaml")) is None
+    said = missing_colon({"trainer": {"max_epochs": 3}, "data": "batch_size 32"}, Path("c.yaml"))
+    assert said == "c.yaml: data holds the text 'batch_size 32' where settings were expected: a missing colon " + (
+        "(`batch_size: 32`)?"
+    )
 
 
 def test_a_broken_data_config_is_named_by_fit_and_benchmark(tmp_path, capsys, monkeypatch):

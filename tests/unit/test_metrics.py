@@ -86,16 +86,22 @@ def test_checkpoint_filenames_that_name_our_metrics_stay_in_the_folder(tmp_path)
 def test_a_flagged_share_far_above_the_thresholds_is_said_past_chance_only():
     from scipy.stats import binom
 
-    from dagmm_lightning.callbacks.predictions import flagged_far_above_message as flagged_far_above
+    from dagmm_lightning.callbacks.predictions import flagged_far_above_message
     from dagmm_lightning.models import DAGMM, DAGMMPU
-    from dagmm_lightning.scoring import flagged_far_above as far_above
+    from dagmm_lightning.scoring import flagged_far_above
 
     assert binom.sf(2, 3, 0.05) > 1e-4 > binom.sf(3, 4, 0.05)  # 3 of 3 rows can be chance at 5 %, 4 of 4 hardly
-    assert flagged_far_above(0.05, 3, 3) is None and "100 % of the rows" in flagged_far_above(0.05, 4, 4)
-    assert flagged_far_above(0.05, 1000, 140) is None  # 14 %: under contamination + 0.1
-    assert flagged_far_above(0.05, 1000, 160).startswith("16 % of the rows score above the threshold")
-    assert flagged_far_above(0.5, 1000, 550) is None and flagged_far_above(0.5, 1000, 620)  # (had: 50 % warned)
-    assert flagged_far_above(0.05, 1000, 0) is None and flagged_far_above(None, 10, 10) is None
-    assert far_above(0.05, 4, 4) and not far_above(0.05, 3, 3) and not far_above(0.1, 0, 0)  # the rule alone
+    assert flagged_far_above_message(0.05, 3, 3) is None and "100 % of the rows" in flagged_far_above_message(
+        0.05, 4, 4
+    )
+    assert flagged_far_above_message(0.05, 1000, 140) is None  # 14 %: under contamination + 0.1
+    assert flagged_far_above_message(0.05, 1000, 160).startswith("16 % of the rows score above the threshold")
+    assert flagged_far_above_message(0.5, 1000, 550) is None and flagged_far_above_message(
+        0.5, 1000, 620
+    )  # (had: 50 % warned)
+    assert flagged_far_above_message(0.05, 1000, 0) is None and flagged_far_above_message(None, 10, 10) is None
+    assert (
+        flagged_far_above(0.05, 4, 4) and not flagged_far_above(0.05, 3, 3) and not flagged_far_above(0.1, 0, 0)
+    )  # the rule alone
     assert DAGMM(input_dim=4, contamination=0.2).threshold_share == 0.2
     assert DAGMMPU(input_dim=4, contamination=0.2).threshold_share is None  # its threshold: c / 2
