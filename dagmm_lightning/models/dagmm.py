@@ -923,7 +923,7 @@ class DAGMM(L.LightningModule):
             raise ConfigurationError(
                 f"precision {self.trainer.precision!r} casts every buffer, the float64 mixture and threshold "
                 "included, to half precision; use '16-mixed' or 'bf16-mixed' (networks in half precision, the "
-                "mixture in float64)"
+                "mixture in float64; on a CPU both run as bf16-mixed, Lightning's only half precision there)"
             )
         if self.hparams.compile and stage == "fit" and not self._step_compiles():
             warn(
