@@ -1079,6 +1079,9 @@ class DAGMMCLI(LightningCLI):
         earlier = " (replacing an earlier file)" if self._replacing_predictions else ""
         kept = f" with the file's {', '.join(columns_kept)} column{'s' * (len(columns_kept) > 1)}" * bool(columns_kept)
         message = f"wrote {rows} predictions{kept} to {target}{earlier}; {flagged} flagged as anomalies{share}{none}"
+        limit = self.trainer.limit_predict_batches
+        if limit != 1.0 or isinstance(limit, int):  # (1: one batch; 1.0: all of them)
+            message += f" (--trainer.limit_predict_batches {limit}: only those batches of the rows were scored)"
         rank_zero_info(message)
 
     def after_test(self) -> None:

@@ -487,6 +487,13 @@ def test_a_table_takes_its_contamination_from_its_labels_and_predicts_from_the_c
     # the ignored id column goes beside each row's score (had: the row's number alone, to join by position)
     assert list(scores.columns) == ["flow_id", "index", "score", "prediction", "label"]
     assert f"wrote 30 predictions with the file's flow_id column to {out}; " in caplog.text
+    assert "limit_predict_batches" not in caplog.text
+    caplog.clear()
+    part = ["--trainer.limit_predict_batches", "2", "--data.eval_batch_size", "8"]  # 2 of the 4 batches of 30
+    run(["predict", "--ckpt_path", last, "--data.predict_file", str(new_rows), *part], tmp_path)
+    assert "wrote 16 predictions " in caplog.text  # (had: that alone, as if the file held 16 rows)
+    assert "(--trainer.limit_predict_batches 2: only those batches of the rows were scored)" in caplog.text
+    shutil.rmtree(next((tmp_path / "logs").rglob("predictions.csv")).parent)
     assert scores["flow_id"].tolist() == read_csv(new_rows, sep="\t")["flow_id"].tolist()
     truth = pd.Series([1, None, 0, None] + [0] * 26, dtype="Int64")  # some rows' truth unknown: -1, not refused
     for name in ("partly.csv", "partly.csv.gz", "partly.csv.xz", "partly.parquet"):  # read in chunks, and whole
