@@ -130,8 +130,9 @@ class DAGMMDetector(BaseEstimator):
             the rows can fit a mixture on).
         n_components: K, the estimation network's components; None (with the sizes None): as many (4 to
             32) as the training rows can fit (``sizing.mixture_components``). The mixture that scores is the
-            network's own fit (its memberships' M-step, the paper's), with the sizes None on at most
-            ``fit_rows`` 65,536 of the rows, a fixed random subset (``SCORING_FIT_DEFAULTS``; see ``DAGMM``).
+            network's own fit (its memberships' M-step, the paper's), with the sizes None (variant ``dagmm``;
+            the others fit every row) on at most ``fit_rows`` 65,536 of the rows, a fixed random subset
+            (``SCORING_FIT_DEFAULTS``; see ``DAGMM``).
             For rows known to be normal, ``configs/improved.yaml``'s fit of more components
             (``model_kwargs={"fit_components": "auto", "em_reseed": 0.05, "em_steps": 10}``) gives rare normal
             kinds of rows components of their own (KDDCUP99's); among rows that hold anomalies it does that
@@ -627,7 +628,7 @@ class DAGMMDetector(BaseEstimator):
 
     def resolved_settings(self) -> dict:
         """What this detector trains with, the data aside: ``detector``, its own parameters (but
-        ``random_state``, ``n_jobs``, ``verbose``; ``training_steps`` where ``epochs`` is None) and ``model``,
+        ``random_state``, ``n_jobs``, ``verbose``; ``training_steps``, None where ``epochs`` is set) and ``model``,
         every argument of its model class, defaults filled in (sizes None where the data choose them).
         ``dagmm benchmark --suite`` records it with each run: a results file resumed at other defaults is
         refused, not mixed. A change inside a rule (sizes from the data, preprocessing) does not show here."""

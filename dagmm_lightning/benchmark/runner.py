@@ -4,11 +4,12 @@ tables (one-class protocol, or ``--suite-protocol contaminated``; ROC AUC; see
 dagmm_lightning/benchmark/suite.py), also resumable.
 
     dagmm benchmark --configs configs/dagmm.yaml configs/vae.yaml --data configs/paper/thyroid.yaml
-        --seeds 0-2 --epochs 500 --jobs 2 --baselines --out benchmarks/results/thyroid
+        --seeds 0-2 --epochs 500 --jobs 2 --baselines --out results/thyroid
 
-writes ``<out>.csv`` (one row per run; started again, finished runs are skipped, a run made with other
-``--epochs``, ``--set`` or selection settings, or whose configs resolve to other settings now (the
-``resolved`` column), is refused, ``--baselines`` added later adds only the
+writes ``<out>.csv`` (one row per run; started again, finished runs are skipped, a run of the same configs
+made with other ``--epochs``, ``--set`` or selection settings, or whose configs resolve to other settings
+now (the ``resolved`` column), is refused (runs of other configs are added: give a new grid a new
+``--out``, as the report averages the rows of one method name), ``--baselines`` added later adds only the
 baseline rows (once per data set, protocol and seed, whichever config is beside them), and
 ``--recon-inference`` added later is refused: its rows come from the trained model), ``<out>.md``
 (mean and std over seeds of P/R/F1 at the data set's rho and ROC AUC) and ``<out>.png`` (F1 per method
