@@ -73,11 +73,11 @@ def main(argv: list[str] | None = None) -> None:
     if not args[0].startswith("-") and args[0] not in SUBCOMMANDS:
         print(f"dagmm: error: no subcommand {args[0]!r}; choose from {', '.join(SUBCOMMANDS)}", file=sys.stderr)
         sys.exit(2)
-    first = first_subcommand(args)
+    first = first_subcommand(args)  # options before it: jsonargparse's "Option ... is not accepted before ..."
     if args[0].startswith("-") and first is not None and not subcommand_sections(args[:first]):
-        command = shlex.join(["dagmm", args[first], *args[:first], *args[first + 1 :]])  # (jsonargparse: "Option
-        print(f"dagmm: error: the subcommand comes first: {command}", file=sys.stderr)  # ... is not accepted
-        sys.exit(2)  # before subcommand 'fit'")
+        command = shlex.join(["dagmm", args[first], *args[:first], *args[first + 1 :]])
+        print(f"dagmm: error: the subcommand comes first: {command}", file=sys.stderr)
+        sys.exit(2)
     if args[0].startswith("-") and first is None:
         print(
             f"dagmm: error: no subcommand; give one first: dagmm {{{','.join(SUBCOMMANDS)}}} [options]", file=sys.stderr

@@ -799,9 +799,7 @@ class DAGMMCLI(LightningCLI):
             callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint)]  # (Lightning refuses both)
         callbacks = [*callbacks, InterruptAtNextBatch()]
         every = config.get("check_val_every_n_epoch")
-        if (
-            isinstance(every, int) and every < 1
-        ):  # Lightning: 0 divides by zero in the first epoch; -1 validates every one
+        if isinstance(every, int) and every < 1:  # Lightning: 0 divides by zero; -1 validates every epoch
             raise ConfigurationError(
                 f"trainer settings: check_val_every_n_epoch must be >= 1 or null (null: --trainer.val_check_interval "
                 f"counts batches over the whole fit), got {every}; --trainer.limit_val_batches 0 validates never"
