@@ -24,6 +24,7 @@ FIELDS += ["settings"]  # what else made the run (requested epochs, --set, selec
 FIELDS += ["resolved"]  # the run's settings, defaults filled in (runner.resolved_config): so must they
 # F1 at rho of DAGMM as Zong et al. (2018) report it (section 4, mean of 20 runs, paper protocol)
 PAPER_DAGMM_F1 = {"kddcup99": 0.9369, "thyroid": 0.4782, "arrhythmia": 0.4983, "kddcup_rev": 0.9380}
+GRID_BASELINES = ("isolation_forest", "gaussian_mixture")  # (and a --tag): rows that come beside any config
 
 
 def variant_source(class_path: str) -> str | None:
@@ -117,6 +118,31 @@ def _values(rows: list[dict], metric: str) -> list[float]:
     return [float(r[metric]) for r in rows if _ok(r, metric)]
 
 
+def is_baseline(row: dict) -> bool:
+    return row["method"].startswith(GRID_BASELINES)
+
+
+def told_apart(rows: list[dict]) -> list[dict]:
+    """``rows``, where one method name holds trained runs of several configs, or of one configs with several
+    settings, on one data set and protocol (a file from before ``dagmm benchmark`` refused that, or files
+    joined by hand), with the method named by what sets each apart: ``dagmm [configs/dagmm.yaml
+    configs/paper/thyroid.yaml]``. A table's line averages the runs of one method."""
+    made: dict[tuple[str, str, str], set[tuple[str, str]]] = {}
+    for row in rows:
+        if not is_baseline(row):
+            key = (row["dataset"], row["protocol"], row["method"])
+            made.setdefault(key, set()).add((row.get("configs") or "", row.get("settings") or ""))
+    apart = []
+    for row in rows:
+        ways = made.get((row["dataset"], row["protocol"], row["method"]), set())
+        if len(ways) > 1:
+            by_configs = len({configs for configs, _ in ways}) > 1
+            label = row.get("configs") if by_configs else row.get("settings")
+            row = dict(row, method=f"{row['method']} [{label or 'no record'}]")
+        apart.append(row)
+    return apart
+
+
 def _groups(rows: list[dict], keys: tuple[str, ...]) -> dict[tuple[str, ...], list[dict]]:
     groups: dict[tuple[str, ...], list[dict]] = {}
     for row in rows:
@@ -190,7 +216,7 @@ def summarize_matrix(sources: list[tuple[Path, list[dict]]]) -> str:
     protocol_of: dict[str, str] = {}
     notes = []
     for path, rows in sources:
-        ok = [r for r in rows if _ok(r, "f1_rho")]
+        ok = [r for r in told_apart(rows) if _ok(r, "f1_rho")]
         for r in ok:
             key = (r["method"], r["dataset"], r["protocol"], str(r["seed"]))
             if key in seen:
@@ -272,7 +298,7 @@ def plot(rows: list[dict], path: Path) -> None:
 
 def write_reports(csv_path: Path) -> None:
     """``<csv>.md`` (the summary, the percentile table, the PU table) and ``<csv>.png`` from a results file."""
-    rows = read_rows(csv_path)
+    rows = told_apart(read_rows(csv_path))
     percentiles = (
         "\nPrecision / recall / **F1** at the top p % of scores (mean over seeds):\n\n" + summarize_percentiles(rows)
     )

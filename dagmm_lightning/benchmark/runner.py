@@ -8,9 +8,10 @@ dagmm_lightning/benchmark/suite.py), also resumable.
 
 writes ``<out>.csv`` (one row per run; started again, finished runs are skipped, a run of the same configs
 made with other ``--epochs``, ``--set`` or selection settings, or whose configs resolve to other settings
-now (the ``resolved`` column), is refused (runs of other configs are added: give a new grid a new
-``--out``, as the report averages the rows of one method name), ``--baselines`` added later adds only the
-baseline rows (once per data set, protocol and seed, whichever config is beside them), and
+now (the ``resolved`` column), is refused, and so is another config of the same file name (the method's
+name) on the same data set (the report averages a method's runs: give another ``--tag`` or ``--out``);
+runs of other configs are added; ``--baselines`` added later adds only the baseline rows (once per data
+set, protocol and seed, whichever config is beside them), and
 ``--recon-inference`` added later is refused: its rows come from the trained model), ``<out>.md``
 (mean and std over seeds of P/R/F1 at the data set's rho and ROC AUC) and ``<out>.png`` (F1 per method
 with error bars). Each run trains on the protocol's training rows and is scored on its test rows, with
@@ -49,6 +50,7 @@ from dagmm_lightning.benchmark.report import (
     add_columns,
     append_rows,
     changed_settings,
+    is_baseline,
     read_rows,
     summarize_matrix,
     variant_source,
@@ -611,11 +613,26 @@ def main(argv: list[str] | None = None) -> None:
         for r in rows_done
         if r["method"] == "isolation_forest" + args.tag
     }
+    named = {  # a report's line averages a method name's runs on a data set: made by one configs each
+        (r["method"].removesuffix(RECON), r["protocol"], data_of(tuple(r["configs"].split(" ")), row_settings(r))): r
+        for r in rows_done
+        if not is_baseline(r)
+    }
     resolved_of: dict[tuple[str, ...], str] = {}  # (one parse per configs: the seed plays no part)
     jobs, skipped, unchecked = [], 0, 0
     for config in args.configs:
         for data in args.data:
             configs = (config,) if data is None else (config, data)
+            method = Job(configs, 0, args.protocol, None, (), False, False, 1, tag=args.tag).method
+            earlier = named.setdefault((method, args.protocol, data_of(configs, extra)), {"configs": " ".join(configs)})
+            if earlier["configs"] != " ".join(configs):
+                where = f"{csv_path} holds {method} runs" if "method" in earlier else f"--configs also names {method}"
+                raise ConfigurationError(
+                    f"{where} of {earlier['configs']} on this data set, and this grid's {method} is "
+                    f"{' '.join(configs)}: a report would average them as one method (its name is the config "
+                    "file's); give another --out, or --tag (a config since moved: write its new path in the "
+                    "file's configs column)"
+                )
             for seed in parse_seeds(args.seeds):
                 data_and_seed = (data_of(configs, extra), seed, args.protocol)
                 baselines = args.baselines and data_and_seed not in baselined  # once per data set and seed

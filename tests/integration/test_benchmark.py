@@ -12,7 +12,7 @@ import torch
 
 from dagmm_lightning.__main__ import main as dagmm_main
 from dagmm_lightning.benchmark import runner
-from dagmm_lightning.benchmark.report import read_rows, summarize
+from dagmm_lightning.benchmark.report import read_rows, summarize, told_apart
 from dagmm_lightning.benchmark.runner import main, parse_seeds, resolved_config
 
 from ..conftest import ROOT
@@ -524,6 +524,67 @@ def test_a_grid_resumes_only_at_the_settings_its_configs_resolved_to(tmp_path, c
     assert [bool(r["resolved"]) for r in rows] == [False, True] and rows[1]["resolved"] == json.dumps(
         resolved, sort_keys=True
     )
+
+
+def test_configs_of_one_file_name_on_one_data_set_are_not_added_to_one_method(tmp_path, capsys):
+    moved = tmp_path / "moved" / "quickstart.yaml"  # the same file name elsewhere (a config moved, or a copy)
+    moved.parent.mkdir()
+    moved.write_text((ROOT / "configs/quickstart.yaml").read_text())
+    out = tmp_path / "grid"
+    main(quick_run(out, "--baselines"))
+    # had: trained and added, and the report averaged both as one "quickstart" with 2 seeds of seed 0
+    with pytest.raises(
+        ValueError,
+        match=r"grid.csv holds quickstart runs of .*configs/quickstart.yaml on this data "
+        r"set, and this grid's quickstart is .*moved/quickstart.yaml: a report would average them",
+    ):
+        main([*quick_run(out)[:1], str(moved), *quick_run(out)[2:]])
+    with pytest.raises(ValueError, match=r"--configs also names quickstart of .*configs/quickstart.yaml on this"):
+        main([*quick_run(tmp_path / "two")[:2], str(moved), *quick_run(tmp_path / "two")[2:]])
+    assert not (tmp_path / "two.csv").exists()  # refused before any run
+    main([*quick_run(out)[:1], str(moved), *quick_run(out)[2:], "--tag", " moved"])  # a tag tells them apart
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "blobs.npz", X=rng.normal(size=(100, 4)), y=np.r_[np.zeros(90), np.ones(10)])
+    table = ["data.dataset=table", "--set", f"data.path={tmp_path / 'blobs.npz'}"]
+    main([*quick_run(out)[:1], str(moved), *quick_run(out)[2:-1], *table])  # another data set: another line
+    methods = [(r["method"], r["dataset"]) for r in read_rows(out.with_suffix(".csv")) if r["epochs"] != "0"]
+    assert sorted(methods) == [
+        ("quickstart", "breast_cancer"),
+        ("quickstart", "table:blobs"),
+        ("quickstart moved", "breast_cancer"),
+    ]
+
+
+def test_a_report_tells_apart_the_runs_one_method_name_holds_of_several_configs_or_settings():
+    rows = [
+        {**_row("dagmm", "thyroid", 0, "0.5"), "configs": "configs/dagmm.yaml configs/data/thyroid.yaml"},
+        {**_row("dagmm", "thyroid", 1, "0.7"), "configs": "configs/dagmm.yaml configs/data/thyroid.yaml"},
+        {
+            **_row("dagmm", "thyroid", 0, "0.9", epochs="500"),
+            "configs": "configs/dagmm.yaml configs/paper/thyroid.yaml",
+        },
+        {
+            **_row("isolation_forest", "thyroid", 0, "0.6", epochs="0"),
+            "configs": "configs/dagmm.yaml configs/data/thyroid.yaml",
+        },
+        {
+            **_row("isolation_forest", "thyroid", 1, "0.8", epochs="0"),
+            "configs": "configs/lmm.yaml configs/data/thyroid.yaml",
+        },
+        {**_row("lmm", "thyroid", 0, "0.4"), "configs": "c/lmm.yaml", "settings": '{"epochs": 10}'},
+        {**_row("lmm", "thyroid", 1, "0.2"), "configs": "c/lmm.yaml", "settings": '{"epochs": 20}'},
+    ]
+    for row in rows:
+        row.update(precision_rho=row["f1_rho"], recall_rho=row["f1_rho"], roc_auc="0.9")
+    lines = summarize(told_apart(rows)).splitlines()[2:]
+    cells = [[c.strip() for c in line.split("|")[3:7]] for line in lines]
+    assert cells == [  # had: one dagmm line of 3 runs, 0.7000 ± 0.2000, epochs 10/500; one lmm line 0.3000
+        ["dagmm [configs/dagmm.yaml configs/data/thyroid.yaml]", "2", "10", "0.6000 ± 0.1414"],
+        ["dagmm [configs/dagmm.yaml configs/paper/thyroid.yaml]", "1", "500", "0.9000"],
+        ["isolation_forest", "2", "0", "0.7000 ± 0.1414"],  # baselines come beside any config
+        ['lmm [{"epochs": 10}]', "1", "10", "0.4000"],
+        ['lmm [{"epochs": 20}]', "1", "10", "0.2000"],
+    ]
 
 
 def test_a_grid_of_a_variant_of_ones_own_resumes_only_at_the_code_it_ran(tmp_path, monkeypatch):
