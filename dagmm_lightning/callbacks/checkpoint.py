@@ -14,8 +14,9 @@ class LastEpochCheckpoint(ModelCheckpoint):
     Lightning's ``ModelCheckpoint`` whose ``last.ckpt`` holds the fit as it ends, and while it runs an
     epoch's end or a validation within an epoch (any validation with ``save_on_train_epoch_end=False``) at most every
     ``LAST_EVERY_SECONDS``: an interrupted or failed fit goes on from there. Since Lightning 2.6
-    ``save_last`` writes only beside a top-k checkpoint of the same step: with ``save_top_k=0`` (the CLI's
-    default) an interrupted fit left none, and with a monitor last.ckpt stayed at the best step. The
+    ``save_last`` writes only beside a top-k checkpoint of the same step: with ``save_top_k=0`` (what the
+    CLI sets where nothing is monitored) an interrupted fit left none, and with a monitor last.ckpt stayed
+    at the best step. The
     interval bounds the cost: a checkpoint refits the mixture on the training rows (the model's
     ``on_save_checkpoint``; the improved config: at most 65,536 of them), seconds to a minute."""
 

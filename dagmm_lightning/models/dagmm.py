@@ -236,7 +236,8 @@ class DAGMM(L.LightningModule):
             feature").
         members: M, the models of an ensemble trained at once as one vectorised model (stacked weights,
             one forward pass for all; each from its own initialisation, on the same batches); the score is
-            the mean of the members' scores, each z-scored on the training rows the fit reads. 1: one model.
+            the mean of the members' scores, each z-scored on the training rows the fit reads. 1: one model
+            (the only value of the VAE, VQ-VAE and positive-unlabeled variants: ``ensembles = False``).
         compile: run each training step (forward, backward and Adam's update) as one ``torch.compile`` graph
             (``CompiledAdamStep``): the same math, compiled once at the first step (up to a minute; on CPU
             it needs a C++ compiler); an epoch then takes ~0.58x the time of a plain eager PyTorch loop of
@@ -249,6 +250,7 @@ class DAGMM(L.LightningModule):
             eagerly. Scoring stays eager. The step updates the weights itself (Lightning's manual
             optimisation), so the Trainer's ``gradient_clip_val`` and ``accumulate_grad_batches`` are
             refused (by Lightning) with it; ``torch.compile(model)`` of the whole module is not supported.
+            Not the VQ-VAE variant's (``compiles = False``).
         steps_per_call: with ``compile``, up to that many batches (optimizer steps) per call of Lightning's
             training loop (its experimental ``dataloader_iter`` form), which share the loop's per-call
             work: ~1 ms here, a fifth of a compiled step of the paper's KDDCUP99 model. The same batches in

@@ -873,6 +873,25 @@ def test_a_model_class_help_under_python_m_names_the_dagmm_command():
     assert result.stdout.startswith("usage: dagmm ") and "--model.beta" in result.stdout
 
 
+@pytest.mark.parametrize(
+    "variant, said, refused",
+    [  # (had: the variants' help listed DAGMM's options as DAGMM's, without what the variant refuses)
+        ("DAGMMPU", "``energy`` only: the score is the classifier's", {"inference": "energy+reconstruction"}),
+        ("DAGMMVAE", "the only value of the VAE, VQ-VAE and positive-unlabeled", {"members": 2}),
+        ("DAGMMVQVAE", "Not the VQ-VAE variant's", {"compile": True}),
+    ],
+)
+def test_a_variants_help_says_the_settings_it_refuses(variant, said, refused, capsys):
+    from dagmm_lightning import models
+    from dagmm_lightning.__main__ import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["fit", "--model.help", variant])
+    assert exit_.value.code == 0 and said in " ".join(capsys.readouterr().out.split())
+    with pytest.raises(ValueError):
+        getattr(models, variant)(input_dim=4, **refused)
+
+
 def test_the_installed_command_imports_a_users_module_from_the_current_folder(tmp_path):
     # the console script's sys.path has its own folder, not the current one (python -m has that)
     script = shutil.which("dagmm")
