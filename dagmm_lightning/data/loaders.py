@@ -279,6 +279,28 @@ def check_parquet_columns_unique(path: Path) -> None:
         raise DataError(f"{path} has columns that share a name: {repeated[:10]}; rename them")
 
 
+def parquet_index_columns(path: Path) -> list[str]:
+    """The names of the index pandas wrote with a Parquet file (``frame.to_parquet`` of a frame indexed by
+    ``txn_id``; ``__index_level_0__`` for an unnamed one; an evenly spaced one is stored as a range, not
+    a column): readers restore it as the index, not as columns, so it is no feature; [] for a file
+    pandas did not write."""
+    from pyarrow import parquet
+
+    try:
+        metadata = parquet.read_schema(path).pandas_metadata or {}
+    except Exception:  # noqa: BLE001 - not a Parquet file, or a broken one: the reader names that
+        return []
+    names = [entry if isinstance(entry, str) else entry.get("name") for entry in metadata.get("index_columns", [])]
+    return [name for name in names if isinstance(name, str)]
+
+
+def absent_columns(named: list[str], columns, path: Path) -> list[str]:
+    """Of the columns ``named`` (ignore_columns), those not in a file's ``columns``; a Parquet file's stored
+    index is there (``parquet_index_columns``: the readers leave it out, predict writes it)."""
+    index = parquet_index_columns(path) if path.suffix.lower() in PARQUET_SUFFIXES else []
+    return [c for c in named if c not in columns and c not in index]
+
+
 def read_user_table(
     path: str | Path,
     label_column: str | None = None,
@@ -343,10 +365,10 @@ def read_user_table(
             named = columns_named(frame.columns, [label_column])
             raise DataError(f"label column {label_column!r} is not in {path}; {named}")
         labels = anomaly_labels(frame.pop(label_column), label_column, missing_unknown=label_optional)
-    absent = [c for c in ignore_columns or [] if c not in frame.columns]
+    absent = absent_columns(ignore_columns or [], frame.columns, path)
     if absent and not label_optional:
         raise DataError(f"ignore_columns {absent} are not in {path}; {columns_named(frame.columns, absent)}")
-    frame = frame.drop(columns=[c for c in ignore_columns or [] if c not in absent])
+    frame = frame.drop(columns=[c for c in ignore_columns or [] if c in frame.columns])
     if frame.shape[1] == 0:
         ignored = [c for c in ignore_columns or [] if c not in absent]
         label = f"the label column {label_column!r} and " if labels is not None else ""

@@ -19,7 +19,13 @@ import pyarrow as pa
 import torch
 from pyarrow import csv, parquet
 
-from dagmm_lightning.data.loaders import anomaly_labels, check_parquet_columns_unique, columns_named, table_file
+from dagmm_lightning.data.loaders import (
+    absent_columns,
+    anomaly_labels,
+    check_parquet_columns_unique,
+    columns_named,
+    table_file,
+)
 from dagmm_lightning.data.tables import (
     CUT_SHORT,
     MISSING_TEXT,
@@ -388,10 +394,10 @@ def scan_file(
     if label_column is not None and label_column not in first.columns:
         named = columns_named(first.columns, [label_column])
         raise DataError(f"label column {label_column!r} is not in {path}; {named}")
-    absent = [c for c in ignored if c not in first.columns]
+    absent = absent_columns(ignored, first.columns, path)
     if absent:
         raise DataError(f"ignore_columns {absent} are not in {path}; {columns_named(first.columns, absent)}")
-    features = first.drop(columns=label + ignored)
+    features = first.drop(columns=label + [c for c in ignored if c in first.columns])
     inferred = symbolic_columns is None
     if inferred:  # the in-memory reader's rule, on the first chunk (its id rule also on the whole file below)
         symbolic_columns = infer_symbolic_columns(features, empty_is_error=False)[1]  # empty: whole file below

@@ -1142,12 +1142,21 @@ def test_a_blank_or_na_text_is_a_missing_value_in_parquet_and_dataframes_as_in_c
 
 def test_a_parquet_files_index_is_left_out_both_ways_and_its_suffix_may_be_upper_case(tmp_path):
     from dagmm_lightning.data.loaders import read_user_table
-    from dagmm_lightning.data.streaming import read_frames
+    from dagmm_lightning.data.streaming import read_frames, scan_file
 
     frame = pd.DataFrame({"flow": [7, 9, 11], "a": [0.5, 1.5, 2.5]}).set_index("flow")  # e.g. an id
-    frame.to_parquet(tmp_path / "rows.PARQUET")
-    assert list(read_user_table(tmp_path / "rows.PARQUET").features.columns) == ["a"]
-    assert list(next(read_frames(tmp_path / "rows.PARQUET", 10)).columns) == ["a"]
+    frame.to_parquet(tmp_path / "rows.PARQUET")  # (an evenly spaced index: stored as a range, no column)
+    frame.set_index(pd.Index([7, 9, 12], name="flow")).to_parquet(tmp_path / "ids.parquet")  # (a column)
+    for name in ("rows.PARQUET", "ids.parquet"):
+        assert list(read_user_table(tmp_path / name).features.columns) == ["a"]
+        assert list(next(read_frames(tmp_path / name, 10)).columns) == ["a"]
+        # named in ignore_columns, as a user who knows it would (had: "are not in rows.PARQUET")
+        assert list(read_user_table(tmp_path / name, ignore_columns=["flow"]).features.columns) == ["a"]
+        assert list(scan_file(tmp_path / name, None, None, 10, ["flow"]).head.features.columns) == ["a"]
+        with pytest.raises(DataError, match=r"ignore_columns \['flows'\] are not in"):
+            read_user_table(tmp_path / name, ignore_columns=["flows"])
+        with pytest.raises(DataError, match=r"ignore_columns \['flows'\] are not in"):
+            scan_file(tmp_path / name, None, None, 10, ["flows"])
 
 
 @pytest.mark.parametrize(
