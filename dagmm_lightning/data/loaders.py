@@ -18,6 +18,7 @@ from dagmm_lightning.data.tables import (
     PARQUET_SUFFIXES,
     RawTable,
     category_text,
+    check_header_names_unique,
     check_no_repeated_header,
     check_rows_complete,
     check_unlisted_text,
@@ -356,6 +357,7 @@ def read_user_table(
     if not parquet:
         warn_if_headerless(list(frame.columns), path)
         check_no_repeated_header(frame, path)
+        check_header_names_unique(path, delimiter)
         check_rows_complete(path, delimiter, frame)
     if len(frame) == 0:
         raise DataError(f"{path} has a header but no rows")

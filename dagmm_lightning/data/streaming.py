@@ -36,6 +36,7 @@ from dagmm_lightning.data.tables import (
     RawTable,
     TablePreprocessor,
     category_text,
+    check_header_names_unique,
     check_no_repeated_header,
     check_unlisted_text,
     csv_delimiter,
@@ -162,7 +163,7 @@ def read_frames(
     """A CSV or Parquet file as DataFrames of ``chunk_rows`` rows (the last one shorter); ``types``: the
     CSV columns' types (others inferred from the file's first block); ``columns``: only these, in this
     order (a Parquet file's as text). A CSV file reads as the in-memory reader (pandas) reads it: its
-    column names (``Unnamed: 0`` for an empty one, ``a.1`` for a second ``a``), missing values (blank, NA,
+    column names (``Unnamed: 0`` for an empty one; a name given twice is refused), missing values (blank, NA,
     null ... in text columns too) and quoted line breaks."""
     pool = pa.default_memory_pool()
     try:
@@ -221,6 +222,7 @@ def header_names(path: Path, delimiter: str) -> list:
     names = list(pd.read_csv(path, sep=delimiter, index_col=False, nrows=0, encoding_errors="replace").columns)
     if any("\ufffd" in str(name) for name in names):  # (the header itself not UTF-8)
         raise DataError(f"{path} {NOT_UTF8} (its header)")
+    check_header_names_unique(path, delimiter)
     return names
 
 

@@ -165,6 +165,19 @@ def opened_by_pandas_only(path: Path) -> bool:
     return name.endswith((".zip", ".zst", ".tar", ".tgz", ".tar.gz", ".tar.bz2", ".tar.xz"))
 
 
+def check_header_names_unique(path: Path, delimiter: str) -> None:
+    """Refuses a CSV file whose header names a column twice: pandas would call the second ``a`` ``a.1``,
+    a feature of its own in training, and a file of new rows would be scored on its first ``a``, the
+    other left out as a column the model does not know, without a word. Empty header cells name none."""
+    if opened_by_pandas_only(path):
+        return
+    with open_text(path, newline="", encoding="utf-8-sig", errors="replace") as file:
+        names = next((row for row in csv.reader(file, delimiter=delimiter) if row), [])
+    repeated = sorted({name for name in names if name and names.count(name) > 1})
+    if repeated:
+        raise DataError(f"{path}: its header names {', '.join(map(repr, repeated[:5]))} more than once; rename them")
+
+
 def csv_delimiter(path: Path) -> str:
     """A CSV file's field separator: of comma, semicolon, tab and bar, the one that splits the header row
     and the next rows (up to five) into as many fields each, the most (quotes respected); where none does

@@ -1000,10 +1000,20 @@ def test_a_csv_reads_alike_in_memory_and_streamed(tmp_path):
     scan = scan_file(tmp_path / "rows.csv", "y", symbolic, 4096)
     assert scan.head.categories == prep.categories and scan.n_rows == n
     np.testing.assert_array_equal(scan.is_anomaly, table.is_anomaly)
-    (tmp_path / "twice.csv").write_text("a,a,\n1,2,5\n3,4,6\n")  # a repeated and an empty header cell
-    names = ["a", "a.1", "Unnamed: 2"]
-    assert list(next(read_frames(tmp_path / "twice.csv", 10)).columns) == names
-    assert list(read_user_table(tmp_path / "twice.csv").features.columns) == names
+    (tmp_path / "empty.csv").write_text("a,b,,\n1,2,5,6\n3,4,6,7\n")  # empty header cells
+    names = ["a", "b", "Unnamed: 2", "Unnamed: 3"]
+    assert list(next(read_frames(tmp_path / "empty.csv", 10)).columns) == names
+    assert list(read_user_table(tmp_path / "empty.csv").features.columns) == names
+    # a column named twice: refused (had: pandas' 'a.1', a feature of its own; a file of new rows was
+    # scored on its first 'a' and the other left out as a column the model does not know)
+    (tmp_path / "twice.csv").write_text("a,b,a,b,c\n1,2,5,6,7\n3,4,6,7,8\n")
+    for read in (
+        read_user_table,
+        lambda path: next(read_frames(path, 10)),
+        lambda path: scan_file(path, None, None, 10),
+    ):
+        with pytest.raises(DataError, match=r"twice.csv: its header names 'a', 'b' more than once; rename them$"):
+            read(tmp_path / "twice.csv")
     # a header row with a quoted line break, blank lines before the header: the rows start after it
     for content in ('"speed\n(km/h)",kind\n1,x\n2,y\n', "\n\nspeed,kind\n1,x\n2,y\n"):
         (tmp_path / "head.csv").write_text(content)
@@ -1060,7 +1070,7 @@ def test_a_value_that_is_not_a_number_is_placed_by_its_line_when_scored(tmp_path
 def test_a_repeated_header_is_found_with_spaces_twice_named_columns_and_in_an_archive(tmp_path):
     from dagmm_lightning.data.loaders import read_user_table
 
-    for name, header in (("spaced.csv", "a, b,y"), ("twice.csv", "a,a,y")):  # pandas names them ' b' and 'a.1'
+    for name, header in (("spaced.csv", "a, b,y"), ("dotted.csv", "a,a.1,y")):  # (pandas' name of a second 'a')
         (tmp_path / name).write_text(f"{header}\n1,2,0\n{header}\n5,6,0\n")
         with pytest.raises(DataError, match=f"{name}: line 3 repeats the header line"):
             read_user_table(tmp_path / name, "y")
