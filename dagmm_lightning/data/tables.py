@@ -490,6 +490,13 @@ def infer_symbolic_columns(
         kind = pd.api.types.infer_dtype(values, skipna=True)
         if isinstance(values.dtype, pd.CategoricalDtype) or (bools_symbolic and kind == "boolean"):
             symbolic.append(column)  # a categorical is the user's choice; true/false: two categories
+            present = values.dropna()
+            if kind != "boolean" and identifier_like(present.nunique(), len(present)):  # (warned, not refused)
+                warn(
+                    f"column {column!r} (a categorical) holds {present.nunique()} different values in "
+                    f"{len(present)} rows (e.g. {present.iloc[0]!r}): an identifier? Each value is a feature, and "
+                    f"every new row would bring a category never seen in training; if so, {leave_out(drop, column)}"
+                )
             continue
         if kind.startswith(TIME_KINDS):
             raise DataError(f"column {column!r} holds dates or times; {DATE_ADVICE}")

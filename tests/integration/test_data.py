@@ -20,7 +20,7 @@ from dagmm_lightning.data import (
 from dagmm_lightning.data import batches as batches_module
 from dagmm_lightning.data.loaders import anomaly_labels
 from dagmm_lightning.data.tables import SCALED_LIMIT, category_codes, category_text, infer_symbolic_columns
-from dagmm_lightning.errors import MissingLabelError
+from dagmm_lightning.errors import DAGMMWarning, MissingLabelError
 
 from ..conftest import read_csv
 
@@ -840,6 +840,28 @@ def test_a_symbolic_column_of_more_than_a_thousand_categories_is_warned_about():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         fit(1000)
+
+
+def test_a_categorical_of_as_many_values_as_rows_trains_with_a_warning(tmp_path):
+    from dagmm_lightning.data.loaders import read_user_table
+
+    n = 60  # (a warehouse Parquet keeps pandas' category dtype: a text id would be refused, this one is chosen)
+    frame = pd.DataFrame({"cust": pd.Categorical([f"c{i}" for i in range(n)]), "a": np.arange(n) / 4})
+    frame["kind"] = pd.Categorical(["p", "q", None] * (n // 3))
+    frame.to_parquet(tmp_path / "rows.parquet")
+    with pytest.warns(DAGMMWarning) as caught:  # had: 61 features without a word
+        table = read_user_table(tmp_path / "rows.parquet")
+    said = [str(w.message) for w in caught if "categorical" in str(w.message)]
+    assert said == [
+        "column 'cust' (a categorical) holds 60 different values in 60 rows (e.g. 'c0'): an identifier? Each "
+        "value is a feature, and every new row would bring a category never seen in training; if so, leave it "
+        """out with ignore_columns '["cust"]'"""
+    ]
+    assert table.symbolic == ["cust", "kind"]  # still the user's choice
+    frame.iloc[:49].to_parquet(tmp_path / "few.parquet")  # fewer than 50 rows cannot tell
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DAGMMWarning)
+        read_user_table(tmp_path / "few.parquet")
 
 
 def test_identifiers_and_decimal_commas_are_refused_and_an_ignored_column_is_left_out(tmp_path):
