@@ -467,6 +467,22 @@ def not_numbers(values: pd.Series, coerced: pd.Series) -> list:
     return failed[~failed.astype(str).str.strip().isin(MISSING_TEXT)].iloc[:1].tolist()
 
 
+def warn_if_missing_text_beside_missing(column, values: pd.Series) -> None:
+    """Warn where a text column of a Parquet file or a DataFrame holds missing values and also a text that
+    reads as one (``NA``, ``null`` ...: ``MISSING_TEXT``, a blank aside): both become one category, as a CSV
+    reader would read them, which is wrong where the text is a value (``NA``, North America)."""
+    if not values.isna().any():
+        return
+    distinct = pd.Series(values.dropna().unique(), dtype=object).astype(str).str.strip()
+    texts = sorted(set(distinct[distinct.isin(MISSING_TEXT) & (distinct != "")]))
+    if texts:
+        warn(
+            f"column {column!r} holds missing values and the text {', '.join(map(repr, texts))}, which reads as "
+            "missing (as in a CSV file): they are one category; if it is a value (NA for North America?), write "
+            "it otherwise (e.g. 'N.A.')"
+        )
+
+
 def infer_symbolic_columns(
     frame: pd.DataFrame,
     bools_symbolic: bool = True,
@@ -488,6 +504,8 @@ def infer_symbolic_columns(
             # pyarrow text (read_csv(dtype_backend="pyarrow")): to_numeric's failures would be NaN, not missing
             values = converted[column] = values.astype(object).where(values.notna(), None)
         kind = pd.api.types.infer_dtype(values, skipna=True)
+        if not pd.api.types.is_numeric_dtype(values) and kind != "boolean":
+            warn_if_missing_text_beside_missing(column, values)
         if isinstance(values.dtype, pd.CategoricalDtype) or (bools_symbolic and kind == "boolean"):
             symbolic.append(column)  # a categorical is the user's choice; true/false: two categories
             present = values.dropna()

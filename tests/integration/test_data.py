@@ -1144,7 +1144,17 @@ def test_a_blank_or_na_text_is_a_missing_value_in_parquet_and_dataframes_as_in_c
     for name in ("t.parquet", "t.csv"):
         for out_of_core in (False, True):
             dm = AnomalyDataModule("table", path=tmp_path / name, label_column="y", out_of_core=out_of_core)
-            dm.setup("fit")
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                dm.setup("fit")
+            merged = [str(w.message) for w in caught if "which reads as missing" in str(w.message)]
+            # (had: no word) a CSV reader reads null as missing, but not NA with spaces around it
+            texts = "'NA', 'null'" if name == "t.parquet" else "'NA'"
+            assert merged == [
+                f"column 'city' holds missing values and the text {texts}, which reads as missing (as in a CSV "
+                "file): they are one category; if it is a value (NA for North America?), write it otherwise (e.g. "
+                "'N.A.')"
+            ], (name, out_of_core)
             assert dm.preprocessor.categories == {"city": ["nan", "paris", "rome"]}, (name, out_of_core)
             encoded[name, out_of_core] = dm.preprocessor.encode(frame.drop(columns="y"))
     missing = pd.isna(city) | np.isin(city, ["", " NA ", "null"])
