@@ -815,8 +815,10 @@ class TablePreprocessor:
             untrained = ~known | np.isin(codes[-1], [cats.index(c) for c in outside.get(column, [])])
             if untrained.any() and (warned is None or ("unseen", column) not in warned):  # (a changed spelling
                 unseen = pd.unique(frame[column].to_numpy()[untrained])  # would mis-score every row)
-                shown = ", ".join(repr(v.item() if isinstance(v, np.generic) else v) for v in unseen[:3])
-                shown += ", ..." if len(unseen) > 3 else ""
+                absent = np.asarray(pd.isna(unseen), dtype=bool)  # (a missing value: no category a value names)
+                shown = ", ".join(repr(v.item() if isinstance(v, np.generic) else v) for v in unseen[~absent][:3])
+                shown += ", ..." if (~absent).sum() > 3 else ""
+                shown = ", ".join([*(["missing values"] if absent.any() else []), *([shown] if shown else [])])
                 where = ""
                 if warned is not None:  # a file read by chunks: said at the first chunk that holds any
                     warned.add(("unseen", column))

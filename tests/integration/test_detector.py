@@ -749,8 +749,10 @@ def test_categories_not_seen_in_training_are_named_in_a_warning():
         assert det.predict(shouted).mean() == 1.0
     with pytest.warns(UserWarning, match=r"not seen in training \('sctp'\); those rows are encoded as no category"):
         det.decision_function(frame.iloc[:10].assign(proto=["sctp", *frame.proto[1:10]]))
-    with pytest.warns(UserWarning, match=r"not seen in training \(nan\); those rows"):  # had: np.float64(nan)
+    with pytest.warns(UserWarning, match=r"not seen in training \(missing values\); those rows"):  # had: (nan)
         det.decision_function(frame.iloc[:10].assign(proto=np.nan))  # a float column: numpy's own NaN
+    with pytest.warns(UserWarning, match=r"not seen in training \(missing values, 'sctp'\); those rows"):
+        det.decision_function(frame.iloc[:10].assign(proto=[None, "sctp", *frame.proto[2:10]]))
     fitted_on = r"non-numeric values, .*: text; pass a pandas DataFrame .* with text columns \['proto'\]\)"
     with (
         pytest.warns(UserWarning, match="X does not have valid feature names"),
