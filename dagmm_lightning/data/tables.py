@@ -517,7 +517,7 @@ def infer_symbolic_columns(
                 )
             continue
         if kind.startswith(TIME_KINDS):
-            raise DataError(f"column {column!r} holds dates or times; {DATE_ADVICE}")
+            raise DataError(f"column {column!r} holds dates or times; {DATE_ADVICE}, or {leave_out(drop, column)}")
         if kind.startswith("complex"):
             raise DataError(f"column {column!r} holds complex numbers; give real and imaginary parts as two columns")
         if not pd.api.types.is_numeric_dtype(values):  # a blank, NA, null ... is missing, as in a CSV file
@@ -594,9 +594,10 @@ def infer_symbolic_columns(
             )
         if looks_like_dates(present[numeric.isna()].iloc[:100].astype(str)):
             # one-hot encoding: for a few dates that repeat (a day of a batch), not timestamps (every row's own)
-            repeat = "" if many else f", or {hint} to one-hot encode it"
+            repeat = "" if many else f", {hint} to one-hot encode it,"
             raise DataError(
-                f"column {column!r} holds dates or times as text (e.g. {present.iloc[0]!r}); {DATE_ADVICE}{repeat}"
+                f"column {column!r} holds dates or times as text (e.g. {present.iloc[0]!r}); {DATE_ADVICE}{repeat} "
+                f"or {leave_out(drop, column)}"
             )
         typed = present.astype(str).str.replace("\u2212", "-").str.replace("\xa0", "").str.strip()
         if share < 0.9 and len(present) and pd.to_numeric(typed, errors="coerce").notna().mean() >= 0.9:

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from dagmm_lightning.data.tables import ordinal
@@ -175,11 +177,16 @@ def test_numbers_with_a_typographic_minus_and_unique_timestamps_get_advice_that_
     with pytest.raises(DataError, match="'a' holds numbers written with a typographic minus .* write them with '-'"):
         infer_symbolic_columns(typeset)  # had: 'an identifier or free text', its example a plain '0.13'
     stamps = pd.DataFrame({"d": pd.date_range("2024-01-01", periods=300, freq="h").astype(str)})
-    with pytest.raises(DataError, match=r"holds dates or times as text .*\(e.g. hour, weekday\)$"):
+    leave_out = re.escape("""leave it out with ignore_columns '["d"]'""") + "$"  # (predict can write it)
+    with pytest.raises(DataError, match=r"holds dates or times as text .*\(e.g. hour, weekday\) or " + leave_out):
         infer_symbolic_columns(stamps)  # had: '... or list it in symbolic_columns': 300 unseen categories
     days = pd.DataFrame({"d": np.repeat(pd.date_range("2024-01-01", periods=3).astype(str), 100)})
-    with pytest.raises(DataError, match="or list it in symbolic_columns to one-hot encode it"):
+    with pytest.raises(
+        DataError, match=r"weekday\), list it in symbolic_columns to one-hot encode it, or " + leave_out
+    ):
         infer_symbolic_columns(days)  # a few dates that repeat: categories can do
+    with pytest.raises(DataError, match=r"'d' holds dates or times; .*\(e.g. hour, weekday\), or " + leave_out):
+        infer_symbolic_columns(pd.DataFrame({"d": pd.date_range("2024-01-01", periods=3)}))  # typed
 
 
 def test_a_missing_value_that_factorize_leaves_at_minus_one_is_its_own_category(monkeypatch):
