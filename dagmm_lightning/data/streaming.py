@@ -230,8 +230,8 @@ def header_lines(path: Path, delimiter: str) -> int:
     """The lines of a CSV file up to its header row, that row included (blank lines before it and line
     breaks inside its quoted cells count): pyarrow's ``skip_rows`` counts lines, not rows."""
     with open_text(path, newline="", encoding="utf-8-sig", errors="replace") as file:
-        reader = stdlib_csv.reader(file, delimiter=delimiter)
-        return next((reader.line_num for row in reader if row), 0)
+        reader = stdlib_csv.reader(file, delimiter=delimiter)  # (a line of spaces is blank, as pandas reads it)
+        return next((reader.line_num for row in reader if row and (len(row) > 1 or row[0].strip())), 0)
 
 
 def named_columns(message: str, path: Path) -> str:
@@ -412,6 +412,8 @@ def scan_file(
     categories, labels, n_rows = {c: set() for c in symbolic_columns}, [], 0
     present = dict.fromkeys(symbolic_columns, 0)
     numbers_first = numeric if inferred else []
+    chosen = [c for c in symbolic_columns if isinstance(features[c].dtype, pd.CategoricalDtype)]  # (warned of)
+    id_checked = [c for c in symbolic_columns if c not in chosen] if inferred else []
     for frame in typed_by_first_rows(read_frames(path, chunk_rows, types), numbers_first, chunk_rows, path):
         if label_column is not None:
             labels.append(anomaly_labels(frame[label_column], label_column))
@@ -420,10 +422,11 @@ def scan_file(
             text = category_text(frame[column])
             categories[column].update(text.unique().tolist())
             present[column] += int((text != "nan").sum())  # a blank, NA ... is missing (in-memory reader's rule)
-            if inferred and len(categories[column]) > ID_GUARD:  # an id's categories grow as large as the file
+            if column in id_checked and len(categories[column]) > ID_GUARD:  # an id's grow as large as the file
                 check_categories(column, categories[column], present[column])
     for column in symbolic_columns if inferred else []:  # the in-memory reader's rules, on the whole file
-        check_categories(column, categories[column], present[column])
+        if column in id_checked:  # (a categorical is the user's choice: warned of on the first rows)
+            check_categories(column, categories[column], present[column])
         if not present[column]:
             raise empty_column_error(column)
     head = RawTable(features.head(1000), None, [str(c) for c in symbolic_columns])

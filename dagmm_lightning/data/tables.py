@@ -11,6 +11,7 @@ import json
 import lzma
 import re
 import shlex
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -168,14 +169,28 @@ def opened_by_pandas_only(path: Path) -> bool:
 def check_header_names_unique(path: Path, delimiter: str) -> None:
     """Refuses a CSV file whose header names a column twice: pandas would call the second ``a`` ``a.1``,
     a feature of its own in training, and a file of new rows would be scored on its first ``a``, the
-    other left out as a column the model does not know, without a word. Empty header cells name none."""
-    if opened_by_pandas_only(path):
+    other left out as a column the model does not know, without a word. The header row is read as pandas
+    reads it (archives, a byte-order mark, blank lines before it); empty header cells name none."""
+    header = pd.read_csv(
+        path,
+        sep=delimiter,
+        header=None,
+        nrows=1,
+        dtype=str,
+        keep_default_na=False,
+        index_col=False,
+        encoding_errors="replace",
+    )
+    counts = Counter(name for name in header.iloc[0].tolist() if name) if len(header) else Counter()
+    repeated = sorted(name for name, count in counts.items() if count > 1)
+    if not repeated:
         return
-    with open_text(path, newline="", encoding="utf-8-sig", errors="replace") as file:
-        names = next((row for row in csv.reader(file, delimiter=delimiter) if row), [])
-    repeated = sorted({name for name in names if name and names.count(name) > 1})
-    if repeated:
-        raise DataError(f"{path}: its header names {', '.join(map(repr, repeated[:5]))} more than once; rename them")
+    if all(pd.to_numeric(pd.Series(repeated), errors="coerce").notna()):  # data rows repeat values, names rarely
+        raise DataError(
+            f"{path}: its first line names the columns {', '.join(repeated[:5])} more than once: a file "
+            "without a header? Add a header line"
+        )
+    raise DataError(f"{path}: its header names {', '.join(map(repr, repeated[:5]))} more than once; rename them")
 
 
 def csv_delimiter(path: Path) -> str:
@@ -478,8 +493,8 @@ def warn_if_missing_text_beside_missing(column, values: pd.Series) -> None:
     if texts:
         warn(
             f"column {column!r} holds missing values and the text {', '.join(map(repr, texts))}, which reads as "
-            "missing (as in a CSV file): they are one category; if it is a value (NA for North America?), write "
-            "it otherwise (e.g. 'N.A.')"
+            "missing too: they are one category; if it is a value (NA for North America?), write it otherwise "
+            "(e.g. 'N.A.')"
         )
 
 
@@ -504,15 +519,16 @@ def infer_symbolic_columns(
             # pyarrow text (read_csv(dtype_backend="pyarrow")): to_numeric's failures would be NaN, not missing
             values = converted[column] = values.astype(object).where(values.notna(), None)
         kind = pd.api.types.infer_dtype(values, skipna=True)
-        if not pd.api.types.is_numeric_dtype(values) and kind != "boolean":
-            warn_if_missing_text_beside_missing(column, values)
         if isinstance(values.dtype, pd.CategoricalDtype) or (bools_symbolic and kind == "boolean"):
             symbolic.append(column)  # a categorical is the user's choice; true/false: two categories
+            if kind != "boolean":
+                warn_if_missing_text_beside_missing(column, values)
             present = values.dropna()
             if kind != "boolean" and identifier_like(present.nunique(), len(present)):  # (warned, not refused)
+                example = present.iloc[0].item() if isinstance(present.iloc[0], np.generic) else present.iloc[0]
                 warn(
                     f"column {column!r} (a categorical) holds {present.nunique()} different values in "
-                    f"{len(present)} rows (e.g. {present.iloc[0]!r}): an identifier? Each value is a feature, and "
+                    f"{len(present)} rows (e.g. {example!r}): an identifier? Each value is a feature, and "
                     f"every new row would bring a category never seen in training; if so, {leave_out(drop, column)}"
                 )
             continue
@@ -594,9 +610,9 @@ def infer_symbolic_columns(
             )
         if looks_like_dates(present[numeric.isna()].iloc[:100].astype(str)):
             # one-hot encoding: for a few dates that repeat (a day of a batch), not timestamps (every row's own)
-            repeat = "" if many else f", {hint} to one-hot encode it,"
+            repeat = "" if many else f", {hint} to one-hot encode it"
             raise DataError(
-                f"column {column!r} holds dates or times as text (e.g. {present.iloc[0]!r}); {DATE_ADVICE}{repeat} "
+                f"column {column!r} holds dates or times as text (e.g. {present.iloc[0]!r}); {DATE_ADVICE}{repeat}, "
                 f"or {leave_out(drop, column)}"
             )
         typed = present.astype(str).str.replace("\u2212", "-").str.replace("\xa0", "").str.strip()
@@ -617,6 +633,7 @@ def infer_symbolic_columns(
                 f"{bad}): it is one-hot encoded, each different number a category of its own; if the text marks "
                 f"missing values, fill them with numbers or drop those rows; to keep it as categories, {hint}"
             )
+        warn_if_missing_text_beside_missing(column, frame[column])  # (as given: before the texts became missing)
         symbolic.append(column)
     if converted:
         frame = frame.copy()

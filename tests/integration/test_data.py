@@ -2,6 +2,7 @@ import gzip
 import logging
 import re
 import warnings
+import zipfile
 
 import numpy as np
 import pandas as pd
@@ -844,6 +845,8 @@ def test_a_symbolic_column_of_more_than_a_thousand_categories_is_warned_about():
 
 def test_a_categorical_of_as_many_values_as_rows_trains_with_a_warning(tmp_path):
     from dagmm_lightning.data.loaders import read_user_table
+    from dagmm_lightning.data.streaming import scan_file
+    from dagmm_lightning.data.tables import infer_symbolic_columns
 
     n = 60  # (a warehouse Parquet keeps pandas' category dtype: a text id would be refused, this one is chosen)
     frame = pd.DataFrame({"cust": pd.Categorical([f"c{i}" for i in range(n)]), "a": np.arange(n) / 4})
@@ -858,6 +861,11 @@ def test_a_categorical_of_as_many_values_as_rows_trains_with_a_warning(tmp_path)
         """out with ignore_columns '["cust"]'"""
     ]
     assert table.symbolic == ["cust", "kind"]  # still the user's choice
+    with pytest.warns(DAGMMWarning, match=r"column 'cust' \(a categorical\) holds 60 different values"):
+        scan = scan_file(tmp_path / "rows.parquet", None, None, 1000)  # out of core alike (had: refused as an id)
+    assert scan.head.symbolic == ["cust", "kind"]
+    with pytest.warns(DAGMMWarning, match=r"holds 60 different values in 60 rows \(e.g. 0\)"):  # (had: np.int64(0))
+        infer_symbolic_columns(pd.DataFrame({"n": pd.Categorical(range(n))}))
     frame.iloc[:49].to_parquet(tmp_path / "few.parquet")  # fewer than 50 rows cannot tell
     with warnings.catch_warnings():
         warnings.simplefilter("error", DAGMMWarning)
@@ -1028,14 +1036,26 @@ def test_a_csv_reads_alike_in_memory_and_streamed(tmp_path):
     assert list(read_user_table(tmp_path / "empty.csv").features.columns) == names
     # a column named twice: refused (had: pandas' 'a.1', a feature of its own; a file of new rows was
     # scored on its first 'a' and the other left out as a column the model does not know)
-    (tmp_path / "twice.csv").write_text("a,b,a,b,c\n1,2,5,6,7\n3,4,6,7,8\n")
-    for read in (
-        read_user_table,
-        lambda path: next(read_frames(path, 10)),
-        lambda path: scan_file(path, None, None, 10),
-    ):
-        with pytest.raises(DataError, match=r"twice.csv: its header names 'a', 'b' more than once; rename them$"):
-            read(tmp_path / "twice.csv")
+    twice = "a,b,a,b,c\n1,2,5,6,7\n3,4,6,7,8\n"
+    (tmp_path / "twice.csv").write_text(twice)
+    (tmp_path / "spaced.csv").write_text("   \n" + twice)  # a line of spaces above: blank, as pandas reads it
+    with gzip.open(tmp_path / "twice.csv.gz", "wt") as file:
+        file.write(twice)
+    with zipfile.ZipFile(tmp_path / "twice.csv.zip", "w") as archive:  # (pandas opens the archive itself)
+        archive.writestr("twice.csv", twice)
+    readers = (read_user_table, lambda path: next(read_frames(path, 10)), lambda path: scan_file(path, None, None, 10))
+    for name in ("twice.csv", "spaced.csv", "twice.csv.gz"):
+        for read in readers:
+            with pytest.raises(DataError, match=name + r": its header names 'a', 'b' more than once; rename them$"):
+                read(tmp_path / name)
+    with pytest.raises(DataError, match=r"twice.csv.zip: its header names 'a', 'b' more than once"):
+        read_user_table(tmp_path / "twice.csv.zip")
+    (tmp_path / "bare.csv").write_text("1,0,1,2\n3,0,1,5\n4,1,0,6\n")  # no header: numbers repeat
+    with pytest.raises(DataError, match=r"bare.csv: its first line names the columns 1 more than once: a file with"):
+        read_user_table(tmp_path / "bare.csv")
+    (tmp_path / "spaced_ok.csv").write_text("   \na,b\n1,2\n3,4\n")  # (had, out of core: 'line 2 repeats the header')
+    expected = read_user_table(tmp_path / "spaced_ok.csv").features
+    pd.testing.assert_frame_equal(next(read_frames(tmp_path / "spaced_ok.csv", 10)), expected, check_dtype=False)
     # a header row with a quoted line break, blank lines before the header: the rows start after it
     for content in ('"speed\n(km/h)",kind\n1,x\n2,y\n', "\n\nspeed,kind\n1,x\n2,y\n"):
         (tmp_path / "head.csv").write_text(content)
@@ -1151,15 +1171,18 @@ def test_a_blank_or_na_text_is_a_missing_value_in_parquet_and_dataframes_as_in_c
             # (had: no word) a CSV reader reads null as missing, but not NA with spaces around it
             texts = "'NA', 'null'" if name == "t.parquet" else "'NA'"
             assert merged == [
-                f"column 'city' holds missing values and the text {texts}, which reads as missing (as in a CSV "
-                "file): they are one category; if it is a value (NA for North America?), write it otherwise (e.g. "
-                "'N.A.')"
+                f"column 'city' holds missing values and the text {texts}, which reads as missing too: they are "
+                "one category; if it is a value (NA for North America?), write it otherwise (e.g. 'N.A.')"
             ], (name, out_of_core)
             assert dm.preprocessor.categories == {"city": ["nan", "paris", "rome"]}, (name, out_of_core)
             encoded[name, out_of_core] = dm.preprocessor.encode(frame.drop(columns="y"))
     missing = pd.isna(city) | np.isin(city, ["", " NA ", "null"])
     for rows in encoded.values():  # each file, in memory and out of core: the same rows in the 'nan' category
         np.testing.assert_array_equal(rows[:, 1:], np.c_[missing, city == "paris", city == "rome"])
+    numbers = pd.DataFrame({"amount": [1.5, None, "NA", 2.0] * 20, "k": ["x", "y"] * 40})  # no category: no word
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DAGMMWarning)
+        assert infer_symbolic_columns(numbers)[1] == ["k"]
     frame.assign(note="").to_parquet(tmp_path / "blank.parquet")  # a column of blanks has no values
     for out_of_core in (False, True):  # (had: out of core, one category 'nan')
         with pytest.raises(DataError, match="column 'note' has no values"):

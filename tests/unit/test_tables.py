@@ -178,7 +178,7 @@ def test_numbers_with_a_typographic_minus_and_unique_timestamps_get_advice_that_
         infer_symbolic_columns(typeset)  # had: 'an identifier or free text', its example a plain '0.13'
     stamps = pd.DataFrame({"d": pd.date_range("2024-01-01", periods=300, freq="h").astype(str)})
     leave_out = re.escape("""leave it out with ignore_columns '["d"]'""") + "$"  # (predict can write it)
-    with pytest.raises(DataError, match=r"holds dates or times as text .*\(e.g. hour, weekday\) or " + leave_out):
+    with pytest.raises(DataError, match=r"holds dates or times as text .*\(e.g. hour, weekday\), or " + leave_out):
         infer_symbolic_columns(stamps)  # had: '... or list it in symbolic_columns': 300 unseen categories
     days = pd.DataFrame({"d": np.repeat(pd.date_range("2024-01-01", periods=3).astype(str), 100)})
     with pytest.raises(
