@@ -119,28 +119,40 @@ def _values(rows: list[dict], metric: str) -> list[float]:
 
 
 def is_baseline(row: dict) -> bool:
-    return row["method"].startswith(GRID_BASELINES)
+    """Whether a results row is a reference detector's (``GRID_BASELINES``, with a --tag; never trained)."""
+    return row["method"].startswith(GRID_BASELINES) and str(row.get("epochs")) == "0"
 
 
 def told_apart(rows: list[dict]) -> list[dict]:
     """``rows``, where one method name holds trained runs of several configs, or of one configs with several
-    settings, on one data set and protocol (a file from before ``dagmm benchmark`` refused that, or files
-    joined by hand), with the method named by what sets each apart: ``dagmm [configs/dagmm.yaml
-    configs/paper/thyroid.yaml]``. A table's line averages the runs of one method."""
-    made: dict[tuple[str, str, str], set[tuple[str, str]]] = {}
+    recorded settings, on one data set and protocol (a file from before ``dagmm benchmark`` refused that,
+    or files joined by hand), with the method named by what sets each apart: ``dagmm [configs/dagmm.yaml
+    configs/paper/thyroid.yaml]``, ``lmm [epochs=500]``. Rows that record none (from before the columns) go
+    with any. A table's line averages the runs of one method."""
+    made: dict[tuple[str, str, str], list[dict]] = {}
     for row in rows:
         if not is_baseline(row):
-            key = (row["dataset"], row["protocol"], row["method"])
-            made.setdefault(key, set()).add((row.get("configs") or "", row.get("settings") or ""))
-    apart = []
-    for row in rows:
-        ways = made.get((row["dataset"], row["protocol"], row["method"]), set())
-        if len(ways) > 1:
-            by_configs = len({configs for configs, _ in ways}) > 1
-            label = row.get("configs") if by_configs else row.get("settings")
-            row = dict(row, method=f"{row['method']} [{label or 'no record'}]")
-        apart.append(row)
-    return apart
+            made.setdefault((row["dataset"], row["protocol"], row["method"]), []).append(row)
+    labels: dict[int, str] = {}
+    for group in made.values():
+        for column in ("configs", "settings"):
+            recorded = {row.get(column) for row in group} - {None, ""}
+            if len(recorded) > 1:
+                shown = _settings_apart(recorded) if column == "settings" else {v: v for v in recorded}
+                labels |= {id(row): shown.get(row.get(column), "no record") for row in group}
+                break
+    return [dict(row, method=f"{row['method']} [{labels[id(row)]}]") if id(row) in labels else row for row in rows]
+
+
+def _settings_apart(records: set[str]) -> dict[str, str]:
+    """Each JSON record of settings named by the values it holds of the keys where the records differ
+    (``epochs=500``; the whole record where one cannot be read)."""
+    try:
+        flat = {record: _flat(json.loads(record)) for record in records}
+    except (ValueError, AttributeError):
+        return {record: record for record in records}
+    keys = sorted({k for f in flat.values() for k in f if len({json.dumps(g.get(k)) for g in flat.values()}) > 1})
+    return {record: ", ".join(f"{k}={f.get(k)}" for k in keys) for record, f in flat.items()}
 
 
 def _groups(rows: list[dict], keys: tuple[str, ...]) -> dict[tuple[str, ...], list[dict]]:

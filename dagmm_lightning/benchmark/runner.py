@@ -8,9 +8,10 @@ dagmm_lightning/benchmark/suite.py), also resumable.
 
 writes ``<out>.csv`` (one row per run; started again, finished runs are skipped, a run of the same configs
 made with other ``--epochs``, ``--set`` or selection settings, or whose configs resolve to other settings
-now (the ``resolved`` column), is refused, and so is another config of the same file name (the method's
-name) on the same data set (the report averages a method's runs: give another ``--tag`` or ``--out``);
-runs of other configs are added; ``--baselines`` added later adds only the baseline rows (once per data
+now (the ``resolved`` column), is refused, and so is a method (a model config's file name and ``--tag``)
+on a data set the file holds its runs of made by other configs (a config of that name elsewhere, or with
+another data config: the report averages a method's runs; give another ``--tag`` or ``--out``); runs of
+other methods are added; ``--baselines`` added later adds only the baseline rows (once per data
 set, protocol and seed, whichever config is beside them), and
 ``--recon-inference`` added later is refused: its rows come from the trained model), ``<out>.md``
 (mean and std over seeds of P/R/F1 at the data set's rho and ROC AUC) and ``<out>.png`` (F1 per method
@@ -45,6 +46,7 @@ import torch
 
 from dagmm_lightning.benchmark.report import (
     FIELDS,
+    GRID_BASELINES,
     METRICS,
     PERCENTILES,
     add_columns,
@@ -187,6 +189,36 @@ def check_grid_rows(csv_path: Path, rows: list[dict], job: Job, resolved: str) -
         print(f"({csv_path}'s {name} runs and this version name different settings: {one_sided})", flush=True)
 
 
+def dataset_label(configs: tuple[str, ...], extra: tuple[str, ...]) -> str:
+    """The data set configs (under ``--set`` pairs) train on, as a results row names it (``table:flows``)."""
+    dataset, path, _ = json.loads(own_data(configs, extra))
+    return f"table:{Path(path).stem}" if dataset == TABLE else dataset
+
+
+def check_one_configs_per_method(
+    csv_path: Path, named: dict, method: str, protocol: str, dataset: str, configs: tuple[str, ...]
+) -> None:
+    """Refuse a grid's ``method`` (a model config's file name and ``--tag``) on ``dataset`` where ``named``
+    ((method, protocol, data set) -> (configs, "file" or "grid"): the results file's rows, then the grid's
+    runs) holds it made by other configs: a report would average both as one method. Adds the grid's."""
+    text = " ".join(configs)
+    earlier, source = named.setdefault((method, protocol, dataset), (text, "grid"))
+    if earlier == text:
+        return
+    if [os.path.abspath(c) for c in earlier.split(" ")] == [os.path.abspath(c) for c in configs]:
+        raise ConfigurationError(f"{csv_path} names these configs {earlier}: give them so, and its runs resume")
+    if source == "grid":
+        raise ConfigurationError(
+            f"this grid runs {method} on {dataset} twice ({earlier}; {text}): a report would average them as one "
+            "method (its name is the model config's file name); run them as two grids, each with its own --tag"
+        )
+    raise ConfigurationError(
+        f"{csv_path} holds {method} runs on {dataset} of {earlier}, and this grid's {method} is {text}: a report "
+        "would average them as one method (its name is the model config's file name and --tag); give another "
+        "--tag or --out (a config since moved: write its new path in the file's configs column)"
+    )
+
+
 def run_job(job: Job) -> list[dict]:
     """Train and test one config on one seed (and the baselines on its split); rows for the CSV."""
     torch.set_num_threads(job.threads)
@@ -287,10 +319,9 @@ def run_baselines(dm, seed: int, n_components: int, base: dict) -> list[dict]:
     x_train, train_labels = dm.arrays("train")
     x_fit = x_train[train_labels != LABELLED_ANOMALY]  # never the labelled anomalies of a mixed split
     x_test, y_test = dm.arrays("test")
-    detectors = {
-        "isolation_forest": IsolationForest(random_state=seed, n_jobs=1),
-        "gaussian_mixture": GaussianMixture(n_components, covariance_type="full", reg_covar=1e-6, random_state=seed),
-    }
+    forest = IsolationForest(random_state=seed, n_jobs=1)
+    mixture = GaussianMixture(n_components, covariance_type="full", reg_covar=1e-6, random_state=seed)
+    detectors = dict(zip(GRID_BASELINES, (forest, mixture), strict=True))
     rows = []
     for name, detector in detectors.items():
         start = time.perf_counter()
@@ -611,10 +642,10 @@ def main(argv: list[str] | None = None) -> None:
     baselined = {  # the baselines of a data set, protocol and seed are run once, whatever the config beside them
         (data_of(tuple(r["configs"].split(" ")), row_settings(r)), int(r["seed"]), r["protocol"])
         for r in rows_done
-        if r["method"] == "isolation_forest" + args.tag
+        if r["method"] == GRID_BASELINES[0] + args.tag
     }
     named = {  # a report's line averages a method name's runs on a data set: made by one configs each
-        (r["method"].removesuffix(RECON), r["protocol"], data_of(tuple(r["configs"].split(" ")), row_settings(r))): r
+        (r["method"].removesuffix(RECON), r["protocol"], r["dataset"]): (r["configs"], "file")
         for r in rows_done
         if not is_baseline(r)
     }
@@ -624,15 +655,7 @@ def main(argv: list[str] | None = None) -> None:
         for data in args.data:
             configs = (config,) if data is None else (config, data)
             method = Job(configs, 0, args.protocol, None, (), False, False, 1, tag=args.tag).method
-            earlier = named.setdefault((method, args.protocol, data_of(configs, extra)), {"configs": " ".join(configs)})
-            if earlier["configs"] != " ".join(configs):
-                where = f"{csv_path} holds {method} runs" if "method" in earlier else f"--configs also names {method}"
-                raise ConfigurationError(
-                    f"{where} of {earlier['configs']} on this data set, and this grid's {method} is "
-                    f"{' '.join(configs)}: a report would average them as one method (its name is the config "
-                    "file's); give another --out, or --tag (a config since moved: write its new path in the "
-                    "file's configs column)"
-                )
+            check_one_configs_per_method(csv_path, named, method, args.protocol, dataset_label(configs, extra), configs)
             for seed in parse_seeds(args.seeds):
                 data_and_seed = (data_of(configs, extra), seed, args.protocol)
                 baselines = args.baselines and data_and_seed not in baselined  # once per data set and seed

@@ -33,8 +33,7 @@ class DAGMMPU(DAGMM):
         contamination: plays no part (the threshold is c / 2; configs/pu.yaml keeps its base's value).
         inference: ``energy`` only: the score is the classifier's 1 - h (the energy's ROC AUC is logged
             beside it).
-        **kwargs: what ``DAGMM`` takes, but one model (``members`` 1, so no ``gaussian+laplace``) and
-            ``inference`` 'energy' only (the score is the classifier's).
+        **kwargs: what ``DAGMM`` takes, but one model (``members`` 1, so no ``gaussian+laplace``).
     """
 
     ensembles = False

@@ -2,6 +2,7 @@ import csv
 import itertools
 import json
 import logging
+import os
 import re
 import signal
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -535,13 +536,18 @@ def test_configs_of_one_file_name_on_one_data_set_are_not_added_to_one_method(tm
     # had: trained and added, and the report averaged both as one "quickstart" with 2 seeds of seed 0
     with pytest.raises(
         ValueError,
-        match=r"grid.csv holds quickstart runs of .*configs/quickstart.yaml on this data "
-        r"set, and this grid's quickstart is .*moved/quickstart.yaml: a report would average them",
+        match=r"grid.csv holds quickstart runs on breast_cancer of .*configs/quickstart.yaml, and this grid's "
+        r"quickstart is .*moved/quickstart.yaml: a report would average them",
     ):
         main([*quick_run(out)[:1], str(moved), *quick_run(out)[2:]])
-    with pytest.raises(ValueError, match=r"--configs also names quickstart of .*configs/quickstart.yaml on this"):
+    with pytest.raises(ValueError, match=r"this grid runs quickstart on breast_cancer twice \(.*configs/quicks"):
         main([*quick_run(tmp_path / "two")[:2], str(moved), *quick_run(tmp_path / "two")[2:]])
     assert not (tmp_path / "two.csv").exists()  # refused before any run
+    rows = read_rows(out.with_suffix(".csv"))
+    _write(out.with_suffix(".csv"), [{**r, "configs": os.path.relpath(r["configs"])} for r in rows])
+    with pytest.raises(ValueError, match=r"grid.csv names these configs .*configs/quickstart.yaml: give them so"):
+        main(quick_run(out))  # the same file named otherwise (had: its runs made again, beside the old)
+    _write(out.with_suffix(".csv"), rows)
     main([*quick_run(out)[:1], str(moved), *quick_run(out)[2:], "--tag", " moved"])  # a tag tells them apart
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "blobs.npz", X=rng.normal(size=(100, 4)), y=np.r_[np.zeros(90), np.ones(10)])
@@ -582,9 +588,16 @@ def test_a_report_tells_apart_the_runs_one_method_name_holds_of_several_configs_
         ["dagmm [configs/dagmm.yaml configs/data/thyroid.yaml]", "2", "10", "0.6000 ± 0.1414"],
         ["dagmm [configs/dagmm.yaml configs/paper/thyroid.yaml]", "1", "500", "0.9000"],
         ["isolation_forest", "2", "0", "0.7000 ± 0.1414"],  # baselines come beside any config
-        ['lmm [{"epochs": 10}]', "1", "10", "0.4000"],
-        ['lmm [{"epochs": 20}]', "1", "10", "0.2000"],
+        ["lmm [epochs=10]", "1", "10", "0.4000"],
+        ["lmm [epochs=20]", "1", "10", "0.2000"],
     ]
+    resumed = [  # a file from before the settings column, resumed: its rows record none, the new ones do
+        {**_row("vae", "thyroid", 0, "0.5"), "configs": "c/vae.yaml", "settings": ""},
+        {**_row("vae", "thyroid", 1, "0.7"), "configs": "c/vae.yaml", "settings": '{"epochs": 10}'},
+    ]
+    for row in resumed:
+        row.update(precision_rho=row["f1_rho"], recall_rho=row["f1_rho"], roc_auc="0.9")
+    assert told_apart(resumed) == resumed  # one method (had: split into [no record] and [{...}])
 
 
 def test_a_grid_of_a_variant_of_ones_own_resumes_only_at_the_code_it_ran(tmp_path, monkeypatch):
