@@ -297,7 +297,8 @@ def parquet_index_columns(path: Path) -> list[str]:
 
 def absent_columns(named: list[str], columns, path: Path) -> list[str]:
     """Of the columns ``named`` (ignore_columns), those not in a file's ``columns``; a Parquet file's stored
-    index is there (``parquet_index_columns``: the readers leave it out, predict writes it)."""
+    index is there (``parquet_index_columns``: the readers leave it out; predict writes one stored as a
+    column, and says that one stored as a range is not in the file)."""
     index = parquet_index_columns(path) if path.suffix.lower() in PARQUET_SUFFIXES else []
     return [c for c in named if c not in columns and c not in index]
 
