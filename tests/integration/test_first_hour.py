@@ -892,6 +892,21 @@ def test_a_variants_help_says_the_settings_it_refuses(variant, said, refused, ca
         getattr(models, variant)(input_dim=4, **refused)
 
 
+def test_dagmms_docstring_names_the_variants_that_refuse_members_and_compile():
+    import inspect
+
+    from dagmm_lightning import models
+
+    named = {"DAGMMVAE": "VAE", "DAGMMVQVAE": "VQ-VAE", "DAGMMPU": "positive-unlabeled"}  # (a new variant: add it)
+    variants = [c for _, c in inspect.getmembers(models, inspect.isclass) if issubclass(c, models.DAGMM)]
+    doc = " ".join(models.DAGMM.__doc__.split())
+    members = doc[doc.index("members: ") : doc.index("compile: ")]
+    listed = re.search(r"the only value of the (.*?) variants", members)[1].replace(" and ", ", ").split(", ")
+    assert sorted(listed) == sorted(named[c.__name__] for c in variants if not c.ensembles)
+    compile_ = doc[doc.index("compile: ") : doc.index("steps_per_call: ")]
+    assert [named[c.__name__] for c in variants if not c.compiles] == ["VQ-VAE"] and "Not the VQ-VAE" in compile_
+
+
 def test_the_installed_command_imports_a_users_module_from_the_current_folder(tmp_path):
     # the console script's sys.path has its own folder, not the current one (python -m has that)
     script = shutil.which("dagmm")
