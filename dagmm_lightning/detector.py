@@ -242,10 +242,15 @@ class DAGMMDetector(BaseEstimator):
                 )
             if array.ndim == 1 and len(array) and isinstance(array[0], Mapping):  # records
                 raise DataError("X is a list of dicts (one per row?): pass pd.DataFrame(X), which names the columns")
-            if array.ndim != 2:
+            if array.ndim == 1:
                 raise DataError(
                     f"X must be 2-D (rows x features), got shape {array.shape}: Reshape your data with "
                     "X.reshape(-1, 1) if it is one feature, X.reshape(1, -1) if it is one row"
+                )
+            if array.ndim != 2:  # (had the 1-D advice: X.reshape(-1, 1) of (300, 1, 3) made 900 rows of one feature)
+                raise DataError(
+                    f"X must be 2-D (rows x features), got shape {array.shape}: one row per sample, its values "
+                    "flattened, is X.reshape(len(X), -1)"
                 )
             if array.dtype.kind == "c":
                 raise DataError(

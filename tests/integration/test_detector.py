@@ -558,6 +558,11 @@ def test_pu_estimates_c_from_ten_held_out_labelled_rows_where_that_leaves_as_man
             "the first 'tcp' at row 0, column 1: text; pass a pandas DataFrame",
         ),
         (lambda x: x[:, 0], DataError, "must be 2-D .* Reshape your data with X.reshape"),
+        (  # had: the 1-D advice, whose X.reshape(-1, 1) would make rows of one feature
+            lambda x: x.reshape(len(x), 1, -1),
+            DataError,
+            r"got shape \(\d+, 1, 5\): one row per sample, its values flattened, is X.reshape\(len\(X\), -1\)$",
+        ),
         (
             lambda x: None,
             DataError,
