@@ -180,6 +180,7 @@ def check_header_names_unique(path: Path, delimiter: str) -> None:
         keep_default_na=False,
         index_col=False,
         encoding_errors="replace",
+        **EXACT_CSV_FLOATS,  # (text only here; as every read_csv call of the package)
     )
     counts = Counter(name for name in header.iloc[0].tolist() if name) if len(header) else Counter()
     repeated = sorted(name for name, count in counts.items() if count > 1)
