@@ -512,7 +512,11 @@ class DAGMMDetector(BaseEstimator):
         frame = self._as_frame(X)
         minimum = max(2, self.n_components or COMPONENTS[0])  # None: at least the fewest it chooses from
         if len(frame) < minimum:
-            why = f" (n_components {self.n_components})" if self.n_components and self.n_components > 2 else ""
+            why = ""
+            if minimum > 2:  # fewer components fit fewer rows (the CLI's message says so too)
+                chosen = f"n_components {self.n_components}" if self.n_components else f"at least {minimum} components"
+                fewer = f": give n_components={len(frame)} or fewer, or more rows" if len(frame) >= 2 else ""
+                why = f" ({chosen}{fewer})"
             raise DataError(f"X has {len(frame)} sample(s) (rows); the detector needs at least {minimum}{why}")
         check_range("calibration_fraction", self.calibration_fraction, 0.0, 0.5, high_open=True)
         if self.calibration_fraction and self._kind in LABELLED_VARIANTS:

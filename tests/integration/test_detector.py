@@ -673,10 +673,19 @@ def test_bad_settings_and_unfitted(monkeypatch):
         match="model_kwargs threshold_rows: the detector's threshold is its training rows' quantile, or held-out",
     ):
         DAGMMDetector(epochs=1, model_kwargs={"threshold_rows": "val"}).fit(x)
-    with pytest.raises(DataError, match=r"X has 3 sample\(s\) \(rows\); the detector needs at least 4"):
+    fewer = r": give n_components=3 or fewer, or more rows\)$"  # (had: no way out said)
+    with pytest.raises(
+        DataError, match=r"X has 3 sample\(s\) \(rows\); the detector needs at least 4 \(n_compo.*" + fewer
+    ):
         DAGMMDetector(epochs=1).fit(x[:3])
-    with pytest.raises(DataError, match=r"X has 3 sample\(s\) \(rows\); the detector needs at least 4"):
+    with pytest.raises(
+        DataError, match=r"X has 3 sample\(s\) \(rows\); the detector needs at least 4 \(at least 4 .*" + fewer
+    ):
         DAGMMDetector(epochs=1, n_components=None).fit(x[:3])  # chosen from 4 up: had named a CLI option
+    with pytest.raises(
+        DataError, match=r"X has 1 sample\(s\) \(rows\); the detector needs at least 4 \(n_components 4\)$"
+    ):
+        DAGMMDetector(epochs=1).fit(x[:1])
     with pytest.raises(DataError, match=r"X has 200 sample\(s\) \(rows\); the detector needs at least 500 \(n_comp"):
         DAGMMDetector(epochs=1, n_components=500).fit(x[:200])  # had: not said why
     with pytest.raises(ValueError, match=r"model_kwargs must be a dict of DAGMM arguments \(or None\), got a list"):
