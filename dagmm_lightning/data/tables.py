@@ -484,9 +484,10 @@ def not_numbers(values: pd.Series, coerced: pd.Series) -> list:
 
 
 def warn_if_missing_text_beside_missing(column, values: pd.Series) -> None:
-    """Warn where a text column of a Parquet file or a DataFrame holds missing values and also a text that
-    reads as one (``NA``, ``null`` ...: ``MISSING_TEXT``, a blank aside): both become one category, as a CSV
-    reader would read them, which is wrong where the text is a value (``NA``, North America)."""
+    """Warn where a column that becomes categories holds missing values and also a text read as one (``NA``,
+    ``null`` ...: ``MISSING_TEXT``, a blank aside; a CSV reader turns most of them into missing values
+    itself, so a Parquet file or a DataFrame shows them): both become one category, which is wrong where
+    the text is a value (``NA``, North America)."""
     if not values.isna().any():
         return
     distinct = pd.Series(values.dropna().unique(), dtype=object).astype(str).str.strip()
@@ -525,10 +526,11 @@ def infer_symbolic_columns(
             if kind != "boolean":
                 warn_if_missing_text_beside_missing(column, values)
             present = values.dropna()
-            if kind != "boolean" and identifier_like(present.nunique(), len(present)):  # (warned, not refused)
+            distinct = present.nunique()
+            if kind != "boolean" and identifier_like(distinct, len(present)):  # (warned, not refused)
                 example = present.iloc[0].item() if isinstance(present.iloc[0], np.generic) else present.iloc[0]
                 warn(
-                    f"column {column!r} (a categorical) holds {present.nunique()} different values in "
+                    f"column {column!r} (a categorical) holds {distinct} different values in "
                     f"{len(present)} rows (e.g. {example!r}): an identifier? Each value is a feature, and "
                     f"every new row would bring a category never seen in training; if so, {leave_out(drop, column)}"
                 )
