@@ -681,7 +681,10 @@ class DAGMMDetector(BaseEstimator):
         owned = sorted(set(self.model_kwargs or {}) & own)
         if owned:
             raise ConfigurationError(f"model_kwargs {owned}: set them as DAGMMDetector's own parameters")
-        settings |= {**MODEL_DEFAULTS, **scoring_fit, **(self.model_kwargs or {})}
+        # (mixed_loss reads its error feature two-sided: its anomaly term may set labelled anomalies apart by an
+        # error lower than the normal rows' (near-copies of one event), which a one-sided reading would not see)
+        labelled = {"one_sided_error": False} if self._kind == "mixed_loss" else {}
+        settings |= {**MODEL_DEFAULTS, **scoring_fit, **labelled, **(self.model_kwargs or {})}
         sizes = dict(n_components=None if self.n_components is None else int(self.n_components), members=int(members))
         check_sizes_set_together(latent, hidden)  # (here: before the data is read; the model checks them again)
         if model_class.build_mixture_energy is DAGMM.build_mixture_energy and ensembles:  # (else the model says why)
@@ -857,7 +860,7 @@ class DAGMMDetector(BaseEstimator):
                 "module on the import path before load"
             )
         model_class = detector._model_class
-        detector.model_ = model_class(**state["hparams"])
+        detector.model_ = model_class(**{"one_sided_error": False, **state["hparams"]})  # (saved before: two-sided)
         detector.model_.load_state_dict(state["state_dict"])
         detector.model_.eval()
         detector.preprocessor_ = TablePreprocessor()

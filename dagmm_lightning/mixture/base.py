@@ -221,9 +221,20 @@ class MixtureEnergy(nn.Module, ABC):
                 f"{f', {m[0]} members' if m else ''}: {type(err).__name__}: {err}"
             ) from err
 
-    def component_log_prob(self, z: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
-        """log p_k(z_i) for every component and row: z (..., N, D) -> (..., K, N)."""
-        return self.log_prob_of_deviations(row_deviations(z, params["means"]), params)
+    def one_sided_deviations(self, diff: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
+        """diff = z_i - mu_k (..., K, D, N) with each row's last coordinate raised, where it lies below, to the
+        value component k expects there given the row's other coordinates: here (independent dimensions) its
+        location, a deviation of 0. A family whose dimensions depend on each other overrides it (the
+        Gaussian: the conditional mean)."""
+        return torch.cat([diff[..., :-1, :], diff[..., -1:, :].clamp_min(0)], dim=-2)
+
+    def component_log_prob(
+        self, z: torch.Tensor, params: dict[str, torch.Tensor], one_sided_last: bool = False
+    ) -> torch.Tensor:
+        """log p_k(z_i) for every component and row: z (..., N, D) -> (..., K, N); ``one_sided_last``: at the
+        rows' ``one_sided_deviations`` (a last coordinate below what the component expects costs nothing)."""
+        diff = row_deviations(z, params["means"])
+        return self.log_prob_of_deviations(self.one_sided_deviations(diff, params) if one_sided_last else diff, params)
 
     def statistic_shapes(self, pass_index: int) -> dict[str, tuple[int, ...]]:
         """Shapes of the sums that pass ``pass_index`` of the M-step needs."""
@@ -327,20 +338,29 @@ class MixtureEnergy(nn.Module, ABC):
             )
         return {name: getattr(self, name) for name in self.parameter_names}
 
-    def log_joint(self, z: torch.Tensor, params: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    def log_joint(
+        self, z: torch.Tensor, params: dict[str, torch.Tensor] | None = None, one_sided_last: bool = False
+    ) -> torch.Tensor:
         """log phi_k + log p_k(z_i) for every component and row: z (..., N, D) -> (..., K, N), in the mixture
-        dtype (autocast off). With ``params`` None the training-set fit (buffers) is used."""
+        dtype (autocast off). With ``params`` None the training-set fit (buffers) is used; ``one_sided_last``:
+        as ``energy``'s."""
         params = self.fitted_parameters() if params is None else params
         self.check_rows(z)
         with torch.autocast(device_type=z.device.type, enabled=False):
-            return self.component_log_prob(z.to(self.dtype), params) + self.log_weights(params)
+            return self.component_log_prob(z.to(self.dtype), params, one_sided_last) + self.log_weights(params)
 
     def log_weights(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
         """log phi_k (..., K, 1), an empty component's floored at the dtype's smallest number (not -inf)."""
         return torch.log(params["weights"].clamp_min(torch.finfo(self.dtype).tiny)).unsqueeze(-1)
 
-    def energy(self, z: torch.Tensor, params: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    def energy(
+        self, z: torch.Tensor, params: dict[str, torch.Tensor] | None = None, one_sided_last: bool = False
+    ) -> torch.Tensor:
         """E(z) = -log sum_k phi_k p_k(z), by log-sum-exp: z (..., N, D) -> (..., N), in the mixture dtype.
+
+        ``one_sided_last``: each component reads a row's last coordinate only where it lies above what the
+        component expects there (``one_sided_deviations``): a low value of it (a reconstruction error lower
+        than the fit's rows had) adds no energy. Not a density; scoring only.
 
         With ``params`` None the training-set fit (buffers) is used, over ``PASS_ROWS``-row slices (scoring:
         the (..., K, D, N) float64 deviations of an 8,192-row batch of a 5-member ensemble with 8 components
@@ -352,8 +372,9 @@ class MixtureEnergy(nn.Module, ABC):
             if params is None and z.shape[-2] > PASS_ROWS:
                 fitted = self.fitted_parameters()
                 parts = z.split(PASS_ROWS, -2)
-                return torch.cat([energy_from_log_joint(self.log_joint(part, fitted)) for part in parts], -1)
-            return energy_from_log_joint(self.log_joint(z, params))
+                joints = (self.log_joint(part, fitted, one_sided_last) for part in parts)
+                return torch.cat([energy_from_log_joint(joint) for joint in joints], -1)
+            return energy_from_log_joint(self.log_joint(z, params, one_sided_last))
 
     @torch.no_grad()
     def refine(self, rows: Iterable[torch.Tensor], steps: int, tolerance: float = 0.0) -> int:

@@ -67,6 +67,20 @@ def gaussian_log_prob_of_deviations(diff: torch.Tensor, scale_tril: torch.Tensor
     return -0.5 * (dim * math.log(2.0 * math.pi) + log_det.unsqueeze(-1) + mahalanobis)
 
 
+def gaussian_one_sided_deviations(diff: torch.Tensor, scale_tril: torch.Tensor) -> torch.Tensor:
+    """diff = z_i - mu_k (..., K, D, N) with the last coordinate raised, where it lies below, to its
+    conditional mean given the others under N(0, L_k L_k^T).
+
+    With W = L^-1 (lower triangular) the last whitened coordinate W[D-1] . diff is the only one that reads
+    the last coordinate, and it is 0 at the conditional mean: -(W[D-1, :D-1] . diff[:D-1]) / W[D-1, D-1].
+    """
+    dim = scale_tril.shape[-1]
+    identity = torch.eye(dim, dtype=scale_tril.dtype, device=scale_tril.device)
+    last_row = torch.linalg.solve_triangular(scale_tril, identity, upper=False)[..., -1, :]  # (..., K, D)
+    expected = -(last_row[..., :-1].unsqueeze(-1) * diff[..., :-1, :]).sum(-2) / last_row[..., -1:]  # (..., K, N)
+    return torch.cat([diff[..., :-1, :], torch.maximum(diff[..., -1, :], expected).unsqueeze(-2)], dim=-2)
+
+
 class GaussianMixtureEnergy(MixtureEnergy):
     """K full-covariance Gaussians; penalty P = sum_k sum_j 1 / Sigma_k[j, j] (paper eq. 7).
 
@@ -98,6 +112,9 @@ class GaussianMixtureEnergy(MixtureEnergy):
 
     def log_prob_of_deviations(self, diff: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
         return gaussian_log_prob_of_deviations(diff, params["scale_tril"])
+
+    def one_sided_deviations(self, diff: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
+        return gaussian_one_sided_deviations(diff, params["scale_tril"])
 
     def recentred_spread(
         self, stats: dict[str, torch.Tensor], mass: torch.Tensor, shift: torch.Tensor

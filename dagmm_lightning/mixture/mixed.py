@@ -13,7 +13,11 @@ import torch
 
 from dagmm_lightning.errors import ConfigurationError
 from dagmm_lightning.mixture.base import MixtureDtype, deviations, row_deviations
-from dagmm_lightning.mixture.gaussian import GaussianMixtureEnergy, gaussian_log_prob_of_deviations
+from dagmm_lightning.mixture.gaussian import (
+    GaussianMixtureEnergy,
+    gaussian_log_prob_of_deviations,
+    gaussian_one_sided_deviations,
+)
 from dagmm_lightning.mixture.laplace import LaplaceMixtureEnergy, laplace_log_prob_of_deviations
 
 GAUSSIAN_MEMBERS, LAPLACE_MEMBERS = slice(0, None, 2), slice(1, None, 2)
@@ -85,14 +89,27 @@ class MixedFamilyEnergy(GaussianMixtureEnergy, LaplaceMixtureEnergy):
         gaussian = GaussianMixtureEnergy.spread_m_step(self, stats, mass)
         return gaussian | LaplaceMixtureEnergy.spread_m_step(self, stats, mass)
 
-    def component_log_prob(self, z: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
+    def component_log_prob(
+        self, z: torch.Tensor, params: dict[str, torch.Tensor], one_sided_last: bool = False
+    ) -> torch.Tensor:
         # each family's deviations from its own members' rows: slicing the (M, K, D, N) deviations instead
         # would cost their size again in the backward pass (zeros, then a copy)
         g, lap = GAUSSIAN_MEMBERS, LAPLACE_MEMBERS
-        means = params["means"]
-        gaussian = gaussian_log_prob_of_deviations(row_deviations(z[g], means[g]), params["scale_tril"][g])
-        laplace = laplace_log_prob_of_deviations(row_deviations(z[lap], means[lap]), params["scales"][lap])
-        return self._joined(gaussian, laplace)
+        means, scale_tril, scales = params["means"], params["scale_tril"][g], params["scales"][lap]
+        gaussian, laplace = row_deviations(z[g], means[g]), row_deviations(z[lap], means[lap])
+        if one_sided_last:
+            gaussian = gaussian_one_sided_deviations(gaussian, scale_tril)
+            laplace = LaplaceMixtureEnergy.one_sided_deviations(self, laplace, {})
+        return self._joined(
+            gaussian_log_prob_of_deviations(gaussian, scale_tril), laplace_log_prob_of_deviations(laplace, scales)
+        )
+
+    def one_sided_deviations(self, diff: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
+        g, lap = GAUSSIAN_MEMBERS, LAPLACE_MEMBERS
+        raised = diff.clone()
+        raised[g] = gaussian_one_sided_deviations(diff[g], params["scale_tril"][g])
+        raised[lap] = LaplaceMixtureEnergy.one_sided_deviations(self, diff[lap], {})
+        return raised
 
     def log_prob_of_deviations(self, diff: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
         g, lap = GAUSSIAN_MEMBERS, LAPLACE_MEMBERS

@@ -234,6 +234,12 @@ class DAGMM(L.LightningModule):
             distance, cosine]: the energy then weighs how well a row is reconstructed by what is usual for
             rows like it (the improved config; BENCHMARKS.md, "The reconstruction error as a mixture
             feature").
+        one_sided_error: with ``error_feature``, the score reads that feature one-sided: an error lower than
+            a row's component expects (given the row's other mixture features) adds no energy, so that rows
+            at the centre of the data, reconstructed better than the training rows, are not flagged for it
+            (``MixtureEnergy.energy``'s ``one_sided_last``; BENCHMARKS.md, "Rows at the centre of the
+            data"). Training and the mixture's fit read the feature as it is. Checkpoints saved before the
+            option score as they were trained (two-sided).
         members: M, the models of an ensemble trained at once as one vectorised model (stacked weights,
             one forward pass for all; each from its own initialisation, on the same batches); the score is
             the mean of the members' scores, each z-scored on the training rows the fit reads. 1: one model
@@ -311,6 +317,7 @@ class DAGMM(L.LightningModule):
         anomaly_margin: float = 5.0,
         energy_trains_compression: bool = True,
         error_feature: bool = False,
+        one_sided_error: bool = True,
         members: int = 1,
         compile: bool = False,
         steps_per_call: int = 1,
@@ -586,6 +593,7 @@ class DAGMM(L.LightningModule):
         mixture = self._checked_mixture(fit_components, dim)
         calibration = ScoreCalibration(hp.inference, hp.reconstruction_weight, hp.contamination, members)
         options = {"detach_rows": not hp.energy_trains_compression, "error_feature": hp.error_feature}
+        options |= {"one_sided_error": hp.get("one_sided_error", False)}  # absent from older checkpoints: two-sided
         options |= {"em_steps": hp.em_steps, "em_tolerance": hp.em_tolerance, "em_reseed": hp.em_reseed}
         options |= {"fit_rows": hp.get("fit_rows")}  # absent from older checkpoints: every row
         options |= self.model_options()
@@ -1344,6 +1352,10 @@ class DAGMM(L.LightningModule):
         self._resumed_threads = checkpoint.get(THREADS_KEY)
         if "threshold_rows" not in checkpoint.get("hyper_parameters", {"threshold_rows": None}):
             self.hparams.threshold_rows = "train"  # saved before the option: its threshold rule, also on a resume
+        if "one_sided_error" not in checkpoint.get("hyper_parameters", {"one_sided_error": None}):
+            self.hparams.one_sided_error = False  # saved before the option: scored two-sided, also on a resume
+            if self.model is not None:  # (None: sizes from the data, built from the hparams once they are known)
+                self.model.one_sided_error = False
         if self._trainer is None:  # load_from_checkpoint (not a resume, nor a run's own ckpt_path)
             self._warn_of_fit_settings_given_at_load(self._fitted_under or {})
             # the data module's state (split, encoding, scaling): restored into one given to test / validate /

@@ -188,6 +188,11 @@ class DAGMMModel(nn.Module):
             penalty then train only the estimation network; the compression learns to reconstruct).
         error_feature: the mixture rows gain a last column, log(squared reconstruction error + 1e-6), so
             that the energy also sees how well a row is reconstructed.
+        one_sided_error: with ``error_feature``, the energy of a model in eval mode (its scores, their
+            calibration and threshold) reads that column one-sided (``MixtureEnergy.energy``'s
+            ``one_sided_last``): an error lower than the component expects adds nothing, so that rows at the
+            centre of the data, reconstructed better than the fit's rows, do not score as anomalies. Training
+            and the mixture's fit read it as it is.
         em_steps: EM iterations that refine the training-set fit after its M-step from the estimation
             network's memberships (``MixtureEnergy.refine``); the mixture rows and memberships are kept in
             memory for them up to ``ROWS_KEPT_BYTES``. 0: the paper's fit.
@@ -224,6 +229,7 @@ class DAGMMModel(nn.Module):
         penalty_dims: slice | None = None,
         detach_rows: bool = False,
         error_feature: bool = False,
+        one_sided_error: bool = False,
         em_steps: int = 0,
         em_tolerance: float = 0.0,
         em_reseed: float = 0.0,
@@ -233,7 +239,8 @@ class DAGMMModel(nn.Module):
         self.compression, self.estimation = compression, estimation  # built in this order (parameter order)
         self.mixture, self.calibration = mixture, calibration
         self.penalty_dims, self.detach_rows = penalty_dims, detach_rows
-        self.error_feature, self.em_steps, self.em_tolerance = error_feature, em_steps, em_tolerance
+        self.error_feature, self.one_sided_error = error_feature, one_sided_error
+        self.em_steps, self.em_tolerance = em_steps, em_tolerance
         self.em_reseed, self.em_steps_run, self.components_reseeded = em_reseed, 0, 0
         self.fit_rows, self.rows_fitted = fit_rows, (0, 0)
         self.register_buffer("input_mask", None)
@@ -288,8 +295,17 @@ class DAGMMModel(nn.Module):
                 return out  # no rows to fit a mixture on: no energy for this batch
             fit = slice(None) if fit_mask is None else fit_mask
             out.params = self.mixture.batch_parameters(out.rows[..., fit, :], out.gamma[..., fit, :])
-        out.energy = self.mixture.energy(out.rows, out.params)
+        out.energy = self.mixture.energy(out.rows, out.params, one_sided_last=self.scores_one_sided)
+        if self.training and fit_mask is not None and self.one_sided_error and self.error_feature:
+            # rows labelled as anomalies: their energy (pushed up by the anomaly term) as the score reads it
+            one_sided = self.mixture.energy(out.rows, out.params, one_sided_last=True)
+            out.energy = torch.where(fit_mask, out.energy, one_sided)
         return out
+
+    @property
+    def scores_one_sided(self) -> bool:
+        """Whether this model's energy now reads the error column one-sided (``one_sided_error``, eval mode)."""
+        return self.one_sided_error and self.error_feature and not self.training
 
     def penalty(self, out: DAGMMOutput) -> torch.Tensor:
         """The mixture's degeneracy penalty P for the batch fit of ``out``."""

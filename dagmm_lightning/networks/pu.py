@@ -41,7 +41,9 @@ class PositiveUnlabeledDAGMMModel(DAGMMModel):
     def labelled_logit(self, out: DAGMMOutput) -> torch.Tensor:
         """Logit of h (N,) for an output; needs the stored training-set mixture."""
         with torch.no_grad():
-            energy = self.mixture.energy(out.rows, None) if self.training else out.energy
+            # (as scored: one-sided where the model scores so, ``one_sided_error``)
+            one_sided = self.one_sided_error and self.error_feature
+            energy = self.mixture.energy(out.rows, None, one_sided_last=one_sided) if self.training else out.energy
         features = torch.cat([out.rows, torch.asinh(energy).to(out.rows.dtype).unsqueeze(1)], dim=1)
         return self.classifier(features).squeeze(1)
 

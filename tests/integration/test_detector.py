@@ -294,6 +294,46 @@ def test_save_load_gives_identical_scores(fitted, tmp_path):
         det.save("/proc/det.pt")
 
 
+def test_rows_at_the_centre_of_the_data_are_not_flagged_for_their_low_reconstruction_error(tmp_path):
+    import lightning as L
+
+    from dagmm_lightning import AnomalyDataModule
+
+    # the log reconstruction error is a mixture feature (error_feature, a default): rows near the centre
+    # reconstruct better than the training rows; read two-sided, that low error made them anomalies
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 3))
+    directions = rng.normal(size=(500, 3))
+    centre = directions / np.linalg.norm(directions, axis=1, keepdims=True) * rng.uniform(0, 0.5, (500, 1))
+    det = DAGMMDetector(epochs=20, members=1, random_state=2).fit(x)
+    assert det.predict(centre).sum() == 0  # had: 81 % of them (measured)
+    assert det.predict(4 * x).mean() > 0.8  # far rows still are (0.94 measured)
+    assert det.model_.hparams.one_sided_error and det.model_.model.scores_one_sided
+    # a detector saved before the option scores as it was trained: two-sided, higher at the centre
+    det.save(tmp_path / "det.pt")
+    older = torch.load(tmp_path / "det.pt", weights_only=False)
+    del older["hparams"]["one_sided_error"]
+    torch.save(older, tmp_path / "older.pt")
+    loaded = DAGMMDetector.load(tmp_path / "older.pt")
+    assert not loaded.model_.model.scores_one_sided
+    assert (loaded.decision_function(centre) > det.decision_function(centre)).mean() > 0.9
+    np.testing.assert_array_equal(
+        DAGMMDetector.load(tmp_path / "det.pt").decision_function(centre), det.decision_function(centre)
+    )
+    # and a Lightning checkpoint saved before it (also when a fit resumes it)
+    model = DAGMM(30, (8,), 1, n_components=2, error_feature=True)
+    quiet = dict(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer = L.Trainer(max_epochs=1, default_root_dir=tmp_path, **quiet)
+    trainer.fit(model, AnomalyDataModule("breast_cancer", seed=0, batch_size=64))
+    trainer.save_checkpoint(tmp_path / "new.ckpt")
+    checkpoint = torch.load(tmp_path / "new.ckpt", weights_only=False)
+    del checkpoint["hyper_parameters"]["one_sided_error"]
+    torch.save(checkpoint, tmp_path / "old.ckpt")
+    assert DAGMM.load_from_checkpoint(tmp_path / "new.ckpt").model.one_sided_error
+    old = DAGMM.load_from_checkpoint(tmp_path / "old.ckpt")
+    assert not old.hparams.one_sided_error and not old.model.one_sided_error
+
+
 def test_save_and_load_expand_the_home_folder_and_name_a_missing_variant_class(fitted, tmp_path, monkeypatch):
     import sys
     import types
@@ -989,11 +1029,20 @@ def test_a_variant_brings_its_own_mixture_family(tmp_path):
     with torch.no_grad():
         out = network(torch.as_tensor(det.preprocessor_.scale_rows(x[:50], 0)))
     rows, mixture = out.rows.double().numpy(), network.mixture
-    log_joint = [
-        math.log(w) + multivariate_t(loc=mu.numpy(), shape=(tril @ tril.T).numpy(), df=3).logpdf(rows)
+
+    def raised(mu, shape):  # the score reads the error column one-sided: up to its conditional location
+        expected = mu[-1] + (rows[:, :-1] - mu[:-1]) @ np.linalg.solve(shape[:-1, :-1], shape[:-1, -1])
+        return np.c_[rows[:, :-1], np.maximum(rows[:, -1], expected)]
+
+    components = [
+        (float(w), mu.numpy(), (tril @ tril.T).numpy())
         for w, mu, tril in zip(mixture.weights, mixture.means, mixture.scale_tril, strict=True)
-    ]  # scipy's density of the fitted components, the energy's reference
+    ]
+    log_joint = [
+        math.log(w) + multivariate_t(loc=mu, shape=shape, df=3).logpdf(raised(mu, shape)) for w, mu, shape in components
+    ]  # scipy's density of the fitted components at the raised rows, the energy's reference
     np.testing.assert_allclose(out.energy.numpy(), -logsumexp(np.stack(log_joint), axis=0), rtol=1e-9)
+    assert any((raised(mu, shape) != rows).any() for _, mu, shape in components)  # some rows were raised
     det.save(tmp_path / "t.pt")
     loaded = DAGMMDetector.load(tmp_path / "t.pt")
     assert type(loaded.model_.model.mixture) is StudentTMixtureEnergy

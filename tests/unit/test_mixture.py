@@ -548,3 +548,65 @@ def test_a_family_of_ones_own_is_tried_as_the_model_is_built():
             family(k, d, dtype=dtype, members=members).try_on_random_rows()
         mixed(k, d, dtype=dtype, members=3).try_on_random_rows()
     own_family_model(families[0])  # (had: float32 rows refused, "expected scalar type Float but found Double")
+
+
+def conditional_means_of_last(z, means, covs):
+    """E[z_last | z_rest] under each Gaussian component (N, K), from the covariance blocks."""
+    rest = np.stack([covs[k][-1, :-1] @ np.linalg.inv(covs[k][:-1, :-1]) for k in range(len(means))])  # (K, D-1)
+    return means[:, -1] + np.einsum("kd,nkd->nk", rest, z[:, None, :-1] - means[None, :, :-1])
+
+
+def test_one_sided_gaussian_energy_is_scipys_at_the_last_coordinate_raised_to_its_conditional_mean():
+    rng = np.random.default_rng(3)
+    weights, means, covs = random_params(rng, 3, 4)
+    z = rng.normal(size=(200, 4)) * 2
+    mixture = GaussianMixtureEnergy(3, 4, jitter=1e-12)
+    params = as_params(mixture, weights, means, covs)
+    ours = mixture.energy(torch.tensor(z), params, one_sided_last=True).numpy()
+    expected = conditional_means_of_last(z, means, covs)
+    log_p = np.empty((len(z), 3))
+    for k in range(3):
+        raised = np.c_[z[:, :-1], np.maximum(z[:, -1], expected[:, k])]
+        log_p[:, k] = multivariate_normal(means[k], covs[k]).logpdf(raised)
+    np.testing.assert_allclose(ours, -logsumexp(log_p + np.log(weights), axis=1), rtol=1e-10, atol=1e-10)
+    two_sided = scipy_energy(z, weights, means, covs)
+    above = (z[:, -1:] >= expected).all(1)  # rows above every component's expectation: read as they are
+    assert 10 < above.sum() < len(z) - 10
+    np.testing.assert_allclose(ours[above], two_sided[above], rtol=1e-10)
+    assert (ours[~above] < two_sided[~above]).all()
+
+
+def test_one_sided_laplace_energy_is_scipys_at_the_last_coordinate_raised_to_the_location():
+    from scipy.stats import laplace
+
+    rng = np.random.default_rng(4)
+    weights, means, scales = rng.dirichlet(np.ones(3)), rng.normal(size=(3, 4)), rng.uniform(0.5, 2, (3, 4))
+    z = rng.normal(size=(100, 4)) * 2
+    mixture = LaplaceMixtureEnergy(3, 4, jitter=1e-12)
+    params = {"weights": torch.tensor(weights), "means": torch.tensor(means), "scales": torch.tensor(scales)}
+    ours = mixture.energy(torch.tensor(z), params, one_sided_last=True).numpy()
+    log_p = np.empty((len(z), 3))
+    for k in range(3):
+        raised = np.c_[z[:, :-1], np.maximum(z[:, -1], means[k, -1])]
+        log_p[:, k] = laplace(means[k], scales[k]).logpdf(raised).sum(1)
+    np.testing.assert_allclose(ours, -logsumexp(log_p + np.log(weights), axis=1), rtol=1e-10, atol=1e-10)
+
+
+def test_one_sided_energy_of_an_ensemble_of_both_families_is_each_members_own_family():
+    rng = np.random.default_rng(5)
+    z = torch.tensor(rng.normal(size=(2, 150, 3)))
+    gamma = torch.tensor(rng.dirichlet(np.ones(2), size=(2, 150)))
+    mixed = build_mixture("gaussian+laplace", 2, 3, 1e-4, "float64", members=2)
+    mixed.fit([(z, gamma)])
+    ours = mixed.energy(z, one_sided_last=True)
+    for member, family in ((0, "gaussian"), (1, "laplace")):
+        alone = build_mixture(family, 2, 3, 1e-4, "float64")
+        alone.fit([(z[member], gamma[member])])
+        np.testing.assert_allclose(ours[member], alone.energy(z[member], one_sided_last=True), rtol=1e-12)
+        assert (ours[member] <= mixed.energy(z)[member] + 1e-12).all()
+    np.testing.assert_allclose(mixed.log_joint(z), mixed.log_joint(z, one_sided_last=False))  # the default
+    raised = mixed.one_sided_deviations(
+        z.transpose(-1, -2).unsqueeze(-3) - mixed.means.unsqueeze(-1), mixed.fitted_parameters()
+    )
+    reference = mixed.component_log_prob(z, mixed.fitted_parameters(), one_sided_last=True)
+    np.testing.assert_allclose(mixed.log_prob_of_deviations(raised, mixed.fitted_parameters()), reference, rtol=1e-12)

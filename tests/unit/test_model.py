@@ -612,3 +612,21 @@ def test_package_terms_are_the_terms_the_packages_own_variants_compute():
         model._check_finite = lambda loss, terms: computed.update(terms)
         model.training_step((x, y, torch.arange(32)), 0)
     assert computed == PACKAGE_TERMS
+
+
+def test_with_the_error_feature_one_sided_labelled_anomalies_train_and_rows_score_on_the_one_sided_energy():
+    torch.manual_seed(0)
+    model = DAGMM(input_dim=5, hidden_dims=(8,), latent_dim=2, error_feature=True, n_components=2)
+    x, fit = torch.randn(40, 5), torch.arange(40) < 30  # the last 10 rows labelled as anomalies
+    out = model.model.train()(x, fit_mask=fit)
+    two_sided = model.model.mixture.energy(out.rows, out.params)
+    one_sided = model.model.mixture.energy(out.rows, out.params, one_sided_last=True)
+    assert (one_sided[~fit] < two_sided[~fit]).any()  # (some of them raised, so the check below can fail)
+    np.testing.assert_array_equal(out.energy[fit].detach(), two_sided[fit].detach())  # the density term: as it is
+    np.testing.assert_array_equal(out.energy[~fit].detach(), one_sided[~fit].detach())  # pushed up as scored
+    model.model.fit([x[:30]])
+    with torch.no_grad():
+        rows = model.model.eval()(x).rows
+        np.testing.assert_array_equal(model.model(x).energy, model.model.mixture.energy(rows, one_sided_last=True))
+        model.model.one_sided_error = False  # the option off: the energy as it is
+        np.testing.assert_array_equal(model.model(x).energy, model.model.mixture.energy(rows))
