@@ -141,8 +141,9 @@ class DAGMMDetector(BaseEstimator):
             ``mixed_loss`` variants); the score is the mean of their training-z-scored scores. None:
             ``ENSEMBLE_MEMBERS`` where the variant supports ensembles, else 1.
         inference: ``energy`` or ``energy+reconstruction`` (see ``DAGMM``); None: ``energy``, of mixture rows
-            that hold the log reconstruction error (``error_feature``) (the PU variant scores with its
-            classifier instead).
+            that hold the log reconstruction error (``error_feature``), read one-sided (``one_sided_error``:
+            a lower error than expected adds nothing; ``mixed_loss`` reads it both ways) (the PU variant
+            scores with its classifier instead).
         calibration_fraction: the share of X's rows held out of training (at random, by ``random_state``)
             to set ``threshold_`` on, in [0, 0.5): then ``predict`` flags about ``contamination`` of new
             rows like X's (the training rows' own scores are lower, far lower on small tables); the

@@ -168,11 +168,12 @@ class MixtureEnergy(nn.Module, ABC):
 
     # --- shared ---------------------------------------------------------------------------------
     @torch.no_grad()
-    def try_on_random_rows(self) -> None:
+    def try_on_random_rows(self, one_sided_last: bool = False) -> None:
         """The family's methods run once on a few random rows (a generator of its own; no buffer written, no
         sum over DDP ranks) and their results' names and shapes checked: a family's slip (a parameter it
         does not give, a log-density not summed over D) is named as the model is built, not met as a shape
-        or key error deep in the first training step. Raises ConfigurationError."""
+        or key error deep in the first training step; ``one_sided_last``: the energy read so too (a model
+        that scores so). Raises ConfigurationError."""
         k, d, m, name = self.n_components, self.dim, self.member_shape, type(self).__name__
         generator = torch.Generator().manual_seed(0)
         n = max(8, 2 * k)
@@ -202,6 +203,11 @@ class MixtureEnergy(nn.Module, ABC):
             expect(method + " (..., K, D, N) -> (..., K, N)", log_prob, (*m, k, n))
             method = "energy"
             energy = self.energy(z, params)
+            if one_sided_last:
+                method = "energy(one_sided_last=True)"
+                one_sided = self.energy(z, params, one_sided_last=True)
+                expect(method, one_sided, (*m, n))
+                energy = torch.cat([energy, one_sided], -1)
             if not bool(torch.isfinite(energy).all()):
                 raise ConfigurationError(f"{name} gives NaN or inf energies for {n} random rows (standard normal)")
             method = "penalty"
@@ -216,9 +222,16 @@ class MixtureEnergy(nn.Module, ABC):
         except ConfigurationError:
             raise
         except Exception as err:
+            own_signature = method.startswith("energy(") and "one_sided_last" in str(err)
             raise ConfigurationError(
                 f"{name}.{method} fails on {n} random rows of {d} dimensions and {k} components"
                 f"{f', {m[0]} members' if m else ''}: {type(err).__name__}: {err}"
+                + (
+                    f"; {name}.component_log_prob overrides the one that takes one_sided_last (the score reads "
+                    "the error feature one-sided): take and pass it on, or set one_sided_error false"
+                    if own_signature
+                    else ""
+                )
             ) from err
 
     def one_sided_deviations(self, diff: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -347,7 +360,8 @@ class MixtureEnergy(nn.Module, ABC):
         params = self.fitted_parameters() if params is None else params
         self.check_rows(z)
         with torch.autocast(device_type=z.device.type, enabled=False):
-            return self.component_log_prob(z.to(self.dtype), params, one_sided_last) + self.log_weights(params)
+            options = {"one_sided_last": True} if one_sided_last else {}  # (a family's own may not take it)
+            return self.component_log_prob(z.to(self.dtype), params, **options) + self.log_weights(params)
 
     def log_weights(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
         """log phi_k (..., K, 1), an empty component's floored at the dtype's smallest number (not -inf)."""

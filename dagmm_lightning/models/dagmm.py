@@ -669,7 +669,8 @@ class DAGMM(L.LightningModule):
                 f"the model needs {n_components}, {dim}, {members}: pass them on"
             )
         if not is_ours(type(mixture)):  # (ours: tested)
-            mixture.try_on_random_rows()
+            hp = self.hparams
+            mixture.try_on_random_rows(one_sided_last=bool(hp.error_feature and hp.get("one_sided_error")))
         return mixture
 
     @staticmethod

@@ -512,7 +512,12 @@ class WithoutRecentredSpread(GaussianMixtureEnergy):
     recentred_spread = None  # (as a family that leaves it out: abstract)
 
 
-def own_family_model(family):
+class OwnComponentLogProb(GaussianMixtureEnergy):
+    def component_log_prob(self, z, params):  # (as written before one_sided_last)
+        return super().component_log_prob(z, params)
+
+
+def own_family_model(family, **options):
     from dagmm_lightning.models import DAGMM
 
     class OwnFamily(DAGMM):
@@ -520,7 +525,7 @@ def own_family_model(family):
             hp = self.hparams
             return family(n_components, dim, hp.jitter, hp.mixture_dtype, hp.members)
 
-    return OwnFamily(input_dim=6, hidden_dims=(5,), latent_dim=2, n_components=3)
+    return OwnFamily(input_dim=6, hidden_dims=(5,), latent_dim=2, n_components=3, **options)
 
 
 def test_a_family_of_ones_own_is_tried_as_the_model_is_built():
@@ -548,6 +553,20 @@ def test_a_family_of_ones_own_is_tried_as_the_model_is_built():
             family(k, d, dtype=dtype, members=members).try_on_random_rows()
         mixed(k, d, dtype=dtype, members=3).try_on_random_rows()
     own_family_model(families[0])  # (had: float32 rows refused, "expected scalar type Float but found Double")
+    # a component_log_prob of one's own without one_sided_last: scores as before without the error feature
+    # (had: TypeError in every energy); with it (read one-sided by default) named as the model is built
+    own = own_family_model(OwnComponentLogProb).model
+    own.fit([torch.randn(50, 6)])
+    assert torch.isfinite(own.eval()(torch.randn(5, 6)).energy).all()
+    with pytest.raises(
+        ConfigurationError,
+        match=r"OwnComponentLogProb.energy\(one_sided_last=True\) fails .* "
+        r"TypeError: .*; OwnComponentLogProb.component_log_prob overrides .* set one_sided_error false",
+    ):
+        own_family_model(OwnComponentLogProb, error_feature=True)
+    own_family_model(OwnComponentLogProb, error_feature=True, one_sided_error=False)
+    own_family_model(GaussianMixtureEnergy, error_feature=True)  # ours, tried alike, passes
+    GaussianMixtureEnergy(3, 5).try_on_random_rows(one_sided_last=True)
 
 
 def conditional_means_of_last(z, means, covs):
