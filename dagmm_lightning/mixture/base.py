@@ -222,16 +222,9 @@ class MixtureEnergy(nn.Module, ABC):
         except ConfigurationError:
             raise
         except Exception as err:
-            own_signature = method.startswith("energy(") and "one_sided_last" in str(err)
             raise ConfigurationError(
                 f"{name}.{method} fails on {n} random rows of {d} dimensions and {k} components"
                 f"{f', {m[0]} members' if m else ''}: {type(err).__name__}: {err}"
-                + (
-                    f"; {name}.component_log_prob overrides the one that takes one_sided_last (the score reads "
-                    "the error feature one-sided): take and pass it on, or set one_sided_error false"
-                    if own_signature
-                    else ""
-                )
             ) from err
 
     def one_sided_deviations(self, diff: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -361,7 +354,13 @@ class MixtureEnergy(nn.Module, ABC):
         self.check_rows(z)
         with torch.autocast(device_type=z.device.type, enabled=False):
             options = {"one_sided_last": True} if one_sided_last else {}  # (a family's own may not take it)
-            return self.component_log_prob(z.to(self.dtype), params, **options) + self.log_weights(params)
+            try:
+                log_prob = self.component_log_prob(z.to(self.dtype), params, **options)
+            except TypeError as err:
+                if not options or "one_sided_last" not in str(err):
+                    raise
+                raise ConfigurationError(_NOT_ONE_SIDED.format(name=type(self).__name__)) from err
+            return log_prob + self.log_weights(params)
 
     def log_weights(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
         """log phi_k (..., K, 1), an empty component's floored at the dtype's smallest number (not -inf)."""
@@ -374,7 +373,7 @@ class MixtureEnergy(nn.Module, ABC):
 
         ``one_sided_last``: each component reads a row's last coordinate only where it lies above what the
         component expects there (``one_sided_deviations``): a low value of it (a reconstruction error lower
-        than the fit's rows had) adds no energy. Not a density; scoring only.
+        than the fit's rows had) adds no energy. Not a density: for scores, never for a fit.
 
         With ``params`` None the training-set fit (buffers) is used, over ``PASS_ROWS``-row slices (scoring:
         the (..., K, D, N) float64 deviations of an 8,192-row batch of a 5-member ensemble with 8 components
@@ -557,6 +556,13 @@ class MixtureEnergy(nn.Module, ABC):
     def extra_repr(self) -> str:
         members = f", members={self.members}" if self.members > 1 else ""
         return f"n_components={self.n_components}, dim={self.dim}, jitter={self.jitter}, dtype={self.dtype}{members}"
+
+
+_NOT_ONE_SIDED = (
+    "{name}.component_log_prob takes no one_sided_last, which a model that reads its error feature one-sided "
+    "(error_feature with one_sided_error, the improved default) scores with: take it and pass it on to "
+    "MixtureEnergy.component_log_prob (or apply one_sided_deviations), or set one_sided_error false"
+)
 
 
 def energy_from_log_joint(log_joint: torch.Tensor) -> torch.Tensor:

@@ -70,6 +70,7 @@ FITTED_UNDER = (
     "em_tolerance",
     "em_reseed",
     "jitter",
+    "one_sided_error",
 )
 
 
@@ -512,9 +513,15 @@ class DAGMM(L.LightningModule):
         codes = ["z"] if hp.latent_dim == 1 else [f"z[{i}]" for i in range(hp.latent_dim)]
         return [*codes, "relative distance", "cosine similarity", *["log recon. error"] * bool(hp.error_feature)]
 
+    def read_error_as_set(self) -> None:
+        """The model reads the error feature as ``one_sided_error`` says (a loaded checkpoint's model reads it
+        as its fit did until a refit, which calls this)."""
+        self.model.one_sided_error = bool(self.hparams.one_sided_error)
+
     def refit(self) -> None:
         """Fit the mixture and the score calibration on the training rows (labelled anomalies left out; at
         most ``fit_rows`` of them) with the current weights."""
+        self.read_error_as_set()
         with self.forward_context():
             rows = TrainingRows(self._training_batches())
             if self.hparams.get("fit_rows") is not None and not rows.ordered and not self._warned_unordered:
@@ -593,7 +600,7 @@ class DAGMM(L.LightningModule):
         mixture = self._checked_mixture(fit_components, dim)
         calibration = ScoreCalibration(hp.inference, hp.reconstruction_weight, hp.contamination, members)
         options = {"detach_rows": not hp.energy_trains_compression, "error_feature": hp.error_feature}
-        options |= {"one_sided_error": hp.get("one_sided_error", False)}  # absent from older checkpoints: two-sided
+        options |= {"one_sided_error": hp.one_sided_error}  # (an older checkpoint's: False, on_load_checkpoint)
         options |= {"em_steps": hp.em_steps, "em_tolerance": hp.em_tolerance, "em_reseed": hp.em_reseed}
         options |= {"fit_rows": hp.get("fit_rows")}  # absent from older checkpoints: every row
         options |= self.model_options()
@@ -669,8 +676,7 @@ class DAGMM(L.LightningModule):
                 f"the model needs {n_components}, {dim}, {members}: pass them on"
             )
         if not is_ours(type(mixture)):  # (ours: tested)
-            hp = self.hparams
-            mixture.try_on_random_rows(one_sided_last=bool(hp.error_feature and hp.get("one_sided_error")))
+            mixture.try_on_random_rows()
         return mixture
 
     @staticmethod
@@ -904,6 +910,9 @@ class DAGMM(L.LightningModule):
             datamodule.load_state_dict(self._trained_on, other_data=not datamodule.is_data_of(self._trained_on))
         if self.model is None:
             self._size_from_training_rows()
+        mixture = self.model.mixture
+        if stage == "fit" and self.model.one_sided_error and self.model.error_feature and not is_ours(type(mixture)):
+            mixture.try_on_random_rows(one_sided_last=True)  # (not as the model is built: an older checkpoint's loads)
         if stage == "fit":  # a resume then loads the checkpoint's own mask
             constant = getattr(getattr(datamodule, "preprocessor", None), "constant", None)
             usable = constant is not None and len(constant) == self.hparams.input_dim
@@ -1355,8 +1364,9 @@ class DAGMM(L.LightningModule):
             self.hparams.threshold_rows = "train"  # saved before the option: its threshold rule, also on a resume
         if "one_sided_error" not in checkpoint.get("hyper_parameters", {"one_sided_error": None}):
             self.hparams.one_sided_error = False  # saved before the option: scored two-sided, also on a resume
-            if self.model is not None:  # (None: sizes from the data, built from the hparams once they are known)
-                self.model.one_sided_error = False
+        fitted = (self._fitted_under or {}).get("one_sided_error", self.hparams.one_sided_error)
+        if self.model is not None:  # the checkpoint's fit read it so, whatever is given now (until a refit)
+            self.model.one_sided_error = bool(fitted)  # (None: sizes from the data, built from the hparams later)
         if self._trainer is None:  # load_from_checkpoint (not a resume, nor a run's own ckpt_path)
             self._warn_of_fit_settings_given_at_load(self._fitted_under or {})
             # the data module's state (split, encoding, scaling): restored into one given to test / validate /

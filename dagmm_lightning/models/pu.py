@@ -102,6 +102,7 @@ class DAGMMPU(DAGMM):
         if datamodule is None or getattr(datamodule, "split", None) != "positive_unlabeled":
             raise ConfigurationError(SPLIT_NEEDED)
         self._training_scores = None
+        self.read_error_as_set()
         with self.forward_context():
             self.model.fit(TrainingRows(self._training_batches()), TrainingRows(datamodule.refit_dataloader("val")))
         self.mark_fitted()

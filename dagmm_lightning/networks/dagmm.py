@@ -192,7 +192,8 @@ class DAGMMModel(nn.Module):
             calibration and threshold) reads that column one-sided (``MixtureEnergy.energy``'s
             ``one_sided_last``): an error lower than the component expects adds nothing, so that rows at the
             centre of the data, reconstructed better than the fit's rows, do not score as anomalies. Training
-            and the mixture's fit read it as it is.
+            and the mixture's fit read it as it is, but for the rows labelled as anomalies (outside
+            ``fit_mask``), whose energy the anomaly term pushes up as the score reads it.
         em_steps: EM iterations that refine the training-set fit after its M-step from the estimation
             network's memberships (``MixtureEnergy.refine``); the mixture rows and memberships are kept in
             memory for them up to ``ROWS_KEPT_BYTES``. 0: the paper's fit.
@@ -298,8 +299,9 @@ class DAGMMModel(nn.Module):
         out.energy = self.mixture.energy(out.rows, out.params, one_sided_last=self.scores_one_sided)
         if self.training and fit_mask is not None and self.one_sided_error and self.error_feature:
             # rows labelled as anomalies: their energy (pushed up by the anomaly term) as the score reads it
-            one_sided = self.mixture.energy(out.rows, out.params, one_sided_last=True)
-            out.energy = torch.where(fit_mask, out.energy, one_sided)
+            labelled = ~fit_mask
+            out.energy = out.energy.clone()
+            out.energy[..., labelled] = self.mixture.energy(out.rows[..., labelled, :], out.params, one_sided_last=True)
         return out
 
     @property

@@ -517,7 +517,7 @@ class OwnComponentLogProb(GaussianMixtureEnergy):
         return super().component_log_prob(z, params)
 
 
-def own_family_model(family, **options):
+def own_family_model(family, input_dim=6, **options):
     from dagmm_lightning.models import DAGMM
 
     class OwnFamily(DAGMM):
@@ -525,10 +525,13 @@ def own_family_model(family, **options):
             hp = self.hparams
             return family(n_components, dim, hp.jitter, hp.mixture_dtype, hp.members)
 
-    return OwnFamily(input_dim=6, hidden_dims=(5,), latent_dim=2, n_components=3, **options)
+    return OwnFamily(input_dim=input_dim, hidden_dims=(5,), latent_dim=2, n_components=3, **options)
 
 
 def test_a_family_of_ones_own_is_tried_as_the_model_is_built():
+    import lightning as L
+
+    from dagmm_lightning import AnomalyDataModule
     from dagmm_lightning.errors import ConfigurationError
 
     shape = r"NotSummedOverDims.log_prob_of_deviations .* gives \(3, 4, 8\) for 8 rows of 4 dimensions and 3 "
@@ -554,18 +557,19 @@ def test_a_family_of_ones_own_is_tried_as_the_model_is_built():
         mixed(k, d, dtype=dtype, members=3).try_on_random_rows()
     own_family_model(families[0])  # (had: float32 rows refused, "expected scalar type Float but found Double")
     # a component_log_prob of one's own without one_sided_last: scores as before without the error feature
-    # (had: TypeError in every energy); with it (read one-sided by default) named as the model is built
+    # (had: TypeError in every energy); with it (read one-sided by default) named at the fit's start and where
+    # it scores
     own = own_family_model(OwnComponentLogProb).model
     own.fit([torch.randn(50, 6)])
     assert torch.isfinite(own.eval()(torch.randn(5, 6)).energy).all()
-    with pytest.raises(
-        ConfigurationError,
-        match=r"OwnComponentLogProb.energy\(one_sided_last=True\) fails .* "
-        r"TypeError: .*; OwnComponentLogProb.component_log_prob overrides .* set one_sided_error false",
-    ):
-        own_family_model(OwnComponentLogProb, error_feature=True)
-    own_family_model(OwnComponentLogProb, error_feature=True, one_sided_error=False)
-    own_family_model(GaussianMixtureEnergy, error_feature=True)  # ours, tried alike, passes
+    said = r"OwnComponentLogProb.component_log_prob takes no one_sided_last, .* or set one_sided_error false"
+    with pytest.raises(ConfigurationError, match=said):  # (the mixture's fit reads it two-sided; the scores not)
+        own_family_model(OwnComponentLogProb, error_feature=True).model.fit([torch.randn(50, 6)])
+    quiet = dict(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    reading = own_family_model(OwnComponentLogProb, input_dim=30, error_feature=True)
+    with pytest.raises(ConfigurationError, match=said):  # before the first step
+        L.Trainer(max_steps=1, **quiet).fit(reading, AnomalyDataModule("breast_cancer"))
+    own_family_model(OwnComponentLogProb, error_feature=True, one_sided_error=False).model.fit([torch.randn(50, 6)])
     GaussianMixtureEnergy(3, 5).try_on_random_rows(one_sided_last=True)
 
 
