@@ -239,8 +239,9 @@ class DAGMM(L.LightningModule):
             a row's component expects (given the row's other mixture features) adds no energy, so that rows
             at the centre of the data, reconstructed better than the training rows, are not flagged for it
             (``MixtureEnergy.energy``'s ``one_sided_last``; BENCHMARKS.md, "Rows at the centre of the
-            data"). Training and the mixture's fit read the feature as it is. Checkpoints saved before the
-            option score as they were trained (two-sided).
+            data"). Training and the mixture's fit read the feature as it is, but for the anomaly term's
+            labelled anomalies and the PU classifier's input, which read it as the score does. Checkpoints
+            saved before the option score as they were trained (two-sided).
         members: M, the models of an ensemble trained at once as one vectorised model (stacked weights,
             one forward pass for all; each from its own initialisation, on the same batches); the score is
             the mean of the members' scores, each z-scored on the training rows the fit reads. 1: one model

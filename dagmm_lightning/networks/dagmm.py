@@ -193,7 +193,8 @@ class DAGMMModel(nn.Module):
             ``one_sided_last``): an error lower than the component expects adds nothing, so that rows at the
             centre of the data, reconstructed better than the fit's rows, do not score as anomalies. Training
             and the mixture's fit read it as it is, but for the rows labelled as anomalies (outside
-            ``fit_mask``), whose energy the anomaly term pushes up as the score reads it.
+            ``fit_mask``), whose energy the anomaly term pushes up as the score reads it (and the PU
+            classifier's input, ``DAGMMPUModel``).
         em_steps: EM iterations that refine the training-set fit after its M-step from the estimation
             network's memberships (``MixtureEnergy.refine``); the mixture rows and memberships are kept in
             memory for them up to ``ROWS_KEPT_BYTES``. 0: the paper's fit.
