@@ -1436,7 +1436,12 @@ def fit_summary(
                 f"{100 * tied:.3g} % tie at it (duplicate rows?), and predict may flag them all or none"
             )
         taken_on = len(scores) if scores is not None else len(datamodule.splits.val) if held_out else 0
-        if 0 < contamination * taken_on < FEW_ROWS_ABOVE:  # its sampling spread: about sqrt(k) rows of k
+        if 0 < contamination * taken_on < 1 and ties is None:  # the quantile: between the two highest scores
+            above = (
+                f"the top {100 * contamination:.3g} % of {rows}, under one of {taken_on} rows: the threshold lies "
+                "between the two highest scores, so one row lies above it"
+            )
+        elif 0 < contamination * taken_on < FEW_ROWS_ABOVE:  # its sampling spread: about sqrt(k) rows of k
             above += (
                 f"; about {contamination * taken_on:.2g} of {taken_on} rows: a cut of so few rows is noisy, the "
                 "share predict flags of new rows can differ much"

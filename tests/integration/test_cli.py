@@ -138,6 +138,18 @@ def test_fit_summary_counts_steps_and_shows_our_last_checkpoint_beside_a_users(t
     assert never in caplog.text
 
 
+def test_fit_summary_says_one_row_lies_above_a_contamination_under_one_row(tmp_path, caplog):
+    rare = ["--model.init_args.contamination", "0.001", "--trainer.max_epochs", "1"]  # 0.02 of the 20 val rows
+    fitted = run(["fit", "--config", "configs/quickstart.yaml", *rare], tmp_path)
+    threshold = float(fitted.model.model.calibration.threshold)
+    with torch.no_grad():
+        scores = fitted.model.eval().score(torch.from_numpy(fitted.datamodule.arrays("val")[0])).numpy()
+    assert len(scores) == 20 and int((scores > threshold).sum()) == 1  # numpy's quantile: between the top two
+    said = "(the top 0.1 % of val rows' scores (not trained on), under one of 20 rows: the threshold lies between the"
+    assert f"threshold:   {threshold:.6g} {said} two highest scores, so one row lies above it)" in caplog.text
+    assert "about 0.02 of 20 rows" not in caplog.text  # had: beside flagged_share 0.05
+
+
 def test_fit_summary_shows_the_threshold_and_test_says_where_it_logged(tmp_path, caplog, capsys):
     predict_file = ["--data.predict_file", "new_rows.csv"]  # a config's, for predict: test does not refuse it
     fitted = run(["fit", "--config", "configs/quickstart.yaml", "--trainer.max_epochs", "1", *predict_file], tmp_path)
