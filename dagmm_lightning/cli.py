@@ -46,7 +46,15 @@ from dagmm_lightning.cores import threads_beside_busy_cores  # noqa: E402
 from dagmm_lightning.data import AnomalyDataModule  # noqa: E402
 from dagmm_lightning.data.batches import batch_bounds  # noqa: E402
 from dagmm_lightning.data.datamodule import TABLE, default_data_dir  # noqa: E402
-from dagmm_lightning.errors import ConfigurationError, DataError, import_failure, imported_class, own_error, warn  # noqa: E402
+from dagmm_lightning.errors import (  # noqa: E402
+    ConfigurationError,
+    DataError,
+    did_you_mean,
+    import_failure,
+    imported_class,
+    own_error,
+    warn,
+)
 from dagmm_lightning.labels import KNOWN_NORMAL  # noqa: E402
 from dagmm_lightning.models import DAGMM  # noqa: E402
 from dagmm_lightning.models.dagmm import FIT_COUNTS_KEY, contamination_from_labels  # noqa: E402
@@ -599,13 +607,6 @@ def nearest_option(given: str, options: list[str]) -> str:
             if option.startswith("--model.") and "--set" in options:  # benchmark's way to a model setting
                 return f" (did you mean --set model.init_args.{key}=VALUE?)"
     return did_you_mean(given, options, quote=False)
-
-
-def did_you_mean(given: str, candidates: list[str], quote: bool = True, prefix: str = "") -> str:
-    close = difflib.get_close_matches(given, candidates, n=1, cutoff=0.6)
-    if not close:
-        return ""
-    return f" (did you mean {prefix}{repr(close[0]) if quote else close[0]}?)"
 
 
 VARIANT_CONFIGS = {"DAGMMVAE": "configs/vae.yaml", "DAGMMVQVAE": "configs/vqvae.yaml", "DAGMMPU": "configs/pu.yaml"}

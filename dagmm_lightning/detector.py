@@ -46,6 +46,7 @@ from dagmm_lightning.errors import (
     DataTypeError,
     check_choice,
     check_range,
+    did_you_mean,
     existing_file,
     import_failure,
     imported_class,
@@ -673,7 +674,8 @@ class DAGMMDetector(BaseEstimator):
         scoring_fit = SCORING_FIT_DEFAULTS if self.latent_dim is None and label_free else {}
         unknown = sorted(set(self.model_kwargs or {}) - set(model_parameters(model_class)))
         if unknown:
-            raise ConfigurationError(f"model_kwargs {unknown} are not {model_class.__name__} arguments")
+            hint = did_you_mean(unknown[0], sorted(model_parameters(model_class)))
+            raise ConfigurationError(f"model_kwargs {unknown} are not {model_class.__name__} arguments{hint}")
         own = {"input_dim", "hidden_dims", "latent_dim", "n_components", "members", "mixture", *settings}  # lr, ...
         if "threshold_rows" in (self.model_kwargs or {}):  # the detector has no val rows
             raise ConfigurationError(

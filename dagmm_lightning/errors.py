@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import numbers
 import sys
@@ -96,11 +97,22 @@ def make_folder_of(path: Path) -> None:
         raise DataError(f"cannot write {path}: {err.strerror or err}") from None
 
 
+def did_you_mean(given: str, candidates: list[str], quote: bool = True, prefix: str = "") -> str:
+    """`` (did you mean 'X'?)`` for the candidate closest to ``given``, case aside (``DAGMMVae``: ``DAGMMVAE``),
+    or "" where none is close."""
+    lowered = {candidate.lower(): candidate for candidate in reversed(candidates)}  # (the first of equals)
+    close = difflib.get_close_matches(given.lower(), list(lowered), n=1, cutoff=0.6)
+    if not close:
+        return ""
+    return f" (did you mean {prefix}{repr(lowered[close[0]]) if quote else lowered[close[0]]}?)"
+
+
 def check_choice(name: str, value: Any, choices: Any) -> None:
     """Raise ``ConfigurationError`` unless ``value`` is one of ``choices`` (a ``Literal`` type or a collection)."""
     allowed = get_args(choices) or tuple(choices)
     if value not in allowed:
-        raise ConfigurationError(f"{name} must be one of {list(allowed)}, got {value!r}")
+        hint = did_you_mean(value, [str(a) for a in allowed]) if isinstance(value, str) else ""
+        raise ConfigurationError(f"{name} must be one of {list(allowed)}, got {value!r}{hint}")
 
 
 def check_range(

@@ -67,13 +67,12 @@ from dagmm_lightning.cli import (
     check_settings,
     config_file_problem,
     contamination_mismatch,
-    did_you_mean,
     parse_settings,
     read_config,
 )
 from dagmm_lightning.data.datamodule import TABLE
 from dagmm_lightning.detector import LABELLED_VARIANTS, DAGMMDetector
-from dagmm_lightning.errors import ConfigurationError
+from dagmm_lightning.errors import ConfigurationError, did_you_mean
 from dagmm_lightning.labels import LABELLED_ANOMALY
 from dagmm_lightning.scoring import ScoreCalibration
 

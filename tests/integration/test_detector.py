@@ -711,7 +711,9 @@ def test_bad_settings_and_unfitted(monkeypatch):
             DAGMMDetector(**{name: value}).fit(x)
     with pytest.raises(ValueError, match=r"lr must be in \(0, inf\), got -1"):
         DAGMMDetector(lr=-1, epochs=1).fit(x)
-    with pytest.raises(ValueError, match=r"model_kwargs \['lamda_cov'\] are not DAGMM arguments"):
+    with pytest.raises(
+        ValueError, match=r"model_kwargs \['lamda_cov'\] are not DAGMM arguments \(did you mean 'lambda_cov'"
+    ):
         DAGMMDetector(epochs=1, model_kwargs={"lamda_cov": 1.0}).fit(x)
     with pytest.raises(ValueError, match=r"model_kwargs \['n_components'\]: set them as DAGMMDetector's own"):
         DAGMMDetector(epochs=1, model_kwargs={"n_components": 3}).fit(x)
@@ -743,8 +745,11 @@ def test_bad_settings_and_unfitted(monkeypatch):
         DAGMMDetector(epochs=1, model_kwargs=[("jitter", 1.0)]).fit(x)  # had: "[('jitter', 1.0)] are not DAGMM ..."
     with pytest.raises(DataError, match="every feature is constant on the training rows"):
         DAGMMDetector(epochs=1).fit(np.full((20, 3), 2.5))
-    with pytest.raises(ValueError, match="variant must be one of"):
+    with pytest.raises(ValueError, match=r"variant must be one of \[.*\], got 'svm'$"):  # nothing near it
         DAGMMDetector(variant="svm").fit(x)
+    for typed, meant in (("VAE", "vae"), ("vqvea", "vqvae")):  # (had: no hint)
+        with pytest.raises(ValueError, match=rf"got '{typed}' \(did you mean '{meant}'\?\)$"):
+            DAGMMDetector(variant=typed).fit(x)
     with pytest.raises(NotFittedError, match="not fitted"):
         DAGMMDetector().decision_function(x)
 

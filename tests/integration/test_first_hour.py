@@ -1127,6 +1127,7 @@ QS = ["--config", "configs/quickstart.yaml"]
             r"--model: no model DAGMMVE; choose from DAGMM, .*\(did you mean 'DAGMMVAE'\?\)",
         ),
         (["fit", "--model.help", "DAGMMM"], r"--model: no model DAGMMM; choose from .*\(did you mean 'DAGMM'\?\)"),
+        (["fit", *QS, "--model", "DAGMMVae"], r"no model DAGMMVae; choose from .*\(did you mean 'DAGMMVAE'\?\)"),
         (["fit", *QS, "--trainer.accelerator", "gpuu"], "trainer settings: You selected an invalid accelerator"),
         (["benchmark", "--suite", "data", "--out", "x", "--jobs", "abc"], "--jobs: expected int, got abc$"),
         (  # (had: a traceback, since f9fc19a)
