@@ -663,6 +663,11 @@ class DAGMMDetector(BaseEstimator):
         model_class = self._model_class
         ensembles = model_class.ensembles and not model_class._compression_without_members()
         members = self.members or (ENSEMBLE_MEMBERS if ensembles else 1)
+        if members > 1 and not model_class.ensembles:  # (the model's message speaks of configs)
+            raise ConfigurationError(
+                f"members {members}: {model_class.__name__} trains one model (an ensemble is built for DAGMM's "
+                "autoencoder: variant 'dagmm' or 'mixed_loss'); leave members None"
+            )
         mixture = self.mixture or ("gaussian+laplace" if members > 1 else "gaussian")
         contamination = None if self._kind == "pu" else self.contamination  # (pu: the threshold is c / 2)
         settings = dict(lr=self.lr, mixture=mixture, contamination=contamination, inference=inference)

@@ -747,6 +747,8 @@ def test_bad_settings_and_unfitted(monkeypatch):
         DAGMMDetector(epochs=1).fit(np.full((20, 3), 2.5))
     with pytest.raises(ValueError, match=r"variant must be one of \[.*\], got 'svm'$"):  # nothing near it
         DAGMMDetector(variant="svm").fit(x)
+    with pytest.raises(ValueError, match=r"members 5: DAGMMVAE trains one model \(an ensemble is built for DAGMM's"):
+        DAGMMDetector(variant="vae", members=5).fit(x)  # had: "set members to 1 (on the command line, where ..."
     for typed, meant in (("VAE", "vae"), ("vqvea", "vqvae")):  # (had: no hint)
         with pytest.raises(ValueError, match=rf"got '{typed}' \(did you mean '{meant}'\?\)$"):
             DAGMMDetector(variant=typed).fit(x)
