@@ -113,7 +113,9 @@ class DAGMMDetector(BaseEstimator):
             (y marks labelled normal rows, 0; -1, NaN or blank the unlabelled; 1 is refused); or a DAGMM
             subclass (README, "Your own variant") or its dotted path (``"my_variants.Wider"``), trained as
             ``dagmm`` (as ``pu`` if it subclasses DAGMMPU) with the same defaults (but the scoring fit,
-            ``dagmm``'s own: give it in ``model_kwargs``).
+            ``dagmm``'s own: give it in ``model_kwargs``). ``vae`` (and a DAGMMVAE subclass) trains with
+            ``calibrated_decoder`` True (its KL weighed by the reconstruction's fitted variance; see
+            ``DAGMMVAE``), unless ``model_kwargs`` says otherwise.
         mixture: ``gaussian``, ``laplace`` or ``gaussian+laplace`` (the ensemble's members alternate between
             the families; needs members >= 2). None: ``gaussian+laplace`` for an ensemble, else ``gaussian``.
         contamination: expected share of anomalies in (0, 0.5]; ``threshold_`` is the (1 - contamination)
@@ -693,7 +695,9 @@ class DAGMMDetector(BaseEstimator):
         # (mixed_loss reads its error feature two-sided: its anomaly term may set labelled anomalies apart by an
         # error lower than the normal rows' (near-copies of one event), which a one-sided reading would not see)
         labelled = {"one_sided_error": False} if self._kind == "mixed_loss" else {}
-        settings |= {**MODEL_DEFAULTS, **scoring_fit, **labelled, **(self.model_kwargs or {})}
+        # (the VAE's KL weighed against its reconstruction's fitted variance: uncalibrated, the latent collapses)
+        calibrated = {"calibrated_decoder": True} if issubclass(model_class, DAGMMVAE) else {}
+        settings |= {**MODEL_DEFAULTS, **scoring_fit, **labelled, **calibrated, **(self.model_kwargs or {})}
         sizes = dict(n_components=None if self.n_components is None else int(self.n_components), members=int(members))
         check_sizes_set_together(latent, hidden)  # (here: before the data is read; the model checks them again)
         if model_class.build_mixture_energy is DAGMM.build_mixture_energy and ensembles:  # (else the model says why)

@@ -18,16 +18,22 @@ class DAGMMVAE(DAGMM):
 
     Args:
         beta: weight of the KL term.
+        calibrated_decoder: weigh the KL term by 2 sigma^2 as well, sigma^2 the batch's mean squared
+            reconstruction error per value: the ELBO of a Gaussian decoder with its variance fitted
+            (``VariationalAutoencoder``). False (the study's loss as configs/vae.yaml trains it): the latent
+            collapses to the prior on most tables; ``DAGMMDetector(variant="vae")`` sets True (BENCHMARKS.md,
+            "The VAE's latent collapsed").
         **kwargs: what ``DAGMM`` takes, but one model (``members`` 1, so no ``gaussian+laplace``).
     """
 
     ensembles = False
 
-    def __init__(self, *args, beta: float = 1.0, **kwargs) -> None:
+    def __init__(self, *args, beta: float = 1.0, calibrated_decoder: bool = False, **kwargs) -> None:
         if beta < 0:
             raise ConfigurationError(f"beta must be >= 0, got {beta}")
         super().__init__(*args, **kwargs)
 
     def build_compression(self) -> nn.Module:
         hp = self.hparams
-        return VariationalAutoencoder(hp.input_dim, hp.hidden_dims, hp.latent_dim, hp.activation, hp.beta)
+        calibrated = hp.get("calibrated_decoder", False)  # (checkpoints saved before the option: False)
+        return VariationalAutoencoder(hp.input_dim, hp.hidden_dims, hp.latent_dim, hp.activation, hp.beta, calibrated)

@@ -225,6 +225,17 @@ def test_sigterm_during_fit_ends_the_process_as_it_asked_not_as_a_ctrl_c(monkeyp
     assert signal.getsignal(signal.SIGTERM) == handler and not hasattr(det, "model_")
 
 
+def test_the_vae_variant_trains_with_a_calibrated_decoder_unless_told_otherwise():
+    x = blobs(n=120, outliers=0)[0]
+    det = DAGMMDetector(variant="vae", epochs=1, random_state=0).fit(x)
+    assert det.model_.hparams.calibrated_decoder and det.model_.model.compression.calibrated
+    assert det.resolved_settings()["model"]["calibrated_decoder"] is True
+    det = DAGMMDetector(variant="vae", epochs=1, random_state=0, model_kwargs={"calibrated_decoder": False}).fit(x)
+    assert not det.model_.model.compression.calibrated  # the study's loss, as configs/vae.yaml trains it
+    with pytest.raises(ValueError, match=r"model_kwargs \['calibrated_decoder'\] are not DAGMM arguments"):
+        DAGMMDetector(epochs=1, model_kwargs={"calibrated_decoder": True}).fit(x)  # the VAE's own
+
+
 def test_clone_and_set_params_round_trip():
     det = DAGMMDetector(variant="vae", contamination=0.2, epochs=3, hidden_dims=(4, 2), random_state=5)
     copy = clone(det)
