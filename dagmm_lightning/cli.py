@@ -1437,11 +1437,9 @@ def fit_summary(
                 f"{100 * tied:.3g} % tie at it (duplicate rows?), and predict may flag them all or none"
             )
         taken_on = len(scores) if scores is not None else len(datamodule.splits.val) if held_out else 0
-        if 0 < contamination * taken_on < 1 and ties is None:  # the quantile: between the two highest scores
-            above = (
-                f"the top {100 * contamination:.3g} % of {rows}, under one of {taken_on} rows: the threshold lies "
-                "between the two highest scores, so one row lies above it"
-            )
+        if 0 < contamination * taken_on < 1:
+            left = top_row(scores, threshold)
+            above = f"the top {100 * contamination:.3g} % of {rows}, under one of {taken_on} rows: {left}"
         elif 0 < contamination * taken_on < FEW_ROWS_ABOVE:  # its sampling spread: about sqrt(k) rows of k
             above += (
                 f"; about {contamination * taken_on:.2g} of {taken_on} rows: a cut of so few rows is noisy, the "
@@ -1495,6 +1493,13 @@ def fit_summary(
 
 
 FEW_ROWS_ABOVE = 20  # rows above a quantile threshold under which the summary calls it noisy
+
+
+def top_row(scores: torch.Tensor | None, threshold: float) -> str:
+    """What a quantile threshold under one row of ``scores`` (N,) leaves above it, said."""
+    if scores is not None and not bool((scores.detach().cpu() > threshold).any()):
+        return "the highest scores tie at the threshold, so no row lies above it"
+    return "the threshold lies between the two highest scores, so one row lies above it"
 
 
 def rows_above(module: DAGMM, batches, threshold: float) -> tuple[int, int]:

@@ -679,9 +679,11 @@ class DAGMMDetector(BaseEstimator):
         # anomalies like the labelled ones components of their own, which undid the labels; BENCHMARKS s.13)
         label_free = model_class is DAGMM and self._kind == "dagmm"
         scoring_fit = SCORING_FIT_DEFAULTS if self.latent_dim is None and label_free else {}
-        unknown = sorted(set(self.model_kwargs or {}) - set(model_parameters(model_class)))
+        unknown = sorted(set(self.model_kwargs or {}) - set(model_parameters(model_class)), key=str)
         if unknown:
-            hint = did_you_mean(unknown[0], sorted(model_parameters(model_class)))
+            hint = (
+                did_you_mean(unknown[0], sorted(model_parameters(model_class))) if isinstance(unknown[0], str) else ""
+            )
             raise ConfigurationError(f"model_kwargs {unknown} are not {model_class.__name__} arguments{hint}")
         own = {"input_dim", "hidden_dims", "latent_dim", "n_components", "members", "mixture", *settings}  # lr, ...
         if "threshold_rows" in (self.model_kwargs or {}):  # the detector has no val rows

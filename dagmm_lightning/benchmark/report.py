@@ -40,14 +40,21 @@ def variant_source(class_path: str) -> str | None:
     return hashlib.sha256(source.encode()).hexdigest()[:16]
 
 
+# Settings added since results files first recorded them whose defaults in some method are not what the
+# code did before: a record without one held what its absence meant (two-sided error feature, plain KL)
+ABSENT_MEANT = {"model.one_sided_error": False, "model.calibrated_decoder": False}
+
+
 def changed_settings(held: Iterable[str], now: str) -> tuple[str, str]:
     """What differs between the JSON records of resolved settings ``held`` (a results file's) and ``now``:
-    the keys both hold with other values (``model.lr 0.01 there, 0.001 now; ...``: a change), and the keys
-    one side lacks (a parameter added or dropped since, as a rule at a default that changes nothing: told,
-    not refused). Values compare as numbers (1 == 1.0); each empty where nothing differs."""
+    the keys both hold with other values (``model.lr 0.01 there, 0.001 now; ...``: a change; a key of
+    ``ABSENT_MEANT`` a record lacks holds the value its absence meant), and the keys one side lacks (a
+    parameter added or dropped since, as a rule at a default that changes nothing: told, not refused).
+    Values compare as numbers (1 == 1.0); each empty where nothing differs."""
     current, changed, one_sided = _flat(json.loads(now)), [], []
     for record in sorted(set(held)):
         then = _flat(json.loads(record))
+        then |= {key: meant for key, meant in ABSENT_MEANT.items() if key in current and key not in then}
         changed += [
             f"{key} {then[key]} there, {current[key]} now"
             for key in sorted(then.keys() & current.keys())

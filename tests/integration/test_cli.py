@@ -9,7 +9,7 @@ import torch
 from dagmm_lightning import DAGMMDetector
 from dagmm_lightning.callbacks import AnomalyMetrics, LastEpochCheckpoint
 from dagmm_lightning.callbacks.metrics import anomaly_metrics
-from dagmm_lightning.cli import NODE_LAUNCH_VARIABLES, build_cli, fit_log_folder
+from dagmm_lightning.cli import NODE_LAUNCH_VARIABLES, build_cli, fit_log_folder, top_row
 from dagmm_lightning.data.tables import SCALED_LIMIT
 from dagmm_lightning.sizing import latent_cap
 
@@ -148,6 +148,10 @@ def test_fit_summary_says_one_row_lies_above_a_contamination_under_one_row(tmp_p
     said = "(the top 0.1 % of val rows' scores (not trained on), under one of 20 rows: the threshold lies between the"
     assert f"threshold:   {threshold:.6g} {said} two highest scores, so one row lies above it)" in caplog.text
     assert "about 0.02 of 20 rows" not in caplog.text  # had: beside flagged_share 0.05
+    tied = torch.tensor([0.1, 0.2, 0.3, 0.5, 0.9, 0.9])  # the quantile at 0.1 of 6 rows: the tied top score
+    threshold = float(np.quantile(tied.numpy(), 0.9))
+    assert threshold == pytest.approx(0.9) and top_row(tied, threshold).endswith("so no row lies above it")
+    assert top_row(tied[:-1], float(np.quantile(tied[:-1].numpy(), 0.9))).endswith("so one row lies above it")
 
 
 def test_fit_summary_shows_the_threshold_and_test_says_where_it_logged(tmp_path, caplog, capsys):

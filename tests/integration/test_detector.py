@@ -228,10 +228,10 @@ def test_sigterm_during_fit_ends_the_process_as_it_asked_not_as_a_ctrl_c(monkeyp
 def test_the_vae_variant_trains_with_a_calibrated_decoder_unless_told_otherwise():
     x = blobs(n=120, outliers=0)[0]
     det = DAGMMDetector(variant="vae", epochs=1, random_state=0).fit(x)
-    assert det.model_.hparams.calibrated_decoder and det.model_.model.compression.calibrated
+    assert det.model_.hparams.calibrated_decoder
     assert det.resolved_settings()["model"]["calibrated_decoder"] is True
     det = DAGMMDetector(variant="vae", epochs=1, random_state=0, model_kwargs={"calibrated_decoder": False}).fit(x)
-    assert not det.model_.model.compression.calibrated  # the study's loss, as configs/vae.yaml trains it
+    assert not det.model_.hparams.calibrated_decoder  # the study's loss, as configs/vae.yaml trains it
     with pytest.raises(ValueError, match=r"model_kwargs \['calibrated_decoder'\] are not DAGMM arguments"):
         DAGMMDetector(epochs=1, model_kwargs={"calibrated_decoder": True}).fit(x)  # the VAE's own
 
@@ -722,6 +722,8 @@ def test_bad_settings_and_unfitted(monkeypatch):
             DAGMMDetector(**{name: value}).fit(x)
     with pytest.raises(ValueError, match=r"lr must be in \(0, inf\), got -1"):
         DAGMMDetector(lr=-1, epochs=1).fit(x)
+    with pytest.raises(ValueError, match=r"model_kwargs \[1, 'z'\] are not DAGMM arguments$"):  # (had: AttributeError)
+        DAGMMDetector(epochs=1, model_kwargs={1: 2.0, "z": 1}).fit(x)
     with pytest.raises(
         ValueError, match=r"model_kwargs \['lamda_cov'\] are not DAGMM arguments \(did you mean 'lambda_cov'"
     ):

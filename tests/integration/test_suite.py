@@ -430,6 +430,11 @@ def test_a_file_of_before_the_resolved_column_gains_it_and_differences_are_read_
     assert changed == "" and one_sided == "model.new only now; model.old only there"  # 1 == 1.0: no change
     changed, _ = changed_settings({'{"a": 1}', '{"a": 2}'}, '{"a": 1}')
     assert changed == "a 2 there, 1 now"
+    older = {'{"model": {"beta": 1.0}}'}  # a VAE's record of before calibrated_decoder: it trained uncalibrated
+    assert changed_settings(older, '{"model": {"beta": 1.0, "calibrated_decoder": true}}')[0] == (
+        "model.calibrated_decoder False there, True now"  # (had: only told, and the file's means mixed the two)
+    )
+    assert changed_settings(older, '{"model": {"beta": 1.0, "calibrated_decoder": false}}') == ("", "")
 
 
 DEEP_VARIANT = """from torch import nn

@@ -10,7 +10,6 @@ from dagmm_lightning.losses import gaussian_kl
 from dagmm_lightning.mixture import LaplaceMixtureEnergy
 from dagmm_lightning.models import DAGMM, DAGMMPU, DAGMMVAE, DAGMMVQVAE
 from dagmm_lightning.networks import Autoencoder, Compressed, DAGMMModel, VectorQuantizer, code_usage
-from dagmm_lightning.networks.vae import VariationalAutoencoder
 
 # --- VAE --------------------------------------------------------------------------------------------
 
@@ -43,44 +42,53 @@ def test_vae_samples_in_training_and_uses_the_mean_in_eval():
     assert torch.equal(c.z, d.z) and torch.equal(c.z, mean) and c.losses == {}
 
 
-def test_calibrated_vae_weighs_its_kl_by_twice_the_reconstructions_mean_squared_error():
+def test_calibrated_vae_weighs_its_kl_by_twice_the_normal_rows_mean_squared_error():
     model = DAGMMVAE(input_dim=6, hidden_dims=(5,), latent_dim=2, n_components=2, beta=0.5, calibrated_decoder=True)
-    compression, x = model.model.compression, torch.rand(10, 6, dtype=torch.float64)
-    compression.double().train()
-    torch.manual_seed(1)
-    out = compression(x)
-    mean, log_var = (part.detach().numpy() for part in compression.encoder(x).split(2, dim=1))
-    torch.manual_seed(1)  # the same sample: the reconstruction out.x_hat came from
-    z = torch.from_numpy(mean) + torch.randn(10, 2, dtype=torch.float64) * torch.from_numpy(np.exp(0.5 * log_var))
-    assert torch.allclose(compression.decoder(z), out.x_hat)
-    variance = np.mean((x.numpy() - out.x_hat.detach().numpy()) ** 2)  # sigma^2 at its maximum likelihood
-    kl = 0.5 * np.sum(mean**2 + np.exp(log_var) - 1.0 - log_var, axis=1).mean()
-    assert out.losses["kl"].item() == pytest.approx(0.5 * 2 * variance * kl, rel=1e-9)
-    out.losses["kl"].backward()  # sigma^2 is a weight, no path of its own to the decoder
-    assert all(p.grad is None or not p.grad.any() for p in compression.decoder.parameters())
+    x = torch.rand(10, 6, dtype=torch.float64)
+    x[:3] += 5.0  # far rows, labelled as anomalies below
+    labelled = torch.arange(10) < 3
+    network = model.model.double().train()
+    for anomalies in (None, labelled):
+        torch.manual_seed(1)
+        out = network(x)
+        terms = model.training_terms(out, torch.zeros(10), anomalies)
+        mean, log_var = (part.detach().numpy() for part in network.compression.encoder(x).split(2, dim=1))
+        torch.manual_seed(1)  # the same sample: the reconstruction out.x_hat came from
+        noise = torch.randn(10, 2, dtype=torch.float64).numpy()
+        x_hat = network.compression.decoder(torch.from_numpy(mean + noise * np.exp(0.5 * log_var))).detach().numpy()
+        assert np.allclose(x_hat, out.x_hat.detach().numpy())
+        normal = slice(None) if anomalies is None else ~labelled.numpy()
+        variance = np.mean((x.numpy()[normal] - x_hat[normal]) ** 2)  # sigma^2 at its maximum likelihood
+        kl = 0.5 * np.sum(mean**2 + np.exp(log_var) - 1.0 - log_var, axis=1).mean()
+        assert terms["kl"].item() == pytest.approx(0.5 * 2 * variance * kl, rel=1e-9)
+    network.zero_grad()
+    terms["kl"].backward()  # sigma^2 is a weight, no path of its own to the decoder
+    assert all(p.grad is None or not p.grad.any() for p in network.compression.decoder.parameters())
 
 
 def test_the_uncalibrated_vaes_latent_collapses_on_scaled_rows_and_the_calibrated_ones_does_not():
     g = np.random.default_rng(0)
-    t = g.normal(size=(512, 1))  # three features along one direction, min-max scaled
-    x = np.hstack([t, 0.5 * t + 0.1 * g.normal(size=(512, 1)), -t + 0.1 * g.normal(size=(512, 1))])
+    t = g.normal(size=(256, 1))  # three features along one direction, min-max scaled
+    x = np.hstack([t, 0.5 * t + 0.1 * g.normal(size=(256, 1)), -t + 0.1 * g.normal(size=(256, 1))])
     x = torch.tensor((x - x.min(0)) / np.ptp(x, axis=0), dtype=torch.float32)
     for seed in (0, 1):
         spread, error = {}, {}
         for calibrated in (False, True):
             torch.manual_seed(seed)
-            vae = VariationalAutoencoder(3, [8], 2, "tanh", 1.0, calibrated)
-            optimiser = torch.optim.Adam(vae.parameters(), lr=0.01)
-            for _ in range(1500):  # DAGMM's reconstruction term and the VAE's
-                out = vae(x)
-                loss = (x - out.x_hat).pow(2).sum(1).mean() + out.losses["kl"]
+            model = DAGMMVAE(
+                input_dim=3, hidden_dims=(8,), latent_dim=2, n_components=1, lambda_energy=0.0, lambda_cov=0.0,
+                dropout=0.0, calibrated_decoder=calibrated,
+            )  # fmt: skip
+            optimiser = torch.optim.Adam(model.parameters(), lr=0.01)
+            for _ in range(800):  # DAGMM's reconstruction term and the VAE's KL
+                terms = model.training_terms(model.model(x), torch.zeros(256), None)
                 optimiser.zero_grad()
-                loss.backward()
+                (terms["reconstruction"] + terms["kl"]).backward()
                 optimiser.step()
             with torch.no_grad():
-                out = vae.eval()(x)
+                out = model.model.eval().represent(x, memberships=False)  # (no mixture fitted: no energy)
             spread[calibrated] = float(out.z.std(0).max())
-            error[calibrated] = float((x - out.x_hat).pow(2).sum(1).mean())
+            error[calibrated] = float(out.error.mean())
         total_variance = float(x.var(0, unbiased=False).sum())  # the error of reconstructing every row as the mean
         assert spread[False] < 0.01 and error[False] > 0.95 * total_variance  # posterior collapse
         assert spread[True] > 0.5 and error[True] < 0.05 * total_variance
