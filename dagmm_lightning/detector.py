@@ -697,7 +697,7 @@ class DAGMMDetector(BaseEstimator):
         # (mixed_loss reads its error feature two-sided: its anomaly term may set labelled anomalies apart by an
         # error lower than the normal rows' (near-copies of one event), which a one-sided reading would not see)
         labelled = {"one_sided_error": False} if self._kind == "mixed_loss" else {}
-        # (the VAE's KL weighed against its reconstruction's fitted variance: uncalibrated, the latent collapses)
+        # (the VAE's KL weighed against its reconstruction's fitted variance: uncalibrated, its latent collapsed)
         calibrated = {"calibrated_decoder": True} if issubclass(model_class, DAGMMVAE) else {}
         settings |= {**MODEL_DEFAULTS, **scoring_fit, **labelled, **calibrated, **(self.model_kwargs or {})}
         sizes = dict(n_components=None if self.n_components is None else int(self.n_components), members=int(members))

@@ -25,7 +25,8 @@ class DAGMMVAE(DAGMM):
             sigma^2 is at its maximum-likelihood value, times 2 sigma^2 (Rybkin et al., 2021, "sigma-VAE").
             False, the study's loss as configs/vae.yaml trains it: ||x - x'||^2 stands for -log p(x|z) with
             sigma^2 = 1/2, and on min-max scaled rows (squared errors of ~1e-3 a value against a KL of ~1 nat
-            a dimension) the KL wins and the latent collapses to the prior, the same mean z for every row;
+            a dimension) the KL can win: in a user's trial the latent collapsed to the prior, the same mean z
+            for every row;
             ``DAGMMDetector(variant="vae")`` sets True (BENCHMARKS.md, section 14).
         **kwargs: what ``DAGMM`` takes, but one model (``members`` 1, so no ``gaussian+laplace``).
     """
