@@ -115,7 +115,8 @@ class DAGMMDetector(BaseEstimator):
             ``dagmm`` (as ``pu`` if it subclasses DAGMMPU) with the same defaults (but the scoring fit,
             ``dagmm``'s own: give it in ``model_kwargs``). ``vae`` (and a DAGMMVAE subclass) trains with
             ``calibrated_decoder`` True (its KL weighed by the reconstruction's fitted variance; see
-            ``DAGMMVAE``), unless ``model_kwargs`` says otherwise.
+            ``DAGMMVAE``), ``vqvae`` with ``continuous_latent`` True (the mixture reads the encoder's output,
+            not the code; see ``DAGMMVQVAE``), unless ``model_kwargs`` says otherwise.
         mixture: ``gaussian``, ``laplace`` or ``gaussian+laplace`` (the ensemble's members alternate between
             the families; needs members >= 2). None: ``gaussian+laplace`` for an ensemble, else ``gaussian``.
         contamination: expected share of anomalies in (0, 0.5]; ``threshold_`` is the (1 - contamination)
@@ -697,9 +698,11 @@ class DAGMMDetector(BaseEstimator):
         # (mixed_loss reads its error feature two-sided: its anomaly term may set labelled anomalies apart by an
         # error lower than the normal rows' (near-copies of one event), which a one-sided reading would not see)
         labelled = {"one_sided_error": False} if self._kind == "mixed_loss" else {}
-        # (the VAE's KL weighed against its reconstruction's fitted variance: uncalibrated, its latent collapsed)
-        calibrated = {"calibrated_decoder": True} if issubclass(model_class, DAGMMVAE) else {}
-        settings |= {**MODEL_DEFAULTS, **scoring_fit, **labelled, **calibrated, **(self.model_kwargs or {})}
+        # (the VAE's KL weighed against its reconstruction's fitted variance: uncalibrated, its latent collapsed;
+        # the VQ-VAE's mixture on the encoder's output: on the code, a normal row on a rare one scored high)
+        variant = {"calibrated_decoder": True} if issubclass(model_class, DAGMMVAE) else {}
+        variant |= {"continuous_latent": True} if issubclass(model_class, DAGMMVQVAE) else {}
+        settings |= {**MODEL_DEFAULTS, **scoring_fit, **labelled, **variant, **(self.model_kwargs or {})}
         sizes = dict(n_components=None if self.n_components is None else int(self.n_components), members=int(members))
         check_sizes_set_together(latent, hidden)  # (here: before the data is read; the model checks them again)
         if model_class.build_mixture_energy is DAGMM.build_mixture_energy and ensembles:  # (else the model says why)

@@ -41,8 +41,9 @@ def variant_source(class_path: str) -> str | None:
 
 
 # Settings added since results files first recorded them whose defaults in some method are not what the
-# code did before: a record without one held what its absence meant (two-sided error feature, plain KL)
-ABSENT_MEANT = {"model.one_sided_error": False, "model.calibrated_decoder": False}
+# code did before: a record without one held what its absence meant (two-sided error feature, plain KL,
+# the code as the VQ-VAE's latent)
+ABSENT_MEANT = {"model.one_sided_error": False, "model.calibrated_decoder": False, "model.continuous_latent": False}
 
 
 def changed_settings(held: Iterable[str], now: str) -> tuple[str, str]:

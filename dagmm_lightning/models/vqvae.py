@@ -26,6 +26,12 @@ class DAGMMVQVAE(DAGMM):
         beta: weight of the commitment term.
         ema_decay: if set, EMA codebook updates with this decay instead of the codebook loss.
         restart_dead_codes: move codes unused by a training batch onto encoder outputs of that batch.
+        continuous_latent: the mixture reads the encoder's output before quantisation (the decoder still
+            reads the code), the penalty all its dimensions. False, the study's form: the code, at most
+            ``codebook_size`` distinct points, which a Gaussian component spans only partly (the jitter's
+            variance elsewhere), so rows on a code of a component that does not span it score far above
+            anomalies on common codes (development suite: BENCHMARKS.md, section 14);
+            ``DAGMMDetector(variant="vqvae")`` sets True.
         **kwargs: what ``DAGMM`` takes (``latent_dim`` is the code size), but one model (``members`` 1, so
             no ``gaussian+laplace``) and no ``compile``.
     """
@@ -40,6 +46,7 @@ class DAGMMVQVAE(DAGMM):
         beta: float = 0.25,
         ema_decay: float | None = None,
         restart_dead_codes: bool = True,
+        continuous_latent: bool = False,
         **kwargs,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -47,10 +54,12 @@ class DAGMMVQVAE(DAGMM):
     def build_compression(self) -> nn.Module:
         hp = self.hparams
         quantizer = VectorQuantizer(hp.codebook_size, hp.latent_dim, hp.beta, hp.ema_decay, hp.restart_dead_codes)
-        return VectorQuantizedAutoencoder(hp.input_dim, hp.hidden_dims, hp.latent_dim, hp.activation, quantizer)
+        return VectorQuantizedAutoencoder(
+            hp.input_dim, hp.hidden_dims, hp.latent_dim, hp.activation, quantizer, hp.continuous_latent
+        )
 
     def model_options(self) -> dict:
-        return {"penalty_dims": slice(self.hparams.latent_dim, None)}
+        return {} if self.hparams.continuous_latent else {"penalty_dims": slice(self.hparams.latent_dim, None)}
 
     def training_terms(
         self, out: DAGMMOutput, y: torch.Tensor, labelled: torch.Tensor | None

@@ -92,8 +92,9 @@ def code_usage(codes: torch.Tensor, codebook_size: int) -> tuple[torch.Tensor, t
 class VectorQuantizedAutoencoder(nn.Module):
     """``Autoencoder`` with a ``VectorQuantizer`` between encoder and decoder; codes have ``latent_dim``.
 
-    The latent is the quantised code (straight-through), so the mixture sees a few discrete values along
-    it: the model's penalty then skips those dimensions and the jitter floors their variance.
+    The decoder reads the quantised code (straight-through). The latent the mixture sees is that code
+    (``continuous_latent`` False: a few discrete values, so the model's penalty skips those dimensions and
+    the jitter floors their variance) or the encoder's output before quantisation (True).
     """
 
     def __init__(
@@ -103,11 +104,14 @@ class VectorQuantizedAutoencoder(nn.Module):
         latent_dim: int,
         activation: Activation,
         quantizer: VectorQuantizer,
+        continuous_latent: bool = False,
     ) -> None:
         super().__init__()
         self.autoencoder = Autoencoder(input_dim, hidden_dims, latent_dim, activation)
         self.quantizer = quantizer
+        self.continuous_latent = continuous_latent
 
     def forward(self, x: torch.Tensor) -> Compressed:
-        z_q, codes, losses = self.quantizer(self.autoencoder.encoder(x))
-        return Compressed(z_q, self.autoencoder.decoder(z_q), losses, codes)
+        z_e = self.autoencoder.encoder(x)
+        z_q, codes, losses = self.quantizer(z_e)
+        return Compressed(z_e if self.continuous_latent else z_q, self.autoencoder.decoder(z_q), losses, codes)

@@ -225,7 +225,7 @@ def test_sigterm_during_fit_ends_the_process_as_it_asked_not_as_a_ctrl_c(monkeyp
     assert signal.getsignal(signal.SIGTERM) == handler and not hasattr(det, "model_")
 
 
-def test_the_vae_variant_trains_with_a_calibrated_decoder_unless_told_otherwise():
+def test_the_vae_and_vqvae_variants_take_their_suite_defaults_unless_told_otherwise():
     x = blobs(n=120, outliers=0)[0]
     det = DAGMMDetector(variant="vae", epochs=1, random_state=0).fit(x)
     assert det.model_.hparams.calibrated_decoder
@@ -234,6 +234,10 @@ def test_the_vae_variant_trains_with_a_calibrated_decoder_unless_told_otherwise(
     assert not det.model_.hparams.calibrated_decoder  # the study's loss, as configs/vae.yaml trains it
     with pytest.raises(ValueError, match=r"model_kwargs \['calibrated_decoder'\] are not DAGMM arguments"):
         DAGMMDetector(epochs=1, model_kwargs={"calibrated_decoder": True}).fit(x)  # the VAE's own
+    det = DAGMMDetector(variant="vqvae", epochs=1, random_state=0).fit(x)
+    assert det.model_.hparams.continuous_latent and det.resolved_settings()["model"]["continuous_latent"] is True
+    det = DAGMMDetector(variant="vqvae", epochs=1, random_state=0, model_kwargs={"continuous_latent": False}).fit(x)
+    assert not det.model_.model.compression.continuous_latent  # the study's: the code
 
 
 def test_clone_and_set_params_round_trip():

@@ -435,6 +435,9 @@ def test_a_file_of_before_the_resolved_column_gains_it_and_differences_are_read_
         "model.calibrated_decoder False there, True now"  # (had: only told, and the file's means mixed the two)
     )
     assert changed_settings(older, '{"model": {"beta": 1.0, "calibrated_decoder": false}}') == ("", "")
+    assert changed_settings(older, '{"model": {"beta": 1.0, "continuous_latent": true}}')[0] == (
+        "model.continuous_latent False there, True now"
+    )
 
 
 DEEP_VARIANT = """from torch import nn

@@ -123,6 +123,25 @@ def test_vq_encoder_gets_gradients_through_the_dagmm_objective():
     assert model.model.compression.quantizer.codebook.grad.abs().sum() > 0
 
 
+def test_a_continuous_latent_gives_the_mixture_the_encoders_output_and_the_decoder_the_code():
+    torch.manual_seed(0)
+    x = torch.rand(16, 6)
+    for continuous in (False, True):
+        model = DAGMMVQVAE(
+            input_dim=6, hidden_dims=(5,), latent_dim=2, n_components=2, codebook_size=4, continuous_latent=continuous
+        )
+        network = model.model.eval()
+        compression = network.compression
+        z_e = compression.autoencoder.encoder(x)
+        codebook = compression.quantizer.codebook.detach()
+        nearest = torch.cdist(z_e, codebook).argmin(1)  # the code of each row, computed here
+        out = network.represent(x, memberships=False)
+        assert torch.equal(out.codes, nearest)
+        assert torch.allclose(out.z, z_e if continuous else codebook[nearest])
+        assert torch.allclose(out.x_hat, compression.autoencoder.decoder(codebook[nearest]))  # the code, either way
+        assert network.penalty_dims == (None if continuous else slice(2, None))  # no discrete dimension to skip
+
+
 def test_dead_codes_are_restarted_and_usage_is_measured():
     quantizer = VectorQuantizer(codebook_size=4, code_dim=1, restart_dead_codes=True)
     with torch.no_grad():
