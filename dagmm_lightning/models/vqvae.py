@@ -15,10 +15,11 @@ class DAGMMVQVAE(DAGMM):
     The latent code is the nearest entry of a learned codebook (straight-through gradient); the loss adds
     the codebook term (unless EMA updates the codebook) and the commitment term.
 
-    The codebook size is its own setting, not the mixture's K. Since the code part of the mixture rows
-    takes only a few discrete values, a component's variance along it can be ~0: the covariance-diagonal
-    penalty P = sum 1/Sigma_jj would explode. Here P covers only the continuous part (the reconstruction
-    features), and the mixture's ``jitter`` is the variance floor of the code part (the config uses 1e-4).
+    The codebook size is its own setting, not the mixture's K. Where the mixture rows hold the code (not
+    ``continuous_latent``), that part takes only a few discrete values, so a component's variance along it
+    can be ~0: the covariance-diagonal penalty P = sum 1/Sigma_jj would explode. There P covers only the
+    continuous part (the reconstruction features), and the mixture's ``jitter`` is the variance floor of
+    the code part (the config uses 1e-4).
     Code usage is logged as ``train/code_perplexity`` and ``train/dead_codes``.
 
     Args:
