@@ -113,10 +113,10 @@ class DAGMMDetector(BaseEstimator):
             (y marks labelled normal rows, 0; -1, NaN or blank the unlabelled; 1 is refused); or a DAGMM
             subclass (README, "Your own variant") or its dotted path (``"my_variants.Wider"``), trained as
             ``dagmm`` (as ``pu`` if it subclasses DAGMMPU) with the same defaults (but the scoring fit,
-            ``dagmm``'s own: give it in ``model_kwargs``). ``vae`` (and a DAGMMVAE subclass) trains with
-            ``calibrated_decoder`` True (its KL weighed by the reconstruction's fitted variance; see
-            ``DAGMMVAE``), ``vqvae`` with ``continuous_latent`` True (the mixture reads the encoder's output,
-            not the code; see ``DAGMMVQVAE``), unless ``model_kwargs`` says otherwise.
+            ``dagmm``'s own: give it in ``model_kwargs``). A variant class's ``detector_defaults`` join
+            these (``vae``, and a DAGMMVAE subclass: ``calibrated_decoder`` True, its KL weighed by the
+            reconstruction's fitted variance; ``vqvae``: ``continuous_latent`` True, the mixture on the
+            encoder's output, not the code), unless ``model_kwargs`` says otherwise.
         mixture: ``gaussian``, ``laplace`` or ``gaussian+laplace`` (the ensemble's members alternate between
             the families; needs members >= 2). None: ``gaussian+laplace`` for an ensemble, else ``gaussian``.
         contamination: expected share of anomalies in (0, 0.5]; ``threshold_`` is the (1 - contamination)
@@ -698,10 +698,7 @@ class DAGMMDetector(BaseEstimator):
         # (mixed_loss reads its error feature two-sided: its anomaly term may set labelled anomalies apart by an
         # error lower than the normal rows' (near-copies of one event), which a one-sided reading would not see)
         labelled = {"one_sided_error": False} if self._kind == "mixed_loss" else {}
-        # (the VAE's KL weighed against its reconstruction's fitted variance: uncalibrated, its latent collapsed;
-        # the VQ-VAE's mixture on the encoder's output: on the code, a normal row on a rare one scored high)
-        variant = {"calibrated_decoder": True} if issubclass(model_class, DAGMMVAE) else {}
-        variant |= {"continuous_latent": True} if issubclass(model_class, DAGMMVQVAE) else {}
+        variant = model_class.detector_defaults  # (the VAE's calibrated decoder, the VQ-VAE's continuous latent)
         settings |= {**MODEL_DEFAULTS, **scoring_fit, **labelled, **variant, **(self.model_kwargs or {})}
         sizes = dict(n_components=None if self.n_components is None else int(self.n_components), members=int(members))
         check_sizes_set_together(latent, hidden)  # (here: before the data is read; the model checks them again)

@@ -459,6 +459,7 @@ class DAGMM(L.LightningModule):
     learns_from_known_normals = False  # the positive-unlabeled split's labelled normal rows: DAGMMPU's
     threshold_from_contamination = True  # the (1 - contamination) quantile of some rows' scores (not PU's c / 2)
     compiles = True  # whether ``compile`` is supported
+    detector_defaults: dict = {}  # settings DAGMMDetector gives this variant beside its own (model_kwargs win)
 
     @classmethod
     def _compression_without_members(cls) -> bool:

@@ -32,6 +32,7 @@ class DAGMMVAE(DAGMM):
     """
 
     ensembles = False
+    detector_defaults = {"calibrated_decoder": True}  # (uncalibrated, its latent collapsed)
 
     def __init__(self, *args, beta: float = 1.0, calibrated_decoder: bool = False, **kwargs) -> None:
         if beta < 0:

@@ -38,6 +38,7 @@ class DAGMMVQVAE(DAGMM):
     """
 
     ensembles = False
+    detector_defaults = {"continuous_latent": True}  # (on the code, normal rows on rare codes scored high)
     compiles = False  # codebook updates and usage logging inside the step
 
     def __init__(
