@@ -704,8 +704,8 @@ class AnomalyDataModule(L.LightningDataModule):
         ]
         if differ:
             raise DataError(
-                f"this run's split differs from the checkpoint's ({'; '.join(differ)}): its test rows would overlap "
-                "the rows the model was trained on. Leave the data settings to the checkpoint, or pass its own."
+                f"this run's split differs from the checkpoint's ({'; '.join(differ)}): its test rows may hold rows "
+                "the model was trained on. Leave the data settings to the checkpoint, or pass its own."
             )
         where = self.path if self.dataset == TABLE and self.path else f"data set {self.dataset!r}"
         rows_then = state_dict.get("n_rows")
