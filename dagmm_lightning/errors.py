@@ -10,6 +10,8 @@ import warnings
 from pathlib import Path
 from typing import Any, get_args
 
+import numpy as np
+
 # The modules a warning is not shown as coming from: ours, and those between a user's call and our code
 # (a detector's fit runs the model's hooks inside Lightning's loops)
 LIBRARIES = ("dagmm_lightning.", "lightning.", "lightning_fabric.", "pytorch_lightning.", "lightning_utilities.")
@@ -127,6 +129,14 @@ def check_range(
     below = value < high if high_open else value <= high
     if not (above and below):
         raise ConfigurationError(f"{name} must be in {interval}, got {value}")
+
+
+def check_flags(**flags: Any) -> None:
+    """Raise ``ConfigurationError`` unless each value is True or False (numpy's too): ``"false"`` or
+    ``"no"``, being truthy, would switch an option on."""
+    for name, value in flags.items():
+        if not isinstance(value, (bool, np.bool_)):
+            raise ConfigurationError(f"{name} must be True or False, got {value!r}")
 
 
 def check_layer_sizes(name: str, sizes: Any) -> None:

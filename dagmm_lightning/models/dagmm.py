@@ -35,6 +35,7 @@ from dagmm_lightning.errors import (
     DataError,
     NonFiniteError,
     check_choice,
+    check_flags,
     check_layer_sizes,
     check_range,
 )
@@ -338,6 +339,12 @@ class DAGMM(L.LightningModule):
         weights = dict(lambda_energy=lambda_energy, lambda_cov=lambda_cov, anomaly_margin=anomaly_margin)
         for name, weight in dict(weights, reconstruction_weight=reconstruction_weight).items():
             check_range(name, weight, 0.0, math.inf, high_open=True)  # below 0 a loss rewards what it should not
+        check_flags(
+            energy_trains_compression=energy_trains_compression,
+            error_feature=error_feature,
+            one_sided_error=one_sided_error,
+            compile=compile,
+        )
         for name, sizes in dict(hidden_dims=hidden_dims, estimation_hidden=estimation_hidden).items():
             if sizes is not None:
                 check_layer_sizes(name, sizes)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from dagmm_lightning.errors import ConfigurationError
+from dagmm_lightning.errors import ConfigurationError, check_flags
 from dagmm_lightning.models.dagmm import DAGMM
 from dagmm_lightning.networks import DAGMMOutput, VariationalAutoencoder
 
@@ -37,6 +37,7 @@ class DAGMMVAE(DAGMM):
     def __init__(self, *args, beta: float = 1.0, calibrated_decoder: bool = False, **kwargs) -> None:
         if beta < 0:
             raise ConfigurationError(f"beta must be >= 0, got {beta}")
+        check_flags(calibrated_decoder=calibrated_decoder)
         super().__init__(*args, **kwargs)
 
     def build_compression(self) -> nn.Module:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from dagmm_lightning.errors import check_flags
 from dagmm_lightning.models.dagmm import DAGMM
 from dagmm_lightning.networks import DAGMMOutput, VectorQuantizedAutoencoder, VectorQuantizer, code_usage
 
@@ -51,6 +52,7 @@ class DAGMMVQVAE(DAGMM):
         continuous_latent: bool = False,
         **kwargs,
     ) -> None:
+        check_flags(restart_dead_codes=restart_dead_codes, continuous_latent=continuous_latent)
         super().__init__(*args, **kwargs)
 
     def build_compression(self) -> nn.Module:

@@ -430,3 +430,21 @@ def test_a_model_class_that_is_not_a_network_is_refused_as_its_variant_is_made()
 
         class NotANetwork(DAGMM):  # had: AttributeError ... 'mask_inputs' from the first setup
             model_class = str
+
+
+@pytest.mark.parametrize(
+    "model_class, flag",
+    [
+        (DAGMM, "error_feature"),
+        (DAGMM, "energy_trains_compression"),
+        (DAGMMVAE, "calibrated_decoder"),
+        (DAGMMVQVAE, "continuous_latent"),
+        (DAGMMVQVAE, "restart_dead_codes"),
+    ],
+)
+def test_a_switch_given_as_text_or_a_number_is_refused_not_read_as_true(model_class, flag):
+    # ("false" is truthy: it had switched the option on)
+    for value in ("false", 0, None):
+        with pytest.raises(ValueError, match=rf"{flag} must be True or False, got {value!r}"):
+            model_class(4, hidden_dims=(4,), latent_dim=2, **{flag: value})
+    assert bool(model_class(4, hidden_dims=(4,), latent_dim=2, **{flag: np.bool_(False)}).hparams[flag]) is False
