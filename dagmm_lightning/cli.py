@@ -648,6 +648,24 @@ def class_options(class_path: str) -> list[str]:
     return [p for p in inspect.signature(cls).parameters if p not in ("self", "args", "kwargs")]
 
 
+def refuse_own_callbacks_given_again(callbacks: list) -> None:
+    """``--trainer.callbacks`` (their config: class paths) adding a callback every dagmm command has
+    (``--metrics``, ``--figures``, ``--prediction_writer``): a second AnomalyMetrics had logged the mean of
+    the two's values under each name; Lightning refused a second AnomalyFigures with a traceback."""
+    own = {AnomalyMetrics: "metrics", AnomalyFigures: "figures", PredictionCSVWriter: "prediction_writer"}
+    for callback in callbacks:
+        given = callback if isinstance(callback, type) else type(callback)
+        if hasattr(callback, "class_path"):  # (a config's Namespace, before the trainer is made)
+            given = imported_class(callback.class_path)
+        kind = next((k for k in own if isinstance(given, type) and issubclass(given, k)), None)
+        if kind is not None:
+            raise ConfigurationError(
+                f"--trainer.callbacks adds another {kind.__name__} beside the one every dagmm command has "
+                f"(--{own[kind]}): the two would log or write under the same names; drop it from "
+                f"--trainer.callbacks and give its settings as --{own[kind]}.NAME"
+            )
+
+
 class DAGMMCLI(LightningCLI):
     _replacing_predictions = False  # predict's output file existed before the run (before_predict)
 
@@ -671,6 +689,7 @@ class DAGMMCLI(LightningCLI):
                 "Lightning's 1,000 epochs unless --trainer.max_epochs), far below the improved method on most "
                 "tables: --config configs/improved.yaml --config configs/table.yaml"
             )
+        refuse_own_callbacks_given_again(config.get("trainer.callbacks") or [])
         optimizer, scheduler = config.get("optimizer"), config.get("lr_scheduler")
         if scheduler is not None and optimizer is None:  # Lightning would use neither
             raise ConfigurationError(

@@ -810,3 +810,18 @@ def test_the_readmes_own_variant_trains_from_the_command_line_and_loads_in_pytho
     assert type(detector.model_) is namespace["DeepDAGMM"] and np.isfinite(detector.threshold_)
     with torch.no_grad():
         assert torch.equal(detector.model_.score(x), scores)  # the checkpoint's weights and fitted mixture
+
+
+def test_a_second_metrics_callback_in_trainer_callbacks_is_refused(tmp_path):
+    # (it had run, and TensorBoard's val/f1_top20 was the mean of the two callbacks' values)
+    extra = ["--trainer.callbacks+=AnomalyMetrics", "--trainer.callbacks.percentiles", "[20]"]
+    with pytest.raises(
+        ValueError, match=r"adds another AnomalyMetrics beside the one every dagmm command has \(--metrics\)"
+    ):
+        run(["fit", "--config", "configs/quickstart.yaml", *extra], tmp_path)
+    assert not (tmp_path / "logs").exists()  # refused before training
+    extra = ["--trainer.callbacks+=dagmm_lightning.callbacks.AnomalyFigures"]
+    with pytest.raises(
+        ValueError, match=r"another AnomalyFigures beside the one every dagmm command has \(--figures\)"
+    ):
+        run(["fit", "--config", "configs/quickstart.yaml", *extra], tmp_path)
