@@ -499,7 +499,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.suite:
         if args.out is None:
             parser.error("--suite needs --out")
-        given = [flag for flag, default in CONFIGS_ONLY.items() if getattr(args, flag[2:].replace("-", "_")) != default]
+        typed = {token.split("=", 1)[0] for token in (sys.argv[1:] if argv is None else argv)}  # (no abbreviations)
+        given = [  # (given at its default too: --protocol paper had run the suite's one-class split without a word)
+            flag
+            for flag, default in CONFIGS_ONLY.items()
+            if flag in typed or getattr(args, flag[2:].replace("-", "_")) != default
+        ]
         if given == ["--baselines"]:
             parser.error(
                 "--suite always runs the baselines (IsolationForest, k-NN, LOF, GaussianMixture): leave out --baselines"

@@ -245,6 +245,8 @@ def run_suite(
     if protocol not in SPLITS:
         raise ConfigurationError(f"protocol {protocol!r}: one of {', '.join(SPLITS)}")
     if not folder.is_dir():
+        if folder.is_file():
+            raise DataError(f"{folder} is a file; --suite takes the folder of .npz tables that holds it")
         raise DataError(f"no such folder: {folder}")
     tables = sorted(folder.glob("*.npz"), key=lambda p: table_order(p.stem))
     if not tables:
@@ -264,13 +266,18 @@ def run_suite(
                 f"{csv_path} holds results of the {held[0]} protocol, not {protocol}: resume it with "
                 f"--suite-protocol {held[0]}, or give another --out"
             )
-    other = {r["settings"] for r in rows if r["method"] == method and json.loads(r.get("settings") or "{}") != settings}
+    resolved = resolved_json(settings)  # (first: a bad value is named as such, not as 'other settings')
+
+    other = {  # settings as typed, or where those differ (a default spelled out), as resolved (--seeds: the seed)
+        r["settings"]
+        for r in rows
+        if r["method"] == method and json.loads(r.get("settings") or "{}") != settings and r.get("resolved") != resolved
+    }
     if other:
         raise ConfigurationError(
             f"{csv_path} holds {method} rows with other --detector settings ({', '.join(sorted(other))}); give "
             "another --out, or --tag"
         )
-    resolved = resolved_json(settings)
     check_resolved_settings(csv_path, [r for r in rows if r["method"] == method], method, resolved)
     if any(r["method"] == method and not r.get("resolved") for r in rows):
         print(f"({csv_path}'s {method} rows of before the resolved column: their defaults are not checked)")
@@ -280,9 +287,10 @@ def run_suite(
         raise ConfigurationError(f"--detector: {err}") from None
     timed = sorted({r["threads"] for r in rows if r["method"] == method and r.get("threads")} - {str(used)})
     if timed:  # (the ROC AUC hardly moves; the seconds do)
+        unit = "thread" if timed == ["1"] else "threads"
         print(
-            f"({csv_path}'s {method} rows were timed with {', '.join(timed)} threads, these with {used}: its "
-            "seconds per seed will mix them)"
+            f"({csv_path}'s {method} rows were timed with {', '.join(timed)} {unit}, these with {used}: its seconds "
+            "per seed will mix them)"
         )
     if csv_path.is_file():  # written before the hashes, the protocol or the resolved column: those added
         add_columns(csv_path, SUITE_FIELDS)  # (old rows blank there: unchecked, one-class)

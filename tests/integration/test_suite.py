@@ -111,8 +111,15 @@ def test_suite_runs_every_table_and_method_resumably(tmp_path, capsys, monkeypat
         assert f"{suite_only[0]}: only with --suite" in capsys.readouterr().err
     with pytest.raises(ValueError, match="holds dagmm_detector rows with other --detector settings"):
         main([*args[:5], '{"epochs": 3}', *args[6:]])
+    with pytest.raises(ValueError, match="--detector: epochs must be an integer >= 1 or None, got -3"):
+        main([*args[:5], '{"epochs": -3}', *args[6:]])  # had: 'other --detector settings'
+    capsys.readouterr()
+    main([*args[:5], '{"epochs": 2, "n_components": 4, "contamination": 0.1}', *args[6:]])  # the defaults, named
+    assert "0 runs to do, 10 already in" in capsys.readouterr().out  # had: refused as other settings
     with pytest.raises(ValueError, match="no such folder"):
         main(["--suite", str(tmp_path / "none"), "--out", str(out)])
+    with pytest.raises(ValueError, match="1_toy.npz is a file; --suite takes the folder of .npz tables that holds it"):
+        main(["--suite", str(folder / "1_toy.npz"), "--out", str(out)])
 
 
 def test_a_method_of_a_few_milliseconds_records_its_time_not_zero(tmp_path, monkeypatch):
@@ -250,6 +257,8 @@ def test_options_of_configs_runs_and_another_results_file_are_refused_with_a_sui
         ),  # had: settings in --detector
         (["--baselines", "--epochs", "2"], "^dagmm: error: --epochs: for --configs"),  # (--baselines: always run)
         (["--protocol", "reimplementation"], "--protocol is for --configs runs; the suite's is --suite-protocol"),
+        (["--protocol", "paper"], "--protocol is for --configs runs"),  # had: its default, so not told, not run
+        (["--jobs=1"], "--jobs: for --configs runs, not --suite"),
         (["--suite-protocol", "contaminate"], "--suite-protocol: 'contaminate' is not one of"),  # had: --suite_protocol
         (
             ["--baselines"],
