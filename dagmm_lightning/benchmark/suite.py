@@ -69,6 +69,8 @@ def read_table(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if table.is_anomaly is None:
         raise DataError(f"{path} holds no y; a suite table holds X (rows x features) and y (a label each)")
     x, y = table.features.to_numpy(dtype=np.float64), table.is_anomaly.astype(np.int64)
+    if x.shape[1] == 0:  # (had: read, and a failed row of every method)
+        raise DataError(f"{path}: X has no columns; a suite table holds X (rows x features) and y (a label each)")
     if not np.isfinite(x).all():
         row, column = np.argwhere(~np.isfinite(x))[0]
         raise DataError(

@@ -229,6 +229,7 @@ def test_a_table_without_labels_or_anomalies_stops_the_suite_before_any_row(tmp_
         ("2_nan_x.npz", dict(X=np.where(np.eye(60, 3, -7) > 0, np.nan, x), y=np.ones(60)), "nan at row 7, column 0"),
         ("2_text.npz", dict(X=np.full((60, 3), "abc"), y=np.ones(60)), "must hold real numbers, got dtype <U3"),
         ("2_cut.npz", None, "2_cut.npz is not a readable NPZ file"),
+        ("2_no_columns.npz", dict(X=np.zeros((60, 0)), y=np.r_[np.zeros(54), np.ones(6)]), "X has no columns"),
     ]:
         if arrays is None:  # a file cut short
             np.savez(folder / bad, X=x, y=np.ones(60))
