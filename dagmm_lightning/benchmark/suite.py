@@ -302,10 +302,10 @@ def run_suite(
     pending = [p for p in chosen if any((p.stem, s, m) not in done for s in seeds for m in methods)]
     runs = [(p.stem, s, m) for p in chosen for s in seeds for m in methods]
     to_do = sum(run not in done for run in runs)
-    print(f"{to_do} run{'' if to_do == 1 else 's'} to do, {len(runs) - to_do} already in {csv_path}", flush=True)
-    for path in pending:  # every table checked before any runs: a bad one stops the suite, not its middle
+    for path in pending:  # every table checked before any runs (and the count): a bad one stops the suite first
         if path.stem not in fingerprints:
             fingerprints[path.stem] = table_fingerprint(*read_table(path))
+    print(f"{to_do} run{'' if to_do == 1 else 's'} to do, {len(runs) - to_do} already in {csv_path}", flush=True)
     for path in pending:
         x, y = read_table(path)
         if len(x) > MAX_ROWS:  # (the protocol's rule: said, as the README's protocol says)

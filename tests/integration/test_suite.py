@@ -211,7 +211,7 @@ def test_report_rewrites_a_suite_file_and_matrix_refuses_one(tmp_path, capsys):
     assert "--suite results (ROC AUC per table); --matrix combines --configs runs" in capsys.readouterr().err
 
 
-def test_a_table_without_labels_or_anomalies_stops_the_suite_before_any_row(tmp_path):
+def test_a_table_without_labels_or_anomalies_stops_the_suite_before_any_row(tmp_path, capsys):
     folder = tmp_path / "tables"
     folder.mkdir()
     x = np.random.default_rng(0).normal(size=(60, 3))
@@ -239,6 +239,7 @@ def test_a_table_without_labels_or_anomalies_stops_the_suite_before_any_row(tmp_
         with pytest.raises(ValueError, match=message):
             main(["--suite", str(folder), "--seeds", "0", "--out", str(tmp_path / "out")])
         assert not (tmp_path / "out.csv").exists()  # 1_ok.npz did not run either
+        assert "runs to do" not in capsys.readouterr().out  # (had: counted, then stopped)
         (folder / bad).unlink()
 
 
