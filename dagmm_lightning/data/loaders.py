@@ -25,6 +25,7 @@ from dagmm_lightning.data.tables import (
     csv_delimiter,
     infer_symbolic_columns,
     ragged_line,
+    warn_if_csv_texts_read_as_missing,
     warn_if_headerless,
 )
 from dagmm_lightning.errors import DataError, MissingLabelError, existing_file, warn
@@ -376,6 +377,7 @@ def read_user_table(
         ignored = [c for c in ignore_columns or [] if c not in absent]
         label = f"the label column {label_column!r} and " if labels is not None else ""
         raise DataError(f"{path} has no feature columns left: its columns are {label}ignore_columns {ignored}")
+    as_read = frame  # (infer_symbolic_columns makes texts such as ' NA ' missing values, and warns of them)
     if symbolic_columns is None:
         frame, symbolic_columns = infer_symbolic_columns(frame)
     missing = [c for c in symbolic_columns if c not in frame.columns]
@@ -383,6 +385,8 @@ def read_user_table(
         raise DataError(f"symbolic columns {missing} are not in {path}")
     if not label_optional:  # (scoring: the checkpoint's list, and the encoding names a text value)
         check_unlisted_text(frame, symbolic_columns)
+        if not parquet:
+            warn_if_csv_texts_read_as_missing(path, as_read, symbolic_columns)
     frame = frame.rename(columns=str)
     return RawTable(frame, labels, [str(c) for c in symbolic_columns])
 

@@ -48,6 +48,7 @@ from dagmm_lightning.data.tables import (
     not_numbers,
     open_text,
     ragged_line,
+    warn_if_csv_texts_read_as_missing,
     warn_if_headerless,
 )
 from dagmm_lightning.distributed import rank, world_size
@@ -407,6 +408,8 @@ def scan_file(
     if missing:
         raise DataError(f"symbolic columns {missing} are not in {path}")
     check_unlisted_text(features, symbolic_columns)
+    if not str(path).lower().endswith(PARQUET_SUFFIXES):  # (on the first chunk's rows)
+        warn_if_csv_texts_read_as_missing(path, features, symbolic_columns)
     numeric = [c for c in features.columns if c not in symbolic_columns]
     types = dict.fromkeys(numeric, pa.float64()) | dict.fromkeys([*symbolic_columns, *label, *ignored], pa.string())
     categories, labels, n_rows = {c: set() for c in symbolic_columns}, [], 0

@@ -500,6 +500,32 @@ def warn_if_missing_text_beside_missing(column, values: pd.Series) -> None:
         )
 
 
+def warn_if_csv_texts_read_as_missing(path: Path, frame: pd.DataFrame, columns: list) -> None:
+    """``warn_if_missing_text_beside_missing`` for a CSV file's ``columns`` that became categories: the
+    readers have made both blanks and texts such as ``NA`` missing values, so those columns of ``frame``
+    (the file's first ``len(frame)`` rows), where they hold a missing value, are read again as written."""
+
+    def told(values: pd.Series) -> bool:  # a text kept as written (' NA '): infer_symbolic_columns warned
+        return bool(values.dropna().astype(str).str.strip().isin(MISSING_TEXT).any())
+
+    missing = [c for c in columns if c in frame.columns and frame[c].isna().any() and not told(frame[c])]
+    if not missing:
+        return
+    kept = pd.read_csv(  # (only these columns, as text, and only the rows of frame)
+        path,
+        sep=csv_delimiter(path),
+        index_col=False,
+        usecols=missing,
+        nrows=len(frame),
+        dtype=str,
+        keep_default_na=False,
+        encoding_errors="replace",
+    )
+    for column in missing:
+        written = kept[column]
+        warn_if_missing_text_beside_missing(column, written.where(written.str.strip() != "", None))
+
+
 def infer_symbolic_columns(
     frame: pd.DataFrame,
     bools_symbolic: bool = True,

@@ -1316,3 +1316,28 @@ def test_arrays_without_labels_or_with_labels_other_than_zero_one_and_the_module
     splits = labelled.splits
     rows = f"rows: train {len(splits.train)}, val {len(splits.val)}, test {len(splits.test)}"
     assert repr(labelled) == text[:-1] + f"; {rows})" and len(splits.test) == 50
+
+
+def test_a_csv_whose_na_text_and_blanks_both_read_as_missing_is_warned_of(tmp_path):
+    # (pandas' and pyarrow's CSV readers make 'NA' missing, as a blank: a Parquet file had been warned of, a CSV not)
+    rng = np.random.default_rng(0)
+    region = rng.choice(["AS", "EU", "NA"], 300).astype(object)
+    region[:5] = None
+    frame = pd.DataFrame({"x": rng.normal(size=300), "region": region, "y": np.r_[np.ones(10), np.zeros(290)]})
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    frame.fillna({"region": "EU"}).to_csv(tmp_path / "no_blanks.csv", index=False)
+    for name, expected in (("t.csv", 1), ("no_blanks.csv", 0)):
+        for out_of_core in (False, True):
+            dm = AnomalyDataModule("table", path=tmp_path / name, label_column="y", out_of_core=out_of_core)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                dm.setup("fit")
+            merged = [str(w.message) for w in caught if "which reads as missing" in str(w.message)]
+            assert (
+                merged
+                == [
+                    "column 'region' holds missing values and the text 'NA', which reads as missing too: they are one "
+                    "category; if it is a value (NA for North America?), write it otherwise (e.g. 'N.A.')"
+                ]
+                * expected
+            ), (name, out_of_core)
