@@ -23,6 +23,7 @@ from dagmm_lightning.data.tables import (
     check_rows_complete,
     check_unlisted_text,
     csv_delimiter,
+    ignoring,
     infer_symbolic_columns,
     ragged_line,
     warn_if_csv_texts_read_as_missing,
@@ -378,13 +379,14 @@ def read_user_table(
         label = f"the label column {label_column!r} and " if labels is not None else ""
         raise DataError(f"{path} has no feature columns left: its columns are {label}ignore_columns {ignored}")
     as_read = frame  # (infer_symbolic_columns makes texts such as ' NA ' missing values, and warns of them)
-    if symbolic_columns is None:
-        frame, symbolic_columns = infer_symbolic_columns(frame)
-    missing = [c for c in symbolic_columns if c not in frame.columns]
-    if missing:
-        raise DataError(f"symbolic columns {missing} are not in {path}")
-    if not label_optional:  # (scoring: the checkpoint's list, and the encoding names a text value)
-        check_unlisted_text(frame, symbolic_columns)
+    with ignoring(ignore_columns):
+        if symbolic_columns is None:
+            frame, symbolic_columns = infer_symbolic_columns(frame)
+        missing = [c for c in symbolic_columns if c not in frame.columns]
+        if missing:
+            raise DataError(f"symbolic columns {missing} are not in {path}")
+        if not label_optional:  # (scoring: the checkpoint's list, and the encoding names a text value)
+            check_unlisted_text(frame, symbolic_columns)
         if not parquet:
             warn_if_csv_texts_read_as_missing(path, as_read, symbolic_columns)
     frame = frame.rename(columns=str)

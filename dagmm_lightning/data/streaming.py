@@ -43,6 +43,7 @@ from dagmm_lightning.data.tables import (
     empty_column_error,
     identifier_error,
     identifier_like,
+    ignoring,
     infer_symbolic_columns,
     line_of_value,
     not_numbers,
@@ -387,6 +388,13 @@ def scan_file(
     (``infer_symbolic_columns``: text and true/false; text of numbers only is numeric; dates and ids
     refused, ids also on the whole file); the pass reads every other column as float64 and these as text,
     as the encoding passes do; ``ignore_columns`` are read as text and left out."""
+    with ignoring(ignore_columns):  # (advice to ignore a column keeps those given)
+        return _scan_file(path, label_column, symbolic_columns, chunk_rows, ignore_columns)
+
+
+def _scan_file(
+    path: Path, label_column: str | None, symbolic_columns: list[str] | None, chunk_rows: int, ignore_columns
+) -> FileScan:
     table_file(path)
     label, ignored = [label_column] if label_column else [], list(ignore_columns or [])
     text = dict.fromkeys([*(symbolic_columns or []), *label, *ignored], pa.string())

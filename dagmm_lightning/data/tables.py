@@ -13,6 +13,8 @@ import re
 import shlex
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -370,11 +372,26 @@ def identifier_error(
     )
 
 
+IGNORED_ALREADY: ContextVar[tuple[str, ...]] = ContextVar("ignored_already", default=())
+
+
+@contextmanager
+def ignoring(columns: list | None):
+    """Inside, ``leave_out`` names ``columns`` (the ignore_columns given) before the column it advises to
+    leave out: its advice, copied, keeps them (it had named that one alone)."""
+    token = IGNORED_ALREADY.set(tuple(str(c) for c in columns or ()))
+    try:
+        yield
+    finally:
+        IGNORED_ALREADY.reset(token)
+
+
 def leave_out(drop: str, column) -> str:
     """``drop`` (how to leave a column out) for ``column``: ``IGNORE`` names it as the list to give, quoted
     (``ignore_columns '["Unnamed: 0"]'``: without the double quotes, YAML reads that colon as a mapping;
-    without the single ones, a shell drops the double ones)."""
-    return drop.format(shlex.quote(json.dumps([str(column)], ensure_ascii=False)))
+    without the single ones, a shell drops the double ones), after the columns ignored already (``ignoring``)."""
+    columns = list(dict.fromkeys([*IGNORED_ALREADY.get(), str(column)]))
+    return drop.format(shlex.quote(json.dumps(columns, ensure_ascii=False)))
 
 
 def empty_column_error(column, drop: str = IGNORE) -> DataError:

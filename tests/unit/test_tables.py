@@ -232,3 +232,24 @@ def test_numbers_in_text_and_csv_files_read_exactly_whatever_pandas_rounds(monke
     assert read_with and all(
         k.get("float_precision") == tables.EXACT_CSV_FLOATS.get("float_precision") for k in read_with
     )
+
+
+@pytest.mark.parametrize("out_of_core", [False, True])
+def test_advice_to_ignore_a_column_keeps_the_columns_ignored_already(tmp_path, out_of_core):
+    # (had: ignore_columns '["ts"]' after --data.ignore_columns '[id]': copied, it brought the id back)
+    import numpy as np
+    import pandas as pd
+
+    from dagmm_lightning.data import AnomalyDataModule
+    from dagmm_lightning.errors import DataError
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"id": [f"TX-{i:05d}" for i in range(300)], "a": rng.normal(size=300)})
+    frame["ts"] = pd.date_range("2024-01-01", periods=300, freq="h").astype(str)
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    settings = dict(path=tmp_path / "t.csv", out_of_core=out_of_core)
+    with pytest.raises(DataError, match=re.escape("""leave it out with ignore_columns '["id"]'""")):
+        AnomalyDataModule("table", **settings).setup("fit")
+    with pytest.raises(DataError, match=re.escape("""leave it out with ignore_columns '["id", "ts"]'""")):
+        AnomalyDataModule("table", **settings, ignore_columns=["id"]).setup("fit")
+    AnomalyDataModule("table", **settings, ignore_columns=["id", "ts"]).setup("fit")  # the advice, taken
