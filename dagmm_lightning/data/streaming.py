@@ -98,8 +98,9 @@ class FileRows:
                     encoded = self.preprocessor.encode(frame, first_row, warned=warned)
                     x = torch.from_numpy(self.preprocessor.scale(encoded))
                 except DataError as err:
-                    where = "" if "at row" in str(err) else f", rows from {first_row}"  # NaN/inf: its own row
-                    raise DataError(f"{self.path}{where}: {err}") from None
+                    rows = f" (in its rows {first_row:,} to {first_row + len(frame) - 1:,})"
+                    placed = "at row" in str(err) or "columns missing" in str(err)  # (NaN/inf: its row; a column: all)
+                    raise DataError(f"{self.path}: {err}{'' if placed else rows}") from None
                 rows = torch.arange(first_row, first_row + len(frame))
                 yield from zip(
                     x.split(self.batch_size),

@@ -850,9 +850,17 @@ class TablePreprocessor:
         frame = frame.rename(columns=str)
         missing = [c for c in [*self.numeric, *self.categories] if c not in frame.columns]
         if missing:
+            trained = [*self.numeric, *self.categories]
+            listed = f" ({', '.join(map(repr, trained[:12]))}{', ...' if len(trained) > 12 else ''})"
+            fix = (
+                "none of them is there (another table, or a file without its header line?)"
+                if len(missing) == len(trained)
+                else "give rows with every one of them, named as in training"
+            )
             raise DataError(
                 f"columns missing from the input: {missing[:10]}{' ...' if len(missing) > 10 else ''}; "
-                f"the model was trained on {len(self.numeric) + len(self.categories)} columns"
+                f"the model was trained on {len(trained)} columns{listed if len(missing) < len(trained) else ''}: "
+                f"{fix}"
             )
         numbers, codes = np.zeros((len(frame), len(self.numeric))), []
         if self.numeric:
@@ -886,7 +894,8 @@ class TablePreprocessor:
                 where = ""
                 if warned is not None:  # a file read by chunks: said at the first chunk that holds any
                     warned.add(("unseen", column))
-                    where = f" (e.g., in the rows from {first_row:,} on; later rows may hold others: said once a file)"
+                    rows = f"{first_row:,} to {first_row + len(frame) - 1:,}"
+                    where = f" (e.g., in the rows {rows}; later rows may hold others: said once a file)"
                 warn(
                     f"column {column!r} holds categories not seen in training ({shown}){where}; those rows are "
                     "encoded as no category, which no training row had: their scores say nothing sure of them "

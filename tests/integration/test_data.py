@@ -227,7 +227,7 @@ def test_a_category_only_rows_outside_training_hold_is_named_at_fit_and_when_sco
     with pytest.warns(UserWarning, match="not seen in training") as said:
         list(FileRows(tmp_path / "new.csv", fitted.preprocessor, None, batch_size=2, chunk_rows=2))
     unseen = [str(w.message) for w in said if "not seen in training" in str(w.message)]
-    assert len(unseen) == 1 and "('purple') (e.g., in the rows from 0 on; later rows may hold others" in unseen[0]
+    assert len(unseen) == 1 and "('purple') (e.g., in the rows 0 to 1; later rows may hold others" in unseen[0]
 
 
 @pytest.mark.parametrize("out_of_core", [False, True])
@@ -503,7 +503,11 @@ def test_bad_values_are_named(kdd, paper_data, tmp_path, row, column, value, mes
 def test_predict_file_with_other_features_is_rejected(kdd, tmp_path):
     path = tmp_path / "other.csv"
     pd.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0]}).to_csv(path, index=False)
-    with pytest.raises(DataError, match="columns missing from the input: .* 41 columns$"):
+    with pytest.raises(
+        DataError,
+        match=r"columns missing from the input: .* 41 columns: none of them is there \(another table, or a file "
+        r"without its header line\?\)$",
+    ):
         kdd.preprocessor.encode(read_csv(path))
     x = np.random.default_rng(0).normal(size=(60, 3))
     named = AnomalyDataModule.from_table(RawTable(pd.DataFrame(x, columns=["a", "b", "c"]), None, []))
@@ -511,13 +515,17 @@ def test_predict_file_with_other_features_is_rejected(kdd, tmp_path):
     arrays = AnomalyDataModule.from_arrays(x)
     arrays.setup("fit")
     with pytest.raises(
-        DataError, match=r"3 columns; the rows given to this data module have no such names: .*\.from_table"
+        DataError,
+        match=r"3 columns: none of them is there .*; the rows given to this data module have no such names: "
+        r".*\.from_table",
     ):
         arrays.load_state_dict(named.state_dict())  # had: the missing names alone
     other = AnomalyDataModule.from_table(RawTable(pd.DataFrame(x, columns=["a", "b", "d"]), None, []))
     other.setup("fit")
     with pytest.raises(
-        DataError, match=r"columns missing from the input: \['c'\]; the model was trained on 3 columns$"
+        DataError,
+        match=r"columns missing from the input: \['c'\]; the model was trained on 3 columns \('a', 'b', 'c'\): give "
+        r"rows with every one of them, named as in training$",
     ):
         other.load_state_dict(named.state_dict())  # named rows: no hint to name them
 
