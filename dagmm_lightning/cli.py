@@ -914,9 +914,16 @@ class DAGMMCLI(LightningCLI):
             kept = {**kept, "class_path": str(kept_class).rsplit(".", 1)[-1]}
         if lost:
             settings = ", ".join(f"{k} {kept.get(k)!r}" for k in lost).replace("class_path ", "model ")
+            settings = settings.replace("contamination None", "contamination None, the labels' share of anomalies")
+            rethreshold = (
+                "; predict writes each row's score: to flag another share of rows, cut that column at its quantile"
+                if "contamination" in lost and subcommand == "predict"
+                else ""
+            )
             raise ConfigurationError(
                 f"a run from a checkpoint keeps the model settings it was trained with ({settings}), not those given "
-                "on the command line or in configs; to train with others, start a new fit (without --ckpt_path)"
+                f"on the command line or in configs; to train with others, start a new fit (without --ckpt_path)"
+                f"{rethreshold}"
             )
         fit_logs = fit_log_folder(Path(path)) if subcommand in ("validate", "test", "predict") else None
         if fit_logs is not None:  # where it can write (not an archive): the new version_N goes in FOLDER/NAME
