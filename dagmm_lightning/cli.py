@@ -1391,6 +1391,9 @@ def fit_summary(
         why = "--trainer.fast_dev_run" if trainer.fast_dev_run else "--trainer.max_steps"
         finished = f"after {counted(steps, 'step')} ({why}), in {counted(done, 'epoch')}"
     lines = [f"fit finished {finished}; data: {datamodule.describe()}"]
+    columns = datamodule.describe_columns()
+    if columns:
+        lines.append(f"  columns:     {columns}")
     module = trainer.lightning_module
     lines.append(f"  model:       {type(module).__name__} ({type(module).__module__})")  # --model twice: the last
     if logged_to(trainer):

@@ -316,6 +316,34 @@ class AnomalyDataModule(L.LightningDataModule):
         how = "no labels" if self._all_rows_train else f"{self.protocol} protocol"
         return f"{self.dataset} ({how}, split seed {self.resolved_seed}): " + ", ".join(parts)
 
+    def describe_columns(self) -> str:
+        """One line: what became of the table's columns (numbers, one-hot encoded categories, constant on
+        the training rows; left out, labels), as the preprocessor encodes them."""
+
+        def names(columns: list, shown: int = 8) -> str:
+            return ", ".join(map(str, columns[:shown])) + (f", ... ({len(columns)})" if len(columns) > shown else "")
+
+        prep, parts = self.preprocessor, []
+        if prep.numeric:
+            parts.append(f"{len(prep.numeric)} number{'s' * (len(prep.numeric) != 1)} ({names(prep.numeric)})")
+        if prep.categories:
+            each = [
+                f"{column}: {len(values)} categories" + (", missing values one of them" if "nan" in values else "")
+                for column, values in prep.categories.items()
+            ]
+            width = sum(len(values) for values in prep.categories.values())
+            parts.append(f"{len(each)} one-hot encoded as {width} features ({names(each, 5)})")
+        constant = prep.constant if prep.constant is not None else np.zeros(prep.n_features, dtype=bool)
+        flat = [column for i, column in enumerate(prep.numeric) if constant[i]]
+        if flat:
+            parts.append(f"constant on the training rows: {names(flat)}")
+        ignored = list(getattr(self, "ignore_columns", None) or [])
+        if ignored:
+            parts.append(f"left out: {names(ignored)} (ignore_columns)")
+        if getattr(self, "label_column", None):
+            parts.append(f"labels: {self.label_column}")
+        return "; ".join(parts)
+
     @property
     def _all_rows_train(self) -> bool:
         """Rows without labels split by ``unlabelled_splits`` (all but val's train, no test rows), not by

@@ -825,3 +825,32 @@ def test_a_second_metrics_callback_in_trainer_callbacks_is_refused(tmp_path):
         ValueError, match=r"another AnomalyFigures beside the one every dagmm command has \(--figures\)"
     ):
         run(["fit", "--config", "configs/quickstart.yaml", *extra], tmp_path)
+
+
+def test_the_fit_summary_says_what_became_of_each_column(tmp_path, caplog):
+    # (a user trial: only 'networks sized from ... of 16 features'; the one-hot encoding and the missing-value
+    # category were found only in the checkpoint)
+    rng = np.random.default_rng(0)
+    n = 400
+    table = pd.DataFrame(
+        {
+            "txn_id": [f"T{i}" for i in range(n)],
+            "age": rng.normal(40, 10, n),
+            "flat": 1.0,
+            "merchant": rng.choice(["food", "fuel", "travel", None], n),
+            "online": rng.random(n) < 0.3,
+            "is_fraud": (rng.random(n) < 0.05).astype(int),
+        }
+    )
+    table.to_csv(tmp_path / "tx.csv", index=False)
+    data = ["--data.path", str(tmp_path / "tx.csv"), "--data.label_column", "is_fraud"]
+    data += ["--data.ignore_columns", "[txn_id]", "--trainer.max_steps", "2"]
+    fitted = run(["fit", "--config", "configs/table.yaml", *data], tmp_path)
+    summary = "\n".join(r.getMessage() for r in caplog.records if "fit finished" in r.getMessage())
+    columns = next(line for line in summary.splitlines() if line.startswith("  columns:"))
+    assert columns == (
+        "  columns:     2 numbers (age, flat); 2 one-hot encoded as 6 features (merchant: 4 categories, missing "
+        "values one of them, online: 2 categories); constant on the training rows: flat; left out: txn_id "
+        "(ignore_columns); labels: is_fraud"
+    )
+    assert fitted.model.hparams.input_dim == 2 + 6  # as the line counts them
