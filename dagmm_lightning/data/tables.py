@@ -968,10 +968,12 @@ class TablePreprocessor:
         finite = np.isfinite(values)
         if not finite.all():
             row, col = np.argwhere(~finite)[0]
+            rows = int((~finite).any(axis=1).sum())
+            counted = f"; {rows:,} rows read hold such values" if rows > 1 else ""  # (by chunks: this chunk's)
             error = DataError(
                 f"NaN/inf values {where}, the first in column {self.numeric[col]!r} at row "
-                f"{first_row + int(row)} (the {ordinal(first_row + int(row) + 1)} data row); fill or drop them before "
-                "training or scoring"
+                f"{first_row + int(row)} (the {ordinal(first_row + int(row) + 1)} data row{counted}); fill or drop "
+                "them before training or scoring"
             )
             error.row = first_row + int(row)  # (a DataFrame's caller adds that row's index label)
             raise error

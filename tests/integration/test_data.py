@@ -550,11 +550,12 @@ def test_predict_file_in_raw_format_encodes_like_training(kdd, paper_data, tmp_p
 @pytest.mark.parametrize("out_of_core", [False, True])
 def test_a_missing_value_in_a_table_file_is_named_with_the_file_and_how_rows_count(tmp_path, out_of_core):
     frame = pd.DataFrame({"a": np.arange(100.0), "b": np.arange(100.0) % 3, "label": 0})
-    frame.loc[57, "a"] = np.nan  # file line 59: the header is line 1
+    frame.loc[57, "a"] = frame.loc[80, "b"] = np.nan  # file line 59: the header is line 1
     path = tmp_path / "rows.csv"
     frame.to_csv(path, index=False)
     module = AnomalyDataModule(dataset="table", path=str(path), label_column="label", out_of_core=out_of_core)
-    message = f"{path}: NaN/inf values in the input, the first in column 'a' at row 57 (the 58th data row)"
+    message = f"{path}: NaN/inf values in the input, the first in column 'a' at row 57 (the 58th data row; 2 rows"
+    message += " read hold such values)"  # (had: the first alone)
     with pytest.raises(DataError, match=re.escape(message)):  # had: no file named, nor how rows count
         module.setup("fit")
     if out_of_core:
