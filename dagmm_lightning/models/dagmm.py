@@ -394,6 +394,9 @@ class DAGMM(L.LightningModule):
         if steps_per_call > 1 and not compile:
             warn(f"steps_per_call {steps_per_call} has no effect without compile true")
         self.save_hyperparameters()
+        for name, value in self.hparams.items():  # numpy's True (check_flags): a checkpoint of it loads unsafely only
+            if isinstance(value, np.bool_):
+                self.hparams[name] = self._hparams_initial[name] = bool(value)
         self.automatic_optimization = not compile  # the compiled step updates the weights itself
         check_sizes_set_together(latent_dim, hidden_dims)
         if n_components is None and latent_dim is not None:

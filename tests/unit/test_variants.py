@@ -437,6 +437,8 @@ def test_a_model_class_that_is_not_a_network_is_refused_as_its_variant_is_made()
     [
         (DAGMM, "error_feature"),
         (DAGMM, "energy_trains_compression"),
+        (DAGMM, "one_sided_error"),
+        (DAGMM, "compile"),
         (DAGMMVAE, "calibrated_decoder"),
         (DAGMMVQVAE, "continuous_latent"),
         (DAGMMVQVAE, "restart_dead_codes"),
@@ -447,4 +449,6 @@ def test_a_switch_given_as_text_or_a_number_is_refused_not_read_as_true(model_cl
     for value in ("false", 0, None):
         with pytest.raises(ValueError, match=rf"{flag} must be True or False, got {value!r}"):
             model_class(4, hidden_dims=(4,), latent_dim=2, **{flag: value})
-    assert bool(model_class(4, hidden_dims=(4,), latent_dim=2, **{flag: np.bool_(False)}).hparams[flag]) is False
+    model = model_class(4, hidden_dims=(4,), latent_dim=2, **{flag: np.bool_(False)})
+    assert type(model.hparams[flag]) is bool and model.hparams[flag] is False  # (numpy's: an unsafe checkpoint)
+    assert type(model.hparams_initial[flag]) is bool
