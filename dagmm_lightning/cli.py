@@ -653,17 +653,28 @@ def refuse_own_callbacks_given_again(callbacks: list) -> None:
     (``--metrics``, ``--figures``, ``--prediction_writer``): a second AnomalyMetrics had logged the mean of
     the two's values under each name; Lightning refused a second AnomalyFigures with a traceback."""
     own = {AnomalyMetrics: "metrics", AnomalyFigures: "figures", PredictionCSVWriter: "prediction_writer"}
-    for callback in callbacks:
+    for callback in as_list(callbacks):
         given = callback if isinstance(callback, type) else type(callback)
         if hasattr(callback, "class_path"):  # (a config's Namespace, before the trainer is made)
             given = imported_class(callback.class_path)
         kind = next((k for k in own if isinstance(given, type) and issubclass(given, k)), None)
         if kind is not None:
-            raise ConfigurationError(
-                f"--trainer.callbacks adds another {kind.__name__} beside the one every dagmm command has "
-                f"(--{own[kind]}): the two would log or write under the same names; drop it from "
-                f"--trainer.callbacks and give its settings as --{own[kind]}.NAME"
+            fix = (
+                f"drop it from --trainer.callbacks and give its settings as --{own[kind]}.NAME"
+                if given is kind
+                else "the command line takes no subclass of it: use yours with a Trainer of your own in Python"
             )
+            raise ConfigurationError(
+                f"--trainer.callbacks adds {'another' if given is kind else 'a subclass of'} {kind.__name__} beside "
+                f"the one every dagmm command has (--{own[kind]}): the two would log or write under the same names; "
+                f"{fix}"
+            )
+
+
+def as_list(callbacks) -> list:
+    """A config's ``trainer.callbacks`` as a list: one callback given alone (a mapping, or ``--trainer.callbacks
+    X`` without ``+=``) parses to a Namespace, which iterates over nothing of the sort."""
+    return list(callbacks) if isinstance(callbacks, (list, tuple)) else [callbacks] if callbacks else []
 
 
 class DAGMMCLI(LightningCLI):
@@ -739,7 +750,7 @@ class DAGMMCLI(LightningCLI):
         settings = getattr(logger, "init_args", None)
         if root is not None and settings is not None and settings.get("save_dir") == "logs":  # as Lightning's own
             settings.save_dir = str(root)  # logger would: under --trainer.default_root_dir
-        callbacks = list(trainer.get("callbacks") or [])
+        callbacks = as_list(trainer.get("callbacks"))
         bars = [c for c in callbacks if _is_progress_bar(c)]
         if trainer.get("enable_progress_bar") is False:  # also the bar a run's saved config.yaml holds
             if bars:
@@ -916,7 +927,8 @@ class DAGMMCLI(LightningCLI):
             settings = ", ".join(f"{k} {kept.get(k)!r}" for k in lost).replace("class_path ", "model ")
             settings = settings.replace("contamination None", "contamination None, the labels' share of anomalies")
             rethreshold = (
-                "; predict writes each row's score: to flag another share of rows, cut that column at its quantile"
+                "; predict writes each row's score: to flag another share s of rows like the training rows, cut "
+                "that column at the (1 - s) quantile of such rows' scores (the stored threshold: the val rows')"
                 if "contamination" in lost and subcommand == "predict"
                 else ""
             )

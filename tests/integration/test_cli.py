@@ -812,7 +812,7 @@ def test_the_readmes_own_variant_trains_from_the_command_line_and_loads_in_pytho
         assert torch.equal(detector.model_.score(x), scores)  # the checkpoint's weights and fitted mixture
 
 
-def test_a_second_metrics_callback_in_trainer_callbacks_is_refused(tmp_path):
+def test_a_second_metrics_callback_in_trainer_callbacks_is_refused(tmp_path, monkeypatch):
     # (it had run, and TensorBoard's val/f1_top20 was the mean of the two callbacks' values)
     extra = ["--trainer.callbacks+=AnomalyMetrics", "--trainer.callbacks.percentiles", "[20]"]
     with pytest.raises(
@@ -820,11 +820,22 @@ def test_a_second_metrics_callback_in_trainer_callbacks_is_refused(tmp_path):
     ):
         run(["fit", "--config", "configs/quickstart.yaml", *extra], tmp_path)
     assert not (tmp_path / "logs").exists()  # refused before training
-    extra = ["--trainer.callbacks+=dagmm_lightning.callbacks.AnomalyFigures"]
-    with pytest.raises(
-        ValueError, match=r"another AnomalyFigures beside the one every dagmm command has \(--figures\)"
+    for extra in (
+        ["--trainer.callbacks+=dagmm_lightning.callbacks.AnomalyFigures"],
+        ["--trainer.callbacks", "AnomalyFigures"],
     ):
-        run(["fit", "--config", "configs/quickstart.yaml", *extra], tmp_path)
+        with pytest.raises(
+            ValueError, match=r"another AnomalyFigures beside the one every dagmm command has \(--figures\)"
+        ):
+            run(["fit", "--config", "configs/quickstart.yaml", *extra], tmp_path)  # (alone, without +=: had crashed)
+    (tmp_path / "my_callbacks.py").write_text(
+        "from dagmm_lightning.callbacks import PredictionCSVWriter\n\n\nclass Mine(PredictionCSVWriter):\n    pass\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ValueError, match=r"a subclass of PredictionCSVWriter .*: use yours with a Trainer of your own"):
+        run(["fit", "--config", "configs/quickstart.yaml", "--trainer.callbacks+=my_callbacks.Mine"], tmp_path)
+    args = ["--trainer.callbacks", "EarlyStopping", "--trainer.callbacks.monitor", "val/roc_auc"]
+    run(["fit", "--config", "configs/quickstart.yaml", "--trainer.max_epochs", "1", *args], tmp_path)  # had: crashed
 
 
 def test_the_fit_summary_says_what_became_of_each_column(tmp_path, caplog):
