@@ -378,7 +378,7 @@ def read_user_table(
         ignored = [c for c in ignore_columns or [] if c not in absent]
         label = f"the label column {label_column!r} and " if labels is not None else ""
         raise DataError(f"{path} has no feature columns left: its columns are {label}ignore_columns {ignored}")
-    as_read = frame  # (infer_symbolic_columns makes texts such as ' NA ' missing values, and warns of them)
+    as_read, inferred = frame, symbolic_columns is None  # (inferring makes ' NA ' missing, and warns of it)
     with ignoring(ignore_columns):
         if symbolic_columns is None:
             frame, symbolic_columns = infer_symbolic_columns(frame)
@@ -388,7 +388,7 @@ def read_user_table(
         if not label_optional:  # (scoring: the checkpoint's list, and the encoding names a text value)
             check_unlisted_text(frame, symbolic_columns)
         if not parquet:
-            warn_if_csv_texts_read_as_missing(path, as_read, symbolic_columns)
+            warn_if_csv_texts_read_as_missing(path, as_read, symbolic_columns, inferred)
     frame = frame.rename(columns=str)
     return RawTable(frame, labels, [str(c) for c in symbolic_columns])
 

@@ -418,7 +418,7 @@ def _scan_file(
         raise DataError(f"symbolic columns {missing} are not in {path}")
     check_unlisted_text(features, symbolic_columns)
     if not str(path).lower().endswith(PARQUET_SUFFIXES):  # (on the first chunk's rows)
-        warn_if_csv_texts_read_as_missing(path, features, symbolic_columns)
+        warn_if_csv_texts_read_as_missing(path, features, symbolic_columns, inferred)
     numeric = [c for c in features.columns if c not in symbolic_columns]
     types = dict.fromkeys(numeric, pa.float64()) | dict.fromkeys([*symbolic_columns, *label, *ignored], pa.string())
     categories, labels, n_rows = {c: set() for c in symbolic_columns}, [], 0

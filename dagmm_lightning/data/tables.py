@@ -517,13 +517,14 @@ def warn_if_missing_text_beside_missing(column, values: pd.Series) -> None:
         )
 
 
-def warn_if_csv_texts_read_as_missing(path: Path, frame: pd.DataFrame, columns: list) -> None:
+def warn_if_csv_texts_read_as_missing(path: Path, frame: pd.DataFrame, columns: list, inferred: bool = True) -> None:
     """``warn_if_missing_text_beside_missing`` for a CSV file's ``columns`` that became categories: the
     readers have made both blanks and texts such as ``NA`` missing values, so those columns of ``frame``
-    (the file's first ``len(frame)`` rows), where they hold a missing value, are read again as written."""
+    (the file's first ``len(frame)`` rows), where they hold a missing value, are read again as written;
+    ``inferred``: ``infer_symbolic_columns`` chose them (and warned of texts it kept, such as ' NA ')."""
 
     def told(values: pd.Series) -> bool:  # a text kept as written (' NA '): infer_symbolic_columns warned
-        return bool(values.dropna().astype(str).str.strip().isin(MISSING_TEXT).any())
+        return inferred and bool(values.dropna().astype(str).str.strip().isin(MISSING_TEXT).any())
 
     missing = [c for c in columns if c in frame.columns and frame[c].isna().any() and not told(frame[c])]
     if not missing:
@@ -853,7 +854,8 @@ class TablePreprocessor:
             trained = [*self.numeric, *self.categories]
             listed = f" ({', '.join(map(repr, trained[:12]))}{', ...' if len(trained) > 12 else ''})"
             fix = (
-                "none of them is there (another table, or a file without its header line?)"
+                "none of them is there (another table, or rows without their column names: a file without its "
+                "header line?)"
                 if len(missing) == len(trained)
                 else "give rows with every one of them, named as in training"
             )

@@ -505,8 +505,8 @@ def test_predict_file_with_other_features_is_rejected(kdd, tmp_path):
     pd.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0]}).to_csv(path, index=False)
     with pytest.raises(
         DataError,
-        match=r"columns missing from the input: .* 41 columns: none of them is there \(another table, or a file "
-        r"without its header line\?\)$",
+        match=r"columns missing from the input: .* 41 columns: none of them is there \(another table, or rows "
+        r"without their column names: a file without its header line\?\)$",
     ):
         kdd.preprocessor.encode(read_csv(path))
     x = np.random.default_rng(0).normal(size=(60, 3))
@@ -1350,3 +1350,15 @@ def test_a_csv_whose_na_text_and_blanks_both_read_as_missing_is_warned_of(tmp_pa
                 ]
                 * expected
             ), (name, out_of_core)
+
+
+def test_a_named_text_column_whose_na_and_blanks_read_as_missing_is_warned_of_once(tmp_path):
+    # (symbolic_columns named: nothing inferred, so no earlier warning; ' NA ' kept as text had hidden 'NA')
+    region = np.array(["AS", "EU", "NA", " NA ", ""] * 60, dtype=object)
+    frame = pd.DataFrame({"x": np.random.default_rng(0).normal(size=300), "region": region})
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        AnomalyDataModule("table", path=tmp_path / "t.csv", symbolic_columns=["region"]).setup("fit")
+    merged = [str(w.message) for w in caught if "which reads as missing" in str(w.message)]
+    assert len(merged) == 1 and "the text 'NA'" in merged[0], merged
