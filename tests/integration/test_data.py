@@ -1162,6 +1162,14 @@ def test_a_text_column_not_utf8_is_named_in_memory_out_of_core_and_when_scored(t
         list(FileRows(tmp_path / "latin.csv", prep, "y", 25))
 
 
+def missing_text_warnings(dm: AnomalyDataModule) -> list[str]:
+    """The warnings of a missing-value text beside missing values that ``dm.setup("fit")`` gives."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dm.setup("fit")
+    return [str(w.message) for w in caught if "which reads as missing" in str(w.message)]
+
+
 def test_a_blank_or_na_text_is_a_missing_value_in_parquet_and_dataframes_as_in_csv(tmp_path):
     rng = np.random.default_rng(0)
     n, y = 400, (rng.random(400) < 0.05).astype(int)
@@ -1173,10 +1181,7 @@ def test_a_blank_or_na_text_is_a_missing_value_in_parquet_and_dataframes_as_in_c
     for name in ("t.parquet", "t.csv"):
         for out_of_core in (False, True):
             dm = AnomalyDataModule("table", path=tmp_path / name, label_column="y", out_of_core=out_of_core)
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                dm.setup("fit")
-            merged = [str(w.message) for w in caught if "which reads as missing" in str(w.message)]
+            merged = missing_text_warnings(dm)
             # (had: no word) a CSV reader reads null as missing, but not NA with spaces around it
             texts = "'NA', 'null'" if name == "t.parquet" else "'NA'"
             assert merged == [
@@ -1338,10 +1343,7 @@ def test_a_csv_whose_na_text_and_blanks_both_read_as_missing_is_warned_of(tmp_pa
     for name, expected in (("t.csv", 1), ("no_blanks.csv", 0)):
         for out_of_core in (False, True):
             dm = AnomalyDataModule("table", path=tmp_path / name, label_column="y", out_of_core=out_of_core)
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                dm.setup("fit")
-            merged = [str(w.message) for w in caught if "which reads as missing" in str(w.message)]
+            merged = missing_text_warnings(dm)
             assert (
                 merged
                 == [
@@ -1357,8 +1359,5 @@ def test_a_named_text_column_whose_na_and_blanks_read_as_missing_is_warned_of_on
     region = np.array(["AS", "EU", "NA", " NA ", ""] * 60, dtype=object)
     frame = pd.DataFrame({"x": np.random.default_rng(0).normal(size=300), "region": region})
     frame.to_csv(tmp_path / "t.csv", index=False)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        AnomalyDataModule("table", path=tmp_path / "t.csv", symbolic_columns=["region"]).setup("fit")
-    merged = [str(w.message) for w in caught if "which reads as missing" in str(w.message)]
+    merged = missing_text_warnings(AnomalyDataModule("table", path=tmp_path / "t.csv", symbolic_columns=["region"]))
     assert len(merged) == 1 and "the text 'NA'" in merged[0], merged
