@@ -270,7 +270,11 @@ def test_test_from_the_checkpoint_alone_restores_its_split_and_refuses_another(t
         run(["test", "--ckpt_path", last, "--data.seed", "0"], tmp_path)
     with pytest.raises(ValueError, match=r"keeps the model settings it was trained with \(lr 0.001\)"):
         run(["fit", "--ckpt_path", last, "--model.init_args.lr", "0.05", "--trainer.max_epochs", "3"], tmp_path)
-    with pytest.raises(ValueError, match=r"\(contamination 0.1\), .*: to flag another share of rows, cut that column"):
+    with pytest.raises(
+        ValueError,
+        match=r"\(contamination 0.1\), .*: to flag another share s of rows .*, cut that column at the \(1 - s\) "
+        r"quantile",
+    ):
         run(["predict", "--ckpt_path", last, "--model.init_args.contamination", "0.05"], tmp_path)  # (had: no way)
     (tmp_path / "lr.yaml").write_text("model:\n  init_args:\n    lr: 0.05\n    latent_dim: null\n")
     with pytest.raises(ValueError, match=r"settings it was trained with \(lr 0.001\), not those given .* in configs"):
