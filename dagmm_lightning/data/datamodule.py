@@ -328,13 +328,17 @@ class AnomalyDataModule(L.LightningDataModule):
             parts.append(f"{len(prep.numeric)} number{'s' * (len(prep.numeric) != 1)} ({names(prep.numeric)})")
         if prep.categories:
             each = [
-                f"{column}: {len(values)} categories" + (", missing values one of them" if "nan" in values else "")
+                f"{column}: {len(values)} categor{'ies' if len(values) != 1 else 'y'}"
+                + (", missing values one of them" if "nan" in values else "")
                 for column, values in prep.categories.items()
             ]
             width = sum(len(values) for values in prep.categories.values())
             parts.append(f"{len(each)} one-hot encoded as {width} features ({names(each, 5)})")
         constant = prep.constant if prep.constant is not None else np.zeros(prep.n_features, dtype=bool)
-        flat = [column for i, column in enumerate(prep.numeric) if constant[i]]
+        flat, offset = [column for i, column in enumerate(prep.numeric) if constant[i]], len(prep.numeric)
+        for column, values in prep.categories.items():  # one category on every training row
+            flat += [column] if len(values) and constant[offset : offset + len(values)].all() else []
+            offset += len(values)
         if flat:
             parts.append(f"constant on the training rows: {names(flat)}")
         ignored = list(getattr(self, "ignore_columns", None) or [])

@@ -850,6 +850,7 @@ def test_the_fit_summary_says_what_became_of_each_column(tmp_path, caplog):
             "flat": 1.0,
             "merchant": rng.choice(["food", "fuel", "travel", None], n),
             "online": rng.random(n) < 0.3,
+            "region": "north",
             "is_fraud": (rng.random(n) < 0.05).astype(int),
         }
     )
@@ -860,8 +861,8 @@ def test_the_fit_summary_says_what_became_of_each_column(tmp_path, caplog):
     summary = "\n".join(r.getMessage() for r in caplog.records if "fit finished" in r.getMessage())
     columns = next(line for line in summary.splitlines() if line.startswith("  columns:"))
     assert columns == (
-        "  columns:     2 numbers (age, flat); 2 one-hot encoded as 6 features (merchant: 4 categories, missing "
-        "values one of them, online: 2 categories); constant on the training rows: flat; left out: txn_id "
-        "(ignore_columns); labels: is_fraud"
-    )
-    assert fitted.model.hparams.input_dim == 2 + 6  # as the line counts them
+        "  columns:     2 numbers (age, flat); 3 one-hot encoded as 7 features (merchant: 4 categories, missing "
+        "values one of them, online: 2 categories, region: 1 category); constant on the training rows: flat, "
+        "region; left out: txn_id (ignore_columns); labels: is_fraud"
+    )  # (region, one category, had been left out of the constant ones)
+    assert fitted.model.hparams.input_dim == 2 + 7  # as the line counts them
