@@ -247,8 +247,13 @@ def run_suite(
     if protocol not in SPLITS:
         raise ConfigurationError(f"protocol {protocol!r}: one of {', '.join(SPLITS)}")
     if not folder.is_dir():
+        if folder.is_file() and folder.suffix == ".npz":
+            raise DataError(
+                f"{folder} is a file; --suite takes the folder of .npz tables that holds it "
+                f"(--tables {folder.stem} to run that table only)"
+            )
         if folder.is_file():
-            raise DataError(f"{folder} is a file; --suite takes the folder of .npz tables that holds it")
+            raise DataError(f"{folder} is a file; --suite takes a folder of .npz tables (arrays X and y)")
         raise DataError(f"no such folder: {folder}")
     tables = sorted(folder.glob("*.npz"), key=lambda p: table_order(p.stem))
     if not tables:

@@ -118,8 +118,16 @@ def test_suite_runs_every_table_and_method_resumably(tmp_path, capsys, monkeypat
     assert "0 runs to do, 10 already in" in capsys.readouterr().out  # had: refused as other settings
     with pytest.raises(ValueError, match="no such folder"):
         main(["--suite", str(tmp_path / "none"), "--out", str(out)])
-    with pytest.raises(ValueError, match="1_toy.npz is a file; --suite takes the folder of .npz tables that holds it"):
+    with pytest.raises(
+        ValueError,
+        match=r"1_toy.npz is a file; --suite takes the folder of .npz tables that holds it \(--tables 1_toy to",
+    ):
         main(["--suite", str(folder / "1_toy.npz"), "--out", str(out)])
+    (tmp_path / "rows.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(
+        ValueError, match=r"rows.csv is a file; --suite takes a folder of .npz tables \(arrays X and y\)"
+    ):
+        main(["--suite", str(tmp_path / "rows.csv"), "--out", str(out)])  # had: 'the folder ... that holds it'
 
 
 def test_a_method_of_a_few_milliseconds_records_its_time_not_zero(tmp_path, monkeypatch):
