@@ -58,7 +58,14 @@ from dagmm_lightning.benchmark.report import (
     variant_source,
     write_reports,
 )
-from dagmm_lightning.benchmark.suite import SUITE_FIELDS, is_suite_file, results_header, run_suite, write_suite_reports
+from dagmm_lightning.benchmark.suite import (
+    SUITE_FIELDS,
+    is_suite_file,
+    results_header,
+    run_suite,
+    suite_tables,
+    write_suite_reports,
+)
 from dagmm_lightning.callbacks.metrics import AnomalyMetrics, anomaly_metrics
 from dagmm_lightning.cli import (
     MAX_SEED,
@@ -559,8 +566,9 @@ def main(argv: list[str] | None = None) -> None:
                 args.threads,
                 args.suite_protocol or "one-class",
             )
-        except KeyboardInterrupt:
-            _end_interrupted(csv_path, write_suite_reports)
+        except KeyboardInterrupt:  # (the report lists the tables not reached: its means say they cover k of n)
+            covered = suite_tables(Path(args.suite), only)
+            _end_interrupted(csv_path, lambda path: write_suite_reports(path, covered))
         write_suite_reports(csv_path)
         print(f"wrote {csv_path}, {csv_path.with_suffix('.md')}, {csv_path.with_suffix('.png')}")
         return

@@ -355,11 +355,12 @@ def run_suite(
                 print(f"{path.stem} seed {seed} {name}: {result} ({seconds} s)", flush=True)
 
 
-def summarize_suite(rows: list[dict]) -> str:
+def summarize_suite(rows: list[dict], tables: list[str] | None = None) -> str:
     """Markdown: ROC AUC per table (mean over seeds) x method, the mean over tables, the best baseline's
-    gap, and each method's total seconds per seed."""
+    gap, and each method's total seconds per seed; ``tables``: those the run was to cover (after Ctrl-C, a
+    table not reached is listed as not run and left out of the means, which say so)."""
     methods = sorted({r["method"] for r in rows}, key=lambda m: (m in BASELINES, m))
-    tables = sorted({r["table"] for r in rows}, key=table_order)
+    tables = sorted({r["table"] for r in rows} | set(tables or []), key=table_order)
     seeds = sorted({int(r["seed"]) for r in rows})
 
     runs = {(m, t): [r for r in rows if r["method"] == m and r["table"] == t] for m in methods for t in tables}
@@ -450,7 +451,12 @@ def suite_figure(rows: list[dict]):
     return fig
 
 
-def write_suite_reports(csv_path: Path) -> None:
+def suite_tables(folder: Path, only: list[str] | None = None) -> list[str]:
+    """The names of the .npz tables in ``folder`` (of ``only``'s, if given) that a run covers."""
+    return [p.stem for p in folder.glob("*.npz") if only is None or p.stem in only]
+
+
+def write_suite_reports(csv_path: Path, tables: list[str] | None = None) -> None:
     rows = read_rows(csv_path)
-    csv_path.with_suffix(".md").write_text(summarize_suite(rows))
+    csv_path.with_suffix(".md").write_text(summarize_suite(rows, tables))
     plot_suite(rows, csv_path.with_suffix(".png"))
