@@ -387,11 +387,27 @@ def ignoring(columns: list | None):
 
 
 def leave_out(drop: str, column) -> str:
-    """``drop`` (how to leave a column out) for ``column``: ``IGNORE`` names it as the list to give, quoted
-    (``ignore_columns '["Unnamed: 0"]'``: without the double quotes, YAML reads that colon as a mapping;
-    without the single ones, a shell drops the double ones), after the columns ignored already (``ignoring``)."""
-    columns = list(dict.fromkeys([*IGNORED_ALREADY.get(), str(column)]))
+    """``drop`` (how to leave a column out) for ``column`` (or a list of them): ``IGNORE`` names them as the
+    list to give, quoted (``ignore_columns '["Unnamed: 0"]'``: without the double quotes, YAML reads that colon
+    as a mapping; without the single ones, a shell drops the double ones), after the columns ignored already
+    (``ignoring``)."""
+    given = column if isinstance(column, list) else [column]
+    columns = list(dict.fromkeys([*IGNORED_ALREADY.get(), *map(str, given)]))
     return drop.format(shlex.quote(json.dumps(columns, ensure_ascii=False)))
+
+
+def refuse_columns(refused: list[tuple], drop: str = IGNORE) -> None:
+    """Raises ``refused``'s one error, or one naming each of its (column, error) pairs and how to leave them
+    all out."""
+    if len(refused) == 1:
+        raise refused[0][1]
+    if refused:
+        each = "\n".join(f"- {err}" for _, err in refused)
+        columns = [column for column, _ in refused]
+        together = leave_out(
+            drop.replace("leave it out", "leave them all out").replace("drop it", "drop them"), columns
+        )
+        raise DataError(f"{len(refused)} columns cannot be features as they are:\n{each}\n(or {together})")
 
 
 def empty_column_error(column, drop: str = IGNORE) -> DataError:
@@ -558,8 +574,9 @@ def infer_symbolic_columns(
     numeric column, a timestamp or an id must not silently become thousands of categories); ``hint`` says how to one-hot
     encode such a column anyway, ``drop`` how to leave one out. A column without values is an error, or
     with ``empty_is_error=False`` (the first rows of a file) a symbolic column."""
-    symbolic, converted = [], {}
-    for column in frame.columns:
+    symbolic, converted, refused = [], {}, []
+
+    def read_column(column) -> None:
         values = frame[column]
         if isinstance(values.dtype, pd.ArrowDtype) and not pd.api.types.is_numeric_dtype(values):
             # pyarrow text (read_csv(dtype_backend="pyarrow")): to_numeric's failures would be NaN, not missing
@@ -578,7 +595,7 @@ def infer_symbolic_columns(
                     f"{len(present)} rows (e.g. {example!r}): an identifier? Each value is a feature, and "
                     f"every new row would bring a category never seen in training; if so, {leave_out(drop, column)}"
                 )
-            continue
+            return
         if kind.startswith(TIME_KINDS):
             raise DataError(f"column {column!r} holds dates or times; {DATE_ADVICE}, or {leave_out(drop, column)}")
         if kind.startswith("complex"):
@@ -615,7 +632,7 @@ def infer_symbolic_columns(
                     f"and score as anomalies; if so, {leave_out(drop, column)}, or turn it into values that repeat "
                     "(hour, weekday); if the file is only sorted by it, nothing to do"
                 )
-            continue
+            return
         present = values.dropna()
         if present.map(lambda v: isinstance(v, (list, tuple, dict, set, np.ndarray))).any():
             raise DataError(
@@ -639,7 +656,7 @@ def infer_symbolic_columns(
                     f"{present[padded].iloc[0]!r}): read as numbers; if the column holds codes, {hint} to one-hot "
                     "encode it as written"
                 )
-            continue
+            return
         formatted = present.astype(str).str.match(FORMATTED_NUMBER) & numeric.isna()
         if len(present) and formatted.any() and (formatted | numeric.notna()).mean() >= 0.9:
             raise DataError(
@@ -682,6 +699,13 @@ def infer_symbolic_columns(
             )
         warn_if_missing_text_beside_missing(column, frame[column])  # (as given: before the texts became missing)
         symbolic.append(column)
+
+    for column in frame.columns:
+        try:
+            read_column(column)
+        except DataError as err:  # every such column named at once (had: one a run)
+            refused.append((column, err))
+    refuse_columns(refused, drop)
     if converted:
         frame = frame.copy()
         for column, values in converted.items():

@@ -189,6 +189,38 @@ def test_numbers_with_a_typographic_minus_and_unique_timestamps_get_advice_that_
         infer_symbolic_columns(pd.DataFrame({"d": pd.date_range("2024-01-01", periods=3)}))  # typed
 
 
+def test_every_column_that_cannot_be_a_feature_is_named_in_one_error():
+    # (a user trial: an id, then a date column, each refused in a run of its own)
+    import numpy as np
+    import pandas as pd
+
+    from dagmm_lightning.data.tables import ignoring, infer_symbolic_columns
+    from dagmm_lightning.errors import DataError
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        {
+            "txn": [f"T{i:05d}" for i in range(300)],
+            "amount": rng.normal(size=300),
+            "when": pd.date_range("2024-01-01", periods=300, freq="h").astype(str),
+            "empty": np.nan,
+        }
+    )
+    with pytest.raises(DataError) as refused, ignoring(["note"]):
+        infer_symbolic_columns(frame)
+    lines = str(refused.value).split("\n")
+    assert lines[0] == "3 columns cannot be features as they are:"
+    assert lines[1].startswith("- column 'txn' holds 300 different text values in 300 rows")
+    assert lines[2].startswith("- column 'when' holds dates or times as text")
+    assert lines[3].startswith("- column 'empty' has no values")
+    assert lines[4] == """(or leave them all out with ignore_columns '["note", "txn", "when", "empty"]')"""
+    assert len(lines) == 5
+    with pytest.raises(DataError, match=r"\(or drop them from X\)$"):
+        infer_symbolic_columns(frame, False, "cast it to 'category'", "drop it from X")
+    with pytest.raises(DataError, match=r"^column 'when' holds dates or times as text .*'\[\"when\"\]'$"):
+        infer_symbolic_columns(frame[["amount", "when"]])  # one such column: its own error, as before
+
+
 def test_a_missing_value_that_factorize_leaves_at_minus_one_is_its_own_category(monkeypatch):
     """pandas 2 factorizes a pyarrow dictionary column's missing value to -1 whatever use_na_sentinel says;
     indexing with it had named the row by the last category ('u'), silently."""
