@@ -322,6 +322,15 @@ class DAGMMDetector(BaseEstimator):
                 else "X does not have valid feature names, but DAGMMDetector was fitted with feature names "
                 "(columns are taken by position)"
             )
+        labels = getattr(self, "_column_labels", None)
+        if isinstance(X, pd.DataFrame) and not named and not has_names and labels and list(X.columns) != labels:
+            if X.columns.is_unique and len(X.columns) == len(labels) and set(X.columns) == set(labels):
+                X = X[labels]  # the fit's columns in another order: by their labels
+            elif X.shape[1] == len(labels):
+                warn(
+                    f"X's column labels {list(X.columns)[:10]} are not those DAGMMDetector was fitted with "
+                    f"({labels[:10]}): columns are taken by position"
+                )
         if isinstance(X, pd.DataFrame) and not (named and has_names):  # columns by position, as scikit-learn's
             if X.shape[1] != self.n_features_in_:
                 raise DataError(self._wrong_width(X.shape[1], " (columns are taken by position)"))
@@ -557,6 +566,9 @@ class DAGMMDetector(BaseEstimator):
             self.feature_names_in_ = names
         elif hasattr(self, "feature_names_in_"):
             del self.feature_names_in_
+        # a DataFrame's names that are not text (0, 1, ...): columns go by position, but the same ones reordered
+        # are put back in order (had: scored by position, silently wrong)
+        self._column_labels = list(X.columns) if isinstance(X, pd.DataFrame) and names is None else None
         with _callers_random_state():
             self._train(data, len(frame))
         self.model_.eval()
@@ -838,6 +850,7 @@ class DAGMMDetector(BaseEstimator):
         state = {"params": self.get_params(), "state_dict": self.model_.state_dict(), **model, **fitted}
         names = getattr(self, "feature_names_in_", None)
         state["feature_names_in"] = None if names is None else names.tolist()
+        state["column_labels"] = getattr(self, "_column_labels", None)
         make_folder_of(path)
         try:
             with open(path, "wb") as file:  # opened here: torch.save's own open fails with a RuntimeError
@@ -891,6 +904,7 @@ class DAGMMDetector(BaseEstimator):
             names = [*prep.numeric, *prep.categories]  # saved before the names were: fitted on a DataFrame
         if names is not None:
             detector.feature_names_in_ = np.asarray(names, dtype=object)
+        detector._column_labels = state.get("column_labels")
         return detector
 
     @classmethod

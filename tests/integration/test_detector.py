@@ -442,7 +442,7 @@ def test_a_reseeded_scoring_fit_has_as_many_components_as_the_rows_fit(tmp_path)
     np.testing.assert_array_equal(DAGMMDetector.load(tmp_path / "det.pt").decision_function(x), det.decision_scores_)
 
 
-def test_column_names_other_than_text_are_no_feature_names_as_in_scikit_learn():
+def test_column_names_other_than_text_are_no_feature_names_as_in_scikit_learn(tmp_path):
     x, _ = blobs()
     x = x[:300]
     numbered = pd.DataFrame(x)  # columns 0 ... 4
@@ -453,6 +453,14 @@ def test_column_names_other_than_text_are_no_feature_names_as_in_scikit_learn():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the same kind of names: no warning, as scikit-learn's
         np.testing.assert_array_equal(det.decision_function(numbered), det.decision_scores_)
+    shuffled = numbered[[9, 3, 0, 4, 1, 2]]  # the fit's own labels in another order: put back (had: by position,
+    np.testing.assert_array_equal(det.decision_function(shuffled), det.decision_scores_)  # wrong scores silently)
+    det.save(tmp_path / "numbered.pt")
+    reloaded = DAGMMDetector.load(tmp_path / "numbered.pt")
+    np.testing.assert_array_equal(reloaded.decision_function(shuffled), det.decision_scores_)
+    relabelled = numbered.set_axis([10, 11, 12, 13, 14, 15], axis=1)  # other labels: by position, said
+    with pytest.warns(UserWarning, match=r"X's column labels \[10, 11, 12, 13, 14, 15\] are not those .* by position"):
+        np.testing.assert_array_equal(det.decision_function(relabelled), det.decision_scores_)
     named = numbered.set_axis(list("abcdef"), axis=1)
     with pytest.warns(UserWarning, match="X has feature names, but DAGMMDetector was fitted without"):
         np.testing.assert_array_equal(det.decision_function(named), det.decision_scores_)  # by position
