@@ -548,6 +548,8 @@ class DAGMMDetector(BaseEstimator):
         table = RawTable(frame, None, symbolic)
         split = "positive_unlabeled" if self._kind == "pu" else "normal_only"
         splits, held_out = self._splits(y, len(frame)), None
+        if y is not None and self._kind not in LABELLED_VARIANTS:
+            _warn_if_scorers_read_y_reversed(y, self._kind)
         if self.calibration_fraction:
             rows = np.random.default_rng(self._seed).permutation(len(frame))
             count = int(round(self.calibration_fraction * len(frame)))
@@ -1049,6 +1051,30 @@ def _feature_names(X) -> np.ndarray | None:
             "(X.columns = X.columns.astype(str)) or none (columns are then taken by position)"
         )
     return None
+
+
+def _warn_if_scorers_read_y_reversed(y, kind: str) -> None:
+    """A ``y`` given to a label-free variant trains nothing, but a scorer reads it beside ``decision_function``
+    (higher = more anomalous) with its larger label as the anomaly class: say so where that class is likely
+    the normal one (scikit-learn's outlier coding -1 / 1; text labels, sorted). Anything else passes."""
+    try:
+        values = pd.unique(pd.Series(np.asarray(y).ravel()).dropna())
+    except (TypeError, ValueError):
+        return
+    if len(values) != 2:
+        return
+    lead = f"y trains nothing in variant {kind!r}, but a scorer (roc_auc, average_precision) reads it"
+    if all(_is_number(v) for v in values) and set(map(float, values)) == {-1.0, 1.0}:
+        warn(
+            f"{lead} with 1 as the anomaly class, and y holds -1 and 1, scikit-learn's outlier coding (-1 the "
+            "outlier): such scores come out reversed; pass (y == -1).astype(int)"
+        )
+    elif all(isinstance(v, str) for v in values):
+        last = max(values)
+        warn(
+            f"{lead} with {last!r}, the last of y's labels {sorted(values)} in sorted order, as the anomaly class; "
+            "if that is the normal one, scores come out reversed: pass y as 1 for an anomaly, 0 for a normal row"
+        )
 
 
 def _refuse_series(X) -> None:

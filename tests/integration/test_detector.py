@@ -442,6 +442,27 @@ def test_a_reseeded_scoring_fit_has_as_many_components_as_the_rows_fit(tmp_path)
     np.testing.assert_array_equal(DAGMMDetector.load(tmp_path / "det.pt").decision_function(x), det.decision_scores_)
 
 
+def test_a_y_a_scorer_would_read_reversed_is_warned_of():
+    # (a user trial: cross_val_score(..., scoring="roc_auc") with scikit-learn's -1 / 1 outlier coding gave 0.005,
+    # 0.011, 0.011, and text labels 'anom' / 'norm' 0.06-0.10, without a word: GridSearchCV would pick the worst)
+    from sklearn.model_selection import cross_val_score
+
+    x, y = blobs()
+    order = np.random.default_rng(0).permutation(len(x))[:240]  # both folds hold outliers
+    x, y = x[order], y[order]
+    detector = DAGMMDetector(epochs=1, members=1, random_state=0)
+    with pytest.warns(UserWarning, match=r"y holds -1 and 1, scikit-learn's outlier coding .* \(y == -1\)\.astype"):
+        reversed_auc = cross_val_score(detector, x, np.where(y == 1, -1, 1), cv=2, scoring="roc_auc")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DAGMMWarning)
+        right_auc = cross_val_score(detector, x, y, cv=2, scoring="roc_auc")  # 1 = anomaly: no word
+    assert np.isfinite(right_auc).all() and right_auc.min() > 0.8
+    np.testing.assert_allclose(reversed_auc, 1 - right_auc)  # what the warning is about
+    texts = np.where(y == 1, "anom", "norm")
+    with pytest.warns(UserWarning, match=r"with 'norm', the last of y's labels \['anom', 'norm'\] in sorted order"):
+        detector.fit(x, texts)
+
+
 def test_column_names_other_than_text_are_no_feature_names_as_in_scikit_learn(tmp_path):
     x, _ = blobs()
     x = x[:300]
