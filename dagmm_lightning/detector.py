@@ -1053,10 +1053,14 @@ def _feature_names(X) -> np.ndarray | None:
     return None
 
 
+NORMAL_CLASS_NAME = re.compile(r"norm|inlier|benign|legit|genuine|clean|regular|good", re.I)
+
+
 def _warn_if_scorers_read_y_reversed(y, kind: str) -> None:
     """A ``y`` given to a label-free variant trains nothing, but a scorer reads it beside ``decision_function``
     (higher = more anomalous) with its larger label as the anomaly class: say so where that class is likely
-    the normal one (scikit-learn's outlier coding -1 / 1; text labels, sorted). Anything else passes."""
+    the normal one (scikit-learn's outlier coding -1 / 1; text labels whose last in sorted order is named like
+    a normal class: 'normal', 'inlier', 'benign', ...). Anything else passes."""
     try:
         values = pd.unique(pd.Series(np.asarray(y).ravel()).dropna())
     except (TypeError, ValueError):
@@ -1069,11 +1073,10 @@ def _warn_if_scorers_read_y_reversed(y, kind: str) -> None:
             f"{lead} with 1 as the anomaly class, and y holds -1 and 1, scikit-learn's outlier coding (-1 the "
             "outlier): such scores come out reversed; pass (y == -1).astype(int)"
         )
-    elif all(isinstance(v, str) for v in values):
-        last = max(values)
+    elif all(isinstance(v, str) for v in values) and NORMAL_CLASS_NAME.search(max(values)):
         warn(
-            f"{lead} with {last!r}, the last of y's labels {sorted(values)} in sorted order, as the anomaly class; "
-            "if that is the normal one, scores come out reversed: pass y as 1 for an anomaly, 0 for a normal row"
+            f"{lead} with {max(values)!r}, the last of y's labels {sorted(values)} in sorted order, as the anomaly "
+            "class: such scores come out reversed; pass y as 1 for an anomaly, 0 for a normal row"
         )
 
 

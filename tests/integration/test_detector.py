@@ -461,6 +461,9 @@ def test_a_y_a_scorer_would_read_reversed_is_warned_of():
     texts = np.where(y == 1, "anom", "norm")
     with pytest.warns(UserWarning, match=r"with 'norm', the last of y's labels \['anom', 'norm'\] in sorted order"):
         detector.fit(x, texts)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DAGMMWarning)
+        detector.fit(x, np.where(y == 1, "outlier", "normal"))  # the anomaly sorts last: read the right way
 
 
 def test_column_names_other_than_text_are_no_feature_names_as_in_scikit_learn(tmp_path):
