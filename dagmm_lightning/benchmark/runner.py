@@ -18,15 +18,18 @@ set, protocol and seed, whichever config is beside them), and
 with error bars). Each run trains on the protocol's training rows and is scored on its test rows, with
 validation and checkpointing off, or, with ``--select-on METRIC``, validating every ``--val-every``
 epochs and testing the checkpoint with the best validation value (val rows never reach test);
-``--baselines`` adds scikit-learn's IsolationForest and a GaussianMixture fitted on the very same scaled
-training rows of the same split. ``--tag`` names a grid (for example a ``--set
-data.train_contamination=0.02`` sweep) so that several share one CSV; ``--matrix CSV ...`` writes F1 at
-rho as a methods x data sets table from finished results files (of one protocol per data set).
+``--baselines`` adds scikit-learn's IsolationForest and a GaussianMixture (as many components as the first
+config's model) fitted on the scaled training rows of the normal-only split (a mixed or positive-unlabeled
+config's split made normal-only: the same rows whichever config comes first), scored on its test rows.
+``--tag`` names a grid (for example a ``--set data.train_contamination=0.02`` sweep) so that several share
+one CSV; ``--matrix CSV ...`` writes F1 at rho as a methods x data sets table from finished results files
+(of one protocol per data set).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import logging
 import multiprocessing
@@ -250,8 +253,7 @@ def _run_job(job: Job) -> list[dict]:
     base = {"dataset": dataset, "protocol": job.protocol, "seed": job.seed, "configs": " ".join(job.configs)}
     base["settings"] = settings
     if not job.train:
-        dm.setup("fit")
-        baselines = run_baselines(dm, job.seed, int(baseline_components), base)
+        baselines = run_baselines(baseline_data(dm), job.seed, int(baseline_components), base)
         return [dict(row, method=row["method"] + job.tag) for row in baselines]
     rows = []
     start = time.perf_counter()
@@ -288,7 +290,7 @@ def _run_job(job: Job) -> list[dict]:
         status, seconds = f"non-finite: {err}"[:200], round(time.perf_counter() - start, 1)
         rows.append(dict(base, method=job.method, status=status, seconds=seconds, resolved=job.resolved))
     if job.baselines:
-        baselines = run_baselines(dm, job.seed, int(baseline_components), base)
+        baselines = run_baselines(baseline_data(dm), job.seed, int(baseline_components), base)
         rows += [dict(row, method=row["method"] + job.tag) for row in baselines]
     return rows
 
@@ -314,6 +316,18 @@ def rescore_with_reconstruction(model, dm, pooled_reference: bool) -> dict[str, 
     scores = calibration(*_energy_and_error(model, x_test)).numpy()
     reference = np.r_[train_scores.numpy(), scores] if pooled_reference else None
     return anomaly_metrics(scores, y_test, PERCENTILES, float(calibration.threshold), reference, dm.rho)
+
+
+def baseline_data(dm):
+    """The baselines' rows, set up: ``dm``'s data set, protocol, seed and ``train_contamination`` in the
+    normal-only split, whatever split the config they run beside trains on (had: a positive-unlabeled
+    config listed first gave them its unlabelled anomalies to train on, under the same names)."""
+    if dm.split != "normal_only":
+        accepted = inspect.signature(type(dm)).parameters  # (hparams hold the CLI's _instantiator besides)
+        settings = {key: value for key, value in dm.hparams.items() if key in accepted}
+        dm = type(dm)(**{**settings, "split": "normal_only", "labelled_anomalies": None, "labelled_fraction": None})
+    dm.setup("fit")  # (a no-op where the run's fit has set it up)
+    return dm
 
 
 def run_baselines(dm, seed: int, n_components: int, base: dict) -> list[dict]:
