@@ -280,6 +280,11 @@ def _run_job(job: Job) -> list[dict]:
         main_row = {**common, "method": job.method, "status": "ok", **_metric_row(metrics_cb.last_metrics["test"])}
         if hasattr(model.model, "c"):  # the positive-unlabeled estimate of p(labelled | normal)
             main_row["c"] = float(model.model.c)
+            if main_row.get("recall_threshold") == 0:  # (dagmm fit's summary says so of the training rows)
+                print(
+                    f"{job.method} seed {job.seed}: c/2 flags no anomaly among the test rows (c {main_row['c']:.4f}): "
+                    "the classifier learned too little to tell rows apart; train longer"
+                )
         rows.append(main_row)
         # only where the score is the plain energy: other scores (PU's 1 - h) the rescoring would not change
         if job.recon_inference and model.score_is_energy:

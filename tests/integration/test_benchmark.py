@@ -213,6 +213,19 @@ def test_baselines_train_on_the_normal_only_split_whichever_config_comes_first(t
     assert forests == pytest.approx([expected, expected], abs=1e-4)
 
 
+def test_a_pu_run_whose_c_half_rule_flags_no_anomaly_says_so(tmp_path, capsys):
+    # (a researcher's trial: a one-epoch pu run in a grid ranked rows backwards, F1 0, without a word; dagmm fit's
+    # summary says 'c/2 flags 0 ... train longer', the grid had not)
+    out = tmp_path / "pu"
+    args = ["--configs", str(ROOT / "configs/pu.yaml"), "--set", "data.dataset=breast_cancer"]
+    main([*args, "--seeds", "0", "--epochs", "1", "--out", str(out)])
+    with out.with_suffix(".csv").open() as f:
+        (row,) = list(csv.DictReader(f))
+    assert float(row["recall_threshold"]) == 0.0 and float(row["f1_threshold"]) == 0.0
+    expected = f"pu seed 0: c/2 flags no anomaly among the test rows (c {float(row['c']):.4f}): the classifier"
+    assert expected in capsys.readouterr().out
+
+
 def test_select_on_and_recon_inference_with_the_pu_split(tmp_path, capfd):
     out = tmp_path / "selected"
     args = [
