@@ -31,6 +31,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
 from jsonargparse import Namespace  # noqa: E402
+from jsonargparse.typing import register_type  # noqa: E402
 from lightning.fabric.utilities.cloud_io import get_filesystem  # noqa: E402
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar  # noqa: E402
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback  # noqa: E402
@@ -91,6 +92,13 @@ class QuietTips(logging.Filter):
 
 for _handler in logging.getLogger("lightning.pytorch").handlers:
     _handler.addFilter(QuietTips())
+
+# a torch.device setting (StochasticWeightAveraging's device, whose default is torch.device("cpu")) written to
+# config.yaml as its name, read back as a device (had: 'Unable to serialize instance cpu', and a resume from that
+# config.yaml failed inside the callback)
+register_type(
+    torch.device, serializer=str, deserializer=torch.device, deserializer_exceptions=(RuntimeError, TypeError)
+)
 
 
 class OneLineErrorParser(LightningArgumentParser):

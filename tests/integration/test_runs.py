@@ -559,6 +559,13 @@ def test_weights_swapped_in_at_the_end_get_their_own_mixture(tmp_path):
         saved.append(torch.load(next((tmp_path / name).rglob("last.ckpt")), weights_only=False)["state_dict"])
     for key, value in saved[0].items():  # the same averaged weights, so the same fit of them
         torch.testing.assert_close(saved[1][key], value, rtol=1e-5, atol=1e-6, msg=key)
+    # its config.yaml names its torch.device (had: 'Unable to serialize instance cpu'), and resumes from it
+    config = next((tmp_path / "every1").rglob("config.yaml"))
+    assert "      device: cpu\n" in config.read_text()
+    last = str(config.parent / "checkpoints/last.ckpt")
+    resumed = build_cli(["fit", "--config", str(config), "--ckpt_path", last, "--trainer.max_epochs", "5"])
+    swa = next(c for c in resumed.trainer.callbacks if type(c).__name__ == "StochasticWeightAveraging")
+    assert resumed.trainer.current_epoch == 5 and swa._device == torch.device("cpu")
 
 
 def test_a_column_constant_in_training_is_hidden_from_the_encoder_and_seen_by_the_reconstruction(tmp_path, monkeypatch):
