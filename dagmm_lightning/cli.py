@@ -545,9 +545,12 @@ def readable_parse_error(message: str, options: list[str]) -> str:
             for variant, config in VARIANT_CONFIGS.items()
             if variant != given_class and name in class_options(f"dagmm_lightning.models.{variant}")
         ]
+        paper = PAPER_NAMES.get(name.lower())
         hint = (  # (a near name of this class's would mislead: lambda_pu is no misspelt lambda_cov)
             f"; it is {' and '.join(owners)}"
             if owners
+            else f" (the paper's {name} is {option}.{paper})"
+            if paper in fields
             else did_you_mean(name, fields, quote=False, prefix=f"{option}.")
         )
         return f"{option}.{name}: {cls.group(1) if cls else option} has no such option{hint}"
@@ -605,6 +608,8 @@ def nearest_option(given: str, options: list[str]) -> str:
     has no section (``--lr``: ``--model.init_args.lr``, ``--max_epochs``: ``--trainer.max_epochs``), else
     the closest option's name, or ``""``."""
     key = given.removeprefix("--")
+    if key.lower() in PAPER_NAMES:  # (--lambda1: had 'did you mean --model.init_args.lambda_cov?')
+        key = PAPER_NAMES[key.lower()]
     if "." not in key:
         sections = [f"--{section}.{key}" for section in ("trainer", "data")]
         if key in inspect.signature(DAGMM.__init__).parameters and key not in ("self", "input_dim"):  # (linked)
@@ -617,6 +622,8 @@ def nearest_option(given: str, options: list[str]) -> str:
     return did_you_mean(given, options, quote=False)
 
 
+# the paper's names of DAGMM's settings (Zong et al. 2018: lambda1 the energy's weight, lambda2 the penalty's, K)
+PAPER_NAMES = {"lambda1": "lambda_energy", "lambda2": "lambda_cov", "k": "n_components"}
 VARIANT_CONFIGS = {"DAGMMVAE": "configs/vae.yaml", "DAGMMVQVAE": "configs/vqvae.yaml", "DAGMMPU": "configs/pu.yaml"}
 
 

@@ -1114,6 +1114,12 @@ QS = ["--config", "configs/quickstart.yaml"]
             ["fit", *QS, "--model.init_args.beta", "1"],
             r"it is DAGMMVAE's \(--model DAGMMVAE, as configs/vae.yaml sets it\) and DAGMMVQVAE's \(--model DAGMMVQVAE",
         ),
+        (  # the paper's names (had: lambda1 'did you mean --model.lambda_cov?', its lambda2; K no hint)
+            ["fit", *QS, "--model.init_args.lambda1", "0.3"],
+            r"--model.lambda1: \S*DAGMM has no such option \(the paper's lambda1 is --model.lambda_energy\)$",
+        ),
+        (["fit", *QS, "--model.init_args.K", "3"], r"\(the paper's K is --model.n_components\)$"),
+        (["fit", *QS, "--lambda2", "0.1"], r"no option --lambda2 \(did you mean --model.init_args.lambda_cov\?\)$"),
         (["fit", *QS, "--data.protocl", "paper"], r"no option --data.protocl \(did you mean --data.protocol\?\)"),
         # no abbreviations: a truncated option is a typo, as any other
         (
