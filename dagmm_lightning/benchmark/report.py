@@ -229,10 +229,11 @@ def summarize_positive_unlabeled(rows: list[dict]) -> str:
 def summarize_matrix(sources: list[tuple[Path, list[dict]]]) -> str:
     """Markdown table of F1 at rho, methods x data sets (mean ± std over seeds), the paper's DAGMM on top
     and each column's best method in bold (positive-unlabeled runs add a row for their c / 2 rule's F1);
-    one line per source file says how its runs were made. A method, data set and seed found twice, or a
-    data set run under two protocols, is an error (a table must not mix runs)."""
+    one line per source file says how its runs were made. A method, data set and seed found twice (but
+    baseline rows of equal results, two grids' ``--baselines``), or a data set run under two protocols, is
+    an error (a table must not mix runs)."""
     cells: dict[tuple[str, str], list[float]] = {}
-    seen: dict[tuple[str, str, str, str], Path] = {}
+    seen: dict[tuple[str, str, str, str], tuple[Path, dict]] = {}
     protocol_of: dict[str, str] = {}
     notes = []
     for path, rows in sources:
@@ -240,12 +241,16 @@ def summarize_matrix(sources: list[tuple[Path, list[dict]]]) -> str:
         for r in ok:
             key = (r["method"], r["dataset"], r["protocol"], str(r["seed"]))
             if key in seen:
-                where = f"twice in {path}" if seen[key] == path else f"in both {seen[key]} and {path}"
+                first, row = seen[key]
+                if is_baseline(r) and all(r.get(m) == row.get(m) for m in ("f1_rho", "roc_auc", "average_precision")):
+                    continue  # the same reference rows of two grids' --baselines (had: refused)
+                where = f"twice in {path}" if first == path else f"in both {first} and {path}"
+                other = ", with other results" if is_baseline(r) else ""
                 raise DataError(
-                    f"{key[0]} on {key[1]} ({key[2]} protocol) seed {key[3]} is {where}: give each run once (a "
-                    "sweep's rows apart with --tag)"
+                    f"{key[0]} on {key[1]} ({key[2]} protocol) seed {key[3]} is {where}{other}: give each run "
+                    "once (a sweep's rows apart with --tag)"
                 )
-            seen[key] = path
+            seen[key] = (path, r)
             protocols = protocol_of.setdefault(r["dataset"], r["protocol"])
             if protocols != r["protocol"]:
                 raise DataError(

@@ -317,6 +317,16 @@ def test_matrix_of_methods_by_data_sets_from_several_results_files(tmp_path):
     _write(b, [_row("dagmm", "thyroid", 1, "0.5")])  # the same run in two files
     with pytest.raises(ValueError, match=r"dagmm on thyroid \(paper protocol\) seed 1 is in both"):
         main(["--matrix", str(a), str(b), "--out", str(out)])
+    # the baselines of two grids on one data set and seed (each run with --baselines): the same rows, kept once
+    # (a researcher's trial: refused as 'in both', the README's grids-then-matrix way blocked)
+    _write(b, [_row("dagmm", "kddcup99", 0, "0.9"), _row("isolation_forest", "thyroid", 1, "0.9", epochs="0")])
+    main(["--matrix", str(a), str(b), "--out", str(out)])
+    assert "| isolation_forest |  | **0.800 ± 0.141** |" in out.with_suffix(".md").read_text().splitlines()
+    _write(b, [_row("isolation_forest", "thyroid", 1, "0.6", epochs="0")])  # other results under one name
+    with pytest.raises(
+        ValueError, match=r"isolation_forest on thyroid \(paper protocol\) seed 1 is in both .*, with other"
+    ):
+        main(["--matrix", str(a), str(b), "--out", str(out)])
     _write(b, [_row("dagmm", "kddcup99", 1, "0.5"), _row("dagmm", "kddcup99", 1, "0.5")])  # twice in one file
     with pytest.raises(ValueError, match=r"dagmm on kddcup99 \(paper protocol\) seed 1 is twice in"):
         main(["--matrix", str(a), str(b), "--out", str(out)])
