@@ -323,7 +323,13 @@ class DAGMMDetector(BaseEstimator):
                 "(columns are taken by position)"
             )
         labels = getattr(self, "_column_labels", None)
-        if isinstance(X, pd.DataFrame) and not named and not has_names and labels and list(X.columns) != labels:
+        if (
+            isinstance(X, pd.DataFrame)
+            and not named
+            and not has_names
+            and labels
+            and not X.columns.equals(pd.Index(labels))
+        ):
             if X.columns.is_unique and len(X.columns) == len(labels) and set(X.columns) == set(labels):
                 X = X[labels]  # the fit's columns in another order: by their labels
             elif X.shape[1] == len(labels):
@@ -1053,7 +1059,8 @@ def _feature_names(X) -> np.ndarray | None:
     return None
 
 
-NORMAL_CLASS_NAME = re.compile(r"norm|inlier|benign|legit|genuine|clean|regular|good", re.I)
+# at a word's start: 'abnormal' and 'unclean' name anomalies
+NORMAL_CLASS_NAME = re.compile(r"(?<![a-z])(?:norm|inlier|benign|legit|genuine|clean|regular|good)", re.I)
 
 
 def _warn_if_scorers_read_y_reversed(y, kind: str) -> None:
@@ -1073,7 +1080,11 @@ def _warn_if_scorers_read_y_reversed(y, kind: str) -> None:
             f"{lead} with 1 as the anomaly class, and y holds -1 and 1, scikit-learn's outlier coding (-1 the "
             "outlier): such scores come out reversed; pass (y == -1).astype(int)"
         )
-    elif all(isinstance(v, str) for v in values) and NORMAL_CLASS_NAME.search(max(values)):
+    elif (
+        all(isinstance(v, str) for v in values)
+        and NORMAL_CLASS_NAME.search(max(values))
+        and not NORMAL_CLASS_NAME.search(min(values))
+    ):
         warn(
             f"{lead} with {max(values)!r}, the last of y's labels {sorted(values)} in sorted order, as the anomaly "
             "class: such scores come out reversed; pass y as 1 for an anomaly, 0 for a normal row"

@@ -242,7 +242,8 @@ def summarize_matrix(sources: list[tuple[Path, list[dict]]]) -> str:
             key = (r["method"], r["dataset"], r["protocol"], str(r["seed"]))
             if key in seen:
                 first, row = seen[key]
-                if is_baseline(r) and all(r.get(m) == row.get(m) for m in ("f1_rho", "roc_auc", "average_precision")):
+                same = all(r.get(m) == row.get(m) for m in ("f1_rho", "roc_auc", "average_precision"))
+                if first != path and is_baseline(r) and same:
                     continue  # the same reference rows of two grids' --baselines (had: refused)
                 where = f"twice in {path}" if first == path else f"in both {first} and {path}"
                 other = ", with other results" if is_baseline(r) else ""

@@ -283,7 +283,7 @@ def _run_job(job: Job) -> list[dict]:
             if main_row.get("recall_threshold") == 0:  # (dagmm fit's summary says so of the training rows)
                 print(
                     f"{job.method} seed {job.seed}: c/2 flags no anomaly among the test rows (c {main_row['c']:.4f}): "
-                    "the classifier learned too little to tell rows apart; train longer"
+                    "the classifier has not learned to tell them apart; train longer"
                 )
         rows.append(main_row)
         # only where the score is the plain energy: other scores (PU's 1 - h) the rescoring would not change
@@ -326,7 +326,8 @@ def rescore_with_reconstruction(model, dm, pooled_reference: bool) -> dict[str, 
 def baseline_data(dm):
     """The baselines' rows, set up: ``dm``'s data set, protocol, seed and ``train_contamination`` in the
     normal-only split, whatever split the config they run beside trains on (had: a positive-unlabeled
-    config listed first gave them its unlabelled anomalies to train on, under the same names)."""
+    config listed first gave them its unlabelled anomalies to train on, under the same names). For another
+    split the table is read a second time."""
     if dm.split != "normal_only":
         accepted = inspect.signature(type(dm)).parameters  # (hparams hold the CLI's _instantiator besides)
         settings = {key: value for key, value in dm.hparams.items() if key in accepted}

@@ -335,10 +335,8 @@ class AnomalyDataModule(L.LightningDataModule):
             width = sum(len(values) for values in prep.categories.values())
             parts.append(f"{len(each)} one-hot encoded as {width} features ({names(each, 5)})")
         constant = prep.constant if prep.constant is not None else np.zeros(prep.n_features, dtype=bool)
-        flat, offset = [column for i, column in enumerate(prep.numeric) if constant[i]], len(prep.numeric)
-        for column, values in prep.categories.items():  # one category on every training row
-            flat += [column] if len(values) and constant[offset : offset + len(values)].all() else []
-            offset += len(values)
+        flat = [column for i, column in enumerate(prep.numeric) if constant[i]]
+        flat += [c for c, at in prep.category_features() if at.stop > at.start and constant[at].all()]  # one category
         if flat:
             parts.append(f"constant on the training rows: {names(flat)}")
         ignored = list(getattr(self, "ignore_columns", None) or [])

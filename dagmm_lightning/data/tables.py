@@ -403,11 +403,15 @@ def refuse_columns(refused: list[tuple], drop: str = IGNORE) -> None:
         raise refused[0][1]
     if refused:
         each = "\n".join(f"- {err}" for _, err in refused)
-        columns = [column for column, _ in refused]
+        # (only the columns whose own advice is to leave them out: a number written with a decimal comma is a
+        # feature to fix, not to drop)
+        advised = [column for column, err in refused if drop.split("{")[0].strip() in str(err)]
+        them = "them all" if len(advised) == len(refused) else "those"
         together = leave_out(
-            drop.replace("leave it out", "leave them all out").replace("drop it", "drop them"), columns
+            drop.replace("leave it out", f"leave {them} out").replace("drop it", f"drop {them}"), advised
         )
-        raise DataError(f"{len(refused)} columns cannot be features as they are:\n{each}\n(or {together})")
+        last = f"\n(or {together})" if len(advised) > 1 else ""
+        raise DataError(f"{len(refused)} columns cannot be features as they are:\n{each}{last}")
 
 
 def empty_column_error(column, drop: str = IGNORE) -> DataError:
@@ -829,16 +833,21 @@ class TablePreprocessor:
     def n_features(self) -> int:
         return len(self.numeric) + sum(len(c) for c in self.categories.values())
 
+    def category_features(self) -> Iterator[tuple[str, slice]]:
+        """Each symbolic column and the slice of its one-hot features among the encoded ones."""
+        offset = len(self.numeric)
+        for column, cats in self.categories.items():
+            yield column, slice(offset, offset + len(cats))
+            offset += len(cats)
+
     def categories_outside_training(self) -> dict[str, list[str]]:
         """Per symbolic column, the categories no training row had (their one-hot feature is 0 on every
         training row: the model masks it, so such a row looks like no category); empty before ``fit_scaling``."""
-        absent, offset = {}, len(self.numeric)
-        for column, cats in self.categories.items():
-            if self.constant is not None:
-                zero = self.constant[offset : offset + len(cats)] & (self.minimum[offset : offset + len(cats)] == 0)
-                if zero.any():
-                    absent[column] = [cats[j] for j in np.flatnonzero(zero)]
-            offset += len(cats)
+        absent = {}
+        for column, features in self.category_features() if self.constant is not None else ():
+            zero = self.constant[features] & (self.minimum[features] == 0)
+            if zero.any():
+                absent[column] = [self.categories[column][j] for j in np.flatnonzero(zero)]
         return absent
 
     def fit_columns(self, table: RawTable) -> TablePreprocessor:

@@ -322,6 +322,9 @@ def test_matrix_of_methods_by_data_sets_from_several_results_files(tmp_path):
     _write(b, [_row("dagmm", "kddcup99", 0, "0.9"), _row("isolation_forest", "thyroid", 1, "0.9", epochs="0")])
     main(["--matrix", str(a), str(b), "--out", str(out)])
     assert "| isolation_forest |  | **0.800 ± 0.141** |" in out.with_suffix(".md").read_text().splitlines()
+    _write(b, [_row("isolation_forest", "thyroid", 1, "0.9", epochs="0")] * 2)  # twice in one file: refused
+    with pytest.raises(ValueError, match=r"isolation_forest on thyroid \(paper protocol\) seed 1 is twice in"):
+        main(["--matrix", str(b), "--out", str(out)])
     _write(b, [_row("isolation_forest", "thyroid", 1, "0.6", epochs="0")])  # other results under one name
     with pytest.raises(
         ValueError, match=r"isolation_forest on thyroid \(paper protocol\) seed 1 is in both .*, with other"

@@ -464,6 +464,7 @@ def test_a_y_a_scorer_would_read_reversed_is_warned_of():
     with warnings.catch_warnings():
         warnings.simplefilter("error", DAGMMWarning)
         detector.fit(x, np.where(y == 1, "outlier", "normal"))  # the anomaly sorts last: read the right way
+        detector.fit(x, np.where(y == 1, "abnormal", "Normal"))  # (capitals first; 'norm' within 'abnormal')
 
 
 def test_column_names_other_than_text_are_no_feature_names_as_in_scikit_learn(tmp_path):

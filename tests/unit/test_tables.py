@@ -215,8 +215,13 @@ def test_every_column_that_cannot_be_a_feature_is_named_in_one_error():
     assert lines[3].startswith("- column 'empty' has no values")
     assert lines[4] == """(or leave them all out with ignore_columns '["note", "txn", "when", "empty"]')"""
     assert len(lines) == 5
-    with pytest.raises(DataError, match=r"\(or drop them from X\)$"):
+    with pytest.raises(DataError, match=r"\(or drop them all from X\)$"):
         infer_symbolic_columns(frame, False, "cast it to 'category'", "drop it from X")
+    commas = frame.assign(price=[f"{v:.2f}".replace(".", ",") for v in rng.normal(size=300)])
+    with pytest.raises(DataError) as refused:  # a number with a decimal comma is fixed, not left out
+        infer_symbolic_columns(commas)
+    assert str(refused.value).endswith("""\n(or leave those out with ignore_columns '["txn", "when", "empty"]')""")
+    assert "- column 'price' holds numbers written with a comma" in str(refused.value)
     with pytest.raises(DataError, match=r"^column 'when' holds dates or times as text .*'\[\"when\"\]'$"):
         infer_symbolic_columns(frame[["amount", "when"]])  # one such column: its own error, as before
 
