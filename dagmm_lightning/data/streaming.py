@@ -49,6 +49,7 @@ from dagmm_lightning.data.tables import (
     not_numbers,
     open_text,
     ragged_line,
+    refuse_columns,
     warn_if_csv_texts_read_as_missing,
     warn_if_headerless,
 )
@@ -436,11 +437,16 @@ def _scan_file(
             present[column] += int((text != "nan").sum())  # a blank, NA ... is missing (in-memory reader's rule)
             if column in id_checked and len(categories[column]) > ID_GUARD:  # an id's grow as large as the file
                 check_categories(column, categories[column], present[column])
+    refused = []
     for column in symbolic_columns if inferred else []:  # the in-memory reader's rules, on the whole file
-        if column in id_checked:  # (a categorical is the user's choice: warned of on the first rows)
-            check_categories(column, categories[column], present[column])
-        if not present[column]:
-            raise empty_column_error(column)
+        try:
+            if column in id_checked:  # (a categorical is the user's choice: warned of on the first rows)
+                check_categories(column, categories[column], present[column])
+            if not present[column]:
+                raise empty_column_error(column)
+        except DataError as err:  # each such column named at once, as the in-memory reader does
+            refused.append((column, err))
+    refuse_columns(refused)
     head = RawTable(features.head(1000), None, [str(c) for c in symbolic_columns])
     head.categories = {c: sorted(values) for c, values in categories.items()}
     return FileScan(head, np.concatenate(labels) if label_column is not None else None, n_rows)

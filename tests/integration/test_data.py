@@ -1203,6 +1203,14 @@ def test_a_blank_or_na_text_is_a_missing_value_in_parquet_and_dataframes_as_in_c
             AnomalyDataModule(
                 "table", path=tmp_path / "blank.parquet", label_column="y", out_of_core=out_of_core
             ).setup("fit")
+    frame.assign(note="", memo=None).to_parquet(tmp_path / "blanks.parquet")  # two: named in one error by both
+    for out_of_core in (False, True):  # (had: out of core, one a run)
+        with pytest.raises(
+            DataError, match=r"(?s)^2 columns cannot be.*'note' has no.*'memo' has no.*\[\"note\", \"memo\"\]"
+        ):
+            AnomalyDataModule(
+                "table", path=tmp_path / "blanks.parquet", label_column="y", out_of_core=out_of_core
+            ).setup("fit")
     # a checkpoint trained before (on a Parquet file) named them apart: its rows keep their categories
     old = category_codes(["", "NA", "nan", "paris"], pd.Series(["", " NA ", None, "null", "paris", "rome"]))
     assert list(old) == [0, 1, 2, 2, 3, -1]
