@@ -85,6 +85,9 @@ DEFAULT_CONTAMINATION = 0.1
 TRAINING_STEPS = 6000
 ENSEMBLE_MEMBERS = 5
 SCORING_BATCH = 16384  # rows a step: the networks' matrices stay in cache (2x faster than 65,536)
+# Lightning-internal, nothing a user can do; for the whole process too: fits in threads (joblib's threading
+# backend) restore each other's warning filters (catch_warnings is not thread-safe), and it had leaked
+warnings.filterwarnings("ignore", message=".*treespec.*")
 TRAINER = dict(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, limit_val_batches=0)
 
 
