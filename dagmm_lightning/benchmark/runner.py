@@ -469,10 +469,14 @@ def _end_interrupted(csv_path: Path, write) -> None:
     raise SystemExit(130) from None
 
 
-def _leave_interrupts_to_the_main() -> None:
-    """A worker's start: Ctrl-C (sent to the whole process group) is the main process's to handle; it stops
-    the workers itself."""
+def _start_worker() -> None:
+    """A worker's start: Ctrl-C (sent to the whole process group) is the main process's to handle (it stops
+    the workers itself); our warnings printed as the command's own, ``dagmm: warning: ...`` (had: Python's
+    format, naming concurrent/futures/process.py as their source)."""
+    from dagmm_lightning.__main__ import own_warnings_as_lines
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    own_warnings_as_lines()
 
 
 def out_path(out: str, suffix: str) -> Path:
@@ -723,7 +727,7 @@ def main(argv: list[str] | None = None) -> None:
         add_columns(csv_path, FIELDS)  # (a file of before the resolved column: its rows blank there)
     started = time.perf_counter()
     pool = ProcessPoolExecutor(
-        max_workers=max(args.jobs, 1), mp_context=get_context("spawn"), initializer=_leave_interrupts_to_the_main
+        max_workers=max(args.jobs, 1), mp_context=get_context("spawn"), initializer=_start_worker
     )
     try:
         futures = {pool.submit(run_job, job): job for job in jobs}

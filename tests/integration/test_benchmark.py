@@ -226,6 +226,22 @@ def test_a_pu_run_whose_c_half_rule_flags_no_anomaly_says_so(tmp_path, capsys):
     assert expected in capsys.readouterr().out
 
 
+def test_a_grid_workers_warnings_read_as_the_commands_own():
+    # (a README check: in dagmm benchmark they printed in Python's format, from concurrent/futures/process.py)
+    import subprocess
+    import sys
+
+    code = (
+        "import warnings\n"
+        "from dagmm_lightning.benchmark.runner import _start_worker\n"
+        "from dagmm_lightning.errors import DAGMMWarning\n"
+        "_start_worker()\n"
+        "warnings.warn('a table note', DAGMMWarning)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert done.stderr == "dagmm: warning: a table note\n"
+
+
 def test_select_on_and_recon_inference_with_the_pu_split(tmp_path, capfd):
     out = tmp_path / "selected"
     args = [
