@@ -397,8 +397,8 @@ def leave_out(drop: str, column) -> str:
 
 
 def refuse_columns(refused: list[tuple], drop: str = IGNORE) -> None:
-    """Raises ``refused``'s one error, or one naming each of its (column, error) pairs and how to leave them
-    all out."""
+    """Raises ``refused``'s one error, or one naming each of its (column, error) pairs and how to leave out
+    together those whose own advice is to leave them out (``drop``)."""
     if len(refused) == 1:
         raise refused[0][1]
     if refused:
