@@ -253,6 +253,7 @@ def _run_job(job: Job) -> list[dict]:
     base = {"dataset": dataset, "protocol": job.protocol, "seed": job.seed, "configs": " ".join(job.configs)}
     base["settings"] = settings
     if not job.train:
+        dm.setup("fit")
         baselines = run_baselines(baseline_data(dm), job.seed, int(baseline_components), base)
         return [dict(row, method=row["method"] + job.tag) for row in baselines]
     rows = []
@@ -324,16 +325,17 @@ def rescore_with_reconstruction(model, dm, pooled_reference: bool) -> dict[str, 
 
 
 def baseline_data(dm):
-    """The baselines' rows, set up: ``dm``'s data set, protocol, seed and ``train_contamination`` in the
-    normal-only split, whatever split the config they run beside trains on (had: a positive-unlabeled
-    config listed first gave them its unlabelled anomalies to train on, under the same names). For another
-    split the table is read a second time."""
-    if dm.split != "normal_only":
-        accepted = inspect.signature(type(dm)).parameters  # (hparams hold the CLI's _instantiator besides)
-        settings = {key: value for key, value in dm.hparams.items() if key in accepted}
-        dm = type(dm)(**{**settings, "split": "normal_only", "labelled_anomalies": None, "labelled_fraction": None})
-    dm.setup("fit")  # (a no-op where the run's fit has set it up)
-    return dm
+    """The baselines' rows: ``dm`` (set up) where it is of the normal-only split, else its data set,
+    protocol, seed and ``train_contamination`` in that split, set up here (the table read a second time),
+    whatever split the config they run beside trains on (had: a positive-unlabeled config listed first gave
+    them its unlabelled anomalies to train on, under the same names)."""
+    if dm.split == "normal_only":
+        return dm
+    accepted = inspect.signature(type(dm)).parameters  # (hparams hold the CLI's _instantiator besides)
+    settings = {key: value for key, value in dm.hparams.items() if key in accepted}
+    normal = type(dm)(**{**settings, "split": "normal_only", "labelled_anomalies": None, "labelled_fraction": None})
+    normal.setup("fit")
+    return normal
 
 
 def run_baselines(dm, seed: int, n_components: int, base: dict) -> list[dict]:
