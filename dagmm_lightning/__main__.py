@@ -8,7 +8,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from dagmm_lightning.errors import DAGMMWarning, own_error
+from dagmm_lightning.errors import own_error, own_warnings_as_lines
 
 USAGE = """usage: dagmm {fit,validate,test,predict,benchmark} [options]
 
@@ -134,33 +134,6 @@ def subcommand_sections(args: list[str]) -> bool:
         if isinstance(content, dict) and set(content) & set(SUBCOMMANDS):
             return True
     return False
-
-
-def own_warnings_as_lines() -> None:
-    """The command's own warnings (``DAGMMWarning``) printed as ``dagmm: warning: ...`` lines, as its errors
-    are (Python's format, and Lightning's once imported, starts with a source file and line); other warnings
-    as before. Every warning printed while a progress bar is drawn starts a line of its own (the bars are
-    cleared, then drawn again: tqdm's ``external_write_mode``); it had continued the bar's line."""
-    import warnings
-
-    if getattr(warnings.formatwarning, "dagmm", False):  # installed already (main called again in a process)
-        return
-    earlier, earlier_shown = warnings.formatwarning, warnings.showwarning
-
-    def formatted(message, category, filename, lineno, line=None) -> str:
-        if issubclass(category, DAGMMWarning):
-            return f"dagmm: warning: {message}\n"
-        return earlier(message, category, filename, lineno, line)  # numpy's RuntimeWarning etc. as they were
-
-    def shown(message, category, filename, lineno, file=None, line=None) -> None:
-        bars = sys.modules.get("tqdm.std")  # (imported by Lightning's bar: none drawn before)
-        if bars is None or file not in (None, sys.stderr):
-            return earlier_shown(message, category, filename, lineno, file, line)
-        with bars.tqdm.external_write_mode(file=sys.stderr):  # bars on stdout too: one terminal
-            earlier_shown(message, category, filename, lineno, file, line)
-
-    formatted.dagmm = True
-    warnings.formatwarning, warnings.showwarning = formatted, shown
 
 
 def settings_error(err: Exception) -> str | None:

@@ -1,4 +1,5 @@
-"""The package's own errors: one base class, so that the command line prints their message, not a traceback."""
+"""The package's own errors and warnings: one base class each, so that the command line prints their
+message, not a traceback."""
 
 from __future__ import annotations
 
@@ -166,3 +167,28 @@ def import_failure(class_path: str) -> str | None:
         return None if hasattr(importlib.import_module(module), name) else f"{module} has no {name}"
     except Exception as err:  # (whatever the module raises is the answer)
         return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}".rstrip(": ")
+
+
+def own_warnings_as_lines() -> None:
+    """The command's own warnings (``DAGMMWarning``) printed as ``dagmm: warning: ...`` lines, as its errors
+    are (Python's format, and Lightning's once imported, starts with a source file and line); other warnings
+    as before. Every warning printed while a progress bar is drawn starts a line of its own (the bars are
+    cleared, then drawn again: tqdm's ``external_write_mode``); it had continued the bar's line."""
+    if getattr(warnings.formatwarning, "dagmm", False):  # installed already (main called again in a process)
+        return
+    earlier, earlier_shown = warnings.formatwarning, warnings.showwarning
+
+    def formatted(message, category, filename, lineno, line=None) -> str:
+        if issubclass(category, DAGMMWarning):
+            return f"dagmm: warning: {message}\n"
+        return earlier(message, category, filename, lineno, line)  # numpy's RuntimeWarning etc. as they were
+
+    def shown(message, category, filename, lineno, file=None, line=None) -> None:
+        bars = sys.modules.get("tqdm.std")  # (imported by Lightning's bar: none drawn before)
+        if bars is None or file not in (None, sys.stderr):
+            return earlier_shown(message, category, filename, lineno, file, line)
+        with bars.tqdm.external_write_mode(file=sys.stderr):  # bars on stdout too: one terminal
+            earlier_shown(message, category, filename, lineno, file, line)
+
+    formatted.dagmm = True
+    warnings.formatwarning, warnings.showwarning = formatted, shown

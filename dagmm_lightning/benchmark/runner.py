@@ -475,7 +475,7 @@ def _start_worker() -> None:
     """A worker's start: Ctrl-C (sent to the whole process group) is the main process's to handle (it stops
     the workers itself); our warnings printed as the command's own, ``dagmm: warning: ...`` (had: Python's
     format, naming concurrent/futures/process.py as their source)."""
-    from dagmm_lightning.__main__ import own_warnings_as_lines
+    from dagmm_lightning.errors import own_warnings_as_lines
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     own_warnings_as_lines()
