@@ -221,6 +221,13 @@ class AnomalyMetrics(L.Callback):
         rows = self.rows.compute()
         self.rows.reset()
         scores, labels = rows["score"], rows["label"]
+        missing = np.isnan(scores)
+        if missing.any():  # (had: scikit-learn's 'Input contains NaN' from the metrics, no row named)
+            raise DataError(
+                f"{stage}: {int(missing.sum()):,} of {len(scores):,} rows scored NaN (row ids "
+                f"{rows['index'][missing][:5].tolist()}): NaN or inf in their x (a loader of one's own: fill or drop "
+                "such values; AnomalyDataModule refuses them), or a score of one's own that gives NaN"
+            )
         free = {} if trainer.sanity_checking else label_free_metrics(scores, rows["error"], self._threshold)
         if stage == "val" and not trainer.sanity_checking:  # the hparams view gets its record, labels or not
             self.last_metrics[stage] = free

@@ -39,7 +39,7 @@ from dagmm_lightning.errors import (
     check_layer_sizes,
     check_range,
 )
-from dagmm_lightning.labels import BATCH_FORMAT, LABELLED_ANOMALY
+from dagmm_lightning.labels import BATCH_FORMAT, KNOWN_NORMAL, LABELLED_ANOMALY, UNLABELLED
 from dagmm_lightning.losses import AnomalyLoss, dagmm_objective, summed_terms
 from dagmm_lightning.mixture import (
     MIXTURE_FAMILIES,
@@ -107,6 +107,18 @@ def batch_parts(batch) -> Batch:
         f"{BATCH_FORMAT}; the loader gave a {got} (TensorDataset(x, labels, torch.arange(len(x))) gives them; "
         "README, 'Loaders of your own')"
     )
+
+
+def refuse_non_finite_rows(x: torch.Tensor, ids: torch.Tensor, stage: str, where: str = "") -> None:
+    """A ``DataError`` (its message after ``where``) naming the first row ids (N,) of ``stage`` rows x (N, F)
+    that hold NaN or inf, if any (a loader of one's own: ``AnomalyDataModule`` refuses such rows)."""
+    finite = torch.isfinite(x).all(dim=-1) if x.is_floating_point() else torch.ones(len(x), dtype=torch.bool)
+    if not bool(finite.all()):
+        bad = torch.as_tensor(ids).to(finite.device)[~finite][:5].tolist() if len(ids) == len(x) else "?"
+        raise DataError(
+            f"{where}{int((~finite).sum())} {stage} row(s) hold NaN or inf (row ids {bad}): fill or drop such values "
+            "in the loader's rows"
+        )
 
 
 class TrainingRows:
@@ -702,17 +714,29 @@ class DAGMM(L.LightningModule):
             raise ConfigurationError(_EMPTY_WITHOUT_RESEEDING)
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        x, y, _ = batch_parts(batch)
+        x, y, ids = batch_parts(batch)
+        if y.shape != (len(x),):
+            raise DataError(f"training labels of shape {tuple(y.shape)} for {len(x)} rows; {BATCH_FORMAT}")
         labelled = y == LABELLED_ANOMALY
-        labelled = labelled if bool(labelled.any()) else None
+        other = (y != KNOWN_NORMAL) & (y != UNLABELLED) & ~labelled  # (a loader of one's own: 2, or its ids)
+        any_labelled, any_other = torch.stack([labelled.any(), other.any()]).tolist()  # one read for both
+        if any_other:
+            raise DataError(f"a training batch holds the label {y[other][0].item()!r}; {BATCH_FORMAT}")
+        labelled = labelled if any_labelled else None
         if labelled is not None and not self._warned_labelled_rows:
             self._warn_of_labelled_rows_in_own_loader()
         logging = self.is_logging_step()  # before the step, which advances global_step
-        if self.automatic_optimization:
-            loss, terms = self._loss(x, y, labelled)
-            self._check_finite(loss, terms)
-        else:
-            loss, terms = self._manual_step(x, y, labelled)
+        try:
+            if self.automatic_optimization:
+                loss, terms = self._loss(x, y, labelled)
+                self._check_finite(loss, terms)
+            else:
+                loss, terms = self._manual_step(x, y, labelled)
+        except NonFiniteError:
+            refuse_non_finite_rows(
+                x, ids, "training", f"at {self._where()}: "
+            )  # the input's, not the model's (a loader of one's own)
+            raise
         self._last_loss = loss.detach()  # no sync here; read as last_training_loss
         if logging:
             self.log("train/loss", loss, prog_bar=True, batch_size=len(x))

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from dagmm_lightning.distributed import gather_rows, rank
-from dagmm_lightning.errors import ConfigurationError, NonFiniteError
+from dagmm_lightning.errors import ConfigurationError, DataError, NonFiniteError
 from dagmm_lightning.mixture import MixtureEnergy, padded_memberships
 from dagmm_lightning.networks.estimation import EstimationNetwork
 from dagmm_lightning.scoring import ScoreCalibration
@@ -76,6 +76,35 @@ class _Reiterable:
 
     def __iter__(self):
         return self.make()
+
+
+FIT_INPUT = "x tensors (N, F), re-iterable: a list of them, or a DataLoader of TensorDataset(x)"
+
+
+class XBatches:
+    """The x tensors of ``batches`` as ``DAGMMModel.fit`` takes them: a tensor (N, F) is one batch, a
+    batch of one tensor (a ``TensorDataset(x)`` loader's ``[x]``) its x; a batch of (x, labels, row ids)
+    is refused (its labelled anomalies would be fitted: ``TrainingRows`` leaves them out). Re-iterable;
+    ``ordered`` is ``batches``' own (True where it does not say)."""
+
+    def __init__(self, batches) -> None:
+        if isinstance(batches, torch.Tensor):
+            if batches.ndim != 2:
+                raise DataError(f"fit takes {FIT_INPUT}; got a tensor of shape {tuple(batches.shape)}")
+            batches = [batches]
+        self.batches, self.ordered = batches, getattr(batches, "ordered", True)
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        for batch in self.batches:
+            if isinstance(batch, (tuple, list)) and len(batch) == 1:
+                batch = batch[0]
+            if not isinstance(batch, torch.Tensor):
+                got = f"a {type(batch).__name__} of {len(batch)}" if isinstance(batch, (tuple, list)) else type(batch)
+                raise DataError(
+                    f"fit takes {FIT_INPUT}; a batch was {got} (batches of (x, labels, row ids): "
+                    "TrainingRows(loader), from dagmm_lightning.models.dagmm, gives their x less labelled anomalies)"
+                )
+            yield batch
 
 
 FIT_ROWS_SEED = 0  # the fixed subset of rows a fit with ``fit_rows`` reads
@@ -137,9 +166,11 @@ class DAGMMOutput:
     """Everything DAGMM computes for a batch x (N, F); an ensemble's tensors have a leading members axis.
 
     z (N, latent), x_hat (N, F), rows (N, latent + 2, or + 3 with the log error) the mixture sees, gamma
-    (N, K) memberships, error (N,) squared reconstruction error, energy (N,) (None before the mixture is
-    fitted, when asked for without it), params the mixture parameters the energy used (the batch fit, in
-    training), losses the compression's own terms, codes (N,) a quantiser's codes.
+    (N, K) memberships (None where not asked for), error (N,) squared reconstruction error, energy (N,)
+    (in training under the batch's own fit, in eval mode under the training-set fit: ``NotFittedError``
+    before ``fit``; None in training for a batch without rows to fit), params the mixture parameters of the
+    batch fit (training only; None in eval mode), losses the compression's own terms, codes (N,) a
+    quantiser's codes.
     """
 
     z: torch.Tensor
@@ -275,8 +306,9 @@ class DAGMMModel(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def represent(self, x: torch.Tensor, memberships: bool = True) -> DAGMMOutput:
-        """Everything but the energy: x (N, F). ``memberships=False`` skips the estimation network (gamma
-        None), which scoring does not need."""
+        """Everything but the energy: x (N, F) (any float dtype: computed in the parameters'). ``memberships=False``
+        skips the estimation network (gamma None), which scoring does not need."""
+        x = self.as_input(x)
         inputs = x if self.input_mask is None else x * self.input_mask
         compressed = self.compression(inputs)  # an ensemble's first layers take x (N, F) for every member
         features, error = reconstruction_features(x, compressed.x_hat)
@@ -316,6 +348,11 @@ class DAGMMModel(nn.Module):
 
     def score(self, out: DAGMMOutput) -> torch.Tensor:
         """Anomaly score (N,) of an eval-mode output, higher = more anomalous."""
+        if out.params is not None:  # (had: scored silently under the scored batch's own mixture fit)
+            raise ConfigurationError(
+                "score takes the output of a model in eval mode (model.eval() after fit): in training mode the "
+                "forward pass fits the mixture to the batch itself"
+            )
         return self.calibration(out.energy, out.error.to(out.energy.dtype))
 
     @classmethod
@@ -324,15 +361,16 @@ class DAGMMModel(nn.Module):
         return cls.score is DAGMMModel.score
 
     def as_input(self, x: torch.Tensor) -> torch.Tensor:
-        """x on this model's device and in its parameters' dtype."""
+        """x on this model's device and in its parameters' dtype (x itself where it is already)."""
         reference = next(self.parameters())
         return x.to(device=reference.device, dtype=reference.dtype)
 
     @torch.no_grad()
     def score_batches(self, batches: Iterable[torch.Tensor]) -> torch.Tensor:
-        """Scores of every row of ``batches`` (x tensors), gathered from every rank in rank order: (N,)."""
+        """Scores of every row of ``batches`` (x tensors, as ``fit`` takes them), gathered from every rank in
+        rank order: (N,)."""
         with evaluating(self):
-            local = [self.score(self(self.as_input(x), memberships=False)) for x in batches]
+            local = [self.score(self(self.as_input(x), memberships=False)) for x in XBatches(batches)]
         empty = torch.zeros(0, dtype=torch.float64, device=self.calibration.threshold.device)  # a rank without rows
         scores = gather_rows(torch.cat(local).double() if local else empty)
         missing = int(scores.isnan().sum())  # (every rank's rows: every rank decides alike)
@@ -344,12 +382,13 @@ class DAGMMModel(nn.Module):
         return scores
 
     @torch.no_grad()
-    def fit(self, batches: Iterable[torch.Tensor]) -> torch.Tensor | None:
+    def fit(self, batches: Iterable[torch.Tensor] | torch.Tensor) -> torch.Tensor:
         """Training-set fit in eval mode with the current weights: the mixture from the rows of ``batches``
-        (x tensors, re-iterable; under DDP each rank its own share), then the score calibration; both from
-        at most ``fit_rows`` of them (``fit_positions``) where it is set. Returns the scores of the rows
-        fitted (all ranks), or None where the score needs another pass. A subclass with a ``score`` of its
-        own takes the threshold on its own scores (one more pass)."""
+        (x tensors (N, F), re-iterable, or one tensor; under DDP each rank its own share), then the score
+        calibration; both from at most ``fit_rows`` of them (``fit_positions``) where it is set. Returns the
+        scores (N,) of the rows fitted (all ranks). A subclass with a ``score`` of its own takes the
+        threshold on its own scores (one more pass). The model keeps its mode: score in eval mode."""
+        batches = XBatches(batches)
         with evaluating(self):
             fitted, self.rows_fitted = batches, (0, 0)
             if self.fit_rows is not None and getattr(batches, "ordered", True):  # (positions need a fixed order)

@@ -42,6 +42,51 @@ def test_a_loader_of_another_batch_shape_is_refused_with_the_format(tmp_path):
             L.Trainer(**QUIET, max_epochs=1, default_root_dir=tmp_path).fit(small_model(), loader(*tensors))
 
 
+def test_training_labels_other_than_the_codes_are_refused_with_the_format(tmp_path):
+    x, y = rows()
+    ids = torch.arange(len(x))
+    normal = torch.zeros_like(y)
+    coded = normal.clone()
+    coded[7] = 2  # had: trained as if normal (and (N, 1) labels: IndexError deep in the model)
+    for labels, match in [
+        (coded, "a training batch holds the label 2"),
+        (normal[:, None], r"labels of shape \(64, 1\)"),
+    ]:
+        with pytest.raises(DataError, match=match + r".*a batch is \(x, labels, row ids\)"):
+            L.Trainer(**QUIET, max_epochs=1, default_root_dir=tmp_path).fit(small_model(), loader(x, labels, ids))
+
+
+def test_float64_rows_of_ones_own_train_and_score_as_float32(tmp_path):
+    x, y = rows()
+    ids = torch.arange(len(x))
+    scores = []
+    for rows_given in (x, x.double()):  # had: 'mat1 and mat2 must have the same dtype' from inside torch
+        torch.manual_seed(0)
+        model = small_model()
+        L.Trainer(**QUIET, max_epochs=2, default_root_dir=tmp_path).fit(
+            model, loader(rows_given, torch.zeros_like(y), ids)
+        )
+        with torch.no_grad():
+            scores.append(model.eval().model.score(model.model(rows_given)))
+    assert torch.equal(scores[0], scores[1])
+
+
+def test_nan_in_rows_of_ones_own_is_named_by_row_id(tmp_path):
+    x, y = rows()
+    ids = torch.arange(len(x)) + 1000
+    broken = x.clone()
+    broken[13, 2] = float("nan")
+    # training: had 'covariance is not positive definite ... (try a larger jitter)'
+    with pytest.raises(DataError, match=r"1 training row\(s\) hold NaN or inf \(row ids \[1013\]\)"):
+        L.Trainer(**QUIET, max_epochs=1, default_root_dir=tmp_path).fit(
+            small_model(), loader(broken, torch.zeros_like(y), ids)
+        )
+    # validation (its sanity check: 2 batches): had scikit-learn's 'Input contains NaN.' from the metrics
+    trainer = L.Trainer(**QUIET, max_epochs=1, default_root_dir=tmp_path, callbacks=[AnomalyMetrics()])
+    with pytest.raises(DataError, match=r"val: 1 of 128 rows scored NaN \(row ids \[1013\]\)"):
+        trainer.fit(small_model(), loader(x, torch.zeros_like(y), ids), loader(broken, y, ids))
+
+
 def test_row_ids_shared_by_rows_are_refused_not_counted_once(tmp_path):
     x, y = rows()
     ids = torch.arange(len(x))

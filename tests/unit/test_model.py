@@ -4,10 +4,12 @@ import pytest
 import torch
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
+from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from dagmm_lightning.data import InMemoryBatches
-from dagmm_lightning.errors import NonFiniteError
+from dagmm_lightning.errors import ConfigurationError, DataError, NonFiniteError
+from dagmm_lightning.losses import dagmm_objective
 from dagmm_lightning.mixture import GaussianMixtureEnergy
 from dagmm_lightning.models import DAGMM, DAGMMPU
 from dagmm_lightning.networks import Compressed, reconstruction_features
@@ -247,9 +249,18 @@ def test_non_finite_loss_stops_with_epoch_step_and_term():
         enable_model_summary=False,
         limit_val_batches=0,
     )
-    # NaN reaches the mixture's covariance first
-    with pytest.raises(NonFiniteError, match=r"at epoch 0, step 0: covariance is not positive definite"):
+    # NaN in the input: named as such (had: 'covariance is not positive definite ... try a larger jitter')
+    with pytest.raises(DataError, match=r"at epoch 0, step 0: 1 training row\(s\) hold NaN or inf \(row ids \[3\]\)"):
         trainer.fit(model, train_dataloaders=batches(x, 16))
+    failing = tiny_model()
+    message = "covariance is not positive definite even after adding jitter"
+
+    def fails(*args, **kwargs):
+        raise NonFiniteError(message)
+
+    failing.model.mixture.batch_parameters = fails  # finite rows, a mixture that fails: said where
+    with pytest.raises(NonFiniteError, match=rf"at epoch 0, step 0: {message}"):
+        trainer.fit(failing, train_dataloaders=batches(torch.rand(16, 6), 16))
 
 
 def test_non_finite_loss_term_is_named():
@@ -630,3 +641,47 @@ def test_with_the_error_feature_one_sided_labelled_anomalies_train_and_rows_scor
         np.testing.assert_array_equal(model.model(x).energy, model.model.mixture.energy(rows, one_sided_last=True))
         model.model.one_sided_error = False  # the option off: the energy as it is
         np.testing.assert_array_equal(model.model(x).energy, model.model.mixture.energy(rows))
+
+
+def test_the_plain_model_fits_a_tensor_or_tensordataset_loader_and_refuses_what_it_would_misread():
+    model = tiny_model(dropout=0.2).model
+    x = torch.randn(300, 6)
+    reference = model.fit([x])
+    for given in (x, torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x), batch_size=100)):
+        torch.testing.assert_close(model.fit(given), reference)  # had: row by row ('x of shape (6,)'), or 'list'.to
+    labelled = torch.utils.data.TensorDataset(x, torch.zeros(300), torch.arange(300))
+    with pytest.raises(DataError, match=r"a batch was a list of 3 .*TrainingRows\(loader\)"):
+        model.fit(torch.utils.data.DataLoader(labelled, batch_size=100))  # its labelled anomalies would be fitted
+    assert model.training  # fit keeps the mode it found: in training mode the forward pass fits the batch
+    with pytest.raises(ConfigurationError, match=r"score takes the output of a model in eval mode"):
+        model.score(model(x))  # had: scored under the batch's own fit, with dropout
+    model.eval()
+    with torch.no_grad():
+        scores = model.score(model(x))
+        torch.testing.assert_close(scores, reference)  # the training rows' scores, as fitted
+        torch.testing.assert_close(model.score(model(x.double())), scores)  # float64 rows: as float32
+
+
+def test_the_readmes_loop_of_ones_own_trains_the_plain_model_to_flag_rows_off_the_data():
+    """README, 'A loop of your own (no Lightning)', as written there."""
+    torch.manual_seed(0)
+    direction = torch.rand(1, 5)
+    x = torch.rand(2000, 1) * direction + 0.02 * torch.randn(2000, 5)
+    new_rows = torch.cat([torch.rand(95, 1) * direction + 0.02 * torch.randn(95, 5), torch.rand(5, 5)])
+    module = DAGMM(input_dim=5, latent_dim=1, hidden_dims=(16,), lr=1e-3)
+    model, hp = module.model, module.hparams
+    optimizer = torch.optim.Adam(model.parameters(), lr=hp.lr)
+    for _ in range(1000):
+        out = model(x[torch.randint(len(x), (256,))])
+        terms = dagmm_objective(out.error, out.energy, model.penalty(out), None, hp.lambda_energy, hp.lambda_cov)
+        optimizer.zero_grad()
+        sum(terms.values()).backward()
+        optimizer.step()
+    training_scores = model.fit(x)
+    model.eval()
+    with torch.no_grad():
+        scores = model.score(model(new_rows))
+    threshold = float(model.calibration.threshold)
+    assert threshold == pytest.approx(np.quantile(training_scores.numpy(), 0.9), rel=1e-6)
+    assert (scores[95:] > threshold).all()  # the rows off the data's line
+    assert roc_auc_score([0] * 95 + [1] * 5, scores.numpy()) > 0.95
