@@ -234,9 +234,16 @@ class AnomalyMetrics(L.Callback):
         if free:
             pl_module.log_dict({f"{stage}/{k}": v for k, v in free.items() if np.isfinite(v)}, sync_dist=False)
         if len(scores) == 0 or (labels < 0).any():  # (said once a run: the same at each validation)
+            coded = set(np.unique(labels).tolist()) == {-1, 1}  # (had: said only 'rows without labels')
+            why = (
+                " (labels -1 and 1 only: scikit-learn's outlier coding, -1 an outlier? Here 1 is an anomaly, 0 "
+                "normal and -1 unknown: map them)"
+                if coded
+                else ""
+            )
             self._warn_once(
                 f"{stage} unlabelled",
-                f"{stage}: rows without labels; anomaly metrics need labels and are skipped (logged: "
+                f"{stage}: rows without labels{why}; anomaly metrics need labels and are skipped (logged: "
                 f"{', '.join(f'{stage}/{name}' for name in LABEL_FREE)})",
             )
             return

@@ -169,6 +169,16 @@ def test_a_data_module_of_arrays_predicts_without_lightnings_batch_index_warning
     assert [m for m in shown if "sync_dist" in m] == [shown[0]] and "val/my_loss" in shown[0]  # a user's own key stays
 
 
+def test_validation_labels_in_scikit_learns_outlier_coding_are_named_as_such(tmp_path):
+    x, y = rows()
+    ids = torch.arange(len(x))
+    coded = 1 - 2 * y  # -1 an outlier, 1 an inlier (had: said only 'rows without labels')
+    trainer = L.Trainer(**QUIET, max_epochs=1, default_root_dir=tmp_path, callbacks=[AnomalyMetrics()])
+    with pytest.warns(DAGMMWarning, match=r"rows without labels \(labels -1 and 1 only: scikit-learn's outlier coding"):
+        trainer.fit(small_model(), loader(x, torch.zeros_like(y), ids), loader(x, coded, ids))
+    assert "val/roc_auc" not in trainer.logged_metrics
+
+
 @pytest.mark.parametrize("members", [1, 2])
 def test_rows_without_labels_log_their_reconstruction_error_and_flagged_share(tmp_path, members):
     x, _ = rows()
