@@ -14,6 +14,7 @@ from dagmm_lightning.mixture import GaussianMixtureEnergy
 from dagmm_lightning.models import DAGMM, DAGMMPU
 from dagmm_lightning.networks import Compressed, reconstruction_features
 from dagmm_lightning.networks.dagmm import SampledRows, fit_positions, row_counts
+from dagmm_lightning.networks.estimation import EstimationNetwork
 from dagmm_lightning.networks.layers import FUSED_LINEAR, mlp
 
 
@@ -685,3 +686,11 @@ def test_the_readmes_loop_of_ones_own_trains_the_plain_model_to_flag_rows_off_th
     assert threshold == pytest.approx(np.quantile(training_scores.numpy(), 0.9), rel=1e-6)
     assert (scores[95:] > threshold).all()  # the rows off the data's line
     assert roc_auc_score([0] * 95 + [1] * 5, scores.numpy()) > 0.95
+
+
+def test_an_estimation_network_of_another_width_than_the_mixture_rows_is_named():
+    module = tiny_model(error_feature=True)  # rows: latent 1 + 2 + the error: 4 columns
+    model = module.model
+    model.estimation = EstimationNetwork(3, [4], 2)  # built for latent + 2 by hand
+    with pytest.raises(DataError, match=r"the estimation network takes mixture rows of 3 columns .*input_dim 4"):
+        model(torch.rand(8, 6))  # had: 'the network takes rows of 3 features', read as the data's 6
