@@ -14,3 +14,13 @@ def logged_steps(folder, tag):
         read = accumulator.Images if tag in tags["images"] else accumulator.Scalars if tag in tags["scalars"] else None
         steps += [event.step for event in read(tag)] if read else []
     return steps
+
+
+def logged_values(folder, tag):
+    """The values of every scalar event with this tag in the event files under ``folder``, as ``logged_steps``."""
+    values = []
+    for events in sorted(folder.rglob("events.out.tfevents.*"), key=lambda path: path.name):
+        accumulator = EventAccumulator(str(events))
+        accumulator.Reload()
+        values += [event.value for event in accumulator.Scalars(tag)] if tag in accumulator.Tags()["scalars"] else []
+    return values

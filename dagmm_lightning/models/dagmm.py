@@ -1151,6 +1151,11 @@ class DAGMM(L.LightningModule):
         if self._fit_is_current():
             return False
         self.refit()
+        if self._trainer is not None and self.trainer.state.fn == "fit" and (counts := self._fit_counts()):
+            # a fit between validations (a checkpoint's, the fit's last): its counts too, at the step a
+            # validation there would log at (had: only in the fit's summary)
+            for logger in self.loggers:
+                logger.log_metrics(counts, step=max(self.global_step - 1, 0))
         return True
 
     def on_validation_epoch_start(self) -> None:
@@ -1170,10 +1175,18 @@ class DAGMM(L.LightningModule):
                 self.fitted_at_step.fill_(-1)
                 self._fitted_weights, self._training_scores, self._threshold_scores = None, None, None
             return
-        if self.trainer.state.fn == "fit" and self.hparams.em_steps > 0:  # of the fit that validation scored with
-            self.log("train/em_steps", float(self.model.em_steps_run), batch_size=1)
-        if self.trainer.state.fn == "fit" and self.hparams.em_reseed > 0:
-            self.log("train/components_reseeded", float(self.model.components_reseeded), batch_size=1)
+        if self.trainer.state.fn == "fit":  # of the fit that validation scored with
+            for name, value in self._fit_counts().items():
+                self.log(name, value, batch_size=1)
+
+    def _fit_counts(self) -> dict[str, float]:
+        """The last training-set fit's counts that are not loss terms, as logged (where the fit has them)."""
+        counts = {}
+        if self.hparams.em_steps > 0:
+            counts["train/em_steps"] = float(self.model.em_steps_run)
+        if self.hparams.em_reseed > 0:
+            counts["train/components_reseeded"] = float(self.model.components_reseeded)
+        return counts
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint[VARIANT_RECORD_KEY] = self._variant_record()

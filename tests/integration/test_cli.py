@@ -14,6 +14,7 @@ from dagmm_lightning.data.tables import SCALED_LIMIT
 from dagmm_lightning.sizing import latent_cap
 
 from ..conftest import QUICK, ROOT, read_csv
+from ..events import logged_steps, logged_values
 
 CONFIGS = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "configs").rglob("*.yaml"))
 
@@ -394,6 +395,17 @@ def test_the_chosen_sizes_and_the_rows_the_scoring_fit_read_are_said(tmp_path, c
         f"hidden widths {tuple(hp.hidden_dims)}, K 4; the mixture that scores: {hp.fit_components} components, "
         "fitted on 50 of those rows, a fixed random subset (fit_rows)"
     )
+
+
+def test_a_fit_ending_between_validations_logs_its_last_fits_counts(tmp_path):
+    args = ["--config", "configs/improved.yaml", "--data.dataset", "breast_cancer", "--trainer.max_steps", "12"]
+    fitted = run(["fit", *args, "--trainer.val_check_interval", "100"], tmp_path)  # no validation in the fit
+    logs = tmp_path / "logs"
+    # had: only in the fit's summary (a user trial: the README says they are logged at each validation)
+    assert logged_steps(logs, "train/em_steps") == logged_steps(logs, "val/roc_auc") == [11]
+    assert logged_steps(logs, "train/components_reseeded") == [11]
+    (value,) = logged_values(logs, "train/em_steps")
+    assert value == fitted.model.model.em_steps_run > 0
 
 
 def test_data_sized_model_keeps_its_sizes_and_em_refined_fit_in_the_checkpoint(tmp_path, caplog, monkeypatch):
