@@ -598,7 +598,15 @@ class AnomalyDataModule(L.LightningDataModule):
             symbolic = list(self.preprocessor.categories)  # as trained: nothing inferred from these rows
             table = read_user_table(self.predict_file, self.label_column, symbolic, True, self.ignore_columns)
         elif self.dataset in DATASETS:
-            table = DATASETS[self.dataset].read_file(self.predict_file)
+            spec = DATASETS[self.dataset]
+            try:
+                table = spec.read_file(self.predict_file)
+            except DataError as err:  # (had: 'thy.csv holds no NPZ archive', for a table of the right columns)
+                if not Path(self.predict_file).is_file():
+                    raise
+                raise DataError(
+                    f"{err} (a model of the data set {self.dataset!r} scores files in its format: {spec.file_format})"
+                ) from None
         else:
             raise DataError("a data module made from arrays has no file format for predict_file")
         try:

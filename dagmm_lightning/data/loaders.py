@@ -401,13 +401,28 @@ class DatasetSpec:
     read_file: Callable[[str | Path], RawTable]
     #: share of rows flagged as anomalous in the paper's evaluation, in percent
     rho: float
+    #: the format ``read_file`` reads, as messages name it
+    file_format: str = "a table (CSV or Parquet) with the training table's columns"
 
 
+KDDCUP99_FORMAT = "KDD Cup 1999's raw CSV (no header, 41 features, optionally the label)"
 DATASETS: dict[str, DatasetSpec] = {
-    "kddcup99": DatasetSpec(load_kddcup99, read_kddcup99_file, rho=20.0),
-    "kddcup_rev": DatasetSpec(load_kddcup_rev, lambda path: _attacks_are_anomalies(read_kddcup99_file(path)), rho=20.0),
-    "thyroid": DatasetSpec(load_thyroid, read_npz_file, rho=2.5),
-    "arrhythmia": DatasetSpec(load_arrhythmia, read_arrhythmia_file, rho=15.0),
+    "kddcup99": DatasetSpec(load_kddcup99, read_kddcup99_file, rho=20.0, file_format=KDDCUP99_FORMAT),
+    "kddcup_rev": DatasetSpec(
+        load_kddcup_rev,
+        lambda path: _attacks_are_anomalies(read_kddcup99_file(path)),
+        rho=20.0,
+        file_format=KDDCUP99_FORMAT,
+    ),
+    "thyroid": DatasetSpec(
+        load_thyroid, read_npz_file, rho=2.5, file_format="an NPZ file with X (rows x 6 features) and optionally y"
+    ),
+    "arrhythmia": DatasetSpec(
+        load_arrhythmia,
+        read_arrhythmia_file,
+        rho=15.0,
+        file_format="a MATLAB file with one matrix 'arrhythmia' (274 features, then the class)",
+    ),
     "breast_cancer": DatasetSpec(
         load_breast_cancer_anomalies,
         lambda path: read_user_table(path, None, [], True),

@@ -156,6 +156,20 @@ def test_an_npz_scored_against_a_model_of_named_columns_says_it_has_no_names(tmp
         scoring.predict_dataloader()
 
 
+def test_a_file_not_in_a_paper_data_sets_format_names_that_format(tmp_path):
+    thyroid = AnomalyDataModule(dataset="thyroid", seed=0)
+    thyroid.setup("fit")
+    x, _ = thyroid.arrays("test")
+    pd.DataFrame(x, columns=[f"x{i}" for i in range(6)]).to_csv(tmp_path / "rows.csv", index=False)
+    np.savez(tmp_path / "rows.npz", X=x)
+    thyroid.predict_file = str(tmp_path / "rows.csv")
+    message = r"holds no NPZ archive.* \(a model of the data set 'thyroid' scores files in its format: an NPZ file"
+    with pytest.raises(DataError, match=message):  # had: 'no NPZ archive' alone, for a table of its features
+        thyroid.predict_dataloader()
+    thyroid.predict_file = str(tmp_path / "rows.npz")  # its format: scored
+    assert thyroid.predict_dataloader().x.shape == x.shape
+
+
 @pytest.mark.parametrize("out_of_core", [False, True])
 def test_reading_a_large_table_file_is_said_before_it_starts(tmp_path, monkeypatch, caplog, out_of_core):
     import dagmm_lightning.data.datamodule as datamodule
