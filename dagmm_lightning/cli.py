@@ -1036,6 +1036,14 @@ class DAGMMCLI(LightningCLI):
         mismatch = contamination_mismatch(self.model, dm)
         if mismatch is not None:
             warn(mismatch)
+        noted = threads_noted(self._args if self._args is not None else sys.argv[1:])
+        resumed = self.config.get("fit", self.config).get("ckpt_path") is not None  # (the checkpoint's count: said)
+        if noted is not None and not resumed and trainer.world_size == 1 and noted[1] != torch.get_num_threads():
+            warn(  # (had: a rerun on another count trained other weights, unsaid; DDP's processes: Lightning's count)
+                f"{noted[0]} is a fit's config that ran {noted[1]} torch thread(s), this one runs "
+                f"{torch.get_num_threads()}: torch's sums split by the threads, so it trains other weights (scores "
+                f"differ visibly after a few hundred steps); OMP_NUM_THREADS={noted[1]} repeats it"
+            )
         contamination = getattr(self.model, "hparams", {}).get("contamination")
         quantile = getattr(self.model, "threshold_from_contamination", False)  # (not PU's c / 2)
         given = contamination_given(self._args if self._args is not None else sys.argv[1:])
@@ -1707,6 +1715,27 @@ def check_settings(args: list[str]) -> None:
     AnomalyDataModule(**config.data.as_dict())
 
 
+# the end of a fit's config.yaml (a comment: read back, the settings are the same); a fit of that file on
+# another count is warned of (README: the same thread count repeats a fit bit for bit)
+THREADS_NOTE = (
+    "# dagmm: this fit ran {threads} torch thread(s) a process; on another count a fit of this file trains other "
+    "weights (OMP_NUM_THREADS={threads} repeats it)"
+)
+THREADS_NOTE_READ = re.compile(r"^# dagmm: this fit ran (\d+) torch thread", re.M)
+
+
+def threads_noted(args: list[str]) -> tuple[Path, int] | None:
+    """The first config file of ``args`` whose fit noted its thread count (``THREADS_NOTE``), and the count."""
+    for path in config_files(args, ("--config", "-c")):
+        try:
+            found = THREADS_NOTE_READ.search(path.read_text(errors="replace"))
+        except OSError:
+            continue
+        if found:
+            return path, int(found.group(1))
+    return None
+
+
 class SaveRunConfig(SaveConfigCallback):
     """Lightning's ``config.yaml`` of a run in its folder; none for a test, validate or predict run without a
     logger, which has no folder of its own (a scheduled predict with --trainer.logger false had rewritten
@@ -1715,6 +1744,15 @@ class SaveRunConfig(SaveConfigCallback):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if trainer.logger is None and stage != "fit":
             return
+        first = not self.already_saved
+        self._save(trainer, pl_module, stage)
+        if first and stage == "fit" and self.save_to_log_dir:
+            log_dir = trainer.log_dir  # (every rank: a broadcast)
+            if trainer.is_global_zero:
+                with get_filesystem(log_dir).open(os.path.join(log_dir, self.config_filename), "a") as file:
+                    file.write(THREADS_NOTE.format(threads=torch.get_num_threads()) + "\n")
+
+    def _save(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if self.parser is not None:
             super().setup(trainer, pl_module, stage)
             return

@@ -1316,7 +1316,8 @@ class DAGMM(L.LightningModule):
         if threads not in (None, torch.get_num_threads()):  # (README, reproducibility: a count of its own)
             rank_zero_info(
                 f"the checkpoint's fit ran {threads} torch thread(s) a process, this one {torch.get_num_threads()}: "
-                "its weights go on to differ from an uninterrupted fit's in the last digits (OMP_NUM_THREADS="
+                "its weights go on to differ from an uninterrupted fit's (torch's sums split by the threads; scores "
+                f"differ visibly after a few hundred steps) (OMP_NUM_THREADS="
                 f"{threads} resumes as it ran)"
             )
         resumed = self.trainer.ckpt_path is not None  # (a model loaded before, then fitted afresh: not resumed)

@@ -11,6 +11,7 @@ from dagmm_lightning.callbacks import AnomalyMetrics, LastEpochCheckpoint
 from dagmm_lightning.callbacks.metrics import anomaly_metrics
 from dagmm_lightning.cli import NODE_LAUNCH_VARIABLES, build_cli, fit_log_folder, top_row
 from dagmm_lightning.data.tables import SCALED_LIMIT
+from dagmm_lightning.errors import DAGMMWarning
 from dagmm_lightning.sizing import latent_cap
 
 from ..conftest import QUICK, ROOT, read_csv
@@ -301,6 +302,27 @@ def test_a_resume_on_another_number_of_processes_says_it_trains_on_differently(t
     run(resume, tmp_path / "d")  # (had: not recorded; the README's reproducibility rests on it)
     told = f"the checkpoint's fit ran {threads + 1} torch thread(s) a process, this one {threads}: its weights go on"
     assert told in caplog.text and f"(OMP_NUM_THREADS={threads + 1} resumes as it ran)" in caplog.text
+
+
+def test_a_fits_config_yaml_notes_its_thread_count_and_a_rerun_on_another_is_warned_of(tmp_path):
+    run(["fit", "--config", "configs/quickstart.yaml", "--trainer.max_epochs", "1"], tmp_path / "a")
+    saved = next((tmp_path / "a").rglob("config.yaml"))
+    threads = torch.get_num_threads()
+    text = saved.read_text()
+    assert text.endswith(
+        f"# dagmm: this fit ran {threads} torch thread(s) a process; on another count a fit of this "
+        f"file trains other weights (OMP_NUM_THREADS={threads} repeats it)\n"
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DAGMMWarning)
+        run(["fit", "--config", str(saved)], tmp_path / "b")  # the same count: not a word
+    saved.write_text(text.replace(f"ran {threads} torch", f"ran {threads + 1} torch"))  # another machine's
+    with pytest.warns(
+        DAGMMWarning,
+        match=rf"is a fit's config that ran {threads + 1} torch thread\(s\), this one runs "
+        rf"{threads}: .* OMP_NUM_THREADS={threads + 1} repeats it",
+    ):
+        run(["fit", "--config", str(saved)], tmp_path / "c")  # had: other weights, unsaid (a user trial)
 
 
 VARIANT_CONFIGS = ["vae", "vqvae", "lmm", "mixed_loss", "mixed_loss_inverse", "recon_inference", "pu"]
