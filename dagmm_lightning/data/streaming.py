@@ -413,7 +413,7 @@ def _scan_file(
     features = first.drop(columns=label + [c for c in ignored if c in first.columns])
     inferred = symbolic_columns is None
     if inferred:  # the in-memory reader's rule, on the first chunk (its id rule also on the whole file below)
-        symbolic_columns = infer_symbolic_columns(features, empty_is_error=False)[1]  # empty: whole file below
+        symbolic_columns = infer_symbolic_columns(features, empty_is_error=False, whole=False)[1]  # empty: below
     missing = [c for c in symbolic_columns if c not in features.columns]
     if missing:
         raise DataError(f"symbolic columns {missing} are not in {path}")

@@ -396,11 +396,12 @@ def leave_out(drop: str, column) -> str:
     return drop.format(shlex.quote(json.dumps(columns, ensure_ascii=False)))
 
 
-def refuse_columns(refused: list[tuple], drop: str = IGNORE) -> None:
+def refuse_columns(refused: list[tuple], drop: str = IGNORE, also: str = "") -> None:
     """Raises ``refused``'s one error, or one naming each of its (column, error) pairs and how to leave out
-    together those whose own advice is to leave them out (``drop``)."""
+    together those whose own advice is to leave them out (``drop``); ``also`` (a sentence) ends it."""
     if len(refused) == 1:
-        raise refused[0][1]
+        err = refused[0][1]
+        raise DataError(f"{err}\n{also}") if also else err
     if refused:
         each = "\n".join(f"- {err}" for _, err in refused)
         # (only the columns whose own advice is to leave them out: a number written with a decimal comma is a
@@ -411,7 +412,27 @@ def refuse_columns(refused: list[tuple], drop: str = IGNORE) -> None:
             drop.replace("leave it out", f"leave {them} out").replace("drop it", f"drop {them}"), advised
         )
         last = f"\n(or {together})" if len(advised) > 1 else ""
+        last += f"\n{also}" if also else ""
         raise DataError(f"{len(refused)} columns cannot be features as they are:\n{each}{last}")
+
+
+def missing_values_note(frame: pd.DataFrame, converted: dict, left: set) -> str:
+    """A sentence naming the numeric columns of ``frame`` (read as ``converted``, where it holds them; those in
+    ``left`` left out) that hold NaN or inf, with their counts of rows, which training refuses; or ""."""
+    gaps = {}
+    for column in frame.columns:
+        values = converted.get(column, frame[column])
+        if column in left or not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+            continue
+        rows = int((~np.isfinite(values.to_numpy(dtype=np.float64, na_value=np.nan))).sum())
+        if rows:
+            gaps[column] = rows
+    if not gaps:
+        return ""
+    listed = ", ".join(f"{column!r} ({rows:,} row{'s' * (rows != 1)})" for column, rows in gaps.items())
+    return (
+        f"Next, training would refuse NaN/inf values in column{'s' * (len(gaps) > 1)} {listed}: fill or drop those rows"
+    )
 
 
 def empty_column_error(column, drop: str = IGNORE) -> DataError:
@@ -570,6 +591,7 @@ def infer_symbolic_columns(
     hint: str = "list it in symbolic_columns",
     drop: str = IGNORE,
     empty_is_error: bool = True,
+    whole: bool = True,
 ) -> tuple[pd.DataFrame, list]:
     """The columns of ``frame`` to one-hot encode: text, categoricals and (``bools_symbolic``) booleans. A
     text column of numbers only is read as numbers (the returned frame holds it converted); one of mostly
@@ -577,7 +599,9 @@ def infer_symbolic_columns(
     100 values) or of more different values than half its rows (an identifier) is an error (a typo in a
     numeric column, a timestamp or an id must not silently become thousands of categories); ``hint`` says how to one-hot
     encode such a column anyway, ``drop`` how to leave one out. A column without values is an error, or
-    with ``empty_is_error=False`` (the first rows of a file) a symbolic column."""
+    with ``empty_is_error=False`` (the first rows of a file) a symbolic column. Where columns are refused and
+    ``frame`` is the whole table (``whole``), the refusal also names the numeric columns holding NaN or inf,
+    which training refuses next."""
     symbolic, converted, refused = [], {}, []
 
     def read_column(column) -> None:
@@ -709,6 +733,8 @@ def infer_symbolic_columns(
             read_column(column)
         except DataError as err:  # every such column named at once (had: one a run)
             refused.append((column, err))
+    if refused and whole:  # (had: the NaN values refused on the next run, once the columns were fixed)
+        refuse_columns(refused, drop, missing_values_note(frame, converted, {c for c, _ in refused} | set(symbolic)))
     refuse_columns(refused, drop)
     if converted:
         frame = frame.copy()

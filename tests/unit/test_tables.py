@@ -224,6 +224,16 @@ def test_every_column_that_cannot_be_a_feature_is_named_in_one_error():
     assert "- column 'price' holds numbers written with a comma" in str(refused.value)
     with pytest.raises(DataError, match=r"^column 'when' holds dates or times as text .*'\[\"when\"\]'$"):
         infer_symbolic_columns(frame[["amount", "when"]])  # one such column: its own error, as before
+    gaps = frame.assign(amount=np.where(np.arange(300) % 50 == 7, np.nan, frame["amount"]), rate=np.inf)
+    gaps["count"] = pd.array([None, *range(299)], dtype="Int64")  # (a nullable integer's missing value too)
+    with pytest.raises(DataError) as refused:  # had: the NaN values refused on the next run, once these were fixed
+        infer_symbolic_columns(gaps)
+    assert str(refused.value).split("\n")[-1] == (
+        "Next, training would refuse NaN/inf values in columns 'amount' (6 rows), 'rate' (300 rows), 'count' (1 row): "
+        "fill or drop those rows"
+    )
+    with pytest.raises(DataError, match=r"^column 'when' .*\nNext, training would refuse NaN/inf values in column "):
+        infer_symbolic_columns(gaps[["amount", "when"]])
 
 
 def test_a_missing_value_that_factorize_leaves_at_minus_one_is_its_own_category(monkeypatch):
