@@ -48,6 +48,7 @@ from dagmm_lightning.data.tables import (
     line_of_value,
     not_numbers,
     open_text,
+    ordinal,
     ragged_line,
     refuse_columns,
     warn_if_csv_texts_read_as_missing,
@@ -253,10 +254,12 @@ def named_columns(message: str, path: Path) -> str:
     message = message.replace("CSV conversion error to double: invalid value", "not a number:")
     bad = re.match(r"In CSV column '(.*)': not a number: '(.*)'$", message)
     if bad and bad[1] in names:  # pyarrow says what, not where
-        line = line_of_value(path, names.index(bad[1]), bad[2])
-        if bad[2] == bad[1] and line:
-            return REPEATED_HEADER.format(where=f"line {line}")
-        message += f" (line {line})" if line else ""
+        found = line_of_value(path, names.index(bad[1]), bad[2])
+        if bad[2] == bad[1] and found:
+            return REPEATED_HEADER.format(where=f"line {found[0]}")
+        if found:  # (both: other messages count data rows from 0)
+            line, row = found
+            message += f" (line {line}: row {row}, the {ordinal(row + 1)} data row)"
     return message
 
 

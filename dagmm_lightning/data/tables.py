@@ -232,18 +232,19 @@ def csv_delimiter(path: Path) -> str:
     return max(candidates, key=lambda d: widths[d][0] if widths[d] else 0)
 
 
-def line_of_value(path: Path, column: int, value: str) -> int | None:
-    """The line of a CSV file where the first row (after the header) holding ``value`` in its ``column``
-    starts, or None."""
+def line_of_value(path: Path, column: int, value: str) -> tuple[int, int] | None:
+    """(line, data row) of a CSV file's first row (after the header) holding ``value`` in its ``column``: the
+    line where it starts, and its number among the data rows (from 0, blank lines skipped as pandas skips
+    them); or None."""
     try:
         with open_text(path, newline="", encoding="utf-8-sig", errors="replace") as file:
             reader = csv.reader(file, delimiter=csv_delimiter(path))
             next((row for row in reader if row), None)  # the header
-            start = reader.line_num + 1
+            start, data_row = reader.line_num + 1, 0
             for row in reader:
                 if len(row) > column and row[column].strip() == value.strip():
-                    return start
-                start = reader.line_num + 1
+                    return start, data_row
+                start, data_row = reader.line_num + 1, data_row + bool(row)
     except (csv.Error, OSError, EOFError, lzma.LZMAError):  # a field past csv's size limit, an archive: not said
         pass
     return None
@@ -335,8 +336,8 @@ def check_no_repeated_header(frame: pd.DataFrame, path: Path) -> None:
     """A ``DataError`` naming the line where a CSV file's rows (``frame``, its first rows) repeat its header."""
     row = None if Path(path).suffix.lower() in PARQUET_SUFFIXES else repeated_header_row(frame)
     if row is not None:
-        line = line_of_value(path, 0, str(frame[frame.columns[0]].iloc[row]))
-        where = f"line {line}" if line else f"data row {row + 1}"
+        found = line_of_value(path, 0, str(frame[frame.columns[0]].iloc[row]))
+        where = f"line {found[0]}" if found else f"data row {row + 1}"
         raise DataError(f"{path}: " + REPEATED_HEADER.format(where=where))
 
 

@@ -1010,7 +1010,9 @@ def test_a_value_that_is_not_a_number_in_a_streamed_file_names_its_column(tmp_pa
             list(read_frames(tmp_path / "rows.csv", 10, {"a": pa.float64(), "b": pa.float64()}))
         # its serial reader (OMP_NUM_THREADS=1, as README advises beside other work) says 'Row #2: '
         pa.set_cpu_count(1)
-        with pytest.raises(DataError, match=r"rows.csv: In CSV column 'b': not a number: '4x' \(line 3\)$"):
+        with pytest.raises(
+            DataError, match=r"rows.csv: In CSV column 'b': not a number: '4x' \(line 3: row 1, the 2nd data row\)$"
+        ):
             list(read_frames(tmp_path / "rows.csv", 10, {"a": pa.float64(), "b": pa.float64()}))
     finally:
         pa.set_cpu_count(threads)
@@ -1127,8 +1129,11 @@ def test_a_value_that_is_not_a_number_is_placed_by_its_line_when_scored(tmp_path
     from dagmm_lightning.data.streaming import FileRows
 
     (tmp_path / "rows.csv").write_text('a,b,y\n1,2,0\n3,4,"\n"\n5,oops,1\n')  # line 3 holds a line break
+    # (the data row too: had the line alone, where other messages count data rows)
     prep = TablePreprocessor().fit_columns(RawTable(pd.DataFrame({"a": [1.0, 2.0], "b": [0.0, 1.0]}), None))
-    with pytest.raises(DataError, match=r"rows.csv: In CSV column 'b': not a number: 'oops' \(line 5\)$"):
+    with pytest.raises(
+        DataError, match=r"rows.csv: In CSV column 'b': not a number: 'oops' \(line 5: row 2, the 3rd data row\)$"
+    ):
         list(FileRows(tmp_path / "rows.csv", prep.fit_scaling(np.eye(2)), "y", 10))
 
 
