@@ -95,8 +95,9 @@ class AnomalyDataModule(L.LightningDataModule):
             it may be larger than memory.
         rho: percentage of rows the paper flags as anomalous; default: the data set's own.
         split: which rows train, and with which labels: ``normal_only`` (the protocol's normal rows),
-            ``mixed`` (plus ``labelled_anomalies`` of the anomalies kept out of test, labelled; val holds
-            anomalies at the data's ratio, the others are set aside) or ``positive_unlabeled`` (paper
+            ``mixed`` (plus ``labelled_anomalies`` of the anomalies kept out of test, labelled; paper
+            protocol: val holds anomalies at the data's ratio, the others are set aside; reimplementation:
+            the labelled ones come out of val's 10 %) or ``positive_unlabeled`` (paper
             protocol: ``labelled_fraction`` of the training half's normal rows labelled, all its other rows
             unlabelled; val holds out labelled rows).
         labelled_anomalies: share of the non-test anomalies that join training in the mixed split; default

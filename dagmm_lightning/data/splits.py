@@ -1,7 +1,8 @@
 """Row splits of the two evaluation protocols (README, "Protocols").
 
 Every split has three disjoint row sets: ``train`` (normal rows only), ``val`` (held-out normal rows of
-the training side plus anomalies that never reach test; for checkpoint selection and early stopping)
+the training side plus anomalies that never reach test; never trained on: the stored threshold (the
+contamination quantile of their scores, by default), checkpoint selection and early stopping, PU's c)
 and ``test`` (only for `test` and `predict`; the reported numbers come from it). Val keeps the anomaly
 ratio of test, so its "top rho %" metrics mean what the test's do; training-side anomalies that val
 does not need are kept in ``spare`` (never evaluated; the mixed-label split draws from them).
