@@ -376,7 +376,8 @@ def test_a_column_typed_numeric_on_the_first_rows_names_that_rule_at_a_later_tex
     pd.DataFrame({"x": np.arange(400.0), "grade": grade}).to_csv(tmp_path / "t.csv", index=False)
     with pytest.raises(
         DataError,
-        match=r"not a number: 'A' \(line 302: row 300, the 301st data row\): out of core, a column's type comes from the file's first 100 rows, "
+        match=r"not a number: 'A' \(line 302: row 300, the 301st data row\): out of core, a column's type comes from "
+        r"the file's first 100 rows, "
         r"where 'grade' holds numbers only; if it is a text column, list it in symbolic_columns",
     ):
         streaming_module.scan_file(tmp_path / "t.csv", None, None, chunk_rows=100)
@@ -389,7 +390,8 @@ def test_a_column_typed_numeric_on_the_first_rows_names_that_rule_at_a_later_tex
     pd.DataFrame({"x": np.arange(400.0), "grade": padded}).to_csv(tmp_path / "padded.csv", index=False)
     with pytest.raises(
         DataError,
-        match=r"\(line 302: row 300, the 301st data row\): numeric column 'grade' has a missing value \(' ?NA ?'\); fill",
+        match=r"\(line 302: row 300, the 301st data row\): numeric column 'grade' has a missing value "
+        r"\(' ?NA ?'\); fill",
     ):
         streaming_module.scan_file(tmp_path / "padded.csv", None, None, chunk_rows=100)
 
