@@ -48,7 +48,16 @@ def read_kddcup99_file(path: str | Path) -> RawTable:
     """A KDD Cup 1999 file in the raw format: no header, 41 features, optionally the label (``normal.``
     is the anomaly class in the DAGMM protocol)."""
     path = existing_file(path)
-    frame = pd.read_csv(path, header=None, low_memory=False, **EXACT_CSV_FLOATS)
+    try:
+        frame = pd.read_csv(path, header=None, low_memory=False, **EXACT_CSV_FLOATS)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path} is empty") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path} {NOT_UTF8}") from None
+    except EOFError:
+        raise DataError(f"{path} {CUT_SHORT}") from None
+    except (ValueError, OSError) as err:  # (had: pandas' or gzip's own error, through the CLI as a stack trace)
+        raise DataError(f"{path} is not a readable KDD Cup 1999 file: {str(err).splitlines()[0]}") from None
     if frame.shape[1] not in (41, 42):
         raise DataError(
             f"{path} has {frame.shape[1]} columns; a KDD Cup 1999 file has 41 features and optionally the label"
@@ -169,9 +178,16 @@ def read_arrhythmia_file(path: str | Path) -> RawTable:
     from scipy.io import loadmat
 
     path = existing_file(path)
-    matrix = np.asarray(loadmat(str(path))["arrhythmia"], dtype=np.float64)
-    if matrix.shape[1] != 275:
-        raise DataError(f"{path}: expected 274 features and the class (275 columns), got {matrix.shape[1]}")
+    try:
+        contents = loadmat(str(path))
+    except (ValueError, OSError, TypeError) as err:  # scipy's MatReadError is a ValueError (had: stack traces)
+        raise DataError(f"{path} is not a readable MATLAB file: {str(err).splitlines()[0]}") from None
+    if "arrhythmia" not in contents:
+        held = sorted(key for key in contents if not key.startswith("__"))
+        raise DataError(f"{path} holds the matrices {held}; expected one named 'arrhythmia'")
+    matrix = np.asarray(contents["arrhythmia"], dtype=np.float64)
+    if matrix.ndim != 2 or matrix.shape[1] != 275:
+        raise DataError(f"{path}: expected 274 features and the class (275 columns), got shape {matrix.shape}")
     features = pd.DataFrame(matrix[:, :-1], columns=[f"a{i}" for i in range(274)])
     return RawTable(features, np.isin(matrix[:, -1], ARRHYTHMIA_ANOMALY_CLASSES), [])
 

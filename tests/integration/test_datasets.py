@@ -41,6 +41,37 @@ def test_missing_data_file_says_where_to_get_it(tmp_path, monkeypatch):
         AnomalyDataModule("thyroid", data_dir="dat").input_dim
 
 
+def test_damaged_files_of_kddcup99_and_arrhythmia_are_refused_in_a_line(tmp_path):
+    """Had: pandas', gzip's and scipy's own errors, through the CLI as stack traces (exit 1); a user trial."""
+
+    import scipy.io
+
+    from dagmm_lightning.data.loaders import read_arrhythmia_file, read_kddcup99_file
+
+    source = (ROOT / "data" / "kddcup.data_10_percent.gz").read_bytes()
+    (tmp_path / "cut.gz").write_bytes(source[:300_000])  # a download that stopped
+    rows = ["0,tcp,http,SF,181,5450" + ",0" * 35 + ",normal."] * 3
+    (tmp_path / "wide.csv").write_text("\n".join([rows[0], rows[1].replace(",tcp,", ",tcp,x,"), rows[2]]) + "\n")
+    (tmp_path / "utf16.csv").write_bytes("\n".join(rows).encode("utf-16"))
+    for name, match in [
+        ("cut.gz", "cut.gz ends within its compressed data"),
+        ("wide.csv", r"wide.csv is not a readable KDD Cup 1999 file: Error tokenizing data"),
+        ("utf16.csv", "utf16.csv is not UTF-8"),
+    ]:
+        with pytest.raises(DataError, match=match):
+            read_kddcup99_file(tmp_path / name)
+    (tmp_path / "junk.mat").write_bytes(b"not a MATLAB file at all" * 10)
+    scipy.io.savemat(tmp_path / "other.mat", {"X": np.ones((5, 3))})
+    (tmp_path / "cut.mat").write_bytes((ROOT / "data" / "arrhythmia.mat").read_bytes()[:50_000])
+    for name, match in [
+        ("junk.mat", "junk.mat is not a readable MATLAB file"),
+        ("other.mat", r"other.mat holds the matrices \['X'\]; expected one named 'arrhythmia'"),
+        ("cut.mat", "cut.mat is not a readable MATLAB file"),
+    ]:
+        with pytest.raises(DataError, match=match):
+            read_arrhythmia_file(tmp_path / name)
+
+
 def write_tables(tmp_path):
     rng = np.random.default_rng(0)
     n = 400
