@@ -610,6 +610,15 @@ class AnomalyDataModule(L.LightningDataModule):
                 ) from None
         else:
             raise DataError("a data module made from arrays has no file format for predict_file")
+        trained = [*self.preprocessor.numeric, *self.preprocessor.categories]
+        by_position = trained == [f"x{i}" for i in range(len(trained))]  # a model of an NPZ's X (or of thyroid)
+        width = table.features.shape[1]
+        if Path(self.predict_file).suffix.lower() == ".npz" and by_position and width != len(trained):
+            raise DataError(  # (had: the columns past the model's left out, silently, or every one shifted)
+                f"{Path(self.predict_file).name}: X has {width} columns, the model was trained on {len(trained)}; an "
+                "NPZ's columns have no names, so they are read by position: give X with the training columns only, "
+                "in their order"
+            )
         try:
             with naming_the_file(self.predict_file):
                 encoded = self.preprocessor.encode_compact(table.features)  # (made dense by slices to scale)

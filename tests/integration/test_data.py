@@ -168,6 +168,11 @@ def test_a_file_not_in_a_paper_data_sets_format_names_that_format(tmp_path):
         thyroid.predict_dataloader()
     thyroid.predict_file = str(tmp_path / "rows.npz")  # its format: scored
     assert thyroid.predict_dataloader().x.shape == x.shape
+    for wider in (np.hstack([x, x[:, :1]]), np.hstack([np.arange(len(x))[:, None], x])):  # had: scored, exit 0
+        np.savez(tmp_path / "wide.npz", X=wider)
+        thyroid.predict_file = str(tmp_path / "wide.npz")
+        with pytest.raises(DataError, match=r"wide.npz: X has 7 columns, the model was trained on 6; .* by position"):
+            thyroid.predict_dataloader()
 
 
 @pytest.mark.parametrize("out_of_core", [False, True])
