@@ -86,6 +86,7 @@ VARIANT_RECORD_KEY = "dagmm_variant"  # what a checkpoint must match to load (cl
 CONTAMINATION_KEY = "dagmm_contamination"  # the share the threshold was taken at (null: the labels')
 FIT_COUNTS_KEY = "dagmm_fit_counts"  # the last training-set fit's re-seeded components, EM steps, rows read
 PROCESSES_KEY = "dagmm_training_processes"  # how many processes trained a checkpoint (the fit's world size)
+PRECISION_KEY = "dagmm_fit_precision"  # the Trainer precision the fit ran at (absent: saved before, 32-true)
 THREADS_KEY = "dagmm_training_threads"  # torch's threads in each of them (sums split by them: last digits)
 GENERATORS_KEY = "dagmm_generators"  # a fit checkpoint's epoch and each rank's generator states
 SANITY_FIT_ROWS = 8192  # training rows (each process's) the mixture is fitted on for the sanity-check validation
@@ -1225,6 +1226,7 @@ class DAGMM(L.LightningModule):
         epochs, loop = self.trainer.fit_loop.epoch_progress.current, self.trainer.fit_loop.epoch_loop
         checkpoint[PROCESSES_KEY] = self.trainer.world_size
         checkpoint[THREADS_KEY] = torch.get_num_threads()
+        checkpoint[PRECISION_KEY] = str(self.trainer.precision)
         if epochs.started > epochs.processed and loop.batch_progress.current.processed > 0:  # within its batches:
             # a resume goes on within this epoch (not after max_steps ended it: Lightning counts it done)
             checkpoint[GENERATORS_KEY] = {"epoch": self.current_epoch, "states": self._generator_states()}
@@ -1410,6 +1412,7 @@ class DAGMM(L.LightningModule):
         self._fitted_record_step = None if fitted_step is None else int(fitted_step)
         self._resumed_processes = checkpoint.get(PROCESSES_KEY)  # (None: saved before it was recorded)
         self._resumed_threads = checkpoint.get(THREADS_KEY)
+        self._fit_precision = str(checkpoint.get(PRECISION_KEY, "32-true"))
         if "threshold_rows" not in checkpoint.get("hyper_parameters", {"threshold_rows": None}):
             self.hparams.threshold_rows = "train"  # saved before the option: its threshold rule, also on a resume
         if "one_sided_error" not in checkpoint.get("hyper_parameters", {"one_sided_error": None}):
@@ -1478,9 +1481,26 @@ class DAGMM(L.LightningModule):
 
     def on_validation_start(self) -> None:
         self._hint_metrics("validate")
+        self._warn_of_another_precision("validate")
 
     def on_test_start(self) -> None:
         self._hint_metrics("test")
+        self._warn_of_another_precision("test")
+
+    def on_predict_start(self) -> None:
+        self._warn_of_another_precision("predict")
+
+    def _warn_of_another_precision(self, stage: str) -> None:
+        """A loaded checkpoint scored at another Trainer precision than its fit's: the networks' sums round
+        otherwise, so scores (and labels near the threshold, which the fit's precision set) differ."""
+        fitted = self.__dict__.pop("_fit_precision", None)  # (once: a checkpoint's, not a fit in this process)
+        now = str(self.trainer.precision)
+        if fitted is not None and now != fitted and self.trainer.state.fn != "fit":
+            warn(
+                f"{stage}: precision {now}, the checkpoint's fit ran at {fitted}: the networks compute otherwise, so "
+                f"scores differ from the fit's and rows near its threshold can flip; --trainer.precision {fitted} "
+                "scores as the fit did"
+            )
 
     def _hint_metrics(self, stage: str) -> None:
         """A Trainer of one's own without AnomalyMetrics evaluates nothing: say what adds the metrics."""

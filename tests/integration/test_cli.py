@@ -325,6 +325,23 @@ def test_a_fits_config_yaml_notes_its_thread_count_and_a_rerun_on_another_is_war
         run(["fit", "--config", str(saved)], tmp_path / "c")  # had: other weights, unsaid (a user trial)
 
 
+def test_scoring_a_checkpoint_at_another_precision_than_its_fits_is_warned_of(tmp_path):
+    from dagmm_lightning.models.dagmm import PRECISION_KEY
+
+    run(["fit", "--config", "configs/quickstart.yaml", "--trainer.max_epochs", "1"], tmp_path / "a")
+    last = next((tmp_path / "a").rglob("last.ckpt"))
+    assert torch.load(last, weights_only=False)[PRECISION_KEY] == "32-true"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DAGMMWarning)
+        run(["test", "--ckpt_path", str(last)], tmp_path / "b")  # as fitted: not a word
+    with pytest.warns(
+        DAGMMWarning,
+        match=r"^test: precision bf16-mixed, the checkpoint's fit ran at 32-true: .* "
+        r"--trainer.precision 32-true scores as the fit did",
+    ):
+        run(["test", "--ckpt_path", str(last), "--trainer.precision", "bf16-mixed"], tmp_path / "c")  # had: unsaid
+
+
 VARIANT_CONFIGS = ["vae", "vqvae", "lmm", "mixed_loss", "mixed_loss_inverse", "recon_inference", "pu"]
 
 
