@@ -47,6 +47,7 @@ from dagmm_lightning.cores import threads_beside_busy_cores  # noqa: E402
 from dagmm_lightning.data import AnomalyDataModule  # noqa: E402
 from dagmm_lightning.data.batches import batch_bounds  # noqa: E402
 from dagmm_lightning.data.datamodule import TABLE, default_data_dir  # noqa: E402
+from dagmm_lightning.data.loaders import DATASETS  # noqa: E402
 from dagmm_lightning.errors import (  # noqa: E402
     ConfigurationError,
     DataError,
@@ -1548,7 +1549,9 @@ def fit_summary(
             + (f"; {free}" if free else "")
         )
     if last:
-        predict = f"dagmm predict --ckpt_path {last} --data.predict_file ROWS.csv"
+        spec = DATASETS.get(getattr(datamodule, "dataset", None))  # (a paper data set's file format)
+        rows = "ROWS.csv" if spec is None else spec.example_file
+        predict = f"dagmm predict --ckpt_path {last} --data.predict_file {rows}"
         if datamodule.anomaly_share is None:  # nothing to test against
             lines.append(f"  next:        {predict}")
         else:

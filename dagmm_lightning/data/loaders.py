@@ -419,6 +419,8 @@ class DatasetSpec:
     rho: float
     #: the format ``read_file`` reads, as messages name it
     file_format: str = "a table (CSV or Parquet) with the training table's columns"
+    #: a file name of that format, for the commands a fit's summary suggests
+    example_file: str = "ROWS.csv"
 
 
 KDDCUP99_FORMAT = "KDD Cup 1999's raw CSV (no header, 41 features, optionally the label)"
@@ -431,13 +433,18 @@ DATASETS: dict[str, DatasetSpec] = {
         file_format=KDDCUP99_FORMAT,
     ),
     "thyroid": DatasetSpec(
-        load_thyroid, read_npz_file, rho=2.5, file_format="an NPZ file with X (rows x 6 features) and optionally y"
+        load_thyroid,
+        read_npz_file,
+        rho=2.5,
+        file_format="an NPZ file with X (rows x 6 features) and optionally y",
+        example_file="ROWS.npz",
     ),
     "arrhythmia": DatasetSpec(
         load_arrhythmia,
         read_arrhythmia_file,
         rho=15.0,
         file_format="a MATLAB file with one matrix 'arrhythmia' (274 features, then the class)",
+        example_file="ROWS.mat",
     ),
     "breast_cancer": DatasetSpec(
         load_breast_cancer_anomalies,

@@ -342,6 +342,13 @@ def test_scoring_a_checkpoint_at_another_precision_than_its_fits_is_warned_of(tm
         run(["test", "--ckpt_path", str(last), "--trainer.precision", "bf16-mixed"], tmp_path / "c")  # had: unsaid
 
 
+def test_the_fit_summary_suggests_a_file_of_the_data_sets_own_format_to_predict(tmp_path, caplog):
+    args = ["fit", "--config", "configs/quickstart.yaml", "--config", "configs/data/thyroid.yaml"]
+    run([*args, "--trainer.max_epochs", "1"], tmp_path)
+    last = next(tmp_path.rglob("last.ckpt"))
+    assert f"dagmm predict --ckpt_path {last} --data.predict_file ROWS.npz" in caplog.text  # had: ROWS.csv, refused
+
+
 VARIANT_CONFIGS = ["vae", "vqvae", "lmm", "mixed_loss", "mixed_loss_inverse", "recon_inference", "pu"]
 
 
