@@ -913,8 +913,11 @@ class TablePreprocessor:
         if missing:
             trained = [*self.numeric, *self.categories]
             listed = f" ({', '.join(map(repr, trained[:12]))}{', ...' if len(trained) > 12 else ''})"
+            spaced = [c for c in frame.columns if c != c.strip() and c.strip() in missing]
             fix = (
-                "none of them is there (another table, or rows without their column names: a file without its "
+                f"the input's names have spaces around them (e.g. {spaced[0]!r}): write the header without them"
+                if spaced  # (had: 'none of them is there ... without its header line?')
+                else "none of them is there (another table, or rows without their column names: a file without its "
                 "header line?)"
                 if len(missing) == len(trained)
                 else "give rows with every one of them, named as in training"

@@ -549,6 +549,15 @@ def test_predict_file_with_other_features_is_rejected(kdd, tmp_path):
         other.load_state_dict(named.state_dict())  # named rows: no hint to name them
 
 
+def test_a_file_to_score_whose_header_has_spaces_around_its_names_is_told_so(tmp_path):
+    from dagmm_lightning.data.streaming import FileRows
+
+    (tmp_path / "rows.csv").write_text(" a, b, y\n1,2,0\n3,4,1\n")  # written 'a, b, y'
+    prep = TablePreprocessor().fit_columns(RawTable(pd.DataFrame({"a": [1.0, 2.0], "b": [0.0, 1.0]}), None))
+    with pytest.raises(DataError, match=r"the input's names have spaces around them \(e.g. ' a'\): write the header"):
+        list(FileRows(tmp_path / "rows.csv", prep.fit_scaling(np.eye(2)), "y", 10))  # had: 'none of them is there'
+
+
 def test_predict_file_in_raw_format_encodes_like_training(kdd, paper_data, tmp_path):
     path = tmp_path / "rows.csv"
     path.write_text("".join(kdd_rows(paper_data, 50)))
