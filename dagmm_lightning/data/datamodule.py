@@ -437,12 +437,15 @@ class AnomalyDataModule(L.LightningDataModule):
         self._splits = self._make_splits(
             truth if truth is not None else np.zeros(n_rows, dtype=bool), truth is not None
         )
-        if truth is not None and not truth.any() and self._given_splits is None and self.split == "normal_only":
+        if truth is not None and not truth.any() and self._given_splits is None:
             label = f"--data.label_column {self.label_column}" if self.dataset == TABLE else "the data set's labels"
+            then = {  # (had: said of the normal-only split only; the mixed split refuses such labels)
+                "normal_only": f": without {label} every row counts as normal and all but val_fraction of them train",
+                "positive_unlabeled": ": what the c / 2 rule flags is checked against nothing",
+            }.get(self.split, "")
             warn(
                 f"the labels mark no row as an anomaly, and the {self.protocol} protocol holds half of the normal rows "
-                f"out as test rows ({len(self._splits.test):,}), which give no anomaly metrics: without {label} "
-                "every row counts as normal and all but val_fraction of them train"
+                f"out as test rows ({len(self._splits.test):,}), which give no anomaly metrics{then}"
             )
         if len(self._splits.train) < FEW_TRAINING_ROWS:
             held = self.val_fraction and self._given_splits is None

@@ -318,6 +318,9 @@ def test_words_in_a_label_column_to_score_are_named_once_per_file_and_minus_one_
         assert anomaly_labels(pd.Series([-1, 0, 1]), "y", missing_unknown=True).tolist() == [-1, 0, 1]
 
 
+PU = "positive_unlabeled"
+
+
 def test_labels_that_mark_no_anomaly_are_said_to_leave_half_of_the_rows_to_a_test_without_metrics(tmp_path):
     rng = np.random.default_rng(0)
     rows = pd.DataFrame({"a": rng.normal(size=80), "b": rng.normal(size=80), "is_attack": 0})
@@ -329,6 +332,9 @@ def test_labels_that_mark_no_anomaly_are_said_to_leave_half_of_the_rows_to_a_tes
     with pytest.warns(UserWarning, match=said):
         data = AnomalyDataModule("table", path=str(tmp_path / "normal.csv"), label_column="is_attack")
         assert len(data.splits.test) == 40 and len(data.splits.train) + len(data.splits.val) == 40
+    with pytest.warns(UserWarning, match=r"the labels mark no row as an anomaly, .* metrics: what the c / 2 rule"):
+        pu = AnomalyDataModule("table", path=str(tmp_path / "normal.csv"), label_column="is_attack", split=PU)
+        assert pu.splits.test.size == 40  # had: no word (a user trial)
     rows.loc[3, "is_attack"] = 1
     rows.to_csv(tmp_path / "normal.csv", index=False)
     with warnings.catch_warnings(record=True) as caught:  # one anomaly: the metrics have both classes
