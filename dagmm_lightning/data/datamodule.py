@@ -152,7 +152,9 @@ class AnomalyDataModule(L.LightningDataModule):
             name = "ignore_columns" if ignore_columns else given[0]
             raise ConfigurationError(
                 f"{name} is for dataset 'table' (a CSV or Parquet file's columns), and the dataset is {dataset!r} "
-                "here: compose configs/table.yaml after the method's config, or give --data.dataset table"
+                "here (a config after configs/table.yaml, or --data.dataset, set it): give --data.dataset table, or "
+                "compose configs/table.yaml after the method's and any data set's config; with --ckpt_path (test, "
+                "predict) leave out --data.dataset: the checkpoint brings its own"
             )
         both = sorted(set(ignore_columns or []) & {*(symbolic_columns or []), label_column})
         if both:

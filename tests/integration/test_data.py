@@ -21,7 +21,7 @@ from dagmm_lightning.data import (
 from dagmm_lightning.data import batches as batches_module
 from dagmm_lightning.data.loaders import anomaly_labels
 from dagmm_lightning.data.tables import SCALED_LIMIT, category_codes, category_text, infer_symbolic_columns
-from dagmm_lightning.errors import DAGMMWarning, MissingLabelError
+from dagmm_lightning.errors import ConfigurationError, DAGMMWarning, MissingLabelError
 
 from ..conftest import read_csv
 
@@ -1408,3 +1408,14 @@ def test_a_named_text_column_whose_na_and_blanks_read_as_missing_is_warned_of_on
     frame.to_csv(tmp_path / "t.csv", index=False)
     merged = missing_text_warnings(AnomalyDataModule("table", path=tmp_path / "t.csv", symbolic_columns=["region"]))
     assert len(merged) == 1 and "the text 'NA'" in merged[0], merged
+
+
+def test_table_options_with_a_built_in_data_set_name_both_ways_out():
+    # had: 'compose configs/table.yaml after the method's config' to a user who had, then a paper data config
+    # after it, and to a test run of a table's checkpoint with --data.dataset thyroid (a user trial)
+    with pytest.raises(
+        ConfigurationError,
+        match=r"a config after configs/table.yaml, or --data.dataset, set it\): .*"
+        r"after the method's and any data set's config; with --ckpt_path \(test, predict\) leave out",
+    ):
+        AnomalyDataModule(dataset="thyroid", path="flows.csv")
