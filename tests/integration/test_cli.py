@@ -349,6 +349,22 @@ def test_the_fit_summary_suggests_a_file_of_the_data_sets_own_format_to_predict(
     assert f"dagmm predict --ckpt_path {last} --data.predict_file ROWS.npz" in caplog.text  # had: ROWS.csv, refused
 
 
+def test_a_split_without_val_rows_is_said_by_the_summary_not_by_lightnings_warning(tmp_path):
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame({"a": rng.normal(size=12), "b": rng.normal(size=12), "label": [0] * 11 + [1]})
+    table.to_csv(tmp_path / "tiny.csv", index=False)
+    fit = ["fit", "--config", str(ROOT / "configs/quickstart.yaml"), "--config", str(ROOT / "configs/table.yaml")]
+    fit += ["--trainer.max_epochs", "1", "--data.path", "tiny.csv", "--data.label_column", "label", *QUICK]
+    # a process of its own: the CLI's warning filters as a user's run has them (pytest resets them per test)
+    done = subprocess.run([sys.executable, "-m", "dagmm_lightning", *fit], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "val none" in done.stderr and "validation:  off (no val rows" in done.stderr
+    assert "Total length of `InMemoryBatches`" not in done.stderr  # had: Lightning's warning beside them
+
+
 VARIANT_CONFIGS = ["vae", "vqvae", "lmm", "mixed_loss", "mixed_loss_inverse", "recon_inference", "pu"]
 
 
