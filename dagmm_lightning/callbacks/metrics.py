@@ -23,7 +23,7 @@ from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
 from dagmm_lightning.distributed import all_reduce_sum
-from dagmm_lightning.errors import ConfigurationError, DataError, check_choice, warn
+from dagmm_lightning.errors import ConfigurationError, DataError, NonFiniteError, check_choice, warn
 from dagmm_lightning.labels import BATCH_FORMAT
 
 PercentileReference = Literal["protocol", "evaluated", "train+evaluated"]
@@ -223,10 +223,17 @@ class AnomalyMetrics(L.Callback):
         scores, labels = rows["score"], rows["label"]
         missing = np.isnan(scores)
         if missing.any():  # (had: scikit-learn's 'Input contains NaN' from the metrics, no row named)
-            raise DataError(
+            ours = type(getattr(trainer, "datamodule", None)).__name__ == "AnomalyDataModule"  # (finite rows)
+            why = (
+                "the model gives NaN (a precision too low for its sums? --trainer.precision 32-true), or a score of "
+                "one's own does"
+                if ours
+                else "NaN or inf in their x (a loader of one's own: fill or drop such values), or a score of one's "
+                "own that gives NaN"
+            )
+            raise (NonFiniteError if ours else DataError)(
                 f"{stage}: {int(missing.sum()):,} of {len(scores):,} rows scored NaN (row ids "
-                f"{rows['index'][missing][:5].tolist()}): NaN or inf in their x (a loader of one's own: fill or drop "
-                "such values; AnomalyDataModule refuses them), or a score of one's own that gives NaN"
+                f"{rows['index'][missing][:5].tolist()}): {why}"
             )
         free = {} if trainer.sanity_checking else label_free_metrics(scores, rows["error"], self._threshold)
         if stage == "val" and not trainer.sanity_checking:  # the hparams view gets its record, labels or not

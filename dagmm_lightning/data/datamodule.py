@@ -152,7 +152,7 @@ class AnomalyDataModule(L.LightningDataModule):
             name = "ignore_columns" if ignore_columns else given[0]
             raise ConfigurationError(
                 f"{name} is for dataset 'table' (a CSV or Parquet file's columns), and the dataset is {dataset!r} "
-                "here (a config after configs/table.yaml, or --data.dataset, set it): give --data.dataset table, or "
+                "here (the default, or a config or --data.dataset that set it): give --data.dataset table, or "
                 "compose configs/table.yaml after the method's and any data set's config; with --ckpt_path (test, "
                 "predict) leave out --data.dataset: the checkpoint brings its own"
             )
@@ -608,8 +608,9 @@ class AnomalyDataModule(L.LightningDataModule):
             try:
                 table = spec.read_file(self.predict_file)
             except DataError as err:  # (had: 'thy.csv holds no NPZ archive', for a table of the right columns)
-                if not Path(self.predict_file).is_file():
-                    raise
+                name = Path(self.predict_file).name.lower()
+                if not Path(self.predict_file).is_file() or not spec.file_suffixes or name.endswith(spec.file_suffixes):
+                    raise  # (a file of the format's kind: its own message says what is wrong with it)
                 raise DataError(
                     f"{err} (a model of the data set {self.dataset!r} scores files in its format: {spec.file_format})"
                 ) from None

@@ -180,12 +180,17 @@ def read_arrhythmia_file(path: str | Path) -> RawTable:
     path = existing_file(path)
     try:
         contents = loadmat(str(path))
+    except NotImplementedError:  # scipy reads no MATLAB v7.3 (HDF5) file
+        raise DataError(f"{path} is a MATLAB v7.3 file, which scipy cannot read: save it with -v7") from None
     except (ValueError, OSError, TypeError) as err:  # scipy's MatReadError is a ValueError (had: stack traces)
         raise DataError(f"{path} is not a readable MATLAB file: {str(err).splitlines()[0]}") from None
     if "arrhythmia" not in contents:
         held = sorted(key for key in contents if not key.startswith("__"))
         raise DataError(f"{path} holds the matrices {held}; expected one named 'arrhythmia'")
-    matrix = np.asarray(contents["arrhythmia"], dtype=np.float64)
+    try:
+        matrix = np.asarray(contents["arrhythmia"], dtype=np.float64)
+    except (ValueError, TypeError):  # a struct or cell array
+        raise DataError(f"{path}: 'arrhythmia' is not a matrix of numbers") from None
     if matrix.ndim != 2 or matrix.shape[1] != 275:
         raise DataError(f"{path}: expected 274 features and the class (275 columns), got shape {matrix.shape}")
     features = pd.DataFrame(matrix[:, :-1], columns=[f"a{i}" for i in range(274)])
@@ -421,6 +426,8 @@ class DatasetSpec:
     file_format: str = "a table (CSV or Parquet) with the training table's columns"
     #: a file name of that format, for the commands a fit's summary suggests
     example_file: str = "ROWS.csv"
+    #: the file names of that format end so (empty: any name)
+    file_suffixes: tuple[str, ...] = ()
 
 
 KDDCUP99_FORMAT = "KDD Cup 1999's raw CSV (no header, 41 features, optionally the label)"
@@ -438,6 +445,7 @@ DATASETS: dict[str, DatasetSpec] = {
         rho=2.5,
         file_format="an NPZ file with X (rows x 6 features) and optionally y",
         example_file="ROWS.npz",
+        file_suffixes=(".npz",),
     ),
     "arrhythmia": DatasetSpec(
         load_arrhythmia,
@@ -445,6 +453,7 @@ DATASETS: dict[str, DatasetSpec] = {
         rho=15.0,
         file_format="a MATLAB file with one matrix 'arrhythmia' (274 features, then the class)",
         example_file="ROWS.mat",
+        file_suffixes=(".mat",),
     ),
     "breast_cancer": DatasetSpec(
         load_breast_cancer_anomalies,

@@ -86,7 +86,7 @@ VARIANT_RECORD_KEY = "dagmm_variant"  # what a checkpoint must match to load (cl
 CONTAMINATION_KEY = "dagmm_contamination"  # the share the threshold was taken at (null: the labels')
 FIT_COUNTS_KEY = "dagmm_fit_counts"  # the last training-set fit's re-seeded components, EM steps, rows read
 PROCESSES_KEY = "dagmm_training_processes"  # how many processes trained a checkpoint (the fit's world size)
-PRECISION_KEY = "dagmm_fit_precision"  # the Trainer precision the fit ran at (absent: saved before, 32-true)
+PRECISION_KEY = "dagmm_fit_precision"  # the Trainer precision the fit ran at (absent: saved before it was kept)
 THREADS_KEY = "dagmm_training_threads"  # torch's threads in each of them (sums split by them: last digits)
 GENERATORS_KEY = "dagmm_generators"  # a fit checkpoint's epoch and each rank's generator states
 SANITY_FIT_ROWS = 8192  # training rows (each process's) the mixture is fitted on for the sanity-check validation
@@ -742,7 +742,7 @@ class DAGMM(L.LightningModule):
         if logging:
             self.log("train/loss", loss, prog_bar=True, batch_size=len(x))
             self.log_dict({f"train/{name}": value for name, value in terms.items()}, batch_size=len(x))
-        return loss.to(x.dtype)
+        return loss.to(self.model.as_input(x[:0]).dtype)  # (x's own where float; integer x: the parameters')
 
     @property
     def last_training_loss(self) -> float:
@@ -1153,10 +1153,12 @@ class DAGMM(L.LightningModule):
             return False
         self.refit()
         if self._trainer is not None and self.trainer.state.fn == "fit" and (counts := self._fit_counts()):
-            # a fit between validations (a checkpoint's, the fit's last): its counts too, at the step a
-            # validation there would log at (had: only in the fit's summary)
+            # a fit between validations (a checkpoint's, the fit's last, PU's at an epoch's start): its counts
+            # too, at the step a validation there would log at (had: only in the fit's summary): the batches that
+            # stepped before this one (Lightning's logging step), and after the loop global_step - 1
+            step = min(self.trainer.fit_loop.epoch_loop._batches_that_stepped, self.global_step - 1)
             for logger in self.loggers:
-                logger.log_metrics(counts, step=max(self.global_step - 1, 0))
+                logger.log_metrics(counts, step=max(step, 0))
         return True
 
     def on_validation_epoch_start(self) -> None:
@@ -1211,7 +1213,11 @@ class DAGMM(L.LightningModule):
             network = self.model
             counts = {"reseeded": network.components_reseeded, "em_steps": network.em_steps_run}
             checkpoint[FIT_COUNTS_KEY] = counts | {"rows_fitted": list(network.rows_fitted)}
-        if self.trainer.state.fn != "fit":
+        fitting = self.trainer.state.fn == "fit"
+        precision = str(self.trainer.precision) if fitting else getattr(self, "_fit_precision", None)
+        if precision is not None:  # (a checkpoint saved again outside a fit keeps its fit's)
+            checkpoint[PRECISION_KEY] = precision
+        if not fitting:
             return
         # A checkpoint written without a validation first (no val rows, validation every n epochs)
         # still carries the fit of its weights: the state dict was taken before this hook.
@@ -1226,7 +1232,6 @@ class DAGMM(L.LightningModule):
         epochs, loop = self.trainer.fit_loop.epoch_progress.current, self.trainer.fit_loop.epoch_loop
         checkpoint[PROCESSES_KEY] = self.trainer.world_size
         checkpoint[THREADS_KEY] = torch.get_num_threads()
-        checkpoint[PRECISION_KEY] = str(self.trainer.precision)
         if epochs.started > epochs.processed and loop.batch_progress.current.processed > 0:  # within its batches:
             # a resume goes on within this epoch (not after max_steps ended it: Lightning counts it done)
             checkpoint[GENERATORS_KEY] = {"epoch": self.current_epoch, "states": self._generator_states()}
@@ -1292,6 +1297,7 @@ class DAGMM(L.LightningModule):
             self._weights_at_epoch_end = {name: value.detach().clone() for name, value in self.state_dict().items()}
 
     def on_train_start(self) -> None:
+        self._fit_precision = str(self.trainer.precision)  # this process's fit: what later scoring compares with
         if not (self.training and self.model.training):  # model.eval() to score, then a fit: Lightning keeps a
             self.train()  # module's mode, and in eval mode no batch mixture is fitted (had: a TypeError in the loss)
         if self.hparams.compile and self._step_compiles():  # before any step (mixed_loss's run eagerly at first)
@@ -1412,7 +1418,7 @@ class DAGMM(L.LightningModule):
         self._fitted_record_step = None if fitted_step is None else int(fitted_step)
         self._resumed_processes = checkpoint.get(PROCESSES_KEY)  # (None: saved before it was recorded)
         self._resumed_threads = checkpoint.get(THREADS_KEY)
-        self._fit_precision = str(checkpoint.get(PRECISION_KEY, "32-true"))
+        self._fit_precision = checkpoint.get(PRECISION_KEY)  # (None: saved before it was kept, unknown)
         if "threshold_rows" not in checkpoint.get("hyper_parameters", {"threshold_rows": None}):
             self.hparams.threshold_rows = "train"  # saved before the option: its threshold rule, also on a resume
         if "one_sided_error" not in checkpoint.get("hyper_parameters", {"one_sided_error": None}):
@@ -1493,9 +1499,10 @@ class DAGMM(L.LightningModule):
     def _warn_of_another_precision(self, stage: str) -> None:
         """A loaded checkpoint scored at another Trainer precision than its fit's: the networks' sums round
         otherwise, so scores (and labels near the threshold, which the fit's precision set) differ."""
-        fitted = self.__dict__.pop("_fit_precision", None)  # (once: a checkpoint's, not a fit in this process)
-        now = str(self.trainer.precision)
-        if fitted is not None and now != fitted and self.trainer.state.fn != "fit":
+        fitted, now = getattr(self, "_fit_precision", None), str(self.trainer.precision)
+        warned = self.__dict__.setdefault("_precisions_warned", set())
+        if fitted is not None and now != fitted and self.trainer.state.fn != "fit" and (fitted, now) not in warned:
+            warned.add((fitted, now))
             warn(
                 f"{stage}: precision {now}, the checkpoint's fit ran at {fitted}: the networks compute otherwise, so "
                 f"scores differ from the fit's and rows near its threshold can flip; --trainer.precision {fitted} "

@@ -92,7 +92,8 @@ class XBatches:
             if batches.ndim != 2:
                 raise DataError(f"fit takes {FIT_INPUT}; got a tensor of shape {tuple(batches.shape)}")
             batches = [batches]
-        self.batches, self.ordered = batches, getattr(batches, "ordered", True)
+        shuffled = isinstance(getattr(batches, "sampler", None), torch.utils.data.RandomSampler)  # (a DataLoader's)
+        self.batches, self.ordered = batches, getattr(batches, "ordered", not shuffled)
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         for batch in self.batches:

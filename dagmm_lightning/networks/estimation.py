@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from dagmm_lightning.errors import DataError, check_range
+from dagmm_lightning.errors import ConfigurationError, check_range
 from dagmm_lightning.networks.layers import Activation, mlp
 
 
@@ -31,7 +31,7 @@ class EstimationNetwork(nn.Module):
     def forward(self, rows: torch.Tensor) -> torch.Tensor:
         width = self.net[0].in_features
         if rows.shape[-1] != width:  # (had: 'the network takes rows of 4 features', read as the data's)
-            raise DataError(
+            raise ConfigurationError(
                 f"the estimation network takes mixture rows of {width} columns (latent + 2, or latent + 3 with "
                 f"error_feature); got rows of shape {tuple(rows.shape)}: build it with input_dim {rows.shape[-1]}"
             )

@@ -326,6 +326,10 @@ def test_a_fits_config_yaml_notes_its_thread_count_and_a_rerun_on_another_is_war
 
 
 def test_scoring_a_checkpoint_at_another_precision_than_its_fits_is_warned_of(tmp_path):
+    import lightning as L
+
+    from dagmm_lightning.data import AnomalyDataModule
+    from dagmm_lightning.models import DAGMM
     from dagmm_lightning.models.dagmm import PRECISION_KEY
 
     run(["fit", "--config", "configs/quickstart.yaml", "--trainer.max_epochs", "1"], tmp_path / "a")
@@ -340,6 +344,19 @@ def test_scoring_a_checkpoint_at_another_precision_than_its_fits_is_warned_of(tm
         r"--trainer.precision 32-true scores as the fit did",
     ):
         run(["test", "--ckpt_path", str(last), "--trainer.precision", "bf16-mixed"], tmp_path / "c")  # had: unsaid
+    model = DAGMM.load_from_checkpoint(last)  # one model, scored twice: the second at another precision is said
+    data = AnomalyDataModule("breast_cancer")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DAGMMWarning)
+        L.Trainer(logger=False, enable_progress_bar=False, callbacks=[AnomalyMetrics()]).test(model, data)
+    with pytest.warns(DAGMMWarning, match=r"^predict: precision bf16-mixed, the checkpoint's fit ran at 32-true"):
+        L.Trainer(logger=False, enable_progress_bar=False, precision="bf16-mixed").predict(model, data)
+    older = torch.load(last, weights_only=False)
+    del older[PRECISION_KEY]  # saved before the key: its precision unknown, nothing said
+    torch.save(older, last)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DAGMMWarning)
+        run(["test", "--ckpt_path", str(last), "--trainer.precision", "bf16-mixed"], tmp_path / "d")
 
 
 def test_the_fit_summary_suggests_a_file_of_the_data_sets_own_format_to_predict(tmp_path, caplog):

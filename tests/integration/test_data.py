@@ -168,6 +168,11 @@ def test_a_file_not_in_a_paper_data_sets_format_names_that_format(tmp_path):
         thyroid.predict_dataloader()
     thyroid.predict_file = str(tmp_path / "rows.npz")  # its format: scored
     assert thyroid.predict_dataloader().x.shape == x.shape
+    np.savez(tmp_path / "odd.npz", X=x, y=np.full(len(x), "maybe"))
+    thyroid.predict_file = str(tmp_path / "odd.npz")  # its format, a fault of its own: no word of the format
+    with pytest.raises(DataError) as refused:
+        thyroid.predict_dataloader()
+    assert "scores files in its format" not in str(refused.value)
     for wider in (np.hstack([x, x[:, :1]]), np.hstack([np.arange(len(x))[:, None], x])):  # had: scored, exit 0
         np.savez(tmp_path / "wide.npz", X=wider)
         thyroid.predict_file = str(tmp_path / "wide.npz")
@@ -1413,9 +1418,9 @@ def test_a_named_text_column_whose_na_and_blanks_read_as_missing_is_warned_of_on
 def test_table_options_with_a_built_in_data_set_name_both_ways_out():
     # had: 'compose configs/table.yaml after the method's config' to a user who had, then a paper data config
     # after it, and to a test run of a table's checkpoint with --data.dataset thyroid (a user trial)
-    with pytest.raises(
-        ConfigurationError,
-        match=r"a config after configs/table.yaml, or --data.dataset, set it\): .*"
-        r"after the method's and any data set's config; with --ckpt_path \(test, predict\) leave out",
-    ):
+    said = r"\(the default, or a config or --data.dataset that set it\): .*after the method's and any data set's "
+    said += r"config; with --ckpt_path \(test, predict\) leave out"
+    with pytest.raises(ConfigurationError, match=r"the dataset is 'thyroid' here " + said):
         AnomalyDataModule(dataset="thyroid", path="flows.csv")
+    with pytest.raises(ConfigurationError, match=r"the dataset is 'breast_cancer' here " + said):
+        AnomalyDataModule(path="flows.csv")  # the default data set: the most common case

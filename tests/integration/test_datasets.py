@@ -63,7 +63,12 @@ def test_damaged_files_of_kddcup99_and_arrhythmia_are_refused_in_a_line(tmp_path
     (tmp_path / "junk.mat").write_bytes(b"not a MATLAB file at all" * 10)
     scipy.io.savemat(tmp_path / "other.mat", {"X": np.ones((5, 3))})
     (tmp_path / "cut.mat").write_bytes((ROOT / "data" / "arrhythmia.mat").read_bytes()[:50_000])
+    header = b"MATLAB 7.3 MAT-file, Platform: GLNXA64, HDF5 schema 1.00 .".ljust(116) + bytes(8) + b"\x00\x02IM"
+    (tmp_path / "v73.mat").write_bytes(header + bytes(512))  # (scipy: NotImplementedError)
+    scipy.io.savemat(tmp_path / "struct.mat", {"arrhythmia": {"a": np.ones(3), "b": "x"}})
     for name, match in [
+        ("v73.mat", "v73.mat is a MATLAB v7.3 file, which scipy cannot read: save it with -v7"),
+        ("struct.mat", "struct.mat: 'arrhythmia' is not a matrix of numbers"),
         ("junk.mat", "junk.mat is not a readable MATLAB file"),
         ("other.mat", r"other.mat holds the matrices \['X'\]; expected one named 'arrhythmia'"),
         ("cut.mat", "cut.mat is not a readable MATLAB file"),

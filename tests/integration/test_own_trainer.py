@@ -69,6 +69,10 @@ def test_float64_rows_of_ones_own_train_and_score_as_float32(tmp_path):
         with torch.no_grad():
             scores.append(model.eval().model.score(model.model(rows_given)))
     assert torch.equal(scores[0], scores[1])
+    integers = torch.randint(0, 5, x.shape)  # counts: trained as floats (had, at first: an int64 loss, no grad)
+    L.Trainer(**QUIET, max_steps=3, default_root_dir=tmp_path).fit(
+        small_model(), loader(integers, torch.zeros_like(y), ids)
+    )
 
 
 def test_nan_in_rows_of_ones_own_is_named_by_row_id(tmp_path):

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import lightning as L
 import numpy as np
 import pytest
@@ -9,7 +11,6 @@ from torch import nn
 
 from dagmm_lightning.data import InMemoryBatches
 from dagmm_lightning.errors import ConfigurationError, DataError, NonFiniteError
-from dagmm_lightning.losses import dagmm_objective
 from dagmm_lightning.mixture import GaussianMixtureEnergy
 from dagmm_lightning.models import DAGMM, DAGMMPU
 from dagmm_lightning.networks import Compressed, reconstruction_features
@@ -664,27 +665,20 @@ def test_the_plain_model_fits_a_tensor_or_tensordataset_loader_and_refuses_what_
 
 
 def test_the_readmes_loop_of_ones_own_trains_the_plain_model_to_flag_rows_off_the_data():
-    """README, 'A loop of your own (no Lightning)', as written there."""
-    torch.manual_seed(0)
-    direction = torch.rand(1, 5)
-    x = torch.rand(2000, 1) * direction + 0.02 * torch.randn(2000, 5)
-    new_rows = torch.cat([torch.rand(95, 1) * direction + 0.02 * torch.randn(95, 5), torch.rand(5, 5)])
-    module = DAGMM(input_dim=5, latent_dim=1, hidden_dims=(16,), lr=1e-3)
-    model, hp = module.model, module.hparams
-    optimizer = torch.optim.Adam(model.parameters(), lr=hp.lr)
-    for _ in range(1000):
-        out = model(x[torch.randint(len(x), (256,))])
-        terms = dagmm_objective(out.error, out.energy, model.penalty(out), None, hp.lambda_energy, hp.lambda_cov)
-        optimizer.zero_grad()
-        sum(terms.values()).backward()
-        optimizer.step()
-    training_scores = model.fit(x)
-    model.eval()
+    """README, 'A loop of your own (no Lightning)': its code block, run as written there."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme[readme.index("### A loop of your own (no Lightning)") :]
+    code = section[
+        section.index("```python\n") + len("```python\n") : section.index("\n```", section.index("```python"))
+    ]
+    scope: dict = {}
+    exec(compile(code, "README.md", "exec"), scope)  # noqa: S102 (the project's own README)
+    model, x, new_rows, flagged = (scope[name] for name in ("model", "x", "new_rows", "flagged"))
     with torch.no_grad():
-        scores = model.score(model(new_rows))
+        scores, training_scores = model.score(model(new_rows)), model.score(model(x))
     threshold = float(model.calibration.threshold)
     assert threshold == pytest.approx(np.quantile(training_scores.numpy(), 0.9), rel=1e-6)
-    assert (scores[95:] > threshold).all()  # the rows off the data's line
+    assert flagged[95:].all() and torch.equal(flagged, scores > threshold)  # the rows off the data's line
     assert roc_auc_score([0] * 95 + [1] * 5, scores.numpy()) > 0.95
 
 
@@ -692,5 +686,18 @@ def test_an_estimation_network_of_another_width_than_the_mixture_rows_is_named()
     module = tiny_model(error_feature=True)  # rows: latent 1 + 2 + the error: 4 columns
     model = module.model
     model.estimation = EstimationNetwork(3, [4], 2)  # built for latent + 2 by hand
-    with pytest.raises(DataError, match=r"the estimation network takes mixture rows of 3 columns .*input_dim 4"):
+    with pytest.raises(
+        ConfigurationError, match=r"the estimation network takes mixture rows of 3 columns .*input_dim 4"
+    ):
         model(torch.rand(8, 6))  # had: 'the network takes rows of 3 features', read as the data's 6
+
+
+def test_the_plain_models_fit_reads_a_shuffled_loaders_rows_as_unordered():
+    from dagmm_lightning.networks.dagmm import XBatches
+
+    x = torch.randn(300, 6)
+    shuffled = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x), batch_size=50, shuffle=True)
+    assert not XBatches(shuffled).ordered and XBatches(x).ordered  # (review: a subset by position would be
+    model = tiny_model(fit_rows=100).model  # another subset at each pass)
+    model.fit(shuffled)
+    assert model.rows_fitted == (0, 0) and not model.sampled_fit  # every row, one pass each
