@@ -424,10 +424,13 @@ class DatasetSpec:
     rho: float
     #: the format ``read_file`` reads, as messages name it
     file_format: str = "a table (CSV or Parquet) with the training table's columns"
-    #: a file name of that format, for the commands a fit's summary suggests
-    example_file: str = "ROWS.csv"
     #: the file names of that format end so (empty: any name)
     file_suffixes: tuple[str, ...] = ()
+
+    @property
+    def example_file(self) -> str:
+        """A file name of that format, for the commands a fit's summary suggests."""
+        return "ROWS" + (self.file_suffixes[0] if self.file_suffixes else ".csv")
 
 
 KDDCUP99_FORMAT = "KDD Cup 1999's raw CSV (no header, 41 features, optionally the label)"
@@ -444,7 +447,6 @@ DATASETS: dict[str, DatasetSpec] = {
         read_npz_file,
         rho=2.5,
         file_format="an NPZ file with X (rows x 6 features) and optionally y",
-        example_file="ROWS.npz",
         file_suffixes=(".npz",),
     ),
     "arrhythmia": DatasetSpec(
@@ -452,7 +454,6 @@ DATASETS: dict[str, DatasetSpec] = {
         read_arrhythmia_file,
         rho=15.0,
         file_format="a MATLAB file with one matrix 'arrhythmia' (274 features, then the class)",
-        example_file="ROWS.mat",
         file_suffixes=(".mat",),
     ),
     "breast_cancer": DatasetSpec(
