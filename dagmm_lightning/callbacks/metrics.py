@@ -223,7 +223,7 @@ class AnomalyMetrics(L.Callback):
         scores, labels = rows["score"], rows["label"]
         missing = np.isnan(scores)
         if missing.any():  # (had: scikit-learn's 'Input contains NaN' from the metrics, no row named)
-            ours = type(getattr(trainer, "datamodule", None)).__name__ == "AnomalyDataModule"  # (finite rows)
+            ours = hasattr(getattr(trainer, "datamodule", None), "refit_dataloader")  # AnomalyDataModule's: finite
             why = (
                 "the model gives NaN (a precision too low for its sums? --trainer.precision 32-true), or a score of "
                 "one's own does"

@@ -733,16 +733,14 @@ class DAGMM(L.LightningModule):
                 self._check_finite(loss, terms)
             else:
                 loss, terms = self._manual_step(x, y, labelled)
-        except NonFiniteError:
-            refuse_non_finite_rows(
-                x, ids, "training", f"at {self._where()}: "
-            )  # the input's, not the model's (a loader of one's own)
+        except NonFiniteError:  # the input's, not the model's, where the rows hold NaN (a loader of one's own)
+            refuse_non_finite_rows(x, ids, "training", f"at {self._where()}: ")
             raise
         self._last_loss = loss.detach()  # no sync here; read as last_training_loss
         if logging:
             self.log("train/loss", loss, prog_bar=True, batch_size=len(x))
             self.log_dict({f"train/{name}": value for name, value in terms.items()}, batch_size=len(x))
-        return loss.to(self.model.as_input(x[:0]).dtype)  # (x's own where float; integer x: the parameters')
+        return loss.to(next(self.model.parameters()).dtype)  # (float x's own; integer x trains in it too)
 
     @property
     def last_training_loss(self) -> float:

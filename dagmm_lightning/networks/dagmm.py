@@ -307,7 +307,7 @@ class DAGMMModel(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def represent(self, x: torch.Tensor, memberships: bool = True) -> DAGMMOutput:
-        """Everything but the energy: x (N, F) (any float dtype: computed in the parameters'). ``memberships=False``
+        """Everything but the energy: x (N, F) (any dtype: computed in the parameters'). ``memberships=False``
         skips the estimation network (gamma None), which scoring does not need."""
         x = self.as_input(x)
         inputs = x if self.input_mask is None else x * self.input_mask
