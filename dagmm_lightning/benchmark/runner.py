@@ -82,7 +82,7 @@ from dagmm_lightning.cli import (
 )
 from dagmm_lightning.data.datamodule import TABLE
 from dagmm_lightning.detector import LABELLED_VARIANTS, DAGMMDetector
-from dagmm_lightning.errors import ConfigurationError, did_you_mean
+from dagmm_lightning.errors import ConfigurationError, did_you_mean, own_warnings_as_lines
 from dagmm_lightning.labels import LABELLED_ANOMALY
 from dagmm_lightning.scoring import ScoreCalibration
 
@@ -475,8 +475,6 @@ def _start_worker() -> None:
     """A worker's start: Ctrl-C (sent to the whole process group) is the main process's to handle (it stops
     the workers itself); our warnings printed as the command's own, ``dagmm: warning: ...`` (had: Python's
     format, naming concurrent/futures/process.py as their source)."""
-    from dagmm_lightning.errors import own_warnings_as_lines
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     own_warnings_as_lines()
 

@@ -734,9 +734,9 @@ def infer_symbolic_columns(
             read_column(column)
         except DataError as err:  # every such column named at once (had: one a run)
             refused.append((column, err))
-    if refused and whole:  # (had: the NaN values refused on the next run, once the columns were fixed)
-        refuse_columns(refused, drop, missing_values_note(frame, converted, {c for c, _ in refused} | set(symbolic)))
-    refuse_columns(refused, drop)
+    if refused:  # (whole: also the NaN values training refuses next; had: said on the next run)
+        left = {c for c, _ in refused} | set(symbolic)
+        refuse_columns(refused, drop, missing_values_note(frame, converted, left) if whole else "")
     if converted:
         frame = frame.copy()
         for column, values in converted.items():
