@@ -855,6 +855,7 @@ class TablePreprocessor:
         self.minimum: np.ndarray | None = None
         self.range: np.ndarray | None = None
         self.constant: np.ndarray | None = None  # (n_features,) bool: constant on the training rows
+        self._warned: set[str] = set()  # said once: a data module refits its scaling at each stage's setup
 
     @property
     def n_features(self) -> int:
@@ -1022,12 +1023,15 @@ class TablePreprocessor:
             bottom = np.where(next_low < high, (next_low - low) / spread, 0.0)[numeric]
         for j in np.flatnonzero((np.maximum(top, bottom) > LONE_EXTREME) & (spread[numeric] > 0)):
             lone, rest = (high[j], (low[j], next_high[j])) if top[j] >= bottom[j] else (low[j], (next_low[j], high[j]))
-            warn(
+            message = (
                 f"column {self.numeric[j]!r}: one training value, {lone:g}, sets its range nearly alone (the others "
                 f"lie within {rest[0]:g} to {rest[1]:g}): min-max scaling squeezes them into "
                 f"{100 * (1 - max(top[j], bottom[j])):.2g} % of it, and the model hardly tells them apart; a "
                 "glitch? fix or drop that row"
             )
+            if message not in self._warned:
+                self._warned.add(message)
+                warn(message)
 
     def _finite(self, values: np.ndarray, first_row: int = 0, where: str = "in the input") -> np.ndarray:
         finite = np.isfinite(values)
