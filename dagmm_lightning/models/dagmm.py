@@ -595,6 +595,7 @@ class DAGMM(L.LightningModule):
         self._fitted_under = self._fit_settings()
         self._fitted_share = self.model.calibration.contamination
         self._fitted_record_step = self.global_step
+        self._fit_counts_logged = False
 
     def _fit_settings(self) -> dict:
         return {name: self.hparams[name] for name in FITTED_UNDER if name in self.hparams}
@@ -1157,15 +1158,16 @@ class DAGMM(L.LightningModule):
             step = min(self.trainer.fit_loop.epoch_loop._batches_that_stepped, self.global_step - 1)
             for logger in self.loggers:
                 logger.log_metrics(counts, step=max(step, 0))
+            self._fit_counts_logged = True
         return True
 
     def on_validation_epoch_start(self) -> None:
         # Lightning validates inside the training epoch, before `on_train_epoch_end`: refit here, so
         # validation (and a checkpoint written after it) uses the mixture of the current weights; at the
         # epoch's start, after the callbacks' hooks: weight averaging swaps its weights in there.
-        if self.trainer.state.fn == "fit":
-            if self.trainer.sanity_checking and self._fit_is_current():  # a resumed checkpoint's fit: kept (a
-                return  # fit resumed at its end trains nothing more; its summary had the check's fit)
+        if self.trainer.state.fn == "fit" and not self._fit_is_current():  # (current: a resumed checkpoint's
+            # fit at the sanity check, a fit resumed at its end training nothing more; a step checkpoint's just
+            # before this validation, which validation then scores with, as the checkpoint holds it)
             self.refit()
 
     def on_validation_epoch_end(self) -> None:
@@ -1176,9 +1178,10 @@ class DAGMM(L.LightningModule):
                 self.fitted_at_step.fill_(-1)
                 self._fitted_weights, self._training_scores, self._threshold_scores = None, None, None
             return
-        if self.trainer.state.fn == "fit":  # of the fit that validation scored with
+        if self.trainer.state.fn == "fit":  # of the fit that validation scored with (to the loggers once: a
+            # checkpoint's fit just before logged its counts at this step)
             for name, value in self._fit_counts().items():
-                self.log(name, value, batch_size=1)
+                self.log(name, value, batch_size=1, logger=not getattr(self, "_fit_counts_logged", False))
 
     def _fit_counts(self) -> dict[str, float]:
         """The last training-set fit's counts that are not loss terms, as logged (where the fit has them)."""
@@ -1207,26 +1210,25 @@ class DAGMM(L.LightningModule):
             # (a class taking **kwargs would be handed _class_path as an argument)
             recorded = {"_class_path": f"{own.__module__}.{own.__name__}", "_instantiator": CLI_INSTANTIATOR}
             checkpoint["hyper_parameters"] = {**hparams, **recorded}
-        if self.model is not None:  # what the last training-set fit did, for a summary in another process
-            network = self.model
-            counts = {"reseeded": network.components_reseeded, "em_steps": network.em_steps_run}
-            checkpoint[FIT_COUNTS_KEY] = counts | {"rows_fitted": list(network.rows_fitted)}
         fitting = self.trainer.state.fn == "fit"
         precision = str(self.trainer.precision) if fitting else getattr(self, "_fit_precision", None)
         if precision is not None:  # (a checkpoint saved again outside a fit keeps its fit's)
             checkpoint[PRECISION_KEY] = precision
+        counts = self._fit_record() if self.model is not None else None
+        if fitting:  # A checkpoint written without a validation first (no val rows, validation every n epochs)
+            # still carries the fit of its weights: the state dict was taken before this hook.
+            weights = checkpoint["state_dict"]
+            averaged = "current_model_state" in checkpoint  # WeightAveraging's: the state dict holds the average
+            if averaged and "_weights_at_epoch_end" in self.__dict__:  # (between an epoch's end and the next's start)
+                checkpoint["current_model_state"] = self.__dict__["_weights_at_epoch_end"]
+            if averaged and not self._holds_weights(weights):
+                checkpoint["state_dict"], counts = self._fitted_state(weights)
+            elif self._refit_if_stale():
+                checkpoint["state_dict"], counts = self.state_dict(), self._fit_record()
+        if counts is not None:  # what the fit this checkpoint holds did, for a summary in another process
+            checkpoint[FIT_COUNTS_KEY] = counts
         if not fitting:
             return
-        # A checkpoint written without a validation first (no val rows, validation every n epochs)
-        # still carries the fit of its weights: the state dict was taken before this hook.
-        weights = checkpoint["state_dict"]
-        averaged = "current_model_state" in checkpoint  # WeightAveraging's: the state dict holds the average
-        if averaged and "_weights_at_epoch_end" in self.__dict__:  # (between an epoch's end and the next's start)
-            checkpoint["current_model_state"] = self.__dict__["_weights_at_epoch_end"]
-        if averaged and not self._holds_weights(weights):
-            checkpoint["state_dict"] = self._fitted_state(weights)
-        elif self._refit_if_stale():
-            checkpoint["state_dict"] = self.state_dict()
         epochs, loop = self.trainer.fit_loop.epoch_progress.current, self.trainer.fit_loop.epoch_loop
         checkpoint[PROCESSES_KEY] = self.trainer.world_size
         checkpoint[THREADS_KEY] = torch.get_num_threads()
@@ -1261,16 +1263,26 @@ class DAGMM(L.LightningModule):
             torch.equal(p.detach().to(weights[name].device), weights[name]) for name, p in self.named_parameters()
         )
 
-    def _fitted_state(self, weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """A state dict of ``weights`` with the mixture fitted to them; this module left as it was."""
+    def _fitted_state(self, weights: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict]:
+        """A state dict of ``weights`` with the mixture fitted to them, and that fit's record
+        (``_fit_record``); this module left as it was."""
         own = {name: value.clone() for name, value in self.state_dict().items()}
         record, scores = self._fitted_weights, (self._training_scores, self._threshold_scores)
+        network = self.model
+        counters = network.components_reseeded, network.em_steps_run, network.rows_fitted
         self.load_state_dict(weights)
         self.refit()
-        fitted = {name: value.clone() for name, value in self.state_dict().items()}
+        fitted, fit_record = {name: value.clone() for name, value in self.state_dict().items()}, self._fit_record()
         self.load_state_dict(own)
         self._fitted_weights, (self._training_scores, self._threshold_scores) = record, scores
-        return fitted
+        network.components_reseeded, network.em_steps_run, network.rows_fitted = counters
+        return fitted, fit_record
+
+    def _fit_record(self) -> dict:
+        """The last training-set fit's counts as a checkpoint keeps them (``FIT_COUNTS_KEY``)."""
+        network = self.model
+        counts = {"reseeded": network.components_reseeded, "em_steps": network.em_steps_run}
+        return counts | {"rows_fitted": list(network.rows_fitted)}
 
     def on_train_end(self) -> None:
         self.__dict__.pop("_weights_at_epoch_end", None)  # (the final checkpoint, the callbacks', is written)

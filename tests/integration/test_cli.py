@@ -478,13 +478,32 @@ def test_the_chosen_sizes_and_the_rows_the_scoring_fit_read_are_said(tmp_path, c
 
 def test_a_fit_ending_between_validations_logs_its_last_fits_counts(tmp_path):
     args = ["--config", "configs/improved.yaml", "--data.dataset", "breast_cancer", "--trainer.max_steps", "12"]
-    fitted = run(["fit", *args, "--trainer.val_check_interval", "100"], tmp_path)  # no validation in the fit
+    em = ["--model.init_args.em_steps", "50", "--model.init_args.em_tolerance", "0.001"]  # a count of its own
+    fitted = run(["fit", *args, *em, "--trainer.val_check_interval", "100"], tmp_path)  # no validation in the fit
     logs = tmp_path / "logs"
     # had: only in the fit's summary (a user trial: the README says they are logged at each validation)
     assert logged_steps(logs, "train/em_steps") == logged_steps(logs, "val/roc_auc") == [11]
     assert logged_steps(logs, "train/components_reseeded") == [11]
     (value,) = logged_values(logs, "train/em_steps")
     assert value == fitted.model.model.em_steps_run > 0
+    # the last checkpoint's record (a spawned fit's summary reads it) is of the fit it holds (had: the sanity
+    # check's, on the initial weights: all 50 steps)
+    saved = torch.load(fitted.trainer.checkpoint_callback.last_model_path, weights_only=False)["dagmm_fit_counts"]
+    assert saved["em_steps"] == value < 50
+
+
+def test_a_step_checkpoint_at_a_validation_logs_its_fits_counts_once_and_validation_scores_that_fit(tmp_path):
+    args = ["--config", "configs/improved.yaml", "--data.dataset", "breast_cancer", "--trainer.max_steps", "12"]
+    args += ["--model.init_args.em_steps", "50", "--model.init_args.em_tolerance", "0.001"]
+    every = ["--trainer.val_check_interval", "6", "--checkpoint.every_n_train_steps", "6"]
+    run(["fit", *args, *every, "--checkpoint.save_top_k", "-1"], tmp_path)
+    logs = tmp_path / "logs"
+    # the checkpoint, written just before the validation at its step, fits the mixture of its weights;
+    # validation scores with that fit (had: fitted again, and the counts logged twice at each step)
+    assert logged_steps(logs, "train/em_steps") == logged_steps(logs, "val/roc_auc") == [5, 11]
+    saved = {p.name: torch.load(p, weights_only=False)["dagmm_fit_counts"] for p in logs.rglob("epoch=*.ckpt")}
+    by_step = [saved[f"epoch={step - 1}-step={step}.ckpt"]["em_steps"] for step in (6, 12)]
+    assert logged_values(logs, "train/em_steps") == by_step
 
 
 def test_data_sized_model_keeps_its_sizes_and_em_refined_fit_in_the_checkpoint(tmp_path, caplog, monkeypatch):

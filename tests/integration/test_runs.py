@@ -539,6 +539,32 @@ def test_a_finished_averaged_fit_goes_on_from_its_training_weights_as_one_longer
             torch.testing.assert_close(resumed[part][key], value, rtol=1e-6, atol=1e-7, equal_nan=True, msg=key)
 
 
+def test_an_averaged_checkpoint_records_the_fit_of_the_average_it_holds(tmp_path):
+    x = np.random.default_rng(0).normal(size=(300, 4))
+    L.seed_everything(0)
+    model = DAGMM(input_dim=4, hidden_dims=(6,), latent_dim=2, n_components=2, lr=1e-2, em_steps=200, em_tolerance=1e-6)
+    saves = ModelCheckpoint(dirpath=tmp_path, every_n_epochs=1, save_top_k=-1)
+    fit = L.Trainer(
+        max_epochs=2,
+        logger=False,
+        callbacks=[EMAWeightAveraging(decay=0.5), saves],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    fit.fit(model, AnomalyDataModule.from_arrays(x, batch_size=64, val_fraction=0))  # no validation: each
+    # checkpoint fits the average it holds, the training weights having none of their own since the first
+    saved = torch.load(tmp_path / "epoch=1-step=10.ckpt", weights_only=False)
+    model.load_state_dict(saved["current_model_state"])
+    model.refit()
+    live = model.model.em_steps_run
+    model.load_state_dict(saved["state_dict"])
+    model.refit()
+    assert saved["dagmm_fit_counts"]["em_steps"] == model.model.em_steps_run != live  # had: the live weights'
+    for name, value in saved["state_dict"].items():
+        if "mixture" in name:
+            torch.testing.assert_close(model.state_dict()[name], value, msg=name)
+
+
 def test_positive_unlabeled_logs_the_c_of_the_averaged_weights_it_validated(tmp_path):
     ema = ["--trainer.callbacks+=EMAWeightAveraging", "--trainer.callbacks.decay", "0.5"]
     pu = ["--model", "DAGMMPU", "--data.split", "positive_unlabeled", "--checkpoint.every_n_epochs", "1"]
