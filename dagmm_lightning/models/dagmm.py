@@ -87,6 +87,7 @@ CONTAMINATION_KEY = "dagmm_contamination"  # the share the threshold was taken a
 FIT_COUNTS_KEY = "dagmm_fit_counts"  # the last training-set fit's re-seeded components, EM steps, rows read
 PROCESSES_KEY = "dagmm_training_processes"  # how many processes trained a checkpoint (the fit's world size)
 PRECISION_KEY = "dagmm_fit_precision"  # the Trainer precision the fit ran at (absent: saved before it was kept)
+BATCHES_KEY = "dagmm_batches_per_epoch"  # each process's training batches an epoch in the fit that wrote it
 THREADS_KEY = "dagmm_training_threads"  # torch's threads in each of them (sums split by them: last digits)
 GENERATORS_KEY = "dagmm_generators"  # a fit checkpoint's epoch and each rank's generator states
 SANITY_FIT_ROWS = 8192  # training rows (each process's) the mixture is fitted on for the sanity-check validation
@@ -1231,6 +1232,8 @@ class DAGMM(L.LightningModule):
             return
         epochs, loop = self.trainer.fit_loop.epoch_progress.current, self.trainer.fit_loop.epoch_loop
         checkpoint[PROCESSES_KEY] = self.trainer.world_size
+        if 0 < self.trainer.num_training_batches < math.inf:
+            checkpoint[BATCHES_KEY] = int(self.trainer.num_training_batches)
         checkpoint[THREADS_KEY] = torch.get_num_threads()
         if epochs.started > epochs.processed and loop.batch_progress.current.processed > 0:  # within its batches:
             # a resume goes on within this epoch (not after max_steps ended it: Lightning counts it done)
@@ -1342,7 +1345,7 @@ class DAGMM(L.LightningModule):
         if not self.model_class.score_is_calibrated() and not is_ours(self.model_class) and not resumed:
             self._try_own_score()  # (ours, PU's: tested)
         if resumed and not loop.restarted_mid_epoch:
-            self._warn_of_an_epoch_cut_short()
+            self._warn_of_an_epoch_cut_short(processes)
         if not (loop.restarted_mid_epoch or loop.restarted_on_epoch_end):  # (then on_train_epoch_start seeds)
             return
         states = saved.get("states", []) if saved.get("epoch") == self.current_epoch else []
@@ -1379,14 +1382,18 @@ class DAGMM(L.LightningModule):
         finally:
             self.model.load_state_dict(state, strict=False)
 
-    def _warn_of_an_epoch_cut_short(self) -> None:
+    def _warn_of_an_epoch_cut_short(self, processes: int | None) -> None:
         """A resumed fit whose checkpoint's fit stopped within an epoch at its end (--trainer.max_steps,
         max_time): Lightning counts that epoch done, and the fit goes on with the next one (README: "One
-        that --trainer.max_steps ended")."""
+        that --trainer.max_steps ended"). ``processes``: the checkpoint's fit's (None: not recorded)."""
         trainer, steps, epochs = self.trainer, self.global_step, self.current_epoch  # (restored)
-        per_epoch = trainer.num_training_batches
+        # the batches an epoch of the fit that wrote it (another process count, --trainer.limit_train_batches:
+        # epochs of another length; had: this fit's, a false warning for a 2-process fit resumed in one)
+        per_epoch = self.__dict__.pop("_resumed_batches", None)
+        if per_epoch is None and processes in (None, trainer.world_size):  # (saved before it was recorded)
+            per_epoch = trainer.num_training_batches
         more = trainer.max_steps < 0 or trainer.max_steps > steps
-        if not more or trainer.accumulate_grad_batches != 1 or not 0 < per_epoch < math.inf:
+        if not more or trainer.accumulate_grad_batches != 1 or per_epoch is None or not 0 < per_epoch < math.inf:
             return  # (steps count optimizer steps: with accumulation, not batches)
         if steps < epochs * per_epoch:
             warn(
@@ -1427,6 +1434,7 @@ class DAGMM(L.LightningModule):
         fitted_step = checkpoint.get("state_dict", {}).get("fitted_at_step")  # (loaded after this hook)
         self._fitted_record_step = None if fitted_step is None else int(fitted_step)
         self._resumed_processes = checkpoint.get(PROCESSES_KEY)  # (None: saved before it was recorded)
+        self._resumed_batches = checkpoint.get(BATCHES_KEY)  # (None: as the last, or a loader of no length)
         self._resumed_threads = checkpoint.get(THREADS_KEY)
         self._fit_precision = checkpoint.get(PRECISION_KEY)  # (None: saved before it was kept, unknown)
         if "threshold_rows" not in checkpoint.get("hyper_parameters", {"threshold_rows": None}):

@@ -222,6 +222,19 @@ def test_resume_equals_uninterrupted_run(tmp_path, monkeypatch):
             assert resumed_metrics == pytest.approx(metrics, rel=1e-6)
 
 
+def test_a_fit_of_epochs_of_another_length_resumed_at_an_epochs_end_is_not_said_cut_short(tmp_path):
+    # epochs of one batch (as a fit on more processes has fewer batches an epoch), resumed with two: the
+    # checkpoint's epochs were whole (had: counted against this fit's epochs, "stopped within its epoch 2")
+    fit_metrics(tmp_path, "short_epochs", 2, extra=["--trainer.limit_train_batches", "0.5"])
+    last = next((tmp_path / "short_epochs").rglob("last.ckpt"))
+    assert torch.load(last, weights_only=False)["dagmm_batches_per_epoch"] == 1
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        resumed, _ = fit_metrics(tmp_path, "whole_epochs", 3, last)
+    assert not [w for w in caught if "stopped within its epoch" in str(w.message)]
+    assert resumed.trainer.global_step == 2 + 2  # (it trained on: one epoch of two batches)
+
+
 class FailsAtStep(L.Callback):
     def __init__(self, step):
         self.step = step
