@@ -1429,6 +1429,10 @@ def fit_summary(
         why = "--trainer.fast_dev_run" if trainer.fast_dev_run else "--trainer.max_steps"
         finished = f"after {counted(steps, 'step')} ({why}), in {counted(done, 'epoch')}"
     lines = [f"fit finished {finished}; data: {datamodule.describe()}"]
+    workers = torch.load(spawned_last, map_location="cpu", weights_only=False) if spawned_last is not None else {}
+    encoding = workers.get(type(datamodule).__qualname__, {}).get("preprocessor")
+    if encoding is not None and datamodule.preprocessor.constant is None:  # the workers scaled the rows, not
+        datamodule.preprocessor.load_state_dict(encoding)  # this process: their scaling's constant columns
     columns = datamodule.describe_columns()
     if columns:
         lines.append(f"  columns:     {columns}")
@@ -1463,7 +1467,6 @@ def fit_summary(
     network = getattr(trainer.lightning_module, "model", None)
     reseeded, em_steps = getattr(network, "components_reseeded", 0), getattr(network, "em_steps_run", 0)
     here = not spawned(trainer)  # a spawned run's fit ran (and counted) in its worker processes
-    workers = torch.load(spawned_last, map_location="cpu", weights_only=False) if spawned_last is not None else {}
     read, total = getattr(network, "rows_fitted", (0, 0))
     if not here and FIT_COUNTS_KEY in workers:  # their last checkpoint's fit
         counts = workers[FIT_COUNTS_KEY]

@@ -6,6 +6,7 @@ import sys
 
 import lightning as L
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -246,6 +247,23 @@ def test_a_spawned_launchs_arguments_fit_its_pipe_and_the_rows_arrive_through_a_
     handed = io.BytesIO()
     ForkingPickler(handed).dump(slotted)
     assert pickle.loads(handed.getvalue()).extra == 5  # whole, as plain pickle takes it (had: a ValueError)
+
+
+def test_spawned_cli_fit_summary_names_the_columns_constant_on_the_training_rows(tmp_path, caplog):
+    from dagmm_lightning.cli import build_cli
+
+    from ..conftest import QUICK
+
+    rng = np.random.default_rng(0)
+    rows = pd.DataFrame(rng.normal(size=(200, 4)), columns=list("abcd")).assign(flat=1.0)
+    rows.assign(label=(np.arange(200) < 10).astype(int)).to_csv(tmp_path / "rows.csv", index=False)
+    args = ["fit", "--config", "configs/quickstart.yaml", "--data.dataset", "table", "--data.label_column", "label"]
+    args += ["--data.path", str(tmp_path / "rows.csv"), "--trainer.max_epochs", "1", "--trainer.devices", "2"]
+    args += ["--trainer.strategy", "ddp_spawn", "--trainer.accelerator", "cpu"]
+    build_cli([*args, "--trainer.default_root_dir", str(tmp_path), *QUICK])
+    summary = "\n".join(r.getMessage() for r in caplog.records if "fit finished" in r.getMessage())
+    # the workers scaled the rows; the main process reads their scaling from their checkpoint (had: no note)
+    assert "columns:     5 numbers (a, b, c, d, flat); constant on the training rows: flat; labels: label" in summary
 
 
 def test_spawned_cli_fit_summary_names_its_epochs_checkpoint_metrics_and_one_log_folder(tmp_path, caplog, monkeypatch):
