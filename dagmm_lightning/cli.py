@@ -15,8 +15,9 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 import warnings
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 # Lightning's CLI still calls jsonargparse APIs that newer releases flag as deprecated; that noise is
@@ -39,7 +40,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar  # noqa: E4
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback  # noqa: E402
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger  # noqa: E402
 from lightning.pytorch.utilities import rank_zero_info  # noqa: E402
-from lightning.pytorch.utilities.exceptions import MisconfigurationException  # noqa: E402
+from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException  # noqa: E402
 
 from dagmm_lightning import models  # noqa: E402
 from dagmm_lightning.callbacks import AnomalyFigures, AnomalyMetrics, LastEpochCheckpoint, PredictionCSVWriter  # noqa: E402
@@ -820,7 +821,7 @@ class DAGMMCLI(LightningCLI):
     def _run_subcommand(self, subcommand: str) -> None:
         folder = new_run_folder(self.trainer)
         try:
-            with ctrl_c_seen():
+            with ctrl_c_seen(), sigterm_forwarded_to_workers(self.trainer):
                 super()._run_subcommand(subcommand)
         except Exception as err:
             if folder is not None and (own_error(err) is not None or isinstance(err, MisconfigurationException)):
@@ -1222,10 +1223,54 @@ def ctrl_c_seen():
             signal.signal(signal.SIGINT, previous)
 
 
+WORKERS_STOP_SECONDS = 60.0  # how long a spawned run's workers have to stop after SIGTERM before SIGKILL
+
+
+@contextmanager
+def sigterm_forwarded_to_workers(trainer):
+    """In the process that spawned a run's workers (ddp_spawn), SIGTERM goes on to the workers, which stop
+    at their next batch, and then ends this process's run as Lightning ends one process's (SIGTERMException:
+    the interrupted fit's summary, exit 143). Had: this process died at once (Python's default), its
+    workers trained on, orphaned; a SIGTERM to the whole group left them waiting on each other."""
+    if not spawned(trainer) or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous, handling = signal.getsignal(signal.SIGTERM), []
+
+    def forward(signum, frame):
+        if handling:  # (a second one, while the workers stop)
+            return
+        handling.append(signum)
+        trainer._signal_connector.received_sigterm = True
+        workers = [p for p in getattr(trainer.strategy.launcher, "procs", []) if p.is_alive()]
+        for worker in workers:
+            with suppress(ProcessLookupError):
+                os.kill(worker.pid, signal.SIGTERM)
+        deadline = time.monotonic() + WORKERS_STOP_SECONDS
+        for worker in workers:
+            worker.join(max(0.0, deadline - time.monotonic()))
+        stuck = [worker for worker in workers if worker.is_alive()]
+        for worker in stuck:
+            worker.kill()
+            worker.join()
+        if stuck:
+            rank_zero_info(f"the workers did not stop within {WORKERS_STOP_SECONDS:g} s of SIGTERM: killed")
+        raise SIGTERMException
+
+    signal.signal(signal.SIGTERM, forward)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 class InterruptAtNextBatch(L.Callback):
     """Raises KeyboardInterrupt again at the next batch's end once Ctrl-C was pressed: Python drops one
     raised while a garbage collector's weakref callback runs ("Exception ignored in ..."; torch frees
-    tensors all the time), and the run had gone on to its end (1 of 5 tries in a trial)."""
+    tensors all the time), and the run had gone on to its end (1 of 5 tries in a trial). In a spawned run's
+    worker, SIGTERM only marks the run to stop: Lightning's handler also broadcasts from within it, which
+    pairs with whatever collective the other workers are in (they waited on each other for good); its
+    broadcast before each training batch stops every worker at the same batch."""
 
     def _raise_if_seen(self, *args, **kwargs) -> None:
         if CTRL_C_SEEN.is_set():
@@ -1233,6 +1278,11 @@ class InterruptAtNextBatch(L.Callback):
             raise KeyboardInterrupt
 
     on_train_batch_end = on_validation_batch_end = on_test_batch_end = on_predict_batch_end = _raise_if_seen
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if spawned(trainer) and trainer.world_size > 1:  # (before Lightning registers its handlers)
+            connector = trainer._signal_connector
+            connector._sigterm_notifier_fn = lambda signum, frame: setattr(connector, "received_sigterm", True)
 
 
 def _is_progress_bar(callback) -> bool:

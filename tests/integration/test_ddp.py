@@ -338,6 +338,48 @@ def test_spawned_cli_fit_summary_names_its_epochs_checkpoint_metrics_and_one_log
     assert logged_steps(unsaved / "lightning_logs" / "version_0", "val/roc_auc") == [steps - 1]  # had: step 0
 
 
+@pytest.mark.parametrize("to", ["the spawning process", "the process group"])
+def test_a_spawned_fit_stopped_by_sigterm_stops_its_workers_and_says_how_to_go_on(tmp_path, to):
+    import os
+    import signal
+    import time
+    from contextlib import suppress
+
+    from ..conftest import QUICK, ROOT
+
+    command = [sys.executable, "-m", "dagmm_lightning", "fit", "--config", str(ROOT / "configs/improved.yaml")]
+    command += ["--data.dataset", "breast_cancer", "--trainer.max_steps", "100000", "--checkpoint.every_n_epochs", "1"]
+    command += ["--trainer.default_root_dir", str(tmp_path), "--trainer.devices", "2"]
+    command += ["--trainer.strategy", "ddp_spawn", "--trainer.accelerator", "cpu", *QUICK]
+    fit = subprocess.Popen(  # in a process group of its own, as a scheduler's job
+        command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not list(tmp_path.rglob("last.ckpt")) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert list(tmp_path.rglob("last.ckpt")), "no checkpoint written"
+        children = subprocess.run(["ps", "-o", "pid=", "--ppid", str(fit.pid)], capture_output=True, text=True)
+        workers = [int(pid) for pid in children.stdout.split()]
+        sent = time.monotonic()
+        if to == "the process group":  # (as `timeout` and schedulers send it: the workers get it too)
+            os.killpg(fit.pid, signal.SIGTERM)
+        else:
+            os.kill(fit.pid, signal.SIGTERM)
+        said, _ = fit.communicate(timeout=90)
+    finally:
+        with suppress(ProcessLookupError):  # whatever of the group is left (a failing run's orphaned workers)
+            os.killpg(fit.pid, signal.SIGKILL)
+    # had: this process died at once, its workers trained on (orphaned); sent to the group, the workers
+    # waited on each other for good
+    assert fit.returncode == 128 + signal.SIGTERM and time.monotonic() - sent < 30
+    assert "fit interrupted; " in said and "  go on:       dagmm fit --config " in said and "did not stop" not in said
+    time.sleep(1)
+    for pid in workers:
+        state = subprocess.run(["ps", "-o", "stat=", "-p", str(pid)], capture_output=True, text=True).stdout
+        assert state.strip() in ("", "Z"), f"process {pid} still runs"  # (a zombie: gone once reaped)
+
+
 def test_the_readmes_ddp_command_fits_and_predicts_each_row_once_as_one_process_scores(tmp_path):
     """The README's multi-process command: --trainer.strategy ddp, whose launcher starts the other rank by
     running the same command again (the tests above spawn theirs)."""
