@@ -1231,7 +1231,9 @@ def sigterm_forwarded_to_workers(trainer):
     """In the process that spawned a run's workers (ddp_spawn), SIGTERM goes on to the workers, which stop
     at their next batch, and then ends this process's run as Lightning ends one process's (SIGTERMException:
     the interrupted fit's summary, exit 143). Had: this process died at once (Python's default), its
-    workers trained on, orphaned; a SIGTERM to the whole group left them waiting on each other."""
+    workers trained on, orphaned; a SIGTERM to the whole group left them waiting on each other. Whatever
+    else ends this process's run (Ctrl-C sent to it alone) stops its workers too (had: it waited for them
+    at its exit while they trained on)."""
     if not spawned(trainer) or threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -1242,26 +1244,35 @@ def sigterm_forwarded_to_workers(trainer):
             return
         handling.append(signum)
         trainer._signal_connector.received_sigterm = True
-        workers = [p for p in getattr(trainer.strategy.launcher, "procs", []) if p.is_alive()]
-        for worker in workers:
-            with suppress(ProcessLookupError):
-                os.kill(worker.pid, signal.SIGTERM)
-        deadline = time.monotonic() + WORKERS_STOP_SECONDS
-        for worker in workers:
-            worker.join(max(0.0, deadline - time.monotonic()))
-        stuck = [worker for worker in workers if worker.is_alive()]
-        for worker in stuck:
-            worker.kill()
-            worker.join()
-        if stuck:
-            rank_zero_info(f"the workers did not stop within {WORKERS_STOP_SECONDS:g} s of SIGTERM: killed")
+        stop_workers(trainer)
         raise SIGTERMException
 
     signal.signal(signal.SIGTERM, forward)
     try:
         yield
+    except BaseException:
+        stop_workers(trainer)
+        raise
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def stop_workers(trainer) -> None:
+    """SIGTERM to a spawned run's live workers, then wait for them: at most ``WORKERS_STOP_SECONDS`` in all,
+    after which they are killed."""
+    workers = [p for p in getattr(trainer.strategy.launcher, "procs", []) if p.is_alive()]
+    for worker in workers:
+        with suppress(ProcessLookupError):
+            os.kill(worker.pid, signal.SIGTERM)
+    deadline = time.monotonic() + WORKERS_STOP_SECONDS
+    for worker in workers:
+        worker.join(max(0.0, deadline - time.monotonic()))
+    stuck = [worker for worker in workers if worker.is_alive()]
+    for worker in stuck:
+        worker.kill()
+        worker.join()
+    if stuck:
+        rank_zero_info(f"the workers did not stop within {WORKERS_STOP_SECONDS:g} s of SIGTERM: killed")
 
 
 class InterruptAtNextBatch(L.Callback):

@@ -338,8 +338,11 @@ def test_spawned_cli_fit_summary_names_its_epochs_checkpoint_metrics_and_one_log
     assert logged_steps(unsaved / "lightning_logs" / "version_0", "val/roc_auc") == [steps - 1]  # had: step 0
 
 
-@pytest.mark.parametrize("to", ["the spawning process", "the process group"])
-def test_a_spawned_fit_stopped_by_sigterm_stops_its_workers_and_says_how_to_go_on(tmp_path, to):
+@pytest.mark.parametrize(
+    "sent, to",
+    [("SIGTERM", "the spawning process"), ("SIGTERM", "the process group"), ("SIGINT", "the spawning process")],
+)
+def test_a_spawned_fit_stopped_by_a_signal_stops_its_workers_and_says_how_to_go_on(tmp_path, sent, to):
     import os
     import signal
     import time
@@ -361,18 +364,18 @@ def test_a_spawned_fit_stopped_by_sigterm_stops_its_workers_and_says_how_to_go_o
         assert list(tmp_path.rglob("last.ckpt")), "no checkpoint written"
         children = subprocess.run(["ps", "-o", "pid=", "--ppid", str(fit.pid)], capture_output=True, text=True)
         workers = [int(pid) for pid in children.stdout.split()]
-        sent = time.monotonic()
-        if to == "the process group":  # (as `timeout` and schedulers send it: the workers get it too)
-            os.killpg(fit.pid, signal.SIGTERM)
+        sent_at, number = time.monotonic(), getattr(signal, sent)
+        if to == "the process group":  # (as `timeout` and schedulers send SIGTERM: the workers get it too)
+            os.killpg(fit.pid, number)
         else:
-            os.kill(fit.pid, signal.SIGTERM)
+            os.kill(fit.pid, number)
         said, _ = fit.communicate(timeout=90)
     finally:
         with suppress(ProcessLookupError):  # whatever of the group is left (a failing run's orphaned workers)
             os.killpg(fit.pid, signal.SIGKILL)
-    # had: this process died at once, its workers trained on (orphaned); sent to the group, the workers
-    # waited on each other for good
-    assert fit.returncode == 128 + signal.SIGTERM and time.monotonic() - sent < 30
+    # had: SIGTERM: this process died at once, its workers trained on (orphaned); sent to the group, the
+    # workers waited on each other for good; SIGINT to this process alone: it waited for them at its exit
+    assert fit.returncode == 128 + number and time.monotonic() - sent_at < 30
     assert "fit interrupted; " in said and "  go on:       dagmm fit --config " in said and "did not stop" not in said
     time.sleep(1)
     for pid in workers:
