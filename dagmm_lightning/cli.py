@@ -58,6 +58,7 @@ from dagmm_lightning.errors import (  # noqa: E402
     import_failure,
     imported_class,
     own_error,
+    own_warnings_as_lines,
     warn,
 )
 from dagmm_lightning.labels import KNOWN_NORMAL  # noqa: E402
@@ -1279,7 +1280,8 @@ class InterruptAtNextBatch(L.Callback):
     """Raises KeyboardInterrupt again at the next batch's end once Ctrl-C was pressed: Python drops one
     raised while a garbage collector's weakref callback runs ("Exception ignored in ..."; torch frees
     tensors all the time), and the run had gone on to its end (1 of 5 tries in a trial). In a spawned run's
-    worker, SIGTERM only marks the run to stop: Lightning's handler also broadcasts from within it, which
+    worker, the command's warnings are printed as in the command's process, and SIGTERM only marks the run to
+    stop: Lightning's handler also broadcasts from within it, which
     pairs with whatever collective the other workers are in (they waited on each other for good); its
     broadcast before each training batch stops every worker at the same batch."""
 
@@ -1291,6 +1293,8 @@ class InterruptAtNextBatch(L.Callback):
     on_train_batch_end = on_validation_batch_end = on_test_batch_end = on_predict_batch_end = _raise_if_seen
 
     def setup(self, trainer, pl_module, stage: str) -> None:
+        if spawned(trainer):  # a worker, a fresh interpreter: the command's warnings as its own lines there too
+            own_warnings_as_lines()  # (had: Python's format, naming multiprocessing/process.py)
         if spawned(trainer) and trainer.world_size > 1:  # (before Lightning registers its handlers)
             connector = trainer._signal_connector
             connector._sigterm_notifier_fn = lambda signum, frame: setattr(connector, "received_sigterm", True)

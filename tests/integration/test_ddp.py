@@ -249,14 +249,14 @@ def test_a_spawned_launchs_arguments_fit_its_pipe_and_the_rows_arrive_through_a_
     assert pickle.loads(handed.getvalue()).extra == 5  # whole, as plain pickle takes it (had: a ValueError)
 
 
-def test_spawned_cli_fit_summary_names_the_columns_constant_on_the_training_rows(tmp_path, caplog):
+def test_spawned_cli_fit_summary_names_the_columns_constant_on_the_training_rows(tmp_path, caplog, capfd):
     from dagmm_lightning.cli import build_cli
 
     from ..conftest import QUICK
 
     rng = np.random.default_rng(0)
-    rows = pd.DataFrame(rng.normal(size=(200, 4)), columns=list("abcd")).assign(flat=1.0)
-    rows.assign(label=(np.arange(200) < 10).astype(int)).to_csv(tmp_path / "rows.csv", index=False)
+    rows = pd.DataFrame(rng.normal(size=(60, 4)), columns=list("abcd")).assign(flat=1.0)
+    rows.assign(label=(np.arange(60) < 4).astype(int)).to_csv(tmp_path / "rows.csv", index=False)  # (val: normal)
     args = ["fit", "--config", "configs/quickstart.yaml", "--data.dataset", "table", "--data.label_column", "label"]
     args += ["--data.path", str(tmp_path / "rows.csv"), "--trainer.max_epochs", "1", "--trainer.devices", "2"]
     args += ["--trainer.strategy", "ddp_spawn", "--trainer.accelerator", "cpu"]
@@ -264,6 +264,9 @@ def test_spawned_cli_fit_summary_names_the_columns_constant_on_the_training_rows
     summary = "\n".join(r.getMessage() for r in caplog.records if "fit finished" in r.getMessage())
     # the workers scaled the rows; the main process reads their scaling from their checkpoint (had: no note)
     assert "columns:     5 numbers (a, b, c, d, flat); constant on the training rows: flat; labels: label" in summary
+    said = capfd.readouterr().err  # the workers' own (this process's go to pytest's record of warnings)
+    assert "dagmm: warning: val: every evaluated row is normal" in said and "DAGMMWarning" not in said  # had:
+    # Python's format, "multiprocessing/process.py:108: DAGMMWarning: ..."
 
 
 def test_spawned_cli_fit_summary_names_its_epochs_checkpoint_metrics_and_one_log_folder(tmp_path, caplog, monkeypatch):
