@@ -36,6 +36,7 @@ import yaml  # noqa: E402
 from jsonargparse import Namespace  # noqa: E402
 from jsonargparse.typing import register_type  # noqa: E402
 from lightning.fabric.utilities.cloud_io import get_filesystem  # noqa: E402
+from lightning.fabric.utilities.distributed import _suggested_max_num_threads  # noqa: E402
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar  # noqa: E402
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback  # noqa: E402
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger  # noqa: E402
@@ -1107,12 +1108,14 @@ class DAGMMCLI(LightningCLI):
             if hp.get("contamination", 0) is None and getattr(self.model, "threshold_from_contamination", False):
                 self.model.share_for_contamination(dm)  # (no labels to take it from: said before the sizing)
             self.model.size_from_data(dm)
-        crowded = threads_beside_busy_cores(torch.get_num_threads())
+        threads, processes = threads_and_processes(self.trainer)
+        crowded = threads_beside_busy_cores(threads, processes=processes)
         if crowded:
             warn(crowded)
 
     def before_predict(self) -> None:
-        crowded = threads_beside_busy_cores(torch.get_num_threads(), "scoring")  # a nightly job beside others
+        threads, processes = threads_and_processes(self.trainer)
+        crowded = threads_beside_busy_cores(threads, "scoring", processes)  # a nightly job beside others
         if crowded:
             warn(crowded)
         # The writer appends each batch to its file as it comes; Lightning need not keep them all too
@@ -1222,6 +1225,16 @@ def ctrl_c_seen():
     finally:
         if signal.getsignal(signal.SIGINT) is remembered:  # (Lightning ignores it once it handles one: kept so)
             signal.signal(signal.SIGINT, previous)
+
+
+def threads_and_processes(trainer) -> tuple[int, int]:
+    """The torch threads each of this machine's processes of the run will have, and how many processes: a
+    multi-process run's as Lightning sets them (OMP_NUM_THREADS, else the cores shared out), not this one's."""
+    processes = trainer.num_devices if trainer.world_size > 1 else 1
+    if processes == 1:
+        return torch.get_num_threads(), 1
+    given = os.environ.get("OMP_NUM_THREADS", "")
+    return (int(given) if given.isdigit() and int(given) > 0 else _suggested_max_num_threads(processes)), processes
 
 
 WORKERS_STOP_SECONDS = 60.0  # how long a spawned run's workers have to stop after SIGTERM before SIGKILL

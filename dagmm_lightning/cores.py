@@ -40,17 +40,27 @@ def cores_busy(seconds: float = SAMPLE_SECONDS) -> float | None:
     return busy / total * len(cpus) if total > 0 else None
 
 
-def threads_beside_busy_cores(threads: int, run: str = "the fit") -> str | None:
-    """A warning's text where ``threads`` torch threads outnumber the cores other work leaves idle, else
-    None; ``run``: what would be slow."""
-    busy = cores_busy() if threads > 1 else None
+def threads_beside_busy_cores(threads: int, run: str = "the fit", processes: int = 1) -> str | None:
+    """A warning's text where ``processes`` processes of ``threads`` torch threads each outnumber the cores
+    other work leaves idle, else None; ``run``: what would be slow."""
+    busy = cores_busy() if threads * processes > 1 else None
     if busy is None or busy < BUSY_CORE:
         return None
     cores = len(os.sched_getaffinity(0))
-    if threads <= cores - busy + 0.5:
+    if threads * processes <= cores - busy + 0.5:
         return None
+    idle = max(1, round(cores - busy))
+    if processes == 1:
+        running = f"torch runs {threads} threads that wait on each other at every operator"
+        fewer = f"fewer threads, e.g. OMP_NUM_THREADS={idle} dagmm ..."
+    else:  # (a DDP run's: each process's threads wait on each other, and the processes at each step)
+        running = (
+            f"its {processes} processes run {threads} torch thread{'s' * (threads != 1)} each, more than the idle cores"
+        )
+        each = max(1, idle // processes)
+        fewer = f"fewer threads, e.g. OMP_NUM_THREADS={each} dagmm ..." if threads > each else "fewer processes"
+        fewer += " (--trainer.devices)" if threads <= each else ""
     return (
-        f"other work keeps {busy:.1f} of {cores} cores busy, and torch runs {threads} threads that wait on each other "
-        f"at every operator: {run} can take several times as long; start it with fewer threads, e.g. "
-        f"OMP_NUM_THREADS={max(1, round(cores - busy))} dagmm ..."
+        f"other work keeps {busy:.1f} of {cores} cores busy, and {running}: {run} can take several times as long; "
+        f"start it with {fewer}"
     )

@@ -59,7 +59,8 @@ def test_fit_warns_where_other_work_keeps_the_cores_busy(tmp_path, monkeypatch):
     args = ["fit", "--config", "configs/quickstart.yaml", "--trainer.max_epochs", "1"]
     try:
         torch.set_num_threads(2)
-        with pytest.warns(UserWarning, match=rf"other work keeps {count}.0 of {count} cores busy, and torch runs 2"):
+        busy = rf"other work keeps {count}.0 of {count} cores busy, and torch runs 2 threads that wait on each other "
+        with pytest.warns(UserWarning, match=busy + r"at every operator: the fit can take several times as long"):
             run(args, tmp_path / "two")
         last = str(next((tmp_path / "two").rglob("last.ckpt")))
         with pytest.warns(UserWarning, match=r"cores busy, and torch runs 2 .*: scoring can take several times"):

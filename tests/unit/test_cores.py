@@ -4,6 +4,8 @@ the idle cores."""
 import os
 import sys
 
+import torch
+
 from dagmm_lightning import cores
 
 STAT = """cpu  300 0 100 600 10 0 0 0 0 0
@@ -38,7 +40,28 @@ def test_a_warning_only_where_torchs_threads_outnumber_the_idle_cores(monkeypatc
     assert text.startswith(f"other work keeps 1.0 of {count} cores busy, and torch runs {count + 1} threads")
     assert f"OMP_NUM_THREADS={max(1, count - 1)} dagmm" in text
     assert cores.threads_beside_busy_cores(1) is None and len(sampled) == 1  # one thread: nothing to sample
+    # a multi-process run's: each process's threads (had: this process's count, "torch runs 2 threads" for
+    # 2 DDP processes of 1 thread each, and advice that changes nothing)
+    text = cores.threads_beside_busy_cores(1, processes=count + 1)
+    assert f"cores busy, and its {count + 1} processes run 1 torch thread each, more than the idle cores: " in text
+    assert text.endswith("start it with fewer processes (--trainer.devices)")
+    text = cores.threads_beside_busy_cores(count, processes=2)
+    assert f"and its 2 processes run {count} torch threads each" in text and "OMP_NUM_THREADS=" in text
+    assert f"OMP_NUM_THREADS={max(1, max(1, count - 1) // 2)} dagmm" in text
     monkeypatch.setattr(cores, "cores_busy", lambda seconds=0.25: 0.2)  # a little other work: fine
     assert cores.threads_beside_busy_cores(count) is None
     monkeypatch.setattr(cores, "cores_busy", lambda seconds=0.25: None)  # not Linux: nothing known
     assert cores.threads_beside_busy_cores(count + 1) is None
+
+
+def test_a_multi_process_runs_threads_are_those_lightning_gives_each_process(monkeypatch):
+    from types import SimpleNamespace
+
+    from dagmm_lightning.cli import threads_and_processes
+
+    cpus = len(os.sched_getaffinity(0))
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert threads_and_processes(SimpleNamespace(num_devices=2, world_size=2)) == (max(1, cpus // 2), 2)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # (as given: Lightning keeps it)
+    assert threads_and_processes(SimpleNamespace(num_devices=2, world_size=4)) == (3, 2)  # this machine's two
+    assert threads_and_processes(SimpleNamespace(num_devices=1, world_size=1)) == (torch.get_num_threads(), 1)
