@@ -257,11 +257,10 @@ class AnomalyMetrics(L.Callback):
         if trainer.sanity_checking:
             return
         if len(np.unique(labels)) < 2:
-            pu = getattr(trainer.datamodule, "split", None) == "positive_unlabeled" and stage == "val"
+            if getattr(trainer.datamodule, "split", None) == "positive_unlabeled" and stage == "val":
+                return  # by design: its val rows are labelled normal rows, for c (README; had: a warning each fit)
             why = (
-                "the positive-unlabeled split validates on labelled normal rows"
-                if pu
-                else f"the split put {len(labels)} row(s) there, none {'normal' if labels[0] else 'an anomaly'}: "
+                f"the split put {len(labels)} row(s) there, none {'normal' if labels[0] else 'an anomaly'}: "
                 "few rows, or anomalies moved to the training rows (train_contamination, labelled_anomalies)"
             )
             self._warn_once(
