@@ -133,6 +133,9 @@ class ProgressReport(TQDMProgressBar):
 
     def _metrics(self, trainer, pl_module) -> str:
         shown = {k: v for k, v in self.get_metrics(trainer, pl_module).items() if k != "v_num"}
+        last = getattr(pl_module, "last_training_loss", None)  # the line's step's (the bar's: the last step
+        if "train/loss" in shown and last is not None and last == last:  # logged, every log_every_n_steps)
+            shown["train/loss"] = last
         for name in SHOWN_VALIDATION:
             value = trainer.callback_metrics.get(name)
             if value is not None:

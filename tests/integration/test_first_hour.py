@@ -159,6 +159,11 @@ def test_progress_in_a_log_file_is_a_line_now_and_then(tmp_path, capsys, monkeyp
         ["fit", "--config", "configs/quickstart.yaml", *logs[:2], "--trainer.max_epochs", "14", "--ckpt_path", last]
     )
     assert [line.split(" (")[0] for line in capsys.readouterr().out.splitlines()] == ["epoch 13/14", "epoch 14/14"]
+    # the line's loss is its step's: 9 steps an epoch, logged every 4th (had: the last logged step's, the 8th)
+    short = ["--trainer.max_epochs", "1", "--data.batch_size", "16", "--trainer.log_every_n_steps", "4"]
+    one = build_cli(["fit", "--config", "configs/quickstart.yaml", *short, *logs[:2]])
+    (line,) = capsys.readouterr().out.splitlines()
+    assert line.startswith(f"epoch 1/1 (step 9): train/loss {one.model.last_training_loss:.4g} [")
     # every epoch once the interval is 0; an older run's saved config.yaml (the TQDM bar the CLI added then)
     # gets the report, a bar of the user's own settings stays
     saved = next((tmp_path / "logs").rglob("config.yaml"))
