@@ -37,6 +37,7 @@ from jsonargparse import Namespace  # noqa: E402
 from jsonargparse.typing import register_type  # noqa: E402
 from lightning.fabric.utilities.cloud_io import get_filesystem  # noqa: E402
 from lightning.fabric.utilities.distributed import _suggested_max_num_threads  # noqa: E402
+from lightning.pytorch.accelerators import CPUAccelerator  # noqa: E402
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar  # noqa: E402
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback  # noqa: E402
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger  # noqa: E402
@@ -1109,7 +1110,7 @@ class DAGMMCLI(LightningCLI):
                 self.model.share_for_contamination(dm)  # (no labels to take it from: said before the sizing)
             self.model.size_from_data(dm)
         threads, processes = threads_and_processes(self.trainer)
-        crowded = threads_beside_busy_cores(threads, processes=processes)
+        crowded = more_processes_than_cores(self.trainer) or threads_beside_busy_cores(threads, processes=processes)
         if crowded:
             warn(crowded)
 
@@ -1235,6 +1236,18 @@ def threads_and_processes(trainer) -> tuple[int, int]:
         return torch.get_num_threads(), 1
     given = os.environ.get("OMP_NUM_THREADS", "")
     return (int(given) if given.isdigit() and int(given) > 0 else _suggested_max_num_threads(processes)), processes
+
+
+def more_processes_than_cores(trainer) -> str | None:
+    """A warning's text where a run on CPUs starts more processes on this machine than it has cores, else None."""
+    processes, cores = trainer.num_devices, len(os.sched_getaffinity(0))
+    if not isinstance(trainer.accelerator, CPUAccelerator) or trainer.world_size < 2 or processes <= cores:
+        return None
+    return (
+        f"--trainer.devices {processes} starts {processes} processes on {cores} cores: they take turns on the cores "
+        f"and wait for each other at every step, slower than {cores} processes would be; give --trainer.devices "
+        f"{cores} or fewer"
+    )
 
 
 WORKERS_STOP_SECONDS = 60.0  # how long a spawned run's workers have to stop after SIGTERM before SIGKILL

@@ -65,3 +65,29 @@ def test_a_multi_process_runs_threads_are_those_lightning_gives_each_process(mon
     monkeypatch.setenv("OMP_NUM_THREADS", "3")  # (as given: Lightning keeps it)
     assert threads_and_processes(SimpleNamespace(num_devices=2, world_size=4)) == (3, 2)  # this machine's two
     assert threads_and_processes(SimpleNamespace(num_devices=1, world_size=1)) == (torch.get_num_threads(), 1)
+
+
+def test_more_processes_than_cores_on_cpus_are_warned_of():
+    from types import SimpleNamespace
+
+    from lightning.pytorch.accelerators import CPUAccelerator, CUDAAccelerator
+
+    from dagmm_lightning.cli import more_processes_than_cores
+
+    cores = len(os.sched_getaffinity(0))
+    run = SimpleNamespace(num_devices=cores + 1, world_size=cores + 1, accelerator=CPUAccelerator())
+    assert more_processes_than_cores(run) == (
+        f"--trainer.devices {cores + 1} starts {cores + 1} processes on {cores} cores: they take turns on the cores "
+        f"and wait for each other at every step, slower than {cores} processes would be; give --trainer.devices "
+        f"{cores} or fewer"
+    )
+    assert (
+        more_processes_than_cores(SimpleNamespace(num_devices=cores, world_size=cores, accelerator=CPUAccelerator()))
+        is None
+    )
+    assert (
+        more_processes_than_cores(
+            SimpleNamespace(num_devices=cores + 1, world_size=cores + 1, accelerator=CUDAAccelerator())
+        )
+        is None
+    )
