@@ -7,6 +7,7 @@ import difflib
 import inspect
 import itertools
 import logging
+import multiprocessing
 import os
 import re
 import secrets
@@ -1256,7 +1257,7 @@ WORKERS_STOP_SECONDS = 60.0  # how long a spawned run's workers have to stop aft
 @contextmanager
 def sigterm_forwarded_to_workers(trainer):
     """In the process that spawned a run's workers (ddp_spawn), SIGTERM goes on to the workers, which stop
-    at their next batch, and then ends this process's run as Lightning ends one process's (SIGTERMException:
+    after their batch, and then ends this process's run as Lightning ends one process's (SIGTERMException:
     the interrupted fit's summary, exit 143). Had: this process died at once (Python's default), its
     workers trained on, orphaned; a SIGTERM to the whole group left them waiting on each other. Whatever
     else ends this process's run (Ctrl-C sent to it alone) stops its workers too (had: it waited for them
@@ -1271,23 +1272,27 @@ def sigterm_forwarded_to_workers(trainer):
             return
         handling.append(signum)
         trainer._signal_connector.received_sigterm = True
-        stop_workers(trainer)
+        stop_workers()
         raise SIGTERMException
 
     signal.signal(signal.SIGTERM, forward)
     try:
         yield
     except BaseException:
-        stop_workers(trainer)
+        stop_workers()
         raise
     finally:
         signal.signal(signal.SIGTERM, previous)
 
 
-def stop_workers(trainer) -> None:
-    """SIGTERM to a spawned run's live workers, then wait for them: at most ``WORKERS_STOP_SECONDS`` in all,
-    after which they are killed."""
-    workers = [p for p in getattr(trainer.strategy.launcher, "procs", []) if p.is_alive()]
+def stop_workers() -> None:
+    """SIGTERM to a spawned run's live workers (this process's multiprocessing children: also those still
+    starting, which the launcher lists only once all have started), then wait for them: at most
+    ``WORKERS_STOP_SECONDS`` in all, after which they are killed."""
+    workers = multiprocessing.active_children()
+    if not workers:
+        return
+    rank_zero_info(f"stopping the {len(workers)} worker processes (at most {WORKERS_STOP_SECONDS:g} s) ...")
     for worker in workers:
         with suppress(ProcessLookupError):
             os.kill(worker.pid, signal.SIGTERM)
@@ -1307,9 +1312,10 @@ class InterruptAtNextBatch(L.Callback):
     raised while a garbage collector's weakref callback runs ("Exception ignored in ..."; torch frees
     tensors all the time), and the run had gone on to its end (1 of 5 tries in a trial). In a spawned run's
     worker, the command's warnings are printed as in the command's process, and SIGTERM only marks the run to
-    stop: Lightning's handler also broadcasts from within it, which
-    pairs with whatever collective the other workers are in (they waited on each other for good); its
-    broadcast before each training batch stops every worker at the same batch."""
+    stop: Lightning's handler also broadcasts from within it, which pairs with whatever collective the other
+    workers are in (they waited on each other for good). Each worker then stops after its batch; one that got
+    the signal a batch later than the others may end on a broken connection instead (the spawning process
+    kills what is left after ``WORKERS_STOP_SECONDS``)."""
 
     def _raise_if_seen(self, *args, **kwargs) -> None:
         if CTRL_C_SEEN.is_set():

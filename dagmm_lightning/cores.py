@@ -58,8 +58,9 @@ def threads_beside_busy_cores(threads: int, run: str = "the fit", processes: int
             f"its {processes} processes run {threads} torch thread{'s' * (threads != 1)} each, more than the idle cores"
         )
         each = max(1, idle // processes)
-        fewer = f"fewer threads, e.g. OMP_NUM_THREADS={each} dagmm ..." if threads > each else "fewer processes"
-        fewer += " (--trainer.devices)" if threads <= each else ""
+        advice = [f"fewer threads, e.g. OMP_NUM_THREADS={each} dagmm ..."] if threads > each else []
+        advice += ["fewer processes (--trainer.devices)"] if processes * min(threads, each) > idle else []
+        fewer = " and ".join(advice)
     return (
         f"other work keeps {busy:.1f} of {cores} cores busy, and {running}: {run} can take several times as long; "
         f"start it with {fewer}"

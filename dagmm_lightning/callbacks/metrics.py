@@ -257,8 +257,9 @@ class AnomalyMetrics(L.Callback):
         if trainer.sanity_checking:
             return
         if len(np.unique(labels)) < 2:
-            if getattr(trainer.datamodule, "split", None) == "positive_unlabeled" and stage == "val":
-                return  # by design: its val rows are labelled normal rows, for c (README; had: a warning each fit)
+            pu = getattr(trainer.datamodule, "split", None) == "positive_unlabeled"
+            if pu and stage == "val" and not labels[0]:  # by design: its val rows are labelled normal rows,
+                return  # for c (README; had: a warning at each fit)
             why = (
                 f"the split put {len(labels)} row(s) there, none {'normal' if labels[0] else 'an anomaly'}: "
                 "few rows, or anomalies moved to the training rows (train_contamination, labelled_anomalies)"

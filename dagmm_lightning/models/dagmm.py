@@ -1179,10 +1179,15 @@ class DAGMM(L.LightningModule):
                 self.fitted_at_step.fill_(-1)
                 self._fitted_weights, self._training_scores, self._threshold_scores = None, None, None
             return
-        if self.trainer.state.fn == "fit":  # of the fit that validation scored with (to the loggers once: a
-            # checkpoint's fit just before logged its counts at this step)
-            for name, value in self._fit_counts().items():
-                self.log(name, value, batch_size=1, logger=not getattr(self, "_fit_counts_logged", False))
+        if self.trainer.state.fn == "fit":  # of the fit that validation scored with
+            counts = self._fit_counts()
+            for name, value in counts.items():  # (for callbacks and the bar; `logger` the same at every call:
+                self.log(name, value, batch_size=1, logger=False)  # Lightning refuses a key logged otherwise)
+            if counts and not getattr(self, "_fit_counts_logged", False):  # (a checkpoint's fit just before
+                step = self.trainer.fit_loop.epoch_loop._batches_that_stepped  # logged them: once; the step
+                for logger in self.loggers:  # Lightning logs this validation's metrics at)
+                    logger.log_metrics(counts, step=step)
+                self._fit_counts_logged = True
 
     def _fit_counts(self) -> dict[str, float]:
         """The last training-set fit's counts that are not loss terms, as logged (where the fit has them)."""
@@ -1271,14 +1276,16 @@ class DAGMM(L.LightningModule):
         (``_fit_record``); this module left as it was."""
         own = {name: value.clone() for name, value in self.state_dict().items()}
         record, scores = self._fitted_weights, (self._training_scores, self._threshold_scores)
-        network = self.model
+        network, marks = self.model, ("_fit_counts_logged", "_fitted_record_step", "_fitted_under", "_fitted_share")
         counters = network.components_reseeded, network.em_steps_run, network.rows_fitted
+        marked = {name: self.__dict__[name] for name in marks if name in self.__dict__}
         self.load_state_dict(weights)
         self.refit()
         fitted, fit_record = {name: value.clone() for name, value in self.state_dict().items()}, self._fit_record()
         self.load_state_dict(own)
         self._fitted_weights, (self._training_scores, self._threshold_scores) = record, scores
         network.components_reseeded, network.em_steps_run, network.rows_fitted = counters
+        self.__dict__.update(marked)  # (what mark_fitted set of the average's fit: the live fit's again)
         return fitted, fit_record
 
     def _fit_record(self) -> dict:

@@ -494,17 +494,19 @@ def test_a_fit_ending_between_validations_logs_its_last_fits_counts(tmp_path):
 
 
 def test_a_step_checkpoint_at_a_validation_logs_its_fits_counts_once_and_validation_scores_that_fit(tmp_path):
-    args = ["--config", "configs/improved.yaml", "--data.dataset", "breast_cancer", "--trainer.max_steps", "12"]
+    args = ["--config", "configs/improved.yaml", "--data.dataset", "breast_cancer", "--trainer.max_steps", "24"]
     args += ["--model.init_args.em_steps", "50", "--model.init_args.em_tolerance", "0.001"]
-    every = ["--trainer.val_check_interval", "6", "--checkpoint.every_n_train_steps", "6"]
-    run(["fit", *args, *every, "--checkpoint.save_top_k", "-1"], tmp_path)
+    every = ["--trainer.val_check_interval", "6", "--checkpoint.every_n_train_steps", "12"]  # at every other one
+    fitted = run(["fit", *args, *every, "--checkpoint.save_top_k", "-1"], tmp_path)
     logs = tmp_path / "logs"
     # the checkpoint, written just before the validation at its step, fits the mixture of its weights;
-    # validation scores with that fit (had: fitted again, and the counts logged twice at each step)
-    assert logged_steps(logs, "train/em_steps") == logged_steps(logs, "val/roc_auc") == [5, 11]
+    # validation scores with that fit (had: fitted again, and the counts logged twice at each such step;
+    # validations with and without a checkpoint before them in one fit must not upset Lightning's logging)
+    assert logged_steps(logs, "train/em_steps") == logged_steps(logs, "val/roc_auc") == [5, 11, 17, 23]
     saved = {p.name: torch.load(p, weights_only=False)["dagmm_fit_counts"] for p in logs.rglob("epoch=*.ckpt")}
-    by_step = [saved[f"epoch={step - 1}-step={step}.ckpt"]["em_steps"] for step in (6, 12)]
-    assert logged_values(logs, "train/em_steps") == by_step
+    by_step = [saved[f"epoch={step - 1}-step={step}.ckpt"]["em_steps"] for step in (12, 24)]
+    assert logged_values(logs, "train/em_steps")[1::2] == by_step
+    assert float(fitted.trainer.callback_metrics["train/em_steps"]) == by_step[-1]
 
 
 def test_data_sized_model_keeps_its_sizes_and_em_refined_fit_in_the_checkpoint(tmp_path, caplog, monkeypatch):

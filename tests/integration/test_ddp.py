@@ -357,16 +357,25 @@ def test_a_spawned_fit_stopped_by_a_signal_stops_its_workers_and_says_how_to_go_
     command += ["--data.dataset", "breast_cancer", "--trainer.max_steps", "100000", "--checkpoint.every_n_epochs", "1"]
     command += ["--trainer.default_root_dir", str(tmp_path), "--trainer.devices", "2"]
     command += ["--trainer.strategy", "ddp_spawn", "--trainer.accelerator", "cpu", *QUICK]
-    fit = subprocess.Popen(  # in a process group of its own, as a scheduler's job
-        command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    fit = subprocess.Popen(  # in a process group of its own, as a scheduler's job; SIGINT as a terminal's
+        command,  # (a test run under nohup or `&` ignores it, and so would the fit)
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         deadline = time.monotonic() + 120
         while not list(tmp_path.rglob("last.ckpt")) and time.monotonic() < deadline:
             time.sleep(0.5)
         assert list(tmp_path.rglob("last.ckpt")), "no checkpoint written"
-        children = subprocess.run(["ps", "-o", "pid=", "--ppid", str(fit.pid)], capture_output=True, text=True)
-        workers = [int(pid) for pid in children.stdout.split()]
+        children = subprocess.run(
+            ["ps", "-ww", "-o", "pid=,args=", "--ppid", str(fit.pid)], capture_output=True, text=True
+        )
+        workers = [int(line.split()[0]) for line in children.stdout.splitlines() if "spawn_main" in line]
+        assert len(workers) == 2, children.stdout
         sent_at, number = time.monotonic(), getattr(signal, sent)
         if to == "the process group":  # (as `timeout` and schedulers send SIGTERM: the workers get it too)
             os.killpg(fit.pid, number)
@@ -380,10 +389,15 @@ def test_a_spawned_fit_stopped_by_a_signal_stops_its_workers_and_says_how_to_go_
     # workers waited on each other for good; SIGINT to this process alone: it waited for them at its exit
     assert fit.returncode == 128 + number and time.monotonic() - sent_at < 30
     assert "fit interrupted; " in said and "  go on:       dagmm fit --config " in said and "did not stop" not in said
-    time.sleep(1)
-    for pid in workers:
+
+    def running(pid):  # (a zombie, reaped soon, runs no more)
         state = subprocess.run(["ps", "-o", "stat=", "-p", str(pid)], capture_output=True, text=True).stdout
-        assert state.strip() in ("", "Z"), f"process {pid} still runs"  # (a zombie: gone once reaped)
+        return state.strip() not in ("", "Z")
+
+    deadline = time.monotonic() + 10
+    while any(running(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [pid for pid in workers if running(pid)]
 
 
 def test_the_readmes_ddp_command_fits_and_predicts_each_row_once_as_one_process_scores(tmp_path):

@@ -48,6 +48,8 @@ def test_a_warning_only_where_torchs_threads_outnumber_the_idle_cores(monkeypatc
     text = cores.threads_beside_busy_cores(count, processes=2)
     assert f"and its 2 processes run {count} torch threads each" in text and "OMP_NUM_THREADS=" in text
     assert f"OMP_NUM_THREADS={max(1, max(1, count - 1) // 2)} dagmm" in text
+    text = cores.threads_beside_busy_cores(2, processes=count + 1)  # one thread each is still too many
+    assert text.endswith("OMP_NUM_THREADS=1 dagmm ... and fewer processes (--trainer.devices)")
     monkeypatch.setattr(cores, "cores_busy", lambda seconds=0.25: 0.2)  # a little other work: fine
     assert cores.threads_beside_busy_cores(count) is None
     monkeypatch.setattr(cores, "cores_busy", lambda seconds=0.25: None)  # not Linux: nothing known
