@@ -1157,10 +1157,15 @@ class DAGMM(L.LightningModule):
             # too, at the step a validation there would log at (had: only in the fit's summary): the batches that
             # stepped before this one (Lightning's logging step), and after the loop global_step - 1
             step = min(self.trainer.fit_loop.epoch_loop._batches_that_stepped, self.global_step - 1)
-            for logger in self.loggers:
-                logger.log_metrics(counts, step=max(step, 0))
-            self._fit_counts_logged = True
+            self._log_fit_counts(counts, max(step, 0))
         return True
+
+    def _log_fit_counts(self, counts: dict[str, float], step: int) -> None:
+        """The loggers get the last fit's ``counts`` at ``step``: once a fit (a validation just after a
+        checkpoint's fit scores with it)."""
+        for logger in self.loggers:
+            logger.log_metrics(counts, step=step)
+        self._fit_counts_logged = True
 
     def on_validation_epoch_start(self) -> None:
         # Lightning validates inside the training epoch, before `on_train_epoch_end`: refit here, so
@@ -1183,11 +1188,8 @@ class DAGMM(L.LightningModule):
             counts = self._fit_counts()
             for name, value in counts.items():  # (for callbacks and the bar; `logger` the same at every call:
                 self.log(name, value, batch_size=1, logger=False)  # Lightning refuses a key logged otherwise)
-            if counts and not getattr(self, "_fit_counts_logged", False):  # (a checkpoint's fit just before
-                step = self.trainer.fit_loop.epoch_loop._batches_that_stepped  # logged them: once; the step
-                for logger in self.loggers:  # Lightning logs this validation's metrics at)
-                    logger.log_metrics(counts, step=step)
-                self._fit_counts_logged = True
+            if counts and not getattr(self, "_fit_counts_logged", False):  # (at the step Lightning logs this
+                self._log_fit_counts(counts, self.trainer.fit_loop.epoch_loop._batches_that_stepped)  # validation at)
 
     def _fit_counts(self) -> dict[str, float]:
         """The last training-set fit's counts that are not loss terms, as logged (where the fit has them)."""
