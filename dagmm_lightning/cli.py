@@ -1259,16 +1259,20 @@ def sigterm_forwarded_to_workers(trainer):
     """In the process that spawned a run's workers (ddp_spawn), SIGTERM goes on to the workers, which stop
     after their batch, and then ends this process's run as Lightning ends one process's (SIGTERMException:
     the interrupted fit's summary, exit 143). Had: this process died at once (Python's default), its
-    workers trained on, orphaned; a SIGTERM to the whole group left them waiting on each other. Whatever
+    workers trained on, orphaned; a SIGTERM to the whole group left them waiting on each other. A worker
+    that gets SIGTERM sends it here (had: it stopped alone, the others ended on a broken connection). Whatever
     else ends this process's run (Ctrl-C sent to it alone) stops its workers too (had: it waited for them
     at its exit while they trained on)."""
     if not spawned(trainer) or threading.current_thread() is not threading.main_thread():
         yield
         return
     previous, handling = signal.getsignal(signal.SIGTERM), []
+    for callback in trainer.callbacks:  # a worker's SIGTERM comes here too (copied to the workers at their spawn)
+        if isinstance(callback, InterruptAtNextBatch):
+            callback.spawner_forwards_sigterm = True
 
     def forward(signum, frame):
-        if handling:  # (a second one, while the workers stop)
+        if handling:  # (a second one, or a worker's echo, while the workers stop)
             return
         handling.append(signum)
         trainer._signal_connector.received_sigterm = True
@@ -1279,6 +1283,7 @@ def sigterm_forwarded_to_workers(trainer):
     try:
         yield
     except BaseException:
+        handling.append(None)  # (the workers' echo of the SIGTERM sent to them: not a second reason to stop)
         stop_workers()
         raise
     finally:
@@ -1307,29 +1312,58 @@ def stop_workers() -> None:
         rank_zero_info(f"the workers did not stop within {WORKERS_STOP_SECONDS:g} s of SIGTERM: killed")
 
 
+SIGTERM_SYNC_BATCHES = 8  # a spawned run's workers agree every this many training batches whether to stop
+
+
 class InterruptAtNextBatch(L.Callback):
     """Raises KeyboardInterrupt again at the next batch's end once Ctrl-C was pressed: Python drops one
     raised while a garbage collector's weakref callback runs ("Exception ignored in ..."; torch frees
     tensors all the time), and the run had gone on to its end (1 of 5 tries in a trial). In a spawned run's
     worker, the command's warnings are printed as in the command's process, and SIGTERM only marks the run to
-    stop: Lightning's handler also broadcasts from within it, which pairs with whatever collective the other
-    workers are in (they waited on each other for good). Each worker then stops after its batch; one that got
-    the signal a batch later than the others may end on a broken connection instead (the spawning process
-    kills what is left after ``WORKERS_STOP_SECONDS``)."""
+    stop and tells the spawning process, which sends it on to every worker (Lightning's handler broadcasts
+    from within it, which pairs with whatever collective the other workers are in: they waited on each
+    other for good). The workers stop together: every ``SIGTERM_SYNC_BATCHES`` training batches they agree
+    (one all-reduce) whether any of them got it (each acting on its own mark, one that got it a batch later
+    than another had ended on a broken connection)."""
+
+    def __init__(self) -> None:
+        self.sigterm_seen = False  # in a spawned run's worker: SIGTERM came, not yet agreed on
+        self.spawner_forwards_sigterm = False  # set in the spawning process (the workers get a copy)
+        self._agreeing = False  # a spawned fit's worker: stops only once the workers agree
+        self._connector = None
+        self._batches = 0
 
     def _raise_if_seen(self, *args, **kwargs) -> None:
         if CTRL_C_SEEN.is_set():
             CTRL_C_SEEN.clear()
             raise KeyboardInterrupt
 
-    on_train_batch_end = on_validation_batch_end = on_test_batch_end = on_predict_batch_end = _raise_if_seen
+    on_validation_batch_end = on_test_batch_end = on_predict_batch_end = _raise_if_seen
+
+    def on_train_batch_end(self, trainer, *args, **kwargs) -> None:
+        self._raise_if_seen()
+        self._batches += 1
+        if self._agreeing and self._batches % SIGTERM_SYNC_BATCHES == 0:
+            seen = torch.tensor([float(self.sigterm_seen)], device=trainer.strategy.root_device)
+            torch.distributed.all_reduce(seen, op=torch.distributed.ReduceOp.MAX)
+            if seen.item() > 0:  # every worker at once: Lightning raises SIGTERMException after this batch
+                trainer._signal_connector.received_sigterm = True
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         if spawned(trainer):  # a worker, a fresh interpreter: the command's warnings as its own lines there too
             own_warnings_as_lines()  # (had: Python's format, naming multiprocessing/process.py)
         if spawned(trainer) and trainer.world_size > 1:  # (before Lightning registers its handlers)
-            connector = trainer._signal_connector
-            connector._sigterm_notifier_fn = lambda signum, frame: setattr(connector, "received_sigterm", True)
+            self._connector = trainer._signal_connector
+            self._connector._sigterm_notifier_fn = self._on_sigterm
+            self._agreeing = stage == "fit"  # (test, predict: each worker stops after its batch, as before)
+
+    def _on_sigterm(self, signum, frame) -> None:
+        if self.spawner_forwards_sigterm and not self.sigterm_seen:  # it stops the run (ignores its own echo)
+            with suppress(ProcessLookupError):
+                os.kill(os.getppid(), signal.SIGTERM)
+        self.sigterm_seen = True
+        if not self._agreeing:
+            self._connector.received_sigterm = True
 
 
 def _is_progress_bar(callback) -> bool:

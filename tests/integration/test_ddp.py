@@ -343,7 +343,12 @@ def test_spawned_cli_fit_summary_names_its_epochs_checkpoint_metrics_and_one_log
 
 @pytest.mark.parametrize(
     "sent, to",
-    [("SIGTERM", "the spawning process"), ("SIGTERM", "the process group"), ("SIGINT", "the spawning process")],
+    [
+        ("SIGTERM", "the spawning process"),
+        ("SIGTERM", "the process group"),
+        ("SIGTERM", "one worker"),
+        ("SIGINT", "the spawning process"),
+    ],
 )
 def test_a_spawned_fit_stopped_by_a_signal_stops_its_workers_and_says_how_to_go_on(tmp_path, sent, to):
     import os
@@ -379,6 +384,8 @@ def test_a_spawned_fit_stopped_by_a_signal_stops_its_workers_and_says_how_to_go_
         sent_at, number = time.monotonic(), getattr(signal, sent)
         if to == "the process group":  # (as `timeout` and schedulers send SIGTERM: the workers get it too)
             os.killpg(fit.pid, number)
+        elif to == "one worker":  # (had: it stopped alone, the other ended on a broken connection: exit 1)
+            os.kill(workers[-1], number)
         else:
             os.kill(fit.pid, number)
         said, _ = fit.communicate(timeout=90)
@@ -398,6 +405,38 @@ def test_a_spawned_fit_stopped_by_a_signal_stops_its_workers_and_says_how_to_go_
     while any(running(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not [pid for pid in workers if running(pid)]
+
+
+def _agree_on_sigterm(process, world, init_file, out):
+    """One worker's callback over SIGTERM_SYNC_BATCHES training batches, SIGTERM seen by the last rank only:
+    after each batch, whether this rank's trainer now stops."""
+    from types import SimpleNamespace
+
+    import torch.distributed as dist
+
+    from dagmm_lightning.cli import SIGTERM_SYNC_BATCHES, InterruptAtNextBatch
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=process, world_size=world)
+    connector = SimpleNamespace(received_sigterm=False)
+    trainer = SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device("cpu")), _signal_connector=connector)
+    callback = InterruptAtNextBatch()
+    callback._agreeing = True  # (as setup sets it in a spawned worker)
+    callback.sigterm_seen = process == world - 1
+    stops = []
+    for _ in range(2 * SIGTERM_SYNC_BATCHES):
+        callback.on_train_batch_end(trainer, None, None, None, 0)
+        stops.append(connector.received_sigterm)
+    (out / f"rank{process}.txt").write_text(" ".join(str(int(stop)) for stop in stops))
+    dist.destroy_process_group()
+
+
+def test_spawned_workers_stop_after_the_same_batch_when_one_of_them_got_sigterm(tmp_path):
+    from dagmm_lightning.cli import SIGTERM_SYNC_BATCHES
+
+    torch.multiprocessing.spawn(_agree_on_sigterm, args=(2, tmp_path / "init", tmp_path), nprocs=2)
+    expected = " ".join(["0"] * (SIGTERM_SYNC_BATCHES - 1) + ["1"] * (SIGTERM_SYNC_BATCHES + 1))
+    # had: each rank acted on its own SIGTERM after its batch; the other ran on into a broken connection
+    assert [(tmp_path / f"rank{r}.txt").read_text() for r in (0, 1)] == [expected, expected]
 
 
 def test_the_readmes_ddp_command_fits_and_predicts_each_row_once_as_one_process_scores(tmp_path):
