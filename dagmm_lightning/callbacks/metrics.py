@@ -8,6 +8,7 @@ saturates on energies; hence collect with torchmetrics, compute with scikit-lear
 from __future__ import annotations
 
 import math
+import os
 import re
 import warnings
 from collections.abc import Sequence
@@ -17,6 +18,7 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.trainer.states import TrainerFn
 from sklearn.metrics import average_precision_score, precision_recall_fscore_support, roc_auc_score
 from torchmetrics import Metric
@@ -132,6 +134,26 @@ def label_free_metrics(scores: np.ndarray, errors: np.ndarray, threshold: float)
 
 LAST_STEP_VALIDATED = "fit/last_step_validated"  #: 1 when the fit validated its final model
 FIT_EPOCHS, FIT_STEPS = "fit/epochs", "fit/steps"  #: the fit's counters (a spawned fit's stay in its workers)
+
+
+def run_settings(trainer: L.Trainer) -> dict:
+    """What a fit ran with beyond its model's and data's settings (the hparams view tells runs apart by them
+    too): the global seed, and the trainer's strategy, devices, length and precision."""
+    strategy = trainer.strategy
+    name = getattr(strategy, "strategy_name", type(strategy).__name__)
+    start = getattr(strategy, "_start_method", None)
+    if isinstance(strategy, DDPStrategy) and isinstance(start, str):  # the name it was asked for by
+        name = "ddp" if start == "popen" else f"ddp_{start}"
+    seed = os.environ.get("PL_GLOBAL_SEED")  # (seed_everything's, inherited by spawned workers)
+    return {
+        "seed_everything": int(seed) if seed is not None and seed.lstrip("-").isdigit() else "none",
+        "trainer/strategy": name,
+        "trainer/devices": trainer.num_devices,
+        "trainer/num_nodes": trainer.num_nodes,
+        "trainer/max_epochs": trainer.max_epochs,
+        "trainer/max_steps": trainer.max_steps,
+        "trainer/precision": str(trainer.precision),
+    }
 
 
 class AnomalyMetrics(L.Callback):
@@ -313,6 +335,7 @@ class AnomalyMetrics(L.Callback):
         if settings.get("contamination", 0) is None and getattr(calibration, "contamination", None) is not None:
             settings["contamination"] = calibration.contamination  # the share taken from the labels
         settings = {k: v for k, v in settings.items() if not k.removeprefix("data/").startswith("_")}  # jsonargparse's
+        settings.update(run_settings(trainer))
         for logger in trainer.loggers:  # other loggers take no metrics here; they have the hparams already
             if isinstance(logger, TensorBoardLogger):
                 logger.log_hyperparams(settings, metrics)

@@ -325,7 +325,15 @@ def test_spawned_cli_fit_summary_names_its_epochs_checkpoint_metrics_and_one_log
     summary = "\n".join(r.getMessage() for r in caplog.records if "fit finished" in r.getMessage())
     assert "roc_auc" in summary and "(val/roc_auc" in summary  # best checkpoint named (its score stayed in the workers)
     # the workers validated the last epoch: no second validation, no second event file
-    assert len(list((logs / "lightning_logs" / "version_1").glob("events.out.tfevents.*"))) == 1
+    (best,) = logs.rglob("epoch=*.ckpt")  # (the fit's folder: the predictions above have theirs)
+    (events,) = best.parent.parent.glob("events.out.tfevents.*")
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+
+    values = [v for e in EventFileLoader(str(events)).Load() for v in e.summary.value]
+    (started,) = [v.metadata.plugin_data.content for v in values if v.tag == "_hparams_/session_start_info"]
+    settings = HParamsPluginData.FromString(started).session_start_info.hparams  # how the run ran (had: not said)
+    assert settings["trainer/strategy"].string_value == "ddp_spawn" and settings["trainer/devices"].number_value == 2
     caplog.clear()
     resumed = [*args, "--trainer.max_steps", str(steps), "--ckpt_path", str(last)]  # at its end: nothing to train
     build_cli([*resumed, "--trainer.logger.init_args.save_dir", str(logs), *QUICK])

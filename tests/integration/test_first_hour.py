@@ -85,6 +85,13 @@ def test_a_run_shorter_than_the_validation_interval_validates_and_keeps_its_last
     assert len(records) == 1
     shown = {m.name.tag for m in HParamsPluginData.FromString(records[0]).experiment.metric_infos}
     assert {"hp/roc_auc", "hp/f1_rho"} <= shown and "hp_metric" not in shown
+    (started,) = [v.metadata.plugin_data.content for v in values if v.tag == "_hparams_/session_start_info"]
+    settings = HParamsPluginData.FromString(started).session_start_info.hparams
+    given = {name: settings[name].WhichOneof("kind") for name in settings}
+    seed = settings["seed_everything"].number_value  # had: none of these (config.yaml only)
+    assert seed == 0 and settings["trainer/devices"].number_value == 1  # (quickstart.yaml's seed)
+    assert settings["trainer/max_epochs"].number_value == 3 and settings["trainer/max_steps"].number_value == -1
+    assert settings["trainer/strategy"].string_value == "single_device" and given["trainer/precision"] == "string_value"
     summary = "\n".join(r.getMessage() for r in caplog.records if "fit finished" in r.getMessage())
     assert "train 158 rows, val 20 (2 anomalies), test 199 (18 anomalies)" in summary
     assert "last.ckpt" in summary and "dagmm test --ckpt_path" in summary and "roc_auc" in summary
