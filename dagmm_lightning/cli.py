@@ -851,7 +851,7 @@ class DAGMMCLI(LightningCLI):
     def _instantiate_trainer(self, config: dict, callbacks: list):
         if config.get("enable_checkpointing") is False:  # the checkpoint callback every run adds, dropped
             callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint)]  # (Lightning refuses both)
-        callbacks = [*callbacks, InterruptAtNextBatch()]
+        callbacks = [*callbacks, InterruptAtNextBatch(), ValidateLastStepInWorkers()]
         every = config.get("check_val_every_n_epoch")
         if isinstance(every, int) and every < 1:  # Lightning: 0 divides by zero; -1 validates every epoch
             raise ConfigurationError(
@@ -1364,6 +1364,26 @@ class InterruptAtNextBatch(L.Callback):
         self.sigterm_seen = True
         if not self._agreeing:
             self._connector.received_sigterm = True
+
+
+class ValidateLastStepInWorkers(L.Callback):
+    """In a spawned fit's workers, the fit's last training batch validates where the schedule
+    (``check_val_every_n_epoch``, ``val_check_interval``) would not: the spawning process had started the
+    workers again for it once the fit ended (about 10 s, and a second event file)."""
+
+    def on_train_batch_end(self, trainer, *args, **kwargs) -> None:
+        if not spawned(trainer) or not trainer.enable_validation or trainer.should_stop:
+            return
+        loop = trainer.fit_loop
+        last_step = 0 <= trainer.max_steps <= trainer.global_step
+        last_epoch = (
+            loop.max_epochs is not None
+            and 0 <= loop.max_epochs <= trainer.current_epoch + 1
+            and loop.epoch_loop.batch_progress.is_last_batch
+        )
+        if last_step or last_epoch:  # Lightning validates a fit asked to stop (EarlyStopping's way)
+            trainer.should_stop = True
+            trainer.check_val_every_n_epoch = None  # (that validation is due in any epoch)
 
 
 def _is_progress_bar(callback) -> bool:

@@ -288,10 +288,12 @@ def test_spawned_cli_fit_summary_names_its_epochs_checkpoint_metrics_and_one_log
     assert "fit finished after 3 epochs" in summary and f"dagmm test --ckpt_path {last}" in summary
     assert "roc_auc" in summary  # the validation after fit ran in spawned processes too
     assert [p.name for p in (logs / "lightning_logs").iterdir()] == ["version_0"]  # fit and validation share it
+    # the workers validated the last step, which their schedule (every 10 epochs) did not: not started again
+    assert len(list((logs / "lightning_logs" / "version_0").glob("events.out.tfevents.*"))) == 1  # had: 2
     saved = (logs / "lightning_logs" / "version_0" / "config.yaml").read_text()  # by the first worker, as rendered
     assert "strategy: ddp_spawn" in saved and "dataset: breast_cancer" in saved
-    # that validation (the last epoch had none) is logged where one in the fit would log the last step
-    # (Lightning's global_step - 1), as the workers counted it
+    # that validation (the schedule had none at the last epoch) is logged where one in the fit logs the last
+    # step (Lightning's global_step - 1), as the workers counted it
     steps, state = (torch.load(last, weights_only=False)[key] for key in ("global_step", "state_dict"))
     threshold = float(state["model.calibration.threshold"])  # had: no threshold line (the workers set it)
     labelled = AnomalyDataModule("breast_cancer").anomaly_share  # (then: nor with contamination from the labels)
