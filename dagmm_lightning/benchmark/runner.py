@@ -29,6 +29,7 @@ one CSV; ``--matrix CSV ...`` writes F1 at rho as a methods x data sets table fr
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import inspect
 import json
 import logging
@@ -169,10 +170,25 @@ def resolved_config(cli_args: list[str]) -> str:
     run with ``--select-on``, which ``_run_job`` runs without selection, records the options it was given."""
     config = parse_settings(cli_args).as_dict()
     resolved = {part: config.get(part) for part in RESOLVED_PARTS}
+    data = config.get("data") or {}
+    if data.get("dataset") == TABLE and data.get("path") and Path(data["path"]).is_file():  # (changed under its name)
+        resolved[DATA_FILE] = file_digest(Path(data["path"]))
     source = variant_source((config.get("model") or {}).get("class_path", ""))
     if source is not None:  # a variant of one's own: its code may change between runs of one results file
         resolved["model_source"] = source
     return json.dumps(resolved, sort_keys=True, default=str)
+
+
+DATA_FILE = "data_file"  # a table's file in a run's resolved settings: its bytes' digest
+
+
+def file_digest(path: Path) -> str:
+    """The first 16 hexadecimal digits of the SHA-256 of the file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
 
 
 def check_grid_rows(csv_path: Path, rows: list[dict], job: Job, resolved: str) -> None:
@@ -189,6 +205,12 @@ def check_grid_rows(csv_path: Path, rows: list[dict], job: Job, resolved: str) -
                 f"{job.settings}); give another --out, or --tag"
             )
     changed, one_sided = changed_settings({r["resolved"] for r in own if r.get("resolved")}, resolved)
+    if f"{DATA_FILE} " in changed:  # (had: the runs of the file as it was then averaged with the new ones)
+        path = (json.loads(resolved).get("data") or {}).get("path")
+        raise ConfigurationError(
+            f"{csv_path} holds {name} runs of {path} as it was then: the file has changed since (other bytes); "
+            "give another --out, or --tag"
+        )
     if changed:
         raise ConfigurationError(
             f"{csv_path} holds {name} runs whose configs resolved to other settings than now, the configs' or "
