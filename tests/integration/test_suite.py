@@ -227,6 +227,7 @@ def test_a_table_without_labels_or_anomalies_stops_the_suite_before_any_row(tmp_
     for bad, arrays, message in [
         ("2_no_y.npz", dict(X=x), r"2_no_y.npz holds no y; a suite table holds X \(rows x features\) and y"),
         ("2_normal.npz", dict(X=x, y=np.zeros(60)), "y marks 0 anomalies in 60 rows"),
+        ("2_inverted.npz", dict(X=x, y=np.r_[np.ones(54), np.zeros(6)]), r"y marks 90 % of the rows as anomalies: inv"),
         ("2_short.npz", dict(X=x, y=np.ones(59)), "2_short.npz: 59 labels for 60 rows"),
         (
             "2_nan_y.npz",
