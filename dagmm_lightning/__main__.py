@@ -48,16 +48,42 @@ def script() -> None:
 
 def interruptible_main() -> None:
     """``main``, with Ctrl-C one line and exit 130 where no run handles it (e.g. while torch and Lightning
-    import, seconds)."""
+    import, seconds); then the process ends at once (``exit_now``)."""
     try:
         main()
         sys.stdout.flush()  # (here, not at the interpreter's exit, where a closed pipe is a printed error)
     except KeyboardInterrupt:
         print("dagmm: interrupted", file=sys.stderr)
-        sys.exit(130)
+        exit_now(130)
     except BrokenPipeError:  # the reader went first (dagmm --help | head -1): no traceback, as other tools
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(1)
+        exit_now(1)
+    except SystemExit as stop:
+        exit_now(stop.code)
+        raise
+    exit_now(0)
+
+
+def exit_now(code) -> None:
+    """Ends the process with ``code`` (an int, or None: 0) without the interpreter's teardown of every
+    module, about 1 s once torch and Lightning are imported (a signal then turned a finished run's exit
+    code into 143 or 130): the atexit functions run and the output is flushed first. Returns (the caller
+    exits as Python does) where another code is given or another non-daemon thread still runs."""
+    import threading
+
+    if code is not None and not isinstance(code, int):
+        return
+    if any(t is not threading.current_thread() and not t.daemon and t.is_alive() for t in threading.enumerate()):
+        return
+    import atexit
+
+    atexit._run_exitfuncs()  # (logging's shutdown, multiprocessing's children, weakref finalizers, ...)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe or stream: nothing more to write there
+            pass
+    os._exit(code or 0)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -859,6 +859,32 @@ def test_help_lists_every_subcommand_without_importing_torch():
     assert result.stdout.strip().endswith("False")
 
 
+def test_the_command_ends_without_the_interpreters_teardown_once_its_atexit_functions_ran():
+    # the teardown of every module took about 1 s after a run (torch, Lightning); a signal in it turned a
+    # finished predict's exit code into 143 or 130
+    code = """
+import atexit, sys, threading
+class Module:
+    def __del__(self):
+        print("torn down", flush=True)
+kept = Module()  # (a module's global: the interpreter's teardown deletes it)
+atexit.register(lambda: print("atexit ran"))
+from dagmm_lightning.__main__ import exit_now
+if sys.argv[1] == "thread":  # another thread still runs: the interpreter's own exit, which waits for it
+    threading.Thread(target=lambda: threading.Event().wait(0.5)).start()
+print("written", end="")  # (not flushed)
+exit_now(int(sys.argv[2]) if sys.argv[2] != "None" else None)
+print(" and on")
+"""
+    for thread, given, returned in (("none", "3", 3), ("none", "None", 0), ("thread", "3", 0)):
+        result = subprocess.run([sys.executable, "-c", code, thread, given], capture_output=True, text=True)
+        assert result.returncode == returned, result.stderr
+        if thread == "none":
+            assert result.stdout == "writtenatexit ran\n"  # flushed, atexit run; no teardown, nothing after
+        else:
+            assert result.stdout == "written and on\natexit ran\ntorn down\n"  # as Python ends
+
+
 def test_ctrl_c_while_the_command_starts_is_one_line_and_exit_130():
     # SIGINT delivered while Lightning imports (the seconds before a run handles Ctrl-C itself); the
     # handler is set here: CI's background run starts with SIGINT ignored
