@@ -42,6 +42,7 @@ from lightning.pytorch.accelerators import CPUAccelerator  # noqa: E402
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar  # noqa: E402
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback  # noqa: E402
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger  # noqa: E402
+from lightning.pytorch.trainer.states import TrainerStatus  # noqa: E402
 from lightning.pytorch.utilities import rank_zero_info  # noqa: E402
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException  # noqa: E402
 
@@ -825,7 +826,7 @@ class DAGMMCLI(LightningCLI):
     def _run_subcommand(self, subcommand: str) -> None:
         folder = new_run_folder(self.trainer)
         try:
-            with ctrl_c_seen(), sigterm_forwarded_to_workers(self.trainer):
+            with ctrl_c_seen(), sigterm_forwarded_to_workers(self.trainer), sigterm_stops_the_setup(self.trainer):
                 super()._run_subcommand(subcommand)
         except Exception as err:
             if folder is not None and (own_error(err) is not None or isinstance(err, MisconfigurationException)):
@@ -835,7 +836,9 @@ class DAGMMCLI(LightningCLI):
             if subcommand == "fit" and self.trainer.interrupted:
                 rank_zero_info(interrupted_fit_summary(self.trainer))
             if self.trainer.received_sigterm:  # Lightning's SIGTERMException exits 0: a stop asked for is not success
-                if subcommand != "fit":
+                if subcommand == "fit" and not self.trainer.interrupted:  # (before trainer.fit began)
+                    rank_zero_info("fit stopped by SIGTERM before it began")
+                elif subcommand != "fit":
                     left = " (no predictions written)" if subcommand == "predict" else ""
                     rank_zero_info(f"{subcommand} stopped by SIGTERM{left}")
                 raise SystemExit(128 + signal.SIGTERM) from None
@@ -1286,6 +1289,30 @@ def sigterm_forwarded_to_workers(trainer):
         handling.append(None)  # (the workers' echo of the SIGTERM sent to them: not a second reason to stop)
         stop_workers()
         raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def sigterm_stops_the_setup(trainer):
+    """In a run of one process, SIGTERM before Lightning's handler takes over (while the data is read and
+    a checkpoint loaded: minutes for a large file) stops the run as Lightning's does (SIGTERMException: the
+    stopped run's message, exit 143; had: the process ended at once, without a word); after the run has
+    finished it changes nothing (its output is written, and the process ends within moments)."""
+    if spawned(trainer) or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous, connector = signal.getsignal(signal.SIGTERM), trainer._signal_connector
+
+    def stop(signum, frame):
+        if connector._original_handlers or trainer.state.status == TrainerStatus.FINISHED:
+            return  # (during the run Lightning's handler calls this one after its own: it stops the loops)
+        connector.received_sigterm = True
+        raise SIGTERMException
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
     finally:
         signal.signal(signal.SIGTERM, previous)
 
@@ -1781,6 +1808,8 @@ def interrupted_fit_summary(trainer) -> str:
             "was fitted on the training rows for the final checkpoint: none was written; run the fit again and let "
             "it finish"
         )
+    if done is None and trainer.global_step == 0 and not last:  # (SIGTERM while the data was read)
+        return "fit interrupted before its first training step: nothing to go on from"
     if done is None:
         every = f"{LastEpochCheckpoint.LAST_EVERY_SECONDS:g} s"
         return (

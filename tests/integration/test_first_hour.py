@@ -5,6 +5,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -883,6 +884,26 @@ print(" and on")
             assert result.stdout == "writtenatexit ran\n"  # flushed, atexit run; no teardown, nothing after
         else:
             assert result.stdout == "written and on\natexit ran\ntorn down\n"  # as Python ends
+
+
+def test_sigterm_while_a_fit_reads_its_data_stops_it_with_its_message_and_exit_143(tmp_path):
+    code = """
+import os, signal, sys
+from dagmm_lightning.data.datamodule import AnomalyDataModule
+setup = AnomalyDataModule.setup
+def stopped(self, stage=None):  # a scheduler's stop while the rows are read (minutes for a large file)
+    os.kill(os.getpid(), signal.SIGTERM)
+    return setup(self, stage)
+AnomalyDataModule.setup = stopped
+sys.argv = ["dagmm", "fit", "--config", "configs/quickstart.yaml", "--trainer.default_root_dir", sys.argv[1]]
+from dagmm_lightning.__main__ import script
+script()
+"""
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
+    said = result.stdout + result.stderr
+    # had: ended at once by the signal (Lightning's handler comes after the data), without a word
+    assert result.returncode == 128 + signal.SIGTERM and "fit interrupted before its first training step" in said
+    assert not list(tmp_path.rglob("*.ckpt"))
 
 
 def test_ctrl_c_while_the_command_starts_is_one_line_and_exit_130():
