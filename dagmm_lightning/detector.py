@@ -991,7 +991,9 @@ class DAGMMDetector(BaseEstimator):
             source.seek(0)
         with _callers_random_state():  # building the networks draws their first weights from the global generator
             try:
-                model = model_class.load_from_checkpoint(source, map_location="cpu").eval()
+                with warnings.catch_warnings():  # jsonargparse's deprecations of what Lightning calls: not the user's
+                    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"lightning\.pytorch\.cli")
+                    model = model_class.load_from_checkpoint(source, map_location="cpu").eval()
             except DAGMMError:
                 raise
             except Exception as err:  # noqa: BLE001 - Lightning's, the class's own: named, not a traceback

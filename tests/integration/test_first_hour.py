@@ -886,6 +886,16 @@ print(" and on")
             assert result.stdout == "written and on\natexit ran\ntorn down\n"  # as Python ends
 
 
+def test_a_detector_from_a_cli_checkpoint_in_a_script_of_its_own_warns_of_nothing(tmp_path):
+    run(["fit", "--config", "configs/quickstart.yaml", "--trainer.max_epochs", "1"], tmp_path)
+    last = next((tmp_path / "logs").rglob("last.ckpt"))
+    code = "import sys; from dagmm_lightning import DAGMMDetector; DAGMMDetector.from_checkpoint(sys.argv[1])"
+    env = {k: v for k, v in os.environ.items() if k != "JSONARGPARSE_DEPRECATION_WARNINGS"}  # (cli.py sets it)
+    command = [sys.executable, "-W", "default", "-c", code, str(last)]
+    loaded = subprocess.run(command, capture_output=True, text=True, env=env)
+    assert loaded.returncode == 0 and "instantiate_classes" not in loaded.stderr  # had: jsonargparse's deprecation
+
+
 def test_sigterm_while_a_fit_reads_its_data_stops_it_with_its_message_and_exit_143(tmp_path):
     code = """
 import os, signal, sys
