@@ -60,21 +60,19 @@ def interruptible_main() -> None:
         exit_now(1)
     except SystemExit as stop:
         exit_now(stop.code)
-        raise
     exit_now(0)
 
 
 def exit_now(code) -> None:
     """Ends the process with ``code`` (an int, or None: 0) without the interpreter's teardown of every
     module, about 1 s once torch and Lightning are imported (a signal then turned a finished run's exit
-    code into 143 or 130): the atexit functions run and the output is flushed first. Returns (the caller
-    exits as Python does) where another code is given or another non-daemon thread still runs."""
+    code into 143 or 130): the atexit functions run and the output is flushed first. Where another code is
+    given or another non-daemon thread still runs, ``sys.exit(code)``: Python's own exit, which waits."""
     import threading
 
-    if code is not None and not isinstance(code, int):
-        return
-    if any(t is not threading.current_thread() and not t.daemon and t.is_alive() for t in threading.enumerate()):
-        return
+    others = [t for t in threading.enumerate() if t is not threading.current_thread() and not t.daemon]
+    if code is not None and not isinstance(code, int) or any(t.is_alive() for t in others):
+        sys.exit(code)
     import atexit
 
     atexit._run_exitfuncs()  # (logging's shutdown, multiprocessing's children, weakref finalizers, ...)

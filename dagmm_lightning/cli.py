@@ -834,7 +834,8 @@ class DAGMMCLI(LightningCLI):
             raise
         except SystemExit as stop:  # Lightning's answer to Ctrl-C: say what the fit left and how to go on
             if subcommand == "fit" and self.trainer.interrupted:
-                rank_zero_info(interrupted_fit_summary(self.trainer))
+                resumed_from = self.config.get("fit", self.config).get("ckpt_path")
+                rank_zero_info(interrupted_fit_summary(self.trainer, resumed_from))
             if self.trainer.received_sigterm:  # Lightning's SIGTERMException exits 0: a stop asked for is not success
                 if subcommand == "fit" and not self.trainer.interrupted:  # (before trainer.fit began)
                     rank_zero_info("fit stopped by SIGTERM before it began")
@@ -1272,7 +1273,7 @@ def sigterm_forwarded_to_workers(trainer):
     previous, handling = signal.getsignal(signal.SIGTERM), []
     for callback in trainer.callbacks:  # a worker's SIGTERM comes here too (copied to the workers at their spawn)
         if isinstance(callback, InterruptAtNextBatch):
-            callback.spawner_forwards_sigterm = True
+            callback.spawner = os.getpid()
 
     def forward(signum, frame):
         if handling:  # (a second one, or a worker's echo, while the workers stop)
@@ -1349,14 +1350,15 @@ class InterruptAtNextBatch(L.Callback):
     worker, the command's warnings are printed as in the command's process, and SIGTERM only marks the run to
     stop and tells the spawning process, which sends it on to every worker (Lightning's handler broadcasts
     from within it, which pairs with whatever collective the other workers are in: they waited on each
-    other for good). The workers stop together: every ``SIGTERM_SYNC_BATCHES`` training batches they agree
-    (one all-reduce) whether any of them got it (each acting on its own mark, one that got it a batch later
-    than another had ended on a broken connection)."""
+    other for good; a lone worker that stopped had left the spawning process waiting for its result). A
+    fit's workers stop together: every ``SIGTERM_SYNC_BATCHES`` training batches, at each epoch's end and
+    before each validation they agree (one all-reduce) whether any of them got it (each acting on its own
+    mark, one that got it a batch later than another had ended on a broken connection)."""
 
     def __init__(self) -> None:
-        self.sigterm_seen = False  # in a spawned run's worker: SIGTERM came, not yet agreed on
-        self.spawner_forwards_sigterm = False  # set in the spawning process (the workers get a copy)
-        self._agreeing = False  # a spawned fit's worker: stops only once the workers agree
+        self.sigterm_seen = False  # in a spawned run's worker: SIGTERM came
+        self.spawner: int | None = None  # the spawning process, which passes SIGTERM on (set there, copied)
+        self._agreeing = False  # a spawned fit's worker beside others: stops once the workers agree
         self._connector = None
         self._batches = 0
 
@@ -1370,24 +1372,40 @@ class InterruptAtNextBatch(L.Callback):
     def on_train_batch_end(self, trainer, *args, **kwargs) -> None:
         self._raise_if_seen()
         self._batches += 1
-        if self._agreeing and self._batches % SIGTERM_SYNC_BATCHES == 0:
-            seen = torch.tensor([float(self.sigterm_seen)], device=trainer.strategy.root_device)
-            torch.distributed.all_reduce(seen, op=torch.distributed.ReduceOp.MAX)
-            if seen.item() > 0:  # every worker at once: Lightning raises SIGTERMException after this batch
-                trainer._signal_connector.received_sigterm = True
+        if self._batches % SIGTERM_SYNC_BATCHES == 0:
+            self._agree(trainer)  # Lightning raises SIGTERMException after this batch
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self._agree(trainer)  # ... at this epoch's end
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        if self._agree(trainer):  # before the validation's mixture fit over the training rows
+            raise SIGTERMException
+
+    def _agree(self, trainer) -> bool:
+        """Whether any of a spawned fit's workers got SIGTERM (each worker calls it at the same points); if
+        so, this worker's run is marked to stop."""
+        if not self._agreeing:
+            return False
+        seen = torch.tensor([float(self.sigterm_seen)], device=trainer.strategy.root_device)
+        torch.distributed.all_reduce(seen, op=torch.distributed.ReduceOp.MAX)
+        if seen.item() > 0:
+            trainer._signal_connector.received_sigterm = True
+        return seen.item() > 0
 
     def setup(self, trainer, pl_module, stage: str) -> None:
-        if spawned(trainer):  # a worker, a fresh interpreter: the command's warnings as its own lines there too
-            own_warnings_as_lines()  # (had: Python's format, naming multiprocessing/process.py)
-        if spawned(trainer) and trainer.world_size > 1:  # (before Lightning registers its handlers)
-            self._connector = trainer._signal_connector
-            self._connector._sigterm_notifier_fn = self._on_sigterm
-            self._agreeing = stage == "fit"  # (test, predict: each worker stops after its batch, as before)
+        if not spawned(trainer):
+            return
+        own_warnings_as_lines()  # a worker, a fresh interpreter: the command's warnings as its own lines there too
+        self._connector = trainer._signal_connector  # (before Lightning registers its handlers)
+        self._connector._sigterm_notifier_fn = self._on_sigterm
+        # test, predict: each worker stops after its batch, as before
+        self._agreeing = stage == "fit" and trainer.world_size > 1 and torch.distributed.is_initialized()
 
     def _on_sigterm(self, signum, frame) -> None:
-        if self.spawner_forwards_sigterm and not self.sigterm_seen:  # it stops the run (ignores its own echo)
+        if self.spawner == os.getppid() and not self.sigterm_seen:  # it stops the run (ignores its own echo)
             with suppress(ProcessLookupError):
-                os.kill(os.getppid(), signal.SIGTERM)
+                os.kill(self.spawner, signal.SIGTERM)
         self.sigterm_seen = True
         if not self._agreeing:
             self._connector.received_sigterm = True
@@ -1401,6 +1419,9 @@ class ValidateLastStepInWorkers(L.Callback):
     def on_train_batch_end(self, trainer, *args, **kwargs) -> None:
         if not spawned(trainer) or not trainer.enable_validation or trainer.should_stop:
             return
+        checkpoint = own_checkpoint(trainer)
+        if checkpoint is not None and checkpoint.monitor is not None:  # it could choose that step: a fit of one
+            return  # process cannot (its validation after the fit chooses nothing)
         loop = trainer.fit_loop
         last_step = 0 <= trainer.max_steps <= trainer.global_step
         last_epoch = (
@@ -1792,8 +1813,9 @@ def trained(checkpoint: str | Path) -> tuple[int, int, bool]:
     return int(epochs["processed"]), int(saved["global_step"]), within
 
 
-def interrupted_fit_summary(trainer) -> str:
-    """What an interrupted ``fit`` leaves: its last epoch's checkpoint and the command that goes on from it."""
+def interrupted_fit_summary(trainer, resumed_from: str | None = None) -> str:
+    """What an interrupted ``fit`` leaves: its last epoch's checkpoint and the command that goes on from it
+    (``resumed_from``: the checkpoint the fit went on from, if any)."""
     checkpoint = own_checkpoint(trainer)
     last = (checkpoint.last_model_path if checkpoint is not None else "") or spawned_last_checkpoint(trainer)
     try:
@@ -1808,7 +1830,9 @@ def interrupted_fit_summary(trainer) -> str:
             "was fitted on the training rows for the final checkpoint: none was written; run the fit again and let "
             "it finish"
         )
-    if done is None and trainer.global_step == 0 and not last:  # (SIGTERM while the data was read)
+    if done is None and trainer.global_step == 0 and not last and not spawned(trainer):  # (while the data was read)
+        if resumed_from:
+            return f"fit interrupted before its first training step; {resumed_from} is as it was: go on from it"
         return "fit interrupted before its first training step: nothing to go on from"
     if done is None:
         every = f"{LastEpochCheckpoint.LAST_EVERY_SECONDS:g} s"

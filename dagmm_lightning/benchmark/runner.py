@@ -204,13 +204,22 @@ def check_grid_rows(csv_path: Path, rows: list[dict], job: Job, resolved: str) -
                 f"{csv_path} holds {name} seed {row['seed']} run with other settings ({row['settings']}, now "
                 f"{job.settings}); give another --out, or --tag"
             )
+    now = json.loads(resolved)
+    path = (now.get("data") or {}).get("path")
+    if now.get(DATA_FILE) is not None:  # any method's rows (the baselines beside them too) of that file
+        for row in rows:
+            then = json.loads(row["resolved"]) if row.get("resolved") else {}
+            there = (then.get("data") or {}).get("path")
+            if (
+                there
+                and Path(there).resolve() == Path(path).resolve()
+                and then.get(DATA_FILE, now[DATA_FILE]) != now[DATA_FILE]
+            ):
+                raise ConfigurationError(  # (had: the runs of the file as it was then reported beside the new ones)
+                    f"{csv_path} holds runs of {path} as it was then ({row['method']} seed {row['seed']}): the file "
+                    "has changed since (other bytes); give another --out"
+                )
     changed, one_sided = changed_settings({r["resolved"] for r in own if r.get("resolved")}, resolved)
-    if f"{DATA_FILE} " in changed:  # (had: the runs of the file as it was then averaged with the new ones)
-        path = (json.loads(resolved).get("data") or {}).get("path")
-        raise ConfigurationError(
-            f"{csv_path} holds {name} runs of {path} as it was then: the file has changed since (other bytes); "
-            "give another --out, or --tag"
-        )
     if changed:
         raise ConfigurationError(
             f"{csv_path} holds {name} runs whose configs resolved to other settings than now, the configs' or "

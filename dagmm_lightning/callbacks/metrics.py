@@ -137,23 +137,25 @@ FIT_EPOCHS, FIT_STEPS = "fit/epochs", "fit/steps"  #: the fit's counters (a spaw
 
 
 def run_settings(trainer: L.Trainer) -> dict:
-    """What a fit ran with beyond its model's and data's settings (the hparams view tells runs apart by them
-    too): the global seed, and the trainer's strategy, devices, length and precision."""
+    """What a run ran with beyond its model's and data's settings (the hparams view tells runs apart by them
+    too): the global seed, and the trainer's strategy, devices, precision and, for the run that trained
+    (``dagmm validate`` of a checkpoint trains none), its length."""
     strategy = trainer.strategy
     name = getattr(strategy, "strategy_name", type(strategy).__name__)
     start = getattr(strategy, "_start_method", None)
     if isinstance(strategy, DDPStrategy) and isinstance(start, str):  # the name it was asked for by
         name = "ddp" if start == "popen" else f"ddp_{start}"
     seed = os.environ.get("PL_GLOBAL_SEED")  # (seed_everything's, inherited by spawned workers)
-    return {
+    settings = {
         "seed_everything": int(seed) if seed is not None and seed.lstrip("-").isdigit() else "none",
         "trainer/strategy": name,
         "trainer/devices": trainer.num_devices,
         "trainer/num_nodes": trainer.num_nodes,
-        "trainer/max_epochs": trainer.max_epochs,
-        "trainer/max_steps": trainer.max_steps,
         "trainer/precision": str(trainer.precision),
     }
+    if trainer.global_step > 0:  # (the fit's steps, also at the validation dagmm fit adds after them)
+        settings |= {"trainer/max_epochs": trainer.max_epochs, "trainer/max_steps": trainer.max_steps}
+    return settings
 
 
 class AnomalyMetrics(L.Callback):

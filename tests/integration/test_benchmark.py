@@ -630,10 +630,11 @@ def test_configs_of_one_file_name_on_one_data_set_are_not_added_to_one_method(tm
     np.savez(tmp_path / "blobs.npz", X=rng.normal(size=(80, 4)), y=np.r_[np.zeros(72), np.ones(8)])  # rows changed
     seed_1 = [*quick_run(out)[:1], str(moved), *quick_run(out)[2:-1], *table]
     seed_1[seed_1.index("--seeds") + 1] = "1"
-    with pytest.raises(  # had: run, and averaged with the seed 0 run of the file as it was
-        ValueError, match=rf"grid.csv holds quickstart runs of {tmp_path / 'blobs.npz'} as it was then: the file has"
-    ):
+    changed = rf"grid.csv holds runs of {tmp_path / 'blobs.npz'} as it was then \(quickstart seed 0\): the file has"
+    with pytest.raises(ValueError, match=changed):  # had: run, and averaged with the seed 0 run of the file as it was
         main(seed_1)
+    with pytest.raises(ValueError, match=changed):  # another method: reported beside the old file's runs
+        main([*seed_1, "--tag", " new"])
 
 
 def test_a_report_tells_apart_the_runs_one_method_name_holds_of_several_configs_or_settings():

@@ -357,6 +357,7 @@ def test_spawned_cli_fit_summary_names_its_epochs_checkpoint_metrics_and_one_log
         ("SIGTERM", "the spawning process"),
         ("SIGTERM", "the process group"),
         ("SIGTERM", "one worker"),
+        ("SIGTERM", "the only worker"),
         ("SIGINT", "the spawning process"),
     ],
 )
@@ -370,7 +371,8 @@ def test_a_spawned_fit_stopped_by_a_signal_stops_its_workers_and_says_how_to_go_
 
     command = [sys.executable, "-m", "dagmm_lightning", "fit", "--config", str(ROOT / "configs/improved.yaml")]
     command += ["--data.dataset", "breast_cancer", "--trainer.max_steps", "100000", "--checkpoint.every_n_epochs", "1"]
-    command += ["--trainer.default_root_dir", str(tmp_path), "--trainer.devices", "2"]
+    devices = 1 if to == "the only worker" else 2  # (one spawned worker: had waited for its result for good)
+    command += ["--trainer.default_root_dir", str(tmp_path), "--trainer.devices", str(devices)]
     command += ["--trainer.strategy", "ddp_spawn", "--trainer.accelerator", "cpu", *QUICK]
     fit = subprocess.Popen(  # in a process group of its own, as a scheduler's job; SIGINT as a terminal's
         command,  # (a test run under nohup or `&` ignores it, and so would the fit)
@@ -390,11 +392,11 @@ def test_a_spawned_fit_stopped_by_a_signal_stops_its_workers_and_says_how_to_go_
             ["ps", "-ww", "-o", "pid=,args=", "--ppid", str(fit.pid)], capture_output=True, text=True
         )
         workers = [int(line.split()[0]) for line in children.stdout.splitlines() if "spawn_main" in line]
-        assert len(workers) == 2, children.stdout
+        assert len(workers) == devices, children.stdout
         sent_at, number = time.monotonic(), getattr(signal, sent)
         if to == "the process group":  # (as `timeout` and schedulers send SIGTERM: the workers get it too)
             os.killpg(fit.pid, number)
-        elif to == "one worker":  # (had: it stopped alone, the other ended on a broken connection: exit 1)
+        elif to in ("one worker", "the only worker"):  # (had: it stopped alone, the other's gloo error: exit 1)
             os.kill(workers[-1], number)
         else:
             os.kill(fit.pid, number)
@@ -418,11 +420,13 @@ def test_a_spawned_fit_stopped_by_a_signal_stops_its_workers_and_says_how_to_go_
 
 
 def _agree_on_sigterm(process, world, init_file, out):
-    """One worker's callback over SIGTERM_SYNC_BATCHES training batches, SIGTERM seen by the last rank only:
-    after each batch, whether this rank's trainer now stops."""
+    """One worker's callback over 2 * SIGTERM_SYNC_BATCHES training batches, SIGTERM seen by the last rank
+    only: after each batch, whether this rank's trainer now stops; then at a validation's start and an
+    epoch's end."""
     from types import SimpleNamespace
 
     import torch.distributed as dist
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     from dagmm_lightning.cli import SIGTERM_SYNC_BATCHES, InterruptAtNextBatch
 
@@ -436,7 +440,17 @@ def _agree_on_sigterm(process, world, init_file, out):
     for _ in range(2 * SIGTERM_SYNC_BATCHES):
         callback.on_train_batch_end(trainer, None, None, None, 0)
         stops.append(connector.received_sigterm)
-    (out / f"rank{process}.txt").write_text(" ".join(str(int(stop)) for stop in stops))
+    connector.received_sigterm = callback.sigterm_seen = False  # a validation starts: nobody got it, then one
+    callback.on_validation_start(trainer, None)
+    callback.sigterm_seen = process == world - 1
+    try:
+        callback.on_validation_start(trainer, None)  # (before its mixture fit over every training row)
+    except SIGTERMException:
+        stops.append("stopped")
+    connector.received_sigterm = False
+    callback.on_train_epoch_end(trainer, None)  # Lightning stops at the epoch's end
+    stops.append(connector.received_sigterm)
+    (out / f"rank{process}.txt").write_text(" ".join(str(int(s)) if isinstance(s, bool) else s for s in stops))
     dist.destroy_process_group()
 
 
@@ -444,7 +458,7 @@ def test_spawned_workers_stop_after_the_same_batch_when_one_of_them_got_sigterm(
     from dagmm_lightning.cli import SIGTERM_SYNC_BATCHES
 
     torch.multiprocessing.spawn(_agree_on_sigterm, args=(2, tmp_path / "init", tmp_path), nprocs=2)
-    expected = " ".join(["0"] * (SIGTERM_SYNC_BATCHES - 1) + ["1"] * (SIGTERM_SYNC_BATCHES + 1))
+    expected = " ".join(["0"] * (SIGTERM_SYNC_BATCHES - 1) + ["1"] * (SIGTERM_SYNC_BATCHES + 1) + ["stopped", "1"])
     # had: each rank acted on its own SIGTERM after its batch; the other ran on into a broken connection
     assert [(tmp_path / f"rank{r}.txt").read_text() for r in (0, 1)] == [expected, expected]
 

@@ -874,16 +874,18 @@ from dagmm_lightning.__main__ import exit_now
 if sys.argv[1] == "thread":  # another thread still runs: the interpreter's own exit, which waits for it
     threading.Thread(target=lambda: threading.Event().wait(0.5)).start()
 print("written", end="")  # (not flushed)
-exit_now(int(sys.argv[2]) if sys.argv[2] != "None" else None)
+exit_now(eval(sys.argv[2]))
 print(" and on")
 """
-    for thread, given, returned in (("none", "3", 3), ("none", "None", 0), ("thread", "3", 0)):
+    for thread, given, returned in (("none", "3", 3), ("none", "None", 0), ("thread", "3", 3), ("none", "'x'", 1)):
         result = subprocess.run([sys.executable, "-c", code, thread, given], capture_output=True, text=True)
         assert result.returncode == returned, result.stderr
-        if thread == "none":
+        if thread == "none" and given != "'x'":
             assert result.stdout == "writtenatexit ran\n"  # flushed, atexit run; no teardown, nothing after
-        else:
-            assert result.stdout == "written and on\natexit ran\ntorn down\n"  # as Python ends
+        else:  # Python's own exit (it waits for the thread; a text is printed as the error): with its teardown
+            assert result.stdout == "writtenatexit ran\ntorn down\n" and result.stderr.endswith(
+                "x\n" * (given == "'x'")
+            )
 
 
 def test_a_detector_from_a_cli_checkpoint_in_a_script_of_its_own_warns_of_nothing(tmp_path):
@@ -914,6 +916,21 @@ script()
     # had: ended at once by the signal (Lightning's handler comes after the data), without a word
     assert result.returncode == 128 + signal.SIGTERM and "fit interrupted before its first training step" in said
     assert not list(tmp_path.rglob("*.ckpt"))
+
+
+def test_an_interrupted_fit_without_a_checkpoint_says_whether_it_began_training():
+    import lightning as L
+
+    from dagmm_lightning.cli import interrupted_fit_summary
+
+    alone = L.Trainer(accelerator="cpu", devices=1, logger=False)
+    assert interrupted_fit_summary(alone) == "fit interrupted before its first training step: nothing to go on from"
+    assert interrupted_fit_summary(alone, "old/last.ckpt") == (
+        "fit interrupted before its first training step; old/last.ckpt is as it was: go on from it"
+    )
+    # spawned: the steps ran in the workers (this process counts none): had "before its first training step"
+    spawning = L.Trainer(accelerator="cpu", devices=2, strategy="ddp_spawn", logger=False)
+    assert interrupted_fit_summary(spawning).startswith("fit interrupted; no checkpoint written yet")
 
 
 def test_ctrl_c_while_the_command_starts_is_one_line_and_exit_130():
