@@ -178,7 +178,8 @@ def baseline_scores(name: str, x_train: np.ndarray, x_test: np.ndarray, seed: in
         return NearestNeighbors(n_neighbors=5).fit(x_train).kneighbors(x_test)[0][:, -1]
     detector = {
         "isolation_forest": lambda: IsolationForest(random_state=seed),
-        "lof": lambda: LocalOutlierFactor(n_neighbors=20, novelty=True),
+        # (fewer training rows: the neighbours scikit-learn would take, without its warning)
+        "lof": lambda: LocalOutlierFactor(n_neighbors=min(20, len(x_train) - 1), novelty=True),
         "gaussian_mixture": lambda: GaussianMixture(4, covariance_type="full", reg_covar=1e-4, random_state=seed),
     }[name]()
     return -detector.fit(x_train).score_samples(x_test)

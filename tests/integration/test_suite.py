@@ -59,6 +59,22 @@ def test_knn_baseline_is_the_distance_to_the_fifth_training_row():
     np.testing.assert_allclose(scores, [4.0, 15.0])  # neighbours 0..4 of 0.0; 9..5 of 20.0
 
 
+def test_lof_baseline_on_fewer_training_rows_than_neighbours_scores_as_scikit_learn_without_its_warning():
+    import warnings
+
+    from sklearn.neighbors import LocalOutlierFactor
+
+    rng = np.random.default_rng(0)
+    x_train, x_test = rng.normal(size=(13, 2)), rng.normal(size=(5, 2)) * 3
+    with warnings.catch_warnings(record=True) as clamped:
+        warnings.simplefilter("always")
+        expected = -LocalOutlierFactor(n_neighbors=20, novelty=True).fit(x_train).score_samples(x_test)
+    assert any("n_neighbors (20) is greater than" in str(w.message) for w in clamped)  # (it takes 12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # had: scikit-learn's warning printed to the suite's user
+        np.testing.assert_allclose(suite.baseline_scores("lof", x_train, x_test, seed=0), expected, rtol=1e-12)
+
+
 @pytest.mark.slow
 def test_suite_runs_every_table_and_method_resumably(tmp_path, capsys, monkeypatch):
     folder = tmp_path / "tables"
