@@ -431,8 +431,8 @@ OPTIONS: dict[str, dict] = {
     "--suite-protocol": dict(
         type=Literal["one-class", "contaminated"] | None,
         default=None,
-        help="with --suite: train on half the normal rows (one-class, the default), or on half the normal rows "
-        "and half the anomalies, unlabelled (contaminated); the other rows test",
+        help="with --suite: train on half the normal rows (one-class; null, not given, is one-class), or on half "
+        "the normal rows and half the anomalies, unlabelled (contaminated); the other rows test",
     ),
 }
 
