@@ -66,8 +66,9 @@ def interruptible_main() -> None:
 def exit_now(code) -> None:
     """Ends the process with ``code`` (an int, or None: 0) without the interpreter's teardown of every
     module, about 1 s once torch and Lightning are imported (a signal then turned a finished run's exit
-    code into 143 or 130): the atexit functions run and the output is flushed first. Where another code is
-    given or another non-daemon thread still runs, ``sys.exit(code)``: Python's own exit, which waits."""
+    code into 143 or 130): the atexit functions run and the output (C libraries' too) is flushed first.
+    Where another code is given or another non-daemon thread still runs, ``sys.exit(code)``: Python's own
+    exit, which waits."""
     import threading
 
     others = [t for t in threading.enumerate() if t is not threading.current_thread() and not t.daemon]
@@ -81,7 +82,19 @@ def exit_now(code) -> None:
             stream.flush()
         except (OSError, ValueError):  # a closed pipe or stream: nothing more to write there
             pass
+    flush_c_streams()
     os._exit(code or 0)
+
+
+def flush_c_streams() -> None:
+    """fflush(NULL): what C libraries printed through stdio and still buffer (a redirected stdout is
+    block-buffered) is written, as the C runtime's own exit would; os._exit skips that."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None).fflush(None)
+    except (OSError, AttributeError, TypeError):  # no C runtime to find this way (Windows): nothing to flush here
+        pass
 
 
 def main(argv: list[str] | None = None) -> None:

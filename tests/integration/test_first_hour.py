@@ -874,17 +874,25 @@ from dagmm_lightning.__main__ import exit_now
 if sys.argv[1] == "thread":  # another thread still runs: the interpreter's own exit, which waits for it
     threading.Thread(target=lambda: threading.Event().wait(0.5)).start()
 print("written", end="")  # (not flushed)
+import ctypes
+ctypes.CDLL(None).printf(b"C")  # a C library's print: stdio's buffer, block-buffered into a pipe
 exit_now(eval(sys.argv[2]))
 print(" and on")
 """
+    buffered = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # (it unbuffers C's stdout too)
     for thread, given, returned in (("none", "3", 3), ("none", "None", 0), ("thread", "3", 3), ("none", "'x'", 1)):
-        result = subprocess.run([sys.executable, "-c", code, thread, given], capture_output=True, text=True)
+        result = subprocess.run(
+            [sys.executable, "-c", code, thread, given], capture_output=True, text=True, env=buffered
+        )
         assert result.returncode == returned, result.stderr
         if thread == "none" and given != "'x'":
-            assert result.stdout == "writtenatexit ran\n"  # flushed, atexit run; no teardown, nothing after
+            assert result.stdout == "writtenatexit ran\nC"  # flushed (C's too, last), atexit run; no teardown
         else:  # Python's own exit (it waits for the thread; a text is printed as the error): with its teardown
-            assert result.stdout == "writtenatexit ran\ntorn down\n" and result.stderr.endswith(
-                "x\n" * (given == "'x'")
+            said = result.stdout.replace("C", "", 1)  # (C's buffer written first there)
+            assert (
+                "C" in result.stdout
+                and said == "writtenatexit ran\ntorn down\n"
+                and result.stderr.endswith("x\n" * (given == "'x'"))
             )
 
 
