@@ -1266,21 +1266,26 @@ def sigterm_forwarded_to_workers(trainer):
     workers trained on, orphaned; a SIGTERM to the whole group left them waiting on each other. A worker
     that gets SIGTERM sends it here (had: it stopped alone, the others ended on a broken connection). Whatever
     else ends this process's run (Ctrl-C sent to it alone) stops its workers too (had: it waited for them
-    at its exit while they trained on)."""
+    at its exit while they trained on). One that comes once the workers' fit has ended changes nothing."""
     if not spawned(trainer) or threading.current_thread() is not threading.main_thread():
         yield
         return
     previous, handling = signal.getsignal(signal.SIGTERM), []
+    finished = multiprocessing.RawValue("b", 0)  # set by the workers once their fit has ended
     for callback in trainer.callbacks:  # a worker's SIGTERM comes here too (copied to the workers at their spawn)
         if isinstance(callback, InterruptAtNextBatch):
-            callback.spawner = os.getpid()
+            callback.spawner, callback.fit_finished = os.getpid(), finished
 
     def forward(signum, frame):
         if handling:  # (a second one, or a worker's echo, while the workers stop)
             return
         handling.append(signum)
+        if not finished.value:
+            stop_workers()
+        if finished.value:  # past the workers' last agreement (had: reported interrupted, exit 143)
+            rank_zero_info("SIGTERM came after the fit's last step: the fit ends as it would have")
+            return  # (its workers' result is read as without it)
         trainer._signal_connector.received_sigterm = True
-        stop_workers()
         raise SIGTERMException
 
     signal.signal(signal.SIGTERM, forward)
@@ -1358,6 +1363,7 @@ class InterruptAtNextBatch(L.Callback):
     def __init__(self) -> None:
         self.sigterm_seen = False  # in a spawned run's worker: SIGTERM came
         self.spawner: int | None = None  # the spawning process, which passes SIGTERM on (set there, copied)
+        self.fit_finished = None  # a flag the workers share and set once their fit has ended (set there, copied)
         self._agreeing = False  # a spawned fit's worker beside others: stops once the workers agree
         self._connector = None
         self._batches = 0
@@ -1402,7 +1408,17 @@ class InterruptAtNextBatch(L.Callback):
         # test, predict: each worker stops after its batch, as before
         self._agreeing = stage == "fit" and trainer.world_size > 1 and torch.distributed.is_initialized()
 
+    def on_fit_end(self, trainer, pl_module) -> None:
+        if self.fit_finished is None:
+            return
+        # from here SIGTERM changes nothing (the spawning process reads the result), also once Lightning
+        # has put back the handler it found (Python's default: this worker would end before its result)
+        self._connector._original_handlers[signal.SIGTERM] = signal.SIG_IGN
+        self.fit_finished.value = 1
+
     def _on_sigterm(self, signum, frame) -> None:
+        if self.fit_finished is not None and self.fit_finished.value:
+            return
         if self.spawner == os.getppid() and not self.sigterm_seen:  # it stops the run (ignores its own echo)
             with suppress(ProcessLookupError):
                 os.kill(self.spawner, signal.SIGTERM)

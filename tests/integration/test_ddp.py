@@ -1,6 +1,7 @@
 """Multi-process behaviour on CPU: 2 ``ddp_spawn`` processes (gloo) against 1 process; one test runs the
 README's ``ddp`` command."""
 
+import os
 import subprocess
 import sys
 
@@ -417,6 +418,37 @@ def test_a_spawned_fit_stopped_by_a_signal_stops_its_workers_and_says_how_to_go_
     while any(running(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not [pid for pid in workers if running(pid)]
+
+
+LATE_STOP = """
+import os, signal, time
+
+import lightning as L
+
+
+class StoppedAsTheFitEnds(L.Callback):
+    def on_train_end(self, trainer, pl_module):  # after the workers' last agreement on SIGTERM
+        if trainer.global_rank == 0:
+            os.kill(os.getppid(), signal.SIGTERM)  # a scheduler's stop: the spawning process passes it on
+            time.sleep(3)  # (it reaches the workers within their fit)
+"""
+
+
+def test_a_spawned_fit_that_gets_sigterm_after_its_last_step_ends_as_it_would_have(tmp_path):
+    (tmp_path / "late_stop.py").write_text(LATE_STOP)
+    from ..conftest import QUICK, ROOT
+
+    command = [sys.executable, "-m", "dagmm_lightning", "fit", "--config", str(ROOT / "configs/quickstart.yaml")]
+    command += ["--trainer.max_epochs", "2", "--trainer.callbacks+=late_stop.StoppedAsTheFitEnds"]
+    command += ["--trainer.default_root_dir", str(tmp_path), "--trainer.devices", "2"]
+    command += ["--trainer.strategy", "ddp_spawn", "--trainer.accelerator", "cpu", *QUICK]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, env=env, timeout=300)
+    said = done.stdout + done.stderr
+    # had: the spawning process reported the finished fit interrupted, exit 143, with a command to go on
+    assert done.returncode == 0, said[-3000:]
+    assert "SIGTERM came after the fit's last step: the fit ends as it would have" in said
+    assert "fit finished after 2 epochs" in said and "interrupted" not in said
 
 
 def _agree_on_sigterm(process, world, init_file, out):
