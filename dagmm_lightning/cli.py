@@ -1358,7 +1358,9 @@ class InterruptAtNextBatch(L.Callback):
     other for good; a lone worker that stopped had left the spawning process waiting for its result). A
     fit's workers stop together: every ``SIGTERM_SYNC_BATCHES`` training batches, at each epoch's end and
     before each validation they agree (one all-reduce) whether any of them got it (each acting on its own
-    mark, one that got it a batch later than another had ended on a broken connection)."""
+    mark, one that got it a batch later than another had ended on a broken connection); a worker that learns
+    of it so tells its spawning process too (in a run over several machines, the SIGTERM may have reached
+    another's only)."""
 
     def __init__(self) -> None:
         self.sigterm_seen = False  # in a spawned run's worker: SIGTERM came
@@ -1397,6 +1399,8 @@ class InterruptAtNextBatch(L.Callback):
         torch.distributed.all_reduce(seen, op=torch.distributed.ReduceOp.MAX)
         if seen.item() > 0:
             trainer._signal_connector.received_sigterm = True
+            if not self.sigterm_seen:  # another node's (its spawning process would wait for a result for good)
+                self._tell_spawner()
         return seen.item() > 0
 
     def setup(self, trainer, pl_module, stage: str) -> None:
@@ -1419,12 +1423,18 @@ class InterruptAtNextBatch(L.Callback):
     def _on_sigterm(self, signum, frame) -> None:
         if self.fit_finished is not None and self.fit_finished.value:
             return
-        if self.spawner == os.getppid() and not self.sigterm_seen:  # it stops the run (ignores its own echo)
-            with suppress(ProcessLookupError):
-                os.kill(self.spawner, signal.SIGTERM)
+        if not self.sigterm_seen:
+            self._tell_spawner()
         self.sigterm_seen = True
         if not self._agreeing:
             self._connector.received_sigterm = True
+
+    def _tell_spawner(self) -> None:
+        """SIGTERM to the spawning process, which stops the run (and ignores the echo it sends back)."""
+        self.sigterm_seen = True
+        if self.spawner == os.getppid():
+            with suppress(ProcessLookupError):
+                os.kill(self.spawner, signal.SIGTERM)
 
 
 class ValidateLastStepInWorkers(L.Callback):

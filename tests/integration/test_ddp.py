@@ -467,6 +467,7 @@ def _agree_on_sigterm(process, world, init_file, out):
     trainer = SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device("cpu")), _signal_connector=connector)
     callback = InterruptAtNextBatch()
     callback._agreeing = True  # (as setup sets it in a spawned worker)
+    callback.spawner = os.getppid()  # the test's process, as a node's spawning process
     callback.sigterm_seen = process == world - 1
     stops = []
     for _ in range(2 * SIGTERM_SYNC_BATCHES):
@@ -487,9 +488,19 @@ def _agree_on_sigterm(process, world, init_file, out):
 
 
 def test_spawned_workers_stop_after_the_same_batch_when_one_of_them_got_sigterm(tmp_path):
+    import signal
+
     from dagmm_lightning.cli import SIGTERM_SYNC_BATCHES
 
-    torch.multiprocessing.spawn(_agree_on_sigterm, args=(2, tmp_path / "init", tmp_path), nprocs=2)
+    told = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: told.append(signum))
+    try:
+        torch.multiprocessing.spawn(_agree_on_sigterm, args=(2, tmp_path / "init", tmp_path), nprocs=2)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    # the rank that learnt of it from the other tells its spawning process (another node's, in a run of
+    # several: had waited for its workers' result for good)
+    assert told
     expected = " ".join(["0"] * (SIGTERM_SYNC_BATCHES - 1) + ["1"] * (SIGTERM_SYNC_BATCHES + 1) + ["stopped", "1"])
     # had: each rank acted on its own SIGTERM after its batch; the other ran on into a broken connection
     assert [(tmp_path / f"rank{r}.txt").read_text() for r in (0, 1)] == [expected, expected]
