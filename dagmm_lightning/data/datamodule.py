@@ -459,6 +459,16 @@ class AnomalyDataModule(L.LightningDataModule):
         self._labels = truth.astype(np.int64) if truth is not None else np.full(n_rows, -1)
         self._table, self._truth = table, truth
 
+    def val_anomalies_trained(self) -> int:
+        """How many of the anomalies the protocol gives val the mixed split (``labelled_anomalies``) or
+        ``train_contamination`` moved into training (they take the spare ones first)."""
+        moving = self.split == "mixed" or self.train_contamination > 0
+        if not moving or self._given_splits is not None or self.anomaly_share is None:
+            return 0
+        truth = self.is_anomaly
+        protocol = make_splits(truth, self.protocol, self.resolved_seed, self.val_fraction)
+        return int(truth[protocol.val].sum() - truth[self.splits.val].sum())
+
     def _make_splits(self, is_anomaly: np.ndarray, labelled: bool = True) -> Splits:
         if self._given_splits is not None:
             return self._given_splits

@@ -1062,20 +1062,21 @@ class DAGMM(L.LightningModule):
 
     def _warn_if_val_lacks_anomalies(self, splits) -> None:
         """The val rows' quantile flags about ``contamination`` of rows like them: where their anomalies went
-        to training (``labelled_anomalies``, ``train_contamination``), that share of normal rows is flagged."""
+        to training (``labelled_anomalies``, ``train_contamination``), that share of normal rows is flagged.
+        (Where val holds the anomalies its split gives it, a contamination above their share is the user's.)"""
         datamodule = self.trainer.datamodule
-        moved = getattr(datamodule, "split", None) == "mixed" or getattr(datamodule, "train_contamination", 0) > 0
-        if not moved or getattr(datamodule, "anomaly_share", None) is None:  # val as split, or no labels
+        trained = getattr(datamodule, "val_anomalies_trained", lambda: 0)()
+        if not trained:  # val as split, or no labels
             return
         val = datamodule.is_anomaly[splits.val]
-        contamination = float(self.model.calibration.contamination)
+        contamination, held = float(self.model.calibration.contamination), int(val.sum())
         if val.mean() < contamination / 2:
             warn(
                 f"the threshold is the top {100 * contamination:.3g} % of the val rows' scores, but val holds "
-                f"{int(val.sum())} anomalies in {len(val)} rows ({100 * val.mean():.3g} %; labelled_anomalies or "
-                "train_contamination moved the others into training): it flags about that share of normal rows, "
-                "the anomalies come on top; lower those options to keep anomalies in val, or set "
-                "--model.init_args.contamination to the share of normal rows to flag"
+                f"{held} {'anomaly' if held == 1 else 'anomalies'} in {len(val)} rows ({100 * val.mean():.3g} %; "
+                f"labelled_anomalies or train_contamination moved {trained} of its anomalies into training): it "
+                "flags about that share of normal rows, the anomalies come on top; lower those options to keep "
+                "anomalies in val, or set --model.init_args.contamination to the share of normal rows to flag"
             )
 
     def teardown(self, stage: str) -> None:

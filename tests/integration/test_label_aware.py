@@ -81,15 +81,18 @@ def test_the_val_rows_threshold_warns_where_val_lost_its_anomalies():
     said = {}
     for share in (1.0, 0.3):  # all labelled: val keeps none of its anomalies; 0.3: the spare ones suffice
         dm = AnomalyDataModule.from_arrays(x, y, split="mixed", labelled_anomalies=share, seed=0, batch_size=128)
-        model = DAGMM(input_dim=8, hidden_dims=(6,), latent_dim=1, n_components=2, contamination=None)
+        # (contamination 0.3: above twice val's share, as its split gives it: had been blamed on the option)
+        model = DAGMM(input_dim=8, hidden_dims=(6,), latent_dim=1, n_components=2, contamination=0.3)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             L.Trainer(max_epochs=1, accelerator="cpu", devices=1, **quiet).fit(model, dm)
         said[share] = [str(w.message) for w in caught if "val rows' scores, but val holds" in str(w.message)]
         assert (y[dm.splits.val].sum() == 0) == (share == 1.0)
     (warning,) = said[1.0]  # had: none, and the threshold flagged 10 % of the normal rows
-    assert warning.startswith("the threshold is the top 10 % of the val rows' scores, but val holds 0 anomalies")
-    assert said[0.3] == []
+    moved = int(y[make_splits(y.astype(bool), "paper", 0, 0.1).val].sum())
+    assert warning.startswith("the threshold is the top 30 % of the val rows' scores, but val holds 0 anomalies")
+    assert f"labelled_anomalies or train_contamination moved {moved} of its anomalies into training" in warning
+    assert moved > 0 and said[0.3] == []
     # a contamination above val's share that no option caused (val as split): the user's choice, not warned
     model = DAGMM(input_dim=8, hidden_dims=(6,), latent_dim=1, n_components=2, contamination=0.3)
     with warnings.catch_warnings(record=True) as caught:
