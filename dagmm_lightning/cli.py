@@ -183,7 +183,8 @@ def missing_config_hint(path: Path) -> str:
     if folder.is_dir():
         names = sorted(p.name for p in folder.glob("*.y*ml"))
         more = f" and {len(names) - 12} more" if len(names) > 12 else ""
-        return f" ({folder}/ holds {', '.join(names[:12])}{more})" if names else ""
+        laplace = "; lmm.yaml: the Laplacian mixture" if "lapla" in path.stem.lower() and "lmm.yaml" in names else ""
+        return f" ({folder}/ holds {', '.join(names[:12])}{more}{laplace})" if names else ""
     if not path.is_absolute() and path.parts and path.parts[0] == "configs":
         return " (configs/ is the repository's folder: run dagmm in the repository's root, or give the file's path)"
     return ""
@@ -1098,15 +1099,23 @@ class DAGMMCLI(LightningCLI):
             monitor = getattr(callback, "monitor", None)
             known = monitor in names or monitor in ("epoch", "step")  # the last two: ModelCheckpoint's own
             validation_metric = isinstance(monitor, str) and (monitor.startswith("val/") or "/" not in monitor)
-            if not validation_metric or not names or known:
-                continue
             own = callback is own_checkpoint(trainer)
             option = "--checkpoint.monitor" if own else f"--trainer.callbacks.monitor ({type(callback).__name__})"
+            labelled = known and monitor.startswith("val/") and monitor[4:] not in (*LABEL_FREE, "c")
+            lacking = val_rows_lack_a_class(dm) if labelled else None
+            if lacking:  # (had: Lightning's "could not find the monitored key" at the first validation)
+                raise ConfigurationError(
+                    f"{option} {monitor}: validation cannot log it, {lacking}; anomaly metrics need val rows of both "
+                    f"classes. Monitor one it logs without labels ({', '.join(f'val/{n}' for n in LABEL_FREE)}) or "
+                    "leave the option out (the checkpoint is then the last step's)"
+                )
+            if not validation_metric or not names or known:
+                continue
             raise ConfigurationError(
                 f"{option} {monitor}: no metric of that name is logged{did_you_mean(monitor, names)}; validation "
                 "logs val/roc_auc, val/average_precision, and val/precision_, recall_ and f1_ at top{p} for each of "
                 "--metrics.percentiles, at rho and at threshold, where its rows have labels; val/reconstruction, "
-                "val/flagged_share and val/threshold with or without"
+                "val/flagged_share and val/threshold with or without; the positive-unlabeled model also val/c"
             )
         if getattr(self.model, "model", True) is None:  # sized from the data: here, before any process spawns
             dm.setup("fit")
@@ -1580,6 +1589,27 @@ def keys_given(args: list[str], section: str) -> set[str]:
     return keys - {"help"}
 
 
+def val_rows_lack_a_class(datamodule) -> str | None:
+    """Why a fit's val rows give no anomaly metrics (no labels, or rows of one class), or None where they
+    hold normal rows and anomalies (or the data module is not ours: nothing to tell before the fit)."""
+    if not isinstance(datamodule, AnomalyDataModule) or getattr(datamodule, "split", None) == "positive_unlabeled":
+        return None
+    if datamodule.anomaly_share is None:
+        return "the data has no labels"
+    val = datamodule.is_anomaly[datamodule.splits.val]
+    if len(val) == 0:
+        return "the split holds no val rows (val_fraction 0)"
+    if val.all() or not val.any():
+        trained = datamodule.val_anomalies_trained()
+        why = (
+            f"labelled_anomalies or train_contamination moved its {trained} into training"
+            if trained
+            else "the data has too few anomalies to give val one"
+        )
+        return f"its {len(val)} rows are all {'anomalies' if val.all() else f'normal ({why})'}"
+    return None
+
+
 def spawned(trainer) -> bool:
     """Whether the trainer runs in processes it spawns (ddp_spawn, ddp_notebook), whose state (epochs,
     checkpoint paths, callbacks) stays in them."""
@@ -1736,9 +1766,14 @@ def fit_summary(
             left = top_row(scores, threshold)
             above = f"the top {100 * contamination:.3g} % of {rows}, under one of {taken_on} rows: {left}"
         elif 0 < contamination * taken_on < FEW_ROWS_ABOVE:  # its sampling spread: about sqrt(k) rows of k
+            count = (  # (the quantile falls between two rows: as many lie above as the count says, not its share)
+                f"{int((scores.detach().cpu() > threshold).sum())}"
+                if scores is not None
+                else f"about {contamination * taken_on:.2g}"
+            )
             above += (
-                f"; about {contamination * taken_on:.2g} of {taken_on} rows: a cut of so few rows is noisy, the "
-                "share predict flags of new rows can differ much"
+                f"; {count} of {taken_on} rows: a cut of so few rows is noisy, the share predict flags of new rows "
+                "can differ much"
             )
         lines.append(f"  threshold:   {threshold:.6g} ({above})")  # predict flags rows above it
     shown = "  ".join(f"{k} {metrics[k]:.4f}" for k in KEY_METRICS if k in (metrics or {}))

@@ -22,7 +22,7 @@ import zipfile
 from collections.abc import Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import joblib
 import lightning as L
@@ -62,6 +62,12 @@ from dagmm_lightning.scoring import flagged_far_above, ties_at_threshold
 from dagmm_lightning.sizing import COMPONENTS
 
 Variant = Literal["dagmm", "vae", "vqvae", "mixed_loss", "pu"]
+LAPLACE = "DAGMMDetector(mixture='laplace') (the Laplacian mixture; 'gaussian+laplace' alternates the members)"
+RECONSTRUCTION = "DAGMMDetector(inference='energy+reconstruction') (the modified inference)"
+SETTINGS_NOT_VARIANTS = {  # names a user may try as variants
+    **dict.fromkeys(("laplace", "laplacian", "lmm", "laplacian_mixture"), LAPLACE),
+    **dict.fromkeys(("recon", "recon_inference", "modified_inference", "energy+reconstruction"), RECONSTRUCTION),
+}
 LABELLED_VARIANTS = ("mixed_loss", "pu")  # trained with y: labelled anomalies, or labelled normal rows
 VARIANTS: dict[str, type[DAGMM]] = {
     "dagmm": DAGMM,
@@ -619,6 +625,12 @@ class DAGMMDetector(BaseEstimator):
             if not issubclass(variant_class, DAGMM):
                 raise ConfigurationError(f"variant must be a name or a DAGMM subclass, got {variant_class.__name__}")
         else:
+            setting = SETTINGS_NOT_VARIANTS.get(str(self.variant).lower().replace("-", "_"))
+            if setting is not None:  # the study's other methods: settings every variant takes
+                raise ConfigurationError(
+                    f"variant {self.variant!r}: not a variant but a setting the variants take, {setting}; the "
+                    f"variants are {list(get_args(Variant))}"
+                )
             check_choice("variant", self.variant, Variant)
         check_range("contamination", self.contamination, 0.0, 0.5, low_open=True)
         if self.model_kwargs is not None and not isinstance(self.model_kwargs, Mapping):

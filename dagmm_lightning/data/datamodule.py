@@ -409,7 +409,12 @@ class AnomalyDataModule(L.LightningDataModule):
                 if self.split == "normal_only":
                     what, other = f"train_contamination {self.train_contamination:g}", ", or set it to 0"
                 elif self.split == "mixed":
-                    what, other = "split 'mixed'", ", or train with --data.split normal_only"
+                    what = "split 'mixed'"
+                    other = (
+                        " (the split labels labelled_anomalies of the anomalies itself; for a table whose few labelled "
+                        "anomalies are marked and the rest unlabelled, DAGMMDetector(variant='mixed_loss') takes y), "
+                        "or train with --data.split normal_only"
+                    )
                 else:  # positive_unlabeled: DAGMMPU trains on no other split
                     what = f"split {self.split!r}"
                     other = (

@@ -157,6 +157,16 @@ def test_fit_summary_says_one_row_lies_above_a_contamination_under_one_row(tmp_p
     assert top_row(tied[:-1], float(np.quantile(tied[:-1].numpy(), 0.9))).endswith("so one row lies above it")
 
 
+def test_the_fit_summary_counts_the_few_val_rows_above_the_threshold(tmp_path, caplog):
+    fit = ["fit", "--config", "configs/quickstart.yaml", "--trainer.max_epochs", "1"]
+    fitted = run([*fit, "--model.init_args.contamination", "0.06"], tmp_path)  # 1.2 of 20 val rows
+    threshold = float(fitted.model.model.calibration.threshold)
+    with torch.no_grad():
+        scores = fitted.model.eval().score(torch.from_numpy(fitted.datamodule.arrays("val")[0])).numpy()
+    above = int((scores > threshold).sum())  # the quantile lies between two rows: 2 above it
+    assert above == 2 and f"; {above} of 20 rows: a cut of so few rows is noisy" in caplog.text  # had: about 1.2
+
+
 def test_fit_summary_shows_the_threshold_and_test_says_where_it_logged(tmp_path, caplog, capsys):
     predict_file = ["--data.predict_file", "new_rows.csv"]  # a config's, for predict: test does not refuse it
     fitted = run(["fit", "--config", "configs/quickstart.yaml", "--trainer.max_epochs", "1", *predict_file], tmp_path)
@@ -165,7 +175,7 @@ def test_fit_summary_shows_the_threshold_and_test_says_where_it_logged(tmp_path,
         scores = fitted.model.eval().score(torch.from_numpy(fitted.datamodule.arrays("val")[0])).numpy()
     assert (scores > threshold).mean() == pytest.approx(0.1, abs=0.02)  # quickstart's contamination, of the val rows
     above = f"threshold:   {threshold:.6g} (the top 10 % of val rows' scores (not trained on) lie above"
-    few = f"; about 2 of {len(scores)} rows: a cut of so few rows is noisy"  # 20 val rows (had: not said)
+    few = f"; 2 of {len(scores)} rows: a cut of so few rows is noisy"  # 20 val rows (had: not said)
     assert len(scores) == 20 and above + few in caplog.text
     last, saved = next((tmp_path / "logs").rglob("last.ckpt")), next((tmp_path / "logs").rglob("config.yaml"))
     with pytest.raises(SystemExit):  # the run's config.yaml holds ckpt_path: null, which had started afresh
@@ -949,6 +959,25 @@ def test_a_second_metrics_callback_in_trainer_callbacks_is_refused(tmp_path, mon
         run(["fit", "--config", "configs/quickstart.yaml", "--trainer.callbacks+=my_callbacks.Mine"], tmp_path)
     args = ["--trainer.callbacks", "EarlyStopping", "--trainer.callbacks.monitor", "val/roc_auc"]
     run(["fit", "--config", "configs/quickstart.yaml", "--trainer.max_epochs", "1", *args], tmp_path)  # had: crashed
+
+
+def test_a_metric_that_needs_labels_monitored_on_a_table_without_them_is_refused_before_training(tmp_path):
+    # (a user trial: Lightning's "could not find the monitored key" once the first validation had run)
+    rows = pd.DataFrame(np.random.default_rng(0).normal(size=(200, 3)), columns=["a", "b", "c"])
+    rows.to_csv(tmp_path / "rows.csv", index=False)
+    data = ["--data.path", str(tmp_path / "rows.csv"), "--model.init_args.contamination", "0.05"]
+    for monitor, refused in (("val/roc_auc", True), ("val/f1_top20", True), ("val/reconstruction", False)):
+        args = ["fit", "--config", "configs/table.yaml", *data, "--trainer.max_steps", "2"]
+        args += ["--checkpoint.monitor", monitor, "--checkpoint.mode", "min"]
+        if refused:
+            with pytest.raises(
+                ValueError,
+                match=rf"^--checkpoint.monitor {monitor}: validation cannot log it, the data has no labels; ",
+            ):
+                run(args, tmp_path / monitor[4:])
+            assert not (tmp_path / monitor[4:] / "logs").exists()
+        else:
+            run(args, tmp_path / monitor[4:])  # logged without labels
 
 
 def test_the_fit_summary_says_what_became_of_each_column(tmp_path, caplog):

@@ -818,6 +818,9 @@ def test_bad_settings_and_unfitted(monkeypatch):
     for typed, meant in (("VAE", "vae"), ("vqvea", "vqvae")):  # (had: no hint)
         with pytest.raises(ValueError, match=rf"got '{typed}' \(did you mean '{meant}'\?\)$"):
             DAGMMDetector(variant=typed).fit(x)
+    for typed, setting in (("laplace", "mixture='laplace'"), ("recon_inference", "inference='energy\\+recon")):
+        with pytest.raises(ValueError, match=rf"variant '{typed}': not a variant but a setting .*\({setting}"):
+            DAGMMDetector(variant=typed).fit(x)  # the study's other methods (had: only the list of variants)
     with pytest.raises(NotFittedError, match="not fitted"):
         DAGMMDetector().decision_function(x)
 
