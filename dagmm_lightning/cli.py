@@ -883,7 +883,7 @@ class DAGMMCLI(LightningCLI):
         # 5 minutes; the model refits its mixture before a checkpoint is written), and the best one when a
         # metric is monitored.
         parser.add_lightning_class_args(LastEpochCheckpoint, "checkpoint")
-        parser.set_defaults({"checkpoint.save_on_train_epoch_end": True, "checkpoint.save_last": True})
+        parser.set_defaults({"checkpoint.save_last": True})  # (save_on_train_epoch_end: LastEpochCheckpoint's own)
         parser.set_defaults({"model": {"class_path": "dagmm_lightning.models.DAGMM"}})  # a checkpoint may name another
 
     def instantiate_classes(self) -> None:

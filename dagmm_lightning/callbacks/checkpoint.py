@@ -12,7 +12,8 @@ class LastEpochCheckpoint(ModelCheckpoint):
     """Checkpoints: last.ckpt as the fit ends, and while it runs at most every 5 minutes.
 
     Lightning's ``ModelCheckpoint`` whose ``last.ckpt`` holds the fit as it ends, and while it runs an
-    epoch's end or a validation within an epoch (any validation with ``save_on_train_epoch_end=False``) at most every
+    epoch's end or a validation within an epoch (any validation where it saves at validations: with
+    ``save_on_train_epoch_end=False``, or a monitor and no validation every epoch) at most every
     ``LAST_EVERY_SECONDS``: an interrupted or failed fit goes on from there. Since Lightning 2.6
     ``save_last`` writes only beside a top-k checkpoint of the same step: with ``save_top_k=0`` (what the
     CLI sets where nothing is monitored) an interrupted fit left none, and with a monitor last.ckpt stayed
@@ -32,6 +33,14 @@ class LastEpochCheckpoint(ModelCheckpoint):
             filename = re.sub(r"\{[^}:]*", lambda field: field.group(0).replace("/", "_"), filename)
         metrics = {name.replace("/", "_"): value for name, value in metrics.items()}
         return super()._format_checkpoint_name(filename, metrics, prefix, auto_insert_metric_name)
+
+    def _should_save_on_train_epoch_end(self, trainer) -> bool:
+        # not given (None): at each epoch's end where nothing is monitored; with a monitor, Lightning's rule
+        # (at a validation's end unless one ends every epoch: had, at an epoch's end without one, Lightning's
+        # "could not find the monitored key" at the first step under a schedule of steps)
+        if self._save_on_train_epoch_end is None and self.monitor is None:
+            return True
+        return super()._should_save_on_train_epoch_end(trainer)
 
     def on_train_start(self, trainer, pl_module) -> None:
         super().on_train_start(trainer, pl_module)

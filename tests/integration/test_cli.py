@@ -980,6 +980,27 @@ def test_a_metric_that_needs_labels_monitored_on_a_table_without_them_is_refused
             run(args, tmp_path / monitor[4:])  # logged without labels
 
 
+def test_a_monitored_checkpoint_waits_for_the_validations_without_being_told_to(tmp_path):
+    # (a user trial: without --checkpoint.save_on_train_epoch_end false, Lightning's "could not find the
+    # monitored key" at the first epoch's end, before any validation had logged it)
+    args = ["fit", "--config", "configs/quickstart.yaml", "--trainer.max_epochs", "4"]
+    args += [
+        "--trainer.check_val_every_n_epoch",
+        "2",
+        "--checkpoint.monitor",
+        "val/roc_auc",
+        "--checkpoint.mode",
+        "max",
+    ]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fitted = run(args, tmp_path)
+    assert not [w for w in caught if "could not find the monitored key" in str(w.message)]
+    best = Path(fitted.trainer.checkpoint_callback.best_model_path)
+    assert best.name in ("epoch=1-step=4.ckpt", "epoch=3-step=8.ckpt")  # at a validation's end
+    assert (best.parent / "last.ckpt").is_file()
+
+
 def test_the_fit_summary_says_what_became_of_each_column(tmp_path, caplog):
     # (a user trial: only 'networks sized from ... of 16 features'; the one-hot encoding and the missing-value
     # category were found only in the checkpoint)
