@@ -38,7 +38,7 @@ from sklearn.utils.validation import check_is_fitted
 from dagmm_lightning.callbacks import ProgressReport
 from dagmm_lightning.data import AnomalyDataModule, RawTable, Splits, TablePreprocessor
 from dagmm_lightning.data.datamodule import TABLE
-from dagmm_lightning.data.tables import MISSING_TEXT, infer_symbolic_columns, label_like_columns
+from dagmm_lightning.data.tables import MISSING_TEXT, TRUTH_AS_NUMBER, infer_symbolic_columns, label_like_columns
 from dagmm_lightning.errors import (
     ConfigurationError,
     DAGMMError,
@@ -410,6 +410,8 @@ class DAGMMDetector(BaseEstimator):
             raise DataError(f"y must be one label per row (1-D), got shape {shape}")
         raw = pd.Series(np.asarray(y).ravel())
         raw = raw.mask(raw.map(lambda v: isinstance(v, str) and v.strip() in MISSING_TEXT))  # '', 'NA': unknown
+        # 'true' / 'false' in any case as 1 / 0, as a label column of a table file is read (had: refused)
+        raw = raw.map(lambda v: TRUTH_AS_NUMBER.get(v.strip().lower(), v) if isinstance(v, str) else v)
         y = pd.to_numeric(raw, errors="coerce")
         kept = [-1, 0] if self._kind == "pu" else [-1, 0, 1]
         other = sorted({str(v) for v in raw[raw.notna() & ~y.isin(kept)]})

@@ -569,6 +569,9 @@ def test_label_aware_variants_fit():
     x, y = blobs(1)
     mixed = DAGMMDetector(variant="mixed_loss", epochs=5, random_state=0).fit(x, y)
     assert np.isfinite(mixed.decision_scores_).all()
+    worded = np.where(y == 1, " TRUE", "false").astype(object)  # as a table file's label column is read
+    same = DAGMMDetector(variant="mixed_loss", epochs=5, random_state=0).fit(x, worded)  # had: refused
+    np.testing.assert_array_equal(same.decision_scores_, mixed.decision_scores_)
     pu_labels = np.where((y == 0) & (np.arange(len(y)) % 2 == 0), 0, -1)  # half the normal rows labelled
     pu = DAGMMDetector(variant="pu", epochs=5, random_state=0).fit(x, pu_labels)
     assert pu.threshold_ == pytest.approx(1 - float(pu.model_.model.c) / 2)
