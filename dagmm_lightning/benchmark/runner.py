@@ -38,8 +38,10 @@ import os
 import signal
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -155,7 +157,9 @@ def _cli_args(job: Job) -> list[str]:
     else:  # keep the checkpoint of the best validation (val rows only; test rows are never looked at)
         args += ["--trainer.check_val_every_n_epoch", str(job.val_every), "--checkpoint.dirpath", job.checkpoint_dir]
         args += f"--checkpoint.save_top_k 1 --checkpoint.mode max --checkpoint.monitor val/{job.select_on}".split()
-        args += ["--checkpoint.save_on_train_epoch_end", "false"]
+        # (validations at epochs' ends: a config's own schedule of steps, improved.yaml's 1,000, had been
+        # refused by Lightning on a table of fewer batches an epoch)
+        args += ["--checkpoint.save_on_train_epoch_end", "false", "--trainer.val_check_interval", "null"]
     quiet = "--trainer.logger false --trainer.enable_progress_bar false --trainer.enable_model_summary false"
     quiet += " --checkpoint.save_last false"  # no last.ckpt left under logs/
     return args + quiet.split() + list(job.extra)
@@ -491,15 +495,43 @@ def _stop_workers(pool: ProcessPoolExecutor) -> None:
     pool.shutdown(wait=True, cancel_futures=True)
 
 
+TERMINATED = threading.Event()  # set by sigterm_as_interrupt's handler: this benchmark got SIGTERM
+
+
+@contextmanager
+def sigterm_as_interrupt():
+    """SIGTERM (a scheduler's stop, `timeout`) ends a benchmark as Ctrl-C does: its runs under way stopped,
+    the finished runs' report written, exit 143 (had: the process died at once, the grid's workers trained
+    on, orphaned, and no report was written)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def stop(signum, frame):
+        if TERMINATED.is_set():  # (a second one while the runs stop)
+            return
+        TERMINATED.set()
+        raise KeyboardInterrupt
+
+    TERMINATED.clear()
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _end_interrupted(csv_path: Path, write) -> None:
-    """After Ctrl-C: the finished runs' report (``write``), how to go on, exit code 130."""
+    """After Ctrl-C or SIGTERM: the finished runs' report (``write``), how to go on, exit code 130 or 143."""
+    how = "stopped by SIGTERM" if TERMINATED.is_set() else "interrupted"
     if read_rows(csv_path):
         write(csv_path)
         reports = f"{csv_path.with_suffix('.md')} and {csv_path.with_suffix('.png')}"
-        print(f"\ninterrupted: wrote {reports} of the runs so far; the command resumes")
+        print(f"\n{how}: wrote {reports} of the runs so far; the command resumes")
     else:
-        print("\ninterrupted before a run ended: nothing written; the command starts again")
-    raise SystemExit(130) from None
+        print(f"\n{how} before a run ended: nothing written; the command starts again")
+    raise SystemExit(128 + (signal.SIGTERM if TERMINATED.is_set() else signal.SIGINT)) from None
 
 
 def _start_worker() -> None:
@@ -527,12 +559,32 @@ def build_parser() -> OneLineErrorParser:
 
 
 def main(argv: list[str] | None = None) -> None:
+    with sigterm_as_interrupt():
+        _main(argv)
+
+
+def _main(argv: list[str] | None) -> None:
     sys.stdout.reconfigure(line_buffering=True)  # progress lines reach a log file as they come
     parser = build_parser()
     args = parser.parse_args(argv)
     for name in ("jobs", "threads"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
+    modes = [flag for flag in ("--configs", "--suite", "--report", "--matrix") if getattr(args, flag[2:])]
+    if len(modes) > 1:  # (had: all but one ignored without a word)
+        parser.error(
+            f"{' and '.join(modes)}: one at a time (--configs or --suite runs; --report rewrites results files' "
+            "reports; --matrix combines results files)"
+        )
+    typed = {token.split("=", 1)[0] for token in (sys.argv[1:] if argv is None else argv)}  # (no abbreviations)
+    if args.report or args.matrix:
+        run_only = [*CONFIGS_ONLY, "--seeds", "--threads", "--tag", "--detector", "--tables", "--suite-protocol"]
+        given = [flag for flag in run_only if flag in typed]
+        if given:
+            parser.error(
+                f"{', '.join(given)}: for --configs and --suite runs; --{'report' if args.report else 'matrix'} "
+                "reads the results files as they are"
+            )
     missing = [p for p in (args.report or []) + (args.matrix or []) if not Path(p).is_file()]
     if missing:
         csv = [f"{p}.csv" for p in missing if Path(f"{p}.csv").is_file()]  # (the --out name given, without .csv)
@@ -561,7 +613,6 @@ def main(argv: list[str] | None = None) -> None:
     if args.suite:
         if args.out is None:
             parser.error("--suite needs --out")
-        typed = {token.split("=", 1)[0] for token in (sys.argv[1:] if argv is None else argv)}  # (no abbreviations)
         given = [  # (given at its default too: --protocol paper had run the suite's one-class split without a word)
             flag
             for flag, default in CONFIGS_ONLY.items()
@@ -621,7 +672,9 @@ def main(argv: list[str] | None = None) -> None:
                 args.threads,
                 args.suite_protocol or "one-class",
             )
-        except KeyboardInterrupt:  # (the report lists the tables not reached: its means say they cover k of n)
+        except (KeyboardInterrupt, SystemExit) as stop:  # (the report lists the tables not reached)
+            if isinstance(stop, SystemExit) and not TERMINATED.is_set():  # (the detector's fit ends on SIGTERM
+                raise  # with SystemExit 143: Lightning's stop)
             covered = suite_tables(Path(args.suite), only)
             _end_interrupted(csv_path, lambda path: write_suite_reports(path, covered))
         write_suite_reports(csv_path)
@@ -651,6 +704,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.matrix:
         if args.out is None:
             parser.error("--matrix needs --out")
+        twice = sorted({p for p in args.matrix if args.matrix.count(p) > 1})
+        if twice:  # (had: "seed 0 is twice in" the file)
+            parser.error(f"--matrix: {', '.join(twice)} given twice")
         out = out_path(args.out, ".md")
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(summarize_matrix([(Path(p), read_rows(Path(p))) for p in args.matrix]))
@@ -674,6 +730,11 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(f"--set {key}: the benchmark sets it per run; use {owned[key]}")
     if args.epochs is not None and args.epochs < 1:
         parser.error(f"--epochs must be at least 1, got {args.epochs}")
+    twice = sorted({c for c in args.configs if args.configs.count(c) > 1})
+    if twice:  # (had: run twice, each seed's rows counted twice in the means)
+        parser.error(f"--configs: {', '.join(twice)} given twice")
+    if "--val-every" in typed and args.select_on is None:
+        parser.error("--val-every: the epochs between validations of --select-on; without it, no run validates")
     for config in args.configs:
         check_model_config(Path(config), parser)
     problems = (config_file_problem(Path(data)) or data_config_problem(Path(data)) for data in args.data if data)
@@ -688,6 +749,12 @@ def main(argv: list[str] | None = None) -> None:
     if csv_path.is_file() and is_suite_file(csv_path):
         parser.error(f"--out {args.out}: {csv_path} holds --suite results; give another --out")
     rows_done = read_rows(csv_path)
+    protocols = sorted({r["protocol"] for r in rows_done} - {args.protocol})
+    if protocols:  # (--matrix refuses a file of two: its means would mix them)
+        parser.error(
+            f"--out {args.out}: {csv_path} holds runs of the {' and '.join(protocols)} protocol; a results file holds "
+            f"one protocol: give another --out for --protocol {args.protocol}"
+        )
     done = {(r["method"], r["configs"], r["protocol"], int(r["seed"])): r for r in rows_done}
     data_keys: dict[tuple, str] = {}
 
@@ -772,14 +839,15 @@ def main(argv: list[str] | None = None) -> None:
             )
             elapsed = f"{rows[0].get('seconds')} s; {(time.perf_counter() - started) / 60:.1f} min elapsed"
             name = job.method if job.train else f"{rows[0]['method']} (baselines added)"
-            print(f"[{i}/{len(jobs)}] {name} {' '.join(job.configs[1:])} seed {job.seed}: {summary} ({elapsed})")
+            run = " ".join([name, *job.configs[1:]])  # (a config alone: its own data set)
+            print(f"[{i}/{len(jobs)}] {run} seed {job.seed}: {summary} ({elapsed})")
     except BaseException as err:  # Ctrl-C, or a failed run: the runs under way stopped, not waited for
         handler = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not stop the clean-up
         try:
             _stop_workers(pool)
         finally:
             signal.signal(signal.SIGINT, handler)
-        if isinstance(err, KeyboardInterrupt):
+        if isinstance(err, KeyboardInterrupt) or TERMINATED.is_set():
             _end_interrupted(csv_path, write_reports)
         raise
     pool.shutdown()

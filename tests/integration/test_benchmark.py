@@ -90,6 +90,35 @@ def test_files_that_are_not_results_and_an_out_that_cannot_be_written_stop_befor
     assert (tmp_path / "new" / "m.md").is_file()
 
 
+def test_modes_and_options_that_play_no_part_are_refused_before_any_run(tmp_path, capsys):
+    # (a user trial: each had been ignored without a word, or run twice and counted twice in the means)
+    results = tmp_path / "results.csv"
+    results.write_text(",".join(["method", "dataset", "protocol", "seed"]) + "\n")
+    config, out = str(ROOT / "configs/quickstart.yaml"), str(tmp_path / "m")
+    for args, message in [
+        (["--matrix", str(results), "--configs", config, "--out", out], r"^--configs and --matrix: one at a time"),
+        (["--report", str(results), "--matrix", str(results), "--out", out], r"^--report and --matrix: one at a"),
+        (["--matrix", str(results), "--suite", str(tmp_path), "--out", out], r"^--suite and --matrix: one at a time"),
+        (["--matrix", str(results), "--seeds", "0-9", "--baselines", "--out", out], r"^--baselines, --seeds: for "),
+        (["--report", str(results), "--epochs", "3"], r"^--epochs: for --configs and --suite runs; --report reads"),
+        (["--matrix", str(results), str(results), "--out", out], r"^--matrix: .*results.csv given twice$"),
+        (["--configs", config, config, "--out", out], r"^--configs: .*quickstart.yaml given twice$"),
+        (["--configs", config, "--val-every", "2", "--out", out], r"^--val-every: the epochs between validations"),
+    ]:
+        with pytest.raises(SystemExit):
+            main(args)
+        err = next(line for line in capsys.readouterr().err.splitlines() if "error: " in line)
+        assert re.search(message, err.split("error: ", 1)[1]), err
+    assert not list(tmp_path.glob("m*"))
+    grid = tmp_path / "grid"
+    _write(
+        grid.with_suffix(".csv"), [{**_row("quickstart", "breast_cancer", 0, "0.5"), "protocol": "reimplementation"}]
+    )
+    with pytest.raises(SystemExit):  # (had: added, and --matrix then refused the file)
+        main(quick_run(grid))
+    assert "holds runs of the reimplementation protocol; a results file holds one protocol" in capsys.readouterr().err
+
+
 def test_a_wrong_detector_setting_stops_the_suite_before_any_row(tmp_path):
     rng = np.random.default_rng(0)
     (tmp_path / "suite").mkdir()
@@ -458,7 +487,20 @@ def test_select_on_without_a_validation_tests_the_last_epoch(tmp_path, capfd):
     with out.with_suffix(".csv").open() as f:
         (row,) = list(csv.DictReader(f))
     assert row["status"] == "ok" and row["selected_epoch"] == ""
-    assert "no validation before the last epoch" in capfd.readouterr().out
+    printed = capfd.readouterr().out
+    assert "no validation before the last epoch" in printed
+    assert "[1/1] quickstart seed 0: F1@rho " in printed  # a config alone (had: 'quickstart  seed 0')
+
+
+def test_select_on_a_config_that_validates_every_thousand_steps_validates_at_the_epochs_ends(tmp_path):
+    # improved.yaml's val_check_interval 1000 had stayed beside --val-every: Lightning refused it on a table of
+    # fewer batches an epoch, a traceback after the grid's other runs
+    out = tmp_path / "improved"
+    args = ["--configs", str(ROOT / "configs/improved.yaml"), "--seeds", "0", "--epochs", "2", "--out", str(out)]
+    main([*args, "--set", "data.dataset=breast_cancer", "--select-on", "roc_auc", "--val-every", "1"])
+    with out.with_suffix(".csv").open() as f:
+        (row,) = list(csv.DictReader(f))
+    assert row["status"] == "ok" and row["selected_epoch"] in ("1", "2")
 
 
 def test_reports_of_missing_results_files_are_refused(tmp_path):
@@ -523,6 +565,37 @@ def test_an_interrupted_grid_stops_its_workers_reports_its_rows_and_exits_130(tm
     assert workers and all(p.exitcode == -signal.SIGKILL for p in workers)  # killed, not waited for (SIGTERM: a
     # worker within trainer.fit stops after the batch, then runs the run queued for it)
     assert signal.getsignal(signal.SIGINT) is caller_handler  # the caller's Ctrl-C handling, given back
+
+
+def test_a_grid_stopped_by_sigterm_stops_its_workers_and_exits_143(tmp_path):
+    # had: the command died at once (exit 143 without a word), its worker trained on, orphaned
+    import subprocess
+    import sys
+    import time
+    from contextlib import suppress
+
+    out = tmp_path / "grid"
+    command = [sys.executable, "-m", "dagmm_lightning", "benchmark", *quick_run(out, "--epochs", "100000")]
+    grid = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+    try:
+        deadline, workers = time.monotonic() + 60, []
+        while not workers and time.monotonic() < deadline:  # a run under way in the pool's worker
+            listed = subprocess.run(["ps", "-o", "pid=", "--ppid", str(grid.pid)], capture_output=True, text=True)
+            workers = [int(pid) for pid in listed.stdout.split()]
+            time.sleep(0.5)
+        assert workers, "no worker started"
+        time.sleep(3)  # (into its training)
+        os.kill(grid.pid, signal.SIGTERM)  # to the command alone, as a scheduler may
+        said, _ = grid.communicate(timeout=60)
+    finally:
+        with suppress(ProcessLookupError):
+            os.killpg(grid.pid, signal.SIGKILL)
+    assert grid.returncode == 128 + signal.SIGTERM, said[-2000:]
+    assert "stopped by SIGTERM before a run ended: nothing written; the command starts again" in said
+    left = subprocess.run(["ps", "-o", "pid=,stat=", "-p", ",".join(map(str, workers))], capture_output=True, text=True)
+    assert [line for line in left.stdout.splitlines() if not line.split()[1].startswith("Z")] == []
 
 
 def test_own_tables_are_told_apart_by_their_file_names(tmp_path, capfd):

@@ -3,6 +3,7 @@
 import csv
 import json
 import re
+import signal
 
 import joblib
 import numpy as np
@@ -347,6 +348,19 @@ def test_random_state_is_refused_and_an_interrupted_suite_reports_its_rows(tmp_p
     assert stopped.value.code == 130 and "the command resumes" in capsys.readouterr().out
     table = out.with_suffix(".md").read_text()
     assert "| 1_a | 0." in table and len(suite.read_rows(out.with_suffix(".csv"))) == 5
+
+    def stopped_in_its_fit(settings, x_train, x_test, seed, threads):  # SIGTERM within the detector's fit,
+        try:  # which Lightning's handler (run before the one set beside it) turns into the fit's SystemExit 143
+            signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)
+        except KeyboardInterrupt:
+            raise SystemExit(128 + signal.SIGTERM) from None
+
+    monkeypatch.setattr(suite, "detector_scores", stopped_in_its_fit)
+    callers = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit) as stopped:  # had: ended at once, no report
+        main(["--suite", str(folder), "--seeds", "0", "--out", str(out)])
+    assert stopped.value.code == 143 and "stopped by SIGTERM: wrote " in capsys.readouterr().out
+    assert signal.getsignal(signal.SIGTERM) is callers  # given back
     assert "| 2_b | not run | not run |" in table  # the table not reached (had: left out of the report, and
     assert "| **mean** (1 of 2 tables) |" in table  # the means read as if over every table)
 
