@@ -257,18 +257,35 @@ def option_values(args: list[str], *options: str) -> list[str]:
 def config_files(args: list[str], options: tuple[str, ...] = ("--config", "--data")) -> list[Path]:
     """The files a command line reads as configs through ``options`` (values that name a file, not inline
     YAML), in order, each followed by the files it includes under ``config:`` (relative to it); each once."""
+    return [path for path, _ in config_files_and_includers(args, options)]
+
+
+def config_files_and_includers(args: list[str], options: tuple[str, ...]) -> list[tuple[Path, Path | None]]:
+    """``config_files``, each with the file whose ``config:`` includes it (None: named on the command line)."""
     named = [v for v in option_values(args, *options) if Path(v).exists() or re.fullmatch(CONFIG_FILE_NAME, v)]
-    files: list[Path] = []
-    pending = [Path(v) for v in named]
+    files: list[tuple[Path, Path | None]] = []
+    pending: list[tuple[Path, Path | None]] = [(Path(v), None) for v in named]
     while pending:
-        path = pending.pop(0)
-        if path.resolve() in {f.resolve() for f in files}:
+        path, includer = pending.pop(0)
+        if path.resolve() in {f.resolve() for f, _ in files}:
             continue
-        files.append(path)
+        files.append((path, includer))
         content = config_content(path)
         if content is not None and isinstance(content.get("config"), str):
-            pending.insert(0, path.parent / content["config"])
+            pending.insert(0, (path.parent / content["config"], path))
     return files
+
+
+def config_files_problem(args: list[str]) -> str | None:
+    """``config_file_problem`` of the first config file of ``args`` (or one they include) that has one."""
+    for path, includer in config_files_and_includers(args, ("--config", "--data")):
+        problem = config_file_problem(path)
+        if problem is not None and includer is not None:  # (a config copied away from the files it includes)
+            named = config_content(includer)["config"]
+            problem += f" (included by {includer}: its config: {named}, a path relative to that file's folder)"
+        if problem is not None:
+            return problem
+    return None
 
 
 MODEL_CLASSES = [name for name, c in vars(models).items() if isinstance(c, type) and issubclass(c, DAGMM)]
@@ -1011,8 +1028,12 @@ class DAGMMCLI(LightningCLI):
         # jsonargparse names neither the file nor the line of a config it cannot read (a binary one: a traceback)
         given = sys.argv[1:] if args is None else self._args
         PARSED_ARGS[:] = given
-        problem = next((p for p in map(config_file_problem, config_files(given)) if p is not None), None)
-        problem = problem or overridden_options(given) or whole_config_as_data(given) or checkpoint_print_config(given)
+        problem = (
+            config_files_problem(given)
+            or overridden_options(given)
+            or whole_config_as_data(given)
+            or checkpoint_print_config(given)
+        )
         problem = problem or competing_model_classes(given) or included_config_problem(given)
         problem = problem or config_before_its_method(given)
         if problem is not None:

@@ -740,7 +740,9 @@ def _main(argv: list[str] | None) -> None:
     problems = (config_file_problem(Path(data)) or data_config_problem(Path(data)) for data in args.data if data)
     problem = next((p for p in problems if p is not None), None)
     if problem is not None:
-        parser.error(f"--data: {problem}")
+        named = [Path("configs/data", f"{d}.yaml") for d in args.data if d and not Path(d).exists()]
+        near = [str(path) for path in named if path.is_file()]  # (--data thyroid: a data set's name)
+        parser.error(f"--data: {problem}" + (f" (did you mean {', '.join(near)}?)" if near else ""))
     threads = args.threads or max(1, (os.cpu_count() or 1) // max(args.jobs, 1))
     for config in args.configs:  # refused here, not in a worker (there: a long remote traceback)
         for data in args.data:

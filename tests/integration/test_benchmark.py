@@ -90,8 +90,9 @@ def test_files_that_are_not_results_and_an_out_that_cannot_be_written_stop_befor
     assert (tmp_path / "new" / "m.md").is_file()
 
 
-def test_modes_and_options_that_play_no_part_are_refused_before_any_run(tmp_path, capsys):
+def test_modes_and_options_that_play_no_part_are_refused_before_any_run(tmp_path, capsys, monkeypatch):
     # (a user trial: each had been ignored without a word, or run twice and counted twice in the means)
+    monkeypatch.chdir(ROOT)  # (--data thyroid: configs/data/thyroid.yaml is near it here)
     results = tmp_path / "results.csv"
     results.write_text(",".join(["method", "dataset", "protocol", "seed"]) + "\n")
     config, out = str(ROOT / "configs/quickstart.yaml"), str(tmp_path / "m")
@@ -104,6 +105,7 @@ def test_modes_and_options_that_play_no_part_are_refused_before_any_run(tmp_path
         (["--matrix", str(results), str(results), "--out", out], r"^--matrix: .*results.csv given twice$"),
         (["--configs", config, config, "--out", out], r"^--configs: .*quickstart.yaml given twice$"),
         (["--configs", config, "--val-every", "2", "--out", out], r"^--val-every: the epochs between validations"),
+        (["--configs", config, "--data", "thyroid", "--out", out], r"thyroid \(did you mean configs/data/thyroid.yaml"),
     ]:
         with pytest.raises(SystemExit):
             main(args)

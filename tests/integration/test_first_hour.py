@@ -1061,6 +1061,12 @@ def test_a_missing_config_names_what_its_folder_holds(tmp_path, capsys, monkeypa
     with pytest.raises(SystemExit):
         main(["fit", "--config", "configs/laplacian.yaml"])  # (had: lmm.yaml in the list, unexplained)
     assert "vqvae.yaml; lmm.yaml: the Laplacian mixture)" in capsys.readouterr().err
+    copied = tmp_path / "vae.yaml"  # a config copied away from the one it includes (had: the path alone)
+    copied.write_text((ROOT / "configs/vae.yaml").read_text())
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", str(copied)])
+    said = f"no such config file: {tmp_path / 'paper/kddcup99.yaml'} (included by {copied}: its config: paper/kdd"
+    assert said in capsys.readouterr().err
     monkeypatch.chdir(tmp_path)  # elsewhere, as a user of an installed package: no configs/ here
     with pytest.raises(SystemExit):
         main(["fit", "--config", "configs/quickstart.yaml"])
