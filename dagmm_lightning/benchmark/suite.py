@@ -299,12 +299,6 @@ def run_suite(
     except ConfigurationError as err:
         raise ConfigurationError(f"--detector: {err}") from None
     timed = sorted({r["threads"] for r in rows if r["method"] == method and r.get("threads")} - {str(used)})
-    if timed:  # (the ROC AUC hardly moves; the seconds do)
-        unit = "thread" if timed == ["1"] else "threads"
-        print(
-            f"({csv_path}'s {method} rows were timed with {', '.join(timed)} {unit}, these with {used}: its seconds "
-            "per seed will mix them)"
-        )
     if csv_path.is_file():  # written before the hashes, the protocol or the resolved column: those added
         add_columns(csv_path, SUITE_FIELDS)  # (old rows blank there: unchecked, one-class)
     done = {(r["table"], int(r["seed"]), r["method"]) for r in rows}
@@ -317,6 +311,12 @@ def run_suite(
         if path.stem not in fingerprints:
             fingerprints[path.stem] = table_fingerprint(*read_table(path))
     print(f"{to_do} run{'' if to_do == 1 else 's'} to do, {len(runs) - to_do} already in {csv_path}", flush=True)
+    if timed and any(run not in done for run in runs if run[2] == method):  # (the ROC AUC hardly moves; the
+        unit = "thread" if timed == ["1"] else "threads"  # seconds do; had: said with no run to do too)
+        print(
+            f"({csv_path}'s {method} rows were timed with {', '.join(timed)} {unit}, these with {used}: its seconds "
+            "per seed will mix them)"
+        )
     for path in pending:
         x, y = read_table(path)
         if len(x) > MAX_ROWS:  # (the protocol's rule: said, as the README's protocol says)

@@ -105,6 +105,9 @@ def test_suite_runs_every_table_and_method_resumably(tmp_path, capsys, monkeypat
     assert "dagmm_detector rows were timed with 3 threads, these with 1: its seconds per seed will mix" in printed
     threads = {r["table"]: r["threads"] for r in suite.read_rows(out.with_suffix(".csv")) if r["threads"]}
     assert threads == {"1_toy": "3", "2_toy": "1"}  # (had: not recorded)
+    main([*args, "--threads", "2"])  # nothing to do: nothing timed (had: warned of mixing all the same)
+    printed = capsys.readouterr().out
+    assert "0 runs to do, 10 already in" in printed and "timed with" not in printed
     with out.with_suffix(".csv").open() as f:
         rows = list(csv.DictReader(f))
     assert sorted({r["method"] for r in rows}) == sorted(["dagmm_detector", *suite.BASELINES])
