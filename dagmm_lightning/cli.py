@@ -1439,16 +1439,23 @@ class InterruptAtNextBatch(L.Callback):
         own_warnings_as_lines()  # a worker, a fresh interpreter: the command's warnings as its own lines there too
         self._connector = trainer._signal_connector  # (before Lightning registers its handlers)
         self._connector._sigterm_notifier_fn = self._on_sigterm
+        if self.fit_finished is not None and self.fit_finished.value:  # the validation after a finished fit
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # (the handler Lightning finds, and puts back)
         # test, predict: each worker stops after its batch, as before
         self._agreeing = stage == "fit" and trainer.world_size > 1 and torch.distributed.is_initialized()
 
-    def on_fit_end(self, trainer, pl_module) -> None:
+    def on_train_end(self, trainer, pl_module) -> None:
         if self.fit_finished is None:
             return
-        # from here SIGTERM changes nothing (the spawning process reads the result), also once Lightning
-        # has put back the handler it found (Python's default: this worker would end before its result)
+        # from here SIGTERM changes nothing (the spawning process reads the result), also once Lightning's
+        # teardown (before on_fit_end) has put back the handler it found: Python's default had ended this
+        # worker before its result, the spawning process on a traceback (a SIGTERM to the process group)
         self._connector._original_handlers[signal.SIGTERM] = signal.SIG_IGN
         self.fit_finished.value = 1
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        if self.fit_finished is not None:  # (where teardown came first and put back another handler)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
     def _on_sigterm(self, signum, frame) -> None:
         if self.fit_finished is not None and self.fit_finished.value:
@@ -1623,7 +1630,8 @@ def val_rows_lack_a_class(datamodule) -> str | None:
     if val.all() or not val.any():
         trained = datamodule.val_anomalies_trained()
         why = (
-            f"labelled_anomalies or train_contamination moved its {trained} into training"
+            f"labelled_anomalies or train_contamination moved its {trained} anomal{'y' if trained == 1 else 'ies'} "
+            "into training"
             if trained
             else "the data has too few anomalies to give val one"
         )

@@ -1274,7 +1274,7 @@ QS = ["--config", "configs/quickstart.yaml"]
                 "val/f1_rho",
             ],
             r"val/f1_rho: validation cannot log it, its 18 rows are all normal \(labelled_anomalies or "
-            r"train_contamination moved its 2 into training\); .* or leave the option out",
+            r"train_contamination moved its 2 anomalies into training\); .* or leave the option out",
         ),
         (
             ["fit", *QS, "--trainer.callbacks+=EarlyStopping", "--trainer.callbacks.monitor", "val/f1"],
