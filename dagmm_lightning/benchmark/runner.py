@@ -560,7 +560,13 @@ def build_parser() -> OneLineErrorParser:
 
 def main(argv: list[str] | None = None) -> None:
     with sigterm_as_interrupt():
-        _main(argv)
+        try:
+            _main(argv)
+        except KeyboardInterrupt:  # SIGTERM outside a run's loop (its setup, the reports): no report to write
+            if not TERMINATED.is_set():
+                raise
+            print("dagmm: stopped by SIGTERM", file=sys.stderr)
+            raise SystemExit(128 + signal.SIGTERM) from None
 
 
 def _main(argv: list[str] | None) -> None:
@@ -740,8 +746,9 @@ def _main(argv: list[str] | None) -> None:
     problems = (config_file_problem(Path(data)) or data_config_problem(Path(data)) for data in args.data if data)
     problem = next((p for p in problems if p is not None), None)
     if problem is not None:
-        named = [Path("configs/data", f"{d}.yaml") for d in args.data if d and not Path(d).exists()]
-        near = [str(path) for path in named if path.is_file()]  # (--data thyroid: a data set's name)
+        names = [Path(d).name for d in args.data if d and not Path(d).exists()]  # (--data thyroid: a data set's
+        named = [Path("configs/data", n if n.endswith(".yaml") else f"{n}.yaml") for n in names]  # name)
+        near = [str(path) for path in named if path.is_file()]
         parser.error(f"--data: {problem}" + (f" (did you mean {', '.join(near)}?)" if near else ""))
     threads = args.threads or max(1, (os.cpu_count() or 1) // max(args.jobs, 1))
     for config in args.configs:  # refused here, not in a worker (there: a long remote traceback)
@@ -751,12 +758,6 @@ def _main(argv: list[str] | None) -> None:
     if csv_path.is_file() and is_suite_file(csv_path):
         parser.error(f"--out {args.out}: {csv_path} holds --suite results; give another --out")
     rows_done = read_rows(csv_path)
-    protocols = sorted({r["protocol"] for r in rows_done} - {args.protocol})
-    if protocols:  # (--matrix refuses a file of two: its means would mix them)
-        parser.error(
-            f"--out {args.out}: {csv_path} holds runs of the {' and '.join(protocols)} protocol; a results file holds "
-            f"one protocol: give another --out for --protocol {args.protocol}"
-        )
     done = {(r["method"], r["configs"], r["protocol"], int(r["seed"])): r for r in rows_done}
     data_keys: dict[tuple, str] = {}
 
@@ -791,7 +792,14 @@ def _main(argv: list[str] | None) -> None:
         for data in args.data:
             configs = (config,) if data is None else (config, data)
             method = Job(configs, 0, args.protocol, None, (), False, False, 1, tag=args.tag).method
-            check_one_configs_per_method(csv_path, named, method, args.protocol, dataset_label(configs, extra), configs)
+            label = dataset_label(configs, extra)
+            check_one_configs_per_method(csv_path, named, method, args.protocol, label, configs)
+            protocols = sorted({r["protocol"] for r in rows_done if r.get("dataset") == label} - {args.protocol})
+            if protocols:  # (--matrix refuses a data set under two protocols in its files: it had been added)
+                raise ConfigurationError(
+                    f"{csv_path} holds {label} runs of the {' and '.join(protocols)} protocol; its runs of the "
+                    f"{args.protocol} protocol go in a results file of their own: give another --out"
+                )
             for seed in parse_seeds(args.seeds):
                 data_and_seed = (data_of(configs, extra), seed, args.protocol)
                 baselines = args.baselines and data_and_seed not in baselined  # once per data set and seed

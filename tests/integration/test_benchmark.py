@@ -106,6 +106,7 @@ def test_modes_and_options_that_play_no_part_are_refused_before_any_run(tmp_path
         (["--configs", config, config, "--out", out], r"^--configs: .*quickstart.yaml given twice$"),
         (["--configs", config, "--val-every", "2", "--out", out], r"^--val-every: the epochs between validations"),
         (["--configs", config, "--data", "thyroid", "--out", out], r"thyroid \(did you mean configs/data/thyroid.yaml"),
+        (["--configs", config, "--data", "kddcup99.yaml", "--out", out], r"\(did you mean configs/data/kddcup99.yaml"),
     ]:
         with pytest.raises(SystemExit):
             main(args)
@@ -113,12 +114,14 @@ def test_modes_and_options_that_play_no_part_are_refused_before_any_run(tmp_path
         assert re.search(message, err.split("error: ", 1)[1]), err
     assert not list(tmp_path.glob("m*"))
     grid = tmp_path / "grid"
-    _write(
-        grid.with_suffix(".csv"), [{**_row("quickstart", "breast_cancer", 0, "0.5"), "protocol": "reimplementation"}]
-    )
-    with pytest.raises(SystemExit):  # (had: added, and --matrix then refused the file)
-        main(quick_run(grid))
-    assert "holds runs of the reimplementation protocol; a results file holds one protocol" in capsys.readouterr().err
+    main([*quick_run(grid), "--protocol", "reimplementation"])
+    with pytest.raises(ValueError, match=r"holds breast_cancer runs of the reimplementation protocol; its runs of"):
+        main(quick_run(grid))  # (had: added, and --matrix then refused the file)
+    main([*quick_run(grid), "--set", "data.dataset=thyroid", "--epochs", "1"])  # another data set: its own protocol
+    assert {(r["dataset"], r["protocol"]) for r in read_rows(grid.with_suffix(".csv"))} == {
+        ("breast_cancer", "reimplementation"),
+        ("thyroid", "paper"),
+    }
 
 
 def test_a_wrong_detector_setting_stops_the_suite_before_any_row(tmp_path):
@@ -584,8 +587,10 @@ def test_a_grid_stopped_by_sigterm_stops_its_workers_and_exits_143(tmp_path):
     try:
         deadline, workers = time.monotonic() + 60, []
         while not workers and time.monotonic() < deadline:  # a run under way in the pool's worker
-            listed = subprocess.run(["ps", "-o", "pid=", "--ppid", str(grid.pid)], capture_output=True, text=True)
-            workers = [int(pid) for pid in listed.stdout.split()]
+            listed = subprocess.run(
+                ["ps", "-ww", "-o", "pid=,args=", "--ppid", str(grid.pid)], capture_output=True, text=True
+            )
+            workers = [int(line.split()[0]) for line in listed.stdout.splitlines() if "spawn_main" in line]
             time.sleep(0.5)
         assert workers, "no worker started"
         time.sleep(3)  # (into its training)
@@ -598,6 +603,21 @@ def test_a_grid_stopped_by_sigterm_stops_its_workers_and_exits_143(tmp_path):
     assert "stopped by SIGTERM before a run ended: nothing written; the command starts again" in said
     left = subprocess.run(["ps", "-o", "pid=,stat=", "-p", ",".join(map(str, workers))], capture_output=True, text=True)
     assert [line for line in left.stdout.splitlines() if not line.split()[1].startswith("Z")] == []
+
+
+def test_sigterm_outside_the_runs_ends_the_benchmark_with_143(monkeypatch, capsys):
+    import time
+
+    def setting_up(argv):  # e.g. while the configs are parsed, before any run
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+
+    monkeypatch.setattr(runner, "_main", setting_up)
+    callers = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit) as stopped:
+        main([])
+    assert stopped.value.code == 143  # had: KeyboardInterrupt's 130 and "dagmm: interrupted"
+    assert capsys.readouterr().err == "dagmm: stopped by SIGTERM\n" and signal.getsignal(signal.SIGTERM) is callers
 
 
 def test_own_tables_are_told_apart_by_their_file_names(tmp_path, capfd):
