@@ -226,8 +226,9 @@ def check_grid_rows(csv_path: Path, rows: list[dict], job: Job, resolved: str) -
     changed, one_sided = changed_settings({r["resolved"] for r in own if r.get("resolved")}, resolved)
     if changed:
         raise ConfigurationError(
-            f"{csv_path} holds {name} runs whose configs resolved to other settings than now, the configs' or "
-            f"the defaults' (or, model_source, a variant's code) ({changed}); give another --out, or --tag"
+            f"{csv_path} holds {name} runs whose configs resolved to other settings than now, the configs', "
+            "the defaults' or what this version of dagmm benchmark sets (or, model_source, a variant's code) "
+            f"({changed}); give another --out, or --tag"
         )
     if one_sided:
         print(f"({csv_path}'s {name} runs and this version name different settings: {one_sided})", flush=True)

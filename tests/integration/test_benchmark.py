@@ -670,8 +670,9 @@ def test_a_grid_resumes_only_at_the_settings_its_configs_resolved_to(tmp_path, c
     for seeds in ("0", "1"):  # the same seed (had: 0 runs to do, the old row kept), or a new one (had: ran beside it)
         with pytest.raises(
             ValueError,
-            match=r"mine runs whose configs resolved to other settings than now, the configs' or the defaults' "
-            r"\(or, model_source, a variant's code\) \(model.init_args.lr 0.001 there, 0.002 now\)",
+            match=r"mine runs whose configs resolved to other settings than now, the configs', the defaults' or "
+            r"what this version of dagmm benchmark sets \(or, model_source, a variant's code\) "
+            r"\(model.init_args.lr 0.001 there, 0.002 now\)",
         ):
             main([*args[:3], seeds, *args[4:]])
     config.write_text(config.read_text().replace("lr: 0.002", "lr: 0.001"))
