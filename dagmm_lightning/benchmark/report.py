@@ -235,6 +235,7 @@ def summarize_matrix(sources: list[tuple[Path, list[dict]]]) -> str:
     cells: dict[tuple[str, str], list[float]] = {}
     seen: dict[tuple[str, str, str, str], tuple[Path, dict]] = {}
     protocol_of: dict[str, str] = {}
+    seeds_of: dict[str, dict[str, set[int]]] = {}  # data set -> method -> seeds
     notes = []
     for path, rows in sources:
         ok = [r for r in told_apart(rows) if _ok(r, "f1_rho")]
@@ -259,6 +260,7 @@ def summarize_matrix(sources: list[tuple[Path, list[dict]]]) -> str:
                     "averages runs of one; give --matrix the results of one protocol"
                 )
             cells.setdefault((r["method"], r["dataset"]), []).append(float(r["f1_rho"]))
+            seeds_of.setdefault(r["dataset"], {}).setdefault(r["method"], set()).add(int(r["seed"]))
             if r.get("c") not in (None, "") and r.get("f1_threshold") not in (None, ""):
                 # the positive-unlabeled method's own decision: anomaly iff h < c / 2, no rho involved
                 cells.setdefault((r["method"] + " (c/2 rule)", r["dataset"]), []).append(float(r["f1_threshold"]))
@@ -280,12 +282,28 @@ def summarize_matrix(sources: list[tuple[Path, list[dict]]]) -> str:
             text = "" if values is None else _stats(values, digits=3)
             row.append(f"**{text}**" if values is not None and best[d] == method else text)
         lines.append([method, *row])
+    for d in datasets:  # (had: a method's mean over seeds 0-4 beside a baseline's over 0-2, unsaid)
+        if len({frozenset(s) for s in seeds_of[d].values()}) > 1:
+            runs = "; ".join(f"{m} {seed_ranges(s)}" for m, s in sorted(seeds_of[d].items()))
+            notes.append(f"- {d}: the methods ran on different seeds, so their means average other splits ({runs})")
     return (
         markdown_table(["method", *datasets], lines)
         + "\nF1 at each data set's rho on the test rows, mean ± std over seeds; sources:\n\n"
         + "\n".join(notes)
         + "\n"
     )
+
+
+def seed_ranges(seeds: set[int]) -> str:
+    """``{0, 1, 2, 4}`` as ``seeds 0-2, 4`` (``seed 3`` for one)."""
+    ordered, spans = sorted(seeds), []
+    for seed in ordered:
+        if spans and seed == spans[-1][1] + 1:
+            spans[-1][1] = seed
+        else:
+            spans.append([seed, seed])
+    text = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
+    return f"seed{'s' if len(ordered) > 1 else ''} {text}"
 
 
 def plot(rows: list[dict], path: Path) -> None:

@@ -364,6 +364,19 @@ def test_matrix_of_methods_by_data_sets_from_several_results_files(tmp_path):
     text = "\n".join(lines)
     assert f"`{a}`: thyroid; paper protocol; 10 epochs, last epoch" in text
     assert f"`{b}`: kddcup99; paper protocol; 10 epochs, checkpoint chosen on validation" in text
+    assert "different seeds" not in text
+    # seeds added to one method only (a grid rerun without --baselines): said under the table (had: unsaid)
+    _write(b, [_row("dagmm", "thyroid", s, "0.5") for s in (2, 3, 5)])
+    main(["--matrix", str(a), str(b), "--out", str(out)])
+    assert "| dagmm | 0.420 ± 0.130 |" in out.with_suffix(".md").read_text().splitlines()
+    assert (
+        out.with_suffix(".md")
+        .read_text()
+        .endswith(
+            "- thyroid: the methods ran on different seeds, so their means average other splits (dagmm seeds 0-3, 5; "
+            "isolation_forest seeds 0-1)\n"
+        )
+    )
     _write(b, [_row("dagmm", "thyroid", 1, "0.5")])  # the same run in two files
     with pytest.raises(ValueError, match=r"dagmm on thyroid \(paper protocol\) seed 1 is in both"):
         main(["--matrix", str(a), str(b), "--out", str(out)])
