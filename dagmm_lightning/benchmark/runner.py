@@ -658,6 +658,8 @@ def _main(argv: list[str] | None) -> None:
             raise ConfigurationError(f"--detector: {unknown} are not DAGMMDetector settings{hint}; see its docstring")
         if "random_state" in settings:  # each seed's run takes the seed: one fixed state would repeat one run
             parser.error("--detector: random_state is each run's seed; give the seeds with --seeds")
+        if args.threads is not None and settings.get("n_jobs") is not None:  # (had: n_jobs taken, unsaid)
+            parser.error("--threads and --detector's n_jobs both set the detector's threads: give one")
         try:
             kind = DAGMMDetector(**settings)._kind  # (the variant's name, or pu / dagmm for a class)
         except ConfigurationError as err:  # (a dotted path that does not import)
