@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import bz2
 import glob
+import gzip
 import os
 import secrets
 import time
@@ -21,8 +23,22 @@ from dagmm_lightning.data.tables import EXACT_CSV_FLOATS
 from dagmm_lightning.errors import DataError, make_folder_of, warn
 from dagmm_lightning.scoring import flagged_far_above
 
-OTHER_FORMATS = (".parquet", ".pq", ".npz", ".npy", ".json", ".xlsx", ".xls", ".feather", ".pkl", ".pickle")
+#: the predictions' file names, by how the CSV is compressed (those the table readers read)
+COMPRESSION_OF = {".csv": None, ".csv.gz": "gzip", ".csv.bz2": "bz2"}
 COLUMNS = {"index": torch.long, "score": torch.float64, "prediction": torch.long, "label": torch.long}
+
+
+def compression_of(path: Path) -> str | None:
+    """How the predictions' file ``path`` is compressed, by its name (``COMPRESSION_OF``); other names are
+    refused (had: plain CSV written under a .csv.gz, .zip or .parquet name)."""
+    name = path.name.lower()
+    for ending, compression in COMPRESSION_OF.items():
+        if name.endswith(ending):
+            return compression
+    raise DataError(
+        f"--prediction_writer.output_path {path}: the predictions are CSV; name a .csv file (.csv.gz or .csv.bz2 "
+        "to compress it), or a folder (ending in /) for predictions.csv in it"
+    )
 
 
 def flagged_far_above_message(share: float | None, rows: int, flagged: int) -> str | None:
@@ -67,6 +83,7 @@ class PredictionCSVWriter(BasePredictionWriter):
         self.rows_written = 0
         self.rows_flagged = 0  # prediction 1
         self._part = None
+        self._compression: str | None = None
         self._token = ""
 
     def _part_path(self, trainer, rank: int | None) -> Path:
@@ -84,8 +101,7 @@ class PredictionCSVWriter(BasePredictionWriter):
 
     def on_predict_start(self, trainer, pl_module) -> None:
         self.written_to = self.target(trainer)
-        if self.written_to.suffix.lower() in OTHER_FORMATS:
-            raise DataError(f"--prediction_writer.output_path {self.written_to}: the predictions are CSV; name a .csv")
+        self._compression = compression_of(self.written_to)
         source = getattr(trainer.datamodule, "predict_file", None)
         if source is not None and Path(source).resolve() == self.written_to.resolve():
             raise DataError(f"--prediction_writer.output_path {self.written_to} is the file being scored; name another")
@@ -107,7 +123,8 @@ class PredictionCSVWriter(BasePredictionWriter):
             )
         part = self._part_path(trainer, trainer.global_rank)
         try:
-            self._part = open(part, "w", newline="")  # noqa: SIM115
+            opener = {None: open, "gzip": gzip.open, "bz2": bz2.open}[self._compression]
+            self._part = opener(part, "wt", newline="")
         except OSError as err:  # a folder one cannot write to (permissions, /proc, a read-only disk)
             why = err.strerror or str(err)
             raise DataError(f"cannot write {self.written_to} (tried {part.name} beside it): {why}") from None
@@ -186,10 +203,10 @@ class PredictionCSVWriter(BasePredictionWriter):
             # a rank without rows of its own scored a padding row again: each row id once
             # (kept columns as text, "007" not 7; scores to the last digit)
             read = dict(dtype=dict.fromkeys(kept, str), keep_default_na=not kept, **EXACT_CSV_FLOATS)
-            frames = (pd.read_csv(part, **read) for part in parts)
+            frames = (pd.read_csv(part, compression=self._compression, **read) for part in parts)
             frame = pd.concat(frames).drop_duplicates("index").sort_values("index", kind="stable")
             joined = self._part_path(trainer, None)
-            frame.to_csv(joined, index=False)
+            frame.to_csv(joined, index=False, compression=self._compression)
             joined.replace(self.written_to)
             self.rows_written, self.rows_flagged = len(frame), int(frame["prediction"].sum())
             for part in parts:

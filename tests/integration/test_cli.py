@@ -547,6 +547,16 @@ def test_data_sized_model_keeps_its_sizes_and_em_refined_fit_in_the_checkpoint(t
     new_folder = f"{tmp_path / 'new'}/"  # a name ending in /: a folder made for it (had: a file named 'new')
     run(["predict", "--ckpt_path", str(ckpt), "--prediction_writer.output_path", new_folder], tmp_path)
     pd.testing.assert_frame_equal(read_csv(tmp_path / "new/predictions.csv"), read_csv(out))
+    for name in ("p.csv.gz", "p.CSV.BZ2"):  # compressed as named (had: plain text under the name)
+        run(["predict", "--ckpt_path", str(ckpt), "--prediction_writer.output_path", str(tmp_path / name)], tmp_path)
+        compression = "gzip" if name.endswith("gz") else "bz2"
+        pd.testing.assert_frame_equal(read_csv(tmp_path / name, compression=compression), read_csv(out))
+    for name in ("p.csv.zip", "p.tsv", "p"):  # (had: comma-separated plain text under each)
+        with pytest.raises(ValueError, match=rf"output_path .*{name}: the predictions are CSV; name a .csv file"):
+            run(
+                ["predict", "--ckpt_path", str(ckpt), "--prediction_writer.output_path", str(tmp_path / name)], tmp_path
+            )
+        assert not (tmp_path / name).exists()
     with pytest.raises(ValueError, match="cannot write .*predictions.csv/x.csv: a file stands where its folder"):
         run(["predict", "--ckpt_path", str(ckpt), "--prediction_writer.output_path", str(out / "x.csv")], tmp_path)
     from dagmm_lightning.callbacks import predictions

@@ -308,13 +308,13 @@ def test_spawned_cli_fit_summary_names_its_epochs_checkpoint_metrics_and_one_log
 
     # 31 rows: shards of unequal length
     load_breast_cancer(as_frame=True).data.iloc[:31].assign(case=range(31)).to_csv(tmp_path / "rows.csv", index=False)
-    out, alone = tmp_path / "scored.csv", tmp_path / "alone.csv"
+    out, alone = tmp_path / "scored.csv.gz", tmp_path / "alone.csv"  # (the workers' parts joined, compressed)
     out.write_text("an earlier run's predictions\n")
     predict = ["predict", "--ckpt_path", str(last), "--trainer.accelerator", "cpu"]
     predict += ["--data.predict_file", str(tmp_path / "rows.csv"), "--prediction_writer.keep_columns", "[case]"]
     spawned = ["--trainer.devices", "2", "--trainer.strategy", "ddp_spawn"]
     build_cli([*predict, *spawned, "--prediction_writer.output_path", str(out)])
-    written = read_csv(out)
+    written = read_csv(out, compression="gzip")
     assert written["case"].tolist() == list(range(31))  # each row once, in the file's order
     flagged = int(written["prediction"].sum())  # counted in the main process from the workers' file:
     wrote = f"wrote 31 predictions with the file's case column to {out} (replacing an earlier file); {flagged} flagged"
