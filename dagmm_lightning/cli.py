@@ -948,6 +948,12 @@ class DAGMMCLI(LightningCLI):
                     f"{path} is not a checkpoint that `dagmm fit` wrote ({type(err).__name__}); a file of "
                     "DAGMMDetector.save loads with DAGMMDetector.load"
                 ) from None
+        if checkpoint is not None and subcommand == "fit" and "optimizer_states" not in checkpoint:
+            raise ConfigurationError(  # (had: Lightning's KeyError traceback, and a stray version_N folder)
+                f"{path} holds the model's weights only (--checkpoint.save_weights_only true), without the optimizer "
+                "and loop state a fit resumes from: test, validate and predict take it, and "
+                "DAGMMDetector.from_checkpoint; to train on, start a new fit (without --ckpt_path)"
+            )
         saved_class = ((checkpoint or {}).get("hyper_parameters") or {}).get("_class_path")
         if saved_class and isinstance(imported_class(saved_class), str):  # (Lightning's parse adds a stray line)
             module = saved_class.rpartition(".")[0]
@@ -1726,6 +1732,8 @@ def fit_summary(
         lines.append(logged_to(trainer))
     if last:
         at = "the fit's end" if by_steps else "its last epoch"
+        if getattr(checkpoint, "save_weights_only", False):
+            at += "; weights only: test and predict take it, a fit cannot resume from it"
         lines.append(f"  checkpoint:  {last} ({'the resumed fit, unchanged' if nothing_trained else at})")
     elif checkpoint is not None and done == 0 and not checkpoint.best_model_path:
         lines.append("  checkpoint:  none written (no epoch trained)")

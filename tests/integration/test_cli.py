@@ -102,6 +102,15 @@ def test_a_fit_resumed_at_its_end_keeps_and_reports_the_checkpoints_fit_not_the_
         torch.testing.assert_close(value, saved[name], rtol=0, atol=0, msg=name)  # (its threshold theirs)
     assert f"threshold:   {saved['model.calibration.threshold'].item():g} (the top 10 % of val rows'" in caplog.text
     assert f"f1_threshold {metrics['val/f1_threshold']:.4f}" in caplog.text
+    caplog.clear()
+    run([*args, "--checkpoint.save_weights_only", "true"], tmp_path / "weights")
+    weights = next((tmp_path / "weights").rglob("last.ckpt"))
+    assert f"{weights} (its last epoch; weights only: test and predict take it, a fit cannot resume" in caplog.text
+    folders = sorted((tmp_path / "weights").rglob("version_*"))
+    with pytest.raises(ValueError, match=r"holds the model's weights only \(--checkpoint.save_weights_only true\)"):
+        run([*args[:4], "3", "--ckpt_path", str(weights)], tmp_path / "weights")  # had: Lightning's KeyError
+    assert sorted((tmp_path / "weights").rglob("version_*")) == folders  # (had: a stray version_N folder)
+    run(["test", "--ckpt_path", str(weights)], tmp_path / "weights")  # what it is for
 
 
 def test_fit_summary_counts_steps_and_shows_our_last_checkpoint_beside_a_users(tmp_path, caplog):
