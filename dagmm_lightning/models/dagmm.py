@@ -88,6 +88,7 @@ FIT_COUNTS_KEY = "dagmm_fit_counts"  # the last training-set fit's re-seeded com
 PROCESSES_KEY = "dagmm_training_processes"  # how many processes trained a checkpoint (the fit's world size)
 PRECISION_KEY = "dagmm_fit_precision"  # the Trainer precision the fit ran at (absent: saved before it was kept)
 BATCHES_KEY = "dagmm_batches_per_epoch"  # each process's training batches an epoch in the fit that wrote it
+EPOCH_BATCHES_KEY = "dagmm_batches_into_epoch"  # the batches the checkpoint's last epoch had trained (at its save)
 THREADS_KEY = "dagmm_training_threads"  # torch's threads in each of them (sums split by them: last digits)
 GENERATORS_KEY = "dagmm_generators"  # a fit checkpoint's epoch and each rank's generator states
 SANITY_FIT_ROWS = 8192  # training rows (each process's) the mixture is fitted on for the sanity-check validation
@@ -1255,6 +1256,7 @@ class DAGMM(L.LightningModule):
             # batch more) or with the epoch's batch count carried into the next (which then ran one batch)
             for progress in epoch_progress.values():
                 progress["completed"] = progress["processed"]
+            checkpoint[EPOCH_BATCHES_KEY] = int(batches["current"]["processed"])  # (fewer: max_steps cut it short)
             batches["current"] = {key: 0 for key in batches["current"]}
             batches["is_last_batch"] = False
 
@@ -1400,17 +1402,19 @@ class DAGMM(L.LightningModule):
         # the batches an epoch of the fit that wrote it (another process count, --trainer.limit_train_batches:
         # epochs of another length; had: this fit's, a false warning for a 2-process fit resumed in one)
         per_epoch = self.__dict__.pop("_resumed_batches", None)
+        trained = self.__dict__.pop("_resumed_epoch_batches", None)  # of its last epoch
         if per_epoch is None and processes in (None, trainer.world_size):  # (saved before it was recorded)
             per_epoch = trainer.num_training_batches
         more = trainer.max_steps < 0 or trainer.max_steps > steps
         if not more or trainer.accumulate_grad_batches != 1 or per_epoch is None or not 0 < per_epoch < math.inf:
             return  # (steps count optimizer steps: with accumulation, not batches)
-        if steps < epochs * per_epoch:
+        # (saved before the count was recorded: the steps of full epochs, wrong after a resume that skipped some)
+        left = epochs * per_epoch - steps if trained is None else per_epoch - trained if 0 < trained else 0
+        if left > 0:
             warn(
                 f"the checkpoint's fit stopped within its epoch {epochs} (step {steps:,}; --trainer.max_steps or "
                 f"max_time), which Lightning counts done: this fit goes on with epoch {epochs + 1}; the "
-                f"{epochs * per_epoch - steps:,} batch(es) left of that epoch, which one longer fit would have "
-                "trained, are skipped"
+                f"{left:,} batch(es) left of that epoch, which one longer fit would have trained, are skipped"
             )
 
     def on_train_epoch_start(self) -> None:
@@ -1445,6 +1449,7 @@ class DAGMM(L.LightningModule):
         self._fitted_record_step = None if fitted_step is None else int(fitted_step)
         self._resumed_processes = checkpoint.get(PROCESSES_KEY)  # (None: saved before it was recorded)
         self._resumed_batches = checkpoint.get(BATCHES_KEY)  # (None: as the last, or a loader of no length)
+        self._resumed_epoch_batches = checkpoint.get(EPOCH_BATCHES_KEY)  # (None: saved before it was recorded)
         self._resumed_threads = checkpoint.get(THREADS_KEY)
         self._fit_precision = checkpoint.get(PRECISION_KEY)  # (None: saved before it was kept, unknown)
         if "threshold_rows" not in checkpoint.get("hyper_parameters", {"threshold_rows": None}):

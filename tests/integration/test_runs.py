@@ -188,6 +188,16 @@ def test_resume_equals_uninterrupted_run(tmp_path, monkeypatch):
         fit_metrics(
             tmp_path, "steps_on", -1, next((tmp_path / "steps").rglob("last.ckpt")), ["--trainer.max_steps", "8"]
         )
+    # a fit resumed so goes on by whole epochs from there: its own cut is counted from where its epoch began
+    # (had: from the steps as if no epoch had been cut before, "the 2 batch(es)" here and for a whole epoch)
+    with pytest.warns(UserWarning, match=r"stopped within its epoch 5 \(step 8; .* epoch 6; the 1 batch"):
+        on = ["--trainer.max_steps", "10"]
+        fit_metrics(tmp_path, "steps_on_2", -1, next((tmp_path / "steps_on").rglob("last.ckpt")), on)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        on = ["--trainer.max_steps", "12"]
+        fit_metrics(tmp_path, "steps_on_3", -1, next((tmp_path / "steps_on_2").rglob("last.ckpt")), on)
+    assert not [w for w in caught if "stopped within its epoch" in str(w.message)]  # its epoch ended at step 10
     loaded = DAGMM.load_from_checkpoint(next((tmp_path / "steps").rglob("last.ckpt")))  # a fresh fit of it: none
     quiet = dict(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
     with warnings.catch_warnings(record=True) as caught:
