@@ -63,6 +63,7 @@ from dagmm_lightning.errors import (  # noqa: E402
     imported_class,
     own_error,
     own_warnings_as_lines,
+    torch_load_failure,
     warn,
 )
 from dagmm_lightning.labels import KNOWN_NORMAL  # noqa: E402
@@ -945,7 +946,7 @@ class DAGMMCLI(LightningCLI):
                 checkpoint = torch.load(path, weights_only=True, map_location="cpu")  # as Lightning loads it next
             except Exception as err:
                 raise DataError(
-                    f"{path} is not a checkpoint that `dagmm fit` wrote ({type(err).__name__}); a file of "
+                    f"{path} is not a checkpoint that `dagmm fit` wrote ({torch_load_failure(err)}); a file of "
                     "DAGMMDetector.save loads with DAGMMDetector.load"
                 ) from None
         if checkpoint is not None and subcommand == "fit" and "optimizer_states" not in checkpoint:

@@ -51,6 +51,7 @@ from dagmm_lightning.errors import (
     import_failure,
     imported_class,
     make_folder_of,
+    torch_load_failure,
     warn,
 )
 from dagmm_lightning.labels import KNOWN_NORMAL, LABELLED_ANOMALY, UNLABELLED
@@ -950,8 +951,7 @@ class DAGMMDetector(BaseEstimator):
         try:
             checkpoint = torch.load(path, weights_only=True, map_location="cpu")
         except Exception as err:  # noqa: BLE001 - whatever the unpickler makes of another kind of file
-            lines = re.sub(r"\x1b\[[0-9;]*m", "", str(err)).strip().splitlines() or [""]  # (torch's bold, in ANSI)
-            refused = re.search(r"Unsupported global: GLOBAL ([\w.]+)", "\n".join(lines))
+            refused = re.search(r"Unsupported global: GLOBAL ([\w.]+)", re.sub(r"\x1b\[[0-9;]*m", "", str(err)))
             if refused is not None and _written_by_save(path):
                 raise DataError(f"{path} was written by DAGMMDetector.save: DAGMMDetector.load loads it") from None
             if refused is not None:  # a detector's file, or a checkpoint holding an object such a load refuses
@@ -960,7 +960,7 @@ class DAGMMDetector(BaseEstimator):
                     "a file of DAGMMDetector.save loads with DAGMMDetector.load; a checkpoint's hyperparameters "
                     "must be numbers, text, lists or dicts (a Path? pass paths as text)"
                 ) from None
-            checkpoint = f"{type(err).__name__}: {lines[0][:200]}".rstrip(": ")
+            checkpoint = torch_load_failure(err)
         hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
         if not isinstance(hparams, dict) or "state_dict" not in checkpoint:
             why = f" ({checkpoint})" if isinstance(checkpoint, str) else ""

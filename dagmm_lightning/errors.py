@@ -6,6 +6,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import numbers
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -88,6 +89,18 @@ def existing_file(path: str | Path) -> Path:
     if not path.is_file():
         raise DataError(f"no such file: {path}")
     return path
+
+
+def torch_load_failure(err: Exception) -> str:
+    """What ``torch.load(weights_only=True)`` said of a file it could not read, in a few words: torch's own
+    texts run for lines, and one advises loading with ``weights_only=False`` (unsafe for a file of unknown
+    origin)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err)).strip()  # (torch's bold, in ANSI)
+    if "zip archive" in text or "central directory" in text:
+        return "damaged or cut short: not the whole zip archive torch.save writes"
+    unpickler = re.search(r"WeightsUnpickler error:\s*(\S.*)", text)  # (after the advice)
+    first = unpickler.group(1) if unpickler else (text.splitlines() or [""])[0]
+    return f"{type(err).__name__}: {first[:200]}".rstrip(": ")
 
 
 def make_folder_of(path: Path) -> None:

@@ -22,7 +22,7 @@ from dagmm_lightning import DAGMMDetector
 from dagmm_lightning.callbacks import AnomalyMetrics
 from dagmm_lightning.cli import build_cli
 from dagmm_lightning.data.datamodule import TRAINING_VALUES
-from dagmm_lightning.errors import DataError
+from dagmm_lightning.errors import DataError, torch_load_failure
 
 from ..conftest import QUICK, ROOT, read_csv, rows_with_groups_of_anomalies
 
@@ -1543,3 +1543,28 @@ def test_a_config_that_includes_a_variants_config_keeps_its_class_and_settings_o
         assert exit_info.value.code in (0, None) and ("lr: 0.5" in out) == ("lr: 0.5" in content)
         assert ("DAGMMVAE" in out) == variant
         assert ("em_steps: 3" in out) == ("em_steps" in content)
+
+
+def test_a_checkpoint_torch_cannot_read_is_said_so_in_a_few_words_without_the_unsafe_advice(tmp_path, capsys):
+    from dagmm_lightning import DAGMMDetector
+    from dagmm_lightning.__main__ import main as dagmm_main
+
+    whole = tmp_path / "whole.ckpt"
+    torch.save({"state_dict": {"w": torch.zeros(1000)}}, whole)
+    (tmp_path / "cut.ckpt").write_bytes(whole.read_bytes()[:2000])  # a copy that stopped early
+    (tmp_path / "text.ckpt").write_text("# notes\n")  # not a zip archive: read as a legacy pickle
+    said = {}
+    for name in ("cut.ckpt", "text.ckpt"):
+        with pytest.raises(Exception) as caught:
+            torch.load(tmp_path / name, weights_only=True)
+        said[name] = torch_load_failure(caught.value)
+        assert "weights_only" in str(caught.value) or "zip" in str(caught.value)  # torch's own text, as tested
+    assert said["cut.ckpt"] == "damaged or cut short: not the whole zip archive torch.save writes"
+    assert said["text.ckpt"] == "UnpicklingError: Unsupported operand 35"  # '#', after torch's advice (had: it)
+    with pytest.raises(DataError, match=r"cut.ckpt is not a checkpoint that `dagmm fit` wrote \(damaged or cut short"):
+        DAGMMDetector.from_checkpoint(tmp_path / "cut.ckpt")
+    with pytest.raises(SystemExit):  # the command line's words (had: the error's class name alone)
+        dagmm_main(["test", "--ckpt_path", str(tmp_path / "text.ckpt")])
+    assert "text.ckpt is not a checkpoint that `dagmm fit` wrote (UnpicklingError: Unsupported operand 35)" in (
+        capsys.readouterr().err
+    )
