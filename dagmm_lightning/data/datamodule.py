@@ -636,7 +636,7 @@ class AnomalyDataModule(L.LightningDataModule):
         width = table.features.shape[1]
         if Path(self.predict_file).suffix.lower() == ".npz" and by_position and width != len(trained):
             raise DataError(  # (had: the columns past the model's left out, silently, or every one shifted)
-                f"{Path(self.predict_file).name}: X has {width} columns, the model was trained on {len(trained)}; an "
+                f"{self.predict_file}: X has {width} columns, the model was trained on {len(trained)}; an "
                 "NPZ's columns have no names, so they are read by position: give X with the training columns only, "
                 "in their order"
             )

@@ -162,6 +162,8 @@ def read_npz_file(path: str | Path, missing_unknown: bool = False) -> RawTable:
         raise DataError(f"'X' in {path} must hold real numbers, got dtype {x.dtype}")
     if x.ndim != 2:
         raise DataError(f"'X' in {path} must be 2-D (rows x features), got shape {x.shape}")
+    if len(x) == 0:  # (had: "the table has no rows", unnamed)
+        raise DataError(f"'X' in {path} has no rows")
     return RawTable(pd.DataFrame(x, columns=[f"x{i}" for i in range(x.shape[1])]), y, [])
 
 

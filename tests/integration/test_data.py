@@ -176,8 +176,12 @@ def test_a_file_not_in_a_paper_data_sets_format_names_that_format(tmp_path):
     for wider in (np.hstack([x, x[:, :1]]), np.hstack([np.arange(len(x))[:, None], x])):  # had: scored, exit 0
         np.savez(tmp_path / "wide.npz", X=wider)
         thyroid.predict_file = str(tmp_path / "wide.npz")
-        with pytest.raises(DataError, match=r"wide.npz: X has 7 columns, the model was trained on 6; .* by position"):
-            thyroid.predict_dataloader()
+        with pytest.raises(DataError, match=rf"^{tmp_path}/wide.npz: X has 7 columns, the model was trained on 6"):
+            thyroid.predict_dataloader()  # (the path as given: had, its name alone)
+    np.savez(tmp_path / "empty.npz", X=x[:0])
+    thyroid.predict_file = str(tmp_path / "empty.npz")
+    with pytest.raises(DataError, match=rf"^'X' in {tmp_path}/empty.npz has no rows$"):  # had: the table has no rows
+        thyroid.predict_dataloader()
 
 
 @pytest.mark.parametrize("out_of_core", [False, True])
