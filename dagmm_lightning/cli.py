@@ -55,6 +55,7 @@ from dagmm_lightning.data import AnomalyDataModule  # noqa: E402
 from dagmm_lightning.data.batches import batch_bounds  # noqa: E402
 from dagmm_lightning.data.datamodule import TABLE, default_data_dir  # noqa: E402
 from dagmm_lightning.data.loaders import DATASETS  # noqa: E402
+from dagmm_lightning.data.streaming import column_names  # noqa: E402
 from dagmm_lightning.errors import (  # noqa: E402
     ConfigurationError,
     DataError,
@@ -1026,6 +1027,8 @@ class DAGMMCLI(LightningCLI):
         if unset and "data_dir" not in given and not default_data_dir().exists():
             if found_at.get("data_dir") and Path(found_at["data_dir"]).is_dir():
                 config.data.data_dir = found_at["data_dir"]
+        if table and not (subcommand == "predict" and config.data.get("predict_file")):
+            check_table_columns_as_trained(config.data, state["preprocessor"])
         if subcommand == "predict" and config.data.get("predict_file") and "preprocessor" in state:
             self._checkpoint_input_dim = (checkpoint.get("hyper_parameters") or {}).get("input_dim")
 
@@ -1594,6 +1597,33 @@ def check_checkpoint_columns(data, saved: dict, preprocessor: dict, given: set[s
                 "name a column of truth that it did not train on, or leave it to the checkpoint "
                 f"({saved.get('label_column')!r})"
             )
+
+
+def check_table_columns_as_trained(data, preprocessor: dict) -> None:
+    """A run from a table's checkpoint that reads the table (to take its split's rows) refuses a file with
+    other columns than the checkpoint's fit read (``preprocessor``: its state), by the file's header (had:
+    a column it never saw refused as text not in symbolic_columns, which the user had not named, or a count
+    of encoded features)."""
+    path = data.get("path")
+    if not path or not Path(path).is_file():
+        return  # (the reader names that)
+    try:
+        names = column_names(path)
+    except DataError:
+        return  # (the reader's words)
+    if names is None:  # an NPZ's X: no names
+        return
+    trained = [*preprocessor.get("numeric", []), *preprocessor.get("categories", {})]
+    known = {*trained, *(data.get("ignore_columns") or []), str(data.get("label_column"))}
+    extra, absent = [c for c in names if c not in known], [c for c in trained if c not in names]
+    if extra or absent:
+        what = [f"has columns the fit's table had not: {extra}"] if extra else []
+        what += [f"lacks columns it trained on: {absent}"] if absent else []
+        raise DataError(
+            f"{path} {'; '.join(what)} (the checkpoint trained on {trained}); a run from a checkpoint reads the "
+            "table its fit read, to take its split's rows: give that file; to score another file's rows, dagmm "
+            f"predict --data.predict_file {path}"
+        )
 
 
 def keys_given(args: list[str], section: str) -> set[str]:
