@@ -847,7 +847,8 @@ class DAGMMCLI(LightningCLI):
         folder = new_run_folder(self.trainer)
         try:
             with ctrl_c_seen(), sigterm_forwarded_to_workers(self.trainer), sigterm_stops_the_setup(self.trainer):
-                super()._run_subcommand(subcommand)
+                with signals_end_the_rendezvous(self.trainer):
+                    super()._run_subcommand(subcommand)
         except Exception as err:
             if folder is not None and (own_error(err) is not None or isinstance(err, MisconfigurationException)):
                 remove_if_only_startup_files(folder)
@@ -1337,6 +1338,37 @@ def sigterm_forwarded_to_workers(trainer):
         raise
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def signals_end_the_rendezvous(trainer):
+    """In a process of a distributed run that is not spawned (ddp: each process its own command, on each
+    node), SIGTERM and Ctrl-C end the process at once while it waits for the others to join (the strategy's
+    ``setup_distributed``: torch's rendezvous, in C++ code, where Python's handlers cannot run until it
+    returns, up to its 30-minute timeout; had: both ignored there, a node that could not reach the first
+    one stopped by SIGKILL only). Nothing has been trained or written yet to end cleanly."""
+    strategy = trainer.strategy
+    setup = getattr(strategy, "setup_distributed", None)
+    if setup is None or spawned(trainer) or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def at_default_signals() -> None:
+        handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+        for s in handlers:
+            signal.signal(s, signal.SIG_DFL)
+        try:
+            setup()
+        finally:
+            for s, handler in handlers.items():
+                if handler is not None:  # (None: set outside Python, left as it is)
+                    signal.signal(s, handler)
+
+    strategy.setup_distributed = at_default_signals
+    try:
+        yield
+    finally:
+        strategy.__dict__.pop("setup_distributed", None)
 
 
 @contextmanager

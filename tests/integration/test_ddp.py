@@ -420,6 +420,44 @@ def test_a_spawned_fit_stopped_by_a_signal_stops_its_workers_and_says_how_to_go_
     assert not [pid for pid in workers if running(pid)]
 
 
+@pytest.mark.parametrize("sent", ["SIGTERM", "SIGINT"])
+def test_a_node_waiting_for_the_others_to_join_ends_on_sigterm_or_ctrl_c(tmp_path, sent):
+    import signal
+    import socket
+    import time
+    from contextlib import suppress
+
+    from ..conftest import QUICK, ROOT
+
+    with socket.socket() as free:  # a port no first node listens on: the second node waits for it
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "NODE_RANK": "1"}
+    command = [sys.executable, "-m", "dagmm_lightning", "fit", "--config", str(ROOT / "configs/quickstart.yaml")]
+    command += ["--trainer.strategy", "ddp", "--trainer.num_nodes", "2", "--trainer.devices", "1", *QUICK]
+    command += ["--trainer.accelerator", "cpu", "--trainer.default_root_dir", str(tmp_path)]
+    said = tmp_path / "said.txt"
+    with said.open("w") as out:
+        node = subprocess.Popen(  # SIGINT as a terminal's (a test run under nohup or `&` ignores it)
+            command, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while "Initializing distributed" not in said.read_text() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in said.read_text()
+        time.sleep(3)  # (within torch's rendezvous, its connection retried)
+        sent_at = time.monotonic()
+        os.kill(node.pid, getattr(signal, sent))
+        node.wait(timeout=30)  # had: both ignored until the rendezvous's 30-minute timeout
+    finally:
+        with suppress(ProcessLookupError):
+            os.killpg(node.pid, signal.SIGKILL)
+    assert node.returncode == -getattr(signal, sent) and time.monotonic() - sent_at < 10
+    assert not list(tmp_path.rglob("version_*"))  # nothing written
+
+
 LATE_STOP = """
 import os, signal, time
 
