@@ -845,6 +845,7 @@ class DAGMMCLI(LightningCLI):
 
     def _run_subcommand(self, subcommand: str) -> None:
         folder = new_run_folder(self.trainer)
+        ends_with_the_process_that_started_it(self.trainer)
         try:
             with ctrl_c_seen(), sigterm_forwarded_to_workers(self.trainer), sigterm_stops_the_setup(self.trainer):
                 with signals_end_the_rendezvous(self.trainer):
@@ -1296,6 +1297,7 @@ def more_processes_than_cores(trainer) -> str | None:
     )
 
 
+LAUNCHER_PID = "DAGMM_DDP_LAUNCHER_PID"  # the first ddp process of a machine, for those it starts
 WORKERS_STOP_SECONDS = 60.0  # how long a spawned run's workers have to stop after SIGTERM before SIGKILL
 
 
@@ -1338,6 +1340,25 @@ def sigterm_forwarded_to_workers(trainer):
         raise
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def ends_with_the_process_that_started_it(trainer) -> None:
+    """A ddp process that Lightning starts beside the first one on its machine (LOCAL_RANK 1, 2, ...) gets
+    SIGTERM when that process ends (Linux's PR_SET_PDEATHSIG), or ends at once where it has ended already
+    (the first process's pid, LAUNCHER_PID, in the environment it hands on; had: a SIGTERM or SIGKILL to
+    the first process alone left the others running, or waiting for it to join for up to 30 minutes)."""
+    environment = getattr(trainer.strategy, "cluster_environment", None)
+    if sys.platform != "linux" or type(environment).__name__ != "LightningEnvironment" or spawned(trainer):
+        return  # (torchrun, SLURM and the like start the processes: theirs to end)
+    local_rank = os.environ.get("LOCAL_RANK", "0")
+    if not local_rank.isdigit() or int(local_rank) == 0:  # the first: its children get its environment
+        os.environ[LAUNCHER_PID] = str(os.getpid())
+        return
+    import ctypes
+
+    ctypes.CDLL(None).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+    if os.environ.get(LAUNCHER_PID, str(os.getppid())) != str(os.getppid()):  # (it ended before the prctl)
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 @contextmanager

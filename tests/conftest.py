@@ -88,7 +88,10 @@ def repository_stays_as_it_was():
     before = set((ROOT / "logs").rglob("*")) | set(ROOT.iterdir()) | pytest_cache
     yield
     written = sorted(str(p.relative_to(ROOT)) for p in (set((ROOT / "logs").rglob("*")) | set(ROOT.iterdir())) - before)
-    assert not written, f"tests wrote into the repository: {', '.join(written[:5])}"
+    assert not written, (  # (a user's own files made beside the run too: a trial had been told the tests wrote them)
+        f"new in the repository after the tests: {', '.join(written[:5])}; written by a test, or by something "
+        "beside the run (then remove them and run the tests again)"
+    )
 
 
 @pytest.fixture(autouse=True)

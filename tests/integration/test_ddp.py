@@ -420,8 +420,8 @@ def test_a_spawned_fit_stopped_by_a_signal_stops_its_workers_and_says_how_to_go_
     assert not [pid for pid in workers if running(pid)]
 
 
-@pytest.mark.parametrize("sent", ["SIGTERM", "SIGINT"])
-def test_a_node_waiting_for_the_others_to_join_ends_on_sigterm_or_ctrl_c(tmp_path, sent):
+@pytest.mark.parametrize("sent, devices", [("SIGTERM", 1), ("SIGINT", 1), ("SIGTERM", 2)])
+def test_a_node_waiting_for_the_others_to_join_ends_on_sigterm_or_ctrl_c(tmp_path, sent, devices):
     import signal
     import socket
     import time
@@ -434,7 +434,7 @@ def test_a_node_waiting_for_the_others_to_join_ends_on_sigterm_or_ctrl_c(tmp_pat
         port = free.getsockname()[1]
     env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "NODE_RANK": "1"}
     command = [sys.executable, "-m", "dagmm_lightning", "fit", "--config", str(ROOT / "configs/quickstart.yaml")]
-    command += ["--trainer.strategy", "ddp", "--trainer.num_nodes", "2", "--trainer.devices", "1", *QUICK]
+    command += ["--trainer.strategy", "ddp", "--trainer.num_nodes", "2", "--trainer.devices", str(devices), *QUICK]
     command += ["--trainer.accelerator", "cpu", "--trainer.default_root_dir", str(tmp_path)]
     said = tmp_path / "said.txt"
     with said.open("w") as out:
@@ -446,11 +446,21 @@ def test_a_node_waiting_for_the_others_to_join_ends_on_sigterm_or_ctrl_c(tmp_pat
         deadline = time.monotonic() + 120
         while "Initializing distributed" not in said.read_text() and time.monotonic() < deadline:
             time.sleep(0.5)
-        assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in said.read_text()
+        member = f"Initializing distributed: GLOBAL_RANK: {devices}, MEMBER: {devices + 1}/{2 * devices}"
+        assert member in said.read_text()
         time.sleep(3)  # (within torch's rendezvous, its connection retried)
+
+        def session() -> list[str]:  # the node's processes: the first and those it started
+            listed = subprocess.run(["ps", "-o", "pid=,stat=", "-s", str(node.pid)], capture_output=True, text=True)
+            return [line for line in listed.stdout.splitlines() if not line.split()[1].startswith("Z")]
+
+        assert len(session()) == devices
         sent_at = time.monotonic()
-        os.kill(node.pid, getattr(signal, sent))
+        os.kill(node.pid, getattr(signal, sent))  # the first process alone
         node.wait(timeout=30)  # had: both ignored until the rendezvous's 30-minute timeout
+        while session() and time.monotonic() - sent_at < 10:  # (had: the second process left waiting)
+            time.sleep(0.2)
+        assert not session()
     finally:
         with suppress(ProcessLookupError):
             os.killpg(node.pid, signal.SIGKILL)
