@@ -1012,6 +1012,13 @@ class DAGMMCLI(LightningCLI):
             saved["symbolic_columns"] = list(state["preprocessor"]["categories"])
         defaults = inspect.signature(AnomalyDataModule).parameters
         given = keys_given(args, "data")
+        trained_on, now = saved.get("dataset"), config.data.get("dataset")
+        if "dataset" in given and trained_on is not None and now != trained_on:  # (had: a count of features)
+            other = "; a file of new rows: dagmm predict --data.predict_file FILE" if subcommand != "fit" else ""
+            raise ConfigurationError(
+                f"--data.dataset {now!r}: the checkpoint was trained on {trained_on!r}, and a run from a checkpoint "
+                f"reads its data set (leave --data.dataset and data configs out){other}"
+            )
         table_only = ("path", "label_column", "symbolic_columns", "ignore_columns")  # older fits of built-in data
         for key, value in saved.items():
             if key in table_only and saved.get("dataset") != TABLE or key == "predict_file" and subcommand != "predict":

@@ -13,6 +13,7 @@ import os
 import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import nullcontext
+from pathlib import Path
 from typing import Literal
 
 import lightning as L
@@ -1471,20 +1472,23 @@ class DAGMM(L.LightningModule):
             warnings.filterwarnings("ignore", message="Be aware that when using `ckpt_path`")
         saved = checkpoint.get(VARIANT_RECORD_KEY)
         mine = self._variant_record()
+        advice = "leave out --config and --data options: a checkpoint brings its own settings"
+        ckpt_path = self.trainer.ckpt_path if self._trainer is not None else None
+        if ckpt_path and self.trainer.state.fn == "fit":  # (a resume takes the trainer's settings from configs)
+            ran = Path(ckpt_path).parent.parent / "config.yaml"
+            advice = f"resume with the configs the fit ran with{f' (--config {ran})' if ran.is_file() else ''}"
         if saved is not None and {**saved, "input_dim": mine["input_dim"]} == mine != saved:
             raise DataError(
                 f"the checkpoint's model takes {saved['input_dim']} encoded features, this run's data encodes to "
-                f"{mine['input_dim']}: this run loads other data (leave out --config and --data options: a "
-                "checkpoint brings its own), or the data's columns or a symbolic column's categories changed since "
-                "the fit (use the data it was trained on)"
+                f"{mine['input_dim']}: this run loads other data ({advice}), or the data's columns or a symbolic "
+                "column's categories changed since the fit (use the data it was trained on)"
             )
         if saved is not None and saved != mine:
             raise ConfigurationError(
                 f"the checkpoint holds {saved['class']} (mixture {saved['mixture']!r}, {saved['input_dim']} "
                 f"input features) but this run built {mine['class']} (mixture {mine['mixture']!r}, "
-                f"{mine['input_dim']} input features); leave out --config and --data options (a "
-                "checkpoint brings its own settings), or pass the configs it was trained with; in Python, "
-                f"{saved['class']}.load_from_checkpoint(path) loads it"
+                f"{mine['input_dim']} input features); {advice}, or pass the configs it was trained with; in "
+                f"Python, {saved['class']}.load_from_checkpoint(path) loads it"
             )
 
     # --- evaluation -------------------------------------------------------------------------------

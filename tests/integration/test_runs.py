@@ -269,6 +269,12 @@ def test_checkpoint_from_another_variant_is_a_clear_error(tmp_path):
         trainer.test(DAGMMVAE(**sizes), datamodule=data, ckpt_path=ckpt, weights_only=False)
     with pytest.raises(ValueError, match="mixture 'laplace'"):
         trainer.test(DAGMM(**sizes, mixture="laplace"), datamodule=data, ckpt_path=ckpt, weights_only=False)
+    ran = ckpt.parent.parent / "config.yaml"  # a resume takes the trainer's settings from the configs: those
+    trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False, max_epochs=2)
+    with pytest.raises(
+        ValueError, match=rf"mixture 'laplace'.*; resume with the configs the fit ran with \(--config {ran}"
+    ):
+        trainer.fit(DAGMM(**sizes, mixture="laplace"), datamodule=data, ckpt_path=ckpt, weights_only=False)
 
 
 def test_cli_reports_bad_input_without_a_traceback(tmp_path, capsys, monkeypatch):
