@@ -976,7 +976,7 @@ class DAGMMCLI(LightningCLI):
         # null / auto: sized from the data, which the checkpoint's sizes were
         lost = sorted(k for k in given if k in asked and asked[k] not in (None, "auto") and asked[k] != kept.get(k))
         if "class_path" in given and imported_class(asked_class) is not imported_class(kept_class):
-            lost.insert(0, "class_path")
+            lost = ["class_path", *(k for k in lost if k in kept)]  # (not another class's settings, as None)
             kept = {**kept, "class_path": str(kept_class).rsplit(".", 1)[-1]}
         if lost:
             settings = ", ".join(f"{k} {kept.get(k)!r}" for k in lost).replace("class_path ", "model ")
@@ -987,10 +987,14 @@ class DAGMMCLI(LightningCLI):
                 if "contamination" in lost and subcommand == "predict"
                 else ""
             )
+            others = (
+                "to train with others, start a new fit (without --ckpt_path)"
+                if subcommand == "fit"
+                else f"{subcommand} with others needs a model trained with them (dagmm fit without --ckpt_path)"
+            )
             raise ConfigurationError(
                 f"a run from a checkpoint keeps the model settings it was trained with ({settings}), not those given "
-                f"on the command line or in configs; to train with others, start a new fit (without --ckpt_path)"
-                f"{rethreshold}"
+                f"on the command line or in configs; {others}{rethreshold}"
             )
         fit_logs = fit_log_folder(Path(path)) if subcommand in ("validate", "test", "predict") else None
         if fit_logs is not None:  # where it can write (not an archive): the new version_N goes in FOLDER/NAME
