@@ -305,7 +305,10 @@ def column_names(path: Path | str) -> list[str] | None:
     try:
         if str(path).lower().endswith(PARQUET_SUFFIXES):
             check_parquet_columns_unique(path)
-            return [str(c) for c in parquet.read_schema(path).names]
+            schema = parquet.read_schema(path)
+            # pandas' stored index (a filtered frame's __index_level_0__): the readers restore it, not a column
+            index = {c for c in (schema.pandas_metadata or {}).get("index_columns", []) if isinstance(c, str)}
+            return [str(c) for c in schema.names if c not in index]
         return [str(c) for c in header_names(path, csv_delimiter(path))]
     except (pa.ArrowInvalid, pd.errors.EmptyDataError, UnicodeDecodeError, EOFError, ValueError, OSError) as err:
         raise DataError(f"{path} is not a readable table: {str(err).splitlines()[0]}") from None

@@ -436,6 +436,18 @@ def test_kept_columns_are_read_as_text_in_step_with_the_rows(tmp_path, monkeypat
         kept.rows(np.array([23]))
 
 
+def test_a_parquet_files_stored_pandas_index_is_no_column(tmp_path):
+    from dagmm_lightning.data.loaders import read_user_table
+    from dagmm_lightning.data.streaming import column_names
+
+    frame = pd.DataFrame({"a": np.arange(6.0), "b": np.arange(6.0) % 2, "y": [0, 0, 0, 0, 0, 1]})
+    frame[frame["a"] > 1].to_parquet(tmp_path / "filtered.parquet")  # its index stored as __index_level_0__
+    frame.set_index("a").to_parquet(tmp_path / "indexed.parquet")  # a named index
+    for name, columns in (("filtered.parquet", ["a", "b", "y"]), ("indexed.parquet", ["b", "y"])):
+        read = read_user_table(tmp_path / name, "y")
+        assert column_names(tmp_path / name) == columns == [*read.features.columns, "y"]  # as the reader reads it
+
+
 def test_parquet_timestamps_booleans_and_lists_are_kept_as_pandas_shows_them(tmp_path):
     from dagmm_lightning.data.streaming import KeptColumns
 
