@@ -845,10 +845,9 @@ class DAGMMCLI(LightningCLI):
 
     def _run_subcommand(self, subcommand: str) -> None:
         folder = new_run_folder(self.trainer)
-        ends_with_the_process_that_started_it(self.trainer)
         try:
             with ctrl_c_seen(), sigterm_forwarded_to_workers(self.trainer), sigterm_stops_the_setup(self.trainer):
-                with signals_end_the_rendezvous(self.trainer):
+                with ends_with_the_process_that_started_it(self.trainer), signals_end_the_rendezvous(self.trainer):
                     super()._run_subcommand(subcommand)
         except Exception as err:
             if folder is not None and (own_error(err) is not None or isinstance(err, MisconfigurationException)):
@@ -1353,23 +1352,30 @@ def sigterm_forwarded_to_workers(trainer):
         signal.signal(signal.SIGTERM, previous)
 
 
-def ends_with_the_process_that_started_it(trainer) -> None:
+@contextmanager
+def ends_with_the_process_that_started_it(trainer):
     """A ddp process that Lightning starts beside the first one on its machine (LOCAL_RANK 1, 2, ...) gets
-    SIGTERM when that process ends (Linux's PR_SET_PDEATHSIG), or ends at once where it has ended already
-    (the first process's pid, LAUNCHER_PID, in the environment it hands on; had: a SIGTERM or SIGKILL to
-    the first process alone left the others running, or waiting for it to join for up to 30 minutes)."""
+    SIGTERM when that process ends (Linux's PR_SET_PDEATHSIG), or ends at once where it has ended already:
+    the first process hands its pid on to them in LAUNCHER_PID for its run (had: a SIGTERM or SIGKILL to the
+    first process alone left the others running, or waiting for it to join for up to 30 minutes). A rank
+    started otherwise (by hand, torchrun, SLURM) is left as it is."""
     environment = getattr(trainer.strategy, "cluster_environment", None)
-    if sys.platform != "linux" or type(environment).__name__ != "LightningEnvironment" or spawned(trainer):
-        return  # (torchrun, SLURM and the like start the processes: theirs to end)
-    local_rank = os.environ.get("LOCAL_RANK", "0")
-    if not local_rank.isdigit() or int(local_rank) == 0:  # the first: its children get its environment
-        os.environ[LAUNCHER_PID] = str(os.getpid())
-        return
-    import ctypes
+    ours = sys.platform == "linux" and type(environment).__name__ == "LightningEnvironment" and not spawned(trainer)
+    launcher = os.environ.pop(LAUNCHER_PID, None)  # (ours: the first process's; not handed on further)
+    if ours and launcher is not None:
+        import ctypes
 
-    ctypes.CDLL(None).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
-    if os.environ.get(LAUNCHER_PID, str(os.getppid())) != str(os.getppid()):  # (it ended before the prctl)
-        os.kill(os.getpid(), signal.SIGTERM)
+        ctypes.CDLL(None).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+        if launcher != str(os.getppid()):  # (it ended before the prctl)
+            os.kill(os.getpid(), signal.SIGTERM)
+    first = ours and launcher is None and not os.environ.get("LOCAL_RANK", "0").strip("0")
+    if first:
+        os.environ[LAUNCHER_PID] = str(os.getpid())  # (for the processes Lightning starts in this run)
+    try:
+        yield
+    finally:
+        if first:
+            os.environ.pop(LAUNCHER_PID, None)
 
 
 @contextmanager
@@ -1387,6 +1393,7 @@ def signals_end_the_rendezvous(trainer):
 
     def at_default_signals() -> None:
         handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+        handlers = {s: h for s, h in handlers.items() if h is not signal.SIG_IGN}  # (ignored by choice: `&`, trap)
         for s in handlers:
             signal.signal(s, signal.SIG_DFL)
         try:
@@ -2038,10 +2045,10 @@ def interrupted_fit_summary(trainer, resumed_from: str | None = None) -> str:
     config = Path(folder, "config.yaml") if folder else None
     again = f"--config {config} " if config is not None and config.is_file() else ""
     held = counted(done, "epoch")
-    return (
-        f"fit interrupted; {last} holds its first {f'{steps} steps ({held} whole)' if within else held}\n"
-        f"  go on:       dagmm fit {again}--ckpt_path {last}"
-    )
+    holds = f"fit interrupted; {last} holds its first {f'{steps} steps ({held} whole)' if within else held}"
+    if getattr(checkpoint, "save_weights_only", False):  # (a fit cannot resume from it: refused)
+        return f"{holds}, weights only: test and predict take it, a fit cannot resume from it"
+    return f"{holds}\n  go on:       dagmm fit {again}--ckpt_path {last}"
 
 
 def new_run_folder(trainer) -> Path | None:

@@ -103,8 +103,14 @@ def test_a_fit_resumed_at_its_end_keeps_and_reports_the_checkpoints_fit_not_the_
     assert f"threshold:   {saved['model.calibration.threshold'].item():g} (the top 10 % of val rows'" in caplog.text
     assert f"f1_threshold {metrics['val/f1_threshold']:.4f}" in caplog.text
     caplog.clear()
-    run([*args, "--checkpoint.save_weights_only", "true"], tmp_path / "weights")
+    stopped = run([*args, "--checkpoint.save_weights_only", "true"], tmp_path / "weights")
     weights = next((tmp_path / "weights").rglob("last.ckpt"))
+    from dagmm_lightning.cli import interrupted_fit_summary
+
+    assert interrupted_fit_summary(stopped.trainer) == (  # as a stopped fit's (had: a go-on command, refused)
+        f"fit interrupted; {weights} holds its first 2 epochs, weights only: test and predict take it, a fit "
+        "cannot resume from it"
+    )
     assert f"{weights} (its last epoch; weights only: test and predict take it, a fit cannot resume" in caplog.text
     folders = sorted((tmp_path / "weights").rglob("version_*"))
     with pytest.raises(ValueError, match=r"holds the model's weights only \(--checkpoint.save_weights_only true\)"):

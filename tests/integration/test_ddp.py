@@ -468,6 +468,48 @@ def test_a_node_waiting_for_the_others_to_join_ends_on_sigterm_or_ctrl_c(tmp_pat
     assert not list(tmp_path.rglob("version_*"))  # nothing written
 
 
+def test_the_rendezvous_keeps_an_ignored_ctrl_c_and_only_lightnings_own_ranks_end_with_their_launcher(monkeypatch):
+    import ctypes
+    import signal
+    from types import SimpleNamespace
+
+    from lightning.fabric.plugins.environments import LightningEnvironment
+
+    from dagmm_lightning import cli
+
+    seen = {}
+
+    def setup_distributed():
+        seen.update(sigint=signal.getsignal(signal.SIGINT), sigterm=signal.getsignal(signal.SIGTERM))
+
+    strategy = SimpleNamespace(cluster_environment=LightningEnvironment(), launcher=None)
+    strategy.setup_distributed = setup_distributed
+    trainer = SimpleNamespace(strategy=strategy)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a job started with `&`, or after `trap '' INT`
+    try:
+        with cli.signals_end_the_rendezvous(trainer):
+            trainer.strategy.setup_distributed()
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert seen == {"sigint": signal.SIG_IGN, "sigterm": signal.SIG_DFL}  # (had: Ctrl-C turned on again)
+    calls = []
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: SimpleNamespace(prctl=lambda *args: calls.append(args)))
+    monkeypatch.delenv(cli.LAUNCHER_PID, raising=False)
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    with cli.ends_with_the_process_that_started_it(trainer):  # the first process: its pid for its children
+        assert os.environ[cli.LAUNCHER_PID] == str(os.getpid())
+    assert cli.LAUNCHER_PID not in os.environ and not calls  # (had: left for this process's later runs)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    with cli.ends_with_the_process_that_started_it(trainer):  # a rank started by hand: left alone (had: prctl)
+        pass
+    assert not calls
+    monkeypatch.setenv(cli.LAUNCHER_PID, str(os.getppid()))  # one Lightning started: ends with its launcher
+    with cli.ends_with_the_process_that_started_it(trainer):
+        assert cli.LAUNCHER_PID not in os.environ  # (not handed on to what it starts)
+    assert calls == [(1, int(signal.SIGTERM))]
+
+
 LATE_STOP = """
 import os, signal, time
 
