@@ -1040,7 +1040,7 @@ class DAGMMCLI(LightningCLI):
             if found_at.get("data_dir") and Path(found_at["data_dir"]).is_dir():
                 config.data.data_dir = found_at["data_dir"]
         if table and not (subcommand == "predict" and config.data.get("predict_file")):
-            check_table_columns_as_trained(config.data, state["preprocessor"])
+            check_table_columns_as_trained(config.data, state["preprocessor"], saved.get("label_column"))
         if subcommand == "predict" and config.data.get("predict_file") and "preprocessor" in state:
             self._checkpoint_input_dim = (checkpoint.get("hyper_parameters") or {}).get("input_dim")
 
@@ -1660,6 +1660,12 @@ def check_checkpoint_columns(data, saved: dict, preprocessor: dict, given: set[s
                 + (also if key == "ignore_columns" else "")
             )
     label = data.get("label_column")
+    if "label_column" in given and label is None and saved.get("label_column") is not None:  # (had: a count of
+        raise ConfigurationError(  # features, the labels read as one)
+            f"--data.label_column null: the checkpoint's table holds its labels in {saved['label_column']!r}, which "
+            "the model did not train on; leave --data.label_column out (predict --data.predict_file scores a file "
+            "with or without it)"
+        )
     if "label_column" in given and label is not None:
         trained = [*preprocessor.get("numeric", []), *preprocessor.get("categories", {})]
         if str(label) in trained:
@@ -1670,11 +1676,11 @@ def check_checkpoint_columns(data, saved: dict, preprocessor: dict, given: set[s
             )
 
 
-def check_table_columns_as_trained(data, preprocessor: dict) -> None:
+def check_table_columns_as_trained(data, preprocessor: dict, label_column=None) -> None:
     """A run from a table's checkpoint that reads the table (to take its split's rows) refuses a file with
     other columns than the checkpoint's fit read (``preprocessor``: its state), by the file's header (had:
     a column it never saw refused as text not in symbolic_columns, which the user had not named, or a count
-    of encoded features)."""
+    of encoded features); ``label_column``: the fit's."""
     path = data.get("path")
     if not path or not Path(path).is_file():
         return  # (the reader names that)
@@ -1685,7 +1691,8 @@ def check_table_columns_as_trained(data, preprocessor: dict) -> None:
     if names is None:  # an NPZ's X: no names
         return
     trained = [*preprocessor.get("numeric", []), *preprocessor.get("categories", {})]
-    known = {*trained, *(data.get("ignore_columns") or []), str(data.get("label_column"))}
+    # (the fit's label column too: --data.label_column null reads the table without labels)
+    known = {*trained, *(data.get("ignore_columns") or []), str(data.get("label_column")), str(label_column)}
     extra, absent = [c for c in names if c not in known], [c for c in trained if c not in names]
     if extra or absent:
         what = [f"has columns the fit's table had not: {extra}"] if extra else []

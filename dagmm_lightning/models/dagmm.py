@@ -1475,8 +1475,9 @@ class DAGMM(L.LightningModule):
         advice = "leave out --config and --data options: a checkpoint brings its own settings"
         ckpt_path = self.trainer.ckpt_path if self._trainer is not None else None
         if ckpt_path and self.trainer.state.fn == "fit":  # (a resume takes the trainer's settings from configs)
-            ran = Path(ckpt_path).parent.parent / "config.yaml"
-            advice = f"resume with the configs the fit ran with{f' (--config {ran})' if ran.is_file() else ''}"
+            ran = Path(ckpt_path).parent.parent / "config.yaml"  # (a run's folder: version_N/checkpoints/)
+            named = ran.is_file() and Path(ckpt_path).parent.name == "checkpoints"
+            advice = f"resume with the configs the fit ran with{f' (--config {ran})' if named else ''}"
         if saved is not None and {**saved, "input_dim": mine["input_dim"]} == mine != saved:
             raise DataError(
                 f"the checkpoint's model takes {saved['input_dim']} encoded features, this run's data encodes to "

@@ -558,6 +558,7 @@ def test_a_table_takes_its_contamination_from_its_labels_and_predicts_from_the_c
         ("ignore_columns", "[flow_id,a]", r"\['flow_id', 'a'\]: a run from a checkpoint reads the columns it was"),
         ("symbolic_columns", "[proto,b]", r"\['proto', 'b'\]: .* \(symbolic_columns \['proto'\]\); to train on"),
         ("label_column", "proto", r"'proto' is a column the checkpoint was trained on \(a feature\), not labels"),
+        ("label_column", "null", r"null: the checkpoint's table holds its labels in 'is_attack', which the model"),
     ):
         for subcommand in ("predict", "test"):
             with pytest.raises(ValueError, match=rf"--data.{option} {said}"):
