@@ -1393,15 +1393,15 @@ def signals_end_the_rendezvous(trainer):
 
     def at_default_signals() -> None:
         handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
-        handlers = {s: h for s, h in handlers.items() if h is not signal.SIG_IGN}  # (ignored by choice: `&`, trap)
+        # (left as they are: ignored by choice, a job started with `&` or a trap; None, set outside Python)
+        handlers = {s: h for s, h in handlers.items() if h not in (signal.SIG_IGN, None)}
         for s in handlers:
             signal.signal(s, signal.SIG_DFL)
         try:
             setup()
         finally:
             for s, handler in handlers.items():
-                if handler is not None:  # (None: set outside Python, left as it is)
-                    signal.signal(s, handler)
+                signal.signal(s, handler)
 
     strategy.setup_distributed = at_default_signals
     try:
