@@ -89,6 +89,10 @@ def test_text_columns_of_numbers_that_lose_digits_or_hold_placeholders_are_warne
     counts.loc[::4, "count"] = "-"
     with pytest.warns(DAGMMWarning, match=r"'count' holds numbers in 75 % of its rows and text in the others"):
         assert infer_symbolic_columns(counts)[1] == ["count"]  # had: 21 categories, silently
+    income = pd.Series(np.round(rng.lognormal(10, 1, 300), 2), dtype=object)
+    income[rng.random(300) < 0.6] = "unknown"  # numbers in 40 % of the rows, each its own: not an identifier
+    with pytest.warns(DAGMMWarning, match=r"'income' holds numbers in 4\d % of its rows and text in the others"):
+        assert infer_symbolic_columns(pd.DataFrame({"income": income}))[1] == ["income"]  # had: no word below 50 %
     same = pd.DataFrame({"a": ["1e20", "1.0e20", "100000000000000000000"] * 10, "b": ["x", "y", "1"] * 10})
     same["dependents"] = rng.choice(["0", "1", "2", "3+"], 30)  # categories: a few numbers, one text
     with warnings.catch_warnings():
