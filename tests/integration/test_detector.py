@@ -1023,6 +1023,13 @@ def test_predict_warns_where_it_flags_far_more_new_rows_than_contamination():
         warnings.simplefilter("error")
         assert det.predict(x).mean() == pytest.approx(0.05, abs=0.04)  # its own rows: no warning
         det.predict(new[:3])  # 3 rows: all flagged can be chance
+    x3 = np.r_[rng.normal(size=(300, 4)), rng.normal(5, 1, size=(15, 4))]  # 15 anomalies among X's rows
+    det3 = DAGMMDetector(epochs=3, members=1, random_state=0).fit(x3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # X's anomalies, chosen: flagged as labels_ flags them (had: 'trained on
+        assert det3.predict(x3[-15:]).tolist() == det3.labels_[-15:].tolist() == [1] * 15  # them ... calibration')
+    with pytest.warns(UserWarning, match=r"predict flagged 100 % of these 15 rows; threshold_ flags 10 % of X's"):
+        det3.predict(x3[-15:] + 1e-3)  # rows near them, not X's: said
     x2, y2 = np.r_[rng.normal(size=(300, 4)), rng.normal(4, 1, size=(60, 4))], np.r_[np.zeros(300), np.ones(60)]
     mixed = DAGMMDetector("mixed_loss", contamination=0.05, epochs=2, members=1, random_state=0).fit(x2, y2)
     with warnings.catch_warnings():
