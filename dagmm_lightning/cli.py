@@ -1032,14 +1032,22 @@ class DAGMMCLI(LightningCLI):
             check_checkpoint_columns(config.data, saved, state["preprocessor"], given)
         # data found relative to the fit's folder: from another folder, where the fit found it
         found_at = state.get("found_at", {})
+        reads_table = not (subcommand == "predict" and config.data.get("predict_file"))
         if config.data.get("path") and "path" not in given and not Path(config.data.path).exists():
             if Path(found_at.get("path", "")).is_file():
                 config.data.path = found_at["path"]
+            elif reads_table:  # (had: 'no such file: t.csv', as if the command line had named it)
+                there = found_at.get("path")
+                there = f" (at {there} then)" if there and there != str(config.data.path) else ""
+                raise DataError(
+                    f"no such file: {config.data.path}, the table the checkpoint's fit read{there}; if it has moved, "
+                    "give --data.path where it is now"
+                )
         unset = config.data.get("data_dir") is None and "DAGMM_DATA_DIR" not in os.environ
         if unset and "data_dir" not in given and not default_data_dir().exists():
             if found_at.get("data_dir") and Path(found_at["data_dir"]).is_dir():
                 config.data.data_dir = found_at["data_dir"]
-        if table and not (subcommand == "predict" and config.data.get("predict_file")):
+        if table and reads_table:
             check_table_columns_as_trained(config.data, state["preprocessor"], saved.get("label_column"))
         if subcommand == "predict" and config.data.get("predict_file") and "preprocessor" in state:
             self._checkpoint_input_dim = (checkpoint.get("hyper_parameters") or {}).get("input_dim")

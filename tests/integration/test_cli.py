@@ -720,6 +720,15 @@ def test_a_checkpoint_finds_its_data_from_another_folder(tmp_path, monkeypatch):
         tested = run(["test", "--ckpt_path", str(next((tmp_path / name).rglob("last.ckpt")))], tmp_path / name)
         assert (tested.datamodule.data_dir if name == "thyroid" else Path(tested.datamodule.path)) == data
         assert tested.datamodule.splits.test.size
+    (tmp_path / "flows.csv").rename(tmp_path / "moved.csv")
+    ckpt = ["test", "--ckpt_path", str(next((tmp_path / "table").rglob("last.ckpt")))]
+    with pytest.raises(ValueError) as refused:  # (had: 'no such file: flows.csv', as if the command had named it)
+        run(ckpt, tmp_path / "table")
+    assert str(refused.value) == (
+        f"no such file: flows.csv, the table the checkpoint's fit read (at {tmp_path / 'flows.csv'} then); if it has "
+        "moved, give --data.path where it is now"
+    )
+    assert run([*ckpt, "--data.path", str(tmp_path / "moved.csv")], tmp_path / "table").datamodule.splits.test.size
 
 
 def test_trainer_options_do_what_they_say(tmp_path, monkeypatch):
