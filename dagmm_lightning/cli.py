@@ -71,7 +71,7 @@ from dagmm_lightning.labels import KNOWN_NORMAL  # noqa: E402
 from dagmm_lightning.models import DAGMM  # noqa: E402
 from dagmm_lightning.models.dagmm import FIT_COUNTS_KEY, contamination_from_labels  # noqa: E402
 from dagmm_lightning.models.pu import THRESHOLD_RULE  # noqa: E402
-from dagmm_lightning.scoring import ties_at_threshold  # noqa: E402
+from dagmm_lightning.scoring import rows_above_quantile, ties_at_threshold  # noqa: E402
 
 # what the launchers Lightning knows set on each machine (its own, SLURM, torchelastic, LSF, MPI, Kubeflow)
 NODE_LAUNCH_VARIABLES = (
@@ -1923,7 +1923,7 @@ def fit_summary(
             count = (  # (the quantile falls between two rows: as many lie above as the count says, not its share)
                 f"{int((scores.detach().cpu() > threshold).sum())}"
                 if scores is not None
-                else f"about {contamination * taken_on:.2g}"
+                else f"about {rows_above_quantile(taken_on, contamination)}"  # (had: 'about 4.7')
             )
             above += (
                 f"; {count} of {taken_on} rows: a cut of so few rows is noisy, the share predict flags of new rows "

@@ -6,6 +6,7 @@ Every score is "higher = more anomalous"; a row is flagged when its score is abo
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import numpy as np
@@ -23,6 +24,12 @@ def upper_quantile(scores: torch.Tensor, contamination: float) -> float:
     of the rows lies above it."""
     # numpy: torch.quantile refuses inputs of more than 2^24 elements
     return float(np.quantile(scores.detach().double().cpu().numpy(), 1.0 - contamination))
+
+
+def rows_above_quantile(rows: int, share: float) -> int:
+    """How many of ``rows`` different scores lie above their (1 - ``share``) quantile, linearly interpolated
+    (``upper_quantile``): those past its position (rows - 1)(1 - share) in the sorted scores."""
+    return rows - 1 - math.floor(round((rows - 1) * (1.0 - share), 9))
 
 
 def ties_at_threshold(scores: torch.Tensor, threshold: float, contamination: float) -> tuple[float, float] | None:

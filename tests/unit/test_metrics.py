@@ -105,3 +105,16 @@ def test_a_flagged_share_far_above_the_thresholds_is_said_past_chance_only():
     )  # the rule alone
     assert DAGMM(input_dim=4, contamination=0.2).threshold_share == 0.2
     assert DAGMMPU(input_dim=4, contamination=0.2).threshold_share is None  # its threshold: c / 2
+
+
+def test_rows_above_a_quantile_count_as_numpy_cuts_them():
+    import numpy as np
+
+    from dagmm_lightning.scoring import rows_above_quantile
+
+    for rows in (1, 2, 20, 101, 189, 1000):
+        scores = np.random.default_rng(rows).normal(size=rows)
+        for share in (0.001, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.5):
+            expected = int((scores > np.quantile(scores, 1 - share)).sum())
+            assert rows_above_quantile(rows, share) == expected, (rows, share)
+    assert rows_above_quantile(189, 0.025) == 5  # the summary said 'about 4.7 of 189 rows'
