@@ -1355,6 +1355,7 @@ class DAGMM(L.LightningModule):
                 f"{threads} resumes as it ran)"
             )
         resumed = self.trainer.ckpt_path is not None  # (a model loaded before, then fitted afresh: not resumed)
+        self._resumed_step_count = loop.epoch_loop._batches_that_stepped if resumed else None
         if not self.model_class.score_is_calibrated() and not is_ours(self.model_class) and not resumed:
             self._try_own_score()  # (ours, PU's: tested)
         if resumed and not loop.restarted_mid_epoch:
@@ -1378,6 +1379,15 @@ class DAGMM(L.LightningModule):
                     "uninterrupted fit would have trained (its draws start from the epoch's seed)"
                 )
             self._seed_generators()
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        restored = self.__dict__.pop("_resumed_step_count", None)
+        loop = self.trainer.fit_loop.epoch_loop
+        if restored == self.global_step and loop._batches_that_stepped == restored + 1:
+            # Lightning resumes a fit saved at a validation's step past its end (written after the step was
+            # counted: the fit's end, an epoch's) by skipping that validation, and counts a batch for it that
+            # none trained: the logging step (TensorBoard's) ran one ahead per such resume
+            loop._batches_that_stepped = restored
 
     def _try_own_score(self) -> None:
         """A variant's own score, tried on the first training rows before the first step (a fit without a

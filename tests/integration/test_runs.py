@@ -96,6 +96,25 @@ def fit_metrics(tmp_path, name, epochs, ckpt=None, extra=()):
     return cli, metrics  # without label metrics (the positive-unlabeled split's val rows) the label-free ones
 
 
+def test_a_fit_that_max_steps_ended_resumes_logging_at_the_steps_of_one_uninterrupted_fit(tmp_path):
+    """Lightning resumes a fit saved at a validation's step after the step was counted (the fit's end) by
+    skipping that validation, and had counted a batch for it: each resume logged one step further ahead."""
+    args = ["fit", "--config", "configs/quickstart.yaml", *QUICK, "--trainer.max_epochs", "-1"]
+    args += ["--trainer.check_val_every_n_epoch", "null", "--trainer.val_check_interval", "3"]
+    ckpt = []
+    for name, steps in (("first", 3), ("second", 6), ("third", 9), ("straight", 9)):
+        saved = ["--trainer.logger.init_args.save_dir", str(tmp_path / name), "--trainer.max_steps", str(steps)]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # (the batches a resume skips of a cut epoch: said, as it should be)
+            build_cli([*args, *saved, *(ckpt if name != "straight" else [])])
+        (last,) = (tmp_path / name).rglob("last.ckpt")
+        ckpt = ["--ckpt_path", str(last)]
+        loops = torch.load(last, weights_only=False)["loops"]["fit_loop"]
+        assert loops["epoch_loop.state_dict"]["_batches_that_stepped"] == steps  # had: 7 and 11 after resumes
+    assert logged_steps(tmp_path / "straight", "val/roc_auc") == [2, 5, 8]  # Lightning's: global_step - 1
+    assert [logged_steps(tmp_path / n, "val/roc_auc") for n in ("first", "second", "third")] == [[2], [5], [8]]
+
+
 def test_figures_share_their_validations_step_and_cadence_across_a_resume(tmp_path):
     every_third = ["--figures.every_n_validations", "3"]
     fit_metrics(tmp_path, "straight", 4, extra=every_third)  # 2 steps an epoch, a validation at each end
