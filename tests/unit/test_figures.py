@@ -161,3 +161,15 @@ def test_drawing_settings_out_of_range_are_refused_before_any_training():
         with pytest.raises(ConfigurationError, match=said):
             AnomalyFigures(**settings)
     assert AnomalyFigures(max_points=1).max_points == 1
+
+
+def test_the_histogram_axis_label_fits_the_figure_with_rows_beyond_both_ends():
+    rng = np.random.default_rng(0)  # a PU-like score in (0, 1), its threshold above every row
+    score = np.r_[rng.uniform(0.2, 0.4, 200_000), np.full(900, 0.999), np.full(900, 0.0001)]
+    data = dict(score=score, label=np.zeros(len(score), int), row0=score, row1=score, component=np.zeros(len(score)))
+    fig = draw(data, 0.65912, 10, score_name="1 - h (h: the classifier's output)")["score_histogram"]
+    fig.canvas.draw()
+    label = fig.axes[0].xaxis.label
+    assert " rows below " in label.get_text() and " rows above " in label.get_text()
+    box, page = label.get_window_extent(fig.canvas.get_renderer()), fig.bbox
+    assert page.x0 <= box.x0 and box.x1 <= page.x1 and page.y0 <= box.y0  # (had: its ')' cut off at the right)
