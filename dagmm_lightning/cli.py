@@ -1805,6 +1805,24 @@ KEY_METRICS = (
 )
 
 
+def model_traits(module, datamodule) -> str:
+    """What sets a fit's model apart from the class's paper form, for the summary's model line: another
+    mixture family, score or member count, and the term labelled anomalies train (the mixed split); had: an
+    lmm.yaml or mixed_loss.yaml fit said only 'DAGMM'."""
+    hparams, traits = getattr(module, "hparams", {}), []
+    if hparams.get("mixture", "gaussian") != "gaussian":
+        traits.append(f"mixture {hparams['mixture']}")
+    if hparams.get("inference", "energy") != "energy":
+        traits.append(f"score {hparams['inference']}")
+    if (hparams.get("members") or 1) > 1:
+        traits.append(f"{hparams['members']} members")
+    if getattr(datamodule, "split", None) == "mixed" and hparams.get("anomaly_loss"):
+        margin = hparams.get("anomaly_margin") if hparams["anomaly_loss"] != "inverse" else None  # (inverse: none)
+        margin = f", margin {margin:g}" if margin is not None else ""
+        traits.append(f"labelled anomalies: the {hparams['anomaly_loss']} term{margin}")
+    return f"; {', '.join(traits)}" if traits else ""
+
+
 def fit_summary(
     trainer, datamodule: AnomalyDataModule, metrics: dict[str, float] | None, resumed_from: str | None = None
 ) -> str:
@@ -1844,7 +1862,10 @@ def fit_summary(
     if columns:
         lines.append(f"  columns:     {columns}")
     module = trainer.lightning_module
-    lines.append(f"  model:       {type(module).__name__} ({type(module).__module__})")  # --model twice: the last
+    traits = model_traits(module, datamodule)
+    lines.append(
+        f"  model:       {type(module).__name__} ({type(module).__module__}){traits}"
+    )  # --model twice: the last
     if logged_to(trainer):
         lines.append(logged_to(trainer))
     if last:

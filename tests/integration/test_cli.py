@@ -74,13 +74,29 @@ def test_fit_warns_where_other_work_keeps_the_cores_busy(tmp_path, monkeypatch):
         torch.set_num_threads(before)
 
 
+def test_the_summary_model_line_names_what_sets_a_variant_apart():
+    from types import SimpleNamespace
+
+    from dagmm_lightning.cli import model_traits
+    from dagmm_lightning.models import DAGMM
+
+    mixed, normal_only = SimpleNamespace(split="mixed"), SimpleNamespace(split="normal_only")
+    assert model_traits(DAGMM(input_dim=4), normal_only) == ""  # the paper's form: the class says it
+    assert model_traits(DAGMM(input_dim=4, mixture="laplace"), normal_only) == "; mixture laplace"  # (lmm.yaml)
+    both = DAGMM(input_dim=4, mixture="gaussian+laplace", members=5, inference="energy+reconstruction")
+    assert model_traits(both, normal_only) == "; mixture gaussian+laplace, score energy+reconstruction, 5 members"
+    hinge = "; labelled anomalies: the hinge term, margin 5"  # (mixed_loss.yaml; had: 'DAGMM' alone)
+    assert model_traits(DAGMM(input_dim=4), mixed) == hinge and model_traits(DAGMM(input_dim=4), normal_only) == ""
+    assert model_traits(DAGMM(input_dim=4, anomaly_loss="inverse"), mixed) == "; labelled anomalies: the inverse term"
+
+
 def test_fit_without_checkpointing_writes_no_checkpoint(tmp_path, caplog):
     args = ["--config", "configs/quickstart.yaml", "--trainer.max_epochs", "1"]
     args += ["--trainer.enable_checkpointing", "false"]
     fitted = run(["fit", *args], tmp_path)
     assert fitted.trainer.checkpoint_callback is None and not list((tmp_path / "logs").rglob("*.ckpt"))
     assert "fit finished after 1 epoch;" in caplog.text and "checkpoint:" not in caplog.text
-    assert "  model:       DAGMM (dagmm_lightning.models.dagmm)" in caplog.text  # which class trained (had: unsaid)
+    assert "  model:       DAGMM (dagmm_lightning.models.dagmm)\n" in caplog.text  # which class trained (had: unsaid)
     caplog.clear()
     run(["fit", *args[:4], "--trainer.limit_val_batches", "0"], tmp_path)
     assert "validation:  off (no val rows, or --trainer.limit_val_batches 0)" in caplog.text
