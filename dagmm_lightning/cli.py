@@ -130,7 +130,8 @@ class OneLineErrorParser(LightningArgumentParser):
         text = re.sub(
             r"^--([\w.-]+)(?=: .* has no such option)", lambda m: m.group(0) + set_in_config_file(m.group(1)), text
         )
-        models = f"; '{command} --model.help DAGMM' a model's" if "--model.help" in options else ""
+        model = named_model_class(PARSED_ARGS)  # (had: DAGMM, whichever class the command trains)
+        models = f"; '{command} --model.help {model}' a model's" if "--model.help" in options else ""
         sys.stderr.write(f"dagmm: error: {text}\n  ('{command} --help' lists the options{models})\n")
         sys.exit(2)
 
@@ -311,6 +312,15 @@ def model_class_named(content: dict) -> str | None:
         model = model.get("class_path")
     model = model if model is not None else content.get("model.class_path")
     return model if isinstance(model, str) else None
+
+
+def named_model_class(args: list[str]) -> str:
+    """The model class a command line names, for the help hint (its last ``--model NAME``, else the last
+    ``--config`` that names one, with what it includes); DAGMM where none."""
+    named = [n for n in (included_model_class(Path(v)) for v in option_values(args, "--config", "-c")) if n]
+    given = option_values(args, "--model")
+    named += [v for v in given if re.fullmatch(r"[A-Za-z_][\w.]*", v) and not v.endswith((".yaml", ".yml", ".json"))]
+    return named[-1].rsplit(".", 1)[-1] if named else "DAGMM"
 
 
 def included_model_class(path: Path) -> str | None:

@@ -1467,6 +1467,24 @@ def test_an_unknown_setting_of_a_data_file_is_named_with_the_file(tmp_path, caps
     assert capsys.readouterr().err.strip().splitlines()[0] == expected
 
 
+@pytest.mark.parametrize(
+    "args, model",
+    [
+        (["--config", "configs/vae.yaml"], "DAGMMVAE"),
+        (["--config", "configs/quickstart.yaml", "--model", "DAGMMVQVAE"], "DAGMMVQVAE"),
+        (["--config", "configs/quickstart.yaml"], "DAGMM"),
+    ],
+)
+def test_an_errors_hint_names_the_help_of_the_model_the_command_trains(args, model, capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    from dagmm_lightning.__main__ import main
+
+    with pytest.raises(SystemExit):
+        main(["fit", *args, "--model.init_args.betta", "2"])
+    hint = f"  ('dagmm fit --help' lists the options; 'dagmm fit --model.help {model}' a model's)"  # (had: DAGMM)
+    assert capsys.readouterr().err.strip().splitlines()[-1] == hint
+
+
 def test_a_config_file_named_with_a_space_is_no_missing_colon():
     from pathlib import Path
 
