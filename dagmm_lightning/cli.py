@@ -280,7 +280,16 @@ def config_files_and_includers(args: list[str], options: tuple[str, ...]) -> lis
 
 
 def config_files_problem(args: list[str]) -> str | None:
-    """``config_file_problem`` of the first config file of ``args`` (or one they include) that has one."""
+    """``config_file_problem`` of the first config file of ``args`` (or one they include) that has one; a
+    path without its .yaml is named as one (had: jsonargparse's 'Parser key "config": File does not exist')."""
+    for value in option_values(args, "--config", "-c", "--data"):
+        path = Path(value)
+        if path.exists() or re.fullmatch(CONFIG_FILE_NAME, value) or not re.fullmatch(r"[^:{}\n]+", value):
+            continue  # (a file, a file's name, or inline YAML)
+        if Path(f"{value}.yaml").is_file():
+            return f"no such config file: {value} (did you mean {value}.yaml?)"
+        if "/" in value:  # (--data NAME: a class)
+            return f"no such config file: {value}" + missing_config_hint(path)
     for path, includer in config_files_and_includers(args, ("--config", "--data")):
         problem = config_file_problem(path)
         if problem is not None and includer is not None:  # (a config copied away from the files it includes)

@@ -1076,6 +1076,16 @@ def test_a_missing_config_names_what_its_folder_holds(tmp_path, capsys, monkeypa
     with pytest.raises(SystemExit):
         main(["fit", "--config", "configs/laplacian.yaml"])  # (had: lmm.yaml in the list, unexplained)
     assert "vqvae.yaml; lmm.yaml: the Laplacian mixture)" in capsys.readouterr().err
+    for args, name in (([], "configs/paper/thyroid"), (["configs/quickstart.yaml", "--data"], "configs/data/thyroid")):
+        with pytest.raises(SystemExit):  # (had: jsonargparse's 'Parser key "config": File does not exist')
+            main(["fit", "--config", *args, name])
+        said = f"dagmm: error: no such config file: {name} (did you mean {name}.yaml?)"
+        assert capsys.readouterr().err.splitlines()[0] == said
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", "configs/nothing"])
+    assert capsys.readouterr().err.startswith(
+        "dagmm: error: no such config file: configs/nothing (configs/ holds dagmm"
+    )
     copied = tmp_path / "vae.yaml"  # a config copied away from the one it includes (had: the path alone)
     copied.write_text((ROOT / "configs/vae.yaml").read_text())
     with pytest.raises(SystemExit):
