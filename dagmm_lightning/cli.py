@@ -991,6 +991,14 @@ class DAGMMCLI(LightningCLI):
         kept, kept_class = model_settings(config), config.get("model.class_path")
         args = sys.argv[1:] if self._args is None else self._args
         given = keys_given(args, "model")
+        trained_on = (checkpoint.get("datamodule_hyper_parameters") or {}).get("dataset")
+        now = config.data.get("dataset")  # (before the model settings: a data config's contamination differs too)
+        if "dataset" in keys_given(args, "data") and trained_on is not None and now != trained_on:
+            other = "; a file of new rows: dagmm predict --data.predict_file FILE" if subcommand != "fit" else ""
+            raise ConfigurationError(  # (had: a count of features)
+                f"--data.dataset {now!r}: the checkpoint was trained on {trained_on!r}, and a run from a checkpoint "
+                f"reads its data set (leave --data.dataset and data configs out){other}"
+            )
         # null / auto: sized from the data, which the checkpoint's sizes were
         lost = sorted(k for k in given if k in asked and asked[k] not in (None, "auto") and asked[k] != kept.get(k))
         if "class_path" in given and imported_class(asked_class) is not imported_class(kept_class):
@@ -1034,13 +1042,6 @@ class DAGMMCLI(LightningCLI):
             saved["symbolic_columns"] = list(state["preprocessor"]["categories"])
         defaults = inspect.signature(AnomalyDataModule).parameters
         given = keys_given(args, "data")
-        trained_on, now = saved.get("dataset"), config.data.get("dataset")
-        if "dataset" in given and trained_on is not None and now != trained_on:  # (had: a count of features)
-            other = "; a file of new rows: dagmm predict --data.predict_file FILE" if subcommand != "fit" else ""
-            raise ConfigurationError(
-                f"--data.dataset {now!r}: the checkpoint was trained on {trained_on!r}, and a run from a checkpoint "
-                f"reads its data set (leave --data.dataset and data configs out){other}"
-            )
         table_only = ("path", "label_column", "symbolic_columns", "ignore_columns")  # older fits of built-in data
         for key, value in saved.items():
             if key in table_only and saved.get("dataset") != TABLE or key == "predict_file" and subcommand != "predict":

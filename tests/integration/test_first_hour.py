@@ -577,6 +577,9 @@ def test_a_table_takes_its_contamination_from_its_labels_and_predicts_from_the_c
     assert run(["test", "--ckpt_path", last], tmp_path).datamodule.splits.test.size
     with pytest.raises(ValueError, match=r"--data.dataset 'thyroid': the checkpoint was trained on 'table', and a run"):
         run(["test", "--ckpt_path", last, "--data.dataset", "thyroid"], tmp_path)  # had: a count of features
+    with pytest.raises(ValueError, match=r"--data.dataset 'arrhythmia': the checkpoint was trained on 'table'"):
+        run(["test", "--ckpt_path", last, "--config", str(ROOT / "configs/data/arrhythmia.yaml")], tmp_path)
+        # (had: only its contamination refused, as a model setting the checkpoint keeps)
     other = tmp_path / "other.csv"  # another export of the table (had: its new text column refused as not in
     rows.assign(note="x").drop(columns="b").to_csv(other, index=False)  # symbolic_columns, never named)
     said = r"other.csv has columns the fit's table had not: \['note'\]; lacks columns it trained on: \['b'\]"
