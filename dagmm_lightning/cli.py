@@ -95,10 +95,12 @@ TRAINER_DEFAULTS = {
 
 
 class QuietTips(logging.Filter):
-    """Drops Lightning's advertising tips (other logging services, model registries) from the output."""
+    """Drops Lightning's advertising tips (other logging services, model registries) and its note that the
+    loader is read to count a fit's steps (a cosine schedule's) from the output."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "Tip:" not in str(record.msg) and "litmodels" not in str(record.msg)
+        text = str(record.msg)
+        return "Tip:" not in text and "litmodels" not in text and "to estimate number of stepping batches" not in text
 
 
 for _handler in logging.getLogger("lightning.pytorch").handlers:

@@ -1113,6 +1113,7 @@ def test_help_into_a_closed_pipe_is_no_traceback():
 
 def test_the_commands_own_warnings_are_lines_of_their_own(tmp_path):
     command = [sys.executable, "-m", "dagmm_lightning", "fit", "--config", str(ROOT / "configs/quickstart.yaml")]
+    command += ["--config", str(ROOT / "configs/improvements.yaml")]  # (its cosine schedule counts the steps)
     command += ["--data.labelled_anomalies", "0.8", "--trainer.max_steps", "1", "--trainer.logger", "false"]
     command += ["--trainer.enable_progress_bar", "false", "--checkpoint.save_last", "false"]
     result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
@@ -1121,6 +1122,7 @@ def test_the_commands_own_warnings_are_lines_of_their_own(tmp_path):
     expected = "dagmm: warning: labelled_anomalies 0.8 is for split 'mixed'; with split 'normal_only' it plays no part"
     assert expected in result.stderr.splitlines()
     assert "datamodule.py" not in result.stderr
+    assert "to estimate number of stepping batches" not in result.stderr + result.stdout  # (had: Lightning's note)
 
 
 def test_only_the_commands_own_user_warnings_are_relabelled(monkeypatch):
