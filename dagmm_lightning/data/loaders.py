@@ -168,8 +168,40 @@ def read_npz_file(path: str | Path, missing_unknown: bool = False) -> RawTable:
 
 
 def load_thyroid(data_dir: Path, seed: int) -> RawTable:
-    """ODDS Thyroid: ``thyroid.npz`` in ``data_dir`` (3,772 x 6; 93 hyperfunction rows are anomalies)."""
-    return read_npz_file(_require(data_dir / "thyroid.npz", "https://odds.cs.stonybrook.edu/thyroid-disease-dataset/"))
+    """ODDS Thyroid: ``thyroid.npz`` in ``data_dir`` (3,772 x 6; 93 hyperfunction rows are anomalies), or
+    ODDS's own ``thyroid.mat`` (the same ``X`` and ``y``), which its page serves (had: told to download a
+    .npz from there)."""
+    served = data_dir / "thyroid.mat"
+    if not (data_dir / "thyroid.npz").is_file() and served.is_file():
+        return read_odds_mat_file(served)
+    source = "https://odds.cs.stonybrook.edu/thyroid-disease-dataset/ (its thyroid.mat)"
+    return read_npz_file(_require(data_dir / "thyroid.npz", source, also=served.name))
+
+
+def read_odds_mat_file(path: Path) -> RawTable:
+    """An ODDS MATLAB file: ``X`` (rows x features) and ``y`` (1 = anomaly), as ``read_npz_file`` reads
+    a .npz of the same arrays."""
+    contents = read_mat_file(path)
+    if "X" not in contents or "y" not in contents:
+        held = sorted(key for key in contents if not key.startswith("__"))
+        raise DataError(f"{path} holds the matrices {held}; expected ODDS's 'X' and 'y'")
+    x, y = np.asarray(contents["X"], dtype=np.float64), np.asarray(contents["y"]).reshape(-1)
+    if x.ndim != 2 or len(x) != len(y):
+        raise DataError(f"{path}: 'X' {x.shape} and 'y' {y.shape} are not rows x features and one label a row")
+    labels = anomaly_labels(pd.Series(y), "y")
+    return RawTable(pd.DataFrame(x, columns=[f"x{i}" for i in range(x.shape[1])]), labels, [])
+
+
+def read_mat_file(path: Path) -> dict:
+    """A MATLAB file's matrices by name (scipy's ``loadmat``), or a ``DataError`` saying why not."""
+    from scipy.io import loadmat
+
+    try:
+        return loadmat(str(path))
+    except NotImplementedError:  # scipy reads no MATLAB v7.3 (HDF5) file
+        raise DataError(f"{path} is a MATLAB v7.3 file, which scipy cannot read: save it with -v7") from None
+    except (ValueError, OSError, TypeError) as err:  # scipy's MatReadError is a ValueError (had: stack traces)
+        raise DataError(f"{path} is not a readable MATLAB file: {str(err).splitlines()[0]}") from None
 
 
 ARRHYTHMIA_ANOMALY_CLASSES = (3, 4, 5, 7, 8, 9, 14, 15)
@@ -177,15 +209,8 @@ ARRHYTHMIA_ANOMALY_CLASSES = (3, 4, 5, 7, 8, 9, 14, 15)
 
 def read_arrhythmia_file(path: str | Path) -> RawTable:
     """UCI Arrhythmia as a MATLAB file with one matrix ``arrhythmia``: 274 features, then the class."""
-    from scipy.io import loadmat
-
     path = existing_file(path)
-    try:
-        contents = loadmat(str(path))
-    except NotImplementedError:  # scipy reads no MATLAB v7.3 (HDF5) file
-        raise DataError(f"{path} is a MATLAB v7.3 file, which scipy cannot read: save it with -v7") from None
-    except (ValueError, OSError, TypeError) as err:  # scipy's MatReadError is a ValueError (had: stack traces)
-        raise DataError(f"{path} is not a readable MATLAB file: {str(err).splitlines()[0]}") from None
+    contents = read_mat_file(path)
     if "arrhythmia" not in contents:
         held = sorted(key for key in contents if not key.startswith("__"))
         raise DataError(f"{path} holds the matrices {held}; expected one named 'arrhythmia'")
@@ -206,7 +231,8 @@ def load_arrhythmia(data_dir: Path, seed: int) -> RawTable:
     return read_arrhythmia_file(_require(data_dir / "arrhythmia.mat", source))
 
 
-def _require(path: Path, source: str) -> Path:
+def _require(path: Path, source: str, also: str | None = None) -> Path:
+    """``path``, or a ``DataError`` naming where to get it (``also``: another file name read in its place)."""
     if not path.is_file():
         folder = path.parent.resolve()
         if not folder.is_dir():  # a mistyped folder: not a file to download
@@ -215,8 +241,9 @@ def _require(path: Path, source: str) -> Path:
                 f"the data folder {folder} {what}: point --data.data_dir / DAGMM_DATA_DIR at the folder that holds "
                 f"{path.name}, or make that folder and download it from {source} into it"
             )
+        name = f"{path.name} (or {also})" if also else path.name
         raise DataError(
-            f"{path.name} is not in {folder}; download it from {source} into that folder, or point "
+            f"{name} is not in {folder}; download it from {source} into that folder, or point "
             f"--data.data_dir / DAGMM_DATA_DIR at the folder that holds it"
         )
     return path

@@ -34,11 +34,30 @@ def test_kddcup_rev_redraws_attacks_per_seed(paper_data):
 def test_missing_data_file_says_where_to_get_it(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "here").mkdir()
-    with pytest.raises(DataError, match=f"thyroid.npz is not in {tmp_path.resolve() / 'here'}; download it from"):
+    said = rf"thyroid.npz \(or thyroid.mat\) is not in {tmp_path.resolve() / 'here'}; download it from https://odds"
+    with pytest.raises(DataError, match=said):
         AnomalyDataModule("thyroid", data_dir="here").input_dim  # the folder in full, wherever the run started
     missing = f"the data folder {tmp_path.resolve() / 'dat'} does not exist: point --data.data_dir"
     with pytest.raises(DataError, match=missing):  # a mistyped folder (had: download thyroid.npz into it)
         AnomalyDataModule("thyroid", data_dir="dat").input_dim
+
+
+def test_thyroid_reads_the_mat_file_odds_serves_where_no_npz_is_there(tmp_path):
+    import scipy.io
+
+    from dagmm_lightning.data.loaders import load_thyroid
+
+    shipped = np.load(ROOT / "data" / "thyroid.npz")  # (had: told to download a .npz from a page serving .mat)
+    scipy.io.savemat(tmp_path / "thyroid.mat", {"X": shipped["X"], "y": shipped["y"].reshape(-1, 1).astype(float)})
+    table = load_thyroid(tmp_path, 0)
+    np.testing.assert_array_equal(table.features.to_numpy(), shipped["X"])
+    np.testing.assert_array_equal(table.is_anomaly, shipped["y"].ravel() == 1)
+    data, reference = (AnomalyDataModule("thyroid", data_dir=str(d), seed=3) for d in (tmp_path, ROOT / "data"))
+    data.setup("fit"), reference.setup("fit")
+    np.testing.assert_array_equal(data.arrays("train")[0], reference.arrays("train")[0])  # the same split
+    scipy.io.savemat(tmp_path / "thyroid.mat", {"X": shipped["X"]})
+    with pytest.raises(DataError, match=r"thyroid.mat holds the matrices \['X'\]; expected ODDS's 'X' and 'y'"):
+        load_thyroid(tmp_path, 0)
 
 
 def test_damaged_files_of_kddcup99_and_arrhythmia_are_refused_in_a_line(tmp_path):
