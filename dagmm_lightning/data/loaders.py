@@ -185,11 +185,17 @@ def read_odds_mat_file(path: Path) -> RawTable:
     if "X" not in contents or "y" not in contents:
         held = sorted(key for key in contents if not key.startswith("__"))
         raise DataError(f"{path} holds the matrices {held}; expected ODDS's 'X' and 'y'")
+    return odds_table(contents, path)
+
+
+def odds_table(contents: dict, path: Path, prefix: str = "x") -> RawTable:
+    """The table of an ODDS file's matrices ``X`` (rows x features) and ``y`` (1 = anomaly); columns named
+    ``prefix`` and their number."""
     x, y = np.asarray(contents["X"], dtype=np.float64), np.asarray(contents["y"]).reshape(-1)
     if x.ndim != 2 or len(x) != len(y):
         raise DataError(f"{path}: 'X' {x.shape} and 'y' {y.shape} are not rows x features and one label a row")
     labels = anomaly_labels(pd.Series(y), "y")
-    return RawTable(pd.DataFrame(x, columns=[f"x{i}" for i in range(x.shape[1])]), labels, [])
+    return RawTable(pd.DataFrame(x, columns=[f"{prefix}{i}" for i in range(x.shape[1])]), labels, [])
 
 
 def read_mat_file(path: Path) -> dict:
@@ -211,9 +217,11 @@ def read_arrhythmia_file(path: str | Path) -> RawTable:
     """UCI Arrhythmia as a MATLAB file with one matrix ``arrhythmia``: 274 features, then the class."""
     path = existing_file(path)
     contents = read_mat_file(path)
+    if "arrhythmia" not in contents and {"X", "y"} <= set(contents):  # ODDS's own copy: its y marks those classes
+        return odds_table(contents, path, "a")
     if "arrhythmia" not in contents:
         held = sorted(key for key in contents if not key.startswith("__"))
-        raise DataError(f"{path} holds the matrices {held}; expected one named 'arrhythmia'")
+        raise DataError(f"{path} holds the matrices {held}; expected one named 'arrhythmia' (or ODDS's 'X' and 'y')")
     try:
         matrix = np.asarray(contents["arrhythmia"], dtype=np.float64)
     except (ValueError, TypeError):  # a struct or cell array

@@ -89,11 +89,21 @@ def test_damaged_files_of_kddcup99_and_arrhythmia_are_refused_in_a_line(tmp_path
         ("v73.mat", "v73.mat is a MATLAB v7.3 file, which scipy cannot read: save it with -v7"),
         ("struct.mat", "struct.mat: 'arrhythmia' is not a matrix of numbers"),
         ("junk.mat", "junk.mat is not a readable MATLAB file"),
-        ("other.mat", r"other.mat holds the matrices \['X'\]; expected one named 'arrhythmia'"),
+        (
+            "other.mat",
+            r"other.mat holds the matrices \['X'\]; expected one named 'arrhythmia' \(or ODDS's 'X' and 'y'\)",
+        ),
         ("cut.mat", "cut.mat is not a readable MATLAB file"),
     ]:
         with pytest.raises(DataError, match=match):
             read_arrhythmia_file(tmp_path / name)
+    shipped = read_arrhythmia_file(ROOT / "data" / "arrhythmia.mat")  # ODDS's copy: X and y (classes merged)
+    served = {"X": shipped.features.to_numpy(), "y": shipped.is_anomaly.astype(float).reshape(-1, 1)}
+    scipy.io.savemat(tmp_path / "odds.mat", served)
+    odds = read_arrhythmia_file(tmp_path / "odds.mat")  # (had: refused, 'expected one named arrhythmia')
+    pd.testing.assert_frame_equal(odds.features, shipped.features)
+    np.testing.assert_array_equal(odds.is_anomaly, shipped.is_anomaly)
+    assert odds.is_anomaly.sum() == 66
 
 
 def write_tables(tmp_path):
