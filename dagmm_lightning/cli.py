@@ -53,7 +53,7 @@ from dagmm_lightning.callbacks.progress import LINE_INTERVAL, REFRESH_RATE  # no
 from dagmm_lightning.cores import threads_beside_busy_cores  # noqa: E402
 from dagmm_lightning.data import AnomalyDataModule  # noqa: E402
 from dagmm_lightning.data.batches import batch_bounds  # noqa: E402
-from dagmm_lightning.data.datamodule import TABLE, default_data_dir  # noqa: E402
+from dagmm_lightning.data.datamodule import ARRAYS, TABLE, default_data_dir  # noqa: E402
 from dagmm_lightning.data.loaders import DATASETS  # noqa: E402
 from dagmm_lightning.data.streaming import column_names  # noqa: E402
 from dagmm_lightning.errors import (  # noqa: E402
@@ -995,6 +995,13 @@ class DAGMMCLI(LightningCLI):
         given = keys_given(args, "model")
         trained_on = (checkpoint.get("datamodule_hyper_parameters") or {}).get("dataset")
         now = config.data.get("dataset")  # (before the model settings: a data config's contamination differs too)
+        if trained_on == ARRAYS:  # (had: jsonargparse's traceback, 'Expected a Literal[...]. Got value: arrays')
+            raise ConfigurationError(
+                f"{path} was trained on arrays given in Python (AnomalyDataModule.from_arrays or from_table), which "
+                "a command cannot read, nor a file of such rows: in Python, DAGMMDetector.from_checkpoint(path) "
+                "scores new rows (decision_function, predict), and trainer.test(model, datamodule="
+                "AnomalyDataModule.from_arrays(...)) tests or trains on"
+            )
         if "dataset" in keys_given(args, "data") and trained_on is not None and now != trained_on:
             other = "; a file of new rows: dagmm predict --data.predict_file FILE" if subcommand != "fit" else ""
             raise ConfigurationError(  # (had: a count of features)

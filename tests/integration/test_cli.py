@@ -747,6 +747,25 @@ def test_a_checkpoint_finds_its_data_from_another_folder(tmp_path, monkeypatch):
     assert run([*ckpt, "--data.path", str(tmp_path / "moved.csv")], tmp_path / "table").datamodule.splits.test.size
 
 
+def test_a_checkpoint_of_arrays_given_in_python_is_refused_by_the_commands_in_a_line(tmp_path):
+    import lightning as L
+
+    from dagmm_lightning.data import AnomalyDataModule
+    from dagmm_lightning.models import DAGMM
+
+    x = np.random.default_rng(0).normal(size=(300, 4))
+    data, model = AnomalyDataModule.from_arrays(x, np.r_[np.ones(10, int), np.zeros(290, int)]), DAGMM(input_dim=4)
+    trainer = L.Trainer(max_epochs=1, default_root_dir=tmp_path, logger=False, enable_progress_bar=False)
+    trainer.callbacks.append(LastEpochCheckpoint(dirpath=tmp_path, save_last=True))
+    trainer.fit(model, data)
+    last = str(tmp_path / "last.ckpt")
+    said = f"{last} was trained on arrays given in Python .* DAGMMDetector.from_checkpoint\\(path\\) scores new rows"
+    for command in (["test"], ["predict", "--data.predict_file", str(tmp_path / "rows.csv")]):
+        with pytest.raises(ValueError, match=said):  # (had: jsonargparse's traceback, 'Expected a Literal[...]')
+            run([*command, "--ckpt_path", last], tmp_path)
+    assert DAGMMDetector.from_checkpoint(last).decision_function(x[:3]).shape == (3,)  # as said
+
+
 def test_trainer_options_do_what_they_say(tmp_path, monkeypatch):
     args = ["fit", "--config", "configs/quickstart.yaml", "--trainer.max_epochs", "2"]
     seeds = []
