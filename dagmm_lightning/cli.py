@@ -1073,7 +1073,7 @@ class DAGMMCLI(LightningCLI):
                     "give --data.path where it is now"
                 )
         unset = config.data.get("data_dir") is None and "DAGMM_DATA_DIR" not in os.environ
-        if unset and "data_dir" not in given and not default_data_dir().exists():
+        if unset and not default_data_dir().exists():  # (null given, as a run's config.yaml holds it: the default)
             if found_at.get("data_dir") and Path(found_at["data_dir"]).is_dir():
                 config.data.data_dir = found_at["data_dir"]
         if table and reads_table:

@@ -736,6 +736,10 @@ def test_a_checkpoint_finds_its_data_from_another_folder(tmp_path, monkeypatch):
         tested = run(["test", "--ckpt_path", str(next((tmp_path / name).rglob("last.ckpt")))], tmp_path / name)
         assert (tested.datamodule.data_dir if name == "thyroid" else Path(tested.datamodule.path)) == data
         assert tested.datamodule.splits.test.size
+    ckpt = str(next((tmp_path / "thyroid").rglob("last.ckpt")))
+    tested = run(["test", "--ckpt_path", ckpt, "--data.data_dir", "null"], tmp_path / "thyroid")  # the default, as
+    assert tested.datamodule.data_dir == ROOT / "data"  # a run's config.yaml holds it (had: 'data folder ... does
+    # not exist' where a resume was given the run's config.yaml)
     (tmp_path / "flows.csv").rename(tmp_path / "moved.csv")
     ckpt = ["test", "--ckpt_path", str(next((tmp_path / "table").rglob("last.ckpt")))]
     with pytest.raises(ValueError) as refused:  # (had: 'no such file: flows.csv', as if the command had named it)
