@@ -1891,10 +1891,8 @@ def fit_summary(
     if columns:
         lines.append(f"  columns:     {columns}")
     module = trainer.lightning_module
-    traits = model_traits(module, datamodule)
-    lines.append(
-        f"  model:       {type(module).__name__} ({type(module).__module__}){traits}"
-    )  # --model twice: the last
+    traits = model_traits(module, datamodule)  # (--model twice: the last)
+    lines.append(f"  model:       {type(module).__name__} ({type(module).__module__}){traits}")
     if logged_to(trainer):
         lines.append(logged_to(trainer))
     if last:
