@@ -300,7 +300,8 @@ def test_test_from_the_checkpoint_alone_restores_its_split_and_refuses_another(t
         run(["test", "--ckpt_path", last, "--model", "DAGMMVAE"], tmp_path)
     vae_settings = r"\(model 'DAGMM', contamination 0.1, hidden_dims \(16, 8\), lr 0.001, n_components 2\), not"
     with pytest.raises(ValueError, match=rf"trained with {vae_settings}"):  # (had: beta None, ... the VAE's own)
-        run(["test", "--ckpt_path", last, "--config", "configs/vae.yaml", "--model.init_args.lr", "0.05"], tmp_path)
+        vae = ["--config", "configs/vae.yaml", "--data.dataset", "breast_cancer"]  # (its data set: refused first)
+        run(["test", "--ckpt_path", last, *vae, "--model.init_args.lr", "0.05"], tmp_path)
     (tmp_path / "dotted.yaml").write_text("model.init_args.lr: 0.05\n")  # a config's dotted key
     with pytest.raises(ValueError, match=r"trained with \(lr 0.001\)"):
         run(["test", "--ckpt_path", last, "--config", str(tmp_path / "dotted.yaml")], tmp_path)
