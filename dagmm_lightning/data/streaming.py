@@ -139,7 +139,13 @@ class FileRows:
         raise TypeError("the batches of a CSV file (or of a process's share) are not known before reading it")
 
     def _frames(self) -> Iterator[pd.DataFrame]:
-        return read_frames(self.path, self.chunk_rows, column_types(self.preprocessor, self.label_column, self.ignored))
+        types = column_types(self.preprocessor, self.label_column, self.ignored)
+        columns = None
+        if not str(self.path).lower().endswith(PARQUET_SUFFIXES):  # a CSV's other columns: not read at all (had:
+            # their types guessed from its first block, and a later value refused: a column the model never reads)
+            header = file_columns(self.path)  # (names with spaces around them kept: the missing-columns hint)
+            columns = [c for c in header if c in types or c.strip() in types] or None
+        return read_frames(self.path, self.chunk_rows, types, columns)
 
 
 def file_columns(path: Path) -> list[str]:

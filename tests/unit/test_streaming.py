@@ -66,6 +66,21 @@ def test_chunks_of_a_file_equal_the_whole_file_encoded(tmp_path, preprocessor, s
         np.testing.assert_array_equal(read_all(ignoring)[0], expected)
 
 
+def test_columns_the_model_does_not_read_are_not_read_whatever_their_values(tmp_path, preprocessor):
+    frame = table(n=60_000)  # past pyarrow's first block (1 MiB), from which it guessed a column's type
+    frame["visits"] = [str(v) if i < 50_000 else f"{v}.5" for i, v in enumerate(frame["count"])]  # int, then not
+    frame["notes"] = np.where(np.arange(len(frame)) < 50_000, None, "late")  # blank, then text
+    path = tmp_path / "rows.csv"
+    frame.to_csv(path, index=False)
+    x, y, _ = read_all(FileRows(path, preprocessor, "anomaly", batch_size=4096))  # (had: 'CSV conversion error
+    expected = preprocessor.scale(preprocessor.encode(frame[["size", "colour", "count"]]))  # to int64 ... 32.5')
+    np.testing.assert_array_equal(x, expected)
+    np.testing.assert_array_equal(y, frame["anomaly"])
+    frame.rename(columns={"size": " size "}).to_csv(path, index=False)
+    with pytest.raises(DataError, match=r"the input's names have spaces around them \(e.g. ' size '\)"):
+        list(FileRows(path, preprocessor, "anomaly", batch_size=4096))  # (its column read: the hint kept)
+
+
 def test_ranks_share_the_chunks_each_row_once(tmp_path, preprocessor, monkeypatch):
     path = tmp_path / "rows.csv"
     table().to_csv(path, index=False)
