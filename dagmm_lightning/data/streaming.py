@@ -412,6 +412,8 @@ def _scan_file(
     table_file(path)
     label, ignored = [label_column] if label_column else [], list(ignore_columns or [])
     text = dict.fromkeys([*(symbolic_columns or []), *label, *ignored], pa.string())
+    blank = [] if str(path).lower().endswith(PARQUET_SUFFIXES) else blank_first_rows(path, chunk_rows, text)
+    text |= dict.fromkeys(blank, pa.string())  # (had: pyarrow's null type, and its error at the first value)
     first = next(read_frames(path, chunk_rows, text), None)
     if first is None:
         raise DataError(f"{path} has no rows")
@@ -439,7 +441,9 @@ def _scan_file(
     numbers_first = numeric if inferred else []
     chosen = [c for c in symbolic_columns if isinstance(features[c].dtype, pd.CategoricalDtype)]  # (warned of)
     id_checked = [c for c in symbolic_columns if c not in chosen] if inferred else []
+    late = [c for c in blank if c in symbolic_columns] if inferred else []  # empty at first: text, or numbers?
     for frame in typed_by_first_rows(read_frames(path, chunk_rows, types), numbers_first, chunk_rows, path):
+        late = refuse_numbers_after_blank_rows(frame, late, n_rows, chunk_rows, path)
         if label_column is not None:
             labels.append(anomaly_labels(frame[label_column], label_column))
         n_rows += len(frame)
@@ -462,6 +466,34 @@ def _scan_file(
     head = RawTable(features.head(1000), None, [str(c) for c in symbolic_columns])
     head.categories = {c: sorted(values) for c, values in categories.items()}
     return FileScan(head, np.concatenate(labels) if label_column is not None else None, n_rows)
+
+
+def blank_first_rows(path: Path, chunk_rows: int, text: dict[str, pa.DataType]) -> list[str]:
+    """The columns of a CSV file, other than those of ``text``, without a value in its first ``chunk_rows``
+    rows (read as text: pyarrow would type such a column null and refuse its first value further on)."""
+    names = file_columns(path)
+    first = next(read_frames(path, chunk_rows, dict.fromkeys(names, pa.string())), None)
+    return [] if first is None else [c for c in first.columns if c not in text and first[c].isna().all()]
+
+
+def refuse_numbers_after_blank_rows(frame: pd.DataFrame, late: list, first_row: int, chunk_rows: int, path) -> list:
+    """``late``: columns empty in the file's first ``chunk_rows`` rows, made symbolic by that; a
+    ``DataError`` where one's first values (in ``frame``, rows from ``first_row``) are numbers, else the
+    columns still without a value."""
+    left = []
+    for column in late:
+        present = frame[column].dropna()
+        if not len(present):
+            left.append(column)
+        elif pd.to_numeric(present, errors="coerce").notna().all():
+            row = first_row + int(present.index[0])
+            raise DataError(
+                f"{path}: column {column!r} is empty in the file's first {chunk_rows:,} rows and holds numbers "
+                f"further on (e.g. {present.iloc[0]!r}, row {row:,}): out of core, a column's type comes from those "
+                "rows; fill its missing values (a model reads no missing number), or list it in symbolic_columns "
+                "(with every other text column) if its numbers are codes"
+            )
+    return left
 
 
 def typed_by_first_rows(

@@ -411,6 +411,22 @@ def test_a_column_typed_numeric_on_the_first_rows_names_that_rule_at_a_later_tex
         streaming_module.scan_file(tmp_path / "padded.csv", None, None, chunk_rows=100)
 
 
+def test_a_column_empty_in_the_first_block_of_a_file_is_read_by_its_later_values(tmp_path):
+    wide = pd.DataFrame(np.random.default_rng(0).normal(size=(30_000, 10))).add_prefix("x")  # ~5,000 rows a
+    x, empty_first = wide["x0"].to_numpy(), np.arange(len(wide)) < 20_000  # block of pyarrow's (1 MiB), typed
+    wide.assign(note=np.where(empty_first, None, "late")).to_csv(tmp_path / "text.csv", index=False)  # by the 1st
+    scanned = streaming_module.scan_file(tmp_path / "text.csv", None, None, chunk_rows=16_384)  # (had: 'CSV
+    assert scanned.head.categories == {"note": ["late", "nan"]} and scanned.n_rows == 30_000  # conversion error
+    # to null: invalid value 'late'', pyarrow's own words); as the in-memory reader: a text column, one-hot encoded
+    wide.assign(note=np.where(empty_first, np.nan, x)).to_csv(tmp_path / "numbers.csv", index=False)
+    with pytest.raises(
+        DataError,
+        match=r"numbers.csv: column 'note' is empty in the file's first 16,384 rows and holds numbers further on "
+        r"\(e.g. '-?\d\.\d+', row 20,000\): out of core, a column's type comes from those rows; fill its missing",
+    ):
+        streaming_module.scan_file(tmp_path / "numbers.csv", None, None, chunk_rows=16_384)
+
+
 def test_a_parquet_file_with_two_columns_of_one_name_is_refused_by_both_readers(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
