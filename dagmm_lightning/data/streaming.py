@@ -157,6 +157,8 @@ def file_columns(path: Path) -> list[str]:
         return [str(c) for c in header_names(path, csv_delimiter(path))]
     except pd.errors.EmptyDataError:
         raise DataError(f"{path} is empty") from None
+    except EOFError:  # (a compressed file cut short within its header's block)
+        raise DataError(f"{path} {CUT_SHORT}") from None
 
 
 def column_types(

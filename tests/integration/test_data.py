@@ -848,7 +848,14 @@ def test_a_compressed_csv_whose_stream_ends_early_is_refused_in_one_line(tmp_pat
     text = pd.DataFrame({"a": np.arange(20000.0), "b": np.arange(20000.0) % 3}).to_csv(index=False).encode()
     data = (gzip.compress if suffix == ".gz" else bz2.compress)(text)
     (tmp_path / f"t.csv{suffix}").write_bytes(data[: len(data) // 2])
-    for read in (read_user_table, lambda path: scan_file(path, None, None, 1000)):
+    from dagmm_lightning.data import RawTable, TablePreprocessor
+    from dagmm_lightning.data.streaming import FileRows
+
+    rows = pd.DataFrame({"a": np.arange(20000.0), "b": np.arange(20000.0) % 3})
+    fitted = TablePreprocessor().fit_columns(RawTable(rows, None, []))
+    fitted.fit_scaling(fitted.encode(rows))
+    scored = lambda path: list(FileRows(path, fitted, None, 100))  # noqa: E731  (predict's reader)
+    for read in (read_user_table, lambda path: scan_file(path, None, None, 1000), scored):
         with pytest.raises(DataError, match=rf"t.csv{suffix} ends within its compressed data \(a file cut short"):
             read(tmp_path / f"t.csv{suffix}")  # had: Python's EOFError in memory, pyarrow's words in chunks
 
