@@ -4,11 +4,13 @@ message, not a traceback."""
 from __future__ import annotations
 
 import difflib
+import errno
 import importlib
 import numbers
 import re
 import sys
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, get_args
 
@@ -111,6 +113,18 @@ def make_folder_of(path: Path) -> None:
         raise DataError(f"cannot write {path}: a file stands where its folder would be") from None
     except OSError as err:
         raise DataError(f"cannot write {path}: {err.strerror or err}") from None
+
+
+@contextmanager
+def room_to_write(what: str, advice: str):
+    """A full disk (or quota) while writing ``what`` as a ``DataError`` naming it and ``advice`` (had: the
+    OSError's traceback from deep inside a writer); other errors as they are."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise DataError(f"cannot write {what}: {err.strerror or 'no space left on device'}; {advice}") from None
 
 
 def did_you_mean(given: str, candidates: list[str], quote: bool = True, prefix: str = "") -> str:

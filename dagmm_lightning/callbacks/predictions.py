@@ -20,7 +20,7 @@ from dagmm_lightning.data.datamodule import TABLE
 from dagmm_lightning.data.loaders import columns_named
 from dagmm_lightning.data.streaming import KeptColumns, column_names
 from dagmm_lightning.data.tables import EXACT_CSV_FLOATS
-from dagmm_lightning.errors import DataError, make_folder_of, warn
+from dagmm_lightning.errors import DataError, make_folder_of, room_to_write, warn
 from dagmm_lightning.scoring import flagged_far_above
 
 #: the predictions' file names, by how the CSV is compressed (those the table readers read)
@@ -85,6 +85,8 @@ class PredictionCSVWriter(BasePredictionWriter):
         self._part = None
         self._compression: str | None = None
         self._token = ""
+
+    ROOM = "free space there, or give --prediction_writer.output_path a disk with room"
 
     def _part_path(self, trainer, rank: int | None) -> Path:
         """This run's part file of ``rank`` (None: the joined one), named by a token of the run's own: two
@@ -179,12 +181,14 @@ class PredictionCSVWriter(BasePredictionWriter):
         frame = pd.DataFrame({c: prediction[c].to(dtype).cpu().numpy() for c, dtype in COLUMNS.items()})
         if self._kept is not None:
             frame = pd.concat([self._kept.rows(frame["index"].to_numpy()), frame], axis=1)
-        frame.to_csv(self._part, header=False, index=False)
+        with room_to_write(str(self.written_to), self.ROOM):
+            frame.to_csv(self._part, header=False, index=False)
         self.rows_written += len(frame)
         self.rows_flagged += int(frame["prediction"].sum())
 
     def on_predict_end(self, trainer, pl_module) -> None:
-        self._join_parts(trainer)
+        with room_to_write(str(self.written_to), self.ROOM):
+            self._join_parts(trainer)
         many = flagged_far_above_message(
             getattr(pl_module, "threshold_share", None), self.rows_written, self.rows_flagged
         )
@@ -214,12 +218,22 @@ class PredictionCSVWriter(BasePredictionWriter):
         trainer.strategy.barrier()
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
-        if self._part is not None:  # a partial file would pass for the predictions
+        if not self._token:  # (no run of its own started)
+            return
+        try:
             self._close()
-            self._part_path(trainer, trainer.global_rank).unlink(missing_ok=True)
+        except OSError:  # its buffer's flush failed as the write did (a full disk): removed all the same
+            pass
+        # a partial file would pass for the predictions (the joined one too: written by the first process)
+        for rank in (trainer.global_rank, *([None] if trainer.is_global_zero else [])):
+            try:
+                self._part_path(trainer, rank).unlink(missing_ok=True)
+            except OSError:  # (not a file: not this run's)
+                pass
+        self._token = ""
 
     def _close(self) -> None:
         self._kept = None
-        if self._part is not None:
-            self._part.close()
-            self._part = None
+        part, self._part = self._part, None
+        if part is not None:
+            part.close()

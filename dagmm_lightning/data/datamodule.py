@@ -46,7 +46,15 @@ from dagmm_lightning.data.streaming import (
     write_split_rows,
 )
 from dagmm_lightning.data.tables import EncodedRows, RawTable, TablePreprocessor, label_like_columns
-from dagmm_lightning.errors import ConfigurationError, DataError, MissingLabelError, check_choice, check_range, warn
+from dagmm_lightning.errors import (
+    ConfigurationError,
+    DataError,
+    MissingLabelError,
+    check_choice,
+    check_range,
+    room_to_write,
+    warn,
+)
 from dagmm_lightning.labels import KNOWN_NORMAL, LABELLED_ANOMALY
 
 ARRAYS = "arrays"  # the data set name of a data module made by ``from_table`` / ``from_arrays``
@@ -533,8 +541,13 @@ class AnomalyDataModule(L.LightningDataModule):
             weakref.finalize(self, shutil.rmtree, folder, True)
             types = column_types(self.preprocessor, self.label_column, self.ignore_columns)
             frames = lambda: read_frames(Path(self.path), CHUNK_ROWS, types)  # noqa: E731
-            with naming_the_file(self.path):
-                rows = write_split_rows(folder, frames, self.preprocessor, splits, len(self._labels), fit_scaling)
+            room = "set TMPDIR to a folder on a disk with room (the rows take 4 bytes a feature)"
+            try:
+                with room_to_write(f"the out-of-core rows to {folder.parent}", room), naming_the_file(self.path):
+                    rows = write_split_rows(folder, frames, self.preprocessor, splits, len(self._labels), fit_scaling)
+            except BaseException:  # rows written in part: of no use, and a full disk's space back at once
+                shutil.rmtree(folder, True)
+                raise
         if not shared:
             return rows
         strategy.barrier("dagmm-rows-written")

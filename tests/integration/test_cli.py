@@ -599,6 +599,27 @@ def test_data_sized_model_keeps_its_sizes_and_em_refined_fit_in_the_checkpoint(t
             ["predict", "--ckpt_path", str(ckpt), "--prediction_writer.output_path", str(tmp_path / "kept.csv")],
             tmp_path,
         )
+    import builtins
+    import errno
+
+    class FullDisk:  # the part file on a disk that fills up after its header line
+        def __init__(self, path, *args, **kwargs):
+            self.file = builtins.open(path, *args, **kwargs)
+
+        def write(self, text):
+            if self.file.tell():
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return self.file.write(text)
+
+        def __getattr__(self, name):
+            return getattr(self.file, name)
+
+    monkeypatch.setattr(predictions, "open", FullDisk, raising=False)
+    monkeypatch.setattr(predictions.secrets, "token_hex", lambda n: "feedbeef")
+    with pytest.raises(ValueError) as full:  # (had: the OSError's traceback, and the part file left behind)
+        run(["predict", "--ckpt_path", str(ckpt), "--prediction_writer.output_path", str(tmp_path / "f.csv")], tmp_path)
+    said = f"cannot write {tmp_path / 'f.csv'}: No space left on device; free space there, or give --prediction_writer."
+    assert str(full.value).startswith(said) and not list(tmp_path.glob("f.csv*"))
 
 
 def test_fit_summary_says_when_training_scores_tie_at_the_threshold(tmp_path, caplog):

@@ -244,6 +244,24 @@ def test_row_folders_that_killed_runs_left_are_removed_by_the_next_out_of_core_f
     assert np.asarray(on_disk.arrays("train")[0]).shape[0] == len(on_disk.splits.train)
 
 
+def test_an_out_of_core_fit_on_a_full_disk_names_the_folder_and_tmpdir_and_leaves_no_rows(tmp_path, monkeypatch):
+    import errno
+    import tempfile
+
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
+
+    def full(*args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "pwritev", full)
+    with pytest.raises(DataError) as refused:  # (had: the OSError's traceback from inside DiskRows.write)
+        out_of_core_pair(tmp_path, monkeypatch, ".csv")
+    said = f"cannot write the out-of-core rows to {temporary}: No space left on device; set TMPDIR to a folder on a"
+    assert str(refused.value).startswith(said) and not list(temporary.iterdir())  # its rows removed at once
+
+
 def test_disk_rows_read_no_rows(tmp_path):
     np.save(tmp_path / "rows.npy", np.zeros((0, 3), dtype=np.float32))
     rows = streaming_module.DiskRows(tmp_path / "rows.npy")
