@@ -57,6 +57,7 @@ from dagmm_lightning.errors import (
 )
 from dagmm_lightning.labels import KNOWN_NORMAL, LABELLED_ANOMALY
 
+MISSING_CATEGORY = {"nan": "missing values"}  # a symbolic column's missing values: a category of their own
 ARRAYS = "arrays"  # the data set name of a data module made by ``from_table`` / ``from_arrays``
 SHARE_OF_SPLIT = {"labelled_anomalies": "mixed", "labelled_fraction": "positive_unlabeled"}  # the split using it
 DEFAULT_SHARE = 0.5  # of each, in its split
@@ -513,9 +514,9 @@ class AnomalyDataModule(L.LightningDataModule):
         # a user's table only (the built-in data sets' are known: KDDCUP99's attack-only services)
         outside = self.preprocessor.categories_outside_training() if stage == "fit" and self.dataset == TABLE else {}
         if outside:
+            shown = {column: [MISSING_CATEGORY.get(c, repr(c)) for c in cats] for column, cats in outside.items()}
             named = "; ".join(
-                f"{column!r} {', '.join(map(repr, cats[:3]))}{', ...' if len(cats) > 3 else ''}"
-                for column, cats in outside.items()
+                f"{column!r} {', '.join(cats[:3])}{', ...' if len(cats) > 3 else ''}" for column, cats in shown.items()
             )
             warn(
                 f"categories only rows outside training hold ({named}): no training row had them, so the model "

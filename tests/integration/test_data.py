@@ -240,6 +240,12 @@ def test_a_category_only_rows_outside_training_hold_is_named_at_fit_and_when_sco
         fitted.setup("fit")  # had: no word (the model masks the feature, constant on the training rows)
     assert not [w for w in said if "not seen in training" in str(w.message)]  # once, not again as rows are written
     assert fitted.preprocessor.categories_outside_training() == {"color": ["purple"]}
+    frame.loc[:9, "color"] = None  # the anomalies' colour missing: said so (had: 'nan', as if a colour)
+    frame.to_csv(tmp_path / "blank.csv", index=False)
+    blank = AnomalyDataModule(**{**settings, "path": str(tmp_path / "blank.csv")}, out_of_core=out_of_core)
+    with pytest.warns(UserWarning, match=r"categories only rows outside training hold \('color' missing values\)"):
+        blank.setup("fit")
+    frame.loc[:9, "color"] = "purple"
     pd.DataFrame({"a": [0.0, 0.1], "color": ["purple", "red"]}).to_csv(tmp_path / "new.csv", index=False)
     frame.replace("purple", "red").to_csv(tmp_path / "rows.csv", index=False)  # (only the scored file holds it)
     scoring = AnomalyDataModule(**settings, predict_file=str(tmp_path / "new.csv"))
