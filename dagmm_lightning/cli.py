@@ -886,6 +886,9 @@ class DAGMMCLI(LightningCLI):
                     rank_zero_info(f"{subcommand} stopped by SIGTERM{left}")
                 raise SystemExit(128 + signal.SIGTERM) from None
             if self.trainer.interrupted and stop.code == 1:  # the shell's code for Ctrl-C (Lightning's: 1, an error's)
+                if subcommand != "fit":  # (as SIGTERM's line above; had: only Lightning's 'Detected KeyboardInterrupt')
+                    left = " (no predictions written)" if subcommand == "predict" else ""
+                    rank_zero_info(f"{subcommand} stopped by Ctrl-C{left}")
                 raise SystemExit(130) from None
             raise
 

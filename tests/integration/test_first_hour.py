@@ -339,7 +339,7 @@ def table(path, n=400, labels=True, sep=",", ids=False):
     return path
 
 
-def test_predict_as_a_nightly_job_writes_its_own_part_file_and_stops_on_sigterm(tmp_path, monkeypatch):
+def test_predict_as_a_nightly_job_writes_its_own_part_file_and_stops_on_sigterm(tmp_path, monkeypatch, caplog):
     from dagmm_lightning.callbacks import PredictionCSVWriter
     from dagmm_lightning.models import DAGMM
 
@@ -409,6 +409,17 @@ def test_predict_as_a_nightly_job_writes_its_own_part_file_and_stops_on_sigterm(
     with pytest.raises(SystemExit) as stop:
         run(predict, tmp_path)
     assert stop.value.code == 143 and sorted(p.name for p in out.parent.iterdir()) == [other.name]
+    assert "predict stopped by SIGTERM (no predictions written)" in caplog.text
+
+    def ctrl_c_at_the_first_batch(self, trainer, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(PredictionCSVWriter, "write_on_batch_end", ctrl_c_at_the_first_batch)
+    caplog.clear()
+    with pytest.raises(SystemExit) as stop:
+        run(predict, tmp_path)
+    assert stop.value.code == 130 and sorted(p.name for p in out.parent.iterdir()) == [other.name]
+    assert "predict stopped by Ctrl-C (no predictions written)" in caplog.text  # (had: Lightning's line alone)
     step = DAGMM.training_step
 
     def stopped_step(self, *args, **kwargs):
