@@ -46,15 +46,45 @@ def script() -> None:
     interruptible_main()
 
 
+class StoppedBySigterm(BaseException):
+    """SIGTERM where no run handles it (``stop_on_sigterm``); a BaseException, as KeyboardInterrupt: code
+    that catches Exception (an optional import's, jsonargparse's wrapping of a link's error) lets it by."""
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM, where no run handles it (while the command starts, reads a table out of core before its
+    run: minutes), raises ``StoppedBySigterm`` in this process: one line and exit 143 (had: the process ended
+    without a word). An ignored SIGTERM stays ignored; a process forked from this one dies of it as by
+    default."""
+    import signal
+
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return
+    mine = os.getpid()
+
+    def stop(signum, frame):
+        if os.getpid() != mine:  # (a forked child: the default's death)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        raise StoppedBySigterm
+
+    signal.signal(signal.SIGTERM, stop)
+
+
 def interruptible_main() -> None:
-    """``main``, with Ctrl-C one line and exit 130 where no run handles it (e.g. while torch and Lightning
-    import, seconds); then the process ends at once (``exit_now``)."""
+    """``main``, with Ctrl-C one line and exit 130, and SIGTERM one line and exit 143, where no run handles
+    them (e.g. while torch and Lightning import, seconds); then the process ends at once (``exit_now``)."""
     try:
+        stop_on_sigterm()
         main()
         sys.stdout.flush()  # (here, not at the interpreter's exit, where a closed pipe is a printed error)
     except KeyboardInterrupt:
         print("dagmm: interrupted", file=sys.stderr)
         exit_now(130)
+    except StoppedBySigterm:
+        print("dagmm: stopped by SIGTERM", file=sys.stderr)
+        exit_now(143)
     except BrokenPipeError:  # the reader went first (dagmm --help | head -1): no traceback, as other tools
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         exit_now(1)

@@ -992,6 +992,39 @@ script()
     assert result.returncode == 130 and result.stderr == "dagmm: interrupted\n"  # had: an import traceback
 
 
+def test_sigterm_before_a_run_handles_it_is_one_line_and_exit_143(tmp_path):
+    # SIGTERM while the command starts (or reads a table out of core before its run: minutes)
+    code = """
+import os, signal, sys
+class TerminateLightning:
+    def find_spec(self, name, path=None, target=None):
+        if name == "lightning":
+            os.kill(os.getpid(), signal.SIGTERM)
+sys.meta_path.insert(0, TerminateLightning())
+sys.argv = ["dagmm", "fit", "--config", "configs/quickstart.yaml"]
+from dagmm_lightning.__main__ import script
+script()
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 143 and result.stderr == "dagmm: stopped by SIGTERM\n"  # had: no word at all
+    ignored = "import signal; signal.signal(signal.SIGTERM, signal.SIG_IGN)\n" + code  # (nohup's, a trap's)
+    ignored = ignored.replace('"configs/quickstart.yaml"]', '"configs/quickstart.yaml", "--print_config"]')
+    result = subprocess.run([sys.executable, "-c", ignored], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0 and "stopped by SIGTERM" not in result.stderr  # ignored by choice: it stays so
+    forked = """
+import os, signal, sys
+from dagmm_lightning.__main__ import stop_on_sigterm
+stop_on_sigterm()
+child = os.fork()
+if child == 0:
+    os.kill(os.getpid(), signal.SIGTERM)
+    os._exit(0)
+print(os.waitpid(child, 0)[1] & 0x7F)
+"""
+    result = subprocess.run([sys.executable, "-c", forked], capture_output=True, text=True, cwd=ROOT)
+    assert result.stdout.strip() == str(int(signal.SIGTERM))  # a forked child dies of it, as by default
+
+
 def test_version_is_the_projects(capsys):
     from dagmm_lightning.__main__ import main
 
