@@ -181,17 +181,7 @@ def read_frames(
     pool = pa.default_memory_pool()
     try:
         if not str(path).lower().endswith(PARQUET_SUFFIXES):  # a CSV (pyarrow decompresses .gz and .bz2)
-            delimiter = csv_delimiter(path)
-            names = [str(c) for c in header_names(path, delimiter)]
-            warn_if_headerless(names, path)
-            options = csv.ConvertOptions(column_types=types or {}, null_values=MISSING_TEXT, strings_can_be_null=True)
-            options.include_columns = columns or []
-            read = csv.ReadOptions(block_size=1 << 20, column_names=names, skip_rows=header_lines(path, delimiter))
-            parse = csv.ParseOptions(delimiter=delimiter, newlines_in_values=True)
-            # the compression named, not left to pyarrow: it matches .gz and .bz2 in lower case only
-            codec = {".gz": "gzip", ".bz2": "bz2"}.get(path.suffix.lower())
-            source = pa.input_stream(str(path), compression=codec) if codec else path
-            batches = csv.open_csv(source, read_options=read, parse_options=parse, convert_options=options)
+            batches = open_csv_reader(path, types, columns)
         else:
             batches = parquet_batches(path, chunk_rows, columns)
         pending = None
@@ -227,6 +217,22 @@ def read_frames(
             message = re.sub(r"^(CSV parse error)", r"\1" + ragged_line(path, csv_delimiter(path)), message)
             message += " (a separator inside values, or a line above the header: a title, a comment, Excel's sep=?)"
         raise DataError(f"{path}: {message}") from None
+
+
+def open_csv_reader(path: Path, types: dict[str, pa.DataType] | None, columns: list[str] | None = None):
+    """pyarrow's streaming reader of a CSV file, as ``read_frames`` reads it (``types``: the columns' types,
+    others inferred from its first block of 1 MiB; ``columns``: only these)."""
+    delimiter = csv_delimiter(path)
+    names = [str(c) for c in header_names(path, delimiter)]
+    warn_if_headerless(names, path)
+    options = csv.ConvertOptions(column_types=types or {}, null_values=MISSING_TEXT, strings_can_be_null=True)
+    options.include_columns = columns or []
+    read = csv.ReadOptions(block_size=1 << 20, column_names=names, skip_rows=header_lines(path, delimiter))
+    parse = csv.ParseOptions(delimiter=delimiter, newlines_in_values=True)
+    # the compression named, not left to pyarrow: it matches .gz and .bz2 in lower case only
+    codec = {".gz": "gzip", ".bz2": "bz2"}.get(path.suffix.lower())
+    source = pa.input_stream(str(path), compression=codec) if codec else path
+    return csv.open_csv(source, read_options=read, parse_options=parse, convert_options=options)
 
 
 def header_names(path: Path, delimiter: str) -> list:
@@ -414,7 +420,7 @@ def _scan_file(
     table_file(path)
     label, ignored = [label_column] if label_column else [], list(ignore_columns or [])
     text = dict.fromkeys([*(symbolic_columns or []), *label, *ignored], pa.string())
-    blank = [] if str(path).lower().endswith(PARQUET_SUFFIXES) else blank_first_rows(path, chunk_rows, text)
+    blank = [] if str(path).lower().endswith(PARQUET_SUFFIXES) else blank_first_rows(path, text)
     text |= dict.fromkeys(blank, pa.string())  # (had: pyarrow's null type, and its error at the first value)
     first = next(read_frames(path, chunk_rows, text), None)
     if first is None:
@@ -443,7 +449,8 @@ def _scan_file(
     numbers_first = numeric if inferred else []
     chosen = [c for c in symbolic_columns if isinstance(features[c].dtype, pd.CategoricalDtype)]  # (warned of)
     id_checked = [c for c in symbolic_columns if c not in chosen] if inferred else []
-    late = [c for c in blank if c in symbolic_columns] if inferred else []  # empty at first: text, or numbers?
+    # empty in the first chunk too (else its values chose): text, or numbers further on?
+    late = [c for c in blank if c in symbolic_columns and first[c].isna().all()] if inferred else []
     for frame in typed_by_first_rows(read_frames(path, chunk_rows, types), numbers_first, chunk_rows, path):
         late = refuse_numbers_after_blank_rows(frame, late, n_rows, chunk_rows, path)
         if label_column is not None:
@@ -470,12 +477,14 @@ def _scan_file(
     return FileScan(head, np.concatenate(labels) if label_column is not None else None, n_rows)
 
 
-def blank_first_rows(path: Path, chunk_rows: int, text: dict[str, pa.DataType]) -> list[str]:
-    """The columns of a CSV file, other than those of ``text``, without a value in its first ``chunk_rows``
-    rows (read as text: pyarrow would type such a column null and refuse its first value further on)."""
-    names = file_columns(path)
-    first = next(read_frames(path, chunk_rows, dict.fromkeys(names, pa.string())), None)
-    return [] if first is None else [c for c in first.columns if c not in text and first[c].isna().all()]
+def blank_first_rows(path: Path, text: dict[str, pa.DataType]) -> list[str]:
+    """The columns of a CSV file, other than those of ``text``, without a value in the block pyarrow types
+    its columns by (1 MiB): it types them null and refuses their first value further on; read as text."""
+    try:
+        schema = open_csv_reader(path, text).schema
+    except (pa.ArrowInvalid, OSError, ValueError, EOFError, UnicodeDecodeError):  # (the reading pass names it)
+        return []
+    return [field.name for field in schema if pa.types.is_null(field.type) and field.name not in text]
 
 
 def refuse_numbers_after_blank_rows(frame: pd.DataFrame, late: list, first_row: int, chunk_rows: int, path) -> list:

@@ -430,13 +430,17 @@ def test_a_column_typed_numeric_on_the_first_rows_names_that_rule_at_a_later_tex
 
 
 def test_a_column_empty_in_the_first_block_of_a_file_is_read_by_its_later_values(tmp_path):
-    wide = pd.DataFrame(np.random.default_rng(0).normal(size=(30_000, 10))).add_prefix("x")  # ~5,000 rows a
-    x, empty_first = wide["x0"].to_numpy(), np.arange(len(wide)) < 20_000  # block of pyarrow's (1 MiB), typed
-    wide.assign(note=np.where(empty_first, None, "late")).to_csv(tmp_path / "text.csv", index=False)  # by the 1st
-    scanned = streaming_module.scan_file(tmp_path / "text.csv", None, None, chunk_rows=16_384)  # (had: 'CSV
-    assert scanned.head.categories == {"note": ["late", "nan"]} and scanned.n_rows == 30_000  # conversion error
-    # to null: invalid value 'late'', pyarrow's own words); as the in-memory reader: a text column, one-hot encoded
-    wide.assign(note=np.where(empty_first, np.nan, x)).to_csv(tmp_path / "numbers.csv", index=False)
+    wide = pd.DataFrame(np.random.default_rng(0).normal(size=(30_000, 6))).add_prefix("x")  # ~110 bytes a row:
+    rows = np.arange(len(wide))  # pyarrow types a column by its first block (1 MiB, ~9,500 rows here)
+    for empty_until in (12_000, 20_000):  # within the first chunk of 16,384 rows, and past it
+        wide.assign(note=np.where(rows < empty_until, None, "late")).to_csv(tmp_path / "text.csv", index=False)
+        scanned = streaming_module.scan_file(tmp_path / "text.csv", None, None, chunk_rows=16_384)  # (had: 'CSV
+        assert scanned.head.categories == {"note": ["late", "nan"]} and scanned.n_rows == 30_000  # conversion
+        # error to null: invalid value 'late'', pyarrow's words); as the in-memory reader: text, one-hot encoded
+    numbers = np.where(rows < 12_000, np.nan, wide["x0"])  # numbers in the first chunk: a numeric column
+    wide.assign(note=numbers).to_csv(tmp_path / "numbers.csv", index=False)
+    assert streaming_module.scan_file(tmp_path / "numbers.csv", None, None, chunk_rows=16_384).head.categories == {}
+    wide.assign(note=np.where(rows < 20_000, np.nan, wide["x0"])).to_csv(tmp_path / "numbers.csv", index=False)
     with pytest.raises(
         DataError,
         match=r"numbers.csv: column 'note' is empty in the file's first 16,384 rows and holds numbers further on "
