@@ -114,6 +114,11 @@ def model_parameters(model_class: type[DAGMM]) -> dict[str, inspect.Parameter]:
     return parameters
 
 
+def row_hashes(frame: pd.DataFrame) -> np.ndarray:
+    """(n,) uint64: a hash of each row's values (pandas'), the same for equal rows."""
+    return pd.util.hash_pandas_object(frame, index=False).to_numpy()
+
+
 class DAGMMDetector(BaseEstimator):
     """DAGMM anomaly detector with PyOD's conventions (``decision_function``: higher = more anomalous;
     ``predict``: 1 = anomaly).
@@ -612,6 +617,7 @@ class DAGMMDetector(BaseEstimator):
             self.threshold_rows_ = np.zeros(0, dtype=np.int64)
         self.threshold_ = float(self.model_.model.calibration.threshold)
         self.labels_ = (self.decision_scores_ > self.threshold_).astype(int)
+        self._x_rows = np.unique(row_hashes(frame))  # (X's own rows, told apart from new ones by content)
         if self._kind == "pu" and not self.labels_.any():
             c = float(self.model_.model.c)
             warn(
@@ -764,32 +770,28 @@ class DAGMMDetector(BaseEstimator):
         also ``predict_confidence``'s (n,) values, as PyOD returns them."""
         scores = self.decision_function(X)
         labels = self._labels(scores)
-        self._warn_if_flagged_far_above(labels, scores)
+        self._warn_if_flagged_far_above(labels, X)
         return (labels, self._confidence(scores, labels)) if return_confidence else labels
 
-    def _rows_of_x(self, scores: np.ndarray) -> bool:
-        """Whether every score (n,) is one of X's rows' (``decision_scores_``), up to float32's rounding,
-        which differs with the rows scored beside a row: rows of X itself (with n of them, a new row's score
-        matching one by chance is negligible)."""
-        own = getattr(self, "decision_scores_", None)
-        if own is None or not len(own) or not len(scores):
+    def _rows_of_x(self, X) -> bool:
+        """Whether every row of X is one of the rows the detector was fitted on (by content: their hashes)."""
+        fitted = getattr(self, "_x_rows", None)
+        if fitted is None or not len(fitted):
             return False
-        ordered = np.sort(own)
-        at = np.searchsorted(ordered, scores)
-        below, above = ordered[np.clip(at - 1, 0, len(ordered) - 1)], ordered[np.clip(at, 0, len(ordered) - 1)]
-        nearest = np.minimum(np.abs(scores - below), np.abs(scores - above))
-        return bool((nearest <= 1e-5 * np.maximum(1.0, np.abs(scores))).all())
+        try:
+            return bool(np.isin(row_hashes(self._as_frame(X)), fitted).all())
+        except (TypeError, ValueError, DataError):  # (rows predict could score but not hash: as new rows)
+            return False
 
-    def _warn_if_flagged_far_above(self, labels: np.ndarray, scores: np.ndarray) -> None:
+    def _warn_if_flagged_far_above(self, labels: np.ndarray, X) -> None:
         """A warning where ``predict`` flags far more of its rows (n,) than the share ``threshold_`` was set
         to flag, or than ``labels_`` flags of X (``mixed_loss``: its labelled anomalies besides;
         ``scoring.flagged_far_above``): with the threshold on X's own scores, most often a model that
-        scores its training rows lower than new rows like them (a small table). None for rows of X itself
-        (``scores`` (n,) among ``decision_scores_``)."""
+        scores its training rows lower than new rows like them (a small table). None for rows of X itself."""
         share, flagged = self.model_.threshold_share, int(labels.sum())
         own = getattr(self, "labels_", None)
         expected = share if share is None or own is None or not len(own) else max(share, float(own.mean()))
-        if not flagged_far_above(expected, len(labels), flagged) or self._rows_of_x(scores):
+        if not flagged_far_above(expected, len(labels), flagged) or self._rows_of_x(X):
             return  # (X's own rows, chosen: flagged as labels_ flags them)
         said = f"predict flagged {100 * flagged / len(labels):.3g} % of these {len(labels):,} rows; threshold_ "
         if own is not None and self._kind != "pu" and not len(self.calibration_rows_):
