@@ -538,12 +538,13 @@ class AnomalyDataModule(L.LightningDataModule):
         folder = Path(tempfile.gettempdir()) / (strategy.broadcast(folder_name) if shared else folder_name)
         splits = {name: getattr(self.splits, name) for name in ("train", "val", "test")}
         if not shared or strategy.local_rank == 0:
-            claim_row_folder(folder)
             weakref.finalize(self, shutil.rmtree, folder, True)
             types = column_types(self.preprocessor, self.label_column, self.ignore_columns)
             frames = lambda: read_frames(Path(self.path), CHUNK_ROWS, types)  # noqa: E731
             room = "set TMPDIR to a folder on a disk with room (the rows take 4 bytes a feature)"
             try:
+                with room_to_write(f"the out-of-core rows to {folder.parent}", room):
+                    claim_row_folder(folder)  # (its owner file written: a full disk is said as the rows' is)
                 with room_to_write(f"the out-of-core rows to {folder.parent}", room), naming_the_file(self.path):
                     rows = write_split_rows(folder, frames, self.preprocessor, splits, len(self._labels), fit_scaling)
             except BaseException:  # rows written in part: of no use, and a full disk's space back at once

@@ -638,12 +638,13 @@ def process_identity() -> str:
 
 def claim_row_folder(folder: Path) -> None:
     """Create ``folder`` for a run's rows, marked as this process's, and remove the row folders beside it
-    that killed runs left (SIGKILL, the out-of-memory killer: no clean-up runs; each can hold GBs)."""
-    folder.mkdir()
-    (folder / ROW_FOLDER_OWNER).write_text(process_identity() + "\n")
+    that killed runs left (SIGKILL, the out-of-memory killer: no clean-up runs; each can hold GBs), those
+    first: their space back before this one's owner file is written."""
     for other in folder.parent.glob(f"{ROW_FOLDER_PREFIX}*"):
         if other != folder and not owner_running(other):
             shutil.rmtree(other, ignore_errors=True)
+    folder.mkdir()
+    (folder / ROW_FOLDER_OWNER).write_text(process_identity() + "\n")
 
 
 def owner_running(folder: Path) -> bool:

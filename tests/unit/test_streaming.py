@@ -260,6 +260,10 @@ def test_an_out_of_core_fit_on_a_full_disk_names_the_folder_and_tmpdir_and_leave
         out_of_core_pair(tmp_path, monkeypatch, ".csv")
     said = f"cannot write the out-of-core rows to {temporary}: No space left on device; set TMPDIR to a folder on a"
     assert str(refused.value).startswith(said) and not list(temporary.iterdir())  # its rows removed at once
+    monkeypatch.setattr(streaming_module, "process_identity", full)  # full before the owner file is written
+    with pytest.raises(DataError) as refused:
+        out_of_core_pair(tmp_path, monkeypatch, ".csv")
+    assert str(refused.value).startswith(said) and not list(temporary.iterdir())  # (had: a folder without owner)
 
 
 def test_disk_rows_read_no_rows(tmp_path):
