@@ -284,14 +284,15 @@ def config_files_and_includers(args: list[str], options: tuple[str, ...]) -> lis
 def config_files_problem(args: list[str]) -> str | None:
     """``config_file_problem`` of the first config file of ``args`` (or one they include) that has one; a
     path without its .yaml is named as one (had: jsonargparse's 'Parser key "config": File does not exist')."""
-    for value in option_values(args, "--config", "-c", "--data"):
-        path = Path(value)
-        if path.exists() or re.fullmatch(CONFIG_FILE_NAME, value) or not re.fullmatch(r"[^:{}\n]+", value):
-            continue  # (a file, a file's name, or inline YAML)
-        if Path(f"{value}.yaml").is_file():
-            return f"no such config file: {value} (did you mean {value}.yaml?)"
-        if "/" in value:  # (--data NAME: a class)
-            return f"no such config file: {value}" + missing_config_hint(path)
+    for option in ("--config", "-c", "--data"):
+        for value in option_values(args, option):
+            path = Path(value)
+            if path.exists() or re.fullmatch(CONFIG_FILE_NAME, value) or not re.fullmatch(r"[^:{}\n]+", value):
+                continue  # (a file, a file's name, or inline YAML)
+            if Path(f"{value}.yaml").is_file():
+                return f"no such config file: {value} (did you mean {value}.yaml?)"
+            if option != "--data" or "/" in value:  # (--data NAME: a class)
+                return f"no such config file: {value}" + missing_config_hint(path)
     for path, includer in config_files_and_includers(args, ("--config", "--data")):
         problem = config_file_problem(path)
         if problem is not None and includer is not None:  # (a config copied away from the files it includes)
@@ -1007,8 +1008,10 @@ class DAGMMCLI(LightningCLI):
             )
         if "dataset" in keys_given(args, "data") and trained_on is not None and now != trained_on:
             other = "; a file of new rows: dagmm predict --data.predict_file FILE" if subcommand != "fit" else ""
+            typed = any(a == "--data.dataset" or a.startswith("--data.dataset=") for a in args)
+            setting = f"--data.dataset {now!r}" if typed else f"the data set {now!r} (from a config given)"
             raise ConfigurationError(  # (had: a count of features)
-                f"--data.dataset {now!r}: the checkpoint was trained on {trained_on!r}, and a run from a checkpoint "
+                f"{setting}: the checkpoint was trained on {trained_on!r}, and a run from a checkpoint "
                 f"reads its data set (leave --data.dataset and data configs out){other}"
             )
         # null / auto: sized from the data, which the checkpoint's sizes were

@@ -191,7 +191,10 @@ def read_odds_mat_file(path: Path) -> RawTable:
 def odds_table(contents: dict, path: Path, prefix: str = "x") -> RawTable:
     """The table of an ODDS file's matrices ``X`` (rows x features) and ``y`` (1 = anomaly); columns named
     ``prefix`` and their number."""
-    x, y = np.asarray(contents["X"], dtype=np.float64), np.asarray(contents["y"]).reshape(-1)
+    try:
+        x, y = np.asarray(contents["X"], dtype=np.float64), np.asarray(contents["y"], dtype=np.float64).reshape(-1)
+    except (ValueError, TypeError):  # a struct or cell array
+        raise DataError(f"{path}: 'X' and 'y' are not matrices of numbers") from None
     if x.ndim != 2 or len(x) != len(y):
         raise DataError(f"{path}: 'X' {x.shape} and 'y' {y.shape} are not rows x features and one label a row")
     labels = anomaly_labels(pd.Series(y), "y")
@@ -218,7 +221,10 @@ def read_arrhythmia_file(path: str | Path) -> RawTable:
     path = existing_file(path)
     contents = read_mat_file(path)
     if "arrhythmia" not in contents and {"X", "y"} <= set(contents):  # ODDS's own copy: its y marks those classes
-        return odds_table(contents, path, "a")
+        table = odds_table(contents, path, "a")
+        if table.features.shape[1] != 274:
+            raise DataError(f"{path}: expected Arrhythmia's 274 features in 'X', got shape {table.features.shape}")
+        return table
     if "arrhythmia" not in contents:
         held = sorted(key for key in contents if not key.startswith("__"))
         raise DataError(f"{path} holds the matrices {held}; expected one named 'arrhythmia' (or ODDS's 'X' and 'y')")

@@ -719,8 +719,9 @@ def infer_symbolic_columns(
             raise identifier_error(column, distinct, len(present), present.iloc[0], hint, drop)
         # many different numbers with text in many rows: categories, each number one (placeholders such as '-'?);
         # a few numbers beside text ('0', '1', '2', '3+'; floors '1', '2', 'G') are categories as meant; ten or
-        # more, in however few rows (an amount that is 'unknown' in most), each a category of its own is warned of
-        if numeric.nunique() >= 10:
+        # more in a fifth of the rows or more (an amount 'unknown' in most; had: in half) are warned of, not
+        # a code column's few numeric codes among its names
+        if share >= 0.2 and numeric.nunique() >= 10:
             bad = pd.unique(present[numeric.isna()].to_numpy())[:3].tolist()
             warn(
                 f"column {column!r} holds numbers in {100 * share:.0f} % of its rows and text in the others (e.g. "

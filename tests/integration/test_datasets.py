@@ -104,6 +104,12 @@ def test_damaged_files_of_kddcup99_and_arrhythmia_are_refused_in_a_line(tmp_path
     pd.testing.assert_frame_equal(odds.features, shipped.features)
     np.testing.assert_array_equal(odds.is_anomaly, shipped.is_anomaly)
     assert odds.is_anomaly.sum() == 66
+    scipy.io.savemat(tmp_path / "narrow.mat", {"X": np.ones((10, 3)), "y": np.zeros((10, 1))})
+    with pytest.raises(DataError, match=r"narrow.mat: expected Arrhythmia's 274 features in 'X', got shape \(10, 3\)"):
+        read_arrhythmia_file(tmp_path / "narrow.mat")
+    scipy.io.savemat(tmp_path / "cells.mat", {"X": np.array([[1, "a"]], dtype=object), "y": np.zeros((1, 1))})
+    with pytest.raises(DataError, match=r"cells.mat: 'X' and 'y' are not matrices of numbers"):
+        read_arrhythmia_file(tmp_path / "cells.mat")
 
 
 def write_tables(tmp_path):

@@ -589,7 +589,7 @@ def test_a_table_takes_its_contamination_from_its_labels_and_predicts_from_the_c
     assert run(["test", "--ckpt_path", last], tmp_path).datamodule.splits.test.size
     with pytest.raises(ValueError, match=r"--data.dataset 'thyroid': the checkpoint was trained on 'table', and a run"):
         run(["test", "--ckpt_path", last, "--data.dataset", "thyroid"], tmp_path)  # had: a count of features
-    with pytest.raises(ValueError, match=r"--data.dataset 'arrhythmia': the checkpoint was trained on 'table'"):
+    with pytest.raises(ValueError, match=r"the data set 'arrhythmia' \(from a config given\): the checkpoint was tr"):
         run(["test", "--ckpt_path", last, "--config", str(ROOT / "configs/data/arrhythmia.yaml")], tmp_path)
         # (had: only its contamination refused, as a model setting the checkpoint keeps)
     other = tmp_path / "other.csv"  # another export of the table (had: its new text column refused as not in
@@ -1134,6 +1134,9 @@ def test_a_missing_config_names_what_its_folder_holds(tmp_path, capsys, monkeypa
     assert capsys.readouterr().err.startswith(
         "dagmm: error: no such config file: configs/nothing (configs/ holds dagmm"
     )
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", "myrun"])  # a name without a folder (had: jsonargparse's 'File does not exist')
+    assert capsys.readouterr().err.startswith("dagmm: error: no such config file: myrun\n")
     copied = tmp_path / "vae.yaml"  # a config copied away from the one it includes (had: the path alone)
     copied.write_text((ROOT / "configs/vae.yaml").read_text())
     with pytest.raises(SystemExit):

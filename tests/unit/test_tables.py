@@ -93,6 +93,11 @@ def test_text_columns_of_numbers_that_lose_digits_or_hold_placeholders_are_warne
     income[rng.random(300) < 0.6] = "unknown"  # numbers in 40 % of the rows, each its own: not an identifier
     with pytest.warns(DAGMMWarning, match=r"'income' holds numbers in 4\d % of its rows and text in the others"):
         assert infer_symbolic_columns(pd.DataFrame({"income": income}))[1] == ["income"]  # had: no word below 50 %
+    rooms = pd.Series(rng.choice([f"room {c}" for c in "ABCDEFGH"], 400), dtype=object)
+    rooms[:12] = [str(100 + i) for i in range(12)]  # a few numeric codes among names (3 %): categories as meant
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert infer_symbolic_columns(pd.DataFrame({"room": rooms}))[1] == ["room"]
     same = pd.DataFrame({"a": ["1e20", "1.0e20", "100000000000000000000"] * 10, "b": ["x", "y", "1"] * 10})
     same["dependents"] = rng.choice(["0", "1", "2", "3+"], 30)  # categories: a few numbers, one text
     with warnings.catch_warnings():
