@@ -326,6 +326,11 @@ def model_class_named(content: dict) -> str | None:
     return model if isinstance(model, str) else None
 
 
+def nothing_written(subcommand: str) -> str:
+    """What a stopped run of ``subcommand`` left unwritten, for its line."""
+    return " (no predictions written)" if subcommand == "predict" else ""
+
+
 def named_model_class(args: list[str]) -> str:
     """The model class a command line names, for the help hint (its last ``--model NAME``, else the last
     ``--config`` that names one, with what it includes); DAGMM where none."""
@@ -883,13 +888,11 @@ class DAGMMCLI(LightningCLI):
                 if subcommand == "fit" and not self.trainer.interrupted:  # (before trainer.fit began)
                     rank_zero_info("fit stopped by SIGTERM before it began")
                 elif subcommand != "fit":
-                    left = " (no predictions written)" if subcommand == "predict" else ""
-                    rank_zero_info(f"{subcommand} stopped by SIGTERM{left}")
+                    rank_zero_info(f"{subcommand} stopped by SIGTERM{nothing_written(subcommand)}")
                 raise SystemExit(128 + signal.SIGTERM) from None
             if self.trainer.interrupted and stop.code == 1:  # the shell's code for Ctrl-C (Lightning's: 1, an error's)
                 if subcommand != "fit":  # (as SIGTERM's line above; had: only Lightning's 'Detected KeyboardInterrupt')
-                    left = " (no predictions written)" if subcommand == "predict" else ""
-                    rank_zero_info(f"{subcommand} stopped by Ctrl-C{left}")
+                    rank_zero_info(f"{subcommand} stopped by Ctrl-C{nothing_written(subcommand)}")
                 raise SystemExit(130) from None
             raise
 

@@ -224,8 +224,10 @@ class PredictionCSVWriter(BasePredictionWriter):
             self._close()
         except OSError:  # its buffer's flush failed as the write did (a full disk): removed all the same
             pass
-        # a partial file would pass for the predictions (the joined one too: written by the first process)
-        for rank in (trainer.global_rank, *([None] if trainer.is_global_zero else [])):
+        # a partial file would pass for the predictions; the first process removes the joined one and every
+        # process's part (the others may wait at the join's barrier for good)
+        ranks = range(trainer.world_size) if trainer.is_global_zero else [trainer.global_rank]
+        for rank in (*ranks, *([None] if trainer.is_global_zero else [])):
             try:
                 self._part_path(trainer, rank).unlink(missing_ok=True)
             except OSError:  # (not a file: not this run's)
