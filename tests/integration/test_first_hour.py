@@ -973,42 +973,34 @@ def test_an_interrupted_fit_without_a_checkpoint_says_whether_it_began_training(
     assert interrupted_fit_summary(spawning).startswith("fit interrupted; no checkpoint written yet")
 
 
-def test_ctrl_c_while_the_command_starts_is_one_line_and_exit_130():
-    # SIGINT delivered while Lightning imports (the seconds before a run handles Ctrl-C itself); the
-    # handler is set here: CI's background run starts with SIGINT ignored
-    code = """
+SIGNAL_AT_START = """
 import os, signal, sys
-signal.signal(signal.SIGINT, signal.default_int_handler)
-class InterruptLightning:
+class SignalAtLightningsImport:
     def find_spec(self, name, path=None, target=None):
         if name == "lightning":
-            os.kill(os.getpid(), signal.SIGINT)
-sys.meta_path.insert(0, InterruptLightning())
-sys.argv = ["dagmm", "fit", "--config", "configs/quickstart.yaml"]
+            os.kill(os.getpid(), signal.{signal})
+sys.meta_path.insert(0, SignalAtLightningsImport())
+sys.argv = ["dagmm", "fit", "--config", "configs/quickstart.yaml"{more}]
 from dagmm_lightning.__main__ import script
 script()
-"""
+"""  # the command, sent a signal while Lightning imports (the seconds before a run handles signals itself)
+
+
+def test_ctrl_c_while_the_command_starts_is_one_line_and_exit_130():
+    # the handler is set here: CI's background run starts with SIGINT ignored
+    code = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+    code += SIGNAL_AT_START.format(signal="SIGINT", more="")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 130 and result.stderr == "dagmm: interrupted\n"  # had: an import traceback
 
 
 def test_sigterm_before_a_run_handles_it_is_one_line_and_exit_143(tmp_path):
     # SIGTERM while the command starts (or reads a table out of core before its run: minutes)
-    code = """
-import os, signal, sys
-class TerminateLightning:
-    def find_spec(self, name, path=None, target=None):
-        if name == "lightning":
-            os.kill(os.getpid(), signal.SIGTERM)
-sys.meta_path.insert(0, TerminateLightning())
-sys.argv = ["dagmm", "fit", "--config", "configs/quickstart.yaml"]
-from dagmm_lightning.__main__ import script
-script()
-"""
+    code = SIGNAL_AT_START.format(signal="SIGTERM", more="")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 143 and result.stderr == "dagmm: stopped by SIGTERM\n"  # had: no word at all
-    ignored = "import signal; signal.signal(signal.SIGTERM, signal.SIG_IGN)\n" + code  # (nohup's, a trap's)
-    ignored = ignored.replace('"configs/quickstart.yaml"]', '"configs/quickstart.yaml", "--print_config"]')
+    ignored = "import signal; signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"  # (nohup's, a trap's)
+    ignored += SIGNAL_AT_START.format(signal="SIGTERM", more=', "--print_config"')
     result = subprocess.run([sys.executable, "-c", ignored], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0 and "stopped by SIGTERM" not in result.stderr  # ignored by choice: it stays so
     forked = """
