@@ -45,7 +45,7 @@ from dagmm_lightning.data.streaming import (
     streamed,
     write_split_rows,
 )
-from dagmm_lightning.data.tables import EncodedRows, RawTable, TablePreprocessor, label_like_columns
+from dagmm_lightning.data.tables import MISSING_SHOWN, EncodedRows, RawTable, TablePreprocessor, label_like_columns
 from dagmm_lightning.errors import (
     ConfigurationError,
     DataError,
@@ -57,7 +57,7 @@ from dagmm_lightning.errors import (
 )
 from dagmm_lightning.labels import KNOWN_NORMAL, LABELLED_ANOMALY
 
-MISSING_CATEGORY = {"nan": "missing values"}  # a symbolic column's missing values: a category of their own
+MISSING_CATEGORY = {"nan": MISSING_SHOWN}  # a symbolic column's missing values: a category of their own
 ARRAYS = "arrays"  # the data set name of a data module made by ``from_table`` / ``from_arrays``
 SHARE_OF_SPLIT = {"labelled_anomalies": "mixed", "labelled_fraction": "positive_unlabeled"}  # the split using it
 DEFAULT_SHARE = 0.5  # of each, in its split
@@ -341,7 +341,7 @@ class AnomalyDataModule(L.LightningDataModule):
         if prep.categories:
             each = [
                 f"{column}: {len(values)} categor{'ies' if len(values) != 1 else 'y'}"
-                + (", missing values one of them" if "nan" in values else "")
+                + (f", {MISSING_SHOWN} one of them" if "nan" in values else "")
                 for column, values in prep.categories.items()
             ]
             width = sum(len(values) for values in prep.categories.values())

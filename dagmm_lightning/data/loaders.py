@@ -15,7 +15,6 @@ from dagmm_lightning.data.tables import (
     CUT_SHORT,
     EXACT_CSV_FLOATS,
     NOT_UTF8,
-    PARQUET_SUFFIXES,
     RawTable,
     category_text,
     check_header_names_unique,
@@ -25,6 +24,7 @@ from dagmm_lightning.data.tables import (
     csv_delimiter,
     ignoring,
     infer_symbolic_columns,
+    is_parquet,
     ragged_line,
     warn_if_csv_texts_read_as_missing,
     warn_if_headerless,
@@ -365,7 +365,7 @@ def absent_columns(named: list[str], columns, path: Path) -> list[str]:
     """Of the columns ``named`` (ignore_columns), those not in a file's ``columns``; a Parquet file's stored
     index is there (``parquet_index_columns``: the readers leave it out; predict writes one stored as a
     column, and says that one stored as a range is not in the file)."""
-    index = parquet_index_columns(path) if path.suffix.lower() in PARQUET_SUFFIXES else []
+    index = parquet_index_columns(path) if is_parquet(path) else []
     return [c for c in named if c not in columns and c not in index]
 
 
@@ -393,7 +393,7 @@ def read_user_table(
         if label_column not in (None, "y") and not label_optional:
             raise DataError(f"{path.name} is an NPZ file: its labels are its array 'y', not a column {label_column!r}")
         return read_npz_file(path, missing_unknown=label_optional)
-    parquet = path.suffix.lower() in PARQUET_SUFFIXES
+    parquet = is_parquet(path)
     delimiter = None if parquet else csv_delimiter(path)
     if parquet:
         check_parquet_columns_unique(path)

@@ -45,6 +45,7 @@ from dagmm_lightning.data.tables import (
     identifier_like,
     ignoring,
     infer_symbolic_columns,
+    is_parquet,
     line_of_value,
     not_numbers,
     open_text,
@@ -127,7 +128,7 @@ class FileRows:
     def __len__(self) -> int:
         """The batches of a Parquet file read by one process (its row count is in its metadata: progress
         bars show a total); a CSV file's rows are not known before reading it (TypeError: no total)."""
-        if str(self.path).lower().endswith(PARQUET_SUFFIXES) and world_size() == 1:
+        if is_parquet(self.path) and world_size() == 1:
             try:
                 n = parquet.ParquetFile(self.path).metadata.num_rows
             except (pa.ArrowInvalid, OSError) as err:
@@ -141,7 +142,7 @@ class FileRows:
     def _frames(self) -> Iterator[pd.DataFrame]:
         types = column_types(self.preprocessor, self.label_column, self.ignored)
         columns = None
-        if not str(self.path).lower().endswith(PARQUET_SUFFIXES):  # a CSV's other columns: not read at all (had:
+        if not is_parquet(self.path):  # a CSV's other columns: not read at all (had:
             # their types guessed from its first block, and a later value refused: a column the model never reads)
             header = file_columns(self.path)  # (names with spaces around them kept: the missing-columns hint)
             columns = [c for c in header if c in types or c.strip() in types] or None
@@ -152,7 +153,7 @@ def file_columns(path: Path) -> list[str]:
     """The column names of a CSV file's header (as pandas and ``read_frames`` name them) or a Parquet
     file's schema."""
     try:
-        if str(path).lower().endswith(PARQUET_SUFFIXES):
+        if is_parquet(path):
             return [str(c) for c in parquet.ParquetFile(path).schema_arrow.names]
         return [str(c) for c in header_names(path, csv_delimiter(path))]
     except pd.errors.EmptyDataError:
@@ -180,14 +181,14 @@ def read_frames(
     null ... in text columns too) and quoted line breaks."""
     pool = pa.default_memory_pool()
     try:
-        if not str(path).lower().endswith(PARQUET_SUFFIXES):  # a CSV (pyarrow decompresses .gz and .bz2)
+        if not is_parquet(path):  # a CSV (pyarrow decompresses .gz and .bz2)
             batches = open_csv_reader(path, types, columns)
         else:
             batches = parquet_batches(path, chunk_rows, columns)
         pending = None
         for batch in batches:
             undecoded = [f.name for f in batch.schema if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)]
-            if undecoded and not str(path).lower().endswith(PARQUET_SUFFIXES):  # pyarrow's type for text not UTF-8
+            if undecoded and not is_parquet(path):  # pyarrow's type for text not UTF-8
                 raise DataError(f"{path} {NOT_UTF8} (column {undecoded[0]!r})")
             frame = batch.to_pandas()
             pending = frame if pending is None else pd.concat([pending, frame], ignore_index=True)
@@ -255,7 +256,7 @@ def header_lines(path: Path, delimiter: str) -> int:
 
 def named_columns(message: str, path: Path) -> str:
     """pyarrow's CSV message with "column #3" replaced by the column's name (from the header line)."""
-    if str(path).lower().endswith(PARQUET_SUFFIXES) or "column #" not in message:
+    if is_parquet(path) or "column #" not in message:
         return message
     with open_text(path, newline="", errors="replace") as file:
         names = next(stdlib_csv.reader(file, delimiter=csv_delimiter(path)), [])
@@ -317,7 +318,7 @@ def column_names(path: Path | str) -> list[str] | None:
     if path.suffix.lower() == ".npz":
         return None
     try:
-        if str(path).lower().endswith(PARQUET_SUFFIXES):
+        if is_parquet(path):
             check_parquet_columns_unique(path)
             schema = parquet.read_schema(path)
             # pandas' stored index (a filtered frame's __index_level_0__): the readers restore it, not a column
@@ -341,7 +342,7 @@ class KeptColumns:
         self._start, self._buffer = 0, pd.DataFrame(columns=columns)  # rows _start, _start + 1, ...
 
     def _read_whole(self) -> pd.DataFrame:
-        if str(self.path).lower().endswith(PARQUET_SUFFIXES):
+        if is_parquet(self.path):
             table = parquet.read_table(self.path, columns=self.columns)
             return as_text(pd.DataFrame({c: integers_as_text(table[c]).to_pandas() for c in self.columns}))
         frame = pd.read_csv(self.path, sep=csv_delimiter(self.path), index_col=False, usecols=self.columns, dtype=str)
@@ -420,7 +421,7 @@ def _scan_file(
     table_file(path)
     label, ignored = [label_column] if label_column else [], list(ignore_columns or [])
     text = dict.fromkeys([*(symbolic_columns or []), *label, *ignored], pa.string())
-    blank = [] if str(path).lower().endswith(PARQUET_SUFFIXES) else blank_first_rows(path, text)
+    blank = [] if is_parquet(path) else blank_first_rows(path, text)
     text |= dict.fromkeys(blank, pa.string())  # (had: pyarrow's null type, and its error at the first value)
     first = next(read_frames(path, chunk_rows, text), None)
     if first is None:
@@ -440,7 +441,7 @@ def _scan_file(
     if missing:
         raise DataError(f"symbolic columns {missing} are not in {path}")
     check_unlisted_text(features, symbolic_columns)
-    if not str(path).lower().endswith(PARQUET_SUFFIXES):  # (on the first chunk's rows)
+    if not is_parquet(path):  # (on the first chunk's rows)
         warn_if_csv_texts_read_as_missing(path, features, symbolic_columns, inferred)
     numeric = [c for c in features.columns if c not in symbolic_columns]
     types = dict.fromkeys(numeric, pa.float64()) | dict.fromkeys([*symbolic_columns, *label, *ignored], pa.string())

@@ -141,6 +141,7 @@ TIME_KINDS = ("datetime", "date", "timedelta", "time", "period")  # pandas' infe
 DATE_ADVICE = "turn them into numbers (e.g. hour, weekday)"
 CSV_DELIMITERS = ",;\t|"
 PARQUET_SUFFIXES = (".parquet", ".pq")
+MISSING_SHOWN = "missing values"  # a category of missing values (pandas' nan), as messages name it
 REPEATED_HEADER = "{where} repeats the header line (files joined together?); remove it"
 # a decimal comma (1,5), thousands separators (1,234,567.5; 1.234,5; 1 234; 1'234) or a percentage (12%);
 # not 192.168.100.200 (dots between groups only with a decimal comma after them)
@@ -153,6 +154,11 @@ FORMATTED_NUMBER = re.compile(
 CUT_SHORT = "ends within its compressed data (a file cut short: a copy or a download that stopped?)"
 
 LEADING_ZERO = re.compile(r"^\s*[-+]?0\d")  # '007', '00501': a code's zeros; not '0', '0.5'
+
+
+def is_parquet(path: str | Path) -> bool:
+    """Whether ``path`` names a Parquet file (by its suffix, any case); other tables are CSV or NPZ."""
+    return str(path).lower().endswith(PARQUET_SUFFIXES)
 
 
 def open_text(path: Path, **options):
@@ -334,7 +340,7 @@ def ordinal(n: int) -> str:
 
 def check_no_repeated_header(frame: pd.DataFrame, path: Path) -> None:
     """A ``DataError`` naming the line where a CSV file's rows (``frame``, its first rows) repeat its header."""
-    row = None if Path(path).suffix.lower() in PARQUET_SUFFIXES else repeated_header_row(frame)
+    row = None if is_parquet(path) else repeated_header_row(frame)
     if row is not None:
         found = line_of_value(path, 0, str(frame[frame.columns[0]].iloc[row]))
         where = f"line {found[0]}" if found else f"data row {row + 1}"
@@ -958,7 +964,7 @@ class TablePreprocessor:
                 absent = np.asarray(pd.isna(unseen), dtype=bool)  # (a missing value: no category a value names)
                 shown = ", ".join(repr(v.item() if isinstance(v, np.generic) else v) for v in unseen[~absent][:3])
                 shown += ", ..." if (~absent).sum() > 3 else ""
-                shown = ", ".join([*(["missing values"] if absent.any() else []), *([shown] if shown else [])])
+                shown = ", ".join([*([MISSING_SHOWN] if absent.any() else []), *([shown] if shown else [])])
                 where = ""
                 if warned is not None:  # a file read by chunks: said at the first chunk that holds any
                     warned.add(("unseen", column))
