@@ -335,9 +335,21 @@ def named_model_class(args: list[str]) -> str:
     """The model class a command line names, for the help hint (its last ``--model NAME``, else the last
     ``--config`` that names one, with what it includes); DAGMM where none."""
     named = [n for n in (included_model_class(Path(v)) for v in option_values(args, "--config", "-c")) if n]
-    given = option_values(args, "--model")
-    named += [v for v in given if re.fullmatch(r"[A-Za-z_][\w.]*", v) and not v.endswith((".yaml", ".yml", ".json"))]
+    named += [n for n in map(model_option_class, option_values(args, "--model", "--model.class_path")) if n]
     return named[-1].rsplit(".", 1)[-1] if named else "DAGMM"
+
+
+def model_option_class(value: str) -> str | None:
+    """The model class a ``--model`` value names: a class name, inline YAML (``{class_path: X, ...}``) or a
+    file of such settings; None where it names none (or cannot be read)."""
+    if re.fullmatch(r"[A-Za-z_][\w.]*", value) and not value.endswith((".yaml", ".yml", ".json")):
+        return value
+    try:
+        settings = config_content(Path(value)) if Path(value).is_file() else yaml.safe_load(value)
+    except (yaml.YAMLError, OSError, ValueError):  # (a value too long for a path, NUL in it: not a file)
+        return None
+    model = settings.get("class_path") if isinstance(settings, dict) else None
+    return model if isinstance(model, str) else None
 
 
 def included_model_class(path: Path) -> str | None:

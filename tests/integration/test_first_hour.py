@@ -1528,6 +1528,8 @@ def test_an_unknown_setting_of_a_data_file_is_named_with_the_file(tmp_path, caps
         (["--config", "configs/vae.yaml"], "DAGMMVAE"),
         (["--config", "configs/quickstart.yaml", "--model", "DAGMMVQVAE"], "DAGMMVQVAE"),
         (["--config", "configs/quickstart.yaml"], "DAGMM"),
+        (["--config", "configs/quickstart.yaml", "--model", "{class_path: DAGMMVAE}"], "DAGMMVAE"),  # (had: DAGMM)
+        (["--config", "configs/quickstart.yaml", "--model.class_path", "DAGMMPU"], "DAGMMPU"),
     ],
 )
 def test_an_errors_hint_names_the_help_of_the_model_the_command_trains(args, model, capsys, monkeypatch):
