@@ -651,13 +651,16 @@ def infer_symbolic_columns(
                 )
             if kind != "boolean" and row_numbers(values):
                 low, high = (f"{v:.0f}" if isinstance(v, float) else str(v) for v in (values.min(), values.max()))
+                first = "" if whole else f" in its first {len(values):,} rows"  # (a file read by chunks)
                 warn(
-                    f"column {column!r} holds the integers {low} to {high}, each once: a "
+                    f"column {column!r} holds the integers {low} to {high}, each once{first}: a "
                     f"row number or id? It is used as a feature; if it is an id, {leave_out(drop, column)}"
                 )
             elif kind != "boolean" and id_named_integers(column, values):
                 warn(
-                    f"column {column!r} holds a different integer on each row and is named like an id: it is used "
+                    f"column {column!r} holds a different integer on each "
+                    + ("row" if whole else f"of its first {len(values):,} rows")
+                    + " and is named like an id: it is used "
                     f"as a feature (the model reads its values as amounts); if it is an id, {leave_out(drop, column)}"
                 )
             elif kind != "boolean" and follows_the_row_order(values):

@@ -552,3 +552,17 @@ def test_kept_columns_of_rows_without_names_are_refused_by_name(tmp_path):
     named = SimpleNamespace(dataset="kddcup99", predict_file=None, ignore_columns=None)
     with pytest.raises(DataError, match=r"keep_columns \['id'\]: the rows scored come from no table file"):
         PredictionCSVWriter(keep_columns=["id"])._read_kept_columns(named)
+
+
+def test_the_scans_id_warnings_say_they_read_the_first_chunk_only(tmp_path):
+    """Out of core, the row-number and id-name rules read the file's first chunk: the warnings say so, and
+    quote that chunk's range, not as if it were the column's (had: 'the integers 30000000 to 30000099,
+    each once' of a 250-row column)."""
+    rows = np.arange(250)
+    frame = pd.DataFrame({"n": 30_000_000 + rows, "user_id": rows[::-1] * 7, "v": np.sin(rows)})
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    with pytest.warns(UserWarning) as caught:
+        streaming_module.scan_file(tmp_path / "t.csv", None, None, chunk_rows=100)
+    said = [str(w.message) for w in caught]
+    assert any("'n' holds the integers 30000000 to 30000099, each once in its first 100 rows: a row" in m for m in said)
+    assert any("'user_id' holds a different integer on each of its first 100 rows and is named" in m for m in said)
