@@ -706,8 +706,10 @@ def infer_symbolic_columns(
         share, many = numeric.notna().mean() if len(present) else 0.0, identifier_like(distinct, len(present))
         if share >= 0.9 or share >= 0.5 and many:  # numbers with some text in them
             bad = pd.unique(present[numeric.isna()].to_numpy())[:3].tolist()  # three different ones
+            row = int(np.flatnonzero(values.notna().to_numpy())[np.flatnonzero(numeric.isna().to_numpy())[0]])
             raise DataError(
-                f"column {column!r} looks numeric but holds non-numeric values, e.g. {bad}; fix them, or "
+                f"column {column!r} looks numeric but holds non-numeric values, e.g. {bad} (the first at row "
+                f"{row}, the {ordinal(row + 1)} data row); fix them, or "
                 + (f"if it is an id, {leave_out(drop, column)}" if many else f"{hint} to one-hot encode it")
             )
         if looks_like_dates(present[numeric.isna()].iloc[:100].astype(str)):

@@ -192,15 +192,19 @@ def test_user_table_errors(tmp_path):
     frame = pd.DataFrame({"a": ["1", "2", "x", "4", "5", "6", "7", "8", "9", "10", "11"], "b": range(11)})
     typo = tmp_path / "typo.csv"
     frame.to_csv(typo, index=False)
-    with pytest.raises(DataError, match="'a' looks numeric but holds non-numeric values, e.g. \\['x'\\]"):
+    with pytest.raises(
+        DataError, match=r"'a' looks numeric but holds non-numeric values, e.g. \['x'\] \(the first at row 2, the 3rd "
+    ):
         AnomalyDataModule("table", path=str(typo)).input_dim
     with pytest.raises(DataError, match="label column 'label' is not in"):
         AnomalyDataModule("table", path=str(typo), label_column="label", symbolic_columns=["a"]).input_dim
     stray = pd.DataFrame({"a": np.r_[np.linspace(0, 1, 150), np.zeros(50)].astype(object), "b": range(200)})
     stray.loc[150:, "a"] = "x"  # a quarter of a numeric column's values are text: not an identifier
     stray.loc[199, "a"] = "y"
+    stray.loc[:9, "a"] = None  # missing values before the text do not shift the row named
     stray.to_csv(typo, index=False)
-    with pytest.raises(DataError, match=r"'a' looks numeric but holds non-numeric values, e.g. \['x', 'y'\];"):
+    said = r"'a' looks numeric but holds non-numeric values, e.g. \['x', 'y'\] \(the first at row 150, the 151st data"
+    with pytest.raises(DataError, match=said):
         AnomalyDataModule("table", path=str(typo)).input_dim
     constant = tmp_path / "constant.csv"
     pd.DataFrame({"a": np.arange(20.0), "c": 1.0}).to_csv(constant, index=False)
