@@ -123,18 +123,33 @@ def fit_positions(total: int, limit: int) -> torch.Tensor:
 
 class SampledRows:
     """The rows at ``positions`` (sorted (L,) int64, among all ranks' rows) of the x batches (N_b, F) of
-    ``batches`` (re-iterable), whose first row is at position ``first`` (this rank's offset). Re-iterable."""
+    ``batches`` (re-iterable), whose first row is at position ``first`` (this rank's offset), in their order
+    and in batches as long as the first of ``batches`` (the last one shorter). Re-iterable.
+
+    Gathered again into full batches because each batch's share of the positions has a length of its own:
+    oneDNN keeps a compiled kernel per input shape, and a large table's hundreds of lengths had held
+    hundreds of MiB (BENCHMARKS.md, section 12)."""
 
     def __init__(self, batches: Iterable[torch.Tensor], positions: torch.Tensor, first: int = 0) -> None:
         self.batches, self.positions, self.first = batches, positions, first
 
     def __iter__(self) -> Iterator[torch.Tensor]:
-        start = self.first
+        start, parts, held, size = self.first, [], 0, 0
         for x in self.batches:
+            size = size or len(x)
             low, high = torch.searchsorted(self.positions, torch.tensor([start, start + len(x)])).tolist()
             if high > low:
-                yield x[(self.positions[low:high] - start).to(x.device)]
+                parts.append(x[(self.positions[low:high] - start).to(x.device)])
+                held += high - low
             start += len(x)
+            if held >= size:
+                joined = torch.cat(parts)
+                while len(joined) >= size:
+                    yield joined[:size]
+                    joined = joined[size:]
+                parts, held = [joined], len(joined)
+        if held:
+            yield torch.cat(parts)
 
 
 def row_counts(batches: Iterable[torch.Tensor], device: torch.device) -> tuple[int, int]:
