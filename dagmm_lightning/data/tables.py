@@ -970,11 +970,12 @@ class TablePreprocessor:
                 shown = ", ".join(repr(v.item() if isinstance(v, np.generic) else v) for v in unseen[~absent][:3])
                 shown += ", ..." if (~absent).sum() > 3 else ""
                 shown = ", ".join([*([MISSING_SHOWN] if absent.any() else []), *([shown] if shown else [])])
-                where = ""
+                count = f"{int(untrained.sum()):,} of the"
+                where = f" in {count} {len(frame):,} rows" if len(frame) > 1 else ""
                 if warned is not None:  # a file read by chunks: said at the first chunk that holds any
                     warned.add(("unseen", column))
                     rows = f"{first_row:,} to {first_row + len(frame) - 1:,}"
-                    where = f" (e.g., in the rows {rows}; later rows may hold others: said once a file)"
+                    where = f" in {count} rows {rows} (later rows may hold others: said once a file)"
                 warn(
                     f"column {column!r} holds categories not seen in training ({shown}){where}; those rows are "
                     "encoded as no category, which no training row had: their scores say nothing sure of them "

@@ -261,7 +261,7 @@ def test_a_category_only_rows_outside_training_hold_is_named_at_fit_and_when_sco
     with pytest.warns(UserWarning, match="not seen in training") as said:
         list(FileRows(tmp_path / "new.csv", fitted.preprocessor, None, batch_size=2, chunk_rows=2))
     unseen = [str(w.message) for w in said if "not seen in training" in str(w.message)]
-    assert len(unseen) == 1 and "('purple') (e.g., in the rows 0 to 1; later rows may hold others" in unseen[0]
+    assert len(unseen) == 1 and "('purple') in 1 of the rows 0 to 1 (later rows may hold others" in unseen[0]
 
 
 @pytest.mark.parametrize("out_of_core", [False, True])

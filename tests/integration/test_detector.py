@@ -889,13 +889,20 @@ def test_categories_not_seen_in_training_are_named_in_a_warning():
     frame = pd.DataFrame(x, columns=list("abcde")).assign(proto=np.where(np.arange(200) % 2, "tcp", "udp"))
     det = DAGMMDetector(epochs=1, members=1, random_state=0).fit(frame)
     shouted = frame.assign(proto=frame.proto.str.upper())  # a changed spelling: every row unseen
-    with pytest.warns(UserWarning, match=r"column 'proto' holds categories not seen in training \('UDP', 'TCP'\)"):
+    with pytest.warns(
+        UserWarning,
+        match=r"column 'proto' holds categories not seen in training \('UDP', 'TCP'\) in 200 of the 200 rows;",
+    ):
         assert det.predict(shouted).mean() == 1.0
-    with pytest.warns(UserWarning, match=r"not seen in training \('sctp'\); those rows are encoded as no category"):
+    with pytest.warns(
+        UserWarning, match=r"not seen in training \('sctp'\) in 1 of the 10 rows; those rows are encoded"
+    ):
         det.decision_function(frame.iloc[:10].assign(proto=["sctp", *frame.proto[1:10]]))
-    with pytest.warns(UserWarning, match=r"not seen in training \(missing values\); those rows"):  # had: (nan)
+    with pytest.warns(
+        UserWarning, match=r"not seen in training \(missing values\) in 10 of the 10 rows;"
+    ):  # had: (nan)
         det.decision_function(frame.iloc[:10].assign(proto=np.nan))  # a float column: numpy's own NaN
-    with pytest.warns(UserWarning, match=r"not seen in training \(missing values, 'sctp'\); those rows"):
+    with pytest.warns(UserWarning, match=r"not seen in training \(missing values, 'sctp'\) in 2 of the 10 rows; those"):
         det.decision_function(frame.iloc[:10].assign(proto=[None, "sctp", *frame.proto[2:10]]))
     fitted_on = r"non-numeric values, .*: text; pass a pandas DataFrame .* with text columns \['proto'\]\)"
     with (
