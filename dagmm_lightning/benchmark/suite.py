@@ -372,13 +372,18 @@ def summarize_suite(rows: list[dict], tables: list[str] | None = None) -> str:
     runs = {(m, t): [r for r in rows if r["method"] == m and r["table"] == t] for m in methods for t in tables}
     ok = {key: [float(r["roc_auc"]) for r in found if r["status"] == "ok"] for key, found in runs.items()}
     cells = {key: float(exact_mean(values)) if values else float("nan") for key, values in ok.items()}
+    method_seeds = {m: {int(r["seed"]) for r in rows if r["method"] == m} for m in methods}  # (methods may differ)
+    ok_seeds = {key: {int(r["seed"]) for r in found if r["status"] == "ok"} for key, found in runs.items()}
 
     def shown(key: tuple[str, str]) -> str:
         if not runs[key]:
             return "not run"
         if not ok[key]:
             return "failed"
-        partly = f" ({len(ok[key])} of {len(runs[key])} seeds)" if len(ok[key]) < len(runs[key]) else ""
+        # fewer than the method's seeds (on any table), failed or not run (a table given another seed alone):
+        # marked, and left out of the means (had: unmarked, and the means' tables of different seeds)
+        expected = method_seeds[key[0]]
+        partly = f" ({len(ok_seeds[key])} of {len(expected)} seeds)" if ok_seeds[key] != expected else ""
         return f"{cells[key]:.3f}{partly}"
 
     lines = ["| table | " + " | ".join(methods) + " | best baseline |", "|---|" + "---|" * (len(methods) + 1)]
@@ -390,7 +395,7 @@ def summarize_suite(rows: list[dict], tables: list[str] | None = None) -> str:
     # the means over the same tables for every method: those where each scored every seed it ran (a method
     # that scored on no table at all is left out of that rule: its mean says failed, the others' stand)
     scoring = [m for m in methods if any(ok[(m, t)] for t in tables)]
-    complete = [t for t in tables if all(runs[(m, t)] and len(ok[(m, t)]) == len(runs[(m, t)]) for m in scoring)]
+    complete = [t for t in tables if all(ok_seeds[(m, t)] == method_seeds[m] for m in scoring)]
     means = {m: exact_mean([cells[(m, t)] for t in complete]) if complete else float("nan") for m in methods}
     label = "**mean**" if len(complete) == len(tables) else f"**mean** ({len(complete)} of {len(tables)} tables)"
     mean_cells = ["failed" if m not in scoring else f"**{means[m]:.3f}**" if complete else "n/a" for m in methods]
@@ -451,6 +456,12 @@ def suite_figure(rows: list[dict]):
         if len(seeds) > 1
         else (f"seed {seeds[0]}" if seeds else "no finished run")
     )
+    method_seeds = {m: {int(r["seed"]) for r in rows if r["method"] == m} for m in methods}
+    found = {
+        (m, t): {int(r["seed"]) for r in ok if r["method"] == m and r["table"] == t} for m in methods for t in tables
+    }
+    if any(seeds_of and seeds_of != method_seeds[m] for (m, _), seeds_of in found.items()):  # (the .md marks which)
+        over += ", some bars of fewer seeds (the report marks them)"
     ax.set_title(f"ROC AUC per table, {over}; dotted: 0.5, a random ranking", fontsize=8, pad=28)
     ax.legend(fontsize=7, ncol=min(len(methods), 5), loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
     fig.tight_layout()  # the legend above the axes: over the bars it hid the tallest

@@ -226,6 +226,30 @@ def test_a_cell_not_run_or_failed_on_some_seeds_says_so(tmp_path):
     assert "| **mean** (0 of 2 tables) | n/a | n/a | |" in lines  # no table every method scored fully
 
 
+def test_a_table_run_on_another_seed_alone_is_marked_and_left_out_of_the_means(tmp_path):
+    """Seed 0 on both tables, seed 1 on 1_a alone: 1_a's cells are of 2 seeds, 2_b's of 1 of them; the
+    means cover 1_a only, and say so (had: 2_b's seed 0 averaged with 1_a's seeds 0-1, unmarked, under
+    'mean over seeds 0, 1')."""
+    done = [(t, m, 0.8, "ok") for t in ("1_a", "2_b") for m in ("dagmm_detector", "knn")]
+    rows = suite_rows(tmp_path / "s.csv", done)
+    rows += [dict(r, seed="1", roc_auc="0.6") for r in rows if r["table"] == "1_a"]
+    lines = suite.summarize_suite(rows).splitlines()
+    assert lines[0] == "ROC AUC on the test rows, mean over seeds 0, 1:"
+    assert "| 1_a | 0.700 | 0.700 | 0.700 |" in lines
+    assert "| 2_b | 0.800 (1 of 2 seeds) | 0.800 (1 of 2 seeds) | 0.800 |" in lines
+    assert "| **mean** (1 of 2 tables) | **0.700** | **0.700** | |" in lines
+    title = suite.suite_figure(rows).axes[0].get_title()
+    assert "mean over seeds 0, 1 (error bars: their standard deviation), some bars of fewer seeds" in title
+    # a method's own seeds: one tag run on seed 0 alone beside baselines of seeds 0-1 is complete, and a
+    # table run twice on a seed (two processes over overlapping halves) counts that seed once
+    rows = [r for r in rows if r["method"] == "knn"] + [r for r in rows if r["method"] != "knn" and r["seed"] == "0"]
+    rows += [dict(next(r for r in rows if r["method"] == "dagmm_detector"))]
+    lines = suite.summarize_suite(rows).splitlines()
+    assert "| 2_b | 0.800 | 0.800 (1 of 2 seeds) | 0.800 |" in lines
+    assert "| **mean** (1 of 2 tables) | **0.800** | **0.700** | |" in lines
+    assert "fewer seeds" not in suite.suite_figure([r for r in rows if r["table"] == "1_a"]).axes[0].get_title()
+
+
 def test_report_rewrites_a_suite_file_and_matrix_refuses_one(tmp_path, capsys):
     path = tmp_path / "s.csv"
     suite_rows(path, [("1_a", "dagmm_detector", 0.9, "ok"), ("1_a", "knn", 0.8, "ok")])
