@@ -552,6 +552,22 @@ def out_path(out: str, suffix: str) -> Path:
     return path.with_name(path.name + suffix)
 
 
+def cannot_write(path: Path) -> str | None:
+    """Why the results file ``path`` cannot be written (its folders made where missing; an existing file
+    opened for appending, unchanged; else a scratch file made and removed beside it), or None."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            with open(path, "a"):
+                pass
+        else:
+            with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}."):
+                pass
+    except OSError as err:
+        return err.strerror or str(err)
+    return None
+
+
 def build_parser() -> OneLineErrorParser:
     parser = OneLineErrorParser(prog="dagmm benchmark", description=__doc__, allow_abbrev=False)
     for flag, options in OPTIONS.items():
@@ -617,6 +633,9 @@ def _main(argv: list[str] | None) -> None:
                 f"--out {args.out}: {written if above.is_dir() else above} is "
                 f"{'a folder' if above.is_dir() else 'a file'}; --out names results files to write"
             )
+        unwritable = cannot_write(written)
+        if unwritable:  # (had: found after the first run had trained, as a traceback)
+            parser.error(f"--out {args.out}: cannot write {written}: {unwritable}")
     if args.suite:
         if args.out is None:
             parser.error("--suite needs --out")

@@ -475,6 +475,10 @@ def test_a_suite_resumes_only_with_its_folders_tables_unchanged_and_out_must_nam
         main(["--suite", str(folder), "--out", f"{tmp_path / 'res'}/"])
     assert "res/: a folder; --out names results files to write" in capsys.readouterr().err
     assert not (tmp_path / "res.csv").exists()  # had: ran, then wrote res.csv beside the folder
+    with pytest.raises(SystemExit):  # (/proc takes no file or folder of a user's, root's either)
+        main(["--suite", str(folder), "--out", "/proc/dagmm_results/run"])
+    said = capsys.readouterr().err  # had: found after the first run had trained, a traceback from append_rows
+    assert "--out /proc/dagmm_results/run: cannot write /proc/dagmm_results/run.csv: No such file or dir" in said
     grid = ["--configs", str(ROOT / "configs/dagmm.yaml"), "--data", str(ROOT / "configs/data/arrhythmia.yaml")]
     with pytest.raises(SystemExit):
         main([*grid, "--seeds", "0", "--out", str(out)])
