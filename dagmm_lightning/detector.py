@@ -547,8 +547,13 @@ class DAGMMDetector(BaseEstimator):
             )
         # None: drawn from numpy's global generator, as scikit-learn does (np.random.seed makes fits repeat)
         self._seed = int(seed) if seed is not None else int(np.random.randint(0, 2**31))
-        frame = self._as_frame(X)
         minimum = max(2, self.n_components or COMPONENTS[0])  # None: at least the fewest it chooses from
+        try:
+            frame = self._as_frame(X)
+        except DataError as err:  # (scikit-learn's words kept: a fit needs more than its "minimum of 1")
+            if "0 sample(s)" not in str(err):
+                raise  # (its own type: a TypeError among them, as scikit-learn's checks expect)
+            raise DataError(f"{err}; fit needs at least {minimum} rows") from None
         if len(frame) < minimum:
             why = ""
             if minimum > 2:  # fewer components fit fewer rows (the CLI's message says so too)

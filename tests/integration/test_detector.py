@@ -808,6 +808,8 @@ def test_bad_settings_and_unfitted(monkeypatch):
         DataError, match=r"X has 1 sample\(s\) \(rows\); the detector needs at least 4 \(n_components 4\)$"
     ):
         DAGMMDetector(epochs=1).fit(x[:1])
+    with pytest.raises(DataError, match=r"X is empty: 0 sample\(s\) .* a minimum of 1 is required.; fit needs at le"):
+        DAGMMDetector(epochs=1).fit(x[:0])  # (had: only scikit-learn's "a minimum of 1", then 1 row: "at least 4")
     with pytest.raises(DataError, match=r"X has 200 sample\(s\) \(rows\); the detector needs at least 500 \(n_comp"):
         DAGMMDetector(epochs=1, n_components=500).fit(x[:200])  # had: not said why
     with pytest.raises(ValueError, match=r"model_kwargs must be a dict of DAGMM arguments \(or None\), got a list"):
