@@ -652,6 +652,11 @@ def readable_parse_error(message: str, options: list[str]) -> str:
             hint = f" (a list: {option} '[{given}]'" + (
                 f", or {option}+ {given} to add one)" if kinds[0] == "l" else ")"
             )
+        elif given.lstrip().startswith(("{", "[")):  # text meant as a mapping or list that does not parse
+            try:
+                yaml.safe_load(given)
+            except yaml.YAMLError as err:
+                hint = f" (not valid JSON or YAML: {getattr(err, 'problem', None) or err})"
         return f"{option}: expected {kinds}, got {given}{hint}"
     return message
 

@@ -347,6 +347,10 @@ def test_random_state_is_refused_and_an_interrupted_suite_reports_its_rows(tmp_p
     with pytest.raises(SystemExit):  # (had: --threads 2 left for the detector's n_jobs 1 without a word)
         main(["--suite", str(folder), "--detector", '{"n_jobs": 1}', "--threads", "2", "--out", str(out)])
     assert "--threads and --detector's n_jobs both set the detector's threads: give one" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # (had: "expected dict, got {epochs: 2", not why)
+        main(["--suite", str(folder), "--detector", "{epochs: 2", "--out", str(out)])
+    said = "--detector: expected dict, got {epochs: 2 (not valid JSON or YAML: expected ',' or '}', but got '<stream"
+    assert said in capsys.readouterr().err
     with pytest.raises(ValueError, match=r"\['epoch'\] are not DAGMMDetector settings \(did you mean 'epochs'\?\)"):
         main(["--suite", str(folder), "--detector", '{"epoch": 2}', "--out", str(out)])
     for variant in ("pu", "mixed_loss"):  # had: a failed row per table, recorded as done, and every mean blank
