@@ -45,7 +45,14 @@ from dagmm_lightning.data.streaming import (
     streamed,
     write_split_rows,
 )
-from dagmm_lightning.data.tables import MISSING_SHOWN, EncodedRows, RawTable, TablePreprocessor, label_like_columns
+from dagmm_lightning.data.tables import (
+    MISSING_SHOWN,
+    EncodedRows,
+    RawTable,
+    TablePreprocessor,
+    label_like_columns,
+    text_labels,
+)
 from dagmm_lightning.errors import (
     ConfigurationError,
     DataError,
@@ -443,6 +450,8 @@ class AnomalyDataModule(L.LightningDataModule):
             self._label_like = labels[0] if labels else None
             if labels and (table.features[labels[0]].astype(str).str.strip().isin(["-1", "-1.0"])).any():
                 hint += " (after mapping its values to 0/1, 1 = anomaly: scikit-learn's -1 is the outlier)"
+            elif labels and text_labels(table.features[labels[0]]):
+                hint += " (after mapping its values to 0/1, 1 = anomaly)"
             warn(
                 f"the table has no labels: every row counts as normal, and all but val_fraction of them train (no "
                 f"test rows); metrics need labels{hint}"

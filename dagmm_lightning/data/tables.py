@@ -350,17 +350,37 @@ def check_no_repeated_header(frame: pd.DataFrame, path: Path) -> None:
 LABEL_NAMES = re.compile(r"(is_?)?(anomal\w*|attack\w*|label\w*|outlier\w*|fraud\w*|target|class|y)", re.I)
 
 
+NORMAL_WORDS = {"normal", "benign", "inlier", "legit", "legitimate", "negative"}  # a text label's normal class
+
+
 def label_like_columns(frame: pd.DataFrame) -> list:
     """Columns whose name says label (``is_attack``, ``label``, ``y`` ...) and that hold two values such
-    as 0/1, true/false or -1/1 (scikit-learn's outlier labels): in a table read without a label column,
-    likely the labels."""
+    as 0/1, true/false or -1/1 (scikit-learn's outlier labels), or a few texts one of which names the normal
+    class (normal/attack; KDDCUP99's normal., smurf., ...: ``NORMAL_WORDS``): in a table read without a
+    label column, likely the labels."""
     found = []
     for column in frame.columns:
         if LABEL_NAMES.fullmatch(str(column).strip()):
-            values = {str(v).strip().lower() for v in frame[column].dropna().unique()[:3]}
+            values = {str(v).strip().lower() for v in frame[column].dropna().unique()[:50]}
             if len(values) == 2 and values <= {"0", "1", "0.0", "1.0", "true", "false", "-1", "-1.0"}:
                 found.append(column)
+            elif 2 <= len(values) < 50 and {v.rstrip(".") for v in values} & NORMAL_WORDS:
+                found.append(column)
     return found
+
+
+def text_labels(values: pd.Series) -> bool:
+    """Whether a label-like column (``label_like_columns``) holds text labels (normal/attack), not numbers."""
+    return not {str(v).strip().lower() for v in values.dropna().unique()[:50]} <= {
+        "0",
+        "1",
+        "0.0",
+        "1.0",
+        "true",
+        "false",
+        "-1",
+        "-1.0",
+    }
 
 
 def identifier_like(n_distinct: int, n_rows: int) -> bool:

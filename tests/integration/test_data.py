@@ -378,7 +378,19 @@ def test_a_table_without_a_label_column_names_a_column_that_looks_like_labels(tm
         labelled = AnomalyDataModule("table", path=str(tmp_path / "flows.csv"), label_column="is_attack")
         assert labelled.input_dim == 2 and "looks like labels" not in labelled.describe()
     others = pd.DataFrame({"y": [0, 1, 2, 0], "class": ["normal", "dos", "normal", "dos"], "Label": [True, False] * 2})
-    assert label_like_columns(others) == ["Label"]  # three values, or words: not 0/1 labels
+    assert label_like_columns(others.assign(target=["a", "b", "a", "b"])) == ["class", "Label"]  # (y: three
+    # values; target: words, none that names the normal class; class: had been missed, trained on silently)
+    kdd = pd.DataFrame({"label": ["normal.", "smurf.", "neptune.", "normal."], "outlier": ["no", "yes", "no", "no"]})
+    assert label_like_columns(kdd) == ["label"]
+    flows.assign(is_attack=np.where(flows["is_attack"] == 1, "attack", "benign")).to_csv(
+        tmp_path / "words.csv", index=False
+    )
+    with pytest.warns(
+        UserWarning, match=r"'is_attack' looks like .* \(after mapping its values to 0/1, 1 = anomaly\)$"
+    ):
+        assert (
+            AnomalyDataModule("table", path=str(tmp_path / "words.csv")).input_dim == 4  # (one-hot: 2)
+        )
     flows["is_attack"] = np.where(flows["is_attack"] == 1, -1, 1)  # scikit-learn's outlier labels
     flows.to_csv(tmp_path / "flows.csv", index=False)
     with pytest.warns(UserWarning, match=r"'is_attack' looks like .* \(after mapping its values to 0/1, 1 = anomaly"):
