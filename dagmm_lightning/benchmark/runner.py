@@ -546,7 +546,7 @@ def _start_worker() -> None:
 def out_path(out: str, suffix: str) -> Path:
     """The results file ``--out`` names with ``suffix``: the name as given (a dot in it, as in res/lr0.01, is
     no suffix), a .csv, .md or .png given with it taken off first."""
-    path = Path(out)
+    path = Path(out).expanduser()  # (quoted, or --out=~/...: no shell expands it)
     if path.suffix in (".csv", ".md", ".png"):
         path = path.with_suffix("")
     return path.with_name(path.name + suffix)
@@ -637,6 +637,7 @@ def _main(argv: list[str] | None) -> None:
         if unwritable:  # (had: found after the first run had trained, as a traceback)
             parser.error(f"--out {args.out}: cannot write {written}: {unwritable}")
     if args.suite:
+        args.suite = str(Path(args.suite).expanduser())  # (quoted, or --suite=~/...: no shell expands it)
         if args.out is None:
             parser.error("--suite needs --out")
         given = [  # (given at its default too: --protocol paper had run the suite's one-class split without a word)

@@ -1453,3 +1453,17 @@ def test_table_options_with_a_built_in_data_set_name_both_ways_out():
         AnomalyDataModule(dataset="thyroid", path="flows.csv")
     with pytest.raises(ConfigurationError, match=r"the dataset is 'breast_cancer' here " + said):
         AnomalyDataModule(path="flows.csv")  # the default data set: the most common case
+
+
+def test_a_path_with_a_tilde_no_shell_expanded_is_the_home_folders(tmp_path, monkeypatch):
+    """'~/rows.csv' quoted, or --data.path=~/rows.csv (no shell expands a tilde after '='): the home
+    folder's file (had: 'no such file: ~/rows.csv'); the benchmark's --out and --suite alike (had: a folder
+    named '~' made in the current one)."""
+    from dagmm_lightning.benchmark.runner import out_path
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    pd.DataFrame({"a": np.arange(60.0) % 7, "b": np.arange(60.0) % 5}).to_csv(tmp_path / "rows.csv", index=False)
+    data = AnomalyDataModule("table", path="~/rows.csv", predict_file="~/new.csv")
+    assert data.path == str(tmp_path / "rows.csv") and data.predict_file == str(tmp_path / "new.csv")
+    assert data.input_dim == 2
+    assert out_path("~/results/run", ".csv") == tmp_path / "results" / "run.csv"
