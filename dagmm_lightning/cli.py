@@ -120,6 +120,8 @@ class OneLineErrorParser(LightningArgumentParser):
     def error(self, message: str, ex: Exception | None = None):
         if not self.exit_on_error:  # jsonargparse tries alternatives and expects the exception
             return super().error(message, ex)
+        if PARSED_CWD:  # (jsonargparse reads a config from its own folder: the command line's paths are relative
+            os.chdir(PARSED_CWD[0])  # to where it was typed; the hint had named DAGMM, not the config's class)
         ours = own_error(ex)
         command, options = self.prog.replace(" [options]", ""), list(self._option_string_actions)
         sub = re.match(r"Subcommand '([\w-]+)' does not accept (?:option|nested key) '([^']+)'", message)
@@ -132,6 +134,7 @@ class OneLineErrorParser(LightningArgumentParser):
         text = re.sub(
             r"^--([\w.-]+)(?=: .* has no such option)", lambda m: m.group(0) + set_in_config_file(m.group(1)), text
         )
+        text += other_unknown_settings(text, options)
         model = named_model_class(PARSED_ARGS)  # (had: DAGMM, whichever class the command trains)
         models = f"; '{command} --model.help {model}' a model's" if "--model.help" in options else ""
         sys.stderr.write(f"dagmm: error: {text}\n  ('{command} --help' lists the options{models})\n")
@@ -139,6 +142,7 @@ class OneLineErrorParser(LightningArgumentParser):
 
 
 PARSED_ARGS: list[str] = []  # the command line being parsed (DAGMMCLI.parse_arguments), for its errors
+PARSED_CWD: list[str] = []  # the folder it was given in
 
 
 def set_in_config_file(key: str) -> str:
@@ -153,6 +157,33 @@ def set_in_config_file(key: str) -> str:
         if key in {section + k for k in config_keys(config_content(path) or {})}
     ]
     return f" (in {found[-1]})" if found else ""
+
+
+def other_unknown_settings(text: str, options: list[str]) -> str:
+    """``; FILE also sets K1 (did you mean ...?), K2: no options either`` where ``text`` reports an unknown
+    setting of the config file FILE (``(in FILE)``) that sets others (jsonargparse stops at the first:
+    each had cost a run to find), else ``""``. A model setting is checked against the model class the
+    command line names; a setting inside a class's own settings (a logger's, a callback's) is not checked."""
+    found = re.match(r"^(?:no option )?--([\w.-]+) \(in (.+?)\)", text)
+    if not found:
+        return ""
+    reported, path = found.group(1), Path(found.group(2))
+    section = "data." if path in config_files(PARSED_ARGS, ("--data",)) else ""
+    fields = class_options(model_class_path(PARSED_ARGS))
+    others = []
+    for key in sorted(section + k for k in config_keys(config_content(path) or {})):
+        parts = key.split(".")
+        if key == reported or parts[0] == "config":
+            continue
+        if parts[0] == "model" and len(parts) > 1:
+            if parts[1] not in ("class_path", "help", *fields) and fields:
+                others.append(f"{key}{did_you_mean(parts[1], fields, quote=False, prefix='model.')}")
+        elif not any(f"--{'.'.join(parts[:i])}" in options for i in range(min(2, len(parts)), len(parts) + 1)):
+            near = did_you_mean(f"--{key}", options, quote=False)
+            others.append(f"{key}{near.replace('--', '')}")
+    if not others:
+        return ""
+    return f"; {path} also sets {', '.join(others)}: no option{'s' * (len(others) > 1)} either"
 
 
 def read_config(path: Path):
@@ -334,9 +365,15 @@ def nothing_written(subcommand: str) -> str:
 def named_model_class(args: list[str]) -> str:
     """The model class a command line names, for the help hint (its last ``--model NAME``, else the last
     ``--config`` that names one, with what it includes); DAGMM where none."""
+    return model_class_path(args).rsplit(".", 1)[-1]
+
+
+def model_class_path(args: list[str]) -> str:
+    """``named_model_class``'s class as a dotted path (a name alone is one of dagmm_lightning.models')."""
     named = [n for n in (included_model_class(Path(v)) for v in option_values(args, "--config", "-c")) if n]
     named += [n for n in map(model_option_class, option_values(args, "--model", "--model.class_path")) if n]
-    return named[-1].rsplit(".", 1)[-1] if named else "DAGMM"
+    name = named[-1] if named else "DAGMM"
+    return name if "." in name else f"dagmm_lightning.models.{name}"
 
 
 def model_option_class(value: str) -> str | None:
@@ -730,10 +767,18 @@ def newest_checkpoint_advice(name: str, config) -> str:
 
 
 def class_options(class_path: str) -> list[str]:
+    """The settings a class takes: its own, and its parents' where its ``__init__`` passes ``**kwargs`` on
+    (a variant: DAGMMVAE takes DAGMM's, as jsonargparse resolves them)."""
     cls = imported_class(class_path)
     if isinstance(cls, str):
         return []
-    return [p for p in inspect.signature(cls).parameters if p not in ("self", "args", "kwargs")]
+    names: list[str] = []
+    for klass in [k for k in cls.__mro__ if "__init__" in vars(k)]:
+        parameters = inspect.signature(klass.__init__).parameters
+        names += [p for p in parameters if p not in ("self", "args", "kwargs", *names)]
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+            break
+    return names
 
 
 def refuse_own_callbacks_given_again(callbacks: list) -> None:
@@ -1112,7 +1157,7 @@ class DAGMMCLI(LightningCLI):
         self._args = [str(a) for a in args] if isinstance(args, list | tuple) else None if args is None else []
         # jsonargparse names neither the file nor the line of a config it cannot read (a binary one: a traceback)
         given = sys.argv[1:] if args is None else self._args
-        PARSED_ARGS[:] = given
+        PARSED_ARGS[:], PARSED_CWD[:] = given, [os.getcwd()]
         problem = (
             config_files_problem(given)
             or overridden_options(given)

@@ -1477,6 +1477,15 @@ def test_a_resume_past_max_epochs_says_what_to_give(capsys, tmp_path, in_root_li
             r"--model.latnet_dim \(in \S+mine.yaml\): \S*DAGMM has no such option \(did you mean "
             r"--model.latent_dim\?\)$",
         ),
+        # every unknown setting of the file at once (had: the first only, a run to find each of the others)
+        (
+            "trainer:\n  max_epoch: 1\n  limit_val_batchs: 1\n  logger:\n    init_args:\n      save_dir: x\n"
+            "model:\n  init_args:\n    latnet_dim: 3\n    lr: 0.01\nseed_everythin: 1\n",
+            r"--model.latnet_dim \(in \S+mine.yaml\): \S*DAGMM has no such option \(did you mean --model.latent_dim"
+            r"\?\); \S+mine.yaml also sets seed_everythin \(did you mean seed_everything\?\), trainer.limit_val_batchs "
+            r"\(did you mean trainer.limit_val_batches\?\), trainer.max_epoch \(did you mean trainer.max_epochs\?\): "
+            r"no options either$",
+        ),
         ("model:\n  init_args:\n    lr: fast\n", "--model.lr: expected float, got fast$"),
         ("model:\n  class_path: DAGMM\n  init_args:\n    lr: fast\n", "--model.lr: expected float, got fast$"),
         # jsonargparse names neither the file nor the line of these
@@ -1509,6 +1518,24 @@ def test_mistakes_in_a_config_file_read_as_on_the_command_line(tmp_path, content
     err = capsys.readouterr().err.strip().splitlines()
     hint = "  ('dagmm fit --help' lists the options; 'dagmm fit --model.help DAGMM' a model's)"  # (had: no model's)
     assert re.search(message, err[-2]) and err[-1] == hint
+
+
+def test_a_variants_unknown_settings_are_matched_against_dagmms_too(tmp_path, capsys, monkeypatch):
+    """DAGMMVAE takes DAGMM's settings through **kwargs: a misspelt one of those gets its 'did you mean'
+    (had: none, the variant's own two settings the only ones compared)."""
+    monkeypatch.chdir(ROOT)
+    from dagmm_lightning.__main__ import main
+
+    (tmp_path / "mine.yaml").write_text("model:\n  init_args:\n    lrr: 0.01\n    bta: 2\n")
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", "configs/vae.yaml", "--config", str(tmp_path / "mine.yaml")])
+    err, hint = capsys.readouterr().err.strip().splitlines()[-2:]
+    assert hint == "  ('dagmm fit --help' lists the options; 'dagmm fit --model.help DAGMMVAE' a model's)"  # (had:
+    # DAGMM: jsonargparse reads a config in its own folder, where configs/vae.yaml was not found)
+    said = (
+        r"\S*DAGMMVAE has no such option \(did you mean --model.(lr|beta)\?\); \S+mine.yaml also sets model.(lrr|bta) "
+    )
+    assert re.search(said + r"\(did you mean model.(lr|beta)\?\): no option either$", err), err
 
 
 def test_an_unknown_setting_of_a_data_file_is_named_with_the_file(tmp_path, capsys, monkeypatch):
