@@ -1294,6 +1294,8 @@ class DAGMMCLI(LightningCLI):
         self._replacing_predictions = writer is not None and writer.target(self.trainer).is_file()
 
     def after_predict(self) -> None:
+        if self.trainer.logger is not None and self.trainer.is_global_zero and self.trainer.log_dir:
+            remove_empty_event_files(Path(self.trainer.log_dir))
         writer = next((c for c in self.trainer.callbacks if isinstance(c, PredictionCSVWriter)), None)
         if writer is not None and writer.written_to is not None:
             rows, flagged, target = writer.rows_written, writer.rows_flagged, writer.written_to
@@ -2229,6 +2231,21 @@ def remove_if_only_startup_files(folder: Path) -> None:
 
 
 STARTUP_FILES = ("hparams.yaml", "config.yaml")
+
+
+def remove_empty_event_files(folder: Path) -> None:
+    """Delete the TensorBoard event files in ``folder`` that hold nothing but the file's header: Lightning
+    opens a logger's writer at every command's setup, predict logs nothing, and TensorBoard had listed its
+    version_N as a run without data (its predictions, hparams.yaml and config.yaml stay)."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    for path in folder.glob("events.out.tfevents.*"):
+        try:
+            empty = all(event.WhichOneof("what") == "file_version" for event in EventFileLoader(str(path)).Load())
+        except Exception:  # noqa: BLE001 - a file it cannot read is left as it is
+            continue
+        if empty:
+            path.unlink(missing_ok=True)
 
 
 class SettingsOnly(DAGMMCLI):

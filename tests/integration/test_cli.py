@@ -296,6 +296,10 @@ def test_fit_then_test_and_predict_from_checkpoint_reproduce_scores(tmp_path):
     # predict never refits: the loaded buffers are the checkpoint's
     torch.testing.assert_close(predicted.model.model.mixture.covariances, model.model.mixture.covariances)
     assert predicted.trainer.predict_loop.return_predictions is False  # the writer has them; no copy kept
+    # predict logs nothing for TensorBoard: no event file in its version folder, where test's logged metrics
+    # (had: one of the header alone, a run without data in TensorBoard's list)
+    assert not list(Path(predicted.trainer.log_dir).glob("events.out.tfevents.*"))
+    assert list(Path(tested.trainer.log_dir).glob("events.out.tfevents.*"))
     frame = read_csv(out)
     assert list(frame.columns) == ["index", "score", "prediction", "label"]
     np.testing.assert_array_equal(frame["index"], dm.splits.test)
