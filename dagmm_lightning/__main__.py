@@ -102,6 +102,8 @@ def exit_now(code) -> None:
     import threading
 
     others = [t for t in threading.enumerate() if t is not threading.current_thread() and not t.daemon]
+    if code is None or isinstance(code, int):
+        end_on_sigterm_with(code or 0)
     if code is not None and not isinstance(code, int) or any(t.is_alive() for t in others):
         sys.exit(code)
     import atexit
@@ -114,6 +116,26 @@ def exit_now(code) -> None:
             pass
     flush_c_streams()
     os._exit(code or 0)
+
+
+def end_on_sigterm_with(code: int) -> None:
+    """From here a SIGTERM ends the exiting process at once with ``code``, its output flushed: one that came
+    while the exit functions ran (a ddp run's launcher stopping its other processes, their parent's death
+    signal) had raised in them, a traceback after the run's last line."""
+    import signal
+
+    def end(signum, frame):
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
+
+    try:
+        signal.signal(signal.SIGTERM, end)
+    except ValueError:  # (not the main thread: no handler can be set there)
+        pass
 
 
 def flush_c_streams() -> None:

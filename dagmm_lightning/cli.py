@@ -121,7 +121,8 @@ class OneLineErrorParser(LightningArgumentParser):
         if not self.exit_on_error:  # jsonargparse tries alternatives and expects the exception
             return super().error(message, ex)
         if PARSED_CWD:  # (jsonargparse reads a config from its own folder: the command line's paths are relative
-            os.chdir(PARSED_CWD[0])  # to where it was typed; the hint had named DAGMM, not the config's class)
+            with suppress(OSError):  # to where it was typed; the hint had named DAGMM, not the config's class)
+                os.chdir(PARSED_CWD[0])
         ours = own_error(ex)
         command, options = self.prog.replace(" [options]", ""), list(self._option_string_actions)
         sub = re.match(r"Subcommand '([\w-]+)' does not accept (?:option|nested key) '([^']+)'", message)
@@ -648,7 +649,9 @@ def readable_parse_error(message: str, options: list[str]) -> str:
         owners = [
             f"{variant}'s (--model {variant}, as {config} sets it)"
             for variant, config in VARIANT_CONFIGS.items()
-            if variant != given_class and name in class_options(f"dagmm_lightning.models.{variant}")
+            if variant != given_class
+            and name in class_options(f"dagmm_lightning.models.{variant}")
+            and name not in class_options("dagmm_lightning.models.DAGMM")  # (the variant's own: not inherited)
         ]
         paper = PAPER_NAMES.get(name.lower())
         hint = (  # (a near name of this class's would mislead: lambda_pu is no misspelt lambda_cov)
@@ -693,7 +696,8 @@ def readable_parse_error(message: str, options: list[str]) -> str:
             try:
                 yaml.safe_load(given)
             except yaml.YAMLError as err:
-                hint = f" (not valid JSON or YAML: {getattr(err, 'problem', None) or err})"
+                problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+                hint = f" (not valid JSON or YAML: {problem})"
         return f"{option}: expected {kinds}, got {given}{hint}"
     return message
 
@@ -1169,7 +1173,10 @@ class DAGMMCLI(LightningCLI):
         if problem is not None:
             subcommands = getattr(getattr(parser, "_subcommands_action", None), "_name_parser_map", {})
             (subcommands.get(given[0], parser) if given else parser).error(problem)
-        super().parse_arguments(parser, args)
+        try:
+            super().parse_arguments(parser, args)
+        finally:
+            PARSED_CWD.clear()  # (a later parser's error, the benchmark's: no stale folder to go back to)
 
     def before_fit(self) -> None:
         # Log (and draw the bar) at least once per epoch on small data, instead of Lightning's warning
@@ -1294,8 +1301,9 @@ class DAGMMCLI(LightningCLI):
         self._replacing_predictions = writer is not None and writer.target(self.trainer).is_file()
 
     def after_predict(self) -> None:
-        if self.trainer.logger is not None and self.trainer.is_global_zero and self.trainer.log_dir:
-            remove_empty_event_files(Path(self.trainer.log_dir))
+        folder = local_log_dir(self.trainer)  # (Trainer.log_dir broadcasts: under ddp the other rank has ended)
+        if self.trainer.logger is not None and self.trainer.is_global_zero and folder:
+            remove_empty_event_files(Path(folder))
         writer = next((c for c in self.trainer.callbacks if isinstance(c, PredictionCSVWriter)), None)
         if writer is not None and writer.written_to is not None:
             rows, flagged, target = writer.rows_written, writer.rows_flagged, writer.written_to
@@ -1581,7 +1589,9 @@ class InterruptAtNextBatch(L.Callback):
     before each validation they agree (one all-reduce) whether any of them got it (each acting on its own
     mark, one that got it a batch later than another had ended on a broken connection); a worker that learns
     of it so tells its spawning process too (in a run over several machines, the SIGTERM may have reached
-    another's only)."""
+    another's only). Under ddp (a process per rank, none spawned) the handler is this one too, without the
+    broadcast: the first process sends SIGTERM on to the processes its launcher started, and a fit's ranks
+    agree as spawned workers do."""
 
     def __init__(self) -> None:
         self.sigterm_seen = False  # in a spawned run's worker: SIGTERM came
@@ -1589,6 +1599,7 @@ class InterruptAtNextBatch(L.Callback):
         self.fit_finished = None  # a flag the workers share and set once their fit has ended (set there, copied)
         self._agreeing = False  # a spawned fit's worker beside others: stops once the workers agree
         self._connector = None
+        self._launcher = None  # ddp (not spawned): the launcher that started the other ranks' processes
         self._batches = 0
 
     def _raise_if_seen(self, *args, **kwargs) -> None:
@@ -1626,6 +1637,11 @@ class InterruptAtNextBatch(L.Callback):
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         if not spawned(trainer):
+            if trainer.world_size > 1 and torch.distributed.is_initialized():  # ddp: a process per rank
+                self._connector = trainer._signal_connector  # (Lightning's handler, as in a spawned worker, had
+                self._connector._sigterm_notifier_fn = self._on_sigterm  # broadcast inside the collective the
+                self._launcher = trainer.strategy.launcher  # signal came in: a refit's all-gather, for good)
+                self._agreeing = stage == "fit"
             return
         own_warnings_as_lines()  # a worker, a fresh interpreter: the command's warnings as its own lines there too
         self._connector = trainer._signal_connector  # (before Lightning registers its handlers)
@@ -1653,6 +1669,8 @@ class InterruptAtNextBatch(L.Callback):
             return
         if not self.sigterm_seen:
             self._tell_spawner()
+            if self._launcher is not None:  # ddp's first process: on to the others it started, as Lightning's
+                self._launcher.kill(signum)
         self.sigterm_seen = True
         if not self._agreeing:
             self._connector.received_sigterm = True

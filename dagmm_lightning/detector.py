@@ -38,7 +38,13 @@ from sklearn.utils.validation import check_is_fitted
 from dagmm_lightning.callbacks import ProgressReport
 from dagmm_lightning.data import AnomalyDataModule, RawTable, Splits, TablePreprocessor
 from dagmm_lightning.data.datamodule import TABLE
-from dagmm_lightning.data.tables import MISSING_TEXT, TRUTH_AS_NUMBER, infer_symbolic_columns, label_like_columns
+from dagmm_lightning.data.tables import (
+    MISSING_TEXT,
+    TRUTH_AS_NUMBER,
+    infer_symbolic_columns,
+    label_like_columns,
+    text_labels,
+)
 from dagmm_lightning.errors import (
     ConfigurationError,
     DAGMMError,
@@ -552,8 +558,8 @@ class DAGMMDetector(BaseEstimator):
             frame = self._as_frame(X)
         except DataError as err:  # (scikit-learn's words kept: a fit needs more than its "minimum of 1")
             if "0 sample(s)" not in str(err):
-                raise  # (its own type: a TypeError among them, as scikit-learn's checks expect)
-            raise DataError(f"{err}; fit needs at least {minimum} rows") from None
+                raise  # (as raised: a DataTypeError, also a TypeError, as scikit-learn's checks expect)
+            raise DataError(f"{str(err).rstrip('.')}; fit needs at least {minimum} rows") from None
         if len(frame) < minimum:
             why = ""
             if minimum > 2:  # fewer components fit fewer rows (the CLI's message says so too)
@@ -571,6 +577,8 @@ class DAGMMDetector(BaseEstimator):
                 "mixed_loss": "pass it as y",
                 "pu": "pass it as y: 0 for the rows known to be normal, -1 for the others",
             }.get(self._kind, "the variants 'mixed_loss' and 'pu' take it as y")
+            if text_labels(frame[column]):  # normal/attack: y takes 0/1
+                where += ", its values mapped to 0/1 first, 1 = anomaly"
             warn(f"column {column!r} of X looks like labels and is trained on as a feature: drop it from X ({where})")
         frame, symbolic = infer_symbolic_columns(frame, False, "cast it to 'category'", "drop it from X")
         table = RawTable(frame, None, symbolic)

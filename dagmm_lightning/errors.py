@@ -73,14 +73,41 @@ def warn(message: str) -> None:
 
 
 def own_error(err: BaseException | None) -> DAGMMError | None:
-    """The package's own error behind ``err`` (also when a config parser wrapped it), or None."""
+    """The package's own error behind ``err`` (also when a config parser wrapped it, or a spawned worker
+    raised it: ``worker_error``), or None."""
     seen = set()
     while err is not None and id(err) not in seen:
         if isinstance(err, DAGMMError):
             return err
+        if type(err).__name__ == "ProcessRaisedException":
+            return worker_error(str(err))
         seen.add(id(err))
         err = err.__cause__ or err.__context__
     return None
+
+
+def worker_error(traceback_text: str) -> DAGMMError | None:
+    """The package's error a spawned worker's traceback (torch's ``ProcessRaisedException``, which carries
+    it as text only) ends on, made again here, or None (had: that traceback, and exit code 1, where one
+    process says one line and exits with 2)."""
+    found = re.search(r"^dagmm_lightning\.errors\.(\w+): (.*)\Z", traceback_text.rstrip(), re.MULTILINE | re.DOTALL)
+    kind = globals().get(found.group(1)) if found else None
+    if not (isinstance(kind, type) and issubclass(kind, DAGMMError)):
+        return None
+    return kind(found.group(2))
+
+
+def home_expanded(path):
+    """``path`` (text or a Path) with a leading ``~`` or ``~/`` made the home folder: one no shell expanded
+    (quoted, or after ``--option=``); other paths as given (``~backup.csv`` is a file's own name)."""
+    text = str(path)
+    if text != "~" and not text.startswith("~/"):
+        return path
+    try:
+        expanded = Path(text).expanduser()
+    except RuntimeError:  # no home folder to be found
+        return path
+    return expanded if isinstance(path, Path) else str(expanded)
 
 
 def existing_file(path: str | Path) -> Path:

@@ -85,7 +85,7 @@ from dagmm_lightning.cli import (
 )
 from dagmm_lightning.data.datamodule import TABLE
 from dagmm_lightning.detector import LABELLED_VARIANTS, DAGMMDetector
-from dagmm_lightning.errors import ConfigurationError, did_you_mean, own_warnings_as_lines
+from dagmm_lightning.errors import ConfigurationError, did_you_mean, home_expanded, own_warnings_as_lines
 from dagmm_lightning.labels import LABELLED_ANOMALY
 from dagmm_lightning.scoring import ScoreCalibration
 
@@ -546,22 +546,23 @@ def _start_worker() -> None:
 def out_path(out: str, suffix: str) -> Path:
     """The results file ``--out`` names with ``suffix``: the name as given (a dot in it, as in res/lr0.01, is
     no suffix), a .csv, .md or .png given with it taken off first."""
-    path = Path(out).expanduser()  # (quoted, or --out=~/...: no shell expands it)
+    path = home_expanded(Path(out))  # (quoted, or --out=~/...: no shell expands it)
     if path.suffix in (".csv", ".md", ".png"):
         path = path.with_suffix("")
     return path.with_name(path.name + suffix)
 
 
 def cannot_write(path: Path) -> str | None:
-    """Why the results file ``path`` cannot be written (its folders made where missing; an existing file
-    opened for appending, unchanged; else a scratch file made and removed beside it), or None."""
+    """Why the results file ``path`` cannot be written, or None: an existing file is opened for appending
+    (unchanged), else a scratch file is made and removed in its nearest existing folder (nothing made that
+    stays: a later check's refusal leaves no folder behind)."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         if path.exists():
             with open(path, "a"):
                 pass
         else:
-            with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}."):
+            folder = next(parent for parent in path.absolute().parents if parent.exists())
+            with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{path.name}."):
                 pass
     except OSError as err:
         return err.strerror or str(err)
@@ -637,7 +638,7 @@ def _main(argv: list[str] | None) -> None:
         if unwritable:  # (had: found after the first run had trained, as a traceback)
             parser.error(f"--out {args.out}: cannot write {written}: {unwritable}")
     if args.suite:
-        args.suite = str(Path(args.suite).expanduser())  # (quoted, or --suite=~/...: no shell expands it)
+        args.suite = home_expanded(args.suite)  # (quoted, or --suite=~/...: no shell expands it)
         if args.out is None:
             parser.error("--suite needs --out")
         given = [  # (given at its default too: --protocol paper had run the suite's one-class split without a word)

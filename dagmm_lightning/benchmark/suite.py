@@ -361,6 +361,16 @@ def run_suite(
                 print(f"{path.stem} seed {seed} {name}: {result} ({seconds} s)", flush=True)
 
 
+def seed_scores(rows: list[dict]) -> list[float]:
+    """The ROC AUC of each seed of ``rows`` (one method on one table) that scored, in seed order: the mean of
+    a seed's rows where a table was run twice on it (two processes over overlapping halves), once each."""
+    by_seed: dict[int, list[float]] = {}
+    for row in rows:
+        if row["status"] == "ok":
+            by_seed.setdefault(int(row["seed"]), []).append(float(row["roc_auc"]))
+    return [float(exact_mean(values)) for _, values in sorted(by_seed.items())]
+
+
 def summarize_suite(rows: list[dict], tables: list[str] | None = None) -> str:
     """Markdown: ROC AUC per table (mean over seeds) x method, the mean over tables, the best baseline's
     gap, and each method's total seconds per seed; ``tables``: those the run was to cover (after Ctrl-C, a
@@ -370,7 +380,7 @@ def summarize_suite(rows: list[dict], tables: list[str] | None = None) -> str:
     seeds = sorted({int(r["seed"]) for r in rows})
 
     runs = {(m, t): [r for r in rows if r["method"] == m and r["table"] == t] for m in methods for t in tables}
-    ok = {key: [float(r["roc_auc"]) for r in found if r["status"] == "ok"] for key, found in runs.items()}
+    ok = {key: seed_scores(found) for key, found in runs.items()}
     cells = {key: float(exact_mean(values)) if values else float("nan") for key, values in ok.items()}
     method_seeds = {m: {int(r["seed"]) for r in rows if r["method"] == m} for m in methods}  # (methods may differ)
     ok_seeds = {key: {int(r["seed"]) for r in found if r["status"] == "ok"} for key, found in runs.items()}
@@ -441,7 +451,7 @@ def suite_figure(rows: list[dict]):
     fig, ax = plt.subplots(figsize=(max(8, len(tables) * 0.8), 4.2))
     width, ok = 0.8 / len(methods), [r for r in rows if r["status"] == "ok"]
     for i, m in enumerate(methods):
-        values = [[float(r["roc_auc"]) for r in ok if r["method"] == m and r["table"] == t] for t in tables]
+        values = [seed_scores([r for r in ok if r["method"] == m and r["table"] == t]) for t in tables]
         means = [exact_mean(v) if v else np.nan for v in values]
         spread = [np.std(v, ddof=1) if len(v) > 1 else 0.0 for v in values]
         ax.bar(np.arange(len(tables)) + i * width, means, width, yerr=spread, capsize=1.5, label=m)

@@ -59,6 +59,7 @@ from dagmm_lightning.errors import (
     MissingLabelError,
     check_choice,
     check_range,
+    home_expanded,
     room_to_write,
     warn,
 )
@@ -214,9 +215,7 @@ class AnomalyDataModule(L.LightningDataModule):
                 warn(f"{name} {value:g} is for split {its_split!r}; with split {split!r} it plays no part")
         self.save_hyperparameters()  # as given: None where the split's default applies
         vars(self).update(self.hparams)  # every setting is an attribute of its own name
-        for name in ("path", "predict_file"):  # '~/rows.csv' quoted, or after an = (--data.path=~/...): no shell
-            if isinstance(getattr(self, name), str) and getattr(self, name).startswith("~"):  # expands it
-                setattr(self, name, str(Path(getattr(self, name)).expanduser()))
+        self.path, self.predict_file = home_expanded(self.path), home_expanded(self.predict_file)  # (no shell's)
         self.labelled_anomalies = DEFAULT_SHARE if labelled_anomalies is None else labelled_anomalies
         self.labelled_fraction = DEFAULT_SHARE if labelled_fraction is None else labelled_fraction
         self.data_dir = Path(data_dir) if data_dir is not None else default_data_dir()

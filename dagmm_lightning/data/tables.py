@@ -351,6 +351,7 @@ LABEL_NAMES = re.compile(r"(is_?)?(anomal\w*|attack\w*|label\w*|outlier\w*|fraud
 
 
 NORMAL_WORDS = {"normal", "benign", "inlier", "legit", "legitimate", "negative"}  # a text label's normal class
+BINARY_LABEL_TEXTS = {"0", "1", "0.0", "1.0", "true", "false", "-1", "-1.0"}  # 0/1, true/false, scikit-learn's -1/1
 
 
 def label_like_columns(frame: pd.DataFrame) -> list:
@@ -362,7 +363,7 @@ def label_like_columns(frame: pd.DataFrame) -> list:
     for column in frame.columns:
         if LABEL_NAMES.fullmatch(str(column).strip()):
             values = {str(v).strip().lower() for v in frame[column].dropna().unique()[:50]}
-            if len(values) == 2 and values <= {"0", "1", "0.0", "1.0", "true", "false", "-1", "-1.0"}:
+            if len(values) == 2 and values <= BINARY_LABEL_TEXTS:
                 found.append(column)
             elif 2 <= len(values) < 50 and {v.rstrip(".") for v in values} & NORMAL_WORDS:
                 found.append(column)
@@ -371,16 +372,7 @@ def label_like_columns(frame: pd.DataFrame) -> list:
 
 def text_labels(values: pd.Series) -> bool:
     """Whether a label-like column (``label_like_columns``) holds text labels (normal/attack), not numbers."""
-    return not {str(v).strip().lower() for v in values.dropna().unique()[:50]} <= {
-        "0",
-        "1",
-        "0.0",
-        "1.0",
-        "true",
-        "false",
-        "-1",
-        "-1.0",
-    }
+    return not {str(v).strip().lower() for v in values.dropna().unique()[:50]} <= BINARY_LABEL_TEXTS
 
 
 def identifier_like(n_distinct: int, n_rows: int) -> bool:
@@ -727,11 +719,13 @@ def infer_symbolic_columns(
         if share >= 0.9 or share >= 0.5 and many:  # numbers with some text in them
             bad = pd.unique(present[numeric.isna()].to_numpy())[:3].tolist()  # three different ones
             row = int(np.flatnonzero(values.notna().to_numpy())[np.flatnonzero(numeric.isna().to_numpy())[0]])
-            raise DataError(
+            error = DataError(
                 f"column {column!r} looks numeric but holds non-numeric values, e.g. {bad} (the first at row "
                 f"{row}, the {ordinal(row + 1)} data row); fix them, or "
                 + (f"if it is an id, {leave_out(drop, column)}" if many else f"{hint} to one-hot encode it")
             )
+            error.row = row  # (a DataFrame's caller adds that row's index label)
+            raise error
         if looks_like_dates(present[numeric.isna()].iloc[:100].astype(str)):
             # one-hot encoding: for a few dates that repeat (a day of a batch), not timestamps (every row's own)
             repeat = "" if many else f", {hint} to one-hot encode it"

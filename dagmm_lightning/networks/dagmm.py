@@ -124,7 +124,7 @@ def fit_positions(total: int, limit: int) -> torch.Tensor:
 class SampledRows:
     """The rows at ``positions`` (sorted (L,) int64, among all ranks' rows) of the x batches (N_b, F) of
     ``batches`` (re-iterable), whose first row is at position ``first`` (this rank's offset), in their order
-    and in batches as long as the first of ``batches`` (the last one shorter). Re-iterable.
+    and in batches as long as the longest of ``batches`` so far (the last one shorter). Re-iterable.
 
     Gathered again into full batches because each batch's share of the positions has a length of its own:
     oneDNN keeps a compiled kernel per input shape, and a large table's hundreds of lengths had held
@@ -136,13 +136,13 @@ class SampledRows:
     def __iter__(self) -> Iterator[torch.Tensor]:
         start, parts, held, size = self.first, [], 0, 0
         for x in self.batches:
-            size = size or len(x)
+            size = max(size, len(x))  # (the longest so far: a first batch of few rows, its anomalies left out)
             low, high = torch.searchsorted(self.positions, torch.tensor([start, start + len(x)])).tolist()
             if high > low:
                 parts.append(x[(self.positions[low:high] - start).to(x.device)])
                 held += high - low
             start += len(x)
-            if held >= size:
+            if size and held >= size:
                 joined = torch.cat(parts)
                 while len(joined) >= size:
                     yield joined[:size]

@@ -1457,8 +1457,8 @@ def test_table_options_with_a_built_in_data_set_name_both_ways_out():
 
 def test_a_path_with_a_tilde_no_shell_expanded_is_the_home_folders(tmp_path, monkeypatch):
     """'~/rows.csv' quoted, or --data.path=~/rows.csv (no shell expands a tilde after '='): the home
-    folder's file (had: 'no such file: ~/rows.csv'); the benchmark's --out and --suite alike (had: a folder
-    named '~' made in the current one)."""
+    folder's file (had: 'no such file: ~/rows.csv'); the benchmark's --out alike (had: a folder named '~'
+    made in the current one). A name that only begins with '~' is a file's own (~backup.csv)."""
     from dagmm_lightning.benchmark.runner import out_path
 
     monkeypatch.setenv("HOME", str(tmp_path))
@@ -1467,3 +1467,5 @@ def test_a_path_with_a_tilde_no_shell_expanded_is_the_home_folders(tmp_path, mon
     assert data.path == str(tmp_path / "rows.csv") and data.predict_file == str(tmp_path / "new.csv")
     assert data.input_dim == 2
     assert out_path("~/results/run", ".csv") == tmp_path / "results" / "run.csv"
+    assert str(out_path("~run", ".csv")) == "~run.csv"  # (had: expanduser's RuntimeError, no user 'run')
+    assert AnomalyDataModule("table", path="~backup.csv").path == "~backup.csv"

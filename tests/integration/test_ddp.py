@@ -609,6 +609,43 @@ def test_spawned_workers_stop_after_the_same_batch_when_one_of_them_got_sigterm(
     assert [(tmp_path / f"rank{r}.txt").read_text() for r in (0, 1)] == [expected, expected]
 
 
+def test_a_ddp_runs_sigterm_handler_marks_the_run_and_starts_no_collective(tmp_path):
+    """Under ddp (a process per rank, not spawned) Lightning's SIGTERM handler broadcasts from within the
+    collective the signal came in (a refit's all-gather: the other rank waited in its own, for good; a
+    trial hung 2 of 5 times). The handler is InterruptAtNextBatch's: it marks the run (a fit: its ranks
+    agree at their next agreement point; test or predict: after the batch), and the first process sends it
+    on to the processes its launcher started, as Lightning's did; no collective."""
+    from types import SimpleNamespace
+
+    import torch.distributed as dist
+
+    from dagmm_lightning.cli import InterruptAtNextBatch
+
+    class Launcher:  # (its class name: not the spawning launcher's)
+        def __init__(self):
+            self.killed = []
+
+        def kill(self, signum):
+            self.killed.append(signum)
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'init'}", rank=0, world_size=1)
+    try:
+        for stage, marked in (("fit", False), ("test", True)):
+            connector = SimpleNamespace(received_sigterm=False, _sigterm_notifier_fn=None)
+            launcher = Launcher()
+            trainer = SimpleNamespace(
+                world_size=2, strategy=SimpleNamespace(launcher=launcher), _signal_connector=connector
+            )
+            callback = InterruptAtNextBatch()
+            callback.setup(trainer, None, stage)
+            assert connector._sigterm_notifier_fn == callback._on_sigterm and callback._agreeing == (stage == "fit")
+            connector._sigterm_notifier_fn(15, None)  # (had: dist.broadcast here)
+            connector._sigterm_notifier_fn(15, None)  # a second one: sent on once
+            assert callback.sigterm_seen and connector.received_sigterm == marked and launcher.killed == [15]
+    finally:
+        dist.destroy_process_group()
+
+
 def test_the_readmes_ddp_command_fits_and_predicts_each_row_once_as_one_process_scores(tmp_path):
     """The README's multi-process command: --trainer.strategy ddp, whose launcher starts the other rank by
     running the same command again (the tests above spawn theirs)."""

@@ -808,7 +808,7 @@ def test_bad_settings_and_unfitted(monkeypatch):
         DataError, match=r"X has 1 sample\(s\) \(rows\); the detector needs at least 4 \(n_components 4\)$"
     ):
         DAGMMDetector(epochs=1).fit(x[:1])
-    with pytest.raises(DataError, match=r"X is empty: 0 sample\(s\) .* a minimum of 1 is required.; fit needs at le"):
+    with pytest.raises(DataError, match=r"X is empty: 0 sample\(s\) .* a minimum of 1 is required; fit needs at le"):
         DAGMMDetector(epochs=1).fit(x[:0])  # (had: only scikit-learn's "a minimum of 1", then 1 row: "at least 4")
     with pytest.raises(DataError, match=r"X has 200 sample\(s\) \(rows\); the detector needs at least 500 \(n_comp"):
         DAGMMDetector(epochs=1, n_components=500).fit(x[:200])  # had: not said why
@@ -884,6 +884,18 @@ def test_pyarrow_backed_columns_are_read_as_numpy_backed_ones():
         np.testing.assert_array_equal(det.decision_scores_, expected)
         np.testing.assert_allclose(det.decision_function(arrow.iloc[:20]), expected[:20], rtol=1e-12)  # (20 rows:
         # an energy may differ by an ulp from the one scored among 200)
+
+
+def test_text_labels_among_xs_columns_and_stray_text_are_named_with_the_frames_index():
+    x, _ = blobs(n=200, outliers=0)
+    frame = pd.DataFrame(x, columns=list("abcde")).assign(label=np.where(np.arange(200) < 10, "attack", "normal"))
+    with pytest.warns(UserWarning, match=r"'label' of X looks like labels .*, its values mapped to 0/1 first, 1 ="):
+        DAGMMDetector(epochs=1, members=1, random_state=0).fit(frame)  # had: no word of the mapping
+    typo = frame.drop(columns="label").astype(object).iloc[::-1]  # an index of its own: 199, 198, ...
+    typo.iloc[25, 0] = "oops"  # (and enough other text that it is no category column)
+    typo.iloc[26:40, 0] = [f"x{i}" for i in range(14)]
+    with pytest.raises(DataError, match=r"the first at row 25, the 26th data row\).*; X.index\[25\] is 174"):
+        DAGMMDetector(epochs=1, members=1, random_state=0).fit(typo)  # had: no index label
 
 
 def test_categories_not_seen_in_training_are_named_in_a_warning():

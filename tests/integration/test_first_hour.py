@@ -928,6 +928,26 @@ print(" and on")
             )
 
 
+def test_a_sigterm_while_the_command_exits_ends_it_with_its_code_and_no_traceback():
+    """A ddp run's launcher stops its other processes, and their parent's death signal comes, as the first
+    process exits: a SIGTERM then (here: from an exit function) had raised StoppedBySigterm in the exit
+    functions, 'Exception ignored in atexit callback' and a traceback after the run's last line."""
+    code = """
+import atexit, os, signal, sys, time
+from dagmm_lightning.__main__ import exit_now, stop_on_sigterm
+stop_on_sigterm()
+def late():
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(2)
+atexit.register(late)
+print("done")
+exit_now(int(sys.argv[1]))
+"""
+    for code_given in (0, 143):
+        result = subprocess.run([sys.executable, "-c", code, str(code_given)], capture_output=True, text=True)
+        assert result.returncode == code_given and result.stdout == "done\n" and not result.stderr, result.stderr
+
+
 def test_a_detector_from_a_cli_checkpoint_in_a_script_of_its_own_warns_of_nothing(tmp_path):
     run(["fit", "--config", "configs/quickstart.yaml", "--trainer.max_epochs", "1"], tmp_path)
     last = next((tmp_path / "logs").rglob("last.ckpt"))
@@ -1685,3 +1705,33 @@ def test_a_checkpoint_torch_cannot_read_is_said_so_in_a_few_words_without_the_un
     assert "text.ckpt is not a checkpoint that `dagmm fit` wrote (UnpicklingError: Unsupported operand 35)" in (
         capsys.readouterr().err
     )
+
+
+def test_a_dagmm_setting_a_class_of_ones_own_does_not_take_names_no_variant_for_it(tmp_path, capsys, monkeypatch):
+    """A variant takes DAGMM's settings through **kwargs: those are not a variant's own to point to where a
+    class that does not pass them on refuses one (had: 'it is DAGMMVAE's ... and DAGMMPU's' for lr)."""
+    from dagmm_lightning.__main__ import main
+    from dagmm_lightning.cli import PARSED_CWD
+
+    module = "from dagmm_lightning.models import DAGMM\n\n\nclass Small(DAGMM):\n"
+    module += (
+        "    def __init__(self, input_dim: int = 3, depth: int = 2):\n        super().__init__(input_dim=input_dim)\n"
+    )
+    (tmp_path / "small_variants.py").write_text(module)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(SystemExit):
+        main(
+            [
+                "fit",
+                "--config",
+                str(ROOT / "configs/quickstart.yaml"),
+                "--model",
+                "small_variants.Small",
+                "--model.lr",
+                "1",
+            ]
+        )
+    err = capsys.readouterr().err
+    assert "small_variants.Small has no such option" in err and "DAGMMVAE's" not in err, err
+    assert not PARSED_CWD  # (cleared once parsed: a later parser's error goes back to no stale folder)

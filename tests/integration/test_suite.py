@@ -243,10 +243,12 @@ def test_a_table_run_on_another_seed_alone_is_marked_and_left_out_of_the_means(t
     # a method's own seeds: one tag run on seed 0 alone beside baselines of seeds 0-1 is complete, and a
     # table run twice on a seed (two processes over overlapping halves) counts that seed once
     rows = [r for r in rows if r["method"] == "knn"] + [r for r in rows if r["method"] != "knn" and r["seed"] == "0"]
-    rows += [dict(next(r for r in rows if r["method"] == "dagmm_detector"))]
+    rows += [dict(next(r for r in rows if r["method"] == "knn" and r["seed"] == "0"), roc_auc="0.2")]  # again
     lines = suite.summarize_suite(rows).splitlines()
+    # knn's seed 0 on 1_a twice (0.8, 0.2): their mean 0.5 once beside seed 1's 0.6 (had: 0.533, three rows)
+    assert "| 1_a | 0.800 | 0.550 | 0.550 |" in lines
     assert "| 2_b | 0.800 | 0.800 (1 of 2 seeds) | 0.800 |" in lines
-    assert "| **mean** (1 of 2 tables) | **0.800** | **0.700** | |" in lines
+    assert "| **mean** (1 of 2 tables) | **0.800** | **0.550** | |" in lines
     assert "fewer seeds" not in suite.suite_figure([r for r in rows if r["table"] == "1_a"]).axes[0].get_title()
 
 

@@ -85,3 +85,26 @@ def test_half_precision_that_would_cast_the_mixture_is_refused():
     batches = [(torch.rand(16, 6), torch.zeros(16, dtype=torch.long), torch.arange(16))]
     with pytest.raises(ConfigurationError, match="use '16-mixed' or 'bf16-mixed'"):
         trainer.fit(model, train_dataloaders=batches)
+
+
+def test_a_spawned_workers_own_error_is_made_again_from_its_traceback_text():
+    """torch's ProcessRaisedException carries a ddp_spawn worker's traceback as text only: the package's
+    error it ends on is found in it (had: that 60-line traceback and exit code 1; one process: one line, 2)."""
+    from dagmm_lightning.errors import DataError, NonFiniteError, own_error, worker_error
+
+    class ProcessRaisedException(Exception):  # (torch.multiprocessing.spawn's, by name)
+        pass
+
+    text = (
+        '\n\n-- Process 1 terminated with the following error:\nTraceback (most recent call last):\n  File "x.py", '
+        "line 1, in f\n    raise DataError(m)\ndagmm_lightning.errors.DataError: rows.csv: In CSV column 'b': not a "
+        "number: 'oops' (line 82: row 80)\n"
+    )
+    found = own_error(ProcessRaisedException(text))
+    assert (
+        type(found) is DataError and str(found) == "rows.csv: In CSV column 'b': not a number: 'oops' (line 82: row 80)"
+    )
+    two_lines = worker_error("Traceback ...\ndagmm_lightning.errors.NonFiniteError: NaN in\nthe energy")
+    assert type(two_lines) is NonFiniteError and str(two_lines) == "NaN in\nthe energy"
+    assert worker_error("Traceback ...\nValueError: not ours") is None
+    assert own_error(ProcessRaisedException("Traceback ...\nRuntimeError: gloo")) is None

@@ -168,9 +168,13 @@ def test_sampled_rows_are_those_at_the_positions_counted_across_batches_and_rank
     np.testing.assert_array_equal(torch.cat(list(rows)).squeeze(1).numpy(), mine)  # re-iterable
     # in batches as long as the first (64 rows), the last shorter: few shapes for shape-keyed kernel caches
     assert [len(batch) for batch in rows] == [64] * (len(mine) // 64) + [len(mine) % 64] * bool(len(mine) % 64)
-    long_first = SampledRows([x[:10], x[10:]], torch.arange(0, 300, 2), first=0)  # a later batch longer
-    assert [len(batch) for batch in long_first] == [10] * 15
-    np.testing.assert_array_equal(torch.cat(list(long_first)).squeeze(1).numpy(), np.arange(0, 300, 2))
+    # a first batch shorter than the others, or empty (labelled anomalies left out of it): the longest so far
+    # (had: every batch as long as the first, 1-row batches; an empty first one raised in torch.cat)
+    for first_batch in (x[:0], x[:2]):
+        later = [first_batch, *x[len(first_batch) :].split(64)]
+        rows = SampledRows(later, torch.arange(0, 300, 2), first=0)
+        assert [len(batch) for batch in rows] == [64, 64, 22]
+        np.testing.assert_array_equal(torch.cat(list(rows)).squeeze(1).numpy(), np.arange(0, 300, 2))
     assert row_counts(batches, torch.device("cpu")) == (0, 300)  # one process: from 0, its own rows
 
 
