@@ -60,6 +60,7 @@ from dagmm_lightning.errors import (  # noqa: E402
     ConfigurationError,
     DataError,
     did_you_mean,
+    home_expanded,
     import_failure,
     imported_class,
     own_error,
@@ -1809,7 +1810,7 @@ def check_table_columns_as_trained(data, preprocessor: dict, label_column=None) 
     other columns than the checkpoint's fit read (``preprocessor``: its state), by the file's header (had:
     a column it never saw refused as text not in symbolic_columns, which the user had not named, or a count
     of encoded features); ``label_column``: the fit's."""
-    path = data.get("path")
+    path = home_expanded(data.get("path"))  # (as the data module reads it)
     if not path or not Path(path).is_file():
         return  # (the reader names that)
     try:

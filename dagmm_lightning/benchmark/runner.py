@@ -175,8 +175,9 @@ def resolved_config(cli_args: list[str]) -> str:
     config = parse_settings(cli_args).as_dict()
     resolved = {part: config.get(part) for part in RESOLVED_PARTS}
     data = config.get("data") or {}
-    if data.get("dataset") == TABLE and data.get("path") and Path(data["path"]).is_file():  # (changed under its name)
-        resolved[DATA_FILE] = file_digest(Path(data["path"]))
+    path = home_expanded(data.get("path"))  # (as the data module reads it)
+    if data.get("dataset") == TABLE and path and Path(path).is_file():  # (changed under its name)
+        resolved[DATA_FILE] = file_digest(Path(path))
     source = variant_source((config.get("model") or {}).get("class_path", ""))
     if source is not None:  # a variant of one's own: its code may change between runs of one results file
         resolved["model_source"] = source

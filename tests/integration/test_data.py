@@ -1467,5 +1467,9 @@ def test_a_path_with_a_tilde_no_shell_expanded_is_the_home_folders(tmp_path, mon
     assert data.path == str(tmp_path / "rows.csv") and data.predict_file == str(tmp_path / "new.csv")
     assert data.input_dim == 2
     assert out_path("~/results/run", ".csv") == tmp_path / "results" / "run.csv"
+    from dagmm_lightning.cli import check_table_columns_as_trained
+
+    with pytest.raises(DataError, match=r"rows.csv has columns the fit's table had not: \['b'\]"):  # (had: skipped,
+        check_table_columns_as_trained({"path": "~/rows.csv"}, {"numeric": ["a", "z"]})  # ~/rows.csv no file)
     assert str(out_path("~run", ".csv")) == "~run.csv"  # (had: expanduser's RuntimeError, no user 'run')
     assert AnomalyDataModule("table", path="~backup.csv").path == "~backup.csv"
