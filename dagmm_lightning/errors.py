@@ -90,11 +90,12 @@ def worker_error(traceback_text: str) -> DAGMMError | None:
     """The package's error a spawned worker's traceback (torch's ``ProcessRaisedException``, which carries
     it as text only) ends on, made again here, or None (had: that traceback, and exit code 1, where one
     process says one line and exits with 2)."""
-    found = re.search(r"^dagmm_lightning\.errors\.(\w+): (.*)\Z", traceback_text.rstrip(), re.MULTILINE | re.DOTALL)
-    kind = globals().get(found.group(1)) if found else None
+    text = traceback_text.rstrip()
+    lines = list(re.finditer(r"^dagmm_lightning\.errors\.(\w+): ", text, re.MULTILINE))
+    kind = globals().get(lines[-1].group(1)) if lines else None  # (the last: a chained traceback's raised one)
     if not (isinstance(kind, type) and issubclass(kind, DAGMMError)):
         return None
-    return kind(found.group(2))
+    return kind(text[lines[-1].end() :])
 
 
 def home_expanded(path):

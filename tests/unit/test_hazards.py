@@ -107,4 +107,8 @@ def test_a_spawned_workers_own_error_is_made_again_from_its_traceback_text():
     two_lines = worker_error("Traceback ...\ndagmm_lightning.errors.NonFiniteError: NaN in\nthe energy")
     assert type(two_lines) is NonFiniteError and str(two_lines) == "NaN in\nthe energy"
     assert worker_error("Traceback ...\nValueError: not ours") is None
+    chained = "dagmm_lightning.errors.DataError: first\n\nDuring handling of the above exception, another exception "
+    chained += "occurred:\n\nTraceback ...\ndagmm_lightning.errors.NonFiniteError: raised last\n"
+    last = worker_error(chained)  # (had: the first error's class, its message running on to the end)
+    assert type(last) is NonFiniteError and str(last) == "raised last"
     assert own_error(ProcessRaisedException("Traceback ...\nRuntimeError: gloo")) is None
